@@ -1,0 +1,1 @@
+//! Console library: REST API, desired-state store, controllers, placement, agent connections.

@@ -1,0 +1,1 @@
+//! The lab: a whole vinfra cluster on one machine (network namespaces, guest image, processes).

@@ -1,0 +1,158 @@
+//! Messages exchanged on the agent connection.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use vinfra_types::{Accel, HostCapacity, HostUsage, VmObserved, VmSpec};
+
+/// Version of this protocol; the console refuses a Hello with another major version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a console sends to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsoleMessage {
+    /// A command; the agent answers with a [`AgentMessage::Response`] with the same id.
+    Request { id: u64, command: AgentCommand },
+    /// Answer to [`AgentMessage::Join`]: the host's client certificate and the cluster CA, PEM.
+    Joined { cert_pem: String, ca_pem: String },
+    /// Answer to [`AgentMessage::Join`] when the token or host name is refused.
+    JoinRefused { reason: String },
+}
+
+/// What an agent sends to the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// Only message of a join connection (TLS without a client certificate, after the agent checked
+    /// the CA against the token's pin): a one-time join token, the host name, and a CSR (PEM).
+    Join { token: String, host: String, csr_pem: String },
+    /// First message on a connection.
+    Hello { protocol: u32, report: HostReport },
+    /// Periodic heartbeat with fresh usage.
+    Report { report: HostReport },
+    /// The answer to request `id`.
+    Response { id: u64, result: Result<CommandReply, AgentError> },
+}
+
+/// Everything a host reports: identity, capacity, usage and every VM it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    /// Host name (equals the certificate's common name).
+    pub host: String,
+    /// Address other hosts reach this one at (migrations).
+    pub address: String,
+    pub accel: Accel,
+    pub qemu_version: String,
+    pub capacity: HostCapacity,
+    pub usage: HostUsage,
+    /// Every VM the agent knows, including stopped ones whose definition it keeps.
+    pub vms: Vec<VmObserved>,
+}
+
+/// A VM as the console hands it to an agent: identity plus specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmInstance {
+    /// Cluster-unique, never reused; names the VM's directory in the datastore.
+    pub id: Uuid,
+    pub spec: VmSpec,
+    /// Seconds since the Unix epoch when the guest was first started (uptime survives migration).
+    pub started_at: Option<u64>,
+}
+
+/// Commands an agent carries out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AgentCommand {
+    /// Define the VM on this host: create its disks (qcow2 overlays in the datastore) if missing, and
+    /// start it when `start`. Idempotent: an existing VM with this id is left as it is (and started
+    /// when `start` and it is stopped). Replies [`CommandReply::Vm`].
+    CreateVm { vm: VmInstance, start: bool },
+    /// Start a defined, stopped VM. Replies `Vm`.
+    StartVm { id: Uuid },
+    /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies `Vm`.
+    StopVm { id: Uuid, force: bool, timeout_s: u64 },
+    /// Reboot (system_reset). Replies `Vm`.
+    RebootVm { id: Uuid },
+    /// Stop the VM if it runs, forget it, and delete its disks when `delete_disks`. Replies `Done`.
+    DeleteVm { id: Uuid, delete_disks: bool },
+    /// Start a QEMU for `vm` waiting for an incoming migration on this host's address.
+    /// Replies [`CommandReply::Incoming`] with the `tcp:ADDR:PORT` URI to send to.
+    PrepareIncoming { vm: VmInstance },
+    /// Begin sending VM `id` to `uri` (returns at once). Replies `Done`.
+    MigrateOut { id: Uuid, uri: String, settings: MigrationSettings },
+    /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`].
+    MigrationStatus { id: Uuid },
+    /// Cancel the outgoing migration of `id`; the VM keeps running here. Replies `Done`.
+    CancelMigration { id: Uuid },
+    /// After a completed migration: quit the paused source QEMU and forget the VM, keeping disks.
+    /// Replies `Done`.
+    FinishMigrationSource { id: Uuid },
+    /// Kill an incoming QEMU that will not receive its VM and forget it, keeping disks. Replies `Done`.
+    AbortIncoming { id: Uuid },
+    /// The last `max_bytes` of the VM's serial console. Replies [`CommandReply::Console`].
+    ConsoleLog { id: Uuid, max_bytes: u64 },
+}
+
+/// Tuning applied to an outgoing migration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSettings {
+    /// Bandwidth cap, bytes per second (0 = unlimited).
+    pub max_bandwidth: u64,
+    /// Longest acceptable pause at switchover, milliseconds.
+    pub downtime_limit_ms: u64,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings { max_bandwidth: 0, downtime_limit_ms: 300 }
+    }
+}
+
+/// A successful command's reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum CommandReply {
+    Done,
+    Vm { vm: VmObserved },
+    Incoming { uri: String },
+    Migration { status: MigrationStatus },
+    Console { text: String },
+}
+
+/// QEMU's view of an outgoing migration (from `query-migrate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationStatus {
+    /// QEMU's status string: `setup`, `active`, `device`, `completed`, `failed`, `cancelling`,
+    /// `cancelled`, `pre-switchover`, …
+    pub qemu_status: String,
+    pub transferred_bytes: u64,
+    pub remaining_bytes: u64,
+    pub total_bytes: u64,
+    /// Bits per second (QEMU's `mbps` × 10⁶).
+    pub rate_bps: u64,
+    pub dirty_pages_rate: u64,
+    pub total_time_ms: u64,
+    pub downtime_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Why an agent could not carry out a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum AgentError {
+    /// no VM with this id on this host
+    #[error("no VM {id} on this host")]
+    NoSuchVm { id: Uuid },
+    /// the VM is in a state where the command makes no sense
+    #[error("VM {id} is {state}: {detail}")]
+    BadState { id: Uuid, state: String, detail: String },
+    /// a file the VM needs is missing from the datastore
+    #[error("missing in the datastore: {path}")]
+    MissingFile { path: String },
+    /// QEMU (or qemu-img) failed
+    #[error("QEMU failed: {detail}")]
+    Qemu { detail: String },
+    /// anything else on the host
+    #[error("host error: {detail}")]
+    Host { detail: String },
+}

@@ -1,0 +1,1 @@
+//! Cluster PKI: written by the console work.

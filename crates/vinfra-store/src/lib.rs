@@ -1,0 +1,189 @@
+//! The console's desired-state store.
+//!
+//! The interface is shaped like etcd's v3 KV API so that an etcd backend (for a highly-available
+//! console) can replace the embedded one without touching the controllers:
+//!
+//! - a flat, ordered key space of byte values, keys are UTF-8 paths like `/vinfra/vms/web-1`;
+//! - one cluster-wide **revision** counter, incremented by every write (a transaction that writes
+//!   several keys increments it once); every key carries `create_revision`, `mod_revision`, `version`;
+//! - **transactions**: if all compares hold, run the success ops, else the failure ops — atomically;
+//!   this is how controllers do compare-and-swap;
+//! - **leases**: a key may be bound to a lease; when the lease expires (not kept alive) or is
+//!   revoked, its keys are deleted;
+//! - **watch** a prefix from a revision: every change after it, in order, then live changes.
+//!
+//! [`sqlite::SqliteStore`] is the embedded backend (WAL journal, `synchronous=FULL`).
+#![deny(unsafe_code)]
+
+pub mod sqlite;
+
+/// A revision of the whole store.
+pub type Revision = i64;
+/// A lease id (never 0; 0 means "no lease").
+pub type LeaseId = i64;
+
+/// One key and its value with etcd-style metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key.
+    pub create_revision: Revision,
+    /// Revision of the last write to the key.
+    pub mod_revision: Revision,
+    /// Number of writes since creation (1 after the first put).
+    pub version: i64,
+    /// Lease the key is bound to, 0 for none.
+    pub lease: LeaseId,
+}
+
+/// Which attribute of a key a [`Compare`] looks at; a missing key has version, create and mod
+/// revision 0 and no value (a value compare on a missing key is false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompareTarget {
+    Version(i64),
+    CreateRevision(Revision),
+    ModRevision(Revision),
+    Value(Vec<u8>),
+}
+
+/// How a [`Compare`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Equal,
+    NotEqual,
+    Greater,
+    Less,
+}
+
+/// One condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compare {
+    pub key: String,
+    pub op: CompareOp,
+    pub target: CompareTarget,
+}
+
+impl Compare {
+    /// The key does not exist.
+    pub fn absent(key: impl Into<String>) -> Self {
+        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::Version(0) }
+    }
+    /// The key was last written at `rev` (compare-and-swap on a value read before).
+    pub fn mod_revision(key: impl Into<String>, rev: Revision) -> Self {
+        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::ModRevision(rev) }
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Get { key: String },
+    /// All keys starting with `prefix`, in key order.
+    Range { prefix: String },
+    /// `lease` 0 = no lease.
+    Put { key: String, value: Vec<u8>, lease: LeaseId },
+    Delete { key: String },
+    DeletePrefix { prefix: String },
+}
+
+/// The result of one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    Get(Option<KeyValue>),
+    Range(Vec<KeyValue>),
+    /// Revision of the write.
+    Put(Revision),
+    /// Number of keys deleted.
+    Delete(u64),
+}
+
+/// A transaction: `if compare { success } else { failure }`, atomic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compare: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResponse {
+    /// True when all compares held (the success branch ran).
+    pub succeeded: bool,
+    /// Store revision after the transaction.
+    pub revision: Revision,
+    /// One result per op of the branch that ran.
+    pub results: Vec<OpResult>,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    Put(KeyValue),
+    Delete { key: String, mod_revision: Revision },
+}
+
+impl WatchEvent {
+    /// Revision of the change.
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put(kv) => kv.mod_revision,
+            WatchEvent::Delete { mod_revision, .. } => *mod_revision,
+        }
+    }
+    /// Key of the change.
+    pub fn key(&self) -> &str {
+        match self {
+            WatchEvent::Put(kv) => &kv.key,
+            WatchEvent::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// A live watch: events arrive in revision order. Dropping it ends the watch.
+pub type Watcher = tokio::sync::mpsc::UnboundedReceiver<WatchEvent>;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// the database failed
+    #[error("store database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// watching from a revision that was compacted away
+    #[error("revision {requested} was compacted (oldest kept: {oldest})")]
+    Compacted { requested: Revision, oldest: Revision },
+    /// unknown or expired lease
+    #[error("lease {0} not found")]
+    NoLease(LeaseId),
+    /// an argument was out of range
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+/// The etcd-shaped store interface every backend implements. Methods are short and may block
+/// briefly (the embedded backend does one SQLite transaction per call).
+pub trait Store: Send + Sync + 'static {
+    /// One key.
+    fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+    /// All keys under `prefix`, in key order, and the store revision they were read at.
+    fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError>;
+    /// Writes a key (lease 0 = none); returns the new revision.
+    fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<Revision, StoreError>;
+    /// Deletes a key; returns whether it existed.
+    fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    /// Runs a transaction atomically.
+    fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
+    /// Current store revision.
+    fn revision(&self) -> Result<Revision, StoreError>;
+    /// Events under `prefix` with revision > `after` (history first, then live).
+    fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher, StoreError>;
+    /// Grants a lease of `ttl_s` seconds (1..=86400).
+    fn grant_lease(&self, ttl_s: u64) -> Result<LeaseId, StoreError>;
+    /// Renews a lease for another TTL.
+    fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError>;
+    /// Revokes a lease, deleting its keys.
+    fn revoke(&self, lease: LeaseId) -> Result<(), StoreError>;
+    /// Drops watch history at or below `revision`.
+    fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+}

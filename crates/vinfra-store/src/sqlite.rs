@@ -1,0 +1,1 @@
+//! SQLite backend: written by the store work.

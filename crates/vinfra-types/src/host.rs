@@ -1,0 +1,99 @@
+//! A hypervisor host: capacity, allocation ratios, usage.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Which accelerator a host's VMs run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Accel {
+    /// Hardware virtualization: a real guest booted under it in the probe.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+/// Physical capacity of a host, as its agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostCapacity {
+    /// Logical CPUs.
+    pub cores: u32,
+    /// Physical memory, MiB.
+    pub memory_mib: u64,
+}
+
+/// What a host actually uses now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostUsage {
+    /// CPU busy, in cores, over the last report interval.
+    pub cpu_cores: f64,
+    /// Memory in use (total minus available), MiB.
+    pub memory_used_mib: u64,
+}
+
+/// Allocation (over-commit) ratios: how much virtual CPU and memory may be placed per physical unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationRatios {
+    /// vCPUs per physical core (e.g. 4.0).
+    pub cpu: f64,
+    /// Guest memory per physical memory (e.g. 1.5; 1.0 = no over-allocation).
+    pub memory: f64,
+}
+
+impl Default for AllocationRatios {
+    fn default() -> Self {
+        AllocationRatios { cpu: 4.0, memory: 1.0 }
+    }
+}
+
+/// Largest allocation ratio accepted.
+pub const MAX_RATIO: f64 = 100.0;
+
+impl AllocationRatios {
+    /// Ratios must be finite, at least 0.1 and at most [`MAX_RATIO`].
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, v) in [("cpu", self.cpu), ("memory", self.memory)] {
+            if !v.is_finite() || !(0.1..=MAX_RATIO).contains(&v) {
+                return Err(format!("{what} ratio must be between 0.1 and {MAX_RATIO}, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Connection state of a host's agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    Connected,
+    Disconnected,
+}
+
+/// A host as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostSummary {
+    pub name: String,
+    /// Address the host's agent and migrations use.
+    pub address: String,
+    pub status: HostStatus,
+    pub accel: Option<Accel>,
+    pub qemu_version: Option<String>,
+    pub capacity: HostCapacity,
+    /// Ratios in force (host override, else the cluster default).
+    pub ratios: AllocationRatios,
+    /// Host-specific override, if any.
+    pub ratio_override: Option<AllocationRatios>,
+    /// Sum of vCPUs of VMs placed here that should run.
+    pub allocated_vcpus: u32,
+    /// Sum of memory of VMs placed here that should run, MiB.
+    pub allocated_memory_mib: u64,
+    /// What placement may hand out: capacity × ratio.
+    pub allocatable_vcpus: u32,
+    pub allocatable_memory_mib: u64,
+    pub usage: HostUsage,
+    pub vm_count: u32,
+    /// Seconds since the last heartbeat.
+    pub last_seen_s: Option<u64>,
+    pub maintenance: bool,
+}

@@ -1,0 +1,24 @@
+//! Types shared by every vinfra process: the VM and host model, the REST API's request and response
+//! bodies, and the validation rules for names and sizes. No I/O lives here.
+//!
+//! - [`name`]: what a valid VM, host, disk or image name is (the one place that decides it).
+//! - [`vm`]: a VM's specification (what the operator asked for) and its observed state.
+//! - [`host`]: a hypervisor host's capacity, allocation ratios and usage.
+//! - [`migration`]: live-migration progress.
+//! - [`api`]: REST request/response bodies and the problem+json error body.
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod host;
+pub mod migration;
+pub mod name;
+pub mod vm;
+
+pub use api::Problem;
+pub use host::{Accel, AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage};
+pub use migration::{MigrationPhase, MigrationProgress};
+pub use name::{validate_file_name, validate_name, NameError};
+pub use vm::{BootSource, DiskSpec, NicSpec, PowerState, VmObserved, VmSpec, VmSummary, VmUsage};
+
+/// One mebibyte in bytes.
+pub const MIB: u64 = 1024 * 1024;

@@ -1,0 +1,303 @@
+//! A VM: what the operator asked for ([`VmSpec`]) and what a host observes ([`VmObserved`]).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Largest vCPU count accepted for one VM.
+pub const MAX_VCPUS: u32 = 256;
+/// Largest memory accepted for one VM (16 TiB).
+pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024;
+/// Smallest memory accepted for one VM.
+pub const MIN_MEMORY_MIB: u64 = 16;
+/// Largest disk accepted (64 TiB).
+pub const MAX_DISK_GIB: u64 = 64 * 1024;
+/// Most disks one VM may have.
+pub const MAX_DISKS: usize = 16;
+/// Most NICs one VM may have.
+pub const MAX_NICS: usize = 16;
+/// Longest kernel command line accepted.
+pub const MAX_CMDLINE: usize = 2048;
+
+/// What an operator asks for when creating a VM. Validated by [`VmSpec::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    /// Cluster-unique name, a DNS label.
+    pub name: String,
+    /// Virtual CPUs (1..=256).
+    pub vcpus: u32,
+    /// Guest memory in MiB (16..=16 TiB).
+    pub memory_mib: u64,
+    /// How the guest boots.
+    pub boot: BootSource,
+    /// Disks, each a qcow2 overlay in the datastore.
+    #[serde(default)]
+    pub disks: Vec<DiskSpec>,
+    /// Network interfaces (attached by the virtual switch; recorded now, wired by the network issue).
+    #[serde(default)]
+    pub nics: Vec<NicSpec>,
+}
+
+/// How a VM boots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BootSource {
+    /// Direct kernel boot: kernel and initrd are file names in the datastore's `images/` directory.
+    Kernel {
+        kernel: String,
+        #[serde(default)]
+        initrd: Option<String>,
+        #[serde(default)]
+        cmdline: String,
+    },
+    /// Boot from the first disk (BIOS).
+    Disk,
+}
+
+/// One disk: a qcow2 overlay of a base image, or a blank qcow2 of `size_gib`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSpec {
+    /// Disk name, a DNS label, unique within the VM.
+    pub name: String,
+    /// Base image file name in the datastore's `images/` directory (qcow2 or raw).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Size in GiB: required for a blank disk; for an overlay, grows the disk beyond the image.
+    #[serde(default)]
+    pub size_gib: Option<u64>,
+}
+
+/// One network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    /// Logical network name.
+    pub network: String,
+    /// MAC address `xx:xx:xx:xx:xx:xx`; assigned when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// IPv4 address inside the network's subnet; assigned when absent.
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// Why a VM specification was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// bad VM name
+    #[error("VM name: {0}")]
+    Name(crate::NameError),
+    /// vCPU count out of range
+    #[error("vcpus must be between 1 and {MAX_VCPUS}, got {0}")]
+    Vcpus(u32),
+    /// memory out of range
+    #[error("memory_mib must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB}, got {0}")]
+    Memory(u64),
+    /// bad disk
+    #[error("disk '{disk}': {reason}")]
+    Disk { disk: String, reason: String },
+    /// bad boot source
+    #[error("boot: {0}")]
+    Boot(String),
+    /// bad NIC
+    #[error("nic {index}: {reason}")]
+    Nic { index: usize, reason: String },
+}
+
+impl VmSpec {
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::validate_name(&self.name).map_err(SpecError::Name)?;
+        if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
+            return Err(SpecError::Vcpus(self.vcpus));
+        }
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&self.memory_mib) {
+            return Err(SpecError::Memory(self.memory_mib));
+        }
+        match &self.boot {
+            BootSource::Kernel { kernel, initrd, cmdline } => {
+                crate::validate_file_name(kernel)
+                    .map_err(|e| SpecError::Boot(format!("kernel: {e}")))?;
+                if let Some(initrd) = initrd {
+                    crate::validate_file_name(initrd)
+                        .map_err(|e| SpecError::Boot(format!("initrd: {e}")))?;
+                }
+                if cmdline.len() > MAX_CMDLINE || cmdline.chars().any(|c| c.is_control()) {
+                    return Err(SpecError::Boot(format!(
+                        "cmdline must be printable and at most {MAX_CMDLINE} bytes"
+                    )));
+                }
+            }
+            BootSource::Disk => {
+                if self.disks.is_empty() {
+                    return Err(SpecError::Boot("boot from disk needs at least one disk".into()));
+                }
+            }
+        }
+        if self.disks.len() > MAX_DISKS {
+            return Err(SpecError::Disk {
+                disk: format!("#{}", self.disks.len()),
+                reason: format!("at most {MAX_DISKS} disks"),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.disks {
+            let err = |reason: String| SpecError::Disk { disk: d.name.clone(), reason };
+            crate::validate_name(&d.name).map_err(|e| err(e.to_string()))?;
+            if !seen.insert(d.name.as_str()) {
+                return Err(err("duplicate disk name".into()));
+            }
+            if let Some(image) = &d.image {
+                crate::validate_file_name(image).map_err(|e| err(format!("image: {e}")))?;
+            }
+            match d.size_gib {
+                Some(0) => return Err(err("size_gib must be at least 1".into())),
+                Some(s) if s > MAX_DISK_GIB => {
+                    return Err(err(format!("size_gib must be at most {MAX_DISK_GIB}")))
+                }
+                None if d.image.is_none() => {
+                    return Err(err("a blank disk needs size_gib".into()))
+                }
+                _ => {}
+            }
+        }
+        if self.nics.len() > MAX_NICS {
+            return Err(SpecError::Nic { index: self.nics.len(), reason: format!("at most {MAX_NICS} NICs") });
+        }
+        for (index, n) in self.nics.iter().enumerate() {
+            crate::validate_name(&n.network)
+                .map_err(|e| SpecError::Nic { index, reason: format!("network: {e}") })?;
+            if let Some(mac) = &n.mac {
+                if !is_mac(mac) {
+                    return Err(SpecError::Nic { index, reason: format!("bad MAC address '{mac}'") });
+                }
+            }
+            if let Some(ip) = &n.ip {
+                if ip.parse::<std::net::Ipv4Addr>().is_err() {
+                    return Err(SpecError::Nic { index, reason: format!("bad IPv4 address '{ip}'") });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+}
+
+/// A VM's power state as observed on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    /// QEMU runs and the guest executes.
+    Running,
+    /// QEMU runs, guest paused (also the source after a completed migration).
+    Paused,
+    /// No QEMU process (disks kept).
+    Stopped,
+    /// QEMU waits for an incoming migration.
+    Incoming,
+    /// QEMU is sending its state to another host.
+    Migrating,
+    /// The QEMU process died without being asked to.
+    Crashed,
+    /// The host that runs it is not connected: the last known state is not current.
+    Unknown,
+}
+
+/// Resource usage of one VM, measured on its host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmUsage {
+    /// Total CPU time used by the QEMU process, milliseconds.
+    pub cpu_time_ms: u64,
+    /// CPU use over the last report interval, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    /// Resident memory of the QEMU process, MiB.
+    pub rss_mib: u64,
+}
+
+/// What a host reports about one of its VMs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmObserved {
+    pub id: Uuid,
+    pub name: String,
+    pub state: PowerState,
+    /// QEMU's process id, when it runs.
+    pub pid: Option<u32>,
+    /// Seconds since the guest was started (kept across live migration).
+    pub uptime_s: u64,
+    pub usage: VmUsage,
+}
+
+/// A VM as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VmSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// Host the VM is placed on.
+    pub host: String,
+    /// What the operator asked for: `running` or `stopped`.
+    pub desired: PowerState,
+    /// What the host last reported.
+    pub state: PowerState,
+    pub uptime_s: u64,
+    pub usage: VmUsage,
+    pub spec: VmSpec,
+    /// Seconds since the Unix epoch when the VM was created.
+    pub created_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        VmSpec {
+            name: "web-1".into(),
+            vcpus: 1,
+            memory_mib: 128,
+            boot: BootSource::Kernel { kernel: "vmlinuz".into(), initrd: Some("initrd.img".into()), cmdline: "console=ttyS0".into() },
+            disks: vec![DiskSpec { name: "root".into(), image: None, size_gib: Some(1) }],
+            nics: vec![],
+        }
+    }
+
+    #[test]
+    fn valid_spec() {
+        spec().validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_specs() {
+        let cases: Vec<Box<dyn Fn(&mut VmSpec)>> = vec![
+            Box::new(|s| s.vcpus = 0),
+            Box::new(|s| s.vcpus = 100_000),
+            Box::new(|s| s.memory_mib = 0),
+            Box::new(|s| s.memory_mib = u64::MAX),
+            Box::new(|s| s.name = "../x".into()),
+            Box::new(|s| s.disks[0].size_gib = Some(0)),
+            Box::new(|s| s.disks[0].size_gib = None),
+            Box::new(|s| s.disks[0].image = Some("../../etc/shadow".into())),
+            Box::new(|s| s.disks.push(s.disks[0].clone())),
+            Box::new(|s| s.boot = BootSource::Kernel { kernel: "../vmlinuz".into(), initrd: None, cmdline: String::new() }),
+            Box::new(|s| s.nics.push(NicSpec { network: "n".into(), mac: Some("zz".into()), ip: None })),
+        ];
+        for (i, f) in cases.iter().enumerate() {
+            let mut s = spec();
+            f(&mut s);
+            assert!(s.validate().is_err(), "case {i} should fail");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_refused() {
+        let r: Result<VmSpec, _> = serde_json::from_str(r#"{"name":"a","vcpus":1,"memory_mib":64,"boot":{"kind":"disk"},"bogus":1}"#);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! The vinfra command: CLI for the REST API plus the console, agent and lab subcommands.
