@@ -12,10 +12,15 @@
 //!   revoked, its keys are deleted;
 //! - **watch** a prefix from a revision: every change after it, in order, then live changes.
 //!
-//! [`sqlite::SqliteStore`] is the embedded backend (WAL journal, `synchronous=FULL`).
+//! [`sqlite::SqliteStore`] is the embedded backend (WAL journal, `synchronous=FULL`);
+//! [`typed`] reads and writes serde values as JSON over any backend.
 #![deny(unsafe_code)]
 
 pub mod sqlite;
+pub mod typed;
+
+pub use sqlite::SqliteStore;
+pub use typed::{get_json, put_json, range_json, JsonEntry};
 
 /// A revision of the whole store.
 pub type Revision = i64;
@@ -67,24 +72,44 @@ pub struct Compare {
 impl Compare {
     /// The key does not exist.
     pub fn absent(key: impl Into<String>) -> Self {
-        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::Version(0) }
+        Compare {
+            key: key.into(),
+            op: CompareOp::Equal,
+            target: CompareTarget::Version(0),
+        }
     }
     /// The key was last written at `rev` (compare-and-swap on a value read before).
     pub fn mod_revision(key: impl Into<String>, rev: Revision) -> Self {
-        Compare { key: key.into(), op: CompareOp::Equal, target: CompareTarget::ModRevision(rev) }
+        Compare {
+            key: key.into(),
+            op: CompareOp::Equal,
+            target: CompareTarget::ModRevision(rev),
+        }
     }
 }
 
 /// One operation of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Get { key: String },
+    Get {
+        key: String,
+    },
     /// All keys starting with `prefix`, in key order.
-    Range { prefix: String },
+    Range {
+        prefix: String,
+    },
     /// `lease` 0 = no lease.
-    Put { key: String, value: Vec<u8>, lease: LeaseId },
-    Delete { key: String },
-    DeletePrefix { prefix: String },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: LeaseId,
+    },
+    Delete {
+        key: String,
+    },
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 /// The result of one [`Op`].
@@ -152,13 +177,23 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     /// watching from a revision that was compacted away
     #[error("revision {requested} was compacted (oldest kept: {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// unknown or expired lease
     #[error("lease {0} not found")]
     NoLease(LeaseId),
     /// an argument was out of range
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// a value could not be encoded or decoded as JSON
+    #[error("value of {key} is not valid JSON for its type")]
+    Json {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The etcd-shaped store interface every backend implements. Methods are short and may block
