@@ -1,1 +1,143 @@
-//! Host agent library: runs VMs as QEMU processes over QMP, re-adopts them, reports usage, talks to the console.
+//! Host agent library: runs VMs as QEMU processes over QMP, re-adopts them, reports usage, talks to
+//! the console.
+//!
+//! - [`qemu`]: the [`qemu::VmRunner`] trait and the real QEMU command line and process handling.
+//! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
+//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
+//! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
+//! - [`handler`]: one console command → one manager call ([`handler::handle`]).
+//! - [`usage`]: host and VM usage from `/proc`.
+//! - [`connection`]: joining, the mutual-TLS session with the console, reconnects.
+//!
+//! QEMU runs daemonized (`-daemonize`, pidfile, QMP socket in `<data_dir>/vms/<id>/`), so VMs keep
+//! running when the agent stops; [`manager::Manager::open`] finds them again.
+#![deny(unsafe_code)]
+
+pub mod connection;
+pub mod disks;
+pub mod handler;
+pub mod manager;
+pub mod probe;
+pub mod qemu;
+pub mod usage;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handler::handle;
+pub use manager::{Manager, ManagerConfig, ManagerError};
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Agent state: credentials, `accel.json`, `vms/`.
+    pub data_dir: PathBuf,
+    /// `host:port` of the console's agent endpoint.
+    pub console: String,
+    /// One-time join token, needed until the host has its certificate.
+    pub join_token: Option<String>,
+    /// This host's name (a DNS label).
+    pub host_name: String,
+    /// This host's address; incoming migrations listen here.
+    pub address: IpAddr,
+    /// Shared datastore root.
+    pub datastore: PathBuf,
+    /// Override of the logical CPU count reported.
+    pub cores: Option<u32>,
+    /// Override of the memory reported, MiB.
+    pub memory_mib: Option<u64>,
+    /// QEMU system emulator binary.
+    pub qemu_binary: PathBuf,
+    /// Heartbeat period.
+    pub report_interval: Duration,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// the host name is not a valid name
+    #[error("invalid host name: {0}")]
+    HostName(#[from] vinfra_types::NameError),
+    /// the data directory could not be created
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU is missing or unusable
+    #[error(transparent)]
+    Qemu(#[from] qemu::QemuError),
+    /// the accelerator probe failed
+    #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
+    /// host capacity could not be read
+    #[error(transparent)]
+    Usage(#[from] usage::UsageError),
+    /// the VM table could not be opened
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// joining or connecting to the console failed
+    #[error(transparent)]
+    Connection(#[from] connection::ConnectionError),
+}
+
+/// Runs the agent: probes the accelerator, re-adopts VMs, joins if needed, then serves the console
+/// connection forever (reconnecting as needed).
+pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    vinfra_types::validate_name(&config.host_name)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let qemu_version = qemu::qemu_version(&config.qemu_binary)?;
+    let accel = probe::detect_accel(
+        &config.qemu_binary,
+        &qemu_version,
+        &config.datastore,
+        &config.data_dir,
+        probe::PROBE_TIMEOUT,
+    )
+    .await?;
+    tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
+    let capacity = usage::host_capacity(config.cores, config.memory_mib)?;
+    let runner = Arc::new(qemu::QemuRunner {
+        binary: config.qemu_binary.clone(),
+        accel,
+    });
+    let manager = Arc::new(
+        Manager::open(ManagerConfig {
+            data_dir: config.data_dir.clone(),
+            datastore: config.datastore.clone(),
+            address: config.address,
+            runner,
+        })
+        .await?,
+    );
+    let creds = connection::ensure_credentials(
+        &config.data_dir,
+        &config.console,
+        &config.host_name,
+        config.join_token.as_deref(),
+    )
+    .await?;
+    let info = connection::HostInfo {
+        host: config.host_name.clone(),
+        address: config.address.to_string(),
+        qemu_version,
+        capacity,
+    };
+    connection::connect_loop(
+        &config.console,
+        &creds,
+        manager,
+        &info,
+        config.report_interval,
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
+//! a `Report` every interval, and answers `Request`s; reconnects with backoff.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use vinfra_proto::frame::{FrameError, FramedJson};
+use vinfra_proto::pki::{self, JoinToken, PkiError};
+use vinfra_proto::{AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
+use vinfra_types::HostCapacity;
+
+use crate::manager::Manager;
+
+/// Errors of the console connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// TCP or TLS failed
+    #[error("cannot reach the console at {addr}: {source}")]
+    Connect {
+        /// Console address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// certificates, keys or the join token were refused
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// the framed connection failed
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// the console refused to let this host join
+    #[error("the console refused the join: {0}")]
+    JoinRefused(String),
+    /// the console answered something unexpected
+    #[error("unexpected message from the console: {0}")]
+    Unexpected(String),
+    /// the host has no certificate yet and no join token was given
+    #[error("this host has not joined a cluster yet: give it a join token")]
+    NotJoined,
+    /// credentials could not be stored or read
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The host's TLS identity, PEM.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The cluster CA.
+    pub ca_pem: String,
+    /// This host's certificate.
+    pub cert_pem: String,
+    /// This host's key.
+    pub key_pem: String,
+}
+
+/// What every report carries besides the VMs and usage.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    /// Host name.
+    pub host: String,
+    /// Address migrations reach this host at.
+    pub address: String,
+    /// QEMU version.
+    pub qemu_version: String,
+    /// Capacity (with overrides applied).
+    pub capacity: HostCapacity,
+}
+
+const CA_FILE: &str = "ca.crt";
+const CERT_FILE: &str = "host.crt";
+const KEY_FILE: &str = "host.key";
+
+fn read_opt(path: &Path) -> Result<Option<String>, ConnectionError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConnectionError::Io {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+fn host_of(addr: &str) -> &str {
+    if let Some(rest) = addr.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+/// The stored credentials, or joins with `join_token` and stores them.
+pub async fn ensure_credentials(
+    data_dir: &Path,
+    console: &str,
+    host: &str,
+    join_token: Option<&str>,
+) -> Result<Credentials, ConnectionError> {
+    let (ca, cert, key) = (
+        data_dir.join(CA_FILE),
+        data_dir.join(CERT_FILE),
+        data_dir.join(KEY_FILE),
+    );
+    if let (Some(ca_pem), Some(cert_pem), Some(key_pem)) =
+        (read_opt(&ca)?, read_opt(&cert)?, read_opt(&key)?)
+    {
+        return Ok(Credentials {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        });
+    }
+    let token = JoinToken::parse(join_token.ok_or(ConnectionError::NotJoined)?)?;
+    let ca_pem = pki::fetch_pinned_ca(console, host_of(console), &token.ca_fingerprint).await?;
+    let (key_pem, csr_pem) = pki::generate_host_key_and_csr(host)?;
+    let config = pki::client_config(&ca_pem, None)?;
+    let mut conn = FramedJson::new(tls_connect(console, config).await?);
+    conn.send(&AgentMessage::Join {
+        token: token.to_string(),
+        host: host.into(),
+        csr_pem,
+    })
+    .await?;
+    let cert_pem = match conn.recv::<ConsoleMessage>().await? {
+        ConsoleMessage::Joined {
+            cert_pem,
+            ca_pem: _,
+        } => cert_pem,
+        ConsoleMessage::JoinRefused { reason } => return Err(ConnectionError::JoinRefused(reason)),
+        other => return Err(ConnectionError::Unexpected(format!("{other:?}"))),
+    };
+    let store = |path: &Path, text: &str, mode: u32| -> Result<(), ConnectionError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|source| ConnectionError::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| ConnectionError::Io {
+                path: path.into(),
+                source,
+            })
+    };
+    store(&key, &key_pem, 0o600)?;
+    store(&cert, &cert_pem, 0o644)?;
+    store(&ca, &ca_pem, 0o644)?;
+    tracing::info!("joined the cluster as {host}");
+    Ok(Credentials {
+        ca_pem,
+        cert_pem,
+        key_pem,
+    })
+}
+
+async fn tls_connect(
+    console: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ConnectionError> {
+    let name = pki::server_name_for(console)?;
+    let err = |source| ConnectionError::Connect {
+        addr: console.into(),
+        source,
+    };
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(console).await.map_err(err)?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(err)
+    };
+    tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .map_err(|_| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ))
+        })?
+}
+
+/// A full report now.
+pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
+    let vms = m.observe_all().await;
+    let usage = m
+        .sampler()
+        .lock()
+        .ok()
+        .and_then(|mut s| s.host_usage(info.capacity.cores).ok())
+        .unwrap_or_default();
+    HostReport {
+        host: info.host.clone(),
+        address: info.address.clone(),
+        accel: m.accel(),
+        qemu_version: info.qemu_version.clone(),
+        capacity: info.capacity,
+        usage,
+        vms,
+    }
+}
+
+/// One session over an established stream: `Hello`, then reports and request handling until the
+/// connection fails.
+pub async fn session<S>(
+    stream: S,
+    m: Arc<Manager>,
+    info: &HostInfo,
+    report_interval: Duration,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut tx, mut rx) = FramedJson::new(stream).split();
+    tx.send(&AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        report: host_report(&m, info).await,
+    })
+    .await?;
+    let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            tx.send(&msg).await?;
+        }
+        Ok::<(), FrameError>(())
+    });
+    let reporter = {
+        let (m, info, out) = (m.clone(), info.clone(), out_tx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(report_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let report = host_report(&m, &info).await;
+                if out.send(AgentMessage::Report { report }).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let result = loop {
+        match rx.recv::<ConsoleMessage>().await {
+            Ok(ConsoleMessage::Request { id, command }) => {
+                let (m, out) = (m.clone(), out_tx.clone());
+                tokio::spawn(async move {
+                    let result = crate::handler::handle(&m, command).await;
+                    let _ = out.send(AgentMessage::Response { id, result }).await;
+                });
+            }
+            Ok(other) => break Err(ConnectionError::Unexpected(format!("{other:?}"))),
+            Err(e) => break Err(e.into()),
+        }
+    };
+    reporter.abort();
+    writer.abort();
+    result
+}
+
+/// Connects with `creds`, runs sessions, and reconnects with backoff (1 s doubling to 30 s) forever.
+pub async fn connect_loop(
+    console: &str,
+    creds: &Credentials,
+    m: Arc<Manager>,
+    info: &HostInfo,
+    report_interval: Duration,
+) -> Result<(), ConnectionError> {
+    let config = pki::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match tls_connect(console, config.clone()).await {
+            Ok(stream) => {
+                tracing::info!("connected to the console at {console}");
+                backoff = Duration::from_secs(1);
+                if let Err(e) = session(stream, m.clone(), info, report_interval).await {
+                    tracing::warn!("console connection lost: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,333 @@
+//! VM disks: qcow2 files in the shared datastore, `<datastore>/vms/<id>/<disk>.qcow2`, each an
+//! overlay of a base image in `<datastore>/images/` or a blank disk.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use uuid::Uuid;
+use vinfra_types::{DiskSpec, VmSpec};
+
+use crate::qemu::CacheMode;
+
+/// Errors creating or finding disks.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// a base image, kernel or initrd is not in the datastore
+    #[error("missing in the datastore: {0}")]
+    Missing(PathBuf),
+    /// a name would leave the datastore
+    #[error("'{0}' is not a valid file name in the datastore")]
+    BadName(String),
+    /// qemu-img failed
+    #[error("qemu-img {what} failed: {detail}")]
+    QemuImg {
+        /// What it was doing.
+        what: String,
+        /// Its message.
+        detail: String,
+    },
+    /// a file system operation failed
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
+    move |source| DiskError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The datastore layout.
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    /// Its root directory.
+    pub root: PathBuf,
+}
+
+impl Datastore {
+    /// `<root>/images/<file>`, after checking `file` is a plain file name.
+    pub fn image(&self, file: &str) -> Result<PathBuf, DiskError> {
+        vinfra_types::validate_file_name(file).map_err(|_| DiskError::BadName(file.into()))?;
+        Ok(self.root.join("images").join(file))
+    }
+
+    /// `<root>/vms/<id>`.
+    pub fn vm_dir(&self, id: Uuid) -> PathBuf {
+        self.root.join("vms").join(id.to_string())
+    }
+
+    /// `<root>/vms/<id>/<disk>.qcow2`, after checking the disk name.
+    pub fn disk_path(&self, id: Uuid, disk: &str) -> Result<PathBuf, DiskError> {
+        vinfra_types::validate_name(disk).map_err(|_| DiskError::BadName(disk.into()))?;
+        Ok(self.vm_dir(id).join(format!("{disk}.qcow2")))
+    }
+
+    /// An existing datastore file for `file`, or [`DiskError::Missing`].
+    pub fn existing_image(&self, file: &str) -> Result<PathBuf, DiskError> {
+        let p = self.image(file)?;
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(DiskError::Missing(p))
+        }
+    }
+
+    /// Creates the disks of `spec` that do not exist yet. On failure, removes what it created.
+    /// Returns their paths in order.
+    pub fn ensure_disks(&self, id: Uuid, spec: &VmSpec) -> Result<Vec<PathBuf>, DiskError> {
+        let dir = self.vm_dir(id);
+        // Check everything before creating anything.
+        let mut plan = Vec::new();
+        for d in &spec.disks {
+            let path = self.disk_path(id, &d.name)?;
+            let base = d
+                .image
+                .as_deref()
+                .map(|i| self.existing_image(i))
+                .transpose()?;
+            plan.push((d, path, base));
+        }
+        let dir_existed = dir.exists();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut created = Vec::new();
+        for (d, path, base) in &plan {
+            if path.exists() {
+                continue;
+            }
+            if let Err(e) = create_disk(d, path, base.as_deref()) {
+                for p in &created {
+                    let _ = std::fs::remove_file(p);
+                }
+                let _ = std::fs::remove_file(path);
+                if !dir_existed {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                return Err(e);
+            }
+            created.push(path.clone());
+        }
+        Ok(plan.into_iter().map(|(_, p, _)| p).collect())
+    }
+
+    /// Paths of the disks of `spec`, each of which must exist.
+    pub fn existing_disks(&self, id: Uuid, spec: &VmSpec) -> Result<Vec<PathBuf>, DiskError> {
+        spec.disks
+            .iter()
+            .map(|d| {
+                let p = self.disk_path(id, &d.name)?;
+                if p.is_file() {
+                    Ok(p)
+                } else {
+                    Err(DiskError::Missing(p))
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes the VM's datastore directory and its disks.
+    pub fn delete_vm(&self, id: Uuid) -> Result<(), DiskError> {
+        let dir = self.vm_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+}
+
+fn qemu_img(what: &str, args: &[&std::ffi::OsStr]) -> Result<String, DiskError> {
+    let out = Command::new("qemu-img")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| DiskError::QemuImg {
+            what: what.into(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(DiskError::QemuImg {
+            what: what.into(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The format (`qcow2`, `raw`, …) of an image file, as `qemu-img info` reports it.
+pub fn image_format(path: &Path) -> Result<String, DiskError> {
+    let out = qemu_img(
+        "info",
+        &["info".as_ref(), "--output=json".as_ref(), path.as_os_str()],
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| DiskError::QemuImg {
+        what: "info".into(),
+        detail: e.to_string(),
+    })?;
+    v.get("format")
+        .and_then(|f| f.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| DiskError::QemuImg {
+            what: "info".into(),
+            detail: "no format".into(),
+        })
+}
+
+fn create_disk(d: &DiskSpec, path: &Path, base: Option<&Path>) -> Result<(), DiskError> {
+    let size = d.size_gib.map(|g| format!("{g}G"));
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["create".into(), "-q".into(), "-f".into(), "qcow2".into()];
+    if let Some(base) = base {
+        let fmt = image_format(base)?;
+        args.extend([
+            "-b".into(),
+            base.as_os_str().to_owned(),
+            "-F".into(),
+            fmt.into(),
+        ]);
+    }
+    args.push(path.as_os_str().to_owned());
+    if let Some(size) = size {
+        args.push(size.into());
+    }
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    qemu_img("create", &refs).map(drop)
+}
+
+/// `cache=none` when `path` can be opened with O_DIRECT, else `writeback` (e.g. on tmpfs).
+pub fn cache_mode_for(path: &Path) -> CacheMode {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(_) => CacheMode::None,
+        Err(e) => {
+            tracing::info!(
+                "{}: no O_DIRECT ({e}); using cache=writeback",
+                path.display()
+            );
+            CacheMode::Writeback
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinfra_types::BootSource;
+
+    fn spec(disks: Vec<DiskSpec>) -> VmSpec {
+        VmSpec {
+            name: "a".into(),
+            vcpus: 1,
+            memory_mib: 64,
+            boot: BootSource::Disk,
+            disks,
+            nics: vec![],
+        }
+    }
+
+    #[test]
+    fn overlays_blank_and_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore {
+            root: dir.path().to_path_buf(),
+        };
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        let base = dir.path().join("images/base.raw");
+        std::fs::write(&base, vec![0u8; 1 << 20]).unwrap();
+        let id = Uuid::new_v4();
+        let s = spec(vec![
+            DiskSpec {
+                name: "root".into(),
+                image: Some("base.raw".into()),
+                size_gib: None,
+            },
+            DiskSpec {
+                name: "data".into(),
+                image: None,
+                size_gib: Some(2),
+            },
+        ]);
+        let paths = ds.ensure_disks(id, &s).unwrap();
+        assert_eq!(paths.len(), 2);
+        assert_eq!(image_format(&paths[0]).unwrap(), "qcow2");
+        let info = qemu_img(
+            "info",
+            &[
+                "info".as_ref(),
+                "--output=json".as_ref(),
+                paths[0].as_os_str(),
+            ],
+        )
+        .unwrap();
+        assert!(info.contains("base.raw"), "{info}");
+        assert!(
+            info.contains("\"backing-filename-format\": \"raw\""),
+            "{info}"
+        );
+        // Idempotent.
+        assert_eq!(ds.ensure_disks(id, &s).unwrap(), paths);
+        assert_eq!(ds.existing_disks(id, &s).unwrap(), paths);
+        assert_eq!(cache_mode_for(&paths[0]), CacheMode::None);
+
+        // A missing base image fails before anything is created.
+        let id2 = Uuid::new_v4();
+        let bad = spec(vec![
+            DiskSpec {
+                name: "data".into(),
+                image: None,
+                size_gib: Some(1),
+            },
+            DiskSpec {
+                name: "root".into(),
+                image: Some("nope.qcow2".into()),
+                size_gib: None,
+            },
+        ]);
+        assert!(matches!(
+            ds.ensure_disks(id2, &bad),
+            Err(DiskError::Missing(_))
+        ));
+        assert!(!ds.vm_dir(id2).exists());
+        // qemu-img failing (size too large for qcow2) leaves nothing behind either.
+        let huge = spec(vec![
+            DiskSpec {
+                name: "data".into(),
+                image: None,
+                size_gib: Some(1),
+            },
+            DiskSpec {
+                name: "big".into(),
+                image: None,
+                size_gib: Some(u64::MAX / 4),
+            },
+        ]);
+        assert!(matches!(
+            ds.ensure_disks(id2, &huge),
+            Err(DiskError::QemuImg { .. })
+        ));
+        assert!(!ds.vm_dir(id2).exists());
+        // Names that would leave the datastore are refused.
+        assert!(matches!(
+            ds.image("../etc/passwd"),
+            Err(DiskError::BadName(_))
+        ));
+        assert!(matches!(
+            ds.disk_path(id, "../x"),
+            Err(DiskError::BadName(_))
+        ));
+
+        ds.delete_vm(id).unwrap();
+        assert!(!ds.vm_dir(id).exists());
+        ds.delete_vm(id).unwrap();
+    }
+}

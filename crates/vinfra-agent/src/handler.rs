@@ -1,0 +1,65 @@
+//! Carries out one console command on the [`Manager`].
+
+use std::time::Duration;
+
+use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+
+use crate::manager::Manager;
+
+/// Longest stop timeout accepted, seconds.
+pub const MAX_STOP_TIMEOUT_S: u64 = 3600;
+
+/// Runs `command` and returns the reply the console gets.
+pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, AgentError> {
+    use AgentCommand as C;
+    Ok(match command {
+        C::CreateVm { vm, start } => CommandReply::Vm {
+            vm: m.create(vm, start).await?,
+        },
+        C::StartVm { id } => CommandReply::Vm {
+            vm: m.start(id).await?,
+        },
+        C::StopVm {
+            id,
+            force,
+            timeout_s,
+        } => {
+            let t = Duration::from_secs(timeout_s.min(MAX_STOP_TIMEOUT_S));
+            CommandReply::Vm {
+                vm: m.stop(id, force, t).await?,
+            }
+        }
+        C::RebootVm { id } => CommandReply::Vm {
+            vm: m.reboot(id).await?,
+        },
+        C::DeleteVm { id, delete_disks } => {
+            m.delete(id, delete_disks).await?;
+            CommandReply::Done
+        }
+        C::PrepareIncoming { vm } => CommandReply::Incoming {
+            uri: m.prepare_incoming(vm).await?,
+        },
+        C::MigrateOut { id, uri, settings } => {
+            m.migrate_out(id, &uri, settings).await?;
+            CommandReply::Done
+        }
+        C::MigrationStatus { id } => CommandReply::Migration {
+            status: m.migration_status(id).await?,
+        },
+        C::CancelMigration { id } => {
+            m.cancel_migration(id).await?;
+            CommandReply::Done
+        }
+        C::FinishMigrationSource { id } => {
+            m.finish_migration_source(id).await?;
+            CommandReply::Done
+        }
+        C::AbortIncoming { id } => {
+            m.abort_incoming(id).await?;
+            CommandReply::Done
+        }
+        C::ConsoleLog { id, max_bytes } => CommandReply::Console {
+            text: m.console_log(id, max_bytes).await?,
+        },
+    })
+}

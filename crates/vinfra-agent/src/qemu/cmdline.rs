@@ -1,0 +1,194 @@
+//! The QEMU command line for a VM (pure: no I/O).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use uuid::Uuid;
+use vinfra_types::Accel;
+
+/// Host page-cache use of a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `cache=none` (O_DIRECT): what shared storage and migration want.
+    None,
+    /// `cache=writeback`: for file systems without O_DIRECT (tmpfs).
+    Writeback,
+}
+
+/// One disk on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskArg {
+    /// The qcow2 file.
+    pub path: PathBuf,
+    /// Cache mode.
+    pub cache: CacheMode,
+}
+
+/// Everything needed to start one QEMU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// VM id (`-uuid`).
+    pub id: Uuid,
+    /// VM name (`-name`).
+    pub name: String,
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Guest memory, MiB.
+    pub memory_mib: u64,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Direct kernel boot: kernel, initrd, command line. `None` boots from the first disk.
+    pub kernel: Option<(PathBuf, Option<PathBuf>, String)>,
+    /// Disks, in order.
+    pub disks: Vec<DiskArg>,
+    /// Serial console log file.
+    pub serial_log: PathBuf,
+    /// QMP unix socket.
+    pub qmp_socket: PathBuf,
+    /// Pidfile QEMU writes.
+    pub pidfile: PathBuf,
+    /// Wait for an incoming migration (`-incoming defer`).
+    pub incoming: bool,
+}
+
+/// QEMU's command line for `l` (without the binary). Option values that are paths are passed as
+/// separate arguments where QEMU allows it; commas in paths are escaped (`,,`).
+pub fn build_args(l: &Launch) -> Vec<OsString> {
+    let accel = match l.accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "tcg",
+    };
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |s: String| a.push(s.into());
+    push("-name".into());
+    push(format!("{},debug-threads=on", esc(&l.name)));
+    push("-uuid".into());
+    push(l.id.to_string());
+    push("-machine".into());
+    push(format!("q35,accel={accel}"));
+    if l.accel == Accel::Kvm {
+        push("-cpu".into());
+        push("host".into());
+    }
+    push("-smp".into());
+    push(l.vcpus.to_string());
+    push("-m".into());
+    push(format!("{}M", l.memory_mib));
+    for s in ["-nodefaults", "-no-user-config", "-display", "none"] {
+        push(s.into());
+    }
+    push("-chardev".into());
+    push(format!(
+        "file,id=serial0,path={},append=on",
+        esc_path(&l.serial_log)
+    ));
+    push("-serial".into());
+    push("chardev:serial0".into());
+    push("-qmp".into());
+    push(format!(
+        "unix:{},server=on,wait=off",
+        esc_path(&l.qmp_socket)
+    ));
+    push("-pidfile".into());
+    push(l.pidfile.to_string_lossy().into_owned());
+    push("-daemonize".into());
+    if let Some((kernel, initrd, cmdline)) = &l.kernel {
+        push("-kernel".into());
+        push(kernel.to_string_lossy().into_owned());
+        if let Some(initrd) = initrd {
+            push("-initrd".into());
+            push(initrd.to_string_lossy().into_owned());
+        }
+        push("-append".into());
+        push(cmdline.clone());
+    }
+    for d in &l.disks {
+        let cache = match d.cache {
+            CacheMode::None => "none",
+            CacheMode::Writeback => "writeback",
+        };
+        push("-drive".into());
+        push(format!(
+            "if=virtio,format=qcow2,file={},cache={cache}",
+            esc_path(&d.path)
+        ));
+    }
+    push("-device".into());
+    push("virtio-balloon-pci,id=balloon0".into());
+    if l.incoming {
+        push("-incoming".into());
+        push("defer".into());
+    }
+    a
+}
+
+fn esc(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+fn esc_path(p: &std::path::Path) -> String {
+    esc(&p.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch() -> Launch {
+        Launch {
+            id: Uuid::nil(),
+            name: "web-1".into(),
+            vcpus: 2,
+            memory_mib: 128,
+            accel: Accel::Tcg,
+            kernel: Some((
+                "/ds/images/k".into(),
+                Some("/ds/images/i".into()),
+                "console=ttyS0".into(),
+            )),
+            disks: vec![DiskArg {
+                path: "/ds/vms/x/a,b.qcow2".into(),
+                cache: CacheMode::None,
+            }],
+            serial_log: "/d/serial.log".into(),
+            qmp_socket: "/d/qmp.sock".into(),
+            pidfile: "/d/qemu.pid".into(),
+            incoming: true,
+        }
+    }
+
+    #[test]
+    fn command_line() {
+        let args: Vec<String> = build_args(&launch())
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("-machine q35,accel=tcg -smp 2 -m 128M"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-qmp unix:/d/qmp.sock,server=on,wait=off"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("file=/ds/vms/x/a,,b.qcow2,cache=none"),
+            "{joined}"
+        );
+        assert!(joined.contains("-append console=ttyS0"), "{joined}");
+        assert!(joined.ends_with("-incoming defer"), "{joined}");
+        assert!(!joined.contains("-cpu host"));
+        let mut l = launch();
+        l.accel = Accel::Kvm;
+        l.incoming = false;
+        l.kernel = None;
+        let joined: Vec<String> = build_args(&l)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = joined.join(" ");
+        assert!(joined.contains("accel=kvm -cpu host"));
+        assert!(!joined.contains("-incoming") && !joined.contains("-kernel"));
+    }
+}

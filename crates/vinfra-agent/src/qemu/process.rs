@@ -1,0 +1,159 @@
+//! Starting daemonized QEMUs and finding them again by pid.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use vinfra_types::Accel;
+
+use super::{build_args, Launch, QemuError, VmRunner};
+
+/// The real [`VmRunner`]: runs `binary` with `-daemonize`.
+#[derive(Debug, Clone)]
+pub struct QemuRunner {
+    /// `qemu-system-x86_64`, or a full path.
+    pub binary: PathBuf,
+    /// Accelerator for every VM (from the probe).
+    pub accel: Accel,
+}
+
+impl VmRunner for QemuRunner {
+    fn launch(&self, launch: &Launch) -> Result<u32, QemuError> {
+        let out = Command::new(&self.binary)
+            .args(build_args(launch))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|source| QemuError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(QemuError::Failed {
+                stderr: if stderr.is_empty() {
+                    format!("exit status {}", out.status)
+                } else {
+                    stderr
+                },
+            });
+        }
+        // With -daemonize the parent exits once the child is initialised: pidfile and QMP socket
+        // exist by now; allow a moment for slow file systems.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(pid) = read_pidfile(&launch.pidfile) {
+                if launch.qmp_socket.exists() {
+                    return Ok(pid);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(QemuError::NoPid(launch.pidfile.clone()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn accel(&self) -> Accel {
+        self.accel
+    }
+}
+
+/// The pid in a QEMU pidfile, if the file exists and holds one.
+pub fn read_pidfile(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse::<u32>().ok().filter(|p| *p > 1)
+}
+
+fn nix_pid(pid: u32) -> Option<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|p| *p > 1)
+        .map(Pid::from_raw)
+}
+
+/// True when a process `pid` exists (zombies included).
+pub fn pid_alive(pid: u32) -> bool {
+    match nix_pid(pid) {
+        Some(p) => !matches!(
+            nix::sys::signal::kill(p, None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        None => false,
+    }
+}
+
+/// True when `pid` is a live QEMU started for the VM whose QMP socket is `qmp_socket`: its command
+/// line names that socket. Guards against a reused pid. Zombies (empty command line) are not.
+pub fn is_our_qemu(pid: u32, qmp_socket: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let needle = format!("unix:{},", qmp_socket.to_string_lossy().replace(',', ",,"));
+    cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == needle.as_bytes() || arg.starts_with(needle.as_bytes()))
+}
+
+/// Sends `signal` to `pid`. A process already gone is not an error.
+pub fn kill(pid: u32, signal: Signal) -> Result<(), QemuError> {
+    let Some(p) = nix_pid(pid) else {
+        return Ok(());
+    };
+    match nix::sys::signal::kill(p, signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(source) => Err(QemuError::Signal { pid, source }),
+    }
+}
+
+/// `major.minor.micro` of `binary --version`.
+pub fn qemu_version(binary: &Path) -> Result<String, QemuError> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| QemuError::Spawn {
+            binary: binary.to_path_buf(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    parse_version(&text).ok_or_else(|| QemuError::Version(text.lines().next().unwrap_or("").into()))
+}
+
+fn parse_version(text: &str) -> Option<String> {
+    let rest = text.split("version ").nth(1)?;
+    let v: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n")
+                .as_deref(),
+            Some("7.2.22")
+        );
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn pids() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0) && !pid_alive(u32::MAX));
+        assert!(!is_our_qemu(
+            std::process::id(),
+            Path::new("/nonexistent/qmp.sock")
+        ));
+        kill(u32::MAX, Signal::SIGTERM).unwrap();
+    }
+}

@@ -1,0 +1,184 @@
+//! The agent joins a real TLS console stub (cluster CA from vinfra-proto), then speaks the protocol.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use vinfra_agent::connection::{connect_loop, ensure_credentials, ConnectionError, HostInfo};
+use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::{Manager, ManagerConfig};
+use vinfra_proto::frame::FramedJson;
+use vinfra_proto::pki::{self, ClusterCa, JoinToken};
+use vinfra_proto::{AgentCommand, AgentError, AgentMessage, ConsoleMessage, HostReport};
+use vinfra_types::{Accel, HostCapacity};
+
+enum Seen {
+    Hello(String, HostReport),
+    Report,
+    Response(u64, Result<vinfra_proto::CommandReply, AgentError>),
+}
+
+#[tokio::test]
+async fn join_then_hello_reports_and_requests() {
+    let ca = Arc::new(ClusterCa::generate("test").unwrap());
+    let server = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
+    let config = pki::server_config_with_optional_client_auth(
+        &server.cert_pem,
+        &server.key_pem,
+        ca.cert_pem(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let token = JoinToken::generate(&ca.fingerprint()).unwrap();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+
+    let ca2 = ca.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, ca, seen_tx) = (acceptor.clone(), ca2.clone(), seen_tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let host = pki::peer_host_name_of_stream(&tls);
+                let mut conn = FramedJson::new(tls);
+                match host {
+                    None => {
+                        if let Ok(AgentMessage::Join { host, csr_pem, .. }) = conn.recv().await {
+                            let cert_pem = ca.sign_host_csr(&csr_pem, &host).unwrap();
+                            let reply = ConsoleMessage::Joined {
+                                cert_pem,
+                                ca_pem: ca.cert_pem().into(),
+                            };
+                            conn.send(&reply).await.unwrap();
+                        }
+                    }
+                    Some(host) => {
+                        let AgentMessage::Hello { report, .. } = conn.recv().await.unwrap() else {
+                            panic!("expected Hello")
+                        };
+                        seen_tx.send(Seen::Hello(host, report)).unwrap();
+                        let cmd = AgentCommand::StartVm {
+                            id: uuid::Uuid::nil(),
+                        };
+                        conn.send(&ConsoleMessage::Request {
+                            id: 42,
+                            command: cmd,
+                        })
+                        .await
+                        .unwrap();
+                        while let Ok(msg) = conn.recv::<AgentMessage>().await {
+                            let s = match msg {
+                                AgentMessage::Report { .. } => Seen::Report,
+                                AgentMessage::Response { id, result } => Seen::Response(id, result),
+                                other => panic!("unexpected {other:?}"),
+                            };
+                            if seen_tx.send(s).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    // No certificate and no token: a clear error.
+    assert!(matches!(
+        ensure_credentials(tmp.path(), &addr, "host-1", None).await,
+        Err(ConnectionError::NotJoined)
+    ));
+    // A token pinning another CA is refused.
+    let other = JoinToken::generate(&ClusterCa::generate("x").unwrap().fingerprint()).unwrap();
+    assert!(
+        ensure_credentials(tmp.path(), &addr, "host-1", Some(&other.to_string()))
+            .await
+            .is_err()
+    );
+    assert!(!tmp.path().join("host.key").exists());
+
+    let creds = ensure_credentials(tmp.path(), &addr, "host-1", Some(&token.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(creds.ca_pem.trim(), ca.cert_pem().trim());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(tmp.path().join("host.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // Stored: no token needed the second time.
+    ensure_credentials(tmp.path(), &addr, "host-1", None)
+        .await
+        .unwrap();
+
+    let manager = Arc::new(
+        Manager::open(ManagerConfig {
+            data_dir: tmp.path().join("data"),
+            datastore: tmp.path().join("ds"),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            runner: Arc::new(QemuRunner {
+                binary: "qemu-system-x86_64".into(),
+                accel: Accel::Tcg,
+            }),
+        })
+        .await
+        .unwrap(),
+    );
+    let info = HostInfo {
+        host: "host-1".into(),
+        address: "127.0.0.1".into(),
+        qemu_version: "7.2.0".into(),
+        capacity: HostCapacity {
+            cores: 8,
+            memory_mib: 4096,
+        },
+    };
+    let agent = tokio::spawn(async move {
+        connect_loop(&addr, &creds, manager, &info, Duration::from_millis(100)).await
+    });
+
+    let Seen::Hello(host, report) = next(&mut seen).await else {
+        panic!("expected Hello first")
+    };
+    assert_eq!(host, "host-1");
+    assert_eq!(report.host, "host-1");
+    assert_eq!(
+        report.capacity,
+        HostCapacity {
+            cores: 8,
+            memory_mib: 4096
+        }
+    );
+    assert!(report.vms.is_empty());
+    let (mut reports, mut response) = (0, None);
+    while reports < 2 || response.is_none() {
+        match next(&mut seen).await {
+            Seen::Report => reports += 1,
+            Seen::Response(id, result) => response = Some((id, result)),
+            Seen::Hello(..) => panic!("second Hello"),
+        }
+    }
+    let (id, result) = response.unwrap();
+    assert_eq!(id, 42);
+    assert_eq!(
+        result,
+        Err(AgentError::NoSuchVm {
+            id: uuid::Uuid::nil()
+        })
+    );
+    agent.abort();
+}
+
+async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}

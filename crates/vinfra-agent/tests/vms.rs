@@ -1,0 +1,503 @@
+//! Real QEMU guests under TCG: life cycle, adoption after an agent restart, live migration.
+//!
+//! The guest image comes from `scripts/build-guest-image.sh` (built into /var/cache/vinfra/guest
+//! when missing). Tests skip only when qemu-system-x86_64 is not installed.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::{handle, Manager, ManagerConfig};
+use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationSettings, VmInstance};
+use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};
+
+const QEMU: &str = "qemu-system-x86_64";
+const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
+
+fn qemu_present() -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIPPED: {QEMU} is not installed");
+    }
+    found
+}
+
+/// The guest image directory, built by the script if needed (serialized across tests).
+fn guest_image() -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = PathBuf::from(GUEST_CACHE);
+    if !(dir.join("vmlinuz").is_file() && dir.join("initrd.img").is_file()) {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guest-image.sh");
+        let st = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "build-guest-image.sh failed");
+    }
+    dir
+}
+
+/// A datastore with the guest kernel and initrd in `images/`.
+fn datastore(root: &Path) -> PathBuf {
+    let img = guest_image();
+    let ds = root.join("datastore");
+    std::fs::create_dir_all(ds.join("images")).unwrap();
+    std::fs::copy(img.join("vmlinuz"), ds.join("images/vinfra-guest-vmlinuz")).unwrap();
+    std::fs::copy(
+        img.join("initrd.img"),
+        ds.join("images/vinfra-guest-initrd.img"),
+    )
+    .unwrap();
+    ds
+}
+
+/// Kills, on drop (also when a test panics), every QEMU whose command line names the directory: test
+/// guests are daemonized and would otherwise outlive a failed test.
+struct KillQemusUnder(PathBuf);
+
+impl Drop for KillQemusUnder {
+    fn drop(&mut self) {
+        let needle = self.0.to_string_lossy().into_owned();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.starts_with(QEMU) && cmd.contains(&needle) {
+                let _ = vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn manager(data_dir: &Path, ds: &Path) -> Manager {
+    Manager::open(ManagerConfig {
+        data_dir: data_dir.to_path_buf(),
+        datastore: ds.to_path_buf(),
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        runner: Arc::new(QemuRunner {
+            binary: QEMU.into(),
+            accel: Accel::Tcg,
+        }),
+    })
+    .await
+    .unwrap()
+}
+
+fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
+    VmInstance {
+        id: Uuid::new_v4(),
+        spec: VmSpec {
+            name: name.into(),
+            vcpus: 1,
+            memory_mib: 128,
+            boot: BootSource::Kernel {
+                kernel: "vinfra-guest-vmlinuz".into(),
+                initrd: Some("vinfra-guest-initrd.img".into()),
+                cmdline: "console=ttyS0 quiet".into(),
+            },
+            disks,
+            nics: vec![],
+        },
+        started_at: None,
+    }
+}
+
+async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in {} within {timeout:?}:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn last_counter(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("VINFRA-COUNTER "))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .next_back()
+}
+
+async fn state(m: &Manager, id: Uuid) -> PowerState {
+    m.observe(id).await.unwrap().state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn life_cycle_adoption_and_stop() {
+    if !qemu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+    let data = tmp.path().join("agent");
+    let m = manager(&data, &ds).await;
+
+    // Bad input: a kernel that is not in the datastore leaves nothing behind.
+    let mut bad = instance(
+        "bad",
+        vec![DiskSpec {
+            name: "root".into(),
+            image: None,
+            size_gib: Some(1),
+        }],
+    );
+    bad.spec.boot = BootSource::Kernel {
+        kernel: "missing-kernel".into(),
+        initrd: None,
+        cmdline: String::new(),
+    };
+    let err = handle(
+        &m,
+        AgentCommand::CreateVm {
+            vm: bad.clone(),
+            start: true,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AgentError::MissingFile { .. }), "{err:?}");
+    assert!(!ds.join("vms").join(bad.id.to_string()).exists());
+    assert!(!data.join("vms").join(bad.id.to_string()).exists());
+    let err = handle(&m, AgentCommand::StartVm { id: Uuid::new_v4() })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::NoSuchVm { .. }));
+
+    // Create and start with a blank disk.
+    let vm = instance(
+        "life",
+        vec![DiskSpec {
+            name: "data".into(),
+            image: None,
+            size_gib: Some(1),
+        }],
+    );
+    let id = vm.id;
+    let reply = handle(
+        &m,
+        AgentCommand::CreateVm {
+            vm: vm.clone(),
+            start: true,
+        },
+    )
+    .await
+    .unwrap();
+    let CommandReply::Vm { vm: obs } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(obs.state, PowerState::Running);
+    let pid = obs.pid.unwrap();
+    assert!(ds
+        .join("vms")
+        .join(id.to_string())
+        .join("data.qcow2")
+        .is_file());
+    let log = m.serial_log_path(id).await.unwrap();
+    wait_for_log(&log, "VINFRA-GUEST BOOTED", Duration::from_secs(30)).await;
+    let CommandReply::Console { text } = handle(
+        &m,
+        AgentCommand::ConsoleLog {
+            id,
+            max_bytes: 4096,
+        },
+    )
+    .await
+    .unwrap() else {
+        panic!()
+    };
+    assert!(text.len() <= 4096 && !text.is_empty());
+    // Creating again is idempotent.
+    let again = m.create(vm.clone(), true).await.unwrap();
+    assert_eq!(again.pid, Some(pid));
+
+    // The agent goes away; a new one adopts the same QEMU.
+    drop(m);
+    let m = manager(&data, &ds).await;
+    let obs = m.observe(id).await.unwrap();
+    assert_eq!((obs.state, obs.pid), (PowerState::Running, Some(pid)));
+    let obs = m.observe_all().await;
+    assert_eq!(obs.len(), 1);
+    assert!(obs[0].usage.rss_mib > 0, "{obs:?}");
+
+    // ACPI power-off through the guest's power button.
+    wait_for_log(&log, "VINFRA-COUNTER 1 ", Duration::from_secs(30)).await;
+    let t = Instant::now();
+    let reply = handle(
+        &m,
+        AgentCommand::StopVm {
+            id,
+            force: false,
+            timeout_s: 30,
+        },
+    )
+    .await
+    .unwrap();
+    let CommandReply::Vm { vm: obs } = reply else {
+        panic!()
+    };
+    assert_eq!((obs.state, obs.pid), (PowerState::Stopped, None));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("VINFRA-GUEST POWERDOWN"),
+        "after {:?}: {text}",
+        t.elapsed()
+    );
+    assert!(
+        !vinfra_agent::qemu::pid_alive(pid)
+            || !vinfra_agent::qemu::is_our_qemu(pid, &log.with_file_name("qmp.sock"))
+    );
+
+    // Start again, then the QEMU dies unexpectedly: crashed.
+    let obs = m.start(id).await.unwrap();
+    let pid2 = obs.pid.unwrap();
+    assert_ne!(pid2, pid);
+    vinfra_agent::qemu::kill(pid2, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(&m, id).await != PowerState::Crashed {
+        assert!(Instant::now() < deadline, "never seen as crashed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Start, force stop, delete with disks.
+    m.start(id).await.unwrap();
+    let obs = m.stop(id, true, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(obs.state, PowerState::Stopped);
+    handle(
+        &m,
+        AgentCommand::DeleteVm {
+            id,
+            delete_disks: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!ds.join("vms").join(id.to_string()).exists());
+    assert!(!data.join("vms").join(id.to_string()).exists());
+    assert!(m.ids().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_migration_between_two_agents() {
+    if !qemu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = manager(&a_dir, &ds).await;
+    let b = manager(&b_dir, &ds).await;
+
+    let vm = instance(
+        "mig",
+        vec![DiskSpec {
+            name: "root".into(),
+            image: None,
+            size_gib: Some(1),
+        }],
+    );
+    let id = vm.id;
+    a.create(vm.clone(), true).await.unwrap();
+    let a_log = a.serial_log_path(id).await.unwrap();
+    wait_for_log(&a_log, "VINFRA-COUNTER 3 ", Duration::from_secs(30)).await;
+    let mut moving = vm.clone();
+    moving.started_at = a.record(id).await.unwrap().started_at;
+
+    // Destination waits; a second prepare returns the same URI.
+    let CommandReply::Incoming { uri } =
+        handle(&b, AgentCommand::PrepareIncoming { vm: moving.clone() })
+            .await
+            .unwrap()
+    else {
+        panic!()
+    };
+    assert!(uri.starts_with("tcp:127.0.0.1:"), "{uri}");
+    assert_eq!(b.prepare_incoming(moving.clone()).await.unwrap(), uri);
+    assert_eq!(state(&b, id).await, PowerState::Incoming);
+
+    // Refused: migrating to something that is not tcp.
+    assert!(a
+        .migrate_out(id, "exec:true", MigrationSettings::default())
+        .await
+        .is_err());
+
+    handle(
+        &a,
+        AgentCommand::MigrateOut {
+            id,
+            uri: uri.clone(),
+            settings: MigrationSettings::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let CommandReply::Migration { status } = handle(&a, AgentCommand::MigrationStatus { id })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        if matches!(
+            status.qemu_status.as_str(),
+            "completed" | "failed" | "cancelled"
+        ) {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "migration did not finish: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.qemu_status, "completed", "{status:?}");
+    assert!(
+        status.total_bytes > 0 && status.transferred_bytes > 0,
+        "{status:?}"
+    );
+    assert!(status.downtime_ms.is_some());
+    assert_eq!(state(&a, id).await, PowerState::Paused);
+    // The destination resumes the guest a moment after the source reports completion.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = state(&b, id).await;
+        if st == PowerState::Running {
+            break;
+        }
+        assert_eq!(st, PowerState::Incoming);
+        assert!(Instant::now() < deadline, "destination never resumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!b.record(id).await.unwrap().incoming);
+    assert_eq!(b.record(id).await.unwrap().started_at, moving.started_at);
+
+    // The counter continues on the destination, from where the source left off.
+    let a_text = std::fs::read_to_string(&a_log).unwrap();
+    let a_last = last_counter(&a_text).unwrap();
+    let b_log = b.serial_log_path(id).await.unwrap();
+    let next = format!("VINFRA-COUNTER {} ", a_last + 3);
+    let b_text = wait_for_log(&b_log, &next, Duration::from_secs(30)).await;
+    let b_first = b_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("VINFRA-COUNTER "))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .next()
+        .unwrap();
+    assert!(
+        b_first <= a_last + 2 && b_first >= a_last,
+        "source ended at {a_last}, destination began at {b_first}"
+    );
+    assert!(
+        !b_text.contains("VINFRA-GUEST BOOTED"),
+        "the destination must not boot the guest again"
+    );
+
+    // Finish: the source QEMU is gone and forgotten; disks stay.
+    let src_pid = a.observe(id).await.unwrap().pid.unwrap();
+    handle(&a, AgentCommand::FinishMigrationSource { id })
+        .await
+        .unwrap();
+    assert!(
+        !vinfra_agent::qemu::pid_alive(src_pid)
+            || std::fs::read(format!("/proc/{src_pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty()
+    );
+    assert!(a.ids().await.is_empty());
+    assert!(!a_dir.join("vms").join(id.to_string()).exists());
+    assert!(ds
+        .join("vms")
+        .join(id.to_string())
+        .join("root.qcow2")
+        .is_file());
+    // An incoming VM that has received its guest cannot be aborted.
+    assert!(b.abort_incoming(id).await.is_err());
+
+    // A second incoming VM whose agent restarts after its QEMU died is cleaned up.
+    let other = instance("mig2", vec![]);
+    b.prepare_incoming(other.clone()).await.unwrap();
+    let pid = b.observe(other.id).await.unwrap().pid.unwrap();
+    vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(b);
+    let b = manager(&b_dir, &ds).await;
+    assert_eq!(b.ids().await, vec![id]);
+    assert!(!b_dir.join("vms").join(other.id.to_string()).exists());
+
+    b.stop(id, true, Duration::from_secs(1)).await.unwrap();
+    b.delete(id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn accel_probe_is_cached() {
+    if !qemu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+    let data = tmp.path().join("agent");
+    let version = vinfra_agent::qemu::qemu_version(Path::new(QEMU)).unwrap();
+
+    // Without the probe guest: TCG, at once.
+    let empty = tmp.path().join("empty-ds");
+    let t = Instant::now();
+    let accel = vinfra_agent::probe::probe(Path::new(QEMU), &empty, &data, Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert_eq!(accel, Accel::Tcg);
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    let first = vinfra_agent::probe::detect_accel(
+        Path::new(QEMU),
+        &version,
+        &ds,
+        &data,
+        Duration::from_secs(8),
+    )
+    .await
+    .unwrap();
+    let cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("accel.json")).unwrap()).unwrap();
+    assert_eq!(cached["qemu_version"], version.as_str());
+    let t = Instant::now();
+    let second = vinfra_agent::probe::detect_accel(
+        Path::new(QEMU),
+        &version,
+        &ds,
+        &data,
+        Duration::from_secs(8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first, second);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "cached answer expected"
+    );
+    if !Path::new("/dev/kvm").exists() {
+        assert_eq!(first, Accel::Tcg);
+    }
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Builds the small vinfra test guest: a Debian cloud kernel and a busybox initramfs.
+#
+#   scripts/build-guest-image.sh OUTDIR
+#
+# Writes OUTDIR/vmlinuz, OUTDIR/initrd.img and OUTDIR/VERSION (the kernel release). Runs as root
+# (it may apt-get install busybox-static and cpio). Idempotent: when OUTDIR already holds an image
+# built from the same kernel by this same script, it exits at once.
+#
+# The guest's /init:
+#   - prints "VINFRA-GUEST BOOTED" on the serial console (console=ttyS0);
+#   - with "vinfra.probe=1" on the kernel command line prints "VINFRA-PROBE-OK" and powers off;
+#   - otherwise powers off on the ACPI power button (QMP system_powerdown), configures eth0 when
+#     "vinfra.ip=ADDR/PREFIX" is given, and prints "VINFRA-COUNTER <n> <uptime>" every 0.5 s.
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 OUTDIR" >&2
+    exit 2
+fi
+OUTDIR=$1
+SELF_SUM=$(sha256sum "$0" | cut -d' ' -f1)
+
+MODULES=(failover net_failover virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev
+    virtio_pci virtio_net virtio_balloon button evdev)
+
+die() {
+    echo "build-guest-image: $*" >&2
+    exit 1
+}
+
+apt_updated=0
+apt_update_once() {
+    if [[ $apt_updated -eq 0 ]]; then
+        apt_updated=1
+        apt-get update -q >&2 || die "apt-get update failed"
+    fi
+}
+
+# The kernel image package the cloud-amd64 metapackage points at (the newest one).
+pick_kernel_package() {
+    local pkg
+    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9].*-cloud-amd64$/ {print $2}' | sort -V | tail -n1)
+    if [[ -z $pkg ]]; then
+        pkg=$(apt-cache search --names-only '^linux-image-6\.1\..*-cloud-amd64$' 2>/dev/null |
+            awk '{print $1}' | grep -v -- '-dbg$' | sort -V | tail -n1)
+    fi
+    echo "$pkg"
+}
+
+PKG=$(pick_kernel_package)
+if [[ -z $PKG ]]; then
+    apt_update_once
+    PKG=$(pick_kernel_package)
+fi
+[[ -n $PKG ]] || die "no linux-image-*-cloud-amd64 package known to apt"
+KVER=${PKG#linux-image-}
+BUILD_ID="$KVER $SELF_SUM"
+
+if [[ -f $OUTDIR/vmlinuz && -f $OUTDIR/initrd.img && -f $OUTDIR/VERSION && -f $OUTDIR/.build-id ]] &&
+    [[ $(cat "$OUTDIR/VERSION") == "$KVER" && $(cat "$OUTDIR/.build-id") == "$BUILD_ID" ]]; then
+    echo "guest image for $KVER is up to date in $OUTDIR"
+    exit 0
+fi
+
+need=()
+[[ -x /bin/busybox || -x /usr/bin/busybox ]] && dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+if [[ ${#need[@]} -gt 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2 ||
+        { apt_update_once; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2; } ||
+        die "cannot install ${need[*]}"
+fi
+BUSYBOX=$(command -v busybox) || die "busybox not found"
+
+mkdir -p "$OUTDIR"
+WORK=$(mktemp -d "$OUTDIR/.build.XXXXXX")
+chmod 755 "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+
+(cd "$WORK" && apt-get download -q "$PKG" >&2) ||
+    { apt_update_once; (cd "$WORK" && apt-get download -q "$PKG" >&2); } ||
+    die "apt-get download $PKG failed"
+dpkg-deb -x "$WORK"/"$PKG"_*.deb "$WORK/kernel"
+
+VMLINUZ="$WORK/kernel/boot/vmlinuz-$KVER"
+[[ -f $VMLINUZ ]] || die "the package has no /boot/vmlinuz-$KVER"
+MODDIR="$WORK/kernel/lib/modules/$KVER"
+[[ -d $MODDIR ]] || MODDIR="$WORK/kernel/usr/lib/modules/$KVER"
+[[ -d $MODDIR ]] || die "the package has no modules directory for $KVER"
+
+ROOT="$WORK/root"
+mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,etc/acpi/PWRF,lib/modules}
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+ln -s busybox "$ROOT/bin/sh"
+
+# Modules, in load order; built-in ones are skipped.
+: >"$ROOT/lib/modules/order"
+for m in "${MODULES[@]}"; do
+    if grep -qE "/${m}\.ko$" "$MODDIR/modules.builtin" 2>/dev/null; then
+        continue
+    fi
+    f=$(find "$MODDIR/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" \) -print -quit)
+    if [[ -z $f ]]; then
+        # button and evdev (power button events) are optional; the rest are required.
+        [[ $m == button || $m == evdev ]] && continue
+        die "module $m not found in $PKG"
+    fi
+    case $f in
+    *.ko.xz) xz -dc "$f" >"$ROOT/lib/modules/$m.ko" ;;
+    *.ko.zst) zstd -dcq "$f" >"$ROOT/lib/modules/$m.ko" ;;
+    *) cp "$f" "$ROOT/lib/modules/$m.ko" ;;
+    esac
+done
+
+# Load order: each module after the ones it depends on (from the modules' own "depends=" field).
+left=()
+for m in "${MODULES[@]}"; do [[ -f $ROOT/lib/modules/$m.ko ]] && left+=("$m"); done
+loaded=" "
+while [[ ${#left[@]} -gt 0 ]]; do
+    next=()
+    for m in "${left[@]}"; do
+        deps=$(grep -ao 'depends=[a-z0-9_,-]*' "$ROOT/lib/modules/$m.ko" | head -n1 | cut -d= -f2 | tr ',' ' ')
+        ready=1
+        for d in $deps; do
+            [[ $loaded == *" $d "* ]] && continue
+            [[ -f $ROOT/lib/modules/$d.ko ]] || die "module $m needs $d, which is not in the list"
+            ready=0
+        done
+        if [[ $ready -eq 1 ]]; then
+            echo "$m" >>"$ROOT/lib/modules/order"
+            loaded+="$m "
+        else
+            next+=("$m")
+        fi
+    done
+    [[ ${#next[@]} -lt ${#left[@]} ]] || die "module dependency cycle among: ${next[*]}"
+    left=("${next[@]}")
+done
+
+# busybox acpid runs CONFDIR/PWRF/00000080 on the power button.
+cat >"$ROOT/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+echo "VINFRA-GUEST POWERDOWN" >/dev/console
+sync
+poweroff -f
+EOF
+chmod 755 "$ROOT/etc/acpi/PWRF/00000080"
+
+cat >"$ROOT/init" <<'EOF'
+#!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+while read -r m; do
+    insmod "/lib/modules/$m.ko" || echo "vinfra-guest: insmod $m failed"
+done </lib/modules/order
+echo "VINFRA-GUEST BOOTED"
+cmdline=$(cat /proc/cmdline)
+probe=0
+ip=
+for arg in $cmdline; do
+    case $arg in
+    vinfra.probe=1) probe=1 ;;
+    vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
+    esac
+done
+if [ "$probe" = 1 ]; then
+    echo "VINFRA-PROBE-OK"
+    sync
+    poweroff -f
+fi
+acpid -c /etc/acpi -l /tmp/acpid.log
+ip link set lo up
+if [ -n "$ip" ]; then
+    ip addr add "$ip" dev eth0 && ip link set eth0 up && echo "VINFRA-GUEST IP $ip"
+fi
+n=0
+while true; do
+    n=$((n + 1))
+    read -r up _ </proc/uptime
+    echo "VINFRA-COUNTER $n $up"
+    sleep 0.5
+done
+EOF
+chmod 755 "$ROOT/init"
+
+(cd "$ROOT" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$WORK/initrd.img"
+cp "$VMLINUZ" "$WORK/vmlinuz"
+echo "$KVER" >"$WORK/VERSION"
+echo "$BUILD_ID" >"$WORK/.build-id"
+for f in vmlinuz initrd.img VERSION .build-id; do
+    mv -f "$WORK/$f" "$OUTDIR/$f"
+done
+echo "built guest image for $KVER in $OUTDIR"
