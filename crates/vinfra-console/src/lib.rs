@@ -1,1 +1,321 @@
-//! Console library: REST API, desired-state store, controllers, placement, agent connections.
+//! The vinfra console: REST API, desired-state store, controllers, placement, agent connections.
+//!
+//! - [`api`]: axum routes that parse requests into [`core::Command`]s; problem+json errors;
+//!   bearer-token auth; the OpenAPI document.
+//! - [`core`]: the [`core::Console`]: every operation, over the store and the connected agents.
+//! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections.
+//! - [`controllers`]: reconcile loops (the VM controller).
+//! - [`migration`]: live-migration orchestration.
+//! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
+//! - [`store_keys`]: the store's key layout and records.
+//!
+//! [`start`] brings everything up and reports the bound addresses; [`run`] does that and waits for
+//! SIGINT/SIGTERM.
+#![deny(unsafe_code)]
+
+pub mod agents;
+pub mod api;
+pub mod controllers;
+pub mod core;
+pub mod migration;
+pub mod pki;
+pub mod store_keys;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use vinfra_store::{SqliteStore, Store};
+
+use crate::agents::AgentRegistry;
+use crate::core::Console;
+use crate::store_keys::ApiTokenRecord;
+
+/// How the console runs.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Store, CA and keys live here.
+    pub data_dir: PathBuf,
+    /// REST API address, e.g. `127.0.0.1:7443`.
+    pub api_listen: SocketAddr,
+    /// Agent endpoint address.
+    pub agent_listen: SocketAddr,
+    /// Bind the agent endpoint inside this named network namespace (`/var/run/netns/NAME`).
+    pub agent_listen_netns: Option<String>,
+    /// Extra names (DNS or IP) for the server certificate.
+    pub advertise_names: Vec<String>,
+    /// On first start, also write the API token to this file (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// Serve the REST API over TLS (default). Off only for benchmarks and tests on loopback; the
+    /// agent endpoint always uses mutual TLS.
+    pub tls: bool,
+}
+
+impl ConsoleConfig {
+    /// Defaults: API on 127.0.0.1:7443, agents on 127.0.0.1:7444, TLS on.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ConsoleConfig {
+            data_dir,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            agent_listen: SocketAddr::from(([127, 0, 0, 1], 7444)),
+            agent_listen_netns: None,
+            advertise_names: vec![],
+            token_file: None,
+            tls: true,
+        }
+    }
+}
+
+/// Why the console could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// the data directory could not be prepared
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the store could not be opened
+    #[error("store: {0}")]
+    Store(#[from] vinfra_store::StoreError),
+    /// a stored record could not be read or written
+    #[error(transparent)]
+    Record(#[from] store_keys::RecordError),
+    /// key material could not be loaded or created
+    #[error(transparent)]
+    Pki(#[from] pki::ConsolePkiError),
+    /// a listener could not be bound
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// the network namespace of the agent endpoint could not be entered
+    #[error("network namespace '{name}': {reason}")]
+    Netns { name: String, reason: String },
+    /// the API server failed
+    #[error("API server: {0}")]
+    Serve(#[source] std::io::Error),
+    /// waiting for a signal failed
+    #[error("signal handling: {0}")]
+    Signal(#[source] std::io::Error),
+    /// a background task failed
+    #[error("console task failed: {0}")]
+    Task(String),
+}
+
+/// A started console.
+pub struct RunningConsole {
+    /// Where the REST API listens.
+    pub api_addr: SocketAddr,
+    /// Where the agent endpoint listens.
+    pub agent_addr: SocketAddr,
+    /// The API token, when it was created by this start (first start only).
+    pub api_token: Option<String>,
+    /// The cluster CA certificate, PEM (trust anchor for API clients).
+    pub ca_pem: String,
+    /// The core (for in-process callers and tests).
+    pub console: Arc<Console>,
+    handle: axum_server::Handle<SocketAddr>,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningConsole {
+    /// Stops the API server (draining requests for up to 5 s) and every background task.
+    pub async fn shutdown(self) -> Result<(), ConsoleError> {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        for t in &self.tasks {
+            t.abort();
+        }
+        let served = self.server.await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        match served {
+            Ok(r) => r.map_err(ConsoleError::Serve),
+            Err(e) => Err(ConsoleError::Task(e.to_string())),
+        }
+    }
+
+    /// Waits until the API server stops on its own (it fails).
+    pub async fn wait(&mut self) -> Result<(), ConsoleError> {
+        match (&mut self.server).await {
+            Ok(r) => r.map_err(ConsoleError::Serve),
+            Err(e) => Err(ConsoleError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Starts the console and runs it until SIGINT or SIGTERM.
+pub async fn run(config: ConsoleConfig) -> Result<(), ConsoleError> {
+    let mut running = start(config).await?;
+    tracing::info!(api = %running.api_addr, agents = %running.agent_addr, "console running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ConsoleError::Signal)?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(ConsoleError::Signal)?,
+        _ = term.recv() => {}
+        r = running.wait() => return r,
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ConsoleError> {
+    let l =
+        std::net::TcpListener::bind(addr).map_err(|source| ConsoleError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| ConsoleError::Bind { addr, source })?;
+    Ok(l)
+}
+
+/// Binds a listener inside a named network namespace: a short-lived thread enters the namespace,
+/// binds, and ends; the socket stays in that namespace.
+fn bind_in_netns(name: &str, addr: SocketAddr) -> Result<std::net::TcpListener, ConsoleError> {
+    let err = |reason: String| ConsoleError::Netns {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(err("not a valid namespace name".into()));
+    }
+    let path = Path::new("/var/run/netns").join(name);
+    let thread = std::thread::spawn(move || -> Result<std::net::TcpListener, String> {
+        let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns: {e}"))?;
+        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(l)
+    });
+    thread
+        .join()
+        .map_err(|_| err("the binding thread panicked".into()))?
+        .map_err(err)
+}
+
+/// Loads the API token hash, or on first start creates the token: printed once, written to
+/// `token_file`, its hash stored. Returns (hash, token if created).
+fn api_token(
+    store: &dyn Store,
+    token_file: Option<&Path>,
+) -> Result<(String, Option<String>), ConsoleError> {
+    if let Some(rec) = store_keys::get::<ApiTokenRecord>(store, store_keys::API_TOKEN)? {
+        return Ok((rec.value.hash, None));
+    }
+    let token = vinfra_proto::pki::generate_api_token();
+    let hash = vinfra_proto::pki::token_hash(&token);
+    if let Some(path) = token_file {
+        pki::write_file(path, format!("{token}\n").as_bytes(), 0o600)?;
+    }
+    store_keys::put(
+        store,
+        store_keys::API_TOKEN,
+        &ApiTokenRecord { hash: hash.clone() },
+    )?;
+    println!("API token (shown once): {token}");
+    Ok((hash, Some(token)))
+}
+
+/// Starts the console: store, key material, agent endpoint, API server, controllers.
+pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError> {
+    let dir = &config.data_dir;
+    let dir_err = |source| ConsoleError::DataDir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(dir_err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+
+    let sqlite = Arc::new(SqliteStore::open(&dir.join("console.db"))?);
+    let reaper = sqlite.spawn_lease_reaper();
+    let store: Arc<dyn Store> = sqlite;
+
+    let agent_std = match &config.agent_listen_netns {
+        Some(ns) => bind_in_netns(ns, config.agent_listen)?,
+        None => bind(config.agent_listen)?,
+    };
+    let api_std = bind(config.api_listen)?;
+    let agent_addr = agent_std
+        .local_addr()
+        .map_err(|source| ConsoleError::Bind {
+            addr: config.agent_listen,
+            source,
+        })?;
+    let api_addr = api_std.local_addr().map_err(|source| ConsoleError::Bind {
+        addr: config.api_listen,
+        source,
+    })?;
+
+    let names = pki::server_names(&[api_addr, agent_addr], &config.advertise_names);
+    let keys = pki::ConsolePki::load_or_create(dir, &names)?;
+    let (token_hash, api_token) = api_token(store.as_ref(), config.token_file.as_deref())?;
+    let ca_pem = keys.ca.cert_pem().to_string();
+
+    let agents = AgentRegistry::default();
+    let triggers = agents.subscribe();
+    let console = Arc::new(Console::load(store.clone(), agents, keys.ca, token_hash)?);
+
+    let mut tasks = vec![reaper];
+    let agent_listener =
+        tokio::net::TcpListener::from_std(agent_std).map_err(|source| ConsoleError::Bind {
+            addr: agent_addr,
+            source,
+        })?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(keys.agent_tls);
+    tasks.push(tokio::spawn(agents::listener::serve(
+        console.clone(),
+        agent_listener,
+        acceptor,
+    )));
+
+    let vm_controller = Arc::new(controllers::vm::VmController::new(console.clone()));
+    let store2 = store.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) =
+            controllers::run(vm_controller, store2, triggers, Duration::from_secs(10)).await
+        {
+            tracing::error!("VM controller stopped: {e}");
+        }
+    }));
+    if let Err(e) = migration::resume_all(&console) {
+        tracing::error!("resuming migrations: {e}");
+    }
+
+    let handle = axum_server::Handle::new();
+    let app = api::router(console.clone()).into_make_service();
+    let server = if config.tls {
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(keys.api_tls);
+        let server = axum_server::from_tcp_rustls(api_std, tls)
+            .map_err(|source| ConsoleError::Bind {
+                addr: api_addr,
+                source,
+            })?
+            .handle(handle.clone());
+        tokio::spawn(server.serve(app))
+    } else {
+        let server = axum_server::from_tcp(api_std)
+            .map_err(|source| ConsoleError::Bind {
+                addr: api_addr,
+                source,
+            })?
+            .handle(handle.clone());
+        tokio::spawn(server.serve(app))
+    };
+    Ok(RunningConsole {
+        api_addr,
+        agent_addr,
+        api_token,
+        ca_pem,
+        console,
+        handle,
+        server,
+        tasks,
+    })
+}

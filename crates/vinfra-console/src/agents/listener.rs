@@ -1,0 +1,198 @@
+//! The agent endpoint: accepts TLS connections, handles joins, and runs one task per connected
+//! agent (a reader routing responses and storing reports, a writer fed by a channel).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use vinfra_proto::frame::{FrameError, FramedJson};
+use vinfra_proto::{AgentMessage, ConsoleMessage, PROTOCOL_VERSION};
+
+use crate::core::Console;
+
+/// How long a fresh connection has to complete TLS and send its first message.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why an agent connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// TLS handshake failed
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] std::io::Error),
+    /// the peer did not finish the handshake or its first message in time
+    #[error("no first message within {} s", HANDSHAKE_TIMEOUT.as_secs())]
+    HandshakeTimeout,
+    /// framing or decoding failed
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// the peer broke the protocol
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Accepts agent connections until the task is aborted (which also ends every connection).
+pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAcceptor) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = conns.join_next() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("agent endpoint accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let console = console.clone();
+        let acceptor = acceptor.clone();
+        conns.spawn(async move {
+            if let Err(e) = handle(console, acceptor, tcp, peer).await {
+                tracing::info!(%peer, "agent connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(
+    console: Arc<Console>,
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Result<(), ConnectionError> {
+    let _ = tcp.set_nodelay(true);
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .map_err(|_| ConnectionError::HandshakeTimeout)?
+        .map_err(ConnectionError::Tls)?;
+    let host = crate::pki::peer_host_name(tls.get_ref().1);
+    let mut framed = FramedJson::new(tls);
+    match host {
+        None => join(&console, &mut framed, peer).await,
+        Some(host) => session(console, framed, host).await,
+    }
+}
+
+/// A connection without a client certificate: one `Join`, one answer.
+async fn join<S: AsyncRead + AsyncWrite + Unpin>(
+    console: &Console,
+    framed: &mut FramedJson<S>,
+    peer: SocketAddr,
+) -> Result<(), ConnectionError> {
+    let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
+        .await
+        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+    let AgentMessage::Join {
+        token,
+        host,
+        csr_pem,
+    } = msg
+    else {
+        let reason = "a connection without a client certificate may only join".to_string();
+        framed
+            .send(&ConsoleMessage::JoinRefused {
+                reason: reason.clone(),
+            })
+            .await?;
+        return Err(ConnectionError::Protocol(reason));
+    };
+    let reply = match console.join_host(&token, &host, &csr_pem, peer.ip()) {
+        Ok((cert_pem, ca_pem)) => {
+            tracing::info!(%peer, host, "host joined");
+            ConsoleMessage::Joined { cert_pem, ca_pem }
+        }
+        Err(e) => {
+            tracing::warn!(%peer, host, "join refused: {e}");
+            ConsoleMessage::JoinRefused {
+                reason: e.to_string(),
+            }
+        }
+    };
+    framed.send(&reply).await?;
+    Ok(())
+}
+
+/// A connection with a client certificate: `Hello`, then reports and responses.
+async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    console: Arc<Console>,
+    mut framed: FramedJson<S>,
+    host: String,
+) -> Result<(), ConnectionError> {
+    if !console.host_registered(&host) {
+        return Err(ConnectionError::Protocol(format!(
+            "host '{host}' is not registered"
+        )));
+    }
+    let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
+        .await
+        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+    let AgentMessage::Hello { protocol, report } = msg else {
+        return Err(ConnectionError::Protocol(
+            "the first message must be hello".into(),
+        ));
+    };
+    if protocol != PROTOCOL_VERSION {
+        return Err(ConnectionError::Protocol(format!(
+            "protocol version {protocol} is not supported (console speaks {PROTOCOL_VERSION})"
+        )));
+    }
+    if report.host != host {
+        return Err(ConnectionError::Protocol(format!(
+            "report names host '{}' but the certificate is for '{host}'",
+            report.host
+        )));
+    }
+    console.host_hello(&report);
+    let registry = console.agents().clone();
+    let reg = registry.connect(&host, report);
+    tracing::info!(host, "agent connected");
+    let (mut sender, mut receiver) = framed.split();
+    let mut rx = reg.rx;
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if sender.send(&msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut closed = reg.closed;
+    let result = loop {
+        let msg = tokio::select! {
+            m = receiver.recv::<AgentMessage>() => m,
+            _ = &mut closed => break Ok(()),
+        };
+        match msg {
+            Ok(AgentMessage::Report { report }) => {
+                if report.host != host {
+                    break Err(ConnectionError::Protocol("report for another host".into()));
+                }
+                registry.report(&host, reg.conn_id, report);
+            }
+            Ok(AgentMessage::Response { id, result }) => {
+                let waiter = reg
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(w) = waiter {
+                    let _ = w.send(result);
+                }
+            }
+            Ok(other) => {
+                break Err(ConnectionError::Protocol(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
+            Err(e) => break Err(e.into()),
+        }
+    };
+    writer.abort();
+    registry.disconnect(&host, reg.conn_id);
+    tracing::info!(host, "agent disconnected");
+    result
+}

@@ -1,0 +1,263 @@
+//! Connected agents: their outgoing channel, pending requests and latest report.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use vinfra_proto::{AgentCommand, AgentError, CommandReply, ConsoleMessage, HostReport};
+use vinfra_types::HostStatus;
+
+/// A host counts as disconnected when no report arrived for this long.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, AgentError>>>>>;
+
+/// Why a request to an agent did not get a successful reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// the host's agent is not connected
+    #[error("host '{host}' is not connected")]
+    NotConnected { host: String },
+    /// the agent did not answer in time
+    #[error("host '{host}' did not answer within {secs} s")]
+    Timeout { host: String, secs: u64 },
+    /// the connection closed before the answer arrived
+    #[error("connection to host '{host}' was lost before it answered")]
+    ConnectionLost { host: String },
+    /// the agent answered with an error
+    #[error("host '{host}': {source}")]
+    Agent {
+        host: String,
+        #[source]
+        source: AgentError,
+    },
+}
+
+/// The latest report of a host and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub report: Arc<HostReport>,
+    pub received: Instant,
+}
+
+struct Connection {
+    id: u64,
+    tx: mpsc::Sender<ConsoleMessage>,
+    pending: Pending,
+    /// Dropping it tells the connection task to close.
+    _close: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conns: HashMap<String, Connection>,
+    observed: HashMap<String, Observed>,
+}
+
+/// Every agent connection of this console, keyed by host name. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct AgentRegistry {
+    inner: Arc<Mutex<Inner>>,
+    next_id: Arc<AtomicU64>,
+    /// Host names whose agent said Hello or whose connection closed (controllers listen).
+    notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
+}
+
+/// What the connection task holds for its registration.
+pub struct Registration {
+    pub conn_id: u64,
+    pub rx: mpsc::Receiver<ConsoleMessage>,
+    pub pending: Pending,
+    pub closed: oneshot::Receiver<()>,
+}
+
+impl AgentRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes to host names whose connection came up or went down.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.notify
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    fn announce(&self, host: &str) {
+        let mut subs = self.notify.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|tx| tx.send(host.to_string()).is_ok());
+    }
+
+    /// Registers a new connection for `host` with its first report; an older connection of the same
+    /// host is closed.
+    pub fn connect(&self, host: &str, report: HostReport) -> Registration {
+        let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(256);
+        let (close_tx, closed) = oneshot::channel();
+        let pending: Pending = Arc::default();
+        {
+            let mut inner = self.lock();
+            inner.conns.insert(
+                host.to_string(),
+                Connection {
+                    id: conn_id,
+                    tx,
+                    pending: pending.clone(),
+                    _close: close_tx,
+                },
+            );
+            inner.observed.insert(
+                host.to_string(),
+                Observed {
+                    report: Arc::new(report),
+                    received: Instant::now(),
+                },
+            );
+        }
+        self.announce(host);
+        Registration {
+            conn_id,
+            rx,
+            pending,
+            closed,
+        }
+    }
+
+    /// Stores a heartbeat report.
+    pub fn report(&self, host: &str, conn_id: u64, report: HostReport) {
+        let mut inner = self.lock();
+        if inner.conns.get(host).is_some_and(|c| c.id == conn_id) {
+            inner.observed.insert(
+                host.to_string(),
+                Observed {
+                    report: Arc::new(report),
+                    received: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Removes a connection (if it is still the current one for the host).
+    pub fn disconnect(&self, host: &str, conn_id: u64) {
+        let removed = {
+            let mut inner = self.lock();
+            if inner.conns.get(host).is_some_and(|c| c.id == conn_id) {
+                inner.conns.remove(host)
+            } else {
+                None
+            }
+        };
+        if let Some(conn) = removed {
+            // Dropping the senders wakes every waiter with ConnectionLost.
+            conn.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.announce(host);
+        }
+    }
+
+    /// Closes the connection of a host (it was removed from the cluster) and forgets its report.
+    pub fn forget(&self, host: &str) {
+        let mut inner = self.lock();
+        inner.conns.remove(host);
+        inner.observed.remove(host);
+    }
+
+    /// Connected: the connection is up and a report arrived within [`REPORT_TIMEOUT`].
+    pub fn status(&self, host: &str) -> HostStatus {
+        let inner = self.lock();
+        Self::status_locked(&inner, host)
+    }
+
+    fn status_locked(inner: &Inner, host: &str) -> HostStatus {
+        let fresh = inner
+            .observed
+            .get(host)
+            .is_some_and(|o| o.received.elapsed() < REPORT_TIMEOUT);
+        if inner.conns.contains_key(host) && fresh {
+            HostStatus::Connected
+        } else {
+            HostStatus::Disconnected
+        }
+    }
+
+    /// Latest report of a host (also after it disconnected), with its status.
+    pub fn observed(&self, host: &str) -> (HostStatus, Option<Observed>) {
+        let inner = self.lock();
+        (
+            Self::status_locked(&inner, host),
+            inner.observed.get(host).cloned(),
+        )
+    }
+
+    /// Latest report and status of every host ever seen since start.
+    pub fn snapshot(&self) -> HashMap<String, (HostStatus, Observed)> {
+        let inner = self.lock();
+        inner
+            .observed
+            .iter()
+            .map(|(h, o)| (h.clone(), (Self::status_locked(&inner, h), o.clone())))
+            .collect()
+    }
+
+    /// Sends a command to a host's agent and waits for its answer.
+    pub async fn request(
+        &self,
+        host: &str,
+        command: AgentCommand,
+        timeout: Duration,
+    ) -> Result<CommandReply, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let tx = {
+            let inner = self.lock();
+            let conn = inner
+                .conns
+                .get(host)
+                .ok_or_else(|| RequestError::NotConnected {
+                    host: host.to_string(),
+                })?;
+            conn.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, reply_tx);
+            conn.tx.clone()
+        };
+        let lost = || RequestError::ConnectionLost {
+            host: host.to_string(),
+        };
+        let msg = ConsoleMessage::Request { id, command };
+        let result = tokio::time::timeout(timeout, async {
+            tx.send(msg).await.map_err(|_| lost())?;
+            reply_rx.await.map_err(|_| lost())
+        })
+        .await;
+        match result {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(source))) => Err(RequestError::Agent {
+                host: host.to_string(),
+                source,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                let inner = self.lock();
+                if let Some(conn) = inner.conns.get(host) {
+                    conn.pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+                Err(RequestError::Timeout {
+                    host: host.to_string(),
+                    secs: timeout.as_secs(),
+                })
+            }
+        }
+    }
+}

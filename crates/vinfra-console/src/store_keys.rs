@@ -1,0 +1,203 @@
+//! Key layout of the console's store and the JSON records kept under each key.
+//!
+//! | key | record |
+//! |---|---|
+//! | `/vinfra/hosts/<name>` | [`HostRecord`] |
+//! | `/vinfra/vms/<name>` | [`VmRecord`] |
+//! | `/vinfra/settings` | [`vinfra_types::api::ClusterSettings`] |
+//! | `/vinfra/migrations/<vm>` | [`MigrationRecord`] |
+//! | `/vinfra/events/<seq, 20 digits>` | [`vinfra_types::api::Event`] |
+//! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
+//! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use uuid::Uuid;
+use vinfra_store::{KeyValue, Revision, Store, StoreError};
+use vinfra_types::{Accel, AllocationRatios, HostCapacity, VmSpec};
+
+/// Prefix of every host record.
+pub const HOSTS: &str = "/vinfra/hosts/";
+/// Prefix of every VM record.
+pub const VMS: &str = "/vinfra/vms/";
+/// Prefix of every migration record.
+pub const MIGRATIONS: &str = "/vinfra/migrations/";
+/// Prefix of the event history.
+pub const EVENTS: &str = "/vinfra/events/";
+/// Cluster settings.
+pub const SETTINGS: &str = "/vinfra/settings";
+/// Hash of the API token.
+pub const API_TOKEN: &str = "/vinfra/auth/api-token";
+/// Prefix of the outstanding join tokens.
+pub const JOIN_TOKENS: &str = "/vinfra/auth/join-tokens/";
+
+/// Most events kept in the history.
+pub const MAX_EVENTS: usize = 1000;
+
+pub fn host_key(name: &str) -> String {
+    format!("{HOSTS}{name}")
+}
+pub fn vm_key(name: &str) -> String {
+    format!("{VMS}{name}")
+}
+pub fn migration_key(vm: &str) -> String {
+    format!("{MIGRATIONS}{vm}")
+}
+pub fn event_key(seq: u64) -> String {
+    format!("{EVENTS}{seq:020}")
+}
+pub fn join_token_key(secret_hash: &str) -> String {
+    format!("{JOIN_TOKENS}{secret_hash}")
+}
+
+/// The desired power state of a VM: what the operator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+impl Desired {
+    /// The same state in the API's vocabulary.
+    pub fn power_state(self) -> vinfra_types::PowerState {
+        match self {
+            Desired::Running => vinfra_types::PowerState::Running,
+            Desired::Stopped => vinfra_types::PowerState::Stopped,
+        }
+    }
+}
+
+/// A VM's desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub id: Uuid,
+    pub spec: VmSpec,
+    /// Host it is placed on; changes only when a migration completes.
+    pub host: String,
+    pub desired: Desired,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// When the guest was first started (uptime survives migration).
+    pub started_at: Option<u64>,
+}
+
+impl VmRecord {
+    /// Identity and specification as an agent takes it.
+    pub fn instance(&self) -> vinfra_proto::VmInstance {
+        vinfra_proto::VmInstance {
+            id: self.id,
+            spec: self.spec.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
+/// A registered host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub name: String,
+    /// Address the agent reported (at join: the address it connected from).
+    pub address: String,
+    /// Seconds since the Unix epoch.
+    pub joined_at: u64,
+    pub ratio_override: Option<AllocationRatios>,
+    pub maintenance: bool,
+    /// Last capacity the agent reported, kept across console restarts.
+    #[serde(default)]
+    pub capacity: Option<HostCapacity>,
+    #[serde(default)]
+    pub accel: Option<Accel>,
+    #[serde(default)]
+    pub qemu_version: Option<String>,
+}
+
+/// A migration (in progress or the last finished one) of one VM.
+pub type MigrationRecord = vinfra_types::MigrationProgress;
+
+/// The API token, hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenRecord {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+}
+
+/// An outstanding join token (the key holds the secret's hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    /// Seconds since the Unix epoch after which it is refused.
+    pub expires_at: u64,
+}
+
+/// A record as read, with the revision to compare-and-swap against.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub mod_revision: Revision,
+}
+
+/// Errors reading or writing records.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// the store failed
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// a stored record could not be decoded
+    #[error("record {key} is corrupt: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// a record could not be encoded
+    #[error("encoding a record: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Decodes one stored value.
+pub fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<Versioned<T>, RecordError> {
+    let value = serde_json::from_slice(&kv.value).map_err(|source| RecordError::Corrupt {
+        key: kv.key.clone(),
+        source,
+    })?;
+    Ok(Versioned {
+        value,
+        mod_revision: kv.mod_revision,
+    })
+}
+
+/// Encodes a record.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RecordError> {
+    serde_json::to_vec(value).map_err(RecordError::Encode)
+}
+
+/// Reads and decodes one key.
+pub fn get<T: DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<Versioned<T>>, RecordError> {
+    store.get(key)?.map(|kv| decode(&kv)).transpose()
+}
+
+/// Reads and decodes every key under a prefix; returns (name after the prefix, record).
+pub fn range<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<(String, Versioned<T>)>, RecordError> {
+    let (kvs, _) = store.range(prefix)?;
+    kvs.iter()
+        .map(|kv| Ok((kv.key[prefix.len()..].to_string(), decode(kv)?)))
+        .collect()
+}
+
+/// Encodes and writes one key (no lease).
+pub fn put<T: Serialize>(store: &dyn Store, key: &str, value: &T) -> Result<Revision, RecordError> {
+    Ok(store.put(key, &encode(value)?, 0)?)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,463 @@
+//! Test harness: a console on 127.0.0.1 (real store, real TLS) and a fake agent that speaks the real
+//! protocol over real mutual TLS, with an in-memory VM table instead of QEMU.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use vinfra_console::{ConsoleConfig, RunningConsole};
+use vinfra_proto::frame::FramedJson;
+use vinfra_proto::pki;
+use vinfra_proto::{
+    AgentCommand, AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport,
+    MigrationStatus, VmInstance, PROTOCOL_VERSION,
+};
+use vinfra_types::{Accel, HostCapacity, HostUsage, PowerState, VmObserved, VmUsage};
+
+pub const GIB: u64 = 1024;
+
+pub struct TestConsole {
+    pub running: RunningConsole,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+pub async fn start_console(dir: &Path, token: Option<String>, tls: bool) -> TestConsole {
+    let mut config = ConsoleConfig::new(dir.to_path_buf());
+    config.api_listen = "127.0.0.1:0".parse().unwrap();
+    config.agent_listen = "127.0.0.1:0".parse().unwrap();
+    config.tls = tls;
+    config.token_file = Some(dir.join("token"));
+    let running = vinfra_console::start(config).await.expect("console starts");
+    let token = running.api_token.clone().or(token).expect("a token");
+    // The client trusts only the cluster CA (rustls with ring, configured by vinfra-proto).
+    let client_tls = pki::client_config(&running.ca_pem, None).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured((*client_tls).clone())
+        .build()
+        .unwrap();
+    let scheme = if tls { "https" } else { "http" };
+    let base = format!("{scheme}://127.0.0.1:{}", running.api_addr.port());
+    TestConsole {
+        running,
+        client,
+        base,
+        token,
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl TestConsole {
+    pub async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        self.call_with(method, path, body, Some(&self.token)).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn join_token(&self) -> String {
+        let r = self.call("POST", "/api/v1/join-tokens", None).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the host has the given status.
+    pub async fn wait_host_status(&self, host: &str, status: &str) {
+        for _ in 0..100 {
+            let r = self
+                .call("GET", &format!("/api/v1/hosts/{host}"), None)
+                .await;
+            if r.status == 200 && r.body["status"] == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("host {host} never became {status}");
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await.unwrap();
+    }
+}
+
+/// A problem+json response with this status.
+pub fn assert_problem(r: &Resp, status: u16) {
+    assert_eq!(r.status, status, "body: {:?}", r.body);
+    assert_eq!(
+        r.content_type, "application/problem+json",
+        "body: {:?}",
+        r.body
+    );
+    assert_eq!(r.body["status"], status);
+    assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+pub fn vm_json(name: &str, vcpus: u32, memory_mib: u64) -> String {
+    serde_json::json!({
+        "name": name, "vcpus": vcpus, "memory_mib": memory_mib,
+        "boot": {"kind": "kernel", "kernel": "vmlinuz", "initrd": "initrd.img", "cmdline": "console=ttyS0"},
+        "disks": [{"name": "root", "size_gib": 1}]
+    })
+    .to_string()
+}
+
+/// How a fake agent behaves.
+#[derive(Default)]
+pub struct Behaviour {
+    pub fail_create: bool,
+    pub fail_prepare: bool,
+    /// MigrationStatus answers "failed" instead of completing.
+    pub fail_migration: bool,
+    /// Number of "active" answers before the final one.
+    pub active_polls: u32,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub vms: HashMap<Uuid, (VmInstance, PowerState)>,
+    pub behaviour: Behaviour,
+    pub polls: HashMap<Uuid, u32>,
+    pub cancelled: std::collections::HashSet<Uuid>,
+    pub commands: Vec<String>,
+}
+
+pub struct FakeAgent {
+    pub host: String,
+    pub state: Arc<Mutex<FakeState>>,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub capacity: HostCapacity,
+    task: Option<JoinHandle<()>>,
+}
+
+async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = pki::server_name_for(&addr.to_string()).unwrap();
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+/// Joins `host` with `token`: Ok((cert, key)) or Err(reason).
+pub async fn join(
+    agent_addr: SocketAddr,
+    ca_pem: &str,
+    token: &str,
+    host: &str,
+) -> Result<(String, String), String> {
+    let (key_pem, csr_pem) = pki::generate_host_key_and_csr(host).unwrap();
+    let tls = tls_connect(agent_addr, pki::client_config(ca_pem, None).unwrap()).await;
+    let mut framed = FramedJson::new(tls);
+    framed
+        .send(&AgentMessage::Join {
+            token: token.into(),
+            host: host.into(),
+            csr_pem,
+        })
+        .await
+        .unwrap();
+    match framed.recv::<ConsoleMessage>().await.unwrap() {
+        ConsoleMessage::Joined {
+            cert_pem,
+            ca_pem: _,
+        } => Ok((cert_pem, key_pem)),
+        ConsoleMessage::JoinRefused { reason } => Err(reason),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+impl FakeAgent {
+    /// Joins with a fresh join token and connects.
+    pub async fn join_and_connect(
+        c: &TestConsole,
+        host: &str,
+        capacity: HostCapacity,
+    ) -> FakeAgent {
+        let token = c.join_token().await;
+        let (cert_pem, key_pem) = join(c.running.agent_addr, &c.running.ca_pem, &token, host)
+            .await
+            .unwrap();
+        let mut agent = FakeAgent {
+            host: host.into(),
+            state: Arc::default(),
+            cert_pem,
+            key_pem,
+            ca_pem: c.running.ca_pem.clone(),
+            capacity,
+            task: None,
+        };
+        agent.connect(c.running.agent_addr).await;
+        c.wait_host_status(host, "connected").await;
+        agent
+    }
+
+    pub async fn connect(&mut self, addr: SocketAddr) {
+        let config =
+            pki::client_config(&self.ca_pem, Some((&self.cert_pem, &self.key_pem))).unwrap();
+        let tls = tls_connect(addr, config).await;
+        let framed = FramedJson::new(tls);
+        let state = self.state.clone();
+        let host = self.host.clone();
+        let capacity = self.capacity;
+        self.task = Some(tokio::spawn(async move {
+            run_agent(framed, host, capacity, state).await
+        }));
+    }
+
+    /// Drops the connection.
+    pub fn disconnect(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    pub fn vm_state(&self, id: Uuid) -> Option<PowerState> {
+        self.state.lock().unwrap().vms.get(&id).map(|v| v.1)
+    }
+
+    pub fn vm_count(&self) -> usize {
+        self.state.lock().unwrap().vms.len()
+    }
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
+    HostReport {
+        host: host.into(),
+        address: "127.0.0.1".into(),
+        accel: Accel::Tcg,
+        qemu_version: "9.2.0".into(),
+        capacity,
+        usage: HostUsage {
+            cpu_cores: 0.5,
+            memory_used_mib: 1024,
+        },
+        vms: state
+            .vms
+            .values()
+            .map(|(vm, s)| VmObserved {
+                id: vm.id,
+                name: vm.spec.name.clone(),
+                state: *s,
+                pid: Some(1000),
+                uptime_s: 5,
+                usage: VmUsage::default(),
+            })
+            .collect(),
+    }
+}
+
+fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
+    CommandReply::Vm {
+        vm: VmObserved {
+            id: vm.id,
+            name: vm.spec.name.clone(),
+            state,
+            pid: None,
+            uptime_s: 0,
+            usage: VmUsage::default(),
+        },
+    }
+}
+
+fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, AgentError> {
+    let name = format!("{command:?}");
+    state
+        .commands
+        .push(name.split([' ', '{']).next().unwrap_or("").to_string());
+    let missing = |id| AgentError::NoSuchVm { id };
+    match command {
+        AgentCommand::CreateVm { vm, start } => {
+            if state.behaviour.fail_create {
+                return Err(AgentError::MissingFile {
+                    path: "images/vmlinuz".into(),
+                });
+            }
+            let s = if start {
+                PowerState::Running
+            } else {
+                PowerState::Stopped
+            };
+            let reply = observed(&vm, s);
+            state.vms.insert(vm.id, (vm, s));
+            Ok(reply)
+        }
+        AgentCommand::StartVm { id } | AgentCommand::RebootVm { id } => {
+            let v = state.vms.get_mut(&id).ok_or(missing(id))?;
+            v.1 = PowerState::Running;
+            Ok(observed(&v.0, v.1))
+        }
+        AgentCommand::StopVm { id, .. } => {
+            let v = state.vms.get_mut(&id).ok_or(missing(id))?;
+            v.1 = PowerState::Stopped;
+            Ok(observed(&v.0, v.1))
+        }
+        AgentCommand::DeleteVm { id, .. } => {
+            state.vms.remove(&id).ok_or(missing(id))?;
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::PrepareIncoming { vm } => {
+            if state.behaviour.fail_prepare {
+                return Err(AgentError::Qemu {
+                    detail: "incoming QEMU failed to start".into(),
+                });
+            }
+            state.vms.insert(vm.id, (vm, PowerState::Incoming));
+            Ok(CommandReply::Incoming {
+                uri: "tcp:127.0.0.1:49152".into(),
+            })
+        }
+        AgentCommand::MigrateOut { id, .. } => {
+            state.cancelled.remove(&id);
+            state.polls.remove(&id);
+            let v = state.vms.get_mut(&id).ok_or(missing(id))?;
+            v.1 = PowerState::Migrating;
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::MigrationStatus { id } => {
+            state.vms.get(&id).ok_or(missing(id))?;
+            let polls = state.polls.entry(id).or_insert(0);
+            *polls += 1;
+            let status = if state.cancelled.remove(&id) {
+                "cancelled"
+            } else if *polls <= state.behaviour.active_polls {
+                "active"
+            } else if state.behaviour.fail_migration {
+                "failed"
+            } else {
+                "completed"
+            };
+            if status == "completed" {
+                if let Some(v) = state.vms.get_mut(&id) {
+                    v.1 = PowerState::Paused;
+                }
+            }
+            Ok(CommandReply::Migration {
+                status: MigrationStatus {
+                    qemu_status: status.into(),
+                    transferred_bytes: 100 * u64::from(*polls),
+                    remaining_bytes: 0,
+                    total_bytes: 1000,
+                    rate_bps: 1_000_000,
+                    dirty_pages_rate: 0,
+                    total_time_ms: 200 * u64::from(*polls),
+                    downtime_ms: (status == "completed").then_some(20),
+                    error: (status == "failed").then(|| "stream broke".to_string()),
+                },
+            })
+        }
+        AgentCommand::CancelMigration { id } => {
+            let v = state.vms.get_mut(&id).ok_or(missing(id))?;
+            if v.1 == PowerState::Migrating {
+                state.cancelled.insert(id);
+            }
+            v.1 = PowerState::Running;
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::FinishMigrationSource { id } | AgentCommand::AbortIncoming { id } => {
+            state.vms.remove(&id).ok_or(missing(id))?;
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::ConsoleLog { id, max_bytes } => {
+            state.vms.get(&id).ok_or(missing(id))?;
+            let text = "login: ".repeat(100);
+            let n = (max_bytes as usize).min(text.len());
+            Ok(CommandReply::Console {
+                text: text[text.len() - n..].to_string(),
+            })
+        }
+    }
+}
+
+async fn run_agent(
+    framed: FramedJson<tokio_rustls::client::TlsStream<TcpStream>>,
+    host: String,
+    capacity: HostCapacity,
+    state: Arc<Mutex<FakeState>>,
+) {
+    let (mut tx, mut rx) = framed.split();
+    let hello = report(&host, capacity, &state.lock().unwrap());
+    if tx
+        .send(&AgentMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            report: hello,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            msg = rx.recv::<ConsoleMessage>() => {
+                let Ok(ConsoleMessage::Request { id, command }) = msg else { return };
+                let result = handle(&mut state.lock().unwrap(), command);
+                if tx.send(&AgentMessage::Response { id, result }).await.is_err() {
+                    return;
+                }
+            }
+            _ = tick.tick() => {
+                let r = report(&host, capacity, &state.lock().unwrap());
+                if tx.send(&AgentMessage::Report { report: r }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
