@@ -1,1 +1,871 @@
-//! The lab: a whole vinfra cluster on one machine (network namespaces, guest image, processes).
+//! The lab: a whole vinfra cluster on one machine.
+//!
+//! [`Lab::up`] builds, as root:
+//! - an underlay network namespace `vl-<name>-ul` with a Linux bridge `br0` at 10.77.0.1/24, where
+//!   the console's agent endpoint listens (port 7444);
+//! - one namespace per host, `vl-<name>-h<N>`, joined to the bridge by a veth pair, with the
+//!   address 10.77.0.(10+N)/24 on `eth0` and no default route;
+//! - the directory `root` (default `/var/lib/vinfra-lab/<name>`): `console/` (the console's data,
+//!   CA in `console/pki/ca.pem`, API token in `console/api-token`), `hosts/h<N>/` (each agent's
+//!   data), `datastore/` (shared by every host; the guest kernel and initramfs in `images/`),
+//!   `console.log`, `hosts/h<N>/agent.log`, pidfiles, and `lab.json` (the [`LabState`]);
+//! - a console (REST API on 127.0.0.1 in the root namespace) and one agent per host namespace, each
+//!   started detached from the `vinfra` binary.
+//!
+//! [`Lab::down`] stops every process of the lab (including QEMUs), deletes the namespaces and
+//! removes `root`. Nothing of the lab is ever reachable from outside the machine.
+//!
+//! Modules: [`api`] (blocking REST client), [`net`] (namespaces), [`process`] (detached processes),
+//! [`guest`] (the test guest image).
+#![deny(unsafe_code)]
+
+pub mod api;
+pub mod guest;
+pub mod net;
+pub mod process;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use vinfra_types::api::{ConsoleLog, CreateVmRequest, JoinTokenResponse};
+use vinfra_types::{BootSource, HostStatus, HostSummary, VmSpec, VmSummary};
+
+pub use api::{ApiClient, ApiError};
+
+/// Where the console keeps its CA certificate, relative to its data directory.
+pub const CA_PATH_IN_DATA_DIR: &str = "pki/ca.pem";
+/// Longest lab name (it becomes part of namespace names).
+pub const MAX_NAME: usize = 12;
+/// Most hosts in one lab.
+pub const MAX_HOSTS: usize = 64;
+
+/// How long to wait for the console's API after starting it.
+const API_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long to wait for every agent to join and report.
+const HOSTS_TIMEOUT: Duration = Duration::from_secs(180);
+/// Grace between SIGTERM and SIGKILL when stopping a lab process.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a lab operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The lab name is not usable in namespace names.
+    #[error("bad lab name '{0}': use 1 to {MAX_NAME} lower-case letters, digits or '-'")]
+    Name(String),
+    /// The host count is out of range.
+    #[error("a lab has 1 to {MAX_HOSTS} hosts, not {0}")]
+    Hosts(usize),
+    /// The lab needs root (namespaces, bridges, QEMU with KVM).
+    #[error("the lab must be run as root (it creates network namespaces)")]
+    NotRoot,
+    /// The vinfra binary to launch does not exist.
+    #[error("vinfra binary not found at {0}")]
+    Binary(PathBuf),
+    /// No lab state at the expected place.
+    #[error("no lab at {0} (no lab.json): is it up?")]
+    NotFound(PathBuf),
+    /// A file or directory operation failed.
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lab state file is not valid.
+    #[error("bad lab state in {path}: {reason}")]
+    State { path: PathBuf, reason: String },
+    /// No free TCP port for the API.
+    #[error("cannot pick a free port on 127.0.0.1")]
+    Port(#[source] std::io::Error),
+    /// The guest image could not be built or installed.
+    #[error(transparent)]
+    Guest(#[from] guest::GuestError),
+    /// The lab network could not be set up or removed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// A lab process could not be started or stopped.
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    /// A REST call to the console failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A lab process exited while the lab was waiting for it.
+    #[error("the {what} exited; last log lines ({log}): {tail}")]
+    Exited {
+        what: String,
+        log: PathBuf,
+        tail: String,
+    },
+    /// Something did not happen in time.
+    #[error("timed out after {secs} s waiting for {what}")]
+    Timeout { what: String, secs: u64 },
+    /// No host of that name in the lab.
+    #[error("no host '{0}' in this lab")]
+    NoHost(String),
+}
+
+/// What [`Lab::up`] builds.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Short name (prefix of namespace names `vl-<name>-ul`, `vl-<name>-h1`, …).
+    pub name: String,
+    /// Number of hosts (default 3).
+    pub hosts: usize,
+    /// Directory of the lab's state (default `/var/lib/vinfra-lab/<name>`).
+    pub root: PathBuf,
+    /// The `vinfra` executable to launch the console and the agents with.
+    pub vinfra_binary: PathBuf,
+    /// Port of the REST API on 127.0.0.1 (0: pick a free one).
+    pub api_port: u16,
+    /// Memory each agent reports, MiB (default: the machine's).
+    pub host_memory_mib: Option<u64>,
+    /// Cores each agent reports (default: the machine's).
+    pub host_cores: Option<u32>,
+    /// Where the guest image is built (default `/var/cache/vinfra/guest`).
+    pub guest_image_dir: PathBuf,
+}
+
+impl LabConfig {
+    /// A configuration with the defaults for lab `name`.
+    pub fn new(name: &str, vinfra_binary: PathBuf) -> Self {
+        LabConfig {
+            name: name.to_string(),
+            hosts: 3,
+            root: default_root(name),
+            vinfra_binary,
+            api_port: 0,
+            host_memory_mib: None,
+            host_cores: None,
+            guest_image_dir: PathBuf::from("/var/cache/vinfra/guest"),
+        }
+    }
+}
+
+/// The default state directory of lab `name`.
+pub fn default_root(name: &str) -> PathBuf {
+    PathBuf::from("/var/lib/vinfra-lab").join(name)
+}
+
+/// One host of a running lab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    /// Host name (`h1`, `h2`, …).
+    pub name: String,
+    /// Its network namespace.
+    pub namespace: String,
+    /// Its address on the lab bridge.
+    pub address: Ipv4Addr,
+    /// The agent's data directory.
+    pub data_dir: PathBuf,
+    /// The agent's pid when last started.
+    pub pid: u32,
+}
+
+/// What `root/lab.json` records about a running lab.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabState {
+    pub name: String,
+    pub root: PathBuf,
+    /// Base URL of the REST API.
+    pub url: String,
+    pub api_port: u16,
+    /// File holding the API token.
+    pub token_file: PathBuf,
+    /// The cluster CA certificate (PEM).
+    pub ca_file: PathBuf,
+    pub console_pid: u32,
+    pub underlay_namespace: String,
+    pub hosts: Vec<HostState>,
+    pub vinfra_binary: PathBuf,
+    pub host_memory_mib: Option<u64>,
+    pub host_cores: Option<u32>,
+}
+
+/// Whether a lab process runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessStatus {
+    /// `console` or the host name.
+    pub name: String,
+    pub pid: u32,
+    pub alive: bool,
+}
+
+/// What [`Lab::status`] finds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabStatus {
+    pub state: LabState,
+    /// The console, then each agent.
+    pub processes: Vec<ProcessStatus>,
+    /// Hosts as the API shows them, or why they could not be listed.
+    pub hosts: Result<Vec<HostSummary>, String>,
+    /// VMs as the API shows them, or why they could not be listed.
+    pub vms: Result<Vec<VmSummary>, String>,
+}
+
+/// The connection settings of a lab's REST API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSettings {
+    pub url: String,
+    pub token: String,
+    pub ca_file: PathBuf,
+    pub ca_pem: Vec<u8>,
+}
+
+impl ClientSettings {
+    /// A REST client with these settings.
+    pub fn client(&self) -> Result<ApiClient, ApiError> {
+        ApiClient::new(&self.url, &self.token, Some(&self.ca_pem))
+    }
+}
+
+/// A running lab.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    state: LabState,
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LabError {
+    let path = path.to_path_buf();
+    move |source| LabError::Io { what, path, source }
+}
+
+/// Checks a lab name: a DNS label of at most [`MAX_NAME`] characters.
+pub fn validate_lab_name(name: &str) -> Result<(), LabError> {
+    if name.len() > MAX_NAME || vinfra_types::validate_name(name).is_err() {
+        return Err(LabError::Name(name.to_string()));
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16, LabError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(LabError::Port)?;
+    Ok(l.local_addr().map_err(LabError::Port)?.port())
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// True when `pid` is a process of the lab at `root`: a vinfra console or agent, or a QEMU,
+/// whose command line mentions `root`.
+fn is_lab_process(pid: u32, root: &Path) -> bool {
+    let Some(cmd) = process::cmdline(pid) else {
+        return false;
+    };
+    let needle = format!("{}/", root.display());
+    if !cmd.contains(&needle) {
+        return false;
+    }
+    let mut args = cmd.split(' ');
+    let argv0 = args.next().unwrap_or_default();
+    let base = argv0.rsplit('/').next().unwrap_or_default();
+    base.starts_with("qemu") || matches!(args.next(), Some("console" | "agent"))
+}
+
+fn is_qemu(pid: u32) -> bool {
+    process::cmdline(pid).is_some_and(|c| {
+        let argv0 = c.split(' ').next().unwrap_or_default();
+        argv0
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .starts_with("qemu")
+    })
+}
+
+/// Pidfiles of QEMUs under `root/hosts/*/vms/*/`.
+fn qemu_pidfiles(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(hosts) = std::fs::read_dir(root.join("hosts")) else {
+        return files;
+    };
+    for host in hosts.flatten() {
+        let Ok(vms) = std::fs::read_dir(host.path().join("vms")) else {
+            continue;
+        };
+        for vm in vms.flatten() {
+            let Ok(entries) = std::fs::read_dir(vm.path()) else {
+                continue;
+            };
+            files.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "pid")),
+            );
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Stops every process of lab `name` at `root`, deletes its namespaces and removes `root`.
+/// Works from whatever is left: pidfiles, `/proc`, `/run/netns`.
+fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
+    let mut first: Option<LabError> = None;
+    let mut note = |r: Result<(), LabError>| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "lab cleanup");
+            first.get_or_insert(e);
+        }
+    };
+    // The console first (so that it orders nothing more), then the agents, then QEMU.
+    let mut pidfiles = vec![root.join("console.pid")];
+    if let Ok(hosts) = std::fs::read_dir(root.join("hosts")) {
+        pidfiles.extend(hosts.flatten().map(|h| h.path().join("agent.pid")));
+    }
+    for pidfile in &pidfiles {
+        if let Some(pid) = process::read_pidfile(pidfile) {
+            if process::alive(pid) && is_lab_process(pid, root) {
+                note(process::terminate(pid, STOP_GRACE).map_err(LabError::from));
+            }
+        }
+    }
+    for pidfile in qemu_pidfiles(root) {
+        if let Some(pid) = process::read_pidfile(&pidfile) {
+            if process::alive(pid) && is_qemu(pid) {
+                note(process::signal(pid, Signal::SIGKILL).map_err(LabError::from));
+                process::wait_gone(pid, Duration::from_secs(5));
+            }
+        }
+    }
+    for pid in process::pids_mentioning(&format!("{}/", root.display())) {
+        if is_lab_process(pid, root) {
+            note(process::signal(pid, Signal::SIGKILL).map_err(LabError::from));
+            process::wait_gone(pid, Duration::from_secs(5));
+        }
+    }
+    note(net::destroy(name).map_err(LabError::from));
+    if remove_root && root.exists() {
+        note(std::fs::remove_dir_all(root).map_err(io("cannot remove", root)));
+    }
+    first.map_or(Ok(()), Err)
+}
+
+impl Lab {
+    /// Builds and starts the lab described by `config`; tears down leftovers of a lab with the
+    /// same name and root first. On failure, stops what it started and deletes the namespaces,
+    /// but keeps `root` (its logs tell what went wrong).
+    pub fn up(config: LabConfig) -> Result<Lab, LabError> {
+        validate_lab_name(&config.name)?;
+        if config.hosts == 0 || config.hosts > MAX_HOSTS {
+            return Err(LabError::Hosts(config.hosts));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(LabError::NotRoot);
+        }
+        if !config.vinfra_binary.is_file() {
+            return Err(LabError::Binary(config.vinfra_binary.clone()));
+        }
+        cleanup(&config.name, &config.root, true)?;
+        match Self::build(&config) {
+            Ok(lab) => Ok(lab),
+            Err(e) => {
+                if let Err(c) = cleanup(&config.name, &config.root, false) {
+                    tracing::warn!(error = %c, "cleaning up after a failed lab up");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn build(config: &LabConfig) -> Result<Lab, LabError> {
+        let root = &config.root;
+        guest::ensure(&config.guest_image_dir)?;
+        let images = root.join("datastore/images");
+        for dir in [root.join("console"), images.clone()] {
+            std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        }
+        guest::install(&config.guest_image_dir, &images)?;
+        net::create(&config.name, config.hosts)?;
+
+        let api_port = if config.api_port == 0 {
+            free_port()?
+        } else {
+            config.api_port
+        };
+        let console_dir = root.join("console");
+        let mut hosts = Vec::new();
+        for i in 1..=config.hosts {
+            let name = format!("h{i}");
+            let data_dir = root.join("hosts").join(&name);
+            std::fs::create_dir_all(&data_dir).map_err(io("cannot create", &data_dir))?;
+            hosts.push(HostState {
+                namespace: net::host_ns(&config.name, i),
+                address: net::host_addr(i),
+                name,
+                data_dir,
+                pid: 0,
+            });
+        }
+        let mut lab = Lab {
+            state: LabState {
+                name: config.name.clone(),
+                root: root.clone(),
+                url: format!("https://127.0.0.1:{api_port}"),
+                api_port,
+                token_file: console_dir.join("api-token"),
+                ca_file: console_dir.join(CA_PATH_IN_DATA_DIR),
+                console_pid: 0,
+                underlay_namespace: net::underlay_ns(&config.name),
+                hosts,
+                vinfra_binary: config.vinfra_binary.clone(),
+                host_memory_mib: config.host_memory_mib,
+                host_cores: config.host_cores,
+            },
+        };
+        lab.start_console()?;
+        lab.save()?;
+        lab.wait_api()?;
+        let client = lab.client()?.client()?;
+        for i in 0..lab.state.hosts.len() {
+            let token: JoinTokenResponse =
+                client.post("/api/v1/join-tokens", &serde_json::json!({}))?;
+            lab.start_agent(i, Some(&token.token))?;
+        }
+        lab.save()?;
+        lab.wait_hosts_connected(HOSTS_TIMEOUT)?;
+        Ok(lab)
+    }
+
+    /// Loads the lab `name` from its default root.
+    pub fn load(name: &str) -> Result<Lab, LabError> {
+        validate_lab_name(name)?;
+        Self::load_from(&default_root(name))
+    }
+
+    /// Loads the lab whose state directory is `root`.
+    pub fn load_from(root: &Path) -> Result<Lab, LabError> {
+        let path = root.join("lab.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LabError::NotFound(root.to_path_buf()))
+            }
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        let state: LabState = serde_json::from_str(&text).map_err(|e| LabError::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Lab { state })
+    }
+
+    /// Stops and removes the lab `name` at `root` even without a usable `lab.json`.
+    pub fn destroy(name: &str, root: &Path) -> Result<(), LabError> {
+        validate_lab_name(name)?;
+        cleanup(name, root, true)
+    }
+
+    /// The recorded state.
+    pub fn state(&self) -> &LabState {
+        &self.state
+    }
+
+    /// Host names, in order.
+    pub fn host_names(&self) -> Vec<String> {
+        self.state.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    fn save(&self) -> Result<(), LabError> {
+        let path = self.state.root.join("lab.json");
+        let tmp = self.state.root.join("lab.json.tmp");
+        let text = serde_json::to_string_pretty(&self.state).map_err(|e| LabError::State {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text + "\n").map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
+    }
+
+    fn console_log(&self) -> PathBuf {
+        self.state.root.join("console.log")
+    }
+
+    fn start_console(&mut self) -> Result<(), LabError> {
+        let s = &self.state;
+        let agent_listen = SocketAddr::from((net::UNDERLAY_ADDR, net::AGENT_PORT));
+        let args: Vec<String> = vec![
+            "console".into(),
+            "--data-dir".into(),
+            s.root.join("console").display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", s.api_port),
+            "--agent-listen".into(),
+            agent_listen.to_string(),
+            "--agent-listen-netns".into(),
+            s.underlay_namespace.clone(),
+            "--advertise".into(),
+            "127.0.0.1".into(),
+            "--advertise".into(),
+            "localhost".into(),
+            "--advertise".into(),
+            net::UNDERLAY_ADDR.to_string(),
+            "--token-file".into(),
+            s.token_file.display().to_string(),
+        ];
+        let pid = process::spawn_detached(
+            &s.vinfra_binary,
+            &args,
+            &self.console_log(),
+            &s.root.join("console.pid"),
+        )?;
+        self.state.console_pid = pid;
+        Ok(())
+    }
+
+    fn host_index(&self, host: &str) -> Result<usize, LabError> {
+        self.state
+            .hosts
+            .iter()
+            .position(|h| h.name == host)
+            .ok_or_else(|| LabError::NoHost(host.to_string()))
+    }
+
+    fn start_agent(&mut self, index: usize, join_token: Option<&str>) -> Result<(), LabError> {
+        let s = &self.state;
+        let h = &s.hosts[index];
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            h.namespace.clone(),
+            s.vinfra_binary.display().to_string(),
+            "agent".into(),
+            "--console".into(),
+            SocketAddr::from((net::UNDERLAY_ADDR, net::AGENT_PORT)).to_string(),
+            "--name".into(),
+            h.name.clone(),
+            "--address".into(),
+            h.address.to_string(),
+            "--datastore".into(),
+            s.root.join("datastore").display().to_string(),
+            "--data-dir".into(),
+            h.data_dir.display().to_string(),
+        ];
+        if let Some(token) = join_token {
+            args.extend(["--join-token".into(), token.to_string()]);
+        }
+        if let Some(m) = s.host_memory_mib {
+            args.extend(["--memory-mib".into(), m.to_string()]);
+        }
+        if let Some(c) = s.host_cores {
+            args.extend(["--cores".into(), c.to_string()]);
+        }
+        let pid = process::spawn_detached(
+            Path::new("ip"),
+            &args,
+            &h.data_dir.join("agent.log"),
+            &h.data_dir.join("agent.pid"),
+        )?;
+        self.state.hosts[index].pid = pid;
+        Ok(())
+    }
+
+    /// Waits until the REST API answers with the lab's token and CA.
+    pub fn wait_api(&self) -> Result<(), LabError> {
+        let deadline = Instant::now() + API_TIMEOUT;
+        loop {
+            if !process::alive(self.console_pid()) {
+                return Err(LabError::Exited {
+                    what: "console".into(),
+                    log: self.console_log(),
+                    tail: log_tail(&self.console_log()),
+                });
+            }
+            if let Ok(settings) = self.client() {
+                if let Ok(client) = settings.client() {
+                    if client.get::<serde_json::Value>("/api/v1/hosts").is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("the console's API at {}", self.state.url),
+                    secs: API_TIMEOUT.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until every host of the lab is connected.
+    pub fn wait_hosts_connected(&self, timeout: Duration) -> Result<(), LabError> {
+        let client = self.client()?.client()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            for h in &self.state.hosts {
+                let pid = self.agent_pid(&h.name).unwrap_or(h.pid);
+                if !process::alive(pid) {
+                    let log = h.data_dir.join("agent.log");
+                    return Err(LabError::Exited {
+                        what: format!("agent of {}", h.name),
+                        tail: log_tail(&log),
+                        log,
+                    });
+                }
+            }
+            if let Ok(hosts) = client.get::<Vec<HostSummary>>("/api/v1/hosts") {
+                let connected = |name: &str| {
+                    hosts
+                        .iter()
+                        .any(|x| x.name == name && x.status == HostStatus::Connected)
+                };
+                if self.state.hosts.iter().all(|h| connected(&h.name)) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: "every host to connect".into(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The console's pid (from its pidfile, else the recorded one).
+    pub fn console_pid(&self) -> u32 {
+        process::read_pidfile(&self.state.root.join("console.pid"))
+            .unwrap_or(self.state.console_pid)
+    }
+
+    /// The pid of `host`'s agent.
+    pub fn agent_pid(&self, host: &str) -> Result<u32, LabError> {
+        let h = &self.state.hosts[self.host_index(host)?];
+        Ok(process::read_pidfile(&h.data_dir.join("agent.pid")).unwrap_or(h.pid))
+    }
+
+    /// URL, token and CA of the REST API.
+    pub fn client(&self) -> Result<ClientSettings, LabError> {
+        let s = &self.state;
+        let token = std::fs::read_to_string(&s.token_file)
+            .map_err(io("cannot read the API token", &s.token_file))?
+            .trim()
+            .to_string();
+        let ca_pem = std::fs::read(&s.ca_file).map_err(io("cannot read the CA", &s.ca_file))?;
+        Ok(ClientSettings {
+            url: s.url.clone(),
+            token,
+            ca_file: s.ca_file.clone(),
+            ca_pem,
+        })
+    }
+
+    /// A ready REST client for the lab.
+    pub fn api(&self) -> Result<ApiClient, LabError> {
+        Ok(self.client()?.client()?)
+    }
+
+    /// Sends `signal` to `host`'s agent (its QEMUs keep running).
+    pub fn kill_agent(&self, host: &str, signal: Signal) -> Result<(), LabError> {
+        let pid = self.agent_pid(host)?;
+        if is_lab_process(pid, &self.state.root) {
+            process::signal(pid, signal)?;
+        }
+        Ok(())
+    }
+
+    /// Stops `host`'s agent if it runs and starts it again (it has joined already, so without a
+    /// join token). Does not wait for it to reconnect: see [`Lab::wait_hosts_connected`].
+    pub fn restart_agent(&mut self, host: &str) -> Result<(), LabError> {
+        let index = self.host_index(host)?;
+        let pid = self.agent_pid(host)?;
+        if process::alive(pid) && is_lab_process(pid, &self.state.root) {
+            process::terminate(pid, STOP_GRACE)?;
+        }
+        self.start_agent(index, None)?;
+        self.save()
+    }
+
+    /// Stops the console and starts it again on the same port; waits for its API.
+    pub fn restart_console(&mut self) -> Result<(), LabError> {
+        let pid = self.console_pid();
+        if process::alive(pid) && is_lab_process(pid, &self.state.root) {
+            process::terminate(pid, STOP_GRACE)?;
+        }
+        self.start_console()?;
+        self.save()?;
+        self.wait_api()
+    }
+
+    /// Pids of the QEMU processes of the VM with id `vm_id` (from pidfiles under the agents'
+    /// `vms/<id>/` directories and from `/proc`).
+    pub fn qemu_pids_for(&self, vm_id: &str) -> Vec<u32> {
+        let root = &self.state.root;
+        let mut pids: Vec<u32> = qemu_pidfiles(root)
+            .iter()
+            .filter(|p| p.to_string_lossy().contains(vm_id))
+            .filter_map(|p| process::read_pidfile(p))
+            .filter(|pid| process::alive(*pid) && is_qemu(*pid))
+            .collect();
+        for pid in process::pids_mentioning(vm_id) {
+            if is_qemu(pid) && is_lab_process(pid, root) {
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// A request for a small VM booting the lab's guest image (1 vCPU, `memory_mib`,
+    /// `console=ttyS0`), started at once.
+    pub fn guest_vm_request(name: &str, memory_mib: u64, host: Option<&str>) -> CreateVmRequest {
+        CreateVmRequest {
+            spec: VmSpec {
+                name: name.to_string(),
+                vcpus: 1,
+                memory_mib,
+                boot: BootSource::Kernel {
+                    kernel: guest::KERNEL_IMAGE.into(),
+                    initrd: Some(guest::INITRD_IMAGE.into()),
+                    cmdline: "console=ttyS0".into(),
+                },
+                disks: Vec::new(),
+                nics: Vec::new(),
+            },
+            host: host.map(str::to_string),
+            start: true,
+        }
+    }
+
+    /// Creates (and starts) a VM booting the guest image.
+    pub fn create_guest_vm(
+        &self,
+        name: &str,
+        memory_mib: u64,
+        host: Option<&str>,
+    ) -> Result<VmSummary, LabError> {
+        let req = Self::guest_vm_request(name, memory_mib, host);
+        Ok(self.api()?.post("/api/v1/vms", &req)?)
+    }
+
+    /// Waits until the serial console of `vm` contains `needle`; returns the console text.
+    pub fn wait_console(
+        &self,
+        vm: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, LabError> {
+        let client = self.api()?;
+        let path = format!("/api/v1/vms/{vm}/console?bytes=65536");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(log) = client.get::<ConsoleLog>(&path) {
+                if log.text.contains(needle) {
+                    return Ok(log.text);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("'{needle}' on the console of VM {vm}"),
+                    secs: timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Processes, hosts and VMs of the lab.
+    pub fn status(&self) -> LabStatus {
+        let mut processes = vec![ProcessStatus {
+            name: "console".into(),
+            pid: self.console_pid(),
+            alive: process::alive(self.console_pid()),
+        }];
+        for h in &self.state.hosts {
+            let pid = self.agent_pid(&h.name).unwrap_or(h.pid);
+            processes.push(ProcessStatus {
+                name: h.name.clone(),
+                pid,
+                alive: process::alive(pid),
+            });
+        }
+        let client = self.api().map_err(|e| e.to_string());
+        let hosts = client
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| c.get("/api/v1/hosts").map_err(|e| e.to_string()));
+        let vms = client
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|c| c.get("/api/v1/vms").map_err(|e| e.to_string()));
+        LabStatus {
+            state: self.state.clone(),
+            processes,
+            hosts,
+            vms,
+        }
+    }
+
+    /// Stops everything (console, agents, QEMUs), deletes the namespaces and removes the root.
+    pub fn down(self) -> Result<(), LabError> {
+        cleanup(&self.state.name, &self.state.root, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names() {
+        for ok in ["lab", "t1", "a-b"] {
+            assert!(validate_lab_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Lab", "a/b", "../x", "much-too-long-name", "-a"] {
+            assert!(validate_lab_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let state = LabState {
+            name: "lab".into(),
+            root: "/var/lib/vinfra-lab/lab".into(),
+            url: "https://127.0.0.1:7443".into(),
+            api_port: 7443,
+            token_file: "/t".into(),
+            ca_file: "/c".into(),
+            console_pid: 1,
+            underlay_namespace: "vl-lab-ul".into(),
+            hosts: vec![HostState {
+                name: "h1".into(),
+                namespace: "vl-lab-h1".into(),
+                address: Ipv4Addr::new(10, 77, 0, 11),
+                data_dir: "/d".into(),
+                pid: 2,
+            }],
+            vinfra_binary: "/usr/bin/vinfra".into(),
+            host_memory_mib: None,
+            host_cores: Some(2),
+        };
+        let text = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<LabState>(&text).unwrap(), state);
+    }
+
+    #[test]
+    fn guest_request_is_valid() {
+        Lab::guest_vm_request("vm-1", 128, None)
+            .spec
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn load_missing_lab() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Lab::load_from(dir.path()),
+            Err(LabError::NotFound(_))
+        ));
+    }
+}

@@ -33,7 +33,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FramedJson<S> {
             .length_field_length(4)
             .max_frame_length(MAX_FRAME)
             .new_codec();
-        FramedJson { inner: Framed::new(stream, codec) }
+        FramedJson {
+            inner: Framed::new(stream, codec),
+        }
     }
 
     /// Sends one message.
@@ -97,11 +99,19 @@ mod tests {
         let (a, b) = tokio::net::UnixStream::pair().unwrap();
         let mut a = FramedJson::new(a);
         let mut b = FramedJson::new(b);
-        let msg = ConsoleMessage::Request { id: 7, command: AgentCommand::RebootVm { id: uuid::Uuid::nil() } };
+        let msg = ConsoleMessage::Request {
+            id: 7,
+            command: AgentCommand::RebootVm {
+                id: uuid::Uuid::nil(),
+            },
+        };
         a.send(&msg).await.unwrap();
         let got: ConsoleMessage = b.recv().await.unwrap();
         assert_eq!(got, msg);
         drop(a);
-        assert!(matches!(b.recv::<ConsoleMessage>().await, Err(FrameError::Closed)));
+        assert!(matches!(
+            b.recv::<ConsoleMessage>().await,
+            Err(FrameError::Closed)
+        ));
     }
 }

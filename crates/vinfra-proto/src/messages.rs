@@ -25,13 +25,20 @@ pub enum ConsoleMessage {
 pub enum AgentMessage {
     /// Only message of a join connection (TLS without a client certificate, after the agent checked
     /// the CA against the token's pin): a one-time join token, the host name, and a CSR (PEM).
-    Join { token: String, host: String, csr_pem: String },
+    Join {
+        token: String,
+        host: String,
+        csr_pem: String,
+    },
     /// First message on a connection.
     Hello { protocol: u32, report: HostReport },
     /// Periodic heartbeat with fresh usage.
     Report { report: HostReport },
     /// The answer to request `id`.
-    Response { id: u64, result: Result<CommandReply, AgentError> },
+    Response {
+        id: u64,
+        result: Result<CommandReply, AgentError>,
+    },
 }
 
 /// Everything a host reports: identity, capacity, usage and every VM it runs.
@@ -70,7 +77,11 @@ pub enum AgentCommand {
     /// Start a defined, stopped VM. Replies `Vm`.
     StartVm { id: Uuid },
     /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies `Vm`.
-    StopVm { id: Uuid, force: bool, timeout_s: u64 },
+    StopVm {
+        id: Uuid,
+        force: bool,
+        timeout_s: u64,
+    },
     /// Reboot (system_reset). Replies `Vm`.
     RebootVm { id: Uuid },
     /// Stop the VM if it runs, forget it, and delete its disks when `delete_disks`. Replies `Done`.
@@ -79,7 +90,11 @@ pub enum AgentCommand {
     /// Replies [`CommandReply::Incoming`] with the `tcp:ADDR:PORT` URI to send to.
     PrepareIncoming { vm: VmInstance },
     /// Begin sending VM `id` to `uri` (returns at once). Replies `Done`.
-    MigrateOut { id: Uuid, uri: String, settings: MigrationSettings },
+    MigrateOut {
+        id: Uuid,
+        uri: String,
+        settings: MigrationSettings,
+    },
     /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`].
     MigrationStatus { id: Uuid },
     /// Cancel the outgoing migration of `id`; the VM keeps running here. Replies `Done`.
@@ -104,7 +119,10 @@ pub struct MigrationSettings {
 
 impl Default for MigrationSettings {
     fn default() -> Self {
-        MigrationSettings { max_bandwidth: 0, downtime_limit_ms: 300 }
+        MigrationSettings {
+            max_bandwidth: 0,
+            downtime_limit_ms: 300,
+        }
     }
 }
 
@@ -145,7 +163,11 @@ pub enum AgentError {
     NoSuchVm { id: Uuid },
     /// the VM is in a state where the command makes no sense
     #[error("VM {id} is {state}: {detail}")]
-    BadState { id: Uuid, state: String, detail: String },
+    BadState {
+        id: Uuid,
+        state: String,
+        detail: String,
+    },
     /// a file the VM needs is missing from the datastore
     #[error("missing in the datastore: {path}")]
     MissingFile { path: String },

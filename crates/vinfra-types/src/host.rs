@@ -43,7 +43,10 @@ pub struct AllocationRatios {
 
 impl Default for AllocationRatios {
     fn default() -> Self {
-        AllocationRatios { cpu: 4.0, memory: 1.0 }
+        AllocationRatios {
+            cpu: 4.0,
+            memory: 1.0,
+        }
     }
 }
 
@@ -55,7 +58,9 @@ impl AllocationRatios {
     pub fn validate(&self) -> Result<(), String> {
         for (what, v) in [("cpu", self.cpu), ("memory", self.memory)] {
             if !v.is_finite() || !(0.1..=MAX_RATIO).contains(&v) {
-                return Err(format!("{what} ratio must be between 0.1 and {MAX_RATIO}, got {v}"));
+                return Err(format!(
+                    "{what} ratio must be between 0.1 and {MAX_RATIO}, got {v}"
+                ));
             }
         }
         Ok(())

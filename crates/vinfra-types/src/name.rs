@@ -30,16 +30,24 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > NAME_MAX {
-        return Err(NameError::TooLong { name: shorten(name), max: NAME_MAX });
+        return Err(NameError::TooLong {
+            name: shorten(name),
+            max: NAME_MAX,
+        });
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err(NameError::BadChar {
             name: shorten(name),
             allowed: "lower-case letters, digits and '-'",
         });
     }
     if name.starts_with('-') || name.ends_with('-') {
-        return Err(NameError::BadEdge { name: name.to_string() });
+        return Err(NameError::BadEdge {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -51,7 +59,10 @@ pub fn validate_file_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty);
     }
     if name.len() > FILE_NAME_MAX {
-        return Err(NameError::TooLong { name: shorten(name), max: FILE_NAME_MAX });
+        return Err(NameError::TooLong {
+            name: shorten(name),
+            max: FILE_NAME_MAX,
+        });
     }
     if !name
         .bytes()
@@ -64,7 +75,9 @@ pub fn validate_file_name(name: &str) -> Result<(), NameError> {
     }
     let first = name.as_bytes()[0];
     if !first.is_ascii_alphanumeric() || name.contains("..") {
-        return Err(NameError::BadEdge { name: shorten(name) });
+        return Err(NameError::BadEdge {
+            name: shorten(name),
+        });
     }
     Ok(())
 }
@@ -86,7 +99,19 @@ mod tests {
         for ok in ["a", "web-1", "0", "a-b-c", &"x".repeat(63)] {
             assert_eq!(validate_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "../x", "a/b", "é", &"x".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "../x",
+            "a/b",
+            "é",
+            &"x".repeat(64),
+            "a b",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }
@@ -96,7 +121,18 @@ mod tests {
         for ok in ["vmlinuz", "initrd.img", "debian-12.qcow2", "A_b"] {
             assert_eq!(validate_file_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", ".", "..", "../etc/passwd", "a/b", ".hidden", "a..b", "/abs", "a\0b", "a b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            ".hidden",
+            "a..b",
+            "/abs",
+            "a\0b",
+            "a b",
+        ] {
             assert!(validate_file_name(bad).is_err(), "{bad}");
         }
     }

@@ -117,7 +117,11 @@ impl VmSpec {
             return Err(SpecError::Memory(self.memory_mib));
         }
         match &self.boot {
-            BootSource::Kernel { kernel, initrd, cmdline } => {
+            BootSource::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
                 crate::validate_file_name(kernel)
                     .map_err(|e| SpecError::Boot(format!("kernel: {e}")))?;
                 if let Some(initrd) = initrd {
@@ -132,7 +136,9 @@ impl VmSpec {
             }
             BootSource::Disk => {
                 if self.disks.is_empty() {
-                    return Err(SpecError::Boot("boot from disk needs at least one disk".into()));
+                    return Err(SpecError::Boot(
+                        "boot from disk needs at least one disk".into(),
+                    ));
                 }
             }
         }
@@ -144,7 +150,10 @@ impl VmSpec {
         }
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.disks {
-            let err = |reason: String| SpecError::Disk { disk: d.name.clone(), reason };
+            let err = |reason: String| SpecError::Disk {
+                disk: d.name.clone(),
+                reason,
+            };
             crate::validate_name(&d.name).map_err(|e| err(e.to_string()))?;
             if !seen.insert(d.name.as_str()) {
                 return Err(err("duplicate disk name".into()));
@@ -157,26 +166,35 @@ impl VmSpec {
                 Some(s) if s > MAX_DISK_GIB => {
                     return Err(err(format!("size_gib must be at most {MAX_DISK_GIB}")))
                 }
-                None if d.image.is_none() => {
-                    return Err(err("a blank disk needs size_gib".into()))
-                }
+                None if d.image.is_none() => return Err(err("a blank disk needs size_gib".into())),
                 _ => {}
             }
         }
         if self.nics.len() > MAX_NICS {
-            return Err(SpecError::Nic { index: self.nics.len(), reason: format!("at most {MAX_NICS} NICs") });
+            return Err(SpecError::Nic {
+                index: self.nics.len(),
+                reason: format!("at most {MAX_NICS} NICs"),
+            });
         }
         for (index, n) in self.nics.iter().enumerate() {
-            crate::validate_name(&n.network)
-                .map_err(|e| SpecError::Nic { index, reason: format!("network: {e}") })?;
+            crate::validate_name(&n.network).map_err(|e| SpecError::Nic {
+                index,
+                reason: format!("network: {e}"),
+            })?;
             if let Some(mac) = &n.mac {
                 if !is_mac(mac) {
-                    return Err(SpecError::Nic { index, reason: format!("bad MAC address '{mac}'") });
+                    return Err(SpecError::Nic {
+                        index,
+                        reason: format!("bad MAC address '{mac}'"),
+                    });
                 }
             }
             if let Some(ip) = &n.ip {
                 if ip.parse::<std::net::Ipv4Addr>().is_err() {
-                    return Err(SpecError::Nic { index, reason: format!("bad IPv4 address '{ip}'") });
+                    return Err(SpecError::Nic {
+                        index,
+                        reason: format!("bad IPv4 address '{ip}'"),
+                    });
                 }
             }
         }
@@ -186,7 +204,10 @@ impl VmSpec {
 
 fn is_mac(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
 }
 
 /// A VM's power state as observed on its host.
@@ -262,8 +283,16 @@ mod tests {
             name: "web-1".into(),
             vcpus: 1,
             memory_mib: 128,
-            boot: BootSource::Kernel { kernel: "vmlinuz".into(), initrd: Some("initrd.img".into()), cmdline: "console=ttyS0".into() },
-            disks: vec![DiskSpec { name: "root".into(), image: None, size_gib: Some(1) }],
+            boot: BootSource::Kernel {
+                kernel: "vmlinuz".into(),
+                initrd: Some("initrd.img".into()),
+                cmdline: "console=ttyS0".into(),
+            },
+            disks: vec![DiskSpec {
+                name: "root".into(),
+                image: None,
+                size_gib: Some(1),
+            }],
             nics: vec![],
         }
     }
@@ -275,7 +304,8 @@ mod tests {
 
     #[test]
     fn invalid_specs() {
-        let cases: Vec<Box<dyn Fn(&mut VmSpec)>> = vec![
+        type Mutation = Box<dyn Fn(&mut VmSpec)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|s| s.vcpus = 0),
             Box::new(|s| s.vcpus = 100_000),
             Box::new(|s| s.memory_mib = 0),
@@ -285,8 +315,20 @@ mod tests {
             Box::new(|s| s.disks[0].size_gib = None),
             Box::new(|s| s.disks[0].image = Some("../../etc/shadow".into())),
             Box::new(|s| s.disks.push(s.disks[0].clone())),
-            Box::new(|s| s.boot = BootSource::Kernel { kernel: "../vmlinuz".into(), initrd: None, cmdline: String::new() }),
-            Box::new(|s| s.nics.push(NicSpec { network: "n".into(), mac: Some("zz".into()), ip: None })),
+            Box::new(|s| {
+                s.boot = BootSource::Kernel {
+                    kernel: "../vmlinuz".into(),
+                    initrd: None,
+                    cmdline: String::new(),
+                }
+            }),
+            Box::new(|s| {
+                s.nics.push(NicSpec {
+                    network: "n".into(),
+                    mac: Some("zz".into()),
+                    ip: None,
+                })
+            }),
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut s = spec();
@@ -297,7 +339,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_refused() {
-        let r: Result<VmSpec, _> = serde_json::from_str(r#"{"name":"a","vcpus":1,"memory_mib":64,"boot":{"kind":"disk"},"bogus":1}"#);
+        let r: Result<VmSpec, _> = serde_json::from_str(
+            r#"{"name":"a","vcpus":1,"memory_mib":64,"boot":{"kind":"disk"},"bogus":1}"#,
+        );
         assert!(r.is_err());
     }
 }

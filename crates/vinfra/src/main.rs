@@ -1,1 +1,42 @@
-fn main() {}
+//! `vinfra`: parses the command line, runs it, prints an error as one line and exits with 2 (bad
+//! usage or input) or 1 (anything else).
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = match vinfra::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                std::process::exit(vinfra::EXIT_USAGE);
+            }
+            _ => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("bad usage");
+                eprintln!(
+                    "vinfra: {} (see --help)",
+                    first.trim_start_matches("error: ")
+                );
+                std::process::exit(vinfra::EXIT_USAGE);
+            }
+        },
+    };
+    let daemon = matches!(
+        cli.command,
+        vinfra::cli::Command::Console(_) | vinfra::cli::Command::Agent(_)
+    );
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = vinfra::run(cli) {
+        eprintln!("vinfra: {}", e.one_line());
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,96 @@
+//! The lab's test guest (a Debian cloud kernel and a busybox initramfs), built by
+//! `scripts/build-guest-image.sh`, which is embedded here so that the `vinfra` binary can build it
+//! from anywhere.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// The guest image build script.
+pub const BUILD_SCRIPT: &str = include_str!("../../../scripts/build-guest-image.sh");
+
+/// File name of the guest kernel in a datastore's `images/` directory.
+pub const KERNEL_IMAGE: &str = "vinfra-guest-vmlinuz";
+/// File name of the guest initramfs in a datastore's `images/` directory.
+pub const INITRD_IMAGE: &str = "vinfra-guest-initrd.img";
+
+/// Why the guest image could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The build script could not be written to a temporary file.
+    #[error("cannot write the guest build script")]
+    Script(#[source] std::io::Error),
+    /// The build script could not be run.
+    #[error("cannot run the guest build script")]
+    Spawn(#[source] std::io::Error),
+    /// The build script failed.
+    #[error("building the guest image into {dir} failed ({status}): {output}")]
+    Build {
+        dir: PathBuf,
+        status: String,
+        output: String,
+    },
+    /// An image could not be copied into the datastore.
+    #[error("cannot copy {from} to {to}")]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// True when `dir` holds an image built by this very script.
+pub fn is_current(dir: &Path) -> bool {
+    let sum = hex::encode(Sha256::digest(BUILD_SCRIPT.as_bytes()));
+    dir.join("vmlinuz").is_file()
+        && dir.join("initrd.img").is_file()
+        && std::fs::read_to_string(dir.join(".build-id"))
+            .is_ok_and(|id| id.split_whitespace().last() == Some(sum.as_str()))
+}
+
+/// Builds the guest image into `dir` unless it is already there and current.
+pub fn ensure(dir: &Path) -> Result<(), GuestError> {
+    if is_current(dir) {
+        return Ok(());
+    }
+    let mut script = tempfile::Builder::new()
+        .prefix("vinfra-build-guest-image.")
+        .suffix(".sh")
+        .tempfile()
+        .map_err(GuestError::Script)?;
+    script
+        .write_all(BUILD_SCRIPT.as_bytes())
+        .map_err(GuestError::Script)?;
+    script.flush().map_err(GuestError::Script)?;
+    tracing::info!(dir = %dir.display(), "building the guest image");
+    let out = Command::new("bash")
+        .arg(script.path())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(GuestError::Spawn)?;
+    if !out.status.success() {
+        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let output = last[last.len().saturating_sub(3)..].join("; ");
+        return Err(GuestError::Build {
+            dir: dir.to_path_buf(),
+            status: out.status.to_string(),
+            output,
+        });
+    }
+    Ok(())
+}
+
+/// Copies the guest kernel and initramfs from `dir` into `images` under their datastore names.
+pub fn install(dir: &Path, images: &Path) -> Result<(), GuestError> {
+    for (from, to) in [("vmlinuz", KERNEL_IMAGE), ("initrd.img", INITRD_IMAGE)] {
+        let (from, to) = (dir.join(from), images.join(to));
+        std::fs::copy(&from, &to).map_err(|source| GuestError::Copy { from, to, source })?;
+    }
+    Ok(())
+}

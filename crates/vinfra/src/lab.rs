@@ -1,0 +1,180 @@
+//! `vinfra lab up|status|down`.
+
+use std::path::PathBuf;
+
+use vinfra_lab::{Lab, LabConfig, LabError};
+
+use crate::cli::{LabCommand, LabTarget, Output};
+use crate::output;
+
+/// Memory of each sample VM, MiB.
+const SAMPLE_VM_MIB: u64 = 128;
+
+/// Why a lab command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabCommandError {
+    /// The lab itself failed.
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    /// The path of the running executable is unknown.
+    #[error("cannot find the vinfra executable")]
+    Exe(#[source] std::io::Error),
+    /// A sample VM could not be created.
+    #[error("the lab is up, but sample VM {name} could not be created")]
+    SampleVm {
+        name: String,
+        #[source]
+        source: LabError,
+    },
+}
+
+impl LabCommandError {
+    /// True when the user's input was at fault.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            LabCommandError::Lab(
+                LabError::Name(_)
+                    | LabError::Hosts(_)
+                    | LabError::NotRoot
+                    | LabError::NotFound(_)
+                    | LabError::NoHost(_)
+            )
+        )
+    }
+}
+
+fn root_of(t: &LabTarget) -> PathBuf {
+    t.root
+        .clone()
+        .unwrap_or_else(|| vinfra_lab::default_root(&t.name))
+}
+
+/// Runs a lab command.
+pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
+    match cmd {
+        LabCommand::Up {
+            target,
+            hosts,
+            api_port,
+            host_memory,
+            host_cores,
+            guest_image_dir,
+            vms,
+        } => {
+            vinfra_lab::validate_lab_name(&target.name)?;
+            let exe = std::env::current_exe().map_err(LabCommandError::Exe)?;
+            let mut config = LabConfig::new(&target.name, exe);
+            config.root = root_of(target);
+            config.hosts = *hosts;
+            config.api_port = *api_port;
+            config.host_memory_mib = *host_memory;
+            config.host_cores = *host_cores;
+            config.guest_image_dir = guest_image_dir.clone();
+            eprintln!(
+                "vinfra: bringing up lab {} ({} hosts) in {}",
+                target.name,
+                hosts,
+                config.root.display()
+            );
+            let lab = Lab::up(config)?;
+            let hosts = lab.host_names();
+            for i in 1..=*vms {
+                let name = format!("vm-{i}");
+                // Spread the samples over the hosts explicitly so that each host runs one.
+                let host = hosts.get((i - 1) % hosts.len().max(1)).map(String::as_str);
+                lab.create_guest_vm(&name, SAMPLE_VM_MIB, host)
+                    .map_err(|source| LabCommandError::SampleVm { name, source })?;
+            }
+            let c = lab.client()?;
+            match out {
+                Output::Json => {
+                    let v = serde_json::json!({
+                        "url": c.url, "token": c.token, "ca": c.ca_file, "state": lab.state(),
+                    });
+                    crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                Output::Table => {
+                    crate::out!(
+                        "lab {} is up: {} hosts, {} sample VMs",
+                        lab.state().name,
+                        hosts.len(),
+                        vms
+                    );
+                    crate::out!("API:   {}", c.url);
+                    crate::out!("token: {}", c.token);
+                    crate::out!("CA:    {}", c.ca_file.display());
+                    crate::out!();
+                    crate::out!(
+                        "export VINFRA_URL={} VINFRA_TOKEN={} VINFRA_CA={}",
+                        c.url,
+                        c.token,
+                        c.ca_file.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        LabCommand::Status(target) => {
+            let lab = Lab::load_from(&root_of(target))?;
+            let status = lab.status();
+            if out == Output::Json {
+                let v = serde_json::json!({
+                    "state": status.state,
+                    "processes": status.processes,
+                    "hosts": status.hosts.as_ref().ok(),
+                    "vms": status.vms.as_ref().ok(),
+                });
+                crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(());
+            }
+            crate::out!(
+                "lab {} in {}, API {}",
+                status.state.name,
+                status.state.root.display(),
+                status.state.url
+            );
+            let mut t = output::table(&["PROCESS", "NAMESPACE", "PID", "RUNNING"]);
+            for p in &status.processes {
+                let ns = status
+                    .state
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == p.name)
+                    .map(|h| h.namespace.clone())
+                    .unwrap_or_else(|| "(root)".into());
+                t.add_row(vec![
+                    p.name.clone(),
+                    ns,
+                    p.pid.to_string(),
+                    if p.alive { "yes" } else { "no" }.into(),
+                ]);
+            }
+            crate::out!("\n{}", output::render(t));
+            match &status.hosts {
+                Ok(h) => crate::out!("\n{}", output::hosts(h)),
+                Err(e) => crate::out!("\nhosts: {e}"),
+            }
+            match &status.vms {
+                Ok(v) => crate::out!("\n{}", output::vms(v)),
+                Err(e) => crate::out!("\nVMs: {e}"),
+            }
+            Ok(())
+        }
+        LabCommand::Down(target) => {
+            let root = root_of(target);
+            match Lab::load_from(&root) {
+                Ok(lab) => lab.down()?,
+                // Whatever is left of a lab that never finished coming up.
+                Err(LabError::NotFound(_) | LabError::State { .. }) => {
+                    Lab::destroy(&target.name, &root)?
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if out == Output::Table {
+                crate::out!("lab {} is down", target.name);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Human output: tables (comfy-table) and unit formatting. JSON output prints the API body as is.
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use vinfra_types::api::{ClusterSettings, Event};
+use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
+
+/// A table with the CLI's look: no borders, a header row.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().map(Cell::new));
+    t
+}
+
+/// Two-column key/value table.
+pub fn pairs(rows: &[(&str, String)]) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    for (k, v) in rows {
+        t.add_row(vec![Cell::new(format!("{k}:")), Cell::new(v)]);
+    }
+    trim(t)
+}
+
+fn trim(mut t: Table) -> String {
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Renders a table with trailing spaces removed.
+pub fn render(t: Table) -> String {
+    trim(t)
+}
+
+/// `512 MiB`, `2.0 GiB`, `1.5 TiB`.
+pub fn mib(m: u64) -> String {
+    if m >= 1024 * 1024 {
+        format!("{:.1} TiB", m as f64 / (1024.0 * 1024.0))
+    } else if m >= 1024 {
+        format!("{:.1} GiB", m as f64 / 1024.0)
+    } else {
+        format!("{m} MiB")
+    }
+}
+
+/// Bytes in binary units.
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// `3d4h`, `2h5m`, `4m10s`, `12s`.
+pub fn duration_s(s: u64) -> String {
+    let (d, h, m, sec) = (s / 86400, (s % 86400) / 3600, (s % 3600) / 60, s % 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else if m > 0 {
+        format!("{m}m{sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// A bit rate: `940 Mbit/s`.
+pub fn rate_bps(bps: u64) -> String {
+    if bps >= 1_000_000_000 {
+        format!("{:.2} Gbit/s", bps as f64 / 1e9)
+    } else if bps >= 1_000_000 {
+        format!("{:.0} Mbit/s", bps as f64 / 1e6)
+    } else {
+        format!("{:.0} kbit/s", bps as f64 / 1e3)
+    }
+}
+
+/// A UTC timestamp `YYYY-MM-DD HH:MM:SS` from seconds since the epoch.
+pub fn timestamp(secs: u64) -> String {
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The JSON (snake_case) name of an enum value.
+pub fn snake<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+/// `vinfra host list`.
+pub fn hosts(hosts: &[HostSummary]) -> String {
+    let mut t = table(&[
+        "NAME",
+        "ADDRESS",
+        "STATUS",
+        "ACCEL",
+        "VCPUS",
+        "MEMORY",
+        "CPU USED",
+        "MEM USED",
+        "VMS",
+        "MAINTENANCE",
+    ]);
+    for h in hosts {
+        t.add_row(vec![
+            h.name.clone(),
+            h.address.clone(),
+            snake(&h.status),
+            h.accel.map(|a| snake(&a)).unwrap_or_else(|| "-".into()),
+            format!("{}/{}", h.allocated_vcpus, h.allocatable_vcpus),
+            format!(
+                "{}/{}",
+                mib(h.allocated_memory_mib),
+                mib(h.allocatable_memory_mib)
+            ),
+            format!("{:.2}/{}", h.usage.cpu_cores, h.capacity.cores),
+            format!(
+                "{}/{}",
+                mib(h.usage.memory_used_mib),
+                mib(h.capacity.memory_mib)
+            ),
+            h.vm_count.to_string(),
+            if h.maintenance { "on" } else { "off" }.to_string(),
+        ]);
+    }
+    render(t)
+}
+
+/// `vinfra host show`: the host, then CPU and memory as allocated / allocatable / physical / used.
+pub fn host(h: &HostSummary) -> String {
+    let ratios = format!(
+        "cpu {} memory {}{}",
+        h.ratios.cpu,
+        h.ratios.memory,
+        if h.ratio_override.is_some() {
+            " (host override)"
+        } else {
+            " (cluster default)"
+        }
+    );
+    let mut out = pairs(&[
+        ("Name", h.name.clone()),
+        ("Address", h.address.clone()),
+        ("Status", snake(&h.status)),
+        (
+            "Last seen",
+            h.last_seen_s
+                .map(|s| format!("{} ago", duration_s(s)))
+                .unwrap_or_else(|| "never".into()),
+        ),
+        (
+            "Accelerator",
+            h.accel.map(|a| snake(&a)).unwrap_or_else(|| "-".into()),
+        ),
+        ("QEMU", h.qemu_version.clone().unwrap_or_else(|| "-".into())),
+        (
+            "Maintenance",
+            if h.maintenance { "on" } else { "off" }.into(),
+        ),
+        ("Ratios", ratios),
+        ("VMs", h.vm_count.to_string()),
+    ]);
+    let mut t = table(&["RESOURCE", "ALLOCATED", "ALLOCATABLE", "PHYSICAL", "USED"]);
+    t.add_row(vec![
+        "cpu".to_string(),
+        format!("{} vCPU", h.allocated_vcpus),
+        format!("{} vCPU", h.allocatable_vcpus),
+        format!("{} cores", h.capacity.cores),
+        format!("{:.2} cores", h.usage.cpu_cores),
+    ]);
+    t.add_row(vec![
+        "memory".to_string(),
+        mib(h.allocated_memory_mib),
+        mib(h.allocatable_memory_mib),
+        mib(h.capacity.memory_mib),
+        mib(h.usage.memory_used_mib),
+    ]);
+    for col in 1..5 {
+        if let Some(c) = t.column_mut(col) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    out.push_str("\n\n");
+    out.push_str(&render(t));
+    out
+}
+
+/// `vinfra vm list`.
+pub fn vms(vms: &[VmSummary]) -> String {
+    let mut t = table(&[
+        "NAME", "HOST", "STATE", "DESIRED", "VCPUS", "MEMORY", "UPTIME", "CPU", "RSS",
+    ]);
+    for v in vms {
+        t.add_row(vec![
+            v.name.clone(),
+            v.host.clone(),
+            snake(&v.state),
+            snake(&v.desired),
+            v.vcpus.to_string(),
+            mib(v.memory_mib),
+            duration_s(v.uptime_s),
+            format!("{:.2}", v.usage.cpu_cores),
+            mib(v.usage.rss_mib),
+        ]);
+    }
+    render(t)
+}
+
+/// `vinfra vm show`.
+pub fn vm(v: &VmSummary) -> String {
+    let boot = match &v.spec.boot {
+        vinfra_types::BootSource::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => format!(
+            "kernel {kernel}{}{}",
+            initrd
+                .as_ref()
+                .map(|i| format!(", initrd {i}"))
+                .unwrap_or_default(),
+            if cmdline.is_empty() {
+                String::new()
+            } else {
+                format!(", cmdline \"{cmdline}\"")
+            }
+        ),
+        vinfra_types::BootSource::Disk => "disk".into(),
+    };
+    let disks: Vec<String> = v
+        .spec
+        .disks
+        .iter()
+        .map(|d| {
+            let mut s = d.name.clone();
+            if let Some(i) = &d.image {
+                s.push_str(&format!(" image={i}"));
+            }
+            if let Some(g) = d.size_gib {
+                s.push_str(&format!(" size={g}G"));
+            }
+            s
+        })
+        .collect();
+    let nics: Vec<String> = v
+        .spec
+        .nics
+        .iter()
+        .map(|n| {
+            let mut s = n.network.clone();
+            if let Some(ip) = &n.ip {
+                s.push_str(&format!(" ip={ip}"));
+            }
+            if let Some(mac) = &n.mac {
+                s.push_str(&format!(" mac={mac}"));
+            }
+            s
+        })
+        .collect();
+    let or_none = |v: Vec<String>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join("; ")
+        }
+    };
+    pairs(&[
+        ("Name", v.name.clone()),
+        ("Id", v.id.to_string()),
+        ("Host", v.host.clone()),
+        ("State", snake(&v.state)),
+        ("Desired", snake(&v.desired)),
+        ("vCPUs", v.vcpus.to_string()),
+        ("Memory", mib(v.memory_mib)),
+        ("Boot", boot),
+        ("Disks", or_none(disks)),
+        ("NICs", or_none(nics)),
+        ("Uptime", duration_s(v.uptime_s)),
+        (
+            "CPU",
+            format!(
+                "{:.2} cores, {} s total",
+                v.usage.cpu_cores,
+                v.usage.cpu_time_ms / 1000
+            ),
+        ),
+        ("RSS", mib(v.usage.rss_mib)),
+        ("Created", timestamp(v.created_at)),
+    ])
+}
+
+/// `vinfra settings show`.
+pub fn settings(s: &ClusterSettings) -> String {
+    pairs(&[
+        ("CPU ratio", s.ratios.cpu.to_string()),
+        ("Memory ratio", s.ratios.memory.to_string()),
+    ])
+}
+
+/// `vinfra events`.
+pub fn events(events: &[Event]) -> String {
+    let mut t = table(&["TIME (UTC)", "KIND", "OBJECT", "MESSAGE"]);
+    for e in events {
+        t.add_row(vec![
+            timestamp(e.at),
+            e.kind.clone(),
+            e.object.clone(),
+            e.message.clone(),
+        ]);
+    }
+    render(t)
+}
+
+/// One line about a finished migration.
+pub fn migration_done(p: &MigrationProgress) -> String {
+    format!(
+        "migrated {} from {} to {} in {:.1} s, downtime {}, {} transferred",
+        p.vm,
+        p.source,
+        p.destination,
+        p.total_time_ms as f64 / 1000.0,
+        p.downtime_ms
+            .map(|d| format!("{d} ms"))
+            .unwrap_or_else(|| "unknown".into()),
+        bytes(p.transferred_bytes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(mib(512), "512 MiB");
+        assert_eq!(mib(2048), "2.0 GiB");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(duration_s(3725), "1h2m");
+        assert_eq!(duration_s(59), "59s");
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_700_000_000), "2023-11-14 22:13:20");
+        assert_eq!(rate_bps(940_000_000), "940 Mbit/s");
+    }
+}

@@ -1,0 +1,412 @@
+//! Parsers for command-line values: sizes with units, vCPU counts, durations, `--disk` and `--nic`
+//! specifications. Each returns a one-line message on bad input (clap shows it as the error).
+
+use std::time::Duration;
+
+use vinfra_types::vm::{MAX_DISK_GIB, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB};
+use vinfra_types::{DiskSpec, NicSpec};
+
+/// Why a command-line value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The value is not a size like `512M` or `2G`.
+    #[error("'{value}' is not a size: use a whole number with a unit M/MiB, G/GiB or T/TiB (e.g. {example})")]
+    Size {
+        value: String,
+        example: &'static str,
+    },
+    /// The value is negative.
+    #[error("{what} must be positive, got '{value}'")]
+    Negative { what: &'static str, value: String },
+    /// The value is zero.
+    #[error("{what} must be greater than 0")]
+    Zero { what: &'static str },
+    /// The value is outside the accepted range.
+    #[error("{what} must be between {min} and {max}, got {value}")]
+    Range {
+        what: &'static str,
+        min: String,
+        max: String,
+        value: String,
+    },
+    /// The value is not a whole number.
+    #[error("{what} must be a whole number, got '{value}'")]
+    Number { what: &'static str, value: String },
+    /// The value is not a duration.
+    #[error("'{value}' is not a duration (e.g. 30s, 2m)")]
+    Duration { value: String },
+    /// A `key=value` list is malformed.
+    #[error("{what} '{value}': {reason}")]
+    List {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+const KIB: u128 = 1024;
+const MIB: u128 = KIB * 1024;
+const GIB: u128 = MIB * 1024;
+const TIB: u128 = GIB * 1024;
+
+/// Parses `<n><unit>` into bytes; a plain number is in `default_unit` bytes. Units are binary
+/// (`M` = `MiB` = `MB` = 2^20) and case-insensitive.
+fn parse_bytes(
+    value: &str,
+    what: &'static str,
+    default_unit: u128,
+    example: &'static str,
+) -> Result<u128, ParseError> {
+    let v = value.trim();
+    if v.starts_with('-') {
+        return Err(ParseError::Negative {
+            what,
+            value: value.to_string(),
+        });
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let bad = || ParseError::Size {
+        value: value.to_string(),
+        example,
+    };
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let unit_bytes = match unit.trim().to_ascii_lowercase().as_str() {
+        "" => default_unit,
+        "k" | "kb" | "ki" | "kib" => KIB,
+        "m" | "mb" | "mi" | "mib" => MIB,
+        "g" | "gb" | "gi" | "gib" => GIB,
+        "t" | "tb" | "ti" | "tib" => TIB,
+        _ => return Err(bad()),
+    };
+    // More than 30 digits cannot be a sensible size; it would also overflow.
+    let n: u128 = if num.len() > 30 {
+        u128::MAX / TIB
+    } else {
+        num.parse().map_err(|_| bad())?
+    };
+    Ok(n.saturating_mul(unit_bytes))
+}
+
+/// Guest memory: `512M`, `512MiB`, `2G`, `2GiB`, or a plain number of MiB. Returns MiB.
+pub fn memory_mib(value: &str) -> Result<u64, ParseError> {
+    let bytes = parse_bytes(value, "memory", MIB, "512M, 2G")?;
+    if bytes == 0 {
+        return Err(ParseError::Zero { what: "memory" });
+    }
+    let range = || ParseError::Range {
+        what: "memory",
+        min: format!("{MIN_MEMORY_MIB} MiB"),
+        max: format!("{} TiB", MAX_MEMORY_MIB / (1024 * 1024)),
+        value: value.trim().to_string(),
+    };
+    if bytes % MIB != 0 {
+        return Err(ParseError::Number {
+            what: "memory in MiB",
+            value: value.trim().to_string(),
+        });
+    }
+    let mib = u64::try_from(bytes / MIB).map_err(|_| range())?;
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(range());
+    }
+    Ok(mib)
+}
+
+/// A disk size: `10G`, `1T`, or a plain number of GiB. Returns GiB.
+pub fn disk_gib(value: &str) -> Result<u64, ParseError> {
+    let bytes = parse_bytes(value, "disk size", GIB, "10G, 1T")?;
+    if bytes == 0 {
+        return Err(ParseError::Zero { what: "disk size" });
+    }
+    if bytes % GIB != 0 {
+        return Err(ParseError::Number {
+            what: "disk size in GiB",
+            value: value.trim().to_string(),
+        });
+    }
+    let range = || ParseError::Range {
+        what: "disk size",
+        min: "1 GiB".into(),
+        max: format!("{} TiB", MAX_DISK_GIB / 1024),
+        value: value.trim().to_string(),
+    };
+    let gib = u64::try_from(bytes / GIB).map_err(|_| range())?;
+    if gib > MAX_DISK_GIB {
+        return Err(range());
+    }
+    Ok(gib)
+}
+
+/// A vCPU count, 1 to 256.
+pub fn vcpus(value: &str) -> Result<u32, ParseError> {
+    let v = value.trim();
+    let n: i128 = v.parse().map_err(|_| ParseError::Number {
+        what: "vcpus",
+        value: v.to_string(),
+    })?;
+    if n < 0 {
+        return Err(ParseError::Negative {
+            what: "vcpus",
+            value: v.to_string(),
+        });
+    }
+    if n == 0 {
+        return Err(ParseError::Zero { what: "vcpus" });
+    }
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_VCPUS)
+        .ok_or_else(|| ParseError::Range {
+            what: "vcpus",
+            min: "1".into(),
+            max: MAX_VCPUS.to_string(),
+            value: v.to_string(),
+        })
+}
+
+/// A positive whole number between `min` and `max` (used for byte counts, ports, cores).
+pub fn bounded(value: &str, what: &'static str, min: u64, max: u64) -> Result<u64, ParseError> {
+    let v = value.trim();
+    let n: i128 = v.parse().map_err(|_| ParseError::Number {
+        what,
+        value: v.to_string(),
+    })?;
+    if n < 0 {
+        return Err(ParseError::Negative {
+            what,
+            value: v.to_string(),
+        });
+    }
+    u64::try_from(n)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ParseError::Range {
+            what,
+            min: min.to_string(),
+            max: max.to_string(),
+            value: v.to_string(),
+        })
+}
+
+/// A duration: `30s`, `2m`, `1m30s`, or a plain number of seconds; 1 s to 1 h.
+pub fn stop_timeout(value: &str) -> Result<Duration, ParseError> {
+    let v = value.trim();
+    if v.starts_with('-') {
+        return Err(ParseError::Negative {
+            what: "timeout",
+            value: v.to_string(),
+        });
+    }
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(v).map_err(|_| ParseError::Duration {
+            value: v.to_string(),
+        })?,
+    };
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+        return Err(ParseError::Range {
+            what: "timeout",
+            min: "1s".into(),
+            max: "1h".into(),
+            value: v.to_string(),
+        });
+    }
+    Ok(d)
+}
+
+/// An allocation ratio: a number between 0.1 and 100.
+pub fn ratio(value: &str) -> Result<f64, ParseError> {
+    let v = value.trim();
+    let r: f64 = v.parse().map_err(|_| ParseError::Number {
+        what: "ratio",
+        value: v.to_string(),
+    })?;
+    if !r.is_finite() || !(0.1..=vinfra_types::host::MAX_RATIO).contains(&r) {
+        return Err(ParseError::Range {
+            what: "ratio",
+            min: "0.1".into(),
+            max: vinfra_types::host::MAX_RATIO.to_string(),
+            value: v.to_string(),
+        });
+    }
+    Ok(r)
+}
+
+/// `on`/`off` (also `true`/`false`, `yes`/`no`).
+pub fn on_off(value: &str) -> Result<bool, ParseError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(ParseError::List {
+            what: "maintenance",
+            value: value.to_string(),
+            reason: "use on or off".into(),
+        }),
+    }
+}
+
+fn pairs<'a>(what: &'static str, value: &'a str) -> Result<Vec<(&'a str, &'a str)>, ParseError> {
+    value
+        .split(',')
+        .map(|part| {
+            part.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| ParseError::List {
+                    what,
+                    value: value.to_string(),
+                    reason: format!("'{part}' is not key=value"),
+                })
+        })
+        .collect()
+}
+
+/// `--disk name=root,image=debian.qcow2,size=10G` (`image` and `size` optional; a blank disk
+/// needs `size`).
+pub fn disk(value: &str) -> Result<DiskSpec, ParseError> {
+    let err = |reason: String| ParseError::List {
+        what: "disk",
+        value: value.to_string(),
+        reason,
+    };
+    let mut d = DiskSpec {
+        name: String::new(),
+        image: None,
+        size_gib: None,
+    };
+    for (k, v) in pairs("disk", value)? {
+        match k {
+            "name" => d.name = v.to_string(),
+            "image" => d.image = Some(v.to_string()),
+            "size" => d.size_gib = Some(disk_gib(v).map_err(|e| err(e.to_string()))?),
+            _ => return Err(err(format!("unknown key '{k}' (use name, image, size)"))),
+        }
+    }
+    if d.name.is_empty() {
+        return Err(err("name= is required".into()));
+    }
+    Ok(d)
+}
+
+/// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx]`.
+pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
+    let err = |reason: String| ParseError::List {
+        what: "nic",
+        value: value.to_string(),
+        reason,
+    };
+    let (network, rest) = match value.split_once(',') {
+        Some((n, rest)) => (n.trim(), Some(rest)),
+        None => (value.trim(), None),
+    };
+    let network = network.strip_prefix("network=").unwrap_or(network);
+    if network.is_empty() || network.contains('=') {
+        return Err(err("start with the network name".into()));
+    }
+    let mut n = NicSpec {
+        network: network.to_string(),
+        mac: None,
+        ip: None,
+    };
+    if let Some(rest) = rest {
+        for (k, v) in pairs("nic", rest)? {
+            match k {
+                "ip" => n.ip = Some(v.to_string()),
+                "mac" => n.mac = Some(v.to_ascii_lowercase()),
+                _ => return Err(err(format!("unknown key '{k}' (use ip, mac)"))),
+            }
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(memory_mib("512M"), Ok(512));
+        assert_eq!(memory_mib("512MiB"), Ok(512));
+        assert_eq!(memory_mib("2G"), Ok(2048));
+        assert_eq!(memory_mib("2gib"), Ok(2048));
+        assert_eq!(memory_mib("256"), Ok(256));
+        assert_eq!(memory_mib("1T"), Ok(1024 * 1024));
+        for bad in [
+            "0",
+            "0G",
+            "-1",
+            "-512M",
+            "2X",
+            "G",
+            "",
+            "1.5G",
+            "8M",
+            "17T",
+            "99999999999999999999999999999999999G",
+            "1000K",
+        ] {
+            assert!(memory_mib(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            memory_mib("0").unwrap_err().to_string(),
+            "memory must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn other_values() {
+        assert_eq!(vcpus("4"), Ok(4));
+        for bad in ["0", "-1", "257", "x", "99999999999999999999"] {
+            assert!(vcpus(bad).is_err(), "{bad}");
+        }
+        assert_eq!(disk_gib("10G"), Ok(10));
+        assert_eq!(disk_gib("10"), Ok(10));
+        assert_eq!(disk_gib("1T"), Ok(1024));
+        assert!(disk_gib("512M").is_err());
+        assert_eq!(stop_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(stop_timeout("45"), Ok(Duration::from_secs(45)));
+        assert!(stop_timeout("2h").is_err());
+        assert!(stop_timeout("soon").is_err());
+        assert_eq!(ratio("1.5"), Ok(1.5));
+        assert!(ratio("0").is_err());
+        assert!(ratio("NaN").is_err());
+        assert_eq!(on_off("on"), Ok(true));
+        assert!(on_off("maybe").is_err());
+    }
+
+    #[test]
+    fn disks_and_nics() {
+        assert_eq!(
+            disk("name=root,image=debian.qcow2,size=10G"),
+            Ok(DiskSpec {
+                name: "root".into(),
+                image: Some("debian.qcow2".into()),
+                size_gib: Some(10)
+            })
+        );
+        assert!(disk("image=x").is_err());
+        assert!(disk("name=a,colour=red").is_err());
+        assert!(disk("name=a,size=0").is_err());
+        assert_eq!(
+            nic("lan,ip=10.0.0.5,mac=52:54:00:AA:BB:CC"),
+            Ok(NicSpec {
+                network: "lan".into(),
+                ip: Some("10.0.0.5".into()),
+                mac: Some("52:54:00:aa:bb:cc".into())
+            })
+        );
+        assert_eq!(
+            nic("network=lan"),
+            Ok(NicSpec {
+                network: "lan".into(),
+                ip: None,
+                mac: None
+            })
+        );
+        assert!(nic("ip=1.2.3.4").is_err());
+        assert!(nic("lan,vlan=3").is_err());
+    }
+}

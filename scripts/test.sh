@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Everything CI checks, in order: packages, guest image, formatting, clippy, tests.
+# Unit tests run in parallel; integration tests (which boot labs and QEMU guests) one at a time.
+# Ends with a summary line "summary: N passed, N failed, N skipped" and a non-zero exit on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/common.sh
+
+GUEST_DIR=/var/cache/vinfra/guest
+LOG=$(mktemp -t vinfra-test.XXXXXX)
+trap 'rm -f "$LOG"' EXIT
+failed_steps=()
+
+step() {
+    local name=$1
+    shift
+    echo "==> $name"
+    if ! "$@" 2>&1 | tee -a "$LOG"; then
+        failed_steps+=("$name")
+        echo "==> $name FAILED"
+    fi
+}
+
+if [[ $(id -u) -eq 0 ]]; then
+    vinfra_install_packages
+else
+    echo "not root: skipping package installation (lab tests will be skipped)"
+fi
+vinfra_ensure_rust
+if [[ $(id -u) -eq 0 ]]; then
+    step "guest image" bash scripts/build-guest-image.sh "$GUEST_DIR"
+fi
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "unit tests" cargo test --workspace --lib --bins
+step "doc tests" cargo test --workspace --doc
+step "integration tests" timeout --signal=KILL 3000 cargo test --workspace --test '*' -- --test-threads=1
+
+# Labs the integration tests left behind if they were killed (their roots are /tmp/vinfra-lab-NAME).
+for root in /tmp/vinfra-lab-*; do
+    [[ -d $root && -x target/debug/vinfra ]] || continue
+    target/debug/vinfra lab down --name "${root#/tmp/vinfra-lab-}" --root "$root" >/dev/null 2>&1 || true
+done
+
+read -r passed failed ignored < <(awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i) ~ /^passed/) p += $(i-1)
+            if ($(i) ~ /^failed/) f += $(i-1)
+            if ($(i) ~ /^ignored/) g += $(i-1)
+        }
+    } END { print p+0, f+0, g+0 }' "$LOG")
+echo
+if [[ ${#failed_steps[@]} -gt 0 ]]; then
+    echo "failed steps: ${failed_steps[*]}"
+fi
+echo "summary: $passed passed, $failed failed, $ignored skipped"
+[[ ${#failed_steps[@]} -eq 0 && $failed -eq 0 ]]
