@@ -1,5 +1,6 @@
 //! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
-//! a `Report` every interval, and answers `Request`s; reconnects with backoff.
+//! a `Report` every interval, and answers `Request`s; retries the join and reconnects forever with
+//! backoff capped at [`BACKOFF_MAX`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -273,7 +274,61 @@ where
     result
 }
 
-/// Connects with `creds`, runs sessions, and reconnects with backoff (1 s doubling to 30 s) forever.
+/// First wait before reconnecting.
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+/// Longest wait between two connection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Doubles a backoff, up to [`BACKOFF_MAX`].
+pub fn next_backoff(current: Duration) -> Duration {
+    (current * 2).min(BACKOFF_MAX)
+}
+
+impl ConnectionError {
+    /// True when trying again later may succeed (the console is down or unreachable, or the
+    /// connection broke); false when the answer will not change (refused join, wrong pin, bad
+    /// credentials).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectionError::Connect { .. } | ConnectionError::Frame(_) => true,
+            ConnectionError::Pki(e) => {
+                matches!(e, PkiError::Connect { .. } | PkiError::Timeout { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Like [`ensure_credentials`], but waits for the console: while it cannot be reached the join
+/// is retried with backoff (at most [`BACKOFF_MAX`] apart), forever. A refused join or a wrong
+/// CA pin ends it.
+pub async fn ensure_credentials_retrying(
+    data_dir: &Path,
+    console: &str,
+    host: &str,
+    join_token: Option<&str>,
+) -> Result<Credentials, ConnectionError> {
+    let mut backoff = BACKOFF_START;
+    let mut attempts: u64 = 0;
+    loop {
+        match ensure_credentials(data_dir, console, host, join_token).await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.is_transient() => {
+                attempts += 1;
+                tracing::warn!(
+                    attempt = attempts,
+                    "joining the cluster: {e}; retrying in {backoff:?}"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = next_backoff(backoff);
+    }
+}
+
+/// Connects with `creds`, runs sessions, and reconnects forever: the first retry after
+/// [`BACKOFF_START`], doubling up to [`BACKOFF_MAX`]; a successful connection resets the backoff.
 pub async fn connect_loop(
     console: &str,
     creds: &Credentials,
@@ -282,19 +337,33 @@ pub async fn connect_loop(
     report_interval: Duration,
 ) -> Result<(), ConnectionError> {
     let config = pki::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = BACKOFF_START;
+    let mut failures: u64 = 0;
     loop {
         match tls_connect(console, config.clone()).await {
             Ok(stream) => {
                 tracing::info!("connected to the console at {console}");
-                backoff = Duration::from_secs(1);
-                if let Err(e) = session(stream, m.clone(), info, report_interval).await {
-                    tracing::warn!("console connection lost: {e}");
+                backoff = BACKOFF_START;
+                failures = 0;
+                match session(stream, m.clone(), info, report_interval).await {
+                    Ok(()) => tracing::warn!("console at {console} closed the connection"),
+                    Err(e) => tracing::warn!("console connection lost: {e}"),
                 }
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => {
+                failures += 1;
+                // Every failure while it is short, then one line in ten, so a long outage stays
+                // visible without flooding the log.
+                if failures <= 3 || failures.is_multiple_of(10) {
+                    tracing::warn!(
+                        attempt = failures,
+                        "{e}; retrying every {:?} at most",
+                        BACKOFF_MAX
+                    );
+                }
+            }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = next_backoff(backoff);
     }
 }

@@ -118,7 +118,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         })
         .await?,
     );
-    let creds = connection::ensure_credentials(
+    let creds = connection::ensure_credentials_retrying(
         &config.data_dir,
         &config.console,
         &config.host_name,

@@ -640,7 +640,17 @@ impl Manager {
         if vm.live_pid().is_some() {
             let state = vm.state().await;
             if state == PowerState::Paused {
-                vm.qmp().await?.cont().await?;
+                let q = vm.qmp().await?;
+                // A source paused by a completed migration must never run again: the guest
+                // runs on the destination now.
+                if q.query_migrate().await?.status() == "completed" {
+                    return Err(ManagerError::BadState {
+                        id: vm.id(),
+                        state,
+                        detail: "this copy was migrated to another host and stays paused".into(),
+                    });
+                }
+                q.cont().await?;
             } else if state != PowerState::Running {
                 return Err(ManagerError::BadState {
                     id: vm.id(),
@@ -909,7 +919,14 @@ impl Manager {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
         let state = vm.state().await;
-        if !vm.record.incoming {
+        // Only a QEMU that still waits (or is gone) is killed: once the guest runs here (or is
+        // paused after arriving) this may be the only copy of the VM.
+        if !vm.record.incoming
+            || !matches!(
+                state,
+                PowerState::Incoming | PowerState::Stopped | PowerState::Crashed
+            )
+        {
             return Err(ManagerError::BadState {
                 id,
                 state,

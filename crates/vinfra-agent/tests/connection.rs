@@ -182,3 +182,118 @@ async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
         .unwrap()
         .unwrap()
 }
+
+/// An agent started before the console keeps trying (backoff capped at 5 s), joins once the
+/// console listens, and reconnects after the console drops it.
+#[tokio::test]
+async fn an_agent_started_before_the_console_joins_when_it_appears() {
+    use vinfra_agent::connection::{
+        ensure_credentials_retrying, next_backoff, BACKOFF_MAX, BACKOFF_START,
+    };
+    let mut b = BACKOFF_START;
+    for _ in 0..20 {
+        b = next_backoff(b);
+        assert!(b <= Duration::from_secs(5));
+    }
+    assert_eq!(b, BACKOFF_MAX);
+
+    let ca = Arc::new(ClusterCa::generate("test").unwrap());
+    let server = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
+    let config = pki::server_config_with_optional_client_auth(
+        &server.cert_pem,
+        &server.key_pem,
+        ca.cert_pem(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    // Reserve a port, then leave it closed: nothing listens there yet.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let token = JoinToken::generate(&ca.fingerprint()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let manager = Arc::new(
+        Manager::open(ManagerConfig {
+            data_dir: tmp.path().join("data"),
+            datastore: tmp.path().join("ds"),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            runner: Arc::new(QemuRunner {
+                binary: "qemu-system-x86_64".into(),
+                accel: Accel::Tcg,
+            }),
+        })
+        .await
+        .unwrap(),
+    );
+    let info = HostInfo {
+        host: "early".into(),
+        address: "127.0.0.1".into(),
+        qemu_version: "7.2.0".into(),
+        capacity: HostCapacity {
+            cores: 2,
+            memory_mib: 2048,
+        },
+    };
+    let console = addr.to_string();
+    let dir = tmp.path().to_path_buf();
+    let token_s = token.to_string();
+    let agent = tokio::spawn(async move {
+        let creds = ensure_credentials_retrying(&dir, &console, "early", Some(&token_s)).await?;
+        connect_loop(&console, &creds, manager, &info, Duration::from_millis(100)).await
+    });
+    // The agent finds no console for a while and keeps trying.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!agent.is_finished(), "the agent gave up: {:?}", agent.await);
+
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let mut sessions = 0;
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let host = pki::peer_host_name_of_stream(&tls);
+            let mut conn = FramedJson::new(tls);
+            match host {
+                None => {
+                    if let Ok(AgentMessage::Join { host, csr_pem, .. }) = conn.recv().await {
+                        let cert_pem = ca.sign_host_csr(&csr_pem, &host).unwrap();
+                        let reply = ConsoleMessage::Joined {
+                            cert_pem,
+                            ca_pem: ca.cert_pem().into(),
+                        };
+                        conn.send(&reply).await.unwrap();
+                    }
+                }
+                Some(host) => {
+                    if let Ok(AgentMessage::Hello { report, .. }) = conn.recv().await {
+                        sessions += 1;
+                        let _ = seen_tx.send(Seen::Hello(host, report));
+                        // The first session is dropped at once: the agent must come back.
+                        if sessions == 1 {
+                            continue;
+                        }
+                        while let Ok(AgentMessage::Report { .. }) = conn.recv().await {
+                            if seen_tx.send(Seen::Report).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    for _ in 0..2 {
+        let Seen::Hello(host, _) = next(&mut seen).await else {
+            panic!("expected Hello")
+        };
+        assert_eq!(host, "early");
+    }
+    assert!(matches!(next(&mut seen).await, Seen::Report));
+    assert!(tmp.path().join("host.crt").exists(), "credentials stored");
+    agent.abort();
+    server.abort();
+}

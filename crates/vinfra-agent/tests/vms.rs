@@ -414,6 +414,14 @@ async fn live_migration_between_two_agents() {
         "the destination must not boot the guest again"
     );
 
+    // The paused source copy refuses to run again: the guest lives on the destination.
+    let refused = a.start(id).await;
+    assert!(
+        matches!(refused, Err(vinfra_agent::ManagerError::BadState { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(state(&a, id).await, PowerState::Paused);
+
     // Finish: the source QEMU is gone and forgotten; disks stay.
     let src_pid = a.observe(id).await.unwrap().pid.unwrap();
     handle(&a, AgentCommand::FinishMigrationSource { id })

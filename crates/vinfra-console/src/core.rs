@@ -219,6 +219,9 @@ pub struct Console {
     last_op: Arc<Mutex<HashMap<String, Instant>>>,
     pub(crate) migrations: Mutex<HashMap<String, Arc<ActiveMigration>>>,
     events: Mutex<EventLog>,
+    /// How long a migration's source may stay unreachable before the outcome is decided
+    /// without it.
+    pub(crate) source_lost_after: Duration,
 }
 
 struct EventLog {
@@ -265,7 +268,34 @@ impl Console {
                 next,
                 keys: events.into_iter().map(|kv| kv.key).collect(),
             }),
+            source_lost_after: crate::migration::SOURCE_LOST_AFTER,
         })
+    }
+
+    /// Sets how long a migration's source may stay unreachable (default
+    /// [`crate::migration::SOURCE_LOST_AFTER`]).
+    pub fn with_migration_source_timeout(mut self, timeout: Duration) -> Self {
+        self.source_lost_after = timeout;
+        self
+    }
+
+    /// The store under the console.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The cluster settings in force.
+    pub fn settings(&self) -> ClusterSettings {
+        read(&self.settings).clone()
+    }
+
+    /// What an outgoing migration is tuned with, from the cluster settings.
+    pub fn migration_settings(&self) -> vinfra_proto::MigrationSettings {
+        let s = read(&self.settings);
+        vinfra_proto::MigrationSettings {
+            max_bandwidth: s.migration_bandwidth_bytes_per_s(),
+            downtime_limit_ms: s.effective_downtime_limit_ms(),
+        }
     }
 
     pub fn agents(&self) -> &AgentRegistry {
@@ -829,17 +859,22 @@ impl Console {
     // ----- settings and tokens -----
 
     fn put_settings(&self, settings: ClusterSettings) -> Result<ClusterSettings, CoreError> {
-        settings.ratios.validate().map_err(CoreError::Invalid)?;
+        settings.validate().map_err(CoreError::Invalid)?;
         let mut cur = write(&self.settings);
         keys::put(self.store.as_ref(), keys::SETTINGS, &settings)?;
         *cur = settings.clone();
         drop(cur);
+        let bandwidth = settings
+            .migration_max_bandwidth_mib
+            .map_or("unlimited".to_string(), |b| format!("{b} MiB/s"));
         self.event(
             "settings",
             "cluster",
             format!(
-                "ratios cpu {} memory {}",
-                settings.ratios.cpu, settings.ratios.memory
+                "ratios cpu {} memory {}, migration bandwidth {bandwidth}, downtime limit {} ms",
+                settings.ratios.cpu,
+                settings.ratios.memory,
+                settings.effective_downtime_limit_ms()
             ),
         );
         Ok(settings)
@@ -1098,6 +1133,16 @@ impl Console {
         if !changed && self.observed_state(&rec.host, rec.id) == Some(PowerState::Running) {
             return self.show_vm(name);
         }
+        if let Some((other, state)) = self.live_elsewhere(rec.id, &rec.host) {
+            if changed {
+                let _ = self.update_vm(name, |r| r.desired = Desired::Stopped);
+            }
+            return Err(CoreError::Conflict(format!(
+                "VM '{name}' is {state:?} on host '{other}' although it is placed on '{}'; \
+                 it is not started a second time",
+                rec.host
+            )));
+        }
         let known = self.host_knows(&rec.host, rec.id);
         let cmd = if known {
             AgentCommand::StartVm { id: rec.id }
@@ -1129,6 +1174,31 @@ impl Console {
             }
             _ => None,
         }
+    }
+
+    /// Another host (connected or not) whose latest report shows the VM live: running, paused,
+    /// migrating or waiting for an incoming migration.
+    pub fn live_elsewhere(&self, id: Uuid, host: &str) -> Option<(String, PowerState)> {
+        self.agents
+            .snapshot()
+            .into_iter()
+            .filter(|(h, _)| h != host)
+            .find_map(|(h, (_, o))| {
+                o.report
+                    .vms
+                    .iter()
+                    .find(|v| {
+                        v.id == id
+                            && matches!(
+                                v.state,
+                                PowerState::Running
+                                    | PowerState::Paused
+                                    | PowerState::Migrating
+                                    | PowerState::Incoming
+                            )
+                    })
+                    .map(|v| (h.clone(), v.state))
+            })
     }
 
     /// True when the host's latest report lists the VM.

@@ -34,6 +34,11 @@ use crate::agents::AgentRegistry;
 use crate::core::Console;
 use crate::store_keys::ApiTokenRecord;
 
+/// Default interval between compactions of the store's watch history.
+pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
+/// Default number of revisions of watch history kept by compaction.
+pub const HISTORY_REVISIONS: i64 = 10_000;
+
 /// How the console runs.
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
@@ -52,6 +57,16 @@ pub struct ConsoleConfig {
     /// Serve the REST API over TLS (default). Off only for benchmarks and tests on loopback; the
     /// agent endpoint always uses mutual TLS.
     pub tls: bool,
+    /// A host whose agent sends no report for this long is disconnected (and its connection
+    /// closed). Default 10 s; agents report every 2 s.
+    pub heartbeat_timeout: Duration,
+    /// How long the source host of a migration may stay unreachable before the console decides
+    /// the migration's outcome without it. Default 30 s.
+    pub migration_source_timeout: Duration,
+    /// How often the store's watch history is compacted. Default 5 min.
+    pub compaction_interval: Duration,
+    /// How many revisions of watch history compaction keeps. Default 10,000.
+    pub history_revisions: i64,
 }
 
 impl ConsoleConfig {
@@ -65,6 +80,10 @@ impl ConsoleConfig {
             advertise_names: vec![],
             token_file: None,
             tls: true,
+            heartbeat_timeout: agents::REPORT_TIMEOUT,
+            migration_source_timeout: migration::SOURCE_LOST_AFTER,
+            compaction_interval: COMPACTION_INTERVAL,
+            history_revisions: HISTORY_REVISIONS,
         }
     }
 }
@@ -223,6 +242,39 @@ fn api_token(
     Ok((hash, Some(token)))
 }
 
+/// Compacts the store's watch history every `interval`, keeping the last `keep` revisions. The
+/// live state and the event list (`/vinfra/events/`, bounded separately) are not touched: only
+/// the history a watcher could replay from an old revision.
+async fn compact_history(store: Arc<dyn Store>, interval: Duration, keep: i64) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut compacted: i64 = 0;
+    loop {
+        tick.tick().await;
+        let store = store.clone();
+        let done = tokio::task::spawn_blocking(
+            move || -> Result<Option<i64>, vinfra_store::StoreError> {
+                let target = store.revision()?.saturating_sub(keep.max(0));
+                if target <= compacted {
+                    return Ok(None);
+                }
+                store.compact(target)?;
+                Ok(Some(target))
+            },
+        )
+        .await;
+        match done {
+            Ok(Ok(Some(target))) => {
+                tracing::debug!(revision = target, "store history compacted");
+                compacted = target;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!("store compaction failed: {e}"),
+            Err(e) => tracing::warn!("store compaction task failed: {e}"),
+        }
+    }
+}
+
 /// Starts the console: store, key material, agent endpoint, API server, controllers.
 pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError> {
     let dir = &config.data_dir;
@@ -258,11 +310,19 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let (token_hash, api_token) = api_token(store.as_ref(), config.token_file.as_deref())?;
     let ca_pem = keys.ca.cert_pem().to_string();
 
-    let agents = AgentRegistry::default();
+    let agents = AgentRegistry::new(config.heartbeat_timeout);
     let triggers = agents.subscribe();
-    let console = Arc::new(Console::load(store.clone(), agents, keys.ca, token_hash)?);
+    let console = Arc::new(
+        Console::load(store.clone(), agents, keys.ca, token_hash)?
+            .with_migration_source_timeout(config.migration_source_timeout),
+    );
 
     let mut tasks = vec![reaper];
+    tasks.push(tokio::spawn(compact_history(
+        store.clone(),
+        config.compaction_interval,
+        config.history_revisions,
+    )));
     let agent_listener =
         tokio::net::TcpListener::from_std(agent_std).map_err(|source| ConsoleError::Bind {
             addr: agent_addr,

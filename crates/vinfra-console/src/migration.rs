@@ -2,18 +2,20 @@
 //!
 //! One task per migration: `PrepareIncoming` on the destination, `MigrateOut` on the source, then
 //! `MigrationStatus` every 200 ms with the progress stored under `/vinfra/migrations/<vm>`. On
-//! completion the VM record's host changes (compare-and-swap) and the source quits its paused QEMU;
-//! on failure, cancel or a lost destination the source keeps the VM and the destination's incoming
-//! QEMU is killed. While a migration runs the VM counts against both hosts.
+//! completion the VM record's host changes (compare-and-swap) and the source quits its paused QEMU.
+//! Any other ending goes through `settle` first: it finds out whether the switchover happened
+//! after all (source says `completed`, or a silent source and a destination that runs the VM) and
+//! only then aborts the destination's incoming QEMU. While a migration runs the VM counts against
+//! both hosts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vinfra_placement::Request;
-use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationSettings, MigrationStatus};
+use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationStatus};
 use vinfra_types::api::MigrateVmRequest;
-use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress};
+use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
 
 use crate::agents::RequestError;
 use crate::core::{lock, BusyGuard, Console, CoreError, CREATE_TIMEOUT, SHORT_TIMEOUT};
@@ -21,7 +23,8 @@ use crate::store_keys::{self as keys, now_s, Desired};
 
 /// How often the source is asked for progress.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// How long the source may stay unreachable during a migration before it is given up.
+/// How long the source may stay unreachable during a migration before the outcome is decided
+/// without it (default of `ConsoleConfig::migration_source_timeout`).
 pub const SOURCE_LOST_AFTER: Duration = Duration::from_secs(30);
 
 /// How long after a cancel the source has to confirm it.
@@ -218,7 +221,7 @@ async fn drive(console: &Arc<Console>, active: &ActiveMigration, begin: bool) ->
         let out = AgentCommand::MigrateOut {
             id: rec.id,
             uri,
-            settings: MigrationSettings::default(),
+            settings: console.migration_settings(),
         };
         if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
             return Outcome::Failed(format!("starting the migration on the source: {e}"));
@@ -264,7 +267,10 @@ async fn drive(console: &Arc<Console>, active: &ActiveMigration, begin: bool) ->
             }
             Err(e) => {
                 let since = *source_lost_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > SOURCE_LOST_AFTER {
+                // The destination running the VM settles it at once (see `settle`).
+                if since.elapsed() > console.source_lost_after
+                    || runs_on(console, &active.destination, rec.id)
+                {
                     return Outcome::Failed(format!("source unreachable: {e}"));
                 }
                 continue;
@@ -298,10 +304,120 @@ async fn drive(console: &Arc<Console>, active: &ActiveMigration, begin: bool) ->
     }
 }
 
-/// Applies an outcome: switch the VM's host, or clean up both sides.
+/// True when the host's latest report (connected or not) shows the VM with its guest there:
+/// running or paused, not waiting for an incoming migration.
+fn runs_on(console: &Console, host: &str, id: uuid::Uuid) -> bool {
+    matches!(
+        reported_state(console, host, id),
+        Some(PowerState::Running | PowerState::Paused)
+    )
+}
+
+/// The VM's state in the host's latest report, also when the host is no longer connected.
+fn reported_state(console: &Console, host: &str, id: uuid::Uuid) -> Option<PowerState> {
+    console
+        .agents()
+        .observed(host)
+        .1
+        .and_then(|o| o.report.vms.iter().find(|v| v.id == id).map(|v| v.state))
+}
+
+/// Decides what a migration that did not end with the source reporting `completed` really did,
+/// and cleans up the side that does not hold the VM. Never kills the only running copy:
+///
+/// 1. When the source answers, it is told to cancel and then asked: `completed` means the
+///    switchover happened (the cancel came too late) and the outcome is [`Outcome::Completed`].
+///    Anything else: the source keeps the VM.
+/// 2. When the source does not answer, the destination's latest report decides: a VM running
+///    (or paused) there, not incoming, means the switchover happened.
+/// 3. Otherwise the destination's incoming QEMU is aborted. The agent refuses when the guest
+///    already runs there; with a silent source that too means the switchover happened.
+async fn settle(
+    console: &Console,
+    active: &ActiveMigration,
+    id: uuid::Uuid,
+    failure: Outcome,
+) -> Outcome {
+    let agents = console.agents();
+    let mut source_status: Option<String> = None;
+    if agents.status(&active.source) == HostStatus::Connected {
+        let cancel = AgentCommand::CancelMigration { id };
+        match agents.request(&active.source, cancel, SHORT_TIMEOUT).await {
+            Ok(_)
+            | Err(RequestError::Agent {
+                source: AgentError::BadState { .. },
+                ..
+            }) => {}
+            Err(e) => tracing::debug!(vm = active.vm, "cancel on source: {e}"),
+        }
+        let status = AgentCommand::MigrationStatus { id };
+        if let Ok(CommandReply::Migration { status }) =
+            agents.request(&active.source, status, SHORT_TIMEOUT).await
+        {
+            source_status = Some(status.qemu_status);
+        }
+    }
+    match source_status.as_deref() {
+        Some("completed") => return Outcome::Completed,
+        None if runs_on(console, &active.destination, id) => {
+            console.event(
+                "migration",
+                &active.vm,
+                format!(
+                    "source {} unreachable, but destination {} runs the VM: the migration completed",
+                    active.source, active.destination
+                ),
+            );
+            return Outcome::Completed;
+        }
+        Some(_) if runs_on(console, &active.destination, id) => {
+            // The source says it still has the VM and the destination reports it too: leave both
+            // alone rather than guess which copy to kill.
+            let msg = format!(
+                "both {} and {} report the VM after a failed migration; neither is touched",
+                active.source, active.destination
+            );
+            console.event("migration", &active.vm, msg.clone());
+            return Outcome::Failed(msg);
+        }
+        _ => {}
+    }
+    let abort = AgentCommand::AbortIncoming { id };
+    match agents
+        .request(&active.destination, abort, SHORT_TIMEOUT)
+        .await
+    {
+        Ok(_) => failure,
+        Err(RequestError::Agent {
+            source: AgentError::BadState { .. },
+            ..
+        }) if source_status.is_none() => {
+            console.event(
+                "migration",
+                &active.vm,
+                format!(
+                    "source {} unreachable and destination {} refused to abort: the VM runs there",
+                    active.source, active.destination
+                ),
+            );
+            Outcome::Completed
+        }
+        Err(e) => {
+            tracing::debug!(vm = active.vm, "abort on destination: {e}");
+            failure
+        }
+    }
+}
+
+/// Applies an outcome: switch the VM's host, or record that it stays on the source.
 async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outcome) {
     let agents = console.agents().clone();
     let id = console.vm(&active.vm).map(|v| v.value.id).ok();
+    let outcome = match (outcome, id) {
+        (Outcome::Completed, _) => Outcome::Completed,
+        (failure, Some(id)) => settle(console, active, id, failure).await,
+        (failure, None) => failure,
+    };
     match outcome {
         Outcome::Completed => {
             let dest = active.destination.clone();
@@ -314,13 +430,17 @@ async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outco
                                 "migration",
                                 &active.vm,
                                 format!(
-                                    "source {} did not release the paused VM: {e}",
+                                    "source {} did not release the paused VM yet ({e}); it is \
+                                     released when the host reports it again",
                                     active.source
                                 ),
                             );
                         }
                     }
-                    set_progress(console, active, |p| p.phase = MigrationPhase::Completed);
+                    set_progress(console, active, |p| {
+                        p.phase = MigrationPhase::Completed;
+                        p.error = None;
+                    });
                     console.event(
                         "migration",
                         &active.vm,
@@ -342,24 +462,6 @@ async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outco
             }
         }
         Outcome::Failed(_) | Outcome::Cancelled => {
-            if let Some(id) = id {
-                let cancel = AgentCommand::CancelMigration { id };
-                match agents.request(&active.source, cancel, SHORT_TIMEOUT).await {
-                    Ok(_)
-                    | Err(RequestError::Agent {
-                        source: AgentError::BadState { .. },
-                        ..
-                    }) => {}
-                    Err(e) => tracing::debug!(vm = active.vm, "cancel on source: {e}"),
-                }
-                let abort = AgentCommand::AbortIncoming { id };
-                if let Err(e) = agents
-                    .request(&active.destination, abort, SHORT_TIMEOUT)
-                    .await
-                {
-                    tracing::debug!(vm = active.vm, "abort on destination: {e}");
-                }
-            }
             let (phase, error) = match outcome {
                 Outcome::Failed(e) => (MigrationPhase::Failed, Some(e)),
                 _ => (MigrationPhase::Cancelled, None),

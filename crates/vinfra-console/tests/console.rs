@@ -790,3 +790,340 @@ async fn a_restarted_console_finishes_a_migration_it_had_started() {
     assert_eq!(src.vm_state(id), None, "source released the VM");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn migration_settings_are_validated_kept_and_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    // Defaults: unlimited bandwidth, default downtime limit (fields absent or null).
+    let r = c.call("GET", "/api/v1/settings", None).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body["migration_max_bandwidth_mib"].is_null(),
+        "{:?}",
+        r.body
+    );
+    assert!(
+        r.body["migration_downtime_limit_ms"].is_null(),
+        "{:?}",
+        r.body
+    );
+    for bad in [
+        r#"{"ratios":{"cpu":4,"memory":1},"migration_max_bandwidth_mib":0}"#,
+        r#"{"ratios":{"cpu":4,"memory":1},"migration_max_bandwidth_mib":1000001}"#,
+        r#"{"ratios":{"cpu":4,"memory":1},"migration_downtime_limit_ms":9}"#,
+        r#"{"ratios":{"cpu":4,"memory":1},"migration_downtime_limit_ms":60001}"#,
+        r#"{"ratios":{"cpu":4,"memory":1},"migration_downtime_limit_ms":-5}"#,
+    ] {
+        assert_problem(&c.call("PUT", "/api/v1/settings", Some(bad)).await, 400);
+    }
+    let r = c
+        .call(
+            "PUT",
+            "/api/v1/settings",
+            Some(r#"{"ratios":{"cpu":4,"memory":1},"migration_max_bandwidth_mib":100,"migration_downtime_limit_ms":500}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["migration_max_bandwidth_mib"], 100);
+
+    let src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
+    let _dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
+    let body = vm_json("tuned", 1, GIB)
+        .replace("\"name\":\"tuned\"", "\"name\":\"tuned\",\"host\":\"src\"");
+    assert_eq!(c.call("POST", "/api/v1/vms", Some(&body)).await.status, 201);
+    let r = c.call("POST", "/api/v1/vms/tuned/migrate", None).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(wait_migration(&c, "tuned").await["phase"], "completed");
+    let sent = src.state.lock().unwrap().migrate_settings.clone();
+    assert_eq!(
+        sent,
+        vec![vinfra_proto::MigrationSettings {
+            max_bandwidth: 100 * 1024 * 1024,
+            downtime_limit_ms: 500,
+        }]
+    );
+    let token = c.token.clone();
+    drop(src);
+    c.shutdown().await;
+
+    // A settings record written before these fields existed still loads, with the defaults.
+    {
+        let store = vinfra_store::SqliteStore::open(&dir.path().join("console.db")).unwrap();
+        vinfra_store::Store::put(
+            &store,
+            vinfra_console::store_keys::SETTINGS,
+            br#"{"ratios":{"cpu":3.0,"memory":1.25}}"#,
+            0,
+        )
+        .unwrap();
+    }
+    let c = start_console(dir.path(), Some(token), false).await;
+    let r = c.call("GET", "/api/v1/settings", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["ratios"]["memory"], 1.25);
+    assert!(r.body["migration_max_bandwidth_mib"].is_null());
+    let dst = FakeAgent::join_and_connect(&c, "dst2", HOST16).await;
+    let mut src = FakeAgent::join_and_connect(&c, "src2", HOST16).await;
+    let body = vm_json("plain", 1, GIB)
+        .replace("\"name\":\"plain\"", "\"name\":\"plain\",\"host\":\"src2\"");
+    assert_eq!(c.call("POST", "/api/v1/vms", Some(&body)).await.status, 201);
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms/plain/migrate",
+            Some(r#"{"to":"dst2"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(wait_migration(&c, "plain").await["phase"], "completed");
+    assert_eq!(
+        src.state.lock().unwrap().migrate_settings,
+        vec![vinfra_proto::MigrationSettings {
+            max_bandwidth: 0,
+            downtime_limit_ms: 300,
+        }]
+    );
+    src.disconnect();
+    drop(dst);
+    c.shutdown().await;
+}
+
+/// Polls `f` every 50 ms for up to 20 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[tokio::test]
+async fn a_lost_source_does_not_kill_a_vm_that_already_runs_on_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, false, |cfg| {
+        cfg.migration_source_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
+    let dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
+    let body = vm_json("ghost", 1, GIB)
+        .replace("\"name\":\"ghost\"", "\"name\":\"ghost\",\"host\":\"src\"");
+    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
+    let id: uuid::Uuid = r.body["id"].as_str().unwrap().parse().unwrap();
+    src.state.lock().unwrap().behaviour.active_polls = 100_000;
+
+    // 1. The source vanishes and the destination's incoming QEMU never got the VM: the
+    //    migration fails after the source timeout and the incoming QEMU is aborted.
+    let r = c
+        .call("POST", "/api/v1/vms/ghost/migrate", Some(r#"{"to":"dst"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    eventually("the VM is being sent", || {
+        dst.vm_state(id) == Some(vinfra_types::PowerState::Incoming)
+            && src.vm_state(id) == Some(vinfra_types::PowerState::Migrating)
+    })
+    .await;
+    src.disconnect();
+    let done = wait_migration(&c, "ghost").await;
+    assert_eq!(done["phase"], "failed", "{done:?}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("source unreachable"),
+        "{done:?}"
+    );
+    assert_eq!(dst.vm_state(id), None, "incoming QEMU aborted");
+    assert_eq!(
+        c.call("GET", "/api/v1/vms/ghost", None).await.body["host"],
+        "src"
+    );
+    {
+        let mut s = src.state.lock().unwrap();
+        s.vms.get_mut(&id).unwrap().1 = vinfra_types::PowerState::Running;
+        s.polls.clear();
+    }
+    src.connect(c.running.agent_addr).await;
+    c.wait_host_status("src", "connected").await;
+    // Let the previous operation settle before the next migration.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 2. The switchover happens, then the source vanishes before the console hears of it: the
+    //    destination runs the VM, so the migration completed and the destination is left alone.
+    let r = c
+        .call("POST", "/api/v1/vms/ghost/migrate", Some(r#"{"to":"dst"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    eventually("the VM is being sent", || {
+        dst.vm_state(id) == Some(vinfra_types::PowerState::Incoming)
+            && src.vm_state(id) == Some(vinfra_types::PowerState::Migrating)
+    })
+    .await;
+    {
+        // What QEMU does at switchover: the destination runs, the source stays paused.
+        dst.state.lock().unwrap().vms.get_mut(&id).unwrap().1 = vinfra_types::PowerState::Running;
+        src.state.lock().unwrap().vms.get_mut(&id).unwrap().1 = vinfra_types::PowerState::Paused;
+    }
+    // The destination reports the running VM before the source goes away.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    src.disconnect();
+    let done = wait_migration(&c, "ghost").await;
+    assert_eq!(done["phase"], "completed", "{done:?}");
+    assert_eq!(
+        dst.vm_state(id),
+        Some(vinfra_types::PowerState::Running),
+        "the only running copy was not touched"
+    );
+    assert_eq!(
+        c.call("GET", "/api/v1/vms/ghost", None).await.body["host"],
+        "dst"
+    );
+    let events = c.call("GET", "/api/v1/events", None).await.body;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("runs the VM")),
+        "{events:?}"
+    );
+
+    // 3. The source comes back with its paused copy: it is released, not resumed.
+    assert_eq!(src.vm_state(id), Some(vinfra_types::PowerState::Paused));
+    src.state.lock().unwrap().commands.clear();
+    src.connect(c.running.agent_addr).await;
+    eventually("the paused source copy is released", || {
+        src.vm_state(id).is_none()
+    })
+    .await;
+    assert!(
+        !src.state
+            .lock()
+            .unwrap()
+            .commands
+            .iter()
+            .any(|c| c == "StartVm" || c == "CreateVm"),
+        "the source copy was never started again"
+    );
+    assert_eq!(dst.vm_state(id), Some(vinfra_types::PowerState::Running));
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_controller_moves_the_record_to_where_the_vm_runs_and_never_starts_a_second_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
+    let b = FakeAgent::join_and_connect(&c, "b", HOST16).await;
+    let body =
+        vm_json("twin", 1, GIB).replace("\"name\":\"twin\"", "\"name\":\"twin\",\"host\":\"a\"");
+    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
+    let id: uuid::Uuid = r.body["id"].as_str().unwrap().parse().unwrap();
+    // What a migration whose end the console missed leaves: host b runs the VM, host a lost it.
+    let vm = a.state.lock().unwrap().vms.remove(&id).unwrap();
+    b.state
+        .lock()
+        .unwrap()
+        .vms
+        .insert(id, (vm.0, vinfra_types::PowerState::Running));
+    // Starting it on a would make a second copy: refused.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = c.call("POST", "/api/v1/vms/twin/start", None).await;
+    assert_problem(&r, 409);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("on host 'b'"),
+        "{:?}",
+        r.body
+    );
+    eventually("the record follows the VM to b", || {
+        b.vm_state(id) == Some(vinfra_types::PowerState::Running)
+            && a.vm_state(id).is_none()
+            && c.running
+                .console
+                .vm("twin")
+                .is_ok_and(|v| v.value.host == "b")
+    })
+    .await;
+    assert_eq!(a.vm_count(), 0, "no second copy was created on a");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_host_cannot_connect_with_its_still_valid_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let mut gone = FakeAgent::join_and_connect(&c, "gone", HOST16).await;
+    let r = c.call("DELETE", "/api/v1/hosts/gone", None).await;
+    assert!(r.status == 204 || r.status == 200, "{:?}", r.body);
+    // Removing the host closes its connection …
+    eventually("the removed host's connection is closed", || {
+        gone.session_ended()
+    })
+    .await;
+    // … and its certificate (still signed by the cluster CA) no longer gets it in.
+    gone.connect(c.running.agent_addr).await;
+    eventually("the console refuses the certificate", || {
+        gone.session_ended()
+    })
+    .await;
+    assert_problem(&c.call("GET", "/api/v1/hosts/gone", None).await, 404);
+    let hosts = c.call("GET", "/api/v1/hosts", None).await;
+    assert_eq!(hosts.body.as_array().unwrap().len(), 0, "{:?}", hosts.body);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_that_stops_reporting_is_disconnected_and_may_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, false, |cfg| {
+        cfg.heartbeat_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut quiet = FakeAgent::join_and_connect(&c, "quiet", HOST16).await;
+    // The connection stays open; the agent just stops reporting.
+    quiet.state.lock().unwrap().silent = true;
+    c.wait_host_status("quiet", "disconnected").await;
+    eventually("the silent connection is closed", || quiet.session_ended()).await;
+    quiet.state.lock().unwrap().silent = false;
+    quiet.connect(c.running.agent_addr).await;
+    c.wait_host_status("quiet", "connected").await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn history_is_compacted_and_the_event_list_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, false, |cfg| {
+        cfg.compaction_interval = Duration::from_millis(100);
+        cfg.history_revisions = 50;
+    })
+    .await;
+    let console = c.running.console.clone();
+    for i in 0..1010 {
+        console.event("test", "history", format!("event {i}"));
+    }
+    let events = c.call("GET", "/api/v1/events", None).await.body;
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1000);
+    assert_eq!(events.last().unwrap()["message"], "event 1009");
+    assert_eq!(
+        events.iter().find(|e| e["kind"] == "test").unwrap()["message"],
+        "event 10"
+    );
+    // Old revisions go: a watch from the start is refused, a recent one still works.
+    let store = console.store().clone();
+    let head = store.revision().unwrap();
+    assert!(head > 1000);
+    eventually("the history is compacted", || {
+        matches!(
+            store.watch("/vinfra/", 0),
+            Err(vinfra_store::StoreError::Compacted { .. })
+        )
+    })
+    .await;
+    assert!(store.watch("/vinfra/", head - 10).is_ok());
+    c.shutdown().await;
+}

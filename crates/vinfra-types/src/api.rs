@@ -67,12 +67,64 @@ pub struct MigrateVmRequest {
     pub to: Option<String>,
 }
 
+/// Longest pause at a migration's switchover when the settings name none, milliseconds.
+pub const DEFAULT_MIGRATION_DOWNTIME_LIMIT_MS: u64 = 300;
+/// Accepted range of `migration_max_bandwidth_mib`, MiB/s.
+pub const MIGRATION_BANDWIDTH_RANGE_MIB: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+/// Accepted range of `migration_downtime_limit_ms`, milliseconds.
+pub const MIGRATION_DOWNTIME_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+
 /// `PUT /api/v1/settings`: cluster-wide settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Default allocation ratios for hosts without an override.
     pub ratios: AllocationRatios,
+    /// Bandwidth cap of a live migration, MiB/s (1 to 1,000,000); absent or `null`: unlimited.
+    #[serde(default)]
+    pub migration_max_bandwidth_mib: Option<u64>,
+    /// Longest acceptable pause at a migration's switchover, milliseconds (10 to 60,000);
+    /// absent or `null`: 300.
+    #[serde(default)]
+    pub migration_downtime_limit_ms: Option<u64>,
+}
+
+impl ClusterSettings {
+    /// Checks every field; the error names the field and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        self.ratios.validate()?;
+        if let Some(b) = self.migration_max_bandwidth_mib {
+            if !MIGRATION_BANDWIDTH_RANGE_MIB.contains(&b) {
+                return Err(format!(
+                    "migration_max_bandwidth_mib must be between {} and {} MiB/s, got {b}",
+                    MIGRATION_BANDWIDTH_RANGE_MIB.start(),
+                    MIGRATION_BANDWIDTH_RANGE_MIB.end()
+                ));
+            }
+        }
+        if let Some(d) = self.migration_downtime_limit_ms {
+            if !MIGRATION_DOWNTIME_RANGE_MS.contains(&d) {
+                return Err(format!(
+                    "migration_downtime_limit_ms must be between {} and {} ms, got {d}",
+                    MIGRATION_DOWNTIME_RANGE_MS.start(),
+                    MIGRATION_DOWNTIME_RANGE_MS.end()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Migration bandwidth cap in bytes per second; 0 means unlimited.
+    pub fn migration_bandwidth_bytes_per_s(&self) -> u64 {
+        self.migration_max_bandwidth_mib
+            .map_or(0, |m| m.saturating_mul(1024 * 1024))
+    }
+
+    /// Downtime limit in force, milliseconds (the default when unset).
+    pub fn effective_downtime_limit_ms(&self) -> u64 {
+        self.migration_downtime_limit_ms
+            .unwrap_or(DEFAULT_MIGRATION_DOWNTIME_LIMIT_MS)
+    }
 }
 
 /// `PATCH /api/v1/hosts/{name}`.
@@ -141,5 +193,53 @@ mod double_option {
         d: D,
     ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_without_migration_fields_still_load() {
+        let old = r#"{"ratios":{"cpu":4.0,"memory":1.5}}"#;
+        let s: ClusterSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(s.migration_max_bandwidth_mib, None);
+        assert_eq!(s.migration_downtime_limit_ms, None);
+        assert_eq!(s.migration_bandwidth_bytes_per_s(), 0);
+        assert_eq!(
+            s.effective_downtime_limit_ms(),
+            DEFAULT_MIGRATION_DOWNTIME_LIMIT_MS
+        );
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn migration_settings_are_range_checked() {
+        let mut s = ClusterSettings {
+            ratios: AllocationRatios {
+                cpu: 4.0,
+                memory: 1.0,
+            },
+            migration_max_bandwidth_mib: Some(100),
+            migration_downtime_limit_ms: Some(10),
+        };
+        assert!(s.validate().is_ok());
+        assert_eq!(s.migration_bandwidth_bytes_per_s(), 100 * 1024 * 1024);
+        s.migration_max_bandwidth_mib = Some(0);
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("migration_max_bandwidth_mib"));
+        s.migration_max_bandwidth_mib = Some(1_000_001);
+        assert!(s.validate().is_err());
+        s.migration_max_bandwidth_mib = None;
+        s.migration_downtime_limit_ms = Some(9);
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .contains("migration_downtime_limit_ms"));
+        s.migration_downtime_limit_ms = Some(60_001);
+        assert!(s.validate().is_err());
     }
 }

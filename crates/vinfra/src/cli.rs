@@ -209,7 +209,7 @@ pub enum HostCommand {
 pub enum SettingsCommand {
     /// Show the cluster settings.
     Show,
-    /// Change the default allocation ratios.
+    /// Change the default allocation ratios and the live-migration tuning.
     Set {
         /// vCPUs per physical core.
         #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
@@ -217,6 +217,14 @@ pub enum SettingsCommand {
         /// Guest memory per physical memory.
         #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
         memory_ratio: Option<f64>,
+        /// Bandwidth cap of a live migration per second: `100M`, `1G` (a plain number is MiB),
+        /// or `unlimited`.
+        #[arg(long, value_parser = parse::migration_bandwidth, allow_hyphen_values = true, value_name = "SIZE|unlimited")]
+        migration_bandwidth: Option<parse::Bandwidth>,
+        /// Longest pause at a migration's switchover: `300ms`, `1s` (a plain number is ms),
+        /// 10ms to 60s.
+        #[arg(long, value_parser = parse::migration_downtime, allow_hyphen_values = true, value_name = "DURATION")]
+        migration_downtime: Option<u64>,
     },
 }
 

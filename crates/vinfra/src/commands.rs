@@ -188,15 +188,29 @@ pub fn settings(api: &ApiClient, out: Output, cmd: &SettingsCommand) -> Result<(
         SettingsCommand::Set {
             cpu_ratio,
             memory_ratio,
+            migration_bandwidth,
+            migration_downtime,
         } => {
-            if cpu_ratio.is_none() && memory_ratio.is_none() {
+            if cpu_ratio.is_none()
+                && memory_ratio.is_none()
+                && migration_bandwidth.is_none()
+                && migration_downtime.is_none()
+            {
                 return Err(CommandError::Usage(
-                    "nothing to change: give --cpu-ratio and/or --memory-ratio".into(),
+                    "nothing to change: give --cpu-ratio, --memory-ratio, --migration-bandwidth \
+                     and/or --migration-downtime"
+                        .into(),
                 ));
             }
             let mut s: ClusterSettings = api.get("/api/v1/settings")?;
             s.ratios.cpu = cpu_ratio.unwrap_or(s.ratios.cpu);
             s.ratios.memory = memory_ratio.unwrap_or(s.ratios.memory);
+            if let Some(b) = migration_bandwidth {
+                s.migration_max_bandwidth_mib = b.as_setting();
+            }
+            if let Some(d) = migration_downtime {
+                s.migration_downtime_limit_ms = Some(*d);
+            }
             call(
                 api,
                 out,

@@ -33,6 +33,7 @@ pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
         advertise_names: a.advertise.clone(),
         token_file: a.token_file.clone(),
         tls: !a.no_tls,
+        ..vinfra_console::ConsoleConfig::new(a.data_dir.clone())
     };
     runtime()?
         .block_on(vinfra_console::run(config))

@@ -328,6 +328,18 @@ pub fn settings(s: &ClusterSettings) -> String {
     pairs(&[
         ("CPU ratio", s.ratios.cpu.to_string()),
         ("Memory ratio", s.ratios.memory.to_string()),
+        (
+            "Migration bandwidth",
+            s.migration_max_bandwidth_mib
+                .map_or("unlimited".to_string(), |b| format!("{b} MiB/s")),
+        ),
+        (
+            "Migration downtime limit",
+            match s.migration_downtime_limit_ms {
+                Some(ms) => format!("{ms} ms"),
+                None => format!("{} ms (default)", s.effective_downtime_limit_ms()),
+            },
+        ),
     ])
 }
 

@@ -235,6 +235,89 @@ pub fn ratio(value: &str) -> Result<f64, ParseError> {
     Ok(r)
 }
 
+/// A migration bandwidth cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bandwidth {
+    /// No cap.
+    Unlimited,
+    /// MiB per second.
+    MibPerS(u64),
+}
+
+impl Bandwidth {
+    /// The value of `ClusterSettings::migration_max_bandwidth_mib`.
+    pub fn as_setting(self) -> Option<u64> {
+        match self {
+            Bandwidth::Unlimited => None,
+            Bandwidth::MibPerS(n) => Some(n),
+        }
+    }
+}
+
+/// A migration bandwidth cap: `100M`, `100MiB`, `1G`, `100M/s`, a plain number of MiB, or
+/// `unlimited`; 1 MiB/s to 1,000,000 MiB/s.
+pub fn migration_bandwidth(value: &str) -> Result<Bandwidth, ParseError> {
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("unlimited") {
+        return Ok(Bandwidth::Unlimited);
+    }
+    let what = "migration bandwidth";
+    let per_s = v.strip_suffix("/s").unwrap_or(v);
+    let bytes = parse_bytes(per_s, what, MIB, "100M, 1G")?;
+    if bytes == 0 {
+        return Err(ParseError::Zero { what });
+    }
+    if bytes % MIB != 0 {
+        return Err(ParseError::Number {
+            what: "migration bandwidth in MiB/s",
+            value: v.to_string(),
+        });
+    }
+    let range = vinfra_types::api::MIGRATION_BANDWIDTH_RANGE_MIB;
+    u64::try_from(bytes / MIB)
+        .ok()
+        .filter(|n| range.contains(n))
+        .map(Bandwidth::MibPerS)
+        .ok_or_else(|| ParseError::Range {
+            what,
+            min: format!("{} MiB/s", range.start()),
+            max: format!("{} MiB/s", range.end()),
+            value: v.to_string(),
+        })
+}
+
+/// A migration downtime limit: `300ms`, `1s`, or a plain number of milliseconds; 10 ms to 60 s.
+/// Returns milliseconds.
+pub fn migration_downtime(value: &str) -> Result<u64, ParseError> {
+    let v = value.trim();
+    let what = "migration downtime";
+    if v.starts_with('-') {
+        return Err(ParseError::Negative {
+            what,
+            value: v.to_string(),
+        });
+    }
+    let ms = match v.parse::<u64>() {
+        Ok(ms) => ms,
+        Err(_) => {
+            let d = humantime::parse_duration(v).map_err(|_| ParseError::Duration {
+                value: v.to_string(),
+            })?;
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+        }
+    };
+    let range = vinfra_types::api::MIGRATION_DOWNTIME_RANGE_MS;
+    if !range.contains(&ms) {
+        return Err(ParseError::Range {
+            what,
+            min: format!("{}ms", range.start()),
+            max: format!("{}s", range.end() / 1000),
+            value: v.to_string(),
+        });
+    }
+    Ok(ms)
+}
+
 /// `on`/`off` (also `true`/`false`, `yes`/`no`).
 pub fn on_off(value: &str) -> Result<bool, ParseError> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -325,6 +408,24 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migration_bandwidth_and_downtime() {
+        assert_eq!(migration_bandwidth("100M"), Ok(Bandwidth::MibPerS(100)));
+        assert_eq!(migration_bandwidth("100MiB/s"), Ok(Bandwidth::MibPerS(100)));
+        assert_eq!(migration_bandwidth("1G"), Ok(Bandwidth::MibPerS(1024)));
+        assert_eq!(migration_bandwidth("64"), Ok(Bandwidth::MibPerS(64)));
+        assert_eq!(migration_bandwidth("Unlimited"), Ok(Bandwidth::Unlimited));
+        for bad in ["0", "-1M", "512K", "2000T", "fast", ""] {
+            assert!(migration_bandwidth(bad).is_err(), "{bad}");
+        }
+        assert_eq!(migration_downtime("300ms"), Ok(300));
+        assert_eq!(migration_downtime("1s"), Ok(1000));
+        assert_eq!(migration_downtime("50"), Ok(50));
+        for bad in ["5ms", "61s", "-300ms", "soon", "0"] {
+            assert!(migration_downtime(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn memory_sizes() {

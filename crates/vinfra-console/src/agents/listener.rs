@@ -31,6 +31,12 @@ pub enum ConnectionError {
     /// the peer broke the protocol
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// the certificate names a host that is not (or no longer) registered
+    #[error("host '{0}' is not registered (removed from the cluster?)")]
+    UnknownHost(String),
+    /// the connection stayed open but no report arrived within the heartbeat timeout
+    #[error("no report for {} s", .0.as_secs_f64())]
+    Silent(Duration),
 }
 
 /// Accepts agent connections until the task is aborted (which also ends every connection).
@@ -124,9 +130,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     host: String,
 ) -> Result<(), ConnectionError> {
     if !console.host_registered(&host) {
-        return Err(ConnectionError::Protocol(format!(
-            "host '{host}' is not registered"
-        )));
+        // The certificate is valid (it was signed by the cluster CA) but the host was removed,
+        // or never finished joining: the name counts, not the certificate.
+        tracing::warn!(
+            host,
+            "refusing a certificate of a host that is not registered"
+        );
+        return Err(ConnectionError::UnknownHost(host));
     }
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
@@ -161,10 +171,17 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     });
     let mut closed = reg.closed;
+    let heartbeat = registry.heartbeat_timeout();
+    let silent = tokio::time::sleep(heartbeat);
+    tokio::pin!(silent);
     let result = loop {
         let msg = tokio::select! {
             m = receiver.recv::<AgentMessage>() => m,
             _ = &mut closed => break Ok(()),
+            () = &mut silent => {
+                tracing::warn!(host, "no report within {heartbeat:?}: closing the connection");
+                break Err(ConnectionError::Silent(heartbeat));
+            }
         };
         match msg {
             Ok(AgentMessage::Report { report }) => {
@@ -172,6 +189,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     break Err(ConnectionError::Protocol("report for another host".into()));
                 }
                 registry.report(&host, reg.conn_id, report);
+                silent
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + heartbeat);
             }
             Ok(AgentMessage::Response { id, result }) => {
                 let waiter = reg

@@ -57,12 +57,20 @@ struct Inner {
 }
 
 /// Every agent connection of this console, keyed by host name. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AgentRegistry {
     inner: Arc<Mutex<Inner>>,
     next_id: Arc<AtomicU64>,
     /// Host names whose agent said Hello or whose connection closed (controllers listen).
     notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
+    /// A host is disconnected when its last report is older than this.
+    heartbeat_timeout: Duration,
+}
+
+impl Default for AgentRegistry {
+    fn default() -> Self {
+        Self::new(REPORT_TIMEOUT)
+    }
 }
 
 /// What the connection task holds for its registration.
@@ -74,6 +82,22 @@ pub struct Registration {
 }
 
 impl AgentRegistry {
+    /// An empty registry whose hosts count as disconnected after `heartbeat_timeout` without a
+    /// report.
+    pub fn new(heartbeat_timeout: Duration) -> Self {
+        AgentRegistry {
+            inner: Arc::default(),
+            next_id: Arc::default(),
+            notify: Arc::default(),
+            heartbeat_timeout,
+        }
+    }
+
+    /// How long a host may stay silent before it counts as disconnected.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -169,17 +193,18 @@ impl AgentRegistry {
         inner.observed.remove(host);
     }
 
-    /// Connected: the connection is up and a report arrived within [`REPORT_TIMEOUT`].
+    /// Connected: the connection is up and a report arrived within the heartbeat timeout
+    /// ([`REPORT_TIMEOUT`] unless configured).
     pub fn status(&self, host: &str) -> HostStatus {
         let inner = self.lock();
-        Self::status_locked(&inner, host)
+        self.status_locked(&inner, host)
     }
 
-    fn status_locked(inner: &Inner, host: &str) -> HostStatus {
+    fn status_locked(&self, inner: &Inner, host: &str) -> HostStatus {
         let fresh = inner
             .observed
             .get(host)
-            .is_some_and(|o| o.received.elapsed() < REPORT_TIMEOUT);
+            .is_some_and(|o| o.received.elapsed() < self.heartbeat_timeout);
         if inner.conns.contains_key(host) && fresh {
             HostStatus::Connected
         } else {
@@ -191,7 +216,7 @@ impl AgentRegistry {
     pub fn observed(&self, host: &str) -> (HostStatus, Option<Observed>) {
         let inner = self.lock();
         (
-            Self::status_locked(&inner, host),
+            self.status_locked(&inner, host),
             inner.observed.get(host).cloned(),
         )
     }
@@ -202,7 +227,7 @@ impl AgentRegistry {
         inner
             .observed
             .iter()
-            .map(|(h, o)| (h.clone(), (Self::status_locked(&inner, h), o.clone())))
+            .map(|(h, o)| (h.clone(), (self.status_locked(&inner, h), o.clone())))
             .collect()
     }
 

@@ -3,7 +3,10 @@
 //! - desired running, unknown to the agent → `CreateVm{start: true}`;
 //! - desired running, reported stopped → `StartVm` (a crashed VM is left alone, with an event);
 //! - desired stopped, reported running → `StopVm`;
-//! - reported but unknown to the store → left alone, with a warning and an event.
+//! - reported but unknown to the store → left alone, with a warning and an event;
+//! - reported on a host other than the one the store places it on → see
+//!   `VmController::misplaced` (what is left of a migration whose end the console did not see);
+//! - a VM is never created or started on its host while another host reports it live.
 //!
 //! VMs with an operation in flight (or that just finished one) and VMs being migrated are skipped.
 
@@ -17,7 +20,7 @@ use vinfra_types::{HostStatus, PowerState};
 
 use super::{Controller, ControllerError};
 use crate::core::{lock, Console, CREATE_TIMEOUT, SHORT_TIMEOUT, STOP_TIMEOUT_DEFAULT_S};
-use crate::store_keys::{self as keys, Desired};
+use crate::store_keys::{self as keys, Desired, VmRecord};
 
 /// How long after an API operation on a VM the controller leaves it alone (reports lag).
 pub const SETTLE: Duration = Duration::from_secs(3);
@@ -46,6 +49,117 @@ impl VmController {
 
     fn forget_note(&self, host: &str, id: Uuid, what: &'static str) {
         lock(&self.noted).remove(&(host.to_string(), id, what));
+    }
+}
+
+impl VmController {
+    /// `host` reports a VM that the store places on another host (with no migration in flight):
+    /// what is left of a migration whose end the console did not see.
+    ///
+    /// - running there (and not running on its placed host): the migration completed; the record
+    ///   follows the VM;
+    /// - waiting for an incoming migration: the leftover incoming QEMU is aborted (the agent
+    ///   refuses if the guest runs there);
+    /// - paused there while its placed host runs it: the paused source of a completed migration
+    ///   is released (the agent refuses unless QEMU says the migration completed);
+    /// - anything else: left alone, with an event.
+    async fn misplaced(&self, host: &str, state: PowerState, rec: &VmRecord) {
+        let console = &self.console;
+        let name = rec.spec.name.as_str();
+        if console.recently_busy(name, SETTLE) {
+            return;
+        }
+        let Ok(_busy) = console.busy(name) else {
+            return;
+        };
+        let placed = console.agents().observed(&rec.host);
+        let placed_connected = placed.0 == HostStatus::Connected;
+        let placed_state = placed.1.and_then(|o| {
+            o.report
+                .vms
+                .iter()
+                .find(|v| v.id == rec.id)
+                .map(|v| v.state)
+        });
+        let timeout = SHORT_TIMEOUT;
+        match state {
+            PowerState::Running => {
+                if placed_connected
+                    && matches!(
+                        placed_state,
+                        Some(PowerState::Running | PowerState::Migrating)
+                    )
+                {
+                    self.note_once(
+                        host,
+                        rec.id,
+                        "split",
+                        name,
+                        format!(
+                            "VM runs on both {host} and {}; neither is touched",
+                            rec.host
+                        ),
+                    );
+                    return;
+                }
+                let from = rec.host.clone();
+                let to = host.to_string();
+                match console.update_vm(name, |r| r.host = to) {
+                    Ok(_) => console.event(
+                        "vm",
+                        name,
+                        format!(
+                            "found running on {host} after a migration whose end was not seen; \
+                             record moved from {from}"
+                        ),
+                    ),
+                    Err(e) => tracing::warn!(vm = name, "record not moved to {host}: {e}"),
+                }
+            }
+            PowerState::Incoming => {
+                let abort = AgentCommand::AbortIncoming { id: rec.id };
+                match console.agents().request(host, abort, timeout).await {
+                    Ok(_) => console.event(
+                        "vm",
+                        name,
+                        format!("leftover incoming QEMU on {host} aborted"),
+                    ),
+                    Err(e) => tracing::info!(vm = name, host, "leftover incoming QEMU: {e}"),
+                }
+            }
+            PowerState::Paused
+                if placed_connected && placed_state == Some(PowerState::Running) =>
+            {
+                let fin = AgentCommand::FinishMigrationSource { id: rec.id };
+                match console.agents().request(host, fin, timeout).await {
+                    Ok(_) => console.event(
+                        "vm",
+                        name,
+                        format!(
+                            "paused source copy on {host} released (the VM runs on {})",
+                            rec.host
+                        ),
+                    ),
+                    Err(e) => self.note_once(
+                        host,
+                        rec.id,
+                        "paused",
+                        name,
+                        format!("paused copy on {host} not released: {e}"),
+                    ),
+                }
+            }
+            other => self.note_once(
+                host,
+                rec.id,
+                "misplaced",
+                name,
+                format!(
+                    "host {host} reports the VM ({other:?}) although it is placed on {}; left alone",
+                    rec.host
+                ),
+            ),
+        }
     }
 }
 
@@ -124,6 +238,20 @@ impl Controller for VmController {
             let Some((what, command)) = command else {
                 continue;
             };
+            if let Some((other, state)) = console.live_elsewhere(rec.id, host) {
+                // Never a second copy: the VM (or a copy waiting for it) is on another host.
+                self.note_once(
+                    host,
+                    rec.id,
+                    "elsewhere",
+                    name,
+                    format!(
+                        "VM is {state:?} on {other} although it is placed on {host}; not {what} on {host}"
+                    ),
+                );
+                continue;
+            }
+            self.forget_note(host, rec.id, "elsewhere");
             let Ok(_busy) = console.busy(name) else {
                 continue;
             };
@@ -144,6 +272,12 @@ impl Controller for VmController {
             }
         }
         for v in &report.vms {
+            if let Some(rec) = records.iter().find(|r| r.id == v.id) {
+                if rec.host != host {
+                    self.misplaced(host, v.state, rec).await;
+                }
+                continue;
+            }
             if !known.contains(&v.id) {
                 self.note_once(
                     host,

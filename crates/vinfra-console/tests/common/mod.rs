@@ -17,7 +17,7 @@ use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki;
 use vinfra_proto::{
     AgentCommand, AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport,
-    MigrationStatus, VmInstance, PROTOCOL_VERSION,
+    MigrationSettings, MigrationStatus, VmInstance, PROTOCOL_VERSION,
 };
 use vinfra_types::{Accel, HostCapacity, HostUsage, PowerState, VmObserved, VmUsage};
 
@@ -31,7 +31,18 @@ pub struct TestConsole {
 }
 
 pub async fn start_console(dir: &Path, token: Option<String>, tls: bool) -> TestConsole {
+    start_console_with(dir, token, tls, |_| {}).await
+}
+
+/// Like [`start_console`], with `tune` applied to the configuration first.
+pub async fn start_console_with(
+    dir: &Path,
+    token: Option<String>,
+    tls: bool,
+    tune: impl FnOnce(&mut ConsoleConfig),
+) -> TestConsole {
     let mut config = ConsoleConfig::new(dir.to_path_buf());
+    tune(&mut config);
     config.api_listen = "127.0.0.1:0".parse().unwrap();
     config.agent_listen = "127.0.0.1:0".parse().unwrap();
     config.tls = tls;
@@ -166,6 +177,12 @@ pub struct FakeState {
     pub polls: HashMap<Uuid, u32>,
     pub cancelled: std::collections::HashSet<Uuid>,
     pub commands: Vec<String>,
+    /// The settings of every `MigrateOut` received.
+    pub migrate_settings: Vec<MigrationSettings>,
+    /// Stop sending reports (the connection stays open and requests are still answered).
+    pub silent: bool,
+    /// VMs whose outgoing migration completed (the source copy stays paused).
+    pub completed: std::collections::HashSet<Uuid>,
 }
 
 pub struct FakeAgent {
@@ -252,6 +269,11 @@ impl FakeAgent {
         self.task = Some(tokio::spawn(async move {
             run_agent(framed, host, capacity, state).await
         }));
+    }
+
+    /// True once the connection task has ended (the console closed the connection).
+    pub fn session_ended(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Drops the connection.
@@ -362,7 +384,8 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                 uri: "tcp:127.0.0.1:49152".into(),
             })
         }
-        AgentCommand::MigrateOut { id, .. } => {
+        AgentCommand::MigrateOut { id, settings, .. } => {
+            state.migrate_settings.push(settings);
             state.cancelled.remove(&id);
             state.polls.remove(&id);
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;
@@ -370,11 +393,19 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             Ok(CommandReply::Done)
         }
         AgentCommand::MigrationStatus { id } => {
-            state.vms.get(&id).ok_or(missing(id))?;
+            let sending = state.vms.get(&id).ok_or(missing(id))?.1 == PowerState::Migrating;
+            let completed = state.completed.contains(&id);
             let polls = state.polls.entry(id).or_insert(0);
-            *polls += 1;
+            if sending {
+                *polls += 1;
+            }
             let status = if state.cancelled.remove(&id) {
                 "cancelled"
+            } else if completed {
+                "completed"
+            } else if !sending {
+                // Like QEMU's query-migrate when nothing was sent.
+                "none"
             } else if *polls <= state.behaviour.active_polls {
                 "active"
             } else if state.behaviour.fail_migration {
@@ -383,8 +414,15 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                 "completed"
             };
             if status == "completed" {
+                state.completed.insert(id);
                 if let Some(v) = state.vms.get_mut(&id) {
                     v.1 = PowerState::Paused;
+                }
+            }
+            if status == "failed" {
+                // QEMU resumes the source when the stream breaks.
+                if let Some(v) = state.vms.get_mut(&id) {
+                    v.1 = PowerState::Running;
                 }
             }
             Ok(CommandReply::Migration {
@@ -402,6 +440,13 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             })
         }
         AgentCommand::CancelMigration { id } => {
+            if state.completed.contains(&id) {
+                return Err(AgentError::BadState {
+                    id,
+                    state: "paused".into(),
+                    detail: "the migration already completed".into(),
+                });
+            }
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;
             if v.1 == PowerState::Migrating {
                 state.cancelled.insert(id);
@@ -409,8 +454,22 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             v.1 = PowerState::Running;
             Ok(CommandReply::Done)
         }
-        AgentCommand::FinishMigrationSource { id } | AgentCommand::AbortIncoming { id } => {
+        AgentCommand::FinishMigrationSource { id } => {
             state.vms.remove(&id).ok_or(missing(id))?;
+            state.completed.remove(&id);
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::AbortIncoming { id } => {
+            let v = state.vms.get(&id).ok_or(missing(id))?;
+            // Like the real agent: a VM whose guest arrived is not killed.
+            if v.1 != PowerState::Incoming {
+                return Err(AgentError::BadState {
+                    id,
+                    state: format!("{:?}", v.1),
+                    detail: "the VM already runs here".into(),
+                });
+            }
+            state.vms.remove(&id);
             Ok(CommandReply::Done)
         }
         AgentCommand::ConsoleLog { id, max_bytes } => {
@@ -453,6 +512,9 @@ async fn run_agent(
                 }
             }
             _ = tick.tick() => {
+                if state.lock().unwrap().silent {
+                    continue;
+                }
                 let r = report(&host, capacity, &state.lock().unwrap());
                 if tx.send(&AgentMessage::Report { report: r }).await.is_err() {
                     return;
