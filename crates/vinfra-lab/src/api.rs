@@ -143,6 +143,31 @@ impl ApiClient {
         let body = to_value(path, body)?;
         typed(path, self.request(Method::POST, path, Some(&body))?)
     }
+
+    /// `PUT path` with a JSON body, answer decoded as `T`.
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = to_value(path, body)?;
+        typed(path, self.request(Method::PUT, path, Some(&body))?)
+    }
+
+    /// `PATCH path` with a JSON body, answer decoded as `T`.
+    pub fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = to_value(path, body)?;
+        typed(path, self.request(Method::PATCH, path, Some(&body))?)
+    }
+
+    /// `DELETE path`; returns the JSON body, if any.
+    pub fn delete(&self, path: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        self.request(Method::DELETE, path, None)
+    }
 }
 
 fn to_value<B: Serialize>(path: &str, body: &B) -> Result<serde_json::Value, ApiError> {

@@ -279,6 +279,15 @@ fn is_qemu(pid: u32) -> bool {
     })
 }
 
+/// Pids of every QEMU process on the machine (of any lab or none) whose command line contains
+/// `needle`.
+pub fn qemu_pids_mentioning(needle: &str) -> Vec<u32> {
+    process::pids_mentioning(needle)
+        .into_iter()
+        .filter(|pid| is_qemu(*pid))
+        .collect()
+}
+
 /// Pidfiles of QEMUs under `root/hosts/*/vms/*/`.
 fn qemu_pidfiles(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -714,6 +723,33 @@ impl Lab {
         pids.sort_unstable();
         pids.dedup();
         pids
+    }
+
+    /// The shared datastore directory.
+    pub fn datastore(&self) -> PathBuf {
+        self.state.root.join("datastore")
+    }
+
+    /// The data directory of `host`'s agent.
+    pub fn host_data_dir(&self, host: &str) -> Result<PathBuf, LabError> {
+        Ok(self.state.hosts[self.host_index(host)?].data_dir.clone())
+    }
+
+    /// The directory `host`'s agent keeps for the VM with id `vm_id` (`vm.json`, `qemu.pid`,
+    /// `qmp.sock`, `serial.log`); it exists only while the VM is defined on that host.
+    pub fn vm_dir(&self, host: &str, vm_id: &str) -> Result<PathBuf, LabError> {
+        Ok(self.host_data_dir(host)?.join("vms").join(vm_id))
+    }
+
+    /// Pids of the QEMU processes of the VM with id `vm_id` that run for `host` (their command
+    /// line names that host's data directory).
+    pub fn qemu_pids_on(&self, host: &str, vm_id: &str) -> Result<Vec<u32>, LabError> {
+        let dir = format!("{}/", self.host_data_dir(host)?.display());
+        Ok(self
+            .qemu_pids_for(vm_id)
+            .into_iter()
+            .filter(|pid| process::cmdline(*pid).is_some_and(|c| c.contains(&dir)))
+            .collect())
     }
 
     /// A request for a small VM booting the lab's guest image (1 vCPU, `memory_mib`,

@@ -1,0 +1,336 @@
+//! Shared harness of the end-to-end tests: labs torn down on drop (even on panic), the `vinfra`
+//! binary run with a clean environment, serial-console parsing, waiting helpers.
+//!
+//! Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use vinfra_lab::{ApiClient, Lab, LabConfig};
+use vinfra_types::api::ConsoleLog;
+use vinfra_types::{MigrationProgress, VmSummary};
+
+/// The `vinfra` binary under test.
+pub const VINFRA: &str = env!("CARGO_BIN_EXE_vinfra");
+
+/// How long a guest may take to print `VINFRA-GUEST BOOTED`.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A lab torn down when the test ends, passed or not. On a failing test the last lines of the
+/// console's and agents' logs are printed first.
+pub struct LabGuard(Option<Lab>);
+
+impl LabGuard {
+    /// The lab, mutable (to restart its processes).
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        self.0.as_mut().expect("lab present until drop")
+    }
+
+    /// Tears the lab down now.
+    pub fn down(mut self) {
+        if let Some(lab) = self.0.take() {
+            lab.down().expect("lab down");
+        }
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let Some(lab) = self.0.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            dump_logs(&lab);
+        }
+        if let Err(e) = lab.down() {
+            eprintln!("lab teardown: {e}");
+        }
+    }
+}
+
+impl std::ops::Deref for LabGuard {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        self.0.as_ref().expect("lab present until drop")
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn dump_logs(lab: &Lab) {
+    let root = &lab.state().root;
+    eprintln!(
+        "--- {}/console.log (tail) ---\n{}",
+        root.display(),
+        tail(&root.join("console.log"), 30)
+    );
+    for h in &lab.state().hosts {
+        eprintln!(
+            "--- {} agent.log (tail) ---\n{}",
+            h.name,
+            tail(&h.data_dir.join("agent.log"), 30)
+        );
+    }
+}
+
+/// True when labs can run here (root, QEMU installed); prints why not otherwise.
+pub fn can_run_labs() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: the lab needs root");
+        return false;
+    }
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    if !qemu.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping: qemu-system-x86_64 is not installed");
+        return false;
+    }
+    true
+}
+
+/// Brings up lab `it-<tag>` with `hosts` hosts, after `adjust` has changed its configuration.
+/// A leftover lab of the same name (from a killed earlier run) is torn down first.
+pub fn start_lab_with(tag: &str, hosts: usize, adjust: impl FnOnce(&mut LabConfig)) -> LabGuard {
+    let name = format!("it-{tag}");
+    let mut config = LabConfig::new(&name, VINFRA.into());
+    config.hosts = hosts;
+    config.root = std::env::temp_dir().join(format!("vinfra-lab-{name}"));
+    adjust(&mut config);
+    if config.root.exists() || !vinfra_lab::net::lab_namespaces(&name).is_empty() {
+        eprintln!("tearing down a leftover lab '{name}'");
+        if let Err(e) = Lab::destroy(&name, &config.root) {
+            eprintln!("leftover lab '{name}': {e}");
+        }
+    }
+    let lab = Lab::up(config).unwrap_or_else(|e| panic!("lab up '{name}': {e}"));
+    LabGuard(Some(lab))
+}
+
+/// Brings up lab `it-<tag>` with `hosts` hosts and the default configuration.
+pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
+    start_lab_with(tag, hosts, |_| {})
+}
+
+/// The lab's REST client.
+pub fn api(lab: &Lab) -> ApiClient {
+    lab.api().unwrap_or_else(|e| panic!("API client: {e}"))
+}
+
+/// `GET /api/v1/vms/{name}`.
+pub fn vm(lab: &Lab, name: &str) -> VmSummary {
+    api(lab)
+        .get(&format!("/api/v1/vms/{name}"))
+        .unwrap_or_else(|e| panic!("GET VM {name}: {e}"))
+}
+
+/// `GET /api/v1/vms`.
+pub fn vms(lab: &Lab) -> Vec<VmSummary> {
+    api(lab)
+        .get("/api/v1/vms")
+        .unwrap_or_else(|e| panic!("GET VMs: {e}"))
+}
+
+/// Names of the VMs the API lists, sorted.
+pub fn vm_names(lab: &Lab) -> Vec<String> {
+    let mut names: Vec<String> = vms(lab).into_iter().map(|v| v.name).collect();
+    names.sort();
+    names
+}
+
+/// Creates a guest VM and waits until its console shows `VINFRA-GUEST BOOTED`.
+pub fn boot_guest(lab: &Lab, name: &str, memory_mib: u64, host: Option<&str>) -> VmSummary {
+    let vm = lab
+        .create_guest_vm(name, memory_mib, host)
+        .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
+    lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
+    vm
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, at most `timeout`; panics naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {} s waiting for {what}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One `VINFRA-COUNTER <n> <uptime> …` line of the guest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tick {
+    pub n: u64,
+    pub uptime: f64,
+}
+
+/// The complete counter lines of a serial-console text, in order. A line cut at either end
+/// (the text is a tail, or a migration switched over mid-line) is skipped.
+pub fn counters(text: &str) -> Vec<Tick> {
+    let mut out = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let Some(line) = line.strip_suffix('\n') else {
+            continue;
+        };
+        let line = line.trim_end_matches('\r');
+        let Some(rest) = line.strip_prefix("VINFRA-COUNTER ") else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let n = fields.next().and_then(|f| f.parse().ok());
+        let uptime = fields.next().and_then(|f| f.parse().ok());
+        if let (Some(n), Some(uptime)) = (n, uptime) {
+            out.push(Tick { n, uptime });
+        }
+    }
+    out
+}
+
+/// The serial console of `name` as the API shows it (last 256 KiB).
+pub fn console_text(lab: &Lab, name: &str) -> String {
+    api(lab)
+        .get::<ConsoleLog>(&format!("/api/v1/vms/{name}/console?bytes=262144"))
+        .unwrap_or_else(|e| panic!("console of {name}: {e}"))
+        .text
+}
+
+/// The last counter on the console of `name` (through the API), if any.
+pub fn last_tick(lab: &Lab, name: &str) -> Option<Tick> {
+    counters(&console_text(lab, name)).last().copied()
+}
+
+/// Waits until the console of `name` shows a counter above `above`; returns the last one.
+pub fn wait_tick_above(lab: &Lab, name: &str, above: u64) -> Tick {
+    wait_for(
+        &format!("a counter above {above} on the console of {name}"),
+        Duration::from_secs(60),
+        || last_tick(lab, name).filter(|t| t.n > above),
+    )
+}
+
+/// Asserts that counters increase strictly, one by one, in `ticks`.
+pub fn assert_counting(ticks: &[Tick], what: &str) {
+    for w in ticks.windows(2) {
+        assert_eq!(
+            w[1].n,
+            w[0].n + 1,
+            "{what}: counter jumps from {} to {}",
+            w[0].n,
+            w[1].n
+        );
+        assert!(
+            w[1].uptime >= w[0].uptime,
+            "{what}: uptime goes back from {} to {}",
+            w[0].uptime,
+            w[1].uptime
+        );
+    }
+}
+
+/// `GET /api/v1/vms/{name}/migration`.
+pub fn migration(lab: &Lab, name: &str) -> MigrationProgress {
+    api(lab)
+        .get(&format!("/api/v1/vms/{name}/migration"))
+        .unwrap_or_else(|e| panic!("GET migration of {name}: {e}"))
+}
+
+/// Waits until the migration of `name` has ended; returns its last progress.
+pub fn wait_migration_end(lab: &Lab, name: &str) -> MigrationProgress {
+    wait_for(
+        &format!("the migration of {name} to end"),
+        Duration::from_secs(240),
+        || Some(migration(lab, name)).filter(|p| p.phase.is_final()),
+    )
+}
+
+/// Every QEMU process on the machine with `id` in its command line.
+pub fn qemus_with(id: &str) -> Vec<u32> {
+    vinfra_lab::qemu_pids_mentioning(id)
+}
+
+/// Waits until `host` has no QEMU and no VM directory for the VM `id`.
+pub fn wait_nothing_left_on(lab: &Lab, host: &str, id: &str) {
+    let dir = lab.vm_dir(host, id).expect("host");
+    wait_for(
+        &format!("host {host} to have no QEMU and no directory for VM {id}"),
+        Duration::from_secs(30),
+        || {
+            let pids = lab.qemu_pids_on(host, id).expect("host");
+            (pids.is_empty() && !dir.exists()).then_some(())
+        },
+    );
+}
+
+/// Names in directory `dir` (empty when it does not exist), sorted.
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Borrows `(name, value)` pairs for [`vinfra`].
+pub fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Connection settings of the lab's API as `VINFRA_*` variables for the CLI.
+pub fn cli_env(lab: &Lab) -> Vec<(String, String)> {
+    let c = lab.client().expect("client settings");
+    vec![
+        ("VINFRA_URL".into(), c.url),
+        ("VINFRA_TOKEN".into(), c.token),
+        ("VINFRA_CA".into(), c.ca_file.display().to_string()),
+    ]
+}
+
+/// Runs the `vinfra` binary with a clean environment (no config file, no VINFRA_* variables)
+/// plus `env`.
+pub fn vinfra(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(VINFRA);
+    cmd.args(args)
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME");
+    for var in ["VINFRA_URL", "VINFRA_TOKEN", "VINFRA_CA", "VINFRA_CONFIG"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run vinfra")
+}
+
+/// Asserts a failure with exit code `code` and exactly one line on stderr starting `vinfra: `
+/// and containing `contains`.
+pub fn assert_one_line_error(out: &Output, code: i32, contains: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "exit code; stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line expected on stderr, got: {stderr}"
+    );
+    assert!(stderr.starts_with("vinfra: "), "{stderr}");
+    assert!(
+        stderr.contains(contains),
+        "expected '{contains}' in: {stderr}"
+    );
+}
+
+/// The path of the serial log of VM `id` on `host`.
+pub fn serial_log(lab: &Lab, host: &str, id: &str) -> PathBuf {
+    lab.vm_dir(host, id).expect("host").join("serial.log")
+}

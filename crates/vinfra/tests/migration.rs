@@ -1,0 +1,304 @@
+//! Live migration in the lab, with a guest that counts on its serial console: the guest moves
+//! without rebooting (its counter and uptime go on on the destination), one QEMU is left; a
+//! migration whose destination QEMU or agent is killed ends failed with the VM still running on
+//! the source and nothing left on the destination.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::{
+    api, assert_counting, boot_guest, can_run_labs, cli_env, console_text, counters, last_tick,
+    migration, qemus_with, refs, serial_log, start_lab, vinfra, vm, wait_for, wait_migration_end,
+    wait_nothing_left_on, wait_tick_above, LabGuard,
+};
+use nix::sys::signal::Signal;
+use vinfra_lab::Lab;
+use vinfra_types::{MigrationPhase, MigrationProgress, PowerState};
+
+/// How a migration is asked for.
+enum How<'a> {
+    /// `POST /api/v1/vms/{name}/migrate` with this `to`.
+    Api(Option<&'a str>),
+    /// `vinfra vm migrate NAME --to HOST`.
+    Cli(&'a str),
+}
+
+/// Parses `<number> <unit>` right after `label` in `text`.
+fn number_after(text: &str, label: &str, unit: &str) -> Option<f64> {
+    let rest = &text[text.find(label)? + label.len()..];
+    let mut words = rest.split_whitespace();
+    let value = words.next()?.parse().ok()?;
+    words
+        .next()?
+        .trim_end_matches(',')
+        .eq(unit)
+        .then_some(value)
+}
+
+/// Migrates `name` (id `id`) from `from` to `to` and checks that the guest went on there without
+/// a reboot and that only the destination QEMU is left. Returns the final progress.
+fn migrate_and_check(
+    lab: &Lab,
+    name: &str,
+    id: &str,
+    from: &str,
+    to: &str,
+    how: How,
+) -> MigrationProgress {
+    assert_eq!(vm(lab, name).host, from, "{name} starts on {from}");
+    let src_pids = lab.qemu_pids_on(from, id).expect("host");
+    assert_eq!(src_pids.len(), 1, "one source QEMU on {from}: {src_pids:?}");
+    let src_pid = src_pids[0];
+    // Kept open: the source agent removes the file once the VM has left.
+    let mut src_log =
+        std::fs::File::open(serial_log(lab, from, id)).expect("open the source serial log");
+    let before = wait_tick_above(lab, name, 0);
+
+    let last = match how {
+        How::Api(target) => {
+            let body = match target {
+                Some(t) => serde_json::json!({ "to": t }),
+                None => serde_json::json!({}),
+            };
+            let started: MigrationProgress = api(lab)
+                .post(&format!("/api/v1/vms/{name}/migrate"), &body)
+                .unwrap_or_else(|e| panic!("POST migrate {name}: {e}"));
+            assert_eq!(started.source, from, "migration source");
+            assert_eq!(started.destination, to, "migration destination");
+            wait_migration_end(lab, name)
+        }
+        How::Cli(target) => {
+            let env = cli_env(lab);
+            let out = vinfra(&["vm", "migrate", name, "--to", target], &refs(&env));
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "vinfra vm migrate failed: {}{stdout}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let total = number_after(&stdout, " in ", "s");
+            assert!(
+                total.is_some_and(|t| t > 0.0),
+                "no total time in the CLI output: {stdout}"
+            );
+            assert!(
+                number_after(&stdout, "downtime ", "ms").is_some(),
+                "no downtime in the CLI output: {stdout}"
+            );
+            migration(lab, name)
+        }
+    };
+    assert_eq!(
+        last.phase,
+        MigrationPhase::Completed,
+        "migration of {name} {from} → {to}: {last:?}"
+    );
+    assert!(last.total_bytes > 0, "total bytes reported: {last:?}");
+    assert!(last.downtime_ms.is_some(), "downtime reported: {last:?}");
+
+    // The VM is on the destination now; the source QEMU and directory are gone.
+    assert_eq!(vm(lab, name).host, to, "{name}'s host after the migration");
+    assert!(
+        vinfra_lab::process::wait_gone(src_pid, Duration::from_secs(30)),
+        "the source QEMU (pid {src_pid}) is still running"
+    );
+    wait_nothing_left_on(lab, from, id);
+
+    // The source counted up to the switchover.
+    let mut src_text = String::new();
+    src_log
+        .read_to_string(&mut src_text)
+        .expect("read the source serial log");
+    let src_ticks = counters(&src_text);
+    let src_last = *src_ticks.last().expect("counter lines on the source");
+    assert!(src_last.n >= before.n, "source counter {src_last:?}");
+    assert_counting(&src_ticks, "source serial log");
+
+    // The destination goes on counting from there, without booting again.
+    wait_tick_above(lab, name, src_last.n + 2);
+    let dest_file = serial_log(lab, to, id);
+    let dest_text = std::fs::read_to_string(&dest_file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dest_file.display()));
+    assert!(
+        !dest_text.contains("VINFRA-GUEST BOOTED"),
+        "the guest booted again on {to}: {dest_text}"
+    );
+    let dest_ticks = counters(&dest_text);
+    let first = *dest_ticks
+        .first()
+        .expect("counter lines on the destination");
+    assert!(
+        first.n > src_last.n,
+        "destination counter {} does not follow the source's last {}",
+        first.n,
+        src_last.n
+    );
+    assert!(
+        first.uptime > src_last.uptime,
+        "guest uptime went from {} (source) to {} (destination)",
+        src_last.uptime,
+        first.uptime
+    );
+    assert_counting(&dest_ticks, "destination serial log");
+    assert!(
+        console_text(lab, name).contains(&format!("VINFRA-COUNTER {} ", first.n)),
+        "the API shows the destination console"
+    );
+
+    // Exactly one QEMU on the whole machine has the VM's id, the destination's.
+    let all = qemus_with(id);
+    assert_eq!(all.len(), 1, "QEMUs with {id}: {all:?}");
+    assert_eq!(
+        lab.qemu_pids_on(to, id).expect("host"),
+        all,
+        "the remaining QEMU runs for {to}"
+    );
+    last
+}
+
+#[test]
+fn live_migration_keeps_the_guest_running() {
+    if !can_run_labs() {
+        return;
+    }
+    let lab = start_lab("mig", 2);
+    let created = boot_guest(&lab, "mig-1", 256, Some("h1"));
+    let id = created.id.to_string();
+
+    let p = migrate_and_check(&lab, "mig-1", &id, "h1", "h2", How::Api(Some("h2")));
+    eprintln!(
+        "h1 → h2: {} bytes in {} ms, downtime {:?} ms",
+        p.transferred_bytes, p.total_time_ms, p.downtime_ms
+    );
+    // Back with no target: the console picks the only other host.
+    migrate_and_check(&lab, "mig-1", &id, "h2", "h1", How::Api(None));
+    // And once more through the CLI.
+    migrate_and_check(&lab, "mig-1", &id, "h1", "h2", How::Cli("h2"));
+    assert_eq!(vm(&lab, "mig-1").id, created.id, "same VM id");
+    // The state comes with the destination's next report.
+    wait_for(
+        "mig-1 to be reported running on h2",
+        Duration::from_secs(30),
+        || (vm(&lab, "mig-1").state == PowerState::Running).then_some(()),
+    );
+}
+
+/// Caps migrations at 1 MiB/s so that one stays active long enough to be interrupted.
+fn set_bandwidth_limit(lab: &Lab, mib: Option<u64>) {
+    let client = api(lab);
+    let mut settings: serde_json::Value = client.get("/api/v1/settings").expect("settings");
+    settings["migration_max_bandwidth_mib"] = serde_json::json!(mib);
+    let _: serde_json::Value = client
+        .put("/api/v1/settings", &settings)
+        .unwrap_or_else(|e| panic!("PUT migration_max_bandwidth_mib: {e}"));
+}
+
+/// Boots `name` on h1, starts its migration to h2 and waits until it is active.
+/// Returns (VM id, source QEMU pid).
+fn start_slow_migration(lab: &LabGuard, name: &str) -> (String, u32) {
+    set_bandwidth_limit(lab, Some(1));
+    let id = boot_guest(lab, name, 128, Some("h1")).id.to_string();
+    wait_tick_above(lab, name, 0);
+    let src = lab.qemu_pids_on("h1", &id).expect("host");
+    assert_eq!(src.len(), 1, "one QEMU on h1: {src:?}");
+    let _: MigrationProgress = api(lab)
+        .post(
+            &format!("/api/v1/vms/{name}/migrate"),
+            &serde_json::json!({ "to": "h2" }),
+        )
+        .unwrap_or_else(|e| panic!("POST migrate: {e}"));
+    wait_for(
+        "the migration to be active",
+        Duration::from_secs(60),
+        || {
+            let p = migration(lab, name);
+            assert!(
+                !p.phase.is_final(),
+                "the migration ended before it could be interrupted: {p:?}"
+            );
+            (p.phase == MigrationPhase::Active).then_some(())
+        },
+    );
+    (id, src[0])
+}
+
+/// After a failed migration: the VM runs on h1 in the same QEMU and keeps counting.
+fn assert_still_on_source(lab: &Lab, name: &str, id: &str, src_pid: u32) {
+    let p = wait_migration_end(lab, name);
+    assert_eq!(p.phase, MigrationPhase::Failed, "migration outcome: {p:?}");
+    assert!(p.error.is_some(), "a failed migration says why: {p:?}");
+    assert_eq!(vm(lab, name).host, "h1", "the API reports the VM on h1");
+    wait_for(
+        &format!("{name} to be reported running on h1"),
+        Duration::from_secs(30),
+        || (vm(lab, name).state == PowerState::Running).then_some(()),
+    );
+    assert_eq!(
+        lab.qemu_pids_on("h1", id).expect("host"),
+        vec![src_pid],
+        "the source QEMU keeps running"
+    );
+    let t = last_tick(lab, name).expect("counter on the source");
+    wait_tick_above(lab, name, t.n + 2);
+    let text = std::fs::read_to_string(serial_log(lab, "h1", id)).expect("source serial log");
+    assert_eq!(
+        text.matches("VINFRA-GUEST BOOTED").count(),
+        1,
+        "the guest booted once"
+    );
+    assert_counting(&counters(&text), "source serial log");
+}
+
+#[test]
+fn killing_the_destination_qemu_fails_the_migration_cleanly() {
+    if !can_run_labs() {
+        return;
+    }
+    let lab = start_lab("kq", 2);
+    let (id, src_pid) = start_slow_migration(&lab, "kq-1");
+    let dest = wait_for("the incoming QEMU on h2", Duration::from_secs(30), || {
+        let pids = lab.qemu_pids_on("h2", &id).expect("host");
+        (pids.len() == 1).then(|| pids[0])
+    });
+    vinfra_lab::process::signal(dest, Signal::SIGKILL).expect("kill -9 the destination QEMU");
+
+    assert_still_on_source(&lab, "kq-1", &id, src_pid);
+    wait_nothing_left_on(&lab, "h2", &id);
+    assert_eq!(qemus_with(&id), vec![src_pid], "QEMUs with the VM's id");
+}
+
+#[test]
+fn killing_the_destination_agent_fails_the_migration_cleanly() {
+    if !can_run_labs() {
+        return;
+    }
+    let mut lab = start_lab("ka", 2);
+    let (id, src_pid) = start_slow_migration(&lab, "ka-1");
+    assert_eq!(
+        lab.qemu_pids_on("h2", &id).expect("host").len(),
+        1,
+        "an incoming QEMU runs on h2"
+    );
+    let agent = lab.agent_pid("h2").expect("agent pid");
+    lab.kill_agent("h2", Signal::SIGKILL)
+        .expect("kill -9 the h2 agent");
+    assert!(
+        vinfra_lab::process::wait_gone(agent, Duration::from_secs(10)),
+        "the h2 agent is gone"
+    );
+
+    assert_still_on_source(&lab, "ka-1", &id, src_pid);
+
+    // The restarted agent keeps nothing of the aborted incoming VM.
+    lab.lab_mut().restart_agent("h2").expect("restart h2 agent");
+    lab.wait_hosts_connected(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_nothing_left_on(&lab, "h2", &id);
+    assert_eq!(qemus_with(&id), vec![src_pid], "QEMUs with the VM's id");
+
+    // h2 can take the VM afterwards.
+    set_bandwidth_limit(&lab, None);
+    migrate_and_check(&lab, "ka-1", &id, "h1", "h2", How::Api(Some("h2")));
+}
