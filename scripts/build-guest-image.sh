@@ -11,7 +11,10 @@
 #   - prints "VINFRA-GUEST BOOTED" on the serial console (console=ttyS0);
 #   - with "vinfra.probe=1" on the kernel command line prints "VINFRA-PROBE-OK" and powers off;
 #   - otherwise powers off on the ACPI power button (QMP system_powerdown), configures eth0 when
-#     "vinfra.ip=ADDR/PREFIX" is given, and prints "VINFRA-COUNTER <n> <uptime>" every 0.5 s.
+#     "vinfra.ip=ADDR/PREFIX" is given, and prints "VINFRA-COUNTER <n> <uptime> <wall clock, s>"
+#     every 0.5 s (parsers read fields 1 and 2; more fields may be appended);
+#   - with "vinfra.dirty=MIB" also keeps rewriting a MIB-MiB file on a tmpfs in the background, at
+#     the lowest priority (renice 19), so that live migration sees a guest that dirties memory.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -163,10 +166,12 @@ echo "VINFRA-GUEST BOOTED"
 cmdline=$(cat /proc/cmdline)
 probe=0
 ip=
+dirty=
 for arg in $cmdline; do
     case $arg in
     vinfra.probe=1) probe=1 ;;
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
+    vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -179,11 +184,21 @@ ip link set lo up
 if [ -n "$ip" ]; then
     ip addr add "$ip" dev eth0 && ip link set eth0 up && echo "VINFRA-GUEST IP $ip"
 fi
+case $dirty in
+'' | 0 | *[!0-9]*) ;;
+*)
+    mkdir -p /mnt/dirty
+    mount -t tmpfs -o size=$((dirty + 1))m tmpfs /mnt/dirty
+    sh -c "while :; do dd if=/dev/zero of=/mnt/dirty/mem bs=1M count=$dirty conv=notrunc 2>/dev/null; done" &
+    renice -n 19 -p $! >/dev/null
+    echo "VINFRA-GUEST DIRTY $dirty MiB"
+    ;;
+esac
 n=0
 while true; do
     n=$((n + 1))
     read -r up _ </proc/uptime
-    echo "VINFRA-COUNTER $n $up"
+    echo "VINFRA-COUNTER $n $up $(date +%s)"
     sleep 0.5
 done
 EOF

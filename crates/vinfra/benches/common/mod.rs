@@ -1,0 +1,332 @@
+//! Shared by the lab benchmarks: lab set-up and teardown, a small blocking QMP client, running
+//! QEMU directly inside a host's network namespace, serial-log tailing and percentiles.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vinfra_lab::{Lab, LabConfig};
+
+pub const VINFRA: &str = env!("CARGO_BIN_EXE_vinfra");
+
+/// True when this machine can run a lab (root and QEMU); prints why not otherwise.
+pub fn can_run_labs(bench: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        println!("{bench}: skipped (the lab needs root)");
+        return false;
+    }
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    if !qemu.is_ok_and(|o| o.status.success()) {
+        println!("{bench}: skipped (qemu-system-x86_64 is not installed)");
+        return false;
+    }
+    true
+}
+
+/// A lab torn down when dropped (also on panic).
+pub struct LabGuard(Option<Lab>);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if let Some(lab) = self.0.take() {
+            if let Err(e) = lab.down() {
+                eprintln!("lab teardown: {e}");
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for LabGuard {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        self.0.as_ref().expect("lab present until drop")
+    }
+}
+
+/// Brings up lab `bench-<tag><pid>` with `hosts` hosts under the temp directory.
+pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
+    let name = format!("bench-{tag}{}", std::process::id() % 10_000);
+    let mut config = LabConfig::new(&name, VINFRA.into());
+    config.hosts = hosts;
+    config.root = std::env::temp_dir().join(format!("vinfra-lab-{name}"));
+    let t = Instant::now();
+    let lab = Lab::up(config).unwrap_or_else(|e| panic!("lab up: {e}"));
+    eprintln!("lab {name} up in {:.1} s", t.elapsed().as_secs_f64());
+    LabGuard(Some(lab))
+}
+
+/// The argv (binary first) of a running process.
+pub fn argv_of(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_else(|e| panic!("cmdline of {pid}: {e}"));
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The argument after `flag`.
+pub fn arg_after<'a>(argv: &'a [String], flag: &str) -> &'a str {
+    let i = argv
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {argv:?}"));
+    &argv[i + 1]
+}
+
+/// `argv` with every mention of `from` (the VM's directory) replaced by `to`.
+pub fn relocate(argv: &[String], from: &str, to: &Path) -> Vec<String> {
+    let to = to.display().to_string();
+    argv.iter().map(|a| a.replace(from, &to)).collect()
+}
+
+/// Runs `f` on a new thread that has entered the network namespace `ns` first (processes it
+/// starts are born in that namespace).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+}
+
+/// Starts `argv` (a `-daemonize` QEMU) and waits for the parent to exit, as the agent does.
+pub fn run_daemonized(argv: &[String]) {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", argv[0]));
+    assert!(
+        out.status.success(),
+        "QEMU failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads a pidfile.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Waits until `pid` has exited (a zombie not yet reaped by init counts as exited).
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return true;
+        };
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if matches!(state, Some("Z" | "X")) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A minimal blocking QMP client.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Connects, reads the greeting and negotiates capabilities.
+    pub fn connect(path: &Path) -> Qmp {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => panic!("QMP {}: {e}", path.display()),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("socket timeout");
+        let writer = stream.try_clone().expect("clone socket");
+        let mut q = Qmp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        let greeting = q.line();
+        assert!(greeting.get("QMP").is_some(), "QMP greeting: {greeting}");
+        q.execute("qmp_capabilities", None)
+            .unwrap_or_else(|e| panic!("qmp_capabilities: {e}"));
+        q
+    }
+
+    fn line(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("QMP read");
+        assert!(n > 0, "QMP connection closed");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("QMP line {line:?}: {e}"))
+    }
+
+    /// Runs a command; events in between are skipped.
+    pub fn execute(&mut self, cmd: &str, args: Option<Value>) -> Result<Value, String> {
+        let mut msg = json!({ "execute": cmd });
+        if let Some(a) = args {
+            msg["arguments"] = a;
+        }
+        let text = msg.to_string() + "\n";
+        self.writer
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+        loop {
+            let v = self.line();
+            if let Some(r) = v.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = v.get("error") {
+                return Err(e.to_string());
+            }
+        }
+    }
+
+    /// `quit`, tolerating the connection closing under us.
+    pub fn quit(mut self) {
+        let _ = self.writer.write_all(b"{\"execute\":\"quit\"}\n");
+        let mut rest = String::new();
+        let _ = self.reader.read_to_string(&mut rest);
+    }
+}
+
+/// p50, p99 and max of `samples`.
+pub fn percentiles(samples: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    (s[n / 2], s[(n * 99).div_ceil(100) - 1], s[n - 1])
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Waits until `path` contains `needle`.
+pub fn wait_file_contains(path: &Path, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "'{needle}' never appeared in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The last counter printed in a serial log.
+pub fn last_counter(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("VINFRA-COUNTER "))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .next_back()
+}
+
+/// Waits until the guest printed `more` counter lines beyond the current last one.
+pub fn wait_counters(path: &Path, more: u64, timeout: Duration) {
+    let start = last_counter(path).unwrap_or(0);
+    let deadline = Instant::now() + timeout;
+    while last_counter(path).unwrap_or(0) < start + more {
+        assert!(
+            Instant::now() < deadline,
+            "the guest stopped counting in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls serial logs every 10 ms and records when each new counter line arrives.
+pub struct Tail {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<(Instant, u64)>>,
+}
+
+impl Tail {
+    /// Starts tailing `paths` from their current ends (files that appear later: from 0).
+    pub fn start(paths: Vec<PathBuf>) -> Tail {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut offsets: Vec<Option<u64>> = paths
+                .iter()
+                .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+                .collect();
+            let mut partial = vec![String::new(); paths.len()];
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for (i, p) in paths.iter().enumerate() {
+                    let Ok(mut f) = File::open(p) else { continue };
+                    let off = offsets[i].unwrap_or(0);
+                    if f.seek(SeekFrom::Start(off)).is_err() {
+                        continue;
+                    }
+                    let mut buf = Vec::new();
+                    let Ok(n) = f.read_to_end(&mut buf) else {
+                        continue;
+                    };
+                    offsets[i] = Some(off + n as u64);
+                    if n == 0 {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    partial[i].push_str(&String::from_utf8_lossy(&buf));
+                    while let Some(end) = partial[i].find('\n') {
+                        let line: String = partial[i].drain(..=end).collect();
+                        if let Some(rest) = line.trim().strip_prefix("VINFRA-COUNTER ") {
+                            if let Some(n) =
+                                rest.split_whitespace().next().and_then(|x| x.parse().ok())
+                            {
+                                seen.push((now, n));
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        });
+        Tail { stop, handle }
+    }
+
+    /// Stops and returns the largest interval between consecutive counter lines, with the
+    /// median interval for comparison.
+    pub fn finish(self) -> (Duration, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut seen = self.handle.join().expect("tail thread");
+        seen.sort_by_key(|(t, n)| (*n, *t));
+        seen.dedup_by_key(|(_, n)| *n);
+        let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        if gaps.is_empty() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        let (p50, _, max) = percentiles(&gaps);
+        (max, p50)
+    }
+}
