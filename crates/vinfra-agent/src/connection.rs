@@ -1,6 +1,6 @@
 //! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
-//! a `Report` every interval, and answers `Request`s; retries the join and reconnects forever with
-//! backoff capped at [`BACKOFF_MAX`].
+//! a `Report` every interval (and one right after each command that may change a VM), and answers
+//! `Request`s; retries the join and reconnects forever with backoff capped at [`BACKOFF_MAX`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +10,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
-use vinfra_proto::{AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
+use vinfra_proto::{
+    AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
+};
 use vinfra_types::HostCapacity;
 
 use crate::manager::Manager;
@@ -218,8 +220,34 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
     }
 }
 
+/// Sends reports in the order their contents were read: a report taken before a command finished
+/// can never overtake (and so overwrite at the console) one taken after it.
+#[derive(Clone)]
+struct Reporter {
+    m: Arc<Manager>,
+    info: HostInfo,
+    out: mpsc::Sender<AgentMessage>,
+    order: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Reporter {
+    /// Reads a full report now and queues it; false when the connection is gone.
+    async fn send(&self) -> bool {
+        let _order = self.order.lock().await;
+        let report = host_report(&self.m, &self.info).await;
+        self.out.send(AgentMessage::Report { report }).await.is_ok()
+    }
+}
+
+/// True when, after `command` answered `result`, the console should get a fresh report: the
+/// command may have changed a VM, or an outgoing migration was seen reaching its end.
+fn report_after(changes_state: bool, result: &Result<CommandReply, AgentError>) -> bool {
+    changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
+}
+
 /// One session over an established stream: `Hello`, then reports and request handling until the
-/// connection fails.
+/// connection fails. After every command that may change a VM the agent sends a fresh `Report`
+/// before the `Response`, so the console never holds an observed state older than the command.
 pub async fn session<S>(
     stream: S,
     m: Arc<Manager>,
@@ -242,15 +270,20 @@ where
         }
         Ok::<(), FrameError>(())
     });
+    let reports = Reporter {
+        m: m.clone(),
+        info: info.clone(),
+        out: out_tx.clone(),
+        order: Arc::default(),
+    };
     let reporter = {
-        let (m, info, out) = (m.clone(), info.clone(), out_tx.clone());
+        let reports = reports.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(report_interval);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let report = host_report(&m, &info).await;
-                if out.send(AgentMessage::Report { report }).await.is_err() {
+                if !reports.send().await {
                     break;
                 }
             }
@@ -259,9 +292,13 @@ where
     let result = loop {
         match rx.recv::<ConsoleMessage>().await {
             Ok(ConsoleMessage::Request { id, command }) => {
-                let (m, out) = (m.clone(), out_tx.clone());
+                let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
                 tokio::spawn(async move {
+                    let changes_state = command.changes_vm_state();
                     let result = crate::handler::handle(&m, command).await;
+                    if report_after(changes_state, &result) {
+                        reports.send().await;
+                    }
                     let _ = out.send(AgentMessage::Response { id, result }).await;
                 });
             }

@@ -61,5 +61,8 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
         C::ConsoleLog { id, max_bytes } => CommandReply::Console {
             text: m.console_log(id, max_bytes).await?,
         },
+        C::ObserveVm { id } => CommandReply::Vm {
+            vm: m.observe(id).await?,
+        },
     })
 }

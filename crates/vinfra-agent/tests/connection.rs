@@ -297,3 +297,161 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
     agent.abort();
     server.abort();
 }
+
+/// After a command that changes a VM the agent sends a fresh `Report` before the `Response`, so
+/// the console never holds an observed state older than the command; a read-only command is
+/// answered without one. The heartbeat is an hour here: every report seen is one of those.
+#[tokio::test]
+async fn a_state_change_is_reported_before_its_answer() {
+    use vinfra_agent::connection::session;
+    use vinfra_proto::{CommandReply, VmInstance};
+    use vinfra_types::{BootSource, PowerState, VmSpec};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    std::fs::create_dir_all(ds.join("images")).unwrap();
+    std::fs::write(ds.join("images/vmlinuz"), b"not a kernel").unwrap();
+    let manager = Arc::new(
+        Manager::open(ManagerConfig {
+            data_dir: tmp.path().join("data"),
+            datastore: ds,
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            runner: Arc::new(QemuRunner {
+                binary: "qemu-system-x86_64".into(),
+                accel: Accel::Tcg,
+            }),
+        })
+        .await
+        .unwrap(),
+    );
+    let info = HostInfo {
+        host: "fresh".into(),
+        address: "127.0.0.1".into(),
+        qemu_version: "7.2.0".into(),
+        capacity: HostCapacity {
+            cores: 2,
+            memory_mib: 2048,
+        },
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let agent = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        session(tcp, manager, &info, Duration::from_secs(3600)).await
+    });
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut conn = FramedJson::new(tcp);
+    let AgentMessage::Hello { report, .. } = recv(&mut conn).await else {
+        panic!("expected Hello")
+    };
+    assert!(report.vms.is_empty());
+
+    let vm = VmInstance {
+        id: uuid::Uuid::new_v4(),
+        spec: VmSpec {
+            name: "defined".into(),
+            vcpus: 1,
+            memory_mib: 64,
+            boot: BootSource::Kernel {
+                kernel: "vmlinuz".into(),
+                initrd: None,
+                cmdline: String::new(),
+            },
+            disks: vec![],
+            nics: vec![],
+        },
+        started_at: None,
+    };
+    let id = vm.id;
+    conn.send(&ConsoleMessage::Request {
+        id: 1,
+        command: AgentCommand::CreateVm { vm, start: false },
+    })
+    .await
+    .unwrap();
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected the fresh report before the answer")
+    };
+    let seen: Vec<_> = report.vms.iter().map(|v| (v.id, v.state)).collect();
+    assert_eq!(seen, vec![(id, PowerState::Stopped)]);
+    let AgentMessage::Response { id: 1, result } = recv(&mut conn).await else {
+        panic!("expected the answer to request 1")
+    };
+    assert!(
+        matches!(&result, Ok(CommandReply::Vm { vm }) if vm.state == PowerState::Stopped),
+        "{result:?}"
+    );
+
+    // Read-only: the answer comes alone.
+    conn.send(&ConsoleMessage::Request {
+        id: 2,
+        command: AgentCommand::ObserveVm { id },
+    })
+    .await
+    .unwrap();
+    let msg = recv(&mut conn).await;
+    assert!(
+        matches!(
+            &msg,
+            AgentMessage::Response { id: 2, result: Ok(CommandReply::Vm { vm }) }
+                if vm.id == id && vm.state == PowerState::Stopped
+        ),
+        "{msg:?}"
+    );
+
+    // A failed command may still have changed something: reported all the same.
+    conn.send(&ConsoleMessage::Request {
+        id: 3,
+        command: AgentCommand::DeleteVm {
+            id,
+            delete_disks: true,
+        },
+    })
+    .await
+    .unwrap();
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected the fresh report before the answer")
+    };
+    assert!(report.vms.is_empty(), "{report:?}");
+    let msg = recv(&mut conn).await;
+    assert!(
+        matches!(
+            msg,
+            AgentMessage::Response {
+                id: 3,
+                result: Ok(CommandReply::Done)
+            }
+        ),
+        "{msg:?}"
+    );
+    conn.send(&ConsoleMessage::Request {
+        id: 4,
+        command: AgentCommand::StopVm {
+            id,
+            force: true,
+            timeout_s: 1,
+        },
+    })
+    .await
+    .unwrap();
+    assert!(matches!(recv(&mut conn).await, AgentMessage::Report { .. }));
+    let msg = recv(&mut conn).await;
+    assert!(
+        matches!(
+            msg,
+            AgentMessage::Response {
+                id: 4,
+                result: Err(AgentError::NoSuchVm { .. })
+            }
+        ),
+        "{msg:?}"
+    );
+    agent.abort();
+}
+
+async fn recv(conn: &mut FramedJson<tokio::net::TcpStream>) -> AgentMessage {
+    tokio::time::timeout(Duration::from_secs(10), conn.recv::<AgentMessage>())
+        .await
+        .expect("the agent answers")
+        .expect("a message")
+}

@@ -16,6 +16,7 @@ use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};
 
 const QEMU: &str = "qemu-system-x86_64";
 const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
+const GUEST_DISK_CACHE: &str = "/var/cache/vinfra/guest-disk";
 
 fn qemu_present() -> bool {
     let found = std::env::var_os("PATH")
@@ -43,6 +44,24 @@ fn guest_image() -> PathBuf {
         assert!(st.success(), "build-guest-image.sh failed");
     }
     dir
+}
+
+/// The bootable guest disk (`disk.qcow2`), built by `scripts/build-guest-disk.sh` from the guest
+/// image when missing or out of date (the script returns at once when it is up to date).
+fn guest_disk() -> PathBuf {
+    let img = guest_image();
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = PathBuf::from(GUEST_DISK_CACHE);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guest-disk.sh");
+    let st = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(st.success(), "build-guest-disk.sh failed");
+    dir.join("disk.qcow2")
 }
 
 /// A datastore with the guest kernel and initrd in `images/`.
@@ -456,6 +475,79 @@ async fn live_migration_between_two_agents() {
 
     b.stop(id, true, Duration::from_secs(1)).await.unwrap();
     b.delete(id, true).await.unwrap();
+}
+
+/// `boot: disk` with a root disk over a bootable base image: SeaBIOS boots the first disk (it
+/// has `bootindex=1`), SYSLINUX loads the same kernel and initrd, and the guest comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_from_a_disk_image() {
+    if !qemu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+    std::fs::copy(guest_disk(), ds.join("images/vinfra-guest-disk.qcow2")).unwrap();
+    let m = manager(&tmp.path().join("agent"), &ds).await;
+
+    let mut vm = instance(
+        "from-disk",
+        vec![
+            DiskSpec {
+                name: "root".into(),
+                image: Some("vinfra-guest-disk.qcow2".into()),
+                size_gib: None,
+            },
+            DiskSpec {
+                name: "data".into(),
+                image: None,
+                size_gib: Some(1),
+            },
+        ],
+    );
+    vm.spec.boot = BootSource::Disk;
+    vm.spec.validate().unwrap();
+    let id = vm.id;
+    let CommandReply::Vm { vm: obs } = handle(&m, AgentCommand::CreateVm { vm, start: true })
+        .await
+        .unwrap()
+    else {
+        panic!("expected a Vm reply")
+    };
+    assert_eq!(obs.state, PowerState::Running);
+    let pid = obs.pid.unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(!args.iter().any(|a| a == "-kernel"), "{args:?}");
+    let root = ds.join("vms").join(id.to_string()).join("root.qcow2");
+    assert!(
+        args.iter()
+            .any(|a| a.contains(&format!("file={}", root.display()))),
+        "{args:?}"
+    );
+    assert!(
+        args.iter()
+            .any(|a| a == "virtio-blk-pci,drive=drive0,id=disk0,bootindex=1"),
+        "the root disk must carry the boot index: {args:?}"
+    );
+    assert!(
+        args.iter()
+            .any(|a| a == "virtio-blk-pci,drive=drive1,id=disk1"),
+        "{args:?}"
+    );
+    let log = m.serial_log_path(id).await.unwrap();
+    let text = wait_for_log(&log, "VINFRA-GUEST BOOTED", Duration::from_secs(60)).await;
+    assert!(
+        text.contains("SYSLINUX"),
+        "booted by the disk's loader: {text}"
+    );
+    wait_for_log(&log, "VINFRA-COUNTER 1 ", Duration::from_secs(30)).await;
+    m.stop(id, true, Duration::from_secs(1)).await.unwrap();
+    m.delete(id, true).await.unwrap();
+    assert!(!ds.join("vms").join(id.to_string()).exists());
 }
 
 #[tokio::test]

@@ -953,12 +953,13 @@ impl Console {
 
     fn list_vms(&self) -> Vec<VmSummary> {
         let observed = self.observed_index();
-        // Index reports by VM id once, so the merge is linear.
-        let mut by_id: HashMap<Uuid, (String, &VmObserved)> = HashMap::new();
+        // Index reports by host and VM id once, so the merge is linear. Keyed by both: right
+        // after a migration the paused source and the destination may both list the VM.
+        let mut by_id: HashMap<(&str, Uuid), &VmObserved> = HashMap::new();
         for (host, (status, report)) in &observed {
             if *status == HostStatus::Connected {
                 for v in &report.vms {
-                    by_id.insert(v.id, (host.clone(), v));
+                    by_id.insert((host.as_str(), v.id), v);
                 }
             }
         }
@@ -967,10 +968,7 @@ impl Console {
             .map(|v| {
                 let rec = &v.value;
                 let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
-                let seen = by_id
-                    .get(&rec.id)
-                    .filter(|(h, _)| *h == rec.host)
-                    .map(|(_, o)| *o);
+                let seen = by_id.get(&(rec.host.as_str(), rec.id)).copied();
                 let (state, uptime_s, usage) = match (connected, seen) {
                     (false, _) => (PowerState::Unknown, 0, VmUsage::default()),
                     (true, None) => (PowerState::Stopped, 0, VmUsage::default()),

@@ -2,7 +2,9 @@
 //!
 //! One task per migration: `PrepareIncoming` on the destination, `MigrateOut` on the source, then
 //! `MigrationStatus` every 200 ms with the progress stored under `/vinfra/migrations/<vm>`. On
-//! completion the VM record's host changes (compare-and-swap) and the source quits its paused QEMU.
+//! completion the VM record's host changes (compare-and-swap), the source quits its paused QEMU, and
+//! the destination is asked (at most 5 s) until it reports the VM running; only then is the
+//! migration recorded as completed.
 //! Any other ending goes through `settle` first: it finds out whether the switchover happened
 //! after all (source says `completed`, or a silent source and a destination that runs the VM) and
 //! only then aborts the destination's incoming QEMU. While a migration runs the VM counts against
@@ -26,6 +28,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How long the source may stay unreachable during a migration before the outcome is decided
 /// without it (default of `ConsoleConfig::migration_source_timeout`).
 pub const SOURCE_LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// Longest wait, after a completed migration, for the destination to report the VM running.
+pub const DESTINATION_RUNNING_WAIT: Duration = Duration::from_secs(5);
+/// How often the destination is asked meanwhile.
+const DESTINATION_POLL: Duration = Duration::from_millis(100);
 
 /// How long after a cancel the source has to confirm it.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
@@ -409,6 +416,41 @@ async fn settle(
     }
 }
 
+/// Before a completed migration is recorded as such: asks the destination for the VM's state
+/// (`ObserveVm`; the registry applies the answer to the host's observed VMs) until it runs there,
+/// for at most [`DESTINATION_RUNNING_WAIT`], so that the VM shows as running on its new host as
+/// soon as the migration shows as completed. QEMU resumes the guest on the destination a moment
+/// after the source reports completion. Gives up early when the destination disconnects; the
+/// next report brings the state in any case.
+async fn await_destination_running(console: &Console, active: &ActiveMigration, id: uuid::Uuid) {
+    let agents = console.agents();
+    let deadline = Instant::now() + DESTINATION_RUNNING_WAIT;
+    loop {
+        if reported_state(console, &active.destination, id) == Some(PowerState::Running) {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || agents.status(&active.destination) != HostStatus::Connected {
+            tracing::debug!(
+                vm = active.vm,
+                "destination {} does not report the VM running yet",
+                active.destination
+            );
+            return;
+        }
+        let observe = AgentCommand::ObserveVm { id };
+        match agents
+            .request(&active.destination, observe, left.min(SHORT_TIMEOUT))
+            .await
+        {
+            Ok(CommandReply::Vm { vm }) if vm.state == PowerState::Running => return,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(vm = active.vm, "observing on the destination: {e}"),
+        }
+        tokio::time::sleep(DESTINATION_POLL.min(left)).await;
+    }
+}
+
 /// Applies an outcome: switch the VM's host, or record that it stays on the source.
 async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outcome) {
     let agents = console.agents().clone();
@@ -436,6 +478,9 @@ async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outco
                                 ),
                             );
                         }
+                    }
+                    if let Some(id) = id {
+                        await_destination_running(console, active, id).await;
                     }
                     set_progress(console, active, |p| {
                         p.phase = MigrationPhase::Completed;

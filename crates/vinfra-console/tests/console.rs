@@ -572,6 +572,88 @@ async fn openapi_document_lists_the_paths() {
     c.shutdown().await;
 }
 
+/// `docs/openapi.json` is the document the code generates (rewrite it with
+/// `VINFRA_UPDATE_OPENAPI=1 cargo test -p vinfra-console --test console openapi`), the console
+/// serves that same document, and every operation documents its problem+json errors.
+#[tokio::test]
+async fn openapi_document_in_the_repository_is_current_and_complete() {
+    use utoipa::OpenApi;
+    let generated = vinfra_console::api::openapi::ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap()
+        + "\n";
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("VINFRA_UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+        std::fs::write(&file, &generated).unwrap();
+    }
+    let stored = std::fs::read_to_string(&file).unwrap_or_default();
+    if stored != generated {
+        let line = stored
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or(stored.lines().count().min(generated.lines().count()), |i| i)
+            + 1;
+        panic!(
+            "docs/openapi.json is not the document the code generates (first difference at line \
+             {line}); regenerate it with:\n  VINFRA_UPDATE_OPENAPI=1 cargo test -p vinfra-console \
+             --test console openapi_document_in_the_repository"
+        );
+    }
+
+    let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let served = c.call_with("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, doc, "the console serves another document");
+    c.shutdown().await;
+
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{what}: no success response"
+            );
+            for (status, r) in responses {
+                assert!(
+                    r["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{what} {status}: no description"
+                );
+                if status.as_str() >= "400" {
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{what} {status}"
+                    );
+                }
+            }
+            if path == "/api/openapi.json" {
+                continue;
+            }
+            operations += 1;
+            let mut want = vec!["401", "500"];
+            if path.contains("{name}") {
+                want.extend(["400", "404"]);
+            }
+            if op.get("requestBody").is_some() {
+                want.extend(["400", "413"]);
+            }
+            for status in want {
+                assert!(responses.contains_key(status), "{what}: {status} missing");
+            }
+        }
+    }
+    assert_eq!(operations, 20, "every endpoint is documented");
+    let post_vms = &doc["paths"]["/api/v1/vms"]["post"]["responses"];
+    for status in ["201", "400", "404", "409", "413", "502", "503", "504"] {
+        assert!(post_vms.get(status).is_some(), "POST /api/v1/vms: {status}");
+    }
+}
+
 async fn wait_migration(c: &TestConsole, vm: &str) -> serde_json::Value {
     for _ in 0..200 {
         let r = c
@@ -1126,4 +1208,85 @@ async fn history_is_compacted_and_the_event_list_is_bounded() {
     .await;
     assert!(store.watch("/vinfra/", head - 10).is_ok());
     c.shutdown().await;
+}
+
+/// The state shown right after a command or a migration is the one the command left, not the
+/// host's last heartbeat: the agents here stop reporting once the VM exists, so everything the
+/// API shows afterwards comes from the answers (and, after a migration, from the console asking
+/// the destination).
+#[tokio::test]
+async fn observed_state_is_never_older_than_the_last_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, false, |cfg| {
+        cfg.heartbeat_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
+    let dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
+    src.state.lock().unwrap().silent = true;
+    dst.state.lock().unwrap().silent = true;
+    // Let a report that was already on its way arrive before the checks.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let body = vm_json("fresh", 1, GIB)
+        .replace("\"name\":\"fresh\"", "\"name\":\"fresh\",\"host\":\"src\"");
+    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id: uuid::Uuid = r.body["id"].as_str().unwrap().parse().unwrap();
+
+    assert_eq!(show_vm(&c, "fresh").await["state"], "running");
+
+    let r = c.call("POST", "/api/v1/vms/fresh/stop", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["state"], "stopped");
+    assert_eq!(show_vm(&c, "fresh").await["state"], "stopped");
+    assert_eq!(listed_vm(&c, "fresh").await["state"], "stopped");
+
+    let r = c.call("POST", "/api/v1/vms/fresh/start", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(show_vm(&c, "fresh").await["state"], "running");
+    assert_eq!(listed_vm(&c, "fresh").await["state"], "running");
+
+    // Migration: the destination resumes the guest only after being asked three times.
+    dst.state.lock().unwrap().behaviour.resume_after_observes = 3;
+    let r = c
+        .call("POST", "/api/v1/vms/fresh/migrate", Some(r#"{"to":"dst"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let done = wait_migration(&c, "fresh").await;
+    assert_eq!(done["phase"], "completed", "{done:?}");
+    assert_eq!(src.vm_state(id), None, "source released the VM");
+    for vm in [show_vm(&c, "fresh").await, listed_vm(&c, "fresh").await] {
+        assert_eq!(vm["host"], "dst", "{vm:?}");
+        assert_eq!(vm["state"], "running", "{vm:?}");
+        assert!(vm["uptime_s"].as_u64().unwrap() > 0, "{vm:?}");
+    }
+    let asked = dst
+        .state
+        .lock()
+        .unwrap()
+        .commands
+        .iter()
+        .filter(|c| *c == "ObserveVm")
+        .count();
+    assert!(asked >= 4, "the destination was asked {asked} times");
+
+    let r = c.call("DELETE", "/api/v1/vms/fresh", None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    c.shutdown().await;
+}
+
+async fn show_vm(c: &TestConsole, name: &str) -> serde_json::Value {
+    c.call("GET", &format!("/api/v1/vms/{name}"), None)
+        .await
+        .body
+}
+
+async fn listed_vm(c: &TestConsole, name: &str) -> serde_json::Value {
+    let body = c.call("GET", "/api/v1/vms", None).await.body;
+    body.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+        .unwrap()
 }

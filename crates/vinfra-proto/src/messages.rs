@@ -106,6 +106,22 @@ pub enum AgentCommand {
     AbortIncoming { id: Uuid },
     /// The last `max_bytes` of the VM's serial console. Replies [`CommandReply::Console`].
     ConsoleLog { id: Uuid, max_bytes: u64 },
+    /// The VM's current state, read now (not from the last report). Replies `Vm`.
+    ObserveVm { id: Uuid },
+}
+
+impl AgentCommand {
+    /// True for commands that may change a VM's state (or remove it): after one, the agent sends a
+    /// fresh [`AgentMessage::Report`] before its [`AgentMessage::Response`], so the console's
+    /// observed state is never older than the command.
+    pub fn changes_vm_state(&self) -> bool {
+        !matches!(
+            self,
+            AgentCommand::MigrationStatus { .. }
+                | AgentCommand::ConsoleLog { .. }
+                | AgentCommand::ObserveVm { .. }
+        )
+    }
 }
 
 /// Tuning applied to an outgoing migration.
@@ -152,6 +168,16 @@ pub struct MigrationStatus {
     pub total_time_ms: u64,
     pub downtime_ms: Option<u64>,
     pub error: Option<String>,
+}
+
+impl MigrationStatus {
+    /// True once QEMU says the migration is over: `completed`, `failed` or `cancelled`.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.qemu_status.as_str(),
+            "completed" | "failed" | "cancelled"
+        )
+    }
 }
 
 /// Why an agent could not carry out a command.

@@ -102,16 +102,25 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         push("-append".into());
         push(cmdline.clone());
     }
-    for d in &l.disks {
+    // Each disk is a virtio-blk device of its own; without a kernel the first disk gets
+    // `bootindex=1`, so the firmware (SeaBIOS) boots it.
+    for (i, d) in l.disks.iter().enumerate() {
         let cache = match d.cache {
             CacheMode::None => "none",
             CacheMode::Writeback => "writeback",
         };
         push("-drive".into());
         push(format!(
-            "if=virtio,format=qcow2,file={},cache={cache}",
+            "if=none,id=drive{i},format=qcow2,file={},cache={cache}",
             esc_path(&d.path)
         ));
+        push("-device".into());
+        let boot = if i == 0 && l.kernel.is_none() {
+            ",bootindex=1"
+        } else {
+            ""
+        };
+        push(format!("virtio-blk-pci,drive=drive{i},id=disk{i}{boot}"));
     }
     push("-device".into());
     push("virtio-balloon-pci,id=balloon0".into());
@@ -177,6 +186,15 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("-append console=ttyS0"), "{joined}");
+        assert!(
+            joined.contains("if=none,id=drive0,format=qcow2,file=/ds/vms/x/a,,b.qcow2"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("-device virtio-blk-pci,drive=drive0,id=disk0 ")
+                && !joined.contains("bootindex"),
+            "a kernel boot gives no disk a boot index: {joined}"
+        );
         assert!(joined.ends_with("-incoming defer"), "{joined}");
         assert!(!joined.contains("-cpu host"));
         let mut l = launch();
@@ -190,5 +208,10 @@ mod tests {
         let joined = joined.join(" ");
         assert!(joined.contains("accel=kvm -cpu host"));
         assert!(!joined.contains("-incoming") && !joined.contains("-kernel"));
+        // Booting from disk: the first disk carries the boot index.
+        assert!(
+            joined.contains("-device virtio-blk-pci,drive=drive0,id=disk0,bootindex=1"),
+            "{joined}"
+        );
     }
 }

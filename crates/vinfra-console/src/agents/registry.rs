@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use vinfra_proto::{AgentCommand, AgentError, CommandReply, ConsoleMessage, HostReport};
-use vinfra_types::HostStatus;
+use vinfra_types::{HostStatus, VmObserved};
 
 /// A host counts as disconnected when no report arrived for this long.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -166,6 +166,18 @@ impl AgentRegistry {
         }
     }
 
+    /// Applies what a command's answer says about the host's VMs to its latest report at once,
+    /// without waiting for the next one: the observed state is then never older than a command
+    /// the console saw answered. The report's arrival time is left alone (it is not a heartbeat).
+    fn apply_vm(&self, host: &str, change: impl FnOnce(&mut Vec<VmObserved>)) {
+        let mut inner = self.lock();
+        if let Some(o) = inner.observed.get_mut(host) {
+            let mut report = HostReport::clone(&o.report);
+            change(&mut report.vms);
+            o.report = Arc::new(report);
+        }
+    }
+
     /// Removes a connection (if it is still the current one for the host).
     pub fn disconnect(&self, host: &str, conn_id: u64) {
         let removed = {
@@ -257,6 +269,12 @@ impl AgentRegistry {
         let lost = || RequestError::ConnectionLost {
             host: host.to_string(),
         };
+        let removes = match &command {
+            AgentCommand::DeleteVm { id, .. }
+            | AgentCommand::FinishMigrationSource { id }
+            | AgentCommand::AbortIncoming { id } => Some(*id),
+            _ => None,
+        };
         let msg = ConsoleMessage::Request { id, command };
         let result = tokio::time::timeout(timeout, async {
             tx.send(msg).await.map_err(|_| lost())?;
@@ -264,7 +282,21 @@ impl AgentRegistry {
         })
         .await;
         match result {
-            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Ok(reply))) => {
+                match (&reply, removes) {
+                    (CommandReply::Vm { vm }, _) => {
+                        self.apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
+                            Some(v) => *v = vm.clone(),
+                            None => vms.push(vm.clone()),
+                        })
+                    }
+                    (CommandReply::Done, Some(gone)) => {
+                        self.apply_vm(host, |vms| vms.retain(|v| v.id != gone));
+                    }
+                    _ => {}
+                }
+                Ok(reply)
+            }
             Ok(Ok(Err(source))) => Err(RequestError::Agent {
                 host: host.to_string(),
                 source,

@@ -13,8 +13,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use utoipa::OpenApi;
+use axum::Router;
 
 use crate::core::Console;
 use problem::ApiError;
@@ -56,10 +55,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(console.clone(), auth));
     Router::new()
-        .route(
-            "/api/openapi.json",
-            get(|| async { Json(openapi::ApiDoc::openapi()) }),
-        )
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .nest("/api/v1", v1)
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::Method })

@@ -1,7 +1,13 @@
-//! The OpenAPI document, generated from the handlers and the `vinfra-types` schemas.
+//! The OpenAPI document, generated from the handlers and the `vinfra-types` schemas. A copy is
+//! kept in `docs/openapi.json`; a console test fails when the two differ.
 
+use axum::Json;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+use vinfra_types::api::PROBLEM_JSON;
 
 use super::routes;
 
@@ -22,17 +28,116 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What an error status means, with the problem kinds (`type` `/problems/<kind>`) it carries.
+fn problem_description(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "400" => "invalid-request: malformed body or query, unknown field, bad name, value out of range",
+        "401" => "unauthorized: missing or wrong bearer token",
+        "404" => "not-found: no such VM or host",
+        "409" => {
+            "conflict, insufficient-capacity or host-unavailable: busy VM (an operation or a \
+             migration in progress), wrong state, name taken, no host fits, VM live on another host"
+        }
+        "413" => "too-large: request body larger than 1 MiB",
+        "500" => "internal: store or PKI failure",
+        "502" => "agent-error or agent-connection-lost: the host's agent refused, or the connection broke",
+        "503" => "host-disconnected: the host's agent is not connected",
+        "504" => "agent-timeout: the host's agent did not answer in time",
+        _ => return None,
+    })
+}
+
+/// Documents every error an operation can answer as RFC 9457 problem+json: 401 and 500 on
+/// every operation, 400 and 404 where a `{name}` is in the path, 400 and 413 where a body is
+/// read, 400 where a query is; and gives every error response (also those declared on the
+/// handler) the `application/problem+json` content and its description.
+struct ProblemResponses;
+
+impl ProblemResponses {
+    fn fix(op: &mut Operation) {
+        let params = op.parameters.as_deref().unwrap_or_default();
+        let has_name = params
+            .iter()
+            .any(|p| p.name == "name" && matches!(p.parameter_in, ParameterIn::Path));
+        let has_query = params
+            .iter()
+            .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+        let has_body = op.request_body.is_some();
+        let mut add = vec!["401", "500"];
+        if has_name {
+            add.extend(["400", "404"]);
+        }
+        if has_body {
+            add.extend(["400", "413"]);
+        }
+        if has_query {
+            add.push("400");
+        }
+        for status in add {
+            op.responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| RefOr::T(ResponseBuilder::new().build()));
+        }
+        for (status, response) in op.responses.responses.iter_mut() {
+            let Some(description) = problem_description(status) else {
+                continue;
+            };
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            *response = RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(PROBLEM_JSON, content)
+                    .build(),
+            );
+        }
+    }
+}
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // The document itself needs no token and reads nothing.
+                if op.operation_id.as_deref() == Some("openapi_json") {
+                    continue;
+                }
+                Self::fix(op);
+            }
+        }
+    }
+}
+
+/// This document (no token needed).
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
 /// The console's REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vinfra console API", description = "Hosts, VMs, placement and live migration."),
+    info(title = "vinfra console API", description = "Hosts, VMs, placement and live migration. \
+        Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
         routes::list_hosts, routes::show_host, routes::update_host, routes::delete_host,
         routes::get_settings, routes::put_settings, routes::create_join_token, routes::rotate_token,
         routes::list_vms, routes::create_vm, routes::show_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
-        routes::console_log, routes::list_events,
+        routes::console_log, routes::list_events, openapi_json,
     ),
     components(schemas(
         vinfra_types::Problem, vinfra_types::HostSummary, vinfra_types::HostStatus, vinfra_types::HostCapacity,
@@ -45,6 +150,6 @@ impl Modify for BearerAuth {
         vinfra_types::api::UpdateHostRequest, vinfra_types::api::JoinTokenResponse,
         vinfra_types::api::TokenResponse, vinfra_types::api::ConsoleLog, vinfra_types::api::Event,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
 )]
 pub struct ApiDoc;

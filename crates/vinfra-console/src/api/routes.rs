@@ -57,21 +57,24 @@ pub struct ConsoleQuery {
     pub bytes: Option<u64>,
 }
 
+/// Every host with its capacity, allocation, usage and connection status.
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
-    responses((status = 200, body = [HostSummary]), (status = 401, body = Problem)))]
+    responses((status = 200, description = "all hosts", body = [HostSummary])))]
 pub async fn list_hosts(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::ListHosts).await
 }
 
-#[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path)),
-    responses((status = 200, body = HostSummary), (status = 404, body = Problem)))]
+/// One host.
+#[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
+    responses((status = 200, description = "the host", body = HostSummary)))]
 pub async fn show_host(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
     run(&c, Command::ShowHost { name }).await
 }
 
-#[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path)),
+/// Sets or removes (`null`) the host's ratio override, or its maintenance flag.
+#[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     request_body = UpdateHostRequest,
-    responses((status = 200, body = HostSummary), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, description = "the updated host", body = HostSummary), (status = 409, body = Problem)))]
 pub async fn update_host(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -80,20 +83,23 @@ pub async fn update_host(
     run(&c, Command::UpdateHost { name, update }).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Removes a host that has no VMs; its open connection is closed.
+#[utoipa::path(delete, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
+    responses((status = 204, description = "removed"), (status = 409, body = Problem)))]
 pub async fn delete_host(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
     run(&c, Command::DeleteHost { name }).await
 }
 
+/// The cluster settings.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "cluster",
-    responses((status = 200, body = ClusterSettings)))]
+    responses((status = 200, description = "the settings", body = ClusterSettings)))]
 pub async fn get_settings(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::GetSettings).await
 }
 
+/// Replaces the cluster settings.
 #[utoipa::path(put, path = "/api/v1/settings", tag = "cluster", request_body = ClusterSettings,
-    responses((status = 200, body = ClusterSettings), (status = 400, body = Problem)))]
+    responses((status = 200, description = "the stored settings", body = ClusterSettings)))]
 pub async fn put_settings(
     State(c): Shared,
     ApiJson(settings): ApiJson<ClusterSettings>,
@@ -101,26 +107,31 @@ pub async fn put_settings(
     run(&c, Command::PutSettings { settings }).await
 }
 
+/// A one-time join token for a new host, valid 24 h.
 #[utoipa::path(post, path = "/api/v1/join-tokens", tag = "cluster",
-    responses((status = 201, body = JoinTokenResponse)))]
+    responses((status = 201, description = "a new join token", body = JoinTokenResponse)))]
 pub async fn create_join_token(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::CreateJoinToken).await
 }
 
+/// Replaces the API token; the old one stops working at once.
 #[utoipa::path(post, path = "/api/v1/token/rotate", tag = "cluster",
-    responses((status = 200, body = TokenResponse)))]
+    responses((status = 200, description = "the new API token", body = TokenResponse)))]
 pub async fn rotate_token(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::RotateToken).await
 }
 
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", responses((status = 200, body = [VmSummary])))]
+/// Every VM with its desired and observed state.
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
+    responses((status = 200, description = "all VMs", body = [VmSummary])))]
 pub async fn list_vms(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::ListVms).await
 }
 
+/// Places and creates a VM (and starts it unless `start` is false).
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmRequest,
-    responses((status = 201, body = VmSummary), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 201, description = "the created VM", body = VmSummary), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn create_vm(
     State(c): Shared,
     ApiJson(request): ApiJson<CreateVmRequest>,
@@ -128,14 +139,16 @@ pub async fn create_vm(
     run(&c, Command::CreateVm { request }).await
 }
 
-#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path)),
-    responses((status = 200, body = VmSummary), (status = 404, body = Problem)))]
+/// One VM.
+#[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the VM", body = VmSummary)))]
 pub async fn show_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
     run(&c, Command::ShowVm { name }).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path), ForceQuery),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Stops the VM and deletes it with its disks.
+#[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name"), ForceQuery),
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_vm(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -151,15 +164,17 @@ pub async fn delete_vm(
     .await
 }
 
-#[utoipa::path(post, path = "/api/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path)),
-    responses((status = 200, body = VmSummary), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Starts a stopped VM on its host.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn start_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
     run(&c, Command::StartVm { name }).await
 }
 
-#[utoipa::path(post, path = "/api/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path)),
-    request_body(content = Option<StopVmRequest>),
-    responses((status = 200, body = VmSummary), (status = 404, body = Problem)))]
+/// Stops a VM: ACPI power-off, then kill after `timeout_s`; at once with `force`.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    request_body(content = Option<StopVmRequest>, description = "optional; an empty body stops gracefully with the default timeout"),
+    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn stop_vm(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -168,15 +183,18 @@ pub async fn stop_vm(
     run(&c, Command::StopVm { name, request }).await
 }
 
-#[utoipa::path(post, path = "/api/v1/vms/{name}/reboot", tag = "vms", params(("name" = String, Path)),
-    responses((status = 200, body = VmSummary), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Resets a running VM.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/reboot", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn reboot_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
     run(&c, Command::RebootVm { name }).await
 }
 
-#[utoipa::path(post, path = "/api/v1/vms/{name}/migrate", tag = "migration", params(("name" = String, Path)),
-    request_body(content = Option<MigrateVmRequest>),
-    responses((status = 202, body = MigrationProgress), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Starts a live migration (to the host in `to`, else one placement picks); follow it with
+/// `GET /api/v1/vms/{name}/migration`.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/migrate", tag = "migration", params(("name" = String, Path, description = "VM name")),
+    request_body(content = Option<MigrateVmRequest>, description = "optional; an empty body lets placement pick the destination"),
+    responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 409, body = Problem)))]
 pub async fn migrate_vm(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -185,8 +203,9 @@ pub async fn migrate_vm(
     run(&c, Command::MigrateVm { name, request }).await
 }
 
-#[utoipa::path(get, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path)),
-    responses((status = 200, body = MigrationProgress), (status = 404, body = Problem)))]
+/// Progress of the VM's current or last migration.
+#[utoipa::path(get, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the progress", body = MigrationProgress)))]
 pub async fn show_migration(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -194,8 +213,9 @@ pub async fn show_migration(
     run(&c, Command::ShowMigration { name }).await
 }
 
-#[utoipa::path(delete, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path)),
-    responses((status = 200, body = MigrationProgress), (status = 404, body = Problem), (status = 409, body = Problem)))]
+/// Cancels the running migration and waits (up to 30 s) for it to end.
+#[utoipa::path(delete, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the final progress", body = MigrationProgress), (status = 409, body = Problem)))]
 pub async fn cancel_migration(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -203,8 +223,9 @@ pub async fn cancel_migration(
     run(&c, Command::CancelMigration { name }).await
 }
 
-#[utoipa::path(get, path = "/api/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path), ConsoleQuery),
-    responses((status = 200, body = ConsoleLog), (status = 400, body = Problem), (status = 404, body = Problem)))]
+/// The tail of the VM's serial console.
+#[utoipa::path(get, path = "/api/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path, description = "VM name"), ConsoleQuery),
+    responses((status = 200, description = "the console text", body = ConsoleLog), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn console_log(
     State(c): Shared,
     NamePath(name): NamePath,
@@ -220,7 +241,9 @@ pub async fn console_log(
     .await
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "cluster", responses((status = 200, body = [Event])))]
+/// The last 1000 events, oldest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "cluster",
+    responses((status = 200, description = "the events", body = [Event])))]
 pub async fn list_events(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::ListEvents).await
 }

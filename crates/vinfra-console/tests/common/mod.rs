@@ -168,6 +168,24 @@ pub struct Behaviour {
     pub fail_migration: bool,
     /// Number of "active" answers before the final one.
     pub active_polls: u32,
+    /// After the switchover, how many `ObserveVm` answers still show the incoming VM waiting
+    /// (QEMU resumes the destination a moment after the source completes).
+    pub resume_after_observes: u32,
+}
+
+/// VMs whose migration stream completed, wherever they went: the fake "QEMU" of a destination
+/// runs a VM it waits for once its id is here (ids are unique, so tests do not interfere).
+static SWITCHED_OVER: Mutex<std::collections::BTreeSet<Uuid>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// Incoming VMs whose guest arrived run now.
+fn resume_arrived(state: &mut FakeState) {
+    let switched = SWITCHED_OVER.lock().unwrap();
+    for (id, (_, s)) in state.vms.iter_mut() {
+        if *s == PowerState::Incoming && switched.contains(id) {
+            *s = PowerState::Running;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -325,13 +343,14 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
 }
 
 fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
+    let live = matches!(state, PowerState::Running | PowerState::Paused);
     CommandReply::Vm {
         vm: VmObserved {
             id: vm.id,
             name: vm.spec.name.clone(),
             state,
-            pid: None,
-            uptime_s: 0,
+            pid: live.then_some(1000),
+            uptime_s: if live { 5 } else { 0 },
             usage: VmUsage::default(),
         },
     }
@@ -414,6 +433,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                 "completed"
             };
             if status == "completed" {
+                SWITCHED_OVER.lock().unwrap().insert(id);
                 state.completed.insert(id);
                 if let Some(v) = state.vms.get_mut(&id) {
                     v.1 = PowerState::Paused;
@@ -472,6 +492,17 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.vms.remove(&id);
             Ok(CommandReply::Done)
         }
+        AgentCommand::ObserveVm { id } => {
+            if state.behaviour.resume_after_observes > 0
+                && SWITCHED_OVER.lock().unwrap().contains(&id)
+            {
+                state.behaviour.resume_after_observes -= 1;
+            } else {
+                resume_arrived(state);
+            }
+            let v = state.vms.get(&id).ok_or(missing(id))?;
+            Ok(observed(&v.0, v.1))
+        }
         AgentCommand::ConsoleLog { id, max_bytes } => {
             state.vms.get(&id).ok_or(missing(id))?;
             let text = "login: ".repeat(100);
@@ -512,10 +543,16 @@ async fn run_agent(
                 }
             }
             _ = tick.tick() => {
-                if state.lock().unwrap().silent {
-                    continue;
-                }
-                let r = report(&host, capacity, &state.lock().unwrap());
+                let r = {
+                    let mut st = state.lock().unwrap();
+                    if st.silent {
+                        continue;
+                    }
+                    if st.behaviour.resume_after_observes == 0 {
+                        resume_arrived(&mut st);
+                    }
+                    report(&host, capacity, &st)
+                };
                 if tx.send(&AgentMessage::Report { report: r }).await.is_err() {
                     return;
                 }
