@@ -926,11 +926,17 @@ impl Console {
         rec: &VmRecord,
         observed: &HashMap<String, (HostStatus, Arc<vinfra_proto::HostReport>)>,
     ) -> VmSummary {
-        let seen: Option<&VmObserved> = match observed.get(&rec.host) {
+        let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
+        let seen = match observed.get(&rec.host) {
             Some((HostStatus::Connected, report)) => report.vms.iter().find(|v| v.id == rec.id),
             _ => None,
         };
-        let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
+        Self::merge_summary(rec, connected, seen)
+    }
+
+    /// A VM record merged with what its host last reported (`connected`: the host is; `seen`: its
+    /// report lists the VM).
+    fn merge_summary(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSummary {
         let (state, uptime_s, usage) = match (connected, seen) {
             (false, _) => (PowerState::Unknown, 0, VmUsage::default()),
             (true, None) => (PowerState::Stopped, 0, VmUsage::default()),
@@ -969,24 +975,7 @@ impl Console {
                 let rec = &v.value;
                 let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
                 let seen = by_id.get(&(rec.host.as_str(), rec.id)).copied();
-                let (state, uptime_s, usage) = match (connected, seen) {
-                    (false, _) => (PowerState::Unknown, 0, VmUsage::default()),
-                    (true, None) => (PowerState::Stopped, 0, VmUsage::default()),
-                    (true, Some(o)) => (o.state, o.uptime_s, o.usage.clone()),
-                };
-                VmSummary {
-                    id: rec.id,
-                    name: rec.spec.name.clone(),
-                    vcpus: rec.spec.vcpus,
-                    memory_mib: rec.spec.memory_mib,
-                    host: rec.host.clone(),
-                    desired: rec.desired.power_state(),
-                    state,
-                    uptime_s,
-                    usage,
-                    spec: rec.spec.clone(),
-                    created_at: rec.created_at,
-                }
+                Self::merge_summary(rec, connected, seen)
             })
             .collect()
     }
