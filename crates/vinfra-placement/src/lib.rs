@@ -10,7 +10,36 @@
 //! - [`Cluster`]: the same decision from an ordered index, for placing many VMs at scale;
 //!   it keeps the allocation up to date as VMs are placed ([`Cluster::place_and_commit`]) and
 //!   removed ([`Cluster::release`]).
+//!
+//! Balancing and rule-aware placement share one cluster model:
+//!
+//! - [`model`]: [`ClusterModel`] (hosts, running VMs with allocation and measured demand, rules,
+//!   traffic matrix) and its validation.
+//! - [`rules`]: affinity, anti-affinity, run-on and not-on rules, must or should; contradictory
+//!   rule sets are refused.
+//! - [`imbalance`]: normalized host load and the imbalance measure.
+//! - [`traffic`]: cross-host east-west traffic.
+//! - [`balance()`]: a migration [`Plan`] whose every [`Move`] says why; [`greedy`]: a plain greedy
+//!   balancer to compare with.
+//! - [`placer`]: initial placement under rules ([`place_with_rules`], [`RulePlacer`]).
 #![deny(unsafe_code)]
+
+pub mod balance;
+pub mod greedy;
+pub mod imbalance;
+pub mod model;
+pub mod placer;
+pub mod rules;
+mod state;
+pub mod traffic;
+
+pub use balance::{
+    balance, BalanceConfig, BalanceError, Gain, LevelParams, Move, Plan, Reason, RecentMove,
+    RuleViolation, Violations,
+};
+pub use model::{ClusterModel, Flow, HostModel, ModelError, VmModel};
+pub use placer::{place_with_rules, RulePlacementError, RulePlacer};
+pub use rules::{Rule, RuleError, RuleKind, Strength};
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeSet, HashMap};
@@ -381,6 +410,12 @@ impl Cluster {
             .ok_or_else(|| PlacementError::UnknownHost {
                 host: name.to_owned(),
             })
+    }
+
+    /// Indexes (into [`Cluster::hosts`]) of the eligible hosts, best spreading choice first
+    /// (most free memory, then most free vCPUs, then name).
+    pub(crate) fn spread_order(&self) -> impl Iterator<Item = usize> + '_ {
+        self.index.iter().rev().map(|&(_, _, Reverse(i))| i)
     }
 
     /// The index of the host [`place`] would pick, if any fits.

@@ -1,0 +1,151 @@
+//! The cluster as balancing and rule-aware placement see it: hosts, running VMs, rules and the
+//! VM-to-VM traffic matrix. Plain data; [`ClusterModel::validate`] checks it, and every entry point
+//! that takes a model ([`crate::balance::balance`], [`crate::placer::RulePlacer`]) validates first.
+
+use vinfra_types::{AllocationRatios, HostCapacity};
+
+use crate::balance::Violations;
+use crate::rules::{Rule, RuleError};
+use crate::state::State;
+use crate::traffic;
+use crate::Eligibility;
+
+/// A host: capacity, ratios in force, and whether it may run and receive VMs.
+///
+/// [`Eligibility::Maintenance`] hosts are evacuated by the balancer; [`Eligibility::Disconnected`]
+/// hosts keep their VMs (nothing can be migrated off an unreachable agent) and receive none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostModel {
+    pub name: String,
+    pub capacity: HostCapacity,
+    pub ratios: AllocationRatios,
+    pub eligible: Eligibility,
+}
+
+impl HostModel {
+    /// `floor(cores × cpu ratio)`, as [`crate::HostInput::allocatable_vcpus`].
+    pub fn allocatable_vcpus(&self) -> u32 {
+        (f64::from(self.capacity.cores) * self.ratios.cpu).floor() as u32
+    }
+
+    /// `floor(memory × memory ratio)`, MiB, as [`crate::HostInput::allocatable_memory_mib`].
+    pub fn allocatable_memory_mib(&self) -> u64 {
+        (self.capacity.memory_mib as f64 * self.ratios.memory).floor() as u64
+    }
+}
+
+/// A running VM: where it is, what it was given (allocation) and what it uses (demand).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmModel {
+    pub name: String,
+    /// Name of the host it runs on.
+    pub host: String,
+    /// Allocated vCPUs (count against the host's allocatable vCPUs).
+    pub vcpus: u32,
+    /// Allocated memory, MiB (counts against the host's allocatable memory; the amount a live
+    /// migration copies).
+    pub memory_mib: u64,
+    /// Measured CPU demand, in cores.
+    pub cpu_demand: f64,
+    /// Measured memory demand, MiB.
+    pub memory_demand_mib: u64,
+}
+
+/// East-west traffic between two VMs (both directions together), bytes per second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub a: String,
+    pub b: String,
+    pub bytes_per_s: u64,
+}
+
+/// Everything the balancer and rule-aware placement know about a cluster.
+///
+/// Rules may name VMs that are not in `vms` (stopped or not created yet): such members are
+/// ignored until they run. Flows must name running VMs; several flows for the same pair add up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterModel {
+    pub hosts: Vec<HostModel>,
+    pub vms: Vec<VmModel>,
+    pub rules: Vec<Rule>,
+    pub traffic: Vec<Flow>,
+}
+
+/// Why a [`ClusterModel`] is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// Two hosts carry the same name.
+    #[error("host {host} is listed twice")]
+    DuplicateHost { host: String },
+    /// Two VMs carry the same name.
+    #[error("VM '{vm}' is listed twice")]
+    DuplicateVm { vm: String },
+    /// A VM runs on a host the model does not list.
+    #[error("VM '{vm}' runs on host {host}, which is not in the model")]
+    UnknownHost { vm: String, host: String },
+    /// A host has no capacity or invalid ratios.
+    #[error("host {host} is invalid: {why}")]
+    InvalidHost { host: String, why: String },
+    /// A VM has no allocation or a nonsensical demand.
+    #[error("VM '{vm}' is invalid: {why}")]
+    InvalidVm { vm: String, why: String },
+    /// The named VM is not in the model.
+    #[error("VM '{vm}' is not in the model")]
+    UnknownVm { vm: String },
+    /// A flow names a VM that is not running.
+    #[error("traffic names VM '{vm}', which is not in the model")]
+    UnknownFlowVm { vm: String },
+    /// A flow goes from a VM to itself.
+    #[error("traffic from VM '{vm}' to itself is meaningless")]
+    SelfFlow { vm: String },
+    /// The rules are invalid or contradict each other.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+}
+
+impl ClusterModel {
+    /// Checks names, numbers and rules (contradictory rules are refused, see [`RuleError`]).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        State::new(self).map(|_| ())
+    }
+
+    /// Normalized load of every host, in model order (see [`crate::imbalance`]); hosts that are not
+    /// connected count too.
+    pub fn host_loads(&self) -> Result<Vec<f64>, ModelError> {
+        let s = State::new(self)?;
+        Ok((0..self.hosts.len()).map(|h| s.load(h)).collect())
+    }
+
+    /// Imbalance: standard deviation of the loads of hosts that are connected and not in
+    /// maintenance (see [`crate::imbalance`]).
+    pub fn imbalance(&self) -> Result<f64, ModelError> {
+        Ok(State::new(self)?.imbalance())
+    }
+
+    /// Traffic between VMs on different hosts, bytes/s (see [`crate::traffic`]).
+    pub fn cross_host_traffic(&self) -> Result<u64, ModelError> {
+        Ok(traffic::cross_host(&State::new(self)?))
+    }
+
+    /// Broken rules, hosts allocated beyond capacity, VMs on hosts in maintenance.
+    pub fn violations(&self) -> Result<Violations, ModelError> {
+        Ok(State::new(self)?.violations())
+    }
+
+    /// Moves `vm` to `host` in the model (the record a completed migration leaves).
+    pub fn move_vm(&mut self, vm: &str, host: &str) -> Result<(), ModelError> {
+        if !self.hosts.iter().any(|h| h.name == host) {
+            return Err(ModelError::UnknownHost {
+                vm: vm.to_owned(),
+                host: host.to_owned(),
+            });
+        }
+        match self.vms.iter_mut().find(|v| v.name == vm) {
+            Some(v) => {
+                v.host = host.to_owned();
+                Ok(())
+            }
+            None => Err(ModelError::UnknownVm { vm: vm.to_owned() }),
+        }
+    }
+}

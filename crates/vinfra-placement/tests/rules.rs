@@ -1,0 +1,265 @@
+//! Rule validation and placement under rules.
+
+mod common;
+
+use common::*;
+use vinfra_placement::{
+    balance, place, place_with_rules, BalanceConfig, BalanceError, ClusterModel, Eligibility,
+    HostInput, ModelError, Request, Rule, RuleError, RulePlacementError, RulePlacer, Strength,
+};
+
+fn small() -> ClusterModel {
+    model(
+        hosts(3),
+        vec![
+            vm("a", "h0", 2, 4, 0.5),
+            vm("b", "h1", 2, 4, 0.5),
+            vm("c", "h2", 2, 4, 0.5),
+        ],
+    )
+}
+
+fn refused(rules: Vec<Rule>) -> RuleError {
+    let mut m = small();
+    m.rules = rules;
+    match m.validate() {
+        Err(ModelError::Rule(e)) => {
+            // The balancer refuses the same model with the same error.
+            assert_eq!(
+                balance(&m, &BalanceConfig::default()).unwrap_err(),
+                BalanceError::Model(ModelError::Rule(e.clone()))
+            );
+            e
+        }
+        other => panic!("expected a rule error, got {other:?}"),
+    }
+}
+
+#[test]
+fn contradictory_rules_are_refused_with_a_clear_error() {
+    use Strength::*;
+    let e = refused(vec![
+        Rule::affinity("together", Must, &["a", "b"]),
+        Rule::anti_affinity("apart", Must, &["b", "a"]),
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "rules contradict each other: must-affinity 'together' keeps VMs 'a' and 'b' on one host, \
+         must-anti-affinity 'apart' keeps them apart"
+    );
+    // Through a chain of affinity rules, and with a VM that does not run yet.
+    let e = refused(vec![
+        Rule::affinity("ab", Must, &["a", "b"]),
+        Rule::affinity("b-new", Must, &["b", "new"]),
+        Rule::anti_affinity("apart", Must, &["new", "a"]),
+    ]);
+    assert!(matches!(e, RuleError::TogetherAndApart { .. }), "{e}");
+    assert!(e.to_string().contains("'ab', 'b-new'"), "{e}");
+
+    let e = refused(vec![
+        Rule::run_on("on-h0", Must, &["a"], &["h0"]),
+        Rule::not_on("not-h0", Must, &["a"], &["h0", "h2"]),
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "must rules 'on-h0', 'not-h0' leave VM 'a' no host to run on"
+    );
+
+    let e = refused(vec![
+        Rule::affinity("pair", Must, &["a", "b"]),
+        Rule::run_on("a-h0", Must, &["a"], &["h0"]),
+        Rule::run_on("b-h1", Must, &["b"], &["h1", "h2"]),
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "must-affinity 'pair' keeps VMs 'a', 'b' on one host, but must host rules allow them no common host"
+    );
+
+    let mut m = small();
+    for v in &mut m.vms {
+        v.memory_mib = 40 * GIB;
+    }
+    m.rules = vec![Rule::affinity("big", Must, &["a", "b"])];
+    let Err(ModelError::Rule(e)) = m.validate() else {
+        panic!("accepted")
+    };
+    assert!(matches!(e, RuleError::GroupTooLarge { memory_mib, .. } if memory_mib == 80 * GIB));
+
+    let e = refused(vec![Rule::anti_affinity(
+        "wide",
+        Must,
+        &["a", "b", "c", "d"],
+    )]);
+    assert_eq!(
+        e.to_string(),
+        "must-anti-affinity 'wide' needs 4 different hosts, the cluster has 3"
+    );
+}
+
+#[test]
+fn malformed_rules_are_refused() {
+    use Strength::*;
+    assert!(matches!(
+        refused(vec![Rule::affinity("x", Should, &["a", "a"])]),
+        RuleError::EmptyRule { .. }
+    ));
+    assert!(matches!(
+        refused(vec![Rule::run_on("x", Must, &["a"], &[])]),
+        RuleError::EmptyRule { .. }
+    ));
+    assert!(matches!(
+        refused(vec![Rule::run_on("x", Must, &["a"], &["h9"])]),
+        RuleError::UnknownHost { .. }
+    ));
+    assert!(matches!(
+        refused(vec![
+            Rule::affinity("x", Should, &["a", "b"]),
+            Rule::anti_affinity("x", Should, &["a", "c"])
+        ]),
+        RuleError::DuplicateRule { .. }
+    ));
+}
+
+#[test]
+fn should_rules_may_contradict() {
+    // Soft rules are weighed, not refused.
+    let mut m = small();
+    m.rules = vec![
+        Rule::affinity("together", Strength::Should, &["a", "b"]),
+        Rule::anti_affinity("apart", Strength::Should, &["a", "b"]),
+    ];
+    m.validate().unwrap();
+}
+
+#[test]
+fn invalid_models_are_refused() {
+    let mut m = small();
+    m.vms[1].host = "nowhere".into();
+    assert!(matches!(m.validate(), Err(ModelError::UnknownHost { .. })));
+    let mut m = small();
+    m.vms[1].name = "a".into();
+    assert!(matches!(m.validate(), Err(ModelError::DuplicateVm { .. })));
+    let mut m = small();
+    m.vms[1].cpu_demand = f64::NAN;
+    assert!(matches!(m.validate(), Err(ModelError::InvalidVm { .. })));
+    let mut m = small();
+    m.hosts[0].capacity.cores = 0;
+    assert!(matches!(m.validate(), Err(ModelError::InvalidHost { .. })));
+    let mut m = small();
+    m.hosts[0].ratios.cpu = -1.0;
+    assert!(matches!(m.validate(), Err(ModelError::InvalidHost { .. })));
+    let mut m = small();
+    m.traffic = vec![flow("a", "zz", 1)];
+    assert!(matches!(
+        m.validate(),
+        Err(ModelError::UnknownFlowVm { .. })
+    ));
+    m.traffic = vec![flow("a", "a", 1)];
+    assert!(matches!(m.validate(), Err(ModelError::SelfFlow { .. })));
+}
+
+fn req(name: &str, vcpus: u32, gib: u64) -> Request {
+    Request {
+        vm: name.into(),
+        vcpus,
+        memory_mib: gib * GIB,
+    }
+}
+
+#[test]
+fn placement_without_rules_is_plain_placement() {
+    let mut m = small();
+    m.vms.push(vm("d", "h0", 8, 30, 1.0));
+    m.hosts[2].eligible = Eligibility::Maintenance;
+    let inputs: Vec<HostInput> = m
+        .hosts
+        .iter()
+        .map(|h| HostInput {
+            name: h.name.clone(),
+            capacity: h.capacity,
+            ratios: h.ratios,
+            allocated_vcpus: m
+                .vms
+                .iter()
+                .filter(|v| v.host == h.name)
+                .map(|v| v.vcpus)
+                .sum(),
+            allocated_memory_mib: m
+                .vms
+                .iter()
+                .filter(|v| v.host == h.name)
+                .map(|v| v.memory_mib)
+                .sum(),
+            eligible: h.eligible,
+        })
+        .collect();
+    for r in [req("x", 1, 1), req("y", 4, 20), req("z", 2, 60)] {
+        assert_eq!(
+            place_with_rules(&m, &r),
+            place(&inputs, &r, None).map_err(Into::into)
+        );
+    }
+}
+
+#[test]
+fn placement_follows_must_rules_and_prefers_should_rules() {
+    use Strength::*;
+    let mut m = model(
+        hosts(5),
+        vec![vm("db1", "h0", 2, 4, 0.5), vm("app1", "h3", 2, 4, 0.5)],
+    );
+    m.rules = vec![
+        Rule::anti_affinity("dbs", Must, &["db1", "db2", "db3"]),
+        Rule::run_on(
+            "db-hosts",
+            Must,
+            &["db1", "db2", "db3"],
+            &["h0", "h1", "h2"],
+        ),
+        Rule::affinity("app-cache", Must, &["app1", "cache1"]),
+        Rule::affinity("app-near-db", Should, &["app2", "db1"]),
+        Rule::not_on("keep-off-h4", Should, &["app2"], &["h4"]),
+    ];
+    let mut p = RulePlacer::new(&m).unwrap();
+    let db2 = p.place(&req("db2", 2, 4)).unwrap().host;
+    let db3 = p.place(&req("db3", 2, 4)).unwrap().host;
+    let mut dbs = vec!["h0".to_string(), db2, db3];
+    dbs.sort();
+    assert_eq!(dbs, ["h0", "h1", "h2"]);
+    assert_eq!(p.place(&req("cache1", 1, 1)).unwrap().host, "h3");
+    assert_eq!(p.place(&req("app2", 1, 1)).unwrap().host, "h0");
+    // No fourth database host.
+    m.rules[0] = Rule::anti_affinity("dbs", Must, &["db1", "db2", "db3", "db4"]);
+    m.rules[1] = Rule::run_on(
+        "db-hosts",
+        Must,
+        &["db1", "db2", "db3", "db4"],
+        &["h0", "h1", "h2"],
+    );
+    let mut p = RulePlacer::new(&m).unwrap();
+    for n in ["db2", "db3"] {
+        p.place(&req(n, 1, 1)).unwrap();
+    }
+    let e = p.place(&req("db4", 1, 1)).unwrap_err();
+    assert!(
+        matches!(e, RulePlacementError::RulesUnsatisfiable { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("'dbs', 'db-hosts'"), "{e}");
+    assert!(matches!(
+        p.place(&req("db1", 1, 1)),
+        Err(RulePlacementError::AlreadyPlaced { .. })
+    ));
+    assert!(matches!(
+        p.place(&req("db9", 0, 1)),
+        Err(RulePlacementError::Placement(_))
+    ));
+}
+
+#[test]
+fn placement_prefers_the_should_affinity_host_only_when_it_fits() {
+    let mut m = model(hosts(3), vec![vm("a", "h0", 2, 60, 0.5)]);
+    m.rules = vec![Rule::affinity("near", Strength::Should, &["a", "b"])];
+    assert_eq!(place_with_rules(&m, &req("b", 1, 2)).unwrap().host, "h0");
+    assert_ne!(place_with_rules(&m, &req("b", 1, 8)).unwrap().host, "h0");
+}
