@@ -1,0 +1,178 @@
+//! Configuration commands, applied by the datapath thread between batches.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use super::mac_table::Location;
+use super::network::{NetworkId, NetworkKind};
+use super::port::{PortConfig, PortId};
+use crate::wire::{MacAddr, VlanId, Vni};
+
+/// Switch-wide settings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SwitchSettings {
+    /// How long a learned MAC address stays without traffic from it.
+    pub mac_ageing: Duration,
+    /// Most learned addresses per network (static entries do not count); further addresses are
+    /// flooded to, not learned.
+    pub mac_learn_limit: usize,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            mac_ageing: Duration::from_secs(300),
+            mac_learn_limit: 8192,
+        }
+    }
+}
+
+/// A change to the switch's configuration. The daemon receives these from the agent over its
+/// control socket and applies them with [`super::Switch::apply`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Command {
+    /// Adds a network.
+    AddNetwork {
+        /// Its number.
+        id: NetworkId,
+        /// Overlay (VNI) or VLAN (VID).
+        kind: NetworkKind,
+    },
+    /// Removes a network that no port uses.
+    RemoveNetwork(NetworkId),
+    /// Adds a port; an access port's network must exist.
+    AddPort(PortConfig),
+    /// Removes a port and every MAC entry pointing at it.
+    RemovePort(PortId),
+    /// Replaces the remote VTEPs that get a copy of broadcast, unknown-unicast and multicast
+    /// frames of an overlay network: the hosts with ports on it.
+    SetFloodList {
+        /// The overlay network.
+        network: NetworkId,
+        /// Remote VTEP addresses (this host's own address is skipped if listed).
+        vteps: Vec<Ipv4Addr>,
+    },
+    /// Adds or replaces a static MAC entry (a VM's MAC and the port or host it is on).
+    AddMacEntry {
+        /// The network.
+        network: NetworkId,
+        /// A unicast MAC address.
+        mac: MacAddr,
+        /// A port attached to the network, or (overlay only) a remote VTEP.
+        location: Location,
+    },
+    /// Removes a MAC entry, static or learned.
+    RemoveMacEntry {
+        /// The network.
+        network: NetworkId,
+        /// The address.
+        mac: MacAddr,
+    },
+    /// Registers an IPv4 address for ARP suppression: requests for it are answered locally.
+    AddArpEntry {
+        /// The network.
+        network: NetworkId,
+        /// The address.
+        ip: Ipv4Addr,
+        /// The unicast MAC address that owns it.
+        mac: MacAddr,
+    },
+    /// Removes an ARP suppression entry.
+    RemoveArpEntry {
+        /// The network.
+        network: NetworkId,
+        /// The address.
+        ip: Ipv4Addr,
+    },
+    /// Sets the underlay MAC to use for a remote VTEP (the VTEP's own, or the next hop's).
+    SetVtepMac {
+        /// Remote VTEP address.
+        vtep: Ipv4Addr,
+        /// Underlay destination MAC for it.
+        mac: MacAddr,
+    },
+    /// Replaces the switch-wide settings.
+    SetSettings(SwitchSettings),
+}
+
+/// Why a command was refused. A refused command changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The port number is taken.
+    #[error("{0} already exists")]
+    PortExists(PortId),
+    /// No such port.
+    #[error("{0} does not exist")]
+    NoSuchPort(PortId),
+    /// The port number is above [`PortId::MAX`].
+    #[error("{0} is above the largest port number")]
+    PortIdTooLarge(PortId),
+    /// The network number is taken.
+    #[error("{0} already exists")]
+    NetworkExists(NetworkId),
+    /// No such network.
+    #[error("{0} does not exist")]
+    NoSuchNetwork(NetworkId),
+    /// The network number is above [`NetworkId::MAX`].
+    #[error("{0} is above the largest network number")]
+    NetworkIdTooLarge(NetworkId),
+    /// Another network has this VNI.
+    #[error("VNI {vni} is used by {network}")]
+    VniInUse {
+        /// The VNI.
+        vni: Vni,
+        /// The network that has it.
+        network: NetworkId,
+    },
+    /// Another network has this VLAN ID.
+    #[error("VLAN {vid} is used by {network}")]
+    VlanInUse {
+        /// The VLAN ID.
+        vid: VlanId,
+        /// The network that has it.
+        network: NetworkId,
+    },
+    /// Ports are still attached to the network.
+    #[error("{0} still has ports")]
+    NetworkInUse(NetworkId),
+    /// The switch already has a port of this uplink kind (VXLAN uplink or VLAN trunk).
+    #[error("the switch already has a {kind} ({existing})")]
+    UplinkExists {
+        /// "VXLAN uplink" or "VLAN trunk".
+        kind: &'static str,
+        /// The existing port.
+        existing: PortId,
+    },
+    /// A MAC entry pointing at a port that is not attached to the network.
+    #[error("{port} is not attached to {network}")]
+    PortNotInNetwork {
+        /// The port.
+        port: PortId,
+        /// The network.
+        network: NetworkId,
+    },
+    /// A VTEP location or flood list for a VLAN network.
+    #[error("{0} is a VLAN network: it has no remote VTEPs")]
+    NotOverlay(NetworkId),
+    /// A group address where a unicast MAC is required.
+    #[error("{0} is not a unicast MAC address")]
+    NotUnicast(MacAddr),
+    /// An MTU below the IPv4 minimum of 68.
+    #[error("MTU {0} is below 68")]
+    MtuTooSmall(u16),
+    /// An overlay port's MTU exceeds what the VXLAN uplink can carry.
+    #[error(
+        "{port} has MTU {mtu} but the VXLAN uplink's MTU {underlay_mtu} carries at most \
+         {max} (underlay MTU - 50)"
+    )]
+    MtuExceedsOverlay {
+        /// The overlay access port.
+        port: PortId,
+        /// Its MTU.
+        mtu: u16,
+        /// The uplink's MTU.
+        underlay_mtu: u16,
+        /// The largest MTU that fits.
+        max: u16,
+    },
+}

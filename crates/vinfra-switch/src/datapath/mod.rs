@@ -1,0 +1,25 @@
+//! The forwarding core: ports, logical networks, MAC tables, flooding, ARP suppression, MTU and
+//! counters. No I/O and no clock: the daemon passes received frames and the current time in,
+//! and sends the frames the [`Switch`] writes into a [`TxBatch`].
+//!
+//! # Threading
+//! A `Switch` is owned by one datapath thread (one per worker). Configuration [`Command`]s are
+//! applied by that thread between batches, and counters are plain integers read through
+//! [`Switch::snapshot`]; nothing here is shared or locked.
+
+mod config;
+mod counters;
+mod mac_table;
+mod network;
+mod port;
+mod switch;
+mod tx;
+
+pub use crate::wire::encap::overlay_guest_mtu;
+pub use config::{Command, ConfigError, SwitchSettings};
+pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+pub use mac_table::{Location, MacEntry};
+pub use network::{NetworkId, NetworkKind};
+pub use port::{PortConfig, PortId, PortKind};
+pub use switch::Switch;
+pub use tx::{TxBatch, TxFrame};

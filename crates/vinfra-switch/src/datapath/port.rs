@@ -1,0 +1,73 @@
+//! Ports: where frames enter and leave the switch.
+
+use core::net::Ipv4Addr;
+
+use super::network::NetworkId;
+use crate::wire::MacAddr;
+
+/// A port, numbered by the control plane. Numbers index a dense table: keep them small
+/// (below [`PortId::MAX`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PortId(pub u32);
+
+impl PortId {
+    /// Largest accepted port number.
+    pub const MAX: u32 = 65_535;
+}
+
+impl core::fmt::Display for PortId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "port {}", self.0)
+    }
+}
+
+/// What a port connects to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PortKind {
+    /// A VM's vNIC, attached to one network. Carries untagged frames.
+    Vm {
+        /// The network of the vNIC.
+        network: NetworkId,
+    },
+    /// A host interface (tap), attached to one network. Carries untagged frames.
+    Host {
+        /// The network of the interface.
+        network: NetworkId,
+    },
+    /// The VXLAN uplink: full underlay frames (outer Ethernet/IPv4/UDP 4789/VXLAN) to and from
+    /// the other hosts. At most one per switch.
+    VxlanUplink {
+        /// This host's VTEP (underlay) address.
+        local_ip: Ipv4Addr,
+        /// The uplink's underlay MAC, source of encapsulated frames.
+        local_mac: MacAddr,
+        /// Underlay next hop for VTEPs without their own entry ([`super::Command::SetVtepMac`]),
+        /// e.g. a router; `None` drops frames to such VTEPs.
+        gateway_mac: Option<MacAddr>,
+    },
+    /// The 802.1Q trunk to the physical network, carrying every VLAN network tagged with its VID.
+    /// At most one per switch.
+    VlanTrunk,
+}
+
+impl PortKind {
+    /// The network of an access (VM or host) port.
+    pub const fn access_network(&self) -> Option<NetworkId> {
+        match self {
+            PortKind::Vm { network } | PortKind::Host { network } => Some(*network),
+            PortKind::VxlanUplink { .. } | PortKind::VlanTrunk => None,
+        }
+    }
+}
+
+/// A port's configuration.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PortConfig {
+    /// Port number.
+    pub id: PortId,
+    /// What it connects to.
+    pub kind: PortKind,
+    /// The IP MTU: the largest frame is this plus the Ethernet header (and the 802.1Q tag on the
+    /// trunk). Larger frames are dropped as oversized, in either direction.
+    pub mtu: u16,
+}

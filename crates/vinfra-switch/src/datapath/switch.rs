@@ -1,0 +1,886 @@
+//! The switch: classification, learning, forwarding and flooding of one batch at a time.
+
+use core::net::Ipv4Addr;
+use core::ops::Range;
+use core::time::Duration;
+
+use foldhash::HashMap;
+
+use super::config::{Command, ConfigError, SwitchSettings};
+use super::counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+use super::mac_table::{Learned, Location, MacEntry};
+use super::network::{Network, NetworkId, NetworkKind};
+use super::port::{PortConfig, PortId, PortKind};
+use super::tx::TxBatch;
+use crate::wire::encap::{self, entropy_port, Encap};
+use crate::wire::ipv4::{self, protocol, Ipv4Repr};
+use crate::wire::{arp, ethernet, udp, vlan};
+use crate::wire::{ArpOperation, ArpRepr, EtherType, EthernetRepr, MacAddr, VlanTci, Vni};
+
+/// IPv4 minimum MTU.
+const MIN_MTU: u16 = 68;
+/// Bytes an encapsulated frame's outer IP packet adds to the inner Ethernet frame.
+const OUTER_IP_OVERHEAD: usize = encap::OVERHEAD - ethernet::HEADER_LEN;
+
+#[derive(Debug)]
+struct Port {
+    config: PortConfig,
+    counters: Counters,
+}
+
+/// A frame's L2 header and payload once classified: untagged, in its network.
+#[derive(Clone, Copy)]
+struct L2<'a> {
+    dst: MacAddr,
+    src: MacAddr,
+    ethertype: EtherType,
+    payload: &'a [u8],
+}
+
+impl L2<'_> {
+    /// Length as an untagged Ethernet frame.
+    fn len(&self) -> usize {
+        ethernet::HEADER_LEN + self.payload.len()
+    }
+
+    /// Appends the frame, tagged with `tag` if given.
+    fn write(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) {
+        out.extend_from_slice(&self.dst.0);
+        out.extend_from_slice(&self.src.0);
+        if let Some(tci) = tag {
+            out.extend_from_slice(&EtherType::VLAN.0.to_be_bytes());
+            out.extend_from_slice(&tci.to_u16().to_be_bytes());
+        }
+        out.extend_from_slice(&self.ethertype.0.to_be_bytes());
+        out.extend_from_slice(self.payload);
+    }
+
+    fn entropy(&self) -> u16 {
+        let mut header = [0u8; ethernet::HEADER_LEN];
+        let (addrs, ethertype) = header.split_at_mut(12);
+        let (dst, src) = addrs.split_at_mut(6);
+        dst.copy_from_slice(&self.dst.0);
+        src.copy_from_slice(&self.src.0);
+        ethertype.copy_from_slice(&self.ethertype.0.to_be_bytes());
+        entropy_port(&header)
+    }
+}
+
+/// A classified received frame.
+struct Ingress<'a> {
+    network: NetworkId,
+    from: Location,
+    l2: L2<'a>,
+}
+
+type Refusal = (DropReason, Option<NetworkId>);
+
+/// The L2 switch of one host: ports, networks and their MAC tables, counters.
+///
+/// Owned by one datapath thread. [`Switch::process`] forwards a batch of received frames;
+/// [`Switch::apply`] changes the configuration between batches; [`Switch::expire`] removes aged
+/// MAC entries; [`Switch::snapshot`] copies the counters.
+#[derive(Debug)]
+pub struct Switch {
+    settings: SwitchSettings,
+    ports: Vec<Option<Port>>,
+    networks: Vec<Option<Network>>,
+    vnis: HashMap<Vni, NetworkId>,
+    /// VID (0..4096) to network.
+    vlans: Vec<Option<NetworkId>>,
+    uplink: Option<PortId>,
+    trunk: Option<PortId>,
+    vtep_macs: HashMap<Ipv4Addr, MacAddr>,
+    switch_drops: Drops,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new(SwitchSettings::default())
+    }
+}
+
+fn slot<T>(table: &[Option<T>], id: u32) -> Option<&T> {
+    table.get(usize::try_from(id).ok()?)?.as_ref()
+}
+
+fn slot_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> {
+    table.get_mut(usize::try_from(id).ok()?)?.as_mut()
+}
+
+fn slot_insert<T>(table: &mut Vec<Option<T>>, id: u32, value: T) {
+    let Ok(index) = usize::try_from(id) else {
+        return;
+    };
+    if table.len() <= index {
+        table.resize_with(index + 1, || None);
+    }
+    if let Some(s) = table.get_mut(index) {
+        *s = Some(value);
+    }
+}
+
+impl Switch {
+    /// An empty switch.
+    pub fn new(settings: SwitchSettings) -> Switch {
+        Switch {
+            settings,
+            ports: Vec::new(),
+            networks: Vec::new(),
+            vnis: HashMap::default(),
+            vlans: vec![None; 4096],
+            uplink: None,
+            trunk: None,
+            vtep_macs: HashMap::default(),
+            switch_drops: Drops::default(),
+        }
+    }
+
+    /// A switch with the given configuration applied in order.
+    pub fn with_commands(
+        settings: SwitchSettings,
+        commands: impl IntoIterator<Item = Command>,
+    ) -> Result<Switch, ConfigError> {
+        let mut switch = Switch::new(settings);
+        for command in commands {
+            switch.apply(command)?;
+        }
+        Ok(switch)
+    }
+
+    /// Forwards a batch of received frames, appending the frames to send to `tx` (which is not
+    /// cleared). `now` is the time on any monotonic clock; it drives MAC ageing.
+    pub fn process<'a>(
+        &mut self,
+        now: Duration,
+        rx: impl IntoIterator<Item = (PortId, &'a [u8])>,
+        tx: &mut TxBatch,
+    ) {
+        for (port, frame) in rx {
+            self.process_frame(now, port, frame, tx);
+        }
+    }
+
+    /// Forwards one received frame.
+    pub fn process_frame(
+        &mut self,
+        now: Duration,
+        in_port: PortId,
+        frame: &[u8],
+        tx: &mut TxBatch,
+    ) {
+        let Some(port) = slot_mut(&mut self.ports, in_port.0) else {
+            self.switch_drops.add(DropReason::NoPort);
+            return;
+        };
+        port.counters.rx(frame.len());
+        let mtu = usize::from(port.config.mtu);
+        let classified = match port.config.kind {
+            PortKind::Vm { network } | PortKind::Host { network } => {
+                match classify_access(frame, mtu) {
+                    Ok(l2) => Ok(Ingress {
+                        network,
+                        from: Location::Port(in_port),
+                        l2,
+                    }),
+                    // The port's network is known even when the frame is refused.
+                    Err(reason) => Err((reason, Some(network))),
+                }
+            }
+            PortKind::VlanTrunk => {
+                classify_trunk(frame, mtu, &self.vlans).map(|(network, l2)| Ingress {
+                    network,
+                    from: Location::Port(in_port),
+                    l2,
+                })
+            }
+            PortKind::VxlanUplink { local_ip, .. } => {
+                classify_underlay(frame, mtu, local_ip, &self.vnis)
+            }
+        };
+        let ingress = match classified {
+            Ok(ingress) => ingress,
+            Err((reason, network)) => {
+                port.counters.drops.add(reason);
+                if let Some(net) = network.and_then(|id| slot_mut(&mut self.networks, id.0)) {
+                    net.counters.traffic.drops.add(reason);
+                }
+                return;
+            }
+        };
+        let Some(net) = slot_mut(&mut self.networks, ingress.network.0) else {
+            port.counters.drops.add(DropReason::NoNetwork);
+            return;
+        };
+        net.counters.traffic.rx(ingress.l2.len());
+        let egress = Egress {
+            ports: &mut self.ports,
+            vtep_macs: &self.vtep_macs,
+            uplink: self.uplink,
+            trunk: self.trunk,
+        };
+        forward(&self.settings, now, net, egress, in_port, ingress, tx);
+    }
+
+    /// Removes learned MAC entries that have aged out; returns how many. Lookups already ignore
+    /// aged entries: this only frees their memory. Call it every few seconds between batches.
+    pub fn expire(&mut self, now: Duration) -> usize {
+        let ageing = self.settings.mac_ageing;
+        self.networks
+            .iter_mut()
+            .flatten()
+            .map(|n| n.macs.expire(now, ageing))
+            .sum()
+    }
+
+    /// Applies one configuration command. A refused command changes nothing.
+    pub fn apply(&mut self, command: Command) -> Result<(), ConfigError> {
+        match command {
+            Command::AddNetwork { id, kind } => self.add_network(id, kind),
+            Command::RemoveNetwork(id) => self.remove_network(id),
+            Command::AddPort(config) => self.add_port(config),
+            Command::RemovePort(id) => self.remove_port(id),
+            Command::SetFloodList { network, vteps } => {
+                let net = self.network_mut(network)?;
+                if !matches!(net.kind, NetworkKind::Overlay { .. }) {
+                    return Err(ConfigError::NotOverlay(network));
+                }
+                let mut vteps = vteps;
+                vteps.sort_unstable();
+                vteps.dedup();
+                net.flood = vteps;
+                Ok(())
+            }
+            Command::AddMacEntry {
+                network,
+                mac,
+                location,
+            } => {
+                if !mac.is_unicast() {
+                    return Err(ConfigError::NotUnicast(mac));
+                }
+                let trunk = self.trunk;
+                let net =
+                    slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
+                match (location, net.kind) {
+                    (Location::Vtep(_), NetworkKind::Vlan { .. }) => {
+                        return Err(ConfigError::NotOverlay(network));
+                    }
+                    (Location::Vtep(_), NetworkKind::Overlay { .. }) => {}
+                    (Location::Port(port), kind) => {
+                        let attached = net.ports.contains(&port)
+                            || (Some(port) == trunk && matches!(kind, NetworkKind::Vlan { .. }));
+                        if !attached {
+                            return Err(ConfigError::PortNotInNetwork { port, network });
+                        }
+                    }
+                }
+                self.network_mut(network)?.macs.set_static(mac, location);
+                Ok(())
+            }
+            Command::RemoveMacEntry { network, mac } => {
+                self.network_mut(network)?.macs.remove(&mac);
+                Ok(())
+            }
+            Command::AddArpEntry { network, ip, mac } => {
+                if !mac.is_unicast() {
+                    return Err(ConfigError::NotUnicast(mac));
+                }
+                self.network_mut(network)?.arp.insert(ip, mac);
+                Ok(())
+            }
+            Command::RemoveArpEntry { network, ip } => {
+                self.network_mut(network)?.arp.remove(&ip);
+                Ok(())
+            }
+            Command::SetVtepMac { vtep, mac } => {
+                if !mac.is_unicast() {
+                    return Err(ConfigError::NotUnicast(mac));
+                }
+                self.vtep_macs.insert(vtep, mac);
+                Ok(())
+            }
+            Command::SetSettings(settings) => {
+                self.settings = settings;
+                for net in self.networks.iter_mut().flatten() {
+                    net.macs.set_learn_limit(settings.mac_learn_limit);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn network_mut(&mut self, id: NetworkId) -> Result<&mut Network, ConfigError> {
+        slot_mut(&mut self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))
+    }
+
+    fn add_network(&mut self, id: NetworkId, kind: NetworkKind) -> Result<(), ConfigError> {
+        if id.0 > NetworkId::MAX {
+            return Err(ConfigError::NetworkIdTooLarge(id));
+        }
+        if slot(&self.networks, id.0).is_some() {
+            return Err(ConfigError::NetworkExists(id));
+        }
+        match kind {
+            NetworkKind::Overlay { vni } => {
+                if let Some(&network) = self.vnis.get(&vni) {
+                    return Err(ConfigError::VniInUse { vni, network });
+                }
+                self.vnis.insert(vni, id);
+            }
+            NetworkKind::Vlan { vid } => {
+                let entry = self.vlans.get_mut(usize::from(vid.get()));
+                if let Some(Some(network)) = entry.as_deref() {
+                    return Err(ConfigError::VlanInUse {
+                        vid,
+                        network: *network,
+                    });
+                }
+                if let Some(e) = entry {
+                    *e = Some(id);
+                }
+            }
+        }
+        slot_insert(
+            &mut self.networks,
+            id.0,
+            Network::new(kind, self.settings.mac_learn_limit),
+        );
+        Ok(())
+    }
+
+    fn remove_network(&mut self, id: NetworkId) -> Result<(), ConfigError> {
+        let net = slot(&self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))?;
+        if !net.ports.is_empty() {
+            return Err(ConfigError::NetworkInUse(id));
+        }
+        match net.kind {
+            NetworkKind::Overlay { vni } => {
+                self.vnis.remove(&vni);
+            }
+            NetworkKind::Vlan { vid } => {
+                if let Some(e) = self.vlans.get_mut(usize::from(vid.get())) {
+                    *e = None;
+                }
+            }
+        }
+        if let Some(s) = self.networks.get_mut(id.0 as usize) {
+            *s = None;
+        }
+        Ok(())
+    }
+
+    fn add_port(&mut self, config: PortConfig) -> Result<(), ConfigError> {
+        let id = config.id;
+        if id.0 > PortId::MAX {
+            return Err(ConfigError::PortIdTooLarge(id));
+        }
+        if slot(&self.ports, id.0).is_some() {
+            return Err(ConfigError::PortExists(id));
+        }
+        if config.mtu < MIN_MTU {
+            return Err(ConfigError::MtuTooSmall(config.mtu));
+        }
+        match config.kind {
+            PortKind::Vm { network } | PortKind::Host { network } => {
+                let net =
+                    slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
+                if let (NetworkKind::Overlay { .. }, Some(uplink)) =
+                    (net.kind, self.uplink_config())
+                {
+                    check_overlay_mtu(&config, uplink.mtu)?;
+                }
+                self.network_mut(network)?.ports.push(id);
+            }
+            PortKind::VxlanUplink { .. } => {
+                if let Some(existing) = self.uplink {
+                    return Err(ConfigError::UplinkExists {
+                        kind: "VXLAN uplink",
+                        existing,
+                    });
+                }
+                for port in self.ports.iter().flatten() {
+                    if let Some(network) = port.config.kind.access_network() {
+                        if matches!(
+                            slot(&self.networks, network.0).map(|n| n.kind),
+                            Some(NetworkKind::Overlay { .. })
+                        ) {
+                            check_overlay_mtu(&port.config, config.mtu)?;
+                        }
+                    }
+                }
+                self.uplink = Some(id);
+            }
+            PortKind::VlanTrunk => {
+                if let Some(existing) = self.trunk {
+                    return Err(ConfigError::UplinkExists {
+                        kind: "VLAN trunk",
+                        existing,
+                    });
+                }
+                self.trunk = Some(id);
+            }
+        }
+        slot_insert(
+            &mut self.ports,
+            id.0,
+            Port {
+                config,
+                counters: Counters::default(),
+            },
+        );
+        Ok(())
+    }
+
+    fn uplink_config(&self) -> Option<&PortConfig> {
+        self.uplink
+            .and_then(|id| slot(&self.ports, id.0))
+            .map(|p| &p.config)
+    }
+
+    fn remove_port(&mut self, id: PortId) -> Result<(), ConfigError> {
+        let port = slot(&self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
+        if let Some(network) = port.config.kind.access_network() {
+            if let Some(net) = slot_mut(&mut self.networks, network.0) {
+                net.ports.retain(|&p| p != id);
+            }
+        }
+        for net in self.networks.iter_mut().flatten() {
+            net.macs.remove_location(Location::Port(id));
+        }
+        if self.uplink == Some(id) {
+            self.uplink = None;
+        }
+        if self.trunk == Some(id) {
+            self.trunk = None;
+        }
+        if let Some(s) = self.ports.get_mut(id.0 as usize) {
+            *s = None;
+        }
+        Ok(())
+    }
+
+    /// A port's configuration.
+    pub fn port(&self, id: PortId) -> Option<PortConfig> {
+        slot(&self.ports, id.0).map(|p| p.config)
+    }
+
+    /// A port's counters.
+    pub fn port_counters(&self, id: PortId) -> Option<Counters> {
+        slot(&self.ports, id.0).map(|p| p.counters)
+    }
+
+    /// A network's counters.
+    pub fn network_counters(&self, id: NetworkId) -> Option<NetworkCounters> {
+        slot(&self.networks, id.0).map(|n| n.counters)
+    }
+
+    /// A network's MAC table (static and learned entries, aged ones included until
+    /// [`Switch::expire`]).
+    pub fn mac_entries(&self, id: NetworkId) -> Vec<(MacAddr, MacEntry)> {
+        let mut entries: Vec<_> = slot(&self.networks, id.0)
+            .map(|n| n.macs.iter().map(|(m, e)| (*m, *e)).collect())
+            .unwrap_or_default();
+        entries.sort_unstable_by_key(|(m, _)| *m);
+        entries
+    }
+
+    /// Where `mac` currently lives in a network, as forwarding would see it at `now`.
+    pub fn lookup(&self, id: NetworkId, mac: MacAddr, now: Duration) -> Option<Location> {
+        slot(&self.networks, id.0)?
+            .macs
+            .lookup(&mac, now, self.settings.mac_ageing)
+    }
+
+    /// Drops that belong to no port.
+    pub fn switch_drops(&self) -> Drops {
+        self.switch_drops
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ports: self
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| (p.config.id, p.counters))
+                .collect(),
+            networks: self
+                .networks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let id = NetworkId(u32::try_from(i).ok()?);
+                    n.as_ref().map(|n| (id, n.counters))
+                })
+                .collect(),
+            switch_drops: self.switch_drops,
+        }
+    }
+}
+
+fn check_overlay_mtu(port: &PortConfig, underlay_mtu: u16) -> Result<(), ConfigError> {
+    let max = encap::overlay_guest_mtu(underlay_mtu);
+    if port.mtu > max {
+        return Err(ConfigError::MtuExceedsOverlay {
+            port: port.id,
+            mtu: port.mtu,
+            underlay_mtu,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// Checks what the switch relies on or will act on: a unicast source, the MTU, and for ARP and
+/// IPv4 the header (IPv4 checksum included; the UDP header of unfragmented UDP).
+fn check_l2<'a>(eth: &EthernetRepr, payload: &'a [u8], mtu: usize) -> Result<L2<'a>, DropReason> {
+    if payload.len() > mtu {
+        return Err(DropReason::Oversized);
+    }
+    if eth.src.is_multicast() {
+        return Err(DropReason::BadSourceMac);
+    }
+    match eth.ethertype {
+        EtherType::IPV4 => {
+            let packet = ipv4::Packet::new_checked(payload)?;
+            let repr = Ipv4Repr::parse(&packet)?;
+            if repr.protocol == protocol::UDP && !packet.is_fragment() {
+                udp::Packet::new_checked(packet.payload())?;
+            }
+        }
+        EtherType::ARP => {
+            ArpRepr::parse(&arp::Packet::new_checked(payload)?)?;
+        }
+        _ => {}
+    }
+    Ok(L2 {
+        dst: eth.dst,
+        src: eth.src,
+        ethertype: eth.ethertype,
+        payload,
+    })
+}
+
+fn classify_access(frame: &[u8], mtu: usize) -> Result<L2<'_>, DropReason> {
+    let (eth, offset) = EthernetRepr::parse(frame)?;
+    if eth.vlan.is_some() {
+        return Err(DropReason::UnexpectedVlanTag);
+    }
+    let payload = frame.get(offset..).unwrap_or(&[]);
+    check_l2(&eth, payload, mtu)
+}
+
+fn classify_trunk<'a>(
+    frame: &'a [u8],
+    mtu: usize,
+    vlans: &[Option<NetworkId>],
+) -> Result<(NetworkId, L2<'a>), Refusal> {
+    let (eth, offset) = EthernetRepr::parse(frame).map_err(|e| (e.into(), None))?;
+    let Some(tci) = eth.vlan else {
+        return Err((DropReason::UntaggedOnTrunk, None));
+    };
+    let network = vlans
+        .get(usize::from(tci.vid))
+        .copied()
+        .flatten()
+        .ok_or((DropReason::UnknownVlan, None))?;
+    let payload = frame.get(offset..).unwrap_or(&[]);
+    let l2 = check_l2(&eth, payload, mtu).map_err(|r| (r, Some(network)))?;
+    Ok((network, l2))
+}
+
+fn classify_underlay<'a>(
+    frame: &'a [u8],
+    mtu: usize,
+    local_ip: Ipv4Addr,
+    vnis: &HashMap<Vni, NetworkId>,
+) -> Result<Ingress<'a>, Refusal> {
+    if frame.len().saturating_sub(ethernet::HEADER_LEN) > mtu {
+        return Err((DropReason::Oversized, None));
+    }
+    let decap = encap::decapsulate(frame).map_err(|e| (e.into(), None))?;
+    if decap.dst_ip != local_ip {
+        return Err((DropReason::WrongVtep, None));
+    }
+    let network = *vnis.get(&decap.vni).ok_or((DropReason::UnknownVni, None))?;
+    let refuse = |r: DropReason| (r, Some(network));
+    let (eth, offset) = EthernetRepr::parse(decap.inner).map_err(|e| match e {
+        crate::wire::Error::Truncated(_) => refuse(DropReason::TruncatedHeader),
+        other => refuse(other.into()),
+    })?;
+    if eth.vlan.is_some() {
+        return Err(refuse(DropReason::UnexpectedVlanTag));
+    }
+    let payload = decap.inner.get(offset..).unwrap_or(&[]);
+    // The underlay MTU already bounds the inner frame.
+    let l2 = check_l2(&eth, payload, usize::MAX).map_err(refuse)?;
+    Ok(Ingress {
+        network,
+        from: Location::Vtep(decap.src_ip),
+        l2,
+    })
+}
+
+/// What forwarding needs from the switch besides the network.
+struct Egress<'s> {
+    ports: &'s mut [Option<Port>],
+    vtep_macs: &'s HashMap<Ipv4Addr, MacAddr>,
+    uplink: Option<PortId>,
+    trunk: Option<PortId>,
+}
+
+/// Sends copies of one frame in one network.
+struct Sender<'s, 'f> {
+    egress: Egress<'s>,
+    counters: &'s mut NetworkCounters,
+    kind: NetworkKind,
+    tx: &'s mut TxBatch,
+    l2: L2<'f>,
+    /// Bytes of the untagged copy, once written.
+    untagged: Option<Range<usize>>,
+}
+
+impl Sender<'_, '_> {
+    fn drop_at(&mut self, port: PortId, reason: DropReason) {
+        if let Some(p) = slot_mut(self.egress.ports, port.0) {
+            p.counters.drops.add(reason);
+        }
+        self.counters.traffic.drops.add(reason);
+    }
+
+    /// Sends the frame out of an access port or the trunk.
+    fn send_port(&mut self, id: PortId) {
+        let Some(port) = slot_mut(self.egress.ports, id.0) else {
+            return;
+        };
+        let tag = match (port.config.kind, self.kind) {
+            (PortKind::Vm { .. } | PortKind::Host { .. }, _) => None,
+            (PortKind::VlanTrunk, NetworkKind::Vlan { vid }) => Some(VlanTci::for_vid(vid)),
+            // Overlay frames never go to the trunk, nor anything to the uplink as a port.
+            (PortKind::VlanTrunk, NetworkKind::Overlay { .. })
+            | (PortKind::VxlanUplink { .. }, _) => return,
+        };
+        if self.l2.payload.len() > usize::from(port.config.mtu) {
+            port.counters.drops.add(DropReason::Oversized);
+            self.counters.traffic.drops.add(DropReason::Oversized);
+            return;
+        }
+        let len = self.l2.len() + if tag.is_some() { vlan::HEADER_LEN } else { 0 };
+        match (tag, &self.untagged) {
+            (None, Some(range)) => self.tx.push_again(id, range.clone()),
+            (None, None) => {
+                let l2 = self.l2;
+                let range = self.tx.push_with(id, None, |out| {
+                    l2.write(out, None);
+                    true
+                });
+                self.untagged = range;
+            }
+            (Some(tci), _) => {
+                let l2 = self.l2;
+                self.tx.push_with(id, None, |out| {
+                    l2.write(out, Some(tci));
+                    true
+                });
+            }
+        }
+        port.counters.tx(len);
+        self.counters.traffic.tx(len);
+    }
+
+    /// Sends the frame encapsulated to a remote VTEP.
+    fn send_vtep(&mut self, vtep: Ipv4Addr) {
+        let NetworkKind::Overlay { vni } = self.kind else {
+            return;
+        };
+        let Some(uplink_id) = self.egress.uplink else {
+            self.counters.traffic.drops.add(DropReason::NoUplink);
+            return;
+        };
+        let Some(uplink) = slot_mut(self.egress.ports, uplink_id.0) else {
+            return;
+        };
+        let PortKind::VxlanUplink {
+            local_ip,
+            local_mac,
+            gateway_mac,
+        } = uplink.config.kind
+        else {
+            return;
+        };
+        if vtep == local_ip {
+            return;
+        }
+        let Some(dst_mac) = self.egress.vtep_macs.get(&vtep).copied().or(gateway_mac) else {
+            self.drop_at(uplink_id, DropReason::NoVtepMac);
+            return;
+        };
+        let inner_len = self.l2.len();
+        if inner_len + OUTER_IP_OVERHEAD > usize::from(uplink.config.mtu) {
+            self.drop_at(uplink_id, DropReason::Oversized);
+            return;
+        }
+        let header = Encap {
+            src_mac: local_mac,
+            dst_mac,
+            src_ip: local_ip,
+            dst_ip: vtep,
+            src_port: self.l2.entropy(),
+            vni,
+        };
+        let l2 = self.l2;
+        let pushed = self.tx.push_with(uplink_id, Some(vtep), |out| {
+            let start = out.len();
+            out.resize(start + encap::OVERHEAD, 0);
+            let ok = out
+                .get_mut(start..)
+                .is_some_and(|h| header.emit_headers(h, inner_len).is_ok());
+            l2.write(out, None);
+            ok
+        });
+        if pushed.is_some() {
+            uplink.counters.tx(inner_len + encap::OVERHEAD);
+            self.counters.traffic.tx(inner_len);
+        }
+    }
+}
+
+/// Learns the source, answers ARP for registered addresses, forwards known unicast and floods
+/// the rest.
+fn forward(
+    settings: &SwitchSettings,
+    now: Duration,
+    net: &mut Network,
+    egress: Egress<'_>,
+    in_port: PortId,
+    ingress: Ingress<'_>,
+    tx: &mut TxBatch,
+) {
+    let Network {
+        kind,
+        macs,
+        flood,
+        ports: members,
+        arp,
+        counters,
+    } = net;
+    let kind = *kind;
+    let l2 = ingress.l2;
+    let from_vtep = matches!(ingress.from, Location::Vtep(_));
+
+    if macs.learn(l2.src, ingress.from, now) == Learned::Full {
+        counters.learning_refused += 1;
+    }
+
+    if !from_vtep && l2.ethertype == EtherType::ARP && l2.dst.is_multicast() {
+        if let Some(reply) = arp_reply(arp, &l2) {
+            counters.arp_suppressed += 1;
+            let reply_l2 = L2 {
+                dst: l2.src,
+                src: reply.source_hardware_addr,
+                ethertype: EtherType::ARP,
+                payload: &[],
+            };
+            let mut payload = [0u8; arp::PACKET_LEN];
+            if reply
+                .emit(&mut arp::Packet::new_unchecked(&mut payload[..]))
+                .is_ok()
+            {
+                let mut sender = Sender {
+                    egress,
+                    counters,
+                    kind,
+                    tx,
+                    l2: L2 {
+                        payload: &payload,
+                        ..reply_l2
+                    },
+                    untagged: None,
+                };
+                sender.send_port(in_port);
+            }
+            return;
+        }
+    }
+
+    let mut sender = Sender {
+        egress,
+        counters,
+        kind,
+        tx,
+        l2,
+        untagged: None,
+    };
+
+    if l2.dst.is_unicast() {
+        match macs.lookup(&l2.dst, now, settings.mac_ageing) {
+            Some(Location::Port(port)) if port == in_port => {
+                sender.drop_at(in_port, DropReason::SamePort);
+                return;
+            }
+            Some(Location::Port(port)) => {
+                sender.send_port(port);
+                return;
+            }
+            Some(Location::Vtep(_)) if from_vtep => {
+                sender.drop_at(in_port, DropReason::SplitHorizon);
+                return;
+            }
+            Some(Location::Vtep(vtep)) => {
+                sender.send_vtep(vtep);
+                return;
+            }
+            None => {}
+        }
+    }
+
+    // Broadcast, multicast or unknown unicast: every other local port of the network, then
+    // the remote hosts of the network (unless the frame came from one: split horizon) or the
+    // trunk.
+    sender.counters.flooded += 1;
+    for &port in members.iter() {
+        if port != in_port {
+            sender.send_port(port);
+        }
+    }
+    match kind {
+        NetworkKind::Overlay { .. } => {
+            if !from_vtep {
+                for &vtep in flood.iter() {
+                    sender.send_vtep(vtep);
+                }
+            }
+        }
+        NetworkKind::Vlan { .. } => {
+            if let Some(trunk) = sender.egress.trunk {
+                if trunk != in_port {
+                    sender.send_port(trunk);
+                }
+            }
+        }
+    }
+}
+
+/// The reply to an ARP request for a registered address, unless the request is gratuitous or
+/// comes from the address's owner (duplicate address detection).
+fn arp_reply(table: &HashMap<Ipv4Addr, MacAddr>, l2: &L2<'_>) -> Option<ArpRepr> {
+    let request = ArpRepr::parse(&arp::Packet::new_checked(l2.payload).ok()?).ok()?;
+    if request.operation != ArpOperation::Request
+        || request.source_protocol_addr == request.target_protocol_addr
+    {
+        return None;
+    }
+    let owner = *table.get(&request.target_protocol_addr)?;
+    if owner == request.source_hardware_addr {
+        return None;
+    }
+    Some(ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: owner,
+        source_protocol_addr: request.target_protocol_addr,
+        target_hardware_addr: request.source_hardware_addr,
+        target_protocol_addr: request.source_protocol_addr,
+    })
+}

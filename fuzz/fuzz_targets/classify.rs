@@ -1,0 +1,192 @@
+//! Arbitrary bytes as frames from every port kind into a configured switch, and into every wire
+//! parser. Nothing may panic; every frame sent must fit its port's MTU.
+#![no_main]
+
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use vinfra_switch::datapath::{
+    Command, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    SwitchSettings, TxBatch,
+};
+use vinfra_switch::wire::{self, arp, ethernet, ipv4, udp, vlan, vxlan};
+use vinfra_switch::wire::{
+    ArpRepr, EthernetRepr, Ipv4Repr, MacAddr, UdpRepr, VlanId, Vni, VxlanRepr,
+};
+
+const UPLINK: PortId = PortId(100);
+const TRUNK: PortId = PortId(101);
+/// Port number, and the largest frame it may send.
+const PORTS: [(PortId, usize); 6] = [
+    (PortId(1), 1450 + 14),
+    (PortId(2), 1450 + 14),
+    (PortId(3), 1500 + 14),
+    (UPLINK, 1500 + 14),
+    (TRUNK, 1500 + 18),
+    (PortId(7), 0), // not a port
+];
+
+fn configured() -> Switch {
+    let local = Ipv4Addr::new(192, 0, 2, 1);
+    let mac = |b| MacAddr([0x52, 0x54, 0, 0, 0, b]);
+    let commands = vec![
+        Command::SetSettings(SwitchSettings {
+            mac_ageing: Duration::from_secs(5),
+            mac_learn_limit: 64,
+        }),
+        Command::AddNetwork {
+            id: NetworkId(1),
+            kind: NetworkKind::Overlay {
+                vni: Vni::new(5001).unwrap(),
+            },
+        },
+        Command::AddNetwork {
+            id: NetworkId(2),
+            kind: NetworkKind::Vlan {
+                vid: VlanId::new(100).unwrap(),
+            },
+        },
+        Command::AddPort(PortConfig {
+            id: UPLINK,
+            kind: PortKind::VxlanUplink {
+                local_ip: local,
+                local_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 0xfe])),
+            },
+            mtu: 1500,
+        }),
+        Command::AddPort(PortConfig {
+            id: TRUNK,
+            kind: PortKind::VlanTrunk,
+            mtu: 1500,
+        }),
+        Command::AddPort(PortConfig {
+            id: PortId(1),
+            kind: PortKind::Vm {
+                network: NetworkId(1),
+            },
+            mtu: 1450,
+        }),
+        Command::AddPort(PortConfig {
+            id: PortId(2),
+            kind: PortKind::Host {
+                network: NetworkId(1),
+            },
+            mtu: 1450,
+        }),
+        Command::AddPort(PortConfig {
+            id: PortId(3),
+            kind: PortKind::Vm {
+                network: NetworkId(2),
+            },
+            mtu: 1500,
+        }),
+        Command::SetFloodList {
+            network: NetworkId(1),
+            vteps: vec![
+                local,
+                Ipv4Addr::new(192, 0, 2, 2),
+                Ipv4Addr::new(192, 0, 2, 3),
+            ],
+        },
+        Command::AddMacEntry {
+            network: NetworkId(1),
+            mac: mac(1),
+            location: Location::Port(PortId(1)),
+        },
+        Command::AddMacEntry {
+            network: NetworkId(1),
+            mac: mac(9),
+            location: Location::Vtep(Ipv4Addr::new(192, 0, 2, 2)),
+        },
+        Command::AddArpEntry {
+            network: NetworkId(1),
+            ip: Ipv4Addr::new(10, 0, 0, 9),
+            mac: mac(9),
+        },
+        Command::AddArpEntry {
+            network: NetworkId(2),
+            ip: Ipv4Addr::new(10, 0, 0, 3),
+            mac: mac(3),
+        },
+    ];
+    Switch::with_commands(SwitchSettings::default(), commands).unwrap()
+}
+
+static STATE: Mutex<Option<(Switch, TxBatch, u64)>> = Mutex::new(None);
+
+fn parsers(data: &[u8]) {
+    let _ = EthernetRepr::parse(data);
+    if let Ok(f) = ethernet::Frame::new_checked(data) {
+        let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.payload());
+    }
+    if let Ok(t) = vlan::Packet::new_checked(data) {
+        let _ = (t.tci(), t.ethertype(), t.payload());
+    }
+    if let Ok(p) = arp::Packet::new_checked(data) {
+        let _ = ArpRepr::parse(&p);
+    }
+    if let Ok(p) = ipv4::Packet::new_checked(data) {
+        let _ = (Ipv4Repr::parse(&p), p.payload());
+    }
+    if let Ok(p) = udp::Packet::new_checked(data) {
+        let _ = (
+            UdpRepr::parse(&p),
+            p.payload(),
+            p.verify_checksum(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST),
+        );
+    }
+    if let Ok(p) = vxlan::Packet::new_checked(data) {
+        let _ = (VxlanRepr::parse(&p), p.payload());
+    }
+    if let Ok(d) = wire::decapsulate(data) {
+        assert!(d.inner.len() <= data.len());
+    }
+    // Unchecked views on any buffer must not panic either.
+    let _ = ipv4::Packet::new_unchecked(data).payload();
+    let _ = udp::Packet::new_unchecked(data).payload();
+    let _ = ethernet::Frame::new_unchecked(data).payload();
+}
+
+fuzz_target!(|data: &[u8]| {
+    parsers(data);
+    let Some((&selector, frame)) = data.split_first() else {
+        return;
+    };
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let (switch, tx, clock) = guard.get_or_insert_with(|| (configured(), TxBatch::new(), 0));
+    // A persistent switch, so learning and ageing state carries across inputs.
+    *clock += 1;
+    let now = Duration::from_millis(*clock * 100);
+    let (port, _) = PORTS[usize::from(selector) % PORTS.len()];
+    tx.clear();
+    switch.process(now, [(port, frame)], tx);
+    for (out, bytes) in tx.iter() {
+        let (_, max) = PORTS
+            .iter()
+            .find(|(p, _)| *p == out.port)
+            .expect("sent to a real port");
+        assert!(
+            bytes.len() <= *max,
+            "{} bytes to {:?}",
+            bytes.len(),
+            out.port
+        );
+        if out.port == UPLINK {
+            let d = wire::decapsulate(bytes).expect("the switch emits valid VXLAN");
+            assert_eq!(Some(d.dst_ip), out.vtep);
+        }
+        if out.port == port {
+            // Only the switch's own ARP replies go back where the request came from.
+            let (eth, offset) = EthernetRepr::parse(bytes).expect("valid reply");
+            assert_eq!(eth.ethertype, wire::EtherType::ARP);
+            let reply = ArpRepr::parse(&arp::Packet::new_checked(&bytes[offset..]).expect("room"));
+            assert_eq!(reply.map(|r| r.operation), Ok(wire::ArpOperation::Reply));
+        }
+    }
+    if selector & 0x80 != 0 {
+        switch.expire(now);
+    }
+});

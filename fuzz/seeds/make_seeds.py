@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Writes the seed inputs of the `classify` fuzz target (valid frames for each port kind).
+
+The first byte of an input selects the ingress port (see PORTS in fuzz_targets/classify.rs):
+0 VM port on the overlay, 2 VM port on VLAN 100, 3 VXLAN uplink, 4 VLAN trunk.
+"""
+import os
+import struct
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "classify")
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def mac(b):
+    return bytes([0x52, 0x54, 0, 0, 0, b])
+
+
+def ipv4(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, bytes(src), bytes(dst))
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + payload
+
+
+def eth(dst, src, ethertype, payload, vid=None):
+    tag = struct.pack("!HH", 0x8100, vid) if vid is not None else b""
+    return dst + src + tag + struct.pack("!H", ethertype) + payload
+
+
+def arp(op, sha, spa, tha, tpa):
+    return struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + sha + bytes(spa) + tha + bytes(tpa)
+
+
+def udp(sport, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def vxlan(vni, inner):
+    return struct.pack("!B3sI", 0x08, b"\0\0\0", vni << 8) + inner
+
+
+BCAST = b"\xff" * 6
+ip1, ip2, ip9 = [10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 9]
+req = eth(BCAST, mac(1), 0x0806, arp(1, mac(1), ip1, b"\0" * 6, ip9))
+ping = eth(mac(9), mac(1), 0x0800, ipv4(ip1, ip9, 1, b"\x08\0\0\0" + bytes(32)))
+dgram = eth(mac(2), mac(1), 0x0800, ipv4(ip1, ip2, 17, udp(5000, 6000, b"hello")))
+outer = lambda inner, vni=5001: eth(  # noqa: E731
+    bytes([2, 0, 0, 0, 0, 1]), bytes([2, 0, 0, 0, 0, 2]), 0x0800,
+    ipv4([192, 0, 2, 2], [192, 0, 2, 1], 17, udp(50000, 4789, vxlan(vni, inner))))
+seeds = {
+    "vm_arp_request": b"\0" + req,
+    "vm_ping": b"\0" + ping,
+    "vm_udp": b"\0" + dgram,
+    "vlan_vm_arp": b"\2" + eth(BCAST, mac(3), 0x0806, arp(1, mac(3), [10, 0, 0, 4], b"\0" * 6, [10, 0, 0, 3])),
+    "uplink_arp": b"\3" + outer(eth(BCAST, mac(8), 0x0806, arp(1, mac(8), [10, 0, 0, 8], b"\0" * 6, ip1))),
+    "uplink_udp": b"\3" + outer(eth(mac(1), mac(8), 0x0800, ipv4([10, 0, 0, 8], ip1, 17, udp(1, 2, b"x")))),
+    "uplink_unknown_vni": b"\3" + outer(ping, vni=77),
+    "trunk_arp": b"\4" + eth(BCAST, mac(50), 0x0806, arp(1, mac(50), [10, 0, 0, 50], b"\0" * 6, [10, 0, 0, 3]), vid=100),
+    "trunk_ping": b"\4" + eth(mac(3), mac(50), 0x0800, ipv4([10, 0, 0, 50], [10, 0, 0, 3], 1, bytes(40)), vid=100),
+}
+os.makedirs(HERE, exist_ok=True)
+for name, data in seeds.items():
+    with open(os.path.join(HERE, name), "wb") as f:
+        f.write(data)
