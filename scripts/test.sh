@@ -36,6 +36,19 @@ step "unit tests" cargo test --workspace --lib --bins
 step "doc tests" cargo test --workspace --doc
 step "integration tests" timeout --signal=KILL 3000 cargo test --workspace --test '*' -- --test-threads=1
 
+# A bounded run of the switch's frame fuzzer (libFuzzer through cargo-fuzz, on the nightly toolchain).
+if cargo +nightly --version >/dev/null 2>&1; then
+    if ! command -v cargo-fuzz >/dev/null; then
+        step "install cargo-fuzz" cargo install cargo-fuzz --locked
+    fi
+    # libFuzzer reports every new coverage point: keep its log in a file, show the end.
+    step "fuzz classify (60 s)" bash -c 'cd fuzz && mkdir -p corpus/classify && rc=0 &&
+        { cargo +nightly fuzz run classify corpus/classify seeds/classify -- -max_total_time=60 \
+            >../target/fuzz-classify.log 2>&1 || rc=$?; } && tail -n 4 ../target/fuzz-classify.log && exit $rc'
+else
+    echo "nightly toolchain missing: fuzz step skipped"
+fi
+
 # Labs the integration tests left behind if they were killed (their roots are /tmp/vinfra-lab-NAME).
 for root in /tmp/vinfra-lab-*; do
     [[ -d $root && -x target/debug/vinfra ]] || continue
