@@ -1,0 +1,252 @@
+//! The outputs of a simulation: `metrics.csv`, `metrics.json`, `moves.json`, `plot.svg`, and the
+//! summary table printed by `vinfra sim`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use vinfra_placement::LevelParams;
+
+use crate::engine::{simulate, BalancerKind, MoveRecord, Run};
+use crate::plot;
+use crate::scenario::Scenario;
+use crate::SimError;
+
+/// Every run of one scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub seed: u64,
+    pub steps: u32,
+    pub step_minutes: u32,
+    pub level: u8,
+    /// The level's target imbalance (`null` at level 1, which only fixes hard violations).
+    pub target_imbalance: Option<f64>,
+    pub hysteresis_minutes: u32,
+    pub runs: Vec<Run>,
+}
+
+/// One line of `moves.json`.
+#[derive(Serialize)]
+struct MoveLine<'a> {
+    balancer: &'static str,
+    #[serde(flatten)]
+    mv: &'a MoveRecord,
+}
+
+impl Report {
+    /// Runs each balancer of `kinds` (in order, duplicates skipped) over `scenario`.
+    pub fn run(scenario: &Scenario, kinds: &[BalancerKind]) -> Result<Report, SimError> {
+        let mut runs: Vec<Run> = Vec::new();
+        for &k in kinds {
+            if runs.iter().all(|r| r.balancer != k) {
+                runs.push(simulate(scenario, k)?);
+            }
+        }
+        let target = LevelParams::for_level(scenario.balancer.level)
+            .ok()
+            .map(|p| p.target_imbalance)
+            .filter(|t| t.is_finite());
+        Ok(Report {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            seed: scenario.seed,
+            steps: scenario.steps,
+            step_minutes: scenario.step_minutes,
+            level: scenario.balancer.level,
+            target_imbalance: target,
+            hysteresis_minutes: scenario.balancer.hysteresis_minutes,
+            runs,
+        })
+    }
+
+    /// The run of `kind`, if it ran.
+    pub fn run_of(&self, kind: BalancerKind) -> Option<&Run> {
+        self.runs.iter().find(|r| r.balancer == kind)
+    }
+
+    /// `metrics.json`: the settings, and per balancer its summary and per-step metrics.
+    pub fn metrics_json(&self) -> String {
+        #[derive(Serialize)]
+        struct RunLine<'a> {
+            balancer: BalancerKind,
+            summary: &'a crate::engine::Summary,
+            steps: &'a [crate::engine::StepMetrics],
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            scenario: &'a str,
+            description: &'a str,
+            seed: u64,
+            steps: u32,
+            step_minutes: u32,
+            level: u8,
+            target_imbalance: Option<f64>,
+            hysteresis_minutes: u32,
+            runs: Vec<RunLine<'a>>,
+        }
+        let doc = Doc {
+            scenario: &self.scenario,
+            description: &self.description,
+            seed: self.seed,
+            steps: self.steps,
+            step_minutes: self.step_minutes,
+            level: self.level,
+            target_imbalance: self.target_imbalance,
+            hysteresis_minutes: self.hysteresis_minutes,
+            runs: self
+                .runs
+                .iter()
+                .map(|r| RunLine {
+                    balancer: r.balancer,
+                    summary: &r.summary,
+                    steps: &r.steps,
+                })
+                .collect(),
+        };
+        json(&doc)
+    }
+
+    /// `moves.json`: every move of every balancer, in order, with its explanation.
+    pub fn moves_json(&self) -> String {
+        let lines: Vec<MoveLine> = self
+            .runs
+            .iter()
+            .flat_map(|r| {
+                r.moves.iter().map(|mv| MoveLine {
+                    balancer: r.balancer.name(),
+                    mv,
+                })
+            })
+            .collect();
+        json(&lines)
+    }
+
+    /// `metrics.csv`: one row per balancer and step.
+    pub fn metrics_csv(&self) -> String {
+        let mut out = String::from(
+            "balancer,step,minute,vms,imbalance,max_host_load,migrations,migrations_total,\
+             must_violations,should_violations,over_capacity_hosts,cross_host_traffic,\
+             vms_on_maintenance\n",
+        );
+        for r in &self.runs {
+            for s in &r.steps {
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{}",
+                    r.balancer.name(),
+                    s.step,
+                    s.minute,
+                    s.vms,
+                    s.imbalance,
+                    s.max_host_load,
+                    s.migrations,
+                    s.migrations_total,
+                    s.must_violations,
+                    s.should_violations,
+                    s.over_capacity_hosts,
+                    s.cross_host_traffic,
+                    s.vms_on_maintenance
+                );
+            }
+        }
+        out
+    }
+
+    /// `plot.svg`.
+    pub fn plot_svg(&self) -> String {
+        plot::svg(self)
+    }
+
+    /// Writes the four files into `dir` (created if missing).
+    pub fn write(&self, dir: &Path) -> Result<(), SimError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SimError::Write { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        for (name, text) in [
+            ("metrics.csv", self.metrics_csv()),
+            ("metrics.json", self.metrics_json()),
+            ("moves.json", self.moves_json()),
+            ("plot.svg", self.plot_svg()),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// The summary table: per balancer, migrations, imbalance, rule violations, traffic.
+    pub fn summary_table(&self) -> String {
+        let header = [
+            "balancer",
+            "migrations",
+            "imbalance start→end",
+            "must-rule VMs max/end",
+            "should-rule VMs start→end",
+            "hosts over cap. max",
+            "VMs on maint. end",
+            "cross-host MiB/s start→end",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+        for r in &self.runs {
+            let s = &r.summary;
+            rows.push(vec![
+                r.balancer.name().to_owned(),
+                s.migrations.to_string(),
+                format!("{:.4}→{:.4}", s.initial_imbalance, s.final_imbalance),
+                format!("{}/{}", s.max_must_violations, s.final_must_violations),
+                format!(
+                    "{}→{}",
+                    s.initial_should_violations, s.final_should_violations
+                ),
+                s.max_over_capacity_hosts.to_string(),
+                s.final_vms_on_maintenance.to_string(),
+                format!(
+                    "{:.1}→{:.1}",
+                    mib(s.initial_cross_host_traffic),
+                    mib(s.final_cross_host_traffic)
+                ),
+            ]);
+        }
+        let widths: Vec<usize> = (0..header.len())
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for (i, row) in rows.iter().enumerate() {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(c, (cell, &w))| {
+                    let pad = w - cell.chars().count();
+                    if c == 0 {
+                        format!("{cell}{}", " ".repeat(pad))
+                    } else {
+                        format!("{}{cell}", " ".repeat(pad))
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+            if i == 0 {
+                let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+                let _ = writeln!(out, "{}", "-".repeat(total));
+            }
+        }
+        out
+    }
+}
+
+/// Bytes/s in MiB/s.
+pub fn mib(bytes_per_s: u64) -> f64 {
+    bytes_per_s as f64 / (1024.0 * 1024.0)
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    // Plain data with string keys: serialization cannot fail.
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
