@@ -14,7 +14,9 @@
 #     "vinfra.ip=ADDR/PREFIX" is given, and prints "VINFRA-COUNTER <n> <uptime> <wall clock, s>"
 #     every 0.5 s (parsers read fields 1 and 2; more fields may be appended);
 #   - with "vinfra.dirty=MIB" also keeps rewriting a MIB-MiB file on a tmpfs in the background, at
-#     the lowest priority (renice 19), so that live migration sees a guest that dirties memory.
+#     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
+#   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
+#     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN".
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -167,11 +169,13 @@ cmdline=$(cat /proc/cmdline)
 probe=0
 ip=
 dirty=
+burn=0
 for arg in $cmdline; do
     case $arg in
     vinfra.probe=1) probe=1 ;;
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
+    vinfra.burn=1) burn=1 ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -194,6 +198,10 @@ case $dirty in
     echo "VINFRA-GUEST DIRTY $dirty MiB"
     ;;
 esac
+if [ "$burn" = 1 ]; then
+    sh -c 'while :; do :; done' &
+    echo "VINFRA-GUEST BURN"
+fi
 n=0
 while true; do
     n=$((n + 1))

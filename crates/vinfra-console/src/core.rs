@@ -19,12 +19,14 @@ use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
+use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::{
     AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage, MigrationProgress,
     PowerState, VmObserved, VmSummary, VmUsage,
 };
 
 use crate::agents::{AgentRegistry, RequestError};
+use crate::balancing;
 use crate::migration::ActiveMigration;
 use crate::store_keys::{
     self as keys, now_s, ApiTokenRecord, Desired, HostRecord, JoinTokenRecord, RecordError,
@@ -96,6 +98,22 @@ pub enum Command {
     ConsoleLog { name: String, bytes: Option<u64> },
     /// The event history, oldest first.
     ListEvents,
+    /// Every placement rule.
+    ListRules,
+    /// Create a placement rule (refused when it contradicts the others).
+    CreateRule { rule: PlacementRule },
+    /// One placement rule.
+    ShowRule { name: String },
+    /// Delete a placement rule.
+    DeleteRule { name: String },
+    /// The balancer's status.
+    DrsStatus,
+    /// Run a balancing pass now.
+    DrsRun,
+    /// The recommendations waiting (manual mode).
+    ListRecommendations,
+    /// Start the migration a recommendation proposes.
+    ApplyRecommendation { id: u64 },
 }
 
 /// What a command returns.
@@ -115,6 +133,12 @@ pub enum Reply {
     MigrationStarted(MigrationProgress),
     Console(ConsoleLog),
     Events(Vec<Event>),
+    Rules(Vec<PlacementRule>),
+    Rule(PlacementRule),
+    /// A rule was created.
+    RuleCreated(PlacementRule),
+    Drs(DrsStatus),
+    Recommendations(Vec<Recommendation>),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }
@@ -131,6 +155,12 @@ pub enum CoreError {
     /// the request conflicts with the current state (409)
     #[error("{0}")]
     Conflict(String),
+    /// a rule contradicts the other rules, or must-rules leave a VM no host (409)
+    #[error("{0}")]
+    RuleConflict(String),
+    /// a rule names VMs or hosts that do not exist (422)
+    #[error("{0}")]
+    InvalidRule(String),
     /// placement found no host (409, 404 for an unknown host)
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -222,6 +252,8 @@ pub struct Console {
     /// How long a migration's source may stay unreachable before the outcome is decided
     /// without it.
     pub(crate) source_lost_after: Duration,
+    /// The balancer's last pass and recommendations.
+    pub(crate) drs: crate::balancing::DrsState,
 }
 
 struct EventLog {
@@ -269,6 +301,7 @@ impl Console {
                 keys: events.into_iter().map(|kv| kv.key).collect(),
             }),
             source_lost_after: crate::migration::SOURCE_LOST_AFTER,
+            drs: crate::balancing::DrsState::default(),
         })
     }
 
@@ -345,6 +378,22 @@ impl Console {
                 Ok(Reply::Console(self.console_log(&name, bytes).await?))
             }
             Command::ListEvents => Ok(Reply::Events(self.list_events()?)),
+            Command::ListRules => Ok(Reply::Rules(balancing::rules(self)?)),
+            Command::CreateRule { rule } => Ok(Reply::RuleCreated(
+                balancing::create_rule(self, rule).await?,
+            )),
+            Command::ShowRule { name } => Ok(Reply::Rule(balancing::rule(self, &name)?)),
+            Command::DeleteRule { name } => balancing::delete_rule(self, &name)
+                .await
+                .map(|()| Reply::Done),
+            Command::DrsStatus => Ok(Reply::Drs(balancing::status(self))),
+            Command::DrsRun => Ok(Reply::Drs(balancing::run_now(self).await?)),
+            Command::ListRecommendations => {
+                Ok(Reply::Recommendations(balancing::recommendations(self)))
+            }
+            Command::ApplyRecommendation { id } => Ok(Reply::MigrationStarted(
+                balancing::apply_recommendation(self, id).await?,
+            )),
         }
     }
 
@@ -718,6 +767,7 @@ impl Console {
             r.validate().map_err(CoreError::Invalid)?;
         }
         self.host(name)?;
+        let rebalance = update.maintenance == Some(true) || update.ratios.is_some();
         let rec = self.update_host_record(name, |h| {
             if let Some(r) = update.ratios {
                 h.ratio_override = r;
@@ -734,6 +784,10 @@ impl Console {
                 rec.ratio_override, rec.maintenance
             ),
         );
+        if rebalance {
+            // An evacuation or a capacity change: balance soon.
+            self.drs.wake();
+        }
         self.show_host(name)
     }
 
@@ -877,6 +931,22 @@ impl Console {
                 settings.effective_downtime_limit_ms()
             ),
         );
+        let b = &settings.balancing;
+        self.event(
+            "settings",
+            "cluster",
+            format!(
+                "balancing {} level {} every {} s, at most {} moves per host and {} in all, \
+                 hysteresis {} min",
+                b.mode.as_str(),
+                b.level,
+                b.interval_s,
+                b.max_moves_per_host,
+                b.max_moves_total,
+                b.hysteresis_minutes
+            ),
+        );
+        self.drs.wake();
         Ok(settings)
     }
 
@@ -1030,7 +1100,7 @@ impl Console {
                 vcpus: spec.vcpus,
                 memory_mib: spec.memory_mib,
             };
-            let placed = vinfra_placement::place(&hosts, &req, request.host.as_deref())?;
+            let placed = balancing::place_new_vm(self, &hosts, &req, request.host.as_deref())?;
             let rec = VmRecord {
                 id: Uuid::new_v4(),
                 spec,

@@ -5,6 +5,8 @@
 //! - [`core`]: the [`core::Console`]: every operation, over the store and the connected agents.
 //! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections.
 //! - [`controllers`]: reconcile loops (the VM controller).
+//! - [`balancing`]: placement rules, the balancer's cluster model and its task (modes off,
+//!   manual, automatic).
 //! - [`migration`]: live-migration orchestration.
 //! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
 //! - [`store_keys`]: the store's key layout and records.
@@ -15,6 +17,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod balancing;
 pub mod controllers;
 pub mod core;
 pub mod migration;
@@ -344,6 +347,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             tracing::error!("VM controller stopped: {e}");
         }
     }));
+    tasks.push(tokio::spawn(balancing::run(
+        console.clone(),
+        console.agents().subscribe(),
+    )));
     if let Err(e) = migration::resume_all(&console) {
         tracing::error!("resuming migrations: {e}");
     }

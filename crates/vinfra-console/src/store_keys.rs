@@ -7,6 +7,7 @@
 //! | `/vinfra/settings` | [`vinfra_types::api::ClusterSettings`] |
 //! | `/vinfra/migrations/<vm>` | [`MigrationRecord`] |
 //! | `/vinfra/events/<seq, 20 digits>` | [`vinfra_types::api::Event`] |
+//! | `/vinfra/rules/<name>` | [`vinfra_types::balancing::PlacementRule`] |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
 
@@ -23,6 +24,8 @@ pub const VMS: &str = "/vinfra/vms/";
 pub const MIGRATIONS: &str = "/vinfra/migrations/";
 /// Prefix of the event history.
 pub const EVENTS: &str = "/vinfra/events/";
+/// Prefix of the placement rules.
+pub const RULES: &str = "/vinfra/rules/";
 /// Cluster settings.
 pub const SETTINGS: &str = "/vinfra/settings";
 /// Hash of the API token.
@@ -44,6 +47,9 @@ pub fn migration_key(vm: &str) -> String {
 }
 pub fn event_key(seq: u64) -> String {
     format!("{EVENTS}{seq:020}")
+}
+pub fn rule_key(name: &str) -> String {
+    format!("{RULES}{name}")
 }
 pub fn join_token_key(secret_hash: &str) -> String {
     format!("{JOIN_TOKENS}{secret_hash}")

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::balancing::BalancingSettings;
 use crate::{AllocationRatios, VmSpec};
 
 /// Media type of [`Problem`] bodies.
@@ -87,6 +88,9 @@ pub struct ClusterSettings {
     /// absent or `null`: 300.
     #[serde(default)]
     pub migration_downtime_limit_ms: Option<u64>,
+    /// Automatic load balancing; absent: off with the defaults.
+    #[serde(default)]
+    pub balancing: BalancingSettings,
 }
 
 impl ClusterSettings {
@@ -111,7 +115,7 @@ impl ClusterSettings {
                 ));
             }
         }
-        Ok(())
+        self.balancing.validate()
     }
 
     /// Migration bandwidth cap in bytes per second; 0 means unlimited.
@@ -223,6 +227,7 @@ mod tests {
             },
             migration_max_bandwidth_mib: Some(100),
             migration_downtime_limit_ms: Some(10),
+            balancing: Default::default(),
         };
         assert!(s.validate().is_ok());
         assert_eq!(s.migration_bandwidth_bytes_per_s(), 100 * 1024 * 1024);

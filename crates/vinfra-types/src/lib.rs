@@ -6,9 +6,11 @@
 //! - [`host`]: a hypervisor host's capacity, allocation ratios and usage.
 //! - [`migration`]: live-migration progress.
 //! - [`api`]: REST request/response bodies and the problem+json error body.
+//! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod balancing;
 pub mod host;
 pub mod migration;
 pub mod name;

@@ -57,6 +57,8 @@ pub enum Command {
     Console(ConsoleArgs),
     /// Run a host agent.
     Agent(AgentArgs),
+    /// Run the host's virtual switch (programmed by the agent over its control socket).
+    Switch(SwitchArgs),
     /// A whole cluster on this machine, in network namespaces (root only).
     #[command(subcommand)]
     Lab(LabCommand),
@@ -77,6 +79,14 @@ pub enum Command {
     Vm(VmCommand),
     /// The event history.
     Events,
+    /// Automatic balancing: status, settings, passes, recommendations.
+    #[command(subcommand)]
+    Drs(crate::drs::DrsCommand),
+    /// Placement rules (affinity, anti-affinity, run on, not on).
+    #[command(subcommand)]
+    Rule(crate::drs::RuleCommand),
+    /// Run the balancer on a cluster scenario file and write metrics and a plot (no console).
+    Sim(crate::sim::SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +112,19 @@ pub struct ConsoleArgs {
     /// Serve the REST API over plain HTTP (for debugging only).
     #[arg(long)]
     pub no_tls: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Control socket the agent connects to.
+    #[arg(long, default_value = "/run/vinfra/switch.sock")]
+    pub control: PathBuf,
+    /// This host's underlay (VTEP) address: opens the VXLAN uplink (UDP 4789) as port 0.
+    #[arg(long)]
+    pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// IP MTU of the underlay; overlay ports get at most this minus 50.
+    #[arg(long, default_value_t = 1500)]
+    pub underlay_mtu: u16,
 }
 
 #[derive(Debug, Args)]

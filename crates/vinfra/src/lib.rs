@@ -7,7 +7,8 @@
 //! - [`commands`]: the REST commands (`host`, `vm`, `settings`, …);
 //! - [`output`]: tables and units;
 //! - [`daemons`]: `vinfra console` and `vinfra agent`;
-//! - [`lab`]: `vinfra lab up|status|down`.
+//! - [`lab`]: `vinfra lab up|status|down`;
+//! - [`sim`]: `vinfra sim`, the cluster simulator.
 //!
 //! Errors are printed as one line, `vinfra: <message>`, and map to exit code 2 (bad usage or input,
 //! including requests the console refuses with 4xx) or 1 (anything else).
@@ -26,9 +27,11 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemons;
+pub mod drs;
 pub mod lab;
 pub mod output;
 pub mod parse;
+pub mod sim;
 
 use cli::{Cli, Command};
 
@@ -52,6 +55,9 @@ pub enum Error {
     /// The console or the agent failed.
     #[error(transparent)]
     Daemon(#[from] daemons::DaemonError),
+    /// A simulation failed (boxed: the simulator's error is large).
+    #[error(transparent)]
+    Sim(#[from] Box<vinfra_sim::SimError>),
 }
 
 impl Error {
@@ -64,6 +70,7 @@ impl Error {
             Error::Command(e) => e.is_usage(),
             Error::Lab(e) => e.is_usage(),
             Error::Daemon(_) => false,
+            Error::Sim(e) => e.is_input(),
         };
         if usage {
             EXIT_USAGE
@@ -114,6 +121,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match &cli.command {
         Command::Console(a) => daemons::console(a)?,
         Command::Agent(a) => daemons::agent(a)?,
+        Command::Switch(a) => daemons::switch(a)?,
         Command::Lab(c) => lab::run(c, out)?,
         Command::Host(c) => commands::host(&settings()?, out, c)?,
         Command::Settings(c) => commands::settings(&settings()?, out, c)?,
@@ -121,6 +129,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Token(c) => commands::token(&settings()?, out, c)?,
         Command::Vm(c) => commands::vm(settings, out, c)?,
         Command::Events => commands::events(&settings()?, out)?,
+        Command::Drs(c) => drs::drs(&settings()?, out, c)?,
+        Command::Rule(c) => drs::rule(&settings()?, out, c)?,
+        Command::Sim(a) => sim::run(a, out).map_err(Box::new)?,
     }
     Ok(())
 }

@@ -67,6 +67,22 @@ impl<S: Send + Sync> FromRequestParts<S> for NamePath {
     }
 }
 
+/// The `{id}` path segment, a decimal number (400 otherwise).
+pub struct IdPath(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("path: {e}")))?;
+        id.parse::<u64>()
+            .map(IdPath)
+            .map_err(|_| ApiError::BadRequest(format!("id must be a number, got '{id}'")))
+    }
+}
+
 /// A query string: unknown or malformed parameters are 400 problems.
 pub struct ApiQuery<T>(pub T);
 

@@ -52,6 +52,18 @@ pub fn router(console: Arc<Console>) -> Router {
         )
         .route("/vms/{name}/console", get(routes::console_log))
         .route("/events", get(routes::list_events))
+        .route("/rules", get(routes::list_rules).post(routes::create_rule))
+        .route(
+            "/rules/{name}",
+            get(routes::show_rule).delete(routes::delete_rule),
+        )
+        .route("/drs", get(routes::drs_status))
+        .route("/drs/run", post(routes::drs_run))
+        .route("/drs/recommendations", get(routes::list_recommendations))
+        .route(
+            "/drs/recommendations/{id}/apply",
+            post(routes::apply_recommendation),
+        )
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(console.clone(), auth));
     Router::new()

@@ -33,11 +33,13 @@ fn problem_description(status: &str) -> Option<&'static str> {
     Some(match status {
         "400" => "invalid-request: malformed body or query, unknown field, bad name, value out of range",
         "401" => "unauthorized: missing or wrong bearer token",
-        "404" => "not-found: no such VM or host",
+        "404" => "not-found: no such VM, host, rule or recommendation",
         "409" => {
-            "conflict, insufficient-capacity or host-unavailable: busy VM (an operation or a \
-             migration in progress), wrong state, name taken, no host fits, VM live on another host"
+            "conflict, insufficient-capacity, host-unavailable or rule-conflict: busy VM (an \
+             operation or a migration in progress), wrong state, name taken, no host fits, VM \
+             live on another host, rules that contradict each other or leave a VM no host"
         }
+        "422" => "invalid-rule: the rule names a VM or host that does not exist",
         "413" => "too-large: request body larger than 1 MiB",
         "500" => "internal: store or PKI failure",
         "502" => "agent-error or agent-connection-lost: the host's agent refused, or the connection broke",
@@ -129,7 +131,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 /// The console's REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vinfra console API", description = "Hosts, VMs, placement and live migration. \
+    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration and balancing. \
         Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
         routes::list_hosts, routes::show_host, routes::update_host, routes::delete_host,
@@ -137,7 +139,10 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::list_vms, routes::create_vm, routes::show_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
-        routes::console_log, routes::list_events, openapi_json,
+        routes::console_log, routes::list_events,
+        routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
+        routes::drs_status, routes::drs_run, routes::list_recommendations,
+        routes::apply_recommendation, openapi_json,
     ),
     components(schemas(
         vinfra_types::Problem, vinfra_types::HostSummary, vinfra_types::HostStatus, vinfra_types::HostCapacity,
@@ -149,6 +154,11 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::api::MigrateVmRequest, vinfra_types::api::ClusterSettings,
         vinfra_types::api::UpdateHostRequest, vinfra_types::api::JoinTokenResponse,
         vinfra_types::api::TokenResponse, vinfra_types::api::ConsoleLog, vinfra_types::api::Event,
+        vinfra_types::balancing::BalancingSettings, vinfra_types::balancing::BalancingMode,
+        vinfra_types::balancing::PlacementRule, vinfra_types::balancing::RuleStrength,
+        vinfra_types::balancing::RuleKind, vinfra_types::balancing::Recommendation,
+        vinfra_types::balancing::ExpectedGain, vinfra_types::balancing::PlanSummary,
+        vinfra_types::balancing::DrsStatus,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

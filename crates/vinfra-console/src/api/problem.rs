@@ -52,6 +52,8 @@ fn core_status(e: &CoreError) -> (StatusCode, &'static str) {
         CoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
         CoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
         CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        CoreError::RuleConflict(_) => (StatusCode::CONFLICT, "rule-conflict"),
+        CoreError::InvalidRule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rule"),
         CoreError::Placement(p) => match p {
             PlacementError::UnknownHost { .. } => (StatusCode::NOT_FOUND, "not-found"),
             PlacementError::InsufficientCapacity { .. } | PlacementError::NoCapacity { .. } => {

@@ -13,9 +13,10 @@ use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
+use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
-use super::extract::{ApiJson, ApiQuery, NamePath, OptionalJson};
+use super::extract::{ApiJson, ApiQuery, IdPath, NamePath, OptionalJson};
 use super::problem::ApiError;
 use crate::core::{Command, Console, Reply};
 
@@ -36,6 +37,11 @@ async fn run(console: &Arc<Console>, command: Command) -> Result<Response, ApiEr
         Reply::MigrationStarted(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Reply::Console(v) => Json(v).into_response(),
         Reply::Events(v) => Json(v).into_response(),
+        Reply::Rules(v) => Json(v).into_response(),
+        Reply::Rule(v) => Json(v).into_response(),
+        Reply::RuleCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::Drs(v) => Json(v).into_response(),
+        Reply::Recommendations(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     })
 }
@@ -246,4 +252,70 @@ pub async fn console_log(
     responses((status = 200, description = "the events", body = [Event])))]
 pub async fn list_events(State(c): Shared) -> Result<Response, ApiError> {
     run(&c, Command::ListEvents).await
+}
+
+/// Every placement rule, in name order.
+#[utoipa::path(get, path = "/api/v1/rules", tag = "balancing",
+    responses((status = 200, description = "all rules", body = [PlacementRule])))]
+pub async fn list_rules(State(c): Shared) -> Result<Response, ApiError> {
+    run(&c, Command::ListRules).await
+}
+
+/// Creates a placement rule. It is checked against the cluster and the other rules first:
+/// contradictory rules are refused (409 `rule-conflict`), and so are rules naming VMs or hosts
+/// that do not exist (422 `invalid-rule`); nothing is stored then.
+#[utoipa::path(post, path = "/api/v1/rules", tag = "balancing", request_body = PlacementRule,
+    responses((status = 201, description = "the created rule", body = PlacementRule), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_rule(
+    State(c): Shared,
+    ApiJson(rule): ApiJson<PlacementRule>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::CreateRule { rule }).await
+}
+
+/// One placement rule.
+#[utoipa::path(get, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
+    responses((status = 200, description = "the rule", body = PlacementRule)))]
+pub async fn show_rule(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+    run(&c, Command::ShowRule { name }).await
+}
+
+/// Deletes a placement rule.
+#[utoipa::path(delete, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete_rule(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteRule { name }).await
+}
+
+/// The balancer: mode, level, interval, and its last pass.
+#[utoipa::path(get, path = "/api/v1/drs", tag = "balancing",
+    responses((status = 200, description = "the balancer's status", body = DrsStatus)))]
+pub async fn drs_status(State(c): Shared) -> Result<Response, ApiError> {
+    run(&c, Command::DrsStatus).await
+}
+
+/// Runs a balancing pass now (manual: new recommendations; automatic: moves started).
+#[utoipa::path(post, path = "/api/v1/drs/run", tag = "balancing",
+    responses((status = 200, description = "the status after the pass", body = DrsStatus), (status = 409, body = Problem)))]
+pub async fn drs_run(State(c): Shared) -> Result<Response, ApiError> {
+    run(&c, Command::DrsRun).await
+}
+
+/// The recommendations of the latest pass (manual mode), in plan order.
+#[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing",
+    responses((status = 200, description = "the recommendations", body = [Recommendation])))]
+pub async fn list_recommendations(State(c): Shared) -> Result<Response, ApiError> {
+    run(&c, Command::ListRecommendations).await
+}
+
+/// Starts the live migration a recommendation proposes; follow it with
+/// `GET /api/v1/vms/{vm}/migration`.
+#[utoipa::path(post, path = "/api/v1/drs/recommendations/{id}/apply", tag = "balancing",
+    params(("id" = u64, Path, description = "recommendation id")),
+    responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn apply_recommendation(
+    State(c): Shared,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::ApplyRecommendation { id }).await
 }

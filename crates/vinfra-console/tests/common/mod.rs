@@ -178,6 +178,32 @@ pub struct Behaviour {
 static SWITCHED_OVER: Mutex<std::collections::BTreeSet<Uuid>> =
     Mutex::new(std::collections::BTreeSet::new());
 
+/// Measured usage the fake agents report per VM name, wherever the VM runs (tests that set it
+/// use VM names of their own).
+static VM_USAGE: Mutex<std::collections::BTreeMap<String, VmUsage>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Makes every fake agent report `cpu_cores` and `rss_mib` for the VM `name` from now on.
+pub fn set_vm_usage(name: &str, cpu_cores: f64, rss_mib: u64) {
+    VM_USAGE.lock().unwrap().insert(
+        name.to_string(),
+        VmUsage {
+            cpu_time_ms: 0,
+            cpu_cores,
+            rss_mib,
+        },
+    );
+}
+
+fn vm_usage(name: &str) -> VmUsage {
+    VM_USAGE
+        .lock()
+        .unwrap()
+        .get(name)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Incoming VMs whose guest arrived run now.
 fn resume_arrived(state: &mut FakeState) {
     let switched = SWITCHED_OVER.lock().unwrap();
@@ -336,7 +362,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
                 state: *s,
                 pid: Some(1000),
                 uptime_s: 5,
-                usage: VmUsage::default(),
+                usage: vm_usage(&vm.spec.name),
             })
             .collect(),
     }
@@ -351,7 +377,7 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
             state,
             pid: live.then_some(1000),
             uptime_s: if live { 5 } else { 0 },
-            usage: VmUsage::default(),
+            usage: vm_usage(&vm.spec.name),
         },
     }
 }
