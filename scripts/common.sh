@@ -2,7 +2,7 @@
 
 # Debian packages the lab and the tests need (QEMU, the guest image build, namespaces, building).
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2
-    dosfstools mtools syslinux syslinux-common ca-certificates curl build-essential pkg-config)
+    dosfstools mtools syslinux syslinux-common iputils-ping ca-certificates curl build-essential pkg-config)
 
 vinfra_die() {
     echo "$(basename "$0"): $*" >&2

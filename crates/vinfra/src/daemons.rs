@@ -1,6 +1,7 @@
-//! `vinfra console` and `vinfra agent`: the long-running processes, each on one tokio runtime.
+//! `vinfra console`, `vinfra agent` and `vinfra switch`: the long-running processes (console and
+//! agent each on one tokio runtime).
 
-use crate::cli::{AgentArgs, ConsoleArgs};
+use crate::cli::{AgentArgs, ConsoleArgs, SwitchArgs};
 
 /// Why a daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,9 @@ pub enum DaemonError {
     /// The agent failed.
     #[error("agent")]
     Agent(#[source] vinfra_agent::AgentError),
+    /// The switch failed.
+    #[error("switch")]
+    Switch(#[source] vinfra_switchd::SwitchdError),
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -57,4 +61,14 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
     runtime()?
         .block_on(vinfra_agent::run(config))
         .map_err(DaemonError::Agent)
+}
+
+/// Runs the virtual switch (its own threads, no async runtime) until it fails.
+pub fn switch(a: &SwitchArgs) -> Result<(), DaemonError> {
+    let config = vinfra_switchd::SwitchdConfig {
+        control: a.control.clone(),
+        underlay_ip: a.underlay_ip,
+        underlay_mtu: a.underlay_mtu,
+    };
+    vinfra_switchd::run(config).map_err(DaemonError::Switch)
 }

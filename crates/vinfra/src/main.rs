@@ -27,7 +27,9 @@ fn main() {
     };
     let daemon = matches!(
         cli.command,
-        vinfra::cli::Command::Console(_) | vinfra::cli::Command::Agent(_)
+        vinfra::cli::Command::Console(_)
+            | vinfra::cli::Command::Agent(_)
+            | vinfra::cli::Command::Switch(_)
     );
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -1,0 +1,142 @@
+//! [`SwitchClient`]: the agent's side of the control socket.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{CountersView, Request, Response};
+
+/// Errors of [`SwitchClient`].
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting to the control socket failed.
+    #[error("connecting to the switch at {path}")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the socket failed.
+    #[error("talking to the switch")]
+    Io(#[from] io::Error),
+    /// The switch closed the connection.
+    #[error("the switch closed the control connection")]
+    Closed,
+    /// A line was not JSON of the protocol.
+    #[error("bad message from the switch")]
+    Json(#[from] serde_json::Error),
+    /// The switch refused a request.
+    #[error("the switch refused request {index} ({request}): {message}")]
+    Refused {
+        /// Position of the request in the batch.
+        index: usize,
+        /// The request, as JSON.
+        request: String,
+        /// The switch's reason.
+        message: String,
+    },
+    /// An answer of the wrong kind.
+    #[error("unexpected answer from the switch: {0}")]
+    Unexpected(String),
+}
+
+/// A connection to a switch's control socket.
+///
+/// The agent keeps the switch's desired configuration (networks, ports, flood lists, MAC and ARP
+/// entries). Whenever it (re)connects, to a switch that may have restarted with an empty
+/// configuration, it replays that configuration with [`SwitchClient::apply`] — a restarted switch
+/// starts empty, so replaying is exact, and a refused request reports its index.
+#[derive(Debug)]
+pub struct SwitchClient {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl SwitchClient {
+    /// Connects to the control socket at `path`.
+    pub fn connect(path: &Path) -> Result<SwitchClient, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        let writer = stream.try_clone()?;
+        Ok(SwitchClient {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Connects, retrying every 20 ms until `timeout` has passed (a switch that is starting).
+    pub fn connect_within(path: &Path, timeout: Duration) -> Result<SwitchClient, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match SwitchClient::connect(path) {
+                Ok(mut c) => match c.ping() {
+                    Ok(()) => return Ok(c),
+                    Err(e) if Instant::now() >= deadline => return Err(e),
+                    Err(_) => {}
+                },
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
+        let mut answer = String::new();
+        if self.reader.read_line(&mut answer)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        Ok(serde_json::from_str(&answer)?)
+    }
+
+    /// Checks that the switch answers.
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        match self.request(&Request::Ping)? {
+            Response::Pong => Ok(()),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Applies configuration requests in order; stops at the first refusal.
+    pub fn apply(&mut self, requests: &[Request]) -> Result<(), ClientError> {
+        for (index, request) in requests.iter().enumerate() {
+            match self.request(request)? {
+                Response::Ok => {}
+                Response::Error { message } => {
+                    return Err(ClientError::Refused {
+                        index,
+                        request: serde_json::to_string(request)?,
+                        message,
+                    })
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every counter.
+    pub fn counters(&mut self) -> Result<CountersView, ClientError> {
+        match self.request(&Request::GetCounters)? {
+            Response::Counters(c) => Ok(c),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// The configuration the switch holds, as requests that rebuild it.
+    pub fn config(&mut self) -> Result<Vec<Request>, ClientError> {
+        match self.request(&Request::GetConfig)? {
+            Response::Config { requests } => Ok(requests),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The datapath thread: one poll loop over every port, the core [`Switch`], and the
+//! configuration commands from the control thread, applied between batches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use vinfra_switch::datapath::{Command, PortId};
+use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
+
+use crate::ports::PortIo;
+use crate::protocol::{
+    Attachment, CountersView, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
+};
+
+/// Most frames read from one port before they go through the core together.
+pub const BATCH: usize = 32;
+/// Receive buffer per frame: the largest datagram or frame any port can hand over, plus headroom.
+const BUF_LEN: usize = 65_536 + 64;
+/// How often aged MAC entries are freed.
+const EXPIRE_EVERY: Duration = Duration::from_secs(2);
+/// The poller token of the control channel's wakeup.
+pub(crate) const WAKER: Token = Token(0);
+
+/// A request from the control thread and where to send its answer.
+pub(crate) type ControlMessage = (Request, Sender<Response>);
+
+struct OpenPort {
+    spec: PortSpec,
+    io: PortIo,
+    /// Added by the daemon itself (the `--underlay-ip` uplink): not part of the agent's config.
+    builtin: bool,
+    rx_errors: u64,
+    tx_errors: u64,
+}
+
+/// What the agent configured, kept to answer `get_config`.
+#[derive(Default)]
+struct Desired {
+    settings: Option<(u64, usize)>,
+    networks: BTreeMap<u32, NetworkSpec>,
+    flood: BTreeMap<u32, Vec<Ipv4Addr>>,
+    macs: BTreeMap<(u32, Mac), LocationSpec>,
+    arps: BTreeMap<(u32, Ipv4Addr), Mac>,
+    vtep_macs: BTreeMap<Ipv4Addr, Mac>,
+}
+
+pub(crate) struct Datapath {
+    switch: Switch,
+    poll: Poll,
+    ports: BTreeMap<u32, OpenPort>,
+    desired: Desired,
+    control: Receiver<ControlMessage>,
+    bufs: Vec<Box<[u8]>>,
+    frames: Vec<Range<usize>>,
+    tx: TxBatch,
+    start: Instant,
+}
+
+impl Datapath {
+    pub(crate) fn new(poll: Poll, control: Receiver<ControlMessage>) -> Datapath {
+        Datapath {
+            switch: Switch::new(SwitchSettings::default()),
+            poll,
+            ports: BTreeMap::new(),
+            desired: Desired::default(),
+            control,
+            bufs: (0..BATCH)
+                .map(|_| vec![0u8; BUF_LEN].into_boxed_slice())
+                .collect(),
+            frames: Vec::with_capacity(BATCH),
+            tx: TxBatch::with_capacity(BATCH * 4, BATCH * 4 * 2048),
+            start: Instant::now(),
+        }
+    }
+
+    /// Adds a port on the daemon's own behalf (not reported by `get_config`).
+    pub(crate) fn add_builtin_port(&mut self, spec: PortSpec) -> Result<(), String> {
+        self.add_port(spec, true)
+    }
+
+    /// Runs until the control channel closes.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut ready: VecDeque<u32> = VecDeque::new();
+        let mut next_expire = Instant::now() + EXPIRE_EVERY;
+        loop {
+            let timeout = if ready.is_empty() {
+                Some(next_expire.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut wake = false;
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => wake = true,
+                    Token(t) => {
+                        let Some(id) = t.checked_sub(1).and_then(|p| u32::try_from(p).ok()) else {
+                            continue;
+                        };
+                        if !ready.contains(&id) {
+                            ready.push_back(id);
+                        }
+                    }
+                }
+            }
+            if wake && !self.drain_control() {
+                return Ok(());
+            }
+            // Round robin: one batch per ready port; a port that had more goes to the back.
+            let mut rounds = ready.len();
+            while rounds > 0 {
+                rounds -= 1;
+                let Some(id) = ready.pop_front() else { break };
+                if self.batch(id) {
+                    ready.push_back(id);
+                }
+                if !ready.is_empty() && !self.drain_control() {
+                    return Ok(());
+                }
+            }
+            let now = Instant::now();
+            if now >= next_expire {
+                self.switch.expire(now.duration_since(self.start));
+                next_expire = now + EXPIRE_EVERY;
+            }
+        }
+    }
+
+    /// Reads up to [`BATCH`] frames from a port, forwards them and sends the result. True when
+    /// the port may have more.
+    fn batch(&mut self, id: u32) -> bool {
+        let Some(port) = self.ports.get_mut(&id) else {
+            return false;
+        };
+        self.frames.clear();
+        let mut more = true;
+        let mut errors = 0;
+        for buf in self.bufs.iter_mut() {
+            match port.io.recv(buf) {
+                Ok(range) => self.frames.push(range),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // E.g. an ICMP error queued on the UDP socket: count it and read on.
+                Err(_) => {
+                    port.rx_errors += 1;
+                    errors += 1;
+                }
+            }
+        }
+        if self.frames.is_empty() {
+            // A port that only fails is not polled again until it signals.
+            return more && errors == 0;
+        }
+        let now = self.start.elapsed();
+        let port_id = PortId(id);
+        let bufs = &self.bufs;
+        self.switch.process(
+            now,
+            self.frames
+                .iter()
+                .zip(bufs.iter())
+                .map(|(range, buf)| (port_id, buf.get(range.clone()).unwrap_or(&[]))),
+            &mut self.tx,
+        );
+        for (frame, bytes) in self.tx.iter() {
+            if let Some(out) = self.ports.get_mut(&frame.port.0) {
+                if out.io.send(bytes, frame.vtep).is_err() {
+                    out.tx_errors += 1;
+                }
+            }
+        }
+        self.tx.clear();
+        more
+    }
+
+    /// Applies every queued control request. False when the control side is gone.
+    fn drain_control(&mut self) -> bool {
+        loop {
+            match self.control.try_recv() {
+                Ok((request, reply)) => {
+                    let response = self.handle(request);
+                    let _ = reply.send(response);
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request) -> Response {
+        let result = match request {
+            Request::Ping => return Response::Pong,
+            Request::GetConfig => {
+                return Response::Config {
+                    requests: self.config(),
+                }
+            }
+            Request::GetCounters => return Response::Counters(self.counters()),
+            Request::AddPort(spec) => self.add_port(spec, false),
+            Request::RemovePort { id } => self.remove_port(id),
+            other => self.apply(other),
+        };
+        match result {
+            Ok(()) => Response::Ok,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    fn apply(&mut self, request: Request) -> Result<(), String> {
+        let Some(command) = request.command()? else {
+            return Ok(());
+        };
+        self.switch.apply(command).map_err(|e| e.to_string())?;
+        let d = &mut self.desired;
+        match request {
+            Request::AddNetwork { id, kind } => {
+                d.networks.insert(id, kind);
+            }
+            Request::RemoveNetwork { id } => {
+                d.networks.remove(&id);
+                d.flood.remove(&id);
+                d.macs.retain(|(n, _), _| *n != id);
+                d.arps.retain(|(n, _), _| *n != id);
+            }
+            Request::SetFloodList { network, vteps } => {
+                d.flood.insert(network, vteps);
+            }
+            Request::AddMacEntry {
+                network,
+                mac,
+                location,
+            } => {
+                d.macs.insert((network, mac), location);
+            }
+            Request::RemoveMacEntry { network, mac } => {
+                d.macs.remove(&(network, mac));
+            }
+            Request::AddArpEntry { network, ip, mac } => {
+                d.arps.insert((network, ip), mac);
+            }
+            Request::RemoveArpEntry { network, ip } => {
+                d.arps.remove(&(network, ip));
+            }
+            Request::SetVtepMac { vtep, mac } => {
+                d.vtep_macs.insert(vtep, mac);
+            }
+            Request::SetSettings {
+                mac_ageing_secs,
+                mac_learn_limit,
+            } => d.settings = Some((mac_ageing_secs, mac_learn_limit)),
+            Request::Ping
+            | Request::GetConfig
+            | Request::GetCounters
+            | Request::AddPort(_)
+            | Request::RemovePort { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn add_port(&mut self, spec: PortSpec, builtin: bool) -> Result<(), String> {
+        if self.ports.contains_key(&spec.id) {
+            return Err(format!("port {} already exists", spec.id));
+        }
+        let token = usize::try_from(spec.id)
+            .ok()
+            .and_then(|id| id.checked_add(1))
+            .ok_or_else(|| format!("port {} is too large", spec.id))?;
+        // The core checks the configuration first (a refused command changes nothing); it is
+        // undone if the port cannot be opened.
+        self.switch
+            .apply(Command::AddPort(spec.config()))
+            .map_err(|e| e.to_string())?;
+        let undo = |switch: &mut Switch| {
+            let _ = switch.apply(Command::RemovePort(PortId(spec.id)));
+        };
+        let mut io = match PortIo::open(&spec) {
+            Ok(io) => io,
+            Err(e) => {
+                undo(&mut self.switch);
+                return Err(error_chain(&e));
+            }
+        };
+        if let Err(e) = io.register(self.poll.registry(), Token(token)) {
+            undo(&mut self.switch);
+            return Err(format!("registering port {} with epoll: {e}", spec.id));
+        }
+        tracing::info!(port = spec.id, attach = ?spec.attach, "port added");
+        self.ports.insert(
+            spec.id,
+            OpenPort {
+                spec,
+                io,
+                builtin,
+                rx_errors: 0,
+                tx_errors: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_port(&mut self, id: u32) -> Result<(), String> {
+        self.switch
+            .apply(Command::RemovePort(PortId(id)))
+            .map_err(|e| e.to_string())?;
+        if let Some(mut port) = self.ports.remove(&id) {
+            let _ = port.io.deregister(self.poll.registry());
+        }
+        self.desired
+            .macs
+            .retain(|_, location| *location != LocationSpec::Port(id));
+        Ok(())
+    }
+
+    fn counters(&self) -> CountersView {
+        let io = self
+            .ports
+            .iter()
+            .map(|(id, p)| (*id, (p.rx_errors, p.tx_errors)))
+            .collect();
+        CountersView::from_snapshot(&self.switch.snapshot(), &io)
+    }
+
+    /// Requests that rebuild the agent's configuration, in an order that applies.
+    fn config(&self) -> Vec<Request> {
+        let d = &self.desired;
+        let mut out = Vec::new();
+        if let Some((mac_ageing_secs, mac_learn_limit)) = d.settings {
+            out.push(Request::SetSettings {
+                mac_ageing_secs,
+                mac_learn_limit,
+            });
+        }
+        out.extend(
+            d.networks
+                .iter()
+                .map(|(&id, &kind)| Request::AddNetwork { id, kind }),
+        );
+        // Uplink and trunk first: overlay MTU checks refer to the uplink.
+        let mut ports: Vec<&OpenPort> = self.ports.values().filter(|p| !p.builtin).collect();
+        ports.sort_by_key(|p| {
+            let access = matches!(
+                p.spec.attach,
+                Attachment::Vm { .. } | Attachment::Host { .. }
+            );
+            (access, p.spec.id)
+        });
+        out.extend(ports.iter().map(|p| Request::AddPort(p.spec.clone())));
+        out.extend(
+            d.vtep_macs
+                .iter()
+                .map(|(&vtep, &mac)| Request::SetVtepMac { vtep, mac }),
+        );
+        out.extend(
+            d.flood
+                .iter()
+                .map(|(&network, vteps)| Request::SetFloodList {
+                    network,
+                    vteps: vteps.clone(),
+                }),
+        );
+        out.extend(
+            d.macs
+                .iter()
+                .map(|(&(network, mac), &location)| Request::AddMacEntry {
+                    network,
+                    mac,
+                    location,
+                }),
+        );
+        out.extend(
+            d.arps
+                .iter()
+                .map(|(&(network, ip), &mac)| Request::AddArpEntry { network, ip, mac }),
+        );
+        out
+    }
+}
+
+/// An error and its sources, joined with ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}

@@ -1,0 +1,289 @@
+//! Test helpers: network namespaces, switch daemons, endpoints, raw frames.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use vinfra_switchd::{Attachment, NetworkSpec, PortSpec, Request, SwitchClient};
+
+/// Runs a command; panics with its output when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command; true when it succeeds.
+pub fn try_sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A unique short name: "sw" + a per-process number + `tag` (at most 15 bytes for interfaces).
+pub fn name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("sw-{}{n}{tag}", std::process::id() % 10_000)
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = name(tag);
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        // No IPv6: no router solicitations or DAD frames in the counters.
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    pub fn try_exec(&self, args: &[&str]) -> bool {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        try_sh(&full)
+    }
+
+    /// Pings `ip` `count` times; true when a reply came back.
+    pub fn ping(&self, ip: &str, count: u32) -> bool {
+        self.try_exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "2", ip])
+    }
+
+    /// Pings until a reply comes (ARP and learning need a moment on a fresh path), at most
+    /// `tries` rounds.
+    pub fn ping_until(&self, ip: &str, tries: u32) -> bool {
+        (0..tries).any(|_| self.try_exec(&["ping", "-c", "1", "-W", "1", ip]))
+    }
+
+    /// Runs `f` on a thread inside this namespace (sockets opened there stay in it).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).expect("open netns");
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A switch daemon started in a namespace; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub control: PathBuf,
+    ns: String,
+    underlay: Option<Ipv4Addr>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(ns: &Netns, dir: &Path, underlay: Option<Ipv4Addr>) -> Daemon {
+        let control = dir.join(format!("{}.ctl", ns.name));
+        let log = dir.join(format!("{}.log", ns.name));
+        let mut d = Daemon {
+            child: None,
+            control,
+            ns: ns.name.clone(),
+            underlay,
+            log,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let bin = env!("CARGO_BIN_EXE_vinfra-switchd");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, bin, "--control"])
+            .arg(&self.control);
+        if let Some(ip) = self.underlay {
+            cmd.args(["--underlay-ip", &ip.to_string()]);
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        cmd.stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("start vinfra-switchd"));
+    }
+
+    pub fn client(&self) -> SwitchClient {
+        SwitchClient::connect_within(&self.control, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("switch not answering: {e}; log: {}", self.log_text()))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn overlay(id: u32, vni: u32) -> Request {
+    Request::AddNetwork {
+        id,
+        kind: NetworkSpec::Overlay { vni },
+    }
+}
+
+pub fn vlan(id: u32, vid: u16) -> Request {
+    Request::AddNetwork {
+        id,
+        kind: NetworkSpec::Vlan { vid },
+    }
+}
+
+pub fn tap_port(id: u32, network: u32, tap: &str, mtu: u16) -> Request {
+    Request::AddPort(PortSpec {
+        id,
+        mtu,
+        attach: Attachment::Host {
+            network,
+            tap: tap.to_owned(),
+        },
+    })
+}
+
+/// Moves tap `tap` from `host` into `ep` and gives it `cidr`.
+pub fn attach_tap(host: &Netns, tap: &str, ep: &Netns, cidr: &str, mtu: u16) {
+    host.exec(&["ip", "link", "set", tap, "netns", &ep.name]);
+    ep.exec(&["ip", "link", "set", tap, "mtu", &mtu.to_string()]);
+    ep.exec(&["ip", "addr", "add", cidr, "dev", tap]);
+    ep.exec(&["ip", "link", "set", tap, "up"]);
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An Ethernet frame: dst, src, optional 802.1Q VID, EtherType, payload.
+pub fn frame(
+    dst: [u8; 6],
+    src: [u8; 6],
+    vid: Option<u16>,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    if let Some(vid) = vid {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An ARP payload (Ethernet/IPv4).
+pub fn arp(op: u16, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4];
+    p.extend_from_slice(&op.to_be_bytes());
+    p.extend_from_slice(&sha);
+    p.extend_from_slice(&spa.octets());
+    p.extend_from_slice(&tha);
+    p.extend_from_slice(&tpa.octets());
+    p
+}
+
+/// An IPv4 header (checksum filled) with `payload`.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// A tap or interface's MAC address inside a namespace.
+pub fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
+    let text = ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")]);
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(text.trim().split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("mac");
+    }
+    mac
+}

@@ -1,0 +1,523 @@
+//! Real frames through the switch daemon: namespaces with taps, two hosts over VXLAN, a VLAN
+//! trunk read with a raw socket, VM ports over Unix datagram sockets, a QEMU guest, restarts.
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use vinfra_switchd::sys::PacketSocket;
+use vinfra_switchd::{Attachment, CountersView, PortSpec, Request, UPLINK_PORT};
+
+const BCAST: [u8; 6] = [0xff; 6];
+
+fn drops(c: &CountersView, port: u32, reason: &str) -> u64 {
+    c.port(port).map_or(0, |p| p.traffic.dropped(reason))
+}
+
+#[test]
+fn taps_on_one_switch_ping_and_other_network_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("h");
+    let (a, b, c) = (Netns::new("a"), Netns::new("b"), Netns::new("c"));
+    let daemon = Daemon::start(&host, dir.path(), None);
+    let mut client = daemon.client();
+    let (ta, tb, tc) = (name("t"), name("t"), name("t"));
+    client
+        .apply(&[
+            overlay(1, 100),
+            overlay(2, 200),
+            tap_port(1, 1, &ta, 1500),
+            tap_port(2, 1, &tb, 1500),
+            tap_port(3, 2, &tc, 1500),
+        ])
+        .unwrap();
+    attach_tap(&host, &ta, &a, "10.77.0.1/24", 1500);
+    attach_tap(&host, &tb, &b, "10.77.0.2/24", 1500);
+    // Same address as B, on the other network.
+    attach_tap(&host, &tc, &c, "10.77.0.2/24", 1500);
+
+    assert!(a.ping_until("10.77.0.2", 5), "{}", daemon.log_text());
+    assert!(a.ping("10.77.0.2", 3));
+    // C's own traffic stays in network 2, where nobody else is.
+    assert!(!c.ping("10.77.0.1", 1));
+
+    let counters = client.counters().unwrap();
+    let port_c = counters.port(3).unwrap();
+    assert_eq!(port_c.traffic.tx_packets, 0, "{counters:#?}");
+    assert!(port_c.traffic.rx_packets > 0, "{counters:#?}");
+    let net2 = counters.network(2).unwrap();
+    assert_eq!(net2.traffic.tx_packets, 0, "{counters:#?}");
+    assert!(counters.port(2).unwrap().traffic.tx_packets >= 3);
+    assert!(counters.network(1).unwrap().traffic.tx_packets >= 6);
+
+    // Malformed frames from A's side of the tap: dropped, counted, and the switch goes on.
+    let raw = {
+        let ta = ta.clone();
+        a.run(move || PacketSocket::open(&ta)).unwrap()
+    };
+    let src = mac_of(&a, &ta);
+    let ip_a = Ipv4Addr::new(10, 77, 0, 1);
+    let ip_b = Ipv4Addr::new(10, 77, 0, 2);
+    let mut bad_sum = ipv4(ip_a, ip_b, 17, &[0, 1, 0, 2, 0, 8, 0, 0]);
+    bad_sum[10] ^= 0xff;
+    let frames = [
+        frame(BCAST, src, None, 0x0800, &bad_sum),
+        frame(BCAST, src, None, 0x0800, &[0x45, 0, 0, 20, 0, 0]),
+        frame(
+            BCAST,
+            src,
+            Some(100),
+            0x0806,
+            &arp(1, src, ip_a, [0; 6], ip_b),
+        ),
+        frame(
+            BCAST,
+            [0x01, 0, 0x5e, 0, 0, 1],
+            None,
+            0x0806,
+            &arp(1, src, ip_a, [0; 6], ip_b),
+        ),
+    ];
+    for f in &frames {
+        raw.send(f).unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let c = client.counters().unwrap();
+            drops(&c, 1, "bad_ip_checksum") >= 1
+                && drops(&c, 1, "truncated_header") >= 1
+                && drops(&c, 1, "unexpected_vlan_tag") >= 1
+                && drops(&c, 1, "bad_source_mac") >= 1
+        }),
+        "{:#?}",
+        client.counters().unwrap()
+    );
+    assert!(a.ping("10.77.0.2", 1));
+}
+
+#[test]
+fn two_switches_carry_an_overlay_over_vxlan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
+    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
+    let (ua, ub) = (name("u"), name("u"));
+    sh(&[
+        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
+        &hb.name,
+    ]);
+    ha.exec(&["ip", "addr", "add", "10.78.0.1/24", "dev", &ua]);
+    hb.exec(&["ip", "addr", "add", "10.78.0.2/24", "dev", &ub]);
+    ha.exec(&["ip", "link", "set", &ua, "up"]);
+    hb.exec(&["ip", "link", "set", &ub, "up"]);
+    let vtep_a = Ipv4Addr::new(10, 78, 0, 1);
+    let vtep_b = Ipv4Addr::new(10, 78, 0, 2);
+    let da = Daemon::start(&ha, dir.path(), Some(vtep_a));
+    let db = Daemon::start(&hb, dir.path(), Some(vtep_b));
+    let (mut ca, mut cb) = (da.client(), db.client());
+    let (ta, tb) = (name("t"), name("t"));
+    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
+        client
+            .apply(&[
+                overlay(1, 5000),
+                tap_port(1, 1, tap, 1450),
+                Request::SetFloodList {
+                    network: 1,
+                    vteps: vec![other],
+                },
+            ])
+            .unwrap();
+    }
+    // The overlay MTU is checked against the underlay's.
+    let refused = ca.apply(&[tap_port(2, 1, &name("t"), 1500)]).unwrap_err();
+    assert!(refused.to_string().contains("MTU"), "{refused}");
+
+    attach_tap(&ha, &ta, &ea, "10.79.0.1/24", 1450);
+    attach_tap(&hb, &tb, &eb, "10.79.0.2/24", 1450);
+    assert!(
+        ea.ping_until("10.79.0.2", 5),
+        "{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    assert!(ea.ping("10.79.0.2", 3));
+    // A full-size packet fits the overlay.
+    assert!(ea.try_exec(&[
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        "1422",
+        "10.79.0.2"
+    ]));
+
+    for client in [&mut ca, &mut cb] {
+        let c = client.counters().unwrap();
+        let uplink = c.port(UPLINK_PORT).unwrap();
+        assert!(uplink.traffic.tx_packets >= 4, "{c:#?}");
+        assert!(uplink.traffic.rx_packets >= 4, "{c:#?}");
+        assert!(uplink.traffic.tx_bytes >= 4 * (98 + 50), "{c:#?}");
+        assert_eq!(uplink.traffic.drops_total(), 0, "{c:#?}");
+        assert_eq!(uplink.tx_errors, 0, "{c:#?}");
+    }
+
+    // Malformed VXLAN packets sent to A's uplink from host B.
+    let sock = hb.run(|| UdpSocket::bind("10.78.0.2:0")).unwrap();
+    let to = "10.78.0.1:4789";
+    let inner = frame(
+        BCAST,
+        [2, 0, 0, 0, 0, 9],
+        None,
+        0x0806,
+        &arp(
+            1,
+            [2, 0, 0, 0, 0, 9],
+            Ipv4Addr::new(10, 79, 0, 9),
+            [0; 6],
+            Ipv4Addr::new(10, 79, 0, 1),
+        ),
+    );
+    let vxlan = |flags: u8, vni: u32, inner: &[u8]| {
+        let mut p = vec![flags, 0, 0, 0];
+        p.extend_from_slice(&(vni << 8).to_be_bytes());
+        p.extend_from_slice(inner);
+        p
+    };
+    sock.send_to(&[8, 0, 0], to).unwrap();
+    sock.send_to(&vxlan(0, 5000, &inner), to).unwrap();
+    sock.send_to(&vxlan(8, 7777, &inner), to).unwrap();
+    sock.send_to(&vxlan(8, 5000, &inner[..5]), to).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let c = ca.counters().unwrap();
+            drops(&c, UPLINK_PORT, "truncated_header") >= 2
+                && drops(&c, UPLINK_PORT, "bad_vxlan_flags") >= 1
+                && drops(&c, UPLINK_PORT, "unknown_vni") >= 1
+        }),
+        "{:#?}",
+        ca.counters().unwrap()
+    );
+    assert!(ea.ping("10.79.0.2", 1));
+}
+
+#[test]
+fn vlan_trunk_carries_tagged_frames_of_its_vlan_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, phys, ep) = (Netns::new("h"), Netns::new("p"), Netns::new("e"));
+    let (trh, trp) = (name("r"), name("r"));
+    sh(&[
+        "ip", "link", "add", &trh, "netns", &host.name, "type", "veth", "peer", "name", &trp,
+        "netns", &phys.name,
+    ]);
+    host.exec(&["ip", "link", "set", &trh, "up"]);
+    phys.exec(&["ip", "link", "set", &trp, "up"]);
+    let daemon = Daemon::start(&host, dir.path(), None);
+    let mut client = daemon.client();
+    let tap = name("t");
+    client
+        .apply(&[
+            vlan(1, 100),
+            Request::AddPort(PortSpec {
+                id: 1,
+                mtu: 1500,
+                attach: Attachment::VlanTrunk {
+                    interface: trh.clone(),
+                },
+            }),
+            tap_port(2, 1, &tap, 1500),
+        ])
+        .unwrap();
+    attach_tap(&host, &tap, &ep, "10.80.0.1/24", 1500);
+    let ep_mac = mac_of(&ep, &tap);
+    let wire = {
+        let trp = trp.clone();
+        phys.run(move || PacketSocket::open(&trp)).unwrap()
+    };
+
+    // The endpoint looks for 10.80.0.2: the "physical" side sees the ARP request tagged 100.
+    let _ = ep.ping("10.80.0.2", 1);
+    let mut buf = vec![0u8; 2048];
+    let mut seen = Vec::new();
+    let found = wait_for(Duration::from_secs(5), || {
+        while let Ok(r) = wire.recv(&mut buf) {
+            seen.push(buf[r].to_vec());
+        }
+        seen.iter().any(|f| {
+            f.len() >= 18 + 28
+                && f[12..14] == [0x81, 0x00]
+                && u16::from_be_bytes([f[14], f[15]]) & 0x0fff == 100
+                && f[16..18] == [0x08, 0x06]
+                && f[6..12] == ep_mac
+                && f[18 + 24..18 + 28] == [10, 80, 0, 2]
+        })
+    });
+    assert!(found, "no tagged ARP request among {seen:02x?}");
+    for f in &seen {
+        assert_eq!(
+            f[12..14],
+            [0x81, 0x00],
+            "untagged frame on the trunk: {f:02x?}"
+        );
+        assert_eq!(u16::from_be_bytes([f[14], f[15]]) & 0x0fff, 100);
+    }
+
+    // The physical host answers, tagged 100: the endpoint learns its address.
+    let phys_mac = [2, 0, 0, 0, 0x50, 2];
+    let reply = arp(
+        2,
+        phys_mac,
+        Ipv4Addr::new(10, 80, 0, 2),
+        ep_mac,
+        Ipv4Addr::new(10, 80, 0, 1),
+    );
+    let _ = ep.ping("10.80.0.2", 1);
+    wire.send(&frame(ep_mac, phys_mac, Some(100), 0x0806, &reply))
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            ep.exec(&["ip", "neigh", "show", "10.80.0.2"])
+                .contains("02:00:00:00:50:02")
+        }),
+        "{:#?}",
+        client.counters().unwrap()
+    );
+
+    // Another VLAN, untagged, QinQ and truncated frames: dropped and counted.
+    let before = client.counters().unwrap();
+    let other = frame(BCAST, phys_mac, Some(200), 0x0806, &reply);
+    for _ in 0..5 {
+        wire.send(&other).unwrap();
+    }
+    wire.send(&frame(BCAST, phys_mac, None, 0x0806, &reply))
+        .unwrap();
+    let mut qinq = frame(BCAST, phys_mac, Some(100), 0x0806, &reply);
+    qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
+    wire.send(&qinq).unwrap();
+    wire.send(&frame(BCAST, phys_mac, Some(100), 0x0800, &[0x45, 0, 0]))
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let c = client.counters().unwrap();
+            drops(&c, 1, "unknown_vlan") >= 5
+                && drops(&c, 1, "untagged_on_trunk") >= 1
+                && drops(&c, 1, "qinq_unsupported") >= 1
+                && drops(&c, 1, "truncated_header") >= 1
+        }),
+        "{:#?}",
+        client.counters().unwrap()
+    );
+    let after = client.counters().unwrap();
+    assert_eq!(
+        before.port(2).unwrap().traffic.tx_packets,
+        after.port(2).unwrap().traffic.tx_packets,
+        "a dropped frame reached the endpoint"
+    );
+}
+
+fn vm_port(id: u32, network: u32, socket: &Path, peer: &Path) -> Request {
+    Request::AddPort(PortSpec {
+        id,
+        mtu: 1500,
+        attach: Attachment::Vm {
+            network,
+            socket: socket.to_owned(),
+            peer: peer.to_owned(),
+        },
+    })
+}
+
+fn recv_within(sock: &UnixDatagram, buf: &mut [u8]) -> Option<Vec<u8>> {
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.recv(buf).ok().map(|n| buf[..n].to_vec())
+}
+
+#[test]
+fn vm_sockets_survive_a_switch_crash_and_the_agent_replays_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("h");
+    let d = dir.path();
+    let (vm1_path, vm2_path) = (d.join("vm1.sock"), d.join("vm2.sock"));
+    let (sw1, sw2) = (d.join("sw1.sock"), d.join("sw2.sock"));
+    // The "QEMU" ends: bound once, kept across the switch's restart.
+    let vm1 = UnixDatagram::bind(&vm1_path).unwrap();
+    let vm2 = UnixDatagram::bind(&vm2_path).unwrap();
+    let mut daemon = Daemon::start(&host, d, None);
+    let mut client = daemon.client();
+    let desired = vec![
+        overlay(1, 42),
+        vm_port(1, 1, &sw1, &vm1_path),
+        vm_port(2, 1, &sw2, &vm2_path),
+    ];
+    client.apply(&desired).unwrap();
+    assert_eq!(client.config().unwrap(), desired);
+
+    let (mac1, mac2) = ([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2]);
+    let (ip1, ip2) = (Ipv4Addr::new(10, 82, 0, 1), Ipv4Addr::new(10, 82, 0, 2));
+    let request = frame(BCAST, mac1, None, 0x0806, &arp(1, mac1, ip1, [0; 6], ip2));
+    let reply = frame(mac1, mac2, None, 0x0806, &arp(2, mac2, ip2, mac1, ip1));
+    let mut buf = vec![0u8; 65536];
+    vm1.send_to(&request, &sw1).unwrap();
+    assert_eq!(recv_within(&vm2, &mut buf).as_deref(), Some(&request[..]));
+    vm2.send_to(&reply, &sw2).unwrap();
+    assert_eq!(recv_within(&vm1, &mut buf).as_deref(), Some(&reply[..]));
+
+    // Malformed frames from a VM: runt, tagged, bad IPv4 checksum, oversized.
+    let mut bad_sum = ipv4(ip1, ip2, 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+    bad_sum[10] ^= 0xff;
+    for f in [
+        vec![1u8; 8],
+        frame(
+            BCAST,
+            mac1,
+            Some(7),
+            0x0806,
+            &arp(1, mac1, ip1, [0; 6], ip2),
+        ),
+        frame(mac2, mac1, None, 0x0800, &bad_sum),
+        frame(
+            mac2,
+            mac1,
+            None,
+            0x0800,
+            &ipv4(ip1, ip2, 17, &vec![0u8; 1600]),
+        ),
+    ] {
+        vm1.send_to(&f, &sw1).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(5), || {
+        let c = client.counters().unwrap();
+        [
+            "runt",
+            "unexpected_vlan_tag",
+            "bad_ip_checksum",
+            "oversized",
+        ]
+        .iter()
+        .all(|r| drops(&c, 1, r) == 1)
+    }));
+    assert!(daemon.alive());
+    assert_eq!(
+        client
+            .counters()
+            .unwrap()
+            .port(2)
+            .unwrap()
+            .traffic
+            .tx_packets,
+        1
+    );
+
+    // Crash: the VM's socket stays; the switch comes back empty and the agent replays.
+    let config = client.config().unwrap();
+    daemon.restart();
+    let mut client = daemon.client();
+    assert!(client.config().unwrap().is_empty());
+    client.apply(&config).unwrap();
+    vm1.send_to(&request, &sw1).unwrap();
+    assert_eq!(recv_within(&vm2, &mut buf).as_deref(), Some(&request[..]));
+    vm2.send_to(&reply, &sw2).unwrap();
+    assert_eq!(recv_within(&vm1, &mut buf).as_deref(), Some(&reply[..]));
+}
+
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
+    let guest = Path::new("/var/cache/vinfra/guest");
+    if !guest.join("vmlinuz").exists() {
+        eprintln!(
+            "skipped: no guest image in {} (scripts/build-guest-image.sh)",
+            guest.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (host, ep) = (Netns::new("h"), Netns::new("e"));
+    let mut daemon = Daemon::start(&host, d, None);
+    let mut client = daemon.client();
+    let tap = name("t");
+    let (sw, vm) = (d.join("sw.sock"), d.join("vm.sock"));
+    let desired = vec![
+        overlay(1, 300),
+        tap_port(1, 1, &tap, 1500),
+        vm_port(2, 1, &sw, &vm),
+    ];
+    client.apply(&desired).unwrap();
+    attach_tap(&host, &tap, &ep, "10.81.0.1/24", 1500);
+
+    let serial = d.join("serial.log");
+    let netdev = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+        vm.display(),
+        sw.display()
+    );
+    let mut qemu = Qemu(
+        Command::new("qemu-system-x86_64")
+            .args(["-nodefaults", "-display", "none", "-no-reboot", "-m", "256"])
+            // TCG: the test does not depend on KVM being usable here.
+            .args(["-machine", "q35,accel=tcg"])
+            .arg("-kernel")
+            .arg(guest.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(guest.join("initrd.img"))
+            .args(["-append", "console=ttyS0 panic=-1 vinfra.ip=10.81.0.10/24"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(["-netdev", &netdev])
+            .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:81:00:10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu"),
+    );
+    let log = || std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        wait_for(Duration::from_secs(60), || log()
+            .contains("VINFRA-GUEST IP")),
+        "guest did not configure eth0: {}",
+        log()
+    );
+    assert!(
+        ep.ping_until("10.81.0.10", 10),
+        "{}\n{:#?}",
+        log(),
+        client.counters().unwrap()
+    );
+    assert!(ep.ping("10.81.0.10", 2));
+
+    // The switch crashes: QEMU keeps running; the restarted switch takes the socket path back,
+    // the agent replays the configuration (the tap comes back and is moved into place again).
+    daemon.kill();
+    assert!(
+        qemu.0.try_wait().unwrap().is_none(),
+        "QEMU died with the switch"
+    );
+    daemon.restart();
+    let mut client = daemon.client();
+    client.apply(&desired).unwrap();
+    attach_tap(&host, &tap, &ep, "10.81.0.1/24", 1500);
+    assert!(
+        ep.ping_until("10.81.0.10", 10),
+        "{:#?}",
+        client.counters().unwrap()
+    );
+    assert!(qemu.0.try_wait().unwrap().is_none());
+    let c = client.counters().unwrap();
+    assert!(c.port(2).unwrap().traffic.rx_packets >= 1, "{c:#?}");
+}
