@@ -260,6 +260,8 @@ const SOURCES: usize = 4;
 const DESTINATIONS: usize = 8;
 /// Traffic partners (heaviest first) whose hosts are also tried as destinations.
 const PARTNERS: usize = 4;
+/// Most hosts of a must-run-on rule offered to one VM as destinations.
+const RUN_ON_CANDIDATES: usize = 8;
 /// Valid destinations compared for a hard fix.
 const HARD_CHOICES: usize = 8;
 /// Heaviest flows looked at by the traffic phase.
@@ -597,17 +599,7 @@ impl Run<'_> {
                     targets.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
                     targets.dedup();
                     for (_, t) in targets {
-                        let before = self.moves.len();
-                        for &v in &members {
-                            if self.s.at[v as usize] != t
-                                && movable(self, v)
-                                && self.budget()
-                                && self.allowed(v, t)
-                            {
-                                self.record(v, t, reason(), Vec::new());
-                            }
-                        }
-                        if self.moves.len() > before || self.s.violation[r] == 0 {
+                        if self.gather(r, t, &reason()) {
                             break;
                         }
                     }
@@ -625,6 +617,50 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// Moves the members of must-affinity rule `r` that may go to `t` there, as one group,
+    /// when that strictly lowers the rule's violation; otherwise moves nothing. A member alone
+    /// may not help (with members stuck on a disconnected host, `t` may only tie with it), so
+    /// the moves are tried together first, each checked as it would be made (capacity,
+    /// migration limits, no must-rule made worse), then undone, and recorded only if the group
+    /// pays off, each listing the members that follow it in `with`.
+    fn gather(&mut self, r: usize, t: u32, reason: &Reason) -> bool {
+        let was = self.s.violation[r];
+        let members = self.s.rules[r].members.clone();
+        let mut group: Vec<(u32, u32)> = Vec::new();
+        for &v in &members {
+            let a = self.s.at[v as usize];
+            if a == t
+                || self.moved[v as usize]
+                || self.s.hosts[a as usize].eligible == Eligibility::Disconnected
+                || (self.moves.len() + group.len()) as u64 >= u64::from(self.cfg.max_moves_total)
+                || !self.allowed(v, t)
+            {
+                continue;
+            }
+            self.s.apply(v, t);
+            self.host_moves[a as usize] += 1;
+            self.host_moves[t as usize] += 1;
+            group.push((v, a));
+        }
+        let fixes = self.s.violation[r] < was;
+        for &(v, a) in group.iter().rev() {
+            self.s.apply(v, a);
+            self.host_moves[a as usize] -= 1;
+            self.host_moves[t as usize] -= 1;
+        }
+        if !fixes {
+            return false;
+        }
+        for (i, &(v, _)) in group.iter().enumerate() {
+            let with = group[i + 1..]
+                .iter()
+                .map(|&(u, _)| self.s.vm_names[u as usize].clone())
+                .collect();
+            self.record(v, t, reason.clone(), with);
+        }
+        true
     }
 
     /// Must-affinity partners of `v` on the same host, `v` first.
@@ -807,6 +843,26 @@ impl Run<'_> {
         }
     }
 
+    /// Hosts a must-run-on rule confines `v` to. The coldest hosts of the cluster may all be
+    /// outside that set, so a pinned VM is also offered every host it may run on (the set is small
+    /// by nature: licensed or special hardware hosts).
+    fn run_on_hosts(&self, v: u32) -> Vec<u32> {
+        let a = self.s.at[v as usize];
+        let mut out = Vec::new();
+        for &r in &self.s.vm_rules[v as usize] {
+            let rule = &self.s.rules[r as usize];
+            if let (true, crate::rules::Kind::RunOn(set)) = (rule.must, &rule.kind) {
+                out.extend(
+                    set.iter()
+                        .copied()
+                        .filter(|&h| h != a)
+                        .take(RUN_ON_CANDIDATES),
+                );
+            }
+        }
+        out
+    }
+
     /// The heaviest traffic partners' hosts of `v`.
     fn partner_hosts(&self, v: u32) -> Vec<u32> {
         let mut adj = self.s.adj[v as usize].clone();
@@ -863,6 +919,7 @@ impl Run<'_> {
                 for &v in &self.s.host_vms[src as usize] {
                     let mut cands = dests.clone();
                     cands.extend(self.partner_hosts(v));
+                    cands.extend(self.run_on_hosts(v));
                     for b in cands {
                         let Some(e) = self.eval(v, b) else { continue };
                         if !self.pays(&e) || e.imbalance <= 0.0 && e.traffic <= 0 {

@@ -543,3 +543,54 @@ fn invalid_config_is_refused() {
     )
     .is_err());
 }
+
+/// Two members of a must-affinity group are stuck on a disconnected host: gathering the others
+/// elsewhere can at best tie with it, which fixes nothing, so nothing moves. With one more member
+/// to gather the group outnumbers the stuck pair, and moves together.
+#[test]
+fn must_affinity_moves_only_when_the_group_fixes_the_rule() {
+    let mut m = model(
+        hosts(5),
+        vec![
+            vm("s0", "h4", 1, 1, 0.0),
+            vm("s1", "h4", 1, 1, 0.0),
+            vm("a", "h0", 1, 1, 0.0),
+            vm("b", "h1", 1, 1, 0.0),
+        ],
+    );
+    m.hosts[4].eligible = Eligibility::Disconnected;
+    m.rules = vec![Rule::affinity(
+        "grp",
+        Strength::Must,
+        &["s0", "s1", "a", "b"],
+    )];
+    let cfg = BalanceConfig {
+        level: 1,
+        ..BalanceConfig::default()
+    };
+    let plan = balance(&m, &cfg).unwrap();
+    assert!(plan.moves.is_empty(), "{:?}", plan.moves);
+
+    m.vms.push(vm("c", "h2", 1, 1, 0.0));
+    m.rules = vec![Rule::affinity(
+        "grp",
+        Strength::Must,
+        &["s0", "s1", "a", "b", "c"],
+    )];
+    let plan = balance(&m, &cfg).unwrap();
+    let moved: Vec<(&str, &str, Vec<String>)> = plan
+        .moves
+        .iter()
+        .map(|mv| (mv.vm.as_str(), mv.to.as_str(), mv.with.clone()))
+        .collect();
+    assert_eq!(
+        moved,
+        vec![("b", "h0", vec!["c".to_string()]), ("c", "h0", Vec::new())]
+    );
+    assert!(plan
+        .moves
+        .iter()
+        .all(|mv| mv.reason == Reason::FixMustRule { rule: "grp".into() }));
+    assert_eq!(plan.violations_before.must_vms(), 3);
+    assert_eq!(plan.violations_after.must_vms(), 2);
+}
