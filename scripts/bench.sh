@@ -18,6 +18,10 @@ BENCHES=(
     "vinfra-console api_list"
     "vinfra vm_create"
     "vinfra migration"
+    "vinfra-placement balance"
+    "vinfra-placement optimum"
+    "vinfra-switch datapath"
+    "vinfra-switchd throughput"
 )
 LOGDIR=target/bench-logs
 mkdir -p "$LOGDIR"
@@ -54,6 +58,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     api_list) grep -E "^  (API|floor|ratio)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)|skipped" "$log" ;;
     migration) grep -E "^(case|idle|busy)|^  (ours|plain):|skipped|does not converge" "$log" ;;
+    *) tail -n 15 "$log" ;;
     esac
     grep -E "^RESULT " "$log"
 done
