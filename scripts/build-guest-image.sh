@@ -16,7 +16,9 @@
 #   - with "vinfra.dirty=MIB" also keeps rewriting a MIB-MiB file on a tmpfs in the background, at
 #     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
 #   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
-#     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN".
+#     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN";
+#   - with "vinfra.ping=IP" also pings IP once a second and prints "VINFRA-PING <IP> ok" or
+#     "VINFRA-PING <IP> fail" for each attempt.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -170,12 +172,14 @@ probe=0
 ip=
 dirty=
 burn=0
+ping_target=
 for arg in $cmdline; do
     case $arg in
     vinfra.probe=1) probe=1 ;;
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
     vinfra.burn=1) burn=1 ;;
+    vinfra.ping=*) ping_target=${arg#vinfra.ping=} ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -201,6 +205,18 @@ esac
 if [ "$burn" = 1 ]; then
     sh -c 'while :; do :; done' &
     echo "VINFRA-GUEST BURN"
+fi
+if [ -n "$ping_target" ]; then
+    (
+        while :; do
+            if ping -c 1 -W 1 "$ping_target" >/dev/null 2>&1; then
+                echo "VINFRA-PING $ping_target ok"
+            else
+                echo "VINFRA-PING $ping_target fail"
+            fi
+            sleep 1
+        done
+    ) &
 fi
 n=0
 while true; do

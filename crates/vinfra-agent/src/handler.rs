@@ -64,5 +64,9 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
         C::ObserveVm { id } => CommandReply::Vm {
             vm: m.observe(id).await?,
         },
+        C::ApplySwitchConfig { config } => {
+            m.apply_switch_config(config).await?;
+            CommandReply::Done
+        }
     })
 }

@@ -4,6 +4,8 @@
 //! - [`qemu`]: the [`qemu::VmRunner`] trait and the real QEMU command line and process handling.
 //! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
 //! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
+//! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
+//!   after a switch restart.
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
 //! - [`handler`]: one console command → one manager call ([`handler::handle`]).
 //! - [`usage`]: host and VM usage from `/proc`.
@@ -17,11 +19,12 @@ pub mod connection;
 pub mod disks;
 pub mod handler;
 pub mod manager;
+pub mod network;
 pub mod probe;
 pub mod qemu;
 pub mod usage;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,11 @@ pub struct AgentConfig {
     pub qemu_binary: PathBuf,
     /// Heartbeat period.
     pub report_interval: Duration,
+    /// Control socket of the host's virtual switch (`vinfra switch --control`); `None`: the host
+    /// has no switch and VMs with NICs are refused.
+    pub switch_control: Option<PathBuf>,
+    /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
+    pub underlay_ip: Option<Ipv4Addr>,
 }
 
 /// Why the agent stopped.
@@ -115,6 +123,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             datastore: config.datastore.clone(),
             address: config.address,
             runner,
+            switch: config.switch_control.clone().map(|control| {
+                let mut s = network::SwitchSettings::new(control);
+                s.underlay_ip = config.underlay_ip;
+                s
+            }),
         })
         .await?,
     );

@@ -15,12 +15,13 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use uuid::Uuid;
-use vinfra_proto::{MigrationSettings, MigrationStatus, VmInstance};
+use vinfra_proto::{HostSwitchConfig, MigrationSettings, MigrationStatus, VmInstance};
 use vinfra_qmp::{MigrateParameters, Qmp, QmpError};
 use vinfra_types::{Accel, BootSource, PowerState, VmObserved, VmUsage};
 
 use crate::disks::{cache_mode_for, Datastore, DiskError};
-use crate::qemu::{is_our_qemu, kill, DiskArg, Launch, QemuError, VmRunner};
+use crate::network::{NetworkError, Outcome, SwitchLink, SwitchSettings, VmNic};
+use crate::qemu::{is_our_qemu, kill, DiskArg, Launch, NicArg, QemuError, VmRunner};
 use crate::usage::Sampler;
 
 /// Bandwidth used for "unlimited" migrations, bytes per second.
@@ -58,6 +59,9 @@ pub enum ManagerError {
     /// QMP failed
     #[error("QMP: {0}")]
     Qmp(#[from] QmpError),
+    /// the virtual switch is missing or refused the VM's ports or the configuration
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// a file in the agent's data directory could not be read or written
     #[error("{path}: {source}")]
     Io {
@@ -82,6 +86,9 @@ impl From<ManagerError> for vinfra_proto::AgentError {
             ManagerError::Disk(DiskError::Missing(p)) => A::MissingFile {
                 path: p.display().to_string(),
             },
+            ManagerError::Network(e) => A::Network {
+                detail: error_chain(&e),
+            },
             e @ (ManagerError::Qemu(_)
             | ManagerError::Qmp(_)
             | ManagerError::Disk(DiskError::QemuImg { .. })) => A::Qemu {
@@ -95,6 +102,18 @@ impl From<ManagerError> for vinfra_proto::AgentError {
 }
 
 type Result<T, E = ManagerError> = std::result::Result<T, E>;
+
+/// An error and its sources, joined with ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
 
 /// What the agent keeps about a VM on the host (`vm.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +135,10 @@ pub struct VmRecord {
     /// Seconds since the Unix epoch when the guest was started (kept across migration).
     #[serde(default)]
     pub started_at: Option<u64>,
+    /// The NICs' switch ports while the VM has them (from before its QEMU starts until after
+    /// it is gone).
+    #[serde(default)]
+    pub nics: Vec<VmNic>,
 }
 
 /// Where a manager keeps things and how it runs QEMU.
@@ -129,6 +152,8 @@ pub struct ManagerConfig {
     pub address: IpAddr,
     /// Starts QEMU.
     pub runner: Arc<dyn VmRunner>,
+    /// The host's virtual switch; `None` when the host has none (VMs with NICs are refused).
+    pub switch: Option<SwitchSettings>,
 }
 
 struct Vm {
@@ -150,6 +175,7 @@ pub struct Manager {
     ds: Datastore,
     vms: Mutex<HashMap<Uuid, Arc<Entry>>>,
     sampler: StdMutex<Sampler>,
+    switch: Option<Arc<SwitchLink>>,
 }
 
 fn now_s() -> u64 {
@@ -379,6 +405,7 @@ impl Manager {
         let vms_dir = cfg.data_dir.join("vms");
         std::fs::create_dir_all(&vms_dir).map_err(io_err(&vms_dir))?;
         let mut table = HashMap::new();
+        let mut attached = Vec::new();
         for entry in std::fs::read_dir(&vms_dir).map_err(io_err(&vms_dir))? {
             let dir = entry.map_err(io_err(&vms_dir))?.path();
             let json = dir.join("vm.json");
@@ -418,6 +445,7 @@ impl Manager {
                 None => vm.process_gone(),
             }
             let id = vm.id();
+            attached.push((id, vm.record.nics.clone()));
             table.insert(
                 id,
                 Arc::new(Entry {
@@ -429,12 +457,109 @@ impl Manager {
         let ds = Datastore {
             root: cfg.datastore.clone(),
         };
+        let switch = match &cfg.switch {
+            Some(settings) => {
+                let link = Arc::new(SwitchLink::open(settings.clone(), &cfg.data_dir)?);
+                for (id, nics) in attached {
+                    link.restore(id, nics);
+                }
+                crate::network::spawn_reconciler(&link);
+                Some(link)
+            }
+            None => None,
+        };
         Ok(Manager {
             cfg,
             ds,
             vms: Mutex::new(table),
             sampler: StdMutex::new(Sampler::default()),
+            switch,
         })
+    }
+
+    /// The link to the host's virtual switch, when the host has one.
+    pub fn switch(&self) -> Option<&Arc<SwitchLink>> {
+        self.switch.as_ref()
+    }
+
+    /// Keeps `config` as this host's switch configuration (saved in the data directory) and
+    /// programs the switch with it now. The configuration stays desired (and is replayed on
+    /// every reconnect) even when the switch cannot be programmed now.
+    pub async fn apply_switch_config(&self, config: HostSwitchConfig) -> Result<()> {
+        let Some(link) = &self.switch else {
+            if config.networks.is_empty() {
+                return Ok(());
+            }
+            return Err(NetworkError::NoSwitch.into());
+        };
+        link.set_config(config)?;
+        reconcile_now(link).await?.into_result()?;
+        Ok(())
+    }
+
+    /// Refuses a VM with NICs on a host without a switch, before anything is created.
+    fn check_nics(&self, instance: &VmInstance) -> Result<()> {
+        if !instance.spec.nics.is_empty() && self.switch.is_none() {
+            return Err(NetworkError::NoSwitch.into());
+        }
+        Ok(())
+    }
+
+    /// Gives the VM's NICs their switch ports and waits until the switch has them (before its
+    /// QEMU starts). On failure the VM has no ports.
+    async fn attach_nics(&self, vm: &mut Vm) -> Result<()> {
+        if vm.record.instance.spec.nics.is_empty() {
+            return Ok(());
+        }
+        let link = self.switch.as_ref().ok_or(NetworkError::NoSwitch)?;
+        let id = vm.id();
+        let nics = link.attach(id, &vm.dir, &vm.record.instance.spec.nics)?;
+        let ports: Vec<u32> = nics.iter().map(|n| n.port).collect();
+        let checked = reconcile_now(link).await.and_then(|o| {
+            let mine: Vec<(vinfra_switchd::Request, String)> = o
+                .refused
+                .into_iter()
+                .filter(|(r, _)| {
+                    matches!(r, vinfra_switchd::Request::AddPort(p) if ports.contains(&p.id))
+                })
+                .collect();
+            Outcome {
+                applied: o.applied,
+                refused: mine,
+            }
+            .into_result()
+        });
+        if let Err(e) = checked {
+            link.detach(id);
+            if let Err(e) = reconcile_now(link).await {
+                tracing::warn!("VM {id}: {}", error_chain(&e));
+            }
+            return Err(e.into());
+        }
+        vm.record.nics = nics;
+        vm.save()
+    }
+
+    /// Removes the VM's ports from the switch (its QEMU is gone). A switch that cannot be
+    /// reached now loses them on the next reconcile.
+    async fn detach_nics(&self, vm: &mut Vm) {
+        let id = vm.id();
+        if let Some(link) = &self.switch {
+            link.detach(id);
+            if !vm.record.nics.is_empty() {
+                if let Err(e) = reconcile_now(link).await {
+                    tracing::warn!("VM {id}: removing its switch ports: {}", error_chain(&e));
+                }
+            }
+        }
+        if !vm.record.nics.is_empty() {
+            vm.record.nics.clear();
+            if vm.dir.exists() {
+                if let Err(e) = vm.save() {
+                    tracing::warn!("VM {id}: {e}");
+                }
+            }
+        }
     }
 
     /// The accelerator VMs run with.
@@ -539,11 +664,31 @@ impl Manager {
             qmp_socket: vm.qmp_socket(),
             pidfile: vm.pidfile(),
             incoming,
+            nics: vm
+                .record
+                .nics
+                .iter()
+                .map(|n| NicArg {
+                    mac: n.mac.clone(),
+                    mtu: n.mtu,
+                    qemu_socket: n.qemu_socket.clone(),
+                    switch_socket: n.switch_socket.clone(),
+                })
+                .collect(),
         })
     }
 
     async fn launch(&self, vm: &mut Vm, incoming: bool) -> Result<()> {
         let launch = self.launch_for(vm, incoming)?;
+        // QEMU binds its end of each NIC: a socket file left by an earlier run is in the way.
+        for nic in &vm.record.nics {
+            match std::fs::remove_file(&nic.qemu_socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(&nic.qemu_socket)(e))
+                }
+                _ => {}
+            }
+        }
         vm.process_gone();
         vm.shutdown_seen = false;
         let runner = self.cfg.runner.clone();
@@ -574,6 +719,7 @@ impl Manager {
                 want_running: false,
                 migrating_out: false,
                 started_at: None,
+                nics: Vec::new(),
             },
             dir,
             pid: None,
@@ -598,6 +744,7 @@ impl Manager {
             .spec
             .validate()
             .map_err(|e| ManagerError::Spec(e.to_string()))?;
+        self.check_nics(&instance)?;
         if let BootSource::Kernel { kernel, initrd, .. } = &instance.spec.boot {
             self.ds.existing_image(kernel)?;
             if let Some(i) = initrd {
@@ -618,6 +765,7 @@ impl Manager {
         if start {
             if let Err(e) = self.do_start(&mut vm).await {
                 let _ = vm.kill_now().await;
+                self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.dir);
                 if !ds_dir_existed {
                     let _ = self.ds.delete_vm(id);
@@ -660,7 +808,12 @@ impl Manager {
             }
             return Ok(());
         }
-        self.launch(vm, false).await?;
+        self.attach_nics(vm).await?;
+        if let Err(e) = self.launch(vm, false).await {
+            let _ = vm.kill_now().await;
+            self.detach_nics(vm).await;
+            return Err(e);
+        }
         vm.record.want_running = true;
         vm.record.started_at = Some(now_s());
         vm.save()
@@ -716,6 +869,7 @@ impl Manager {
         vm.record.started_at = None;
         vm.record.migrating_out = false;
         vm.save()?;
+        self.detach_nics(&mut vm).await;
         Ok(vm.observe(&self.sampler).await)
     }
 
@@ -741,6 +895,7 @@ impl Manager {
         let mut vm = e.vm.lock().await;
         vm.record.want_running = false;
         vm.kill_now().await?;
+        self.detach_nics(&mut vm).await;
         std::fs::remove_dir_all(&vm.dir).map_err(io_err(&vm.dir))?;
         self.vms.lock().await.remove(&id);
         if delete_disks {
@@ -765,6 +920,7 @@ impl Manager {
                 }),
             };
         }
+        self.check_nics(&instance)?;
         let mut vm = self.new_vm(instance, true)?;
         vm.record.started_at = vm.record.instance.started_at;
         match self.start_incoming(&mut vm).await {
@@ -780,6 +936,7 @@ impl Manager {
             }
             Err(e) => {
                 let _ = vm.kill_now().await;
+                self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.dir);
                 Err(e)
             }
@@ -787,6 +944,8 @@ impl Manager {
     }
 
     async fn start_incoming(&self, vm: &mut Vm) -> Result<String> {
+        // The port exists on this host's switch before the guest can arrive.
+        self.attach_nics(vm).await?;
         self.launch(vm, true).await?;
         let q = vm.qmp().await?;
         let mut last = None;
@@ -909,6 +1068,7 @@ impl Manager {
             vm.record.want_running = false;
             vm.kill_now().await?;
         }
+        self.detach_nics(&mut vm).await;
         std::fs::remove_dir_all(&vm.dir).map_err(io_err(&vm.dir))?;
         self.vms.lock().await.remove(&id);
         Ok(())
@@ -934,6 +1094,7 @@ impl Manager {
             });
         }
         vm.kill_now().await?;
+        self.detach_nics(&mut vm).await;
         std::fs::remove_dir_all(&vm.dir).map_err(io_err(&vm.dir))?;
         self.vms.lock().await.remove(&id);
         Ok(())
@@ -962,6 +1123,17 @@ impl Manager {
     pub async fn serial_log_path(&self, id: Uuid) -> Result<PathBuf> {
         Ok(self.entry(id).await?.vm.lock().await.serial_log())
     }
+}
+
+/// [`SwitchLink::reconcile`] on a blocking thread.
+async fn reconcile_now(link: &Arc<SwitchLink>) -> Result<Outcome, NetworkError> {
+    let l = link.clone();
+    tokio::task::spawn_blocking(move || l.reconcile())
+        .await
+        .map_err(|e| NetworkError::Io {
+            path: link.settings().control.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
 }
 
 fn free_port(addr: IpAddr) -> std::io::Result<u16> {

@@ -127,6 +127,7 @@ async fn join_then_hello_reports_and_requests() {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
             }),
+            switch: None,
         })
         .await
         .unwrap(),
@@ -222,6 +223,7 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
             }),
+            switch: None,
         })
         .await
         .unwrap(),
@@ -320,6 +322,7 @@ async fn a_state_change_is_reported_before_its_answer() {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
             }),
+            switch: None,
         })
         .await
         .unwrap(),

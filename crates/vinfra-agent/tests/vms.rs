@@ -110,6 +110,7 @@ async fn manager(data_dir: &Path, ds: &Path) -> Manager {
             binary: QEMU.into(),
             accel: Accel::Tcg,
         }),
+        switch: None,
     })
     .await
     .unwrap()

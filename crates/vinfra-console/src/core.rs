@@ -20,6 +20,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::network::{CreateNetworkRequest, NetworkSummary};
 use vinfra_types::{
     AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage, MigrationProgress,
     PowerState, VmObserved, VmSummary, VmUsage,
@@ -114,6 +115,14 @@ pub enum Command {
     ListRecommendations,
     /// Start the migration a recommendation proposes.
     ApplyRecommendation { id: u64 },
+    /// Every logical network with its ports.
+    ListNetworks,
+    /// Create a logical network.
+    CreateNetwork { request: CreateNetworkRequest },
+    /// One logical network with its ports.
+    ShowNetwork { name: String },
+    /// Delete a logical network (refused while a VM has a NIC on it).
+    DeleteNetwork { name: String },
 }
 
 /// What a command returns.
@@ -139,6 +148,10 @@ pub enum Reply {
     RuleCreated(PlacementRule),
     Drs(DrsStatus),
     Recommendations(Vec<Recommendation>),
+    Networks(Vec<NetworkSummary>),
+    Network(NetworkSummary),
+    /// A network was created.
+    NetworkCreated(NetworkSummary),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }
@@ -254,6 +267,8 @@ pub struct Console {
     pub(crate) source_lost_after: Duration,
     /// The balancer's last pass and recommendations.
     pub(crate) drs: crate::balancing::DrsState,
+    /// Logical networks and their address management.
+    pub(crate) networks: crate::networks::Networks,
 }
 
 struct EventLog {
@@ -279,6 +294,7 @@ impl Console {
         let settings = keys::get::<ClusterSettings>(store.as_ref(), keys::SETTINGS)?
             .map(|v| v.value)
             .unwrap_or_default();
+        let networks = crate::networks::Networks::load(store.as_ref())?;
         let (events, _) = store.range(keys::EVENTS)?;
         let next = events
             .last()
@@ -302,6 +318,7 @@ impl Console {
             }),
             source_lost_after: crate::migration::SOURCE_LOST_AFTER,
             drs: crate::balancing::DrsState::default(),
+            networks,
         })
     }
 
@@ -394,6 +411,16 @@ impl Console {
             Command::ApplyRecommendation { id } => Ok(Reply::MigrationStarted(
                 balancing::apply_recommendation(self, id).await?,
             )),
+            Command::ListNetworks => Ok(Reply::Networks(crate::networks::list(self))),
+            Command::CreateNetwork { request } => Ok(Reply::NetworkCreated(
+                crate::networks::create(self, request).await?,
+            )),
+            Command::ShowNetwork { name } => {
+                Ok(Reply::Network(crate::networks::show(self, &name)?))
+            }
+            Command::DeleteNetwork { name } => crate::networks::delete(self, &name)
+                .await
+                .map(|()| Reply::Done),
         }
     }
 
@@ -474,6 +501,19 @@ impl Console {
             })
     }
 
+    /// Every host record.
+    pub fn host_records(&self) -> Vec<HostRecord> {
+        read(&self.hosts)
+            .values()
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// What the host's virtual switch needs (see [`crate::networks::switch_config`]).
+    pub fn switch_config(&self, host: &str) -> Result<vinfra_proto::HostSwitchConfig, CoreError> {
+        crate::networks::host_switch_config(self, host)
+    }
+
     /// Every host name.
     pub fn host_names(&self) -> Vec<String> {
         read(&self.hosts).keys().cloned().collect()
@@ -490,6 +530,18 @@ impl Console {
         name: &str,
         expected: Option<i64>,
         new: Option<&VmRecord>,
+    ) -> Result<(), CoreError> {
+        self.write_vm_with(name, expected, new, None)
+    }
+
+    /// [`Console::write_vm`], with the claims or releases of NIC addresses in the same
+    /// transaction (hold [`crate::networks::Networks::lock`]).
+    pub fn write_vm_with(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&VmRecord>,
+        nics: Option<crate::networks::NicPlan>,
     ) -> Result<(), CoreError> {
         let key = keys::vm_key(name);
         let mut vms = write(&self.vms);
@@ -511,12 +563,21 @@ impl Console {
             },
             None => Op::Delete { key: key.clone() },
         };
+        let mut compare = vec![compare];
+        let mut success = vec![op];
+        if let Some(plan) = &nics {
+            compare.extend(plan.compare.iter().cloned());
+            success.extend(plan.ops.iter().cloned());
+        }
         let resp = self.store.txn(Txn {
-            compare: vec![compare],
-            success: vec![op],
+            compare,
+            success,
             failure: vec![],
         })?;
         if !resp.succeeded {
+            if nics.is_some() {
+                self.networks.reload(self.store.as_ref());
+            }
             // Someone else wrote the store: reload this key.
             match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
                 Some(v) => vms.insert(name.to_string(), v),
@@ -527,6 +588,9 @@ impl Console {
             } else {
                 CoreError::Conflict(format!("VM '{name}' was changed concurrently; try again"))
             });
+        }
+        if let Some(plan) = nics {
+            self.networks.applied(plan, resp.revision);
         }
         match new {
             Some(rec) => {
@@ -1071,7 +1135,7 @@ impl Console {
     }
 
     async fn create_vm(&self, request: CreateVmRequest) -> Result<VmSummary, CoreError> {
-        let spec = request.spec;
+        let mut spec = request.spec;
         spec.validate()
             .map_err(|e| CoreError::Invalid(e.to_string()))?;
         if let Some(h) = &request.host {
@@ -1086,6 +1150,14 @@ impl Console {
         }
         let rec = {
             let _placement = self.placement_lock().await;
+            // Addresses and MACs are settled first (their errors name the NIC) and claimed with
+            // the record, in one transaction.
+            let _networks = self.networks.lock().await;
+            let id = Uuid::new_v4();
+            let plan = self.networks.assign_nics(&name, id, &mut spec.nics)?;
+            crate::networks::add_lab_guest_ip(&mut spec, &plan);
+            spec.validate()
+                .map_err(|e| CoreError::Invalid(e.to_string()))?;
             let hosts = self.placement_inputs(None);
             if let Some(h) = &request.host {
                 if !self.host_registered(h) {
@@ -1102,7 +1174,7 @@ impl Console {
             };
             let placed = balancing::place_new_vm(self, &hosts, &req, request.host.as_deref())?;
             let rec = VmRecord {
-                id: Uuid::new_v4(),
+                id,
                 spec,
                 host: placed.host.clone(),
                 desired: if request.start {
@@ -1113,7 +1185,7 @@ impl Console {
                 created_at: now_s(),
                 started_at: request.start.then(now_s),
             };
-            self.write_vm(&name, None, Some(&rec))?;
+            self.write_vm_with(&name, None, Some(&rec), Some(plan))?;
             rec
         };
         let cmd = AgentCommand::CreateVm {
@@ -1129,7 +1201,11 @@ impl Console {
                 // Nothing half-created: drop the record again, and the definition if the agent
                 // got that far.
                 if let Ok(cur) = self.vm(&name) {
-                    if let Err(de) = self.write_vm(&name, Some(cur.mod_revision), None) {
+                    let _networks = self.networks.lock().await;
+                    let undone = self.networks.release_nics(&name).and_then(|plan| {
+                        self.write_vm_with(&name, Some(cur.mod_revision), None, Some(plan))
+                    });
+                    if let Err(de) = undone {
                         tracing::error!(vm = name, "rolling back VM record: {de}");
                     }
                 }
@@ -1371,7 +1447,11 @@ impl Console {
             };
             ignore_missing(self.agents.request(&rec.host, del, CREATE_TIMEOUT).await)?;
         }
-        self.write_vm(name, Some(cur.mod_revision), None)?;
+        {
+            let _networks = self.networks.lock().await;
+            let plan = self.networks.release_nics(name)?;
+            self.write_vm_with(name, Some(cur.mod_revision), None, Some(plan))?;
+        }
         let _ = self.store.delete(&keys::migration_key(name));
         self.event("vm", name, format!("deleted from {}", rec.host));
         Ok(())

@@ -8,6 +8,8 @@
 //! - [`balancing`]: placement rules, the balancer's cluster model and its task (modes off,
 //!   manual, automatic).
 //! - [`migration`]: live-migration orchestration.
+//! - [`networks`]: logical networks, the address management of VM NICs, and each host's
+//!   virtual switch configuration.
 //! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
 //! - [`store_keys`]: the store's key layout and records.
 //!
@@ -21,6 +23,7 @@ pub mod balancing;
 pub mod controllers;
 pub mod core;
 pub mod migration;
+pub mod networks;
 pub mod pki;
 pub mod store_keys;
 

@@ -8,8 +8,13 @@
 //! | `/vinfra/migrations/<vm>` | [`MigrationRecord`] |
 //! | `/vinfra/events/<seq, 20 digits>` | [`vinfra_types::api::Event`] |
 //! | `/vinfra/rules/<name>` | [`vinfra_types::balancing::PlacementRule`] |
+//! | `/vinfra/networks/<name>` | [`NetworkRecord`] (definition and IPAM) |
+//! | `/vinfra/segments/{vni,vlan,switch}/<n>` | [`SegmentClaim`] |
+//! | `/vinfra/macs/<mac>` | [`MacClaim`] |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
+
+use std::collections::BTreeMap;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
@@ -26,6 +31,12 @@ pub const MIGRATIONS: &str = "/vinfra/migrations/";
 pub const EVENTS: &str = "/vinfra/events/";
 /// Prefix of the placement rules.
 pub const RULES: &str = "/vinfra/rules/";
+/// Prefix of the logical networks (definition and IPAM).
+pub const NETWORKS: &str = "/vinfra/networks/";
+/// Prefix of the VNI and VLAN ID claims (one network each).
+pub const SEGMENTS: &str = "/vinfra/segments/";
+/// Prefix of the MAC claims (one NIC each, cluster-wide).
+pub const MACS: &str = "/vinfra/macs/";
 /// Cluster settings.
 pub const SETTINGS: &str = "/vinfra/settings";
 /// Hash of the API token.
@@ -50,6 +61,17 @@ pub fn event_key(seq: u64) -> String {
 }
 pub fn rule_key(name: &str) -> String {
     format!("{RULES}{name}")
+}
+pub fn network_key(name: &str) -> String {
+    format!("{NETWORKS}{name}")
+}
+/// The claim of a number in one of the spaces `vni`, `vlan` or `switch` (a network's switch id).
+pub fn segment_key(space: &str, id: u32) -> String {
+    format!("{SEGMENTS}{space}/{id}")
+}
+/// The claim of a MAC address (lower case).
+pub fn mac_key(mac: &str) -> String {
+    format!("{MACS}{mac}")
 }
 pub fn join_token_key(secret_hash: &str) -> String {
     format!("{JOIN_TOKENS}{secret_hash}")
@@ -115,6 +137,40 @@ pub struct HostRecord {
     pub accel: Option<Accel>,
     #[serde(default)]
     pub qemu_version: Option<String>,
+}
+
+/// A logical network and its address management: which address each VM NIC holds. Written in
+/// the same transaction as the VM records whose NICs it lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub network: vinfra_types::network::Network,
+    /// The network's number on every host's switch (`vinfra_proto::SwitchNetwork::id`).
+    pub switch_id: u16,
+    /// Allocated addresses (dotted quad) and who holds them.
+    #[serde(default)]
+    pub ipam: BTreeMap<String, IpamEntry>,
+}
+
+/// One allocated address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamEntry {
+    pub vm: String,
+    /// Index of the NIC in the VM's spec.
+    pub nic: usize,
+    pub mac: String,
+}
+
+/// A VNI, VLAN ID or switch id taken by a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentClaim {
+    pub network: String,
+}
+
+/// A MAC address taken by a VM NIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacClaim {
+    pub vm: String,
+    pub network: String,
 }
 
 /// A migration (in progress or the last finished one) of one VM.

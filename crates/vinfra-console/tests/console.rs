@@ -564,6 +564,8 @@ async fn openapi_document_lists_the_paths() {
         "/api/v1/vms/{name}/migration",
         "/api/v1/vms/{name}/console",
         "/api/v1/events",
+        "/api/v1/networks",
+        "/api/v1/networks/{name}",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
@@ -647,7 +649,7 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
             }
         }
     }
-    assert_eq!(operations, 28, "every endpoint is documented");
+    assert_eq!(operations, 32, "every endpoint is documented");
     let post_vms = &doc["paths"]["/api/v1/vms"]["post"]["responses"];
     for status in ["201", "400", "404", "409", "413", "502", "503", "504"] {
         assert!(post_vms.get(status).is_some(), "POST /api/v1/vms: {status}");

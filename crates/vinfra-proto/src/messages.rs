@@ -1,5 +1,7 @@
 //! Messages exchanged on the agent connection.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_types::{Accel, HostCapacity, HostUsage, VmObserved, VmSpec};
@@ -108,6 +110,11 @@ pub enum AgentCommand {
     ConsoleLog { id: Uuid, max_bytes: u64 },
     /// The VM's current state, read now (not from the last report). Replies `Vm`.
     ObserveVm { id: Uuid },
+    /// Replace this host's virtual switch configuration. The agent keeps it (in memory and in
+    /// its data directory), programs the switch with the difference, and replays it whenever it
+    /// reconnects to a (restarted) switch. Refused when the host has no switch and `config` has
+    /// networks. Replies `Done`.
+    ApplySwitchConfig { config: HostSwitchConfig },
 }
 
 impl AgentCommand {
@@ -120,8 +127,81 @@ impl AgentCommand {
             AgentCommand::MigrationStatus { .. }
                 | AgentCommand::ConsoleLog { .. }
                 | AgentCommand::ObserveVm { .. }
+                | AgentCommand::ApplySwitchConfig { .. }
         )
     }
+}
+
+/// What the switch of one host needs to know about the cluster's networks, computed by the
+/// console. The agent adds what it knows itself: the ports of its VMs' NICs, static MAC entries
+/// for them, and the VXLAN uplink on its underlay address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSwitchConfig {
+    /// Networks this host has (or may soon have) VM ports on.
+    #[serde(default)]
+    pub networks: Vec<SwitchNetwork>,
+    /// Static MAC entries for VM NICs on other hosts.
+    #[serde(default)]
+    pub macs: Vec<SwitchMacEntry>,
+    /// Addresses the switch answers ARP requests for (ARP suppression).
+    #[serde(default)]
+    pub arps: Vec<SwitchArpEntry>,
+}
+
+/// One logical network on a host's switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchNetwork {
+    /// The network's name (what a VM's NIC names).
+    pub name: String,
+    /// The switch's network number, the same on every host (1 to 65535).
+    pub id: u16,
+    /// Overlay (VNI) or VLAN (VID).
+    pub kind: SwitchNetworkKind,
+    /// IP MTU of the network's VM ports (and so of the guests' NICs). An overlay's must leave
+    /// room for the 50 bytes of VXLAN encapsulation on the underlay.
+    pub mtu: u16,
+    /// Overlay only: underlay addresses of the other hosts with ports on this network, where
+    /// broadcast, unknown unicast and multicast frames are replicated.
+    #[serde(default)]
+    pub flood: Vec<Ipv4Addr>,
+}
+
+/// How a logical network reaches other hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchNetworkKind {
+    /// A VXLAN overlay between the hosts' underlay addresses.
+    Overlay {
+        /// VXLAN network identifier (below 2^24).
+        vni: u32,
+    },
+    /// A VLAN on the physical network, through the host's trunk.
+    Vlan {
+        /// VLAN ID (1 to 4094).
+        vid: u16,
+    },
+}
+
+/// A VM NIC's MAC address on another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchMacEntry {
+    /// Network name.
+    pub network: String,
+    /// MAC address `xx:xx:xx:xx:xx:xx`.
+    pub mac: String,
+    /// Underlay address of the host the NIC is on.
+    pub host_ip: Ipv4Addr,
+}
+
+/// An IPv4 address the switch answers ARP requests for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchArpEntry {
+    /// Network name.
+    pub network: String,
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Its owner's MAC address `xx:xx:xx:xx:xx:xx`.
+    pub mac: String,
 }
 
 /// Tuning applied to an outgoing migration.
@@ -203,4 +283,7 @@ pub enum AgentError {
     /// anything else on the host
     #[error("host error: {detail}")]
     Host { detail: String },
+    /// the host's virtual switch is missing, unreachable, or refused the configuration
+    #[error("network: {detail}")]
+    Network { detail: String },
 }

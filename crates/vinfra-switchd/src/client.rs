@@ -86,6 +86,15 @@ impl SwitchClient {
         }
     }
 
+    /// Bounds how long one request may wait for the socket (`None`: forever, the default). A
+    /// request that times out fails with [`ClientError::Io`]; the connection should then be
+    /// dropped, as an answer may still arrive.
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.writer.set_read_timeout(timeout)?;
+        self.writer.set_write_timeout(timeout)?;
+        Ok(())
+    }
+
     /// Sends one request and reads its response.
     pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
         let mut line = serde_json::to_vec(request)?;

@@ -7,6 +7,7 @@
 //! - [`migration`]: live-migration progress.
 //! - [`api`]: REST request/response bodies and the problem+json error body.
 //! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
+//! - [`network`]: logical networks, subnets and MACs, where each VM NIC lives.
 #![deny(unsafe_code)]
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod balancing;
 pub mod host;
 pub mod migration;
 pub mod name;
+pub mod network;
 pub mod vm;
 
 pub use api::Problem;

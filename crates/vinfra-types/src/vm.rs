@@ -34,7 +34,7 @@ pub struct VmSpec {
     /// Disks, each a qcow2 overlay in the datastore.
     #[serde(default)]
     pub disks: Vec<DiskSpec>,
-    /// Network interfaces (attached by the virtual switch; recorded now, wired by the network issue).
+    /// Network interfaces, each on a logical network (attached by the host's virtual switch).
     #[serde(default)]
     pub nics: Vec<NicSpec>,
 }
@@ -75,10 +75,12 @@ pub struct DiskSpec {
 pub struct NicSpec {
     /// Logical network name.
     pub network: String,
-    /// MAC address `xx:xx:xx:xx:xx:xx`; assigned when absent.
+    /// Unicast MAC address `xx:xx:xx:xx:xx:xx`, unique in the cluster; assigned when absent
+    /// (`02:76:66:…`). The console records the final address here.
     #[serde(default)]
     pub mac: Option<String>,
-    /// IPv4 address inside the network's subnet; assigned when absent.
+    /// IPv4 address inside the network's subnet; the lowest free one is assigned when absent.
+    /// The console records the final address here.
     #[serde(default)]
     pub ip: Option<String>,
 }
@@ -182,12 +184,10 @@ impl VmSpec {
                 reason: format!("network: {e}"),
             })?;
             if let Some(mac) = &n.mac {
-                if !is_mac(mac) {
-                    return Err(SpecError::Nic {
-                        index,
-                        reason: format!("bad MAC address '{mac}'"),
-                    });
-                }
+                crate::network::parse_mac(mac).map_err(|e| SpecError::Nic {
+                    index,
+                    reason: e.to_string(),
+                })?;
             }
             if let Some(ip) = &n.ip {
                 if ip.parse::<std::net::Ipv4Addr>().is_err() {
@@ -200,14 +200,6 @@ impl VmSpec {
         }
         Ok(())
     }
-}
-
-fn is_mac(s: &str) -> bool {
-    let parts: Vec<&str> = s.split(':').collect();
-    parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok())
 }
 
 /// A VM's power state as observed on its host.
@@ -326,6 +318,13 @@ mod tests {
                 s.nics.push(NicSpec {
                     network: "n".into(),
                     mac: Some("zz".into()),
+                    ip: None,
+                })
+            }),
+            Box::new(|s| {
+                s.nics.push(NicSpec {
+                    network: "n".into(),
+                    mac: Some("01:00:5e:00:00:01".into()),
                     ip: None,
                 })
             }),

@@ -85,6 +85,9 @@ pub enum Command {
     /// Placement rules (affinity, anti-affinity, run on, not on).
     #[command(subcommand)]
     Rule(crate::drs::RuleCommand),
+    /// Logical networks (overlay or VLAN) and where their ports live.
+    #[command(subcommand)]
+    Net(crate::net::NetCommand),
     /// Run the balancer on a cluster scenario file and write metrics and a plot (no console).
     Sim(crate::sim::SimArgs),
 }
@@ -159,6 +162,12 @@ pub struct AgentArgs {
     /// Heartbeat interval.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
     pub report_interval: Duration,
+    /// Control socket of this host's `vinfra switch` (VMs with NICs need it).
+    #[arg(long)]
+    pub switch_control: Option<PathBuf>,
+    /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
+    #[arg(long)]
+    pub underlay_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Args)]

@@ -57,6 +57,8 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         memory_mib: a.memory_mib,
         qemu_binary: a.qemu.clone(),
         report_interval: a.report_interval,
+        switch_control: a.switch_control.clone(),
+        underlay_ip: a.underlay_ip,
     };
     runtime()?
         .block_on(vinfra_agent::run(config))

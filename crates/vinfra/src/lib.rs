@@ -8,6 +8,7 @@
 //! - [`output`]: tables and units;
 //! - [`daemons`]: `vinfra console` and `vinfra agent`;
 //! - [`lab`]: `vinfra lab up|status|down`;
+//! - [`net`]: `vinfra net …`, logical networks;
 //! - [`sim`]: `vinfra sim`, the cluster simulator.
 //!
 //! Errors are printed as one line, `vinfra: <message>`, and map to exit code 2 (bad usage or input,
@@ -29,6 +30,7 @@ pub mod config;
 pub mod daemons;
 pub mod drs;
 pub mod lab;
+pub mod net;
 pub mod output;
 pub mod parse;
 pub mod sim;
@@ -131,6 +133,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Events => commands::events(&settings()?, out)?,
         Command::Drs(c) => drs::drs(&settings()?, out, c)?,
         Command::Rule(c) => drs::rule(&settings()?, out, c)?,
+        Command::Net(c) => net::net(&settings()?, out, c)?,
         Command::Sim(a) => sim::run(a, out).map_err(Box::new)?,
     }
     Ok(())

@@ -24,6 +24,19 @@ pub struct DiskArg {
     pub cache: CacheMode,
 }
 
+/// One NIC: a virtio-net device on a `-netdev dgram` pair of Unix sockets to the host's switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicArg {
+    /// MAC address.
+    pub mac: String,
+    /// IP MTU offered to the guest (`host_mtu`).
+    pub mtu: u16,
+    /// The socket QEMU binds (`local.path`).
+    pub qemu_socket: PathBuf,
+    /// The switch's socket (`remote.path`).
+    pub switch_socket: PathBuf,
+}
+
 /// Everything needed to start one QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -49,6 +62,8 @@ pub struct Launch {
     pub pidfile: PathBuf,
     /// Wait for an incoming migration (`-incoming defer`).
     pub incoming: bool,
+    /// NICs, in order.
+    pub nics: Vec<NicArg>,
 }
 
 /// QEMU's command line for `l` (without the binary). Option values that are paths are passed as
@@ -122,6 +137,20 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         };
         push(format!("virtio-blk-pci,drive=drive{i},id=disk{i}{boot}"));
     }
+    for (i, n) in l.nics.iter().enumerate() {
+        push("-netdev".into());
+        push(format!(
+            "dgram,id=nic{i},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            esc_path(&n.qemu_socket),
+            esc_path(&n.switch_socket)
+        ));
+        push("-device".into());
+        push(format!(
+            "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}",
+            esc(&n.mac),
+            n.mtu
+        ));
+    }
     push("-device".into());
     push("virtio-balloon-pci,id=balloon0".into());
     if l.incoming {
@@ -163,6 +192,12 @@ mod tests {
             qmp_socket: "/d/qmp.sock".into(),
             pidfile: "/d/qemu.pid".into(),
             incoming: true,
+            nics: vec![NicArg {
+                mac: "52:54:00:00:00:01".into(),
+                mtu: 1450,
+                qemu_socket: "/d/nic0.sock".into(),
+                switch_socket: "/d/nic0.switch.sock".into(),
+            }],
         }
     }
 
@@ -196,6 +231,14 @@ mod tests {
             "a kernel boot gives no disk a boot index: {joined}"
         );
         assert!(joined.ends_with("-incoming defer"), "{joined}");
+        assert!(
+            joined.contains(
+                "-netdev dgram,id=nic0,local.type=unix,local.path=/d/nic0.sock,\
+                 remote.type=unix,remote.path=/d/nic0.switch.sock \
+                 -device virtio-net-pci,netdev=nic0,id=net0,mac=52:54:00:00:00:01,host_mtu=1450"
+            ),
+            "{joined}"
+        );
         assert!(!joined.contains("-cpu host"));
         let mut l = launch();
         l.accel = Accel::Kvm;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use vinfra_types::Accel;
 
-pub use cmdline::{build_args, CacheMode, DiskArg, Launch};
+pub use cmdline::{build_args, CacheMode, DiskArg, Launch, NicArg};
 pub use process::{is_our_qemu, kill, pid_alive, qemu_version, read_pidfile, QemuRunner};
 
 /// Errors starting or signalling QEMU.

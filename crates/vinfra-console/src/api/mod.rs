@@ -64,6 +64,14 @@ pub fn router(console: Arc<Console>) -> Router {
             "/drs/recommendations/{id}/apply",
             post(routes::apply_recommendation),
         )
+        .route(
+            "/networks",
+            get(routes::list_networks).post(routes::create_network),
+        )
+        .route(
+            "/networks/{name}",
+            get(routes::show_network).delete(routes::delete_network),
+        )
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(console.clone(), auth));
     Router::new()

@@ -33,11 +33,12 @@ fn problem_description(status: &str) -> Option<&'static str> {
     Some(match status {
         "400" => "invalid-request: malformed body or query, unknown field, bad name, value out of range",
         "401" => "unauthorized: missing or wrong bearer token",
-        "404" => "not-found: no such VM, host, rule or recommendation",
+        "404" => "not-found: no such VM, host, rule, recommendation or network",
         "409" => {
             "conflict, insufficient-capacity, host-unavailable or rule-conflict: busy VM (an \
              operation or a migration in progress), wrong state, name taken, no host fits, VM \
-             live on another host, rules that contradict each other or leave a VM no host"
+             live on another host, rules that contradict each other or leave a VM no host, a VNI, \
+             VLAN ID, address or MAC taken, a network still in use"
         }
         "422" => "invalid-rule: the rule names a VM or host that does not exist",
         "413" => "too-large: request body larger than 1 MiB",
@@ -131,7 +132,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 /// The console's REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration and balancing. \
+    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing and networks. \
         Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
         routes::list_hosts, routes::show_host, routes::update_host, routes::delete_host,
@@ -142,7 +143,9 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::console_log, routes::list_events,
         routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
         routes::drs_status, routes::drs_run, routes::list_recommendations,
-        routes::apply_recommendation, openapi_json,
+        routes::apply_recommendation,
+        routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
+        openapi_json,
     ),
     components(schemas(
         vinfra_types::Problem, vinfra_types::HostSummary, vinfra_types::HostStatus, vinfra_types::HostCapacity,
@@ -159,6 +162,9 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::balancing::RuleKind, vinfra_types::balancing::Recommendation,
         vinfra_types::balancing::ExpectedGain, vinfra_types::balancing::PlanSummary,
         vinfra_types::balancing::DrsStatus,
+        vinfra_types::network::NetworkKind, vinfra_types::network::CreateNetworkRequest,
+        vinfra_types::network::Network, vinfra_types::network::NetworkPort,
+        vinfra_types::network::NetworkSummary,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

@@ -14,6 +14,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::network::{CreateNetworkRequest, NetworkSummary};
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
 use super::extract::{ApiJson, ApiQuery, IdPath, NamePath, OptionalJson};
@@ -42,6 +43,9 @@ async fn run(console: &Arc<Console>, command: Command) -> Result<Response, ApiEr
         Reply::RuleCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Drs(v) => Json(v).into_response(),
         Reply::Recommendations(v) => Json(v).into_response(),
+        Reply::Networks(v) => Json(v).into_response(),
+        Reply::Network(v) => Json(v).into_response(),
+        Reply::NetworkCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     })
 }
@@ -318,4 +322,43 @@ pub async fn apply_recommendation(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ApplyRecommendation { id }).await
+}
+
+/// Every logical network with its ports, in name order.
+#[utoipa::path(get, path = "/api/v1/networks", tag = "networks",
+    responses((status = 200, description = "all networks", body = [NetworkSummary])))]
+pub async fn list_networks(State(c): Shared) -> Result<Response, ApiError> {
+    run(&c, Command::ListNetworks).await
+}
+
+/// Creates a logical network: `overlay` (a VNI, the lowest free from 10000 up when absent) or
+/// `vlan` (a VLAN ID, the lowest free from 100 up), with an IPv4 subnet whose addresses are given
+/// to VM NICs. A taken name, VNI or VLAN ID is 409; nothing is stored on refusal.
+#[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = CreateNetworkRequest,
+    responses((status = 201, description = "the created network", body = NetworkSummary), (status = 409, body = Problem)))]
+pub async fn create_network(
+    State(c): Shared,
+    ApiJson(request): ApiJson<CreateNetworkRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::CreateNetwork { request }).await
+}
+
+/// One logical network with its ports: for each VM NIC on it, the VM, its host, MAC and address.
+#[utoipa::path(get, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
+    responses((status = 200, description = "the network", body = NetworkSummary)))]
+pub async fn show_network(
+    State(c): Shared,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::ShowNetwork { name }).await
+}
+
+/// Deletes a logical network; refused (409, naming the VMs) while a VM has a NIC on it.
+#[utoipa::path(delete, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+pub async fn delete_network(
+    State(c): Shared,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteNetwork { name }).await
 }

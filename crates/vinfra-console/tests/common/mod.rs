@@ -227,6 +227,8 @@ pub struct FakeState {
     pub silent: bool,
     /// VMs whose outgoing migration completed (the source copy stays paused).
     pub completed: std::collections::HashSet<Uuid>,
+    /// The last switch configuration received.
+    pub switch_config: Option<vinfra_proto::HostSwitchConfig>,
 }
 
 pub struct FakeAgent {
@@ -528,6 +530,10 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             }
             let v = state.vms.get(&id).ok_or(missing(id))?;
             Ok(observed(&v.0, v.1))
+        }
+        AgentCommand::ApplySwitchConfig { config } => {
+            state.switch_config = Some(config);
+            Ok(CommandReply::Done)
         }
         AgentCommand::ConsoleLog { id, max_bytes } => {
             state.vms.get(&id).ok_or(missing(id))?;

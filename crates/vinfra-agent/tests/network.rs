@@ -1,0 +1,660 @@
+//! VM networking through real switch daemons: two "hosts" (network namespaces joined by a veth
+//! underlay), each with a switch and an agent [`Manager`]; real QEMU guests (TCG) with NICs on
+//! an overlay network ping each other across VXLAN; a guest on another network with the same
+//! addresses sees none of their frames; a switch crash kills no VM and the agent replays the
+//! switch's configuration when it comes back.
+//!
+//! The switches are this test binary started again as `switchd_child` (running
+//! `vinfra_switchd::run`) inside a namespace, so they can be killed and restarted like the real
+//! daemon. Tests skip when qemu-system-x86_64 is missing.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use vinfra_agent::network::SwitchSettings;
+use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::{handle, Manager, ManagerConfig};
+use vinfra_proto::{
+    AgentCommand, AgentError, CommandReply, HostSwitchConfig, MigrationSettings, SwitchArpEntry,
+    SwitchMacEntry, SwitchNetwork, SwitchNetworkKind, VmInstance,
+};
+use vinfra_switchd::{Attachment, Request, SwitchClient, UPLINK_PORT};
+use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
+
+const QEMU: &str = "qemu-system-x86_64";
+const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
+const CHILD_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_CONTROL";
+
+/// Not a test of its own: when this binary is started with [`CHILD_ENV`] set, it is a switch
+/// daemon with that control socket (see [`Switch::spawn`]).
+#[test]
+fn switchd_child() {
+    let Some(control) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = vinfra_switchd::run(vinfra_switchd::SwitchdConfig::new(control));
+    eprintln!("switch stopped: {result:?}");
+    std::process::exit(1);
+}
+
+fn qemu_present() -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("SKIPPED: {QEMU} is not installed");
+    }
+    found
+}
+
+/// The guest image, (re)built by the script when missing or out of date.
+fn guest_image() -> PathBuf {
+    let dir = PathBuf::from(GUEST_CACHE);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guest-image.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "build-guest-image.sh failed");
+    dir
+}
+
+fn datastore(root: &Path) -> PathBuf {
+    let img = guest_image();
+    let ds = root.join("datastore");
+    std::fs::create_dir_all(ds.join("images")).unwrap();
+    std::fs::copy(img.join("vmlinuz"), ds.join("images/vinfra-guest-vmlinuz")).unwrap();
+    std::fs::copy(
+        img.join("initrd.img"),
+        ds.join("images/vinfra-guest-initrd.img"),
+    )
+    .unwrap();
+    ds
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A unique name starting with "ag-" (at most 15 bytes, usable for interfaces too).
+fn name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("ag-{}{n}{tag}", std::process::id() % 100_000)
+}
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let ns = Netns(name(tag));
+        sh(&["ip", "netns", "add", &ns.0]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let mut full = vec!["ip", "netns", "exec", &self.0];
+        full.extend_from_slice(args);
+        sh(&full);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A switch daemon in a namespace; killed on drop.
+struct Switch {
+    child: Option<Child>,
+    control: PathBuf,
+    ns: String,
+    log: PathBuf,
+}
+
+impl Switch {
+    fn start(ns: &Netns, dir: &Path) -> Switch {
+        let mut s = Switch {
+            child: None,
+            control: dir.join(format!("{}.ctl", ns.0)),
+            ns: ns.0.clone(),
+            log: dir.join(format!("{}.log", ns.0)),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let exe = std::env::current_exe().unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(exe)
+            .args([
+                "switchd_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &self.control)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: a crash.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn client(&self) -> SwitchClient {
+        SwitchClient::connect_within(&self.control, Duration::from_secs(10)).unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Kills, on drop, every QEMU whose command line names the directory (daemonized test guests
+/// would otherwise outlive a failed test).
+struct KillQemusUnder(PathBuf);
+
+impl Drop for KillQemusUnder {
+    fn drop(&mut self) {
+        let needle = self.0.to_string_lossy().into_owned();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.starts_with(QEMU) && cmd.contains(&needle) {
+                let _ = vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchSettings>) -> Manager {
+    Manager::open(ManagerConfig {
+        data_dir: data_dir.to_path_buf(),
+        datastore: ds.to_path_buf(),
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        runner: Arc::new(QemuRunner {
+            binary: QEMU.into(),
+            accel: Accel::Tcg,
+        }),
+        switch,
+    })
+    .await
+    .unwrap()
+}
+
+fn instance(name: &str, cmdline: &str, nics: Vec<NicSpec>) -> VmInstance {
+    VmInstance {
+        id: Uuid::new_v4(),
+        spec: VmSpec {
+            name: name.into(),
+            vcpus: 1,
+            memory_mib: 128,
+            boot: BootSource::Kernel {
+                kernel: "vinfra-guest-vmlinuz".into(),
+                initrd: Some("vinfra-guest-initrd.img".into()),
+                cmdline: format!("console=ttyS0 quiet {cmdline}"),
+            },
+            disks: vec![],
+            nics,
+        },
+        started_at: None,
+    }
+}
+
+fn nic(network: &str, mac: &str) -> NicSpec {
+    NicSpec {
+        network: network.into(),
+        mac: Some(mac.into()),
+        ip: None,
+    }
+}
+
+/// Waits until `f` holds, at most `limit`.
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn read_from(path: &Path, offset: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(text.get(offset..).unwrap_or_default()).into_owned()
+}
+
+fn file_len(path: &Path) -> usize {
+    std::fs::metadata(path)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+}
+
+const MAC_A: &str = "52:54:00:92:00:01";
+const MAC_B: &str = "52:54:00:92:00:02";
+const MAC_C: &str = "52:54:00:92:00:03";
+
+/// The console's view for one host: networks `blue` (VNI 9201) and `red` (VNI 9202) on both
+/// hosts, MAC entries for the other host's blue NIC, ARP entries for both blue guests.
+fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
+    let network = |name: &str, id: u16, vni: u32| SwitchNetwork {
+        name: name.into(),
+        id,
+        kind: SwitchNetworkKind::Overlay { vni },
+        mtu: 1450,
+        flood: vec![other_host],
+    };
+    HostSwitchConfig {
+        networks: vec![network("blue", 1, 9201), network("red", 2, 9202)],
+        macs: vec![SwitchMacEntry {
+            network: "blue".into(),
+            mac: remote_mac.into(),
+            host_ip: other_host,
+        }],
+        arps: vec![
+            SwitchArpEntry {
+                network: "blue".into(),
+                ip: Ipv4Addr::new(10, 92, 0, 1),
+                mac: MAC_A.into(),
+            },
+            SwitchArpEntry {
+                network: "blue".into(),
+                ip: Ipv4Addr::new(10, 92, 0, 2),
+                mac: MAC_B.into(),
+            },
+        ],
+    }
+}
+
+async fn create(m: &Manager, vm: &VmInstance) -> Result<CommandReply, AgentError> {
+    handle(
+        m,
+        AgentCommand::CreateVm {
+            vm: vm.clone(),
+            start: true,
+        },
+    )
+    .await
+}
+
+fn vm_port(client: &mut SwitchClient, socket_dir: &Path) -> Option<u32> {
+    client.config().unwrap().iter().find_map(|r| match r {
+        Request::AddPort(p) => match &p.attach {
+            Attachment::Vm { socket, .. } if socket.starts_with(socket_dir) => Some(p.id),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
+    if !qemu_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+
+    // Two hosts joined by an underlay veth.
+    let (ha, hb) = (Netns::new("a"), Netns::new("b"));
+    let (ua, ub) = (name("u"), name("u"));
+    sh(&[
+        "ip", "link", "add", &ua, "netns", &ha.0, "type", "veth", "peer", "name", &ub, "netns",
+        &hb.0,
+    ]);
+    let (ip_a, ip_b) = (Ipv4Addr::new(10, 91, 0, 1), Ipv4Addr::new(10, 91, 0, 2));
+    ha.exec(&["ip", "addr", "add", "10.91.0.1/24", "dev", &ua]);
+    hb.exec(&["ip", "addr", "add", "10.91.0.2/24", "dev", &ub]);
+    ha.exec(&["ip", "link", "set", &ua, "up"]);
+    hb.exec(&["ip", "link", "set", &ub, "up"]);
+    let mut sw_a = Switch::start(&ha, tmp.path());
+    let sw_b = Switch::start(&hb, tmp.path());
+
+    // The agents open the VXLAN uplink themselves (the switches run without an underlay).
+    let settings = |sw: &Switch, ip| SwitchSettings {
+        control: sw.control.clone(),
+        underlay_ip: Some(ip),
+        underlay_mtu: 1500,
+    };
+    let ma = manager(
+        &tmp.path().join("agent-a"),
+        &ds,
+        Some(settings(&sw_a, ip_a)),
+    )
+    .await;
+    let mb = manager(
+        &tmp.path().join("agent-b"),
+        &ds,
+        Some(settings(&sw_b, ip_b)),
+    )
+    .await;
+    for (m, other, mac) in [(&ma, ip_b, MAC_B), (&mb, ip_a, MAC_A)] {
+        let reply = handle(
+            m,
+            AgentCommand::ApplySwitchConfig {
+                config: host_config(other, mac),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", sw_a.log_text(), sw_b.log_text()));
+        assert_eq!(reply, CommandReply::Done);
+    }
+    let (mut ca, mut cb) = (sw_a.client(), sw_b.client());
+    assert!(ca.counters().unwrap().port(UPLINK_PORT).is_some());
+
+    // A NIC on a network this host does not have: refused, nothing left behind.
+    let bad = instance("bad", "", vec![nic("green", "52:54:00:92:00:09")]);
+    let err = create(&ma, &bad).await.unwrap_err();
+    assert!(
+        matches!(&err, AgentError::Network { detail } if detail.contains("green")),
+        "{err:?}"
+    );
+    assert!(!tmp
+        .path()
+        .join("agent-a/vms")
+        .join(bad.id.to_string())
+        .exists());
+    assert!(!ds.join("vms").join(bad.id.to_string()).exists());
+
+    // Guest A pings B across the overlay; C, on red with B's address, pings A's address.
+    let a = instance(
+        "guest-a",
+        "vinfra.ip=10.92.0.1/24 vinfra.ping=10.92.0.2",
+        vec![nic("blue", MAC_A)],
+    );
+    let b = instance(
+        "guest-b",
+        "vinfra.ip=10.92.0.2/24",
+        vec![nic("blue", MAC_B)],
+    );
+    let c = instance(
+        "guest-c",
+        "vinfra.ip=10.92.0.2/24 vinfra.ping=10.92.0.1",
+        vec![nic("red", MAC_C)],
+    );
+    create(&ma, &a).await.unwrap();
+    create(&mb, &b).await.unwrap();
+    create(&ma, &c).await.unwrap();
+    let dir_a = tmp.path().join("agent-a/vms").join(a.id.to_string());
+    let dir_c = tmp.path().join("agent-a/vms").join(c.id.to_string());
+    let port_a = vm_port(&mut ca, &dir_a).expect("guest A's port on switch A");
+    let port_c = vm_port(&mut ca, &dir_c).expect("guest C's port on switch A");
+    assert_ne!(port_a, port_c);
+    let port_b = vm_port(
+        &mut cb,
+        &tmp.path().join("agent-b/vms").join(b.id.to_string()),
+    )
+    .expect("guest B's port on switch B");
+
+    let log_a = ma.serial_log_path(a.id).await.unwrap();
+    let log_c = ma.serial_log_path(c.id).await.unwrap();
+    let diag = |ca: &mut SwitchClient, cb: &mut SwitchClient| {
+        format!(
+            "guest A:\n{}\nguest C:\n{}\nswitch A: {:#?}\nswitch B: {:#?}",
+            read_from(&log_a, 0),
+            read_from(&log_c, 0),
+            ca.counters().ok(),
+            cb.counters().ok()
+        )
+    };
+    let ok_line = "VINFRA-PING 10.92.0.2 ok";
+    let pinged = wait_until(Duration::from_secs(60), || {
+        read_from(&log_a, 0).contains(ok_line)
+    })
+    .await;
+    assert!(pinged, "A never reached B\n{}", diag(&mut ca, &mut cb));
+    assert!(
+        wait_until(Duration::from_secs(20), || read_from(&log_c, 0)
+            .contains("VINFRA-PING 10.92.0.1 fail"))
+        .await,
+        "C's pinger did not run\n{}",
+        diag(&mut ca, &mut cb)
+    );
+
+    // No frame crossed networks: C's port delivered nothing to C, B's port only blue frames.
+    let counters = ca.counters().unwrap();
+    let c_port = counters.port(port_c).unwrap();
+    assert_eq!(c_port.traffic.tx_packets, 0, "{counters:#?}");
+    assert!(c_port.traffic.rx_packets > 0, "{counters:#?}");
+    assert!(counters.port(port_a).unwrap().traffic.tx_packets > 0);
+    assert!(counters.port(UPLINK_PORT).unwrap().traffic.tx_packets > 0);
+    assert!(!read_from(&log_c, 0).contains("VINFRA-PING 10.92.0.1 ok"));
+    let counters_b = cb.counters().unwrap();
+    assert!(counters_b.port(port_b).unwrap().traffic.tx_packets > 0);
+    assert_eq!(
+        counters_b.network(2).map_or(0, |n| n.traffic.tx_packets),
+        0,
+        "red frames reached a port on host B: {counters_b:#?}"
+    );
+
+    // Switch A crashes: the guests keep running, A's pings fail.
+    let before_kill = file_len(&log_a);
+    sw_a.kill();
+    assert!(
+        wait_until(Duration::from_secs(20), || read_from(&log_a, before_kill)
+            .contains("VINFRA-PING 10.92.0.2 fail"))
+        .await,
+        "pings did not fail with the switch down:\n{}",
+        read_from(&log_a, 0)
+    );
+    for id in [a.id, c.id] {
+        assert_eq!(ma.observe(id).await.unwrap().state, PowerState::Running);
+    }
+
+    // It restarts empty; the agent replays networks, uplink, ports and entries; pings resume.
+    let before_restart = file_len(&log_a);
+    sw_a.spawn();
+    let mut ca = sw_a.client();
+    let resumed = wait_until(Duration::from_secs(30), || {
+        read_from(&log_a, before_restart).contains(ok_line)
+    })
+    .await;
+    assert!(
+        resumed,
+        "pings did not resume after the restart\n{}\n{}",
+        diag(&mut ca, &mut cb),
+        sw_a.log_text()
+    );
+    let config = ca.config().unwrap();
+    assert_eq!(vm_port(&mut ca, &dir_a), Some(port_a));
+    assert!(config.iter().any(|r| matches!(r,
+        Request::AddPort(p) if p.id == UPLINK_PORT)));
+    assert!(
+        config
+            .iter()
+            .filter(|r| matches!(r, Request::AddArpEntry { .. }))
+            .count()
+            == 2,
+        "{config:#?}"
+    );
+
+    // B migrates to host A: its port exists on switch A before the guest arrives, leaves
+    // switch B after the source is finished, and A's pings go on (now within host A).
+    let CommandReply::Incoming { uri } =
+        handle(&ma, AgentCommand::PrepareIncoming { vm: b.clone() })
+            .await
+            .unwrap()
+    else {
+        panic!("PrepareIncoming gave no URI")
+    };
+    let dir_b_on_a = tmp.path().join("agent-a/vms").join(b.id.to_string());
+    assert!(vm_port(&mut ca, &dir_b_on_a).is_some());
+    handle(
+        &mb,
+        AgentCommand::MigrateOut {
+            id: b.id,
+            uri,
+            settings: MigrationSettings::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let CommandReply::Migration { status } =
+            handle(&mb, AgentCommand::MigrationStatus { id: b.id })
+                .await
+                .unwrap()
+        else {
+            panic!("MigrationStatus gave no status")
+        };
+        if status.is_final() {
+            assert_eq!(status.qemu_status, "completed", "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "migration stuck: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    handle(&mb, AgentCommand::FinishMigrationSource { id: b.id })
+        .await
+        .unwrap();
+    assert_eq!(
+        vm_port(
+            &mut cb,
+            &tmp.path().join("agent-b/vms").join(b.id.to_string())
+        ),
+        None
+    );
+    let after_migration = file_len(&log_a);
+    assert!(
+        wait_until(Duration::from_secs(30), || read_from(
+            &log_a,
+            after_migration
+        )
+        .contains(ok_line))
+        .await,
+        "pings did not resume after the migration\n{}",
+        diag(&mut ca, &mut cb)
+    );
+    let port_b_on_a = vm_port(&mut ca, &dir_b_on_a).unwrap();
+    assert!(
+        ca.counters()
+            .unwrap()
+            .port(port_b_on_a)
+            .unwrap()
+            .traffic
+            .rx_packets
+            > 0
+    );
+
+    // Stopping and deleting take the ports off the switch.
+    handle(
+        &ma,
+        AgentCommand::StopVm {
+            id: c.id,
+            force: true,
+            timeout_s: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(vm_port(&mut ca, &dir_c), None);
+    handle(
+        &ma,
+        AgentCommand::DeleteVm {
+            id: a.id,
+            delete_disks: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(vm_port(&mut ca, &dir_a), None);
+    assert!(ca.config().unwrap().iter().all(|r| !matches!(r,
+        Request::AddMacEntry { mac, .. } if mac.to_string() == MAC_A)));
+}
+
+#[tokio::test]
+async fn nics_without_a_switch_are_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("datastore");
+    std::fs::create_dir_all(ds.join("images")).unwrap();
+    for f in ["vinfra-guest-vmlinuz", "vinfra-guest-initrd.img"] {
+        std::fs::write(ds.join("images").join(f), b"x").unwrap();
+    }
+    let data = tmp.path().join("agent");
+    let m = manager(&data, &ds, None).await;
+    let vm = instance("netless", "", vec![nic("blue", MAC_A)]);
+    let err = create(&m, &vm).await.unwrap_err();
+    assert!(
+        matches!(&err, AgentError::Network { detail } if detail.contains("no virtual switch")),
+        "{err:?}"
+    );
+    assert!(!data.join("vms").join(vm.id.to_string()).exists());
+    assert!(!ds.join("vms").join(vm.id.to_string()).exists());
+    let err = handle(&m, AgentCommand::PrepareIncoming { vm: vm.clone() })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Network { .. }), "{err:?}");
+    assert!(!data.join("vms").join(vm.id.to_string()).exists());
+    // An empty switch configuration is fine without a switch; networks are not.
+    handle(
+        &m,
+        AgentCommand::ApplySwitchConfig {
+            config: HostSwitchConfig::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let err = handle(
+        &m,
+        AgentCommand::ApplySwitchConfig {
+            config: host_config(Ipv4Addr::new(10, 91, 0, 2), MAC_B),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AgentError::Network { .. }), "{err:?}");
+}

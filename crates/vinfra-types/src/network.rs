@@ -1,0 +1,475 @@
+//! Logical networks: what an operator creates ([`CreateNetworkRequest`]), what the console keeps
+//! ([`Network`]) and where each VM NIC on it lives ([`NetworkPort`]). Address rules
+//! ([`Ipv4Subnet`], [`parse_mac`]) are here too, so the console and the CLI check them the same
+//! way. What a host's switch is told is in `vinfra-proto` (`HostSwitchConfig`).
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// IP MTU of the underlay (and of the VLAN trunk) the console assumes for every host.
+pub const UNDERLAY_MTU: u32 = 1500;
+/// Bytes a VXLAN encapsulation adds (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Largest (and default) MTU of an overlay network: the underlay's minus the VXLAN overhead.
+pub const MAX_OVERLAY_MTU: u32 = UNDERLAY_MTU - VXLAN_OVERHEAD;
+/// Largest (and default) MTU of a VLAN network: the trunk's.
+pub const MAX_VLAN_MTU: u32 = UNDERLAY_MTU;
+/// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
+pub const MIN_MTU: u32 = 576;
+/// Largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Largest usable 802.1Q VLAN ID (4095 is reserved).
+pub const MAX_VLAN_ID: u32 = 4094;
+/// Automatic VNIs are the lowest free from here up.
+pub const AUTO_VNI_START: u32 = 10_000;
+/// Automatic VLAN IDs are the lowest free from here up.
+pub const AUTO_VLAN_START: u32 = 100;
+/// Shortest subnet prefix accepted.
+pub const MIN_PREFIX: u8 = 8;
+/// Longest subnet prefix accepted (a /30 still has two usable addresses).
+pub const MAX_PREFIX: u8 = 30;
+/// First three bytes of the MACs the console assigns: locally administered, unicast (`02`),
+/// then `76:66` ("vf").
+pub const MAC_PREFIX: [u8; 3] = [0x02, 0x76, 0x66];
+
+/// How a network reaches the other hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkKind {
+    /// VXLAN between the hosts' underlay addresses (a VNI).
+    Overlay,
+    /// An 802.1Q VLAN on the hosts' trunk to the physical network (a VLAN ID).
+    Vlan,
+}
+
+impl NetworkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkKind::Overlay => "overlay",
+            NetworkKind::Vlan => "vlan",
+        }
+    }
+}
+
+/// `POST /api/v1/networks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNetworkRequest {
+    /// Cluster-unique name, a DNS label.
+    pub name: String,
+    /// `overlay` or `vlan`.
+    pub kind: NetworkKind,
+    /// Overlay only: the VNI (1..=16777215); the lowest free from 10000 up when absent.
+    #[serde(default)]
+    pub vni: Option<u32>,
+    /// VLAN only: the VLAN ID (1..=4094); the lowest free from 100 up when absent.
+    #[serde(default)]
+    pub vlan_id: Option<u32>,
+    /// IPv4 subnet in CIDR form, prefix 8..=30, e.g. `10.80.1.0/24`; host bits must be zero.
+    pub subnet: String,
+    /// An address of the subnet reserved for a gateway (never given to a VM).
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Guest MTU: default and at most 1450 for overlay (1500 underlay − 50 VXLAN), 1500 for
+    /// VLAN; at least 576.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// A logical network as the console keeps and shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Network {
+    pub name: String,
+    pub kind: NetworkKind,
+    /// The VXLAN network identifier (overlay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// The 802.1Q VLAN ID (vlan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_id: Option<u32>,
+    /// The subnet, `A.B.C.D/P`.
+    pub subnet: String,
+    /// The reserved gateway address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Guest MTU.
+    pub mtu: u32,
+    /// Seconds since the Unix epoch when the network was created.
+    pub created_at: u64,
+}
+
+/// One VM NIC on a network, and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkPort {
+    /// The VM.
+    pub vm: String,
+    /// Index of the NIC in the VM's spec.
+    pub nic: usize,
+    /// The host the VM is placed on.
+    pub host: String,
+    pub mac: String,
+    pub ip: String,
+}
+
+/// A network with its ports (`GET /api/v1/networks[/{name}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkSummary {
+    #[serde(flatten)]
+    pub network: Network,
+    /// Every VM NIC on the network, by VM name and NIC index.
+    pub ports: Vec<NetworkPort>,
+}
+
+/// Why a network definition or an address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    /// bad network name
+    #[error("network name: {0}")]
+    Name(crate::NameError),
+    /// the subnet is not `A.B.C.D/P`
+    #[error("subnet '{0}' is not an IPv4 CIDR like 10.80.1.0/24")]
+    SubnetSyntax(String),
+    /// the prefix length is out of range
+    #[error("subnet '{subnet}': prefix must be between /{MIN_PREFIX} and /{MAX_PREFIX}")]
+    Prefix { subnet: String },
+    /// the address has bits set beyond the prefix
+    #[error("subnet '{subnet}' has host bits set; the network address is {network}")]
+    HostBits { subnet: String, network: String },
+    /// the gateway is not a usable address of the subnet
+    #[error("gateway '{gateway}' is not a usable address of {subnet}")]
+    Gateway { gateway: String, subnet: String },
+    /// the VNI is out of range, or given for a VLAN network
+    #[error("{0}")]
+    Segment(String),
+    /// the MTU is out of range for the network's kind
+    #[error("{0}")]
+    Mtu(String),
+    /// the IPv4 address does not parse
+    #[error("'{0}' is not an IPv4 address")]
+    Address(String),
+    /// the MAC address does not parse or is not a unicast address
+    #[error("{0}")]
+    Mac(String),
+}
+
+/// An IPv4 subnet with its network address aligned to the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Subnet {
+    network: u32,
+    prefix: u8,
+}
+
+impl Ipv4Subnet {
+    /// Parses `A.B.C.D/P` with a prefix of [`MIN_PREFIX`]..=[`MAX_PREFIX`]; an address with host
+    /// bits set is refused (naming the network address meant).
+    pub fn parse(s: &str) -> Result<Self, NetworkError> {
+        let syntax = || NetworkError::SubnetSyntax(s.to_string());
+        let (addr, prefix) = s.trim().split_once('/').ok_or_else(syntax)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| syntax())?;
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 2 {
+            return Err(syntax());
+        }
+        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
+        if prefix > 32 {
+            return Err(syntax());
+        }
+        if !(MIN_PREFIX..=MAX_PREFIX).contains(&prefix) {
+            return Err(NetworkError::Prefix {
+                subnet: s.to_string(),
+            });
+        }
+        let mask = u32::MAX << (32 - prefix);
+        let bits = u32::from(addr);
+        if bits & !mask != 0 {
+            return Err(NetworkError::HostBits {
+                subnet: s.to_string(),
+                network: format!("{}/{prefix}", Ipv4Addr::from(bits & mask)),
+            });
+        }
+        Ok(Ipv4Subnet {
+            network: bits,
+            prefix,
+        })
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network)
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network | !(u32::MAX << (32 - self.prefix)))
+    }
+
+    /// True when the address is inside the subnet (network and broadcast included).
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - self.prefix);
+        u32::from(ip) & mask == self.network
+    }
+
+    /// True when the address may be given to a host: inside, and neither the network nor the
+    /// broadcast address.
+    pub fn is_usable(&self, ip: Ipv4Addr) -> bool {
+        self.contains(ip) && ip != self.network() && ip != self.broadcast()
+    }
+
+    /// The usable addresses, lowest first.
+    pub fn usable(&self) -> impl Iterator<Item = Ipv4Addr> {
+        (u32::from(self.network()) + 1..u32::from(self.broadcast())).map(Ipv4Addr::from)
+    }
+}
+
+impl std::fmt::Display for Ipv4Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network(), self.prefix)
+    }
+}
+
+/// Parses a MAC address `xx:xx:xx:xx:xx:xx` (either case) that a NIC may have: unicast and not
+/// all zeros.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
+    let bad = || NetworkError::Mac(format!("'{s}' is not a MAC address like 02:76:66:00:00:01"));
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    if out[0] & 1 == 1 {
+        return Err(NetworkError::Mac(format!(
+            "MAC '{s}' is a multicast address; a NIC needs a unicast one"
+        )));
+    }
+    if out == [0; 6] {
+        return Err(NetworkError::Mac(
+            "MAC 00:00:00:00:00:00 is not usable".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Formats a MAC address in lower case.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A network definition after checking: the subnet normalised, gateway and MTU settled. The VNI
+/// or VLAN ID may still be `None` (allocated by the console).
+pub fn check_request(
+    r: &CreateNetworkRequest,
+) -> Result<(Ipv4Subnet, Option<Ipv4Addr>, u32), NetworkError> {
+    crate::validate_name(&r.name).map_err(NetworkError::Name)?;
+    match r.kind {
+        NetworkKind::Overlay => {
+            if r.vlan_id.is_some() {
+                return Err(NetworkError::Segment(
+                    "an overlay network has a vni, not a vlan_id".into(),
+                ));
+            }
+            if let Some(v) = r.vni {
+                if !(1..=MAX_VNI).contains(&v) {
+                    return Err(NetworkError::Segment(format!(
+                        "vni must be between 1 and {MAX_VNI}, got {v}"
+                    )));
+                }
+            }
+        }
+        NetworkKind::Vlan => {
+            if r.vni.is_some() {
+                return Err(NetworkError::Segment(
+                    "a VLAN network has a vlan_id, not a vni".into(),
+                ));
+            }
+            if let Some(v) = r.vlan_id {
+                if !(1..=MAX_VLAN_ID).contains(&v) {
+                    return Err(NetworkError::Segment(format!(
+                        "vlan_id must be between 1 and {MAX_VLAN_ID}, got {v}"
+                    )));
+                }
+            }
+        }
+    }
+    let subnet = Ipv4Subnet::parse(&r.subnet)?;
+    let gateway = match &r.gateway {
+        None => None,
+        Some(g) => {
+            let ip: Ipv4Addr = g
+                .trim()
+                .parse()
+                .map_err(|_| NetworkError::Address(g.clone()))?;
+            if !subnet.is_usable(ip) {
+                return Err(NetworkError::Gateway {
+                    gateway: g.clone(),
+                    subnet: subnet.to_string(),
+                });
+            }
+            Some(ip)
+        }
+    };
+    let max = match r.kind {
+        NetworkKind::Overlay => MAX_OVERLAY_MTU,
+        NetworkKind::Vlan => MAX_VLAN_MTU,
+    };
+    let mtu = r.mtu.unwrap_or(max);
+    if mtu < MIN_MTU {
+        return Err(NetworkError::Mtu(format!(
+            "mtu must be at least {MIN_MTU}, got {mtu}"
+        )));
+    }
+    if mtu > max {
+        return Err(NetworkError::Mtu(match r.kind {
+            NetworkKind::Overlay => format!(
+                "mtu {mtu} does not fit an overlay network: the underlay MTU is {UNDERLAY_MTU} and \
+                 VXLAN adds {VXLAN_OVERHEAD} bytes, so at most {MAX_OVERLAY_MTU}"
+            ),
+            NetworkKind::Vlan => {
+                format!("mtu {mtu} does not fit a VLAN network: the trunk MTU is {UNDERLAY_MTU}")
+            }
+        }));
+    }
+    Ok((subnet, gateway, mtu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(kind: NetworkKind) -> CreateNetworkRequest {
+        CreateNetworkRequest {
+            name: "blue".into(),
+            kind,
+            vni: None,
+            vlan_id: None,
+            subnet: "10.80.1.0/24".into(),
+            gateway: None,
+            mtu: None,
+        }
+    }
+
+    #[test]
+    fn subnets() {
+        let s = Ipv4Subnet::parse("10.80.1.0/24").unwrap();
+        assert_eq!(s.to_string(), "10.80.1.0/24");
+        assert_eq!(s.broadcast(), Ipv4Addr::new(10, 80, 1, 255));
+        assert!(s.is_usable(Ipv4Addr::new(10, 80, 1, 1)));
+        assert!(!s.is_usable(Ipv4Addr::new(10, 80, 1, 0)));
+        assert!(!s.is_usable(Ipv4Addr::new(10, 80, 1, 255)));
+        assert!(!s.contains(Ipv4Addr::new(10, 80, 2, 1)));
+        assert_eq!(s.usable().count(), 254);
+        let s30 = Ipv4Subnet::parse("192.168.0.4/30").unwrap();
+        assert_eq!(
+            s30.usable().collect::<Vec<_>>(),
+            vec![Ipv4Addr::new(192, 168, 0, 5), Ipv4Addr::new(192, 168, 0, 6)]
+        );
+        match Ipv4Subnet::parse("10.80.1.5/24") {
+            Err(NetworkError::HostBits { network, .. }) => assert_eq!(network, "10.80.1.0/24"),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "",
+            "10.0.0.0",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "10.0.0/24",
+            "10.0.0.0/33",
+            "garbage/8",
+            "10.0.0.0/+8",
+            "10.0.0.0/008",
+        ] {
+            assert!(
+                matches!(Ipv4Subnet::parse(bad), Err(NetworkError::SubnetSyntax(_))),
+                "{bad}"
+            );
+        }
+        for bad in ["0.0.0.0/0", "10.0.0.0/7", "10.0.0.0/31", "10.0.0.1/32"] {
+            assert!(
+                matches!(Ipv4Subnet::parse(bad), Err(NetworkError::Prefix { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            parse_mac("02:76:66:AA:bb:01").unwrap(),
+            [2, 0x76, 0x66, 0xaa, 0xbb, 1]
+        );
+        assert_eq!(
+            format_mac([2, 0x76, 0x66, 0xaa, 0xbb, 1]),
+            "02:76:66:aa:bb:01"
+        );
+        for bad in [
+            "",
+            "02:76:66:aa:bb",
+            "02:76:66:aa:bb:01:02",
+            "0g:76:66:aa:bb:01",
+            "2:76:66:aa:bb:01",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests() {
+        let (s, g, mtu) = check_request(&req(NetworkKind::Overlay)).unwrap();
+        assert_eq!((s.prefix(), g, mtu), (24, None, 1450));
+        assert_eq!(check_request(&req(NetworkKind::Vlan)).unwrap().2, 1500);
+        type Mutation = Box<dyn Fn(&mut CreateNetworkRequest)>;
+        let bad: Vec<(NetworkKind, Mutation)> = vec![
+            (
+                NetworkKind::Overlay,
+                Box::new(|r| r.name = "Bad_Name".into()),
+            ),
+            (NetworkKind::Overlay, Box::new(|r| r.vni = Some(0))),
+            (NetworkKind::Overlay, Box::new(|r| r.vni = Some(1 << 24))),
+            (NetworkKind::Overlay, Box::new(|r| r.vlan_id = Some(5))),
+            (NetworkKind::Vlan, Box::new(|r| r.vlan_id = Some(0))),
+            (NetworkKind::Vlan, Box::new(|r| r.vlan_id = Some(4095))),
+            (NetworkKind::Vlan, Box::new(|r| r.vni = Some(5))),
+            (NetworkKind::Overlay, Box::new(|r| r.mtu = Some(1451))),
+            (NetworkKind::Vlan, Box::new(|r| r.mtu = Some(1501))),
+            (NetworkKind::Vlan, Box::new(|r| r.mtu = Some(100))),
+            (
+                NetworkKind::Overlay,
+                Box::new(|r| r.gateway = Some("10.80.2.1".into())),
+            ),
+            (
+                NetworkKind::Overlay,
+                Box::new(|r| r.gateway = Some("10.80.1.255".into())),
+            ),
+            (
+                NetworkKind::Overlay,
+                Box::new(|r| r.gateway = Some("x".into())),
+            ),
+        ];
+        for (i, (kind, f)) in bad.iter().enumerate() {
+            let mut r = req(*kind);
+            f(&mut r);
+            assert!(check_request(&r).is_err(), "case {i}");
+        }
+        let mut r = req(NetworkKind::Overlay);
+        r.vni = Some(MAX_VNI);
+        r.gateway = Some("10.80.1.1".into());
+        r.mtu = Some(1400);
+        let (_, g, mtu) = check_request(&r).unwrap();
+        assert_eq!((g, mtu), (Some(Ipv4Addr::new(10, 80, 1, 1)), 1400));
+    }
+}

@@ -1,0 +1,341 @@
+//! `vinfra net …`: logical networks (create, list, show with where each port lives, delete).
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::Value;
+use vinfra_lab::ApiClient;
+use vinfra_types::network::{
+    CreateNetworkRequest, Ipv4Subnet, NetworkKind, NetworkSummary, MAX_VLAN_ID, MAX_VLAN_MTU,
+    MAX_VNI, MIN_MTU,
+};
+
+use crate::cli::Output;
+use crate::commands::CommandError;
+use crate::output::{pairs, render, table, timestamp};
+use crate::parse;
+
+/// `vinfra net …`.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Every network.
+    List,
+    /// One network and its ports: VM, host, MAC, address.
+    Show { name: String },
+    /// Create a network.
+    Create(NetCreateArgs),
+    /// Delete a network (refused while a VM has a NIC on it).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["overlay", "vlan"]))]
+pub struct NetCreateArgs {
+    /// Network name.
+    pub name: String,
+    /// A VXLAN overlay between the hosts.
+    #[arg(long)]
+    pub overlay: bool,
+    /// A VLAN on the hosts' trunk to the physical network.
+    #[arg(long)]
+    pub vlan: bool,
+    /// Overlay: the VNI, 1 to 16777215 (default: the lowest free from 10000).
+    #[arg(long, conflicts_with = "vlan", value_parser = |v: &str| parse::bounded(v, "vni", 1, u64::from(MAX_VNI)).map(|n| n as u32))]
+    pub vni: Option<u32>,
+    /// VLAN: the VLAN ID, 1 to 4094 (default: the lowest free from 100).
+    #[arg(long, conflicts_with = "overlay", value_parser = |v: &str| parse::bounded(v, "vlan-id", 1, u64::from(MAX_VLAN_ID)).map(|n| n as u32))]
+    pub vlan_id: Option<u32>,
+    /// IPv4 subnet, e.g. 10.80.1.0/24 (prefix /8 to /30).
+    #[arg(long, value_parser = parse_subnet)]
+    pub subnet: String,
+    /// Address of the subnet reserved for a gateway.
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Guest MTU (default and at most 1450 for overlay, 1500 for VLAN).
+    #[arg(long, value_parser = |v: &str| parse::bounded(v, "mtu", u64::from(MIN_MTU), u64::from(MAX_VLAN_MTU)).map(|n| n as u32))]
+    pub mtu: Option<u32>,
+}
+
+fn parse_subnet(v: &str) -> Result<String, vinfra_types::network::NetworkError> {
+    Ipv4Subnet::parse(v).map(|s| s.to_string())
+}
+
+/// The request the arguments describe.
+pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, CommandError> {
+    vinfra_types::validate_name(&a.name).map_err(|source| CommandError::Name {
+        what: "network",
+        source,
+    })?;
+    let r = CreateNetworkRequest {
+        name: a.name.clone(),
+        kind: if a.vlan {
+            NetworkKind::Vlan
+        } else {
+            NetworkKind::Overlay
+        },
+        vni: a.vni,
+        vlan_id: a.vlan_id,
+        subnet: a.subnet.clone(),
+        gateway: a.gateway.map(|g| g.to_string()),
+        mtu: a.mtu,
+    };
+    vinfra_types::network::check_request(&r).map_err(|e| CommandError::Usage(e.to_string()))?;
+    Ok(r)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, CommandError> {
+    serde_json::from_value(v.clone()).map_err(|e| CommandError::Decode(e.to_string()))
+}
+
+fn segment(n: &NetworkSummary) -> String {
+    match n.network.kind {
+        NetworkKind::Overlay => n.network.vni.map_or("-".into(), |v| format!("vni {v}")),
+        NetworkKind::Vlan => n
+            .network
+            .vlan_id
+            .map_or("-".into(), |v| format!("vlan {v}")),
+    }
+}
+
+fn list_text(nets: &[NetworkSummary]) -> String {
+    if nets.is_empty() {
+        return "no networks".into();
+    }
+    let mut t = table(&["NAME", "KIND", "ID", "SUBNET", "GATEWAY", "MTU", "PORTS"]);
+    for n in nets {
+        t.add_row(vec![
+            n.network.name.clone(),
+            n.network.kind.as_str().to_string(),
+            segment(n),
+            n.network.subnet.clone(),
+            n.network.gateway.clone().unwrap_or_else(|| "-".into()),
+            n.network.mtu.to_string(),
+            n.ports.len().to_string(),
+        ]);
+    }
+    render(t)
+}
+
+fn show_text(n: &NetworkSummary) -> String {
+    let head = pairs(&[
+        ("Name", n.network.name.clone()),
+        ("Kind", n.network.kind.as_str().to_string()),
+        ("Id", segment(n)),
+        ("Subnet", n.network.subnet.clone()),
+        (
+            "Gateway",
+            n.network.gateway.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("MTU", n.network.mtu.to_string()),
+        ("Created", timestamp(n.network.created_at)),
+        ("Ports", n.ports.len().to_string()),
+    ]);
+    if n.ports.is_empty() {
+        return head;
+    }
+    let mut t = table(&["VM", "NIC", "HOST", "MAC", "IP"]);
+    for p in &n.ports {
+        t.add_row(vec![
+            p.vm.clone(),
+            p.nic.to_string(),
+            p.host.clone(),
+            p.mac.clone(),
+            p.ip.clone(),
+        ]);
+    }
+    format!("{head}\n\n{}", render(t))
+}
+
+fn call(
+    api: &ApiClient,
+    out: Output,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    render: impl FnOnce(&Value) -> Result<String, CommandError>,
+) -> Result<(), CommandError> {
+    let resp = api
+        .request(method, path, body.as_ref())?
+        .unwrap_or(Value::Null);
+    let text = match out {
+        Output::Json => serde_json::to_string_pretty(&resp).unwrap_or_else(|_| resp.to_string()),
+        Output::Table => render(&resp)?,
+    };
+    if !text.is_empty() {
+        crate::out!("{text}");
+    }
+    Ok(())
+}
+
+/// `vinfra net …`.
+pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), CommandError> {
+    let check = |n: &str| {
+        vinfra_types::validate_name(n).map_err(|source| CommandError::Name {
+            what: "network",
+            source,
+        })
+    };
+    match cmd {
+        NetCommand::List => call(api, out, Method::GET, "/api/v1/networks", None, |v| {
+            Ok(list_text(&decode::<Vec<NetworkSummary>>(v)?))
+        }),
+        NetCommand::Show { name } => {
+            check(name)?;
+            call(
+                api,
+                out,
+                Method::GET,
+                &format!("/api/v1/networks/{name}"),
+                None,
+                |v| Ok(show_text(&decode(v)?)),
+            )
+        }
+        NetCommand::Create(a) => {
+            let req = create_request(a)?;
+            let body =
+                serde_json::to_value(&req).map_err(|e| CommandError::Decode(e.to_string()))?;
+            call(
+                api,
+                out,
+                Method::POST,
+                "/api/v1/networks",
+                Some(body),
+                |v| {
+                    let n: NetworkSummary = decode(v)?;
+                    Ok(format!(
+                        "network {} created: {}, {}, subnet {}, mtu {}",
+                        n.network.name,
+                        n.network.kind.as_str(),
+                        segment(&n),
+                        n.network.subnet,
+                        n.network.mtu
+                    ))
+                },
+            )
+        }
+        NetCommand::Delete { name } => {
+            check(name)?;
+            call(
+                api,
+                out,
+                Method::DELETE,
+                &format!("/api/v1/networks/{name}"),
+                None,
+                |_| Ok(format!("network {name} deleted")),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<NetCreateArgs, String> {
+        let mut argv = vec!["vinfra", "net", "create"];
+        argv.extend_from_slice(args);
+        match crate::cli::Cli::try_parse_from(argv) {
+            Ok(crate::cli::Cli {
+                command: crate::cli::Command::Net(NetCommand::Create(a)),
+                ..
+            }) => Ok(a),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn create_arguments() {
+        let a = parse(&["blue", "--overlay", "--subnet", "10.80.1.0/24"]).unwrap();
+        let r = create_request(&a).unwrap();
+        assert_eq!((r.kind, r.vni, r.mtu), (NetworkKind::Overlay, None, None));
+        let a = parse(&[
+            "v",
+            "--vlan",
+            "--vlan-id",
+            "42",
+            "--subnet",
+            "192.168.0.0/16",
+            "--gateway",
+            "192.168.0.1",
+            "--mtu",
+            "1500",
+        ])
+        .unwrap();
+        let r = create_request(&a).unwrap();
+        assert_eq!(r.kind, NetworkKind::Vlan);
+        assert_eq!(r.vlan_id, Some(42));
+        assert_eq!(r.gateway.as_deref(), Some("192.168.0.1"));
+        for bad in [
+            vec!["blue", "--subnet", "10.80.1.0/24"],
+            vec!["blue", "--overlay", "--vlan", "--subnet", "10.80.1.0/24"],
+            vec![
+                "blue",
+                "--overlay",
+                "--vlan-id",
+                "5",
+                "--subnet",
+                "10.80.1.0/24",
+            ],
+            vec!["blue", "--vlan", "--vni", "5", "--subnet", "10.80.1.0/24"],
+            vec![
+                "blue",
+                "--overlay",
+                "--vni",
+                "0",
+                "--subnet",
+                "10.80.1.0/24",
+            ],
+            vec![
+                "blue",
+                "--overlay",
+                "--vni",
+                "16777216",
+                "--subnet",
+                "10.80.1.0/24",
+            ],
+            vec![
+                "blue",
+                "--vlan",
+                "--vlan-id",
+                "4095",
+                "--subnet",
+                "10.80.1.0/24",
+            ],
+            vec!["blue", "--overlay", "--subnet", "10.80.1.5/24"],
+            vec!["blue", "--overlay", "--subnet", "10.80.1.0/31"],
+            vec!["blue", "--overlay", "--subnet", "nope"],
+            vec!["blue", "--overlay"],
+        ] {
+            let e = parse(&bad).expect_err(&format!("{bad:?}"));
+            assert!(!e.lines().next().unwrap_or("").is_empty(), "{bad:?}");
+        }
+        // Checked before anything is sent.
+        for bad in [
+            vec![
+                "blue",
+                "--overlay",
+                "--subnet",
+                "10.80.1.0/24",
+                "--mtu",
+                "1500",
+            ],
+            vec![
+                "blue",
+                "--overlay",
+                "--subnet",
+                "10.80.1.0/24",
+                "--gateway",
+                "10.80.2.1",
+            ],
+            vec!["Bad_Name", "--overlay", "--subnet", "10.80.1.0/24"],
+        ] {
+            let a = parse(&bad).unwrap();
+            let e = create_request(&a).expect_err(&format!("{bad:?}"));
+            assert!(e.is_usage());
+            assert!(!crate::one_line(&e).contains('\n'));
+        }
+    }
+}
