@@ -67,7 +67,8 @@ fn check(what: &'static str, name: &str) -> Result<(), CommandError> {
     vinfra_types::validate_name(name).map_err(|source| CommandError::Name { what, source })
 }
 
-fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, CommandError> {
+/// Decodes an API body into its type.
+pub(crate) fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, CommandError> {
     serde_json::from_value(v.clone()).map_err(|e| CommandError::Decode(e.to_string()))
 }
 
@@ -79,7 +80,7 @@ fn print_json(v: &Value) {
 }
 
 /// Sends a request and prints the body as JSON (json output) or `render(body)` (table output).
-fn call(
+pub(crate) fn call(
     api: &ApiClient,
     out: Output,
     method: Method,

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 use vinfra_lab::ApiClient;
 use vinfra_types::api::ClusterSettings;
 use vinfra_types::balancing::{
@@ -15,7 +13,7 @@ use vinfra_types::balancing::{
 use vinfra_types::MigrationProgress;
 
 use crate::cli::Output;
-use crate::commands::CommandError;
+use crate::commands::{call, decode, CommandError};
 use crate::output::{pairs, render, table, timestamp};
 use crate::parse;
 
@@ -189,31 +187,6 @@ pub fn rule_request(a: &RuleCreateArgs) -> Result<PlacementRule, CommandError> {
         vms,
         hosts,
     })
-}
-
-fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, CommandError> {
-    serde_json::from_value(v.clone()).map_err(|e| CommandError::Decode(e.to_string()))
-}
-
-fn call(
-    api: &ApiClient,
-    out: Output,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    render: impl FnOnce(&Value) -> Result<String, CommandError>,
-) -> Result<(), CommandError> {
-    let resp = api
-        .request(method, path, body.as_ref())?
-        .unwrap_or(Value::Null);
-    let text = match out {
-        Output::Json => serde_json::to_string_pretty(&resp).unwrap_or_else(|_| resp.to_string()),
-        Output::Table => render(&resp)?,
-    };
-    if !text.is_empty() {
-        crate::out!("{text}");
-    }
-    Ok(())
 }
 
 fn status_text(s: &DrsStatus) -> String {

@@ -4,7 +4,6 @@ use std::net::Ipv4Addr;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::Value;
 use vinfra_lab::ApiClient;
 use vinfra_types::network::{
     CreateNetworkRequest, Ipv4Subnet, NetworkKind, NetworkSummary, MAX_VLAN_ID, MAX_VLAN_MTU,
@@ -12,7 +11,7 @@ use vinfra_types::network::{
 };
 
 use crate::cli::Output;
-use crate::commands::CommandError;
+use crate::commands::{call, decode, CommandError};
 use crate::output::{pairs, render, table, timestamp};
 use crate::parse;
 
@@ -84,10 +83,6 @@ pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, Command
     Ok(r)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, CommandError> {
-    serde_json::from_value(v.clone()).map_err(|e| CommandError::Decode(e.to_string()))
-}
-
 fn segment(n: &NetworkSummary) -> String {
     match n.network.kind {
         NetworkKind::Overlay => n.network.vni.map_or("-".into(), |v| format!("vni {v}")),
@@ -145,27 +140,6 @@ fn show_text(n: &NetworkSummary) -> String {
         ]);
     }
     format!("{head}\n\n{}", render(t))
-}
-
-fn call(
-    api: &ApiClient,
-    out: Output,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-    render: impl FnOnce(&Value) -> Result<String, CommandError>,
-) -> Result<(), CommandError> {
-    let resp = api
-        .request(method, path, body.as_ref())?
-        .unwrap_or(Value::Null);
-    let text = match out {
-        Output::Json => serde_json::to_string_pretty(&resp).unwrap_or_else(|_| resp.to_string()),
-        Output::Table => render(&resp)?,
-    };
-    if !text.is_empty() {
-        crate::out!("{text}");
-    }
-    Ok(())
 }
 
 /// `vinfra net …`.
