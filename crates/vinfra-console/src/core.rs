@@ -269,6 +269,8 @@ pub struct Console {
     pub(crate) drs: crate::balancing::DrsState,
     /// Logical networks and their address management.
     pub(crate) networks: crate::networks::Networks,
+    /// Per host: held while its switch configuration is computed and sent.
+    pub(crate) switch_pushes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct EventLog {
@@ -319,6 +321,7 @@ impl Console {
             source_lost_after: crate::migration::SOURCE_LOST_AFTER,
             drs: crate::balancing::DrsState::default(),
             networks,
+            switch_pushes: Mutex::default(),
         })
     }
 
@@ -1188,6 +1191,12 @@ impl Console {
             self.write_vm_with(&name, None, Some(&rec), Some(plan))?;
             rec
         };
+        if !rec.spec.nics.is_empty() {
+            // The host's switch must know the VM's networks before the agent attaches its NICs.
+            if let Err(e) = crate::controllers::switch::push(self, &rec.host).await {
+                tracing::warn!(vm = name, host = rec.host, "switch configuration: {e}");
+            }
+        }
         let cmd = AgentCommand::CreateVm {
             vm: rec.instance(),
             start: request.start,

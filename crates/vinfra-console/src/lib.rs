@@ -4,7 +4,7 @@
 //!   bearer-token auth; the OpenAPI document.
 //! - [`core`]: the [`core::Console`]: every operation, over the store and the connected agents.
 //! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections.
-//! - [`controllers`]: reconcile loops (the VM controller).
+//! - [`controllers`]: reconcile loops (the VM controller, the switch controller).
 //! - [`balancing`]: placement rules, the balancer's cluster model and its task (modes off,
 //!   manual, automatic).
 //! - [`migration`]: live-migration orchestration.
@@ -318,6 +318,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
 
     let agents = AgentRegistry::new(config.heartbeat_timeout);
     let triggers = agents.subscribe();
+    let switch_triggers = agents.subscribe();
     let console = Arc::new(
         Console::load(store.clone(), agents, keys.ca, token_hash)?
             .with_migration_source_timeout(config.migration_source_timeout),
@@ -348,6 +349,20 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             controllers::run(vm_controller, store2, triggers, Duration::from_secs(10)).await
         {
             tracing::error!("VM controller stopped: {e}");
+        }
+    }));
+    let switch_controller = Arc::new(controllers::switch::SwitchController::new(console.clone()));
+    let store3 = store.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = controllers::run(
+            switch_controller,
+            store3,
+            switch_triggers,
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            tracing::error!("switch controller stopped: {e}");
         }
     }));
     tasks.push(tokio::spawn(balancing::run(

@@ -213,6 +213,14 @@ async fn drive(console: &Arc<Console>, active: &ActiveMigration, begin: bool) ->
         Err(e) => return Outcome::Failed(e.to_string()),
     };
     if begin {
+        // The destination's switch must have the VM's networks before it adds the VM's ports
+        // (the agent refuses NICs on networks its switch does not have).
+        if let Err(e) = crate::controllers::switch::push(console, &active.destination).await {
+            if !rec.spec.nics.is_empty() {
+                return Outcome::Failed(format!("configuring the destination's switch: {e}"));
+            }
+            tracing::warn!(host = active.destination, "switch configuration: {e}");
+        }
         let prep = AgentCommand::PrepareIncoming { vm: rec.instance() };
         let uri = match agents
             .request(&active.destination, prep, CREATE_TIMEOUT)
@@ -465,6 +473,8 @@ async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outco
             let dest = active.destination.clone();
             match console.update_vm(&active.vm, |r| r.host = dest) {
                 Ok(_) => {
+                    // Every host's MAC entries now point at the destination.
+                    crate::controllers::switch::push_all(console).await;
                     if let Some(id) = id {
                         let fin = AgentCommand::FinishMigrationSource { id };
                         if let Err(e) = agents.request(&active.source, fin, SHORT_TIMEOUT).await {
@@ -534,6 +544,8 @@ async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outco
         }
     }
     lock(&console.migrations).remove(&active.vm);
+    // The destination keeps the VM's networks only if the VM arrived there.
+    crate::controllers::switch::push_all_later(console);
 }
 
 /// After a console restart: picks up every migration the store says is still running. Waits for

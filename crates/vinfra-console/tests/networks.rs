@@ -480,3 +480,146 @@ async fn a_restarted_console_keeps_networks_and_addresses() {
     assert_problem(&c.call("DELETE", "/api/v1/networks/blue", None).await, 409);
     c.shutdown().await;
 }
+
+/// Waits until `agent`'s last switch configuration satisfies `ok`.
+async fn wait_config(
+    agent: &FakeAgent,
+    what: &str,
+    ok: impl Fn(&vinfra_proto::HostSwitchConfig) -> bool,
+) -> vinfra_proto::HostSwitchConfig {
+    for _ in 0..200 {
+        if let Some(cfg) = agent.switch_config() {
+            if ok(&cfg) {
+                return cfg;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{}: never got a switch configuration with {what}; last: {:?}",
+        agent.host,
+        agent.switch_config()
+    );
+}
+
+fn mac_entry(cfg: &vinfra_proto::HostSwitchConfig, mac: &str) -> Option<String> {
+    cfg.macs
+        .iter()
+        .find(|m| m.network == "blue" && m.mac == mac)
+        .map(|m| m.host_ip.to_string())
+}
+
+async fn wait_migration(c: &TestConsole, vm: &str) -> Value {
+    for _ in 0..200 {
+        let r = c
+            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
+            .await;
+        if r.status == 200
+            && ["completed", "failed", "cancelled"]
+                .contains(&r.body["phase"].as_str().unwrap_or(""))
+        {
+            return r.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("migration of {vm} never finished");
+}
+
+#[tokio::test]
+async fn switch_configurations_follow_vms_networks_and_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let h1 = FakeAgent::join_and_connect_at(&c, "h1", HOST16, "10.77.0.11").await;
+    let h2 = FakeAgent::join_and_connect_at(&c, "h2", HOST16, "10.77.0.12").await;
+    // A host gets its (empty) configuration when it connects.
+    let first = wait_config(&h1, "a first configuration", |_| true).await;
+    assert!(first.networks.is_empty(), "{first:?}");
+    wait_config(&h2, "a first configuration", |_| true).await;
+
+    assert_eq!(
+        create_net(
+            &c,
+            json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"})
+        )
+        .await
+        .status,
+        201
+    );
+    // b on h2 first: h2's switch has blue before the VM is created (the fake agent refuses
+    // NICs on networks its switch lacks, like the real one).
+    let b = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(
+                &vm_with_nics("b", json!([{"network": "blue"}]))
+                    .replace("\"name\":\"b\"", "\"name\":\"b\",\"host\":\"h2\""),
+            ),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{:?}", b.body);
+    let (_, b_mac) = nic(&b, 0);
+    let a = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(
+                &vm_with_nics("a", json!([{"network": "blue"}]))
+                    .replace("\"name\":\"a\"", "\"name\":\"a\",\"host\":\"h1\""),
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let (_, a_mac) = nic(&a, 0);
+
+    // h2 learns where a lives, and floods blue to h1; h1 learns where b lives.
+    let cfg = wait_config(&h2, "a's MAC on h1", |cfg| {
+        mac_entry(cfg, &a_mac).as_deref() == Some("10.77.0.11")
+    })
+    .await;
+    let blue = cfg.networks.iter().find(|n| n.name == "blue").unwrap();
+    assert_eq!(
+        blue.flood,
+        vec!["10.77.0.11".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    wait_config(&h1, "b's MAC on h2", |cfg| {
+        mac_entry(cfg, &b_mac).as_deref() == Some("10.77.0.12")
+    })
+    .await;
+
+    // A third host with no VM gets blue only while a migration brings one there, and the MAC
+    // entries follow the VM to it.
+    let h3 = FakeAgent::join_and_connect_at(&c, "h3", HOST16, "10.77.0.13").await;
+    wait_config(&h3, "no networks", |cfg| cfg.networks.is_empty()).await;
+    let r = c
+        .call("POST", "/api/v1/vms/b/migrate", Some(r#"{"to":"h3"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let done = wait_migration(&c, "b").await;
+    assert_eq!(done["phase"], "completed", "{done:?}");
+    assert!(h3
+        .state
+        .lock()
+        .unwrap()
+        .commands
+        .contains(&"PrepareIncoming".to_string()));
+    wait_config(&h1, "b's MAC on h3", |cfg| {
+        mac_entry(cfg, &b_mac).as_deref() == Some("10.77.0.13")
+    })
+    .await;
+    wait_config(&h3, "a's MAC on h1", |cfg| {
+        mac_entry(cfg, &a_mac).as_deref() == Some("10.77.0.11")
+    })
+    .await;
+    // h2 has no VM on blue any more: the network is gone from its switch.
+    wait_config(&h2, "no networks", |cfg| cfg.networks.is_empty()).await;
+
+    // Deleting a VM takes its entries away everywhere.
+    assert_eq!(c.call("DELETE", "/api/v1/vms/b", None).await.status, 204);
+    wait_config(&h1, "no entry for b", |cfg| {
+        mac_entry(cfg, &b_mac).is_none()
+    })
+    .await;
+    wait_config(&h3, "no networks", |cfg| cfg.networks.is_empty()).await;
+    c.shutdown().await;
+}

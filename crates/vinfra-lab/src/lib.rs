@@ -163,6 +163,9 @@ pub struct HostState {
     pub data_dir: PathBuf,
     /// The agent's pid when last started.
     pub pid: u32,
+    /// The virtual switch's pid when last started.
+    #[serde(default)]
+    pub switch_pid: u32,
 }
 
 /// What `root/lab.json` records about a running lab.
@@ -198,7 +201,7 @@ pub struct ProcessStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
     pub state: LabState,
-    /// The console, then each agent.
+    /// The console, then each agent and its switch (`h1`, `h1 switch`, …).
     pub processes: Vec<ProcessStatus>,
     /// Hosts as the API shows them, or why they could not be listed.
     pub hosts: Result<Vec<HostSummary>, String>,
@@ -252,7 +255,7 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// True when `pid` is a process of the lab at `root`: a vinfra console or agent, or a QEMU,
+/// True when `pid` is a process of the lab at `root`: a vinfra console, agent or switch, or a QEMU,
 /// whose command line mentions `root`.
 fn is_lab_process(pid: u32, root: &Path) -> bool {
     let Some(cmd) = process::cmdline(pid) else {
@@ -265,7 +268,7 @@ fn is_lab_process(pid: u32, root: &Path) -> bool {
     let mut args = cmd.split(' ');
     let argv0 = args.next().unwrap_or_default();
     let base = argv0.rsplit('/').next().unwrap_or_default();
-    base.starts_with("qemu") || matches!(args.next(), Some("console" | "agent"))
+    base.starts_with("qemu") || matches!(args.next(), Some("console" | "agent" | "switch"))
 }
 
 fn is_qemu(pid: u32) -> bool {
@@ -324,10 +327,13 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
             first.get_or_insert(e);
         }
     };
-    // The console first (so that it orders nothing more), then the agents, then QEMU.
+    // The console first (so that it orders nothing more), then the agents, their switches, then
+    // QEMU.
     let mut pidfiles = vec![root.join("console.pid")];
     if let Ok(hosts) = std::fs::read_dir(root.join("hosts")) {
-        pidfiles.extend(hosts.flatten().map(|h| h.path().join("agent.pid")));
+        let hosts: Vec<PathBuf> = hosts.flatten().map(|h| h.path()).collect();
+        pidfiles.extend(hosts.iter().map(|h| h.join("agent.pid")));
+        pidfiles.extend(hosts.iter().map(|h| h.join("switch.pid")));
     }
     for pidfile in &pidfiles {
         if let Some(pid) = process::read_pidfile(pidfile) {
@@ -411,6 +417,7 @@ impl Lab {
                 name,
                 data_dir,
                 pid: 0,
+                switch_pid: 0,
             });
         }
         let mut lab = Lab {
@@ -436,6 +443,7 @@ impl Lab {
         for i in 0..lab.state.hosts.len() {
             let token: JoinTokenResponse =
                 client.post("/api/v1/join-tokens", &serde_json::json!({}))?;
+            lab.start_switch(i)?;
             lab.start_agent(i, Some(&token.token))?;
         }
         lab.save()?;
@@ -537,6 +545,57 @@ impl Lab {
             .ok_or_else(|| LabError::NoHost(host.to_string()))
     }
 
+    /// The control socket of a host's switch.
+    fn switch_control(h: &HostState) -> PathBuf {
+        h.data_dir.join("switch.sock")
+    }
+
+    /// Starts a host's virtual switch in its namespace (`vinfra switch`, detached, with its
+    /// underlay address as VXLAN tunnel endpoint) and waits (up to 10 s) for its control socket.
+    fn start_switch(&mut self, index: usize) -> Result<(), LabError> {
+        let s = &self.state;
+        let h = &s.hosts[index];
+        let control = Self::switch_control(h);
+        let _ = std::fs::remove_file(&control);
+        let args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            h.namespace.clone(),
+            s.vinfra_binary.display().to_string(),
+            "switch".into(),
+            "--control".into(),
+            control.display().to_string(),
+            "--underlay-ip".into(),
+            h.address.to_string(),
+        ];
+        let log = h.data_dir.join("switch.log");
+        let pid =
+            process::spawn_detached(Path::new("ip"), &args, &log, &h.data_dir.join("switch.pid"))?;
+        self.state.hosts[index].switch_pid = pid;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let what = format!("switch of {}", self.state.hosts[index].name);
+        while !control.exists() {
+            if !process::alive(pid) {
+                return Err(LabError::Exited {
+                    what,
+                    tail: log_tail(&log),
+                    log,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Timeout { what, secs: 10 });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// The pid of `host`'s virtual switch.
+    pub fn switch_pid(&self, host: &str) -> Result<u32, LabError> {
+        let h = &self.state.hosts[self.host_index(host)?];
+        Ok(process::read_pidfile(&h.data_dir.join("switch.pid")).unwrap_or(h.switch_pid))
+    }
+
     fn start_agent(&mut self, index: usize, join_token: Option<&str>) -> Result<(), LabError> {
         let s = &self.state;
         let h = &s.hosts[index];
@@ -556,6 +615,10 @@ impl Lab {
             s.root.join("datastore").display().to_string(),
             "--data-dir".into(),
             h.data_dir.display().to_string(),
+            "--switch-control".into(),
+            Self::switch_control(h).display().to_string(),
+            "--underlay-ip".into(),
+            h.address.to_string(),
         ];
         if let Some(token) = join_token {
             args.extend(["--join-token".into(), token.to_string()]);
@@ -824,6 +887,12 @@ impl Lab {
                 pid,
                 alive: process::alive(pid),
             });
+            let pid = self.switch_pid(&h.name).unwrap_or(h.switch_pid);
+            processes.push(ProcessStatus {
+                name: format!("{} switch", h.name),
+                pid,
+                alive: process::alive(pid),
+            });
         }
         let client = self.api().map_err(|e| e.to_string());
         let hosts = client
@@ -879,6 +948,7 @@ mod tests {
                 address: Ipv4Addr::new(10, 77, 0, 11),
                 data_dir: "/d".into(),
                 pid: 2,
+                switch_pid: 3,
             }],
             vinfra_binary: "/usr/bin/vinfra".into(),
             host_memory_mib: None,

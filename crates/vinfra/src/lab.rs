@@ -140,7 +140,7 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     .state
                     .hosts
                     .iter()
-                    .find(|h| h.name == p.name)
+                    .find(|h| p.name.split(' ').next() == Some(h.name.as_str()))
                     .map(|h| h.namespace.clone())
                     .unwrap_or_else(|| "(root)".into());
                 t.add_row(vec![

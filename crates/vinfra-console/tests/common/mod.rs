@@ -229,6 +229,8 @@ pub struct FakeState {
     pub completed: std::collections::HashSet<Uuid>,
     /// The last switch configuration received.
     pub switch_config: Option<vinfra_proto::HostSwitchConfig>,
+    /// The address reported in Hello and reports (default 127.0.0.1).
+    pub address: Option<String>,
 }
 
 pub struct FakeAgent {
@@ -304,6 +306,40 @@ impl FakeAgent {
         agent
     }
 
+    /// Joins with a fresh join token and connects, reporting `address` as the host's address.
+    pub async fn join_and_connect_at(
+        c: &TestConsole,
+        host: &str,
+        capacity: HostCapacity,
+        address: &str,
+    ) -> FakeAgent {
+        let token = c.join_token().await;
+        let (cert_pem, key_pem) = join(c.running.agent_addr, &c.running.ca_pem, &token, host)
+            .await
+            .unwrap();
+        let state = FakeState {
+            address: Some(address.into()),
+            ..FakeState::default()
+        };
+        let mut agent = FakeAgent {
+            host: host.into(),
+            state: Arc::new(Mutex::new(state)),
+            cert_pem,
+            key_pem,
+            ca_pem: c.running.ca_pem.clone(),
+            capacity,
+            task: None,
+        };
+        agent.connect(c.running.agent_addr).await;
+        c.wait_host_status(host, "connected").await;
+        agent
+    }
+
+    /// The last switch configuration received.
+    pub fn switch_config(&self) -> Option<vinfra_proto::HostSwitchConfig> {
+        self.state.lock().unwrap().switch_config.clone()
+    }
+
     pub async fn connect(&mut self, addr: SocketAddr) {
         let config =
             pki::client_config(&self.ca_pem, Some((&self.cert_pem, &self.key_pem))).unwrap();
@@ -347,7 +383,7 @@ impl Drop for FakeAgent {
 fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
     HostReport {
         host: host.into(),
-        address: "127.0.0.1".into(),
+        address: state.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
         accel: Accel::Tcg,
         qemu_version: "9.2.0".into(),
         capacity,
@@ -384,12 +420,37 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
     }
 }
 
+fn check_networks(state: &FakeState, vm: &VmInstance) -> Result<(), AgentError> {
+    for nic in &vm.spec.nics {
+        let known = state
+            .switch_config
+            .as_ref()
+            .is_some_and(|c| c.networks.iter().any(|n| n.name == nic.network));
+        if !known {
+            return Err(AgentError::Network {
+                detail: format!(
+                    "network {} is not configured on this host's switch",
+                    nic.network
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, AgentError> {
     let name = format!("{command:?}");
     state
         .commands
         .push(name.split([' ', '{']).next().unwrap_or("").to_string());
     let missing = |id| AgentError::NoSuchVm { id };
+    match &command {
+        AgentCommand::CreateVm { vm, .. } | AgentCommand::PrepareIncoming { vm } => {
+            // Like the real agent: a NIC's network must be on the host's switch already.
+            check_networks(state, vm)?;
+        }
+        _ => {}
+    }
     match command {
         AgentCommand::CreateVm { vm, start } => {
             if state.behaviour.fail_create {

@@ -76,6 +76,11 @@ fn dump_logs(lab: &Lab) {
             h.name,
             tail(&h.data_dir.join("agent.log"), 30)
         );
+        eprintln!(
+            "--- {} switch.log (tail) ---\n{}",
+            h.name,
+            tail(&h.data_dir.join("switch.log"), 15)
+        );
     }
 }
 
@@ -96,7 +101,13 @@ pub fn can_run_labs() -> bool {
 /// Brings up lab `it-<tag>` with `hosts` hosts, after `adjust` has changed its configuration.
 /// A leftover lab of the same name (from a killed earlier run) is torn down first.
 pub fn start_lab_with(tag: &str, hosts: usize, adjust: impl FnOnce(&mut LabConfig)) -> LabGuard {
-    let name = format!("it-{tag}");
+    start_named_lab(&format!("it-{tag}"), hosts, adjust)
+}
+
+/// Brings up lab `name` with `hosts` hosts, after `adjust` has changed its configuration.
+/// A leftover lab of the same name (from a killed earlier run) is torn down first.
+pub fn start_named_lab(name: &str, hosts: usize, adjust: impl FnOnce(&mut LabConfig)) -> LabGuard {
+    let name = name.to_string();
     let mut config = LabConfig::new(&name, VINFRA.into());
     config.hosts = hosts;
     config.root = std::env::temp_dir().join(format!("vinfra-lab-{name}"));
