@@ -68,5 +68,8 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             m.apply_switch_config(config).await?;
             CommandReply::Done
         }
+        C::SwitchCounters => CommandReply::SwitchCounters {
+            counters: m.switch_counters().await?,
+        },
     })
 }

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 use vinfra_proto::{HostSwitchConfig, MigrationSettings, MigrationStatus, VmInstance};
 use vinfra_qmp::{MigrateParameters, Qmp, QmpError};
+use vinfra_types::network::HostSwitchCounters;
 use vinfra_types::{Accel, BootSource, PowerState, VmObserved, VmUsage};
 
 use crate::disks::{cache_mode_for, Datastore, DiskError};
@@ -495,6 +496,18 @@ impl Manager {
         link.set_config(config)?;
         reconcile_now(link).await?.into_result()?;
         Ok(())
+    }
+
+    /// This host's switch counters, read now (see [`SwitchLink::counters`]).
+    pub async fn switch_counters(&self) -> Result<HostSwitchCounters> {
+        let link = self.switch.clone().ok_or(NetworkError::NoSwitch)?;
+        let control = link.settings().control.clone();
+        Ok(tokio::task::spawn_blocking(move || link.counters())
+            .await
+            .map_err(|e| NetworkError::Io {
+                path: control,
+                source: std::io::Error::other(e.to_string()),
+            })??)
     }
 
     /// Refuses a VM with NICs on a host without a switch, before anything is created.

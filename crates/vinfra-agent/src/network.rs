@@ -26,8 +26,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_proto::{HostSwitchConfig, SwitchNetwork, SwitchNetworkKind};
 use vinfra_switchd::{
-    Attachment, ClientError, LocationSpec, Mac, NetworkSpec, PortSpec, Request, SwitchClient,
-    UPLINK_PORT,
+    protocol::TrafficView, Attachment, ClientError, CountersView, LocationSpec, Mac, NetworkSpec,
+    PortSpec, Request, SwitchClient, UPLINK_PORT,
+};
+use vinfra_types::network::{
+    HostSwitchCounters, SwitchNetworkCounters, SwitchPortCounters, TrafficCounters,
 };
 use vinfra_types::NicSpec;
 
@@ -656,6 +659,37 @@ impl SwitchLink {
         Ok(outcome)
     }
 
+    /// Reads the switch's counters now (blocking) and names them in the cluster's terms:
+    /// networks by name, VM ports by VM id and NIC index, and the uplink. Ports and networks the
+    /// agent does not know (not configured, or not yet removed) are left out.
+    pub fn counters(&self) -> Result<HostSwitchCounters, NetworkError> {
+        let mut slot = lock(&self.client);
+        let result = (|| {
+            let client = match &mut *slot {
+                Some(c) => c,
+                None => {
+                    let c = SwitchClient::connect_within(&self.settings.control, CONNECT_TIMEOUT)?;
+                    c.set_timeout(Some(REQUEST_TIMEOUT))?;
+                    slot.insert(c)
+                }
+            };
+            client.counters()
+        })();
+        let view = match result {
+            Ok(v) => v,
+            Err(source) => {
+                *slot = None;
+                return Err(NetworkError::Switch {
+                    path: self.settings.control.clone(),
+                    source,
+                });
+            }
+        };
+        drop(slot);
+        let d = lock(&self.desired);
+        Ok(host_counters(&view, &d.config, &d.vms))
+    }
+
     /// [`SwitchLink::reconcile`], logging what changed and when the switch comes and goes.
     pub fn reconcile_logged(&self) {
         let result = self.reconcile();
@@ -679,6 +713,60 @@ impl SwitchLink {
             }
             Err(_) => {}
         }
+    }
+}
+
+fn traffic(t: &TrafficView) -> TrafficCounters {
+    TrafficCounters {
+        rx_packets: t.rx_packets,
+        rx_bytes: t.rx_bytes,
+        tx_packets: t.tx_packets,
+        tx_bytes: t.tx_bytes,
+        drops: t.drops.clone(),
+    }
+}
+
+/// The switch's counters named by the configuration: networks by name (switch number →
+/// [`SwitchNetwork::name`]), VM ports by VM id and NIC index, the uplink port.
+fn host_counters(
+    view: &CountersView,
+    config: &HostSwitchConfig,
+    vms: &BTreeMap<Uuid, Vec<VmNic>>,
+) -> HostSwitchCounters {
+    let networks = config
+        .networks
+        .iter()
+        .filter_map(|n| {
+            view.network(u32::from(n.id))
+                .map(|c| SwitchNetworkCounters {
+                    network: n.name.clone(),
+                    traffic: traffic(&c.traffic),
+                    arp_suppressed: c.arp_suppressed,
+                    flooded: c.flooded,
+                })
+        })
+        .collect();
+    let ports = vms
+        .iter()
+        .flat_map(|(id, nics)| nics.iter().enumerate().map(move |(i, n)| (*id, i, n)))
+        .filter_map(|(vm_id, nic, n)| {
+            view.port(n.port).map(|c| SwitchPortCounters {
+                vm_id,
+                nic,
+                network: n.network.clone(),
+                mac: n.mac.clone(),
+                port: n.port,
+                traffic: traffic(&c.traffic),
+                tx_errors: c.tx_errors,
+                rx_errors: c.rx_errors,
+            })
+        })
+        .collect();
+    HostSwitchCounters {
+        networks,
+        ports,
+        uplink: view.port(UPLINK_PORT).map(|c| traffic(&c.traffic)),
+        switch_drops: view.switch_drops.clone(),
     }
 }
 
@@ -1011,5 +1099,76 @@ mod tests {
         drop(link);
         let again = SwitchLink::open(settings(), dir.path()).unwrap();
         assert_eq!(again.config(), config());
+    }
+
+    #[test]
+    fn counters_are_named_by_network_vm_and_nic() {
+        use vinfra_switchd::protocol::{NetworkCountersView, PortCountersView};
+        let t = |rx: u64, tx: u64| TrafficView {
+            rx_packets: rx,
+            rx_bytes: rx * 100,
+            tx_packets: tx,
+            tx_bytes: tx * 100,
+            drops: [("runt".to_string(), rx)].into(),
+        };
+        let view = CountersView {
+            ports: vec![
+                PortCountersView {
+                    id: UPLINK_PORT,
+                    traffic: t(1, 2),
+                    ..Default::default()
+                },
+                PortCountersView {
+                    id: 7,
+                    traffic: t(3, 4),
+                    tx_errors: 5,
+                    rx_errors: 0,
+                },
+                // A port the agent does not know.
+                PortCountersView {
+                    id: 8,
+                    traffic: t(9, 9),
+                    ..Default::default()
+                },
+            ],
+            networks: vec![NetworkCountersView {
+                id: 2,
+                traffic: t(6, 7),
+                arp_suppressed: 1,
+                flooded: 2,
+                learning_refused: 0,
+            }],
+            switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
+        };
+        let id = Uuid::new_v4();
+        let nic = |network: &str, port| VmNic {
+            network: network.into(),
+            mac: format!("52:54:00:00:00:0{port}"),
+            mtu: 1450,
+            port,
+            switch_socket: PathBuf::from("s"),
+            qemu_socket: PathBuf::from("q"),
+        };
+        // NIC 0 has no port on the switch (yet); NIC 1 is port 7.
+        let vms = BTreeMap::from([(id, vec![nic("blue", 6), nic("red", 7)])]);
+        let c = host_counters(&view, &config(), &vms);
+        assert_eq!(c.ports.len(), 1, "{c:?}");
+        let p = &c.ports[0];
+        assert_eq!((p.vm_id, p.nic, p.port), (id, 1, 7));
+        assert_eq!(
+            (p.network.as_str(), p.mac.as_str()),
+            ("red", "52:54:00:00:00:07")
+        );
+        assert_eq!((p.traffic.rx_packets, p.traffic.tx_bytes), (3, 400));
+        assert_eq!((p.tx_errors, p.traffic.drops["runt"]), (5, 3));
+        assert_eq!(c.networks.len(), 1, "blue has no counters: {c:?}");
+        assert_eq!(c.networks[0].network, "red");
+        assert_eq!(c.networks[0].traffic.tx_packets, 7);
+        assert_eq!(
+            (c.networks[0].arp_suppressed, c.networks[0].flooded),
+            (1, 2)
+        );
+        assert_eq!(c.uplink.as_ref().map(|u| u.tx_packets), Some(2));
+        assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
     }
 }

@@ -480,6 +480,46 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
         "red frames reached a port on host B: {counters_b:#?}"
     );
 
+    // The same through the agents, named in the cluster's terms: VM ports by VM id and NIC
+    // index, networks by name, the uplink.
+    let switch_counters = |reply: CommandReply| match reply {
+        CommandReply::SwitchCounters { counters } => counters,
+        other => panic!("{other:?}"),
+    };
+    let host_a = switch_counters(handle(&ma, AgentCommand::SwitchCounters).await.unwrap());
+    let host_b = switch_counters(handle(&mb, AgentCommand::SwitchCounters).await.unwrap());
+    let vm_port_of = |h: &vinfra_types::network::HostSwitchCounters, id| {
+        h.ports
+            .iter()
+            .find(|p| p.vm_id == id && p.nic == 0)
+            .cloned()
+            .unwrap_or_else(|| panic!("no port of {id} in {h:#?}"))
+    };
+    let (pa, pb, pc) = (
+        vm_port_of(&host_a, a.id),
+        vm_port_of(&host_b, b.id),
+        vm_port_of(&host_a, c.id),
+    );
+    assert_eq!(
+        (pa.port, pa.network.as_str(), pa.mac.as_str()),
+        (port_a, "blue", MAC_A)
+    );
+    assert_eq!((pc.port, pc.network.as_str()), (port_c, "red"));
+    for p in [&pa, &pb] {
+        assert!(
+            p.traffic.rx_packets > 0 && p.traffic.tx_packets > 0,
+            "{p:#?}"
+        );
+        assert!(p.traffic.rx_bytes > 0 && p.traffic.tx_bytes > 0, "{p:#?}");
+    }
+    assert_eq!(pc.traffic.tx_packets, 0, "{host_a:#?}");
+    assert!(host_a.uplink.as_ref().is_some_and(|u| u.tx_packets > 0));
+    let blue_a = host_a.networks.iter().find(|n| n.network == "blue");
+    assert!(
+        blue_a.is_some_and(|n| n.traffic.rx_packets > 0),
+        "{host_a:#?}"
+    );
+
     // Switch A crashes: the guests keep running, A's pings fail.
     let before_kill = file_len(&log_a);
     sw_a.kill();

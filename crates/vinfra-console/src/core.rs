@@ -20,7 +20,9 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::network::{CreateNetworkRequest, NetworkSummary};
+use vinfra_types::network::{
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+};
 use vinfra_types::{
     AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage, MigrationProgress,
     PowerState, VmObserved, VmSummary, VmUsage,
@@ -123,6 +125,10 @@ pub enum Command {
     ShowNetwork { name: String },
     /// Delete a logical network (refused while a VM has a NIC on it).
     DeleteNetwork { name: String },
+    /// A network's traffic, per port and per host, read from the hosts' switches now.
+    NetworkCounters { name: String },
+    /// A host's switch counters, read now.
+    HostSwitch { name: String },
 }
 
 /// What a command returns.
@@ -152,6 +158,8 @@ pub enum Reply {
     Network(NetworkSummary),
     /// A network was created.
     NetworkCreated(NetworkSummary),
+    NetworkCounters(NetworkCounters),
+    HostSwitch(HostSwitchCounters),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }
@@ -424,6 +432,12 @@ impl Console {
             Command::DeleteNetwork { name } => crate::networks::delete(self, &name)
                 .await
                 .map(|()| Reply::Done),
+            Command::NetworkCounters { name } => Ok(Reply::NetworkCounters(
+                crate::networks::counters(self, &name).await?,
+            )),
+            Command::HostSwitch { name } => Ok(Reply::HostSwitch(
+                crate::networks::host_switch_counters(self, &name).await?,
+            )),
         }
     }
 

@@ -13,15 +13,17 @@ use std::sync::RwLock;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vinfra_proto::{
-    HostSwitchConfig, SwitchArpEntry, SwitchMacEntry, SwitchNetwork, SwitchNetworkKind,
+    AgentCommand, AgentError, CommandReply, HostSwitchConfig, SwitchArpEntry, SwitchMacEntry,
+    SwitchNetwork, SwitchNetworkKind,
 };
 use vinfra_store::{Compare, Op, Store, Txn};
 use vinfra_types::network::{
-    self as net, CreateNetworkRequest, Ipv4Subnet, Network, NetworkKind, NetworkPort,
-    NetworkSummary,
+    self as net, CreateNetworkRequest, HostSwitchCounters, Ipv4Subnet, Network, NetworkCounters,
+    NetworkHostCounters, NetworkKind, NetworkPort, NetworkPortCounters, NetworkSummary,
 };
 use vinfra_types::{BootSource, NicSpec, VmSpec};
 
+use crate::agents::RequestError;
 use crate::core::{Console, CoreError};
 use crate::store_keys::{
     self as keys, now_s, HostRecord, IpamEntry, MacClaim, NetworkRecord, RecordError, SegmentClaim,
@@ -502,6 +504,120 @@ pub fn show(console: &Console, name: &str) -> Result<NetworkSummary, CoreError> 
             name: name.to_string(),
         })?;
     Ok(summary(console, &rec.value))
+}
+
+/// How long the console waits for a host's switch counters.
+pub const COUNTERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The counters of a registered host's switch, read now through its agent
+/// (`AgentCommand::SwitchCounters`, at most [`COUNTERS_TIMEOUT`]).
+pub async fn host_switch_counters(
+    console: &Console,
+    host: &str,
+) -> Result<HostSwitchCounters, CoreError> {
+    console.host(host)?;
+    Ok(ask_counters(console, host).await?)
+}
+
+async fn ask_counters(console: &Console, host: &str) -> Result<HostSwitchCounters, RequestError> {
+    match console
+        .agents()
+        .request(host, AgentCommand::SwitchCounters, COUNTERS_TIMEOUT)
+        .await?
+    {
+        CommandReply::SwitchCounters { counters } => Ok(counters),
+        other => Err(RequestError::Agent {
+            host: host.to_string(),
+            source: AgentError::Host {
+                detail: format!("unexpected reply {other:?}"),
+            },
+        }),
+    }
+}
+
+/// A network's traffic: every host with a VM NIC on it is asked for its switch counters at the
+/// same time (each within [`COUNTERS_TIMEOUT`]); the answers give each port's counters and each
+/// host's totals for the network. A host that is disconnected, fails or does not answer in time
+/// has its ports (and itself) shown without counters, with the reason, rather than failing the
+/// whole call.
+pub async fn counters(console: &Console, name: &str) -> Result<NetworkCounters, CoreError> {
+    let summary = show(console, name)?;
+    let hosts: BTreeSet<&str> = summary
+        .ports
+        .iter()
+        .map(|p| p.host.as_str())
+        .filter(|h| !h.is_empty())
+        .collect();
+    let answers: BTreeMap<&str, Result<HostSwitchCounters, String>> =
+        futures::future::join_all(hosts.iter().map(|h| async move {
+            (
+                *h,
+                ask_counters(console, h).await.map_err(|e| e.to_string()),
+            )
+        }))
+        .await
+        .into_iter()
+        .collect();
+    let ports = summary
+        .ports
+        .iter()
+        .map(|p| {
+            let found = match answers.get(p.host.as_str()) {
+                None => Err("the VM is not placed on a host".to_string()),
+                Some(Err(e)) => Err(e.clone()),
+                Some(Ok(c)) => {
+                    let id = console.vm(&p.vm).ok().map(|v| v.value.id);
+                    c.ports
+                        .iter()
+                        .find(|c| Some(c.vm_id) == id && c.nic == p.nic)
+                        .map(|c| c.traffic.clone())
+                        .ok_or_else(|| {
+                            format!(
+                                "no port for this NIC on host '{}' (the VM does not run there)",
+                                p.host
+                            )
+                        })
+                }
+            };
+            let (counters, error) = match found {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(e)),
+            };
+            NetworkPortCounters {
+                port: p.clone(),
+                counters,
+                error,
+            }
+        })
+        .collect();
+    let hosts = answers
+        .iter()
+        .map(|(host, answer)| {
+            let (counters, error) = match answer {
+                Ok(c) => (
+                    Some(
+                        c.networks
+                            .iter()
+                            .find(|n| n.network == name)
+                            .map(|n| n.traffic.clone())
+                            .unwrap_or_default(),
+                    ),
+                    None,
+                ),
+                Err(e) => (None, Some(e.clone())),
+            };
+            NetworkHostCounters {
+                host: host.to_string(),
+                counters,
+                error,
+            }
+        })
+        .collect();
+    Ok(NetworkCounters {
+        network: summary.network.name,
+        ports,
+        hosts,
+    })
 }
 
 /// Deletes a network no VM has a NIC on (409 naming the VMs otherwise).

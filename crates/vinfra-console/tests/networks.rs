@@ -623,3 +623,149 @@ async fn switch_configurations_follow_vms_networks_and_migrations() {
     wait_config(&h3, "no networks", |cfg| cfg.networks.is_empty()).await;
     c.shutdown().await;
 }
+
+fn on_host(name: &str, host: &str, nics: Value) -> String {
+    vm_with_nics(name, nics).replace(
+        &format!("\"name\":\"{name}\""),
+        &format!("\"name\":\"{name}\",\"host\":\"{host}\""),
+    )
+}
+
+fn port<'a>(body: &'a Value, vm: &str, nic: u64) -> &'a Value {
+    body["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["vm"] == vm && p["nic"] == nic)
+        .unwrap_or_else(|| panic!("no port {vm}/{nic} in {body:?}"))
+}
+
+fn host_entry<'a>(body: &'a Value, host: &str) -> &'a Value {
+    body["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("no host {host} in {body:?}"))
+}
+
+#[tokio::test]
+async fn network_and_host_switch_counters_come_from_the_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let _h1 = FakeAgent::join_and_connect_at(&c, "h1", HOST16, "10.77.0.11").await;
+    let mut h2 = FakeAgent::join_and_connect_at(&c, "h2", HOST16, "10.77.0.12").await;
+    for body in [
+        json!({"name": "ctr-blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+        json!({"name": "ctr-red", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+    ] {
+        assert_eq!(create_net(&c, body).await.status, 201);
+    }
+    // a: two NICs on blue (h1); b: blue and red (h2); s: blue, stopped (h2: no port).
+    for (vm, host, nics) in [
+        (
+            "a",
+            "h1",
+            json!([{"network": "ctr-blue"}, {"network": "ctr-blue"}]),
+        ),
+        (
+            "b",
+            "h2",
+            json!([{"network": "ctr-blue"}, {"network": "ctr-red"}]),
+        ),
+        ("s", "h2", json!([{"network": "ctr-blue"}])),
+    ] {
+        let r = c
+            .call("POST", "/api/v1/vms", Some(&on_host(vm, host, nics)))
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = c
+        .call("POST", "/api/v1/vms/s/stop", Some(r#"{"force":true}"#))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let r = c
+        .call("GET", "/api/v1/networks/ctr-blue/counters", None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let body = &r.body;
+    assert_eq!(body["network"], "ctr-blue");
+    assert_eq!(body["ports"].as_array().unwrap().len(), 4, "{body:?}");
+    let a0 = port(body, "a", 0);
+    assert_eq!(a0["host"], "h1");
+    assert!(a0["mac"].as_str().is_some_and(|m| m.len() == 17));
+    assert!(a0["ip"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.80.1.")));
+    assert_eq!(
+        a0["counters"],
+        serde_json::to_value(fake_port_traffic(0)).unwrap()
+    );
+    assert!(a0.get("error").is_none(), "{a0:?}");
+    let a1 = port(body, "a", 1);
+    assert_eq!(a1["counters"]["rx_packets"], 11);
+    assert_eq!(a1["counters"]["tx_bytes"], 2100);
+    assert_eq!(a1["counters"]["drops"]["runt"], 1);
+    assert_eq!(port(body, "b", 0)["counters"]["tx_packets"], 20);
+    // The stopped VM has no port on its host's switch.
+    let s0 = port(body, "s", 0);
+    assert!(s0["counters"].is_null(), "{s0:?}");
+    assert!(
+        s0["error"].as_str().is_some_and(|e| e.contains("h2")),
+        "{s0:?}"
+    );
+    // Per host: the network's counters on each switch (b's red NIC is not in blue's).
+    assert_eq!(body["hosts"].as_array().unwrap().len(), 2, "{body:?}");
+    let h1 = &host_entry(body, "h1")["counters"];
+    assert_eq!(h1["rx_packets"], 21);
+    assert_eq!(h1["tx_packets"], 41);
+    assert_eq!(h1["drops"]["runt"], 1);
+    let h2c = &host_entry(body, "h2")["counters"];
+    assert_eq!(h2c["rx_packets"], 10);
+    assert_eq!(h2c["tx_bytes"], 2000);
+
+    // The raw counters of one host, uplink included.
+    let r = c.call("GET", "/api/v1/hosts/h2/switch", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["ports"].as_array().unwrap().len(), 2, "{:?}", r.body);
+    assert_eq!(r.body["uplink"]["rx_packets"], 10 + 11);
+    let red = r.body["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["network"] == "ctr-red")
+        .unwrap();
+    assert_eq!(red["rx_packets"], 11);
+
+    assert_problem(
+        &c.call("GET", "/api/v1/networks/ctr-none/counters", None)
+            .await,
+        404,
+    );
+    assert_problem(&c.call("GET", "/api/v1/hosts/h9/switch", None).await, 404);
+
+    // A disconnected host: its ports and itself show without counters; the call still works.
+    h2.disconnect();
+    c.wait_host_status("h2", "disconnected").await;
+    let r = c
+        .call("GET", "/api/v1/networks/ctr-blue/counters", None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let b0 = port(&r.body, "b", 0);
+    assert!(b0["counters"].is_null(), "{b0:?}");
+    assert!(
+        b0["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not connected")),
+        "{b0:?}"
+    );
+    let h2e = host_entry(&r.body, "h2");
+    assert!(
+        h2e["counters"].is_null() && h2e["error"].is_string(),
+        "{h2e:?}"
+    );
+    assert_eq!(port(&r.body, "a", 1)["counters"]["rx_packets"], 11);
+    assert_problem(&c.call("GET", "/api/v1/hosts/h2/switch", None).await, 503);
+    c.shutdown().await;
+}

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use vinfra_types::network::HostSwitchCounters;
 use vinfra_types::{Accel, HostCapacity, HostUsage, VmObserved, VmSpec};
 
 /// Version of this protocol; the console refuses a Hello with another major version.
@@ -115,6 +116,9 @@ pub enum AgentCommand {
     /// reconnects to a (restarted) switch. Refused when the host has no switch and `config` has
     /// networks. Replies `Done`.
     ApplySwitchConfig { config: HostSwitchConfig },
+    /// Read this host's switch counters now, per network (by name), per VM NIC port (VM id and
+    /// NIC index) and of the uplink. Read-only. Replies [`CommandReply::SwitchCounters`].
+    SwitchCounters,
 }
 
 impl AgentCommand {
@@ -128,6 +132,7 @@ impl AgentCommand {
                 | AgentCommand::ConsoleLog { .. }
                 | AgentCommand::ObserveVm { .. }
                 | AgentCommand::ApplySwitchConfig { .. }
+                | AgentCommand::SwitchCounters
         )
     }
 }
@@ -231,6 +236,7 @@ pub enum CommandReply {
     Incoming { uri: String },
     Migration { status: MigrationStatus },
     Console { text: String },
+    SwitchCounters { counters: HostSwitchCounters },
 }
 
 /// QEMU's view of an outgoing migration (from `query-migrate`).

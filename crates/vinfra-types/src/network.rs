@@ -3,10 +3,12 @@
 //! ([`Ipv4Subnet`], [`parse_mac`]) are here too, so the console and the CLI check them the same
 //! way. What a host's switch is told is in `vinfra-proto` (`HostSwitchConfig`).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// IP MTU of the underlay (and of the VLAN trunk) the console assumes for every host.
 pub const UNDERLAY_MTU: u32 = 1500;
@@ -120,6 +122,134 @@ pub struct NetworkSummary {
     pub network: Network,
     /// Every VM NIC on the network, by VM name and NIC index.
     pub ports: Vec<NetworkPort>,
+}
+
+/// Traffic counters of one switch port or of one network on a switch, since the switch started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrafficCounters {
+    /// Frames received (from the guest, for a VM port).
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent (to the guest, for a VM port).
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped, by reason (`runt`, `bad_vxlan_flags`, `unknown_vni`, `no_network`, …).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl TrafficCounters {
+    /// Every drop, whatever the reason.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().sum()
+    }
+
+    /// Adds `other` to these counters (saturating).
+    pub fn add(&mut self, other: &TrafficCounters) {
+        self.rx_packets = self.rx_packets.saturating_add(other.rx_packets);
+        self.rx_bytes = self.rx_bytes.saturating_add(other.rx_bytes);
+        self.tx_packets = self.tx_packets.saturating_add(other.tx_packets);
+        self.tx_bytes = self.tx_bytes.saturating_add(other.tx_bytes);
+        for (reason, n) in &other.drops {
+            let e = self.drops.entry(reason.clone()).or_insert(0);
+            *e = e.saturating_add(*n);
+        }
+    }
+}
+
+/// One logical network on a host's switch: the inner frames that entered and left it there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SwitchNetworkCounters {
+    /// The network's name.
+    pub network: String,
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// ARP requests the switch answered itself (ARP suppression).
+    #[serde(default)]
+    pub arp_suppressed: u64,
+    /// Frames flooded (broadcast, unknown unicast, multicast).
+    #[serde(default)]
+    pub flooded: u64,
+}
+
+/// The switch port of one VM NIC on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SwitchPortCounters {
+    /// The VM's id.
+    pub vm_id: Uuid,
+    /// Index of the NIC in the VM's spec.
+    pub nic: usize,
+    /// The network's name.
+    pub network: String,
+    /// The NIC's MAC address.
+    pub mac: String,
+    /// The switch's port number.
+    pub port: u32,
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// Frames the switch could not send to the guest (QEMU gone, queue full).
+    #[serde(default)]
+    pub tx_errors: u64,
+    /// Receive errors on the port.
+    #[serde(default)]
+    pub rx_errors: u64,
+}
+
+/// Every counter of one host's virtual switch, in the cluster's terms
+/// (`GET /api/v1/hosts/{name}/switch`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostSwitchCounters {
+    /// Per network, by name.
+    #[serde(default)]
+    pub networks: Vec<SwitchNetworkCounters>,
+    /// Per VM NIC port, by VM id and NIC index.
+    #[serde(default)]
+    pub ports: Vec<SwitchPortCounters>,
+    /// The VXLAN uplink (encapsulated frames to and from other hosts), when the switch has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<TrafficCounters>,
+    /// Drops that belong to no port, by reason.
+    #[serde(default)]
+    pub switch_drops: BTreeMap<String, u64>,
+}
+
+/// One VM NIC on a network with its switch port's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkPortCounters {
+    #[serde(flatten)]
+    pub port: NetworkPort,
+    /// The port's counters; `null` when they could not be read (see `error`).
+    pub counters: Option<TrafficCounters>,
+    /// Why the counters are missing: the host is disconnected, did not answer in time, or its
+    /// switch has no such port (a VM that is stopped or not yet started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One host's share of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkHostCounters {
+    /// The host.
+    pub host: String,
+    /// The network's counters on the host's switch (every frame in and out of the network
+    /// there, the uplink's included); `null` when they could not be read (see `error`).
+    pub counters: Option<TrafficCounters>,
+    /// Why the counters are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A network's traffic: per port and per host (`GET /api/v1/networks/{name}/counters`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkCounters {
+    /// The network's name.
+    pub network: String,
+    /// Every VM NIC on the network, by VM name and NIC index.
+    pub ports: Vec<NetworkPortCounters>,
+    /// Every host with a VM NIC on the network, by name.
+    pub hosts: Vec<NetworkHostCounters>,
 }
 
 /// Why a network definition or an address was refused.

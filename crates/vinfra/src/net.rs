@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use vinfra_lab::ApiClient;
 use vinfra_types::network::{
-    CreateNetworkRequest, Ipv4Subnet, NetworkKind, NetworkSummary, MAX_VLAN_ID, MAX_VLAN_MTU,
-    MAX_VNI, MIN_MTU,
+    CreateNetworkRequest, Ipv4Subnet, NetworkCounters, NetworkKind, NetworkSummary,
+    TrafficCounters, MAX_VLAN_ID, MAX_VLAN_MTU, MAX_VNI, MIN_MTU,
 };
 
 use crate::cli::Output;
@@ -21,7 +21,13 @@ pub enum NetCommand {
     /// Every network.
     List,
     /// One network and its ports: VM, host, MAC, address.
-    Show { name: String },
+    Show {
+        name: String,
+        /// Also each port's and each host's traffic (rx/tx packets and bytes, drops), read now
+        /// from the hosts' switches.
+        #[arg(long)]
+        counters: bool,
+    },
     /// Create a network.
     Create(NetCreateArgs),
     /// Delete a network (refused while a VM has a NIC on it).
@@ -142,6 +148,75 @@ fn show_text(n: &NetworkSummary) -> String {
     format!("{head}\n\n{}", render(t))
 }
 
+/// Drops as `total` or `total (reason n, …)`.
+fn drops_text(t: &TrafficCounters) -> String {
+    let total = t.drops_total();
+    if total == 0 {
+        return "0".into();
+    }
+    let reasons: Vec<String> = t
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    format!("{total} ({})", reasons.join(", "))
+}
+
+fn traffic_cells(t: Option<&TrafficCounters>) -> Vec<String> {
+    match t {
+        Some(t) => vec![
+            t.rx_packets.to_string(),
+            t.rx_bytes.to_string(),
+            t.tx_packets.to_string(),
+            t.tx_bytes.to_string(),
+            drops_text(t),
+        ],
+        None => vec!["-".into(); 5],
+    }
+}
+
+fn counters_text(n: &NetworkCounters) -> String {
+    const TRAFFIC: [&str; 5] = ["RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "DROPS"];
+    let mut out = format!("Network {}: {} ports", n.network, n.ports.len());
+    let mut missing = Vec::new();
+    if !n.ports.is_empty() {
+        let mut head = vec!["VM", "NIC", "HOST", "MAC", "IP"];
+        head.extend(TRAFFIC);
+        let mut t = table(&head);
+        for p in &n.ports {
+            let mut row = vec![
+                p.port.vm.clone(),
+                p.port.nic.to_string(),
+                p.port.host.clone(),
+                p.port.mac.clone(),
+                p.port.ip.clone(),
+            ];
+            row.extend(traffic_cells(p.counters.as_ref()));
+            t.add_row(row);
+            if let Some(e) = &p.error {
+                missing.push(format!("{} NIC {}: {e}", p.port.vm, p.port.nic));
+            }
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    if !n.hosts.is_empty() {
+        let mut head = vec!["HOST"];
+        head.extend(TRAFFIC);
+        let mut t = table(&head);
+        for h in &n.hosts {
+            let mut row = vec![h.host.clone()];
+            row.extend(traffic_cells(h.counters.as_ref()));
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    if !missing.is_empty() {
+        out = format!("{out}\n\nunavailable:\n  {}", missing.join("\n  "));
+    }
+    out
+}
+
 /// `vinfra net …`.
 pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), CommandError> {
     let check = |n: &str| {
@@ -154,7 +229,24 @@ pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), Command
         NetCommand::List => call(api, out, Method::GET, "/api/v1/networks", None, |v| {
             Ok(list_text(&decode::<Vec<NetworkSummary>>(v)?))
         }),
-        NetCommand::Show { name } => {
+        NetCommand::Show {
+            name,
+            counters: true,
+        } => {
+            check(name)?;
+            call(
+                api,
+                out,
+                Method::GET,
+                &format!("/api/v1/networks/{name}/counters"),
+                None,
+                |v| Ok(counters_text(&decode(v)?)),
+            )
+        }
+        NetCommand::Show {
+            name,
+            counters: false,
+        } => {
             check(name)?;
             call(
                 api,
@@ -218,6 +310,62 @@ mod tests {
             Ok(other) => Err(format!("{other:?}")),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    #[test]
+    fn counters_table() {
+        use vinfra_types::network::{NetworkHostCounters, NetworkPort, NetworkPortCounters};
+        let port = |vm: &str, host: &str| NetworkPort {
+            vm: vm.into(),
+            nic: 0,
+            host: host.into(),
+            mac: "02:76:66:00:00:01".into(),
+            ip: "10.80.1.2".into(),
+        };
+        let traffic = TrafficCounters {
+            rx_packets: 7,
+            rx_bytes: 700,
+            tx_packets: 9,
+            tx_bytes: 900,
+            drops: [("runt".to_string(), 2), ("no_network".to_string(), 1)].into(),
+        };
+        let n = NetworkCounters {
+            network: "blue".into(),
+            ports: vec![
+                NetworkPortCounters {
+                    port: port("a", "h1"),
+                    counters: Some(traffic.clone()),
+                    error: None,
+                },
+                NetworkPortCounters {
+                    port: port("b", "h2"),
+                    counters: None,
+                    error: Some("host 'h2' is not connected".into()),
+                },
+            ],
+            hosts: vec![NetworkHostCounters {
+                host: "h1".into(),
+                counters: Some(traffic),
+                error: None,
+            }],
+        };
+        let text = counters_text(&n);
+        let a = text.lines().find(|l| l.contains(" h1 ")).unwrap();
+        for cell in ["10.80.1.2", "700", "900", "3 (no_network 1, runt 2)"] {
+            assert!(a.contains(cell), "{a}");
+        }
+        assert!(
+            text.contains("b NIC 0: host 'h2' is not connected"),
+            "{text}"
+        );
+        let args = crate::cli::Cli::try_parse_from(["vinfra", "net", "show", "blue", "--counters"]);
+        assert!(matches!(
+            args,
+            Ok(crate::cli::Cli {
+                command: crate::cli::Command::Net(NetCommand::Show { counters: true, .. }),
+                ..
+            })
+        ));
     }
 
     #[test]

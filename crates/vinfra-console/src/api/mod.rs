@@ -72,6 +72,8 @@ pub fn router(console: Arc<Console>) -> Router {
             "/networks/{name}",
             get(routes::show_network).delete(routes::delete_network),
         )
+        .route("/networks/{name}/counters", get(routes::network_counters))
+        .route("/hosts/{name}/switch", get(routes::host_switch))
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(console.clone(), auth));
     Router::new()

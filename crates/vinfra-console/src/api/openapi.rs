@@ -145,6 +145,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::drs_status, routes::drs_run, routes::list_recommendations,
         routes::apply_recommendation,
         routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
+        routes::network_counters, routes::host_switch,
         openapi_json,
     ),
     components(schemas(
@@ -164,7 +165,10 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::balancing::DrsStatus,
         vinfra_types::network::NetworkKind, vinfra_types::network::CreateNetworkRequest,
         vinfra_types::network::Network, vinfra_types::network::NetworkPort,
-        vinfra_types::network::NetworkSummary,
+        vinfra_types::network::NetworkSummary, vinfra_types::network::TrafficCounters,
+        vinfra_types::network::NetworkCounters, vinfra_types::network::NetworkPortCounters,
+        vinfra_types::network::NetworkHostCounters, vinfra_types::network::HostSwitchCounters,
+        vinfra_types::network::SwitchNetworkCounters, vinfra_types::network::SwitchPortCounters,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

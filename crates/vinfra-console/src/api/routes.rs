@@ -14,7 +14,9 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::network::{CreateNetworkRequest, NetworkSummary};
+use vinfra_types::network::{
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+};
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
 use super::extract::{ApiJson, ApiQuery, IdPath, NamePath, OptionalJson};
@@ -46,6 +48,8 @@ async fn run(console: &Arc<Console>, command: Command) -> Result<Response, ApiEr
         Reply::Networks(v) => Json(v).into_response(),
         Reply::Network(v) => Json(v).into_response(),
         Reply::NetworkCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::NetworkCounters(v) => Json(v).into_response(),
+        Reply::HostSwitch(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     })
 }
@@ -361,4 +365,27 @@ pub async fn delete_network(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteNetwork { name }).await
+}
+
+/// A network's traffic, read now from the switches of every host with a VM NIC on it (in
+/// parallel, 5 s each): per port (VM, NIC, host, MAC, address, rx/tx packets and bytes, drops by
+/// reason) and per host (the network's counters on that host's switch). A host that is
+/// disconnected or does not answer has its ports and itself without counters (`null`) and an
+/// `error`; the call still succeeds.
+#[utoipa::path(get, path = "/api/v1/networks/{name}/counters", tag = "networks", params(("name" = String, Path, description = "network name")),
+    responses((status = 200, description = "the network's counters", body = NetworkCounters)))]
+pub async fn network_counters(
+    State(c): Shared,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::NetworkCounters { name }).await
+}
+
+/// A host's virtual switch counters, read now through its agent: per network, per VM NIC port
+/// (VM id and NIC index), the uplink, and drops that belong to no port.
+#[utoipa::path(get, path = "/api/v1/hosts/{name}/switch", tag = "networks", params(("name" = String, Path, description = "host name")),
+    responses((status = 200, description = "the host's switch counters", body = HostSwitchCounters),
+        (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+pub async fn host_switch(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+    run(&c, Command::HostSwitch { name }).await
 }

@@ -596,6 +596,9 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.switch_config = Some(config);
             Ok(CommandReply::Done)
         }
+        AgentCommand::SwitchCounters => Ok(CommandReply::SwitchCounters {
+            counters: fake_switch_counters(state),
+        }),
         AgentCommand::ConsoleLog { id, max_bytes } => {
             state.vms.get(&id).ok_or(missing(id))?;
             let text = "login: ".repeat(100);
@@ -604,6 +607,79 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                 text: text[text.len() - n..].to_string(),
             })
         }
+    }
+}
+
+/// The counters a fake agent's switch reports for NIC `nic` of a running VM: rx 10 + nic
+/// packets, tx 20 + nic packets, 100 bytes each, and `nic` drops of reason `runt`.
+pub fn fake_port_traffic(nic: usize) -> vinfra_types::network::TrafficCounters {
+    let n = nic as u64;
+    vinfra_types::network::TrafficCounters {
+        rx_packets: 10 + n,
+        rx_bytes: (10 + n) * 100,
+        tx_packets: 20 + n,
+        tx_bytes: (20 + n) * 100,
+        drops: if n > 0 {
+            [("runt".to_string(), n)].into()
+        } else {
+            Default::default()
+        },
+    }
+}
+
+/// Switch counters derived from the fake agent's state: a port per NIC of each running VM
+/// ([`fake_port_traffic`]), each configured network the sum of its ports, the uplink the sum
+/// of everything.
+fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchCounters {
+    use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters, TrafficCounters};
+    let mut ports = Vec::new();
+    let mut running: Vec<&VmInstance> = state
+        .vms
+        .values()
+        .filter(|(_, s)| *s == PowerState::Running)
+        .map(|(vm, _)| vm)
+        .collect();
+    running.sort_by_key(|vm| vm.id);
+    for vm in running {
+        for (nic, n) in vm.spec.nics.iter().enumerate() {
+            ports.push(SwitchPortCounters {
+                vm_id: vm.id,
+                nic,
+                network: n.network.clone(),
+                mac: n.mac.clone().unwrap_or_default(),
+                port: ports.len() as u32 + 1,
+                traffic: fake_port_traffic(nic),
+                tx_errors: 0,
+                rx_errors: 0,
+            });
+        }
+    }
+    let networks = state
+        .switch_config
+        .iter()
+        .flat_map(|c| &c.networks)
+        .map(|n| {
+            let mut traffic = TrafficCounters::default();
+            for p in ports.iter().filter(|p| p.network == n.name) {
+                traffic.add(&p.traffic);
+            }
+            SwitchNetworkCounters {
+                network: n.name.clone(),
+                traffic,
+                arp_suppressed: 0,
+                flooded: 0,
+            }
+        })
+        .collect();
+    let mut uplink = TrafficCounters::default();
+    for p in &ports {
+        uplink.add(&p.traffic);
+    }
+    vinfra_types::network::HostSwitchCounters {
+        networks,
+        ports,
+        uplink: Some(uplink),
+        switch_drops: Default::default(),
     }
 }
 
