@@ -117,6 +117,7 @@ impl PortIo {
                 let addr = SocketAddr::new(IpAddr::V4(*local_ip), VXLAN_PORT);
                 let socket =
                     UdpSocket::bind(addr).map_err(|source| PortError::Uplink { addr, source })?;
+                grow_buffers(&socket);
                 Ok(PortIo::Uplink {
                     socket,
                     local_ip: *local_ip,
@@ -261,4 +262,26 @@ fn rebuild_underlay(
         dst_port: VXLAN_PORT,
     }
     .emit(&mut udp::Packet::new_unchecked(udp_buf), payload_len);
+}
+
+/// Socket buffer the VXLAN uplink asks for in each direction. The default (~208 KiB) overflows
+/// within a millisecond when a burst from several remote hosts arrives while the datapath thread
+/// is busy with a batch; every overflow is a lost inner frame (a TCP retransmit in a guest).
+const UPLINK_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Raises the uplink's receive and send buffers: past `net.core.rmem_max` with the `*BUFFORCE`
+/// options when the switch has CAP_NET_ADMIN, else as far as the limit allows. Best effort: a
+/// smaller buffer only costs throughput, so failures are logged, not returned.
+fn grow_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &UPLINK_SOCKET_BUFFER).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &UPLINK_SOCKET_BUFFER) {
+            tracing::warn!("uplink receive buffer left at its default: {e}");
+        }
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &UPLINK_SOCKET_BUFFER).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::SndBuf, &UPLINK_SOCKET_BUFFER) {
+            tracing::warn!("uplink send buffer left at its default: {e}");
+        }
+    }
 }
