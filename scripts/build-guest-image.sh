@@ -17,6 +17,8 @@
 #     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
 #   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
 #     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN";
+#   - with "vinfra.dhcp=1" configures eth0 by DHCP (busybox udhcpc: address, prefix, router, MTU)
+#     and prints "VINFRA-DHCP ADDR/PREFIX mtu=MTU", or "VINFRA-DHCP fail" without a lease;
 #   - with "vinfra.ping=IP" also pings IP once a second and prints "VINFRA-PING <IP> ok" or
 #     "VINFRA-PING <IP> fail" for each attempt.
 set -euo pipefail
@@ -155,6 +157,28 @@ poweroff -f
 EOF
 chmod 755 "$ROOT/etc/acpi/PWRF/00000080"
 
+# udhcpc runs this with "deconfig", "bound", "renew" or "nak"; the lease is in the environment.
+cat >"$ROOT/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+case $1 in
+deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound | renew)
+    prefix=$mask
+    [ -n "$prefix" ] || prefix=$(ipcalc -p "$ip" "$subnet" | cut -d= -f2)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$prefix" dev "$interface"
+    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    echo "VINFRA-DHCP $ip/$prefix mtu=$(cat "/sys/class/net/$interface/mtu")"
+    ;;
+esac
+exit 0
+EOF
+chmod 755 "$ROOT/etc/udhcpc.script"
+
 cat >"$ROOT/init" <<'EOF'
 #!/bin/sh
 /bin/busybox --install -s /bin
@@ -172,6 +196,7 @@ probe=0
 ip=
 dirty=
 burn=0
+dhcp=0
 ping_target=
 for arg in $cmdline; do
     case $arg in
@@ -179,6 +204,7 @@ for arg in $cmdline; do
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
     vinfra.burn=1) burn=1 ;;
+    vinfra.dhcp=1) dhcp=1 ;;
     vinfra.ping=*) ping_target=${arg#vinfra.ping=} ;;
     esac
 done
@@ -191,6 +217,10 @@ acpid -c /etc/acpi -l /tmp/acpid.log
 ip link set lo up
 if [ -n "$ip" ]; then
     ip addr add "$ip" dev eth0 && ip link set eth0 up && echo "VINFRA-GUEST IP $ip"
+fi
+if [ "$dhcp" = 1 ]; then
+    ip link set eth0 up
+    udhcpc -i eth0 -n -q -t 5 -T 2 -O mtu -s /etc/udhcpc.script || echo "VINFRA-DHCP fail"
 fi
 case $dirty in
 '' | 0 | *[!0-9]*) ;;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    Command, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    Command, DhcpConfig, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
     SwitchSettings, TxBatch,
 };
-use vinfra_switch::wire::{self, arp, ethernet, ipv4, udp, vlan, vxlan};
+use vinfra_switch::wire::{self, arp, dhcp, ethernet, ipv4, udp, vlan, vxlan};
 use vinfra_switch::wire::{
-    ArpRepr, EthernetRepr, Ipv4Repr, MacAddr, UdpRepr, VlanId, Vni, VxlanRepr,
+    ArpRepr, DhcpRepr, EthernetRepr, Ipv4Repr, MacAddr, UdpRepr, VlanId, Vni, VxlanRepr,
 };
 
 const UPLINK: PortId = PortId(100);
@@ -111,6 +111,22 @@ fn configured() -> Switch {
             ip: Ipv4Addr::new(10, 0, 0, 3),
             mac: mac(3),
         },
+        Command::AddArpEntry {
+            network: NetworkId(1),
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+            mac: mac(1),
+        },
+        // The switch answers DHCP on network 1.
+        Command::SetDhcp {
+            network: NetworkId(1),
+            config: Some(DhcpConfig {
+                prefix_len: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
+                server: None,
+                mtu: None,
+                lease_secs: 600,
+            }),
+        },
     ];
     Switch::with_commands(SwitchSettings::default(), commands).unwrap()
 }
@@ -144,10 +160,25 @@ fn parsers(data: &[u8]) {
     if let Ok(d) = wire::decapsulate(data) {
         assert!(d.inner.len() <= data.len());
     }
+    if let Ok(p) = dhcp::Packet::new_checked(data) {
+        if let Ok(repr) = DhcpRepr::parse(&p) {
+            // What parses re-emits and parses to the same message.
+            let mut buf = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut dhcp::Packet::new_unchecked(&mut buf[..]))
+                .expect("room");
+            let again = DhcpRepr::parse(&dhcp::Packet::new_checked(&buf[..]).expect("room"));
+            assert_eq!(again, Ok(repr));
+        }
+    }
+    for opt in dhcp::Options::new(data) {
+        let _ = opt;
+    }
     // Unchecked views on any buffer must not panic either.
     let _ = ipv4::Packet::new_unchecked(data).payload();
     let _ = udp::Packet::new_unchecked(data).payload();
     let _ = ethernet::Frame::new_unchecked(data).payload();
+    let d = dhcp::Packet::new_unchecked(data);
+    let _ = (d.xid(), d.client_mac(), d.options(), d.magic());
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -179,8 +210,20 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(d.dst_ip), out.vtep);
         }
         if out.port == port {
-            // Only the switch's own ARP replies go back where the request came from.
+            // Only the switch's own ARP and DHCP replies go back where the request came from.
             let (eth, offset) = EthernetRepr::parse(bytes).expect("valid reply");
+            if eth.ethertype == wire::EtherType::IPV4 {
+                let ip = ipv4::Packet::new_checked(&bytes[offset..]).expect("valid IPv4");
+                let ip_repr = Ipv4Repr::parse(&ip).expect("valid IPv4 header");
+                let u = udp::Packet::new_checked(ip.payload()).expect("valid UDP");
+                assert_eq!((u.src_port(), u.dst_port()), (67, 68));
+                assert!(u.verify_checksum(ip_repr.src_addr, ip_repr.dst_addr));
+                let reply = DhcpRepr::parse(&dhcp::Packet::new_checked(u.payload()).expect("room"))
+                    .expect("valid DHCP reply");
+                assert_eq!(reply.op, wire::DhcpOp::Reply);
+                assert_eq!(reply.client_mac, eth.dst);
+                continue;
+            }
             assert_eq!(eth.ethertype, wire::EtherType::ARP);
             let reply = ArpRepr::parse(&arp::Packet::new_checked(&bytes[offset..]).expect("room"));
             assert_eq!(reply.map(|r| r.operation), Ok(wire::ArpOperation::Reply));

@@ -54,10 +54,29 @@ dgram = eth(mac(2), mac(1), 0x0800, ipv4(ip1, ip2, 17, udp(5000, 6000, b"hello")
 outer = lambda inner, vni=5001: eth(  # noqa: E731
     bytes([2, 0, 0, 0, 0, 1]), bytes([2, 0, 0, 0, 0, 2]), 0x0800,
     ipv4([192, 0, 2, 2], [192, 0, 2, 1], 17, udp(50000, 4789, vxlan(vni, inner))))
+
+
+def dhcp(msg_type, client, requested=None):
+    fixed = struct.pack("!BBBBIHH4s4s4s4s16s192s4s", 1, 1, 6, 0, 0x01020304, 0, 0x8000,
+                        bytes(4), bytes(4), bytes(4), bytes(4), client + bytes(10), bytes(192),
+                        bytes([99, 130, 83, 99]))
+    opts = bytes([53, 1, msg_type])
+    if requested is not None:
+        opts += bytes([50, 4]) + bytes(requested)
+    return fixed + opts + b"\xff"
+
+
+def dhcp_frame(msg):
+    return eth(BCAST, mac(1), 0x0800, ipv4([0, 0, 0, 0], [255, 255, 255, 255], 17, udp(68, 67, msg)))
+
+
 seeds = {
     "vm_arp_request": b"\0" + req,
     "vm_ping": b"\0" + ping,
     "vm_udp": b"\0" + dgram,
+    "vm_dhcp_discover": b"\0" + dhcp_frame(dhcp(1, mac(1))),
+    "vm_dhcp_request": b"\0" + dhcp_frame(dhcp(3, mac(1), ip1)),
+    "vlan_vm_dhcp_discover": b"\2" + eth(BCAST, mac(3), 0x0800, ipv4([0, 0, 0, 0], [255, 255, 255, 255], 17, udp(68, 67, dhcp(1, mac(3))))),
     "vlan_vm_arp": b"\2" + eth(BCAST, mac(3), 0x0806, arp(1, mac(3), [10, 0, 0, 4], b"\0" * 6, [10, 0, 0, 3])),
     "uplink_arp": b"\3" + outer(eth(BCAST, mac(8), 0x0806, arp(1, mac(8), [10, 0, 0, 8], b"\0" * 6, ip1))),
     "uplink_udp": b"\3" + outer(eth(mac(1), mac(8), 0x0800, ipv4([10, 0, 0, 8], ip1, 17, udp(1, 2, b"x")))),

@@ -25,8 +25,9 @@ use vinfra_proto::{
 use vinfra_switchd::{Attachment, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
 
-const QEMU: &str = "qemu-system-x86_64";
-const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
+mod common;
+use common::{datastore, qemu_present, KillQemusUnder, QEMU};
+
 const CHILD_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_CONTROL";
 
 /// Not a test of its own: when this binary is started with [`CHILD_ENV`] set, it is a switch
@@ -42,43 +43,6 @@ fn switchd_child() {
     let result = vinfra_switchd::run(vinfra_switchd::SwitchdConfig::new(control));
     eprintln!("switch stopped: {result:?}");
     std::process::exit(1);
-}
-
-fn qemu_present() -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
-        .unwrap_or(false);
-    if !found {
-        eprintln!("SKIPPED: {QEMU} is not installed");
-    }
-    found
-}
-
-/// The guest image, (re)built by the script when missing or out of date.
-fn guest_image() -> PathBuf {
-    let dir = PathBuf::from(GUEST_CACHE);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guest-image.sh");
-    let st = Command::new("bash")
-        .arg(script)
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "build-guest-image.sh failed");
-    dir
-}
-
-fn datastore(root: &Path) -> PathBuf {
-    let img = guest_image();
-    let ds = root.join("datastore");
-    std::fs::create_dir_all(ds.join("images")).unwrap();
-    std::fs::copy(img.join("vmlinuz"), ds.join("images/vinfra-guest-vmlinuz")).unwrap();
-    std::fs::copy(
-        img.join("initrd.img"),
-        ds.join("images/vinfra-guest-initrd.img"),
-    )
-    .unwrap();
-    ds
 }
 
 fn sh(args: &[&str]) {
@@ -189,29 +153,6 @@ impl Switch {
 impl Drop for Switch {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Kills, on drop, every QEMU whose command line names the directory (daemonized test guests
-/// would otherwise outlive a failed test).
-struct KillQemusUnder(PathBuf);
-
-impl Drop for KillQemusUnder {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with(QEMU) && cmd.contains(&needle) {
-                let _ = vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
     }
 }
 

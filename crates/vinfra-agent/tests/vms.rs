@@ -14,37 +14,10 @@ use vinfra_agent::{handle, Manager, ManagerConfig};
 use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationSettings, VmInstance};
 use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};
 
-const QEMU: &str = "qemu-system-x86_64";
-const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
+mod common;
+use common::{datastore, guest_image, qemu_present, KillQemusUnder, QEMU};
+
 const GUEST_DISK_CACHE: &str = "/var/cache/vinfra/guest-disk";
-
-fn qemu_present() -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
-        .unwrap_or(false);
-    if !found {
-        eprintln!("SKIPPED: {QEMU} is not installed");
-    }
-    found
-}
-
-/// The guest image directory, built by the script if needed (serialized across tests).
-fn guest_image() -> PathBuf {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = PathBuf::from(GUEST_CACHE);
-    if !(dir.join("vmlinuz").is_file() && dir.join("initrd.img").is_file()) {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-guest-image.sh");
-        let st = std::process::Command::new("bash")
-            .arg(script)
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "build-guest-image.sh failed");
-    }
-    dir
-}
 
 /// The bootable guest disk (`disk.qcow2`), built by `scripts/build-guest-disk.sh` from the guest
 /// image when missing or out of date (the script returns at once when it is up to date).
@@ -62,43 +35,6 @@ fn guest_disk() -> PathBuf {
         .unwrap();
     assert!(st.success(), "build-guest-disk.sh failed");
     dir.join("disk.qcow2")
-}
-
-/// A datastore with the guest kernel and initrd in `images/`.
-fn datastore(root: &Path) -> PathBuf {
-    let img = guest_image();
-    let ds = root.join("datastore");
-    std::fs::create_dir_all(ds.join("images")).unwrap();
-    std::fs::copy(img.join("vmlinuz"), ds.join("images/vinfra-guest-vmlinuz")).unwrap();
-    std::fs::copy(
-        img.join("initrd.img"),
-        ds.join("images/vinfra-guest-initrd.img"),
-    )
-    .unwrap();
-    ds
-}
-
-/// Kills, on drop (also when a test panics), every QEMU whose command line names the directory: test
-/// guests are daemonized and would otherwise outlive a failed test.
-struct KillQemusUnder(PathBuf);
-
-impl Drop for KillQemusUnder {
-    fn drop(&mut self) {
-        let needle = self.0.to_string_lossy().into_owned();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.starts_with(QEMU) && cmd.contains(&needle) {
-                let _ = vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
 }
 
 async fn manager(data_dir: &Path, ds: &Path) -> Manager {

@@ -27,6 +27,40 @@ impl Default for SwitchSettings {
     }
 }
 
+/// The parameters of the switch's DHCP responder on one network. The address handed to a
+/// client is the one registered for its MAC with [`Command::AddArpEntry`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DhcpConfig {
+    /// Prefix length of the network's subnet (1 to 32), sent as the subnet mask.
+    pub prefix_len: u8,
+    /// The default gateway, sent as the router; also the server identifier when set.
+    pub gateway: Option<Ipv4Addr>,
+    /// The server identifier (and source address of replies) when there is no gateway: an
+    /// address of the subnet reserved for the switch.
+    pub server: Option<Ipv4Addr>,
+    /// Interface MTU to send; `None` sends the MTU of the port the client is on.
+    pub mtu: Option<u16>,
+    /// Lease time in seconds.
+    pub lease_secs: u32,
+}
+
+impl DhcpConfig {
+    /// The server identifier: the gateway if set, else the switch's address.
+    pub fn server_id(&self) -> Option<Ipv4Addr> {
+        self.gateway.or(self.server)
+    }
+
+    /// The subnet mask of the prefix length (0 above 32).
+    pub fn subnet_mask(&self) -> Ipv4Addr {
+        let bits = u32::from(self.prefix_len);
+        Ipv4Addr::from(
+            u32::MAX
+                .checked_shl(32u32.saturating_sub(bits))
+                .unwrap_or(0),
+        )
+    }
+}
+
 /// A change to the switch's configuration. The daemon receives these from the agent over its
 /// control socket and applies them with [`super::Switch::apply`].
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -93,6 +127,14 @@ pub enum Command {
     },
     /// Replaces the switch-wide settings.
     SetSettings(SwitchSettings),
+    /// Enables (`Some`) or disables (`None`) the switch's DHCP responder on a network: DHCP
+    /// client messages from its access ports are answered by the switch and not flooded.
+    SetDhcp {
+        /// The network.
+        network: NetworkId,
+        /// The responder's parameters.
+        config: Option<DhcpConfig>,
+    },
 }
 
 /// Why a command was refused. A refused command changes nothing.
@@ -157,6 +199,12 @@ pub enum ConfigError {
     /// A group address where a unicast MAC is required.
     #[error("{0} is not a unicast MAC address")]
     NotUnicast(MacAddr),
+    /// A DHCP prefix length of 0 or above 32.
+    #[error("prefix length {0} is not between 1 and 32")]
+    BadPrefixLength(u8),
+    /// DHCP without a gateway or a switch address to use as the server identifier.
+    #[error("DHCP on {0} needs a gateway or a switch address")]
+    DhcpNoServerAddress(NetworkId),
     /// An MTU below the IPv4 minimum of 68.
     #[error("MTU {0} is below 68")]
     MtuTooSmall(u16),

@@ -53,11 +53,20 @@ pub enum DropReason {
     NoUplink,
     /// A copy for a remote VTEP whose underlay MAC is unknown.
     NoVtepMac,
+    /// A DHCP client message (UDP 68 to 67) that is not valid BOOTP/DHCP, on a network whose
+    /// DHCP the switch answers.
+    BadDhcp,
+    /// A DHCPDISCOVER or DHCPREQUEST from a MAC address with no address registered for it (or
+    /// whose client hardware address is not the frame's source).
+    DhcpUnknownClient,
+    /// A DHCP client message the switch does not answer: DECLINE, RELEASE, INFORM, a REQUEST
+    /// for another server, a relayed message.
+    DhcpIgnored,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 26;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -84,6 +93,9 @@ impl DropReason {
         DropReason::SplitHorizon,
         DropReason::NoUplink,
         DropReason::NoVtepMac,
+        DropReason::BadDhcp,
+        DropReason::DhcpUnknownClient,
+        DropReason::DhcpIgnored,
     ];
 
     /// The snake_case name used in APIs and logs.
@@ -112,6 +124,9 @@ impl DropReason {
             DropReason::SplitHorizon => "split_horizon",
             DropReason::NoUplink => "no_uplink",
             DropReason::NoVtepMac => "no_vtep_mac",
+            DropReason::BadDhcp => "bad_dhcp",
+            DropReason::DhcpUnknownClient => "dhcp_unknown_client",
+            DropReason::DhcpIgnored => "dhcp_ignored",
         }
     }
 
@@ -139,6 +154,7 @@ impl From<wire::Error> for DropReason {
             wire::Error::BadVxlanFlags => DropReason::BadVxlanFlags,
             wire::Error::Ipv4Fragment => DropReason::IpFragment,
             wire::Error::NotVxlan => DropReason::NotVxlan,
+            wire::Error::NotDhcp | wire::Error::BadDhcpOption => DropReason::BadDhcp,
         }
     }
 }
@@ -221,6 +237,8 @@ pub struct NetworkCounters {
     pub flooded: u64,
     /// Source addresses not learned because the table was full.
     pub learning_refused: u64,
+    /// DHCP offers, acknowledgements and refusals sent by the switch's DHCP responder.
+    pub dhcp_replies: u64,
 }
 
 /// A copy of every counter.

@@ -1,4 +1,4 @@
-//! The forwarding core: ports, logical networks, MAC tables, flooding, ARP suppression, MTU and
+//! The forwarding core: ports, logical networks, MAC tables, flooding, ARP suppression, a DHCP responder, MTU and
 //! counters. No I/O and no clock: the daemon passes received frames and the current time in,
 //! and sends the frames the [`Switch`] writes into a [`TxBatch`].
 //!
@@ -16,10 +16,10 @@ mod switch;
 mod tx;
 
 pub use crate::wire::encap::overlay_guest_mtu;
-pub use config::{Command, ConfigError, SwitchSettings};
+pub use config::{Command, ConfigError, DhcpConfig, SwitchSettings};
 pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
 pub use mac_table::{Location, MacEntry};
 pub use network::{NetworkId, NetworkKind};
 pub use port::{PortConfig, PortId, PortKind};
-pub use switch::Switch;
+pub use switch::{Switch, DHCP_SERVER_MAC};
 pub use tx::{TxBatch, TxFrame};

@@ -4,6 +4,7 @@ use core::net::Ipv4Addr;
 
 use foldhash::HashMap;
 
+use super::config::DhcpConfig;
 use super::counters::NetworkCounters;
 use super::mac_table::MacTable;
 use super::port::PortId;
@@ -51,6 +52,8 @@ pub(crate) struct Network {
     pub(crate) ports: Vec<PortId>,
     /// Addresses answered by ARP suppression.
     pub(crate) arp: HashMap<Ipv4Addr, MacAddr>,
+    /// The DHCP responder's parameters, when the switch answers DHCP on this network.
+    pub(crate) dhcp: Option<DhcpConfig>,
     pub(crate) counters: NetworkCounters,
 }
 
@@ -62,6 +65,7 @@ impl Network {
             flood: Vec::new(),
             ports: Vec::new(),
             arp: HashMap::default(),
+            dhcp: None,
             counters: NetworkCounters::default(),
         }
     }

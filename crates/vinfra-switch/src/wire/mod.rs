@@ -8,6 +8,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dhcp;
 pub mod encap;
 pub mod ethernet;
 pub mod ipv4;
@@ -16,6 +17,7 @@ pub mod vlan;
 pub mod vxlan;
 
 pub use arp::{ArpOperation, ArpRepr};
+pub use dhcp::{DhcpMessageType, DhcpOp, DhcpRepr};
 pub use encap::{decapsulate, overlay_guest_mtu, Decap, Encap};
 pub use ethernet::{EtherType, EthernetRepr, MacAddr};
 pub use ipv4::Ipv4Repr;
@@ -43,6 +45,8 @@ pub enum Layer {
     Udp,
     /// VXLAN header (8 bytes).
     Vxlan,
+    /// BOOTP/DHCP fixed part (240 bytes with the magic cookie) or its options.
+    Dhcp,
 }
 
 impl core::fmt::Display for Layer {
@@ -54,6 +58,7 @@ impl core::fmt::Display for Layer {
             Layer::Ipv4 => "IPv4",
             Layer::Udp => "UDP",
             Layer::Vxlan => "VXLAN",
+            Layer::Dhcp => "DHCP",
         })
     }
 }
@@ -89,6 +94,13 @@ pub enum Error {
     /// An underlay frame that is not IPv4/UDP to the VXLAN port.
     #[error("not a VXLAN packet")]
     NotVxlan,
+    /// A UDP payload on the DHCP ports that is not a BOOTP/DHCP message of an Ethernet client:
+    /// an unknown operation, a hardware type other than Ethernet or a wrong magic cookie.
+    #[error("not a DHCP message")]
+    NotDhcp,
+    /// A DHCP option with the wrong length for its code, or a message without a message type.
+    #[error("malformed DHCP option")]
+    BadDhcpOption,
     /// A value does not fit its field (a buffer too small to emit into, a VNI over 24 bits).
     #[error("value does not fit the buffer or field")]
     Exhausted,

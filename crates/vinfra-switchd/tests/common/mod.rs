@@ -38,9 +38,14 @@ pub fn try_sh(args: &[&str]) -> bool {
 
 /// A unique short name: "sw" + a per-process number + `tag` (at most 15 bytes for interfaces).
 pub fn name(tag: &str) -> String {
+    prefixed_name("sw-", tag)
+}
+
+/// A unique short name: `prefix` + a per-process number + `tag`.
+pub fn prefixed_name(prefix: &str, tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("sw-{}{n}{tag}", std::process::id() % 10_000)
+    format!("{prefix}{}{n}{tag}", std::process::id() % 10_000)
 }
 
 /// A network namespace, deleted on drop.
@@ -50,7 +55,11 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = name(tag);
+        Netns::named(name(tag))
+    }
+
+    /// A namespace with exactly this name.
+    pub fn named(name: String) -> Netns {
         sh(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
