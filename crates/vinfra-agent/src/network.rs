@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use vinfra_proto::{HostSwitchConfig, SwitchNetwork, SwitchNetworkKind};
+use vinfra_proto::{HostSwitchConfig, SwitchDhcp, SwitchNetwork, SwitchNetworkKind};
 use vinfra_switchd::{
-    protocol::TrafficView, Attachment, ClientError, CountersView, LocationSpec, Mac, NetworkSpec,
-    PortSpec, Request, SwitchClient, UPLINK_PORT,
+    protocol::TrafficView, Attachment, ClientError, CountersView, DhcpSpec, LocationSpec, Mac,
+    NetworkSpec, PortSpec, Request, SwitchClient, UPLINK_PORT,
 };
 use vinfra_types::network::{
     HostSwitchCounters, SwitchNetworkCounters, SwitchPortCounters, TrafficCounters,
@@ -272,8 +272,22 @@ fn network_spec(kind: SwitchNetworkKind) -> NetworkSpec {
     }
 }
 
+/// Lease time the switch's DHCP responder hands out.
+const DHCP_LEASE_SECS: u32 = 3600;
+
+fn dhcp_spec(d: &SwitchDhcp) -> DhcpSpec {
+    DhcpSpec {
+        prefix_len: d.prefix_len,
+        gateway: d.gateway,
+        server: Some(d.server),
+        mtu: Some(d.mtu),
+        lease_secs: DHCP_LEASE_SECS,
+    }
+}
+
 /// The requests of the whole desired configuration, in an order that applies: networks, the
-/// uplink (unless `uplink_builtin`), VM ports, flood lists, MAC entries, ARP entries.
+/// uplink (unless `uplink_builtin`), VM ports, flood lists, MAC entries, ARP entries, DHCP
+/// responders.
 fn desired_requests(
     config: &HostSwitchConfig,
     vms: &BTreeMap<Uuid, Vec<VmNic>>,
@@ -367,6 +381,12 @@ fn desired_requests(
         arps.into_iter()
             .map(|((network, ip), mac)| Request::AddArpEntry { network, ip, mac }),
     );
+    out.extend(config.networks.iter().filter_map(|n| {
+        n.dhcp.as_ref().map(|d| Request::SetDhcp {
+            network: u32::from(n.id),
+            config: Some(dhcp_spec(d)),
+        })
+    }));
     out
 }
 
@@ -378,8 +398,9 @@ fn port_network(spec: &PortSpec) -> Option<u32> {
 }
 
 /// The requests that turn the switch's configuration `current` (as `get_config` reports it)
-/// into `desired`: removals first (ARP entries, MAC entries, ports, networks; a network that
-/// goes takes everything on it along, to be re-added if still wanted), then every desired
+/// into `desired`: removals first (DHCP responders no longer wanted on a network that stays,
+/// ARP entries, MAC entries, ports, networks; a network that goes takes everything on it along,
+/// to be re-added if still wanted), then every desired
 /// request the switch does not have yet, in `desired`'s order. Requests that the agent does not
 /// manage (`set_settings`, `set_vtep_mac`) are left alone.
 pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
@@ -412,17 +433,30 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
                     !gone_networks.contains(network)
                         && !matches!(location, LocationSpec::Port(p) if gone_ports.contains(p))
                 }
-                Request::AddArpEntry { network, .. } | Request::SetFloodList { network, .. } => {
-                    !gone_networks.contains(network)
-                }
+                Request::AddArpEntry { network, .. }
+                | Request::SetFloodList { network, .. }
+                | Request::SetDhcp { network, .. } => !gone_networks.contains(network),
                 _ => true,
             }
+    };
+    let dhcp_wanted = |network: u32| {
+        desired
+            .iter()
+            .any(|r| matches!(r, Request::SetDhcp { network: n, config: Some(_) } if *n == network))
     };
     let kept: Vec<&Request> = current.iter().filter(|r| stays(r)).collect();
     let mut out = Vec::new();
     for phase in 0..4 {
         for r in current.iter().filter(|r| !kept.contains(r)) {
             let undo = match (phase, r) {
+                (0, Request::SetDhcp { network, .. })
+                    if !gone_networks.contains(network) && !dhcp_wanted(*network) =>
+                {
+                    Request::SetDhcp {
+                        network: *network,
+                        config: None,
+                    }
+                }
                 (0, Request::AddArpEntry { network, ip, .. }) => Request::RemoveArpEntry {
                     network: *network,
                     ip: *ip,
@@ -812,6 +846,12 @@ mod tests {
                     kind: SwitchNetworkKind::Overlay { vni: 5001 },
                     mtu: 1450,
                     flood: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)],
+                    dhcp: Some(SwitchDhcp {
+                        prefix_len: 24,
+                        gateway: None,
+                        server: Ipv4Addr::new(10, 90, 0, 254),
+                        mtu: 1450,
+                    }),
                 },
                 SwitchNetwork {
                     name: "red".into(),
@@ -819,6 +859,7 @@ mod tests {
                     kind: SwitchNetworkKind::Overlay { vni: 5002 },
                     mtu: 1450,
                     flood: vec![],
+                    dhcp: None,
                 },
             ],
             macs: vec![
@@ -881,7 +922,8 @@ mod tests {
                     Request::AddNetwork { id: n, .. }
                     | Request::SetFloodList { network: n, .. }
                     | Request::AddMacEntry { network: n, .. }
-                    | Request::AddArpEntry { network: n, .. } => n != id,
+                    | Request::AddArpEntry { network: n, .. }
+                    | Request::SetDhcp { network: n, .. } => n != id,
                     Request::AddPort(p) => {
                         assert_ne!(port_network(p), Some(*id), "network removed with ports");
                         true
@@ -891,6 +933,12 @@ mod tests {
                 Request::SetFloodList { network, .. } => {
                     state.retain(|s| !matches!(s, Request::SetFloodList { network: n, .. } if n == network));
                     state.push(r.clone());
+                }
+                Request::SetDhcp { network, config } => {
+                    state.retain(|s| !matches!(s, Request::SetDhcp { network: n, .. } if n == network));
+                    if config.is_some() {
+                        state.push(r.clone());
+                    }
                 }
                 other => {
                     assert!(!state.contains(other), "{other:?} applied twice");
@@ -1091,6 +1139,63 @@ mod tests {
         };
         state.insert(0, foreign);
         assert!(plan(&state, &d3).is_empty());
+    }
+
+    #[test]
+    fn dhcp_is_set_and_resent_only_when_it_changes() {
+        let (_dir, link) = link();
+        let d1 = desired(&link, false);
+        let blue = Request::SetDhcp {
+            network: 1,
+            config: Some(DhcpSpec {
+                prefix_len: 24,
+                gateway: None,
+                server: Some(Ipv4Addr::new(10, 90, 0, 254)),
+                mtu: Some(1450),
+                lease_secs: DHCP_LEASE_SECS,
+            }),
+        };
+        assert!(d1.contains(&blue), "{d1:#?}");
+        assert!(!d1
+            .iter()
+            .any(|r| matches!(r, Request::SetDhcp { network: 2, .. })));
+        let mut state = Vec::new();
+        let p = plan(&state, &d1);
+        apply_model(&mut state, &p);
+        assert!(plan(&state, &d1).is_empty());
+
+        // A new gateway: only the responder is sent again.
+        let mut c = config();
+        c.networks[0].dhcp.as_mut().unwrap().gateway = Some(Ipv4Addr::new(10, 90, 0, 1));
+        link.set_config(c).unwrap();
+        let p = plan(&state, &desired(&link, false));
+        assert!(
+            matches!(
+                &p[..],
+                [Request::SetDhcp {
+                    network: 1,
+                    config: Some(DhcpSpec {
+                        gateway: Some(_),
+                        ..
+                    })
+                }]
+            ),
+            "{p:#?}"
+        );
+        apply_model(&mut state, &p);
+
+        // No longer wanted: disabled.
+        let mut c = config();
+        c.networks[0].dhcp = None;
+        link.set_config(c).unwrap();
+        let p = plan(&state, &desired(&link, false));
+        assert_eq!(
+            p,
+            vec![Request::SetDhcp {
+                network: 1,
+                config: None
+            }]
+        );
     }
 
     #[test]

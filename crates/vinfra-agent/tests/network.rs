@@ -236,6 +236,7 @@ fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
         kind: SwitchNetworkKind::Overlay { vni },
         mtu: 1450,
         flood: vec![other_host],
+        dhcp: None,
     };
     HostSwitchConfig {
         networks: vec![network("blue", 1, 9201), network("red", 2, 9202)],

@@ -13,8 +13,8 @@ use std::sync::RwLock;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vinfra_proto::{
-    AgentCommand, AgentError, CommandReply, HostSwitchConfig, SwitchArpEntry, SwitchMacEntry,
-    SwitchNetwork, SwitchNetworkKind,
+    AgentCommand, AgentError, CommandReply, HostSwitchConfig, SwitchArpEntry, SwitchDhcp,
+    SwitchMacEntry, SwitchNetwork, SwitchNetworkKind,
 };
 use vinfra_store::{Compare, Op, Store, Txn};
 use vinfra_types::network::{
@@ -704,13 +704,36 @@ struct Port<'a> {
     ip: &'a str,
 }
 
+/// The switch's DHCP responder for a network (`None` if its subnet does not parse). The server
+/// identifier is the gateway when there is one, else the subnet's last usable address. Address
+/// allocation starts from the lowest address, so that one is the last to be handed to a NIC; if
+/// a NIC does hold it, guests still get their leases, with the server identifier equal to that
+/// NIC's address.
+fn switch_dhcp(n: &Network) -> Option<SwitchDhcp> {
+    let subnet = Ipv4Subnet::parse(&n.subnet).ok()?;
+    let gateway: Option<Ipv4Addr> = n.gateway.as_deref().and_then(|g| g.parse().ok());
+    let last = u32::from(subnet.broadcast())
+        .checked_sub(1)
+        .map(Ipv4Addr::from)
+        .filter(|a| subnet.is_usable(*a));
+    let server = gateway.or(last)?;
+    Some(SwitchDhcp {
+        prefix_len: subnet.prefix(),
+        gateway,
+        server,
+        mtu: u16::try_from(n.mtu).unwrap_or(u16::MAX),
+    })
+}
+
 /// What `host`'s virtual switch needs from the console, computed from the records alone:
 /// - `networks`: every network with a VM NIC on the host (or on the way to it: `incoming` lists
 ///   `(VM, destination host)` of migrations in flight), with its switch number, kind, MTU and,
 ///   for overlays, the flood list: the underlay addresses of the other hosts with ports on it;
 /// - `macs`: for those overlay networks, each VM MAC on another host and that host's address
 ///   (VLAN networks reach other hosts through the trunk, which learns them);
-/// - `arps`: for those networks, every VM address and its MAC (ARP suppression).
+/// - `arps`: for those networks, every VM address and its MAC (ARP suppression);
+/// - each network's `dhcp`: the switch's DHCP responder, from the subnet, gateway and MTU
+///   (server identifier: the gateway, else the subnet's last usable address).
 ///
 /// The agent adds the ports of its own VMs' NICs and their MAC entries. A VM counts on the host
 /// its record names, whatever its power state (a stopped VM's entries are harmless and ready for
@@ -822,6 +845,7 @@ pub fn switch_config(
             kind,
             mtu: u16::try_from(n.mtu).unwrap_or(u16::MAX),
             flood,
+            dhcp: switch_dhcp(n),
         });
     }
     config
@@ -963,6 +987,16 @@ mod tests {
         assert_eq!(blue.kind, SwitchNetworkKind::Overlay { vni: 10000 });
         assert_eq!(blue.mtu, 1450);
         assert_eq!(blue.flood, [ip("10.77.0.12"), ip("10.77.0.13")]);
+        // No gateway: the responder takes the subnet's last usable address.
+        assert_eq!(
+            blue.dhcp,
+            Some(SwitchDhcp {
+                prefix_len: 24,
+                gateway: None,
+                server: ip("10.80.1.254"),
+                mtu: 1450,
+            })
+        );
         // A VLAN network reaches other hosts through the trunk: no flood list, no VTEPs.
         let green = &h1.networks[1];
         assert_eq!(green.kind, SwitchNetworkKind::Vlan { vid: 100 });

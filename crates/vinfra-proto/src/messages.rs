@@ -169,6 +169,24 @@ pub struct SwitchNetwork {
     /// broadcast, unknown unicast and multicast frames are replicated.
     #[serde(default)]
     pub flood: Vec<Ipv4Addr>,
+    /// The switch's DHCP responder on this network, handing each VM NIC the address of its ARP
+    /// entry; `None` leaves DHCP to the guests' network.
+    #[serde(default)]
+    pub dhcp: Option<SwitchDhcp>,
+}
+
+/// What the switch's DHCP responder tells the guests of one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchDhcp {
+    /// Prefix length of the network's subnet (1 to 32).
+    pub prefix_len: u8,
+    /// The default gateway, if the network has one.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// The responder's own address (server identifier), an address of the subnet.
+    pub server: Ipv4Addr,
+    /// Interface MTU sent to the guests.
+    pub mtu: u16,
 }
 
 /// How a logical network reaches other hosts.

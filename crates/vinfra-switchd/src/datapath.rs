@@ -14,7 +14,7 @@ use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
 
 use crate::ports::PortIo;
 use crate::protocol::{
-    Attachment, CountersView, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
+    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
 };
 
 /// Most frames read from one port before they go through the core together.
@@ -47,6 +47,7 @@ struct Desired {
     macs: BTreeMap<(u32, Mac), LocationSpec>,
     arps: BTreeMap<(u32, Ipv4Addr), Mac>,
     vtep_macs: BTreeMap<Ipv4Addr, Mac>,
+    dhcp: BTreeMap<u32, DhcpSpec>,
 }
 
 pub(crate) struct Datapath {
@@ -234,7 +235,16 @@ impl Datapath {
                 d.flood.remove(&id);
                 d.macs.retain(|(n, _), _| *n != id);
                 d.arps.retain(|(n, _), _| *n != id);
+                d.dhcp.remove(&id);
             }
+            Request::SetDhcp { network, config } => match config {
+                Some(c) => {
+                    d.dhcp.insert(network, c);
+                }
+                None => {
+                    d.dhcp.remove(&network);
+                }
+            },
             Request::SetFloodList { network, vteps } => {
                 d.flood.insert(network, vteps);
             }
@@ -385,6 +395,10 @@ impl Datapath {
                 .iter()
                 .map(|(&(network, ip), &mac)| Request::AddArpEntry { network, ip, mac }),
         );
+        out.extend(d.dhcp.iter().map(|(&network, &c)| Request::SetDhcp {
+            network,
+            config: Some(c),
+        }));
         out
     }
 }

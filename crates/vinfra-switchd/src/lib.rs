@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 pub use client::{ClientError, SwitchClient};
 pub use protocol::{
-    Attachment, CountersView, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
+    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
 };
 
 /// The port number of the VXLAN uplink the daemon adds itself when given an underlay address.

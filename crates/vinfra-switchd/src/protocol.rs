@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vinfra_switch::datapath::{
-    Command, Counters, Drops, Location, NetworkCounters, NetworkId, NetworkKind, PortConfig,
-    PortId, PortKind, Snapshot, SwitchSettings,
+    Command, Counters, DhcpConfig, Drops, Location, NetworkCounters, NetworkId, NetworkKind,
+    PortConfig, PortId, PortKind, Snapshot, SwitchSettings,
 };
 use vinfra_switch::wire::{MacAddr, VlanId, Vni};
 
@@ -148,6 +148,37 @@ pub enum LocationSpec {
     Vtep(Ipv4Addr),
 }
 
+/// The switch's DHCP responder on a network: [`DhcpConfig`].
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DhcpSpec {
+    /// Prefix length of the subnet (1 to 32).
+    pub prefix_len: u8,
+    /// Default gateway, also the server identifier when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    /// Server identifier when there is no gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Ipv4Addr>,
+    /// Interface MTU to send; absent sends the client port's MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Lease time, seconds.
+    pub lease_secs: u32,
+}
+
+impl DhcpSpec {
+    /// The core's form.
+    pub fn config(self) -> DhcpConfig {
+        DhcpConfig {
+            prefix_len: self.prefix_len,
+            gateway: self.gateway,
+            server: self.server,
+            mtu: self.mtu,
+            lease_secs: self.lease_secs,
+        }
+    }
+}
+
 /// A request to the switch.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -230,6 +261,14 @@ pub enum Request {
         mac_ageing_secs: u64,
         /// Most learned MACs per network.
         mac_learn_limit: usize,
+    },
+    /// [`Command::SetDhcp`]: enables (`config` set) or disables the DHCP responder.
+    SetDhcp {
+        /// Network.
+        network: u32,
+        /// The responder's parameters; absent or `null` disables it.
+        #[serde(default)]
+        config: Option<DhcpSpec>,
     },
 }
 
@@ -484,6 +523,10 @@ impl Request {
                 mac_ageing: Duration::from_secs(*mac_ageing_secs),
                 mac_learn_limit: *mac_learn_limit,
             }),
+            Request::SetDhcp { network, config } => Command::SetDhcp {
+                network: NetworkId(*network),
+                config: config.map(DhcpSpec::config),
+            },
         }))
     }
 }
@@ -514,6 +557,20 @@ mod tests {
                 mac: "52:54:00:00:00:01".parse().unwrap(),
                 location: LocationSpec::Vtep(Ipv4Addr::new(10, 0, 0, 2)),
             },
+            Request::SetDhcp {
+                network: 1,
+                config: Some(DhcpSpec {
+                    prefix_len: 24,
+                    gateway: None,
+                    server: Some(Ipv4Addr::new(10, 0, 0, 254)),
+                    mtu: Some(1450),
+                    lease_secs: 3600,
+                }),
+            },
+            Request::SetDhcp {
+                network: 1,
+                config: None,
+            },
         ];
         for r in requests {
             let line = serde_json::to_string(&r).unwrap();
@@ -525,6 +582,23 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(r, Request::AddPort(PortSpec { id: 3, .. })));
+        let r: Request = serde_json::from_str(
+            r#"{"op":"set_dhcp","network":1,"config":{"prefix_len":24,"gateway":"10.0.0.1","lease_secs":60}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            r.command().unwrap(),
+            Some(Command::SetDhcp {
+                config: Some(DhcpConfig {
+                    prefix_len: 24,
+                    gateway: Some(_),
+                    server: None,
+                    mtu: None,
+                    lease_secs: 60
+                }),
+                ..
+            })
+        ));
     }
 
     #[test]
