@@ -42,9 +42,12 @@ if cargo +nightly --version >/dev/null 2>&1; then
         step "install cargo-fuzz" cargo install cargo-fuzz --locked
     fi
     # libFuzzer reports every new coverage point: keep its log in a file, show the end.
-    step "fuzz classify (60 s)" bash -c 'cd fuzz && mkdir -p corpus/classify && rc=0 &&
-        { cargo +nightly fuzz run classify corpus/classify seeds/classify -- -max_total_time=60 \
+    step "fuzz classify (40 s)" bash -c 'cd fuzz && mkdir -p corpus/classify && rc=0 &&
+        { cargo +nightly fuzz run classify corpus/classify seeds/classify -- -max_total_time=40 \
             >../target/fuzz-classify.log 2>&1 || rc=$?; } && tail -n 4 ../target/fuzz-classify.log && exit $rc'
+    step "fuzz segment (20 s)" bash -c 'cd fuzz && mkdir -p corpus/segment && rc=0 &&
+        { cargo +nightly fuzz run segment corpus/segment seeds/segment -- -max_total_time=20 \
+            >../target/fuzz-segment.log 2>&1 || rc=$?; } && tail -n 4 ../target/fuzz-segment.log && exit $rc'
 else
     echo "nightly toolchain missing: fuzz step skipped"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs of the `classify` fuzz target (valid frames for each port kind).
+"""Writes the seed inputs of the `classify` fuzz target (valid frames for each port kind) and
+of the `segment` target (a virtio-net header, a port selector and a large TCP segment).
 
 The first byte of an input selects the ingress port (see PORTS in fuzz_targets/classify.rs):
 0 VM port on the overlay, 2 VM port on VLAN 100, 3 VXLAN uplink, 4 VLAN trunk.
@@ -87,4 +88,40 @@ seeds = {
 os.makedirs(HERE, exist_ok=True)
 for name, data in seeds.items():
     with open(os.path.join(HERE, name), "wb") as f:
+        f.write(data)
+
+
+# segment: virtio-net header (10 bytes, little-endian), port selector, frame.
+SEGMENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "segment")
+
+
+def vnet(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset):
+    return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def tcp(payload, flags=0x18):
+    return struct.pack("!HHIIBBHHH", 40000, 5201, 1000, 1, 8 << 4, flags, 512, 0, 0) + \
+        bytes([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]) + payload
+
+
+def ipv6_tcp(payload):
+    t = tcp(payload)
+    return struct.pack("!IHBB", 6 << 28, len(t), 6, 64) + bytes([0xfd] + [0] * 14 + [1]) + \
+        bytes([0xfd] + [0] * 14 + [2]) + t
+
+
+body = bytes(i * 7 % 251 for i in range(6000))
+v4 = eth(mac(9), mac(1), 0x0800, ipv4(ip1, ip9, 6, tcp(body)))
+v6 = eth(mac(9), mac(1), 0x86DD, ipv6_tcp(body))
+segment_seeds = {
+    "tcp4_gso": vnet(1, 1, 66, 1300, 34, 16) + b"\0" + v4,
+    "tcp4_gso_mss1448": vnet(1, 1, 66, 1448, 34, 16) + b"\2" + v4,
+    "tcp6_gso": vnet(1, 4, 86, 1280, 54, 16) + b"\0" + v6,
+    "tcp4_csum": vnet(1, 0, 0, 0, 34, 16) + b"\0" + eth(mac(9), mac(1), 0x0800, ipv4(ip1, ip9, 6, tcp(body[:1000]))),
+    "udp_csum": vnet(1, 0, 0, 0, 34, 6) + b"\3" + dgram,
+    "vlan_tcp4_gso": vnet(1, 1, 66, 1400, 34, 16) + b"\3" + v4,
+}
+os.makedirs(SEGMENT, exist_ok=True)
+for name, data in segment_seeds.items():
+    with open(os.path.join(SEGMENT, name), "wb") as f:
         f.write(data)

@@ -5,10 +5,13 @@
 //! - [`wire`]: checked views over byte buffers (`Packet<T: AsRef<[u8]>>` with `new_unchecked` /
 //!   `new_checked` and named field offsets) and the high-level `Repr` forms with `parse` / `emit`,
 //!   for Ethernet II, 802.1Q, ARP, IPv4, UDP, VXLAN and DHCP, plus the VXLAN underlay
-//!   encapsulation ([`wire::encap`]). Every parse error is a typed [`wire::Error`].
+//!   encapsulation ([`wire::encap`]), the virtio-net header of offload taps
+//!   ([`wire::virtio_net`]) and software TCP segmentation and checksum completion
+//!   ([`wire::gso`]). Every parse error is a typed [`wire::Error`].
 //! - [`datapath`]: ports, logical networks (VXLAN overlay or VLAN), MAC tables with static
 //!   entries, learning and ageing, BUM flooding by head-end replication, ARP suppression, a DHCP
-//!   responder, MTU enforcement and counters. A [`datapath::Switch`] takes a batch of received
+//!   responder, MTU enforcement, offload metadata (large TCP segments passed whole to ports that
+//!   take them, cut into segments for the others) and counters. A [`datapath::Switch`] takes a batch of received
 //!   frames and writes the frames to send into a caller-provided [`datapath::TxBatch`]. It reads
 //!   no clock and does no I/O: time is a parameter and the daemon owns the sockets.
 //!

@@ -20,6 +20,9 @@
 //! them, with no default routes.
 //!
 //!     cargo bench -p vinfra-switchd --bench throughput [-- SECONDS [ROUNDS]]
+//!
+//! `VINFRA_SWITCHD=/path/to/vinfra-switchd` runs another build of the daemon (e.g. a baseline
+//! from an earlier commit) in the vinfra rows.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

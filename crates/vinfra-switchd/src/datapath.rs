@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 use vinfra_switch::datapath::{Command, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
+use vinfra_switch::wire::Offload;
 
 use crate::ports::PortIo;
 use crate::protocol::{
@@ -21,6 +22,15 @@ use crate::protocol::{
 pub const BATCH: usize = 32;
 /// Receive buffer per frame: the largest datagram or frame any port can hand over, plus headroom.
 const BUF_LEN: usize = 65_536 + 64;
+/// Most frames kept per port while its peer cannot take more (a VM's datagram queue holds only
+/// `net.unix.max_dgram_qlen` frames, 10 by default, and a large TCP segment cut in software is
+/// tens of frames); beyond, frames are dropped and counted as transmit errors.
+const BACKLOG_MAX: usize = 512;
+/// How soon a port with a backlog is tried again when nothing else is ready.
+const BACKLOG_RETRY: Duration = Duration::from_micros(100);
+/// A backlog whose peer took nothing for this long (a paused VM) is dropped, so the datapath
+/// does not keep retrying it.
+const BACKLOG_GIVE_UP: Duration = Duration::from_millis(50);
 /// How often aged MAC entries are freed.
 const EXPIRE_EVERY: Duration = Duration::from_secs(2);
 /// The poller token of the control channel's wakeup.
@@ -36,6 +46,68 @@ struct OpenPort {
     builtin: bool,
     rx_errors: u64,
     tx_errors: u64,
+    /// Frames the port's peer refused for now (`EAGAIN`), in order, sent before any newer one.
+    backlog: VecDeque<Pending>,
+    /// When the backlog last made progress (or started).
+    backlog_moved: Option<Instant>,
+}
+
+/// A frame waiting in a port's backlog.
+struct Pending {
+    bytes: Vec<u8>,
+    vtep: Option<Ipv4Addr>,
+    offload: Offload,
+}
+
+impl OpenPort {
+    /// Sends a frame, or queues it behind the backlog when the peer is full.
+    fn send(&mut self, bytes: &[u8], vtep: Option<Ipv4Addr>, offload: &Offload) {
+        if self.backlog.is_empty() {
+            match self.io.send(bytes, vtep, offload) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    self.tx_errors += 1;
+                    return;
+                }
+            }
+        }
+        if self.backlog.len() >= BACKLOG_MAX {
+            self.tx_errors += 1;
+            return;
+        }
+        if self.backlog.is_empty() {
+            self.backlog_moved = Some(Instant::now());
+        }
+        self.backlog.push_back(Pending {
+            bytes: bytes.to_vec(),
+            vtep,
+            offload: *offload,
+        });
+    }
+
+    /// Sends what the backlog holds until the peer is full again; drops it when the peer has
+    /// taken nothing for [`BACKLOG_GIVE_UP`].
+    fn flush(&mut self, now: Instant) {
+        let before = self.backlog.len();
+        while let Some(p) = self.backlog.front() {
+            match self.io.send(&p.bytes, p.vtep, &p.offload) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => self.tx_errors += 1,
+            }
+            self.backlog.pop_front();
+        }
+        if self.backlog.len() < before {
+            self.backlog_moved = Some(now);
+        } else if self
+            .backlog_moved
+            .is_some_and(|t| now.saturating_duration_since(t) > BACKLOG_GIVE_UP)
+        {
+            self.tx_errors += self.backlog.len() as u64;
+            self.backlog.clear();
+        }
+    }
 }
 
 /// What the agent configured, kept to answer `get_config`.
@@ -57,7 +129,8 @@ pub(crate) struct Datapath {
     desired: Desired,
     control: Receiver<ControlMessage>,
     bufs: Vec<Box<[u8]>>,
-    frames: Vec<Range<usize>>,
+    frames: Vec<(Range<usize>, Offload)>,
+    rx_scratch: Vec<(usize, Option<std::net::SocketAddrV4>)>,
     tx: TxBatch,
     start: Instant,
 }
@@ -74,6 +147,7 @@ impl Datapath {
                 .map(|_| vec![0u8; BUF_LEN].into_boxed_slice())
                 .collect(),
             frames: Vec::with_capacity(BATCH),
+            rx_scratch: Vec::with_capacity(BATCH),
             tx: TxBatch::with_capacity(BATCH * 4, BATCH * 4 * 2048),
             start: Instant::now(),
         }
@@ -90,10 +164,18 @@ impl Datapath {
         let mut ready: VecDeque<u32> = VecDeque::new();
         let mut next_expire = Instant::now() + EXPIRE_EVERY;
         loop {
-            let timeout = if ready.is_empty() {
-                Some(next_expire.saturating_duration_since(Instant::now()))
-            } else {
+            let mut backlog = false;
+            let now = Instant::now();
+            for port in self.ports.values_mut().filter(|p| !p.backlog.is_empty()) {
+                port.flush(now);
+                backlog |= !port.backlog.is_empty();
+            }
+            let timeout = if !ready.is_empty() {
                 Some(Duration::ZERO)
+            } else if backlog {
+                Some(BACKLOG_RETRY)
+            } else {
+                Some(next_expire.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -144,23 +226,14 @@ impl Datapath {
             return false;
         };
         self.frames.clear();
-        let mut more = true;
-        let mut errors = 0;
-        for buf in self.bufs.iter_mut() {
-            match port.io.recv(buf) {
-                Ok(range) => self.frames.push(range),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    more = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // E.g. an ICMP error queued on the UDP socket: count it and read on.
-                Err(_) => {
-                    port.rx_errors += 1;
-                    errors += 1;
-                }
-            }
-        }
+        let before = port.rx_errors;
+        let more = port.io.recv_batch(
+            &mut self.bufs,
+            &mut self.frames,
+            &mut self.rx_scratch,
+            &mut port.rx_errors,
+        );
+        let errors = port.rx_errors - before;
         if self.frames.is_empty() {
             // A port that only fails is not polled again until it signals.
             return more && errors == 0;
@@ -168,23 +241,68 @@ impl Datapath {
         let now = self.start.elapsed();
         let port_id = PortId(id);
         let bufs = &self.bufs;
-        self.switch.process(
+        self.switch.process_offload(
             now,
             self.frames
                 .iter()
                 .zip(bufs.iter())
-                .map(|(range, buf)| (port_id, buf.get(range.clone()).unwrap_or(&[]))),
+                .map(|((range, offload), buf)| {
+                    (port_id, buf.get(range.clone()).unwrap_or(&[]), *offload)
+                }),
             &mut self.tx,
         );
-        for (frame, bytes) in self.tx.iter() {
-            if let Some(out) = self.ports.get_mut(&frame.port.0) {
-                if out.io.send(bytes, frame.vtep).is_err() {
-                    out.tx_errors += 1;
-                }
-            }
-        }
+        self.send_tx();
         self.tx.clear();
         more
+    }
+
+    /// Sends the frames of `self.tx`: port by port, in order within a port; in batches on ports
+    /// that take them (VM ports, the uplink) unless a backlog is waiting there.
+    fn send_tx(&mut self) {
+        let batched = self.tx.iter().any(|(f, _)| {
+            self.ports
+                .get(&f.port.0)
+                .is_some_and(|p| p.io.batches() && p.backlog.is_empty())
+        });
+        if !batched {
+            // Only taps and the trunk (or ports with a backlog): one write per frame, in order.
+            for (frame, bytes) in self.tx.iter() {
+                if let Some(out) = self.ports.get_mut(&frame.port.0) {
+                    out.send(bytes, frame.vtep, &frame.offload);
+                }
+            }
+            return;
+        }
+        let mut order: Vec<(u32, usize)> = self
+            .tx
+            .iter()
+            .enumerate()
+            .map(|(i, (f, _))| (f.port.0, i))
+            .collect();
+        order.sort_by_key(|&(port, _)| port);
+        let frames: Vec<_> = self.tx.iter().collect();
+        let mut rest = order.as_slice();
+        while let Some(&(id, _)) = rest.first() {
+            let n = rest.iter().take_while(|(p, _)| *p == id).count();
+            let (run, tail) = rest.split_at(n);
+            rest = tail;
+            let Some(out) = self.ports.get_mut(&id) else {
+                continue;
+            };
+            let run: Vec<_> = run.iter().filter_map(|&(_, i)| frames.get(i)).collect();
+            if !out.io.batches() || !out.backlog.is_empty() {
+                for (frame, bytes) in run {
+                    out.send(bytes, frame.vtep, &frame.offload);
+                }
+                continue;
+            }
+            let batch: Vec<(&[u8], Option<Ipv4Addr>)> =
+                run.iter().map(|(f, b)| (*b, f.vtep)).collect();
+            let done = out.io.send_batch(&batch, &mut out.tx_errors);
+            for (bytes, vtep) in batch.iter().skip(done) {
+                out.send(bytes, *vtep, &Offload::NONE);
+            }
+        }
     }
 
     /// Applies every queued control request. False when the control side is gone.
@@ -307,7 +425,11 @@ impl Datapath {
             undo(&mut self.switch);
             return Err(format!("registering port {} with epoll: {e}", spec.id));
         }
-        tracing::info!(port = spec.id, attach = ?spec.attach, "port added");
+        if io.offloads() {
+            // The port exists: this cannot fail.
+            let _ = self.switch.set_port_offloads(PortId(spec.id), true);
+        }
+        tracing::info!(port = spec.id, attach = ?spec.attach, offloads = io.offloads(), "port added");
         self.ports.insert(
             spec.id,
             OpenPort {
@@ -316,6 +438,8 @@ impl Datapath {
                 builtin,
                 rx_errors: 0,
                 tx_errors: 0,
+                backlog: VecDeque::new(),
+                backlog_moved: None,
             },
         );
         Ok(())

@@ -2,17 +2,23 @@
 //!
 //! | kind | socket | a read gives | a write takes |
 //! |---|---|---|---|
-//! | VM | Unix datagram, QEMU `-netdev dgram` | one frame | one frame |
-//! | host | tap (`IFF_TAP | IFF_NO_PI`) | one frame | one frame |
-//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload) | a VXLAN packet |
+//! | VM | Unix datagram, QEMU `-netdev dgram` | one frame (`recvmmsg`: up to 32) | one frame (`sendmmsg`: a batch) |
+//! | host | tap (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, TSO/checksum offloads) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
+//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
 //! | VLAN trunk | AF_PACKET on an interface | one tagged frame (tag restored) | one tagged frame |
 //!
 //! The core works on whole underlay frames for the uplink; the daemon rebuilds the outer
 //! Ethernet, IPv4 and UDP headers of a received VXLAN packet in the 42 bytes in front of it (the
 //! kernel has already checked them) and sends only the bytes from the core's UDP payload offset.
+//!
+//! A host tap takes offloads when the kernel allows them (else it is opened plain): its frames
+//! carry a virtio-net header, parsed into the core's [`Offload`] metadata on receive and written
+//! from [`vinfra_switch::datapath::TxFrame::offload`] on send; the core cuts large segments and
+//! completes checksums for every port that has no offloads.
 
+use std::cell::Cell;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,10 +29,11 @@ use mio::{Interest, Registry, Token};
 use vinfra_switch::wire::encap::{UDP_PAYLOAD_OFFSET, VXLAN_PORT};
 use vinfra_switch::wire::ipv4::{self, protocol, Ipv4Repr};
 use vinfra_switch::wire::udp::{self, UdpRepr};
-use vinfra_switch::wire::{EtherType, EthernetRepr, MacAddr};
+use vinfra_switch::wire::virtio_net;
+use vinfra_switch::wire::{EtherType, EthernetRepr, MacAddr, Offload};
 
 use crate::protocol::{Attachment, PortSpec, UNDERLAY_PLACEHOLDER_MAC};
-use crate::sys::{self, PacketSocket};
+use crate::sys::{self, Message, PacketSocket, RawAddr, VNET_HDR_LEN};
 
 /// Why a port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +86,20 @@ pub(crate) enum PortIo {
         socket: UnixDatagram,
         path: PathBuf,
         peer: PathBuf,
+        /// The peer's address for `sendmmsg` (`None` for a path too long for it: frames then
+        /// go one `sendto` each).
+        peer_addr: Option<RawAddr>,
     },
-    Tap(OwnedFd),
+    Tap {
+        fd: OwnedFd,
+        /// Frames carry a virtio-net header (checksum and TSO offloads).
+        offloads: bool,
+    },
     Uplink {
         socket: UdpSocket,
         local_ip: Ipv4Addr,
+        /// The kernel takes UDP GSO messages (off after one was refused).
+        udp_gso: Cell<bool>,
     },
     Trunk(PacketSocket),
 }
@@ -103,24 +119,28 @@ impl PortIo {
                     socket: bound,
                     path: socket.clone(),
                     peer: peer.clone(),
+                    peer_addr: RawAddr::unix(peer).ok(),
                 })
             }
-            Attachment::Host { tap, .. } => {
-                sys::open_tap(tap)
-                    .map(PortIo::Tap)
-                    .map_err(|source| PortError::Tap {
-                        name: tap.clone(),
-                        source,
-                    })
-            }
+            Attachment::Host { tap, .. } => sys::open_tap(tap, tap_offloads())
+                .map(|t| PortIo::Tap {
+                    fd: t.fd,
+                    offloads: t.offloads,
+                })
+                .map_err(|source| PortError::Tap {
+                    name: tap.clone(),
+                    source,
+                }),
             Attachment::VxlanUplink { local_ip } => {
                 let addr = SocketAddr::new(IpAddr::V4(*local_ip), VXLAN_PORT);
                 let socket =
                     UdpSocket::bind(addr).map_err(|source| PortError::Uplink { addr, source })?;
                 grow_buffers(&socket);
+                let udp_gso = Cell::new(sys::udp_gso_supported(&socket));
                 Ok(PortIo::Uplink {
                     socket,
                     local_ip: *local_ip,
+                    udp_gso,
                 })
             }
             Attachment::VlanTrunk { interface } => PacketSocket::open(interface)
@@ -135,7 +155,7 @@ impl PortIo {
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         match self {
             PortIo::Vm { socket, .. } => registry.register(socket, token, Interest::READABLE),
-            PortIo::Tap(fd) => {
+            PortIo::Tap { fd, .. } => {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
             }
             PortIo::Uplink { socket, .. } => registry.register(socket, token, Interest::READABLE),
@@ -148,21 +168,44 @@ impl PortIo {
     pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             PortIo::Vm { socket, .. } => registry.deregister(socket),
-            PortIo::Tap(fd) => registry.deregister(&mut SourceFd(&fd.as_raw_fd())),
+            PortIo::Tap { fd, .. } => registry.deregister(&mut SourceFd(&fd.as_raw_fd())),
             PortIo::Uplink { socket, .. } => registry.deregister(socket),
             PortIo::Trunk(s) => registry.deregister(&mut SourceFd(&s.as_raw_fd())),
         }
     }
 
-    /// Reads one frame into `buf`; returns where it is. `WouldBlock` when there is none.
+    /// True for a port whose frames carry offload metadata.
+    pub(crate) fn offloads(&self) -> bool {
+        matches!(self, PortIo::Tap { offloads: true, .. })
+    }
+
+    /// Reads one frame into `buf`; returns where it is and its offload metadata. `WouldBlock`
+    /// when there is none; `InvalidData` for a virtio-net header the core cannot take.
     #[inline]
-    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<Range<usize>> {
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<(Range<usize>, Offload)> {
+        match self {
+            PortIo::Tap { fd, offloads: true } => {
+                let n = nix::unistd::read(fd, buf).map_err(io::Error::from)?;
+                let header = buf.get(..n.min(VNET_HDR_LEN)).unwrap_or(&[]);
+                let offload = virtio_net::Packet::new_checked(header)
+                    .and_then(|h| Offload::parse(&h))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Ok((VNET_HDR_LEN..n, offload))
+            }
+            other => other.recv_plain(buf).map(|r| (r, Offload::NONE)),
+        }
+    }
+
+    #[inline]
+    fn recv_plain(&self, buf: &mut [u8]) -> io::Result<Range<usize>> {
         match self {
             PortIo::Vm { socket, .. } => socket.recv(buf).map(|n| 0..n),
-            PortIo::Tap(fd) => nix::unistd::read(fd, buf)
+            PortIo::Tap { fd, .. } => nix::unistd::read(fd, buf)
                 .map(|n| 0..n)
                 .map_err(io::Error::from),
-            PortIo::Uplink { socket, local_ip } => {
+            PortIo::Uplink {
+                socket, local_ip, ..
+            } => {
                 let payload = buf
                     .get_mut(RX_HEADROOM..)
                     .ok_or(io::ErrorKind::InvalidInput)?;
@@ -178,12 +221,141 @@ impl PortIo {
         }
     }
 
-    /// Sends one frame from the core.
+    /// Reads up to `bufs.len()` frames, appending where each is and its offload metadata to
+    /// `frames`: one `recvmmsg` on datagram sockets (VM ports, the uplink), one read per frame
+    /// on the others. True when the port may have more (every buffer was filled); receive
+    /// errors are counted in `errors`.
+    pub(crate) fn recv_batch(
+        &self,
+        bufs: &mut [Box<[u8]>],
+        frames: &mut Vec<(Range<usize>, Offload)>,
+        scratch: &mut Vec<(usize, Option<SocketAddrV4>)>,
+        errors: &mut u64,
+    ) -> bool {
+        let (fd, offset): (&dyn AsRawFd, usize) = match self {
+            PortIo::Vm { socket, .. } => (socket, 0),
+            PortIo::Uplink { socket, .. } => (socket, RX_HEADROOM),
+            PortIo::Tap { .. } | PortIo::Trunk(_) => {
+                for buf in bufs.iter_mut() {
+                    match self.recv(buf) {
+                        Ok(frame) => frames.push(frame),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => *errors += 1,
+                    }
+                }
+                return true;
+            }
+        };
+        // An error with nothing received (e.g. an ICMP error queued on the UDP socket): count
+        // it and read on, a few times.
+        for _ in 0..4 {
+            scratch.clear();
+            match sys::recv_batch(&Fd(fd.as_raw_fd()), bufs, offset, scratch) {
+                Ok(n) => {
+                    for ((len, from), buf) in scratch.iter().zip(bufs.iter_mut()) {
+                        match self {
+                            PortIo::Uplink { local_ip, .. } => {
+                                let Some(from) = from else {
+                                    // Not possible on an IPv4 socket; the core refuses it.
+                                    frames.push((0..0, Offload::NONE));
+                                    continue;
+                                };
+                                rebuild_underlay(buf, *len, *from.ip(), from.port(), *local_ip);
+                                frames.push((0..RX_HEADROOM + len, Offload::NONE));
+                            }
+                            _ => frames.push((0..*len, Offload::NONE)),
+                        }
+                    }
+                    return n == bufs.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => *errors += 1,
+            }
+        }
+        true
+    }
+
+    /// True for a port whose frames go out in batches ([`PortIo::send_batch`]).
+    pub(crate) fn batches(&self) -> bool {
+        matches!(
+            self,
+            PortIo::Uplink { .. }
+                | PortIo::Vm {
+                    peer_addr: Some(_),
+                    ..
+                }
+        )
+    }
+
+    /// Sends frames from the core in order: one `sendmmsg` for many datagrams; on the uplink,
+    /// consecutive VXLAN packets to the same VTEP with the same length (the segments of one
+    /// large TCP segment, the last may be shorter) go as one UDP GSO message. Returns how many
+    /// frames are done (sent, or failed and counted in `errors`); the rest could not be sent
+    /// now (the peer is full) and are for the backlog.
+    pub(crate) fn send_batch(
+        &self,
+        frames: &[(&[u8], Option<Ipv4Addr>)],
+        errors: &mut u64,
+    ) -> usize {
+        match self {
+            PortIo::Vm {
+                socket,
+                peer_addr: Some(to),
+                ..
+            } => {
+                let parts: Vec<io::IoSlice<'_>> =
+                    frames.iter().map(|(b, _)| io::IoSlice::new(b)).collect();
+                let groups: Vec<Group> = (0..frames.len())
+                    .map(|i| Group {
+                        frames: i..i + 1,
+                        to: Some(*to),
+                        segment: 0,
+                    })
+                    .collect();
+                send_groups(socket, &parts, &groups, errors, None)
+            }
+            PortIo::Uplink {
+                socket, udp_gso, ..
+            } => {
+                let parts: Vec<io::IoSlice<'_>> = frames
+                    .iter()
+                    .map(|(b, _)| io::IoSlice::new(b.get(UDP_PAYLOAD_OFFSET..).unwrap_or(&[])))
+                    .collect();
+                let groups = group_vxlan(frames, udp_gso.get());
+                send_groups(socket, &parts, &groups, errors, Some(udp_gso))
+            }
+            PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::Vm { .. } => {
+                for (i, (bytes, vtep)) in frames.iter().enumerate() {
+                    match self.send(bytes, *vtep, &Offload::NONE) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return i,
+                        Err(_) => *errors += 1,
+                    }
+                }
+                frames.len()
+            }
+        }
+    }
+
+    /// Sends one frame from the core, with its offload metadata on a tap that takes it.
     #[inline]
-    pub(crate) fn send(&self, frame: &[u8], vtep: Option<Ipv4Addr>) -> io::Result<()> {
+    pub(crate) fn send(
+        &self,
+        frame: &[u8],
+        vtep: Option<Ipv4Addr>,
+        offload: &Offload,
+    ) -> io::Result<()> {
         match self {
             PortIo::Vm { socket, peer, .. } => socket.send_to(frame, peer).map(drop),
-            PortIo::Tap(fd) => nix::unistd::write(fd, frame)
+            PortIo::Tap { fd, offloads: true } => {
+                let header = offload.to_bytes();
+                nix::sys::uio::writev(fd, &[io::IoSlice::new(&header), io::IoSlice::new(frame)])
+                    .map(drop)
+                    .map_err(io::Error::from)
+            }
+            PortIo::Tap { fd, .. } => nix::unistd::write(fd, frame)
                 .map(drop)
                 .map_err(io::Error::from),
             PortIo::Uplink { socket, .. } => {
@@ -208,6 +380,12 @@ impl Drop for PortIo {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// Whether host taps are opened with virtio-net headers and offloads: yes unless the
+/// environment sets `VINFRA_SWITCH_TAP_OFFLOADS=off` (to compare, or to rule offloads out).
+fn tap_offloads() -> bool {
+    std::env::var_os("VINFRA_SWITCH_TAP_OFFLOADS").is_none_or(|v| v != "off")
 }
 
 /// Binds a Unix datagram socket at `path`, replacing a socket file left by an earlier run (a
@@ -283,5 +461,193 @@ fn grow_buffers(socket: &UdpSocket) {
         if let Err(e) = setsockopt(socket, sockopt::SndBuf, &UPLINK_SOCKET_BUFFER) {
             tracing::warn!("uplink send buffer left at its default: {e}");
         }
+    }
+}
+
+/// A raw descriptor borrowed for one call.
+struct Fd(std::os::fd::RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// Consecutive frames sent as one message.
+struct Group {
+    frames: Range<usize>,
+    /// `None` for a frame that cannot be sent (no VTEP, too short): an error.
+    to: Option<RawAddr>,
+    /// UDP GSO segment size; 0 for a single datagram.
+    segment: u16,
+}
+
+/// Most datagrams in one UDP GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most bytes in one UDP GSO message (a UDP datagram's payload limit, with room).
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// Groups uplink frames into messages: with `gso`, runs of VXLAN packets to the same VTEP whose
+/// lengths are equal (the last may be shorter) become one UDP GSO message.
+fn group_vxlan(frames: &[(&[u8], Option<Ipv4Addr>)], gso: bool) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    // Per open group: its VTEP, segment length, bytes, and whether a shorter last one closed it.
+    let mut open: Option<(Ipv4Addr, usize, usize, bool)> = None;
+    for (i, (bytes, vtep)) in frames.iter().enumerate() {
+        let len = bytes.len().saturating_sub(UDP_PAYLOAD_OFFSET);
+        let (Some(vtep), true) = (vtep, bytes.len() > UDP_PAYLOAD_OFFSET) else {
+            groups.push(Group {
+                frames: i..i + 1,
+                to: None,
+                segment: 0,
+            });
+            open = None;
+            continue;
+        };
+        if let (Some((v, seg, total, closed)), Some(last)) = (open.as_mut(), groups.last_mut()) {
+            let fits = gso
+                && !*closed
+                && *v == *vtep
+                && len <= *seg
+                && last.frames.len() < GSO_MAX_SEGMENTS
+                && *total + len <= GSO_MAX_BYTES;
+            if fits {
+                last.frames.end = i + 1;
+                last.segment = u16::try_from(*seg).unwrap_or(0);
+                *total += len;
+                *closed = len < *seg;
+                continue;
+            }
+        }
+        groups.push(Group {
+            frames: i..i + 1,
+            to: Some(RawAddr::v4(SocketAddrV4::new(*vtep, VXLAN_PORT))),
+            segment: 0,
+        });
+        open = Some((*vtep, len, len, false));
+    }
+    groups
+}
+
+/// Sends `groups` of `parts` with `sendmmsg` calls; see [`PortIo::send_batch`]. A UDP GSO
+/// message the kernel refuses is sent again as single datagrams, and GSO is turned off.
+fn send_groups(
+    socket: &impl AsRawFd,
+    parts: &[io::IoSlice<'_>],
+    groups: &[Group],
+    errors: &mut u64,
+    udp_gso: Option<&Cell<bool>>,
+) -> usize {
+    let mut g = 0;
+    while let Some(group) = groups.get(g) {
+        let Some(_) = group.to else {
+            *errors += group.frames.len() as u64;
+            g += 1;
+            continue;
+        };
+        let messages: Vec<Message<'_>> = groups
+            .get(g..)
+            .unwrap_or(&[])
+            .iter()
+            .map_while(|gr| {
+                Some(Message {
+                    to: gr.to.as_ref()?,
+                    parts: parts.get(gr.frames.clone())?,
+                    segment: gr.segment,
+                })
+            })
+            .collect();
+        match sys::send_batch(socket, &messages) {
+            Ok(0) => return group.frames.start,
+            Ok(n) => g += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return group.frames.start,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if group.segment != 0 => {
+                // Not taken as GSO (e.g. no checksum offload on the route's device): send its
+                // datagrams one by one from now on.
+                if let Some(flag) = udp_gso {
+                    flag.set(false);
+                }
+                let singles: Vec<Group> = group
+                    .frames
+                    .clone()
+                    .map(|i| Group {
+                        frames: i..i + 1,
+                        to: group.to,
+                        segment: 0,
+                    })
+                    .collect();
+                let done = send_groups(socket, parts, &singles, errors, None);
+                if done < group.frames.end {
+                    return done;
+                }
+                g += 1;
+            }
+            Err(_) => {
+                *errors += group.frames.len() as u64;
+                g += 1;
+            }
+        }
+    }
+    groups.last().map_or(0, |gr| gr.frames.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(len: usize) -> Vec<u8> {
+        vec![0u8; UDP_PAYLOAD_OFFSET + len]
+    }
+
+    #[test]
+    fn vxlan_packets_group_into_gso_messages_per_vtep_and_size() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let (full, short, other) = (packet(1000), packet(300), packet(1200));
+        let frames: Vec<(&[u8], Option<Ipv4Addr>)> = vec![
+            (&full, Some(a)),
+            (&full, Some(a)),
+            (&short, Some(a)),      // closes the run
+            (&full, Some(a)),       // a new run
+            (&full, Some(b)),       // another VTEP
+            (&other, Some(b)),      // longer: a new run
+            (&full[..10], Some(b)), // too short to be VXLAN: an error of its own
+            (&full, None),          // no VTEP
+        ];
+        let groups = group_vxlan(&frames, true);
+        let shape: Vec<(Range<usize>, u16, bool)> = groups
+            .iter()
+            .map(|g| (g.frames.clone(), g.segment, g.to.is_some()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0..3, 1000, true),
+                (3..4, 0, true),
+                (4..5, 0, true),
+                (5..6, 0, true),
+                (6..7, 0, false),
+                (7..8, 0, false),
+            ]
+        );
+        // Without GSO every packet is its own message.
+        let groups = group_vxlan(&frames, false);
+        assert_eq!(groups.len(), frames.len());
+        assert!(groups.iter().all(|g| g.segment == 0 && g.frames.len() == 1));
+    }
+
+    #[test]
+    fn gso_messages_respect_the_segment_and_byte_limits() {
+        let vtep = Ipv4Addr::new(10, 0, 0, 1);
+        let p = packet(1400);
+        let frames: Vec<(&[u8], Option<Ipv4Addr>)> =
+            (0..200).map(|_| (&p[..], Some(vtep))).collect();
+        let groups = group_vxlan(&frames, true);
+        for g in &groups {
+            assert!(g.frames.len() <= GSO_MAX_SEGMENTS);
+            assert!(g.frames.len() * 1400 <= GSO_MAX_BYTES);
+        }
+        assert_eq!(groups.iter().map(|g| g.frames.len()).sum::<usize>(), 200);
+        assert_eq!(groups[0].frames.len(), GSO_MAX_BYTES / 1400);
     }
 }

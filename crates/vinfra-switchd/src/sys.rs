@@ -1,12 +1,16 @@
-//! The few system calls without a safe wrapper: creating a tap device, and an AF_PACKET socket
-//! that gives back the 802.1Q tag the kernel moved into packet metadata.
+//! The few system calls without a safe wrapper: creating a tap device (with virtio-net headers
+//! and offloads), and an AF_PACKET socket that gives back the 802.1Q tag the kernel moved into
+//! packet metadata.
 #![allow(unsafe_code)]
 
 use std::fs::OpenOptions;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 /// `struct tpacket_auxdata` from `<linux/if_packet.h>`.
 #[repr(C)]
@@ -33,9 +37,37 @@ const ETH_P_8021Q: u16 = 0x8100;
 /// Room kept in front of a received trunk frame to put its tag back.
 pub(crate) const TAG_ROOM: usize = 4;
 
+/// Length of the virtio-net header in front of each frame on a tap opened with offloads.
+pub(crate) const VNET_HDR_LEN: usize = vinfra_switch::wire::virtio_net::HEADER_LEN;
+
+/// An open tap and whether it carries virtio-net headers with checksum and TSO offloads.
+#[derive(Debug)]
+pub(crate) struct Tap {
+    pub(crate) fd: OwnedFd,
+    pub(crate) offloads: bool,
+}
+
 /// Opens (creating it if needed) the tap interface `name`, non-blocking, without packet
-/// information headers: reads and writes are whole Ethernet frames.
-pub(crate) fn open_tap(name: &str) -> io::Result<OwnedFd> {
+/// information headers. With `offloads`, it is opened with `IFF_VNET_HDR` (a 10-byte
+/// little-endian virtio-net header in front of every frame, both ways) and asked for checksum
+/// and TCP segmentation offload (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), so the kernel hands
+/// over large TCP segments with partial checksums; when the kernel refuses the header or the
+/// offloads, the tap is opened plain and reads and writes are whole Ethernet frames.
+pub(crate) fn open_tap(name: &str, offloads: bool) -> io::Result<Tap> {
+    if offloads {
+        if let Ok(fd) = open_tap_with(name, true) {
+            if enable_offloads(&fd).is_ok() {
+                return Ok(Tap { fd, offloads: true });
+            }
+        }
+    }
+    Ok(Tap {
+        fd: open_tap_with(name, false)?,
+        offloads: false,
+    })
+}
+
+fn open_tap_with(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
         return Err(io::Error::new(
@@ -53,7 +85,11 @@ pub(crate) fn open_tap(name: &str) -> io::Result<OwnedFd> {
     for (dst, &src) in ifr.ifr_name.iter_mut().zip(bytes) {
         *dst = src as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: the descriptor is open on /dev/net/tun and `ifr` is a valid, initialised `ifreq`
     // that outlives the call; TUNSETIFF reads and writes only that struct.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr) };
@@ -61,6 +97,36 @@ pub(crate) fn open_tap(name: &str) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(OwnedFd::from(file))
+}
+
+/// Sets the virtio-net header to 10 bytes, little-endian, and turns on checksum and TSO
+/// offloads.
+fn enable_offloads(fd: &OwnedFd) -> io::Result<()> {
+    let size = libc::c_int::try_from(VNET_HDR_LEN).unwrap_or(10);
+    // SAFETY: `size` is a valid c_int that outlives the call; TUNSETVNETHDRSZ reads only it.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let little_endian: libc::c_int = 1;
+    // SAFETY: as above, TUNSETVNETLE reads one c_int. Little-endian is the default on
+    // little-endian hosts, so an old kernel without the request is not an error there.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETLE, &little_endian) };
+    if rc < 0 && cfg!(target_endian = "big") {
+        return Err(io::Error::last_os_error());
+    }
+    let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes the feature bits as the argument itself, no pointer.
+    if unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(features),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// An AF_PACKET raw socket bound to one interface, seeing every frame on it (promiscuous), not
@@ -242,4 +308,218 @@ fn socklen<T>() -> libc::socklen_t {
 
 fn size_of_u32<T>() -> u32 {
     u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX)
+}
+
+/// A socket address for `sendmmsg`/`recvmmsg`: IPv4 or a Unix socket path.
+#[derive(Clone, Copy)]
+pub(crate) struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl std::fmt::Debug for RawAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAddr").field("len", &self.len).finish()
+    }
+}
+
+impl RawAddr {
+    fn empty() -> RawAddr {
+        RawAddr {
+            // SAFETY: `sockaddr_storage` is plain old data; all-zero is a valid value.
+            storage: unsafe { std::mem::zeroed() },
+            len: 0,
+        }
+    }
+
+    /// An IPv4 address and port.
+    pub(crate) fn v4(addr: SocketAddrV4) -> RawAddr {
+        let mut raw = RawAddr::empty();
+        // SAFETY: `sockaddr_storage` is larger than and aligned for `sockaddr_in`; the cast
+        // pointer stays within `raw.storage`.
+        let sin = unsafe { &mut *std::ptr::addr_of_mut!(raw.storage).cast::<libc::sockaddr_in>() };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = addr.port().to_be();
+        sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
+        raw.len = socklen::<libc::sockaddr_in>();
+        raw
+    }
+
+    /// A Unix socket path (at most 107 bytes).
+    pub(crate) fn unix(path: &Path) -> io::Result<RawAddr> {
+        let bytes = path.as_os_str().as_bytes();
+        let mut raw = RawAddr::empty();
+        // SAFETY: as in `v4`, for `sockaddr_un`.
+        let sun = unsafe { &mut *std::ptr::addr_of_mut!(raw.storage).cast::<libc::sockaddr_un>() };
+        if bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "socket path too long",
+            ));
+        }
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, &s) in sun.sun_path.iter_mut().zip(bytes) {
+            *d = s as libc::c_char;
+        }
+        let base = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        raw.len = libc::socklen_t::try_from(base + bytes.len() + 1).unwrap_or(0);
+        Ok(raw)
+    }
+
+    /// The IPv4 address, if it is one.
+    fn to_v4(self) -> Option<SocketAddrV4> {
+        if self.storage.ss_family != libc::AF_INET as libc::sa_family_t {
+            return None;
+        }
+        // SAFETY: the family says the storage holds a `sockaddr_in`, which it is large enough
+        // and aligned for.
+        let sin = unsafe { &*std::ptr::addr_of!(self.storage).cast::<libc::sockaddr_in>() };
+        Some(SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+            u16::from_be(sin.sin_port),
+        ))
+    }
+}
+
+/// One message for [`send_batch`]: the concatenation of `parts` to `to`; with a non-zero
+/// `segment`, a UDP GSO message the kernel cuts into datagrams of `segment` bytes (the last may
+/// be shorter).
+pub(crate) struct Message<'a> {
+    pub(crate) to: &'a RawAddr,
+    pub(crate) parts: &'a [io::IoSlice<'a>],
+    pub(crate) segment: u16,
+}
+
+/// Most messages one `sendmmsg`/`recvmmsg` call takes (`UIO_MAXIOV`).
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// Sends messages with one `sendmmsg` call (non-blocking); returns how many the kernel took
+/// (at most [`MAX_BATCH`]). An error means the first was not taken.
+pub(crate) fn send_batch(fd: &impl AsRawFd, messages: &[Message<'_>]) -> io::Result<usize> {
+    let messages = messages.get(..messages.len().min(MAX_BATCH)).unwrap_or(&[]);
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    // Room for one cmsghdr and a u16, aligned for cmsghdr.
+    let mut controls = vec![[0u64; 4]; messages.len()];
+    let mut headers: Vec<libc::mmsghdr> = messages
+        .iter()
+        .zip(controls.iter_mut())
+        .map(|(m, control)| {
+            // SAFETY: `mmsghdr` is plain old data; all-zero is a valid value.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = std::ptr::addr_of!(m.to.storage).cast_mut().cast();
+            h.msg_hdr.msg_namelen = m.to.len;
+            // `IoSlice` is ABI-compatible with `iovec` on Unix; the kernel only reads them.
+            h.msg_hdr.msg_iov = m.parts.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_iovlen = m.parts.len();
+            if m.segment != 0 {
+                h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE only computes a size.
+                h.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+                // SAFETY: `msg_control` points at `control` (32 bytes, aligned for cmsghdr),
+                // which holds CMSG_SPACE(2) = 24 bytes: the header and the u16 written through
+                // CMSG_FIRSTHDR / CMSG_DATA stay inside it.
+                unsafe {
+                    let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    if !c.is_null() {
+                        (*c).cmsg_level = libc::SOL_UDP;
+                        (*c).cmsg_type = libc::UDP_SEGMENT;
+                        (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), m.segment);
+                    }
+                }
+            }
+            h
+        })
+        .collect();
+    let count = libc::c_uint::try_from(headers.len()).unwrap_or(0);
+    // SAFETY: every header points at an address, parts and a control buffer that live until
+    // the call returns (`messages`, `controls`); `count` is the number of headers.
+    let n = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            headers.as_mut_ptr(),
+            count,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Receives up to `bufs.len()` datagrams with one `recvmmsg` call (non-blocking), each into
+/// `buf[offset..]`; appends (length, sender if IPv4) for each to `out`.
+pub(crate) fn recv_batch(
+    fd: &impl AsRawFd,
+    bufs: &mut [Box<[u8]>],
+    offset: usize,
+    out: &mut Vec<(usize, Option<SocketAddrV4>)>,
+) -> io::Result<usize> {
+    let count = bufs.len().min(MAX_BATCH);
+    let mut names = vec![RawAddr::empty(); count];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .take(count)
+        .map(|b| {
+            let data = b.get_mut(offset..).unwrap_or(&mut []);
+            libc::iovec {
+                iov_base: data.as_mut_ptr().cast(),
+                iov_len: data.len(),
+            }
+        })
+        .collect();
+    let mut headers: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .zip(names.iter_mut())
+        .map(|(iov, name)| {
+            // SAFETY: `mmsghdr` is plain old data; all-zero is a valid value.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = std::ptr::addr_of_mut!(name.storage).cast();
+            h.msg_hdr.msg_namelen = socklen::<libc::sockaddr_storage>();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let vlen = libc::c_uint::try_from(headers.len()).unwrap_or(0);
+    // SAFETY: every header points at its own name storage and iovec, which point at the
+    // buffers; all are alive and writable for the call; `vlen` is the number of headers.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            headers.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = usize::try_from(n).unwrap_or(0);
+    for (h, name) in headers.iter().zip(names.iter_mut()).take(n) {
+        name.len = h.msg_hdr.msg_namelen;
+        out.push((h.msg_len as usize, name.to_v4()));
+    }
+    Ok(n)
+}
+
+/// Whether the kernel takes UDP GSO (`UDP_SEGMENT`, Linux 4.18) on this socket.
+pub(crate) fn udp_gso_supported(fd: &impl AsRawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = socklen::<libc::c_int>();
+    // SAFETY: `value` and `len` are valid for writes of their sizes for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            std::ptr::addr_of_mut!(value).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
 }

@@ -10,8 +10,7 @@ mod common;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,15 +29,6 @@ const HOST: PortId = PortId(1);
 const VM: PortId = PortId(2);
 const GUEST_MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0x83, 0, 0x10]);
 const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 83, 0, 10);
-
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The switch core forwarding between a raw socket on `veth` (in namespace `netns`) and the
 /// guest's datagram socket, on its own thread until `stop`; returns the network's counters.
@@ -122,14 +112,9 @@ fn run_switch(
 
 #[test]
 fn qemu_guest_takes_its_address_from_the_switch_and_answers_ping() {
-    let guest = Path::new("/var/cache/vinfra/guest");
-    if !guest.join("vmlinuz").exists() {
-        eprintln!(
-            "skipped: no guest image in {} (scripts/build-guest-image.sh)",
-            guest.display()
-        );
+    let Some(guest) = guest_image() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let host = Netns::named(prefixed_name("dh-", "h"));
@@ -153,31 +138,15 @@ fn qemu_guest_takes_its_address_from_the_switch_and_answers_ping() {
         stop.clone(),
     );
 
-    let serial = d.join("serial.log");
-    let netdev = format!(
-        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
-        vm.display(),
-        sw.display()
+    let qemu = Qemu::start(
+        &guest,
+        "vinfra.dhcp=1",
+        "52:54:00:83:00:10",
+        &vm,
+        &sw,
+        &d.join("serial.log"),
     );
-    let qemu = Qemu(
-        Process::new("qemu-system-x86_64")
-            .args(["-nodefaults", "-display", "none", "-no-reboot", "-m", "256"])
-            .args(["-machine", "q35,accel=tcg"])
-            .arg("-kernel")
-            .arg(guest.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(guest.join("initrd.img"))
-            .args(["-append", "console=ttyS0 panic=-1 vinfra.dhcp=1"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .args(["-netdev", &netdev])
-            .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:83:00:10"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start qemu"),
-    );
-    let log = || std::fs::read_to_string(&serial).unwrap_or_default();
+    let log = || qemu.log();
     assert!(
         wait_for(Duration::from_secs(90), || log().contains("VINFRA-DHCP")),
         "guest printed no DHCP result: {}",
@@ -190,10 +159,11 @@ fn qemu_guest_takes_its_address_from_the_switch_and_answers_ping() {
     );
     let pinged = ep.ping_until("10.83.0.10", 10) && ep.ping("10.83.0.10", 2);
 
+    let console = log();
     drop(qemu);
     stop.store(true, Ordering::Relaxed);
     let counters = switch.join().unwrap();
-    assert!(pinged, "{}\n{counters:#?}", log());
+    assert!(pinged, "{console}\n{counters:#?}");
     // An OFFER and an ACK at least.
     assert!(counters.dhcp_replies >= 2, "{counters:#?}");
 }

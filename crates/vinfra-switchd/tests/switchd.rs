@@ -6,7 +6,6 @@ mod common;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -427,25 +426,11 @@ fn vm_sockets_survive_a_switch_crash_and_the_agent_replays_the_config() {
     assert_eq!(recv_within(&vm1, &mut buf).as_deref(), Some(&reply[..]));
 }
 
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
-    let guest = Path::new("/var/cache/vinfra/guest");
-    if !guest.join("vmlinuz").exists() {
-        eprintln!(
-            "skipped: no guest image in {} (scripts/build-guest-image.sh)",
-            guest.display()
-        );
+    let Some(guest) = guest_image() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (host, ep) = (Netns::new("h"), Netns::new("e"));
@@ -461,32 +446,15 @@ fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
     client.apply(&desired).unwrap();
     attach_tap(&host, &tap, &ep, "10.81.0.1/24", 1500);
 
-    let serial = d.join("serial.log");
-    let netdev = format!(
-        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
-        vm.display(),
-        sw.display()
+    let mut qemu = Qemu::start(
+        &guest,
+        "vinfra.ip=10.81.0.10/24",
+        "52:54:00:81:00:10",
+        &vm,
+        &sw,
+        &d.join("serial.log"),
     );
-    let mut qemu = Qemu(
-        Command::new("qemu-system-x86_64")
-            .args(["-nodefaults", "-display", "none", "-no-reboot", "-m", "256"])
-            // TCG: the test does not depend on KVM being usable here.
-            .args(["-machine", "q35,accel=tcg"])
-            .arg("-kernel")
-            .arg(guest.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(guest.join("initrd.img"))
-            .args(["-append", "console=ttyS0 panic=-1 vinfra.ip=10.81.0.10/24"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .args(["-netdev", &netdev])
-            .args(["-device", "virtio-net-pci,netdev=n0,mac=52:54:00:81:00:10"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start qemu"),
-    );
-    let log = || std::fs::read_to_string(&serial).unwrap_or_default();
+    let log = || qemu.log();
     assert!(
         wait_for(Duration::from_secs(60), || log()
             .contains("VINFRA-GUEST IP")),
@@ -504,10 +472,7 @@ fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
     // The switch crashes: QEMU keeps running; the restarted switch takes the socket path back,
     // the agent replays the configuration (the tap comes back and is moved into place again).
     daemon.kill();
-    assert!(
-        qemu.0.try_wait().unwrap().is_none(),
-        "QEMU died with the switch"
-    );
+    assert!(qemu.alive(), "QEMU died with the switch");
     daemon.restart();
     let mut client = daemon.client();
     client.apply(&desired).unwrap();
@@ -517,7 +482,7 @@ fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
         "{:#?}",
         client.counters().unwrap()
     );
-    assert!(qemu.0.try_wait().unwrap().is_none());
+    assert!(qemu.alive());
     let c = client.counters().unwrap();
     assert!(c.port(2).unwrap().traffic.rx_packets >= 1, "{c:#?}");
 }

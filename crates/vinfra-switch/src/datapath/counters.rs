@@ -62,11 +62,14 @@ pub enum DropReason {
     /// A DHCP client message the switch does not answer: DECLINE, RELEASE, INFORM, a REQUEST
     /// for another server, a relayed message.
     DhcpIgnored,
+    /// Offload metadata (virtio-net header) that does not match the frame, or an unsupported
+    /// kind of offload.
+    BadOffload,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -96,6 +99,7 @@ impl DropReason {
         DropReason::BadDhcp,
         DropReason::DhcpUnknownClient,
         DropReason::DhcpIgnored,
+        DropReason::BadOffload,
     ];
 
     /// The snake_case name used in APIs and logs.
@@ -127,6 +131,7 @@ impl DropReason {
             DropReason::BadDhcp => "bad_dhcp",
             DropReason::DhcpUnknownClient => "dhcp_unknown_client",
             DropReason::DhcpIgnored => "dhcp_ignored",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 
@@ -155,6 +160,7 @@ impl From<wire::Error> for DropReason {
             wire::Error::Ipv4Fragment => DropReason::IpFragment,
             wire::Error::NotVxlan => DropReason::NotVxlan,
             wire::Error::NotDhcp | wire::Error::BadDhcpOption => DropReason::BadDhcp,
+            wire::Error::BadVnetHeader | wire::Error::BadGso => DropReason::BadOffload,
         }
     }
 }

@@ -68,12 +68,26 @@ impl MacTable {
         }
     }
 
-    /// Records that `mac` was seen at `location`. Static entries are never overwritten.
+    /// Records that `mac` was seen at `location`.
+    ///
+    /// Static entries stay static, with one exception, MAC mobility: a static entry that points
+    /// at another host (a VTEP) follows a frame from that address arriving from a *different*
+    /// VTEP. That is how a VM that has just moved is found at once: its QEMU announces it from
+    /// the destination host (RARP) the moment it resumes there, long before the control plane
+    /// has told every switch; the control plane's next update then confirms the entry. A static
+    /// entry for a local port is never moved by a frame from elsewhere (a remote host cannot
+    /// take over a local VM's address), nor by a frame from a local port.
     #[inline]
     pub(crate) fn learn(&mut self, mac: MacAddr, location: Location, now: Duration) -> Learned {
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
-                None => Learned::Known,
+                None => match (entry.location, location) {
+                    (Location::Vtep(old), Location::Vtep(new)) if old != new => {
+                        entry.location = location;
+                        Learned::Updated
+                    }
+                    _ => Learned::Known,
+                },
                 Some(_) => {
                     entry.last_seen = Some(now);
                     if entry.location == location {
@@ -226,6 +240,28 @@ mod tests {
             Some(Location::Vtep(Ipv4Addr::new(192, 0, 2, 2)))
         );
         assert_eq!(t.expire(at(100_000), AGE), 0);
+    }
+
+    #[test]
+    fn static_remote_entries_follow_a_moved_address() {
+        let (h1, h2) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut t = MacTable::new(10);
+        t.set_static(M1, Location::Vtep(h1));
+        t.set_static(M2, Location::Port(PortId(4)));
+        // The same VTEP, or a local port: nothing moves.
+        assert_eq!(t.learn(M1, Location::Vtep(h1), at(1)), Learned::Known);
+        assert_eq!(
+            t.learn(M1, Location::Port(PortId(2)), at(1)),
+            Learned::Known
+        );
+        assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h1)));
+        // Another VTEP announces it: the entry moves and stays static (never ages).
+        assert_eq!(t.learn(M1, Location::Vtep(h2), at(2)), Learned::Updated);
+        assert_eq!(t.lookup(&M1, at(100_000), AGE), Some(Location::Vtep(h2)));
+        assert_eq!(t.learned(), 0);
+        // A local VM's static entry is not taken over from the uplink.
+        assert_eq!(t.learn(M2, Location::Vtep(h2), at(3)), Learned::Known);
+        assert_eq!(t.lookup(&M2, at(3), AGE), Some(Location::Port(PortId(4))));
     }
 
     #[test]

@@ -14,9 +14,12 @@ use super::port::{PortConfig, PortId, PortKind};
 use super::tx::TxBatch;
 use crate::wire::dhcp::{self, DhcpMessageType, DhcpOp, DhcpRepr};
 use crate::wire::encap::{self, entropy_port, Encap};
+use crate::wire::gso::{self, Segmenter};
 use crate::wire::ipv4::{self, protocol, Ipv4Repr};
 use crate::wire::{arp, ethernet, udp, vlan};
-use crate::wire::{ArpOperation, ArpRepr, EtherType, EthernetRepr, MacAddr, UdpRepr, VlanTci, Vni};
+use crate::wire::{
+    ArpOperation, ArpRepr, EtherType, EthernetRepr, MacAddr, Offload, UdpRepr, VlanTci, Vni,
+};
 
 /// IPv4 minimum MTU.
 const MIN_MTU: u16 = 68;
@@ -27,6 +30,8 @@ const OUTER_IP_OVERHEAD: usize = encap::OVERHEAD - ethernet::HEADER_LEN;
 struct Port {
     config: PortConfig,
     counters: Counters,
+    /// Takes frames with offload metadata (see [`Switch::set_port_offloads`]).
+    offloads: bool,
 }
 
 /// A frame's L2 header and payload once classified: untagged, in its network.
@@ -36,16 +41,19 @@ struct L2<'a> {
     src: MacAddr,
     ethertype: EtherType,
     payload: &'a [u8],
+    /// Offload metadata, offsets from the start of the untagged frame; checked against the
+    /// frame at classification.
+    offload: Offload,
 }
 
-impl L2<'_> {
+impl<'a> L2<'a> {
     /// Length as an untagged Ethernet frame.
     fn len(&self) -> usize {
         ethernet::HEADER_LEN + self.payload.len()
     }
 
-    /// Appends the frame, tagged with `tag` if given.
-    fn write(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) {
+    /// Appends the Ethernet header, tagged with `tag` if given.
+    fn write_header(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) {
         out.extend_from_slice(&self.dst.0);
         out.extend_from_slice(&self.src.0);
         if let Some(tci) = tag {
@@ -53,7 +61,45 @@ impl L2<'_> {
             out.extend_from_slice(&tci.to_u16().to_be_bytes());
         }
         out.extend_from_slice(&self.ethertype.0.to_be_bytes());
+    }
+
+    /// Appends the frame, tagged with `tag` if given.
+    fn write(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) {
+        self.write_header(out, tag);
         out.extend_from_slice(self.payload);
+    }
+
+    /// Appends the frame as [`L2::write`] and completes its partial checksum, if it has one:
+    /// a complete frame for a port without offloads (or none when the offsets do not fit).
+    fn write_complete(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) -> bool {
+        self.write(out, tag);
+        let Some(csum) = self.offload.csum else {
+            return true;
+        };
+        let Some(csum_start) = usize::from(csum.start).checked_sub(ethernet::HEADER_LEN) else {
+            return false;
+        };
+        let l3_start = out.len() - self.payload.len();
+        let l3_len = gso::ip_packet_len(self.ethertype, self.payload);
+        out.get_mut(l3_start..l3_start + l3_len).is_some_and(|l3| {
+            gso::complete_checksum(l3, csum_start, usize::from(csum.offset)).is_ok()
+        })
+    }
+
+    /// The segmenter of a GSO frame (checked at classification).
+    fn segmenter(&self) -> Option<Result<Segmenter<'a>, crate::wire::Error>> {
+        let gso = self.offload.gso?;
+        Some(Segmenter::new(self.ethertype, self.payload, &gso))
+    }
+
+    /// The largest IP packet this frame puts on a port without offloads: what must fit its
+    /// MTU. `None` for GSO metadata that does not match the frame.
+    fn wire_payload_len(&self) -> Option<usize> {
+        match self.segmenter() {
+            None => Some(self.payload.len()),
+            Some(Ok(s)) => Some(s.max_segment_len()),
+            Some(Err(_)) => None,
+        }
     }
 
     fn entropy(&self) -> u16 {
@@ -162,12 +208,40 @@ impl Switch {
         }
     }
 
+    /// Forwards a batch of received frames with their offload metadata (from ports that take
+    /// it: see [`Switch::set_port_offloads`]), as [`Switch::process`].
+    pub fn process_offload<'a>(
+        &mut self,
+        now: Duration,
+        rx: impl IntoIterator<Item = (PortId, &'a [u8], Offload)>,
+        tx: &mut TxBatch,
+    ) {
+        for (port, frame, offload) in rx {
+            self.process_frame_offload(now, port, frame, offload, tx);
+        }
+    }
+
     /// Forwards one received frame.
     pub fn process_frame(
         &mut self,
         now: Duration,
         in_port: PortId,
         frame: &[u8],
+        tx: &mut TxBatch,
+    ) {
+        self.process_frame_offload(now, in_port, frame, Offload::NONE, tx);
+    }
+
+    /// Forwards one received frame with its offload metadata: a partial checksum or a large TCP
+    /// segment, offsets from the start of `frame`. Only access ports may hand over offloads
+    /// (other ports' frames with offloads are dropped as `bad_offload`); the metadata is checked
+    /// against the frame, and a GSO frame must fit the port's MTU once cut into segments.
+    pub fn process_frame_offload(
+        &mut self,
+        now: Duration,
+        in_port: PortId,
+        frame: &[u8],
+        offload: Offload,
         tx: &mut TxBatch,
     ) {
         let Some(port) = slot_mut(&mut self.ports, in_port.0) else {
@@ -178,7 +252,7 @@ impl Switch {
         let mtu = usize::from(port.config.mtu);
         let classified = match port.config.kind {
             PortKind::Vm { network } | PortKind::Host { network } => {
-                match classify_access(frame, mtu) {
+                match classify_access(frame, mtu, offload) {
                     Ok(l2) => Ok(Ingress {
                         network,
                         from: Location::Port(in_port),
@@ -187,6 +261,9 @@ impl Switch {
                     // The port's network is known even when the frame is refused.
                     Err(reason) => Err((reason, Some(network))),
                 }
+            }
+            PortKind::VlanTrunk | PortKind::VxlanUplink { .. } if !offload.is_complete() => {
+                Err((DropReason::BadOffload, None))
             }
             PortKind::VlanTrunk => {
                 classify_trunk(frame, mtu, &self.vlans).map(|(network, l2)| Ingress {
@@ -221,6 +298,21 @@ impl Switch {
             trunk: self.trunk,
         };
         forward(&self.settings, now, net, egress, in_port, ingress, tx);
+    }
+
+    /// Says whether a port takes frames with offload metadata (a tap with virtio-net headers):
+    /// frames from offload ports keep their partial checksums and large TCP segments when they
+    /// go to such a port ([`super::TxFrame::offload`]), and are completed or cut into segments
+    /// for any other. Off for a new port. Only access ports can take offloads.
+    pub fn set_port_offloads(&mut self, id: PortId, on: bool) -> Result<(), ConfigError> {
+        let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
+        port.offloads = on && port.config.kind.access_network().is_some();
+        Ok(())
+    }
+
+    /// Whether a port takes offload metadata.
+    pub fn port_offloads(&self, id: PortId) -> bool {
+        slot(&self.ports, id.0).is_some_and(|p| p.offloads)
     }
 
     /// Removes learned MAC entries that have aged out; returns how many. Lookups already ignore
@@ -443,6 +535,7 @@ impl Switch {
             Port {
                 config,
                 counters: Counters::default(),
+                offloads: false,
             },
         );
         Ok(())
@@ -550,10 +643,36 @@ fn check_overlay_mtu(port: &PortConfig, underlay_mtu: u16) -> Result<(), ConfigE
 }
 
 /// Checks what the switch relies on or will act on: a unicast source, the MTU, and for ARP and
-/// IPv4 the header (IPv4 checksum included; the UDP header of unfragmented UDP).
-fn check_l2<'a>(eth: &EthernetRepr, payload: &'a [u8], mtu: usize) -> Result<L2<'a>, DropReason> {
-    if payload.len() > mtu {
+/// IPv4 the header (IPv4 checksum included; the UDP header of unfragmented UDP); the offload
+/// metadata against the frame (a GSO frame must be the TCP segment it says, and its segments
+/// must fit the MTU; a partial checksum must lie in the IP packet).
+fn check_l2<'a>(
+    eth: &EthernetRepr,
+    payload: &'a [u8],
+    mtu: usize,
+    offload: Offload,
+) -> Result<L2<'a>, DropReason> {
+    let l2 = L2 {
+        dst: eth.dst,
+        src: eth.src,
+        ethertype: eth.ethertype,
+        payload,
+        offload,
+    };
+    let wire_len = l2.wire_payload_len().ok_or(DropReason::BadOffload)?;
+    if wire_len > mtu {
         return Err(DropReason::Oversized);
+    }
+    if let Some(csum) = offload.csum {
+        let start = usize::from(csum.start)
+            .checked_sub(ethernet::HEADER_LEN)
+            .ok_or(DropReason::BadOffload)?;
+        gso::check_partial_csum(
+            gso::ip_packet_len(eth.ethertype, payload),
+            start,
+            usize::from(csum.offset),
+        )
+        .map_err(|_| DropReason::BadOffload)?;
     }
     if eth.src.is_multicast() {
         return Err(DropReason::BadSourceMac);
@@ -571,21 +690,16 @@ fn check_l2<'a>(eth: &EthernetRepr, payload: &'a [u8], mtu: usize) -> Result<L2<
         }
         _ => {}
     }
-    Ok(L2 {
-        dst: eth.dst,
-        src: eth.src,
-        ethertype: eth.ethertype,
-        payload,
-    })
+    Ok(l2)
 }
 
-fn classify_access(frame: &[u8], mtu: usize) -> Result<L2<'_>, DropReason> {
+fn classify_access(frame: &[u8], mtu: usize, offload: Offload) -> Result<L2<'_>, DropReason> {
     let (eth, offset) = EthernetRepr::parse(frame)?;
     if eth.vlan.is_some() {
         return Err(DropReason::UnexpectedVlanTag);
     }
     let payload = frame.get(offset..).unwrap_or(&[]);
-    check_l2(&eth, payload, mtu)
+    check_l2(&eth, payload, mtu, offload)
 }
 
 fn classify_trunk<'a>(
@@ -603,7 +717,7 @@ fn classify_trunk<'a>(
         .flatten()
         .ok_or((DropReason::UnknownVlan, None))?;
     let payload = frame.get(offset..).unwrap_or(&[]);
-    let l2 = check_l2(&eth, payload, mtu).map_err(|r| (r, Some(network)))?;
+    let l2 = check_l2(&eth, payload, mtu, Offload::NONE).map_err(|r| (r, Some(network)))?;
     Ok((network, l2))
 }
 
@@ -631,7 +745,7 @@ fn classify_underlay<'a>(
     }
     let payload = decap.inner.get(offset..).unwrap_or(&[]);
     // The underlay MTU already bounds the inner frame.
-    let l2 = check_l2(&eth, payload, usize::MAX).map_err(refuse)?;
+    let l2 = check_l2(&eth, payload, usize::MAX, Offload::NONE).map_err(refuse)?;
     Ok(Ingress {
         network,
         from: Location::Vtep(decap.src_ip),
@@ -654,8 +768,11 @@ struct Sender<'s, 'f> {
     kind: NetworkKind,
     tx: &'s mut TxBatch,
     l2: L2<'f>,
-    /// Bytes of the untagged copy, once written.
+    /// Bytes of the untagged copy as received (offload metadata kept), once written.
     untagged: Option<Range<usize>>,
+    /// Positions in `tx` of the untagged copy completed for ports without offloads (its
+    /// segments, or the frame with its checksum filled), once written.
+    completed: Option<Range<usize>>,
 }
 
 impl Sender<'_, '_> {
@@ -678,35 +795,91 @@ impl Sender<'_, '_> {
             (PortKind::VlanTrunk, NetworkKind::Overlay { .. })
             | (PortKind::VxlanUplink { .. }, _) => return,
         };
-        if self.l2.payload.len() > usize::from(port.config.mtu) {
+        let l2 = self.l2;
+        let Some(wire_len) = l2.wire_payload_len() else {
+            port.counters.drops.add(DropReason::BadOffload);
+            self.counters.traffic.drops.add(DropReason::BadOffload);
+            return;
+        };
+        if wire_len > usize::from(port.config.mtu) {
             port.counters.drops.add(DropReason::Oversized);
             self.counters.traffic.drops.add(DropReason::Oversized);
             return;
         }
-        let len = self.l2.len() + if tag.is_some() { vlan::HEADER_LEN } else { 0 };
-        match (tag, &self.untagged) {
-            (None, Some(range)) => self.tx.push_again(id, range.clone()),
-            (None, None) => {
-                let l2 = self.l2;
-                let range = self.tx.push_with(id, None, |out| {
-                    l2.write(out, None);
-                    true
-                });
-                self.untagged = range;
+        let tag_len = if tag.is_some() { vlan::HEADER_LEN } else { 0 };
+        if port.offloads || l2.offload.is_complete() {
+            // As received: offload metadata kept for a port that takes it.
+            let offload = if port.offloads {
+                l2.offload
+            } else {
+                Offload::NONE
+            };
+            match (tag, &self.untagged) {
+                (None, Some(range)) => self.tx.push_again(id, range.clone(), offload),
+                (None, None) => {
+                    let range = self.tx.push_with(id, None, offload, |out| {
+                        l2.write(out, None);
+                        true
+                    });
+                    self.untagged = range;
+                }
+                (Some(tci), _) => {
+                    self.tx.push_with(id, None, Offload::NONE, |out| {
+                        l2.write(out, Some(tci));
+                        true
+                    });
+                }
             }
-            (Some(tci), _) => {
-                let l2 = self.l2;
-                self.tx.push_with(id, None, |out| {
-                    l2.write(out, Some(tci));
-                    true
-                });
+            let len = l2.len() + tag_len;
+            port.counters.tx(len);
+            self.counters.traffic.tx(len);
+            return;
+        }
+        // Completed in software: cut into segments, or the checksum filled.
+        if tag.is_none() {
+            if let Some(frames) = self.completed.clone() {
+                let first = self.tx.len();
+                self.tx.repeat(id, frames);
+                for f in first..self.tx.len() {
+                    let len = self.tx.frame_len(f);
+                    port.counters.tx(len);
+                    self.counters.traffic.tx(len);
+                }
+                return;
             }
         }
-        port.counters.tx(len);
-        self.counters.traffic.tx(len);
+        let first = self.tx.len();
+        match l2.segmenter() {
+            Some(Ok(segmenter)) => {
+                for i in 0..segmenter.count() {
+                    let pushed = self.tx.push_with(id, None, Offload::NONE, |out| {
+                        l2.write_header(out, tag);
+                        segmenter.write(i, out)
+                    });
+                    if let Some(range) = pushed {
+                        port.counters.tx(range.len());
+                        self.counters.traffic.tx(range.len());
+                    }
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                let pushed = self
+                    .tx
+                    .push_with(id, None, Offload::NONE, |out| l2.write_complete(out, tag));
+                if let Some(range) = pushed {
+                    port.counters.tx(range.len());
+                    self.counters.traffic.tx(range.len());
+                }
+            }
+        }
+        if tag.is_none() {
+            self.completed = Some(first..self.tx.len());
+        }
     }
 
-    /// Sends the frame encapsulated to a remote VTEP.
+    /// Sends the frame encapsulated to a remote VTEP: cut into segments first if it is a GSO
+    /// frame, its checksum completed if it has a partial one.
     fn send_vtep(&mut self, vtep: Ipv4Addr) {
         let NetworkKind::Overlay { vni } = self.kind else {
             return;
@@ -733,8 +906,12 @@ impl Sender<'_, '_> {
             self.drop_at(uplink_id, DropReason::NoVtepMac);
             return;
         };
-        let inner_len = self.l2.len();
-        if inner_len + OUTER_IP_OVERHEAD > usize::from(uplink.config.mtu) {
+        let l2 = self.l2;
+        let Some(wire_len) = l2.wire_payload_len() else {
+            self.drop_at(uplink_id, DropReason::BadOffload);
+            return;
+        };
+        if ethernet::HEADER_LEN + wire_len + OUTER_IP_OVERHEAD > usize::from(uplink.config.mtu) {
             self.drop_at(uplink_id, DropReason::Oversized);
             return;
         }
@@ -743,22 +920,49 @@ impl Sender<'_, '_> {
             dst_mac,
             src_ip: local_ip,
             dst_ip: vtep,
-            src_port: self.l2.entropy(),
+            src_port: l2.entropy(),
             vni,
         };
-        let l2 = self.l2;
-        let pushed = self.tx.push_with(uplink_id, Some(vtep), |out| {
+        let encapsulated = |out: &mut Vec<u8>, inner_len: usize| {
             let start = out.len();
             out.resize(start + encap::OVERHEAD, 0);
-            let ok = out
-                .get_mut(start..)
-                .is_some_and(|h| header.emit_headers(h, inner_len).is_ok());
-            l2.write(out, None);
-            ok
-        });
-        if pushed.is_some() {
+            out.get_mut(start..)
+                .is_some_and(|h| header.emit_headers(h, inner_len).is_ok())
+        };
+        let sent = |uplink: &mut Port, counters: &mut NetworkCounters, inner_len: usize| {
             uplink.counters.tx(inner_len + encap::OVERHEAD);
-            self.counters.traffic.tx(inner_len);
+            counters.traffic.tx(inner_len);
+        };
+        match l2.segmenter() {
+            Some(Ok(segmenter)) => {
+                for i in 0..segmenter.count() {
+                    let inner_len = ethernet::HEADER_LEN + segmenter.segment_len(i);
+                    let pushed = self
+                        .tx
+                        .push_with(uplink_id, Some(vtep), Offload::NONE, |out| {
+                            if !encapsulated(out, inner_len) {
+                                return false;
+                            }
+                            l2.write_header(out, None);
+                            segmenter.write(i, out)
+                        });
+                    if pushed.is_some() {
+                        sent(uplink, self.counters, inner_len);
+                    }
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                let inner_len = l2.len();
+                let pushed = self
+                    .tx
+                    .push_with(uplink_id, Some(vtep), Offload::NONE, |out| {
+                        encapsulated(out, inner_len) && l2.write_complete(out, None)
+                    });
+                if pushed.is_some() {
+                    sent(uplink, self.counters, inner_len);
+                }
+            }
         }
     }
 }
@@ -809,6 +1013,7 @@ fn forward(
                 tx,
                 l2,
                 untagged: None,
+                completed: None,
             };
             match answer {
                 Ok((src_ip, len)) => {
@@ -818,6 +1023,7 @@ fn forward(
                         src: arp.get(&src_ip).copied().unwrap_or(DHCP_SERVER_MAC),
                         ethertype: EtherType::IPV4,
                         payload: buf.get(..len).unwrap_or(&[]),
+                        offload: Offload::NONE,
                     };
                     sender.send_port(in_port);
                 }
@@ -835,6 +1041,7 @@ fn forward(
                 src: reply.source_hardware_addr,
                 ethertype: EtherType::ARP,
                 payload: &[],
+                offload: Offload::NONE,
             };
             let mut payload = [0u8; arp::PACKET_LEN];
             if reply
@@ -851,6 +1058,7 @@ fn forward(
                         ..reply_l2
                     },
                     untagged: None,
+                    completed: None,
                 };
                 sender.send_port(in_port);
             }
@@ -865,6 +1073,7 @@ fn forward(
         tx,
         l2,
         untagged: None,
+        completed: None,
     };
 
     if l2.dst.is_unicast() {

@@ -4,6 +4,7 @@ use core::net::Ipv4Addr;
 use core::ops::Range;
 
 use super::port::PortId;
+use crate::wire::Offload;
 
 /// One frame to send.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -12,6 +13,10 @@ pub struct TxFrame {
     pub port: PortId,
     /// For a frame on the VXLAN uplink, the remote VTEP it is addressed to.
     pub vtep: Option<Ipv4Addr>,
+    /// Offload metadata for a port that takes it (a tap with virtio-net headers): a checksum
+    /// left to complete or a large TCP segment, with offsets from the start of the frame. Always
+    /// [`Offload::NONE`] for other ports: their frames are complete.
+    pub offload: Offload,
     range: Range<usize>,
 }
 
@@ -59,6 +64,11 @@ impl TxBatch {
         self.data.get(frame.range.clone()).unwrap_or(&[])
     }
 
+    /// Length of the frame at position `index`; zero past the end.
+    pub(crate) fn frame_len(&self, index: usize) -> usize {
+        self.frames.get(index).map_or(0, |f| f.range.len())
+    }
+
     /// Every frame with its bytes.
     pub fn iter(&self) -> impl Iterator<Item = (&TxFrame, &[u8])> + '_ {
         self.frames.iter().map(move |f| (f, self.bytes(f)))
@@ -72,6 +82,7 @@ impl TxBatch {
         &mut self,
         port: PortId,
         vtep: Option<Ipv4Addr>,
+        offload: Offload,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) -> Option<Range<usize>> {
         let start = self.data.len();
@@ -83,6 +94,7 @@ impl TxBatch {
         self.frames.push(TxFrame {
             port,
             vtep,
+            offload,
             range: range.clone(),
         });
         Some(range)
@@ -90,11 +102,23 @@ impl TxBatch {
 
     /// Queues bytes already in the buffer for another port.
     #[inline]
-    pub(crate) fn push_again(&mut self, port: PortId, range: Range<usize>) {
+    pub(crate) fn push_again(&mut self, port: PortId, range: Range<usize>, offload: Offload) {
         self.frames.push(TxFrame {
             port,
             vtep: None,
+            offload,
             range,
         });
+    }
+
+    /// Queues the frames at positions `frames` (see [`TxBatch::len`]) again, for `port`.
+    pub(crate) fn repeat(&mut self, port: PortId, frames: Range<usize>) {
+        for i in frames {
+            if let Some(f) = self.frames.get(i) {
+                let range = f.range.clone();
+                let offload = f.offload;
+                self.push_again(port, range, offload);
+            }
+        }
     }
 }

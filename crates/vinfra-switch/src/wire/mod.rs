@@ -11,8 +11,10 @@ pub mod checksum;
 pub mod dhcp;
 pub mod encap;
 pub mod ethernet;
+pub mod gso;
 pub mod ipv4;
 pub mod udp;
+pub mod virtio_net;
 pub mod vlan;
 pub mod vxlan;
 
@@ -22,6 +24,7 @@ pub use encap::{decapsulate, overlay_guest_mtu, Decap, Encap};
 pub use ethernet::{EtherType, EthernetRepr, MacAddr};
 pub use ipv4::Ipv4Repr;
 pub use udp::UdpRepr;
+pub use virtio_net::Offload;
 pub use vlan::{VlanId, VlanTci};
 pub use vxlan::{Vni, VxlanRepr};
 
@@ -47,6 +50,12 @@ pub enum Layer {
     Vxlan,
     /// BOOTP/DHCP fixed part (240 bytes with the magic cookie) or its options.
     Dhcp,
+    /// virtio-net header (10 bytes).
+    VirtioNet,
+    /// IPv6 fixed header (40 bytes) or the packet its payload length announces.
+    Ipv6,
+    /// TCP header (20 bytes, or its data offset).
+    Tcp,
 }
 
 impl core::fmt::Display for Layer {
@@ -59,6 +68,9 @@ impl core::fmt::Display for Layer {
             Layer::Udp => "UDP",
             Layer::Vxlan => "VXLAN",
             Layer::Dhcp => "DHCP",
+            Layer::VirtioNet => "virtio-net",
+            Layer::Ipv6 => "IPv6",
+            Layer::Tcp => "TCP",
         })
     }
 }
@@ -101,6 +113,14 @@ pub enum Error {
     /// A DHCP option with the wrong length for its code, or a message without a message type.
     #[error("malformed DHCP option")]
     BadDhcpOption,
+    /// A virtio-net header with a GSO type other than TCPv4/TCPv6, or a GSO size of zero.
+    #[error("unsupported virtio-net header")]
+    BadVnetHeader,
+    /// Offload metadata that does not match the frame: a GSO frame that is not a whole TCP
+    /// segment of the announced IP version (or would cut into too many segments), or a partial
+    /// checksum outside the packet.
+    #[error("offload metadata does not match the frame")]
+    BadGso,
     /// A value does not fit its field (a buffer too small to emit into, a VNI over 24 bits).
     #[error("value does not fit the buffer or field")]
     Exhausted,

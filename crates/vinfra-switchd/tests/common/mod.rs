@@ -121,10 +121,21 @@ pub struct Daemon {
     ns: String,
     underlay: Option<Ipv4Addr>,
     log: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     pub fn start(ns: &Netns, dir: &Path, underlay: Option<Ipv4Addr>) -> Daemon {
+        Daemon::start_with_env(ns, dir, underlay, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(
+        ns: &Netns,
+        dir: &Path,
+        underlay: Option<Ipv4Addr>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let control = dir.join(format!("{}.ctl", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
         let mut d = Daemon {
@@ -133,15 +144,24 @@ impl Daemon {
             ns: ns.name.clone(),
             underlay,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        let bin = env!("CARGO_BIN_EXE_vinfra-switchd");
+        // VINFRA_SWITCHD names another build of the daemon (e.g. a baseline to compare with).
+        let bin = std::env::var_os("VINFRA_SWITCHD")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vinfra-switchd")));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, bin, "--control"])
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(&bin)
+            .arg("--control")
             .arg(&self.control);
         if let Some(ip) = self.underlay {
             cmd.args(["--underlay-ip", &ip.to_string()]);
@@ -151,6 +171,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::null()).stderr(log);
         self.child = Some(cmd.spawn().expect("start vinfra-switchd"));
     }
@@ -295,4 +316,147 @@ pub fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
         *b = u8::from_str_radix(part, 16).expect("mac");
     }
     mac
+}
+
+/// Where `scripts/build-guest-image.sh` puts the test guest (kernel and initrd).
+pub const GUEST_DIR: &str = "/var/cache/vinfra/guest";
+
+/// The guest image directory, or `None` (with a note on stderr) when it was not built.
+pub fn guest_image() -> Option<PathBuf> {
+    let guest = Path::new(GUEST_DIR);
+    if guest.join("vmlinuz").exists() {
+        Some(guest.to_owned())
+    } else {
+        eprintln!("skipped: no guest image in {GUEST_DIR} (scripts/build-guest-image.sh)");
+        None
+    }
+}
+
+/// A QEMU guest (TCG, so the tests do not depend on KVM) whose one vNIC is a `-netdev dgram`
+/// over Unix sockets: it binds `vm` and sends to `switch` (a VM port's socket). Killed on drop.
+pub struct Qemu {
+    child: Child,
+    serial: PathBuf,
+}
+
+impl Qemu {
+    /// Boots `guest` (see [`guest_image`]) with kernel command line `append` and vNIC `mac`; the
+    /// serial console goes to `serial`.
+    pub fn start(
+        guest: &Path,
+        append: &str,
+        mac: &str,
+        vm: &Path,
+        switch: &Path,
+        serial: &Path,
+    ) -> Qemu {
+        let netdev = format!(
+            "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            vm.display(),
+            switch.display()
+        );
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-nodefaults", "-display", "none", "-no-reboot", "-m", "256"])
+            .args(["-machine", "q35,accel=tcg"])
+            .arg("-kernel")
+            .arg(guest.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(guest.join("initrd.img"))
+            .args(["-append", &format!("console=ttyS0 panic=-1 {append}")])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .args(["-netdev", &netdev])
+            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start qemu");
+        Qemu {
+            child,
+            serial: serial.to_owned(),
+        }
+    }
+
+    /// What the guest printed on its serial console so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.serial).unwrap_or_default()
+    }
+
+    /// True while QEMU runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A deterministic byte stream: the byte at position `i` comes from a hash of `i / 8`, so a
+/// receiver can check every byte it gets, whatever the sizes of its reads.
+pub fn pattern(offset: usize, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        let pos = (offset + i) as u64;
+        let mut z = (pos / 8).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        *b = (z >> (8 * (pos % 8))) as u8;
+    }
+}
+
+/// Sends `bytes` bytes of [`pattern`] over TCP from namespace `client` to a listener in
+/// `server` on `server_ip`, and returns how many bytes the server received that matched the
+/// pattern, in order (it stops at the first wrong byte), within `limit`.
+pub fn tcp_transfer(
+    server: &Netns,
+    server_ip: Ipv4Addr,
+    client: &Netns,
+    bytes: usize,
+    limit: Duration,
+) -> usize {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let listener = server.run(move || TcpListener::bind((server_ip, 0)).expect("listen"));
+    let addr: SocketAddr = listener.local_addr().expect("address");
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(limit)).expect("timeout");
+        let (mut buf, mut want) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
+        let mut good = 0;
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return good,
+                Ok(n) => n,
+            };
+            pattern(good, &mut want[..n]);
+            let same = buf[..n]
+                .iter()
+                .zip(&want[..n])
+                .take_while(|(a, b)| a == b)
+                .count();
+            good += same;
+            if same < n {
+                return good;
+            }
+        }
+    });
+    client.run(move || {
+        let mut stream = TcpStream::connect_timeout(&addr, limit).expect("connect");
+        stream.set_write_timeout(Some(limit)).expect("timeout");
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut sent = 0;
+        while sent < bytes {
+            let n = (bytes - sent).min(buf.len());
+            pattern(sent, &mut buf[..n]);
+            if stream.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            sent += n;
+        }
+    });
+    receiver.join().expect("receiver")
 }

@@ -1,0 +1,390 @@
+//! Offload metadata through the core: large TCP segments and partial checksums from ports that
+//! take virtio-net headers pass unchanged to such ports and are cut into segments (or have their
+//! checksum completed) for every other port: VM ports, the trunk and remote VTEPs.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::*;
+use vinfra_switch::datapath::{
+    Command, DropReason, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    SwitchSettings, TxBatch,
+};
+use vinfra_switch::wire::virtio_net::{Gso, GsoKind, PartialCsum};
+use vinfra_switch::wire::{decapsulate, EtherType, MacAddr, Offload, VlanId, Vni};
+
+const BLUE: NetworkId = NetworkId(1);
+const GREEN: NetworkId = NetworkId(2);
+const TAP_A: PortId = PortId(1);
+const TAP_B: PortId = PortId(2);
+const VM: PortId = PortId(3);
+const GREEN_TAP: PortId = PortId(5);
+const GREEN_PLAIN: PortId = PortId(6);
+const UPLINK: PortId = PortId(100);
+const TRUNK: PortId = PortId(101);
+const VTEP_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const VTEP_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const NOW: Duration = Duration::from_secs(1);
+
+fn port(id: PortId, kind: PortKind, mtu: u16) -> Command {
+    Command::AddPort(PortConfig { id, kind, mtu })
+}
+
+/// Blue (overlay): offload taps A and B (MTU 1500), VM port 3 (MTU 1450), the uplink (underlay
+/// MTU 1550) and VTEP B in the flood list; MACs 2, 3 and 4 at tap B, the VM and VTEP B.
+/// Green (VLAN 7): offload tap 5, plain tap 6, the trunk.
+fn switch() -> Switch {
+    let mut s = Switch::with_commands(
+        SwitchSettings::default(),
+        [
+            Command::AddNetwork {
+                id: BLUE,
+                kind: NetworkKind::Overlay {
+                    vni: Vni::new(5001).unwrap(),
+                },
+            },
+            Command::AddNetwork {
+                id: GREEN,
+                kind: NetworkKind::Vlan {
+                    vid: VlanId::new(7).unwrap(),
+                },
+            },
+            port(
+                UPLINK,
+                PortKind::VxlanUplink {
+                    local_ip: VTEP_A,
+                    local_mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
+                    gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 0xb])),
+                },
+                1550,
+            ),
+            port(TRUNK, PortKind::VlanTrunk, 1500),
+            port(TAP_A, PortKind::Host { network: BLUE }, 1500),
+            port(TAP_B, PortKind::Host { network: BLUE }, 1500),
+            port(VM, PortKind::Vm { network: BLUE }, 1450),
+            port(GREEN_TAP, PortKind::Host { network: GREEN }, 1500),
+            port(GREEN_PLAIN, PortKind::Host { network: GREEN }, 1500),
+            Command::SetFloodList {
+                network: BLUE,
+                vteps: vec![VTEP_B],
+            },
+            Command::AddMacEntry {
+                network: BLUE,
+                mac: mac(2),
+                location: Location::Port(TAP_B),
+            },
+            Command::AddMacEntry {
+                network: BLUE,
+                mac: mac(3),
+                location: Location::Port(VM),
+            },
+            Command::AddMacEntry {
+                network: BLUE,
+                mac: mac(4),
+                location: Location::Vtep(VTEP_B),
+            },
+        ],
+    )
+    .unwrap();
+    for p in [TAP_A, TAP_B, GREEN_TAP] {
+        s.set_port_offloads(p, true).unwrap();
+    }
+    s
+}
+
+/// A straightforward Internet checksum sum, to check the switch's independently.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut acc: u64 = 0;
+    for pair in bytes.chunks(2) {
+        acc += u64::from(pair[0]) << 8 | u64::from(*pair.get(1).unwrap_or(&0));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+fn pseudo(ip: &[u8], tcp_len: usize) -> Vec<u8> {
+    let mut p = ip[12..20].to_vec();
+    p.extend_from_slice(&[0, 6]);
+    p.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    p
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 13 + i / 509) as u8).collect()
+}
+
+/// A TCP/IPv4 frame as a Linux sender hands it to a tap with offloads: the IPv4 header complete,
+/// the TCP checksum field holding the pseudo-header sum, a 12-byte timestamp option.
+fn tcp_frame(dst: MacAddr, body: &[u8]) -> Vec<u8> {
+    let mut tcp = vec![0u8; 32];
+    tcp[0..2].copy_from_slice(&43210u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
+    tcp[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
+    tcp[12] = 8 << 4;
+    tcp[13] = 0x18; // PSH, ACK
+    tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
+    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0]);
+    tcp.extend_from_slice(body);
+    let mut ip = ipv4_payload(SRC, DST, 6, &tcp);
+    let partial = ones_sum(&pseudo(&ip, tcp.len()));
+    ip[36..38].copy_from_slice(&partial.to_be_bytes());
+    eth(dst, mac(1), EtherType::IPV4, &ip)
+}
+
+fn gso(size: u16) -> Offload {
+    Offload {
+        csum: Some(PartialCsum {
+            start: 34,
+            offset: 16,
+        }),
+        gso: Some(Gso {
+            kind: GsoKind::Tcpv4,
+            size,
+            hdr_len: 66,
+            ecn: false,
+        }),
+        data_valid: false,
+    }
+}
+
+fn csum_only() -> Offload {
+    Offload {
+        gso: None,
+        ..gso(1)
+    }
+}
+
+fn run(
+    s: &mut Switch,
+    port: PortId,
+    frame: &[u8],
+    offload: Offload,
+) -> Vec<(PortId, Option<Ipv4Addr>, Offload, Vec<u8>)> {
+    let mut tx = TxBatch::new();
+    s.process_offload(NOW, [(port, frame, offload)], &mut tx);
+    tx.iter()
+        .map(|(f, b)| (f.port, f.vtep, f.offload, b.to_vec()))
+        .collect()
+}
+
+/// Checks that `segments` (untagged Ethernet frames) are valid TCP/IPv4 segments of `body`
+/// with at most `mss` payload bytes each: IPv4 header checksum, total length, TCP checksum,
+/// sequence numbers, PSH on the last only.
+fn check_segments(segments: &[&[u8]], body: &[u8], mss: usize) {
+    let mut got = Vec::new();
+    for (i, f) in segments.iter().enumerate() {
+        let ip = &f[14..];
+        assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
+        assert_eq!(ones_sum(&ip[..20]), 0xffff, "IPv4 header checksum of {i}");
+        let tcp = &ip[20..];
+        let mut all = pseudo(ip, tcp.len());
+        all.extend_from_slice(tcp);
+        assert_eq!(ones_sum(&all), 0xffff, "TCP checksum of segment {i}");
+        let seq = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
+        assert_eq!(seq, 1_000_000 + (i * mss) as u32);
+        assert_eq!(tcp[13] & 0x08 != 0, i + 1 == segments.len(), "PSH");
+        assert!(tcp.len() - 32 <= mss);
+        got.extend_from_slice(&tcp[32..]);
+    }
+    assert_eq!(got, body);
+}
+
+#[test]
+fn gso_frame_passes_whole_to_an_offload_port() {
+    let mut s = switch();
+    let body = data(60_000);
+    let frame = tcp_frame(mac(2), &body);
+    let out = run(&mut s, TAP_A, &frame, gso(1448));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, TAP_B);
+    assert_eq!(out[0].2, gso(1448));
+    assert_eq!(out[0].3, frame);
+    let c = s.port_counters(TAP_B).unwrap();
+    assert_eq!(c.tx_packets, 1);
+}
+
+#[test]
+fn gso_frame_is_cut_into_segments_for_a_vm_port() {
+    let mut s = switch();
+    let body = data(30_000);
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(3), &body), gso(1398));
+    assert!(out.iter().all(|o| o.0 == VM && o.2 == Offload::NONE));
+    assert_eq!(out.len(), 30_000usize.div_ceil(1398));
+    assert!(out.iter().all(|o| o.3.len() <= 14 + 1450));
+    let frames: Vec<&[u8]> = out.iter().map(|o| o.3.as_slice()).collect();
+    check_segments(&frames, &body, 1398);
+    assert_eq!(s.port_counters(VM).unwrap().tx_packets, out.len() as u64);
+}
+
+#[test]
+fn gso_frame_is_cut_before_encapsulation_for_a_vtep() {
+    let mut s = switch();
+    let body = data(20_000);
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(4), &body), gso(1448));
+    assert_eq!(out.len(), 20_000usize.div_ceil(1448));
+    let inner: Vec<Vec<u8>> = out
+        .iter()
+        .map(|o| {
+            assert_eq!((o.0, o.1), (UPLINK, Some(VTEP_B)));
+            assert!(
+                o.3.len() - 14 <= 1550,
+                "underlay packet fits the underlay MTU"
+            );
+            let d = decapsulate(&o.3).unwrap();
+            assert_eq!(d.dst_ip, VTEP_B);
+            d.inner.to_vec()
+        })
+        .collect();
+    let frames: Vec<&[u8]> = inner.iter().map(|f| f.as_slice()).collect();
+    check_segments(&frames, &body, 1448);
+}
+
+#[test]
+fn flooded_gso_frame_goes_whole_or_cut_per_port() {
+    let mut s = switch();
+    let body = data(10_000);
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(9), &body), gso(1398));
+    let to = |p: PortId| out.iter().filter(|o| o.0 == p).collect::<Vec<_>>();
+    assert_eq!(to(TAP_B).len(), 1, "offload tap: one large frame");
+    assert_eq!(to(TAP_B)[0].2, gso(1398));
+    let vm: Vec<&[u8]> = to(VM).iter().map(|o| o.3.as_slice()).collect();
+    check_segments(&vm, &body, 1398);
+    assert_eq!(to(UPLINK).len(), vm.len());
+
+    // VLAN network: the trunk gets tagged segments, the plain tap untagged ones, and the
+    // offload tap is the ingress.
+    let out = run(&mut s, GREEN_TAP, &tcp_frame(mac(9), &body), gso(1448));
+    let trunk: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|o| o.0 == TRUNK)
+        .map(|o| untag(&o.3))
+        .collect();
+    let plain: Vec<&[u8]> = out
+        .iter()
+        .filter(|o| o.0 == GREEN_PLAIN)
+        .map(|o| {
+            assert_eq!(o.2, Offload::NONE);
+            o.3.as_slice()
+        })
+        .collect();
+    check_segments(&plain, &body, 1448);
+    let trunk: Vec<&[u8]> = trunk.iter().map(|f| f.as_slice()).collect();
+    check_segments(&trunk, &body, 1448);
+}
+
+#[test]
+fn partial_checksum_is_kept_or_completed() {
+    let mut s = switch();
+    let body = data(999);
+    let frame = tcp_frame(mac(9), &body);
+    let out = run(&mut s, TAP_A, &frame, csum_only());
+    for o in &out {
+        if o.0 == TAP_B {
+            assert_eq!(o.2, csum_only());
+            assert_eq!(o.3, frame);
+        } else if o.0 == VM {
+            assert_eq!(o.2, Offload::NONE);
+            check_segments(&[&o.3], &body, 1398);
+        } else {
+            let d = decapsulate(&o.3).unwrap();
+            check_segments(&[d.inner], &body, 1398);
+        }
+    }
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn mtu_counts_segments_not_the_large_frame() {
+    let mut s = switch();
+    let body = data(8000);
+    // 1448 + 52 bytes of headers = 1500: fits the taps, not the VM port (1450).
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(3), &body), gso(1448));
+    assert!(out.is_empty());
+    assert_eq!(
+        s.port_counters(VM)
+            .unwrap()
+            .drops
+            .get(DropReason::Oversized),
+        1
+    );
+    // Segments over the ingress MTU: dropped at ingress.
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(2), &body), gso(1449));
+    assert!(out.is_empty());
+    assert_eq!(
+        s.port_counters(TAP_A)
+            .unwrap()
+            .drops
+            .get(DropReason::Oversized),
+        1
+    );
+    // The same large frame without GSO metadata is oversized.
+    let out = run(&mut s, TAP_A, &tcp_frame(mac(2), &body), csum_only());
+    assert!(out.is_empty());
+    assert_eq!(
+        s.port_counters(TAP_A)
+            .unwrap()
+            .drops
+            .get(DropReason::Oversized),
+        2
+    );
+}
+
+#[test]
+fn offload_metadata_that_does_not_match_is_dropped() {
+    let mut s = switch();
+    let body = data(4000);
+    let frame = tcp_frame(mac(2), &body);
+    let bad_offload = |s: &Switch, p: PortId| {
+        s.port_counters(p)
+            .unwrap()
+            .drops
+            .get(DropReason::BadOffload)
+    };
+    // GSO on an ARP frame.
+    let arp = arp_request(mac(1), SRC, DST);
+    assert!(run(&mut s, TAP_A, &arp, gso(1000)).is_empty());
+    // TCPv6 GSO on an IPv4 frame.
+    let mut v6 = gso(1000);
+    v6.gso = Some(Gso {
+        kind: GsoKind::Tcpv6,
+        ..v6.gso.unwrap()
+    });
+    assert!(run(&mut s, TAP_A, &frame, v6).is_empty());
+    // A checksum outside the packet, or inside the Ethernet header.
+    for start in [u16::MAX, 10, frame.len() as u16 - 1] {
+        let o = Offload {
+            csum: Some(PartialCsum { start, offset: 0 }),
+            ..Offload::NONE
+        };
+        assert!(
+            run(&mut s, TAP_A, &frame[..200], o).is_empty(),
+            "start {start}"
+        );
+    }
+    assert_eq!(bad_offload(&s, TAP_A), 5);
+    // Offloads from the trunk are refused.
+    let tagged_frame = tagged(mac(2), mac(1), 7, EtherType::IPV4, &frame[14..]);
+    assert!(run(&mut s, TRUNK, &tagged_frame, gso(1000)).is_empty());
+    assert_eq!(bad_offload(&s, TRUNK), 1);
+    // Every prefix of a GSO frame with its metadata is handled without a panic.
+    for cut in 0..frame.len().min(200) {
+        run(&mut s, TAP_A, &frame[..cut], gso(1000));
+    }
+}
+
+#[test]
+fn offloads_only_on_access_ports() {
+    let mut s = switch();
+    assert!(s.port_offloads(TAP_A));
+    assert!(!s.port_offloads(VM));
+    s.set_port_offloads(UPLINK, true).unwrap();
+    assert!(!s.port_offloads(UPLINK));
+    assert!(s.set_port_offloads(PortId(77), true).is_err());
+}

@@ -1,0 +1,211 @@
+//! Arbitrary virtio-net headers and frames: the header parser, software segmentation and
+//! checksum completion, and the switch forwarding frames with offload metadata from taps that
+//! take offloads to ports that do not. Nothing may panic; segments must carry exactly the
+//! payload of the large segment with valid IPv4 header and TCP checksums; every frame sent to a
+//! port without offloads must fit its MTU and carry no metadata.
+#![no_main]
+
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use libfuzzer_sys::fuzz_target;
+use vinfra_switch::datapath::{
+    Command, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch, SwitchSettings,
+    TxBatch,
+};
+use vinfra_switch::wire::gso::{self, Segmenter};
+use vinfra_switch::wire::virtio_net::{self, Gso, GsoKind};
+use vinfra_switch::wire::{self, EtherType, MacAddr, Offload, VlanId, Vni};
+
+const UPLINK: PortId = PortId(100);
+const TRUNK: PortId = PortId(101);
+/// Port, the largest frame it may send (without metadata), whether it takes offloads.
+const PORTS: [(PortId, usize, bool); 6] = [
+    (PortId(1), 1500 + 14, true),
+    (PortId(2), 1500 + 14, true),
+    (PortId(3), 1400 + 14, false),
+    (PortId(4), 1500 + 14, true),
+    (UPLINK, 1600 + 14, false),
+    (TRUNK, 1500 + 18, false),
+];
+
+fn configured() -> Switch {
+    let port = |id, kind, mtu| Command::AddPort(PortConfig { id, kind, mtu });
+    let overlay = NetworkId(1);
+    let vlan = NetworkId(2);
+    let mut switch = Switch::with_commands(
+        SwitchSettings::default(),
+        [
+            Command::AddNetwork {
+                id: overlay,
+                kind: NetworkKind::Overlay {
+                    vni: Vni::new(5001).unwrap(),
+                },
+            },
+            Command::AddNetwork {
+                id: vlan,
+                kind: NetworkKind::Vlan {
+                    vid: VlanId::new(100).unwrap(),
+                },
+            },
+            port(
+                UPLINK,
+                PortKind::VxlanUplink {
+                    local_ip: Ipv4Addr::new(192, 0, 2, 1),
+                    local_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    gateway_mac: Some(MacAddr([2, 0, 0, 0, 0, 0xfe])),
+                },
+                1600,
+            ),
+            port(TRUNK, PortKind::VlanTrunk, 1500),
+            port(PortId(1), PortKind::Host { network: overlay }, 1500),
+            port(PortId(2), PortKind::Host { network: overlay }, 1500),
+            port(PortId(3), PortKind::Vm { network: overlay }, 1400),
+            port(PortId(4), PortKind::Host { network: vlan }, 1500),
+            Command::SetFloodList {
+                network: overlay,
+                vteps: vec![Ipv4Addr::new(192, 0, 2, 2)],
+            },
+        ],
+    )
+    .unwrap();
+    for (id, _, offloads) in PORTS {
+        if offloads {
+            switch.set_port_offloads(id, true).unwrap();
+        }
+    }
+    switch
+}
+
+static STATE: Mutex<Option<(Switch, TxBatch, u64)>> = Mutex::new(None);
+
+/// Internet checksum sum, computed plainly.
+fn ones_sum(parts: &[&[u8]]) -> u16 {
+    let bytes: Vec<u8> = parts.concat();
+    let mut acc: u64 = 0;
+    for pair in bytes.chunks(2) {
+        acc += u64::from(pair[0]) << 8 | u64::from(*pair.get(1).unwrap_or(&0));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// Cuts `l3` as a GSO frame of `kind` and checks the segments against the original.
+fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
+    let ethertype = match kind {
+        GsoKind::Tcpv4 => EtherType::IPV4,
+        GsoKind::Tcpv6 => EtherType::IPV6,
+    };
+    let gso = Gso {
+        kind,
+        size,
+        hdr_len: 0,
+        ecn: false,
+    };
+    let Ok(s) = Segmenter::new(ethertype, l3, &gso) else {
+        return;
+    };
+    let (ip_len, ip_hdr) = match kind {
+        GsoKind::Tcpv4 => (
+            usize::from(u16::from_be_bytes([l3[2], l3[3]])),
+            usize::from(l3[0] & 0xf) * 4,
+        ),
+        GsoKind::Tcpv6 => (40 + usize::from(u16::from_be_bytes([l3[4], l3[5]])), 40),
+    };
+    let tcp_hdr = usize::from(l3[ip_hdr + 12] >> 4) * 4;
+    let headers = ip_hdr + tcp_hdr;
+    let mut payload = Vec::new();
+    for i in 0..s.count() {
+        let mut seg = Vec::new();
+        assert!(s.write(i, &mut seg));
+        assert_eq!(seg.len(), s.segment_len(i));
+        assert!(seg.len() <= s.max_segment_len());
+        assert!(seg.len() - headers <= usize::from(size));
+        let tcp_len = seg.len() - ip_hdr;
+        let pseudo = match kind {
+            GsoKind::Tcpv4 => {
+                assert_eq!(ones_sum(&[&seg[..ip_hdr]]), 0xffff, "IPv4 header checksum");
+                let mut p = seg[12..20].to_vec();
+                p.extend_from_slice(&[0, 6]);
+                p.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+                p
+            }
+            GsoKind::Tcpv6 => {
+                let mut p = seg[8..40].to_vec();
+                p.extend_from_slice(&(tcp_len as u32).to_be_bytes());
+                p.extend_from_slice(&[0, 0, 0, 6]);
+                p
+            }
+        };
+        assert_eq!(ones_sum(&[&pseudo, &seg[ip_hdr..]]), 0xffff, "TCP checksum");
+        payload.extend_from_slice(&seg[headers..]);
+    }
+    assert!(!s.write(s.count(), &mut Vec::new()));
+    assert_eq!(payload, l3[headers..ip_len]);
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < virtio_net::HEADER_LEN + 2 {
+        return;
+    }
+    let (header, rest) = data.split_at(virtio_net::HEADER_LEN);
+    let (&selector, frame) = rest.split_first().unwrap();
+    let parsed = Offload::parse(&virtio_net::Packet::new_checked(header).unwrap());
+    if let Ok(o) = parsed {
+        // What parses re-emits to a header that parses the same.
+        let again = Offload::parse(&virtio_net::Packet::new_checked(&o.to_bytes()[..]).unwrap());
+        assert_eq!(again, Ok(o));
+    }
+    // The segmenter and checksum completion on the frame's payload as an L3 packet.
+    let size = u16::from_le_bytes([header[4], header[5]]);
+    let l3 = frame.get(14..).unwrap_or(&[]);
+    if size != 0 {
+        check_segmentation(l3, GsoKind::Tcpv4, size);
+        check_segmentation(l3, GsoKind::Tcpv6, size);
+    }
+    let mut copy = l3.to_vec();
+    let _ = gso::complete_checksum(
+        &mut copy,
+        usize::from(header[6]),
+        usize::from(header[8]),
+    );
+    let _ = gso::ip_packet_len(EtherType::IPV4, l3);
+    let _ = gso::ip_packet_len(EtherType::IPV6, l3);
+
+    // The frame through the switch, with the header's metadata, from any port.
+    let offload = parsed.unwrap_or(Offload::NONE);
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let (switch, tx, clock) = guard.get_or_insert_with(|| (configured(), TxBatch::new(), 0));
+    *clock += 1;
+    let (port, _, _) = PORTS[usize::from(selector) % PORTS.len()];
+    tx.clear();
+    switch.process_frame_offload(Duration::from_millis(*clock), port, frame, offload, tx);
+    for (out, bytes) in tx.iter() {
+        let &(_, max, offloads) = PORTS
+            .iter()
+            .find(|(p, _, _)| *p == out.port)
+            .expect("sent to a real port");
+        if !offloads {
+            assert_eq!(out.offload, Offload::NONE, "metadata to {:?}", out.port);
+        }
+        if out.offload.gso.is_none() {
+            assert!(bytes.len() <= max, "{} bytes to {:?}", bytes.len(), out.port);
+        } else {
+            // Passed through whole: its segments fit.
+            let s = Segmenter::new(
+                EtherType(u16::from_be_bytes([bytes[12], bytes[13]])),
+                &bytes[14..],
+                &out.offload.gso.unwrap(),
+            )
+            .expect("checked at ingress");
+            assert!(s.max_segment_len() + 14 <= max);
+        }
+        if out.port == UPLINK {
+            let d = wire::decapsulate(bytes).expect("the switch emits valid VXLAN");
+            assert_eq!(Some(d.dst_ip), out.vtep);
+        }
+    }
+});
