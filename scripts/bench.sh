@@ -57,7 +57,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     range) grep -E "^range " "$log" ;;
     api_list) grep -E "^  (API|floor|ratio)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)|skipped" "$log" ;;
-    migration) grep -E "^(case|idle|busy)|^  (ours|plain):|skipped|does not converge" "$log" ;;
+    migration) grep -E "^(case|idle|busy|network)|^  (ours|plain):|skipped|does not converge" "$log" ;;
     throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT " ;;
     *) tail -n 15 "$log" ;;
     esac

@@ -17,10 +17,19 @@
 #     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
 #   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
 #     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN";
-#   - with "vinfra.dhcp=1" configures eth0 by DHCP (busybox udhcpc: address, prefix, router, MTU)
-#     and prints "VINFRA-DHCP ADDR/PREFIX mtu=MTU", or "VINFRA-DHCP fail" without a lease;
+#   - with "vinfra.dhcp=1" configures eth0 by DHCP only (busybox udhcpc: address, prefix, router,
+#     MTU; a "vinfra.ip=" is then ignored) and prints "VINFRA-DHCP ADDR/PREFIX mtu=MTU router=IP"
+#     ("router=-" without one), or "VINFRA-DHCP fail" without a lease;
 #   - with "vinfra.ping=IP" also pings IP once a second and prints "VINFRA-PING <IP> ok" or
-#     "VINFRA-PING <IP> fail" for each attempt.
+#     "VINFRA-PING <IP> fail" for each attempt;
+#   - with "vinfra.pingfast=IP[,INTERVAL_MS]" also pings IP continuously every INTERVAL_MS
+#     (default 20, 1 to 60000) and prints, instead of a line per ping:
+#       "VINFRA-PINGFAST <IP> start <interval_ms>" once;
+#       "VINFRA-PINGFAST <IP> ok <replies> <last_seq>" at most once a second while replies come;
+#       "VINFRA-PINGGAP <lost> <first_lost_seq> <interval_ms> <silence_ms>" when replies resume
+#         after <lost> consecutive unanswered pings; <silence_ms> is the guest's time between the
+#         replies before and after the gap (/proc/uptime, 10 ms resolution);
+#       "VINFRA-PINGFAST <IP> restart" when ping exited (it is started again after 1 s).
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -172,12 +181,61 @@ bound | renew)
     ip addr add "$ip/$prefix" dev "$interface"
     [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
-    echo "VINFRA-DHCP $ip/$prefix mtu=$(cat "/sys/class/net/$interface/mtu")"
+    gw=${router%% *}
+    echo "VINFRA-DHCP $ip/$prefix mtu=$(cat "/sys/class/net/$interface/mtu") router=${gw:--}"
     ;;
 esac
 exit 0
 EOF
 chmod 755 "$ROOT/etc/udhcpc.script"
+
+# Reads busybox ping's output (and "VINFRA-PINGFAST-RESTART" when ping exited); -v target, ms.
+# Prints one line when a run of unanswered pings ends and a progress line at most once a second.
+cat >"$ROOT/etc/pinggap.awk" <<'EOF'
+function now(line, f) {
+    line = ""
+    getline line <"/proc/uptime"
+    close("/proc/uptime")
+    split(line, f, " ")
+    return f[1]
+}
+BEGIN {
+    printf "VINFRA-PINGFAST %s start %d\n", target, ms
+    fflush()
+}
+/^VINFRA-PINGFAST-RESTART/ {
+    have = 0
+    printf "VINFRA-PINGFAST %s restart\n", target
+    fflush()
+    next
+}
+/ bytes from .* seq=/ && !/DUP/ {
+    s = $0
+    sub(/.* seq=/, "", s)
+    sub(/ .*/, "", s)
+    seq = s + 0
+    t = now()
+    if (have) {
+        d = (seq - last + 65536) % 65536
+        # A repeated or late reply: the gap it belonged to was reported already.
+        if (d == 0 || d >= 32768)
+            next
+        if (d > 1) {
+            printf "VINFRA-PINGGAP %d %d %d %.0f\n", d - 1, (last + 1) % 65536, ms, (t - lastt) * 1000
+            fflush()
+        }
+    }
+    have = 1
+    last = seq
+    lastt = t
+    got++
+    if (int(t) != shown) {
+        shown = int(t)
+        printf "VINFRA-PINGFAST %s ok %d %d\n", target, got, seq
+        fflush()
+    }
+}
+EOF
 
 cat >"$ROOT/init" <<'EOF'
 #!/bin/sh
@@ -198,6 +256,7 @@ dirty=
 burn=0
 dhcp=0
 ping_target=
+pingfast=
 for arg in $cmdline; do
     case $arg in
     vinfra.probe=1) probe=1 ;;
@@ -206,6 +265,7 @@ for arg in $cmdline; do
     vinfra.burn=1) burn=1 ;;
     vinfra.dhcp=1) dhcp=1 ;;
     vinfra.ping=*) ping_target=${arg#vinfra.ping=} ;;
+    vinfra.pingfast=*) pingfast=${arg#vinfra.pingfast=} ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -215,7 +275,9 @@ if [ "$probe" = 1 ]; then
 fi
 acpid -c /etc/acpi -l /tmp/acpid.log
 ip link set lo up
-if [ -n "$ip" ]; then
+if [ -n "$ip" ] && [ "$dhcp" = 1 ]; then
+    echo "VINFRA-GUEST IP $ip ignored (vinfra.dhcp=1)"
+elif [ -n "$ip" ]; then
     ip addr add "$ip" dev eth0 && ip link set eth0 up && echo "VINFRA-GUEST IP $ip"
 fi
 if [ "$dhcp" = 1 ]; then
@@ -246,6 +308,26 @@ if [ -n "$ping_target" ]; then
             fi
             sleep 1
         done
+    ) &
+fi
+if [ -n "$pingfast" ]; then
+    pf_target=${pingfast%%,*}
+    pf_ms=20
+    case $pingfast in *,*) pf_ms=${pingfast#*,} ;; esac
+    case $pf_ms in
+    '' | *[!0-9]* | 0 | 0*)
+        echo "vinfra-guest: bad vinfra.pingfast interval '$pf_ms' (1 to 60000 ms), using 20"
+        pf_ms=20
+        ;;
+    esac
+    [ "$pf_ms" -le 60000 ] || pf_ms=60000
+    pf_interval=$((pf_ms / 1000)).$(printf %03d $((pf_ms % 1000)))
+    (
+        while :; do
+            ping -i "$pf_interval" "$pf_target" 2>&1
+            echo "VINFRA-PINGFAST-RESTART"
+            sleep 1
+        done | awk -v target="$pf_target" -v ms="$pf_ms" -f /etc/pinggap.awk
     ) &
 fi
 n=0

@@ -217,6 +217,9 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
         capacity: info.capacity,
         usage,
         vms,
+        trunk: m
+            .switch()
+            .and_then(|l| l.settings().trunk_interface.clone()),
     }
 }
 

@@ -60,6 +60,9 @@ pub struct AgentConfig {
     pub switch_control: Option<PathBuf>,
     /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
     pub underlay_ip: Option<Ipv4Addr>,
+    /// The interface of this host's 802.1Q trunk to the physical network, for VLAN networks
+    /// (needs `switch_control`).
+    pub trunk_interface: Option<String>,
 }
 
 /// Why the agent stopped.
@@ -126,6 +129,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             switch: config.switch_control.clone().map(|control| {
                 let mut s = network::SwitchSettings::new(control);
                 s.underlay_ip = config.underlay_ip;
+                s.trunk_interface = config.trunk_interface.clone();
                 s
             }),
         })

@@ -11,6 +11,8 @@
 //! What the agent adds to the console's configuration:
 //! - the VXLAN uplink on its underlay address (port [`UPLINK_PORT`]), unless the switch opened it
 //!   itself (`vinfra switch --underlay-ip`);
+//! - the 802.1Q trunk on the host's interface to the physical network (`vinfra agent
+//!   --trunk-interface`), port [`TRUNK_PORT`], which carries the VLAN networks;
 //! - one VM port per NIC of each VM that runs here (or waits for an incoming migration), a
 //!   QEMU `-netdev dgram` pair of Unix sockets in the VM's directory;
 //! - a static MAC entry per local NIC (MAC → its port). Console entries for MACs that are local
@@ -46,6 +48,11 @@ const MAX_SOCKET_PATH: usize = 107;
 const MAX_PORT: u32 = 65_535;
 /// Smallest IP MTU accepted for a network.
 const MIN_MTU: u16 = 576;
+/// The switch port number of the VLAN trunk: reserved, never given to a VM NIC (VM ports are
+/// allocated from 1 up, the uplink is [`UPLINK_PORT`]).
+pub const TRUNK_PORT: u32 = MAX_PORT;
+/// IP MTU of the trunk (the console assumes 1500 for VLAN networks).
+pub const TRUNK_MTU: u16 = 1500;
 
 /// How the agent reaches its host's switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,9 @@ pub struct SwitchSettings {
     pub underlay_ip: Option<Ipv4Addr>,
     /// IP MTU of the underlay (the uplink port's MTU when the agent opens it).
     pub underlay_mtu: u16,
+    /// The interface of the host's 802.1Q trunk to the physical network; needed for VLAN
+    /// networks. The agent adds it to the switch as port [`TRUNK_PORT`].
+    pub trunk_interface: Option<String>,
 }
 
 impl SwitchSettings {
@@ -65,6 +75,7 @@ impl SwitchSettings {
             control: control.into(),
             underlay_ip: None,
             underlay_mtu: 1500,
+            trunk_interface: None,
         }
     }
 }
@@ -286,7 +297,7 @@ fn dhcp_spec(d: &SwitchDhcp) -> DhcpSpec {
 }
 
 /// The requests of the whole desired configuration, in an order that applies: networks, the
-/// uplink (unless `uplink_builtin`), VM ports, flood lists, MAC entries, ARP entries, DHCP
+/// uplink (unless `uplink_builtin`), the trunk, VM ports, flood lists, MAC entries, ARP entries, DHCP
 /// responders.
 fn desired_requests(
     config: &HostSwitchConfig,
@@ -312,6 +323,15 @@ fn desired_requests(
             id: UPLINK_PORT,
             mtu: settings.underlay_mtu,
             attach: Attachment::VxlanUplink { local_ip },
+        }));
+    }
+    if let Some(interface) = &settings.trunk_interface {
+        out.push(Request::AddPort(PortSpec {
+            id: TRUNK_PORT,
+            mtu: TRUNK_MTU,
+            attach: Attachment::VlanTrunk {
+                interface: interface.clone(),
+            },
         }));
     }
     // Local NICs whose network is configured, by port number.
@@ -573,6 +593,7 @@ impl SwitchLink {
             .flat_map(|(_, ns)| ns.iter().map(|n| n.port))
             .collect();
         used.insert(UPLINK_PORT);
+        used.insert(TRUNK_PORT);
         let previous = desired.vms.get(&id).cloned().unwrap_or_default();
         let mut out = Vec::with_capacity(nics.len());
         for (index, spec) in nics.iter().enumerate() {
@@ -588,6 +609,15 @@ impl SwitchLink {
                         spec.network
                     ))
                 })?;
+            if matches!(network.kind, SwitchNetworkKind::Vlan { .. })
+                && self.settings.trunk_interface.is_none()
+            {
+                return Err(nic_err(format!(
+                    "network {} is a VLAN and this host has no trunk (the agent runs without \
+                     --trunk-interface)",
+                    spec.network
+                )));
+            }
             let mac_text = spec
                 .mac
                 .as_deref()
@@ -800,6 +830,7 @@ fn host_counters(
         networks,
         ports,
         uplink: view.port(UPLINK_PORT).map(|c| traffic(&c.traffic)),
+        trunk: view.port(TRUNK_PORT).map(|c| traffic(&c.traffic)),
         switch_drops: view.switch_drops.clone(),
     }
 }
@@ -834,6 +865,7 @@ mod tests {
             control: "/run/sw.sock".into(),
             underlay_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
             underlay_mtu: 1500,
+            trunk_interface: None,
         }
     }
 
@@ -1011,6 +1043,96 @@ mod tests {
             )
             .unwrap();
         assert_eq!(again, nics);
+    }
+
+    #[test]
+    fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut trunked = settings();
+        trunked.trunk_interface = Some("trunk0".into());
+        let link = SwitchLink::open(trunked, dir.path()).unwrap();
+        let mut c = config();
+        c.networks.push(SwitchNetwork {
+            name: "v100".into(),
+            id: 3,
+            kind: SwitchNetworkKind::Vlan { vid: 100 },
+            mtu: 1500,
+            flood: vec![],
+            dhcp: None,
+        });
+        link.set_config(c).unwrap();
+        let nics = link
+            .attach(
+                Uuid::from_u128(1),
+                dir.path(),
+                &[nic("v100", "52:54:00:00:01:00")],
+            )
+            .unwrap();
+        assert_eq!(nics[0].port, 1);
+        let d = desired(&link, false);
+        let trunk = Request::AddPort(PortSpec {
+            id: TRUNK_PORT,
+            mtu: TRUNK_MTU,
+            attach: Attachment::VlanTrunk {
+                interface: "trunk0".into(),
+            },
+        });
+        let pos = |f: &dyn Fn(&Request) -> bool| d.iter().position(f).unwrap();
+        let at = pos(&|r| *r == trunk);
+        assert!(pos(&|r| matches!(r, Request::AddNetwork { id: 3, .. })) < at);
+        assert!(
+            pos(&|r| matches!(
+                r,
+                Request::AddPort(PortSpec {
+                    id: UPLINK_PORT,
+                    ..
+                })
+            )) < at
+        );
+        assert!(at < pos(&|r| matches!(r, Request::AddPort(PortSpec { id: 1, .. }))));
+        // A VLAN has no flood list and no MAC entries from the console: the trunk learns.
+        assert!(!d
+            .iter()
+            .any(|r| matches!(r, Request::SetFloodList { network: 3, .. })));
+        // A restarted (empty) switch gets the trunk back; one in sync gets nothing.
+        let mut state = Vec::new();
+        let p = plan(&state, &d);
+        assert!(p.contains(&trunk), "{p:#?}");
+        apply_model(&mut state, &p);
+        assert!(plan(&state, &d).is_empty());
+        // The trunk's number is never given to a VM NIC, even one that had it before.
+        link.restore(
+            Uuid::from_u128(2),
+            vec![VmNic {
+                network: "blue".into(),
+                mac: "52:54:00:00:02:00".into(),
+                mtu: 1450,
+                port: TRUNK_PORT,
+                switch_socket: dir.path().join("s"),
+                qemu_socket: dir.path().join("q"),
+            }],
+        );
+        let moved = link
+            .attach(
+                Uuid::from_u128(2),
+                dir.path(),
+                &[nic("blue", "52:54:00:00:02:00")],
+            )
+            .unwrap();
+        assert_ne!(moved[0].port, TRUNK_PORT);
+        // Without a trunk there is no trunk port, and a NIC on a VLAN is refused clearly.
+        let plain = SwitchLink::open(settings(), dir.path()).unwrap();
+        assert!(!desired(&plain, false)
+            .iter()
+            .any(|r| matches!(r, Request::AddPort(PortSpec { id: TRUNK_PORT, .. }))));
+        let e = plain
+            .attach(
+                Uuid::from_u128(3),
+                dir.path(),
+                &[nic("v100", "52:54:00:00:03:00")],
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("no trunk"), "{e}");
     }
 
     #[test]

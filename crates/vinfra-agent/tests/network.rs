@@ -310,6 +310,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
         control: sw.control.clone(),
         underlay_ip: Some(ip),
         underlay_mtu: 1500,
+        trunk_interface: None,
     };
     let ma = manager(
         &tmp.path().join("agent-a"),

@@ -21,11 +21,11 @@ use vinfra_types::api::{
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkKind, NetworkSummary,
 };
 use vinfra_types::{
     AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage, MigrationProgress,
-    PowerState, VmObserved, VmSummary, VmUsage,
+    PowerState, VmObserved, VmSpec, VmSummary, VmUsage,
 };
 
 use crate::agents::{AgentRegistry, RequestError};
@@ -185,6 +185,9 @@ pub enum CoreError {
     /// placement found no host (409, 404 for an unknown host)
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// a VM with NICs on VLAN networks and a host without a VLAN trunk (409)
+    #[error("{0}")]
+    NoTrunk(String),
     /// the host's agent failed or could not be reached (502/503/504)
     #[error(transparent)]
     Agent(#[from] RequestError),
@@ -772,6 +775,86 @@ impl Console {
         out
     }
 
+    /// The interface of `host`'s VLAN trunk: from its latest report, else from its record (what
+    /// it said at its last Hello).
+    pub fn host_trunk(&self, host: &str) -> Option<String> {
+        match self.agents.observed(host).1 {
+            Some(o) => o.report.trunk.clone(),
+            None => read(&self.hosts)
+                .get(host)
+                .and_then(|h| h.value.trunk.clone()),
+        }
+    }
+
+    /// The VLAN networks among `spec`'s NICs, in NIC order, each once.
+    pub fn vlan_networks_of(&self, spec: &VmSpec) -> Vec<String> {
+        let vlans: HashSet<String> = self
+            .networks
+            .records()
+            .into_iter()
+            .filter(|r| r.network.kind == NetworkKind::Vlan)
+            .map(|r| r.network.name)
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for nic in &spec.nics {
+            if vlans.contains(&nic.network) && !out.contains(&nic.network) {
+                out.push(nic.network.clone());
+            }
+        }
+        out
+    }
+
+    /// Restricts placement input to the hosts that can carry VM `vm`'s VLAN networks (hosts
+    /// with a trunk); unchanged when it has no NIC on a VLAN. A `pinned` host without a trunk
+    /// is refused naming the host and the network, and so is a restriction that leaves no
+    /// host able to take VMs, saying why.
+    pub fn trunk_filter(
+        &self,
+        vm: &str,
+        spec: &VmSpec,
+        inputs: Vec<HostInput>,
+        pinned: Option<&str>,
+    ) -> Result<Vec<HostInput>, CoreError> {
+        let vlans = self.vlan_networks_of(spec);
+        let Some(network) = vlans.first() else {
+            return Ok(inputs);
+        };
+        if let Some(host) = pinned {
+            if self.host_registered(host) && self.host_trunk(host).is_none() {
+                return Err(CoreError::NoTrunk(format!(
+                    "host '{host}' cannot take VM '{vm}': the VM has a NIC on VLAN network \
+                     '{network}' and the host has no VLAN trunk (its agent runs without \
+                     --trunk-interface)"
+                )));
+            }
+        }
+        let (with, without): (Vec<HostInput>, Vec<HostInput>) = inputs
+            .into_iter()
+            .partition(|h| self.host_trunk(&h.name).is_some());
+        if pinned.is_none() && !with.iter().any(|h| h.eligible == Eligibility::Ok) {
+            let why = if without.is_empty() && with.is_empty() {
+                "there is no candidate host".to_string()
+            } else if with.is_empty() {
+                let skipped: Vec<&str> = without.iter().map(|h| h.name.as_str()).collect();
+                format!(
+                    "no candidate host has one ({} without a trunk)",
+                    skipped.join(", ")
+                )
+            } else {
+                let why: Vec<String> = with
+                    .iter()
+                    .map(|h| format!("{}: {}", h.name, h.eligible))
+                    .collect();
+                format!("none of those can take VMs now ({})", why.join("; "))
+            };
+            return Err(CoreError::NoTrunk(format!(
+                "no host can take VM '{vm}': its NIC on VLAN network '{network}' needs a host \
+                 with a VLAN trunk (an agent started with --trunk-interface), and {why}"
+            )));
+        }
+        Ok(with)
+    }
+
     /// Takes the placement lock: hold it from the placement decision until the record that claims
     /// the capacity is written.
     pub async fn placement_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -821,6 +904,7 @@ impl Console {
             vm_count: count,
             last_seen_s: observed.map(|o| o.received.elapsed().as_secs()),
             maintenance: rec.maintenance,
+            trunk: report.map_or(rec.trunk.clone(), |r| r.trunk.clone()),
         }
     }
 
@@ -943,6 +1027,7 @@ impl Console {
             capacity: None,
             accel: None,
             qemu_version: None,
+            trunk: None,
         };
         let host_key = keys::host_key(host);
         let mut hosts = write(&self.hosts);
@@ -978,13 +1063,15 @@ impl Console {
         Ok((cert_pem, self.ca.cert_pem().to_string()))
     }
 
-    /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version).
+    /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
+    /// VLAN trunk).
     pub fn host_hello(&self, report: &vinfra_proto::HostReport) {
         let res = self.update_host_record(&report.host, |h| {
             h.address = report.address.clone();
             h.capacity = Some(report.capacity);
             h.accel = Some(report.accel);
             h.qemu_version = Some(report.qemu_version.clone());
+            h.trunk = report.trunk.clone();
         });
         if let Err(e) = res {
             tracing::warn!(host = report.host, "host record not updated: {e}");
@@ -1175,7 +1262,6 @@ impl Console {
             crate::networks::add_lab_guest_ip(&mut spec, &plan);
             spec.validate()
                 .map_err(|e| CoreError::Invalid(e.to_string()))?;
-            let hosts = self.placement_inputs(None);
             if let Some(h) = &request.host {
                 if !self.host_registered(h) {
                     return Err(CoreError::NotFound {
@@ -1184,6 +1270,12 @@ impl Console {
                     });
                 }
             }
+            let hosts = self.trunk_filter(
+                &name,
+                &spec,
+                self.placement_inputs(None),
+                request.host.as_deref(),
+            )?;
             let req = vinfra_placement::Request {
                 vm: name.clone(),
                 vcpus: spec.vcpus,
@@ -1262,7 +1354,12 @@ impl Console {
         if cur.value.desired != Desired::Running {
             let _placement = self.placement_lock().await;
             let inputs: Vec<HostInput> = self
-                .placement_inputs(None)
+                .trunk_filter(
+                    name,
+                    &cur.value.spec,
+                    self.placement_inputs(None),
+                    Some(&cur.value.host),
+                )?
                 .into_iter()
                 .filter(|h| h.name == cur.value.host)
                 .map(|mut h| {

@@ -97,7 +97,12 @@ pub async fn start(
     }
     let active = {
         let _placement = console.placement_lock().await;
-        let inputs = console.placement_inputs(Some(&rec.host));
+        let inputs = console.trunk_filter(
+            name,
+            &rec.spec,
+            console.placement_inputs(Some(&rec.host)),
+            request.to.as_deref(),
+        )?;
         let req = Request {
             vm: name.to_string(),
             vcpus: rec.spec.vcpus,

@@ -872,6 +872,7 @@ mod tests {
             capacity: None,
             accel: None,
             qemu_version: None,
+            trunk: None,
         }
     }
 

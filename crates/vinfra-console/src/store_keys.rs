@@ -137,6 +137,9 @@ pub struct HostRecord {
     pub accel: Option<Accel>,
     #[serde(default)]
     pub qemu_version: Option<String>,
+    /// The host's VLAN trunk interface as its agent said at its last Hello.
+    #[serde(default)]
+    pub trunk: Option<String>,
 }
 
 /// A logical network and its address management: which address each VM NIC holds. Written in

@@ -442,7 +442,11 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
 async fn a_restarted_console_keeps_networks_and_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, true).await;
-    let mut agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let trunked = FakeState {
+        trunk: Some("trunk0".into()),
+        ..FakeState::default()
+    };
+    let mut agent = FakeAgent::join_and_connect_with(&c, "h1", HOST16, trunked).await;
     assert_eq!(
         create_net(
             &c,
@@ -767,5 +771,180 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
     );
     assert_eq!(port(&r.body, "a", 1)["counters"]["rx_packets"], 11);
     assert_problem(&c.call("GET", "/api/v1/hosts/h2/switch", None).await, 503);
+    c.shutdown().await;
+}
+
+/// A problem+json 409 `host-unavailable` whose detail names every one of `needles`.
+fn assert_no_trunk(r: &Resp, needles: &[&str]) {
+    assert_problem(r, 409);
+    assert_eq!(r.body["type"], "/problems/host-unavailable", "{:?}", r.body);
+    let detail = r.body["detail"].as_str().unwrap();
+    for n in needles {
+        assert!(detail.contains(n), "'{n}' not in: {detail}");
+    }
+}
+
+#[tokio::test]
+async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    // h1 sorts first and ties with h2 on free memory: plain placement would pick it.
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let trunked = FakeState {
+        trunk: Some("trunk0".into()),
+        ..FakeState::default()
+    };
+    let mut h2 = FakeAgent::join_and_connect_with(&c, "h2", HOST16, trunked).await;
+
+    // Hosts show their trunk.
+    let r = c.call("GET", "/api/v1/hosts", None).await;
+    let trunk_of = |body: &Value, host: &str| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .map(|h| h["trunk"].clone())
+            .unwrap()
+    };
+    assert_eq!(trunk_of(&r.body, "h1"), Value::Null, "{:?}", r.body);
+    assert_eq!(trunk_of(&r.body, "h2"), json!("trunk0"), "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/hosts/h2", None).await;
+    assert_eq!(r.body["trunk"], "trunk0", "{:?}", r.body);
+
+    for body in [
+        json!({"name": "v100", "kind": "vlan", "vlan_id": 100, "subnet": "10.81.0.0/24"}),
+        json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+    ] {
+        assert_eq!(create_net(&c, body).await.status, 201);
+    }
+
+    // Named host without a trunk: 409 naming the host and the network, nothing stored.
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host("a", "h1", json!([{"network": "v100"}]))),
+        )
+        .await;
+    assert_no_trunk(&r, &["'h1'", "'v100'", "trunk"]);
+    assert_problem(&c.call("GET", "/api/v1/vms/a", None).await, 404);
+    let r = c.call("GET", "/api/v1/networks/v100", None).await;
+    assert_eq!(r.body["ports"], json!([]), "no address held: {:?}", r.body);
+
+    // Automatic placement skips h1; a VM without VLAN NICs still goes there.
+    let r = create_vm(&c, "a", json!([{"network": "blue"}, {"network": "v100"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["host"], "h2");
+    let r = create_vm(&c, "b", json!([{"network": "blue"}])).await;
+    assert_eq!(r.body["host"], "h1", "{:?}", r.body);
+
+    // Migration: not to h1 when named, and no other host with a trunk to pick otherwise.
+    let r = c
+        .call("POST", "/api/v1/vms/a/migrate", Some(r#"{"to":"h1"}"#))
+        .await;
+    assert_no_trunk(&r, &["'h1'", "'a'", "'v100'"]);
+    let r = c.call("POST", "/api/v1/vms/a/migrate", Some("{}")).await;
+    assert_no_trunk(&r, &["no host", "'a'", "'v100'", "h1 without a trunk"]);
+    assert_eq!(
+        c.call("GET", "/api/v1/vms/a", None).await.body["host"],
+        "h2"
+    );
+
+    // The only host with a trunk in maintenance: automatic placement says so.
+    let r = c
+        .call("PATCH", "/api/v1/hosts/h2", Some(r#"{"maintenance":true}"#))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = create_vm(&c, "c", json!([{"network": "v100"}])).await;
+    assert_no_trunk(&r, &["'c'", "'v100'", "h2: it is in maintenance"]);
+    let r = c
+        .call(
+            "PATCH",
+            "/api/v1/hosts/h2",
+            Some(r#"{"maintenance":false}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // A stopped VM whose host comes back without its trunk is not started there.
+    let stopped: Value = {
+        let mut v: Value =
+            serde_json::from_str(&vm_with_nics("d", json!([{"network": "v100"}]))).unwrap();
+        v["start"] = json!(false);
+        v
+    };
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&stopped.to_string()))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["host"], "h2");
+    h2.disconnect();
+    c.wait_host_status("h2", "disconnected").await;
+    h2.state.lock().unwrap().trunk = None;
+    h2.connect(c.running.agent_addr).await;
+    c.wait_host_status("h2", "connected").await;
+    let r = c.call("GET", "/api/v1/hosts/h2", None).await;
+    assert_eq!(r.body["trunk"], Value::Null, "{:?}", r.body);
+    let r = c.call("POST", "/api/v1/vms/d/start", None).await;
+    assert_no_trunk(&r, &["'h2'", "'d'", "'v100'"]);
+    // Now no host has a trunk at all.
+    let r = create_vm(&c, "e", json!([{"network": "v100"}])).await;
+    assert_no_trunk(
+        &r,
+        &["'e'", "no candidate host has one (h1, h2 without a trunk)"],
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_balancer_moves_vlan_vms_to_hosts_with_a_trunk_and_never_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let trunked = || FakeState {
+        trunk: Some("trunk0".into()),
+        ..FakeState::default()
+    };
+    let mut h1 = FakeAgent::join_and_connect_with(&c, "h1", HOST16, trunked()).await;
+    let _h2 = FakeAgent::join_and_connect_with(&c, "h2", HOST16, trunked()).await;
+    let r = create_net(
+        &c,
+        json!({"name": "v100", "kind": "vlan", "vlan_id": 100, "subnet": "10.81.0.0/24"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host("w", "h1", json!([{"network": "v100"}]))),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    // h1 comes back without its trunk: w may not stay there.
+    h1.disconnect();
+    c.wait_host_status("h1", "disconnected").await;
+    h1.state.lock().unwrap().trunk = None;
+    h1.connect(c.running.agent_addr).await;
+    c.wait_host_status("h1", "connected").await;
+    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
+        "balancing": {"mode": "manual", "interval_s": 3600}});
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = c.call("POST", "/api/v1/drs/run", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["last_error"], Value::Null, "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/drs/recommendations", None).await;
+    let recs = r.body.as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (&recs[0]["vm"], &recs[0]["from"], &recs[0]["to"]),
+        (&json!("w"), &json!("h1"), &json!("h2")),
+        "{recs:?}"
+    );
+    let reason = recs[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("VLAN networks need a trunk"), "{reason}");
     c.shutdown().await;
 }

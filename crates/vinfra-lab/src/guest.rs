@@ -94,3 +94,33 @@ pub fn install(dir: &Path, images: &Path) -> Result<(), GuestError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image built by an older script (another init) is rebuilt; `is_current` reads the
+    /// `.build-id` the script writes: the kernel release, then the script's SHA-256.
+    #[test]
+    fn only_an_image_of_this_very_script_is_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("vmlinuz"), b"kernel").unwrap();
+        std::fs::write(d.join("initrd.img"), b"initrd").unwrap();
+        assert!(!is_current(d), "no .build-id");
+        let sum = hex::encode(Sha256::digest(BUILD_SCRIPT.as_bytes()));
+        let mut older = BUILD_SCRIPT.to_string();
+        older.push_str("# an older init\n");
+        let old_sum = hex::encode(Sha256::digest(older.as_bytes()));
+        std::fs::write(
+            d.join(".build-id"),
+            format!("6.1.0-56-cloud-amd64 {old_sum}\n"),
+        )
+        .unwrap();
+        assert!(!is_current(d), "an image of another script");
+        std::fs::write(d.join(".build-id"), format!("6.1.0-56-cloud-amd64 {sum}\n")).unwrap();
+        assert!(is_current(d), "an image of this script");
+        std::fs::remove_file(d.join("initrd.img")).unwrap();
+        assert!(!is_current(d), "an image without its initramfs");
+    }
+}

@@ -10,7 +10,18 @@
 //!   data), `datastore/` (shared by every host; the guest kernel and initramfs in `images/`),
 //!   `console.log`, `hosts/h<N>/agent.log`, pidfiles, and `lab.json` (the [`LabState`]);
 //! - a console (REST API on 127.0.0.1 in the root namespace) and one agent per host namespace, each
-//!   started detached from the `vinfra` binary.
+//!   started detached from the `vinfra` binary;
+//! - a "physical network" for VLAN networks: a namespace `vl-<name>-phys` with a Linux bridge
+//!   that forwards 802.1Q-tagged frames as they are, joined to every host by a veth pair whose
+//!   host end, `trunk0`, is the host's trunk (each agent runs with `--trunk-interface trunk0`),
+//!   see [`net`];
+//! - a top-of-rack switch on that network: a `vinfra switch` in the physical-network namespace
+//!   (control socket `phys/switch.sock`, log `phys/switch.log`) whose trunk is one more port of
+//!   the bridge. [`Lab::add_vlan_endpoint`] gives it an access port on a VLAN, a tap with an IP
+//!   address in the physical-network namespace: a "physical" machine on that VLAN whose
+//!   kernel answers ARP and ping. The kernel here has no 802.1Q sub-interfaces, so a VLAN
+//!   endpoint has to tag and untag in userspace; the switch does exactly that, the way a real
+//!   top-of-rack switch does for a server on an access port.
 //!
 //! [`Lab::down`] stops every process of the lab (including QEMUs), deletes the namespaces and
 //! removes `root`. Nothing of the lab is ever reachable from outside the machine.
@@ -93,6 +104,19 @@ pub enum LabError {
     /// A REST call to the console failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The top-of-rack switch could not be reached or refused its configuration.
+    #[error("top-of-rack switch at {path}")]
+    Tor {
+        path: PathBuf,
+        #[source]
+        source: vinfra_switchd::ClientError,
+    },
+    /// A VLAN endpoint was asked with a bad VLAN ID or address.
+    #[error("bad VLAN endpoint: {0}")]
+    Endpoint(String),
+    /// The lab was built without a physical network (an older `lab.json`).
+    #[error("this lab has no physical network (it was built by an older version): rebuild it")]
+    NoPhys,
     /// A lab process exited while the lab was waiting for it.
     #[error("the {what} exited; last log lines ({log}): {tail}")]
     Exited {
@@ -168,6 +192,26 @@ pub struct HostState {
     pub switch_pid: u32,
 }
 
+/// A "physical" endpoint on a VLAN: an access port of the top-of-rack switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VlanEndpoint {
+    /// The VLAN ID.
+    pub vlan_id: u16,
+    /// Its address and prefix (`10.81.0.1/24`), on `tap` in the physical-network namespace.
+    pub address: String,
+    /// The tap of the access port.
+    pub tap: String,
+    /// The access port's number on the top-of-rack switch.
+    pub port: u32,
+}
+
+/// The top-of-rack switch's port number of its trunk.
+pub const TOR_TRUNK_PORT: u32 = 1;
+/// The top-of-rack switch's port number of the access port of VLAN `vid`: 10000 + `vid`.
+pub fn tor_access_port(vid: u16) -> u32 {
+    10_000 + u32::from(vid)
+}
+
 /// What `root/lab.json` records about a running lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabState {
@@ -186,6 +230,16 @@ pub struct LabState {
     pub vinfra_binary: PathBuf,
     pub host_memory_mib: Option<u64>,
     pub host_cores: Option<u32>,
+    /// The physical-network namespace, where the hosts' trunks meet (absent in a lab built
+    /// before it existed: its hosts have no trunk).
+    #[serde(default)]
+    pub phys_namespace: Option<String>,
+    /// The top-of-rack switch's pid when last started.
+    #[serde(default)]
+    pub tor_pid: u32,
+    /// The VLAN endpoints on the physical network.
+    #[serde(default)]
+    pub endpoints: Vec<VlanEndpoint>,
 }
 
 /// Whether a lab process runs.
@@ -253,6 +307,28 @@ fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Waits (up to 10 s) until the switch `pid` has created its control socket `control`.
+fn wait_control(control: &Path, pid: u32, log: &Path, what: &str) -> Result<(), LabError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !control.exists() {
+        if !process::alive(pid) {
+            return Err(LabError::Exited {
+                what: what.to_string(),
+                tail: log_tail(log),
+                log: log.to_path_buf(),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: what.to_string(),
+                secs: 10,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// True when `pid` is a process of the lab at `root`: a vinfra console, agent or switch, or a QEMU,
@@ -329,7 +405,7 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
     };
     // The console first (so that it orders nothing more), then the agents, their switches, then
     // QEMU.
-    let mut pidfiles = vec![root.join("console.pid")];
+    let mut pidfiles = vec![root.join("console.pid"), root.join("phys/switch.pid")];
     if let Ok(hosts) = std::fs::read_dir(root.join("hosts")) {
         let hosts: Vec<PathBuf> = hosts.flatten().map(|h| h.path()).collect();
         pidfiles.extend(hosts.iter().map(|h| h.join("agent.pid")));
@@ -434,8 +510,12 @@ impl Lab {
                 vinfra_binary: config.vinfra_binary.clone(),
                 host_memory_mib: config.host_memory_mib,
                 host_cores: config.host_cores,
+                phys_namespace: Some(net::phys_ns(&config.name)),
+                tor_pid: 0,
+                endpoints: Vec::new(),
             },
         };
+        lab.start_tor()?;
         lab.start_console()?;
         lab.save()?;
         lab.wait_api()?;
@@ -572,22 +652,125 @@ impl Lab {
         let pid =
             process::spawn_detached(Path::new("ip"), &args, &log, &h.data_dir.join("switch.pid"))?;
         self.state.hosts[index].switch_pid = pid;
-        let deadline = Instant::now() + Duration::from_secs(10);
         let what = format!("switch of {}", self.state.hosts[index].name);
-        while !control.exists() {
-            if !process::alive(pid) {
-                return Err(LabError::Exited {
-                    what,
-                    tail: log_tail(&log),
-                    log,
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Timeout { what, secs: 10 });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        wait_control(&control, pid, &log, &what)
+    }
+
+    /// The top-of-rack switch's directory (`<root>/phys`).
+    fn phys_dir(&self) -> PathBuf {
+        self.state.root.join("phys")
+    }
+
+    /// The control socket of the top-of-rack switch.
+    pub fn tor_control(&self) -> PathBuf {
+        self.phys_dir().join("switch.sock")
+    }
+
+    /// The pid of the top-of-rack switch.
+    pub fn tor_pid(&self) -> u32 {
+        process::read_pidfile(&self.phys_dir().join("switch.pid")).unwrap_or(self.state.tor_pid)
+    }
+
+    /// Starts the top-of-rack switch in the physical-network namespace (`vinfra switch`,
+    /// detached), waits (up to 10 s) for its control socket and adds its trunk.
+    fn start_tor(&mut self) -> Result<(), LabError> {
+        let phys = self.state.phys_namespace.clone().ok_or(LabError::NoPhys)?;
+        let dir = self.phys_dir();
+        std::fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        let control = self.tor_control();
+        let _ = std::fs::remove_file(&control);
+        let args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            phys,
+            self.state.vinfra_binary.display().to_string(),
+            "switch".into(),
+            "--control".into(),
+            control.display().to_string(),
+        ];
+        let log = dir.join("switch.log");
+        let pid = process::spawn_detached(Path::new("ip"), &args, &log, &dir.join("switch.pid"))?;
+        self.state.tor_pid = pid;
+        wait_control(&control, pid, &log, "top-of-rack switch")?;
+        self.tor_apply(
+            &[vinfra_switchd::Request::AddPort(vinfra_switchd::PortSpec {
+                id: TOR_TRUNK_PORT,
+                mtu: 1500,
+                attach: vinfra_switchd::Attachment::VlanTrunk {
+                    interface: net::TOR_TRUNK_INTERFACE.into(),
+                },
+            })],
+        )
+    }
+
+    fn tor_apply(&self, requests: &[vinfra_switchd::Request]) -> Result<(), LabError> {
+        let path = self.tor_control();
+        let tor = |source| LabError::Tor {
+            path: path.clone(),
+            source,
+        };
+        let mut client =
+            vinfra_switchd::SwitchClient::connect_within(&path, Duration::from_secs(5))
+                .map_err(tor)?;
+        client
+            .set_timeout(Some(Duration::from_secs(5)))
+            .map_err(tor)?;
+        client.apply(requests).map_err(tor)
+    }
+
+    /// Puts a "physical" endpoint on VLAN `vlan_id` (1 to 4094): an access port of the
+    /// top-of-rack switch on that VLAN, a tap `ep<vlan_id>` with address `cidr`
+    /// (`10.81.0.1/24`) in the physical-network namespace. Its frames leave the switch's
+    /// trunk tagged `vlan_id` onto the physical bridge, which carries them to every host's
+    /// trunk; frames of other VLANs never reach it.
+    pub fn add_vlan_endpoint(
+        &mut self,
+        vlan_id: u16,
+        cidr: &str,
+    ) -> Result<VlanEndpoint, LabError> {
+        if !(1..=4094).contains(&vlan_id) {
+            return Err(LabError::Endpoint(format!(
+                "VLAN ID {vlan_id} is not between 1 and 4094"
+            )));
         }
-        Ok(())
+        let bad = || LabError::Endpoint(format!("'{cidr}' is not an IPv4 address/prefix"));
+        let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
+        addr.parse::<Ipv4Addr>().map_err(|_| bad())?;
+        if !prefix.parse::<u8>().is_ok_and(|p| (1..=30).contains(&p)) {
+            return Err(bad());
+        }
+        if self.state.endpoints.iter().any(|e| e.vlan_id == vlan_id) {
+            return Err(LabError::Endpoint(format!(
+                "VLAN {vlan_id} already has an endpoint"
+            )));
+        }
+        if self.state.phys_namespace.is_none() {
+            return Err(LabError::NoPhys);
+        }
+        let endpoint = VlanEndpoint {
+            vlan_id,
+            address: cidr.to_string(),
+            tap: format!("ep{vlan_id}"),
+            port: tor_access_port(vlan_id),
+        };
+        self.tor_apply(&[
+            vinfra_switchd::Request::AddNetwork {
+                id: u32::from(vlan_id),
+                kind: vinfra_switchd::NetworkSpec::Vlan { vid: vlan_id },
+            },
+            vinfra_switchd::Request::AddPort(vinfra_switchd::PortSpec {
+                id: endpoint.port,
+                mtu: 1500,
+                attach: vinfra_switchd::Attachment::Host {
+                    network: u32::from(vlan_id),
+                    tap: endpoint.tap.clone(),
+                },
+            }),
+        ])?;
+        net::set_phys_address(&self.state.name, &endpoint.tap, cidr)?;
+        self.state.endpoints.push(endpoint.clone());
+        self.save()?;
+        Ok(endpoint)
     }
 
     /// The pid of `host`'s virtual switch.
@@ -620,6 +803,9 @@ impl Lab {
             "--underlay-ip".into(),
             h.address.to_string(),
         ];
+        if s.phys_namespace.is_some() {
+            args.extend(["--trunk-interface".into(), net::TRUNK_INTERFACE.to_string()]);
+        }
         if let Some(token) = join_token {
             args.extend(["--join-token".into(), token.to_string()]);
         }
@@ -894,6 +1080,14 @@ impl Lab {
                 alive: process::alive(pid),
             });
         }
+        if self.state.phys_namespace.is_some() {
+            let pid = self.tor_pid();
+            processes.push(ProcessStatus {
+                name: "phys switch".into(),
+                pid,
+                alive: process::alive(pid),
+            });
+        }
         let client = self.api().map_err(|e| e.to_string());
         let hosts = client
             .as_ref()
@@ -953,9 +1147,27 @@ mod tests {
             vinfra_binary: "/usr/bin/vinfra".into(),
             host_memory_mib: None,
             host_cores: Some(2),
+            phys_namespace: Some("vl-lab-phys".into()),
+            tor_pid: 4,
+            endpoints: vec![VlanEndpoint {
+                vlan_id: 100,
+                address: "10.81.0.1/24".into(),
+                tap: "ep100".into(),
+                port: tor_access_port(100),
+            }],
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<LabState>(&text).unwrap(), state);
+        // A state written before the physical network existed still loads, without it.
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for field in ["phys_namespace", "tor_pid", "endpoints"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let old: LabState = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (old.phys_namespace, old.tor_pid, old.endpoints.len()),
+            (None, 0, 0)
+        );
     }
 
     #[test]

@@ -1,6 +1,16 @@
 //! The lab network: an underlay namespace with a Linux bridge, and one namespace per host joined
 //! to the bridge by a veth pair. Addresses are in 10.77.0.0/24; no namespace has a default route,
 //! and the root namespace is never touched.
+//!
+//! Besides, a "physical network" for VLANs: a namespace `vl-<lab>-phys` with a second Linux
+//! bridge (`br0`, no VLAN filtering: it forwards 802.1Q-tagged frames as they are, learning
+//! MACs across VLANs like a plain switch would), joined to each host by a veth pair, `trunk0` in
+//! the host's namespace (the host's trunk, `vinfra agent --trunk-interface trunk0`) and `t<N>`
+//! on the bridge. One more veth pair, `tor0` ↔ `tor` (on the bridge), is the trunk of the
+//! top-of-rack switch that gives the physical network its endpoints (see
+//! [`crate::Lab::add_vlan_endpoint`]). Nothing needs `ethtool`: where the kernel moves a tag into
+//! packet metadata, the bridge forwards it with the frame and the switches' AF_PACKET sockets
+//! put it back.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -30,6 +40,21 @@ pub enum NetError {
 /// Name of the underlay namespace of lab `lab`.
 pub fn underlay_ns(lab: &str) -> String {
     format!("vl-{lab}-ul")
+}
+
+/// Name of the physical-network namespace of lab `lab`.
+pub fn phys_ns(lab: &str) -> String {
+    format!("vl-{lab}-phys")
+}
+
+/// The trunk interface in every host namespace.
+pub const TRUNK_INTERFACE: &str = "trunk0";
+/// The top-of-rack switch's trunk interface in the physical-network namespace.
+pub const TOR_TRUNK_INTERFACE: &str = "tor0";
+
+/// The bridge port (in the physical-network namespace) of host `index`'s trunk: `t<index>`.
+pub fn trunk_port(index: usize) -> String {
+    format!("t{index}")
 }
 
 /// Name of the namespace of host `index` (1-based) of lab `lab`.
@@ -75,7 +100,7 @@ pub fn lab_namespaces(lab: &str) -> Vec<String> {
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| {
             n.strip_prefix(&prefix)
-                .is_some_and(|rest| rest == "ul" || is_host_suffix(rest))
+                .is_some_and(|rest| rest == "ul" || rest == "phys" || is_host_suffix(rest))
         })
         .collect();
     names.sort();
@@ -111,7 +136,40 @@ pub fn create(lab: &str, hosts: usize) -> Result<(), NetError> {
         ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
     }
+    create_phys(lab, hosts)
+}
+
+/// Creates the physical-network namespace: its bridge, each host's trunk and the top-of-rack
+/// switch's trunk.
+fn create_phys(lab: &str, hosts: usize) -> Result<(), NetError> {
+    let phys = phys_ns(lab);
+    ip(&["netns", "add", &phys])?;
+    ip(&["-n", &phys, "link", "set", "lo", "up"])?;
+    // VLAN filtering is off by default (and not built into every kernel).
+    ip(&["-n", &phys, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", &phys, "link", "set", "br0", "up"])?;
+    let mut ends: Vec<(String, String, String)> = (1..=hosts)
+        .map(|i| (host_ns(lab, i), TRUNK_INTERFACE.to_string(), trunk_port(i)))
+        .collect();
+    ends.push((phys.clone(), TOR_TRUNK_INTERFACE.into(), "tor".into()));
+    for (ns, inside, port) in &ends {
+        ip(&[
+            "link", "add", inside, "netns", ns, "type", "veth", "peer", "name", port, "netns",
+            &phys,
+        ])?;
+        ip(&["-n", &phys, "link", "set", port, "master", "br0"])?;
+        ip(&["-n", &phys, "link", "set", port, "up"])?;
+        ip(&["-n", ns, "link", "set", inside, "up"])?;
+    }
     Ok(())
+}
+
+/// Gives the endpoint interface `dev` of the physical-network namespace the address `cidr`
+/// (`10.81.0.1/24`) and brings it up.
+pub fn set_phys_address(lab: &str, dev: &str, cidr: &str) -> Result<(), NetError> {
+    let phys = phys_ns(lab);
+    ip(&["-n", &phys, "addr", "add", cidr, "dev", dev])?;
+    ip(&["-n", &phys, "link", "set", dev, "up"])
 }
 
 /// Deletes every namespace of lab `lab` (the veth pairs and the bridge go with them).
@@ -134,6 +192,8 @@ mod tests {
     fn names_and_addresses() {
         assert_eq!(underlay_ns("lab"), "vl-lab-ul");
         assert_eq!(host_ns("lab", 2), "vl-lab-h2");
+        assert_eq!(phys_ns("lab"), "vl-lab-phys");
+        assert_eq!(trunk_port(3), "t3");
         assert_eq!(host_addr(1), Ipv4Addr::new(10, 77, 0, 11));
         assert!(is_host_suffix("h12"));
         assert!(!is_host_suffix("h"));

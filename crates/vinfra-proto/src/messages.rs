@@ -57,6 +57,11 @@ pub struct HostReport {
     pub usage: HostUsage,
     /// Every VM the agent knows, including stopped ones whose definition it keeps.
     pub vms: Vec<VmObserved>,
+    /// The interface of the host's VLAN trunk (`vinfra agent --trunk-interface`), if it has
+    /// one: VMs with NICs on VLAN networks are placed only on hosts that have one. Absent in
+    /// reports of older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
 }
 
 /// A VM as the console hands it to an agent: identity plus specification.

@@ -101,4 +101,9 @@ pub struct HostSummary {
     /// Seconds since the last heartbeat.
     pub last_seen_s: Option<u64>,
     pub maintenance: bool,
+    /// The interface of the host's 802.1Q trunk to the physical network, as its agent last
+    /// reported it (`vinfra agent --trunk-interface`); `null` when it has none. Only hosts with
+    /// a trunk take VMs with NICs on VLAN networks.
+    #[serde(default)]
+    pub trunk: Option<String>,
 }

@@ -210,6 +210,9 @@ pub struct HostSwitchCounters {
     /// The VXLAN uplink (encapsulated frames to and from other hosts), when the switch has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uplink: Option<TrafficCounters>,
+    /// The VLAN trunk (tagged frames to and from the physical network), when the host has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<TrafficCounters>,
     /// Drops that belong to no port, by reason.
     #[serde(default)]
     pub switch_drops: BTreeMap<String, u64>,

@@ -168,6 +168,10 @@ pub struct AgentArgs {
     /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
     #[arg(long)]
     pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// This host's interface to the physical network, an 802.1Q trunk that carries the VLAN
+    /// networks (VMs with NICs on VLAN networks run only on hosts with a trunk).
+    #[arg(long, requires = "switch_control", value_parser = parse::interface)]
+    pub trunk_interface: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -216,7 +220,13 @@ pub enum HostCommand {
     /// List hosts.
     List,
     /// Show a host: CPU and memory allocated, allocatable, physical and used.
-    Show { name: String },
+    Show {
+        name: String,
+        /// Show the host's virtual switch instead: counters per network, per VM NIC port, of
+        /// the VXLAN uplink and the VLAN trunk, and drops by reason.
+        #[arg(long)]
+        switch: bool,
+    },
     /// Change a host's ratio override or maintenance mode.
     Set {
         name: String,

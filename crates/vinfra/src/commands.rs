@@ -113,7 +113,23 @@ pub fn host(api: &ApiClient, out: Output, cmd: &HostCommand) -> Result<(), Comma
         HostCommand::List => call(api, out, Method::GET, "/api/v1/hosts", None, |v| {
             Ok(output::hosts(&decode::<Vec<HostSummary>>(v)?))
         }),
-        HostCommand::Show { name } => {
+        HostCommand::Show { name, switch: true } => {
+            check("host", name)?;
+            call(
+                api,
+                out,
+                Method::GET,
+                &format!("/api/v1/hosts/{name}/switch"),
+                None,
+                |v| {
+                    // VM names for the port table; ids stand in when the list is unavailable.
+                    let vms: Vec<VmSummary> = api.get("/api/v1/vms").unwrap_or_default();
+                    let names = vms.into_iter().map(|v| (v.id, v.name)).collect();
+                    Ok(crate::net::host_switch_text(name, &decode(v)?, &names))
+                },
+            )
+        }
+        HostCommand::Show { name, .. } => {
             check("host", name)?;
             call(
                 api,

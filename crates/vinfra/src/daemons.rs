@@ -59,6 +59,7 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         report_interval: a.report_interval,
         switch_control: a.switch_control.clone(),
         underlay_ip: a.underlay_ip,
+        trunk_interface: a.trunk_interface.clone(),
     };
     runtime()?
         .block_on(vinfra_agent::run(config))

@@ -9,6 +9,9 @@ use crate::output;
 
 /// Memory of each sample VM, MiB.
 const SAMPLE_VM_MIB: u64 = 128;
+/// The sample VLAN network: name, VLAN ID, subnet, and the address of its physical endpoint
+/// (also the network's gateway).
+const SAMPLE_VLAN: (&str, u16, &str, &str) = ("vlan100", 100, "10.81.0.0/24", "10.81.0.1");
 
 /// Why a lab command failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,26 @@ pub enum LabCommandError {
         #[source]
         source: LabError,
     },
+    /// The sample VLAN network or its physical endpoint could not be created.
+    #[error("the lab is up, but the sample VLAN network could not be created")]
+    SampleVlan(#[source] LabError),
+}
+
+/// Creates the sample VLAN network and its physical endpoint on the top-of-rack switch.
+fn sample_vlan(lab: &mut Lab) -> Result<(), LabError> {
+    let (name, vid, subnet, endpoint) = SAMPLE_VLAN;
+    lab.add_vlan_endpoint(vid, &format!("{endpoint}/24"))?;
+    let req = vinfra_types::network::CreateNetworkRequest {
+        name: name.into(),
+        kind: vinfra_types::network::NetworkKind::Vlan,
+        vni: None,
+        vlan_id: Some(u32::from(vid)),
+        subnet: subnet.into(),
+        gateway: Some(endpoint.into()),
+        mtu: None,
+    };
+    let _: serde_json::Value = lab.api()?.post("/api/v1/networks", &req)?;
+    Ok(())
 }
 
 impl LabCommandError {
@@ -77,7 +100,8 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                 hosts,
                 config.root.display()
             );
-            let lab = Lab::up(config)?;
+            let mut lab = Lab::up(config)?;
+            sample_vlan(&mut lab).map_err(LabCommandError::SampleVlan)?;
             let hosts = lab.host_names();
             for i in 1..=*vms {
                 let name = format!("vm-{i}");
@@ -104,6 +128,11 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     crate::out!("API:   {}", c.url);
                     crate::out!("token: {}", c.token);
                     crate::out!("CA:    {}", c.ca_file.display());
+                    let (name, vid, subnet, endpoint) = SAMPLE_VLAN;
+                    crate::out!(
+                        "VLAN network {name} (VLAN {vid}, {subnet}): a physical endpoint \
+                         answers at {endpoint}"
+                    );
                     crate::out!();
                     crate::out!(
                         "export VINFRA_URL={} VINFRA_TOKEN={} VINFRA_CA={}",
@@ -142,6 +171,11 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     .iter()
                     .find(|h| p.name.split(' ').next() == Some(h.name.as_str()))
                     .map(|h| h.namespace.clone())
+                    .or_else(|| {
+                        (p.name == "phys switch")
+                            .then(|| status.state.phys_namespace.clone())
+                            .flatten()
+                    })
                     .unwrap_or_else(|| "(root)".into());
                 t.add_row(vec![
                     p.name.clone(),

@@ -1,13 +1,15 @@
 //! `vinfra net …`: logical networks (create, list, show with where each port lives, delete).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
+use uuid::Uuid;
 use vinfra_lab::ApiClient;
 use vinfra_types::network::{
-    CreateNetworkRequest, Ipv4Subnet, NetworkCounters, NetworkKind, NetworkSummary,
-    TrafficCounters, MAX_VLAN_ID, MAX_VLAN_MTU, MAX_VNI, MIN_MTU,
+    CreateNetworkRequest, HostSwitchCounters, Ipv4Subnet, NetworkCounters, NetworkKind,
+    NetworkSummary, TrafficCounters, MAX_VLAN_ID, MAX_VLAN_MTU, MAX_VNI, MIN_MTU,
 };
 
 use crate::cli::Output;
@@ -217,6 +219,87 @@ fn counters_text(n: &NetworkCounters) -> String {
     out
 }
 
+/// `vinfra host show NAME --switch`: one host's virtual switch, per network, per VM NIC port,
+/// uplink and trunk, then the drops that belong to no port.
+///
+/// `vm_names` maps VM ids to names; a port of a VM not in it shows the id.
+pub fn host_switch_text(
+    host: &str,
+    c: &HostSwitchCounters,
+    vm_names: &BTreeMap<Uuid, String>,
+) -> String {
+    const TRAFFIC: [&str; 5] = ["RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "DROPS"];
+    let mut out = format!(
+        "Switch of host {host}: {} networks, {} VM ports",
+        c.networks.len(),
+        c.ports.len()
+    );
+    if !c.networks.is_empty() {
+        let mut head = vec!["NETWORK"];
+        head.extend(TRAFFIC);
+        head.extend(["ARP SUPPRESSED", "FLOODED"]);
+        let mut t = table(&head);
+        for n in &c.networks {
+            let mut row = vec![n.network.clone()];
+            row.extend(traffic_cells(Some(&n.traffic)));
+            row.extend([n.arp_suppressed.to_string(), n.flooded.to_string()]);
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    if !c.ports.is_empty() {
+        let mut head = vec!["PORT", "VM", "NIC", "NETWORK", "MAC"];
+        head.extend(TRAFFIC);
+        head.extend(["TX ERRORS", "RX ERRORS"]);
+        let mut t = table(&head);
+        for p in &c.ports {
+            let vm = vm_names
+                .get(&p.vm_id)
+                .cloned()
+                .unwrap_or_else(|| p.vm_id.to_string());
+            let mut row = vec![
+                p.port.to_string(),
+                vm,
+                p.nic.to_string(),
+                p.network.clone(),
+                p.mac.clone(),
+            ];
+            row.extend(traffic_cells(Some(&p.traffic)));
+            row.extend([p.tx_errors.to_string(), p.rx_errors.to_string()]);
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    let links: Vec<(&str, &TrafficCounters)> = [
+        ("VXLAN uplink", c.uplink.as_ref()),
+        ("VLAN trunk", c.trunk.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| t.map(|t| (name, t)))
+    .collect();
+    if !links.is_empty() {
+        let mut head = vec!["LINK"];
+        head.extend(TRAFFIC);
+        let mut t = table(&head);
+        for (name, traffic) in links {
+            let mut row = vec![name.to_string()];
+            row.extend(traffic_cells(Some(traffic)));
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    let drops: Vec<String> = c
+        .switch_drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    if !drops.is_empty() {
+        out = format!("{out}\n\nother drops: {}", drops.join(", "));
+    }
+    out
+}
+
 /// `vinfra net …`.
 pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), CommandError> {
     let check = |n: &str| {
@@ -363,6 +446,67 @@ mod tests {
             args,
             Ok(crate::cli::Cli {
                 command: crate::cli::Command::Net(NetCommand::Show { counters: true, .. }),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn host_switch_table() {
+        use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters};
+        let traffic = |n: u64| TrafficCounters {
+            rx_packets: n,
+            rx_bytes: n * 100,
+            tx_packets: n + 1,
+            tx_bytes: (n + 1) * 100,
+            drops: [("unknown_vlan".to_string(), n)].into(),
+        };
+        let id = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let port = |vm_id, port: u32| SwitchPortCounters {
+            vm_id,
+            nic: 0,
+            network: "v100".into(),
+            mac: "02:76:66:00:00:01".into(),
+            port,
+            traffic: traffic(3),
+            tx_errors: 4,
+            rx_errors: 0,
+        };
+        let c = HostSwitchCounters {
+            networks: vec![SwitchNetworkCounters {
+                network: "v100".into(),
+                traffic: traffic(5),
+                arp_suppressed: 6,
+                flooded: 8,
+            }],
+            ports: vec![port(id, 17), port(other, 18)],
+            uplink: None,
+            trunk: Some(traffic(11)),
+            switch_drops: [("runt".to_string(), 2), ("no_port".to_string(), 0)].into(),
+        };
+        let text = host_switch_text("h1", &c, &[(id, "web-1".to_string())].into());
+        let net = text.lines().find(|l| l.starts_with("v100 ")).unwrap();
+        for cell in ["500", "5 (unknown_vlan 5)", " 6 "] {
+            assert!(net.contains(cell), "{net}");
+        }
+        assert!(net.trim_end().ends_with(" 8"), "{net}");
+        let named = text.lines().find(|l| l.starts_with("17 ")).unwrap();
+        assert!(named.contains("web-1") && named.contains(" 4 "), "{named}");
+        let unnamed = text.lines().find(|l| l.starts_with("18 ")).unwrap();
+        assert!(unnamed.contains(&other.to_string()), "{unnamed}");
+        let trunk = text.lines().find(|l| l.starts_with("VLAN trunk")).unwrap();
+        assert!(trunk.contains("1100"), "{trunk}");
+        assert!(!text.contains("VXLAN uplink"), "{text}");
+        assert!(text.ends_with("other drops: runt 2"), "{text}");
+        let args = crate::cli::Cli::try_parse_from(["vinfra", "host", "show", "h1", "--switch"]);
+        assert!(matches!(
+            args,
+            Ok(crate::cli::Cli {
+                command: crate::cli::Command::Host(crate::cli::HostCommand::Show {
+                    switch: true,
+                    ..
+                }),
                 ..
             })
         ));

@@ -134,6 +134,7 @@ pub fn hosts(hosts: &[HostSummary]) -> String {
         "MEM USED",
         "VMS",
         "MAINTENANCE",
+        "TRUNK",
     ]);
     for h in hosts {
         t.add_row(vec![
@@ -155,6 +156,7 @@ pub fn hosts(hosts: &[HostSummary]) -> String {
             ),
             h.vm_count.to_string(),
             if h.maintenance { "on" } else { "off" }.to_string(),
+            h.trunk.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     render(t)
@@ -187,6 +189,12 @@ pub fn host(h: &HostSummary) -> String {
             h.accel.map(|a| snake(&a)).unwrap_or_else(|| "-".into()),
         ),
         ("QEMU", h.qemu_version.clone().unwrap_or_else(|| "-".into())),
+        (
+            "VLAN trunk",
+            h.trunk
+                .clone()
+                .unwrap_or_else(|| "none (no VMs with NICs on VLAN networks)".into()),
+        ),
         (
             "Maintenance",
             if h.maintenance { "on" } else { "off" }.into(),

@@ -331,6 +331,31 @@ pub fn on_off(value: &str) -> Result<bool, ParseError> {
     }
 }
 
+/// A network interface name (`--trunk-interface`): 1 to 15 bytes (the kernel's limit), no `/`,
+/// `:`, whitespace or control character, not `.` or `..`.
+pub fn interface(value: &str) -> Result<String, ParseError> {
+    let bad = |reason: &str| ParseError::List {
+        what: "interface",
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    if value.is_empty() || value.len() > 15 {
+        return Err(bad("an interface name has 1 to 15 bytes"));
+    }
+    if value == "." || value == ".." {
+        return Err(bad("not an interface name"));
+    }
+    if value
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(bad(
+            "an interface name has no '/', ':', whitespace or control characters",
+        ));
+    }
+    Ok(value.to_string())
+}
+
 fn pairs<'a>(what: &'static str, value: &'a str) -> Result<Vec<(&'a str, &'a str)>, ParseError> {
     value
         .split(',')
@@ -424,6 +449,24 @@ mod tests {
         assert_eq!(migration_downtime("50"), Ok(50));
         for bad in ["5ms", "61s", "-300ms", "soon", "0"] {
             assert!(migration_downtime(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        for ok in ["trunk0", "eth0", "enp3s0f1", "bond0.100x", "a"] {
+            assert_eq!(interface(ok), Ok(ok.to_string()));
+        }
+        for bad in [
+            "",
+            "a-very-long-interface",
+            "a/b",
+            "eth0:1",
+            "a b",
+            "..",
+            ".",
+        ] {
+            assert!(interface(bad).is_err(), "{bad}");
         }
     }
 

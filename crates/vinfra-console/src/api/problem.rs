@@ -53,6 +53,7 @@ fn core_status(e: &CoreError) -> (StatusCode, &'static str) {
         CoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
         CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         CoreError::RuleConflict(_) => (StatusCode::CONFLICT, "rule-conflict"),
+        CoreError::NoTrunk(_) => (StatusCode::CONFLICT, "host-unavailable"),
         CoreError::InvalidRule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rule"),
         CoreError::Placement(p) => match p {
             PlacementError::UnknownHost { .. } => (StatusCode::NOT_FOUND, "not-found"),

@@ -231,6 +231,8 @@ pub struct FakeState {
     pub switch_config: Option<vinfra_proto::HostSwitchConfig>,
     /// The address reported in Hello and reports (default 127.0.0.1).
     pub address: Option<String>,
+    /// The VLAN trunk interface reported (default none).
+    pub trunk: Option<String>,
 }
 
 pub struct FakeAgent {
@@ -313,14 +315,24 @@ impl FakeAgent {
         capacity: HostCapacity,
         address: &str,
     ) -> FakeAgent {
-        let token = c.join_token().await;
-        let (cert_pem, key_pem) = join(c.running.agent_addr, &c.running.ca_pem, &token, host)
-            .await
-            .unwrap();
         let state = FakeState {
             address: Some(address.into()),
             ..FakeState::default()
         };
+        Self::join_and_connect_with(c, host, capacity, state).await
+    }
+
+    /// Joins with a fresh join token and connects, starting from `state` (what it reports).
+    pub async fn join_and_connect_with(
+        c: &TestConsole,
+        host: &str,
+        capacity: HostCapacity,
+        state: FakeState,
+    ) -> FakeAgent {
+        let token = c.join_token().await;
+        let (cert_pem, key_pem) = join(c.running.agent_addr, &c.running.ca_pem, &token, host)
+            .await
+            .unwrap();
         let mut agent = FakeAgent {
             host: host.into(),
             state: Arc::new(Mutex::new(state)),
@@ -403,6 +415,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
                 usage: vm_usage(&vm.spec.name),
             })
             .collect(),
+        trunk: state.trunk.clone(),
     }
 }
 
@@ -679,6 +692,7 @@ fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchC
         networks,
         ports,
         uplink: Some(uplink),
+        trunk: None,
         switch_drops: Default::default(),
     }
 }

@@ -345,3 +345,53 @@ pub fn assert_one_line_error(out: &Output, code: i32, contains: &str) {
 pub fn serial_log(lab: &Lab, host: &str, id: &str) -> PathBuf {
     lab.vm_dir(host, id).expect("host").join("serial.log")
 }
+
+/// Complete lines of a console text (a line cut at either end is skipped).
+pub fn console_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .map(|l| l.trim_end_matches('\r'))
+}
+
+/// The results of the complete `VINFRA-PING <target> ok|fail` lines of a lab guest's console
+/// text (`vinfra.ping=<target>`), in order (`true`: ok).
+pub fn ping_results(text: &str, target: &str) -> Vec<bool> {
+    let prefix = format!("VINFRA-PING {target} ");
+    console_lines(text)
+        .filter_map(|l| match l.strip_prefix(&prefix) {
+            Some("ok") => Some(true),
+            Some("fail") => Some(false),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ping results of VM `name` pinging `target` so far (see [`ping_results`]).
+pub fn vm_pings(lab: &Lab, name: &str, target: &str) -> Vec<bool> {
+    ping_results(&console_text(lab, name), target)
+}
+
+/// Creates (and starts) a lab guest on `host` with one NIC on `network` at `ip` (`None`: the
+/// console's IPAM picks it), with `options` added to its kernel command line.
+pub fn create_nic_vm(
+    lab: &Lab,
+    name: &str,
+    host: &str,
+    network: &str,
+    ip: Option<&str>,
+    options: &str,
+) -> VmSummary {
+    let mut req = Lab::guest_vm_request(name, 128, Some(host));
+    if let vinfra_types::BootSource::Kernel { cmdline, .. } = &mut req.spec.boot {
+        cmdline.push(' ');
+        cmdline.push_str(options);
+    }
+    req.spec.nics = vec![vinfra_types::NicSpec {
+        network: network.into(),
+        mac: None,
+        ip: ip.map(str::to_string),
+    }];
+    api(lab)
+        .post("/api/v1/vms", &req)
+        .unwrap_or_else(|e| panic!("create VM {name}: {e}"))
+}
