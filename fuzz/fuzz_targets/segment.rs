@@ -1,5 +1,5 @@
 //! Arbitrary virtio-net headers and frames: the header parser, software segmentation and
-//! checksum completion, and the switch forwarding frames with offload metadata from taps that
+//! checksum completion, receive coalescing of the segments, and the switch forwarding frames with offload metadata from taps that
 //! take offloads to ports that do not. Nothing may panic; segments must carry exactly the
 //! payload of the large segment with valid IPv4 header and TCP checksums; every frame sent to a
 //! port without offloads must fit its MTU and carry no metadata.
@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    Command, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch, SwitchSettings,
-    TxBatch,
+    Command, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch, SwitchSettings, TxBatch,
 };
+use vinfra_switch::wire::gro;
 use vinfra_switch::wire::gso::{self, Segmenter};
 use vinfra_switch::wire::virtio_net::{self, Gso, GsoKind};
 use vinfra_switch::wire::{self, EtherType, MacAddr, Offload, VlanId, Vni};
@@ -118,6 +118,7 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
     let tcp_hdr = usize::from(l3[ip_hdr + 12] >> 4) * 4;
     let headers = ip_hdr + tcp_hdr;
     let mut payload = Vec::new();
+    let mut frames = Vec::new();
     for i in 0..s.count() {
         let mut seg = Vec::new();
         assert!(s.write(i, &mut seg));
@@ -142,9 +143,51 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
         };
         assert_eq!(ones_sum(&[&pseudo, &seg[ip_hdr..]]), 0xffff, "TCP checksum");
         payload.extend_from_slice(&seg[headers..]);
+        if kind == GsoKind::Tcpv4 {
+            let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+            frame.extend_from_slice(&seg);
+            frames.push(frame);
+        }
     }
     assert!(!s.write(s.count(), &mut Vec::new()));
     assert_eq!(payload, l3[headers..ip_len]);
+    check_coalescing(&frames);
+}
+
+/// Joins segments as the switch does for an offload port: the joined frames carry the same
+/// payload in order, each within 64 KiB, and cut back into valid segments.
+fn check_coalescing(frames: &[Vec<u8>]) {
+    let mut joined: Vec<(Vec<u8>, Offload)> = Vec::new();
+    let mut open: Option<gro::Coalesced> = None;
+    let mut alone = Vec::new();
+    for f in frames {
+        let seg = gro::TcpSegment::parse(f);
+        if let (Some(c), Some(seg), Some((last, offload))) = (open.as_mut(), seg, joined.last_mut())
+        {
+            if c.accepts(last, &seg, f) {
+                last.extend_from_slice(&f[seg.headers_len()..]);
+                let (o, more) = c.join(last, &seg);
+                *offload = o;
+                if !more {
+                    open = None;
+                }
+                continue;
+            }
+        }
+        open = seg.as_ref().and_then(gro::Coalesced::start);
+        joined.push((f.clone(), Offload::NONE));
+        alone.push(seg);
+    }
+    for ((frame, offload), seg) in joined.iter().zip(&alone) {
+        assert!(frame.len() <= 14 + 65_535);
+        let Some(g) = offload.gso else {
+            continue;
+        };
+        let seg = seg.expect("only parsed segments are joined");
+        let cut = Segmenter::new(EtherType::IPV4, &frame[14..], &g).expect("joined frames cut");
+        assert!(cut.count() >= 2);
+        assert!(cut.max_segment_len() + 14 <= seg.headers_len() + usize::from(g.size));
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -167,11 +210,7 @@ fuzz_target!(|data: &[u8]| {
         check_segmentation(l3, GsoKind::Tcpv6, size);
     }
     let mut copy = l3.to_vec();
-    let _ = gso::complete_checksum(
-        &mut copy,
-        usize::from(header[6]),
-        usize::from(header[8]),
-    );
+    let _ = gso::complete_checksum(&mut copy, usize::from(header[6]), usize::from(header[8]));
     let _ = gso::ip_packet_len(EtherType::IPV4, l3);
     let _ = gso::ip_packet_len(EtherType::IPV6, l3);
 
@@ -192,7 +231,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(out.offload, Offload::NONE, "metadata to {:?}", out.port);
         }
         if out.offload.gso.is_none() {
-            assert!(bytes.len() <= max, "{} bytes to {:?}", bytes.len(), out.port);
+            assert!(
+                bytes.len() <= max,
+                "{} bytes to {:?}",
+                bytes.len(),
+                out.port
+            );
         } else {
             // Passed through whole: its segments fit.
             let s = Segmenter::new(

@@ -388,3 +388,69 @@ fn offloads_only_on_access_ports() {
     assert!(!s.port_offloads(UPLINK));
     assert!(s.set_port_offloads(PortId(77), true).is_err());
 }
+
+/// Cuts `frame` (a large TCP segment) into complete segments, as a sender without TSO would.
+fn cut(frame: &[u8], mss: u16) -> Vec<Vec<u8>> {
+    let mut complete = frame.to_vec();
+    vinfra_switch::wire::gso::complete_checksum(&mut complete[14..], 20, 16).unwrap();
+    let s = vinfra_switch::wire::gso::Segmenter::new(
+        EtherType::IPV4,
+        &complete[14..],
+        gso(mss).gso.as_ref().unwrap(),
+    )
+    .unwrap();
+    (0..s.count())
+        .map(|i| {
+            let mut out = frame[..14].to_vec();
+            assert!(s.write(i, &mut out));
+            out
+        })
+        .collect()
+}
+
+fn run_batch(
+    s: &mut Switch,
+    port: PortId,
+    frames: &[Vec<u8>],
+) -> Vec<(PortId, Option<Ipv4Addr>, Offload, Vec<u8>)> {
+    let mut tx = TxBatch::new();
+    s.process(NOW, frames.iter().map(|f| (port, f.as_slice())), &mut tx);
+    tx.iter()
+        .map(|(f, b)| (f.port, f.vtep, f.offload, b.to_vec()))
+        .collect()
+}
+
+#[test]
+fn segments_in_a_batch_join_into_one_large_frame_for_an_offload_port() {
+    let mut s = switch();
+    let body = data(20_000);
+    let segments = cut(&tcp_frame(mac(2), &body), 1398);
+    assert_eq!(segments.len(), 15);
+    // From the VM port to tap B (offloads): one large segment with GSO metadata.
+    let out = run_batch(&mut s, VM, &segments);
+    assert_eq!(out.len(), 1);
+    let (port, _, offload, frame) = &out[0];
+    assert_eq!(*port, TAP_B);
+    assert_eq!(*offload, gso(1398));
+    assert_eq!(frame.len(), 14 + 20 + 32 + body.len());
+    assert_eq!(&frame[66..], &body[..]);
+    // Cut again, it gives back the very segments that came in.
+    assert_eq!(cut(frame, 1398), segments);
+    // The counters still count the segments.
+    assert_eq!(s.port_counters(TAP_B).unwrap().tx_packets, 15);
+
+    // A lost segment splits the frame; a corrupted one is not joined.
+    let mut lossy = segments.clone();
+    lossy.remove(5);
+    *lossy[9].last_mut().unwrap() ^= 1;
+    let out = run_batch(&mut s, VM, &lossy);
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[2].3, lossy[9]);
+    assert_eq!(out[2].2, Offload::NONE);
+
+    // Toward a remote VTEP (no offloads) nothing is joined.
+    let to_vtep = cut(&tcp_frame(mac(4), &body), 1398);
+    let out = run_batch(&mut s, VM, &to_vtep);
+    assert_eq!(out.len(), 15);
+    assert!(out.iter().all(|o| o.0 == UPLINK && o.2 == Offload::NONE));
+}

@@ -1,7 +1,7 @@
 //! TCP through the daemon's offload paths, with every byte checked: between two taps that take
 //! large segments (passed through whole), from such a tap to a VM port (cut into segments in
 //! software, checksums verified by the receiving kernel), and across two daemons over VXLAN
-//! (cut before encapsulation).
+//! (cut before encapsulation, joined again before the receiving tap).
 
 mod common;
 
@@ -215,7 +215,7 @@ fn tcp_from_an_offload_tap_to_a_vm_port_is_cut_into_valid_segments() {
 }
 
 #[test]
-fn tcp_across_two_switches_over_vxlan_is_cut_before_encapsulation() {
+fn tcp_across_two_switches_over_vxlan_is_cut_before_encapsulation_and_joined_after() {
     let dir = tempfile::tempdir().unwrap();
     let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
     let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
@@ -255,11 +255,27 @@ fn tcp_across_two_switches_over_vxlan_is_cut_before_encapsulation() {
         db.log_text()
     );
 
+    let stat = |what: &str| -> u64 {
+        let path = format!("/sys/class/net/{tb}/statistics/{what}");
+        eb.exec(&["cat", &path]).trim().parse().unwrap()
+    };
+    let (frames_before, bytes_before) = (stat("rx_packets"), stat("rx_bytes"));
     let bytes = 16 * MIB;
     let got = tcp_transfer(&eb, Ipv4Addr::new(10, 87, 0, 2), &ea, bytes, LIMIT);
     assert_eq!(got, bytes, "bytes received intact");
     let a = no_drops(&mut ca, &[1, UPLINK_PORT]);
-    no_drops(&mut cb, &[1, UPLINK_PORT]);
+    let b = no_drops(&mut cb, &[1, UPLINK_PORT]);
+    // Host B joined the segments arriving over VXLAN: its endpoint's stack got fewer, larger
+    // frames than the segments the switch counted.
+    let (frames, frame_bytes) = (
+        stat("rx_packets") - frames_before,
+        stat("rx_bytes") - bytes_before,
+    );
+    let segments = b.port(1).unwrap().traffic.tx_packets;
+    assert!(
+        frame_bytes / frames.max(1) > 1514 && frames * 2 < segments,
+        "{frames} frames, {frame_bytes} bytes, {segments} segments"
+    );
     assert!(average_rx(&a, 1) > 1514, "{a:#?}");
     // Every underlay packet fits the underlay MTU (1500) with its outer Ethernet header.
     let up = &a.port(UPLINK_PORT).unwrap().traffic;

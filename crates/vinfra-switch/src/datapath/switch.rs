@@ -816,6 +816,13 @@ impl Sender<'_, '_> {
             };
             match (tag, &self.untagged) {
                 (None, Some(range)) => self.tx.push_again(id, range.clone(), offload),
+                (None, None) if port.offloads && l2.offload == Offload::NONE => {
+                    // Segments of one TCP flow in a row join into one large segment.
+                    self.untagged = self.tx.push_coalescing(id, |out| {
+                        l2.write(out, None);
+                        true
+                    });
+                }
                 (None, None) => {
                     let range = self.tx.push_with(id, None, offload, |out| {
                         l2.write(out, None);

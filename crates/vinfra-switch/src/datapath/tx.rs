@@ -4,6 +4,7 @@ use core::net::Ipv4Addr;
 use core::ops::Range;
 
 use super::port::PortId;
+use crate::wire::gro::{Coalesced, TcpSegment};
 use crate::wire::Offload;
 
 /// One frame to send.
@@ -27,6 +28,8 @@ pub struct TxFrame {
 pub struct TxBatch {
     data: Vec<u8>,
     frames: Vec<TxFrame>,
+    /// The last frame, when later TCP segments for the same port may still join it.
+    open: Option<(PortId, Coalesced)>,
 }
 
 impl TxBatch {
@@ -40,6 +43,7 @@ impl TxBatch {
         TxBatch {
             data: Vec::with_capacity(bytes),
             frames: Vec::with_capacity(frames),
+            open: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl TxBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.frames.clear();
+        self.open = None;
     }
 
     /// Number of frames.
@@ -85,6 +90,7 @@ impl TxBatch {
         offload: Offload,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) -> Option<Range<usize>> {
+        self.open = None;
         let start = self.data.len();
         if !write(&mut self.data) {
             self.data.truncate(start);
@@ -103,6 +109,7 @@ impl TxBatch {
     /// Queues bytes already in the buffer for another port.
     #[inline]
     pub(crate) fn push_again(&mut self, port: PortId, range: Range<usize>, offload: Offload) {
+        self.open = None;
         self.frames.push(TxFrame {
             port,
             vtep: None,
@@ -111,8 +118,75 @@ impl TxBatch {
         });
     }
 
+    /// Writes a complete frame for a port that takes large segments, as [`TxBatch::push_with`],
+    /// joining it to the previous frame when both are segments of one TCP flow in sequence
+    /// (see [`crate::wire::gro`]): the previous frame then grows and carries GSO metadata.
+    /// Returns the range of a frame queued on its own (to queue again with
+    /// [`TxBatch::push_again`]), `None` when it was joined or not written.
+    pub(crate) fn push_coalescing(
+        &mut self,
+        port: PortId,
+        write: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> Option<Range<usize>> {
+        let open = self.open.take();
+        let range = self.push_with(port, None, Offload::NONE, write)?;
+        let Some(segment) = self.data.get(range.clone()).and_then(TcpSegment::parse) else {
+            return Some(range);
+        };
+        if let Some((open_port, mut state)) = open {
+            if let Some(joined) = self.join_last(open_port, &mut state, &range, &segment) {
+                if joined {
+                    self.open = Some((port, state));
+                }
+                return None;
+            }
+        }
+        self.open = Coalesced::start(&segment).map(|state| (port, state));
+        Some(range)
+    }
+
+    /// Joins the newest frame (at `range`, holding `segment`) to the one before it when that
+    /// one is open on the same port and takes it. `Some(more)` when joined, `more` saying
+    /// whether the frame stays open.
+    fn join_last(
+        &mut self,
+        open_port: PortId,
+        state: &mut Coalesced,
+        range: &Range<usize>,
+        segment: &TcpSegment,
+    ) -> Option<bool> {
+        let [.., prev, last] = self.frames.as_slice() else {
+            return None;
+        };
+        if prev.port != open_port
+            || last.port != open_port
+            || prev.range.end != range.start
+            || last.range != *range
+        {
+            return None;
+        }
+        let prev_range = prev.range.clone();
+        let (head, tail) = self.data.split_at(range.start);
+        if !state.accepts(head.get(prev_range.clone())?, segment, tail) {
+            return None;
+        }
+        // Move the payload down over the new frame's headers, and forget the new frame.
+        let payload = range.start + segment.headers_len()..range.end;
+        self.data.copy_within(payload, range.start);
+        self.data.truncate(range.start + segment.payload_len());
+        self.frames.pop();
+        let end = self.data.len();
+        let frame = self.frames.last_mut()?;
+        frame.range.end = end;
+        let bytes = self.data.get_mut(prev_range.start..end)?;
+        let (offload, more) = state.join(bytes, segment);
+        frame.offload = offload;
+        Some(more)
+    }
+
     /// Queues the frames at positions `frames` (see [`TxBatch::len`]) again, for `port`.
     pub(crate) fn repeat(&mut self, port: PortId, frames: Range<usize>) {
+        self.open = None;
         for i in frames {
             if let Some(f) = self.frames.get(i) {
                 let range = f.range.clone();

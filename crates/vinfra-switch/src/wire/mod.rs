@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod dhcp;
 pub mod encap;
 pub mod ethernet;
+pub mod gro;
 pub mod gso;
 pub mod ipv4;
 pub mod udp;
