@@ -120,6 +120,15 @@ fn list_text(nets: &[NetworkSummary]) -> String {
     render(t)
 }
 
+/// A port's host, `-` when the VM is placed nowhere the console knows.
+fn host_cell(host: &str) -> String {
+    if host.is_empty() {
+        "-".into()
+    } else {
+        host.to_string()
+    }
+}
+
 fn show_text(n: &NetworkSummary) -> String {
     let head = pairs(&[
         ("Name", n.network.name.clone()),
@@ -142,7 +151,7 @@ fn show_text(n: &NetworkSummary) -> String {
         t.add_row(vec![
             p.vm.clone(),
             p.nic.to_string(),
-            p.host.clone(),
+            host_cell(&p.host),
             p.mac.clone(),
             p.ip.clone(),
         ]);
@@ -190,7 +199,7 @@ fn counters_text(n: &NetworkCounters) -> String {
             let mut row = vec![
                 p.port.vm.clone(),
                 p.port.nic.to_string(),
-                p.port.host.clone(),
+                host_cell(&p.port.host),
                 p.port.mac.clone(),
                 p.port.ip.clone(),
             ];
@@ -381,6 +390,7 @@ pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), Command
 mod tests {
     use super::*;
     use clap::Parser;
+    use vinfra_types::network::{Network, NetworkPort};
 
     fn parse(args: &[&str]) -> Result<NetCreateArgs, String> {
         let mut argv = vec!["vinfra", "net", "create"];
@@ -395,9 +405,161 @@ mod tests {
         }
     }
 
+    fn network(name: &str, kind: NetworkKind, segment: u32, gateway: Option<&str>) -> Network {
+        Network {
+            name: name.into(),
+            kind,
+            vni: (kind == NetworkKind::Overlay).then_some(segment),
+            vlan_id: (kind == NetworkKind::Vlan).then_some(segment),
+            subnet: "10.80.1.0/24".into(),
+            gateway: gateway.map(str::to_string),
+            mtu: if kind == NetworkKind::Overlay {
+                1450
+            } else {
+                1500
+            },
+            created_at: 1_700_000_000,
+        }
+    }
+
+    fn port(vm: &str, nic: usize, host: &str, last: u8) -> NetworkPort {
+        NetworkPort {
+            vm: vm.into(),
+            nic,
+            host: host.into(),
+            mac: format!("02:76:66:00:00:{last:02x}"),
+            ip: format!("10.80.1.{last}"),
+        }
+    }
+
+    /// The cells of `row` under each column of `header` (a column starts where a header word
+    /// does; the tables are left-aligned).
+    fn cells<'a>(header: &str, row: &'a str) -> Vec<&'a str> {
+        let h = header.as_bytes();
+        let starts: Vec<usize> = (0..h.len())
+            .filter(|&i| h[i] != b' ' && (i == 0 || h[i - 1] == b' '))
+            .collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(k, &start)| {
+                let end = starts
+                    .get(k + 1)
+                    .copied()
+                    .unwrap_or(row.len())
+                    .min(row.len());
+                row.get(start.min(end)..end).unwrap_or("").trim()
+            })
+            .collect()
+    }
+
+    /// The value of `Key:` in a key/value block.
+    fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .map(str::trim)
+    }
+
+    #[test]
+    fn list_table() {
+        assert_eq!(list_text(&[]), "no networks");
+        let nets = vec![
+            NetworkSummary {
+                network: network("blue", NetworkKind::Overlay, 5000, Some("10.80.1.1")),
+                ports: vec![port("a", 0, "h1", 2), port("b", 0, "h2", 3)],
+            },
+            NetworkSummary {
+                network: network("v300", NetworkKind::Vlan, 300, None),
+                ports: vec![],
+            },
+        ];
+        let text = list_text(&nets);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let header = lines[0];
+        assert_eq!(
+            cells(header, header),
+            ["NAME", "KIND", "ID", "SUBNET", "GATEWAY", "MTU", "PORTS"]
+        );
+        assert_eq!(
+            cells(header, lines[1]),
+            [
+                "blue",
+                "overlay",
+                "vni 5000",
+                "10.80.1.0/24",
+                "10.80.1.1",
+                "1450",
+                "2"
+            ]
+        );
+        assert_eq!(
+            cells(header, lines[2]),
+            ["v300", "vlan", "vlan 300", "10.80.1.0/24", "-", "1500", "0"]
+        );
+    }
+
+    #[test]
+    fn show_names_each_ports_host() {
+        let n = NetworkSummary {
+            network: network("blue", NetworkKind::Overlay, 10000, Some("10.80.1.1")),
+            ports: vec![
+                port("a", 0, "h1", 2),
+                port("a", 1, "h1", 3),
+                port("long-vm-name", 0, "host-with-a-long-name", 4),
+                port("unplaced", 0, "", 5),
+            ],
+        };
+        let text = show_text(&n);
+        for (key, value) in [
+            ("Name", "blue"),
+            ("Kind", "overlay"),
+            ("Id", "vni 10000"),
+            ("Subnet", "10.80.1.0/24"),
+            ("Gateway", "10.80.1.1"),
+            ("MTU", "1450"),
+            ("Created", "2023-11-14 22:13:20"),
+            ("Ports", "4"),
+        ] {
+            assert_eq!(field(&text, key), Some(value), "{key} in {text}");
+        }
+        let (_, ports) = text.split_once("\n\n").expect("a port table");
+        let lines: Vec<&str> = ports.lines().collect();
+        assert_eq!(lines.len(), 5, "{ports}");
+        let header = lines[0];
+        assert_eq!(cells(header, header), ["VM", "NIC", "HOST", "MAC", "IP"]);
+        let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| cells(header, l)).collect();
+        assert_eq!(
+            rows,
+            [
+                ["a", "0", "h1", "02:76:66:00:00:02", "10.80.1.2"],
+                ["a", "1", "h1", "02:76:66:00:00:03", "10.80.1.3"],
+                [
+                    "long-vm-name",
+                    "0",
+                    "host-with-a-long-name",
+                    "02:76:66:00:00:04",
+                    "10.80.1.4"
+                ],
+                ["unplaced", "0", "-", "02:76:66:00:00:05", "10.80.1.5"],
+            ]
+        );
+
+        // A VLAN network without gateway or ports: no port table.
+        let n = NetworkSummary {
+            network: network("v300", NetworkKind::Vlan, 300, None),
+            ports: vec![],
+        };
+        let text = show_text(&n);
+        assert_eq!(field(&text, "Id"), Some("vlan 300"), "{text}");
+        assert_eq!(field(&text, "Gateway"), Some("-"), "{text}");
+        assert_eq!(field(&text, "Ports"), Some("0"), "{text}");
+        assert!(!text.contains("HOST"), "{text}");
+    }
+
     #[test]
     fn counters_table() {
-        use vinfra_types::network::{NetworkHostCounters, NetworkPort, NetworkPortCounters};
+        use vinfra_types::network::{NetworkHostCounters, NetworkPortCounters};
         let port = |vm: &str, host: &str| NetworkPort {
             vm: vm.into(),
             nic: 0,

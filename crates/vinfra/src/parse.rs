@@ -1,6 +1,7 @@
 //! Parsers for command-line values: sizes with units, vCPU counts, durations, `--disk` and `--nic`
 //! specifications. Each returns a one-line message on bad input (clap shows it as the error).
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vinfra_types::vm::{MAX_DISK_GIB, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB};
@@ -398,7 +399,7 @@ pub fn disk(value: &str) -> Result<DiskSpec, ParseError> {
     Ok(d)
 }
 
-/// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx]`.
+/// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx]`: each key at most once, with a value.
 pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     let err = |reason: String| ParseError::List {
         what: "nic",
@@ -420,14 +421,44 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     };
     if let Some(rest) = rest {
         for (k, v) in pairs("nic", rest)? {
-            match k {
-                "ip" => n.ip = Some(v.to_string()),
-                "mac" => n.mac = Some(v.to_ascii_lowercase()),
+            let (slot, parsed) = match k {
+                "ip" => (
+                    &mut n.ip,
+                    v.parse::<Ipv4Addr>()
+                        .map(|ip| ip.to_string())
+                        .map_err(|_| format!("'{v}' is not an IPv4 address")),
+                ),
+                "mac" => (&mut n.mac, mac(v)),
                 _ => return Err(err(format!("unknown key '{k}' (use ip, mac)"))),
+            };
+            if slot.is_some() {
+                return Err(err(format!("{k}= is given more than once")));
             }
+            if v.is_empty() {
+                return Err(err(format!("{k}= needs a value")));
+            }
+            *slot = Some(parsed.map_err(err)?);
         }
     }
     Ok(n)
+}
+
+/// A NIC's MAC address: six octets of exactly two hex digits each, separated by `:` (either
+/// case; no sign, no space), unicast and not all zeros. Returns it in lower case, or why not.
+fn mac(value: &str) -> Result<String, String> {
+    let octets: Vec<&str> = value.split(':').collect();
+    let well_formed = octets.len() == 6
+        && octets
+            .iter()
+            .all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(format!(
+            "'{value}' is not a MAC address like 02:76:66:00:00:01 (two hex digits per octet)"
+        ));
+    }
+    vinfra_types::network::parse_mac(value)
+        .map(vinfra_types::network::format_mac)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -552,5 +583,71 @@ mod tests {
         );
         assert!(nic("ip=1.2.3.4").is_err());
         assert!(nic("lan,vlan=3").is_err());
+    }
+
+    #[test]
+    fn nic_keys_once_each() {
+        for (bad, reason) in [
+            ("lan,ip=10.0.0.5,ip=10.0.0.6", "ip= is given more than once"),
+            ("lan,ip=10.0.0.5,ip=10.0.0.5", "ip= is given more than once"),
+            (
+                "lan,mac=02:00:00:00:00:01,mac=02:00:00:00:00:02",
+                "mac= is given more than once",
+            ),
+            (
+                "lan,mac=02:00:00:00:00:01,ip=10.0.0.5,mac=02:00:00:00:00:01",
+                "mac= is given more than once",
+            ),
+            ("lan,ip=", "ip= needs a value"),
+            ("lan,mac=", "mac= needs a value"),
+            ("lan,foo=1", "unknown key 'foo'"),
+            (",ip=10.0.0.5", "start with the network name"),
+            ("lan,ip=10.0.0", "not an IPv4 address"),
+            ("lan,ip=10.0.0.256", "not an IPv4 address"),
+        ] {
+            let e = nic(bad).expect_err(bad).to_string();
+            assert!(e.contains(reason), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+        assert_eq!(
+            nic("lan, ip = 10.0.0.5 , mac=02:AB:00:00:00:01"),
+            Ok(NicSpec {
+                network: "lan".into(),
+                ip: Some("10.0.0.5".into()),
+                mac: Some("02:ab:00:00:00:01".into())
+            })
+        );
+    }
+
+    #[test]
+    fn nic_macs_have_two_hex_digits_per_octet() {
+        assert_eq!(mac("02:76:66:aA:Bb:0f"), Ok("02:76:66:aa:bb:0f".into()));
+        for bad in [
+            "+2:76:66:00:00:01",
+            "02:76:66:00:00:+1",
+            "02:-0:66:00:00:01",
+            "02:76:66:00:00:1",
+            "02:76:66:00:00:001",
+            "02:76:66:00:00",
+            "02:76:66:00:00:01:02",
+            "02:76:66:00:00:0g",
+            "02:76:66:00:00: 1",
+            "02-76-66-00-00-01",
+            "0x:76:66:00:00:01",
+            "",
+        ] {
+            let e = mac(bad).expect_err(bad);
+            assert!(e.contains("two hex digits per octet"), "{bad}: {e}");
+            assert!(nic(&format!("lan,mac={bad}")).is_err(), "{bad}");
+        }
+        // Well formed but not a NIC's address.
+        for bad in [
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(mac(bad).is_err(), "{bad}");
+            assert!(nic(&format!("lan,mac={bad}")).is_err(), "{bad}");
+        }
     }
 }
