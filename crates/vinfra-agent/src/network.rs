@@ -214,9 +214,16 @@ pub fn validate(config: &HostSwitchConfig) -> Result<(), NetworkError> {
         }
         match n.kind {
             SwitchNetworkKind::Overlay { vni } => {
-                if vni >= 1 << 24 || !vnis.insert(vni) {
+                // VXLAN's VNI is 24 bits; the console never hands out 0.
+                if vni == 0 || vni >= 1 << 24 {
                     return err(format!(
-                        "network {}: VNI {vni} is invalid or reused",
+                        "network {}: VNI {vni} is out of range (1 to 16777215)",
+                        n.name
+                    ));
+                }
+                if !vnis.insert(vni) {
+                    return err(format!(
+                        "network {}: VNI {vni} is used by another network",
                         n.name
                     ));
                 }
@@ -807,6 +814,7 @@ fn host_counters(
                     traffic: traffic(&c.traffic),
                     arp_suppressed: c.arp_suppressed,
                     flooded: c.flooded,
+                    learning_refused: c.learning_refused,
                 })
         })
         .collect();
@@ -1167,7 +1175,14 @@ mod tests {
 
         let mut c = config();
         c.networks[1].kind = SwitchNetworkKind::Overlay { vni: 5001 };
-        assert!(link.set_config(c).is_err());
+        let e = link.set_config(c).unwrap_err();
+        assert!(e.to_string().contains("used by another network"), "{e}");
+        for vni in [0, 1 << 24] {
+            let mut c = config();
+            c.networks[0].kind = SwitchNetworkKind::Overlay { vni };
+            let e = link.set_config(c).unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{vni}: {e}");
+        }
         let mut c = config();
         c.macs[0].network = "green".into();
         assert!(link.set_config(c).is_err());
@@ -1363,7 +1378,7 @@ mod tests {
                 traffic: t(6, 7),
                 arp_suppressed: 1,
                 flooded: 2,
-                learning_refused: 0,
+                learning_refused: 4,
             }],
             switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
         };
@@ -1392,8 +1407,12 @@ mod tests {
         assert_eq!(c.networks[0].network, "red");
         assert_eq!(c.networks[0].traffic.tx_packets, 7);
         assert_eq!(
-            (c.networks[0].arp_suppressed, c.networks[0].flooded),
-            (1, 2)
+            (
+                c.networks[0].arp_suppressed,
+                c.networks[0].flooded,
+                c.networks[0].learning_refused
+            ),
+            (1, 2, 4)
         );
         assert_eq!(c.uplink.as_ref().map(|u| u.tx_packets), Some(2));
         assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);

@@ -4,6 +4,15 @@
 //! Desired state lives in the store; the core keeps an in-memory mirror of the VM and host records
 //! (every write goes through the core, store first, then the mirror), so that listing 10,000 VMs
 //! reads no store at all. Observed state lives in the [`AgentRegistry`].
+//!
+//! Nothing is left behind unknown to the console. A VM whose creation failed is removed again;
+//! when the host gave a clear refusal (and confirms the VM is gone) its addresses and MACs are
+//! released at once. When the outcome is uncertain (no answer in time, connection lost, or the
+//! removal after a refusal failed) and when a VM is deleted with `force` while its host is
+//! disconnected, the host may still run it: the record goes, but a cleanup marker
+//! ([`crate::store_keys::CleanupRecord`]) takes its place in the same transaction, its
+//! addresses and MACs stay claimed and its name stays taken, until the VM controller has
+//! removed the VM from the host (or the host, connected, confirms it has no such VM).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -31,9 +40,10 @@ use vinfra_types::{
 use crate::agents::{AgentRegistry, RequestError};
 use crate::balancing;
 use crate::migration::ActiveMigration;
+use crate::networks::NicPlan;
 use crate::store_keys::{
-    self as keys, now_s, ApiTokenRecord, Desired, HostRecord, JoinTokenRecord, RecordError,
-    Versioned, VmRecord,
+    self as keys, now_s, ApiTokenRecord, CleanupReason, CleanupRecord, Desired, HostRecord,
+    JoinTokenRecord, RecordError, Versioned, VmRecord,
 };
 
 /// How long a join token stays valid.
@@ -44,7 +54,8 @@ pub const CONSOLE_LOG_MAX: u64 = 1024 * 1024;
 /// Default and largest graceful stop timeout.
 pub const STOP_TIMEOUT_DEFAULT_S: u64 = 30;
 pub const STOP_TIMEOUT_MAX_S: u64 = 3600;
-/// How long the console waits for an agent to create or start a VM.
+/// How long the console waits for an agent to create or start a VM (the default of
+/// `ConsoleConfig::create_timeout` for `POST /vms`).
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the console waits for short agent commands.
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -276,6 +287,8 @@ pub struct Console {
     /// How long a migration's source may stay unreachable before the outcome is decided
     /// without it.
     pub(crate) source_lost_after: Duration,
+    /// How long `POST /vms` waits for the host to create the VM.
+    create_timeout: Duration,
     /// The balancer's last pass and recommendations.
     pub(crate) drs: crate::balancing::DrsState,
     /// Logical networks and their address management.
@@ -330,6 +343,7 @@ impl Console {
                 keys: events.into_iter().map(|kv| kv.key).collect(),
             }),
             source_lost_after: crate::migration::SOURCE_LOST_AFTER,
+            create_timeout: CREATE_TIMEOUT,
             drs: crate::balancing::DrsState::default(),
             networks,
             switch_pushes: Mutex::default(),
@@ -341,6 +355,18 @@ impl Console {
     pub fn with_migration_source_timeout(mut self, timeout: Duration) -> Self {
         self.source_lost_after = timeout;
         self
+    }
+
+    /// Sets how long `POST /vms` waits for the host to create the VM (default
+    /// [`CREATE_TIMEOUT`]).
+    pub fn with_create_timeout(mut self, timeout: Duration) -> Self {
+        self.create_timeout = timeout;
+        self
+    }
+
+    /// How long `POST /vms` waits for the host to create the VM.
+    pub fn create_timeout(&self) -> Duration {
+        self.create_timeout
     }
 
     /// The store under the console.
@@ -384,7 +410,7 @@ impl Console {
             Command::UpdateHost { name, update } => {
                 Ok(Reply::Host(self.update_host(&name, update)?))
             }
-            Command::DeleteHost { name } => self.delete_host(&name).map(|()| Reply::Done),
+            Command::DeleteHost { name } => self.delete_host(&name).await.map(|()| Reply::Done),
             Command::GetSettings => Ok(Reply::Settings(read(&self.settings).clone())),
             Command::PutSettings { settings } => Ok(Reply::Settings(self.put_settings(settings)?)),
             Command::CreateJoinToken => Ok(Reply::JoinToken(self.create_join_token()?)),
@@ -956,7 +982,28 @@ impl Console {
         self.show_host(name)
     }
 
-    fn delete_host(&self, name: &str) -> Result<(), CoreError> {
+    async fn delete_host(&self, name: &str) -> Result<(), CoreError> {
+        self.remove_host_record(name)?;
+        // The host never gets in again: the VMs that may still exist there can no longer be
+        // removed through it, so their addresses are not held any longer.
+        for (key, m) in self.cleanups(Some(name))? {
+            match self.finish_cleanup(&key, &m).await {
+                Ok(true) => self.event(
+                    "vm",
+                    &m.value.vm,
+                    format!(
+                        "host {name} was removed before it confirmed the VM's removal; its \
+                         addresses are released"
+                    ),
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(host = name, vm = m.value.vm, "cleanup marker: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_host_record(&self, name: &str) -> Result<(), CoreError> {
         let cur = self.host(name)?;
         let placed: Vec<String> = read(&self.vms)
             .values()
@@ -1252,6 +1299,17 @@ impl Console {
                 "a VM named '{name}' already exists"
             )));
         }
+        if let Some((_, m)) = self
+            .cleanups(None)?
+            .into_iter()
+            .find(|(_, m)| m.value.vm == name)
+        {
+            return Err(CoreError::Conflict(format!(
+                "an earlier VM named '{name}' may still exist on host '{}' and holds its \
+                 addresses until that host confirms its removal; try again later",
+                m.value.host
+            )));
+        }
         let rec = {
             let _placement = self.placement_lock().await;
             // Addresses and MACs are settled first (their errors name the NIC) and claimed with
@@ -1307,34 +1365,150 @@ impl Console {
             vm: rec.instance(),
             start: request.start,
         };
-        match self.agents.request(&rec.host, cmd, CREATE_TIMEOUT).await {
+        match self
+            .agents
+            .request(&rec.host, cmd, self.create_timeout)
+            .await
+        {
             Ok(reply) => {
                 self.event("vm", &name, format!("created on {}", rec.host));
                 self.summary_after(&name, Some(reply))
             }
             Err(e) => {
-                // Nothing half-created: drop the record again, and the definition if the agent
-                // got that far.
+                // Nothing half-created: the record goes again; what the host may have made of
+                // the VM is removed now, or by the VM controller when the outcome is unclear.
+                let leave = self.unconfirmed_create(&rec, &e).await;
                 if let Ok(cur) = self.vm(&name) {
-                    let _networks = self.networks.lock().await;
-                    let undone = self.networks.release_nics(&name).and_then(|plan| {
-                        self.write_vm_with(&name, Some(cur.mod_revision), None, Some(plan))
-                    });
-                    if let Err(de) = undone {
+                    if let Err(de) = self.forget_vm(&name, cur.mod_revision, &rec, leave).await {
                         tracing::error!(vm = name, "rolling back VM record: {de}");
                     }
                 }
-                if !matches!(e, RequestError::NotConnected { .. }) {
-                    let del = AgentCommand::DeleteVm {
-                        id: rec.id,
-                        delete_disks: true,
-                    };
-                    let _ = self.agents.request(&rec.host, del, SHORT_TIMEOUT).await;
-                }
-                self.event("vm", &name, format!("creation on {} failed: {e}", rec.host));
+                let after = if leave.is_some() {
+                    "; the VM may exist there: it is removed when the host answers, and its \
+                     addresses stay reserved until then"
+                } else {
+                    ""
+                };
+                self.event(
+                    "vm",
+                    &name,
+                    format!("creation on {} failed: {e}{after}", rec.host),
+                );
                 Err(e.into())
             }
         }
+    }
+
+    /// After a `CreateVm` that failed with `e`: `None` when the host certainly has nothing of
+    /// the VM, else why it may have (a cleanup marker is then left).
+    async fn unconfirmed_create(&self, rec: &VmRecord, e: &RequestError) -> Option<CleanupReason> {
+        match e {
+            // The command never left the console: the host has no connection to get it from.
+            RequestError::NotConnected { .. } => None,
+            // A clear refusal: the agent undoes its own partial work; the removal confirms it.
+            RequestError::Agent { .. } => {
+                let del = AgentCommand::DeleteVm {
+                    id: rec.id,
+                    delete_disks: true,
+                };
+                match self.agents.request(&rec.host, del, SHORT_TIMEOUT).await {
+                    Ok(_)
+                    | Err(RequestError::Agent {
+                        source: AgentError::NoSuchVm { .. },
+                        ..
+                    }) => None,
+                    Err(de) => {
+                        tracing::warn!(
+                            vm = rec.spec.name,
+                            host = rec.host,
+                            "removal after a refused creation: {de}"
+                        );
+                        Some(CleanupReason::CreateUnconfirmed)
+                    }
+                }
+            }
+            // No answer: the host may have created the VM, or may still be creating it.
+            RequestError::Timeout { .. } | RequestError::ConnectionLost { .. } => {
+                Some(CleanupReason::CreateUnconfirmed)
+            }
+        }
+    }
+
+    /// Deletes the record of VM `name` (stored at revision `expected`). `leave: None` releases
+    /// its addresses and MACs in the same transaction; `Some(reason)` keeps them and writes a
+    /// cleanup marker instead, so that the VM controller removes the VM from its host and
+    /// releases them once the host confirms it is gone.
+    async fn forget_vm(
+        &self,
+        name: &str,
+        expected: i64,
+        rec: &VmRecord,
+        leave: Option<CleanupReason>,
+    ) -> Result<(), CoreError> {
+        let _networks = self.networks.lock().await;
+        let plan = match leave {
+            None => self.networks.release_nics(name)?,
+            Some(reason) => {
+                let key = keys::cleanup_key(&rec.host, name, rec.id);
+                let marker = CleanupRecord {
+                    vm: name.to_string(),
+                    id: rec.id,
+                    host: rec.host.clone(),
+                    reason,
+                    since: now_s(),
+                };
+                NicPlan::other_writes(
+                    vec![Compare::absent(key.clone())],
+                    vec![Op::Put {
+                        key,
+                        value: keys::encode(&marker)?,
+                        lease: 0,
+                    }],
+                )
+            }
+        };
+        self.write_vm_with(name, Some(expected), None, Some(plan))
+    }
+
+    /// The cleanup markers (full key, record), of `host` or of every host.
+    pub fn cleanups(
+        &self,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, Versioned<CleanupRecord>)>, CoreError> {
+        let prefix = host.map_or(keys::CLEANUPS.to_string(), keys::cleanup_prefix);
+        Ok(keys::range::<CleanupRecord>(self.store.as_ref(), &prefix)?
+            .into_iter()
+            .map(|(rest, m)| (format!("{prefix}{rest}"), m))
+            .collect())
+    }
+
+    /// The VM of a cleanup marker is gone from its host: removes the marker (if it is still
+    /// the one read) and releases the VM's addresses and MACs, in one transaction. False when
+    /// the marker changed or went meanwhile.
+    pub async fn finish_cleanup(
+        &self,
+        key: &str,
+        marker: &Versioned<CleanupRecord>,
+    ) -> Result<bool, CoreError> {
+        let _networks = self.networks.lock().await;
+        let plan = self.networks.release_nics(&marker.value.vm)?;
+        let mut compare = vec![Compare::mod_revision(key.to_string(), marker.mod_revision)];
+        compare.extend(plan.compare.iter().cloned());
+        let mut success = vec![Op::Delete {
+            key: key.to_string(),
+        }];
+        success.extend(plan.ops.iter().cloned());
+        let resp = self.store.txn(Txn {
+            compare,
+            success,
+            failure: vec![],
+        })?;
+        if !resp.succeeded {
+            self.networks.reload(self.store.as_ref());
+            return Ok(false);
+        }
+        self.networks.applied(plan, resp.revision);
+        Ok(true)
     }
 
     fn refuse_while_migrating(&self, name: &str) -> Result<(), CoreError> {
@@ -1534,7 +1708,7 @@ impl Console {
         self.refuse_while_migrating(name)?;
         let cur = self.vm(name)?;
         let rec = &cur.value;
-        if self.agents.status(&rec.host) != HostStatus::Connected {
+        let leave = if self.agents.status(&rec.host) != HostStatus::Connected {
             if !force {
                 return Err(CoreError::Conflict(format!(
                     "host '{}' of VM '{name}' is disconnected; its disks cannot be deleted now \
@@ -1542,6 +1716,8 @@ impl Console {
                     rec.host
                 )));
             }
+            // The VM may still run there: it is removed when the host reconnects.
+            Some(CleanupReason::ForcedDelete)
         } else {
             let ignore_missing = |r: Result<CommandReply, RequestError>| match r {
                 Err(RequestError::Agent {
@@ -1566,14 +1742,23 @@ impl Console {
                 delete_disks: true,
             };
             ignore_missing(self.agents.request(&rec.host, del, CREATE_TIMEOUT).await)?;
-        }
-        {
-            let _networks = self.networks.lock().await;
-            let plan = self.networks.release_nics(name)?;
-            self.write_vm_with(name, Some(cur.mod_revision), None, Some(plan))?;
-        }
+            None
+        };
+        self.forget_vm(name, cur.mod_revision, rec, leave).await?;
         let _ = self.store.delete(&keys::migration_key(name));
-        self.event("vm", name, format!("deleted from {}", rec.host));
+        if leave.is_some() {
+            self.event(
+                "vm",
+                name,
+                format!(
+                    "forgotten while host {} is disconnected; it is removed there when the host \
+                     reconnects, and its addresses stay reserved until then",
+                    rec.host
+                ),
+            );
+        } else {
+            self.event("vm", name, format!("deleted from {}", rec.host));
+        }
         Ok(())
     }
 

@@ -13,6 +13,13 @@
 //! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
 //! - [`store_keys`]: the store's key layout and records.
 //!
+//! Nothing is left running unknown to the console: a VM whose creation got no clear answer, or
+//! that was deleted with `force` while its host was disconnected, leaves a cleanup marker
+//! (`/vinfra/cleanups/<host>/<vm>/<id>`) that keeps its addresses, MACs and name reserved; the VM
+//! controller removes the VM from the host when the host is connected and then releases them.
+//! A VM a host reports that the console knows nothing about (no record, no marker) is never
+//! touched, only reported once (log and event).
+//!
 //! [`start`] brings everything up and reports the bound addresses; [`run`] does that and waits for
 //! SIGINT/SIGTERM.
 #![deny(unsafe_code)]
@@ -69,6 +76,9 @@ pub struct ConsoleConfig {
     /// How long the source host of a migration may stay unreachable before the console decides
     /// the migration's outcome without it. Default 30 s.
     pub migration_source_timeout: Duration,
+    /// How long `POST /vms` waits for the host to create the VM. Default 60 s
+    /// ([`core::CREATE_TIMEOUT`]).
+    pub create_timeout: Duration,
     /// How often the store's watch history is compacted. Default 5 min.
     pub compaction_interval: Duration,
     /// How many revisions of watch history compaction keeps. Default 10,000.
@@ -88,6 +98,7 @@ impl ConsoleConfig {
             tls: true,
             heartbeat_timeout: agents::REPORT_TIMEOUT,
             migration_source_timeout: migration::SOURCE_LOST_AFTER,
+            create_timeout: core::CREATE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
         }
@@ -321,7 +332,8 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let switch_triggers = agents.subscribe();
     let console = Arc::new(
         Console::load(store.clone(), agents, keys.ca, token_hash)?
-            .with_migration_source_timeout(config.migration_source_timeout),
+            .with_migration_source_timeout(config.migration_source_timeout)
+            .with_create_timeout(config.create_timeout),
     );
 
     let mut tasks = vec![reaper];

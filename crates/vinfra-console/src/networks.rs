@@ -20,6 +20,7 @@ use vinfra_store::{Compare, Op, Store, Txn};
 use vinfra_types::network::{
     self as net, CreateNetworkRequest, HostSwitchCounters, Ipv4Subnet, Network, NetworkCounters,
     NetworkHostCounters, NetworkKind, NetworkPort, NetworkPortCounters, NetworkSummary,
+    NetworkTotal,
 };
 use vinfra_types::{BootSource, NicSpec, VmSpec};
 
@@ -45,6 +46,18 @@ pub struct NicPlan {
     records: Vec<(String, NetworkRecord)>,
     /// Prefix length of each NIC's subnet, in NIC order (empty for a release).
     prefixes: Vec<u8>,
+}
+
+impl NicPlan {
+    /// A plan that claims and releases nothing: only `ops` (checked by `compare`), to run in the
+    /// same transaction as a VM record.
+    pub fn other_writes(compare: Vec<Compare>, ops: Vec<Op>) -> Self {
+        NicPlan {
+            compare,
+            ops,
+            ..NicPlan::default()
+        }
+    }
 }
 
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -465,14 +478,36 @@ fn segment_of(n: &Network) -> Option<u32> {
     }
 }
 
+/// VM name → host of every VM whose record is gone but that may still exist on that host (it
+/// keeps its addresses until the host confirms its removal).
+fn being_removed(console: &Console) -> BTreeMap<String, String> {
+    match console.cleanups(None) {
+        Ok(all) => all
+            .into_iter()
+            .map(|(_, m)| (m.value.vm, m.value.host))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading the cleanup markers: {e}");
+            BTreeMap::new()
+        }
+    }
+}
+
 fn summary(console: &Console, rec: &NetworkRecord) -> NetworkSummary {
+    let mut removing: Option<BTreeMap<String, String>> = None;
     let mut ports: Vec<NetworkPort> = rec
         .ipam
         .iter()
         .map(|(ip, e)| NetworkPort {
             vm: e.vm.clone(),
             nic: e.nic,
-            host: console.vm(&e.vm).map(|v| v.value.host).unwrap_or_default(),
+            host: console.vm(&e.vm).map(|v| v.value.host).unwrap_or_else(|_| {
+                removing
+                    .get_or_insert_with(|| being_removed(console))
+                    .get(&e.vm)
+                    .cloned()
+                    .unwrap_or_default()
+            }),
             mac: e.mac.clone(),
             ip: ip.clone(),
         })
@@ -536,10 +571,11 @@ async fn ask_counters(console: &Console, host: &str) -> Result<HostSwitchCounter
 }
 
 /// A network's traffic: every host with a VM NIC on it is asked for its switch counters at the
-/// same time (each within [`COUNTERS_TIMEOUT`]); the answers give each port's counters and each
-/// host's totals for the network. A host that is disconnected, fails or does not answer in time
-/// has its ports (and itself) shown without counters, with the reason, rather than failing the
-/// whole call.
+/// same time (each within [`COUNTERS_TIMEOUT`]); the answers give each port's counters, each
+/// host's counters for the network (ARP answers, floods and refused learning included) and
+/// their sum over the hosts that answered. A host that is disconnected, fails or does not
+/// answer in time has its ports (and itself) shown without counters, with the reason, rather
+/// than failing the whole call (the total counts it as missing).
 pub async fn counters(console: &Console, name: &str) -> Result<NetworkCounters, CoreError> {
     let summary = show(console, name)?;
     let hosts: BTreeSet<&str> = summary
@@ -590,26 +626,42 @@ pub async fn counters(console: &Console, name: &str) -> Result<NetworkCounters, 
             }
         })
         .collect();
+    let mut total = NetworkTotal::default();
     let hosts = answers
         .iter()
-        .map(|(host, answer)| {
-            let (counters, error) = match answer {
-                Ok(c) => (
-                    Some(
-                        c.networks
-                            .iter()
-                            .find(|n| n.network == name)
-                            .map(|n| n.traffic.clone())
-                            .unwrap_or_default(),
-                    ),
-                    None,
-                ),
-                Err(e) => (None, Some(e.clone())),
-            };
-            NetworkHostCounters {
-                host: host.to_string(),
-                counters,
-                error,
+        .map(|(host, answer)| match answer {
+            Ok(c) => {
+                // A switch without the network (no port of it there yet) counts nothing.
+                let n = c
+                    .networks
+                    .iter()
+                    .find(|n| n.network == name)
+                    .cloned()
+                    .unwrap_or_default();
+                total.traffic.add(&n.traffic);
+                total.arp_suppressed = total.arp_suppressed.saturating_add(n.arp_suppressed);
+                total.flooded = total.flooded.saturating_add(n.flooded);
+                total.learning_refused = total.learning_refused.saturating_add(n.learning_refused);
+                total.hosts_counted = total.hosts_counted.saturating_add(1);
+                NetworkHostCounters {
+                    host: host.to_string(),
+                    counters: Some(n.traffic),
+                    arp_suppressed: Some(n.arp_suppressed),
+                    flooded: Some(n.flooded),
+                    learning_refused: Some(n.learning_refused),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                total.hosts_missing = total.hosts_missing.saturating_add(1);
+                NetworkHostCounters {
+                    host: host.to_string(),
+                    counters: None,
+                    arp_suppressed: None,
+                    flooded: None,
+                    learning_refused: None,
+                    error: Some(e.clone()),
+                }
             }
         })
         .collect();
@@ -617,6 +669,7 @@ pub async fn counters(console: &Console, name: &str) -> Result<NetworkCounters, 
         network: summary.network.name,
         ports,
         hosts,
+        total,
     })
 }
 
@@ -637,7 +690,15 @@ pub async fn delete(console: &Console, name: &str) -> Result<(), CoreError> {
             .map(|v| v.spec.name),
     );
     if !users.is_empty() {
-        let shown: Vec<&str> = users.iter().take(10).map(String::as_str).collect();
+        let removing = being_removed(console);
+        let shown: Vec<String> = users
+            .iter()
+            .take(10)
+            .map(|vm| match removing.get(vm) {
+                Some(host) => format!("{vm} (being removed from host {host})"),
+                None => vm.clone(),
+            })
+            .collect();
         let more = users.len().saturating_sub(shown.len());
         return Err(CoreError::Conflict(format!(
             "network '{name}' is in use by VM{} {}{}; delete them first",

@@ -11,6 +11,7 @@
 //! | `/vinfra/networks/<name>` | [`NetworkRecord`] (definition and IPAM) |
 //! | `/vinfra/segments/{vni,vlan,switch}/<n>` | [`SegmentClaim`] |
 //! | `/vinfra/macs/<mac>` | [`MacClaim`] |
+//! | `/vinfra/cleanups/<host>/<vm>/<id>` | [`CleanupRecord`]: a VM that may still exist on a host |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
 
@@ -37,6 +38,9 @@ pub const NETWORKS: &str = "/vinfra/networks/";
 pub const SEGMENTS: &str = "/vinfra/segments/";
 /// Prefix of the MAC claims (one NIC each, cluster-wide).
 pub const MACS: &str = "/vinfra/macs/";
+/// Prefix of the cleanup markers: VMs the console no longer has a record of that may still
+/// exist on a host (see [`CleanupRecord`]).
+pub const CLEANUPS: &str = "/vinfra/cleanups/";
 /// Cluster settings.
 pub const SETTINGS: &str = "/vinfra/settings";
 /// Hash of the API token.
@@ -72,6 +76,18 @@ pub fn segment_key(space: &str, id: u32) -> String {
 /// The claim of a MAC address (lower case).
 pub fn mac_key(mac: &str) -> String {
     format!("{MACS}{mac}")
+}
+/// The cleanup marker of VM `vm` (id `id`) on `host`.
+pub fn cleanup_key(host: &str, vm: &str, id: Uuid) -> String {
+    format!("{CLEANUPS}{host}/{vm}/{id}")
+}
+/// The prefix of every cleanup marker on `host`.
+pub fn cleanup_prefix(host: &str) -> String {
+    format!("{CLEANUPS}{host}/")
+}
+/// The host a cleanup marker key names.
+pub fn cleanup_host(key: &str) -> Option<&str> {
+    key.strip_prefix(CLEANUPS)?.split('/').next()
 }
 pub fn join_token_key(secret_hash: &str) -> String {
     format!("{JOIN_TOKENS}{secret_hash}")
@@ -174,6 +190,31 @@ pub struct SegmentClaim {
 pub struct MacClaim {
     pub vm: String,
     pub network: String,
+}
+
+/// Why a VM that the console no longer has a record of may still exist on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupReason {
+    /// Its creation failed without a clear answer (no answer in time, connection lost), or the
+    /// removal after a refused creation failed: the host may have created it.
+    CreateUnconfirmed,
+    /// It was deleted with `force` while its host was disconnected.
+    ForcedDelete,
+}
+
+/// A cleanup marker: VM `vm` (id `id`) may still exist on `host` although its record is gone.
+/// The VM's addresses and MACs stay claimed (under its name) until the host confirms the VM is
+/// gone, and no new VM may take its name meanwhile. Written in the same transaction that deletes
+/// the VM record, removed in the one that releases the claims (`controllers::vm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupRecord {
+    pub vm: String,
+    pub id: Uuid,
+    pub host: String,
+    pub reason: CleanupReason,
+    /// When the marker was written, seconds since the Unix epoch.
+    pub since: u64,
 }
 
 /// A migration (in progress or the last finished one) of one VM.

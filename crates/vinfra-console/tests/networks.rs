@@ -220,6 +220,7 @@ async fn bad_network_definitions_are_400_and_store_nothing() {
     for (k, v, what) in [
         ("vlan_id", json!(0), "vlan_id"),
         ("vlan_id", json!(4095), "vlan_id"),
+        ("vlan_id", json!(4096), "vlan_id"),
         ("vni", json!(5000), "vni"),
         ("mtu", json!(1501), "trunk"),
     ] {
@@ -372,6 +373,17 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
             json!([{"network": "blue", "mac": "02:00:00:00:00"}]),
             400,
             "MAC",
+        ),
+        (
+            json!([{"network": "blue", "mac": "00:00:00:00:00:00"}]),
+            400,
+            "00:00:00:00:00:00",
+        ),
+        // The switch's DHCP server replies from this MAC.
+        (
+            json!([{"network": "blue", "mac": "02:76:69:6E:00:67"}]),
+            400,
+            "DHCP server",
         ),
         (json!([{"network": "nope"}]), 404, "nope"),
         (
@@ -721,13 +733,46 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
     );
     // Per host: the network's counters on each switch (b's red NIC is not in blue's).
     assert_eq!(body["hosts"].as_array().unwrap().len(), 2, "{body:?}");
-    let h1 = &host_entry(body, "h1")["counters"];
+    let h1e = host_entry(body, "h1");
+    let h1 = &h1e["counters"];
     assert_eq!(h1["rx_packets"], 21);
     assert_eq!(h1["tx_packets"], 41);
     assert_eq!(h1["drops"]["runt"], 1);
-    let h2c = &host_entry(body, "h2")["counters"];
+    // The switch's own counters of the network come through (two ports on h1).
+    assert_eq!(
+        (
+            &h1e["arp_suppressed"],
+            &h1e["flooded"],
+            &h1e["learning_refused"]
+        ),
+        (&json!(6), &json!(10), &json!(2)),
+        "{h1e:?}"
+    );
+    let h2e = host_entry(body, "h2");
+    let h2c = &h2e["counters"];
     assert_eq!(h2c["rx_packets"], 10);
     assert_eq!(h2c["tx_bytes"], 2000);
+    assert_eq!(
+        (&h2e["arp_suppressed"], &h2e["flooded"]),
+        (&json!(3), &json!(5))
+    );
+    // The cluster-wide total: the sum over the hosts.
+    let total = &body["total"];
+    assert_eq!(total["rx_packets"], 21 + 10, "{total:?}");
+    assert_eq!(total["tx_bytes"], 4100 + 2000);
+    assert_eq!(total["drops"]["runt"], 1);
+    assert_eq!(
+        (
+            &total["arp_suppressed"],
+            &total["flooded"],
+            &total["learning_refused"]
+        ),
+        (&json!(9), &json!(15), &json!(3))
+    );
+    assert_eq!(
+        (&total["hosts_counted"], &total["hosts_missing"]),
+        (&json!(2), &json!(0))
+    );
 
     // The raw counters of one host, uplink included.
     let r = c.call("GET", "/api/v1/hosts/h2/switch", None).await;
@@ -741,6 +786,14 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
         .find(|n| n["network"] == "ctr-red")
         .unwrap();
     assert_eq!(red["rx_packets"], 11);
+    assert_eq!(
+        (
+            &red["arp_suppressed"],
+            &red["flooded"],
+            &red["learning_refused"]
+        ),
+        (&json!(3), &json!(5), &json!(1))
+    );
 
     assert_problem(
         &c.call("GET", "/api/v1/networks/ctr-none/counters", None)
@@ -769,7 +822,18 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
         h2e["counters"].is_null() && h2e["error"].is_string(),
         "{h2e:?}"
     );
+    assert!(h2e.get("arp_suppressed").is_none(), "{h2e:?}");
     assert_eq!(port(&r.body, "a", 1)["counters"]["rx_packets"], 11);
+    // The total leaves the silent host out, and says so.
+    let total = &r.body["total"];
+    assert_eq!(
+        (&total["rx_packets"], &total["flooded"]),
+        (&json!(21), &json!(10))
+    );
+    assert_eq!(
+        (&total["hosts_counted"], &total["hosts_missing"]),
+        (&json!(1), &json!(1))
+    );
     assert_problem(&c.call("GET", "/api/v1/hosts/h2/switch", None).await, 503);
     c.shutdown().await;
 }
@@ -946,5 +1010,235 @@ async fn the_balancer_moves_vlan_vms_to_hosts_with_a_trunk_and_never_away() {
     );
     let reason = recs[0]["reason"].as_str().unwrap();
     assert!(reason.contains("VLAN networks need a trunk"), "{reason}");
+    c.shutdown().await;
+}
+
+/// Polls `f` every 100 ms for up to 20 s.
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// The cleanup markers: (VM, host).
+fn markers(c: &TestConsole) -> Vec<(String, String)> {
+    c.running
+        .console
+        .cleanups(None)
+        .unwrap()
+        .into_iter()
+        .map(|(_, m)| (m.value.vm, m.value.host))
+        .collect()
+}
+
+fn agent_vm(agent: &FakeAgent, name: &str) -> Option<uuid::Uuid> {
+    let st = agent.state.lock().unwrap();
+    st.vms
+        .values()
+        .find(|(v, _)| v.spec.name == name)
+        .map(|(v, _)| v.id)
+}
+
+async fn events_text(c: &TestConsole) -> String {
+    c.call("GET", "/api/v1/events", None).await.body.to_string()
+}
+
+#[tokio::test]
+async fn an_unanswered_create_keeps_the_addresses_until_the_vm_is_removed_from_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, false, |cfg| {
+        cfg.create_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let r = create_net(
+        &c,
+        json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+
+    // The host creates `orphan` but its answer never comes; it never even starts on `ghost`.
+    // Its deletions fail for now.
+    {
+        let mut st = agent.state.lock().unwrap();
+        st.behaviour.lose_create_reply = true;
+        st.behaviour.fail_delete = true;
+    }
+    let r = create_vm(
+        &c,
+        "orphan",
+        json!([{"network": "blue", "ip": "10.80.1.5"}]),
+    )
+    .await;
+    assert_problem(&r, 504);
+    {
+        let mut st = agent.state.lock().unwrap();
+        st.behaviour.lose_create_reply = false;
+        st.behaviour.ignore_create = true;
+    }
+    let r = create_vm(&c, "ghost", json!([{"network": "blue", "ip": "10.80.1.6"}])).await;
+    assert_problem(&r, 504);
+    agent.state.lock().unwrap().behaviour.ignore_create = false;
+    let orphan = agent_vm(&agent, "orphan").expect("the host created orphan");
+    assert!(agent_vm(&agent, "ghost").is_none());
+
+    // The records are gone, the markers are there, and addresses and names stay taken.
+    assert_problem(&c.call("GET", "/api/v1/vms/orphan", None).await, 404);
+    assert_problem(&c.call("GET", "/api/v1/vms/ghost", None).await, 404);
+    let mut m = markers(&c);
+    m.sort();
+    assert_eq!(
+        m,
+        [
+            ("ghost".to_string(), "h1".to_string()),
+            ("orphan".to_string(), "h1".to_string())
+        ]
+    );
+    let r = create_vm(&c, "taker", json!([{"network": "blue", "ip": "10.80.1.5"}])).await;
+    assert_problem(&r, 409);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("'orphan'"),
+        "{:?}",
+        r.body
+    );
+    let r = create_vm(&c, "taker", json!([{"network": "blue", "ip": "10.80.1.6"}])).await;
+    assert_problem(&r, 409);
+    let r = create_vm(&c, "orphan", json!([{"network": "blue"}])).await;
+    assert_problem(&r, 409);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("'h1'"),
+        "{:?}",
+        r.body
+    );
+    let blue = c.call("GET", "/api/v1/networks/blue", None).await;
+    let held = blue.body["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["vm"] == "orphan")
+        .cloned();
+    assert_eq!(held.map(|p| p["host"].clone()), Some(json!("h1")));
+
+    // The controller tries to remove the VM the host reports, and fails for now.
+    until("a failed removal is recorded", || async {
+        events_text(&c).await.contains("could not remove VM")
+    })
+    .await;
+    assert_eq!(
+        agent.vm_state(orphan),
+        Some(vinfra_types::PowerState::Running)
+    );
+    assert_eq!(markers(&c).len(), 2);
+
+    // Once the host lets it, both are settled: orphan removed, ghost confirmed absent.
+    agent.state.lock().unwrap().behaviour.fail_delete = false;
+    until("the markers are settled", || async {
+        markers(&c).is_empty()
+    })
+    .await;
+    assert!(agent.vm_state(orphan).is_none());
+    let events = events_text(&c).await;
+    assert!(events.contains("removed from h1"), "{events}");
+    assert!(events.contains("confirmed absent on h1"), "{events}");
+    let r = create_vm(&c, "taker", json!([{"network": "blue", "ip": "10.80.1.5"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = create_vm(&c, "ghost", json!([{"network": "blue", "ip": "10.80.1.6"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = create_vm(&c, "orphan", json!([{"network": "blue"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn vms_the_console_let_go_of_are_removed_when_their_host_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let mut agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let r = create_net(
+        &c,
+        json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let r = create_vm(&c, "gone", json!([{"network": "blue", "ip": "10.80.1.5"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let gone: uuid::Uuid = r.body["id"].as_str().unwrap().parse().unwrap();
+
+    // Deleted with force while its host is away: it may still run there.
+    agent.disconnect();
+    c.wait_host_status("h1", "disconnected").await;
+    // Meanwhile the host also runs a VM the console never knew.
+    let stray = vinfra_proto::VmInstance {
+        id: uuid::Uuid::new_v4(),
+        spec: serde_json::from_str(&vm_json("stray", 1, 128)).unwrap(),
+        started_at: None,
+    };
+    agent
+        .state
+        .lock()
+        .unwrap()
+        .vms
+        .insert(stray.id, (stray.clone(), vinfra_types::PowerState::Running));
+    let r = c.call("DELETE", "/api/v1/vms/gone?force=true", None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(markers(&c), [("gone".to_string(), "h1".to_string())]);
+    let r = create_vm(&c, "taker", json!([{"network": "blue", "ip": "10.80.1.5"}])).await;
+    assert_problem(&r, 409);
+    let r = c.call("DELETE", "/api/v1/networks/blue", None).await;
+    assert_problem(&r, 409);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gone (being removed from host h1)"),
+        "{:?}",
+        r.body
+    );
+
+    // The host comes back: the VM goes, its address is free; the unknown one is left alone.
+    agent.connect(c.running.agent_addr).await;
+    c.wait_host_status("h1", "connected").await;
+    until("the forgotten VM is removed", || async {
+        markers(&c).is_empty() && agent.vm_state(gone).is_none()
+    })
+    .await;
+    let r = create_vm(&c, "taker", json!([{"network": "blue", "ip": "10.80.1.5"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        agent.vm_state(stray.id),
+        Some(vinfra_types::PowerState::Running)
+    );
+    until("the unknown VM is reported", || async {
+        events_text(&c).await.contains("does not know")
+    })
+    .await;
+
+    // The connection breaks right after the host created a VM: the same.
+    agent.state.lock().unwrap().behaviour.drop_after_create = true;
+    let r = create_vm(&c, "cut", json!([{"network": "blue", "ip": "10.80.1.7"}])).await;
+    assert_problem(&r, 502);
+    agent.state.lock().unwrap().behaviour.drop_after_create = false;
+    let cut = agent_vm(&agent, "cut").expect("the host created cut");
+    assert_eq!(markers(&c), [("cut".to_string(), "h1".to_string())]);
+    let r = create_vm(&c, "other", json!([{"network": "blue", "ip": "10.80.1.7"}])).await;
+    assert_problem(&r, 409);
+    agent.connect(c.running.agent_addr).await;
+    c.wait_host_status("h1", "connected").await;
+    until("the cut VM is removed", || async {
+        markers(&c).is_empty() && agent.vm_state(cut).is_none()
+    })
+    .await;
+    let r = create_vm(&c, "other", json!([{"network": "blue", "ip": "10.80.1.7"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(agent.vm_count(), 3, "taker, other and the stray VM");
     c.shutdown().await;
 }

@@ -35,6 +35,10 @@ pub const MAX_PREFIX: u8 = 30;
 /// First three bytes of the MACs the console assigns: locally administered, unicast (`02`),
 /// then `76:66` ("vf").
 pub const MAC_PREFIX: [u8; 3] = [0x02, 0x76, 0x66];
+/// Source MAC of the virtual switch's DHCP replies when the server address has no registered
+/// owner (locally administered). The switch (`vinfra-switch`, `DHCP_SERVER_MAC`) uses the same
+/// value; a NIC may not have it.
+pub const DHCP_SERVER_MAC: [u8; 6] = [0x02, 0x76, 0x69, 0x6e, 0x00, 0x67];
 
 /// How a network reaches the other hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -172,6 +176,9 @@ pub struct SwitchNetworkCounters {
     /// Frames flooded (broadcast, unknown unicast, multicast).
     #[serde(default)]
     pub flooded: u64,
+    /// Source MACs not learned because the network's MAC table was full.
+    #[serde(default)]
+    pub learning_refused: u64,
 }
 
 /// The switch port of one VM NIC on a host.
@@ -239,12 +246,40 @@ pub struct NetworkHostCounters {
     /// The network's counters on the host's switch (every frame in and out of the network
     /// there, the uplink's included); `null` when they could not be read (see `error`).
     pub counters: Option<TrafficCounters>,
+    /// ARP requests the host's switch answered itself for the network (absent with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_suppressed: Option<u64>,
+    /// Frames the host's switch flooded on the network (absent with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flooded: Option<u64>,
+    /// Source MACs the host's switch did not learn, its table for the network being full
+    /// (absent with `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_refused: Option<u64>,
     /// Why the counters are missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
-/// A network's traffic: per port and per host (`GET /api/v1/networks/{name}/counters`).
+/// A network's counters summed over the hosts whose switch answered. A frame between VMs on two
+/// hosts counts on both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NetworkTotal {
+    #[serde(flatten)]
+    pub traffic: TrafficCounters,
+    /// ARP requests the switches answered themselves.
+    pub arp_suppressed: u64,
+    /// Frames flooded.
+    pub flooded: u64,
+    /// Source MACs not learned (MAC table full).
+    pub learning_refused: u64,
+    /// Hosts whose counters are in the sums.
+    pub hosts_counted: u32,
+    /// Hosts whose counters could not be read, left out of the sums (see `hosts`).
+    pub hosts_missing: u32,
+}
+
+/// A network's traffic: per port, per host and in all (`GET /api/v1/networks/{name}/counters`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkCounters {
     /// The network's name.
@@ -253,6 +288,9 @@ pub struct NetworkCounters {
     pub ports: Vec<NetworkPortCounters>,
     /// Every host with a VM NIC on the network, by name.
     pub hosts: Vec<NetworkHostCounters>,
+    /// The sum over `hosts`.
+    #[serde(default)]
+    pub total: NetworkTotal,
 }
 
 /// Why a network definition or an address was refused.
@@ -363,15 +401,16 @@ impl std::fmt::Display for Ipv4Subnet {
     }
 }
 
-/// Parses a MAC address `xx:xx:xx:xx:xx:xx` (either case) that a NIC may have: unicast and not
-/// all zeros.
+/// Parses a MAC address `xx:xx:xx:xx:xx:xx` (either case) that a NIC may have: unicast, not all
+/// zeros and not [`DHCP_SERVER_MAC`].
 pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
     let bad = || NetworkError::Mac(format!("'{s}' is not a MAC address like 02:76:66:00:00:01"));
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in out.iter_mut() {
         let p = parts.next().ok_or_else(bad)?;
-        if p.len() != 2 {
+        // Exactly two hex digits: `from_str_radix` alone would also take a sign ("+2").
+        if p.len() != 2 || !p.bytes().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad());
         }
         *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
@@ -388,6 +427,12 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
         return Err(NetworkError::Mac(
             "MAC 00:00:00:00:00:00 is not usable".into(),
         ));
+    }
+    if out == DHCP_SERVER_MAC {
+        return Err(NetworkError::Mac(format!(
+            "MAC {} is reserved for the virtual switch's DHCP server",
+            format_mac(DHCP_SERVER_MAC)
+        )));
     }
     Ok(out)
 }
@@ -555,9 +600,13 @@ mod tests {
             "01:00:5e:00:00:01",
             "ff:ff:ff:ff:ff:ff",
             "00:00:00:00:00:00",
+            "02:76:69:6E:00:67",
         ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
+        assert!(
+            parse_mac("02:76:69:6e:00:67").is_err_and(|e| e.to_string().contains("DHCP server"))
+        );
     }
 
     #[test]

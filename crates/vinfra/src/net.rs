@@ -591,8 +591,12 @@ mod tests {
             hosts: vec![NetworkHostCounters {
                 host: "h1".into(),
                 counters: Some(traffic),
+                arp_suppressed: Some(3),
+                flooded: Some(5),
+                learning_refused: Some(0),
                 error: None,
             }],
+            total: Default::default(),
         };
         let text = counters_text(&n);
         let a = text.lines().find(|l| l.contains(" h1 ")).unwrap();
@@ -641,6 +645,7 @@ mod tests {
                 traffic: traffic(5),
                 arp_suppressed: 6,
                 flooded: 8,
+                learning_refused: 0,
             }],
             ports: vec![port(id, 17), port(other, 18)],
             uplink: None,

@@ -3,7 +3,13 @@
 //! - desired running, unknown to the agent → `CreateVm{start: true}`;
 //! - desired running, reported stopped → `StartVm` (a crashed VM is left alone, with an event);
 //! - desired stopped, reported running → `StopVm`;
-//! - reported but unknown to the store → left alone, with a warning and an event;
+//! - a cleanup marker on the host (a VM whose creation got no clear answer, or that was deleted
+//!   with `force` while the host was disconnected) → `DeleteVm`, once the host reports the VM,
+//!   or, when it does not, once a creation still running there would have ended
+//!   ([`cleanup_grace`]); when the host confirms (done, or no such VM) the marker goes and the
+//!   VM's addresses and MACs are released with it. See [`VmController::clean_up`];
+//! - reported but unknown to the store, without a marker → left alone (never killed), with a
+//!   warning and an event, once;
 //! - reported on a host other than the one the store places it on → see
 //!   `VmController::misplaced` (what is left of a migration whose end the console did not see);
 //! - a VM is never created or started on its host while another host reports it live.
@@ -15,15 +21,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
-use vinfra_proto::AgentCommand;
+use vinfra_proto::{AgentCommand, AgentError};
 use vinfra_types::{HostStatus, PowerState};
 
 use super::{Controller, ControllerError};
+use crate::agents::RequestError;
 use crate::core::{lock, Console, CREATE_TIMEOUT, SHORT_TIMEOUT, STOP_TIMEOUT_DEFAULT_S};
-use crate::store_keys::{self as keys, Desired, VmRecord};
+use crate::store_keys::{self as keys, now_s, CleanupReason, CleanupRecord, Desired, VmRecord};
 
 /// How long after an API operation on a VM the controller leaves it alone (reports lag).
 pub const SETTLE: Duration = Duration::from_secs(3);
+
+/// Store prefix watched (filtered by [`VmController::key_for`]): VM records and cleanup markers.
+const ROOT: &str = "/vinfra/";
+
+/// How long after a cleanup marker was written a host's silence about the VM counts as "no such
+/// VM": a creation the console stopped waiting for may still be running on the host (it only
+/// lists the VM once it is done), so twice the time the console waits for one. A VM deleted with
+/// `force` was created long before: no wait.
+pub fn cleanup_grace(reason: CleanupReason, create_timeout: Duration) -> Duration {
+    match reason {
+        CleanupReason::CreateUnconfirmed => create_timeout.saturating_mul(2),
+        CleanupReason::ForcedDelete => Duration::ZERO,
+    }
+}
 
 /// Reconciles VMs per host.
 pub struct VmController {
@@ -49,6 +70,72 @@ impl VmController {
 
     fn forget_note(&self, host: &str, id: Uuid, what: &'static str) {
         lock(&self.noted).remove(&(host.to_string(), id, what));
+    }
+
+    /// Removes from `host` (connected, its latest report's VMs in `seen`) the VMs its cleanup
+    /// markers name, and releases their addresses once the host confirms each is gone. A VM
+    /// the report does not list is asked for only after [`cleanup_grace`]. Returns the ids the
+    /// markers name (the report's VMs among them are not "unknown").
+    async fn clean_up(
+        &self,
+        host: &str,
+        seen: &HashMap<Uuid, PowerState>,
+    ) -> Result<HashSet<Uuid>, ControllerError> {
+        let console = &self.console;
+        let markers = console.cleanups(Some(host))?;
+        let ids = markers.iter().map(|(_, m)| m.value.id).collect();
+        for (key, m) in markers {
+            let CleanupRecord {
+                vm,
+                id,
+                reason,
+                since,
+                ..
+            } = &m.value;
+            let grace = cleanup_grace(*reason, console.create_timeout());
+            let waited = Duration::from_secs(now_s().saturating_sub(*since));
+            if !seen.contains_key(id) && waited < grace {
+                continue;
+            }
+            let del = AgentCommand::DeleteVm {
+                id: *id,
+                delete_disks: true,
+            };
+            let gone = match console.agents().request(host, del, SHORT_TIMEOUT).await {
+                Ok(_) => true,
+                Err(RequestError::Agent {
+                    source: AgentError::NoSuchVm { .. },
+                    ..
+                }) => false,
+                Err(e) => {
+                    self.note_once(
+                        host,
+                        *id,
+                        "cleanup",
+                        vm,
+                        format!(
+                            "could not remove VM {id} from {host} (its record is gone, its \
+                             addresses stay reserved); retried: {e}"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if console.finish_cleanup(&key, &m).await? {
+                self.forget_note(host, *id, "cleanup");
+                let what = if gone {
+                    "removed from"
+                } else {
+                    "confirmed absent on"
+                };
+                console.event(
+                    "vm",
+                    vm,
+                    format!("VM {id} {what} {host}; its addresses and MACs are released"),
+                );
+            }
+        }
+        Ok(ids)
     }
 }
 
@@ -169,12 +256,14 @@ impl Controller for VmController {
     }
 
     fn prefix(&self) -> &'static str {
-        keys::VMS
+        ROOT
     }
 
     fn key_for(&self, store_key: &str) -> Option<String> {
-        let name = store_key.strip_prefix(keys::VMS)?;
-        self.console.vm(name).ok().map(|v| v.value.host)
+        if let Some(name) = store_key.strip_prefix(keys::VMS) {
+            return self.console.vm(name).ok().map(|v| v.value.host);
+        }
+        keys::cleanup_host(store_key).map(str::to_string)
     }
 
     fn all_keys(&self) -> Vec<String> {
@@ -271,6 +360,7 @@ impl Controller for VmController {
                 ),
             }
         }
+        known.extend(self.clean_up(host, &seen).await?);
         for v in &report.vms {
             if let Some(rec) = records.iter().find(|r| r.id == v.id) {
                 if rec.host != host {

@@ -163,6 +163,14 @@ pub fn vm_json(name: &str, vcpus: u32, memory_mib: u64) -> String {
 #[derive(Default)]
 pub struct Behaviour {
     pub fail_create: bool,
+    /// `CreateVm` creates the VM but is never answered (the console's wait runs out).
+    pub lose_create_reply: bool,
+    /// `CreateVm` is neither carried out nor answered.
+    pub ignore_create: bool,
+    /// `CreateVm` creates the VM, then the agent closes its connection without answering.
+    pub drop_after_create: bool,
+    /// `DeleteVm` fails (with the VM still there).
+    pub fail_delete: bool,
     pub fail_prepare: bool,
     /// MigrationStatus answers "failed" instead of completing.
     pub fail_migration: bool,
@@ -491,6 +499,11 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             Ok(observed(&v.0, v.1))
         }
         AgentCommand::DeleteVm { id, .. } => {
+            if state.behaviour.fail_delete {
+                return Err(AgentError::Host {
+                    detail: "the datastore is busy".into(),
+                });
+            }
             state.vms.remove(&id).ok_or(missing(id))?;
             Ok(CommandReply::Done)
         }
@@ -641,8 +654,8 @@ pub fn fake_port_traffic(nic: usize) -> vinfra_types::network::TrafficCounters {
 }
 
 /// Switch counters derived from the fake agent's state: a port per NIC of each running VM
-/// ([`fake_port_traffic`]), each configured network the sum of its ports, the uplink the sum
-/// of everything.
+/// ([`fake_port_traffic`]), each configured network the sum of its ports (with, per port, 3 ARP
+/// answers, 5 floods and 1 refused learning), the uplink the sum of everything.
 fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchCounters {
     use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters, TrafficCounters};
     let mut ports = Vec::new();
@@ -673,14 +686,17 @@ fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchC
         .flat_map(|c| &c.networks)
         .map(|n| {
             let mut traffic = TrafficCounters::default();
+            let mut count = 0;
             for p in ports.iter().filter(|p| p.network == n.name) {
                 traffic.add(&p.traffic);
+                count += 1;
             }
             SwitchNetworkCounters {
                 network: n.name.clone(),
                 traffic,
-                arp_suppressed: 0,
-                flooded: 0,
+                arp_suppressed: 3 * count,
+                flooded: 5 * count,
+                learning_refused: count,
             }
         })
         .collect();
@@ -720,7 +736,24 @@ async fn run_agent(
         tokio::select! {
             msg = rx.recv::<ConsoleMessage>() => {
                 let Ok(ConsoleMessage::Request { id, command }) = msg else { return };
-                let result = handle(&mut state.lock().unwrap(), command);
+                let (result, answer, close) = {
+                    let mut st = state.lock().unwrap();
+                    let create = matches!(command, AgentCommand::CreateVm { .. });
+                    let b = &st.behaviour;
+                    let (ignore, lose, drop_after) =
+                        (b.ignore_create, b.lose_create_reply, b.drop_after_create);
+                    if create && ignore {
+                        continue;
+                    }
+                    let result = handle(&mut st, command);
+                    (result, !(create && (lose || drop_after)), create && drop_after)
+                };
+                if close {
+                    return;
+                }
+                if !answer {
+                    continue;
+                }
                 if tx.send(&AgentMessage::Response { id, result }).await.is_err() {
                     return;
                 }
