@@ -157,37 +157,25 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
 /// Joins segments as the switch does for an offload port: the joined frames carry the same
 /// payload in order, each within 64 KiB, and cut back into valid segments.
 fn check_coalescing(frames: &[Vec<u8>]) {
-    let mut joined: Vec<(Vec<u8>, Offload)> = Vec::new();
-    let mut open: Option<gro::Coalesced> = None;
-    let mut alone = Vec::new();
+    let joined = gro::join_frames(frames.iter().map(Vec::as_slice));
+    let payload = |f: &[u8]| gro::TcpSegment::parse(f).map(|s| f[s.headers_len()..].to_vec());
+    let (mut before, mut after) = (Vec::new(), Vec::new());
     for f in frames {
-        let seg = gro::TcpSegment::parse(f);
-        if let (Some(c), Some(seg), Some((last, offload))) = (open.as_mut(), seg, joined.last_mut())
-        {
-            if c.accepts(last, &seg, f) {
-                last.extend_from_slice(&f[seg.headers_len()..]);
-                let (o, more) = c.join(last, &seg);
-                *offload = o;
-                if !more {
-                    open = None;
-                }
-                continue;
-            }
-        }
-        open = seg.as_ref().and_then(gro::Coalesced::start);
-        joined.push((f.clone(), Offload::NONE));
-        alone.push(seg);
+        before.extend(payload(f).unwrap_or_default());
     }
-    for ((frame, offload), seg) in joined.iter().zip(&alone) {
+    for (frame, offload) in &joined {
         assert!(frame.len() <= 14 + 65_535);
         let Some(g) = offload.gso else {
+            after.extend(payload(frame).unwrap_or_default());
             continue;
         };
-        let seg = seg.expect("only parsed segments are joined");
+        let headers = usize::from(g.hdr_len);
+        after.extend_from_slice(&frame[headers..]);
         let cut = Segmenter::new(EtherType::IPV4, &frame[14..], &g).expect("joined frames cut");
         assert!(cut.count() >= 2);
-        assert!(cut.max_segment_len() + 14 <= seg.headers_len() + usize::from(g.size));
+        assert!(cut.max_segment_len() + 14 <= headers + usize::from(g.size));
     }
+    assert_eq!(before, after, "the same payload, in order");
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -232,6 +232,33 @@ impl Coalesced {
     }
 }
 
+/// Joins a sequence of frames for one port as the switch's transmit batch does, each result
+/// with its offload metadata ([`Offload::NONE`] for a frame left alone): a plain reference for
+/// tests and tools.
+pub fn join_frames<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Vec<(Vec<u8>, Offload)> {
+    let mut out: Vec<(Vec<u8>, Offload)> = Vec::new();
+    let mut open: Option<Coalesced> = None;
+    for frame in frames {
+        let segment = TcpSegment::parse(frame);
+        if let (Some(state), Some(segment), Some((last, offload))) =
+            (open.as_mut(), segment, out.last_mut())
+        {
+            if state.accepts(last, &segment, frame) {
+                last.extend_from_slice(frame.get(segment.headers_len()..).unwrap_or(&[]));
+                let (joined, more) = state.join(last, &segment);
+                *offload = joined;
+                if !more {
+                    open = None;
+                }
+                continue;
+            }
+        }
+        open = segment.as_ref().and_then(Coalesced::start);
+        out.push((frame.to_vec(), Offload::NONE));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,29 +322,8 @@ mod tests {
             .collect()
     }
 
-    /// Joins frames as the switch does; returns the joined frames and their metadata.
     fn join_all(frames: &[Vec<u8>]) -> Vec<(Vec<u8>, Offload)> {
-        let mut out: Vec<(Vec<u8>, Offload)> = Vec::new();
-        let mut open: Option<Coalesced> = None;
-        for f in frames {
-            let seg = TcpSegment::parse(f);
-            if let (Some(c), Some(seg), Some((last, offload))) =
-                (open.as_mut(), seg, out.last_mut())
-            {
-                if c.accepts(last, &seg, f) {
-                    last.extend_from_slice(&f[seg.headers_len()..]);
-                    let (o, more) = c.join(last, &seg);
-                    *offload = o;
-                    if !more {
-                        open = None;
-                    }
-                    continue;
-                }
-            }
-            open = seg.as_ref().and_then(Coalesced::start);
-            out.push((f.clone(), Offload::NONE));
-        }
-        out
+        join_frames(frames.iter().map(Vec::as_slice))
     }
 
     #[test]
