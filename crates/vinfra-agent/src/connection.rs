@@ -220,6 +220,9 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
         trunk: m
             .switch()
             .and_then(|l| l.settings().trunk_interface.clone()),
+        underlay_mtu: m.switch().map_or(vinfra_types::network::UNDERLAY_MTU, |l| {
+            u32::from(l.settings().underlay_mtu)
+        }),
     }
 }
 

@@ -60,6 +60,10 @@ pub struct AgentConfig {
     pub switch_control: Option<PathBuf>,
     /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
     pub underlay_ip: Option<Ipv4Addr>,
+    /// IP MTU of this host's underlay: the uplink port's MTU when the agent opens it, and what
+    /// the agent reports (the console places a VM with a NIC on an overlay network only where
+    /// the underlay carries the network's MTU plus 50 bytes of VXLAN). Give the switch's value.
+    pub underlay_mtu: u16,
     /// The interface of this host's 802.1Q trunk to the physical network, for VLAN networks
     /// (needs `switch_control`).
     pub trunk_interface: Option<String>,
@@ -129,6 +133,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             switch: config.switch_control.clone().map(|control| {
                 let mut s = network::SwitchSettings::new(control);
                 s.underlay_ip = config.underlay_ip;
+                s.underlay_mtu = config.underlay_mtu;
                 s.trunk_interface = config.trunk_interface.clone();
                 s
             }),

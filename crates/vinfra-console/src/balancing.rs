@@ -359,6 +359,53 @@ pub fn trunk_rule(console: &Console, model: &ClusterModel) -> Option<Rule> {
     })
 }
 
+/// Start of the names of the built-in must-rules of [`underlay_rules`], followed by the underlay
+/// MTU needed (not a valid rule name for operators, so they never clash with theirs).
+pub const UNDERLAY_RULE: &str = "built-in: overlay networks need underlay MTU";
+
+/// The balancer's view of "a VM with NICs on overlay networks runs only on a host whose underlay
+/// MTU is at least the networks' MTU + the VXLAN encapsulation": per underlay MTU needed (in
+/// increasing order), a must not-on rule keeping the VMs that need it off the model's hosts
+/// with a smaller underlay. A group gets no rule when no host is too small for it, or when no
+/// host is large enough (the rule would leave its VMs no host).
+pub fn underlay_rules(console: &Console, model: &ClusterModel) -> Vec<Rule> {
+    let in_model: HashSet<&str> = model.vms.iter().map(|v| v.name.as_str()).collect();
+    let mut by_need: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for r in console.vm_records() {
+        if !in_model.contains(r.spec.name.as_str()) {
+            continue;
+        }
+        if let Some(need) = console.overlay_need_of(&r.spec) {
+            by_need
+                .entry(need.underlay_mtu)
+                .or_default()
+                .push(r.spec.name);
+        }
+    }
+    let hosts: Vec<(&str, u32)> = model
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), console.host_underlay_mtu(&h.name)))
+        .collect();
+    let mut out = Vec::new();
+    for (need, vms) in by_need {
+        let small: Vec<String> = hosts
+            .iter()
+            .filter(|(_, mtu)| *mtu < need)
+            .map(|(h, _)| h.to_string())
+            .collect();
+        if small.is_empty() || small.len() == hosts.len() {
+            continue;
+        }
+        out.push(Rule {
+            name: format!("{UNDERLAY_RULE} {need}"),
+            strength: Strength::Must,
+            kind: vinfra_placement::RuleKind::NotOn { vms, hosts: small },
+        });
+    }
+    out
+}
+
 /// Picks a host for a new VM under the stored rules. Without rules naming the VM this is plain
 /// placement; with them, [`vinfra_placement::place_with_rules`] chooses and plain placement
 /// confirms the choice against the allocations in force (migrations in flight count on both
@@ -408,7 +455,8 @@ pub fn place_new_vm(
         }
         return Ok(placed);
     }
-    // Hosts left out of `inputs` (no VLAN trunk for the VM's networks) take nothing.
+    // Hosts left out of `inputs` (no VLAN trunk, or too small an underlay MTU, for the VM's
+    // networks) take nothing.
     let mut model = model;
     for h in &mut model.hosts {
         if !inputs.iter().any(|i| i.name == h.name) {
@@ -503,6 +551,15 @@ pub async fn pass(console: &Arc<Console>) {
             match with.validate() {
                 Ok(()) => model = with,
                 Err(e) => tracing::warn!("VLAN trunk placement left out of this pass: {e}"),
+            }
+        }
+        for rule in underlay_rules(console, &model) {
+            let name = rule.name.clone();
+            let mut with = model.clone();
+            with.rules.push(rule);
+            match with.validate() {
+                Ok(()) => model = with,
+                Err(e) => tracing::warn!("'{name}' left out of this pass: {e}"),
             }
         }
         let config = BalanceConfig {

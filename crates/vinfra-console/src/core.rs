@@ -30,7 +30,8 @@ use vinfra_types::api::{
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkKind, NetworkSummary,
+    underlay_mtu_for_overlay, CreateNetworkRequest, HostSwitchCounters, NetworkCounters,
+    NetworkKind, NetworkSummary, UNDERLAY_MTU, VXLAN_OVERHEAD,
 };
 use vinfra_types::{
     AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage, MigrationProgress,
@@ -199,6 +200,9 @@ pub enum CoreError {
     /// a VM with NICs on VLAN networks and a host without a VLAN trunk (409)
     #[error("{0}")]
     NoTrunk(String),
+    /// a VM with NICs on overlay networks and a host whose underlay MTU is too small (409)
+    #[error("{0}")]
+    UnderlayMtu(String),
     /// the host's agent failed or could not be reached (502/503/504)
     #[error(transparent)]
     Agent(#[from] RequestError),
@@ -240,6 +244,17 @@ impl From<vinfra_store::StoreError> for JoinError {
     fn from(e: vinfra_store::StoreError) -> Self {
         JoinError::Store(RecordError::Store(e))
     }
+}
+
+/// What a VM's overlay NICs need of a host's underlay: [`Console::overlay_need_of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayNeed {
+    /// The overlay network with the largest MTU among the VM's NICs.
+    pub network: String,
+    /// Its MTU.
+    pub mtu: u32,
+    /// The underlay MTU it needs: `mtu` + the VXLAN encapsulation.
+    pub underlay_mtu: u32,
 }
 
 /// Marks a VM as having an operation in flight; released on drop.
@@ -881,6 +896,122 @@ impl Console {
         Ok(with)
     }
 
+    /// `host`'s underlay IP MTU: from its latest report, else from its record (what it said at
+    /// its last Hello; 1500 for a host never heard from or an agent that does not say).
+    pub fn host_underlay_mtu(&self, host: &str) -> u32 {
+        match self.agents.observed(host).1 {
+            Some(o) => o.report.underlay_mtu,
+            None => read(&self.hosts)
+                .get(host)
+                .map_or(UNDERLAY_MTU, |h| h.value.underlay_mtu),
+        }
+    }
+
+    /// The overlay network among `spec`'s NICs with the largest MTU (the first in NIC order on
+    /// a tie), with the underlay MTU it needs (its MTU + the VXLAN encapsulation); `None` when
+    /// the VM has no NIC on an overlay network.
+    pub fn overlay_need_of(&self, spec: &VmSpec) -> Option<OverlayNeed> {
+        let overlays: HashMap<String, u32> = self
+            .networks
+            .records()
+            .into_iter()
+            .filter(|r| r.network.kind == NetworkKind::Overlay)
+            .map(|r| (r.network.name, r.network.mtu))
+            .collect();
+        let mut out: Option<OverlayNeed> = None;
+        for nic in &spec.nics {
+            let Some(&mtu) = overlays.get(&nic.network) else {
+                continue;
+            };
+            if out.as_ref().is_none_or(|o| mtu > o.mtu) {
+                out = Some(OverlayNeed {
+                    network: nic.network.clone(),
+                    mtu,
+                    underlay_mtu: underlay_mtu_for_overlay(mtu),
+                });
+            }
+        }
+        out
+    }
+
+    /// Restricts placement input to the hosts whose underlay carries VM `vm`'s overlay networks
+    /// (underlay MTU at least the largest network MTU + the VXLAN encapsulation); unchanged when
+    /// it has no NIC on an overlay. A `pinned` host with a smaller underlay is refused naming the
+    /// host, its underlay MTU, the network and the MTU needed, and so is a restriction that
+    /// leaves no host able to take VMs, saying why.
+    pub fn underlay_filter(
+        &self,
+        vm: &str,
+        spec: &VmSpec,
+        inputs: Vec<HostInput>,
+        pinned: Option<&str>,
+    ) -> Result<Vec<HostInput>, CoreError> {
+        let Some(need) = self.overlay_need_of(spec) else {
+            return Ok(inputs);
+        };
+        let OverlayNeed {
+            network,
+            mtu,
+            underlay_mtu: needed,
+        } = &need;
+        if let Some(host) = pinned {
+            let has = self.host_underlay_mtu(host);
+            if self.host_registered(host) && has < *needed {
+                return Err(CoreError::UnderlayMtu(format!(
+                    "host '{host}' cannot take VM '{vm}': its underlay MTU is {has}, and the VM's \
+                     NIC on overlay network '{network}' (MTU {mtu}) needs an underlay MTU of at \
+                     least {needed} ({mtu} + {VXLAN_OVERHEAD} bytes of VXLAN encapsulation; its \
+                     agent's --underlay-mtu)"
+                )));
+            }
+        }
+        let (fit, small): (Vec<HostInput>, Vec<HostInput>) = inputs
+            .into_iter()
+            .partition(|h| self.host_underlay_mtu(&h.name) >= *needed);
+        if pinned.is_none() && !fit.iter().any(|h| h.eligible == Eligibility::Ok) {
+            let why = if small.is_empty() && fit.is_empty() {
+                "there is no candidate host".to_string()
+            } else if fit.is_empty() {
+                let skipped: Vec<String> = small
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{}: underlay MTU {}",
+                            h.name,
+                            self.host_underlay_mtu(&h.name)
+                        )
+                    })
+                    .collect();
+                format!("no candidate host has one ({})", skipped.join(", "))
+            } else {
+                let why: Vec<String> = fit
+                    .iter()
+                    .map(|h| format!("{}: {}", h.name, h.eligible))
+                    .collect();
+                format!("none of those can take VMs now ({})", why.join("; "))
+            };
+            return Err(CoreError::UnderlayMtu(format!(
+                "no host can take VM '{vm}': its NIC on overlay network '{network}' (MTU {mtu}) \
+                 needs a host with an underlay MTU of at least {needed} ({mtu} + \
+                 {VXLAN_OVERHEAD} bytes of VXLAN encapsulation), and {why}"
+            )));
+        }
+        Ok(fit)
+    }
+
+    /// Restricts placement input to the hosts that can carry VM `vm`'s networks:
+    /// [`Console::trunk_filter`], then [`Console::underlay_filter`].
+    pub fn network_filter(
+        &self,
+        vm: &str,
+        spec: &VmSpec,
+        inputs: Vec<HostInput>,
+        pinned: Option<&str>,
+    ) -> Result<Vec<HostInput>, CoreError> {
+        let inputs = self.trunk_filter(vm, spec, inputs, pinned)?;
+        self.underlay_filter(vm, spec, inputs, pinned)
+    }
+
     /// Takes the placement lock: hold it from the placement decision until the record that claims
     /// the capacity is written.
     pub async fn placement_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -930,7 +1061,10 @@ impl Console {
             vm_count: count,
             last_seen_s: observed.map(|o| o.received.elapsed().as_secs()),
             maintenance: rec.maintenance,
-            trunk: report.map_or(rec.trunk.clone(), |r| r.trunk.clone()),
+            trunk: report
+                .as_ref()
+                .map_or(rec.trunk.clone(), |r| r.trunk.clone()),
+            underlay_mtu: report.map_or(rec.underlay_mtu, |r| r.underlay_mtu),
         }
     }
 
@@ -1075,6 +1209,7 @@ impl Console {
             accel: None,
             qemu_version: None,
             trunk: None,
+            underlay_mtu: UNDERLAY_MTU,
         };
         let host_key = keys::host_key(host);
         let mut hosts = write(&self.hosts);
@@ -1111,7 +1246,7 @@ impl Console {
     }
 
     /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
-    /// VLAN trunk).
+    /// VLAN trunk, underlay MTU).
     pub fn host_hello(&self, report: &vinfra_proto::HostReport) {
         let res = self.update_host_record(&report.host, |h| {
             h.address = report.address.clone();
@@ -1119,6 +1254,7 @@ impl Console {
             h.accel = Some(report.accel);
             h.qemu_version = Some(report.qemu_version.clone());
             h.trunk = report.trunk.clone();
+            h.underlay_mtu = report.underlay_mtu;
         });
         if let Err(e) = res {
             tracing::warn!(host = report.host, "host record not updated: {e}");
@@ -1328,7 +1464,7 @@ impl Console {
                     });
                 }
             }
-            let hosts = self.trunk_filter(
+            let hosts = self.network_filter(
                 &name,
                 &spec,
                 self.placement_inputs(None),
@@ -1528,7 +1664,7 @@ impl Console {
         if cur.value.desired != Desired::Running {
             let _placement = self.placement_lock().await;
             let inputs: Vec<HostInput> = self
-                .trunk_filter(
+                .network_filter(
                     name,
                     &cur.value.spec,
                     self.placement_inputs(None),

@@ -97,7 +97,7 @@ pub async fn start(
     }
     let active = {
         let _placement = console.placement_lock().await;
-        let inputs = console.trunk_filter(
+        let inputs = console.network_filter(
             name,
             &rec.spec,
             console.placement_inputs(Some(&rec.host)),

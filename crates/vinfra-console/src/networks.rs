@@ -934,6 +934,7 @@ mod tests {
             accel: None,
             qemu_version: None,
             trunk: None,
+            underlay_mtu: 1500,
         }
     }
 

@@ -156,6 +156,10 @@ pub struct HostRecord {
     /// The host's VLAN trunk interface as its agent said at its last Hello.
     #[serde(default)]
     pub trunk: Option<String>,
+    /// The host's underlay IP MTU as its agent said at its last Hello (1500 before that, and
+    /// for agents that do not say).
+    #[serde(default = "vinfra_types::network::default_underlay_mtu")]
+    pub underlay_mtu: u32,
 }
 
 /// A logical network and its address management: which address each VM NIC holds. Written in

@@ -1013,6 +1013,231 @@ async fn the_balancer_moves_vlan_vms_to_hosts_with_a_trunk_and_never_away() {
     c.shutdown().await;
 }
 
+/// A fake agent's state reporting underlay MTU `mtu`.
+fn underlay(mtu: u32) -> FakeState {
+    FakeState {
+        underlay_mtu: Some(mtu),
+        ..FakeState::default()
+    }
+}
+
+#[tokio::test]
+async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    // h1 sorts first and ties with h2 on free memory: plain placement would pick it.
+    let _h1 = FakeAgent::join_and_connect_with(&c, "h1", HOST16, underlay(1400)).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+
+    // Hosts show their underlay MTU; an agent that does not set one reports 1500.
+    let r = c.call("GET", "/api/v1/hosts", None).await;
+    let mtu_of = |body: &Value, host: &str| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .map(|h| h["underlay_mtu"].clone())
+            .unwrap()
+    };
+    assert_eq!(mtu_of(&r.body, "h1"), json!(1400), "{:?}", r.body);
+    assert_eq!(mtu_of(&r.body, "h2"), json!(1500), "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/hosts/h1", None).await;
+    assert_eq!(r.body["underlay_mtu"], 1400, "{:?}", r.body);
+
+    // blue (MTU 1450) needs an underlay MTU of 1500, small (1350) one of 1400.
+    for body in [
+        json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+        json!({"name": "small", "kind": "overlay", "subnet": "10.80.2.0/24", "mtu": 1350}),
+    ] {
+        assert_eq!(create_net(&c, body).await.status, 201);
+    }
+
+    // Named host with too small an underlay: 409 naming the host, its underlay MTU, the
+    // network and the MTU it needs; nothing stored, no address held.
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host(
+                "a",
+                "h1",
+                json!([{"network": "small"}, {"network": "blue"}]),
+            )),
+        )
+        .await;
+    assert_no_trunk(
+        &r,
+        &[
+            "'h1'",
+            "'a'",
+            "underlay MTU is 1400",
+            "'blue' (MTU 1450)",
+            "at least 1500",
+        ],
+    );
+    assert_problem(&c.call("GET", "/api/v1/vms/a", None).await, 404);
+    for net in ["blue", "small"] {
+        let r = c
+            .call("GET", &format!("/api/v1/networks/{net}"), None)
+            .await;
+        assert_eq!(r.body["ports"], json!([]), "no address held: {:?}", r.body);
+    }
+    let r = c.call("GET", "/api/v1/vms", None).await;
+    assert_eq!(r.body, json!([]), "nothing created");
+
+    // Automatic placement skips h1 for blue; a VM on small only, or without NICs, still goes
+    // there.
+    let r = create_vm(&c, "a", json!([{"network": "small"}, {"network": "blue"}])).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["host"], "h2");
+    for (vm, nics) in [("b", json!([{"network": "small"}])), ("n", json!([]))] {
+        let r = create_vm(&c, vm, nics).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["host"], "h1", "{vm}: {:?}", r.body);
+    }
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host("s", "h1", json!([{"network": "small"}]))),
+        )
+        .await;
+    assert_eq!(r.status, 201, "1350 + 50 fits 1400: {:?}", r.body);
+
+    // Migration: not to h1 when named, and no other host large enough otherwise.
+    let r = c
+        .call("POST", "/api/v1/vms/a/migrate", Some(r#"{"to":"h1"}"#))
+        .await;
+    assert_no_trunk(
+        &r,
+        &[
+            "'h1'",
+            "'a'",
+            "underlay MTU is 1400",
+            "'blue'",
+            "at least 1500",
+        ],
+    );
+    let r = c.call("POST", "/api/v1/vms/a/migrate", Some("{}")).await;
+    assert_no_trunk(
+        &r,
+        &[
+            "no host",
+            "'a'",
+            "'blue'",
+            "at least 1500",
+            "h1: underlay MTU 1400",
+        ],
+    );
+    let r = c.call("GET", "/api/v1/vms/a", None).await;
+    assert_eq!(r.body["host"], "h2");
+    assert_problem(&c.call("GET", "/api/v1/vms/a/migration", None).await, 404);
+
+    // The only host large enough in maintenance: automatic placement says so.
+    let r = c
+        .call("PATCH", "/api/v1/hosts/h2", Some(r#"{"maintenance":true}"#))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = create_vm(&c, "c", json!([{"network": "blue"}])).await;
+    assert_no_trunk(&r, &["'c'", "'blue'", "h2: it is in maintenance"]);
+    let r = c
+        .call(
+            "PATCH",
+            "/api/v1/hosts/h2",
+            Some(r#"{"maintenance":false}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // A stopped VM whose host comes back with a smaller underlay is not started there.
+    let stopped: Value = {
+        let mut v: Value =
+            serde_json::from_str(&vm_with_nics("d", json!([{"network": "blue"}]))).unwrap();
+        v["start"] = json!(false);
+        v
+    };
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&stopped.to_string()))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["host"], "h2");
+    h2.disconnect();
+    c.wait_host_status("h2", "disconnected").await;
+    h2.state.lock().unwrap().underlay_mtu = Some(1400);
+    h2.connect(c.running.agent_addr).await;
+    c.wait_host_status("h2", "connected").await;
+    let r = c.call("GET", "/api/v1/hosts/h2", None).await;
+    assert_eq!(r.body["underlay_mtu"], 1400, "{:?}", r.body);
+    let r = c.call("POST", "/api/v1/vms/d/start", None).await;
+    assert_no_trunk(&r, &["'h2'", "'d'", "underlay MTU is 1400", "'blue'"]);
+    // Now no host is large enough at all.
+    let r = create_vm(&c, "e", json!([{"network": "blue"}])).await;
+    assert_no_trunk(
+        &r,
+        &[
+            "'e'",
+            "no candidate host has one (h1: underlay MTU 1400, h2: underlay MTU 1400)",
+        ],
+    );
+    assert_problem(&c.call("GET", "/api/v1/vms/e", None).await, 404);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_balancer_keeps_overlay_vms_off_hosts_with_too_small_an_underlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let mut h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    for body in [
+        json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+        json!({"name": "small", "kind": "overlay", "subnet": "10.80.2.0/24", "mtu": 1350}),
+    ] {
+        assert_eq!(create_net(&c, body).await.status, 201);
+    }
+    for (vm, net) in [("w", "blue"), ("s", "small")] {
+        let r = c
+            .call(
+                "POST",
+                "/api/v1/vms",
+                Some(&on_host(vm, "h1", json!([{"network": net}]))),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+
+    // h1 comes back with an underlay MTU of 1400: w (blue, 1450) may not stay there, s
+    // (small, 1350) may.
+    h1.disconnect();
+    c.wait_host_status("h1", "disconnected").await;
+    h1.state.lock().unwrap().underlay_mtu = Some(1400);
+    h1.connect(c.running.agent_addr).await;
+    c.wait_host_status("h1", "connected").await;
+    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
+        "balancing": {"mode": "manual", "interval_s": 3600}});
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = c.call("POST", "/api/v1/drs/run", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["last_error"], Value::Null, "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/drs/recommendations", None).await;
+    let recs = r.body.as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (&recs[0]["vm"], &recs[0]["from"], &recs[0]["to"]),
+        (&json!("w"), &json!("h1"), &json!("h2")),
+        "{recs:?}"
+    );
+    let reason = recs[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("overlay networks need underlay MTU 1500"),
+        "{reason}"
+    );
+    c.shutdown().await;
+}
+
 /// Polls `f` every 100 ms for up to 20 s.
 async fn until<F, Fut>(what: &str, mut f: F)
 where

@@ -62,6 +62,11 @@ pub struct HostReport {
     /// reports of older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunk: Option<String>,
+    /// IP MTU of the host's underlay (`vinfra agent --underlay-mtu`): VMs with NICs on overlay
+    /// networks are placed only on hosts whose underlay carries the network's MTU plus the VXLAN
+    /// encapsulation. Absent in reports of older agents, meaning 1500.
+    #[serde(default = "vinfra_types::network::default_underlay_mtu")]
+    pub underlay_mtu: u32,
 }
 
 /// A VM as the console hands it to an agent: identity plus specification.
@@ -315,4 +320,34 @@ pub enum AgentError {
     /// the host's virtual switch is missing, unreachable, or refused the configuration
     #[error("network: {detail}")]
     Network { detail: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_without_an_underlay_mtu_means_1500() {
+        let report = HostReport {
+            host: "h1".into(),
+            address: "10.0.0.1".into(),
+            accel: Accel::Tcg,
+            qemu_version: "9.2.0".into(),
+            capacity: HostCapacity {
+                cores: 2,
+                memory_mib: 2048,
+            },
+            usage: HostUsage::default(),
+            vms: Vec::new(),
+            trunk: None,
+            underlay_mtu: 9000,
+        };
+        let mut json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["underlay_mtu"], 9000);
+        let back: HostReport = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, report);
+        json.as_object_mut().unwrap().remove("underlay_mtu");
+        let old: HostReport = serde_json::from_value(json).unwrap();
+        assert_eq!(old.underlay_mtu, 1500);
+    }
 }

@@ -106,4 +106,9 @@ pub struct HostSummary {
     /// a trunk take VMs with NICs on VLAN networks.
     #[serde(default)]
     pub trunk: Option<String>,
+    /// IP MTU of the host's underlay, as its agent last reported it (`vinfra agent
+    /// --underlay-mtu`; 1500 for agents that do not report it). Only hosts whose underlay MTU
+    /// is at least an overlay network's MTU + 50 (VXLAN encapsulation) take VMs with NICs on it.
+    #[serde(default = "crate::network::default_underlay_mtu")]
+    pub underlay_mtu: u32,
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// IP MTU of the underlay (and of the VLAN trunk) the console assumes for every host.
+/// IP MTU of the underlay (and of the VLAN trunk) the network limits are set for, and of a
+/// host whose agent does not report its own (`vinfra agent --underlay-mtu`, absent from older
+/// agents).
 pub const UNDERLAY_MTU: u32 = 1500;
 /// Bytes a VXLAN encapsulation adds (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -18,6 +20,17 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 pub const MAX_OVERLAY_MTU: u32 = UNDERLAY_MTU - VXLAN_OVERHEAD;
 /// Largest (and default) MTU of a VLAN network: the trunk's.
 pub const MAX_VLAN_MTU: u32 = UNDERLAY_MTU;
+/// The underlay IP MTU a host needs to carry an overlay network of MTU `mtu`: `mtu` plus the
+/// VXLAN encapsulation.
+pub const fn underlay_mtu_for_overlay(mtu: u32) -> u32 {
+    mtu.saturating_add(VXLAN_OVERHEAD)
+}
+
+/// [`UNDERLAY_MTU`], for `#[serde(default = ...)]` of an underlay MTU not sent.
+pub const fn default_underlay_mtu() -> u32 {
+    UNDERLAY_MTU
+}
+
 /// Smallest MTU accepted (the IPv4 minimum datagram every host must take).
 pub const MIN_MTU: u32 = 576;
 /// Largest VXLAN network identifier (24 bits).
@@ -607,6 +620,23 @@ mod tests {
         assert!(
             parse_mac("02:76:69:6e:00:67").is_err_and(|e| e.to_string().contains("DHCP server"))
         );
+    }
+
+    #[test]
+    fn overlay_networks_need_their_mtu_plus_vxlan_on_the_underlay() {
+        assert_eq!(underlay_mtu_for_overlay(MAX_OVERLAY_MTU), UNDERLAY_MTU);
+        assert_eq!(underlay_mtu_for_overlay(1400), 1450);
+        assert_eq!(underlay_mtu_for_overlay(u32::MAX), u32::MAX);
+        let h: crate::HostSummary = serde_json::from_value(serde_json::json!({
+            "name": "h1", "address": "10.0.0.1", "status": "connected", "accel": null,
+            "qemu_version": null, "capacity": {"cores": 1, "memory_mib": 1024},
+            "ratios": {"cpu": 1.0, "memory": 1.0}, "ratio_override": null,
+            "allocated_vcpus": 0, "allocated_memory_mib": 0, "allocatable_vcpus": 1,
+            "allocatable_memory_mib": 1024, "usage": {"cpu_cores": 0.0, "memory_used_mib": 0},
+            "vm_count": 0, "last_seen_s": null, "maintenance": false
+        }))
+        .unwrap();
+        assert_eq!(h.underlay_mtu, UNDERLAY_MTU, "a console that does not say");
     }
 
     #[test]

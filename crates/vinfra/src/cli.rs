@@ -168,6 +168,12 @@ pub struct AgentArgs {
     /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
     #[arg(long)]
     pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// IP MTU of this host's underlay, as given to its switch: reported to the console, which
+    /// places a VM with a NIC on an overlay network only where this is at least the network's
+    /// MTU + 50.
+    #[arg(long, default_value_t = 1500,
+          value_parser = |s: &str| parse::bounded(s, "underlay-mtu", 576, 65_535).map(|n| n as u16))]
+    pub underlay_mtu: u16,
     /// This host's interface to the physical network, an 802.1Q trunk that carries the VLAN
     /// networks (VMs with NICs on VLAN networks run only on hosts with a trunk).
     #[arg(long, requires = "switch_control", value_parser = parse::interface)]
@@ -361,4 +367,43 @@ pub enum VmCommand {
         #[arg(long, default_value_t = 16384, value_parser = |s: &str| parse::bounded(s, "bytes", 1, 16 << 20))]
         bytes: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn underlay_mtu(extra: &[&str]) -> Result<u16, String> {
+        let mut argv = vec![
+            "vinfra",
+            "agent",
+            "--console",
+            "10.0.0.1:7444",
+            "--name",
+            "h1",
+            "--address",
+            "10.0.0.2",
+            "--datastore",
+            "/ds",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Agent(a),
+                ..
+            }) => Ok(a.underlay_mtu),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn the_agent_takes_its_underlay_mtu() {
+        assert_eq!(underlay_mtu(&[]), Ok(1500));
+        assert_eq!(underlay_mtu(&["--underlay-mtu", "9000"]), Ok(9000));
+        for bad in ["575", "65536", "x"] {
+            let e = underlay_mtu(&["--underlay-mtu", bad]).unwrap_err();
+            assert!(e.contains("underlay-mtu"), "{bad}: {e}");
+        }
+    }
 }

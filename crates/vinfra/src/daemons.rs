@@ -59,6 +59,7 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         report_interval: a.report_interval,
         switch_control: a.switch_control.clone(),
         underlay_ip: a.underlay_ip,
+        underlay_mtu: a.underlay_mtu,
         trunk_interface: a.trunk_interface.clone(),
     };
     runtime()?

@@ -2,6 +2,7 @@
 
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use vinfra_types::api::{ClusterSettings, Event};
+use vinfra_types::network::VXLAN_OVERHEAD;
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 /// A table with the CLI's look: no borders, a header row.
@@ -135,6 +136,7 @@ pub fn hosts(hosts: &[HostSummary]) -> String {
         "VMS",
         "MAINTENANCE",
         "TRUNK",
+        "UNDERLAY MTU",
     ]);
     for h in hosts {
         t.add_row(vec![
@@ -157,6 +159,7 @@ pub fn hosts(hosts: &[HostSummary]) -> String {
             h.vm_count.to_string(),
             if h.maintenance { "on" } else { "off" }.to_string(),
             h.trunk.clone().unwrap_or_else(|| "-".into()),
+            h.underlay_mtu.to_string(),
         ]);
     }
     render(t)
@@ -194,6 +197,14 @@ pub fn host(h: &HostSummary) -> String {
             h.trunk
                 .clone()
                 .unwrap_or_else(|| "none (no VMs with NICs on VLAN networks)".into()),
+        ),
+        (
+            "Underlay MTU",
+            format!(
+                "{} (overlay networks up to MTU {})",
+                h.underlay_mtu,
+                h.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)
+            ),
         ),
         (
             "Maintenance",
@@ -394,5 +405,37 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01 00:00:00");
         assert_eq!(timestamp(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(rate_bps(940_000_000), "940 Mbit/s");
+    }
+
+    #[test]
+    fn hosts_show_their_underlay_mtu() {
+        let h: HostSummary = serde_json::from_value(serde_json::json!({
+            "name": "h1", "address": "10.0.0.1", "status": "connected", "accel": "kvm",
+            "qemu_version": "9.2.0", "capacity": {"cores": 4, "memory_mib": 8192},
+            "ratios": {"cpu": 4.0, "memory": 1.0}, "ratio_override": null,
+            "allocated_vcpus": 0, "allocated_memory_mib": 0, "allocatable_vcpus": 16,
+            "allocatable_memory_mib": 8192, "usage": {"cpu_cores": 0.0, "memory_used_mib": 0},
+            "vm_count": 0, "last_seen_s": 1, "maintenance": false, "trunk": null,
+            "underlay_mtu": 1400
+        }))
+        .unwrap();
+        let shown = host(&h);
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with("Underlay MTU"))
+            .unwrap();
+        assert!(
+            line.contains("1400 (overlay networks up to MTU 1350)"),
+            "{line}"
+        );
+        let listed = hosts(std::slice::from_ref(&h));
+        let mut lines = listed.lines();
+        let header = lines.next().unwrap();
+        assert!(
+            header.trim_end().ends_with("TRUNK  UNDERLAY MTU"),
+            "{header}"
+        );
+        let row = lines.next().unwrap();
+        assert!(row.trim_end().ends_with("1400"), "{row}");
     }
 }

@@ -39,7 +39,8 @@ fn problem_description(status: &str) -> Option<&'static str> {
              operation or a migration in progress), wrong state, name taken, no host fits, VM \
              live on another host, rules that contradict each other or leave a VM no host, a VNI, \
              VLAN ID, address or MAC taken, a network still in use, a VM with a NIC on a VLAN \
-             network and no host with a VLAN trunk to take it"
+             network and no host with a VLAN trunk to take it, a VM with a NIC on an overlay \
+             network and no host whose underlay MTU carries it"
         }
         "422" => "invalid-rule: the rule names a VM or host that does not exist",
         "413" => "too-large: request body larger than 1 MiB",

@@ -54,6 +54,7 @@ fn core_status(e: &CoreError) -> (StatusCode, &'static str) {
         CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         CoreError::RuleConflict(_) => (StatusCode::CONFLICT, "rule-conflict"),
         CoreError::NoTrunk(_) => (StatusCode::CONFLICT, "host-unavailable"),
+        CoreError::UnderlayMtu(_) => (StatusCode::CONFLICT, "host-unavailable"),
         CoreError::InvalidRule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rule"),
         CoreError::Placement(p) => match p {
             PlacementError::UnknownHost { .. } => (StatusCode::NOT_FOUND, "not-found"),

@@ -241,6 +241,8 @@ pub struct FakeState {
     pub address: Option<String>,
     /// The VLAN trunk interface reported (default none).
     pub trunk: Option<String>,
+    /// The underlay MTU reported (default 1500).
+    pub underlay_mtu: Option<u32>,
 }
 
 pub struct FakeAgent {
@@ -424,6 +426,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
             })
             .collect(),
         trunk: state.trunk.clone(),
+        underlay_mtu: state.underlay_mtu.unwrap_or(1500),
     }
 }
 
