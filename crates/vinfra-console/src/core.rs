@@ -584,6 +584,33 @@ impl Console {
         read(&self.hosts).contains_key(name)
     }
 
+    /// Runs one store transaction of `compare` and `success` with a NIC plan's comparisons and
+    /// operations added, keeping the networks' mirror in step: the plan applied when it
+    /// succeeds, the mirror reloaded when it does not (hold
+    /// [`crate::networks::Networks::lock`] when there is a plan).
+    fn txn_with_nics(
+        &self,
+        mut compare: Vec<Compare>,
+        mut success: Vec<Op>,
+        nics: Option<NicPlan>,
+    ) -> Result<vinfra_store::TxnResponse, CoreError> {
+        if let Some(plan) = &nics {
+            compare.extend(plan.compare.iter().cloned());
+            success.extend(plan.ops.iter().cloned());
+        }
+        let resp = self.store.txn(Txn {
+            compare,
+            success,
+            failure: vec![],
+        })?;
+        match nics {
+            Some(plan) if resp.succeeded => self.networks.applied(plan, resp.revision),
+            Some(_) => self.networks.reload(self.store.as_ref()),
+            None => {}
+        }
+        Ok(resp)
+    }
+
     /// Writes a VM record (or deletes it with `None`) if the stored one is still `expected`
     /// (`None`: absent). Store first, then the mirror.
     pub fn write_vm(
@@ -624,21 +651,8 @@ impl Console {
             },
             None => Op::Delete { key: key.clone() },
         };
-        let mut compare = vec![compare];
-        let mut success = vec![op];
-        if let Some(plan) = &nics {
-            compare.extend(plan.compare.iter().cloned());
-            success.extend(plan.ops.iter().cloned());
-        }
-        let resp = self.store.txn(Txn {
-            compare,
-            success,
-            failure: vec![],
-        })?;
+        let resp = self.txn_with_nics(vec![compare], vec![op], nics)?;
         if !resp.succeeded {
-            if nics.is_some() {
-                self.networks.reload(self.store.as_ref());
-            }
             // Someone else wrote the store: reload this key.
             match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
                 Some(v) => vms.insert(name.to_string(), v),
@@ -649,9 +663,6 @@ impl Console {
             } else {
                 CoreError::Conflict(format!("VM '{name}' was changed concurrently; try again"))
             });
-        }
-        if let Some(plan) = nics {
-            self.networks.applied(plan, resp.revision);
         }
         match new {
             Some(rec) => {
@@ -873,21 +884,10 @@ impl Console {
             .into_iter()
             .partition(|h| self.host_trunk(&h.name).is_some());
         if pinned.is_none() && !with.iter().any(|h| h.eligible == Eligibility::Ok) {
-            let why = if without.is_empty() && with.is_empty() {
-                "there is no candidate host".to_string()
-            } else if with.is_empty() {
-                let skipped: Vec<&str> = without.iter().map(|h| h.name.as_str()).collect();
-                format!(
-                    "no candidate host has one ({} without a trunk)",
-                    skipped.join(", ")
-                )
-            } else {
-                let why: Vec<String> = with
-                    .iter()
-                    .map(|h| format!("{}: {}", h.name, h.eligible))
-                    .collect();
-                format!("none of those can take VMs now ({})", why.join("; "))
-            };
+            let skipped: Vec<&str> = without.iter().map(|h| h.name.as_str()).collect();
+            let unfit =
+                (!skipped.is_empty()).then(|| format!("{} without a trunk", skipped.join(", ")));
+            let why = why_no_host(&with, unfit.as_slice());
             return Err(CoreError::NoTrunk(format!(
                 "no host can take VM '{vm}': its NIC on VLAN network '{network}' needs a host \
                  with a VLAN trunk (an agent started with --trunk-interface), and {why}"
@@ -969,27 +969,17 @@ impl Console {
             .into_iter()
             .partition(|h| self.host_underlay_mtu(&h.name) >= *needed);
         if pinned.is_none() && !fit.iter().any(|h| h.eligible == Eligibility::Ok) {
-            let why = if small.is_empty() && fit.is_empty() {
-                "there is no candidate host".to_string()
-            } else if fit.is_empty() {
-                let skipped: Vec<String> = small
-                    .iter()
-                    .map(|h| {
-                        format!(
-                            "{}: underlay MTU {}",
-                            h.name,
-                            self.host_underlay_mtu(&h.name)
-                        )
-                    })
-                    .collect();
-                format!("no candidate host has one ({})", skipped.join(", "))
-            } else {
-                let why: Vec<String> = fit
-                    .iter()
-                    .map(|h| format!("{}: {}", h.name, h.eligible))
-                    .collect();
-                format!("none of those can take VMs now ({})", why.join("; "))
-            };
+            let unfit: Vec<String> = small
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{}: underlay MTU {}",
+                        h.name,
+                        self.host_underlay_mtu(&h.name)
+                    )
+                })
+                .collect();
+            let why = why_no_host(&fit, &unfit);
             return Err(CoreError::UnderlayMtu(format!(
                 "no host can take VM '{vm}': its NIC on overlay network '{network}' (MTU {mtu}) \
                  needs a host with an underlay MTU of at least {needed} ({mtu} + \
@@ -1628,23 +1618,13 @@ impl Console {
     ) -> Result<bool, CoreError> {
         let _networks = self.networks.lock().await;
         let plan = self.networks.release_nics(&marker.value.vm)?;
-        let mut compare = vec![Compare::mod_revision(key.to_string(), marker.mod_revision)];
-        compare.extend(plan.compare.iter().cloned());
-        let mut success = vec![Op::Delete {
+        let compare = Compare::mod_revision(key.to_string(), marker.mod_revision);
+        let delete = Op::Delete {
             key: key.to_string(),
-        }];
-        success.extend(plan.ops.iter().cloned());
-        let resp = self.store.txn(Txn {
-            compare,
-            success,
-            failure: vec![],
-        })?;
-        if !resp.succeeded {
-            self.networks.reload(self.store.as_ref());
-            return Ok(false);
-        }
-        self.networks.applied(plan, resp.revision);
-        Ok(true)
+        };
+        Ok(self
+            .txn_with_nics(vec![compare], vec![delete], Some(plan))?
+            .succeeded)
     }
 
     fn refuse_while_migrating(&self, name: &str) -> Result<(), CoreError> {
@@ -1939,5 +1919,22 @@ impl Console {
                 },
             })),
         }
+    }
+}
+
+/// Why a placement restriction left no host able to take a VM: there was no candidate, none
+/// had what the VM needs (`unfit`: the hosts skipped, with why), or none of those that had it
+/// (`fit`) can take VMs now.
+fn why_no_host(fit: &[HostInput], unfit: &[String]) -> String {
+    if fit.is_empty() && unfit.is_empty() {
+        "there is no candidate host".to_string()
+    } else if fit.is_empty() {
+        format!("no candidate host has one ({})", unfit.join(", "))
+    } else {
+        let why: Vec<String> = fit
+            .iter()
+            .map(|h| format!("{}: {}", h.name, h.eligible))
+            .collect();
+        format!("none of those can take VMs now ({})", why.join("; "))
     }
 }

@@ -838,6 +838,58 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
     c.shutdown().await;
 }
 
+/// Runs a manual balancing pass and checks that it recommends exactly one move, `vm` from
+/// `from` to `to`; returns its reason.
+async fn only_recommendation(c: &TestConsole, vm: &str, from: &str, to: &str) -> String {
+    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
+        "balancing": {"mode": "manual", "interval_s": 3600}});
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = c.call("POST", "/api/v1/drs/run", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["last_error"], Value::Null, "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/drs/recommendations", None).await;
+    let recs = r.body.as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        (&recs[0]["vm"], &recs[0]["from"], &recs[0]["to"]),
+        (&json!(vm), &json!(from), &json!(to)),
+        "{recs:?}"
+    );
+    recs[0]["reason"].as_str().unwrap().to_string()
+}
+
+async fn set_maintenance(c: &TestConsole, host: &str, on: bool) {
+    let body = json!({ "maintenance": on }).to_string();
+    let r = c
+        .call("PATCH", &format!("/api/v1/hosts/{host}"), Some(&body))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Creates VM `name` with `nics`, not started.
+async fn create_stopped(c: &TestConsole, name: &str, nics: Value) -> Resp {
+    let mut v: Value = serde_json::from_str(&vm_with_nics(name, nics)).unwrap();
+    v["start"] = json!(false);
+    c.call("POST", "/api/v1/vms", Some(&v.to_string())).await
+}
+
+/// Disconnects `agent` (host `name`), changes what it will report, and connects it again.
+async fn reconnect_changed(
+    c: &TestConsole,
+    agent: &mut FakeAgent,
+    name: &str,
+    change: impl FnOnce(&mut FakeState),
+) {
+    agent.disconnect();
+    c.wait_host_status(name, "disconnected").await;
+    change(&mut agent.state.lock().unwrap());
+    agent.connect(c.running.agent_addr).await;
+    c.wait_host_status(name, "connected").await;
+}
+
 /// A problem+json 409 `host-unavailable` whose detail names every one of `needles`.
 fn assert_no_trunk(r: &Resp, needles: &[&str]) {
     assert_problem(r, 409);
@@ -915,38 +967,16 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     );
 
     // The only host with a trunk in maintenance: automatic placement says so.
-    let r = c
-        .call("PATCH", "/api/v1/hosts/h2", Some(r#"{"maintenance":true}"#))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    set_maintenance(&c, "h2", true).await;
     let r = create_vm(&c, "c", json!([{"network": "v100"}])).await;
     assert_no_trunk(&r, &["'c'", "'v100'", "h2: it is in maintenance"]);
-    let r = c
-        .call(
-            "PATCH",
-            "/api/v1/hosts/h2",
-            Some(r#"{"maintenance":false}"#),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    set_maintenance(&c, "h2", false).await;
 
     // A stopped VM whose host comes back without its trunk is not started there.
-    let stopped: Value = {
-        let mut v: Value =
-            serde_json::from_str(&vm_with_nics("d", json!([{"network": "v100"}]))).unwrap();
-        v["start"] = json!(false);
-        v
-    };
-    let r = c
-        .call("POST", "/api/v1/vms", Some(&stopped.to_string()))
-        .await;
+    let r = create_stopped(&c, "d", json!([{"network": "v100"}])).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["host"], "h2");
-    h2.disconnect();
-    c.wait_host_status("h2", "disconnected").await;
-    h2.state.lock().unwrap().trunk = None;
-    h2.connect(c.running.agent_addr).await;
-    c.wait_host_status("h2", "connected").await;
+    reconnect_changed(&c, &mut h2, "h2", |s| s.trunk = None).await;
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["trunk"], Value::Null, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
@@ -986,29 +1016,8 @@ async fn the_balancer_moves_vlan_vms_to_hosts_with_a_trunk_and_never_away() {
     assert_eq!(r.status, 201, "{:?}", r.body);
 
     // h1 comes back without its trunk: w may not stay there.
-    h1.disconnect();
-    c.wait_host_status("h1", "disconnected").await;
-    h1.state.lock().unwrap().trunk = None;
-    h1.connect(c.running.agent_addr).await;
-    c.wait_host_status("h1", "connected").await;
-    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
-        "balancing": {"mode": "manual", "interval_s": 3600}});
-    let r = c
-        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = c.call("POST", "/api/v1/drs/run", None).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["last_error"], Value::Null, "{:?}", r.body);
-    let r = c.call("GET", "/api/v1/drs/recommendations", None).await;
-    let recs = r.body.as_array().unwrap();
-    assert_eq!(recs.len(), 1, "{recs:?}");
-    assert_eq!(
-        (&recs[0]["vm"], &recs[0]["from"], &recs[0]["to"]),
-        (&json!("w"), &json!("h1"), &json!("h2")),
-        "{recs:?}"
-    );
-    let reason = recs[0]["reason"].as_str().unwrap();
+    reconnect_changed(&c, &mut h1, "h1", |s| s.trunk = None).await;
+    let reason = only_recommendation(&c, "w", "h1", "h2").await;
     assert!(reason.contains("VLAN networks need a trunk"), "{reason}");
     c.shutdown().await;
 }
@@ -1134,38 +1143,16 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     assert_problem(&c.call("GET", "/api/v1/vms/a/migration", None).await, 404);
 
     // The only host large enough in maintenance: automatic placement says so.
-    let r = c
-        .call("PATCH", "/api/v1/hosts/h2", Some(r#"{"maintenance":true}"#))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    set_maintenance(&c, "h2", true).await;
     let r = create_vm(&c, "c", json!([{"network": "blue"}])).await;
     assert_no_trunk(&r, &["'c'", "'blue'", "h2: it is in maintenance"]);
-    let r = c
-        .call(
-            "PATCH",
-            "/api/v1/hosts/h2",
-            Some(r#"{"maintenance":false}"#),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    set_maintenance(&c, "h2", false).await;
 
     // A stopped VM whose host comes back with a smaller underlay is not started there.
-    let stopped: Value = {
-        let mut v: Value =
-            serde_json::from_str(&vm_with_nics("d", json!([{"network": "blue"}]))).unwrap();
-        v["start"] = json!(false);
-        v
-    };
-    let r = c
-        .call("POST", "/api/v1/vms", Some(&stopped.to_string()))
-        .await;
+    let r = create_stopped(&c, "d", json!([{"network": "blue"}])).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["host"], "h2");
-    h2.disconnect();
-    c.wait_host_status("h2", "disconnected").await;
-    h2.state.lock().unwrap().underlay_mtu = Some(1400);
-    h2.connect(c.running.agent_addr).await;
-    c.wait_host_status("h2", "connected").await;
+    reconnect_changed(&c, &mut h2, "h2", |s| s.underlay_mtu = Some(1400)).await;
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["underlay_mtu"], 1400, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
@@ -1208,29 +1195,8 @@ async fn the_balancer_keeps_overlay_vms_off_hosts_with_too_small_an_underlay() {
 
     // h1 comes back with an underlay MTU of 1400: w (blue, 1450) may not stay there, s
     // (small, 1350) may.
-    h1.disconnect();
-    c.wait_host_status("h1", "disconnected").await;
-    h1.state.lock().unwrap().underlay_mtu = Some(1400);
-    h1.connect(c.running.agent_addr).await;
-    c.wait_host_status("h1", "connected").await;
-    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
-        "balancing": {"mode": "manual", "interval_s": 3600}});
-    let r = c
-        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = c.call("POST", "/api/v1/drs/run", None).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["last_error"], Value::Null, "{:?}", r.body);
-    let r = c.call("GET", "/api/v1/drs/recommendations", None).await;
-    let recs = r.body.as_array().unwrap();
-    assert_eq!(recs.len(), 1, "{recs:?}");
-    assert_eq!(
-        (&recs[0]["vm"], &recs[0]["from"], &recs[0]["to"]),
-        (&json!("w"), &json!("h1"), &json!("h2")),
-        "{recs:?}"
-    );
-    let reason = recs[0]["reason"].as_str().unwrap();
+    reconnect_changed(&c, &mut h1, "h1", |s| s.underlay_mtu = Some(1400)).await;
+    let reason = only_recommendation(&c, "w", "h1", "h2").await;
     assert!(
         reason.contains("overlay networks need underlay MTU 1500"),
         "{reason}"
