@@ -205,8 +205,8 @@ async fn bad_network_definitions_are_400_and_store_nothing() {
         (with("gateway", json!("10.80.1.0")), "gateway"),
         (with("gateway", json!("10.80.1.255")), "gateway"),
         (with("gateway", json!("nope")), "nope"),
-        (with("mtu", json!(1451)), "VXLAN"),
-        (with("mtu", json!(9000)), "VXLAN"),
+        (with("mtu", json!(9001)), "largest overlay MTU, 9000"),
+        (with("mtu", json!(65_000)), "VXLAN"),
         (with("mtu", json!(100)), "mtu"),
         (with("bogus", json!(1)), "bogus"),
         ("{\"name\": \"blue\", \"kind\": ".into(), "JSON"),
@@ -891,7 +891,7 @@ async fn reconnect_changed(
 }
 
 /// A problem+json 409 `host-unavailable` whose detail names every one of `needles`.
-fn assert_no_trunk(r: &Resp, needles: &[&str]) {
+fn assert_host_unavailable(r: &Resp, needles: &[&str]) {
     assert_problem(r, 409);
     assert_eq!(r.body["type"], "/problems/host-unavailable", "{:?}", r.body);
     let detail = r.body["detail"].as_str().unwrap();
@@ -942,7 +942,7 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
             Some(&on_host("a", "h1", json!([{"network": "v100"}]))),
         )
         .await;
-    assert_no_trunk(&r, &["'h1'", "'v100'", "trunk"]);
+    assert_host_unavailable(&r, &["'h1'", "'v100'", "trunk"]);
     assert_problem(&c.call("GET", "/api/v1/vms/a", None).await, 404);
     let r = c.call("GET", "/api/v1/networks/v100", None).await;
     assert_eq!(r.body["ports"], json!([]), "no address held: {:?}", r.body);
@@ -958,9 +958,9 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     let r = c
         .call("POST", "/api/v1/vms/a/migrate", Some(r#"{"to":"h1"}"#))
         .await;
-    assert_no_trunk(&r, &["'h1'", "'a'", "'v100'"]);
+    assert_host_unavailable(&r, &["'h1'", "'a'", "'v100'"]);
     let r = c.call("POST", "/api/v1/vms/a/migrate", Some("{}")).await;
-    assert_no_trunk(&r, &["no host", "'a'", "'v100'", "h1 without a trunk"]);
+    assert_host_unavailable(&r, &["no host", "'a'", "'v100'", "h1 without a trunk"]);
     assert_eq!(
         c.call("GET", "/api/v1/vms/a", None).await.body["host"],
         "h2"
@@ -969,7 +969,7 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     // The only host with a trunk in maintenance: automatic placement says so.
     set_maintenance(&c, "h2", true).await;
     let r = create_vm(&c, "c", json!([{"network": "v100"}])).await;
-    assert_no_trunk(&r, &["'c'", "'v100'", "h2: it is in maintenance"]);
+    assert_host_unavailable(&r, &["'c'", "'v100'", "h2: it is in maintenance"]);
     set_maintenance(&c, "h2", false).await;
 
     // A stopped VM whose host comes back without its trunk is not started there.
@@ -980,10 +980,10 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["trunk"], Value::Null, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
-    assert_no_trunk(&r, &["'h2'", "'d'", "'v100'"]);
+    assert_host_unavailable(&r, &["'h2'", "'d'", "'v100'"]);
     // Now no host has a trunk at all.
     let r = create_vm(&c, "e", json!([{"network": "v100"}])).await;
-    assert_no_trunk(
+    assert_host_unavailable(
         &r,
         &["'e'", "no candidate host has one (h1, h2 without a trunk)"],
     );
@@ -1031,6 +1031,39 @@ fn underlay(mtu: u32) -> FakeState {
 }
 
 #[tokio::test]
+async fn jumbo_overlay_networks_go_only_to_hosts_with_a_jumbo_underlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let _h2 = FakeAgent::join_and_connect_with(&c, "h2", HOST16, underlay(9000)).await;
+    let r = create_net(
+        &c,
+        json!({"name": "jumbo", "kind": "overlay", "subnet": "10.80.3.0/24", "mtu": 8950}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["mtu"], 8950, "{:?}", r.body);
+    // Placed on h2, the only host whose underlay carries 8950 + 50; several times over.
+    for vm in ["j1", "j2", "j3"] {
+        let r = create_vm(&c, vm, json!([{"network": "jumbo"}])).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["host"], "h2", "{:?}", r.body);
+    }
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host("j4", "h1", json!([{"network": "jumbo"}]))),
+        )
+        .await;
+    assert_host_unavailable(
+        &r,
+        &["'h1'", "underlay MTU is 1500", "'jumbo' (MTU 8950)", "9000"],
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
 async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, true).await;
@@ -1074,7 +1107,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
             )),
         )
         .await;
-    assert_no_trunk(
+    assert_host_unavailable(
         &r,
         &[
             "'h1'",
@@ -1117,7 +1150,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     let r = c
         .call("POST", "/api/v1/vms/a/migrate", Some(r#"{"to":"h1"}"#))
         .await;
-    assert_no_trunk(
+    assert_host_unavailable(
         &r,
         &[
             "'h1'",
@@ -1128,7 +1161,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
         ],
     );
     let r = c.call("POST", "/api/v1/vms/a/migrate", Some("{}")).await;
-    assert_no_trunk(
+    assert_host_unavailable(
         &r,
         &[
             "no host",
@@ -1145,7 +1178,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     // The only host large enough in maintenance: automatic placement says so.
     set_maintenance(&c, "h2", true).await;
     let r = create_vm(&c, "c", json!([{"network": "blue"}])).await;
-    assert_no_trunk(&r, &["'c'", "'blue'", "h2: it is in maintenance"]);
+    assert_host_unavailable(&r, &["'c'", "'blue'", "h2: it is in maintenance"]);
     set_maintenance(&c, "h2", false).await;
 
     // A stopped VM whose host comes back with a smaller underlay is not started there.
@@ -1156,10 +1189,10 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["underlay_mtu"], 1400, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
-    assert_no_trunk(&r, &["'h2'", "'d'", "underlay MTU is 1400", "'blue'"]);
+    assert_host_unavailable(&r, &["'h2'", "'d'", "underlay MTU is 1400", "'blue'"]);
     // Now no host is large enough at all.
     let r = create_vm(&c, "e", json!([{"network": "blue"}])).await;
-    assert_no_trunk(
+    assert_host_unavailable(
         &r,
         &[
             "'e'",

@@ -389,3 +389,75 @@ fn udp_checksum_ok(ip: &[u8], udp: &[u8]) -> bool {
     }
     acc == 0xffff
 }
+
+#[test]
+fn jumbo_frames_cross_an_overlay_on_a_jumbo_underlay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
+    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
+    let (ua, ub) = (name("u"), name("u"));
+    sh(&[
+        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
+        &hb.name,
+    ]);
+    for (ns, dev, ip) in [(&ha, &ua, "10.88.0.1/24"), (&hb, &ub, "10.88.0.2/24")] {
+        ns.exec(&["ip", "link", "set", dev, "mtu", "9000"]);
+        ns.exec(&["ip", "addr", "add", ip, "dev", dev]);
+        ns.exec(&["ip", "link", "set", dev, "up"]);
+    }
+    let vtep_a = Ipv4Addr::new(10, 88, 0, 1);
+    let vtep_b = Ipv4Addr::new(10, 88, 0, 2);
+    let jumbo = ["--underlay-mtu", "9000"];
+    let da = Daemon::start_with(&ha, dir.path(), Some(vtep_a), &[], &jumbo);
+    let db = Daemon::start_with(&hb, dir.path(), Some(vtep_b), &[], &jumbo);
+    let (mut ca, mut cb) = (da.client(), db.client());
+    let (ta, tb) = (name("t"), name("t"));
+    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
+        client
+            .apply(&[
+                overlay(1, 5200),
+                tap_port(1, 1, tap, 8950),
+                Request::SetFloodList {
+                    network: 1,
+                    vteps: vec![other],
+                },
+            ])
+            .unwrap();
+    }
+    // 9000 on the underlay carries 8950 in the overlay, not more.
+    let refused = ca.apply(&[tap_port(2, 1, &name("t"), 8951)]).unwrap_err();
+    assert!(refused.to_string().contains("MTU"), "{refused}");
+    attach_tap(&ha, &ta, &ea, "10.89.0.1/24", 8950);
+    attach_tap(&hb, &tb, &eb, "10.89.0.2/24", 8950);
+    assert!(
+        ea.ping_until("10.89.0.2", 10),
+        "{}\n{}",
+        da.log_text(),
+        db.log_text()
+    );
+    // A full-size jumbo packet, not fragmented.
+    let full = (8950 - 28).to_string();
+    let ping = [
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "-M",
+        "do",
+        "-s",
+        &full,
+        "10.89.0.2",
+    ];
+    assert!(ea.try_exec(&ping));
+
+    let bytes = 16 * MIB;
+    let got = tcp_transfer(&eb, Ipv4Addr::new(10, 89, 0, 2), &ea, bytes, LIMIT);
+    assert_eq!(got, bytes, "bytes received intact");
+    let a = no_drops(&mut ca, &[1, UPLINK_PORT]);
+    no_drops(&mut cb, &[1, UPLINK_PORT]);
+    let up = &a.port(UPLINK_PORT).unwrap().traffic;
+    // Jumbo segments on the underlay, each within its MTU.
+    assert!(up.tx_bytes / up.tx_packets.max(1) > 1514, "{a:#?}");
+    assert!(up.tx_bytes <= up.tx_packets * (9000 + 14), "{a:#?}");
+}

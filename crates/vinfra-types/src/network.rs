@@ -16,8 +16,11 @@ use uuid::Uuid;
 pub const UNDERLAY_MTU: u32 = 1500;
 /// Bytes a VXLAN encapsulation adds (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
 pub const VXLAN_OVERHEAD: u32 = 50;
-/// Largest (and default) MTU of an overlay network: the underlay's minus the VXLAN overhead.
-pub const MAX_OVERLAY_MTU: u32 = UNDERLAY_MTU - VXLAN_OVERHEAD;
+/// Default MTU of an overlay network: what a 1500-byte underlay carries (minus VXLAN).
+pub const DEFAULT_OVERLAY_MTU: u32 = UNDERLAY_MTU - VXLAN_OVERHEAD;
+/// Largest MTU of an overlay network (jumbo frames). Only hosts whose underlay MTU is at least
+/// the network's MTU + [`VXLAN_OVERHEAD`] take VMs with a NIC on it.
+pub const MAX_OVERLAY_MTU: u32 = 9000;
 /// Largest (and default) MTU of a VLAN network: the trunk's.
 pub const MAX_VLAN_MTU: u32 = UNDERLAY_MTU;
 /// The underlay IP MTU a host needs to carry an overlay network of MTU `mtu`: `mtu` plus the
@@ -91,8 +94,9 @@ pub struct CreateNetworkRequest {
     /// An address of the subnet reserved for a gateway (never given to a VM).
     #[serde(default)]
     pub gateway: Option<String>,
-    /// Guest MTU: default and at most 1450 for overlay (1500 underlay − 50 VXLAN), 1500 for
-    /// VLAN; at least 576.
+    /// Guest MTU, at least 576. Overlay: default 1450 (a 1500-byte underlay − 50 for VXLAN), at
+    /// most 9000; VMs on it go only to hosts whose underlay MTU is at least this + 50. VLAN:
+    /// default and at most 1500 (the trunk's MTU).
     #[serde(default)]
     pub mtu: Option<u32>,
 }
@@ -511,11 +515,11 @@ pub fn check_request(
             Some(ip)
         }
     };
-    let max = match r.kind {
-        NetworkKind::Overlay => MAX_OVERLAY_MTU,
-        NetworkKind::Vlan => MAX_VLAN_MTU,
+    let (default, max) = match r.kind {
+        NetworkKind::Overlay => (DEFAULT_OVERLAY_MTU, MAX_OVERLAY_MTU),
+        NetworkKind::Vlan => (MAX_VLAN_MTU, MAX_VLAN_MTU),
     };
-    let mtu = r.mtu.unwrap_or(max);
+    let mtu = r.mtu.unwrap_or(default);
     if mtu < MIN_MTU {
         return Err(NetworkError::Mtu(format!(
             "mtu must be at least {MIN_MTU}, got {mtu}"
@@ -524,8 +528,8 @@ pub fn check_request(
     if mtu > max {
         return Err(NetworkError::Mtu(match r.kind {
             NetworkKind::Overlay => format!(
-                "mtu {mtu} does not fit an overlay network: the underlay MTU is {UNDERLAY_MTU} and \
-                 VXLAN adds {VXLAN_OVERHEAD} bytes, so at most {MAX_OVERLAY_MTU}"
+                "mtu {mtu} is above the largest overlay MTU, {MAX_OVERLAY_MTU} (jumbo frames; \
+                 hosts need an underlay MTU of the network's MTU + {VXLAN_OVERHEAD} for VXLAN)"
             ),
             NetworkKind::Vlan => {
                 format!("mtu {mtu} does not fit a VLAN network: the trunk MTU is {UNDERLAY_MTU}")
@@ -624,7 +628,8 @@ mod tests {
 
     #[test]
     fn overlay_networks_need_their_mtu_plus_vxlan_on_the_underlay() {
-        assert_eq!(underlay_mtu_for_overlay(MAX_OVERLAY_MTU), UNDERLAY_MTU);
+        assert_eq!(underlay_mtu_for_overlay(DEFAULT_OVERLAY_MTU), UNDERLAY_MTU);
+        assert_eq!(underlay_mtu_for_overlay(MAX_OVERLAY_MTU), 9050);
         assert_eq!(underlay_mtu_for_overlay(1400), 1450);
         assert_eq!(underlay_mtu_for_overlay(u32::MAX), u32::MAX);
         let h: crate::HostSummary = serde_json::from_value(serde_json::json!({
@@ -656,7 +661,7 @@ mod tests {
             (NetworkKind::Vlan, Box::new(|r| r.vlan_id = Some(0))),
             (NetworkKind::Vlan, Box::new(|r| r.vlan_id = Some(4095))),
             (NetworkKind::Vlan, Box::new(|r| r.vni = Some(5))),
-            (NetworkKind::Overlay, Box::new(|r| r.mtu = Some(1451))),
+            (NetworkKind::Overlay, Box::new(|r| r.mtu = Some(9001))),
             (NetworkKind::Vlan, Box::new(|r| r.mtu = Some(1501))),
             (NetworkKind::Vlan, Box::new(|r| r.mtu = Some(100))),
             (

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use vinfra_lab::ApiClient;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, Ipv4Subnet, NetworkCounters, NetworkKind,
-    NetworkSummary, TrafficCounters, MAX_VLAN_ID, MAX_VLAN_MTU, MAX_VNI, MIN_MTU,
+    NetworkSummary, TrafficCounters, MAX_OVERLAY_MTU, MAX_VLAN_ID, MAX_VNI, MIN_MTU,
 };
 
 use crate::cli::Output;
@@ -59,8 +59,9 @@ pub struct NetCreateArgs {
     /// Address of the subnet reserved for a gateway.
     #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
-    /// Guest MTU (default and at most 1450 for overlay, 1500 for VLAN).
-    #[arg(long, value_parser = |v: &str| parse::bounded(v, "mtu", u64::from(MIN_MTU), u64::from(MAX_VLAN_MTU)).map(|n| n as u32))]
+    /// Guest MTU (overlay: default 1450, up to 9000 for hosts whose underlay MTU is the MTU + 50;
+    /// VLAN: default and at most 1500).
+    #[arg(long, value_parser = |v: &str| parse::bounded(v, "mtu", u64::from(MIN_MTU), u64::from(MAX_OVERLAY_MTU)).map(|n| n as u32))]
     pub mtu: Option<u32>,
 }
 
@@ -741,6 +742,14 @@ mod tests {
             vec!["blue", "--overlay", "--subnet", "10.80.1.0/31"],
             vec!["blue", "--overlay", "--subnet", "nope"],
             vec!["blue", "--overlay"],
+            vec![
+                "blue",
+                "--overlay",
+                "--subnet",
+                "10.80.1.0/24",
+                "--mtu",
+                "9001",
+            ],
         ] {
             let e = parse(&bad).expect_err(&format!("{bad:?}"));
             assert!(!e.lines().next().unwrap_or("").is_empty(), "{bad:?}");
@@ -749,11 +758,11 @@ mod tests {
         for bad in [
             vec![
                 "blue",
-                "--overlay",
+                "--vlan",
                 "--subnet",
                 "10.80.1.0/24",
                 "--mtu",
-                "1500",
+                "1501",
             ],
             vec![
                 "blue",

@@ -122,6 +122,7 @@ pub struct Daemon {
     underlay: Option<Ipv4Addr>,
     log: PathBuf,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -136,6 +137,17 @@ impl Daemon {
         underlay: Option<Ipv4Addr>,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::start_with(ns, dir, underlay, env, &[])
+    }
+
+    /// As [`Daemon::start_with_env`], with extra command-line arguments for the daemon.
+    pub fn start_with(
+        ns: &Netns,
+        dir: &Path,
+        underlay: Option<Ipv4Addr>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Daemon {
         let control = dir.join(format!("{}.ctl", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
         let mut d = Daemon {
@@ -148,6 +160,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -166,6 +179,7 @@ impl Daemon {
         if let Some(ip) = self.underlay {
             cmd.args(["--underlay-ip", &ip.to_string()]);
         }
+        cmd.args(&self.args);
         let log = File::options()
             .create(true)
             .append(true)
