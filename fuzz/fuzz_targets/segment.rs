@@ -1,8 +1,9 @@
 //! Arbitrary virtio-net headers and frames: the header parser, software segmentation and
-//! checksum completion, receive coalescing of the segments, and the switch forwarding frames with offload metadata from taps that
-//! take offloads to ports that do not. Nothing may panic; segments must carry exactly the
-//! payload of the large segment with valid IPv4 header and TCP checksums; every frame sent to a
-//! port without offloads must fit its MTU and carry no metadata.
+//! checksum completion, receive coalescing of the segments (alone and through the switch in one
+//! batch), and the switch forwarding frames with offload metadata from taps that take offloads
+//! to ports that do not. Nothing may panic; segments must carry exactly the payload of the
+//! large segment with valid IPv4 header and TCP checksums; joined frames the same payload in
+//! order; every frame sent to a port without offloads must fit its MTU and carry no metadata.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    Command, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch, SwitchSettings, TxBatch,
+    Command, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::gro;
 use vinfra_switch::wire::gso::{self, Segmenter};
@@ -19,6 +21,8 @@ use vinfra_switch::wire::virtio_net::{self, Gso, GsoKind};
 use vinfra_switch::wire::{self, EtherType, MacAddr, Offload, VlanId, Vni};
 
 const UPLINK: PortId = PortId(100);
+/// A MAC at tap 1 (a static entry): segments to it from the VM port are joined.
+const JOIN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x10]);
 const TRUNK: PortId = PortId(101);
 /// Port, the largest frame it may send (without metadata), whether it takes offloads.
 const PORTS: [(PortId, usize, bool); 6] = [
@@ -67,6 +71,11 @@ fn configured() -> Switch {
                 network: overlay,
                 vteps: vec![Ipv4Addr::new(192, 0, 2, 2)],
             },
+            Command::AddMacEntry {
+                network: overlay,
+                mac: JOIN_MAC,
+                location: Location::Port(PortId(1)),
+            },
         ],
     )
     .unwrap();
@@ -93,8 +102,9 @@ fn ones_sum(parts: &[&[u8]]) -> u16 {
     acc as u16
 }
 
-/// Cuts `l3` as a GSO frame of `kind` and checks the segments against the original.
-fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
+/// Cuts `l3` as a GSO frame of `kind` and checks the segments against the original; returns
+/// the TCPv4 segments as Ethernet frames to [`JOIN_MAC`].
+fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) -> Vec<Vec<u8>> {
     let ethertype = match kind {
         GsoKind::Tcpv4 => EtherType::IPV4,
         GsoKind::Tcpv6 => EtherType::IPV6,
@@ -106,7 +116,7 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
         ecn: false,
     };
     let Ok(s) = Segmenter::new(ethertype, l3, &gso) else {
-        return;
+        return Vec::new();
     };
     let (ip_len, ip_hdr) = match kind {
         GsoKind::Tcpv4 => (
@@ -144,7 +154,8 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
         assert_eq!(ones_sum(&[&pseudo, &seg[ip_hdr..]]), 0xffff, "TCP checksum");
         payload.extend_from_slice(&seg[headers..]);
         if kind == GsoKind::Tcpv4 {
-            let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0];
+            let mut frame = JOIN_MAC.0.to_vec();
+            frame.extend_from_slice(&[2, 0, 0, 0, 0, 0x11, 8, 0]);
             frame.extend_from_slice(&seg);
             frames.push(frame);
         }
@@ -152,6 +163,39 @@ fn check_segmentation(l3: &[u8], kind: GsoKind, size: u16) {
     assert!(!s.write(s.count(), &mut Vec::new()));
     assert_eq!(payload, l3[headers..ip_len]);
     check_coalescing(&frames);
+    frames
+}
+
+/// The TCP payload of a TCP/IPv4 Ethernet frame, by its headers' lengths.
+fn tcp_payload(frame: &[u8]) -> &[u8] {
+    let ip = &frame[14..];
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+    let ip_hdr = usize::from(ip[0] & 0xf) * 4;
+    let tcp_hdr = usize::from(ip[ip_hdr + 12] >> 4) * 4;
+    ip.get(ip_hdr + tcp_hdr..total).unwrap_or(&[])
+}
+
+/// Segments from the VM port (MTU 1400) to tap 1 (offloads, [`JOIN_MAC`]) in one batch: the
+/// switch joins them; tap 1 gets the payload of every segment that fit, in order, and every
+/// joined frame cuts into segments that fit.
+fn check_switch_joins(switch: &mut Switch, tx: &mut TxBatch, now: Duration, frames: &[Vec<u8>]) {
+    tx.clear();
+    switch.process(now, frames.iter().map(|f| (PortId(3), f.as_slice())), tx);
+    let mut sent = Vec::new();
+    for f in frames.iter().filter(|f| f.len() <= 1400 + 14) {
+        sent.extend_from_slice(tcp_payload(f));
+    }
+    let mut got = Vec::new();
+    for (out, bytes) in tx.iter() {
+        assert_eq!(out.port, PortId(1), "only to the port of {JOIN_MAC:?}");
+        if let Some(g) = out.offload.gso {
+            let s = Segmenter::new(EtherType::IPV4, &bytes[14..], &g).expect("joined frames cut");
+            assert!(s.max_segment_len() <= 1400, "segments as they came");
+        }
+        got.extend_from_slice(tcp_payload(bytes));
+    }
+    assert_eq!(got, sent, "the payload, in order");
+    tx.clear();
 }
 
 /// Joins segments as the switch does for an offload port: the joined frames carry the same
@@ -193,8 +237,9 @@ fuzz_target!(|data: &[u8]| {
     // The segmenter and checksum completion on the frame's payload as an L3 packet.
     let size = u16::from_le_bytes([header[4], header[5]]);
     let l3 = frame.get(14..).unwrap_or(&[]);
+    let mut segments = Vec::new();
     if size != 0 {
-        check_segmentation(l3, GsoKind::Tcpv4, size);
+        segments = check_segmentation(l3, GsoKind::Tcpv4, size);
         check_segmentation(l3, GsoKind::Tcpv6, size);
     }
     let mut copy = l3.to_vec();
@@ -207,6 +252,9 @@ fuzz_target!(|data: &[u8]| {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
     let (switch, tx, clock) = guard.get_or_insert_with(|| (configured(), TxBatch::new(), 0));
     *clock += 1;
+    if !segments.is_empty() {
+        check_switch_joins(switch, tx, Duration::from_millis(*clock), &segments);
+    }
     let (port, _, _) = PORTS[usize::from(selector) % PORTS.len()];
     tx.clear();
     switch.process_frame_offload(Duration::from_millis(*clock), port, frame, offload, tx);
