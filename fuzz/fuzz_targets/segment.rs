@@ -1,9 +1,10 @@
 //! Arbitrary virtio-net headers and frames: the header parser, software segmentation and
-//! checksum completion, receive coalescing of the segments (alone and through the switch in one
-//! batch), and the switch forwarding frames with offload metadata from taps that take offloads
-//! to ports that do not. Nothing may panic; segments must carry exactly the payload of the
-//! large segment with valid IPv4 header and TCP checksums; joined frames the same payload in
-//! order; every frame sent to a port without offloads must fit its MTU and carry no metadata.
+//! checksum completion, receive coalescing of the segments (alone, and two flows interleaved
+//! through the switch in one batch), and the switch forwarding frames with offload metadata
+//! from taps that take offloads to ports that do not. Nothing may panic; segments must carry
+//! exactly the payload of the large segment with valid IPv4 header and TCP checksums; joined
+//! frames each flow's payload in order; every frame sent to a port without offloads must fit
+//! its MTU and carry no metadata.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -175,26 +176,58 @@ fn tcp_payload(frame: &[u8]) -> &[u8] {
     ip.get(ip_hdr + tcp_hdr..total).unwrap_or(&[])
 }
 
-/// Segments from the VM port (MTU 1400) to tap 1 (offloads, [`JOIN_MAC`]) in one batch: the
-/// switch joins them; tap 1 gets the payload of every segment that fit, in order, and every
-/// joined frame cuts into segments that fit.
+/// The frame's TCP ports as one number, by its headers' lengths.
+fn tcp_ports(frame: &[u8]) -> u32 {
+    let ip_hdr = usize::from(frame[14] & 0xf) * 4;
+    u32::from_be_bytes(frame[14 + ip_hdr..14 + ip_hdr + 4].try_into().unwrap())
+}
+
+/// The same segment in another flow: source port + 1, TCP checksum recomputed.
+fn other_flow(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let ip_hdr = usize::from(f[14] & 0xf) * 4;
+    let tcp = 14 + ip_hdr;
+    let port = u16::from_be_bytes([f[tcp], f[tcp + 1]]).wrapping_add(1);
+    f[tcp..tcp + 2].copy_from_slice(&port.to_be_bytes());
+    let total = usize::from(u16::from_be_bytes([f[16], f[17]])).min(f.len() - 14);
+    let tcp_len = total - ip_hdr;
+    let mut pseudo = f[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    f[tcp + 16..tcp + 18].copy_from_slice(&[0, 0]);
+    let sum = !ones_sum(&[&pseudo, &f[tcp..14 + total]]);
+    f[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// Segments of two flows, interleaved, from the VM port (MTU 1400) to tap 1 (offloads,
+/// [`JOIN_MAC`]) in one batch: the switch joins them; tap 1 gets, per flow, the payload of
+/// every segment that fit, in order, and every joined frame cuts into segments that fit.
 fn check_switch_joins(switch: &mut Switch, tx: &mut TxBatch, now: Duration, frames: &[Vec<u8>]) {
+    let batch: Vec<Vec<u8>> = frames
+        .iter()
+        .flat_map(|f| [f.clone(), other_flow(f)])
+        .collect();
     tx.clear();
-    switch.process(now, frames.iter().map(|f| (PortId(3), f.as_slice())), tx);
-    let mut sent = Vec::new();
-    for f in frames.iter().filter(|f| f.len() <= 1400 + 14) {
-        sent.extend_from_slice(tcp_payload(f));
+    switch.process(now, batch.iter().map(|f| (PortId(3), f.as_slice())), tx);
+    let mut sent: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+    for f in batch.iter().filter(|f| f.len() <= 1400 + 14) {
+        sent.entry(tcp_ports(f))
+            .or_default()
+            .extend_from_slice(tcp_payload(f));
     }
-    let mut got = Vec::new();
+    let mut got: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
     for (out, bytes) in tx.iter() {
         assert_eq!(out.port, PortId(1), "only to the port of {JOIN_MAC:?}");
         if let Some(g) = out.offload.gso {
             let s = Segmenter::new(EtherType::IPV4, &bytes[14..], &g).expect("joined frames cut");
             assert!(s.max_segment_len() <= 1400, "segments as they came");
         }
-        got.extend_from_slice(tcp_payload(bytes));
+        got.entry(tcp_ports(bytes))
+            .or_default()
+            .extend_from_slice(tcp_payload(bytes));
     }
-    assert_eq!(got, sent, "the payload, in order");
+    assert_eq!(got, sent, "each flow's payload, in order");
     tx.clear();
 }
 

@@ -454,3 +454,51 @@ fn segments_in_a_batch_join_into_one_large_frame_for_an_offload_port() {
     assert_eq!(out.len(), 15);
     assert!(out.iter().all(|o| o.0 == UPLINK && o.2 == Offload::NONE));
 }
+
+#[test]
+fn interleaved_flows_join_each_into_its_own_frame_in_order() {
+    let mut s = switch();
+    let body = data(8_000);
+    let flow_a = cut(&tcp_frame(mac(2), &body), 1000);
+    let mut other = tcp_frame(mac(2), &body);
+    other[34..36].copy_from_slice(&43211u16.to_be_bytes());
+    let flow_b = cut(&other, 1000);
+    assert_eq!(flow_a.len(), 8);
+    let interleaved: Vec<Vec<u8>> = flow_a
+        .iter()
+        .zip(&flow_b)
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let out = run_batch(&mut s, VM, &interleaved);
+    assert_eq!(out.len(), 2, "one frame per flow");
+    for (o, flow) in out.iter().zip([&flow_a, &flow_b]) {
+        assert_eq!((o.0, o.2), (TAP_B, gso(1000)));
+        assert_eq!(&o.3[66..], &body[..]);
+        assert_eq!(&cut(&o.3, 1000), flow);
+    }
+
+    // A frame of flow A that cannot join (no payload: a bare ACK) ends A's frame; segments
+    // after it start a new one, so nothing of A overtakes it. Flow B goes on joining.
+    let mut ack = flow_a[3][..66].to_vec();
+    ack[16..18].copy_from_slice(&52u16.to_be_bytes());
+    ack[24..26].copy_from_slice(&[0, 0]);
+    let sum = !ones_sum(&ack[14..34]);
+    ack[24..26].copy_from_slice(&sum.to_be_bytes());
+    let mut batch = interleaved.clone();
+    batch.insert(8, ack.clone());
+    let out = run_batch(&mut s, VM, &batch);
+    let flows: Vec<(u16, usize)> = out
+        .iter()
+        .map(|o| (u16::from_be_bytes([o.3[34], o.3[35]]), o.3.len()))
+        .collect();
+    assert_eq!(
+        flows,
+        vec![
+            (43210, 66 + 4000),
+            (43211, 66 + 8000),
+            (43210, 66),
+            (43210, 66 + 4000)
+        ]
+    );
+    assert_eq!(out[2].3, ack);
+}

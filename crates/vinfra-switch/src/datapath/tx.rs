@@ -4,7 +4,7 @@ use core::net::Ipv4Addr;
 use core::ops::Range;
 
 use super::port::PortId;
-use crate::wire::gro::{Coalesced, TcpSegment};
+use crate::wire::gro::{Coalesced, Flow, TcpSegment};
 use crate::wire::Offload;
 
 /// One frame to send.
@@ -19,6 +19,21 @@ pub struct TxFrame {
     /// [`Offload::NONE`] for other ports: their frames are complete.
     pub offload: Offload,
     range: Range<usize>,
+    /// Where the bytes are: `None` in the shared buffer at `range`, `Some(k)` all of side
+    /// buffer `k` (a frame that segments were joined to).
+    side: Option<usize>,
+}
+
+/// Most frames open for joining at once (flows interleaved in a batch), as the kernel's GRO.
+const MAX_OPEN: usize = 8;
+
+/// A frame later segments may still join.
+#[derive(Clone, Debug)]
+struct Open {
+    /// Its position in the batch.
+    index: usize,
+    port: PortId,
+    state: Coalesced,
 }
 
 /// Frames produced by [`super::Switch::process`], in order. Clear and reuse it between batches:
@@ -28,8 +43,12 @@ pub struct TxFrame {
 pub struct TxBatch {
     data: Vec<u8>,
     frames: Vec<TxFrame>,
-    /// The last frame, when later TCP segments for the same port may still join it.
-    open: Option<(PortId, Coalesced)>,
+    /// Frames that later TCP segments for the same port and flow may still join.
+    open: Vec<Open>,
+    /// Buffers of joined frames (kept with their capacity between batches); the first
+    /// `side_used` are in use.
+    side: Vec<Vec<u8>>,
+    side_used: usize,
 }
 
 impl TxBatch {
@@ -43,7 +62,9 @@ impl TxBatch {
         TxBatch {
             data: Vec::with_capacity(bytes),
             frames: Vec::with_capacity(frames),
-            open: None,
+            open: Vec::with_capacity(MAX_OPEN),
+            side: Vec::new(),
+            side_used: 0,
         }
     }
 
@@ -51,7 +72,8 @@ impl TxBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.frames.clear();
-        self.open = None;
+        self.open.clear();
+        self.side_used = 0;
     }
 
     /// Number of frames.
@@ -66,12 +88,15 @@ impl TxBatch {
 
     /// The bytes of a frame.
     pub fn bytes(&self, frame: &TxFrame) -> &[u8] {
-        self.data.get(frame.range.clone()).unwrap_or(&[])
+        match frame.side {
+            None => self.data.get(frame.range.clone()).unwrap_or(&[]),
+            Some(k) => self.side.get(k).map_or(&[], Vec::as_slice),
+        }
     }
 
     /// Length of the frame at position `index`; zero past the end.
     pub(crate) fn frame_len(&self, index: usize) -> usize {
-        self.frames.get(index).map_or(0, |f| f.range.len())
+        self.frames.get(index).map_or(0, |f| self.bytes(f).len())
     }
 
     /// Every frame with its bytes.
@@ -90,7 +115,18 @@ impl TxBatch {
         offload: Offload,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) -> Option<Range<usize>> {
-        self.open = None;
+        // Nothing may overtake a frame still open for this port.
+        self.open.retain(|o| o.port != port);
+        self.push_frame(port, vtep, offload, write)
+    }
+
+    fn push_frame(
+        &mut self,
+        port: PortId,
+        vtep: Option<Ipv4Addr>,
+        offload: Offload,
+        write: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> Option<Range<usize>> {
         let start = self.data.len();
         if !write(&mut self.data) {
             self.data.truncate(start);
@@ -102,6 +138,7 @@ impl TxBatch {
             vtep,
             offload,
             range: range.clone(),
+            side: None,
         });
         Some(range)
     }
@@ -109,89 +146,129 @@ impl TxBatch {
     /// Queues bytes already in the buffer for another port.
     #[inline]
     pub(crate) fn push_again(&mut self, port: PortId, range: Range<usize>, offload: Offload) {
-        self.open = None;
+        // Shared bytes must not change: nothing stays open.
+        self.open.clear();
         self.frames.push(TxFrame {
             port,
             vtep: None,
             offload,
             range,
+            side: None,
         });
     }
 
     /// Writes a complete frame for a port that takes large segments, as [`TxBatch::push_with`],
-    /// joining it to the previous frame when both are segments of one TCP flow in sequence
-    /// (see [`crate::wire::gro`]): the previous frame then grows and carries GSO metadata.
-    /// Returns the range of a frame queued on its own (to queue again with
+    /// joining it to an earlier frame of the batch when both are segments of one TCP flow to
+    /// this port, in sequence (see [`crate::wire::gro`]): that frame then grows and carries GSO
+    /// metadata. Up to eight frames (flows) stay open at once; any other frame of an open flow,
+    /// or a frame for the port that is not TCP, closes them so that nothing is reordered within
+    /// a flow. Returns the range of a frame queued on its own (to queue again with
     /// [`TxBatch::push_again`]), `None` when it was joined or not written.
     pub(crate) fn push_coalescing(
         &mut self,
         port: PortId,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) -> Option<Range<usize>> {
-        let open = self.open.take();
-        let range = self.push_with(port, None, Offload::NONE, write)?;
-        let Some(segment) = self.data.get(range.clone()).and_then(TcpSegment::parse) else {
+        let range = self.push_frame(port, None, Offload::NONE, write)?;
+        let bytes = self.data.get(range.clone()).unwrap_or(&[]);
+        let Some(flow) = Flow::of(bytes) else {
+            self.open.retain(|o| o.port != port);
             return Some(range);
         };
-        if let Some((open_port, mut state)) = open {
-            if let Some(joined) = self.join_last(open_port, &mut state, &range, &segment) {
-                if joined {
-                    self.open = Some((port, state));
-                }
+        let segment = TcpSegment::parse(bytes);
+        let at = self
+            .open
+            .iter()
+            .position(|o| o.port == port && o.state.flow() == flow);
+        if let (Some(at), Some(segment)) = (at, segment) {
+            if self.join(at, &range, &segment) {
                 return None;
             }
         }
-        self.open = Coalesced::start(&segment).map(|state| (port, state));
+        // Not joined: the flow's open frame (if any) is done; this one may start another.
+        if let Some(at) = at {
+            self.open.remove(at);
+        }
+        if let Some(state) = segment.as_ref().and_then(Coalesced::start) {
+            if self.open.len() >= MAX_OPEN {
+                self.open.remove(0);
+            }
+            self.open.push(Open {
+                index: self.frames.len() - 1,
+                port,
+                state,
+            });
+        }
         Some(range)
     }
 
-    /// Joins the newest frame (at `range`, holding `segment`) to the one before it when that
-    /// one is open on the same port and takes it. `Some(more)` when joined, `more` saying
-    /// whether the frame stays open.
-    fn join_last(
-        &mut self,
-        open_port: PortId,
-        state: &mut Coalesced,
-        range: &Range<usize>,
-        segment: &TcpSegment,
-    ) -> Option<bool> {
-        let [.., prev, last] = self.frames.as_slice() else {
-            return None;
+    /// Joins the newest frame (at `range`, holding `segment`) to open frame `at` when that one
+    /// takes it. True when joined: the newest frame is gone, its payload appended to the open
+    /// frame (moved to a side buffer on its first join), which stays open unless it is full.
+    fn join(&mut self, at: usize, range: &Range<usize>, segment: &TcpSegment) -> bool {
+        let Some(open) = self.open.get(at) else {
+            return false;
         };
-        if prev.port != open_port
-            || last.port != open_port
-            || prev.range.end != range.start
-            || last.range != *range
-        {
-            return None;
+        let Some(frame) = self.frames.get(open.index) else {
+            return false;
+        };
+        let next = self.data.get(range.clone()).unwrap_or(&[]);
+        if !open.state.accepts(self.bytes(frame), segment, next) {
+            return false;
         }
-        let prev_range = prev.range.clone();
-        let (head, tail) = self.data.split_at(range.start);
-        if !state.accepts(head.get(prev_range.clone())?, segment, tail) {
-            return None;
+        let side = match frame.side {
+            Some(k) => k,
+            None => {
+                // First join: the frame's bytes move to a side buffer of their own.
+                let k = self.side_used;
+                if k == self.side.len() {
+                    self.side.push(Vec::with_capacity(64 * 1024));
+                }
+                self.side_used += 1;
+                let (side, data) = (&mut self.side, &self.data);
+                let Some(buf) = side.get_mut(k) else {
+                    return false;
+                };
+                buf.clear();
+                buf.extend_from_slice(data.get(frame.range.clone()).unwrap_or(&[]));
+                k
+            }
+        };
+        let Some(buf) = self.side.get_mut(side) else {
+            return false;
+        };
+        buf.extend_from_slice(
+            self.data
+                .get(range.start + segment.headers_len()..range.end)
+                .unwrap_or(&[]),
+        );
+        let Some(open) = self.open.get_mut(at) else {
+            return false;
+        };
+        let (offload, more) = open.state.join(buf, segment);
+        let index = open.index;
+        if !more {
+            self.open.remove(at);
         }
-        // Move the payload down over the new frame's headers, and forget the new frame.
-        let payload = range.start + segment.headers_len()..range.end;
-        self.data.copy_within(payload, range.start);
-        self.data.truncate(range.start + segment.payload_len());
+        // The newest frame was only just written: drop it and its bytes.
         self.frames.pop();
-        let end = self.data.len();
-        let frame = self.frames.last_mut()?;
-        frame.range.end = end;
-        let bytes = self.data.get_mut(prev_range.start..end)?;
-        let (offload, more) = state.join(bytes, segment);
-        frame.offload = offload;
-        Some(more)
+        self.data.truncate(range.start);
+        if let Some(f) = self.frames.get_mut(index) {
+            f.side = Some(side);
+            f.offload = offload;
+        }
+        true
     }
 
     /// Queues the frames at positions `frames` (see [`TxBatch::len`]) again, for `port`.
     pub(crate) fn repeat(&mut self, port: PortId, frames: Range<usize>) {
-        self.open = None;
         for i in frames {
             if let Some(f) = self.frames.get(i) {
-                let range = f.range.clone();
-                let offload = f.offload;
-                self.push_again(port, range, offload);
+                let mut again = f.clone();
+                again.port = port;
+                again.vtep = None;
+                self.open.clear();
+                self.frames.push(again);
             }
         }
     }

@@ -60,10 +60,37 @@ mod field {
 /// The IPv4 "don't fragment" flag in the flags/fragment-offset field.
 const IP_DF: u16 = 0x4000;
 
+/// A TCP/IPv4 flow: addresses and ports, as they are in the frame.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Flow {
+    addresses: [u8; 8],
+    ports: [u8; 4],
+}
+
+impl Flow {
+    /// The flow of a TCP/IPv4 frame (untagged Ethernet, any IPv4 header length, a TCP header's
+    /// ports present); `None` for any other frame.
+    pub fn of(frame: &[u8]) -> Option<Flow> {
+        if get_u16(frame, field::ETHERTYPE) != ETHERTYPE_IPV4
+            || get_u8(frame, field::IP_VER_IHL) >> 4 != 4
+            || get_u8(frame, field::IP_PROTOCOL) != IP_PROTO_TCP
+        {
+            return None;
+        }
+        let ip_header_len = usize::from(get_u8(frame, field::IP_VER_IHL) & 0xf) * 4;
+        let tcp = field::IP + ip_header_len;
+        Some(Flow {
+            addresses: get_array::<8>(frame, field::IP_SRC.start..field::IP_DST.end),
+            ports: frame.get(tcp..tcp + 4)?.try_into().ok()?,
+        })
+    }
+}
+
 /// A checked TCP/IPv4 segment with data, in an untagged Ethernet frame with no padding: a
 /// candidate for coalescing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct TcpSegment {
+    flow: Flow,
     tcp_header_len: usize,
     seq: u32,
     payload_len: usize,
@@ -108,6 +135,7 @@ impl TcpSegment {
             return None;
         }
         Some(TcpSegment {
+            flow: Flow::of(frame)?,
             tcp_header_len,
             seq: u32::from_be_bytes(get_array::<4>(frame, field::TCP_SEQ)),
             payload_len: tcp.len() - tcp_header_len,
@@ -123,6 +151,11 @@ impl TcpSegment {
     /// Length of the TCP payload.
     pub fn payload_len(&self) -> usize {
         self.payload_len
+    }
+
+    /// The segment's flow.
+    pub fn flow(&self) -> Flow {
+        self.flow
     }
 
     fn push(&self) -> bool {
@@ -141,6 +174,7 @@ fn dst(frame: &[u8]) -> Ipv4Addr {
 /// A frame open for coalescing: the segments joined so far.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Coalesced {
+    flow: Flow,
     tcp_header_len: usize,
     mss: usize,
     next_seq: u32,
@@ -155,6 +189,7 @@ impl Coalesced {
             return None;
         }
         Some(Coalesced {
+            flow: first.flow,
             tcp_header_len: first.tcp_header_len,
             mss: first.payload_len,
             next_seq: first
@@ -163,6 +198,11 @@ impl Coalesced {
             segments: 1,
             len: first.headers_len() + first.payload_len,
         })
+    }
+
+    /// The flow of the frame's segments.
+    pub fn flow(&self) -> Flow {
+        self.flow
     }
 
     /// How many segments the frame holds.
@@ -176,6 +216,7 @@ impl Coalesced {
             |range: core::ops::Range<usize>| open.get(range.clone()) == next_frame.get(range);
         let same_byte = |at: usize| get_u8(open, at) == get_u8(next_frame, at);
         open.len() == self.len
+            && next.flow == self.flow
             && next.tcp_header_len == self.tcp_header_len
             && next.seq == self.next_seq
             && next.payload_len <= self.mss
