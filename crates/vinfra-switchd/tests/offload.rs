@@ -217,37 +217,17 @@ fn tcp_from_an_offload_tap_to_a_vm_port_is_cut_into_valid_segments() {
 #[test]
 fn tcp_across_two_switches_over_vxlan_is_cut_before_encapsulation_and_joined_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
-    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
-    let (ua, ub) = (name("u"), name("u"));
-    sh(&[
-        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
-        &hb.name,
-    ]);
-    ha.exec(&["ip", "addr", "add", "10.86.0.1/24", "dev", &ua]);
-    hb.exec(&["ip", "addr", "add", "10.86.0.2/24", "dev", &ub]);
-    ha.exec(&["ip", "link", "set", &ua, "up"]);
-    hb.exec(&["ip", "link", "set", &ub, "up"]);
-    let vtep_a = Ipv4Addr::new(10, 86, 0, 1);
-    let vtep_b = Ipv4Addr::new(10, 86, 0, 2);
-    let da = Daemon::start(&ha, dir.path(), Some(vtep_a));
-    let db = Daemon::start(&hb, dir.path(), Some(vtep_b));
-    let (mut ca, mut cb) = (da.client(), db.client());
-    let (ta, tb) = (name("t"), name("t"));
-    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
-        client
-            .apply(&[
-                overlay(1, 5100),
-                tap_port(1, 1, tap, 1450),
-                Request::SetFloodList {
-                    network: 1,
-                    vteps: vec![other],
-                },
-            ])
-            .unwrap();
-    }
-    attach_tap(&ha, &ta, &ea, "10.87.0.1/24", 1450);
-    attach_tap(&hb, &tb, &eb, "10.87.0.2/24", 1450);
+    let mut pair = vxlan_pair(dir.path(), 86, 1500, 5100, 1450);
+    let VxlanPair {
+        ca,
+        cb,
+        da,
+        db,
+        tb,
+        ea,
+        eb,
+        ..
+    } = &mut pair;
     assert!(
         ea.ping_until("10.87.0.2", 10),
         "{}\n{}",
@@ -261,10 +241,10 @@ fn tcp_across_two_switches_over_vxlan_is_cut_before_encapsulation_and_joined_aft
     };
     let (frames_before, bytes_before) = (stat("rx_packets"), stat("rx_bytes"));
     let bytes = 16 * MIB;
-    let got = tcp_transfer(&eb, Ipv4Addr::new(10, 87, 0, 2), &ea, bytes, LIMIT);
+    let got = tcp_transfer(eb, Ipv4Addr::new(10, 87, 0, 2), ea, bytes, LIMIT);
     assert_eq!(got, bytes, "bytes received intact");
-    let a = no_drops(&mut ca, &[1, UPLINK_PORT]);
-    let b = no_drops(&mut cb, &[1, UPLINK_PORT]);
+    let a = no_drops(ca, &[1, UPLINK_PORT]);
+    let b = no_drops(cb, &[1, UPLINK_PORT]);
     // Host B joined the segments arriving over VXLAN: its endpoint's stack got fewer, larger
     // frames than the segments the switch counted.
     let (frames, frame_bytes) = (
@@ -393,42 +373,19 @@ fn udp_checksum_ok(ip: &[u8], udp: &[u8]) -> bool {
 #[test]
 fn jumbo_frames_cross_an_overlay_on_a_jumbo_underlay() {
     let dir = tempfile::tempdir().unwrap();
-    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
-    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
-    let (ua, ub) = (name("u"), name("u"));
-    sh(&[
-        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
-        &hb.name,
-    ]);
-    for (ns, dev, ip) in [(&ha, &ua, "10.88.0.1/24"), (&hb, &ub, "10.88.0.2/24")] {
-        ns.exec(&["ip", "link", "set", dev, "mtu", "9000"]);
-        ns.exec(&["ip", "addr", "add", ip, "dev", dev]);
-        ns.exec(&["ip", "link", "set", dev, "up"]);
-    }
-    let vtep_a = Ipv4Addr::new(10, 88, 0, 1);
-    let vtep_b = Ipv4Addr::new(10, 88, 0, 2);
-    let jumbo = ["--underlay-mtu", "9000"];
-    let da = Daemon::start_with(&ha, dir.path(), Some(vtep_a), &[], &jumbo);
-    let db = Daemon::start_with(&hb, dir.path(), Some(vtep_b), &[], &jumbo);
-    let (mut ca, mut cb) = (da.client(), db.client());
-    let (ta, tb) = (name("t"), name("t"));
-    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
-        client
-            .apply(&[
-                overlay(1, 5200),
-                tap_port(1, 1, tap, 8950),
-                Request::SetFloodList {
-                    network: 1,
-                    vteps: vec![other],
-                },
-            ])
-            .unwrap();
-    }
+    let mut pair = vxlan_pair(dir.path(), 88, 9000, 5200, 8950);
+    let VxlanPair {
+        ca,
+        cb,
+        da,
+        db,
+        ea,
+        eb,
+        ..
+    } = &mut pair;
     // 9000 on the underlay carries 8950 in the overlay, not more.
     let refused = ca.apply(&[tap_port(2, 1, &name("t"), 8951)]).unwrap_err();
     assert!(refused.to_string().contains("MTU"), "{refused}");
-    attach_tap(&ha, &ta, &ea, "10.89.0.1/24", 8950);
-    attach_tap(&hb, &tb, &eb, "10.89.0.2/24", 8950);
     assert!(
         ea.ping_until("10.89.0.2", 10),
         "{}\n{}",
@@ -452,10 +409,10 @@ fn jumbo_frames_cross_an_overlay_on_a_jumbo_underlay() {
     assert!(ea.try_exec(&ping));
 
     let bytes = 16 * MIB;
-    let got = tcp_transfer(&eb, Ipv4Addr::new(10, 89, 0, 2), &ea, bytes, LIMIT);
+    let got = tcp_transfer(eb, Ipv4Addr::new(10, 89, 0, 2), ea, bytes, LIMIT);
     assert_eq!(got, bytes, "bytes received intact");
-    let a = no_drops(&mut ca, &[1, UPLINK_PORT]);
-    no_drops(&mut cb, &[1, UPLINK_PORT]);
+    let a = no_drops(ca, &[1, UPLINK_PORT]);
+    no_drops(cb, &[1, UPLINK_PORT]);
     let up = &a.port(UPLINK_PORT).unwrap().traffic;
     // Jumbo segments on the underlay, each within its MTU.
     assert!(up.tx_bytes / up.tx_packets.max(1) > 1514, "{a:#?}");

@@ -102,41 +102,20 @@ fn taps_on_one_switch_ping_and_other_network_gets_nothing() {
 #[test]
 fn two_switches_carry_an_overlay_over_vxlan() {
     let dir = tempfile::tempdir().unwrap();
-    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
-    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
-    let (ua, ub) = (name("u"), name("u"));
-    sh(&[
-        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
-        &hb.name,
-    ]);
-    ha.exec(&["ip", "addr", "add", "10.78.0.1/24", "dev", &ua]);
-    hb.exec(&["ip", "addr", "add", "10.78.0.2/24", "dev", &ub]);
-    ha.exec(&["ip", "link", "set", &ua, "up"]);
-    hb.exec(&["ip", "link", "set", &ub, "up"]);
-    let vtep_a = Ipv4Addr::new(10, 78, 0, 1);
-    let vtep_b = Ipv4Addr::new(10, 78, 0, 2);
-    let da = Daemon::start(&ha, dir.path(), Some(vtep_a));
-    let db = Daemon::start(&hb, dir.path(), Some(vtep_b));
-    let (mut ca, mut cb) = (da.client(), db.client());
-    let (ta, tb) = (name("t"), name("t"));
-    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
-        client
-            .apply(&[
-                overlay(1, 5000),
-                tap_port(1, 1, tap, 1450),
-                Request::SetFloodList {
-                    network: 1,
-                    vteps: vec![other],
-                },
-            ])
-            .unwrap();
-    }
+    let mut pair = vxlan_pair(dir.path(), 78, 1500, 5000, 1450);
+    let VxlanPair {
+        ca,
+        cb,
+        da,
+        db,
+        ea,
+        hb,
+        ..
+    } = &mut pair;
     // The overlay MTU is checked against the underlay's.
     let refused = ca.apply(&[tap_port(2, 1, &name("t"), 1500)]).unwrap_err();
     assert!(refused.to_string().contains("MTU"), "{refused}");
 
-    attach_tap(&ha, &ta, &ea, "10.79.0.1/24", 1450);
-    attach_tap(&hb, &tb, &eb, "10.79.0.2/24", 1450);
     assert!(
         ea.ping_until("10.79.0.2", 5),
         "{}\n{}",
@@ -158,7 +137,7 @@ fn two_switches_carry_an_overlay_over_vxlan() {
         "10.79.0.2"
     ]));
 
-    for client in [&mut ca, &mut cb] {
+    for client in [&mut *ca, &mut *cb] {
         let c = client.counters().unwrap();
         let uplink = c.port(UPLINK_PORT).unwrap();
         assert!(uplink.traffic.tx_packets >= 4, "{c:#?}");

@@ -474,3 +474,74 @@ pub fn tcp_transfer(
     });
     receiver.join().expect("receiver")
 }
+
+/// Two hosts over VXLAN: host namespaces joined by a veth underlay (`10.<net>.0.1` and `.2`,
+/// IP MTU `underlay_mtu`), a daemon in each with its VXLAN uplink, overlay network 1 (VNI
+/// `vni`) with tap host port 1 (MTU `tap_mtu`) and the other host in its flood list; each tap
+/// moved to an endpoint namespace as `10.<net + 1>.0.1` / `.2`. Fields drop in order: the
+/// daemons stop before their namespaces go.
+pub struct VxlanPair {
+    pub ca: SwitchClient,
+    pub cb: SwitchClient,
+    pub da: Daemon,
+    pub db: Daemon,
+    pub ta: String,
+    pub tb: String,
+    pub vtep_a: Ipv4Addr,
+    pub vtep_b: Ipv4Addr,
+    pub ea: Netns,
+    pub eb: Netns,
+    pub ha: Netns,
+    pub hb: Netns,
+}
+
+pub fn vxlan_pair(dir: &Path, net: u8, underlay_mtu: u16, vni: u32, tap_mtu: u16) -> VxlanPair {
+    let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
+    let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
+    let (ua, ub) = (name("u"), name("u"));
+    sh(&[
+        "ip", "link", "add", &ua, "netns", &ha.name, "type", "veth", "peer", "name", &ub, "netns",
+        &hb.name,
+    ]);
+    let (vtep_a, vtep_b) = (Ipv4Addr::new(10, net, 0, 1), Ipv4Addr::new(10, net, 0, 2));
+    let mtu = underlay_mtu.to_string();
+    for (ns, dev, ip) in [(&ha, &ua, vtep_a), (&hb, &ub, vtep_b)] {
+        ns.exec(&["ip", "link", "set", dev, "mtu", &mtu]);
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", dev]);
+        ns.exec(&["ip", "link", "set", dev, "up"]);
+    }
+    let args = ["--underlay-mtu", mtu.as_str()];
+    let da = Daemon::start_with(&ha, dir, Some(vtep_a), &[], &args);
+    let db = Daemon::start_with(&hb, dir, Some(vtep_b), &[], &args);
+    let (mut ca, mut cb) = (da.client(), db.client());
+    let (ta, tb) = (name("t"), name("t"));
+    for (client, tap, other) in [(&mut ca, &ta, vtep_b), (&mut cb, &tb, vtep_a)] {
+        client
+            .apply(&[
+                overlay(1, vni),
+                tap_port(1, 1, tap, tap_mtu),
+                Request::SetFloodList {
+                    network: 1,
+                    vteps: vec![other],
+                },
+            ])
+            .unwrap();
+    }
+    let inner = net + 1;
+    attach_tap(&ha, &ta, &ea, &format!("10.{inner}.0.1/24"), tap_mtu);
+    attach_tap(&hb, &tb, &eb, &format!("10.{inner}.0.2/24"), tap_mtu);
+    VxlanPair {
+        ca,
+        cb,
+        da,
+        db,
+        ta,
+        tb,
+        vtep_a,
+        vtep_b,
+        ea,
+        eb,
+        ha,
+        hb,
+    }
+}
