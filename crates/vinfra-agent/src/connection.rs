@@ -221,7 +221,7 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
             .switch()
             .and_then(|l| l.settings().trunk_interface.clone()),
         underlay_mtu: m.switch().map_or(vinfra_types::network::UNDERLAY_MTU, |l| {
-            u32::from(l.settings().underlay_mtu)
+            u32::from(l.underlay_mtu())
         }),
     }
 }

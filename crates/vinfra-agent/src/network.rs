@@ -180,6 +180,9 @@ pub struct SwitchLink {
     desired: Mutex<Desired>,
     client: Mutex<Option<SwitchClient>>,
     healthy: Mutex<Option<bool>>,
+    /// The MTU of an uplink the switch opened itself (`vinfra switch --underlay-ip`), as it
+    /// last said: what this host's underlay carries, whatever the agent was told.
+    switch_uplink_mtu: Mutex<Option<u16>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -536,12 +539,20 @@ impl SwitchLink {
             }),
             client: Mutex::new(None),
             healthy: Mutex::new(None),
+            switch_uplink_mtu: Mutex::new(None),
         })
     }
 
     /// The settings.
     pub fn settings(&self) -> &SwitchSettings {
         &self.settings
+    }
+
+    /// This host's underlay IP MTU: the switch's own uplink's when the switch opened one (as
+    /// of the last reconcile), else the agent's setting (`--underlay-mtu`), which the uplink
+    /// the agent adds gets.
+    pub fn underlay_mtu(&self) -> u16 {
+        lock(&self.switch_uplink_mtu).unwrap_or(self.settings.underlay_mtu)
     }
 
     /// The configuration last received from the console.
@@ -707,11 +718,17 @@ impl SwitchLink {
             }
         };
         let current = client.config()?;
-        let uplink_builtin = self.settings.underlay_ip.is_some()
-            && !current
-                .iter()
-                .any(|r| matches!(r, Request::AddPort(p) if p.id == UPLINK_PORT))
-            && client.counters()?.port(UPLINK_PORT).is_some();
+        // An uplink the switch has but its configuration does not list is the switch's own.
+        let switch_uplink = if current
+            .iter()
+            .any(|r| matches!(r, Request::AddPort(p) if p.id == UPLINK_PORT))
+        {
+            None
+        } else {
+            client.counters()?.port(UPLINK_PORT).cloned()
+        };
+        *lock(&self.switch_uplink_mtu) = switch_uplink.as_ref().and_then(|p| p.mtu);
+        let uplink_builtin = self.settings.underlay_ip.is_some() && switch_uplink.is_some();
         let desired = {
             let d = lock(&self.desired);
             desired_requests(&d.config, &d.vms, &self.settings, uplink_builtin)
@@ -1365,6 +1382,7 @@ mod tests {
                     traffic: t(3, 4),
                     tx_errors: 5,
                     rx_errors: 0,
+                    mtu: Some(1450),
                 },
                 // A port the agent does not know.
                 PortCountersView {

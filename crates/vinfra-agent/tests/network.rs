@@ -29,6 +29,8 @@ mod common;
 use common::{datastore, qemu_present, KillQemusUnder, QEMU};
 
 const CHILD_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_CONTROL";
+/// With [`CHILD_ENV`]: `IP/MTU` of a VXLAN uplink the switch opens itself.
+const CHILD_UNDERLAY_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_UNDERLAY";
 
 /// Not a test of its own: when this binary is started with [`CHILD_ENV`] set, it is a switch
 /// daemon with that control socket (see [`Switch::spawn`]).
@@ -40,7 +42,13 @@ fn switchd_child() {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .try_init();
-    let result = vinfra_switchd::run(vinfra_switchd::SwitchdConfig::new(control));
+    let mut config = vinfra_switchd::SwitchdConfig::new(control);
+    if let Ok(underlay) = std::env::var(CHILD_UNDERLAY_ENV) {
+        let (ip, mtu) = underlay.split_once('/').expect("IP/MTU");
+        config.underlay_ip = Some(ip.parse().expect("underlay IP"));
+        config.underlay_mtu = mtu.parse().expect("underlay MTU");
+    }
+    let result = vinfra_switchd::run(config);
     eprintln!("switch stopped: {result:?}");
     std::process::exit(1);
 }
@@ -95,15 +103,22 @@ struct Switch {
     control: PathBuf,
     ns: String,
     log: PathBuf,
+    /// `IP/MTU` of an uplink of the switch's own.
+    underlay: Option<String>,
 }
 
 impl Switch {
     fn start(ns: &Netns, dir: &Path) -> Switch {
+        Switch::start_with_uplink(ns, dir, None)
+    }
+
+    fn start_with_uplink(ns: &Netns, dir: &Path, underlay: Option<(Ipv4Addr, u16)>) -> Switch {
         let mut s = Switch {
             child: None,
             control: dir.join(format!("{}.ctl", ns.0)),
             ns: ns.0.clone(),
             log: dir.join(format!("{}.log", ns.0)),
+            underlay: underlay.map(|(ip, mtu)| format!("{ip}/{mtu}")),
         };
         s.spawn();
         s
@@ -116,8 +131,8 @@ impl Switch {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
             .arg(exe)
             .args([
                 "switchd_child",
@@ -127,9 +142,11 @@ impl Switch {
             ])
             .env(CHILD_ENV, &self.control)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if let Some(u) = &self.underlay {
+            cmd.env(CHILD_UNDERLAY_ENV, u);
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
     }
 
@@ -640,4 +657,56 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     .await
     .unwrap_err();
     assert!(matches!(err, AgentError::Network { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_agent_reports_the_underlay_mtu_of_a_switch_with_its_own_uplink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = datastore(tmp.path());
+    let host = Netns::new("m");
+    let (ua, ub) = (name("u"), name("u"));
+    host.exec(&[
+        "ip", "link", "add", &ua, "type", "veth", "peer", "name", &ub,
+    ]);
+    host.exec(&["ip", "addr", "add", "10.93.0.1/24", "dev", &ua]);
+    host.exec(&["ip", "link", "set", &ua, "up"]);
+    host.exec(&["ip", "link", "set", &ub, "up"]);
+    let ip = Ipv4Addr::new(10, 93, 0, 1);
+    let sw = Switch::start_with_uplink(&host, tmp.path(), Some((ip, 1400)));
+    // The agent was told 1500; the switch's uplink says 1400, and wins.
+    let m = manager(
+        &tmp.path().join("agent"),
+        &ds,
+        Some(SwitchSettings {
+            control: sw.control.clone(),
+            underlay_ip: Some(ip),
+            underlay_mtu: 1500,
+            trunk_interface: None,
+        }),
+    )
+    .await;
+    let link = m.switch().unwrap().clone();
+    let empty = HostSwitchConfig {
+        networks: vec![],
+        macs: vec![],
+        arps: vec![],
+    };
+    let reply = handle(&m, AgentCommand::ApplySwitchConfig { config: empty })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sw.log_text()));
+    assert_eq!(reply, CommandReply::Done);
+    assert!(
+        wait_until(Duration::from_secs(10), || link.underlay_mtu() == 1400).await,
+        "underlay MTU {}; {}",
+        link.underlay_mtu(),
+        sw.log_text()
+    );
+    // The agent did not add an uplink of its own.
+    let config = sw.client().config().unwrap();
+    assert!(
+        !config
+            .iter()
+            .any(|r| matches!(r, Request::AddPort(p) if p.id == UPLINK_PORT)),
+        "{config:?}"
+    );
 }

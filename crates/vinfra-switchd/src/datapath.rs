@@ -462,7 +462,7 @@ impl Datapath {
         let io = self
             .ports
             .iter()
-            .map(|(id, p)| (*id, (p.rx_errors, p.tx_errors)))
+            .map(|(id, p)| (*id, (p.rx_errors, p.tx_errors, p.spec.mtu)))
             .collect();
         CountersView::from_snapshot(&self.switch.snapshot(), &io)
     }

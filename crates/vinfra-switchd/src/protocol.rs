@@ -333,6 +333,10 @@ pub struct PortCountersView {
     pub tx_errors: u64,
     /// Receive errors other than "nothing to read".
     pub rx_errors: u64,
+    /// The port's IP MTU as configured (for the uplink: the underlay's). Absent from older
+    /// switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 /// One network's counters.
@@ -373,18 +377,24 @@ impl CountersView {
         self.networks.iter().find(|n| n.id == id)
     }
 
-    pub(crate) fn from_snapshot(snapshot: &Snapshot, io: &BTreeMap<u32, (u64, u64)>) -> Self {
+    /// The core's counters with the daemon's view of each port: `io` holds its receive and
+    /// send errors and its MTU.
+    pub(crate) fn from_snapshot(snapshot: &Snapshot, io: &BTreeMap<u32, (u64, u64, u16)>) -> Self {
         CountersView {
             ports: snapshot
                 .ports
                 .iter()
                 .map(|(id, c)| {
-                    let (rx_errors, tx_errors) = io.get(&id.0).copied().unwrap_or((0, 0));
+                    let (rx_errors, tx_errors, mtu) = match io.get(&id.0) {
+                        Some(&(rx, tx, mtu)) => (rx, tx, Some(mtu)),
+                        None => (0, 0, None),
+                    };
                     PortCountersView {
                         id: id.0,
                         traffic: traffic(c),
                         tx_errors,
                         rx_errors,
+                        mtu,
                     }
                 })
                 .collect(),
