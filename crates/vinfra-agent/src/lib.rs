@@ -62,7 +62,8 @@ pub struct AgentConfig {
     pub underlay_ip: Option<Ipv4Addr>,
     /// IP MTU of this host's underlay: the uplink port's MTU when the agent opens it, and what
     /// the agent reports (the console places a VM with a NIC on an overlay network only where
-    /// the underlay carries the network's MTU plus 50 bytes of VXLAN). Give the switch's value.
+    /// the underlay carries the network's MTU plus 50 bytes of VXLAN), unless the switch opened
+    /// an uplink of its own: then that uplink's MTU is reported.
     pub underlay_mtu: u16,
     /// The interface of this host's 802.1Q trunk to the physical network, for VLAN networks
     /// (needs `switch_control`).

@@ -545,15 +545,11 @@ pub async fn pass(console: &Arc<Console>) {
     let planned = (|| -> Result<Plan, String> {
         let all = rules(console).map_err(|e| e.to_string())?;
         let (mut model, recent_moves) = cluster_model(console, &all).map_err(|e| e.to_string())?;
-        if let Some(rule) = trunk_rule(console, &model) {
-            let mut with = model.clone();
-            with.rules.push(rule);
-            match with.validate() {
-                Ok(()) => model = with,
-                Err(e) => tracing::warn!("VLAN trunk placement left out of this pass: {e}"),
-            }
-        }
-        for rule in underlay_rules(console, &model) {
+        let built_in: Vec<Rule> = trunk_rule(console, &model)
+            .into_iter()
+            .chain(underlay_rules(console, &model))
+            .collect();
+        for rule in built_in {
             let name = rule.name.clone();
             let mut with = model.clone();
             with.rules.push(rule);

@@ -168,9 +168,9 @@ pub struct AgentArgs {
     /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
     #[arg(long)]
     pub underlay_ip: Option<std::net::Ipv4Addr>,
-    /// IP MTU of this host's underlay, as given to its switch: reported to the console, which
-    /// places a VM with a NIC on an overlay network only where this is at least the network's
-    /// MTU + 50.
+    /// IP MTU of this host's underlay (the uplink the agent adds to its switch; a switch with an
+    /// uplink of its own reports that one's instead): the console places a VM with a NIC on an
+    /// overlay network only where this is at least the network's MTU + 50.
     #[arg(long, default_value_t = 1500,
           value_parser = |s: &str| parse::bounded(s, "underlay-mtu", 576, 65_535).map(|n| n as u16))]
     pub underlay_mtu: u16,

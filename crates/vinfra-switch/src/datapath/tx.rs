@@ -115,9 +115,14 @@ impl TxBatch {
         offload: Offload,
         write: impl FnOnce(&mut Vec<u8>) -> bool,
     ) -> Option<Range<usize>> {
-        // Nothing may overtake a frame still open for this port.
-        self.open.retain(|o| o.port != port);
+        self.close(port);
         self.push_frame(port, vtep, offload, write)
+    }
+
+    /// Ends the open frames of `port`: a frame queued for it after them must not be overtaken
+    /// by segments joined to them later.
+    fn close(&mut self, port: PortId) {
+        self.open.retain(|o| o.port != port);
     }
 
     fn push_frame(
@@ -146,8 +151,9 @@ impl TxBatch {
     /// Queues bytes already in the buffer for another port.
     #[inline]
     pub(crate) fn push_again(&mut self, port: PortId, range: Range<usize>, offload: Offload) {
-        // Shared bytes must not change: nothing stays open.
-        self.open.clear();
+        // Joining never changes these bytes (a joined frame moves to a side buffer first), so
+        // only the ordering on `port` matters.
+        self.close(port);
         self.frames.push(TxFrame {
             port,
             vtep: None,
@@ -172,7 +178,7 @@ impl TxBatch {
         let range = self.push_frame(port, None, Offload::NONE, write)?;
         let bytes = self.data.get(range.clone()).unwrap_or(&[]);
         let Some(flow) = Flow::of(bytes) else {
-            self.open.retain(|o| o.port != port);
+            self.close(port);
             return Some(range);
         };
         let segment = TcpSegment::parse(bytes);
@@ -262,12 +268,12 @@ impl TxBatch {
 
     /// Queues the frames at positions `frames` (see [`TxBatch::len`]) again, for `port`.
     pub(crate) fn repeat(&mut self, port: PortId, frames: Range<usize>) {
+        self.close(port);
         for i in frames {
             if let Some(f) = self.frames.get(i) {
                 let mut again = f.clone();
                 again.port = port;
                 again.vtep = None;
-                self.open.clear();
                 self.frames.push(again);
             }
         }

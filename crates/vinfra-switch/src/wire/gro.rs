@@ -47,7 +47,6 @@ mod field {
     pub const IP_SRC: Range<usize> = IP + 12..IP + 16;
     pub const IP_DST: Range<usize> = IP + 16..IP + 20;
     pub const TCP: usize = IP + 20;
-    pub const TCP_PORTS: Range<usize> = TCP..TCP + 4;
     pub const TCP_SEQ: Range<usize> = TCP + 4..TCP + 8;
     pub const TCP_ACK: Range<usize> = TCP + 8..TCP + 12;
     pub const TCP_DATA_OFFSET: usize = TCP + 12;
@@ -225,8 +224,6 @@ impl Coalesced {
             && same_byte(field::IP_TOS)
             && same_byte(field::IP_TTL)
             && get_u16(open, field::IP_FRAG) == get_u16(next_frame, field::IP_FRAG)
-            && same(field::IP_SRC.start..field::IP_DST.end)
-            && same(field::TCP_PORTS)
             && same(field::TCP_ACK)
             && same(field::TCP_WINDOW)
             && same(field::TCP_OPTIONS..field::TCP + self.tcp_header_len)
@@ -425,7 +422,7 @@ mod tests {
         assert_eq!(join_all(&short).len(), 2);
         // Another flow (ports differ) is not joined.
         let mut other = segments[1].clone();
-        other[field::TCP_PORTS.start] ^= 1;
+        other[field::TCP] ^= 1;
         fix_tcp_checksum(&mut other);
         assert!(TcpSegment::parse(&other).is_some());
         let mixed = vec![segments[0].clone(), other];
