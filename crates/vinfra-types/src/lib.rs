@@ -8,10 +8,12 @@
 //! - [`api`]: REST request/response bodies and the problem+json error body.
 //! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
 //! - [`network`]: logical networks, subnets and MACs, where each VM NIC lives.
+//! - [`error`]: how every process prints an error and its sources ([`error::chain`]).
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod balancing;
+pub mod error;
 pub mod host;
 pub mod migration;
 pub mod name;
