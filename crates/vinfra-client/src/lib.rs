@@ -1,0 +1,338 @@
+//! The typed, blocking client of the console's REST API (docs/design.md "REST API",
+//! docs/openapi.json).
+//!
+//! [`Client`] has one method per endpoint, taking and returning the bodies of `vinfra-types`;
+//! every path is written once, in [`paths`]. It sends the API token as a bearer token and, over
+//! `https://`, trusts only the cluster CA. A refusal with a problem+json body is
+//! [`ClientError::Problem`] (status and [`Problem`] body); no answer at all is
+//! [`ClientError::Transport`]. [`Client::raw`] sends any method, path and body, for tests that
+//! send malformed requests on purpose.
+//!
+//! The `vinfra` command line, the lab, the integration tests and the benchmarks all talk to the
+//! console through it.
+//!
+//! Modules, top to bottom: [`paths`]; `http` (one exchange: token, status, problem+json), `tls`
+//! (rustls trusting the CA), `error` ([`ClientError`]).
+#![deny(unsafe_code)]
+
+mod error;
+mod http;
+pub mod paths;
+mod tls;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use vinfra_types::api::{
+    ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest,
+};
+use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::network::{
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+};
+use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
+
+pub use error::ClientError;
+pub use http::RawBody;
+pub use reqwest::Method;
+pub use vinfra_types::Problem;
+
+use http::Transport;
+use paths::VmAction;
+
+/// Where a console keeps the cluster CA certificate, relative to its data directory: the
+/// certificate a client of that console trusts.
+pub const CONSOLE_CA_FILE: &str = "pki/ca.pem";
+
+/// A client of one console: its base URL, API token and CA.
+#[derive(Debug, Clone)]
+pub struct Client {
+    transport: Transport,
+}
+
+impl Client {
+    /// A client for `base_url` (e.g. `https://127.0.0.1:7443`) sending `token`; `ca_pem` is the
+    /// cluster CA certificate, required for `https://` (`http://` is for a console run with
+    /// `--no-tls`).
+    pub fn new(base_url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+        Ok(Client {
+            transport: Transport::new(base_url, token, ca_pem)?,
+        })
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        self.transport.base_url()
+    }
+
+    /// Sends `method path` with `body` as it is (no check of any kind); returns the JSON body
+    /// of a 2xx answer, `None` when it is empty. For tests that send malformed requests on
+    /// purpose: everything else uses the typed methods.
+    pub fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: RawBody<'_>,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        let text = self.transport.exchange(method.clone(), path, body)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        decode(method, path, &text).map(Some)
+    }
+
+    /// `method path` without a body, the answer decoded as `T`.
+    fn fetch<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, ClientError> {
+        let text = self
+            .transport
+            .exchange(method.clone(), path, RawBody::Empty)?;
+        decode(method, path, &text)
+    }
+
+    /// `method path` with `body` as JSON, the answer decoded as `T`.
+    fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let value = serde_json::to_value(body).map_err(|source| ClientError::Encode {
+            method: method.clone(),
+            path: path.to_string(),
+            source,
+        })?;
+        let text = self
+            .transport
+            .exchange(method.clone(), path, RawBody::Json(&value))?;
+        decode(method, path, &text)
+    }
+
+    /// `DELETE path`, answered without a body.
+    fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.transport
+            .exchange(Method::DELETE, path, RawBody::Empty)
+            .map(drop)
+    }
+
+    // Hosts.
+
+    /// `GET /hosts`: every host with its capacity, allocation, usage and status.
+    pub fn hosts(&self) -> Result<Vec<HostSummary>, ClientError> {
+        self.fetch(Method::GET, &paths::hosts())
+    }
+
+    /// `GET /hosts/{name}`.
+    pub fn host(&self, name: &str) -> Result<HostSummary, ClientError> {
+        self.fetch(Method::GET, &paths::host(name))
+    }
+
+    /// `PATCH /hosts/{name}`: the ratio override (`Some(None)` removes it) or maintenance.
+    pub fn update_host(
+        &self,
+        name: &str,
+        update: &UpdateHostRequest,
+    ) -> Result<HostSummary, ClientError> {
+        self.send(Method::PATCH, &paths::host(name), update)
+    }
+
+    /// `DELETE /hosts/{name}`: forgets a host without VMs.
+    pub fn delete_host(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&paths::host(name))
+    }
+
+    /// `GET /hosts/{name}/switch`: the host's virtual switch counters, read now.
+    pub fn host_switch(&self, name: &str) -> Result<HostSwitchCounters, ClientError> {
+        self.fetch(Method::GET, &paths::host_switch(name))
+    }
+
+    // Cluster settings and tokens.
+
+    /// `GET /settings`.
+    pub fn settings(&self) -> Result<ClusterSettings, ClientError> {
+        self.fetch(Method::GET, &paths::settings())
+    }
+
+    /// `PUT /settings`: replaces the cluster settings; returns them as stored.
+    pub fn put_settings(&self, settings: &ClusterSettings) -> Result<ClusterSettings, ClientError> {
+        self.send(Method::PUT, &paths::settings(), settings)
+    }
+
+    /// `POST /join-tokens`: a one-time token a new host joins with.
+    pub fn create_join_token(&self) -> Result<JoinTokenResponse, ClientError> {
+        self.fetch(Method::POST, &paths::join_tokens())
+    }
+
+    /// `POST /token/rotate`: a new API token; this client's token stops working.
+    pub fn rotate_token(&self) -> Result<TokenResponse, ClientError> {
+        self.fetch(Method::POST, &paths::token_rotate())
+    }
+
+    // VMs.
+
+    /// `GET /vms`.
+    pub fn vms(&self) -> Result<Vec<VmSummary>, ClientError> {
+        self.fetch(Method::GET, &paths::vms())
+    }
+
+    /// `GET /vms/{name}`.
+    pub fn vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+        self.fetch(Method::GET, &paths::vm(name, false))
+    }
+
+    /// `POST /vms`: places and creates a VM (and starts it unless `start` is false).
+    pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, ClientError> {
+        self.send(Method::POST, &paths::vms(), request)
+    }
+
+    /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when
+    /// its host is disconnected (`?force=true`).
+    pub fn delete_vm(&self, name: &str, force: bool) -> Result<(), ClientError> {
+        self.delete(&paths::vm(name, force))
+    }
+
+    /// `POST /vms/{name}/start`.
+    pub fn start_vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+        self.fetch(Method::POST, &paths::vm_action(name, VmAction::Start))
+    }
+
+    /// `POST /vms/{name}/stop`: ACPI power-off, forced after the timeout (or at once).
+    pub fn stop_vm(&self, name: &str, request: &StopVmRequest) -> Result<VmSummary, ClientError> {
+        self.send(
+            Method::POST,
+            &paths::vm_action(name, VmAction::Stop),
+            request,
+        )
+    }
+
+    /// `POST /vms/{name}/reboot`.
+    pub fn reboot_vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+        self.fetch(Method::POST, &paths::vm_action(name, VmAction::Reboot))
+    }
+
+    /// `GET /vms/{name}/console[?bytes=N]`: the tail of the serial console.
+    pub fn console_log(&self, name: &str, bytes: Option<u64>) -> Result<ConsoleLog, ClientError> {
+        self.fetch(Method::GET, &paths::vm_console(name, bytes))
+    }
+
+    // Migration.
+
+    /// `POST /vms/{name}/migrate`: starts a live migration (to `to`, else where placement picks).
+    pub fn migrate_vm(
+        &self,
+        name: &str,
+        request: &MigrateVmRequest,
+    ) -> Result<MigrationProgress, ClientError> {
+        self.send(
+            Method::POST,
+            &paths::vm_action(name, VmAction::Migrate),
+            request,
+        )
+    }
+
+    /// `GET /vms/{name}/migration`: progress of the current or last migration.
+    pub fn migration(&self, name: &str) -> Result<MigrationProgress, ClientError> {
+        self.fetch(Method::GET, &paths::vm_migration(name))
+    }
+
+    /// `DELETE /vms/{name}/migration`: cancels the running migration; returns its last progress.
+    pub fn cancel_migration(&self, name: &str) -> Result<MigrationProgress, ClientError> {
+        self.fetch(Method::DELETE, &paths::vm_migration(name))
+    }
+
+    // Events.
+
+    /// `GET /events`: the last 1000 events, oldest first.
+    pub fn events(&self) -> Result<Vec<Event>, ClientError> {
+        self.fetch(Method::GET, &paths::events())
+    }
+
+    // Placement rules.
+
+    /// `GET /rules`.
+    pub fn rules(&self) -> Result<Vec<PlacementRule>, ClientError> {
+        self.fetch(Method::GET, &paths::rules())
+    }
+
+    /// `GET /rules/{name}`.
+    pub fn rule(&self, name: &str) -> Result<PlacementRule, ClientError> {
+        self.fetch(Method::GET, &paths::rule(name))
+    }
+
+    /// `POST /rules`: creates a rule (refused when it contradicts the others).
+    pub fn create_rule(&self, rule: &PlacementRule) -> Result<PlacementRule, ClientError> {
+        self.send(Method::POST, &paths::rules(), rule)
+    }
+
+    /// `DELETE /rules/{name}`.
+    pub fn delete_rule(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&paths::rule(name))
+    }
+
+    // Balancing.
+
+    /// `GET /drs`: the balancer's settings and last pass.
+    pub fn drs(&self) -> Result<DrsStatus, ClientError> {
+        self.fetch(Method::GET, &paths::drs())
+    }
+
+    /// `POST /drs/run`: a balancing pass now; returns the status after it.
+    pub fn run_drs(&self) -> Result<DrsStatus, ClientError> {
+        self.fetch(Method::POST, &paths::drs_run())
+    }
+
+    /// `GET /drs/recommendations`: the latest plan's moves (manual mode).
+    pub fn recommendations(&self) -> Result<Vec<Recommendation>, ClientError> {
+        self.fetch(Method::GET, &paths::recommendations())
+    }
+
+    /// `POST /drs/recommendations/{id}/apply`: starts the recommended migration.
+    pub fn apply_recommendation(&self, id: u64) -> Result<MigrationProgress, ClientError> {
+        self.fetch(Method::POST, &paths::apply_recommendation(id))
+    }
+
+    // Networks.
+
+    /// `GET /networks`: every network with its ports.
+    pub fn networks(&self) -> Result<Vec<NetworkSummary>, ClientError> {
+        self.fetch(Method::GET, &paths::networks())
+    }
+
+    /// `GET /networks/{name}`: one network with its ports.
+    pub fn network(&self, name: &str) -> Result<NetworkSummary, ClientError> {
+        self.fetch(Method::GET, &paths::network(name))
+    }
+
+    /// `POST /networks`.
+    pub fn create_network(
+        &self,
+        request: &CreateNetworkRequest,
+    ) -> Result<NetworkSummary, ClientError> {
+        self.send(Method::POST, &paths::networks(), request)
+    }
+
+    /// `DELETE /networks/{name}` (refused while a VM has a NIC on it).
+    pub fn delete_network(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&paths::network(name))
+    }
+
+    /// `GET /networks/{name}/counters`: the network's traffic per port and per host, read now.
+    pub fn network_counters(&self, name: &str) -> Result<NetworkCounters, ClientError> {
+        self.fetch(Method::GET, &paths::network_counters(name))
+    }
+
+    // The API's description.
+
+    /// `GET /api/openapi.json`: the OpenAPI document.
+    pub fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.fetch(Method::GET, paths::OPENAPI)
+    }
+}
+
+/// Decodes the body of the answer to `method path`.
+fn decode<T: DeserializeOwned>(method: Method, path: &str, text: &str) -> Result<T, ClientError> {
+    serde_json::from_str(text).map_err(|source| ClientError::Decode {
+        method,
+        path: path.to_string(),
+        source,
+    })
+}
