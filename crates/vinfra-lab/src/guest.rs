@@ -1,8 +1,14 @@
 //! The lab's test guest (a Debian cloud kernel and a busybox initramfs), built by
 //! `scripts/build-guest-image.sh`, which is embedded here so that the `vinfra` binary can build it
 //! from anywhere.
+//!
+//! The guest's init reads its kernel command line (the script's header lists every
+//! `vinfra.*` option). Its NIC gets an address only from there: [`GuestAddress`] says which
+//! option a VM with a NIC needs, `vinfra.ip=ADDR/PREFIX` or `vinfra.dhcp=1`. The console never
+//! adds one.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -16,6 +22,40 @@ pub const KERNEL_IMAGE: &str = "vinfra-guest-vmlinuz";
 /// File name of the guest initramfs in a datastore's `images/` directory.
 pub const INITRD_IMAGE: &str = "vinfra-guest-initrd.img";
 
+/// How a lab guest configures its first NIC (`eth0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestAddress {
+    /// The NIC asks the console for `ip`, and the guest sets `ip/prefix` itself
+    /// (`vinfra.ip=ADDR/PREFIX`).
+    Static {
+        /// The address.
+        ip: Ipv4Addr,
+        /// The prefix length of the network's subnet.
+        prefix: u8,
+    },
+    /// The console's IPAM picks the address, and the guest asks its host's switch for it by
+    /// DHCP, with the network's prefix, gateway and MTU (`vinfra.dhcp=1`).
+    Dhcp,
+}
+
+impl GuestAddress {
+    /// The kernel command line option that tells the guest.
+    pub fn kernel_arg(&self) -> String {
+        match self {
+            GuestAddress::Static { ip, prefix } => format!("vinfra.ip={ip}/{prefix}"),
+            GuestAddress::Dhcp => "vinfra.dhcp=1".into(),
+        }
+    }
+
+    /// The address the NIC asks the console for, if any.
+    pub fn requested_ip(&self) -> Option<Ipv4Addr> {
+        match self {
+            GuestAddress::Static { ip, .. } => Some(*ip),
+            GuestAddress::Dhcp => None,
+        }
+    }
+}
+
 /// Why the guest image could not be built or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
@@ -28,15 +68,21 @@ pub enum GuestError {
     /// The build script failed.
     #[error("building the guest image into {dir} failed ({status}): {output}")]
     Build {
+        /// Where the image was to be built.
         dir: PathBuf,
-        status: String,
+        /// How the script exited.
+        status: std::process::ExitStatus,
+        /// Its last three lines of output, joined with `; `.
         output: String,
     },
     /// An image could not be copied into the datastore.
     #[error("cannot copy {from} to {to}")]
     Copy {
+        /// The built image.
         from: PathBuf,
+        /// Its place in the datastore.
         to: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
@@ -79,7 +125,7 @@ pub fn ensure(dir: &Path) -> Result<(), GuestError> {
         let output = last[last.len().saturating_sub(3)..].join("; ");
         return Err(GuestError::Build {
             dir: dir.to_path_buf(),
-            status: out.status.to_string(),
+            status: out.status,
             output,
         });
     }
@@ -98,6 +144,20 @@ pub fn install(dir: &Path, images: &Path) -> Result<(), GuestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guest_is_told_its_address_on_its_command_line() {
+        let ip = Ipv4Addr::new(10, 80, 1, 20);
+        let a = GuestAddress::Static { ip, prefix: 24 };
+        assert_eq!(a.kernel_arg(), "vinfra.ip=10.80.1.20/24");
+        assert_eq!(a.requested_ip(), Some(ip));
+        assert_eq!(GuestAddress::Dhcp.kernel_arg(), "vinfra.dhcp=1");
+        assert_eq!(GuestAddress::Dhcp.requested_ip(), None);
+        // The options the guest's init understands, as the build script spells them.
+        for option in ["vinfra.ip=*)", "vinfra.dhcp=1)"] {
+            assert!(BUILD_SCRIPT.contains(option), "{option}");
+        }
+    }
 
     /// An image built by an older script (another init) is rebuilt; `is_current` reads the
     /// `.build-id` the script writes: the kernel release, then the script's SHA-256.

@@ -26,11 +26,12 @@
 //! [`Lab::down`] stops every process of the lab (including QEMUs), deletes the namespaces and
 //! removes `root`. Nothing of the lab is ever reachable from outside the machine.
 //!
-//! Modules: [`api`] (blocking REST client), [`net`] (namespaces), [`process`] (detached processes),
-//! [`guest`] (the test guest image).
+//! The lab talks to its console through `vinfra_client`, like the CLI does.
+//!
+//! Modules: [`net`] (namespaces), [`process`] (detached processes), [`guest`] (the test guest
+//! image and how it takes its address).
 #![deny(unsafe_code)]
 
-pub mod api;
 pub mod guest;
 pub mod net;
 pub mod process;
@@ -41,13 +42,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use vinfra_types::api::{ConsoleLog, CreateVmRequest, JoinTokenResponse};
-use vinfra_types::{BootSource, HostStatus, HostSummary, VmSpec, VmSummary};
+use vinfra_client::{Client, ClientError, CONSOLE_CA_FILE};
+use vinfra_types::api::CreateVmRequest;
+use vinfra_types::network::Ipv4Subnet;
+use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
 
-pub use api::{ApiClient, ApiError};
-
-/// Where the console keeps its CA certificate, relative to its data directory.
-pub const CA_PATH_IN_DATA_DIR: &str = "pki/ca.pem";
+use guest::GuestAddress;
 /// Longest lab name (it becomes part of namespace names).
 pub const MAX_NAME: usize = 12;
 /// Most hosts in one lab.
@@ -81,14 +81,23 @@ pub enum LabError {
     /// A file or directory operation failed.
     #[error("{what} {path}")]
     Io {
+        /// What was done (`cannot create`, `cannot read`, …).
         what: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
-    /// The lab state file is not valid.
-    #[error("bad lab state in {path}: {reason}")]
-    State { path: PathBuf, reason: String },
+    /// The lab state file is not valid (or could not be written as JSON).
+    #[error("bad lab state in {path}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
     /// No free TCP port for the API.
     #[error("cannot pick a free port on 127.0.0.1")]
     Port(#[source] std::io::Error),
@@ -103,30 +112,55 @@ pub enum LabError {
     Process(#[from] process::ProcessError),
     /// A REST call to the console failed.
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(#[from] ClientError),
+    /// A network the console answered with has a subnet that is not one.
+    #[error("network {network} has no usable subnet")]
+    Subnet {
+        /// The network's name.
+        network: String,
+        /// Why its subnet does not parse.
+        #[source]
+        source: vinfra_types::network::NetworkError,
+    },
     /// The top-of-rack switch could not be reached or refused its configuration.
     #[error("top-of-rack switch at {path}")]
     Tor {
+        /// Its control socket.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: vinfra_switchd::ClientError,
     },
-    /// A VLAN endpoint was asked with a bad VLAN ID or address.
-    #[error("bad VLAN endpoint: {0}")]
-    Endpoint(String),
+    /// A VLAN endpoint was asked with a VLAN ID outside 1 to 4094.
+    #[error("bad VLAN endpoint: VLAN ID {0} is not between 1 and 4094")]
+    EndpointVlan(u16),
+    /// A VLAN endpoint was asked with an address that is not `A.B.C.D/P` (P from 1 to 30).
+    #[error("bad VLAN endpoint: '{0}' is not an IPv4 address/prefix")]
+    EndpointAddress(String),
+    /// A VLAN already has its endpoint.
+    #[error("bad VLAN endpoint: VLAN {0} already has an endpoint")]
+    EndpointTaken(u16),
     /// The lab was built without a physical network (an older `lab.json`).
     #[error("this lab has no physical network (it was built by an older version): rebuild it")]
     NoPhys,
     /// A lab process exited while the lab was waiting for it.
     #[error("the {what} exited; last log lines ({log}): {tail}")]
     Exited {
+        /// Which process (`console`, `agent of h1`, `switch of h2`, …).
         what: String,
+        /// Its log file.
         log: PathBuf,
+        /// The last lines of the log, joined with ` | `.
         tail: String,
     },
     /// Something did not happen in time.
     #[error("timed out after {secs} s waiting for {what}")]
-    Timeout { what: String, secs: u64 },
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long, in seconds.
+        secs: u64,
+    },
     /// No host of that name in the lab.
     #[error("no host '{0}' in this lab")]
     NoHost(String),
@@ -215,20 +249,29 @@ pub fn tor_access_port(vid: u16) -> u32 {
 /// What `root/lab.json` records about a running lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabState {
+    /// The lab's name.
     pub name: String,
+    /// Its state directory.
     pub root: PathBuf,
     /// Base URL of the REST API.
     pub url: String,
+    /// Port of the REST API on 127.0.0.1.
     pub api_port: u16,
     /// File holding the API token.
     pub token_file: PathBuf,
     /// The cluster CA certificate (PEM).
     pub ca_file: PathBuf,
+    /// The console's pid when last started.
     pub console_pid: u32,
+    /// The underlay namespace, where the console's agent endpoint listens.
     pub underlay_namespace: String,
+    /// The hosts, in order.
     pub hosts: Vec<HostState>,
+    /// The `vinfra` executable the lab's processes run.
     pub vinfra_binary: PathBuf,
+    /// Memory each agent reports, MiB (`None`: the machine's).
     pub host_memory_mib: Option<u64>,
+    /// Cores each agent reports (`None`: the machine's).
     pub host_cores: Option<u32>,
     /// The physical-network namespace, where the hosts' trunks meet (absent in a lab built
     /// before it existed: its hosts have no trunk).
@@ -245,37 +288,51 @@ pub struct LabState {
 /// Whether a lab process runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessStatus {
-    /// `console` or the host name.
+    /// `console`, the host name (its agent), `<host> switch` or `phys switch`.
     pub name: String,
+    /// Its pid (from its pidfile, else the one recorded).
     pub pid: u32,
+    /// Whether that pid runs.
     pub alive: bool,
 }
 
 /// What [`Lab::status`] finds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug)]
 pub struct LabStatus {
+    /// The recorded state.
     pub state: LabState,
     /// The console, then each agent and its switch (`h1`, `h1 switch`, …).
     pub processes: Vec<ProcessStatus>,
-    /// Hosts as the API shows them, or why they could not be listed.
-    pub hosts: Result<Vec<HostSummary>, String>,
-    /// VMs as the API shows them, or why they could not be listed.
-    pub vms: Result<Vec<VmSummary>, String>,
+    /// Hosts and VMs as the API lists them, or why they could not be listed.
+    pub listed: Result<Listed, LabError>,
 }
 
-/// The connection settings of a lab's REST API.
+/// The hosts and VMs of a lab, as its API lists them.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Every host.
+    pub hosts: Vec<HostSummary>,
+    /// Every VM.
+    pub vms: Vec<VmSummary>,
+}
+
+/// How to reach a lab's REST API.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClientSettings {
+pub struct ApiAccess {
+    /// Base URL (`https://127.0.0.1:<port>`).
     pub url: String,
+    /// The API token.
     pub token: String,
+    /// The cluster CA certificate's file.
     pub ca_file: PathBuf,
+    /// The cluster CA certificate (PEM).
     pub ca_pem: Vec<u8>,
 }
 
-impl ClientSettings {
-    /// A REST client with these settings.
-    pub fn client(&self) -> Result<ApiClient, ApiError> {
-        ApiClient::new(&self.url, &self.token, Some(&self.ca_pem))
+impl ApiAccess {
+    /// A REST client of the lab's console.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        Client::new(&self.url, &self.token, Some(&self.ca_pem))
     }
 }
 
@@ -503,7 +560,7 @@ impl Lab {
                 url: format!("https://127.0.0.1:{api_port}"),
                 api_port,
                 token_file: console_dir.join("api-token"),
-                ca_file: console_dir.join(CA_PATH_IN_DATA_DIR),
+                ca_file: console_dir.join(CONSOLE_CA_FILE),
                 console_pid: 0,
                 underlay_namespace: net::underlay_ns(&config.name),
                 hosts,
@@ -519,10 +576,9 @@ impl Lab {
         lab.start_console()?;
         lab.save()?;
         lab.wait_api()?;
-        let client = lab.client()?.client()?;
+        let client = lab.api()?;
         for i in 0..lab.state.hosts.len() {
-            let token: JoinTokenResponse =
-                client.post("/api/v1/join-tokens", &serde_json::json!({}))?;
+            let token = client.create_join_token()?;
             lab.start_switch(i)?;
             lab.start_agent(i, Some(&token.token))?;
         }
@@ -547,10 +603,8 @@ impl Lab {
             }
             Err(e) => return Err(io("cannot read", &path)(e)),
         };
-        let state: LabState = serde_json::from_str(&text).map_err(|e| LabError::State {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let state: LabState =
+            serde_json::from_str(&text).map_err(|source| LabError::State { path, source })?;
         Ok(Lab { state })
     }
 
@@ -573,9 +627,9 @@ impl Lab {
     fn save(&self) -> Result<(), LabError> {
         let path = self.state.root.join("lab.json");
         let tmp = self.state.root.join("lab.json.tmp");
-        let text = serde_json::to_string_pretty(&self.state).map_err(|e| LabError::State {
+        let text = serde_json::to_string_pretty(&self.state).map_err(|source| LabError::State {
             path: path.clone(),
-            reason: e.to_string(),
+            source,
         })?;
         std::fs::write(&tmp, text + "\n").map_err(io("cannot write", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))
@@ -729,20 +783,16 @@ impl Lab {
         cidr: &str,
     ) -> Result<VlanEndpoint, LabError> {
         if !(1..=4094).contains(&vlan_id) {
-            return Err(LabError::Endpoint(format!(
-                "VLAN ID {vlan_id} is not between 1 and 4094"
-            )));
+            return Err(LabError::EndpointVlan(vlan_id));
         }
-        let bad = || LabError::Endpoint(format!("'{cidr}' is not an IPv4 address/prefix"));
+        let bad = || LabError::EndpointAddress(cidr.to_string());
         let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
         addr.parse::<Ipv4Addr>().map_err(|_| bad())?;
         if !prefix.parse::<u8>().is_ok_and(|p| (1..=30).contains(&p)) {
             return Err(bad());
         }
         if self.state.endpoints.iter().any(|e| e.vlan_id == vlan_id) {
-            return Err(LabError::Endpoint(format!(
-                "VLAN {vlan_id} already has an endpoint"
-            )));
+            return Err(LabError::EndpointTaken(vlan_id));
         }
         if self.state.phys_namespace.is_none() {
             return Err(LabError::NoPhys);
@@ -836,11 +886,9 @@ impl Lab {
                     tail: log_tail(&self.console_log()),
                 });
             }
-            if let Ok(settings) = self.client() {
-                if let Ok(client) = settings.client() {
-                    if client.get::<serde_json::Value>("/api/v1/hosts").is_ok() {
-                        return Ok(());
-                    }
+            if let Ok(client) = self.api() {
+                if client.hosts().is_ok() {
+                    return Ok(());
                 }
             }
             if Instant::now() >= deadline {
@@ -855,7 +903,7 @@ impl Lab {
 
     /// Waits until every host of the lab is connected.
     pub fn wait_hosts_connected(&self, timeout: Duration) -> Result<(), LabError> {
-        let client = self.client()?.client()?;
+        let client = self.api()?;
         let deadline = Instant::now() + timeout;
         loop {
             for h in &self.state.hosts {
@@ -869,7 +917,7 @@ impl Lab {
                     });
                 }
             }
-            if let Ok(hosts) = client.get::<Vec<HostSummary>>("/api/v1/hosts") {
+            if let Ok(hosts) = client.hosts() {
                 let connected = |name: &str| {
                     hosts
                         .iter()
@@ -902,14 +950,14 @@ impl Lab {
     }
 
     /// URL, token and CA of the REST API.
-    pub fn client(&self) -> Result<ClientSettings, LabError> {
+    pub fn api_access(&self) -> Result<ApiAccess, LabError> {
         let s = &self.state;
         let token = std::fs::read_to_string(&s.token_file)
             .map_err(io("cannot read the API token", &s.token_file))?
             .trim()
             .to_string();
         let ca_pem = std::fs::read(&s.ca_file).map_err(io("cannot read the CA", &s.ca_file))?;
-        Ok(ClientSettings {
+        Ok(ApiAccess {
             url: s.url.clone(),
             token,
             ca_file: s.ca_file.clone(),
@@ -917,9 +965,9 @@ impl Lab {
         })
     }
 
-    /// A ready REST client for the lab.
-    pub fn api(&self) -> Result<ApiClient, LabError> {
-        Ok(self.client()?.client()?)
+    /// A ready REST client of the lab's console.
+    pub fn api(&self) -> Result<Client, LabError> {
+        Ok(self.api_access()?.client()?)
     }
 
     /// Sends `signal` to `host`'s agent (its QEMUs keep running).
@@ -1022,6 +1070,44 @@ impl Lab {
         }
     }
 
+    /// A request for a VM as [`Lab::guest_vm_request`] makes it, with one NIC on `network`
+    /// that the guest configures as `address` says: the address goes both into the NIC (so the
+    /// console's IPAM and the switch know it) and onto the kernel command line (so the guest's
+    /// init sets it), or the guest asks its host's switch by DHCP.
+    pub fn guest_nic_vm_request(
+        name: &str,
+        memory_mib: u64,
+        host: Option<&str>,
+        network: &str,
+        address: GuestAddress,
+    ) -> CreateVmRequest {
+        let mut req = Self::guest_vm_request(name, memory_mib, host);
+        if let BootSource::Kernel { cmdline, .. } = &mut req.spec.boot {
+            cmdline.push(' ');
+            cmdline.push_str(&address.kernel_arg());
+        }
+        req.spec.nics = vec![NicSpec {
+            network: network.to_string(),
+            mac: None,
+            ip: address.requested_ip().map(|ip| ip.to_string()),
+        }];
+        req
+    }
+
+    /// The static address `ip` on `network`, with the prefix length of the network's subnet as
+    /// the console has it.
+    pub fn static_address(&self, network: &str, ip: Ipv4Addr) -> Result<GuestAddress, LabError> {
+        let net = self.api()?.network(network)?.network;
+        let subnet = Ipv4Subnet::parse(&net.subnet).map_err(|source| LabError::Subnet {
+            network: net.name,
+            source,
+        })?;
+        Ok(GuestAddress::Static {
+            ip,
+            prefix: subnet.prefix(),
+        })
+    }
+
     /// Creates (and starts) a VM booting the guest image.
     pub fn create_guest_vm(
         &self,
@@ -1030,7 +1116,7 @@ impl Lab {
         host: Option<&str>,
     ) -> Result<VmSummary, LabError> {
         let req = Self::guest_vm_request(name, memory_mib, host);
-        Ok(self.api()?.post("/api/v1/vms", &req)?)
+        Ok(self.api()?.create_vm(&req)?)
     }
 
     /// Waits until the serial console of `vm` contains `needle`; returns the console text.
@@ -1041,10 +1127,9 @@ impl Lab {
         timeout: Duration,
     ) -> Result<String, LabError> {
         let client = self.api()?;
-        let path = format!("/api/v1/vms/{vm}/console?bytes=65536");
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(log) = client.get::<ConsoleLog>(&path) {
+            if let Ok(log) = client.console_log(vm, Some(65536)) {
                 if log.text.contains(needle) {
                     return Ok(log.text);
                 }
@@ -1088,20 +1173,16 @@ impl Lab {
                 alive: process::alive(pid),
             });
         }
-        let client = self.api().map_err(|e| e.to_string());
-        let hosts = client
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|c| c.get("/api/v1/hosts").map_err(|e| e.to_string()));
-        let vms = client
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|c| c.get("/api/v1/vms").map_err(|e| e.to_string()));
+        let listed = self.api().and_then(|c| {
+            Ok(Listed {
+                hosts: c.hosts()?,
+                vms: c.vms()?,
+            })
+        });
         LabStatus {
             state: self.state.clone(),
             processes,
-            hosts,
-            vms,
+            listed,
         }
     }
 
@@ -1176,6 +1257,31 @@ mod tests {
             .spec
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn guest_nic_requests_tell_the_guest_its_address() {
+        let cmdline = |r: &CreateVmRequest| match &r.spec.boot {
+            BootSource::Kernel { cmdline, .. } => cmdline.clone(),
+            BootSource::Disk => panic!("a kernel boot"),
+        };
+        let ip = Ipv4Addr::new(10, 80, 1, 20);
+        let r = Lab::guest_nic_vm_request(
+            "b",
+            128,
+            Some("h2"),
+            "blue",
+            GuestAddress::Static { ip, prefix: 24 },
+        );
+        r.spec.validate().unwrap();
+        assert_eq!(cmdline(&r), "console=ttyS0 vinfra.ip=10.80.1.20/24");
+        assert_eq!(r.spec.nics.len(), 1);
+        assert_eq!(r.spec.nics[0].network, "blue");
+        assert_eq!(r.spec.nics[0].ip.as_deref(), Some("10.80.1.20"));
+        let r = Lab::guest_nic_vm_request("a", 128, None, "blue", GuestAddress::Dhcp);
+        r.spec.validate().unwrap();
+        assert_eq!(cmdline(&r), "console=ttyS0 vinfra.dhcp=1");
+        assert_eq!(r.spec.nics[0].ip, None);
     }
 
     #[test]

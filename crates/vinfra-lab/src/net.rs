@@ -28,13 +28,20 @@ pub enum NetError {
     /// The `ip` command could not be run at all.
     #[error("cannot run 'ip {args}'")]
     Spawn {
+        /// The arguments of `ip`.
         args: String,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
     /// An `ip` command failed.
     #[error("'ip {args}' failed: {stderr}")]
-    Failed { args: String, stderr: String },
+    Failed {
+        /// The arguments of `ip`.
+        args: String,
+        /// What it printed on stderr, on one line.
+        stderr: String,
+    },
 }
 
 /// Name of the underlay namespace of lab `lab`.

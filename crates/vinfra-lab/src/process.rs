@@ -16,29 +16,38 @@ pub enum ProcessError {
     /// The log file could not be opened.
     #[error("cannot open log file {path}")]
     Log {
+        /// The log file.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
     /// The program could not be started.
     #[error("cannot start {program}")]
     Spawn {
+        /// The program.
         program: String,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
     /// The pidfile could not be written.
     #[error("cannot write pidfile {path}")]
     Pidfile {
+        /// The pidfile.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
     /// A signal could not be sent.
     #[error("cannot send {signal} to pid {pid}")]
     Signal {
+        /// The process.
         pid: u32,
+        /// The signal.
         signal: Signal,
+        /// What went wrong.
         #[source]
         source: nix::Error,
     },

@@ -36,9 +36,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{ms, LabGuard, Qmp, Tail};
-use reqwest::Method;
 use serde_json::json;
-use vinfra_lab::{ApiClient, Lab};
+use vinfra_client::Client as ApiClient;
+use vinfra_lab::Lab;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::{BootSource, MigrationPhase, MigrationProgress, NicSpec, VmSummary};
 
@@ -106,7 +106,7 @@ fn ours(lab: &LabGuard, name: &str, dirty: u64) -> (Run, Vec<String>) {
         *c = cmdline(dirty);
     }
     let vm: VmSummary = api
-        .post("/api/v1/vms", &req)
+        .create_vm(&req)
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
     let id = vm.id.to_string();
     let pids = lab.qemu_pids_for(&id);
@@ -120,7 +120,7 @@ fn ours(lab: &LabGuard, name: &str, dirty: u64) -> (Run, Vec<String>) {
     // Counter lines after the switchover.
     std::thread::sleep(Duration::from_millis(2000));
     (run.max_gap_ms, run.normal_gap_ms) = gaps(tail);
-    api.request(Method::DELETE, &format!("/api/v1/vms/{name}"), None)
+    api.delete_vm(name, false)
         .unwrap_or_else(|e| panic!("delete {name}: {e}"));
     (run, argv)
 }
@@ -129,13 +129,20 @@ fn ours(lab: &LabGuard, name: &str, dirty: u64) -> (Run, Vec<String>) {
 /// (cancelled after `CONVERGE_TIMEOUT`).
 fn api_migrate(api: &ApiClient, name: &str, to: &str) -> Run {
     let t = Instant::now();
-    let _: serde_json::Value = api
-        .post(&format!("/api/v1/vms/{name}/migrate"), &json!({ "to": to }))
+    let _ = api
+        .migrate_vm(
+            name,
+            &vinfra_types::api::MigrateVmRequest {
+                to: Some(to.into()),
+            },
+        )
         .unwrap_or_else(|e| panic!("migrate {name}: {e}"));
-    let path = format!("/api/v1/vms/{name}/migration");
+    let path = format!("migration of {name}");
     let mut run = Run::default();
     loop {
-        let p: MigrationProgress = api.get(&path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let p: MigrationProgress = api
+            .migration(name)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         if p.phase.is_final() {
             run.wall_ms = ms(t.elapsed());
             run.completed = p.phase == MigrationPhase::Completed;
@@ -154,7 +161,7 @@ fn api_migrate(api: &ApiClient, name: &str, to: &str) -> Run {
                 p.remaining_bytes >> 20,
                 p.dirty_pages_rate
             );
-            let _ = api.request(Method::DELETE, &path, None);
+            let _ = api.cancel_migration(name);
             std::thread::sleep(Duration::from_secs(2));
             return run;
         }
@@ -384,7 +391,7 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>) {
             mac: None,
             ip: Some(ip.into()),
         }];
-        api.post("/api/v1/vms", &req)
+        api.create_vm(&req)
             .unwrap_or_else(|e| panic!("create {name}: {e}"))
     };
     let (peer_name, name) = (format!("p{k}"), format!("n{k}"));
@@ -436,7 +443,7 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>) {
         run.note = "the peer's ping exited during the migration: gap unknown".into();
     }
     for n in [&name, &peer_name] {
-        api.request(Method::DELETE, &format!("/api/v1/vms/{n}"), None)
+        api.delete_vm(n, false)
             .unwrap_or_else(|e| panic!("delete {n}: {e}"));
     }
     (run, argv)
@@ -652,10 +659,9 @@ fn run_network_case(lab: &LabGuard, runs: usize, port: &mut u16) -> (Vec<NetRun>
         gateway: None,
         mtu: None,
     };
-    let _: serde_json::Value = lab
-        .api()
+    lab.api()
         .expect("API client")
-        .post("/api/v1/networks", &req)
+        .create_network(&req)
         .unwrap_or_else(|e| panic!("create network {NET_NAME}: {e}"));
     let (mut ours, mut plain) = (Vec::new(), Vec::new());
     for k in 0..runs {

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{ms, percentiles, LabGuard, Qmp};
-use reqwest::Method;
 use vinfra_lab::Lab;
 use vinfra_types::VmSummary;
 
@@ -26,14 +25,14 @@ fn create(lab: &LabGuard, name: &str) -> (Duration, VmSummary) {
     let req = Lab::guest_vm_request(name, MEMORY_MIB, Some("h1"));
     let t = Instant::now();
     let vm: VmSummary = api
-        .post("/api/v1/vms", &req)
+        .create_vm(&req)
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
     (t.elapsed(), vm)
 }
 
 fn delete(lab: &LabGuard, name: &str) {
     let api = lab.api().expect("API client");
-    api.request(Method::DELETE, &format!("/api/v1/vms/{name}"), None)
+    api.delete_vm(name, false)
         .unwrap_or_else(|e| panic!("delete {name}: {e}"));
 }
 

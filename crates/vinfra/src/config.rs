@@ -10,68 +10,117 @@
 //! token = "..."
 //! ca = "/var/lib/vinfra/console/pki/ca.pem"   # relative paths are relative to the file
 //! ```
+//!
+//! A command resolves them only once it has checked its own arguments
+//! ([`ConnectionOverrides::client`]), so bad input is reported as such even without a token.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vinfra_lab::ApiClient;
+use vinfra_client::{Client, ClientError, CONSOLE_CA_FILE};
 
 /// Default URL of the REST API.
 pub const DEFAULT_URL: &str = "https://127.0.0.1:7443";
 /// Default data directory of `vinfra console`; its CA is used when no other is given.
 pub const DEFAULT_CONSOLE_DIR: &str = "/var/lib/vinfra/console";
 
-/// Why the connection settings could not be worked out.
+/// Why the connection settings could not be worked out, or the client not set up with them.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// No API token anywhere.
+pub enum CliConfigError {
+    /// No API token anywhere; the message names the config file looked for.
     #[error("no API token: pass --token, set VINFRA_TOKEN or put token = \"...\" in {0}")]
-    NoToken(String),
+    NoToken(PathBuf),
     /// The config file could not be read.
     #[error("cannot read config file {path}")]
     Read {
+        /// The config file.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
     /// The config file is not valid.
     #[error("bad config file {path}: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it: the TOML parser's message, without its excerpt of the file.
+        reason: String,
+    },
+    /// An `https://` URL without a CA certificate to trust.
+    #[error(
+        "no CA certificate for {0}: pass --ca, set VINFRA_CA or add ca = \"...\" to the config file"
+    )]
+    NoCa(String),
     /// The CA certificate file could not be read.
     #[error("cannot read CA certificate {path}")]
     Ca {
+        /// The CA certificate file.
         path: PathBuf,
+        /// What went wrong.
         #[source]
         source: std::io::Error,
     },
-    /// The client could not be set up.
+    /// The client could not be set up with these settings.
     #[error(transparent)]
-    Client(#[from] vinfra_lab::ApiError),
+    Client(#[from] ClientError),
+}
+
+impl CliConfigError {
+    /// True when the settings given are at fault (all but a client that cannot be built).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            CliConfigError::Client(e) => e.is_client_error(),
+            CliConfigError::NoToken(_)
+            | CliConfigError::Read { .. }
+            | CliConfigError::Parse { .. }
+            | CliConfigError::NoCa(_)
+            | CliConfigError::Ca { .. } => true,
+        }
+    }
 }
 
 /// What the config file may hold.
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub struct ConfigFile {
+    /// Base URL of the REST API.
     pub url: Option<String>,
+    /// API token.
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust; relative to the file's directory when relative.
     pub ca: Option<PathBuf>,
 }
 
-/// Settings given on the command line or in the environment.
+/// Connection settings given on the command line or in the environment, and the config file
+/// named there.
 #[derive(Debug, Default, Clone)]
-pub struct Overrides {
+pub struct ConnectionOverrides {
+    /// `--url` / `VINFRA_URL`.
     pub url: Option<String>,
+    /// `--token` / `VINFRA_TOKEN`.
     pub token: Option<String>,
+    /// `--ca` / `VINFRA_CA`.
     pub ca: Option<PathBuf>,
+    /// `--config` / `VINFRA_CONFIG`.
     pub config: Option<PathBuf>,
+}
+
+impl ConnectionOverrides {
+    /// A client of the console, with these settings completed from the config file.
+    pub fn client(&self) -> Result<Client, CliConfigError> {
+        resolve(self)?.client()
+    }
 }
 
 /// The resolved connection settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub struct ConnectionSettings {
+    /// Base URL of the REST API.
     pub url: String,
+    /// API token.
     pub token: String,
+    /// CA certificate to trust, if any.
     pub ca: Option<PathBuf>,
 }
 
@@ -91,8 +140,8 @@ fn default_files() -> Vec<PathBuf> {
 }
 
 /// Parses a config file's text.
-pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-    let mut cfg: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+pub fn parse_file(path: &Path, text: &str) -> Result<ConfigFile, CliConfigError> {
+    let mut cfg: ConfigFile = toml::from_str(text).map_err(|e| CliConfigError::Parse {
         path: path.to_path_buf(),
         reason: e.message().replace('\n', " "),
     })?;
@@ -104,7 +153,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     Ok(cfg)
 }
 
-fn load_file(explicit: Option<&Path>) -> Result<(Option<PathBuf>, FileConfig), ConfigError> {
+fn load_file(explicit: Option<&Path>) -> Result<(Option<PathBuf>, ConfigFile), CliConfigError> {
     let candidates = match explicit {
         Some(p) => vec![p.to_path_buf()],
         None => default_files(),
@@ -113,53 +162,56 @@ fn load_file(explicit: Option<&Path>) -> Result<(Option<PathBuf>, FileConfig), C
         match std::fs::read_to_string(&path) {
             Ok(text) => return Ok((Some(path.clone()), parse_file(&path, &text)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => continue,
-            Err(source) => return Err(ConfigError::Read { path, source }),
+            Err(source) => return Err(CliConfigError::Read { path, source }),
         }
     }
-    Ok((None, FileConfig::default()))
+    Ok((None, ConfigFile::default()))
 }
 
 /// Combines the command line, the environment (already folded into `o` by clap) and the config
 /// file.
-pub fn resolve(o: &Overrides) -> Result<Settings, ConfigError> {
+pub fn resolve(o: &ConnectionOverrides) -> Result<ConnectionSettings, CliConfigError> {
     let (file_path, file) = load_file(o.config.as_deref())?;
     let url = o
         .url
         .clone()
         .or(file.url)
         .unwrap_or_else(|| DEFAULT_URL.to_string());
-    let where_ = file_path
-        .unwrap_or_else(|| default_files().into_iter().next().unwrap_or_default())
-        .display()
-        .to_string();
+    let where_ =
+        file_path.unwrap_or_else(|| default_files().into_iter().next().unwrap_or_default());
     let token = o
         .token
         .clone()
         .or(file.token)
         .filter(|t| !t.trim().is_empty())
-        .ok_or(ConfigError::NoToken(where_))?;
+        .ok_or(CliConfigError::NoToken(where_))?;
     let ca = o.ca.clone().or(file.ca).or_else(|| {
-        let default = Path::new(DEFAULT_CONSOLE_DIR).join(vinfra_lab::CA_PATH_IN_DATA_DIR);
+        let default = Path::new(DEFAULT_CONSOLE_DIR).join(CONSOLE_CA_FILE);
         default.is_file().then_some(default)
     });
-    Ok(Settings {
+    Ok(ConnectionSettings {
         url,
         token: token.trim().to_string(),
         ca,
     })
 }
 
-impl Settings {
+impl ConnectionSettings {
     /// A REST client with these settings.
-    pub fn client(&self) -> Result<ApiClient, ConfigError> {
+    pub fn client(&self) -> Result<Client, CliConfigError> {
         let pem = match &self.ca {
-            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| CliConfigError::Ca {
                 path: path.clone(),
                 source,
             })?),
+            None if self.url.trim_end_matches('/').starts_with("https://") => {
+                return Err(CliConfigError::NoCa(
+                    self.url.trim_end_matches('/').to_string(),
+                ))
+            }
             None => None,
         };
-        Ok(ApiClient::new(&self.url, &self.token, pem.as_deref())?)
+        Ok(Client::new(&self.url, &self.token, pem.as_deref())?)
     }
 }
 
@@ -186,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "url = \"https://file:1\"\ntoken = \"file\"\n").unwrap();
-        let o = Overrides {
+        let o = ConnectionOverrides {
             token: Some("flag".into()),
             config: Some(path.clone()),
             ..Default::default()
@@ -194,16 +246,19 @@ mod tests {
         let s = resolve(&o).unwrap();
         assert_eq!(s.url, "https://file:1");
         assert_eq!(s.token, "flag");
-        let missing = Overrides {
+        let missing = ConnectionOverrides {
             config: Some(dir.path().join("none.toml")),
             ..Default::default()
         };
-        assert!(matches!(resolve(&missing), Err(ConfigError::Read { .. })));
+        assert!(matches!(
+            resolve(&missing),
+            Err(CliConfigError::Read { .. })
+        ));
         std::fs::write(&path, "url = \"https://file:1\"\n").unwrap();
-        let o = Overrides {
+        let o = ConnectionOverrides {
             config: Some(path),
             ..Default::default()
         };
-        assert!(matches!(resolve(&o), Err(ConfigError::NoToken(_))));
+        assert!(matches!(resolve(&o), Err(CliConfigError::NoToken(_))));
     }
 }

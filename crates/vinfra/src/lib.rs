@@ -1,60 +1,136 @@
-//! The `vinfra` command: a REST client of the console, plus the `console`, `agent` and `lab`
-//! subcommands that run the processes themselves.
+//! The `vinfra` command: a REST client of the console, plus the `console`, `agent`, `switch`,
+//! `lab` and `sim` subcommands that run things themselves.
 //!
-//! - [`cli`]: the command line (clap);
-//! - [`parse`]: parsers of sizes, durations, `--disk` and `--nic` values;
-//! - [`config`]: where the console's URL, token and CA come from;
-//! - [`commands`]: the REST commands (`host`, `vm`, `settings`, …);
-//! - [`output`]: tables and units;
-//! - [`daemons`]: `vinfra console` and `vinfra agent`;
-//! - [`lab`]: `vinfra lab up|status|down`;
-//! - [`net`]: `vinfra net …`, logical networks;
-//! - [`sim`]: `vinfra sim`, the cluster simulator.
+//! Top to bottom (an import only ever goes down):
+//! - this file: the command line's top level ([`Cli`], [`TopCommand`]), [`run`], [`Error`] and
+//!   the exit codes;
+//! - [`commands`]: one file per resource (`host`, `vm`, `net`, `rule`, `drs`, `settings`,
+//!   `token`, `events`, `sim`, `lab`, `daemons`), each with its arguments and its `run`;
+//! - [`rest`]: what the REST commands share (their error, name checks, printing an answer);
+//! - [`config`]: where the console's URL, token and CA come from; [`output`]: tables, units,
+//!   JSON; [`parse`]: parsers of sizes, durations, `--disk` and `--nic` values.
 //!
-//! Errors are printed as one line, `vinfra: <message>`, and map to exit code 2 (bad usage or input,
-//! including requests the console refuses with 4xx) or 1 (anything else).
+//! Errors are printed as one line, `vinfra: <message>` (the error and its causes, see
+//! [`vinfra_types::error::chain`]), and map to exit code 2 (bad usage or input, including
+//! requests the console refuses with 4xx) or 1 (anything else).
 #![deny(unsafe_code)]
 
-/// Prints a line to stdout, ignoring a closed pipe (e.g. `vinfra vm list | head -1`).
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod daemons;
-pub mod drs;
-pub mod lab;
-pub mod net;
 pub mod output;
 pub mod parse;
-pub mod sim;
+pub mod rest;
 
-use cli::{Cli, Command};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use commands::{daemons, drs, events, host, lab, net, rule, settings, sim, token, vm};
+use config::ConnectionOverrides;
+use output::Output;
+use rest::RestError;
 
 /// Exit code for bad usage or bad input.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code for every other failure.
 pub const EXIT_FAILURE: i32 = 1;
 
+const AFTER_HELP: &str = "\
+Connection: --url/--token/--ca, else VINFRA_URL/VINFRA_TOKEN/VINFRA_CA, else the config file
+(--config, VINFRA_CONFIG, ~/.config/vinfra/config.toml or /etc/vinfra/cli.toml: lines
+url = \"...\", token = \"...\", ca = \"...\"). The URL defaults to https://127.0.0.1:7443.
+
+Exit codes: 0 success; 2 usage error or bad input (bad arguments, missing token, a request the
+console refused with a 4xx problem, e.g. unknown VM or not enough capacity); 1 anything else
+(console unreachable or failing with 5xx, failed migration, local I/O). Errors are one line on
+stderr: `vinfra: <message>`.";
+
+/// vinfra: an open virtualization platform (console, per-host agents, QEMU VMs).
+#[derive(Debug, Parser)]
+#[command(name = "vinfra", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Base URL of the console's REST API.
+    #[arg(long, global = true, env = "VINFRA_URL")]
+    pub url: Option<String>,
+    /// API bearer token.
+    #[arg(long, global = true, env = "VINFRA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Cluster CA certificate (PEM) to trust.
+    #[arg(long, global = true, env = "VINFRA_CA")]
+    pub ca: Option<PathBuf>,
+    /// Config file (default ~/.config/vinfra/config.toml, then /etc/vinfra/cli.toml).
+    #[arg(long, global = true, env = "VINFRA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TopCommand,
+}
+
+/// The first word of a `vinfra` command line.
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// Run the console (REST API, agent endpoint, controllers).
+    Console(daemons::ConsoleArgs),
+    /// Run a host agent.
+    Agent(daemons::AgentArgs),
+    /// Run the host's virtual switch (programmed by the agent over its control socket).
+    Switch(daemons::SwitchArgs),
+    /// A whole cluster on this machine, in network namespaces (root only).
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
+    /// Hypervisor hosts.
+    #[command(subcommand)]
+    Host(host::HostCommand),
+    /// Cluster settings.
+    #[command(subcommand)]
+    Settings(settings::SettingsCommand),
+    /// One-time tokens for joining hosts.
+    #[command(subcommand, name = "join-token")]
+    JoinToken(token::JoinTokenCommand),
+    /// The API token.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Virtual machines.
+    #[command(subcommand)]
+    Vm(vm::VmCommand),
+    /// The event history.
+    Events(events::EventsArgs),
+    /// Automatic balancing: status, settings, passes, recommendations.
+    #[command(subcommand)]
+    Drs(drs::DrsCommand),
+    /// Placement rules (affinity, anti-affinity, run on, not on).
+    #[command(subcommand)]
+    Rule(rule::RuleCommand),
+    /// Logical networks (overlay or VLAN) and where their ports live.
+    #[command(subcommand)]
+    Net(net::NetCommand),
+    /// Run the balancer on a cluster scenario file and write metrics and a plot (no console).
+    Sim(sim::SimArgs),
+}
+
+impl TopCommand {
+    /// True for the long-running processes (`console`, `agent`, `switch`).
+    pub fn is_daemon(&self) -> bool {
+        matches!(
+            self,
+            TopCommand::Console(_) | TopCommand::Agent(_) | TopCommand::Switch(_)
+        )
+    }
+}
+
 /// Why a `vinfra` command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The connection settings are missing or wrong.
+    /// A command that talks to the console failed.
     #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// A REST command failed.
-    #[error(transparent)]
-    Command(#[from] commands::CommandError),
+    Rest(#[from] RestError),
     /// A lab command failed.
     #[error(transparent)]
     Lab(#[from] lab::LabCommandError),
-    /// The console or the agent failed.
+    /// The console, the agent or the switch failed.
     #[error(transparent)]
     Daemon(#[from] daemons::DaemonError),
     /// A simulation failed (boxed: the simulator's error is large).
@@ -66,10 +142,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         let usage = match self {
-            Error::Config(config::ConfigError::Client(e)) => e.is_client_error(),
-            Error::Config(config::ConfigError::Ca { .. }) => true,
-            Error::Config(_) => true,
-            Error::Command(e) => e.is_usage(),
+            Error::Rest(e) => e.is_usage(),
             Error::Lab(e) => e.is_usage(),
             Error::Daemon(_) => false,
             Error::Sim(e) => e.is_input(),
@@ -80,61 +153,51 @@ impl Error {
             EXIT_FAILURE
         }
     }
-
-    /// The error and its causes on one line.
-    pub fn one_line(&self) -> String {
-        one_line(self)
-    }
-}
-
-/// An error and its sources joined by `: `, with line breaks removed.
-pub fn one_line(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Skip a cause whose text the message already includes.
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts
-        .join(": ")
-        .split(['\n', '\r'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let settings = || -> Result<vinfra_lab::ApiClient, Error> {
-        let o = config::Overrides {
-            url: cli.url.clone(),
-            token: cli.token.clone(),
-            ca: cli.ca.clone(),
-            config: cli.config.clone(),
-        };
-        Ok(config::resolve(&o)?.client()?)
+    let conn = ConnectionOverrides {
+        url: cli.url,
+        token: cli.token,
+        ca: cli.ca,
+        config: cli.config,
     };
     let out = cli.output;
     match &cli.command {
-        Command::Console(a) => daemons::console(a)?,
-        Command::Agent(a) => daemons::agent(a)?,
-        Command::Switch(a) => daemons::switch(a)?,
-        Command::Lab(c) => lab::run(c, out)?,
-        Command::Host(c) => commands::host(&settings()?, out, c)?,
-        Command::Settings(c) => commands::settings(&settings()?, out, c)?,
-        Command::JoinToken(c) => commands::join_token(&settings()?, out, c)?,
-        Command::Token(c) => commands::token(&settings()?, out, c)?,
-        Command::Vm(c) => commands::vm(settings, out, c)?,
-        Command::Events => commands::events(&settings()?, out)?,
-        Command::Drs(c) => drs::drs(&settings()?, out, c)?,
-        Command::Rule(c) => drs::rule(&settings()?, out, c)?,
-        Command::Net(c) => net::net(&settings()?, out, c)?,
-        Command::Sim(a) => sim::run(a, out).map_err(Box::new)?,
+        TopCommand::Console(a) => daemons::console(a)?,
+        TopCommand::Agent(a) => daemons::agent(a)?,
+        TopCommand::Switch(a) => daemons::switch(a)?,
+        TopCommand::Lab(c) => lab::run(c, out)?,
+        TopCommand::Host(c) => host::run(&conn, out, c)?,
+        TopCommand::Settings(c) => settings::run(&conn, out, c)?,
+        TopCommand::JoinToken(c) => token::run_join_token(&conn, out, c)?,
+        TopCommand::Token(c) => token::run_token(&conn, out, c)?,
+        TopCommand::Vm(c) => vm::run(&conn, out, c)?,
+        TopCommand::Events(a) => events::run(&conn, out, a)?,
+        TopCommand::Drs(c) => drs::run(&conn, out, c)?,
+        TopCommand::Rule(c) => rule::run(&conn, out, c)?,
+        TopCommand::Net(c) => net::run(&conn, out, c)?,
+        TopCommand::Sim(a) => sim::run(a, out).map_err(Box::new)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn daemons_are_told_apart() {
+        let cli = Cli::try_parse_from(["vinfra", "switch"]).unwrap();
+        assert!(cli.command.is_daemon());
+        let cli = Cli::try_parse_from(["vinfra", "events"]).unwrap();
+        assert!(!cli.command.is_daemon());
+    }
 }

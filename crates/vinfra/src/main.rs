@@ -6,7 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = match vinfra::cli::Cli::try_parse() {
+    let cli = match vinfra::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
@@ -25,20 +25,18 @@ fn main() {
             }
         },
     };
-    let daemon = matches!(
-        cli.command,
-        vinfra::cli::Command::Console(_)
-            | vinfra::cli::Command::Agent(_)
-            | vinfra::cli::Command::Switch(_)
-    );
-    let default = if daemon { "info" } else { "warn" };
+    let default = if cli.command.is_daemon() {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = vinfra::run(cli) {
-        eprintln!("vinfra: {}", e.one_line());
+        eprintln!("vinfra: {}", vinfra_types::error::chain(&e));
         std::process::exit(e.exit_code());
     }
 }

@@ -1,9 +1,37 @@
-//! Human output: tables (comfy-table) and unit formatting. JSON output prints the API body as is.
+//! Output: `--output table|json`, the `out!` macro, JSON printing, tables (comfy-table) and
+//! units, the tables shared by several commands.
 
+use clap::ValueEnum;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+use serde::Serialize;
 use vinfra_types::api::{ClusterSettings, Event};
-use vinfra_types::network::VXLAN_OVERHEAD;
+use vinfra_types::network::{TrafficCounters, VXLAN_OVERHEAD};
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
+
+/// Prints a line to stdout, ignoring a closed pipe (e.g. `vinfra vm list | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables.
+    Table,
+    /// The API's JSON body.
+    Json,
+}
+
+/// Prints `value` as pretty JSON, keys in order (as the API's body reads once parsed).
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), serde_json::Error> {
+    let text = serde_json::to_value(value).and_then(|v| serde_json::to_string_pretty(&v))?;
+    out!("{text}");
+    Ok(())
+}
 
 /// A table with the CLI's look: no borders, a header row.
 pub fn table(header: &[&str]) -> Table {
@@ -111,6 +139,47 @@ pub fn timestamp(secs: u64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// A port's host, `-` when the VM is placed nowhere the console knows.
+pub fn host_cell(host: &str) -> String {
+    if host.is_empty() {
+        "-".into()
+    } else {
+        host.to_string()
+    }
+}
+
+/// Headers of the traffic columns of [`traffic_cells`].
+pub const TRAFFIC: [&str; 5] = ["RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "DROPS"];
+
+/// Drops as `total` or `total (reason n, …)`.
+pub fn drops_text(t: &TrafficCounters) -> String {
+    let total = t.drops_total();
+    if total == 0 {
+        return "0".into();
+    }
+    let reasons: Vec<String> = t
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    format!("{total} ({})", reasons.join(", "))
+}
+
+/// The cells under [`TRAFFIC`]: rx/tx packets and bytes and drops, `-` for unknown counters.
+pub fn traffic_cells(t: Option<&TrafficCounters>) -> Vec<String> {
+    match t {
+        Some(t) => vec![
+            t.rx_packets.to_string(),
+            t.rx_bytes.to_string(),
+            t.tx_packets.to_string(),
+            t.tx_bytes.to_string(),
+            drops_text(t),
+        ],
+        None => vec!["-".into(); 5],
+    }
 }
 
 /// The JSON (snake_case) name of an enum value.

@@ -13,34 +13,59 @@ pub enum ParseError {
     /// The value is not a size like `512M` or `2G`.
     #[error("'{value}' is not a size: use a whole number with a unit M/MiB, G/GiB or T/TiB (e.g. {example})")]
     Size {
+        /// The value given.
         value: String,
+        /// Sizes that would do.
         example: &'static str,
     },
     /// The value is negative.
     #[error("{what} must be positive, got '{value}'")]
-    Negative { what: &'static str, value: String },
+    Negative {
+        /// What the value is.
+        what: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// The value is zero.
     #[error("{what} must be greater than 0")]
-    Zero { what: &'static str },
+    Zero {
+        /// What the value is.
+        what: &'static str,
+    },
     /// The value is outside the accepted range.
     #[error("{what} must be between {min} and {max}, got {value}")]
     Range {
+        /// What the value is.
         what: &'static str,
+        /// The smallest accepted, with its unit.
         min: String,
+        /// The largest accepted, with its unit.
         max: String,
+        /// The value given.
         value: String,
     },
     /// The value is not a whole number.
     #[error("{what} must be a whole number, got '{value}'")]
-    Number { what: &'static str, value: String },
+    Number {
+        /// What the value is.
+        what: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// The value is not a duration.
     #[error("'{value}' is not a duration (e.g. 30s, 2m)")]
-    Duration { value: String },
-    /// A `key=value` list is malformed.
+    Duration {
+        /// The value given.
+        value: String,
+    },
+    /// A `key=value` list (or a value in it) is malformed.
     #[error("{what} '{value}': {reason}")]
     List {
+        /// What the list is (`disk`, `nic`, …).
         what: &'static str,
+        /// The value given.
         value: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

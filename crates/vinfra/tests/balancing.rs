@@ -12,9 +12,8 @@ use common::{
     wait_tick_above, BOOT_TIMEOUT, VINFRA,
 };
 use vinfra_lab::{Lab, LabConfig};
-use vinfra_types::api::{ClusterSettings, Event};
 use vinfra_types::balancing::{BalancingMode, DrsStatus};
-use vinfra_types::{MigrationPhase, MigrationProgress, PowerState, VmSummary};
+use vinfra_types::{MigrationPhase, PowerState};
 
 /// A lab named `drs-…`, torn down when the test ends, passed or not.
 struct DrsLab(Option<Lab>);
@@ -70,8 +69,8 @@ fn boot(lab: &Lab, name: &str, cmdline: &str, host: &str) {
     if let vinfra_types::BootSource::Kernel { cmdline: c, .. } = &mut req.spec.boot {
         *c = cmdline.to_string();
     }
-    let _: VmSummary = api(lab)
-        .post("/api/v1/vms", &req)
+    api(lab)
+        .create_vm(&req)
         .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
     lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
@@ -114,12 +113,10 @@ fn a_busy_vm_on_a_crowded_host_is_moved_automatically_with_its_reason_recorded()
     assert_one_line_error(&out, 2, "level");
 
     let client = api(&lab);
-    let mut settings: ClusterSettings = client.get("/api/v1/settings").expect("settings");
+    let mut settings = client.settings().expect("settings");
     settings.balancing.mode = BalancingMode::Automatic;
     settings.balancing.interval_s = 5;
-    let _: ClusterSettings = client
-        .put("/api/v1/settings", &settings)
-        .expect("settings stored");
+    client.put_settings(&settings).expect("settings stored");
     let out = vinfra(&["drs", "show", "-o", "json"], &refs(&env));
     assert!(out.status.success(), "{out:?}");
     let status: DrsStatus = serde_json::from_slice(&out.stdout).expect("status JSON");
@@ -128,10 +125,7 @@ fn a_busy_vm_on_a_crowded_host_is_moved_automatically_with_its_reason_recorded()
 
     // The busy VM leaves h1 by live migration, without anyone asking.
     let done = wait_for("the busy VM to move", Duration::from_secs(120), || {
-        client
-            .get::<MigrationProgress>("/api/v1/vms/busy/migration")
-            .ok()
-            .filter(|p| p.phase.is_final())
+        client.migration("busy").ok().filter(|p| p.phase.is_final())
     });
     assert_eq!(done.phase, MigrationPhase::Completed, "{done:?}");
     assert_eq!(
@@ -152,7 +146,7 @@ fn a_busy_vm_on_a_crowded_host_is_moved_automatically_with_its_reason_recorded()
 
     // The event history says what was moved, where, and why.
     let event = wait_for("the drs event", Duration::from_secs(30), || {
-        let events: Vec<Event> = client.get("/api/v1/events").ok()?;
+        let events = client.events().ok()?;
         events.into_iter().find(|e| {
             e.kind == "drs"
                 && e.object == "busy"
@@ -160,7 +154,7 @@ fn a_busy_vm_on_a_crowded_host_is_moved_automatically_with_its_reason_recorded()
         })
     });
     assert!(event.message.contains("imbalance"), "{event:?}");
-    let status: DrsStatus = client.get("/api/v1/drs").expect("status");
+    let status = client.drs().expect("status");
     let plan = status.last_plan.expect("a plan");
     assert!(plan.imbalance_before >= plan.imbalance_after, "{plan:?}");
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use common::{
     api, can_run_labs, dir_entries, qemus_with, start_lab_with, vm_names, wait_for, BOOT_TIMEOUT,
 };
-use vinfra_lab::{ApiError, Lab};
-use vinfra_types::{HostSummary, PowerState, VmSummary};
+use vinfra_client::ClientError;
+use vinfra_lab::Lab;
+use vinfra_types::{PowerState, VmSummary};
 
 const BIG_MIB: u64 = 10240;
 
@@ -23,12 +24,10 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     let client = api(&lab);
 
     // Cluster memory ratio 2.5 (the CPU ratio stays as it is).
-    let mut settings: serde_json::Value = client.get("/api/v1/settings").expect("settings");
-    settings["ratios"]["memory"] = serde_json::json!(2.5);
-    let _: serde_json::Value = client
-        .put("/api/v1/settings", &settings)
-        .expect("PUT settings");
-    let host: HostSummary = client.get("/api/v1/hosts/h1").expect("host h1");
+    let mut settings = client.settings().expect("settings");
+    settings.ratios.memory = 2.5;
+    client.put_settings(&settings).expect("PUT settings");
+    let host = client.host("h1").expect("host h1");
     assert_eq!(host.capacity.memory_mib, 16384, "lab host memory");
     assert_eq!(
         host.allocatable_memory_mib, 40960,
@@ -39,8 +38,8 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     for i in 1..=4 {
         let name = format!("big-{i}");
         let req = Lab::guest_vm_request(&name, BIG_MIB, None);
-        let vm: VmSummary = client
-            .post("/api/v1/vms", &req)
+        let vm = client
+            .create_vm(&req)
             .unwrap_or_else(|e| panic!("create {name} ({BIG_MIB} MiB) should fit: {e}"));
         assert_eq!(vm.host, "h1");
         created.push(vm);
@@ -59,12 +58,12 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
             &format!("{} to be reported running", vm.name),
             Duration::from_secs(30),
             || {
-                let v: VmSummary = client.get(&format!("/api/v1/vms/{}", vm.name)).ok()?;
+                let v = client.vm(&vm.name).ok()?;
                 (v.state == PowerState::Running).then_some(())
             },
         );
     }
-    let host: HostSummary = client.get("/api/v1/hosts/h1").expect("host h1");
+    let host = client.host("h1").expect("host h1");
     assert_eq!(host.allocated_memory_mib, 4 * BIG_MIB, "allocated memory");
     assert!(
         host.allocated_memory_mib > host.capacity.memory_mib,
@@ -82,9 +81,9 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     // The fifth does not fit: 409 problem+json naming the host, the request and the shortfall.
     let req = Lab::guest_vm_request("big-5", BIG_MIB, None);
     let err = client
-        .post::<_, VmSummary>("/api/v1/vms", &req)
+        .create_vm(&req)
         .expect_err("the fifth 10 GiB VM must not fit");
-    let ApiError::Problem { status, problem } = &err else {
+    let ClientError::Problem { status, problem } = &err else {
         panic!("expected a problem+json answer, got: {err}");
     };
     assert_eq!(*status, 409, "status of {problem:?}");
@@ -102,9 +101,7 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
 
     // Nothing is left of the fifth.
     assert_eq!(vm_names(&lab), names_before, "VM list after the refusal");
-    let err = client
-        .get::<VmSummary>("/api/v1/vms/big-5")
-        .expect_err("big-5 must not exist");
+    let err = client.vm("big-5").expect_err("big-5 must not exist");
     assert_eq!(err.status(), Some(404), "GET big-5: {err}");
     assert!(
         vinfra_lab::qemu_pids_mentioning("big-5").is_empty(),
@@ -124,7 +121,7 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     // Delete the four: their QEMUs go.
     for vm in &created {
         client
-            .delete(&format!("/api/v1/vms/{}", vm.name))
+            .delete_vm(&vm.name, false)
             .unwrap_or_else(|e| panic!("delete {}: {e}", vm.name));
     }
     for vm in &created {

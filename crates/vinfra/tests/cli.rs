@@ -11,7 +11,7 @@ use common::{
     api, assert_one_line_error, boot_guest, can_run_labs, cli_env, dir_entries, qemus_with, refs,
     start_lab, vinfra, vm,
 };
-use reqwest::Method;
+use vinfra_client::{paths, Method, RawBody};
 use vinfra_lab::guest::KERNEL_IMAGE;
 use vinfra_types::VmSummary;
 
@@ -175,7 +175,7 @@ fn bad_cli_input_against_a_lab_creates_nothing() {
         .expect("request JSON");
     raw["disks"] = serde_json::json!([{ "name": "root", "image": "../../etc/passwd" }]);
     let err = api(&lab)
-        .request(Method::POST, "/api/v1/vms", Some(&raw))
+        .raw(Method::POST, &paths::vms(), RawBody::Json(&raw))
         .expect_err("a disk image path must be refused");
     assert!(
         err.status().is_some_and(|s| (400..500).contains(&s)),

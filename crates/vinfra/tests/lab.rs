@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 
 use common::{assert_one_line_error, can_run_labs, start_lab, vinfra, BOOT_TIMEOUT};
-use vinfra_types::{HostStatus, HostSummary, VmSummary};
+use vinfra_types::{HostStatus, VmSummary};
 
 #[test]
 fn lab_comes_up_and_a_vm_boots() {
@@ -20,7 +20,7 @@ fn lab_comes_up_and_a_vm_boots() {
     let name = lab.state().name.clone();
     let api = lab.api().expect("client");
 
-    let hosts: Vec<HostSummary> = api.get("/api/v1/hosts").expect("hosts");
+    let hosts = api.hosts().expect("hosts");
     assert_eq!(hosts.len(), 3);
     assert!(
         hosts.iter().all(|h| h.status == HostStatus::Connected),
@@ -39,7 +39,7 @@ fn lab_comes_up_and_a_vm_boots() {
     );
 
     // The CLI against the lab.
-    let c = lab.client().expect("client settings");
+    let c = lab.api_access().expect("API access");
     let ca = c.ca_file.display().to_string();
     let env = [
         ("VINFRA_URL", c.url.as_str()),

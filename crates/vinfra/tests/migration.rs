@@ -15,11 +15,12 @@ use common::{
 };
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
+use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::{MigrationPhase, MigrationProgress, PowerState};
 
 /// How a migration is asked for.
 enum How<'a> {
-    /// `POST /api/v1/vms/{name}/migrate` with this `to`.
+    /// The API's migrate call with this `to`.
     Api(Option<&'a str>),
     /// `vinfra vm migrate NAME --to HOST`.
     Cli(&'a str),
@@ -58,12 +59,11 @@ fn migrate_and_check(
 
     let last = match how {
         How::Api(target) => {
-            let body = match target {
-                Some(t) => serde_json::json!({ "to": t }),
-                None => serde_json::json!({}),
+            let request = MigrateVmRequest {
+                to: target.map(str::to_string),
             };
-            let started: MigrationProgress = api(lab)
-                .post(&format!("/api/v1/vms/{name}/migrate"), &body)
+            let started = api(lab)
+                .migrate_vm(name, &request)
                 .unwrap_or_else(|e| panic!("POST migrate {name}: {e}"));
             assert_eq!(started.source, from, "migration source");
             assert_eq!(started.destination, to, "migration destination");
@@ -188,10 +188,10 @@ fn live_migration_keeps_the_guest_running() {
 /// Caps migrations at 1 MiB/s so that one stays active long enough to be interrupted.
 fn set_bandwidth_limit(lab: &Lab, mib: Option<u64>) {
     let client = api(lab);
-    let mut settings: serde_json::Value = client.get("/api/v1/settings").expect("settings");
-    settings["migration_max_bandwidth_mib"] = serde_json::json!(mib);
-    let _: serde_json::Value = client
-        .put("/api/v1/settings", &settings)
+    let mut settings = client.settings().expect("settings");
+    settings.migration_max_bandwidth_mib = mib;
+    client
+        .put_settings(&settings)
         .unwrap_or_else(|e| panic!("PUT migration_max_bandwidth_mib: {e}"));
 }
 
@@ -203,10 +203,12 @@ fn start_slow_migration(lab: &LabGuard, name: &str) -> (String, u32) {
     wait_tick_above(lab, name, 0);
     let src = lab.qemu_pids_on("h1", &id).expect("host");
     assert_eq!(src.len(), 1, "one QEMU on h1: {src:?}");
-    let _: MigrationProgress = api(lab)
-        .post(
-            &format!("/api/v1/vms/{name}/migrate"),
-            &serde_json::json!({ "to": "h2" }),
+    api(lab)
+        .migrate_vm(
+            name,
+            &MigrateVmRequest {
+                to: Some("h2".into()),
+            },
         )
         .unwrap_or_else(|e| panic!("POST migrate: {e}"));
     wait_for(

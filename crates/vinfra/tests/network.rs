@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use common::{
     api, can_run_labs, console_lines, console_text, create_nic_vm, start_named_lab, vm, vm_pings,
-    wait_for, wait_migration_end,
+    wait_for, wait_migration_end, NicAddress,
 };
 use vinfra_lab::Lab;
 use vinfra_switchd::{NetworkSpec, Request, SwitchClient};
-use vinfra_types::network::{CreateNetworkRequest, NetworkKind, NetworkSummary};
-use vinfra_types::{MigrationPhase, MigrationProgress};
+use vinfra_types::api::MigrateVmRequest;
+use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
+use vinfra_types::MigrationPhase;
 
 const SUBNET: &str = "10.80.1.0/24";
 const GATEWAY: &str = "10.80.1.1";
@@ -45,8 +46,8 @@ fn create_network(lab: &Lab, name: &str) {
         gateway: Some(GATEWAY.into()),
         mtu: None,
     };
-    let _: serde_json::Value = api(lab)
-        .post("/api/v1/networks", &req)
+    api(lab)
+        .create_network(&req)
         .unwrap_or_else(|e| panic!("create network {name}: {e}"));
 }
 
@@ -126,10 +127,10 @@ fn fast_pings(text: &str, target: &str) -> FastPings {
 /// Frames into and copies out of the overlay network `name` on `host`'s switch (found by its
 /// VNI): `(rx_packets, tx_packets)`.
 fn network_counters(lab: &Lab, host: &str, name: &str) -> (u64, u64) {
-    let net: serde_json::Value = api(lab)
-        .get(&format!("/api/v1/networks/{name}"))
+    let net = api(lab)
+        .network(name)
         .unwrap_or_else(|e| panic!("GET network {name}: {e}"));
-    let vni = net["vni"].as_u64().expect("an overlay network has a VNI");
+    let vni = net.network.vni.expect("an overlay network has a VNI");
     let h = lab
         .state()
         .hosts
@@ -146,7 +147,7 @@ fn network_counters(lab: &Lab, host: &str, name: &str) -> (u64, u64) {
             Request::AddNetwork {
                 id,
                 kind: NetworkSpec::Overlay { vni: v },
-            } if u64::from(*v) == vni => Some(*id),
+            } if *v == vni => Some(*id),
             _ => None,
         })
         .unwrap_or_else(|| panic!("{host}'s switch has no network with VNI {vni}"));
@@ -183,8 +184,8 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         "a",
         "h1",
         "blue",
-        None,
-        &format!("vinfra.dhcp=1 vinfra.pingfast={B_IP},{PING_MS}"),
+        NicAddress::Dhcp,
+        &format!("vinfra.pingfast={B_IP},{PING_MS}"),
     );
     let a_ip = a.spec.nics[0]
         .ip
@@ -195,7 +196,7 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         "b",
         "h2",
         "blue",
-        Some(B_IP),
+        NicAddress::Static(B_IP),
         &format!("vinfra.ping={a_ip}"),
     );
     // c has a's address on red, next to b on the same host, and pings b's address.
@@ -204,7 +205,7 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         "c",
         "h2",
         "red",
-        Some(&a_ip),
+        NicAddress::Static(&a_ip),
         &format!("vinfra.ping={B_IP}"),
     );
     for v in [&a, &b, &c] {
@@ -214,8 +215,8 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
     }
 
     // a's lease: the address its NIC has in the API, the network's prefix, gateway and MTU.
-    let blue: NetworkSummary = api(&lab)
-        .get("/api/v1/networks/blue")
+    let blue = api(&lab)
+        .network("blue")
         .unwrap_or_else(|e| panic!("GET network blue: {e}"));
     assert_eq!(blue.network.mtu, 1450, "an overlay's default MTU");
     assert_eq!(blue.network.gateway.as_deref(), Some(GATEWAY));
@@ -282,8 +283,13 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
 
     // b moves to h3 while a pings it every PING_MS.
     let before = fast_pings(&console_text(&lab, "a"), B_IP);
-    let started: MigrationProgress = api(&lab)
-        .post("/api/v1/vms/b/migrate", &serde_json::json!({ "to": "h3" }))
+    let started = api(&lab)
+        .migrate_vm(
+            "b",
+            &MigrateVmRequest {
+                to: Some("h3".into()),
+            },
+        )
         .unwrap_or_else(|e| panic!("POST migrate b: {e}"));
     assert_eq!(started.destination, "h3");
     let end = wait_migration_end(&lab, "b");

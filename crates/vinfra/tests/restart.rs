@@ -11,6 +11,7 @@ use common::{
 };
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
+use vinfra_types::api::UpdateHostRequest;
 use vinfra_types::{AllocationRatios, HostStatus, HostSummary, PowerState, VmSummary};
 
 /// The last counter in the serial log file of VM `id` on `host`.
@@ -32,7 +33,7 @@ fn assert_undisturbed(lab: &Lab, host: &str, id: &str) {
 
 fn host(lab: &Lab, name: &str) -> HostSummary {
     api(lab)
-        .get(&format!("/api/v1/hosts/{name}"))
+        .host(name)
         .unwrap_or_else(|e| panic!("GET host {name}: {e}"))
 }
 
@@ -114,19 +115,24 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     let client = api(&lab);
 
     // Settings and host overrides that differ from the defaults.
-    let mut settings: serde_json::Value = client.get("/api/v1/settings").expect("settings");
-    settings["ratios"] = serde_json::json!({ "cpu": 3.0, "memory": 1.7 });
-    let _: serde_json::Value = client
-        .put("/api/v1/settings", &settings)
-        .expect("PUT settings");
+    let cluster_ratios = AllocationRatios {
+        cpu: 3.0,
+        memory: 1.7,
+    };
+    let mut settings = client.settings().expect("settings");
+    settings.ratios = cluster_ratios;
+    client.put_settings(&settings).expect("PUT settings");
     let override_h2 = AllocationRatios {
         cpu: 2.0,
         memory: 1.3,
     };
-    let _: serde_json::Value = client
-        .patch(
-            "/api/v1/hosts/h2",
-            &serde_json::json!({ "ratios": override_h2 }),
+    client
+        .update_host(
+            "h2",
+            &UpdateHostRequest {
+                ratios: Some(Some(override_h2)),
+                maintenance: None,
+            },
         )
         .expect("PATCH h2");
 
@@ -134,16 +140,19 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     let run2 = boot_guest(&lab, "run-2", 128, Some("h2"));
     let mut off = Lab::guest_vm_request("off-1", 128, Some("h2"));
     off.start = false;
-    let _: VmSummary = client.post("/api/v1/vms", &off).expect("create off-1");
-    let _: serde_json::Value = client
-        .patch(
-            "/api/v1/hosts/h1",
-            &serde_json::json!({ "maintenance": true }),
+    client.create_vm(&off).expect("create off-1");
+    client
+        .update_host(
+            "h1",
+            &UpdateHostRequest {
+                ratios: None,
+                maintenance: Some(true),
+            },
         )
         .expect("PATCH h1 maintenance");
 
-    let settings_before: serde_json::Value = client.get("/api/v1/settings").expect("settings");
-    let hosts_before: Vec<HostSummary> = client.get("/api/v1/hosts").expect("hosts");
+    let settings_before = client.settings().expect("settings");
+    let hosts_before = client.hosts().expect("hosts");
     let mut vms_before = vms(&lab);
     vms_before.sort_by(|a, b| a.name.cmp(&b.name));
     let pids_before: Vec<Vec<u32>> = vms_before
@@ -164,10 +173,9 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     let client = api(&lab);
 
     // Settings, explicitly and as a whole.
-    let settings_after: serde_json::Value = client.get("/api/v1/settings").expect("settings");
+    let settings_after = client.settings().expect("settings");
     assert_eq!(
-        settings_after["ratios"],
-        serde_json::json!({ "cpu": 3.0, "memory": 1.7 }),
+        settings_after.ratios, cluster_ratios,
         "cluster ratios after the restart"
     );
     assert_eq!(
@@ -176,7 +184,7 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     );
 
     // Hosts: overrides and maintenance.
-    let hosts_after: Vec<HostSummary> = client.get("/api/v1/hosts").expect("hosts");
+    let hosts_after = client.hosts().expect("hosts");
     let names = |hs: &[HostSummary]| hs.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&hosts_after), names(&hosts_before), "hosts");
     let h1 = host(&lab, "h1");
@@ -184,14 +192,7 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     assert_eq!(h2.ratio_override, Some(override_h2), "h2 ratio override");
     assert_eq!(h2.ratios, override_h2, "h2 ratios in force");
     assert_eq!(h1.ratio_override, None, "h1 has no override");
-    assert_eq!(
-        h1.ratios,
-        AllocationRatios {
-            cpu: 3.0,
-            memory: 1.7
-        },
-        "h1 uses the cluster ratios"
-    );
+    assert_eq!(h1.ratios, cluster_ratios, "h1 uses the cluster ratios");
     assert!(h1.maintenance, "h1 is still in maintenance");
     assert!(!h2.maintenance, "h2 is not in maintenance");
     for (a, b) in hosts_after.iter().zip(&hosts_before) {

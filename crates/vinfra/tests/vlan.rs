@@ -15,12 +15,12 @@ mod common;
 use std::fs::File;
 use std::time::Duration;
 
-use common::{api, can_run_labs, create_nic_vm, start_named_lab, vm_pings, wait_for};
+use common::{api, can_run_labs, create_nic_vm, start_named_lab, vm_pings, wait_for, NicAddress};
 use vinfra_lab::Lab;
 use vinfra_switchd::sys::PacketSocket;
 use vinfra_switchd::SwitchClient;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
-use vinfra_types::{HostSummary, VmSummary};
+use vinfra_types::VmSummary;
 
 const SUBNET: &str = "10.81.0.0/24";
 const ENDPOINT_IP: &str = "10.81.0.1";
@@ -37,8 +37,8 @@ fn create_vlan_network(lab: &Lab, name: &str, vlan_id: u32) {
         gateway: Some(ENDPOINT_IP.into()),
         mtu: None,
     };
-    let _: serde_json::Value = api(lab)
-        .post("/api/v1/networks", &req)
+    api(lab)
+        .create_network(&req)
         .unwrap_or_else(|e| panic!("create network {name}: {e}"));
 }
 
@@ -108,7 +108,7 @@ fn vlan_networks_reach_the_physical_network_tagged_and_stay_apart() {
         "lab status shows the top-of-rack switch: {:?}",
         status.processes
     );
-    let hosts: Vec<HostSummary> = api(&lab).get("/api/v1/hosts").expect("GET hosts");
+    let hosts = api(&lab).hosts().expect("GET hosts");
     for h in &hosts {
         assert_eq!(h.trunk.as_deref(), Some("trunk0"), "{h:?}");
     }
@@ -129,7 +129,7 @@ fn vlan_networks_reach_the_physical_network_tagged_and_stay_apart() {
         "a",
         "h1",
         "v100",
-        Some(A_IP),
+        NicAddress::Static(A_IP),
         &format!("vinfra.ping={}", ENDPOINT_IP),
     );
     let b = create_nic_vm(
@@ -137,7 +137,7 @@ fn vlan_networks_reach_the_physical_network_tagged_and_stay_apart() {
         "b",
         "h2",
         "v100",
-        Some(B_IP),
+        NicAddress::Static(B_IP),
         &format!("vinfra.ping={}", A_IP),
     );
     // c has a's address on v200, next to a on h1, and pings the endpoint's address.
@@ -146,7 +146,7 @@ fn vlan_networks_reach_the_physical_network_tagged_and_stay_apart() {
         "c",
         "h1",
         "v200",
-        Some(A_IP),
+        NicAddress::Static(A_IP),
         &format!("vinfra.ping={}", ENDPOINT_IP),
     );
     for v in [&a, &b, &c] {
@@ -230,12 +230,10 @@ fn vlan_networks_reach_the_physical_network_tagged_and_stay_apart() {
     );
     // The operator sees the same through the API and `vinfra host show h1 --switch`: the
     // trunk carried frames both ways, and a's NIC port is listed under its name.
-    let h1: serde_json::Value = api(&lab)
-        .get("/api/v1/hosts/h1/switch")
-        .expect("GET h1's switch");
-    for dir in ["rx_packets", "tx_packets"] {
-        let n = h1["trunk"][dir].as_u64().unwrap_or(0);
-        assert!(n > 0, "h1's trunk {dir} {n}: {h1}");
+    let h1 = api(&lab).host_switch("h1").expect("GET h1's switch");
+    let trunk = h1.trunk.as_ref().expect("h1's switch has a trunk");
+    for (dir, n) in [("rx", trunk.rx_packets), ("tx", trunk.tx_packets)] {
+        assert!(n > 0, "h1's trunk {dir} packets {n}: {h1:?}");
     }
     let env = common::cli_env(&lab);
     let out = common::vinfra(&["host", "show", "h1", "--switch"], &common::refs(&env));

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use vinfra_lab::{ApiClient, Lab, LabConfig};
-use vinfra_types::api::ConsoleLog;
+use vinfra_client::Client;
+use vinfra_lab::guest::GuestAddress;
+use vinfra_lab::{Lab, LabConfig};
 use vinfra_types::{MigrationProgress, VmSummary};
 
 /// The `vinfra` binary under test.
@@ -84,8 +85,8 @@ fn dump_logs(lab: &Lab) {
     }
 }
 
-/// True when labs can run here (root, QEMU installed); prints why not otherwise. Under CI (`CI`
-/// set) a lab that cannot run is a failure, not a skip.
+/// True when labs can run here (root, QEMU installed); prints a `SKIPPED:` line saying why not
+/// otherwise. Under CI (`CI` set) a lab that cannot run is a failure, not a skip.
 pub fn can_run_labs() -> bool {
     let why = if !nix::unistd::geteuid().is_root() {
         "the lab needs root"
@@ -102,7 +103,7 @@ pub fn can_run_labs() -> bool {
         std::env::var_os("CI").is_none(),
         "CI cannot run the lab: {why}"
     );
-    eprintln!("skipping: {why}");
+    eprintln!("SKIPPED: {why}");
     false
 }
 
@@ -136,22 +137,20 @@ pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
 }
 
 /// The lab's REST client.
-pub fn api(lab: &Lab) -> ApiClient {
+pub fn api(lab: &Lab) -> Client {
     lab.api().unwrap_or_else(|e| panic!("API client: {e}"))
 }
 
-/// `GET /api/v1/vms/{name}`.
+/// The VM `name`, as the API shows it.
 pub fn vm(lab: &Lab, name: &str) -> VmSummary {
     api(lab)
-        .get(&format!("/api/v1/vms/{name}"))
+        .vm(name)
         .unwrap_or_else(|e| panic!("GET VM {name}: {e}"))
 }
 
-/// `GET /api/v1/vms`.
+/// Every VM, as the API lists them.
 pub fn vms(lab: &Lab) -> Vec<VmSummary> {
-    api(lab)
-        .get("/api/v1/vms")
-        .unwrap_or_else(|e| panic!("GET VMs: {e}"))
+    api(lab).vms().unwrap_or_else(|e| panic!("GET VMs: {e}"))
 }
 
 /// Names of the VMs the API lists, sorted.
@@ -217,7 +216,7 @@ pub fn counters(text: &str) -> Vec<Tick> {
 /// The serial console of `name` as the API shows it (last 256 KiB).
 pub fn console_text(lab: &Lab, name: &str) -> String {
     api(lab)
-        .get::<ConsoleLog>(&format!("/api/v1/vms/{name}/console?bytes=262144"))
+        .console_log(name, Some(262_144))
         .unwrap_or_else(|e| panic!("console of {name}: {e}"))
         .text
 }
@@ -255,10 +254,10 @@ pub fn assert_counting(ticks: &[Tick], what: &str) {
     }
 }
 
-/// `GET /api/v1/vms/{name}/migration`.
+/// The progress of the current or last migration of `name`.
 pub fn migration(lab: &Lab, name: &str) -> MigrationProgress {
     api(lab)
-        .get(&format!("/api/v1/vms/{name}/migration"))
+        .migration(name)
         .unwrap_or_else(|e| panic!("GET migration of {name}: {e}"))
 }
 
@@ -309,7 +308,7 @@ pub fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 
 /// Connection settings of the lab's API as `VINFRA_*` variables for the CLI.
 pub fn cli_env(lab: &Lab) -> Vec<(String, String)> {
-    let c = lab.client().expect("client settings");
+    let c = lab.api_access().expect("API access");
     vec![
         ("VINFRA_URL".into(), c.url),
         ("VINFRA_TOKEN".into(), c.token),
@@ -379,27 +378,43 @@ pub fn vm_pings(lab: &Lab, name: &str, target: &str) -> Vec<bool> {
     ping_results(&console_text(lab, name), target)
 }
 
-/// Creates (and starts) a lab guest on `host` with one NIC on `network` at `ip` (`None`: the
-/// console's IPAM picks it), with `options` added to its kernel command line.
+/// How a lab guest created by [`create_nic_vm`] takes its NIC's address.
+#[derive(Debug, Clone, Copy)]
+pub enum NicAddress<'a> {
+    /// The NIC asks for this address, and the guest is told it on its command line
+    /// (`vinfra.ip=ADDR/PREFIX`, the prefix of the network's subnet).
+    Static(&'a str),
+    /// The console picks the address, and the guest asks its host's switch for it by DHCP
+    /// (`vinfra.dhcp=1`).
+    Dhcp,
+}
+
+/// Creates (and starts) a lab guest on `host` with one NIC on `network`, taking its address as
+/// `address` says, with `options` added to its kernel command line.
 pub fn create_nic_vm(
     lab: &Lab,
     name: &str,
     host: &str,
     network: &str,
-    ip: Option<&str>,
+    address: NicAddress,
     options: &str,
 ) -> VmSummary {
-    let mut req = Lab::guest_vm_request(name, 128, Some(host));
+    let address = match address {
+        NicAddress::Static(ip) => {
+            let ip = ip
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}'s address {ip}: {e}"));
+            lab.static_address(network, ip)
+                .unwrap_or_else(|e| panic!("{name}'s address on {network}: {e}"))
+        }
+        NicAddress::Dhcp => GuestAddress::Dhcp,
+    };
+    let mut req = Lab::guest_nic_vm_request(name, 128, Some(host), network, address);
     if let vinfra_types::BootSource::Kernel { cmdline, .. } = &mut req.spec.boot {
         cmdline.push(' ');
         cmdline.push_str(options);
     }
-    req.spec.nics = vec![vinfra_types::NicSpec {
-        network: network.into(),
-        mac: None,
-        ip: ip.map(str::to_string),
-    }];
     api(lab)
-        .post("/api/v1/vms", &req)
+        .create_vm(&req)
         .unwrap_or_else(|e| panic!("create VM {name}: {e}"))
 }

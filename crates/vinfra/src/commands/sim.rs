@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use vinfra_sim::{BalancerKind, Report, Scenario, SimError};
 
-use crate::cli::Output;
+use crate::output::{out, print_json, Output};
 
 /// Which balancer(s) to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -19,6 +19,7 @@ pub enum BalancerChoice {
     Both,
 }
 
+/// `vinfra sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Scenario file (TOML).
@@ -60,10 +61,8 @@ pub fn run(args: &SimArgs, output: Output) -> Result<(), SimError> {
                 .iter()
                 .map(|r| serde_json::json!({ "balancer": r.balancer, "summary": r.summary }))
                 .collect();
-            out!(
-                "{}",
-                serde_json::to_string_pretty(&summaries).unwrap_or_default()
-            );
+            // A JSON value of strings and numbers always prints.
+            let _ = print_json(&summaries);
         }
         Output::Table => {
             out!(

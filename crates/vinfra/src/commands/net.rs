@@ -1,21 +1,17 @@
 //! `vinfra net …`: logical networks (create, list, show with where each port lives, delete).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use clap::{Args, Subcommand};
-use reqwest::Method;
-use uuid::Uuid;
-use vinfra_lab::ApiClient;
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, Ipv4Subnet, NetworkCounters, NetworkKind,
-    NetworkSummary, TrafficCounters, MAX_OVERLAY_MTU, MAX_VLAN_ID, MAX_VNI, MIN_MTU,
+    CreateNetworkRequest, Ipv4Subnet, NetworkCounters, NetworkKind, NetworkSummary,
+    MAX_OVERLAY_MTU, MAX_VLAN_ID, MAX_VNI, MIN_MTU,
 };
 
-use crate::cli::Output;
-use crate::commands::{call, decode, CommandError};
-use crate::output::{pairs, render, table, timestamp};
+use crate::config::ConnectionOverrides;
+use crate::output::{host_cell, pairs, render, table, timestamp, traffic_cells, Output, TRAFFIC};
 use crate::parse;
+use crate::rest::{check_name, show, RestError};
 
 /// `vinfra net …`.
 #[derive(Debug, Subcommand)]
@@ -24,6 +20,7 @@ pub enum NetCommand {
     List,
     /// One network and its ports: VM, host, MAC, address.
     Show {
+        /// The network.
         name: String,
         /// Also each port's and each host's traffic (rx/tx packets and bytes, drops), read now
         /// from the hosts' switches.
@@ -33,9 +30,13 @@ pub enum NetCommand {
     /// Create a network.
     Create(NetCreateArgs),
     /// Delete a network (refused while a VM has a NIC on it).
-    Delete { name: String },
+    Delete {
+        /// The network.
+        name: String,
+    },
 }
 
+/// `vinfra net create`.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("kind").required(true).args(["overlay", "vlan"]))]
 pub struct NetCreateArgs {
@@ -69,12 +70,9 @@ fn parse_subnet(v: &str) -> Result<String, vinfra_types::network::NetworkError> 
     Ipv4Subnet::parse(v).map(|s| s.to_string())
 }
 
-/// The request the arguments describe.
-pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, CommandError> {
-    vinfra_types::validate_name(&a.name).map_err(|source| CommandError::Name {
-        what: "network",
-        source,
-    })?;
+/// The request the arguments describe, checked like the console will.
+pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, RestError> {
+    check_name("network", &a.name)?;
     let r = CreateNetworkRequest {
         name: a.name.clone(),
         kind: if a.vlan {
@@ -88,7 +86,7 @@ pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, Command
         gateway: a.gateway.map(|g| g.to_string()),
         mtu: a.mtu,
     };
-    vinfra_types::network::check_request(&r).map_err(|e| CommandError::Usage(e.to_string()))?;
+    vinfra_types::network::check_request(&r)?;
     Ok(r)
 }
 
@@ -121,15 +119,6 @@ fn list_text(nets: &[NetworkSummary]) -> String {
     render(t)
 }
 
-/// A port's host, `-` when the VM is placed nowhere the console knows.
-fn host_cell(host: &str) -> String {
-    if host.is_empty() {
-        "-".into()
-    } else {
-        host.to_string()
-    }
-}
-
 fn show_text(n: &NetworkSummary) -> String {
     let head = pairs(&[
         ("Name", n.network.name.clone()),
@@ -160,36 +149,7 @@ fn show_text(n: &NetworkSummary) -> String {
     format!("{head}\n\n{}", render(t))
 }
 
-/// Drops as `total` or `total (reason n, …)`.
-fn drops_text(t: &TrafficCounters) -> String {
-    let total = t.drops_total();
-    if total == 0 {
-        return "0".into();
-    }
-    let reasons: Vec<String> = t
-        .drops
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    format!("{total} ({})", reasons.join(", "))
-}
-
-fn traffic_cells(t: Option<&TrafficCounters>) -> Vec<String> {
-    match t {
-        Some(t) => vec![
-            t.rx_packets.to_string(),
-            t.rx_bytes.to_string(),
-            t.tx_packets.to_string(),
-            t.tx_bytes.to_string(),
-            drops_text(t),
-        ],
-        None => vec!["-".into(); 5],
-    }
-}
-
 fn counters_text(n: &NetworkCounters) -> String {
-    const TRAFFIC: [&str; 5] = ["RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "DROPS"];
     let mut out = format!("Network {}: {} ports", n.network, n.ports.len());
     let mut missing = Vec::new();
     if !n.ports.is_empty() {
@@ -229,160 +189,41 @@ fn counters_text(n: &NetworkCounters) -> String {
     out
 }
 
-/// `vinfra host show NAME --switch`: one host's virtual switch, per network, per VM NIC port,
-/// uplink and trunk, then the drops that belong to no port.
-///
-/// `vm_names` maps VM ids to names; a port of a VM not in it shows the id.
-pub fn host_switch_text(
-    host: &str,
-    c: &HostSwitchCounters,
-    vm_names: &BTreeMap<Uuid, String>,
-) -> String {
-    const TRAFFIC: [&str; 5] = ["RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "DROPS"];
-    let mut out = format!(
-        "Switch of host {host}: {} networks, {} VM ports",
-        c.networks.len(),
-        c.ports.len()
-    );
-    if !c.networks.is_empty() {
-        let mut head = vec!["NETWORK"];
-        head.extend(TRAFFIC);
-        head.extend(["ARP SUPPRESSED", "FLOODED"]);
-        let mut t = table(&head);
-        for n in &c.networks {
-            let mut row = vec![n.network.clone()];
-            row.extend(traffic_cells(Some(&n.traffic)));
-            row.extend([n.arp_suppressed.to_string(), n.flooded.to_string()]);
-            t.add_row(row);
-        }
-        out = format!("{out}\n\n{}", render(t));
-    }
-    if !c.ports.is_empty() {
-        let mut head = vec!["PORT", "VM", "NIC", "NETWORK", "MAC"];
-        head.extend(TRAFFIC);
-        head.extend(["TX ERRORS", "RX ERRORS"]);
-        let mut t = table(&head);
-        for p in &c.ports {
-            let vm = vm_names
-                .get(&p.vm_id)
-                .cloned()
-                .unwrap_or_else(|| p.vm_id.to_string());
-            let mut row = vec![
-                p.port.to_string(),
-                vm,
-                p.nic.to_string(),
-                p.network.clone(),
-                p.mac.clone(),
-            ];
-            row.extend(traffic_cells(Some(&p.traffic)));
-            row.extend([p.tx_errors.to_string(), p.rx_errors.to_string()]);
-            t.add_row(row);
-        }
-        out = format!("{out}\n\n{}", render(t));
-    }
-    let links: Vec<(&str, &TrafficCounters)> = [
-        ("VXLAN uplink", c.uplink.as_ref()),
-        ("VLAN trunk", c.trunk.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(name, t)| t.map(|t| (name, t)))
-    .collect();
-    if !links.is_empty() {
-        let mut head = vec!["LINK"];
-        head.extend(TRAFFIC);
-        let mut t = table(&head);
-        for (name, traffic) in links {
-            let mut row = vec![name.to_string()];
-            row.extend(traffic_cells(Some(traffic)));
-            t.add_row(row);
-        }
-        out = format!("{out}\n\n{}", render(t));
-    }
-    let drops: Vec<String> = c
-        .switch_drops
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    if !drops.is_empty() {
-        out = format!("{out}\n\nother drops: {}", drops.join(", "));
-    }
-    out
-}
-
-/// `vinfra net …`.
-pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), CommandError> {
-    let check = |n: &str| {
-        vinfra_types::validate_name(n).map_err(|source| CommandError::Name {
-            what: "network",
-            source,
-        })
-    };
+/// `vinfra net …`: checks the arguments, then asks the console.
+pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &NetCommand) -> Result<(), RestError> {
     match cmd {
-        NetCommand::List => call(api, out, Method::GET, "/api/v1/networks", None, |v| {
-            Ok(list_text(&decode::<Vec<NetworkSummary>>(v)?))
-        }),
+        NetCommand::List => show(out, &conn.client()?.networks()?, |n| list_text(n)),
         NetCommand::Show {
             name,
             counters: true,
         } => {
-            check(name)?;
-            call(
-                api,
-                out,
-                Method::GET,
-                &format!("/api/v1/networks/{name}/counters"),
-                None,
-                |v| Ok(counters_text(&decode(v)?)),
-            )
+            check_name("network", name)?;
+            show(out, &conn.client()?.network_counters(name)?, counters_text)
         }
         NetCommand::Show {
             name,
             counters: false,
         } => {
-            check(name)?;
-            call(
-                api,
-                out,
-                Method::GET,
-                &format!("/api/v1/networks/{name}"),
-                None,
-                |v| Ok(show_text(&decode(v)?)),
-            )
+            check_name("network", name)?;
+            show(out, &conn.client()?.network(name)?, show_text)
         }
         NetCommand::Create(a) => {
             let req = create_request(a)?;
-            let body =
-                serde_json::to_value(&req).map_err(|e| CommandError::Decode(e.to_string()))?;
-            call(
-                api,
-                out,
-                Method::POST,
-                "/api/v1/networks",
-                Some(body),
-                |v| {
-                    let n: NetworkSummary = decode(v)?;
-                    Ok(format!(
-                        "network {} created: {}, {}, subnet {}, mtu {}",
-                        n.network.name,
-                        n.network.kind.as_str(),
-                        segment(&n),
-                        n.network.subnet,
-                        n.network.mtu
-                    ))
-                },
-            )
+            show(out, &conn.client()?.create_network(&req)?, |n| {
+                format!(
+                    "network {} created: {}, {}, subnet {}, mtu {}",
+                    n.network.name,
+                    n.network.kind.as_str(),
+                    segment(n),
+                    n.network.subnet,
+                    n.network.mtu
+                )
+            })
         }
         NetCommand::Delete { name } => {
-            check(name)?;
-            call(
-                api,
-                out,
-                Method::DELETE,
-                &format!("/api/v1/networks/{name}"),
-                None,
-                |_| Ok(format!("network {name} deleted")),
-            )
+            check_name("network", name)?;
+            conn.client()?.delete_network(name)?;
+            show(out, &(), |_| format!("network {name} deleted"))
         }
     }
 }
@@ -391,15 +232,21 @@ pub fn net(api: &ApiClient, out: Output, cmd: &NetCommand) -> Result<(), Command
 mod tests {
     use super::*;
     use clap::Parser;
-    use vinfra_types::network::{Network, NetworkPort};
+    use vinfra_types::network::{Network, NetworkPort, TrafficCounters};
+
+    /// `vinfra net` alone.
+    #[derive(Debug, Parser)]
+    struct Net {
+        #[command(subcommand)]
+        cmd: NetCommand,
+    }
 
     fn parse(args: &[&str]) -> Result<NetCreateArgs, String> {
-        let mut argv = vec!["vinfra", "net", "create"];
+        let mut argv = vec!["net", "create"];
         argv.extend_from_slice(args);
-        match crate::cli::Cli::try_parse_from(argv) {
-            Ok(crate::cli::Cli {
-                command: crate::cli::Command::Net(NetCommand::Create(a)),
-                ..
+        match Net::try_parse_from(argv) {
+            Ok(Net {
+                cmd: NetCommand::Create(a),
             }) => Ok(a),
             Ok(other) => Err(format!("{other:?}")),
             Err(e) => Err(e.to_string()),
@@ -608,76 +455,16 @@ mod tests {
             text.contains("b NIC 0: host 'h2' is not connected"),
             "{text}"
         );
-        let args = crate::cli::Cli::try_parse_from(["vinfra", "net", "show", "blue", "--counters"]);
-        assert!(matches!(
-            args,
-            Ok(crate::cli::Cli {
-                command: crate::cli::Command::Net(NetCommand::Show { counters: true, .. }),
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn host_switch_table() {
-        use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters};
-        let traffic = |n: u64| TrafficCounters {
-            rx_packets: n,
-            rx_bytes: n * 100,
-            tx_packets: n + 1,
-            tx_bytes: (n + 1) * 100,
-            drops: [("unknown_vlan".to_string(), n)].into(),
-        };
-        let id = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        let port = |vm_id, port: u32| SwitchPortCounters {
-            vm_id,
-            nic: 0,
-            network: "v100".into(),
-            mac: "02:76:66:00:00:01".into(),
-            port,
-            traffic: traffic(3),
-            tx_errors: 4,
-            rx_errors: 0,
-        };
-        let c = HostSwitchCounters {
-            networks: vec![SwitchNetworkCounters {
-                network: "v100".into(),
-                traffic: traffic(5),
-                arp_suppressed: 6,
-                flooded: 8,
-                learning_refused: 0,
-            }],
-            ports: vec![port(id, 17), port(other, 18)],
-            uplink: None,
-            trunk: Some(traffic(11)),
-            switch_drops: [("runt".to_string(), 2), ("no_port".to_string(), 0)].into(),
-        };
-        let text = host_switch_text("h1", &c, &[(id, "web-1".to_string())].into());
-        let net = text.lines().find(|l| l.starts_with("v100 ")).unwrap();
-        for cell in ["500", "5 (unknown_vlan 5)", " 6 "] {
-            assert!(net.contains(cell), "{net}");
-        }
-        assert!(net.trim_end().ends_with(" 8"), "{net}");
-        let named = text.lines().find(|l| l.starts_with("17 ")).unwrap();
-        assert!(named.contains("web-1") && named.contains(" 4 "), "{named}");
-        let unnamed = text.lines().find(|l| l.starts_with("18 ")).unwrap();
-        assert!(unnamed.contains(&other.to_string()), "{unnamed}");
-        let trunk = text.lines().find(|l| l.starts_with("VLAN trunk")).unwrap();
-        assert!(trunk.contains("1100"), "{trunk}");
-        assert!(!text.contains("VXLAN uplink"), "{text}");
-        assert!(text.ends_with("other drops: runt 2"), "{text}");
-        let args = crate::cli::Cli::try_parse_from(["vinfra", "host", "show", "h1", "--switch"]);
-        assert!(matches!(
-            args,
-            Ok(crate::cli::Cli {
-                command: crate::cli::Command::Host(crate::cli::HostCommand::Show {
-                    switch: true,
-                    ..
-                }),
-                ..
-            })
-        ));
+        let args = Net::try_parse_from(["net", "show", "blue", "--counters"]);
+        assert!(
+            matches!(
+                args,
+                Ok(Net {
+                    cmd: NetCommand::Show { counters: true, .. }
+                })
+            ),
+            "{args:?}"
+        );
     }
 
     #[test]
@@ -777,7 +564,7 @@ mod tests {
             let a = parse(&bad).unwrap();
             let e = create_request(&a).expect_err(&format!("{bad:?}"));
             assert!(e.is_usage());
-            assert!(!crate::one_line(&e).contains('\n'));
+            assert!(!vinfra_types::error::chain(&e).contains('\n'));
         }
     }
 }

@@ -1,11 +1,57 @@
-//! `vinfra lab up|status|down`.
+//! `vinfra lab up|status|down`: a whole cluster on this machine (see the `vinfra-lab` crate).
 
 use std::path::PathBuf;
 
+use clap::{Args, Subcommand};
 use vinfra_lab::{Lab, LabConfig, LabError};
+use vinfra_types::error::Chain;
 
-use crate::cli::{LabCommand, LabTarget, Output};
-use crate::output;
+use crate::output::{self, out, Output};
+use crate::parse;
+
+/// Which lab: its name and state directory.
+#[derive(Debug, Args)]
+pub struct LabTarget {
+    /// Lab name (prefix of its namespaces).
+    #[arg(long, default_value = "lab")]
+    pub name: String,
+    /// State directory (default /var/lib/vinfra-lab/NAME).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}
+
+/// `vinfra lab …`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build and start the lab, then boot sample VMs.
+    Up {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// Number of hosts.
+        #[arg(long, default_value_t = 3, value_parser = |s: &str| parse::bounded(s, "hosts", 1, 64).map(|n| n as usize))]
+        hosts: usize,
+        /// Port of the REST API on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 7443, value_parser = |s: &str| parse::bounded(s, "api-port", 0, 65535).map(|n| n as u16))]
+        api_port: u16,
+        /// Memory each host reports, e.g. 4G.
+        #[arg(long, value_parser = parse::memory_mib, allow_hyphen_values = true)]
+        host_memory: Option<u64>,
+        /// Cores each host reports.
+        #[arg(long, value_parser = |s: &str| parse::bounded(s, "host-cores", 1, 4096).map(|n| n as u32))]
+        host_cores: Option<u32>,
+        /// Where the guest image is built.
+        #[arg(long, default_value = "/var/cache/vinfra/guest")]
+        guest_image_dir: PathBuf,
+        /// Sample VMs to boot (128 MiB each).
+        #[arg(long, default_value_t = 3, value_parser = |s: &str| parse::bounded(s, "vms", 0, 64).map(|n| n as usize))]
+        vms: usize,
+    },
+    /// Show the lab's processes, hosts and VMs.
+    Status(LabTarget),
+    /// Stop everything and remove the lab.
+    Down(LabTarget),
+}
 
 /// Memory of each sample VM, MiB.
 const SAMPLE_VM_MIB: u64 = 128;
@@ -25,7 +71,9 @@ pub enum LabCommandError {
     /// A sample VM could not be created.
     #[error("the lab is up, but sample VM {name} could not be created")]
     SampleVm {
+        /// The sample VM.
         name: String,
+        /// What went wrong.
         #[source]
         source: LabError,
     },
@@ -47,7 +95,7 @@ fn sample_vlan(lab: &mut Lab) -> Result<(), LabError> {
         gateway: Some(endpoint.into()),
         mtu: None,
     };
-    let _: serde_json::Value = lab.api()?.post("/api/v1/networks", &req)?;
+    lab.api()?.create_network(&req)?;
     Ok(())
 }
 
@@ -110,31 +158,32 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                 lab.create_guest_vm(&name, SAMPLE_VM_MIB, host)
                     .map_err(|source| LabCommandError::SampleVm { name, source })?;
             }
-            let c = lab.client()?;
+            let c = lab.api_access()?;
             match out {
                 Output::Json => {
                     let v = serde_json::json!({
                         "url": c.url, "token": c.token, "ca": c.ca_file, "state": lab.state(),
                     });
-                    crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    // A JSON value of strings and numbers always prints.
+                    let _ = output::print_json(&v);
                 }
                 Output::Table => {
-                    crate::out!(
+                    out!(
                         "lab {} is up: {} hosts, {} sample VMs",
                         lab.state().name,
                         hosts.len(),
                         vms
                     );
-                    crate::out!("API:   {}", c.url);
-                    crate::out!("token: {}", c.token);
-                    crate::out!("CA:    {}", c.ca_file.display());
+                    out!("API:   {}", c.url);
+                    out!("token: {}", c.token);
+                    out!("CA:    {}", c.ca_file.display());
                     let (name, vid, subnet, endpoint) = SAMPLE_VLAN;
-                    crate::out!(
+                    out!(
                         "VLAN network {name} (VLAN {vid}, {subnet}): a physical endpoint \
                          answers at {endpoint}"
                     );
-                    crate::out!();
-                    crate::out!(
+                    out!();
+                    out!(
                         "export VINFRA_URL={} VINFRA_TOKEN={} VINFRA_CA={}",
                         c.url,
                         c.token,
@@ -148,16 +197,18 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
             let lab = Lab::load_from(&root_of(target))?;
             let status = lab.status();
             if out == Output::Json {
+                let listed = status.listed.as_ref().ok();
                 let v = serde_json::json!({
                     "state": status.state,
                     "processes": status.processes,
-                    "hosts": status.hosts.as_ref().ok(),
-                    "vms": status.vms.as_ref().ok(),
+                    "hosts": listed.map(|l| &l.hosts),
+                    "vms": listed.map(|l| &l.vms),
                 });
-                crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                // A JSON value of strings and numbers always prints.
+                let _ = output::print_json(&v);
                 return Ok(());
             }
-            crate::out!(
+            out!(
                 "lab {} in {}, API {}",
                 status.state.name,
                 status.state.root.display(),
@@ -184,14 +235,13 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     if p.alive { "yes" } else { "no" }.into(),
                 ]);
             }
-            crate::out!("\n{}", output::render(t));
-            match &status.hosts {
-                Ok(h) => crate::out!("\n{}", output::hosts(h)),
-                Err(e) => crate::out!("\nhosts: {e}"),
-            }
-            match &status.vms {
-                Ok(v) => crate::out!("\n{}", output::vms(v)),
-                Err(e) => crate::out!("\nVMs: {e}"),
+            out!("\n{}", output::render(t));
+            match &status.listed {
+                Ok(l) => {
+                    out!("\n{}", output::hosts(&l.hosts));
+                    out!("\n{}", output::vms(&l.vms));
+                }
+                Err(e) => out!("\nhosts and VMs: {}", Chain(e)),
             }
             Ok(())
         }
@@ -206,7 +256,7 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                 Err(e) => return Err(e.into()),
             }
             if out == Output::Table {
-                crate::out!("lab {} is down", target.name);
+                out!("lab {} is down", target.name);
             }
             Ok(())
         }

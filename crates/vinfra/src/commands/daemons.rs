@@ -1,0 +1,216 @@
+//! `vinfra console`, `vinfra agent` and `vinfra switch`: the long-running processes (console and
+//! agent each on one tokio runtime).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::parse;
+
+/// `vinfra console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Data directory (store, CA, tokens).
+    #[arg(long, default_value = "/var/lib/vinfra/console")]
+    pub data_dir: PathBuf,
+    /// Address of the REST API.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: SocketAddr,
+    /// Address of the agent endpoint (mutual TLS).
+    #[arg(long, default_value = "0.0.0.0:7444")]
+    pub agent_listen: SocketAddr,
+    /// Network namespace to open the agent endpoint in.
+    #[arg(long)]
+    pub agent_listen_netns: Option<String>,
+    /// Name or address put in the console's certificate (repeatable).
+    #[arg(long = "advertise")]
+    pub advertise: Vec<String>,
+    /// File the first API token is written to (mode 0600).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Serve the REST API over plain HTTP (for debugging only).
+    #[arg(long)]
+    pub no_tls: bool,
+}
+
+/// `vinfra switch`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Control socket the agent connects to.
+    #[arg(long, default_value = "/run/vinfra/switch.sock")]
+    pub control: PathBuf,
+    /// This host's underlay (VTEP) address: opens the VXLAN uplink (UDP 4789) as port 0.
+    #[arg(long)]
+    pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// IP MTU of the underlay; overlay ports get at most this minus 50.
+    #[arg(long, default_value_t = 1500)]
+    pub underlay_mtu: u16,
+}
+
+/// `vinfra agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address of the console's agent endpoint, HOST:PORT.
+    #[arg(long)]
+    pub console: String,
+    /// This host's name.
+    #[arg(long)]
+    pub name: String,
+    /// This host's address (for migrations).
+    #[arg(long)]
+    pub address: IpAddr,
+    /// The shared datastore directory.
+    #[arg(long)]
+    pub datastore: PathBuf,
+    /// Data directory (certificates, VM records).
+    #[arg(long, default_value = "/var/lib/vinfra/agent")]
+    pub data_dir: PathBuf,
+    /// One-time join token (first start only).
+    #[arg(long, env = "VINFRA_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Cores to report (default: all).
+    #[arg(long, value_parser = |s: &str| parse::bounded(s, "cores", 1, 4096).map(|n| n as u32))]
+    pub cores: Option<u32>,
+    /// Memory to report, MiB (default: all).
+    #[arg(long, value_parser = |s: &str| parse::bounded(s, "memory-mib", 64, 1 << 34))]
+    pub memory_mib: Option<u64>,
+    /// QEMU binary.
+    #[arg(long = "qemu", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// Heartbeat interval.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
+    pub report_interval: Duration,
+    /// Control socket of this host's `vinfra switch` (VMs with NICs need it).
+    #[arg(long)]
+    pub switch_control: Option<PathBuf>,
+    /// This host's underlay (VXLAN tunnel endpoint) address, for overlay networks.
+    #[arg(long)]
+    pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// IP MTU of this host's underlay (the uplink the agent adds to its switch; a switch with an
+    /// uplink of its own reports that one's instead): the console places a VM with a NIC on an
+    /// overlay network only where this is at least the network's MTU + 50.
+    #[arg(long, default_value_t = 1500,
+          value_parser = |s: &str| parse::bounded(s, "underlay-mtu", 576, 65_535).map(|n| n as u16))]
+    pub underlay_mtu: u16,
+    /// This host's interface to the physical network, an 802.1Q trunk that carries the VLAN
+    /// networks (VMs with NICs on VLAN networks run only on hosts with a trunk).
+    #[arg(long, requires = "switch_control", value_parser = parse::interface)]
+    pub trunk_interface: Option<String>,
+}
+
+/// Why a daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The tokio runtime could not be built.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The console failed.
+    #[error("console")]
+    Console(#[source] vinfra_console::ConsoleError),
+    /// The agent failed.
+    #[error("agent")]
+    Agent(#[source] vinfra_agent::AgentError),
+    /// The switch failed.
+    #[error("switch")]
+    Switch(#[source] vinfra_switchd::SwitchdError),
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)
+}
+
+/// Runs the console until SIGTERM or ctrl-c.
+pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
+    let config = vinfra_console::ConsoleConfig {
+        data_dir: a.data_dir.clone(),
+        api_listen: a.listen,
+        agent_listen: a.agent_listen,
+        agent_listen_netns: a.agent_listen_netns.clone(),
+        advertise_names: a.advertise.clone(),
+        token_file: a.token_file.clone(),
+        tls: !a.no_tls,
+        ..vinfra_console::ConsoleConfig::new(a.data_dir.clone())
+    };
+    runtime()?
+        .block_on(vinfra_console::run(config))
+        .map_err(DaemonError::Console)
+}
+
+/// Runs the agent until it is stopped.
+pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
+    let config = vinfra_agent::AgentConfig {
+        data_dir: a.data_dir.clone(),
+        console: a.console.clone(),
+        join_token: a.join_token.clone(),
+        host_name: a.name.clone(),
+        address: a.address,
+        datastore: a.datastore.clone(),
+        cores: a.cores,
+        memory_mib: a.memory_mib,
+        qemu_binary: a.qemu.clone(),
+        report_interval: a.report_interval,
+        switch_control: a.switch_control.clone(),
+        underlay_ip: a.underlay_ip,
+        underlay_mtu: a.underlay_mtu,
+        trunk_interface: a.trunk_interface.clone(),
+    };
+    runtime()?
+        .block_on(vinfra_agent::run(config))
+        .map_err(DaemonError::Agent)
+}
+
+/// Runs the virtual switch (its own threads, no async runtime) until it fails.
+pub fn switch(a: &SwitchArgs) -> Result<(), DaemonError> {
+    let config = vinfra_switchd::SwitchdConfig {
+        control: a.control.clone(),
+        underlay_ip: a.underlay_ip,
+        underlay_mtu: a.underlay_mtu,
+    };
+    vinfra_switchd::run(config).map_err(DaemonError::Switch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `vinfra agent` alone.
+    #[derive(Debug, Parser)]
+    struct Agent {
+        #[command(flatten)]
+        args: AgentArgs,
+    }
+
+    fn underlay_mtu(extra: &[&str]) -> Result<u16, String> {
+        let mut argv = vec![
+            "agent",
+            "--console",
+            "10.0.0.1:7444",
+            "--name",
+            "h1",
+            "--address",
+            "10.0.0.2",
+            "--datastore",
+            "/ds",
+        ];
+        argv.extend_from_slice(extra);
+        Agent::try_parse_from(argv)
+            .map(|a| a.args.underlay_mtu)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_agent_takes_its_underlay_mtu() {
+        assert_eq!(underlay_mtu(&[]), Ok(1500));
+        assert_eq!(underlay_mtu(&["--underlay-mtu", "9000"]), Ok(9000));
+        for bad in ["575", "65536", "x"] {
+            let e = underlay_mtu(&["--underlay-mtu", bad]).unwrap_err();
+            assert!(e.contains("underlay-mtu"), "{bad}: {e}");
+        }
+    }
+}

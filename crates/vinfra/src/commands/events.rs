@@ -1,0 +1,16 @@
+//! `vinfra events`: the event history.
+
+use clap::Args;
+
+use crate::config::ConnectionOverrides;
+use crate::output::{self, Output};
+use crate::rest::{show, RestError};
+
+/// `vinfra events` (no arguments).
+#[derive(Debug, Args)]
+pub struct EventsArgs {}
+
+/// `vinfra events`.
+pub fn run(conn: &ConnectionOverrides, out: Output, _args: &EventsArgs) -> Result<(), RestError> {
+    show(out, &conn.client()?.events()?, |e| output::events(e))
+}

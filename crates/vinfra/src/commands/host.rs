@@ -1,0 +1,269 @@
+//! `vinfra host …`: list, show (resources, or the host's virtual switch), set (ratio override,
+//! maintenance), remove.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use uuid::Uuid;
+use vinfra_types::api::UpdateHostRequest;
+use vinfra_types::network::{HostSwitchCounters, TrafficCounters};
+use vinfra_types::AllocationRatios;
+
+use crate::config::ConnectionOverrides;
+use crate::output::{self, render, table, traffic_cells, Output, TRAFFIC};
+use crate::parse;
+use crate::rest::{check_name, show, RestError};
+
+/// `vinfra host …`.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// List hosts.
+    List,
+    /// Show a host: CPU and memory allocated, allocatable, physical and used.
+    Show {
+        /// The host.
+        name: String,
+        /// Show the host's virtual switch instead: counters per network, per VM NIC port, of
+        /// the VXLAN uplink and the VLAN trunk, and drops by reason.
+        #[arg(long)]
+        switch: bool,
+    },
+    /// Change a host's ratio override or maintenance mode.
+    Set {
+        /// The host.
+        name: String,
+        /// vCPUs per core on this host.
+        #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
+        cpu_ratio: Option<f64>,
+        /// Guest memory per physical memory on this host.
+        #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
+        memory_ratio: Option<f64>,
+        /// Remove the override (use the cluster default).
+        #[arg(long, conflicts_with_all = ["cpu_ratio", "memory_ratio"])]
+        clear_ratios: bool,
+        /// Maintenance mode: no new VMs are placed on the host.
+        #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+        maintenance: Option<bool>,
+    },
+    /// Forget a host (it must have no VMs).
+    Remove {
+        /// The host.
+        name: String,
+    },
+}
+
+/// `vinfra host …`: checks the arguments, then asks the console.
+pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &HostCommand) -> Result<(), RestError> {
+    match cmd {
+        HostCommand::List => show(out, &conn.client()?.hosts()?, |h| output::hosts(h)),
+        HostCommand::Show { name, switch: true } => {
+            check_name("host", name)?;
+            let api = conn.client()?;
+            show(out, &api.host_switch(name)?, |c| {
+                // VM names for the port table; ids stand in when the list is unavailable.
+                let vms = api.vms().unwrap_or_default();
+                let names = vms.into_iter().map(|v| (v.id, v.name)).collect();
+                host_switch_text(name, c, &names)
+            })
+        }
+        HostCommand::Show { name, .. } => {
+            check_name("host", name)?;
+            show(out, &conn.client()?.host(name)?, output::host)
+        }
+        HostCommand::Set {
+            name,
+            cpu_ratio,
+            memory_ratio,
+            clear_ratios,
+            maintenance,
+        } => {
+            check_name("host", name)?;
+            if !*clear_ratios
+                && cpu_ratio.is_none()
+                && memory_ratio.is_none()
+                && maintenance.is_none()
+            {
+                return Err(RestError::NothingToChange(
+                    "--cpu-ratio, --memory-ratio, --clear-ratios or --maintenance",
+                ));
+            }
+            let api = conn.client()?;
+            let ratios = if *clear_ratios {
+                Some(None)
+            } else if cpu_ratio.is_some() || memory_ratio.is_some() {
+                // Fill in the ratio not given from what is in force on the host.
+                let current = api.host(name)?.ratios;
+                Some(Some(AllocationRatios {
+                    cpu: cpu_ratio.unwrap_or(current.cpu),
+                    memory: memory_ratio.unwrap_or(current.memory),
+                }))
+            } else {
+                None
+            };
+            let req = UpdateHostRequest {
+                ratios,
+                maintenance: *maintenance,
+            };
+            show(out, &api.update_host(name, &req)?, output::host)
+        }
+        HostCommand::Remove { name } => {
+            check_name("host", name)?;
+            conn.client()?.delete_host(name)?;
+            show(out, &(), |_| format!("host {name} removed"))
+        }
+    }
+}
+
+/// `vinfra host show NAME --switch`: one host's virtual switch, per network, per VM NIC port,
+/// uplink and trunk, then the drops that belong to no port.
+///
+/// `vm_names` maps VM ids to names; a port of a VM not in it shows the id.
+pub fn host_switch_text(
+    host: &str,
+    c: &HostSwitchCounters,
+    vm_names: &BTreeMap<Uuid, String>,
+) -> String {
+    let mut out = format!(
+        "Switch of host {host}: {} networks, {} VM ports",
+        c.networks.len(),
+        c.ports.len()
+    );
+    if !c.networks.is_empty() {
+        let mut head = vec!["NETWORK"];
+        head.extend(TRAFFIC);
+        head.extend(["ARP SUPPRESSED", "FLOODED"]);
+        let mut t = table(&head);
+        for n in &c.networks {
+            let mut row = vec![n.network.clone()];
+            row.extend(traffic_cells(Some(&n.traffic)));
+            row.extend([n.arp_suppressed.to_string(), n.flooded.to_string()]);
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    if !c.ports.is_empty() {
+        let mut head = vec!["PORT", "VM", "NIC", "NETWORK", "MAC"];
+        head.extend(TRAFFIC);
+        head.extend(["TX ERRORS", "RX ERRORS"]);
+        let mut t = table(&head);
+        for p in &c.ports {
+            let vm = vm_names
+                .get(&p.vm_id)
+                .cloned()
+                .unwrap_or_else(|| p.vm_id.to_string());
+            let mut row = vec![
+                p.port.to_string(),
+                vm,
+                p.nic.to_string(),
+                p.network.clone(),
+                p.mac.clone(),
+            ];
+            row.extend(traffic_cells(Some(&p.traffic)));
+            row.extend([p.tx_errors.to_string(), p.rx_errors.to_string()]);
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    let links: Vec<(&str, &TrafficCounters)> = [
+        ("VXLAN uplink", c.uplink.as_ref()),
+        ("VLAN trunk", c.trunk.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| t.map(|t| (name, t)))
+    .collect();
+    if !links.is_empty() {
+        let mut head = vec!["LINK"];
+        head.extend(TRAFFIC);
+        let mut t = table(&head);
+        for (name, traffic) in links {
+            let mut row = vec![name.to_string()];
+            row.extend(traffic_cells(Some(traffic)));
+            t.add_row(row);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
+    let drops: Vec<String> = c
+        .switch_drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    if !drops.is_empty() {
+        out = format!("{out}\n\nother drops: {}", drops.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `vinfra host` alone.
+    #[derive(Debug, Parser)]
+    struct Host {
+        #[command(subcommand)]
+        cmd: HostCommand,
+    }
+
+    #[test]
+    fn host_switch_table() {
+        use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters};
+        let traffic = |n: u64| TrafficCounters {
+            rx_packets: n,
+            rx_bytes: n * 100,
+            tx_packets: n + 1,
+            tx_bytes: (n + 1) * 100,
+            drops: [("unknown_vlan".to_string(), n)].into(),
+        };
+        let id = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let port = |vm_id, port: u32| SwitchPortCounters {
+            vm_id,
+            nic: 0,
+            network: "v100".into(),
+            mac: "02:76:66:00:00:01".into(),
+            port,
+            traffic: traffic(3),
+            tx_errors: 4,
+            rx_errors: 0,
+        };
+        let c = HostSwitchCounters {
+            networks: vec![SwitchNetworkCounters {
+                network: "v100".into(),
+                traffic: traffic(5),
+                arp_suppressed: 6,
+                flooded: 8,
+                learning_refused: 0,
+            }],
+            ports: vec![port(id, 17), port(other, 18)],
+            uplink: None,
+            trunk: Some(traffic(11)),
+            switch_drops: [("runt".to_string(), 2), ("no_port".to_string(), 0)].into(),
+        };
+        let text = host_switch_text("h1", &c, &[(id, "web-1".to_string())].into());
+        let net = text.lines().find(|l| l.starts_with("v100 ")).unwrap();
+        for cell in ["500", "5 (unknown_vlan 5)", " 6 "] {
+            assert!(net.contains(cell), "{net}");
+        }
+        assert!(net.trim_end().ends_with(" 8"), "{net}");
+        let named = text.lines().find(|l| l.starts_with("17 ")).unwrap();
+        assert!(named.contains("web-1") && named.contains(" 4 "), "{named}");
+        let unnamed = text.lines().find(|l| l.starts_with("18 ")).unwrap();
+        assert!(unnamed.contains(&other.to_string()), "{unnamed}");
+        let trunk = text.lines().find(|l| l.starts_with("VLAN trunk")).unwrap();
+        assert!(trunk.contains("1100"), "{trunk}");
+        assert!(!text.contains("VXLAN uplink"), "{text}");
+        assert!(text.ends_with("other drops: runt 2"), "{text}");
+        let args = Host::try_parse_from(["host", "show", "h1", "--switch"]);
+        assert!(
+            matches!(
+                args,
+                Ok(Host {
+                    cmd: HostCommand::Show { switch: true, .. }
+                })
+            ),
+            "{args:?}"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! One file per resource, each with its clap arguments and its `run` function:
+//!
+//! - [`host`], [`vm`], [`net`], [`rule`], [`drs`], [`settings`], [`token`] (`join-token` and
+//!   `token`), [`events`]: the REST commands, over `vinfra_client`;
+//! - [`sim`]: the cluster simulator (no console);
+//! - [`lab`]: a whole cluster on this machine;
+//! - [`daemons`]: `vinfra console`, `vinfra agent` and `vinfra switch`.
+//!
+//! None imports another: what they share is below them, in `rest`, `output`, `parse` and
+//! `config`.
+
+pub mod daemons;
+pub mod drs;
+pub mod events;
+pub mod host;
+pub mod lab;
+pub mod net;
+pub mod rule;
+pub mod settings;
+pub mod sim;
+pub mod token;
+pub mod vm;

@@ -1,0 +1,71 @@
+//! `vinfra settings …`: the cluster's default allocation ratios and live-migration tuning.
+
+use clap::Subcommand;
+
+use crate::config::ConnectionOverrides;
+use crate::output::{self, Output};
+use crate::parse;
+use crate::rest::{show, RestError};
+
+/// `vinfra settings …`.
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Show the cluster settings.
+    Show,
+    /// Change the default allocation ratios and the live-migration tuning.
+    Set {
+        /// vCPUs per physical core.
+        #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
+        cpu_ratio: Option<f64>,
+        /// Guest memory per physical memory.
+        #[arg(long, value_parser = parse::ratio, allow_hyphen_values = true)]
+        memory_ratio: Option<f64>,
+        /// Bandwidth cap of a live migration per second: `100M`, `1G` (a plain number is MiB),
+        /// or `unlimited`.
+        #[arg(long, value_parser = parse::migration_bandwidth, allow_hyphen_values = true, value_name = "SIZE|unlimited")]
+        migration_bandwidth: Option<parse::Bandwidth>,
+        /// Longest pause at a migration's switchover: `300ms`, `1s` (a plain number is ms),
+        /// 10ms to 60s.
+        #[arg(long, value_parser = parse::migration_downtime, allow_hyphen_values = true, value_name = "DURATION")]
+        migration_downtime: Option<u64>,
+    },
+}
+
+/// `vinfra settings …`: checks the arguments, then asks the console.
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &SettingsCommand,
+) -> Result<(), RestError> {
+    match cmd {
+        SettingsCommand::Show => show(out, &conn.client()?.settings()?, output::settings),
+        SettingsCommand::Set {
+            cpu_ratio,
+            memory_ratio,
+            migration_bandwidth,
+            migration_downtime,
+        } => {
+            if cpu_ratio.is_none()
+                && memory_ratio.is_none()
+                && migration_bandwidth.is_none()
+                && migration_downtime.is_none()
+            {
+                return Err(RestError::NothingToChange(
+                    "--cpu-ratio, --memory-ratio, --migration-bandwidth and/or \
+                     --migration-downtime",
+                ));
+            }
+            let api = conn.client()?;
+            let mut s = api.settings()?;
+            s.ratios.cpu = cpu_ratio.unwrap_or(s.ratios.cpu);
+            s.ratios.memory = memory_ratio.unwrap_or(s.ratios.memory);
+            if let Some(b) = migration_bandwidth {
+                s.migration_max_bandwidth_mib = b.as_setting();
+            }
+            if let Some(d) = migration_downtime {
+                s.migration_downtime_limit_ms = Some(*d);
+            }
+            show(out, &api.put_settings(&s)?, output::settings)
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! `vinfra vm …`: list, show, create, power actions, delete, live migration (with its progress
+//! bar), the serial console.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vinfra_client::Client;
+use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest};
+use vinfra_types::{BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, VmSpec};
+
+use crate::config::ConnectionOverrides;
+use crate::output::{self, Output};
+use crate::parse;
+use crate::rest::{check_name, show, RestError};
+
+/// `vinfra vm …`.
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// List VMs.
+    List,
+    /// Show a VM.
+    Show {
+        /// The VM.
+        name: String,
+    },
+    /// Create a VM (and start it unless --no-start).
+    Create(Box<VmCreateArgs>),
+    /// Start a VM.
+    Start {
+        /// The VM.
+        name: String,
+    },
+    /// Stop a VM (ACPI power button, then forced after the timeout).
+    Stop {
+        /// The VM.
+        name: String,
+        /// Power off at once.
+        #[arg(long)]
+        force: bool,
+        /// How long the guest may take to power off (e.g. 30s, 2m).
+        #[arg(long, value_parser = parse::stop_timeout, allow_hyphen_values = true)]
+        timeout: Option<Duration>,
+    },
+    /// Reboot a VM.
+    Reboot {
+        /// The VM.
+        name: String,
+    },
+    /// Delete a VM and its disks.
+    Delete {
+        /// The VM.
+        name: String,
+    },
+    /// Live-migrate a VM (shows progress until it ends).
+    Migrate {
+        /// The VM.
+        name: String,
+        /// Destination host (default: the console picks).
+        #[arg(long, conflicts_with = "cancel")]
+        to: Option<String>,
+        /// Cancel the VM's running migration.
+        #[arg(long)]
+        cancel: bool,
+        /// Return once the migration has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print the end of a VM's serial console.
+    Console {
+        /// The VM.
+        name: String,
+        /// How many bytes from the end.
+        #[arg(long, default_value_t = 16384, value_parser = |s: &str| parse::bounded(s, "bytes", 1, 16 << 20))]
+        bytes: u64,
+    },
+}
+
+/// `vinfra vm create`.
+#[derive(Debug, Args)]
+pub struct VmCreateArgs {
+    /// The VM's name.
+    pub name: String,
+    /// Virtual CPUs (1-256).
+    #[arg(long, value_parser = parse::vcpus, allow_hyphen_values = true)]
+    pub vcpus: u32,
+    /// Memory: 512M, 2G, … (a plain number is MiB).
+    #[arg(long, value_parser = parse::memory_mib, allow_hyphen_values = true)]
+    pub memory: u64,
+    /// Host to place the VM on (default: the console picks).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Kernel file in the datastore's images/ (direct kernel boot).
+    #[arg(long, conflicts_with = "boot_disk")]
+    pub kernel: Option<String>,
+    /// Initrd file in the datastore's images/.
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<String>,
+    /// Kernel command line.
+    #[arg(long, requires = "kernel", allow_hyphen_values = true)]
+    pub cmdline: Option<String>,
+    /// Boot from the first disk.
+    #[arg(long)]
+    pub boot_disk: bool,
+    /// A disk: name=NAME[,image=FILE][,size=10G] (repeatable).
+    #[arg(long, value_parser = parse::disk)]
+    pub disk: Vec<DiskSpec>,
+    /// A NIC: NETWORK[,ip=A.B.C.D][,mac=xx:xx:…] (repeatable).
+    #[arg(long, value_parser = parse::nic)]
+    pub nic: Vec<NicSpec>,
+    /// Create the VM without starting it.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+/// Builds the create request from the arguments, checking it like the console will.
+pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestError> {
+    check_name("VM", &a.name)?;
+    if let Some(h) = &a.host {
+        check_name("host", h)?;
+    }
+    let boot = match (&a.kernel, a.boot_disk) {
+        (Some(kernel), _) => BootSource::Kernel {
+            kernel: kernel.clone(),
+            initrd: a.initrd.clone(),
+            cmdline: a.cmdline.clone().unwrap_or_default(),
+        },
+        (None, true) => BootSource::Disk,
+        (None, false) if !a.disk.is_empty() => BootSource::Disk,
+        (None, false) => return Err(RestError::NoBoot),
+    };
+    let spec = VmSpec {
+        name: a.name.clone(),
+        vcpus: a.vcpus,
+        memory_mib: a.memory,
+        boot,
+        disks: a.disk.clone(),
+        nics: a.nic.clone(),
+    };
+    spec.validate().map_err(RestError::Spec)?;
+    Ok(CreateVmRequest {
+        spec,
+        host: a.host.clone(),
+        start: !a.no_start,
+    })
+}
+
+/// `vinfra vm …`: checks the arguments, then asks the console.
+pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &VmCommand) -> Result<(), RestError> {
+    if let VmCommand::Create(a) = cmd {
+        let req = create_request(a)?;
+        let vm = conn.client()?.create_vm(&req)?;
+        return show(out, &vm, |vm| {
+            format!(
+                "VM {} created on {}{}",
+                vm.name,
+                vm.host,
+                if req.start {
+                    ", starting"
+                } else {
+                    " (stopped)"
+                }
+            )
+        });
+    }
+    match cmd {
+        VmCommand::List | VmCommand::Create(_) => {}
+        VmCommand::Show { name }
+        | VmCommand::Start { name }
+        | VmCommand::Stop { name, .. }
+        | VmCommand::Reboot { name }
+        | VmCommand::Delete { name }
+        | VmCommand::Migrate { name, .. }
+        | VmCommand::Console { name, .. } => check_name("VM", name)?,
+    }
+    if let VmCommand::Migrate { to: Some(to), .. } = cmd {
+        check_name("host", to)?;
+    }
+    let api = conn.client()?;
+    match cmd {
+        VmCommand::List => show(out, &api.vms()?, |v| output::vms(v)),
+        VmCommand::Show { name } => show(out, &api.vm(name)?, output::vm),
+        VmCommand::Create(_) => Ok(()),
+        VmCommand::Start { name } => {
+            show(out, &api.start_vm(name)?, |_| format!("VM {name} started"))
+        }
+        VmCommand::Reboot { name } => show(out, &api.reboot_vm(name)?, |_| {
+            format!("VM {name} rebooting")
+        }),
+        VmCommand::Stop {
+            name,
+            force,
+            timeout,
+        } => {
+            let req = StopVmRequest {
+                force: *force,
+                timeout_s: timeout.map(|t| t.as_secs()),
+            };
+            show(out, &api.stop_vm(name, &req)?, |_| {
+                format!("VM {name} stopped")
+            })
+        }
+        VmCommand::Delete { name } => {
+            api.delete_vm(name, false)?;
+            show(out, &(), |_| format!("VM {name} deleted"))
+        }
+        VmCommand::Console { name, bytes } => {
+            let log = api.console_log(name, Some(*bytes))?;
+            show(out, &log, |log| log.text.trim_end_matches('\n').to_string())
+        }
+        VmCommand::Migrate {
+            name,
+            to,
+            cancel,
+            no_wait,
+        } => migrate(&api, out, name, to.clone(), *cancel, *no_wait),
+    }
+}
+
+/// `vinfra vm migrate`: starts the migration (or cancels it) and, unless `no_wait`, follows it
+/// to its end; an end other than completed is an error.
+fn migrate(
+    api: &Client,
+    out: Output,
+    name: &str,
+    to: Option<String>,
+    cancel: bool,
+    no_wait: bool,
+) -> Result<(), RestError> {
+    if cancel {
+        return show(out, &api.cancel_migration(name)?, |_| {
+            format!("migration of VM {name} cancelled")
+        });
+    }
+    let started = api.migrate_vm(name, &MigrateVmRequest { to })?;
+    if no_wait {
+        return show(out, &started, |p| {
+            format!(
+                "migration of VM {} from {} to {} started (vinfra vm migrate {} --cancel to stop it)",
+                p.vm, p.source, p.destination, p.vm
+            )
+        });
+    }
+    let last = watch_migration(api, name, started)?;
+    show(out, &last, |p| {
+        if p.phase == MigrationPhase::Completed {
+            output::migration_done(p)
+        } else {
+            String::new()
+        }
+    })?;
+    match last.phase {
+        MigrationPhase::Completed => Ok(()),
+        phase => Err(RestError::Migration {
+            vm: last.vm,
+            cancelled: phase == MigrationPhase::Cancelled,
+            reason: last
+                .error
+                .unwrap_or_else(|| "the VM still runs on the source".into()),
+        }),
+    }
+}
+
+/// Polls the migration every 200 ms, drawing a progress bar on a terminal, until it ends.
+fn watch_migration(
+    api: &Client,
+    name: &str,
+    first: MigrationProgress,
+) -> Result<MigrationProgress, RestError> {
+    let bar =
+        ProgressBar::with_draw_target(Some(first.total_bytes.max(1)), ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {msg}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(format!(
+        "{} {} → {}",
+        first.vm, first.source, first.destination
+    ));
+    let mut p = first;
+    let mut failures = 0u32;
+    loop {
+        bar.set_length(p.total_bytes.max(1));
+        bar.set_position(p.transferred_bytes.min(p.total_bytes.max(1)));
+        bar.set_message(format!(
+            "{}, {}, {} left, dirtying {} pages/s",
+            output::snake(&p.phase),
+            output::rate_bps(p.rate_bps),
+            output::bytes(p.remaining_bytes),
+            p.dirty_pages_rate
+        ));
+        if p.phase.is_final() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        match api.migration(name) {
+            Ok(next) => {
+                failures = 0;
+                p = next;
+            }
+            // A lost poll or two (console busy) is not the migration failing.
+            Err(e) if !e.is_client_error() && failures < 25 => failures += 1,
+            Err(e) => {
+                bar.abandon();
+                return Err(e.into());
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(f: impl FnOnce(&mut VmCreateArgs)) -> VmCreateArgs {
+        let mut a = VmCreateArgs {
+            name: "web-1".into(),
+            vcpus: 1,
+            memory: 128,
+            host: None,
+            kernel: Some("vinfra-guest-vmlinuz".into()),
+            initrd: None,
+            cmdline: None,
+            boot_disk: false,
+            disk: vec![],
+            nic: vec![],
+            no_start: false,
+        };
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn create_requests() {
+        let r = create_request(&args(|_| {})).unwrap();
+        assert!(r.start);
+        assert!(matches!(r.spec.boot, BootSource::Kernel { .. }));
+        assert!(matches!(
+            create_request(&args(|a| a.kernel = None)),
+            Err(RestError::NoBoot)
+        ));
+        assert!(create_request(&args(|a| a.name = "Bad_Name".into()))
+            .unwrap_err()
+            .is_usage());
+        assert!(matches!(
+            create_request(&args(|a| a.kernel = Some("../etc/passwd".into()))),
+            Err(RestError::Spec(_))
+        ));
+        let disk = DiskSpec {
+            name: "root".into(),
+            image: None,
+            size_gib: Some(1),
+        };
+        let r = create_request(&args(|a| {
+            a.kernel = None;
+            a.disk = vec![disk.clone()];
+        }))
+        .unwrap();
+        assert_eq!(r.spec.boot, BootSource::Disk);
+    }
+
+    #[test]
+    fn errors_read_as_one_line_naming_their_cause() {
+        let e = create_request(&args(|a| a.name = "Bad_Name".into())).unwrap_err();
+        let line = vinfra_types::error::chain(&e);
+        assert!(line.starts_with("bad VM name: "), "{line}");
+        assert_eq!(line.matches("Bad_Name").count(), 1, "{line}");
+        let e = RestError::Migration {
+            vm: "a".into(),
+            cancelled: true,
+            reason: "cancelled by the user".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "migration of a was cancelled: cancelled by the user"
+        );
+        assert!(!e.is_usage());
+    }
+}

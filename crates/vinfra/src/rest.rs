@@ -1,0 +1,107 @@
+//! What the commands that talk to the console share: their error ([`RestError`]), the check of a
+//! name given on the command line, and printing an answer as JSON or as a table.
+
+use serde::Serialize;
+use vinfra_client::ClientError;
+use vinfra_types::network::NetworkError;
+use vinfra_types::vm::SpecError;
+use vinfra_types::NameError;
+
+use crate::config::CliConfigError;
+use crate::output::{self, out, Output};
+
+/// Why a command that talks to the console failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// The connection settings are missing or wrong.
+    #[error(transparent)]
+    Config(#[from] CliConfigError),
+    /// A name given on the command line is not valid.
+    #[error("bad {what} name")]
+    Name {
+        /// What the name is of (`VM`, `host`, …).
+        what: &'static str,
+        /// Why it is not valid.
+        #[source]
+        source: NameError,
+    },
+    /// The VM described on the command line is not valid.
+    #[error("invalid VM")]
+    Spec(#[source] SpecError),
+    /// The network described on the command line is not valid.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// A `set` command got nothing to change; the options it takes.
+    #[error("nothing to change: give {0}")]
+    NothingToChange(&'static str),
+    /// `vm create` was not told how the VM boots.
+    #[error(
+        "say how the VM boots: --kernel FILE [--initrd FILE] [--cmdline S], or --boot-disk with --disk"
+    )]
+    NoBoot,
+    /// A list option names nothing (`--vms ,`).
+    #[error("--{option} names no {what}")]
+    EmptyList {
+        /// The option, without `--`.
+        option: &'static str,
+        /// What it lists (`VM`, `host`).
+        what: &'static str,
+    },
+    /// The console refused the request, failed, or could not be reached.
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    /// A migration ended without switching over.
+    #[error("migration of {vm} {}: {reason}", if *.cancelled { "was cancelled" } else { "failed" })]
+    Migration {
+        /// The VM.
+        vm: String,
+        /// Whether it was cancelled (else it failed).
+        cancelled: bool,
+        /// Why, as the console says (or that the VM still runs on the source).
+        reason: String,
+    },
+    /// The answer could not be printed as JSON.
+    #[error("cannot print the answer as JSON")]
+    Json(#[source] serde_json::Error),
+}
+
+impl RestError {
+    /// True when the user's input was at fault, including a request the console refused with
+    /// a 4xx answer.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            RestError::Config(e) => e.is_usage(),
+            RestError::Api(e) => e.is_client_error(),
+            RestError::Name { .. }
+            | RestError::Spec(_)
+            | RestError::Network(_)
+            | RestError::NothingToChange(_)
+            | RestError::NoBoot
+            | RestError::EmptyList { .. } => true,
+            RestError::Migration { .. } | RestError::Json(_) => false,
+        }
+    }
+}
+
+/// Checks a name given on the command line; `what` names it in the error.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), RestError> {
+    vinfra_types::validate_name(name).map_err(|source| RestError::Name { what, source })
+}
+
+/// Prints the console's answer: as JSON, or as `render(answer)` (nothing when that is empty).
+pub fn show<T: Serialize>(
+    out: Output,
+    answer: &T,
+    render: impl FnOnce(&T) -> String,
+) -> Result<(), RestError> {
+    match out {
+        Output::Json => output::print_json(answer).map_err(RestError::Json),
+        Output::Table => {
+            let text = render(answer);
+            if !text.is_empty() {
+                out!("{text}");
+            }
+            Ok(())
+        }
+    }
+}
