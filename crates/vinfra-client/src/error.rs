@@ -5,7 +5,7 @@ use vinfra_types::Problem;
 
 /// Why a REST call, or setting up the client, failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub enum RestError {
     /// The base URL given to [`crate::Client::new`] is not an `http://` or `https://` URL.
     #[error(
         "bad console URL '{0}': it must start with https:// (or http:// for a console without TLS)"
@@ -89,13 +89,11 @@ pub enum ClientError {
     },
 }
 
-impl ClientError {
+impl RestError {
     /// The HTTP status of an answered request, if any.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ClientError::Problem { status, .. } | ClientError::Status { status, .. } => {
-                Some(*status)
-            }
+            RestError::Problem { status, .. } | RestError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -103,7 +101,7 @@ impl ClientError {
     /// The problem+json body of a refusal, if that is what the console answered.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            ClientError::Problem { problem, .. } => Some(problem),
+            RestError::Problem { problem, .. } => Some(problem),
             _ => None,
         }
     }
@@ -112,20 +110,20 @@ impl ClientError {
     /// the console failed or could not be reached.
     pub fn is_client_error(&self) -> bool {
         match self {
-            ClientError::Url(_)
-            | ClientError::NoCa(_)
-            | ClientError::CaPem(_)
-            | ClientError::CaEmpty
-            | ClientError::CaCertificate(_) => true,
-            ClientError::Problem { status, .. } | ClientError::Status { status, .. } => {
+            RestError::Url(_)
+            | RestError::NoCa(_)
+            | RestError::CaPem(_)
+            | RestError::CaEmpty
+            | RestError::CaCertificate(_) => true,
+            RestError::Problem { status, .. } | RestError::Status { status, .. } => {
                 (400..500).contains(status)
             }
-            ClientError::Tls(_)
-            | ClientError::Http(_)
-            | ClientError::Transport { .. }
-            | ClientError::Body { .. }
-            | ClientError::Encode { .. }
-            | ClientError::Decode { .. } => false,
+            RestError::Tls(_)
+            | RestError::Http(_)
+            | RestError::Transport { .. }
+            | RestError::Body { .. }
+            | RestError::Encode { .. }
+            | RestError::Decode { .. } => false,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! One exchange with the console: the request with its bearer token, the answer's status and
-//! body, a refusal turned into a [`ClientError`].
+//! body, a refusal turned into a [`RestError`].
 
 use std::time::Duration;
 
@@ -7,14 +7,14 @@ use reqwest::blocking::Client as HttpClient;
 use reqwest::{Method, StatusCode};
 use vinfra_types::Problem;
 
-use crate::error::ClientError;
+use crate::error::RestError;
 use crate::tls;
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole exchange may take (a VM create waits for its agent).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest part of a non-problem error body kept in [`ClientError::Status`].
+/// Longest part of a non-problem error body kept in [`RestError::Status`].
 const MAX_ERROR_BODY: usize = 200;
 
 /// A request body.
@@ -43,22 +43,22 @@ pub struct Transport {
 
 impl Transport {
     /// Sets up the HTTP client for `base_url`; `ca_pem` is required for `https://`.
-    pub fn new(base_url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+    pub fn new(base_url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self, RestError> {
         let base = base_url.trim_end_matches('/').to_string();
         let tls = if base.starts_with("https://") {
-            let pem = ca_pem.ok_or_else(|| ClientError::NoCa(base.clone()))?;
+            let pem = ca_pem.ok_or_else(|| RestError::NoCa(base.clone()))?;
             tls::trusting(pem)?
         } else if base.starts_with("http://") {
             tls::trusting_nothing()?
         } else {
-            return Err(ClientError::Url(base));
+            return Err(RestError::Url(base));
         };
         let http = HttpClient::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .tls_backend_preconfigured(tls)
             .build()
-            .map_err(ClientError::Http)?;
+            .map_err(RestError::Http)?;
         Ok(Transport {
             base,
             token: token.to_string(),
@@ -77,7 +77,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: RawBody<'_>,
-    ) -> Result<String, ClientError> {
+    ) -> Result<String, RestError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
@@ -93,12 +93,12 @@ impl Transport {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(bytes.to_vec()),
         };
-        let resp = req.send().map_err(|source| ClientError::Transport {
+        let resp = req.send().map_err(|source| RestError::Transport {
             url: self.base.clone(),
             source,
         })?;
         let status = resp.status();
-        let text = resp.text().map_err(|source| ClientError::Body {
+        let text = resp.text().map_err(|source| RestError::Body {
             method,
             path: path.to_string(),
             source,
@@ -112,9 +112,9 @@ impl Transport {
 }
 
 /// The error an answer with a non-2xx `status` and body `text` stands for.
-pub fn refusal(status: StatusCode, text: &str) -> ClientError {
+pub fn refusal(status: StatusCode, text: &str) -> RestError {
     if let Ok(problem) = serde_json::from_str::<Problem>(text) {
-        return ClientError::Problem {
+        return RestError::Problem {
             status: status.as_u16(),
             problem,
         };
@@ -126,7 +126,7 @@ pub fn refusal(status: StatusCode, text: &str) -> ClientError {
     if body.is_empty() {
         body = status.canonical_reason().unwrap_or("error").to_string();
     }
-    ClientError::Status {
+    RestError::Status {
         status: status.as_u16(),
         body,
     }
@@ -162,7 +162,7 @@ mod tests {
             "the console answered 503: Service Unavailable"
         );
         let long = "x".repeat(500);
-        let ClientError::Status { body, .. } = refusal(StatusCode::BAD_REQUEST, &long) else {
+        let RestError::Status { body, .. } = refusal(StatusCode::BAD_REQUEST, &long) else {
             panic!("a status error");
         };
         assert_eq!(body.chars().count(), MAX_ERROR_BODY + 1);
@@ -172,15 +172,15 @@ mod tests {
     fn https_needs_a_usable_ca() {
         assert!(matches!(
             Transport::new("https://127.0.0.1:1", "t", None),
-            Err(ClientError::NoCa(_))
+            Err(RestError::NoCa(_))
         ));
         assert!(matches!(
             Transport::new("ftp://x", "t", None),
-            Err(ClientError::Url(_))
+            Err(RestError::Url(_))
         ));
         assert!(matches!(
             Transport::new("https://x", "t", Some(b"junk")),
-            Err(ClientError::CaEmpty)
+            Err(RestError::CaEmpty)
         ));
         let t = Transport::new("http://127.0.0.1:1/", "t", None).expect("plain HTTP");
         assert_eq!(t.base_url(), "http://127.0.0.1:1");

@@ -4,15 +4,15 @@
 //! [`Client`] has one method per endpoint, taking and returning the bodies of `vinfra-types`;
 //! every path is written once, in [`paths`]. It sends the API token as a bearer token and, over
 //! `https://`, trusts only the cluster CA. A refusal with a problem+json body is
-//! [`ClientError::Problem`] (status and [`Problem`] body); no answer at all is
-//! [`ClientError::Transport`]. [`Client::raw`] sends any method, path and body, for tests that
+//! [`RestError::Problem`] (status and [`Problem`] body); no answer at all is
+//! [`RestError::Transport`]. [`Client::raw`] sends any method, path and body, for tests that
 //! send malformed requests on purpose.
 //!
 //! The `vinfra` command line, the lab, the integration tests and the benchmarks all talk to the
 //! console through it.
 //!
 //! Modules, top to bottom: [`paths`]; `http` (one exchange: token, status, problem+json), `tls`
-//! (rustls trusting the CA), `error` ([`ClientError`]).
+//! (rustls trusting the CA), `error` ([`RestError`]).
 #![deny(unsafe_code)]
 
 mod error;
@@ -32,7 +32,7 @@ use vinfra_types::network::{
 };
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
-pub use error::ClientError;
+pub use error::RestError;
 pub use http::RawBody;
 pub use reqwest::Method;
 pub use vinfra_types::Problem;
@@ -54,7 +54,7 @@ impl Client {
     /// A client for `base_url` (e.g. `https://127.0.0.1:7443`) sending `token`; `ca_pem` is the
     /// cluster CA certificate, required for `https://` (`http://` is for a console run with
     /// `--no-tls`).
-    pub fn new(base_url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self, ClientError> {
+    pub fn new(base_url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self, RestError> {
         Ok(Client {
             transport: Transport::new(base_url, token, ca_pem)?,
         })
@@ -73,7 +73,7 @@ impl Client {
         method: Method,
         path: &str,
         body: RawBody<'_>,
-    ) -> Result<Option<serde_json::Value>, ClientError> {
+    ) -> Result<Option<serde_json::Value>, RestError> {
         let text = self.transport.exchange(method.clone(), path, body)?;
         if text.trim().is_empty() {
             return Ok(None);
@@ -82,7 +82,7 @@ impl Client {
     }
 
     /// `method path` without a body, the answer decoded as `T`.
-    fn fetch<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, ClientError> {
+    fn fetch<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T, RestError> {
         let text = self
             .transport
             .exchange(method.clone(), path, RawBody::Empty)?;
@@ -95,8 +95,8 @@ impl Client {
         method: Method,
         path: &str,
         body: &B,
-    ) -> Result<T, ClientError> {
-        let value = serde_json::to_value(body).map_err(|source| ClientError::Encode {
+    ) -> Result<T, RestError> {
+        let value = serde_json::to_value(body).map_err(|source| RestError::Encode {
             method: method.clone(),
             path: path.to_string(),
             source,
@@ -108,7 +108,7 @@ impl Client {
     }
 
     /// `DELETE path`, answered without a body.
-    fn delete(&self, path: &str) -> Result<(), ClientError> {
+    fn delete(&self, path: &str) -> Result<(), RestError> {
         self.transport
             .exchange(Method::DELETE, path, RawBody::Empty)
             .map(drop)
@@ -117,12 +117,12 @@ impl Client {
     // Hosts.
 
     /// `GET /hosts`: every host with its capacity, allocation, usage and status.
-    pub fn hosts(&self) -> Result<Vec<HostSummary>, ClientError> {
+    pub fn hosts(&self) -> Result<Vec<HostSummary>, RestError> {
         self.fetch(Method::GET, &paths::hosts())
     }
 
     /// `GET /hosts/{name}`.
-    pub fn host(&self, name: &str) -> Result<HostSummary, ClientError> {
+    pub fn host(&self, name: &str) -> Result<HostSummary, RestError> {
         self.fetch(Method::GET, &paths::host(name))
     }
 
@@ -131,72 +131,72 @@ impl Client {
         &self,
         name: &str,
         update: &UpdateHostRequest,
-    ) -> Result<HostSummary, ClientError> {
+    ) -> Result<HostSummary, RestError> {
         self.send(Method::PATCH, &paths::host(name), update)
     }
 
     /// `DELETE /hosts/{name}`: forgets a host without VMs.
-    pub fn delete_host(&self, name: &str) -> Result<(), ClientError> {
+    pub fn delete_host(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::host(name))
     }
 
     /// `GET /hosts/{name}/switch`: the host's virtual switch counters, read now.
-    pub fn host_switch(&self, name: &str) -> Result<HostSwitchCounters, ClientError> {
+    pub fn host_switch(&self, name: &str) -> Result<HostSwitchCounters, RestError> {
         self.fetch(Method::GET, &paths::host_switch(name))
     }
 
     // Cluster settings and tokens.
 
     /// `GET /settings`.
-    pub fn settings(&self) -> Result<ClusterSettings, ClientError> {
+    pub fn settings(&self) -> Result<ClusterSettings, RestError> {
         self.fetch(Method::GET, &paths::settings())
     }
 
     /// `PUT /settings`: replaces the cluster settings; returns them as stored.
-    pub fn put_settings(&self, settings: &ClusterSettings) -> Result<ClusterSettings, ClientError> {
+    pub fn put_settings(&self, settings: &ClusterSettings) -> Result<ClusterSettings, RestError> {
         self.send(Method::PUT, &paths::settings(), settings)
     }
 
     /// `POST /join-tokens`: a one-time token a new host joins with.
-    pub fn create_join_token(&self) -> Result<JoinTokenResponse, ClientError> {
+    pub fn create_join_token(&self) -> Result<JoinTokenResponse, RestError> {
         self.fetch(Method::POST, &paths::join_tokens())
     }
 
     /// `POST /token/rotate`: a new API token; this client's token stops working.
-    pub fn rotate_token(&self) -> Result<TokenResponse, ClientError> {
+    pub fn rotate_token(&self) -> Result<TokenResponse, RestError> {
         self.fetch(Method::POST, &paths::token_rotate())
     }
 
     // VMs.
 
     /// `GET /vms`.
-    pub fn vms(&self) -> Result<Vec<VmSummary>, ClientError> {
+    pub fn vms(&self) -> Result<Vec<VmSummary>, RestError> {
         self.fetch(Method::GET, &paths::vms())
     }
 
     /// `GET /vms/{name}`.
-    pub fn vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+    pub fn vm(&self, name: &str) -> Result<VmSummary, RestError> {
         self.fetch(Method::GET, &paths::vm(name, false))
     }
 
     /// `POST /vms`: places and creates a VM (and starts it unless `start` is false).
-    pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, ClientError> {
+    pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
         self.send(Method::POST, &paths::vms(), request)
     }
 
     /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when
     /// its host is disconnected (`?force=true`).
-    pub fn delete_vm(&self, name: &str, force: bool) -> Result<(), ClientError> {
+    pub fn delete_vm(&self, name: &str, force: bool) -> Result<(), RestError> {
         self.delete(&paths::vm(name, force))
     }
 
     /// `POST /vms/{name}/start`.
-    pub fn start_vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+    pub fn start_vm(&self, name: &str) -> Result<VmSummary, RestError> {
         self.fetch(Method::POST, &paths::vm_action(name, VmAction::Start))
     }
 
     /// `POST /vms/{name}/stop`: ACPI power-off, forced after the timeout (or at once).
-    pub fn stop_vm(&self, name: &str, request: &StopVmRequest) -> Result<VmSummary, ClientError> {
+    pub fn stop_vm(&self, name: &str, request: &StopVmRequest) -> Result<VmSummary, RestError> {
         self.send(
             Method::POST,
             &paths::vm_action(name, VmAction::Stop),
@@ -205,12 +205,12 @@ impl Client {
     }
 
     /// `POST /vms/{name}/reboot`.
-    pub fn reboot_vm(&self, name: &str) -> Result<VmSummary, ClientError> {
+    pub fn reboot_vm(&self, name: &str) -> Result<VmSummary, RestError> {
         self.fetch(Method::POST, &paths::vm_action(name, VmAction::Reboot))
     }
 
     /// `GET /vms/{name}/console[?bytes=N]`: the tail of the serial console.
-    pub fn console_log(&self, name: &str, bytes: Option<u64>) -> Result<ConsoleLog, ClientError> {
+    pub fn console_log(&self, name: &str, bytes: Option<u64>) -> Result<ConsoleLog, RestError> {
         self.fetch(Method::GET, &paths::vm_console(name, bytes))
     }
 
@@ -221,7 +221,7 @@ impl Client {
         &self,
         name: &str,
         request: &MigrateVmRequest,
-    ) -> Result<MigrationProgress, ClientError> {
+    ) -> Result<MigrationProgress, RestError> {
         self.send(
             Method::POST,
             &paths::vm_action(name, VmAction::Migrate),
@@ -230,75 +230,75 @@ impl Client {
     }
 
     /// `GET /vms/{name}/migration`: progress of the current or last migration.
-    pub fn migration(&self, name: &str) -> Result<MigrationProgress, ClientError> {
+    pub fn migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
         self.fetch(Method::GET, &paths::vm_migration(name))
     }
 
     /// `DELETE /vms/{name}/migration`: cancels the running migration; returns its last progress.
-    pub fn cancel_migration(&self, name: &str) -> Result<MigrationProgress, ClientError> {
+    pub fn cancel_migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
         self.fetch(Method::DELETE, &paths::vm_migration(name))
     }
 
     // Events.
 
     /// `GET /events`: the last 1000 events, oldest first.
-    pub fn events(&self) -> Result<Vec<Event>, ClientError> {
+    pub fn events(&self) -> Result<Vec<Event>, RestError> {
         self.fetch(Method::GET, &paths::events())
     }
 
     // Placement rules.
 
     /// `GET /rules`.
-    pub fn rules(&self) -> Result<Vec<PlacementRule>, ClientError> {
+    pub fn rules(&self) -> Result<Vec<PlacementRule>, RestError> {
         self.fetch(Method::GET, &paths::rules())
     }
 
     /// `GET /rules/{name}`.
-    pub fn rule(&self, name: &str) -> Result<PlacementRule, ClientError> {
+    pub fn rule(&self, name: &str) -> Result<PlacementRule, RestError> {
         self.fetch(Method::GET, &paths::rule(name))
     }
 
     /// `POST /rules`: creates a rule (refused when it contradicts the others).
-    pub fn create_rule(&self, rule: &PlacementRule) -> Result<PlacementRule, ClientError> {
+    pub fn create_rule(&self, rule: &PlacementRule) -> Result<PlacementRule, RestError> {
         self.send(Method::POST, &paths::rules(), rule)
     }
 
     /// `DELETE /rules/{name}`.
-    pub fn delete_rule(&self, name: &str) -> Result<(), ClientError> {
+    pub fn delete_rule(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::rule(name))
     }
 
     // Balancing.
 
     /// `GET /drs`: the balancer's settings and last pass.
-    pub fn drs(&self) -> Result<DrsStatus, ClientError> {
+    pub fn drs(&self) -> Result<DrsStatus, RestError> {
         self.fetch(Method::GET, &paths::drs())
     }
 
     /// `POST /drs/run`: a balancing pass now; returns the status after it.
-    pub fn run_drs(&self) -> Result<DrsStatus, ClientError> {
+    pub fn run_drs(&self) -> Result<DrsStatus, RestError> {
         self.fetch(Method::POST, &paths::drs_run())
     }
 
     /// `GET /drs/recommendations`: the latest plan's moves (manual mode).
-    pub fn recommendations(&self) -> Result<Vec<Recommendation>, ClientError> {
+    pub fn recommendations(&self) -> Result<Vec<Recommendation>, RestError> {
         self.fetch(Method::GET, &paths::recommendations())
     }
 
     /// `POST /drs/recommendations/{id}/apply`: starts the recommended migration.
-    pub fn apply_recommendation(&self, id: u64) -> Result<MigrationProgress, ClientError> {
+    pub fn apply_recommendation(&self, id: u64) -> Result<MigrationProgress, RestError> {
         self.fetch(Method::POST, &paths::apply_recommendation(id))
     }
 
     // Networks.
 
     /// `GET /networks`: every network with its ports.
-    pub fn networks(&self) -> Result<Vec<NetworkSummary>, ClientError> {
+    pub fn networks(&self) -> Result<Vec<NetworkSummary>, RestError> {
         self.fetch(Method::GET, &paths::networks())
     }
 
     /// `GET /networks/{name}`: one network with its ports.
-    pub fn network(&self, name: &str) -> Result<NetworkSummary, ClientError> {
+    pub fn network(&self, name: &str) -> Result<NetworkSummary, RestError> {
         self.fetch(Method::GET, &paths::network(name))
     }
 
@@ -306,31 +306,31 @@ impl Client {
     pub fn create_network(
         &self,
         request: &CreateNetworkRequest,
-    ) -> Result<NetworkSummary, ClientError> {
+    ) -> Result<NetworkSummary, RestError> {
         self.send(Method::POST, &paths::networks(), request)
     }
 
     /// `DELETE /networks/{name}` (refused while a VM has a NIC on it).
-    pub fn delete_network(&self, name: &str) -> Result<(), ClientError> {
+    pub fn delete_network(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::network(name))
     }
 
     /// `GET /networks/{name}/counters`: the network's traffic per port and per host, read now.
-    pub fn network_counters(&self, name: &str) -> Result<NetworkCounters, ClientError> {
+    pub fn network_counters(&self, name: &str) -> Result<NetworkCounters, RestError> {
         self.fetch(Method::GET, &paths::network_counters(name))
     }
 
     // The API's description.
 
     /// `GET /api/openapi.json`: the OpenAPI document.
-    pub fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+    pub fn openapi(&self) -> Result<serde_json::Value, RestError> {
         self.fetch(Method::GET, paths::OPENAPI)
     }
 }
 
 /// Decodes the body of the answer to `method path`.
-fn decode<T: DeserializeOwned>(method: Method, path: &str, text: &str) -> Result<T, ClientError> {
-    serde_json::from_str(text).map_err(|source| ClientError::Decode {
+fn decode<T: DeserializeOwned>(method: Method, path: &str, text: &str) -> Result<T, RestError> {
+    serde_json::from_str(text).map_err(|source| RestError::Decode {
         method,
         path: path.to_string(),
         source,

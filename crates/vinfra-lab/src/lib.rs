@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use vinfra_client::{Client, ClientError, CONSOLE_CA_FILE};
+use vinfra_client::{Client, RestError, CONSOLE_CA_FILE};
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
@@ -112,7 +112,7 @@ pub enum LabError {
     Process(#[from] process::ProcessError),
     /// A REST call to the console failed.
     #[error(transparent)]
-    Api(#[from] ClientError),
+    Api(#[from] RestError),
     /// A network the console answered with has a subnet that is not one.
     #[error("network {network} has no usable subnet")]
     Subnet {
@@ -331,7 +331,7 @@ pub struct ApiAccess {
 
 impl ApiAccess {
     /// A REST client of the lab's console.
-    pub fn client(&self) -> Result<Client, ClientError> {
+    pub fn client(&self) -> Result<Client, RestError> {
         Client::new(&self.url, &self.token, Some(&self.ca_pem))
     }
 }

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vinfra_client::{Client, ClientError, CONSOLE_CA_FILE};
+use vinfra_client::{Client, RestError, CONSOLE_CA_FILE};
 
 /// Default URL of the REST API.
 pub const DEFAULT_URL: &str = "https://127.0.0.1:7443";
@@ -63,7 +63,7 @@ pub enum CliConfigError {
     },
     /// The client could not be set up with these settings.
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(#[from] RestError),
 }
 
 impl CliConfigError {

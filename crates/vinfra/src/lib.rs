@@ -28,7 +28,7 @@ use clap::{Parser, Subcommand};
 use commands::{daemons, drs, events, host, lab, net, rule, settings, sim, token, vm};
 use config::ConnectionOverrides;
 use output::Output;
-use rest::RestError;
+use rest::RestCommandError;
 
 /// Exit code for bad usage or bad input.
 pub const EXIT_USAGE: i32 = 2;
@@ -126,7 +126,7 @@ impl TopCommand {
 pub enum Error {
     /// A command that talks to the console failed.
     #[error(transparent)]
-    Rest(#[from] RestError),
+    Rest(#[from] RestCommandError),
     /// A lab command failed.
     #[error(transparent)]
     Lab(#[from] lab::LabCommandError),

@@ -1,8 +1,8 @@
-//! What the commands that talk to the console share: their error ([`RestError`]), the check of a
+//! What the commands that talk to the console share: their error ([`RestCommandError`]), the check of a
 //! name given on the command line, and printing an answer as JSON or as a table.
 
 use serde::Serialize;
-use vinfra_client::ClientError;
+use vinfra_client::RestError;
 use vinfra_types::network::NetworkError;
 use vinfra_types::vm::SpecError;
 use vinfra_types::NameError;
@@ -12,7 +12,7 @@ use crate::output::{self, out, Output};
 
 /// Why a command that talks to the console failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RestError {
+pub enum RestCommandError {
     /// The connection settings are missing or wrong.
     #[error(transparent)]
     Config(#[from] CliConfigError),
@@ -49,7 +49,7 @@ pub enum RestError {
     },
     /// The console refused the request, failed, or could not be reached.
     #[error(transparent)]
-    Api(#[from] ClientError),
+    Api(#[from] RestError),
     /// A migration ended without switching over.
     #[error("migration of {vm} {}: {reason}", if *.cancelled { "was cancelled" } else { "failed" })]
     Migration {
@@ -65,27 +65,27 @@ pub enum RestError {
     Json(#[source] serde_json::Error),
 }
 
-impl RestError {
+impl RestCommandError {
     /// True when the user's input was at fault, including a request the console refused with
     /// a 4xx answer.
     pub fn is_usage(&self) -> bool {
         match self {
-            RestError::Config(e) => e.is_usage(),
-            RestError::Api(e) => e.is_client_error(),
-            RestError::Name { .. }
-            | RestError::Spec(_)
-            | RestError::Network(_)
-            | RestError::NothingToChange(_)
-            | RestError::NoBoot
-            | RestError::EmptyList { .. } => true,
-            RestError::Migration { .. } | RestError::Json(_) => false,
+            RestCommandError::Config(e) => e.is_usage(),
+            RestCommandError::Api(e) => e.is_client_error(),
+            RestCommandError::Name { .. }
+            | RestCommandError::Spec(_)
+            | RestCommandError::Network(_)
+            | RestCommandError::NothingToChange(_)
+            | RestCommandError::NoBoot
+            | RestCommandError::EmptyList { .. } => true,
+            RestCommandError::Migration { .. } | RestCommandError::Json(_) => false,
         }
     }
 }
 
 /// Checks a name given on the command line; `what` names it in the error.
-pub fn check_name(what: &'static str, name: &str) -> Result<(), RestError> {
-    vinfra_types::validate_name(name).map_err(|source| RestError::Name { what, source })
+pub fn check_name(what: &'static str, name: &str) -> Result<(), RestCommandError> {
+    vinfra_types::validate_name(name).map_err(|source| RestCommandError::Name { what, source })
 }
 
 /// Prints the console's answer: as JSON, or as `render(answer)` (nothing when that is empty).
@@ -93,9 +93,9 @@ pub fn show<T: Serialize>(
     out: Output,
     answer: &T,
     render: impl FnOnce(&T) -> String,
-) -> Result<(), RestError> {
+) -> Result<(), RestCommandError> {
     match out {
-        Output::Json => output::print_json(answer).map_err(RestError::Json),
+        Output::Json => output::print_json(answer).map_err(RestCommandError::Json),
         Output::Table => {
             let text = render(answer);
             if !text.is_empty() {

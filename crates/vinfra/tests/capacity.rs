@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{
     api, can_run_labs, dir_entries, qemus_with, start_lab_with, vm_names, wait_for, BOOT_TIMEOUT,
 };
-use vinfra_client::ClientError;
+use vinfra_client::RestError;
 use vinfra_lab::Lab;
 use vinfra_types::{PowerState, VmSummary};
 
@@ -83,7 +83,7 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     let err = client
         .create_vm(&req)
         .expect_err("the fifth 10 GiB VM must not fit");
-    let ClientError::Problem { status, problem } = &err else {
+    let RestError::Problem { status, problem } = &err else {
         panic!("expected a problem+json answer, got: {err}");
     };
     assert_eq!(*status, 409, "status of {problem:?}");

@@ -8,7 +8,7 @@ use vinfra_types::balancing::{BalancingMode, DrsStatus, Recommendation};
 use crate::config::ConnectionOverrides;
 use crate::output::{pairs, render, table, timestamp, Output};
 use crate::parse;
-use crate::rest::{show, RestError};
+use crate::rest::{show, RestCommandError};
 
 /// Balancing mode on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -158,7 +158,11 @@ fn recommendations_text(recs: &[Recommendation]) -> String {
 }
 
 /// `vinfra drs …`: checks the arguments, then asks the console.
-pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &DrsCommand) -> Result<(), RestError> {
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &DrsCommand,
+) -> Result<(), RestCommandError> {
     match cmd {
         DrsCommand::Show => show(out, &conn.client()?.drs()?, status_text),
         DrsCommand::Run => show(out, &conn.client()?.run_drs()?, status_text),
@@ -180,7 +184,7 @@ pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &DrsCommand) -> Result<
                 && a.max_moves_total.is_none()
                 && a.hysteresis.is_none()
             {
-                return Err(RestError::NothingToChange(
+                return Err(RestCommandError::NothingToChange(
                     "--mode, --level, --interval, --max-moves-per-host, --max-moves-total \
                      and/or --hysteresis",
                 ));

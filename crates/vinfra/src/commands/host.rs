@@ -12,7 +12,7 @@ use vinfra_types::AllocationRatios;
 use crate::config::ConnectionOverrides;
 use crate::output::{self, render, table, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, show, RestError};
+use crate::rest::{check_name, show, RestCommandError};
 
 /// `vinfra host …`.
 #[derive(Debug, Subcommand)]
@@ -53,7 +53,11 @@ pub enum HostCommand {
 }
 
 /// `vinfra host …`: checks the arguments, then asks the console.
-pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &HostCommand) -> Result<(), RestError> {
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &HostCommand,
+) -> Result<(), RestCommandError> {
     match cmd {
         HostCommand::List => show(out, &conn.client()?.hosts()?, |h| output::hosts(h)),
         HostCommand::Show { name, switch: true } => {
@@ -83,7 +87,7 @@ pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &HostCommand) -> Result
                 && memory_ratio.is_none()
                 && maintenance.is_none()
             {
-                return Err(RestError::NothingToChange(
+                return Err(RestCommandError::NothingToChange(
                     "--cpu-ratio, --memory-ratio, --clear-ratios or --maintenance",
                 ));
             }

@@ -11,7 +11,7 @@ use vinfra_types::network::{
 use crate::config::ConnectionOverrides;
 use crate::output::{host_cell, pairs, render, table, timestamp, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, show, RestError};
+use crate::rest::{check_name, show, RestCommandError};
 
 /// `vinfra net …`.
 #[derive(Debug, Subcommand)]
@@ -71,7 +71,7 @@ fn parse_subnet(v: &str) -> Result<String, vinfra_types::network::NetworkError> 
 }
 
 /// The request the arguments describe, checked like the console will.
-pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, RestError> {
+pub fn create_request(a: &NetCreateArgs) -> Result<CreateNetworkRequest, RestCommandError> {
     check_name("network", &a.name)?;
     let r = CreateNetworkRequest {
         name: a.name.clone(),
@@ -190,7 +190,11 @@ fn counters_text(n: &NetworkCounters) -> String {
 }
 
 /// `vinfra net …`: checks the arguments, then asks the console.
-pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &NetCommand) -> Result<(), RestError> {
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &NetCommand,
+) -> Result<(), RestCommandError> {
     match cmd {
         NetCommand::List => show(out, &conn.client()?.networks()?, |n| list_text(n)),
         NetCommand::Show {

@@ -5,7 +5,7 @@ use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 
 use crate::config::ConnectionOverrides;
 use crate::output::{render, table, Output};
-use crate::rest::{check_name, show, RestError};
+use crate::rest::{check_name, show, RestCommandError};
 
 /// `vinfra rule …`.
 #[derive(Debug, Subcommand)]
@@ -66,11 +66,11 @@ fn list(s: &str) -> Vec<String> {
 }
 
 /// The rule the arguments describe, checked like the console will check its names.
-pub fn rule_request(a: &RuleCreateArgs) -> Result<PlacementRule, RestError> {
+pub fn rule_request(a: &RuleCreateArgs) -> Result<PlacementRule, RestCommandError> {
     check_name("rule", &a.name)?;
     let vms = list(&a.vms);
     if vms.is_empty() {
-        return Err(RestError::EmptyList {
+        return Err(RestCommandError::EmptyList {
             option: "vms",
             what: "VM",
         });
@@ -91,7 +91,7 @@ pub fn rule_request(a: &RuleCreateArgs) -> Result<PlacementRule, RestError> {
             RuleKind::Affinity | RuleKind::AntiAffinity => None,
         };
         if let Some(option) = option {
-            return Err(RestError::EmptyList {
+            return Err(RestCommandError::EmptyList {
                 option,
                 what: "host",
             });
@@ -131,7 +131,11 @@ fn rules_text(rules: &[PlacementRule]) -> String {
 }
 
 /// `vinfra rule …`: checks the arguments, then asks the console.
-pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &RuleCommand) -> Result<(), RestError> {
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &RuleCommand,
+) -> Result<(), RestCommandError> {
     match cmd {
         RuleCommand::List => show(out, &conn.client()?.rules()?, |r| rules_text(r)),
         RuleCommand::Show { name } => {

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
 use crate::parse;
-use crate::rest::{show, RestError};
+use crate::rest::{show, RestCommandError};
 
 /// `vinfra settings …`.
 #[derive(Debug, Subcommand)]
@@ -36,7 +36,7 @@ pub fn run(
     conn: &ConnectionOverrides,
     out: Output,
     cmd: &SettingsCommand,
-) -> Result<(), RestError> {
+) -> Result<(), RestCommandError> {
     match cmd {
         SettingsCommand::Show => show(out, &conn.client()?.settings()?, output::settings),
         SettingsCommand::Set {
@@ -50,7 +50,7 @@ pub fn run(
                 && migration_bandwidth.is_none()
                 && migration_downtime.is_none()
             {
-                return Err(RestError::NothingToChange(
+                return Err(RestCommandError::NothingToChange(
                     "--cpu-ratio, --memory-ratio, --migration-bandwidth and/or \
                      --migration-downtime",
                 ));

@@ -5,7 +5,7 @@ use clap::Subcommand;
 
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
-use crate::rest::{show, RestError};
+use crate::rest::{show, RestCommandError};
 
 /// `vinfra join-token …`.
 #[derive(Debug, Subcommand)]
@@ -26,7 +26,7 @@ pub fn run_join_token(
     conn: &ConnectionOverrides,
     out: Output,
     cmd: &JoinTokenCommand,
-) -> Result<(), RestError> {
+) -> Result<(), RestCommandError> {
     match cmd {
         JoinTokenCommand::Create => show(out, &conn.client()?.create_join_token()?, |t| {
             format!(
@@ -43,7 +43,7 @@ pub fn run_token(
     conn: &ConnectionOverrides,
     out: Output,
     cmd: &TokenCommand,
-) -> Result<(), RestError> {
+) -> Result<(), RestCommandError> {
     match cmd {
         TokenCommand::Rotate => show(out, &conn.client()?.rotate_token()?, |t| {
             format!(

@@ -13,7 +13,7 @@ use vinfra_types::{BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicS
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
 use crate::parse;
-use crate::rest::{check_name, show, RestError};
+use crate::rest::{check_name, show, RestCommandError};
 
 /// `vinfra vm …`.
 #[derive(Debug, Subcommand)]
@@ -115,7 +115,7 @@ pub struct VmCreateArgs {
 }
 
 /// Builds the create request from the arguments, checking it like the console will.
-pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestError> {
+pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestCommandError> {
     check_name("VM", &a.name)?;
     if let Some(h) = &a.host {
         check_name("host", h)?;
@@ -128,7 +128,7 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestError> {
         },
         (None, true) => BootSource::Disk,
         (None, false) if !a.disk.is_empty() => BootSource::Disk,
-        (None, false) => return Err(RestError::NoBoot),
+        (None, false) => return Err(RestCommandError::NoBoot),
     };
     let spec = VmSpec {
         name: a.name.clone(),
@@ -138,7 +138,7 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestError> {
         disks: a.disk.clone(),
         nics: a.nic.clone(),
     };
-    spec.validate().map_err(RestError::Spec)?;
+    spec.validate().map_err(RestCommandError::Spec)?;
     Ok(CreateVmRequest {
         spec,
         host: a.host.clone(),
@@ -147,7 +147,11 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestError> {
 }
 
 /// `vinfra vm …`: checks the arguments, then asks the console.
-pub fn run(conn: &ConnectionOverrides, out: Output, cmd: &VmCommand) -> Result<(), RestError> {
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &VmCommand,
+) -> Result<(), RestCommandError> {
     if let VmCommand::Create(a) = cmd {
         let req = create_request(a)?;
         let vm = conn.client()?.create_vm(&req)?;
@@ -227,7 +231,7 @@ fn migrate(
     to: Option<String>,
     cancel: bool,
     no_wait: bool,
-) -> Result<(), RestError> {
+) -> Result<(), RestCommandError> {
     if cancel {
         return show(out, &api.cancel_migration(name)?, |_| {
             format!("migration of VM {name} cancelled")
@@ -252,7 +256,7 @@ fn migrate(
     })?;
     match last.phase {
         MigrationPhase::Completed => Ok(()),
-        phase => Err(RestError::Migration {
+        phase => Err(RestCommandError::Migration {
             vm: last.vm,
             cancelled: phase == MigrationPhase::Cancelled,
             reason: last
@@ -267,7 +271,7 @@ fn watch_migration(
     api: &Client,
     name: &str,
     first: MigrationProgress,
-) -> Result<MigrationProgress, RestError> {
+) -> Result<MigrationProgress, RestCommandError> {
     let bar =
         ProgressBar::with_draw_target(Some(first.total_bytes.max(1)), ProgressDrawTarget::stderr());
     if !std::io::stderr().is_terminal() {
@@ -344,14 +348,14 @@ mod tests {
         assert!(matches!(r.spec.boot, BootSource::Kernel { .. }));
         assert!(matches!(
             create_request(&args(|a| a.kernel = None)),
-            Err(RestError::NoBoot)
+            Err(RestCommandError::NoBoot)
         ));
         assert!(create_request(&args(|a| a.name = "Bad_Name".into()))
             .unwrap_err()
             .is_usage());
         assert!(matches!(
             create_request(&args(|a| a.kernel = Some("../etc/passwd".into()))),
-            Err(RestError::Spec(_))
+            Err(RestCommandError::Spec(_))
         ));
         let disk = DiskSpec {
             name: "root".into(),
@@ -372,7 +376,7 @@ mod tests {
         let line = vinfra_types::error::chain(&e);
         assert!(line.starts_with("bad VM name: "), "{line}");
         assert_eq!(line.matches("Bad_Name").count(), 1, "{line}");
-        let e = RestError::Migration {
+        let e = RestCommandError::Migration {
             vm: "a".into(),
             cancelled: true,
             reason: "cancelled by the user".into(),
