@@ -48,6 +48,7 @@ use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
 
 use guest::GuestAddress;
+
 /// Longest lab name (it becomes part of namespace names).
 pub const MAX_NAME: usize = 12;
 /// Most hosts in one lab.
