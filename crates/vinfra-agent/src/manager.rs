@@ -529,11 +529,11 @@ impl Manager {
         let nics = link.attach(id, &vm.dir, &vm.record.instance.spec.nics)?;
         let ports: Vec<u32> = nics.iter().map(|n| n.port).collect();
         let checked = reconcile_now(link).await.and_then(|o| {
-            let mine: Vec<(vinfra_switchd::Request, String)> = o
+            let mine: Vec<(vinfra_switch_control::Request, String)> = o
                 .refused
                 .into_iter()
                 .filter(|(r, _)| {
-                    matches!(r, vinfra_switchd::Request::AddPort(p) if ports.contains(&p.id))
+                    matches!(r, vinfra_switch_control::Request::AddPort(p) if ports.contains(&p.id))
                 })
                 .collect();
             Outcome {

@@ -27,9 +27,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_proto::{HostSwitchConfig, SwitchDhcp, SwitchNetwork, SwitchNetworkKind};
-use vinfra_switchd::{
-    protocol::TrafficView, Attachment, ClientError, CountersView, DhcpSpec, LocationSpec, Mac,
-    NetworkSpec, PortSpec, Request, SwitchClient, UPLINK_PORT,
+use vinfra_switch_control::{
+    Attachment, ClientError, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec,
+    Request, SwitchClient, TrafficView, UPLINK_PORT,
 };
 use vinfra_types::network::{
     HostSwitchCounters, SwitchNetworkCounters, SwitchPortCounters, TrafficCounters,
@@ -190,7 +190,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn parse_mac(s: &str) -> Result<Mac, String> {
-    let mac: Mac = s.parse()?;
+    let mac: Mac = s
+        .parse()
+        .map_err(|e: vinfra_switch_control::BadMac| e.to_string())?;
     if mac.0[0] & 1 != 0 {
         return Err(format!("{s} is not a unicast MAC address"));
     }
@@ -1362,7 +1364,7 @@ mod tests {
 
     #[test]
     fn counters_are_named_by_network_vm_and_nic() {
-        use vinfra_switchd::protocol::{NetworkCountersView, PortCountersView};
+        use vinfra_switch_control::{NetworkCountersView, PortCountersView};
         let t = |rx: u64, tx: u64| TrafficView {
             rx_packets: rx,
             rx_bytes: rx * 100,

@@ -3,7 +3,7 @@
 //! and sends the frames the [`Switch`] writes into a [`TxBatch`].
 //!
 //! # Threading
-//! A `Switch` is owned by one datapath thread (one per worker). Configuration [`Command`]s are
+//! A `Switch` is owned by one datapath thread (one per worker). Configuration [`ConfigCommand`]s are
 //! applied by that thread between batches, and counters are plain integers read through
 //! [`Switch::snapshot`]; nothing here is shared or locked.
 
@@ -16,10 +16,10 @@ mod switch;
 mod tx;
 
 pub use crate::wire::encap::overlay_guest_mtu;
-pub use config::{Command, ConfigError, DhcpConfig, SwitchSettings};
+pub use config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
 pub use mac_table::{Location, MacEntry};
-pub use network::{NetworkId, NetworkKind};
+pub use network::{NetworkId, Segment};
 pub use port::{PortConfig, PortId, PortKind};
 pub use switch::{Switch, DHCP_SERVER_MAC};
 pub use tx::{TxBatch, TxFrame};

@@ -26,9 +26,11 @@ impl core::fmt::Display for NetworkId {
     }
 }
 
-/// How a network reaches other hosts and the physical network.
+/// The segment that carries a network beyond this host: a VXLAN VNI through the uplink or a
+/// VLAN ID on the trunk. (The cluster's network kind, overlay or VLAN, is `vinfra_types`'
+/// `NetworkKind`; this is its value on the wire.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum NetworkKind {
+pub enum Segment {
     /// A VXLAN overlay: other hosts are reached through the VXLAN uplink with this VNI.
     Overlay {
         /// The network identifier on the wire.
@@ -44,7 +46,8 @@ pub enum NetworkKind {
 /// One network's forwarding state.
 #[derive(Debug)]
 pub(crate) struct Network {
-    pub(crate) kind: NetworkKind,
+    /// Its VNI or VLAN ID.
+    pub(crate) segment: Segment,
     pub(crate) macs: MacTable,
     /// Remote VTEPs that get a copy of BUM frames (overlay only).
     pub(crate) flood: Vec<Ipv4Addr>,
@@ -58,9 +61,9 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn new(kind: NetworkKind, learn_limit: usize) -> Network {
+    pub(crate) fn new(segment: Segment, learn_limit: usize) -> Network {
         Network {
-            kind,
+            segment,
             macs: MacTable::new(learn_limit),
             flood: Vec::new(),
             ports: Vec::new(),
