@@ -33,6 +33,8 @@ mod records;
 mod switch;
 mod vm;
 
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

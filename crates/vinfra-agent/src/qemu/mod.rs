@@ -276,3 +276,52 @@ pub trait QemuProcess: Send + Sync {
     /// gone, or [`QemuError::NoExit`].
     async fn kill(&mut self) -> Result<(), QemuError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmp_states_map_to_power_states() {
+        for (status, state) in [
+            ("running", PowerState::Running),
+            ("paused", PowerState::Paused),
+            ("postmigrate", PowerState::Paused),
+            ("prelaunch", PowerState::Paused),
+            ("inmigrate", PowerState::Incoming),
+            ("finish-migrate", PowerState::Migrating),
+            ("shutdown", PowerState::Stopped),
+            ("internal-error", PowerState::Crashed),
+            ("guest-panicked", PowerState::Crashed),
+        ] {
+            assert_eq!(RunState::from_qmp(status).power_state(), state, "{status}");
+        }
+        assert_eq!(
+            RunState::from_qmp("io-error"),
+            RunState::Other("io-error".into())
+        );
+    }
+
+    #[test]
+    fn migration_states_round_trip() {
+        for status in [
+            "none",
+            "setup",
+            "active",
+            "device",
+            "cancelling",
+            "completed",
+            "failed",
+            "cancelled",
+            "colo",
+        ] {
+            assert_eq!(MigrationState::from_qmp(status).as_qmp(), status);
+        }
+        assert!(MigrationState::from_qmp("pre-switchover").is_active());
+        assert!(!MigrationState::from_qmp("completed").is_active());
+        assert_eq!(
+            MigrationState::from_qmp("colo"),
+            MigrationState::Other("colo".into())
+        );
+    }
+}
