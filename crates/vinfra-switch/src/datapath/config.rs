@@ -3,9 +3,9 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::Location;
-use super::network::{NetworkId, Segment};
-use super::port::{PortConfig, PortId};
+use super::port::PortConfig;
 use crate::wire::{MacAddr, VlanId, Vni};
 
 /// Switch-wide settings.

@@ -9,6 +9,7 @@
 
 mod config;
 mod counters;
+mod ids;
 mod mac_table;
 mod network;
 mod port;
@@ -18,8 +19,8 @@ mod tx;
 pub use crate::wire::encap::overlay_guest_mtu;
 pub use config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+pub use ids::{NetworkId, PortId, Segment};
 pub use mac_table::{Location, MacEntry};
-pub use network::{NetworkId, Segment};
-pub use port::{PortConfig, PortId, PortKind};
+pub use port::{PortConfig, PortKind};
 pub use switch::{Switch, DHCP_SERVER_MAC};
 pub use tx::{TxBatch, TxFrame};

@@ -8,9 +8,10 @@ use foldhash::HashMap;
 
 use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
-use super::network::{Network, NetworkId, Segment};
-use super::port::{PortConfig, PortId, PortKind};
+use super::network::Network;
+use super::port::{PortConfig, PortKind};
 use super::tx::TxBatch;
 use crate::wire::dhcp::{self, DhcpMessageType, DhcpOp, DhcpRepr};
 use crate::wire::encap::{self, entropy_port, Encap};
