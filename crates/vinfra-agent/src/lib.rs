@@ -7,9 +7,9 @@
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
 //! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
 //!   after a switch restart, over [`vinfra_switch_control`].
+//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
 //! - [`qemu`]: QEMU behind the [`qemu::VmRunner`] and [`qemu::QemuProcess`] traits, the real
 //!   implementation over QMP and a fake for tests.
-//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
 //! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
 //! - [`usage`]: host and VM usage from `/proc`.
 //! - [`files`]: atomic file writes.

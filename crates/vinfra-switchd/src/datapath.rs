@@ -43,7 +43,7 @@ pub(crate) type ControlMessage = (Request, Sender<Response>);
 
 /// Why the datapath refused a control request. A refused request changes nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestError {
+pub enum ControlRequestError {
     /// A number or address the core cannot represent.
     #[error(transparent)]
     BadValue(#[from] BadValue),
@@ -177,7 +177,7 @@ impl Datapath {
     }
 
     /// Adds a port on the daemon's own behalf (not reported by `get_config`).
-    pub(crate) fn add_builtin_port(&mut self, spec: PortSpec) -> Result<(), RequestError> {
+    pub(crate) fn add_builtin_port(&mut self, spec: PortSpec) -> Result<(), ControlRequestError> {
         self.add_port(spec, true)
     }
 
@@ -361,7 +361,7 @@ impl Datapath {
         }
     }
 
-    fn apply(&mut self, request: Request) -> Result<(), RequestError> {
+    fn apply(&mut self, request: Request) -> Result<(), ControlRequestError> {
         let Some(command) = convert::config_command(&request)? else {
             return Ok(());
         };
@@ -421,7 +421,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn add_port(&mut self, spec: PortSpec, builtin: bool) -> Result<(), RequestError> {
+    fn add_port(&mut self, spec: PortSpec, builtin: bool) -> Result<(), ControlRequestError> {
         if self.ports.contains_key(&spec.id) {
             return Err(ConfigError::PortExists(PortId(spec.id)).into());
         }
@@ -445,7 +445,7 @@ impl Datapath {
             Ok(io) => io,
             Err(source) => {
                 undo(&mut self.switch);
-                return Err(RequestError::Open {
+                return Err(ControlRequestError::Open {
                     port: spec.id,
                     source,
                 });
@@ -471,7 +471,7 @@ impl Datapath {
         Ok(())
     }
 
-    fn remove_port(&mut self, id: u32) -> Result<(), RequestError> {
+    fn remove_port(&mut self, id: u32) -> Result<(), ControlRequestError> {
         self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());

@@ -82,7 +82,7 @@ pub enum SwitchdError {
     },
     /// Opening the VXLAN uplink failed.
     #[error("opening the VXLAN uplink")]
-    Uplink(#[source] datapath::RequestError),
+    Uplink(#[source] datapath::ControlRequestError),
     /// Starting the control thread failed.
     #[error("starting the control thread")]
     Thread(#[source] io::Error),

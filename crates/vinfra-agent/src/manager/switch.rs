@@ -11,10 +11,10 @@ use vinfra_types::network::HostSwitchCounters;
 use super::error::Result;
 use super::vm::Vm;
 use super::Manager;
-use crate::network::{Outcome, SwitchLink, SwitchLinkError};
+use crate::network::{ReconcileOutcome, SwitchLink, SwitchLinkError};
 
 /// [`SwitchLink::reconcile`] on a blocking thread.
-async fn reconcile_now(link: &Arc<SwitchLink>) -> Result<Outcome> {
+async fn reconcile_now(link: &Arc<SwitchLink>) -> Result<ReconcileOutcome> {
     let l = link.clone();
     Ok(tokio::task::spawn_blocking(move || l.reconcile()).await??)
 }
@@ -66,7 +66,7 @@ impl Manager {
                 .into_iter()
                 .filter(|r| matches!(&r.request, Request::AddPort(p) if ports.contains(&p.id)))
                 .collect();
-            Ok(Outcome {
+            Ok(ReconcileOutcome {
                 applied: o.applied,
                 refused,
             }

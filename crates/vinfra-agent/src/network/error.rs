@@ -9,14 +9,14 @@ use super::validate::InvalidConfig;
 
 /// A request the switch refused, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct RefusedRequest {
     /// The request.
     pub request: Request,
     /// The switch's reason.
     pub message: String,
 }
 
-impl std::fmt::Display for Refusal {
+impl std::fmt::Display for RefusedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", json(&self.request), self.message)
     }
@@ -45,7 +45,7 @@ pub enum SwitchLinkError {
     },
     /// The switch refused part of the configuration.
     #[error("the switch refused: {}", join(.0))]
-    Refused(Vec<Refusal>),
+    Refused(Vec<RefusedRequest>),
     /// The saved configuration could not be read or written.
     #[error("switch configuration file {path}")]
     Io {
@@ -57,10 +57,10 @@ pub enum SwitchLinkError {
     },
 }
 
-fn join(refused: &[Refusal]) -> String {
+fn join(refused: &[RefusedRequest]) -> String {
     refused
         .iter()
-        .map(Refusal::to_string)
+        .map(RefusedRequest::to_string)
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -38,9 +38,9 @@ mod tests;
 
 pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
 pub use desired::{DesiredSwitch, VmNic};
-pub use error::{Refusal, SwitchLinkError};
+pub use error::{RefusedRequest, SwitchLinkError};
 pub use link::SwitchLink;
 pub use plan::plan;
 pub use ports::{NicError, NicProblem};
-pub use reconcile::{spawn_reconciler, Outcome, RECONCILE_INTERVAL};
+pub use reconcile::{spawn_reconciler, ReconcileOutcome, RECONCILE_INTERVAL};
 pub use validate::{validate, InvalidConfig};

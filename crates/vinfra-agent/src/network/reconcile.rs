@@ -11,7 +11,7 @@ use vinfra_types::error::Chain;
 use vinfra_types::network::HostSwitchCounters;
 
 use super::counters::host_counters;
-use super::error::{Refusal, SwitchLinkError};
+use super::error::{RefusedRequest, SwitchLinkError};
 use super::link::{lock, SwitchLink};
 use super::plan::plan;
 
@@ -24,16 +24,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a reconcile did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct ReconcileOutcome {
     /// Requests applied.
     pub applied: usize,
     /// Requests the switch refused, with its reasons.
-    pub refused: Vec<Refusal>,
+    pub refused: Vec<RefusedRequest>,
 }
 
-impl Outcome {
+impl ReconcileOutcome {
     /// The refusals as an error, if any.
-    pub fn into_result(self) -> Result<Outcome, SwitchLinkError> {
+    pub fn into_result(self) -> Result<ReconcileOutcome, SwitchLinkError> {
         if self.refused.is_empty() {
             Ok(self)
         } else {
@@ -57,9 +57,9 @@ fn connected<'a>(
 
 impl SwitchLink {
     /// Makes the switch match the desired configuration now (blocking). Connection problems are
-    /// errors (and the next call reconnects); refused requests are reported in the [`Outcome`]
+    /// errors (and the next call reconnects); refused requests are reported in the [`ReconcileOutcome`]
     /// after everything else was applied.
-    pub fn reconcile(&self) -> Result<Outcome, SwitchLinkError> {
+    pub fn reconcile(&self) -> Result<ReconcileOutcome, SwitchLinkError> {
         let mut slot = lock(&self.client);
         let result = self.reconcile_on(&mut slot);
         if result.is_err() {
@@ -71,7 +71,10 @@ impl SwitchLink {
         })
     }
 
-    fn reconcile_on(&self, slot: &mut Option<SwitchClient>) -> Result<Outcome, ClientError> {
+    fn reconcile_on(
+        &self,
+        slot: &mut Option<SwitchClient>,
+    ) -> Result<ReconcileOutcome, ClientError> {
         let client = connected(self, slot)?;
         let current = client.config()?;
         // An uplink the switch has but its configuration does not list is the switch's own.
@@ -87,12 +90,12 @@ impl SwitchLink {
         let uplink_builtin = self.attachment.underlay_ip.is_some() && switch_uplink.is_some();
         let desired = lock(&self.desired).requests(&self.attachment, uplink_builtin);
         let steps = plan(&current, &desired);
-        let mut outcome = Outcome::default();
+        let mut outcome = ReconcileOutcome::default();
         for step in steps {
             match client.apply(std::slice::from_ref(&step)) {
                 Ok(()) => outcome.applied += 1,
                 Err(ClientError::Refused { message, .. }) => {
-                    outcome.refused.push(Refusal {
+                    outcome.refused.push(RefusedRequest {
                         request: step,
                         message,
                     });

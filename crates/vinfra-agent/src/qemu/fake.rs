@@ -26,7 +26,7 @@ use vinfra_qmp::QmpError;
 use vinfra_types::Accel;
 
 use super::{
-    Launch, MigrationParams, MigrationProgress, MigrationState, QemuError, QemuProcess, RunState,
+    Launch, MigrationParams, MigrationState, MigrationStats, QemuError, QemuProcess, RunState,
     VmFiles, VmRunner,
 };
 
@@ -343,9 +343,9 @@ impl QemuProcess for FakeProcess {
         self.command(None, |q, _| Ok(q.status.clone()))
     }
 
-    async fn migration(&mut self) -> Result<MigrationProgress, QemuError> {
+    async fn migration(&mut self) -> Result<MigrationStats, QemuError> {
         self.command(None, |q, _| {
-            let mut p = MigrationProgress::in_state(q.migration.clone());
+            let mut p = MigrationStats::in_state(q.migration.clone());
             p.total_bytes = q.launch.memory_mib << 20;
             p.transferred_bytes = match q.migration {
                 MigrationState::None => 0,

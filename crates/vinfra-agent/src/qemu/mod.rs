@@ -169,7 +169,7 @@ impl std::fmt::Display for MigrationState {
 
 /// An outgoing migration's progress (`query-migrate`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct MigrationProgress {
+pub struct MigrationStats {
     /// Where it is.
     pub state: MigrationState,
     /// RAM bytes sent so far.
@@ -190,10 +190,10 @@ pub struct MigrationProgress {
     pub error: Option<String>,
 }
 
-impl MigrationProgress {
+impl MigrationStats {
     /// Progress with only a state (nothing sent).
-    pub fn in_state(state: MigrationState) -> MigrationProgress {
-        MigrationProgress {
+    pub fn in_state(state: MigrationState) -> MigrationStats {
+        MigrationStats {
             state,
             transferred_bytes: 0,
             remaining_bytes: 0,
@@ -249,7 +249,7 @@ pub trait QemuProcess: Send + Sync {
     async fn status(&mut self) -> Result<RunState, QemuError>;
 
     /// The outgoing migration's state and progress (`query-migrate`).
-    async fn migration(&mut self) -> Result<MigrationProgress, QemuError>;
+    async fn migration(&mut self) -> Result<MigrationStats, QemuError>;
 
     /// Resumes a paused guest (`cont`).
     async fn cont(&mut self) -> Result<(), QemuError>;

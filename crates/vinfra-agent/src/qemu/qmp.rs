@@ -11,8 +11,8 @@ use vinfra_qmp::{MigrateParameters, Qmp};
 use vinfra_types::Accel;
 
 use super::{
-    build_args, is_our_qemu, kill, read_pidfile, Launch, MigrationParams, MigrationProgress,
-    MigrationState, QemuError, QemuProcess, RunState, VmFiles, VmRunner,
+    build_args, is_our_qemu, kill, read_pidfile, Launch, MigrationParams, MigrationState,
+    MigrationStats, QemuError, QemuProcess, RunState, VmFiles, VmRunner,
 };
 
 /// How long connecting to a QMP socket may take.
@@ -184,10 +184,10 @@ impl QemuProcess for QmpProcess {
         Ok(RunState::from_qmp(&q.query_status().await?.status))
     }
 
-    async fn migration(&mut self) -> Result<MigrationProgress, QemuError> {
+    async fn migration(&mut self) -> Result<MigrationStats, QemuError> {
         let info = self.connect().await?.query_migrate().await?;
         let ram = info.ram.clone().unwrap_or_default();
-        Ok(MigrationProgress {
+        Ok(MigrationStats {
             state: MigrationState::from_qmp(info.status()),
             transferred_bytes: ram.transferred,
             remaining_bytes: ram.remaining,
