@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    Command, DhcpConfig, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    ConfigCommand, DhcpConfig, Location, NetworkId, Segment, PortConfig, PortId, PortKind, Switch,
     SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{self, arp, dhcp, ethernet, ipv4, udp, vlan, vxlan};
@@ -32,23 +32,23 @@ fn configured() -> Switch {
     let local = Ipv4Addr::new(192, 0, 2, 1);
     let mac = |b| MacAddr([0x52, 0x54, 0, 0, 0, b]);
     let commands = vec![
-        Command::SetSettings(SwitchSettings {
+        ConfigCommand::SetSettings(SwitchSettings {
             mac_ageing: Duration::from_secs(5),
             mac_learn_limit: 64,
         }),
-        Command::AddNetwork {
+        ConfigCommand::AddNetwork {
             id: NetworkId(1),
-            kind: NetworkKind::Overlay {
+            segment: Segment::Overlay {
                 vni: Vni::new(5001).unwrap(),
             },
         },
-        Command::AddNetwork {
+        ConfigCommand::AddNetwork {
             id: NetworkId(2),
-            kind: NetworkKind::Vlan {
+            segment: Segment::Vlan {
                 vid: VlanId::new(100).unwrap(),
             },
         },
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id: UPLINK,
             kind: PortKind::VxlanUplink {
                 local_ip: local,
@@ -57,33 +57,33 @@ fn configured() -> Switch {
             },
             mtu: 1500,
         }),
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id: TRUNK,
             kind: PortKind::VlanTrunk,
             mtu: 1500,
         }),
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id: PortId(1),
             kind: PortKind::Vm {
                 network: NetworkId(1),
             },
             mtu: 1450,
         }),
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id: PortId(2),
             kind: PortKind::Host {
                 network: NetworkId(1),
             },
             mtu: 1450,
         }),
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id: PortId(3),
             kind: PortKind::Vm {
                 network: NetworkId(2),
             },
             mtu: 1500,
         }),
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: NetworkId(1),
             vteps: vec![
                 local,
@@ -91,33 +91,33 @@ fn configured() -> Switch {
                 Ipv4Addr::new(192, 0, 2, 3),
             ],
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: NetworkId(1),
             mac: mac(1),
             location: Location::Port(PortId(1)),
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: NetworkId(1),
             mac: mac(9),
             location: Location::Vtep(Ipv4Addr::new(192, 0, 2, 2)),
         },
-        Command::AddArpEntry {
+        ConfigCommand::AddArpEntry {
             network: NetworkId(1),
             ip: Ipv4Addr::new(10, 0, 0, 9),
             mac: mac(9),
         },
-        Command::AddArpEntry {
+        ConfigCommand::AddArpEntry {
             network: NetworkId(2),
             ip: Ipv4Addr::new(10, 0, 0, 3),
             mac: mac(3),
         },
-        Command::AddArpEntry {
+        ConfigCommand::AddArpEntry {
             network: NetworkId(1),
             ip: Ipv4Addr::new(10, 0, 0, 1),
             mac: mac(1),
         },
         // The switch answers DHCP on network 1.
-        Command::SetDhcp {
+        ConfigCommand::SetDhcp {
             network: NetworkId(1),
             config: Some(DhcpConfig {
                 prefix_len: 24,

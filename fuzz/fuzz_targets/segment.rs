@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    Command, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    ConfigCommand, Location, NetworkId, Segment, PortConfig, PortId, PortKind, Switch,
     SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::gro;
@@ -36,21 +36,21 @@ const PORTS: [(PortId, usize, bool); 6] = [
 ];
 
 fn configured() -> Switch {
-    let port = |id, kind, mtu| Command::AddPort(PortConfig { id, kind, mtu });
+    let port = |id, kind, mtu| ConfigCommand::AddPort(PortConfig { id, kind, mtu });
     let overlay = NetworkId(1);
     let vlan = NetworkId(2);
     let mut switch = Switch::with_commands(
         SwitchSettings::default(),
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: overlay,
-                kind: NetworkKind::Overlay {
+                segment: Segment::Overlay {
                     vni: Vni::new(5001).unwrap(),
                 },
             },
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: vlan,
-                kind: NetworkKind::Vlan {
+                segment: Segment::Vlan {
                     vid: VlanId::new(100).unwrap(),
                 },
             },
@@ -68,11 +68,11 @@ fn configured() -> Switch {
             port(PortId(2), PortKind::Host { network: overlay }, 1500),
             port(PortId(3), PortKind::Vm { network: overlay }, 1400),
             port(PortId(4), PortKind::Host { network: vlan }, 1500),
-            Command::SetFloodList {
+            ConfigCommand::SetFloodList {
                 network: overlay,
                 vteps: vec![Ipv4Addr::new(192, 0, 2, 2)],
             },
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: overlay,
                 mac: JOIN_MAC,
                 location: Location::Port(PortId(1)),

@@ -13,6 +13,7 @@ use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
     AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
 };
+use vinfra_types::error::Chain;
 use vinfra_types::HostCapacity;
 
 use crate::manager::Manager;
@@ -21,7 +22,7 @@ use crate::manager::Manager;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     /// TCP or TLS failed
-    #[error("cannot reach the console at {addr}: {source}")]
+    #[error("cannot reach the console at {addr}")]
     Connect {
         /// Console address.
         addr: String,
@@ -45,7 +46,7 @@ pub enum ConnectionError {
     #[error("this host has not joined a cluster yet: give it a join token")]
     NotJoined,
     /// credentials could not be stored or read
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -219,7 +220,7 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
         vms,
         trunk: m
             .switch()
-            .and_then(|l| l.settings().trunk_interface.clone()),
+            .and_then(|l| l.attachment().trunk_interface.clone()),
         underlay_mtu: m.switch().map_or(vinfra_types::network::UNDERLAY_MTU, |l| {
             u32::from(l.underlay_mtu())
         }),
@@ -360,7 +361,8 @@ pub async fn ensure_credentials_retrying(
                 attempts += 1;
                 tracing::warn!(
                     attempt = attempts,
-                    "joining the cluster: {e}; retrying in {backoff:?}"
+                    "joining the cluster: {}; retrying in {backoff:?}",
+                    Chain(&e)
                 );
             }
             Err(e) => return Err(e),
@@ -390,7 +392,7 @@ pub async fn connect_loop(
                 failures = 0;
                 match session(stream, m.clone(), info, report_interval).await {
                     Ok(()) => tracing::warn!("console at {console} closed the connection"),
-                    Err(e) => tracing::warn!("console connection lost: {e}"),
+                    Err(e) => tracing::warn!("console connection lost: {}", Chain(&e)),
                 }
             }
             Err(e) => {
@@ -400,7 +402,8 @@ pub async fn connect_loop(
                 if failures <= 3 || failures.is_multiple_of(10) {
                     tracing::warn!(
                         attempt = failures,
-                        "{e}; retrying every {:?} at most",
+                        "{}; retrying every {:?} at most",
+                        Chain(&e),
                         BACKOFF_MAX
                     );
                 }

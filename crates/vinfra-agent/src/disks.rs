@@ -19,16 +19,28 @@ pub enum DiskError {
     /// a name would leave the datastore
     #[error("'{0}' is not a valid file name in the datastore")]
     BadName(String),
-    /// qemu-img failed
-    #[error("qemu-img {what} failed: {detail}")]
-    QemuImg {
-        /// What it was doing.
-        what: String,
-        /// Its message.
-        detail: String,
+    /// qemu-img could not be run
+    #[error("cannot run qemu-img {what}")]
+    QemuImgSpawn {
+        /// The subcommand.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
+    /// qemu-img failed
+    #[error("qemu-img {what} failed: {stderr}")]
+    QemuImg {
+        /// The subcommand.
+        what: &'static str,
+        /// Its message.
+        stderr: String,
+    },
+    /// `qemu-img info` printed no image format
+    #[error("qemu-img info printed no image format")]
+    QemuImgInfo(#[source] Option<serde_json::Error>),
     /// a file system operation failed
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -143,19 +155,16 @@ impl Datastore {
     }
 }
 
-fn qemu_img(what: &str, args: &[&std::ffi::OsStr]) -> Result<String, DiskError> {
+fn qemu_img(what: &'static str, args: &[&std::ffi::OsStr]) -> Result<String, DiskError> {
     let out = Command::new("qemu-img")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| DiskError::QemuImg {
-            what: what.into(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|source| DiskError::QemuImgSpawn { what, source })?;
     if !out.status.success() {
         return Err(DiskError::QemuImg {
-            what: what.into(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            what,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -167,17 +176,12 @@ pub fn image_format(path: &Path) -> Result<String, DiskError> {
         "info",
         &["info".as_ref(), "--output=json".as_ref(), path.as_os_str()],
     )?;
-    let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| DiskError::QemuImg {
-        what: "info".into(),
-        detail: e.to_string(),
-    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| DiskError::QemuImgInfo(Some(e)))?;
     v.get("format")
         .and_then(|f| f.as_str())
         .map(str::to_string)
-        .ok_or_else(|| DiskError::QemuImg {
-            what: "info".into(),
-            detail: "no format".into(),
-        })
+        .ok_or(DiskError::QemuImgInfo(None))
 }
 
 fn create_disk(d: &DiskSpec, path: &Path, base: Option<&Path>) -> Result<(), DiskError> {

@@ -1,15 +1,18 @@
 //! Host agent library: runs VMs as QEMU processes over QMP, re-adopts them, reports usage, talks to
 //! the console.
 //!
-//! - [`qemu`]: the [`qemu::VmRunner`] trait and the real QEMU command line and process handling.
-//! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
-//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
-//! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
-//!   after a switch restart.
-//! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
-//! - [`handler`]: one console command → one manager call ([`handler::handle`]).
-//! - [`usage`]: host and VM usage from `/proc`.
+//! Modules, top to bottom (a module uses only those below it):
 //! - [`connection`]: joining, the mutual-TLS session with the console, reconnects.
+//! - [`handler`]: one console command → one manager call ([`handler::handle`]).
+//! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
+//! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
+//!   after a switch restart, over [`vinfra_switch_control`].
+//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
+//! - [`qemu`]: QEMU behind the [`qemu::VmRunner`] and [`qemu::QemuProcess`] traits, the real
+//!   implementation over QMP and a fake for tests.
+//! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
+//! - [`usage`]: host and VM usage from `/proc`.
+//! - [`files`]: atomic file writes.
 //!
 //! QEMU runs daemonized (`-daemonize`, pidfile, QMP socket in `<data_dir>/vms/<id>/`), so VMs keep
 //! running when the agent stops; [`manager::Manager::open`] finds them again.
@@ -17,6 +20,7 @@
 
 pub mod connection;
 pub mod disks;
+pub mod files;
 pub mod handler;
 pub mod manager;
 pub mod network;
@@ -74,10 +78,10 @@ pub struct AgentConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// the host name is not a valid name
-    #[error("invalid host name: {0}")]
+    #[error("invalid host name")]
     HostName(#[from] vinfra_types::NameError),
     /// the data directory could not be created
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {}", path.display())]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -121,7 +125,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .await?;
     tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
     let capacity = usage::host_capacity(config.cores, config.memory_mib)?;
-    let runner = Arc::new(qemu::QemuRunner {
+    let runner = Arc::new(qemu::qmp::QemuRunner {
         binary: config.qemu_binary.clone(),
         accel,
     });
@@ -131,13 +135,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             datastore: config.datastore.clone(),
             address: config.address,
             runner,
-            switch: config.switch_control.clone().map(|control| {
-                let mut s = network::SwitchSettings::new(control);
-                s.underlay_ip = config.underlay_ip;
-                s.underlay_mtu = config.underlay_mtu;
-                s.trunk_interface = config.trunk_interface.clone();
-                s
-            }),
+            switch: config
+                .switch_control
+                .clone()
+                .map(|control| network::SwitchAttachment {
+                    control,
+                    underlay_ip: config.underlay_ip,
+                    underlay_mtu: config.underlay_mtu,
+                    trunk_interface: config.trunk_interface.clone(),
+                }),
         })
         .await?,
     );

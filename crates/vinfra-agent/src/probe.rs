@@ -25,7 +25,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// a file of the probe could not be written or read
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -63,7 +63,7 @@ pub async fn detect_accel(
         accel,
     })
     .unwrap_or_default();
-    crate::manager::write_atomic(&cache, text.as_bytes()).map_err(|source| ProbeError::Io {
+    crate::files::write_atomic(&cache, text.as_bytes()).map_err(|source| ProbeError::Io {
         path: cache.clone(),
         source,
     })?;

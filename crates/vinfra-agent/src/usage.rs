@@ -8,7 +8,7 @@ use vinfra_types::{HostCapacity, HostUsage, VmUsage};
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
     /// a /proc file could not be read
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: String,

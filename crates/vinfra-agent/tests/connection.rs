@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use vinfra_agent::connection::{connect_loop, ensure_credentials, ConnectionError, HostInfo};
-use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{Manager, ManagerConfig};
 use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki::{self, ClusterCa, JoinToken};

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_agent::network::SwitchSettings;
-use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::network::SwitchAttachment;
+use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
 use vinfra_proto::{
     AgentCommand, AgentError, CommandReply, HostSwitchConfig, MigrationSettings, SwitchArpEntry,
     SwitchMacEntry, SwitchNetwork, SwitchNetworkKind, VmInstance,
 };
-use vinfra_switchd::{Attachment, Request, SwitchClient, UPLINK_PORT};
+use vinfra_switch_control::{Attachment, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
 
 mod common;
@@ -173,7 +173,7 @@ impl Drop for Switch {
     }
 }
 
-async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchSettings>) -> Manager {
+async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchAttachment>) -> Manager {
     Manager::open(ManagerConfig {
         data_dir: data_dir.to_path_buf(),
         datastore: ds.to_path_buf(),
@@ -323,7 +323,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
     let sw_b = Switch::start(&hb, tmp.path());
 
     // The agents open the VXLAN uplink themselves (the switches run without an underlay).
-    let settings = |sw: &Switch, ip| SwitchSettings {
+    let settings = |sw: &Switch, ip| SwitchAttachment {
         control: sw.control.clone(),
         underlay_ip: Some(ip),
         underlay_mtu: 1500,
@@ -677,7 +677,7 @@ async fn the_agent_reports_the_underlay_mtu_of_a_switch_with_its_own_uplink() {
     let m = manager(
         &tmp.path().join("agent"),
         &ds,
-        Some(SwitchSettings {
+        Some(SwitchAttachment {
             control: sw.control.clone(),
             underlay_ip: Some(ip),
             underlay_mtu: 1500,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_agent::qemu::QemuRunner;
+use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
 use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationSettings, VmInstance};
 use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vinfra_switch::datapath::{
-    Command, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, Segment, Switch,
     SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{EtherType, EthernetRepr, Ipv4Repr, MacAddr, Vni};
@@ -53,11 +53,11 @@ fn switch() -> Switch {
     Switch::with_commands(
         SwitchSettings::default(),
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: NET,
-                kind: NetworkKind::Overlay { vni },
+                segment: Segment::Overlay { vni },
             },
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id: UPLINK,
                 kind: PortKind::VxlanUplink {
                     local_ip: Ipv4Addr::new(192, 0, 2, 1),
@@ -66,22 +66,22 @@ fn switch() -> Switch {
                 },
                 mtu: 1500,
             }),
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id: PortId(1),
                 kind: PortKind::Vm { network: NET },
                 mtu: 1450,
             }),
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id: PortId(2),
                 kind: PortKind::Vm { network: NET },
                 mtu: 1450,
             }),
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: NET,
                 mac: mac(2),
                 location: Location::Port(PortId(2)),
             },
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: NET,
                 mac: mac(3),
                 location: Location::Vtep(REMOTE),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use vinfra_switch::datapath::{
-    Command, ConfigError, DropReason, Location, NetworkId, NetworkKind, PortConfig, PortId,
-    PortKind, Switch, SwitchSettings, TxBatch,
+    ConfigCommand, ConfigError, DropReason, Location, NetworkId, PortConfig, PortId, PortKind,
+    Segment, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{
     self, arp, decapsulate, ArpOperation, ArpRepr, Encap, EtherType, MacAddr, VlanId, Vni,
@@ -41,24 +41,24 @@ fn vid(n: u16) -> VlanId {
     VlanId::new(n).unwrap()
 }
 
-fn vm(id: u32, network: NetworkId) -> Command {
-    Command::AddPort(PortConfig {
+fn vm(id: u32, network: NetworkId) -> ConfigCommand {
+    ConfigCommand::AddPort(PortConfig {
         id: PortId(id),
         kind: PortKind::Vm { network },
         mtu: 1450,
     })
 }
 
-fn host_port(id: u32, network: NetworkId, mtu: u16) -> Command {
-    Command::AddPort(PortConfig {
+fn host_port(id: u32, network: NetworkId, mtu: u16) -> ConfigCommand {
+    ConfigCommand::AddPort(PortConfig {
         id: PortId(id),
         kind: PortKind::Host { network },
         mtu,
     })
 }
 
-fn uplink(local_ip: Ipv4Addr, local_mac: MacAddr) -> Command {
-    Command::AddPort(PortConfig {
+fn uplink(local_ip: Ipv4Addr, local_mac: MacAddr) -> ConfigCommand {
+    ConfigCommand::AddPort(PortConfig {
         id: UPLINK,
         kind: PortKind::VxlanUplink {
             local_ip,
@@ -69,32 +69,32 @@ fn uplink(local_ip: Ipv4Addr, local_mac: MacAddr) -> Command {
     })
 }
 
-fn vtep_macs() -> Vec<Command> {
+fn vtep_macs() -> Vec<ConfigCommand> {
     vec![
-        Command::SetVtepMac {
+        ConfigCommand::SetVtepMac {
             vtep: VTEP_A,
             mac: UNDERLAY_MAC_A,
         },
-        Command::SetVtepMac {
+        ConfigCommand::SetVtepMac {
             vtep: VTEP_B,
             mac: UNDERLAY_MAC_B,
         },
-        Command::SetVtepMac {
+        ConfigCommand::SetVtepMac {
             vtep: VTEP_C,
             mac: UNDERLAY_MAC_C,
         },
     ]
 }
 
-fn overlay_networks() -> Vec<Command> {
+fn overlay_networks() -> Vec<ConfigCommand> {
     vec![
-        Command::AddNetwork {
+        ConfigCommand::AddNetwork {
             id: BLUE,
-            kind: NetworkKind::Overlay { vni: vni(5001) },
+            segment: Segment::Overlay { vni: vni(5001) },
         },
-        Command::AddNetwork {
+        ConfigCommand::AddNetwork {
             id: RED,
-            kind: NetworkKind::Overlay { vni: vni(5002) },
+            segment: Segment::Overlay { vni: vni(5002) },
         },
     ]
 }
@@ -109,20 +109,20 @@ fn two_hosts() -> (Switch, Switch) {
         uplink(VTEP_A, UNDERLAY_MAC_A),
         vm(1, BLUE),
         vm(3, RED),
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: BLUE,
             vteps: vec![VTEP_A, VTEP_B],
         },
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: RED,
             vteps: vec![VTEP_B],
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: BLUE,
             mac: mac(1),
             location: Location::Port(PortId(1)),
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: BLUE,
             mac: mac(2),
             location: Location::Vtep(VTEP_B),
@@ -134,20 +134,20 @@ fn two_hosts() -> (Switch, Switch) {
         uplink(VTEP_B, UNDERLAY_MAC_B),
         vm(2, BLUE),
         vm(4, RED),
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: BLUE,
             vteps: vec![VTEP_A],
         },
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: RED,
             vteps: vec![VTEP_A],
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: BLUE,
             mac: mac(2),
             location: Location::Port(PortId(2)),
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: BLUE,
             mac: mac(1),
             location: Location::Vtep(VTEP_A),
@@ -291,11 +291,11 @@ fn split_horizon() {
     cmds.extend([
         uplink(VTEP_B, UNDERLAY_MAC_B),
         vm(2, BLUE),
-        Command::SetFloodList {
+        ConfigCommand::SetFloodList {
             network: BLUE,
             vteps: vec![VTEP_A, VTEP_C],
         },
-        Command::AddMacEntry {
+        ConfigCommand::AddMacEntry {
             network: BLUE,
             mac: mac(7),
             location: Location::Vtep(VTEP_C),
@@ -346,7 +346,7 @@ fn split_horizon() {
 #[test]
 fn arp_suppression_answers_locally() {
     let (mut a, _) = two_hosts();
-    a.apply(Command::AddArpEntry {
+    a.apply(ConfigCommand::AddArpEntry {
         network: BLUE,
         ip: ip(2),
         mac: mac(2),
@@ -390,7 +390,7 @@ fn arp_suppression_answers_locally() {
     assert_eq!(a.network_counters(BLUE).unwrap().arp_suppressed, 1);
 
     // Removed entry: flooded again.
-    a.apply(Command::RemoveArpEntry {
+    a.apply(ConfigCommand::RemoveArpEntry {
         network: BLUE,
         ip: ip(2),
     })
@@ -402,15 +402,15 @@ fn vlan_switch() -> Switch {
     Switch::with_commands(
         SwitchSettings::default(),
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: BLUE,
-                kind: NetworkKind::Vlan { vid: vid(100) },
+                segment: Segment::Vlan { vid: vid(100) },
             },
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: RED,
-                kind: NetworkKind::Vlan { vid: vid(200) },
+                segment: Segment::Vlan { vid: vid(200) },
             },
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id: TRUNK,
                 kind: PortKind::VlanTrunk,
                 mtu: 1500,
@@ -514,9 +514,9 @@ fn learning_ageing_and_moves() {
     let mut s = Switch::with_commands(
         settings,
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: BLUE,
-                kind: NetworkKind::Overlay { vni: vni(1) },
+                segment: Segment::Overlay { vni: vni(1) },
             },
             host_port(1, BLUE, 1500),
             host_port(2, BLUE, 1500),
@@ -569,7 +569,7 @@ fn learning_ageing_and_moves() {
     assert_eq!(s.network_counters(BLUE).unwrap().learning_refused, 1);
 
     // Static entries beat learning and never age.
-    s.apply(Command::AddMacEntry {
+    s.apply(ConfigCommand::AddMacEntry {
         network: BLUE,
         mac: mac(8),
         location: Location::Port(PortId(2)),
@@ -587,7 +587,7 @@ fn learning_ageing_and_moves() {
     );
 
     // Removing a port forgets what was behind it.
-    s.apply(Command::RemovePort(PortId(3))).unwrap();
+    s.apply(ConfigCommand::RemovePort(PortId(3))).unwrap();
     assert!(s
         .mac_entries(BLUE)
         .iter()
@@ -599,9 +599,9 @@ fn mtu_is_enforced_both_ways() {
     let mut s = Switch::with_commands(
         SwitchSettings::default(),
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: BLUE,
-                kind: NetworkKind::Vlan { vid: vid(7) },
+                segment: Segment::Vlan { vid: vid(7) },
             },
             host_port(1, BLUE, 1500),
             host_port(2, BLUE, 1000),
@@ -654,7 +654,7 @@ fn overlay_mtu_accounts_for_vxlan() {
     assert_eq!(out[0].2.len(), 1500 + 14);
     // A port with a larger MTU on an overlay network is a configuration error.
     let err = a
-        .apply(Command::AddPort(PortConfig {
+        .apply(ConfigCommand::AddPort(PortConfig {
             id: PortId(9),
             kind: PortKind::Vm { network: BLUE },
             mtu: 1500,
@@ -914,9 +914,9 @@ fn configuration_is_checked() {
     assert_eq!(
         err(
             &mut s,
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: NetworkId(3),
-                kind: NetworkKind::Vlan { vid: vid(100) }
+                segment: Segment::Vlan { vid: vid(100) }
             }
         ),
         ConfigError::VlanInUse {
@@ -927,15 +927,15 @@ fn configuration_is_checked() {
     assert_eq!(
         err(
             &mut s,
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: BLUE,
-                kind: NetworkKind::Overlay { vni: vni(1) }
+                segment: Segment::Overlay { vni: vni(1) }
             }
         ),
         ConfigError::NetworkExists(BLUE)
     );
     assert_eq!(
-        err(&mut s, Command::RemoveNetwork(BLUE)),
+        err(&mut s, ConfigCommand::RemoveNetwork(BLUE)),
         ConfigError::NetworkInUse(BLUE)
     );
     assert_eq!(err(&mut s, vm(5, RED)), ConfigError::PortExists(PortId(5)));
@@ -954,7 +954,7 @@ fn configuration_is_checked() {
     assert!(matches!(
         err(
             &mut s,
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id: PortId(9),
                 kind: PortKind::VlanTrunk,
                 mtu: 1500
@@ -968,7 +968,7 @@ fn configuration_is_checked() {
     assert_eq!(
         err(
             &mut s,
-            Command::SetFloodList {
+            ConfigCommand::SetFloodList {
                 network: BLUE,
                 vteps: vec![VTEP_A]
             }
@@ -978,7 +978,7 @@ fn configuration_is_checked() {
     assert_eq!(
         err(
             &mut s,
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: BLUE,
                 mac: mac(1),
                 location: Location::Port(PortId(6))
@@ -992,7 +992,7 @@ fn configuration_is_checked() {
     assert_eq!(
         err(
             &mut s,
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: BLUE,
                 mac: MacAddr::BROADCAST,
                 location: Location::Port(PortId(5))
@@ -1001,7 +1001,7 @@ fn configuration_is_checked() {
         ConfigError::NotUnicast(MacAddr::BROADCAST)
     );
     // The trunk is attached to every VLAN network.
-    s.apply(Command::AddMacEntry {
+    s.apply(ConfigCommand::AddMacEntry {
         network: BLUE,
         mac: mac(1),
         location: Location::Port(TRUNK),
@@ -1009,17 +1009,17 @@ fn configuration_is_checked() {
     .unwrap();
 
     let mut o = Switch::default();
-    o.apply(Command::AddNetwork {
+    o.apply(ConfigCommand::AddNetwork {
         id: BLUE,
-        kind: NetworkKind::Overlay { vni: vni(9) },
+        segment: Segment::Overlay { vni: vni(9) },
     })
     .unwrap();
     assert_eq!(
         err(
             &mut o,
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: RED,
-                kind: NetworkKind::Overlay { vni: vni(9) }
+                segment: Segment::Overlay { vni: vni(9) }
             }
         ),
         ConfigError::VniInUse {
@@ -1038,11 +1038,11 @@ fn configuration_is_checked() {
         }
     ));
     // After removing the port, the network can go too.
-    o.apply(Command::RemovePort(PortId(1))).unwrap();
-    o.apply(Command::RemoveNetwork(BLUE)).unwrap();
-    o.apply(Command::AddNetwork {
+    o.apply(ConfigCommand::RemovePort(PortId(1))).unwrap();
+    o.apply(ConfigCommand::RemoveNetwork(BLUE)).unwrap();
+    o.apply(ConfigCommand::AddNetwork {
         id: RED,
-        kind: NetworkKind::Overlay { vni: vni(9) },
+        segment: Segment::Overlay { vni: vni(9) },
     })
     .unwrap();
 }
@@ -1052,7 +1052,7 @@ fn vtep_without_underlay_mac_uses_the_gateway_or_drops() {
     let base = || {
         let mut c = overlay_networks();
         c.push(vm(1, BLUE));
-        c.push(Command::SetFloodList {
+        c.push(ConfigCommand::SetFloodList {
             network: BLUE,
             vteps: vec![VTEP_B],
         });
@@ -1074,7 +1074,7 @@ fn vtep_without_underlay_mac_uses_the_gateway_or_drops() {
 
     let gateway = MacAddr([2, 0, 0, 0, 0, 0x99]);
     let mut c = base();
-    c.push(Command::AddPort(PortConfig {
+    c.push(ConfigCommand::AddPort(PortConfig {
         id: UPLINK,
         kind: PortKind::VxlanUplink {
             local_ip: VTEP_A,

@@ -5,8 +5,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vinfra_switch::datapath::{
-    Command, ConfigError, DhcpConfig, DropReason, NetworkId, NetworkKind, PortConfig, PortId,
-    PortKind, Switch, SwitchSettings, TxBatch, DHCP_SERVER_MAC,
+    ConfigCommand, ConfigError, DhcpConfig, DropReason, NetworkId, PortConfig, PortId, PortKind,
+    Segment, Switch, SwitchSettings, TxBatch, DHCP_SERVER_MAC,
 };
 use vinfra_switch::wire::{dhcp, ipv4, udp};
 use vinfra_switch::wire::{
@@ -35,34 +35,34 @@ fn dhcp_config(gateway: Option<Ipv4Addr>) -> DhcpConfig {
 
 fn switch(dhcp: Option<DhcpConfig>) -> Switch {
     let port = |id, kind| {
-        Command::AddPort(PortConfig {
+        ConfigCommand::AddPort(PortConfig {
             id,
             kind,
             mtu: 1450,
         })
     };
     let mut commands = vec![
-        Command::AddNetwork {
+        ConfigCommand::AddNetwork {
             id: NET,
-            kind: NetworkKind::Overlay {
+            segment: Segment::Overlay {
                 vni: Vni::new(700).unwrap(),
             },
         },
         port(VM, PortKind::Vm { network: NET }),
         port(OTHER, PortKind::Host { network: NET }),
-        Command::AddArpEntry {
+        ConfigCommand::AddArpEntry {
             network: NET,
             ip: ip(10),
             mac: CLIENT,
         },
-        Command::AddArpEntry {
+        ConfigCommand::AddArpEntry {
             network: NET,
             ip: ip(1),
             mac: GATEWAY_MAC,
         },
     ];
     if dhcp.is_some() {
-        commands.push(Command::SetDhcp {
+        commands.push(ConfigCommand::SetDhcp {
             network: NET,
             config: dhcp,
         });
@@ -278,7 +278,7 @@ fn malformed_and_unanswered_messages_are_dropped_with_reasons() {
 fn without_the_responder_dhcp_is_flooded_as_before() {
     for mut sw in [switch(None), {
         let mut sw = switch(Some(dhcp_config(Some(ip(1)))));
-        sw.apply(Command::SetDhcp {
+        sw.apply(ConfigCommand::SetDhcp {
             network: NET,
             config: None,
         })
@@ -296,7 +296,7 @@ fn without_the_responder_dhcp_is_flooded_as_before() {
 #[test]
 fn dhcp_configuration_is_validated() {
     let mut sw = switch(None);
-    let set = |config| Command::SetDhcp {
+    let set = |config| ConfigCommand::SetDhcp {
         network: NET,
         config: Some(config),
     };
@@ -313,7 +313,7 @@ fn dhcp_configuration_is_validated() {
     bad.mtu = Some(60);
     assert_eq!(sw.apply(set(bad)), Err(ConfigError::MtuTooSmall(60)));
     assert_eq!(
-        sw.apply(Command::SetDhcp {
+        sw.apply(ConfigCommand::SetDhcp {
             network: NetworkId(9),
             config: None
         }),

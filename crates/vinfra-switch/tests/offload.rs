@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use vinfra_switch::datapath::{
-    Command, DropReason, Location, NetworkId, NetworkKind, PortConfig, PortId, PortKind, Switch,
+    ConfigCommand, DropReason, Location, NetworkId, PortConfig, PortId, PortKind, Segment, Switch,
     SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::virtio_net::{Gso, GsoKind, PartialCsum};
@@ -30,8 +30,8 @@ const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const NOW: Duration = Duration::from_secs(1);
 
-fn port(id: PortId, kind: PortKind, mtu: u16) -> Command {
-    Command::AddPort(PortConfig { id, kind, mtu })
+fn port(id: PortId, kind: PortKind, mtu: u16) -> ConfigCommand {
+    ConfigCommand::AddPort(PortConfig { id, kind, mtu })
 }
 
 /// Blue (overlay): offload taps A and B (MTU 1500), VM port 3 (MTU 1450), the uplink (underlay
@@ -41,15 +41,15 @@ fn switch() -> Switch {
     let mut s = Switch::with_commands(
         SwitchSettings::default(),
         [
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: BLUE,
-                kind: NetworkKind::Overlay {
+                segment: Segment::Overlay {
                     vni: Vni::new(5001).unwrap(),
                 },
             },
-            Command::AddNetwork {
+            ConfigCommand::AddNetwork {
                 id: GREEN,
-                kind: NetworkKind::Vlan {
+                segment: Segment::Vlan {
                     vid: VlanId::new(7).unwrap(),
                 },
             },
@@ -68,21 +68,21 @@ fn switch() -> Switch {
             port(VM, PortKind::Vm { network: BLUE }, 1450),
             port(GREEN_TAP, PortKind::Host { network: GREEN }, 1500),
             port(GREEN_PLAIN, PortKind::Host { network: GREEN }, 1500),
-            Command::SetFloodList {
+            ConfigCommand::SetFloodList {
                 network: BLUE,
                 vteps: vec![VTEP_B],
             },
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: BLUE,
                 mac: mac(2),
                 location: Location::Port(TAP_B),
             },
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: BLUE,
                 mac: mac(3),
                 location: Location::Port(VM),
             },
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network: BLUE,
                 mac: mac(4),
                 location: Location::Vtep(VTEP_B),

@@ -9,14 +9,16 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
-use vinfra_switch::datapath::{Command, PortId};
+use vinfra_switch::datapath::{ConfigCommand, ConfigError, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
 use vinfra_switch::wire::Offload;
-
-use crate::ports::PortIo;
-use crate::protocol::{
+use vinfra_switch_control::{
     Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
 };
+use vinfra_types::error::chain;
+
+use crate::convert::{self, BadValue, PortIoCounters};
+use crate::ports::{PortError, PortIo};
 
 /// Most frames read from one port before they go through the core together.
 pub const BATCH: usize = 32;
@@ -38,6 +40,26 @@ pub(crate) const WAKER: Token = Token(0);
 
 /// A request from the control thread and where to send its answer.
 pub(crate) type ControlMessage = (Request, Sender<Response>);
+
+/// Why the datapath refused a control request. A refused request changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlRequestError {
+    /// A number or address the core cannot represent.
+    #[error(transparent)]
+    BadValue(#[from] BadValue),
+    /// The core refused the configuration command.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The port's socket or device could not be opened or polled.
+    #[error("port {port}")]
+    Open {
+        /// The port number.
+        port: u32,
+        /// Why.
+        #[source]
+        source: PortError,
+    },
+}
 
 struct OpenPort {
     spec: PortSpec,
@@ -110,9 +132,10 @@ impl OpenPort {
     }
 }
 
-/// What the agent configured, kept to answer `get_config`.
+/// The configuration applied through the control socket (the daemon's own uplink aside), kept
+/// to answer `get_config`.
 #[derive(Default)]
-struct Desired {
+struct AppliedConfig {
     settings: Option<(u64, usize)>,
     networks: BTreeMap<u32, NetworkSpec>,
     flood: BTreeMap<u32, Vec<Ipv4Addr>>,
@@ -126,7 +149,7 @@ pub(crate) struct Datapath {
     switch: Switch,
     poll: Poll,
     ports: BTreeMap<u32, OpenPort>,
-    desired: Desired,
+    applied: AppliedConfig,
     control: Receiver<ControlMessage>,
     bufs: Vec<Box<[u8]>>,
     frames: Vec<(Range<usize>, Offload)>,
@@ -141,7 +164,7 @@ impl Datapath {
             switch: Switch::new(SwitchSettings::default()),
             poll,
             ports: BTreeMap::new(),
-            desired: Desired::default(),
+            applied: AppliedConfig::default(),
             control,
             bufs: (0..BATCH)
                 .map(|_| vec![0u8; BUF_LEN].into_boxed_slice())
@@ -154,7 +177,7 @@ impl Datapath {
     }
 
     /// Adds a port on the daemon's own behalf (not reported by `get_config`).
-    pub(crate) fn add_builtin_port(&mut self, spec: PortSpec) -> Result<(), String> {
+    pub(crate) fn add_builtin_port(&mut self, spec: PortSpec) -> Result<(), ControlRequestError> {
         self.add_port(spec, true)
     }
 
@@ -334,16 +357,16 @@ impl Datapath {
         };
         match result {
             Ok(()) => Response::Ok,
-            Err(message) => Response::Error { message },
+            Err(e) => Response::Error { message: chain(&e) },
         }
     }
 
-    fn apply(&mut self, request: Request) -> Result<(), String> {
-        let Some(command) = request.command()? else {
+    fn apply(&mut self, request: Request) -> Result<(), ControlRequestError> {
+        let Some(command) = convert::config_command(&request)? else {
             return Ok(());
         };
-        self.switch.apply(command).map_err(|e| e.to_string())?;
-        let d = &mut self.desired;
+        self.switch.apply(command)?;
+        let d = &mut self.applied;
         match request {
             Request::AddNetwork { id, kind } => {
                 d.networks.insert(id, kind);
@@ -398,33 +421,36 @@ impl Datapath {
         Ok(())
     }
 
-    fn add_port(&mut self, spec: PortSpec, builtin: bool) -> Result<(), String> {
+    fn add_port(&mut self, spec: PortSpec, builtin: bool) -> Result<(), ControlRequestError> {
         if self.ports.contains_key(&spec.id) {
-            return Err(format!("port {} already exists", spec.id));
+            return Err(ConfigError::PortExists(PortId(spec.id)).into());
         }
         let token = usize::try_from(spec.id)
             .ok()
             .and_then(|id| id.checked_add(1))
-            .ok_or_else(|| format!("port {} is too large", spec.id))?;
+            .ok_or(ConfigError::PortIdTooLarge(PortId(spec.id)))?;
         // The core checks the configuration first (a refused command changes nothing); it is
         // undone if the port cannot be opened.
         self.switch
-            .apply(Command::AddPort(spec.config()))
-            .map_err(|e| e.to_string())?;
+            .apply(ConfigCommand::AddPort(convert::port_config(&spec)))?;
         let undo = |switch: &mut Switch| {
-            let _ = switch.apply(Command::RemovePort(PortId(spec.id)));
+            let _ = switch.apply(ConfigCommand::RemovePort(PortId(spec.id)));
         };
-        let mut io = match PortIo::open(&spec) {
+        let opened = PortIo::open(&spec).and_then(|mut io| {
+            io.register(self.poll.registry(), Token(token))
+                .map_err(PortError::Register)?;
+            Ok(io)
+        });
+        let io = match opened {
             Ok(io) => io,
-            Err(e) => {
+            Err(source) => {
                 undo(&mut self.switch);
-                return Err(error_chain(&e));
+                return Err(ControlRequestError::Open {
+                    port: spec.id,
+                    source,
+                });
             }
         };
-        if let Err(e) = io.register(self.poll.registry(), Token(token)) {
-            undo(&mut self.switch);
-            return Err(format!("registering port {} with epoll: {e}", spec.id));
-        }
         if io.offloads() {
             // The port exists: this cannot fail.
             let _ = self.switch.set_port_offloads(PortId(spec.id), true);
@@ -445,14 +471,12 @@ impl Datapath {
         Ok(())
     }
 
-    fn remove_port(&mut self, id: u32) -> Result<(), String> {
-        self.switch
-            .apply(Command::RemovePort(PortId(id)))
-            .map_err(|e| e.to_string())?;
+    fn remove_port(&mut self, id: u32) -> Result<(), ControlRequestError> {
+        self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
         }
-        self.desired
+        self.applied
             .macs
             .retain(|_, location| *location != LocationSpec::Port(id));
         Ok(())
@@ -462,14 +486,21 @@ impl Datapath {
         let io = self
             .ports
             .iter()
-            .map(|(id, p)| (*id, (p.rx_errors, p.tx_errors, p.spec.mtu)))
+            .map(|(id, p)| {
+                let counters = PortIoCounters {
+                    rx_errors: p.rx_errors,
+                    tx_errors: p.tx_errors,
+                    mtu: p.spec.mtu,
+                };
+                (*id, counters)
+            })
             .collect();
-        CountersView::from_snapshot(&self.switch.snapshot(), &io)
+        convert::counters_view(&self.switch.snapshot(), &io)
     }
 
     /// Requests that rebuild the agent's configuration, in an order that applies.
     fn config(&self) -> Vec<Request> {
-        let d = &self.desired;
+        let d = &self.applied;
         let mut out = Vec::new();
         if let Some((mac_ageing_secs, mac_learn_limit)) = d.settings {
             out.push(Request::SetSettings {
@@ -525,16 +556,4 @@ impl Datapath {
         }));
         out
     }
-}
-
-/// An error and its sources, joined with ": ".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }

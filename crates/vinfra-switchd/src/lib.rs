@@ -5,14 +5,16 @@
 //!   reads up to [`datapath::BATCH`] frames, passes them to `Switch::process` in one call, sends
 //!   the frames of the resulting `TxBatch`, and moves to the next ready port (round robin).
 //!   Between batches it applies control requests and, every 2 s, frees aged MAC entries.
-//! - **Control thread**: serves the Unix stream control socket (newline-delimited JSON, see
-//!   [`protocol`]); each request goes to the datapath thread over a channel, with a wakeup of
-//!   its poll loop, and the thread waits for the answer.
+//! - **Control thread**: serves the Unix stream control socket (newline-delimited JSON, the
+//!   protocol of [`vinfra_switch_control`]); each request goes to the datapath thread over a
+//!   channel, with a wakeup of its poll loop, and the thread waits for the answer. [`convert`]
+//!   turns a request into the core's `ConfigCommand`.
 //!
 //! Ports: VM vNICs are Unix datagram sockets for QEMU `-netdev dgram`, host ports are taps, the
 //! VXLAN uplink is a UDP socket on the underlay address, the VLAN trunk an AF_PACKET socket (see
-//! [`ports`]). The agent ([`SwitchClient`]) keeps the desired configuration and replays it
-//! after a switch restart; QEMU keeps its socket, so a switch crash never kills a VM.
+//! [`ports`]). The agent (with [`vinfra_switch_control::SwitchClient`]) keeps the desired
+//! configuration and replays it after a switch restart; QEMU keeps its socket, so a switch crash
+//! never kills a VM. All unsafe calls are in [`sys`].
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(
@@ -20,28 +22,25 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod client;
 mod control;
+pub mod convert;
 pub mod datapath;
 pub mod ports;
-pub mod protocol;
 pub mod sys;
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-pub use client::{ClientError, SwitchClient};
-pub use protocol::{
-    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
+use vinfra_switch_control::server;
+/// The control protocol the daemon serves, from [`vinfra_switch_control`] (re-exported for the
+/// daemon's tests, benchmarks and the lab, which drive a daemon they started).
+pub use vinfra_switch_control::{
+    Attachment, ClientError, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec,
+    Request, Response, SwitchClient, UPLINK_PORT,
 };
-
-/// The port number of the VXLAN uplink the daemon adds itself when given an underlay address.
-pub const UPLINK_PORT: u32 = 0;
 
 /// The daemon's configuration (its command line).
 #[derive(Clone, Debug)]
@@ -82,8 +81,8 @@ pub enum SwitchdError {
         source: io::Error,
     },
     /// Opening the VXLAN uplink failed.
-    #[error("opening the VXLAN uplink: {0}")]
-    Uplink(String),
+    #[error("opening the VXLAN uplink")]
+    Uplink(#[source] datapath::ControlRequestError),
     /// Starting the control thread failed.
     #[error("starting the control thread")]
     Thread(#[source] io::Error),
@@ -108,7 +107,7 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         })
         .map_err(SwitchdError::Uplink)?;
     }
-    let listener = bind_control(&config.control).map_err(|source| SwitchdError::Control {
+    let listener = server::bind(&config.control).map_err(|source| SwitchdError::Control {
         path: config.control.clone(),
         source,
     })?;
@@ -122,19 +121,4 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         })
         .map_err(SwitchdError::Thread)?;
     dp.run().map_err(SwitchdError::Datapath)
-}
-
-/// Binds the control socket (mode 0600), replacing a socket file left by an earlier run.
-fn bind_control(path: &std::path::Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            std::fs::remove_file(path)?;
-        }
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
 }

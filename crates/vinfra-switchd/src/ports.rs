@@ -31,8 +31,8 @@ use vinfra_switch::wire::ipv4::{self, protocol, Ipv4Repr};
 use vinfra_switch::wire::udp::{self, UdpRepr};
 use vinfra_switch::wire::virtio_net;
 use vinfra_switch::wire::{EtherType, EthernetRepr, MacAddr, Offload};
+use vinfra_switch_control::{Attachment, PortSpec};
 
-use crate::protocol::{Attachment, PortSpec, UNDERLAY_PLACEHOLDER_MAC};
 use crate::sys::{self, Message, PacketSocket, RawAddr, VNET_HDR_LEN};
 
 /// Why a port could not be opened.
@@ -103,6 +103,10 @@ pub(crate) enum PortIo {
     },
     Trunk(PacketSocket),
 }
+
+/// MAC the switch uses as the underlay source and next hop of the UDP uplink. The kernel
+/// rewrites the underlay Ethernet header: these bytes never reach the wire.
+pub(crate) const UNDERLAY_PLACEHOLDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
 
 /// Bytes in front of a VXLAN packet read from the UDP socket: outer Ethernet, IPv4, UDP.
 pub(crate) const RX_HEADROOM: usize = UDP_PAYLOAD_OFFSET;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vinfra_switch::datapath::{
-    Command, DhcpConfig, NetworkCounters, NetworkId, NetworkKind, PortConfig, PortId, PortKind,
+    ConfigCommand, DhcpConfig, NetworkCounters, NetworkId, PortConfig, PortId, PortKind, Segment,
     Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{MacAddr, Vni};
@@ -46,7 +46,7 @@ fn run_switch(
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let packet = PacketSocket::open(&veth).unwrap();
         let port = |id, kind| {
-            Command::AddPort(PortConfig {
+            ConfigCommand::AddPort(PortConfig {
                 id,
                 kind,
                 mtu: 1500,
@@ -55,20 +55,20 @@ fn run_switch(
         let mut switch = Switch::with_commands(
             SwitchSettings::default(),
             [
-                Command::AddNetwork {
+                ConfigCommand::AddNetwork {
                     id: NET,
-                    kind: NetworkKind::Overlay {
+                    segment: Segment::Overlay {
                         vni: Vni::new(830).unwrap(),
                     },
                 },
                 port(HOST, PortKind::Host { network: NET }),
                 port(VM, PortKind::Vm { network: NET }),
-                Command::AddArpEntry {
+                ConfigCommand::AddArpEntry {
                     network: NET,
                     ip: GUEST_IP,
                     mac: GUEST_MAC,
                 },
-                Command::SetDhcp {
+                ConfigCommand::SetDhcp {
                     network: NET,
                     config: Some(DhcpConfig {
                         prefix_len: 24,

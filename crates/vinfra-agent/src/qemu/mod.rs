@@ -1,59 +1,327 @@
-//! Running QEMU: the [`VmRunner`] trait and its real implementation [`QemuRunner`].
+//! QEMU behind a trait: [`VmRunner`] starts a VM's QEMU (or finds one that kept running while
+//! the agent was away) and [`QemuProcess`] is everything the manager does to it afterwards:
+//! resume, power off, reset, migrate, ask its state, kill, check it is alive.
 //!
-//! A VM's QEMU is started with `-daemonize`: it forks, detaches (new session) and writes its pid to
-//! the VM's pidfile, so it outlives the agent. The agent finds it again through the pidfile and
-//! `/proc/<pid>/cmdline`, and talks to it over the QMP socket in the VM's directory.
+//! Two implementations:
+//! - [`qmp::QemuRunner`]: the real one. QEMU runs with `-daemonize`: it forks, detaches (new
+//!   session) and writes its pid to the VM's pidfile, so it outlives the agent. The agent finds
+//!   it again through the pidfile and `/proc/<pid>/cmdline`, and talks to it over the QMP
+//!   socket in the VM's directory ([`VmFiles`]).
+//! - [`fake::FakeRunner`]: an in-memory state machine that answers like QEMU (running, paused,
+//!   shut off, waiting for an incoming migration; migrations that complete or fail when a test
+//!   says so), for unit tests of the manager without a guest.
+//!
+//! Below the interface: [`cmdline`] (the command line, pure) and [`process`] (pids, signals,
+//! the version), used by the real implementation and the probe.
 
-mod cmdline;
-mod process;
+pub mod cmdline;
+mod error;
+pub mod fake;
+pub mod process;
+pub mod qmp;
 
 use std::path::PathBuf;
 
-use vinfra_types::Accel;
+use uuid::Uuid;
+use vinfra_types::{Accel, PowerState};
 
 pub use cmdline::{build_args, CacheMode, DiskArg, Launch, NicArg};
-pub use process::{is_our_qemu, kill, pid_alive, qemu_version, read_pidfile, QemuRunner};
+pub use error::QemuError;
+pub use process::{is_our_qemu, kill, pid_alive, qemu_version, read_pidfile};
 
-/// Errors starting or signalling QEMU.
-#[derive(Debug, thiserror::Error)]
-pub enum QemuError {
-    /// the QEMU binary could not be run at all
-    #[error("cannot run {binary}: {source}")]
-    Spawn {
-        /// The binary.
-        binary: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// QEMU exited with an error before it was up
-    #[error("QEMU refused to start: {stderr}")]
-    Failed {
-        /// QEMU's own message.
-        stderr: String,
-    },
-    /// QEMU started but wrote no usable pidfile
-    #[error("QEMU wrote no usable pidfile at {0}")]
-    NoPid(PathBuf),
-    /// a signal could not be delivered
-    #[error("cannot signal process {pid}: {source}")]
-    Signal {
-        /// The process.
-        pid: u32,
-        /// Why.
-        #[source]
-        source: nix::Error,
-    },
-    /// `qemu --version` printed something unexpected
-    #[error("cannot tell the QEMU version from: {0}")]
-    Version(String),
+/// Where a VM's QEMU keeps its runtime files: all in the VM's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmFiles {
+    /// The VM's directory (`<data_dir>/vms/<id>`).
+    pub dir: PathBuf,
 }
 
-/// Starts QEMU processes and looks after their pids. The real implementation is [`QemuRunner`].
+impl VmFiles {
+    /// The pidfile QEMU writes (`qemu.pid`).
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+
+    /// The QMP socket (`qmp.sock`).
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+
+    /// The serial console log (`serial.log`).
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+
+    /// Removes the pidfile and the QMP socket of a QEMU that is gone.
+    pub fn remove_runtime_files(&self) {
+        let _ = std::fs::remove_file(self.pidfile());
+        let _ = std::fs::remove_file(self.qmp_socket());
+    }
+}
+
+/// QEMU's run state (`query-status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// The guest runs.
+    Running,
+    /// Paused by `stop` (or never started).
+    Paused,
+    /// Waiting for (or receiving) an incoming migration.
+    InMigrate,
+    /// Paused after its state was sent away by a migration.
+    PostMigrate,
+    /// Sending the last of its state at the switchover of a migration.
+    FinishMigrate,
+    /// The guest powered off and QEMU stays (not used with our command line, which exits).
+    Shutdown,
+    /// QEMU stopped the guest after an internal error.
+    InternalError,
+    /// The guest reported a panic.
+    GuestPanicked,
+    /// Any other state QEMU reports (`prelaunch`, `suspended`, `io-error`, `watchdog`, …),
+    /// all of which hold the guest paused.
+    Other(String),
+}
+
+impl RunState {
+    /// The state from QMP's `status` string.
+    pub fn from_qmp(status: &str) -> RunState {
+        match status {
+            "running" => RunState::Running,
+            "paused" => RunState::Paused,
+            "inmigrate" => RunState::InMigrate,
+            "postmigrate" => RunState::PostMigrate,
+            "finish-migrate" => RunState::FinishMigrate,
+            "shutdown" => RunState::Shutdown,
+            "internal-error" => RunState::InternalError,
+            "guest-panicked" => RunState::GuestPanicked,
+            other => RunState::Other(other.to_string()),
+        }
+    }
+
+    /// The power state the agent reports for a QEMU in this state.
+    pub fn power_state(&self) -> PowerState {
+        match self {
+            RunState::Running => PowerState::Running,
+            RunState::InMigrate => PowerState::Incoming,
+            RunState::FinishMigrate => PowerState::Migrating,
+            RunState::Shutdown => PowerState::Stopped,
+            RunState::InternalError | RunState::GuestPanicked => PowerState::Crashed,
+            RunState::Paused | RunState::PostMigrate | RunState::Other(_) => PowerState::Paused,
+        }
+    }
+}
+
+/// The state of a QEMU's outgoing migration (`query-migrate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationState {
+    /// No migration was started.
+    None,
+    /// Started, still sending (`setup`, `active`, `device`, `pre-switchover`,
+    /// `postcopy-active`, `wait-unplug`, `cancelling`): the QMP status string.
+    Active(String),
+    /// Every byte was sent and the destination took over: this copy stays paused.
+    Completed,
+    /// Ended in an error; the guest runs here.
+    Failed,
+    /// Cancelled; the guest runs here.
+    Cancelled,
+    /// A status this agent does not know.
+    Other(String),
+}
+
+impl MigrationState {
+    /// The state from QMP's `status` string (`none` when QEMU reports none).
+    pub fn from_qmp(status: &str) -> MigrationState {
+        match status {
+            "none" => MigrationState::None,
+            "completed" => MigrationState::Completed,
+            "failed" => MigrationState::Failed,
+            "cancelled" => MigrationState::Cancelled,
+            "setup" | "active" | "device" | "pre-switchover" | "cancelling" | "postcopy-active"
+            | "wait-unplug" => MigrationState::Active(status.to_string()),
+            other => MigrationState::Other(other.to_string()),
+        }
+    }
+
+    /// QMP's status string.
+    pub fn as_qmp(&self) -> &str {
+        match self {
+            MigrationState::None => "none",
+            MigrationState::Completed => "completed",
+            MigrationState::Failed => "failed",
+            MigrationState::Cancelled => "cancelled",
+            MigrationState::Active(s) | MigrationState::Other(s) => s,
+        }
+    }
+
+    /// True while the migration is under way.
+    pub fn is_active(&self) -> bool {
+        matches!(self, MigrationState::Active(_))
+    }
+}
+
+impl std::fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_qmp())
+    }
+}
+
+/// An outgoing migration's progress (`query-migrate`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationStats {
+    /// Where it is.
+    pub state: MigrationState,
+    /// RAM bytes sent so far.
+    pub transferred_bytes: u64,
+    /// RAM bytes left to send.
+    pub remaining_bytes: u64,
+    /// Guest RAM in all.
+    pub total_bytes: u64,
+    /// Throughput, bits per second.
+    pub rate_bps: u64,
+    /// Pages dirtied per second.
+    pub dirty_pages_rate: u64,
+    /// Milliseconds since the migration started.
+    pub total_time_ms: u64,
+    /// The guest's pause at the switchover, once known, milliseconds.
+    pub downtime_ms: Option<u64>,
+    /// QEMU's error message of a failed migration.
+    pub error: Option<String>,
+}
+
+impl MigrationStats {
+    /// Progress with only a state (nothing sent).
+    pub fn in_state(state: MigrationState) -> MigrationStats {
+        MigrationStats {
+            state,
+            transferred_bytes: 0,
+            remaining_bytes: 0,
+            total_bytes: 0,
+            rate_bps: 0,
+            dirty_pages_rate: 0,
+            total_time_ms: 0,
+            downtime_ms: None,
+            error: None,
+        }
+    }
+}
+
+/// How an outgoing migration may use the network and pause the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationParams {
+    /// Bandwidth cap, bytes per second.
+    pub max_bandwidth: u64,
+    /// Longest acceptable pause of the guest at the switchover, milliseconds.
+    pub downtime_limit_ms: u64,
+}
+
+/// Starts VMs' QEMUs and finds them again. The real implementation is [`qmp::QemuRunner`],
+/// the fake one [`fake::FakeRunner`].
+#[async_trait::async_trait]
 pub trait VmRunner: Send + Sync {
-    /// Starts a daemonized QEMU as described by `launch` and returns its pid once it is up (its QMP
-    /// socket exists).
-    fn launch(&self, launch: &Launch) -> Result<u32, QemuError>;
     /// The accelerator VMs run with.
     fn accel(&self) -> Accel;
+
+    /// Starts a daemonized QEMU as `launch` describes (waiting for an incoming migration when
+    /// `launch.incoming`) and returns it once it answers. On error no process is left.
+    async fn launch(&self, launch: &Launch) -> Result<Box<dyn QemuProcess>, QemuError>;
+
+    /// The QEMU of VM `id` that still runs with its files in `files` (after an agent restart),
+    /// if there is one.
+    fn adopt(&self, id: Uuid, files: &VmFiles) -> Option<Box<dyn QemuProcess>>;
+}
+
+/// One VM's running QEMU: what the manager asks of it and does to it.
+#[async_trait::async_trait]
+pub trait QemuProcess: Send + Sync {
+    /// Its process id.
+    fn pid(&self) -> u32;
+
+    /// True while the process runs (a zombie, or another process that got the pid, is not).
+    fn alive(&self) -> bool;
+
+    /// True once the guest powered itself off (QEMU's `SHUTDOWN` event) since this QEMU was
+    /// launched or adopted: its exit is a stop, not a crash.
+    fn shutdown_seen(&mut self) -> bool;
+
+    /// QEMU's run state (`query-status`).
+    async fn status(&mut self) -> Result<RunState, QemuError>;
+
+    /// The outgoing migration's state and progress (`query-migrate`).
+    async fn migration(&mut self) -> Result<MigrationStats, QemuError>;
+
+    /// Resumes a paused guest (`cont`).
+    async fn cont(&mut self) -> Result<(), QemuError>;
+
+    /// Asks the guest to power off (`system_powerdown`, the ACPI power button); QEMU exits
+    /// once the guest has (the graceful quit).
+    async fn powerdown(&mut self) -> Result<(), QemuError>;
+
+    /// Resets the guest (`system_reset`).
+    async fn reset(&mut self) -> Result<(), QemuError>;
+
+    /// Makes a QEMU started with `launch.incoming` listen for the migration on `uri`
+    /// (`migrate-incoming`).
+    async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError>;
+
+    /// Starts sending the guest to `uri` with `params` and returns at once
+    /// (`migrate-set-parameters`, `migrate`).
+    async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError>;
+
+    /// Cancels the outgoing migration (`migrate_cancel`); the guest keeps running here.
+    async fn cancel_migration(&mut self) -> Result<(), QemuError>;
+
+    /// Ends QEMU now (`quit`, then SIGKILL if it lingers) and returns once the process is
+    /// gone, or [`QemuError::NoExit`].
+    async fn kill(&mut self) -> Result<(), QemuError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmp_states_map_to_power_states() {
+        for (status, state) in [
+            ("running", PowerState::Running),
+            ("paused", PowerState::Paused),
+            ("postmigrate", PowerState::Paused),
+            ("prelaunch", PowerState::Paused),
+            ("inmigrate", PowerState::Incoming),
+            ("finish-migrate", PowerState::Migrating),
+            ("shutdown", PowerState::Stopped),
+            ("internal-error", PowerState::Crashed),
+            ("guest-panicked", PowerState::Crashed),
+        ] {
+            assert_eq!(RunState::from_qmp(status).power_state(), state, "{status}");
+        }
+        assert_eq!(
+            RunState::from_qmp("io-error"),
+            RunState::Other("io-error".into())
+        );
+    }
+
+    #[test]
+    fn migration_states_round_trip() {
+        for status in [
+            "none",
+            "setup",
+            "active",
+            "device",
+            "cancelling",
+            "completed",
+            "failed",
+            "cancelled",
+            "colo",
+        ] {
+            assert_eq!(MigrationState::from_qmp(status).as_qmp(), status);
+        }
+        assert!(MigrationState::from_qmp("pre-switchover").is_active());
+        assert!(!MigrationState::from_qmp("completed").is_active());
+        assert_eq!(
+            MigrationState::from_qmp("colo"),
+            MigrationState::Other("colo".into())
+        );
+    }
 }

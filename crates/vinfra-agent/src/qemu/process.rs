@@ -1,66 +1,13 @@
-//! Starting daemonized QEMUs and finding them again by pid.
+//! QEMU processes by pid: the pidfile, liveness, "is this pid still our QEMU", signals, and the
+//! version of the binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use vinfra_types::Accel;
 
-use super::{build_args, Launch, QemuError, VmRunner};
-
-/// The real [`VmRunner`]: runs `binary` with `-daemonize`.
-#[derive(Debug, Clone)]
-pub struct QemuRunner {
-    /// `qemu-system-x86_64`, or a full path.
-    pub binary: PathBuf,
-    /// Accelerator for every VM (from the probe).
-    pub accel: Accel,
-}
-
-impl VmRunner for QemuRunner {
-    fn launch(&self, launch: &Launch) -> Result<u32, QemuError> {
-        let out = Command::new(&self.binary)
-            .args(build_args(launch))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| QemuError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(QemuError::Failed {
-                stderr: if stderr.is_empty() {
-                    format!("exit status {}", out.status)
-                } else {
-                    stderr
-                },
-            });
-        }
-        // With -daemonize the parent exits once the child is initialised: pidfile and QMP socket
-        // exist by now; allow a moment for slow file systems.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(pid) = read_pidfile(&launch.pidfile) {
-                if launch.qmp_socket.exists() {
-                    return Ok(pid);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(QemuError::NoPid(launch.pidfile.clone()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn accel(&self) -> Accel {
-        self.accel
-    }
-}
+use super::error::QemuError;
 
 /// The pid in a QEMU pidfile, if the file exists and holds one.
 pub fn read_pidfile(path: &Path) -> Option<u32> {

@@ -3,9 +3,9 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::Location;
-use super::network::{NetworkId, NetworkKind};
-use super::port::{PortConfig, PortId};
+use super::port::PortConfig;
 use crate::wire::{MacAddr, VlanId, Vni};
 
 /// Switch-wide settings.
@@ -28,7 +28,7 @@ impl Default for SwitchSettings {
 }
 
 /// The parameters of the switch's DHCP responder on one network. The address handed to a
-/// client is the one registered for its MAC with [`Command::AddArpEntry`].
+/// client is the one registered for its MAC with [`ConfigCommand::AddArpEntry`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DhcpConfig {
     /// Prefix length of the network's subnet (1 to 32), sent as the subnet mask.
@@ -64,13 +64,13 @@ impl DhcpConfig {
 /// A change to the switch's configuration. The daemon receives these from the agent over its
 /// control socket and applies them with [`super::Switch::apply`].
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Command {
+pub enum ConfigCommand {
     /// Adds a network.
     AddNetwork {
         /// Its number.
         id: NetworkId,
         /// Overlay (VNI) or VLAN (VID).
-        kind: NetworkKind,
+        segment: Segment,
     },
     /// Removes a network that no port uses.
     RemoveNetwork(NetworkId),

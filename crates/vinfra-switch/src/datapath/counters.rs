@@ -1,7 +1,6 @@
 //! Counters: plain integers owned by the datapath thread, read through [`super::Switch::snapshot`].
 
-use super::network::NetworkId;
-use super::port::PortId;
+use super::ids::{NetworkId, PortId};
 use crate::wire;
 
 /// Why a frame (or one copy of it) was dropped.

@@ -5,7 +5,7 @@ use core::time::Duration;
 
 use foldhash::HashMap;
 
-use super::port::PortId;
+use super::ids::PortId;
 use crate::wire::MacAddr;
 
 /// Where a MAC address lives.

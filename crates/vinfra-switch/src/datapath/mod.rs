@@ -3,12 +3,13 @@
 //! and sends the frames the [`Switch`] writes into a [`TxBatch`].
 //!
 //! # Threading
-//! A `Switch` is owned by one datapath thread (one per worker). Configuration [`Command`]s are
+//! A `Switch` is owned by one datapath thread (one per worker). Configuration [`ConfigCommand`]s are
 //! applied by that thread between batches, and counters are plain integers read through
 //! [`Switch::snapshot`]; nothing here is shared or locked.
 
 mod config;
 mod counters;
+mod ids;
 mod mac_table;
 mod network;
 mod port;
@@ -16,10 +17,10 @@ mod switch;
 mod tx;
 
 pub use crate::wire::encap::overlay_guest_mtu;
-pub use config::{Command, ConfigError, DhcpConfig, SwitchSettings};
+pub use config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+pub use ids::{NetworkId, PortId, Segment};
 pub use mac_table::{Location, MacEntry};
-pub use network::{NetworkId, NetworkKind};
-pub use port::{PortConfig, PortId, PortKind};
+pub use port::{PortConfig, PortKind};
 pub use switch::{Switch, DHCP_SERVER_MAC};
 pub use tx::{TxBatch, TxFrame};

@@ -6,45 +6,15 @@ use foldhash::HashMap;
 
 use super::config::DhcpConfig;
 use super::counters::NetworkCounters;
+use super::ids::{PortId, Segment};
 use super::mac_table::MacTable;
-use super::port::PortId;
-use crate::wire::{MacAddr, VlanId, Vni};
-
-/// A logical network, numbered by the control plane. Numbers index a dense table: keep them
-/// small (below [`NetworkId::MAX`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct NetworkId(pub u32);
-
-impl NetworkId {
-    /// Largest accepted network number.
-    pub const MAX: u32 = 65_535;
-}
-
-impl core::fmt::Display for NetworkId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "network {}", self.0)
-    }
-}
-
-/// How a network reaches other hosts and the physical network.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum NetworkKind {
-    /// A VXLAN overlay: other hosts are reached through the VXLAN uplink with this VNI.
-    Overlay {
-        /// The network identifier on the wire.
-        vni: Vni,
-    },
-    /// A VLAN on the trunk: the physical network is reached through the trunk with this tag.
-    Vlan {
-        /// The 802.1Q VLAN ID.
-        vid: VlanId,
-    },
-}
+use crate::wire::MacAddr;
 
 /// One network's forwarding state.
 #[derive(Debug)]
 pub(crate) struct Network {
-    pub(crate) kind: NetworkKind,
+    /// Its VNI or VLAN ID.
+    pub(crate) segment: Segment,
     pub(crate) macs: MacTable,
     /// Remote VTEPs that get a copy of BUM frames (overlay only).
     pub(crate) flood: Vec<Ipv4Addr>,
@@ -58,9 +28,9 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub(crate) fn new(kind: NetworkKind, learn_limit: usize) -> Network {
+    pub(crate) fn new(segment: Segment, learn_limit: usize) -> Network {
         Network {
-            kind,
+            segment,
             macs: MacTable::new(learn_limit),
             flood: Vec::new(),
             ports: Vec::new(),

@@ -2,24 +2,8 @@
 
 use core::net::Ipv4Addr;
 
-use super::network::NetworkId;
+use super::ids::{NetworkId, PortId};
 use crate::wire::MacAddr;
-
-/// A port, numbered by the control plane. Numbers index a dense table: keep them small
-/// (below [`PortId::MAX`]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct PortId(pub u32);
-
-impl PortId {
-    /// Largest accepted port number.
-    pub const MAX: u32 = 65_535;
-}
-
-impl core::fmt::Display for PortId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "port {}", self.0)
-    }
-}
 
 /// What a port connects to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -6,11 +6,12 @@ use core::time::Duration;
 
 use foldhash::HashMap;
 
-use super::config::{Command, ConfigError, DhcpConfig, SwitchSettings};
+use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
-use super::network::{Network, NetworkId, NetworkKind};
-use super::port::{PortConfig, PortId, PortKind};
+use super::network::Network;
+use super::port::{PortConfig, PortKind};
 use super::tx::TxBatch;
 use crate::wire::dhcp::{self, DhcpMessageType, DhcpOp, DhcpRepr};
 use crate::wire::encap::{self, entropy_port, Encap};
@@ -186,7 +187,7 @@ impl Switch {
     /// A switch with the given configuration applied in order.
     pub fn with_commands(
         settings: SwitchSettings,
-        commands: impl IntoIterator<Item = Command>,
+        commands: impl IntoIterator<Item = ConfigCommand>,
     ) -> Result<Switch, ConfigError> {
         let mut switch = Switch::new(settings);
         for command in commands {
@@ -327,15 +328,15 @@ impl Switch {
     }
 
     /// Applies one configuration command. A refused command changes nothing.
-    pub fn apply(&mut self, command: Command) -> Result<(), ConfigError> {
+    pub fn apply(&mut self, command: ConfigCommand) -> Result<(), ConfigError> {
         match command {
-            Command::AddNetwork { id, kind } => self.add_network(id, kind),
-            Command::RemoveNetwork(id) => self.remove_network(id),
-            Command::AddPort(config) => self.add_port(config),
-            Command::RemovePort(id) => self.remove_port(id),
-            Command::SetFloodList { network, vteps } => {
+            ConfigCommand::AddNetwork { id, segment } => self.add_network(id, segment),
+            ConfigCommand::RemoveNetwork(id) => self.remove_network(id),
+            ConfigCommand::AddPort(config) => self.add_port(config),
+            ConfigCommand::RemovePort(id) => self.remove_port(id),
+            ConfigCommand::SetFloodList { network, vteps } => {
                 let net = self.network_mut(network)?;
-                if !matches!(net.kind, NetworkKind::Overlay { .. }) {
+                if !matches!(net.segment, Segment::Overlay { .. }) {
                     return Err(ConfigError::NotOverlay(network));
                 }
                 let mut vteps = vteps;
@@ -344,7 +345,7 @@ impl Switch {
                 net.flood = vteps;
                 Ok(())
             }
-            Command::AddMacEntry {
+            ConfigCommand::AddMacEntry {
                 network,
                 mac,
                 location,
@@ -355,14 +356,14 @@ impl Switch {
                 let trunk = self.trunk;
                 let net =
                     slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
-                match (location, net.kind) {
-                    (Location::Vtep(_), NetworkKind::Vlan { .. }) => {
+                match (location, net.segment) {
+                    (Location::Vtep(_), Segment::Vlan { .. }) => {
                         return Err(ConfigError::NotOverlay(network));
                     }
-                    (Location::Vtep(_), NetworkKind::Overlay { .. }) => {}
-                    (Location::Port(port), kind) => {
+                    (Location::Vtep(_), Segment::Overlay { .. }) => {}
+                    (Location::Port(port), segment) => {
                         let attached = net.ports.contains(&port)
-                            || (Some(port) == trunk && matches!(kind, NetworkKind::Vlan { .. }));
+                            || (Some(port) == trunk && matches!(segment, Segment::Vlan { .. }));
                         if !attached {
                             return Err(ConfigError::PortNotInNetwork { port, network });
                         }
@@ -371,29 +372,29 @@ impl Switch {
                 self.network_mut(network)?.macs.set_static(mac, location);
                 Ok(())
             }
-            Command::RemoveMacEntry { network, mac } => {
+            ConfigCommand::RemoveMacEntry { network, mac } => {
                 self.network_mut(network)?.macs.remove(&mac);
                 Ok(())
             }
-            Command::AddArpEntry { network, ip, mac } => {
+            ConfigCommand::AddArpEntry { network, ip, mac } => {
                 if !mac.is_unicast() {
                     return Err(ConfigError::NotUnicast(mac));
                 }
                 self.network_mut(network)?.arp.insert(ip, mac);
                 Ok(())
             }
-            Command::RemoveArpEntry { network, ip } => {
+            ConfigCommand::RemoveArpEntry { network, ip } => {
                 self.network_mut(network)?.arp.remove(&ip);
                 Ok(())
             }
-            Command::SetVtepMac { vtep, mac } => {
+            ConfigCommand::SetVtepMac { vtep, mac } => {
                 if !mac.is_unicast() {
                     return Err(ConfigError::NotUnicast(mac));
                 }
                 self.vtep_macs.insert(vtep, mac);
                 Ok(())
             }
-            Command::SetDhcp { network, config } => {
+            ConfigCommand::SetDhcp { network, config } => {
                 if let Some(c) = &config {
                     if c.prefix_len == 0 || c.prefix_len > 32 {
                         return Err(ConfigError::BadPrefixLength(c.prefix_len));
@@ -408,7 +409,7 @@ impl Switch {
                 self.network_mut(network)?.dhcp = config;
                 Ok(())
             }
-            Command::SetSettings(settings) => {
+            ConfigCommand::SetSettings(settings) => {
                 self.settings = settings;
                 for net in self.networks.iter_mut().flatten() {
                     net.macs.set_learn_limit(settings.mac_learn_limit);
@@ -422,21 +423,21 @@ impl Switch {
         slot_mut(&mut self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))
     }
 
-    fn add_network(&mut self, id: NetworkId, kind: NetworkKind) -> Result<(), ConfigError> {
+    fn add_network(&mut self, id: NetworkId, segment: Segment) -> Result<(), ConfigError> {
         if id.0 > NetworkId::MAX {
             return Err(ConfigError::NetworkIdTooLarge(id));
         }
         if slot(&self.networks, id.0).is_some() {
             return Err(ConfigError::NetworkExists(id));
         }
-        match kind {
-            NetworkKind::Overlay { vni } => {
+        match segment {
+            Segment::Overlay { vni } => {
                 if let Some(&network) = self.vnis.get(&vni) {
                     return Err(ConfigError::VniInUse { vni, network });
                 }
                 self.vnis.insert(vni, id);
             }
-            NetworkKind::Vlan { vid } => {
+            Segment::Vlan { vid } => {
                 let entry = self.vlans.get_mut(usize::from(vid.get()));
                 if let Some(Some(network)) = entry.as_deref() {
                     return Err(ConfigError::VlanInUse {
@@ -452,7 +453,7 @@ impl Switch {
         slot_insert(
             &mut self.networks,
             id.0,
-            Network::new(kind, self.settings.mac_learn_limit),
+            Network::new(segment, self.settings.mac_learn_limit),
         );
         Ok(())
     }
@@ -462,11 +463,11 @@ impl Switch {
         if !net.ports.is_empty() {
             return Err(ConfigError::NetworkInUse(id));
         }
-        match net.kind {
-            NetworkKind::Overlay { vni } => {
+        match net.segment {
+            Segment::Overlay { vni } => {
                 self.vnis.remove(&vni);
             }
-            NetworkKind::Vlan { vid } => {
+            Segment::Vlan { vid } => {
                 if let Some(e) = self.vlans.get_mut(usize::from(vid.get())) {
                     *e = None;
                 }
@@ -493,8 +494,7 @@ impl Switch {
             PortKind::Vm { network } | PortKind::Host { network } => {
                 let net =
                     slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
-                if let (NetworkKind::Overlay { .. }, Some(uplink)) =
-                    (net.kind, self.uplink_config())
+                if let (Segment::Overlay { .. }, Some(uplink)) = (net.segment, self.uplink_config())
                 {
                     check_overlay_mtu(&config, uplink.mtu)?;
                 }
@@ -510,8 +510,8 @@ impl Switch {
                 for port in self.ports.iter().flatten() {
                     if let Some(network) = port.config.kind.access_network() {
                         if matches!(
-                            slot(&self.networks, network.0).map(|n| n.kind),
-                            Some(NetworkKind::Overlay { .. })
+                            slot(&self.networks, network.0).map(|n| n.segment),
+                            Some(Segment::Overlay { .. })
                         ) {
                             check_overlay_mtu(&port.config, config.mtu)?;
                         }
@@ -765,7 +765,7 @@ struct Egress<'s> {
 struct Sender<'s, 'f> {
     egress: Egress<'s>,
     counters: &'s mut NetworkCounters,
-    kind: NetworkKind,
+    segment: Segment,
     tx: &'s mut TxBatch,
     l2: L2<'f>,
     /// Bytes of the untagged copy as received (offload metadata kept), once written.
@@ -788,12 +788,13 @@ impl Sender<'_, '_> {
         let Some(port) = slot_mut(self.egress.ports, id.0) else {
             return;
         };
-        let tag = match (port.config.kind, self.kind) {
+        let tag = match (port.config.kind, self.segment) {
             (PortKind::Vm { .. } | PortKind::Host { .. }, _) => None,
-            (PortKind::VlanTrunk, NetworkKind::Vlan { vid }) => Some(VlanTci::for_vid(vid)),
+            (PortKind::VlanTrunk, Segment::Vlan { vid }) => Some(VlanTci::for_vid(vid)),
             // Overlay frames never go to the trunk, nor anything to the uplink as a port.
-            (PortKind::VlanTrunk, NetworkKind::Overlay { .. })
-            | (PortKind::VxlanUplink { .. }, _) => return,
+            (PortKind::VlanTrunk, Segment::Overlay { .. }) | (PortKind::VxlanUplink { .. }, _) => {
+                return
+            }
         };
         let l2 = self.l2;
         let Some(wire_len) = l2.wire_payload_len() else {
@@ -888,7 +889,7 @@ impl Sender<'_, '_> {
     /// Sends the frame encapsulated to a remote VTEP: cut into segments first if it is a GSO
     /// frame, its checksum completed if it has a partial one.
     fn send_vtep(&mut self, vtep: Ipv4Addr) {
-        let NetworkKind::Overlay { vni } = self.kind else {
+        let Segment::Overlay { vni } = self.segment else {
             return;
         };
         let Some(uplink_id) = self.egress.uplink else {
@@ -986,7 +987,7 @@ fn forward(
     tx: &mut TxBatch,
 ) {
     let Network {
-        kind,
+        segment,
         macs,
         flood,
         ports: members,
@@ -994,7 +995,7 @@ fn forward(
         dhcp,
         counters,
     } = net;
-    let kind = *kind;
+    let segment = *segment;
     let l2 = ingress.l2;
     let from_vtep = matches!(ingress.from, Location::Vtep(_));
 
@@ -1016,7 +1017,7 @@ fn forward(
             let mut sender = Sender {
                 egress,
                 counters,
-                kind,
+                segment,
                 tx,
                 l2,
                 untagged: None,
@@ -1058,7 +1059,7 @@ fn forward(
                 let mut sender = Sender {
                     egress,
                     counters,
-                    kind,
+                    segment,
                     tx,
                     l2: L2 {
                         payload: &payload,
@@ -1076,7 +1077,7 @@ fn forward(
     let mut sender = Sender {
         egress,
         counters,
-        kind,
+        segment,
         tx,
         l2,
         untagged: None,
@@ -1114,15 +1115,15 @@ fn forward(
             sender.send_port(port);
         }
     }
-    match kind {
-        NetworkKind::Overlay { .. } => {
+    match segment {
+        Segment::Overlay { .. } => {
             if !from_vtep {
                 for &vtep in flood.iter() {
                     sender.send_vtep(vtep);
                 }
             }
         }
-        NetworkKind::Vlan { .. } => {
+        Segment::Vlan { .. } => {
             if let Some(trunk) = sender.egress.trunk {
                 if trunk != in_port {
                     sender.send_port(trunk);

@@ -3,7 +3,7 @@
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
-use super::port::PortId;
+use super::ids::PortId;
 use crate::wire::gro::{Coalesced, Flow, TcpSegment};
 use crate::wire::Offload;
 

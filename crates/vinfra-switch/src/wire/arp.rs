@@ -2,8 +2,10 @@
 
 use core::net::Ipv4Addr;
 
-use super::ethernet::{EtherType, MacAddr};
-use super::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Error, Field, Layer};
+use super::error::{Error, Layer};
+use super::ether_type::EtherType;
+use super::ethernet::MacAddr;
+use super::field::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Field};
 
 mod field {
     use super::Field;

@@ -5,8 +5,10 @@
 
 use core::net::Ipv4Addr;
 
-use super::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Error, Field, Layer};
-use super::{MacAddr, Rest};
+use super::error::{Error, Layer};
+use super::ethernet::MacAddr;
+use super::field::Rest;
+use super::field::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Field};
 
 mod field {
     use super::{Field, Rest};

@@ -2,11 +2,12 @@
 
 use core::net::Ipv4Addr;
 
-use super::ethernet::{self, EtherType, EthernetRepr, MacAddr};
+use super::error::Error;
+use super::ether_type::EtherType;
+use super::ethernet::{self, EthernetRepr, MacAddr};
 use super::ipv4::{self, protocol, Ipv4Repr};
 use super::udp::{self, UdpRepr};
 use super::vxlan::{self, Vni, VxlanRepr};
-use super::Error;
 
 /// The IANA UDP port for VXLAN.
 pub const VXLAN_PORT: u16 = 4789;

@@ -1,7 +1,9 @@
 //! Ethernet II frames, and the L2 header with an optional 802.1Q tag ([`EthernetRepr`]).
 
+use super::error::{Error, Layer};
+pub use super::ether_type::EtherType;
+use super::field::{get_array, get_u16, set_bytes, set_u16, Field, Rest};
 use super::vlan::{self, VlanTci};
-use super::{get_array, get_u16, set_bytes, set_u16, Error, Field, Layer, Rest};
 
 /// A 48-bit Ethernet (MAC) address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -51,23 +53,6 @@ impl core::fmt::Debug for MacAddr {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         core::fmt::Display::fmt(self, f)
     }
-}
-
-/// An EtherType value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct EtherType(pub u16);
-
-impl EtherType {
-    /// IPv4.
-    pub const IPV4: EtherType = EtherType(0x0800);
-    /// ARP.
-    pub const ARP: EtherType = EtherType(0x0806);
-    /// 802.1Q VLAN tag.
-    pub const VLAN: EtherType = EtherType(0x8100);
-    /// 802.1ad service tag (QinQ).
-    pub const QINQ: EtherType = EtherType(0x88a8);
-    /// IPv6.
-    pub const IPV6: EtherType = EtherType(0x86dd);
 }
 
 mod field {

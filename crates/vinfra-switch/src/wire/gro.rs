@@ -18,8 +18,9 @@
 use core::net::Ipv4Addr;
 
 use super::checksum;
+use super::field::{get_array, get_u16, get_u8, set_u16, set_u8};
+use super::virtio_net::Offload;
 use super::virtio_net::{Gso, GsoKind, PartialCsum};
-use super::{get_array, get_u16, get_u8, set_u16, set_u8, Offload};
 
 const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV4: u16 = 0x0800;

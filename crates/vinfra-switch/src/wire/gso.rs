@@ -13,8 +13,10 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::checksum;
+use super::error::{Error, Layer};
+use super::ether_type::EtherType;
+use super::field::{get_u16, get_u8, set_u16, set_u8};
 use super::virtio_net::{Gso, GsoKind};
-use super::{get_u16, get_u8, set_u16, set_u8, Error, EtherType, Layer};
 
 /// IPv6 fixed header length.
 pub const IPV6_HEADER_LEN: usize = 40;

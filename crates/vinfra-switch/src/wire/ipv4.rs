@@ -3,7 +3,8 @@
 use core::net::Ipv4Addr;
 
 use super::checksum;
-use super::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Error, Field, Layer};
+use super::error::{Error, Layer};
+use super::field::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Field};
 
 mod field {
     use super::Field;

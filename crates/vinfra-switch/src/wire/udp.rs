@@ -3,8 +3,9 @@
 use core::net::Ipv4Addr;
 
 use super::checksum;
+use super::error::{Error, Layer};
+use super::field::{get_u16, set_u16, Field};
 use super::ipv4::protocol;
-use super::{get_u16, set_u16, Error, Field, Layer};
 
 mod field {
     use super::Field;

@@ -5,7 +5,8 @@
 //! flags, GSO type, header length, GSO size, checksum start, checksum offset. Offsets count from
 //! the start of the Ethernet frame that follows the header.
 
-use super::{get_u8, set_u8, Error, Field, Layer};
+use super::error::{Error, Layer};
+use super::field::{get_u8, set_u8, Field};
 
 mod field {
     use super::Field;

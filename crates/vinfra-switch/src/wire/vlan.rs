@@ -1,7 +1,8 @@
 //! 802.1Q tags: the 4 bytes after the Ethernet addresses' TPID (0x8100).
 
-use super::ethernet::EtherType;
-use super::{get_u16, set_u16, Error, Field, Layer, Rest};
+use super::error::{Error, Layer};
+use super::ether_type::EtherType;
+use super::field::{get_u16, set_u16, Field, Rest};
 
 /// A VLAN identifier usable for a network: 1 to 4094 (0 means priority-tagged, 4095 is reserved).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -1,6 +1,7 @@
 //! VXLAN headers (RFC 7348).
 
-use super::{get_array, get_u8, set_bytes, set_u8, Error, Field, Layer, Rest};
+use super::error::{Error, Layer};
+use super::field::{get_array, get_u8, set_bytes, set_u8, Field, Rest};
 
 /// A 24-bit VXLAN network identifier.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -37,14 +37,7 @@ fn main() -> ExitCode {
     match vinfra_switchd::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("vinfra-switchd: {msg}");
+            eprintln!("vinfra-switchd: {}", vinfra_types::error::Chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -19,7 +19,7 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
-    /// Reading or writing the socket failed.
+    /// Reading or writing the socket failed (or a request timed out).
     #[error("talking to the switch")]
     Io(#[from] io::Error),
     /// The switch closed the connection.
@@ -29,26 +29,31 @@ pub enum ClientError {
     #[error("bad message from the switch")]
     Json(#[from] serde_json::Error),
     /// The switch refused a request.
-    #[error("the switch refused request {index} ({request}): {message}")]
+    #[error("the switch refused request {index} ({}): {message}", json(request))]
     Refused {
         /// Position of the request in the batch.
         index: usize,
-        /// The request, as JSON.
-        request: String,
+        /// The request.
+        request: Box<Request>,
         /// The switch's reason.
         message: String,
     },
-    /// An answer of the wrong kind.
-    #[error("unexpected answer from the switch: {0}")]
-    Unexpected(String),
+    /// The switch answered with a response of the wrong kind.
+    #[error("unexpected answer from the switch: {0:?}")]
+    Unexpected(Box<Response>),
+}
+
+/// A request as its JSON line (without the newline), for messages.
+pub fn json(request: &Request) -> String {
+    serde_json::to_string(request).unwrap_or_else(|_| format!("{request:?}"))
 }
 
 /// A connection to a switch's control socket.
 ///
 /// The agent keeps the switch's desired configuration (networks, ports, flood lists, MAC and ARP
 /// entries). Whenever it (re)connects, to a switch that may have restarted with an empty
-/// configuration, it replays that configuration with [`SwitchClient::apply`] — a restarted switch
-/// starts empty, so replaying is exact, and a refused request reports its index.
+/// configuration, it compares that configuration with [`SwitchClient::config`] and sends what is
+/// missing with [`SwitchClient::apply`]; a refused request reports its index.
 #[derive(Debug)]
 pub struct SwitchClient {
     reader: BufReader<UnixStream>,
@@ -111,7 +116,7 @@ impl SwitchClient {
     pub fn ping(&mut self) -> Result<(), ClientError> {
         match self.request(&Request::Ping)? {
             Response::Pong => Ok(()),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
 
@@ -123,11 +128,11 @@ impl SwitchClient {
                 Response::Error { message } => {
                     return Err(ClientError::Refused {
                         index,
-                        request: serde_json::to_string(request)?,
+                        request: Box::new(request.clone()),
                         message,
                     })
                 }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                other => return Err(ClientError::Unexpected(Box::new(other))),
             }
         }
         Ok(())
@@ -137,7 +142,7 @@ impl SwitchClient {
     pub fn counters(&mut self) -> Result<CountersView, ClientError> {
         match self.request(&Request::GetCounters)? {
             Response::Counters(c) => Ok(c),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
 
@@ -145,7 +150,7 @@ impl SwitchClient {
     pub fn config(&mut self) -> Result<Vec<Request>, ClientError> {
         match self.request(&Request::GetConfig)? {
             Response::Config { requests } => Ok(requests),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The control protocol: one JSON object per line, a [`Request`] from the agent, a [`Response`]
-//! from the switch, in order.
+//! The messages: one JSON object per line, a [`Request`] from the agent, a [`Response`] from
+//! the switch, in order.
 //!
-//! The requests are the core's configuration [`Command`]s, with ports carrying what the daemon
-//! needs to open them (a socket path, a tap name, an interface), plus `ping`, `get_config` and
-//! `get_counters`. Example:
+//! The requests are the switch core's configuration commands (`ConfigCommand` in
+//! `vinfra-switch`), with ports carrying what the daemon needs to open them (a socket path, a tap
+//! name, an interface), plus `ping`, `get_config` and `get_counters`. The types here are the
+//! wire's own: plain numbers and addresses, checked and converted by the daemon. Example:
 //!
 //! ```text
 //! {"op":"add_network","id":1,"kind":{"overlay":{"vni":5001}}}
@@ -17,51 +18,50 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vinfra_switch::datapath::{
-    Command, Counters, DhcpConfig, Drops, Location, NetworkCounters, NetworkId, NetworkKind,
-    PortConfig, PortId, PortKind, Snapshot, SwitchSettings,
-};
-use vinfra_switch::wire::{MacAddr, VlanId, Vni};
 
 /// A MAC address, written `52:54:00:12:34:56`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Mac(pub [u8; 6]);
 
-impl Mac {
-    /// The core's form.
-    pub fn addr(self) -> MacAddr {
-        MacAddr(self.0)
-    }
-}
-
 impl std::fmt::Display for Mac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        MacAddr(self.0).fmt(f)
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
     }
 }
 
-impl std::str::FromStr for Mac {
-    type Err = String;
+/// A MAC address that does not parse: not six two-digit hex bytes separated by `:`.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("bad MAC address {0:?}")]
+pub struct BadMac(pub String);
 
-    fn from_str(s: &str) -> Result<Mac, String> {
+impl std::str::FromStr for Mac {
+    type Err = BadMac;
+
+    fn from_str(s: &str) -> Result<Mac, BadMac> {
+        let bad = || BadMac(s.to_owned());
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in &mut out {
-            let part = parts
-                .next()
-                .ok_or_else(|| format!("bad MAC address {s:?}"))?;
+            let part = parts.next().ok_or_else(bad)?;
             if part.len() != 2 {
-                return Err(format!("bad MAC address {s:?}"));
+                return Err(bad());
             }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| format!("bad MAC address {s:?}"))?;
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
         }
         if parts.next().is_some() {
-            return Err(format!("bad MAC address {s:?}"));
+            return Err(bad());
         }
         Ok(Mac(out))
+    }
+}
+
+impl Mac {
+    /// True for a group (multicast or broadcast) address: the low bit of the first octet.
+    pub fn is_group(self) -> bool {
+        self.0[0] & 1 != 0
     }
 }
 
@@ -148,7 +148,7 @@ pub enum LocationSpec {
     Vtep(Ipv4Addr),
 }
 
-/// The switch's DHCP responder on a network: [`DhcpConfig`].
+/// The switch's DHCP responder on a network (the core's `DhcpConfig`).
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DhcpSpec {
     /// Prefix length of the subnet (1 to 32).
@@ -166,19 +166,6 @@ pub struct DhcpSpec {
     pub lease_secs: u32,
 }
 
-impl DhcpSpec {
-    /// The core's form.
-    pub fn config(self) -> DhcpConfig {
-        DhcpConfig {
-            prefix_len: self.prefix_len,
-            gateway: self.gateway,
-            server: self.server,
-            mtu: self.mtu,
-            lease_secs: self.lease_secs,
-        }
-    }
-}
-
 /// A request to the switch.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -189,33 +176,33 @@ pub enum Request {
     GetConfig,
     /// Answered with `counters`.
     GetCounters,
-    /// [`Command::AddNetwork`].
+    /// The core's `ConfigCommand::AddNetwork`.
     AddNetwork {
         /// Network number.
         id: u32,
         /// Overlay or VLAN.
         kind: NetworkSpec,
     },
-    /// [`Command::RemoveNetwork`].
+    /// The core's `ConfigCommand::RemoveNetwork`.
     RemoveNetwork {
         /// Network number.
         id: u32,
     },
-    /// [`Command::AddPort`], after opening the port's socket or device.
+    /// The core's `ConfigCommand::AddPort`, after opening the port's socket or device.
     AddPort(PortSpec),
-    /// [`Command::RemovePort`], then closes the port.
+    /// The core's `ConfigCommand::RemovePort`, then closes the port.
     RemovePort {
         /// Port number.
         id: u32,
     },
-    /// [`Command::SetFloodList`].
+    /// The core's `ConfigCommand::SetFloodList`.
     SetFloodList {
         /// Overlay network.
         network: u32,
         /// Remote VTEPs.
         vteps: Vec<Ipv4Addr>,
     },
-    /// [`Command::AddMacEntry`].
+    /// The core's `ConfigCommand::AddMacEntry`.
     AddMacEntry {
         /// Network.
         network: u32,
@@ -224,14 +211,14 @@ pub enum Request {
         /// Where it lives.
         location: LocationSpec,
     },
-    /// [`Command::RemoveMacEntry`].
+    /// The core's `ConfigCommand::RemoveMacEntry`.
     RemoveMacEntry {
         /// Network.
         network: u32,
         /// Address.
         mac: Mac,
     },
-    /// [`Command::AddArpEntry`].
+    /// The core's `ConfigCommand::AddArpEntry`.
     AddArpEntry {
         /// Network.
         network: u32,
@@ -240,14 +227,14 @@ pub enum Request {
         /// Its owner.
         mac: Mac,
     },
-    /// [`Command::RemoveArpEntry`].
+    /// The core's `ConfigCommand::RemoveArpEntry`.
     RemoveArpEntry {
         /// Network.
         network: u32,
         /// IPv4 address.
         ip: Ipv4Addr,
     },
-    /// [`Command::SetVtepMac`]. Accepted and kept for completeness: the UDP uplink lets the
+    /// The core's `ConfigCommand::SetVtepMac`. Accepted and kept for completeness: the UDP uplink lets the
     /// kernel resolve underlay MACs.
     SetVtepMac {
         /// Remote VTEP.
@@ -255,14 +242,14 @@ pub enum Request {
         /// Its underlay MAC.
         mac: Mac,
     },
-    /// [`Command::SetSettings`].
+    /// The core's `ConfigCommand::SetSettings`.
     SetSettings {
         /// Learned MAC ageing, seconds.
         mac_ageing_secs: u64,
         /// Most learned MACs per network.
         mac_learn_limit: usize,
     },
-    /// [`Command::SetDhcp`]: enables (`config` set) or disables the DHCP responder.
+    /// The core's `ConfigCommand::SetDhcp`: enables (`config` set) or disables the DHCP responder.
     SetDhcp {
         /// Network.
         network: u32,
@@ -376,169 +363,6 @@ impl CountersView {
     pub fn network(&self, id: u32) -> Option<&NetworkCountersView> {
         self.networks.iter().find(|n| n.id == id)
     }
-
-    /// The core's counters with the daemon's view of each port: `io` holds its receive and
-    /// send errors and its MTU.
-    pub(crate) fn from_snapshot(snapshot: &Snapshot, io: &BTreeMap<u32, (u64, u64, u16)>) -> Self {
-        CountersView {
-            ports: snapshot
-                .ports
-                .iter()
-                .map(|(id, c)| {
-                    let (rx_errors, tx_errors, mtu) = match io.get(&id.0) {
-                        Some(&(rx, tx, mtu)) => (rx, tx, Some(mtu)),
-                        None => (0, 0, None),
-                    };
-                    PortCountersView {
-                        id: id.0,
-                        traffic: traffic(c),
-                        tx_errors,
-                        rx_errors,
-                        mtu,
-                    }
-                })
-                .collect(),
-            networks: snapshot
-                .networks
-                .iter()
-                .map(|(id, n)| network_view(*id, n))
-                .collect(),
-            switch_drops: drops(&snapshot.switch_drops),
-        }
-    }
-}
-
-fn drops(d: &Drops) -> BTreeMap<String, u64> {
-    d.iter().map(|(r, n)| (r.as_str().to_owned(), n)).collect()
-}
-
-fn traffic(c: &Counters) -> TrafficView {
-    TrafficView {
-        rx_packets: c.rx_packets,
-        rx_bytes: c.rx_bytes,
-        tx_packets: c.tx_packets,
-        tx_bytes: c.tx_bytes,
-        drops: drops(&c.drops),
-    }
-}
-
-fn network_view(id: NetworkId, n: &NetworkCounters) -> NetworkCountersView {
-    NetworkCountersView {
-        id: id.0,
-        traffic: traffic(&n.traffic),
-        arp_suppressed: n.arp_suppressed,
-        flooded: n.flooded,
-        learning_refused: n.learning_refused,
-    }
-}
-
-impl NetworkSpec {
-    /// The core's form.
-    pub fn kind(self) -> Result<NetworkKind, String> {
-        match self {
-            NetworkSpec::Overlay { vni } => Vni::new(vni)
-                .map(|vni| NetworkKind::Overlay { vni })
-                .ok_or_else(|| format!("VNI {vni} is above 2^24 - 1")),
-            NetworkSpec::Vlan { vid } => VlanId::new(vid)
-                .map(|vid| NetworkKind::Vlan { vid })
-                .ok_or_else(|| format!("VLAN ID {vid} is not in 1..=4094")),
-        }
-    }
-}
-
-impl LocationSpec {
-    fn location(self) -> Location {
-        match self {
-            LocationSpec::Port(p) => Location::Port(PortId(p)),
-            LocationSpec::Vtep(ip) => Location::Vtep(ip),
-        }
-    }
-}
-
-/// MAC the switch uses as the underlay source and next hop of the UDP uplink. The kernel
-/// rewrites the underlay Ethernet header: these bytes never reach the wire.
-pub(crate) const UNDERLAY_PLACEHOLDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
-
-impl PortSpec {
-    /// The core's port configuration.
-    pub fn config(&self) -> PortConfig {
-        let kind = match &self.attach {
-            Attachment::Vm { network, .. } => PortKind::Vm {
-                network: NetworkId(*network),
-            },
-            Attachment::Host { network, .. } => PortKind::Host {
-                network: NetworkId(*network),
-            },
-            Attachment::VxlanUplink { local_ip } => PortKind::VxlanUplink {
-                local_ip: *local_ip,
-                local_mac: UNDERLAY_PLACEHOLDER_MAC,
-                gateway_mac: Some(UNDERLAY_PLACEHOLDER_MAC),
-            },
-            Attachment::VlanTrunk { .. } => PortKind::VlanTrunk,
-        };
-        PortConfig {
-            id: PortId(self.id),
-            kind,
-            mtu: self.mtu,
-        }
-    }
-}
-
-impl Request {
-    /// The core command, for requests that are one; `Ok(None)` for the others.
-    pub fn command(&self) -> Result<Option<Command>, String> {
-        Ok(Some(match self {
-            Request::Ping | Request::GetConfig | Request::GetCounters => return Ok(None),
-            Request::AddNetwork { id, kind } => Command::AddNetwork {
-                id: NetworkId(*id),
-                kind: kind.kind()?,
-            },
-            Request::RemoveNetwork { id } => Command::RemoveNetwork(NetworkId(*id)),
-            Request::AddPort(spec) => Command::AddPort(spec.config()),
-            Request::RemovePort { id } => Command::RemovePort(PortId(*id)),
-            Request::SetFloodList { network, vteps } => Command::SetFloodList {
-                network: NetworkId(*network),
-                vteps: vteps.clone(),
-            },
-            Request::AddMacEntry {
-                network,
-                mac,
-                location,
-            } => Command::AddMacEntry {
-                network: NetworkId(*network),
-                mac: mac.addr(),
-                location: location.location(),
-            },
-            Request::RemoveMacEntry { network, mac } => Command::RemoveMacEntry {
-                network: NetworkId(*network),
-                mac: mac.addr(),
-            },
-            Request::AddArpEntry { network, ip, mac } => Command::AddArpEntry {
-                network: NetworkId(*network),
-                ip: *ip,
-                mac: mac.addr(),
-            },
-            Request::RemoveArpEntry { network, ip } => Command::RemoveArpEntry {
-                network: NetworkId(*network),
-                ip: *ip,
-            },
-            Request::SetVtepMac { vtep, mac } => Command::SetVtepMac {
-                vtep: *vtep,
-                mac: mac.addr(),
-            },
-            Request::SetSettings {
-                mac_ageing_secs,
-                mac_learn_limit,
-            } => Command::SetSettings(SwitchSettings {
-                mac_ageing: Duration::from_secs(*mac_ageing_secs),
-                mac_learn_limit: *mac_learn_limit,
-            }),
-            Request::SetDhcp { network, config } => Command::SetDhcp {
-                network: NetworkId(*network),
-                config: config.map(DhcpSpec::config),
-            },
-        }))
-    }
 }
 
 #[cfg(test)]
@@ -596,26 +420,75 @@ mod tests {
             r#"{"op":"set_dhcp","network":1,"config":{"prefix_len":24,"gateway":"10.0.0.1","lease_secs":60}}"#,
         )
         .unwrap();
-        assert!(matches!(
-            r.command().unwrap(),
-            Some(Command::SetDhcp {
-                config: Some(DhcpConfig {
+        assert_eq!(
+            r,
+            Request::SetDhcp {
+                network: 1,
+                config: Some(DhcpSpec {
                     prefix_len: 24,
-                    gateway: Some(_),
+                    gateway: Some(Ipv4Addr::new(10, 0, 0, 1)),
                     server: None,
                     mtu: None,
                     lease_secs: 60
-                }),
-                ..
-            })
-        ));
+                })
+            }
+        );
     }
 
     #[test]
-    fn bad_values_are_refused() {
-        assert!("52:54:00:00:00".parse::<Mac>().is_err());
-        assert!("52:54:00:00:00:0g".parse::<Mac>().is_err());
-        assert!(NetworkSpec::Vlan { vid: 4095 }.kind().is_err());
-        assert!(NetworkSpec::Overlay { vni: 1 << 24 }.kind().is_err());
+    fn macs_parse_print_and_refuse_bad_text() {
+        let mac: Mac = "52:54:00:0A:bc:01".parse().unwrap();
+        assert_eq!(mac, Mac([0x52, 0x54, 0, 0x0a, 0xbc, 1]));
+        assert_eq!(mac.to_string(), "52:54:00:0a:bc:01");
+        assert!(!mac.is_group());
+        assert!(Mac([1, 0, 0x5e, 0, 0, 1]).is_group());
+        for bad in [
+            "52:54:00:00:00",
+            "52:54:00:00:00:0g",
+            "52:54:00:00:00:01:02",
+            "5254.0000.0001",
+        ] {
+            assert_eq!(bad.parse::<Mac>(), Err(BadMac(bad.into())), "{bad}");
+        }
+        assert_eq!(
+            serde_json::to_string(&mac).unwrap(),
+            "\"52:54:00:0a:bc:01\""
+        );
+        assert!(serde_json::from_str::<Mac>("\"52:54\"").is_err());
+    }
+
+    #[test]
+    fn counters_are_found_by_number() {
+        let view = CountersView {
+            ports: vec![PortCountersView {
+                id: 3,
+                traffic: TrafficView {
+                    drops: [("runt".to_string(), 2), ("mtu".to_string(), 1)].into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            networks: vec![NetworkCountersView {
+                id: 7,
+                flooded: 4,
+                ..Default::default()
+            }],
+            switch_drops: BTreeMap::new(),
+        };
+        let port = view.port(3).unwrap();
+        assert_eq!(
+            (port.traffic.dropped("runt"), port.traffic.drops_total()),
+            (2, 3)
+        );
+        assert_eq!(port.traffic.dropped("other"), 0);
+        assert!(view.port(4).is_none());
+        assert_eq!(view.network(7).map(|n| n.flooded), Some(4));
+        // Counters from a switch without port MTUs still parse.
+        let line = r#"{"status":"counters","ports":[{"id":0,"rx_packets":1,"rx_bytes":2,"tx_packets":3,"tx_bytes":4,"drops":{},"tx_errors":0,"rx_errors":0}],"networks":[],"switch_drops":{}}"#;
+        let Response::Counters(c) = serde_json::from_str(line).unwrap() else {
+            panic!("not counters");
+        };
+        assert_eq!(c.ports[0].mtu, None);
+        assert_eq!(c.ports[0].traffic.tx_packets, 3);
     }
 }

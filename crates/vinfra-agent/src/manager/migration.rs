@@ -1,0 +1,216 @@
+//! Live migration on this host, as source and as destination.
+//!
+//! Destination: [`Manager::prepare_incoming`] starts a QEMU that waits on a TCP port; once the
+//! guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`] kills a QEMU
+//! that still waits. Source: [`Manager::migrate_out`] starts sending, the console polls
+//! [`Manager::migration_status`], then [`Manager::finish_migration_source`] (completed) or
+//! [`Manager::cancel_migration`].
+
+use std::net::{IpAddr, SocketAddr};
+
+use uuid::Uuid;
+use vinfra_proto::{MigrationSettings, MigrationStatus, VmInstance};
+use vinfra_types::PowerState;
+
+use super::error::{ManagerError, Result, StateConflict};
+use super::vm::Vm;
+use super::{Manager, UNLIMITED_BANDWIDTH};
+use crate::qemu::{MigrationParams, MigrationState};
+
+/// How many ports an incoming QEMU tries before giving up (another process may take a free
+/// port between the check and QEMU's bind).
+const INCOMING_PORT_ATTEMPTS: usize = 5;
+
+/// A TCP port free on `addr` now.
+fn free_port(addr: IpAddr) -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind(SocketAddr::new(addr, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Manager {
+    /// Starts a QEMU for `instance` waiting for an incoming migration; returns the URI to send to.
+    /// Repeating it for a VM already waiting returns the same URI.
+    pub async fn prepare_incoming(&self, instance: VmInstance) -> Result<String> {
+        let id = instance.id;
+        if let Ok(e) = self.entry(id).await {
+            let mut vm = e.vm.lock().await;
+            let state = vm.state().await;
+            return match (&vm.record.incoming_uri, state) {
+                (Some(uri), PowerState::Incoming) => Ok(uri.clone()),
+                _ => Err(ManagerError::BadState {
+                    id,
+                    state,
+                    conflict: StateConflict::AlreadyHere,
+                }),
+            };
+        }
+        self.check_nics(&instance)?;
+        let mut vm = self.new_vm(instance, true)?;
+        vm.record.started_at = vm.record.instance.started_at;
+        match self.start_incoming(&mut vm).await {
+            Ok(uri) => {
+                self.insert(vm, None).await;
+                Ok(uri)
+            }
+            Err(e) => {
+                let _ = vm.kill_now().await;
+                self.detach_nics(&mut vm).await;
+                let _ = std::fs::remove_dir_all(&vm.files.dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the VM its ports, launches its incoming QEMU and makes it listen on a free port.
+    async fn start_incoming(&self, vm: &mut Vm) -> Result<String> {
+        // The port exists on this host's switch before the guest can arrive.
+        self.attach_nics(vm).await?;
+        self.launch(vm, true).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port(self.cfg.address).map_err(ManagerError::FreePort)?;
+            let uri = match self.cfg.address {
+                IpAddr::V4(a) => format!("tcp:{a}:{port}"),
+                IpAddr::V6(a) => format!("tcp:[{a}]:{port}"),
+            };
+            match vm.qemu().await?.listen_incoming(&uri).await {
+                Ok(()) => {
+                    vm.record.incoming_uri = Some(uri.clone());
+                    vm.save()?;
+                    return Ok(uri);
+                }
+                Err(e) if attempt >= INCOMING_PORT_ATTEMPTS => return Err(e.into()),
+                Err(e) => tracing::debug!(
+                    "VM {}: incoming on {uri}: {}",
+                    vm.id(),
+                    vinfra_types::error::Chain(&e)
+                ),
+            }
+        }
+    }
+
+    /// Starts sending the VM to `uri` and returns at once.
+    pub async fn migrate_out(
+        &self,
+        id: Uuid,
+        uri: &str,
+        settings: MigrationSettings,
+    ) -> Result<()> {
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        let state = vm.state().await;
+        let conflict = |conflict| ManagerError::BadState {
+            id,
+            state,
+            conflict,
+        };
+        if !matches!(state, PowerState::Running | PowerState::Paused) || vm.record.incoming {
+            return Err(conflict(StateConflict::NotMigratable));
+        }
+        if !uri.starts_with("tcp:") {
+            return Err(ManagerError::MigrationUri(uri.to_string()));
+        }
+        let q = vm.qemu().await?;
+        // A copy whose migration completed is not the guest any more: sending it again would
+        // make a second copy of the VM elsewhere.
+        if q.migration().await?.state == MigrationState::Completed {
+            return Err(conflict(StateConflict::MigratedAway));
+        }
+        let max_bandwidth = match settings.max_bandwidth {
+            0 => UNLIMITED_BANDWIDTH,
+            b => b,
+        };
+        q.migrate(
+            uri,
+            MigrationParams {
+                max_bandwidth,
+                downtime_limit_ms: settings.downtime_limit_ms,
+            },
+        )
+        .await?;
+        vm.record.migrating_out = true;
+        vm.save()
+    }
+
+    /// QEMU's view of the outgoing migration.
+    pub async fn migration_status(&self, id: Uuid) -> Result<MigrationStatus> {
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        let p = vm.qemu().await?.migration().await?;
+        Ok(MigrationStatus {
+            qemu_status: p.state.as_qmp().to_string(),
+            transferred_bytes: p.transferred_bytes,
+            remaining_bytes: p.remaining_bytes,
+            total_bytes: p.total_bytes,
+            rate_bps: p.rate_bps,
+            dirty_pages_rate: p.dirty_pages_rate,
+            total_time_ms: p.total_time_ms,
+            downtime_ms: p.downtime_ms,
+            error: p.error,
+        })
+    }
+
+    /// Cancels the outgoing migration; the VM keeps running here.
+    pub async fn cancel_migration(&self, id: Uuid) -> Result<()> {
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        let q = vm.qemu().await?;
+        if q.migration().await?.state == MigrationState::Completed {
+            return Err(ManagerError::BadState {
+                id,
+                state: PowerState::Paused,
+                conflict: StateConflict::MigrationCompleted,
+            });
+        }
+        q.cancel_migration().await?;
+        vm.record.migrating_out = false;
+        vm.save()
+    }
+
+    /// After a completed migration: quits the paused source QEMU and forgets the VM (disks
+    /// stay). A source whose migration did not complete is never quit.
+    pub async fn finish_migration_source(&self, id: Uuid) -> Result<()> {
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        if vm.check_alive() {
+            let migration = vm.qemu().await?.migration().await?.state;
+            if migration != MigrationState::Completed {
+                let state = vm.state().await;
+                return Err(ManagerError::BadState {
+                    id,
+                    state,
+                    conflict: StateConflict::MigrationNotCompleted(migration),
+                });
+            }
+            vm.record.want_running = false;
+            vm.kill_now().await?;
+        }
+        self.detach_nics(&mut vm).await;
+        self.forget(&vm).await
+    }
+
+    /// Kills an incoming QEMU that will not receive its VM and forgets it (disks stay).
+    pub async fn abort_incoming(&self, id: Uuid) -> Result<()> {
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        let state = vm.state().await;
+        // Only a QEMU that still waits (or is gone) is killed: once the guest runs here (or is
+        // paused after arriving) this may be the only copy of the VM.
+        if !vm.record.incoming
+            || !matches!(
+                state,
+                PowerState::Incoming | PowerState::Stopped | PowerState::Crashed
+            )
+        {
+            return Err(ManagerError::BadState {
+                id,
+                state,
+                conflict: StateConflict::GuestArrived,
+            });
+        }
+        vm.kill_now().await?;
+        self.detach_nics(&mut vm).await;
+        self.forget(&vm).await
+    }
+}

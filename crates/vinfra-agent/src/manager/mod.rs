@@ -1,0 +1,217 @@
+//! The VM table of one host: define, start, stop, reboot, delete, migrate, and re-adopt QEMUs that
+//! kept running while the agent was away.
+//!
+//! Each VM has a directory `<data_dir>/vms/<id>/` with `vm.json` (a [`LocalVm`]), `qemu.pid`,
+//! `qmp.sock` and `serial.log`. Disks live in the datastore (see [`crate::disks`]). QEMU is
+//! reached only through [`crate::qemu::VmRunner`] and [`crate::qemu::QemuProcess`], the switch
+//! only through [`crate::network::SwitchLink`]. Operations on one VM are serialized by a per-VM
+//! lock; different VMs proceed in parallel.
+//!
+//! Files (a call goes down this list, never up):
+//! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log;
+//! - `migration.rs`: incoming, outgoing, status, cancel, finish, abort;
+//! - `launch.rs`: a new VM's directory and record, QEMU's launch description, launching;
+//! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
+//! - this file: [`Manager`] and its table (look up, insert, forget), [`Manager::open`],
+//!   observing;
+//! - `adoption.rs`: the VMs found on disk at open, with their QEMUs;
+//! - `vm.rs`: one VM: its power state from QEMU, waiting for and forcing QEMU's end;
+//! - `records.rs`: [`LocalVm`] on disk;
+//! - `error.rs`: [`ManagerError`].
+//!
+//! Rules the manager keeps, whatever the console asks: it never resumes a paused QEMU whose
+//! outgoing migration completed (the guest runs on the destination), never aborts an incoming
+//! QEMU whose guest arrived (it may be the only copy), and never quits a source whose migration
+//! did not complete.
+
+mod adoption;
+mod error;
+mod launch;
+mod lifecycle;
+mod migration;
+mod records;
+mod switch;
+mod vm;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use tokio::sync::Mutex;
+use uuid::Uuid;
+use vinfra_types::{Accel, VmObserved};
+
+pub use error::{ManagerError, Result, StateConflict};
+pub use records::LocalVm;
+
+use crate::disks::Datastore;
+use crate::network::{spawn_reconciler, SwitchAttachment, SwitchLink};
+use crate::usage::Sampler;
+use error::io_err;
+use vm::Vm;
+
+/// Bandwidth used for "unlimited" migrations, bytes per second.
+pub const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
+/// Largest console log tail returned.
+pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
+
+/// Where a manager keeps things and how it runs QEMU.
+#[derive(Clone)]
+pub struct ManagerConfig {
+    /// Agent data directory (`vms/<id>/` below it).
+    pub data_dir: PathBuf,
+    /// Shared datastore root.
+    pub datastore: PathBuf,
+    /// This host's address: incoming migrations listen here.
+    pub address: IpAddr,
+    /// Starts (and finds again) QEMUs.
+    pub runner: Arc<dyn crate::qemu::VmRunner>,
+    /// The host's virtual switch; `None` when the host has none (VMs with NICs are refused).
+    pub switch: Option<SwitchAttachment>,
+}
+
+/// One VM in the table: the VM behind its lock, and its last observation for readers that do
+/// not wait for the lock.
+struct Entry {
+    vm: Mutex<Vm>,
+    last: StdMutex<Option<VmObserved>>,
+}
+
+impl Entry {
+    fn new(vm: Vm, last: Option<VmObserved>) -> Arc<Entry> {
+        Arc::new(Entry {
+            vm: Mutex::new(vm),
+            last: StdMutex::new(last),
+        })
+    }
+}
+
+/// The VMs of this host.
+pub struct Manager {
+    cfg: ManagerConfig,
+    ds: Datastore,
+    vms: Mutex<HashMap<Uuid, Arc<Entry>>>,
+    sampler: StdMutex<Sampler>,
+    switch: Option<Arc<SwitchLink>>,
+}
+
+impl Manager {
+    /// Opens the VM table in `cfg.data_dir`, re-adopting QEMUs that still run and removing
+    /// incoming VMs whose QEMU is gone. With a switch, starts its reconciler (needs a tokio
+    /// runtime).
+    pub async fn open(cfg: ManagerConfig) -> Result<Manager> {
+        let vms_dir = cfg.data_dir.join("vms");
+        std::fs::create_dir_all(&vms_dir).map_err(io_err(&vms_dir))?;
+        let found = adoption::adopt_all(&vms_dir, cfg.runner.as_ref())?;
+        let switch = match &cfg.switch {
+            Some(attachment) => {
+                let link = Arc::new(SwitchLink::open(attachment.clone(), &cfg.data_dir)?);
+                for vm in &found {
+                    link.restore(vm.id(), vm.record.nics.clone());
+                }
+                spawn_reconciler(&link);
+                Some(link)
+            }
+            None => None,
+        };
+        let table = found
+            .into_iter()
+            .map(|vm| (vm.id(), Entry::new(vm, None)))
+            .collect();
+        Ok(Manager {
+            ds: Datastore {
+                root: cfg.datastore.clone(),
+            },
+            cfg,
+            vms: Mutex::new(table),
+            sampler: StdMutex::new(Sampler::default()),
+            switch,
+        })
+    }
+
+    /// The link to the host's virtual switch, when the host has one.
+    pub fn switch(&self) -> Option<&Arc<SwitchLink>> {
+        self.switch.as_ref()
+    }
+
+    /// The accelerator VMs run with.
+    pub fn accel(&self) -> Accel {
+        self.cfg.runner.accel()
+    }
+
+    /// The host-usage sampler shared with the VM usage.
+    pub fn sampler(&self) -> &StdMutex<Sampler> {
+        &self.sampler
+    }
+
+    async fn entry(&self, id: Uuid) -> Result<Arc<Entry>> {
+        self.vms
+            .lock()
+            .await
+            .get(&id)
+            .cloned()
+            .ok_or(ManagerError::NoSuchVm(id))
+    }
+
+    /// Puts a VM into the table.
+    async fn insert(&self, vm: Vm, last: Option<VmObserved>) {
+        self.vms.lock().await.insert(vm.id(), Entry::new(vm, last));
+    }
+
+    /// Removes a VM whose QEMU and ports are gone: its directory and its table entry (its disks
+    /// stay).
+    async fn forget(&self, vm: &Vm) -> Result<()> {
+        std::fs::remove_dir_all(&vm.files.dir).map_err(io_err(&vm.files.dir))?;
+        self.vms.lock().await.remove(&vm.id());
+        Ok(())
+    }
+
+    /// Ids of all VMs.
+    pub async fn ids(&self) -> Vec<Uuid> {
+        self.vms.lock().await.keys().copied().collect()
+    }
+
+    /// The VM's record (a copy).
+    pub async fn record(&self, id: Uuid) -> Result<LocalVm> {
+        Ok(self.entry(id).await?.vm.lock().await.record.clone())
+    }
+
+    /// Observes one VM now.
+    pub async fn observe(&self, id: Uuid) -> Result<VmObserved> {
+        let e = self.entry(id).await?;
+        let obs = e.vm.lock().await.observe(&self.sampler).await;
+        if let Ok(mut last) = e.last.lock() {
+            *last = Some(obs.clone());
+        }
+        Ok(obs)
+    }
+
+    /// Observes every VM; a VM busy with a long operation reports its last observation.
+    pub async fn observe_all(&self) -> Vec<VmObserved> {
+        let entries: Vec<Arc<Entry>> = self.vms.lock().await.values().cloned().collect();
+        let mut out = Vec::new();
+        for e in entries {
+            let obs = match e.vm.try_lock() {
+                Ok(mut vm) => {
+                    let o = vm.observe(&self.sampler).await;
+                    if let Ok(mut last) = e.last.lock() {
+                        *last = Some(o.clone());
+                    }
+                    Some(o)
+                }
+                Err(_) => e.last.lock().ok().and_then(|l| l.clone()),
+            };
+            out.extend(obs);
+        }
+        let pids: Vec<u32> = out.iter().filter_map(|o| o.pid).collect();
+        if let Ok(mut s) = self.sampler.lock() {
+            s.retain(&pids);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}

@@ -1,0 +1,107 @@
+//! The manager's side of the host's switch: ports for a VM's NICs before its QEMU starts and
+//! after it is gone, the console's switch configuration, the switch's counters.
+
+use std::sync::Arc;
+
+use vinfra_proto::{HostSwitchConfig, VmInstance};
+use vinfra_switch_control::Request;
+use vinfra_types::error::Chain;
+use vinfra_types::network::HostSwitchCounters;
+
+use super::error::Result;
+use super::vm::Vm;
+use super::Manager;
+use crate::network::{ReconcileOutcome, SwitchLink, SwitchLinkError};
+
+/// [`SwitchLink::reconcile`] on a blocking thread.
+async fn reconcile_now(link: &Arc<SwitchLink>) -> Result<ReconcileOutcome> {
+    let l = link.clone();
+    Ok(tokio::task::spawn_blocking(move || l.reconcile()).await??)
+}
+
+impl Manager {
+    /// Keeps `config` as this host's switch configuration (saved in the data directory) and
+    /// programs the switch with it now. The configuration stays desired (and is replayed on
+    /// every reconnect) even when the switch cannot be programmed now.
+    pub async fn apply_switch_config(&self, config: HostSwitchConfig) -> Result<()> {
+        let Some(link) = &self.switch else {
+            if config.networks.is_empty() {
+                return Ok(());
+            }
+            return Err(SwitchLinkError::NoSwitch.into());
+        };
+        link.set_config(config)?;
+        reconcile_now(link).await?.into_result()?;
+        Ok(())
+    }
+
+    /// This host's switch counters, read now (see [`SwitchLink::counters`]).
+    pub async fn switch_counters(&self) -> Result<HostSwitchCounters> {
+        let link = self.switch.clone().ok_or(SwitchLinkError::NoSwitch)?;
+        Ok(tokio::task::spawn_blocking(move || link.counters()).await??)
+    }
+
+    /// Refuses a VM with NICs on a host without a switch, before anything is created.
+    pub(super) fn check_nics(&self, instance: &VmInstance) -> Result<()> {
+        if !instance.spec.nics.is_empty() && self.switch.is_none() {
+            return Err(SwitchLinkError::NoSwitch.into());
+        }
+        Ok(())
+    }
+
+    /// Gives the VM's NICs their switch ports and waits until the switch has them (before its
+    /// QEMU starts). On failure the VM has no ports.
+    pub(super) async fn attach_nics(&self, vm: &mut Vm) -> Result<()> {
+        if vm.record.instance.spec.nics.is_empty() {
+            return Ok(());
+        }
+        let link = self.switch.as_ref().ok_or(SwitchLinkError::NoSwitch)?;
+        let id = vm.id();
+        let nics = link.attach(id, &vm.files.dir, &vm.record.instance.spec.nics)?;
+        let ports: Vec<u32> = nics.iter().map(|n| n.port).collect();
+        // Only refusals of this VM's ports fail it: the rest is the configuration's business.
+        let checked = reconcile_now(link).await.and_then(|o| {
+            let refused = o
+                .refused
+                .into_iter()
+                .filter(|r| matches!(&r.request, Request::AddPort(p) if ports.contains(&p.id)))
+                .collect();
+            Ok(ReconcileOutcome {
+                applied: o.applied,
+                refused,
+            }
+            .into_result()?)
+        });
+        if let Err(e) = checked {
+            link.detach(id);
+            if let Err(e) = reconcile_now(link).await {
+                tracing::warn!("VM {id}: {}", Chain(&e));
+            }
+            return Err(e);
+        }
+        vm.record.nics = nics;
+        vm.save()
+    }
+
+    /// Removes the VM's ports from the switch (its QEMU is gone). A switch that cannot be
+    /// reached now loses them on the next reconcile.
+    pub(super) async fn detach_nics(&self, vm: &mut Vm) {
+        let id = vm.id();
+        if let Some(link) = &self.switch {
+            link.detach(id);
+            if !vm.record.nics.is_empty() {
+                if let Err(e) = reconcile_now(link).await {
+                    tracing::warn!("VM {id}: removing its switch ports: {}", Chain(&e));
+                }
+            }
+        }
+        if !vm.record.nics.is_empty() {
+            vm.record.nics.clear();
+            if vm.files.dir.exists() {
+                if let Err(e) = vm.save() {
+                    tracing::warn!("VM {id}: {}", Chain(&e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The host's virtual switch as the agent sees it: the desired configuration (the console's
+//! [`HostSwitchConfig`](vinfra_proto::HostSwitchConfig) plus the ports of this host's VM NICs)
+//! and [`SwitchLink`], which makes the switch match it over the control socket
+//! ([`vinfra_switch_control`]).
+//!
+//! The switch is never trusted to remember anything: every reconcile reads the switch's
+//! configuration (`get_config`), computes the requests that turn it into the desired one
+//! ([`plan`]) and applies them. A restarted switch starts empty, so the first reconcile after a
+//! restart replays everything. A background task reconciles every [`RECONCILE_INTERVAL`];
+//! changes (a new configuration, a VM's ports) reconcile at once.
+//!
+//! Files, each using only those listed after it:
+//! - [`reconcile`] — [`SwitchLink::reconcile`], counters, the background task;
+//! - [`link`] — [`SwitchLink`]: the desired configuration in memory and in
+//!   `<data_dir>/switch.json`, the connection;
+//! - [`error`] — [`SwitchLinkError`];
+//! - [`ports`] — a port number and sockets per NIC ([`NicError`]);
+//! - [`counters`] — the switch's counters named by network, VM and NIC;
+//! - [`desired`] — [`DesiredSwitch`] and the requests that build it, [`VmNic`];
+//! - [`validate`] — checks of the console's configuration ([`InvalidConfig`]);
+//! - [`plan`] — the difference between two configurations, as requests;
+//! - [`mac`] — unicast MAC addresses from text;
+//! - [`attachment`] — [`SwitchAttachment`], how the agent reaches its switch.
+
+pub mod attachment;
+pub mod counters;
+pub mod desired;
+pub mod error;
+pub mod link;
+pub mod mac;
+pub mod plan;
+pub mod ports;
+pub mod reconcile;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
+pub use desired::{DesiredSwitch, VmNic};
+pub use error::{RefusedRequest, SwitchLinkError};
+pub use link::SwitchLink;
+pub use plan::plan;
+pub use ports::{NicError, NicProblem};
+pub use reconcile::{spawn_reconciler, ReconcileOutcome, RECONCILE_INTERVAL};
+pub use validate::{validate, InvalidConfig};

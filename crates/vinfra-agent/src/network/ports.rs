@@ -1,0 +1,138 @@
+//! Switch ports for a VM's NICs: a port number per NIC (kept across restarts and
+//! migrations when free) and the pair of Unix sockets QEMU and the switch bind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+use vinfra_proto::SwitchNetworkKind;
+use vinfra_switch_control::{Mac, UPLINK_PORT};
+use vinfra_types::NicSpec;
+
+use super::attachment::{SwitchAttachment, MAX_PORT, TRUNK_PORT};
+use super::desired::{DesiredSwitch, VmNic};
+use super::mac::{self, MacError};
+
+/// Longest Unix socket path (`sun_path` holds 108 bytes with the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Why one NIC cannot be attached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NicProblem {
+    /// Its network is not in the switch configuration.
+    #[error("network {0} is not configured on this host's switch")]
+    NotConfigured(String),
+    /// Its network is a VLAN and the host has no trunk.
+    #[error(
+        "network {0} is a VLAN and this host has no trunk (the agent runs without \
+         --trunk-interface)"
+    )]
+    NoTrunk(String),
+    /// The console assigned it no MAC address.
+    #[error("no MAC address assigned")]
+    NoMac,
+    /// Its MAC address is not a unicast address.
+    #[error(transparent)]
+    Mac(#[from] MacError),
+    /// Another NIC on the same network here has its MAC address.
+    #[error("MAC {mac} is already used on network {network} here")]
+    MacInUse {
+        /// The address.
+        mac: Mac,
+        /// The network.
+        network: String,
+    },
+    /// Every port number is in use.
+    #[error("no free switch port number")]
+    NoFreePort,
+    /// A socket path does not fit in a Unix socket address.
+    #[error("socket path {0} is longer than {MAX_SOCKET_PATH} bytes")]
+    SocketPathTooLong(PathBuf),
+}
+
+/// A NIC that cannot be attached, by its position in the VM specification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("NIC {index}")]
+pub struct NicError {
+    /// Position of the NIC in the VM specification.
+    pub index: usize,
+    /// Why.
+    #[source]
+    pub problem: NicProblem,
+}
+
+impl DesiredSwitch {
+    /// Allocates ports for VM `id`'s NICs (reusing the numbers it has when free), with their
+    /// sockets in `dir`, and makes them part of the desired configuration. Nothing changes on
+    /// error.
+    pub fn attach(
+        &mut self,
+        attachment: &SwitchAttachment,
+        id: Uuid,
+        dir: &Path,
+        nics: &[NicSpec],
+    ) -> Result<Vec<VmNic>, NicError> {
+        let others = || self.vms.iter().filter(|(vm, _)| **vm != id);
+        let mut used: BTreeSet<u32> = others()
+            .flat_map(|(_, ns)| ns.iter().map(|n| n.port))
+            .collect();
+        used.insert(UPLINK_PORT);
+        used.insert(TRUNK_PORT);
+        let previous = self.vms.get(&id).cloned().unwrap_or_default();
+        let mut out: Vec<VmNic> = Vec::with_capacity(nics.len());
+        for (index, spec) in nics.iter().enumerate() {
+            let fail = |problem: NicProblem| NicError { index, problem };
+            let network = self
+                .config
+                .networks
+                .iter()
+                .find(|n| n.name == spec.network)
+                .ok_or_else(|| fail(NicProblem::NotConfigured(spec.network.clone())))?;
+            if matches!(network.kind, SwitchNetworkKind::Vlan { .. })
+                && attachment.trunk_interface.is_none()
+            {
+                return Err(fail(NicProblem::NoTrunk(spec.network.clone())));
+            }
+            let mac_text = spec.mac.as_deref().ok_or(fail(NicProblem::NoMac))?;
+            let mac = mac::unicast(mac_text).map_err(|e| fail(e.into()))?;
+            let clash = others()
+                .flat_map(|(_, ns)| ns)
+                .chain(out.iter())
+                .any(|n| n.network == spec.network && mac::unicast(&n.mac) == Ok(mac));
+            if clash {
+                return Err(fail(NicProblem::MacInUse {
+                    mac,
+                    network: spec.network.clone(),
+                }));
+            }
+            let port = match previous.get(index) {
+                Some(p) if !used.contains(&p.port) => p.port,
+                _ => (1..=MAX_PORT)
+                    .find(|p| !used.contains(p))
+                    .ok_or(fail(NicProblem::NoFreePort))?,
+            };
+            used.insert(port);
+            let qemu_socket = dir.join(format!("nic{index}.sock"));
+            let switch_socket = dir.join(format!("nic{index}.switch.sock"));
+            for p in [&qemu_socket, &switch_socket] {
+                if p.as_os_str().len() > MAX_SOCKET_PATH {
+                    return Err(fail(NicProblem::SocketPathTooLong(p.clone())));
+                }
+            }
+            out.push(VmNic {
+                network: spec.network.clone(),
+                mac: mac.to_string(),
+                mtu: network.mtu,
+                port,
+                switch_socket,
+                qemu_socket,
+            });
+        }
+        if out.is_empty() {
+            self.vms.remove(&id);
+        } else {
+            self.vms.insert(id, out.clone());
+        }
+        Ok(out)
+    }
+}

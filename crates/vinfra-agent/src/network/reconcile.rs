@@ -1,0 +1,171 @@
+//! Making the switch match: [`SwitchLink::reconcile`] reads the switch's configuration, plans
+//! the difference ([`super::plan::plan`]) and applies it; a background task
+//! ([`spawn_reconciler`]) does so every [`RECONCILE_INTERVAL`], so a restarted (empty) switch
+//! gets everything back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vinfra_switch_control::{ClientError, Request, SwitchClient, UPLINK_PORT};
+use vinfra_types::error::Chain;
+use vinfra_types::network::HostSwitchCounters;
+
+use super::counters::host_counters;
+use super::error::{RefusedRequest, SwitchLinkError};
+use super::link::{lock, SwitchLink};
+use super::plan::plan;
+
+/// How often the background task checks the switch (and replays after a restart).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a reconcile waits for the control socket to accept (a switch that is restarting).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one control request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a reconcile did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileOutcome {
+    /// Requests applied.
+    pub applied: usize,
+    /// Requests the switch refused, with its reasons.
+    pub refused: Vec<RefusedRequest>,
+}
+
+impl ReconcileOutcome {
+    /// The refusals as an error, if any.
+    pub fn into_result(self) -> Result<ReconcileOutcome, SwitchLinkError> {
+        if self.refused.is_empty() {
+            Ok(self)
+        } else {
+            Err(SwitchLinkError::Refused(self.refused))
+        }
+    }
+}
+
+/// The connection in `slot`, connecting when there is none.
+fn connected<'a>(
+    link: &SwitchLink,
+    slot: &'a mut Option<SwitchClient>,
+) -> Result<&'a mut SwitchClient, ClientError> {
+    if slot.is_none() {
+        let c = SwitchClient::connect_within(&link.attachment.control, CONNECT_TIMEOUT)?;
+        c.set_timeout(Some(REQUEST_TIMEOUT))?;
+        *slot = Some(c);
+    }
+    slot.as_mut().ok_or(ClientError::Closed)
+}
+
+impl SwitchLink {
+    /// Makes the switch match the desired configuration now (blocking). Connection problems are
+    /// errors (and the next call reconnects); refused requests are reported in the [`ReconcileOutcome`]
+    /// after everything else was applied.
+    pub fn reconcile(&self) -> Result<ReconcileOutcome, SwitchLinkError> {
+        let mut slot = lock(&self.client);
+        let result = self.reconcile_on(&mut slot);
+        if result.is_err() {
+            *slot = None;
+        }
+        result.map_err(|source| SwitchLinkError::Switch {
+            path: self.attachment.control.clone(),
+            source,
+        })
+    }
+
+    fn reconcile_on(
+        &self,
+        slot: &mut Option<SwitchClient>,
+    ) -> Result<ReconcileOutcome, ClientError> {
+        let client = connected(self, slot)?;
+        let current = client.config()?;
+        // An uplink the switch has but its configuration does not list is the switch's own.
+        let switch_uplink = if current
+            .iter()
+            .any(|r| matches!(r, Request::AddPort(p) if p.id == UPLINK_PORT))
+        {
+            None
+        } else {
+            client.counters()?.port(UPLINK_PORT).cloned()
+        };
+        *lock(&self.switch_uplink_mtu) = switch_uplink.as_ref().and_then(|p| p.mtu);
+        let uplink_builtin = self.attachment.underlay_ip.is_some() && switch_uplink.is_some();
+        let desired = lock(&self.desired).requests(&self.attachment, uplink_builtin);
+        let steps = plan(&current, &desired);
+        let mut outcome = ReconcileOutcome::default();
+        for step in steps {
+            match client.apply(std::slice::from_ref(&step)) {
+                Ok(()) => outcome.applied += 1,
+                Err(ClientError::Refused { message, .. }) => {
+                    outcome.refused.push(RefusedRequest {
+                        request: step,
+                        message,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Reads the switch's counters now (blocking) and names them in the cluster's terms:
+    /// networks by name, VM ports by VM id and NIC index, and the uplink. Ports and networks the
+    /// agent does not know (not configured, or not yet removed) are left out.
+    pub fn counters(&self) -> Result<HostSwitchCounters, SwitchLinkError> {
+        let mut slot = lock(&self.client);
+        let view = match connected(self, &mut slot).and_then(|c| c.counters()) {
+            Ok(v) => v,
+            Err(source) => {
+                *slot = None;
+                return Err(SwitchLinkError::Switch {
+                    path: self.attachment.control.clone(),
+                    source,
+                });
+            }
+        };
+        drop(slot);
+        let d = lock(&self.desired);
+        Ok(host_counters(&view, &d.config, &d.vms))
+    }
+
+    /// [`SwitchLink::reconcile`], logging what changed and when the switch comes and goes.
+    pub fn reconcile_logged(&self) {
+        let result = self.reconcile();
+        let ok = result.is_ok();
+        let was = lock(&self.healthy).replace(ok);
+        let control = self.attachment.control.display();
+        match result {
+            Ok(o) => {
+                if o.applied > 0 {
+                    tracing::info!(
+                        "switch {control}: applied {} configuration requests",
+                        o.applied
+                    );
+                }
+                for r in &o.refused {
+                    tracing::warn!("switch {control}: refused {r}");
+                }
+            }
+            Err(e) if was != Some(false) => tracing::warn!("{}", Chain(&e)),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reconciles `link` every [`RECONCILE_INTERVAL`] on the tokio runtime, until the link is
+/// dropped.
+pub fn spawn_reconciler(link: &Arc<SwitchLink>) {
+    let weak = Arc::downgrade(link);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RECONCILE_INTERVAL).await;
+            let Some(link) = weak.upgrade() else {
+                return;
+            };
+            if tokio::task::spawn_blocking(move || link.reconcile_logged())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,569 @@
+//! Unit tests of the switch link: the desired configuration, port allocation, plans and
+//! counters, without a switch.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use uuid::Uuid;
+use vinfra_proto::{
+    HostSwitchConfig, SwitchArpEntry, SwitchDhcp, SwitchMacEntry, SwitchNetwork, SwitchNetworkKind,
+};
+use vinfra_switch_control::{
+    Attachment, CountersView, DhcpSpec, LocationSpec, NetworkCountersView, PortCountersView,
+    PortSpec, Request, TrafficView, UPLINK_PORT,
+};
+use vinfra_types::error::chain;
+use vinfra_types::NicSpec;
+
+use super::counters::host_counters;
+use super::plan::port_network;
+use super::*;
+
+fn settings() -> SwitchAttachment {
+    SwitchAttachment {
+        control: "/run/sw.sock".into(),
+        underlay_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        underlay_mtu: 1500,
+        trunk_interface: None,
+    }
+}
+
+fn config() -> HostSwitchConfig {
+    HostSwitchConfig {
+        networks: vec![
+            SwitchNetwork {
+                name: "blue".into(),
+                id: 1,
+                kind: SwitchNetworkKind::Overlay { vni: 5001 },
+                mtu: 1450,
+                flood: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)],
+                dhcp: Some(SwitchDhcp {
+                    prefix_len: 24,
+                    gateway: None,
+                    server: Ipv4Addr::new(10, 90, 0, 254),
+                    mtu: 1450,
+                }),
+            },
+            SwitchNetwork {
+                name: "red".into(),
+                id: 2,
+                kind: SwitchNetworkKind::Overlay { vni: 5002 },
+                mtu: 1450,
+                flood: vec![],
+                dhcp: None,
+            },
+        ],
+        macs: vec![
+            SwitchMacEntry {
+                network: "blue".into(),
+                mac: "52:54:00:00:00:02".into(),
+                host_ip: Ipv4Addr::new(10, 0, 0, 2),
+            },
+            // Points at this host: left out.
+            SwitchMacEntry {
+                network: "blue".into(),
+                mac: "52:54:00:00:00:09".into(),
+                host_ip: Ipv4Addr::new(10, 0, 0, 1),
+            },
+        ],
+        arps: vec![SwitchArpEntry {
+            network: "blue".into(),
+            ip: Ipv4Addr::new(10, 90, 0, 2),
+            mac: "52:54:00:00:00:02".into(),
+        }],
+    }
+}
+
+fn nic(network: &str, mac: &str) -> NicSpec {
+    NicSpec {
+        network: network.into(),
+        mac: Some(mac.into()),
+        ip: None,
+    }
+}
+
+fn link() -> (tempfile::TempDir, SwitchLink) {
+    let dir = tempfile::tempdir().unwrap();
+    let link = SwitchLink::open(settings(), dir.path()).unwrap();
+    link.set_config(config()).unwrap();
+    (dir, link)
+}
+
+fn desired(link: &SwitchLink, builtin: bool) -> Vec<Request> {
+    link.desired().requests(link.attachment(), builtin)
+}
+
+/// Applies `requests` to a model of the switch's `get_config` answer.
+fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
+    for r in requests {
+        match r {
+            Request::RemoveArpEntry { network, ip } => state.retain(|s| {
+                !matches!(s, Request::AddArpEntry { network: n, ip: i, .. } if n == network && i == ip)
+            }),
+            Request::RemoveMacEntry { network, mac } => state.retain(|s| {
+                !matches!(s, Request::AddMacEntry { network: n, mac: m, .. } if n == network && m == mac)
+            }),
+            Request::RemovePort { id } => state.retain(|s| match s {
+                Request::AddPort(p) => p.id != *id,
+                Request::AddMacEntry { location, .. } => *location != LocationSpec::Port(*id),
+                _ => true,
+            }),
+            Request::RemoveNetwork { id } => state.retain(|s| match s {
+                Request::AddNetwork { id: n, .. }
+                | Request::SetFloodList { network: n, .. }
+                | Request::AddMacEntry { network: n, .. }
+                | Request::AddArpEntry { network: n, .. }
+                | Request::SetDhcp { network: n, .. } => n != id,
+                Request::AddPort(p) => {
+                    assert_ne!(port_network(p), Some(*id), "network removed with ports");
+                    true
+                }
+                _ => true,
+            }),
+            Request::SetFloodList { network, .. } => {
+                state.retain(|s| !matches!(s, Request::SetFloodList { network: n, .. } if n == network));
+                state.push(r.clone());
+            }
+            Request::SetDhcp { network, config } => {
+                state.retain(|s| !matches!(s, Request::SetDhcp { network: n, .. } if n == network));
+                if config.is_some() {
+                    state.push(r.clone());
+                }
+            }
+            other => {
+                assert!(!state.contains(other), "{other:?} applied twice");
+                state.push(other.clone());
+            }
+        }
+    }
+}
+
+fn same(a: &[Request], b: &[Request]) -> bool {
+    a.len() == b.len() && a.iter().all(|r| b.contains(r))
+}
+
+#[test]
+fn desired_configuration_adds_uplink_local_ports_and_entries() {
+    let (dir, link) = link();
+    let nics = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[
+                nic("blue", "52:54:00:00:00:01"),
+                nic("red", "52:54:00:00:00:11"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(nics.iter().map(|n| n.port).collect::<Vec<_>>(), [1, 2]);
+    let d = desired(&link, false);
+    assert!(
+        matches!(&d[2], Request::AddPort(PortSpec { id: 0, .. })),
+        "{d:#?}"
+    );
+    assert!(d.contains(&Request::SetFloodList {
+        network: 1,
+        vteps: vec![Ipv4Addr::new(10, 0, 0, 2)]
+    }));
+    assert!(d.contains(&Request::AddMacEntry {
+        network: 1,
+        mac: "52:54:00:00:00:01".parse().unwrap(),
+        location: LocationSpec::Port(1)
+    }));
+    assert!(d.contains(&Request::AddMacEntry {
+        network: 1,
+        mac: "52:54:00:00:00:02".parse().unwrap(),
+        location: LocationSpec::Vtep(Ipv4Addr::new(10, 0, 0, 2))
+    }));
+    assert!(!d.iter().any(|r| matches!(r,
+        Request::AddMacEntry { mac, .. } if *mac == "52:54:00:00:00:09".parse().unwrap())));
+    // A builtin uplink is not added again.
+    assert!(!desired(&link, true)
+        .iter()
+        .any(|r| matches!(r, Request::AddPort(PortSpec { id: 0, .. }))));
+    // Another VM gets the next free ports; the first keeps its own on a restart.
+    let other = link
+        .attach(
+            Uuid::from_u128(2),
+            dir.path(),
+            &[nic("blue", "52:54:00:00:00:03")],
+        )
+        .unwrap();
+    assert_eq!(other[0].port, 3);
+    let again = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[
+                nic("blue", "52:54:00:00:00:01"),
+                nic("red", "52:54:00:00:00:11"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(again, nics);
+}
+
+#[test]
+fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trunked = settings();
+    trunked.trunk_interface = Some("trunk0".into());
+    let link = SwitchLink::open(trunked, dir.path()).unwrap();
+    let mut c = config();
+    c.networks.push(SwitchNetwork {
+        name: "v100".into(),
+        id: 3,
+        kind: SwitchNetworkKind::Vlan { vid: 100 },
+        mtu: 1500,
+        flood: vec![],
+        dhcp: None,
+    });
+    link.set_config(c).unwrap();
+    let nics = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[nic("v100", "52:54:00:00:01:00")],
+        )
+        .unwrap();
+    assert_eq!(nics[0].port, 1);
+    let d = desired(&link, false);
+    let trunk = Request::AddPort(PortSpec {
+        id: TRUNK_PORT,
+        mtu: TRUNK_MTU,
+        attach: Attachment::VlanTrunk {
+            interface: "trunk0".into(),
+        },
+    });
+    let pos = |f: &dyn Fn(&Request) -> bool| d.iter().position(f).unwrap();
+    let at = pos(&|r| *r == trunk);
+    assert!(pos(&|r| matches!(r, Request::AddNetwork { id: 3, .. })) < at);
+    assert!(
+        pos(&|r| matches!(
+            r,
+            Request::AddPort(PortSpec {
+                id: UPLINK_PORT,
+                ..
+            })
+        )) < at
+    );
+    assert!(at < pos(&|r| matches!(r, Request::AddPort(PortSpec { id: 1, .. }))));
+    // A VLAN has no flood list and no MAC entries from the console: the trunk learns.
+    assert!(!d
+        .iter()
+        .any(|r| matches!(r, Request::SetFloodList { network: 3, .. })));
+    // A restarted (empty) switch gets the trunk back; one in sync gets nothing.
+    let mut state = Vec::new();
+    let p = plan(&state, &d);
+    assert!(p.contains(&trunk), "{p:#?}");
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d).is_empty());
+    // The trunk's number is never given to a VM NIC, even one that had it before.
+    link.restore(
+        Uuid::from_u128(2),
+        vec![VmNic {
+            network: "blue".into(),
+            mac: "52:54:00:00:02:00".into(),
+            mtu: 1450,
+            port: TRUNK_PORT,
+            switch_socket: dir.path().join("s"),
+            qemu_socket: dir.path().join("q"),
+        }],
+    );
+    let moved = link
+        .attach(
+            Uuid::from_u128(2),
+            dir.path(),
+            &[nic("blue", "52:54:00:00:02:00")],
+        )
+        .unwrap();
+    assert_ne!(moved[0].port, TRUNK_PORT);
+    // Without a trunk there is no trunk port, and a NIC on a VLAN is refused clearly.
+    let plain = SwitchLink::open(settings(), dir.path()).unwrap();
+    assert!(!desired(&plain, false)
+        .iter()
+        .any(|r| matches!(r, Request::AddPort(PortSpec { id: TRUNK_PORT, .. }))));
+    let e = plain
+        .attach(
+            Uuid::from_u128(3),
+            dir.path(),
+            &[nic("v100", "52:54:00:00:03:00")],
+        )
+        .unwrap_err();
+    assert!(chain(&e).contains("no trunk"), "{e}");
+}
+
+#[test]
+fn bad_nics_and_configurations_are_refused() {
+    let (dir, link) = link();
+    let id = Uuid::from_u128(1);
+    for (spec, needle) in [
+        (nic("green", "52:54:00:00:00:01"), "not configured"),
+        (nic("blue", "53:54:00:00:00:01"), "unicast"),
+        (
+            NicSpec {
+                network: "blue".into(),
+                mac: None,
+                ip: None,
+            },
+            "no MAC",
+        ),
+    ] {
+        let e = link.attach(id, dir.path(), &[spec]).unwrap_err();
+        assert!(chain(&e).contains(needle), "{e}");
+    }
+    link.attach(id, dir.path(), &[nic("blue", "52:54:00:00:00:01")])
+        .unwrap();
+    let e = link
+        .attach(
+            Uuid::from_u128(2),
+            dir.path(),
+            &[nic("blue", "52:54:00:00:00:01")],
+        )
+        .unwrap_err();
+    assert!(chain(&e).contains("already used"), "{e}");
+
+    let mut c = config();
+    c.networks[1].kind = SwitchNetworkKind::Overlay { vni: 5001 };
+    let e = link.set_config(c).unwrap_err();
+    assert!(chain(&e).contains("used by another network"), "{e}");
+    for vni in [0, 1 << 24] {
+        let mut c = config();
+        c.networks[0].kind = SwitchNetworkKind::Overlay { vni };
+        let e = link.set_config(c).unwrap_err();
+        assert!(chain(&e).contains("out of range"), "{vni}: {e}");
+    }
+    let mut c = config();
+    c.macs[0].network = "green".into();
+    assert!(link.set_config(c).is_err());
+    let mut c = config();
+    c.networks[1].id = 1;
+    assert!(link.set_config(c).is_err());
+    let no_underlay = SwitchLink::open(SwitchAttachment::new("/run/sw.sock"), dir.path()).unwrap();
+    let e = no_underlay.set_config(config()).unwrap_err();
+    assert!(chain(&e).contains("underlay"), "{e}");
+    // The refused configurations were not kept.
+    assert_eq!(link.config(), config());
+}
+
+#[test]
+fn plans_replay_diff_and_converge() {
+    let (dir, link) = link();
+    link.attach(
+        Uuid::from_u128(1),
+        dir.path(),
+        &[nic("blue", "52:54:00:00:00:01")],
+    )
+    .unwrap();
+    let d1 = desired(&link, false);
+    // An empty (restarted) switch gets everything, in order.
+    assert_eq!(plan(&[], &d1), d1);
+    let mut state = Vec::new();
+    let p = plan(&state, &d1);
+    apply_model(&mut state, &p);
+    assert!(same(&state, &d1));
+    assert!(plan(&state, &d1).is_empty(), "nothing to do when in sync");
+
+    // A VM leaves: its MAC entry and port go, nothing else.
+    link.detach(Uuid::from_u128(1));
+    let d2 = desired(&link, false);
+    let p = plan(&state, &d2);
+    assert_eq!(
+        p,
+        vec![
+            Request::RemoveMacEntry {
+                network: 1,
+                mac: "52:54:00:00:00:01".parse().unwrap()
+            },
+            Request::RemovePort { id: 1 }
+        ]
+    );
+    apply_model(&mut state, &p);
+    assert!(same(&state, &d2));
+
+    // A network changes its VNI while a VM port is on it: the port is removed before the
+    // network and added again after it.
+    link.attach(
+        Uuid::from_u128(1),
+        dir.path(),
+        &[nic("blue", "52:54:00:00:00:01")],
+    )
+    .unwrap();
+    let p = plan(&state, &desired(&link, false));
+    apply_model(&mut state, &p);
+    let mut c = config();
+    c.networks[0].kind = SwitchNetworkKind::Overlay { vni: 7000 };
+    c.networks[0].flood = vec![Ipv4Addr::new(10, 0, 0, 3)];
+    c.arps.clear();
+    link.set_config(c).unwrap();
+    let d3 = desired(&link, false);
+    let p = plan(&state, &d3);
+    let pos = |f: &dyn Fn(&Request) -> bool| p.iter().position(f).unwrap();
+    assert!(
+        pos(&|r| matches!(r, Request::RemovePort { id: 1 }))
+            < pos(&|r| matches!(r, Request::RemoveNetwork { id: 1 }))
+    );
+    assert!(
+        pos(&|r| matches!(r, Request::RemoveNetwork { id: 1 }))
+            < pos(&|r| matches!(r, Request::AddNetwork { id: 1, .. }))
+    );
+    assert!(
+        pos(&|r| matches!(r, Request::AddNetwork { id: 1, .. }))
+            < pos(&|r| matches!(r, Request::AddPort(PortSpec { id: 1, .. })))
+    );
+    assert!(!p
+        .iter()
+        .any(|r| matches!(r, Request::RemoveNetwork { id: 2 })));
+    apply_model(&mut state, &p);
+    assert!(same(&state, &d3), "{state:#?}\n{d3:#?}");
+    assert!(plan(&state, &d3).is_empty());
+
+    // What the agent does not manage stays.
+    let foreign = Request::SetSettings {
+        mac_ageing_secs: 60,
+        mac_learn_limit: 10,
+    };
+    state.insert(0, foreign);
+    assert!(plan(&state, &d3).is_empty());
+}
+
+#[test]
+fn dhcp_is_set_and_resent_only_when_it_changes() {
+    let (_dir, link) = link();
+    let d1 = desired(&link, false);
+    let blue = Request::SetDhcp {
+        network: 1,
+        config: Some(DhcpSpec {
+            prefix_len: 24,
+            gateway: None,
+            server: Some(Ipv4Addr::new(10, 90, 0, 254)),
+            mtu: Some(1450),
+            lease_secs: 3600,
+        }),
+    };
+    assert!(d1.contains(&blue), "{d1:#?}");
+    assert!(!d1
+        .iter()
+        .any(|r| matches!(r, Request::SetDhcp { network: 2, .. })));
+    let mut state = Vec::new();
+    let p = plan(&state, &d1);
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d1).is_empty());
+
+    // A new gateway: only the responder is sent again.
+    let mut c = config();
+    c.networks[0].dhcp.as_mut().unwrap().gateway = Some(Ipv4Addr::new(10, 90, 0, 1));
+    link.set_config(c).unwrap();
+    let p = plan(&state, &desired(&link, false));
+    assert!(
+        matches!(
+            &p[..],
+            [Request::SetDhcp {
+                network: 1,
+                config: Some(DhcpSpec {
+                    gateway: Some(_),
+                    ..
+                })
+            }]
+        ),
+        "{p:#?}"
+    );
+    apply_model(&mut state, &p);
+
+    // No longer wanted: disabled.
+    let mut c = config();
+    c.networks[0].dhcp = None;
+    link.set_config(c).unwrap();
+    let p = plan(&state, &desired(&link, false));
+    assert_eq!(
+        p,
+        vec![Request::SetDhcp {
+            network: 1,
+            config: None
+        }]
+    );
+}
+
+#[test]
+fn configuration_survives_a_reopen() {
+    let (dir, link) = link();
+    drop(link);
+    let again = SwitchLink::open(settings(), dir.path()).unwrap();
+    assert_eq!(again.config(), config());
+}
+
+#[test]
+fn counters_are_named_by_network_vm_and_nic() {
+    let t = |rx: u64, tx: u64| TrafficView {
+        rx_packets: rx,
+        rx_bytes: rx * 100,
+        tx_packets: tx,
+        tx_bytes: tx * 100,
+        drops: [("runt".to_string(), rx)].into(),
+    };
+    let view = CountersView {
+        ports: vec![
+            PortCountersView {
+                id: UPLINK_PORT,
+                traffic: t(1, 2),
+                ..Default::default()
+            },
+            PortCountersView {
+                id: 7,
+                traffic: t(3, 4),
+                tx_errors: 5,
+                rx_errors: 0,
+                mtu: Some(1450),
+            },
+            // A port the agent does not know.
+            PortCountersView {
+                id: 8,
+                traffic: t(9, 9),
+                ..Default::default()
+            },
+        ],
+        networks: vec![NetworkCountersView {
+            id: 2,
+            traffic: t(6, 7),
+            arp_suppressed: 1,
+            flooded: 2,
+            learning_refused: 4,
+        }],
+        switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
+    };
+    let id = Uuid::new_v4();
+    let nic = |network: &str, port| VmNic {
+        network: network.into(),
+        mac: format!("52:54:00:00:00:0{port}"),
+        mtu: 1450,
+        port,
+        switch_socket: PathBuf::from("s"),
+        qemu_socket: PathBuf::from("q"),
+    };
+    // NIC 0 has no port on the switch (yet); NIC 1 is port 7.
+    let vms = BTreeMap::from([(id, vec![nic("blue", 6), nic("red", 7)])]);
+    let c = host_counters(&view, &config(), &vms);
+    assert_eq!(c.ports.len(), 1, "{c:?}");
+    let p = &c.ports[0];
+    assert_eq!((p.vm_id, p.nic, p.port), (id, 1, 7));
+    assert_eq!(
+        (p.network.as_str(), p.mac.as_str()),
+        ("red", "52:54:00:00:00:07")
+    );
+    assert_eq!((p.traffic.rx_packets, p.traffic.tx_bytes), (3, 400));
+    assert_eq!((p.tx_errors, p.traffic.drops["runt"]), (5, 3));
+    assert_eq!(c.networks.len(), 1, "blue has no counters: {c:?}");
+    assert_eq!(c.networks[0].network, "red");
+    assert_eq!(c.networks[0].traffic.tx_packets, 7);
+    assert_eq!(
+        (
+            c.networks[0].arp_suppressed,
+            c.networks[0].flooded,
+            c.networks[0].learning_refused
+        ),
+        (1, 2, 4)
+    );
+    assert_eq!(c.uplink.as_ref().map(|u| u.tx_packets), Some(2));
+    assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
+}

@@ -1,0 +1,431 @@
+//! A fake QEMU for unit tests: an in-memory state machine per VM that answers the manager the
+//! way QEMU does, and that a test drives where a guest or the network would (the guest powers
+//! off or ignores the power button, a migration completes or fails, an incoming guest arrives,
+//! the process dies).
+//!
+//! What it models, as QEMU with the agent's command line behaves:
+//! - a launched QEMU runs its guest (`running`), or waits for an incoming migration
+//!   (`inmigrate`) when launched with `incoming`; `listen_incoming` is accepted once, there;
+//! - `powerdown` makes a running guest power off and QEMU exit (with a `SHUTDOWN` event),
+//!   unless the test made the guest ignore it; a paused guest cannot react;
+//! - `migrate` starts an outgoing migration (`active`); [`FakeRunner::complete_migration`]
+//!   ends it as QEMU does: `completed`, the source paused in `postmigrate`;
+//!   [`FakeRunner::fail_migration`] or `cancel_migration` leave the guest running;
+//! - `cont` resumes any paused guest, including a source whose migration completed (QEMU allows
+//!   it: keeping that copy paused is the agent's job), but not one waiting for its migration;
+//! - `kill` ends the process; a killed or crashed QEMU is not alive and answers nothing.
+//!
+//! Pids start at 2^23, above any pid Linux hands out, so no real process is ever mistaken for
+//! a fake one. Every command is logged per VM ([`FakeRunner::calls`]), across relaunches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use uuid::Uuid;
+use vinfra_qmp::QmpError;
+use vinfra_types::Accel;
+
+use super::{
+    Launch, MigrationParams, MigrationState, MigrationStats, QemuError, QemuProcess, RunState,
+    VmFiles, VmRunner,
+};
+
+/// First pid handed out: above Linux's largest `pid_max` (2^22).
+const FIRST_PID: u32 = 1 << 23;
+
+/// A command the manager sent to a fake QEMU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// A QEMU was started (waiting for an incoming migration when `incoming`).
+    Launch {
+        /// Started with `-incoming defer`.
+        incoming: bool,
+    },
+    /// `cont`.
+    Cont,
+    /// `system_powerdown`.
+    Powerdown,
+    /// `system_reset`.
+    Reset,
+    /// `migrate-incoming` on this URI.
+    ListenIncoming(String),
+    /// `migrate` to this URI with these parameters.
+    Migrate(String, MigrationParams),
+    /// `migrate_cancel`.
+    CancelMigration,
+    /// `quit` / SIGKILL.
+    Kill,
+}
+
+/// One VM's fake QEMU.
+#[derive(Debug)]
+struct FakeQemu {
+    pid: u32,
+    alive: bool,
+    status: RunState,
+    migration: MigrationState,
+    migration_error: Option<String>,
+    listening: Option<String>,
+    ignores_powerdown: bool,
+    shutdown_seen: bool,
+    launch: Launch,
+}
+
+#[derive(Debug, Default)]
+struct FakeHost {
+    next_pid: u32,
+    vms: HashMap<Uuid, FakeQemu>,
+    calls: HashMap<Uuid, Vec<Call>>,
+    failing_launches: usize,
+    busy_ports: usize,
+}
+
+impl FakeHost {
+    fn log(&mut self, id: Uuid, call: Call) {
+        self.calls.entry(id).or_default().push(call);
+    }
+}
+
+/// The fake [`VmRunner`]. Clones share the same fake host, so a test keeps one to drive the
+/// QEMUs of the manager it gave another to.
+#[derive(Debug, Clone)]
+pub struct FakeRunner {
+    accel: Accel,
+    host: Arc<Mutex<FakeHost>>,
+}
+
+fn lock(host: &Mutex<FakeHost>) -> MutexGuard<'_, FakeHost> {
+    host.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A QMP error as QEMU answers a command it refuses.
+fn refused(desc: &str) -> QemuError {
+    QemuError::Qmp(QmpError::Qmp {
+        class: "GenericError".into(),
+        desc: desc.into(),
+    })
+}
+
+impl FakeRunner {
+    /// A fake host whose VMs run with `accel`.
+    pub fn new(accel: Accel) -> FakeRunner {
+        FakeRunner {
+            accel,
+            host: Arc::new(Mutex::new(FakeHost {
+                next_pid: FIRST_PID,
+                ..FakeHost::default()
+            })),
+        }
+    }
+
+    /// Runs `f` on VM `id`'s QEMU if it is alive; `None` otherwise.
+    fn with_live<T>(&self, id: Uuid, f: impl FnOnce(&mut FakeQemu) -> T) -> Option<T> {
+        lock(&self.host).vms.get_mut(&id).filter(|q| q.alive).map(f)
+    }
+
+    /// Makes the next `n` launches fail as QEMU refusing to start.
+    pub fn fail_next_launches(&self, n: usize) {
+        lock(&self.host).failing_launches = n;
+    }
+
+    /// Makes the next `n` `listen_incoming` calls fail as a port already in use.
+    pub fn busy_ports(&self, n: usize) {
+        lock(&self.host).busy_ports = n;
+    }
+
+    /// True while VM `id` has a live QEMU.
+    pub fn is_alive(&self, id: Uuid) -> bool {
+        self.with_live(id, |_| ()).is_some()
+    }
+
+    /// The pid of VM `id`'s live QEMU.
+    pub fn pid(&self, id: Uuid) -> Option<u32> {
+        self.with_live(id, |q| q.pid)
+    }
+
+    /// The run state of VM `id`'s live QEMU.
+    pub fn status(&self, id: Uuid) -> Option<RunState> {
+        self.with_live(id, |q| q.status.clone())
+    }
+
+    /// The outgoing migration state of VM `id`'s live QEMU.
+    pub fn migration(&self, id: Uuid) -> Option<MigrationState> {
+        self.with_live(id, |q| q.migration.clone())
+    }
+
+    /// The URI VM `id`'s incoming QEMU listens on.
+    pub fn listening(&self, id: Uuid) -> Option<String> {
+        self.with_live(id, |q| q.listening.clone()).flatten()
+    }
+
+    /// What VM `id`'s last QEMU was launched with.
+    pub fn last_launch(&self, id: Uuid) -> Option<Launch> {
+        lock(&self.host).vms.get(&id).map(|q| q.launch.clone())
+    }
+
+    /// Every command sent to VM `id`'s QEMUs, in order.
+    pub fn calls(&self, id: Uuid) -> Vec<Call> {
+        lock(&self.host).calls.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// The guest powers itself off: QEMU reports `SHUTDOWN` and exits.
+    pub fn guest_powers_off(&self, id: Uuid) {
+        self.with_live(id, |q| {
+            q.shutdown_seen = true;
+            q.alive = false;
+        });
+    }
+
+    /// The guest ignores the power button from now on.
+    pub fn ignore_powerdown(&self, id: Uuid) {
+        self.with_live(id, |q| q.ignores_powerdown = true);
+    }
+
+    /// QEMU dies (killed from outside, or crashed): no `SHUTDOWN`.
+    pub fn crash(&self, id: Uuid) {
+        self.with_live(id, |q| q.alive = false);
+    }
+
+    /// The guest is paused (as by QMP `stop`).
+    pub fn pause(&self, id: Uuid) {
+        self.with_live(id, |q| q.status = RunState::Paused);
+    }
+
+    /// The outgoing migration sent everything: `completed`, the source paused in
+    /// `postmigrate`. False when no migration was under way.
+    pub fn complete_migration(&self, id: Uuid) -> bool {
+        self.with_live(id, |q| {
+            if !q.migration.is_active() {
+                return false;
+            }
+            q.migration = MigrationState::Completed;
+            q.status = RunState::PostMigrate;
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// The outgoing migration fails with `error`; the guest keeps running here. False when no
+    /// migration was under way.
+    pub fn fail_migration(&self, id: Uuid, error: &str) -> bool {
+        self.with_live(id, |q| {
+            if !q.migration.is_active() {
+                return false;
+            }
+            q.migration = MigrationState::Failed;
+            q.migration_error = Some(error.into());
+            true
+        })
+        .unwrap_or(false)
+    }
+
+    /// The incoming guest arrived (its migration completed) and runs here. False when the
+    /// QEMU was not listening for one.
+    pub fn arrive(&self, id: Uuid) -> bool {
+        self.with_live(id, |q| {
+            if q.status != RunState::InMigrate || q.listening.is_none() {
+                return false;
+            }
+            q.status = RunState::Running;
+            true
+        })
+        .unwrap_or(false)
+    }
+}
+
+#[async_trait::async_trait]
+impl VmRunner for FakeRunner {
+    fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    async fn launch(&self, launch: &Launch) -> Result<Box<dyn QemuProcess>, QemuError> {
+        let mut host = lock(&self.host);
+        host.log(
+            launch.id,
+            Call::Launch {
+                incoming: launch.incoming,
+            },
+        );
+        if host.failing_launches > 0 {
+            host.failing_launches -= 1;
+            return Err(QemuError::Failed {
+                stderr: "fake QEMU refused to start".into(),
+            });
+        }
+        let pid = host.next_pid;
+        host.next_pid += 1;
+        host.vms.insert(
+            launch.id,
+            FakeQemu {
+                pid,
+                alive: true,
+                status: if launch.incoming {
+                    RunState::InMigrate
+                } else {
+                    RunState::Running
+                },
+                migration: MigrationState::None,
+                migration_error: None,
+                listening: None,
+                ignores_powerdown: false,
+                shutdown_seen: false,
+                launch: launch.clone(),
+            },
+        );
+        Ok(Box::new(FakeProcess {
+            id: launch.id,
+            pid,
+            host: self.host.clone(),
+        }))
+    }
+
+    fn adopt(&self, id: Uuid, files: &VmFiles) -> Option<Box<dyn QemuProcess>> {
+        let pid = self.with_live(id, |q| {
+            (q.launch.pidfile == files.pidfile()).then_some(q.pid)
+        })??;
+        Some(Box::new(FakeProcess {
+            id,
+            pid,
+            host: self.host.clone(),
+        }))
+    }
+}
+
+/// One fake QEMU as the manager holds it.
+#[derive(Debug)]
+pub struct FakeProcess {
+    id: Uuid,
+    pid: u32,
+    host: Arc<Mutex<FakeHost>>,
+}
+
+impl FakeProcess {
+    /// Logs `call` and runs `f` on this QEMU if it is still the live one; [`QemuError::Gone`]
+    /// otherwise.
+    fn command<T>(
+        &self,
+        call: Option<Call>,
+        f: impl FnOnce(&mut FakeQemu, &mut usize) -> Result<T, QemuError>,
+    ) -> Result<T, QemuError> {
+        let mut host = lock(&self.host);
+        if let Some(call) = call {
+            host.log(self.id, call);
+        }
+        let FakeHost {
+            vms, busy_ports, ..
+        } = &mut *host;
+        match vms.get_mut(&self.id) {
+            Some(q) if q.pid == self.pid && q.alive => f(q, busy_ports),
+            _ => Err(QemuError::Gone),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QemuProcess for FakeProcess {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn alive(&self) -> bool {
+        self.command(None, |_, _| Ok(())).is_ok()
+    }
+
+    fn shutdown_seen(&mut self) -> bool {
+        lock(&self.host)
+            .vms
+            .get(&self.id)
+            .is_some_and(|q| q.pid == self.pid && q.shutdown_seen)
+    }
+
+    async fn status(&mut self) -> Result<RunState, QemuError> {
+        self.command(None, |q, _| Ok(q.status.clone()))
+    }
+
+    async fn migration(&mut self) -> Result<MigrationStats, QemuError> {
+        self.command(None, |q, _| {
+            let mut p = MigrationStats::in_state(q.migration.clone());
+            p.total_bytes = q.launch.memory_mib << 20;
+            p.transferred_bytes = match q.migration {
+                MigrationState::None => 0,
+                MigrationState::Completed => p.total_bytes,
+                _ => p.total_bytes / 2,
+            };
+            p.remaining_bytes = p.total_bytes - p.transferred_bytes;
+            p.error = q.migration_error.clone();
+            Ok(p)
+        })
+    }
+
+    async fn cont(&mut self) -> Result<(), QemuError> {
+        self.command(Some(Call::Cont), |q, _| match q.status {
+            RunState::InMigrate => Err(refused("guest is waiting for an incoming migration")),
+            _ => {
+                q.status = RunState::Running;
+                Ok(())
+            }
+        })
+    }
+
+    async fn powerdown(&mut self) -> Result<(), QemuError> {
+        self.command(Some(Call::Powerdown), |q, _| {
+            if q.status == RunState::Running && !q.ignores_powerdown {
+                q.shutdown_seen = true;
+                q.alive = false;
+            }
+            Ok(())
+        })
+    }
+
+    async fn reset(&mut self) -> Result<(), QemuError> {
+        self.command(Some(Call::Reset), |_, _| Ok(()))
+    }
+
+    async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError> {
+        self.command(Some(Call::ListenIncoming(uri.into())), |q, busy| {
+            if q.status != RunState::InMigrate || q.listening.is_some() {
+                return Err(refused("the incoming migration has already been started"));
+            }
+            if *busy > 0 {
+                *busy -= 1;
+                return Err(refused("Failed to bind socket: Address already in use"));
+            }
+            q.listening = Some(uri.into());
+            Ok(())
+        })
+    }
+
+    async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
+        self.command(Some(Call::Migrate(uri.into(), params)), |q, _| {
+            if q.migration.is_active() {
+                return Err(refused("There's a migration process in progress"));
+            }
+            if q.status == RunState::InMigrate {
+                return Err(refused("guest is waiting for an incoming migration"));
+            }
+            q.migration = MigrationState::Active("active".into());
+            q.migration_error = None;
+            Ok(())
+        })
+    }
+
+    async fn cancel_migration(&mut self) -> Result<(), QemuError> {
+        self.command(Some(Call::CancelMigration), |q, _| {
+            if q.migration.is_active() {
+                q.migration = MigrationState::Cancelled;
+            }
+            Ok(())
+        })
+    }
+
+    async fn kill(&mut self) -> Result<(), QemuError> {
+        match self.command(Some(Call::Kill), |q, _| {
+            q.alive = false;
+            Ok(())
+        }) {
+            Err(QemuError::Gone) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
