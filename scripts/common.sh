@@ -1,18 +1,59 @@
-# Shared by lab-up.sh and test.sh: system packages and the Rust toolchain. Source it; needs root.
+# Shared by lab-up.sh, test.sh, bench.sh and check-programs.sh: system packages and the Rust
+# toolchain. Source it; installing needs root.
 
-# Debian packages the lab and the tests need (QEMU, the guest image build, namespaces, building).
-VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2
-    dosfstools mtools syslinux syslinux-common iputils-ping ca-certificates curl build-essential pkg-config)
+# Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
+# the switch tests' tools, building.
+VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
+    procps ethtool dosfstools mtools syslinux syslinux-common ca-certificates curl build-essential
+    pkg-config)
+
+# Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
+VINFRA_BENCH_PACKAGES=(iperf3 openvswitch-switch)
+
+# Every program the code (src, tests, benches), these scripts or the build (cc, pkg-config)
+# execute, and the Debian package that has it. scripts/check-programs.sh fails when the code executes a program that is neither
+# here nor in VINFRA_PRESENT_PROGRAMS, or whose package is in no list above (a program a test
+# executes must be in VINFRA_PACKAGES); test helpers name the package from this map.
+declare -A VINFRA_PROGRAM_PACKAGE=(
+    [qemu-system-x86_64]=qemu-system-x86
+    [qemu-img]=qemu-utils
+    [busybox]=busybox-static
+    [cpio]=cpio
+    [xz]=xz-utils
+    [zstd]=zstd
+    [ip]=iproute2
+    [nstat]=iproute2
+    [ping]=iputils-ping
+    [sysctl]=procps
+    [ethtool]=ethtool
+    [mkfs.vfat]=dosfstools
+    [mcopy]=mtools
+    [syslinux]=syslinux
+    [cc]=build-essential
+    [pkg-config]=pkg-config
+    [iperf3]=iperf3
+    [ovs-vswitchd]=openvswitch-switch
+    [ovsdb-server]=openvswitch-switch
+    [ovsdb-tool]=openvswitch-switch
+    [ovs-vsctl]=openvswitch-switch
+)
+
+# Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,
+# gzip, findutils, grep, sed, util-linux; and apt) and the project's own binaries and tools.
+VINFRA_PRESENT_PROGRAMS=(sh bash cat echo sleep env timeout which find grep sed gzip sha256sum
+    dpkg dpkg-deb dpkg-query apt-get apt-cache vinfra vinfra-switchd cargo rustup)
 
 vinfra_die() {
     echo "$(basename "$0"): $*" >&2
     exit 1
 }
 
-# Installs whatever of VINFRA_PACKAGES is missing; runs apt-get update only when something is.
+# Installs whatever of the given packages (default: VINFRA_PACKAGES) is missing; runs apt-get
+# update only when something is.
 vinfra_install_packages() {
     local missing=() p
-    for p in "${VINFRA_PACKAGES[@]}"; do
+    [[ $# -gt 0 ]] || set -- "${VINFRA_PACKAGES[@]}"
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [[ ${#missing[@]} -eq 0 ]]; then

@@ -12,10 +12,10 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// the connection failed
-    #[error("connection: {0}")]
+    #[error("connection")]
     Io(#[from] std::io::Error),
     /// a frame was not valid JSON for the expected message
-    #[error("malformed message: {0}")]
+    #[error("malformed message")]
     Json(#[from] serde_json::Error),
     /// the peer closed the connection
     #[error("connection closed by peer")]
@@ -28,6 +28,7 @@ pub struct FramedJson<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedJson<S> {
+    /// Frames `stream`: a 4-byte length, then that many bytes of JSON, at most [`MAX_FRAME`].
     pub fn new(stream: S) -> Self {
         let codec = LengthDelimitedCodec::builder()
             .length_field_length(4)
@@ -67,6 +68,7 @@ pub struct FrameSender<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameSender<S> {
+    /// Sends one message.
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), FrameError> {
         let bytes = serde_json::to_vec(msg)?;
         self.sink.send(bytes::Bytes::from(bytes)).await?;
@@ -80,6 +82,7 @@ pub struct FrameReceiver<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReceiver<S> {
+    /// Receives one message; [`FrameError::Closed`] at end of stream.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, FrameError> {
         match self.stream.next().await {
             Some(Ok(bytes)) => Ok(serde_json::from_slice(&bytes)?),

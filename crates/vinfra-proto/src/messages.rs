@@ -15,11 +15,24 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ConsoleMessage {
     /// A command; the agent answers with a [`AgentMessage::Response`] with the same id.
-    Request { id: u64, command: AgentCommand },
+    Request {
+        /// Chosen by the console, unique on the connection.
+        id: u64,
+        /// What to do.
+        command: AgentCommand,
+    },
     /// Answer to [`AgentMessage::Join`]: the host's client certificate and the cluster CA, PEM.
-    Joined { cert_pem: String, ca_pem: String },
+    Joined {
+        /// The host's client certificate, signed by the cluster CA.
+        cert_pem: String,
+        /// The cluster CA certificate.
+        ca_pem: String,
+    },
     /// Answer to [`AgentMessage::Join`] when the token or host name is refused.
-    JoinRefused { reason: String },
+    JoinRefused {
+        /// Why, for the operator.
+        reason: String,
+    },
 }
 
 /// What an agent sends to the console.
@@ -29,17 +42,30 @@ pub enum AgentMessage {
     /// Only message of a join connection (TLS without a client certificate, after the agent checked
     /// the CA against the token's pin): a one-time join token, the host name, and a CSR (PEM).
     Join {
+        /// The join token (`vinfra join-token create`).
         token: String,
+        /// The name the host joins as.
         host: String,
+        /// Certificate signing request for the host's key.
         csr_pem: String,
     },
     /// First message on a connection.
-    Hello { protocol: u32, report: HostReport },
+    Hello {
+        /// The agent's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The host as it is now.
+        report: HostReport,
+    },
     /// Periodic heartbeat with fresh usage.
-    Report { report: HostReport },
+    Report {
+        /// The host as it is now.
+        report: HostReport,
+    },
     /// The answer to request `id`.
     Response {
+        /// The id of the [`ConsoleMessage::Request`] answered.
         id: u64,
+        /// The command's reply, or why it failed.
         result: Result<CommandReply, AgentError>,
     },
 }
@@ -51,9 +77,13 @@ pub struct HostReport {
     pub host: String,
     /// Address other hosts reach this one at (migrations).
     pub address: String,
+    /// How the host runs guests (KVM or TCG).
     pub accel: Accel,
+    /// QEMU's version, `major.minor.micro`.
     pub qemu_version: String,
+    /// What the host offers VMs.
     pub capacity: HostCapacity,
+    /// What it uses now.
     pub usage: HostUsage,
     /// Every VM the agent knows, including stopped ones whose definition it keeps.
     pub vms: Vec<VmObserved>,
@@ -74,6 +104,7 @@ pub struct HostReport {
 pub struct VmInstance {
     /// Cluster-unique, never reused; names the VM's directory in the datastore.
     pub id: Uuid,
+    /// What the VM is made of.
     pub spec: VmSpec,
     /// Seconds since the Unix epoch when the guest was first started (uptime survives migration).
     pub started_at: Option<u64>,
@@ -86,46 +117,94 @@ pub enum AgentCommand {
     /// Define the VM on this host: create its disks (qcow2 overlays in the datastore) if missing, and
     /// start it when `start`. Idempotent: an existing VM with this id is left as it is (and started
     /// when `start` and it is stopped). Replies [`CommandReply::Vm`].
-    CreateVm { vm: VmInstance, start: bool },
+    CreateVm {
+        /// The VM.
+        vm: VmInstance,
+        /// Start it once defined.
+        start: bool,
+    },
     /// Start a defined, stopped VM. Replies `Vm`.
-    StartVm { id: Uuid },
+    StartVm {
+        /// The VM.
+        id: Uuid,
+    },
     /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies `Vm`.
     StopVm {
+        /// The VM.
         id: Uuid,
+        /// Kill at once, without asking the guest.
         force: bool,
+        /// Seconds the guest has to power off before it is killed.
         timeout_s: u64,
     },
     /// Reboot (system_reset). Replies `Vm`.
-    RebootVm { id: Uuid },
+    RebootVm {
+        /// The VM.
+        id: Uuid,
+    },
     /// Stop the VM if it runs, forget it, and delete its disks when `delete_disks`. Replies `Done`.
-    DeleteVm { id: Uuid, delete_disks: bool },
+    DeleteVm {
+        /// The VM.
+        id: Uuid,
+        /// Delete its disks too.
+        delete_disks: bool,
+    },
     /// Start a QEMU for `vm` waiting for an incoming migration on this host's address.
     /// Replies [`CommandReply::Incoming`] with the `tcp:ADDR:PORT` URI to send to.
-    PrepareIncoming { vm: VmInstance },
+    PrepareIncoming {
+        /// The VM that will arrive.
+        vm: VmInstance,
+    },
     /// Begin sending VM `id` to `uri` (returns at once). Replies `Done`.
     MigrateOut {
+        /// The VM.
         id: Uuid,
+        /// Where the destination's QEMU listens ([`CommandReply::Incoming`]).
         uri: String,
+        /// Bandwidth and downtime limits.
         settings: MigrationSettings,
     },
     /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`].
-    MigrationStatus { id: Uuid },
+    MigrationStatus {
+        /// The VM.
+        id: Uuid,
+    },
     /// Cancel the outgoing migration of `id`; the VM keeps running here. Replies `Done`.
-    CancelMigration { id: Uuid },
+    CancelMigration {
+        /// The VM.
+        id: Uuid,
+    },
     /// After a completed migration: quit the paused source QEMU and forget the VM, keeping disks.
     /// Replies `Done`.
-    FinishMigrationSource { id: Uuid },
+    FinishMigrationSource {
+        /// The VM.
+        id: Uuid,
+    },
     /// Kill an incoming QEMU that will not receive its VM and forget it, keeping disks. Replies `Done`.
-    AbortIncoming { id: Uuid },
+    AbortIncoming {
+        /// The VM.
+        id: Uuid,
+    },
     /// The last `max_bytes` of the VM's serial console. Replies [`CommandReply::Console`].
-    ConsoleLog { id: Uuid, max_bytes: u64 },
+    ConsoleLog {
+        /// The VM.
+        id: Uuid,
+        /// At most this many bytes, from the end.
+        max_bytes: u64,
+    },
     /// The VM's current state, read now (not from the last report). Replies `Vm`.
-    ObserveVm { id: Uuid },
+    ObserveVm {
+        /// The VM.
+        id: Uuid,
+    },
     /// Replace this host's virtual switch configuration. The agent keeps it (in memory and in
     /// its data directory), programs the switch with the difference, and replays it whenever it
     /// reconnects to a (restarted) switch. Refused when the host has no switch and `config` has
     /// networks. Replies `Done`.
-    ApplySwitchConfig { config: HostSwitchConfig },
+    ApplySwitchConfig {
+        /// The whole configuration (not a difference).
+        config: HostSwitchConfig,
+    },
     /// Read this host's switch counters now, per network (by name), per VM NIC port (VM id and
     /// NIC index) and of the uplink. Read-only. Replies [`CommandReply::SwitchCounters`].
     SwitchCounters,
@@ -259,12 +338,33 @@ impl Default for MigrationSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum CommandReply {
+    /// Carried out; nothing to tell.
     Done,
-    Vm { vm: VmObserved },
-    Incoming { uri: String },
-    Migration { status: MigrationStatus },
-    Console { text: String },
-    SwitchCounters { counters: HostSwitchCounters },
+    /// The VM's state after the command.
+    Vm {
+        /// The VM as observed now.
+        vm: VmObserved,
+    },
+    /// The incoming QEMU waits.
+    Incoming {
+        /// `tcp:ADDR:PORT` to migrate to.
+        uri: String,
+    },
+    /// An outgoing migration's progress.
+    Migration {
+        /// QEMU's view of it.
+        status: MigrationStatus,
+    },
+    /// The end of a VM's serial console.
+    Console {
+        /// The text (invalid UTF-8 replaced).
+        text: String,
+    },
+    /// The host's switch counters.
+    SwitchCounters {
+        /// Per network, VM NIC port and uplink.
+        counters: HostSwitchCounters,
+    },
 }
 
 /// QEMU's view of an outgoing migration (from `query-migrate`).
@@ -273,14 +373,21 @@ pub struct MigrationStatus {
     /// QEMU's status string: `setup`, `active`, `device`, `completed`, `failed`, `cancelling`,
     /// `cancelled`, `pre-switchover`, …
     pub qemu_status: String,
+    /// Guest memory sent so far, bytes.
     pub transferred_bytes: u64,
+    /// Guest memory still to send, bytes.
     pub remaining_bytes: u64,
+    /// Guest memory in all, bytes.
     pub total_bytes: u64,
     /// Bits per second (QEMU's `mbps` × 10⁶).
     pub rate_bps: u64,
+    /// Pages the guest dirties per second.
     pub dirty_pages_rate: u64,
+    /// Time since the migration began, milliseconds.
     pub total_time_ms: u64,
+    /// The guest's pause at switchover, milliseconds, once known.
     pub downtime_ms: Option<u64>,
+    /// QEMU's error text when the migration failed.
     pub error: Option<String>,
 }
 
@@ -300,26 +407,44 @@ impl MigrationStatus {
 pub enum AgentError {
     /// no VM with this id on this host
     #[error("no VM {id} on this host")]
-    NoSuchVm { id: Uuid },
+    NoSuchVm {
+        /// The VM asked for.
+        id: Uuid,
+    },
     /// the VM is in a state where the command makes no sense
     #[error("VM {id} is {state}: {detail}")]
     BadState {
+        /// The VM.
         id: Uuid,
+        /// Its power state.
         state: String,
+        /// Why the command does not apply.
         detail: String,
     },
     /// a file the VM needs is missing from the datastore
     #[error("missing in the datastore: {path}")]
-    MissingFile { path: String },
+    MissingFile {
+        /// The file, relative to the datastore or absolute.
+        path: String,
+    },
     /// QEMU (or qemu-img) failed
     #[error("QEMU failed: {detail}")]
-    Qemu { detail: String },
+    Qemu {
+        /// What failed, with QEMU's words (and its causes).
+        detail: String,
+    },
     /// anything else on the host
     #[error("host error: {detail}")]
-    Host { detail: String },
+    Host {
+        /// What failed, with its causes.
+        detail: String,
+    },
     /// the host's virtual switch is missing, unreachable, or refused the configuration
     #[error("network: {detail}")]
-    Network { detail: String },
+    Network {
+        /// What failed, with its causes.
+        detail: String,
+    },
 }
 
 #[cfg(test)]

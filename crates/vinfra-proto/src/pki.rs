@@ -88,12 +88,13 @@ pub enum PkiError {
         source: rustls_pki_types::pem::Error,
     },
     /// A certificate's DER could not be parsed.
-    #[error("could not parse the {what} certificate: {detail}")]
+    #[error("could not parse the {what} certificate")]
     Certificate {
         /// Which certificate.
         what: &'static str,
         /// What the parser said.
-        detail: String,
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
     },
     /// A private key could not be read.
     #[error("could not read the {what} private key")]
@@ -262,11 +263,8 @@ fn parse_cert<'a>(
     der: &'a [u8],
     what: &'static str,
 ) -> Result<x509_parser::certificate::X509Certificate<'a>> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Certificate {
-            what,
-            detail: e.to_string(),
-        })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|source| PkiError::Certificate { what, source })?;
     Ok(cert)
 }
 

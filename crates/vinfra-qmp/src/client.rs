@@ -26,7 +26,7 @@ const MAX_LINE: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// the socket could not be opened, read or written
-    #[error("QMP socket: {0}")]
+    #[error("QMP socket")]
     Io(#[from] std::io::Error),
     /// QEMU sent something that is not QMP
     #[error("QMP protocol: {0}")]

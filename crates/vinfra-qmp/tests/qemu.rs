@@ -9,14 +9,9 @@ use vinfra_qmp::{MigrateParameters, Qmp, QmpError};
 
 const QEMU: &str = "qemu-system-x86_64";
 
+/// Whether QEMU is here; without it the test is skipped, or fails under CI (`vinfra_testenv`).
 fn qemu_present() -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
-        .unwrap_or(false);
-    if !found {
-        eprintln!("SKIPPED: {QEMU} is not installed");
-    }
-    found
+    vinfra_testenv::Needs::new().program(QEMU).met()
 }
 
 struct TestQemu {

@@ -30,7 +30,9 @@ pub type LeaseId = i64;
 /// One key and its value with etcd-style metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The key.
     pub key: String,
+    /// Its value, as written.
     pub value: Vec<u8>,
     /// Revision of the write that created the key.
     pub create_revision: Revision,
@@ -46,26 +48,37 @@ pub struct KeyValue {
 /// revision 0 and no value (a value compare on a missing key is false).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompareTarget {
+    /// The key's version (0: absent).
     Version(i64),
+    /// The revision that created the key (0: absent).
     CreateRevision(Revision),
+    /// The revision of the key's last write (0: absent).
     ModRevision(Revision),
+    /// The key's value, byte for byte.
     Value(Vec<u8>),
 }
 
 /// How a [`Compare`] compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareOp {
+    /// The key's attribute equals the target.
     Equal,
+    /// It differs from the target.
     NotEqual,
+    /// It is greater than the target.
     Greater,
+    /// It is less than the target.
     Less,
 }
 
 /// One condition of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compare {
+    /// The key looked at.
     pub key: String,
+    /// How its attribute compares with the target.
     pub op: CompareOp,
+    /// The attribute and the value it is compared with.
     pub target: CompareTarget,
 }
 
@@ -91,23 +104,33 @@ impl Compare {
 /// One operation of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// One key.
     Get {
+        /// The key.
         key: String,
     },
     /// All keys starting with `prefix`, in key order.
     Range {
+        /// The prefix.
         prefix: String,
     },
-    /// `lease` 0 = no lease.
+    /// Writes one key.
     Put {
+        /// The key.
         key: String,
+        /// Its new value.
         value: Vec<u8>,
+        /// The lease it is bound to; 0 for none.
         lease: LeaseId,
     },
+    /// Deletes one key (absent: nothing deleted).
     Delete {
+        /// The key.
         key: String,
     },
+    /// Deletes every key starting with `prefix`.
     DeletePrefix {
+        /// The prefix.
         prefix: String,
     },
 }
@@ -115,7 +138,9 @@ pub enum Op {
 /// The result of one [`Op`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpResult {
+    /// The key, if present.
     Get(Option<KeyValue>),
+    /// The keys found, in key order.
     Range(Vec<KeyValue>),
     /// Revision of the write.
     Put(Revision),
@@ -126,8 +151,11 @@ pub enum OpResult {
 /// A transaction: `if compare { success } else { failure }`, atomic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txn {
+    /// Conditions, all of which must hold for `success` to run.
     pub compare: Vec<Compare>,
+    /// Ops run when every compare holds.
     pub success: Vec<Op>,
+    /// Ops run otherwise.
     pub failure: Vec<Op>,
 }
 
@@ -145,8 +173,15 @@ pub struct TxnResponse {
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
+    /// A key was written; its new value and metadata.
     Put(KeyValue),
-    Delete { key: String, mod_revision: Revision },
+    /// A key was deleted (or its lease expired).
+    Delete {
+        /// The key.
+        key: String,
+        /// The revision of the delete.
+        mod_revision: Revision,
+    },
 }
 
 impl WatchEvent {
@@ -172,25 +207,54 @@ pub type Watcher = tokio::sync::mpsc::UnboundedReceiver<WatchEvent>;
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// the database failed
-    #[error("store database: {0}")]
+    /// The database failed.
+    #[error("store database")]
     Db(#[from] rusqlite::Error),
-    /// watching from a revision that was compacted away
+    /// The database file cannot use the write-ahead log (on opening).
+    #[error("{}: cannot use the WAL journal (got {mode})", path.display())]
+    NoWal {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+    /// A key is empty.
+    #[error("empty key")]
+    EmptyKey,
+    /// A key contains a NUL character.
+    #[error("key {0:?} contains NUL")]
+    NulInKey(String),
+    /// A watch asked for a negative revision.
+    #[error("watch from negative revision {0}")]
+    NegativeRevision(Revision),
+    /// Watching from a revision that was compacted away.
     #[error("revision {requested} was compacted (oldest kept: {oldest})")]
     Compacted {
+        /// The revision asked for.
         requested: Revision,
+        /// The oldest revision still kept.
         oldest: Revision,
     },
-    /// unknown or expired lease
+    /// Compacting at a revision the store has not reached.
+    #[error("cannot compact at {revision}: store revision is {current}")]
+    CompactAhead {
+        /// The revision asked for.
+        revision: Revision,
+        /// The store's revision.
+        current: Revision,
+    },
+    /// A lease's TTL is out of range (1 s to [`sqlite::MAX_LEASE_TTL_S`]).
+    #[error("lease TTL must be between 1 and {max} s, got {0}", max = sqlite::MAX_LEASE_TTL_S)]
+    LeaseTtl(u64),
+    /// Unknown or expired lease.
     #[error("lease {0} not found")]
     NoLease(LeaseId),
-    /// an argument was out of range
-    #[error("invalid argument: {0}")]
-    Invalid(String),
-    /// a value could not be encoded or decoded as JSON
+    /// A value could not be encoded or decoded as JSON.
     #[error("value of {key} is not valid JSON for its type")]
     Json {
+        /// The key.
         key: String,
+        /// What serde_json said.
         #[source]
         source: serde_json::Error,
     },

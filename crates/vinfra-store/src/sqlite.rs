@@ -93,10 +93,10 @@ impl SqliteStore {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Invalid(format!(
-                "{}: cannot use the WAL journal (got {mode})",
-                path.display()
-            )));
+            return Err(StoreError::NoWal {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
         Self::init(conn)
     }
@@ -402,10 +402,10 @@ impl WriteTxn<'_> {
 /// Keys are non-empty UTF-8 without NUL.
 fn validate_key(key: &str) -> Result<(), StoreError> {
     if key.is_empty() {
-        return Err(StoreError::Invalid("empty key".into()));
+        return Err(StoreError::EmptyKey);
     }
     if key.contains('\0') {
-        return Err(StoreError::Invalid(format!("key {key:?} contains NUL")));
+        return Err(StoreError::NulInKey(key.to_string()));
     }
     Ok(())
 }
@@ -618,9 +618,7 @@ impl Store for SqliteStore {
 
     fn watch(&self, prefix: &str, after: Revision) -> Result<Watcher, StoreError> {
         if after < 0 {
-            return Err(StoreError::Invalid(format!(
-                "watch from negative revision {after}"
-            )));
+            return Err(StoreError::NegativeRevision(after));
         }
         let mut inner = self.lock();
         let compacted = compacted_revision(&inner.conn)?;
@@ -641,9 +639,7 @@ impl Store for SqliteStore {
 
     fn grant_lease(&self, ttl_s: u64) -> Result<LeaseId, StoreError> {
         if !(1..=MAX_LEASE_TTL_S).contains(&ttl_s) {
-            return Err(StoreError::Invalid(format!(
-                "lease TTL must be between 1 and {MAX_LEASE_TTL_S} s, got {ttl_s}"
-            )));
+            return Err(StoreError::LeaseTtl(ttl_s));
         }
         let expires = unix_ms(SystemTime::now()).saturating_add(ttl_s as i64 * 1000);
         self.write(|w| {
@@ -683,9 +679,7 @@ impl Store for SqliteStore {
         let tx = inner.conn.transaction()?;
         let current = current_revision(&tx)?;
         if revision > current {
-            return Err(StoreError::Invalid(format!(
-                "cannot compact at {revision}: store revision is {current}"
-            )));
+            return Err(StoreError::CompactAhead { revision, current });
         }
         let compacted = compacted_revision(&tx)?;
         if revision <= compacted {

@@ -20,7 +20,9 @@ pub fn get_json<T: DeserializeOwned>(
 /// One decoded entry of [`range_json`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonEntry<T> {
+    /// The key.
     pub key: String,
+    /// Its value, decoded.
     pub value: T,
     /// Revision of the last write to the key.
     pub mod_revision: Revision,

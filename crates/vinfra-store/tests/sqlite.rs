@@ -44,7 +44,7 @@ fn revisions_and_versions() -> Result<(), StoreError> {
     assert_eq!(s.put("/k", b"1", 0)?, 1);
     assert_eq!(s.put("/other", b"x", 0)?, 2);
     assert_eq!(s.put("/k", b"2", 0)?, 3);
-    let kv = s.get("/k")?.ok_or(StoreError::Invalid("missing".into()))?;
+    let kv = s.get("/k")?.expect("the key is there");
     assert_eq!(kv.value, b"2");
     assert_eq!(kv.create_revision, 1);
     assert_eq!(kv.mod_revision, 3);
@@ -60,7 +60,7 @@ fn revisions_and_versions() -> Result<(), StoreError> {
 
     // Re-created: a new life, version 1.
     assert_eq!(s.put("/k", b"3", 0)?, 5);
-    let kv = s.get("/k")?.ok_or(StoreError::Invalid("missing".into()))?;
+    let kv = s.get("/k")?.expect("the key is there");
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (5, 5, 1));
     Ok(())
 }
@@ -68,18 +68,24 @@ fn revisions_and_versions() -> Result<(), StoreError> {
 #[test]
 fn bad_keys_are_refused() {
     let s = store();
-    assert!(matches!(s.put("", b"x", 0), Err(StoreError::Invalid(_))));
+    assert!(matches!(s.put("", b"x", 0), Err(StoreError::EmptyKey)));
     assert!(matches!(
         s.put("/a\0b", b"x", 0),
-        Err(StoreError::Invalid(_))
+        Err(StoreError::NulInKey(_))
     ));
     assert!(matches!(
         s.put("/a", b"x", 42),
         Err(StoreError::NoLease(42))
     ));
-    assert!(matches!(s.grant_lease(0), Err(StoreError::Invalid(_))));
-    assert!(matches!(s.grant_lease(86_401), Err(StoreError::Invalid(_))));
-    assert!(matches!(s.watch("/", -1), Err(StoreError::Invalid(_))));
+    assert!(matches!(s.grant_lease(0), Err(StoreError::LeaseTtl(0))));
+    assert!(matches!(
+        s.grant_lease(86_401),
+        Err(StoreError::LeaseTtl(86_401))
+    ));
+    assert!(matches!(
+        s.watch("/", -1),
+        Err(StoreError::NegativeRevision(-1))
+    ));
 }
 
 #[test]
@@ -301,9 +307,7 @@ async fn watch_history_then_live_in_order() -> Result<(), StoreError> {
             other => panic!("watch ended early: {other:?} after {}", got.len()),
         }
     }
-    writer
-        .join()
-        .map_err(|_| StoreError::Invalid("writer panicked".into()))??;
+    writer.join().expect("the writer thread ends")?;
 
     let s2 = summary(&got);
     assert_eq!(s2[0], (3, "/vinfra/vms/b".into(), "put"));
@@ -354,7 +358,10 @@ fn watch_below_compaction_fails() -> Result<(), StoreError> {
     let mut w = s.watch("/", 6)?;
     let revs: Vec<_> = drain(&mut w).iter().map(|e| e.revision()).collect();
     assert_eq!(revs, vec![7, 8, 9, 10]);
-    assert!(matches!(s.compact(11), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        s.compact(11),
+        Err(StoreError::CompactAhead { revision: 11, .. })
+    ));
     // Compacting lower again is a no-op.
     s.compact(3)?;
     assert!(s.watch("/", 5).is_err());
@@ -417,14 +424,14 @@ async fn reaper_expires_leases_in_background() -> Result<(), StoreError> {
     // The reaper ends once the store is gone.
     tokio::time::timeout(Duration::from_secs(5), reaper)
         .await
-        .map_err(|_| StoreError::Invalid("reaper still running".into()))?
-        .map_err(|_| StoreError::Invalid("reaper failed".into()))?;
+        .expect("the reaper ends with the store")
+        .expect("the reaper task");
     Ok(())
 }
 
 #[test]
 fn persists_across_reopen() -> Result<(), StoreError> {
-    let dir = tempfile::tempdir().map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("vinfra.db");
     let lease;
     {
@@ -437,7 +444,7 @@ fn persists_across_reopen() -> Result<(), StoreError> {
     }
     let s = SqliteStore::open(&path)?;
     assert_eq!(s.revision()?, 3);
-    let kv = s.get("/a")?.ok_or(StoreError::Invalid("missing".into()))?;
+    let kv = s.get("/a")?.expect("the key is there");
     assert_eq!(
         (kv.value.as_slice(), kv.version, kv.mod_revision),
         (&b"2"[..], 2, 2)
@@ -465,7 +472,7 @@ fn rusqlite_mode(path: &std::path::Path) -> Option<String> {
 
 #[test]
 fn concurrent_writers_get_increasing_revisions() -> Result<(), StoreError> {
-    let dir = tempfile::tempdir().map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let dir = tempfile::tempdir().expect("tempdir");
     let s = Arc::new(SqliteStore::open(&dir.path().join("db"))?);
     let mut w = s.watch("/", 0)?;
     let threads: Vec<_> = (0..4)
@@ -482,9 +489,7 @@ fn concurrent_writers_get_increasing_revisions() -> Result<(), StoreError> {
         .collect();
     let mut all = Vec::new();
     for t in threads {
-        let revs = t
-            .join()
-            .map_err(|_| StoreError::Invalid("writer panicked".into()))??;
+        let revs = t.join().expect("the writer thread ends")?;
         assert!(
             revs.windows(2).all(|p| p[0] < p[1]),
             "per-thread revisions increase"

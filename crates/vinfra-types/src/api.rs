@@ -33,6 +33,7 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVmRequest {
+    /// The VM's name, size, boot source, disks and NICs.
     #[serde(flatten)]
     pub spec: VmSpec,
     /// Host to place the VM on; the console picks one when absent.
@@ -177,6 +178,7 @@ pub struct Event {
     pub kind: String,
     /// Name of the object it concerns.
     pub object: String,
+    /// What happened, in words.
     pub message: String,
 }
 

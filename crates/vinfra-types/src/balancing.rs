@@ -182,7 +182,9 @@ impl RuleKind {
 pub struct PlacementRule {
     /// Unique rule name (lowercase letters, digits, `-`).
     pub name: String,
+    /// `must` (never broken) or `should` (kept when possible).
     pub strength: RuleStrength,
+    /// What the rule asks for.
     pub kind: RuleKind,
     /// The VMs the rule is about (at least two for affinity and anti-affinity).
     pub vms: Vec<String>,
@@ -211,11 +213,15 @@ pub struct ExpectedGain {
 pub struct Recommendation {
     /// Identifier for `POST /api/v1/drs/recommendations/{id}/apply`; never reused.
     pub id: u64,
+    /// The VM to move.
     pub vm: String,
+    /// The host it is on.
     pub from: String,
+    /// The host it should go to.
     pub to: String,
     /// Why, in words, e.g. `lowers imbalance from 0.3100 to 0.1200`.
     pub reason: String,
+    /// What the move is expected to bring.
     pub expected_gain: ExpectedGain,
     /// VMs that move to the same host with this one to keep a must-affinity rule.
     pub with: Vec<String>,
@@ -226,27 +232,33 @@ pub struct Recommendation {
 pub struct PlanSummary {
     /// When the plan was computed, seconds since the Unix epoch.
     pub at: u64,
-    /// Standard deviation of the normalized host loads before and after the plan.
+    /// Standard deviation of the normalized host loads before the plan.
     pub imbalance_before: f64,
+    /// The same after the plan.
     pub imbalance_after: f64,
     /// Migrations in the plan.
     pub moves: u32,
     /// Migrations started (automatic mode).
     pub started: u32,
-    /// Cross-host VM-to-VM traffic before and after the plan, bytes/s.
+    /// Cross-host VM-to-VM traffic before the plan, bytes/s.
     pub cross_host_traffic_before: u64,
+    /// The same after the plan, bytes/s.
     pub cross_host_traffic_after: u64,
     /// Hard problems (broken must-rules, hosts over capacity, VMs on hosts in maintenance)
-    /// before and after the plan.
+    /// before the plan.
     pub hard_violations_before: u64,
+    /// The same after the plan.
     pub hard_violations_after: u64,
 }
 
 /// `GET /api/v1/drs`: the balancer's settings and its last pass.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DrsStatus {
+    /// Off, manual (recommendations only) or automatic (migrates).
     pub mode: BalancingMode,
+    /// How hard it balances, 1 (only hard problems) to 5 (most aggressive).
     pub level: u8,
+    /// Seconds between passes.
     pub interval_s: u64,
     /// When the last pass ran, seconds since the Unix epoch.
     pub last_run_at: Option<u64>,

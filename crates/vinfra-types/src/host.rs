@@ -71,19 +71,26 @@ impl AllocationRatios {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
+    /// The agent is connected and reporting.
     Connected,
+    /// The agent's connection is lost.
     Disconnected,
 }
 
 /// A host as the REST API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HostSummary {
+    /// The host's name (its certificate's common name).
     pub name: String,
     /// Address the host's agent and migrations use.
     pub address: String,
+    /// Whether its agent is connected.
     pub status: HostStatus,
+    /// How it runs guests (KVM or TCG), once reported.
     pub accel: Option<Accel>,
+    /// Its QEMU version, once reported.
     pub qemu_version: Option<String>,
+    /// What the host offers VMs.
     pub capacity: HostCapacity,
     /// Ratios in force (host override, else the cluster default).
     pub ratios: AllocationRatios,
@@ -95,11 +102,15 @@ pub struct HostSummary {
     pub allocated_memory_mib: u64,
     /// What placement may hand out: capacity × ratio.
     pub allocatable_vcpus: u32,
+    /// What placement may hand out of memory: capacity × ratio, MiB.
     pub allocatable_memory_mib: u64,
+    /// What the host uses now.
     pub usage: HostUsage,
+    /// VMs placed on the host.
     pub vm_count: u32,
     /// Seconds since the last heartbeat.
     pub last_seen_s: Option<u64>,
+    /// In maintenance: placement skips it and the balancer moves its VMs away.
     pub maintenance: bool,
     /// The interface of the host's 802.1Q trunk to the physical network, as its agent last
     /// reported it (`vinfra agent --trunk-interface`); `null` when it has none. Only hosts with

@@ -29,9 +29,13 @@ impl MigrationPhase {
 /// Progress of one VM's live migration, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MigrationProgress {
+    /// The VM.
     pub vm: String,
+    /// The host it leaves.
     pub source: String,
+    /// The host it goes to.
     pub destination: String,
+    /// Where the migration is.
     pub phase: MigrationPhase,
     /// Bytes of guest RAM sent so far.
     pub transferred_bytes: u64,

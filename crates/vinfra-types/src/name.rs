@@ -7,18 +7,31 @@
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    /// name is empty
+    /// The name is empty.
     #[error("name is empty")]
     Empty,
-    /// name is longer than allowed
+    /// The name is longer than allowed.
     #[error("name '{name}' is longer than {max} characters")]
-    TooLong { name: String, max: usize },
-    /// name has a character that is not allowed
+    TooLong {
+        /// The name, shortened for the message.
+        name: String,
+        /// The longest allowed, characters.
+        max: usize,
+    },
+    /// The name has a character that is not allowed.
     #[error("name '{name}' has a character that is not allowed (allowed: {allowed})")]
-    BadChar { name: String, allowed: &'static str },
-    /// name starts or ends with a character that is not allowed there
+    BadChar {
+        /// The name.
+        name: String,
+        /// The characters allowed, in words.
+        allowed: &'static str,
+    },
+    /// The name starts or ends with a character that is not allowed there.
     #[error("name '{name}' must start and end with a letter or digit")]
-    BadEdge { name: String },
+    BadEdge {
+        /// The name.
+        name: String,
+    },
 }
 
 const NAME_MAX: usize = 63;

@@ -67,6 +67,7 @@ pub enum NetworkKind {
 }
 
 impl NetworkKind {
+    /// The kind as the API writes it: `overlay` or `vlan`.
     pub fn as_str(self) -> &'static str {
         match self {
             NetworkKind::Overlay => "overlay",
@@ -104,7 +105,9 @@ pub struct CreateNetworkRequest {
 /// A logical network as the console keeps and shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Network {
+    /// The network's name.
     pub name: String,
+    /// Overlay (VXLAN) or VLAN.
     pub kind: NetworkKind,
     /// The VXLAN network identifier (overlay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,13 +135,16 @@ pub struct NetworkPort {
     pub nic: usize,
     /// The host the VM is placed on.
     pub host: String,
+    /// The NIC's MAC address.
     pub mac: String,
+    /// The NIC's IPv4 address.
     pub ip: String,
 }
 
 /// A network with its ports (`GET /api/v1/networks[/{name}]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkSummary {
+    /// The network.
     #[serde(flatten)]
     pub network: Network,
     /// Every VM NIC on the network, by VM name and NIC index.
@@ -185,6 +191,7 @@ impl TrafficCounters {
 pub struct SwitchNetworkCounters {
     /// The network's name.
     pub network: String,
+    /// Frames in and out, bytes, drops.
     #[serde(flatten)]
     pub traffic: TrafficCounters,
     /// ARP requests the switch answered itself (ARP suppression).
@@ -211,6 +218,7 @@ pub struct SwitchPortCounters {
     pub mac: String,
     /// The switch's port number.
     pub port: u32,
+    /// Frames in and out, bytes, drops.
     #[serde(flatten)]
     pub traffic: TrafficCounters,
     /// Frames the switch could not send to the guest (QEMU gone, queue full).
@@ -245,6 +253,7 @@ pub struct HostSwitchCounters {
 /// One VM NIC on a network with its switch port's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkPortCounters {
+    /// The NIC and where it lives.
     #[serde(flatten)]
     pub port: NetworkPort,
     /// The port's counters; `null` when they could not be read (see `error`).
@@ -282,6 +291,7 @@ pub struct NetworkHostCounters {
 /// hosts counts on both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NetworkTotal {
+    /// Frames in and out, bytes, drops.
     #[serde(flatten)]
     pub traffic: TrafficCounters,
     /// ARP requests the switches answered themselves.
@@ -313,33 +323,76 @@ pub struct NetworkCounters {
 /// Why a network definition or an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkError {
-    /// bad network name
+    /// The network's name is not a valid name.
     #[error("network name: {0}")]
     Name(crate::NameError),
-    /// the subnet is not `A.B.C.D/P`
+    /// The subnet is not `A.B.C.D/P`.
     #[error("subnet '{0}' is not an IPv4 CIDR like 10.80.1.0/24")]
     SubnetSyntax(String),
-    /// the prefix length is out of range
+    /// The prefix length is out of range.
     #[error("subnet '{subnet}': prefix must be between /{MIN_PREFIX} and /{MAX_PREFIX}")]
-    Prefix { subnet: String },
-    /// the address has bits set beyond the prefix
+    Prefix {
+        /// The subnet as given.
+        subnet: String,
+    },
+    /// The address has bits set beyond the prefix.
     #[error("subnet '{subnet}' has host bits set; the network address is {network}")]
-    HostBits { subnet: String, network: String },
-    /// the gateway is not a usable address of the subnet
+    HostBits {
+        /// The subnet as given.
+        subnet: String,
+        /// The network address meant, `A.B.C.D/P`.
+        network: String,
+    },
+    /// The gateway is not a usable address of the subnet.
     #[error("gateway '{gateway}' is not a usable address of {subnet}")]
-    Gateway { gateway: String, subnet: String },
-    /// the VNI is out of range, or given for a VLAN network
-    #[error("{0}")]
-    Segment(String),
-    /// the MTU is out of range for the network's kind
-    #[error("{0}")]
-    Mtu(String),
-    /// the IPv4 address does not parse
+    Gateway {
+        /// The gateway as given.
+        gateway: String,
+        /// The subnet.
+        subnet: String,
+    },
+    /// An overlay network was given a VLAN ID.
+    #[error("an overlay network has a vni, not a vlan_id")]
+    VlanIdOnOverlay,
+    /// A VLAN network was given a VNI.
+    #[error("a VLAN network has a vlan_id, not a vni")]
+    VniOnVlan,
+    /// The VNI is out of range.
+    #[error("vni must be between 1 and {MAX_VNI}, got {0}")]
+    Vni(u32),
+    /// The VLAN ID is out of range.
+    #[error("vlan_id must be between 1 and {MAX_VLAN_ID}, got {0}")]
+    VlanId(u32),
+    /// The MTU is below the smallest IPv4 MTU.
+    #[error("mtu must be at least {MIN_MTU}, got {0}")]
+    MtuTooSmall(u32),
+    /// The MTU of an overlay is above what a jumbo underlay carries with the encapsulation.
+    #[error(
+        "mtu {0} is above the largest overlay MTU, {MAX_OVERLAY_MTU} (jumbo frames; hosts need \
+         an underlay MTU of the network's MTU + {VXLAN_OVERHEAD} for VXLAN)"
+    )]
+    OverlayMtu(u32),
+    /// The MTU of a VLAN network is above the trunk's.
+    #[error("mtu {0} does not fit a VLAN network: the trunk MTU is {UNDERLAY_MTU}")]
+    VlanMtu(u32),
+    /// The IPv4 address does not parse.
     #[error("'{0}' is not an IPv4 address")]
     Address(String),
-    /// the MAC address does not parse or is not a unicast address
-    #[error("{0}")]
-    Mac(String),
+    /// The MAC address does not parse.
+    #[error("'{0}' is not a MAC address like 02:76:66:00:00:01")]
+    MacSyntax(String),
+    /// The MAC address is a multicast (group) address.
+    #[error("MAC '{0}' is a multicast address; a NIC needs a unicast one")]
+    MacMulticast(String),
+    /// The MAC address is all zeros.
+    #[error("MAC 00:00:00:00:00:00 is not usable")]
+    MacZero,
+    /// The MAC address is the one the switch's DHCP server answers from.
+    #[error(
+        "MAC {} is reserved for the virtual switch's DHCP server",
+        format_mac(DHCP_SERVER_MAC)
+    )]
+    MacReserved,
 }
 
 /// An IPv4 subnet with its network address aligned to the prefix.
@@ -382,14 +435,17 @@ impl Ipv4Subnet {
         })
     }
 
+    /// The prefix length.
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
 
+    /// The network address.
     pub fn network(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.network)
     }
 
+    /// The broadcast address.
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.network | !(u32::MAX << (32 - self.prefix)))
     }
@@ -421,7 +477,7 @@ impl std::fmt::Display for Ipv4Subnet {
 /// Parses a MAC address `xx:xx:xx:xx:xx:xx` (either case) that a NIC may have: unicast, not all
 /// zeros and not [`DHCP_SERVER_MAC`].
 pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
-    let bad = || NetworkError::Mac(format!("'{s}' is not a MAC address like 02:76:66:00:00:01"));
+    let bad = || NetworkError::MacSyntax(s.to_string());
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in out.iter_mut() {
@@ -436,20 +492,13 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
         return Err(bad());
     }
     if out[0] & 1 == 1 {
-        return Err(NetworkError::Mac(format!(
-            "MAC '{s}' is a multicast address; a NIC needs a unicast one"
-        )));
+        return Err(NetworkError::MacMulticast(s.to_string()));
     }
     if out == [0; 6] {
-        return Err(NetworkError::Mac(
-            "MAC 00:00:00:00:00:00 is not usable".into(),
-        ));
+        return Err(NetworkError::MacZero);
     }
     if out == DHCP_SERVER_MAC {
-        return Err(NetworkError::Mac(format!(
-            "MAC {} is reserved for the virtual switch's DHCP server",
-            format_mac(DHCP_SERVER_MAC)
-        )));
+        return Err(NetworkError::MacReserved);
     }
     Ok(out)
 }
@@ -471,29 +520,21 @@ pub fn check_request(
     match r.kind {
         NetworkKind::Overlay => {
             if r.vlan_id.is_some() {
-                return Err(NetworkError::Segment(
-                    "an overlay network has a vni, not a vlan_id".into(),
-                ));
+                return Err(NetworkError::VlanIdOnOverlay);
             }
             if let Some(v) = r.vni {
                 if !(1..=MAX_VNI).contains(&v) {
-                    return Err(NetworkError::Segment(format!(
-                        "vni must be between 1 and {MAX_VNI}, got {v}"
-                    )));
+                    return Err(NetworkError::Vni(v));
                 }
             }
         }
         NetworkKind::Vlan => {
             if r.vni.is_some() {
-                return Err(NetworkError::Segment(
-                    "a VLAN network has a vlan_id, not a vni".into(),
-                ));
+                return Err(NetworkError::VniOnVlan);
             }
             if let Some(v) = r.vlan_id {
                 if !(1..=MAX_VLAN_ID).contains(&v) {
-                    return Err(NetworkError::Segment(format!(
-                        "vlan_id must be between 1 and {MAX_VLAN_ID}, got {v}"
-                    )));
+                    return Err(NetworkError::VlanId(v));
                 }
             }
         }
@@ -521,20 +562,13 @@ pub fn check_request(
     };
     let mtu = r.mtu.unwrap_or(default);
     if mtu < MIN_MTU {
-        return Err(NetworkError::Mtu(format!(
-            "mtu must be at least {MIN_MTU}, got {mtu}"
-        )));
+        return Err(NetworkError::MtuTooSmall(mtu));
     }
     if mtu > max {
-        return Err(NetworkError::Mtu(match r.kind {
-            NetworkKind::Overlay => format!(
-                "mtu {mtu} is above the largest overlay MTU, {MAX_OVERLAY_MTU} (jumbo frames; \
-                 hosts need an underlay MTU of the network's MTU + {VXLAN_OVERHEAD} for VXLAN)"
-            ),
-            NetworkKind::Vlan => {
-                format!("mtu {mtu} does not fit a VLAN network: the trunk MTU is {UNDERLAY_MTU}")
-            }
-        }));
+        return Err(match r.kind {
+            NetworkKind::Overlay => NetworkError::OverlayMtu(mtu),
+            NetworkKind::Vlan => NetworkError::VlanMtu(mtu),
+        });
     }
     Ok((subnet, gateway, mtu))
 }
@@ -688,5 +722,59 @@ mod tests {
         r.mtu = Some(1400);
         let (_, g, mtu) = check_request(&r).unwrap();
         assert_eq!((g, mtu), (Some(Ipv4Addr::new(10, 80, 1, 1)), 1400));
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_the_limit() {
+        let with = |kind, f: &dyn Fn(&mut CreateNetworkRequest)| {
+            let mut r = req(kind);
+            f(&mut r);
+            check_request(&r).expect_err("refused").to_string()
+        };
+        assert_eq!(
+            with(NetworkKind::Overlay, &|r| r.vlan_id = Some(5)),
+            "an overlay network has a vni, not a vlan_id"
+        );
+        assert_eq!(
+            with(NetworkKind::Vlan, &|r| r.vni = Some(5)),
+            "a VLAN network has a vlan_id, not a vni"
+        );
+        assert_eq!(
+            with(NetworkKind::Overlay, &|r| r.vni = Some(MAX_VNI + 1)),
+            format!("vni must be between 1 and {MAX_VNI}, got {}", MAX_VNI + 1)
+        );
+        assert_eq!(
+            with(NetworkKind::Vlan, &|r| r.vlan_id = Some(4095)),
+            format!("vlan_id must be between 1 and {MAX_VLAN_ID}, got 4095")
+        );
+        assert_eq!(
+            with(NetworkKind::Overlay, &|r| r.mtu = Some(100)),
+            format!("mtu must be at least {MIN_MTU}, got 100")
+        );
+        assert_eq!(
+            with(NetworkKind::Overlay, &|r| r.mtu = Some(MAX_OVERLAY_MTU + 1)),
+            format!(
+                "mtu {} is above the largest overlay MTU, {MAX_OVERLAY_MTU} (jumbo frames; hosts \
+                 need an underlay MTU of the network's MTU + {VXLAN_OVERHEAD} for VXLAN)",
+                MAX_OVERLAY_MTU + 1
+            )
+        );
+        assert_eq!(
+            with(NetworkKind::Vlan, &|r| r.mtu = Some(1501)),
+            format!("mtu 1501 does not fit a VLAN network: the trunk MTU is {UNDERLAY_MTU}")
+        );
+        assert_eq!(
+            parse_mac("00:00:00:00:00:00").unwrap_err().to_string(),
+            "MAC 00:00:00:00:00:00 is not usable"
+        );
+        assert_eq!(
+            parse_mac(&format_mac(DHCP_SERVER_MAC))
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "MAC {} is reserved for the virtual switch's DHCP server",
+                format_mac(DHCP_SERVER_MAC)
+            )
+        );
     }
 }

@@ -45,9 +45,12 @@ pub struct VmSpec {
 pub enum BootSource {
     /// Direct kernel boot: kernel and initrd are file names in the datastore's `images/` directory.
     Kernel {
+        /// The kernel's file name.
         kernel: String,
+        /// The initrd's file name, if any.
         #[serde(default)]
         initrd: Option<String>,
+        /// The kernel command line.
         #[serde(default)]
         cmdline: String,
     },
@@ -88,24 +91,85 @@ pub struct NicSpec {
 /// Why a VM specification was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// bad VM name
+    /// The VM's name is not a valid name.
     #[error("VM name: {0}")]
     Name(crate::NameError),
-    /// vCPU count out of range
+    /// The vCPU count is out of range.
     #[error("vcpus must be between 1 and {MAX_VCPUS}, got {0}")]
     Vcpus(u32),
-    /// memory out of range
+    /// The memory is out of range.
     #[error("memory_mib must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB}, got {0}")]
     Memory(u64),
-    /// bad disk
-    #[error("disk '{disk}': {reason}")]
-    Disk { disk: String, reason: String },
-    /// bad boot source
-    #[error("boot: {0}")]
-    Boot(String),
-    /// bad NIC
-    #[error("nic {index}: {reason}")]
-    Nic { index: usize, reason: String },
+    /// The kernel's file name is not valid.
+    #[error("boot: kernel: {0}")]
+    Kernel(crate::NameError),
+    /// The initrd's file name is not valid.
+    #[error("boot: initrd: {0}")]
+    Initrd(crate::NameError),
+    /// The kernel command line is too long or has control characters.
+    #[error("boot: cmdline must be printable and at most {MAX_CMDLINE} bytes")]
+    Cmdline,
+    /// Boot from disk without a disk.
+    #[error("boot: boot from disk needs at least one disk")]
+    NoBootDisk,
+    /// More disks than allowed (the count given).
+    #[error("disk '#{0}': at most {MAX_DISKS} disks")]
+    TooManyDisks(usize),
+    /// A disk's name is not a valid name.
+    #[error("disk '{disk}': {error}")]
+    DiskName {
+        /// The disk's name as given.
+        disk: String,
+        /// What is wrong with it.
+        error: crate::NameError,
+    },
+    /// Two disks have the same name.
+    #[error("disk '{0}': duplicate disk name")]
+    DuplicateDisk(String),
+    /// A disk's image file name is not valid.
+    #[error("disk '{disk}': image: {error}")]
+    DiskImage {
+        /// The disk.
+        disk: String,
+        /// What is wrong with the image's name.
+        error: crate::NameError,
+    },
+    /// A disk of size 0.
+    #[error("disk '{0}': size_gib must be at least 1")]
+    DiskSizeZero(String),
+    /// A disk larger than allowed.
+    #[error("disk '{0}': size_gib must be at most {MAX_DISK_GIB}")]
+    DiskTooLarge(String),
+    /// A blank disk (no image) without a size.
+    #[error("disk '{0}': a blank disk needs size_gib")]
+    DiskWithoutSize(String),
+    /// More NICs than allowed (the count given).
+    #[error("nic {0}: at most {MAX_NICS} NICs")]
+    TooManyNics(usize),
+    /// A NIC's network name is not a valid name.
+    #[error("nic {index}: network: {error}")]
+    NicNetwork {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong with the name.
+        error: crate::NameError,
+    },
+    /// A NIC's MAC address is not usable.
+    #[error("nic {index}: {error}")]
+    NicMac {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong with the address.
+        error: crate::network::NetworkError,
+    },
+    /// A NIC's IPv4 address does not parse.
+    #[error("nic {index}: bad IPv4 address '{ip}'")]
+    NicIp {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address as given.
+        ip: String,
+    },
 }
 
 impl VmSpec {
@@ -124,76 +188,62 @@ impl VmSpec {
                 initrd,
                 cmdline,
             } => {
-                crate::validate_file_name(kernel)
-                    .map_err(|e| SpecError::Boot(format!("kernel: {e}")))?;
+                crate::validate_file_name(kernel).map_err(SpecError::Kernel)?;
                 if let Some(initrd) = initrd {
-                    crate::validate_file_name(initrd)
-                        .map_err(|e| SpecError::Boot(format!("initrd: {e}")))?;
+                    crate::validate_file_name(initrd).map_err(SpecError::Initrd)?;
                 }
                 if cmdline.len() > MAX_CMDLINE || cmdline.chars().any(|c| c.is_control()) {
-                    return Err(SpecError::Boot(format!(
-                        "cmdline must be printable and at most {MAX_CMDLINE} bytes"
-                    )));
+                    return Err(SpecError::Cmdline);
                 }
             }
             BootSource::Disk => {
                 if self.disks.is_empty() {
-                    return Err(SpecError::Boot(
-                        "boot from disk needs at least one disk".into(),
-                    ));
+                    return Err(SpecError::NoBootDisk);
                 }
             }
         }
         if self.disks.len() > MAX_DISKS {
-            return Err(SpecError::Disk {
-                disk: format!("#{}", self.disks.len()),
-                reason: format!("at most {MAX_DISKS} disks"),
-            });
+            return Err(SpecError::TooManyDisks(self.disks.len()));
         }
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.disks {
-            let err = |reason: String| SpecError::Disk {
+            crate::validate_name(&d.name).map_err(|error| SpecError::DiskName {
                 disk: d.name.clone(),
-                reason,
-            };
-            crate::validate_name(&d.name).map_err(|e| err(e.to_string()))?;
+                error,
+            })?;
             if !seen.insert(d.name.as_str()) {
-                return Err(err("duplicate disk name".into()));
+                return Err(SpecError::DuplicateDisk(d.name.clone()));
             }
             if let Some(image) = &d.image {
-                crate::validate_file_name(image).map_err(|e| err(format!("image: {e}")))?;
+                crate::validate_file_name(image).map_err(|error| SpecError::DiskImage {
+                    disk: d.name.clone(),
+                    error,
+                })?;
             }
             match d.size_gib {
-                Some(0) => return Err(err("size_gib must be at least 1".into())),
-                Some(s) if s > MAX_DISK_GIB => {
-                    return Err(err(format!("size_gib must be at most {MAX_DISK_GIB}")))
+                Some(0) => return Err(SpecError::DiskSizeZero(d.name.clone())),
+                Some(s) if s > MAX_DISK_GIB => return Err(SpecError::DiskTooLarge(d.name.clone())),
+                None if d.image.is_none() => {
+                    return Err(SpecError::DiskWithoutSize(d.name.clone()))
                 }
-                None if d.image.is_none() => return Err(err("a blank disk needs size_gib".into())),
                 _ => {}
             }
         }
         if self.nics.len() > MAX_NICS {
-            return Err(SpecError::Nic {
-                index: self.nics.len(),
-                reason: format!("at most {MAX_NICS} NICs"),
-            });
+            return Err(SpecError::TooManyNics(self.nics.len()));
         }
         for (index, n) in self.nics.iter().enumerate() {
-            crate::validate_name(&n.network).map_err(|e| SpecError::Nic {
-                index,
-                reason: format!("network: {e}"),
-            })?;
+            crate::validate_name(&n.network)
+                .map_err(|error| SpecError::NicNetwork { index, error })?;
             if let Some(mac) = &n.mac {
-                crate::network::parse_mac(mac).map_err(|e| SpecError::Nic {
-                    index,
-                    reason: e.to_string(),
-                })?;
+                crate::network::parse_mac(mac)
+                    .map_err(|error| SpecError::NicMac { index, error })?;
             }
             if let Some(ip) = &n.ip {
                 if ip.parse::<std::net::Ipv4Addr>().is_err() {
-                    return Err(SpecError::Nic {
+                    return Err(SpecError::NicIp {
                         index,
-                        reason: format!("bad IPv4 address '{ip}'"),
+                        ip: ip.clone(),
                     });
                 }
             }
@@ -236,22 +286,30 @@ pub struct VmUsage {
 /// What a host reports about one of its VMs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VmObserved {
+    /// The VM's id.
     pub id: Uuid,
+    /// The VM's name.
     pub name: String,
+    /// Its power state.
     pub state: PowerState,
     /// QEMU's process id, when it runs.
     pub pid: Option<u32>,
     /// Seconds since the guest was started (kept across live migration).
     pub uptime_s: u64,
+    /// What it uses now.
     pub usage: VmUsage,
 }
 
 /// A VM as the REST API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VmSummary {
+    /// The VM's id (cluster-unique, never reused).
     pub id: Uuid,
+    /// The VM's name.
     pub name: String,
+    /// Virtual CPUs.
     pub vcpus: u32,
+    /// Memory, MiB.
     pub memory_mib: u64,
     /// Host the VM is placed on.
     pub host: String,
@@ -259,8 +317,11 @@ pub struct VmSummary {
     pub desired: PowerState,
     /// What the host last reported.
     pub state: PowerState,
+    /// Seconds since the guest was started (kept across live migration).
     pub uptime_s: u64,
+    /// What it uses now (as last reported).
     pub usage: VmUsage,
+    /// The VM's specification.
     pub spec: VmSpec,
     /// Seconds since the Unix epoch when the VM was created.
     pub created_at: u64,
@@ -333,6 +394,85 @@ mod tests {
             let mut s = spec();
             f(&mut s);
             assert!(s.validate().is_err(), "case {i} should fail");
+        }
+    }
+
+    #[test]
+    fn refusals_say_which_field_and_why() {
+        let nic = |mac: &str, ip: Option<&str>| NicSpec {
+            network: "n".into(),
+            mac: Some(mac.into()),
+            ip: ip.map(str::to_string),
+        };
+        type Mutation = Box<dyn Fn(&mut VmSpec)>;
+        let cases: Vec<(Mutation, String)> = vec![
+            (
+                Box::new(|s| s.vcpus = 0),
+                format!("vcpus must be between 1 and {MAX_VCPUS}, got 0"),
+            ),
+            (
+                Box::new(|s| s.disks[0].size_gib = Some(0)),
+                "disk 'root': size_gib must be at least 1".into(),
+            ),
+            (
+                Box::new(|s| s.disks[0].size_gib = Some(MAX_DISK_GIB + 1)),
+                format!("disk 'root': size_gib must be at most {MAX_DISK_GIB}"),
+            ),
+            (
+                Box::new(|s| s.disks[0].size_gib = None),
+                "disk 'root': a blank disk needs size_gib".into(),
+            ),
+            (
+                Box::new(|s| s.disks.push(s.disks[0].clone())),
+                "disk 'root': duplicate disk name".into(),
+            ),
+            (
+                Box::new(|s| s.disks = vec![s.disks[0].clone(); MAX_DISKS + 1]),
+                format!("disk '#{}': at most {MAX_DISKS} disks", MAX_DISKS + 1),
+            ),
+            (
+                Box::new(|s| s.disks[0].image = Some("../x".into())),
+                format!(
+                    "disk 'root': image: {}",
+                    crate::validate_file_name("../x").unwrap_err()
+                ),
+            ),
+            (
+                Box::new(|s| {
+                    s.boot = BootSource::Disk;
+                    s.disks.clear();
+                }),
+                "boot: boot from disk needs at least one disk".into(),
+            ),
+            (
+                Box::new(|s| {
+                    s.boot = BootSource::Kernel {
+                        kernel: "vmlinuz".into(),
+                        initrd: None,
+                        cmdline: "a\nb".into(),
+                    }
+                }),
+                format!("boot: cmdline must be printable and at most {MAX_CMDLINE} bytes"),
+            ),
+            (
+                Box::new(move |s| s.nics.push(nic("zz", None))),
+                "nic 0: 'zz' is not a MAC address like 02:76:66:00:00:01".into(),
+            ),
+            (
+                Box::new(move |s| s.nics.push(nic("01:00:5e:00:00:01", None))),
+                "nic 0: MAC '01:00:5e:00:00:01' is a multicast address; a NIC needs a unicast one"
+                    .into(),
+            ),
+            (
+                Box::new(move |s| s.nics.push(nic("02:00:00:00:00:01", Some("10.0.0.300")))),
+                "nic 0: bad IPv4 address '10.0.0.300'".into(),
+            ),
+        ];
+        for (i, (f, want)) in cases.iter().enumerate() {
+            let mut s = spec();
+            f(&mut s);
+            let err = s.validate().expect_err("refused");
+            assert_eq!(err.to_string(), *want, "case {i}");
         }
     }
 

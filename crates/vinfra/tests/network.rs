@@ -6,8 +6,10 @@
 //!   MTU (1450 on an overlay), and reaches `b` on another host over the overlay; `b`, with a
 //!   static address, reaches `a` at that address.
 //! - A third VM on another overlay with the same address range (and `a`'s address) reaches
-//!   nothing: no frame crosses networks (its pings fail, and its host's switch counts its frames
-//!   into its network and not one copy out of it).
+//!   nothing: no frame crosses networks. Its pings of `b`'s address (`b` is on its host) fail,
+//!   although its network works: a fourth VM on it, on another host, gets its ARP requests by
+//!   flooding; and its host's switch answers none of those requests from the other network's
+//!   addresses.
 //! - `b` migrates to a third host while `a` pings it every 20 ms (`vinfra.pingfast`); the
 //!   replies resume, and the gap (unanswered pings, and the guest's time without replies) is
 //!   printed.
@@ -21,7 +23,8 @@ use common::{
     wait_for, wait_migration_end, NicAddress,
 };
 use vinfra_lab::Lab;
-use vinfra_switchd::{NetworkSpec, Request, SwitchClient};
+use vinfra_switch_control::NetworkCountersView;
+use vinfra_switch_control::{NetworkSpec, Request, SwitchClient};
 use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::MigrationPhase;
@@ -29,6 +32,8 @@ use vinfra_types::MigrationPhase;
 const SUBNET: &str = "10.80.1.0/24";
 const GATEWAY: &str = "10.80.1.1";
 const B_IP: &str = "10.80.1.20";
+/// `d`'s address on red: an address no VM has on blue.
+const D_IP: &str = "10.80.1.30";
 /// `a`'s ping interval, ms.
 const PING_MS: u32 = 20;
 /// The longest gap in `a`'s pings of `b` across the migration that the test accepts. Not a
@@ -124,9 +129,9 @@ fn fast_pings(text: &str, target: &str) -> FastPings {
     out
 }
 
-/// Frames into and copies out of the overlay network `name` on `host`'s switch (found by its
-/// VNI): `(rx_packets, tx_packets)`.
-fn network_counters(lab: &Lab, host: &str, name: &str) -> (u64, u64) {
+/// The counters of the overlay network `name` on `host`'s switch (found by its VNI): frames into
+/// it and copies out of it, floods, ARP requests the switch answered.
+fn network_counters(lab: &Lab, host: &str, name: &str) -> NetworkCountersView {
     let net = api(lab)
         .network(name)
         .unwrap_or_else(|e| panic!("GET network {name}: {e}"));
@@ -154,10 +159,10 @@ fn network_counters(lab: &Lab, host: &str, name: &str) -> (u64, u64) {
     let counters = client
         .counters()
         .unwrap_or_else(|e| panic!("{host}'s switch counters: {e}"));
-    let n = counters
+    counters
         .network(id)
-        .unwrap_or_else(|| panic!("{host}'s switch has no counters for network {id}"));
-    (n.traffic.rx_packets, n.traffic.tx_packets)
+        .cloned()
+        .unwrap_or_else(|| panic!("{host}'s switch has no counters for network {id}"))
 }
 
 #[test]
@@ -208,7 +213,10 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         NicAddress::Static(&a_ip),
         &format!("vinfra.ping={B_IP}"),
     );
-    for v in [&a, &b, &c] {
+    // d on red, on a's host: red has a port on another host than c's, so c's broadcasts are
+    // flooded out of h2 (and into h1, which carries both networks). d pings nobody.
+    let d = create_nic_vm(&lab, "d", "h1", "red", NicAddress::Static(D_IP), "");
+    for v in [&a, &b, &c, &d] {
         assert_eq!(v.spec.nics.len(), 1, "{} has its NIC", v.name);
         lab.wait_console(&v.name, "VINFRA-GUEST BOOTED", common::BOOT_TIMEOUT)
             .unwrap_or_else(|e| panic!("VM {} did not boot: {e}", v.name));
@@ -270,12 +278,30 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         c_tries.iter().all(|ok| !ok),
         "c on red reached {B_IP} on blue: {c_tries:?}"
     );
-    // h2's switch took c's frames into red and sent not one copy out of it (red has no other
-    // port anywhere), while blue carries a's and b's traffic.
-    let (red_rx, red_tx) = network_counters(&lab, "h2", "red");
-    assert!(red_rx > 0, "c's frames entered red (rx {red_rx})");
-    assert_eq!(red_tx, 0, "copies of frames left red (rx {red_rx})");
-    let (blue_rx, blue_tx) = network_counters(&lab, "h2", "blue");
+    // h2's switch took c's frames into red and flooded them to red's other port, on h1 (so red
+    // works across hosts and c's failures are isolation). It answered none of c's ARP requests
+    // for B_IP: red has no such address, and an answer could only come from blue's b, on this
+    // very switch.
+    let red = network_counters(&lab, "h2", "red");
+    assert!(
+        red.traffic.rx_packets > 0,
+        "c's frames entered red: {red:?}"
+    );
+    assert!(
+        red.flooded > 0 && red.traffic.tx_packets > 0,
+        "c's broadcasts were flooded to red's port on h1: {red:?}"
+    );
+    assert_eq!(
+        red.arp_suppressed, 0,
+        "h2's switch answered c's ARP requests for {B_IP} (b's address on blue): {red:?}"
+    );
+    let red_h1 = network_counters(&lab, "h1", "red");
+    assert!(
+        red_h1.traffic.rx_packets > 0 && red_h1.traffic.tx_packets > 0,
+        "c's broadcasts reached d on h1 in red: {red_h1:?}"
+    );
+    let blue = network_counters(&lab, "h2", "blue");
+    let (blue_rx, blue_tx) = (blue.traffic.rx_packets, blue.traffic.tx_packets);
     assert!(
         blue_tx > 0,
         "blue carries a's and b's traffic (rx {blue_rx}, tx {blue_tx})"

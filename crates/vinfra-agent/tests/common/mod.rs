@@ -9,15 +9,24 @@ use std::process::{Command, Stdio};
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
 
-/// Whether QEMU is installed; prints why a test skips when it is not.
+/// Whether QEMU is installed; without it the test is skipped, or fails under CI
+/// (`vinfra_testenv`).
 pub fn qemu_present() -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
-        .unwrap_or(false);
-    if !found {
-        eprintln!("SKIPPED: {QEMU} is not installed");
-    }
-    found
+    vinfra_testenv::Needs::new().program(QEMU).met()
+}
+
+/// Whether network namespaces can be made here (root, `ip`); same rule.
+pub fn netns_present() -> bool {
+    vinfra_testenv::Needs::new().root().program("ip").met()
+}
+
+/// Whether guests can run in network namespaces here (root, `ip`, QEMU); same rule.
+pub fn netns_and_qemu() -> bool {
+    vinfra_testenv::Needs::new()
+        .root()
+        .program("ip")
+        .program(QEMU)
+        .met()
 }
 
 /// The guest image directory, (re)built by `scripts/build-guest-image.sh` when missing or out of

@@ -335,15 +335,26 @@ pub fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
 /// Where `scripts/build-guest-image.sh` puts the test guest (kernel and initrd).
 pub const GUEST_DIR: &str = "/var/cache/vinfra/guest";
 
-/// The guest image directory, or `None` (with a note on stderr) when it was not built.
+/// The QEMU the guest tests boot.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// What a switch test needs: root and `ip` (namespaces, taps). Add more, end with `.met()`: when
+/// something is missing the test is skipped, or fails under CI (`vinfra_testenv`).
+pub fn needs() -> vinfra_testenv::Needs {
+    vinfra_testenv::Needs::new().root().program("ip")
+}
+
+/// The guest image directory, when a guest can boot here (see [`needs`]: also QEMU and the image).
 pub fn guest_image() -> Option<PathBuf> {
     let guest = Path::new(GUEST_DIR);
-    if guest.join("vmlinuz").exists() {
-        Some(guest.to_owned())
-    } else {
-        eprintln!("skipped: no guest image in {GUEST_DIR} (scripts/build-guest-image.sh)");
-        None
-    }
+    needs()
+        .program(QEMU)
+        .file(
+            guest.join("vmlinuz"),
+            "the guest image (scripts/build-guest-image.sh /var/cache/vinfra/guest)",
+        )
+        .met()
+        .then(|| guest.to_owned())
 }
 
 /// A QEMU guest (TCG, so the tests do not depend on KVM) whose one vNIC is a `-netdev dgram`
@@ -369,7 +380,7 @@ impl Qemu {
             vm.display(),
             switch.display()
         );
-        let child = Command::new("qemu-system-x86_64")
+        let child = Command::new(QEMU)
             .args(["-nodefaults", "-display", "none", "-no-reboot", "-m", "256"])
             .args(["-machine", "q35,accel=tcg"])
             .arg("-kernel")

@@ -17,18 +17,15 @@ use vinfra_lab::{Lab, LabConfig};
 
 pub const VINFRA: &str = env!("CARGO_BIN_EXE_vinfra");
 
-/// True when this machine can run a lab (root and QEMU); prints why not otherwise.
+/// True when this machine can run a lab (root, `ip`, QEMU). Otherwise prints a `SKIPPED:` line
+/// and returns false, or panics under CI (`vinfra_testenv`).
 pub fn can_run_labs(bench: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        println!("{bench}: skipped (the lab needs root)");
-        return false;
-    }
-    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
-    if !qemu.is_ok_and(|o| o.status.success()) {
-        println!("{bench}: skipped (qemu-system-x86_64 is not installed)");
-        return false;
-    }
-    true
+    vinfra_testenv::Needs::new()
+        .named(bench)
+        .root()
+        .program("ip")
+        .program("qemu-system-x86_64")
+        .met()
 }
 
 /// A lab torn down when dropped (also on panic).

@@ -85,26 +85,14 @@ fn dump_logs(lab: &Lab) {
     }
 }
 
-/// True when labs can run here (root, QEMU installed); prints a `SKIPPED:` line saying why not
-/// otherwise. Under CI (`CI` set) a lab that cannot run is a failure, not a skip.
+/// True when labs can run here (root, `ip`, QEMU installed). Otherwise the test is skipped (a
+/// `SKIPPED:` line), or fails under CI (`CI` set): see `vinfra_testenv`.
 pub fn can_run_labs() -> bool {
-    let why = if !nix::unistd::geteuid().is_root() {
-        "the lab needs root"
-    } else if !Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        "qemu-system-x86_64 is not installed"
-    } else {
-        return true;
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI cannot run the lab: {why}"
-    );
-    eprintln!("SKIPPED: {why}");
-    false
+    vinfra_testenv::Needs::new()
+        .root()
+        .program("ip")
+        .program("qemu-system-x86_64")
+        .met()
 }
 
 /// Brings up lab `it-<tag>` with `hosts` hosts, after `adjust` has changed its configuration.
