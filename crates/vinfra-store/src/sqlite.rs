@@ -19,13 +19,10 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::{
+use crate::kv::{
     Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, Revision, Store,
-    StoreError, Txn, TxnResponse, WatchEvent, Watcher,
+    StoreError, Txn, TxnResponse, WatchEvent, Watcher, MAX_LEASE_TTL_S,
 };
-
-/// Longest lease accepted, seconds.
-pub const MAX_LEASE_TTL_S: u64 = 86_400;
 
 /// How long a call waits for a database lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

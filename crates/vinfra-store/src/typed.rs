@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{LeaseId, Revision, Store, StoreError};
+use crate::kv::{LeaseId, Revision, Store, StoreError};
 
 /// Reads `key` and decodes it; returns the value and its `mod_revision` (for a later
 /// compare-and-swap with [`crate::Compare::mod_revision`]).

@@ -1,0 +1,14 @@
+//! No crate of the workspace has files that import each other in a circle.
+
+#[test]
+fn no_crate_has_an_import_circle() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let graphs = vinfra_lint::workspace(&root).expect("the workspace reads");
+    assert!(graphs.len() > 5, "found only {} crates", graphs.len());
+    let broken: Vec<String> = graphs
+        .iter()
+        .filter(|g| !g.circles().is_empty())
+        .map(|g| g.describe())
+        .collect();
+    assert!(broken.is_empty(), "import circles:\n{}", broken.join("\n"));
+}
