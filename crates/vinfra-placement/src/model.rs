@@ -1,14 +1,13 @@
 //! The cluster as balancing and rule-aware placement see it: hosts, running VMs, rules and the
-//! VM-to-VM traffic matrix. Plain data; [`ClusterModel::validate`] checks it, and every entry point
-//! that takes a model ([`crate::balance::balance`], [`crate::placer::RulePlacer`]) validates first.
+//! VM-to-VM traffic matrix. Plain data; its queries ([`ClusterModel::validate`],
+//! [`ClusterModel::imbalance`], …) live with the index that answers them (`state.rs`), and every
+//! entry point that takes a model ([`crate::balance::balance`], [`crate::placer::RulePlacer`])
+//! validates first.
 
 use vinfra_types::{AllocationRatios, HostCapacity};
 
-use crate::balance::Violations;
+use crate::host::Eligibility;
 use crate::rules::{Rule, RuleError};
-use crate::state::State;
-use crate::traffic;
-use crate::Eligibility;
 
 /// A host: capacity, ratios in force, and whether it may run and receive VMs.
 ///
@@ -23,12 +22,12 @@ pub struct HostModel {
 }
 
 impl HostModel {
-    /// `floor(cores × cpu ratio)`, as [`crate::HostInput::allocatable_vcpus`].
+    /// `floor(cores × cpu ratio)`, as [`crate::host::HostInput::allocatable_vcpus`].
     pub fn allocatable_vcpus(&self) -> u32 {
         (f64::from(self.capacity.cores) * self.ratios.cpu).floor() as u32
     }
 
-    /// `floor(memory × memory ratio)`, MiB, as [`crate::HostInput::allocatable_memory_mib`].
+    /// `floor(memory × memory ratio)`, MiB, as [`crate::host::HostInput::allocatable_memory_mib`].
     pub fn allocatable_memory_mib(&self) -> u64 {
         (self.capacity.memory_mib as f64 * self.ratios.memory).floor() as u64
     }
@@ -104,34 +103,6 @@ pub enum ModelError {
 }
 
 impl ClusterModel {
-    /// Checks names, numbers and rules (contradictory rules are refused, see [`RuleError`]).
-    pub fn validate(&self) -> Result<(), ModelError> {
-        State::new(self).map(|_| ())
-    }
-
-    /// Normalized load of every host, in model order (see [`crate::imbalance`]); hosts that are not
-    /// connected count too.
-    pub fn host_loads(&self) -> Result<Vec<f64>, ModelError> {
-        let s = State::new(self)?;
-        Ok((0..self.hosts.len()).map(|h| s.load(h)).collect())
-    }
-
-    /// Imbalance: standard deviation of the loads of hosts that are connected and not in
-    /// maintenance (see [`crate::imbalance`]).
-    pub fn imbalance(&self) -> Result<f64, ModelError> {
-        Ok(State::new(self)?.imbalance())
-    }
-
-    /// Traffic between VMs on different hosts, bytes/s (see [`crate::traffic`]).
-    pub fn cross_host_traffic(&self) -> Result<u64, ModelError> {
-        Ok(traffic::cross_host(&State::new(self)?))
-    }
-
-    /// Broken rules, hosts allocated beyond capacity, VMs on hosts in maintenance.
-    pub fn violations(&self) -> Result<Violations, ModelError> {
-        Ok(State::new(self)?.violations())
-    }
-
     /// Moves `vm` to `host` in the model (the record a completed migration leaves).
     pub fn move_vm(&mut self, vm: &str, host: &str) -> Result<(), ModelError> {
         if !self.hosts.iter().any(|h| h.name == host) {

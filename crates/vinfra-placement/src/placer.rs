@@ -1,6 +1,6 @@
 //! Initial placement under rules: the same [`ClusterModel`] the balancer uses.
 //!
-//! A VM that no rule names takes the fast path, exactly [`crate::place`]'s choice (most free
+//! A VM that no rule names takes the fast path, exactly [`crate::place::place`]'s choice (most free
 //! memory after placement, then most free vCPUs, then name) from the [`Cluster`] index. A VM that
 //! rules name is placed on a host that keeps every must-rule (run on / not on its hosts, with its
 //! must-affinity partners, away from its must-anti-affinity partners) and, among those, on one
@@ -10,10 +10,11 @@
 
 use std::cmp::Ordering;
 
+use crate::host::{Eligibility, HostInput, Placement, Request};
 use crate::model::{ClusterModel, ModelError};
+use crate::place::{Cluster, PlacementError};
 use crate::rules::Kind;
 use crate::state::{State, VmData};
-use crate::{Cluster, Eligibility, HostInput, Placement, PlacementError, Request};
 
 /// Hosts from the spreading order compared when rules are in play.
 const SPREAD_CHOICES: usize = 16;
@@ -268,7 +269,7 @@ impl RulePlacer {
     }
 }
 
-/// Spreading order as [`crate::place`]: `Less` means `a` is the better choice.
+/// Spreading order as [`crate::place::place`]: `Less` means `a` is the better choice.
 fn spread_cmp(a: &HostInput, b: &HostInput) -> Ordering {
     b.free_memory_mib()
         .cmp(&a.free_memory_mib())

@@ -6,11 +6,12 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::balance::{RuleViolation, Violations};
+use crate::host::Eligibility;
 use crate::imbalance::{host_load, std_dev};
 use crate::model::{ClusterModel, ModelError};
 use crate::rules::{self, Compiled, Kind, Universe};
-use crate::Eligibility;
+use crate::traffic;
+use crate::violations::{RuleViolation, Violations};
 
 #[derive(Debug, Clone)]
 pub(crate) struct HostData {
@@ -261,11 +262,7 @@ impl State {
             s.counts[r] = c.into_iter().collect();
             s.violation[r] = s.rule_violation(r);
         }
-        s.cross = s
-            .flows
-            .iter()
-            .filter(|&&(a, b, _)| s.at[a as usize] != s.at[b as usize])
-            .fold(0u64, |acc, &(_, _, bytes)| acc.saturating_add(bytes));
+        s.cross = traffic::cross_host(&s.flows, &s.at);
         Ok(s)
     }
 
@@ -563,5 +560,36 @@ impl State {
             }
         }
         out
+    }
+}
+
+/// The model's queries, answered by indexing it.
+impl ClusterModel {
+    /// Checks names, numbers and rules (contradictory rules are refused, see [`RuleError`]).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        State::new(self).map(|_| ())
+    }
+
+    /// Normalized load of every host, in model order (see [`crate::imbalance`]); hosts that are not
+    /// connected count too.
+    pub fn host_loads(&self) -> Result<Vec<f64>, ModelError> {
+        let s = State::new(self)?;
+        Ok((0..self.hosts.len()).map(|h| s.load(h)).collect())
+    }
+
+    /// Imbalance: standard deviation of the loads of hosts that are connected and not in
+    /// maintenance (see [`crate::imbalance`]).
+    pub fn imbalance(&self) -> Result<f64, ModelError> {
+        Ok(State::new(self)?.imbalance())
+    }
+
+    /// Traffic between VMs on different hosts, bytes/s (see [`crate::traffic`]).
+    pub fn cross_host_traffic(&self) -> Result<u64, ModelError> {
+        Ok(State::new(self)?.cross)
+    }
+
+    /// Broken rules, hosts allocated beyond capacity, VMs on hosts in maintenance.
+    pub fn violations(&self) -> Result<Violations, ModelError> {
+        Ok(State::new(self)?.violations())
     }
 }

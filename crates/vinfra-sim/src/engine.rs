@@ -17,8 +17,8 @@ use vinfra_placement::{
     VmModel,
 };
 
+use crate::error::SimError;
 use crate::scenario::Scenario;
-use crate::SimError;
 
 /// Which balancer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -8,9 +8,9 @@ use serde::Serialize;
 use vinfra_placement::LevelParams;
 
 use crate::engine::{simulate, BalancerKind, MoveRecord, Run};
-use crate::plot;
+use crate::error::SimError;
+use crate::plot::{self, mib};
 use crate::scenario::Scenario;
-use crate::SimError;
 
 /// Every run of one scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -156,7 +156,17 @@ impl Report {
 
     /// `plot.svg`.
     pub fn plot_svg(&self) -> String {
-        plot::svg(self)
+        plot::svg(
+            &plot::Header {
+                scenario: &self.scenario,
+                seed: self.seed,
+                steps: self.steps,
+                step_minutes: self.step_minutes,
+                level: self.level,
+                target_imbalance: self.target_imbalance,
+            },
+            &self.runs,
+        )
     }
 
     /// Writes the four files into `dir` (created if missing).
@@ -237,11 +247,6 @@ impl Report {
         }
         out
     }
-}
-
-/// Bytes/s in MiB/s.
-pub fn mib(bytes_per_s: u64) -> f64 {
-    bytes_per_s as f64 / (1024.0 * 1024.0)
 }
 
 fn json<T: Serialize>(value: &T) -> String {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use vinfra_placement::{BalanceConfig, ClusterModel, Eligibility, HostModel, Rule, Strength};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
+use crate::error::SimError;
 use crate::trace::Demand;
-use crate::SimError;
 
 /// Most steps a scenario may ask for.
 pub const MAX_STEPS: u32 = 100_000;

@@ -1,6 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::host::{Eligibility, HostInput, Placement, Request};
+use vinfra_types::{AllocationRatios, HostCapacity};
 
 fn host(name: &str, cores: u32, memory_mib: u64, cpu: f64, memory: f64) -> HostInput {
     HostInput {
