@@ -15,8 +15,8 @@ use std::time::Instant;
 use common::*;
 use vinfra_placement::greedy::{self, GreedyConfig};
 use vinfra_placement::{
-    balance, BalanceConfig, ClusterModel, Eligibility, Flow, LevelParams, Plan, Reason, RecentMove,
-    Request, Rule, RulePlacer, Strength,
+    balance, BalanceConfig, ClusterModel, Eligibility, LevelParams, Plan, Reason, RecentMove,
+    Request, Rule, RulePlacer, Strength, TrafficFlow,
 };
 
 const HOSTS: usize = 10_000;
@@ -154,7 +154,7 @@ fn big_cluster() -> ClusterModel {
         let (a, b) = (rng.below(VMS), rng.below(VMS));
         if a != b {
             let heavy = rng.below(50) == 0;
-            traffic.push(Flow {
+            traffic.push(TrafficFlow {
                 a: vms[a].name.clone(),
                 b: vms[b].name.clone(),
                 bytes_per_s: if heavy {
@@ -183,6 +183,7 @@ fn reasons(plan: &Plan) -> String {
             Reason::ReduceImbalance { .. } => "imbalance",
             Reason::ReduceTraffic { .. } => "traffic",
             Reason::ShouldRule { .. } => "should-rule",
+            Reason::HostUnfit { .. } => "host-unfit",
         };
         *by.entry(k).or_default() += 1;
     }
@@ -274,7 +275,7 @@ fn placement() {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let t = Instant::now();
-    let mut placer = match RulePlacer::new(&big) {
+    let mut placer = match RulePlacer::new(&big, &vinfra_placement::FitTable::default()) {
         Ok(p) => p,
         Err(e) => {
             println!("placer: {e}");
@@ -285,7 +286,10 @@ fn placement() {
     let t = Instant::now();
     let mut refused = 0;
     for r in &requests {
-        if placer.place(r).is_err() {
+        if placer
+            .place(r, &vinfra_placement::VmNeeds::default())
+            .is_err()
+        {
             refused += 1;
         }
     }
@@ -475,7 +479,7 @@ fn scenarios() {
         }
     }
     let traffic = (0..6)
-        .map(|k| Flow {
+        .map(|k| TrafficFlow {
             a: format!("v{k}-0"),
             b: format!("v{}-1", (k + 1) % 6),
             bytes_per_s: 300 << 20,

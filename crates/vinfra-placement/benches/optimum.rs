@@ -86,7 +86,7 @@ fn optimum(m: &ClusterModel, target: f64) -> Option<(usize, f64)> {
                 .iter()
                 .map(|h| {
                     m.rules.iter().all(|r| match &r.kind {
-                        vinfra_placement::RuleKind::RunOn { vms, hosts } => {
+                        vinfra_placement::Constraint::RunOn { vms, hosts } => {
                             !vms.contains(&v.name) || hosts.contains(&h.name)
                         }
                         _ => true,
@@ -136,7 +136,7 @@ fn optimum(m: &ClusterModel, target: f64) -> Option<(usize, f64)> {
             .with(constraint!(vc <= f64::from(host.allocatable_vcpus())))
             .with(constraint!(vmem <= host.allocatable_memory_mib() as f64));
         for r in &m.rules {
-            if let vinfra_placement::RuleKind::AntiAffinity { vms } = &r.kind {
+            if let vinfra_placement::Constraint::AntiAffinity { vms } = &r.kind {
                 let mut e = Expression::from(0.0);
                 for n in vms {
                     if let Some(v) = m.vms.iter().position(|x| &x.name == n) {

@@ -1,13 +1,15 @@
 //! Balancing: from a [`ClusterModel`], a [`Plan`] of live migrations, each explaining itself.
 //!
-//! One pass works in phases, every move checked against capacity (allocation within
-//! allocatable, over-allocation ratios included) and must-rules (a move never makes a must-rule
-//! worse), and counted against the per-host and per-plan migration limits:
+//! One pass works in phases, every move checked by the fit check ([`crate::fit`]: capabilities,
+//! availability, capacity with over-allocation ratios and reserve) and against must-rules (a
+//! move never makes a must-rule worse), and counted against the per-host and per-plan migration
+//! limits:
 //!
-//! 1. **Hard fixes** (every level, hysteresis ignored): hosts over their allocatable capacity
-//!    shed VMs; broken must-rules are repaired; hosts in maintenance are evacuated, each VM to the
-//!    least loaded host that takes it, so an evacuation spreads instead of piling up (must-affinity
-//!    groups move together).
+//! 1. **Hard fixes** (every level, hysteresis ignored): VMs on hosts that lack a capability they
+//!    need ([`crate::fit`]: a trunk, an underlay MTU) move to one that has it; hosts over their
+//!    allocatable capacity shed VMs; broken must-rules are repaired; hosts in maintenance are
+//!    evacuated, each VM to the least loaded host that takes it, so an evacuation spreads instead
+//!    of piling up (must-affinity groups move together).
 //! 2. **Should-rules** (level ≥ 2): a move that repairs a should-rule is made when it pays.
 //! 3. **Load** (level ≥ 2): while the imbalance is above the level's target, or some host is
 //!    hotter than the mean by more than the level's margin, the best move from the few most
@@ -15,6 +17,14 @@
 //!    is made. Hosts with no paying move are skipped for the rest of the pass.
 //! 4. **Traffic** (level ≥ 2): the heaviest cross-host flows are considered for co-location,
 //!    when that does not push the imbalance above the target.
+//!
+//! Optional moves (phases 2 to 4) spend imbalance on traffic or should-rules only as far as the
+//! gain pays for it: every optional move pays (below), so summed over a plan's optional moves
+//! `hosts × (σ_after² − σ_before²) < traffic_weight × MiB/s saved + should_penalty ×
+//! should-violations removed` (σ: the imbalance). A move that raises the imbalance for traffic
+//! alone is made only while it stays at or under `max(imbalance before the move, level
+//! target)`. A plan whose optional moves do not lower the imbalance says so, with the numbers,
+//! in [`Plan::tradeoff`].
 //!
 //! A move **pays** when its score exceeds the level's `min_gain` (the hysteresis margin):
 //!
@@ -31,6 +41,7 @@
 
 use std::fmt;
 
+use crate::fit::{FitTable, Unfit};
 use crate::host::Eligibility;
 use crate::model::{ClusterModel, ModelError};
 use crate::rules::Kind;
@@ -142,6 +153,8 @@ pub enum Reason {
     ReduceTraffic { bytes_per_s_saved: u64 },
     /// It repairs the named should-rule.
     ShouldRule { rule: String },
+    /// Its host lacks a capability it needs (a VLAN trunk, an underlay MTU, a CPU model).
+    HostUnfit { unfit: Unfit },
 }
 
 impl fmt::Display for Reason {
@@ -159,6 +172,7 @@ impl fmt::Display for Reason {
                 write!(f, "cuts cross-host traffic by {bytes_per_s_saved} bytes/s")
             }
             Reason::ShouldRule { rule } => write!(f, "satisfies should-rule '{rule}'"),
+            Reason::HostUnfit { unfit } => write!(f, "its host does not fit it: {unfit}"),
         }
     }
 }
@@ -196,10 +210,29 @@ pub struct Move {
     pub with: Vec<String>,
 }
 
+/// What a plan's optional moves (should-rules, load, traffic) gave for the imbalance they did not
+/// lower: present when they did not lower it. Bound (see the module doc): `hosts counted ×
+/// (imbalance_after² − imbalance_before²) < traffic_weight × traffic_saved (MiB/s) +
+/// should_penalty × should_violations_removed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tradeoff {
+    /// Imbalance when the optional moves began (after the hard fixes).
+    pub imbalance_before: f64,
+    /// Imbalance after them (the plan's end).
+    pub imbalance_after: f64,
+    /// Cross-host traffic they removed, bytes/s (negative: added).
+    pub traffic_saved_bytes_per_s: i128,
+    /// Should-rule violations (VMs) they removed (negative: added).
+    pub should_violations_removed: i128,
+}
+
 /// A balancing plan: moves in order, and the cluster before and after all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// The moves, in order.
     pub moves: Vec<Move>,
+    /// Set when the optional moves traded imbalance for traffic or should-rules.
+    pub tradeoff: Option<Tradeoff>,
     pub imbalance_before: f64,
     pub imbalance_after: f64,
     /// Bytes/s.
@@ -242,7 +275,7 @@ struct Eval {
     score: f64,
 }
 
-struct Run<'a> {
+struct Pass<'a> {
     s: State,
     p: LevelParams,
     cfg: &'a BalanceConfig,
@@ -263,15 +296,26 @@ fn check_weight(what: &'static str, value: f64) -> Result<(), BalanceError> {
     }
 }
 
-/// Computes a plan for `model`. Same input, same plan.
+/// Computes a plan for `model`, every host taken as fitting every VM (see [`balance_with_fit`]).
+/// Same input, same plan.
 pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, BalanceError> {
+    balance_with_fit(model, &FitTable::default(), config)
+}
+
+/// Computes a plan for `model` with the hosts' capabilities and the VMs' needs of `fit`. Same
+/// input, same plan.
+pub fn balance_with_fit(
+    model: &ClusterModel,
+    fit: &FitTable,
+    config: &BalanceConfig,
+) -> Result<Plan, BalanceError> {
     let p = LevelParams::for_level(config.level)?;
     check_weight("traffic_weight", config.traffic_weight)?;
     check_weight("should_penalty", config.should_penalty)?;
-    let s = State::new(model)?;
+    let s = State::new(model, fit)?;
     let n_vms = s.vms.len();
     let n_hosts = s.hosts.len();
-    let mut run = Run {
+    let mut run = Pass {
         frozen: vec![false; n_vms],
         left: vec![None; n_vms],
         moved: vec![false; n_vms],
@@ -294,16 +338,33 @@ pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, Bal
     let cross_before = run.s.cross;
     let violations_before = run.s.violations();
 
+    run.fix_misfits();
     run.fix_over_capacity();
     run.fix_must_rules();
     run.evacuate();
+    let mut tradeoff = None;
     if config.level >= 2 {
+        let hard_moves = run.moves.len();
+        let imbalance = run.s.imbalance();
+        let cross = run.s.cross;
+        let should = run.s.violations().should_vms();
         run.fix_should_rules();
         run.spread_load();
         run.colocate_talkers();
+        let after = run.s.imbalance();
+        if run.moves.len() > hard_moves && after >= imbalance {
+            tradeoff = Some(Tradeoff {
+                imbalance_before: imbalance,
+                imbalance_after: after,
+                traffic_saved_bytes_per_s: i128::from(cross) - i128::from(run.s.cross),
+                should_violations_removed: i128::from(should)
+                    - i128::from(run.s.violations().should_vms()),
+            });
+        }
     }
 
     Ok(Plan {
+        tradeoff,
         imbalance_after: run.s.imbalance(),
         cross_host_traffic_after: run.s.cross,
         violations_after: run.s.violations(),
@@ -314,7 +375,7 @@ pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, Bal
     })
 }
 
-impl Run<'_> {
+impl Pass<'_> {
     fn budget(&self) -> bool {
         (self.moves.len() as u64) < u64::from(self.cfg.max_moves_total)
     }
@@ -352,7 +413,9 @@ impl Run<'_> {
             && self.must_ok(v, b)
     }
 
-    /// Score of moving `v` to `b`, for optional moves (phases 2 to 4); `None` when not allowed.
+    /// Score of moving `v` to `b`, for optional moves (phases 2 to 4); `None` when not allowed,
+    /// or when the move raises the imbalance above `max(imbalance now, level target)` without
+    /// repairing a should-rule.
     fn eval(&self, v: u32, b: u32) -> Option<Eval> {
         let vi = v as usize;
         let a = self.s.at[vi];
@@ -361,8 +424,14 @@ impl Run<'_> {
         }
         let (na, nb) = (self.s.load_with(a, v, -1.0), self.s.load_with(b, v, 1.0));
         let imbalance = self.s.spread_gain(a, na, b, nb);
-        let traffic = self.s.traffic_saved(v, b);
         let should = -self.should_delta(v, b);
+        if imbalance <= 0.0 && should <= 0 {
+            let (_, _, sigma) = self.s.stats();
+            if self.s.sigma_if(a, na, b, nb) > sigma.max(self.p.target_imbalance) {
+                return None;
+            }
+        }
+        let traffic = self.s.traffic_saved(v, b);
         let gib = self.s.vms[vi].memory as f64 / 1024.0;
         let score = imbalance
             + self.cfg.traffic_weight * traffic as f64 / (1024.0 * 1024.0)
@@ -484,6 +553,31 @@ impl Run<'_> {
         best.map(|(_, b)| b)
     }
 
+    /// Moves VMs off hosts that lack a capability they need, to hosts that have it.
+    fn fix_misfits(&mut self) {
+        for h in 0..self.s.hosts.len() as u32 {
+            if self.s.hosts[h as usize].eligible == Eligibility::Disconnected {
+                continue;
+            }
+            let mut vms = self.s.host_vms[h as usize].clone();
+            vms.sort_unstable();
+            for v in vms {
+                if !self.budget() || !self.room(h, 1) {
+                    break;
+                }
+                let Some(unfit) = self.s.misfit(v) else {
+                    continue;
+                };
+                if self.moved[v as usize] {
+                    continue;
+                }
+                if let Some(b) = self.hard_destination(v, |_| true) {
+                    self.record(v, b, Reason::HostUnfit { unfit }, Vec::new());
+                }
+            }
+        }
+    }
+
     fn fix_over_capacity(&mut self) {
         for h in 0..self.s.hosts.len() as u32 {
             if self.s.hosts[h as usize].eligible == Eligibility::Disconnected {
@@ -531,7 +625,7 @@ impl Run<'_> {
             let name = self.s.rules[r].name.clone();
             let reason = || Reason::FixMustRule { rule: name.clone() };
             let members = self.s.rules[r].members.clone();
-            let movable = |run: &Run, v: u32| {
+            let movable = |run: &Pass, v: u32| {
                 let a = run.s.at[v as usize];
                 !run.moved[v as usize]
                     && run.s.hosts[a as usize].eligible != Eligibility::Disconnected
@@ -661,9 +755,9 @@ impl Run<'_> {
         {
             return false;
         }
-        let (cpu, mem) = unit.iter().fold((0u64, 0u64), |(c, m), &v| {
+        let (cpu, mem) = unit.iter().fold((0u32, 0u64), |(c, m), &v| {
             let d = &self.s.vms[v as usize];
-            (c + u64::from(d.vcpus), m + d.memory)
+            (c.saturating_add(d.vcpus), m.saturating_add(d.memory))
         });
         let rules: Vec<usize> = {
             let mut rs: Vec<usize> = unit
@@ -678,11 +772,15 @@ impl Run<'_> {
         let before: Vec<u32> = rules.iter().map(|&r| self.s.violation[r]).collect();
         let candidates: Vec<u32> = self.s.coldest().take(GROUP_TRIES).collect();
         for b in candidates {
-            let bi = b as usize;
             if b == h
                 || !self.room(b, n)
-                || self.s.used_vcpus[bi] + cpu > self.s.hosts[bi].cap_vcpus
-                || self.s.used_memory[bi] + mem > self.s.hosts[bi].cap_memory
+                || self.s.view(b).shortfall(cpu, mem).is_some()
+                || unit.iter().any(|&v| {
+                    self.s
+                        .view(b)
+                        .check(0, 0, &self.s.needs[v as usize], false, Vec::new)
+                        .is_err()
+                })
             {
                 continue;
             }

@@ -1,12 +1,13 @@
-//! A host and a VM as plain placement sees them: capacity, ratios, allocation, eligibility; the
-//! VM's size; where it went.
+//! A host and a VM as placement sees them: capacity, ratios, allocation, eligibility; the VM's
+//! size; where it went. What a host offers beyond capacity and what a VM needs beyond its size
+//! are in [`crate::fit`].
 
 use std::fmt;
 
 use vinfra_types::{AllocationRatios, HostCapacity};
 
 /// Whether a host may receive new VMs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Eligibility {
     /// Connected and not in maintenance.
     Ok,
@@ -26,10 +27,23 @@ impl fmt::Display for Eligibility {
     }
 }
 
+/// `floor(cores × cpu ratio)`. `as` saturates: a NaN or negative ratio gives 0, a huge one
+/// `u32::MAX`.
+pub(crate) fn allocatable_vcpus(capacity: &HostCapacity, ratios: &AllocationRatios) -> u32 {
+    (f64::from(capacity.cores) * ratios.cpu).floor() as u32
+}
+
+/// `floor(memory × memory ratio)`, MiB.
+pub(crate) fn allocatable_memory_mib(capacity: &HostCapacity, ratios: &AllocationRatios) -> u64 {
+    (capacity.memory_mib as f64 * ratios.memory).floor() as u64
+}
+
 /// A host as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostInput {
+    /// Host name.
     pub name: String,
+    /// Physical cores and memory.
     pub capacity: HostCapacity,
     /// Ratios in force for the host.
     pub ratios: AllocationRatios,
@@ -37,96 +51,59 @@ pub struct HostInput {
     pub allocated_vcpus: u32,
     /// Memory of the VMs already placed here that count, MiB.
     pub allocated_memory_mib: u64,
+    /// Whether it may receive VMs now.
     pub eligible: Eligibility,
 }
 
 impl HostInput {
     /// `floor(cores × cpu ratio)`.
     pub fn allocatable_vcpus(&self) -> u32 {
-        // `as` saturates: a NaN or negative ratio gives 0, a huge one u32::MAX.
-        (f64::from(self.capacity.cores) * self.ratios.cpu).floor() as u32
+        allocatable_vcpus(&self.capacity, &self.ratios)
     }
 
     /// `floor(memory × memory ratio)`, MiB.
     pub fn allocatable_memory_mib(&self) -> u64 {
-        (self.capacity.memory_mib as f64 * self.ratios.memory).floor() as u64
+        allocatable_memory_mib(&self.capacity, &self.ratios)
     }
 
-    /// vCPUs still free (0 when over-allocated).
+    /// vCPUs still free (0 when over-allocated), before any reserve.
     pub fn free_vcpus(&self) -> u32 {
         self.allocatable_vcpus()
             .saturating_sub(self.allocated_vcpus)
     }
 
-    /// Memory still free, MiB (0 when over-allocated).
+    /// Memory still free, MiB (0 when over-allocated), before any reserve.
     pub fn free_memory_mib(&self) -> u64 {
         self.allocatable_memory_mib()
             .saturating_sub(self.allocated_memory_mib)
     }
-
-    pub(crate) fn fits(&self, req: &Request) -> bool {
-        self.free_vcpus() >= req.vcpus && self.free_memory_mib() >= req.memory_mib
-    }
-
-    /// Why `req` does not fit here, in one line, or `None` when it fits.
-    pub fn shortfall(&self, req: &Request) -> Option<String> {
-        let mut parts = Vec::new();
-        let mem_needed = u128::from(self.allocated_memory_mib) + u128::from(req.memory_mib);
-        let mem_alloc = self.allocatable_memory_mib();
-        if mem_needed > u128::from(mem_alloc) {
-            parts.push(format!(
-                "memory short by {} MiB (allocated {} of {} MiB allocatable = {} MiB physical × ratio {})",
-                mem_needed - u128::from(mem_alloc),
-                self.allocated_memory_mib,
-                mem_alloc,
-                self.capacity.memory_mib,
-                self.ratios.memory
-            ));
-        }
-        let cpu_needed = u64::from(self.allocated_vcpus) + u64::from(req.vcpus);
-        let cpu_alloc = self.allocatable_vcpus();
-        if cpu_needed > u64::from(cpu_alloc) {
-            parts.push(format!(
-                "vCPU short by {} (allocated {} of {} vCPU allocatable = {} cores × ratio {})",
-                cpu_needed - u64::from(cpu_alloc),
-                self.allocated_vcpus,
-                cpu_alloc,
-                self.capacity.cores,
-                self.ratios.cpu
-            ));
-        }
-        if parts.is_empty() {
-            None
-        } else {
-            Some(parts.join("; "))
-        }
-    }
-
-    /// How far `req` is from fitting: (memory short, vCPU short); (0, 0) when it fits.
-    pub(crate) fn deficit(&self, req: &Request) -> (u64, u32) {
-        (
-            req.memory_mib.saturating_sub(self.free_memory_mib()),
-            req.vcpus.saturating_sub(self.free_vcpus()),
-        )
-    }
 }
 
-/// A VM to place.
+/// A VM asking for a host: its name (for messages and rules) and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// VM name (for messages).
+pub struct VmRequest {
+    /// VM name.
     pub vm: String,
+    /// vCPUs it is allocated.
     pub vcpus: u32,
+    /// Memory it is allocated, MiB.
     pub memory_mib: u64,
 }
+
+/// The former name of [`VmRequest`], kept while callers move to the new one.
+pub type Request = VmRequest;
 
 /// Where a VM goes and what its host looks like with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
+    /// The host chosen.
     pub host: String,
-    /// Host allocation including the VM.
+    /// Host vCPU allocation including the VM.
     pub allocated_vcpus: u32,
+    /// Host memory allocation including the VM, MiB.
     pub allocated_memory_mib: u64,
+    /// `floor(cores × cpu ratio)` of the host.
     pub allocatable_vcpus: u32,
+    /// `floor(memory × memory ratio)` of the host, MiB.
     pub allocatable_memory_mib: u64,
 }

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use vinfra_placement::greedy::{self, GreedyConfig};
 use vinfra_placement::{
-    balance, ClusterModel, Flow, LevelParams, Plan, Reason, RecentMove, Request, RulePlacer,
-    VmModel,
+    balance, ClusterModel, FitTable, LevelParams, Plan, Reason, RecentMove, RulePlacer,
+    TrafficFlow, VmModel, VmNeeds, VmRequest,
 };
 
 use crate::error::SimError;
@@ -75,8 +75,8 @@ pub struct MoveRecord {
     pub vm: String,
     pub from: String,
     pub to: String,
-    /// `fix-must-rule`, `evacuate`, `over-capacity`, `reduce-imbalance`, `reduce-traffic` or
-    /// `should-rule`.
+    /// `fix-must-rule`, `evacuate`, `over-capacity`, `reduce-imbalance`, `reduce-traffic`,
+    /// `should-rule` or `host-unfit`.
     pub reason: &'static str,
     /// The balancer's explanation.
     pub why: String,
@@ -125,6 +125,7 @@ fn reason_kind(r: &Reason) -> &'static str {
         Reason::ReduceImbalance { .. } => "reduce-imbalance",
         Reason::ReduceTraffic { .. } => "reduce-traffic",
         Reason::ShouldRule { .. } => "should-rule",
+        Reason::HostUnfit { .. } => "host-unfit",
     }
 }
 
@@ -180,8 +181,8 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
         }
         let to_place: Vec<usize> = arriving.into_iter().filter(|&v| at[v].is_none()).collect();
         if !to_place.is_empty() {
-            let mut placer =
-                RulePlacer::new(&model(s, &at, &traces, t)).map_err(|source| SimError::Place {
+            let mut placer = RulePlacer::new(&model(s, &at, &traces, t), &FitTable::default())
+                .map_err(|source| SimError::Place {
                     step: t,
                     vm: s.vms[to_place[0]].name.clone(),
                     source: Box::new(source.into()),
@@ -189,11 +190,14 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
             for v in to_place {
                 let spec = &s.vms[v];
                 let placed = placer
-                    .place(&Request {
-                        vm: spec.name.clone(),
-                        vcpus: spec.vcpus,
-                        memory_mib: spec.memory_mib,
-                    })
+                    .place(
+                        &VmRequest {
+                            vm: spec.name.clone(),
+                            vcpus: spec.vcpus,
+                            memory_mib: spec.memory_mib,
+                        },
+                        &VmNeeds::default(),
+                    )
                     .map_err(|source| SimError::Place {
                         step: t,
                         vm: spec.name.clone(),
@@ -345,7 +349,7 @@ fn model(s: &Scenario, at: &[Option<String>], traces: &[Vec<(f64, f64)>], t: u32
         .traffic
         .iter()
         .filter(|f| running(&f.a) && running(&f.b))
-        .map(|f| Flow {
+        .map(|f| TrafficFlow {
             a: f.a.clone(),
             b: f.b.clone(),
             bytes_per_s: f.rate(t),

@@ -1,6 +1,6 @@
 //! Why a simulation could not run or its results could not be written.
 
-use vinfra_placement::{BalanceError, ModelError, RulePlacementError};
+use vinfra_placement::{BalanceError, FitError, ModelError};
 
 /// Why a simulation could not run or its results could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum SimError {
         step: u32,
         vm: String,
         #[source]
-        source: Box<RulePlacementError>,
+        source: Box<FitError>,
     },
     /// A balancer refused to plan.
     #[error("step {step}: the {balancer} balancer failed: {source}")]
