@@ -489,21 +489,25 @@ impl RulePlacer {
             self.check(self.cluster_host[h as usize], req, needs, asker, rules)
                 .is_ok()
         };
-        let mut candidates: Vec<u32> = match &allowed {
-            Some(set) => set.iter().copied().filter(|&h| ok(h)).collect(),
-            None => {
-                let mut c: Vec<u32> = preferred.iter().copied().filter(|&h| ok(h)).collect();
-                c.extend(
-                    self.cluster
-                        .spread_order(needs)
-                        .take_while(|&i| self.cluster.view(i).free().0 >= req.memory_mib)
-                        .map(|i| self.model_host[i])
-                        .filter(|&h| ok(h))
-                        .take(SPREAD_CHOICES),
-                );
-                c
-            }
-        };
+        // The hosts the must-rules point to first; when none of them fits (a running VM whose
+        // rule is broken already may go where it breaks it no further), the spreading order.
+        let mut candidates: Vec<u32> = allowed
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&h| ok(h))
+            .collect();
+        if candidates.is_empty() {
+            candidates.extend(preferred.iter().copied().filter(|&h| ok(h)));
+            candidates.extend(
+                self.cluster
+                    .spread_order(needs)
+                    .take_while(|&i| self.cluster.view(i).free().0 >= req.memory_mib)
+                    .map(|i| self.model_host[i])
+                    .filter(|&h| ok(h))
+                    .take(SPREAD_CHOICES),
+            );
+        }
         candidates.sort_unstable();
         candidates.dedup();
         candidates

@@ -269,7 +269,7 @@ impl Kind {
 /// What the rule check needs to know about hosts and VMs.
 pub(crate) struct Universe<'a> {
     pub host_index: &'a BTreeMap<&'a str, u32>,
-    /// Allocatable (vCPU, MiB) per host, reserve held back.
+    /// Allocatable (vCPU, MiB) per host.
     pub host_alloc: &'a [(u32, u64)],
     pub vm_index: &'a BTreeMap<&'a str, u32>,
     /// Allocated (vCPU, MiB) per VM.

@@ -119,11 +119,13 @@ impl State {
                     why,
                 })?;
             let caps = fit.caps(&h.name).clone();
+            // Rules are checked against what a host could allocate at all; the reserve is a
+            // hold that changes, and a group it leaves no room for stays a violation.
+            host_alloc.push((h.allocatable_vcpus(), h.allocatable_memory_mib()));
             let cv = h.allocatable_vcpus().saturating_sub(caps.reserve.vcpus);
             let cm = h
                 .allocatable_memory_mib()
                 .saturating_sub(caps.reserve.memory_mib);
-            host_alloc.push((cv, cm));
             hosts.push(HostData {
                 capacity: h.capacity,
                 ratios: h.ratios,

@@ -1,6 +1,8 @@
 //! Builders shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod random;
+
 use vinfra_placement::{ClusterModel, Eligibility, HostModel, TrafficFlow, VmModel};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
