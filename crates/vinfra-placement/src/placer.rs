@@ -489,15 +489,21 @@ impl RulePlacer {
             self.check(self.cluster_host[h as usize], req, needs, asker, rules)
                 .is_ok()
         };
-        // The hosts the must-rules point to first; when none of them fits (a running VM whose
-        // rule is broken already may go where it breaks it no further), the spreading order.
+        // The hosts the must-rules point to. Outside them every host breaks one of those
+        // rules further, unless the VM runs and breaks a must-rule already (it may go where it
+        // breaks it no further): then, as without such rules, the spreading order.
         let mut candidates: Vec<u32> = allowed
             .iter()
             .flatten()
             .copied()
             .filter(|&h| ok(h))
             .collect();
-        if candidates.is_empty() {
+        let broken = matches!(asker, Asker::Running(_))
+            && rules.iter().any(|&r| {
+                let r = r as usize;
+                self.s.rules[r].must && self.s.violation[r] > 0
+            });
+        if candidates.is_empty() && (allowed.is_none() || broken) {
             candidates.extend(preferred.iter().copied().filter(|&h| ok(h)));
             candidates.extend(
                 self.cluster
