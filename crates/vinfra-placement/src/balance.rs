@@ -85,9 +85,13 @@ impl LevelParams {
 /// A migration made recently (input for hysteresis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentMove {
+    /// The VM.
     pub vm: String,
+    /// The host it left.
     pub from: String,
+    /// The host it went to.
     pub to: String,
+    /// How long ago the migration started.
     pub minutes_ago: u32,
 }
 
@@ -103,6 +107,7 @@ pub struct BalanceConfig {
     /// A VM moved less than this many minutes ago is not moved again unless a hard violation
     /// requires it.
     pub hysteresis_minutes: u32,
+    /// Migrations made recently (and those in flight), for the hysteresis.
     pub recent_moves: Vec<RecentMove>,
     /// Score per MiB/s of cross-host traffic removed (0 ignores traffic).
     pub traffic_weight: f64,
@@ -132,29 +137,57 @@ pub enum BalanceError {
     Model(#[from] ModelError),
     /// The migration threshold level is not 1 to 5.
     #[error("migration threshold level must be 1 to 5, got {level}")]
-    Level { level: u8 },
+    Level {
+        /// The level given.
+        level: u8,
+    },
     /// A weight is negative or not a number.
     #[error("{what} must be a finite number ≥ 0, got {value}")]
-    Weight { what: &'static str, value: f64 },
+    Weight {
+        /// The setting (`traffic_weight`, `should_penalty`).
+        what: &'static str,
+        /// The value given.
+        value: f64,
+    },
 }
 
 /// Why a VM moves.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
     /// It breaks the named must-rule where it is.
-    FixMustRule { rule: String },
+    FixMustRule {
+        /// The rule.
+        rule: String,
+    },
     /// Its host (named) is in maintenance.
-    Evacuate { maintenance: String },
+    Evacuate {
+        /// The host in maintenance.
+        maintenance: String,
+    },
     /// Its host's allocation exceeds its allocatable capacity.
     OverCapacity,
     /// It spreads load: cluster imbalance before and after the move.
-    ReduceImbalance { before: f64, after: f64 },
+    ReduceImbalance {
+        /// Imbalance before the move.
+        before: f64,
+        /// Imbalance after it.
+        after: f64,
+    },
     /// It joins heavy talkers: cross-host traffic saved.
-    ReduceTraffic { bytes_per_s_saved: u64 },
+    ReduceTraffic {
+        /// Cross-host traffic the move removes, bytes/s.
+        bytes_per_s_saved: u64,
+    },
     /// It repairs the named should-rule.
-    ShouldRule { rule: String },
+    ShouldRule {
+        /// The rule.
+        rule: String,
+    },
     /// Its host lacks a capability it needs (a VLAN trunk, an underlay MTU, a CPU model).
-    HostUnfit { unfit: Unfit },
+    HostUnfit {
+        /// What the host lacks.
+        unfit: Unfit,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -197,13 +230,19 @@ pub struct Gain {
 /// One recommended migration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Move {
+    /// The VM.
     pub vm: String,
+    /// Its host now.
     pub from: String,
+    /// The host it goes to.
     pub to: String,
+    /// Why it moves.
     pub reason: Reason,
+    /// What the move brings.
     pub gain: Gain,
-    /// Load of the source and destination hosts after the move.
+    /// Load of the source host after the move.
     pub from_load_after: f64,
+    /// Load of the destination host after the move.
     pub to_load_after: f64,
     /// VMs moving to the same host with this one to keep a must-affinity rule (listed next in
     /// the plan).
@@ -233,12 +272,17 @@ pub struct Plan {
     pub moves: Vec<Move>,
     /// Set when the optional moves traded imbalance for traffic or should-rules.
     pub tradeoff: Option<Tradeoff>,
+    /// Imbalance of the cluster before the plan.
     pub imbalance_before: f64,
+    /// Imbalance after all its moves.
     pub imbalance_after: f64,
-    /// Bytes/s.
+    /// Cross-host traffic before the plan, bytes/s.
     pub cross_host_traffic_before: u64,
+    /// Cross-host traffic after all its moves, bytes/s.
     pub cross_host_traffic_after: u64,
+    /// What was wrong before the plan.
     pub violations_before: Violations,
+    /// What is still wrong after all its moves.
     pub violations_after: Violations,
 }
 
@@ -775,12 +819,9 @@ impl Pass<'_> {
             if b == h
                 || !self.room(b, n)
                 || self.s.view(b).shortfall(cpu, mem).is_some()
-                || unit.iter().any(|&v| {
-                    self.s
-                        .view(b)
-                        .check(0, 0, &self.s.needs[v as usize], false, Vec::new)
-                        .is_err()
-                })
+                || unit
+                    .iter()
+                    .any(|&v| !self.s.needs[v as usize].met_by(&self.s.hosts[b as usize].caps))
             {
                 continue;
             }

@@ -129,7 +129,7 @@ impl VmNeeds {
 
     /// Whether hosts with capabilities `caps` offer what it needs (capacity aside).
     pub fn met_by(&self, caps: &HostCaps) -> bool {
-        caps_unfit(caps, self).is_none()
+        caps_gap(caps, self).is_none()
     }
 }
 
@@ -253,7 +253,7 @@ pub enum Unfit {
         rules: Quoted,
     },
     /// The host lacks allocatable capacity for the VM.
-    Capacity(Shortfall),
+    Capacity(Box<Shortfall>),
 }
 
 impl Unfit {
@@ -307,32 +307,49 @@ impl fmt::Display for Unfit {
     }
 }
 
-/// Capabilities the VM needs and the host lacks, if any (test 1 of the check).
-pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
+/// Which capability a VM lacks on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Trunk,
+    Mtu,
+    Cpu,
+}
+
+/// Test 1 of the check: the first capability the VM needs and the host lacks.
+fn caps_gap(caps: &HostCaps, needs: &VmNeeds) -> Option<Gap> {
     if !needs.vlan_networks.is_empty() && !caps.vlan_trunk {
-        return Some(Unfit::NoTrunk {
-            networks: Quoted(needs.vlan_networks.clone()),
-        });
+        return Some(Gap::Trunk);
     }
     if let Some(o) = &needs.overlay {
-        let need = o.underlay_mtu();
-        if caps.underlay_mtu < need {
-            return Some(Unfit::UnderlayMtu {
+        if caps.underlay_mtu < o.underlay_mtu() {
+            return Some(Gap::Mtu);
+        }
+    }
+    match &needs.cpu_model {
+        Some(model) if !caps.cpu_models.contains(model) => Some(Gap::Cpu),
+        _ => None,
+    }
+}
+
+/// Test 1 of the check with its reason: capabilities the VM needs and the host lacks, if any.
+pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
+    Some(match caps_gap(caps, needs)? {
+        Gap::Trunk => Unfit::NoTrunk {
+            networks: Quoted(needs.vlan_networks.clone()),
+        },
+        Gap::Mtu => {
+            let o = needs.overlay.as_ref()?;
+            Unfit::UnderlayMtu {
                 have: caps.underlay_mtu,
-                need,
+                need: o.underlay_mtu(),
                 network: o.network.clone(),
                 network_mtu: o.mtu,
-            });
+            }
         }
-    }
-    if let Some(model) = &needs.cpu_model {
-        if !caps.cpu_models.contains(model) {
-            return Some(Unfit::CpuModel {
-                model: model.clone(),
-            });
-        }
-    }
-    None
+        Gap::Cpu => Unfit::CpuModel {
+            model: needs.cpu_model.clone()?,
+        },
+    })
 }
 
 /// What the check reads about a host.
@@ -434,9 +451,29 @@ impl<'a> HostView<'a> {
             });
         }
         match self.shortfall(vcpus, memory_mib) {
-            Some(s) => Err(Unfit::Capacity(s)),
+            Some(s) => Err(Unfit::Capacity(Box::new(s))),
             None => Ok(()),
         }
+    }
+
+    /// [`HostView::check`]`.is_ok()`, without building the reason (for hot loops). `forbidden`
+    /// says whether a must-rule forbids the host.
+    pub fn fits(
+        &self,
+        vcpus: u32,
+        memory_mib: u64,
+        needs: &VmNeeds,
+        maintenance_ok: bool,
+        forbidden: impl FnOnce() -> bool,
+    ) -> bool {
+        caps_gap(self.caps, needs).is_none()
+            && match self.eligible {
+                Eligibility::Ok => true,
+                Eligibility::Disconnected => false,
+                Eligibility::Maintenance => maintenance_ok,
+            }
+            && !forbidden()
+            && self.shortfall(vcpus, memory_mib).is_none()
     }
 }
 
@@ -748,7 +785,7 @@ mod tests {
         let short = |mem: u64| {
             HostView::of(&host("x", Eligibility::Ok), &BASIC_HOST)
                 .shortfall(1, mem)
-                .map(Unfit::Capacity)
+                .map(|s| Unfit::Capacity(Box::new(s)))
                 .unwrap()
         };
         let trunk = Unfit::NoTrunk {
@@ -782,5 +819,47 @@ mod tests {
             NoHost::new(&vm(1, 1), Vec::new()).to_string(),
             "no host can take VM 'web' (1 vCPU, 1 MiB): there is no host"
         );
+    }
+
+    proptest::proptest! {
+        /// The quick answer of the hot loops is the check's answer.
+        #[test]
+        fn fits_is_the_check_without_its_reason(
+            cores in 1u32..16,
+            alloc_cpu in 0u32..40,
+            alloc_mem in 0u64..20_000,
+            eligible in proptest::sample::select(vec![Eligibility::Ok, Eligibility::Disconnected, Eligibility::Maintenance]),
+            trunk in proptest::bool::ANY,
+            mtu in proptest::sample::select(vec![1400u32, 1500, 9000]),
+            reserve in 0u64..4096,
+            vlan in proptest::bool::ANY,
+            overlay in proptest::sample::select(vec![None, Some(1450u32), Some(8950)]),
+            vcpus in 1u32..8,
+            memory in 1u64..8192,
+            maintenance_ok in proptest::bool::ANY,
+            forbidden in proptest::bool::ANY,
+        ) {
+            let mut h = host("h", eligible);
+            h.capacity.cores = cores;
+            h.allocated_vcpus = alloc_cpu;
+            h.allocated_memory_mib = alloc_mem;
+            let caps = HostCaps {
+                vlan_trunk: trunk,
+                underlay_mtu: mtu,
+                reserve: Reserve { vcpus: 0, memory_mib: reserve },
+                ..HostCaps::default()
+            };
+            let needs = VmNeeds {
+                vlan_networks: if vlan { vec!["v".into()] } else { Vec::new() },
+                overlay: overlay.map(|mtu| OverlayMtu { network: "o".into(), mtu }),
+                cpu_model: None,
+            };
+            let view = HostView::of(&h, &caps);
+            let rules = || if forbidden { vec!["r".to_string()] } else { Vec::new() };
+            proptest::prop_assert_eq!(
+                view.fits(vcpus, memory, &needs, maintenance_ok, || forbidden),
+                view.check(vcpus, memory, &needs, maintenance_ok, rules).is_ok()
+            );
+        }
     }
 }

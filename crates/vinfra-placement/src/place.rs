@@ -49,7 +49,7 @@ pub enum PlacementError {
         /// Its memory, MiB.
         memory_mib: u64,
         /// What is missing.
-        details: Shortfall,
+        details: Box<Shortfall>,
     },
     /// The named host lacks a capability the VM needs.
     #[error("host {host} cannot take VM '{vm}' ({vcpus} vCPU, {memory_mib} MiB): {reason}")]
@@ -81,7 +81,7 @@ pub enum PlacementError {
         /// The host closest to fitting (smallest memory, then vCPU shortfall, then name).
         best_host: String,
         /// What it lacks.
-        details: Shortfall,
+        details: Box<Shortfall>,
     },
     /// The request asks for no vCPU or no memory.
     #[error("VM '{vm}' must ask for at least 1 vCPU and 1 MiB of memory (asked {vcpus} vCPU, {memory_mib} MiB)")]
@@ -215,7 +215,7 @@ fn no_capacity<'a>(
             memory_mib: req.memory_mib,
             eligible: count,
             best_host: b.name.clone(),
-            details,
+            details: Box::new(details),
         },
     }
 }

@@ -432,6 +432,35 @@ impl RulePlacer {
         )
     }
 
+    /// [`RulePlacer::check`]`.is_ok()`, without building the reason.
+    fn fits(
+        &self,
+        i: usize,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        asker: Asker,
+        rules: &[u32],
+    ) -> bool {
+        let h = self.model_host[i];
+        if let Asker::Running(v) = asker {
+            if self.s.at[v as usize] == h {
+                return false;
+            }
+        }
+        self.cluster.view(i).fits(
+            req.vcpus,
+            req.memory_mib,
+            needs,
+            asker == Asker::Start,
+            || {
+                rules.iter().any(|&r| {
+                    let r = r as usize;
+                    self.s.rules[r].must && self.rule_growth(asker, r, h) > 0
+                })
+            },
+        )
+    }
+
     /// Model hosts where members of rule `r` other than the asker run.
     fn member_hosts(&self, asker: Asker, r: usize) -> Vec<u32> {
         let me = match asker {
@@ -485,10 +514,7 @@ impl RulePlacer {
                 _ => {}
             }
         }
-        let ok = |h: u32| {
-            self.check(self.cluster_host[h as usize], req, needs, asker, rules)
-                .is_ok()
-        };
+        let ok = |h: u32| self.fits(self.cluster_host[h as usize], req, needs, asker, rules);
         // The hosts the must-rules point to. Outside them every host breaks one of those
         // rules further, unless the VM runs and breaks a must-rule already (it may go where it
         // breaks it no further): then, as without such rules, the spreading order.
@@ -581,7 +607,7 @@ fn plain_refusal(e: &NoHost, req: &VmRequest) -> PlacementError {
         .map(|g| g.hosts.len())
         .sum::<usize>();
     match e.groups.iter().find_map(|g| match &g.reason {
-        Unfit::Capacity(s) => Some((g.hosts[0].clone(), *s)),
+        Unfit::Capacity(s) => Some((g.hosts[0].clone(), s.clone())),
         _ => None,
     }) {
         Some((best_host, details)) => PlacementError::NoCapacity {

@@ -389,8 +389,7 @@ impl State {
     pub fn fits(&self, v: u32, h: u32) -> bool {
         let d = &self.vms[v as usize];
         self.view(h)
-            .check(d.vcpus, d.memory, &self.needs[v as usize], false, Vec::new)
-            .is_ok()
+            .fits(d.vcpus, d.memory, &self.needs[v as usize], false, || false)
     }
 
     /// What `v`'s host lacks that `v` needs, if anything.

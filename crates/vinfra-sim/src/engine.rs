@@ -43,7 +43,9 @@ impl BalancerKind {
 /// The cluster at one step, before that step's plan runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepMetrics {
+    /// Step number, from 0.
     pub step: u32,
+    /// Minutes since the start.
     pub minute: u64,
     /// VMs running.
     pub vms: usize,
@@ -72,20 +74,30 @@ pub struct StepMetrics {
 pub struct MoveRecord {
     /// Step the move was planned at; the VM runs on `to` from the next step.
     pub step: u32,
+    /// The VM.
     pub vm: String,
+    /// The host it left.
     pub from: String,
+    /// The host it went to.
     pub to: String,
     /// `fix-must-rule`, `evacuate`, `over-capacity`, `reduce-imbalance`, `reduce-traffic`,
     /// `should-rule` or `host-unfit`.
     pub reason: &'static str,
     /// The balancer's explanation.
     pub why: String,
+    /// Imbalance before minus after the move.
     pub imbalance_gain: f64,
+    /// Cross-host traffic removed, bytes/s (negative: added).
     pub traffic_saved_bytes_per_s: i64,
+    /// Should-rule violations removed (negative: added).
     pub should_violations_removed: i64,
+    /// Memory the migration copies, MiB.
     pub memory_mib: u64,
+    /// The balancer's net score for the move.
     pub score: f64,
+    /// Load of the source host after the move.
     pub from_load_after: f64,
+    /// Load of the destination host after the move.
     pub to_load_after: f64,
     /// VMs moving with this one to keep a must-affinity rule.
     pub with: Vec<String>,
@@ -94,26 +106,42 @@ pub struct MoveRecord {
 /// Totals of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// Migrations over the run.
     pub migrations: usize,
+    /// Imbalance at the first step.
     pub initial_imbalance: f64,
+    /// Imbalance at the last step.
     pub final_imbalance: f64,
+    /// Most must-rule violations (VMs) at any step.
     pub max_must_violations: u64,
+    /// Must-rule violations (VMs) at the last step.
     pub final_must_violations: u64,
+    /// Should-rule violations (VMs) at the first step.
     pub initial_should_violations: u64,
+    /// Most should-rule violations (VMs) at any step.
     pub max_should_violations: u64,
+    /// Should-rule violations (VMs) at the last step.
     pub final_should_violations: u64,
+    /// Most hosts over capacity at any step.
     pub max_over_capacity_hosts: usize,
+    /// VMs on hosts in maintenance at the last step.
     pub final_vms_on_maintenance: usize,
+    /// Cross-host traffic at the first step, bytes/s.
     pub initial_cross_host_traffic: u64,
+    /// Cross-host traffic at the last step, bytes/s.
     pub final_cross_host_traffic: u64,
 }
 
 /// One balancer over the whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Run {
+pub struct BalancerRun {
+    /// Which balancer ran.
     pub balancer: BalancerKind,
+    /// Totals.
     pub summary: Summary,
+    /// Metrics of every step.
     pub steps: Vec<StepMetrics>,
+    /// Every migration, in order.
     pub moves: Vec<MoveRecord>,
 }
 
@@ -139,7 +167,7 @@ pub fn traces(s: &Scenario) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// Runs `kind` over the scenario.
-pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
+pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimError> {
     let traces = traces(s);
     let index: BTreeMap<&str, usize> = s
         .vms
@@ -285,7 +313,7 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
         let window_steps = u64::from(s.balancer.hysteresis_minutes) / u64::from(s.step_minutes) + 1;
         history.retain(|(when, ..)| u64::from(t - when) <= window_steps);
     }
-    Ok(Run {
+    Ok(BalancerRun {
         balancer: kind,
         summary: summarize(&steps),
         steps,

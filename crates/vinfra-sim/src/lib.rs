@@ -18,7 +18,7 @@ pub mod report;
 pub mod scenario;
 pub mod trace;
 
-pub use engine::{simulate, BalancerKind, MoveRecord, Run, StepMetrics, Summary};
+pub use engine::{simulate, BalancerKind, BalancerRun, MoveRecord, StepMetrics, Summary};
 pub use error::SimError;
 pub use report::Report;
 pub use scenario::Scenario;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::{BalancerKind, Run, StepMetrics};
+use crate::engine::{BalancerKind, BalancerRun, StepMetrics};
 
 const WIDTH: f64 = 1000.0;
 const HEADER: f64 = 64.0;
@@ -85,7 +85,7 @@ pub fn mib(bytes_per_s: u64) -> f64 {
 
 /// What the plot's title and reference lines say about the scenario.
 #[derive(Debug, Clone, Copy)]
-pub struct Header<'a> {
+pub struct PlotHeader<'a> {
     /// Scenario name.
     pub scenario: &'a str,
     /// Seed of the scenario's random streams.
@@ -108,7 +108,7 @@ struct Chart<'a> {
 }
 
 /// The SVG document for the runs `runs` of one scenario.
-pub fn svg(r: &Header<'_>, runs: &[Run]) -> String {
+pub fn svg(r: &PlotHeader<'_>, runs: &[BalancerRun]) -> String {
     let charts = [
         Chart {
             title: "Imbalance (std. dev. of host loads)",
@@ -193,7 +193,14 @@ pub fn svg(r: &Header<'_>, runs: &[Run]) -> String {
     o
 }
 
-fn panel(o: &mut String, r: &Header<'_>, runs: &[Run], c: &Chart<'_>, px: f64, py: f64) {
+fn panel(
+    o: &mut String,
+    r: &PlotHeader<'_>,
+    runs: &[BalancerRun],
+    c: &Chart<'_>,
+    px: f64,
+    py: f64,
+) {
     let (x0, y0) = (px + ML, py + MT);
     let (w, h) = (PANEL_W - ML - MR, PANEL_H - MT - MB);
     let _ = writeln!(o, "<g>");

@@ -225,7 +225,7 @@ pub fn big_cluster() -> ClusterModel {
 pub fn big_caps(i: usize) -> HostCaps {
     HostCaps {
         vlan_trunk: i % 10 != 7,
-        underlay_mtu: if i % 4 == 0 { 9000 } else { 1500 },
+        underlay_mtu: if i.is_multiple_of(4) { 9000 } else { 1500 },
         ..HostCaps::default()
     }
 }
@@ -273,7 +273,7 @@ pub fn big_host_caps(m: &ClusterModel) -> FitTable {
 /// The needs of VM number `i` (see [`big_fit`]).
 pub fn needs_of(i: usize) -> VmNeeds {
     VmNeeds {
-        vlan_networks: if i % 5 == 0 {
+        vlan_networks: if i.is_multiple_of(5) {
             vec![format!("vlan-{}", i % 8)]
         } else {
             Vec::new()

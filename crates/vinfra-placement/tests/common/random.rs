@@ -37,13 +37,13 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
 }
 
 /// cores, GiB, cpu ratio, memory ratio, eligibility (0 maintenance, 1 disconnected, else ok).
-pub type HostSpec = (u32, u64, f64, f64, u8);
+pub type HostTuple = (u32, u64, f64, f64, u8);
 /// host, vCPUs, GiB, CPU demand, memory demand %.
-pub type VmSpec = (usize, u32, u64, f64, u64);
+pub type VmTuple = (usize, u32, u64, f64, u64);
 
 fn build(
-    hosts: &[HostSpec],
-    vms: &[VmSpec],
+    hosts: &[HostTuple],
+    vms: &[VmTuple],
     rules: &[RuleSpec],
     flows: &[(usize, usize, u64)],
 ) -> ClusterModel {
