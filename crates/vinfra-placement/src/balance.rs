@@ -597,7 +597,8 @@ impl Pass<'_> {
         best.map(|(_, b)| b)
     }
 
-    /// Moves VMs off hosts that lack a capability they need, to hosts that have it.
+    /// Moves VMs off hosts that lack a capability they need, to hosts that have it (with their
+    /// must-affinity partners on the same host, as one group).
     fn fix_misfits(&mut self) {
         for h in 0..self.s.hosts.len() as u32 {
             if self.s.hosts[h as usize].eligible == Eligibility::Disconnected {
@@ -615,8 +616,12 @@ impl Pass<'_> {
                 if self.moved[v as usize] {
                     continue;
                 }
-                if let Some(b) = self.hard_destination(v, |_| true) {
-                    self.record(v, b, Reason::HostUnfit { unfit }, Vec::new());
+                let reason = Reason::HostUnfit { unfit };
+                let unit = self.unit(v);
+                if unit.len() > 1 {
+                    self.move_group(&unit, &reason);
+                } else if let Some(b) = self.hard_destination(v, |_| true) {
+                    self.record(v, b, reason, Vec::new());
                 }
             }
         }
