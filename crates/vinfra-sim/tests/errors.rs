@@ -242,7 +242,10 @@ fn arrivals_that_fit_nowhere_stop_the_run_with_the_step_and_vm() {
     assert_eq!(e.to_string(), "step 2: VM 'big' cannot be placed");
     let m = chain(&e);
     assert!(
-        m.starts_with("step 2: VM 'big' cannot be placed: no host can take VM 'big'"),
+        m.starts_with(
+            "step 2: VM 'big' cannot be placed: no host can take VM 'big' (2 vCPU, 40960 MiB): \
+             h1, h2: short of capacity (closest, h1: memory short by 12288 MiB"
+        ),
         "{m}"
     );
 }
