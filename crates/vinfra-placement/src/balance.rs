@@ -1,13 +1,15 @@
 //! Balancing: from a [`ClusterModel`], a [`Plan`] of live migrations, each explaining itself.
 //!
-//! One pass works in phases, every move checked against capacity (allocation within
-//! allocatable, over-allocation ratios included) and must-rules (a move never makes a must-rule
-//! worse), and counted against the per-host and per-plan migration limits:
+//! One pass works in phases, every move checked by the fit check ([`crate::fit`]: capabilities,
+//! availability, capacity with over-allocation ratios and reserve) and against must-rules (a
+//! move never makes a must-rule worse), and counted against the per-host and per-plan migration
+//! limits:
 //!
-//! 1. **Hard fixes** (every level, hysteresis ignored): hosts over their allocatable capacity
-//!    shed VMs; broken must-rules are repaired; hosts in maintenance are evacuated, each VM to the
-//!    least loaded host that takes it, so an evacuation spreads instead of piling up (must-affinity
-//!    groups move together).
+//! 1. **Hard fixes** (every level, hysteresis ignored): VMs on hosts that lack a capability they
+//!    need ([`crate::fit`]: a trunk, an underlay MTU) move to one that has it; hosts over their
+//!    allocatable capacity shed VMs; broken must-rules are repaired; hosts in maintenance are
+//!    evacuated, each VM to the least loaded host that takes it, so an evacuation spreads instead
+//!    of piling up (must-affinity groups move together).
 //! 2. **Should-rules** (level ≥ 2): a move that repairs a should-rule is made when it pays.
 //! 3. **Load** (level ≥ 2): while the imbalance is above the level's target, or some host is
 //!    hotter than the mean by more than the level's margin, the best move from the few most
@@ -15,6 +17,14 @@
 //!    is made. Hosts with no paying move are skipped for the rest of the pass.
 //! 4. **Traffic** (level ≥ 2): the heaviest cross-host flows are considered for co-location,
 //!    when that does not push the imbalance above the target.
+//!
+//! Optional moves (phases 2 to 4) spend imbalance on traffic or should-rules only as far as the
+//! gain pays for it: every optional move pays (below), so summed over a plan's optional moves
+//! `hosts × (σ_after² − σ_before²) < traffic_weight × MiB/s saved + should_penalty ×
+//! should-violations removed` (σ: the imbalance). A move that raises the imbalance for traffic
+//! alone is made only while it stays at or under `max(imbalance before the move, level
+//! target)`. A plan whose optional moves do not lower the imbalance says so, with the numbers,
+//! in [`Plan::tradeoff`].
 //!
 //! A move **pays** when its score exceeds the level's `min_gain` (the hysteresis margin):
 //!
@@ -31,10 +41,12 @@
 
 use std::fmt;
 
+use crate::fit::{FitTable, Unfit};
+use crate::host::Eligibility;
 use crate::model::{ClusterModel, ModelError};
 use crate::rules::Kind;
 use crate::state::State;
-use crate::Eligibility;
+use crate::violations::Violations;
 
 /// Tuning of one migration threshold level.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,9 +85,13 @@ impl LevelParams {
 /// A migration made recently (input for hysteresis).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentMove {
+    /// The VM.
     pub vm: String,
+    /// The host it left.
     pub from: String,
+    /// The host it went to.
     pub to: String,
+    /// How long ago the migration started.
     pub minutes_ago: u32,
 }
 
@@ -91,6 +107,7 @@ pub struct BalanceConfig {
     /// A VM moved less than this many minutes ago is not moved again unless a hard violation
     /// requires it.
     pub hysteresis_minutes: u32,
+    /// Migrations made recently (and those in flight), for the hysteresis.
     pub recent_moves: Vec<RecentMove>,
     /// Score per MiB/s of cross-host traffic removed (0 ignores traffic).
     pub traffic_weight: f64,
@@ -120,27 +137,57 @@ pub enum BalanceError {
     Model(#[from] ModelError),
     /// The migration threshold level is not 1 to 5.
     #[error("migration threshold level must be 1 to 5, got {level}")]
-    Level { level: u8 },
+    Level {
+        /// The level given.
+        level: u8,
+    },
     /// A weight is negative or not a number.
     #[error("{what} must be a finite number ≥ 0, got {value}")]
-    Weight { what: &'static str, value: f64 },
+    Weight {
+        /// The setting (`traffic_weight`, `should_penalty`).
+        what: &'static str,
+        /// The value given.
+        value: f64,
+    },
 }
 
 /// Why a VM moves.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
     /// It breaks the named must-rule where it is.
-    FixMustRule { rule: String },
+    FixMustRule {
+        /// The rule.
+        rule: String,
+    },
     /// Its host (named) is in maintenance.
-    Evacuate { maintenance: String },
+    Evacuate {
+        /// The host in maintenance.
+        maintenance: String,
+    },
     /// Its host's allocation exceeds its allocatable capacity.
     OverCapacity,
     /// It spreads load: cluster imbalance before and after the move.
-    ReduceImbalance { before: f64, after: f64 },
+    ReduceImbalance {
+        /// Imbalance before the move.
+        before: f64,
+        /// Imbalance after it.
+        after: f64,
+    },
     /// It joins heavy talkers: cross-host traffic saved.
-    ReduceTraffic { bytes_per_s_saved: u64 },
+    ReduceTraffic {
+        /// Cross-host traffic the move removes, bytes/s.
+        bytes_per_s_saved: u64,
+    },
     /// It repairs the named should-rule.
-    ShouldRule { rule: String },
+    ShouldRule {
+        /// The rule.
+        rule: String,
+    },
+    /// Its host lacks a capability it needs (a VLAN trunk, an underlay MTU, a CPU model).
+    HostUnfit {
+        /// What the host lacks.
+        unfit: Unfit,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -158,6 +205,7 @@ impl fmt::Display for Reason {
                 write!(f, "cuts cross-host traffic by {bytes_per_s_saved} bytes/s")
             }
             Reason::ShouldRule { rule } => write!(f, "satisfies should-rule '{rule}'"),
+            Reason::HostUnfit { unfit } => write!(f, "its host does not fit it: {unfit}"),
         }
     }
 }
@@ -182,66 +230,59 @@ pub struct Gain {
 /// One recommended migration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Move {
+    /// The VM.
     pub vm: String,
+    /// Its host now.
     pub from: String,
+    /// The host it goes to.
     pub to: String,
+    /// Why it moves.
     pub reason: Reason,
+    /// What the move brings.
     pub gain: Gain,
-    /// Load of the source and destination hosts after the move.
+    /// Load of the source host after the move.
     pub from_load_after: f64,
+    /// Load of the destination host after the move.
     pub to_load_after: f64,
     /// VMs moving to the same host with this one to keep a must-affinity rule (listed next in
     /// the plan).
     pub with: Vec<String>,
 }
 
-/// A broken rule and how many VMs break it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleViolation {
-    pub rule: String,
-    pub vms: u32,
-}
-
-/// Everything wrong with a placement.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations {
-    /// Broken must-rules, in rule order.
-    pub must: Vec<RuleViolation>,
-    /// Broken should-rules, in rule order.
-    pub should: Vec<RuleViolation>,
-    /// Hosts allocated beyond their allocatable capacity, in model order.
-    pub over_capacity: Vec<String>,
-    /// VMs still on hosts in maintenance.
-    pub on_maintenance: usize,
-}
-
-impl Violations {
-    /// Number of hard problems: broken must-rules, hosts over capacity, VMs on maintenance hosts.
-    pub fn hard(&self) -> usize {
-        self.must.len() + self.over_capacity.len() + self.on_maintenance
-    }
-
-    /// VMs breaking a should-rule, summed over the rules.
-    pub fn should_vms(&self) -> u64 {
-        self.should.iter().map(|v| u64::from(v.vms)).sum()
-    }
-
-    /// VMs breaking a must-rule, summed over the rules.
-    pub fn must_vms(&self) -> u64 {
-        self.must.iter().map(|v| u64::from(v.vms)).sum()
-    }
+/// What a plan's optional moves (should-rules, load, traffic) gave for the imbalance they did not
+/// lower: present when they did not lower it. Bound (see the module doc): `hosts counted ×
+/// (imbalance_after² − imbalance_before²) < traffic_weight × traffic_saved (MiB/s) +
+/// should_penalty × should_violations_removed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tradeoff {
+    /// Imbalance when the optional moves began (after the hard fixes).
+    pub imbalance_before: f64,
+    /// Imbalance after them (the plan's end).
+    pub imbalance_after: f64,
+    /// Cross-host traffic they removed, bytes/s (negative: added).
+    pub traffic_saved_bytes_per_s: i128,
+    /// Should-rule violations (VMs) they removed (negative: added).
+    pub should_violations_removed: i128,
 }
 
 /// A balancing plan: moves in order, and the cluster before and after all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// The moves, in order.
     pub moves: Vec<Move>,
+    /// Set when the optional moves traded imbalance for traffic or should-rules.
+    pub tradeoff: Option<Tradeoff>,
+    /// Imbalance of the cluster before the plan.
     pub imbalance_before: f64,
+    /// Imbalance after all its moves.
     pub imbalance_after: f64,
-    /// Bytes/s.
+    /// Cross-host traffic before the plan, bytes/s.
     pub cross_host_traffic_before: u64,
+    /// Cross-host traffic after all its moves, bytes/s.
     pub cross_host_traffic_after: u64,
+    /// What was wrong before the plan.
     pub violations_before: Violations,
+    /// What is still wrong after all its moves.
     pub violations_after: Violations,
 }
 
@@ -278,7 +319,7 @@ struct Eval {
     score: f64,
 }
 
-struct Run<'a> {
+struct Pass<'a> {
     s: State,
     p: LevelParams,
     cfg: &'a BalanceConfig,
@@ -299,15 +340,26 @@ fn check_weight(what: &'static str, value: f64) -> Result<(), BalanceError> {
     }
 }
 
-/// Computes a plan for `model`. Same input, same plan.
+/// Computes a plan for `model`, every host taken as fitting every VM (see [`balance_with_fit`]).
+/// Same input, same plan.
 pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, BalanceError> {
+    balance_with_fit(model, &FitTable::default(), config)
+}
+
+/// Computes a plan for `model` with the hosts' capabilities and the VMs' needs of `fit`. Same
+/// input, same plan.
+pub fn balance_with_fit(
+    model: &ClusterModel,
+    fit: &FitTable,
+    config: &BalanceConfig,
+) -> Result<Plan, BalanceError> {
     let p = LevelParams::for_level(config.level)?;
     check_weight("traffic_weight", config.traffic_weight)?;
     check_weight("should_penalty", config.should_penalty)?;
-    let s = State::new(model)?;
+    let s = State::new(model, fit)?;
     let n_vms = s.vms.len();
     let n_hosts = s.hosts.len();
-    let mut run = Run {
+    let mut run = Pass {
         frozen: vec![false; n_vms],
         left: vec![None; n_vms],
         moved: vec![false; n_vms],
@@ -330,16 +382,33 @@ pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, Bal
     let cross_before = run.s.cross;
     let violations_before = run.s.violations();
 
+    run.fix_misfits();
     run.fix_over_capacity();
     run.fix_must_rules();
     run.evacuate();
+    let mut tradeoff = None;
     if config.level >= 2 {
+        let hard_moves = run.moves.len();
+        let imbalance = run.s.imbalance();
+        let cross = run.s.cross;
+        let should = run.s.violations().should_vms();
         run.fix_should_rules();
         run.spread_load();
         run.colocate_talkers();
+        let after = run.s.imbalance();
+        if run.moves.len() > hard_moves && after >= imbalance {
+            tradeoff = Some(Tradeoff {
+                imbalance_before: imbalance,
+                imbalance_after: after,
+                traffic_saved_bytes_per_s: i128::from(cross) - i128::from(run.s.cross),
+                should_violations_removed: i128::from(should)
+                    - i128::from(run.s.violations().should_vms()),
+            });
+        }
     }
 
     Ok(Plan {
+        tradeoff,
         imbalance_after: run.s.imbalance(),
         cross_host_traffic_after: run.s.cross,
         violations_after: run.s.violations(),
@@ -350,7 +419,7 @@ pub fn balance(model: &ClusterModel, config: &BalanceConfig) -> Result<Plan, Bal
     })
 }
 
-impl Run<'_> {
+impl Pass<'_> {
     fn budget(&self) -> bool {
         (self.moves.len() as u64) < u64::from(self.cfg.max_moves_total)
     }
@@ -388,7 +457,9 @@ impl Run<'_> {
             && self.must_ok(v, b)
     }
 
-    /// Score of moving `v` to `b`, for optional moves (phases 2 to 4); `None` when not allowed.
+    /// Score of moving `v` to `b`, for optional moves (phases 2 to 4); `None` when not allowed,
+    /// or when the move raises the imbalance above `max(imbalance now, level target)` without
+    /// repairing a should-rule.
     fn eval(&self, v: u32, b: u32) -> Option<Eval> {
         let vi = v as usize;
         let a = self.s.at[vi];
@@ -397,8 +468,14 @@ impl Run<'_> {
         }
         let (na, nb) = (self.s.load_with(a, v, -1.0), self.s.load_with(b, v, 1.0));
         let imbalance = self.s.spread_gain(a, na, b, nb);
-        let traffic = self.s.traffic_saved(v, b);
         let should = -self.should_delta(v, b);
+        if imbalance <= 0.0 && should <= 0 {
+            let (_, _, sigma) = self.s.stats();
+            if self.s.sigma_if(a, na, b, nb) > sigma.max(self.p.target_imbalance) {
+                return None;
+            }
+        }
+        let traffic = self.s.traffic_saved(v, b);
         let gib = self.s.vms[vi].memory as f64 / 1024.0;
         let score = imbalance
             + self.cfg.traffic_weight * traffic as f64 / (1024.0 * 1024.0)
@@ -520,6 +597,36 @@ impl Run<'_> {
         best.map(|(_, b)| b)
     }
 
+    /// Moves VMs off hosts that lack a capability they need, to hosts that have it (with their
+    /// must-affinity partners on the same host, as one group).
+    fn fix_misfits(&mut self) {
+        for h in 0..self.s.hosts.len() as u32 {
+            if self.s.hosts[h as usize].eligible == Eligibility::Disconnected {
+                continue;
+            }
+            let mut vms = self.s.host_vms[h as usize].clone();
+            vms.sort_unstable();
+            for v in vms {
+                if !self.budget() || !self.room(h, 1) {
+                    break;
+                }
+                let Some(unfit) = self.s.misfit(v) else {
+                    continue;
+                };
+                if self.moved[v as usize] {
+                    continue;
+                }
+                let reason = Reason::HostUnfit { unfit };
+                let unit = self.unit(v);
+                if unit.len() > 1 {
+                    self.move_group(&unit, &reason);
+                } else if let Some(b) = self.hard_destination(v, |_| true) {
+                    self.record(v, b, reason, Vec::new());
+                }
+            }
+        }
+    }
+
     fn fix_over_capacity(&mut self) {
         for h in 0..self.s.hosts.len() as u32 {
             if self.s.hosts[h as usize].eligible == Eligibility::Disconnected {
@@ -567,7 +674,7 @@ impl Run<'_> {
             let name = self.s.rules[r].name.clone();
             let reason = || Reason::FixMustRule { rule: name.clone() };
             let members = self.s.rules[r].members.clone();
-            let movable = |run: &Run, v: u32| {
+            let movable = |run: &Pass, v: u32| {
                 let a = run.s.at[v as usize];
                 !run.moved[v as usize]
                     && run.s.hosts[a as usize].eligible != Eligibility::Disconnected
@@ -697,9 +804,9 @@ impl Run<'_> {
         {
             return false;
         }
-        let (cpu, mem) = unit.iter().fold((0u64, 0u64), |(c, m), &v| {
+        let (cpu, mem) = unit.iter().fold((0u32, 0u64), |(c, m), &v| {
             let d = &self.s.vms[v as usize];
-            (c + u64::from(d.vcpus), m + d.memory)
+            (c.saturating_add(d.vcpus), m.saturating_add(d.memory))
         });
         let rules: Vec<usize> = {
             let mut rs: Vec<usize> = unit
@@ -714,11 +821,12 @@ impl Run<'_> {
         let before: Vec<u32> = rules.iter().map(|&r| self.s.violation[r]).collect();
         let candidates: Vec<u32> = self.s.coldest().take(GROUP_TRIES).collect();
         for b in candidates {
-            let bi = b as usize;
             if b == h
                 || !self.room(b, n)
-                || self.s.used_vcpus[bi] + cpu > self.s.hosts[bi].cap_vcpus
-                || self.s.used_memory[bi] + mem > self.s.hosts[bi].cap_memory
+                || self.s.view(b).shortfall(cpu, mem).is_some()
+                || unit
+                    .iter()
+                    .any(|&v| !self.s.needs[v as usize].met_by(&self.s.hosts[b as usize].caps))
             {
                 continue;
             }

@@ -4,6 +4,7 @@
 //! traffic, migration cost or hysteresis, like the simple balancers found in the wild.
 
 use crate::balance::{BalanceError, Gain, Move, Plan, Reason};
+use crate::fit::FitTable;
 use crate::model::ClusterModel;
 use crate::state::State;
 
@@ -18,7 +19,7 @@ pub struct GreedyConfig {
 
 /// Computes the greedy plan for `model`.
 pub fn balance(model: &ClusterModel, config: &GreedyConfig) -> Result<Plan, BalanceError> {
-    let mut s = State::new(model)?;
+    let mut s = State::new(model, &FitTable::default())?;
     let imbalance_before = s.imbalance();
     let cross_before = s.cross;
     let violations_before = s.violations();
@@ -71,6 +72,7 @@ pub fn balance(model: &ClusterModel, config: &GreedyConfig) -> Result<Plan, Bala
     }
     Ok(Plan {
         moves,
+        tradeoff: None,
         imbalance_before,
         imbalance_after: s.imbalance(),
         cross_host_traffic_before: cross_before,

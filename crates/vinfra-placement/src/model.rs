@@ -1,14 +1,14 @@
 //! The cluster as balancing and rule-aware placement see it: hosts, running VMs, rules and the
-//! VM-to-VM traffic matrix. Plain data; [`ClusterModel::validate`] checks it, and every entry point
-//! that takes a model ([`crate::balance::balance`], [`crate::placer::RulePlacer`]) validates first.
+//! VM-to-VM traffic matrix. Plain data; what hosts offer and VMs need beyond capacity travels
+//! beside it in a [`crate::fit::FitTable`]. Its queries ([`ClusterModel::validate`],
+//! [`ClusterModel::imbalance`], …) live with the index that answers them (`state.rs`), and every
+//! entry point that takes a model ([`crate::balance::balance`], [`crate::placer::RulePlacer`])
+//! validates first.
 
 use vinfra_types::{AllocationRatios, HostCapacity};
 
-use crate::balance::Violations;
+use crate::host::{allocatable_memory_mib, allocatable_vcpus, Eligibility};
 use crate::rules::{Rule, RuleError};
-use crate::state::State;
-use crate::traffic;
-use crate::Eligibility;
 
 /// A host: capacity, ratios in force, and whether it may run and receive VMs.
 ///
@@ -16,27 +16,32 @@ use crate::Eligibility;
 /// hosts keep their VMs (nothing can be migrated off an unreachable agent) and receive none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostModel {
+    /// Host name.
     pub name: String,
+    /// Physical cores and memory.
     pub capacity: HostCapacity,
+    /// Ratios in force.
     pub ratios: AllocationRatios,
+    /// Whether it may receive VMs.
     pub eligible: Eligibility,
 }
 
 impl HostModel {
-    /// `floor(cores × cpu ratio)`, as [`crate::HostInput::allocatable_vcpus`].
+    /// `floor(cores × cpu ratio)`, as [`crate::host::HostInput::allocatable_vcpus`].
     pub fn allocatable_vcpus(&self) -> u32 {
-        (f64::from(self.capacity.cores) * self.ratios.cpu).floor() as u32
+        allocatable_vcpus(&self.capacity, &self.ratios)
     }
 
-    /// `floor(memory × memory ratio)`, MiB, as [`crate::HostInput::allocatable_memory_mib`].
+    /// `floor(memory × memory ratio)`, MiB, as [`crate::host::HostInput::allocatable_memory_mib`].
     pub fn allocatable_memory_mib(&self) -> u64 {
-        (self.capacity.memory_mib as f64 * self.ratios.memory).floor() as u64
+        allocatable_memory_mib(&self.capacity, &self.ratios)
     }
 }
 
 /// A running VM: where it is, what it was given (allocation) and what it uses (demand).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VmModel {
+    /// VM name.
     pub name: String,
     /// Name of the host it runs on.
     pub host: String,
@@ -53,9 +58,12 @@ pub struct VmModel {
 
 /// East-west traffic between two VMs (both directions together), bytes per second.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flow {
+pub struct TrafficFlow {
+    /// One VM.
     pub a: String,
+    /// The other.
     pub b: String,
+    /// Bytes per second, both directions.
     pub bytes_per_s: u64,
 }
 
@@ -65,10 +73,14 @@ pub struct Flow {
 /// ignored until they run. Flows must name running VMs; several flows for the same pair add up.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterModel {
+    /// The hosts.
     pub hosts: Vec<HostModel>,
+    /// The running VMs.
     pub vms: Vec<VmModel>,
+    /// Placement rules.
     pub rules: Vec<Rule>,
-    pub traffic: Vec<Flow>,
+    /// The traffic matrix.
+    pub traffic: Vec<TrafficFlow>,
 }
 
 /// Why a [`ClusterModel`] is refused.
@@ -76,62 +88,78 @@ pub struct ClusterModel {
 pub enum ModelError {
     /// Two hosts carry the same name.
     #[error("host {host} is listed twice")]
-    DuplicateHost { host: String },
+    DuplicateHost {
+        /// The name.
+        host: String,
+    },
     /// Two VMs carry the same name.
     #[error("VM '{vm}' is listed twice")]
-    DuplicateVm { vm: String },
+    DuplicateVm {
+        /// The name.
+        vm: String,
+    },
     /// A VM runs on a host the model does not list.
     #[error("VM '{vm}' runs on host {host}, which is not in the model")]
-    UnknownHost { vm: String, host: String },
-    /// A host has no capacity or invalid ratios.
+    UnknownHost {
+        /// The VM.
+        vm: String,
+        /// The host it names.
+        host: String,
+    },
+    /// A host reports no cores or no memory.
+    #[error("host {host} is invalid: it reports no cores or no memory")]
+    NoCapacity {
+        /// The host.
+        host: String,
+    },
+    /// A host's allocation ratios are out of range.
     #[error("host {host} is invalid: {why}")]
-    InvalidHost { host: String, why: String },
-    /// A VM has no allocation or a nonsensical demand.
-    #[error("VM '{vm}' is invalid: {why}")]
-    InvalidVm { vm: String, why: String },
+    InvalidRatios {
+        /// The host.
+        host: String,
+        /// What is wrong with them.
+        why: String,
+    },
+    /// A VM is allocated no vCPU or no memory.
+    #[error("VM '{vm}' is invalid: it is allocated no vCPU or no memory")]
+    NoAllocation {
+        /// The VM.
+        vm: String,
+    },
+    /// A VM's CPU demand is not a finite number of cores ≥ 0.
+    #[error(
+        "VM '{vm}' is invalid: its CPU demand {cpu_demand} is not a finite number of cores ≥ 0"
+    )]
+    InvalidDemand {
+        /// The VM.
+        vm: String,
+        /// The demand given.
+        cpu_demand: f64,
+    },
     /// The named VM is not in the model.
     #[error("VM '{vm}' is not in the model")]
-    UnknownVm { vm: String },
+    UnknownVm {
+        /// The name.
+        vm: String,
+    },
     /// A flow names a VM that is not running.
     #[error("traffic names VM '{vm}', which is not in the model")]
-    UnknownFlowVm { vm: String },
+    UnknownFlowVm {
+        /// The name.
+        vm: String,
+    },
     /// A flow goes from a VM to itself.
     #[error("traffic from VM '{vm}' to itself is meaningless")]
-    SelfFlow { vm: String },
+    SelfFlow {
+        /// The VM.
+        vm: String,
+    },
     /// The rules are invalid or contradict each other.
     #[error(transparent)]
     Rule(#[from] RuleError),
 }
 
 impl ClusterModel {
-    /// Checks names, numbers and rules (contradictory rules are refused, see [`RuleError`]).
-    pub fn validate(&self) -> Result<(), ModelError> {
-        State::new(self).map(|_| ())
-    }
-
-    /// Normalized load of every host, in model order (see [`crate::imbalance`]); hosts that are not
-    /// connected count too.
-    pub fn host_loads(&self) -> Result<Vec<f64>, ModelError> {
-        let s = State::new(self)?;
-        Ok((0..self.hosts.len()).map(|h| s.load(h)).collect())
-    }
-
-    /// Imbalance: standard deviation of the loads of hosts that are connected and not in
-    /// maintenance (see [`crate::imbalance`]).
-    pub fn imbalance(&self) -> Result<f64, ModelError> {
-        Ok(State::new(self)?.imbalance())
-    }
-
-    /// Traffic between VMs on different hosts, bytes/s (see [`crate::traffic`]).
-    pub fn cross_host_traffic(&self) -> Result<u64, ModelError> {
-        Ok(traffic::cross_host(&State::new(self)?))
-    }
-
-    /// Broken rules, hosts allocated beyond capacity, VMs on hosts in maintenance.
-    pub fn violations(&self) -> Result<Violations, ModelError> {
-        Ok(State::new(self)?.violations())
-    }
-
     /// Moves `vm` to `host` in the model (the record a completed migration leaves).
     pub fn move_vm(&mut self, vm: &str, host: &str) -> Result<(), ModelError> {
         if !self.hosts.iter().any(|h| h.name == host) {

@@ -1,26 +1,111 @@
-//! Initial placement under rules: the same [`ClusterModel`] the balancer uses.
+//! Placement under rules and host fit, on the same [`ClusterModel`] the balancer uses.
 //!
-//! A VM that no rule names takes the fast path, exactly [`crate::place`]'s choice (most free
-//! memory after placement, then most free vCPUs, then name) from the [`Cluster`] index. A VM that
-//! rules name is placed on a host that keeps every must-rule (run on / not on its hosts, with its
-//! must-affinity partners, away from its must-anti-affinity partners) and, among those, on one
-//! breaking the fewest should-rules, then by the same spreading order. [`RulePlacer`] keeps the
-//! allocation and rule bookkeeping up to date, so placing many VMs costs O(log hosts) each when
-//! rules leave most hosts open.
+//! [`RulePlacer`] indexes a model with its [`FitTable`] and answers, for a VM, every question a
+//! console asks, each in one call ([`RulePlacer::decide`] with a [`Target`]):
+//!
+//! - [`Target::Any`]: which host takes this new VM;
+//! - [`Target::Host`] / [`Target::Start`] / [`Target::Migrate`]`(Some(host))`: may this host
+//!   take it (create on a named host, start on its host, migrate to a named host);
+//! - [`Target::Migrate`]`(None)`: where does this running VM migrate to.
+//!
+//! Every answer comes from the one fit check of [`crate::fit`] (capabilities, availability,
+//! must-rules, capacity). A refusal is a [`FitError`]: for a named host, the typed reason; for
+//! "any host", a [`NoHost`] explanation naming why each host cannot.
+//!
+//! A VM that no rule names takes the fast path: [`crate::place::place`]'s spreading choice (most
+//! free memory after placement, then most free vCPUs, then name) among the hosts whose
+//! capabilities meet its needs, from the [`Cluster`] index. A VM that rules name goes to a host
+//! that fits and breaks no must-rule (or, migrating, makes none worse) and, among those, to one
+//! breaking the fewest should-rules, then by the same spreading order. The placer keeps its
+//! index up to date as VMs are placed ([`RulePlacer::commit`]), migrate
+//! ([`RulePlacer::migrated`]) and stop ([`RulePlacer::remove`]), so a long-lived placer
+//! answers in O(log hosts) when rules leave most hosts open.
 
 use std::cmp::Ordering;
 
+use crate::fit::{FitTable, HostCaps, NoHost, Unfit, VmNeeds, NO_NEEDS};
+use crate::host::{Eligibility, HostInput, Placement, VmRequest};
 use crate::model::{ClusterModel, ModelError};
+use crate::place::{check_request, placement, Cluster, PlacementError};
+use crate::quoted::Quoted;
 use crate::rules::Kind;
 use crate::state::{State, VmData};
-use crate::{Cluster, Eligibility, HostInput, Placement, PlacementError, Request};
 
 /// Hosts from the spreading order compared when rules are in play.
 const SPREAD_CHOICES: usize = 16;
 /// A should-run-on host set at most this large is tried in full.
 const PREFERRED_SET: usize = 64;
 
-/// Why a VM could not be placed under rules.
+/// What a VM asks a host for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A new VM: the best host that takes it.
+    Any,
+    /// A new VM on this host (the operator named it).
+    Host(&'a str),
+    /// A stopped VM starting on its host, this one. Maintenance keeps new VMs away, not the
+    /// start of one already placed there.
+    Start(&'a str),
+    /// A running VM migrating live: to this host, or to the best one that takes it (`None`).
+    Migrate(Option<&'a str>),
+}
+
+/// Why a VM cannot go where it asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    /// The model is invalid or its rules contradict each other.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The host named is not in the model.
+    #[error("host {host} is not registered")]
+    UnknownHost {
+        /// The name.
+        host: String,
+    },
+    /// The request asks for no vCPU or no memory.
+    #[error("VM '{vm}' must ask for at least 1 vCPU and 1 MiB of memory (asked {vcpus} vCPU, {memory_mib} MiB)")]
+    EmptyRequest {
+        /// The VM.
+        vm: String,
+        /// vCPUs asked.
+        vcpus: u32,
+        /// Memory asked, MiB.
+        memory_mib: u64,
+    },
+    /// A new VM (or one starting) already runs.
+    #[error("VM '{vm}' already runs on host {host}")]
+    AlreadyPlaced {
+        /// The VM.
+        vm: String,
+        /// Where it runs.
+        host: String,
+    },
+    /// A VM asked to migrate is not running.
+    #[error("VM '{vm}' is not running")]
+    NotRunning {
+        /// The VM.
+        vm: String,
+    },
+    /// The host named cannot take the VM.
+    #[error("host {host} cannot take VM '{vm}' ({vcpus} vCPU, {memory_mib} MiB): {unfit}")]
+    HostUnfit {
+        /// The host.
+        host: String,
+        /// The VM.
+        vm: String,
+        /// Its vCPUs.
+        vcpus: u32,
+        /// Its memory, MiB.
+        memory_mib: u64,
+        /// Why.
+        unfit: Unfit,
+    },
+    /// No host can take the VM; says why for each.
+    #[error("{0}")]
+    NoHost(NoHost),
+}
+
+/// Why [`place_with_rules`] could not place a VM.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RulePlacementError {
     /// The model is invalid or its rules contradict each other.
@@ -31,20 +116,31 @@ pub enum RulePlacementError {
     Placement(#[from] PlacementError),
     /// The VM already runs.
     #[error("VM '{vm}' already runs on host {host}")]
-    AlreadyPlaced { vm: String, host: String },
-    /// Must-rules leave the VM no host that is available and has room.
-    #[error("no host can take VM '{vm}' ({vcpus} vCPU, {memory_mib} MiB) under must-rules {rules}: {why}")]
-    RulesUnsatisfiable {
+    AlreadyPlaced {
+        /// The VM.
         vm: String,
-        vcpus: u32,
-        memory_mib: u64,
-        /// The must-rules naming the VM, comma-separated and quoted.
-        rules: String,
-        why: String,
+        /// Where it runs.
+        host: String,
+    },
+    /// Must-rules leave the VM no host that is available and has room.
+    #[error("{explanation} (must-rules naming the VM: {rules})")]
+    RulesUnsatisfiable {
+        /// The must-rules naming the VM.
+        rules: Quoted,
+        /// Why each host cannot take it.
+        explanation: NoHost,
     },
 }
 
-/// Places VMs one after the other on a model, respecting its rules.
+/// Who asks: a VM not running yet (new or starting) or a running one (migrating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    New,
+    Start,
+    Running(u32),
+}
+
+/// Places VMs on a model under its rules and host fit, and keeps up with them.
 #[derive(Debug, Clone)]
 pub struct RulePlacer {
     s: State,
@@ -56,28 +152,32 @@ pub struct RulePlacer {
 }
 
 impl RulePlacer {
-    /// Validates `model` and indexes it.
-    pub fn new(model: &ClusterModel) -> Result<RulePlacer, ModelError> {
-        let s = State::new(model)?;
-        let inputs: Vec<HostInput> = model
+    /// Validates `model` with the capabilities and needs of `fit`, and indexes it.
+    pub fn new(model: &ClusterModel, fit: &FitTable) -> Result<RulePlacer, ModelError> {
+        let s = State::new(model, fit)?;
+        let inputs: Vec<(HostInput, HostCaps)> = model
             .hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| HostInput {
-                name: h.name.clone(),
-                capacity: h.capacity,
-                ratios: h.ratios,
-                allocated_vcpus: u32::try_from(s.used_vcpus[i]).unwrap_or(u32::MAX),
-                allocated_memory_mib: s.used_memory[i],
-                eligible: h.eligible,
+            .map(|(i, h)| {
+                (
+                    HostInput {
+                        name: h.name.clone(),
+                        capacity: h.capacity,
+                        ratios: h.ratios,
+                        allocated_vcpus: u32::try_from(s.used_vcpus[i]).unwrap_or(u32::MAX),
+                        allocated_memory_mib: s.used_memory[i],
+                        eligible: h.eligible,
+                    },
+                    s.hosts[i].caps.clone(),
+                )
             })
             .collect();
-        // The model's host names are unique (checked above), so indexing cannot fail.
-        let cluster = Cluster::new(inputs).map_err(|e| match e {
+        // The model's host names are unique (checked above).
+        let cluster = Cluster::with_caps(inputs).map_err(|e| match e {
             PlacementError::DuplicateHost { host } => ModelError::DuplicateHost { host },
-            other => ModelError::InvalidHost {
+            _ => ModelError::DuplicateHost {
                 host: String::new(),
-                why: other.to_string(),
             },
         })?;
         let model_host: Vec<u32> = cluster
@@ -103,22 +203,89 @@ impl RulePlacer {
         Some(&self.s.host_names[self.s.at[v as usize] as usize])
     }
 
-    /// Picks a host for `req` under the rules naming it and records the VM there.
-    pub fn place(&mut self, req: &Request) -> Result<Placement, RulePlacementError> {
-        if let Some(host) = self.host_of(&req.vm) {
-            return Err(RulePlacementError::AlreadyPlaced {
+    /// The hosts in name order, with their allocation.
+    pub fn hosts(&self) -> &[HostInput] {
+        self.cluster.hosts()
+    }
+
+    /// Where `vm` (of size `req`, needing `needs`) may go for `target`, or why not. Changes
+    /// nothing: [`RulePlacer::commit`] or [`RulePlacer::migrated`] records the outcome.
+    pub fn decide(
+        &self,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        target: Target<'_>,
+    ) -> Result<Placement, FitError> {
+        check_request(req).map_err(|_| FitError::EmptyRequest {
+            vm: req.vm.clone(),
+            vcpus: req.vcpus,
+            memory_mib: req.memory_mib,
+        })?;
+        let running = self.s.vm_by_name.get(&req.vm).copied();
+        let asker = match (target, running) {
+            (Target::Migrate(_), Some(v)) => Asker::Running(v),
+            (Target::Migrate(_), None) => return Err(FitError::NotRunning { vm: req.vm.clone() }),
+            (_, Some(v)) => {
+                return Err(FitError::AlreadyPlaced {
+                    vm: req.vm.clone(),
+                    host: self.s.host_names[self.s.at[v as usize] as usize].clone(),
+                })
+            }
+            (Target::Start(_), None) => Asker::Start,
+            (_, None) => Asker::New,
+        };
+        let named = match target {
+            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) => Some(h),
+            Target::Any | Target::Migrate(None) => None,
+        };
+        let rules = self.rules_of(asker, &req.vm);
+        let i = match named {
+            Some(host) => {
+                let i = self
+                    .cluster
+                    .lookup(host)
+                    .map_err(|_| FitError::UnknownHost {
+                        host: host.to_owned(),
+                    })?;
+                self.check(i, req, needs, asker, &rules)
+                    .map_err(|unfit| FitError::HostUnfit {
+                        host: host.to_owned(),
+                        vm: req.vm.clone(),
+                        vcpus: req.vcpus,
+                        memory_mib: req.memory_mib,
+                        unfit,
+                    })?;
+                i
+            }
+            None => {
+                let choice = if rules.is_empty() {
+                    let exclude = match asker {
+                        Asker::Running(v) => {
+                            Some(self.cluster_host[self.s.at[v as usize] as usize])
+                        }
+                        _ => None,
+                    };
+                    self.cluster.choose(req, needs, exclude)
+                } else {
+                    self.choose_under_rules(req, needs, asker, &rules)
+                };
+                choice.ok_or_else(|| FitError::NoHost(self.explain(req, needs, asker, &rules)))?
+            }
+        };
+        Ok(placement(&self.cluster.hosts()[i], req))
+    }
+
+    /// Records that `req`'s VM now runs on `host` (created or started there): its allocation
+    /// counts there and its rules follow it.
+    pub fn commit(&mut self, req: &VmRequest, needs: &VmNeeds, host: &str) -> Result<(), FitError> {
+        if let Some(h) = self.host_of(&req.vm) {
+            return Err(FitError::AlreadyPlaced {
                 vm: req.vm.clone(),
-                host: host.to_owned(),
+                host: h.to_owned(),
             });
         }
-        let rules = self.s.pending.get(&req.vm).cloned().unwrap_or_default();
-        let placed = if rules.is_empty() {
-            self.cluster.place_and_commit(req, None)?
-        } else {
-            let name = self.choose(req, &rules)?;
-            self.cluster.place_and_commit(req, Some(&name))?
-        };
-        let h = self.s.host_by_name.get(&placed.host).copied().unwrap_or(0);
+        let i = self.lookup(host)?;
+        self.cluster.commit(i, req.vcpus, req.memory_mib);
         self.s.add_vm(
             &req.vm,
             VmData {
@@ -127,16 +294,183 @@ impl RulePlacer {
                 cpu_demand: 0.0,
                 memory_demand: 0.0,
             },
-            h,
+            needs.clone(),
+            self.model_host[i],
         );
+        Ok(())
+    }
+
+    /// Picks a host for a new VM ([`Target::Any`]) and records it there.
+    pub fn place(&mut self, req: &VmRequest, needs: &VmNeeds) -> Result<Placement, FitError> {
+        let placed = self.decide(req, needs, Target::Any)?;
+        self.commit(req, needs, &placed.host)?;
         Ok(placed)
     }
 
-    /// Hosts (model indexes) where running members of rule `r` are.
-    fn member_hosts(&self, r: usize) -> Vec<u32> {
+    /// Records that `vm` now runs on `host` (its migration completed).
+    pub fn migrated(&mut self, vm: &str, host: &str) -> Result<(), FitError> {
+        let v = self.running(vm)?;
+        let to = self.lookup(host)?;
+        let from = self.cluster_host[self.s.at[v as usize] as usize];
+        let d = &self.s.vms[v as usize];
+        let (vcpus, memory) = (d.vcpus, d.memory);
+        self.release(from, vcpus, memory);
+        self.cluster.commit(to, vcpus, memory);
+        self.s.apply(v, self.model_host[to]);
+        Ok(())
+    }
+
+    /// Records that `vm` stopped or was deleted: its allocation is freed and its rules wait for
+    /// it again.
+    pub fn remove(&mut self, vm: &str) -> Result<(), FitError> {
+        let v = self.running(vm)?;
+        let from = self.cluster_host[self.s.at[v as usize] as usize];
+        let d = &self.s.vms[v as usize];
+        let (vcpus, memory) = (d.vcpus, d.memory);
+        self.release(from, vcpus, memory);
+        self.s.remove_vm(v);
+        Ok(())
+    }
+
+    /// Changes whether `host` may receive VMs (connection or maintenance changed).
+    pub fn set_eligibility(&mut self, host: &str, eligible: Eligibility) -> Result<(), FitError> {
+        let i = self.lookup(host)?;
+        let name = self.cluster.hosts()[i].name.clone();
+        let _ = self.cluster.set_eligibility(&name, eligible);
+        self.s.set_eligibility(self.model_host[i], eligible);
+        Ok(())
+    }
+
+    /// Changes `host`'s capabilities (its agent reported a trunk or an MTU, a reserve changed).
+    pub fn set_caps(&mut self, host: &str, caps: HostCaps) -> Result<(), FitError> {
+        let i = self.lookup(host)?;
+        let name = self.cluster.hosts()[i].name.clone();
+        let _ = self.cluster.set_caps(&name, caps.clone());
+        self.s.set_caps(self.model_host[i], caps);
+        Ok(())
+    }
+
+    fn lookup(&self, host: &str) -> Result<usize, FitError> {
+        self.cluster
+            .lookup(host)
+            .map_err(|_| FitError::UnknownHost {
+                host: host.to_owned(),
+            })
+    }
+
+    fn running(&self, vm: &str) -> Result<u32, FitError> {
+        self.s
+            .vm_by_name
+            .get(vm)
+            .copied()
+            .ok_or_else(|| FitError::NotRunning { vm: vm.to_owned() })
+    }
+
+    fn release(&mut self, i: usize, vcpus: u32, memory: u64) {
+        let name = self.cluster.hosts()[i].name.clone();
+        // The placer counted the VM there: the release cannot be too large.
+        let _ = self.cluster.release(&name, vcpus, memory);
+    }
+
+    /// Rules naming the VM: those waiting for it, or those of the running VM.
+    fn rules_of(&self, asker: Asker, vm: &str) -> Vec<u32> {
+        match asker {
+            Asker::Running(v) => self.s.vm_rules[v as usize].clone(),
+            Asker::New | Asker::Start => self.s.pending.get(vm).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// How much rule `r`'s violation grows with the VM on model host `h`.
+    fn rule_growth(&self, asker: Asker, r: usize, h: u32) -> i64 {
+        match asker {
+            Asker::Running(v) => self.s.rule_delta(r, self.s.at[v as usize], h),
+            Asker::New | Asker::Start => self.s.add_delta(r, h),
+        }
+    }
+
+    /// The must-rules the VM would break (further) on model host `h`.
+    fn forbidding(&self, asker: Asker, rules: &[u32], h: u32) -> Vec<String> {
+        rules
+            .iter()
+            .map(|&r| r as usize)
+            .filter(|&r| self.s.rules[r].must && self.rule_growth(asker, r, h) > 0)
+            .map(|r| self.s.rules[r].name.clone())
+            .collect()
+    }
+
+    /// Should-rule violations the VM adds on model host `h`.
+    fn should_cost(&self, asker: Asker, rules: &[u32], h: u32) -> i64 {
+        rules
+            .iter()
+            .map(|&r| r as usize)
+            .filter(|&r| !self.s.rules[r].must)
+            .map(|r| self.rule_growth(asker, r, h))
+            .sum()
+    }
+
+    /// The one fit check for cluster host `i`.
+    fn check(
+        &self,
+        i: usize,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        asker: Asker,
+        rules: &[u32],
+    ) -> Result<(), Unfit> {
+        let h = self.model_host[i];
+        if let Asker::Running(v) = asker {
+            if self.s.at[v as usize] == h {
+                return Err(Unfit::Source);
+            }
+        }
+        self.cluster.view(i).check(
+            req.vcpus,
+            req.memory_mib,
+            needs,
+            asker == Asker::Start,
+            || self.forbidding(asker, rules, h),
+        )
+    }
+
+    /// [`RulePlacer::check`]`.is_ok()`, without building the reason.
+    fn fits(
+        &self,
+        i: usize,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        asker: Asker,
+        rules: &[u32],
+    ) -> bool {
+        let h = self.model_host[i];
+        if let Asker::Running(v) = asker {
+            if self.s.at[v as usize] == h {
+                return false;
+            }
+        }
+        self.cluster.view(i).fits(
+            req.vcpus,
+            req.memory_mib,
+            needs,
+            asker == Asker::Start,
+            || {
+                rules.iter().any(|&r| {
+                    let r = r as usize;
+                    self.s.rules[r].must && self.rule_growth(asker, r, h) > 0
+                })
+            },
+        )
+    }
+
+    /// Model hosts where members of rule `r` other than the asker run.
+    fn member_hosts(&self, asker: Asker, r: usize) -> Vec<u32> {
+        let me = match asker {
+            Asker::Running(v) => Some(v),
+            _ => None,
+        };
         let mut hs: Vec<u32> = self.s.rules[r]
             .members
             .iter()
+            .filter(|&&m| Some(m) != me)
             .map(|&m| self.s.at[m as usize])
             .collect();
         hs.sort_unstable();
@@ -144,19 +478,15 @@ impl RulePlacer {
         hs
     }
 
-    fn choose(&self, req: &Request, rules: &[u32]) -> Result<String, RulePlacementError> {
-        if req.vcpus == 0 || req.memory_mib == 0 {
-            return Err(PlacementError::EmptyRequest {
-                vm: req.vm.clone(),
-                vcpus: req.vcpus,
-                memory_mib: req.memory_mib,
-            }
-            .into());
-        }
+    fn choose_under_rules(
+        &self,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        asker: Asker,
+        rules: &[u32],
+    ) -> Option<usize> {
         let mut allowed: Option<Vec<u32>> = None;
-        let mut denied: Vec<u32> = Vec::new();
         let mut preferred: Vec<u32> = Vec::new();
-        let mut must_names: Vec<String> = Vec::new();
         let restrict = |allowed: &mut Option<Vec<u32>>, set: &[u32]| {
             *allowed = Some(match allowed.take() {
                 None => set.to_vec(),
@@ -169,117 +499,174 @@ impl RulePlacer {
         for &r in rules {
             let r = r as usize;
             let rule = &self.s.rules[r];
-            if rule.must {
-                must_names.push(format!("'{}'", rule.name));
-            }
             match (&rule.kind, rule.must) {
-                (Kind::Affinity, true) if !rule.members.is_empty() => {
-                    restrict(&mut allowed, &self.member_hosts(r));
+                (Kind::Affinity, true) => {
+                    let hs = self.member_hosts(asker, r);
+                    if !hs.is_empty() {
+                        restrict(&mut allowed, &hs);
+                    }
                 }
-                (Kind::Anti, true) => denied.extend(self.member_hosts(r)),
                 (Kind::RunOn(set), true) => restrict(&mut allowed, set),
-                (Kind::NotOn(set), true) => denied.extend_from_slice(set),
-                (Kind::Affinity, false) => preferred.extend(self.member_hosts(r)),
+                (Kind::Affinity, false) => preferred.extend(self.member_hosts(asker, r)),
                 (Kind::RunOn(set), false) if set.len() <= PREFERRED_SET => {
                     preferred.extend_from_slice(set)
                 }
                 _ => {}
             }
         }
-        denied.sort_unstable();
-        denied.dedup();
-        let fits = |h: u32| {
-            let host = self.host_input(h);
-            host.eligible == Eligibility::Ok
-                && host.free_vcpus() >= req.vcpus
-                && host.free_memory_mib() >= req.memory_mib
-                && denied.binary_search(&h).is_err()
-        };
-        let mut candidates: Vec<u32> = match &allowed {
-            Some(set) => set.iter().copied().filter(|&h| fits(h)).collect(),
-            None => {
-                let mut c: Vec<u32> = preferred.iter().copied().filter(|&h| fits(h)).collect();
-                c.extend(
-                    self.cluster
-                        .spread_order()
-                        .take_while(|&i| {
-                            self.cluster.hosts()[i].free_memory_mib() >= req.memory_mib
-                        })
-                        .map(|i| self.model_host[i])
-                        .filter(|&h| fits(h))
-                        .take(SPREAD_CHOICES),
-                );
-                c
-            }
-        };
+        let ok = |h: u32| self.fits(self.cluster_host[h as usize], req, needs, asker, rules);
+        // The hosts the must-rules point to. Outside them every host breaks one of those
+        // rules further, unless the VM runs and breaks a must-rule already (it may go where it
+        // breaks it no further): then, as without such rules, the spreading order.
+        let mut candidates: Vec<u32> = allowed
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&h| ok(h))
+            .collect();
+        let broken = matches!(asker, Asker::Running(_))
+            && rules.iter().any(|&r| {
+                let r = r as usize;
+                self.s.rules[r].must && self.s.violation[r] > 0
+            });
+        if candidates.is_empty() && (allowed.is_none() || broken) {
+            candidates.extend(preferred.iter().copied().filter(|&h| ok(h)));
+            candidates.extend(
+                self.cluster
+                    .spread_order(needs)
+                    .take_while(|&i| self.cluster.view(i).free().0 >= req.memory_mib)
+                    .map(|i| self.model_host[i])
+                    .filter(|&h| ok(h))
+                    .take(SPREAD_CHOICES),
+            );
+        }
         candidates.sort_unstable();
         candidates.dedup();
-        let best = candidates.into_iter().min_by(|&x, &y| {
-            self.should_cost(rules, x)
-                .cmp(&self.should_cost(rules, y))
-                .then_with(|| spread_cmp(self.host_input(x), self.host_input(y)))
-        });
-        match best {
-            Some(h) => Ok(self.s.host_names[h as usize].clone()),
-            None => {
-                let why = match &allowed {
-                    Some(set) => format!(
-                        "they allow {} host(s), none of which is available with room",
-                        set.iter()
-                            .filter(|h| denied.binary_search(h).is_err())
-                            .count()
-                    ),
-                    None => format!(
-                        "the {} host(s) they leave open are unavailable or full",
-                        self.s.hosts.len().saturating_sub(denied.len())
-                    ),
-                };
-                Err(RulePlacementError::RulesUnsatisfiable {
-                    vm: req.vm.clone(),
-                    vcpus: req.vcpus,
-                    memory_mib: req.memory_mib,
-                    rules: must_names.join(", "),
-                    why,
-                })
-            }
-        }
-    }
-
-    fn host_input(&self, h: u32) -> &HostInput {
-        &self.cluster.hosts()[self.cluster_host[h as usize]]
-    }
-
-    /// Should-rules the VM would break on `h`, counted in VMs.
-    fn should_cost(&self, rules: &[u32], h: u32) -> u64 {
-        rules
-            .iter()
-            .map(|&r| r as usize)
-            .filter(|&r| !self.s.rules[r].must)
-            .map(|r| {
-                let rule = &self.s.rules[r];
-                let here = u64::from(self.s.count(r, h));
-                match &rule.kind {
-                    Kind::Affinity => rule.members.len() as u64 - here,
-                    Kind::Anti => here,
-                    kind => u64::from(!kind.allows(h)),
-                }
+        candidates
+            .into_iter()
+            .min_by(|&x, &y| {
+                self.should_cost(asker, rules, x)
+                    .cmp(&self.should_cost(asker, rules, y))
+                    .then_with(|| self.spread_cmp(x, y))
             })
-            .sum()
+            .map(|h| self.cluster_host[h as usize])
+    }
+
+    /// Spreading order as [`crate::place::place`] on model hosts: `Less` means `a` is the
+    /// better choice.
+    fn spread_cmp(&self, a: u32, b: u32) -> Ordering {
+        let (ia, ib) = (self.cluster_host[a as usize], self.cluster_host[b as usize]);
+        let (fa, fb) = (self.cluster.view(ia).free(), self.cluster.view(ib).free());
+        fb.cmp(&fa).then(ia.cmp(&ib))
+    }
+
+    /// Why each host cannot take the VM, in host name order.
+    fn explain(&self, req: &VmRequest, needs: &VmNeeds, asker: Asker, rules: &[u32]) -> NoHost {
+        let reasons = (0..self.cluster.hosts().len()).filter_map(|i| {
+            self.check(i, req, needs, asker, rules)
+                .err()
+                .map(|u| (self.cluster.hosts()[i].name.clone(), u))
+        });
+        NoHost::new(req, reasons)
+    }
+
+    /// Whether the VM is named by a must-rule waiting for it.
+    fn must_rules_waiting(&self, vm: &str) -> Quoted {
+        Quoted(
+            self.s
+                .pending
+                .get(vm)
+                .into_iter()
+                .flatten()
+                .map(|&r| &self.s.rules[r as usize])
+                .filter(|r| r.must)
+                .map(|r| r.name.clone())
+                .collect(),
+        )
     }
 }
 
-/// Spreading order as [`crate::place`]: `Less` means `a` is the better choice.
-fn spread_cmp(a: &HostInput, b: &HostInput) -> Ordering {
-    b.free_memory_mib()
-        .cmp(&a.free_memory_mib())
-        .then(b.free_vcpus().cmp(&a.free_vcpus()))
-        .then(a.name.cmp(&b.name))
+/// One decision on a model built for it: [`RulePlacer::new`] then [`RulePlacer::decide`].
+/// Building the index costs O(VMs); a caller placing many VMs keeps a [`RulePlacer`].
+pub fn place_under_rules(
+    model: &ClusterModel,
+    fit: &FitTable,
+    req: &VmRequest,
+    needs: &VmNeeds,
+    target: Target<'_>,
+) -> Result<Placement, FitError> {
+    RulePlacer::new(model, fit)?.decide(req, needs, target)
 }
 
-/// Places one VM on `model` under its rules (see [`RulePlacer`] to place many).
+/// The refusal plain placement gives when no host can take a VM that no must-rule names.
+fn plain_refusal(e: &NoHost, req: &VmRequest) -> PlacementError {
+    let unavailable = e
+        .groups
+        .iter()
+        .filter(|g| matches!(g.reason, Unfit::Disconnected | Unfit::Maintenance))
+        .map(|g| g.hosts.len())
+        .sum::<usize>();
+    match e.groups.iter().find_map(|g| match &g.reason {
+        Unfit::Capacity(s) => Some((g.hosts[0].clone(), s.clone())),
+        _ => None,
+    }) {
+        Some((best_host, details)) => PlacementError::NoCapacity {
+            vm: req.vm.clone(),
+            vcpus: req.vcpus,
+            memory_mib: req.memory_mib,
+            eligible: e.hosts() - unavailable,
+            best_host,
+            details,
+        },
+        None => PlacementError::NoEligibleHost,
+    }
+}
+
+/// Places one VM on `model` under its rules, every host taken as fitting every VM's networks.
+/// The call of the console before host fit; [`place_under_rules`] is the call with fit.
 pub fn place_with_rules(
     model: &ClusterModel,
-    req: &Request,
+    req: &VmRequest,
 ) -> Result<Placement, RulePlacementError> {
-    RulePlacer::new(model)?.place(req)
+    let placer = RulePlacer::new(model, &FitTable::default())?;
+    placer
+        .decide(req, &NO_NEEDS, Target::Any)
+        .map_err(|e| match e {
+            FitError::Model(e) => RulePlacementError::Model(e),
+            FitError::EmptyRequest {
+                vm,
+                vcpus,
+                memory_mib,
+            } => PlacementError::EmptyRequest {
+                vm,
+                vcpus,
+                memory_mib,
+            }
+            .into(),
+            FitError::AlreadyPlaced { vm, host } => RulePlacementError::AlreadyPlaced { vm, host },
+            FitError::NoHost(explanation) => {
+                let rules = placer.must_rules_waiting(&req.vm);
+                if rules.is_empty() {
+                    plain_refusal(&explanation, req).into()
+                } else {
+                    RulePlacementError::RulesUnsatisfiable { rules, explanation }
+                }
+            }
+            FitError::UnknownHost { host } => PlacementError::UnknownHost { host }.into(),
+            FitError::NotRunning { vm } => ModelError::UnknownVm { vm }.into(),
+            FitError::HostUnfit {
+                host,
+                vm,
+                vcpus,
+                memory_mib,
+                unfit,
+            } => PlacementError::Unfit {
+                host,
+                vm,
+                vcpus,
+                memory_mib,
+                reason: unfit,
+            }
+            .into(),
+        })
 }

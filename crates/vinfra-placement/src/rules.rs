@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::quoted::Quoted;
+
 /// Hard or soft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Strength {
@@ -30,29 +32,45 @@ impl fmt::Display for Strength {
 
 /// What a rule asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleKind {
+pub enum Constraint {
     /// The VMs run on one host.
-    Affinity { vms: Vec<String> },
+    Affinity {
+        /// The VMs.
+        vms: Vec<String>,
+    },
     /// The VMs run on pairwise different hosts.
-    AntiAffinity { vms: Vec<String> },
+    AntiAffinity {
+        /// The VMs.
+        vms: Vec<String>,
+    },
     /// Each VM runs on one of `hosts`.
     RunOn {
+        /// The VMs.
         vms: Vec<String>,
+        /// The hosts they may run on.
         hosts: Vec<String>,
     },
     /// No VM runs on any of `hosts`.
     NotOn {
+        /// The VMs.
         vms: Vec<String>,
+        /// The hosts they may not run on.
         hosts: Vec<String>,
     },
 }
 
+/// The former name of [`Constraint`], kept while callers move to the new one.
+pub type RuleKind = Constraint;
+
 /// A named rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// Rule name (unique).
     pub name: String,
+    /// Must or should.
     pub strength: Strength,
-    pub kind: RuleKind,
+    /// What it asks.
+    pub kind: Constraint,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -65,7 +83,7 @@ impl Rule {
         Rule {
             name: name.to_owned(),
             strength,
-            kind: RuleKind::Affinity { vms: strings(vms) },
+            kind: Constraint::Affinity { vms: strings(vms) },
         }
     }
 
@@ -74,7 +92,7 @@ impl Rule {
         Rule {
             name: name.to_owned(),
             strength,
-            kind: RuleKind::AntiAffinity { vms: strings(vms) },
+            kind: Constraint::AntiAffinity { vms: strings(vms) },
         }
     }
 
@@ -83,7 +101,7 @@ impl Rule {
         Rule {
             name: name.to_owned(),
             strength,
-            kind: RuleKind::RunOn {
+            kind: Constraint::RunOn {
                 vms: strings(vms),
                 hosts: strings(hosts),
             },
@@ -95,7 +113,7 @@ impl Rule {
         Rule {
             name: name.to_owned(),
             strength,
-            kind: RuleKind::NotOn {
+            kind: Constraint::NotOn {
                 vms: strings(vms),
                 hosts: strings(hosts),
             },
@@ -105,18 +123,39 @@ impl Rule {
     /// The VMs the rule is about.
     pub fn vms(&self) -> &[String] {
         match &self.kind {
-            RuleKind::Affinity { vms }
-            | RuleKind::AntiAffinity { vms }
-            | RuleKind::RunOn { vms, .. }
-            | RuleKind::NotOn { vms, .. } => vms,
+            Constraint::Affinity { vms }
+            | Constraint::AntiAffinity { vms }
+            | Constraint::RunOn { vms, .. }
+            | Constraint::NotOn { vms, .. } => vms,
         }
     }
 
     fn hosts(&self) -> Option<&[String]> {
         match &self.kind {
-            RuleKind::RunOn { hosts, .. } | RuleKind::NotOn { hosts, .. } => Some(hosts),
+            Constraint::RunOn { hosts, .. } | Constraint::NotOn { hosts, .. } => Some(hosts),
             _ => None,
         }
+    }
+}
+
+/// Why a rule names too little to mean anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emptiness {
+    /// A host rule names no VM.
+    NoVm,
+    /// A host rule names no host.
+    NoHost,
+    /// An affinity or anti-affinity rule names fewer than two distinct VMs.
+    FewerThanTwoVms,
+}
+
+impl fmt::Display for Emptiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Emptiness::NoVm => "it names no VM",
+            Emptiness::NoHost => "it names no host",
+            Emptiness::FewerThanTwoVms => "it needs at least two distinct VMs",
+        })
     }
 }
 
@@ -125,50 +164,75 @@ impl Rule {
 pub enum RuleError {
     /// Two rules carry the same name.
     #[error("rule '{rule}' is defined twice")]
-    DuplicateRule { rule: String },
+    DuplicateRule {
+        /// The name.
+        rule: String,
+    },
     /// An affinity or anti-affinity rule names fewer than two distinct VMs, or a host rule no
     /// VM or no host.
     #[error("rule '{rule}' is empty: {why}")]
-    EmptyRule { rule: String, why: String },
+    EmptyRule {
+        /// The rule.
+        rule: String,
+        /// What it lacks.
+        why: Emptiness,
+    },
     /// A host rule names a host the model does not list.
     #[error("rule '{rule}' names host {host}, which is not in the model")]
-    UnknownHost { rule: String, host: String },
+    UnknownHost {
+        /// The rule.
+        rule: String,
+        /// The host it names.
+        host: String,
+    },
     /// Must-affinity keeps two VMs together while a must-anti-affinity rule keeps them apart.
     #[error("rules contradict each other: must-affinity {affinity} keeps VMs '{vm_a}' and '{vm_b}' on one host, must-anti-affinity '{anti_affinity}' keeps them apart")]
     TogetherAndApart {
+        /// One VM.
         vm_a: String,
+        /// The other.
         vm_b: String,
-        /// The must-affinity rule(s) joining them, comma-separated and quoted.
-        affinity: String,
+        /// The must-affinity rule(s) joining them.
+        affinity: Quoted,
+        /// The must-anti-affinity rule keeping them apart.
         anti_affinity: String,
     },
     /// Must host rules leave a VM no host at all.
     #[error("must rules {rules} leave VM '{vm}' no host to run on")]
     NoFeasibleHost {
+        /// The VM.
         vm: String,
-        /// The host rules about the VM, comma-separated and quoted.
-        rules: String,
+        /// The host rules about the VM.
+        rules: Quoted,
     },
     /// Members of a must-affinity group are pinned to hosts that have none in common.
     #[error("must-affinity {affinity} keeps VMs {vms} on one host, but must host rules allow them no common host")]
     PinnedApart {
-        affinity: String,
-        /// The group's VMs, comma-separated and quoted.
-        vms: String,
+        /// The must-affinity rule(s) of the group.
+        affinity: Quoted,
+        /// The group's VMs.
+        vms: Quoted,
     },
     /// A must-affinity group needs more than any host it may run on can allocate.
     #[error("must-affinity {affinity} keeps VMs {vms} on one host, but together they need {vcpus} vCPU and {memory_mib} MiB, more than any host they may run on can allocate")]
     GroupTooLarge {
-        affinity: String,
-        vms: String,
+        /// The must-affinity rule(s) of the group.
+        affinity: Quoted,
+        /// The group's VMs.
+        vms: Quoted,
+        /// vCPUs of the group.
         vcpus: u64,
+        /// Memory of the group, MiB.
         memory_mib: u64,
     },
     /// A must-anti-affinity rule names more VMs than there are hosts.
     #[error("must-anti-affinity '{rule}' needs {vms} different hosts, the cluster has {hosts}")]
     TooFewHosts {
+        /// The rule.
         rule: String,
+        /// VMs it keeps apart.
         vms: usize,
+        /// Hosts in the cluster.
         hosts: usize,
     },
 }
@@ -217,14 +281,6 @@ pub(crate) struct Universe<'a> {
 pub(crate) struct CompiledRules {
     pub rules: Vec<Compiled>,
     pub pending: BTreeMap<String, Vec<u32>>,
-}
-
-fn quoted<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    items
-        .into_iter()
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -318,17 +374,17 @@ pub(crate) fn compile(rules: &[Rule], u: &Universe<'_>) -> Result<CompiledRules,
         let mut ids: Vec<usize> = r.vms().iter().map(|v| id(v)).collect();
         ids.sort_unstable();
         ids.dedup();
-        let empty = |why: &str| RuleError::EmptyRule {
+        let empty = |why: Emptiness| RuleError::EmptyRule {
             rule: r.name.clone(),
-            why: why.to_owned(),
+            why,
         };
         let host_set = match r.hosts() {
             Some(hs) => {
                 if ids.is_empty() {
-                    return Err(empty("it names no VM"));
+                    return Err(empty(Emptiness::NoVm));
                 }
                 if hs.is_empty() {
-                    return Err(empty("it names no host"));
+                    return Err(empty(Emptiness::NoHost));
                 }
                 let mut set = Vec::with_capacity(hs.len());
                 for h in hs {
@@ -348,16 +404,16 @@ pub(crate) fn compile(rules: &[Rule], u: &Universe<'_>) -> Result<CompiledRules,
             }
             None => {
                 if ids.len() < 2 {
-                    return Err(empty("it needs at least two distinct VMs"));
+                    return Err(empty(Emptiness::FewerThanTwoVms));
                 }
                 Vec::new()
             }
         };
         let kind = match &r.kind {
-            RuleKind::Affinity { .. } => Kind::Affinity,
-            RuleKind::AntiAffinity { .. } => Kind::Anti,
-            RuleKind::RunOn { .. } => Kind::RunOn(host_set),
-            RuleKind::NotOn { .. } => Kind::NotOn(host_set),
+            Constraint::Affinity { .. } => Kind::Affinity,
+            Constraint::AntiAffinity { .. } => Kind::Anti,
+            Constraint::RunOn { .. } => Kind::RunOn(host_set),
+            Constraint::NotOn { .. } => Kind::NotOn(host_set),
         };
         out.push(Compiled {
             name: r.name.clone(),
@@ -401,7 +457,7 @@ pub(crate) fn compile(rules: &[Rule], u: &Universe<'_>) -> Result<CompiledRules,
                 return Err(RuleError::TogetherAndApart {
                     vm_a: names[prev].to_owned(),
                     vm_b: names[i].to_owned(),
-                    affinity: quoted(group_rules.get(&root).into_iter().flatten().copied()),
+                    affinity: Quoted::of(group_rules.get(&root).into_iter().flatten().copied()),
                     anti_affinity: r.name.clone(),
                 });
             }
@@ -443,7 +499,7 @@ pub(crate) fn compile(rules: &[Rule], u: &Universe<'_>) -> Result<CompiledRules,
         if set.iter(hosts).next().is_none() {
             return Err(RuleError::NoFeasibleHost {
                 vm: names[i].to_owned(),
-                rules: quoted(rs.iter().copied()),
+                rules: Quoted::of(rs.iter().copied()),
             });
         }
     }
@@ -471,8 +527,8 @@ pub(crate) fn compile(rules: &[Rule], u: &Universe<'_>) -> Result<CompiledRules,
                 mem += m;
             }
         }
-        let affinity = quoted(group_rules.get(root).into_iter().flatten().copied());
-        let vms = quoted(members.iter().map(|&i| names[i]));
+        let affinity = Quoted::of(group_rules.get(root).into_iter().flatten().copied());
+        let vms = Quoted::of(members.iter().map(|&i| names[i]));
         if set.iter(hosts).next().is_none() {
             return Err(RuleError::PinnedApart { affinity, vms });
         }

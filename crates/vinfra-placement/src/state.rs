@@ -6,19 +6,27 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::balance::{RuleViolation, Violations};
+use vinfra_types::{AllocationRatios, HostCapacity};
+
+use crate::fit::{self, FitTable, HostCaps, HostView, Unfit, VmNeeds};
+use crate::host::{allocatable_memory_mib, allocatable_vcpus, Eligibility};
 use crate::imbalance::{host_load, std_dev};
 use crate::model::{ClusterModel, ModelError};
 use crate::rules::{self, Compiled, Kind, Universe};
-use crate::Eligibility;
+use crate::traffic;
+use crate::violations::{Misfit, RuleViolation, Violations};
 
 #[derive(Debug, Clone)]
 pub(crate) struct HostData {
+    pub capacity: HostCapacity,
+    pub ratios: AllocationRatios,
     pub cores: f64,
     pub memory: f64,
+    /// Allocatable vCPUs and MiB minus the reserve: what VMs may use.
     pub cap_vcpus: u64,
     pub cap_memory: u64,
     pub eligible: Eligibility,
+    pub caps: HostCaps,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +64,8 @@ pub(crate) struct State {
     pub vm_names: Vec<String>,
     pub hosts: Vec<HostData>,
     pub vms: Vec<VmData>,
+    /// What each VM needs beyond room (index: VM).
+    pub needs: Vec<VmNeeds>,
     pub rules: Vec<Compiled>,
     /// Rules per VM, in rule order.
     pub vm_rules: Vec<Vec<u32>>,
@@ -86,15 +96,8 @@ pub(crate) struct State {
     sum_sq: f64,
 }
 
-fn invalid_host(name: &str, why: String) -> ModelError {
-    ModelError::InvalidHost {
-        host: name.to_owned(),
-        why,
-    }
-}
-
 impl State {
-    pub fn new(model: &ClusterModel) -> Result<State, ModelError> {
+    pub fn new(model: &ClusterModel, fit: &FitTable) -> Result<State, ModelError> {
         let mut host_index: BTreeMap<&str, u32> = BTreeMap::new();
         let mut hosts = Vec::with_capacity(model.hosts.len());
         let mut host_alloc = Vec::with_capacity(model.hosts.len());
@@ -105,20 +108,33 @@ impl State {
                 });
             }
             if h.capacity.cores == 0 || h.capacity.memory_mib == 0 {
-                return Err(invalid_host(
-                    &h.name,
-                    "it reports no cores or no memory".into(),
-                ));
+                return Err(ModelError::NoCapacity {
+                    host: h.name.clone(),
+                });
             }
-            h.ratios.validate().map_err(|e| invalid_host(&h.name, e))?;
-            let (cv, cm) = (h.allocatable_vcpus(), h.allocatable_memory_mib());
-            host_alloc.push((cv, cm));
+            h.ratios
+                .validate()
+                .map_err(|why| ModelError::InvalidRatios {
+                    host: h.name.clone(),
+                    why,
+                })?;
+            let caps = fit.caps(&h.name).clone();
+            // Rules are checked against what a host could allocate at all; the reserve is a
+            // hold that changes, and a group it leaves no room for stays a violation.
+            host_alloc.push((h.allocatable_vcpus(), h.allocatable_memory_mib()));
+            let cv = h.allocatable_vcpus().saturating_sub(caps.reserve.vcpus);
+            let cm = h
+                .allocatable_memory_mib()
+                .saturating_sub(caps.reserve.memory_mib);
             hosts.push(HostData {
+                capacity: h.capacity,
+                ratios: h.ratios,
                 cores: f64::from(h.capacity.cores),
                 memory: h.capacity.memory_mib as f64,
                 cap_vcpus: u64::from(cv),
                 cap_memory: cm,
                 eligible: h.eligible,
+                caps,
             });
         }
         let mut vm_index: BTreeMap<&str, u32> = BTreeMap::new();
@@ -129,15 +145,14 @@ impl State {
             if vm_index.insert(&v.name, i as u32).is_some() {
                 return Err(ModelError::DuplicateVm { vm: v.name.clone() });
             }
-            let bad = |why: &str| ModelError::InvalidVm {
-                vm: v.name.clone(),
-                why: why.to_owned(),
-            };
             if v.vcpus == 0 || v.memory_mib == 0 {
-                return Err(bad("it is allocated no vCPU or no memory"));
+                return Err(ModelError::NoAllocation { vm: v.name.clone() });
             }
             if !v.cpu_demand.is_finite() || v.cpu_demand < 0.0 {
-                return Err(bad("its CPU demand is not a finite number of cores ≥ 0"));
+                return Err(ModelError::InvalidDemand {
+                    vm: v.name.clone(),
+                    cpu_demand: v.cpu_demand,
+                });
             }
             let host = *host_index
                 .get(v.host.as_str())
@@ -211,6 +226,11 @@ impl State {
                 .map(|(k, &v)| ((*k).to_owned(), v))
                 .collect(),
             hosts,
+            needs: model
+                .vms
+                .iter()
+                .map(|v| fit.needs(&v.name).clone())
+                .collect(),
             vms,
             counts: vec![Vec::new(); compiled.rules.len()],
             violation: vec![0; compiled.rules.len()],
@@ -261,11 +281,7 @@ impl State {
             s.counts[r] = c.into_iter().collect();
             s.violation[r] = s.rule_violation(r);
         }
-        s.cross = s
-            .flows
-            .iter()
-            .filter(|&&(a, b, _)| s.at[a as usize] != s.at[b as usize])
-            .fold(0u64, |acc, &(_, _, bytes)| acc.saturating_add(bytes));
+        s.cross = traffic::cross_host(&s.flows, &s.at);
         Ok(s)
     }
 
@@ -356,10 +372,30 @@ impl State {
         self.index.iter().rev().map(|k| k.1)
     }
 
+    /// What the fit check reads about host `h` as it is now.
+    pub fn view(&self, h: u32) -> HostView<'_> {
+        let d = &self.hosts[h as usize];
+        HostView {
+            capacity: d.capacity,
+            ratios: d.ratios,
+            allocated_vcpus: self.used_vcpus[h as usize],
+            allocated_memory_mib: self.used_memory[h as usize],
+            eligible: d.eligible,
+            caps: &d.caps,
+        }
+    }
+
+    /// Whether `h` can take `v` (the fit check without its must-rule test; `v` is not on `h`).
     pub fn fits(&self, v: u32, h: u32) -> bool {
-        let (d, h) = (&self.vms[v as usize], h as usize);
-        self.used_vcpus[h] + u64::from(d.vcpus) <= self.hosts[h].cap_vcpus
-            && self.used_memory[h] + d.memory <= self.hosts[h].cap_memory
+        let d = &self.vms[v as usize];
+        self.view(h)
+            .fits(d.vcpus, d.memory, &self.needs[v as usize], false, || false)
+    }
+
+    /// What `v`'s host lacks that `v` needs, if anything.
+    pub fn misfit(&self, v: u32) -> Option<Unfit> {
+        let h = self.at[v as usize] as usize;
+        fit::caps_unfit(&self.hosts[h].caps, &self.needs[v as usize])
     }
 
     pub fn over_capacity(&self, h: u32) -> bool {
@@ -414,6 +450,22 @@ impl State {
                 i64::from(before) - i64::from(after)
             }
             _ => i64::from(!kind.allows(b)) - i64::from(!kind.allows(a)),
+        }
+    }
+
+    /// Change of rule `r`'s violation when a new member (not running yet) starts on `h`.
+    pub fn add_delta(&self, r: usize, h: u32) -> i64 {
+        let kind = &self.rules[r].kind;
+        match kind {
+            Kind::Anti => i64::from(self.count(r, h) > 0),
+            Kind::Affinity => {
+                let c = &self.counts[r];
+                let most = c.iter().map(|e| e.1).max().unwrap_or(0);
+                let here = self.count(r, h);
+                // Total grows by one; the largest share grows by one only if it is here.
+                1 - i64::from((here + 1).max(most) - most)
+            }
+            _ => i64::from(!kind.allows(h)),
         }
     }
 
@@ -482,19 +534,21 @@ impl State {
             self.cross.saturating_add(saved.unsigned_abs())
         };
         let (ai, bi) = (a as usize, b as usize);
-        let d = self.vms[v as usize].clone();
+        let d = &self.vms[v as usize];
+        let (vcpus, memory, cpu_demand, memory_demand) =
+            (u64::from(d.vcpus), d.memory, d.cpu_demand, d.memory_demand);
         if let Some(p) = self.host_vms[ai].iter().position(|&x| x == v) {
             self.host_vms[ai].swap_remove(p);
         }
         self.host_vms[bi].push(v);
-        self.used_vcpus[ai] -= u64::from(d.vcpus);
-        self.used_memory[ai] -= d.memory;
-        self.used_vcpus[bi] += u64::from(d.vcpus);
-        self.used_memory[bi] += d.memory;
-        self.demand_cpu[ai] -= d.cpu_demand;
-        self.demand_memory[ai] -= d.memory_demand;
-        self.demand_cpu[bi] += d.cpu_demand;
-        self.demand_memory[bi] += d.memory_demand;
+        self.used_vcpus[ai] -= vcpus;
+        self.used_memory[ai] -= memory;
+        self.used_vcpus[bi] += vcpus;
+        self.used_memory[bi] += memory;
+        self.demand_cpu[ai] -= cpu_demand;
+        self.demand_memory[ai] -= memory_demand;
+        self.demand_cpu[bi] += cpu_demand;
+        self.demand_memory[bi] += memory_demand;
         if self.host_vms[ai].is_empty() {
             // No drift: an empty host has no demand.
             self.demand_cpu[ai] = 0.0;
@@ -512,9 +566,10 @@ impl State {
     }
 
     /// Adds a VM that starts running on `h` (placement); its rules come from `pending`.
-    pub fn add_vm(&mut self, name: &str, data: VmData, h: u32) -> u32 {
+    pub fn add_vm(&mut self, name: &str, data: VmData, needs: VmNeeds, h: u32) -> u32 {
         let v = self.vms.len() as u32;
         let rules = self.pending.remove(name).unwrap_or_default();
+        self.needs.push(needs);
         self.vm_names.push(name.to_owned());
         self.vm_by_name.insert(name.to_owned(), v);
         self.at.push(h);
@@ -537,7 +592,82 @@ impl State {
         v
     }
 
-    /// Broken rules, hosts over their allocatable capacity, VMs on hosts in maintenance.
+    /// Takes VM `v` out (it stopped or was deleted): its host's allocation and demand drop, its
+    /// rules wait for it again under its name, its flows are dropped. Its index stays taken.
+    pub fn remove_vm(&mut self, v: u32) {
+        let vi = v as usize;
+        let h = self.at[vi];
+        let hi = h as usize;
+        if let Some(p) = self.host_vms[hi].iter().position(|&x| x == v) {
+            self.host_vms[hi].swap_remove(p);
+        }
+        let d = &self.vms[vi];
+        self.used_vcpus[hi] -= u64::from(d.vcpus);
+        self.used_memory[hi] -= d.memory;
+        self.demand_cpu[hi] -= d.cpu_demand;
+        self.demand_memory[hi] -= d.memory_demand;
+        if self.host_vms[hi].is_empty() {
+            self.demand_cpu[hi] = 0.0;
+            self.demand_memory[hi] = 0.0;
+        }
+        self.set_load(hi);
+        let rules = std::mem::take(&mut self.vm_rules[vi]);
+        for &r in &rules {
+            let r = r as usize;
+            self.rules[r].members.retain(|&m| m != v);
+            self.count_add(r, h, -1);
+            self.violation[r] = self.rule_violation(r);
+        }
+        let name = self.vm_names[vi].clone();
+        self.vm_by_name.remove(&name);
+        if !rules.is_empty() {
+            self.pending.insert(name, rules);
+        }
+        for (u, _) in std::mem::take(&mut self.adj[vi]) {
+            self.adj[u as usize].retain(|&(x, _)| x != v);
+        }
+        let at = &self.at;
+        let mut cross = self.cross;
+        self.flows.retain(|&(a, b, bytes)| {
+            let gone = a == v || b == v;
+            if gone && at[a as usize] != at[b as usize] {
+                cross = cross.saturating_sub(bytes);
+            }
+            !gone
+        });
+        self.cross = cross;
+        self.needs[vi] = VmNeeds::default();
+    }
+
+    /// Changes whether host `h` may receive VMs; its load counts in the imbalance only when it
+    /// may.
+    pub fn set_eligibility(&mut self, h: u32, eligible: Eligibility) {
+        let l = self.loads[h as usize];
+        if self.counted(h) {
+            self.index.remove(&LoadKey(l, h));
+            self.sum -= l;
+            self.sum_sq -= l * l;
+        }
+        self.hosts[h as usize].eligible = eligible;
+        if self.counted(h) {
+            self.index.insert(LoadKey(l, h));
+            self.sum += l;
+            self.sum_sq += l * l;
+        }
+    }
+
+    /// Changes host `h`'s capabilities (and so what VMs may use there).
+    pub fn set_caps(&mut self, h: u32, caps: HostCaps) {
+        let d = &mut self.hosts[h as usize];
+        d.cap_vcpus =
+            u64::from(allocatable_vcpus(&d.capacity, &d.ratios).saturating_sub(caps.reserve.vcpus));
+        d.cap_memory =
+            allocatable_memory_mib(&d.capacity, &d.ratios).saturating_sub(caps.reserve.memory_mib);
+        d.caps = caps;
+    }
+
+    /// Broken rules, hosts over their allocatable capacity, VMs on hosts in maintenance, VMs on
+    /// hosts that lack a capability they need.
     pub fn violations(&self) -> Violations {
         let mut out = Violations::default();
         for (r, rule) in self.rules.iter().enumerate() {
@@ -557,11 +687,65 @@ impl State {
         for h in 0..self.hosts.len() {
             if self.over_capacity(h as u32) {
                 out.over_capacity.push(self.host_names[h].clone());
+                out.excess_vcpus += self.used_vcpus[h].saturating_sub(self.hosts[h].cap_vcpus);
+                out.excess_memory_mib +=
+                    self.used_memory[h].saturating_sub(self.hosts[h].cap_memory);
             }
             if self.hosts[h].eligible == Eligibility::Maintenance {
                 out.on_maintenance += self.host_vms[h].len();
             }
         }
+        for h in 0..self.hosts.len() {
+            let mut vms = self.host_vms[h].clone();
+            vms.sort_unstable();
+            for v in vms {
+                if let Some(reason) = self.misfit(v) {
+                    out.misfits.push(Misfit {
+                        vm: self.vm_names[v as usize].clone(),
+                        host: self.host_names[h].clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         out
+    }
+}
+
+/// The model's queries, answered by indexing it.
+impl ClusterModel {
+    /// Checks names, numbers and rules (contradictory rules are refused, see [`RuleError`]).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        State::new(self, &FitTable::default()).map(|_| ())
+    }
+
+    /// Normalized load of every host, in model order (see [`crate::imbalance`]); hosts that are not
+    /// connected count too.
+    pub fn host_loads(&self) -> Result<Vec<f64>, ModelError> {
+        let s = State::new(self, &FitTable::default())?;
+        Ok((0..self.hosts.len()).map(|h| s.load(h)).collect())
+    }
+
+    /// Imbalance: standard deviation of the loads of hosts that are connected and not in
+    /// maintenance (see [`crate::imbalance`]).
+    pub fn imbalance(&self) -> Result<f64, ModelError> {
+        Ok(State::new(self, &FitTable::default())?.imbalance())
+    }
+
+    /// Traffic between VMs on different hosts, bytes/s (see [`crate::traffic`]).
+    pub fn cross_host_traffic(&self) -> Result<u64, ModelError> {
+        Ok(State::new(self, &FitTable::default())?.cross)
+    }
+
+    /// Broken rules, hosts allocated beyond capacity, VMs on hosts in maintenance (every host
+    /// taken as fitting every VM: see [`ClusterModel::violations_with_fit`]).
+    pub fn violations(&self) -> Result<Violations, ModelError> {
+        self.violations_with_fit(&FitTable::default())
+    }
+
+    /// Broken rules, hosts allocated beyond capacity (reserves included), VMs on hosts in
+    /// maintenance, VMs on hosts that lack a capability they need.
+    pub fn violations_with_fit(&self, fit: &FitTable) -> Result<Violations, ModelError> {
+        Ok(State::new(self, fit)?.violations())
     }
 }

@@ -2,12 +2,11 @@
 //! one host never touches the network; the balancer may co-locate heavy talkers to cut the
 //! cross-host part, when capacity and rules allow and the move pays for its memory copy.
 
-use crate::state::State;
-
-/// Sum of the flows whose two VMs run on different hosts, bytes/s.
-pub(crate) fn cross_host(s: &State) -> u64 {
-    s.flows
+/// Sum of the flows `(vm a, vm b, bytes/s)` whose two VMs run on different hosts (`at`: host
+/// of each VM), bytes/s.
+pub(crate) fn cross_host(flows: &[(u32, u32, u64)], at: &[u32]) -> u64 {
+    flows
         .iter()
-        .filter(|&&(a, b, _)| s.at[a as usize] != s.at[b as usize])
+        .filter(|&&(a, b, _)| at[a as usize] != at[b as usize])
         .fold(0u64, |acc, &(_, _, bytes)| acc.saturating_add(bytes))
 }

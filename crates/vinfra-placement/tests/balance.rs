@@ -433,6 +433,18 @@ fn chatty_pair_is_co_located_when_cheap() {
     );
     assert_eq!(plan.cross_host_traffic_before, (400 << 20) + (1 << 20));
     assert_eq!(plan.cross_host_traffic_after, 1 << 20);
+    // The move spreads load less evenly; the plan says what it got for it.
+    assert!(plan.imbalance_after > plan.imbalance_before);
+    let t = plan.tradeoff.expect("the trade is declared");
+    assert_eq!(t.traffic_saved_bytes_per_s, 400 << 20);
+    assert_eq!(t.should_violations_removed, 0);
+    assert_eq!(
+        (t.imbalance_before, t.imbalance_after),
+        (plan.imbalance_before, plan.imbalance_after)
+    );
+    // 4 hosts × (σ_after² − σ_before²) ≤ 0.001 × 400 MiB/s.
+    let spent = 4.0 * (t.imbalance_after.powi(2) - t.imbalance_before.powi(2));
+    assert!(spent > 0.0 && spent <= 0.4, "{spent}");
 
     // The same pair, but each VM has 64 GiB to copy for a trickle of traffic: not worth it.
     for v in &mut m.vms {
@@ -593,4 +605,80 @@ fn must_affinity_moves_only_when_the_group_fixes_the_rule() {
         .all(|mv| mv.reason == Reason::FixMustRule { rule: "grp".into() }));
     assert_eq!(plan.violations_before.must_vms(), 3);
     assert_eq!(plan.violations_after.must_vms(), 2);
+}
+
+/// A VM on VLAN networks whose host lost its trunk moves to a host with one, at every level,
+/// and load balancing never sends a VM to a host that lacks what it needs.
+#[test]
+fn a_vm_on_a_host_that_no_longer_fits_it_moves_to_one_that_does() {
+    use vinfra_placement::{balance_with_fit, FitTable, HostCaps, OverlayMtu, VmNeeds};
+    let mut vms = vec![vm("tagged", "h0", 2, 4, 1.0)];
+    for i in 0..6 {
+        vms.push(vm(&format!("jumbo{i}"), "h0", 2, 4, 1.5));
+    }
+    let m = model(hosts(4), vms);
+    let mut fit = FitTable::default();
+    let caps = |trunk: bool, mtu: u32| HostCaps {
+        vlan_trunk: trunk,
+        underlay_mtu: mtu,
+        ..HostCaps::default()
+    };
+    fit.hosts.insert("h0".into(), caps(false, 9000));
+    fit.hosts.insert("h1".into(), caps(false, 1500));
+    fit.hosts.insert("h2".into(), caps(true, 1500));
+    fit.hosts.insert("h3".into(), caps(false, 9000));
+    fit.vms.insert(
+        "tagged".into(),
+        VmNeeds {
+            vlan_networks: vec!["v10".into()],
+            ..VmNeeds::default()
+        },
+    );
+    for i in 0..6 {
+        fit.vms.insert(
+            format!("jumbo{i}"),
+            VmNeeds {
+                overlay: Some(OverlayMtu {
+                    network: "big".into(),
+                    mtu: 8950,
+                }),
+                ..VmNeeds::default()
+            },
+        );
+    }
+    let level1 = BalanceConfig {
+        level: 1,
+        ..BalanceConfig::default()
+    };
+    let plan = balance_with_fit(&m, &fit, &level1).unwrap();
+    assert_eq!(plan.violations_before.misfits.len(), 1);
+    assert_eq!(plan.moves.len(), 1, "{:?}", plan.moves);
+    assert_eq!(
+        (plan.moves[0].vm.as_str(), plan.moves[0].to.as_str()),
+        ("tagged", "h2")
+    );
+    assert_eq!(
+        plan.moves[0].reason.to_string(),
+        "its host does not fit it: it has no VLAN trunk for VLAN network 'v10' (its agent runs \
+         without --trunk-interface)"
+    );
+    assert!(plan.violations_after.misfits.is_empty());
+    // h0 is hot: the jumbo VMs spread, but only to h3 (the other hosts' underlay is too small).
+    let plan = balance_with_fit(
+        &m,
+        &fit,
+        &BalanceConfig {
+            level: 5,
+            ..BalanceConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(plan.moves.iter().any(|mv| mv.vm.starts_with("jumbo")));
+    for mv in plan.moves.iter().filter(|mv| mv.vm.starts_with("jumbo")) {
+        assert_eq!(mv.to, "h3", "{mv:?}");
+    }
+    // Without the fit table every host fits every VM: nothing is wrong, and the jumbo VMs
+    // spread anywhere.
+    let plan = balance(&m, &level1).unwrap();
+    assert!(plan.moves.is_empty());
 }

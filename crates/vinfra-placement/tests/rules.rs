@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use vinfra_placement::{
     balance, place, place_with_rules, BalanceConfig, BalanceError, ClusterModel, Eligibility,
-    HostInput, ModelError, Request, Rule, RuleError, RulePlacementError, RulePlacer, Strength,
+    FitError, FitTable, HostInput, ModelError, Request, Rule, RuleError, RulePlacementError,
+    RulePlacer, Strength, VmNeeds,
 };
 
 fn small() -> ClusterModel {
@@ -141,13 +142,19 @@ fn invalid_models_are_refused() {
     assert!(matches!(m.validate(), Err(ModelError::DuplicateVm { .. })));
     let mut m = small();
     m.vms[1].cpu_demand = f64::NAN;
-    assert!(matches!(m.validate(), Err(ModelError::InvalidVm { .. })));
+    assert!(matches!(
+        m.validate(),
+        Err(ModelError::InvalidDemand { .. })
+    ));
     let mut m = small();
     m.hosts[0].capacity.cores = 0;
-    assert!(matches!(m.validate(), Err(ModelError::InvalidHost { .. })));
+    assert!(matches!(m.validate(), Err(ModelError::NoCapacity { .. })));
     let mut m = small();
     m.hosts[0].ratios.cpu = -1.0;
-    assert!(matches!(m.validate(), Err(ModelError::InvalidHost { .. })));
+    assert!(matches!(
+        m.validate(),
+        Err(ModelError::InvalidRatios { .. })
+    ));
     let mut m = small();
     m.traffic = vec![flow("a", "zz", 1)];
     assert!(matches!(
@@ -220,14 +227,15 @@ fn placement_follows_must_rules_and_prefers_should_rules() {
         Rule::affinity("app-near-db", Should, &["app2", "db1"]),
         Rule::not_on("keep-off-h4", Should, &["app2"], &["h4"]),
     ];
-    let mut p = RulePlacer::new(&m).unwrap();
-    let db2 = p.place(&req("db2", 2, 4)).unwrap().host;
-    let db3 = p.place(&req("db3", 2, 4)).unwrap().host;
+    let none = VmNeeds::default();
+    let mut p = RulePlacer::new(&m, &FitTable::default()).unwrap();
+    let db2 = p.place(&req("db2", 2, 4), &none).unwrap().host;
+    let db3 = p.place(&req("db3", 2, 4), &none).unwrap().host;
     let mut dbs = vec!["h0".to_string(), db2, db3];
     dbs.sort();
     assert_eq!(dbs, ["h0", "h1", "h2"]);
-    assert_eq!(p.place(&req("cache1", 1, 1)).unwrap().host, "h3");
-    assert_eq!(p.place(&req("app2", 1, 1)).unwrap().host, "h0");
+    assert_eq!(p.place(&req("cache1", 1, 1), &none).unwrap().host, "h3");
+    assert_eq!(p.place(&req("app2", 1, 1), &none).unwrap().host, "h0");
     // No fourth database host.
     m.rules[0] = Rule::anti_affinity("dbs", Must, &["db1", "db2", "db3", "db4"]);
     m.rules[1] = Rule::run_on(
@@ -236,23 +244,36 @@ fn placement_follows_must_rules_and_prefers_should_rules() {
         &["db1", "db2", "db3", "db4"],
         &["h0", "h1", "h2"],
     );
-    let mut p = RulePlacer::new(&m).unwrap();
+    let mut p = RulePlacer::new(&m, &FitTable::default()).unwrap();
     for n in ["db2", "db3"] {
-        p.place(&req(n, 1, 1)).unwrap();
+        p.place(&req(n, 1, 1), &none).unwrap();
     }
-    let e = p.place(&req("db4", 1, 1)).unwrap_err();
+    let e = p.place(&req("db4", 1, 1), &none).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no host can take VM 'db4' (1 vCPU, 1024 MiB): h0, h1, h2: the VM there would break \
+         must-rule 'dbs'; h3, h4: the VM there would break must-rule 'db-hosts'"
+    );
+    assert!(matches!(e, FitError::NoHost(_)));
+    // The call of the console before fit says which must-rules name the VM.
+    m.vms.extend(
+        ["db2", "db3"]
+            .iter()
+            .map(|n| vm(n, p.host_of(n).unwrap(), 1, 1, 0.0)),
+    );
+    let e = place_with_rules(&m, &req("db4", 1, 1)).unwrap_err();
     assert!(
         matches!(e, RulePlacementError::RulesUnsatisfiable { .. }),
         "{e}"
     );
     assert!(e.to_string().contains("'dbs', 'db-hosts'"), "{e}");
     assert!(matches!(
-        p.place(&req("db1", 1, 1)),
-        Err(RulePlacementError::AlreadyPlaced { .. })
+        p.place(&req("db1", 1, 1), &none),
+        Err(FitError::AlreadyPlaced { .. })
     ));
     assert!(matches!(
-        p.place(&req("db9", 0, 1)),
-        Err(RulePlacementError::Placement(_))
+        p.place(&req("db9", 0, 1), &none),
+        Err(FitError::EmptyRequest { .. })
     ));
 }
 

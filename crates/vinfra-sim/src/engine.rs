@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use vinfra_placement::greedy::{self, GreedyConfig};
 use vinfra_placement::{
-    balance, ClusterModel, Flow, LevelParams, Plan, Reason, RecentMove, Request, RulePlacer,
-    VmModel,
+    balance, ClusterModel, FitTable, LevelParams, Plan, Reason, RecentMove, RulePlacer,
+    TrafficFlow, VmModel, VmNeeds, VmRequest,
 };
 
+use crate::error::SimError;
 use crate::scenario::Scenario;
-use crate::SimError;
 
 /// Which balancer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -43,7 +43,9 @@ impl BalancerKind {
 /// The cluster at one step, before that step's plan runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepMetrics {
+    /// Step number, from 0.
     pub step: u32,
+    /// Minutes since the start.
     pub minute: u64,
     /// VMs running.
     pub vms: usize,
@@ -72,20 +74,30 @@ pub struct StepMetrics {
 pub struct MoveRecord {
     /// Step the move was planned at; the VM runs on `to` from the next step.
     pub step: u32,
+    /// The VM.
     pub vm: String,
+    /// The host it left.
     pub from: String,
+    /// The host it went to.
     pub to: String,
-    /// `fix-must-rule`, `evacuate`, `over-capacity`, `reduce-imbalance`, `reduce-traffic` or
-    /// `should-rule`.
+    /// `fix-must-rule`, `evacuate`, `over-capacity`, `reduce-imbalance`, `reduce-traffic`,
+    /// `should-rule` or `host-unfit`.
     pub reason: &'static str,
     /// The balancer's explanation.
     pub why: String,
+    /// Imbalance before minus after the move.
     pub imbalance_gain: f64,
+    /// Cross-host traffic removed, bytes/s (negative: added).
     pub traffic_saved_bytes_per_s: i64,
+    /// Should-rule violations removed (negative: added).
     pub should_violations_removed: i64,
+    /// Memory the migration copies, MiB.
     pub memory_mib: u64,
+    /// The balancer's net score for the move.
     pub score: f64,
+    /// Load of the source host after the move.
     pub from_load_after: f64,
+    /// Load of the destination host after the move.
     pub to_load_after: f64,
     /// VMs moving with this one to keep a must-affinity rule.
     pub with: Vec<String>,
@@ -94,26 +106,42 @@ pub struct MoveRecord {
 /// Totals of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// Migrations over the run.
     pub migrations: usize,
+    /// Imbalance at the first step.
     pub initial_imbalance: f64,
+    /// Imbalance at the last step.
     pub final_imbalance: f64,
+    /// Most must-rule violations (VMs) at any step.
     pub max_must_violations: u64,
+    /// Must-rule violations (VMs) at the last step.
     pub final_must_violations: u64,
+    /// Should-rule violations (VMs) at the first step.
     pub initial_should_violations: u64,
+    /// Most should-rule violations (VMs) at any step.
     pub max_should_violations: u64,
+    /// Should-rule violations (VMs) at the last step.
     pub final_should_violations: u64,
+    /// Most hosts over capacity at any step.
     pub max_over_capacity_hosts: usize,
+    /// VMs on hosts in maintenance at the last step.
     pub final_vms_on_maintenance: usize,
+    /// Cross-host traffic at the first step, bytes/s.
     pub initial_cross_host_traffic: u64,
+    /// Cross-host traffic at the last step, bytes/s.
     pub final_cross_host_traffic: u64,
 }
 
 /// One balancer over the whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Run {
+pub struct BalancerRun {
+    /// Which balancer ran.
     pub balancer: BalancerKind,
+    /// Totals.
     pub summary: Summary,
+    /// Metrics of every step.
     pub steps: Vec<StepMetrics>,
+    /// Every migration, in order.
     pub moves: Vec<MoveRecord>,
 }
 
@@ -125,6 +153,7 @@ fn reason_kind(r: &Reason) -> &'static str {
         Reason::ReduceImbalance { .. } => "reduce-imbalance",
         Reason::ReduceTraffic { .. } => "reduce-traffic",
         Reason::ShouldRule { .. } => "should-rule",
+        Reason::HostUnfit { .. } => "host-unfit",
     }
 }
 
@@ -138,7 +167,7 @@ pub fn traces(s: &Scenario) -> Vec<Vec<(f64, f64)>> {
 }
 
 /// Runs `kind` over the scenario.
-pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
+pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimError> {
     let traces = traces(s);
     let index: BTreeMap<&str, usize> = s
         .vms
@@ -180,8 +209,8 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
         }
         let to_place: Vec<usize> = arriving.into_iter().filter(|&v| at[v].is_none()).collect();
         if !to_place.is_empty() {
-            let mut placer =
-                RulePlacer::new(&model(s, &at, &traces, t)).map_err(|source| SimError::Place {
+            let mut placer = RulePlacer::new(&model(s, &at, &traces, t), &FitTable::default())
+                .map_err(|source| SimError::Place {
                     step: t,
                     vm: s.vms[to_place[0]].name.clone(),
                     source: Box::new(source.into()),
@@ -189,11 +218,14 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
             for v in to_place {
                 let spec = &s.vms[v];
                 let placed = placer
-                    .place(&Request {
-                        vm: spec.name.clone(),
-                        vcpus: spec.vcpus,
-                        memory_mib: spec.memory_mib,
-                    })
+                    .place(
+                        &VmRequest {
+                            vm: spec.name.clone(),
+                            vcpus: spec.vcpus,
+                            memory_mib: spec.memory_mib,
+                        },
+                        &VmNeeds::default(),
+                    )
                     .map_err(|source| SimError::Place {
                         step: t,
                         vm: spec.name.clone(),
@@ -281,7 +313,7 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<Run, SimError> {
         let window_steps = u64::from(s.balancer.hysteresis_minutes) / u64::from(s.step_minutes) + 1;
         history.retain(|(when, ..)| u64::from(t - when) <= window_steps);
     }
-    Ok(Run {
+    Ok(BalancerRun {
         balancer: kind,
         summary: summarize(&steps),
         steps,
@@ -345,7 +377,7 @@ fn model(s: &Scenario, at: &[Option<String>], traces: &[Vec<(f64, f64)>], t: u32
         .traffic
         .iter()
         .filter(|f| running(&f.a) && running(&f.b))
-        .map(|f| Flow {
+        .map(|f| TrafficFlow {
             a: f.a.clone(),
             b: f.b.clone(),
             bytes_per_s: f.rate(t),

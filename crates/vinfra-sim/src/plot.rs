@@ -4,8 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::{BalancerKind, StepMetrics};
-use crate::report::{mib, Report};
+use crate::engine::{BalancerKind, BalancerRun, StepMetrics};
 
 const WIDTH: f64 = 1000.0;
 const HEADER: f64 = 64.0;
@@ -79,6 +78,28 @@ fn tick_label(v: f64) -> String {
     }
 }
 
+/// Bytes/s in MiB/s.
+pub fn mib(bytes_per_s: u64) -> f64 {
+    bytes_per_s as f64 / (1024.0 * 1024.0)
+}
+
+/// What the plot's title and reference lines say about the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct PlotHeader<'a> {
+    /// Scenario name.
+    pub scenario: &'a str,
+    /// Seed of the scenario's random streams.
+    pub seed: u64,
+    /// Number of steps.
+    pub steps: u32,
+    /// Minutes per step.
+    pub step_minutes: u32,
+    /// Balancer level.
+    pub level: u8,
+    /// The level's target imbalance, drawn as a reference line.
+    pub target_imbalance: Option<f64>,
+}
+
 struct Chart<'a> {
     title: &'a str,
     value: fn(&StepMetrics) -> f64,
@@ -86,8 +107,8 @@ struct Chart<'a> {
     reference: Option<(f64, &'a str)>,
 }
 
-/// The SVG document for `r`.
-pub fn svg(r: &Report) -> String {
+/// The SVG document for the runs `runs` of one scenario.
+pub fn svg(r: &PlotHeader<'_>, runs: &[BalancerRun]) -> String {
     let charts = [
         Chart {
             title: "Imbalance (std. dev. of host loads)",
@@ -146,7 +167,7 @@ pub fn svg(r: &Report) -> String {
     );
     // Legend.
     let mut x = GAP;
-    for run in &r.runs {
+    for run in runs {
         let k = run.balancer;
         let _ = writeln!(
             o,
@@ -166,13 +187,20 @@ pub fn svg(r: &Report) -> String {
     for (i, c) in charts.iter().enumerate() {
         let px = GAP + (i % 2) as f64 * (PANEL_W + GAP);
         let py = HEADER + (i / 2) as f64 * (PANEL_H + GAP);
-        panel(&mut o, r, c, px, py);
+        panel(&mut o, r, runs, c, px, py);
     }
     o.push_str("</svg>\n");
     o
 }
 
-fn panel(o: &mut String, r: &Report, c: &Chart<'_>, px: f64, py: f64) {
+fn panel(
+    o: &mut String,
+    r: &PlotHeader<'_>,
+    runs: &[BalancerRun],
+    c: &Chart<'_>,
+    px: f64,
+    py: f64,
+) {
     let (x0, y0) = (px + ML, py + MT);
     let (w, h) = (PANEL_W - ML - MR, PANEL_H - MT - MB);
     let _ = writeln!(o, "<g>");
@@ -187,15 +215,14 @@ fn panel(o: &mut String, r: &Report, c: &Chart<'_>, px: f64, py: f64) {
         py + 19.0,
         escape(c.title)
     );
-    let max = r
-        .runs
+    let max = runs
         .iter()
         .flat_map(|run| run.steps.iter().map(c.value))
         .chain(c.reference.map(|(v, _)| v))
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
     let ymax = nice_ceil(max);
-    let n = r.runs.iter().map(|run| run.steps.len()).max().unwrap_or(0);
+    let n = runs.iter().map(|run| run.steps.len()).max().unwrap_or(0);
     let last = n.saturating_sub(1).max(1) as f64;
     let sx = |step: f64| x0 + step / last * w;
     let sy = |v: f64| y0 + h - (v / ymax).clamp(0.0, 1.05) * h;
@@ -266,7 +293,7 @@ fn panel(o: &mut String, r: &Report, c: &Chart<'_>, px: f64, py: f64) {
             );
         }
     }
-    for run in &r.runs {
+    for run in runs {
         let mut pts = String::new();
         for s in &run.steps {
             let v = (c.value)(s);

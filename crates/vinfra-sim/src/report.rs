@@ -7,24 +7,32 @@ use std::path::Path;
 use serde::Serialize;
 use vinfra_placement::LevelParams;
 
-use crate::engine::{simulate, BalancerKind, MoveRecord, Run};
-use crate::plot;
+use crate::engine::{simulate, BalancerKind, BalancerRun, MoveRecord};
+use crate::error::SimError;
+use crate::plot::{self, mib};
 use crate::scenario::Scenario;
-use crate::SimError;
 
 /// Every run of one scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// Scenario name.
     pub scenario: String,
+    /// Scenario description.
     pub description: String,
+    /// Seed of its random streams.
     pub seed: u64,
+    /// Number of steps.
     pub steps: u32,
+    /// Minutes per step.
     pub step_minutes: u32,
+    /// Balancer level.
     pub level: u8,
     /// The level's target imbalance (`null` at level 1, which only fixes hard violations).
     pub target_imbalance: Option<f64>,
+    /// Hysteresis window of the vinfra balancer, minutes.
     pub hysteresis_minutes: u32,
-    pub runs: Vec<Run>,
+    /// One run per balancer.
+    pub runs: Vec<BalancerRun>,
 }
 
 /// One line of `moves.json`.
@@ -38,7 +46,7 @@ struct MoveLine<'a> {
 impl Report {
     /// Runs each balancer of `kinds` (in order, duplicates skipped) over `scenario`.
     pub fn run(scenario: &Scenario, kinds: &[BalancerKind]) -> Result<Report, SimError> {
-        let mut runs: Vec<Run> = Vec::new();
+        let mut runs: Vec<BalancerRun> = Vec::new();
         for &k in kinds {
             if runs.iter().all(|r| r.balancer != k) {
                 runs.push(simulate(scenario, k)?);
@@ -62,7 +70,7 @@ impl Report {
     }
 
     /// The run of `kind`, if it ran.
-    pub fn run_of(&self, kind: BalancerKind) -> Option<&Run> {
+    pub fn run_of(&self, kind: BalancerKind) -> Option<&BalancerRun> {
         self.runs.iter().find(|r| r.balancer == kind)
     }
 
@@ -156,7 +164,17 @@ impl Report {
 
     /// `plot.svg`.
     pub fn plot_svg(&self) -> String {
-        plot::svg(self)
+        plot::svg(
+            &plot::PlotHeader {
+                scenario: &self.scenario,
+                seed: self.seed,
+                steps: self.steps,
+                step_minutes: self.step_minutes,
+                level: self.level,
+                target_imbalance: self.target_imbalance,
+            },
+            &self.runs,
+        )
     }
 
     /// Writes the four files into `dir` (created if missing).
@@ -237,11 +255,6 @@ impl Report {
         }
         out
     }
-}
-
-/// Bytes/s in MiB/s.
-pub fn mib(bytes_per_s: u64) -> f64 {
-    bytes_per_s as f64 / (1024.0 * 1024.0)
 }
 
 fn json<T: Serialize>(value: &T) -> String {

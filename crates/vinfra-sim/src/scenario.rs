@@ -9,8 +9,8 @@ use serde::Deserialize;
 use vinfra_placement::{BalanceConfig, ClusterModel, Eligibility, HostModel, Rule, Strength};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
+use crate::error::SimError;
 use crate::trace::Demand;
-use crate::SimError;
 
 /// Most steps a scenario may ask for.
 pub const MAX_STEPS: u32 = 100_000;
@@ -20,26 +20,42 @@ pub const MAX_ITEMS: usize = 100_000;
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
+    /// Scenario name.
     pub name: String,
+    /// What it shows.
     pub description: String,
+    /// Seed of its random streams.
     pub seed: u64,
+    /// Number of steps.
     pub steps: u32,
+    /// Minutes per step.
     pub step_minutes: u32,
+    /// Balancer settings.
     pub balancer: BalancerSettings,
-    pub hosts: Vec<HostSpec>,
-    pub vms: Vec<VmSpec>,
+    /// Hosts, `count` expanded.
+    pub hosts: Vec<ScenarioHost>,
+    /// VMs, `count` expanded.
+    pub vms: Vec<ScenarioVm>,
+    /// Placement rules.
     pub rules: Vec<Rule>,
-    pub traffic: Vec<FlowSpec>,
+    /// The traffic matrix.
+    pub traffic: Vec<ScenarioFlow>,
 }
 
 /// Balancer settings of a scenario (the library's defaults where the file says nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BalancerSettings {
+    /// Migration threshold level, 1 to 5.
     pub level: u8,
+    /// Most migrations a plan starts or ends on one host.
     pub max_moves_per_host: u32,
+    /// Most migrations in one plan.
     pub max_moves_total: u32,
+    /// A VM moved less than this many minutes ago moves only for a hard violation.
     pub hysteresis_minutes: u32,
+    /// Score per MiB/s of cross-host traffic removed.
     pub traffic_weight: f64,
+    /// Score per VM breaking a should-rule.
     pub should_penalty: f64,
 }
 
@@ -60,16 +76,20 @@ impl BalancerSettings {
 
 /// A host and its maintenance windows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostSpec {
+pub struct ScenarioHost {
+    /// Host name.
     pub name: String,
+    /// Physical cores.
     pub cores: u32,
+    /// Physical memory, MiB.
     pub memory_mib: u64,
+    /// Allocation ratios.
     pub ratios: AllocationRatios,
     /// `(from, until)`: in maintenance from step `from` up to (not including) `until`.
     pub maintenance: Vec<(u32, Option<u32>)>,
 }
 
-impl HostSpec {
+impl ScenarioHost {
     /// Whether the host is in maintenance at `step`.
     pub fn in_maintenance(&self, step: u32) -> bool {
         self.maintenance
@@ -97,12 +117,16 @@ impl HostSpec {
 
 /// A VM: size, where it starts, when it runs, and its demand trace.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VmSpec {
+pub struct ScenarioVm {
+    /// VM name.
     pub name: String,
     /// The host it starts on; `None`: placed by the rule-aware placer when it arrives.
     pub host: Option<String>,
+    /// Allocated vCPUs.
     pub vcpus: u32,
+    /// Allocated memory, MiB.
     pub memory_mib: u64,
+    /// Its demand over time.
     pub demand: Demand,
     /// First step it runs.
     pub arrive: u32,
@@ -110,7 +134,7 @@ pub struct VmSpec {
     pub depart: Option<u32>,
 }
 
-impl VmSpec {
+impl ScenarioVm {
     /// Whether the VM runs at `step`.
     pub fn runs_at(&self, step: u32) -> bool {
         step >= self.arrive && self.depart.is_none_or(|d| step < d)
@@ -119,14 +143,16 @@ impl VmSpec {
 
 /// Traffic between two VMs, bytes/s, constant or changing at given steps.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlowSpec {
+pub struct ScenarioFlow {
+    /// One VM.
     pub a: String,
+    /// The other.
     pub b: String,
     /// `(from step, bytes/s)`, sorted by step; the rate before the first point is the first.
     pub points: Vec<(u32, u64)>,
 }
 
-impl FlowSpec {
+impl ScenarioFlow {
     /// Bytes/s at `step`.
     pub fn rate(&self, step: u32) -> u64 {
         let mut rate = self.points.first().map_or(0, |p| p.1);
@@ -389,7 +415,7 @@ impl Scenario {
                 maintenance.push((from, until));
             }
             for name in names {
-                hosts.push(HostSpec {
+                hosts.push(ScenarioHost {
                     name,
                     cores,
                     memory_mib,
@@ -439,7 +465,7 @@ impl Scenario {
                 None => None,
             };
             for name in names {
-                vms.push(VmSpec {
+                vms.push(ScenarioVm {
                     name,
                     host: host.clone(),
                     vcpus,
@@ -559,7 +585,7 @@ impl Scenario {
                         "give either bytes_per_s or a non-empty points = [[step, bytes_per_s], …]",
                     )),
                 };
-            traffic.push(FlowSpec {
+            traffic.push(ScenarioFlow {
                 a: f.a.clone(),
                 b: f.b.clone(),
                 points,

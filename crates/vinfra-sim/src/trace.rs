@@ -11,31 +11,50 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Demand {
     /// The same demand at every step.
-    Constant { cpu: f64, mem: f64, jitter: f64 },
+    Constant {
+        /// CPU demand, cores (clamped to the VM's vCPUs).
+        cpu: f64,
+        /// Memory demand, a fraction of the allocation.
+        mem: f64,
+        /// Relative noise on each step (seeded): ± this fraction of the demand; 0 for none.
+        jitter: f64,
+    },
     /// `(from step, cpu, mem)` points, sorted; the demand holds until the next point, the first
     /// point's demand applies before it.
     Steps {
+        /// The points.
         points: Vec<(u32, f64, f64)>,
+        /// Relative noise on each step (seeded): ± this fraction of the demand; 0 for none.
         jitter: f64,
     },
     /// `base + amplitude × sin(2π (step + phase) / period)`.
     Sine {
+        /// Base CPU demand, cores.
         cpu: f64,
+        /// Base memory demand, a fraction of the allocation.
         mem: f64,
+        /// Amplitude of the CPU demand.
         cpu_amplitude: f64,
+        /// Amplitude of the memory demand.
         mem_amplitude: f64,
         /// Steps per cycle.
         period: f64,
         /// Steps.
         phase: f64,
+        /// Relative noise on each step (seeded): ± this fraction of the demand; 0 for none.
         jitter: f64,
     },
     /// Starts at `cpu`/`mem`, then moves by a uniform amount in `±cpu_step`/`±mem_step` each step.
     RandomWalk {
+        /// CPU demand at the start, cores.
         cpu: f64,
+        /// Memory demand at the start, a fraction of the allocation.
         mem: f64,
+        /// Largest CPU change per step, cores.
         cpu_step: f64,
+        /// Largest memory change per step.
         mem_step: f64,
+        /// Relative noise on each step (seeded): ± this fraction of the demand; 0 for none.
         jitter: f64,
     },
 }

@@ -2,6 +2,7 @@
 
 use vinfra_placement::{ModelError, RuleError};
 use vinfra_sim::{Scenario, SimError};
+use vinfra_types::error::chain;
 
 const HEAD: &str = r#"
 steps = 4
@@ -44,7 +45,7 @@ fn err(text: &str) -> SimError {
 }
 
 fn message(text: &str) -> String {
-    let m = err(text).to_string();
+    let m = chain(&err(text));
     assert!(m.starts_with("bad.toml: "), "{m}");
     assert!(!m.contains('\n'), "{m}");
     m
@@ -86,9 +87,10 @@ vms = ["a", "b"]
         },
         other => panic!("{other:?}"),
     }
-    let m = e.to_string();
+    assert_eq!(e.to_string(), "bad.toml: the cluster is refused");
+    let m = chain(&e);
     assert!(
-        m.starts_with("bad.toml: rules contradict each other"),
+        m.starts_with("bad.toml: the cluster is refused: rules contradict each other"),
         "{m}"
     );
     assert!(m.contains("'together'") && m.contains("'apart'"), "{m}");
@@ -237,6 +239,13 @@ fn arrivals_that_fit_nowhere_stop_the_run_with_the_step_and_vm() {
     );
     let s = Scenario::parse(&text, "big.toml").expect("valid");
     let e = vinfra_sim::simulate(&s, vinfra_sim::BalancerKind::Vinfra).unwrap_err();
-    let m = e.to_string();
-    assert!(m.starts_with("step 2: VM 'big' cannot be placed"), "{m}");
+    assert_eq!(e.to_string(), "step 2: VM 'big' cannot be placed");
+    let m = chain(&e);
+    assert!(
+        m.starts_with(
+            "step 2: VM 'big' cannot be placed: no host can take VM 'big' (2 vCPU, 40960 MiB): \
+             h1, h2: short of capacity (closest, h1: memory short by 12288 MiB"
+        ),
+        "{m}"
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use vinfra_placement::LevelParams;
-use vinfra_sim::{BalancerKind, Report, Run, Scenario};
+use vinfra_sim::{BalancerKind, BalancerRun, Report, Scenario};
 
 const SHIPPED: [&str; 5] = [
     "hot-spot",
@@ -35,7 +35,7 @@ fn both(s: &Scenario) -> Report {
     }
 }
 
-fn run(r: &Report, k: BalancerKind) -> &Run {
+fn run(r: &Report, k: BalancerKind) -> &BalancerRun {
     r.run_of(k).expect("the balancer ran")
 }
 

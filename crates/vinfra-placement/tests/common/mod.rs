@@ -1,7 +1,9 @@
 //! Builders shared by the integration tests.
 #![allow(dead_code)]
 
-use vinfra_placement::{ClusterModel, Eligibility, Flow, HostModel, VmModel};
+pub mod random;
+
+use vinfra_placement::{ClusterModel, Eligibility, HostModel, TrafficFlow, VmModel};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
 pub const GIB: u64 = 1024;
@@ -34,8 +36,8 @@ pub fn vm(name: &str, host: &str, vcpus: u32, gib: u64, cpu: f64) -> VmModel {
     }
 }
 
-pub fn flow(a: &str, b: &str, bytes_per_s: u64) -> Flow {
-    Flow {
+pub fn flow(a: &str, b: &str, bytes_per_s: u64) -> TrafficFlow {
+    TrafficFlow {
         a: a.into(),
         b: b.into(),
         bytes_per_s,

@@ -1,6 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::host::{Eligibility, HostInput, Placement, Request};
+use vinfra_types::{AllocationRatios, HostCapacity};
 
 fn host(name: &str, cores: u32, memory_mib: u64, cpu: f64, memory: f64) -> HostInput {
     HostInput {
@@ -323,14 +325,14 @@ proptest! {
                             prop_assert_eq!(h.eligible, Eligibility::Ok);
                             if pin.is_none() {
                                 // Nothing that fits is strictly better.
-                                for o in before.iter().filter(|o| o.eligible == Eligibility::Ok && o.fits(&req)) {
-                                    prop_assert!(better(o, h) != Ordering::Greater, "{} beats {}", o.name, h.name);
+                                for o in before.iter().filter(|o| fit::check(o, &BASIC_HOST, &req, &NO_NEEDS).is_ok()) {
+                                    prop_assert!(better((o, &BASIC_HOST), (h, &BASIC_HOST)) != Ordering::Greater, "{} beats {}", o.name, h.name);
                                 }
                             }
                             placed.push((p.host, vcpus, memory_mib));
                         }
                         Err(_) if pin.is_none() => {
-                            prop_assert!(!before.iter().any(|h| h.eligible == Eligibility::Ok && h.fits(&req)));
+                            prop_assert!(!before.iter().any(|h| fit::check(h, &BASIC_HOST, &req, &NO_NEEDS).is_ok()));
                         }
                         Err(_) => {}
                     }

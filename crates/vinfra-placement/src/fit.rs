@@ -1,0 +1,865 @@
+//! Host fit, in one place: whether a host can take a VM and, if not, why.
+//!
+//! A host offers capabilities ([`HostCaps`]: a VLAN trunk, its underlay MTU, the CPU models it
+//! runs, capacity held in reserve); a VM needs some of them ([`VmNeeds`]: the VLAN networks it
+//! has NICs on, the overlay network with the largest MTU it is on, a CPU model). One check
+//! answers for a host and a VM, in a fixed order, and the first test that fails is the typed
+//! reason ([`Unfit`]):
+//!
+//! 1. capabilities: a VLAN trunk for VLAN networks, an underlay MTU of at least the overlay
+//!    MTU + the VXLAN encapsulation, the CPU model;
+//! 2. availability: the agent is connected, the host is not in maintenance (starting a VM that
+//!    is already placed on a host in maintenance is allowed);
+//! 3. must-rules: placing (or moving) the VM there breaks none (or makes none worse);
+//! 4. capacity: the host's allocation plus the VM plus its reserve stays within its allocatable
+//!    vCPUs and memory.
+//!
+//! [`check`] is that check for one host, without rules. [`NoHost`] explains "no host can take
+//! VM x": why each host cannot, hosts with the same reason together, in one line.
+//!
+//! Every decision of the crate goes through it: [`crate::place::place`] and
+//! [`crate::place::Cluster`] (no rules), [`crate::placer::RulePlacer`] (all four), and the
+//! balancer, which never moves a VM to a host that does not fit it and counts a VM on a host
+//! whose capabilities no longer fit it as a hard violation to repair.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use vinfra_types::network::{underlay_mtu_for_overlay, UNDERLAY_MTU, VXLAN_OVERHEAD};
+use vinfra_types::{AllocationRatios, HostCapacity};
+
+use crate::host::{allocatable_memory_mib, allocatable_vcpus, Eligibility, HostInput, VmRequest};
+use crate::quoted::Quoted;
+
+/// Capacity held back on a host: placement leaves it free and the balancer counts it as used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Reserve {
+    /// vCPUs held back.
+    pub vcpus: u32,
+    /// Memory held back, MiB.
+    pub memory_mib: u64,
+}
+
+/// What a host offers beyond its capacity. New capabilities are new fields whose default
+/// takes nothing away from a VM that does not need them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostCaps {
+    /// Its agent has a VLAN trunk (`--trunk-interface`): it carries VLAN networks.
+    pub vlan_trunk: bool,
+    /// IP MTU of its underlay (`--underlay-mtu`): an overlay packet plus the VXLAN
+    /// encapsulation must fit in it.
+    pub underlay_mtu: u32,
+    /// QEMU CPU models it runs (a CPU baseline for live migration between different hosts).
+    /// Empty until agents report them; a VM that needs a model does not fit a host that does
+    /// not list it.
+    pub cpu_models: Vec<String>,
+    /// Capacity held back from VMs: the HA failover reserve, or the share a VM migrating away
+    /// keeps on its source until the switchover.
+    pub reserve: Reserve,
+}
+
+/// A host with no trunk, the default underlay MTU, no CPU model reported and no reserve.
+pub static BASIC_HOST: HostCaps = HostCaps {
+    vlan_trunk: false,
+    underlay_mtu: UNDERLAY_MTU,
+    cpu_models: Vec::new(),
+    reserve: Reserve {
+        vcpus: 0,
+        memory_mib: 0,
+    },
+};
+
+impl Default for HostCaps {
+    fn default() -> Self {
+        BASIC_HOST.clone()
+    }
+}
+
+impl HostCaps {
+    /// The same capabilities without the reserve (hosts that differ only by their reserve take
+    /// the same VMs).
+    pub(crate) fn class(&self) -> HostCaps {
+        HostCaps {
+            reserve: Reserve::default(),
+            ..self.clone()
+        }
+    }
+}
+
+/// An overlay network a VM is on, with its MTU.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OverlayMtu {
+    /// Network name.
+    pub network: String,
+    /// The network's MTU.
+    pub mtu: u32,
+}
+
+impl OverlayMtu {
+    /// The underlay MTU it needs: its MTU + the VXLAN encapsulation.
+    pub fn underlay_mtu(&self) -> u32 {
+        underlay_mtu_for_overlay(self.mtu)
+    }
+}
+
+/// What a VM needs from a host beyond room for its size. The default needs nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct VmNeeds {
+    /// VLAN networks it has NICs on, in NIC order, each once: they need a VLAN trunk.
+    pub vlan_networks: Vec<String>,
+    /// The overlay network with the largest MTU among its NICs (the first in NIC order on a
+    /// tie): it needs an underlay MTU of at least that MTU + the VXLAN encapsulation.
+    pub overlay: Option<OverlayMtu>,
+    /// QEMU CPU model it runs with, when every host it runs on must offer it.
+    pub cpu_model: Option<String>,
+}
+
+/// A VM that needs nothing beyond room for its size.
+pub static NO_NEEDS: VmNeeds = VmNeeds {
+    vlan_networks: Vec::new(),
+    overlay: None,
+    cpu_model: None,
+};
+
+impl VmNeeds {
+    /// True when any host's capabilities fit it.
+    pub fn is_empty(&self) -> bool {
+        self.vlan_networks.is_empty() && self.overlay.is_none() && self.cpu_model.is_none()
+    }
+
+    /// Whether hosts with capabilities `caps` offer what it needs (capacity aside).
+    pub fn met_by(&self, caps: &HostCaps) -> bool {
+        caps_gap(caps, self).is_none()
+    }
+}
+
+/// Memory a VM lacks on a host, with the numbers behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryShort {
+    /// MiB missing.
+    pub short_mib: u64,
+    /// MiB allocated to the VMs there.
+    pub allocated_mib: u64,
+    /// `floor(physical × ratio)`, MiB.
+    pub allocatable_mib: u64,
+    /// Physical memory, MiB.
+    pub physical_mib: u64,
+    /// Memory allocation ratio in force.
+    pub ratio: f64,
+    /// MiB held in reserve.
+    pub reserved_mib: u64,
+}
+
+/// vCPUs a VM lacks on a host, with the numbers behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VcpuShort {
+    /// vCPUs missing.
+    pub short: u64,
+    /// vCPUs allocated to the VMs there.
+    pub allocated: u64,
+    /// `floor(cores × ratio)`.
+    pub allocatable: u32,
+    /// Physical cores.
+    pub cores: u32,
+    /// CPU allocation ratio in force.
+    pub ratio: f64,
+    /// vCPUs held in reserve.
+    pub reserved: u32,
+}
+
+/// What a VM lacks on a host: memory, vCPUs or both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shortfall {
+    /// Memory missing, if any.
+    pub memory: Option<MemoryShort>,
+    /// vCPUs missing, if any.
+    pub vcpus: Option<VcpuShort>,
+}
+
+impl Shortfall {
+    /// (memory short, vCPUs short): how far from fitting, for "closest host" comparisons.
+    pub fn distance(&self) -> (u64, u64) {
+        (
+            self.memory.map_or(0, |m| m.short_mib),
+            self.vcpus.map_or(0, |c| c.short),
+        )
+    }
+}
+
+impl fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = &self.memory {
+            write!(
+                f,
+                "memory short by {} MiB (allocated {} of {} MiB allocatable = {} MiB physical × ratio {}",
+                m.short_mib, m.allocated_mib, m.allocatable_mib, m.physical_mib, m.ratio
+            )?;
+            if m.reserved_mib > 0 {
+                write!(f, ", {} MiB of it reserved", m.reserved_mib)?;
+            }
+            f.write_str(")")?;
+        }
+        if let Some(c) = &self.vcpus {
+            if self.memory.is_some() {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "vCPU short by {} (allocated {} of {} vCPU allocatable = {} cores × ratio {}",
+                c.short, c.allocated, c.allocatable, c.cores, c.ratio
+            )?;
+            if c.reserved > 0 {
+                write!(f, ", {} vCPU of it reserved", c.reserved)?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a host cannot take a VM (the first test of the check that fails, see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unfit {
+    /// The VM has NICs on these VLAN networks and the host has no VLAN trunk.
+    NoTrunk {
+        /// The VM's VLAN networks.
+        networks: Quoted,
+    },
+    /// The host's underlay MTU is smaller than the VM's overlay network needs.
+    UnderlayMtu {
+        /// The host's underlay MTU.
+        have: u32,
+        /// The underlay MTU needed: the network's MTU + the VXLAN encapsulation.
+        need: u32,
+        /// The overlay network.
+        network: String,
+        /// Its MTU.
+        network_mtu: u32,
+    },
+    /// The VM needs a CPU model the host does not run.
+    CpuModel {
+        /// The model.
+        model: String,
+    },
+    /// The host's agent is disconnected.
+    Disconnected,
+    /// The host is in maintenance.
+    Maintenance,
+    /// The VM runs there already (a migration's source).
+    Source,
+    /// The VM there would break these must-rules (or break them further).
+    MustRule {
+        /// The rules.
+        rules: Quoted,
+    },
+    /// The host lacks allocatable capacity for the VM.
+    Capacity(Box<Shortfall>),
+}
+
+impl Unfit {
+    /// Order of the check's tests; groups of an explanation follow it.
+    fn rank(&self) -> u8 {
+        match self {
+            Unfit::NoTrunk { .. } => 0,
+            Unfit::UnderlayMtu { .. } => 1,
+            Unfit::CpuModel { .. } => 2,
+            Unfit::Disconnected => 3,
+            Unfit::Maintenance => 4,
+            Unfit::Source => 5,
+            Unfit::MustRule { .. } => 6,
+            Unfit::Capacity(_) => 7,
+        }
+    }
+}
+
+impl fmt::Display for Unfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unfit::NoTrunk { networks } => {
+                let s = if networks.len() == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "it has no VLAN trunk for VLAN network{s} {networks} (its agent runs without \
+                     --trunk-interface)"
+                )
+            }
+            Unfit::UnderlayMtu {
+                have,
+                need,
+                network,
+                network_mtu,
+            } => write!(
+                f,
+                "its underlay MTU is {have}, and overlay network '{network}' (MTU {network_mtu}) \
+                 needs at least {need} ({network_mtu} + {VXLAN_OVERHEAD} bytes of VXLAN \
+                 encapsulation; its agent's --underlay-mtu)"
+            ),
+            Unfit::CpuModel { model } => write!(f, "it does not run CPU model '{model}'"),
+            Unfit::Disconnected => f.write_str("its agent is disconnected"),
+            Unfit::Maintenance => f.write_str("it is in maintenance"),
+            Unfit::Source => f.write_str("the VM runs there already"),
+            Unfit::MustRule { rules } => {
+                let s = if rules.len() == 1 { "" } else { "s" };
+                write!(f, "the VM there would break must-rule{s} {rules}")
+            }
+            Unfit::Capacity(s) => s.fmt(f),
+        }
+    }
+}
+
+/// Which capability a VM lacks on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Trunk,
+    Mtu,
+    Cpu,
+}
+
+/// Test 1 of the check: the first capability the VM needs and the host lacks.
+fn caps_gap(caps: &HostCaps, needs: &VmNeeds) -> Option<Gap> {
+    if !needs.vlan_networks.is_empty() && !caps.vlan_trunk {
+        return Some(Gap::Trunk);
+    }
+    if let Some(o) = &needs.overlay {
+        if caps.underlay_mtu < o.underlay_mtu() {
+            return Some(Gap::Mtu);
+        }
+    }
+    match &needs.cpu_model {
+        Some(model) if !caps.cpu_models.contains(model) => Some(Gap::Cpu),
+        _ => None,
+    }
+}
+
+/// Test 1 of the check with its reason: capabilities the VM needs and the host lacks, if any.
+pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
+    Some(match caps_gap(caps, needs)? {
+        Gap::Trunk => Unfit::NoTrunk {
+            networks: Quoted(needs.vlan_networks.clone()),
+        },
+        Gap::Mtu => {
+            let o = needs.overlay.as_ref()?;
+            Unfit::UnderlayMtu {
+                have: caps.underlay_mtu,
+                need: o.underlay_mtu(),
+                network: o.network.clone(),
+                network_mtu: o.mtu,
+            }
+        }
+        Gap::Cpu => Unfit::CpuModel {
+            model: needs.cpu_model.clone()?,
+        },
+    })
+}
+
+/// What the check reads about a host.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostView<'a> {
+    pub capacity: HostCapacity,
+    pub ratios: AllocationRatios,
+    pub allocated_vcpus: u64,
+    pub allocated_memory_mib: u64,
+    pub eligible: Eligibility,
+    pub caps: &'a HostCaps,
+}
+
+impl<'a> HostView<'a> {
+    /// The view of a placement input with capabilities `caps`.
+    pub fn of(h: &HostInput, caps: &'a HostCaps) -> HostView<'a> {
+        HostView {
+            capacity: h.capacity,
+            ratios: h.ratios,
+            allocated_vcpus: u64::from(h.allocated_vcpus),
+            allocated_memory_mib: h.allocated_memory_mib,
+            eligible: h.eligible,
+            caps,
+        }
+    }
+
+    /// Memory (MiB) and vCPUs free for VMs: allocatable minus allocated minus reserve.
+    pub fn free(&self) -> (u64, u64) {
+        let r = &self.caps.reserve;
+        (
+            allocatable_memory_mib(&self.capacity, &self.ratios)
+                .saturating_sub(self.allocated_memory_mib)
+                .saturating_sub(r.memory_mib),
+            u64::from(allocatable_vcpus(&self.capacity, &self.ratios))
+                .saturating_sub(self.allocated_vcpus)
+                .saturating_sub(u64::from(r.vcpus)),
+        )
+    }
+
+    /// What the host lacks for `vcpus` and `memory_mib` more (test 4 of the check).
+    pub fn shortfall(&self, vcpus: u32, memory_mib: u64) -> Option<Shortfall> {
+        let r = &self.caps.reserve;
+        let mem_alloc = allocatable_memory_mib(&self.capacity, &self.ratios);
+        let mem_need = self
+            .allocated_memory_mib
+            .saturating_add(memory_mib)
+            .saturating_add(r.memory_mib);
+        let memory = (mem_need > mem_alloc).then(|| MemoryShort {
+            short_mib: mem_need - mem_alloc,
+            allocated_mib: self.allocated_memory_mib,
+            allocatable_mib: mem_alloc,
+            physical_mib: self.capacity.memory_mib,
+            ratio: self.ratios.memory,
+            reserved_mib: r.memory_mib,
+        });
+        let cpu_alloc = allocatable_vcpus(&self.capacity, &self.ratios);
+        let cpu_need = self
+            .allocated_vcpus
+            .saturating_add(u64::from(vcpus))
+            .saturating_add(u64::from(r.vcpus));
+        let cpus = (cpu_need > u64::from(cpu_alloc)).then(|| VcpuShort {
+            short: cpu_need - u64::from(cpu_alloc),
+            allocated: self.allocated_vcpus,
+            allocatable: cpu_alloc,
+            cores: self.capacity.cores,
+            ratio: self.ratios.cpu,
+            reserved: r.vcpus,
+        });
+        (memory.is_some() || cpus.is_some()).then_some(Shortfall {
+            memory,
+            vcpus: cpus,
+        })
+    }
+
+    /// The check (see the module doc). `maintenance_ok`: a VM already placed on the host may
+    /// start there in maintenance. `must_rules` names the must-rules the VM would break there;
+    /// it is asked only when the first two tests pass.
+    pub fn check(
+        &self,
+        vcpus: u32,
+        memory_mib: u64,
+        needs: &VmNeeds,
+        maintenance_ok: bool,
+        must_rules: impl FnOnce() -> Vec<String>,
+    ) -> Result<(), Unfit> {
+        if let Some(u) = caps_unfit(self.caps, needs) {
+            return Err(u);
+        }
+        match self.eligible {
+            Eligibility::Ok => {}
+            Eligibility::Disconnected => return Err(Unfit::Disconnected),
+            Eligibility::Maintenance if !maintenance_ok => return Err(Unfit::Maintenance),
+            Eligibility::Maintenance => {}
+        }
+        let rules = must_rules();
+        if !rules.is_empty() {
+            return Err(Unfit::MustRule {
+                rules: Quoted(rules),
+            });
+        }
+        match self.shortfall(vcpus, memory_mib) {
+            Some(s) => Err(Unfit::Capacity(Box::new(s))),
+            None => Ok(()),
+        }
+    }
+
+    /// [`HostView::check`]`.is_ok()`, without building the reason (for hot loops). `forbidden`
+    /// says whether a must-rule forbids the host.
+    pub fn fits(
+        &self,
+        vcpus: u32,
+        memory_mib: u64,
+        needs: &VmNeeds,
+        maintenance_ok: bool,
+        forbidden: impl FnOnce() -> bool,
+    ) -> bool {
+        caps_gap(self.caps, needs).is_none()
+            && match self.eligible {
+                Eligibility::Ok => true,
+                Eligibility::Disconnected => false,
+                Eligibility::Maintenance => maintenance_ok,
+            }
+            && !forbidden()
+            && self.shortfall(vcpus, memory_mib).is_none()
+    }
+}
+
+/// Whether `host` (with capabilities `caps`) can take `vm` (needing `needs`), rules aside: the
+/// crate's one fit check without its must-rule test.
+pub fn check(
+    host: &HostInput,
+    caps: &HostCaps,
+    vm: &VmRequest,
+    needs: &VmNeeds,
+) -> Result<(), Unfit> {
+    HostView::of(host, caps).check(vm.vcpus, vm.memory_mib, needs, false, Vec::new)
+}
+
+/// Hosts that cannot take a VM for the same reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfitGroup {
+    /// The reason; for capacity, the shortfall of the host closest to fitting (the first).
+    pub reason: Unfit,
+    /// The hosts, in the order they were checked (for capacity, the closest first).
+    pub hosts: Vec<String>,
+}
+
+/// Why no host can take a VM: every host checked, grouped by reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoHost {
+    /// The VM.
+    pub vm: String,
+    /// Its vCPUs.
+    pub vcpus: u32,
+    /// Its memory, MiB.
+    pub memory_mib: u64,
+    /// Groups in the order of the check's tests (capabilities first, capacity last); hosts
+    /// whose capacity falls short form one group.
+    pub groups: Vec<UnfitGroup>,
+}
+
+/// Names shown per group before "and N more".
+const SHOWN: usize = 4;
+
+impl NoHost {
+    /// The explanation for `vm` from why each host cannot take it.
+    pub fn new(vm: &VmRequest, reasons: impl IntoIterator<Item = (String, Unfit)>) -> NoHost {
+        let mut groups: Vec<UnfitGroup> = Vec::new();
+        let mut capacity: Option<usize> = None;
+        for (host, reason) in reasons {
+            if let Unfit::Capacity(s) = &reason {
+                match capacity {
+                    Some(g) => {
+                        let grp = &mut groups[g];
+                        let closer = match &grp.reason {
+                            Unfit::Capacity(best) => s.distance() < best.distance(),
+                            _ => false,
+                        };
+                        if closer {
+                            grp.reason = reason;
+                            grp.hosts.insert(0, host);
+                        } else {
+                            grp.hosts.push(host);
+                        }
+                    }
+                    None => {
+                        capacity = Some(groups.len());
+                        groups.push(UnfitGroup {
+                            reason,
+                            hosts: vec![host],
+                        });
+                    }
+                }
+                continue;
+            }
+            match groups.iter_mut().find(|g| g.reason == reason) {
+                Some(g) => g.hosts.push(host),
+                None => groups.push(UnfitGroup {
+                    reason,
+                    hosts: vec![host],
+                }),
+            }
+        }
+        // Stable: groups of one rank keep the order their reasons first appeared in.
+        groups.sort_by_key(|g| g.reason.rank());
+        NoHost {
+            vm: vm.vm.clone(),
+            vcpus: vm.vcpus,
+            memory_mib: vm.memory_mib,
+            groups,
+        }
+    }
+
+    /// Number of hosts named.
+    pub fn hosts(&self) -> usize {
+        self.groups.iter().map(|g| g.hosts.len()).sum()
+    }
+
+    /// The reason given for `host`, if it is named.
+    pub fn reason_for(&self, host: &str) -> Option<&Unfit> {
+        self.groups
+            .iter()
+            .find(|g| g.hosts.iter().any(|h| h == host))
+            .map(|g| &g.reason)
+    }
+
+    /// True when every host named falls short only of capacity.
+    pub fn only_capacity(&self) -> bool {
+        self.groups
+            .iter()
+            .all(|g| matches!(g.reason, Unfit::Capacity(_)))
+    }
+}
+
+impl fmt::Display for NoHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no host can take VM '{}' ({} vCPU, {} MiB): ",
+            self.vm, self.vcpus, self.memory_mib
+        )?;
+        if self.groups.is_empty() {
+            return f.write_str("there is no host");
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            let names = g.hosts[..g.hosts.len().min(SHOWN)].join(", ");
+            let more = g.hosts.len().saturating_sub(SHOWN);
+            if more > 0 {
+                write!(f, "{names} and {more} more")?;
+            } else {
+                f.write_str(&names)?;
+            }
+            match &g.reason {
+                Unfit::Capacity(s) if g.hosts.len() > 1 => {
+                    write!(f, ": short of capacity (closest, {}: {s})", g.hosts[0])?
+                }
+                reason => write!(f, ": {reason}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What fit knows beyond capacity, by name: each host's capabilities and each VM's needs. It
+/// travels beside a [`crate::model::ClusterModel`]. A host not listed has [`BASIC_HOST`]'s
+/// capabilities, a VM not listed needs nothing: an empty table changes no decision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitTable {
+    /// Capabilities per host name.
+    pub hosts: BTreeMap<String, HostCaps>,
+    /// Needs per VM name.
+    pub vms: BTreeMap<String, VmNeeds>,
+}
+
+impl FitTable {
+    /// The capabilities of `host`.
+    pub fn caps(&self, host: &str) -> &HostCaps {
+        self.hosts.get(host).unwrap_or(&BASIC_HOST)
+    }
+
+    /// The needs of `vm`.
+    pub fn needs(&self, vm: &str) -> &VmNeeds {
+        self.vms.get(vm).unwrap_or(&NO_NEEDS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, eligible: Eligibility) -> HostInput {
+        HostInput {
+            name: name.into(),
+            capacity: HostCapacity {
+                cores: 4,
+                memory_mib: 8192,
+            },
+            ratios: AllocationRatios {
+                cpu: 2.0,
+                memory: 1.0,
+            },
+            allocated_vcpus: 6,
+            allocated_memory_mib: 4096,
+            eligible,
+        }
+    }
+
+    fn vm(vcpus: u32, memory_mib: u64) -> VmRequest {
+        VmRequest {
+            vm: "web".into(),
+            vcpus,
+            memory_mib,
+        }
+    }
+
+    fn needs() -> VmNeeds {
+        VmNeeds {
+            vlan_networks: vec!["v10".into()],
+            overlay: Some(OverlayMtu {
+                network: "ov".into(),
+                mtu: 1450,
+            }),
+            cpu_model: None,
+        }
+    }
+
+    #[test]
+    fn tests_run_in_order_and_the_first_failure_is_the_reason() {
+        let caps = HostCaps {
+            vlan_trunk: true,
+            underlay_mtu: 1500,
+            ..HostCaps::default()
+        };
+        let h = host("h1", Eligibility::Ok);
+        assert_eq!(check(&h, &caps, &vm(2, 4096), &needs()), Ok(()));
+        // Capabilities before availability and capacity.
+        let no_trunk = HostCaps::default();
+        let down = host("h1", Eligibility::Disconnected);
+        assert_eq!(
+            check(&down, &no_trunk, &vm(64, 1 << 20), &needs())
+                .unwrap_err()
+                .to_string(),
+            "it has no VLAN trunk for VLAN network 'v10' (its agent runs without --trunk-interface)"
+        );
+        let small = HostCaps {
+            underlay_mtu: 1400,
+            ..caps.clone()
+        };
+        assert_eq!(
+            check(&h, &small, &vm(2, 4096), &needs()).unwrap_err(),
+            Unfit::UnderlayMtu {
+                have: 1400,
+                need: 1500,
+                network: "ov".into(),
+                network_mtu: 1450
+            }
+        );
+        assert_eq!(
+            check(&down, &caps, &vm(2, 4096), &needs()),
+            Err(Unfit::Disconnected)
+        );
+        let maint = host("h1", Eligibility::Maintenance);
+        assert_eq!(
+            check(&maint, &caps, &vm(2, 4096), &needs()),
+            Err(Unfit::Maintenance)
+        );
+        // A start may use a host in maintenance; rules come before capacity.
+        let view = HostView::of(&maint, &caps);
+        assert_eq!(view.check(2, 4096, &needs(), true, Vec::new), Ok(()));
+        assert_eq!(
+            view.check(64, 4096, &needs(), true, || vec!["apart".into()])
+                .unwrap_err()
+                .to_string(),
+            "the VM there would break must-rule 'apart'"
+        );
+        assert_eq!(
+            check(&h, &caps, &vm(3, 8192), &needs())
+                .unwrap_err()
+                .to_string(),
+            "memory short by 4096 MiB (allocated 4096 of 8192 MiB allocatable = 8192 MiB \
+             physical × ratio 1); vCPU short by 1 (allocated 6 of 8 vCPU allocatable = 4 cores \
+             × ratio 2)"
+        );
+    }
+
+    #[test]
+    fn the_reserve_is_held_back_and_shown() {
+        let caps = HostCaps {
+            reserve: Reserve {
+                vcpus: 1,
+                memory_mib: 2048,
+            },
+            ..HostCaps::default()
+        };
+        let h = host("h1", Eligibility::Ok);
+        assert_eq!(HostView::of(&h, &caps).free(), (2048, 1));
+        assert_eq!(check(&h, &caps, &vm(1, 2048), &NO_NEEDS), Ok(()));
+        assert_eq!(
+            check(&h, &caps, &vm(2, 4096), &NO_NEEDS)
+                .unwrap_err()
+                .to_string(),
+            "memory short by 2048 MiB (allocated 4096 of 8192 MiB allocatable = 8192 MiB \
+             physical × ratio 1, 2048 MiB of it reserved); vCPU short by 1 (allocated 6 of 8 \
+             vCPU allocatable = 4 cores × ratio 2, 1 vCPU of it reserved)"
+        );
+    }
+
+    #[test]
+    fn cpu_models_are_matched_by_name() {
+        let needs = VmNeeds {
+            cpu_model: Some("x86-64-v3".into()),
+            ..VmNeeds::default()
+        };
+        let h = host("h1", Eligibility::Ok);
+        assert_eq!(
+            check(&h, &HostCaps::default(), &vm(1, 1), &needs),
+            Err(Unfit::CpuModel {
+                model: "x86-64-v3".into()
+            })
+        );
+        let caps = HostCaps {
+            cpu_models: vec!["x86-64-v2".into(), "x86-64-v3".into()],
+            ..HostCaps::default()
+        };
+        assert!(needs.met_by(&caps));
+    }
+
+    #[test]
+    fn the_explanation_groups_hosts_by_reason_in_one_line() {
+        let short = |mem: u64| {
+            HostView::of(&host("x", Eligibility::Ok), &BASIC_HOST)
+                .shortfall(1, mem)
+                .map(|s| Unfit::Capacity(Box::new(s)))
+                .unwrap()
+        };
+        let trunk = Unfit::NoTrunk {
+            networks: Quoted::of(["v10"]),
+        };
+        let reasons = vec![
+            ("h1".to_string(), short(8192)),
+            ("h2".to_string(), Unfit::Disconnected),
+            ("h3".to_string(), trunk.clone()),
+            ("h4".to_string(), short(5000)),
+            ("h5".to_string(), trunk.clone()),
+            ("h6".to_string(), Unfit::Disconnected),
+        ];
+        let e = NoHost::new(&vm(1, 5000), reasons);
+        assert_eq!(e.hosts(), 6);
+        assert_eq!(e.reason_for("h3"), Some(&trunk));
+        assert_eq!(
+            e.to_string(),
+            "no host can take VM 'web' (1 vCPU, 5000 MiB): h3, h5: it has no VLAN trunk for VLAN \
+             network 'v10' (its agent runs without --trunk-interface); h2, h6: its agent is \
+             disconnected; h4, h1: short of capacity (closest, h4: memory short by 904 MiB \
+             (allocated 4096 of 8192 MiB allocatable = 8192 MiB physical × ratio 1))"
+        );
+        let many = (0..7).map(|i| (format!("m{i}"), Unfit::Maintenance));
+        assert_eq!(
+            NoHost::new(&vm(1, 1), many).to_string(),
+            "no host can take VM 'web' (1 vCPU, 1 MiB): m0, m1, m2, m3 and 3 more: it is in \
+             maintenance"
+        );
+        assert_eq!(
+            NoHost::new(&vm(1, 1), Vec::new()).to_string(),
+            "no host can take VM 'web' (1 vCPU, 1 MiB): there is no host"
+        );
+    }
+
+    proptest::proptest! {
+        /// The quick answer of the hot loops is the check's answer.
+        #[test]
+        fn fits_is_the_check_without_its_reason(
+            cores in 1u32..16,
+            alloc_cpu in 0u32..40,
+            alloc_mem in 0u64..20_000,
+            eligible in proptest::sample::select(vec![Eligibility::Ok, Eligibility::Disconnected, Eligibility::Maintenance]),
+            trunk in proptest::bool::ANY,
+            mtu in proptest::sample::select(vec![1400u32, 1500, 9000]),
+            reserve in 0u64..4096,
+            vlan in proptest::bool::ANY,
+            overlay in proptest::sample::select(vec![None, Some(1450u32), Some(8950)]),
+            vcpus in 1u32..8,
+            memory in 1u64..8192,
+            maintenance_ok in proptest::bool::ANY,
+            forbidden in proptest::bool::ANY,
+        ) {
+            let mut h = host("h", eligible);
+            h.capacity.cores = cores;
+            h.allocated_vcpus = alloc_cpu;
+            h.allocated_memory_mib = alloc_mem;
+            let caps = HostCaps {
+                vlan_trunk: trunk,
+                underlay_mtu: mtu,
+                reserve: Reserve { vcpus: 0, memory_mib: reserve },
+                ..HostCaps::default()
+            };
+            let needs = VmNeeds {
+                vlan_networks: if vlan { vec!["v".into()] } else { Vec::new() },
+                overlay: overlay.map(|mtu| OverlayMtu { network: "o".into(), mtu }),
+                cpu_model: None,
+            };
+            let view = HostView::of(&h, &caps);
+            let rules = || if forbidden { vec!["r".to_string()] } else { Vec::new() };
+            proptest::prop_assert_eq!(
+                view.fits(vcpus, memory, &needs, maintenance_ok, || forbidden),
+                view.check(vcpus, memory, &needs, maintenance_ok, rules).is_ok()
+            );
+        }
+    }
+}
