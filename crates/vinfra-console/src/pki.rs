@@ -20,7 +20,7 @@ pub use vinfra_proto::pki::peer_host_name;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsolePkiError {
     /// a PKI file could not be read or written
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -849,8 +849,8 @@ async fn a_restarted_console_finishes_a_migration_it_had_started() {
             error: None,
             started_at: 1,
         };
-        let key = vinfra_console::store_keys::migration_key("mid");
-        vinfra_console::store_keys::put(&store, &key, &progress).unwrap();
+        let key = vinfra_console::state::records::migration_key("mid");
+        vinfra_console::state::records::put(&store, &key, &progress).unwrap();
         let mut s = src.state.lock().unwrap();
         let vm = s.vms.get(&id).unwrap().0.clone();
         s.vms.get_mut(&id).unwrap().1 = vinfra_types::PowerState::Migrating;
@@ -936,7 +936,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
         let store = vinfra_store::SqliteStore::open(&dir.path().join("console.db")).unwrap();
         vinfra_store::Store::put(
             &store,
-            vinfra_console::store_keys::SETTINGS,
+            vinfra_console::state::records::SETTINGS,
             br#"{"ratios":{"cpu":3.0,"memory":1.25}}"#,
             0,
         )

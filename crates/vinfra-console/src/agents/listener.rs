@@ -1,7 +1,10 @@
 //! The agent endpoint: accepts TLS connections, handles joins, and runs one task per connected
 //! agent (a reader routing responses and storing reports, a writer fed by a channel).
+//!
+//! What the endpoint needs of the console (joins, Hellos) is the [`Membership`] trait, which
+//! `hosts::joins` implements for the console: the endpoint imports nothing above it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +12,31 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use vinfra_proto::frame::{FrameError, FramedJson};
-use vinfra_proto::{AgentMessage, ConsoleMessage, PROTOCOL_VERSION};
+use vinfra_proto::{AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
+use vinfra_types::error::{chain, Chain};
 
-use crate::core::Console;
+use super::registry::AgentRegistry;
+
+/// What the agent endpoint asks of the console.
+pub trait Membership: Send + Sync + 'static {
+    /// Why a join was refused (its chain goes back to the agent).
+    type JoinRefused: std::error::Error;
+    /// Joins a host: burns the token, registers the host and signs its certificate. Returns
+    /// `(cert_pem, ca_pem)`.
+    fn join(
+        &self,
+        token: &str,
+        host: &str,
+        csr_pem: &str,
+        peer: IpAddr,
+    ) -> Result<(String, String), Self::JoinRefused>;
+    /// True when `host` is registered (a valid certificate of a removed host is refused).
+    fn registered(&self, host: &str) -> bool;
+    /// Remembers what a host said in its Hello.
+    fn hello(&self, report: &HostReport);
+    /// The registry the connection joins.
+    fn registry(&self) -> &AgentRegistry;
+}
 
 /// How long a fresh connection has to complete TLS and send its first message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -20,7 +45,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     /// TLS handshake failed
-    #[error("TLS handshake: {0}")]
+    #[error("TLS handshake")]
     Tls(#[source] std::io::Error),
     /// the peer did not finish the handshake or its first message in time
     #[error("no first message within {} s", HANDSHAKE_TIMEOUT.as_secs())]
@@ -40,7 +65,7 @@ pub enum ConnectionError {
 }
 
 /// Accepts agent connections until the task is aborted (which also ends every connection).
-pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAcceptor) {
+pub async fn serve<M: Membership>(console: Arc<M>, listener: TcpListener, acceptor: TlsAcceptor) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -50,7 +75,7 @@ pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAc
         let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("agent endpoint accept: {e}");
+                tracing::warn!("agent endpoint accept: {}", Chain(&e));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -59,14 +84,14 @@ pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAc
         let acceptor = acceptor.clone();
         conns.spawn(async move {
             if let Err(e) = handle(console, acceptor, tcp, peer).await {
-                tracing::info!(%peer, "agent connection ended: {e}");
+                tracing::info!(%peer, "agent connection ended: {}", Chain(&e));
             }
         });
     }
 }
 
-async fn handle(
-    console: Arc<Console>,
+async fn handle<M: Membership>(
+    console: Arc<M>,
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -79,14 +104,14 @@ async fn handle(
     let host = crate::pki::peer_host_name(tls.get_ref().1);
     let mut framed = FramedJson::new(tls);
     match host {
-        None => join(&console, &mut framed, peer).await,
+        None => join(console.as_ref(), &mut framed, peer).await,
         Some(host) => session(console, framed, host).await,
     }
 }
 
 /// A connection without a client certificate: one `Join`, one answer.
-async fn join<S: AsyncRead + AsyncWrite + Unpin>(
-    console: &Console,
+async fn join<S: AsyncRead + AsyncWrite + Unpin, M: Membership>(
+    console: &M,
     framed: &mut FramedJson<S>,
     peer: SocketAddr,
 ) -> Result<(), ConnectionError> {
@@ -107,16 +132,15 @@ async fn join<S: AsyncRead + AsyncWrite + Unpin>(
             .await?;
         return Err(ConnectionError::Protocol(reason));
     };
-    let reply = match console.join_host(&token, &host, &csr_pem, peer.ip()) {
+    let reply = match console.join(&token, &host, &csr_pem, peer.ip()) {
         Ok((cert_pem, ca_pem)) => {
             tracing::info!(%peer, host, "host joined");
             ConsoleMessage::Joined { cert_pem, ca_pem }
         }
         Err(e) => {
-            tracing::warn!(%peer, host, "join refused: {e}");
-            ConsoleMessage::JoinRefused {
-                reason: e.to_string(),
-            }
+            let reason = chain(&e);
+            tracing::warn!(%peer, host, "join refused: {reason}");
+            ConsoleMessage::JoinRefused { reason }
         }
     };
     framed.send(&reply).await?;
@@ -124,12 +148,12 @@ async fn join<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A connection with a client certificate: `Hello`, then reports and responses.
-async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    console: Arc<Console>,
+async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membership>(
+    console: Arc<M>,
     mut framed: FramedJson<S>,
     host: String,
 ) -> Result<(), ConnectionError> {
-    if !console.host_registered(&host) {
+    if !console.registered(&host) {
         // The certificate is valid (it was signed by the cluster CA) but the host was removed,
         // or never finished joining: the name counts, not the certificate.
         tracing::warn!(
@@ -157,8 +181,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             report.host
         )));
     }
-    console.host_hello(&report);
-    let registry = console.agents().clone();
+    console.hello(&report);
+    let registry = console.registry().clone();
     let reg = registry.connect(&host, report);
     tracing::info!(host, "agent connected");
     let (mut sender, mut receiver) = framed.split();
