@@ -656,24 +656,6 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
     }
 }
 
-async fn wait_migration(c: &TestConsole, vm: &str) -> serde_json::Value {
-    for _ in 0..200 {
-        let r = c
-            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
-            .await;
-        if r.status == 200
-            && ["completed", "failed", "cancelled"]
-                .contains(&r.body["phase"].as_str().unwrap_or(""))
-        {
-            // The record is final; wait for the task to release the VM.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("migration of {vm} never finished");
-}
-
 #[tokio::test]
 async fn migration_completes_and_moves_the_vm() {
     let dir = tempfile::tempdir().unwrap();

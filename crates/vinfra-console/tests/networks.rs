@@ -523,22 +523,6 @@ fn mac_entry(cfg: &vinfra_proto::HostSwitchConfig, mac: &str) -> Option<String> 
         .map(|m| m.host_ip.to_string())
 }
 
-async fn wait_migration(c: &TestConsole, vm: &str) -> Value {
-    for _ in 0..200 {
-        let r = c
-            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
-            .await;
-        if r.status == 200
-            && ["completed", "failed", "cancelled"]
-                .contains(&r.body["phase"].as_str().unwrap_or(""))
-        {
-            return r.body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("migration of {vm} never finished");
-}
-
 #[tokio::test]
 async fn switch_configurations_follow_vms_networks_and_migrations() {
     let dir = tempfile::tempdir().unwrap();
