@@ -831,7 +831,8 @@ fn every_error_kind_renders_as_its_problem() {
     stub.take_calls();
 
     // The transport's own refusals.
-    let cases: [(&str, &str, Vec<u8>, Option<&str>, u16, &str); 6] = [
+    type Refusal<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: [Refusal; 6] = [
         ("GET", "/api/v1/vms", vec![], None, 401, "unauthorized"),
         (
             "GET",

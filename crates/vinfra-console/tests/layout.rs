@@ -187,7 +187,7 @@ fn graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
     let resolve = |module: &[String]| -> Option<&PathBuf> {
         (0..=module.len())
             .rev()
-            .find_map(|n| files.get(&module[..n].to_vec()))
+            .find_map(|n| files.get(&module[..n]))
     };
     let mut edges = BTreeMap::new();
     for (module, path) in &files {
