@@ -53,9 +53,31 @@ pub enum ConnectionError {
     /// framing or decoding failed
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// the peer broke the protocol
-    #[error("protocol violation: {0}")]
-    Protocol(String),
+    /// a connection without a client certificate sent something else than a join
+    #[error("protocol violation: a connection without a client certificate may only join")]
+    NotJoin,
+    /// the first message of an agent was not its Hello
+    #[error("protocol violation: the first message must be hello")]
+    NotHello,
+    /// the agent speaks another protocol version
+    #[error("protocol violation: protocol version {got} is not supported (console speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The agent's version.
+        got: u32,
+    },
+    /// a report names another host than the certificate
+    #[error(
+        "protocol violation: report names host '{report}' but the certificate is for '{cert}'"
+    )]
+    WrongHost {
+        /// The host the report names.
+        report: String,
+        /// The host of the certificate.
+        cert: String,
+    },
+    /// a message the console does not expect from an agent
+    #[error("protocol violation: unexpected message {0}")]
+    Unexpected(&'static str),
     /// the certificate names a host that is not (or no longer) registered
     #[error("host '{0}' is not registered (removed from the cluster?)")]
     UnknownHost(String),
@@ -124,13 +146,10 @@ async fn join<S: AsyncRead + AsyncWrite + Unpin, M: Membership>(
         csr_pem,
     } = msg
     else {
+        let refused = ConnectionError::NotJoin;
         let reason = "a connection without a client certificate may only join".to_string();
-        framed
-            .send(&ConsoleMessage::JoinRefused {
-                reason: reason.clone(),
-            })
-            .await?;
-        return Err(ConnectionError::Protocol(reason));
+        framed.send(&ConsoleMessage::JoinRefused { reason }).await?;
+        return Err(refused);
     };
     let reply = match console.join(&token, &host, &csr_pem, peer.ip()) {
         Ok((cert_pem, ca_pem)) => {
@@ -166,20 +185,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
         .await
         .map_err(|_| ConnectionError::HandshakeTimeout)??;
     let AgentMessage::Hello { protocol, report } = msg else {
-        return Err(ConnectionError::Protocol(
-            "the first message must be hello".into(),
-        ));
+        return Err(ConnectionError::NotHello);
     };
     if protocol != PROTOCOL_VERSION {
-        return Err(ConnectionError::Protocol(format!(
-            "protocol version {protocol} is not supported (console speaks {PROTOCOL_VERSION})"
-        )));
+        return Err(ConnectionError::Version { got: protocol });
     }
     if report.host != host {
-        return Err(ConnectionError::Protocol(format!(
-            "report names host '{}' but the certificate is for '{host}'",
-            report.host
-        )));
+        return Err(ConnectionError::WrongHost {
+            report: report.host,
+            cert: host,
+        });
     }
     console.hello(&report);
     let registry = console.registry().clone();
@@ -210,7 +225,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
         match msg {
             Ok(AgentMessage::Report { report }) => {
                 if report.host != host {
-                    break Err(ConnectionError::Protocol("report for another host".into()));
+                    break Err(ConnectionError::WrongHost {
+                        report: report.host,
+                        cert: host.clone(),
+                    });
                 }
                 registry.report(&host, reg.conn_id, report);
                 silent
@@ -228,9 +246,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 }
             }
             Ok(other) => {
-                break Err(ConnectionError::Protocol(format!(
-                    "unexpected message {other:?}"
-                )));
+                break Err(ConnectionError::Unexpected(match other {
+                    AgentMessage::Join { .. } => "join",
+                    AgentMessage::Hello { .. } => "hello",
+                    AgentMessage::Report { .. } => "report",
+                    AgentMessage::Response { .. } => "response",
+                }));
             }
             Err(e) => break Err(e.into()),
         }

@@ -14,9 +14,30 @@ pub enum ApiError {
     /// the console refused or failed
     #[error(transparent)]
     Console(#[from] Error),
-    /// the request body or query could not be parsed
-    #[error("{0}")]
-    BadRequest(String),
+    /// the body could not be read
+    #[error("reading the body")]
+    Body(#[source] axum::extract::rejection::BytesRejection),
+    /// the body is not the JSON the endpoint takes (malformed, unknown field, wrong type)
+    #[error("invalid JSON body")]
+    Json(#[source] serde_json::Error),
+    /// the endpoint takes a JSON body and got none
+    #[error("a JSON body is required")]
+    NoBody,
+    /// a path segment could not be read
+    #[error("path")]
+    Path(#[source] axum::extract::rejection::PathRejection),
+    /// the `{name}` in the path is not a valid name
+    #[error(transparent)]
+    Name(#[from] vinfra_types::NameError),
+    /// the `{id}` in the path is not a number
+    #[error("id must be a number, got '{text}'")]
+    Id {
+        /// What the path has.
+        text: String,
+    },
+    /// the query string is malformed or has an unknown parameter
+    #[error("query")]
+    Query(#[source] axum::extract::rejection::QueryRejection),
     /// the body is larger than allowed
     #[error("request body too large")]
     TooLarge,
@@ -67,7 +88,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {
             ApiError::Console(e) => (http_status(e.kind()), e.kind().as_str()),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            ApiError::Body(_)
+            | ApiError::Json(_)
+            | ApiError::NoBody
+            | ApiError::Path(_)
+            | ApiError::Name(_)
+            | ApiError::Id { .. }
+            | ApiError::Query(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-endpoint"),
