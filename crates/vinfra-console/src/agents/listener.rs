@@ -41,9 +41,9 @@ pub trait Membership: Send + Sync + 'static {
 /// How long a fresh connection has to complete TLS and send its first message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why an agent connection ended.
+/// Why a connection to the agent endpoint ended (the agent side of it has its own error).
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
+pub enum EndpointError {
     /// TLS handshake failed
     #[error("TLS handshake")]
     Tls(#[source] std::io::Error),
@@ -117,12 +117,12 @@ async fn handle<M: Membership>(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-) -> Result<(), ConnectionError> {
+) -> Result<(), EndpointError> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)?
-        .map_err(ConnectionError::Tls)?;
+        .map_err(|_| EndpointError::HandshakeTimeout)?
+        .map_err(EndpointError::Tls)?;
     let host = crate::pki::peer_host_name(tls.get_ref().1);
     let mut framed = FramedJson::new(tls);
     match host {
@@ -136,17 +136,17 @@ async fn join<S: AsyncRead + AsyncWrite + Unpin, M: Membership>(
     console: &M,
     framed: &mut FramedJson<S>,
     peer: SocketAddr,
-) -> Result<(), ConnectionError> {
+) -> Result<(), EndpointError> {
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+        .map_err(|_| EndpointError::HandshakeTimeout)??;
     let AgentMessage::Join {
         token,
         host,
         csr_pem,
     } = msg
     else {
-        let refused = ConnectionError::NotJoin;
+        let refused = EndpointError::NotJoin;
         let reason = "a connection without a client certificate may only join".to_string();
         framed.send(&ConsoleMessage::JoinRefused { reason }).await?;
         return Err(refused);
@@ -171,7 +171,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     console: Arc<M>,
     mut framed: FramedJson<S>,
     host: String,
-) -> Result<(), ConnectionError> {
+) -> Result<(), EndpointError> {
     if !console.registered(&host) {
         // The certificate is valid (it was signed by the cluster CA) but the host was removed,
         // or never finished joining: the name counts, not the certificate.
@@ -179,19 +179,19 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             host,
             "refusing a certificate of a host that is not registered"
         );
-        return Err(ConnectionError::UnknownHost(host));
+        return Err(EndpointError::UnknownHost(host));
     }
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+        .map_err(|_| EndpointError::HandshakeTimeout)??;
     let AgentMessage::Hello { protocol, report } = msg else {
-        return Err(ConnectionError::NotHello);
+        return Err(EndpointError::NotHello);
     };
     if protocol != PROTOCOL_VERSION {
-        return Err(ConnectionError::Version { got: protocol });
+        return Err(EndpointError::Version { got: protocol });
     }
     if report.host != host {
-        return Err(ConnectionError::WrongHost {
+        return Err(EndpointError::WrongHost {
             report: report.host,
             cert: host,
         });
@@ -219,13 +219,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             _ = &mut closed => break Ok(()),
             () = &mut silent => {
                 tracing::warn!(host, "no report within {heartbeat:?}: closing the connection");
-                break Err(ConnectionError::Silent(heartbeat));
+                break Err(EndpointError::Silent(heartbeat));
             }
         };
         match msg {
             Ok(AgentMessage::Report { report }) => {
                 if report.host != host {
-                    break Err(ConnectionError::WrongHost {
+                    break Err(EndpointError::WrongHost {
                         report: report.host,
                         cert: host.clone(),
                     });
@@ -246,7 +246,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 }
             }
             Ok(other) => {
-                break Err(ConnectionError::Unexpected(match other {
+                break Err(EndpointError::Unexpected(match other {
                     AgentMessage::Join { .. } => "join",
                     AgentMessage::Hello { .. } => "hello",
                     AgentMessage::Report { .. } => "report",

@@ -20,7 +20,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// How a migration ended, as far as the console saw it.
-pub enum Outcome {
+pub enum MigrationOutcome {
     /// The source reported `completed`: the switchover happened.
     Completed,
     /// It failed, with why.
@@ -73,18 +73,18 @@ fn apply_status(p: &mut MigrationProgress, s: &MigrationStatus) {
 
 /// Runs the migration up to an outcome. `begin`: prepare the destination and start sending;
 /// otherwise (after a console restart) only follow what the source reports.
-pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> Outcome {
+pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> MigrationOutcome {
     let agents = console.agents().clone();
     let rec = match console.vm(&active.vm) {
         Ok(v) => v.value,
-        Err(e) => return Outcome::Failed(vinfra_types::error::chain(&e)),
+        Err(e) => return MigrationOutcome::Failed(vinfra_types::error::chain(&e)),
     };
     if begin {
         // The destination's switch must have the VM's networks before it adds the VM's ports
         // (the agent refuses NICs on networks its switch does not have).
         if let Err(e) = push::push(console, &active.destination).await {
             if !rec.spec.nics.is_empty() {
-                return Outcome::Failed(format!(
+                return MigrationOutcome::Failed(format!(
                     "configuring the destination's switch: {}",
                     Chain(&e)
                 ));
@@ -101,11 +101,18 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
             .await
         {
             Ok(CommandReply::Incoming { uri }) => uri,
-            Ok(other) => return Outcome::Failed(format!("destination answered {other:?}")),
-            Err(e) => return Outcome::Failed(format!("preparing the destination: {}", Chain(&e))),
+            Ok(other) => {
+                return MigrationOutcome::Failed(format!("destination answered {other:?}"))
+            }
+            Err(e) => {
+                return MigrationOutcome::Failed(format!(
+                    "preparing the destination: {}",
+                    Chain(&e)
+                ))
+            }
         };
         if active.cancel_asked() {
-            return Outcome::Cancelled;
+            return MigrationOutcome::Cancelled;
         }
         let out = AgentCommand::MigrateOut {
             id: rec.id,
@@ -113,7 +120,7 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
             settings: migration_settings(console),
         };
         if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
-            return Outcome::Failed(format!(
+            return MigrationOutcome::Failed(format!(
                 "starting the migration on the source: {}",
                 Chain(&e)
             ));
@@ -136,10 +143,10 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
         }
         if cancel_sent.is_some_and(|t| t.elapsed() > CANCEL_GRACE) {
             // The source never confirmed; the cleanup cancels again and aborts the destination.
-            return Outcome::Cancelled;
+            return MigrationOutcome::Cancelled;
         }
         if agents.status(&active.destination) != HostStatus::Connected {
-            return Outcome::Failed(format!(
+            return MigrationOutcome::Failed(format!(
                 "destination host '{}' disconnected",
                 active.destination
             ));
@@ -153,9 +160,9 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
             .await;
         let status = match status {
             Ok(CommandReply::Migration { status }) => status,
-            Ok(other) => return Outcome::Failed(format!("source answered {other:?}")),
+            Ok(other) => return MigrationOutcome::Failed(format!("source answered {other:?}")),
             Err(RequestError::Agent { source, .. }) => {
-                return Outcome::Failed(format!("source: {}", Chain(&source)));
+                return MigrationOutcome::Failed(format!("source: {}", Chain(&source)));
             }
             Err(e) => {
                 let since = *source_lost_since.get_or_insert_with(Instant::now);
@@ -163,7 +170,7 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
                 if since.elapsed() > console.source_lost_after()
                     || runs_on(console, &active.destination, rec.id)
                 {
-                    return Outcome::Failed(format!("source unreachable: {}", Chain(&e)));
+                    return MigrationOutcome::Failed(format!("source unreachable: {}", Chain(&e)));
                 }
                 continue;
             }
@@ -176,9 +183,9 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
             }
         });
         match status.qemu_status.as_str() {
-            "completed" => return Outcome::Completed,
+            "completed" => return MigrationOutcome::Completed,
             "failed" => {
-                return Outcome::Failed(
+                return MigrationOutcome::Failed(
                     status
                         .error
                         .unwrap_or_else(|| "QEMU reported failure".into()),
@@ -186,9 +193,9 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
             }
             "cancelled" => {
                 return if cancel_sent.is_some() {
-                    Outcome::Cancelled
+                    MigrationOutcome::Cancelled
                 } else {
-                    Outcome::Failed("cancelled on the source".into())
+                    MigrationOutcome::Failed("cancelled on the source".into())
                 }
             }
             _ => {}

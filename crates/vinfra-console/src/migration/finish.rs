@@ -9,7 +9,7 @@ use vinfra_proto::{AgentCommand, AgentError, CommandReply};
 use vinfra_types::error::Chain;
 use vinfra_types::{HostStatus, MigrationPhase, PowerState};
 
-use super::drive::{runs_on, set_progress, Outcome};
+use super::drive::{runs_on, set_progress, MigrationOutcome};
 use crate::agents::RequestError;
 use crate::networks::push;
 use crate::state::{ActiveMigration, Console, SHORT_TIMEOUT};
@@ -23,7 +23,7 @@ const DESTINATION_POLL: Duration = Duration::from_millis(100);
 /// and cleans up the side that does not hold the VM. Never kills the only running copy:
 ///
 /// 1. When the source answers, it is told to cancel and then asked: `completed` means the
-///    switchover happened (the cancel came too late) and the outcome is [`Outcome::Completed`].
+///    switchover happened (the cancel came too late) and the outcome is [`MigrationOutcome::Completed`].
 ///    Anything else: the source keeps the VM.
 /// 2. When the source does not answer, the destination's latest report decides: a VM running
 ///    (or paused) there, not incoming, means the switchover happened.
@@ -33,8 +33,8 @@ async fn settle(
     console: &Console,
     active: &ActiveMigration,
     id: uuid::Uuid,
-    failure: Outcome,
-) -> Outcome {
+    failure: MigrationOutcome,
+) -> MigrationOutcome {
     let agents = console.agents();
     let mut source_status: Option<String> = None;
     if agents.status(&active.source) == HostStatus::Connected {
@@ -55,7 +55,7 @@ async fn settle(
         }
     }
     match source_status.as_deref() {
-        Some("completed") => return Outcome::Completed,
+        Some("completed") => return MigrationOutcome::Completed,
         None if runs_on(console, &active.destination, id) => {
             console.event(
                 "migration",
@@ -65,7 +65,7 @@ async fn settle(
                     active.source, active.destination
                 ),
             );
-            return Outcome::Completed;
+            return MigrationOutcome::Completed;
         }
         Some(_) if runs_on(console, &active.destination, id) => {
             // The source says it still has the VM and the destination reports it too: leave both
@@ -75,7 +75,7 @@ async fn settle(
                 active.source, active.destination
             );
             console.event("migration", &active.vm, msg.clone());
-            return Outcome::Failed(msg);
+            return MigrationOutcome::Failed(msg);
         }
         _ => {}
     }
@@ -97,7 +97,7 @@ async fn settle(
                     active.source, active.destination
                 ),
             );
-            Outcome::Completed
+            MigrationOutcome::Completed
         }
         Err(e) => {
             tracing::debug!(vm = active.vm, "abort on destination: {}", Chain(&e));
@@ -146,16 +146,16 @@ async fn await_destination_running(console: &Console, active: &ActiveMigration, 
 }
 
 /// Applies an outcome: switch the VM's host, or record that it stays on the source.
-pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: Outcome) {
+pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: MigrationOutcome) {
     let agents = console.agents().clone();
     let id = console.vm(&active.vm).map(|v| v.value.id).ok();
     let outcome = match (outcome, id) {
-        (Outcome::Completed, _) => Outcome::Completed,
+        (MigrationOutcome::Completed, _) => MigrationOutcome::Completed,
         (failure, Some(id)) => settle(console, active, id, failure).await,
         (failure, None) => failure,
     };
     match outcome {
-        Outcome::Completed => {
+        MigrationOutcome::Completed => {
             let dest = active.destination.clone();
             match console.update_vm(&active.vm, |r| r.host = dest) {
                 Ok(_) => {
@@ -205,9 +205,9 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: O
                 }
             }
         }
-        Outcome::Failed(_) | Outcome::Cancelled => {
+        MigrationOutcome::Failed(_) | MigrationOutcome::Cancelled => {
             let (phase, error) = match outcome {
-                Outcome::Failed(e) => (MigrationPhase::Failed, Some(e)),
+                MigrationOutcome::Failed(e) => (MigrationPhase::Failed, Some(e)),
                 _ => (MigrationPhase::Cancelled, None),
             };
             set_progress(console, active, |p| {

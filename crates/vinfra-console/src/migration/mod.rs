@@ -27,7 +27,7 @@ use crate::error::{Error, Object};
 use crate::fit::{self, Target};
 use crate::state::records::{self as keys, now_s, DesiredPower};
 use crate::state::{ActiveMigration, BusyGuard, Console};
-use drive::Outcome;
+use drive::MigrationOutcome;
 
 pub use crate::state::SOURCE_LOST_AFTER;
 
@@ -192,10 +192,10 @@ async fn resume(console: &Arc<Console>, active: &Arc<ActiveMigration>, busy: Bus
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let outcome = if console.vm(&active.vm).is_err() {
-        Outcome::Failed("the VM was deleted".into())
+        MigrationOutcome::Failed("the VM was deleted".into())
     } else if active.progress().phase == MigrationPhase::Preparing {
         // The console stopped before the source started sending: nothing to follow.
-        Outcome::Failed("the console restarted before the migration began".into())
+        MigrationOutcome::Failed("the console restarted before the migration began".into())
     } else {
         drive::drive(console, active, false).await
     };
