@@ -3,7 +3,7 @@
 //!
 //! The task runs a pass every `balancing.interval_s` and on events (a host put in maintenance,
 //! a host connected, a rule created or deleted, the settings changed). A pass builds the
-//! cluster model ([`model`]), asks [`vinfra_placement::balance`] for a plan and then, by mode:
+//! cluster model ([`model`]), asks [`vinfra_placement::balance()`] for a plan and then, by mode:
 //! `off` nothing; `manual` keeps the plan's moves as recommendations; `automatic` starts them
 //! through the normal live-migration path ([`apply`]) within the migration limits, and records
 //! each in the event history (kind `drs`) with its reason.

@@ -7,7 +7,7 @@
 //!   with `force` while the host was disconnected) → `DeleteVm`, once the host reports the VM,
 //!   or, when it does not, once a creation still running there would have ended
 //!   ([`cleanup_grace`]); when the host confirms (done, or no such VM) the marker goes and the
-//!   VM's addresses and MACs are released with it. See [`VmController::clean_up`];
+//!   VM's addresses and MACs are released with it. See `VmController::clean_up`;
 //! - reported but unknown to the store, without a marker → left alone (never killed), with a
 //!   warning and an event, once;
 //! - reported on a host other than the one the store places it on → see
