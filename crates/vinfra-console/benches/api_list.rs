@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use vinfra_console::store_keys::{self as keys, Desired, VmRecord};
+use vinfra_console::state::records::{self as keys, DesiredPower, VmRecord};
 use vinfra_store::{Op, SqliteStore, Store, Txn};
 
 const VMS: usize = 10_000;
@@ -50,7 +50,7 @@ fn fill(store: &SqliteStore) {
                 id: uuid::Uuid::new_v4(),
                 spec,
                 host: format!("h{}", i % 20),
-                desired: Desired::Running,
+                desired: DesiredPower::Running,
                 created_at: 1,
                 started_at: Some(1),
             };

@@ -1,17 +1,26 @@
 //! The vinfra console: REST API, desired-state store, controllers, placement, agent connections.
 //!
-//! - [`api`]: axum routes that parse requests into [`core::Command`]s; problem+json errors;
-//!   bearer-token auth; the OpenAPI document.
-//! - [`core`]: the [`core::Console`]: every operation, over the store and the connected agents.
-//! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections.
-//! - [`controllers`]: reconcile loops (the VM controller, the switch controller).
-//! - [`balancing`]: placement rules, the balancer's cluster model and its task (modes off,
-//!   manual, automatic).
-//! - [`migration`]: live-migration orchestration.
-//! - [`networks`]: logical networks, the address management of VM NICs, and each host's
-//!   virtual switch configuration.
+//! Modules, top to bottom (an import only ever goes down this list):
+//!
+//! - `lib.rs`: process wiring only: [`ConsoleConfig`], [`start`], [`run`], the tasks;
+//! - [`api`]: axum routes that parse requests into [`interface::Command`]s and render
+//!   [`interface::Reply`]s; problem+json errors; bearer-token auth; the OpenAPI document;
+//! - [`interface`]: [`interface::Command`], [`interface::Reply`], the
+//!   [`interface::ConsoleApi`] trait and its implementation for the console;
+//! - [`controllers`]: reconcile loops (the VM controller, the switch controller);
+//! - [`balancing`]: the balancer task, its passes, recommendations;
+//! - [`migration`]: live-migration orchestration;
+//! - [`vms`]: create, power, delete, views, cleanups;
+//! - [`hosts`]: host records, settings, tokens, joins;
+//! - [`networks`]: logical networks, NIC address management, each host's switch
+//!   configuration and its push, counters;
+//! - [`rules`]: placement rules;
+//! - [`fit`]: which hosts can take a VM (the adapter to `vinfra-placement`);
+//! - [`state`]: the [`state::Console`] (store, mirrors, settings), its reads and writes, the
+//!   records, what is in flight, the event history;
+//! - [`error`]: [`error::Error`], [`error::JoinError`], [`error::RecordError`];
+//! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections;
 //! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
-//! - [`store_keys`]: the store's key layout and records.
 //!
 //! Nothing is left running unknown to the console: a VM whose creation got no clear answer, or
 //! that was deleted with `force` while its host was disconnected, leaves a cleanup marker
@@ -28,11 +37,16 @@ pub mod agents;
 pub mod api;
 pub mod balancing;
 pub mod controllers;
-pub mod core;
+pub mod error;
+pub mod fit;
+pub mod hosts;
+pub mod interface;
 pub mod migration;
 pub mod networks;
 pub mod pki;
-pub mod store_keys;
+pub mod rules;
+pub mod state;
+pub mod vms;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -43,9 +57,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use vinfra_store::{SqliteStore, Store};
 
+use vinfra_types::error::Chain;
+
 use crate::agents::AgentRegistry;
-use crate::core::Console;
-use crate::store_keys::ApiTokenRecord;
+use crate::error::RecordError;
+use crate::state::records::{self as keys, ApiTokenRecord};
+use crate::state::Console;
 
 /// Default interval between compactions of the store's watch history.
 pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
@@ -77,7 +94,7 @@ pub struct ConsoleConfig {
     /// the migration's outcome without it. Default 30 s.
     pub migration_source_timeout: Duration,
     /// How long `POST /vms` waits for the host to create the VM. Default 60 s
-    /// ([`core::CREATE_TIMEOUT`]).
+    /// ([`state::CREATE_TIMEOUT`]).
     pub create_timeout: Duration,
     /// How often the store's watch history is compacted. Default 5 min.
     pub compaction_interval: Duration,
@@ -97,8 +114,8 @@ impl ConsoleConfig {
             token_file: None,
             tls: true,
             heartbeat_timeout: agents::REPORT_TIMEOUT,
-            migration_source_timeout: migration::SOURCE_LOST_AFTER,
-            create_timeout: core::CREATE_TIMEOUT,
+            migration_source_timeout: state::SOURCE_LOST_AFTER,
+            create_timeout: state::CREATE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
         }
@@ -109,40 +126,82 @@ impl ConsoleConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// the data directory could not be prepared
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
     /// the store could not be opened
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] vinfra_store::StoreError),
     /// a stored record could not be read or written
     #[error(transparent)]
-    Record(#[from] store_keys::RecordError),
+    Record(#[from] RecordError),
     /// key material could not be loaded or created
     #[error(transparent)]
     Pki(#[from] pki::ConsolePkiError),
     /// a listener could not be bound
-    #[error("binding {addr}: {source}")]
+    #[error("binding {addr}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
     /// the network namespace of the agent endpoint could not be entered
-    #[error("network namespace '{name}': {reason}")]
-    Netns { name: String, reason: String },
+    #[error("network namespace '{name}'")]
+    Netns {
+        /// The namespace.
+        name: String,
+        /// What failed.
+        #[source]
+        source: NetnsError,
+    },
     /// the API server failed
-    #[error("API server: {0}")]
+    #[error("API server")]
     Serve(#[source] std::io::Error),
     /// waiting for a signal failed
-    #[error("signal handling: {0}")]
+    #[error("signal handling")]
     Signal(#[source] std::io::Error),
     /// a background task failed
-    #[error("console task failed: {0}")]
-    Task(String),
+    #[error("console task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// Why the agent endpoint could not be bound inside its network namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// The name is empty, has a `/` or starts with `.`.
+    #[error("not a valid namespace name")]
+    BadName,
+    /// `/var/run/netns/<name>` could not be opened.
+    #[error("{path}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Entering the namespace failed.
+    #[error("setns")]
+    Enter(#[source] nix::Error),
+    /// Binding inside the namespace failed.
+    #[error("binding {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread that binds panicked.
+    #[error("the binding thread panicked")]
+    Panicked,
 }
 
 /// A started console.
@@ -175,7 +234,7 @@ impl RunningConsole {
         }
         match served {
             Ok(r) => r.map_err(ConsoleError::Serve),
-            Err(e) => Err(ConsoleError::Task(e.to_string())),
+            Err(e) => Err(ConsoleError::Task(e)),
         }
     }
 
@@ -183,7 +242,7 @@ impl RunningConsole {
     pub async fn wait(&mut self) -> Result<(), ConsoleError> {
         match (&mut self.server).await {
             Ok(r) => r.map_err(ConsoleError::Serve),
-            Err(e) => Err(ConsoleError::Task(e.to_string())),
+            Err(e) => Err(ConsoleError::Task(e)),
         }
     }
 }
@@ -214,25 +273,28 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ConsoleError> {
 /// Binds a listener inside a named network namespace: a short-lived thread enters the namespace,
 /// binds, and ends; the socket stays in that namespace.
 fn bind_in_netns(name: &str, addr: SocketAddr) -> Result<std::net::TcpListener, ConsoleError> {
-    let err = |reason: String| ConsoleError::Netns {
+    let err = |source: NetnsError| ConsoleError::Netns {
         name: name.to_string(),
-        reason,
+        source,
     };
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
-        return Err(err("not a valid namespace name".into()));
+        return Err(err(NetnsError::BadName));
     }
     let path = Path::new("/var/run/netns").join(name);
-    let thread = std::thread::spawn(move || -> Result<std::net::TcpListener, String> {
-        let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns: {e}"))?;
-        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("binding {addr}: {e}"))?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let thread = std::thread::spawn(move || -> Result<std::net::TcpListener, NetnsError> {
+        let ns = std::fs::File::open(&path).map_err(|source| NetnsError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(NetnsError::Enter)?;
+        let bind = |source| NetnsError::Bind { addr, source };
+        let l = std::net::TcpListener::bind(addr).map_err(bind)?;
+        l.set_nonblocking(true).map_err(bind)?;
         Ok(l)
     });
     thread
         .join()
-        .map_err(|_| err("the binding thread panicked".into()))?
+        .map_err(|_| err(NetnsError::Panicked))?
         .map_err(err)
 }
 
@@ -242,7 +304,7 @@ fn api_token(
     store: &dyn Store,
     token_file: Option<&Path>,
 ) -> Result<(String, Option<String>), ConsoleError> {
-    if let Some(rec) = store_keys::get::<ApiTokenRecord>(store, store_keys::API_TOKEN)? {
+    if let Some(rec) = keys::get::<ApiTokenRecord>(store, keys::API_TOKEN)? {
         return Ok((rec.value.hash, None));
     }
     let token = vinfra_proto::pki::generate_api_token();
@@ -250,9 +312,9 @@ fn api_token(
     if let Some(path) = token_file {
         pki::write_file(path, format!("{token}\n").as_bytes(), 0o600)?;
     }
-    store_keys::put(
+    keys::put(
         store,
-        store_keys::API_TOKEN,
+        keys::API_TOKEN,
         &ApiTokenRecord { hash: hash.clone() },
     )?;
     println!("API token (shown once): {token}");
@@ -286,8 +348,8 @@ async fn compact_history(store: Arc<dyn Store>, interval: Duration, keep: i64) {
                 compacted = target;
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::warn!("store compaction failed: {e}"),
-            Err(e) => tracing::warn!("store compaction task failed: {e}"),
+            Ok(Err(e)) => tracing::warn!("store compaction failed: {}", Chain(&e)),
+            Err(e) => tracing::warn!("store compaction task failed: {}", Chain(&e)),
         }
     }
 }
@@ -360,7 +422,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         if let Err(e) =
             controllers::run(vm_controller, store2, triggers, Duration::from_secs(10)).await
         {
-            tracing::error!("VM controller stopped: {e}");
+            tracing::error!("VM controller stopped: {}", Chain(&e));
         }
     }));
     let switch_controller = Arc::new(controllers::switch::SwitchController::new(console.clone()));
@@ -374,7 +436,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         )
         .await
         {
-            tracing::error!("switch controller stopped: {e}");
+            tracing::error!("switch controller stopped: {}", Chain(&e));
         }
     }));
     tasks.push(tokio::spawn(balancing::run(
@@ -382,7 +444,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         console.agents().subscribe(),
     )));
     if let Err(e) = migration::resume_all(&console) {
-        tracing::error!("resuming migrations: {e}");
+        tracing::error!("resuming migrations: {}", Chain(&e));
     }
 
     let handle = axum_server::Handle::new();

@@ -20,9 +20,11 @@ pub use vinfra_proto::pki::peer_host_name;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsolePkiError {
     /// a PKI file could not be read or written
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
@@ -33,6 +35,7 @@ pub enum ConsolePkiError {
 
 /// CA, server certificate and the TLS configurations built from them.
 pub struct ConsolePki {
+    /// The cluster CA (signs host certificates).
     pub ca: ClusterCa,
     /// TLS for the agent endpoint (client certificate optional).
     pub agent_tls: Arc<ServerConfig>,

@@ -656,24 +656,6 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
     }
 }
 
-async fn wait_migration(c: &TestConsole, vm: &str) -> serde_json::Value {
-    for _ in 0..200 {
-        let r = c
-            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
-            .await;
-        if r.status == 200
-            && ["completed", "failed", "cancelled"]
-                .contains(&r.body["phase"].as_str().unwrap_or(""))
-        {
-            // The record is final; wait for the task to release the VM.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            return r.body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("migration of {vm} never finished");
-}
-
 #[tokio::test]
 async fn migration_completes_and_moves_the_vm() {
     let dir = tempfile::tempdir().unwrap();
@@ -849,8 +831,8 @@ async fn a_restarted_console_finishes_a_migration_it_had_started() {
             error: None,
             started_at: 1,
         };
-        let key = vinfra_console::store_keys::migration_key("mid");
-        vinfra_console::store_keys::put(&store, &key, &progress).unwrap();
+        let key = vinfra_console::state::records::migration_key("mid");
+        vinfra_console::state::records::put(&store, &key, &progress).unwrap();
         let mut s = src.state.lock().unwrap();
         let vm = s.vms.get(&id).unwrap().0.clone();
         s.vms.get_mut(&id).unwrap().1 = vinfra_types::PowerState::Migrating;
@@ -936,7 +918,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
         let store = vinfra_store::SqliteStore::open(&dir.path().join("console.db")).unwrap();
         vinfra_store::Store::put(
             &store,
-            vinfra_console::store_keys::SETTINGS,
+            vinfra_console::state::records::SETTINGS,
             br#"{"ratios":{"cpu":3.0,"memory":1.25}}"#,
             0,
         )

@@ -275,6 +275,57 @@ async fn placement_of_new_vms_follows_must_rules_from_the_start() {
 }
 
 #[tokio::test]
+async fn a_migration_without_a_destination_keeps_the_must_rules() {
+    let (c, _dir) = console().await;
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST).await;
+    let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST).await;
+    let _h3 = FakeAgent::join_and_connect(&c, "h3", HOST).await;
+    // h3 is fuller than h2, so plain spreading would send a VM leaving h1 to h2.
+    create_on(&c, "filler", "h3").await;
+    let r = post_rule(
+        &c,
+        json!({"name": "off-h2", "strength": "must", "kind": "not_on", "vms": ["mover"], "hosts": ["h2"]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    create_on(&c, "mover", "h1").await;
+    let r = c.call("POST", "/api/v1/vms/mover/migrate", None).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["destination"], "h3", "{:?}", r.body);
+    assert_eq!(wait_migration(&c, "mover").await["phase"], "completed");
+    assert_eq!(host_of(&c, "mover").await, "h3");
+
+    // A VM that must stay with a partner cannot leave the partner's host without it: refused,
+    // nothing moves.
+    let r = post_rule(
+        &c,
+        json!({"name": "pair", "strength": "must", "kind": "affinity", "vms": ["ma", "mb"]}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    create_on(&c, "ma", "h1").await;
+    assert_eq!(create(&c, "mb").await.status, 201);
+    assert_eq!(host_of(&c, "mb").await, "h1", "placed with its partner");
+    let r = c.call("POST", "/api/v1/vms/ma/migrate", None).await;
+    assert_problem(&r, 409);
+    assert_eq!(r.body["type"], "/problems/rule-conflict", "{:?}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("'pair'"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(host_of(&c, "ma").await, "h1");
+    // With a destination named by the operator the rules are not checked (the balancer
+    // repairs a broken must-rule at its next pass).
+    let r = c
+        .call("POST", "/api/v1/vms/ma/migrate", Some(r#"{"to":"h2"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(wait_migration(&c, "ma").await["phase"], "completed");
+    c.shutdown().await;
+}
+
+#[tokio::test]
 async fn bad_balancing_settings_are_refused_and_change_nothing() {
     let (c, _dir) = console().await;
     let r = c.call("GET", "/api/v1/settings", None).await;

@@ -279,11 +279,9 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
     );
     assert!(a_mac0.starts_with("02:76:66:") && a_mac1.starts_with("02:76:66:"));
     assert_ne!(a_mac0, a_mac1);
-    // The lab guest gets the first NIC's address on its command line.
-    assert_eq!(
-        a.body["spec"]["boot"]["cmdline"],
-        "console=ttyS0 vinfra.ip=10.80.1.2/29"
-    );
+    // The kernel command line is the operator's: the console adds nothing to it (guests get
+    // their address from the switch's DHCP responder).
+    assert_eq!(a.body["spec"]["boot"]["cmdline"], "console=ttyS0");
     // The agent got the final addresses.
     {
         let st = agent.state.lock().unwrap();
@@ -292,7 +290,7 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
         assert_eq!(inst.spec.nics[0].mac.as_deref(), Some(a_mac0.as_str()));
     }
 
-    // Explicit address and MAC (upper case is normalised); an explicit vinfra.ip stays.
+    // Explicit address and MAC (upper case is normalised); the command line stays as given.
     let mut body: Value = serde_json::from_str(&vm_with_nics(
         "b",
         json!([{"network": "blue", "ip": "10.80.1.5", "mac": "02:AA:00:00:00:01"}]),
@@ -523,22 +521,6 @@ fn mac_entry(cfg: &vinfra_proto::HostSwitchConfig, mac: &str) -> Option<String> 
         .iter()
         .find(|m| m.network == "blue" && m.mac == mac)
         .map(|m| m.host_ip.to_string())
-}
-
-async fn wait_migration(c: &TestConsole, vm: &str) -> Value {
-    for _ in 0..200 {
-        let r = c
-            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
-            .await;
-        if r.status == 200
-            && ["completed", "failed", "cancelled"]
-                .contains(&r.body["phase"].as_str().unwrap_or(""))
-        {
-            return r.body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("migration of {vm} never finished");
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! The agent endpoint: accepts TLS connections, handles joins, and runs one task per connected
 //! agent (a reader routing responses and storing reports, a writer fed by a channel).
+//!
+//! What the endpoint needs of the console (joins, Hellos) is the [`Membership`] trait, which
+//! `hosts::joins` implements for the console: the endpoint imports nothing above it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,18 +12,40 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use vinfra_proto::frame::{FrameError, FramedJson};
-use vinfra_proto::{AgentMessage, ConsoleMessage, PROTOCOL_VERSION};
+use vinfra_proto::{AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
+use vinfra_types::error::{chain, Chain};
 
-use crate::core::Console;
+use super::registry::AgentRegistry;
+
+/// What the agent endpoint asks of the console.
+pub trait Membership: Send + Sync + 'static {
+    /// Why a join was refused (its chain goes back to the agent).
+    type JoinRefused: std::error::Error;
+    /// Joins a host: burns the token, registers the host and signs its certificate. Returns
+    /// `(cert_pem, ca_pem)`.
+    fn join(
+        &self,
+        token: &str,
+        host: &str,
+        csr_pem: &str,
+        peer: IpAddr,
+    ) -> Result<(String, String), Self::JoinRefused>;
+    /// True when `host` is registered (a valid certificate of a removed host is refused).
+    fn registered(&self, host: &str) -> bool;
+    /// Remembers what a host said in its Hello.
+    fn hello(&self, report: &HostReport);
+    /// The registry the connection joins.
+    fn registry(&self) -> &AgentRegistry;
+}
 
 /// How long a fresh connection has to complete TLS and send its first message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why an agent connection ended.
+/// Why a connection to the agent endpoint ended (the agent side of it has its own error).
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
+pub enum EndpointError {
     /// TLS handshake failed
-    #[error("TLS handshake: {0}")]
+    #[error("TLS handshake")]
     Tls(#[source] std::io::Error),
     /// the peer did not finish the handshake or its first message in time
     #[error("no first message within {} s", HANDSHAKE_TIMEOUT.as_secs())]
@@ -28,9 +53,31 @@ pub enum ConnectionError {
     /// framing or decoding failed
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// the peer broke the protocol
-    #[error("protocol violation: {0}")]
-    Protocol(String),
+    /// a connection without a client certificate sent something else than a join
+    #[error("protocol violation: a connection without a client certificate may only join")]
+    NotJoin,
+    /// the first message of an agent was not its Hello
+    #[error("protocol violation: the first message must be hello")]
+    NotHello,
+    /// the agent speaks another protocol version
+    #[error("protocol violation: protocol version {got} is not supported (console speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The agent's version.
+        got: u32,
+    },
+    /// a report names another host than the certificate
+    #[error(
+        "protocol violation: report names host '{report}' but the certificate is for '{cert}'"
+    )]
+    WrongHost {
+        /// The host the report names.
+        report: String,
+        /// The host of the certificate.
+        cert: String,
+    },
+    /// a message the console does not expect from an agent
+    #[error("protocol violation: unexpected message {0}")]
+    Unexpected(&'static str),
     /// the certificate names a host that is not (or no longer) registered
     #[error("host '{0}' is not registered (removed from the cluster?)")]
     UnknownHost(String),
@@ -40,7 +87,7 @@ pub enum ConnectionError {
 }
 
 /// Accepts agent connections until the task is aborted (which also ends every connection).
-pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAcceptor) {
+pub async fn serve<M: Membership>(console: Arc<M>, listener: TcpListener, acceptor: TlsAcceptor) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -50,7 +97,7 @@ pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAc
         let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("agent endpoint accept: {e}");
+                tracing::warn!("agent endpoint accept: {}", Chain(&e));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -59,64 +106,60 @@ pub async fn serve(console: Arc<Console>, listener: TcpListener, acceptor: TlsAc
         let acceptor = acceptor.clone();
         conns.spawn(async move {
             if let Err(e) = handle(console, acceptor, tcp, peer).await {
-                tracing::info!(%peer, "agent connection ended: {e}");
+                tracing::info!(%peer, "agent connection ended: {}", Chain(&e));
             }
         });
     }
 }
 
-async fn handle(
-    console: Arc<Console>,
+async fn handle<M: Membership>(
+    console: Arc<M>,
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-) -> Result<(), ConnectionError> {
+) -> Result<(), EndpointError> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)?
-        .map_err(ConnectionError::Tls)?;
+        .map_err(|_| EndpointError::HandshakeTimeout)?
+        .map_err(EndpointError::Tls)?;
     let host = crate::pki::peer_host_name(tls.get_ref().1);
     let mut framed = FramedJson::new(tls);
     match host {
-        None => join(&console, &mut framed, peer).await,
+        None => join(console.as_ref(), &mut framed, peer).await,
         Some(host) => session(console, framed, host).await,
     }
 }
 
 /// A connection without a client certificate: one `Join`, one answer.
-async fn join<S: AsyncRead + AsyncWrite + Unpin>(
-    console: &Console,
+async fn join<S: AsyncRead + AsyncWrite + Unpin, M: Membership>(
+    console: &M,
     framed: &mut FramedJson<S>,
     peer: SocketAddr,
-) -> Result<(), ConnectionError> {
+) -> Result<(), EndpointError> {
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+        .map_err(|_| EndpointError::HandshakeTimeout)??;
     let AgentMessage::Join {
         token,
         host,
         csr_pem,
     } = msg
     else {
+        let refused = EndpointError::NotJoin;
         let reason = "a connection without a client certificate may only join".to_string();
-        framed
-            .send(&ConsoleMessage::JoinRefused {
-                reason: reason.clone(),
-            })
-            .await?;
-        return Err(ConnectionError::Protocol(reason));
+        framed.send(&ConsoleMessage::JoinRefused { reason }).await?;
+        return Err(refused);
     };
-    let reply = match console.join_host(&token, &host, &csr_pem, peer.ip()) {
+    let reply = match console.join(&token, &host, &csr_pem, peer.ip()) {
         Ok((cert_pem, ca_pem)) => {
             tracing::info!(%peer, host, "host joined");
             ConsoleMessage::Joined { cert_pem, ca_pem }
         }
         Err(e) => {
-            tracing::warn!(%peer, host, "join refused: {e}");
-            ConsoleMessage::JoinRefused {
-                reason: e.to_string(),
-            }
+            let reason = chain(&e);
+            tracing::warn!(%peer, host, "join refused: {reason}");
+            ConsoleMessage::JoinRefused { reason }
         }
     };
     framed.send(&reply).await?;
@@ -124,41 +167,37 @@ async fn join<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A connection with a client certificate: `Hello`, then reports and responses.
-async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    console: Arc<Console>,
+async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membership>(
+    console: Arc<M>,
     mut framed: FramedJson<S>,
     host: String,
-) -> Result<(), ConnectionError> {
-    if !console.host_registered(&host) {
+) -> Result<(), EndpointError> {
+    if !console.registered(&host) {
         // The certificate is valid (it was signed by the cluster CA) but the host was removed,
         // or never finished joining: the name counts, not the certificate.
         tracing::warn!(
             host,
             "refusing a certificate of a host that is not registered"
         );
-        return Err(ConnectionError::UnknownHost(host));
+        return Err(EndpointError::UnknownHost(host));
     }
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
-        .map_err(|_| ConnectionError::HandshakeTimeout)??;
+        .map_err(|_| EndpointError::HandshakeTimeout)??;
     let AgentMessage::Hello { protocol, report } = msg else {
-        return Err(ConnectionError::Protocol(
-            "the first message must be hello".into(),
-        ));
+        return Err(EndpointError::NotHello);
     };
     if protocol != PROTOCOL_VERSION {
-        return Err(ConnectionError::Protocol(format!(
-            "protocol version {protocol} is not supported (console speaks {PROTOCOL_VERSION})"
-        )));
+        return Err(EndpointError::Version { got: protocol });
     }
     if report.host != host {
-        return Err(ConnectionError::Protocol(format!(
-            "report names host '{}' but the certificate is for '{host}'",
-            report.host
-        )));
+        return Err(EndpointError::WrongHost {
+            report: report.host,
+            cert: host,
+        });
     }
-    console.host_hello(&report);
-    let registry = console.agents().clone();
+    console.hello(&report);
+    let registry = console.registry().clone();
     let reg = registry.connect(&host, report);
     tracing::info!(host, "agent connected");
     let (mut sender, mut receiver) = framed.split();
@@ -180,13 +219,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             _ = &mut closed => break Ok(()),
             () = &mut silent => {
                 tracing::warn!(host, "no report within {heartbeat:?}: closing the connection");
-                break Err(ConnectionError::Silent(heartbeat));
+                break Err(EndpointError::Silent(heartbeat));
             }
         };
         match msg {
             Ok(AgentMessage::Report { report }) => {
                 if report.host != host {
-                    break Err(ConnectionError::Protocol("report for another host".into()));
+                    break Err(EndpointError::WrongHost {
+                        report: report.host,
+                        cert: host.clone(),
+                    });
                 }
                 registry.report(&host, reg.conn_id, report);
                 silent
@@ -204,9 +246,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 }
             }
             Ok(other) => {
-                break Err(ConnectionError::Protocol(format!(
-                    "unexpected message {other:?}"
-                )));
+                break Err(EndpointError::Unexpected(match other {
+                    AgentMessage::Join { .. } => "join",
+                    AgentMessage::Hello { .. } => "hello",
+                    AgentMessage::Report { .. } => "report",
+                    AgentMessage::Response { .. } => "response",
+                }));
             }
             Err(e) => break Err(e.into()),
         }

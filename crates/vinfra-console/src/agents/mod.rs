@@ -4,4 +4,5 @@
 pub mod listener;
 pub mod registry;
 
+pub use listener::Membership;
 pub use registry::{AgentRegistry, Observed, RequestError, REPORT_TIMEOUT};

@@ -6,30 +6,45 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 use vinfra_proto::{AgentCommand, AgentError, CommandReply, ConsoleMessage, HostReport};
-use vinfra_types::{HostStatus, VmObserved};
+use vinfra_types::{HostStatus, PowerState, VmObserved};
 
 /// A host counts as disconnected when no report arrived for this long.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, AgentError>>>>>;
+/// Requests sent to an agent that wait for their response, by request id.
+pub type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, AgentError>>>>>;
 
 /// Why a request to an agent did not get a successful reply.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// the host's agent is not connected
     #[error("host '{host}' is not connected")]
-    NotConnected { host: String },
+    NotConnected {
+        /// The host.
+        host: String,
+    },
     /// the agent did not answer in time
     #[error("host '{host}' did not answer within {secs} s")]
-    Timeout { host: String, secs: u64 },
+    Timeout {
+        /// The host.
+        host: String,
+        /// How long the console waited.
+        secs: u64,
+    },
     /// the connection closed before the answer arrived
     #[error("connection to host '{host}' was lost before it answered")]
-    ConnectionLost { host: String },
-    /// the agent answered with an error
-    #[error("host '{host}': {source}")]
-    Agent {
+    ConnectionLost {
+        /// The host.
         host: String,
+    },
+    /// the agent answered with an error
+    #[error("host '{host}'")]
+    Agent {
+        /// The host.
+        host: String,
+        /// What its agent answered.
         #[source]
         source: AgentError,
     },
@@ -38,7 +53,9 @@ pub enum RequestError {
 /// The latest report of a host and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// The report.
     pub report: Arc<HostReport>,
+    /// When it arrived.
     pub received: Instant,
 }
 
@@ -75,9 +92,13 @@ impl Default for AgentRegistry {
 
 /// What the connection task holds for its registration.
 pub struct Registration {
+    /// The connection's id (a newer connection of the same host replaces it).
     pub conn_id: u64,
+    /// Messages to send to the agent.
     pub rx: mpsc::Receiver<ConsoleMessage>,
+    /// Requests waiting for their response.
     pub pending: Pending,
+    /// Resolves when the registry drops the connection.
     pub closed: oneshot::Receiver<()>,
 }
 
@@ -241,6 +262,56 @@ impl AgentRegistry {
             .iter()
             .map(|(h, o)| (h.clone(), (self.status_locked(&inner, h), o.clone())))
             .collect()
+    }
+
+    /// The VM's state in `host`'s latest report, while the host is connected.
+    pub fn observed_state(&self, host: &str, id: Uuid) -> Option<PowerState> {
+        match self.observed(host) {
+            (HostStatus::Connected, Some(o)) => {
+                o.report.vms.iter().find(|v| v.id == id).map(|v| v.state)
+            }
+            _ => None,
+        }
+    }
+
+    /// The VM's state in `host`'s latest report, also when the host is no longer connected.
+    pub fn reported_state(&self, host: &str, id: Uuid) -> Option<PowerState> {
+        self.observed(host)
+            .1
+            .and_then(|o| o.report.vms.iter().find(|v| v.id == id).map(|v| v.state))
+    }
+
+    /// True when `host`'s latest report lists the VM.
+    pub fn host_knows(&self, host: &str, id: Uuid) -> bool {
+        self.observed(host)
+            .1
+            .is_some_and(|o| o.report.vms.iter().any(|v| v.id == id))
+    }
+
+    /// Another host than `host` (connected or not) whose latest report shows the VM live:
+    /// running, paused, migrating or waiting for an incoming migration.
+    pub fn live_elsewhere(&self, id: Uuid, host: &str) -> Option<(String, PowerState)> {
+        let inner = self.lock();
+        inner
+            .observed
+            .iter()
+            .filter(|(h, _)| h.as_str() != host)
+            .find_map(|(h, o)| {
+                o.report
+                    .vms
+                    .iter()
+                    .find(|v| {
+                        v.id == id
+                            && matches!(
+                                v.state,
+                                PowerState::Running
+                                    | PowerState::Paused
+                                    | PowerState::Migrating
+                                    | PowerState::Incoming
+                            )
+                    })
+                    .map(|v| (h.clone(), v.state))
+            })
     }
 
     /// Sends a command to a host's agent and waits for its answer.

@@ -8,24 +8,29 @@ use serde::de::DeserializeOwned;
 use super::problem::ApiError;
 
 /// A JSON body: malformed JSON, unknown fields and wrong types are 400 problems.
-pub struct ApiJson<T>(pub T);
+pub struct ApiJson<T>(
+    /// The body.
+    pub T,
+);
 
 /// An optional JSON body: empty means `T::default()`.
-pub struct OptionalJson<T>(pub T);
+pub struct OptionalJson<T>(
+    /// The body, or the default.
+    pub T,
+);
 
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge
         } else {
-            ApiError::BadRequest(format!("reading the body: {e}"))
+            ApiError::Body(e)
         }
     })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(ApiError::Json)
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -34,7 +39,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::BadRequest("a JSON body is required".into()));
+            return Err(ApiError::NoBody);
         }
         parse(&bytes).map(ApiJson)
     }
@@ -61,8 +66,8 @@ impl<S: Send + Sync> FromRequestParts<S> for NamePath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(name) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::BadRequest(format!("path: {e}")))?;
-        vinfra_types::validate_name(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map_err(ApiError::Path)?;
+        vinfra_types::validate_name(&name)?;
         Ok(NamePath(name))
     }
 }
@@ -76,10 +81,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ApiError::BadRequest(format!("path: {e}")))?;
+            .map_err(ApiError::Path)?;
         id.parse::<u64>()
             .map(IdPath)
-            .map_err(|_| ApiError::BadRequest(format!("id must be a number, got '{id}'")))
+            .map_err(|_| ApiError::Id { text: id })
     }
 }
 
@@ -93,6 +98,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))
+            .map_err(ApiError::Query)
     }
 }

@@ -1,5 +1,9 @@
-//! The REST API: axum routes that parse requests into [`crate::core::Command`]s, bearer-token
-//! authentication, problem+json errors and the OpenAPI document.
+//! The REST API: axum routes that parse requests into [`Command`](crate::interface::Command)s
+//! and render their [`Reply`](crate::interface::Reply)s, bearer-token authentication,
+//! problem+json errors and the OpenAPI document.
+//!
+//! It depends on [`crate::interface`] only (and `vinfra-types`): the router is generic over
+//! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
 
 pub mod extract;
 pub mod openapi;
@@ -15,67 +19,82 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::core::Console;
+use crate::interface::ConsoleApi;
 use problem::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// The whole API.
-pub fn router(console: Arc<Console>) -> Router {
+/// The whole API, over `console`.
+pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
     let v1 = Router::new()
-        .route("/hosts", get(routes::list_hosts))
+        .route("/hosts", get(routes::list_hosts::<A>))
         .route(
             "/hosts/{name}",
-            get(routes::show_host)
-                .patch(routes::update_host)
-                .delete(routes::delete_host),
+            get(routes::show_host::<A>)
+                .patch(routes::update_host::<A>)
+                .delete(routes::delete_host::<A>),
         )
         .route(
             "/settings",
-            get(routes::get_settings).put(routes::put_settings),
+            get(routes::get_settings::<A>).put(routes::put_settings::<A>),
         )
-        .route("/join-tokens", post(routes::create_join_token))
-        .route("/token/rotate", post(routes::rotate_token))
-        .route("/vms", get(routes::list_vms).post(routes::create_vm))
+        .route("/join-tokens", post(routes::create_join_token::<A>))
+        .route("/token/rotate", post(routes::rotate_token::<A>))
+        .route(
+            "/vms",
+            get(routes::list_vms::<A>).post(routes::create_vm::<A>),
+        )
         .route(
             "/vms/{name}",
-            get(routes::show_vm).delete(routes::delete_vm),
+            get(routes::show_vm::<A>).delete(routes::delete_vm::<A>),
         )
-        .route("/vms/{name}/start", post(routes::start_vm))
-        .route("/vms/{name}/stop", post(routes::stop_vm))
-        .route("/vms/{name}/reboot", post(routes::reboot_vm))
-        .route("/vms/{name}/migrate", post(routes::migrate_vm))
+        .route("/vms/{name}/start", post(routes::start_vm::<A>))
+        .route("/vms/{name}/stop", post(routes::stop_vm::<A>))
+        .route("/vms/{name}/reboot", post(routes::reboot_vm::<A>))
+        .route("/vms/{name}/migrate", post(routes::migrate_vm::<A>))
         .route(
             "/vms/{name}/migration",
-            get(routes::show_migration).delete(routes::cancel_migration),
+            get(routes::show_migration::<A>).delete(routes::cancel_migration::<A>),
         )
-        .route("/vms/{name}/console", get(routes::console_log))
-        .route("/events", get(routes::list_events))
-        .route("/rules", get(routes::list_rules).post(routes::create_rule))
+        .route("/vms/{name}/console", get(routes::console_log::<A>))
+        .route("/events", get(routes::list_events::<A>))
+        .route(
+            "/rules",
+            get(routes::list_rules::<A>).post(routes::create_rule::<A>),
+        )
         .route(
             "/rules/{name}",
-            get(routes::show_rule).delete(routes::delete_rule),
+            get(routes::show_rule::<A>).delete(routes::delete_rule::<A>),
         )
-        .route("/drs", get(routes::drs_status))
-        .route("/drs/run", post(routes::drs_run))
-        .route("/drs/recommendations", get(routes::list_recommendations))
+        .route("/drs", get(routes::drs_status::<A>))
+        .route("/drs/run", post(routes::drs_run::<A>))
+        .route(
+            "/drs/recommendations",
+            get(routes::list_recommendations::<A>),
+        )
         .route(
             "/drs/recommendations/{id}/apply",
-            post(routes::apply_recommendation),
+            post(routes::apply_recommendation::<A>),
         )
         .route(
             "/networks",
-            get(routes::list_networks).post(routes::create_network),
+            get(routes::list_networks::<A>).post(routes::create_network::<A>),
         )
         .route(
             "/networks/{name}",
-            get(routes::show_network).delete(routes::delete_network),
+            get(routes::show_network::<A>).delete(routes::delete_network::<A>),
         )
-        .route("/networks/{name}/counters", get(routes::network_counters))
-        .route("/hosts/{name}/switch", get(routes::host_switch))
+        .route(
+            "/networks/{name}/counters",
+            get(routes::network_counters::<A>),
+        )
+        .route("/hosts/{name}/switch", get(routes::host_switch::<A>))
         .method_not_allowed_fallback(|| async { ApiError::Method })
-        .route_layer(axum::middleware::from_fn_with_state(console.clone(), auth));
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            auth::<A>,
+        ));
     Router::new()
         .route("/api/openapi.json", get(openapi::openapi_json))
         .nest("/api/v1", v1)
@@ -86,7 +105,7 @@ pub fn router(console: Arc<Console>) -> Router {
 }
 
 /// Bearer-token check: 401 problem+json when missing or wrong.
-async fn auth(State(console): State<Arc<Console>>, req: Request, next: Next) -> Response {
+async fn auth<A: ConsoleApi>(State(console): State<Arc<A>>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -100,7 +119,7 @@ async fn auth(State(console): State<Arc<Console>>, req: Request, next: Next) -> 
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim);
     match token {
-        Some(t) if console.verify_api_token(t) => next.run(req).await,
+        Some(t) if console.verify_token(t) => next.run(req).await,
         _ => ApiError::Unauthorized("invalid bearer token").into_response(),
     }
 }

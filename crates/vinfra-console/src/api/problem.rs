@@ -2,22 +2,42 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use vinfra_placement::PlacementError;
 use vinfra_types::api::PROBLEM_JSON;
+use vinfra_types::error::chain;
 use vinfra_types::Problem;
 
-use crate::agents::RequestError;
-use crate::core::CoreError;
+use crate::interface::{Error, ErrorKind};
 
 /// An error the API answers with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// the core refused or failed
+    /// the console refused or failed
     #[error(transparent)]
-    Core(#[from] CoreError),
-    /// the request body or query could not be parsed
-    #[error("{0}")]
-    BadRequest(String),
+    Console(#[from] Error),
+    /// the body could not be read
+    #[error("reading the body")]
+    Body(#[source] axum::extract::rejection::BytesRejection),
+    /// the body is not the JSON the endpoint takes (malformed, unknown field, wrong type)
+    #[error("invalid JSON body")]
+    Json(#[source] serde_json::Error),
+    /// the endpoint takes a JSON body and got none
+    #[error("a JSON body is required")]
+    NoBody,
+    /// a path segment could not be read
+    #[error("path")]
+    Path(#[source] axum::extract::rejection::PathRejection),
+    /// the `{name}` in the path is not a valid name
+    #[error(transparent)]
+    Name(#[from] vinfra_types::NameError),
+    /// the `{id}` in the path is not a number
+    #[error("id must be a number, got '{text}'")]
+    Id {
+        /// What the path has.
+        text: String,
+    },
+    /// the query string is malformed or has an unknown parameter
+    #[error("query")]
+    Query(#[source] axum::extract::rejection::QueryRejection),
     /// the body is larger than allowed
     #[error("request body too large")]
     TooLarge,
@@ -47,54 +67,44 @@ pub fn problem(status: StatusCode, kind: &str, detail: String) -> Response {
     resp
 }
 
-fn core_status(e: &CoreError) -> (StatusCode, &'static str) {
-    match e {
-        CoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
-        CoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
-        CoreError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        CoreError::RuleConflict(_) => (StatusCode::CONFLICT, "rule-conflict"),
-        CoreError::NoTrunk(_) => (StatusCode::CONFLICT, "host-unavailable"),
-        CoreError::UnderlayMtu(_) => (StatusCode::CONFLICT, "host-unavailable"),
-        CoreError::InvalidRule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-rule"),
-        CoreError::Placement(p) => match p {
-            PlacementError::UnknownHost { .. } => (StatusCode::NOT_FOUND, "not-found"),
-            PlacementError::InsufficientCapacity { .. } | PlacementError::NoCapacity { .. } => {
-                (StatusCode::CONFLICT, "insufficient-capacity")
-            }
-            PlacementError::HostUnavailable { .. } | PlacementError::NoEligibleHost => {
-                (StatusCode::CONFLICT, "host-unavailable")
-            }
-            PlacementError::EmptyRequest { .. } => (StatusCode::BAD_REQUEST, "invalid-request"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        },
-        CoreError::Agent(a) => match a {
-            RequestError::NotConnected { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "host-disconnected")
-            }
-            RequestError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "agent-timeout"),
-            RequestError::ConnectionLost { .. } => {
-                (StatusCode::BAD_GATEWAY, "agent-connection-lost")
-            }
-            RequestError::Agent { .. } => (StatusCode::BAD_GATEWAY, "agent-error"),
-        },
-        CoreError::Store(_) | CoreError::Pki(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+/// The HTTP status of a problem kind (docs/design.md, "REST API").
+pub fn http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict
+        | ErrorKind::InsufficientCapacity
+        | ErrorKind::HostUnavailable
+        | ErrorKind::RuleConflict => StatusCode::CONFLICT,
+        ErrorKind::InvalidRule => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::AgentError | ErrorKind::AgentConnectionLost => StatusCode::BAD_GATEWAY,
+        ErrorKind::HostDisconnected => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::AgentTimeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {
-            ApiError::Core(e) => core_status(e),
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            ApiError::Console(e) => (http_status(e.kind()), e.kind().as_str()),
+            ApiError::Body(_)
+            | ApiError::Json(_)
+            | ApiError::NoBody
+            | ApiError::Path(_)
+            | ApiError::Name(_)
+            | ApiError::Id { .. }
+            | ApiError::Query(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-endpoint"),
             ApiError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
         };
+        let detail = chain(&self);
         if status.is_server_error() {
-            tracing::warn!("API error: {self}");
+            tracing::warn!("API error: {detail}");
         }
-        let mut resp = problem(status, kind, self.to_string());
+        let mut resp = problem(status, kind, detail);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

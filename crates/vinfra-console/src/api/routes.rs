@@ -1,5 +1,5 @@
-//! One handler per endpoint: parse the request into a [`Command`], hand it to the core, render the
-//! [`Reply`]. No logic lives here.
+//! One handler per endpoint: parse the request into a [`Command`], hand it to the console
+//! ([`ConsoleApi::execute`]), render the [`Reply`]. No logic lives here.
 
 use std::sync::Arc;
 
@@ -21,11 +21,14 @@ use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
 use super::extract::{ApiJson, ApiQuery, IdPath, NamePath, OptionalJson};
 use super::problem::ApiError;
-use crate::core::{Command, Console, Reply};
+use crate::interface::{Command, ConsoleApi, Reply};
 
-type Shared = State<Arc<Console>>;
+/// The console (or a stub) the handlers hand their commands to.
+type Shared<A> = State<Arc<A>>;
 
-async fn run(console: &Arc<Console>, command: Command) -> Result<Response, ApiError> {
+/// Runs one command and renders its reply: 200 with the body, 201 for what was created, 202 for
+/// a migration started, 204 when there is nothing to show.
+async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Response, ApiError> {
     let reply = console.execute(command).await?;
     Ok(match reply {
         Reply::Hosts(v) => Json(v).into_response(),
@@ -74,14 +77,17 @@ pub struct ConsoleQuery {
 /// Every host with its capacity, allocation, usage and connection status.
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
     responses((status = 200, description = "all hosts", body = [HostSummary])))]
-pub async fn list_hosts(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_hosts<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListHosts).await
 }
 
 /// One host.
 #[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, description = "the host", body = HostSummary)))]
-pub async fn show_host(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn show_host<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::ShowHost { name }).await
 }
 
@@ -89,8 +95,8 @@ pub async fn show_host(State(c): Shared, NamePath(name): NamePath) -> Result<Res
 #[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     request_body = UpdateHostRequest,
     responses((status = 200, description = "the updated host", body = HostSummary), (status = 409, body = Problem)))]
-pub async fn update_host(
-    State(c): Shared,
+pub async fn update_host<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
     ApiJson(update): ApiJson<UpdateHostRequest>,
 ) -> Result<Response, ApiError> {
@@ -100,22 +106,25 @@ pub async fn update_host(
 /// Removes a host that has no VMs; its open connection is closed.
 #[utoipa::path(delete, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 204, description = "removed"), (status = 409, body = Problem)))]
-pub async fn delete_host(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn delete_host<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::DeleteHost { name }).await
 }
 
 /// The cluster settings.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "cluster",
     responses((status = 200, description = "the settings", body = ClusterSettings)))]
-pub async fn get_settings(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn get_settings<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::GetSettings).await
 }
 
 /// Replaces the cluster settings.
 #[utoipa::path(put, path = "/api/v1/settings", tag = "cluster", request_body = ClusterSettings,
     responses((status = 200, description = "the stored settings", body = ClusterSettings)))]
-pub async fn put_settings(
-    State(c): Shared,
+pub async fn put_settings<A: ConsoleApi>(
+    State(c): Shared<A>,
     ApiJson(settings): ApiJson<ClusterSettings>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::PutSettings { settings }).await
@@ -124,21 +133,21 @@ pub async fn put_settings(
 /// A one-time join token for a new host, valid 24 h.
 #[utoipa::path(post, path = "/api/v1/join-tokens", tag = "cluster",
     responses((status = 201, description = "a new join token", body = JoinTokenResponse)))]
-pub async fn create_join_token(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn create_join_token<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::CreateJoinToken).await
 }
 
 /// Replaces the API token; the old one stops working at once.
 #[utoipa::path(post, path = "/api/v1/token/rotate", tag = "cluster",
     responses((status = 200, description = "the new API token", body = TokenResponse)))]
-pub async fn rotate_token(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn rotate_token<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::RotateToken).await
 }
 
 /// Every VM with its desired and observed state.
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
     responses((status = 200, description = "all VMs", body = [VmSummary])))]
-pub async fn list_vms(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_vms<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListVms).await
 }
 
@@ -146,8 +155,8 @@ pub async fn list_vms(State(c): Shared) -> Result<Response, ApiError> {
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmRequest,
     responses((status = 201, description = "the created VM", body = VmSummary), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn create_vm(
-    State(c): Shared,
+pub async fn create_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
     ApiJson(request): ApiJson<CreateVmRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateVm { request }).await
@@ -156,15 +165,18 @@ pub async fn create_vm(
 /// One VM.
 #[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM", body = VmSummary)))]
-pub async fn show_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn show_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::ShowVm { name }).await
 }
 
 /// Stops the VM and deletes it with its disks.
 #[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name"), ForceQuery),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn delete_vm(
-    State(c): Shared,
+pub async fn delete_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ForceQuery>,
 ) -> Result<Response, ApiError> {
@@ -181,7 +193,10 @@ pub async fn delete_vm(
 /// Starts a stopped VM on its host.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn start_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn start_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::StartVm { name }).await
 }
 
@@ -189,8 +204,8 @@ pub async fn start_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Resp
 #[utoipa::path(post, path = "/api/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path, description = "VM name")),
     request_body(content = Option<StopVmRequest>, description = "optional; an empty body stops gracefully with the default timeout"),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn stop_vm(
-    State(c): Shared,
+pub async fn stop_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<StopVmRequest>,
 ) -> Result<Response, ApiError> {
@@ -200,7 +215,10 @@ pub async fn stop_vm(
 /// Resets a running VM.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/reboot", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn reboot_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn reboot_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::RebootVm { name }).await
 }
 
@@ -209,8 +227,8 @@ pub async fn reboot_vm(State(c): Shared, NamePath(name): NamePath) -> Result<Res
 #[utoipa::path(post, path = "/api/v1/vms/{name}/migrate", tag = "migration", params(("name" = String, Path, description = "VM name")),
     request_body(content = Option<MigrateVmRequest>, description = "optional; an empty body lets placement pick the destination"),
     responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 409, body = Problem)))]
-pub async fn migrate_vm(
-    State(c): Shared,
+pub async fn migrate_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<MigrateVmRequest>,
 ) -> Result<Response, ApiError> {
@@ -220,8 +238,8 @@ pub async fn migrate_vm(
 /// Progress of the VM's current or last migration.
 #[utoipa::path(get, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the progress", body = MigrationProgress)))]
-pub async fn show_migration(
-    State(c): Shared,
+pub async fn show_migration<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowMigration { name }).await
@@ -230,8 +248,8 @@ pub async fn show_migration(
 /// Cancels the running migration and waits (up to 30 s) for it to end.
 #[utoipa::path(delete, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the final progress", body = MigrationProgress), (status = 409, body = Problem)))]
-pub async fn cancel_migration(
-    State(c): Shared,
+pub async fn cancel_migration<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CancelMigration { name }).await
@@ -240,8 +258,8 @@ pub async fn cancel_migration(
 /// The tail of the VM's serial console.
 #[utoipa::path(get, path = "/api/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path, description = "VM name"), ConsoleQuery),
     responses((status = 200, description = "the console text", body = ConsoleLog), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn console_log(
-    State(c): Shared,
+pub async fn console_log<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ConsoleQuery>,
 ) -> Result<Response, ApiError> {
@@ -258,14 +276,14 @@ pub async fn console_log(
 /// The last 1000 events, oldest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "cluster",
     responses((status = 200, description = "the events", body = [Event])))]
-pub async fn list_events(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_events<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListEvents).await
 }
 
 /// Every placement rule, in name order.
 #[utoipa::path(get, path = "/api/v1/rules", tag = "balancing",
     responses((status = 200, description = "all rules", body = [PlacementRule])))]
-pub async fn list_rules(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_rules<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListRules).await
 }
 
@@ -274,8 +292,8 @@ pub async fn list_rules(State(c): Shared) -> Result<Response, ApiError> {
 /// that do not exist (422 `invalid-rule`); nothing is stored then.
 #[utoipa::path(post, path = "/api/v1/rules", tag = "balancing", request_body = PlacementRule,
     responses((status = 201, description = "the created rule", body = PlacementRule), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_rule(
-    State(c): Shared,
+pub async fn create_rule<A: ConsoleApi>(
+    State(c): Shared<A>,
     ApiJson(rule): ApiJson<PlacementRule>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateRule { rule }).await
@@ -284,35 +302,43 @@ pub async fn create_rule(
 /// One placement rule.
 #[utoipa::path(get, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
     responses((status = 200, description = "the rule", body = PlacementRule)))]
-pub async fn show_rule(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn show_rule<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::ShowRule { name }).await
 }
 
 /// Deletes a placement rule.
 #[utoipa::path(delete, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
     responses((status = 204, description = "deleted")))]
-pub async fn delete_rule(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn delete_rule<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::DeleteRule { name }).await
 }
 
 /// The balancer: mode, level, interval, and its last pass.
 #[utoipa::path(get, path = "/api/v1/drs", tag = "balancing",
     responses((status = 200, description = "the balancer's status", body = DrsStatus)))]
-pub async fn drs_status(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn drs_status<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::DrsStatus).await
 }
 
 /// Runs a balancing pass now (manual: new recommendations; automatic: moves started).
 #[utoipa::path(post, path = "/api/v1/drs/run", tag = "balancing",
     responses((status = 200, description = "the status after the pass", body = DrsStatus), (status = 409, body = Problem)))]
-pub async fn drs_run(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn drs_run<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::DrsRun).await
 }
 
 /// The recommendations of the latest pass (manual mode), in plan order.
 #[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing",
     responses((status = 200, description = "the recommendations", body = [Recommendation])))]
-pub async fn list_recommendations(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_recommendations<A: ConsoleApi>(
+    State(c): Shared<A>,
+) -> Result<Response, ApiError> {
     run(&c, Command::ListRecommendations).await
 }
 
@@ -321,8 +347,8 @@ pub async fn list_recommendations(State(c): Shared) -> Result<Response, ApiError
 #[utoipa::path(post, path = "/api/v1/drs/recommendations/{id}/apply", tag = "balancing",
     params(("id" = u64, Path, description = "recommendation id")),
     responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn apply_recommendation(
-    State(c): Shared,
+pub async fn apply_recommendation<A: ConsoleApi>(
+    State(c): Shared<A>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ApplyRecommendation { id }).await
@@ -331,7 +357,7 @@ pub async fn apply_recommendation(
 /// Every logical network with its ports, in name order.
 #[utoipa::path(get, path = "/api/v1/networks", tag = "networks",
     responses((status = 200, description = "all networks", body = [NetworkSummary])))]
-pub async fn list_networks(State(c): Shared) -> Result<Response, ApiError> {
+pub async fn list_networks<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListNetworks).await
 }
 
@@ -340,8 +366,8 @@ pub async fn list_networks(State(c): Shared) -> Result<Response, ApiError> {
 /// to VM NICs. A taken name, VNI or VLAN ID is 409; nothing is stored on refusal.
 #[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = CreateNetworkRequest,
     responses((status = 201, description = "the created network", body = NetworkSummary), (status = 409, body = Problem)))]
-pub async fn create_network(
-    State(c): Shared,
+pub async fn create_network<A: ConsoleApi>(
+    State(c): Shared<A>,
     ApiJson(request): ApiJson<CreateNetworkRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateNetwork { request }).await
@@ -350,8 +376,8 @@ pub async fn create_network(
 /// One logical network with its ports: for each VM NIC on it, the VM, its host, MAC and address.
 #[utoipa::path(get, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 200, description = "the network", body = NetworkSummary)))]
-pub async fn show_network(
-    State(c): Shared,
+pub async fn show_network<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowNetwork { name }).await
@@ -360,8 +386,8 @@ pub async fn show_network(
 /// Deletes a logical network; refused (409, naming the VMs) while a VM has a NIC on it.
 #[utoipa::path(delete, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
-pub async fn delete_network(
-    State(c): Shared,
+pub async fn delete_network<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteNetwork { name }).await
@@ -374,8 +400,8 @@ pub async fn delete_network(
 /// `error`; the call still succeeds.
 #[utoipa::path(get, path = "/api/v1/networks/{name}/counters", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 200, description = "the network's counters", body = NetworkCounters)))]
-pub async fn network_counters(
-    State(c): Shared,
+pub async fn network_counters<A: ConsoleApi>(
+    State(c): Shared<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::NetworkCounters { name }).await
@@ -386,6 +412,9 @@ pub async fn network_counters(
 #[utoipa::path(get, path = "/api/v1/hosts/{name}/switch", tag = "networks", params(("name" = String, Path, description = "host name")),
     responses((status = 200, description = "the host's switch counters", body = HostSwitchCounters),
         (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
-pub async fn host_switch(State(c): Shared, NamePath(name): NamePath) -> Result<Response, ApiError> {
+pub async fn host_switch<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
     run(&c, Command::HostSwitch { name }).await
 }

@@ -20,14 +20,14 @@ use vinfra_store::Store;
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
     /// the store failed
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] vinfra_store::StoreError),
     /// a command to an agent failed
     #[error(transparent)]
     Agent(#[from] crate::agents::RequestError),
-    /// a core operation failed
+    /// a console operation failed
     #[error(transparent)]
-    Core(#[from] crate::core::CoreError),
+    Console(#[from] crate::error::Error),
 }
 
 /// A reconcile loop over one kind of key.
@@ -81,7 +81,12 @@ pub async fn run<C: Controller>(
             let done = done_tx.clone();
             tokio::spawn(async move {
                 if let Err(e) = c.reconcile(&key).await {
-                    tracing::warn!(controller = c.name(), key, "reconcile failed: {e}");
+                    tracing::warn!(
+                        controller = c.name(),
+                        key,
+                        "reconcile failed: {}",
+                        vinfra_types::error::Chain(&e)
+                    );
                 }
                 let _ = done.send(key);
             });

@@ -1,5 +1,6 @@
 //! The switch controller: keeps every connected host's virtual switch configuration
-//! ([`Console::switch_config`]) pushed to its agent (`ApplySwitchConfig`).
+//! ([`crate::networks::config`]) pushed to its agent (`ApplySwitchConfig`, through
+//! [`crate::networks::push`]).
 //!
 //! A host gets its configuration when its agent connects (after `Hello`). Any change of a VM or
 //! network record recomputes and pushes the configuration of every connected host (configurations
@@ -7,18 +8,15 @@
 //! console pushes synchronously with [`push`]: to a VM's host before `CreateVm` of a VM with NICs,
 //! to a migration's destination before `PrepareIncoming`, and to every host right after a
 //! migration's switchover moved the record ([`push_all`]).
-//!
-//! Pushes to one host are serialized (computed and sent under a per-host lock), so a host never
-//! gets an older configuration after a newer one.
 
 use std::sync::Arc;
 
-use vinfra_proto::AgentCommand;
 use vinfra_types::HostStatus;
 
 use super::{Controller, ControllerError};
-use crate::core::{lock, Console, SHORT_TIMEOUT};
-use crate::store_keys as keys;
+use crate::networks::push::{push, push_all};
+use crate::state::records as keys;
+use crate::state::Console;
 
 /// The reconcile key that stands for "every connected host".
 const ALL: &str = "*";
@@ -26,46 +24,13 @@ const ALL: &str = "*";
 /// Store prefix watched (filtered by [`SwitchController::key_for`]).
 const ROOT: &str = "/vinfra/";
 
-/// Computes `host`'s switch configuration and sends it to its agent, waiting for the answer.
-pub async fn push(console: &Console, host: &str) -> Result<(), ControllerError> {
-    let gate = {
-        let mut locks = lock(&console.switch_pushes);
-        locks.entry(host.to_string()).or_default().clone()
-    };
-    let _serial = gate.lock().await;
-    let config = console.switch_config(host)?;
-    let cmd = AgentCommand::ApplySwitchConfig { config };
-    console.agents().request(host, cmd, SHORT_TIMEOUT).await?;
-    Ok(())
-}
-
-/// Pushes the configuration of every connected host, concurrently; failures are logged.
-pub async fn push_all(console: &Console) {
-    let hosts: Vec<String> = console
-        .host_names()
-        .into_iter()
-        .filter(|h| console.agents().status(h) == HostStatus::Connected)
-        .collect();
-    let pushes = hosts.iter().map(|h| async move {
-        if let Err(e) = push(console, h).await {
-            tracing::warn!(host = h.as_str(), "switch configuration not applied: {e}");
-        }
-    });
-    futures::future::join_all(pushes).await;
-}
-
-/// Pushes every connected host's configuration in a background task.
-pub fn push_all_later(console: &Arc<Console>) {
-    let console = console.clone();
-    tokio::spawn(async move { push_all(&console).await });
-}
-
 /// Pushes switch configurations on agent connections and record changes.
 pub struct SwitchController {
     console: Arc<Console>,
 }
 
 impl SwitchController {
+    /// A controller over `console`.
     pub fn new(console: Arc<Console>) -> Self {
         SwitchController { console }
     }
@@ -102,6 +67,6 @@ impl Controller for SwitchController {
         {
             return Ok(());
         }
-        push(&self.console, key).await
+        Ok(push(&self.console, key).await?)
     }
 }

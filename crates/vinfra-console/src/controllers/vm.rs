@@ -7,7 +7,7 @@
 //!   with `force` while the host was disconnected) → `DeleteVm`, once the host reports the VM,
 //!   or, when it does not, once a creation still running there would have ended
 //!   ([`cleanup_grace`]); when the host confirms (done, or no such VM) the marker goes and the
-//!   VM's addresses and MACs are released with it. See [`VmController::clean_up`];
+//!   VM's addresses and MACs are released with it. See `VmController::clean_up`;
 //! - reported but unknown to the store, without a marker → left alone (never killed), with a
 //!   warning and an event, once;
 //! - reported on a host other than the one the store places it on → see
@@ -26,8 +26,12 @@ use vinfra_types::{HostStatus, PowerState};
 
 use super::{Controller, ControllerError};
 use crate::agents::RequestError;
-use crate::core::{lock, Console, CREATE_TIMEOUT, SHORT_TIMEOUT, STOP_TIMEOUT_DEFAULT_S};
-use crate::store_keys::{self as keys, now_s, CleanupReason, CleanupRecord, Desired, VmRecord};
+use crate::networks::ipam;
+use crate::state::records::{
+    self as keys, now_s, CleanupReason, CleanupRecord, DesiredPower, VmRecord,
+};
+use crate::state::{lock, Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
+use crate::vms::power::STOP_TIMEOUT_DEFAULT_S;
 
 /// How long after an API operation on a VM the controller leaves it alone (reports lag).
 pub const SETTLE: Duration = Duration::from_secs(3);
@@ -54,6 +58,7 @@ pub struct VmController {
 }
 
 impl VmController {
+    /// A controller over `console`.
     pub fn new(console: Arc<Console>) -> Self {
         VmController {
             console,
@@ -115,13 +120,14 @@ impl VmController {
                         vm,
                         format!(
                             "could not remove VM {id} from {host} (its record is gone, its \
-                             addresses stay reserved); retried: {e}"
+                             addresses stay reserved); retried: {}",
+                            vinfra_types::error::Chain(&e)
                         ),
                     );
                     continue;
                 }
             };
-            if console.finish_cleanup(&key, &m).await? {
+            if ipam::release_cleanup(console, &key, &m).await? {
                 self.forget_note(host, *id, "cleanup");
                 let what = if gone {
                     "removed from"
@@ -153,10 +159,10 @@ impl VmController {
     async fn misplaced(&self, host: &str, state: PowerState, rec: &VmRecord) {
         let console = &self.console;
         let name = rec.spec.name.as_str();
-        if console.recently_busy(name, SETTLE) {
+        if console.inflight().recently_busy(name, SETTLE) {
             return;
         }
-        let Ok(_busy) = console.busy(name) else {
+        let Ok(_busy) = console.inflight().busy(name) else {
             return;
         };
         let placed = console.agents().observed(&rec.host);
@@ -200,7 +206,11 @@ impl VmController {
                              record moved from {from}"
                         ),
                     ),
-                    Err(e) => tracing::warn!(vm = name, "record not moved to {host}: {e}"),
+                    Err(e) => tracing::warn!(
+                        vm = name,
+                        "record not moved to {host}: {}",
+                        vinfra_types::error::Chain(&e)
+                    ),
                 }
             }
             PowerState::Incoming => {
@@ -211,7 +221,12 @@ impl VmController {
                         name,
                         format!("leftover incoming QEMU on {host} aborted"),
                     ),
-                    Err(e) => tracing::info!(vm = name, host, "leftover incoming QEMU: {e}"),
+                    Err(e) => tracing::info!(
+                        vm = name,
+                        host,
+                        "leftover incoming QEMU: {}",
+                        vinfra_types::error::Chain(&e)
+                    ),
                 }
             }
             PowerState::Paused
@@ -232,7 +247,10 @@ impl VmController {
                         rec.id,
                         "paused",
                         name,
-                        format!("paused copy on {host} not released: {e}"),
+                        format!(
+                            "paused copy on {host} not released: {}",
+                            vinfra_types::error::Chain(&e)
+                        ),
                     ),
                 }
             }
@@ -279,27 +297,35 @@ impl Controller for VmController {
         let report = observed.report;
         let seen: HashMap<Uuid, PowerState> = report.vms.iter().map(|v| (v.id, v.state)).collect();
         let records = console.vm_records();
-        let migrating: HashSet<String> = lock(&console.migrations).keys().cloned().collect();
+        let migrating: HashSet<String> = console
+            .inflight()
+            .migrations()
+            .iter()
+            .map(|m| m.vm.clone())
+            .collect();
         let mut known: HashSet<Uuid> = HashSet::new();
         for rec in records.iter() {
             known.insert(rec.id);
             let name = rec.spec.name.as_str();
-            if rec.host != host || migrating.contains(name) || console.recently_busy(name, SETTLE) {
+            if rec.host != host
+                || migrating.contains(name)
+                || console.inflight().recently_busy(name, SETTLE)
+            {
                 continue;
             }
             let state = seen.get(&rec.id).copied();
             let command = match (rec.desired, state) {
-                (Desired::Running, None) => Some((
+                (DesiredPower::Running, None) => Some((
                     "defined and started",
                     AgentCommand::CreateVm {
                         vm: rec.instance(),
                         start: true,
                     },
                 )),
-                (Desired::Running, Some(PowerState::Stopped)) => {
+                (DesiredPower::Running, Some(PowerState::Stopped)) => {
                     Some(("started", AgentCommand::StartVm { id: rec.id }))
                 }
-                (Desired::Running, Some(PowerState::Crashed)) => {
+                (DesiredPower::Running, Some(PowerState::Crashed)) => {
                     self.note_once(
                         host,
                         rec.id,
@@ -311,7 +337,7 @@ impl Controller for VmController {
                     );
                     None
                 }
-                (Desired::Stopped, Some(PowerState::Running)) => Some((
+                (DesiredPower::Stopped, Some(PowerState::Running)) => Some((
                     "stopped",
                     AgentCommand::StopVm {
                         id: rec.id,
@@ -327,7 +353,7 @@ impl Controller for VmController {
             let Some((what, command)) = command else {
                 continue;
             };
-            if let Some((other, state)) = console.live_elsewhere(rec.id, host) {
+            if let Some((other, state)) = console.agents().live_elsewhere(rec.id, host) {
                 // Never a second copy: the VM (or a copy waiting for it) is on another host.
                 self.note_once(
                     host,
@@ -341,7 +367,7 @@ impl Controller for VmController {
                 continue;
             }
             self.forget_note(host, rec.id, "elsewhere");
-            let Ok(_busy) = console.busy(name) else {
+            let Ok(_busy) = console.inflight().busy(name) else {
                 continue;
             };
             let timeout = CREATE_TIMEOUT + SHORT_TIMEOUT;
@@ -356,7 +382,10 @@ impl Controller for VmController {
                     rec.id,
                     "failed",
                     name,
-                    format!("could not bring VM to its desired state on {host}: {e}"),
+                    format!(
+                        "could not bring VM to its desired state on {host}: {}",
+                        vinfra_types::error::Chain(&e)
+                    ),
                 ),
             }
         }

@@ -150,6 +150,25 @@ pub fn assert_problem(r: &Resp, status: u16) {
     assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
 }
 
+/// Waits until VM `vm`'s migration ends (completed, failed or cancelled); returns its progress.
+pub async fn wait_migration(c: &TestConsole, vm: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let r = c
+            .call("GET", &format!("/api/v1/vms/{vm}/migration"), None)
+            .await;
+        if r.status == 200
+            && ["completed", "failed", "cancelled"]
+                .contains(&r.body["phase"].as_str().unwrap_or(""))
+        {
+            // The record is final; wait for the task to release the VM.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return r.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("migration of {vm} never finished");
+}
+
 pub fn vm_json(name: &str, vcpus: u32, memory_mib: u64) -> String {
     serde_json::json!({
         "name": name, "vcpus": vcpus, "memory_mib": memory_mib,

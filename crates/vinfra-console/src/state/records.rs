@@ -1,4 +1,5 @@
-//! Key layout of the console's store and the JSON records kept under each key.
+//! Key layout of the console's store and the JSON records kept under each key, with the helpers
+//! that read and write them.
 //!
 //! | key | record |
 //! |---|---|
@@ -19,8 +20,10 @@ use std::collections::BTreeMap;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
-use vinfra_store::{KeyValue, Revision, Store, StoreError};
+use vinfra_store::{KeyValue, Revision, Store};
 use vinfra_types::{Accel, AllocationRatios, HostCapacity, VmSpec};
+
+use crate::error::RecordError;
 
 /// Prefix of every host record.
 pub const HOSTS: &str = "/vinfra/hosts/";
@@ -51,21 +54,27 @@ pub const JOIN_TOKENS: &str = "/vinfra/auth/join-tokens/";
 /// Most events kept in the history.
 pub const MAX_EVENTS: usize = 1000;
 
+/// The record of host `name`.
 pub fn host_key(name: &str) -> String {
     format!("{HOSTS}{name}")
 }
+/// The record of VM `name`.
 pub fn vm_key(name: &str) -> String {
     format!("{VMS}{name}")
 }
+/// The migration record of VM `vm`.
 pub fn migration_key(vm: &str) -> String {
     format!("{MIGRATIONS}{vm}")
 }
+/// Event number `seq` (20 digits, so keys sort by number).
 pub fn event_key(seq: u64) -> String {
     format!("{EVENTS}{seq:020}")
 }
+/// The placement rule `name`.
 pub fn rule_key(name: &str) -> String {
     format!("{RULES}{name}")
 }
+/// The record of network `name`.
 pub fn network_key(name: &str) -> String {
     format!("{NETWORKS}{name}")
 }
@@ -89,6 +98,7 @@ pub fn cleanup_prefix(host: &str) -> String {
 pub fn cleanup_host(key: &str) -> Option<&str> {
     key.strip_prefix(CLEANUPS)?.split('/').next()
 }
+/// The outstanding join token whose secret hashes to `secret_hash`.
 pub fn join_token_key(secret_hash: &str) -> String {
     format!("{JOIN_TOKENS}{secret_hash}")
 }
@@ -96,17 +106,19 @@ pub fn join_token_key(secret_hash: &str) -> String {
 /// The desired power state of a VM: what the operator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Desired {
+pub enum DesiredPower {
+    /// The VM should run.
     Running,
+    /// The VM should not run.
     Stopped,
 }
 
-impl Desired {
+impl DesiredPower {
     /// The same state in the API's vocabulary.
     pub fn power_state(self) -> vinfra_types::PowerState {
         match self {
-            Desired::Running => vinfra_types::PowerState::Running,
-            Desired::Stopped => vinfra_types::PowerState::Stopped,
+            DesiredPower::Running => vinfra_types::PowerState::Running,
+            DesiredPower::Stopped => vinfra_types::PowerState::Stopped,
         }
     }
 }
@@ -114,11 +126,14 @@ impl Desired {
 /// A VM's desired state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmRecord {
+    /// The VM's identity on every host (stays the same across migrations).
     pub id: Uuid,
+    /// What the operator asked for, with the NICs' addresses and MACs filled in.
     pub spec: VmSpec,
     /// Host it is placed on; changes only when a migration completes.
     pub host: String,
-    pub desired: Desired,
+    /// Whether it should run.
+    pub desired: DesiredPower,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
     /// When the guest was first started (uptime survives migration).
@@ -139,18 +154,23 @@ impl VmRecord {
 /// A registered host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostRecord {
+    /// The host's name (from its certificate).
     pub name: String,
     /// Address the agent reported (at join: the address it connected from).
     pub address: String,
     /// Seconds since the Unix epoch.
     pub joined_at: u64,
+    /// Allocation ratios of this host instead of the cluster's.
     pub ratio_override: Option<AllocationRatios>,
+    /// In maintenance: takes no new VMs, and the balancer evacuates it.
     pub maintenance: bool,
     /// Last capacity the agent reported, kept across console restarts.
     #[serde(default)]
     pub capacity: Option<HostCapacity>,
+    /// Last accelerator the agent reported.
     #[serde(default)]
     pub accel: Option<Accel>,
+    /// Last QEMU version the agent reported.
     #[serde(default)]
     pub qemu_version: Option<String>,
     /// The host's VLAN trunk interface as its agent said at its last Hello.
@@ -166,6 +186,7 @@ pub struct HostRecord {
 /// the same transaction as the VM records whose NICs it lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRecord {
+    /// The definition as the API shows it.
     pub network: vinfra_types::network::Network,
     /// The network's number on every host's switch (`vinfra_proto::SwitchNetwork::id`).
     pub switch_id: u16,
@@ -177,22 +198,27 @@ pub struct NetworkRecord {
 /// One allocated address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpamEntry {
+    /// The VM holding the address.
     pub vm: String,
     /// Index of the NIC in the VM's spec.
     pub nic: usize,
+    /// The NIC's MAC.
     pub mac: String,
 }
 
 /// A VNI, VLAN ID or switch id taken by a network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentClaim {
+    /// The network holding it.
     pub network: String,
 }
 
 /// A MAC address taken by a VM NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MacClaim {
+    /// The VM holding it.
     pub vm: String,
+    /// The network of the NIC.
     pub network: String,
 }
 
@@ -210,12 +236,16 @@ pub enum CleanupReason {
 /// A cleanup marker: VM `vm` (id `id`) may still exist on `host` although its record is gone.
 /// The VM's addresses and MACs stay claimed (under its name) until the host confirms the VM is
 /// gone, and no new VM may take its name meanwhile. Written in the same transaction that deletes
-/// the VM record, removed in the one that releases the claims (`controllers::vm`).
+/// the VM record, removed in the one that releases the claims (`networks::ipam::release_cleanup`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CleanupRecord {
+    /// The VM's name (its addresses and MACs are still claimed under it).
     pub vm: String,
+    /// The VM's id.
     pub id: Uuid,
+    /// The host that may still have it.
     pub host: String,
+    /// Why it may.
     pub reason: CleanupReason,
     /// When the marker was written, seconds since the Unix epoch.
     pub since: u64,
@@ -241,26 +271,10 @@ pub struct JoinTokenRecord {
 /// A record as read, with the revision to compare-and-swap against.
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
+    /// The record.
     pub value: T,
+    /// The store revision that last wrote it.
     pub mod_revision: Revision,
-}
-
-/// Errors reading or writing records.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    /// the store failed
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// a stored record could not be decoded
-    #[error("record {key} is corrupt: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// a record could not be encoded
-    #[error("encoding a record: {0}")]
-    Encode(#[source] serde_json::Error),
 }
 
 /// Decodes one stored value.

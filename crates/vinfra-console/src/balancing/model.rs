@@ -1,0 +1,66 @@
+//! The model a balancing pass works on: the cluster as [`crate::fit::cluster_model`] sees it,
+//! under the stored rules and the network fit's built-in rules, and the recent moves (for
+//! hysteresis).
+
+use std::collections::BTreeMap;
+
+use vinfra_placement::{ClusterModel, RecentMove, Rule};
+use vinfra_types::error::chain;
+use vinfra_types::{MigrationPhase, MigrationProgress};
+
+use crate::fit;
+use crate::state::records::{self as keys, now_s};
+use crate::state::Console;
+
+/// The model and the recent moves of a pass. A built-in rule that contradicts the operator's
+/// rules is left out of the pass (with a warning). Fails with why, in words (kept as the
+/// pass's error).
+pub fn for_pass(console: &Console) -> Result<(ClusterModel, Vec<RecentMove>), String> {
+    let all = console.rules().map_err(|e| chain(&e))?;
+    let mut model = fit::cluster_model(console, &all).map_err(|e| chain(&e))?;
+    let built_in: Vec<Rule> = fit::built_in_rules(console, &model);
+    for rule in built_in {
+        let name = rule.name.clone();
+        let mut with = model.clone();
+        with.rules.push(rule);
+        match with.validate() {
+            Ok(()) => model = with,
+            Err(e) => tracing::warn!("'{name}' left out of this pass: {}", chain(&e)),
+        }
+    }
+    Ok((model, recent_moves(console).map_err(|e| chain(&e))?))
+}
+
+/// Migrations in flight (just moved) and completed ones with how long ago they started.
+fn recent_moves(console: &Console) -> Result<Vec<RecentMove>, crate::error::RecordError> {
+    let migrating: BTreeMap<String, (String, String)> = console
+        .inflight()
+        .migrations()
+        .iter()
+        .map(|m| (m.vm.clone(), (m.source.clone(), m.destination.clone())))
+        .collect();
+    let now = now_s();
+    let mut recent: Vec<RecentMove> = migrating
+        .iter()
+        .map(|(vm, (from, to))| RecentMove {
+            vm: vm.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            minutes_ago: 0,
+        })
+        .collect();
+    for (vm, m) in keys::range::<MigrationProgress>(console.store().as_ref(), keys::MIGRATIONS)? {
+        let m = m.value;
+        if m.phase != MigrationPhase::Completed || migrating.contains_key(&vm) {
+            continue;
+        }
+        let minutes = now.saturating_sub(m.started_at) / 60;
+        recent.push(RecentMove {
+            vm,
+            from: m.source,
+            to: m.destination,
+            minutes_ago: u32::try_from(minutes).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(recent)
+}

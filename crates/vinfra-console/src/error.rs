@@ -1,0 +1,917 @@
+//! Why a console operation failed.
+//!
+//! [`Error`] is what every command answers with when it fails: one typed variant per failure,
+//! each of one [`ErrorKind`] (the problem+json `type` the REST API answers with, see
+//! docs/design.md "REST API"). A variant's message never repeats its `#[source]`: whoever shows
+//! an error to an operator prints the chain ([`vinfra_types::error::chain`]).
+//! [`JoinError`] is why a host's join was refused; [`RecordError`] why a stored record could not
+//! be read or written.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use vinfra_placement::{Eligibility, ModelError, PlacementError, RuleError, RulePlacementError};
+use vinfra_proto::pki::PkiError;
+use vinfra_store::StoreError;
+use vinfra_types::network::{Ipv4Subnet, NetworkError, VXLAN_OVERHEAD};
+use vinfra_types::vm::SpecError;
+use vinfra_types::{NameError, PowerState};
+
+use crate::agents::RequestError;
+
+/// What kind of object a message names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    /// A VM.
+    Vm,
+    /// A host.
+    Host,
+    /// A logical network.
+    Network,
+    /// A placement rule.
+    Rule,
+    /// A balancer recommendation.
+    Recommendation,
+    /// The migration of a VM.
+    Migration,
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Object::Vm => "VM",
+            Object::Host => "host",
+            Object::Network => "network",
+            Object::Rule => "rule",
+            Object::Recommendation => "recommendation",
+            Object::Migration => "migration of VM",
+        })
+    }
+}
+
+/// The kind of a failure: one problem type of the REST API each (`/problems/<kind>`), and with
+/// it one HTTP status (docs/design.md, "REST API").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or a value is out of range (400).
+    InvalidRequest,
+    /// The named object does not exist (404).
+    NotFound,
+    /// The request conflicts with the current state (409).
+    Conflict,
+    /// No host has room for the VM (409).
+    InsufficientCapacity,
+    /// The host (or every host) cannot take the VM: disconnected, in maintenance, or without
+    /// what the VM's networks need (409).
+    HostUnavailable,
+    /// Rules contradict each other, or must-rules leave a VM no host (409).
+    RuleConflict,
+    /// A rule names something that does not exist (422).
+    InvalidRule,
+    /// The host's agent refused the command (502).
+    AgentError,
+    /// The connection to the host's agent broke before it answered (502).
+    AgentConnectionLost,
+    /// The host's agent is not connected (503).
+    HostDisconnected,
+    /// The host's agent did not answer in time (504).
+    AgentTimeout,
+    /// The store or the PKI failed (500).
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::InsufficientCapacity,
+        ErrorKind::HostUnavailable,
+        ErrorKind::RuleConflict,
+        ErrorKind::InvalidRule,
+        ErrorKind::AgentError,
+        ErrorKind::AgentConnectionLost,
+        ErrorKind::HostDisconnected,
+        ErrorKind::AgentTimeout,
+        ErrorKind::Internal,
+    ];
+
+    /// The problem type's last path segment (`/problems/<this>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid-request",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InsufficientCapacity => "insufficient-capacity",
+            ErrorKind::HostUnavailable => "host-unavailable",
+            ErrorKind::RuleConflict => "rule-conflict",
+            ErrorKind::InvalidRule => "invalid-rule",
+            ErrorKind::AgentError => "agent-error",
+            ErrorKind::AgentConnectionLost => "agent-connection-lost",
+            ErrorKind::HostDisconnected => "host-disconnected",
+            ErrorKind::AgentTimeout => "agent-timeout",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// Why no host could take a VM whose networks need something of its host (a VLAN trunk, a
+/// large enough underlay MTU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoHost {
+    /// There was no candidate host at all.
+    NoCandidate,
+    /// No candidate host has what the VM needs: the hosts skipped, and what each lacks.
+    NoneHasIt(Vec<Lacks>),
+    /// The hosts that have it cannot take VMs now, each for the reason given.
+    NoneAvailable(Vec<(String, Eligibility)>),
+}
+
+/// What a host lacks for a VM's networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lacks {
+    /// The host has no VLAN trunk.
+    Trunk {
+        /// The host.
+        host: String,
+    },
+    /// The host's underlay MTU is too small.
+    UnderlayMtu {
+        /// The host.
+        host: String,
+        /// Its underlay MTU.
+        mtu: u32,
+    },
+}
+
+impl fmt::Display for NoHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoHost::NoCandidate => f.write_str("there is no candidate host"),
+            NoHost::NoneHasIt(skipped) => {
+                let no_trunk: Vec<&str> = skipped
+                    .iter()
+                    .filter_map(|l| match l {
+                        Lacks::Trunk { host } => Some(host.as_str()),
+                        Lacks::UnderlayMtu { .. } => None,
+                    })
+                    .collect();
+                let mut parts: Vec<String> = Vec::new();
+                if !no_trunk.is_empty() {
+                    parts.push(format!("{} without a trunk", no_trunk.join(", ")));
+                }
+                for l in skipped {
+                    if let Lacks::UnderlayMtu { host, mtu } = l {
+                        parts.push(format!("{host}: underlay MTU {mtu}"));
+                    }
+                }
+                write!(f, "no candidate host has one ({})", parts.join(", "))
+            }
+            NoHost::NoneAvailable(hosts) => {
+                let why: Vec<String> = hosts.iter().map(|(h, e)| format!("{h}: {e}")).collect();
+                write!(f, "none of those can take VMs now ({})", why.join("; "))
+            }
+        }
+    }
+}
+
+/// The desired power state in a message.
+fn state_word(s: &PowerState) -> &'static str {
+    match s {
+        PowerState::Running => "running",
+        PowerState::Paused => "paused",
+        PowerState::Stopped => "stopped",
+        PowerState::Incoming => "incoming",
+        PowerState::Migrating => "migrating",
+        PowerState::Crashed => "crashed",
+        PowerState::Unknown => "unknown",
+    }
+}
+
+/// `VMs a, b` or `VM a`, at most the names given, and how many more.
+fn vm_list(users: &[String], more: &usize) -> String {
+    let total = users.len() + more;
+    let mut s = format!(
+        "VM{} {}",
+        if total == 1 { "" } else { "s" },
+        users.join(", ")
+    );
+    if *more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+/// `'a', 'b'`.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a console operation failed. Each variant is of one [`ErrorKind`] (see [`Error::kind`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ----- invalid-request (400) -----
+    /// A name in the request is not a valid name.
+    #[error("{field}")]
+    BadName {
+        /// Which field (`host`, `to`, `rule name`, …).
+        field: &'static str,
+        /// Why the name is invalid.
+        #[source]
+        source: NameError,
+    },
+    /// The VM specification is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The network definition is invalid.
+    #[error(transparent)]
+    NetworkDefinition(#[from] NetworkError),
+    /// The settings or allocation ratios are invalid (the validators of vinfra-types say why).
+    #[error("{reason}")]
+    Settings {
+        /// Why, in the validator's words.
+        reason: String,
+    },
+    /// A number in the request is out of range.
+    #[error("{field} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// What the request asked for.
+        got: u64,
+    },
+    /// A run-on or not-on rule without VMs or without hosts.
+    #[error("a {kind} rule names at least one VM (vms) and one host (hosts)")]
+    RuleNeedsVmsAndHosts {
+        /// The rule's kind.
+        kind: &'static str,
+    },
+    /// An affinity or anti-affinity rule that names hosts.
+    #[error("a {kind} rule names no hosts; use run_on or not_on to tie VMs to hosts")]
+    RuleNamesHosts {
+        /// The rule's kind.
+        kind: &'static str,
+    },
+    /// An affinity or anti-affinity rule with fewer than two distinct VMs.
+    #[error("a {kind} rule names at least two distinct VMs")]
+    RuleNeedsTwoVms {
+        /// The rule's kind.
+        kind: &'static str,
+    },
+    /// A NIC's address does not parse.
+    #[error("nic {index}: '{text}' is not an IPv4 address")]
+    NicAddress {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What was given.
+        text: String,
+    },
+    /// A NIC's address is outside its network's subnet.
+    #[error("nic {index}: {ip} is outside the subnet {subnet} of network '{network}'")]
+    NicOutsideSubnet {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address.
+        ip: Ipv4Addr,
+        /// The network's subnet.
+        subnet: Ipv4Subnet,
+        /// The network.
+        network: String,
+    },
+    /// A NIC's address is its subnet's network or broadcast address.
+    #[error("nic {index}: {ip} is the network or broadcast address of {subnet}")]
+    NicSubnetAddress {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address.
+        ip: Ipv4Addr,
+        /// The network's subnet.
+        subnet: Ipv4Subnet,
+    },
+    /// A NIC's address is its network's gateway.
+    #[error("nic {index}: {ip} is reserved for the gateway of network '{network}'")]
+    NicGateway {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address.
+        ip: Ipv4Addr,
+        /// The network.
+        network: String,
+    },
+    /// A NIC's MAC does not parse or is not a unicast address.
+    #[error("nic {index}")]
+    NicMac {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: NetworkError,
+    },
+
+    // ----- not-found (404) -----
+    /// The named object does not exist.
+    #[error("{kind} '{name}' not found")]
+    NotFound {
+        /// What kind of object.
+        kind: Object,
+        /// Its name.
+        name: String,
+    },
+
+    // ----- conflict (409) -----
+    /// The name is taken.
+    #[error("a {kind} named '{name}' already exists")]
+    NameTaken {
+        /// What kind of object.
+        kind: Object,
+        /// The name.
+        name: String,
+    },
+    /// The name is held by an earlier VM that may still exist on a host.
+    #[error(
+        "an earlier VM named '{vm}' may still exist on host '{host}' and holds its addresses \
+         until that host confirms its removal; try again later"
+    )]
+    NameReserved {
+        /// The VM name.
+        vm: String,
+        /// The host that may still have it.
+        host: String,
+    },
+    /// The record changed between the read and the write.
+    #[error("{kind} '{name}' was changed concurrently; try again")]
+    Concurrent {
+        /// What kind of object.
+        kind: Object,
+        /// Its name.
+        name: String,
+    },
+    /// Another operation on the VM is in flight.
+    #[error("another operation on VM '{vm}' is in progress; try again when it has finished")]
+    VmBusy {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM is being migrated.
+    #[error("VM '{vm}' is being migrated")]
+    Migrating {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM has no migration to cancel.
+    #[error("VM '{vm}' has no migration in progress")]
+    NotMigrating {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM's desired power state does not allow the operation.
+    #[error("VM '{vm}' is {}; only {} VMs {op}", state_word(.state), state_word(.wanted))]
+    WrongState {
+        /// The VM.
+        vm: String,
+        /// Its desired power state.
+        state: PowerState,
+        /// The state the operation needs.
+        wanted: PowerState,
+        /// The operation (`reboot`, `migrate live`).
+        op: &'static str,
+    },
+    /// Another host reports the VM live: it is not started a second time.
+    #[error(
+        "VM '{vm}' is {state:?} on host '{host}' although it is placed on '{placed}'; it is not \
+         started a second time"
+    )]
+    LiveElsewhere {
+        /// The VM.
+        vm: String,
+        /// Its state there.
+        state: PowerState,
+        /// The host that reports it.
+        host: String,
+        /// The host its record names.
+        placed: String,
+    },
+    /// A migration to the host the VM already runs on.
+    #[error("VM '{vm}' already runs on host '{host}'")]
+    AlreadyOn {
+        /// The VM.
+        vm: String,
+        /// Its host.
+        host: String,
+    },
+    /// The source host of a migration is disconnected.
+    #[error("source host '{host}' is disconnected")]
+    SourceDisconnected {
+        /// The host.
+        host: String,
+    },
+    /// A delete (without `force`) of a VM whose host is disconnected.
+    #[error(
+        "host '{host}' of VM '{vm}' is disconnected; its disks cannot be deleted now (use \
+         ?force=true to forget the VM anyway)"
+    )]
+    DisksUnreachable {
+        /// The VM.
+        vm: String,
+        /// Its host.
+        host: String,
+    },
+    /// A host that still has VMs placed on it cannot be removed.
+    #[error(
+        "host '{host}' still has VMs placed on it ({}); delete or migrate them first",
+        .vms.join(", ")
+    )]
+    HostInUse {
+        /// The host.
+        host: String,
+        /// Some of its VMs (at most five).
+        vms: Vec<String>,
+    },
+    /// A balancer move whose VM is no longer on the source the plan saw.
+    #[error("VM '{vm}' is on host {host} now, not {expected}; run the balancer again")]
+    MovedMeanwhile {
+        /// The VM.
+        vm: String,
+        /// Where it is now.
+        host: String,
+        /// Where the plan saw it.
+        expected: String,
+    },
+    /// A balancing pass asked for while balancing is off.
+    #[error("balancing is off; set balancing.mode to manual or automatic first")]
+    BalancingOff,
+    /// The VNI or VLAN ID asked for belongs to another network.
+    #[error("{label} {segment} is already used by network '{network}'")]
+    SegmentTaken {
+        /// `vni` or `vlan_id`.
+        label: &'static str,
+        /// The number.
+        segment: u32,
+        /// The network holding it.
+        network: String,
+    },
+    /// Every VNI or VLAN ID of the automatic range is taken.
+    #[error("no free {label} left from {first} to {last}")]
+    NoFreeSegment {
+        /// `vni` or `vlan_id`.
+        label: &'static str,
+        /// Start of the range.
+        first: u32,
+        /// End of the range.
+        last: u32,
+    },
+    /// Every switch network number is taken.
+    #[error("no free switch network number left")]
+    NoFreeSwitchId,
+    /// The network's name or number was taken between the check and the write.
+    #[error("network '{network}' or {label} {segment} was taken meanwhile; try again")]
+    NetworkRaced {
+        /// The network.
+        network: String,
+        /// `vni` or `vlan_id`.
+        label: &'static str,
+        /// The number.
+        segment: u32,
+    },
+    /// A network with NICs on it cannot be deleted.
+    #[error("network '{network}' is in use by {}; delete them first", vm_list(.users, .more))]
+    NetworkInUse {
+        /// The network.
+        network: String,
+        /// The first VMs with a NIC on it (with a note when being removed from a host).
+        users: Vec<String>,
+        /// How many more.
+        more: usize,
+    },
+    /// Two NICs of the VM ask for the same address.
+    #[error("nic {index}: {ip} is given to two NICs of this VM")]
+    NicAddressTwice {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address.
+        ip: Ipv4Addr,
+    },
+    /// The address is held by another VM.
+    #[error("nic {index}: {ip} on network '{network}' is taken by VM '{holder}'")]
+    NicAddressTaken {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address.
+        ip: Ipv4Addr,
+        /// The network.
+        network: String,
+        /// The VM holding it.
+        holder: String,
+    },
+    /// The network's subnet has no free address.
+    #[error("network '{network}' ({subnet}) has no free address left")]
+    NetworkFull {
+        /// The network.
+        network: String,
+        /// Its subnet.
+        subnet: Ipv4Subnet,
+    },
+    /// Two NICs of the VM ask for the same MAC.
+    #[error("nic {index}: MAC {mac} is given to two NICs of this VM")]
+    NicMacTwice {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The MAC.
+        mac: String,
+    },
+    /// The MAC is held by another VM.
+    #[error("nic {index}: MAC {mac} is taken by VM '{holder}'")]
+    NicMacTaken {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The MAC.
+        mac: String,
+        /// The VM holding it.
+        holder: String,
+    },
+    /// Every MAC of the console's range is taken.
+    #[error("no free MAC address left in 02:76:66:00:00:00/24")]
+    NoFreeMac,
+    /// The cluster model could not be built to check a rule.
+    #[error("the cluster model cannot be built to check the rule")]
+    Model(#[source] ModelError),
+
+    // ----- host-unavailable (409) -----
+    /// The named host has no VLAN trunk for the VM's VLAN network.
+    #[error(
+        "host '{host}' cannot take VM '{vm}': the VM has a NIC on VLAN network '{network}' and \
+         the host has no VLAN trunk (its agent runs without --trunk-interface)"
+    )]
+    NoTrunk {
+        /// The host.
+        host: String,
+        /// The VM.
+        vm: String,
+        /// The VM's first VLAN network.
+        network: String,
+    },
+    /// No host with a VLAN trunk can take the VM.
+    #[error(
+        "no host can take VM '{vm}': its NIC on VLAN network '{network}' needs a host with a \
+         VLAN trunk (an agent started with --trunk-interface), and {why}"
+    )]
+    NoTrunkHost {
+        /// The VM.
+        vm: String,
+        /// The VM's first VLAN network.
+        network: String,
+        /// Why no host.
+        why: NoHost,
+    },
+    /// The named host's underlay MTU is too small for the VM's overlay network.
+    #[error(
+        "host '{host}' cannot take VM '{vm}': its underlay MTU is {have}, and the VM's NIC on \
+         overlay network '{network}' (MTU {mtu}) needs an underlay MTU of at least {need} ({mtu} \
+         + {VXLAN_OVERHEAD} bytes of VXLAN encapsulation; its agent's --underlay-mtu)"
+    )]
+    UnderlayMtu {
+        /// The host.
+        host: String,
+        /// The VM.
+        vm: String,
+        /// The host's underlay MTU.
+        have: u32,
+        /// The VM's overlay network with the largest MTU.
+        network: String,
+        /// That network's MTU.
+        mtu: u32,
+        /// The underlay MTU it needs.
+        need: u32,
+    },
+    /// No host with a large enough underlay MTU can take the VM.
+    #[error(
+        "no host can take VM '{vm}': its NIC on overlay network '{network}' (MTU {mtu}) needs a \
+         host with an underlay MTU of at least {need} ({mtu} + {VXLAN_OVERHEAD} bytes of VXLAN \
+         encapsulation), and {why}"
+    )]
+    NoUnderlayHost {
+        /// The VM.
+        vm: String,
+        /// The VM's overlay network with the largest MTU.
+        network: String,
+        /// That network's MTU.
+        mtu: u32,
+        /// The underlay MTU it needs.
+        need: u32,
+        /// Why no host.
+        why: NoHost,
+    },
+
+    /// Placement found no host or refused the one named (insufficient-capacity,
+    /// host-unavailable; not-found for an unknown host).
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+
+    // ----- rule-conflict (409), invalid-rule (422) -----
+    /// The named host breaks a must-rule naming the VM.
+    #[error("VM '{vm}' on host {host} would break must-rule(s) {}", quoted(.rules))]
+    BreaksRules {
+        /// The VM.
+        vm: String,
+        /// The host.
+        host: String,
+        /// The must-rules it would break.
+        rules: Vec<String>,
+    },
+    /// The rules refuse: they contradict each other (rule-conflict), or name something that
+    /// does not exist (invalid-rule).
+    #[error(transparent)]
+    Rules(RuleError),
+    /// Placement under rules found no host (rule-conflict), or the VM is placed already.
+    #[error(transparent)]
+    RulePlacement(RulePlacementError),
+    /// A rule names a host that is not registered.
+    #[error("rule '{rule}' names host '{host}', which is not registered")]
+    RuleUnknownHost {
+        /// The rule.
+        rule: String,
+        /// The host.
+        host: String,
+    },
+
+    // ----- agent-error, agent-connection-lost, host-disconnected, agent-timeout -----
+    /// The host's agent failed or could not be reached.
+    #[error(transparent)]
+    Agent(#[from] RequestError),
+
+    // ----- internal (500) -----
+    /// The store failed.
+    #[error("store")]
+    Store(#[from] RecordError),
+    /// Certificate or token handling failed.
+    #[error("PKI")]
+    Pki(#[from] PkiError),
+    /// A stored network record cannot be used.
+    #[error("network '{network}' is stored with a bad {field}")]
+    CorruptNetwork {
+        /// The network.
+        network: String,
+        /// The field.
+        field: &'static str,
+    },
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(RecordError::Store(e))
+    }
+}
+
+impl From<ModelError> for Error {
+    /// A refused rule set: a taken name is [`Error::NameTaken`], a rule problem
+    /// [`Error::Rules`], anything else [`Error::Model`].
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Rule(RuleError::DuplicateRule { rule }) => Error::NameTaken {
+                kind: Object::Rule,
+                name: rule,
+            },
+            ModelError::Rule(e) => Error::Rules(e),
+            other => Error::Model(other),
+        }
+    }
+}
+
+impl From<RulePlacementError> for Error {
+    fn from(e: RulePlacementError) -> Self {
+        match e {
+            RulePlacementError::Placement(p) => Error::Placement(p),
+            RulePlacementError::Model(m) => m.into(),
+            other => Error::RulePlacement(other),
+        }
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(kind: Object, name: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// The problem kind (and so the HTTP status) of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::BadName { .. }
+            | Error::Spec(_)
+            | Error::NetworkDefinition(_)
+            | Error::Settings { .. }
+            | Error::OutOfRange { .. }
+            | Error::RuleNeedsVmsAndHosts { .. }
+            | Error::RuleNamesHosts { .. }
+            | Error::RuleNeedsTwoVms { .. }
+            | Error::NicAddress { .. }
+            | Error::NicOutsideSubnet { .. }
+            | Error::NicSubnetAddress { .. }
+            | Error::NicGateway { .. }
+            | Error::NicMac { .. } => K::InvalidRequest,
+            Error::NotFound { .. } => K::NotFound,
+            Error::NameTaken { .. }
+            | Error::NameReserved { .. }
+            | Error::Concurrent { .. }
+            | Error::VmBusy { .. }
+            | Error::Migrating { .. }
+            | Error::NotMigrating { .. }
+            | Error::WrongState { .. }
+            | Error::LiveElsewhere { .. }
+            | Error::AlreadyOn { .. }
+            | Error::SourceDisconnected { .. }
+            | Error::DisksUnreachable { .. }
+            | Error::HostInUse { .. }
+            | Error::MovedMeanwhile { .. }
+            | Error::BalancingOff
+            | Error::SegmentTaken { .. }
+            | Error::NoFreeSegment { .. }
+            | Error::NoFreeSwitchId
+            | Error::NetworkRaced { .. }
+            | Error::NetworkInUse { .. }
+            | Error::NicAddressTwice { .. }
+            | Error::NicAddressTaken { .. }
+            | Error::NetworkFull { .. }
+            | Error::NicMacTwice { .. }
+            | Error::NicMacTaken { .. }
+            | Error::NoFreeMac
+            | Error::Model(_) => K::Conflict,
+            Error::NoTrunk { .. }
+            | Error::NoTrunkHost { .. }
+            | Error::UnderlayMtu { .. }
+            | Error::NoUnderlayHost { .. } => K::HostUnavailable,
+            Error::Placement(p) => {
+                match p {
+                    PlacementError::UnknownHost { .. } => K::NotFound,
+                    PlacementError::InsufficientCapacity { .. }
+                    | PlacementError::NoCapacity { .. } => K::InsufficientCapacity,
+                    PlacementError::HostUnavailable { .. }
+                    | PlacementError::Unfit { .. }
+                    | PlacementError::NoEligibleHost => K::HostUnavailable,
+                    PlacementError::EmptyRequest { .. } => K::InvalidRequest,
+                    PlacementError::DuplicateHost { .. }
+                    | PlacementError::ReleaseTooLarge { .. } => K::Internal,
+                }
+            }
+            Error::BreaksRules { .. } => K::RuleConflict,
+            Error::Rules(e) => match e {
+                RuleError::EmptyRule { .. } | RuleError::UnknownHost { .. } => K::InvalidRule,
+                RuleError::DuplicateRule { .. } => K::Conflict,
+                _ => K::RuleConflict,
+            },
+            Error::RulePlacement(e) => match e {
+                RulePlacementError::RulesUnsatisfiable { .. } => K::RuleConflict,
+                _ => K::Conflict,
+            },
+            Error::RuleUnknownHost { .. } => K::InvalidRule,
+            Error::Agent(a) => match a {
+                RequestError::NotConnected { .. } => K::HostDisconnected,
+                RequestError::Timeout { .. } => K::AgentTimeout,
+                RequestError::ConnectionLost { .. } => K::AgentConnectionLost,
+                RequestError::Agent { .. } => K::AgentError,
+            },
+            Error::Store(_) | Error::Pki(_) | Error::CorruptNetwork { .. } => K::Internal,
+        }
+    }
+}
+
+/// Why a host's join was refused; the chain of it goes back to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The join token does not parse.
+    #[error("join token refused")]
+    TokenMalformed(#[source] PkiError),
+    /// The join token was issued by another cluster's CA.
+    #[error("join token refused: it was issued by another cluster")]
+    OtherCluster,
+    /// The join token is unknown or was used.
+    #[error("join token refused: unknown or already used")]
+    TokenUnknown,
+    /// The join token expired.
+    #[error("join token refused: expired")]
+    TokenExpired,
+    /// The token was used, or the host name registered, between the check and the write.
+    #[error("join token refused: already used, or the host name was registered meanwhile")]
+    TokenRaced,
+    /// The host name is invalid.
+    #[error("host name")]
+    Name(#[from] NameError),
+    /// A host with this name is already registered.
+    #[error("a host named '{0}' is already registered")]
+    HostExists(String),
+    /// The CSR could not be signed.
+    #[error("certificate request")]
+    Csr(#[source] PkiError),
+    /// The store failed.
+    #[error("store")]
+    Store(#[from] RecordError),
+}
+
+impl From<StoreError> for JoinError {
+    fn from(e: StoreError) -> Self {
+        JoinError::Store(RecordError::Store(e))
+    }
+}
+
+/// Why a stored record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record could not be decoded.
+    #[error("record {key} is corrupt")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why it does not decode.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded.
+    #[error("encoding a record")]
+    Encode(#[source] serde_json::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn why_no_host_reads_as_one_sentence() {
+        assert_eq!(
+            NoHost::NoCandidate.to_string(),
+            "there is no candidate host"
+        );
+        let lacks = NoHost::NoneHasIt(vec![
+            Lacks::Trunk { host: "a".into() },
+            Lacks::Trunk { host: "b".into() },
+        ]);
+        assert_eq!(
+            lacks.to_string(),
+            "no candidate host has one (a, b without a trunk)"
+        );
+        let small = NoHost::NoneHasIt(vec![
+            Lacks::UnderlayMtu {
+                host: "a".into(),
+                mtu: 1500,
+            },
+            Lacks::UnderlayMtu {
+                host: "b".into(),
+                mtu: 1400,
+            },
+        ]);
+        assert_eq!(
+            small.to_string(),
+            "no candidate host has one (a: underlay MTU 1500, b: underlay MTU 1400)"
+        );
+        let busy = NoHost::NoneAvailable(vec![
+            ("a".into(), Eligibility::Maintenance),
+            ("b".into(), Eligibility::Disconnected),
+        ]);
+        assert_eq!(
+            busy.to_string(),
+            "none of those can take VMs now (a: it is in maintenance; b: its agent is disconnected)"
+        );
+    }
+
+    #[test]
+    fn messages_do_not_repeat_their_source() {
+        let e = Error::BadName {
+            field: "host",
+            source: NameError::Empty,
+        };
+        assert_eq!(vinfra_types::error::chain(&e), "host: name is empty");
+        let users = Error::NetworkInUse {
+            network: "blue".into(),
+            users: vec!["a".into()],
+            more: 0,
+        };
+        assert_eq!(
+            users.to_string(),
+            "network 'blue' is in use by VM a; delete them first"
+        );
+        let many = Error::NetworkInUse {
+            network: "blue".into(),
+            users: vec!["a".into(), "b".into()],
+            more: 3,
+        };
+        assert_eq!(
+            many.to_string(),
+            "network 'blue' is in use by VMs a, b and 3 more; delete them first"
+        );
+    }
+}

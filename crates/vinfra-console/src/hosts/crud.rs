@@ -1,0 +1,153 @@
+//! Host records: list, show, update (ratio override, maintenance), delete.
+
+use std::collections::HashMap;
+
+use vinfra_types::api::{ClusterSettings, UpdateHostRequest};
+use vinfra_types::{HostSummary, HostUsage};
+
+use crate::error::Error;
+use crate::networks::ipam;
+use crate::state::records::HostRecord;
+use crate::state::{Allocation, Console};
+
+/// The API view of a host: its record merged with its latest report.
+fn summary(
+    console: &Console,
+    rec: &HostRecord,
+    alloc: &HashMap<String, Allocation>,
+    settings: &ClusterSettings,
+) -> HostSummary {
+    let (status, observed) = console.agents().observed(&rec.name);
+    let report = observed.as_ref().map(|o| o.report.clone());
+    let capacity = console.capacity_of(rec);
+    let ratios = rec.ratio_override.unwrap_or(settings.ratios);
+    let a = alloc.get(&rec.name).copied().unwrap_or_default();
+    HostSummary {
+        name: rec.name.clone(),
+        address: rec.address.clone(),
+        status,
+        accel: report.as_ref().map(|r| r.accel).or(rec.accel),
+        qemu_version: report
+            .as_ref()
+            .map(|r| r.qemu_version.clone())
+            .or(rec.qemu_version.clone()),
+        capacity,
+        ratios,
+        ratio_override: rec.ratio_override,
+        allocated_vcpus: a.vcpus,
+        allocated_memory_mib: a.memory_mib,
+        allocatable_vcpus: (f64::from(capacity.cores) * ratios.cpu).floor() as u32,
+        allocatable_memory_mib: (capacity.memory_mib as f64 * ratios.memory).floor() as u64,
+        usage: report
+            .as_ref()
+            .map(|r| r.usage)
+            .unwrap_or(HostUsage::default()),
+        vm_count: a.vms,
+        last_seen_s: observed.map(|o| o.received.elapsed().as_secs()),
+        maintenance: rec.maintenance,
+        trunk: report
+            .as_ref()
+            .map_or(rec.trunk.clone(), |r| r.trunk.clone()),
+        underlay_mtu: report.map_or(rec.underlay_mtu, |r| r.underlay_mtu),
+    }
+}
+
+/// Every registered host with capacity, allocation and status.
+pub fn list(console: &Console) -> Vec<HostSummary> {
+    let alloc = console.allocations();
+    let settings = console.settings();
+    console
+        .host_records()
+        .iter()
+        .map(|h| summary(console, h, &alloc, &settings))
+        .collect()
+}
+
+/// One host.
+pub fn show(console: &Console, name: &str) -> Result<HostSummary, Error> {
+    let rec = console.host(name)?.value;
+    Ok(summary(
+        console,
+        &rec,
+        &console.allocations(),
+        &console.settings(),
+    ))
+}
+
+/// Changes a host's ratio override or maintenance flag; a balancing pass follows soon when
+/// either changes what the host may hold.
+pub fn update(
+    console: &Console,
+    name: &str,
+    update: UpdateHostRequest,
+) -> Result<HostSummary, Error> {
+    if let Some(Some(r)) = &update.ratios {
+        r.validate().map_err(|reason| Error::Settings { reason })?;
+    }
+    console.host(name)?;
+    let rebalance = update.maintenance == Some(true) || update.ratios.is_some();
+    let rec = console.update_host(name, |h| {
+        if let Some(r) = update.ratios {
+            h.ratio_override = r;
+        }
+        if let Some(m) = update.maintenance {
+            h.maintenance = m;
+        }
+    })?;
+    console.event(
+        "host",
+        name,
+        format!(
+            "updated: ratio override {:?}, maintenance {}",
+            rec.ratio_override, rec.maintenance
+        ),
+    );
+    if rebalance {
+        // An evacuation or a capacity change: balance soon.
+        console.inflight().balancer.wake();
+    }
+    show(console, name)
+}
+
+/// Removes a host without VMs: its record, its connection, and the cleanup markers of VMs that
+/// may still exist there (their addresses are released: the host never gets in again, so they
+/// can no longer be removed through it).
+pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
+    let cur = console.host(name)?;
+    let placed: Vec<String> = console.with_vms(|vms| {
+        vms.values()
+            .filter(|v| v.value.host == name)
+            .map(|v| v.value.spec.name.clone())
+            .take(5)
+            .collect()
+    });
+    if !placed.is_empty() {
+        return Err(Error::HostInUse {
+            host: name.to_string(),
+            vms: placed,
+        });
+    }
+    console.remove_host(name, cur.mod_revision)?;
+    console.agents().forget(name);
+    console.event("host", name, "removed from the cluster");
+    for (key, m) in console.cleanups(Some(name))? {
+        match ipam::release_cleanup(console, &key, &m).await {
+            Ok(true) => console.event(
+                "vm",
+                &m.value.vm,
+                format!(
+                    "host {name} was removed before it confirmed the VM's removal; its \
+                     addresses are released"
+                ),
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                host = name,
+                vm = m.value.vm,
+                "cleanup marker: {}",
+                vinfra_types::error::Chain(&e)
+            ),
+        }
+    }
+    Ok(())
+}

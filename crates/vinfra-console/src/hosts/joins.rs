@@ -1,0 +1,113 @@
+//! A host's join (token burnt, host registered, certificate signed) and its Hello (what it
+//! says about itself each time it connects): the console's side of the agent endpoint.
+
+use std::net::IpAddr;
+
+use vinfra_proto::pki::JoinToken;
+use vinfra_proto::HostReport;
+use vinfra_store::{Compare, Op};
+use vinfra_types::network::UNDERLAY_MTU;
+
+use crate::agents::{AgentRegistry, Membership};
+use crate::error::JoinError;
+use crate::state::records::{self as keys, now_s, HostRecord, JoinTokenRecord};
+use crate::state::{Console, Writes};
+
+/// Joins a host: burns the token, registers the host and signs its certificate, the first two
+/// in one transaction. Returns `(cert_pem, ca_pem)`.
+pub fn join(
+    console: &Console,
+    token: &str,
+    host: &str,
+    csr_pem: &str,
+    peer: IpAddr,
+) -> Result<(String, String), JoinError> {
+    vinfra_types::validate_name(host)?;
+    let token = JoinToken::parse(token).map_err(JoinError::TokenMalformed)?;
+    if token.ca_fingerprint != console.ca().fingerprint() {
+        return Err(JoinError::OtherCluster);
+    }
+    let key = keys::join_token_key(&token.secret_hash());
+    let store = console.store().as_ref();
+    let Some(stored) = keys::get::<JoinTokenRecord>(store, &key)? else {
+        return Err(JoinError::TokenUnknown);
+    };
+    if stored.value.expires_at < now_s() {
+        let _ = store.delete(&key);
+        return Err(JoinError::TokenExpired);
+    }
+    if console.host_registered(host) {
+        return Err(JoinError::HostExists(host.to_string()));
+    }
+    let cert_pem = console
+        .ca()
+        .sign_host_csr(csr_pem, host)
+        .map_err(JoinError::Csr)?;
+    let rec = HostRecord {
+        name: host.to_string(),
+        address: peer.to_string(),
+        joined_at: now_s(),
+        ratio_override: None,
+        maintenance: false,
+        capacity: None,
+        accel: None,
+        qemu_version: None,
+        trunk: None,
+        underlay_mtu: UNDERLAY_MTU,
+    };
+    let burn = Writes::other(
+        vec![Compare::mod_revision(key.clone(), stored.mod_revision)],
+        vec![Op::Delete { key }],
+    );
+    if !console.insert_host(&rec, burn)? {
+        return Err(JoinError::TokenRaced);
+    }
+    console.event("host", host, format!("joined from {peer}"));
+    Ok((cert_pem, console.ca().cert_pem().to_string()))
+}
+
+/// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
+/// VLAN trunk, underlay MTU).
+pub fn hello(console: &Console, report: &HostReport) {
+    let res = console.update_host(&report.host, |h| {
+        h.address = report.address.clone();
+        h.capacity = Some(report.capacity);
+        h.accel = Some(report.accel);
+        h.qemu_version = Some(report.qemu_version.clone());
+        h.trunk = report.trunk.clone();
+        h.underlay_mtu = report.underlay_mtu;
+    });
+    if let Err(e) = res {
+        tracing::warn!(
+            host = report.host,
+            "host record not updated: {}",
+            vinfra_types::error::Chain(&e)
+        );
+    }
+}
+
+impl Membership for Console {
+    type JoinRefused = JoinError;
+
+    fn join(
+        &self,
+        token: &str,
+        host: &str,
+        csr_pem: &str,
+        peer: IpAddr,
+    ) -> Result<(String, String), JoinError> {
+        join(self, token, host, csr_pem, peer)
+    }
+
+    fn registered(&self, host: &str) -> bool {
+        self.host_registered(host)
+    }
+
+    fn hello(&self, report: &HostReport) {
+        hello(self, report)
+    }
+
+    fn registry(&self) -> &AgentRegistry {
+        self.agents()
+    }
+}

@@ -1,0 +1,49 @@
+//! The cluster settings (`/vinfra/settings`): allocation ratios, migration tuning, balancing.
+
+use vinfra_types::api::ClusterSettings;
+
+use crate::error::Error;
+use crate::state::Console;
+
+/// The settings in force.
+pub fn get(console: &Console) -> ClusterSettings {
+    console.settings()
+}
+
+/// Checks and replaces the settings; records what they are now and wakes the balancer.
+pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettings, Error> {
+    settings
+        .validate()
+        .map_err(|reason| Error::Settings { reason })?;
+    console.put_settings(&settings)?;
+    let bandwidth = settings
+        .migration_max_bandwidth_mib
+        .map_or("unlimited".to_string(), |b| format!("{b} MiB/s"));
+    console.event(
+        "settings",
+        "cluster",
+        format!(
+            "ratios cpu {} memory {}, migration bandwidth {bandwidth}, downtime limit {} ms",
+            settings.ratios.cpu,
+            settings.ratios.memory,
+            settings.effective_downtime_limit_ms()
+        ),
+    );
+    let b = &settings.balancing;
+    console.event(
+        "settings",
+        "cluster",
+        format!(
+            "balancing {} level {} every {} s, at most {} moves per host and {} in all, \
+             hysteresis {} min",
+            b.mode.as_str(),
+            b.level,
+            b.interval_s,
+            b.max_moves_per_host,
+            b.max_moves_total,
+            b.hysteresis_minutes
+        ),
+    );
+    console.inflight().balancer.wake();
+    Ok(settings)
+}

@@ -1,0 +1,321 @@
+//! The console's whole interface: every operation as one [`Command`], every answer as one
+//! [`Reply`], and the [`ConsoleApi`] trait a transport drives them through. The REST API (and
+//! any other transport) depends on this module only; nothing under it imports it.
+//!
+//! `impl ConsoleApi for Console` is one match handing each command to one resource function
+//! (`hosts`, `vms`, `migration`, `rules`, `balancing`, `networks`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use vinfra_types::api::{
+    ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest,
+};
+use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::network::{
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+};
+use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
+
+pub use crate::error::{Error, ErrorKind};
+
+use crate::state::Console;
+use crate::{balancing, hosts, migration, networks, rules, vms};
+
+/// Everything the console can be asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Every registered host with capacity, allocation and status.
+    ListHosts,
+    /// One host.
+    ShowHost {
+        /// The host.
+        name: String,
+    },
+    /// Change a host's ratio override or maintenance flag.
+    UpdateHost {
+        /// The host.
+        name: String,
+        /// What changes.
+        update: UpdateHostRequest,
+    },
+    /// Remove a host (refused while VMs are placed on it).
+    DeleteHost {
+        /// The host.
+        name: String,
+    },
+    /// The cluster settings.
+    GetSettings,
+    /// Replace the cluster settings.
+    PutSettings {
+        /// The new settings.
+        settings: ClusterSettings,
+    },
+    /// Issue a one-time join token.
+    CreateJoinToken,
+    /// Replace the API token.
+    RotateToken,
+    /// Every VM.
+    ListVms,
+    /// Create (and by default start) a VM.
+    CreateVm {
+        /// The VM and where it goes.
+        request: CreateVmRequest,
+    },
+    /// One VM.
+    ShowVm {
+        /// The VM.
+        name: String,
+    },
+    /// Delete a VM and its disks; `force` also when its host is disconnected.
+    DeleteVm {
+        /// The VM.
+        name: String,
+        /// Forget the VM even though its host is disconnected.
+        force: bool,
+    },
+    /// Start a stopped VM.
+    StartVm {
+        /// The VM.
+        name: String,
+    },
+    /// Stop a VM.
+    StopVm {
+        /// The VM.
+        name: String,
+        /// How (graceful with a timeout, or forced).
+        request: StopVmRequest,
+    },
+    /// Reset a running VM.
+    RebootVm {
+        /// The VM.
+        name: String,
+    },
+    /// Start a live migration.
+    MigrateVm {
+        /// The VM.
+        name: String,
+        /// Where to (placement picks when absent).
+        request: MigrateVmRequest,
+    },
+    /// Progress of the current (or last) migration of a VM.
+    ShowMigration {
+        /// The VM.
+        name: String,
+    },
+    /// Cancel a VM's migration.
+    CancelMigration {
+        /// The VM.
+        name: String,
+    },
+    /// Tail of a VM's serial console.
+    ConsoleLog {
+        /// The VM.
+        name: String,
+        /// How many bytes (default 64 KiB).
+        bytes: Option<u64>,
+    },
+    /// The event history, oldest first.
+    ListEvents,
+    /// Every placement rule.
+    ListRules,
+    /// Create a placement rule (refused when it contradicts the others).
+    CreateRule {
+        /// The rule.
+        rule: PlacementRule,
+    },
+    /// One placement rule.
+    ShowRule {
+        /// The rule.
+        name: String,
+    },
+    /// Delete a placement rule.
+    DeleteRule {
+        /// The rule.
+        name: String,
+    },
+    /// The balancer's status.
+    DrsStatus,
+    /// Run a balancing pass now.
+    DrsRun,
+    /// The recommendations waiting (manual mode).
+    ListRecommendations,
+    /// Start the migration a recommendation proposes.
+    ApplyRecommendation {
+        /// The recommendation's id.
+        id: u64,
+    },
+    /// Every logical network with its ports.
+    ListNetworks,
+    /// Create a logical network.
+    CreateNetwork {
+        /// The network.
+        request: CreateNetworkRequest,
+    },
+    /// One logical network with its ports.
+    ShowNetwork {
+        /// The network.
+        name: String,
+    },
+    /// Delete a logical network (refused while a VM has a NIC on it).
+    DeleteNetwork {
+        /// The network.
+        name: String,
+    },
+    /// A network's traffic, per port and per host, read from the hosts' switches now.
+    NetworkCounters {
+        /// The network.
+        name: String,
+    },
+    /// A host's switch counters, read now.
+    HostSwitch {
+        /// The host.
+        name: String,
+    },
+}
+
+/// What a command returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Hosts (`ListHosts`).
+    Hosts(Vec<HostSummary>),
+    /// One host (`ShowHost`, `UpdateHost`).
+    Host(HostSummary),
+    /// The cluster settings (`GetSettings`, `PutSettings`).
+    Settings(ClusterSettings),
+    /// A new join token (`CreateJoinToken`).
+    JoinToken(JoinTokenResponse),
+    /// The new API token (`RotateToken`).
+    Token(TokenResponse),
+    /// VMs (`ListVms`).
+    Vms(Vec<VmSummary>),
+    /// One VM (`ShowVm`, `StartVm`, `StopVm`, `RebootVm`).
+    Vm(VmSummary),
+    /// A VM was created (`CreateVm`).
+    VmCreated(VmSummary),
+    /// A migration's progress (`ShowMigration`, `CancelMigration`).
+    Migration(MigrationProgress),
+    /// A migration was accepted and runs in the background (`MigrateVm`,
+    /// `ApplyRecommendation`).
+    MigrationStarted(MigrationProgress),
+    /// A console log tail (`ConsoleLog`).
+    Console(ConsoleLog),
+    /// The event history (`ListEvents`).
+    Events(Vec<Event>),
+    /// Placement rules (`ListRules`).
+    Rules(Vec<PlacementRule>),
+    /// One placement rule (`ShowRule`).
+    Rule(PlacementRule),
+    /// A rule was created (`CreateRule`).
+    RuleCreated(PlacementRule),
+    /// The balancer's status (`DrsStatus`, `DrsRun`).
+    Drs(DrsStatus),
+    /// The recommendations waiting (`ListRecommendations`).
+    Recommendations(Vec<Recommendation>),
+    /// Networks (`ListNetworks`).
+    Networks(Vec<NetworkSummary>),
+    /// One network (`ShowNetwork`).
+    Network(NetworkSummary),
+    /// A network was created (`CreateNetwork`).
+    NetworkCreated(NetworkSummary),
+    /// A network's counters (`NetworkCounters`).
+    NetworkCounters(NetworkCounters),
+    /// A host's switch counters (`HostSwitch`).
+    HostSwitch(HostSwitchCounters),
+    /// The object is gone (or the action was carried out) and there is nothing to show.
+    Done,
+}
+
+/// What a transport needs of the console: run a command, check a bearer token. The REST API
+/// is generic over it, so its routes are tested (and fuzzed) against a stub.
+pub trait ConsoleApi: Send + Sync + 'static {
+    /// Runs one command.
+    fn execute(
+        self: &Arc<Self>,
+        command: Command,
+    ) -> impl Future<Output = Result<Reply, Error>> + Send;
+
+    /// True when `token` is the API token (checked in constant time).
+    fn verify_token(&self, token: &str) -> bool;
+}
+
+impl ConsoleApi for Console {
+    async fn execute(self: &Arc<Self>, command: Command) -> Result<Reply, Error> {
+        let c = self;
+        Ok(match command {
+            Command::ListHosts => Reply::Hosts(hosts::crud::list(c)),
+            Command::ShowHost { name } => Reply::Host(hosts::crud::show(c, &name)?),
+            Command::UpdateHost { name, update } => {
+                Reply::Host(hosts::crud::update(c, &name, update)?)
+            }
+            Command::DeleteHost { name } => {
+                hosts::crud::delete(c, &name).await?;
+                Reply::Done
+            }
+            Command::GetSettings => Reply::Settings(hosts::settings::get(c)),
+            Command::PutSettings { settings } => {
+                Reply::Settings(hosts::settings::put(c, settings)?)
+            }
+            Command::CreateJoinToken => Reply::JoinToken(hosts::tokens::create_join_token(c)?),
+            Command::RotateToken => Reply::Token(hosts::tokens::rotate(c)?),
+            Command::ListVms => Reply::Vms(vms::views::list(c)),
+            Command::CreateVm { request } => {
+                Reply::VmCreated(vms::create::create(c, request).await?)
+            }
+            Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
+            Command::DeleteVm { name, force } => {
+                vms::delete::delete(c, &name, force).await?;
+                Reply::Done
+            }
+            Command::StartVm { name } => Reply::Vm(vms::power::start(c, &name).await?),
+            Command::StopVm { name, request } => {
+                Reply::Vm(vms::power::stop(c, &name, request).await?)
+            }
+            Command::RebootVm { name } => Reply::Vm(vms::power::reboot(c, &name).await?),
+            Command::MigrateVm { name, request } => {
+                Reply::MigrationStarted(migration::start(c, &name, request).await?)
+            }
+            Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
+            Command::CancelMigration { name } => {
+                Reply::Migration(migration::cancel(c, &name).await?)
+            }
+            Command::ConsoleLog { name, bytes } => {
+                Reply::Console(vms::views::console_log(c, &name, bytes).await?)
+            }
+            Command::ListEvents => Reply::Events(c.events()?),
+            Command::ListRules => Reply::Rules(rules::list(c)?),
+            Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),
+            Command::ShowRule { name } => Reply::Rule(rules::show(c, &name)?),
+            Command::DeleteRule { name } => {
+                rules::delete(c, &name).await?;
+                Reply::Done
+            }
+            Command::DrsStatus => Reply::Drs(balancing::status(c)),
+            Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
+            Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),
+            Command::ApplyRecommendation { id } => {
+                Reply::MigrationStarted(balancing::apply::apply_recommendation(c, id).await?)
+            }
+            Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
+            Command::CreateNetwork { request } => {
+                Reply::NetworkCreated(networks::crud::create(c, request).await?)
+            }
+            Command::ShowNetwork { name } => Reply::Network(networks::crud::show(c, &name)?),
+            Command::DeleteNetwork { name } => {
+                networks::crud::delete(c, &name).await?;
+                Reply::Done
+            }
+            Command::NetworkCounters { name } => {
+                Reply::NetworkCounters(networks::counters::counters(c, &name).await?)
+            }
+            Command::HostSwitch { name } => {
+                Reply::HostSwitch(networks::counters::host_switch_counters(c, &name).await?)
+            }
+        })
+    }
+
+    fn verify_token(&self, token: &str) -> bool {
+        self.verify_api_token(token)
+    }
+}

@@ -1,0 +1,213 @@
+//! Driving a migration: the destination's switch and incoming QEMU, the source's `MigrateOut`,
+//! then the source's status every [`POLL_INTERVAL`] until QEMU ends it, the operator cancels,
+//! the destination disconnects or the source stays silent too long.
+
+use std::time::{Duration, Instant};
+
+use vinfra_proto::{AgentCommand, CommandReply, MigrationStatus};
+use vinfra_types::error::Chain;
+use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
+
+use crate::agents::RequestError;
+use crate::networks::push;
+use crate::state::records as keys;
+use crate::state::{ActiveMigration, Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
+
+/// How often the source is asked for progress.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long after a cancel the source has to confirm it.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// How a migration ended, as far as the console saw it.
+pub enum MigrationOutcome {
+    /// The source reported `completed`: the switchover happened.
+    Completed,
+    /// It failed, with why.
+    Failed(String),
+    /// The operator cancelled it.
+    Cancelled,
+}
+
+/// What an outgoing migration is tuned with, from the cluster settings.
+fn migration_settings(console: &Console) -> vinfra_proto::MigrationSettings {
+    let s = console.settings();
+    vinfra_proto::MigrationSettings {
+        max_bandwidth: s.migration_bandwidth_bytes_per_s(),
+        downtime_limit_ms: s.effective_downtime_limit_ms(),
+    }
+}
+
+/// Stores a change of the migration's progress.
+pub fn set_progress(
+    console: &Console,
+    active: &ActiveMigration,
+    f: impl FnOnce(&mut MigrationProgress),
+) {
+    let snapshot = active.update(f);
+    if let Err(e) = keys::put(
+        console.store().as_ref(),
+        &keys::migration_key(&active.vm),
+        &snapshot,
+    ) {
+        tracing::warn!(
+            vm = active.vm,
+            "migration progress not stored: {}",
+            Chain(&e)
+        );
+    }
+}
+
+fn apply_status(p: &mut MigrationProgress, s: &MigrationStatus) {
+    p.transferred_bytes = s.transferred_bytes;
+    p.remaining_bytes = s.remaining_bytes;
+    p.total_bytes = s.total_bytes;
+    p.rate_bps = s.rate_bps;
+    p.dirty_pages_rate = s.dirty_pages_rate;
+    p.total_time_ms = s.total_time_ms;
+    p.downtime_ms = s.downtime_ms;
+    if s.error.is_some() {
+        p.error.clone_from(&s.error);
+    }
+}
+
+/// Runs the migration up to an outcome. `begin`: prepare the destination and start sending;
+/// otherwise (after a console restart) only follow what the source reports.
+pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> MigrationOutcome {
+    let agents = console.agents().clone();
+    let rec = match console.vm(&active.vm) {
+        Ok(v) => v.value,
+        Err(e) => return MigrationOutcome::Failed(vinfra_types::error::chain(&e)),
+    };
+    if begin {
+        // The destination's switch must have the VM's networks before it adds the VM's ports
+        // (the agent refuses NICs on networks its switch does not have).
+        if let Err(e) = push::push(console, &active.destination).await {
+            if !rec.spec.nics.is_empty() {
+                return MigrationOutcome::Failed(format!(
+                    "configuring the destination's switch: {}",
+                    Chain(&e)
+                ));
+            }
+            tracing::warn!(
+                host = active.destination,
+                "switch configuration: {}",
+                Chain(&e)
+            );
+        }
+        let prep = AgentCommand::PrepareIncoming { vm: rec.instance() };
+        let uri = match agents
+            .request(&active.destination, prep, CREATE_TIMEOUT)
+            .await
+        {
+            Ok(CommandReply::Incoming { uri }) => uri,
+            Ok(other) => {
+                return MigrationOutcome::Failed(format!("destination answered {other:?}"))
+            }
+            Err(e) => {
+                return MigrationOutcome::Failed(format!(
+                    "preparing the destination: {}",
+                    Chain(&e)
+                ))
+            }
+        };
+        if active.cancel_asked() {
+            return MigrationOutcome::Cancelled;
+        }
+        let out = AgentCommand::MigrateOut {
+            id: rec.id,
+            uri,
+            settings: migration_settings(console),
+        };
+        if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
+            return MigrationOutcome::Failed(format!(
+                "starting the migration on the source: {}",
+                Chain(&e)
+            ));
+        }
+        set_progress(console, active, |p| p.phase = MigrationPhase::Active);
+    }
+    let mut cancel_sent: Option<Instant> = None;
+    let mut source_lost_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        if active.cancel_asked() && cancel_sent.is_none() {
+            cancel_sent = Some(Instant::now());
+            let _ = agents
+                .request(
+                    &active.source,
+                    AgentCommand::CancelMigration { id: rec.id },
+                    SHORT_TIMEOUT,
+                )
+                .await;
+        }
+        if cancel_sent.is_some_and(|t| t.elapsed() > CANCEL_GRACE) {
+            // The source never confirmed; the cleanup cancels again and aborts the destination.
+            return MigrationOutcome::Cancelled;
+        }
+        if agents.status(&active.destination) != HostStatus::Connected {
+            return MigrationOutcome::Failed(format!(
+                "destination host '{}' disconnected",
+                active.destination
+            ));
+        }
+        let status = agents
+            .request(
+                &active.source,
+                AgentCommand::MigrationStatus { id: rec.id },
+                SHORT_TIMEOUT,
+            )
+            .await;
+        let status = match status {
+            Ok(CommandReply::Migration { status }) => status,
+            Ok(other) => return MigrationOutcome::Failed(format!("source answered {other:?}")),
+            Err(RequestError::Agent { source, .. }) => {
+                return MigrationOutcome::Failed(format!("source: {}", Chain(&source)));
+            }
+            Err(e) => {
+                let since = *source_lost_since.get_or_insert_with(Instant::now);
+                // The destination running the VM settles it at once (see `settle`).
+                if since.elapsed() > console.source_lost_after()
+                    || runs_on(console, &active.destination, rec.id)
+                {
+                    return MigrationOutcome::Failed(format!("source unreachable: {}", Chain(&e)));
+                }
+                continue;
+            }
+        };
+        source_lost_since = None;
+        set_progress(console, active, |p| {
+            apply_status(p, &status);
+            if p.phase == MigrationPhase::Preparing {
+                p.phase = MigrationPhase::Active;
+            }
+        });
+        match status.qemu_status.as_str() {
+            "completed" => return MigrationOutcome::Completed,
+            "failed" => {
+                return MigrationOutcome::Failed(
+                    status
+                        .error
+                        .unwrap_or_else(|| "QEMU reported failure".into()),
+                )
+            }
+            "cancelled" => {
+                return if cancel_sent.is_some() {
+                    MigrationOutcome::Cancelled
+                } else {
+                    MigrationOutcome::Failed("cancelled on the source".into())
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// True when the host's latest report (connected or not) shows the VM with its guest there:
+/// running or paused, not waiting for an incoming migration.
+pub fn runs_on(console: &Console, host: &str, id: uuid::Uuid) -> bool {
+    matches!(
+        console.agents().reported_state(host, id),
+        Some(PowerState::Running | PowerState::Paused)
+    )
+}

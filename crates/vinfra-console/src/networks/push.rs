@@ -1,0 +1,66 @@
+//! Sending each host its switch configuration (`ApplySwitchConfig`): [`push`] to one host and
+//! waits, [`push_all`] to every connected host. Pushes to one host are serialized (computed and
+//! sent under a per-host lock), so a host never gets an older configuration after a newer one.
+
+use std::sync::Arc;
+
+use vinfra_proto::{AgentCommand, HostSwitchConfig};
+use vinfra_types::HostStatus;
+
+use super::config::switch_config;
+use crate::error::Error;
+use crate::state::{Console, SHORT_TIMEOUT};
+
+/// The switch configuration of one registered host, from the console's records; a VM being
+/// migrated counts on its destination too.
+pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Error> {
+    console.host(host)?;
+    let migrating: Vec<(String, String)> = console
+        .inflight()
+        .migrations()
+        .iter()
+        .map(|m| (m.vm.clone(), m.destination.clone()))
+        .collect();
+    Ok(switch_config(
+        host,
+        &console.host_records(),
+        &console.network_records(),
+        &console.vm_records(),
+        &migrating,
+    ))
+}
+
+/// Computes `host`'s switch configuration and sends it to its agent, waiting for the answer.
+pub async fn push(console: &Console, host: &str) -> Result<(), Error> {
+    let gate = console.inflight().switch_push_gate(host);
+    let _serial = gate.lock().await;
+    let config = host_config(console, host)?;
+    let cmd = AgentCommand::ApplySwitchConfig { config };
+    console.agents().request(host, cmd, SHORT_TIMEOUT).await?;
+    Ok(())
+}
+
+/// Pushes the configuration of every connected host, concurrently; failures are logged.
+pub async fn push_all(console: &Console) {
+    let hosts: Vec<String> = console
+        .host_names()
+        .into_iter()
+        .filter(|h| console.agents().status(h) == HostStatus::Connected)
+        .collect();
+    let pushes = hosts.iter().map(|h| async move {
+        if let Err(e) = push(console, h).await {
+            tracing::warn!(
+                host = h.as_str(),
+                "switch configuration not applied: {}",
+                vinfra_types::error::Chain(&e)
+            );
+        }
+    });
+    futures::future::join_all(pushes).await;
+}
+
+/// Pushes every connected host's configuration in a background task.
+pub fn push_all_later(console: &Arc<Console>) {
+    let console = console.clone();
+    tokio::spawn(async move { push_all(&console).await });
+}

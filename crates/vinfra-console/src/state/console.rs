@@ -1,0 +1,309 @@
+//! The [`Console`]: the store, the agent registry, the CA, the in-memory mirrors of the VM,
+//! host and network records, the settings, what is in flight and the event log; and the reads
+//! every resource module stands on. Writes of mirrored records are in `writes.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use vinfra_proto::pki::ClusterCa;
+use vinfra_store::Store;
+use vinfra_types::api::{ClusterSettings, Event};
+use vinfra_types::balancing::PlacementRule;
+use vinfra_types::{AllocationRatios, HostCapacity};
+
+use super::events::{self, EventLog};
+use super::inflight::Inflight;
+use super::locks::read;
+use super::records::{
+    self as keys, CleanupRecord, DesiredPower, HostRecord, NetworkRecord, Versioned, VmRecord,
+};
+use crate::agents::AgentRegistry;
+use crate::error::{Error, Object, RecordError};
+
+/// How long the console waits for an agent to create or start a VM (the default of
+/// `ConsoleConfig::create_timeout` for `POST /vms`).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the console waits for short agent commands.
+pub const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the source of a migration may stay unreachable before the outcome is decided
+/// without it (default of `ConsoleConfig::migration_source_timeout`).
+pub const SOURCE_LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// vCPUs, memory (MiB) and VMs placed on one host, as [`Console::allocations`] counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// vCPUs of the VMs that should run there (and of VMs migrating there).
+    pub vcpus: u32,
+    /// Memory of the same VMs, MiB.
+    pub memory_mib: u64,
+    /// VMs placed there, whatever their power state.
+    pub vms: u32,
+}
+
+/// The console's state (see the module doc). Every write of a mirrored record goes through it,
+/// store first, then the mirror, so that listing 10,000 VMs reads no store at all.
+pub struct Console {
+    pub(super) store: Arc<dyn Store>,
+    agents: AgentRegistry,
+    ca: ClusterCa,
+    pub(super) vms: RwLock<BTreeMap<String, Versioned<VmRecord>>>,
+    pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
+    pub(super) networks: RwLock<BTreeMap<String, Versioned<NetworkRecord>>>,
+    pub(super) settings: RwLock<ClusterSettings>,
+    pub(super) api_token_hash: RwLock<String>,
+    inflight: Inflight,
+    pub(super) events: EventLog,
+    source_lost_after: Duration,
+    create_timeout: Duration,
+}
+
+impl Console {
+    /// Loads the mirrors from the store. `api_token_hash` is the stored hash (created by the
+    /// caller on first start).
+    pub fn load(
+        store: Arc<dyn Store>,
+        agents: AgentRegistry,
+        ca: ClusterCa,
+        api_token_hash: String,
+    ) -> Result<Self, RecordError> {
+        let vms = keys::range::<VmRecord>(store.as_ref(), keys::VMS)?
+            .into_iter()
+            .collect();
+        let hosts = keys::range::<HostRecord>(store.as_ref(), keys::HOSTS)?
+            .into_iter()
+            .collect();
+        let networks = keys::range::<NetworkRecord>(store.as_ref(), keys::NETWORKS)?
+            .into_iter()
+            .collect();
+        let settings = keys::get::<ClusterSettings>(store.as_ref(), keys::SETTINGS)?
+            .map(|v| v.value)
+            .unwrap_or_default();
+        let events = EventLog::load(store.as_ref())?;
+        Ok(Console {
+            store,
+            agents,
+            ca,
+            vms: RwLock::new(vms),
+            hosts: RwLock::new(hosts),
+            networks: RwLock::new(networks),
+            settings: RwLock::new(settings),
+            api_token_hash: RwLock::new(api_token_hash),
+            inflight: Inflight::default(),
+            events,
+            source_lost_after: SOURCE_LOST_AFTER,
+            create_timeout: CREATE_TIMEOUT,
+        })
+    }
+
+    /// Sets how long a migration's source may stay unreachable (default
+    /// [`SOURCE_LOST_AFTER`]).
+    pub fn with_migration_source_timeout(mut self, timeout: Duration) -> Self {
+        self.source_lost_after = timeout;
+        self
+    }
+
+    /// Sets how long `POST /vms` waits for the host to create the VM (default
+    /// [`CREATE_TIMEOUT`]).
+    pub fn with_create_timeout(mut self, timeout: Duration) -> Self {
+        self.create_timeout = timeout;
+        self
+    }
+
+    /// How long `POST /vms` waits for the host to create the VM.
+    pub fn create_timeout(&self) -> Duration {
+        self.create_timeout
+    }
+
+    /// How long a migration's source may stay unreachable.
+    pub fn source_lost_after(&self) -> Duration {
+        self.source_lost_after
+    }
+
+    /// The store under the console.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The connected agents and their latest reports.
+    pub fn agents(&self) -> &AgentRegistry {
+        &self.agents
+    }
+
+    /// The cluster CA.
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
+    }
+
+    /// What is in flight.
+    pub fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
+
+    /// The cluster settings in force.
+    pub fn settings(&self) -> ClusterSettings {
+        read(&self.settings).clone()
+    }
+
+    /// Checks a bearer token in constant time.
+    pub fn verify_api_token(&self, token: &str) -> bool {
+        vinfra_proto::pki::verify_token(token, &read(&self.api_token_hash))
+    }
+
+    // ----- events -----
+
+    /// Records an event (kept: the last [`keys::MAX_EVENTS`]). Failures are logged, not
+    /// returned.
+    pub fn event(&self, kind: &str, object: &str, message: impl Into<String>) {
+        self.events
+            .record(self.store.as_ref(), events::event(kind, object, message));
+    }
+
+    /// The event history, oldest first.
+    pub fn events(&self) -> Result<Vec<Event>, Error> {
+        Ok(EventLog::list(self.store.as_ref())?)
+    }
+
+    // ----- the mirrors -----
+
+    /// A VM record.
+    pub fn vm(&self, name: &str) -> Result<Versioned<VmRecord>, Error> {
+        read(&self.vms)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Object::Vm, name))
+    }
+
+    /// True when a VM record of this name exists.
+    pub fn vm_exists(&self, name: &str) -> bool {
+        read(&self.vms).contains_key(name)
+    }
+
+    /// Every VM record, in name order.
+    pub fn vm_records(&self) -> Vec<VmRecord> {
+        read(&self.vms).values().map(|v| v.value.clone()).collect()
+    }
+
+    /// Runs `f` over the VM records without copying them.
+    pub fn with_vms<R>(&self, f: impl FnOnce(&BTreeMap<String, Versioned<VmRecord>>) -> R) -> R {
+        f(&read(&self.vms))
+    }
+
+    /// A host record.
+    pub fn host(&self, name: &str) -> Result<Versioned<HostRecord>, Error> {
+        read(&self.hosts)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Object::Host, name))
+    }
+
+    /// Every host record, in name order.
+    pub fn host_records(&self) -> Vec<HostRecord> {
+        read(&self.hosts)
+            .values()
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// Every host name.
+    pub fn host_names(&self) -> Vec<String> {
+        read(&self.hosts).keys().cloned().collect()
+    }
+
+    /// True when a host of this name is registered.
+    pub fn host_registered(&self, name: &str) -> bool {
+        read(&self.hosts).contains_key(name)
+    }
+
+    /// A network record.
+    pub fn network(&self, name: &str) -> Option<Versioned<NetworkRecord>> {
+        read(&self.networks).get(name).cloned()
+    }
+
+    /// Every network record, in name order.
+    pub fn network_records(&self) -> Vec<NetworkRecord> {
+        read(&self.networks)
+            .values()
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// Runs `f` over the network records without copying them.
+    pub fn with_networks<R>(
+        &self,
+        f: impl FnOnce(&BTreeMap<String, Versioned<NetworkRecord>>) -> R,
+    ) -> R {
+        f(&read(&self.networks))
+    }
+
+    /// Ratios in force for a host: its override, else the cluster's.
+    pub fn ratios_for(&self, host: &HostRecord) -> AllocationRatios {
+        host.ratio_override.unwrap_or(read(&self.settings).ratios)
+    }
+
+    /// A host's capacity: from its latest report, else from its record (its last Hello), else
+    /// zero.
+    pub fn capacity_of(&self, host: &HostRecord) -> HostCapacity {
+        self.agents
+            .observed(&host.name)
+            .1
+            .map(|o| o.report.capacity)
+            .or(host.capacity)
+            .unwrap_or(HostCapacity {
+                cores: 0,
+                memory_mib: 0,
+            })
+    }
+
+    /// The allocation per host: VMs that should run count on their host, VMs with a migration
+    /// in flight also on the destination.
+    pub fn allocations(&self) -> HashMap<String, Allocation> {
+        let mut alloc: HashMap<String, Allocation> = HashMap::new();
+        let vms = read(&self.vms);
+        for v in vms.values() {
+            let e = alloc.entry(v.value.host.clone()).or_default();
+            e.vms += 1;
+            if v.value.desired == DesiredPower::Running {
+                e.vcpus = e.vcpus.saturating_add(v.value.spec.vcpus);
+                e.memory_mib = e.memory_mib.saturating_add(v.value.spec.memory_mib);
+            }
+        }
+        for m in self.inflight.migrations() {
+            if let Some(v) = vms.get(&m.vm) {
+                let e = alloc.entry(m.destination.clone()).or_default();
+                e.vcpus = e.vcpus.saturating_add(v.value.spec.vcpus);
+                e.memory_mib = e.memory_mib.saturating_add(v.value.spec.memory_mib);
+            }
+        }
+        alloc
+    }
+
+    /// Every stored placement rule, in name order.
+    pub fn rules(&self) -> Result<Vec<PlacementRule>, Error> {
+        Ok(
+            keys::range::<PlacementRule>(self.store.as_ref(), keys::RULES)?
+                .into_iter()
+                .map(|(_, v)| v.value)
+                .collect(),
+        )
+    }
+
+    /// One stored placement rule.
+    pub fn rule(&self, name: &str) -> Result<PlacementRule, Error> {
+        keys::get::<PlacementRule>(self.store.as_ref(), &keys::rule_key(name))?
+            .map(|v| v.value)
+            .ok_or_else(|| Error::not_found(Object::Rule, name))
+    }
+
+    /// The cleanup markers (full key, record), of `host` or of every host.
+    pub fn cleanups(
+        &self,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, Versioned<CleanupRecord>)>, Error> {
+        let prefix = host.map_or(keys::CLEANUPS.to_string(), keys::cleanup_prefix);
+        Ok(keys::range::<CleanupRecord>(self.store.as_ref(), &prefix)?
+            .into_iter()
+            .map(|(rest, m)| (format!("{prefix}{rest}"), m))
+            .collect())
+    }
+}

@@ -1,0 +1,122 @@
+//! The event history (`/vinfra/events/<seq>`): what happened, for operators. Only the last
+//! [`MAX_EVENTS`] are kept: each append deletes the oldest beyond that, in the same transaction.
+//!
+//! An event is appended on its own ([`EventLog::record`]), or in the transaction of the change
+//! it tells of ([`EventLog::appending`]): then the history never shows a change the store does
+//! not hold, nor the other way round.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use vinfra_store::{Op, Store, Txn};
+use vinfra_types::api::Event;
+
+use super::locks::lock;
+use super::records::{self as keys, now_s, MAX_EVENTS};
+use crate::error::RecordError;
+
+struct Log {
+    next: u64,
+    keys: VecDeque<String>,
+}
+
+/// The event history's sequence and the keys it holds.
+pub struct EventLog {
+    log: Mutex<Log>,
+}
+
+/// An event about to be recorded.
+pub fn event(kind: &str, object: &str, message: impl Into<String>) -> Event {
+    Event {
+        at: now_s(),
+        kind: kind.into(),
+        object: object.into(),
+        message: message.into(),
+    }
+}
+
+impl EventLog {
+    /// Loads the keys of the stored history.
+    pub fn load(store: &dyn Store) -> Result<Self, RecordError> {
+        let (events, _) = store.range(keys::EVENTS)?;
+        let next = events
+            .last()
+            .and_then(|kv| kv.key[keys::EVENTS.len()..].parse::<u64>().ok())
+            .map_or(1, |n| n + 1);
+        Ok(EventLog {
+            log: Mutex::new(Log {
+                next,
+                keys: events.into_iter().map(|kv| kv.key).collect(),
+            }),
+        })
+    }
+
+    /// Records an event in a transaction of its own. Failures are logged, not returned.
+    pub fn record(&self, store: &dyn Store, event: Event) {
+        let done = self.appending(Some(event), |ops| {
+            let resp = store.txn(Txn {
+                compare: vec![],
+                success: ops,
+                failure: vec![],
+            })?;
+            Ok::<_, vinfra_store::StoreError>((resp.succeeded, ()))
+        });
+        if let Err(e) = done {
+            tracing::warn!("event not recorded: {}", vinfra_types::error::Chain(&e));
+        }
+    }
+
+    /// Runs `txn` with the operations that append `event` (and delete the oldest beyond
+    /// [`MAX_EVENTS`]), under the log's lock; the log counts the event only when `txn` answers
+    /// that it committed (`(true, _)`). Without an event, `txn` gets no operations.
+    pub fn appending<T, E>(
+        &self,
+        event: Option<Event>,
+        txn: impl FnOnce(Vec<Op>) -> Result<(bool, T), E>,
+    ) -> Result<T, E> {
+        let Some(event) = event else {
+            return txn(vec![]).map(|(_, t)| t);
+        };
+        let value = match keys::encode(&event) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::warn!("event not recorded: {}", vinfra_types::error::Chain(&e));
+                return txn(vec![]).map(|(_, t)| t);
+            }
+        };
+        let mut log = lock(&self.log);
+        let key = keys::event_key(log.next);
+        let mut ops = vec![Op::Put {
+            key: key.clone(),
+            value,
+            lease: 0,
+        }];
+        let trimmed = (log.keys.len() + 1).saturating_sub(MAX_EVENTS);
+        for old in log.keys.iter().take(trimmed) {
+            ops.push(Op::Delete { key: old.clone() });
+        }
+        let (committed, out) = txn(ops)?;
+        if committed {
+            tracing::info!(
+                kind = event.kind,
+                object = event.object,
+                "{}",
+                event.message
+            );
+            log.next += 1;
+            log.keys.push_back(key);
+            for _ in 0..trimmed {
+                log.keys.pop_front();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored history, oldest first.
+    pub fn list(store: &dyn Store) -> Result<Vec<Event>, RecordError> {
+        Ok(keys::range::<Event>(store, keys::EVENTS)?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect())
+    }
+}

@@ -1,0 +1,343 @@
+//! Writes of mirrored records: each is one store transaction, compared against the revision
+//! read, then applied to the mirror. A VM record's transaction also carries what goes with it
+//! ([`Writes`]: NIC claims and releases, a cleanup marker) and, when given, the event that tells
+//! of it.
+
+use vinfra_store::{Compare, Op, Txn, TxnResponse};
+use vinfra_types::api::{ClusterSettings, Event};
+
+use super::console::Console;
+use super::locks::write;
+use super::records::{
+    self as keys, ApiTokenRecord, HostRecord, NetworkRecord, Versioned, VmRecord,
+};
+use crate::error::{Error, Object, RecordError};
+
+/// Store writes that go into the same transaction as a record: comparisons that must hold,
+/// operations, and the network records the operations put (mirrored once the transaction
+/// commits). `networks::ipam` plans the claims and releases of NIC addresses and MACs as one.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Comparisons that must hold.
+    pub compare: Vec<Compare>,
+    /// Operations.
+    pub ops: Vec<Op>,
+    /// The network records `ops` put, by name.
+    pub networks: Vec<(String, NetworkRecord)>,
+}
+
+impl Writes {
+    /// Only `ops` (checked by `compare`), no network record.
+    pub fn other(compare: Vec<Compare>, ops: Vec<Op>) -> Self {
+        Writes {
+            compare,
+            ops,
+            networks: Vec::new(),
+        }
+    }
+}
+
+impl Console {
+    /// Runs one transaction of `compare` and `ops` with `writes` and `event` added, keeping the
+    /// networks' mirror in step: the records of `writes` mirrored when it commits, the mirror
+    /// reloaded when it does not (hold the networks lock when `writes` has network records).
+    fn commit(
+        &self,
+        mut compare: Vec<Compare>,
+        mut ops: Vec<Op>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<TxnResponse, Error> {
+        compare.extend(writes.compare);
+        ops.extend(writes.ops);
+        let resp = self.events.appending(event, |event_ops| {
+            ops.extend(event_ops);
+            let resp = self.store.txn(Txn {
+                compare,
+                success: ops,
+                failure: vec![],
+            })?;
+            Ok::<_, Error>((resp.succeeded, resp))
+        })?;
+        if !writes.networks.is_empty() {
+            if resp.succeeded {
+                let mut mirror = write(&self.networks);
+                for (name, value) in writes.networks {
+                    mirror.insert(
+                        name,
+                        Versioned {
+                            value,
+                            mod_revision: resp.revision,
+                        },
+                    );
+                }
+            } else {
+                self.reload_networks();
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Re-reads every network record (after a transaction lost a comparison).
+    pub fn reload_networks(&self) {
+        match keys::range::<NetworkRecord>(self.store.as_ref(), keys::NETWORKS) {
+            Ok(all) => *write(&self.networks) = all.into_iter().collect(),
+            Err(e) => tracing::error!("reloading the networks: {}", vinfra_types::error::Chain(&e)),
+        }
+    }
+
+    /// Writes VM `name`'s record (or deletes it with `None`) if the stored one is still at
+    /// revision `expected` (`None`: absent), with `writes` and `event` in the same transaction.
+    /// Store first, then the mirror. [`Error::NameTaken`] or [`Error::Concurrent`] when the
+    /// record is not as expected.
+    pub fn write_vm(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&VmRecord>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<(), Error> {
+        let key = keys::vm_key(name);
+        let mut vms = write(&self.vms);
+        let refused = || match expected {
+            None => Error::NameTaken {
+                kind: Object::Vm,
+                name: name.to_string(),
+            },
+            Some(_) => Error::Concurrent {
+                kind: Object::Vm,
+                name: name.to_string(),
+            },
+        };
+        if vms.get(name).map(|v| v.mod_revision) != expected {
+            return Err(refused());
+        }
+        let compare = match expected {
+            None => Compare::absent(key.clone()),
+            Some(rev) => Compare::mod_revision(key.clone(), rev),
+        };
+        let op = match new {
+            Some(rec) => Op::Put {
+                key: key.clone(),
+                value: keys::encode(rec)?,
+                lease: 0,
+            },
+            None => Op::Delete { key: key.clone() },
+        };
+        let resp = self.commit(vec![compare], vec![op], writes, event)?;
+        if !resp.succeeded {
+            // Someone else wrote the store: reload this key.
+            match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
+                Some(v) => vms.insert(name.to_string(), v),
+                None => vms.remove(name),
+            };
+            return Err(refused());
+        }
+        match new {
+            Some(rec) => {
+                vms.insert(
+                    name.to_string(),
+                    Versioned {
+                        value: rec.clone(),
+                        mod_revision: resp.revision,
+                    },
+                );
+            }
+            None => {
+                vms.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap).
+    pub fn update_vm(&self, name: &str, f: impl FnOnce(&mut VmRecord)) -> Result<VmRecord, Error> {
+        let cur = self.vm(name)?;
+        let mut rec = cur.value;
+        f(&mut rec);
+        self.write_vm(
+            name,
+            Some(cur.mod_revision),
+            Some(&rec),
+            Writes::default(),
+            None,
+        )?;
+        Ok(rec)
+    }
+
+    /// Reads host `name`'s record, applies `f` and writes it back (compare-and-swap; nothing
+    /// is written when `f` changes nothing).
+    pub fn update_host(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut HostRecord),
+    ) -> Result<HostRecord, Error> {
+        let key = keys::host_key(name);
+        let mut hosts = write(&self.hosts);
+        let cur = hosts
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Object::Host, name))?;
+        let mut rec = cur.value.clone();
+        f(&mut rec);
+        if rec == cur.value {
+            return Ok(rec);
+        }
+        let resp = self.store.txn(Txn {
+            compare: vec![Compare::mod_revision(key.clone(), cur.mod_revision)],
+            success: vec![Op::Put {
+                key,
+                value: keys::encode(&rec)?,
+                lease: 0,
+            }],
+            failure: vec![],
+        })?;
+        if !resp.succeeded {
+            return Err(Error::Concurrent {
+                kind: Object::Host,
+                name: name.to_string(),
+            });
+        }
+        hosts.insert(
+            name.to_string(),
+            Versioned {
+                value: rec.clone(),
+                mod_revision: resp.revision,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// Registers a new host with `writes` in the same transaction (the join token it burns),
+    /// if no host of that name exists. False when a comparison failed.
+    pub fn insert_host(&self, rec: &HostRecord, writes: Writes) -> Result<bool, RecordError> {
+        let key = keys::host_key(&rec.name);
+        let mut hosts = write(&self.hosts);
+        let mut compare = writes.compare;
+        compare.push(Compare::absent(key.clone()));
+        let mut ops = writes.ops;
+        ops.push(Op::Put {
+            key,
+            value: keys::encode(rec)?,
+            lease: 0,
+        });
+        let resp = self.store.txn(Txn {
+            compare,
+            success: ops,
+            failure: vec![],
+        })?;
+        if resp.succeeded {
+            hosts.insert(
+                rec.name.clone(),
+                Versioned {
+                    value: rec.clone(),
+                    mod_revision: resp.revision,
+                },
+            );
+        }
+        Ok(resp.succeeded)
+    }
+
+    /// Deletes host `name`'s record if it is still at revision `expected`.
+    pub fn remove_host(&self, name: &str, expected: i64) -> Result<(), Error> {
+        let key = keys::host_key(name);
+        let mut hosts = write(&self.hosts);
+        let resp = self.store.txn(Txn {
+            compare: vec![Compare::mod_revision(key.clone(), expected)],
+            success: vec![Op::Delete { key }],
+            failure: vec![],
+        })?;
+        if !resp.succeeded {
+            return Err(Error::Concurrent {
+                kind: Object::Host,
+                name: name.to_string(),
+            });
+        }
+        hosts.remove(name);
+        Ok(())
+    }
+
+    /// Writes network `name`'s record (or deletes it with `None`) if the stored one is still at
+    /// revision `expected` (`None`: absent), with `writes` in the same transaction (segment
+    /// claims). False (and the mirror reloaded) when a comparison failed. Hold the networks
+    /// lock.
+    pub fn write_network(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&NetworkRecord>,
+        writes: Writes,
+    ) -> Result<bool, Error> {
+        let key = keys::network_key(name);
+        let compare = match expected {
+            None => Compare::absent(key.clone()),
+            Some(rev) => Compare::mod_revision(key.clone(), rev),
+        };
+        let op = match new {
+            Some(rec) => Op::Put {
+                key,
+                value: keys::encode(rec)?,
+                lease: 0,
+            },
+            None => Op::Delete { key },
+        };
+        let mut all = writes;
+        all.compare.push(compare);
+        all.ops.push(op);
+        let resp = self.commit(vec![], vec![], all, None)?;
+        if !resp.succeeded {
+            self.reload_networks();
+            return Ok(false);
+        }
+        let mut mirror = write(&self.networks);
+        match new {
+            Some(rec) => {
+                mirror.insert(
+                    name.to_string(),
+                    Versioned {
+                        value: rec.clone(),
+                        mod_revision: resp.revision,
+                    },
+                );
+            }
+            None => {
+                mirror.remove(name);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the cleanup marker `key` (if it is still at revision `expected`) with `writes`
+    /// (the release of the VM's addresses and MACs) in one transaction. False when the marker
+    /// changed or went meanwhile. Hold the networks lock.
+    pub fn remove_cleanup(&self, key: &str, expected: i64, writes: Writes) -> Result<bool, Error> {
+        let compare = Compare::mod_revision(key.to_string(), expected);
+        let delete = Op::Delete {
+            key: key.to_string(),
+        };
+        Ok(self
+            .commit(vec![compare], vec![delete], writes, None)?
+            .succeeded)
+    }
+
+    /// Stores and mirrors the cluster settings (checked by the caller).
+    pub fn put_settings(&self, settings: &ClusterSettings) -> Result<(), Error> {
+        let mut cur = write(&self.settings);
+        keys::put(self.store.as_ref(), keys::SETTINGS, settings)?;
+        *cur = settings.clone();
+        Ok(())
+    }
+
+    /// Stores and mirrors the hash of a new API token.
+    pub fn put_api_token_hash(&self, hash: String) -> Result<(), Error> {
+        let mut cur = write(&self.api_token_hash);
+        keys::put(
+            self.store.as_ref(),
+            keys::API_TOKEN,
+            &ApiTokenRecord { hash: hash.clone() },
+        )?;
+        *cur = hash;
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Creating a VM, one way through: checks, a host from [`crate::fit`], addresses and MACs from
+//! [`crate::networks::ipam`], one store transaction (record, NIC claims, event), the host's
+//! switch configuration ([`crate::networks::push`]), `CreateVm` to the host's agent, the reply.
+
+use uuid::Uuid;
+use vinfra_proto::AgentCommand;
+use vinfra_types::api::CreateVmRequest;
+use vinfra_types::VmSummary;
+
+use super::{cleanups, views};
+use crate::error::{Error, Object};
+use crate::fit::{self, Target};
+use crate::networks::{ipam, push};
+use crate::state::events::event;
+use crate::state::records::{now_s, DesiredPower, VmRecord};
+use crate::state::Console;
+
+/// Creates (and with `request.start`, starts) a VM: on the host named, or on the one placement
+/// picks under the rules. Nothing is left half-created: when the host does not create it, the
+/// record goes again (with its claims, or behind a cleanup marker when the host may have it).
+pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSummary, Error> {
+    let mut spec = request.spec;
+    spec.validate()?;
+    if let Some(h) = &request.host {
+        vinfra_types::validate_name(h).map_err(|source| Error::BadName {
+            field: "host",
+            source,
+        })?;
+    }
+    let name = spec.name.clone();
+    let _busy = console.inflight().busy(&name)?;
+    if console.vm_exists(&name) {
+        return Err(Error::NameTaken {
+            kind: Object::Vm,
+            name,
+        });
+    }
+    if let Some((_, m)) = console
+        .cleanups(None)?
+        .into_iter()
+        .find(|(_, m)| m.value.vm == name)
+    {
+        return Err(Error::NameReserved {
+            vm: name,
+            host: m.value.host,
+        });
+    }
+    let rec = {
+        let _placement = console.inflight().placement_lock().await;
+        let _networks = console.inflight().networks_lock().await;
+        let target = match &request.host {
+            Some(h) => Target::Named(h),
+            None => Target::New,
+        };
+        let placed = fit::host_for(console, &name, &spec, target)?;
+        // Addresses and MACs are claimed with the record, in one transaction.
+        let id = Uuid::new_v4();
+        let claims = ipam::assign(console, &name, id, &mut spec.nics)?;
+        spec.validate()?;
+        let rec = VmRecord {
+            id,
+            spec,
+            host: placed.host,
+            desired: if request.start {
+                DesiredPower::Running
+            } else {
+                DesiredPower::Stopped
+            },
+            created_at: now_s(),
+            started_at: request.start.then(now_s),
+        };
+        let created = event("vm", &name, format!("created on {}", rec.host));
+        console.write_vm(&name, None, Some(&rec), claims, Some(created))?;
+        rec
+    };
+    if !rec.spec.nics.is_empty() {
+        // The host's switch must know the VM's networks before the agent attaches its NICs.
+        if let Err(e) = push::push(console, &rec.host).await {
+            tracing::warn!(
+                vm = name,
+                host = rec.host,
+                "switch configuration: {}",
+                vinfra_types::error::Chain(&e)
+            );
+        }
+    }
+    let cmd = AgentCommand::CreateVm {
+        vm: rec.instance(),
+        start: request.start,
+    };
+    match console
+        .agents()
+        .request(&rec.host, cmd, console.create_timeout())
+        .await
+    {
+        Ok(reply) => Ok(views::after(console, &rec, Some(reply))),
+        Err(e) => {
+            // Nothing half-created: the record goes again; what the host may have made of the
+            // VM is removed now, or by the VM controller when the outcome is unclear.
+            let leave = cleanups::unconfirmed_create(console, &rec, &e).await;
+            let after = if leave.is_some() {
+                "; the VM may exist there: it is removed when the host answers, and its \
+                 addresses stay reserved until then"
+            } else {
+                ""
+            };
+            let failed = event(
+                "vm",
+                &name,
+                format!(
+                    "creation on {} failed: {}{after}",
+                    rec.host,
+                    vinfra_types::error::Chain(&e)
+                ),
+            );
+            match console.vm(&name) {
+                Ok(cur) => {
+                    if let Err(de) = cleanups::forget(
+                        console,
+                        &name,
+                        cur.mod_revision,
+                        &rec,
+                        leave,
+                        Some(failed),
+                    )
+                    .await
+                    {
+                        tracing::error!(
+                            vm = name,
+                            "rolling back VM record: {}",
+                            vinfra_types::error::Chain(&de)
+                        );
+                    }
+                }
+                Err(_) => console.event("vm", &name, failed.message),
+            }
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Deleting a VM with its disks; with `force` also while its host is disconnected (the VM is
+//! then removed there when the host reconnects, its addresses kept until then).
+
+use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+use vinfra_types::HostStatus;
+
+use super::cleanups;
+use crate::agents::RequestError;
+use crate::error::Error;
+use crate::state::events::event;
+use crate::state::records::{self as keys, CleanupReason};
+use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
+
+/// Stops and deletes a VM and its disks on its host, then its record with its claims (see the
+/// module doc for `force`).
+pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Error> {
+    let _busy = console.inflight().busy(name)?;
+    if console.inflight().migrating(name) {
+        return Err(Error::Migrating {
+            vm: name.to_string(),
+        });
+    }
+    let cur = console.vm(name)?;
+    let rec = &cur.value;
+    let leave = if console.agents().status(&rec.host) != HostStatus::Connected {
+        if !force {
+            return Err(Error::DisksUnreachable {
+                vm: name.to_string(),
+                host: rec.host.clone(),
+            });
+        }
+        // The VM may still run there: it is removed when the host reconnects.
+        Some(CleanupReason::ForcedDelete)
+    } else {
+        let ignore_missing = |r: Result<CommandReply, RequestError>| match r {
+            Err(RequestError::Agent {
+                source: AgentError::NoSuchVm { .. },
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Ok(()),
+        };
+        let stop = AgentCommand::StopVm {
+            id: rec.id,
+            force: true,
+            timeout_s: 0,
+        };
+        let stopped = ignore_missing(
+            console
+                .agents()
+                .request(&rec.host, stop, SHORT_TIMEOUT)
+                .await,
+        );
+        if let Err(e) = stopped {
+            // A VM that is already stopped may refuse a stop; deletion decides.
+            tracing::debug!(
+                vm = name,
+                "stop before delete: {}",
+                vinfra_types::error::Chain(&e)
+            );
+        }
+        let del = AgentCommand::DeleteVm {
+            id: rec.id,
+            delete_disks: true,
+        };
+        ignore_missing(
+            console
+                .agents()
+                .request(&rec.host, del, CREATE_TIMEOUT)
+                .await,
+        )?;
+        None
+    };
+    let message = if leave.is_some() {
+        format!(
+            "forgotten while host {} is disconnected; it is removed there when the host \
+             reconnects, and its addresses stay reserved until then",
+            rec.host
+        )
+    } else {
+        format!("deleted from {}", rec.host)
+    };
+    let done = event("vm", name, message);
+    cleanups::forget(console, name, cur.mod_revision, rec, leave, Some(done)).await?;
+    let _ = console.store().delete(&keys::migration_key(name));
+    Ok(())
+}

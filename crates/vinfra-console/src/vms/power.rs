@@ -1,0 +1,169 @@
+//! Power actions on a VM: start (placed again on its own host), stop (graceful, then forced
+//! after a timeout, or forced at once), reboot. Each writes the desired state first and rolls
+//! it back when the host refuses.
+
+use std::time::Duration;
+
+use vinfra_proto::{AgentCommand, AgentError};
+use vinfra_types::api::StopVmRequest;
+use vinfra_types::{PowerState, VmSummary};
+
+use super::views;
+use crate::agents::RequestError;
+use crate::error::Error;
+use crate::fit::{self, Target};
+use crate::state::records::{now_s, DesiredPower};
+use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
+
+/// Default graceful stop timeout.
+pub const STOP_TIMEOUT_DEFAULT_S: u64 = 30;
+/// Largest graceful stop timeout.
+pub const STOP_TIMEOUT_MAX_S: u64 = 3600;
+
+/// [`Error::Migrating`] while the VM is being migrated.
+fn refuse_while_migrating(console: &Console, name: &str) -> Result<(), Error> {
+    if console.inflight().migrating(name) {
+        return Err(Error::Migrating {
+            vm: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Starts a VM on its host (creating it there when the host does not know it), unless another
+/// host reports it live. A VM whose desired state was stopped must fit its host again.
+pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
+    let _busy = console.inflight().busy(name)?;
+    refuse_while_migrating(console, name)?;
+    let cur = console.vm(name)?.value;
+    let changed = cur.desired != DesiredPower::Running;
+    let rec = if changed {
+        let _placement = console.inflight().placement_lock().await;
+        fit::host_for(console, name, &cur.spec, Target::Start(&cur.host))?;
+        console.update_vm(name, |r| {
+            r.desired = DesiredPower::Running;
+            r.started_at = Some(now_s());
+        })?
+    } else {
+        if console.agents().observed_state(&cur.host, cur.id) == Some(PowerState::Running) {
+            return Ok(views::summary(console, &cur));
+        }
+        cur
+    };
+    let undo = || {
+        if changed {
+            let _ = console.update_vm(name, |r| r.desired = DesiredPower::Stopped);
+        }
+    };
+    if let Some((other, state)) = console.agents().live_elsewhere(rec.id, &rec.host) {
+        undo();
+        return Err(Error::LiveElsewhere {
+            vm: name.to_string(),
+            state,
+            host: other,
+            placed: rec.host,
+        });
+    }
+    let cmd = if console.agents().host_knows(&rec.host, rec.id) {
+        AgentCommand::StartVm { id: rec.id }
+    } else {
+        AgentCommand::CreateVm {
+            vm: rec.instance(),
+            start: true,
+        }
+    };
+    match console
+        .agents()
+        .request(&rec.host, cmd, CREATE_TIMEOUT)
+        .await
+    {
+        Ok(reply) => {
+            console.event("vm", name, "started");
+            Ok(views::after(console, &rec, Some(reply)))
+        }
+        Err(e) => {
+            undo();
+            Err(e.into())
+        }
+    }
+}
+
+/// Stops a VM: ACPI power-off and a kill after `timeout_s` (default
+/// [`STOP_TIMEOUT_DEFAULT_S`]), or a kill at once with `force`. A host that no longer has the
+/// VM is fine.
+pub async fn stop(
+    console: &Console,
+    name: &str,
+    request: StopVmRequest,
+) -> Result<VmSummary, Error> {
+    let timeout_s = request.timeout_s.unwrap_or(STOP_TIMEOUT_DEFAULT_S);
+    if timeout_s > STOP_TIMEOUT_MAX_S {
+        return Err(Error::OutOfRange {
+            field: "timeout_s",
+            min: 0,
+            max: STOP_TIMEOUT_MAX_S,
+            got: timeout_s,
+        });
+    }
+    let _busy = console.inflight().busy(name)?;
+    refuse_while_migrating(console, name)?;
+    let cur = console.vm(name)?.value;
+    let was = cur.desired;
+    let rec = if was != DesiredPower::Stopped {
+        console.update_vm(name, |r| r.desired = DesiredPower::Stopped)?
+    } else {
+        cur
+    };
+    let cmd = AgentCommand::StopVm {
+        id: rec.id,
+        force: request.force,
+        timeout_s,
+    };
+    let wait = Duration::from_secs(timeout_s) + SHORT_TIMEOUT;
+    match console.agents().request(&rec.host, cmd, wait).await {
+        Ok(reply) => {
+            let what = if request.force {
+                "powered off"
+            } else {
+                "stopped"
+            };
+            console.event("vm", name, what);
+            Ok(views::after(console, &rec, Some(reply)))
+        }
+        Err(RequestError::Agent {
+            source: AgentError::NoSuchVm { .. },
+            ..
+        }) => Ok(views::after(console, &rec, None)),
+        Err(e) => {
+            if was != DesiredPower::Stopped {
+                let _ = console.update_vm(name, |r| r.desired = was);
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Resets a running VM.
+pub async fn reboot(console: &Console, name: &str) -> Result<VmSummary, Error> {
+    let _busy = console.inflight().busy(name)?;
+    refuse_while_migrating(console, name)?;
+    let rec = console.vm(name)?.value;
+    if rec.desired != DesiredPower::Running {
+        return Err(Error::WrongState {
+            vm: name.to_string(),
+            state: rec.desired.power_state(),
+            wanted: PowerState::Running,
+            op: "reboot",
+        });
+    }
+    let reply = console
+        .agents()
+        .request(
+            &rec.host,
+            AgentCommand::RebootVm { id: rec.id },
+            SHORT_TIMEOUT,
+        )
+        .await?;
+    console.event("vm", name, "rebooted");
+    Ok(views::after(console, &rec, Some(reply)))
+}

@@ -1,0 +1,1079 @@
+//! The REST API alone, in process, against a stub console (no store, no agents): every route
+//! parses into the right command, every error kind renders as problem+json with its status, and
+//! random requests never panic the router, get a problem+json whenever they are refused, and
+//! reach the stub (with exactly the command the request means) only when well formed.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+use vinfra_console::api::{router, MAX_BODY};
+use vinfra_console::error::{Lacks, NoHost, Object};
+use vinfra_console::interface::{Command, ConsoleApi, Error, ErrorKind, Reply};
+use vinfra_types::api::{
+    ClusterSettings, CreateVmRequest, JoinTokenResponse, MigrateVmRequest, StopVmRequest,
+    UpdateHostRequest,
+};
+use vinfra_types::balancing::PlacementRule;
+use vinfra_types::network::CreateNetworkRequest;
+
+const TOKEN: &str = "the-token";
+
+/// A console that records every command and answers [`Reply::Done`], or the error or reply set
+/// for the next command.
+#[derive(Default)]
+struct Stub {
+    calls: Mutex<Vec<Command>>,
+    fail: Mutex<Option<Error>>,
+    reply: Mutex<Option<Reply>>,
+}
+
+impl ConsoleApi for Stub {
+    async fn execute(self: &Arc<Self>, command: Command) -> Result<Reply, Error> {
+        self.calls.lock().unwrap().push(command);
+        if let Some(e) = self.fail.lock().unwrap().take() {
+            return Err(e);
+        }
+        Ok(self.reply.lock().unwrap().take().unwrap_or(Reply::Done))
+    }
+
+    fn verify_token(&self, token: &str) -> bool {
+        token == TOKEN
+    }
+}
+
+impl Stub {
+    fn take_calls(&self) -> Vec<Command> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    www_authenticate: Option<String>,
+    body: Vec<u8>,
+}
+
+async fn send(
+    stub: &Arc<Stub>,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+    auth: Option<&str>,
+) -> Option<Answer> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let req = req.body(Body::from(body)).ok()?;
+    let resp = router(stub.clone()).oneshot(req).await.unwrap();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let www_authenticate = header("www-authenticate");
+    let status = resp.status().as_u16();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    Some(Answer {
+        status,
+        content_type,
+        www_authenticate,
+        body,
+    })
+}
+
+/// The answer is an RFC 9457 problem: content type, status, a `/problems/` type, one line of
+/// detail.
+fn check_problem(a: &Answer) -> Result<serde_json::Value, String> {
+    if a.content_type != "application/problem+json" {
+        return Err(format!("{}: content type {:?}", a.status, a.content_type));
+    }
+    let p: serde_json::Value =
+        serde_json::from_slice(&a.body).map_err(|e| format!("problem body: {e}"))?;
+    let detail = p["detail"].as_str().unwrap_or_default();
+    let ok = p["status"] == a.status
+        && p["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/"))
+        && p["title"].as_str().is_some_and(|t| !t.is_empty())
+        && !detail.is_empty()
+        && !detail.contains('\n');
+    if !ok {
+        return Err(format!("bad problem {p}"));
+    }
+    Ok(p)
+}
+
+// ----- the route table, written from docs/design.md "REST API" -----
+
+/// How a route reads its body.
+#[derive(Clone, Copy)]
+enum BodyKind {
+    /// Not at all.
+    Ignored,
+    /// A JSON body is required.
+    Required,
+    /// Empty (or whitespace) means the default.
+    Optional,
+}
+
+/// How a route reads its query.
+#[derive(Clone, Copy, PartialEq)]
+enum QueryKind {
+    Ignored,
+    Force,
+    Bytes,
+}
+
+struct Route {
+    method: &'static str,
+    path: &'static str,
+    body: BodyKind,
+    query: QueryKind,
+    /// A body the route takes.
+    sample: &'static str,
+    /// The command a well-formed request means: `(segment, body, query) -> Command`; `None`
+    /// when the body or the query does not parse.
+    command: fn(&str, &[u8], &Query) -> Option<Command>,
+}
+
+/// The parsed query: `force`, `bytes`.
+#[derive(Default)]
+struct Query {
+    force: bool,
+    bytes: Option<u64>,
+}
+
+/// Parses a body the way the API's extractors do.
+fn body_as<T: DeserializeOwned + Default>(body: &[u8], kind: BodyKind) -> Option<T> {
+    match kind {
+        BodyKind::Optional if body.iter().all(u8::is_ascii_whitespace) => Some(T::default()),
+        _ if body.is_empty() => None,
+        _ => serde_json::from_slice(body).ok(),
+    }
+}
+
+fn required<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    if body.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
+const VM: &str = r#"{"name":"web","vcpus":1,"memory_mib":512,"boot":{"kind":"kernel","kernel":"vmlinuz","cmdline":"console=ttyS0"},"disks":[]}"#;
+const RULE: &str = r#"{"name":"r","strength":"must","kind":"affinity","vms":["a","b"]}"#;
+const NETWORK: &str = r#"{"name":"blue","kind":"overlay","subnet":"10.0.0.0/24"}"#;
+
+fn routes() -> Vec<Route> {
+    use BodyKind::*;
+    use QueryKind as Q;
+    vec![
+        Route {
+            method: "GET",
+            path: "/api/v1/hosts",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListHosts),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/hosts/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowHost { name: s.into() }),
+        },
+        Route {
+            method: "PATCH",
+            path: "/api/v1/hosts/{name}",
+            body: Required,
+            query: Q::Ignored,
+            sample: r#"{"maintenance":true}"#,
+            command: |s, b, _| {
+                Some(Command::UpdateHost {
+                    name: s.into(),
+                    update: required::<UpdateHostRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/hosts/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::DeleteHost { name: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/settings",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::GetSettings),
+        },
+        Route {
+            method: "PUT",
+            path: "/api/v1/settings",
+            body: Required,
+            query: Q::Ignored,
+            sample: r#"{"ratios":{"cpu":4,"memory":1}}"#,
+            command: |_, b, _| {
+                Some(Command::PutSettings {
+                    settings: required::<ClusterSettings>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/join-tokens",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::CreateJoinToken),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/token/rotate",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::RotateToken),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/vms",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListVms),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms",
+            body: Required,
+            query: Q::Ignored,
+            sample: VM,
+            command: |_, b, _| {
+                Some(Command::CreateVm {
+                    request: required::<CreateVmRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/vms/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowVm { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/vms/{name}",
+            body: Ignored,
+            query: Q::Force,
+            sample: "",
+            command: |s, _, q| {
+                Some(Command::DeleteVm {
+                    name: s.into(),
+                    force: q.force,
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/start",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::StartVm { name: s.into() }),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/stop",
+            body: Optional,
+            query: Q::Ignored,
+            sample: r#"{"force":true,"timeout_s":5}"#,
+            command: |s, b, _| {
+                Some(Command::StopVm {
+                    name: s.into(),
+                    request: body_as::<StopVmRequest>(b, Optional)?,
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/reboot",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::RebootVm { name: s.into() }),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/migrate",
+            body: Optional,
+            query: Q::Ignored,
+            sample: r#"{"to":"h2"}"#,
+            command: |s, b, _| {
+                Some(Command::MigrateVm {
+                    name: s.into(),
+                    request: body_as::<MigrateVmRequest>(b, Optional)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/vms/{name}/migration",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowMigration { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/vms/{name}/migration",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::CancelMigration { name: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/vms/{name}/console",
+            body: Ignored,
+            query: Q::Bytes,
+            sample: "",
+            command: |s, _, q| {
+                Some(Command::ConsoleLog {
+                    name: s.into(),
+                    bytes: q.bytes,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/events",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListEvents),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/rules",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListRules),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/rules",
+            body: Required,
+            query: Q::Ignored,
+            sample: RULE,
+            command: |_, b, _| {
+                Some(Command::CreateRule {
+                    rule: required::<PlacementRule>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/rules/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowRule { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/rules/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::DeleteRule { name: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/drs",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::DrsStatus),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/drs/run",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::DrsRun),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/drs/recommendations",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListRecommendations),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/drs/recommendations/{id}/apply",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| {
+                Some(Command::ApplyRecommendation {
+                    id: s.parse().ok()?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/networks",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListNetworks),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/networks",
+            body: Required,
+            query: Q::Ignored,
+            sample: NETWORK,
+            command: |_, b, _| {
+                Some(Command::CreateNetwork {
+                    request: required::<CreateNetworkRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/networks/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowNetwork { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/networks/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::DeleteNetwork { name: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/networks/{name}/counters",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::NetworkCounters { name: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/hosts/{name}/switch",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::HostSwitch { name: s.into() }),
+        },
+    ]
+}
+
+/// Decodes `%XX` the way the router's path extraction does; `None` when the result is not
+/// UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The query string as the two query-reading routes parse it; `None` when refused.
+fn parse_query(q: &str, kind: QueryKind) -> Option<Query> {
+    let mut out = Query::default();
+    if q.is_empty() {
+        return Some(out);
+    }
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=')?;
+        match (kind, k) {
+            (QueryKind::Force, "force") => out.force = v.parse().ok()?,
+            (QueryKind::Bytes, "bytes") => out.bytes = Some(v.parse().ok()?),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The command a request means, or `None` when the API must refuse it (or it is not a console
+/// command at all).
+fn expected(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    auth: Option<&str>,
+) -> Option<Command> {
+    let token = auth?
+        .strip_prefix("Bearer ")
+        .or_else(|| auth?.strip_prefix("bearer "))?
+        .trim();
+    if token != TOKEN {
+        return None;
+    }
+    let have: Vec<&str> = path.split('/').collect();
+    for r in routes() {
+        let want: Vec<&str> = r.path.split('/').collect();
+        if want.len() != have.len() || r.method != method {
+            continue;
+        }
+        let mut segment = None;
+        let matched = want.iter().zip(&have).all(|(w, h)| {
+            if w.starts_with('{') {
+                segment = Some(*h);
+                !h.is_empty()
+            } else {
+                w == h
+            }
+        });
+        if !matched {
+            continue;
+        }
+        let segment = match segment {
+            None => String::new(),
+            Some(s) => {
+                let s = percent_decode(s)?;
+                if r.path.contains("{name}") {
+                    vinfra_types::validate_name(&s).ok()?;
+                }
+                s
+            }
+        };
+        let q = match r.query {
+            QueryKind::Ignored => Query::default(),
+            kind => parse_query(query, kind)?,
+        };
+        if !matches!(r.body, BodyKind::Ignored) && body.len() > MAX_BODY {
+            return None;
+        }
+        return (r.command)(&segment, body, &q);
+    }
+    None
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn every_route_parses_into_its_command() {
+    let rt = runtime();
+    let stub = Arc::new(Stub::default());
+    let auth = format!("Bearer {TOKEN}");
+    let table = routes();
+    assert_eq!(table.len(), 34, "every endpoint");
+    for r in &table {
+        let segment = if r.path.contains("{id}") {
+            "7"
+        } else {
+            "web-1"
+        };
+        let path = r.path.replace("{name}", segment).replace("{id}", segment);
+        let query = match r.query {
+            QueryKind::Force => "force=true",
+            QueryKind::Bytes => "bytes=100",
+            QueryKind::Ignored => "",
+        };
+        let uri = if query.is_empty() {
+            path.clone()
+        } else {
+            format!("{path}?{query}")
+        };
+        let body = r.sample.as_bytes().to_vec();
+        let a = rt
+            .block_on(send(&stub, r.method, &uri, body.clone(), Some(&auth)))
+            .unwrap();
+        assert_eq!(a.status, 204, "{} {uri}", r.method);
+        let want = expected(r.method, &path, query, &body, Some(&auth)).expect("well formed");
+        assert_eq!(stub.take_calls(), vec![want.clone()], "{} {uri}", r.method);
+        // Spot checks of what the table computes.
+        match (r.method, r.path) {
+            ("DELETE", "/api/v1/vms/{name}") => assert_eq!(
+                want,
+                Command::DeleteVm {
+                    name: "web-1".into(),
+                    force: true
+                }
+            ),
+            ("GET", "/api/v1/vms/{name}/console") => assert_eq!(
+                want,
+                Command::ConsoleLog {
+                    name: "web-1".into(),
+                    bytes: Some(100)
+                }
+            ),
+            ("POST", "/api/v1/drs/recommendations/{id}/apply") => {
+                assert_eq!(want, Command::ApplyRecommendation { id: 7 })
+            }
+            _ => {}
+        }
+    }
+    // Optional bodies: empty means the defaults.
+    let a = rt
+        .block_on(send(
+            &stub,
+            "POST",
+            "/api/v1/vms/web-1/stop",
+            vec![],
+            Some(&auth),
+        ))
+        .unwrap();
+    assert_eq!(a.status, 204);
+    assert_eq!(
+        stub.take_calls(),
+        vec![Command::StopVm {
+            name: "web-1".into(),
+            request: StopVmRequest::default()
+        }]
+    );
+}
+
+#[test]
+fn replies_render_with_their_status() {
+    let rt = runtime();
+    let stub = Arc::new(Stub::default());
+    let auth = format!("Bearer {TOKEN}");
+    let token = JoinTokenResponse {
+        token: "t".into(),
+        expires_in_s: 5,
+    };
+    for (method, path, reply, status) in [
+        (
+            "POST",
+            "/api/v1/join-tokens",
+            Reply::JoinToken(token.clone()),
+            201,
+        ),
+        ("GET", "/api/v1/events", Reply::Events(vec![]), 200),
+        (
+            "GET",
+            "/api/v1/drs/recommendations",
+            Reply::Recommendations(vec![]),
+            200,
+        ),
+        ("DELETE", "/api/v1/rules/r", Reply::Done, 204),
+    ] {
+        *stub.reply.lock().unwrap() = Some(reply);
+        let a = rt
+            .block_on(send(&stub, method, path, vec![], Some(&auth)))
+            .unwrap();
+        assert_eq!(a.status, status, "{method} {path}");
+        if status == 204 {
+            assert!(a.body.is_empty());
+        } else {
+            assert_eq!(a.content_type, "application/json");
+        }
+        stub.take_calls();
+    }
+    *stub.reply.lock().unwrap() = Some(Reply::JoinToken(token.clone()));
+    let a = rt
+        .block_on(send(
+            &stub,
+            "POST",
+            "/api/v1/join-tokens",
+            vec![],
+            Some(&auth),
+        ))
+        .unwrap();
+    let back: JoinTokenResponse = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(back, token);
+}
+
+/// An error of each kind.
+fn sample(kind: ErrorKind) -> Error {
+    use vinfra_console::agents::RequestError;
+    match kind {
+        ErrorKind::InvalidRequest => Error::OutOfRange {
+            field: "bytes",
+            min: 1,
+            max: 10,
+            got: 0,
+        },
+        ErrorKind::NotFound => Error::not_found(Object::Vm, "web"),
+        ErrorKind::Conflict => Error::VmBusy { vm: "web".into() },
+        ErrorKind::InsufficientCapacity => {
+            Error::Placement(vinfra_placement::PlacementError::NoCapacity {
+                vm: "web".into(),
+                vcpus: 1,
+                memory_mib: 512,
+                eligible: 1,
+                best_host: "h1".into(),
+                details: Box::new(vinfra_placement::fit::Shortfall {
+                    memory: Some(vinfra_placement::fit::MemoryShort {
+                        short_mib: 1,
+                        allocated_mib: 1024,
+                        allocatable_mib: 1024,
+                        physical_mib: 1024,
+                        ratio: 1.0,
+                        reserved_mib: 0,
+                    }),
+                    vcpus: None,
+                }),
+            })
+        }
+        ErrorKind::HostUnavailable => Error::NoTrunkHost {
+            vm: "web".into(),
+            network: "v100".into(),
+            why: NoHost::NoneHasIt(vec![Lacks::Trunk { host: "h1".into() }]),
+        },
+        ErrorKind::RuleConflict => Error::BreaksRules {
+            vm: "web".into(),
+            host: "h1".into(),
+            rules: vec!["r".into()],
+        },
+        ErrorKind::InvalidRule => Error::RuleUnknownHost {
+            rule: "r".into(),
+            host: "h9".into(),
+        },
+        ErrorKind::AgentError => Error::Agent(RequestError::Agent {
+            host: "h1".into(),
+            source: vinfra_proto::AgentError::Host {
+                detail: "the datastore is busy".into(),
+            },
+        }),
+        ErrorKind::AgentConnectionLost => {
+            Error::Agent(RequestError::ConnectionLost { host: "h1".into() })
+        }
+        ErrorKind::HostDisconnected => {
+            Error::Agent(RequestError::NotConnected { host: "h1".into() })
+        }
+        ErrorKind::AgentTimeout => Error::Agent(RequestError::Timeout {
+            host: "h1".into(),
+            secs: 30,
+        }),
+        ErrorKind::Internal => Error::CorruptNetwork {
+            network: "blue".into(),
+            field: "subnet",
+        },
+    }
+}
+
+#[test]
+fn every_error_kind_renders_as_its_problem() {
+    let rt = runtime();
+    let stub = Arc::new(Stub::default());
+    let auth = format!("Bearer {TOKEN}");
+    // The table of docs/design.md, "REST API".
+    let status = |k: ErrorKind| match k {
+        ErrorKind::InvalidRequest => 400,
+        ErrorKind::NotFound => 404,
+        ErrorKind::Conflict
+        | ErrorKind::InsufficientCapacity
+        | ErrorKind::HostUnavailable
+        | ErrorKind::RuleConflict => 409,
+        ErrorKind::InvalidRule => 422,
+        ErrorKind::AgentError | ErrorKind::AgentConnectionLost => 502,
+        ErrorKind::HostDisconnected => 503,
+        ErrorKind::AgentTimeout => 504,
+        ErrorKind::Internal => 500,
+    };
+    for kind in ErrorKind::ALL {
+        let e = sample(kind);
+        assert_eq!(e.kind(), kind);
+        let detail = vinfra_types::error::chain(&e);
+        *stub.fail.lock().unwrap() = Some(e);
+        let a = rt
+            .block_on(send(&stub, "GET", "/api/v1/vms", vec![], Some(&auth)))
+            .unwrap();
+        assert_eq!(a.status, status(kind), "{kind:?}");
+        let p = check_problem(&a).unwrap();
+        assert_eq!(p["type"], format!("/problems/{}", kind.as_str()));
+        assert_eq!(p["detail"], detail, "the detail is the whole chain");
+        stub.take_calls();
+    }
+    // The agent's own words are in the detail, once.
+    *stub.fail.lock().unwrap() = Some(sample(ErrorKind::AgentError));
+    let a = rt
+        .block_on(send(&stub, "GET", "/api/v1/vms", vec![], Some(&auth)))
+        .unwrap();
+    let p = check_problem(&a).unwrap();
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.starts_with("host 'h1': "), "{detail}");
+    assert_eq!(
+        detail.matches("the datastore is busy").count(),
+        1,
+        "{detail}"
+    );
+    stub.take_calls();
+
+    // The transport's own refusals.
+    type Refusal<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: [Refusal; 6] = [
+        ("GET", "/api/v1/vms", vec![], None, 401, "unauthorized"),
+        (
+            "GET",
+            "/api/v1/vms",
+            vec![],
+            Some("Bearer nope"),
+            401,
+            "unauthorized",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing",
+            vec![],
+            Some(&auth),
+            404,
+            "no-such-endpoint",
+        ),
+        (
+            "PUT",
+            "/api/v1/vms",
+            vec![],
+            Some(&auth),
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "POST",
+            "/api/v1/vms",
+            b"{".to_vec(),
+            Some(&auth),
+            400,
+            "invalid-request",
+        ),
+        (
+            "POST",
+            "/api/v1/vms",
+            vec![b' '; MAX_BODY + 1],
+            Some(&auth),
+            413,
+            "too-large",
+        ),
+    ];
+    for (method, path, body, auth, status, kind) in cases {
+        let a = rt.block_on(send(&stub, method, path, body, auth)).unwrap();
+        assert_eq!(a.status, status, "{method} {path}");
+        let p = check_problem(&a).unwrap();
+        assert_eq!(p["type"], format!("/problems/{kind}"));
+        if status == 401 {
+            assert_eq!(a.www_authenticate.as_deref(), Some("Bearer"));
+        }
+    }
+    assert!(stub.take_calls().is_empty());
+}
+
+/// One random request.
+#[derive(Debug, Clone)]
+struct Case {
+    method: String,
+    path: String,
+    query: String,
+    body: Vec<u8>,
+    auth: Option<String>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let templates: Vec<(&'static str, &'static str)> = routes()
+        .iter()
+        .map(|r| (r.method, r.path))
+        .chain([
+            ("GET", "/api/v1/vms/{name}/nope"),
+            ("GET", "/api/v2/vms"),
+            ("GET", "/api/openapi.json"),
+            ("DELETE", "/api/v1/vms/{name}/"),
+            ("GET", "/api/v1"),
+            ("GET", "/"),
+        ])
+        .collect();
+    let segment = prop_oneof![
+        prop::sample::select(vec![
+            "web-1", "7", "a", "0", "h1", "start", "a%2Db", "%77eb",
+        ])
+        .prop_map(str::to_string),
+        prop::sample::select(vec![
+            "Bad_Name",
+            "-x",
+            "x-",
+            "..",
+            "%2e%2e",
+            "a%2Fb",
+            "a%20b",
+            "%ff",
+            "%zz",
+            "a.b",
+            "18446744073709551616",
+            "+5",
+            "-1",
+        ])
+        .prop_map(str::to_string),
+        "[a-z0-9-]{1,8}",
+        "[a-zA-Z0-9._~%-]{0,70}",
+    ];
+    let any_method = prop::sample::select(vec![
+        "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "BREW",
+    ]);
+    // Mostly the route's own method, sometimes any.
+    let templated = (
+        prop::sample::select(templates),
+        segment,
+        any_method.clone(),
+        0..4u8,
+    )
+        .prop_map(|((m, t), s, other, dice)| {
+            let method = if dice == 0 { other } else { m };
+            (
+                method.to_string(),
+                t.replace("{name}", &s).replace("{id}", &s),
+            )
+        });
+    let words = prop::sample::select(vec![
+        "api",
+        "v1",
+        "vms",
+        "hosts",
+        "rules",
+        "drs",
+        "networks",
+        "settings",
+        "x",
+        "",
+        "start",
+        "stop",
+        "run",
+        "recommendations",
+        "1",
+        "apply",
+        "openapi.json",
+        "..",
+        "Bad_Name",
+        "migration",
+        "console",
+        "counters",
+        "switch",
+        "%2F",
+    ]);
+    let random = (prop::collection::vec(words, 0..7), any_method)
+        .prop_map(|(v, m)| (m.to_string(), format!("/{}", v.join("/"))));
+    let target = prop_oneof![4 => templated, 1 => random];
+    let query = prop::sample::select(vec![
+        "",
+        "",
+        "force=true",
+        "force=false",
+        "force=yes",
+        "bytes=10",
+        "bytes=0",
+        "bytes=-1",
+        "junk=1",
+        "force",
+    ])
+    .prop_map(str::to_string);
+    let samples: Vec<&'static str> = routes().iter().map(|r| r.sample).collect();
+    let body = prop_oneof![
+        4 => prop::sample::select(samples).prop_map(|s| s.as_bytes().to_vec()),
+        2 => prop::sample::select(vec![
+            "", " ", "{", "{}", "[]", "null", "\"x\"", r#"{"unknown":1}"#, r#"{"force":"yes"}"#,
+            r#"{"to":"Bad_Name"}"#, r#"{"maintenance":true,"ratios":null}"#,
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        2 => prop::collection::vec(any::<u8>(), 0..64),
+        1 => Just(vec![b' '; MAX_BODY + 1]),
+    ];
+    let auth = prop_oneof![
+        4 => Just(Some(format!("Bearer {TOKEN}"))),
+        1 => Just(Some(format!("bearer  {TOKEN} "))),
+        1 => Just(None),
+        1 => Just(Some("Bearer wrong".to_string())),
+        1 => Just(Some(format!("Basic {TOKEN}"))),
+        1 => "[ -~]{0,20}".prop_map(Some),
+    ];
+    (target, query, body, auth).prop_map(|((method, path), query, body, auth)| Case {
+        method,
+        path,
+        query,
+        body,
+        auth,
+    })
+}
+
+async fn check(stub: &Arc<Stub>, c: Case) -> Result<(), TestCaseError> {
+    let uri = if c.query.is_empty() {
+        c.path.clone()
+    } else {
+        format!("{}?{}", c.path, c.query)
+    };
+    let Some(a) = send(stub, &c.method, &uri, c.body.clone(), c.auth.as_deref()).await else {
+        // Not a request at all (the URI or a header does not parse): nothing to send.
+        return Ok(());
+    };
+    let calls = stub.take_calls();
+    if a.status >= 400 {
+        check_problem(&a).map_err(TestCaseError::fail)?;
+    }
+    let want = expected(&c.method, &c.path, &c.query, &c.body, c.auth.as_deref());
+    prop_assert_eq!(
+        &calls,
+        &want.clone().into_iter().collect::<Vec<_>>(),
+        "{:?}",
+        a.status
+    );
+    if want.is_some() {
+        prop_assert_eq!(a.status, StatusCode::NO_CONTENT.as_u16());
+    } else {
+        prop_assert!(
+            a.status >= 400 || c.path == "/api/openapi.json",
+            "refused requests are problems: {}",
+            a.status
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn random_requests_never_reach_the_console_unless_well_formed() {
+    let rt = runtime();
+    let stub = Arc::new(Stub::default());
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |c| rt.block_on(check(&stub, c)))
+        .unwrap();
+}
