@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
-    AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
+    AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
 };
 use vinfra_types::error::Chain;
 use vinfra_types::HostCapacity;
@@ -248,7 +248,7 @@ impl Reporter {
 
 /// True when, after `command` answered `result`, the console should get a fresh report: the
 /// command may have changed a VM, or an outgoing migration was seen reaching its end.
-fn report_after(changes_state: bool, result: &Result<CommandReply, AgentError>) -> bool {
+fn report_after(changes_state: bool, result: &Result<CommandReply, CommandError>) -> bool {
     changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
 }
 

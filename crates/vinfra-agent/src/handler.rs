@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 
 use crate::manager::Manager;
 
@@ -10,7 +10,7 @@ use crate::manager::Manager;
 pub const MAX_STOP_TIMEOUT_S: u64 = 3600;
 
 /// Runs `command` and returns the reply the console gets.
-pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, AgentError> {
+pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, CommandError> {
     use AgentCommand as C;
     Ok(match command {
         C::CreateVm { vm, start } => CommandReply::Vm {

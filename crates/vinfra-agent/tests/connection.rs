@@ -11,13 +11,13 @@ use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{Manager, ManagerConfig};
 use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki::{self, ClusterCa, JoinToken};
-use vinfra_proto::{AgentCommand, AgentError, AgentMessage, ConsoleMessage, HostReport};
+use vinfra_proto::{AgentCommand, AgentMessage, CommandError, ConsoleMessage, HostReport};
 use vinfra_types::{Accel, HostCapacity};
 
 enum Seen {
     Hello(String, HostReport),
     Report,
-    Response(u64, Result<vinfra_proto::CommandReply, AgentError>),
+    Response(u64, Result<vinfra_proto::CommandReply, CommandError>),
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn join_then_hello_reports_and_requests() {
     assert_eq!(id, 42);
     assert_eq!(
         result,
-        Err(AgentError::NoSuchVm {
+        Err(CommandError::NoSuchVm {
             id: uuid::Uuid::nil()
         })
     );
@@ -444,7 +444,7 @@ async fn a_state_change_is_reported_before_its_answer() {
             msg,
             AgentMessage::Response {
                 id: 4,
-                result: Err(AgentError::NoSuchVm { .. })
+                result: Err(CommandError::NoSuchVm { .. })
             }
         ),
         "{msg:?}"

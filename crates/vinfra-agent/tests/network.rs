@@ -19,7 +19,7 @@ use vinfra_agent::network::SwitchAttachment;
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
 use vinfra_proto::{
-    AgentCommand, AgentError, CommandReply, HostSwitchConfig, MigrationSettings, SwitchArpEntry,
+    AgentCommand, CommandError, CommandReply, HostSwitchConfig, MigrationSettings, SwitchArpEntry,
     SwitchMacEntry, SwitchNetwork, SwitchNetworkKind, VmInstance,
 };
 use vinfra_switch_control::{Attachment, Request, SwitchClient, UPLINK_PORT};
@@ -277,7 +277,7 @@ fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
     }
 }
 
-async fn create(m: &Manager, vm: &VmInstance) -> Result<CommandReply, AgentError> {
+async fn create(m: &Manager, vm: &VmInstance) -> Result<CommandReply, CommandError> {
     handle(
         m,
         AgentCommand::CreateVm {
@@ -359,7 +359,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
     let bad = instance("bad", "", vec![nic("green", "52:54:00:92:00:09")]);
     let err = create(&ma, &bad).await.unwrap_err();
     assert!(
-        matches!(&err, AgentError::Network { detail } if detail.contains("green")),
+        matches!(&err, CommandError::Network { detail } if detail.contains("green")),
         "{err:?}"
     );
     assert!(!tmp
@@ -632,7 +632,7 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     let vm = instance("netless", "", vec![nic("blue", MAC_A)]);
     let err = create(&m, &vm).await.unwrap_err();
     assert!(
-        matches!(&err, AgentError::Network { detail } if detail.contains("no virtual switch")),
+        matches!(&err, CommandError::Network { detail } if detail.contains("no virtual switch")),
         "{err:?}"
     );
     assert!(!data.join("vms").join(vm.id.to_string()).exists());
@@ -640,7 +640,7 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     let err = handle(&m, AgentCommand::PrepareIncoming { vm: vm.clone() })
         .await
         .unwrap_err();
-    assert!(matches!(err, AgentError::Network { .. }), "{err:?}");
+    assert!(matches!(err, CommandError::Network { .. }), "{err:?}");
     assert!(!data.join("vms").join(vm.id.to_string()).exists());
     // An empty switch configuration is fine without a switch; networks are not.
     handle(
@@ -659,7 +659,7 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, AgentError::Network { .. }), "{err:?}");
+    assert!(matches!(err, CommandError::Network { .. }), "{err:?}");
 }
 
 #[tokio::test]

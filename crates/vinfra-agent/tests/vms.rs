@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
-use vinfra_proto::{AgentCommand, AgentError, CommandReply, MigrationSettings, VmInstance};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, MigrationSettings, VmInstance};
 use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};
 
 mod common;
@@ -132,13 +132,13 @@ async fn life_cycle_adoption_and_stop() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, AgentError::MissingFile { .. }), "{err:?}");
+    assert!(matches!(err, CommandError::MissingFile { .. }), "{err:?}");
     assert!(!ds.join("vms").join(bad.id.to_string()).exists());
     assert!(!data.join("vms").join(bad.id.to_string()).exists());
     let err = handle(&m, AgentCommand::StartVm { id: Uuid::new_v4() })
         .await
         .unwrap_err();
-    assert!(matches!(err, AgentError::NoSuchVm { .. }));
+    assert!(matches!(err, CommandError::NoSuchVm { .. }));
 
     // Create and start with a blank disk.
     let vm = instance(

@@ -771,7 +771,7 @@ fn sample(kind: ErrorKind) -> Error {
         },
         ErrorKind::AgentError => Error::Agent(RequestError::Agent {
             host: "h1".into(),
-            source: vinfra_proto::AgentError::Host {
+            source: vinfra_proto::CommandError::Host {
                 detail: "the datastore is busy".into(),
             },
         }),

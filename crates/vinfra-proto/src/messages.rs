@@ -66,7 +66,7 @@ pub enum AgentMessage {
         /// The id of the [`ConsoleMessage::Request`] answered.
         id: u64,
         /// The command's reply, or why it failed.
-        result: Result<CommandReply, AgentError>,
+        result: Result<CommandReply, CommandError>,
     },
 }
 
@@ -404,7 +404,7 @@ impl MigrationStatus {
 /// Why an agent could not carry out a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "error", rename_all = "snake_case")]
-pub enum AgentError {
+pub enum CommandError {
     /// no VM with this id on this host
     #[error("no VM {id} on this host")]
     NoSuchVm {

@@ -117,9 +117,9 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> M
     }
 }
 
-impl From<ManagerError> for vinfra_proto::AgentError {
+impl From<ManagerError> for vinfra_proto::CommandError {
     fn from(e: ManagerError) -> Self {
-        use vinfra_proto::AgentError as A;
+        use vinfra_proto::CommandError as A;
         match e {
             ManagerError::NoSuchVm(id) => A::NoSuchVm { id },
             ManagerError::BadState {

@@ -632,22 +632,22 @@ async fn refusals_reach_the_console_typed() {
     let h = host().await;
     let id = h.running("web").await;
     h.m.stop(id, true, LONG).await.unwrap();
-    let e: vinfra_proto::AgentError = h.m.reboot(id).await.unwrap_err().into();
+    let e: vinfra_proto::CommandError = h.m.reboot(id).await.unwrap_err().into();
     assert_eq!(
         e,
-        vinfra_proto::AgentError::BadState {
+        vinfra_proto::CommandError::BadState {
             id,
             state: "stopped".into(),
             detail: "only a running VM can reboot".into(),
         }
     );
     let gone = Uuid::new_v4();
-    let e: vinfra_proto::AgentError = h.m.start(gone).await.unwrap_err().into();
-    assert_eq!(e, vinfra_proto::AgentError::NoSuchVm { id: gone });
+    let e: vinfra_proto::CommandError = h.m.start(gone).await.unwrap_err().into();
+    assert_eq!(e, vinfra_proto::CommandError::NoSuchVm { id: gone });
     h.fake.fail_next_launches(1);
-    let e: vinfra_proto::AgentError = h.m.start(id).await.unwrap_err().into();
+    let e: vinfra_proto::CommandError = h.m.start(id).await.unwrap_err().into();
     assert!(
-        matches!(&e, vinfra_proto::AgentError::Qemu { detail } if detail.contains("refused to start")),
+        matches!(&e, vinfra_proto::CommandError::Qemu { detail } if detail.contains("refused to start")),
         "{e:?}"
     );
 }

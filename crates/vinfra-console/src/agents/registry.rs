@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use vinfra_proto::{AgentCommand, AgentError, CommandReply, ConsoleMessage, HostReport};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, ConsoleMessage, HostReport};
 use vinfra_types::{HostStatus, PowerState, VmObserved};
 
 /// A host counts as disconnected when no report arrived for this long.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Requests sent to an agent that wait for their response, by request id.
-pub type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, AgentError>>>>>;
+pub type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, CommandError>>>>>;
 
 /// Why a request to an agent did not get a successful reply.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub enum RequestError {
         host: String,
         /// What its agent answered.
         #[source]
-        source: AgentError,
+        source: CommandError,
     },
 }
 

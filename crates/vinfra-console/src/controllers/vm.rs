@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use uuid::Uuid;
-use vinfra_proto::{AgentCommand, AgentError};
+use vinfra_proto::{AgentCommand, CommandError};
 use vinfra_types::{HostStatus, PowerState};
 
 use super::{Controller, ControllerError};
@@ -109,7 +109,7 @@ impl VmController {
             let gone = match console.agents().request(host, del, SHORT_TIMEOUT).await {
                 Ok(_) => true,
                 Err(RequestError::Agent {
-                    source: AgentError::NoSuchVm { .. },
+                    source: CommandError::NoSuchVm { .. },
                     ..
                 }) => false,
                 Err(e) => {

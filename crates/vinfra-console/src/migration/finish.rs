@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 use vinfra_types::error::Chain;
 use vinfra_types::{HostStatus, MigrationPhase, PowerState};
 
@@ -42,7 +42,7 @@ async fn settle(
         match agents.request(&active.source, cancel, SHORT_TIMEOUT).await {
             Ok(_)
             | Err(RequestError::Agent {
-                source: AgentError::BadState { .. },
+                source: CommandError::BadState { .. },
                 ..
             }) => {}
             Err(e) => tracing::debug!(vm = active.vm, "cancel on source: {}", Chain(&e)),
@@ -86,7 +86,7 @@ async fn settle(
     {
         Ok(_) => failure,
         Err(RequestError::Agent {
-            source: AgentError::BadState { .. },
+            source: CommandError::BadState { .. },
             ..
         }) if source_status.is_none() => {
             console.event(

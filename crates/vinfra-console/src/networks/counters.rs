@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 use vinfra_types::network::{
     HostSwitchCounters, NetworkCounters, NetworkHostCounters, NetworkPortCounters, NetworkTotal,
 };
@@ -35,7 +35,7 @@ async fn ask_counters(console: &Console, host: &str) -> Result<HostSwitchCounter
         CommandReply::SwitchCounters { counters } => Ok(counters),
         other => Err(RequestError::Agent {
             host: host.to_string(),
-            source: AgentError::Host {
+            source: CommandError::Host {
                 detail: format!("unexpected reply {other:?}"),
             },
         }),

@@ -2,7 +2,7 @@
 //! transaction, or, when its host may still have the VM, a cleanup marker written instead
 //! (see the module doc of [`crate::vms`]).
 
-use vinfra_proto::{AgentCommand, AgentError};
+use vinfra_proto::{AgentCommand, CommandError};
 use vinfra_store::{Compare, Op};
 use vinfra_types::api::Event;
 
@@ -72,7 +72,7 @@ pub async fn unconfirmed_create(
             {
                 Ok(_)
                 | Err(RequestError::Agent {
-                    source: AgentError::NoSuchVm { .. },
+                    source: CommandError::NoSuchVm { .. },
                     ..
                 }) => None,
                 Err(de) => {

@@ -1,7 +1,7 @@
 //! Deleting a VM with its disks; with `force` also while its host is disconnected (the VM is
 //! then removed there when the host reconnects, its addresses kept until then).
 
-use vinfra_proto::{AgentCommand, AgentError, CommandReply};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 use vinfra_types::HostStatus;
 
 use super::cleanups;
@@ -34,7 +34,7 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
     } else {
         let ignore_missing = |r: Result<CommandReply, RequestError>| match r {
             Err(RequestError::Agent {
-                source: AgentError::NoSuchVm { .. },
+                source: CommandError::NoSuchVm { .. },
                 ..
             }) => Ok(()),
             Err(e) => Err(e),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vinfra_proto::{AgentCommand, AgentError};
+use vinfra_proto::{AgentCommand, CommandError};
 use vinfra_types::api::StopVmRequest;
 use vinfra_types::{PowerState, VmSummary};
 
@@ -131,7 +131,7 @@ pub async fn stop(
             Ok(views::after(console, &rec, Some(reply)))
         }
         Err(RequestError::Agent {
-            source: AgentError::NoSuchVm { .. },
+            source: CommandError::NoSuchVm { .. },
             ..
         }) => Ok(views::after(console, &rec, None)),
         Err(e) => {

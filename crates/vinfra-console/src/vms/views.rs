@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
-use vinfra_proto::{AgentCommand, AgentError, CommandReply, HostReport};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, HostReport};
 use vinfra_types::api::ConsoleLog;
 use vinfra_types::{HostStatus, PowerState, VmObserved, VmSummary, VmUsage};
 
@@ -131,7 +131,7 @@ pub async fn console_log(
         CommandReply::Console { text } => Ok(ConsoleLog { text }),
         other => Err(Error::Agent(RequestError::Agent {
             host: rec.host,
-            source: AgentError::Host {
+            source: CommandError::Host {
                 detail: format!("unexpected reply {other:?}"),
             },
         })),

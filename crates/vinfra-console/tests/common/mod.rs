@@ -16,7 +16,7 @@ use vinfra_console::{ConsoleConfig, RunningConsole};
 use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki;
 use vinfra_proto::{
-    AgentCommand, AgentError, AgentMessage, CommandReply, ConsoleMessage, HostReport,
+    AgentCommand, AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport,
     MigrationSettings, MigrationStatus, VmInstance, PROTOCOL_VERSION,
 };
 use vinfra_types::{Accel, HostCapacity, HostUsage, PowerState, VmObserved, VmUsage};
@@ -463,14 +463,14 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
     }
 }
 
-fn check_networks(state: &FakeState, vm: &VmInstance) -> Result<(), AgentError> {
+fn check_networks(state: &FakeState, vm: &VmInstance) -> Result<(), CommandError> {
     for nic in &vm.spec.nics {
         let known = state
             .switch_config
             .as_ref()
             .is_some_and(|c| c.networks.iter().any(|n| n.name == nic.network));
         if !known {
-            return Err(AgentError::Network {
+            return Err(CommandError::Network {
                 detail: format!(
                     "network {} is not configured on this host's switch",
                     nic.network
@@ -481,12 +481,12 @@ fn check_networks(state: &FakeState, vm: &VmInstance) -> Result<(), AgentError> 
     Ok(())
 }
 
-fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, AgentError> {
+fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, CommandError> {
     let name = format!("{command:?}");
     state
         .commands
         .push(name.split([' ', '{']).next().unwrap_or("").to_string());
-    let missing = |id| AgentError::NoSuchVm { id };
+    let missing = |id| CommandError::NoSuchVm { id };
     match &command {
         AgentCommand::CreateVm { vm, .. } | AgentCommand::PrepareIncoming { vm } => {
             // Like the real agent: a NIC's network must be on the host's switch already.
@@ -497,7 +497,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
     match command {
         AgentCommand::CreateVm { vm, start } => {
             if state.behaviour.fail_create {
-                return Err(AgentError::MissingFile {
+                return Err(CommandError::MissingFile {
                     path: "images/vmlinuz".into(),
                 });
             }
@@ -522,7 +522,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         }
         AgentCommand::DeleteVm { id, .. } => {
             if state.behaviour.fail_delete {
-                return Err(AgentError::Host {
+                return Err(CommandError::Host {
                     detail: "the datastore is busy".into(),
                 });
             }
@@ -531,7 +531,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         }
         AgentCommand::PrepareIncoming { vm } => {
             if state.behaviour.fail_prepare {
-                return Err(AgentError::Qemu {
+                return Err(CommandError::Qemu {
                     detail: "incoming QEMU failed to start".into(),
                 });
             }
@@ -598,7 +598,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         }
         AgentCommand::CancelMigration { id } => {
             if state.completed.contains(&id) {
-                return Err(AgentError::BadState {
+                return Err(CommandError::BadState {
                     id,
                     state: "paused".into(),
                     detail: "the migration already completed".into(),
@@ -620,7 +620,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             let v = state.vms.get(&id).ok_or(missing(id))?;
             // Like the real agent: a VM whose guest arrived is not killed.
             if v.1 != PowerState::Incoming {
-                return Err(AgentError::BadState {
+                return Err(CommandError::BadState {
                     id,
                     state: format!("{:?}", v.1),
                     detail: "the VM already runs here".into(),
