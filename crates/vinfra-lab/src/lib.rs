@@ -457,7 +457,7 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
     let mut first: Option<LabError> = None;
     let mut note = |r: Result<(), LabError>| {
         if let Err(e) = r {
-            tracing::warn!(error = %e, "lab cleanup");
+            tracing::warn!(error = %vinfra_types::error::Chain(&e), "lab cleanup");
             first.get_or_insert(e);
         }
     };

@@ -217,6 +217,63 @@ pub fn workspace(workspace: &Path) -> Result<Vec<Graph>, LintError> {
     dirs.iter().map(|d| Graph::read(d)).collect()
 }
 
+/// Names every crate may define for itself, read qualified by the crate (`vinfra_console::Error`).
+pub const CRATE_LOCAL_NAMES: &[&str] = &["Error", "Result"];
+
+/// Public type names (structs, enums, traits, type aliases; `pub` or `pub(crate)`) defined in
+/// more than one crate, with those crates, leaving out [`CRATE_LOCAL_NAMES`]: one name, one
+/// meaning across the workspace.
+pub fn shared_names(workspace: &Path) -> Result<BTreeMap<String, BTreeSet<String>>, LintError> {
+    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for g in self::workspace(workspace)? {
+        let dir = workspace.join("crates").join(&g.name);
+        for file in g.files.keys() {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|source| LintError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let ast = syn::parse_file(&text).map_err(|source| LintError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+            let mut names = BTreeSet::new();
+            type_names(&ast.items, &mut names);
+            for n in names {
+                if !CRATE_LOCAL_NAMES.contains(&n.as_str()) {
+                    owners.entry(n).or_default().insert(g.name.clone());
+                }
+            }
+        }
+    }
+    owners.retain(|_, crates| crates.len() > 1);
+    Ok(owners)
+}
+
+fn type_names(items: &[syn::Item], out: &mut BTreeSet<String>) {
+    for item in items {
+        if is_cfg_test(item_attrs(item)) {
+            continue;
+        }
+        let (vis, ident) = match item {
+            syn::Item::Struct(i) => (&i.vis, &i.ident),
+            syn::Item::Enum(i) => (&i.vis, &i.ident),
+            syn::Item::Trait(i) => (&i.vis, &i.ident),
+            syn::Item::Type(i) => (&i.vis, &i.ident),
+            syn::Item::Mod(m) => {
+                if let Some((_, inner)) = &m.content {
+                    type_names(inner, out);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        if !matches!(vis, syn::Visibility::Inherited) {
+            out.insert(ident.to_string());
+        }
+    }
+}
+
 /// Finds the `.rs` files under `dir` and their module paths. `src/bin/` holds separate
 /// programs, and `main.rs` beside a `lib.rs` is one: neither belongs to the library's graph.
 fn collect(

@@ -1,5 +1,6 @@
 //! `vinfra-imports [WORKSPACE]`: prints every crate's files floor by floor with the files each
-//! imports, and its circles; exits 1 when a crate has a circle.
+//! imports, and its circles, then the type names defined in more than one crate; exits 1 when there
+//! is either.
 
 fn main() {
     let root = std::env::args()
@@ -19,7 +20,21 @@ fn main() {
         circles += g.circles().len();
     }
     println!("{} crates, {circles} circles", graphs.len());
-    if circles > 0 {
+    let shared = match vinfra_lint::shared_names(&root) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vinfra-imports: {}", vinfra_types::error::chain(&e));
+            std::process::exit(2);
+        }
+    };
+    for (name, crates) in &shared {
+        let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
+        println!(
+            "name defined in several crates: {name} ({})",
+            crates.join(", ")
+        );
+    }
+    if circles > 0 || !shared.is_empty() {
         std::process::exit(1);
     }
 }

@@ -54,7 +54,7 @@ pub enum QmpError {
 
 /// An asynchronous QMP event.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Event {
+pub struct QmpEvent {
     /// Event name, e.g. `STOP`, `SHUTDOWN`, `MIGRATION`.
     pub event: String,
     /// Event payload (`null` when the event has none).
@@ -70,7 +70,7 @@ type Reply = Result<Value, QmpError>;
 #[derive(Default)]
 struct Shared {
     pending: HashMap<u64, oneshot::Sender<Reply>>,
-    events: VecDeque<Event>,
+    events: VecDeque<QmpEvent>,
     closed: bool,
 }
 
@@ -214,12 +214,12 @@ impl Qmp {
     }
 
     /// The oldest buffered event, if any, without waiting.
-    pub fn try_next_event(&self) -> Option<Event> {
+    pub fn try_next_event(&self) -> Option<QmpEvent> {
         lock(&self.shared).events.pop_front()
     }
 
     /// Waits for the next event. `None` once the connection is closed and no events are left.
-    pub async fn next_event(&self) -> Option<Event> {
+    pub async fn next_event(&self) -> Option<QmpEvent> {
         loop {
             let notified = self.event_notify.notified();
             tokio::pin!(notified);
@@ -238,7 +238,7 @@ impl Qmp {
     }
 
     /// Waits up to `timeout` for an event named `name`, discarding the others.
-    pub async fn wait_event(&self, name: &str, timeout: Duration) -> Result<Event, QmpError> {
+    pub async fn wait_event(&self, name: &str, timeout: Duration) -> Result<QmpEvent, QmpError> {
         let fut = async {
             while let Some(e) = self.next_event().await {
                 if e.event == name {
@@ -310,7 +310,7 @@ async fn read_loop(
             Err(e) => break Some(e),
         };
         if msg.get("event").is_some() {
-            match serde_json::from_value::<Event>(msg) {
+            match serde_json::from_value::<QmpEvent>(msg) {
                 Ok(ev) => {
                     let mut s = lock(&shared);
                     if s.events.len() >= EVENT_BUFFER {
@@ -358,7 +358,12 @@ async fn read_loop(
         }
     };
     if let Some(e) = &end {
-        tracing::warn!("QMP connection dropped: {e}");
+        // The error and its sources on one line (this crate stands alone: no shared printer).
+        let chain: Vec<String> =
+            std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        tracing::warn!("QMP connection dropped: {}", chain.join(": "));
     }
     let pending = {
         let mut s = lock(&shared);

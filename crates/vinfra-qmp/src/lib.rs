@@ -14,5 +14,5 @@
 pub mod client;
 pub mod commands;
 
-pub use client::{Event, Qmp, QmpError, DEFAULT_TIMEOUT};
+pub use client::{Qmp, QmpError, QmpEvent, DEFAULT_TIMEOUT};
 pub use commands::{MigrateParameters, MigrationInfo, RamStats, StatusInfo, VersionInfo};

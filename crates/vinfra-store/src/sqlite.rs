@@ -156,8 +156,12 @@ impl SqliteStore {
                 match result {
                     Ok(Ok(0)) => {}
                     Ok(Ok(n)) => tracing::debug!(revoked = n, "expired leases"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "lease expiry failed"),
-                    Err(e) => tracing::warn!(error = %e, "lease expiry task failed"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %vinfra_types::error::Chain(&e), "lease expiry failed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %vinfra_types::error::Chain(&e), "lease expiry task failed")
+                    }
                 }
             }
         })

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vinfra_switch::datapath::{
-    ConfigCommand, Counters, DhcpConfig, Drops, Location, NetworkCounters, NetworkId, PortConfig,
-    PortId, PortKind, Segment, Snapshot, SwitchSettings,
+    ConfigCommand, Counters, DhcpConfig, Drops, Location, NetworkId, PortConfig, PortId, PortKind,
+    Segment, SegmentCounters, Snapshot, SwitchSettings,
 };
 use vinfra_switch::wire::{MacAddr, VlanId, Vni};
 use vinfra_switch_control::{
@@ -196,7 +196,7 @@ fn traffic(c: &Counters) -> TrafficView {
     }
 }
 
-fn network_view(id: NetworkId, n: &NetworkCounters) -> NetworkCountersView {
+fn network_view(id: NetworkId, n: &SegmentCounters) -> NetworkCountersView {
     NetworkCountersView {
         id: id.0,
         traffic: traffic(&n.traffic),

@@ -116,7 +116,7 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         .name("switch-control".into())
         .spawn(move || {
             if let Err(e) = control::serve(listener, tx, waker) {
-                tracing::error!(error = %e, "control socket failed");
+                tracing::error!(error = %vinfra_types::error::Chain(&e), "control socket failed");
             }
         })
         .map_err(SwitchdError::Thread)?;

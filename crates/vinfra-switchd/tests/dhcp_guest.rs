@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vinfra_switch::datapath::{
-    ConfigCommand, DhcpConfig, NetworkCounters, NetworkId, PortConfig, PortId, PortKind, Segment,
+    ConfigCommand, DhcpConfig, NetworkId, PortConfig, PortId, PortKind, Segment, SegmentCounters,
     Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{MacAddr, Vni};
@@ -38,7 +38,7 @@ fn run_switch(
     sw_path: PathBuf,
     vm_path: PathBuf,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<NetworkCounters> {
+) -> JoinHandle<SegmentCounters> {
     let vm_socket = UnixDatagram::bind(&sw_path).unwrap();
     vm_socket.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {

@@ -233,7 +233,7 @@ impl Counters {
 
 /// A network's counters.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct NetworkCounters {
+pub struct SegmentCounters {
     /// Inner (tenant) frames in and out of the network.
     pub traffic: Counters,
     /// ARP requests answered by the switch instead of being flooded.
@@ -252,7 +252,7 @@ pub struct Snapshot {
     /// Per port, by port number.
     pub ports: Vec<(PortId, Counters)>,
     /// Per network, by network number.
-    pub networks: Vec<(NetworkId, NetworkCounters)>,
+    pub networks: Vec<(NetworkId, SegmentCounters)>,
     /// Drops that belong to no port (frames for an unknown port number).
     pub switch_drops: Drops,
 }

@@ -18,7 +18,7 @@ mod tx;
 
 pub use crate::wire::encap::overlay_guest_mtu;
 pub use config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
-pub use counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+pub use counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 pub use ids::{NetworkId, PortId, Segment};
 pub use mac_table::{Location, MacEntry};
 pub use port::{PortConfig, PortKind};

@@ -5,14 +5,14 @@ use core::net::Ipv4Addr;
 use foldhash::HashMap;
 
 use super::config::DhcpConfig;
-use super::counters::NetworkCounters;
+use super::counters::SegmentCounters;
 use super::ids::{PortId, Segment};
 use super::mac_table::MacTable;
 use crate::wire::MacAddr;
 
 /// One network's forwarding state.
 #[derive(Debug)]
-pub(crate) struct Network {
+pub(crate) struct NetworkState {
     /// Its VNI or VLAN ID.
     pub(crate) segment: Segment,
     pub(crate) macs: MacTable,
@@ -24,19 +24,19 @@ pub(crate) struct Network {
     pub(crate) arp: HashMap<Ipv4Addr, MacAddr>,
     /// The DHCP responder's parameters, when the switch answers DHCP on this network.
     pub(crate) dhcp: Option<DhcpConfig>,
-    pub(crate) counters: NetworkCounters,
+    pub(crate) counters: SegmentCounters,
 }
 
-impl Network {
-    pub(crate) fn new(segment: Segment, learn_limit: usize) -> Network {
-        Network {
+impl NetworkState {
+    pub(crate) fn new(segment: Segment, learn_limit: usize) -> NetworkState {
+        NetworkState {
             segment,
             macs: MacTable::new(learn_limit),
             flood: Vec::new(),
             ports: Vec::new(),
             arp: HashMap::default(),
             dhcp: None,
-            counters: NetworkCounters::default(),
+            counters: SegmentCounters::default(),
         }
     }
 }

@@ -7,10 +7,10 @@ use core::time::Duration;
 use foldhash::HashMap;
 
 use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
-use super::counters::{Counters, DropReason, Drops, NetworkCounters, Snapshot};
+use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
-use super::network::Network;
+use super::network::NetworkState;
 use super::port::{PortConfig, PortKind};
 use super::tx::TxBatch;
 use crate::wire::dhcp::{self, DhcpMessageType, DhcpOp, DhcpRepr};
@@ -132,7 +132,7 @@ type Refusal = (DropReason, Option<NetworkId>);
 pub struct Switch {
     settings: SwitchSettings,
     ports: Vec<Option<Port>>,
-    networks: Vec<Option<Network>>,
+    networks: Vec<Option<NetworkState>>,
     vnis: HashMap<Vni, NetworkId>,
     /// VID (0..4096) to network.
     vlans: Vec<Option<NetworkId>>,
@@ -419,7 +419,7 @@ impl Switch {
         }
     }
 
-    fn network_mut(&mut self, id: NetworkId) -> Result<&mut Network, ConfigError> {
+    fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, ConfigError> {
         slot_mut(&mut self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))
     }
 
@@ -453,7 +453,7 @@ impl Switch {
         slot_insert(
             &mut self.networks,
             id.0,
-            Network::new(segment, self.settings.mac_learn_limit),
+            NetworkState::new(segment, self.settings.mac_learn_limit),
         );
         Ok(())
     }
@@ -580,7 +580,7 @@ impl Switch {
     }
 
     /// A network's counters.
-    pub fn network_counters(&self, id: NetworkId) -> Option<NetworkCounters> {
+    pub fn network_counters(&self, id: NetworkId) -> Option<SegmentCounters> {
         slot(&self.networks, id.0).map(|n| n.counters)
     }
 
@@ -764,7 +764,7 @@ struct Egress<'s> {
 /// Sends copies of one frame in one network.
 struct Sender<'s, 'f> {
     egress: Egress<'s>,
-    counters: &'s mut NetworkCounters,
+    counters: &'s mut SegmentCounters,
     segment: Segment,
     tx: &'s mut TxBatch,
     l2: L2<'f>,
@@ -937,7 +937,7 @@ impl Sender<'_, '_> {
             out.get_mut(start..)
                 .is_some_and(|h| header.emit_headers(h, inner_len).is_ok())
         };
-        let sent = |uplink: &mut Port, counters: &mut NetworkCounters, inner_len: usize| {
+        let sent = |uplink: &mut Port, counters: &mut SegmentCounters, inner_len: usize| {
             uplink.counters.tx(inner_len + encap::OVERHEAD);
             counters.traffic.tx(inner_len);
         };
@@ -980,13 +980,13 @@ impl Sender<'_, '_> {
 fn forward(
     settings: &SwitchSettings,
     now: Duration,
-    net: &mut Network,
+    net: &mut NetworkState,
     egress: Egress<'_>,
     in_port: PortId,
     ingress: Ingress<'_>,
     tx: &mut TxBatch,
 ) {
-    let Network {
+    let NetworkState {
         segment,
         macs,
         flood,
