@@ -10,9 +10,13 @@
 # The guest's /init:
 #   - prints "VINFRA-GUEST BOOTED" on the serial console (console=ttyS0);
 #   - with "vinfra.probe=1" on the kernel command line prints "VINFRA-PROBE-OK" and powers off;
-#   - otherwise powers off on the ACPI power button (QMP system_powerdown), configures eth0 when
-#     "vinfra.ip=ADDR/PREFIX" is given, and prints "VINFRA-COUNTER <n> <uptime> <wall clock, s>"
-#     every 0.5 s (parsers read fields 1 and 2; more fields may be appended);
+#   - otherwise powers off on the ACPI power button (QMP system_powerdown), printing
+#     "VINFRA-GUEST POWERDOWN", configures eth0 when "vinfra.ip=ADDR/PREFIX" is given, and prints
+#     "VINFRA-COUNTER <n> <uptime> <wall clock, s>" every 0.5 s (parsers read fields 1 and 2; more
+#     fields may be appended);
+#   - with "vinfra.ignore_acpi=1" prints "VINFRA-GUEST IGNORES ACPI" at boot and, on the power
+#     button, only "VINFRA-GUEST POWER BUTTON IGNORED": a guest that hangs on shutdown, so that a
+#     graceful stop has to end in a forced one;
 #   - with "vinfra.dirty=MIB" also keeps rewriting a MIB-MiB file on a tmpfs in the background, at
 #     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
 #   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
@@ -109,7 +113,7 @@ MODDIR="$WORK/kernel/lib/modules/$KVER"
 [[ -d $MODDIR ]] || die "the package has no modules directory for $KVER"
 
 ROOT="$WORK/root"
-mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,etc/acpi/PWRF,lib/modules}
+mkdir -p "$ROOT"/{bin,sbin,dev,proc,sys,tmp,etc/acpi/PWRF,etc/acpi-ignore/PWRF,lib/modules}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 
@@ -165,6 +169,12 @@ sync
 poweroff -f
 EOF
 chmod 755 "$ROOT/etc/acpi/PWRF/00000080"
+# With vinfra.ignore_acpi=1 acpid reads this directory instead: the button is seen, and ignored.
+cat >"$ROOT/etc/acpi-ignore/PWRF/00000080" <<'EOF'
+#!/bin/sh
+echo "VINFRA-GUEST POWER BUTTON IGNORED" >/dev/console
+EOF
+chmod 755 "$ROOT/etc/acpi-ignore/PWRF/00000080"
 
 # udhcpc runs this with "deconfig", "bound", "renew" or "nak"; the lease is in the environment.
 cat >"$ROOT/etc/udhcpc.script" <<'EOF'
@@ -250,6 +260,7 @@ while read -r m; do
 done </lib/modules/order
 echo "VINFRA-GUEST BOOTED"
 cmdline=$(cat /proc/cmdline)
+acpi_dir=/etc/acpi
 probe=0
 ip=
 dirty=
@@ -259,6 +270,7 @@ ping_target=
 pingfast=
 for arg in $cmdline; do
     case $arg in
+    vinfra.ignore_acpi=1) acpi_dir=/etc/acpi-ignore ;;
     vinfra.probe=1) probe=1 ;;
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
@@ -273,7 +285,8 @@ if [ "$probe" = 1 ]; then
     sync
     poweroff -f
 fi
-acpid -c /etc/acpi -l /tmp/acpid.log
+acpid -c "$acpi_dir" -l /tmp/acpid.log
+[ "$acpi_dir" = /etc/acpi-ignore ] && echo "VINFRA-GUEST IGNORES ACPI"
 ip link set lo up
 if [ -n "$ip" ] && [ "$dhcp" = 1 ]; then
     echo "VINFRA-GUEST IP $ip ignored (vinfra.dhcp=1)"

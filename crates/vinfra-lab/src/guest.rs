@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(GuestAddress::Dhcp.kernel_arg(), "vinfra.dhcp=1");
         assert_eq!(GuestAddress::Dhcp.requested_ip(), None);
         // The options the guest's init understands, as the build script spells them.
-        for option in ["vinfra.ip=*)", "vinfra.dhcp=1)"] {
+        for option in ["vinfra.ip=*)", "vinfra.dhcp=1)", "vinfra.ignore_acpi=1)"] {
             assert!(BUILD_SCRIPT.contains(option), "{option}");
         }
     }

@@ -992,7 +992,18 @@ impl Lab {
         self.save()
     }
 
-    /// Stops the console and starts it again on the same port; waits for its API.
+    /// Sends `signal` to the console (SIGKILL: it dies mid-operation, as in a crash). Start it
+    /// again with [`Lab::restart_console`].
+    pub fn kill_console(&self, signal: Signal) -> Result<(), LabError> {
+        let pid = self.console_pid();
+        if is_lab_process(pid, &self.state.root) {
+            process::signal(pid, signal)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the console (if it still runs) and starts it again on the same port; waits for its
+    /// API.
     pub fn restart_console(&mut self) -> Result<(), LabError> {
         let pid = self.console_pid();
         if process::alive(pid) && is_lab_process(pid, &self.state.root) {

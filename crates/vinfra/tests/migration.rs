@@ -1,7 +1,8 @@
 //! Live migration in the lab, with a guest that counts on its serial console: the guest moves
 //! without rebooting (its counter and uptime go on on the destination), one QEMU is left; a
 //! migration whose destination QEMU or agent is killed ends failed with the VM still running on
-//! the source and nothing left on the destination.
+//! the source and nothing left on the destination; a cancelled one (`vinfra vm migrate
+//! --cancel`) too; and a console killed mid-migration follows it to its end when it comes back.
 
 mod common;
 
@@ -9,9 +10,10 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::{
-    api, assert_counting, boot_guest, can_run_labs, cli_env, console_text, counters, last_tick,
-    migration, qemus_with, refs, serial_log, start_lab, vinfra, vm, wait_for, wait_migration_end,
-    wait_nothing_left_on, wait_tick_above, LabGuard,
+    api, assert_counting, boot_guest, boot_guest_with, can_run_labs, cli_env, console_text,
+    counters, last_tick, migration, qemus_with, refs, serial_log, serial_text, spawn_vinfra,
+    start_lab, vinfra, vm, wait_for, wait_migration_end, wait_nothing_left_on, wait_tick_above,
+    LabGuard, Tick,
 };
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
@@ -53,7 +55,7 @@ fn migrate_and_check(
     assert_eq!(src_pids.len(), 1, "one source QEMU on {from}: {src_pids:?}");
     let src_pid = src_pids[0];
     // Kept open: the source agent removes the file once the VM has left.
-    let mut src_log =
+    let src_log =
         std::fs::File::open(serial_log(lab, from, id)).expect("open the source serial log");
     let before = wait_tick_above(lab, name, 0);
 
@@ -97,7 +99,23 @@ fn migrate_and_check(
     );
     assert!(last.total_bytes > 0, "total bytes reported: {last:?}");
     assert!(last.downtime_ms.is_some(), "downtime reported: {last:?}");
+    assert_moved(lab, name, id, (from, src_pid), to, src_log, before);
+    last
+}
 
+/// After a completed migration of `name` (id `id`) from `from` (where QEMU `src_pid` ran, whose
+/// serial log is `src_log`, opened before the migration) to `to`: the VM is on `to` and nothing
+/// is left on `from`; the source counted up to the switchover from at least `before`, and the
+/// destination goes on counting from there without booting again; one QEMU is left, on `to`.
+fn assert_moved(
+    lab: &Lab,
+    name: &str,
+    id: &str,
+    (from, src_pid): (&str, u32),
+    to: &str,
+    mut src_log: std::fs::File,
+    before: Tick,
+) {
     // The VM is on the destination now; the source QEMU and directory are gone.
     assert_eq!(vm(lab, name).host, to, "{name}'s host after the migration");
     assert!(
@@ -155,7 +173,6 @@ fn migrate_and_check(
         all,
         "the remaining QEMU runs for {to}"
     );
-    last
 }
 
 #[test]
@@ -185,7 +202,8 @@ fn live_migration_keeps_the_guest_running() {
     );
 }
 
-/// Caps migrations at 1 MiB/s so that one stays active long enough to be interrupted.
+/// Caps migrations at `mib` MiB/s (`None`: no cap), so that one stays active long enough to be
+/// interrupted.
 fn set_bandwidth_limit(lab: &Lab, mib: Option<u64>) {
     let client = api(lab);
     let mut settings = client.settings().expect("settings");
@@ -303,4 +321,231 @@ fn killing_the_destination_agent_fails_the_migration_cleanly() {
     // h2 can take the VM afterwards.
     set_bandwidth_limit(&lab, None);
     migrate_and_check(&lab, "ka-1", &id, "h1", "h2", How::Api(Some("h2")));
+}
+
+/// Waits until the first migration of `name` (id `id`), to h2, is active and has sent bytes;
+/// returns that progress and the pid of the incoming QEMU on h2.
+fn wait_sending(lab: &Lab, name: &str, id: &str) -> (MigrationProgress, u32) {
+    let progress = wait_for(
+        &format!("the migration of {name} to send"),
+        Duration::from_secs(60),
+        || {
+            // Not found until the migration has been asked for.
+            let p = api(lab).migration(name).ok()?;
+            assert!(
+                !p.phase.is_final(),
+                "the migration ended before it could be interrupted: {p:?}"
+            );
+            (p.phase == MigrationPhase::Active && p.transferred_bytes > 0).then_some(p)
+        },
+    );
+    let dest = lab.qemu_pids_on("h2", id).expect("host");
+    assert_eq!(dest.len(), 1, "one incoming QEMU on h2: {dest:?}");
+    (progress, dest[0])
+}
+
+#[test]
+fn cancelling_a_migration_leaves_the_vm_running_on_the_source() {
+    if !can_run_labs() {
+        return;
+    }
+    let lab = start_lab("mcancel", 2);
+    set_bandwidth_limit(&lab, Some(1));
+    // At 1 MiB/s the first pass over the guest's memory alone takes over a minute, and the guest
+    // keeps dirtying memory: the migration still runs when it is cancelled.
+    let id = boot_guest_with(&lab, "mc-1", 128, Some("h1"), "vinfra.dirty=8")
+        .id
+        .to_string();
+    let src = lab.qemu_pids_on("h1", &id).expect("host");
+    assert_eq!(src.len(), 1, "one QEMU on h1: {src:?}");
+    let src_pid = src[0];
+    wait_tick_above(&lab, "mc-1", 0);
+
+    // The CLI starts the migration and follows it; another one cancels it.
+    let env = cli_env(&lab);
+    let follower = spawn_vinfra(&["vm", "migrate", "mc-1", "--to", "h2"], &refs(&env));
+    let (sending, dest_pid) = wait_sending(&lab, "mc-1", &id);
+    eprintln!("cancelling after {} bytes", sending.transferred_bytes);
+    let out = vinfra(
+        &["--output", "json", "vm", "migrate", "mc-1", "--cancel"],
+        &refs(&env),
+    );
+    assert!(
+        out.status.success(),
+        "vinfra vm migrate --cancel: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: MigrationProgress = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the cancel's JSON: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        answer.phase,
+        MigrationPhase::Cancelled,
+        "the cancel answers with the ended migration: {answer:?}"
+    );
+    let followed = follower.wait("vinfra vm migrate --to h2", Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&followed.stderr);
+    assert_eq!(
+        followed.status.code(),
+        Some(1),
+        "the following CLI fails: {stderr}"
+    );
+    assert!(
+        stderr.contains("migration of mc-1 was cancelled"),
+        "the following CLI says why: {stderr}"
+    );
+
+    // The record: cancelled, the VM on h1 and running.
+    let p = migration(&lab, "mc-1");
+    assert_eq!(
+        (p.phase, p.source.as_str(), p.destination.as_str()),
+        (MigrationPhase::Cancelled, "h1", "h2"),
+        "the migration record: {p:?}"
+    );
+    assert_eq!(vm(&lab, "mc-1").host, "h1", "the API reports mc-1 on h1");
+    wait_for(
+        "mc-1 to be reported running on h1",
+        Duration::from_secs(30),
+        || (vm(&lab, "mc-1").state == PowerState::Running).then_some(()),
+    );
+    let events = common::events_about(&lab, "mc-1");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "migration" && e.message.contains("cancelled")),
+        "an event records the cancel: {events:?}"
+    );
+
+    // The incoming QEMU is gone, h2 keeps nothing of the VM, the source QEMU runs on.
+    assert!(
+        vinfra_lab::process::wait_gone(dest_pid, Duration::from_secs(30)),
+        "the incoming QEMU (pid {dest_pid}) is still running"
+    );
+    wait_nothing_left_on(&lab, "h2", &id);
+    assert_eq!(qemus_with(&id), vec![src_pid], "QEMUs with the VM's id");
+    wait_for(
+        "h2 to stop counting mc-1's memory",
+        Duration::from_secs(30),
+        || {
+            let h2 = api(&lab).host("h2").expect("GET host h2");
+            (h2.allocated_memory_mib == 0).then_some(())
+        },
+    );
+
+    // The guest never stopped: one boot, a counter without a gap, still counting.
+    let t = last_tick(&lab, "mc-1").expect("counter on the source");
+    wait_tick_above(&lab, "mc-1", t.n + 2);
+    let text = serial_text(&lab, "h1", &id);
+    assert_eq!(
+        text.matches("VINFRA-GUEST BOOTED").count(),
+        1,
+        "the guest booted once"
+    );
+    assert_counting(&counters(&text), "source serial log");
+
+    // The VM can move afterwards.
+    set_bandwidth_limit(&lab, None);
+    migrate_and_check(&lab, "mc-1", &id, "h1", "h2", How::Api(Some("h2")));
+}
+
+#[test]
+fn a_console_killed_mid_migration_follows_it_to_the_end_when_it_comes_back() {
+    if !can_run_labs() {
+        return;
+    }
+    let mut lab = start_lab("mrestart", 2);
+    // Slow enough to restart the console in the middle (the first pass over the guest's 128 MiB
+    // takes some 30 s), fast enough to converge (an idle guest under TCG dirties about 1 MiB/s:
+    // at 1 MiB/s its migration never ends).
+    set_bandwidth_limit(&lab, Some(4));
+    let id = boot_guest(&lab, "mr-1", 128, Some("h1")).id.to_string();
+    let src = lab.qemu_pids_on("h1", &id).expect("host");
+    assert_eq!(src.len(), 1, "one QEMU on h1: {src:?}");
+    let src_pid = src[0];
+    // Kept open: the source agent removes the file once the VM has left.
+    let src_log = std::fs::File::open(serial_log(&lab, "h1", &id)).expect("open the serial log");
+    let before = wait_tick_above(&lab, "mr-1", 0);
+    api(&lab)
+        .migrate_vm(
+            "mr-1",
+            &MigrateVmRequest {
+                to: Some("h2".into()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("POST migrate: {e}"));
+    let (sending, dest_pid) = wait_sending(&lab, "mr-1", &id);
+
+    // The console dies while the memory is being sent, and comes back.
+    let old = lab.console_pid();
+    let down = std::time::Instant::now();
+    lab.kill_console(Signal::SIGKILL)
+        .expect("kill -9 the console");
+    assert!(
+        vinfra_lab::process::wait_gone(old, Duration::from_secs(10)),
+        "the console is gone"
+    );
+    lab.lab_mut()
+        .restart_console()
+        .expect("restart the console");
+    assert_ne!(lab.console_pid(), old, "a new console process");
+    eprintln!(
+        "the console was down for {:?}, after {} bytes had been sent",
+        down.elapsed(),
+        sending.transferred_bytes
+    );
+    let stored = migration(&lab, "mr-1");
+    assert_eq!(
+        stored.phase,
+        MigrationPhase::Active,
+        "the restarted console has the migration as the old one stored it: {stored:?}"
+    );
+    lab.wait_hosts_connected(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The new console follows the migration the old one started: it reports the source's
+    // progress, past what the old one had stored…
+    let followed = wait_for(
+        "the restarted console to report the migration's progress",
+        Duration::from_secs(90),
+        || {
+            let p = migration(&lab, "mr-1");
+            (p.transferred_bytes > stored.transferred_bytes || p.phase.is_final()).then_some(p)
+        },
+    );
+    assert_eq!(
+        followed.phase,
+        MigrationPhase::Active,
+        "the restarted console found the migration running: {followed:?}"
+    );
+    // …to its end: the VM runs on h2, in the QEMU that was waiting there before the restart.
+    let last = wait_migration_end(&lab, "mr-1");
+    assert_eq!(
+        last.phase,
+        MigrationPhase::Completed,
+        "the resumed migration: {last:?}"
+    );
+    assert_moved(&lab, "mr-1", &id, ("h1", src_pid), "h2", src_log, before);
+    assert_eq!(
+        qemus_with(&id),
+        vec![dest_pid],
+        "the incoming QEMU of before the restart runs the VM"
+    );
+    wait_for(
+        "mr-1 to be reported running on h2",
+        Duration::from_secs(30),
+        || {
+            let v = vm(&lab, "mr-1");
+            (v.state == PowerState::Running && v.host == "h2").then_some(())
+        },
+    );
+    let events = common::events_about(&lab, "mr-1");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "migration" && e.message == "migrated from h1 to h2"),
+        "an event records the migration: {events:?}"
+    );
 }

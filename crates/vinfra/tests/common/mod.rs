@@ -5,19 +5,26 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use vinfra_client::Client;
 use vinfra_lab::guest::GuestAddress;
 use vinfra_lab::{Lab, LabConfig};
-use vinfra_types::{MigrationProgress, VmSummary};
+use vinfra_types::api::Event;
+use vinfra_types::{BootSource, MigrationProgress, VmSummary};
 
 /// The `vinfra` binary under test.
 pub const VINFRA: &str = env!("CARGO_BIN_EXE_vinfra");
 
 /// How long a guest may take to print `VINFRA-GUEST BOOTED`.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// When set, the directory the tests' labs take the guest image from (and build it into when it
+/// is missing or was built by another version of `scripts/build-guest-image.sh`), instead of
+/// the lab's default: lets a change of the guest's init be tested without disturbing the
+/// image other checkouts share.
+pub const GUEST_DIR_VAR: &str = "VINFRA_TEST_GUEST_DIR";
 
 /// A lab torn down when the test ends, passed or not. On a failing test the last lines of the
 /// console's and agents' logs are printed first.
@@ -108,6 +115,9 @@ pub fn start_named_lab(name: &str, hosts: usize, adjust: impl FnOnce(&mut LabCon
     let mut config = LabConfig::new(&name, VINFRA.into());
     config.hosts = hosts;
     config.root = std::env::temp_dir().join(format!("vinfra-lab-{name}"));
+    if let Some(dir) = std::env::var_os(GUEST_DIR_VAR) {
+        config.guest_image_dir = dir.into();
+    }
     adjust(&mut config);
     if config.root.exists() || !vinfra_lab::net::lab_namespaces(&name).is_empty() {
         eprintln!("tearing down a leftover lab '{name}'");
@@ -152,6 +162,28 @@ pub fn vm_names(lab: &Lab) -> Vec<String> {
 pub fn boot_guest(lab: &Lab, name: &str, memory_mib: u64, host: Option<&str>) -> VmSummary {
     let vm = lab
         .create_guest_vm(name, memory_mib, host)
+        .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
+    lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
+    vm
+}
+
+/// Creates a guest VM with `options` added to its kernel command line (`vinfra.dirty=8`,
+/// `vinfra.ignore_acpi=1`, …) and waits until its console shows `VINFRA-GUEST BOOTED`.
+pub fn boot_guest_with(
+    lab: &Lab,
+    name: &str,
+    memory_mib: u64,
+    host: Option<&str>,
+    options: &str,
+) -> VmSummary {
+    let mut req = Lab::guest_vm_request(name, memory_mib, host);
+    if let BootSource::Kernel { cmdline, .. } = &mut req.spec.boot {
+        cmdline.push(' ');
+        cmdline.push_str(options);
+    }
+    let vm = api(lab)
+        .create_vm(&req)
         .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
     lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
@@ -304,19 +336,83 @@ pub fn cli_env(lab: &Lab) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the `vinfra` binary with a clean environment (no config file, no VINFRA_* variables)
-/// plus `env`.
-pub fn vinfra(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let home = tempfile::tempdir().expect("temp dir");
+/// The `vinfra` binary with `args`, a clean environment (no config file, no VINFRA_*
+/// variables) plus `env`, and `home` as its home directory.
+fn vinfra_command(args: &[&str], env: &[(&str, &str)], home: &Path) -> Command {
     let mut cmd = Command::new(VINFRA);
     cmd.args(args)
-        .env("HOME", home.path())
+        .env("HOME", home)
         .env_remove("XDG_CONFIG_HOME");
     for var in ["VINFRA_URL", "VINFRA_TOKEN", "VINFRA_CA", "VINFRA_CONFIG"] {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("run vinfra")
+    cmd
+}
+
+/// Runs the `vinfra` binary with a clean environment (no config file, no VINFRA_* variables)
+/// plus `env`.
+pub fn vinfra(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let home = tempfile::tempdir().expect("temp dir");
+    vinfra_command(args, env, home.path())
+        .output()
+        .expect("run vinfra")
+}
+
+/// A `vinfra` command started by [`spawn_vinfra`]; killed if dropped before it ended.
+pub struct Running {
+    child: Option<Child>,
+    _home: tempfile::TempDir,
+}
+
+impl Running {
+    /// Waits up to `timeout` for the command to end; its output, or a panic naming `what`.
+    pub fn wait(mut self, what: &str, timeout: Duration) -> Output {
+        let mut child = self.child.take().expect("a running command");
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{what} still ran after {} s", timeout.as_secs());
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the `vinfra` binary as [`vinfra`] runs it, without waiting for it; stdout and stderr
+/// are piped.
+pub fn spawn_vinfra(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let home = tempfile::tempdir().expect("temp dir");
+    let child = vinfra_command(args, env, home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vinfra");
+    Running {
+        child: Some(child),
+        _home: home,
+    }
 }
 
 /// Asserts a failure with exit code `code` and exactly one line on stderr starting `vinfra: `
@@ -339,6 +435,21 @@ pub fn assert_one_line_error(out: &Output, code: i32, contains: &str) {
 /// The path of the serial log of VM `id` on `host`.
 pub fn serial_log(lab: &Lab, host: &str, id: &str) -> PathBuf {
     lab.vm_dir(host, id).expect("host").join("serial.log")
+}
+
+/// The whole serial log of VM `id` on `host` ("" while there is none).
+pub fn serial_text(lab: &Lab, host: &str, id: &str) -> String {
+    std::fs::read_to_string(serial_log(lab, host, id)).unwrap_or_default()
+}
+
+/// The events about `object` (a VM's or host's name), oldest first.
+pub fn events_about(lab: &Lab, object: &str) -> Vec<Event> {
+    api(lab)
+        .events()
+        .unwrap_or_else(|e| panic!("GET events: {e}"))
+        .into_iter()
+        .filter(|e| e.object == object)
+        .collect()
 }
 
 /// Complete lines of a console text (a line cut at either end is skipped).
