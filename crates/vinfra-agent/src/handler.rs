@@ -25,9 +25,8 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             timeout_s,
         } => {
             let t = Duration::from_secs(timeout_s.min(MAX_STOP_TIMEOUT_S));
-            CommandReply::Vm {
-                vm: m.stop(id, force, t).await?,
-            }
+            let (vm, how) = m.stop(id, force, t).await?;
+            CommandReply::Stopped { vm, how }
         }
         C::RebootVm { id } => CommandReply::Vm {
             vm: m.reboot(id).await?,

@@ -209,10 +209,11 @@ async fn life_cycle_adoption_and_stop() {
     )
     .await
     .unwrap();
-    let CommandReply::Vm { vm: obs } = reply else {
-        panic!()
+    let CommandReply::Stopped { vm: obs, how } = reply else {
+        panic!("a stop answers Stopped: {reply:?}")
     };
     assert_eq!((obs.state, obs.pid), (PowerState::Stopped, None));
+    assert_eq!(how, vinfra_proto::StopKind::Graceful);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("VINFRA-GUEST POWERDOWN"),
@@ -237,8 +238,9 @@ async fn life_cycle_adoption_and_stop() {
 
     // Start, force stop, delete with disks.
     m.start(id).await.unwrap();
-    let obs = m.stop(id, true, Duration::from_secs(1)).await.unwrap();
+    let (obs, how) = m.stop(id, true, Duration::from_secs(1)).await.unwrap();
     assert_eq!(obs.state, PowerState::Stopped);
+    assert_eq!(how, vinfra_proto::StopKind::Forced);
     handle(
         &m,
         AgentCommand::DeleteVm {

@@ -128,7 +128,8 @@ pub enum AgentCommand {
         /// The VM.
         id: Uuid,
     },
-    /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies `Vm`.
+    /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies
+    /// `Stopped` (an older agent replies `Vm`).
     StopVm {
         /// The VM.
         id: Uuid,
@@ -345,6 +346,13 @@ pub enum CommandReply {
         /// The VM as observed now.
         vm: VmObserved,
     },
+    /// The VM's state after a stop, and how it stopped.
+    Stopped {
+        /// The VM as observed now.
+        vm: VmObserved,
+        /// Whether the guest powered off or was killed.
+        how: StopKind,
+    },
     /// The incoming QEMU waits.
     Incoming {
         /// `tcp:ADDR:PORT` to migrate to.
@@ -365,6 +373,20 @@ pub enum CommandReply {
         /// Per network, VM NIC port and uplink.
         counters: HostSwitchCounters,
     },
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// The VM was not running.
+    AlreadyStopped,
+    /// The guest powered off when asked.
+    Graceful,
+    /// Killed at once, as the stop asked (`force`).
+    Forced,
+    /// The guest did not power off within the timeout and was killed.
+    ForcedAfterTimeout,
 }
 
 /// QEMU's view of an outgoing migration (from `query-migrate`).

@@ -51,13 +51,13 @@ fn cli_stop(lab: &Lab, name: &str, args: &[&str]) -> (VmSummary, Duration) {
     (after, took)
 }
 
-/// Asserts that the last event about `name` records a stop.
-fn assert_stop_event(lab: &Lab, name: &str) {
+/// Asserts that the last event about `name` is the stop, worded `message`.
+fn assert_stop_event(lab: &Lab, name: &str, message: &str) {
     let events = events_about(lab, name);
     let last = events.last().expect("events about the VM");
     assert!(
-        last.kind == "vm" && (last.message.contains("stopped") || last.message.contains("off")),
-        "the last event about {name} records the stop: {events:?}"
+        last.kind == "vm" && last.message == message,
+        "the last event about {name} is {message:?}: {events:?}"
     );
 }
 
@@ -190,7 +190,11 @@ fn stop_forces_a_guest_that_ignores_the_power_button_when_the_timeout_ends() {
         ran_on.len()
     );
     assert_eq!(vm(&lab, "st-deaf").state, PowerState::Stopped);
-    assert_stop_event(&lab, "st-deaf");
+    assert_stop_event(
+        &lab,
+        "st-deaf",
+        "powered off by force: the guest did not shut down within 3 s",
+    );
 
     // The guest that obeys the button powers itself off, long before the timeout.
     let (after, took) = cli_stop(&lab, "st-polite", &["--timeout", "60s"]);
@@ -217,5 +221,5 @@ fn stop_forces_a_guest_that_ignores_the_power_button_when_the_timeout_ends() {
         text.contains("VINFRA-GUEST POWERDOWN"),
         "st-polite powered itself off: {text}"
     );
-    assert_stop_event(&lab, "st-polite");
+    assert_stop_event(&lab, "st-polite", "stopped");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use uuid::Uuid;
-use vinfra_proto::VmInstance;
+use vinfra_proto::{StopKind, VmInstance};
 use vinfra_types::{BootSource, PowerState, VmObserved};
 
 use super::error::{io_err, ManagerError, Result, StateConflict};
@@ -114,7 +114,12 @@ impl Manager {
     }
 
     /// Stops the VM: ACPI power-off, then `quit`/kill after `timeout`; at once when `force`.
-    pub async fn stop(&self, id: Uuid, force: bool, timeout: Duration) -> Result<VmObserved> {
+    pub async fn stop(
+        &self,
+        id: Uuid,
+        force: bool,
+        timeout: Duration,
+    ) -> Result<(VmObserved, StopKind)> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
         if vm.record.migrating_out && vm.state().await == PowerState::Migrating {
@@ -126,7 +131,13 @@ impl Manager {
         }
         vm.record.want_running = false;
         vm.save()?;
+        let mut how = StopKind::AlreadyStopped;
         if vm.check_alive() {
+            how = if force {
+                StopKind::Forced
+            } else {
+                StopKind::Graceful
+            };
             let mut gone = false;
             if !force {
                 let asked = match vm.qemu().await {
@@ -142,6 +153,7 @@ impl Manager {
                 }
                 if !gone {
                     tracing::info!("VM {id}: guest did not power off within {timeout:?}, forcing");
+                    how = StopKind::ForcedAfterTimeout;
                 }
             }
             if !gone {
@@ -152,7 +164,7 @@ impl Manager {
         vm.record.migrating_out = false;
         vm.save()?;
         self.detach_nics(&mut vm).await;
-        Ok(vm.observe(&self.sampler).await)
+        Ok((vm.observe(&self.sampler).await, how))
     }
 
     /// Resets the VM (`system_reset`).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use uuid::Uuid;
-use vinfra_proto::{MigrationSettings, VmInstance};
+use vinfra_proto::{MigrationSettings, StopKind, VmInstance};
 use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
 
 use super::*;
@@ -213,8 +213,9 @@ async fn a_vm_with_nics_is_refused_on_a_host_without_a_switch() {
 async fn stop_powers_off_gracefully() {
     let h = host().await;
     let id = h.running("web").await;
-    let obs = h.m.stop(id, false, LONG).await.unwrap();
+    let (obs, how) = h.m.stop(id, false, LONG).await.unwrap();
     assert_eq!((obs.state, obs.pid), (PowerState::Stopped, None));
+    assert_eq!(how, StopKind::Graceful);
     let calls = h.fake.calls(id);
     assert_eq!(count(&calls, |c| *c == Call::Powerdown), 1);
     assert_eq!(count(&calls, |c| *c == Call::Kill), 0, "{calls:?}");
@@ -223,7 +224,8 @@ async fn stop_powers_off_gracefully() {
     assert!(!record.want_running && record.started_at.is_none());
     assert!(!h.vm_dir(id).join("qemu.pid").exists());
     // Stopping a stopped VM does nothing more.
-    h.m.stop(id, false, LONG).await.unwrap();
+    let (_, how) = h.m.stop(id, false, LONG).await.unwrap();
+    assert_eq!(how, StopKind::AlreadyStopped);
     assert_eq!(h.fake.calls(id), calls);
     // It starts again with a new QEMU.
     let obs = h.m.start(id).await.unwrap();
@@ -240,12 +242,13 @@ async fn a_guest_that_ignores_the_power_button_is_stopped_by_force_after_the_tim
     let id = h.running("stubborn").await;
     h.fake.ignore_powerdown(id);
     let started = std::time::Instant::now();
-    let obs =
+    let (obs, how) =
         h.m.stop(id, false, Duration::from_millis(300))
             .await
             .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(obs.state, PowerState::Stopped);
+    assert_eq!(how, StopKind::ForcedAfterTimeout);
     let calls = h.fake.calls(id);
     let at = |call: Call| calls.iter().position(|c| *c == call).unwrap();
     assert!(at(Call::Powerdown) < at(Call::Kill), "{calls:?}");
@@ -253,7 +256,8 @@ async fn a_guest_that_ignores_the_power_button_is_stopped_by_force_after_the_tim
 
     // A forced stop does not ask the guest at all.
     let other = h.running("forced").await;
-    h.m.stop(other, true, LONG).await.unwrap();
+    let (_, how) = h.m.stop(other, true, LONG).await.unwrap();
+    assert_eq!(how, StopKind::Forced);
     let calls = h.fake.calls(other);
     assert_eq!(count(&calls, |c| *c == Call::Powerdown), 0);
     assert_eq!(count(&calls, |c| *c == Call::Kill), 1);

@@ -355,12 +355,11 @@ impl AgentRegistry {
         match result {
             Ok(Ok(Ok(reply))) => {
                 match (&reply, removes) {
-                    (CommandReply::Vm { vm }, _) => {
-                        self.apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
+                    (CommandReply::Vm { vm } | CommandReply::Stopped { vm, .. }, _) => self
+                        .apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
                             Some(v) => *v = vm.clone(),
                             None => vms.push(vm.clone()),
-                        })
-                    }
+                        }),
                     (CommandReply::Done, Some(gone)) => {
                         self.apply_vm(host, |vms| vms.retain(|v| v.id != gone));
                     }

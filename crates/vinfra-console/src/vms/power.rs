@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vinfra_proto::{AgentCommand, CommandError};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, StopKind};
 use vinfra_types::api::StopVmRequest;
 use vinfra_types::{PowerState, VmSummary};
 
@@ -122,10 +122,21 @@ pub async fn stop(
     let wait = Duration::from_secs(timeout_s) + SHORT_TIMEOUT;
     match console.agents().request(&rec.host, cmd, wait).await {
         Ok(reply) => {
-            let what = if request.force {
-                "powered off"
-            } else {
-                "stopped"
+            let what = match &reply {
+                CommandReply::Stopped {
+                    how: StopKind::ForcedAfterTimeout,
+                    ..
+                } => format!(
+                    "powered off by force: the guest did not shut down within {timeout_s} s"
+                ),
+                CommandReply::Stopped {
+                    how: StopKind::Forced,
+                    ..
+                } => "powered off".to_string(),
+                CommandReply::Stopped { .. } => "stopped".to_string(),
+                // An older agent does not say how the VM stopped.
+                _ if request.force => "powered off".to_string(),
+                _ => "stopped".to_string(),
             };
             console.event("vm", name, what);
             Ok(views::after(console, &rec, Some(reply)))

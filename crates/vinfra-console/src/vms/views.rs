@@ -92,7 +92,7 @@ pub fn show(console: &Console, name: &str) -> Result<VmSummary, Error> {
 /// answer shows it (the latest report when the answer does not show it).
 pub fn after(console: &Console, rec: &VmRecord, reply: Option<CommandReply>) -> VmSummary {
     let mut s = summary(console, rec);
-    if let Some(CommandReply::Vm { vm }) = reply {
+    if let Some(CommandReply::Vm { vm } | CommandReply::Stopped { vm, .. }) = reply {
         s.state = vm.state;
         s.uptime_s = vm.uptime_s;
         s.usage = vm.usage;

@@ -515,10 +515,18 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             v.1 = PowerState::Running;
             Ok(observed(&v.0, v.1))
         }
-        AgentCommand::StopVm { id, .. } => {
+        AgentCommand::StopVm { id, force, .. } => {
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;
+            let how = match (v.1, force) {
+                (PowerState::Stopped, _) => vinfra_proto::StopKind::AlreadyStopped,
+                (_, true) => vinfra_proto::StopKind::Forced,
+                (_, false) => vinfra_proto::StopKind::Graceful,
+            };
             v.1 = PowerState::Stopped;
-            Ok(observed(&v.0, v.1))
+            let CommandReply::Vm { vm } = observed(&v.0, v.1) else {
+                unreachable!("observed answers Vm")
+            };
+            Ok(CommandReply::Stopped { vm, how })
         }
         AgentCommand::DeleteVm { id, .. } => {
             if state.behaviour.fail_delete {
