@@ -91,6 +91,8 @@ impl Manager {
         }
         vm.process_gone();
         vm.shutdown_seen = false;
+        vm.record.sent_from_this_qemu = false;
+        vm.record.migrating_out = false;
         vm.qemu = Some(self.cfg.runner.launch(&launch).await?);
         Ok(())
     }

@@ -74,13 +74,12 @@ impl Manager {
             match state {
                 PowerState::Running => {}
                 PowerState::Paused => {
-                    let q = vm.qemu().await?;
                     // A source paused by a completed migration must never run again: the
                     // guest runs on the destination now.
-                    if q.migration().await?.state == MigrationState::Completed {
+                    if vm.outgoing_migration().await?.state == MigrationState::Completed {
                         return Err(conflict(StateConflict::MigratedAway));
                     }
-                    q.cont().await?;
+                    vm.qemu().await?.cont().await?;
                 }
                 _ => return Err(conflict(StateConflict::CannotStart)),
             }

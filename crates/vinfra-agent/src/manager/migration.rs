@@ -111,12 +111,13 @@ impl Manager {
         if !uri.starts_with("tcp:") {
             return Err(ManagerError::MigrationUri(uri.to_string()));
         }
-        let q = vm.qemu().await?;
-        // A copy whose migration completed is not the guest any more: sending it again would
-        // make a second copy of the VM elsewhere.
-        if q.migration().await?.state == MigrationState::Completed {
+        // A copy whose outgoing migration completed is not the guest any more: sending it again
+        // would make a second copy of the VM elsewhere. (A QEMU that arrived here by migration
+        // reports that incoming migration as `completed`: it is the guest, and may leave.)
+        if vm.outgoing_migration().await?.state == MigrationState::Completed {
             return Err(conflict(StateConflict::MigratedAway));
         }
+        let q = vm.qemu().await?;
         let max_bandwidth = match settings.max_bandwidth {
             0 => UNLIMITED_BANDWIDTH,
             b => b,
@@ -130,6 +131,7 @@ impl Manager {
         )
         .await?;
         vm.record.migrating_out = true;
+        vm.record.sent_from_this_qemu = true;
         vm.save()
     }
 
@@ -137,7 +139,7 @@ impl Manager {
     pub async fn migration_status(&self, id: Uuid) -> Result<MigrationStatus> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
-        let p = vm.qemu().await?.migration().await?;
+        let p = vm.outgoing_migration().await?;
         Ok(MigrationStatus {
             qemu_status: p.state.as_qmp().to_string(),
             transferred_bytes: p.transferred_bytes,
@@ -155,15 +157,19 @@ impl Manager {
     pub async fn cancel_migration(&self, id: Uuid) -> Result<()> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
-        let q = vm.qemu().await?;
-        if q.migration().await?.state == MigrationState::Completed {
-            return Err(ManagerError::BadState {
-                id,
-                state: PowerState::Paused,
-                conflict: StateConflict::MigrationCompleted,
-            });
+        match vm.outgoing_migration().await?.state {
+            MigrationState::Completed => {
+                return Err(ManagerError::BadState {
+                    id,
+                    state: PowerState::Paused,
+                    conflict: StateConflict::MigrationCompleted,
+                })
+            }
+            // Nothing is being sent: nothing to cancel.
+            MigrationState::None => return Ok(()),
+            _ => {}
         }
-        q.cancel_migration().await?;
+        vm.qemu().await?.cancel_migration().await?;
         vm.record.migrating_out = false;
         vm.save()
     }
@@ -174,7 +180,7 @@ impl Manager {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
         if vm.check_alive() {
-            let migration = vm.qemu().await?.migration().await?.state;
+            let migration = vm.outgoing_migration().await?.state;
             if migration != MigrationState::Completed {
                 let state = vm.state().await;
                 return Err(ManagerError::BadState {

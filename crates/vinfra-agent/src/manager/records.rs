@@ -23,9 +23,14 @@ pub struct LocalVm {
     /// The VM should run: a QEMU that disappears while this is set has crashed.
     #[serde(default)]
     pub want_running: bool,
-    /// An outgoing migration was started.
+    /// An outgoing migration was started and has not failed or been cancelled.
     #[serde(default)]
     pub migrating_out: bool,
+    /// An outgoing migration was started from the QEMU that runs now (whatever became of it).
+    /// Until then `query-migrate` may show the incoming migration that brought the guest here,
+    /// which says nothing about this copy: see `Vm::outgoing_migration`.
+    #[serde(default)]
+    pub sent_from_this_qemu: bool,
     /// Seconds since the Unix epoch when the guest was started (kept across migration).
     #[serde(default)]
     pub started_at: Option<u64>,
@@ -44,6 +49,7 @@ impl LocalVm {
             incoming_uri: None,
             want_running: false,
             migrating_out: false,
+            sent_from_this_qemu: false,
             started_at: None,
             nics: Vec::new(),
         }

@@ -622,6 +622,46 @@ async fn an_incoming_qemu_whose_guest_arrived_is_never_aborted() {
 }
 
 #[tokio::test]
+async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_sent_copy() {
+    // QEMU shows the incoming migration that brought the guest as `completed` until an outgoing
+    // one starts; none of the source's checks may read that as "this copy was sent away".
+    let h = host().await;
+    let vm = instance("web");
+    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    assert!(h.fake.arrive(vm.id));
+    assert_eq!(h.fake.migration(vm.id), Some(MigrationState::Completed));
+    assert_eq!(h.state(vm.id).await, PowerState::Running);
+    // No outgoing migration yet: the console is told none, a cancel does nothing, and the
+    // copy is never quit as a finished source.
+    assert_eq!(
+        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        "none"
+    );
+    h.m.cancel_migration(vm.id).await.unwrap();
+    assert!(matches!(
+        conflict(h.m.finish_migration_source(vm.id).await),
+        StateConflict::MigrationNotCompleted(MigrationState::None)
+    ));
+    assert!(h.fake.is_alive(vm.id));
+    // It leaves again: the status is the outgoing migration's.
+    h.m.migrate_out(vm.id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(h.state(vm.id).await, PowerState::Migrating);
+    assert_ne!(
+        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        "completed"
+    );
+    assert!(h.fake.complete_migration(vm.id));
+    assert_eq!(
+        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        "completed"
+    );
+    h.m.finish_migration_source(vm.id).await.unwrap();
+    assert!(!h.fake.is_alive(vm.id));
+}
+
+#[tokio::test]
 async fn an_incoming_qemu_that_died_is_aborted() {
     let h = host().await;
     let vm = instance("web");

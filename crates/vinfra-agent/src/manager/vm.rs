@@ -9,7 +9,7 @@ use vinfra_types::{PowerState, VmObserved, VmUsage};
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::records::{self, LocalVm};
-use crate::qemu::{MigrationState, QemuProcess, RunState, VmFiles};
+use crate::qemu::{MigrationState, MigrationStats, QemuProcess, RunState, VmFiles};
 use crate::usage::Sampler;
 
 /// How often a wait for QEMU's exit looks.
@@ -96,6 +96,20 @@ impl Vm {
         }
     }
 
+    /// The outgoing migration this agent started, as QEMU sees it; `MigrationState::None` when
+    /// none was started. QEMU's `query-migrate` on a QEMU that itself arrived by migration
+    /// reports that incoming migration (`completed`) until an outgoing one starts: that must
+    /// never be read as "this copy was sent away".
+    pub(super) async fn outgoing_migration(&mut self) -> Result<MigrationStats> {
+        // (`migrating_out` alone: a record written before `sent_from_this_qemu` existed.)
+        let sent = self.record.sent_from_this_qemu || self.record.migrating_out;
+        let q = self.qemu().await?;
+        if !sent {
+            return Ok(MigrationStats::in_state(MigrationState::None));
+        }
+        Ok(q.migration().await?)
+    }
+
     /// The pid of its QEMU, if one runs.
     pub(super) fn pid(&self) -> Option<u32> {
         self.qemu.as_ref().map(|q| q.pid())
@@ -129,6 +143,7 @@ impl Vm {
                 return PowerState::Unknown;
             }
         };
+        // Only an outgoing migration this agent started counts (see `outgoing_migration`).
         let migration = if self.record.migrating_out {
             q.migration().await.ok().map(|p| p.state)
         } else {

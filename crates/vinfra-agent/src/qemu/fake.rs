@@ -227,6 +227,9 @@ impl FakeRunner {
                 return false;
             }
             q.status = RunState::Running;
+            // As QEMU does: `query-migrate` on the destination shows the incoming migration
+            // that brought the guest, until an outgoing one starts.
+            q.migration = MigrationState::Completed;
             true
         })
         .unwrap_or(false)
