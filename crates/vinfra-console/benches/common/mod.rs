@@ -261,6 +261,10 @@ pub struct FleetCounters {
     pub requests: AtomicU64,
     /// `CreateVm` requests answered.
     pub creates: AtomicU64,
+    /// `ApplySwitchConfig` requests answered (the console's switch pushes).
+    pub switch_pushes: AtomicU64,
+    /// Sessions that were opened again after the console closed one.
+    pub reconnects: AtomicU64,
     /// Connections that ended.
     pub ended: AtomicU64,
 }
@@ -384,10 +388,10 @@ fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandRep
     }
 }
 
-/// One agent session: Hello, then a report every `interval` (the first after `offset`) and an
-/// answer to every request.
+/// One agent: a session, and a new one a second after the console closed it (as `vinfra agent`
+/// reconnects).
 #[allow(clippy::too_many_arguments)]
-async fn session(
+async fn agent(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     host: String,
@@ -398,11 +402,55 @@ async fn session(
     counters: Arc<FleetCounters>,
     creates: Arc<CreateTimes>,
 ) {
-    let stream = tls_connect(addr, tls).await;
+    loop {
+        session(
+            addr,
+            tls.clone(),
+            &host,
+            capacity,
+            &mut vms,
+            interval,
+            offset,
+            &counters,
+            &creates,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One agent session: Hello, then a report every `interval` (the first after `offset`) and an
+/// answer to every request, until the console closes it.
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    host: &str,
+    capacity: HostCapacity,
+    vms: &mut Vec<VmObserved>,
+    interval: Duration,
+    offset: Duration,
+    counters: &FleetCounters,
+    creates: &CreateTimes,
+) {
+    let Ok(tcp) = TcpStream::connect(addr).await else {
+        counters.ended.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let _ = tcp.set_nodelay(true);
+    let name = ok(pki::server_name_for(&addr.to_string()), "server name");
+    let Ok(stream) = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+    else {
+        counters.ended.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
     let (mut tx, mut rx) = FramedJson::new(stream).split();
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
-        report: report(&host, capacity, &vms),
+        report: report(host, capacity, vms),
     };
     if tx.send(&hello).await.is_err() {
         counters.ended.fetch_add(1, Ordering::Relaxed);
@@ -419,11 +467,15 @@ async fn session(
                     AgentCommand::CreateVm { vm, .. } => Some(vm.spec.name.clone()),
                     _ => None,
                 };
-                let result = answer(&mut vms, command);
+                let push = matches!(command, AgentCommand::ApplySwitchConfig { .. });
+                let result = answer(vms, command);
                 if tx.send(&AgentMessage::Response { id, result }).await.is_err() {
                     break;
                 }
                 counters.requests.fetch_add(1, Ordering::Relaxed);
+                if push {
+                    counters.switch_pushes.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(name) = create {
                     counters.creates.fetch_add(1, Ordering::Relaxed);
                     creates
@@ -434,7 +486,7 @@ async fn session(
                 }
             }
             _ = tick.tick() => {
-                let r = AgentMessage::Report { report: report(&host, capacity, &vms) };
+                let r = AgentMessage::Report { report: report(host, capacity, vms) };
                 if tx.send(&r).await.is_err() {
                     break;
                 }
@@ -480,7 +532,7 @@ impl Fleet {
                         "agent TLS",
                     );
                     let offset = interval * (i as u32 % n) / n;
-                    let t = tokio::spawn(session(
+                    let t = tokio::spawn(agent(
                         addr,
                         tls,
                         h.name,
@@ -618,4 +670,96 @@ pub fn pct(sorted: &[Duration], p: usize) -> Duration {
 /// Milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Median time of `runs` calls of `f`.
+pub fn median_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    let mut v: Vec<Duration> = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// The steps of a VM create inside the console, each timed alone (median of several calls) on
+/// the running console, with no request in flight: what the create path computes before it
+/// writes, and what one store write costs.
+pub struct CreateSteps {
+    /// `placement_inputs`: every host's capacity, status and allocations (walks every VM).
+    pub inputs: Duration,
+    /// Reading and decoding every placement rule from the store.
+    pub rules: Duration,
+    /// The placement library's choice for a VM named in no rule (`vinfra_placement::place`).
+    pub place: Duration,
+    /// The cluster model the rule-aware placement needs (hosts, every VM, usage, rules).
+    pub model: Duration,
+    /// The rule-aware choice on that model (`place_with_rules`).
+    pub place_with_rules: Duration,
+    /// Reading the cleanup markers (each create checks them).
+    pub cleanups: Duration,
+    /// One store transaction writing one VM-sized record (SQLite WAL, `synchronous=FULL`: one
+    /// fsync), on a store of its own in the same directory.
+    pub store_write: Duration,
+    /// Hosts and VMs the model held.
+    pub model_size: (usize, usize),
+}
+
+/// Times [`CreateSteps`] for a 2-vCPU 4-GiB VM `vm` (named in a rule when `vm` is) on the
+/// console of `bench`, with the store directory `dir`.
+pub fn create_steps(bench: &Bench, dir: &Path, vm: &str, runs: usize) -> CreateSteps {
+    use vinfra_console::balancing;
+    let console = bench.running.console.clone();
+    let req = vinfra_placement::Request {
+        vm: vm.to_string(),
+        vcpus: 2,
+        memory_mib: 4096,
+    };
+    let inputs_now = console.placement_inputs(None);
+    let rules_now = ok(balancing::rules(&console), "rules");
+    let inputs = median_of(runs, || console.placement_inputs(None));
+    let rules = median_of(runs, || ok(balancing::rules(&console), "rules"));
+    let place = median_of(runs, || {
+        ok(vinfra_placement::place(&inputs_now, &req, None), "place")
+    });
+    let model = median_of(runs.min(5), || {
+        ok(balancing::cluster_model(&console, &rules_now), "model")
+    });
+    let (m, _) = ok(balancing::cluster_model(&console, &rules_now), "model");
+    let model_size = (m.hosts.len(), m.vms.len());
+    let place_with_rules = median_of(runs.min(5), || {
+        vinfra_placement::place_with_rules(&m, &req).map(|p| p.host)
+    });
+    let cleanups = median_of(runs, || ok(console.cleanups(None), "cleanups"));
+    let store = ok(SqliteStore::open(&dir.join("probe.db")), "probe store");
+    let value = vec![b'x'; 600];
+    let mut n = 0;
+    let store_write = median_of(runs, || {
+        n += 1;
+        ok(
+            store.txn(Txn {
+                compare: vec![],
+                success: vec![Op::Put {
+                    key: format!("/probe/{n}"),
+                    value: value.clone(),
+                    lease: 0,
+                }],
+                failure: vec![],
+            }),
+            "probe write",
+        )
+    });
+    CreateSteps {
+        inputs,
+        rules,
+        place,
+        model,
+        place_with_rules,
+        cleanups,
+        store_write,
+        model_size,
+    }
 }
