@@ -124,6 +124,7 @@ fn main() {
         capacity,
         common::HEARTBEAT,
         8,
+        Instant::now() + Duration::from_secs(600),
     ));
     let connected =
         agents_rt.block_on(common::wait_connected(&api, HOSTS, Duration::from_secs(60)));

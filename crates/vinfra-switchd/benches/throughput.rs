@@ -830,13 +830,7 @@ fn offloads(ns: &str, dev: &str) -> String {
     let get = |key: &str| {
         out.lines()
             .find_map(|l| l.trim().strip_prefix(key))
-            .map(|v| {
-                v.trim()
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("?")
-                    .to_string()
-            })
+            .map(|v| v.split_whitespace().next().unwrap_or("?").to_string())
             .unwrap_or_else(|| "?".into())
     };
     format!(

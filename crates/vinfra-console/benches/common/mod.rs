@@ -271,6 +271,8 @@ pub struct FleetCounters {
 
 /// Fake agents, one task per host, on the runtime that joined them.
 pub struct Fleet {
+    /// Hosts joined (all of them unless the deadline passed first).
+    pub joined: usize,
     /// Counters.
     pub counters: Arc<FleetCounters>,
     /// `CreateVm` timing.
@@ -500,7 +502,8 @@ async fn session(
 impl Fleet {
     /// Joins every host of `hosts` (a join token each, through the API), then connects it and
     /// keeps it reporting every `interval` (spread evenly over the interval). `parallel` joins run
-    /// at once. Call from the runtime the agents should run on.
+    /// at once; no join starts after `deadline` (the hosts left over stay out). Call from the
+    /// runtime the agents should run on.
     pub async fn join(
         api: &Api,
         endpoint: (SocketAddr, String),
@@ -508,6 +511,7 @@ impl Fleet {
         capacity: HostCapacity,
         interval: Duration,
         parallel: usize,
+        deadline: Instant,
     ) -> Fleet {
         let (addr, ca_pem) = endpoint;
         let counters = Arc::new(FleetCounters::default());
@@ -523,7 +527,7 @@ impl Fleet {
                 (api.clone(), ca_pem.clone(), queue.clone(), tasks.clone());
             let (counters, creates) = (counters.clone(), creates.clone());
             joiners.push(tokio::spawn(async move {
-                loop {
+                while Instant::now() < deadline {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let Some((i, h)) = next else { break };
                     let (cert, key) = join(&api, addr, &ca_pem, &h.name).await;
@@ -551,7 +555,9 @@ impl Fleet {
             ok(j.await, "joiner");
         }
         let tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let joined = tasks.len();
         Fleet {
+            joined,
             counters,
             creates,
             tasks,
