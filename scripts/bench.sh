@@ -56,7 +56,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     log=$LOGDIR/$bench.log
     case $bench in
     placement) grep -E "placements/s|faster" "$log" ;;
-    placement_api) grep -E "^  (set-up|created|latency|split|CPU|steps|rule-aware|the placement library)" "$log" ;;
+    placement_api) grep -E "^  (set-up|created|latency|split|console CPU|CPU|steps|rule-aware|background|the placement library)" "$log" ;;
     range) grep -E "^range " "$log" ;;
     api_list) grep -E "^  (API|floor|ratio|during)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)|skipped" "$log" ;;

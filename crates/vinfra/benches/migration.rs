@@ -861,6 +861,16 @@ fn report_network(ours: &[NetRun], plain: &[NetRun]) {
         "RESULT migration network gap ours {og:.0} ms plain {pg:.0} ms ratio {:.2} (recorded, no target)",
         og / pg
     );
+    // Every migration must complete and the guest must answer again afterwards.
+    let all_back = done(ours) == ours.len() && done(plain) == plain.len();
+    println!(
+        "RESULT migration network pings back ours {}/{} plain {}/{}: {}",
+        done(ours),
+        ours.len(),
+        done(plain),
+        plain.len(),
+        if all_back { "PASS" } else { "FAIL" }
+    );
 }
 
 fn median(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
@@ -963,7 +973,7 @@ fn report(cases: &[Case]) {
         let down = median(&c.ours, |r| r.downtime_ms);
         if ratio.is_nan() {
             println!(
-                "RESULT migration {} total-time ratio n/a (ours {}/{} completed, plain {}/{})",
+                "RESULT migration {} total-time ratio n/a (ours {}/{} completed, plain {}/{}): FAIL",
                 c.label,
                 done(&c.ours),
                 c.ours.len(),

@@ -580,19 +580,22 @@ pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
     }
 }
 
-/// Raises this process's open-file limit to at least `want` (the fleet holds two sockets per
-/// host: the agent's and the console's). Needs root when the hard limit is lower.
-pub fn raise_fd_limit(want: u64) {
-    if let Err(e) = sys::raise_nofile(want) {
-        panic!("this benchmark needs {want} open files: {e}; raise `ulimit -n` or run as root");
+/// Raises this process's open-file limit towards `want` (the fleet holds two sockets per host:
+/// the agent's and the console's): the soft limit up to the hard one, the hard one too where
+/// that is allowed. Returns the limit in force.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    match sys::raise_nofile(want) {
+        Ok(n) => n,
+        Err(e) => panic!("open-file limit: {e}"),
     }
 }
 
 mod sys {
     use nix::libc;
 
-    /// Sets RLIMIT_NOFILE to at least `want` (soft and, when lower, hard).
-    pub fn raise_nofile(want: u64) -> std::io::Result<()> {
+    /// Sets RLIMIT_NOFILE to `want` (soft and, when lower, hard), else the soft limit to the
+    /// hard one; returns the soft limit in force.
+    pub fn raise_nofile(want: u64) -> std::io::Result<u64> {
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -602,15 +605,23 @@ mod sys {
             return Err(std::io::Error::last_os_error());
         }
         if lim.rlim_cur >= want {
-            return Ok(());
+            return Ok(lim.rlim_cur);
         }
-        lim.rlim_cur = want;
-        lim.rlim_max = lim.rlim_max.max(want);
+        let wanted = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        // SAFETY: `wanted` is a valid rlimit the call reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            return Ok(want);
+        }
+        // Not allowed to raise the hard limit: go as far as it.
+        lim.rlim_cur = lim.rlim_max;
         // SAFETY: `lim` is a valid rlimit the call reads.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(())
+        Ok(lim.rlim_cur)
     }
 }
 
@@ -712,6 +723,12 @@ pub struct CreateSteps {
     pub store_write: Duration,
     /// Hosts and VMs the model held.
     pub model_size: (usize, usize),
+    /// One host's switch configuration (`switch_config`): the switch controller computes one
+    /// per connected host on every VM, network or host record change.
+    pub switch_config: Duration,
+    /// A copy of every VM record (`vm_records`): the VM controller takes one per host it
+    /// reconciles (the host of every changed VM, and every host at each resync).
+    pub vm_records: Duration,
 }
 
 /// Times [`CreateSteps`] for a 2-vCPU 4-GiB VM `vm` (named in a rule when `vm` is) on the
@@ -758,7 +775,15 @@ pub fn create_steps(bench: &Bench, dir: &Path, vm: &str, runs: usize) -> CreateS
             "probe write",
         )
     });
+    let host = inputs_now
+        .first()
+        .map(|h| h.name.clone())
+        .unwrap_or_default();
+    let switch_config = median_of(runs, || ok(console.switch_config(&host), "switch config"));
+    let vm_records = median_of(runs, || console.vm_records());
     CreateSteps {
+        switch_config,
+        vm_records,
         inputs,
         rules,
         place,
