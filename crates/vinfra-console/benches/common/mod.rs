@@ -265,6 +265,8 @@ pub struct FleetCounters {
     pub switch_pushes: AtomicU64,
     /// Sessions that were opened again after the console closed one.
     pub reconnects: AtomicU64,
+    /// Join attempts that failed and were tried again.
+    pub join_retries: AtomicU64,
     /// Connections that ended.
     pub ended: AtomicU64,
 }
@@ -273,6 +275,8 @@ pub struct FleetCounters {
 pub struct Fleet {
     /// Hosts joined (all of them unless the deadline passed first).
     pub joined: usize,
+    /// Why the last failed join attempt failed (empty when none did).
+    pub last_join_error: String,
     /// Counters.
     pub counters: Arc<FleetCounters>,
     /// `CreateVm` timing.
@@ -302,35 +306,48 @@ async fn tls_connect(
     ok(connector.connect(name, tcp).await, "TLS handshake")
 }
 
-/// Joins `host` with a fresh join token: (certificate, key), PEM.
-async fn join(api: &Api, addr: SocketAddr, ca_pem: &str, host: &str) -> (String, String) {
+/// Joins `host` with a fresh join token: (certificate, key), PEM; the error says which step
+/// failed (a console too busy to accept, say).
+async fn join(
+    api: &Api,
+    addr: SocketAddr,
+    ca_pem: &str,
+    host: &str,
+) -> Result<(String, String), String> {
     let (status, body) = api
         .post("/api/v1/join-tokens", &serde_json::json!({}))
         .await;
-    assert_eq!(
-        status,
-        201,
-        "join token: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let v: serde_json::Value = ok(serde_json::from_slice(&body), "join token body");
-    let token = v["token"].as_str().expect("a token").to_string();
+    if status != 201 {
+        return Err(format!(
+            "join token: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let token = v["token"].as_str().ok_or("no token")?.to_string();
     let (key_pem, csr_pem) = ok(pki::generate_host_key_and_csr(host), "host key and CSR");
-    let tls = tls_connect(addr, ok(pki::client_config(ca_pem, None), "TLS")).await;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ok(pki::server_name_for(&addr.to_string()), "server name");
+    let tls = tokio_rustls::TlsConnector::from(ok(pki::client_config(ca_pem, None), "TLS"))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
     let mut framed = FramedJson::new(tls);
-    ok(
-        framed
-            .send(&AgentMessage::Join {
-                token,
-                host: host.into(),
-                csr_pem,
-            })
-            .await,
-        "send Join",
-    );
-    match ok(framed.recv::<ConsoleMessage>().await, "join answer") {
-        ConsoleMessage::Joined { cert_pem, .. } => (cert_pem, key_pem),
-        other => panic!("join of {host} refused: {other:?}"),
+    framed
+        .send(&AgentMessage::Join {
+            token,
+            host: host.into(),
+            csr_pem,
+        })
+        .await
+        .map_err(|e| format!("send Join: {e}"))?;
+    match framed.recv::<ConsoleMessage>().await {
+        Ok(ConsoleMessage::Joined { cert_pem, .. }) => Ok((cert_pem, key_pem)),
+        Ok(other) => Err(format!("join refused: {other:?}")),
+        Err(e) => Err(format!("join answer: {e}")),
     }
 }
 
@@ -521,16 +538,32 @@ impl Fleet {
             hosts.into_iter().enumerate().collect::<Vec<_>>(),
         ));
         let tasks = Arc::new(Mutex::new(Vec::new()));
+        let last_error = Arc::new(Mutex::new(String::new()));
         let mut joiners = Vec::new();
         for _ in 0..parallel.max(1) {
             let (api, ca_pem, queue, tasks) =
                 (api.clone(), ca_pem.clone(), queue.clone(), tasks.clone());
             let (counters, creates) = (counters.clone(), creates.clone());
+            let last_error = last_error.clone();
             joiners.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     let Some((i, h)) = next else { break };
-                    let (cert, key) = join(&api, addr, &ca_pem, &h.name).await;
+                    // Like an agent, try again a second later while the console cannot take it.
+                    let joined = loop {
+                        match join(&api, addr, &ca_pem, &h.name).await {
+                            Ok(j) => break Some(j),
+                            Err(e) => {
+                                counters.join_retries.fetch_add(1, Ordering::Relaxed);
+                                *last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+                            }
+                        }
+                        if Instant::now() >= deadline {
+                            break None;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    };
+                    let Some((cert, key)) = joined else { break };
                     let tls = ok(
                         pki::client_config(&ca_pem, Some((&cert, &key))),
                         "agent TLS",
@@ -556,8 +589,11 @@ impl Fleet {
         }
         let tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
         let joined = tasks.len();
+        let last_join_error =
+            std::mem::take(&mut *last_error.lock().unwrap_or_else(|p| p.into_inner()));
         Fleet {
             joined,
+            last_join_error,
             counters,
             creates,
             tasks,
@@ -565,7 +601,7 @@ impl Fleet {
     }
 }
 
-/// Waits until the API lists `n` hosts as connected (polled every 500 ms, at most `limit`).
+/// Waits until the API lists `n` hosts as connected (polled every 2 s, at most `limit`).
 pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
     let deadline = Instant::now() + limit;
     loop {
@@ -576,7 +612,7 @@ pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
         if connected >= n || Instant::now() >= deadline {
             return connected;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
