@@ -235,6 +235,9 @@ async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<D
 
 /// p50 / p99 of `v`, ms.
 fn p50_p99(mut v: Vec<Duration>) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
     v.sort_unstable();
     format!(
         "p50 {:7.2} ms  p99 {:7.2} ms",
@@ -443,7 +446,7 @@ fn main() {
     );
     println!(
         "  created {created}/{} in {:.2} s: {rate:.0} placements/s; every {RULE_EVERY}th named in a must rule \
-         ({check} of the sampled ones broke it)",
+         (of those sampled, {check} failed or broke it)",
         a.creates,
         wall.as_secs_f64()
     );
