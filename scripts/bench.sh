@@ -3,7 +3,8 @@
 # then prints a summary of their RESULT lines and the key numbers. Results: docs/benchmarks.md.
 #
 #   scripts/bench.sh            # all benchmarks
-#   scripts/bench.sh api_list   # only the named ones (placement range api_list vm_create migration)
+#   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
+#                               # vm_create migration balance optimum datapath throughput)
 #
 # As root it first installs the packages of scripts/common.sh, the benchmarks' peers
 # (VINFRA_BENCH_PACKAGES: iperf3, Open vSwitch) included. The lab benchmarks (vm_create,
@@ -26,6 +27,7 @@ vinfra_ensure_rust
 
 BENCHES=(
     "vinfra-placement placement"
+    "vinfra-console placement_api"
     "vinfra-store range"
     "vinfra-console api_list"
     "vinfra vm_create"
@@ -69,11 +71,12 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     log=$LOGDIR/$bench.log
     case $bench in
     placement) grep -E "placements/s|faster" "$log" ;;
+    placement_api) grep -E "^  (set-up|created|latency|split|console CPU|CPU|steps|rule-aware|background|the placement library)" "$log" ;;
     range) grep -E "^range " "$log" ;;
-    api_list) grep -E "^  (API|floor|ratio)" "$log" ;;
+    api_list) grep -E "^  (API|floor|ratio|during)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)" "$log" ;;
-    migration) grep -E "^(case|idle|busy|network)|^  (ours|plain):|does not converge" "$log" ;;
-    throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT " ;;
+    migration) grep -E "^(case|idle|busy|network)|^  (ours|plain)( #[0-9]+)?:|does not converge" "$log" ;;
+    throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT \|^round " ;;
     datapath) grep -E " Mpps " "$log" | grep -v "^RESULT " ;;
     *) grep -v "^RESULT " "$log" | tail -n 15 ;;
     esac

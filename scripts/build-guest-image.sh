@@ -34,6 +34,10 @@
 #         after <lost> consecutive unanswered pings; <silence_ms> is the guest's time between the
 #         replies before and after the gap (/proc/uptime, 10 ms resolution);
 #       "VINFRA-PINGFAST <IP> restart" when ping exited (it is started again after 1 s).
+#   - with "vinfra.tick=MS" (1 to 1000) also prints "VINFRA-TICK <n> <uptime>" every MS ms from a
+#     loop of its own, so that a pause of the guest shows as a gap between consecutive lines;
+#   - with "vinfra.shell=1" runs a shell (no echo) on the second serial port, ttyS1: a benchmark
+#     or test drives the guest's own tools (busybox nc, dd, ping) through it.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -268,6 +272,8 @@ burn=0
 dhcp=0
 ping_target=
 pingfast=
+tick=
+shell=0
 for arg in $cmdline; do
     case $arg in
     vinfra.ignore_acpi=1) acpi_dir=/etc/acpi-ignore ;;
@@ -278,6 +284,8 @@ for arg in $cmdline; do
     vinfra.dhcp=1) dhcp=1 ;;
     vinfra.ping=*) ping_target=${arg#vinfra.ping=} ;;
     vinfra.pingfast=*) pingfast=${arg#vinfra.pingfast=} ;;
+    vinfra.tick=*) tick=${arg#vinfra.tick=} ;;
+    vinfra.shell=1) shell=1 ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -342,6 +350,30 @@ if [ -n "$pingfast" ]; then
             sleep 1
         done | awk -v target="$pf_target" -v ms="$pf_ms" -f /etc/pinggap.awk
     ) &
+fi
+case $tick in
+'' | 0 | *[!0-9]*) ;;
+*)
+    [ "$tick" -le 1000 ] || tick=1000
+    # A read that times out on a FIFO nobody writes: a sleep without a fork.
+    mkfifo /tmp/tick.fifo
+    tick_s=$((tick / 1000)).$(printf %03d $((tick % 1000)))
+    (
+        exec 3<>/tmp/tick.fifo
+        t=0
+        while :; do
+            t=$((t + 1))
+            read -r tup _ </proc/uptime
+            echo "VINFRA-TICK $t $tup"
+            read -r -t "$tick_s" _ <&3
+        done
+    ) &
+    ;;
+esac
+if [ "$shell" = 1 ]; then
+    stty -F /dev/ttyS1 -echo 2>/dev/null
+    (while :; do sh </dev/ttyS1 >/dev/ttyS1 2>&1; sleep 1; done) &
+    echo "VINFRA-GUEST SHELL ttyS1"
 fi
 n=0
 while true; do

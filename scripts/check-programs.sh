@@ -49,6 +49,7 @@ DYNAMIC=(
     's.vinfra_binary=vinfra'      # the lab runs its own binary
     's.vinfra_binary.display().to_string()=vinfra'
     'self.state.vinfra_binary.display().to_string()=vinfra'
+    'common::VINFRA=vinfra'        # a benchmark's own build of the binary (env!("CARGO_BIN_EXE_vinfra"))
 )
 
 die() {

@@ -2,37 +2,42 @@
 //! QEMU's default parameters (same command line, same guest, same two host namespaces).
 //!
 //! Cases: an idle 256 MiB guest and a busy one (`vinfra.dirty=<MiB>`: the guest keeps rewriting
-//! that much memory). Each case runs `RUNS` times per side; the medians are reported. Measured:
-//! QEMU's total time and downtime (ours: `GET /api/v1/vms/{name}/migration`; plain:
-//! `query-migrate`), the wall time from the request to completion, and the largest interval
-//! between consecutive guest counter lines arriving in the serial logs (both logs tail-polled
-//! every 10 ms; the guest prints one every 0.5 s).
+//! that much memory). Each case runs `RUNS` times per side; every run and the medians are
+//! reported. Measured: QEMU's total time and downtime (ours: `GET /api/v1/vms/{name}/migration`;
+//! plain: `query-migrate`), the wall time from the request to completion, and the guest gap: the
+//! guest prints a tick line every 10 ms (`vinfra.tick=10`: its uptime), the benchmark reads both
+//! serial logs every 2 ms, and the gap is the longest time between two consecutive ticks
+//! arriving (so a pause shows to within ~15 ms: the tick interval plus the read interval). The
+//! guest's own clock across that gap is printed too: it stands still while QEMU has the guest
+//! paused, so the gap minus it is the time the guest did not run ("stopped").
 //! Targets: total time ≤ 1.0× the plain one, downtime ≤ 300 ms.
 //!
 //! When the plain migration of the busy guest does not converge within `CONVERGE_TIMEOUT`, that is
 //! reported and the case is repeated with a lighter dirty rate.
 //!
 //! The network case measures what a continuous ping every `PING_MS` sees of the migrating guest:
-//! the longest time without replies (and the pings lost in it). Ours: the idle guest on an overlay
-//! network migrates h1 -> h2 while a peer VM on h3 pings it (`vinfra.pingfast`, the guest prints
-//! each gap). Plain: the same guest, QEMU to QEMU over the loopback of one private namespace, both
-//! NICs taps on one Linux bridge there (QEMU's self-announce moves the bridge's FDB entry); an
-//! endpoint namespace on the bridge (a veth) pings it with busybox ping. All addresses are private
-//! (10.86.0.0/24, 10.87.0.0/24) inside namespaces the benchmark creates and deletes.
+//! the longest time without replies (and the pings lost in it), both sides in the same topology.
+//! Ours: the idle guest on an overlay network migrates h1 -> h2 through the API while a peer VM
+//! on h3 pings it (`vinfra.pingfast`, the guest prints each gap). Plain: the same two guests
+//! (same QEMU command lines) on the same three hosts, each NIC a `-netdev dgram` into a
+//! `vinfra switch` of the host (a second one per host, on a second underlay address, so the
+//! agents leave it alone), VXLAN between the hosts over the same underlay; the benchmark
+//! configures those switches once, as the console would, and migrates over QMP with the
+//! parameters the agent sets. The only difference is vinfra's orchestration (console, agents,
+//! the configuration pushed after the switchover). All addresses are private (10.86.0.0/24 ours,
+//! 10.89.0.0/24 plain, second VTEPs 10.77.0.111-113).
 //!
-//! Needs root and QEMU (exits 0 with a note otherwise). Builds a lab `bench-m<pid>` (2 hosts, 3
-//! with the network case).
+//! Needs root, QEMU and a guest image with `vinfra.tick` (`VINFRA_GUEST_DIR`, else
+//! /var/cache/vinfra/guest; exits 0 with a note without root or QEMU). Builds a lab
+//! `bench-m<pid>` (2 hosts, 3 with the network case).
 //!
 //! `cargo bench -p vinfra --bench migration [-- [idle] [busy] [network] [--runs N]]`
 //! (default: all cases, `RUNS` runs each).
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{ms, LabGuard, Qmp, Tail};
@@ -51,14 +56,13 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 const TARGET_DOWNTIME_MS: f64 = 300.0;
 /// The network case's ping interval, ms.
 const PING_MS: u64 = 20;
+/// The guest's tick interval, ms (`vinfra.tick`).
+const TICK_MS: u64 = 10;
 /// How long replies may take to come back after a migration's end before the run counts as
 /// failed.
 const RESUME_TIMEOUT: Duration = Duration::from_secs(30);
 /// The overlay network of the network case (ours).
 const NET_SUBNET: &str = "10.86.0.0/24";
-/// The bridge subnet of the network case (plain): the endpoint and the guest.
-const PLAIN_ENDPOINT: &str = "10.87.0.1";
-const PLAIN_GUEST: &str = "10.87.0.20";
 const NET_NAME: &str = "bnet";
 
 /// One migration's numbers; `None` fields when it did not complete.
@@ -68,7 +72,11 @@ struct Run {
     total_ms: f64,
     downtime_ms: f64,
     wall_ms: f64,
+    /// The longest time between two consecutive guest ticks arriving.
     max_gap_ms: f64,
+    /// The guest's own clock across that gap (it stands still while the guest is paused).
+    guest_clock_ms: f64,
+    /// The median time between ticks arriving.
     normal_gap_ms: f64,
     note: String,
 }
@@ -83,6 +91,11 @@ fn serial_log(lab: &Lab, host: usize, id: &str) -> PathBuf {
 
 fn wait_guest(log: &Path, dirty: u64) {
     common::wait_file_contains(log, "VINFRA-COUNTER 2 ", BOOT_TIMEOUT);
+    assert!(
+        std::fs::read_to_string(log).is_ok_and(|t| t.contains("VINFRA-TICK ")),
+        "the guest prints no VINFRA-TICK lines: its image predates vinfra.tick \
+         (scripts/build-guest-image.sh)"
+    );
     if dirty > 0 {
         common::wait_file_contains(log, "VINFRA-GUEST DIRTY", BOOT_TIMEOUT);
     }
@@ -90,11 +103,14 @@ fn wait_guest(log: &Path, dirty: u64) {
     common::wait_counters(log, 6, BOOT_TIMEOUT);
 }
 
+/// The guest's kernel command line: ticks every `TICK_MS` (the guest gap), no IO-APIC timer
+/// check (a loaded host can fail it under TCG), and the dirtying loop when `dirty` > 0.
 fn cmdline(dirty: u64) -> String {
+    let base = format!("console=ttyS0 no_timer_check vinfra.tick={TICK_MS}");
     if dirty > 0 {
-        format!("console=ttyS0 vinfra.dirty={dirty}")
+        format!("{base} vinfra.dirty={dirty}")
     } else {
-        "console=ttyS0".into()
+        base
     }
 }
 
@@ -119,7 +135,7 @@ fn ours(lab: &LabGuard, name: &str, dirty: u64) -> (Run, Vec<String>) {
     let mut run = api_migrate(&api, name, "h2");
     // Counter lines after the switchover.
     std::thread::sleep(Duration::from_millis(2000));
-    (run.max_gap_ms, run.normal_gap_ms) = gaps(tail);
+    (run.max_gap_ms, run.guest_clock_ms, run.normal_gap_ms) = gaps(tail);
     api.delete_vm(name, false)
         .unwrap_or_else(|e| panic!("delete {name}: {e}"));
     (run, argv)
@@ -169,9 +185,10 @@ fn api_migrate(api: &ApiClient, name: &str, to: &str) -> Run {
     }
 }
 
-fn gaps(tail: Tail) -> (f64, f64) {
-    let (max, normal) = tail.finish();
-    (ms(max), ms(normal))
+/// The largest gap between guest ticks: (arrival, guest clock across it, normal interval), ms.
+fn gaps(tail: Tail) -> (f64, f64, f64) {
+    let g = tail.finish();
+    (ms(g.arrival), ms(g.guest_clock), ms(g.normal))
 }
 
 /// Plain QEMU: the destination with `-incoming tcp:<h2>:<port>` in h2's namespace, the source in
@@ -221,7 +238,7 @@ fn plain(lab: &LabGuard, argv: &[String], dirty: u64, tag: &str, port: u16) -> R
     let tail = Tail::start(vec![src_log, dst_log]);
     let mut run = qmp_migrate(&mut src, &uri);
     std::thread::sleep(Duration::from_millis(2000));
-    (run.max_gap_ms, run.normal_gap_ms) = gaps(tail);
+    (run.max_gap_ms, run.guest_clock_ms, run.normal_gap_ms) = gaps(tail);
     quit_plain(src, dst, &src_dir, &dst_dir, &base);
     run
 }
@@ -373,8 +390,9 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Ours: the migrating VM `n<k>` on h1 and its pinger `p<k>` on h3, both on the overlay network
-/// `NET_NAME`; `n<k>` migrates to h2. Returns the run and `n<k>`'s QEMU command line.
-fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>) {
+/// `NET_NAME`; `n<k>` migrates to h2. Returns the run and the QEMU command lines of `n<k>` and
+/// `p<k>`.
+fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>, Vec<String>) {
     let api = lab.api().expect("API client");
     // Fresh addresses per run: a deleted VM's address is not reused while its deletion runs.
     let (peer_ip, vm_ip) = (
@@ -408,22 +426,46 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>) {
     assert_eq!(pids.len(), 1, "one QEMU for {name}: {pids:?}");
     let argv = common::argv_of(pids[0]);
     wait_guest(&serial_log(lab, 0, &id), 0);
+    let peer_pids = lab.qemu_pids_for(&peer.id.to_string());
+    assert_eq!(
+        peer_pids.len(),
+        1,
+        "one QEMU for {peer_name}: {peer_pids:?}"
+    );
+    let peer_argv = common::argv_of(peer_pids[0]);
     let peer_log = serial_log(lab, 2, &peer.id.to_string());
+    let run = across_migration(&peer_log, &vm_ip, &name, || api_migrate(&api, &name, "h2"));
+    for n in [&name, &peer_name] {
+        api.delete_vm(n, false)
+            .unwrap_or_else(|e| panic!("delete {n}: {e}"));
+    }
+    (run, argv, peer_argv)
+}
+
+/// Watches the pinger guest's serial log `peer_log` (pinging `target`, the guest of VM `name`)
+/// across `migrate`: waits for steady replies, runs the migration, waits for replies after its
+/// end and returns the run with the gaps the pinger printed since the migration started.
+fn across_migration(
+    peer_log: &Path,
+    target: &str,
+    name: &str,
+    migrate: impl FnOnce() -> Run,
+) -> NetRun {
     assert!(
-        wait_until(BOOT_TIMEOUT, || guest_replies(&read_log(&peer_log), &vm_ip)
+        wait_until(BOOT_TIMEOUT, || guest_replies(&read_log(peer_log), target)
             > 0),
-        "{peer_name}'s pings of {name} were never answered"
+        "the pings of {name} were never answered"
     );
     // Two seconds of steady replies.
     std::thread::sleep(Duration::from_secs(2));
-    let text = read_log(&peer_log);
-    let (before, restarts) = (guest_gaps(&text).len(), guest_restarts(&text, &vm_ip));
+    let text = read_log(peer_log);
+    let (before, restarts) = (guest_gaps(&text).len(), guest_restarts(&text, target));
 
-    let mut run = NetRun::from_migration(&api_migrate(&api, &name, "h2"));
+    let mut run = NetRun::from_migration(&migrate());
     if run.completed {
-        let at_end = guest_replies(&read_log(&peer_log), &vm_ip);
+        let at_end = guest_replies(&read_log(peer_log), target);
         if wait_until(RESUME_TIMEOUT, || {
-            guest_replies(&read_log(&peer_log), &vm_ip) > at_end
+            guest_replies(&read_log(peer_log), target) > at_end
         }) {
             // The gap line is printed with the first reply after it; let a second pass.
             std::thread::sleep(Duration::from_secs(1));
@@ -435,217 +477,310 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>) {
             );
         }
     }
-    let text = read_log(&peer_log);
+    let text = read_log(peer_log);
     let all = guest_gaps(&text);
     run.set_gaps(all[before.min(all.len())..].to_vec());
-    if run.completed && guest_restarts(&text, &vm_ip) != restarts {
+    if run.completed && guest_restarts(&text, target) != restarts {
         run.completed = false;
-        run.note = "the peer's ping exited during the migration: gap unknown".into();
+        run.note = "the pinger's ping exited during the migration: gap unknown".into();
     }
-    for n in [&name, &peer_name] {
-        api.delete_vm(n, false)
-            .unwrap_or_else(|e| panic!("delete {n}: {e}"));
-    }
-    (run, argv)
+    run
 }
 
-/// A network namespace of the benchmark's own, deleted on drop.
-struct Netns(String);
+/// The plain side's overlay: a VNI and addresses of its own, on switches of its own.
+const PLAIN_VNI: u32 = 9_999;
+const PLAIN_GUEST: &str = "10.89.0.20";
+const PLAIN_PINGER: &str = "10.89.0.10";
+const PLAIN_GUEST_MAC: &str = "52:54:00:89:00:14";
+const PLAIN_PINGER_MAC: &str = "52:54:00:89:00:0a";
+/// The guest IP MTU of an overlay on a 1500-byte underlay (what the console gives ours).
+const OVERLAY_MTU: u16 = 1450;
 
-impl Netns {
-    /// Creates namespace `name` (after deleting a leftover one of that name).
-    fn add(name: String) -> Netns {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        run_ip(&["netns", "add", &name]);
-        Netns(name)
-    }
+/// A second `vinfra switch` in each of the lab's host namespaces, on a second underlay address
+/// of the host's own interface (10.77.0.(110 + i)), so that plain QEMU has our datapath over the
+/// same underlay without the agents (which own the lab's switches) touching it. Stopped, and
+/// the addresses removed, on drop.
+struct PlainSwitches {
+    children: Vec<Child>,
+    namespaces: Vec<String>,
+    vteps: Vec<std::net::Ipv4Addr>,
+    clients: Vec<vinfra_switchd::SwitchClient>,
+}
 
-    /// `ip -n <ns> <args>`.
-    fn ip(&self, args: &[&str]) {
-        let mut all = vec!["-n", self.0.as_str()];
-        all.extend_from_slice(args);
-        run_ip(&all);
+impl PlainSwitches {
+    fn start(lab: &Lab, dir: &Path) -> PlainSwitches {
+        let mut s = PlainSwitches {
+            children: vec![],
+            namespaces: vec![],
+            vteps: vec![],
+            clients: vec![],
+        };
+        for (i, h) in lab.state().hosts.iter().enumerate().take(3) {
+            let vtep = std::net::Ipv4Addr::new(10, 77, 0, 111 + i as u8);
+            let status = Command::new("ip")
+                .args([
+                    "-n",
+                    &h.namespace,
+                    "addr",
+                    "add",
+                    &format!("{vtep}/24"),
+                    "dev",
+                    "eth0",
+                ])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "address {vtep} on {}",
+                h.name
+            );
+            s.namespaces.push(h.namespace.clone());
+            s.vteps.push(vtep);
+            let control = dir.join(format!("switch-{}.sock", h.name));
+            let log = std::fs::File::create(dir.join(format!("switch-{}.log", h.name)))
+                .expect("switch log");
+            let child = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &h.namespace,
+                    common::VINFRA,
+                    "switch",
+                    "--control",
+                ])
+                .arg(&control)
+                .args(["--underlay-ip", &vtep.to_string()])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start a plain switch");
+            s.children.push(child);
+            let client =
+                vinfra_switchd::SwitchClient::connect_within(&control, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("plain switch on {}: {e}", h.name));
+            s.clients.push(client);
+        }
+        s
     }
 }
 
-impl Drop for Netns {
+impl Drop for PlainSwitches {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run_ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run ip: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-/// busybox ping every `PING_MS` in a namespace; records when each reply arrives.
-struct Pinger {
-    child: Child,
-    replies: Arc<Mutex<Vec<(Instant, u64)>>>,
-    reader: JoinHandle<()>,
-}
-
-impl Pinger {
-    fn start(ns: &str, target: &str) -> Pinger {
-        let interval = format!("{}.{:03}", PING_MS / 1000, PING_MS % 1000);
-        let mut child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "busybox", "ping", "-i", &interval, target,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start busybox ping in {ns}: {e}"));
-        let stdout = child.stdout.take().expect("ping's stdout");
-        let replies = Arc::new(Mutex::new(Vec::new()));
-        let seen = replies.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("DUP") {
-                    continue;
-                }
-                let seq = line
-                    .split_once(" seq=")
-                    .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok());
-                if let Some(seq) = seq {
-                    seen.lock().expect("replies").push((Instant::now(), seq));
-                }
-            }
-        });
-        Pinger {
-            child,
-            replies,
-            reader,
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (ns, vtep) in self.namespaces.iter().zip(&self.vteps) {
+            let _ = Command::new("ip")
+                .args([
+                    "-n",
+                    ns,
+                    "addr",
+                    "del",
+                    &format!("{vtep}/24"),
+                    "dev",
+                    "eth0",
+                ])
+                .status();
         }
     }
-
-    /// Replies so far, and when the last one arrived.
-    fn last(&self) -> (usize, Option<Instant>) {
-        let r = self.replies.lock().expect("replies");
-        (r.len(), r.last().map(|(t, _)| *t))
-    }
-
-    /// Stops ping; returns its gaps whose second reply arrived after `from`.
-    fn finish(mut self, from: Instant) -> Vec<PingGap> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = self.reader.join();
-        let replies = self.replies.lock().expect("replies");
-        replies
-            .windows(2)
-            .filter(|w| w[1].0 >= from && w[1].1 > w[0].1 + 1)
-            .map(|w| PingGap {
-                lost: w[1].1 - w[0].1 - 1,
-                silence_ms: ms(w[1].0 - w[0].0),
-            })
-            .collect()
-    }
 }
 
-/// Plain: the same guest (`argv`, its NIC now a tap) QEMU to QEMU in one namespace, both taps on
-/// a Linux bridge there, pinged from an endpoint namespace on the bridge.
-fn plain_network(lab: &LabGuard, argv: &[String], tag: &str, port: u16) -> NetRun {
-    let id = std::process::id() % 10_000;
-    let br = Netns::add(format!("vbm{id}-br"));
-    let ep = Netns::add(format!("vbm{id}-ep"));
-    br.ip(&["link", "set", "lo", "up"]);
-    br.ip(&["link", "add", "br0", "type", "bridge"]);
-    br.ip(&["link", "set", "br0", "up"]);
-    br.ip(&[
-        "link", "add", "veth-br", "type", "veth", "peer", "name", "veth-ep",
-    ]);
-    br.ip(&["link", "set", "veth-ep", "netns", &ep.0]);
-    br.ip(&["link", "set", "veth-br", "master", "br0", "up"]);
-    ep.ip(&[
-        "addr",
-        "add",
-        &format!("{PLAIN_ENDPOINT}/24"),
-        "dev",
-        "veth-ep",
-    ]);
-    ep.ip(&["link", "set", "veth-ep", "up"]);
-    for tap in ["tap-src", "tap-dst"] {
-        br.ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
-        br.ip(&["link", "set", tap, "master", "br0", "up"]);
-    }
-
+/// `argv` (a VM's QEMU command line from the lab) moved to `dir`, its one NIC a `-netdev dgram`
+/// pair of sockets (`vm` QEMU's, `switch` the switch port's) with MAC `mac`, and kernel command
+/// line `append`.
+fn plain_argv(
+    argv: &[String],
+    dir: &Path,
+    vm: &Path,
+    switch: &Path,
+    mac: &str,
+    append: &str,
+) -> Vec<String> {
     let vm_dir = Path::new(common::arg_after(argv, "-pidfile"))
         .parent()
         .expect("pidfile in the VM's directory")
         .display()
         .to_string();
+    let mut a = common::relocate(argv, &vm_dir, dir);
+    let i = a.iter().position(|x| x == "-netdev").expect("-netdev");
+    let id = a[i + 1]
+        .split(',')
+        .find_map(|p| p.strip_prefix("id="))
+        .expect("the netdev's id")
+        .to_string();
+    a[i + 1] = format!(
+        "dgram,id={id},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+        vm.display(),
+        switch.display()
+    );
+    let j = a
+        .iter()
+        .position(|x| x.starts_with("virtio-net-pci,"))
+        .expect("the NIC's -device");
+    a[j] = a[j]
+        .split(',')
+        .map(|p| {
+            if p.starts_with("mac=") {
+                format!("mac={mac}")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let k = a.iter().position(|x| x == "-append").expect("-append");
+    a[k + 1] = append.to_string();
+    a
+}
+
+/// Plain: the same two guests (`argv`: the migrating VM's command line, `pinger_argv`: its
+/// pinger's) on the same hosts and the same path shape as ours (QEMU `-netdev dgram` into a
+/// `vinfra switch` on each host, VXLAN between the hosts over the lab's underlay), but no
+/// console and no agents: the benchmark configures the switches once as the console would
+/// (ports on h1, h2 and h3, the VMs' MAC and ARP entries; h2's port ready for the incoming
+/// QEMU) and never again, and drives QEMU directly over QMP with the parameters the agent
+/// sets (unlimited bandwidth, 300 ms downtime limit). The pinger on h3 pings every `PING_MS`
+/// with the same guest tool as ours; after the switchover the destination's announce moves h3's
+/// MAC entry (MAC mobility), as it does for ours.
+fn plain_network(
+    lab: &LabGuard,
+    argv: &[String],
+    pinger_argv: &[String],
+    tag: &str,
+    port: u16,
+) -> NetRun {
+    use vinfra_switchd::{Attachment, LocationSpec, Mac, NetworkSpec, PortSpec, Request};
     let base = lab.state().root.join("bench-plain").join(tag);
-    let (src_dir, dst_dir) = (base.join("src"), base.join("dst"));
-    for d in [&src_dir, &dst_dir] {
+    let dirs: Vec<PathBuf> = ["src", "dst", "pinger"]
+        .iter()
+        .map(|d| base.join(d))
+        .collect();
+    for d in &dirs {
         std::fs::create_dir_all(d).expect("create a QEMU directory");
     }
-    let with_tap = |argv: &[String], tap: &str| -> Vec<String> {
-        let mut a = argv.to_vec();
-        let i = a
-            .iter()
-            .position(|x| x == "-netdev")
-            .expect("-netdev in the command line");
-        let netdev = &a[i + 1];
-        let id = netdev
-            .split(',')
-            .find_map(|p| p.strip_prefix("id="))
-            .expect("the netdev's id")
-            .to_string();
-        a[i + 1] = format!("tap,id={id},ifname={tap},script=no,downscript=no");
-        let j = a.iter().position(|x| x == "-append").expect("-append");
-        a[j + 1] = format!("{} vinfra.ip={PLAIN_GUEST}/24", cmdline(0));
-        a
-    };
-    let src_argv = with_tap(&common::relocate(argv, &vm_dir, &src_dir), "tap-src");
-    let mut dst_argv = with_tap(&common::relocate(argv, &vm_dir, &dst_dir), "tap-dst");
-    let uri = format!("tcp:127.0.0.1:{port}");
-    dst_argv.extend(["-incoming".to_string(), uri.clone()]);
-    common::in_netns(&br.0, move || common::run_daemonized(&dst_argv))
-        .join()
-        .expect("start the destination");
-    common::in_netns(&br.0, move || common::run_daemonized(&src_argv))
-        .join()
-        .expect("start the source");
-    let mut src = Qmp::connect(&src_dir.join("qmp.sock"));
-    let dst = Qmp::connect(&dst_dir.join("qmp.sock"));
-    wait_guest(&src_dir.join("serial.log"), 0);
-
-    let pinger = Pinger::start(&ep.0, PLAIN_GUEST);
-    assert!(
-        wait_until(BOOT_TIMEOUT, || pinger.last().0 > 0),
-        "the plain guest never answered pings"
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let from = Instant::now();
-    let migration = qmp_migrate(&mut src, &uri);
-    let mut run = NetRun::from_migration(&migration);
-    if run.completed {
-        let end = Instant::now();
-        if wait_until(RESUME_TIMEOUT, || pinger.last().1.is_some_and(|t| t > end)) {
-            std::thread::sleep(Duration::from_secs(1));
-        } else {
-            run.completed = false;
-            run.note = format!(
-                "no reply within {} s of the migration's end",
-                RESUME_TIMEOUT.as_secs()
-            );
-        }
+    let mut sw = PlainSwitches::start(lab, &base);
+    let mac = |m: &str| m.parse::<Mac>().expect("MAC");
+    let socks: Vec<(PathBuf, PathBuf)> = (0..3)
+        .map(|i| {
+            (
+                base.join(format!("vm{i}.sock")),
+                base.join(format!("sw{i}.sock")),
+            )
+        })
+        .collect();
+    let vteps = sw.vteps.clone();
+    for (i, client) in sw.clients.iter_mut().enumerate() {
+        let here = |on: bool, at: usize| {
+            if on {
+                LocationSpec::Port(1)
+            } else {
+                LocationSpec::Vtep(vteps[at])
+            }
+        };
+        client
+            .apply(&[
+                Request::AddNetwork {
+                    id: 1,
+                    kind: NetworkSpec::Overlay { vni: PLAIN_VNI },
+                },
+                Request::SetFloodList {
+                    network: 1,
+                    vteps: vteps
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, v)| *v)
+                        .collect(),
+                },
+                Request::AddPort(PortSpec {
+                    id: 1,
+                    mtu: OVERLAY_MTU,
+                    attach: Attachment::Vm {
+                        network: 1,
+                        socket: socks[i].1.clone(),
+                        peer: socks[i].0.clone(),
+                    },
+                }),
+                Request::AddArpEntry {
+                    network: 1,
+                    ip: PLAIN_GUEST.parse().expect("IP"),
+                    mac: mac(PLAIN_GUEST_MAC),
+                },
+                Request::AddArpEntry {
+                    network: 1,
+                    ip: PLAIN_PINGER.parse().expect("IP"),
+                    mac: mac(PLAIN_PINGER_MAC),
+                },
+                Request::AddMacEntry {
+                    network: 1,
+                    mac: mac(PLAIN_GUEST_MAC),
+                    location: here(i < 2, 0),
+                },
+                Request::AddMacEntry {
+                    network: 1,
+                    mac: mac(PLAIN_PINGER_MAC),
+                    location: here(i == 2, 2),
+                },
+            ])
+            .unwrap_or_else(|e| panic!("configure the plain switch of host {i}: {e}"));
     }
-    run.set_gaps(pinger.finish(from));
-    quit_plain(src, dst, &src_dir, &dst_dir, &base);
+    let guest_append = format!("{} vinfra.ip={PLAIN_GUEST}/24", cmdline(0));
+    let pinger_append = format!(
+        "{} vinfra.ip={PLAIN_PINGER}/24 vinfra.pingfast={PLAIN_GUEST},{PING_MS}",
+        cmdline(0)
+    );
+    let src_argv = plain_argv(
+        argv,
+        &dirs[0],
+        &socks[0].0,
+        &socks[0].1,
+        PLAIN_GUEST_MAC,
+        &guest_append,
+    );
+    let mut dst_argv = plain_argv(
+        argv,
+        &dirs[1],
+        &socks[1].0,
+        &socks[1].1,
+        PLAIN_GUEST_MAC,
+        &guest_append,
+    );
+    let p_argv = plain_argv(
+        pinger_argv,
+        &dirs[2],
+        &socks[2].0,
+        &socks[2].1,
+        PLAIN_PINGER_MAC,
+        &pinger_append,
+    );
+    let h2 = lab.state().hosts[1].address;
+    let uri = format!("tcp:{h2}:{port}");
+    dst_argv.extend(["-incoming".to_string(), uri.clone()]);
+    let ns = |i: usize| lab.state().hosts[i].namespace.clone();
+    for (i, a) in [(2, p_argv), (1, dst_argv), (0, src_argv)] {
+        common::in_netns(&ns(i), move || common::run_daemonized(&a))
+            .join()
+            .expect("start a plain QEMU");
+    }
+    let mut src = Qmp::connect(&dirs[0].join("qmp.sock"));
+    let dst = Qmp::connect(&dirs[1].join("qmp.sock"));
+    let pinger = Qmp::connect(&dirs[2].join("qmp.sock"));
+    wait_guest(&dirs[0].join("serial.log"), 0);
+    src.execute(
+        "migrate-set-parameters",
+        Some(json!({ "max-bandwidth": 1u64 << 40, "downtime-limit": 300 })),
+    )
+    .expect("migrate-set-parameters");
+    let run = across_migration(&dirs[2].join("serial.log"), PLAIN_GUEST, "plain", || {
+        qmp_migrate(&mut src, &uri)
+    });
+    let pid = common::read_pid(&dirs[2].join("qemu.pid"));
+    pinger.quit();
+    if let Some(pid) = pid {
+        common::wait_gone(pid, Duration::from_secs(10));
+    }
+    quit_plain(src, dst, &dirs[0], &dirs[1], &base);
+    drop(sw);
     run
 }
 
@@ -665,10 +800,10 @@ fn run_network_case(lab: &LabGuard, runs: usize, port: &mut u16) -> (Vec<NetRun>
         .unwrap_or_else(|e| panic!("create network {NET_NAME}: {e}"));
     let (mut ours, mut plain) = (Vec::new(), Vec::new());
     for k in 0..runs {
-        let (o, argv) = ours_network(lab, k);
+        let (o, argv, pinger_argv) = ours_network(lab, k);
         eprintln!("network #{k} ours:  {o:?}");
         *port += 1;
-        let p = plain_network(lab, &argv, &format!("net-{k}"), *port);
+        let p = plain_network(lab, &argv, &pinger_argv, &format!("net-{k}"), *port);
         eprintln!("network #{k} plain: {p:?}");
         ours.push(o);
         plain.push(p);
@@ -688,7 +823,7 @@ fn net_median(runs: &[NetRun], f: impl Fn(&NetRun) -> f64) -> f64 {
 fn report_network(ours: &[NetRun], plain: &[NetRun]) {
     println!(
         "Network gap across a live migration, ping every {PING_MS} ms, medians of completed runs \
-         (ours: overlay, peer VM on h3 / plain QEMU: taps on a Linux bridge, endpoint veth)"
+         (both: overlay through vinfra switch h1 -> h2, pinger VM on h3; plain: no console or agents)"
     );
     println!(
         "{:<14} {:>9} {:>17} {:>7} {:>15} {:>15} {:>15}",
@@ -732,6 +867,16 @@ fn report_network(ours: &[NetRun], plain: &[NetRun]) {
         "RESULT migration network gap ours {og:.0} ms plain {pg:.0} ms ratio {:.2} (recorded, no target)",
         og / pg
     );
+    // Every migration must complete and the guest must answer again afterwards.
+    let all_back = done(ours) == ours.len() && done(plain) == plain.len();
+    println!(
+        "RESULT migration network pings back ours {}/{} plain {}/{}: {}",
+        done(ours),
+        ours.len(),
+        done(plain),
+        plain.len(),
+        if all_back { "PASS" } else { "FAIL" }
+    );
 }
 
 fn median(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
@@ -773,11 +918,20 @@ fn run_case(lab: &LabGuard, label: &str, dirty: u64, runs: usize, port: &mut u16
 
 fn report(cases: &[Case]) {
     println!(
-        "Live migration h1 -> h2, {MEMORY_MIB} MiB guest, TCG, medians of completed runs (ours / plain QEMU defaults)"
+        "Live migration h1 -> h2, {MEMORY_MIB} MiB guest, TCG, medians of completed runs (ours / plain QEMU defaults); \
+         guest gap: longest time between {TICK_MS}-ms guest ticks arriving (read every {} ms), stop: that minus the guest clock across it",
+        common::TAIL_POLL.as_millis()
     );
     println!(
-        "{:<14} {:>9} {:>17} {:>7} {:>15} {:>15} {:>17}",
-        "case", "completed", "total ms", "ratio", "downtime ms", "wall ms", "guest gap ms"
+        "{:<14} {:>9} {:>17} {:>7} {:>15} {:>15} {:>17} {:>17}",
+        "case",
+        "completed",
+        "total ms",
+        "ratio",
+        "downtime ms",
+        "wall ms",
+        "guest gap ms",
+        "guest stop ms"
     );
     for c in cases {
         let done = |r: &[Run]| r.iter().filter(|x| x.completed).count();
@@ -786,7 +940,7 @@ fn report(cases: &[Case]) {
             median(&c.plain, |r| r.total_ms),
         );
         println!(
-            "{:<14} {:>4}/{:<4} {:>8.0}/{:<8.0} {:>6.2}x {:>7.0}/{:<7.0} {:>7.0}/{:<7.0} {:>8.0}/{:<8.0}",
+            "{:<14} {:>4}/{:<4} {:>8.0}/{:<8.0} {:>6.2}x {:>7.0}/{:<7.0} {:>7.0}/{:<7.0} {:>8.0}/{:<8.0} {:>8.0}/{:<8.0}",
             c.label,
             done(&c.ours),
             done(&c.plain),
@@ -799,17 +953,33 @@ fn report(cases: &[Case]) {
             median(&c.plain, |r| r.wall_ms),
             median(&c.ours, |r| r.max_gap_ms),
             median(&c.plain, |r| r.max_gap_ms),
+            median(&c.ours, |r| r.max_gap_ms - r.guest_clock_ms),
+            median(&c.plain, |r| r.max_gap_ms - r.guest_clock_ms),
         );
         for (side, runs) in [("ours", &c.ours), ("plain", &c.plain)] {
-            for r in runs.iter().filter(|r| !r.completed) {
-                println!("  {side}: {}", r.note);
+            for (k, r) in runs.iter().enumerate() {
+                if r.completed {
+                    println!(
+                        "  {side} #{k}: total {:.0} ms, downtime {:.0} ms, wall {:.0} ms, guest gap {:.0} ms \
+                         (guest clock {:.0} ms across it, stopped {:.0} ms; normal tick interval {:.0} ms)",
+                        r.total_ms,
+                        r.downtime_ms,
+                        r.wall_ms,
+                        r.max_gap_ms,
+                        r.guest_clock_ms,
+                        r.max_gap_ms - r.guest_clock_ms,
+                        r.normal_gap_ms
+                    );
+                } else {
+                    println!("  {side} #{k}: {}", r.note);
+                }
             }
         }
         let ratio = ot / pt;
         let down = median(&c.ours, |r| r.downtime_ms);
         if ratio.is_nan() {
             println!(
-                "RESULT migration {} total-time ratio n/a (ours {}/{} completed, plain {}/{})",
+                "RESULT migration {} total-time ratio n/a (ours {}/{} completed, plain {}/{}): FAIL",
                 c.label,
                 done(&c.ours),
                 c.ours.len(),

@@ -48,11 +48,15 @@ impl std::ops::Deref for LabGuard {
     }
 }
 
-/// Brings up lab `bench-<tag><pid>` with `hosts` hosts under the temp directory.
+/// Brings up lab `bench-<tag><pid>` with `hosts` hosts under the temp directory; the guest
+/// image from `VINFRA_GUEST_DIR` when set.
 pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
     let name = format!("bench-{tag}{}", std::process::id() % 10_000);
     let mut config = LabConfig::new(&name, VINFRA.into());
     config.hosts = hosts;
+    if let Some(dir) = std::env::var_os("VINFRA_GUEST_DIR") {
+        config.guest_image_dir = dir.into();
+    }
     config.root = std::env::temp_dir().join(format!("vinfra-lab-{name}"));
     let t = Instant::now();
     let lab = Lab::up(config).unwrap_or_else(|e| panic!("lab up: {e}"));
@@ -259,10 +263,28 @@ pub fn wait_counters(path: &Path, more: u64, timeout: Duration) {
     }
 }
 
-/// Polls serial logs every 10 ms and records when each new counter line arrives.
+/// How often [`Tail`] reads the serial logs.
+pub const TAIL_POLL: Duration = Duration::from_millis(2);
+
+/// The largest gap in a guest's tick lines (`VINFRA-TICK <n> <uptime>`, printed every 10 ms by
+/// `vinfra.tick=10`), as [`Tail`] saw them arrive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TickGap {
+    /// The longest time between two consecutive ticks arriving (host clock).
+    pub arrival: Duration,
+    /// What the guest's own clock advanced between those two ticks: it stands still while QEMU
+    /// has the guest paused, so `arrival - guest_clock` is the time the guest did not run.
+    pub guest_clock: Duration,
+    /// The median time between consecutive ticks arriving (the normal interval).
+    pub normal: Duration,
+    /// Ticks seen.
+    pub ticks: usize,
+}
+
+/// Polls serial logs every [`TAIL_POLL`] and records when each new tick line arrives.
 pub struct Tail {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<(Instant, u64)>>,
+    handle: JoinHandle<Vec<(Instant, u64, f64)>>,
 }
 
 impl Tail {
@@ -275,11 +297,15 @@ impl Tail {
                 .iter()
                 .map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
                 .collect();
+            let mut files: Vec<Option<File>> = paths.iter().map(|_| None).collect();
             let mut partial = vec![String::new(); paths.len()];
             let mut seen = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 for (i, p) in paths.iter().enumerate() {
-                    let Ok(mut f) = File::open(p) else { continue };
+                    if files[i].is_none() {
+                        files[i] = File::open(p).ok();
+                    }
+                    let Some(f) = files[i].as_mut() else { continue };
                     let off = offsets[i].unwrap_or(0);
                     if f.seek(SeekFrom::Start(off)).is_err() {
                         continue;
@@ -296,34 +322,47 @@ impl Tail {
                     partial[i].push_str(&String::from_utf8_lossy(&buf));
                     while let Some(end) = partial[i].find('\n') {
                         let line: String = partial[i].drain(..=end).collect();
-                        if let Some(rest) = line.trim().strip_prefix("VINFRA-COUNTER ") {
-                            if let Some(n) =
-                                rest.split_whitespace().next().and_then(|x| x.parse().ok())
-                            {
-                                seen.push((now, n));
+                        if let Some(rest) = line.trim().strip_prefix("VINFRA-TICK ") {
+                            let mut f = rest.split_whitespace();
+                            let n = f.next().and_then(|x| x.parse().ok());
+                            let up = f.next().and_then(|x| x.parse().ok());
+                            if let (Some(n), Some(up)) = (n, up) {
+                                seen.push((now, n, up));
                             }
                         }
                     }
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(TAIL_POLL);
             }
             seen
         });
         Tail { stop, handle }
     }
 
-    /// Stops and returns the largest interval between consecutive counter lines, with the
-    /// median interval for comparison.
-    pub fn finish(self) -> (Duration, Duration) {
+    /// Stops and returns the largest gap between consecutive ticks.
+    pub fn finish(self) -> TickGap {
         self.stop.store(true, Ordering::Relaxed);
         let mut seen = self.handle.join().expect("tail thread");
-        seen.sort_by_key(|(t, n)| (*n, *t));
-        seen.dedup_by_key(|(_, n)| *n);
-        let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        seen.sort_by_key(|a| (a.1, a.0));
+        seen.dedup_by_key(|(_, n, _)| *n);
+        let gaps: Vec<(Duration, f64)> = seen
+            .windows(2)
+            .filter(|w| w[1].1 == w[0].1 + 1)
+            .map(|w| (w[1].0.saturating_duration_since(w[0].0), w[1].2 - w[0].2))
+            .collect();
         if gaps.is_empty() {
-            return (Duration::ZERO, Duration::ZERO);
+            return TickGap {
+                ticks: seen.len(),
+                ..TickGap::default()
+            };
         }
-        let (p50, _, max) = percentiles(&gaps);
-        (max, p50)
+        let (_, p50, _) = percentiles(&gaps.iter().map(|g| g.0).collect::<Vec<_>>());
+        let (arrival, clock) = gaps.iter().copied().max_by_key(|g| g.0).unwrap_or_default();
+        TickGap {
+            arrival,
+            guest_clock: Duration::from_secs_f64(clock.max(0.0)),
+            normal: p50,
+            ticks: seen.len(),
+        }
     }
 }
