@@ -6,7 +6,9 @@
 //! - [`Target::Any`]: which host takes this new VM;
 //! - [`Target::Host`] / [`Target::Start`] / [`Target::Migrate`]`(Some(host))`: may this host
 //!   take it (create on a named host, start on its host, migrate to a named host);
-//! - [`Target::Migrate`]`(None)`: where does this running VM migrate to.
+//! - [`Target::Migrate`]`(None)`: where does this running VM migrate to;
+//! - [`Target::Planned`]: may this host take it as one move of a balancing plan (fit only:
+//!   the plan keeps the must-rules as a whole).
 //!
 //! Every answer comes from the one fit check of [`crate::fit`] (capabilities, availability,
 //! must-rules, capacity). A refusal is a [`FitError`]: for a named host, the typed reason; for
@@ -47,7 +49,12 @@ pub enum Target<'a> {
     /// start of one already placed there.
     Start(&'a str),
     /// A running VM migrating live: to this host, or to the best one that takes it (`None`).
+    /// The must-rules are checked either way.
     Migrate(Option<&'a str>),
+    /// A running VM migrating live to this host as one move of a balancing plan: fit is
+    /// checked, must-rules are not. The plan keeps them as a whole, and moves a must-affinity
+    /// group one VM at a time (the first to go breaks the rule until the others follow).
+    Planned(&'a str),
 }
 
 /// Why a VM cannot go where it asked.
@@ -223,8 +230,10 @@ impl RulePlacer {
         })?;
         let running = self.s.vm_by_name.get(&req.vm).copied();
         let asker = match (target, running) {
-            (Target::Migrate(_), Some(v)) => Asker::Running(v),
-            (Target::Migrate(_), None) => return Err(FitError::NotRunning { vm: req.vm.clone() }),
+            (Target::Migrate(_) | Target::Planned(_), Some(v)) => Asker::Running(v),
+            (Target::Migrate(_) | Target::Planned(_), None) => {
+                return Err(FitError::NotRunning { vm: req.vm.clone() })
+            }
             (_, Some(v)) => {
                 return Err(FitError::AlreadyPlaced {
                     vm: req.vm.clone(),
@@ -235,10 +244,15 @@ impl RulePlacer {
             (_, None) => Asker::New,
         };
         let named = match target {
-            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) => Some(h),
+            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) | Target::Planned(h) => {
+                Some(h)
+            }
             Target::Any | Target::Migrate(None) => None,
         };
-        let rules = self.rules_of(asker, &req.vm);
+        let rules = match target {
+            Target::Planned(_) => Vec::new(),
+            _ => self.rules_of(asker, &req.vm),
+        };
         let i = match named {
             Some(host) => {
                 let i = self

@@ -6,7 +6,7 @@ use common::*;
 use vinfra_placement::{
     balance, place, place_with_rules, BalanceConfig, BalanceError, ClusterModel, Eligibility,
     FitError, FitTable, HostInput, ModelError, Request, Rule, RuleError, RulePlacementError,
-    RulePlacer, Strength, VmNeeds,
+    RulePlacer, Strength, Target, Unfit, VmNeeds,
 };
 
 fn small() -> ClusterModel {
@@ -283,4 +283,48 @@ fn placement_prefers_the_should_affinity_host_only_when_it_fits() {
     m.rules = vec![Rule::affinity("near", Strength::Should, &["a", "b"])];
     assert_eq!(place_with_rules(&m, &req("b", 1, 2)).unwrap().host, "h0");
     assert_ne!(place_with_rules(&m, &req("b", 1, 8)).unwrap().host, "h0");
+}
+
+#[test]
+fn a_planned_move_checks_fit_but_not_the_must_rules() {
+    let mut m = model(
+        hosts(3),
+        vec![vm("a", "h0", 1, 1, 0.1), vm("b", "h0", 1, 1, 0.1)],
+    );
+    m.rules = vec![Rule::affinity("pair", Strength::Must, &["a", "b"])];
+    m.hosts[2].eligible = Eligibility::Maintenance;
+    let p = RulePlacer::new(&m, &FitTable::default()).unwrap();
+    let none = VmNeeds::default();
+    let a = req("a", 1, 1);
+    // The operator's move would leave b alone: refused, naming the rule.
+    let e = p
+        .decide(&a, &none, Target::Migrate(Some("h1")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            FitError::HostUnfit {
+                unfit: Unfit::MustRule { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("'pair'"), "{e}");
+    // As the first move of a plan that moves the pair together, it goes.
+    assert_eq!(
+        p.decide(&a, &none, Target::Planned("h1")).unwrap().host,
+        "h1"
+    );
+    // Fit still holds: not to a host in maintenance, not where it runs, only a running VM.
+    for (to, why) in [("h2", Unfit::Maintenance), ("h0", Unfit::Source)] {
+        match p.decide(&a, &none, Target::Planned(to)) {
+            Err(FitError::HostUnfit { unfit, .. }) => assert_eq!(unfit, why),
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        p.decide(&req("c", 1, 1), &none, Target::Planned("h1")),
+        Err(FitError::NotRunning { .. })
+    ));
 }
