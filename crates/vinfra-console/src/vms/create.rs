@@ -35,15 +35,8 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             name,
         });
     }
-    if let Some((_, m)) = console
-        .cleanups(None)?
-        .into_iter()
-        .find(|(_, m)| m.value.vm == name)
-    {
-        return Err(Error::NameReserved {
-            vm: name,
-            host: m.value.host,
-        });
+    if let Some(host) = console.marker_host(&name) {
+        return Err(Error::NameReserved { vm: name, host });
     }
     let rec = {
         let _placement = console.inflight().placement_lock().await;
