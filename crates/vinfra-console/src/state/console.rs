@@ -1,7 +1,8 @@
 //! The [`Console`]: the store, the agent registry, the CA, the in-memory mirrors of the VM
 //! (by name, by host and by id), host and network records and of the VM names the cleanup
 //! markers hold, the settings, what is in flight and the event log; and the reads every
-//! resource module stands on. Writes of mirrored records are in `writes.rs`.
+//! resource module stands on. Writes of mirrored records are in `writes.rs`; each marks what
+//! placement reads again at its next decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};

@@ -150,6 +150,8 @@ impl Console {
             None => Op::Delete { key: key.clone() },
         };
         let resp = self.commit(vec![compare], vec![op], writes, event)?;
+        // Placement reads the record again at its next decision.
+        self.inflight().placement_changed_vm(name);
         if !resp.succeeded {
             // Someone else wrote the store: reload this key.
             match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
@@ -232,6 +234,7 @@ impl Console {
                 mod_revision: resp.revision,
             },
         );
+        self.inflight().placement_changed_host(name);
         Ok(rec)
     }
 
@@ -261,6 +264,7 @@ impl Console {
                     mod_revision: resp.revision,
                 },
             );
+            self.inflight().placement_changed_host(&rec.name);
         }
         Ok(resp.succeeded)
     }
@@ -281,6 +285,7 @@ impl Console {
             });
         }
         hosts.remove(name);
+        self.inflight().placement_changed_host(name);
         Ok(())
     }
 
@@ -351,6 +356,10 @@ impl Console {
     pub fn put_settings(&self, settings: &ClusterSettings) -> Result<(), Error> {
         let mut cur = write(&self.settings);
         keys::put(self.store.as_ref(), keys::SETTINGS, settings)?;
+        if cur.ratios != settings.ratios {
+            // Every host without an override of its own allocates differently now.
+            self.inflight().placement_changed_all();
+        }
         *cur = settings.clone();
         Ok(())
     }
