@@ -10,10 +10,10 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use vinfra_placement::{Eligibility, ModelError, PlacementError, RuleError, RulePlacementError};
+use vinfra_placement::{FitError, ModelError, RuleError, Unfit};
 use vinfra_proto::pki::PkiError;
 use vinfra_store::StoreError;
-use vinfra_types::network::{Ipv4Subnet, NetworkError, VXLAN_OVERHEAD};
+use vinfra_types::network::{Ipv4Subnet, NetworkError};
 use vinfra_types::vm::SpecError;
 use vinfra_types::{NameError, PowerState};
 
@@ -116,66 +116,6 @@ impl ErrorKind {
     }
 }
 
-/// Why no host could take a VM whose networks need something of its host (a VLAN trunk, a
-/// large enough underlay MTU).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoHost {
-    /// There was no candidate host at all.
-    NoCandidate,
-    /// No candidate host has what the VM needs: the hosts skipped, and what each lacks.
-    NoneHasIt(Vec<Lacks>),
-    /// The hosts that have it cannot take VMs now, each for the reason given.
-    NoneAvailable(Vec<(String, Eligibility)>),
-}
-
-/// What a host lacks for a VM's networks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lacks {
-    /// The host has no VLAN trunk.
-    Trunk {
-        /// The host.
-        host: String,
-    },
-    /// The host's underlay MTU is too small.
-    UnderlayMtu {
-        /// The host.
-        host: String,
-        /// Its underlay MTU.
-        mtu: u32,
-    },
-}
-
-impl fmt::Display for NoHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoHost::NoCandidate => f.write_str("there is no candidate host"),
-            NoHost::NoneHasIt(skipped) => {
-                let no_trunk: Vec<&str> = skipped
-                    .iter()
-                    .filter_map(|l| match l {
-                        Lacks::Trunk { host } => Some(host.as_str()),
-                        Lacks::UnderlayMtu { .. } => None,
-                    })
-                    .collect();
-                let mut parts: Vec<String> = Vec::new();
-                if !no_trunk.is_empty() {
-                    parts.push(format!("{} without a trunk", no_trunk.join(", ")));
-                }
-                for l in skipped {
-                    if let Lacks::UnderlayMtu { host, mtu } = l {
-                        parts.push(format!("{host}: underlay MTU {mtu}"));
-                    }
-                }
-                write!(f, "no candidate host has one ({})", parts.join(", "))
-            }
-            NoHost::NoneAvailable(hosts) => {
-                let why: Vec<String> = hosts.iter().map(|(h, e)| format!("{h}: {e}")).collect();
-                write!(f, "none of those can take VMs now ({})", why.join("; "))
-            }
-        }
-    }
-}
-
 /// The desired power state in a message.
 fn state_word(s: &PowerState) -> &'static str {
     match s {
@@ -201,15 +141,6 @@ fn vm_list(users: &[String], more: &usize) -> String {
         s.push_str(&format!(" and {more} more"));
     }
     s
-}
-
-/// `'a', 'b'`.
-fn quoted(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("'{n}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Why a console operation failed. Each variant is of one [`ErrorKind`] (see [`Error::kind`]).
@@ -541,99 +472,21 @@ pub enum Error {
     /// Every MAC of the console's range is taken.
     #[error("no free MAC address left in 02:76:66:00:00:00/24")]
     NoFreeMac,
-    /// The cluster model could not be built to check a rule.
-    #[error("the cluster model cannot be built to check the rule")]
+    /// The cluster model could not be built (to check a rule, to place a VM).
+    #[error("the cluster model cannot be built")]
     Model(#[source] ModelError),
 
-    // ----- host-unavailable (409) -----
-    /// The named host has no VLAN trunk for the VM's VLAN network.
-    #[error(
-        "host '{host}' cannot take VM '{vm}': the VM has a NIC on VLAN network '{network}' and \
-         the host has no VLAN trunk (its agent runs without --trunk-interface)"
-    )]
-    NoTrunk {
-        /// The host.
-        host: String,
-        /// The VM.
-        vm: String,
-        /// The VM's first VLAN network.
-        network: String,
-    },
-    /// No host with a VLAN trunk can take the VM.
-    #[error(
-        "no host can take VM '{vm}': its NIC on VLAN network '{network}' needs a host with a \
-         VLAN trunk (an agent started with --trunk-interface), and {why}"
-    )]
-    NoTrunkHost {
-        /// The VM.
-        vm: String,
-        /// The VM's first VLAN network.
-        network: String,
-        /// Why no host.
-        why: NoHost,
-    },
-    /// The named host's underlay MTU is too small for the VM's overlay network.
-    #[error(
-        "host '{host}' cannot take VM '{vm}': its underlay MTU is {have}, and the VM's NIC on \
-         overlay network '{network}' (MTU {mtu}) needs an underlay MTU of at least {need} ({mtu} \
-         + {VXLAN_OVERHEAD} bytes of VXLAN encapsulation; its agent's --underlay-mtu)"
-    )]
-    UnderlayMtu {
-        /// The host.
-        host: String,
-        /// The VM.
-        vm: String,
-        /// The host's underlay MTU.
-        have: u32,
-        /// The VM's overlay network with the largest MTU.
-        network: String,
-        /// That network's MTU.
-        mtu: u32,
-        /// The underlay MTU it needs.
-        need: u32,
-    },
-    /// No host with a large enough underlay MTU can take the VM.
-    #[error(
-        "no host can take VM '{vm}': its NIC on overlay network '{network}' (MTU {mtu}) needs a \
-         host with an underlay MTU of at least {need} ({mtu} + {VXLAN_OVERHEAD} bytes of VXLAN \
-         encapsulation), and {why}"
-    )]
-    NoUnderlayHost {
-        /// The VM.
-        vm: String,
-        /// The VM's overlay network with the largest MTU.
-        network: String,
-        /// That network's MTU.
-        mtu: u32,
-        /// The underlay MTU it needs.
-        need: u32,
-        /// Why no host.
-        why: NoHost,
-    },
-
-    /// Placement found no host or refused the one named (insufficient-capacity,
-    /// host-unavailable; not-found for an unknown host).
+    // ----- insufficient-capacity, host-unavailable, rule-conflict (409); not-found (404) -----
+    /// The host named cannot take the VM, or no host can (the explanation names every host
+    /// and why). Its kind follows the reason (see [`fit_kind`]).
     #[error(transparent)]
-    Placement(#[from] PlacementError),
+    Fit(FitError),
 
     // ----- rule-conflict (409), invalid-rule (422) -----
-    /// The named host breaks a must-rule naming the VM.
-    #[error("VM '{vm}' on host {host} would break must-rule(s) {}", quoted(.rules))]
-    BreaksRules {
-        /// The VM.
-        vm: String,
-        /// The host.
-        host: String,
-        /// The must-rules it would break.
-        rules: Vec<String>,
-    },
     /// The rules refuse: they contradict each other (rule-conflict), or name something that
     /// does not exist (invalid-rule).
     #[error(transparent)]
     Rules(RuleError),
-    /// Placement under rules found no host (rule-conflict), or the VM is placed already.
-    #[error(transparent)]
-    RulePlacement(RulePlacementError),
     /// A rule names a host that is not registered.
     #[error("rule '{rule}' names host '{host}', which is not registered")]
     RuleUnknownHost {
@@ -686,12 +539,46 @@ impl From<ModelError> for Error {
     }
 }
 
-impl From<RulePlacementError> for Error {
-    fn from(e: RulePlacementError) -> Self {
+impl From<FitError> for Error {
+    /// A refused model is what [`From<ModelError>`] makes of it; any other refusal
+    /// [`Error::Fit`].
+    fn from(e: FitError) -> Self {
         match e {
-            RulePlacementError::Placement(p) => Error::Placement(p),
-            RulePlacementError::Model(m) => m.into(),
-            other => Error::RulePlacement(other),
+            FitError::Model(m) => m.into(),
+            other => Error::Fit(other),
+        }
+    }
+}
+
+/// The kind of a placement refusal, by its reason: a host that is not registered is
+/// not-found, a request for nothing invalid-request, a VM placed already or not running a
+/// conflict. A host named that cannot take the VM: by why (capacity: insufficient-capacity; a
+/// must-rule: rule-conflict; anything else, such as no trunk, too small an underlay MTU,
+/// disconnected, maintenance: host-unavailable). No host at all: rule-conflict when a
+/// must-rule keeps the VM off a host, else insufficient-capacity when a host short of
+/// capacity would otherwise take it, else host-unavailable.
+pub fn fit_kind(e: &FitError) -> ErrorKind {
+    let by_reason = |u: &Unfit| match u {
+        Unfit::Capacity(_) => ErrorKind::InsufficientCapacity,
+        Unfit::MustRule { .. } => ErrorKind::RuleConflict,
+        _ => ErrorKind::HostUnavailable,
+    };
+    match e {
+        FitError::UnknownHost { .. } => ErrorKind::NotFound,
+        FitError::EmptyRequest { .. } => ErrorKind::InvalidRequest,
+        FitError::AlreadyPlaced { .. } | FitError::NotRunning { .. } | FitError::Model(_) => {
+            ErrorKind::Conflict
+        }
+        FitError::HostUnfit { unfit, .. } => by_reason(unfit),
+        FitError::NoHost(n) => {
+            let has = |f: fn(&Unfit) -> bool| n.groups.iter().any(|g| f(&g.reason));
+            if has(|u| matches!(u, Unfit::MustRule { .. })) {
+                ErrorKind::RuleConflict
+            } else if has(|u| matches!(u, Unfit::Capacity(_))) {
+                ErrorKind::InsufficientCapacity
+            } else {
+                ErrorKind::HostUnavailable
+            }
         }
     }
 }
@@ -749,32 +636,11 @@ impl Error {
             | Error::NicMacTaken { .. }
             | Error::NoFreeMac
             | Error::Model(_) => K::Conflict,
-            Error::NoTrunk { .. }
-            | Error::NoTrunkHost { .. }
-            | Error::UnderlayMtu { .. }
-            | Error::NoUnderlayHost { .. } => K::HostUnavailable,
-            Error::Placement(p) => {
-                match p {
-                    PlacementError::UnknownHost { .. } => K::NotFound,
-                    PlacementError::InsufficientCapacity { .. }
-                    | PlacementError::NoCapacity { .. } => K::InsufficientCapacity,
-                    PlacementError::HostUnavailable { .. }
-                    | PlacementError::Unfit { .. }
-                    | PlacementError::NoEligibleHost => K::HostUnavailable,
-                    PlacementError::EmptyRequest { .. } => K::InvalidRequest,
-                    PlacementError::DuplicateHost { .. }
-                    | PlacementError::ReleaseTooLarge { .. } => K::Internal,
-                }
-            }
-            Error::BreaksRules { .. } => K::RuleConflict,
+            Error::Fit(e) => fit_kind(e),
             Error::Rules(e) => match e {
                 RuleError::EmptyRule { .. } | RuleError::UnknownHost { .. } => K::InvalidRule,
                 RuleError::DuplicateRule { .. } => K::Conflict,
                 _ => K::RuleConflict,
-            },
-            Error::RulePlacement(e) => match e {
-                RulePlacementError::RulesUnsatisfiable { .. } => K::RuleConflict,
-                _ => K::Conflict,
             },
             Error::RuleUnknownHost { .. } => K::InvalidRule,
             Error::Agent(a) => match a {
@@ -849,44 +715,6 @@ pub enum RecordError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn why_no_host_reads_as_one_sentence() {
-        assert_eq!(
-            NoHost::NoCandidate.to_string(),
-            "there is no candidate host"
-        );
-        let lacks = NoHost::NoneHasIt(vec![
-            Lacks::Trunk { host: "a".into() },
-            Lacks::Trunk { host: "b".into() },
-        ]);
-        assert_eq!(
-            lacks.to_string(),
-            "no candidate host has one (a, b without a trunk)"
-        );
-        let small = NoHost::NoneHasIt(vec![
-            Lacks::UnderlayMtu {
-                host: "a".into(),
-                mtu: 1500,
-            },
-            Lacks::UnderlayMtu {
-                host: "b".into(),
-                mtu: 1400,
-            },
-        ]);
-        assert_eq!(
-            small.to_string(),
-            "no candidate host has one (a: underlay MTU 1500, b: underlay MTU 1400)"
-        );
-        let busy = NoHost::NoneAvailable(vec![
-            ("a".into(), Eligibility::Maintenance),
-            ("b".into(), Eligibility::Disconnected),
-        ]);
-        assert_eq!(
-            busy.to_string(),
-            "none of those can take VMs now (a: it is in maintenance; b: its agent is disconnected)"
-        );
-    }
 
     #[test]
     fn messages_do_not_repeat_their_source() {

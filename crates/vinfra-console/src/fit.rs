@@ -1,388 +1,563 @@
 //! Which hosts can take a VM: the console's one adapter to `vinfra-placement`.
 //!
-//! Host capabilities come from the host records and the agents' latest reports (capacity,
-//! allocation, connection, maintenance, VLAN trunk, underlay MTU); a VM's needs from its spec
-//! and the network records (vCPUs, memory, its VLAN networks, its largest overlay MTU); and the
-//! stored placement rules. [`host_for`] answers, in one call, "which host takes this VM" for a
-//! new VM, a start, and a migration with or without a destination, or says why none can;
-//! [`cluster_model`] and [`built_in_rules`] give the balancer the same view.
+//! The console keeps one [`RulePlacer`] (the library's index of hosts, running VMs, rules and
+//! host fit) in memory, under the placement lock, and answers every placement question with
+//! one call to it: [`place`] with a [`Target`]:
 //!
-//! Every path applies the same network fit (trunk for VLAN networks, underlay MTU for overlay
-//! networks) and the same rules: a new VM and a migration without a destination are placed
-//! under the must-rules naming them; a host named for a new VM is refused when it breaks one.
-//! A start stays on the VM's host, and a migration to a named host is not checked against
-//! rules (the balancer repairs a broken must-rule at its next pass).
+//! - [`Target::Any`]: a new VM, on the host placement picks;
+//! - [`Target::Host`]: a new VM on the host the operator named;
+//! - [`Target::Start`]: a stopped VM starting on its host (maintenance does not keep it off);
+//! - [`Target::Migrate`]: a running VM migrating live, to the host the operator named or to
+//!   the host placement picks;
+//! - [`Target::Planned`]: a move of a balancing plan (host fit only: the plan keeps the
+//!   must-rules as a whole, and moves a must-affinity group one VM at a time).
+//!
+//! Every answer applies the same host fit (a VLAN trunk for VLAN networks, an underlay MTU for
+//! the largest overlay MTU, the host connected and not in maintenance, room within the
+//! allocation ratios) and, but for planned moves, the same must-rules: a named host that would
+//! break one is refused (rule-conflict), as is a migration that would leave a must-affinity
+//! partner alone. When no host can take the VM, the refusal names every host and why
+//! ([`vinfra_placement::NoHost`]).
+//!
+//! **What the placer is built from**: every registered host whose capacity is known (reported
+//! now, or kept from its last Hello) with the ratios in force, its connection and maintenance,
+//! its VLAN trunk and underlay MTU (from its latest report, else from its record); every VM
+//! whose desired state is running, with its size and what its networks need; the stored rules.
+//! A VM being migrated counts on its destination, and its share stays held back on its source
+//! (the source's reserve) until the migration ends.
+//!
+//! **Keeping up**: the placer follows the console's mirrors instead of being told what happened.
+//! Every write of a VM or host record, every migration that begins or ends, marks the name
+//! (`state::inflight`), and agent connections and disconnections come from the registry; each
+//! decision first applies what changed since the last one, name by name, with the library's
+//! incremental calls (commit, remove, migrated, eligibility, capabilities). A change the
+//! library cannot apply in place (a host added, removed, or with another capacity or ratios;
+//! a rule created or deleted; the cluster's ratios) rebuilds the placer from the mirrors. So a
+//! record written after a decision is counted by the next one, and a write that failed was
+//! never counted. The host chosen is read again before it is answered: a host whose heartbeat
+//! just ran out is not chosen.
+//!
+//! Rules that contradict each other for the cluster as it is now (a host they name was
+//! removed, say) leave the placer without rules; the VMs they name are then refused with the
+//! rules' error, every other VM is placed as before.
+//!
+//! [`balancing_model`] gives the balancer the same view (with the measured demand), and
+//! [`check_rules`] checks a rule set against the cluster.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::MutexGuard;
+pub use vinfra_placement::Target;
 use vinfra_placement::{
-    ClusterModel, Eligibility, HostInput, HostModel, Placement, Request, Rule, Strength, VmModel,
+    ClusterModel, Constraint, Eligibility, FitError, FitTable, HostCaps, HostModel, ModelError,
+    OverlayMtu, Reserve, Rule, RulePlacer, Strength, Unfit, VmModel, VmNeeds, VmRequest,
 };
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
-use vinfra_types::network::{underlay_mtu_for_overlay, NetworkKind, UNDERLAY_MTU};
-use vinfra_types::{HostStatus, VmSpec};
+use vinfra_types::network::NetworkKind;
+use vinfra_types::{AllocationRatios, HostCapacity, HostStatus, VmSpec};
 
-use crate::error::{Error, Lacks, NoHost, Object};
-use crate::state::records::DesiredPower;
-use crate::state::Console;
+use crate::error::Error;
+use crate::state::records::{DesiredPower, HostRecord};
+use crate::state::{ActiveMigration, Console, PlacementChanges, PlacementMemo};
 
-/// Where a VM is to go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target<'a> {
-    /// A new VM, on the host placement picks under the rules.
-    New,
-    /// A new VM, on the host the operator named (refused when it breaks a must-rule).
-    Named(&'a str),
-    /// A start, on the host the VM is placed on (maintenance does not keep it off).
-    Start(&'a str),
-    /// A migration from `from` to the host the operator named (`to`).
-    MoveTo {
-        /// The VM's host now.
-        from: &'a str,
-        /// The destination.
-        to: &'a str,
-    },
-    /// A migration from `from` to the host placement picks under the rules.
-    AwayFrom(&'a str),
+/// The host placement gave a VM, with the placement lock held: keep it until the record that
+/// claims the capacity is written (the next decision counts it).
+pub struct Placed<'a> {
+    /// The host.
+    pub host: String,
+    _lock: MutexGuard<'a, PlacementMemo>,
 }
 
-/// The host that takes VM `vm` (with `spec`) for `target`, with its allocation after it, or why
-/// none does. Hold the placement lock until the record that claims the capacity is written.
-pub fn host_for(
-    console: &Console,
+/// The host that takes VM `vm` (with `spec`) for `target`, or why none does (see the module
+/// doc). Takes the placement lock and returns it with the answer.
+pub async fn place<'a>(
+    console: &'a Console,
     vm: &str,
     spec: &VmSpec,
     target: Target<'_>,
-) -> Result<Placement, Error> {
-    let req = Request {
-        vm: vm.to_string(),
-        vcpus: spec.vcpus,
-        memory_mib: spec.memory_mib,
-    };
-    let needs = Needs::of(console, spec);
-    match target {
-        Target::New => {
-            let hosts = needs.filter(console, vm, inputs(console, None), None)?;
-            under_rules(console, &hosts, &req, None, false)
-        }
-        Target::Named(host) => {
-            if !console.host_registered(host) {
-                return Err(Error::not_found(Object::Host, host));
-            }
-            let hosts = needs.filter(console, vm, inputs(console, None), Some(host))?;
-            under_rules(console, &hosts, &req, Some(host), false)
-        }
-        Target::Start(host) => {
-            let hosts: Vec<HostInput> = needs
-                .filter(console, vm, inputs(console, None), Some(host))?
-                .into_iter()
-                .filter(|h| h.name == host)
-                .map(|mut h| {
-                    // Maintenance keeps new VMs away, not the start of one already there.
-                    if h.eligible == Eligibility::Maintenance {
-                        h.eligible = Eligibility::Ok;
-                    }
-                    h
-                })
-                .collect();
-            Ok(vinfra_placement::place(&hosts, &req, Some(host))?)
-        }
-        Target::MoveTo { from, to } => {
-            let hosts = needs.filter(console, vm, inputs(console, Some(from)), Some(to))?;
-            Ok(vinfra_placement::place(&hosts, &req, Some(to))?)
-        }
-        Target::AwayFrom(from) => {
-            let hosts = needs.filter(console, vm, inputs(console, Some(from)), None)?;
-            under_rules(console, &hosts, &req, None, true)
-        }
-    }
+) -> Result<Placed<'a>, Error> {
+    let mut lock = console.inflight().placement_lock().await;
+    let mut index = caught_up(lock.0.take(), console)?;
+    let decided = index.decide(console, vm, spec, target);
+    lock.0 = Some(index);
+    Ok(Placed {
+        host: decided?,
+        _lock: lock,
+    })
 }
 
-/// Placement input for every registered host but `exclude`: capacity (reported, else kept
-/// from the last Hello), ratios in force, allocation, and whether it may take VMs now.
-fn inputs(console: &Console, exclude: Option<&str>) -> Vec<HostInput> {
-    let alloc = console.allocations();
-    let mut out = vec![];
-    for h in console.host_records() {
-        if Some(h.name.as_str()) == exclude {
-            continue;
+/// The index `kept` from the last decision, brought up to date with what changed since (built
+/// when there is none yet, or when a change needs it).
+fn caught_up(kept: Option<Box<dyn Any + Send>>, console: &Console) -> Result<Box<Index>, Error> {
+    let changes = console.inflight().take_placement_changes();
+    if let Some(mut index) = kept.and_then(|b| b.downcast::<Index>().ok()) {
+        if !changes.all && index.catch_up(console, changes).is_ok() {
+            return Ok(index);
         }
-        let status = console.agents().status(&h.name);
-        let a = alloc.get(&h.name).copied().unwrap_or_default();
-        let eligible = if status != HostStatus::Connected {
-            Eligibility::Disconnected
-        } else if h.maintenance {
-            Eligibility::Maintenance
-        } else {
-            Eligibility::Ok
-        };
-        out.push(HostInput {
-            capacity: console.capacity_of(&h),
-            ratios: console.ratios_for(&h),
-            allocated_vcpus: a.vcpus,
-            allocated_memory_mib: a.memory_mib,
-            eligible,
-            name: h.name,
-        });
     }
-    out
+    Ok(Box::new(Index::build(console)?))
 }
 
-/// The interface of `host`'s VLAN trunk: from its latest report, else from its record (what
-/// it said at its last Hello).
-fn host_trunk(console: &Console, host: &str) -> Option<String> {
-    match console.agents().observed(host).1 {
-        Some(o) => o.report.trunk.clone(),
-        None => console.host(host).ok().and_then(|h| h.value.trunk),
-    }
+/// The placer can no longer be updated in place: it is built again.
+#[derive(Debug)]
+struct Stale;
+
+/// A host as the placer was last told about it.
+#[derive(Debug, Clone, PartialEq)]
+struct HostFit {
+    capacity: HostCapacity,
+    ratios: AllocationRatios,
+    eligible: Eligibility,
+    caps: HostCaps,
 }
 
-/// `host`'s underlay IP MTU: from its latest report, else from its record (what it said at
-/// its last Hello; 1500 for a host never heard from or an agent that does not say).
-fn host_underlay_mtu(console: &Console, host: &str) -> u32 {
-    match console.agents().observed(host).1 {
-        Some(o) => o.report.underlay_mtu,
-        None => console
-            .host(host)
-            .map_or(UNDERLAY_MTU, |h| h.value.underlay_mtu),
-    }
-}
-
-/// What a VM's overlay NICs need of a host's underlay.
+/// A running VM as the placer counts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct OverlayNeed {
-    /// The overlay network with the largest MTU among the VM's NICs (the first in NIC order on
-    /// a tie).
-    network: String,
-    /// Its MTU.
-    mtu: u32,
-    /// The underlay MTU it needs: `mtu` + the VXLAN encapsulation.
-    underlay_mtu: u32,
+struct VmFit {
+    host: String,
+    vcpus: u32,
+    memory_mib: u64,
 }
 
-/// What a VM's networks need of its host.
-struct Needs {
-    /// The VLAN networks among its NICs, in NIC order, each once.
-    vlans: Vec<String>,
-    /// What its overlay networks need of the underlay (`None` without overlay NICs).
-    overlay: Option<OverlayNeed>,
+/// The placer and what it was told, to compare with the mirrors.
+struct Index {
+    placer: RulePlacer,
+    /// The hosts in the placer.
+    hosts: HashMap<String, HostFit>,
+    /// The VMs counted in the placer.
+    vms: HashMap<String, VmFit>,
+    /// Why the stored rules were left out, and the VMs they name (refused with that error).
+    rules_refused: Option<(ModelError, HashSet<String>)>,
+    /// Hosts whose agent connected or disconnected.
+    connections: UnboundedReceiver<String>,
 }
 
-impl Needs {
-    fn of(console: &Console, spec: &VmSpec) -> Needs {
-        let (vlan_nets, overlay_mtus): (HashSet<String>, HashMap<String, u32>) = console
-            .with_networks(|nets| {
-                let mut vlans = HashSet::new();
-                let mut overlays = HashMap::new();
-                for r in nets.values() {
-                    let n = &r.value.network;
-                    match n.kind {
-                        NetworkKind::Vlan => {
-                            vlans.insert(n.name.clone());
-                        }
-                        NetworkKind::Overlay => {
-                            overlays.insert(n.name.clone(), n.mtu);
-                        }
+impl Index {
+    /// The placer from the mirrors, the registry and the stored rules.
+    fn build(console: &Console) -> Result<Index, Error> {
+        // Subscribed first: a connection changing while the mirrors are read is applied at
+        // the next decision.
+        let connections = console.agents().subscribe();
+        let view = Cluster::read(console, false);
+        let mut model = view.model;
+        model.rules = console.rules()?.iter().map(library_rule).collect();
+        let (placer, rules_refused) = match RulePlacer::new(&model, &view.fit) {
+            Ok(p) => (p, None),
+            Err(e) if !model.rules.is_empty() => {
+                tracing::warn!(
+                    "placement rules left out until they fit the cluster again: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+                let named = model
+                    .rules
+                    .iter()
+                    .flat_map(|r| r.vms().iter().cloned())
+                    .collect();
+                model.rules.clear();
+                (RulePlacer::new(&model, &view.fit)?, Some((e, named)))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let vms = model
+            .vms
+            .into_iter()
+            .map(|v| {
+                let fit = VmFit {
+                    host: v.host,
+                    vcpus: v.vcpus,
+                    memory_mib: v.memory_mib,
+                };
+                (v.name, fit)
+            })
+            .collect();
+        Ok(Index {
+            placer,
+            hosts: view.hosts,
+            vms,
+            rules_refused,
+            connections,
+        })
+    }
+
+    /// Applies `changes` and the connections since the last call, name by name.
+    fn catch_up(&mut self, console: &Console, changes: PlacementChanges) -> Result<(), Stale> {
+        let mut hosts = changes.hosts;
+        while let Ok(h) = self.connections.try_recv() {
+            hosts.insert(h);
+        }
+        for h in &hosts {
+            self.refresh_host(console, h)?;
+        }
+        for v in &changes.vms {
+            self.refresh_vm(console, v)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the placer what host `name` is now; true when that changed anything.
+    fn refresh_host(&mut self, console: &Console, name: &str) -> Result<bool, Stale> {
+        let now = console.with_hosts(|hosts| {
+            hosts
+                .get(name)
+                .and_then(|rec| host_fit(console, &rec.value, &console.inflight().migrations()))
+        });
+        let Some(cur) = self.hosts.get(name) else {
+            // A host the placer does not know: it knows it as soon as its capacity is.
+            return if now.is_some() { Err(Stale) } else { Ok(false) };
+        };
+        let Some(now) = now else {
+            return Err(Stale);
+        };
+        if now == *cur {
+            return Ok(false);
+        }
+        if now.capacity != cur.capacity || now.ratios != cur.ratios {
+            return Err(Stale);
+        }
+        let mut applied = Ok(());
+        if now.eligible != cur.eligible {
+            applied = self.placer.set_eligibility(name, now.eligible);
+        }
+        if applied.is_ok() && now.caps != cur.caps {
+            applied = self.placer.set_caps(name, now.caps.clone());
+        }
+        if let Err(e) = applied {
+            tracing::warn!(
+                host = name,
+                "placement index: {}",
+                vinfra_types::error::Chain(&e)
+            );
+            return Err(Stale);
+        }
+        self.hosts.insert(name.to_string(), now);
+        Ok(true)
+    }
+
+    /// Tells the placer where VM `name` runs now, if it runs.
+    fn refresh_vm(&mut self, console: &Console, name: &str) -> Result<(), Stale> {
+        let migrating = console.inflight().migration(name);
+        let now = console.with_vms(|vms| {
+            let rec = &vms.get(name)?.value;
+            if rec.desired != DesiredPower::Running {
+                return None;
+            }
+            let host = migrating
+                .as_ref()
+                .map_or(&rec.host, |m| &m.destination)
+                .clone();
+            let fit = VmFit {
+                host,
+                vcpus: rec.spec.vcpus,
+                memory_mib: rec.spec.memory_mib,
+            };
+            Some((fit, nic_networks(&rec.spec)))
+        });
+        // A VM on a host the placer does not know counts nowhere (it knows the host, and the
+        // VM with it, as soon as the host's capacity is known).
+        let now = now.filter(|(fit, _)| self.hosts.contains_key(&fit.host));
+        let cur = self.vms.get(name);
+        let done = match (cur, &now) {
+            (None, None) => return Ok(()),
+            (Some(c), Some((n, _))) if c == n => return Ok(()),
+            (Some(c), Some((n, _))) if c.vcpus == n.vcpus && c.memory_mib == n.memory_mib => {
+                self.placer.migrated(name, &n.host)
+            }
+            (Some(_), None) => self.placer.remove(name),
+            (Some(_), Some((n, nets))) => self.placer.remove(name).and_then(|()| {
+                let needs = needs_of(console, nets);
+                self.placer.commit(&request(name, n), &needs, &n.host)
+            }),
+            (None, Some((n, nets))) => {
+                let needs = needs_of(console, nets);
+                self.placer.commit(&request(name, n), &needs, &n.host)
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!(
+                vm = name,
+                "placement index: {}",
+                vinfra_types::error::Chain(&e)
+            );
+            return Err(Stale);
+        }
+        match now {
+            Some((n, _)) => self.vms.insert(name.to_string(), n),
+            None => self.vms.remove(name),
+        };
+        Ok(())
+    }
+
+    /// Brings the placer up to date with host `name` (built again when it must be).
+    fn refresh_or_rebuild(&mut self, console: &Console, name: &str) -> Result<bool, Error> {
+        match self.refresh_host(console, name) {
+            Ok(changed) => Ok(changed),
+            Err(Stale) => match Index::build(console) {
+                Ok(index) => {
+                    *self = index;
+                    Ok(true)
+                }
+                Err(e) => {
+                    // Built again at the next decision.
+                    console.inflight().placement_changed_all();
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// The one decision (see [`place`]).
+    fn decide(
+        &mut self,
+        console: &Console,
+        vm: &str,
+        spec: &VmSpec,
+        target: Target<'_>,
+    ) -> Result<String, Error> {
+        let req = VmRequest {
+            vm: vm.to_string(),
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+        };
+        let needs = needs_of(console, &nic_networks(spec));
+        let named = match target {
+            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) | Target::Planned(h) => {
+                Some(h)
+            }
+            Target::Any | Target::Migrate(None) => None,
+        };
+        // A host named is read again first (its heartbeat may have run out a moment ago).
+        if let Some(h) = named {
+            self.refresh_or_rebuild(console, h)?;
+        }
+        if let Some((e, ruled)) = &self.rules_refused {
+            if ruled.contains(vm) {
+                return Err(e.clone().into());
+            }
+        }
+        if let Some(h) = named {
+            if !self.hosts.contains_key(h) && console.host_registered(h) {
+                // Registered, but its agent never said what it has: it never connected.
+                return Err(Error::Fit(FitError::HostUnfit {
+                    host: h.to_string(),
+                    vm: req.vm,
+                    vcpus: req.vcpus,
+                    memory_mib: req.memory_mib,
+                    unfit: Unfit::Disconnected,
+                }));
+            }
+            return Ok(self.placer.decide(&req, &needs, target)?.host);
+        }
+        // The host chosen is read again: if it changed (its heartbeat ran out a moment ago),
+        // the placer knows it now and chooses again.
+        let mut placed = self.placer.decide(&req, &needs, target)?;
+        for _ in 0..3 {
+            if !self.refresh_or_rebuild(console, &placed.host)? {
+                break;
+            }
+            placed = self.placer.decide(&req, &needs, target)?;
+        }
+        Ok(placed.host)
+    }
+}
+
+/// The request of a VM counted as `fit`.
+fn request(vm: &str, fit: &VmFit) -> VmRequest {
+    VmRequest {
+        vm: vm.to_string(),
+        vcpus: fit.vcpus,
+        memory_mib: fit.memory_mib,
+    }
+}
+
+/// The networks of a VM's NICs, in NIC order.
+fn nic_networks(spec: &VmSpec) -> Vec<String> {
+    spec.nics.iter().map(|n| n.network.clone()).collect()
+}
+
+/// What a VM with NICs on `networks` needs of its host: a VLAN trunk for its VLAN networks,
+/// an underlay MTU for the overlay network with the largest MTU (the first on a tie).
+/// Networks that do not exist need nothing (the address management refuses them).
+fn needs_of(console: &Console, networks: &[String]) -> VmNeeds {
+    if networks.is_empty() {
+        return VmNeeds::default();
+    }
+    console.with_networks(|nets| {
+        let mut needs = VmNeeds::default();
+        for name in networks {
+            let Some(n) = nets.get(name).map(|r| &r.value.network) else {
+                continue;
+            };
+            match n.kind {
+                NetworkKind::Vlan => {
+                    if !needs.vlan_networks.contains(name) {
+                        needs.vlan_networks.push(name.clone());
                     }
                 }
-                (vlans, overlays)
-            });
-        let mut vlans: Vec<String> = Vec::new();
-        let mut overlay: Option<OverlayNeed> = None;
-        for nic in &spec.nics {
-            if vlan_nets.contains(&nic.network) && !vlans.contains(&nic.network) {
-                vlans.push(nic.network.clone());
-            }
-            if let Some(&mtu) = overlay_mtus.get(&nic.network) {
-                if overlay.as_ref().is_none_or(|o| mtu > o.mtu) {
-                    overlay = Some(OverlayNeed {
-                        network: nic.network.clone(),
-                        mtu,
-                        underlay_mtu: underlay_mtu_for_overlay(mtu),
-                    });
+                NetworkKind::Overlay => {
+                    if needs.overlay.as_ref().is_none_or(|o| n.mtu > o.mtu) {
+                        needs.overlay = Some(OverlayMtu {
+                            network: name.clone(),
+                            mtu: n.mtu,
+                        });
+                    }
                 }
             }
         }
-        Needs { vlans, overlay }
-    }
-
-    /// Restricts placement input to the hosts that can carry the VM's networks: a VLAN trunk
-    /// for its VLAN networks, an underlay MTU for its largest overlay MTU. A `pinned` host
-    /// without what is needed is refused naming the host and the network, and so is a
-    /// restriction that leaves no host able to take VMs, saying why.
-    fn filter(
-        &self,
-        console: &Console,
-        vm: &str,
-        inputs: Vec<HostInput>,
-        pinned: Option<&str>,
-    ) -> Result<Vec<HostInput>, Error> {
-        let inputs = self.trunk_filter(console, vm, inputs, pinned)?;
-        self.underlay_filter(console, vm, inputs, pinned)
-    }
-
-    fn trunk_filter(
-        &self,
-        console: &Console,
-        vm: &str,
-        inputs: Vec<HostInput>,
-        pinned: Option<&str>,
-    ) -> Result<Vec<HostInput>, Error> {
-        let Some(network) = self.vlans.first() else {
-            return Ok(inputs);
-        };
-        if let Some(host) = pinned {
-            if console.host_registered(host) && host_trunk(console, host).is_none() {
-                return Err(Error::NoTrunk {
-                    host: host.to_string(),
-                    vm: vm.to_string(),
-                    network: network.clone(),
-                });
-            }
-        }
-        let (with, without): (Vec<HostInput>, Vec<HostInput>) = inputs
-            .into_iter()
-            .partition(|h| host_trunk(console, &h.name).is_some());
-        if pinned.is_none() && !with.iter().any(|h| h.eligible == Eligibility::Ok) {
-            let lacks = without
-                .into_iter()
-                .map(|h| Lacks::Trunk { host: h.name })
-                .collect();
-            return Err(Error::NoTrunkHost {
-                vm: vm.to_string(),
-                network: network.clone(),
-                why: why_no_host(&with, lacks),
-            });
-        }
-        Ok(with)
-    }
-
-    fn underlay_filter(
-        &self,
-        console: &Console,
-        vm: &str,
-        inputs: Vec<HostInput>,
-        pinned: Option<&str>,
-    ) -> Result<Vec<HostInput>, Error> {
-        let Some(need) = &self.overlay else {
-            return Ok(inputs);
-        };
-        if let Some(host) = pinned {
-            let have = host_underlay_mtu(console, host);
-            if console.host_registered(host) && have < need.underlay_mtu {
-                return Err(Error::UnderlayMtu {
-                    host: host.to_string(),
-                    vm: vm.to_string(),
-                    have,
-                    network: need.network.clone(),
-                    mtu: need.mtu,
-                    need: need.underlay_mtu,
-                });
-            }
-        }
-        let (fit, small): (Vec<HostInput>, Vec<HostInput>) = inputs
-            .into_iter()
-            .partition(|h| host_underlay_mtu(console, &h.name) >= need.underlay_mtu);
-        if pinned.is_none() && !fit.iter().any(|h| h.eligible == Eligibility::Ok) {
-            let lacks = small
-                .into_iter()
-                .map(|h| Lacks::UnderlayMtu {
-                    mtu: host_underlay_mtu(console, &h.name),
-                    host: h.name,
-                })
-                .collect();
-            return Err(Error::NoUnderlayHost {
-                vm: vm.to_string(),
-                network: need.network.clone(),
-                mtu: need.mtu,
-                need: need.underlay_mtu,
-                why: why_no_host(&fit, lacks),
-            });
-        }
-        Ok(fit)
-    }
+        needs
+    })
 }
 
-/// Why a restriction left no host able to take a VM: there was no candidate, none had what
-/// the VM needs (`lacks`: the hosts skipped), or none of those that had it (`fit`) can take
-/// VMs now.
-fn why_no_host(fit: &[HostInput], lacks: Vec<Lacks>) -> NoHost {
-    if fit.is_empty() && lacks.is_empty() {
-        NoHost::NoCandidate
-    } else if fit.is_empty() {
-        NoHost::NoneHasIt(lacks)
-    } else {
-        NoHost::NoneAvailable(fit.iter().map(|h| (h.name.clone(), h.eligible)).collect())
-    }
-}
-
-/// Picks a host among `inputs` (already restricted to those that can carry the VM's networks)
-/// under the stored rules. Without rules naming the VM this is plain placement; with them,
-/// [`vinfra_placement::place_with_rules`] chooses and plain placement confirms the choice
-/// against the allocations in force (migrations in flight count on both hosts). A `pinned`
-/// host is refused when it breaks a must-rule. `moving`: the VM is in the cluster already and
-/// leaves its host (a migration): it is placed as if it were not there.
-fn under_rules(
+/// Host `rec` as placement sees it, or `None` while its capacity is unknown: capacity
+/// (reported, else from its last Hello), ratios in force, whether it may take VMs, its VLAN
+/// trunk and underlay MTU (reported, else from its last Hello), and the share of the VMs
+/// migrating away from it (held back until their migrations end).
+fn host_fit(
     console: &Console,
-    inputs: &[HostInput],
-    req: &Request,
-    pinned: Option<&str>,
-    moving: bool,
-) -> Result<Placement, Error> {
-    let all = console.rules()?;
-    if !all.iter().any(|r| r.vms.contains(&req.vm)) {
-        return Ok(vinfra_placement::place(inputs, req, pinned)?);
+    rec: &HostRecord,
+    migrations: &[Arc<ActiveMigration>],
+) -> Option<HostFit> {
+    let (status, observed) = console.agents().observed(&rec.name);
+    let report = observed.as_ref().map(|o| &o.report);
+    let capacity = report.map(|r| r.capacity).or(rec.capacity)?;
+    if capacity.cores == 0 || capacity.memory_mib == 0 {
+        return None;
     }
-    let mut model = cluster_model(console, &all)?;
-    if let Some(host) = pinned {
-        let placed = vinfra_placement::place(inputs, req, Some(host))?;
-        let before = model.violations()?;
-        model.vms.push(VmModel {
-            name: req.vm.clone(),
-            host: host.to_string(),
-            vcpus: req.vcpus,
-            memory_mib: req.memory_mib,
-            cpu_demand: 0.0,
-            memory_demand_mib: 0,
+    let eligible = if status != HostStatus::Connected {
+        Eligibility::Disconnected
+    } else if rec.maintenance {
+        Eligibility::Maintenance
+    } else {
+        Eligibility::Ok
+    };
+    let (vlan_trunk, underlay_mtu) = match report {
+        Some(r) => (r.trunk.is_some(), r.underlay_mtu),
+        None => (rec.trunk.is_some(), rec.underlay_mtu),
+    };
+    let mut reserve = Reserve::default();
+    let leaving: Vec<&str> = migrations
+        .iter()
+        .filter(|m| m.source == rec.name)
+        .map(|m| m.vm.as_str())
+        .collect();
+    if !leaving.is_empty() {
+        console.with_vms(|vms| {
+            for vm in leaving {
+                if let Some(v) = vms.get(vm) {
+                    reserve.vcpus = reserve.vcpus.saturating_add(v.value.spec.vcpus);
+                    reserve.memory_mib = reserve.memory_mib.saturating_add(v.value.spec.memory_mib);
+                }
+            }
         });
-        let after = model.violations()?;
-        let broken: Vec<String> = after
-            .must
-            .iter()
-            .filter(|a| {
-                before
-                    .must
-                    .iter()
-                    .find(|b| b.rule == a.rule)
-                    .is_none_or(|b| b.vms < a.vms)
-            })
-            .map(|a| a.rule.clone())
-            .collect();
-        if !broken.is_empty() {
-            return Err(Error::BreaksRules {
-                vm: req.vm.clone(),
-                host: host.to_string(),
-                rules: broken,
+    }
+    Some(HostFit {
+        capacity,
+        ratios: console.ratios_for(rec),
+        eligible,
+        caps: HostCaps {
+            vlan_trunk,
+            underlay_mtu,
+            cpu_models: Vec::new(),
+            reserve,
+        },
+    })
+}
+
+/// The cluster as placement and the balancer see it (see the module doc), without rules.
+struct Cluster {
+    model: ClusterModel,
+    fit: FitTable,
+    hosts: HashMap<String, HostFit>,
+}
+
+impl Cluster {
+    /// Reads the mirrors; `demand`: with each VM's measured demand (CPU cores and RSS of its
+    /// QEMU in its host's latest report while the host is connected; 0 when not reported).
+    fn read(console: &Console, demand: bool) -> Cluster {
+        let migrations = console.inflight().migrations();
+        let mut model = ClusterModel::default();
+        let mut fit = FitTable::default();
+        let hosts: HashMap<String, HostFit> = console.with_hosts(|recs| {
+            recs.values()
+                .filter_map(|r| {
+                    Some((
+                        r.value.name.clone(),
+                        host_fit(console, &r.value, &migrations)?,
+                    ))
+                })
+                .collect()
+        });
+        let mut names: Vec<&String> = hosts.keys().collect();
+        names.sort();
+        for name in names {
+            let h = &hosts[name];
+            model.hosts.push(HostModel {
+                name: name.clone(),
+                capacity: h.capacity,
+                ratios: h.ratios,
+                eligible: h.eligible,
             });
+            fit.hosts.insert(name.clone(), h.caps.clone());
         }
-        return Ok(placed);
-    }
-    if moving {
-        model.vms.retain(|v| v.name != req.vm);
-    }
-    // Hosts left out of `inputs` (the VM's own host when it moves; hosts without what the VM's
-    // networks need) take nothing.
-    for h in &mut model.hosts {
-        if !inputs.iter().any(|i| i.name == h.name) {
-            h.eligible = Eligibility::Disconnected;
+        let mut usage: HashMap<uuid::Uuid, (f64, u64)> = HashMap::new();
+        if demand {
+            for (status, observed) in console.agents().snapshot().values() {
+                if *status != HostStatus::Connected {
+                    continue;
+                }
+                for v in &observed.report.vms {
+                    let e = usage.entry(v.id).or_insert((0.0, 0));
+                    e.0 = e.0.max(v.usage.cpu_cores);
+                    e.1 = e.1.max(v.usage.rss_mib);
+                }
+            }
         }
+        let destination: BTreeMap<&str, &str> = migrations
+            .iter()
+            .map(|m| (m.vm.as_str(), m.destination.as_str()))
+            .collect();
+        let mut nets: Vec<(String, Vec<String>)> = Vec::new();
+        console.with_vms(|vms| {
+            for v in vms.values() {
+                let rec = &v.value;
+                if rec.desired != DesiredPower::Running {
+                    continue;
+                }
+                let host = destination
+                    .get(rec.spec.name.as_str())
+                    .copied()
+                    .unwrap_or(&rec.host);
+                if !hosts.contains_key(host) {
+                    continue;
+                }
+                let (cpu, rss) = usage.get(&rec.id).copied().unwrap_or((0.0, 0));
+                model.vms.push(VmModel {
+                    name: rec.spec.name.clone(),
+                    host: host.to_string(),
+                    vcpus: rec.spec.vcpus,
+                    memory_mib: rec.spec.memory_mib,
+                    cpu_demand: if cpu.is_finite() { cpu.max(0.0) } else { 0.0 },
+                    memory_demand_mib: rss,
+                });
+                if !rec.spec.nics.is_empty() {
+                    nets.push((rec.spec.name.clone(), nic_networks(&rec.spec)));
+                }
+            }
+        });
+        for (vm, networks) in nets {
+            let needs = needs_of(console, &networks);
+            if !needs.is_empty() {
+                fit.vms.insert(vm, needs);
+            }
+        }
+        Cluster { model, fit, hosts }
     }
-    let chosen = vinfra_placement::place_with_rules(&model, req)?.host;
-    Ok(vinfra_placement::place(inputs, req, Some(&chosen))?)
 }
 
 /// A stored rule in the library's terms.
-pub fn library_rule(r: &PlacementRule) -> Rule {
+fn library_rule(r: &PlacementRule) -> Rule {
     let strength = match r.strength {
         RuleStrength::Must => Strength::Must,
         RuleStrength::Should => Strength::Should,
@@ -390,10 +565,10 @@ pub fn library_rule(r: &PlacementRule) -> Rule {
     let vms = r.vms.clone();
     let hosts = r.hosts.clone();
     let kind = match r.kind {
-        RuleKind::Affinity => vinfra_placement::RuleKind::Affinity { vms },
-        RuleKind::AntiAffinity => vinfra_placement::RuleKind::AntiAffinity { vms },
-        RuleKind::RunOn => vinfra_placement::RuleKind::RunOn { vms, hosts },
-        RuleKind::NotOn => vinfra_placement::RuleKind::NotOn { vms, hosts },
+        RuleKind::Affinity => Constraint::Affinity { vms },
+        RuleKind::AntiAffinity => Constraint::AntiAffinity { vms },
+        RuleKind::RunOn => Constraint::RunOn { vms, hosts },
+        RuleKind::NotOn => Constraint::NotOn { vms, hosts },
     };
     Rule {
         name: r.name.clone(),
@@ -402,142 +577,21 @@ pub fn library_rule(r: &PlacementRule) -> Rule {
     }
 }
 
-/// The cluster with the rules `rules`, as placement under rules and the balancer see it.
-///
-/// Hosts: every registered host whose capacity is known (reported now or at its last Hello),
-/// with the ratios in force; disconnected hosts and hosts in maintenance are marked so (the
-/// balancer moves nothing to either, and evacuates the latter). VMs: every VM whose desired
-/// state is running, with its allocation and its measured demand (CPU cores and RSS of its QEMU
-/// in its host's latest report; 0 when not reported). A VM being migrated is placed at its
-/// destination.
-pub fn cluster_model(console: &Console, rules: &[PlacementRule]) -> Result<ClusterModel, Error> {
-    let hosts: Vec<HostModel> = inputs(console, None)
-        .into_iter()
-        .filter(|h| h.capacity.cores > 0 && h.capacity.memory_mib > 0)
-        .map(|h| HostModel {
-            name: h.name,
-            capacity: h.capacity,
-            ratios: h.ratios,
-            eligible: h.eligible,
-        })
-        .collect();
-    let known: HashSet<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    let mut usage: HashMap<uuid::Uuid, (f64, u64)> = HashMap::new();
-    for (status, observed) in console.agents().snapshot().values() {
-        if *status != HostStatus::Connected {
-            continue;
-        }
-        for v in &observed.report.vms {
-            let e = usage.entry(v.id).or_insert((0.0, 0));
-            e.0 = e.0.max(v.usage.cpu_cores);
-            e.1 = e.1.max(v.usage.rss_mib);
-        }
-    }
-    let migrating: BTreeMap<String, String> = console
-        .inflight()
-        .migrations()
-        .iter()
-        .map(|m| (m.vm.clone(), m.destination.clone()))
-        .collect();
-    let mut vms = Vec::new();
-    for rec in console.vm_records() {
-        if rec.desired != DesiredPower::Running {
-            continue;
-        }
-        let host = migrating
-            .get(&rec.spec.name)
-            .cloned()
-            .unwrap_or_else(|| rec.host.clone());
-        if !known.contains(host.as_str()) {
-            continue;
-        }
-        let (cpu, rss) = usage.get(&rec.id).copied().unwrap_or((0.0, 0));
-        vms.push(VmModel {
-            name: rec.spec.name.clone(),
-            host,
-            vcpus: rec.spec.vcpus,
-            memory_mib: rec.spec.memory_mib,
-            cpu_demand: if cpu.is_finite() { cpu.max(0.0) } else { 0.0 },
-            memory_demand_mib: rss,
-        });
-    }
-    Ok(ClusterModel {
-        hosts,
-        vms,
-        rules: rules.iter().map(library_rule).collect(),
-        traffic: Vec::new(),
-    })
+/// The cluster for a balancing pass, under the stored rules, and what fit knows beyond
+/// capacity (each host's capabilities and reserve, each VM's needs): the hosts and VMs the
+/// placer is built from, with each VM's measured demand.
+pub fn balancing_model(console: &Console) -> Result<(ClusterModel, FitTable), Error> {
+    let view = Cluster::read(console, true);
+    let mut model = view.model;
+    model.rules = console.rules()?.iter().map(library_rule).collect();
+    Ok((model, view.fit))
 }
 
-/// Name of the built-in must-rule keeping VMs with VLAN NICs off hosts without a trunk (not a
-/// valid rule name for operators, so it never clashes with theirs).
-pub const TRUNK_RULE: &str = "built-in: VLAN networks need a trunk";
-
-/// Start of the names of the built-in must-rules keeping VMs with overlay NICs off hosts whose
-/// underlay is too small, followed by the underlay MTU needed.
-pub const UNDERLAY_RULE: &str = "built-in: overlay networks need underlay MTU";
-
-/// The network fit as must not-on rules over `model`, for the balancer:
-/// - [`TRUNK_RULE`]: the VMs with NICs on VLAN networks off the hosts without a trunk; none
-///   when there is no such VM, no such host, or no host with a trunk at all (the rule would
-///   leave the VMs no host);
-/// - per underlay MTU needed (increasing), `UNDERLAY_RULE <mtu>`: the VMs that need it off the
-///   hosts with a smaller underlay; none when no host is too small, or when none is large
-///   enough.
-pub fn built_in_rules(console: &Console, model: &ClusterModel) -> Vec<Rule> {
-    let in_model: HashSet<&str> = model.vms.iter().map(|v| v.name.as_str()).collect();
-    let mut vlan_vms: Vec<String> = Vec::new();
-    let mut by_need: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for r in console.vm_records() {
-        if !in_model.contains(r.spec.name.as_str()) {
-            continue;
-        }
-        let needs = Needs::of(console, &r.spec);
-        if !needs.vlans.is_empty() {
-            vlan_vms.push(r.spec.name.clone());
-        }
-        if let Some(need) = needs.overlay {
-            by_need
-                .entry(need.underlay_mtu)
-                .or_default()
-                .push(r.spec.name);
-        }
-    }
-    let mut out = Vec::new();
-    let (with, without): (Vec<&str>, Vec<&str>) = model
-        .hosts
-        .iter()
-        .map(|h| h.name.as_str())
-        .partition(|h| host_trunk(console, h).is_some());
-    if !vlan_vms.is_empty() && !without.is_empty() && !with.is_empty() {
-        out.push(Rule {
-            name: TRUNK_RULE.to_string(),
-            strength: Strength::Must,
-            kind: vinfra_placement::RuleKind::NotOn {
-                vms: vlan_vms,
-                hosts: without.into_iter().map(str::to_string).collect(),
-            },
-        });
-    }
-    let hosts: Vec<(&str, u32)> = model
-        .hosts
-        .iter()
-        .map(|h| (h.name.as_str(), host_underlay_mtu(console, &h.name)))
-        .collect();
-    for (need, vms) in by_need {
-        let small: Vec<String> = hosts
-            .iter()
-            .filter(|(_, mtu)| *mtu < need)
-            .map(|(h, _)| h.to_string())
-            .collect();
-        if small.is_empty() || small.len() == hosts.len() {
-            continue;
-        }
-        out.push(Rule {
-            name: format!("{UNDERLAY_RULE} {need}"),
-            strength: Strength::Must,
-            kind: vinfra_placement::RuleKind::NotOn { vms, hosts: small },
-        });
-    }
-    out
+/// Checks `rules` against the cluster: contradictions, hosts they name that placement does
+/// not know, groups too large for any host.
+pub fn check_rules(console: &Console, rules: &[PlacementRule]) -> Result<(), Error> {
+    let mut model = Cluster::read(console, false).model;
+    model.rules = rules.iter().map(library_rule).collect();
+    model.validate()?;
+    Ok(())
 }

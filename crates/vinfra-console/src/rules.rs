@@ -1,7 +1,7 @@
 //! Placement rules (`/vinfra/rules/<name>`): list, show, create (checked against the cluster
 //! and every other rule with `vinfra-placement` first; nothing is stored when refused), delete.
 //! A rule may name VMs that do not exist yet: they follow it from their creation on. Each change
-//! wakes the balancer.
+//! wakes the balancer, and placement reads the rules again at its next decision.
 
 use vinfra_store::{Compare, Op, Txn};
 use vinfra_types::balancing::{PlacementRule, RuleStrength};
@@ -89,7 +89,7 @@ pub async fn create(console: &Console, rule: PlacementRule) -> Result<PlacementR
     }
     let mut all = console.rules()?;
     all.push(rule.clone());
-    fit::cluster_model(console, &all)?.validate()?;
+    fit::check_rules(console, &all)?;
     let resp = console.store().txn(Txn {
         compare: vec![Compare::absent(key.clone())],
         success: vec![Op::Put {
@@ -102,6 +102,7 @@ pub async fn create(console: &Console, rule: PlacementRule) -> Result<PlacementR
     if !resp.succeeded {
         return Err(taken());
     }
+    console.inflight().placement_changed_all();
     console.event("rule", &rule.name, format!("created: {}", describe(&rule)));
     console.inflight().balancer.wake();
     Ok(rule)
@@ -112,6 +113,7 @@ pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
     let _rules = console.inflight().balancer.rules_lock().await;
     let rule = console.rule(name)?;
     console.store().delete(&keys::rule_key(name))?;
+    console.inflight().placement_changed_all();
     console.event("rule", name, format!("deleted: {}", describe(&rule)));
     console.inflight().balancer.wake();
     Ok(())

@@ -12,8 +12,10 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use vinfra_console::api::{router, MAX_BODY};
-use vinfra_console::error::{Lacks, NoHost, Object};
+use vinfra_console::error::Object;
 use vinfra_console::interface::{Command, ConsoleApi, Error, ErrorKind, Reply};
+use vinfra_placement::fit::{MemoryShort, Shortfall};
+use vinfra_placement::{FitError, NoHost, Quoted, Unfit, VmRequest};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, JoinTokenResponse, MigrateVmRequest, StopVmRequest,
     UpdateHostRequest,
@@ -723,6 +725,17 @@ fn replies_render_with_their_status() {
     assert_eq!(back, token);
 }
 
+/// Host h1 cannot take VM web, for `unfit`.
+fn unfit_web(unfit: Unfit) -> Error {
+    Error::Fit(FitError::HostUnfit {
+        host: "h1".into(),
+        vm: "web".into(),
+        vcpus: 1,
+        memory_mib: 512,
+        unfit,
+    })
+}
+
 /// An error of each kind.
 fn sample(kind: ErrorKind) -> Error {
     use vinfra_console::agents::RequestError;
@@ -736,35 +749,33 @@ fn sample(kind: ErrorKind) -> Error {
         ErrorKind::NotFound => Error::not_found(Object::Vm, "web"),
         ErrorKind::Conflict => Error::VmBusy { vm: "web".into() },
         ErrorKind::InsufficientCapacity => {
-            Error::Placement(vinfra_placement::PlacementError::NoCapacity {
+            let short = Shortfall {
+                memory: Some(MemoryShort {
+                    short_mib: 1,
+                    allocated_mib: 1024,
+                    allocatable_mib: 1024,
+                    physical_mib: 1024,
+                    ratio: 1.0,
+                    reserved_mib: 0,
+                }),
+                vcpus: None,
+            };
+            let web = VmRequest {
                 vm: "web".into(),
                 vcpus: 1,
                 memory_mib: 512,
-                eligible: 1,
-                best_host: "h1".into(),
-                details: Box::new(vinfra_placement::fit::Shortfall {
-                    memory: Some(vinfra_placement::fit::MemoryShort {
-                        short_mib: 1,
-                        allocated_mib: 1024,
-                        allocatable_mib: 1024,
-                        physical_mib: 1024,
-                        ratio: 1.0,
-                        reserved_mib: 0,
-                    }),
-                    vcpus: None,
-                }),
-            })
+            };
+            Error::Fit(FitError::NoHost(NoHost::new(
+                &web,
+                [("h1".to_string(), Unfit::Capacity(Box::new(short)))],
+            )))
         }
-        ErrorKind::HostUnavailable => Error::NoTrunkHost {
-            vm: "web".into(),
-            network: "v100".into(),
-            why: NoHost::NoneHasIt(vec![Lacks::Trunk { host: "h1".into() }]),
-        },
-        ErrorKind::RuleConflict => Error::BreaksRules {
-            vm: "web".into(),
-            host: "h1".into(),
-            rules: vec!["r".into()],
-        },
+        ErrorKind::HostUnavailable => unfit_web(Unfit::NoTrunk {
+            networks: Quoted::of(["v100"]),
+        }),
+        ErrorKind::RuleConflict => unfit_web(Unfit::MustRule {
+            rules: Quoted::of(["r"]),
+        }),
         ErrorKind::InvalidRule => Error::RuleUnknownHost {
             rule: "r".into(),
             host: "h9".into(),

@@ -315,13 +315,29 @@ async fn a_migration_without_a_destination_keeps_the_must_rules() {
         r.body
     );
     assert_eq!(host_of(&c, "ma").await, "h1");
-    // With a destination named by the operator the rules are not checked (the balancer
-    // repairs a broken must-rule at its next pass).
+    // A destination named by the operator is checked against the must-rules too: refused,
+    // naming the rule, nothing moves.
+    let r = c
+        .call("POST", "/api/v1/vms/ma/migrate", Some(r#"{"to":"h2"}"#))
+        .await;
+    assert_problem(&r, 409);
+    assert_eq!(r.body["type"], "/problems/rule-conflict", "{:?}", r.body);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("host h2") && detail.contains("must-rule 'pair'"),
+        "{detail}"
+    );
+    assert_eq!(host_of(&c, "ma").await, "h1");
+    assert_problem(&c.call("GET", "/api/v1/vms/ma/migration", None).await, 404);
+    // Without the rule, the same move goes.
+    let r = c.call("DELETE", "/api/v1/rules/pair", None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
     let r = c
         .call("POST", "/api/v1/vms/ma/migrate", Some(r#"{"to":"h2"}"#))
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     assert_eq!(wait_migration(&c, "ma").await["phase"], "completed");
+    assert_eq!(host_of(&c, "ma").await, "h2");
     c.shutdown().await;
 }
 

@@ -322,3 +322,76 @@ fn imports_go_down_the_layers_and_never_around_a_circle() {
         );
     }
 }
+
+/// The names a file takes from `vinfra_placement` (its `use` statements and paths in its code).
+fn placement_names(code: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let lines: Vec<&str> = code.lines().collect();
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let t = t.strip_prefix("pub ").unwrap_or(t);
+        let Some(tree) = t.strip_prefix("use vinfra_placement") else {
+            continue;
+        };
+        let mut stmt = format!("vinfra_placement{tree}");
+        let mut next = n + 1;
+        while !stmt.contains(';') && next < lines.len() {
+            stmt.push_str(lines[next]);
+            next += 1;
+        }
+        for p in expand(stmt.split(';').next().unwrap_or_default()) {
+            if let Some(last) = p.last().filter(|_| p.len() > 1) {
+                names.insert(last.clone());
+            }
+        }
+    }
+    for part in code.split("vinfra_placement::").skip(1) {
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && name != "fit" {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn fit_is_the_only_caller_of_the_placement_library() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // Besides fit.rs: the balancer takes the balance API, the errors the placement refusals.
+    let balance = [
+        "BalanceConfig",
+        "ClusterModel",
+        "FitTable",
+        "Move",
+        "Plan",
+        "RecentMove",
+        "balance_with_fit",
+    ];
+    let errors = ["FitError", "ModelError", "RuleError", "Unfit"];
+    let mut seen = 0;
+    for (module, path) in files(&src) {
+        let names = placement_names(&code(&path));
+        let first = module.first().map(String::as_str).unwrap_or("lib");
+        let allowed: &[&str] = match first {
+            "fit" => {
+                assert!(names.contains("RulePlacer"), "{names:?}");
+                seen += 1;
+                continue;
+            }
+            "balancing" => &balance,
+            "error" => &errors,
+            _ => &[],
+        };
+        for name in &names {
+            assert!(
+                allowed.contains(&name.as_str()),
+                "{} takes {name} from vinfra_placement",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(seen, 1, "fit.rs was read");
+}

@@ -924,7 +924,7 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
             Some(&on_host("a", "h1", json!([{"network": "v100"}]))),
         )
         .await;
-    assert_host_unavailable(&r, &["'h1'", "'v100'", "trunk"]);
+    assert_host_unavailable(&r, &["host h1", "'v100'", "no VLAN trunk"]);
     assert_problem(&c.call("GET", "/api/v1/vms/a", None).await, 404);
     let r = c.call("GET", "/api/v1/networks/v100", None).await;
     assert_eq!(r.body["ports"], json!([]), "no address held: {:?}", r.body);
@@ -940,9 +940,16 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     let r = c
         .call("POST", "/api/v1/vms/a/migrate", Some(r#"{"to":"h1"}"#))
         .await;
-    assert_host_unavailable(&r, &["'h1'", "'a'", "'v100'"]);
+    assert_host_unavailable(&r, &["host h1", "'a'", "'v100'"]);
     let r = c.call("POST", "/api/v1/vms/a/migrate", Some("{}")).await;
-    assert_host_unavailable(&r, &["no host", "'a'", "'v100'", "h1 without a trunk"]);
+    assert_host_unavailable(
+        &r,
+        &[
+            "no host",
+            "'a'",
+            "h1: it has no VLAN trunk for VLAN network 'v100'",
+        ],
+    );
     assert_eq!(
         c.call("GET", "/api/v1/vms/a", None).await.body["host"],
         "h2"
@@ -962,12 +969,15 @@ async fn vms_on_vlan_networks_are_placed_only_on_hosts_with_a_trunk() {
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["trunk"], Value::Null, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
-    assert_host_unavailable(&r, &["'h2'", "'d'", "'v100'"]);
+    assert_host_unavailable(&r, &["host h2", "'d'", "'v100'"]);
     // Now no host has a trunk at all.
     let r = create_vm(&c, "e", json!([{"network": "v100"}])).await;
     assert_host_unavailable(
         &r,
-        &["'e'", "no candidate host has one (h1, h2 without a trunk)"],
+        &[
+            "'e'",
+            "h1, h2: it has no VLAN trunk for VLAN network 'v100'",
+        ],
     );
     c.shutdown().await;
 }
@@ -1000,7 +1010,10 @@ async fn the_balancer_moves_vlan_vms_to_hosts_with_a_trunk_and_never_away() {
     // h1 comes back without its trunk: w may not stay there.
     reconnect_changed(&c, &mut h1, "h1", |s| s.trunk = None).await;
     let reason = only_recommendation(&c, "w", "h1", "h2").await;
-    assert!(reason.contains("VLAN networks need a trunk"), "{reason}");
+    assert!(
+        reason.contains("its host does not fit it: it has no VLAN trunk for VLAN network 'v100'"),
+        "{reason}"
+    );
     c.shutdown().await;
 }
 
@@ -1040,7 +1053,12 @@ async fn jumbo_overlay_networks_go_only_to_hosts_with_a_jumbo_underlay() {
         .await;
     assert_host_unavailable(
         &r,
-        &["'h1'", "underlay MTU is 1500", "'jumbo' (MTU 8950)", "9000"],
+        &[
+            "host h1",
+            "underlay MTU is 1500",
+            "'jumbo' (MTU 8950)",
+            "9000",
+        ],
     );
     c.shutdown().await;
 }
@@ -1092,7 +1110,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     assert_host_unavailable(
         &r,
         &[
-            "'h1'",
+            "host h1",
             "'a'",
             "underlay MTU is 1400",
             "'blue' (MTU 1450)",
@@ -1135,7 +1153,7 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     assert_host_unavailable(
         &r,
         &[
-            "'h1'",
+            "host h1",
             "'a'",
             "underlay MTU is 1400",
             "'blue'",
@@ -1148,9 +1166,8 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
         &[
             "no host",
             "'a'",
-            "'blue'",
-            "at least 1500",
-            "h1: underlay MTU 1400",
+            "h1: its underlay MTU is 1400, and overlay network 'blue' (MTU 1450) needs at \
+             least 1500",
         ],
     );
     let r = c.call("GET", "/api/v1/vms/a", None).await;
@@ -1171,14 +1188,15 @@ async fn vms_on_overlay_networks_are_placed_only_where_the_underlay_carries_them
     let r = c.call("GET", "/api/v1/hosts/h2", None).await;
     assert_eq!(r.body["underlay_mtu"], 1400, "{:?}", r.body);
     let r = c.call("POST", "/api/v1/vms/d/start", None).await;
-    assert_host_unavailable(&r, &["'h2'", "'d'", "underlay MTU is 1400", "'blue'"]);
+    assert_host_unavailable(&r, &["host h2", "'d'", "underlay MTU is 1400", "'blue'"]);
     // Now no host is large enough at all.
     let r = create_vm(&c, "e", json!([{"network": "blue"}])).await;
     assert_host_unavailable(
         &r,
         &[
             "'e'",
-            "no candidate host has one (h1: underlay MTU 1400, h2: underlay MTU 1400)",
+            "h1, h2: its underlay MTU is 1400, and overlay network 'blue' (MTU 1450) needs at \
+             least 1500",
         ],
     );
     assert_problem(&c.call("GET", "/api/v1/vms/e", None).await, 404);
@@ -1213,7 +1231,7 @@ async fn the_balancer_keeps_overlay_vms_off_hosts_with_too_small_an_underlay() {
     reconnect_changed(&c, &mut h1, "h1", |s| s.underlay_mtu = Some(1400)).await;
     let reason = only_recommendation(&c, "w", "h1", "h2").await;
     assert!(
-        reason.contains("overlay networks need underlay MTU 1500"),
+        reason.contains("its host does not fit it: its underlay MTU is 1400, and overlay network 'blue' (MTU 1450) needs at least 1500"),
         "{reason}"
     );
     c.shutdown().await;

@@ -90,9 +90,6 @@ pub struct VmRequest {
     pub memory_mib: u64,
 }
 
-/// The former name of [`VmRequest`], kept while callers move to the new one.
-pub type Request = VmRequest;
-
 /// Where a VM goes and what its host looks like with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {

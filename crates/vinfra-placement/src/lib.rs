@@ -49,12 +49,10 @@ pub use balance::{
     RecentMove, Tradeoff,
 };
 pub use fit::{FitTable, HostCaps, NoHost, OverlayMtu, Reserve, Shortfall, Unfit, VmNeeds};
-pub use host::{Eligibility, HostInput, Placement, Request, VmRequest};
+pub use host::{Eligibility, HostInput, Placement, VmRequest};
 pub use model::{ClusterModel, HostModel, ModelError, TrafficFlow, VmModel};
 pub use place::{place, Cluster, PlacementError};
-pub use placer::{
-    place_under_rules, place_with_rules, FitError, RulePlacementError, RulePlacer, Target,
-};
+pub use placer::{place_under_rules, FitError, RulePlacer, Target};
 pub use quoted::Quoted;
-pub use rules::{Constraint, Emptiness, Rule, RuleError, RuleKind, Strength};
+pub use rules::{Constraint, Emptiness, Rule, RuleError, Strength};
 pub use violations::{Misfit, RuleViolation, Violations};

@@ -6,7 +6,9 @@
 //! - [`Target::Any`]: which host takes this new VM;
 //! - [`Target::Host`] / [`Target::Start`] / [`Target::Migrate`]`(Some(host))`: may this host
 //!   take it (create on a named host, start on its host, migrate to a named host);
-//! - [`Target::Migrate`]`(None)`: where does this running VM migrate to.
+//! - [`Target::Migrate`]`(None)`: where does this running VM migrate to;
+//! - [`Target::Planned`]: may this host take it as one move of a balancing plan (fit only:
+//!   the plan keeps the must-rules as a whole).
 //!
 //! Every answer comes from the one fit check of [`crate::fit`] (capabilities, availability,
 //! must-rules, capacity). A refusal is a [`FitError`]: for a named host, the typed reason; for
@@ -23,11 +25,10 @@
 
 use std::cmp::Ordering;
 
-use crate::fit::{FitTable, HostCaps, NoHost, Unfit, VmNeeds, NO_NEEDS};
+use crate::fit::{FitTable, HostCaps, NoHost, Unfit, VmNeeds};
 use crate::host::{Eligibility, HostInput, Placement, VmRequest};
 use crate::model::{ClusterModel, ModelError};
 use crate::place::{check_request, placement, Cluster, PlacementError};
-use crate::quoted::Quoted;
 use crate::rules::Kind;
 use crate::state::{State, VmData};
 
@@ -47,7 +48,12 @@ pub enum Target<'a> {
     /// start of one already placed there.
     Start(&'a str),
     /// A running VM migrating live: to this host, or to the best one that takes it (`None`).
+    /// The must-rules are checked either way.
     Migrate(Option<&'a str>),
+    /// A running VM migrating live to this host as one move of a balancing plan: fit is
+    /// checked, must-rules are not. The plan keeps them as a whole, and moves a must-affinity
+    /// group one VM at a time (the first to go breaks the rule until the others follow).
+    Planned(&'a str),
 }
 
 /// Why a VM cannot go where it asked.
@@ -103,33 +109,6 @@ pub enum FitError {
     /// No host can take the VM; says why for each.
     #[error("{0}")]
     NoHost(NoHost),
-}
-
-/// Why [`place_with_rules`] could not place a VM.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RulePlacementError {
-    /// The model is invalid or its rules contradict each other.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// Plain placement refused the VM (bad request, no eligible host, no capacity).
-    #[error(transparent)]
-    Placement(#[from] PlacementError),
-    /// The VM already runs.
-    #[error("VM '{vm}' already runs on host {host}")]
-    AlreadyPlaced {
-        /// The VM.
-        vm: String,
-        /// Where it runs.
-        host: String,
-    },
-    /// Must-rules leave the VM no host that is available and has room.
-    #[error("{explanation} (must-rules naming the VM: {rules})")]
-    RulesUnsatisfiable {
-        /// The must-rules naming the VM.
-        rules: Quoted,
-        /// Why each host cannot take it.
-        explanation: NoHost,
-    },
 }
 
 /// Who asks: a VM not running yet (new or starting) or a running one (migrating).
@@ -223,8 +202,10 @@ impl RulePlacer {
         })?;
         let running = self.s.vm_by_name.get(&req.vm).copied();
         let asker = match (target, running) {
-            (Target::Migrate(_), Some(v)) => Asker::Running(v),
-            (Target::Migrate(_), None) => return Err(FitError::NotRunning { vm: req.vm.clone() }),
+            (Target::Migrate(_) | Target::Planned(_), Some(v)) => Asker::Running(v),
+            (Target::Migrate(_) | Target::Planned(_), None) => {
+                return Err(FitError::NotRunning { vm: req.vm.clone() })
+            }
             (_, Some(v)) => {
                 return Err(FitError::AlreadyPlaced {
                     vm: req.vm.clone(),
@@ -235,10 +216,15 @@ impl RulePlacer {
             (_, None) => Asker::New,
         };
         let named = match target {
-            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) => Some(h),
+            Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) | Target::Planned(h) => {
+                Some(h)
+            }
             Target::Any | Target::Migrate(None) => None,
         };
-        let rules = self.rules_of(asker, &req.vm);
+        let rules = match target {
+            Target::Planned(_) => Vec::new(),
+            _ => self.rules_of(asker, &req.vm),
+        };
         let i = match named {
             Some(host) => {
                 let i = self
@@ -569,21 +555,6 @@ impl RulePlacer {
         });
         NoHost::new(req, reasons)
     }
-
-    /// Whether the VM is named by a must-rule waiting for it.
-    fn must_rules_waiting(&self, vm: &str) -> Quoted {
-        Quoted(
-            self.s
-                .pending
-                .get(vm)
-                .into_iter()
-                .flatten()
-                .map(|&r| &self.s.rules[r as usize])
-                .filter(|r| r.must)
-                .map(|r| r.name.clone())
-                .collect(),
-        )
-    }
 }
 
 /// One decision on a model built for it: [`RulePlacer::new`] then [`RulePlacer::decide`].
@@ -596,77 +567,4 @@ pub fn place_under_rules(
     target: Target<'_>,
 ) -> Result<Placement, FitError> {
     RulePlacer::new(model, fit)?.decide(req, needs, target)
-}
-
-/// The refusal plain placement gives when no host can take a VM that no must-rule names.
-fn plain_refusal(e: &NoHost, req: &VmRequest) -> PlacementError {
-    let unavailable = e
-        .groups
-        .iter()
-        .filter(|g| matches!(g.reason, Unfit::Disconnected | Unfit::Maintenance))
-        .map(|g| g.hosts.len())
-        .sum::<usize>();
-    match e.groups.iter().find_map(|g| match &g.reason {
-        Unfit::Capacity(s) => Some((g.hosts[0].clone(), s.clone())),
-        _ => None,
-    }) {
-        Some((best_host, details)) => PlacementError::NoCapacity {
-            vm: req.vm.clone(),
-            vcpus: req.vcpus,
-            memory_mib: req.memory_mib,
-            eligible: e.hosts() - unavailable,
-            best_host,
-            details,
-        },
-        None => PlacementError::NoEligibleHost,
-    }
-}
-
-/// Places one VM on `model` under its rules, every host taken as fitting every VM's networks.
-/// The call of the console before host fit; [`place_under_rules`] is the call with fit.
-pub fn place_with_rules(
-    model: &ClusterModel,
-    req: &VmRequest,
-) -> Result<Placement, RulePlacementError> {
-    let placer = RulePlacer::new(model, &FitTable::default())?;
-    placer
-        .decide(req, &NO_NEEDS, Target::Any)
-        .map_err(|e| match e {
-            FitError::Model(e) => RulePlacementError::Model(e),
-            FitError::EmptyRequest {
-                vm,
-                vcpus,
-                memory_mib,
-            } => PlacementError::EmptyRequest {
-                vm,
-                vcpus,
-                memory_mib,
-            }
-            .into(),
-            FitError::AlreadyPlaced { vm, host } => RulePlacementError::AlreadyPlaced { vm, host },
-            FitError::NoHost(explanation) => {
-                let rules = placer.must_rules_waiting(&req.vm);
-                if rules.is_empty() {
-                    plain_refusal(&explanation, req).into()
-                } else {
-                    RulePlacementError::RulesUnsatisfiable { rules, explanation }
-                }
-            }
-            FitError::UnknownHost { host } => PlacementError::UnknownHost { host }.into(),
-            FitError::NotRunning { vm } => ModelError::UnknownVm { vm }.into(),
-            FitError::HostUnfit {
-                host,
-                vm,
-                vcpus,
-                memory_mib,
-                unfit,
-            } => PlacementError::Unfit {
-                host,
-                vm,
-                vcpus,
-                memory_mib,
-                reason: unfit,
-            }
-            .into(),
-        })
 }

@@ -59,9 +59,6 @@ pub enum Constraint {
     },
 }
 
-/// The former name of [`Constraint`], kept while callers move to the new one.
-pub type RuleKind = Constraint;
-
 /// A named rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {

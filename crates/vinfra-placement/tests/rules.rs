@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use vinfra_placement::{
-    balance, place, place_with_rules, BalanceConfig, BalanceError, ClusterModel, Eligibility,
-    FitError, FitTable, HostInput, ModelError, Request, Rule, RuleError, RulePlacementError,
-    RulePlacer, Strength, VmNeeds,
+    balance, place, place_under_rules, BalanceConfig, BalanceError, ClusterModel, Eligibility,
+    FitError, FitTable, HostInput, ModelError, NoHost, Placement, Rule, RuleError, RulePlacer,
+    Strength, Target, Unfit, VmNeeds, VmRequest,
 };
 
 fn small() -> ClusterModel {
@@ -165,8 +165,8 @@ fn invalid_models_are_refused() {
     assert!(matches!(m.validate(), Err(ModelError::SelfFlow { .. })));
 }
 
-fn req(name: &str, vcpus: u32, gib: u64) -> Request {
-    Request {
+fn req(name: &str, vcpus: u32, gib: u64) -> VmRequest {
+    VmRequest {
         vm: name.into(),
         vcpus,
         memory_mib: gib * GIB,
@@ -200,12 +200,39 @@ fn placement_without_rules_is_plain_placement() {
             eligible: h.eligible,
         })
         .collect();
-    for r in [req("x", 1, 1), req("y", 4, 20), req("z", 2, 60)] {
+    for r in [
+        req("x", 1, 1),
+        req("y", 4, 20),
+        req("z", 2, 60),
+        req("w", 1, 1000),
+    ] {
         assert_eq!(
-            place_with_rules(&m, &r),
-            place(&inputs, &r, None).map_err(Into::into)
+            new_vm(&m, &r).ok(),
+            place(&inputs, &r, None).ok(),
+            "{}",
+            r.vm
         );
     }
+    // Refused by both: the explanation names every host.
+    let e = new_vm(&m, &req("w", 1, 1000)).unwrap_err();
+    let FitError::NoHost(e) = e else {
+        panic!("{e}")
+    };
+    assert!(only_capacity_and(&e, &["h2"]), "{e}");
+}
+
+/// [`place_under_rules`] for a new VM that needs nothing beyond room.
+fn new_vm(m: &ClusterModel, r: &VmRequest) -> Result<Placement, FitError> {
+    place_under_rules(m, &FitTable::default(), r, &VmNeeds::default(), Target::Any)
+}
+
+/// True when every host of `e` falls short of capacity, but those of `maintenance`.
+fn only_capacity_and(e: &NoHost, maintenance: &[&str]) -> bool {
+    e.groups.iter().all(|g| match &g.reason {
+        Unfit::Capacity(_) => true,
+        Unfit::Maintenance => g.hosts.iter().all(|h| maintenance.contains(&h.as_str())),
+        _ => false,
+    })
 }
 
 #[test]
@@ -255,18 +282,13 @@ fn placement_follows_must_rules_and_prefers_should_rules() {
          must-rule 'dbs'; h3, h4: the VM there would break must-rule 'db-hosts'"
     );
     assert!(matches!(e, FitError::NoHost(_)));
-    // The call of the console before fit says which must-rules name the VM.
+    // A placer built for one decision from the same cluster answers the same.
     m.vms.extend(
         ["db2", "db3"]
             .iter()
             .map(|n| vm(n, p.host_of(n).unwrap(), 1, 1, 0.0)),
     );
-    let e = place_with_rules(&m, &req("db4", 1, 1)).unwrap_err();
-    assert!(
-        matches!(e, RulePlacementError::RulesUnsatisfiable { .. }),
-        "{e}"
-    );
-    assert!(e.to_string().contains("'dbs', 'db-hosts'"), "{e}");
+    assert_eq!(new_vm(&m, &req("db4", 1, 1)), Err(e));
     assert!(matches!(
         p.place(&req("db1", 1, 1), &none),
         Err(FitError::AlreadyPlaced { .. })
@@ -281,6 +303,50 @@ fn placement_follows_must_rules_and_prefers_should_rules() {
 fn placement_prefers_the_should_affinity_host_only_when_it_fits() {
     let mut m = model(hosts(3), vec![vm("a", "h0", 2, 60, 0.5)]);
     m.rules = vec![Rule::affinity("near", Strength::Should, &["a", "b"])];
-    assert_eq!(place_with_rules(&m, &req("b", 1, 2)).unwrap().host, "h0");
-    assert_ne!(place_with_rules(&m, &req("b", 1, 8)).unwrap().host, "h0");
+    assert_eq!(new_vm(&m, &req("b", 1, 2)).unwrap().host, "h0");
+    assert_ne!(new_vm(&m, &req("b", 1, 8)).unwrap().host, "h0");
+}
+
+#[test]
+fn a_planned_move_checks_fit_but_not_the_must_rules() {
+    let mut m = model(
+        hosts(3),
+        vec![vm("a", "h0", 1, 1, 0.1), vm("b", "h0", 1, 1, 0.1)],
+    );
+    m.rules = vec![Rule::affinity("pair", Strength::Must, &["a", "b"])];
+    m.hosts[2].eligible = Eligibility::Maintenance;
+    let p = RulePlacer::new(&m, &FitTable::default()).unwrap();
+    let none = VmNeeds::default();
+    let a = req("a", 1, 1);
+    // The operator's move would leave b alone: refused, naming the rule.
+    let e = p
+        .decide(&a, &none, Target::Migrate(Some("h1")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            FitError::HostUnfit {
+                unfit: Unfit::MustRule { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("'pair'"), "{e}");
+    // As the first move of a plan that moves the pair together, it goes.
+    assert_eq!(
+        p.decide(&a, &none, Target::Planned("h1")).unwrap().host,
+        "h1"
+    );
+    // Fit still holds: not to a host in maintenance, not where it runs, only a running VM.
+    for (to, why) in [("h2", Unfit::Maintenance), ("h0", Unfit::Source)] {
+        match p.decide(&a, &none, Target::Planned(to)) {
+            Err(FitError::HostUnfit { unfit, .. }) => assert_eq!(unfit, why),
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        p.decide(&req("c", 1, 1), &none, Target::Planned("h1")),
+        Err(FitError::NotRunning { .. })
+    ));
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vinfra_placement::Plan;
-use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::balancing::BalancingSettings;
 use vinfra_types::error::Chain;
 use vinfra_types::{MigrationPhase, MigrationProgress};
@@ -63,8 +62,8 @@ pub async fn apply_plan(console: &Arc<Console>, plan: &Plan, settings: &Balancin
     started
 }
 
-/// Starts one move through the normal migration path, records it, and records its outcome when
-/// it ends.
+/// Starts one move through the normal migration path (as a planned move: host fit checked, the
+/// must-rules kept by the plan as a whole), records it, and records its outcome when it ends.
 async fn start_move(
     console: &Arc<Console>,
     vm: &str,
@@ -80,14 +79,7 @@ async fn start_move(
             expected: from.to_string(),
         });
     }
-    let progress = migration::start(
-        console,
-        vm,
-        MigrateVmRequest {
-            to: Some(to.to_string()),
-        },
-    )
-    .await?;
+    let progress = migration::start_planned(console, vm, to).await?;
     console.event(
         "drs",
         vm,

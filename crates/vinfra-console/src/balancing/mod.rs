@@ -3,7 +3,8 @@
 //!
 //! The task runs a pass every `balancing.interval_s` and on events (a host put in maintenance,
 //! a host connected, a rule created or deleted, the settings changed). A pass builds the
-//! cluster model ([`model`]), asks [`vinfra_placement::balance()`] for a plan and then, by mode:
+//! cluster model and host fit ([`model`]), asks [`vinfra_placement::balance_with_fit`] for a plan
+//! and then, by mode:
 //! `off` nothing; `manual` keeps the plan's moves as recommendations; `automatic` starts them
 //! through the normal live-migration path ([`apply`]) within the migration limits, and records
 //! each in the event history (kind `drs`) with its reason.
@@ -14,7 +15,7 @@ pub mod model;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vinfra_placement::{balance, BalanceConfig, Move, Plan};
+use vinfra_placement::{balance_with_fit, BalanceConfig, Move, Plan};
 use vinfra_types::balancing::{
     BalancingMode, DrsStatus, ExpectedGain, PlanSummary, Recommendation,
 };
@@ -91,7 +92,7 @@ pub async fn pass(console: &Arc<Console>) {
         balancer.results().recommendations.clear();
         return;
     }
-    let planned = model::for_pass(console).and_then(|(model, recent_moves)| {
+    let planned = model::for_pass(console).and_then(|(model, fit, recent_moves)| {
         let config = BalanceConfig {
             level: settings.level,
             max_moves_per_host: settings.max_moves_per_host,
@@ -100,7 +101,7 @@ pub async fn pass(console: &Arc<Console>) {
             recent_moves,
             ..BalanceConfig::default()
         };
-        balance(&model, &config).map_err(|e| vinfra_types::error::chain(&e))
+        balance_with_fit(&model, &fit, &config).map_err(|e| vinfra_types::error::chain(&e))
     });
     let plan = match planned {
         Ok(p) => p,

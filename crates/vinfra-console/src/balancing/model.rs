@@ -1,10 +1,10 @@
-//! The model a balancing pass works on: the cluster as [`crate::fit::cluster_model`] sees it,
-//! under the stored rules and the network fit's built-in rules, and the recent moves (for
-//! hysteresis).
+//! The model a balancing pass works on: the cluster as [`crate::fit::balancing_model`] sees it
+//! (under the stored rules, with each host's capabilities and each VM's needs beside it), and
+//! the recent moves (for hysteresis).
 
 use std::collections::BTreeMap;
 
-use vinfra_placement::{ClusterModel, RecentMove, Rule};
+use vinfra_placement::{ClusterModel, FitTable, RecentMove};
 use vinfra_types::error::chain;
 use vinfra_types::{MigrationPhase, MigrationProgress};
 
@@ -12,23 +12,11 @@ use crate::fit;
 use crate::state::records::{self as keys, now_s};
 use crate::state::Console;
 
-/// The model and the recent moves of a pass. A built-in rule that contradicts the operator's
-/// rules is left out of the pass (with a warning). Fails with why, in words (kept as the
+/// The model, host fit and recent moves of a pass. Fails with why, in words (kept as the
 /// pass's error).
-pub fn for_pass(console: &Console) -> Result<(ClusterModel, Vec<RecentMove>), String> {
-    let all = console.rules().map_err(|e| chain(&e))?;
-    let mut model = fit::cluster_model(console, &all).map_err(|e| chain(&e))?;
-    let built_in: Vec<Rule> = fit::built_in_rules(console, &model);
-    for rule in built_in {
-        let name = rule.name.clone();
-        let mut with = model.clone();
-        with.rules.push(rule);
-        match with.validate() {
-            Ok(()) => model = with,
-            Err(e) => tracing::warn!("'{name}' left out of this pass: {}", chain(&e)),
-        }
-    }
-    Ok((model, recent_moves(console).map_err(|e| chain(&e))?))
+pub fn for_pass(console: &Console) -> Result<(ClusterModel, FitTable, Vec<RecentMove>), String> {
+    let (model, fit) = fit::balancing_model(console).map_err(|e| chain(&e))?;
+    Ok((model, fit, recent_moves(console).map_err(|e| chain(&e))?))
 }
 
 /// Migrations in flight (just moved) and completed ones with how long ago they started.

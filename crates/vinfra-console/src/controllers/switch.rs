@@ -46,6 +46,16 @@ impl Controller for SwitchController {
     }
 
     fn key_for(&self, store_key: &str) -> Option<String> {
+        if let Some(vm) = store_key.strip_prefix(keys::VMS) {
+            // A VM without NICs is on no switch configuration.
+            if self
+                .console
+                .vm(vm)
+                .is_ok_and(|v| v.value.spec.nics.is_empty())
+            {
+                return None;
+            }
+        }
         [keys::VMS, keys::NETWORKS, keys::HOSTS]
             .iter()
             .any(|p| store_key.starts_with(p))

@@ -296,7 +296,16 @@ impl Controller for VmController {
         };
         let report = observed.report;
         let seen: HashMap<Uuid, PowerState> = report.vms.iter().map(|v| (v.id, v.state)).collect();
-        let records = console.vm_records();
+        // The VMs placed here, and the records of the VMs reported here but placed elsewhere
+        // (read now, as before any command below).
+        let records = console.vms_on(host);
+        let here: HashSet<Uuid> = records.iter().map(|r| r.id).collect();
+        let elsewhere: HashMap<Uuid, VmRecord> = report
+            .vms
+            .iter()
+            .filter(|v| !here.contains(&v.id))
+            .filter_map(|v| Some((v.id, console.vm_by_id(v.id)?)))
+            .collect();
         let migrating: HashSet<String> = console
             .inflight()
             .migrations()
@@ -391,7 +400,10 @@ impl Controller for VmController {
         }
         known.extend(self.clean_up(host, &seen).await?);
         for v in &report.vms {
-            if let Some(rec) = records.iter().find(|r| r.id == v.id) {
+            if here.contains(&v.id) {
+                continue;
+            }
+            if let Some(rec) = elsewhere.get(&v.id) {
                 if rec.host != host {
                     self.misplaced(host, v.state, rec).await;
                 }

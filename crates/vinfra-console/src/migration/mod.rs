@@ -10,7 +10,8 @@
 //! destination that runs the VM) and only then aborts the destination's incoming QEMU. While a
 //! migration runs the VM counts against both hosts.
 //!
-//! - `mod.rs`: the entry points: [`start`], [`show`], [`cancel`], [`resume_all`];
+//! - `mod.rs`: the entry points: [`start`] (the operator's), [`start_planned`] (a move of a
+//!   balancing plan), [`show`], [`cancel`], [`resume_all`];
 //! - [`drive`]: from the destination's preparation to the source's last status;
 //! - [`finish`]: settling an unclear end, and recording the outcome.
 
@@ -31,8 +32,9 @@ use drive::MigrationOutcome;
 
 pub use crate::state::SOURCE_LOST_AFTER;
 
-/// Validates and starts a migration, to `request.to` or to the host placement picks under the
-/// rules; returns its first progress (phase `preparing`).
+/// Validates and starts a migration, to `request.to` or to the host placement picks; either
+/// way under the must-rules (a destination that would break one is refused, rule-conflict).
+/// Returns its first progress (phase `preparing`).
 pub async fn start(
     console: &Arc<Console>,
     name: &str,
@@ -44,6 +46,34 @@ pub async fn start(
             source,
         })?;
     }
+    begin(
+        console,
+        name,
+        request.to.as_deref(),
+        Target::Migrate(request.to.as_deref()),
+    )
+    .await
+}
+
+/// Starts a migration to `to` as one move of a balancing plan: host fit is checked, the
+/// must-rules are not (the plan keeps them as a whole; a must-affinity group moves one VM at a
+/// time). Returns its first progress (phase `preparing`).
+pub async fn start_planned(
+    console: &Arc<Console>,
+    name: &str,
+    to: &str,
+) -> Result<MigrationProgress, Error> {
+    begin(console, name, Some(to), Target::Planned(to)).await
+}
+
+/// Checks the VM and the destination `to` (if named), places it for `target`, stores the
+/// migration and starts its task.
+async fn begin(
+    console: &Arc<Console>,
+    name: &str,
+    to: Option<&str>,
+    target: Target<'_>,
+) -> Result<MigrationProgress, Error> {
     let rec = console.vm(name)?.value;
     if console.inflight().migrating(name) {
         return Err(Error::Migrating {
@@ -64,29 +94,23 @@ pub async fn start(
             host: rec.host.clone(),
         });
     }
-    if let Some(to) = &request.to {
+    if let Some(to) = to {
         console.host(to)?;
-        if *to == rec.host {
+        if to == rec.host {
             return Err(Error::AlreadyOn {
                 vm: name.to_string(),
-                host: to.clone(),
+                host: to.to_string(),
             });
         }
     }
     let active = {
-        let _placement = console.inflight().placement_lock().await;
-        let target = match &request.to {
-            Some(to) => Target::MoveTo {
-                from: &rec.host,
-                to,
-            },
-            None => Target::AwayFrom(&rec.host),
-        };
-        let placed = fit::host_for(console, name, &rec.spec, target)?;
+        // The placement lock comes with the answer: held until the migration is registered
+        // (placement counts the VM on its destination from then on).
+        let placed = fit::place(console, name, &rec.spec, target).await?;
         let progress = MigrationProgress {
             vm: name.to_string(),
             source: rec.host.clone(),
-            destination: placed.host,
+            destination: placed.host.clone(),
             phase: MigrationPhase::Preparing,
             transferred_bytes: 0,
             remaining_bytes: 0,

@@ -26,6 +26,9 @@ pub fn assign(
     vm_id: Uuid,
     nics: &mut [NicSpec],
 ) -> Result<Writes, Error> {
+    if nics.is_empty() {
+        return Ok(Writes::default());
+    }
     console.with_networks(|mirror| assign_in(mirror, vm, vm_id, nics))
 }
 

@@ -9,6 +9,7 @@ use vinfra_types::HostStatus;
 
 use super::config::switch_config;
 use crate::error::Error;
+use crate::state::records::VmRecord;
 use crate::state::{Console, SHORT_TIMEOUT};
 
 /// The switch configuration of one registered host, from the console's records; a VM being
@@ -21,6 +22,23 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .iter()
         .map(|m| (m.vm.clone(), m.destination.clone()))
         .collect();
+    // Without a port of its own (a NIC of a VM placed there or arriving) a host's switch
+    // carries no network: the configuration is empty, whatever the other records say.
+    let has_port = |rec: &VmRecord| {
+        rec.spec
+            .nics
+            .iter()
+            .any(|n| n.ip.is_some() && n.mac.is_some())
+    };
+    let arriving = migrating
+        .iter()
+        .filter(|(_, to)| to == host)
+        .filter_map(|(vm, _)| console.vm(vm).ok());
+    if !console.vms_on(host).iter().any(has_port)
+        && !arriving.into_iter().any(|v| has_port(&v.value))
+    {
+        return Ok(HostSwitchConfig::default());
+    }
     Ok(switch_config(
         host,
         &console.host_records(),

@@ -1,8 +1,10 @@
-//! The [`Console`]: the store, the agent registry, the CA, the in-memory mirrors of the VM,
-//! host and network records, the settings, what is in flight and the event log; and the reads
-//! every resource module stands on. Writes of mirrored records are in `writes.rs`.
+//! The [`Console`]: the store, the agent registry, the CA, the in-memory mirrors of the VM
+//! (by name, by host and by id), host and network records and of the VM names the cleanup
+//! markers hold, the settings, what is in flight and the event log; and the reads every
+//! resource module stands on. Writes of mirrored records are in `writes.rs`; each marks what
+//! placement reads again at its next decision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,16 +43,61 @@ pub struct Allocation {
     pub vms: u32,
 }
 
+/// The VM records by name, and their names by host and by id (so that what a host holds, or
+/// which record a reported VM has, is found without reading every record).
+#[derive(Default)]
+pub(super) struct VmMirror {
+    by_name: BTreeMap<String, Versioned<VmRecord>>,
+    by_host: HashMap<String, BTreeSet<String>>,
+    by_id: HashMap<uuid::Uuid, String>,
+}
+
+impl VmMirror {
+    /// The record of VM `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&Versioned<VmRecord>> {
+        self.by_name.get(name)
+    }
+
+    /// Puts VM `name`'s record.
+    pub(super) fn insert(&mut self, name: String, rec: Versioned<VmRecord>) {
+        self.remove(&name);
+        self.by_host
+            .entry(rec.value.host.clone())
+            .or_default()
+            .insert(name.clone());
+        self.by_id.insert(rec.value.id, name.clone());
+        self.by_name.insert(name, rec);
+    }
+
+    /// Removes VM `name`'s record.
+    pub(super) fn remove(&mut self, name: &str) -> Option<Versioned<VmRecord>> {
+        let old = self.by_name.remove(name)?;
+        if let Some(on) = self.by_host.get_mut(&old.value.host) {
+            on.remove(name);
+            if on.is_empty() {
+                self.by_host.remove(&old.value.host);
+            }
+        }
+        if self.by_id.get(&old.value.id).is_some_and(|n| n == name) {
+            self.by_id.remove(&old.value.id);
+        }
+        Some(old)
+    }
+}
+
 /// The console's state (see the module doc). Every write of a mirrored record goes through it,
 /// store first, then the mirror, so that listing 10,000 VMs reads no store at all.
 pub struct Console {
     pub(super) store: Arc<dyn Store>,
     agents: AgentRegistry,
     ca: ClusterCa,
-    pub(super) vms: RwLock<BTreeMap<String, Versioned<VmRecord>>>,
+    pub(super) vms: RwLock<VmMirror>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
     pub(super) networks: RwLock<BTreeMap<String, Versioned<NetworkRecord>>>,
     pub(super) settings: RwLock<ClusterSettings>,
+    /// The keys of the cleanup markers, by the VM name each holds (kept with every
+    /// transaction that writes or removes one).
+    pub(super) markers: RwLock<HashMap<String, BTreeSet<String>>>,
     pub(super) api_token_hash: RwLock<String>,
     inflight: Inflight,
     pub(super) events: EventLog,
@@ -67,9 +114,10 @@ impl Console {
         ca: ClusterCa,
         api_token_hash: String,
     ) -> Result<Self, RecordError> {
-        let vms = keys::range::<VmRecord>(store.as_ref(), keys::VMS)?
-            .into_iter()
-            .collect();
+        let mut vms = VmMirror::default();
+        for (name, rec) in keys::range::<VmRecord>(store.as_ref(), keys::VMS)? {
+            vms.insert(name, rec);
+        }
         let hosts = keys::range::<HostRecord>(store.as_ref(), keys::HOSTS)?
             .into_iter()
             .collect();
@@ -80,6 +128,12 @@ impl Console {
             .map(|v| v.value)
             .unwrap_or_default();
         let events = EventLog::load(store.as_ref())?;
+        let mut markers: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for kv in store.range(keys::CLEANUPS)?.0 {
+            if let Some(vm) = keys::cleanup_vm(&kv.key) {
+                markers.entry(vm.to_string()).or_default().insert(kv.key);
+            }
+        }
         Ok(Console {
             store,
             agents,
@@ -88,6 +142,7 @@ impl Console {
             hosts: RwLock::new(hosts),
             networks: RwLock::new(networks),
             settings: RwLock::new(settings),
+            markers: RwLock::new(markers),
             api_token_hash: RwLock::new(api_token_hash),
             inflight: Inflight::default(),
             events,
@@ -176,17 +231,40 @@ impl Console {
 
     /// True when a VM record of this name exists.
     pub fn vm_exists(&self, name: &str) -> bool {
-        read(&self.vms).contains_key(name)
+        read(&self.vms).by_name.contains_key(name)
     }
 
     /// Every VM record, in name order.
     pub fn vm_records(&self) -> Vec<VmRecord> {
-        read(&self.vms).values().map(|v| v.value.clone()).collect()
+        read(&self.vms)
+            .by_name
+            .values()
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// The records of the VMs placed on `host`, in name order.
+    pub fn vms_on(&self, host: &str) -> Vec<VmRecord> {
+        let vms = read(&self.vms);
+        vms.by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| vms.by_name.get(name))
+            .map(|v| v.value.clone())
+            .collect()
+    }
+
+    /// The record of the VM with this id.
+    pub fn vm_by_id(&self, id: uuid::Uuid) -> Option<VmRecord> {
+        let vms = read(&self.vms);
+        let name = vms.by_id.get(&id)?;
+        vms.by_name.get(name).map(|v| v.value.clone())
     }
 
     /// Runs `f` over the VM records without copying them.
     pub fn with_vms<R>(&self, f: impl FnOnce(&BTreeMap<String, Versioned<VmRecord>>) -> R) -> R {
-        f(&read(&self.vms))
+        f(&read(&self.vms).by_name)
     }
 
     /// A host record.
@@ -195,6 +273,14 @@ impl Console {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::not_found(Object::Host, name))
+    }
+
+    /// Runs `f` over the host records without copying them.
+    pub fn with_hosts<R>(
+        &self,
+        f: impl FnOnce(&BTreeMap<String, Versioned<HostRecord>>) -> R,
+    ) -> R {
+        f(&read(&self.hosts))
     }
 
     /// Every host record, in name order.
@@ -260,7 +346,7 @@ impl Console {
     pub fn allocations(&self) -> HashMap<String, Allocation> {
         let mut alloc: HashMap<String, Allocation> = HashMap::new();
         let vms = read(&self.vms);
-        for v in vms.values() {
+        for v in vms.by_name.values() {
             let e = alloc.entry(v.value.host.clone()).or_default();
             e.vms += 1;
             if v.value.desired == DesiredPower::Running {
@@ -293,6 +379,16 @@ impl Console {
         keys::get::<PlacementRule>(self.store.as_ref(), &keys::rule_key(name))?
             .map(|v| v.value)
             .ok_or_else(|| Error::not_found(Object::Rule, name))
+    }
+
+    /// The host of a cleanup marker that holds VM name `vm` (an earlier VM of that name may
+    /// still exist there), if there is one.
+    pub fn marker_host(&self, vm: &str) -> Option<String> {
+        read(&self.markers)
+            .get(vm)?
+            .iter()
+            .find_map(|key| keys::cleanup_host(key))
+            .map(str::to_string)
     }
 
     /// The cleanup markers (full key, record), of `host` or of every host.

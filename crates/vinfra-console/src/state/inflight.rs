@@ -1,7 +1,9 @@
 //! What is in flight, in memory only: which VMs have an operation running, the locks that
-//! serialize placement, network changes and each host's switch pushes, the migrations running,
-//! and the balancer's wake-up and last results.
+//! serialize placement (with what placement keeps between its decisions, and the names whose
+//! records changed since), network changes and each host's switch pushes, the migrations
+//! running, and the balancer's wake-up and last results.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -125,13 +127,46 @@ impl BalancerState {
     }
 }
 
+/// What placement keeps between its decisions, under the placement lock: `crate::fit` keeps
+/// its index of the cluster here. The type is fit's own; the state below fit does not name it.
+#[derive(Default)]
+pub struct PlacementMemo(pub Option<Box<dyn Any + Send>>);
+
+/// What changed since placement last caught up, by name: VMs whose record or migration
+/// changed, hosts whose record changed or whose migrations away began or ended; `all` when
+/// everything is to be read again (at start, after a rule or the cluster's ratios changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementChanges {
+    /// Read everything again.
+    pub all: bool,
+    /// VM names.
+    pub vms: HashSet<String>,
+    /// Host names.
+    pub hosts: HashSet<String>,
+}
+
+impl Default for PlacementChanges {
+    /// Nothing read yet: everything.
+    fn default() -> Self {
+        PlacementChanges {
+            all: true,
+            vms: HashSet::new(),
+            hosts: HashSet::new(),
+        }
+    }
+}
+
 /// Everything in flight (see the module doc).
 #[derive(Default)]
 pub struct Inflight {
     busy: Arc<Mutex<HashSet<String>>>,
     last_op: Arc<Mutex<HashMap<String, Instant>>>,
-    /// Serializes placement decisions with the record writes that claim capacity.
-    placement: tokio::sync::Mutex<()>,
+    /// Serializes placement decisions with the record writes that claim capacity, and holds
+    /// what placement keeps between them.
+    placement: tokio::sync::Mutex<PlacementMemo>,
+    /// What changed since placement last caught up (a std lock: marked by record writes,
+    /// also under the placement lock).
+    placement_changes: Mutex<PlacementChanges>,
     /// Serializes changes of networks and their address management, from the read to the write.
     networks: tokio::sync::Mutex<()>,
     migrations: Mutex<HashMap<String, Arc<ActiveMigration>>>,
@@ -164,10 +199,46 @@ impl Inflight {
                 .is_some_and(|t| t.elapsed() < settle)
     }
 
-    /// Takes the placement lock: hold it from the placement decision until the record that
-    /// claims the capacity is written.
-    pub async fn placement_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    /// Takes the placement lock, with what placement keeps between decisions: hold it from
+    /// the placement decision until the record that claims the capacity is written.
+    pub async fn placement_lock(&self) -> tokio::sync::MutexGuard<'_, PlacementMemo> {
         self.placement.lock().await
+    }
+
+    /// Notes that VM `vm`'s record or migration changed (placement reads it again).
+    pub fn placement_changed_vm(&self, vm: &str) {
+        let mut c = lock(&self.placement_changes);
+        if !c.all && !c.vms.contains(vm) {
+            c.vms.insert(vm.to_string());
+        }
+    }
+
+    /// Notes that host `host`'s record changed or a migration away from it began or ended.
+    pub fn placement_changed_host(&self, host: &str) {
+        let mut c = lock(&self.placement_changes);
+        if !c.all && !c.hosts.contains(host) {
+            c.hosts.insert(host.to_string());
+        }
+    }
+
+    /// Notes that placement must read everything again (rules or cluster ratios changed).
+    pub fn placement_changed_all(&self) {
+        let mut c = lock(&self.placement_changes);
+        c.all = true;
+        c.vms.clear();
+        c.hosts.clear();
+    }
+
+    /// What changed since the last call (everything, at the first).
+    pub fn take_placement_changes(&self) -> PlacementChanges {
+        std::mem::replace(
+            &mut *lock(&self.placement_changes),
+            PlacementChanges {
+                all: false,
+                vms: HashSet::new(),
+                hosts: HashSet::new(),
+            },
+        )
     }
 
     /// Takes the networks lock: hold it from reading the address management until the write.
@@ -191,19 +262,28 @@ impl Inflight {
     }
 
     /// Registers a migration in flight; false (and nothing registered) when the VM already has
-    /// one.
+    /// one. Placement counts the VM on its destination from now on, and its share on the source
+    /// as held back.
     pub fn begin_migration(&self, active: Arc<ActiveMigration>) -> bool {
-        let mut all = lock(&self.migrations);
-        if all.contains_key(&active.vm) {
-            return false;
+        {
+            let mut all = lock(&self.migrations);
+            if all.contains_key(&active.vm) {
+                return false;
+            }
+            all.insert(active.vm.clone(), active.clone());
         }
-        all.insert(active.vm.clone(), active);
+        self.placement_changed_vm(&active.vm);
+        self.placement_changed_host(&active.source);
         true
     }
 
     /// Forgets VM `vm`'s migration (it ended).
     pub fn end_migration(&self, vm: &str) {
-        lock(&self.migrations).remove(vm);
+        let ended = lock(&self.migrations).remove(vm);
+        if let Some(m) = ended {
+            self.placement_changed_vm(vm);
+            self.placement_changed_host(&m.source);
+        }
     }
 
     /// The lock that serializes the switch pushes to `host`.

@@ -1,13 +1,15 @@
 //! The bottom of the console: the [`Console`] (store, agent registry, CA, in-memory mirrors of
-//! the VM, host and network records, settings), its reads and its writes, the store's key
+//! the VM, host and network records and of the cleanup markers' VM names, settings), its reads
+//! and its writes, the store's key
 //! layout and records, what is in flight, and the event history. Every resource module stands
 //! on it; it imports none of them.
 //!
 //! - `console.rs`: the [`Console`] and the reads of its mirrors;
 //! - `writes.rs`: writes of mirrored records, one store transaction each ([`Writes`]);
 //! - [`records`]: the key layout and the JSON records;
-//! - [`inflight`]: busy guards, the placement and networks locks, migrations in flight, switch
-//!   push locks, the balancer's wake-up and results;
+//! - [`inflight`]: busy guards, the placement lock (with what placement keeps between its
+//!   decisions, and the names changed since) and the networks lock, migrations in flight,
+//!   switch push locks, the balancer's wake-up and results;
 //! - [`events`]: the event history.
 
 mod console;
@@ -18,6 +20,6 @@ pub mod records;
 mod writes;
 
 pub use console::{Allocation, Console, CREATE_TIMEOUT, SHORT_TIMEOUT, SOURCE_LOST_AFTER};
-pub use inflight::{ActiveMigration, BusyGuard};
+pub use inflight::{ActiveMigration, BusyGuard, PlacementChanges, PlacementMemo};
 pub use locks::lock;
 pub use writes::Writes;

@@ -98,6 +98,10 @@ pub fn cleanup_prefix(host: &str) -> String {
 pub fn cleanup_host(key: &str) -> Option<&str> {
     key.strip_prefix(CLEANUPS)?.split('/').next()
 }
+/// The VM a cleanup marker key names.
+pub fn cleanup_vm(key: &str) -> Option<&str> {
+    key.strip_prefix(CLEANUPS)?.split('/').nth(1)
+}
 /// The outstanding join token whose secret hashes to `secret_hash`.
 pub fn join_token_key(secret_hash: &str) -> String {
     format!("{JOIN_TOKENS}{secret_hash}")

@@ -50,6 +50,14 @@ impl Console {
     ) -> Result<TxnResponse, Error> {
         compare.extend(writes.compare);
         ops.extend(writes.ops);
+        let markers: Vec<(String, bool)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Put { key, .. } if key.starts_with(keys::CLEANUPS) => Some((key.clone(), true)),
+                Op::Delete { key } if key.starts_with(keys::CLEANUPS) => Some((key.clone(), false)),
+                _ => None,
+            })
+            .collect();
         let resp = self.events.appending(event, |event_ops| {
             ops.extend(event_ops);
             let resp = self.store.txn(Txn {
@@ -59,6 +67,22 @@ impl Console {
             })?;
             Ok::<_, Error>((resp.succeeded, resp))
         })?;
+        if resp.succeeded && !markers.is_empty() {
+            let mut names = write(&self.markers);
+            for (key, put) in markers {
+                let Some(vm) = keys::cleanup_vm(&key).map(str::to_string) else {
+                    continue;
+                };
+                if put {
+                    names.entry(vm).or_default().insert(key);
+                } else if let Some(keys) = names.get_mut(&vm) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        names.remove(&vm);
+                    }
+                }
+            }
+        }
         if !writes.networks.is_empty() {
             if resp.succeeded {
                 let mut mirror = write(&self.networks);
@@ -126,12 +150,16 @@ impl Console {
             None => Op::Delete { key: key.clone() },
         };
         let resp = self.commit(vec![compare], vec![op], writes, event)?;
+        // Placement reads the record again at its next decision.
+        self.inflight().placement_changed_vm(name);
         if !resp.succeeded {
             // Someone else wrote the store: reload this key.
             match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
                 Some(v) => vms.insert(name.to_string(), v),
-                None => vms.remove(name),
-            };
+                None => {
+                    vms.remove(name);
+                }
+            }
             return Err(refused());
         }
         match new {
@@ -206,6 +234,7 @@ impl Console {
                 mod_revision: resp.revision,
             },
         );
+        self.inflight().placement_changed_host(name);
         Ok(rec)
     }
 
@@ -235,6 +264,7 @@ impl Console {
                     mod_revision: resp.revision,
                 },
             );
+            self.inflight().placement_changed_host(&rec.name);
         }
         Ok(resp.succeeded)
     }
@@ -255,6 +285,7 @@ impl Console {
             });
         }
         hosts.remove(name);
+        self.inflight().placement_changed_host(name);
         Ok(())
     }
 
@@ -325,6 +356,10 @@ impl Console {
     pub fn put_settings(&self, settings: &ClusterSettings) -> Result<(), Error> {
         let mut cur = write(&self.settings);
         keys::put(self.store.as_ref(), keys::SETTINGS, settings)?;
+        if cur.ratios != settings.ratios {
+            // Every host without an override of its own allocates differently now.
+            self.inflight().placement_changed_all();
+        }
         *cur = settings.clone();
         Ok(())
     }

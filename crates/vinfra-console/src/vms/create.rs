@@ -35,24 +35,17 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             name,
         });
     }
-    if let Some((_, m)) = console
-        .cleanups(None)?
-        .into_iter()
-        .find(|(_, m)| m.value.vm == name)
-    {
-        return Err(Error::NameReserved {
-            vm: name,
-            host: m.value.host,
-        });
+    if let Some(host) = console.marker_host(&name) {
+        return Err(Error::NameReserved { vm: name, host });
     }
     let rec = {
-        let _placement = console.inflight().placement_lock().await;
-        let _networks = console.inflight().networks_lock().await;
         let target = match &request.host {
-            Some(h) => Target::Named(h),
-            None => Target::New,
+            Some(h) => Target::Host(h),
+            None => Target::Any,
         };
-        let placed = fit::host_for(console, &name, &spec, target)?;
+        // The placement lock comes with the answer: held until the record is written.
+        let placed = fit::place(console, &name, &spec, target).await?;
+        let _networks = console.inflight().networks_lock().await;
         // Addresses and MACs are claimed with the record, in one transaction.
         let id = Uuid::new_v4();
         let claims = ipam::assign(console, &name, id, &mut spec.nics)?;
@@ -60,7 +53,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         let rec = VmRecord {
             id,
             spec,
-            host: placed.host,
+            host: placed.host.clone(),
             desired: if request.start {
                 DesiredPower::Running
             } else {

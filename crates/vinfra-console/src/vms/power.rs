@@ -38,8 +38,8 @@ pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
     let cur = console.vm(name)?.value;
     let changed = cur.desired != DesiredPower::Running;
     let rec = if changed {
-        let _placement = console.inflight().placement_lock().await;
-        fit::host_for(console, name, &cur.spec, Target::Start(&cur.host))?;
+        // The placement lock comes with the answer: held until the record is written.
+        let _placed = fit::place(console, name, &cur.spec, Target::Start(&cur.host)).await?;
         console.update_vm(name, |r| {
             r.desired = DesiredPower::Running;
             r.started_at = Some(now_s());

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::host::{Eligibility, HostInput, Placement, Request};
+use crate::host::{Eligibility, HostInput, Placement, VmRequest};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
 fn host(name: &str, cores: u32, memory_mib: u64, cpu: f64, memory: f64) -> HostInput {
@@ -15,8 +15,8 @@ fn host(name: &str, cores: u32, memory_mib: u64, cpu: f64, memory: f64) -> HostI
     }
 }
 
-fn vm(name: &str, vcpus: u32, memory_mib: u64) -> Request {
-    Request {
+fn vm(name: &str, vcpus: u32, memory_mib: u64) -> VmRequest {
+    VmRequest {
         vm: name.into(),
         vcpus,
         memory_mib,
@@ -26,7 +26,7 @@ fn vm(name: &str, vcpus: u32, memory_mib: u64) -> Request {
 /// Places on `hosts` and records the allocation, like the console does.
 fn commit(
     hosts: &mut [HostInput],
-    req: &Request,
+    req: &VmRequest,
     pinned: Option<&str>,
 ) -> Result<Placement, PlacementError> {
     let p = place(hosts, req, pinned)?;
