@@ -214,7 +214,15 @@ fn tcp_from_an_offload_tap_to_a_vm_port_is_cut_into_valid_segments() {
             .any(|l| l.starts_with("TcpInCsumErrors") && l.split_whitespace().nth(1) == Some("0")),
         "{bad_segments}"
     );
-    let counters = no_drops(&mut client, &[1, 2]);
+    // The tap side lost nothing. The VM port's peer here is a relay thread: on a loaded machine
+    // it can stall long enough for the port's backlog to drop frames (`tx_errors`, back-pressure
+    // as a full NIC ring would drop them; TCP sends them again). What this test is about, valid
+    // segments, is the checksum count above and no frame refused as malformed.
+    let counters = no_drops(&mut client, &[1]);
+    let vm_port = counters.port(2).unwrap();
+    assert_eq!(vm_port.traffic.dropped("bad_offload"), 0, "{counters:#?}");
+    assert_eq!(vm_port.traffic.dropped("oversized"), 0, "{counters:#?}");
+    assert_eq!(vm_port.rx_errors, 0, "{counters:#?}");
     assert!(average_rx(&counters, 1) > 1514, "{counters:#?}");
     // Cut: the VM port sent more frames than the tap handed over.
     assert!(
