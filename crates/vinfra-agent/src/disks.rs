@@ -1,14 +1,19 @@
 //! VM disks: qcow2 files in the shared datastore, `<datastore>/vms/<id>/<disk>.qcow2`, each an
-//! overlay of a base image in `<datastore>/images/` or a blank disk.
+//! overlay of a base image in `<datastore>/images/` or a blank disk; kernels and initrds in
+//! `<datastore>/images/` too.
+//!
+//! One call answers what a VM boots from and its disks ([`BootMedia`]): [`Datastore::prepare`]
+//! for a create (missing disks created), [`Datastore::media`] for a start or an incoming
+//! migration (everything must exist).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use uuid::Uuid;
-use vinfra_types::{DiskSpec, VmSpec};
+use vinfra_types::{BootSource, DiskSpec, VmSpec};
 
-use crate::qemu::CacheMode;
+use crate::qemu::{CacheMode, DiskArg};
 
 /// Errors creating or finding disks.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
     }
 }
 
+/// A direct kernel boot: the kernel, the initrd if any, the kernel command line.
+pub type KernelBoot = (PathBuf, Option<PathBuf>, String);
+
+/// What a VM boots from and its disks, as files of the datastore: what its QEMU is launched
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootMedia {
+    /// Direct kernel boot; `None` boots from the first disk.
+    pub kernel: Option<KernelBoot>,
+    /// The disks in the specification's order, each with the cache mode its file allows.
+    pub disks: Vec<DiskArg>,
+}
+
+/// What [`Datastore::prepare`] made ready for a new VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Its boot files and disks.
+    pub media: BootMedia,
+    /// Its datastore directory was made now: a create that fails removes it again
+    /// ([`Datastore::delete_vm`]).
+    pub new_dir: bool,
+}
+
 /// The datastore layout.
 #[derive(Debug, Clone)]
 pub struct Datastore {
@@ -82,21 +110,12 @@ impl Datastore {
         Ok(self.vm_dir(id).join(format!("{disk}.qcow2")))
     }
 
-    /// An existing datastore file for `file`, or [`DiskError::Missing`].
-    pub fn existing_image(&self, file: &str) -> Result<PathBuf, DiskError> {
-        let p = self.image(file)?;
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(DiskError::Missing(p))
-        }
-    }
-
-    /// Creates the disks of `spec` that do not exist yet. On failure, removes what it created.
-    /// Returns their paths in order.
-    pub fn ensure_disks(&self, id: Uuid, spec: &VmSpec) -> Result<Vec<PathBuf>, DiskError> {
+    /// What VM `id` of `spec` boots from and its disks, creating the disks that do not exist
+    /// yet (a create). Everything is checked before anything is created (kernel and initrd
+    /// first, then the disks' names and base images); on failure what was created is removed.
+    pub fn prepare(&self, id: Uuid, spec: &VmSpec) -> Result<Prepared, DiskError> {
+        let kernel = self.kernel(spec)?;
         let dir = self.vm_dir(id);
-        // Check everything before creating anything.
         let mut plan = Vec::new();
         for d in &spec.disks {
             let path = self.disk_path(id, &d.name)?;
@@ -126,22 +145,63 @@ impl Datastore {
             }
             created.push(path.clone());
         }
-        Ok(plan.into_iter().map(|(_, p, _)| p).collect())
+        let disks = plan
+            .into_iter()
+            .map(|(_, path, _)| disk_arg(path))
+            .collect();
+        Ok(Prepared {
+            media: BootMedia { kernel, disks },
+            new_dir: !dir_existed,
+        })
     }
 
-    /// Paths of the disks of `spec`, each of which must exist.
-    pub fn existing_disks(&self, id: Uuid, spec: &VmSpec) -> Result<Vec<PathBuf>, DiskError> {
-        spec.disks
+    /// What VM `id` of `spec` boots from and its disks, each of which must exist (a start, an
+    /// incoming migration: nothing is created).
+    pub fn media(&self, id: Uuid, spec: &VmSpec) -> Result<BootMedia, DiskError> {
+        let kernel = self.kernel(spec)?;
+        let disks = spec
+            .disks
             .iter()
             .map(|d| {
                 let p = self.disk_path(id, &d.name)?;
                 if p.is_file() {
-                    Ok(p)
+                    Ok(disk_arg(p))
                 } else {
                     Err(DiskError::Missing(p))
                 }
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(BootMedia { kernel, disks })
+    }
+
+    /// The kernel, initrd and command line of a direct kernel boot, the files checked to exist.
+    fn kernel(&self, spec: &VmSpec) -> Result<Option<KernelBoot>, DiskError> {
+        let BootSource::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } = &spec.boot
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            self.existing_image(kernel)?,
+            initrd
+                .as_deref()
+                .map(|i| self.existing_image(i))
+                .transpose()?,
+            cmdline.clone(),
+        )))
+    }
+
+    /// An existing datastore file for `file`, or [`DiskError::Missing`].
+    fn existing_image(&self, file: &str) -> Result<PathBuf, DiskError> {
+        let p = self.image(file)?;
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(DiskError::Missing(p))
+        }
     }
 
     /// Deletes the VM's datastore directory and its disks.
@@ -205,6 +265,12 @@ fn create_disk(d: &DiskSpec, path: &Path, base: Option<&Path>) -> Result<(), Dis
     qemu_img("create", &refs).map(drop)
 }
 
+/// A disk on the command line: `path` with the cache mode its file system allows.
+fn disk_arg(path: PathBuf) -> DiskArg {
+    let cache = cache_mode_for(&path);
+    DiskArg { path, cache }
+}
+
 /// `cache=none` when `path` can be opened with O_DIRECT, else `writeback` (e.g. on tmpfs).
 pub fn cache_mode_for(path: &Path) -> CacheMode {
     match std::fs::OpenOptions::new()
@@ -226,7 +292,6 @@ pub fn cache_mode_for(path: &Path) -> CacheMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vinfra_types::BootSource;
 
     fn spec(disks: Vec<DiskSpec>) -> VmSpec {
         VmSpec {
@@ -261,8 +326,24 @@ mod tests {
                 size_gib: Some(2),
             },
         ]);
-        let paths = ds.ensure_disks(id, &s).unwrap();
-        assert_eq!(paths.len(), 2);
+        // Missing from the datastore: nothing to start from.
+        assert!(matches!(ds.media(id, &s), Err(DiskError::Missing(_))));
+        let prepared = ds.prepare(id, &s).unwrap();
+        assert!(prepared.new_dir);
+        assert_eq!(prepared.media.kernel, None);
+        let paths: Vec<PathBuf> = prepared
+            .media
+            .disks
+            .iter()
+            .map(|d| d.path.clone())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ds.vm_dir(id).join("root.qcow2"),
+                ds.vm_dir(id).join("data.qcow2")
+            ]
+        );
         assert_eq!(image_format(&paths[0]).unwrap(), "qcow2");
         let info = qemu_img(
             "info",
@@ -278,10 +359,37 @@ mod tests {
             info.contains("\"backing-filename-format\": \"raw\""),
             "{info}"
         );
-        // Idempotent.
-        assert_eq!(ds.ensure_disks(id, &s).unwrap(), paths);
-        assert_eq!(ds.existing_disks(id, &s).unwrap(), paths);
-        assert_eq!(cache_mode_for(&paths[0]), CacheMode::None);
+        // Idempotent, and what a start finds.
+        let again = ds.prepare(id, &s).unwrap();
+        assert!(!again.new_dir);
+        assert_eq!(again.media, prepared.media);
+        assert_eq!(ds.media(id, &s).unwrap(), prepared.media);
+        assert_eq!(prepared.media.disks[0].cache, CacheMode::None);
+
+        // A direct kernel boot: the kernel and initrd must be there, checked before any disk is
+        // created.
+        let mut booted = s.clone();
+        booted.boot = BootSource::Kernel {
+            kernel: "vmlinuz".into(),
+            initrd: Some("initrd.img".into()),
+            cmdline: "console=ttyS0".into(),
+        };
+        let id3 = Uuid::new_v4();
+        assert!(matches!(
+            ds.prepare(id3, &booted),
+            Err(DiskError::Missing(_))
+        ));
+        assert!(!ds.vm_dir(id3).exists());
+        std::fs::write(dir.path().join("images/vmlinuz"), b"k").unwrap();
+        std::fs::write(dir.path().join("images/initrd.img"), b"i").unwrap();
+        assert_eq!(
+            ds.media(id, &booted).unwrap().kernel,
+            Some((
+                dir.path().join("images/vmlinuz"),
+                Some(dir.path().join("images/initrd.img")),
+                "console=ttyS0".to_string()
+            ))
+        );
 
         // A missing base image fails before anything is created.
         let id2 = Uuid::new_v4();
@@ -297,10 +405,7 @@ mod tests {
                 size_gib: None,
             },
         ]);
-        assert!(matches!(
-            ds.ensure_disks(id2, &bad),
-            Err(DiskError::Missing(_))
-        ));
+        assert!(matches!(ds.prepare(id2, &bad), Err(DiskError::Missing(_))));
         assert!(!ds.vm_dir(id2).exists());
         // qemu-img failing (size too large for qcow2) leaves nothing behind either.
         let huge = spec(vec![
@@ -316,7 +421,7 @@ mod tests {
             },
         ]);
         assert!(matches!(
-            ds.ensure_disks(id2, &huge),
+            ds.prepare(id2, &huge),
             Err(DiskError::QemuImg { .. })
         ));
         assert!(!ds.vm_dir(id2).exists());

@@ -7,7 +7,8 @@
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
 //! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
 //!   after a switch restart, over [`vinfra_switch_control`].
-//! - [`disks`]: qcow2 overlays and blank disks in the shared datastore.
+//! - [`disks`]: what a VM boots from and its disks (qcow2 overlays, blank disks) in the shared
+//!   datastore, in one answer.
 //! - [`qemu`]: QEMU behind the [`qemu::VmRunner`] and [`qemu::QemuProcess`] traits, the real
 //!   implementation over QMP and a fake for tests.
 //! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).

@@ -1,17 +1,30 @@
 //! A VM's life on this host: create, start (or resume), stop (gracefully, then by force),
-//! reboot, delete, and its serial console.
+//! reboot, delete, and its serial console; and the launch of a VM's QEMU, which an incoming
+//! migration shares.
+//!
+//! A create reads top to bottom, each step one call: `admit` refuses what this host cannot run;
+//! the datastore answers once what the VM boots from, its missing disks created
+//! ([`crate::disks::Datastore::prepare`]); `new_vm` makes the VM's directory and record; to
+//! start it, `power_on` gives its NICs their switch ports (`attach_nics` in `switch.rs`, one
+//! [`crate::network::SwitchLink::plug`]) and `launch` builds the [`Launch`] description (the
+//! one place it is built) and hands it to the [`crate::qemu::VmRunner`]. A start of a stopped
+//! VM asks the datastore for what exists ([`crate::disks::Datastore::media`]) and goes through
+//! `power_on` too; an incoming migration (`migration.rs`) uses `admit`, `new_vm` and `launch`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use uuid::Uuid;
 use vinfra_proto::{StopKind, VmInstance};
-use vinfra_types::{BootSource, PowerState, VmObserved};
+use vinfra_types::{PowerState, VmObserved};
 
 use super::error::{io_err, ManagerError, Result, StateConflict};
+use super::records::LocalVm;
 use super::vm::{now_s, Vm};
 use super::{Manager, MAX_CONSOLE_BYTES};
-use crate::qemu::MigrationState;
+use crate::disks::{BootMedia, Prepared};
+use crate::network::SwitchLinkError;
+use crate::qemu::{Launch, MigrationState, NicArg, VmFiles};
 
 impl Manager {
     /// Defines the VM (creating its disks if missing) and starts it when `start`. Idempotent for an
@@ -24,18 +37,12 @@ impl Manager {
             }
             return self.observe(id).await;
         }
-        instance.spec.validate()?;
-        self.check_nics(&instance)?;
-        if let BootSource::Kernel { kernel, initrd, .. } = &instance.spec.boot {
-            self.ds.existing_image(kernel)?;
-            if let Some(i) = initrd {
-                self.ds.existing_image(i)?;
-            }
-        }
-        let ds_dir_existed = self.ds.vm_dir(id).exists();
-        self.ds.ensure_disks(id, &instance.spec)?;
+        self.admit(&instance)?;
+        // What it boots from and its disks (the missing ones created): the datastore's one
+        // answer, which the launch uses as it is.
+        let Prepared { media, new_dir } = self.ds.prepare(id, &instance.spec)?;
         let undo_disks = || {
-            if !ds_dir_existed {
+            if new_dir {
                 let _ = self.ds.delete_vm(id);
             }
         };
@@ -47,7 +54,7 @@ impl Manager {
             }
         };
         if start {
-            if let Err(e) = self.do_start(&mut vm).await {
+            if let Err(e) = self.power_on(&mut vm, media).await {
                 let _ = vm.kill_now().await;
                 self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.files.dir);
@@ -60,33 +67,32 @@ impl Manager {
         Ok(obs)
     }
 
-    /// Starts `vm` (resumes it when paused). A source paused by a completed migration stays
-    /// paused.
-    async fn do_start(&self, vm: &mut Vm) -> Result<()> {
-        if vm.check_alive() {
-            let state = vm.state().await;
-            let id = vm.id();
-            let conflict = |conflict| ManagerError::BadState {
-                id,
-                state,
-                conflict,
-            };
-            match state {
-                PowerState::Running => {}
-                PowerState::Paused => {
-                    // A source paused by a completed migration must never run again: the
-                    // guest runs on the destination now.
-                    if vm.outgoing_migration().await?.state == MigrationState::Completed {
-                        return Err(conflict(StateConflict::MigratedAway));
-                    }
-                    vm.qemu().await?.cont().await?;
-                }
-                _ => return Err(conflict(StateConflict::CannotStart)),
-            }
-            return Ok(());
+    /// Refuses, before anything is created, a VM this host cannot run: an invalid
+    /// specification, NICs on a host without a switch.
+    pub(super) fn admit(&self, instance: &VmInstance) -> Result<()> {
+        instance.spec.validate()?;
+        if !instance.spec.nics.is_empty() && self.switch.is_none() {
+            return Err(SwitchLinkError::NoSwitch.into());
         }
-        self.attach_nics(vm).await?;
-        if let Err(e) = self.launch(vm, false).await {
+        Ok(())
+    }
+
+    /// Creates the directory and record of a VM new to this host (its QEMU not started).
+    pub(super) fn new_vm(&self, instance: VmInstance, incoming: bool) -> Result<Vm> {
+        let dir = self.cfg.data_dir.join("vms").join(instance.id.to_string());
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let vm = Vm::new(LocalVm::new(instance, incoming), VmFiles { dir });
+        vm.save()?;
+        Ok(vm)
+    }
+
+    /// Starts a VM whose QEMU does not run from `media`: its NICs' ports, then its QEMU; the
+    /// record says it should run. On a failed launch it has no ports again.
+    async fn power_on(&self, vm: &mut Vm, media: BootMedia) -> Result<()> {
+        if !vm.record.instance.spec.nics.is_empty() {
+            self.attach_nics(vm).await?;
+        }
+        if let Err(e) = self.launch(vm, media, false).await {
             let _ = vm.kill_now().await;
             self.detach_nics(vm).await;
             return Err(e);
@@ -94,6 +100,77 @@ impl Manager {
         vm.record.want_running = true;
         vm.record.started_at = Some(now_s());
         vm.save()
+    }
+
+    /// Starts `vm`'s QEMU from `media` (waiting for an incoming migration when `incoming`),
+    /// with the [`Launch`] description built here from its record, its files and `media`. Its
+    /// NICs have their ports already.
+    pub(super) async fn launch(&self, vm: &mut Vm, media: BootMedia, incoming: bool) -> Result<()> {
+        // QEMU binds its end of each NIC: a socket file left by an earlier run is in the way.
+        for nic in &vm.record.nics {
+            match std::fs::remove_file(&nic.qemu_socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(&nic.qemu_socket)(e))
+                }
+                _ => {}
+            }
+        }
+        vm.process_gone();
+        vm.shutdown_seen = false;
+        vm.record.sent_from_this_qemu = false;
+        vm.record.migrating_out = false;
+        let spec = &vm.record.instance.spec;
+        let launch = Launch {
+            id: vm.id(),
+            name: spec.name.clone(),
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+            accel: self.cfg.runner.accel(),
+            kernel: media.kernel,
+            disks: media.disks,
+            serial_log: vm.files.serial_log(),
+            qmp_socket: vm.files.qmp_socket(),
+            pidfile: vm.files.pidfile(),
+            incoming,
+            nics: vm
+                .record
+                .nics
+                .iter()
+                .map(|n| NicArg {
+                    mac: n.mac.clone(),
+                    mtu: n.mtu,
+                    qemu_socket: n.qemu_socket.clone(),
+                    switch_socket: n.switch_socket.clone(),
+                })
+                .collect(),
+        };
+        vm.qemu = Some(self.cfg.runner.launch(&launch).await?);
+        Ok(())
+    }
+
+    /// Resumes a VM whose QEMU runs: nothing to do when it runs, `cont` when paused. A source
+    /// paused by a completed migration stays paused.
+    async fn resume(&self, vm: &mut Vm) -> Result<()> {
+        let state = vm.state().await;
+        let id = vm.id();
+        let conflict = |conflict| ManagerError::BadState {
+            id,
+            state,
+            conflict,
+        };
+        match state {
+            PowerState::Running => {}
+            PowerState::Paused => {
+                // A source paused by a completed migration must never run again: the
+                // guest runs on the destination now.
+                if vm.outgoing_migration().await?.state == MigrationState::Completed {
+                    return Err(conflict(StateConflict::MigratedAway));
+                }
+                vm.qemu().await?.cont().await?;
+            }
+            _ => return Err(conflict(StateConflict::CannotStart)),
+        }
+        Ok(())
     }
 
     /// Starts a stopped VM (resumes a paused one).
@@ -108,7 +185,12 @@ impl Manager {
                 conflict: StateConflict::AwaitsIncoming,
             });
         }
-        self.do_start(&mut vm).await?;
+        if vm.check_alive() {
+            self.resume(&mut vm).await?;
+        } else {
+            let media = self.ds.media(id, &vm.record.instance.spec)?;
+            self.power_on(&mut vm, media).await?;
+        }
         Ok(vm.observe(&self.sampler).await)
     }
 

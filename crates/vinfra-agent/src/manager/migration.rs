@@ -1,10 +1,11 @@
 //! Live migration on this host, as source and as destination.
 //!
-//! Destination: [`Manager::prepare_incoming`] starts a QEMU that waits on a TCP port; once the
-//! guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`] kills a QEMU
-//! that still waits. Source: [`Manager::migrate_out`] starts sending, the console polls
-//! [`Manager::migration_status`], then [`Manager::finish_migration_source`] (completed) or
-//! [`Manager::cancel_migration`].
+//! Destination: [`Manager::prepare_incoming`] starts a QEMU that waits on a TCP port (admitted,
+//! made and launched as a create is, by `lifecycle.rs`, from the datastore's existing files);
+//! once the guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`]
+//! kills a QEMU that still waits. Source: [`Manager::migrate_out`] starts sending, the console
+//! polls [`Manager::migration_status`], then [`Manager::finish_migration_source`] (completed)
+//! or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,6 +16,7 @@ use vinfra_types::PowerState;
 use super::error::{ManagerError, Result, StateConflict};
 use super::vm::Vm;
 use super::{Manager, UNLIMITED_BANDWIDTH};
+use crate::disks::BootMedia;
 use crate::qemu::{MigrationParams, MigrationState};
 
 /// How many ports an incoming QEMU tries before giving up (another process may take a free
@@ -44,10 +46,12 @@ impl Manager {
                 }),
             };
         }
-        self.check_nics(&instance)?;
+        self.admit(&instance)?;
+        // The disks are on the shared datastore already: nothing is created.
+        let media = self.ds.media(id, &instance.spec)?;
         let mut vm = self.new_vm(instance, true)?;
         vm.record.started_at = vm.record.instance.started_at;
-        match self.start_incoming(&mut vm).await {
+        match self.start_incoming(&mut vm, media).await {
             Ok(uri) => {
                 self.insert(vm, None).await;
                 Ok(uri)
@@ -61,11 +65,14 @@ impl Manager {
         }
     }
 
-    /// Gives the VM its ports, launches its incoming QEMU and makes it listen on a free port.
-    async fn start_incoming(&self, vm: &mut Vm) -> Result<String> {
-        // The port exists on this host's switch before the guest can arrive.
-        self.attach_nics(vm).await?;
-        self.launch(vm, true).await?;
+    /// Gives the VM its ports, launches its incoming QEMU from `media` and makes it listen on a
+    /// free port.
+    async fn start_incoming(&self, vm: &mut Vm, media: BootMedia) -> Result<String> {
+        // The ports exist on this host's switch before the guest can arrive.
+        if !vm.record.instance.spec.nics.is_empty() {
+            self.attach_nics(vm).await?;
+        }
+        self.launch(vm, media, true).await?;
         let mut attempt = 0;
         loop {
             attempt += 1;

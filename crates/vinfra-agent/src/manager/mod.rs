@@ -8,9 +8,10 @@
 //! lock; different VMs proceed in parallel.
 //!
 //! Files (a call goes down this list, never up):
-//! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log;
-//! - `migration.rs`: incoming, outgoing, status, cancel, finish, abort;
-//! - `launch.rs`: a new VM's directory and record, QEMU's launch description, launching;
+//! - `migration.rs`: incoming (through `lifecycle.rs`'s admission, new VM and launch),
+//!   outgoing, status, cancel, finish, abort;
+//! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log; a new VM's
+//!   directory and record, QEMU's launch description (built there only) and the launch;
 //! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
 //! - this file: [`Manager`] and its table (look up, insert, forget), [`Manager::open`],
 //!   observing;
@@ -26,7 +27,6 @@
 
 mod adoption;
 mod error;
-mod launch;
 mod lifecycle;
 mod migration;
 mod records;

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use vinfra_proto::{HostSwitchConfig, VmInstance};
-use vinfra_switch_control::Request;
+use vinfra_proto::HostSwitchConfig;
 use vinfra_types::error::Chain;
 use vinfra_types::network::HostSwitchCounters;
 
@@ -41,45 +40,13 @@ impl Manager {
         Ok(tokio::task::spawn_blocking(move || link.counters()).await??)
     }
 
-    /// Refuses a VM with NICs on a host without a switch, before anything is created.
-    pub(super) fn check_nics(&self, instance: &VmInstance) -> Result<()> {
-        if !instance.spec.nics.is_empty() && self.switch.is_none() {
-            return Err(SwitchLinkError::NoSwitch.into());
-        }
-        Ok(())
-    }
-
-    /// Gives the VM's NICs their switch ports and waits until the switch has them (before its
-    /// QEMU starts). On failure the VM has no ports.
+    /// Gives the NICs of a VM that has some their switch ports and waits until the switch has
+    /// them (before its QEMU starts): one [`SwitchLink::plug`]. On failure the VM has no ports.
     pub(super) async fn attach_nics(&self, vm: &mut Vm) -> Result<()> {
-        if vm.record.instance.spec.nics.is_empty() {
-            return Ok(());
-        }
-        let link = self.switch.as_ref().ok_or(SwitchLinkError::NoSwitch)?;
-        let id = vm.id();
-        let nics = link.attach(id, &vm.files.dir, &vm.record.instance.spec.nics)?;
-        let ports: Vec<u32> = nics.iter().map(|n| n.port).collect();
-        // Only refusals of this VM's ports fail it: the rest is the configuration's business.
-        let checked = reconcile_now(link).await.and_then(|o| {
-            let refused = o
-                .refused
-                .into_iter()
-                .filter(|r| matches!(&r.request, Request::AddPort(p) if ports.contains(&p.id)))
-                .collect();
-            Ok(ReconcileOutcome {
-                applied: o.applied,
-                refused,
-            }
-            .into_result()?)
-        });
-        if let Err(e) = checked {
-            link.detach(id);
-            if let Err(e) = reconcile_now(link).await {
-                tracing::warn!("VM {id}: {}", Chain(&e));
-            }
-            return Err(e);
-        }
-        vm.record.nics = nics;
+        let link = self.switch.clone().ok_or(SwitchLinkError::NoSwitch)?;
+        let (id, dir) = (vm.id(), vm.files.dir.clone());
+        let specs = vm.record.instance.spec.nics.clone();
+        vm.record.nics = tokio::task::spawn_blocking(move || link.plug(id, &dir, &specs)).await??;
         vm.save()
     }
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 use tempfile::TempDir;
 use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, StopKind, VmInstance};
-use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
+use vinfra_types::{Accel, BootSource, DiskSpec, NicSpec, PowerState, VmSpec};
 
 use super::*;
-use crate::disks::DiskError;
+use crate::disks::{cache_mode_for, DiskError};
 use crate::network::SwitchLinkError;
 use crate::qemu::fake::{Call, FakeRunner};
-use crate::qemu::{MigrationParams, MigrationState, RunState};
+use crate::qemu::{DiskArg, MigrationParams, MigrationState, RunState};
 
 const LONG: Duration = Duration::from_secs(5);
 
@@ -307,6 +307,65 @@ async fn reboot_resets_a_running_vm_only() {
     h.m.stop(id, true, LONG).await.unwrap();
     assert_eq!(conflict(h.m.reboot(id).await), StateConflict::NotRunning);
     assert_eq!(count(&h.fake.calls(id), |c| *c == Call::Reset), 1);
+}
+
+#[tokio::test]
+async fn the_launch_takes_the_datastores_answer_and_only_a_create_makes_disks() {
+    let h = host().await;
+    let mut vm = instance("disk");
+    vm.spec.disks = vec![DiskSpec {
+        name: "data".into(),
+        image: None,
+        size_gib: Some(1),
+    }];
+    h.m.create(vm.clone(), true).await.unwrap();
+    let disk = h
+        .tmp
+        .path()
+        .join("ds/vms")
+        .join(vm.id.to_string())
+        .join("data.qcow2");
+    assert!(disk.is_file());
+    let launch = h.fake.last_launch(vm.id).unwrap();
+    assert_eq!(
+        launch.disks,
+        [DiskArg {
+            path: disk.clone(),
+            cache: cache_mode_for(&disk),
+        }]
+    );
+
+    // A start finds the disk gone: refused before anything is launched, still stopped.
+    h.m.stop(vm.id, true, LONG).await.unwrap();
+    std::fs::remove_file(&disk).unwrap();
+    let e = h.m.start(vm.id).await.unwrap_err();
+    assert!(
+        matches!(e, ManagerError::Disk(DiskError::Missing(_))),
+        "{e:?}"
+    );
+    assert_eq!(h.state(vm.id).await, PowerState::Stopped);
+    assert_eq!(
+        count(&h.fake.calls(vm.id), |c| matches!(c, Call::Launch { .. })),
+        1
+    );
+    assert!(!disk.exists(), "a start creates no disk");
+
+    // An incoming migration needs the disks on the datastore already: nothing is left behind.
+    let mut incoming = vm.clone();
+    incoming.id = Uuid::new_v4();
+    let e = h.m.prepare_incoming(incoming.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, ManagerError::Disk(DiskError::Missing(_))),
+        "{e:?}"
+    );
+    assert!(h.fake.calls(incoming.id).is_empty());
+    assert!(!h.vm_dir(incoming.id).exists());
+    assert!(!h
+        .tmp
+        .path()
+        .join("ds/vms")
+        .join(incoming.id.to_string())
+        .exists());
 }
 
 #[tokio::test]

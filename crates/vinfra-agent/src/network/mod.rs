@@ -5,20 +5,21 @@
 //!
 //! The switch is never trusted to remember anything: every reconcile reads the switch's
 //! configuration (`get_config`), computes the requests that turn it into the desired one
-//! ([`plan`]) and applies them. A restarted switch starts empty, so the first reconcile after a
+//! ([`plan()`]) and applies them. A restarted switch starts empty, so the first reconcile after a
 //! restart replays everything. A background task reconciles every [`RECONCILE_INTERVAL`];
 //! changes (a new configuration, a VM's ports) reconcile at once.
 //!
 //! Files, each using only those listed after it:
-//! - [`reconcile`] — [`SwitchLink::reconcile`], counters, the background task;
+//! - [`reconcile`] — [`SwitchLink::reconcile`], [`SwitchLink::plug`] (a VM's ports added and
+//!   applied at once, or taken back), counters, the background task;
 //! - [`link`] — [`SwitchLink`]: the desired configuration in memory and in
 //!   `<data_dir>/switch.json`, the connection;
 //! - [`error`] — [`SwitchLinkError`];
 //! - [`ports`] — a port number and sockets per NIC ([`NicError`]);
 //! - [`counters`] — the switch's counters named by network, VM and NIC;
 //! - [`desired`] — [`DesiredSwitch`] and the requests that build it, [`VmNic`];
-//! - [`validate`] — checks of the console's configuration ([`InvalidConfig`]);
-//! - [`plan`] — the difference between two configurations, as requests;
+//! - [`mod@validate`] — checks of the console's configuration ([`InvalidConfig`]);
+//! - [`mod@plan`] — the difference between two configurations, as requests;
 //! - [`mac`] — unicast MAC addresses from text;
 //! - [`attachment`] — [`SwitchAttachment`], how the agent reaches its switch.
 

@@ -1,16 +1,21 @@
 //! Making the switch match: [`SwitchLink::reconcile`] reads the switch's configuration, plans
-//! the difference ([`super::plan::plan`]) and applies it; a background task
+//! the difference ([`super::plan::plan`]) and applies it; [`SwitchLink::plug`] adds a VM's
+//! ports and applies them at once (or takes them back); a background task
 //! ([`spawn_reconciler`]) does so every [`RECONCILE_INTERVAL`], so a restarted (empty) switch
 //! gets everything back.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use uuid::Uuid;
 use vinfra_switch_control::{ClientError, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::error::Chain;
 use vinfra_types::network::HostSwitchCounters;
+use vinfra_types::NicSpec;
 
 use super::counters::host_counters;
+use super::desired::VmNic;
 use super::error::{RefusedRequest, SwitchLinkError};
 use super::link::{lock, SwitchLink};
 use super::plan::plan;
@@ -104,6 +109,40 @@ impl SwitchLink {
             }
         }
         Ok(outcome)
+    }
+
+    /// Gives VM `id`'s NICs their ports (validated and allocated as [`SwitchLink::attach`]
+    /// does, sockets in `dir`) and applies them to the switch now (blocking). Only refusals of
+    /// these ports fail it: the rest is the configuration's business. On failure the VM has no
+    /// ports, in the desired configuration or (as far as it can be reached) on the switch.
+    pub fn plug(
+        &self,
+        id: Uuid,
+        dir: &Path,
+        nics: &[NicSpec],
+    ) -> Result<Vec<VmNic>, SwitchLinkError> {
+        let attached = self.attach(id, dir, nics)?;
+        let ports: Vec<u32> = attached.iter().map(|n| n.port).collect();
+        let checked = self.reconcile().and_then(|o| {
+            let refused = o
+                .refused
+                .into_iter()
+                .filter(|r| matches!(&r.request, Request::AddPort(p) if ports.contains(&p.id)))
+                .collect();
+            ReconcileOutcome {
+                applied: o.applied,
+                refused,
+            }
+            .into_result()
+        });
+        if let Err(e) = checked {
+            self.detach(id);
+            if let Err(e) = self.reconcile() {
+                tracing::warn!("VM {id}: {}", Chain(&e));
+            }
+            return Err(e);
+        }
+        Ok(attached)
     }
 
     /// Reads the switch's counters now (blocking) and names them in the cluster's terms:

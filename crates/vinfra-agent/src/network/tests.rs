@@ -1,9 +1,10 @@
 //! Unit tests of the switch link: the desired configuration, port allocation, plans and
-//! counters, without a switch.
+//! counters, without a switch (`plug` against a model of one on a control socket).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 use vinfra_proto::{
@@ -566,4 +567,104 @@ fn counters_are_named_by_network_vm_and_nic() {
     );
     assert_eq!(c.uplink.as_ref().map(|u| u.tx_packets), Some(2));
     assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
+}
+
+/// A switch on `control` that keeps its configuration as [`apply_model`] does, refusing to add
+/// the ports in `refused_ports` and every ARP entry. Returns its configuration.
+fn model_switch(control: &std::path::Path, refused_ports: Vec<u32>) -> Arc<Mutex<Vec<Request>>> {
+    use vinfra_switch_control::protocol::Response;
+    use vinfra_switch_control::server;
+    let state = Arc::new(Mutex::new(Vec::new()));
+    let listener = server::bind(control).unwrap();
+    let held = state.clone();
+    std::thread::spawn(move || {
+        server::serve(listener, move |request| {
+            let mut held = held.lock().unwrap();
+            match request {
+                Request::Ping => Response::Pong,
+                Request::GetConfig => Response::Config {
+                    requests: held.clone(),
+                },
+                Request::GetCounters => Response::Counters(CountersView::default()),
+                Request::AddPort(p) if refused_ports.contains(&p.id) => Response::Error {
+                    message: format!("port {} refused", p.id),
+                },
+                Request::AddArpEntry { .. } => Response::Error {
+                    message: "no ARP entries".into(),
+                },
+                other => {
+                    apply_model(&mut held, &[other]);
+                    Response::Ok
+                }
+            }
+        })
+    });
+    state
+}
+
+/// Whether the switch's configuration `state` names port `id` (the port or a MAC entry on it).
+fn names_port(state: &Mutex<Vec<Request>>, id: u32) -> bool {
+    state.lock().unwrap().iter().any(|r| match r {
+        Request::AddPort(p) => p.id == id,
+        Request::AddMacEntry { location, .. } => *location == LocationSpec::Port(id),
+        _ => false,
+    })
+}
+
+#[test]
+fn plug_applies_a_vms_ports_at_once_or_takes_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("switch.sock");
+    let switch = model_switch(&control, vec![2]);
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control,
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+
+    // The first VM's port is on the switch when `plug` returns; the configuration's refused
+    // ARP entry does not fail it.
+    let a = Uuid::from_u128(1);
+    let nics = link
+        .plug(
+            a,
+            &dir.path().join("a"),
+            &[nic("blue", "52:54:00:00:00:01")],
+        )
+        .unwrap();
+    assert_eq!(nics.iter().map(|n| n.port).collect::<Vec<_>>(), [1]);
+    assert!(names_port(&switch, 1));
+
+    // The second VM's port (2) is refused: it has no port, neither desired nor on the switch.
+    let b = Uuid::from_u128(2);
+    let e = link
+        .plug(
+            b,
+            &dir.path().join("b"),
+            &[nic("blue", "52:54:00:00:00:02")],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, SwitchLinkError::Refused(r) if r.len() == 1),
+        "{e}"
+    );
+    assert!(chain(&e).contains("port 2 refused"), "{e}");
+    assert!(!link.desired().vms.contains_key(&b));
+    assert!(!names_port(&switch, 2));
+    assert!(names_port(&switch, 1), "the first VM keeps its port");
+
+    // A NIC that cannot be attached changes nothing.
+    let e = link
+        .plug(
+            b,
+            &dir.path().join("b"),
+            &[nic("green", "52:54:00:00:00:02")],
+        )
+        .unwrap_err();
+    assert!(matches!(e, SwitchLinkError::Nic(_)), "{e}");
+    assert_eq!(link.desired().vms.keys().collect::<Vec<_>>(), [&a]);
 }
