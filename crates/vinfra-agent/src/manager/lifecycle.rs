@@ -24,7 +24,7 @@ use super::vm::{now_s, Vm};
 use super::{Manager, MAX_CONSOLE_BYTES};
 use crate::disks::{BootMedia, Prepared};
 use crate::network::SwitchLinkError;
-use crate::qemu::{Launch, MigrationState, NicArg, VmFiles};
+use crate::qemu::{build_args, Launch, MigrationState, NicArg, VmFiles};
 
 impl Manager {
     /// Defines the VM (creating its disks if missing) and starts it when `start`. Idempotent for an
@@ -144,7 +144,9 @@ impl Manager {
                 })
                 .collect(),
         };
-        vm.qemu = Some(self.cfg.runner.launch(&launch).await?);
+        // The command line, then the process that runs it.
+        let args = build_args(&launch);
+        vm.qemu = Some(self.cfg.runner.launch(&launch, args).await?);
         Ok(())
     }
 

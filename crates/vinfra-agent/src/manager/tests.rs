@@ -138,6 +138,23 @@ async fn create_defines_starts_and_is_idempotent() {
         Some(h.tmp.path().join("ds/images/vmlinuz"))
     );
     assert!(h.m.record(vm.id).await.unwrap().want_running);
+    // The runner is handed the command line built from that description.
+    let args = h
+        .fake
+        .calls(vm.id)
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Launch { args, .. } => Some(args),
+            _ => None,
+        })
+        .unwrap();
+    let kernel = h.tmp.path().join("ds/images/vmlinuz");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "-kernel" && w[1] == kernel.display().to_string()),
+        "{args:?}"
+    );
+    assert!(!args.iter().any(|a| a == "-incoming"), "{args:?}");
     // And again: nothing new is launched.
     h.m.create(vm.clone(), true).await.unwrap();
     assert_eq!(

@@ -19,6 +19,7 @@
 //! a fake one. Every command is logged per VM ([`FakeRunner::calls`]), across relaunches.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
@@ -40,6 +41,8 @@ pub enum Call {
     Launch {
         /// Started with `-incoming defer`.
         incoming: bool,
+        /// The command line it was given.
+        args: Vec<String>,
     },
     /// `cont`.
     Cont,
@@ -242,12 +245,20 @@ impl VmRunner for FakeRunner {
         self.accel
     }
 
-    async fn launch(&self, launch: &Launch) -> Result<Box<dyn QemuProcess>, QemuError> {
+    async fn launch(
+        &self,
+        launch: &Launch,
+        args: Vec<OsString>,
+    ) -> Result<Box<dyn QemuProcess>, QemuError> {
         let mut host = lock(&self.host);
         host.log(
             launch.id,
             Call::Launch {
                 incoming: launch.incoming,
+                args: args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
             },
         );
         if host.failing_launches > 0 {

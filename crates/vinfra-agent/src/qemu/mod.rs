@@ -20,6 +20,7 @@ pub mod fake;
 pub mod process;
 pub mod qmp;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use uuid::Uuid;
@@ -223,9 +224,15 @@ pub trait VmRunner: Send + Sync {
     /// The accelerator VMs run with.
     fn accel(&self) -> Accel;
 
-    /// Starts a daemonized QEMU as `launch` describes (waiting for an incoming migration when
-    /// `launch.incoming`) and returns it once it answers. On error no process is left.
-    async fn launch(&self, launch: &Launch) -> Result<Box<dyn QemuProcess>, QemuError>;
+    /// Starts a daemonized QEMU with the command line `args` (built from `launch` by
+    /// [`build_args`]; `launch` says where its pidfile and QMP socket appear, and whether it
+    /// waits for an incoming migration) and returns it once it answers. On error no process is
+    /// left.
+    async fn launch(
+        &self,
+        launch: &Launch,
+        args: Vec<OsString>,
+    ) -> Result<Box<dyn QemuProcess>, QemuError>;
 
     /// The QEMU of VM `id` that still runs with its files in `files` (after an agent restart),
     /// if there is one.

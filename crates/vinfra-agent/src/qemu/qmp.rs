@@ -1,5 +1,6 @@
 //! The real [`VmRunner`]: daemonized QEMU processes driven over QMP ([`vinfra_qmp`]).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use vinfra_qmp::{MigrateParameters, Qmp};
 use vinfra_types::Accel;
 
 use super::{
-    build_args, is_our_qemu, kill, read_pidfile, Launch, MigrationParams, MigrationState,
-    MigrationStats, QemuError, QemuProcess, RunState, VmFiles, VmRunner,
+    is_our_qemu, kill, read_pidfile, Launch, MigrationParams, MigrationState, MigrationStats,
+    QemuError, QemuProcess, RunState, VmFiles, VmRunner,
 };
 
 /// How long connecting to a QMP socket may take.
@@ -36,9 +37,9 @@ pub struct QemuRunner {
 impl QemuRunner {
     /// Runs QEMU with `-daemonize` and returns the pid from its pidfile once its QMP socket
     /// exists (blocking).
-    fn spawn(&self, launch: &Launch) -> Result<u32, QemuError> {
+    fn spawn(&self, launch: &Launch, args: Vec<OsString>) -> Result<u32, QemuError> {
         let out = Command::new(&self.binary)
-            .args(build_args(launch))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -80,10 +81,14 @@ impl VmRunner for QemuRunner {
         self.accel
     }
 
-    async fn launch(&self, launch: &Launch) -> Result<Box<dyn QemuProcess>, QemuError> {
+    async fn launch(
+        &self,
+        launch: &Launch,
+        args: Vec<OsString>,
+    ) -> Result<Box<dyn QemuProcess>, QemuError> {
         let runner = self.clone();
         let l = launch.clone();
-        let pid = tokio::task::spawn_blocking(move || runner.spawn(&l))
+        let pid = tokio::task::spawn_blocking(move || runner.spawn(&l, args))
             .await
             .map_err(QemuError::Launcher)??;
         let mut process = QmpProcess {

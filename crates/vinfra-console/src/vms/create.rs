@@ -13,7 +13,7 @@ use crate::fit::{self, Target};
 use crate::networks::{ipam, push};
 use crate::state::events::event;
 use crate::state::records::{now_s, DesiredPower, VmRecord};
-use crate::state::Console;
+use crate::state::{Console, Writes};
 
 /// Creates (and with `request.start`, starts) a VM: on the host named, or on the one placement
 /// picks under the rules. Nothing is left half-created: when the host does not create it, the
@@ -45,10 +45,18 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         };
         // The placement lock comes with the answer: held until the record is written.
         let placed = fit::place(console, &name, &spec, target).await?;
-        let _networks = console.inflight().networks_lock().await;
-        // Addresses and MACs are claimed with the record, in one transaction.
         let id = Uuid::new_v4();
-        let claims = ipam::assign(console, &name, id, &mut spec.nics)?;
+        // Addresses and MACs are claimed with the record, in one transaction (a VM without
+        // NICs claims none and never waits for the networks).
+        let (_networks, claims) = if spec.nics.is_empty() {
+            (None, Writes::default())
+        } else {
+            let lock = console.inflight().networks_lock().await;
+            (
+                Some(lock),
+                ipam::assign(console, &name, id, &mut spec.nics)?,
+            )
+        };
         spec.validate()?;
         let rec = VmRecord {
             id,
