@@ -5,7 +5,7 @@
 //!
 //! The switch is never trusted to remember anything: every reconcile reads the switch's
 //! configuration (`get_config`), computes the requests that turn it into the desired one
-//! ([`plan`]) and applies them. A restarted switch starts empty, so the first reconcile after a
+//! ([`plan()`]) and applies them. A restarted switch starts empty, so the first reconcile after a
 //! restart replays everything. A background task reconciles every [`RECONCILE_INTERVAL`];
 //! changes (a new configuration, a VM's ports) reconcile at once.
 //!
@@ -17,8 +17,8 @@
 //! - [`ports`] — a port number and sockets per NIC ([`NicError`]);
 //! - [`counters`] — the switch's counters named by network, VM and NIC;
 //! - [`desired`] — [`DesiredSwitch`] and the requests that build it, [`VmNic`];
-//! - [`validate`] — checks of the console's configuration ([`InvalidConfig`]);
-//! - [`plan`] — the difference between two configurations, as requests;
+//! - [`mod@validate`] — checks of the console's configuration ([`InvalidConfig`]);
+//! - [`mod@plan`] — the difference between two configurations, as requests;
 //! - [`mac`] — unicast MAC addresses from text;
 //! - [`attachment`] — [`SwitchAttachment`], how the agent reaches its switch.
 
@@ -34,7 +34,7 @@ pub mod reconcile;
 pub mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
 pub use desired::{DesiredSwitch, VmNic};
@@ -42,5 +42,5 @@ pub use error::{RefusedRequest, SwitchLinkError};
 pub use link::SwitchLink;
 pub use plan::plan;
 pub use ports::{NicError, NicProblem};
-pub use reconcile::{spawn_reconciler, ReconcileOutcome, RECONCILE_INTERVAL};
+pub use reconcile::{spawn_reconciler, MacMoves, ReconcileOutcome, RECONCILE_INTERVAL};
 pub use validate::{validate, InvalidConfig};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 use vinfra_proto::{
@@ -20,7 +21,7 @@ use super::counters::host_counters;
 use super::plan::port_network;
 use super::*;
 
-fn settings() -> SwitchAttachment {
+pub(crate) fn settings() -> SwitchAttachment {
     SwitchAttachment {
         control: "/run/sw.sock".into(),
         underlay_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
@@ -29,7 +30,7 @@ fn settings() -> SwitchAttachment {
     }
 }
 
-fn config() -> HostSwitchConfig {
+pub(crate) fn config() -> HostSwitchConfig {
     HostSwitchConfig {
         networks: vec![
             SwitchNetwork {
@@ -566,4 +567,96 @@ fn counters_are_named_by_network_vm_and_nic() {
     );
     assert_eq!(c.uplink.as_ref().map(|u| u.tx_packets), Some(2));
     assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
+}
+
+/// A switch on a real control socket in `dir`, answering from a model of its configuration as
+/// the daemon does; it logs every request. An `old` one refuses `revert_mac_moves`, as a switch
+/// from before that request does.
+pub(crate) fn model_switch(
+    dir: &std::path::Path,
+    old: bool,
+) -> (PathBuf, Arc<Mutex<Vec<Request>>>) {
+    use vinfra_switch_control::Response;
+    let path = dir.join("switch.sock");
+    let listener = vinfra_switch_control::server::bind(&path).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let state = Mutex::new(Vec::new());
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        vinfra_switch_control::server::serve(listener, move |request| {
+            seen.lock().unwrap().push(request.clone());
+            match request {
+                Request::Ping => Response::Pong,
+                Request::GetConfig => Response::Config {
+                    requests: state.lock().unwrap().clone(),
+                },
+                Request::GetCounters => Response::Counters(CountersView::default()),
+                Request::RevertMacMoves if old => Response::Error {
+                    message: "unknown variant `revert_mac_moves`".into(),
+                },
+                Request::RevertMacMoves => Response::Ok,
+                other => {
+                    apply_model(&mut state.lock().unwrap(), &[other]);
+                    Response::Ok
+                }
+            }
+        })
+    });
+    (path, log)
+}
+
+pub(crate) fn reverts(log: &Mutex<Vec<Request>>) -> usize {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|r| **r == Request::RevertMacMoves)
+        .count()
+}
+
+#[test]
+fn only_the_consoles_configuration_reverts_the_switchs_mac_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (control, log) = model_switch(dir.path(), false);
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control,
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+    // The background reconcile (and a VM's ports) leave what the switch moved itself.
+    let first = link.reconcile().unwrap();
+    assert!(first.applied > 0 && first.refused.is_empty(), "{first:?}");
+    assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
+    assert_eq!(reverts(&log), 0);
+    // The console's configuration: everything it sets, then every entry back where it says.
+    let before = log.lock().unwrap().len();
+    let outcome = link.reconcile_with(MacMoves::Revert).unwrap();
+    assert_eq!(outcome, ReconcileOutcome::default());
+    let log_now = log.lock().unwrap().clone();
+    assert_eq!(log_now.last(), Some(&Request::RevertMacMoves));
+    assert_eq!(reverts(&log), 1, "{:?}", &log_now[before..]);
+}
+
+#[test]
+fn a_switch_without_mac_move_reverts_is_still_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (control, log) = model_switch(dir.path(), true);
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control,
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+    let outcome = link.reconcile_with(MacMoves::Revert).unwrap();
+    assert!(
+        outcome.applied > 0 && outcome.refused.is_empty(),
+        "{outcome:?}"
+    );
+    assert_eq!(reverts(&log), 1);
+    assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
 }
