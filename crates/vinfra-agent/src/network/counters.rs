@@ -23,7 +23,7 @@ fn traffic(t: &TrafficView) -> TrafficCounters {
 }
 
 /// The switch's counters named by the configuration: networks by name (switch number →
-/// [`SwitchNetwork::name`]), VM ports by VM id and NIC index, the uplink port.
+/// [`vinfra_proto::SwitchNetwork::name`]), VM ports by VM id and NIC index, the uplink port.
 pub fn host_counters(
     view: &CountersView,
     config: &HostSwitchConfig,
