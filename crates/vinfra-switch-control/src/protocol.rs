@@ -218,6 +218,10 @@ pub enum Request {
         /// Address.
         mac: Mac,
     },
+    /// The core's `ConfigCommand::RevertMacMoves`: every static MAC entry that MAC mobility moved
+    /// to another host goes back where `add_mac_entry` put it. An action, not configuration:
+    /// `get_config` never lists it.
+    RevertMacMoves,
     /// The core's `ConfigCommand::AddArpEntry`.
     AddArpEntry {
         /// Network.
@@ -405,12 +409,17 @@ mod tests {
                 network: 1,
                 config: None,
             },
+            Request::RevertMacMoves,
         ];
         for r in requests {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         }
+        assert_eq!(
+            serde_json::to_string(&Request::RevertMacMoves).unwrap(),
+            r#"{"op":"revert_mac_moves"}"#
+        );
         let r: Request = serde_json::from_str(
             r#"{"op":"add_port","id":3,"mtu":1450,"attach":{"kind":"host","network":1,"tap":"t"}}"#,
         )

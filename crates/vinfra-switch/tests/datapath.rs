@@ -343,6 +343,152 @@ fn split_horizon() {
     assert_eq!(vteps, vec![Some(VTEP_A), Some(VTEP_C)]);
 }
 
+/// Host C, where VM 3 pings VM 2: VM 2's entry is static, at host A (its host), as the control
+/// plane put it.
+fn peer_host() -> Switch {
+    let mut cmds = overlay_networks();
+    cmds.extend(vtep_macs());
+    cmds.extend([
+        uplink(VTEP_C, UNDERLAY_MAC_C),
+        vm(3, BLUE),
+        ConfigCommand::SetFloodList {
+            network: BLUE,
+            vteps: vec![VTEP_A, VTEP_B],
+        },
+        ConfigCommand::AddMacEntry {
+            network: BLUE,
+            mac: mac(3),
+            location: Location::Port(PortId(3)),
+        },
+        ConfigCommand::AddMacEntry {
+            network: BLUE,
+            mac: mac(2),
+            location: Location::Vtep(VTEP_A),
+        },
+    ]);
+    Switch::with_commands(SwitchSettings::default(), cmds).unwrap()
+}
+
+/// `inner` on blue as host `from`'s switch sends it to host C.
+fn to_c_from(from: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    Encap {
+        src_mac: UNDERLAY_MAC_A,
+        dst_mac: UNDERLAY_MAC_C,
+        src_ip: from,
+        dst_ip: VTEP_C,
+        src_port: 50000,
+        vni: vni(5001),
+    }
+    .encapsulate_into(inner, &mut f)
+    .unwrap();
+    f
+}
+
+/// Where host C sends VM 3's ping of VM 2.
+fn ping_of_vm2_goes_to(c: &mut Switch, now: Duration) -> Vec<Option<Ipv4Addr>> {
+    let ping = ipv4_frame(mac(2), mac(3), ip(3), ip(2), 8);
+    run(c, now, PortId(3), &ping)
+        .iter()
+        .map(|(_, vtep, _)| *vtep)
+        .collect()
+}
+
+/// QEMU's announcement of a migrated VM: a broadcast RARP request for its own MAC.
+fn rarp(of: MacAddr) -> Vec<u8> {
+    let mut p = arp_payload(
+        ArpOperation::Request,
+        of,
+        Ipv4Addr::UNSPECIFIED,
+        of,
+        Ipv4Addr::UNSPECIFIED,
+    );
+    p[6..8].copy_from_slice(&3u16.to_be_bytes());
+    eth(MacAddr::BROADCAST, of, EtherType::RARP, &p)
+}
+
+/// A guest's announcement of its address: a gratuitous ARP request.
+fn gratuitous_arp(of: MacAddr, addr: Ipv4Addr) -> Vec<u8> {
+    arp_request(of, addr, addr)
+}
+
+#[test]
+fn a_migrated_vm_is_found_by_its_announcement_and_not_taken_back_by_late_frames() {
+    let mut c = peer_host();
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(1)), vec![Some(VTEP_A)]);
+
+    // VM 2 migrates from A to B. Until it announces itself there, frames from it that come from
+    // elsewhere move nothing (a static entry is the control plane's, not learned).
+    let reply = ipv4_frame(mac(3), mac(2), ip(2), ip(3), 8);
+    run(&mut c, t(2), UPLINK, &to_c_from(VTEP_B, &reply));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(2)), vec![Some(VTEP_A)]);
+    // QEMU's RARP from B: the entry follows at once (MAC mobility).
+    run(&mut c, t(3), UPLINK, &to_c_from(VTEP_B, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(3)), vec![Some(VTEP_B)]);
+    // The control plane confirms: VM 2 is on B.
+    c.apply(ConfigCommand::AddMacEntry {
+        network: BLUE,
+        mac: mac(2),
+        location: Location::Vtep(VTEP_B),
+    })
+    .unwrap();
+
+    // A's switch delivers, late, what VM 2 sent there before it paused (a ping reply, an IPv6
+    // multicast report): VM 2 stays on B. Taken back to A, its pings would be lost for good:
+    // nothing answers on A, and VM 2, unpinged, has nothing to send that would fix it.
+    let mld = eth(
+        MacAddr([0x33, 0x33, 0, 0, 0, 0x16]),
+        mac(2),
+        EtherType::IPV6,
+        &[0x60, 0, 0, 0, 0, 8, 58, 1],
+    );
+    for late in [&reply, &mld] {
+        run(&mut c, t(4), UPLINK, &to_c_from(VTEP_A, late));
+        assert_eq!(ping_of_vm2_goes_to(&mut c, t(4)), vec![Some(VTEP_B)]);
+    }
+    assert_eq!(
+        c.mac_entries(BLUE)
+            .iter()
+            .find(|(m, _)| *m == mac(2))
+            .map(|(_, e)| (e.location, e.last_seen)),
+        Some((Location::Vtep(VTEP_B), None)),
+        "VM 2's entry is static, on B"
+    );
+
+    // The guest's own announcement (a gratuitous ARP) moves it too, when it moves again.
+    run(
+        &mut c,
+        t(5),
+        UPLINK,
+        &to_c_from(VTEP_A, &gratuitous_arp(mac(2), ip(2))),
+    );
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(5)), vec![Some(VTEP_A)]);
+    // An ARP request that is not gratuitous, or whose sender is not the frame's source, is no
+    // announcement.
+    let request = arp_request(mac(2), ip(2), ip(3));
+    let mut spoofed = gratuitous_arp(mac(9), ip(2));
+    spoofed[6..12].copy_from_slice(&mac(2).0);
+    for not_announcing in [&request, &spoofed] {
+        run(&mut c, t(6), UPLINK, &to_c_from(VTEP_B, not_announcing));
+        assert_eq!(ping_of_vm2_goes_to(&mut c, t(6)), vec![Some(VTEP_A)]);
+    }
+}
+
+#[test]
+fn moves_the_control_plane_did_not_confirm_are_reverted() {
+    let mut c = peer_host();
+    // An announcement from B that the control plane never confirms (VM 2 is on A).
+    run(&mut c, t(1), UPLINK, &to_c_from(VTEP_B, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(1)), vec![Some(VTEP_B)]);
+    c.apply(ConfigCommand::RevertMacMoves).unwrap();
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(2)), vec![Some(VTEP_A)]);
+    // Local ports' entries are never moved, and stay.
+    let to_vm3 = ipv4_frame(mac(3), mac(2), ip(2), ip(3), 8);
+    let out = run(&mut c, t(3), UPLINK, &to_c_from(VTEP_A, &to_vm3));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, PortId(3));
+}
+
 #[test]
 fn arp_suppression_answers_locally() {
     let (mut a, _) = two_hosts();

@@ -114,6 +114,7 @@ pub fn config_command(request: &Request) -> Result<Option<ConfigCommand>, BadVal
             network: NetworkId(*network),
             mac: mac(*m),
         },
+        Request::RevertMacMoves => ConfigCommand::RevertMacMoves,
         Request::AddArpEntry {
             network,
             ip,
@@ -232,6 +233,10 @@ mod tests {
             })
         ));
         assert_eq!(config_command(&Request::Ping), Ok(None));
+        assert_eq!(
+            config_command(&Request::RevertMacMoves),
+            Ok(Some(ConfigCommand::RevertMacMoves))
+        );
         assert_eq!(
             config_command(&Request::AddMacEntry {
                 network: 2,

@@ -412,6 +412,8 @@ impl Datapath {
                 mac_ageing_secs,
                 mac_learn_limit,
             } => d.settings = Some((mac_ageing_secs, mac_learn_limit)),
+            // Moves entries back to where `applied` already has them.
+            Request::RevertMacMoves => {}
             Request::Ping
             | Request::GetConfig
             | Request::GetCounters

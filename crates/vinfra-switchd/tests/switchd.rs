@@ -340,6 +340,9 @@ fn vm_sockets_survive_a_switch_crash_and_the_agent_replays_the_config() {
     ];
     client.apply(&desired).unwrap();
     assert_eq!(client.config().unwrap(), desired);
+    // Putting moved MAC entries back is an action, not configuration.
+    client.apply(&[Request::RevertMacMoves]).unwrap();
+    assert_eq!(client.config().unwrap(), desired);
 
     let (mac1, mac2) = ([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2]);
     let (ip1, ip2) = (Ipv4Addr::new(10, 82, 0, 1), Ipv4Addr::new(10, 82, 0, 2));

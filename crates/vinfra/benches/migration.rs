@@ -401,8 +401,9 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>, Vec<String>) 
     );
     let create = |name: &str, host: &str, ip: &str, memory: u64, extra: &str| -> VmSummary {
         let mut req = Lab::guest_vm_request(name, memory, Some(host));
+        // The guest configures its NIC from its command line alone (the console never adds to it).
         if let BootSource::Kernel { cmdline: c, .. } = &mut req.spec.boot {
-            *c = format!("{}{extra}", cmdline(0));
+            *c = format!("{} vinfra.ip={ip}/24{extra}", cmdline(0));
         }
         req.spec.nics = vec![NicSpec {
             network: NET_NAME.into(),

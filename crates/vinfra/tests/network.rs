@@ -13,18 +13,21 @@
 //! - `b` migrates to a third host while `a` pings it every 20 ms (`vinfra.pingfast`); the
 //!   replies resume, and the gap (unanswered pings, and the guest's time without replies) is
 //!   printed.
+//! - After a migration, frames the VM sent from its old host before it paused, delivered late
+//!   by that host's switch (after the VM's announcements and the console's configuration), do
+//!   not take its address back there: its peer's pings keep going to its new host.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
-    api, can_run_labs, console_lines, console_text, create_nic_vm, start_named_lab, vm, vm_pings,
-    wait_for, wait_migration_end, NicAddress,
+    api, can_run_labs, console_lines, console_text, create_nic_vm, in_netns, start_named_lab, vm,
+    vm_pings, wait_for, wait_migration_end, NicAddress,
 };
 use vinfra_lab::Lab;
 use vinfra_switch_control::NetworkCountersView;
-use vinfra_switch_control::{NetworkSpec, Request, SwitchClient};
+use vinfra_switch_control::{NetworkSpec, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::MigrationPhase;
@@ -32,6 +35,8 @@ use vinfra_types::MigrationPhase;
 const SUBNET: &str = "10.80.1.0/24";
 const GATEWAY: &str = "10.80.1.1";
 const B_IP: &str = "10.80.1.20";
+/// `a`'s address where it is static.
+const A_IP: &str = "10.80.1.10";
 /// `d`'s address on red: an address no VM has on blue.
 const D_IP: &str = "10.80.1.30";
 /// `a`'s ping interval, ms.
@@ -361,6 +366,194 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
     assert!(
         vm_pings(&lab, "c", B_IP).iter().all(|ok| !ok),
         "c on red reached {B_IP} on blue"
+    );
+    lab.down();
+}
+
+/// Frames `host`'s switch dropped because their VNI is on none of its networks (a host with no
+/// port left on a network gets none of its frames, unless another switch sends it some).
+fn unknown_vni_drops(lab: &Lab, host: &str) -> u64 {
+    let h = lab
+        .state()
+        .hosts
+        .iter()
+        .find(|h| h.name == host)
+        .expect("lab host");
+    let mut client = SwitchClient::connect(&h.data_dir.join("switch.sock"))
+        .unwrap_or_else(|e| panic!("{host}'s switch: {e}"));
+    let counters = client
+        .counters()
+        .unwrap_or_else(|e| panic!("{host}'s switch counters: {e}"));
+    counters
+        .port(UPLINK_PORT)
+        .map_or(0, |p| p.traffic.dropped("unknown_vni"))
+}
+
+/// The bytes of a MAC address written `52:54:00:12:34:56`.
+fn mac_bytes(mac: &str) -> Vec<u8> {
+    mac.split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
+        .collect()
+}
+
+/// A VXLAN header for network `vni`.
+fn vxlan_header(vni: u32) -> Vec<u8> {
+    let mut h = vec![0x08, 0, 0, 0];
+    h.extend_from_slice(&(vni << 8).to_be_bytes());
+    h
+}
+
+/// The UDP payload a host's switch sends over VXLAN (network `vni`) for a frame of `mac` that is
+/// no announcement: an IPv6 multicast listener report, as a guest sends on its own.
+fn late_frame(vni: u32, mac: &str) -> Vec<u8> {
+    let mut f = vxlan_header(vni);
+    f.extend_from_slice(&[0x33, 0x33, 0, 0, 0, 0x16]);
+    f.extend_from_slice(&mac_bytes(mac));
+    f.extend_from_slice(&[0x86, 0xdd]);
+    // IPv6: 8 bytes of ICMPv6, hop limit 1, from :: to ff02::16.
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, 58, 1]);
+    f.extend_from_slice(&[0; 16]);
+    f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x16]);
+    f.extend_from_slice(&[143, 0, 0, 0, 0, 0, 0, 0]);
+    f
+}
+
+/// The UDP payload a host's switch sends over VXLAN (network `vni`) for an announcement of
+/// `mac` at `ip`: a gratuitous ARP request, as a guest sends when it has moved.
+fn announcement(vni: u32, mac: &str, ip: std::net::Ipv4Addr) -> Vec<u8> {
+    let mac = mac_bytes(mac);
+    let mut f = vxlan_header(vni);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06]);
+    // ARP request, Ethernet/IPv4, from mac at ip for ip.
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&ip.octets());
+    f
+}
+
+#[test]
+fn a_migrated_vm_is_not_taken_back_by_late_frames_from_its_old_host() {
+    if !can_run_labs() {
+        return;
+    }
+    let lab = start_named_lab("net-late", 3, |_| {});
+    create_network(&lab, "blue");
+    let a = create_nic_vm(
+        &lab,
+        "a",
+        "h1",
+        "blue",
+        NicAddress::Static(A_IP),
+        &format!("vinfra.pingfast={B_IP},{PING_MS}"),
+    );
+    let b = create_nic_vm(&lab, "b", "h2", "blue", NicAddress::Static(B_IP), "");
+    for v in [&a, &b] {
+        lab.wait_console(&v.name, "VINFRA-GUEST BOOTED", common::BOOT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("VM {} did not boot: {e}", v.name));
+    }
+    wait_for("a's pings of b to succeed", Duration::from_secs(60), || {
+        (fast_pings(&console_text(&lab, "a"), B_IP).replies > 0).then_some(())
+    });
+
+    // b moves from h2 to h3; a's pings are answered from h3.
+    api(&lab)
+        .migrate_vm(
+            "b",
+            &MigrateVmRequest {
+                to: Some("h3".into()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("POST migrate b: {e}"));
+    let end = wait_migration_end(&lab, "b");
+    assert_eq!(end.phase, MigrationPhase::Completed, "{end:?}");
+    let at_end = fast_pings(&console_text(&lab, "a"), B_IP).replies;
+    wait_for(
+        "a's pings of b to be answered again within 30 s of the migration's end",
+        Duration::from_secs(30),
+        || (fast_pings(&console_text(&lab, "a"), B_IP).replies > at_end).then_some(()),
+    );
+    // h2 has no port left on blue: h1 sends it nothing of blue from now on.
+    common::wait_nothing_left_on(&lab, "h2", &b.id.to_string());
+    std::thread::sleep(Duration::from_secs(1));
+    let dropped = unknown_vni_drops(&lab, "h2");
+    let answered = fast_pings(&console_text(&lab, "a"), B_IP).replies;
+
+    // h2's switch delivers to h1, late, a few frames b sent from h2 before it paused (over a
+    // second, so that one arrives between a's pings whatever b has in flight).
+    let vni = api(&lab)
+        .network("blue")
+        .unwrap_or_else(|e| panic!("GET network blue: {e}"))
+        .network
+        .vni
+        .expect("an overlay network has a VNI");
+    let frame = late_frame(vni, b.spec.nics[0].mac.as_deref().expect("b's MAC"));
+    let hosts = lab.state().hosts.clone();
+    let (h1, h2) = (hosts[0].address, hosts[1].address);
+    in_netns(&hosts[1].namespace, move || {
+        let socket = std::net::UdpSocket::bind((h2, 0)).expect("a UDP socket on h2's address");
+        for _ in 0..20 {
+            socket.send_to(&frame, (h1, 4789)).expect("send to h1");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .join()
+    .expect("the frames from h2 were sent");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // b stayed on h3 for h1's switch: none of a's pings went to h2, and they are answered.
+    assert_eq!(
+        unknown_vni_drops(&lab, "h2"),
+        dropped,
+        "h1's switch sent a's pings of b to h2, where b was before it migrated"
+    );
+    let later = fast_pings(&console_text(&lab, "a"), B_IP);
+    assert!(
+        later.replies >= answered + 50,
+        "a's pings of b went unanswered after h2's late frames ({answered} replies before, {} \
+         3 s later)",
+        later.replies
+    );
+
+    // An announcement does move b's entry (here a false one, from h2: b's own gratuitous ARP).
+    // The console's next configuration puts it back where the console has b: on h3.
+    let b_ip: std::net::Ipv4Addr = B_IP.parse().expect("B_IP");
+    let garp = announcement(vni, b.spec.nics[0].mac.as_deref().expect("b's MAC"), b_ip);
+    in_netns(&hosts[1].namespace, move || {
+        let socket = std::net::UdpSocket::bind((h2, 0)).expect("a UDP socket on h2's address");
+        socket.send_to(&garp, (h1, 4789)).expect("send to h1");
+    })
+    .join()
+    .expect("the announcement from h2 was sent");
+    wait_for(
+        "h1's switch to send a's pings of b to h2 after the announcement",
+        Duration::from_secs(10),
+        || (unknown_vni_drops(&lab, "h2") > dropped).then_some(()),
+    );
+    // Any record change pushes every host's configuration.
+    let pushed = Instant::now();
+    create_network(&lab, "green");
+    wait_for(
+        "a's pings of b to go to h3 again after the console's configuration",
+        Duration::from_secs(10),
+        || {
+            let before = unknown_vni_drops(&lab, "h2");
+            std::thread::sleep(Duration::from_millis(500));
+            (unknown_vni_drops(&lab, "h2") == before).then_some(())
+        },
+    );
+    let replies = fast_pings(&console_text(&lab, "a"), B_IP).replies;
+    wait_for(
+        "a's pings of b to be answered again",
+        Duration::from_secs(10),
+        || (fast_pings(&console_text(&lab, "a"), B_IP).replies > replies).then_some(()),
+    );
+    eprintln!(
+        "b's entry on h1 back on h3 {} ms after the console's configuration",
+        pushed.elapsed().as_millis()
     );
     lab.down();
 }

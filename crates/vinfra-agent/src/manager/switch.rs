@@ -10,18 +10,22 @@ use vinfra_types::network::HostSwitchCounters;
 use super::error::Result;
 use super::vm::Vm;
 use super::Manager;
-use crate::network::{ReconcileOutcome, SwitchLink, SwitchLinkError};
+use crate::network::{MacMoves, ReconcileOutcome, SwitchLink, SwitchLinkError};
 
-/// [`SwitchLink::reconcile`] on a blocking thread.
-async fn reconcile_now(link: &Arc<SwitchLink>) -> Result<ReconcileOutcome> {
+/// [`SwitchLink::reconcile_with`] on a blocking thread.
+async fn reconcile_now(link: &Arc<SwitchLink>, moves: MacMoves) -> Result<ReconcileOutcome> {
     let l = link.clone();
-    Ok(tokio::task::spawn_blocking(move || l.reconcile()).await??)
+    Ok(tokio::task::spawn_blocking(move || l.reconcile_with(moves)).await??)
 }
 
 impl Manager {
     /// Keeps `config` as this host's switch configuration (saved in the data directory) and
     /// programs the switch with it now. The configuration stays desired (and is replayed on
-    /// every reconnect) even when the switch cannot be programmed now.
+    /// every reconnect) even when the switch cannot be programmed now. The console is the
+    /// authority on where each VM is: MAC entries the switch moved itself on a VM's announcement
+    /// go back where `config` puts them ([`MacMoves::Revert`]), so that a move the console does
+    /// not confirm (a frame from a host the VM has left) lasts until its next configuration at
+    /// most.
     pub async fn apply_switch_config(&self, config: HostSwitchConfig) -> Result<()> {
         let Some(link) = &self.switch else {
             if config.networks.is_empty() {
@@ -30,7 +34,7 @@ impl Manager {
             return Err(SwitchLinkError::NoSwitch.into());
         };
         link.set_config(config)?;
-        reconcile_now(link).await?.into_result()?;
+        reconcile_now(link, MacMoves::Revert).await?.into_result()?;
         Ok(())
     }
 
@@ -57,7 +61,7 @@ impl Manager {
         if let Some(link) = &self.switch {
             link.detach(id);
             if !vm.record.nics.is_empty() {
-                if let Err(e) = reconcile_now(link).await {
+                if let Err(e) = reconcile_now(link, MacMoves::Keep).await {
                     tracing::warn!("VM {id}: removing its switch ports: {}", Chain(&e));
                 }
             }

@@ -16,6 +16,7 @@ use crate::disks::{cache_mode_for, DiskError};
 use crate::network::SwitchLinkError;
 use crate::qemu::fake::{Call, FakeRunner};
 use crate::qemu::{DiskArg, MigrationParams, MigrationState, RunState};
+use vinfra_switch_control::Request;
 
 const LONG: Duration = Duration::from_secs(5);
 
@@ -770,4 +771,32 @@ async fn refusals_reach_the_console_typed() {
         matches!(&e, vinfra_proto::CommandError::Qemu { detail } if detail.contains("refused to start")),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn the_consoles_switch_configuration_reverts_the_switchs_mac_moves() {
+    use crate::network::tests as switch;
+    let tmp = tempfile::tempdir().unwrap();
+    let switch::ModelSwitch { control, log, .. } =
+        switch::model_switch(tmp.path(), switch::Refusals::default());
+    let fake = FakeRunner::new(Accel::Tcg);
+    let m = Manager::open(ManagerConfig {
+        switch: Some(crate::network::SwitchAttachment {
+            control,
+            ..switch::settings()
+        }),
+        ..config(tmp.path(), &fake)
+    })
+    .await
+    .unwrap();
+    m.apply_switch_config(switch::config()).await.unwrap();
+    // After the configuration is set: the console's word on where each VM is wins over a move
+    // the switch made on a VM's announcement.
+    assert_eq!(switch::reverts(&log), 1);
+    let log = log.lock().unwrap();
+    let revert = log.iter().rposition(|r| *r == Request::RevertMacMoves);
+    let last_entry = log
+        .iter()
+        .rposition(|r| matches!(r, Request::AddMacEntry { .. }));
+    assert!(revert > last_entry, "{log:?}");
 }

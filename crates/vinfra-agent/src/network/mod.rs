@@ -35,7 +35,7 @@ pub mod reconcile;
 pub mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
 pub use desired::{DesiredSwitch, VmNic};
@@ -43,5 +43,5 @@ pub use error::{RefusedRequest, SwitchLinkError};
 pub use link::SwitchLink;
 pub use plan::plan;
 pub use ports::{NicError, NicProblem};
-pub use reconcile::{spawn_reconciler, ReconcileOutcome, RECONCILE_INTERVAL};
+pub use reconcile::{spawn_reconciler, MacMoves, ReconcileOutcome, RECONCILE_INTERVAL};
 pub use validate::{validate, InvalidConfig};

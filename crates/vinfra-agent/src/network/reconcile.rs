@@ -27,6 +27,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one control request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a reconcile does with MAC entries the switch moved itself (MAC mobility: a VM's
+/// announcement from another host moves its entry there before the console says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacMoves {
+    /// Leaves them: the console's word on the VM has not come yet (background reconciles, a VM's
+    /// ports).
+    Keep,
+    /// Puts them back where the console's configuration puts them (`revert_mac_moves`): the
+    /// configuration just came from the console, which is the authority on where each VM is.
+    /// Where the console agrees with the move, the entry was already set there.
+    Revert,
+}
+
 /// What a reconcile did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileOutcome {
@@ -61,12 +74,19 @@ fn connected<'a>(
 }
 
 impl SwitchLink {
-    /// Makes the switch match the desired configuration now (blocking). Connection problems are
-    /// errors (and the next call reconnects); refused requests are reported in the [`ReconcileOutcome`]
-    /// after everything else was applied.
+    /// Makes the switch match the desired configuration now (blocking), leaving the MAC entries
+    /// the switch moved itself ([`MacMoves::Keep`]). Connection problems are errors (and the next
+    /// call reconnects); refused requests are reported in the [`ReconcileOutcome`] after
+    /// everything else was applied.
     pub fn reconcile(&self) -> Result<ReconcileOutcome, SwitchLinkError> {
+        self.reconcile_with(MacMoves::Keep)
+    }
+
+    /// [`SwitchLink::reconcile`], doing `moves` with the MAC entries the switch moved itself.
+    /// A switch that does not know `revert_mac_moves` (an older one) keeps them.
+    pub fn reconcile_with(&self, moves: MacMoves) -> Result<ReconcileOutcome, SwitchLinkError> {
         let mut slot = lock(&self.client);
-        let result = self.reconcile_on(&mut slot);
+        let result = self.reconcile_on(&mut slot, moves);
         if result.is_err() {
             *slot = None;
         }
@@ -79,6 +99,7 @@ impl SwitchLink {
     fn reconcile_on(
         &self,
         slot: &mut Option<SwitchClient>,
+        moves: MacMoves,
     ) -> Result<ReconcileOutcome, ClientError> {
         let client = connected(self, slot)?;
         let current = client.config()?;
@@ -104,6 +125,15 @@ impl SwitchLink {
                         request: step,
                         message,
                     });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if moves == MacMoves::Revert {
+            match client.apply(&[Request::RevertMacMoves]) {
+                Ok(()) => {}
+                Err(ClientError::Refused { message, .. }) => {
+                    tracing::debug!("switch keeps its MAC moves: {message}");
                 }
                 Err(e) => return Err(e),
             }

@@ -21,7 +21,7 @@ use super::counters::host_counters;
 use super::plan::port_network;
 use super::*;
 
-fn settings() -> SwitchAttachment {
+pub(crate) fn settings() -> SwitchAttachment {
     SwitchAttachment {
         control: "/run/sw.sock".into(),
         underlay_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
@@ -30,7 +30,7 @@ fn settings() -> SwitchAttachment {
     }
 }
 
-fn config() -> HostSwitchConfig {
+pub(crate) fn config() -> HostSwitchConfig {
     HostSwitchConfig {
         networks: vec![
             SwitchNetwork {
@@ -569,16 +569,37 @@ fn counters_are_named_by_network_vm_and_nic() {
     assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
 }
 
-/// A switch on `control` that keeps its configuration as [`apply_model`] does, refusing to add
-/// the ports in `refused_ports` and every ARP entry. Returns its configuration.
-fn model_switch(control: &std::path::Path, refused_ports: Vec<u32>) -> Arc<Mutex<Vec<Request>>> {
+/// What a [`model_switch`] refuses.
+#[derive(Default)]
+pub(crate) struct Refusals {
+    /// Ports it refuses to add.
+    pub ports: Vec<u32>,
+    /// Whether it refuses every ARP entry.
+    pub arp: bool,
+    /// Whether it refuses `revert_mac_moves`, as a switch from before that request does.
+    pub mac_move_reverts: bool,
+}
+
+/// A [`model_switch`]: its control socket, its configuration and every request it got.
+pub(crate) struct ModelSwitch {
+    pub control: PathBuf,
+    pub state: Arc<Mutex<Vec<Request>>>,
+    pub log: Arc<Mutex<Vec<Request>>>,
+}
+
+/// A switch on a real control socket in `dir`, keeping its configuration as [`apply_model`]
+/// does (as the daemon does) and refusing what `refuse` says.
+pub(crate) fn model_switch(dir: &std::path::Path, refuse: Refusals) -> ModelSwitch {
     use vinfra_switch_control::protocol::Response;
     use vinfra_switch_control::server;
+    let control = dir.join("switch.sock");
+    let listener = server::bind(&control).unwrap();
     let state = Arc::new(Mutex::new(Vec::new()));
-    let listener = server::bind(control).unwrap();
-    let held = state.clone();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (held, seen) = (state.clone(), log.clone());
     std::thread::spawn(move || {
         server::serve(listener, move |request| {
+            seen.lock().unwrap().push(request.clone());
             let mut held = held.lock().unwrap();
             match request {
                 Request::Ping => Response::Pong,
@@ -586,12 +607,16 @@ fn model_switch(control: &std::path::Path, refused_ports: Vec<u32>) -> Arc<Mutex
                     requests: held.clone(),
                 },
                 Request::GetCounters => Response::Counters(CountersView::default()),
-                Request::AddPort(p) if refused_ports.contains(&p.id) => Response::Error {
+                Request::AddPort(p) if refuse.ports.contains(&p.id) => Response::Error {
                     message: format!("port {} refused", p.id),
                 },
-                Request::AddArpEntry { .. } => Response::Error {
+                Request::AddArpEntry { .. } if refuse.arp => Response::Error {
                     message: "no ARP entries".into(),
                 },
+                Request::RevertMacMoves if refuse.mac_move_reverts => Response::Error {
+                    message: "unknown variant `revert_mac_moves`".into(),
+                },
+                Request::RevertMacMoves => Response::Ok,
                 other => {
                     apply_model(&mut held, &[other]);
                     Response::Ok
@@ -599,7 +624,19 @@ fn model_switch(control: &std::path::Path, refused_ports: Vec<u32>) -> Arc<Mutex
             }
         })
     });
-    state
+    ModelSwitch {
+        control,
+        state,
+        log,
+    }
+}
+
+/// How many `revert_mac_moves` the switch got.
+pub(crate) fn reverts(log: &Mutex<Vec<Request>>) -> usize {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|r| **r == Request::RevertMacMoves)
+        .count()
 }
 
 /// Whether the switch's configuration `state` names port `id` (the port or a MAC entry on it).
@@ -614,11 +651,17 @@ fn names_port(state: &Mutex<Vec<Request>>, id: u32) -> bool {
 #[test]
 fn plug_applies_a_vms_ports_at_once_or_takes_them_back() {
     let dir = tempfile::tempdir().unwrap();
-    let control = dir.path().join("switch.sock");
-    let switch = model_switch(&control, vec![2]);
+    let switch = model_switch(
+        dir.path(),
+        Refusals {
+            ports: vec![2],
+            arp: true,
+            ..Refusals::default()
+        },
+    );
     let link = SwitchLink::open(
         SwitchAttachment {
-            control,
+            control: switch.control.clone(),
             ..settings()
         },
         dir.path(),
@@ -637,7 +680,7 @@ fn plug_applies_a_vms_ports_at_once_or_takes_them_back() {
         )
         .unwrap();
     assert_eq!(nics.iter().map(|n| n.port).collect::<Vec<_>>(), [1]);
-    assert!(names_port(&switch, 1));
+    assert!(names_port(&switch.state, 1));
 
     // The second VM's port (2) is refused: it has no port, neither desired nor on the switch.
     let b = Uuid::from_u128(2);
@@ -654,8 +697,8 @@ fn plug_applies_a_vms_ports_at_once_or_takes_them_back() {
     );
     assert!(chain(&e).contains("port 2 refused"), "{e}");
     assert!(!link.desired().vms.contains_key(&b));
-    assert!(!names_port(&switch, 2));
-    assert!(names_port(&switch, 1), "the first VM keeps its port");
+    assert!(!names_port(&switch.state, 2));
+    assert!(names_port(&switch.state, 1), "the first VM keeps its port");
 
     // A NIC that cannot be attached changes nothing.
     let e = link
@@ -667,4 +710,64 @@ fn plug_applies_a_vms_ports_at_once_or_takes_them_back() {
         .unwrap_err();
     assert!(matches!(e, SwitchLinkError::Nic(_)), "{e}");
     assert_eq!(link.desired().vms.keys().collect::<Vec<_>>(), [&a]);
+    assert_eq!(
+        reverts(&switch.log),
+        0,
+        "a VM's ports keep the switch's MAC moves"
+    );
+}
+
+#[test]
+fn only_the_consoles_configuration_reverts_the_switchs_mac_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let ModelSwitch { control, log, .. } = model_switch(dir.path(), Refusals::default());
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control,
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+    // The background reconcile (and a VM's ports) leave what the switch moved itself.
+    let first = link.reconcile().unwrap();
+    assert!(first.applied > 0 && first.refused.is_empty(), "{first:?}");
+    assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
+    assert_eq!(reverts(&log), 0);
+    // The console's configuration: everything it sets, then every entry back where it says.
+    let before = log.lock().unwrap().len();
+    let outcome = link.reconcile_with(MacMoves::Revert).unwrap();
+    assert_eq!(outcome, ReconcileOutcome::default());
+    let log_now = log.lock().unwrap().clone();
+    assert_eq!(log_now.last(), Some(&Request::RevertMacMoves));
+    assert_eq!(reverts(&log), 1, "{:?}", &log_now[before..]);
+}
+
+#[test]
+fn a_switch_without_mac_move_reverts_is_still_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let ModelSwitch { control, log, .. } = model_switch(
+        dir.path(),
+        Refusals {
+            mac_move_reverts: true,
+            ..Refusals::default()
+        },
+    );
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control,
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+    let outcome = link.reconcile_with(MacMoves::Revert).unwrap();
+    assert!(
+        outcome.applied > 0 && outcome.refused.is_empty(),
+        "{outcome:?}"
+    );
+    assert_eq!(reverts(&log), 1);
+    assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
 }

@@ -102,6 +102,10 @@ pub enum ConfigCommand {
         /// The address.
         mac: MacAddr,
     },
+    /// Puts every static MAC entry that MAC mobility moved to another host back where
+    /// [`ConfigCommand::AddMacEntry`] put it, in every network: the control plane's word on where
+    /// a VM is wins over an announcement it has not confirmed.
+    RevertMacMoves,
     /// Registers an IPv4 address for ARP suppression: requests for it are answered locally.
     AddArpEntry {
         /// The network.

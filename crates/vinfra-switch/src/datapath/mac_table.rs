@@ -24,6 +24,10 @@ pub struct MacEntry {
     pub location: Location,
     /// `None` for a static entry; for a learned one, when a frame from it was last seen.
     pub last_seen: Option<Duration>,
+    /// For a static entry, where the control plane put it: [`MacEntry::location`] differs after
+    /// a MAC mobility move, until the control plane sets the entry again or reverts the move
+    /// ([`super::ConfigCommand::RevertMacMoves`]). `None` for a learned entry.
+    pub configured: Option<Location>,
 }
 
 /// Outcome of [`MacTable::learn`].
@@ -68,21 +72,34 @@ impl MacTable {
         }
     }
 
-    /// Records that `mac` was seen at `location`.
+    /// Records that `mac` was seen at `location`; `announced` says (when asked) whether the
+    /// frame is an announcement of the address by its owner (see `Switch`'s forwarding: a RARP or
+    /// a gratuitous ARP).
     ///
     /// Static entries stay static, with one exception, MAC mobility: a static entry that points
-    /// at another host (a VTEP) follows a frame from that address arriving from a *different*
-    /// VTEP. That is how a VM that has just moved is found at once: its QEMU announces it from
-    /// the destination host (RARP) the moment it resumes there, long before the control plane
-    /// has told every switch; the control plane's next update then confirms the entry. A static
-    /// entry for a local port is never moved by a frame from elsewhere (a remote host cannot
-    /// take over a local VM's address), nor by a frame from a local port.
+    /// at another host (a VTEP) follows an *announcement* from that address arriving from a
+    /// *different* VTEP. That is how a VM that has just moved is found at once: its QEMU (RARP)
+    /// and its guest (gratuitous ARP) announce it from the destination host the moment it
+    /// resumes there, long before the control plane has told every switch; the control plane's
+    /// next update then confirms the entry. Any other frame leaves a static entry alone: the
+    /// old host's switch may still deliver frames the VM sent there before it paused (queued
+    /// in its socket, late under load) after every announcement and the control plane's update,
+    /// and such a frame must not take the address back to a host it has left, where nothing
+    /// would ever answer again. A static entry for a local port is never moved by a frame from
+    /// elsewhere (a remote host cannot take over a local VM's address), nor by a frame from a
+    /// local port.
     #[inline]
-    pub(crate) fn learn(&mut self, mac: MacAddr, location: Location, now: Duration) -> Learned {
+    pub(crate) fn learn(
+        &mut self,
+        mac: MacAddr,
+        location: Location,
+        now: Duration,
+        announced: impl FnOnce() -> bool,
+    ) -> Learned {
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
                 None => match (entry.location, location) {
-                    (Location::Vtep(old), Location::Vtep(new)) if old != new => {
+                    (Location::Vtep(old), Location::Vtep(new)) if old != new && announced() => {
                         entry.location = location;
                         Learned::Updated
                     }
@@ -107,6 +124,7 @@ impl MacTable {
             MacEntry {
                 location,
                 last_seen: Some(now),
+                configured: None,
             },
         );
         self.learned += 1;
@@ -120,6 +138,7 @@ impl MacTable {
             MacEntry {
                 location,
                 last_seen: None,
+                configured: Some(location),
             },
         );
         if matches!(
@@ -161,6 +180,19 @@ impl MacTable {
         self.learned = self.learned.saturating_sub(removed_learned);
     }
 
+    /// Puts every static entry that MAC mobility moved back where the control plane put it;
+    /// returns how many moved back.
+    pub(crate) fn revert_moves(&mut self) -> usize {
+        let mut reverted = 0;
+        for entry in self.entries.values_mut() {
+            if let Some(configured) = entry.configured.filter(|c| *c != entry.location) {
+                entry.location = configured;
+                reverted += 1;
+            }
+        }
+        reverted
+    }
+
     /// Removes learned entries older than `ageing`; returns how many.
     pub(crate) fn expire(&mut self, now: Duration, ageing: Duration) -> usize {
         let before = self.entries.len();
@@ -196,6 +228,11 @@ mod tests {
 
     const M1: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const M2: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const M3: MacAddr = MacAddr([2, 0, 0, 0, 0, 3]);
+    /// The frame is not an announcement.
+    const DATA: fn() -> bool = || false;
+    /// The frame is an announcement (RARP, gratuitous ARP) from the address.
+    const ANNOUNCE: fn() -> bool = || true;
     const AGE: Duration = Duration::from_secs(300);
 
     fn at(s: u64) -> Duration {
@@ -206,17 +243,17 @@ mod tests {
     fn learn_move_and_age() {
         let mut t = MacTable::new(10);
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(1)), at(0)),
+            t.learn(M1, Location::Port(PortId(1)), at(0), DATA),
             Learned::Updated
         );
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(1)), at(10)),
+            t.learn(M1, Location::Port(PortId(1)), at(10), DATA),
             Learned::Known
         );
         assert_eq!(t.lookup(&M1, at(310), AGE), Some(Location::Port(PortId(1))));
         assert_eq!(t.lookup(&M1, at(311), AGE), None);
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(2)), at(20)),
+            t.learn(M1, Location::Port(PortId(2)), at(20), DATA),
             Learned::Updated
         );
         assert_eq!(t.lookup(&M1, at(20), AGE), Some(Location::Port(PortId(2))));
@@ -228,11 +265,11 @@ mod tests {
     #[test]
     fn static_entries_win_and_never_age() {
         let mut t = MacTable::new(10);
-        t.learn(M1, Location::Port(PortId(1)), at(0));
+        t.learn(M1, Location::Port(PortId(1)), at(0), DATA);
         t.set_static(M1, Location::Vtep(Ipv4Addr::new(192, 0, 2, 2)));
         assert_eq!(t.learned(), 0);
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(1)), at(1)),
+            t.learn(M1, Location::Port(PortId(1)), at(1), DATA),
             Learned::Known
         );
         assert_eq!(
@@ -249,35 +286,95 @@ mod tests {
         t.set_static(M1, Location::Vtep(h1));
         t.set_static(M2, Location::Port(PortId(4)));
         // The same VTEP, or a local port: nothing moves.
-        assert_eq!(t.learn(M1, Location::Vtep(h1), at(1)), Learned::Known);
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(2)), at(1)),
+            t.learn(M1, Location::Vtep(h1), at(1), ANNOUNCE),
+            Learned::Known
+        );
+        assert_eq!(
+            t.learn(M1, Location::Port(PortId(2)), at(1), ANNOUNCE),
             Learned::Known
         );
         assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h1)));
         // Another VTEP announces it: the entry moves and stays static (never ages).
-        assert_eq!(t.learn(M1, Location::Vtep(h2), at(2)), Learned::Updated);
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h2), at(2), ANNOUNCE),
+            Learned::Updated
+        );
         assert_eq!(t.lookup(&M1, at(100_000), AGE), Some(Location::Vtep(h2)));
         assert_eq!(t.learned(), 0);
         // A local VM's static entry is not taken over from the uplink.
-        assert_eq!(t.learn(M2, Location::Vtep(h2), at(3)), Learned::Known);
+        assert_eq!(
+            t.learn(M2, Location::Vtep(h2), at(3), ANNOUNCE),
+            Learned::Known
+        );
         assert_eq!(t.lookup(&M2, at(3), AGE), Some(Location::Port(PortId(4))));
+    }
+
+    #[test]
+    fn only_an_announcement_moves_a_static_remote_entry() {
+        let (h1, h2) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut t = MacTable::new(10);
+        t.set_static(M1, Location::Vtep(h1));
+        // Data from another VTEP (here: the VM's announcement has not come yet): no move, and
+        // the frame is not even asked about being one when nothing could move.
+        assert_eq!(t.learn(M1, Location::Vtep(h2), at(1), DATA), Learned::Known);
+        assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h1)));
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h1), at(1), || unreachable!()),
+            Learned::Known
+        );
+        // The VM announces itself on h2; the control plane then confirms it there.
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h2), at(2), ANNOUNCE),
+            Learned::Updated
+        );
+        t.set_static(M1, Location::Vtep(h2));
+        // A frame it sent from h1 before it left, delivered late by h1's switch: it stays.
+        assert_eq!(t.learn(M1, Location::Vtep(h1), at(3), DATA), Learned::Known);
+        assert_eq!(t.lookup(&M1, at(3), AGE), Some(Location::Vtep(h2)));
+    }
+
+    #[test]
+    fn moves_are_reverted_to_where_the_control_plane_put_them() {
+        let (h1, h2, h3) = (
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 3),
+        );
+        let mut t = MacTable::new(10);
+        t.set_static(M1, Location::Vtep(h1));
+        t.set_static(M2, Location::Vtep(h2));
+        t.learn(M3, Location::Port(PortId(1)), at(0), DATA);
+        t.learn(M1, Location::Vtep(h3), at(1), ANNOUNCE);
+        assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h3)));
+        assert_eq!(t.revert_moves(), 1);
+        assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h1)));
+        assert_eq!(t.lookup(&M2, at(1), AGE), Some(Location::Vtep(h2)));
+        assert_eq!(t.lookup(&M3, at(1), AGE), Some(Location::Port(PortId(1))));
+        // Set again by the control plane where it moved: nothing to revert.
+        t.learn(M1, Location::Vtep(h3), at(2), ANNOUNCE);
+        t.set_static(M1, Location::Vtep(h3));
+        assert_eq!(t.revert_moves(), 0);
+        assert_eq!(t.lookup(&M1, at(2), AGE), Some(Location::Vtep(h3)));
     }
 
     #[test]
     fn limit_and_remove_location() {
         let mut t = MacTable::new(1);
         assert_eq!(
-            t.learn(M1, Location::Port(PortId(1)), at(0)),
+            t.learn(M1, Location::Port(PortId(1)), at(0), DATA),
             Learned::Updated
         );
-        assert_eq!(t.learn(M2, Location::Port(PortId(1)), at(0)), Learned::Full);
+        assert_eq!(
+            t.learn(M2, Location::Port(PortId(1)), at(0), DATA),
+            Learned::Full
+        );
         t.set_static(M2, Location::Port(PortId(1)));
         t.remove_location(Location::Port(PortId(1)));
         assert_eq!(t.iter().count(), 0);
         assert_eq!(t.learned(), 0);
         assert_eq!(
-            t.learn(M2, Location::Port(PortId(3)), at(0)),
+            t.learn(M2, Location::Port(PortId(3)), at(0), DATA),
             Learned::Updated
         );
         assert!(t.remove(&M2).is_some());

@@ -25,7 +25,7 @@ pub enum PortKind {
         local_ip: Ipv4Addr,
         /// The uplink's underlay MAC, source of encapsulated frames.
         local_mac: MacAddr,
-        /// Underlay next hop for VTEPs without their own entry ([`super::Command::SetVtepMac`]),
+        /// Underlay next hop for VTEPs without their own entry ([`super::ConfigCommand::SetVtepMac`]),
         /// e.g. a router; `None` drops frames to such VTEPs.
         gateway_mac: Option<MacAddr>,
     },

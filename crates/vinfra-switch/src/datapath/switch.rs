@@ -376,6 +376,12 @@ impl Switch {
                 self.network_mut(network)?.macs.remove(&mac);
                 Ok(())
             }
+            ConfigCommand::RevertMacMoves => {
+                for net in self.networks.iter_mut().flatten() {
+                    net.macs.revert_moves();
+                }
+                Ok(())
+            }
             ConfigCommand::AddArpEntry { network, ip, mac } => {
                 if !mac.is_unicast() {
                     return Err(ConfigError::NotUnicast(mac));
@@ -999,7 +1005,7 @@ fn forward(
     let l2 = ingress.l2;
     let from_vtep = matches!(ingress.from, Location::Vtep(_));
 
-    if macs.learn(l2.src, ingress.from, now) == Learned::Full {
+    if macs.learn(l2.src, ingress.from, now, || announces_source(&l2)) == Learned::Full {
         counters.learning_refused += 1;
     }
 
@@ -1131,6 +1137,30 @@ fn forward(
             }
         }
     }
+}
+
+/// True when the frame announces where its source address is: a RARP (QEMU's announcement of a
+/// VM after a migration) or a gratuitous ARP (sender and target address the same: a guest's
+/// announcement after a migration or an address change), request or reply, whose sender is the
+/// frame's source. Only these move a static entry to another host (MAC mobility).
+fn announces_source(l2: &L2<'_>) -> bool {
+    let rarp = l2.ethertype == EtherType::RARP;
+    if !rarp && l2.ethertype != EtherType::ARP {
+        return false;
+    }
+    let Ok(packet) = arp::Packet::new_checked(l2.payload) else {
+        return false;
+    };
+    if packet.hardware_type() != arp::HTYPE_ETHERNET
+        || packet.hardware_len() != 6
+        || packet.source_hardware_addr() != l2.src
+    {
+        return false;
+    }
+    rarp || (packet.protocol_type() == EtherType::IPV4
+        && packet.protocol_len() == 4
+        && !packet.source_protocol_addr().is_unspecified()
+        && packet.source_protocol_addr() == packet.target_protocol_addr())
 }
 
 /// The reply to an ARP request for a registered address, unless the request is gratuitous or

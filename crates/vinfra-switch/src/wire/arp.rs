@@ -23,7 +23,8 @@ mod field {
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = field::TPA.end;
 
-const HTYPE_ETHERNET: u16 = 1;
+/// The hardware type of Ethernet.
+pub const HTYPE_ETHERNET: u16 = 1;
 
 /// A view over an Ethernet/IPv4 ARP packet.
 #[derive(Debug, Clone)]

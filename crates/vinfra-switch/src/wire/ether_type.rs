@@ -9,6 +9,8 @@ impl EtherType {
     pub const IPV4: EtherType = EtherType(0x0800);
     /// ARP.
     pub const ARP: EtherType = EtherType(0x0806);
+    /// Reverse ARP: what QEMU sends to announce a VM's MAC after a migration.
+    pub const RARP: EtherType = EtherType(0x8035);
     /// 802.1Q VLAN tag.
     pub const VLAN: EtherType = EtherType(0x8100);
     /// 802.1ad service tag (QinQ).

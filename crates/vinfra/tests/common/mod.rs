@@ -517,3 +517,18 @@ pub fn create_nic_vm(
         .create_vm(&req)
         .unwrap_or_else(|e| panic!("create VM {name}: {e}"))
 }
+
+/// Runs `f` on a thread inside the network namespace `ns` (`/run/netns/<ns>`, a lab host's):
+/// sockets it opens are that host's.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+}
