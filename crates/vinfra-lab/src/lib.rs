@@ -130,7 +130,7 @@ pub enum LabError {
         path: PathBuf,
         /// What went wrong.
         #[source]
-        source: vinfra_switchd::ClientError,
+        source: vinfra_switch_control::ClientError,
     },
     /// A VLAN endpoint was asked with a VLAN ID outside 1 to 4094.
     #[error("bad VLAN endpoint: VLAN ID {0} is not between 1 and 4094")]
@@ -747,25 +747,25 @@ impl Lab {
         let pid = process::spawn_detached(Path::new("ip"), &args, &log, &dir.join("switch.pid"))?;
         self.state.tor_pid = pid;
         wait_control(&control, pid, &log, "top-of-rack switch")?;
-        self.tor_apply(
-            &[vinfra_switchd::Request::AddPort(vinfra_switchd::PortSpec {
+        self.tor_apply(&[vinfra_switch_control::Request::AddPort(
+            vinfra_switch_control::PortSpec {
                 id: TOR_TRUNK_PORT,
                 mtu: 1500,
-                attach: vinfra_switchd::Attachment::VlanTrunk {
+                attach: vinfra_switch_control::Attachment::VlanTrunk {
                     interface: net::TOR_TRUNK_INTERFACE.into(),
                 },
-            })],
-        )
+            },
+        )])
     }
 
-    fn tor_apply(&self, requests: &[vinfra_switchd::Request]) -> Result<(), LabError> {
+    fn tor_apply(&self, requests: &[vinfra_switch_control::Request]) -> Result<(), LabError> {
         let path = self.tor_control();
         let tor = |source| LabError::Tor {
             path: path.clone(),
             source,
         };
         let mut client =
-            vinfra_switchd::SwitchClient::connect_within(&path, Duration::from_secs(5))
+            vinfra_switch_control::SwitchClient::connect_within(&path, Duration::from_secs(5))
                 .map_err(tor)?;
         client
             .set_timeout(Some(Duration::from_secs(5)))
@@ -805,14 +805,14 @@ impl Lab {
             port: tor_access_port(vlan_id),
         };
         self.tor_apply(&[
-            vinfra_switchd::Request::AddNetwork {
+            vinfra_switch_control::Request::AddNetwork {
                 id: u32::from(vlan_id),
-                kind: vinfra_switchd::NetworkSpec::Vlan { vid: vlan_id },
+                kind: vinfra_switch_control::NetworkSpec::Vlan { vid: vlan_id },
             },
-            vinfra_switchd::Request::AddPort(vinfra_switchd::PortSpec {
+            vinfra_switch_control::Request::AddPort(vinfra_switch_control::PortSpec {
                 id: endpoint.port,
                 mtu: 1500,
-                attach: vinfra_switchd::Attachment::Host {
+                attach: vinfra_switch_control::Attachment::Host {
                     network: u32::from(vlan_id),
                     tap: endpoint.tap.clone(),
                 },

@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{attach_tap, name, overlay, sh, tap_port, Daemon, Netns};
-use vinfra_switchd::Request;
+use vinfra_switch_control::Request;
 
 const UDP_PORT: u16 = 9;
 const UDP_PAYLOAD: usize = 18;
@@ -1122,10 +1122,10 @@ fn vm_paths(rounds: u32) {
             d.join(format!("{tag}-sw.sock")),
             d.join(format!("{tag}-vm.sock")),
         );
-        reqs.push(Request::AddPort(vinfra_switchd::PortSpec {
+        reqs.push(Request::AddPort(vinfra_switch_control::PortSpec {
             id: port,
             mtu: 1500,
-            attach: vinfra_switchd::Attachment::Vm {
+            attach: vinfra_switch_control::Attachment::Vm {
                 network: 1,
                 socket: socket.clone(),
                 peer: peer.clone(),

@@ -35,12 +35,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use vinfra_switch_control::server;
-/// The control protocol the daemon serves, from [`vinfra_switch_control`] (re-exported for the
-/// daemon's tests, benchmarks and the lab, which drive a daemon they started).
-pub use vinfra_switch_control::{
-    Attachment, ClientError, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec,
-    Request, Response, SwitchClient, UPLINK_PORT,
-};
+use vinfra_switch_control::{Attachment, PortSpec, UPLINK_PORT};
 
 /// The daemon's configuration (its command line).
 #[derive(Clone, Debug)]

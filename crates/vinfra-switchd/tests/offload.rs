@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use vinfra_switch_control::{
+    Attachment, CountersView, PortSpec, Request, SwitchClient, UPLINK_PORT,
+};
 use vinfra_switchd::sys::PacketSocket;
-use vinfra_switchd::{Attachment, CountersView, PortSpec, Request, SwitchClient, UPLINK_PORT};
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(60);

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
+use vinfra_switch_control::{Attachment, CountersView, PortSpec, Request, UPLINK_PORT};
 use vinfra_switchd::sys::PacketSocket;
-use vinfra_switchd::{Attachment, CountersView, PortSpec, Request, UPLINK_PORT};
 
 const BCAST: [u8; 6] = [0xff; 6];
 

@@ -505,7 +505,7 @@ struct PlainSwitches {
     children: Vec<Child>,
     namespaces: Vec<String>,
     vteps: Vec<std::net::Ipv4Addr>,
-    clients: Vec<vinfra_switchd::SwitchClient>,
+    clients: Vec<vinfra_switch_control::SwitchClient>,
 }
 
 impl PlainSwitches {
@@ -555,9 +555,11 @@ impl PlainSwitches {
                 .spawn()
                 .expect("start a plain switch");
             s.children.push(child);
-            let client =
-                vinfra_switchd::SwitchClient::connect_within(&control, Duration::from_secs(10))
-                    .unwrap_or_else(|e| panic!("plain switch on {}: {e}", h.name));
+            let client = vinfra_switch_control::SwitchClient::connect_within(
+                &control,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("plain switch on {}: {e}", h.name));
             s.clients.push(client);
         }
         s
@@ -650,7 +652,7 @@ fn plain_network(
     tag: &str,
     port: u16,
 ) -> NetRun {
-    use vinfra_switchd::{Attachment, LocationSpec, Mac, NetworkSpec, PortSpec, Request};
+    use vinfra_switch_control::{Attachment, LocationSpec, Mac, NetworkSpec, PortSpec, Request};
     let base = lab.state().root.join("bench-plain").join(tag);
     let dirs: Vec<PathBuf> = ["src", "dst", "pinger"]
         .iter()

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use common::{api, can_run_labs, create_nic_vm, start_named_lab, vm_pings, wait_for, NicAddress};
 use vinfra_lab::Lab;
+use vinfra_switch_control::SwitchClient;
 use vinfra_switchd::sys::PacketSocket;
-use vinfra_switchd::SwitchClient;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::VmSummary;
 

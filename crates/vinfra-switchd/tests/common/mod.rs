@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vinfra_switchd::{Attachment, NetworkSpec, PortSpec, Request, SwitchClient};
+use vinfra_switch_control::{Attachment, NetworkSpec, PortSpec, Request, SwitchClient};
 
 /// Runs a command; panics with its output when it fails.
 pub fn sh(args: &[&str]) -> String {
