@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use vinfra_client::{Client, RestError, CONSOLE_CA_FILE};
+use vinfra_switch_control::SwitchClient;
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
@@ -126,6 +127,17 @@ pub enum LabError {
     /// The top-of-rack switch could not be reached or refused its configuration.
     #[error("top-of-rack switch at {path}")]
     Tor {
+        /// Its control socket.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: vinfra_switch_control::ClientError,
+    },
+    /// A host's switch could not be reached.
+    #[error("switch of {host} at {path}")]
+    Switch {
+        /// The host.
+        host: String,
         /// Its control socket.
         path: PathBuf,
         /// What went wrong.
@@ -1037,6 +1049,16 @@ impl Lab {
     /// The shared datastore directory.
     pub fn datastore(&self) -> PathBuf {
         self.state.root.join("datastore")
+    }
+
+    /// A control connection to `host`'s switch.
+    pub fn switch_client(&self, host: &str) -> Result<SwitchClient, LabError> {
+        let path = Self::switch_control(&self.state.hosts[self.host_index(host)?]);
+        SwitchClient::connect(&path).map_err(|source| LabError::Switch {
+            host: host.to_string(),
+            path,
+            source,
+        })
     }
 
     /// The data directory of `host`'s agent.

@@ -1096,6 +1096,31 @@ impl GuestPair {
     }
 }
 
+/// Two guests in namespace `ns` on taps QEMU creates (`<prefix>a`, `<prefix>b`; MACs
+/// 52:54:00:98:0`<n>`:01/02, 10.98.0.1/2), once both taps exist. Returns them and their taps.
+fn tap_guests(ns: &Netns, dir: &Path, prefix: &str, n: u8) -> (Guest, Guest, [String; 2]) {
+    let taps = [name("q"), name("q")];
+    let start = |i: usize| {
+        Guest::start(
+            Some(&ns.name),
+            dir,
+            &format!("{prefix}{}", ['a', 'b'][i]),
+            &format!("tap,id=n0,ifname={},script=no,downscript=no", taps[i]),
+            &format!("52:54:00:98:0{n}:0{}", i + 1),
+            &format!("10.98.0.{}", i + 1),
+        )
+    };
+    let (a, b) = (start(0), start(1));
+    for tap in &taps {
+        assert!(
+            common::wait_for(Duration::from_secs(30), || ns
+                .try_exec(&["ip", "link", "show", tap])),
+            "QEMU did not create tap {tap}"
+        );
+    }
+    (a, b, taps)
+}
+
 /// Two guests per path (vinfra VM ports, QEMU taps on a Linux bridge, QEMU taps on OVS netdev),
 /// measured in `rounds` interleaved rounds.
 fn vm_paths(rounds: u32) {
@@ -1147,30 +1172,8 @@ fn vm_paths(rounds: u32) {
     let brns = netns("vbr");
     brns.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
     brns.exec(&["ip", "link", "set", "br0", "up"]);
-    let tap_netdev = |tap: &str| format!("tap,id=n0,ifname={tap},script=no,downscript=no");
-    let (bta, btb) = (name("q"), name("q"));
-    let ba = Guest::start(
-        Some(&brns.name),
-        d,
-        "ba",
-        &tap_netdev(&bta),
-        "52:54:00:98:01:01",
-        "10.98.0.1",
-    );
-    let bb = Guest::start(
-        Some(&brns.name),
-        d,
-        "bb",
-        &tap_netdev(&btb),
-        "52:54:00:98:01:02",
-        "10.98.0.2",
-    );
+    let (ba, bb, [bta, btb]) = tap_guests(&brns, d, "b", 1);
     for tap in [&bta, &btb] {
-        assert!(
-            common::wait_for(Duration::from_secs(30), || brns
-                .try_exec(&["ip", "link", "show", tap])),
-            "QEMU did not create tap {tap}"
-        );
         brns.exec(&["ip", "link", "set", tap, "master", "br0", "up"]);
     }
 
@@ -1187,29 +1190,8 @@ fn vm_paths(rounds: u32) {
             "br-vm",
             "datapath_type=netdev",
         ]);
-        let (ota, otb) = (name("q"), name("q"));
-        let oa = Guest::start(
-            Some(&ovsns.name),
-            d,
-            "oa",
-            &tap_netdev(&ota),
-            "52:54:00:98:02:01",
-            "10.98.0.1",
-        );
-        let ob = Guest::start(
-            Some(&ovsns.name),
-            d,
-            "ob",
-            &tap_netdev(&otb),
-            "52:54:00:98:02:02",
-            "10.98.0.2",
-        );
-        for tap in [&ota, &otb] {
-            assert!(
-                common::wait_for(Duration::from_secs(30), || ovsns
-                    .try_exec(&["ip", "link", "show", tap])),
-                "QEMU did not create tap {tap}"
-            );
+        let (oa, ob, taps) = tap_guests(&ovsns, d, "o", 2);
+        for tap in &taps {
             ovsns.exec(&["ip", "link", "set", tap, "up"]);
             ovs.vsctl(&["add-port", "br-vm", tap]);
         }

@@ -27,8 +27,9 @@ use common::{
 };
 use vinfra_lab::Lab;
 use vinfra_switch_control::NetworkCountersView;
-use vinfra_switch_control::{NetworkSpec, Request, SwitchClient, UPLINK_PORT};
+use vinfra_switch_control::{NetworkSpec, Request, UPLINK_PORT};
 use vinfra_types::api::MigrateVmRequest;
+use vinfra_types::error::chain;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::MigrationPhase;
 
@@ -141,14 +142,9 @@ fn network_counters(lab: &Lab, host: &str, name: &str) -> NetworkCountersView {
         .network(name)
         .unwrap_or_else(|e| panic!("GET network {name}: {e}"));
     let vni = net.network.vni.expect("an overlay network has a VNI");
-    let h = lab
-        .state()
-        .hosts
-        .iter()
-        .find(|h| h.name == host)
-        .expect("lab host");
-    let mut client = SwitchClient::connect(&h.data_dir.join("switch.sock"))
-        .unwrap_or_else(|e| panic!("{host}'s switch: {e}"));
+    let mut client = lab
+        .switch_client(host)
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     let id = client
         .config()
         .unwrap_or_else(|e| panic!("{host}'s switch configuration: {e}"))
@@ -373,14 +369,9 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
 /// Frames `host`'s switch dropped because their VNI is on none of its networks (a host with no
 /// port left on a network gets none of its frames, unless another switch sends it some).
 fn unknown_vni_drops(lab: &Lab, host: &str) -> u64 {
-    let h = lab
-        .state()
-        .hosts
-        .iter()
-        .find(|h| h.name == host)
-        .expect("lab host");
-    let mut client = SwitchClient::connect(&h.data_dir.join("switch.sock"))
-        .unwrap_or_else(|e| panic!("{host}'s switch: {e}"));
+    let mut client = lab
+        .switch_client(host)
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
     let counters = client
         .counters()
         .unwrap_or_else(|e| panic!("{host}'s switch counters: {e}"));
