@@ -21,28 +21,29 @@
 //!
 //! # Why a restart elsewhere never meets a running QEMU
 //!
-//! Let `D = max(W, C) + self_fence_after` be the guard's deadline, computed from the last
-//! successful write and the last contact the guard ever learns of. The guard decides
-//! self-fence at any tick at or after `D` (it may decide it earlier if it learns of a contact
-//! late: earlier is safe). A reader (the console) calls the lease expired at `E` only once it
-//! has seen the same `(incarnation, counter)` for `expiry = lease_timeout + margin`, counted
-//! from no earlier than both its first reading of that value and `since`, the moment it lost
-//! the host ([`crate::LeaseObserver::verdict`]). Then:
+//! A reader (the console) calls the lease expired at `E` only once it has seen one value
+//! `(incarnation, counter)` unchanged from some `X` to `E` with `E − X ≥ expiry` (`expiry =
+//! lease_timeout + margin`), where `X` is no earlier than its first reading of that value nor
+//! than `since`, the moment it lost the host ([`crate::LeaseObserver::verdict`]). Take `T = E −
+//! kill_slack = E − expiry + self_fence_after ≥ X + self_fence_after`. At `T`:
 //!
-//! - the value the reader sees last was renamed into place at some `R ≥ W`: the last
-//!   successful write began at `W` and became visible before it returned; a write the guard
-//!   counted as failed may still have landed, later, which only moves `R` later. Every reading
-//!   at or after `R` sees that value or a later one, so the count of the value the reader ends
-//!   on starts at or after `R ≥ W`;
-//! - the console acknowledged the heartbeat sent at `C`, so it received it at or after `C`,
-//!   and it loses the host at or after the last message it received: `since ≥ C`.
+//! - every write the guard counts as successful by `T` returned by `T`, and its rename landed
+//!   between its start and its return. Had it started after `X`, it would have landed in `(X,
+//!   T]` and changed the value the reader saw unchanged through `(X, E]`. So it started at or
+//!   before `X`: `W ≤ X`. (A write the guard counted as failed may still have landed; that only
+//!   changes the value, which makes `X` later.)
+//! - the console acknowledged the heartbeat sent at `C`, so it received it at or after `C`, and
+//!   it loses the host at or after the last message it received: `C ≤ since ≤ X`.
 //!
-//! So `E ≥ max(R, since) + expiry ≥ max(W, C) + expiry = D + (expiry − self_fence_after) =
-//! D + kill_slack`: every QEMU has had [`HaTimings::kill_slack`] (3 s by default, at least a
-//! second or a renewal period by [`HaTimings::validate`]) to die between the guard's deadline
-//! and the first moment the console may restart it. Both clocks are monotonic and only their
-//! rates are compared (the margin absorbs drift and scheduling). The guard being killed instead
-//! takes its QEMUs with it (they die with their parent).
+//! So `max(W, C) + self_fence_after ≤ X + self_fence_after ≤ T`: the guard's deadline, from
+//! what it knew, had passed `kill_slack` before the reader could see the lease expired, and it
+//! decided to self-fence at its tick then. In particular, when nothing succeeds any more after
+//! the last write `W` and contact `C`, the deadline is `D = max(W, C) + self_fence_after` and
+//! `E ≥ D + kill_slack`. Every QEMU has had [`HaTimings::kill_slack`] (3 s by default, at least
+//! a second or a renewal period by [`HaTimings::validate`]) to die before the console may
+//! restart it. Both clocks are monotonic and only their rates are compared (the margin absorbs
+//! drift and scheduling). A guard killed instead takes its QEMUs with it (they die with their
+//! parent).
 //!
 //! The property test in `tests/guard_safety.rs` checks this on random schedules of lease
 //! writes (succeeding, failing, failing yet landing, landing late), heartbeats (lost either

@@ -10,6 +10,8 @@
 //!   ([`HostHa`], [`assess`]), and which of its VMs may run elsewhere now ([`Restartable`]).
 //! - [`guard`]: the guard's decision every tick: self-fence, the isolation response, or
 //!   nothing ([`guard::decide`], [`GuardAction`]), and why that is safe.
+//! - [`restart`]: the restart plan: where the HA VMs of failed hosts run again, by priority and
+//!   in start-after waves, placed by `vinfra-placement` ([`restart::plan`], [`RestartPlan`]).
 //!
 //! The safety argument in one place (docs/design.md, "High availability", has the whole of it):
 //! the console restarts a VM of a host it lost only when the host's lease has provably expired,
@@ -21,6 +23,7 @@
 pub mod detect;
 pub mod guard;
 pub mod lease;
+pub mod restart;
 pub mod timing;
 
 pub use detect::{
@@ -29,4 +32,5 @@ pub use detect::{
 };
 pub use guard::{GuardAction, GuardInputs, IsolationCause, IsolationResponse};
 pub use lease::{Lease, LeaseError, LeaseObserver, LeaseState, LeaseVerdict};
+pub use restart::{HaPolicy, Priority, Restart, RestartError, RestartPlan, RestartVm, Unplaced};
 pub use timing::{HaTimings, TimingError};

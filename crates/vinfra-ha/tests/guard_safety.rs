@@ -3,7 +3,8 @@
 //! on the way out or on the way back, passed on to the guard late), the guard decides to
 //! self-fence no later than `self_fence_after` after the later of its last successful write
 //! start and its last console contact, and a console that loses the host and reads its lease
-//! (with the real `LeaseObserver`) cannot see it expired before that deadline + `kill_slack`.
+//! (with the real `LeaseObserver`) sees it expired only once the guard's deadline, as the guard
+//! knew it, passed at least `kill_slack` before.
 
 use std::time::{Duration, Instant};
 
@@ -221,15 +222,25 @@ proptest! {
             now += 800 + read_jitter[k % read_jitter.len()];
             k += 1;
         }
-        let earliest = deadline_ms + t.kill_slack().as_millis() as Ms;
         // The lease stops changing well before the readings end: the reader does see it expire.
-        prop_assert!(expired_at.is_some());
-        if let Some(e) = expired_at {
-            prop_assert!(
-                e >= earliest,
-                "expired seen at {} ms, guard deadline {} ms + kill slack {:?}",
-                e, deadline_ms, t.kill_slack()
-            );
+        let Some(e) = expired_at else {
+            prop_assert!(false, "the lease never expired");
+            unreachable!()
+        };
+        // At `kill_slack` before the reader saw it expired, the guard, with what it knew then,
+        // had decided to self-fence: its deadline (the later of its last successful write start
+        // and its last contact, + self_fence_after) had passed.
+        let slack = t.kill_slack().as_millis() as Ms;
+        prop_assert!(e >= slack);
+        prop_assert_eq!(
+            decide(&inputs(e - slack), &t),
+            GuardAction::SelfFence,
+            "expired seen at {} ms; at {} ms the guard knew write {:?}, contact {:?}",
+            e, e - slack, known_write(e - slack), known_contact(e - slack)
+        );
+        // When nothing succeeds after the readings begin, that is the final deadline.
+        if w_final.is_none_or(|w| w < read_start) && c_final.is_none_or(|c| c < read_start) {
+            prop_assert!(e >= deadline_ms + slack, "expired seen at {} ms, deadline {} ms", e, deadline_ms);
         }
     }
 }
