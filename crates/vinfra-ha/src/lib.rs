@@ -12,6 +12,9 @@
 //!   nothing ([`guard::decide`], [`GuardAction`]), and why that is safe.
 //! - [`restart`]: the restart plan: where the HA VMs of failed hosts run again, by priority and
 //!   in start-after waves, placed by `vinfra-placement` ([`restart::plan`], [`RestartPlan`]).
+//! - [`admission`]: admission control, "tolerate N host failures": every failure scenario's
+//!   restart plan kept, a power-on checked by replanning only the scenarios it touches
+//!   ([`Admission`], [`ReserveReport`]).
 //!
 //! The safety argument in one place (docs/design.md, "High availability", has the whole of it):
 //! the console restarts a VM of a host it lost only when the host's lease has provably expired,
@@ -20,12 +23,17 @@
 //! renew neither the lease nor its contact with the console.
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod detect;
 pub mod guard;
 pub mod lease;
 pub mod restart;
 pub mod timing;
 
+pub use admission::{
+    Admission, AdmissionError, Admitted, Amount, HaVm, PowerOn, Refusal, ReserveReport,
+    ScenarioReport,
+};
 pub use detect::{
     assess, fence_due, host_ha, restartable, Assessment, Fence, HostHa, HostSignals, Link,
     Restartable,
