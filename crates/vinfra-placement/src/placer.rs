@@ -195,6 +195,30 @@ impl RulePlacer {
         needs: &VmNeeds,
         target: Target<'_>,
     ) -> Result<Placement, FitError> {
+        self.decide_or_not(req, needs, target, true)?
+            .ok_or_else(|| FitError::NoHost(NoHost::new(req, Vec::new())))
+    }
+
+    /// [`RulePlacer::decide`], except that a VM no host takes is `Ok(None)`, without the
+    /// explanation (which checks every host): for callers that try many placements and
+    /// explain only some refusals (HA admission control).
+    pub fn find(
+        &self,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        target: Target<'_>,
+    ) -> Result<Option<Placement>, FitError> {
+        self.decide_or_not(req, needs, target, false)
+    }
+
+    /// [`RulePlacer::decide`]; with `explain` false, no host is `Ok(None)`.
+    fn decide_or_not(
+        &self,
+        req: &VmRequest,
+        needs: &VmNeeds,
+        target: Target<'_>,
+        explain: bool,
+    ) -> Result<Option<Placement>, FitError> {
         check_request(req).map_err(|_| FitError::EmptyRequest {
             vm: req.vm.clone(),
             vcpus: req.vcpus,
@@ -255,10 +279,16 @@ impl RulePlacer {
                 } else {
                     self.choose_under_rules(req, needs, asker, &rules)
                 };
-                choice.ok_or_else(|| FitError::NoHost(self.explain(req, needs, asker, &rules)))?
+                match choice {
+                    Some(i) => i,
+                    None if explain => {
+                        return Err(FitError::NoHost(self.explain(req, needs, asker, &rules)))
+                    }
+                    None => return Ok(None),
+                }
             }
         };
-        Ok(placement(&self.cluster.hosts()[i], req))
+        Ok(Some(placement(&self.cluster.hosts()[i], req)))
     }
 
     /// Records that `req`'s VM now runs on `host` (created or started there): its allocation

@@ -77,6 +77,10 @@ pub(crate) struct State {
     pub flows: Vec<(u32, u32, u64)>,
     pub vm_by_name: HashMap<String, u32>,
     pub host_by_name: HashMap<String, u32>,
+    /// Indexes of VMs taken out, by name: a VM of that name added again takes its index back,
+    /// so stopping and starting VMs (or trying restarts and undoing them) does not grow the
+    /// per-VM tables.
+    retired: HashMap<String, u32>,
 
     pub at: Vec<u32>,
     pub host_vms: Vec<Vec<u32>>,
@@ -225,6 +229,7 @@ impl State {
                 .iter()
                 .map(|(k, &v)| ((*k).to_owned(), v))
                 .collect(),
+            retired: HashMap::new(),
             hosts,
             needs: model
                 .vms
@@ -566,20 +571,36 @@ impl State {
     }
 
     /// Adds a VM that starts running on `h` (placement); its rules come from `pending`.
+    /// A VM of a name taken out before gets its index back.
     pub fn add_vm(&mut self, name: &str, data: VmData, needs: VmNeeds, h: u32) -> u32 {
-        let v = self.vms.len() as u32;
         let rules = self.pending.remove(name).unwrap_or_default();
-        self.needs.push(needs);
-        self.vm_names.push(name.to_owned());
-        self.vm_by_name.insert(name.to_owned(), v);
-        self.at.push(h);
-        self.adj.push(Vec::new());
         let hi = h as usize;
         self.used_vcpus[hi] += u64::from(data.vcpus);
         self.used_memory[hi] += data.memory;
         self.demand_cpu[hi] += data.cpu_demand;
         self.demand_memory[hi] += data.memory_demand;
-        self.vms.push(data);
+        let v = match self.retired.remove(name) {
+            Some(v) => {
+                // remove_vm left its flows and rules empty; the name is the same.
+                let vi = v as usize;
+                self.needs[vi] = needs;
+                self.at[vi] = h;
+                self.vms[vi] = data;
+                self.vm_rules[vi] = Vec::new();
+                v
+            }
+            None => {
+                let v = self.vms.len() as u32;
+                self.needs.push(needs);
+                self.vm_names.push(name.to_owned());
+                self.at.push(h);
+                self.adj.push(Vec::new());
+                self.vms.push(data);
+                self.vm_rules.push(Vec::new());
+                v
+            }
+        };
+        self.vm_by_name.insert(name.to_owned(), v);
         self.host_vms[hi].push(v);
         self.set_load(hi);
         for &r in &rules {
@@ -588,12 +609,13 @@ impl State {
             self.count_add(r, h, 1);
             self.violation[r] = self.rule_violation(r);
         }
-        self.vm_rules.push(rules);
+        self.vm_rules[v as usize] = rules;
         v
     }
 
     /// Takes VM `v` out (it stopped or was deleted): its host's allocation and demand drop, its
-    /// rules wait for it again under its name, its flows are dropped. Its index stays taken.
+    /// rules wait for it again under its name, its flows are dropped. Its index is kept for a VM
+    /// of the same name added again.
     pub fn remove_vm(&mut self, v: u32) {
         let vi = v as usize;
         let h = self.at[vi];
@@ -620,6 +642,7 @@ impl State {
         }
         let name = self.vm_names[vi].clone();
         self.vm_by_name.remove(&name);
+        self.retired.insert(name.clone(), v);
         if !rules.is_empty() {
             self.pending.insert(name, rules);
         }
@@ -747,5 +770,49 @@ impl ClusterModel {
     /// maintenance, VMs on hosts that lack a capability they need.
     pub fn violations_with_fit(&self, fit: &FitTable) -> Result<Violations, ModelError> {
         Ok(State::new(self, fit)?.violations())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{HostModel, VmModel};
+
+    #[test]
+    fn a_vm_added_again_takes_its_index_back() {
+        let host = |name: &str| HostModel {
+            name: name.into(),
+            capacity: HostCapacity {
+                cores: 8,
+                memory_mib: 8192,
+            },
+            ratios: AllocationRatios {
+                cpu: 1.0,
+                memory: 1.0,
+            },
+            eligible: Eligibility::Ok,
+        };
+        let model = ClusterModel {
+            hosts: vec![host("h0"), host("h1")],
+            vms: vec![VmModel {
+                name: "a".into(),
+                host: "h0".into(),
+                vcpus: 2,
+                memory_mib: 1024,
+                cpu_demand: 0.0,
+                memory_demand_mib: 0,
+            }],
+            ..ClusterModel::default()
+        };
+        let mut s = State::new(&model, &FitTable::default()).unwrap();
+        let data = s.vms[0].clone();
+        for _ in 0..3 {
+            s.remove_vm(0);
+            assert_eq!(s.used_memory[0], 0);
+            assert_eq!(s.add_vm("a", data.clone(), VmNeeds::default(), 1), 0);
+        }
+        assert_eq!(s.vms.len(), 1);
+        assert_eq!((s.used_memory[0], s.used_memory[1]), (0, 1024));
+        assert_eq!(s.add_vm("b", data, VmNeeds::default(), 0), 1);
     }
 }

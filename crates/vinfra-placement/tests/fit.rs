@@ -333,6 +333,23 @@ proptest! {
         // Same input, same answer, from this placer and from a new one.
         prop_assert_eq!(&answer, &placer.decide(&r, &needs, target));
         prop_assert_eq!(&answer, &place_under_rules(&m, &fit, &r, &needs, target));
+        // The quiet call answers the same, "no host" without the explanation.
+        match (&answer, placer.find(&r, &needs, target)) {
+            (Err(FitError::NoHost(_)), Ok(None)) => {}
+            (a, f) => prop_assert_eq!(a.clone().map(Some), f),
+        }
+        // Every VM of a host taken out and committed back (its index taken back): the same
+        // answer.
+        let mut again = placer.clone();
+        let on = &m.hosts[pick % m.hosts.len()].name;
+        for v in m.vms.iter().filter(|v| &v.host == on) {
+            again.remove(&v.name).unwrap();
+        }
+        for v in m.vms.iter().filter(|v| &v.host == on) {
+            let req = VmRequest { vm: v.name.clone(), vcpus: v.vcpus, memory_mib: v.memory_mib };
+            again.commit(&req, fit.needs(&v.name), on).unwrap();
+        }
+        prop_assert_eq!(&answer, &again.decide(&r, &needs, target));
 
         // A reason given for a host is true of it.
         let genuine = |host: &str, reason: &Unfit| -> Result<(), TestCaseError> {

@@ -1,0 +1,240 @@
+//! Admission control as properties over random clusters and random power-ons and stops: the
+//! incremental check agrees with planning every scenario from scratch; after stops, the kept
+//! plans stay valid and hold whenever planning from scratch holds.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use uuid::Uuid;
+use vinfra_ha::{Admission, AdmissionError, HaPolicy, HaVm, PowerOn, Priority};
+use vinfra_placement::{
+    ClusterModel, Eligibility, FitTable, HostModel, Rule, RulePlacer, Strength, Target, VmModel,
+    VmNeeds, VmRequest,
+};
+use vinfra_types::{AllocationRatios, HostCapacity};
+
+const GIB: u64 = 1024;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A new VM (vCPUs, GiB, HA) placed where the placer puts it.
+    PowerOn(u32, u64, bool),
+    /// The k-th running VM stops.
+    Stop(usize),
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    model: ClusterModel,
+    ha: BTreeMap<String, HaVm>,
+}
+
+fn ha_vm(i: u64, p: Priority) -> HaVm {
+    HaVm {
+        id: Uuid::from_u128(u128::from(i) + 1),
+        policy: HaPolicy {
+            priority: p,
+            start_after: None,
+        },
+    }
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        prop::collection::vec((2u32..10, prop::sample::select(vec![8u64, 12, 16])), 3..7),
+        prop::collection::vec((1u32..4, 1u64..6, prop::bool::weighted(0.5)), 2..16),
+        prop::collection::vec(prop::collection::vec(0usize..16, 2..4), 0..3),
+        prop::bool::ANY,
+    )
+        .prop_map(|(hosts, vms, rules, maint)| {
+            let hosts: Vec<HostModel> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, &(cores, gib))| HostModel {
+                    name: format!("h{i}"),
+                    capacity: HostCapacity {
+                        cores,
+                        memory_mib: gib * GIB,
+                    },
+                    ratios: AllocationRatios {
+                        cpu: 1.0,
+                        memory: 1.0,
+                    },
+                    eligible: if maint && i == 0 {
+                        Eligibility::Maintenance
+                    } else {
+                        Eligibility::Ok
+                    },
+                })
+                .collect();
+            let rules: Vec<Rule> = rules
+                .iter()
+                .enumerate()
+                .map(|(k, m)| {
+                    let mut names: Vec<String> =
+                        m.iter().map(|i| format!("v{}", i % vms.len())).collect();
+                    names.sort();
+                    names.dedup();
+                    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                    Rule::anti_affinity(&format!("apart{k}"), Strength::Must, &refs)
+                })
+                .filter(|r| r.vms().len() >= 2)
+                .collect();
+            let mut model = ClusterModel {
+                hosts,
+                vms: Vec::new(),
+                rules,
+                ..ClusterModel::default()
+            };
+            let mut ha = BTreeMap::new();
+            if let Ok(mut placer) = RulePlacer::new(&model, &FitTable::default()) {
+                for (i, &(vcpus, gib, is_ha)) in vms.iter().enumerate() {
+                    let req = VmRequest {
+                        vm: format!("v{i}"),
+                        vcpus,
+                        memory_mib: gib * GIB,
+                    };
+                    if let Ok(p) = placer.place(&req, &VmNeeds::default()) {
+                        model.vms.push(VmModel {
+                            name: req.vm.clone(),
+                            host: p.host,
+                            vcpus,
+                            memory_mib: req.memory_mib,
+                            cpu_demand: 0.0,
+                            memory_demand_mib: 0,
+                        });
+                        if is_ha {
+                            let pr = [Priority::High, Priority::Medium, Priority::Low][i % 3];
+                            ha.insert(req.vm, ha_vm(i as u64, pr));
+                        }
+                    }
+                }
+            }
+            World { model, ha }
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1u32..4, 1u64..8, prop::bool::ANY).prop_map(|(c, g, h)| Op::PowerOn(c, g, h)),
+        1 => (0usize..32).prop_map(Op::Stop),
+    ]
+}
+
+/// Every scenario's plan of `fast` is a valid restart: on the cluster without the failed
+/// hosts' VMs, with the restarts, no host over capacity and no must-rule broken.
+fn plans_are_valid(fast: &Admission, w: &World) -> Result<(), TestCaseError> {
+    for s in fast.report().scenarios {
+        let mut m = w.model.clone();
+        m.vms.retain(|v| !s.failed.contains(&v.host));
+        for (vm, host) in &s.restarts {
+            let v = w.model.vms.iter().find(|v| &v.name == vm).unwrap();
+            prop_assert!(!s.failed.contains(host));
+            let h = m.hosts.iter().find(|h| &h.name == host).unwrap();
+            prop_assert_eq!(h.eligible, Eligibility::Ok);
+            m.vms.push(VmModel {
+                host: host.clone(),
+                ..v.clone()
+            });
+        }
+        let violations = m.violations().unwrap();
+        prop_assert!(violations.must.is_empty(), "{:?} {:?}", s, violations);
+        prop_assert!(
+            violations.over_capacity.is_empty(),
+            "{:?} {:?}",
+            s,
+            violations
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn the_fast_check_agrees_with_planning_every_scenario_again(
+        mut w in world(),
+        tolerate in prop::sample::select(vec![1u32, 1, 2]),
+        ops in prop::collection::vec(op(), 1..12),
+    ) {
+        let fit = FitTable::default();
+        let Ok(mut fast) = Admission::new(&w.model, &fit, &w.ha, tolerate) else {
+            prop_assume!(false);
+            unreachable!()
+        };
+        // Exact until the first stop; after it, the kept plans are valid witnesses.
+        let mut exact = true;
+        for (n, op) in ops.iter().enumerate() {
+            match *op {
+                Op::PowerOn(vcpus, gib, is_ha) => {
+                    let name = format!("new{n}");
+                    let req = VmRequest { vm: name.clone(), vcpus, memory_mib: gib * GIB };
+                    let placer = RulePlacer::new(&w.model, &fit).unwrap();
+                    let Ok(p) = placer.decide(&req, &VmNeeds::default(), Target::Any) else { continue };
+                    let ha = is_ha.then(|| ha_vm(100 + n as u64, Priority::Medium));
+                    let vm = PowerOn { request: req.clone(), needs: VmNeeds::default(), ha: ha.clone() };
+                    let answer = fast.check_power_on(&vm, &p.host);
+                    // From scratch, with the VM running.
+                    let mut with = w.clone();
+                    with.model.vms.push(VmModel {
+                        name: name.clone(),
+                        host: p.host.clone(),
+                        vcpus,
+                        memory_mib: req.memory_mib,
+                        cpu_demand: 0.0,
+                        memory_demand_mib: 0,
+                    });
+                    if let Some(h) = ha {
+                        with.ha.insert(name.clone(), h);
+                    }
+                    let scratch = Admission::new(&with.model, &fit, &with.ha, tolerate).unwrap();
+                    match answer {
+                        Ok(a) => {
+                            prop_assert!(scratch.holds() || !exact, "admitted, but from scratch {:?}", scratch.report());
+                            fast.commit(a).unwrap();
+                            w = with;
+                        }
+                        Err(AdmissionError::Refused(r)) => {
+                            // The scenario named fails from scratch too.
+                            let again = scratch
+                                .report()
+                                .scenarios
+                                .into_iter()
+                                .find(|s| s.failed == r.scenario.failed)
+                                .unwrap();
+                            if exact {
+                                prop_assert!(!scratch.holds());
+                                prop_assert_eq!(&again, &r.scenario);
+                            }
+                        }
+                        Err(e) => prop_assert!(false, "{}", e),
+                    }
+                }
+                Op::Stop(k) => {
+                    if w.model.vms.is_empty() {
+                        continue;
+                    }
+                    let v = w.model.vms.remove(k % w.model.vms.len());
+                    w.ha.remove(&v.name);
+                    fast.remove(&v.name).unwrap();
+                    exact = false;
+                }
+            }
+            let scratch = Admission::new(&w.model, &fit, &w.ha, tolerate).unwrap();
+            if exact {
+                prop_assert_eq!(fast.report(), scratch.report());
+            } else {
+                // Whatever holds from scratch holds in the kept plans, and they are valid.
+                let fast_report = fast.report();
+                for s in scratch.report().scenarios {
+                    let f = fast_report.scenarios.iter().find(|x| x.failed == s.failed);
+                    if s.holds() {
+                        prop_assert!(f.is_none_or(|f| f.holds()), "{:?} vs {:?}", f, s);
+                    }
+                }
+                plans_are_valid(&fast, &w)?;
+            }
+        }
+    }
+}
