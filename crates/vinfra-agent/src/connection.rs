@@ -1,13 +1,21 @@
 //! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
-//! a `Report` every interval (and one right after each command that may change a VM), and answers
-//! `Request`s; retries the join and reconnects forever with backoff capped at [`BACKOFF_MAX`].
+//! a `Heartbeat` every heartbeat interval, a `Report` every report interval (and one right after
+//! each command that may change a VM), and answers `Request`s; retries the join and reconnects
+//! forever with backoff capped at [`BACKOFF_MAX`].
+//!
+//! The heartbeat is the host's liveness at the console, so it waits on nothing a VM, QMP or the
+//! datastore can hold up: its own task, which takes neither the reporter's order lock nor
+//! anything of the manager, queues it on the session's writer. The console acknowledges each at
+//! once; the reader notes the acknowledgement in the manager's [`ConsoleContact`]
+//! ([`Manager::contact`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
@@ -16,7 +24,32 @@ use vinfra_proto::{
 use vinfra_types::error::Chain;
 use vinfra_types::HostCapacity;
 
+use crate::contact::{ConsoleContact, Heartbeats};
 use crate::manager::Manager;
+
+/// Default time between two reports (`vinfra agent --report-interval`).
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// Default time between two heartbeats (`vinfra agent --heartbeat`): the `heartbeat` of
+/// `vinfra_ha::HaTimings`; the console's default heartbeat timeout is three of them.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How often a session reports and sends heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTiming {
+    /// Time between two periodic reports.
+    pub report_interval: Duration,
+    /// Time between two heartbeats.
+    pub heartbeat: Duration,
+}
+
+impl Default for SessionTiming {
+    fn default() -> Self {
+        SessionTiming {
+            report_interval: REPORT_INTERVAL,
+            heartbeat: HEARTBEAT,
+        }
+    }
+}
 
 /// Errors of the console connection.
 #[derive(Debug, thiserror::Error)]
@@ -252,14 +285,36 @@ fn report_after(changes_state: bool, result: &Result<CommandReply, CommandError>
     changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
 }
 
-/// One session over an established stream: `Hello`, then reports and request handling until the
-/// connection fails. After every command that may change a VM the agent sends a fresh `Report`
-/// before the `Response`, so the console never holds an observed state older than the command.
+/// Sends a heartbeat every `period` through `out`, noting each in `beats`, until the session's
+/// writer is gone. Waits on nothing else.
+async fn send_heartbeats(
+    out: mpsc::Sender<AgentMessage>,
+    beats: Arc<Heartbeats>,
+    period: Duration,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        beats.sent(seq, Instant::now());
+        if out.send(AgentMessage::Heartbeat { seq }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One session over an established stream: `Hello`, then heartbeats, reports and request
+/// handling until the connection fails (or the session is dropped: its tasks end with it).
+/// After every command that may change a VM the agent sends a fresh `Report` before the
+/// `Response`, so the console never holds an observed state older than the command. Heartbeat
+/// acknowledgements move the manager's [`ConsoleContact`].
 pub async fn session<S>(
     stream: S,
     m: Arc<Manager>,
     info: &HostInfo,
-    report_interval: Duration,
+    timing: SessionTiming,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -270,23 +325,35 @@ where
         report: host_report(&m, info).await,
     })
     .await?;
+    // Dropped with the session (returned or cancelled): aborts every task below.
+    let mut tasks = JoinSet::new();
     let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(64);
-    let writer = tokio::spawn(async move {
+    tasks.spawn(async move {
         while let Some(msg) = out_rx.recv().await {
-            tx.send(&msg).await?;
+            if tx.send(&msg).await.is_err() {
+                // The reader sees the connection fail.
+                return;
+            }
         }
-        Ok::<(), FrameError>(())
     });
+    let contact: ConsoleContact = m.contact().clone();
+    let heartbeats = Arc::new(Heartbeats::new(contact));
+    tasks.spawn(send_heartbeats(
+        out_tx.clone(),
+        heartbeats.clone(),
+        timing.heartbeat,
+    ));
     let reports = Reporter {
         m: m.clone(),
         info: info.clone(),
         out: out_tx.clone(),
         order: Arc::default(),
     };
-    let reporter = {
+    {
         let reports = reports.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(report_interval);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(timing.report_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -294,10 +361,11 @@ where
                     break;
                 }
             }
-        })
-    };
+        });
+    }
     let result = loop {
         match rx.recv::<ConsoleMessage>().await {
+            Ok(ConsoleMessage::HeartbeatAck { seq }) => heartbeats.acknowledged(seq),
             Ok(ConsoleMessage::Request { id, command }) => {
                 let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
                 tokio::spawn(async move {
@@ -313,8 +381,7 @@ where
             Err(e) => break Err(e.into()),
         }
     };
-    reporter.abort();
-    writer.abort();
+    tasks.abort_all();
     result
 }
 
@@ -379,7 +446,7 @@ pub async fn connect_loop(
     creds: &Credentials,
     m: Arc<Manager>,
     info: &HostInfo,
-    report_interval: Duration,
+    timing: SessionTiming,
 ) -> Result<(), ConnectionError> {
     let config = pki::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
     let mut backoff = BACKOFF_START;
@@ -390,7 +457,7 @@ pub async fn connect_loop(
                 tracing::info!("connected to the console at {console}");
                 backoff = BACKOFF_START;
                 failures = 0;
-                match session(stream, m.clone(), info, report_interval).await {
+                match session(stream, m.clone(), info, timing).await {
                     Ok(()) => tracing::warn!("console at {console} closed the connection"),
                     Err(e) => tracing::warn!("console connection lost: {}", Chain(&e)),
                 }

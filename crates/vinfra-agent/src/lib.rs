@@ -2,7 +2,8 @@
 //! the console.
 //!
 //! Modules, top to bottom (a module uses only those below it):
-//! - [`connection`]: joining, the mutual-TLS session with the console, reconnects.
+//! - [`connection`]: joining, the mutual-TLS session with the console (heartbeats, reports,
+//!   requests), reconnects.
 //! - [`handler`]: one console command → one manager call ([`handler::handle`]).
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
 //! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
@@ -14,12 +15,15 @@
 //! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
 //! - [`usage`]: host and VM usage from `/proc`.
 //! - [`files`]: atomic file writes.
+//! - [`contact`]: the host's console contact (the last heartbeat the console acknowledged),
+//!   kept by the session, read through [`Manager::contact`].
 //!
 //! QEMU runs daemonized (`-daemonize`, pidfile, QMP socket in `<data_dir>/vms/<id>/`), so VMs keep
 //! running when the agent stops; [`manager::Manager::open`] finds them again.
 #![deny(unsafe_code)]
 
 pub mod connection;
+pub mod contact;
 pub mod disks;
 pub mod files;
 pub mod handler;
@@ -58,8 +62,10 @@ pub struct AgentConfig {
     pub memory_mib: Option<u64>,
     /// QEMU system emulator binary.
     pub qemu_binary: PathBuf,
-    /// Heartbeat period.
+    /// Time between two reports ([`connection::REPORT_INTERVAL`] by default).
     pub report_interval: Duration,
+    /// Time between two heartbeats ([`connection::HEARTBEAT`] by default).
+    pub heartbeat: Duration,
     /// Control socket of the host's virtual switch (`vinfra switch --control`); `None`: the host
     /// has no switch and VMs with NICs are refused.
     pub switch_control: Option<PathBuf>,
@@ -166,7 +172,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         &creds,
         manager,
         &info,
-        config.report_interval,
+        connection::SessionTiming {
+            report_interval: config.report_interval,
+            heartbeat: config.heartbeat,
+        },
     )
     .await?;
     Ok(())

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use vinfra_agent::connection::{connect_loop, ensure_credentials, ConnectionError, HostInfo};
+use vinfra_agent::connection::{
+    connect_loop, ensure_credentials, ConnectionError, HostInfo, SessionTiming,
+};
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{Manager, ManagerConfig};
 use vinfra_proto::frame::FramedJson;
@@ -17,6 +19,7 @@ use vinfra_types::{Accel, HostCapacity};
 enum Seen {
     Hello(String, HostReport),
     Report,
+    Heartbeat,
     Response(u64, Result<vinfra_proto::CommandReply, CommandError>),
 }
 
@@ -75,6 +78,13 @@ async fn join_then_hello_reports_and_requests() {
                         while let Ok(msg) = conn.recv::<AgentMessage>().await {
                             let s = match msg {
                                 AgentMessage::Report { .. } => Seen::Report,
+                                AgentMessage::Heartbeat { seq } => {
+                                    let ack = ConsoleMessage::HeartbeatAck { seq };
+                                    if conn.send(&ack).await.is_err() {
+                                        break;
+                                    }
+                                    Seen::Heartbeat
+                                }
                                 AgentMessage::Response { id, result } => Seen::Response(id, result),
                                 other => panic!("unexpected {other:?}"),
                             };
@@ -141,9 +151,12 @@ async fn join_then_hello_reports_and_requests() {
             memory_mib: 4096,
         },
     };
-    let agent = tokio::spawn(async move {
-        connect_loop(&addr, &creds, manager, &info, Duration::from_millis(100)).await
-    });
+    let contact = manager.contact().clone();
+    assert_eq!(contact.last(), None);
+    let agent =
+        tokio::spawn(
+            async move { connect_loop(&addr, &creds, manager, &info, every_100_ms()).await },
+        );
 
     let Seen::Hello(host, report) = next(&mut seen).await else {
         panic!("expected Hello first")
@@ -158,13 +171,20 @@ async fn join_then_hello_reports_and_requests() {
         }
     );
     assert!(report.vms.is_empty());
-    let (mut reports, mut response) = (0, None);
-    while reports < 2 || response.is_none() {
+    let (mut reports, mut heartbeats, mut response) = (0, 0, None);
+    while reports < 2 || heartbeats < 2 || response.is_none() {
         match next(&mut seen).await {
             Seen::Report => reports += 1,
+            Seen::Heartbeat => heartbeats += 1,
             Seen::Response(id, result) => response = Some((id, result)),
             Seen::Hello(..) => panic!("second Hello"),
         }
+    }
+    // The acknowledged heartbeats are the host's console contact.
+    let t = std::time::Instant::now();
+    while contact.age().is_none_or(|a| a > Duration::from_secs(1)) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no console contact");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (id, result) = response.unwrap();
     assert_eq!(id, 42);
@@ -175,6 +195,14 @@ async fn join_then_hello_reports_and_requests() {
         })
     );
     agent.abort();
+}
+
+/// Reports and heartbeats every 100 ms.
+fn every_100_ms() -> SessionTiming {
+    SessionTiming {
+        report_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(100),
+    }
 }
 
 async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
@@ -242,7 +270,7 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
     let token_s = token.to_string();
     let agent = tokio::spawn(async move {
         let creds = ensure_credentials_retrying(&dir, &console, "early", Some(&token_s)).await?;
-        connect_loop(&console, &creds, manager, &info, Duration::from_millis(100)).await
+        connect_loop(&console, &creds, manager, &info, every_100_ms()).await
     });
     // The agent finds no console for a while and keeps trying.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -278,9 +306,15 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
                         if sessions == 1 {
                             continue;
                         }
-                        while let Ok(AgentMessage::Report { .. }) = conn.recv().await {
-                            if seen_tx.send(Seen::Report).is_err() {
-                                return;
+                        loop {
+                            match conn.recv().await {
+                                Ok(AgentMessage::Report { .. }) => {
+                                    if seen_tx.send(Seen::Report).is_err() {
+                                        return;
+                                    }
+                                }
+                                Ok(AgentMessage::Heartbeat { .. }) => {}
+                                _ => break,
                             }
                         }
                     }
@@ -340,7 +374,16 @@ async fn a_state_change_is_reported_before_its_answer() {
     let addr = listener.local_addr().unwrap();
     let agent = tokio::spawn(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        session(tcp, manager, &info, Duration::from_secs(3600)).await
+        session(
+            tcp,
+            manager,
+            &info,
+            SessionTiming {
+                report_interval: Duration::from_secs(3600),
+                heartbeat: Duration::from_secs(3600),
+            },
+        )
+        .await
     });
     let (tcp, _) = listener.accept().await.unwrap();
     let mut conn = FramedJson::new(tcp);
@@ -452,9 +495,15 @@ async fn a_state_change_is_reported_before_its_answer() {
     agent.abort();
 }
 
+/// The next message other than a heartbeat.
 async fn recv(conn: &mut FramedJson<tokio::net::TcpStream>) -> AgentMessage {
-    tokio::time::timeout(Duration::from_secs(10), conn.recv::<AgentMessage>())
-        .await
-        .expect("the agent answers")
-        .expect("a message")
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), conn.recv::<AgentMessage>())
+            .await
+            .expect("the agent answers")
+            .expect("a message");
+        if !matches!(msg, AgentMessage::Heartbeat { .. }) {
+            return msg;
+        }
+    }
 }

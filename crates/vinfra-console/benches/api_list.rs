@@ -122,7 +122,7 @@ fn main() {
         bench.agent_endpoint(),
         hosts,
         capacity,
-        common::HEARTBEAT,
+        common::REPORT_INTERVAL,
         8,
         Instant::now() + Duration::from_secs(600),
     ));
@@ -133,8 +133,8 @@ fn main() {
         "{HOSTS} agents joined and connected in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    // A few heartbeats, so that every host has reported more than its Hello.
-    std::thread::sleep(common::HEARTBEAT * 2);
+    // A few reports, so that every host has reported more than its Hello.
+    std::thread::sleep(common::REPORT_INTERVAL * 2);
 
     let url = "/api/v1/vms";
     let cpu0 = common::cpu_by_thread();
@@ -175,7 +175,8 @@ fn main() {
 
     println!(
         "GET /api/v1/vms, {VMS} VMs, {REQUESTS} requests (HTTPS, keep-alive), {HOSTS} agents \
-         connected reporting every {} s (load average {load})",
+         connected reporting every {} s, a heartbeat every {} s (load average {load})",
+        common::REPORT_INTERVAL.as_secs(),
         common::HEARTBEAT.as_secs()
     );
     println!(

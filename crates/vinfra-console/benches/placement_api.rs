@@ -308,7 +308,7 @@ fn main() {
         bench.agent_endpoint(),
         hosts,
         capacity,
-        common::HEARTBEAT,
+        common::REPORT_INTERVAL,
         32,
         t + a.connect_limit,
     ));
@@ -424,9 +424,10 @@ fn main() {
     console_rt.block_on(async { ok(bench.running.shutdown().await, "shutdown") });
 
     println!(
-        "Placement through POST /api/v1/vms: {} hosts (fake agents over mutual TLS, reports every {} s), \
+        "Placement through POST /api/v1/vms: {} hosts (fake agents over mutual TLS, reports every {} s, heartbeats every {} s), \
          {} VMs, {} rules; {} creates from {} clients (load average {load0} -> {load1})",
         a.hosts,
+        common::REPORT_INTERVAL.as_secs(),
         common::HEARTBEAT.as_secs(),
         a.vms,
         rules.len(),

@@ -87,8 +87,9 @@ pub struct ConsoleConfig {
     /// Serve the REST API over TLS (default). Off only for benchmarks and tests on loopback; the
     /// agent endpoint always uses mutual TLS.
     pub tls: bool,
-    /// A host whose agent sends no report for this long is disconnected (and its connection
-    /// closed). Default 10 s; agents report every 2 s.
+    /// A host whose agent sends no message for this long is disconnected (and its connection
+    /// closed). Default 3 s ([`agents::HEARTBEAT_TIMEOUT`]); agents send a heartbeat every second
+    /// and report every 2 s, and a report that lags does not count against the host.
     pub heartbeat_timeout: Duration,
     /// How long the source host of a migration may stay unreachable before the console decides
     /// the migration's outcome without it. Default 30 s.
@@ -113,7 +114,7 @@ impl ConsoleConfig {
             advertise_names: vec![],
             token_file: None,
             tls: true,
-            heartbeat_timeout: agents::REPORT_TIMEOUT,
+            heartbeat_timeout: agents::HEARTBEAT_TIMEOUT,
             migration_source_timeout: state::SOURCE_LOST_AFTER,
             create_timeout: state::CREATE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,

@@ -1141,19 +1141,33 @@ async fn a_removed_host_cannot_connect_with_its_still_valid_certificate() {
     c.shutdown().await;
 }
 
+/// Liveness is the heartbeats, not the reports: a host whose reports stall stays connected (and
+/// its heartbeats are acknowledged); one that falls silent is disconnected within the heartbeat
+/// timeout and may come back.
 #[tokio::test]
-async fn a_host_that_stops_reporting_is_disconnected_and_may_come_back() {
+async fn a_host_whose_reports_stall_stays_connected_and_a_silent_one_is_disconnected() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console_with(dir.path(), None, false, |cfg| {
         cfg.heartbeat_timeout = Duration::from_secs(1);
     })
     .await;
     let mut quiet = FakeAgent::join_and_connect(&c, "quiet", HOST16).await;
-    // The connection stays open; the agent just stops reporting.
+    quiet.state.lock().unwrap().reports_stalled = true;
+    let acks = quiet.state.lock().unwrap().acks;
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        let r = c.call("GET", "/api/v1/hosts/quiet", None).await;
+        assert_eq!(r.body["status"], "connected", "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = quiet.state.lock().unwrap().acks;
+    assert!(now >= acks + 5, "{} heartbeats acknowledged", now - acks);
+    // The connection stays open; the agent sends nothing any more.
     quiet.state.lock().unwrap().silent = true;
     c.wait_host_status("quiet", "disconnected").await;
     eventually("the silent connection is closed", || quiet.session_ended()).await;
     quiet.state.lock().unwrap().silent = false;
+    quiet.state.lock().unwrap().reports_stalled = false;
     quiet.connect(c.running.agent_addr).await;
     c.wait_host_status("quiet", "connected").await;
     c.shutdown().await;
@@ -1195,20 +1209,17 @@ async fn history_is_compacted_and_the_event_list_is_bounded() {
 }
 
 /// The state shown right after a command or a migration is the one the command left, not the
-/// host's last heartbeat: the agents here stop reporting once the VM exists, so everything the
-/// API shows afterwards comes from the answers (and, after a migration, from the console asking
-/// the destination).
+/// host's last report: the agents here stop reporting (their heartbeats go on, so they stay
+/// connected) before the VM exists, so everything the API shows afterwards comes from the
+/// answers (and, after a migration, from the console asking the destination).
 #[tokio::test]
 async fn observed_state_is_never_older_than_the_last_command() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start_console_with(dir.path(), None, false, |cfg| {
-        cfg.heartbeat_timeout = Duration::from_secs(120);
-    })
-    .await;
+    let c = start_console(dir.path(), None, false).await;
     let src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
     let dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
-    src.state.lock().unwrap().silent = true;
-    dst.state.lock().unwrap().silent = true;
+    src.state.lock().unwrap().reports_stalled = true;
+    dst.state.lock().unwrap().reports_stalled = true;
     // Let a report that was already on its way arrive before the checks.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let body = vm_json("fresh", 1, GIB)

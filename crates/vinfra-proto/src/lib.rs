@@ -4,10 +4,14 @@
 //! is its host name) and keeps one connection open. Both directions carry [`frame`]s: a 4-byte
 //! big-endian length and a JSON document, at most [`frame::MAX_FRAME`] bytes.
 //!
-//! - The agent speaks first with [`AgentMessage::Hello`], then sends [`AgentMessage::Report`] every
-//!   few seconds (the heartbeat), and answers each [`ConsoleMessage::Request`] with exactly one
-//!   [`AgentMessage::Response`] carrying the same `id`.
-//! - The console sends [`ConsoleMessage::Request`]s; several may be in flight at once.
+//! - The agent speaks first with [`AgentMessage::Hello`], then sends [`AgentMessage::Heartbeat`]
+//!   every second (liveness, from a task that waits on nothing else), [`AgentMessage::Report`]
+//!   every few seconds and after commands (the host's state), and answers each
+//!   [`ConsoleMessage::Request`] with exactly one [`AgentMessage::Response`] carrying the same
+//!   `id`.
+//! - The console sends [`ConsoleMessage::Request`]s; several may be in flight at once. It answers
+//!   each heartbeat at once with [`ConsoleMessage::HeartbeatAck`], and counts a host
+//!   disconnected after its heartbeat timeout without any message from it.
 //!
 //! [`pki`] holds the cluster CA, certificate issuance and the rustls configurations both ends use.
 #![deny(unsafe_code)]

@@ -7,8 +7,10 @@ use uuid::Uuid;
 use vinfra_types::network::HostSwitchCounters;
 use vinfra_types::{Accel, HostCapacity, HostUsage, VmObserved, VmSpec};
 
-/// Version of this protocol; the console refuses a Hello with another major version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this protocol; the console refuses a Hello with another version. 2: heartbeats
+/// ([`AgentMessage::Heartbeat`], [`ConsoleMessage::HeartbeatAck`]) carry the connection's
+/// liveness, reports only the host's state.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,14 @@ pub enum ConsoleMessage {
         /// Why, for the operator.
         reason: String,
     },
+    /// Answer to [`AgentMessage::Heartbeat`] `seq`, sent at once by the connection's reader
+    /// (never behind a command or a store write). The agent's console contact is the send time
+    /// of the last heartbeat acknowledged: a round trip, so a failure in either direction is
+    /// lost contact.
+    HeartbeatAck {
+        /// The `seq` of the heartbeat acknowledged.
+        seq: u64,
+    },
 }
 
 /// What an agent sends to the console.
@@ -56,10 +66,20 @@ pub enum AgentMessage {
         /// The host as it is now.
         report: HostReport,
     },
-    /// Periodic heartbeat with fresh usage.
+    /// The host's state with fresh usage, every report interval and after each command that
+    /// may change a VM. It may lag behind (a report waits up to a bound on each VM's QEMU); the
+    /// host's liveness is its heartbeats.
     Report {
         /// The host as it is now.
         report: HostReport,
+    },
+    /// Liveness, every heartbeat interval (1 s by default), from a task that waits on no VM,
+    /// QMP or datastore. The console answers each with [`ConsoleMessage::HeartbeatAck`] and
+    /// counts the host disconnected after its heartbeat timeout (3 s by default) without any
+    /// message.
+    Heartbeat {
+        /// Increases by one per heartbeat on a connection, from 1.
+        seq: u64,
     },
     /// The answer to request `id`.
     Response {
@@ -496,5 +516,17 @@ mod tests {
         json.as_object_mut().unwrap().remove("underlay_mtu");
         let old: HostReport = serde_json::from_value(json).unwrap();
         assert_eq!(old.underlay_mtu, 1500);
+    }
+
+    #[test]
+    fn heartbeats_on_the_wire() {
+        let hb = AgentMessage::Heartbeat { seq: 7 };
+        let json = serde_json::to_value(&hb).unwrap();
+        assert_eq!(json, serde_json::json!({"type": "heartbeat", "seq": 7}));
+        assert_eq!(serde_json::from_value::<AgentMessage>(json).unwrap(), hb);
+        let ack = ConsoleMessage::HeartbeatAck { seq: 7 };
+        let json = serde_json::to_value(&ack).unwrap();
+        assert_eq!(json, serde_json::json!({"type": "heartbeat_ack", "seq": 7}));
+        assert_eq!(serde_json::from_value::<ConsoleMessage>(json).unwrap(), ack);
     }
 }

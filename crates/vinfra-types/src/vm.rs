@@ -298,6 +298,10 @@ pub struct VmObserved {
     pub uptime_s: u64,
     /// What it uses now.
     pub usage: VmUsage,
+    /// Its QEMU did not answer the host's last observation in time (stopped, wedged, or
+    /// overloaded): `state`, `uptime_s` and `usage` are the last known ones. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresponsive: bool,
 }
 
 /// A VM as the REST API shows it.
@@ -321,6 +325,10 @@ pub struct VmSummary {
     pub uptime_s: u64,
     /// What it uses now (as last reported).
     pub usage: VmUsage,
+    /// Its QEMU did not answer its host in time (stopped, wedged, or overloaded): `state` is the
+    /// last known one.
+    #[serde(default)]
+    pub unresponsive: bool,
     /// The VM's specification.
     pub spec: VmSpec,
     /// Seconds since the Unix epoch when the VM was created.

@@ -40,16 +40,13 @@ impl Manager {
         self.admit(&instance)?;
         // What it boots from and its disks (the missing ones created): the datastore's one
         // answer, which the launch uses as it is.
-        let Prepared { media, new_dir } = self.ds.prepare(id, &instance.spec)?;
-        let undo_disks = || {
-            if new_dir {
-                let _ = self.ds.delete_vm(id);
-            }
-        };
+        let spec = instance.spec.clone();
+        let Prepared { media, new_dir } =
+            self.on_datastore(move |ds| ds.prepare(id, &spec)).await?;
         let mut vm = match self.new_vm(instance, false) {
             Ok(vm) => vm,
             Err(e) => {
-                undo_disks();
+                self.undo_disks(id, new_dir).await;
                 return Err(e);
             }
         };
@@ -58,13 +55,20 @@ impl Manager {
                 let _ = vm.kill_now().await;
                 self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.files.dir);
-                undo_disks();
+                self.undo_disks(id, new_dir).await;
                 return Err(e);
             }
         }
         let obs = vm.observe(&self.sampler).await;
         self.insert(vm, Some(obs.clone())).await;
         Ok(obs)
+    }
+
+    /// Deletes the datastore directory of VM `id` when its create made it (`new_dir`).
+    async fn undo_disks(&self, id: Uuid, new_dir: bool) {
+        if new_dir {
+            let _ = self.on_datastore(move |ds| ds.delete_vm(id)).await;
+        }
     }
 
     /// Refuses, before anything is created, a VM this host cannot run: an invalid
@@ -190,7 +194,8 @@ impl Manager {
         if vm.check_alive() {
             self.resume(&mut vm).await?;
         } else {
-            let media = self.ds.media(id, &vm.record.instance.spec)?;
+            let spec = vm.record.instance.spec.clone();
+            let media = self.on_datastore(move |ds| ds.media(id, &spec)).await?;
             self.power_on(&mut vm, media).await?;
         }
         Ok(vm.observe(&self.sampler).await)
@@ -275,7 +280,7 @@ impl Manager {
         self.detach_nics(&mut vm).await;
         self.forget(&vm).await?;
         if delete_disks {
-            self.ds.delete_vm(id)?;
+            self.on_datastore(move |ds| ds.delete_vm(id)).await?;
         }
         Ok(())
     }

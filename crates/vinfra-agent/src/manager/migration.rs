@@ -48,7 +48,8 @@ impl Manager {
         }
         self.admit(&instance)?;
         // The disks are on the shared datastore already: nothing is created.
-        let media = self.ds.media(id, &instance.spec)?;
+        let spec = instance.spec.clone();
+        let media = self.on_datastore(move |ds| ds.media(id, &spec)).await?;
         let mut vm = self.new_vm(instance, true)?;
         vm.record.started_at = vm.record.instance.started_at;
         match self.start_incoming(&mut vm, media).await {

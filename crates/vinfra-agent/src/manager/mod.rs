@@ -14,7 +14,7 @@
 //!   directory and record, QEMU's launch description (built there only) and the launch;
 //! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
 //! - this file: [`Manager`] and its table (look up, insert, forget), [`Manager::open`],
-//!   observing;
+//!   observing (a report's observation of every VM is bounded: see [`Manager::observe_all`]);
 //! - `adoption.rs`: the VMs found on disk at open, with their QEMUs;
 //! - `vm.rs`: one VM: its power state from QEMU, waiting for and forcing QEMU's end;
 //! - `records.rs`: [`LocalVm`] on disk;
@@ -40,14 +40,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use uuid::Uuid;
-use vinfra_types::{Accel, VmObserved};
+use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
 pub use error::{ManagerError, Result, StateConflict};
 pub use records::LocalVm;
 
+use crate::contact::ConsoleContact;
 use crate::disks::Datastore;
 use crate::network::{spawn_reconciler, SwitchAttachment, SwitchLink};
 use crate::usage::Sampler;
@@ -58,6 +60,9 @@ use vm::Vm;
 pub const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
 /// Largest console log tail returned.
 pub const MAX_CONSOLE_BYTES: u64 = 1 << 20;
+/// How long a report waits for one VM's QEMU to answer before it shows the VM's last known
+/// state marked unresponsive ([`Manager::observe_all`]).
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a manager keeps things and how it runs QEMU.
 #[derive(Clone)]
@@ -77,16 +82,61 @@ pub struct ManagerConfig {
 /// One VM in the table: the VM behind its lock, and its last observation for readers that do
 /// not wait for the lock.
 struct Entry {
+    /// The VM's id and name (they never change), for a report that cannot take the lock.
+    id: Uuid,
+    name: String,
     vm: Mutex<Vm>,
     last: StdMutex<Option<VmObserved>>,
+    /// When the report's observation under way (holding the lock) began.
+    observing: StdMutex<Option<Instant>>,
 }
 
 impl Entry {
     fn new(vm: Vm, last: Option<VmObserved>) -> Arc<Entry> {
         Arc::new(Entry {
+            id: vm.id(),
+            name: vm.record.instance.spec.name.clone(),
             vm: Mutex::new(vm),
             last: StdMutex::new(last),
+            observing: StdMutex::new(None),
         })
+    }
+
+    fn remember(&self, obs: &VmObserved) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(obs.clone());
+        }
+    }
+
+    /// True while a report's observation of this VM has waited on QEMU for `bound` or longer.
+    fn stuck(&self, bound: Duration) -> bool {
+        self.observing
+            .lock()
+            .ok()
+            .and_then(|o| *o)
+            .is_some_and(|since| since.elapsed() >= bound)
+    }
+
+    /// The last observation, marked unresponsive when `unresponsive` (a VM never observed
+    /// shows in state `unknown`); `None` for a VM never observed that is merely busy.
+    fn last_known(&self, unresponsive: bool) -> Option<VmObserved> {
+        let last = self.last.lock().ok().and_then(|l| l.clone());
+        match (last, unresponsive) {
+            (Some(mut o), _) => {
+                o.unresponsive = unresponsive;
+                Some(o)
+            }
+            (None, true) => Some(VmObserved {
+                id: self.id,
+                name: self.name.clone(),
+                state: PowerState::Unknown,
+                pid: None,
+                uptime_s: 0,
+                usage: VmUsage::default(),
+                unresponsive: true,
+            }),
+            (None, false) => None,
+        }
     }
 }
 
@@ -95,8 +145,10 @@ pub struct Manager {
     cfg: ManagerConfig,
     ds: Datastore,
     vms: Mutex<HashMap<Uuid, Arc<Entry>>>,
-    sampler: StdMutex<Sampler>,
+    sampler: Arc<StdMutex<Sampler>>,
     switch: Option<Arc<SwitchLink>>,
+    contact: ConsoleContact,
+    observe_timeout: Duration,
 }
 
 impl Manager {
@@ -128,14 +180,30 @@ impl Manager {
             },
             cfg,
             vms: Mutex::new(table),
-            sampler: StdMutex::new(Sampler::default()),
+            sampler: Arc::default(),
             switch,
+            contact: ConsoleContact::new(),
+            observe_timeout: OBSERVE_TIMEOUT,
         })
+    }
+
+    /// The same manager, whose reports wait `bound` for each VM's QEMU instead of
+    /// [`OBSERVE_TIMEOUT`].
+    pub fn with_observe_timeout(mut self, bound: Duration) -> Manager {
+        self.observe_timeout = bound;
+        self
     }
 
     /// The link to the host's virtual switch, when the host has one.
     pub fn switch(&self) -> Option<&Arc<SwitchLink>> {
         self.switch.as_ref()
+    }
+
+    /// The host's contact with the console: the send time of the last heartbeat the console
+    /// acknowledged, on any session (the connection's heartbeat path keeps it; anything on the
+    /// host may read it, e.g. to tell its guard how old the contact is).
+    pub fn contact(&self) -> &ConsoleContact {
+        &self.contact
     }
 
     /// The accelerator VMs run with.
@@ -155,6 +223,18 @@ impl Manager {
             .get(&id)
             .cloned()
             .ok_or(ManagerError::NoSuchVm(id))
+    }
+
+    /// Runs a datastore call (qemu-img, file work on shared storage, either of which can hang
+    /// as long as the storage does) on a blocking thread, never on the runtime's.
+    async fn on_datastore<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Datastore) -> std::result::Result<T, crate::disks::DiskError>
+            + Send
+            + 'static,
+    ) -> Result<T> {
+        let ds = self.ds.clone();
+        Ok(tokio::task::spawn_blocking(move || call(&ds)).await??)
     }
 
     /// Puts a VM into the table.
@@ -180,7 +260,7 @@ impl Manager {
         Ok(self.entry(id).await?.vm.lock().await.record.clone())
     }
 
-    /// Observes one VM now.
+    /// Observes one VM now (waiting for its lock and its QEMU).
     pub async fn observe(&self, id: Uuid) -> Result<VmObserved> {
         let e = self.entry(id).await?;
         let obs = e.vm.lock().await.observe(&self.sampler).await;
@@ -190,20 +270,31 @@ impl Manager {
         Ok(obs)
     }
 
-    /// Observes every VM; a VM busy with a long operation reports its last observation.
+    /// Observes every VM for a report, within the observe timeout ([`OBSERVE_TIMEOUT`]) in
+    /// all: the VMs' QEMUs are asked at once, each in a task of its own. A VM busy with a long
+    /// operation reports its last observation. A VM whose QEMU does not answer in time (stopped,
+    /// wedged, overloaded), or answers with an error, reports its last observation marked
+    /// [`VmObserved::unresponsive`]; its task goes on waiting (holding the VM's lock, so there
+    /// is never more than one) and its answer, when it comes, is the next report's.
     pub async fn observe_all(&self) -> Vec<VmObserved> {
         let entries: Vec<Arc<Entry>> = self.vms.lock().await.values().cloned().collect();
+        let bound = self.observe_timeout;
+        let deadline = tokio::time::Instant::now() + bound;
+        let tasks: Vec<_> = entries
+            .into_iter()
+            .map(|e| {
+                let task = tokio::spawn(observe_entry(e.clone(), self.sampler.clone()));
+                (e, task)
+            })
+            .collect();
         let mut out = Vec::new();
-        for e in entries {
-            let obs = match e.vm.try_lock() {
-                Ok(mut vm) => {
-                    let o = vm.observe(&self.sampler).await;
-                    if let Ok(mut last) = e.last.lock() {
-                        *last = Some(o.clone());
-                    }
-                    Some(o)
-                }
-                Err(_) => e.last.lock().ok().and_then(|l| l.clone()),
+        for (e, mut task) in tasks {
+            let obs = match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(Observation::Answered(o))) => Some(o),
+                Ok(Ok(Observation::NoAnswer)) => e.last_known(true),
+                Ok(Ok(Observation::Busy) | Err(_)) => e.last_known(e.stuck(bound)),
+                // Still waiting: the task goes on alone.
+                Err(_) => e.last_known(true),
             };
             out.extend(obs);
         }
@@ -213,5 +304,44 @@ impl Manager {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// What a report's observation of one VM found.
+enum Observation {
+    /// QEMU answered (or none runs).
+    Answered(VmObserved),
+    /// QEMU runs and answered with an error.
+    NoAnswer,
+    /// Another operation (or observation) holds the VM.
+    Busy,
+}
+
+/// Observes the VM of `e` unless something else holds it, noting when the observation began
+/// (see [`Entry::stuck`]) and remembering what QEMU answered.
+async fn observe_entry(e: Arc<Entry>, sampler: Arc<StdMutex<Sampler>>) -> Observation {
+    let Ok(mut vm) = e.vm.try_lock() else {
+        return Observation::Busy;
+    };
+    if let Ok(mut o) = e.observing.lock() {
+        *o = Some(Instant::now());
+    }
+    let answer = vm.try_observe(&sampler).await;
+    if let Ok(mut o) = e.observing.lock() {
+        *o = None;
+    }
+    match answer {
+        Ok(obs) => {
+            e.remember(&obs);
+            Observation::Answered(obs)
+        }
+        Err(err) => {
+            tracing::warn!(
+                "VM {}: QEMU does not answer: {}",
+                e.id,
+                vinfra_types::error::Chain(&err)
+            );
+            Observation::NoAnswer
+        }
     }
 }

@@ -800,3 +800,89 @@ async fn the_consoles_switch_configuration_reverts_the_switchs_mac_moves() {
         .rposition(|r| matches!(r, Request::AddMacEntry { .. }));
     assert!(revert > last_entry, "{log:?}");
 }
+
+/// A VM whose QEMU does not answer (wedged, as under SIGSTOP) holds up no report: the report
+/// comes within the observe timeout, that VM with its last known state marked unresponsive and
+/// the others as they are; later reports, while its observation still waits, come at once and
+/// mark it too; once QEMU answers again the VM is reported as usual.
+#[tokio::test]
+async fn a_wedged_qemu_holds_up_no_report() {
+    let Host { tmp: _tmp, fake, m } = host().await;
+    let bound = Duration::from_millis(500);
+    let m = m.with_observe_timeout(bound);
+    let h = Host { tmp: _tmp, fake, m };
+    let (a, b) = (h.running("a").await, h.running("b").await);
+    let info = crate::connection::HostInfo {
+        host: "h".into(),
+        address: "127.0.0.1".into(),
+        qemu_version: "9.2.0".into(),
+        capacity: vinfra_types::HostCapacity {
+            cores: 2,
+            memory_mib: 2048,
+        },
+    };
+    let report = crate::connection::host_report(&h.m, &info).await;
+    assert!(report.vms.iter().all(|v| !v.unresponsive), "{report:?}");
+
+    h.fake.wedge(a);
+    let seen = |report: &vinfra_proto::HostReport, id: Uuid| {
+        let v = report.vms.iter().find(|v| v.id == id).expect("listed");
+        (v.state, v.unresponsive)
+    };
+    for round in 0..3 {
+        let t = std::time::Instant::now();
+        let report = crate::connection::host_report(&h.m, &info).await;
+        let took = t.elapsed();
+        assert!(
+            took < bound + Duration::from_millis(400),
+            "round {round}: {took:?}"
+        );
+        assert_eq!(
+            seen(&report, a),
+            (PowerState::Running, true),
+            "round {round}"
+        );
+        assert_eq!(
+            seen(&report, b),
+            (PowerState::Running, false),
+            "round {round}"
+        );
+        if round == 0 {
+            assert!(took >= bound, "the first report waited {took:?} only");
+        }
+    }
+    // A command on another VM is not held up either.
+    h.m.stop(b, true, LONG).await.unwrap();
+    let report = crate::connection::host_report(&h.m, &info).await;
+    assert_eq!(seen(&report, b), (PowerState::Stopped, false));
+
+    h.fake.unwedge(a);
+    let t = std::time::Instant::now();
+    loop {
+        let report = crate::connection::host_report(&h.m, &info).await;
+        if seen(&report, a) == (PowerState::Running, false) {
+            break;
+        }
+        assert!(t.elapsed() < LONG, "VM a stays unresponsive: {report:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A wedged QEMU of a VM never observed yet (adopted after an agent restart) is listed all the
+/// same, in state unknown and unresponsive, rather than left out of the report.
+#[tokio::test]
+async fn a_wedged_qemu_never_observed_is_listed_as_unknown() {
+    let h = host().await;
+    let a = h.running("a").await;
+    h.fake.wedge(a);
+    let Host { tmp, fake, m } = h.restart().await;
+    let m = m.with_observe_timeout(Duration::from_millis(200));
+    let vms = m.observe_all().await;
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    assert_eq!(
+        (vms[0].id, vms[0].state, vms[0].unresponsive),
+        (a, PowerState::Unknown, true)
+    );
+    fake.unwedge(a);
+    drop(tmp);
+}

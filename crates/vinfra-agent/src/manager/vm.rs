@@ -9,7 +9,7 @@ use vinfra_types::{PowerState, VmObserved, VmUsage};
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::records::{self, LocalVm};
-use crate::qemu::{MigrationState, MigrationStats, QemuProcess, RunState, VmFiles};
+use crate::qemu::{MigrationState, MigrationStats, QemuError, QemuProcess, RunState, VmFiles};
 use crate::usage::Sampler;
 
 /// How often a wait for QEMU's exit looks.
@@ -115,10 +115,23 @@ impl Vm {
         self.qemu.as_ref().map(|q| q.pid())
     }
 
-    /// The current power state, asking QEMU when it runs. Brings the record up to date: a
-    /// guest that powered itself off is stopped, an incoming guest that arrived runs here, a
-    /// failed or cancelled outgoing migration is over.
+    /// The current power state, asking QEMU when it runs ([`PowerState::Unknown`] when it does
+    /// not answer). Brings the record up to date: a guest that powered itself off is stopped,
+    /// an incoming guest that arrived runs here, a failed or cancelled outgoing migration is
+    /// over.
     pub(super) async fn state(&mut self) -> PowerState {
+        match self.read_state().await {
+            Ok(state) => state,
+            Err(e) => {
+                let id = self.id();
+                tracing::warn!("VM {id}: query-status: {}", vinfra_types::error::Chain(&e));
+                PowerState::Unknown
+            }
+        }
+    }
+
+    /// Like [`Vm::state`], but a QEMU that runs and does not answer `query-status` is an error.
+    pub(super) async fn read_state(&mut self) -> Result<PowerState, QemuError> {
         if !self.check_alive() {
             if self.shutdown_seen && self.record.want_running {
                 // The guest powered itself off: a stop, not a crash.
@@ -126,23 +139,16 @@ impl Vm {
                 self.record.started_at = None;
                 self.save_logged();
             }
-            return if self.record.want_running {
+            return Ok(if self.record.want_running {
                 PowerState::Crashed
             } else {
                 PowerState::Stopped
-            };
+            });
         }
-        let id = self.id();
         let Some(q) = self.qemu.as_deref_mut() else {
-            return PowerState::Unknown;
+            return Ok(PowerState::Unknown);
         };
-        let status = match q.status().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("VM {id}: query-status: {}", vinfra_types::error::Chain(&e));
-                return PowerState::Unknown;
-            }
-        };
+        let status = q.status().await?;
         // Only an outgoing migration this agent started counts (see `outgoing_migration`).
         let migration = if self.record.migrating_out {
             q.migration().await.ok().map(|p| p.state)
@@ -156,14 +162,14 @@ impl Vm {
             self.save_logged();
         }
         match migration {
-            Some(m) if m.is_active() => return PowerState::Migrating,
+            Some(m) if m.is_active() => return Ok(PowerState::Migrating),
             Some(MigrationState::Failed | MigrationState::Cancelled) => {
                 self.record.migrating_out = false;
                 self.save_logged();
             }
             _ => {}
         }
-        status.power_state()
+        Ok(status.power_state())
     }
 
     fn save_logged(&self) {
@@ -175,6 +181,20 @@ impl Vm {
     /// What the console is told about the VM now.
     pub(super) async fn observe(&mut self, sampler: &StdMutex<Sampler>) -> VmObserved {
         let state = self.state().await;
+        self.observed(state, sampler)
+    }
+
+    /// Like [`Vm::observe`], but a QEMU that runs and does not answer is an error.
+    pub(super) async fn try_observe(
+        &mut self,
+        sampler: &StdMutex<Sampler>,
+    ) -> Result<VmObserved, QemuError> {
+        let state = self.read_state().await?;
+        Ok(self.observed(state, sampler))
+    }
+
+    /// The VM in `state`, with its QEMU's usage and the guest's uptime.
+    fn observed(&self, state: PowerState, sampler: &StdMutex<Sampler>) -> VmObserved {
         let pid = self.pid();
         let usage = match pid {
             Some(pid) => sampler
@@ -194,6 +214,7 @@ impl Vm {
             pid,
             uptime_s,
             usage,
+            unresponsive: false,
         }
     }
 

@@ -13,14 +13,18 @@
 //!   [`FakeRunner::fail_migration`] or `cancel_migration` leave the guest running;
 //! - `cont` resumes any paused guest, including a source whose migration completed (QEMU allows
 //!   it: keeping that copy paused is the agent's job), but not one waiting for its migration;
-//! - `kill` ends the process; a killed or crashed QEMU is not alive and answers nothing.
+//! - `kill` ends the process; a killed or crashed QEMU is not alive and answers nothing;
+//! - a wedged QEMU ([`FakeRunner::wedge`], as one stopped with SIGSTOP or stuck in I/O) is alive
+//!   but answers no QMP command until [`FakeRunner::unwedge`]; `kill` (SIGKILL) still ends it.
 //!
 //! Pids start at 2^23, above any pid Linux hands out, so no real process is ever mistaken for
 //! a fake one. Every command is logged per VM ([`FakeRunner::calls`]), across relaunches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
 
 use uuid::Uuid;
 use vinfra_qmp::QmpError;
@@ -81,6 +85,7 @@ struct FakeHost {
     calls: HashMap<Uuid, Vec<Call>>,
     failing_launches: usize,
     busy_ports: usize,
+    wedged: HashSet<Uuid>,
 }
 
 impl FakeHost {
@@ -95,6 +100,8 @@ impl FakeHost {
 pub struct FakeRunner {
     accel: Accel,
     host: Arc<Mutex<FakeHost>>,
+    /// Bumped whenever a QEMU is unwedged: wakes the commands waiting on one.
+    wake: Arc<watch::Sender<u64>>,
 }
 
 fn lock(host: &Mutex<FakeHost>) -> MutexGuard<'_, FakeHost> {
@@ -118,7 +125,19 @@ impl FakeRunner {
                 next_pid: FIRST_PID,
                 ..FakeHost::default()
             })),
+            wake: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// VM `id`'s QEMU stops answering QMP (its commands wait) until [`FakeRunner::unwedge`].
+    pub fn wedge(&self, id: Uuid) {
+        lock(&self.host).wedged.insert(id);
+    }
+
+    /// VM `id`'s QEMU answers again, the commands that waited first.
+    pub fn unwedge(&self, id: Uuid) {
+        lock(&self.host).wedged.remove(&id);
+        self.wake.send_modify(|n| *n += 1);
     }
 
     /// Runs `f` on VM `id`'s QEMU if it is alive; `None` otherwise.
@@ -291,6 +310,7 @@ impl VmRunner for FakeRunner {
             id: launch.id,
             pid,
             host: self.host.clone(),
+            wake: self.wake.clone(),
         }))
     }
 
@@ -302,6 +322,7 @@ impl VmRunner for FakeRunner {
             id,
             pid,
             host: self.host.clone(),
+            wake: self.wake.clone(),
         }))
     }
 }
@@ -312,9 +333,20 @@ pub struct FakeProcess {
     id: Uuid,
     pid: u32,
     host: Arc<Mutex<FakeHost>>,
+    wake: Arc<watch::Sender<u64>>,
 }
 
 impl FakeProcess {
+    /// Returns once this QEMU is not wedged (at once when it is not).
+    async fn answers(&self) {
+        let mut woken = self.wake.subscribe();
+        while lock(&self.host).wedged.contains(&self.id) {
+            if woken.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Logs `call` and runs `f` on this QEMU if it is still the live one; [`QemuError::Gone`]
     /// otherwise.
     fn command<T>(
@@ -354,10 +386,12 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn status(&mut self) -> Result<RunState, QemuError> {
+        self.answers().await;
         self.command(None, |q, _| Ok(q.status.clone()))
     }
 
     async fn migration(&mut self) -> Result<MigrationStats, QemuError> {
+        self.answers().await;
         self.command(None, |q, _| {
             let mut p = MigrationStats::in_state(q.migration.clone());
             p.total_bytes = q.launch.memory_mib << 20;
@@ -373,6 +407,7 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn cont(&mut self) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::Cont), |q, _| match q.status {
             RunState::InMigrate => Err(refused("guest is waiting for an incoming migration")),
             _ => {
@@ -383,6 +418,7 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn powerdown(&mut self) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::Powerdown), |q, _| {
             if q.status == RunState::Running && !q.ignores_powerdown {
                 q.shutdown_seen = true;
@@ -393,10 +429,12 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn reset(&mut self) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::Reset), |_, _| Ok(()))
     }
 
     async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::ListenIncoming(uri.into())), |q, busy| {
             if q.status != RunState::InMigrate || q.listening.is_some() {
                 return Err(refused("the incoming migration has already been started"));
@@ -411,6 +449,7 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::Migrate(uri.into(), params)), |q, _| {
             if q.migration.is_active() {
                 return Err(refused("There's a migration process in progress"));
@@ -425,6 +464,7 @@ impl QemuProcess for FakeProcess {
     }
 
     async fn cancel_migration(&mut self) -> Result<(), QemuError> {
+        self.answers().await;
         self.command(Some(Call::CancelMigration), |q, _| {
             if q.migration.is_active() {
                 q.migration = MigrationState::Cancelled;

@@ -31,7 +31,11 @@ use vinfra_types::{
 };
 
 /// How often a real agent reports (`vinfra agent`): every 2 s.
-pub const HEARTBEAT: Duration = Duration::from_secs(2);
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a real agent sends a heartbeat (`vinfra agent`): every second. The console counts
+/// a host disconnected after 3 s without any message.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Panics with `what` and the error.
 pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
@@ -215,7 +219,7 @@ impl Api {
 pub struct FleetHost {
     /// Host name.
     pub name: String,
-    /// What it reports at Hello and in every heartbeat.
+    /// What it reports at Hello and in every report.
     pub vms: Vec<VmObserved>,
 }
 
@@ -232,6 +236,7 @@ pub fn running(id: Uuid, name: &str) -> VmObserved {
             cpu_cores: 0.2,
             rss_mib: 200,
         },
+        unresponsive: false,
     }
 }
 
@@ -257,6 +262,8 @@ impl CreateTimes {
 pub struct FleetCounters {
     /// Reports sent (Hello excluded).
     pub reports: AtomicU64,
+    /// Heartbeats sent.
+    pub heartbeats: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
     /// `CreateVm` requests answered.
@@ -439,8 +446,8 @@ async fn agent(
     }
 }
 
-/// One agent session: Hello, then a report every `interval` (the first after `offset`) and an
-/// answer to every request, until the console closes it.
+/// One agent session: Hello, then a report every `interval` (the first after `offset`), a
+/// heartbeat every [`HEARTBEAT`] and an answer to every request, until the console closes it.
 #[allow(clippy::too_many_arguments)]
 async fn session(
     addr: SocketAddr,
@@ -477,10 +484,20 @@ async fn session(
     }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat = tokio::time::interval_at(
+        tokio::time::Instant::now() + offset.min(HEARTBEAT),
+        HEARTBEAT,
+    );
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0;
     loop {
         tokio::select! {
             msg = rx.recv::<ConsoleMessage>() => {
-                let Ok(ConsoleMessage::Request { id, command }) = msg else { break };
+                let (id, command) = match msg {
+                    Ok(ConsoleMessage::Request { id, command }) => (id, command),
+                    Ok(ConsoleMessage::HeartbeatAck { .. }) => continue,
+                    _ => break,
+                };
                 let received = Instant::now();
                 let create = match &command {
                     AgentCommand::CreateVm { vm, .. } => Some(vm.spec.name.clone()),
@@ -510,6 +527,13 @@ async fn session(
                     break;
                 }
                 counters.reports.fetch_add(1, Ordering::Relaxed);
+            }
+            _ = beat.tick() => {
+                seq += 1;
+                if tx.send(&AgentMessage::Heartbeat { seq }).await.is_err() {
+                    break;
+                }
+                counters.heartbeats.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

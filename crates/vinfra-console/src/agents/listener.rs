@@ -1,5 +1,12 @@
 //! The agent endpoint: accepts TLS connections, handles joins, and runs one task per connected
-//! agent (a reader routing responses and storing reports, a writer fed by a channel).
+//! agent (a reader routing responses, storing reports and acknowledging heartbeats, a writer fed
+//! by a channel).
+//!
+//! Liveness: every message from the agent (a heartbeat every second, a report, a response)
+//! resets the connection's silence timer; after the registry's heartbeat timeout (3 s by
+//! default) without one the connection is closed and the host is disconnected. Each heartbeat
+//! is acknowledged at once, ahead of any queued request, so the agent's console contact (the
+//! round trip) does not wait on the console's work either.
 //!
 //! What the endpoint needs of the console (joins, Hellos) is the [`Membership`] trait, which
 //! `hosts::joins` implements for the console: the endpoint imports nothing above it.
@@ -41,6 +48,9 @@ pub trait Membership: Send + Sync + 'static {
 /// How long a fresh connection has to complete TLS and send its first message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Heartbeat acknowledgements waiting for the writer, at most.
+const ACK_QUEUE: usize = 16;
+
 /// Why a connection to the agent endpoint ended (the agent side of it has its own error).
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -81,8 +91,8 @@ pub enum EndpointError {
     /// the certificate names a host that is not (or no longer) registered
     #[error("host '{0}' is not registered (removed from the cluster?)")]
     UnknownHost(String),
-    /// the connection stayed open but no report arrived within the heartbeat timeout
-    #[error("no report for {} s", .0.as_secs_f64())]
+    /// the connection stayed open but no message arrived within the heartbeat timeout
+    #[error("no message for {} s", .0.as_secs_f64())]
     Silent(Duration),
 }
 
@@ -202,8 +212,19 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     tracing::info!(host, "agent connected");
     let (mut sender, mut receiver) = framed.split();
     let mut rx = reg.rx;
+    // Acknowledgements jump the queue of requests (a full queue drops one: the writer is stuck,
+    // and the agent has lost contact either way).
+    let (acks, mut ack_rx) = tokio::sync::mpsc::channel::<u64>(ACK_QUEUE);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                Some(seq) = ack_rx.recv() => ConsoleMessage::HeartbeatAck { seq },
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
             if sender.send(&msg).await.is_err() {
                 break;
             }
@@ -218,11 +239,20 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             m = receiver.recv::<AgentMessage>() => m,
             _ = &mut closed => break Ok(()),
             () = &mut silent => {
-                tracing::warn!(host, "no report within {heartbeat:?}: closing the connection");
+                tracing::warn!(host, "no message within {heartbeat:?}: closing the connection");
                 break Err(EndpointError::Silent(heartbeat));
             }
         };
+        if msg.is_ok() {
+            silent
+                .as_mut()
+                .reset(tokio::time::Instant::now() + heartbeat);
+        }
         match msg {
+            Ok(AgentMessage::Heartbeat { seq }) => {
+                let _ = acks.try_send(seq);
+                registry.heard(&host, reg.conn_id);
+            }
             Ok(AgentMessage::Report { report }) => {
                 if report.host != host {
                     break Err(EndpointError::WrongHost {
@@ -231,11 +261,9 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                     });
                 }
                 registry.report(&host, reg.conn_id, report);
-                silent
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + heartbeat);
             }
             Ok(AgentMessage::Response { id, result }) => {
+                registry.heard(&host, reg.conn_id);
                 let waiter = reg
                     .pending
                     .lock()
@@ -245,14 +273,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                     let _ = w.send(result);
                 }
             }
-            Ok(other) => {
-                break Err(EndpointError::Unexpected(match other {
-                    AgentMessage::Join { .. } => "join",
-                    AgentMessage::Hello { .. } => "hello",
-                    AgentMessage::Report { .. } => "report",
-                    AgentMessage::Response { .. } => "response",
-                }));
-            }
+            Ok(AgentMessage::Join { .. }) => break Err(EndpointError::Unexpected("join")),
+            Ok(AgentMessage::Hello { .. }) => break Err(EndpointError::Unexpected("hello")),
             Err(e) => break Err(e.into()),
         }
     };

@@ -5,4 +5,4 @@ pub mod listener;
 pub mod registry;
 
 pub use listener::Membership;
-pub use registry::{AgentRegistry, Observed, RequestError, REPORT_TIMEOUT};
+pub use registry::{AgentRegistry, Observed, RequestError, HEARTBEAT_TIMEOUT};

@@ -1,4 +1,9 @@
 //! Connected agents: their outgoing channel, pending requests and latest report.
+//!
+//! Liveness and state are kept apart: a host is connected while its connection is up and some
+//! message (a heartbeat, every second) arrived within the heartbeat timeout; its latest report
+//! says what it runs and may be older (a report waits on the host's QEMUs, a heartbeat on
+//! nothing).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +15,9 @@ use uuid::Uuid;
 use vinfra_proto::{AgentCommand, CommandError, CommandReply, ConsoleMessage, HostReport};
 use vinfra_types::{HostStatus, PowerState, VmObserved};
 
-/// A host counts as disconnected when no report arrived for this long.
-pub const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A host counts as disconnected when no message arrived for this long (three heartbeats: the
+/// `heartbeat_timeout` of `vinfra_ha::HaTimings`).
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Requests sent to an agent that wait for their response, by request id.
 pub type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, CommandError>>>>>;
@@ -50,13 +56,16 @@ pub enum RequestError {
     },
 }
 
-/// The latest report of a host and when it arrived.
+/// The latest report of a host and when it arrived, and when the host was last heard from.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The report.
     pub report: Arc<HostReport>,
-    /// When it arrived.
+    /// When it arrived (how stale the observed state is).
     pub received: Instant,
+    /// When the last message of any kind (heartbeat, report, response) arrived on the host's
+    /// current or last connection (its liveness).
+    pub heard: Instant,
 }
 
 struct Connection {
@@ -80,13 +89,13 @@ pub struct AgentRegistry {
     next_id: Arc<AtomicU64>,
     /// Host names whose agent said Hello or whose connection closed (controllers listen).
     notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
-    /// A host is disconnected when its last report is older than this.
+    /// A host is disconnected when it was last heard from longer ago than this.
     heartbeat_timeout: Duration,
 }
 
 impl Default for AgentRegistry {
     fn default() -> Self {
-        Self::new(REPORT_TIMEOUT)
+        Self::new(HEARTBEAT_TIMEOUT)
     }
 }
 
@@ -103,8 +112,8 @@ pub struct Registration {
 }
 
 impl AgentRegistry {
-    /// An empty registry whose hosts count as disconnected after `heartbeat_timeout` without a
-    /// report.
+    /// An empty registry whose hosts count as disconnected after `heartbeat_timeout` without any
+    /// message.
     pub fn new(heartbeat_timeout: Duration) -> Self {
         AgentRegistry {
             inner: Arc::default(),
@@ -156,11 +165,13 @@ impl AgentRegistry {
                     _close: close_tx,
                 },
             );
+            let now = Instant::now();
             inner.observed.insert(
                 host.to_string(),
                 Observed {
                     report: Arc::new(report),
-                    received: Instant::now(),
+                    received: now,
+                    heard: now,
                 },
             );
         }
@@ -173,17 +184,30 @@ impl AgentRegistry {
         }
     }
 
-    /// Stores a heartbeat report.
+    /// Stores a report (the host was heard from too).
     pub fn report(&self, host: &str, conn_id: u64, report: HostReport) {
         let mut inner = self.lock();
         if inner.conns.get(host).is_some_and(|c| c.id == conn_id) {
+            let now = Instant::now();
             inner.observed.insert(
                 host.to_string(),
                 Observed {
                     report: Arc::new(report),
-                    received: Instant::now(),
+                    received: now,
+                    heard: now,
                 },
             );
+        }
+    }
+
+    /// Notes that a message (a heartbeat, a response) arrived from `host` on connection
+    /// `conn_id`: the host is alive, whatever the age of its report.
+    pub fn heard(&self, host: &str, conn_id: u64) {
+        let mut inner = self.lock();
+        if inner.conns.get(host).is_some_and(|c| c.id == conn_id) {
+            if let Some(o) = inner.observed.get_mut(host) {
+                o.heard = Instant::now();
+            }
         }
     }
 
@@ -226,19 +250,19 @@ impl AgentRegistry {
         inner.observed.remove(host);
     }
 
-    /// Connected: the connection is up and a report arrived within the heartbeat timeout
-    /// ([`REPORT_TIMEOUT`] unless configured).
+    /// Connected: the connection is up and a message arrived within the heartbeat timeout
+    /// ([`HEARTBEAT_TIMEOUT`] unless configured). The age of the latest report does not count.
     pub fn status(&self, host: &str) -> HostStatus {
         let inner = self.lock();
         self.status_locked(&inner, host)
     }
 
     fn status_locked(&self, inner: &Inner, host: &str) -> HostStatus {
-        let fresh = inner
+        let alive = inner
             .observed
             .get(host)
-            .is_some_and(|o| o.received.elapsed() < self.heartbeat_timeout);
-        if inner.conns.contains_key(host) && fresh {
+            .is_some_and(|o| o.heard.elapsed() < self.heartbeat_timeout);
+        if inner.conns.contains_key(host) && alive {
             HostStatus::Connected
         } else {
             HostStatus::Disconnected

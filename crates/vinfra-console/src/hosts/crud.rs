@@ -43,7 +43,7 @@ fn summary(
             .map(|r| r.usage)
             .unwrap_or(HostUsage::default()),
         vm_count: a.vms,
-        last_seen_s: observed.map(|o| o.received.elapsed().as_secs()),
+        last_seen_s: observed.map(|o| o.heard.elapsed().as_secs()),
         maintenance: rec.maintenance,
         trunk: report
             .as_ref()

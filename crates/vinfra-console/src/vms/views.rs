@@ -37,6 +37,7 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
         state,
         uptime_s,
         usage,
+        unresponsive: connected && seen.is_some_and(|v| v.unresponsive),
         spec: rec.spec.clone(),
         created_at: rec.created_at,
     }

@@ -250,8 +250,13 @@ pub struct FakeState {
     pub commands: Vec<String>,
     /// The settings of every `MigrateOut` received.
     pub migrate_settings: Vec<MigrationSettings>,
-    /// Stop sending reports (the connection stays open and requests are still answered).
+    /// Send nothing unasked: no heartbeats, no reports (the connection stays open and requests
+    /// are still answered).
     pub silent: bool,
+    /// Stop sending reports while heartbeats go on (a host whose reports lag).
+    pub reports_stalled: bool,
+    /// Heartbeat acknowledgements received from the console.
+    pub acks: u64,
     /// VMs whose outgoing migration completed (the source copy stays paused).
     pub completed: std::collections::HashSet<Uuid>,
     /// The last switch configuration received.
@@ -442,6 +447,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
                 pid: Some(1000),
                 uptime_s: 5,
                 usage: vm_usage(&vm.spec.name),
+                unresponsive: false,
             })
             .collect(),
         trunk: state.trunk.clone(),
@@ -459,6 +465,7 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
             pid: live.then_some(1000),
             uptime_s: if live { 5 } else { 0 },
             usage: vm_usage(&vm.spec.name),
+            unresponsive: false,
         },
     }
 }
@@ -762,10 +769,18 @@ async fn run_agent(
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_millis(300));
+    let mut seq = 0;
     loop {
         tokio::select! {
             msg = rx.recv::<ConsoleMessage>() => {
-                let Ok(ConsoleMessage::Request { id, command }) = msg else { return };
+                let (id, command) = match msg {
+                    Ok(ConsoleMessage::Request { id, command }) => (id, command),
+                    Ok(ConsoleMessage::HeartbeatAck { .. }) => {
+                        state.lock().unwrap().acks += 1;
+                        continue;
+                    }
+                    _ => return,
+                };
                 let (result, answer, close) = {
                     let mut st = state.lock().unwrap();
                     let create = matches!(command, AgentCommand::CreateVm { .. });
@@ -797,10 +812,16 @@ async fn run_agent(
                     if st.behaviour.resume_after_observes == 0 {
                         resume_arrived(&mut st);
                     }
-                    report(&host, capacity, &st)
+                    (!st.reports_stalled).then(|| report(&host, capacity, &st))
                 };
-                if tx.send(&AgentMessage::Report { report: r }).await.is_err() {
+                seq += 1;
+                if tx.send(&AgentMessage::Heartbeat { seq }).await.is_err() {
                     return;
+                }
+                if let Some(r) = r {
+                    if tx.send(&AgentMessage::Report { report: r }).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

@@ -79,9 +79,13 @@ pub struct AgentArgs {
     /// QEMU binary.
     #[arg(long = "qemu", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
-    /// Heartbeat interval.
+    /// Time between two reports of the host's state.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
     pub report_interval: Duration,
+    /// Time between two heartbeats to the console (its liveness; the console's heartbeat
+    /// timeout is 3 s).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, hide = true)]
+    pub heartbeat: Duration,
     /// Control socket of this host's `vinfra switch` (VMs with NICs need it).
     #[arg(long)]
     pub switch_control: Option<PathBuf>,
@@ -154,6 +158,7 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         memory_mib: a.memory_mib,
         qemu_binary: a.qemu.clone(),
         report_interval: a.report_interval,
+        heartbeat: a.heartbeat,
         switch_control: a.switch_control.clone(),
         underlay_ip: a.underlay_ip,
         underlay_mtu: a.underlay_mtu,
