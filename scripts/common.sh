@@ -2,9 +2,9 @@
 # toolchain. Source it; installing needs root.
 
 # Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
-# the switch tests' tools, building.
+# the switch and guard tests' tools, building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
-    procps ethtool dosfstools mtools syslinux syslinux-common ca-certificates curl build-essential
+    procps ethtool socat dosfstools mtools syslinux syslinux-common ca-certificates curl build-essential
     pkg-config)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
@@ -26,6 +26,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [ping]=iputils-ping
     [sysctl]=procps
     [ethtool]=ethtool
+    [socat]=socat
     [mkfs.vfat]=dosfstools
     [mcopy]=mtools
     [syslinux]=syslinux
@@ -41,7 +42,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,
 # gzip, findutils, grep, sed, util-linux; and apt) and the project's own binaries and tools.
 VINFRA_PRESENT_PROGRAMS=(sh bash cat echo sleep env timeout which find grep sed gzip sha256sum
-    dpkg dpkg-deb dpkg-query apt-get apt-cache vinfra vinfra-switchd cargo rustup)
+    dpkg dpkg-deb dpkg-query apt-get apt-cache vinfra vinfra-switchd vinfra-guard cargo rustup)
 
 vinfra_die() {
     echo "$(basename "$0"): $*" >&2

@@ -78,6 +78,8 @@ pub enum TopCommand {
     Agent(daemons::AgentArgs),
     /// Run the host's virtual switch (programmed by the agent over its control socket).
     Switch(daemons::SwitchArgs),
+    /// Run the host's guard: keeps its lease on the datastore, parent of its QEMUs, fencing.
+    Guard(daemons::GuardArgs),
     /// A whole cluster on this machine, in network namespaces (root only).
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -112,11 +114,14 @@ pub enum TopCommand {
 }
 
 impl TopCommand {
-    /// True for the long-running processes (`console`, `agent`, `switch`).
+    /// True for the long-running processes (`console`, `agent`, `switch`, `guard`).
     pub fn is_daemon(&self) -> bool {
         matches!(
             self,
-            TopCommand::Console(_) | TopCommand::Agent(_) | TopCommand::Switch(_)
+            TopCommand::Console(_)
+                | TopCommand::Agent(_)
+                | TopCommand::Switch(_)
+                | TopCommand::Guard(_)
         )
     }
 }
@@ -130,7 +135,7 @@ pub enum Error {
     /// A lab command failed.
     #[error(transparent)]
     Lab(#[from] lab::LabCommandError),
-    /// The console, the agent or the switch failed.
+    /// The console, the agent, the switch or the guard failed.
     #[error(transparent)]
     Daemon(#[from] daemons::DaemonError),
     /// A simulation failed (boxed: the simulator's error is large).
@@ -168,6 +173,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         TopCommand::Console(a) => daemons::console(a)?,
         TopCommand::Agent(a) => daemons::agent(a)?,
         TopCommand::Switch(a) => daemons::switch(a)?,
+        TopCommand::Guard(a) => daemons::guard(a)?,
         TopCommand::Lab(c) => lab::run(c, out)?,
         TopCommand::Host(c) => host::run(&conn, out, c)?,
         TopCommand::Settings(c) => settings::run(&conn, out, c)?,

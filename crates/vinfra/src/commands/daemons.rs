@@ -1,5 +1,5 @@
-//! `vinfra console`, `vinfra agent` and `vinfra switch`: the long-running processes (console and
-//! agent each on one tokio runtime).
+//! `vinfra console`, `vinfra agent`, `vinfra switch` and `vinfra guard`: the long-running
+//! processes (console and agent each on one tokio runtime).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -47,6 +47,29 @@ pub struct SwitchArgs {
     /// IP MTU of the underlay; overlay ports get at most this minus 50.
     #[arg(long, default_value_t = 1500)]
     pub underlay_mtu: u16,
+}
+
+/// `vinfra guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// This host's name (its lease is `<datastore>/ha/hosts/<host>.lease`).
+    #[arg(long)]
+    pub host: String,
+    /// The shared datastore directory.
+    #[arg(long)]
+    pub datastore: PathBuf,
+    /// Control socket the agent connects to.
+    #[arg(long, default_value = vinfra_guard::DEFAULT_CONTROL)]
+    pub control: PathBuf,
+    /// Lease renewal period until the agent's first pet brings the cluster's timings.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, hide = true)]
+    pub renew: Duration,
+    /// Self-fence deadline until the agent's first pet.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, hide = true)]
+    pub self_fence_after: Duration,
+    /// How long the agent may be absent until its first pet.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    pub agent_grace: Duration,
 }
 
 /// `vinfra agent`.
@@ -119,6 +142,9 @@ pub enum DaemonError {
     /// The switch failed.
     #[error("switch")]
     Switch(#[source] vinfra_switchd::SwitchdError),
+    /// The guard failed.
+    #[error("guard")]
+    Guard(#[source] vinfra_guard::GuardError),
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -179,6 +205,16 @@ pub fn switch(a: &SwitchArgs) -> Result<(), DaemonError> {
     vinfra_switchd::run(config).map_err(DaemonError::Switch)
 }
 
+/// Runs the host's guard (its own threads, no async runtime) until a release ends it.
+pub fn guard(a: &GuardArgs) -> Result<(), DaemonError> {
+    let mut config = vinfra_guard::GuardConfig::new(a.host.clone(), a.datastore.clone());
+    config.control = a.control.clone();
+    config.timings.renew = a.renew;
+    config.timings.self_fence_after = a.self_fence_after;
+    config.timings.agent_grace = a.agent_grace;
+    vinfra_guard::run(config).map_err(DaemonError::Guard)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +243,38 @@ mod tests {
         Agent::try_parse_from(argv)
             .map(|a| a.args.underlay_mtu)
             .map_err(|e| e.to_string())
+    }
+
+    /// `vinfra guard` alone.
+    #[derive(Debug, Parser)]
+    struct Guard {
+        #[command(flatten)]
+        args: GuardArgs,
+    }
+
+    #[test]
+    fn the_guard_starts_with_the_default_timings() {
+        let g = Guard::try_parse_from(["guard", "--host", "h1", "--datastore", "/ds"])
+            .unwrap()
+            .args;
+        assert_eq!(g.control, PathBuf::from(vinfra_guard::DEFAULT_CONTROL));
+        let t = vinfra_ha::HaTimings::default();
+        assert_eq!(
+            (g.renew, g.self_fence_after, g.agent_grace),
+            (t.renew, t.self_fence_after, t.agent_grace)
+        );
+        let g = Guard::try_parse_from([
+            "guard",
+            "--host",
+            "h1",
+            "--datastore",
+            "/ds",
+            "--renew",
+            "100ms",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(g.renew, Duration::from_millis(100));
     }
 
     #[test]
