@@ -40,10 +40,11 @@ BENCHES=(
 LOGDIR=target/bench-logs
 mkdir -p "$LOGDIR"
 
+# wanted BENCH [NAMES…]: true when no names are given or BENCH is one of them.
 wanted() {
-    [[ $# -eq 0 ]] && return 0
     local b=$1
     shift
+    [[ $# -eq 0 ]] && return 0
     for w in "$@"; do [[ $w == "$b" ]] && return 0; done
     return 1
 }
@@ -94,6 +95,10 @@ done
 echo
 echo "results: $pass PASS, $fail FAIL (a FAIL is a missed target: see docs/benchmarks.md)"
 status=0
+if [[ $((${#ran[@]} + ${#failed[@]})) -eq 0 ]]; then
+    echo "no benchmark ran: the names given ($*) match none of: ${BENCHES[*]#* }"
+    status=1
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
     echo "failed to run: ${failed[*]}"
     status=1
