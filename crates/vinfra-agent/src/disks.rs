@@ -301,6 +301,7 @@ mod tests {
             boot: BootSource::Disk,
             disks,
             nics: vec![],
+            ha: Default::default(),
         }
     }
 

@@ -405,6 +405,7 @@ async fn a_state_change_is_reported_before_its_answer() {
             },
             disks: vec![],
             nics: vec![],
+            ha: Default::default(),
         },
         started_at: None,
     };

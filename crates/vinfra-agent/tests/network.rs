@@ -202,6 +202,7 @@ fn instance(name: &str, cmdline: &str, nics: Vec<NicSpec>) -> VmInstance {
             },
             disks: vec![],
             nics,
+            ha: Default::default(),
         },
         started_at: None,
     }

@@ -66,6 +66,7 @@ fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
             },
             disks,
             nics: vec![],
+            ha: Default::default(),
         },
         started_at: None,
     }

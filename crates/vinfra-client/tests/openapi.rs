@@ -105,6 +105,7 @@ fn vm_request() -> CreateVmRequest {
             boot: BootSource::Disk,
             disks: Vec::new(),
             nics: Vec::new(),
+            ha: Default::default(),
         },
         host: None,
         start: true,

@@ -1098,6 +1098,7 @@ impl Lab {
                 },
                 disks: Vec::new(),
                 nics: Vec::new(),
+                ha: Default::default(),
             },
             host: host.map(str::to_string),
             start: true,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::balancing::BalancingSettings;
+use crate::ha::{HaSettings, VmHaUpdate};
 use crate::{AllocationRatios, VmSpec};
 
 /// Media type of [`Problem`] bodies.
@@ -92,6 +93,10 @@ pub struct ClusterSettings {
     /// Automatic load balancing; absent: off with the defaults.
     #[serde(default)]
     pub balancing: BalancingSettings,
+    /// High availability: host failures tolerated, isolation response, fencing isolated
+    /// hosts; absent: the defaults.
+    #[serde(default)]
+    pub ha: HaSettings,
 }
 
 impl ClusterSettings {
@@ -116,7 +121,8 @@ impl ClusterSettings {
                 ));
             }
         }
-        self.balancing.validate()
+        self.balancing.validate()?;
+        self.ha.validate().map_err(|e| e.to_string())
     }
 
     /// Migration bandwidth cap in bytes per second; 0 means unlimited.
@@ -137,12 +143,36 @@ impl ClusterSettings {
 #[serde(deny_unknown_fields)]
 pub struct UpdateHostRequest {
     /// Host-specific ratios; `null` removes the override.
-    #[serde(default, with = "double_option")]
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<AllocationRatios>)]
     pub ratios: Option<Option<AllocationRatios>>,
     /// Put the host in (or take it out of) maintenance: no new VMs are placed on it.
     #[serde(default)]
     pub maintenance: Option<bool>,
+    /// The host's out-of-band fence command, run by the console with `sh -c` (environment
+    /// `VINFRA_HOST` = the host's name) when the host must be powered off: exit 0 means it is
+    /// off. At most 4096 bytes, no NUL; `null` removes it. Never shown again: the host's view
+    /// says only whether one is set (`fence_command_set`).
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub fence_command: Option<Option<String>>,
+}
+
+/// `PATCH /api/v1/vms/{name}`: what changes of a VM; only the fields given change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVmRequest {
+    /// The VM's HA policy: only the fields given change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<VmHaUpdate>,
 }
 
 /// `POST /api/v1/join-tokens` response: a one-time token a new host joins with (on the agent
@@ -182,7 +212,8 @@ pub struct Event {
     pub message: String,
 }
 
-mod double_option {
+/// `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)`.
+pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer, T: Serialize>(
@@ -230,6 +261,7 @@ mod tests {
             migration_max_bandwidth_mib: Some(100),
             migration_downtime_limit_ms: Some(10),
             balancing: Default::default(),
+            ha: Default::default(),
         };
         assert!(s.validate().is_ok());
         assert_eq!(s.migration_bandwidth_bytes_per_s(), 100 * 1024 * 1024);
@@ -248,5 +280,42 @@ mod tests {
             .contains("migration_downtime_limit_ms"));
         s.migration_downtime_limit_ms = Some(60_001);
         assert!(s.validate().is_err());
+        s.migration_downtime_limit_ms = None;
+        s.ha.isolation_fence_after_s = 1;
+        assert_eq!(
+            s.validate().unwrap_err(),
+            "ha.isolation_fence_after_s must be between 5 and 3600, got 1"
+        );
+    }
+
+    #[test]
+    fn settings_without_ha_load_with_its_defaults() {
+        let old = r#"{"ratios":{"cpu":4.0,"memory":1.5},"balancing":{}}"#;
+        let s: ClusterSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(s.ha, HaSettings::default());
+        let partial = r#"{"ratios":{"cpu":4.0,"memory":1.5},"ha":{"fence_isolated":true}}"#;
+        let s: ClusterSettings = serde_json::from_str(partial).unwrap();
+        assert!(s.ha.fence_isolated);
+        assert_eq!(s.ha.tolerate_host_failures, 1);
+        let bad = r#"{"ratios":{"cpu":4.0,"memory":1.5},"ha":{"bogus":1}}"#;
+        assert!(serde_json::from_str::<ClusterSettings>(bad).is_err());
+    }
+
+    #[test]
+    fn host_updates_set_or_clear_the_fence_command() {
+        let u: UpdateHostRequest = serde_json::from_str(r#"{"maintenance":true}"#).unwrap();
+        assert_eq!(u.fence_command, None);
+        let u: UpdateHostRequest = serde_json::from_str(r#"{"fence_command":null}"#).unwrap();
+        assert_eq!(u.fence_command, Some(None));
+        let u: UpdateHostRequest = serde_json::from_str(r#"{"fence_command":"true"}"#).unwrap();
+        assert_eq!(u.fence_command, Some(Some("true".into())));
+        // A field not given is not sent as `null`, which would remove it.
+        let back = serde_json::to_string(&UpdateHostRequest::default()).unwrap();
+        assert_eq!(back, r#"{"maintenance":null}"#);
+        let vm: UpdateVmRequest =
+            serde_json::from_str(r#"{"ha":{"enabled":true,"start_after":null}}"#).unwrap();
+        let ha = vm.ha.unwrap();
+        assert_eq!((ha.enabled, ha.start_after), (Some(true), Some(None)));
+        assert!(serde_json::from_str::<UpdateVmRequest>(r#"{"spec":{}}"#).is_err());
     }
 }

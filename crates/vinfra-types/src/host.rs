@@ -122,4 +122,12 @@ pub struct HostSummary {
     /// is at least an overlay network's MTU + 50 (VXLAN encapsulation) take VMs with NICs on it.
     #[serde(default = "crate::network::default_underlay_mtu")]
     pub underlay_mtu: u32,
+    /// Whether the host has an out-of-band fence command (the command itself is never shown:
+    /// it may hold credentials).
+    #[serde(default)]
+    pub fence_command_set: bool,
+    /// When the host was last fenced (its fence command exited 0), seconds since the Unix
+    /// epoch; cleared when its agent connects again.
+    #[serde(default)]
+    pub fenced_at: Option<u64>,
 }

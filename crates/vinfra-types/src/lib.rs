@@ -8,12 +8,15 @@
 //! - [`api`]: REST request/response bodies and the problem+json error body.
 //! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
 //! - [`network`]: logical networks, subnets and MACs, where each VM NIC lives.
+//! - [`ha`]: high availability: a VM's restart policy, the cluster's HA settings, fence
+//!   commands and what a fence did.
 //! - [`error`]: how every process prints an error and its sources ([`error::chain`]).
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod balancing;
 pub mod error;
+pub mod ha;
 pub mod host;
 pub mod migration;
 pub mod name;

@@ -37,6 +37,9 @@ pub struct VmSpec {
     /// Network interfaces, each on a logical network (attached by the host's virtual switch).
     #[serde(default)]
     pub nics: Vec<NicSpec>,
+    /// High availability: restart on another host when its host fails (default off).
+    #[serde(default)]
+    pub ha: crate::ha::VmHa,
 }
 
 /// How a VM boots.
@@ -170,6 +173,9 @@ pub enum SpecError {
         /// The address as given.
         ip: String,
     },
+    /// The HA policy is not valid (its start-after is not a name).
+    #[error(transparent)]
+    Ha(crate::ha::HaError),
 }
 
 impl VmSpec {
@@ -248,7 +254,7 @@ impl VmSpec {
                 }
             }
         }
-        Ok(())
+        self.ha.validate().map_err(SpecError::Ha)
     }
 }
 
@@ -355,6 +361,7 @@ mod tests {
                 size_gib: Some(1),
             }],
             nics: vec![],
+            ha: Default::default(),
         }
     }
 
@@ -482,6 +489,20 @@ mod tests {
             let err = s.validate().expect_err("refused");
             assert_eq!(err.to_string(), *want, "case {i}");
         }
+    }
+
+    #[test]
+    fn specs_without_ha_are_off() {
+        let old: VmSpec = serde_json::from_str(
+            r#"{"name":"a","vcpus":1,"memory_mib":64,"boot":{"kind":"disk"},"disks":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.ha, crate::ha::VmHa::default());
+        assert!(!old.ha.enabled);
+        let mut s = spec();
+        s.ha.start_after = Some("Bad_Name".into());
+        let line = crate::error::chain(&s.validate().unwrap_err());
+        assert!(line.starts_with("ha.start_after: "), "{line}");
     }
 
     #[test]

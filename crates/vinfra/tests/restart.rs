@@ -132,6 +132,7 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
             &UpdateHostRequest {
                 ratios: Some(Some(override_h2)),
                 maintenance: None,
+                fence_command: None,
             },
         )
         .expect("PATCH h2");
@@ -147,6 +148,7 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
             &UpdateHostRequest {
                 ratios: None,
                 maintenance: Some(true),
+                fence_command: None,
             },
         )
         .expect("PATCH h1 maintenance");

@@ -99,6 +99,7 @@ fn instance(name: &str) -> VmInstance {
             },
             disks: Vec::new(),
             nics: Vec::new(),
+            ha: Default::default(),
         },
         started_at: None,
     }

@@ -58,6 +58,7 @@ pub fn spec(name: &str, vcpus: u32, memory_mib: u64) -> VmSpec {
         },
         disks: Vec::new(),
         nics: Vec::new(),
+        ha: Default::default(),
     }
 }
 

@@ -49,6 +49,8 @@ fn summary(
             .as_ref()
             .map_or(rec.trunk.clone(), |r| r.trunk.clone()),
         underlay_mtu: report.map_or(rec.underlay_mtu, |r| r.underlay_mtu),
+        fence_command_set: false,
+        fenced_at: None,
     }
 }
 

@@ -236,6 +236,7 @@ mod tests {
                         mac: Some(mac.to_string()),
                     })
                     .collect(),
+                ha: Default::default(),
             },
             host: host.into(),
             desired: DesiredPower::Running,

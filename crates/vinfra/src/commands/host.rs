@@ -107,6 +107,7 @@ pub fn run(
             let req = UpdateHostRequest {
                 ratios,
                 maintenance: *maintenance,
+                fence_command: None,
             };
             show(out, &api.update_host(name, &req)?, output::host)
         }

@@ -137,6 +137,7 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestCommandEr
         boot,
         disks: a.disk.clone(),
         nics: a.nic.clone(),
+        ha: Default::default(),
     };
     spec.validate().map_err(RestCommandError::Spec)?;
     Ok(CreateVmRequest {
