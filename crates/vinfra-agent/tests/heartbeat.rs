@@ -132,6 +132,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
             },
             disks: vec![],
             nics: vec![],
+            ha: Default::default(),
         },
         started_at: None,
     };
