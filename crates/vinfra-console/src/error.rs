@@ -475,6 +475,9 @@ pub enum Error {
     /// The cluster model could not be built (to check a rule, to place a VM).
     #[error("the cluster model cannot be built")]
     Model(#[source] ModelError),
+    /// The HA restart plan could not be made (a VM listed twice, or still counted running).
+    #[error("the restart plan cannot be made")]
+    Restart(#[source] vinfra_ha::RestartError),
 
     // ----- insufficient-capacity, host-unavailable, rule-conflict (409); not-found (404) -----
     /// The host named cannot take the VM, or no host can (the explanation names every host
@@ -649,7 +652,9 @@ impl Error {
                 RequestError::ConnectionLost { .. } => K::AgentConnectionLost,
                 RequestError::Agent { .. } => K::AgentError,
             },
-            Error::Store(_) | Error::Pki(_) | Error::CorruptNetwork { .. } => K::Internal,
+            Error::Store(_) | Error::Pki(_) | Error::CorruptNetwork { .. } | Error::Restart(_) => {
+                K::Internal
+            }
         }
     }
 }

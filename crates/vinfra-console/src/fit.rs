@@ -50,6 +50,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::MutexGuard;
+use vinfra_ha::{HaPolicy, RestartPlan, RestartVm};
 pub use vinfra_placement::Target;
 use vinfra_placement::{
     ClusterModel, Constraint, Eligibility, FitError, FitTable, HostCaps, HostModel, ModelError,
@@ -87,6 +88,47 @@ pub async fn place<'a>(
         host: decided?,
         _lock: lock,
     })
+}
+
+/// An HA restart plan, with the placement lock held: keep it until the records of the VMs it
+/// places name their new hosts (the next decision counts them).
+pub struct PlannedRestarts<'a> {
+    /// The plan.
+    pub plan: RestartPlan,
+    _lock: MutexGuard<'a, PlacementMemo>,
+}
+
+/// Where the VMs `vms` (records of hosts that failed, each with its restart policy) run again:
+/// the HA restart plan (`vinfra_ha::restart::plan`) on a copy of the placer with those VMs
+/// taken out, so the same host fit, must-rules and capacity decide as for every placement.
+/// Takes the placement lock and returns it with the plan.
+pub async fn plan_restarts<'a>(
+    console: &'a Console,
+    vms: &[(&crate::state::records::VmRecord, HaPolicy)],
+) -> Result<PlannedRestarts<'a>, Error> {
+    let mut lock = console.inflight().placement_lock().await;
+    let index = caught_up(lock.0.take(), console)?;
+    let mut placer = index.placer.clone();
+    lock.0 = Some(index);
+    let restart: Vec<RestartVm> = vms
+        .iter()
+        .map(|(rec, policy)| RestartVm {
+            id: rec.id,
+            request: VmRequest {
+                vm: rec.spec.name.clone(),
+                vcpus: rec.spec.vcpus,
+                memory_mib: rec.spec.memory_mib,
+            },
+            needs: needs_of(console, &nic_networks(&rec.spec)),
+            policy: policy.clone(),
+        })
+        .collect();
+    for v in &restart {
+        // Counted on the lost host until now; not running there any more.
+        let _ = placer.remove(&v.request.vm);
+    }
+    let plan = vinfra_ha::restart::plan(&mut placer, &restart).map_err(Error::Restart)?;
+    Ok(PlannedRestarts { plan, _lock: lock })
 }
 
 /// The index `kept` from the last decision, brought up to date with what changed since (built

@@ -39,6 +39,7 @@ pub mod balancing;
 pub mod controllers;
 pub mod error;
 pub mod fit;
+pub mod ha;
 pub mod hosts;
 pub mod interface;
 pub mod migration;
@@ -101,6 +102,10 @@ pub struct ConsoleConfig {
     pub compaction_interval: Duration,
     /// How many revisions of watch history compaction keeps. Default 10,000.
     pub history_revisions: i64,
+    /// The shared datastore, where the console reads host leases (`<datastore>/ha/hosts/`) to
+    /// tell a failed host from an isolated one. Without it no host is ever failed over
+    /// automatically (every lost host is `unprotected`).
+    pub datastore: Option<PathBuf>,
 }
 
 impl ConsoleConfig {
@@ -119,6 +124,7 @@ impl ConsoleConfig {
             create_timeout: state::CREATE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
+            datastore: None,
         }
     }
 }
@@ -440,6 +446,13 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             tracing::error!("switch controller stopped: {}", Chain(&e));
         }
     }));
+    let leases: Arc<dyn ha::LeaseSource> = match &config.datastore {
+        Some(d) => Arc::new(ha::DatastoreLeases::new(d)),
+        None => Arc::new(ha::NoLeases),
+    };
+    tasks.push(tokio::spawn(
+        ha::HaController::new(console.clone(), leases).run(),
+    ));
     tasks.push(tokio::spawn(balancing::run(
         console.clone(),
         console.agents().subscribe(),

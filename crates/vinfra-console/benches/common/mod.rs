@@ -88,6 +88,7 @@ pub fn seed_store(dir: &Path, vms: &[SeedVm], rules: &[PlacementRule]) {
                 desired: DesiredPower::Running,
                 created_at: 1,
                 started_at: Some(1),
+                failed_over: None,
             };
             Op::Put {
                 key: keys::vm_key(&v.name),

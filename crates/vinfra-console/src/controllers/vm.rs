@@ -146,6 +146,65 @@ impl VmController {
 }
 
 impl VmController {
+    /// A copy of VM `rec` on `host`, the host HA restarted it from: stale. It is removed there
+    /// (its QEMU killed if it runs, the agent's files of it deleted, never its disks, which the
+    /// restarted VM uses), with an event.
+    async fn stale(&self, host: &str, state: PowerState, rec: &VmRecord) {
+        let console = &self.console;
+        let name = rec.spec.name.as_str();
+        if console.inflight().recently_busy(name, SETTLE) {
+            return;
+        }
+        let Ok(_busy) = console.inflight().busy(name) else {
+            return;
+        };
+        let cmd = AgentCommand::DeleteVm {
+            id: rec.id,
+            delete_disks: false,
+        };
+        match console.agents().request(host, cmd, SHORT_TIMEOUT).await {
+            Ok(_) => console.event(
+                "vm",
+                name,
+                format!(
+                    "stale copy on {host} ({state:?}) removed: HA restarted the VM on {}, its \
+                     disks stay",
+                    rec.host
+                ),
+            ),
+            Err(e) => tracing::warn!(
+                vm = name,
+                host,
+                "stale copy not removed: {}",
+                vinfra_types::error::Chain(&e)
+            ),
+        }
+    }
+
+    /// Clears the HA restart marks naming `host` of the VMs it does not report (`seen`): it
+    /// holds no stale copy of them any more.
+    fn forget_failovers(&self, host: &str, seen: &HashMap<Uuid, PowerState>) {
+        let console = &self.console;
+        let done: Vec<String> = console.with_vms(|vms| {
+            vms.iter()
+                .filter(|(_, r)| {
+                    r.value.failed_over.as_ref().is_some_and(|f| f.from == host)
+                        && !seen.contains_key(&r.value.id)
+                })
+                .map(|(n, _)| n.clone())
+                .collect()
+        });
+        for name in done {
+            if let Err(e) = console.update_vm(&name, |r| {
+                if r.failed_over.as_ref().is_some_and(|f| f.from == host) {
+                    r.failed_over = None;
+                }
+            }) {
+                tracing::warn!(vm = name, "{}", vinfra_types::error::Chain(&e));
+            }
+        }
+    }
+
     /// `host` reports a VM that the store places on another host (with no migration in flight):
     /// what is left of a migration whose end the console did not see.
     ///
@@ -399,13 +458,18 @@ impl Controller for VmController {
             }
         }
         known.extend(self.clean_up(host, &seen).await?);
+        self.forget_failovers(host, &seen);
         for v in &report.vms {
             if here.contains(&v.id) {
                 continue;
             }
             if let Some(rec) = elsewhere.get(&v.id) {
                 if rec.host != host {
-                    self.misplaced(host, v.state, rec).await;
+                    if rec.failed_over.as_ref().is_some_and(|f| f.from == host) {
+                        self.stale(host, v.state, rec).await;
+                    } else {
+                        self.misplaced(host, v.state, rec).await;
+                    }
                 }
                 continue;
             }

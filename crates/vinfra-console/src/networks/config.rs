@@ -242,6 +242,7 @@ mod tests {
             desired: DesiredPower::Running,
             created_at: 0,
             started_at: None,
+            failed_over: None,
         }
     }
 

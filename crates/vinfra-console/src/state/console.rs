@@ -101,6 +101,7 @@ pub struct Console {
     pub(super) api_token_hash: RwLock<String>,
     inflight: Inflight,
     pub(super) events: EventLog,
+    ha: super::ha::HaBoard,
     source_lost_after: Duration,
     create_timeout: Duration,
 }
@@ -146,9 +147,15 @@ impl Console {
             api_token_hash: RwLock::new(api_token_hash),
             inflight: Inflight::default(),
             events,
+            ha: super::ha::HaBoard::default(),
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
         })
+    }
+
+    /// What the HA controller last concluded about each host.
+    pub fn ha_board(&self) -> &super::ha::HaBoard {
+        &self.ha
     }
 
     /// Sets how long a migration's source may stay unreachable (default

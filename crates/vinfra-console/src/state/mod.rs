@@ -10,10 +10,12 @@
 //! - [`inflight`]: busy guards, the placement lock (with what placement keeps between its
 //!   decisions, and the names changed since) and the networks lock, migrations in flight,
 //!   switch push locks, the balancer's wake-up and results;
-//! - [`events`]: the event history.
+//! - [`events`]: the event history;
+//! - [`ha`]: what the HA controller last concluded about each host.
 
 mod console;
 pub mod events;
+pub mod ha;
 pub mod inflight;
 mod locks;
 pub mod records;

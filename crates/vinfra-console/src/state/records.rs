@@ -142,6 +142,19 @@ pub struct VmRecord {
     pub created_at: u64,
     /// When the guest was first started (uptime survives migration).
     pub started_at: Option<u64>,
+    /// The last time HA restarted it on another host: a copy of it that its old host still
+    /// reports is stale (see `controllers::vm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_over: Option<FailedOver>,
+}
+
+/// An HA restart of a VM on another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedOver {
+    /// The host it ran on, lost.
+    pub from: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
 }
 
 impl VmRecord {

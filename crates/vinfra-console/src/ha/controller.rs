@@ -1,0 +1,374 @@
+//! The HA controller: every [`TICK`], each host's HA state from its two signals, and the
+//! restart elsewhere of the HA VMs that may run elsewhere.
+//!
+//! Per tick:
+//! 1. the connection of every host from the agent registry: connected, or lost since the last
+//!    message heard from it (a host never heard since this console started counts as lost since
+//!    the start);
+//! 2. the lease of every lost host, read from the [`LeaseSource`] (on a blocking thread), into
+//!    that host's `LeaseObserver`; a console that just started has seen no lease yet, so it waits
+//!    a full expiry before it calls any host failed;
+//! 3. `vinfra_ha::assess`: the host's state (connected, isolated, failed, fenced, unprotected,
+//!    an event at each change) and which of its VMs may run elsewhere now;
+//! 4. the VMs the console has on that host that should run, whose HA policy is on and that may
+//!    run elsewhere: planned together by [`fit::plan_restarts`] (priority, start-after waves,
+//!    host fit, must-rules, capacity). The first wave's records move to their new hosts (with
+//!    [`FailedOver`] naming the host they left), then each gets `CreateVm{start}` on its new
+//!    host (its disks are on the shared datastore and are kept). Later waves wait: a VM whose
+//!    start-after VM was restarted and does not run yet is held back (up to
+//!    [`START_AFTER_WAIT`]). A VM no host takes gets an event with the reason, and is tried
+//!    again every tick (capacity may come back).
+//!
+//! Moving a record first makes the restart survive a console restart: the VM controller
+//! creates a VM that its host does not have. A copy of a restarted VM that its old host still
+//! reports when it comes back is stale: the VM controller removes it there (its disks stay).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use vinfra_ha::{assess, HaPolicy, HaTimings, HostHa, HostSignals, LeaseObserver, Link, Priority};
+use vinfra_proto::AgentCommand;
+use vinfra_types::error::Chain;
+use vinfra_types::ha::HaPriority;
+use vinfra_types::{HostStatus, PowerState};
+
+use super::leases::LeaseSource;
+use crate::fit;
+use crate::networks::push;
+use crate::state::ha::HostHaEntry;
+use crate::state::records::{now_s, DesiredPower, FailedOver, VmRecord};
+use crate::state::Console;
+
+/// How often the controller assesses the hosts.
+pub const TICK: Duration = Duration::from_millis(500);
+
+/// How long a VM whose start-after VM was restarted waits for it to run before it is restarted
+/// anyway.
+pub const START_AFTER_WAIT: Duration = Duration::from_secs(120);
+
+/// How long a restarted VM is watched for running on its new host (for the event that says
+/// how long the restart took).
+const WATCH: Duration = Duration::from_secs(300);
+
+/// What the controller keeps of one host between ticks.
+struct Track {
+    observer: LeaseObserver,
+    state: Option<HostHa>,
+    since: Instant,
+}
+
+/// A VM restarted on another host, watched until it runs there.
+struct Restarting {
+    vm: String,
+    from: String,
+    to: String,
+    lost_at: Instant,
+    restarted_at: Instant,
+}
+
+/// The HA controller (see the module doc).
+pub struct HaController {
+    console: Arc<Console>,
+    leases: Arc<dyn LeaseSource>,
+    timings: HaTimings,
+    started: Instant,
+    hosts: HashMap<String, Track>,
+    restarting: HashMap<Uuid, Restarting>,
+    /// (VM, what) already told in an event, so that it is told once per episode.
+    noted: HashSet<(Uuid, &'static str)>,
+}
+
+/// The restart policy of a VM as the HA library takes it.
+fn policy(rec: &VmRecord) -> HaPolicy {
+    HaPolicy {
+        priority: match rec.spec.ha.priority {
+            HaPriority::Highest => Priority::Highest,
+            HaPriority::High => Priority::High,
+            HaPriority::Medium => Priority::Medium,
+            HaPriority::Low => Priority::Low,
+        },
+        start_after: rec.spec.ha.start_after.clone(),
+    }
+}
+
+impl HaController {
+    /// A controller over `console` reading host leases from `leases`, with the default
+    /// timings.
+    pub fn new(console: Arc<Console>, leases: Arc<dyn LeaseSource>) -> Self {
+        HaController {
+            console,
+            leases,
+            timings: HaTimings::default(),
+            started: Instant::now(),
+            hosts: HashMap::new(),
+            restarting: HashMap::new(),
+            noted: HashSet::new(),
+        }
+    }
+
+    /// Uses `timings` instead of the defaults.
+    pub fn with_timings(mut self, timings: HaTimings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// Runs forever, one [`HaController::tick`] every [`TICK`].
+    pub async fn run(mut self) {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.tick().await;
+        }
+    }
+
+    /// One assessment of every host, and the restarts it allows.
+    pub async fn tick(&mut self) {
+        let console = self.console.clone();
+        let names = console.host_names();
+        let mut links = HashMap::new();
+        let mut lost = Vec::new();
+        for h in &names {
+            let (status, observed) = console.agents().observed(h);
+            let link = match status {
+                HostStatus::Connected => Link::Connected {
+                    since: Instant::now(),
+                },
+                HostStatus::Disconnected => {
+                    lost.push(h.clone());
+                    Link::Lost {
+                        since: observed.map_or(self.started, |o| o.heard),
+                    }
+                }
+            };
+            links.insert(h.clone(), link);
+        }
+        let leases = self.leases.clone();
+        let reads = tokio::task::spawn_blocking(move || {
+            lost.into_iter()
+                .map(|h| {
+                    let l = leases.read(&h);
+                    (h, l)
+                })
+                .collect::<HashMap<_, _>>()
+        })
+        .await
+        .unwrap_or_default();
+        let now = Instant::now();
+        self.hosts.retain(|h, _| links.contains_key(h));
+        console.ha_board().retain(&|h| links.contains_key(h));
+        for h in &names {
+            let Some(link) = links.get(h).copied() else {
+                continue;
+            };
+            let track = self.hosts.entry(h.clone()).or_insert_with(|| Track {
+                observer: LeaseObserver::new(),
+                state: None,
+                since: now,
+            });
+            if let Some(read) = reads.get(h) {
+                track.observer.observe(now, read.clone());
+            }
+            let running: Vec<VmRecord> = console
+                .vms_on(h)
+                .into_iter()
+                .filter(|r| r.desired == DesiredPower::Running)
+                .collect();
+            let ids: Vec<Uuid> = running.iter().map(|r| r.id).collect();
+            let signals = HostSignals {
+                link,
+                lease: &track.observer,
+                fence: None,
+                vms: &ids,
+            };
+            let a = assess(now, &signals, &self.timings);
+            if track.state.as_ref() != Some(&a.ha) {
+                if let Some(prev) = &track.state {
+                    console.event(
+                        "host",
+                        h,
+                        format!("HA state {} (was {})", a.ha, prev.name()),
+                    );
+                } else if a.ha != HostHa::Connected {
+                    console.event("host", h, format!("HA state {}", a.ha));
+                }
+                if a.ha == HostHa::Connected {
+                    // A new episode: what was told about its VMs may be told again.
+                    let ids: HashSet<Uuid> = ids.iter().copied().collect();
+                    self.noted.retain(|(v, _)| !ids.contains(v));
+                }
+                track.state = Some(a.ha.clone());
+                track.since = now;
+            }
+            console.ha_board().set(
+                h,
+                HostHaEntry {
+                    state: a.ha.name(),
+                    detail: a.ha.to_string(),
+                    since: track.since,
+                    lease: track.observer.last().map(|l| l.stamp()),
+                },
+            );
+            let lost_at = match link {
+                Link::Lost { since } => since,
+                Link::Connected { .. } => continue,
+            };
+            let candidates: Vec<&VmRecord> = running
+                .iter()
+                .filter(|r| r.spec.ha.enabled && a.restartable.allows(&r.id))
+                .collect();
+            if !candidates.is_empty() {
+                let state = a.ha.to_string();
+                self.restart(h, &state, lost_at, candidates).await;
+            }
+        }
+        self.watch(now);
+    }
+
+    /// Restarts `candidates` (VMs of `host`, lost at `lost_at`, that may run elsewhere) on
+    /// other hosts: the first wave of their plan now.
+    async fn restart(&mut self, host: &str, state: &str, lost_at: Instant, vms: Vec<&VmRecord>) {
+        let console = self.console.clone();
+        let now = Instant::now();
+        // A VM whose start-after VM was restarted and does not run yet waits for it.
+        let waiting = |r: &VmRecord| {
+            r.spec.ha.start_after.as_ref().is_some_and(|after| {
+                self.restarting.values().any(|s| {
+                    &s.vm == after && now.duration_since(s.restarted_at) < START_AFTER_WAIT
+                })
+            })
+        };
+        let list: Vec<(&VmRecord, HaPolicy)> = vms
+            .iter()
+            .copied()
+            .filter(|r| !waiting(r) && !console.inflight().recently_busy(&r.spec.name, TICK))
+            .map(|r| (r, policy(r)))
+            .collect();
+        if list.is_empty() {
+            return;
+        }
+        let mut started = Vec::new();
+        {
+            let planned = match fit::plan_restarts(&console, &list).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(host, "HA restart plan: {}", Chain(&e));
+                    return;
+                }
+            };
+            for u in &planned.plan.unplaced {
+                if self.noted.insert((u.id, "unplaced")) {
+                    let name = list
+                        .iter()
+                        .find(|(r, _)| r.id == u.id)
+                        .map_or_else(|| u.id.to_string(), |(r, _)| r.spec.name.clone());
+                    console.event(
+                        "vm",
+                        &name,
+                        format!("cannot be restarted (host {host} {state}): {}", u.why),
+                    );
+                }
+            }
+            for cycle in &planned.plan.cycles {
+                tracing::warn!(host, "start-after cycle broken: {}", cycle.join(" → "));
+            }
+            let Some(wave) = planned.plan.waves.first() else {
+                return;
+            };
+            for r in wave {
+                let Ok(busy) = console.inflight().busy(&r.vm) else {
+                    continue;
+                };
+                let to = r.host.clone();
+                let from = host.to_string();
+                let moved = console.update_vm(&r.vm, |rec| {
+                    if rec.host == from {
+                        rec.host = to.clone();
+                        rec.failed_over = Some(FailedOver {
+                            from: from.clone(),
+                            at: now_s(),
+                        });
+                    }
+                });
+                match moved {
+                    Ok(rec) if rec.host == to => {
+                        console.event(
+                            "vm",
+                            &r.vm,
+                            format!(
+                                "host {host} {state}: restarting on {to} (priority {:?})",
+                                r.priority
+                            ),
+                        );
+                        self.noted.remove(&(rec.id, "unplaced"));
+                        self.restarting.insert(
+                            rec.id,
+                            Restarting {
+                                vm: r.vm.clone(),
+                                from: host.to_string(),
+                                to: to.clone(),
+                                lost_at,
+                                restarted_at: now,
+                            },
+                        );
+                        started.push((rec, busy));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(vm = r.vm, "HA restart: {}", Chain(&e)),
+                }
+            }
+            // The placement lock goes here: the records name their new hosts.
+        }
+        for (rec, busy) in started {
+            let console = console.clone();
+            tokio::spawn(async move {
+                let _busy = busy;
+                if !rec.spec.nics.is_empty() {
+                    if let Err(e) = push::push(&console, &rec.host).await {
+                        tracing::warn!(vm = rec.spec.name, "switch configuration: {}", Chain(&e));
+                    }
+                }
+                let cmd = AgentCommand::CreateVm {
+                    vm: rec.instance(),
+                    start: true,
+                };
+                if let Err(e) = console
+                    .agents()
+                    .request(&rec.host, cmd, console.create_timeout())
+                    .await
+                {
+                    // The record stays on its new host: the VM controller tries again.
+                    console.event(
+                        "vm",
+                        &rec.spec.name,
+                        format!("restart on {} failed: {}", rec.host, Chain(&e)),
+                    );
+                }
+            });
+        }
+    }
+
+    /// Tells, once each restarted VM runs on its new host, how long after its host was lost.
+    fn watch(&mut self, now: Instant) {
+        let console = &self.console;
+        self.restarting.retain(|id, r| {
+            let state = console.agents().observed_state(&r.to, *id);
+            if state == Some(PowerState::Running) {
+                console.event(
+                    "vm",
+                    &r.vm,
+                    format!(
+                        "restarted by HA: runs on {} {:.1} s after {} was lost",
+                        r.to,
+                        now.duration_since(r.lost_at).as_secs_f64(),
+                        r.from
+                    ),
+                );
+                return false;
+            }
+            now.duration_since(r.restarted_at) < WATCH
+        });
+    }
+}
