@@ -150,3 +150,46 @@ async fn a_lost_host_without_a_readable_lease_is_never_failed_over() {
     assert!(ev.contains("HA state unprotected"), "{ev}");
     c.shutdown().await;
 }
+
+/// Marks VM `id` crashed on `agent` (its QEMU died without a stop request).
+fn crash(agent: &FakeAgent, id: Uuid) {
+    if let Some(v) = agent.state.lock().unwrap().vms.get_mut(&id) {
+        v.1 = PowerState::Crashed;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_ha_vm_is_restarted_on_its_host_and_a_crashed_plain_vm_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let web = create(&c, "web", "h1", true).await;
+    let batch = create(&c, "batch", "h1", false).await;
+    crash(&h1, web);
+    crash(&h1, batch);
+    // The VM controller sees the crash at its next pass (at most its 10-s resync).
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while h1.vm_state(web) != Some(PowerState::Running) {
+        assert!(
+            Instant::now() < deadline,
+            "web not restarted: {}",
+            events(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h1.vm_state(batch), Some(PowerState::Crashed));
+    let ev = events(&c).await;
+    assert!(
+        ev.contains("restarted after a crash (HA, attempt 1)"),
+        "{ev}"
+    );
+    assert!(ev.contains("not restarted automatically"), "{ev}");
+    c.shutdown().await;
+}
+
+#[test]
+fn crash_restarts_back_off_up_to_a_minute() {
+    use vinfra_console::controllers::vm::crash_backoff;
+    let waits: Vec<u64> = (1..=9).map(|n| crash_backoff(n).as_secs()).collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}

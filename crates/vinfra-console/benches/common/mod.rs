@@ -89,6 +89,7 @@ pub fn seed_store(dir: &Path, vms: &[SeedVm], rules: &[PlacementRule]) {
                 created_at: 1,
                 started_at: Some(1),
                 failed_over: None,
+                restarts: 0,
             };
             Op::Put {
                 key: keys::vm_key(&v.name),

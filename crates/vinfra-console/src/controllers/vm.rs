@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use vinfra_proto::{AgentCommand, CommandError};
@@ -55,7 +55,18 @@ pub struct VmController {
     console: Arc<Console>,
     /// (host, VM id, what) already reported as an event, so it is recorded once.
     noted: Mutex<HashSet<(String, Uuid, &'static str)>>,
+    /// HA VMs restarted after a crash: attempts so far, when the last one was made.
+    crashes: Mutex<HashMap<Uuid, (u32, Instant)>>,
 }
+
+/// The wait before the next restart of an HA VM that crashed again: 1 s after the first
+/// restart, doubling up to a minute.
+pub fn crash_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// How long an HA VM must run after its last crash restart before its backoff starts again.
+const CRASH_RESET: Duration = Duration::from_secs(120);
 
 impl VmController {
     /// A controller over `console`.
@@ -63,6 +74,7 @@ impl VmController {
         VmController {
             console,
             noted: Mutex::default(),
+            crashes: Mutex::default(),
         }
     }
 
@@ -71,6 +83,19 @@ impl VmController {
             tracing::warn!(host, object, "{message}");
             self.console.event("vm", object, message);
         }
+    }
+
+    /// Whether HA VM `id`, crashed, is due for a restart now: the attempt's number when it is,
+    /// `None` while its backoff ([`crash_backoff`]) runs.
+    fn crash_restart(&self, id: Uuid) -> Option<u32> {
+        let mut crashes = lock(&self.crashes);
+        let now = Instant::now();
+        let entry = crashes.entry(id).or_insert((0, now));
+        if entry.0 > 0 && now.duration_since(entry.1) < crash_backoff(entry.0) {
+            return None;
+        }
+        *entry = (entry.0 + 1, now);
+        Some(entry.0)
     }
 
     fn forget_note(&self, host: &str, id: Uuid, what: &'static str) {
@@ -393,6 +418,19 @@ impl Controller for VmController {
                 (DesiredPower::Running, Some(PowerState::Stopped)) => {
                     Some(("started", AgentCommand::StartVm { id: rec.id }))
                 }
+                (DesiredPower::Running, Some(PowerState::Crashed)) if rec.spec.ha.enabled => {
+                    self.crash_restart(rec.id).map(|n| {
+                        let _ = console.update_vm(name, |r| r.restarts += 1);
+                        (
+                            if n == 1 {
+                                "restarted after a crash (HA, attempt 1)"
+                            } else {
+                                "restarted after another crash (HA)"
+                            },
+                            AgentCommand::StartVm { id: rec.id },
+                        )
+                    })
+                }
                 (DesiredPower::Running, Some(PowerState::Crashed)) => {
                     self.note_once(
                         host,
@@ -415,6 +453,10 @@ impl Controller for VmController {
                 )),
                 _ => {
                     self.forget_note(host, rec.id, "crashed");
+                    if state == Some(PowerState::Running) {
+                        lock(&self.crashes)
+                            .retain(|id, (_, at)| *id != rec.id || at.elapsed() < CRASH_RESET);
+                    }
                     None
                 }
             };

@@ -243,6 +243,7 @@ mod tests {
             created_at: 0,
             started_at: None,
             failed_over: None,
+            restarts: 0,
         }
     }
 

@@ -146,6 +146,13 @@ pub struct VmRecord {
     /// reports is stale (see `controllers::vm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_over: Option<FailedOver>,
+    /// How many times HA restarted it on its host after a crash.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An HA restart of a VM on another host.

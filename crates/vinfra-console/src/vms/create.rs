@@ -70,6 +70,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             created_at: now_s(),
             started_at: request.start.then(now_s),
             failed_over: None,
+            restarts: 0,
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
         console.write_vm(&name, None, Some(&rec), claims, Some(created))?;
