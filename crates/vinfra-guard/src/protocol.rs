@@ -4,7 +4,7 @@
 //! ```text
 //! {"op":"spawn","vm":"…","argv":["qemu-system-x86_64","-name","a",…],"qmp_socket":"/var/lib/vinfra/agent/vms/…/qmp.sock","log":"…/qemu.log","ready_timeout_ms":10000}
 //! {"status":"spawned","pid":4242}
-//! {"op":"pet","console_contact_age_ms":310,"ha_vms":["…"],"isolation_response":"power_off","timings":{…}}
+//! {"op":"pet","console_contact_age_ms":310,"ha_vms":["…"],"isolation_response":"power-off","timings":{…}}
 //! {"status":"ok"}
 //! {"op":"kill","vm":"…"}
 //! {"status":"killed","exit":{"signal":9}}
@@ -18,21 +18,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_ha::{HaTimings, LeaseState};
 
-/// What the guard does to the host's HA VMs when the host is isolated (console contact lost
-/// while the lease renews) or its agent is gone past `agent_grace`: the cluster's setting,
-/// passed in every pet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationResponse {
-    /// Nothing: the VMs keep running (the default, as vSphere's).
-    #[default]
-    KeepRunning,
-    /// SIGKILL the HA VMs' QEMUs, then write `stopped` with the VMs reaped.
-    PowerOff,
-    /// `system_powerdown` each HA VM over QMP, wait up to 60 s, SIGKILL what is left, then
-    /// write `stopped` with the VMs gone.
-    Shutdown,
-}
+/// What the guard does with the host's HA VMs when the host is isolated (the cluster's HA
+/// setting).
+pub use vinfra_types::ha::IsolationResponse;
 
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,7 +285,7 @@ mod tests {
         });
         let line = serde_json::to_string(&pet).unwrap();
         assert!(
-            line.contains(r#""isolation_response":"power_off""#),
+            line.contains(r#""isolation_response":"power-off""#),
             "{line}"
         );
         assert_eq!(serde_json::from_str::<GuardRequest>(&line).unwrap(), pet);

@@ -51,23 +51,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 
 use crate::timing::HaTimings;
 
-/// What the guard does to a host's HA VMs when the host is isolated (a cluster setting).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IsolationResponse {
-    /// Nothing: the VMs keep running (the default, as vSphere's).
-    #[default]
-    KeepRunning,
-    /// Kill the QEMUs of the host's HA VMs, then write them `stopped` in the lease.
-    PowerOff,
-    /// Ask each HA VM's guest to power down (up to 60 s), kill what is left, then write them
-    /// `stopped` in the lease.
-    Shutdown,
-}
+/// What a guard does with its host's HA VMs when the host is isolated (the cluster's HA
+/// setting).
+pub use vinfra_types::ha::IsolationResponse;
 
 /// What the guard knows at one tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

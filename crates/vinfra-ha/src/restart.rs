@@ -58,21 +58,7 @@ pub enum RestartError {
 }
 
 /// A VM's restart priority: higher priorities are placed (and so started) first.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    /// First.
-    Highest,
-    /// Before medium.
-    High,
-    /// The default.
-    #[default]
-    Medium,
-    /// Last.
-    Low,
-}
+pub use vinfra_types::ha::HaPriority as Priority;
 
 /// A VM's HA settings beyond `ha: on`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

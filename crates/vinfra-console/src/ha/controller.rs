@@ -28,10 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_ha::{assess, HaPolicy, HaTimings, HostHa, HostSignals, LeaseObserver, Link, Priority};
+use vinfra_ha::{assess, HaPolicy, HaTimings, HostHa, HostSignals, LeaseObserver, Link};
 use vinfra_proto::AgentCommand;
 use vinfra_types::error::Chain;
-use vinfra_types::ha::HaPriority;
 use vinfra_types::{HostStatus, PowerState};
 
 use super::leases::LeaseSource;
@@ -83,12 +82,7 @@ pub struct HaController {
 /// The restart policy of a VM as the HA library takes it.
 fn policy(rec: &VmRecord) -> HaPolicy {
     HaPolicy {
-        priority: match rec.spec.ha.priority {
-            HaPriority::Highest => Priority::Highest,
-            HaPriority::High => Priority::High,
-            HaPriority::Medium => Priority::Medium,
-            HaPriority::Low => Priority::Low,
-        },
+        priority: rec.spec.ha.priority,
         start_after: rec.spec.ha.start_after.clone(),
     }
 }
