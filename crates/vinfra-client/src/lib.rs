@@ -24,9 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -126,7 +127,8 @@ impl Client {
         self.fetch(Method::GET, &paths::host(name))
     }
 
-    /// `PATCH /hosts/{name}`: the ratio override (`Some(None)` removes it) or maintenance.
+    /// `PATCH /hosts/{name}`: the ratio override or the fence command (`Some(None)` removes
+    /// either), or maintenance.
     pub fn update_host(
         &self,
         name: &str,
@@ -138,6 +140,12 @@ impl Client {
     /// `DELETE /hosts/{name}`: forgets a host without VMs.
     pub fn delete_host(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::host(name))
+    }
+
+    /// `POST /hosts/{name}/fence`: runs the host's fence command; with `force` also while its
+    /// agent is connected (`?force=true`). A command that fails is a 502 problem.
+    pub fn fence_host(&self, name: &str, force: bool) -> Result<FenceOutcome, RestError> {
+        self.fetch(Method::POST, &paths::host_fence(name, force))
     }
 
     /// `GET /hosts/{name}/switch`: the host's virtual switch counters, read now.
@@ -182,6 +190,11 @@ impl Client {
     /// `POST /vms`: places and creates a VM (and starts it unless `start` is false).
     pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
         self.send(Method::POST, &paths::vms(), request)
+    }
+
+    /// `PATCH /vms/{name}`: changes the VM's HA policy (only the fields given).
+    pub fn update_vm(&self, name: &str, update: &UpdateVmRequest) -> Result<VmSummary, RestError> {
+        self.send(Method::PATCH, &paths::vm(name, false), update)
     }
 
     /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when

@@ -49,6 +49,15 @@ pub fn host_switch(name: &str) -> String {
     item("hosts", name, "/switch")
 }
 
+/// `/api/v1/hosts/{name}/fence`, with `?force=true` when `force`.
+pub fn host_fence(name: &str, force: bool) -> String {
+    item(
+        "hosts",
+        name,
+        if force { "/fence?force=true" } else { "/fence" },
+    )
+}
+
 /// `/api/v1/settings`.
 pub fn settings() -> String {
     format!("{API_V1}/settings")
@@ -186,6 +195,8 @@ mod tests {
     #[test]
     fn paths_match_the_routes() {
         assert_eq!(host_switch("h1"), "/api/v1/hosts/h1/switch");
+        assert_eq!(host_fence("h1", false), "/api/v1/hosts/h1/fence");
+        assert_eq!(host_fence("h1", true), "/api/v1/hosts/h1/fence?force=true");
         assert_eq!(
             vm_console("a", Some(100)),
             "/api/v1/vms/a/console?bytes=100"

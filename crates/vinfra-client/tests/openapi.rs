@@ -13,6 +13,7 @@ use serde_json::Value;
 use vinfra_client::{Client, Method, RawBody};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest,
+    UpdateVmRequest,
 };
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
@@ -123,6 +124,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.update_host("n", &UpdateHostRequest::default());
     let _ = c.delete_host("n");
     let _ = c.host_switch("n");
+    let _ = c.fence_host("n", false);
     let _ = c.settings();
     let _ = c.put_settings(&ClusterSettings::default());
     let _ = c.create_join_token();
@@ -130,6 +132,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.vms();
     let _ = c.vm("n");
     let _ = c.create_vm(&vm_request());
+    let _ = c.update_vm("n", &UpdateVmRequest::default());
     let _ = c.delete_vm("n", false);
     let _ = c.start_vm("n");
     let _ = c.stop_vm("n", &StopVmRequest::default());
@@ -167,9 +170,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.delete_network("n");
     let _ = c.network_counters("n");
     let _ = c.openapi();
-    // The query parameters documented on two operations.
+    // The query parameters documented on three operations.
     let _ = c.delete_vm("n", true);
     let _ = c.console_log("n", Some(100));
+    let _ = c.fence_host("n", true);
     // A raw request goes out as it is.
     let _ = c.raw(
         Method::POST,
@@ -181,10 +185,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     );
     drop(c);
 
-    let requests: Vec<Seen> = seen.iter().take(38).collect();
+    let requests: Vec<Seen> = seen.iter().take(41).collect();
     let mut called = BTreeSet::new();
     let mut queries = Vec::new();
-    for r in &requests[..35] {
+    for r in &requests[..37] {
         assert_eq!(
             r.authorization.as_deref(),
             Some("Bearer tok"),
@@ -214,7 +218,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         }
         called.insert((r.method.clone(), template.join("/"), with_body));
     }
-    for r in &requests[35..37] {
+    for r in &requests[37..40] {
         queries.push(format!("{} {}", r.method, r.path));
     }
     assert_eq!(called, operations(), "the client vs docs/openapi.json");
@@ -222,10 +226,11 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         queries,
         [
             "DELETE /api/v1/vms/n?force=true",
-            "GET /api/v1/vms/n/console?bytes=100"
+            "GET /api/v1/vms/n/console?bytes=100",
+            "POST /api/v1/hosts/n/fence?force=true"
         ]
     );
-    let raw = &requests[37];
+    let raw = &requests[40];
     assert_eq!(
         (raw.method.as_str(), raw.path.as_str(), raw.body.as_slice()),
         ("POST", "/api/v1/vms", &b"{not json"[..])

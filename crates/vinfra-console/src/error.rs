@@ -5,7 +5,7 @@
 //! docs/design.md "REST API"). A variant's message never repeats its `#[source]`: whoever shows
 //! an error to an operator prints the chain ([`vinfra_types::error::chain`]).
 //! [`JoinError`] is why a host's join was refused; [`RecordError`] why a stored record could not
-//! be read or written.
+//! be read or written; [`FenceCommandError`] why a host's fence command could not be run.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use vinfra_placement::{FitError, ModelError, RuleError, Unfit};
 use vinfra_proto::pki::PkiError;
 use vinfra_store::StoreError;
+use vinfra_types::ha::{FenceOutcome, HaError};
 use vinfra_types::network::{Ipv4Subnet, NetworkError};
 use vinfra_types::vm::SpecError;
 use vinfra_types::{NameError, PowerState};
@@ -68,6 +69,9 @@ pub enum ErrorKind {
     RuleConflict,
     /// A rule names something that does not exist (422).
     InvalidRule,
+    /// A VM's start-after names a VM that does not exist, the VM itself, or closes a circle of
+    /// start-afters (422).
+    InvalidStartAfter,
     /// The host's agent refused the command (502).
     AgentError,
     /// The connection to the host's agent broke before it answered (502).
@@ -76,13 +80,15 @@ pub enum ErrorKind {
     HostDisconnected,
     /// The host's agent did not answer in time (504).
     AgentTimeout,
+    /// A host's fence command failed, timed out or could not be run (502).
+    FenceFailed,
     /// The store or the PKI failed (500).
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidRequest,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -90,10 +96,12 @@ impl ErrorKind {
         ErrorKind::HostUnavailable,
         ErrorKind::RuleConflict,
         ErrorKind::InvalidRule,
+        ErrorKind::InvalidStartAfter,
         ErrorKind::AgentError,
         ErrorKind::AgentConnectionLost,
         ErrorKind::HostDisconnected,
         ErrorKind::AgentTimeout,
+        ErrorKind::FenceFailed,
         ErrorKind::Internal,
     ];
 
@@ -107,10 +115,12 @@ impl ErrorKind {
             ErrorKind::HostUnavailable => "host-unavailable",
             ErrorKind::RuleConflict => "rule-conflict",
             ErrorKind::InvalidRule => "invalid-rule",
+            ErrorKind::InvalidStartAfter => "invalid-start-after",
             ErrorKind::AgentError => "agent-error",
             ErrorKind::AgentConnectionLost => "agent-connection-lost",
             ErrorKind::HostDisconnected => "host-disconnected",
             ErrorKind::AgentTimeout => "agent-timeout",
+            ErrorKind::FenceFailed => "fence-failed",
             ErrorKind::Internal => "internal",
         }
     }
@@ -126,6 +136,16 @@ fn state_word(s: &PowerState) -> &'static str {
         PowerState::Migrating => "migrating",
         PowerState::Crashed => "crashed",
         PowerState::Unknown => "unknown",
+    }
+}
+
+/// `: <the output's tail on one line>`, or nothing when the command wrote nothing.
+fn fence_tail(o: &FenceOutcome) -> String {
+    let tail = o.tail_line();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
     }
 }
 
@@ -247,6 +267,9 @@ pub enum Error {
         #[source]
         source: NetworkError,
     },
+    /// A fence command (or another HA value) is not acceptable.
+    #[error(transparent)]
+    Ha(#[from] HaError),
 
     // ----- not-found (404) -----
     /// The named object does not exist.
@@ -478,6 +501,81 @@ pub enum Error {
     /// The HA restart plan could not be made (a VM listed twice, or still counted running).
     #[error("the restart plan cannot be made")]
     Restart(#[source] vinfra_ha::RestartError),
+    /// A fence of a host without a fence command.
+    #[error(
+        "host '{host}' has no fence command; set one with `vinfra host set {host} \
+         --fence-command CMD`"
+    )]
+    NoFenceCommand {
+        /// The host.
+        host: String,
+    },
+    /// A fence (without `force`) of a host whose agent is connected.
+    #[error(
+        "host '{host}' is connected; fencing it powers off a running host (use ?force=true, \
+         `vinfra host fence {host} --force`, to fence it anyway)"
+    )]
+    FenceConnected {
+        /// The host.
+        host: String,
+    },
+    /// A fence of a host whose fence command runs already.
+    #[error("host '{host}' is being fenced already; wait for that fence to end")]
+    FenceInProgress {
+        /// The host.
+        host: String,
+    },
+
+    // ----- invalid-start-after (422) -----
+    /// A VM's start-after names a VM that does not exist.
+    #[error("VM '{vm}': start_after names VM '{start_after}', which does not exist")]
+    StartAfterUnknown {
+        /// The VM.
+        vm: String,
+        /// The VM it names.
+        start_after: String,
+    },
+    /// A VM's start-after names the VM itself.
+    #[error("VM '{vm}': start_after names the VM itself")]
+    StartAfterSelf {
+        /// The VM.
+        vm: String,
+    },
+    /// A VM's start-after closes a circle of start-afters.
+    #[error(
+        "VM '{vm}': start_after '{start_after}' makes a start-after cycle: {}",
+        .cycle.join(" -> ")
+    )]
+    StartAfterCycle {
+        /// The VM.
+        vm: String,
+        /// The VM it names.
+        start_after: String,
+        /// The circle, from the VM back to it.
+        cycle: Vec<String>,
+    },
+
+    // ----- fence-failed (502) -----
+    /// A host's fence command ran and did not exit 0 (or ran out of time).
+    #[error(
+        "fencing host '{}' failed: {}{}",
+        .outcome.host,
+        .outcome.ending(),
+        fence_tail(.outcome)
+    )]
+    FenceFailed {
+        /// What the command did.
+        outcome: Box<FenceOutcome>,
+    },
+    /// A host's fence command could not be run.
+    #[error("fencing host '{host}' failed")]
+    FenceNotRun {
+        /// The host.
+        host: String,
+        /// Why.
+        #[source]
+        source: FenceCommandError,
+    },
 
     // ----- insufficient-capacity, host-unavailable, rule-conflict (409); not-found (404) -----
     /// The host named cannot take the VM, or no host can (the explanation names every host
@@ -611,7 +709,8 @@ impl Error {
             | Error::NicOutsideSubnet { .. }
             | Error::NicSubnetAddress { .. }
             | Error::NicGateway { .. }
-            | Error::NicMac { .. } => K::InvalidRequest,
+            | Error::NicMac { .. }
+            | Error::Ha(_) => K::InvalidRequest,
             Error::NotFound { .. } => K::NotFound,
             Error::NameTaken { .. }
             | Error::NameReserved { .. }
@@ -638,7 +737,14 @@ impl Error {
             | Error::NicMacTwice { .. }
             | Error::NicMacTaken { .. }
             | Error::NoFreeMac
-            | Error::Model(_) => K::Conflict,
+            | Error::Model(_)
+            | Error::NoFenceCommand { .. }
+            | Error::FenceConnected { .. }
+            | Error::FenceInProgress { .. } => K::Conflict,
+            Error::StartAfterUnknown { .. }
+            | Error::StartAfterSelf { .. }
+            | Error::StartAfterCycle { .. } => K::InvalidStartAfter,
+            Error::FenceFailed { .. } | Error::FenceNotRun { .. } => K::FenceFailed,
             Error::Fit(e) => fit_kind(e),
             Error::Rules(e) => match e {
                 RuleError::EmptyRule { .. } | RuleError::UnknownHost { .. } => K::InvalidRule,
@@ -695,6 +801,23 @@ impl From<StoreError> for JoinError {
     fn from(e: StoreError) -> Self {
         JoinError::Store(RecordError::Store(e))
     }
+}
+
+/// Why a host's fence command could not be run (it did not get to exit).
+#[derive(Debug, thiserror::Error)]
+pub enum FenceCommandError {
+    /// The pipe for its output could not be made.
+    #[error("cannot make a pipe for its output")]
+    Pipe(#[source] std::io::Error),
+    /// `sh` could not be started.
+    #[error("cannot start sh")]
+    Spawn(#[source] std::io::Error),
+    /// Waiting for it failed.
+    #[error("cannot wait for it")]
+    Wait(#[source] std::io::Error),
+    /// The thread that ran it panicked or was cancelled.
+    #[error("the thread that ran it ended unexpectedly")]
+    Thread(#[source] tokio::task::JoinError),
 }
 
 /// Why a stored record could not be read or written.

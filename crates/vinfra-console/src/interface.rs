@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -33,12 +34,19 @@ pub enum Command {
         /// The host.
         name: String,
     },
-    /// Change a host's ratio override or maintenance flag.
+    /// Change a host's ratio override, maintenance flag or fence command.
     UpdateHost {
         /// The host.
         name: String,
         /// What changes.
         update: UpdateHostRequest,
+    },
+    /// Run a host's fence command (refused while its agent is connected, unless `force`).
+    FenceHost {
+        /// The host.
+        name: String,
+        /// Also while the host's agent is connected.
+        force: bool,
     },
     /// Remove a host (refused while VMs are placed on it).
     DeleteHost {
@@ -67,6 +75,13 @@ pub enum Command {
     ShowVm {
         /// The VM.
         name: String,
+    },
+    /// Change a VM's HA policy (only the fields given).
+    UpdateVm {
+        /// The VM.
+        name: String,
+        /// What changes.
+        update: UpdateVmRequest,
     },
     /// Delete a VM and its disks; `force` also when its host is disconnected.
     DeleteVm {
@@ -182,6 +197,8 @@ pub enum Reply {
     Hosts(Vec<HostSummary>),
     /// One host (`ShowHost`, `UpdateHost`).
     Host(HostSummary),
+    /// A host was fenced (`FenceHost`).
+    Fenced(FenceOutcome),
     /// The cluster settings (`GetSettings`, `PutSettings`).
     Settings(ClusterSettings),
     /// A new join token (`CreateJoinToken`).
@@ -190,7 +207,7 @@ pub enum Reply {
     Token(TokenResponse),
     /// VMs (`ListVms`).
     Vms(Vec<VmSummary>),
-    /// One VM (`ShowVm`, `StartVm`, `StopVm`, `RebootVm`).
+    /// One VM (`ShowVm`, `UpdateVm`, `StartVm`, `StopVm`, `RebootVm`).
     Vm(VmSummary),
     /// A VM was created (`CreateVm`).
     VmCreated(VmSummary),
@@ -249,6 +266,9 @@ impl ConsoleApi for Console {
             Command::UpdateHost { name, update } => {
                 Reply::Host(hosts::crud::update(c, &name, update)?)
             }
+            Command::FenceHost { name, force } => {
+                Reply::Fenced(hosts::fence::fence(c, &name, force).await?)
+            }
             Command::DeleteHost { name } => {
                 hosts::crud::delete(c, &name).await?;
                 Reply::Done
@@ -264,6 +284,9 @@ impl ConsoleApi for Console {
                 Reply::VmCreated(vms::create::create(c, request).await?)
             }
             Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
+            Command::UpdateVm { name, update } => {
+                Reply::Vm(vms::ha::update(c, &name, update).await?)
+            }
             Command::DeleteVm { name, force } => {
                 vms::delete::delete(c, &name, force).await?;
                 Reply::Done

@@ -10,8 +10,8 @@
 //! - [`controllers`]: reconcile loops (the VM controller, the switch controller);
 //! - [`balancing`]: the balancer task, its passes, recommendations;
 //! - [`migration`]: live-migration orchestration;
-//! - [`vms`]: create, power, delete, views, cleanups;
-//! - [`hosts`]: host records, settings, tokens, joins;
+//! - [`vms`]: create, power, delete, views, HA policy, cleanups;
+//! - [`hosts`]: host records, their out-of-band fence, settings, tokens, joins;
 //! - [`networks`]: logical networks, NIC address management, each host's switch
 //!   configuration and its push, counters;
 //! - [`rules`]: placement rules;
@@ -98,6 +98,9 @@ pub struct ConsoleConfig {
     /// How long `POST /vms` waits for the host to create the VM. Default 60 s
     /// ([`state::CREATE_TIMEOUT`]).
     pub create_timeout: Duration,
+    /// How long a host's fence command may run before its process group is killed and the
+    /// fence counts as failed. Default 60 s ([`state::FENCE_TIMEOUT`]).
+    pub fence_timeout: Duration,
     /// How often the store's watch history is compacted. Default 5 min.
     pub compaction_interval: Duration,
     /// How many revisions of watch history compaction keeps. Default 10,000.
@@ -122,6 +125,7 @@ impl ConsoleConfig {
             heartbeat_timeout: agents::HEARTBEAT_TIMEOUT,
             migration_source_timeout: state::SOURCE_LOST_AFTER,
             create_timeout: state::CREATE_TIMEOUT,
+            fence_timeout: state::FENCE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
             datastore: None,
@@ -402,7 +406,8 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let console = Arc::new(
         Console::load(store.clone(), agents, keys.ca, token_hash)?
             .with_migration_source_timeout(config.migration_source_timeout)
-            .with_create_timeout(config.create_timeout),
+            .with_create_timeout(config.create_timeout)
+            .with_fence_timeout(config.fence_timeout),
     );
 
     let mut tasks = vec![reaper];

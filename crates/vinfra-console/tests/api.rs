@@ -18,9 +18,10 @@ use vinfra_placement::fit::{MemoryShort, Shortfall};
 use vinfra_placement::{FitError, NoHost, Quoted, Unfit, VmRequest};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, JoinTokenResponse, MigrateVmRequest, StopVmRequest,
-    UpdateHostRequest,
+    UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::PlacementRule;
+use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::CreateNetworkRequest;
 
 const TOKEN: &str = "the-token";
@@ -218,6 +219,19 @@ fn routes() -> Vec<Route> {
             command: |s, _, _| Some(Command::DeleteHost { name: s.into() }),
         },
         Route {
+            method: "POST",
+            path: "/api/v1/hosts/{name}/fence",
+            body: Ignored,
+            query: Q::Force,
+            sample: "",
+            command: |s, _, q| {
+                Some(Command::FenceHost {
+                    name: s.into(),
+                    force: q.force,
+                })
+            },
+        },
+        Route {
             method: "GET",
             path: "/api/v1/settings",
             body: Ignored,
@@ -280,6 +294,19 @@ fn routes() -> Vec<Route> {
             query: Q::Ignored,
             sample: "",
             command: |s, _, _| Some(Command::ShowVm { name: s.into() }),
+        },
+        Route {
+            method: "PATCH",
+            path: "/api/v1/vms/{name}",
+            body: Required,
+            query: Q::Ignored,
+            sample: r#"{"ha":{"enabled":true,"priority":"high","start_after":null}}"#,
+            command: |s, b, _| {
+                Some(Command::UpdateVm {
+                    name: s.into(),
+                    update: required::<UpdateVmRequest>(b)?,
+                })
+            },
         },
         Route {
             method: "DELETE",
@@ -607,7 +634,7 @@ fn every_route_parses_into_its_command() {
     let stub = Arc::new(Stub::default());
     let auth = format!("Bearer {TOKEN}");
     let table = routes();
-    assert_eq!(table.len(), 34, "every endpoint");
+    assert_eq!(table.len(), 36, "every endpoint");
     for r in &table {
         let segment = if r.path.contains("{id}") {
             "7"
@@ -650,6 +677,23 @@ fn every_route_parses_into_its_command() {
             ),
             ("POST", "/api/v1/drs/recommendations/{id}/apply") => {
                 assert_eq!(want, Command::ApplyRecommendation { id: 7 })
+            }
+            ("POST", "/api/v1/hosts/{name}/fence") => assert_eq!(
+                want,
+                Command::FenceHost {
+                    name: "web-1".into(),
+                    force: true
+                }
+            ),
+            ("PATCH", "/api/v1/vms/{name}") => {
+                let Command::UpdateVm { update, .. } = &want else {
+                    panic!("{want:?}");
+                };
+                let ha = update.ha.clone().unwrap();
+                assert_eq!(
+                    (ha.enabled, ha.priority.map(|p| p.as_str()), ha.start_after),
+                    (Some(true), Some("high"), Some(None))
+                );
             }
             _ => {}
         }
@@ -698,6 +742,19 @@ fn replies_render_with_their_status() {
             200,
         ),
         ("DELETE", "/api/v1/rules/r", Reply::Done, 204),
+        (
+            "POST",
+            "/api/v1/hosts/h2/fence",
+            Reply::Fenced(FenceOutcome {
+                host: "h2".into(),
+                fenced: true,
+                exit_code: Some(0),
+                timed_out: false,
+                duration_ms: 12,
+                output_tail: "off\n".into(),
+            }),
+            200,
+        ),
     ] {
         *stub.reply.lock().unwrap() = Some(reply);
         let a = rt
@@ -780,6 +837,21 @@ fn sample(kind: ErrorKind) -> Error {
             rule: "r".into(),
             host: "h9".into(),
         },
+        ErrorKind::InvalidStartAfter => Error::StartAfterCycle {
+            vm: "a".into(),
+            start_after: "b".into(),
+            cycle: vec!["a".into(), "b".into(), "a".into()],
+        },
+        ErrorKind::FenceFailed => Error::FenceFailed {
+            outcome: Box::new(FenceOutcome {
+                host: "h2".into(),
+                fenced: false,
+                exit_code: Some(1),
+                timed_out: false,
+                duration_ms: 5,
+                output_tail: "no route to the BMC\nretrying\n".into(),
+            }),
+        },
         ErrorKind::AgentError => Error::Agent(RequestError::Agent {
             host: "h1".into(),
             source: vinfra_proto::CommandError::Host {
@@ -816,8 +888,8 @@ fn every_error_kind_renders_as_its_problem() {
         | ErrorKind::InsufficientCapacity
         | ErrorKind::HostUnavailable
         | ErrorKind::RuleConflict => 409,
-        ErrorKind::InvalidRule => 422,
-        ErrorKind::AgentError | ErrorKind::AgentConnectionLost => 502,
+        ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => 422,
+        ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => 502,
         ErrorKind::HostDisconnected => 503,
         ErrorKind::AgentTimeout => 504,
         ErrorKind::Internal => 500,
@@ -996,6 +1068,7 @@ fn case() -> impl Strategy<Value = Case> {
         "console",
         "counters",
         "switch",
+        "fence",
         "%2F",
     ]);
     let random = (prop::collection::vec(words, 0..7), any_method)
@@ -1020,6 +1093,7 @@ fn case() -> impl Strategy<Value = Case> {
         2 => prop::sample::select(vec![
             "", " ", "{", "{}", "[]", "null", "\"x\"", r#"{"unknown":1}"#, r#"{"force":"yes"}"#,
             r#"{"to":"Bad_Name"}"#, r#"{"maintenance":true,"ratios":null}"#,
+            r#"{"ha":{"priority":"urgent"}}"#, r#"{"fence_command":null}"#, r#"{"ha":null}"#,
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
         2 => prop::collection::vec(any::<u8>(), 0..64),

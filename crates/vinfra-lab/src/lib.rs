@@ -23,6 +23,11 @@
 //!   endpoint has to tag and untag in userspace; the switch does exactly that, the way a real
 //!   top-of-rack switch does for a server on an access port.
 //!
+//! Each host gets a fence command, set through the API once the hosts are connected:
+//! `vinfra lab fence --name <name> --root <root> <host>` ([`Lab::fence`]), which kills every
+//! process in the host's namespace (its agent, its switch, its QEMUs, whatever else runs
+//! there): the lab's stand-in for the IPMI power-off of a real host.
+//!
 //! [`Lab::down`] stops every process of the lab (including QEMUs), deletes the namespaces and
 //! removes `root`. Nothing of the lab is ever reachable from outside the machine.
 //!
@@ -44,7 +49,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use vinfra_client::{Client, RestError, CONSOLE_CA_FILE};
 use vinfra_switch_control::SwitchClient;
-use vinfra_types::api::CreateVmRequest;
+use vinfra_types::api::{CreateVmRequest, UpdateHostRequest};
 use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
 
@@ -61,6 +66,8 @@ const API_TIMEOUT: Duration = Duration::from_secs(90);
 const HOSTS_TIMEOUT: Duration = Duration::from_secs(180);
 /// Grace between SIGTERM and SIGKILL when stopping a lab process.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a fence waits for the processes of a host's namespace to be gone.
+const FENCE_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a lab operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +375,11 @@ pub fn validate_lab_name(name: &str) -> Result<(), LabError> {
     Ok(())
 }
 
+/// `word` quoted for `sh`: in single quotes, each `'` written `'\''`.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 fn free_port() -> Result<u16, LabError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(LabError::Port)?;
     Ok(l.local_addr().map_err(LabError::Port)?.port())
@@ -597,7 +609,70 @@ impl Lab {
         }
         lab.save()?;
         lab.wait_hosts_connected(HOSTS_TIMEOUT)?;
+        lab.set_fence_commands()?;
         Ok(lab)
+    }
+
+    /// The shell command that fences `host` (`vinfra lab fence`, see [`Lab::fence`]), every
+    /// word quoted for `sh`.
+    pub fn fence_command(&self, host: &str) -> String {
+        let s = &self.state;
+        [
+            s.vinfra_binary.display().to_string(),
+            "lab".into(),
+            "fence".into(),
+            "--name".into(),
+            s.name.clone(),
+            "--root".into(),
+            s.root.display().to_string(),
+            host.to_string(),
+        ]
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
+    /// Gives every host its fence command ([`Lab::fence_command`]) through the API.
+    pub fn set_fence_commands(&self) -> Result<(), LabError> {
+        let client = self.api()?;
+        for h in &self.state.hosts {
+            let update = UpdateHostRequest {
+                fence_command: Some(Some(self.fence_command(&h.name))),
+                ..UpdateHostRequest::default()
+            };
+            client.update_host(&h.name, &update)?;
+        }
+        Ok(())
+    }
+
+    /// Fences `host`: kills every process in its network namespace (agent, switch, QEMUs and
+    /// whatever else runs there) with SIGKILL, again until none is left (at most 10 s). Returns
+    /// the pids killed. What `vinfra lab fence` (each host's fence command) does.
+    pub fn fence(&self, host: &str) -> Result<Vec<u32>, LabError> {
+        let ns = self.state.hosts[self.host_index(host)?].namespace.clone();
+        let deadline = Instant::now() + FENCE_WAIT;
+        let mut killed = Vec::new();
+        loop {
+            let pids = net::pids(&ns)?;
+            if pids.is_empty() {
+                killed.sort_unstable();
+                killed.dedup();
+                return Ok(killed);
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("the processes in {ns} to end ({pids:?} are left)"),
+                    secs: FENCE_WAIT.as_secs(),
+                });
+            }
+            for pid in pids {
+                // Gone meanwhile is as good as killed.
+                let _ = process::signal(pid, Signal::SIGKILL);
+                killed.push(pid);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Loads the lab `name` from its default root.
@@ -992,6 +1067,18 @@ impl Lab {
         Ok(())
     }
 
+    /// Stops `host`'s virtual switch if it runs and starts it again (waiting for its control
+    /// socket); its agent configures it again at its next reconcile.
+    pub fn restart_switch(&mut self, host: &str) -> Result<(), LabError> {
+        let index = self.host_index(host)?;
+        let pid = self.switch_pid(host)?;
+        if process::alive(pid) && is_lab_process(pid, &self.state.root) {
+            process::terminate(pid, STOP_GRACE)?;
+        }
+        self.start_switch(index)?;
+        self.save()
+    }
+
     /// Stops `host`'s agent if it runs and starts it again (it has joined already, so without a
     /// join token). Does not wait for it to reconnect: see [`Lab::wait_hosts_connected`].
     pub fn restart_agent(&mut self, host: &str) -> Result<(), LabError> {
@@ -1284,6 +1371,19 @@ mod tests {
             (old.phys_namespace, old.tor_pid, old.endpoints.len()),
             (None, 0, 0)
         );
+    }
+
+    #[test]
+    fn words_are_quoted_for_sh() {
+        assert_eq!(shell_quote("h1"), "'h1'");
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote("it's $HOME `x`")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's $HOME `x`");
     }
 
     #[test]

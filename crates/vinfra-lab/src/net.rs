@@ -76,6 +76,11 @@ pub fn host_addr(index: usize) -> Ipv4Addr {
 }
 
 fn ip(args: &[&str]) -> Result<(), NetError> {
+    ip_output(args).map(drop)
+}
+
+/// Runs `ip args`; its standard output.
+fn ip_output(args: &[&str]) -> Result<String, NetError> {
     let joined = args.join(" ");
     let out = Command::new("ip")
         .args(args)
@@ -85,7 +90,7 @@ fn ip(args: &[&str]) -> Result<(), NetError> {
             source,
         })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr)
         .trim()
@@ -94,6 +99,14 @@ fn ip(args: &[&str]) -> Result<(), NetError> {
         args: joined,
         stderr,
     })
+}
+
+/// The pids of every process in network namespace `ns` (`ip netns pids`).
+pub fn pids(ns: &str) -> Result<Vec<u32>, NetError> {
+    Ok(ip_output(&["netns", "pids", ns])?
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
 }
 
 /// Names of the existing namespaces that belong to lab `lab`.

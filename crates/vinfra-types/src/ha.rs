@@ -311,10 +311,13 @@ pub struct FenceOutcome {
 
 impl FenceOutcome {
     /// How it ended, in a few words: `exit 0`, `exit 1`, `killed by a signal`,
-    /// `timed out after 60 s`.
+    /// `timed out after 60 s` (whole seconds, rounded down; milliseconds under 1 s).
     pub fn ending(&self) -> String {
         match (self.timed_out, self.exit_code) {
-            (true, _) => format!("timed out after {} s", self.duration_ms.div_ceil(1000)),
+            (true, _) if self.duration_ms < 1000 => {
+                format!("timed out after {} ms", self.duration_ms)
+            }
+            (true, _) => format!("timed out after {} s", self.duration_ms / 1000),
             (false, Some(code)) => format!("exit {code}"),
             (false, None) => "killed by a signal".to_string(),
         }
@@ -514,7 +517,9 @@ mod tests {
         assert_eq!(o.tail_line(), "no route to BMC | retrying | failed");
         o.timed_out = true;
         o.exit_code = None;
-        assert_eq!(o.ending(), "timed out after 2 s");
+        assert_eq!(o.ending(), "timed out after 1 s");
+        o.duration_ms = 500;
+        assert_eq!(o.ending(), "timed out after 500 ms");
         o.timed_out = false;
         assert_eq!(o.ending(), "killed by a signal");
     }

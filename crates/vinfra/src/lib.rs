@@ -4,8 +4,9 @@
 //! Top to bottom (an import only ever goes down):
 //! - this file: the command line's top level ([`Cli`], [`TopCommand`]), [`run`], [`Error`] and
 //!   the exit codes;
-//! - [`commands`]: one file per resource (`host`, `vm`, `net`, `rule`, `drs`, `settings`,
-//!   `token`, `events`, `sim`, `lab`, `daemons`), each with its arguments and its `run`;
+//! - [`commands`]: one file per resource (`host`, `vm`, `net`, `rule`, `drs`, `ha`,
+//!   `settings`, `token`, `events`, `sim`, `lab`, `daemons`), each with its arguments and its
+//!   `run`;
 //! - [`rest`]: what the REST commands share (their error, name checks, printing an answer);
 //! - [`config`]: where the console's URL, token and CA come from; [`output`]: tables, units,
 //!   JSON; [`parse`]: parsers of sizes, durations, `--disk` and `--nic` values.
@@ -25,7 +26,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use commands::{daemons, drs, events, host, lab, net, rule, settings, sim, token, vm};
+use commands::{daemons, drs, events, ha, host, lab, net, rule, settings, sim, token, vm};
 use config::ConnectionOverrides;
 use output::Output;
 use rest::RestCommandError;
@@ -103,6 +104,9 @@ pub enum TopCommand {
     /// Automatic balancing: status, settings, passes, recommendations.
     #[command(subcommand)]
     Drs(drs::DrsCommand),
+    /// High availability: the cluster's HA settings.
+    #[command(subcommand)]
+    Ha(ha::HaCommand),
     /// Placement rules (affinity, anti-affinity, run on, not on).
     #[command(subcommand)]
     Rule(rule::RuleCommand),
@@ -182,6 +186,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         TopCommand::Vm(c) => vm::run(&conn, out, c)?,
         TopCommand::Events(a) => events::run(&conn, out, a)?,
         TopCommand::Drs(c) => drs::run(&conn, out, c)?,
+        TopCommand::Ha(c) => ha::run(&conn, out, c)?,
         TopCommand::Rule(c) => rule::run(&conn, out, c)?,
         TopCommand::Net(c) => net::run(&conn, out, c)?,
         TopCommand::Sim(a) => sim::run(a, out).map_err(Box::new)?,

@@ -281,6 +281,15 @@ pub fn host(h: &HostSummary) -> String {
         ),
         ("Ratios", ratios),
         ("VMs", h.vm_count.to_string()),
+        (
+            "Fence command",
+            if h.fence_command_set { "set" } else { "none" }.into(),
+        ),
+        (
+            "Fenced",
+            h.fenced_at
+                .map_or_else(|| "no".to_string(), |t| format!("{} UTC", timestamp(t))),
+        ),
     ]);
     let mut t = table(&["RESOURCE", "ALLOCATED", "ALLOCATABLE", "PHYSICAL", "USED"]);
     t.add_row(vec![
@@ -310,7 +319,7 @@ pub fn host(h: &HostSummary) -> String {
 /// `vinfra vm list`.
 pub fn vms(vms: &[VmSummary]) -> String {
     let mut t = table(&[
-        "NAME", "HOST", "STATE", "DESIRED", "VCPUS", "MEMORY", "UPTIME", "CPU", "RSS",
+        "NAME", "HOST", "STATE", "DESIRED", "VCPUS", "MEMORY", "UPTIME", "CPU", "RSS", "HA",
     ]);
     for v in vms {
         t.add_row(vec![
@@ -323,9 +332,19 @@ pub fn vms(vms: &[VmSummary]) -> String {
             duration_s(v.uptime_s),
             format!("{:.2}", v.usage.cpu_cores),
             mib(v.usage.rss_mib),
+            ha_cell(&v.spec.ha),
         ]);
     }
     render(t)
+}
+
+/// A VM's HA policy in one table cell: `off`, or `on` with its priority.
+pub fn ha_cell(ha: &vinfra_types::ha::VmHa) -> String {
+    if ha.enabled {
+        format!("on, {}", ha.priority)
+    } else {
+        "off".into()
+    }
 }
 
 /// `vinfra vm show`.
@@ -397,6 +416,7 @@ pub fn vm(v: &VmSummary) -> String {
         ("Boot", boot),
         ("Disks", or_none(disks)),
         ("NICs", or_none(nics)),
+        ("HA", v.spec.ha.describe()),
         ("Uptime", duration_s(v.uptime_s)),
         (
             "CPU",

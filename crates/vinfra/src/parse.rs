@@ -58,6 +58,18 @@ pub enum ParseError {
         /// The value given.
         value: String,
     },
+    /// The value is not `on` or `off`.
+    #[error("'{value}' is neither on nor off")]
+    OnOff {
+        /// The value given.
+        value: String,
+    },
+    /// The fence command is not acceptable.
+    #[error("{reason}")]
+    Fence {
+        /// Why, in the words of `vinfra_types::ha`.
+        reason: String,
+    },
     /// A `key=value` list (or a value in it) is malformed.
     #[error("{what} '{value}': {reason}")]
     List {
@@ -349,12 +361,70 @@ pub fn on_off(value: &str) -> Result<bool, ParseError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" => Ok(true),
         "off" | "false" | "no" => Ok(false),
-        _ => Err(ParseError::List {
-            what: "maintenance",
+        _ => Err(ParseError::OnOff {
             value: value.to_string(),
-            reason: "use on or off".into(),
         }),
     }
+}
+
+/// How long an isolated host waits before it is fenced (`--isolation-fence-after`): `30s`,
+/// `2m`, or a plain number of seconds; 5 s to 1 h. Returns seconds.
+pub fn isolation_fence_after(value: &str) -> Result<u64, ParseError> {
+    let v = value.trim();
+    let what = "isolation fence delay";
+    if v.starts_with('-') {
+        return Err(ParseError::Negative {
+            what,
+            value: v.to_string(),
+        });
+    }
+    let secs = match v.parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => {
+            let d = humantime::parse_duration(v).map_err(|_| ParseError::Duration {
+                value: v.to_string(),
+            })?;
+            if d.subsec_nanos() != 0 {
+                return Err(ParseError::Number {
+                    what: "isolation fence delay in seconds",
+                    value: v.to_string(),
+                });
+            }
+            d.as_secs()
+        }
+    };
+    let range = vinfra_types::ha::ISOLATION_FENCE_AFTER_RANGE_S;
+    if !range.contains(&secs) {
+        return Err(ParseError::Range {
+            what,
+            min: format!("{}s", range.start()),
+            max: format!("{}s", range.end()),
+            value: v.to_string(),
+        });
+    }
+    Ok(secs)
+}
+
+/// A VM name or `none` (`--ha-start-after`): `None` for `none`.
+pub fn vm_or_none(value: &str) -> Result<Option<String>, ParseError> {
+    let v = value.trim();
+    if v == "none" {
+        return Ok(None);
+    }
+    vinfra_types::validate_name(v).map_err(|e| ParseError::List {
+        what: "VM",
+        value: v.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(v.to_string()))
+}
+
+/// A host's fence command (`--fence-command`): not empty, at most 4096 bytes, no NUL.
+pub fn fence_command(value: &str) -> Result<String, ParseError> {
+    vinfra_types::ha::validate_fence_command(value).map_err(|e| ParseError::Fence {
+        reason: e.to_string(),
+    })?;
+    Ok(value.to_string())
 }
 
 /// A network interface name (`--trunk-interface`): 1 to 15 bytes (the kernel's limit), no `/`,
@@ -574,7 +644,31 @@ mod tests {
         assert!(ratio("0").is_err());
         assert!(ratio("NaN").is_err());
         assert_eq!(on_off("on"), Ok(true));
-        assert!(on_off("maybe").is_err());
+        assert_eq!(on_off("OFF"), Ok(false));
+        assert_eq!(
+            on_off("maybe").unwrap_err().to_string(),
+            "'maybe' is neither on nor off"
+        );
+        assert_eq!(isolation_fence_after("30s"), Ok(30));
+        assert_eq!(isolation_fence_after("2m"), Ok(120));
+        assert_eq!(isolation_fence_after("45"), Ok(45));
+        assert_eq!(isolation_fence_after("1h"), Ok(3600));
+        for bad in ["4s", "2h", "-5", "soon", "5.5s", "0"] {
+            assert!(isolation_fence_after(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            isolation_fence_after("4s").unwrap_err().to_string(),
+            "isolation fence delay must be between 5s and 3600s, got 4s"
+        );
+        assert_eq!(vm_or_none("none"), Ok(None));
+        assert_eq!(vm_or_none("db-1"), Ok(Some("db-1".into())));
+        assert!(vm_or_none("Bad_Name").is_err());
+        assert_eq!(fence_command("true"), Ok("true".into()));
+        assert!(fence_command("").is_err());
+        assert!(fence_command(&"a".repeat(4097))
+            .unwrap_err()
+            .to_string()
+            .contains("4097 bytes"));
     }
 
     #[test]

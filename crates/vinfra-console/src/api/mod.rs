@@ -47,7 +47,9 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route(
             "/vms/{name}",
-            get(routes::show_vm::<A>).delete(routes::delete_vm::<A>),
+            get(routes::show_vm::<A>)
+                .patch(routes::update_vm::<A>)
+                .delete(routes::delete_vm::<A>),
         )
         .route("/vms/{name}/start", post(routes::start_vm::<A>))
         .route("/vms/{name}/stop", post(routes::stop_vm::<A>))
@@ -90,6 +92,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             get(routes::network_counters::<A>),
         )
         .route("/hosts/{name}/switch", get(routes::host_switch::<A>))
+        .route("/hosts/{name}/fence", post(routes::fence_host::<A>))
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),

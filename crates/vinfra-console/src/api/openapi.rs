@@ -31,7 +31,9 @@ impl Modify for BearerAuth {
 /// What an error status means, with the problem kinds (`type` `/problems/<kind>`) it carries.
 fn problem_description(status: &str) -> Option<&'static str> {
     Some(match status {
-        "400" => "invalid-request: malformed body or query, unknown field, bad name, value out of range",
+        "400" => {
+            "invalid-request: malformed body or query, unknown field, bad name, value out of range"
+        }
         "401" => "unauthorized: missing or wrong bearer token",
         "404" => "not-found: no such VM, host, rule, recommendation or network",
         "409" => {
@@ -40,12 +42,21 @@ fn problem_description(status: &str) -> Option<&'static str> {
              live on another host, rules that contradict each other or leave a VM no host, a VNI, \
              VLAN ID, address or MAC taken, a network still in use, a VM with a NIC on a VLAN \
              network and no host with a VLAN trunk to take it, a VM with a NIC on an overlay \
-             network and no host whose underlay MTU carries it"
+             network and no host whose underlay MTU carries it, a fence of a host without a \
+             fence command, of a connected host without force, or while one runs"
         }
-        "422" => "invalid-rule: the rule names a VM or host that does not exist",
+        "422" => {
+            "invalid-rule or invalid-start-after: the rule names a VM or host that does not \
+             exist; a VM's start_after names a VM that does not exist, the VM itself, or makes a \
+             start-after cycle"
+        }
         "413" => "too-large: request body larger than 1 MiB",
         "500" => "internal: store or PKI failure",
-        "502" => "agent-error or agent-connection-lost: the host's agent refused, or the connection broke",
+        "502" => {
+            "agent-error, agent-connection-lost or fence-failed: the host's agent refused, or \
+             the connection broke; the host's fence command did not exit 0, timed out or could \
+             not be run"
+        }
         "503" => "host-disconnected: the host's agent is not connected",
         "504" => "agent-timeout: the host's agent did not answer in time",
         _ => return None,
@@ -134,12 +145,13 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 /// The console's REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing and networks. \
+    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing, networks and high availability. \
         Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
-        routes::list_hosts, routes::show_host, routes::update_host, routes::delete_host,
+        routes::list_hosts, routes::show_host, routes::update_host, routes::fence_host,
+        routes::delete_host,
         routes::get_settings, routes::put_settings, routes::create_join_token, routes::rotate_token,
-        routes::list_vms, routes::create_vm, routes::show_vm, routes::delete_vm,
+        routes::list_vms, routes::create_vm, routes::show_vm, routes::update_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
         routes::console_log, routes::list_events,
@@ -172,6 +184,9 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::network::NetworkHostCounters, vinfra_types::network::NetworkTotal,
         vinfra_types::network::HostSwitchCounters,
         vinfra_types::network::SwitchNetworkCounters, vinfra_types::network::SwitchPortCounters,
+        vinfra_types::api::UpdateVmRequest, vinfra_types::ha::VmHa, vinfra_types::ha::VmHaUpdate,
+        vinfra_types::ha::HaPriority, vinfra_types::ha::HaSettings,
+        vinfra_types::ha::IsolationResponse, vinfra_types::ha::FenceOutcome,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

@@ -76,8 +76,10 @@ pub fn http_status(kind: ErrorKind) -> StatusCode {
         | ErrorKind::InsufficientCapacity
         | ErrorKind::HostUnavailable
         | ErrorKind::RuleConflict => StatusCode::CONFLICT,
-        ErrorKind::InvalidRule => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::AgentError | ErrorKind::AgentConnectionLost => StatusCode::BAD_GATEWAY,
+        ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => {
+            StatusCode::BAD_GATEWAY
+        }
         ErrorKind::HostDisconnected => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::AgentTimeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,

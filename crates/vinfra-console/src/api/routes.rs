@@ -11,9 +11,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -33,6 +34,7 @@ async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Respon
     Ok(match reply {
         Reply::Hosts(v) => Json(v).into_response(),
         Reply::Host(v) => Json(v).into_response(),
+        Reply::Fenced(v) => Json(v).into_response(),
         Reply::Settings(v) => Json(v).into_response(),
         Reply::JoinToken(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Token(v) => Json(v).into_response(),
@@ -60,15 +62,29 @@ async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Respon
 /// `?force=true` on deletes.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ForceQuery {
     /// Also when the VM's host is disconnected (its disks are then left behind).
     #[serde(default)]
+    #[param(required = false)]
+    pub force: bool,
+}
+
+/// `?force=true` on a host's fence.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FenceQuery {
+    /// Also while the host's agent is connected (the fence powers off a running host).
+    #[serde(default)]
+    #[param(required = false)]
     pub force: bool,
 }
 
 /// `?bytes=N` on the console log.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsoleQuery {
     /// How many bytes of the tail to return (1..=1 MiB, default 64 KiB).
     pub bytes: Option<u64>,
@@ -91,7 +107,8 @@ pub async fn show_host<A: ConsoleApi>(
     run(&c, Command::ShowHost { name }).await
 }
 
-/// Sets or removes (`null`) the host's ratio override, or its maintenance flag.
+/// Sets or removes (`null`) the host's ratio override or fence command, or its maintenance
+/// flag. The fence command is never shown again: the host's view says `fence_command_set`.
 #[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     request_body = UpdateHostRequest,
     responses((status = 200, description = "the updated host", body = HostSummary), (status = 409, body = Problem)))]
@@ -101,6 +118,29 @@ pub async fn update_host<A: ConsoleApi>(
     ApiJson(update): ApiJson<UpdateHostRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::UpdateHost { name, update }).await
+}
+
+/// Runs the host's fence command (`sh -c`, `VINFRA_HOST` set, at most 60 s, then its process
+/// group is killed): exit 0 means the host is off, and its `fenced_at` is set until its agent
+/// connects again. Refused (409) when the host has no fence command, while another fence of it
+/// runs, and while its agent is connected unless `force`. A command that exits otherwise or runs
+/// out of time is 502 (`fence-failed`, with the tail of its output). Every fence is in the
+/// event log.
+#[utoipa::path(post, path = "/api/v1/hosts/{name}/fence", tag = "hosts", params(("name" = String, Path, description = "host name"), FenceQuery),
+    responses((status = 200, description = "the host is fenced", body = FenceOutcome), (status = 409, body = Problem), (status = 502, body = Problem)))]
+pub async fn fence_host<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+    ApiQuery(q): ApiQuery<FenceQuery>,
+) -> Result<Response, ApiError> {
+    run(
+        &c,
+        Command::FenceHost {
+            name,
+            force: q.force,
+        },
+    )
+    .await
 }
 
 /// Removes a host that has no VMs; its open connection is closed.
@@ -170,6 +210,20 @@ pub async fn show_vm<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowVm { name }).await
+}
+
+/// Changes the VM's HA policy: only the fields given change (`start_after: null` removes the
+/// ordering). A start_after naming a VM that does not exist, the VM itself, or making a
+/// start-after cycle is refused (422 `invalid-start-after`) and nothing is written.
+#[utoipa::path(patch, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    request_body = UpdateVmRequest,
+    responses((status = 200, description = "the updated VM", body = VmSummary), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_vm<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+    ApiJson(update): ApiJson<UpdateVmRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::UpdateVm { name, update }).await
 }
 
 /// Stops the VM and deletes it with its disks.

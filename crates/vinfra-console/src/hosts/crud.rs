@@ -1,8 +1,9 @@
-//! Host records: list, show, update (ratio override, maintenance), delete.
+//! Host records: list, show, update (ratio override, maintenance, fence command), delete.
 
 use std::collections::HashMap;
 
 use vinfra_types::api::{ClusterSettings, UpdateHostRequest};
+use vinfra_types::ha::validate_fence_command;
 use vinfra_types::{HostSummary, HostUsage};
 
 use crate::error::Error;
@@ -49,8 +50,8 @@ fn summary(
             .as_ref()
             .map_or(rec.trunk.clone(), |r| r.trunk.clone()),
         underlay_mtu: report.map_or(rec.underlay_mtu, |r| r.underlay_mtu),
-        fence_command_set: false,
-        fenced_at: None,
+        fence_command_set: rec.fence_command.is_some(),
+        fenced_at: rec.fenced_at,
     }
 }
 
@@ -76,8 +77,9 @@ pub fn show(console: &Console, name: &str) -> Result<HostSummary, Error> {
     ))
 }
 
-/// Changes a host's ratio override or maintenance flag; a balancing pass follows soon when
-/// either changes what the host may hold.
+/// Changes a host's ratio override, maintenance flag or fence command; a balancing pass follows
+/// soon when the first two change what the host may hold. The event says whether a fence
+/// command is set, never what it is.
 pub fn update(
     console: &Console,
     name: &str,
@@ -85,6 +87,9 @@ pub fn update(
 ) -> Result<HostSummary, Error> {
     if let Some(Some(r)) = &update.ratios {
         r.validate().map_err(|reason| Error::Settings { reason })?;
+    }
+    if let Some(Some(command)) = &update.fence_command {
+        validate_fence_command(command)?;
     }
     console.host(name)?;
     let rebalance = update.maintenance == Some(true) || update.ratios.is_some();
@@ -95,13 +100,22 @@ pub fn update(
         if let Some(m) = update.maintenance {
             h.maintenance = m;
         }
+        if let Some(command) = update.fence_command {
+            h.fence_command = command;
+        }
     })?;
     console.event(
         "host",
         name,
         format!(
-            "updated: ratio override {:?}, maintenance {}",
-            rec.ratio_override, rec.maintenance
+            "updated: ratio override {:?}, maintenance {}, fence command {}",
+            rec.ratio_override,
+            rec.maintenance,
+            if rec.fence_command.is_some() {
+                "set"
+            } else {
+                "none"
+            }
         ),
     );
     if rebalance {

@@ -54,6 +54,8 @@ pub fn join(
         qemu_version: None,
         trunk: None,
         underlay_mtu: UNDERLAY_MTU,
+        fence_command: None,
+        fenced_at: None,
     };
     let burn = Writes::other(
         vec![Compare::mod_revision(key.clone(), stored.mod_revision)],
@@ -67,8 +69,10 @@ pub fn join(
 }
 
 /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
-/// VLAN trunk, underlay MTU).
+/// VLAN trunk, underlay MTU); a host that was fenced is back: its `fenced_at` goes, with an
+/// event.
 pub fn hello(console: &Console, report: &HostReport) {
+    let mut was_fenced = false;
     let res = console.update_host(&report.host, |h| {
         h.address = report.address.clone();
         h.capacity = Some(report.capacity);
@@ -76,13 +80,20 @@ pub fn hello(console: &Console, report: &HostReport) {
         h.qemu_version = Some(report.qemu_version.clone());
         h.trunk = report.trunk.clone();
         h.underlay_mtu = report.underlay_mtu;
+        was_fenced = h.fenced_at.take().is_some();
     });
-    if let Err(e) = res {
-        tracing::warn!(
+    match res {
+        Ok(_) if was_fenced => console.event(
+            "host",
+            &report.host,
+            format!("host {} is back after being fenced", report.host),
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
             host = report.host,
             "host record not updated: {}",
             vinfra_types::error::Chain(&e)
-        );
+        ),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The cluster settings (`/vinfra/settings`): allocation ratios, migration tuning, balancing.
+//! The cluster settings (`/vinfra/settings`): allocation ratios, migration tuning, balancing,
+//! high availability.
 
 use vinfra_types::api::ClusterSettings;
 
@@ -42,6 +43,21 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
             b.max_moves_per_host,
             b.max_moves_total,
             b.hysteresis_minutes
+        ),
+    );
+    let h = &settings.ha;
+    console.event(
+        "settings",
+        "cluster",
+        format!(
+            "HA: tolerate {} host failures, isolation response {}, fence isolated hosts {}",
+            h.tolerate_host_failures,
+            h.isolation_response,
+            if h.fence_isolated {
+                format!("after {} s", h.isolation_fence_after_s)
+            } else {
+                "off".to_string()
+            }
         ),
     );
     console.inflight().balancer.wake();

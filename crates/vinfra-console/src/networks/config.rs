@@ -194,6 +194,8 @@ mod tests {
             qemu_version: None,
             trunk: None,
             underlay_mtu: 1500,
+            fence_command: None,
+            fenced_at: None,
         }
     }
 

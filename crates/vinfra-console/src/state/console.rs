@@ -31,6 +31,9 @@ pub const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the source of a migration may stay unreachable before the outcome is decided
 /// without it (default of `ConsoleConfig::migration_source_timeout`).
 pub const SOURCE_LOST_AFTER: Duration = Duration::from_secs(30);
+/// How long a host's fence command may run before it is killed and counts as failed (default
+/// of `ConsoleConfig::fence_timeout`).
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// vCPUs, memory (MiB) and VMs placed on one host, as [`Console::allocations`] counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +107,7 @@ pub struct Console {
     ha: super::ha::HaBoard,
     source_lost_after: Duration,
     create_timeout: Duration,
+    fence_timeout: Duration,
 }
 
 impl Console {
@@ -150,6 +154,7 @@ impl Console {
             ha: super::ha::HaBoard::default(),
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
+            fence_timeout: FENCE_TIMEOUT,
         })
     }
 
@@ -175,6 +180,17 @@ impl Console {
     /// How long `POST /vms` waits for the host to create the VM.
     pub fn create_timeout(&self) -> Duration {
         self.create_timeout
+    }
+
+    /// Sets how long a host's fence command may run (default [`FENCE_TIMEOUT`]).
+    pub fn with_fence_timeout(mut self, timeout: Duration) -> Self {
+        self.fence_timeout = timeout;
+        self
+    }
+
+    /// How long a host's fence command may run before it is killed.
+    pub fn fence_timeout(&self) -> Duration {
+        self.fence_timeout
     }
 
     /// How long a migration's source may stay unreachable.

@@ -1,7 +1,8 @@
 //! What is in flight, in memory only: which VMs have an operation running, the locks that
 //! serialize placement (with what placement keeps between its decisions, and the names whose
-//! records changed since), network changes and each host's switch pushes, the migrations
-//! running, and the balancer's wake-up and last results.
+//! records changed since), network changes, changes of start-after orderings and each host's
+//! switch pushes, the migrations running, the hosts being fenced, and the balancer's wake-up and
+//! last results.
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,18 @@ impl Drop for BusyGuard {
     fn drop(&mut self) {
         lock(&self.set).remove(&self.name);
         lock(&self.last_op).insert(self.name.clone(), Instant::now());
+    }
+}
+
+/// Marks a host as being fenced; released on drop.
+pub struct FenceGuard {
+    set: Arc<Mutex<HashSet<String>>>,
+    host: String,
+}
+
+impl Drop for FenceGuard {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.host);
     }
 }
 
@@ -172,6 +185,10 @@ pub struct Inflight {
     migrations: Mutex<HashMap<String, Arc<ActiveMigration>>>,
     /// Per host: held while its switch configuration is computed and sent.
     switch_pushes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes the checks of VMs' start-after orderings with the writes that change them.
+    start_after: tokio::sync::Mutex<()>,
+    /// The hosts whose fence command runs.
+    fencing: Arc<Mutex<HashSet<String>>>,
     /// The balancer's wake-up and results.
     pub balancer: BalancerState,
 }
@@ -284,6 +301,27 @@ impl Inflight {
             self.placement_changed_vm(vm);
             self.placement_changed_host(&m.source);
         }
+    }
+
+    /// Takes the start-after lock: hold it from checking a VM's start-after (the VM it names
+    /// exists, no cycle) until the record is written, and while clearing the start-afters that
+    /// name a deleted VM.
+    pub async fn start_after_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.start_after.lock().await
+    }
+
+    /// Marks `host` as being fenced; [`Error::FenceInProgress`] when its fence command runs
+    /// already.
+    pub fn fencing(&self, host: &str) -> Result<FenceGuard, Error> {
+        if !lock(&self.fencing).insert(host.to_string()) {
+            return Err(Error::FenceInProgress {
+                host: host.to_string(),
+            });
+        }
+        Ok(FenceGuard {
+            set: self.fencing.clone(),
+            host: host.to_string(),
+        })
     }
 
     /// The lock that serializes the switch pushes to `host`.

@@ -21,7 +21,9 @@ mod locks;
 pub mod records;
 mod writes;
 
-pub use console::{Allocation, Console, CREATE_TIMEOUT, SHORT_TIMEOUT, SOURCE_LOST_AFTER};
-pub use inflight::{ActiveMigration, BusyGuard, PlacementChanges, PlacementMemo};
+pub use console::{
+    Allocation, Console, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT, SOURCE_LOST_AFTER,
+};
+pub use inflight::{ActiveMigration, BusyGuard, FenceGuard, PlacementChanges, PlacementMemo};
 pub use locks::lock;
 pub use writes::Writes;

@@ -204,6 +204,14 @@ pub struct HostRecord {
     /// for agents that do not say).
     #[serde(default = "vinfra_types::network::default_underlay_mtu")]
     pub underlay_mtu: u32,
+    /// The host's out-of-band fence command (run with `sh -c`); never shown by the API: it
+    /// may hold credentials of the host's BMC.
+    #[serde(default)]
+    pub fence_command: Option<String>,
+    /// When its fence command last succeeded, seconds since the Unix epoch; cleared at its
+    /// agent's next Hello.
+    #[serde(default)]
+    pub fenced_at: Option<u64>,
 }
 
 /// A logical network and its address management: which address each VM NIC holds. Written in

@@ -6,7 +6,7 @@
 use vinfra_store::{Compare, Op, Txn, TxnResponse};
 use vinfra_types::api::{ClusterSettings, Event};
 
-use super::console::Console;
+use super::console::{Console, VmMirror};
 use super::locks::write;
 use super::records::{
     self as keys, ApiTokenRecord, HostRecord, NetworkRecord, Versioned, VmRecord,
@@ -122,8 +122,21 @@ impl Console {
         writes: Writes,
         event: Option<Event>,
     ) -> Result<(), Error> {
-        let key = keys::vm_key(name);
         let mut vms = write(&self.vms);
+        self.write_vm_locked(&mut vms, name, expected, new, writes, event)
+    }
+
+    /// [`Console::write_vm`] with the VM mirror's write lock held by the caller.
+    fn write_vm_locked(
+        &self,
+        vms: &mut VmMirror,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&VmRecord>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<(), Error> {
+        let key = keys::vm_key(name);
         let refused = || match expected {
             None => Error::NameTaken {
                 kind: Object::Vm,
@@ -179,19 +192,38 @@ impl Console {
         Ok(())
     }
 
-    /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap).
-    pub fn update_vm(&self, name: &str, f: impl FnOnce(&mut VmRecord)) -> Result<VmRecord, Error> {
-        let cur = self.vm(name)?;
+    /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap), with
+    /// `event` in the same transaction. The mirror's write lock is held from the read to the
+    /// write, so no other write of the console comes in between (`f` must not read the
+    /// console's VM records).
+    pub fn update_vm_with(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut VmRecord),
+        event: Option<Event>,
+    ) -> Result<VmRecord, Error> {
+        let mut vms = write(&self.vms);
+        let cur = vms
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(Object::Vm, name))?;
         let mut rec = cur.value;
         f(&mut rec);
-        self.write_vm(
+        self.write_vm_locked(
+            &mut vms,
             name,
             Some(cur.mod_revision),
             Some(&rec),
             Writes::default(),
-            None,
+            event,
         )?;
         Ok(rec)
+    }
+
+    /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap; see
+    /// [`Console::update_vm_with`]).
+    pub fn update_vm(&self, name: &str, f: impl FnOnce(&mut VmRecord)) -> Result<VmRecord, Error> {
+        self.update_vm_with(name, f, None)
     }
 
     /// Reads host `name`'s record, applies `f` and writes it back (compare-and-swap; nothing

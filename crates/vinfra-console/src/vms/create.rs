@@ -1,4 +1,5 @@
-//! Creating a VM, one way through: checks, a host from [`crate::fit`], addresses and MACs from
+//! Creating a VM, one way through: checks (with its HA start-after, [`super::ha`]), a host
+//! from [`crate::fit`], addresses and MACs from
 //! [`crate::networks::ipam`], one store transaction (record, NIC claims, event), the host's
 //! switch configuration ([`crate::networks::push`]), `CreateVm` to the host's agent, the reply.
 
@@ -7,7 +8,7 @@ use vinfra_proto::AgentCommand;
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
-use super::{cleanups, views};
+use super::{cleanups, ha, views};
 use crate::error::{Error, Object};
 use crate::fit::{self, Target};
 use crate::networks::{ipam, push};
@@ -39,6 +40,12 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         return Err(Error::NameReserved { vm: name, host });
     }
     let rec = {
+        // A start-after is checked, and the record written, under the start-after lock.
+        let _order = match &spec.ha.start_after {
+            Some(_) => Some(console.inflight().start_after_lock().await),
+            None => None,
+        };
+        ha::check_start_after(console, &name, &spec.ha)?;
         let target = match &request.host {
             Some(h) => Target::Host(h),
             None => Target::Any,
@@ -118,7 +125,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             );
             match console.vm(&name) {
                 Ok(cur) => {
-                    if let Err(de) = cleanups::forget(
+                    match cleanups::forget(
                         console,
                         &name,
                         cur.mod_revision,
@@ -128,11 +135,13 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
                     )
                     .await
                     {
-                        tracing::error!(
+                        // A VM made to start after this one meanwhile no longer does.
+                        Ok(()) => ha::forget_start_after(console, &name).await,
+                        Err(de) => tracing::error!(
                             vm = name,
                             "rolling back VM record: {}",
                             vinfra_types::error::Chain(&de)
-                        );
+                        ),
                     }
                 }
                 Err(_) => console.event("vm", &name, failed.message),

@@ -1,10 +1,11 @@
 //! Deleting a VM with its disks; with `force` also while its host is disconnected (the VM is
-//! then removed there when the host reconnects, its addresses kept until then).
+//! then removed there when the host reconnects, its addresses kept until then). The VMs that
+//! started after it no longer do ([`super::ha::forget_start_after`]).
 
 use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 use vinfra_types::HostStatus;
 
-use super::cleanups;
+use super::{cleanups, ha};
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::state::events::event;
@@ -83,5 +84,6 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
     let done = event("vm", name, message);
     cleanups::forget(console, name, cur.mod_revision, rec, leave, Some(done)).await?;
     let _ = console.store().delete(&keys::migration_key(name));
+    ha::forget_start_after(console, name).await;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! VMs: create, power (start, stop, reboot), delete, views (summaries, console log), and the
-//! removal of a VM's record with what it holds (cleanups).
+//! VMs: create, power (start, stop, reboot), delete, views (summaries, console log), the HA
+//! policy (ha), and the removal of a VM's record with what it holds (cleanups).
 //!
 //! Nothing is left behind unknown to the console. A VM whose creation failed is removed again;
 //! when the host gave a clear refusal (and confirms the VM is gone) its addresses and MACs are
@@ -13,5 +13,6 @@
 pub mod cleanups;
 pub mod create;
 pub mod delete;
+pub mod ha;
 pub mod power;
 pub mod views;

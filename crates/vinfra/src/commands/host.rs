@@ -1,5 +1,5 @@
 //! `vinfra host …`: list, show (resources, or the host's virtual switch), set (ratio override,
-//! maintenance), remove.
+//! maintenance, fence command), fence, remove.
 
 use std::collections::BTreeMap;
 
@@ -28,7 +28,7 @@ pub enum HostCommand {
         #[arg(long)]
         switch: bool,
     },
-    /// Change a host's ratio override or maintenance mode.
+    /// Change a host's ratio override, maintenance mode or fence command.
     Set {
         /// The host.
         name: String,
@@ -44,6 +44,23 @@ pub enum HostCommand {
         /// Maintenance mode: no new VMs are placed on the host.
         #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
         maintenance: Option<bool>,
+        /// The host's out-of-band fence command (IPMI, Redfish, a PDU …), run by the console
+        /// with `sh -c` and VINFRA_HOST set when the host must be off: exit 0 means it is.
+        /// Never shown again (it may hold credentials).
+        #[arg(long, value_parser = parse::fence_command, allow_hyphen_values = true, value_name = "CMD")]
+        fence_command: Option<String>,
+        /// Remove the host's fence command.
+        #[arg(long, conflicts_with = "fence_command")]
+        no_fence_command: bool,
+    },
+    /// Power a host off with its fence command (refused while its agent is connected, unless
+    /// --force).
+    Fence {
+        /// The host.
+        name: String,
+        /// Also while the host's agent is connected: it powers off a running host.
+        #[arg(long)]
+        force: bool,
     },
     /// Forget a host (it must have no VMs).
     Remove {
@@ -80,15 +97,20 @@ pub fn run(
             memory_ratio,
             clear_ratios,
             maintenance,
+            fence_command,
+            no_fence_command,
         } => {
             check_name("host", name)?;
             if !*clear_ratios
                 && cpu_ratio.is_none()
                 && memory_ratio.is_none()
                 && maintenance.is_none()
+                && fence_command.is_none()
+                && !*no_fence_command
             {
                 return Err(RestCommandError::NothingToChange(
-                    "--cpu-ratio, --memory-ratio, --clear-ratios or --maintenance",
+                    "--cpu-ratio, --memory-ratio, --clear-ratios, --maintenance, \
+                     --fence-command or --no-fence-command",
                 ));
             }
             let api = conn.client()?;
@@ -104,12 +126,35 @@ pub fn run(
             } else {
                 None
             };
+            let fence_command = match (fence_command, no_fence_command) {
+                (Some(c), _) => Some(Some(c.clone())),
+                (None, true) => Some(None),
+                (None, false) => None,
+            };
             let req = UpdateHostRequest {
                 ratios,
                 maintenance: *maintenance,
-                fence_command: None,
+                fence_command,
             };
             show(out, &api.update_host(name, &req)?, output::host)
+        }
+        HostCommand::Fence { name, force } => {
+            check_name("host", name)?;
+            let o = conn.client()?.fence_host(name, *force)?;
+            show(out, &o, |o| {
+                let mut text = format!(
+                    "host {} fenced ({}, {} ms)",
+                    o.host,
+                    o.ending(),
+                    o.duration_ms
+                );
+                let tail = o.output_tail.trim_end();
+                if !tail.is_empty() {
+                    text.push('\n');
+                    text.push_str(tail);
+                }
+                text
+            })
         }
         HostCommand::Remove { name } => {
             check_name("host", name)?;
@@ -260,6 +305,27 @@ mod tests {
         assert!(trunk.contains("1100"), "{trunk}");
         assert!(!text.contains("VXLAN uplink"), "{text}");
         assert!(text.ends_with("other drops: runt 2"), "{text}");
+        let args = Host::try_parse_from([
+            "host",
+            "set",
+            "h1",
+            "--fence-command",
+            "x",
+            "--no-fence-command",
+        ]);
+        assert!(args.is_err(), "one or the other");
+        let args = Host::try_parse_from(["host", "set", "h1", "--fence-command", ""]);
+        assert!(args.is_err(), "an empty command");
+        let args = Host::try_parse_from(["host", "fence", "h2", "--force"]);
+        assert!(
+            matches!(
+                args,
+                Ok(Host {
+                    cmd: HostCommand::Fence { force: true, .. }
+                })
+            ),
+            "{args:?}"
+        );
         let args = Host::try_parse_from(["host", "show", "h1", "--switch"]);
         assert!(
             matches!(

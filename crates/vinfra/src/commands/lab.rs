@@ -1,4 +1,5 @@
-//! `vinfra lab up|status|down`: a whole cluster on this machine (see the `vinfra-lab` crate).
+//! `vinfra lab up|status|fence|down`: a whole cluster on this machine (see the `vinfra-lab`
+//! crate).
 
 use std::path::PathBuf;
 
@@ -49,6 +50,15 @@ pub enum LabCommand {
     },
     /// Show the lab's processes, hosts and VMs.
     Status(LabTarget),
+    /// Kill every process in a host's network namespace (agent, switch, QEMUs): each lab host's
+    /// fence command, which the console runs to power the host off.
+    Fence {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The host (h1, h2, …).
+        host: String,
+    },
     /// Stop everything and remove the lab.
     Down(LabTarget),
 }
@@ -242,6 +252,23 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     out!("\n{}", output::vms(&l.vms));
                 }
                 Err(e) => out!("\nhosts and VMs: {}", Chain(e)),
+            }
+            Ok(())
+        }
+        LabCommand::Fence { target, host } => {
+            let lab = Lab::load_from(&root_of(target))?;
+            let killed = lab.fence(host)?;
+            match out {
+                Output::Json => {
+                    let v = serde_json::json!({ "host": host, "killed": killed });
+                    // A JSON value of strings and numbers always prints.
+                    let _ = output::print_json(&v);
+                }
+                Output::Table => out!(
+                    "host {host} of lab {} fenced: {} processes killed",
+                    lab.state().name,
+                    killed.len()
+                ),
             }
             Ok(())
         }

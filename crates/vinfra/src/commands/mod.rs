@@ -1,7 +1,7 @@
 //! One file per resource, each with its clap arguments and its `run` function:
 //!
-//! - [`host`], [`vm`], [`net`], [`rule`], [`drs`], [`settings`], [`token`] (`join-token` and
-//!   `token`), [`events`]: the REST commands, over `vinfra_client`;
+//! - [`host`], [`vm`], [`net`], [`rule`], [`drs`], [`ha`], [`settings`], [`token`]
+//!   (`join-token` and `token`), [`events`]: the REST commands, over `vinfra_client`;
 //! - [`sim`]: the cluster simulator (no console);
 //! - [`lab`]: a whole cluster on this machine;
 //! - [`daemons`]: `vinfra console`, `vinfra agent` and `vinfra switch`.
@@ -12,6 +12,7 @@
 pub mod daemons;
 pub mod drs;
 pub mod events;
+pub mod ha;
 pub mod host;
 pub mod lab;
 pub mod net;

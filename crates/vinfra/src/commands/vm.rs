@@ -1,13 +1,14 @@
-//! `vinfra vm …`: list, show, create, power actions, delete, live migration (with its progress
-//! bar), the serial console.
+//! `vinfra vm …`: list, show, create, set (the HA policy), power actions, delete, live migration
+//! (with its progress bar), the serial console.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vinfra_client::Client;
-use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest};
+use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateVmRequest};
+use vinfra_types::ha::{HaPriority, VmHa, VmHaUpdate};
 use vinfra_types::{BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, VmSpec};
 
 use crate::config::ConnectionOverrides;
@@ -27,6 +28,8 @@ pub enum VmCommand {
     },
     /// Create a VM (and start it unless --no-start).
     Create(Box<VmCreateArgs>),
+    /// Change a VM's HA policy (only what is given changes).
+    Set(VmSetArgs),
     /// Start a VM.
     Start {
         /// The VM.
@@ -77,6 +80,70 @@ pub enum VmCommand {
     },
 }
 
+/// An HA restart priority on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    /// Restarted first.
+    Highest,
+    /// Before medium and low.
+    High,
+    /// The default.
+    Medium,
+    /// Restarted last.
+    Low,
+}
+
+impl From<PriorityArg> for HaPriority {
+    fn from(p: PriorityArg) -> Self {
+        match p {
+            PriorityArg::Highest => HaPriority::Highest,
+            PriorityArg::High => HaPriority::High,
+            PriorityArg::Medium => HaPriority::Medium,
+            PriorityArg::Low => HaPriority::Low,
+        }
+    }
+}
+
+/// `--ha-start-after VM|none` of `vinfra vm set`: a VM, or none (the ordering removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartAfterArg(pub Option<String>);
+
+fn parse_start_after(v: &str) -> Result<StartAfterArg, parse::ParseError> {
+    parse::vm_or_none(v).map(StartAfterArg)
+}
+
+/// `vinfra vm set`.
+#[derive(Debug, Args)]
+pub struct VmSetArgs {
+    /// The VM.
+    pub name: String,
+    /// HA: restart the VM on another host when its host fails.
+    #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+    pub ha: Option<bool>,
+    /// HA restart priority.
+    #[arg(long, value_enum, value_name = "PRIORITY")]
+    pub ha_priority: Option<PriorityArg>,
+    /// Restart the VM only after this VM runs; `none` removes the ordering.
+    #[arg(long, value_parser = parse_start_after, value_name = "VM|none")]
+    pub ha_start_after: Option<StartAfterArg>,
+}
+
+/// Builds the PATCH of `vinfra vm set`, checking it first.
+pub fn set_request(a: &VmSetArgs) -> Result<UpdateVmRequest, RestCommandError> {
+    check_name("VM", &a.name)?;
+    let ha = VmHaUpdate {
+        enabled: a.ha,
+        priority: a.ha_priority.map(HaPriority::from),
+        start_after: a.ha_start_after.clone().map(|s| s.0),
+    };
+    if ha.is_empty() {
+        return Err(RestCommandError::NothingToChange(
+            "--ha, --ha-priority and/or --ha-start-after",
+        ));
+    }
+    Ok(UpdateVmRequest { ha: Some(ha) })
+}
+
 /// `vinfra vm create`.
 #[derive(Debug, Args)]
 pub struct VmCreateArgs {
@@ -112,6 +179,15 @@ pub struct VmCreateArgs {
     /// Create the VM without starting it.
     #[arg(long)]
     pub no_start: bool,
+    /// HA: restart the VM on another host when its host fails (default off).
+    #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+    pub ha: Option<bool>,
+    /// HA restart priority (default medium).
+    #[arg(long, value_enum, value_name = "PRIORITY")]
+    pub ha_priority: Option<PriorityArg>,
+    /// Restart the VM only after this VM runs.
+    #[arg(long, value_name = "VM")]
+    pub ha_start_after: Option<String>,
 }
 
 /// Builds the create request from the arguments, checking it like the console will.
@@ -119,6 +195,9 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestCommandEr
     check_name("VM", &a.name)?;
     if let Some(h) = &a.host {
         check_name("host", h)?;
+    }
+    if let Some(after) = &a.ha_start_after {
+        check_name("VM", after)?;
     }
     let boot = match (&a.kernel, a.boot_disk) {
         (Some(kernel), _) => BootSource::Kernel {
@@ -137,7 +216,11 @@ pub fn create_request(a: &VmCreateArgs) -> Result<CreateVmRequest, RestCommandEr
         boot,
         disks: a.disk.clone(),
         nics: a.nic.clone(),
-        ha: Default::default(),
+        ha: VmHa {
+            enabled: a.ha.unwrap_or(false),
+            priority: a.ha_priority.map(HaPriority::from).unwrap_or_default(),
+            start_after: a.ha_start_after.clone(),
+        },
     };
     spec.validate().map_err(RestCommandError::Spec)?;
     Ok(CreateVmRequest {
@@ -169,8 +252,15 @@ pub fn run(
             )
         });
     }
+    if let VmCommand::Set(a) = cmd {
+        let req = set_request(a)?;
+        let vm = conn.client()?.update_vm(&a.name, &req)?;
+        return show(out, &vm, |vm| {
+            format!("VM {}: HA {}", vm.name, vm.spec.ha.describe())
+        });
+    }
     match cmd {
-        VmCommand::List | VmCommand::Create(_) => {}
+        VmCommand::List | VmCommand::Create(_) | VmCommand::Set(_) => {}
         VmCommand::Show { name }
         | VmCommand::Start { name }
         | VmCommand::Stop { name, .. }
@@ -186,7 +276,7 @@ pub fn run(
     match cmd {
         VmCommand::List => show(out, &api.vms()?, |v| output::vms(v)),
         VmCommand::Show { name } => show(out, &api.vm(name)?, output::vm),
-        VmCommand::Create(_) => Ok(()),
+        VmCommand::Create(_) | VmCommand::Set(_) => Ok(()),
         VmCommand::Start { name } => {
             show(out, &api.start_vm(name)?, |_| format!("VM {name} started"))
         }
@@ -337,6 +427,9 @@ mod tests {
             disk: vec![],
             nic: vec![],
             no_start: false,
+            ha: None,
+            ha_priority: None,
+            ha_start_after: None,
         };
         f(&mut a);
         a
@@ -369,6 +462,72 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.spec.boot, BootSource::Disk);
+    }
+
+    #[test]
+    fn create_requests_carry_the_ha_policy() {
+        let r = create_request(&args(|_| {})).unwrap();
+        assert_eq!(r.spec.ha, VmHa::default());
+        let r = create_request(&args(|a| {
+            a.ha = Some(true);
+            a.ha_priority = Some(PriorityArg::Highest);
+            a.ha_start_after = Some("db".into());
+        }))
+        .unwrap();
+        assert_eq!(
+            r.spec.ha,
+            VmHa {
+                enabled: true,
+                priority: HaPriority::Highest,
+                start_after: Some("db".into())
+            }
+        );
+        let e = create_request(&args(|a| a.ha_start_after = Some("Bad_Name".into())));
+        assert!(e.unwrap_err().is_usage());
+    }
+
+    #[test]
+    fn set_requests_name_only_what_changes() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Vm {
+            #[command(subcommand)]
+            cmd: VmCommand,
+        }
+        let set = |argv: &[&str]| {
+            let mut all = vec!["vm", "set"];
+            all.extend_from_slice(argv);
+            match Vm::try_parse_from(all).map(|v| v.cmd) {
+                Ok(VmCommand::Set(a)) => set_request(&a),
+                other => panic!("{other:?}"),
+            }
+        };
+        let r = set(&["web", "--ha-priority", "low"]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"ha":{"priority":"low"}}"#
+        );
+        let r = set(&["web", "--ha", "on", "--ha-start-after", "none"]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"ha":{"enabled":true,"start_after":null}}"#
+        );
+        let r = set(&["web", "--ha-start-after", "db"]).unwrap();
+        assert_eq!(r.ha.unwrap().start_after, Some(Some("db".to_string())));
+        assert!(matches!(
+            set(&["web"]),
+            Err(RestCommandError::NothingToChange(_))
+        ));
+        assert!(set(&["Bad_Name", "--ha", "on"]).unwrap_err().is_usage());
+        for bad in [
+            &["web", "--ha", "maybe"][..],
+            &["web", "--ha-priority", "urgent"],
+            &["web", "--ha-start-after", "Bad_Name"],
+        ] {
+            let mut all = vec!["vm", "set"];
+            all.extend_from_slice(bad);
+            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

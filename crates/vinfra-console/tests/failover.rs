@@ -1,0 +1,195 @@
+//! HA with fake agents and real lease files: the console restarts the HA VMs of a host it lost
+//! whose lease stopped, elsewhere, and nothing of a host whose lease lives on.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use uuid::Uuid;
+use vinfra_ha::lease::LEASE_VERSION;
+use vinfra_ha::{Lease, LeaseState};
+use vinfra_types::{HostCapacity, PowerState};
+
+const HOST16: HostCapacity = HostCapacity {
+    cores: 8,
+    memory_mib: 16 * GIB,
+};
+
+/// Writes `host`'s lease as its guard would.
+fn write_lease(datastore: &Path, host: &str, counter: u64) {
+    let dir = datastore.join("ha").join("hosts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lease = Lease {
+        version: LEASE_VERSION,
+        host: host.into(),
+        incarnation: 7,
+        counter,
+        state: LeaseState::Live,
+        agent_absent_ms: None,
+        written_unix_ms: 0,
+    };
+    let tmp = dir.join(format!("{host}.lease.tmp"));
+    std::fs::write(&tmp, lease.to_bytes()).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{host}.lease"))).unwrap();
+}
+
+/// Creates VM `name` on `host`, HA on or off; its id.
+async fn create(c: &TestConsole, name: &str, host: &str, ha: bool) -> Uuid {
+    let mut body: serde_json::Value = serde_json::from_str(&vm_json(name, 1, 512)).unwrap();
+    body["host"] = host.into();
+    body["ha"] = serde_json::json!({ "enabled": ha, "priority": "high" });
+    let r = c.call("POST", "/api/v1/vms", Some(&body.to_string())).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn host_of(c: &TestConsole, vm: &str) -> String {
+    let r = c.call("GET", &format!("/api/v1/vms/{vm}"), None).await;
+    r.body["host"].as_str().unwrap_or_default().to_string()
+}
+
+async fn events(c: &TestConsole) -> String {
+    c.call("GET", "/api/v1/events", None).await.body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_hosts_ha_vms_restart_elsewhere_and_the_others_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let ds_path = ds.path().to_path_buf();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.datastore = Some(ds_path);
+    })
+    .await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    let batch = create(&c, "batch", "h2", false).await;
+    write_lease(ds.path(), "h2", 1);
+
+    // h2 is lost and its lease stays as it was: failed after the expiry (6 s), not before.
+    let lost = Instant::now();
+    h2.disconnect();
+    let deadline = lost + Duration::from_secs(20);
+    while h1.vm_state(web) != Some(PowerState::Running) {
+        assert!(
+            Instant::now() < deadline,
+            "web not restarted on h1 within 20 s: {}",
+            events(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = lost.elapsed();
+    assert!(
+        took >= Duration::from_secs(6),
+        "restarted after {took:?}, before the lease could be expired"
+    );
+    assert_eq!(host_of(&c, "web").await, "h1");
+    // The VM without HA stays where it was, and is not created on h1.
+    assert_eq!(host_of(&c, "batch").await, "h2");
+    assert_eq!(h1.vm_state(batch), None);
+    let ev = events(&c).await;
+    assert!(ev.contains("HA state failed"), "{ev}");
+    assert!(ev.contains("restarting on h1"), "{ev}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ev = events(&c).await;
+    assert!(ev.contains("restarted by HA: runs on h1"), "{ev}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_host_whose_lease_renews_keeps_its_vms() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let ds_path = ds.path().to_path_buf();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.datastore = Some(ds_path);
+    })
+    .await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    write_lease(ds.path(), "h2", 1);
+    h2.disconnect();
+    // The guard renews on: 12 s (twice the expiry) of a lost host, nothing moves.
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut counter = 2;
+    while Instant::now() < until {
+        write_lease(ds.path(), "h2", counter);
+        counter += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h1.vm_state(web), None, "web restarted on h1 while h2 lives");
+    }
+    assert_eq!(host_of(&c, "web").await, "h2");
+    let ev = events(&c).await;
+    assert!(ev.contains("HA state isolated"), "{ev}");
+    assert!(!ev.contains("HA state failed"), "{ev}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_host_without_a_readable_lease_is_never_failed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let ds_path = ds.path().to_path_buf();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.datastore = Some(ds_path);
+    })
+    .await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    // No lease file for h2 (no guard there, or the console cannot read the datastore).
+    h2.disconnect();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(h1.vm_state(web), None);
+    assert_eq!(host_of(&c, "web").await, "h2");
+    let ev = events(&c).await;
+    assert!(ev.contains("HA state unprotected"), "{ev}");
+    c.shutdown().await;
+}
+
+/// Marks VM `id` crashed on `agent` (its QEMU died without a stop request).
+fn crash(agent: &FakeAgent, id: Uuid) {
+    if let Some(v) = agent.state.lock().unwrap().vms.get_mut(&id) {
+        v.1 = PowerState::Crashed;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_ha_vm_is_restarted_on_its_host_and_a_crashed_plain_vm_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let web = create(&c, "web", "h1", true).await;
+    let batch = create(&c, "batch", "h1", false).await;
+    crash(&h1, web);
+    crash(&h1, batch);
+    // The VM controller sees the crash at its next pass (at most its 10-s resync).
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while h1.vm_state(web) != Some(PowerState::Running) {
+        assert!(
+            Instant::now() < deadline,
+            "web not restarted: {}",
+            events(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(h1.vm_state(batch), Some(PowerState::Crashed));
+    let ev = events(&c).await;
+    assert!(
+        ev.contains("restarted after a crash (HA, attempt 1)"),
+        "{ev}"
+    );
+    assert!(ev.contains("not restarted automatically"), "{ev}");
+    c.shutdown().await;
+}
+
+#[test]
+fn crash_restarts_back_off_up_to_a_minute() {
+    use vinfra_console::controllers::vm::crash_backoff;
+    let waits: Vec<u64> = (1..=9).map(|n| crash_backoff(n).as_secs()).collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}

@@ -1,0 +1,252 @@
+//! `vinfra ha show|set`: the cluster's high-availability settings (host failures tolerated,
+//! isolation response, fencing isolated hosts).
+//!
+//! `show` prints its sections one after the other ([`HaShow`]; as JSON, one object with a key
+//! per section), so that what HA reports of the cluster (each host's HA state, the admission
+//! reserve) is one more section. `set` reads the settings, changes the fields given and puts
+//! them back, as `vinfra settings set` and `vinfra drs set` do.
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use vinfra_types::ha::{HaSettings, IsolationResponse};
+
+use crate::config::ConnectionOverrides;
+use crate::output::{pairs, Output};
+use crate::parse;
+use crate::rest::{show, RestCommandError};
+
+/// `vinfra ha …`.
+#[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    /// The cluster's HA settings.
+    Show,
+    /// Change the cluster's HA settings (only what is given changes).
+    Set(HaSetArgs),
+}
+
+/// An isolation response on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// The VMs of an isolated host run on (the default).
+    KeepRunning,
+    /// An isolated host kills its HA VMs, which then restart elsewhere.
+    PowerOff,
+    /// An isolated host shuts its HA VMs down (ACPI, killed after 60 s).
+    Shutdown,
+}
+
+impl From<IsolationArg> for IsolationResponse {
+    fn from(a: IsolationArg) -> Self {
+        match a {
+            IsolationArg::KeepRunning => IsolationResponse::KeepRunning,
+            IsolationArg::PowerOff => IsolationResponse::PowerOff,
+            IsolationArg::Shutdown => IsolationResponse::Shutdown,
+        }
+    }
+}
+
+/// `vinfra ha set`.
+#[derive(Debug, Args)]
+pub struct HaSetArgs {
+    /// Host failures the cluster keeps room for (0 to 32): powering on an HA VM that would
+    /// break this reserve is refused.
+    #[arg(long, value_parser = |v: &str| parse::bounded(v, "tolerate-host-failures", 0, 32),
+          allow_hyphen_values = true, value_name = "N")]
+    pub tolerate_host_failures: Option<u64>,
+    /// What an isolated host does with its HA VMs.
+    #[arg(long, value_enum, value_name = "RESPONSE")]
+    pub isolation_response: Option<IsolationArg>,
+    /// Fence an isolated host with HA VMs (its fence command) and restart them elsewhere.
+    #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+    pub fence_isolated: Option<bool>,
+    /// How long a host stays isolated before it is fenced: `30s`, `2m` (5 s to 1 h).
+    #[arg(long, value_parser = parse::isolation_fence_after, allow_hyphen_values = true,
+          value_name = "DURATION")]
+    pub isolation_fence_after: Option<u64>,
+}
+
+impl HaSetArgs {
+    /// `settings` with the fields given changed; [`RestCommandError::NothingToChange`] when
+    /// none is.
+    pub fn apply(&self, settings: &HaSettings) -> Result<HaSettings, RestCommandError> {
+        if self.tolerate_host_failures.is_none()
+            && self.isolation_response.is_none()
+            && self.fence_isolated.is_none()
+            && self.isolation_fence_after.is_none()
+        {
+            return Err(RestCommandError::NothingToChange(
+                "--tolerate-host-failures, --isolation-response, --fence-isolated and/or \
+                 --isolation-fence-after",
+            ));
+        }
+        let mut s = settings.clone();
+        if let Some(n) = self.tolerate_host_failures {
+            s.tolerate_host_failures = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(r) = self.isolation_response {
+            s.isolation_response = r.into();
+        }
+        if let Some(f) = self.fence_isolated {
+            s.fence_isolated = f;
+        }
+        if let Some(secs) = self.isolation_fence_after {
+            s.isolation_fence_after_s = secs;
+        }
+        Ok(s)
+    }
+}
+
+/// What `vinfra ha show` prints: one field per section (`--output json` prints this object).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HaShow {
+    /// The cluster's HA settings.
+    pub settings: HaSettings,
+}
+
+impl HaShow {
+    /// The sections as text, one after the other.
+    pub fn text(&self) -> String {
+        settings_text(&self.settings)
+    }
+}
+
+/// The HA settings as `Key: value` lines.
+pub fn settings_text(s: &HaSettings) -> String {
+    pairs(&[
+        (
+            "Tolerated host failures",
+            s.tolerate_host_failures.to_string(),
+        ),
+        ("Isolation response", s.isolation_response.to_string()),
+        (
+            "Fence isolated hosts",
+            if s.fence_isolated {
+                format!("on, after {} s", s.isolation_fence_after_s)
+            } else {
+                format!("off (would be after {} s)", s.isolation_fence_after_s)
+            },
+        ),
+    ])
+}
+
+/// `vinfra ha …`: checks the arguments, then asks the console.
+pub fn run(
+    conn: &ConnectionOverrides,
+    out: Output,
+    cmd: &HaCommand,
+) -> Result<(), RestCommandError> {
+    match cmd {
+        HaCommand::Show => {
+            let api = conn.client()?;
+            let shown = HaShow {
+                settings: api.settings()?.ha,
+            };
+            show(out, &shown, HaShow::text)
+        }
+        HaCommand::Set(a) => {
+            let api = conn.client()?;
+            let mut s = api.settings()?;
+            s.ha = a.apply(&s.ha)?;
+            let stored = api.put_settings(&s)?;
+            let shown = HaShow {
+                settings: stored.ha,
+            };
+            show(out, &shown, HaShow::text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `vinfra ha` alone.
+    #[derive(Debug, Parser)]
+    struct Ha {
+        #[command(subcommand)]
+        cmd: HaCommand,
+    }
+
+    fn set(argv: &[&str]) -> Result<HaSetArgs, clap::Error> {
+        let mut all = vec!["ha", "set"];
+        all.extend_from_slice(argv);
+        Ha::try_parse_from(all).map(|h| match h.cmd {
+            HaCommand::Set(a) => a,
+            HaCommand::Show => panic!("set expected"),
+        })
+    }
+
+    #[test]
+    fn set_changes_only_what_is_given() {
+        let before = HaSettings::default();
+        let a = set(&[
+            "--isolation-response",
+            "power-off",
+            "--fence-isolated",
+            "on",
+        ])
+        .unwrap();
+        let after = a.apply(&before).unwrap();
+        assert_eq!(
+            after,
+            HaSettings {
+                isolation_response: IsolationResponse::PowerOff,
+                fence_isolated: true,
+                ..before.clone()
+            }
+        );
+        let a = set(&[
+            "--tolerate-host-failures",
+            "0",
+            "--isolation-fence-after",
+            "2m",
+        ])
+        .unwrap();
+        let after = a.apply(&before).unwrap();
+        assert_eq!(
+            (after.tolerate_host_failures, after.isolation_fence_after_s),
+            (0, 120)
+        );
+        assert!(matches!(
+            set(&[]).unwrap().apply(&before),
+            Err(RestCommandError::NothingToChange(_))
+        ));
+        for bad in [
+            &["--tolerate-host-failures", "33"][..],
+            &["--tolerate-host-failures", "-1"],
+            &["--isolation-response", "reboot"],
+            &["--fence-isolated", "maybe"],
+            &["--isolation-fence-after", "4s"],
+            &["--isolation-fence-after", "2h"],
+        ] {
+            assert!(set(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn show_prints_every_setting() {
+        let shown = HaShow {
+            settings: HaSettings {
+                tolerate_host_failures: 2,
+                isolation_response: IsolationResponse::Shutdown,
+                fence_isolated: true,
+                isolation_fence_after_s: 45,
+            },
+        };
+        let text = shown.text();
+        for (key, value) in [
+            ("Tolerated host failures:", "2"),
+            ("Isolation response:", "shutdown"),
+            ("Fence isolated hosts:", "on, after 45 s"),
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(key) && l.ends_with(value)),
+                "{key} {value} in {text}"
+            );
+        }
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(json["settings"]["isolation_response"], "shutdown");
+    }
+}
