@@ -193,3 +193,94 @@ fn crash_restarts_back_off_up_to_a_minute() {
     let waits: Vec<u64> = (1..=9).map(|n| crash_backoff(n).as_secs()).collect();
     assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_fenced_out_of_band_has_its_ha_vms_restarted_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let ds_path = ds.path().to_path_buf();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.datastore = Some(ds_path);
+    })
+    .await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    let r = c
+        .call(
+            "PATCH",
+            "/api/v1/hosts/h2",
+            Some(r#"{"fence_command": "true"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // No lease at all: unprotected, nothing moves on its own.
+    h2.disconnect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(h1.vm_state(web), None);
+    let r = c.call("POST", "/api/v1/hosts/h2/fence", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let fenced = Instant::now();
+    while h1.vm_state(web) != Some(PowerState::Running) {
+        assert!(
+            fenced.elapsed() < Duration::from_secs(5),
+            "web not restarted after the fence: {}",
+            events(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(events(&c).await.contains("HA state fenced"));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_host_is_fenced_when_the_policy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let ds_path = ds.path().to_path_buf();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.datastore = Some(ds_path);
+    })
+    .await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    let marker = dir.path().join("fenced-h2");
+    let cmd = format!("touch {}/fenced-$VINFRA_HOST", dir.path().display());
+    let r = c
+        .call(
+            "PATCH",
+            "/api/v1/hosts/h2",
+            Some(&serde_json::json!({ "fence_command": cmd }).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut settings = c.call("GET", "/api/v1/settings", None).await.body;
+    settings["ha"]["fence_isolated"] = true.into();
+    settings["ha"]["isolation_fence_after_s"] = 5.into();
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&settings.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    write_lease(ds.path(), "h2", 1);
+    h2.disconnect();
+    let lost = Instant::now();
+    let mut counter = 2;
+    while h1.vm_state(web) != Some(PowerState::Running) {
+        // h2's guard renews on: isolated, not failed.
+        write_lease(ds.path(), "h2", counter);
+        counter += 1;
+        assert!(
+            lost.elapsed() < Duration::from_secs(15),
+            "web not restarted: {}",
+            events(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(lost.elapsed() >= Duration::from_secs(5), "fenced too early");
+    assert!(marker.exists(), "the fence command did not run");
+    let ev = events(&c).await;
+    assert!(ev.contains("isolated for"), "{ev}");
+    assert!(ev.contains("HA state fenced"), "{ev}");
+    c.shutdown().await;
+}

@@ -51,7 +51,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use crate::timing::HaTimings;
 
 /// What a guard does with its host's HA VMs when the host is isolated (the cluster's HA

@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_ha::{assess, HaPolicy, HaTimings, HostHa, HostSignals, LeaseObserver, Link};
+use vinfra_ha::{
+    assess, fence_due, Fence, HaPolicy, HaTimings, HostHa, HostSignals, LeaseObserver, Link,
+};
 use vinfra_proto::AgentCommand;
 use vinfra_types::error::Chain;
 use vinfra_types::{HostStatus, PowerState};
@@ -56,6 +58,10 @@ struct Track {
     observer: LeaseObserver,
     state: Option<HostHa>,
     since: Instant,
+    /// When this controller first saw the host's `fenced_at` set (an out-of-band fence).
+    fenced_seen: Option<Instant>,
+    /// Whether the cluster's `fence_isolated` policy fenced (or tried to) in this episode.
+    fence_tried: bool,
 }
 
 /// A VM restarted on another host, watched until it runs there.
@@ -161,6 +167,18 @@ impl HaController {
                 observer: LeaseObserver::new(),
                 state: None,
                 since: now,
+                fenced_seen: None,
+                fence_tried: false,
+            });
+            let record = console.host(h).ok().map(|r| r.value);
+            // The fence holds until the host is back (its agent's Hello clears fenced_at).
+            track.fenced_seen = match record.as_ref().and_then(|r| r.fenced_at) {
+                Some(_) => Some(track.fenced_seen.unwrap_or(now)),
+                None => None,
+            };
+            let fence = track.fenced_seen.map(|at| Fence {
+                at,
+                seen_again: None,
             });
             if let Some(read) = reads.get(h) {
                 track.observer.observe(now, read.clone());
@@ -174,7 +192,7 @@ impl HaController {
             let signals = HostSignals {
                 link,
                 lease: &track.observer,
-                fence: None,
+                fence,
                 vms: &ids,
             };
             let a = assess(now, &signals, &self.timings);
@@ -189,6 +207,7 @@ impl HaController {
                     console.event("host", h, format!("HA state {}", a.ha));
                 }
                 if a.ha == HostHa::Connected {
+                    track.fence_tried = false;
                     // A new episode: what was told about its VMs may be told again.
                     let ids: HashSet<Uuid> = ids.iter().copied().collect();
                     self.noted.retain(|(v, _)| !ids.contains(v));
@@ -209,6 +228,31 @@ impl HaController {
                 Link::Lost { since } => since,
                 Link::Connected { .. } => continue,
             };
+            let ha = self.console.settings().ha;
+            let has_ha_vms = running.iter().any(|r| r.spec.ha.enabled);
+            if ha.fence_isolated
+                && has_ha_vms
+                && !track.fence_tried
+                && record.as_ref().is_some_and(|r| r.fence_command.is_some())
+                && fence_due(
+                    now,
+                    &a.ha,
+                    link,
+                    Duration::from_secs(ha.isolation_fence_after_s),
+                )
+            {
+                track.fence_tried = true;
+                let (console, host) = (console.clone(), h.clone());
+                let reason = format!(
+                    "isolated for {} s with HA VMs (fence_isolated is on)",
+                    now.duration_since(lost_at).as_secs()
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = console.fence_host(&host, &reason).await {
+                        tracing::warn!(host, "fence: {}", Chain(&e));
+                    }
+                });
+            }
             let candidates: Vec<&VmRecord> = running
                 .iter()
                 .filter(|r| r.spec.ha.enabled && a.restartable.allows(&r.id))
