@@ -512,6 +512,26 @@ async fn fence_runs_the_command_once_at_a_time_and_records_what_it_did() {
         .unwrap()
         .contains("being fenced already"));
 
+    // A caller that stops waiting stops neither the fence nor its record.
+    let fenced_events = |told: Vec<String>| {
+        told.iter()
+            .filter(|m| m.starts_with("host h2 fenced ("))
+            .count()
+    };
+    let before = fenced_events(messages(&c, "h2").await);
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), fence(&c, "h2", false)).await;
+    assert!(gave_up.is_err(), "the caller gave up");
+    let r = fence(&c, "h2", false).await;
+    assert_problem(&r, 409);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fenced_events(messages(&c, "h2").await) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned fence was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // A command that succeeds: its exit, time, output; fenced_at set; events.
     let ok = r#"test "$VINFRA_HOST" = h2 && echo "powered off $VINFRA_HOST""#;
     assert_eq!(set_fence(&c, "h2", Some(ok)).await.status, 200);

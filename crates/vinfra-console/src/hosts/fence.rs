@@ -11,7 +11,8 @@
 //! Any other exit, a signal, or running longer than the console's fence timeout (60 s by
 //! default, `ConsoleConfig::fence_timeout`; the whole process group is then killed) is a failed
 //! fence. Every fence is in the event log: its start, and its end with how long it took and,
-//! when it failed, the tail of its output. One fence per host runs at a time.
+//! when it failed, the tail of its output. One fence per host runs at a time: the host counts
+//! as being fenced until its command has ended.
 //!
 //! The command itself is never shown (not in the API, not in events, not in logs): it may hold
 //! the credentials of the host's BMC.
@@ -44,7 +45,7 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// The API's fence (`POST /api/v1/hosts/{name}/fence[?force=true]`): refused while the host's
 /// agent is connected unless `force` (fencing powers the host off), then
 /// [`Console::fence_host`].
-pub async fn fence(console: &Console, host: &str, force: bool) -> Result<FenceOutcome, Error> {
+pub async fn fence(console: &Arc<Console>, host: &str, force: bool) -> Result<FenceOutcome, Error> {
     console.host(host)?;
     if !force && console.agents().status(host) == HostStatus::Connected {
         return Err(Error::FenceConnected {
@@ -67,7 +68,23 @@ impl Console {
     /// [`Error::NoFenceCommand`] when the host has none, [`Error::FenceInProgress`] while
     /// another fence of the host runs, [`Error::NotFound`] for an unknown host. It does not
     /// check whether the host is connected: its caller decides that.
-    pub async fn fence_host(&self, name: &str, reason: &str) -> Result<FenceOutcome, Error> {
+    ///
+    /// The fence runs in a task of its own: a caller that stops waiting (an API client that
+    /// goes away) does not stop it, nor its record in the host and the event log.
+    pub async fn fence_host(
+        self: &Arc<Self>,
+        name: &str,
+        reason: &str,
+    ) -> Result<FenceOutcome, Error> {
+        let console = self.clone();
+        let (host, why) = (name.to_string(), reason.to_string());
+        tokio::spawn(async move { console.fence_now(&host, &why).await })
+            .await
+            .unwrap_or_else(|e| Err(self.not_run(name, FenceCommandError::Thread(e))))
+    }
+
+    /// [`Console::fence_host`], in the caller's task.
+    async fn fence_now(&self, name: &str, reason: &str) -> Result<FenceOutcome, Error> {
         let command =
             self.host(name)?
                 .value
@@ -75,7 +92,7 @@ impl Console {
                 .ok_or_else(|| Error::NoFenceCommand {
                     host: name.to_string(),
                 })?;
-        let _fencing = self.inflight().fencing(name)?;
+        let fencing = self.inflight().fencing(name)?;
         self.event(
             "host",
             name,
@@ -83,8 +100,12 @@ impl Console {
         );
         let host = name.to_string();
         let timeout = self.fence_timeout();
-        let ran =
-            tokio::task::spawn_blocking(move || run_fence_command(&host, &command, timeout)).await;
+        let ran = tokio::task::spawn_blocking(move || {
+            let ran = run_fence_command(&host, &command, timeout);
+            drop(fencing);
+            ran
+        })
+        .await;
         let outcome = match ran {
             Ok(Ok(o)) => o,
             Ok(Err(source)) => return Err(self.not_run(name, source)),
