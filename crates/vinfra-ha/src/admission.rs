@@ -16,24 +16,35 @@
 //! *holds* when every HA VM of the failed hosts is placed; its *shortfall* is the vCPUs and
 //! memory of those left unplaced.
 //!
-//! **Incremental.** [`Admission`] keeps every scenario's plan and, for each host, the scenarios
-//! whose plan restarts a VM there. A VM powering on at host `h` can change only:
-//! - the scenario where `h` fails (the VM is among its HA VMs);
-//! - the scenarios whose plan restarts a VM on `h` (less room there);
-//! - the scenarios that restart a VM sharing a must-rule with it;
-//! - with N > 1, the one scenario when its set of hosts changes.
+//! **Incremental.** [`Admission`] keeps one plan per scenario and, for each host, the
+//! scenarios whose plan restarts VMs there with how much they restart there. A kept plan that
+//! holds is a *witness*: a valid way to restart every HA VM of the scenario on the cluster as
+//! it runs now. A VM powering on at host `h` ([`Admission::check_power_on`]):
+//! - replans the scenario where `h` fails (the VM may be among its HA VMs), the scenarios that
+//!   restart a VM sharing a must-rule with it, and, with N > 1, the one scenario when its set
+//!   of hosts changes;
+//! - for each scenario whose plan restarts VMs on `h`: keeps a plan that holds when `h` still
+//!   has room for what it restarts there with the VM running (the plan stays valid: only `h`
+//!   changed), and replans it otherwise, or when it does not hold;
+//! - leaves every other scenario alone: its plan is still valid, and a plan that does not
+//!   hold is what planning from scratch gives too (each of its placements took the first host
+//!   that fit in the spreading order, `h` was not one of them, and less room on `h` only moves
+//!   `h` later in that order).
 //!
-//! Every other scenario's plan is the same from scratch: each of its placements took the first
-//! host that fit in the spreading order, `h` was not one of them, and less room on `h` only
-//! moves `h` later in that order. [`Admission::check_power_on`] replans only those (a few per
-//! check at 10,000 hosts), and the property test checks it against planning every scenario
-//! again.
+//! So a scenario that does not hold is always what planning from scratch gives, and one that
+//! holds always has a valid plan: the check refuses only a power-on that planning every
+//! scenario from scratch refuses too (naming the same scenario), and admits one only when every
+//! scenario has a valid restart plan. It may admit one that planning from scratch would refuse:
+//! when its greedy order fails where a kept plan shows that every VM can restart. Spreading
+//! sends the first restart of nearly every scenario to the emptiest hosts, where new VMs go as
+//! well: replanning every scenario that uses a host would replan thousands per check, keeping
+//! valid plans replans a handful. The property test checks all of this against planning every
+//! scenario again.
 //!
 //! A VM that stops or is deleted ([`Admission::remove`]) frees room and relaxes rules: every
-//! kept plan still places its VMs, so the scenarios that held still hold, and those that failed
-//! (and the scenario of the VM's host) are replanned. The kept plans are then valid, though
-//! not necessarily the ones planning from scratch would give; [`Admission::rebuild`] plans
-//! everything again. Any other change of the cluster (hosts, capacity, rules, HA settings, a
+//! kept plan stays valid; the scenarios that do not hold (and the scenario of the VM's host) are
+//! replanned. [`Admission::rebuild`] plans everything again (the kept plans then are the plans
+//! from scratch). Any other change of the cluster (hosts, capacity, rules, HA settings, a
 //! migration) is a [`Admission::new`].
 
 use std::cmp::Reverse;
@@ -264,7 +275,8 @@ struct Outcome {
     failed: Vec<u32>,
     ha_vms: usize,
     demand: Amount,
-    restarts: Vec<(String, u32)>,
+    /// (VM, host, its size).
+    restarts: Vec<(String, u32, Amount)>,
     unplaced: Vec<String>,
     shortfall: Amount,
 }
@@ -288,8 +300,10 @@ pub struct Admission {
     mates: HashMap<String, Vec<String>>,
     /// Scenario plans: with N = 1, one per host (index = host); with N > 1, one.
     outcomes: Vec<Outcome>,
-    /// Per host, the scenarios whose plan restarts a VM there.
-    users: Vec<BTreeSet<u32>>,
+    /// Per host, the scenarios whose plan restarts VMs there, and how much.
+    users: Vec<HashMap<u32, Amount>>,
+    /// Per host, the capacity held back (the reserve of its capabilities).
+    reserves: Vec<Amount>,
     failing: BTreeSet<u32>,
     /// Hosts by HA memory, most first (for N > 1).
     by_ha: BTreeSet<(Reverse<u64>, u32)>,
@@ -374,6 +388,16 @@ impl Admission {
             .map(|(i, h)| (Reverse(h.ha.memory_mib), i as u32))
             .collect();
         let n = hosts.len();
+        let reserves = hosts
+            .iter()
+            .map(|h| {
+                let r = fit.caps(&h.name).reserve;
+                Amount {
+                    vcpus: u64::from(r.vcpus),
+                    memory_mib: r.memory_mib,
+                }
+            })
+            .collect();
         let mut a = Admission {
             tolerate,
             placer,
@@ -382,7 +406,8 @@ impl Admission {
             vms,
             mates,
             outcomes: Vec::new(),
-            users: vec![BTreeSet::new(); n],
+            users: vec![HashMap::new(); n],
+            reserves,
             failing: BTreeSet::new(),
             by_ha,
             generation: 0,
@@ -437,11 +462,13 @@ impl Admission {
 
     fn install(&mut self, s: u32, o: Outcome) {
         let old = std::mem::replace(&mut self.outcomes[s as usize], o);
-        for (_, h) in &old.restarts {
+        for (_, h, _) in &old.restarts {
             self.users[*h as usize].remove(&s);
         }
-        for (_, h) in &self.outcomes[s as usize].restarts {
-            self.users[*h as usize].insert(s);
+        for (_, h, size) in &self.outcomes[s as usize].restarts {
+            let e = self.users[*h as usize].entry(s).or_default();
+            e.vcpus += size.vcpus;
+            e.memory_mib += size.memory_mib;
         }
         if self.outcomes[s as usize].holds() {
             self.failing.remove(&s);
@@ -536,7 +563,11 @@ impl Admission {
             match &d.host[i] {
                 Some(h) => {
                     let hi = self.host_index.get(h).copied().unwrap_or(0);
-                    o.restarts.push((v.request.vm.clone(), hi));
+                    let size = Amount {
+                        vcpus: u64::from(v.request.vcpus),
+                        memory_mib: v.request.memory_mib,
+                    };
+                    o.restarts.push((v.request.vm.clone(), hi, size));
                 }
                 None => {
                     o.unplaced.push(v.request.vm.clone());
@@ -557,7 +588,7 @@ impl Admission {
             restarts: o
                 .restarts
                 .iter()
-                .map(|(v, h)| (v.clone(), name(*h)))
+                .map(|(v, h, _)| (v.clone(), name(*h)))
                 .collect(),
             unplaced: o.unplaced.clone(),
             shortfall: o.shortfall,
@@ -659,14 +690,14 @@ impl Admission {
         Some(v)
     }
 
-    /// The scenarios a change on host `h` involving VM `vm` touches (see the module doc).
-    fn touched(&self, h: u32, vm: &str) -> BTreeSet<u32> {
+    /// The scenarios a power-on of `vm` on host `h` replans (see the module doc), the VM
+    /// counted already.
+    fn to_replan(&self, h: u32, vm: &str) -> BTreeSet<u32> {
         let mut out = BTreeSet::new();
         match self.tolerate {
             0 => {}
             1 => {
                 out.insert(h);
-                out.extend(self.users[h as usize].iter().copied());
                 for m in self.mates.get(vm).into_iter().flatten() {
                     if let Some(v) = self.vms.get(m) {
                         if v.ha.is_some() {
@@ -686,14 +717,40 @@ impl Admission {
                     .any(|v| failed.binary_search(&v.host).is_ok());
                 if failed != self.outcomes[0].failed
                     || failed.binary_search(&h).is_ok()
-                    || self.users[h as usize].contains(&0)
                     || mates_failed
                 {
                     out.insert(0);
                 }
             }
         }
+        // Plans on `h` that no longer fit there, or that do not hold.
+        if let Some(free) = self.room(h) {
+            for (&s, used) in &self.users[h as usize] {
+                let o = &self.outcomes[s as usize];
+                if !o.holds() || used.vcpus > free.vcpus || used.memory_mib > free.memory_mib {
+                    out.insert(s);
+                }
+            }
+        }
         out
+    }
+
+    /// Room for VMs on host `h` now: allocatable minus allocated minus its reserve.
+    fn room(&self, h: u32) -> Option<Amount> {
+        let name = &self.hosts[h as usize].name;
+        let hosts = self.placer.hosts();
+        let i = hosts.binary_search_by(|x| x.name.as_str().cmp(name)).ok()?;
+        let x = &hosts[i];
+        let r = self.reserves[h as usize];
+        Some(Amount {
+            vcpus: u64::from(x.allocatable_vcpus())
+                .saturating_sub(u64::from(x.allocated_vcpus))
+                .saturating_sub(r.vcpus),
+            memory_mib: x
+                .allocatable_memory_mib()
+                .saturating_sub(x.allocated_memory_mib)
+                .saturating_sub(r.memory_mib),
+        })
     }
 
     /// Whether `vm` may power on at `host` under the reserve. Changes nothing: on success,
@@ -713,7 +770,7 @@ impl Admission {
             .commit(&vm.request, &vm.needs, host)
             .map_err(|e| AdmissionError::Placer(Box::new(e)))?;
         self.add_entry(vm, h);
-        let touched = self.touched(h, name);
+        let touched = self.to_replan(h, name);
         let mut outcomes = Vec::with_capacity(touched.len());
         let mut result = Ok(());
         for &s in &touched {
