@@ -65,31 +65,27 @@ enum Verdict {
     Isolated(IsolationResponse),
 }
 
-/// The guard's decision, following the rules of the HA design: self-fence when neither the
-/// lease nor the console contact was renewed for `self_fence_after`; isolated when the agent
-/// pets (it is present: a pet within `heartbeat_timeout`) but reports no console contact for
-/// `self_fence_after` (counted from its return when it was away, so that a restarted agent has
-/// that long to reconnect), or when it has not petted for `agent_grace`.
-///
-/// TODO(vinfra_ha::guard): replace with `vinfra_ha::guard::decide` once it lands; the rules
-/// are the same.
+/// The guard's decision: `vinfra_ha::guard::decide` for the self-fence, and
+/// `vinfra_ha::guard::isolation` for whether the host is isolated (whatever the response: the
+/// guard reports `isolated` with `keep-running` too, and applies a response once per episode
+/// itself).
 fn decide(i: &Inputs) -> Verdict {
-    let t = &i.timings;
-    let age = |at: Option<Instant>| at.map(|at| i.now.saturating_duration_since(at));
-    let lost = |a: Option<Duration>| a.is_none_or(|a| a >= t.self_fence_after);
-    let renewal_age = age(i.last_renewal).unwrap_or_else(|| i.now - i.started);
-    if renewal_age >= t.self_fence_after && lost(age(i.contact)) {
+    let g = vinfra_ha::guard::GuardInputs {
+        now: i.now,
+        started: i.started,
+        last_write: i.last_renewal,
+        last_contact: i.contact,
+        last_pet: i.last_pet,
+        agent_back: i.agent_back,
+        response: i.response,
+        applied: true,
+    };
+    if vinfra_ha::guard::decide(&g, &i.timings) == vinfra_ha::GuardAction::SelfFence {
         return Verdict::SelfFence;
     }
-    let absent_for = i
-        .now
-        .saturating_duration_since(i.last_pet.unwrap_or(i.started));
-    let present = i.last_pet.is_some() && absent_for < t.heartbeat_timeout;
-    let contact_lost = present && lost(age(i.contact.max(i.agent_back)));
-    if contact_lost || absent_for >= t.agent_grace {
-        Verdict::Isolated(i.response)
-    } else {
-        Verdict::Nothing
+    match vinfra_ha::guard::isolation(&g, &i.timings) {
+        Some(_) => Verdict::Isolated(i.response),
+        None => Verdict::Nothing,
     }
 }
 

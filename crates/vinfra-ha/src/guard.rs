@@ -71,6 +71,10 @@ pub struct GuardInputs {
     pub last_contact: Option<Instant>,
     /// Send time of the agent's last pet.
     pub last_pet: Option<Instant>,
+    /// When the agent's pets came back after an absence (or first came): a restarted agent
+    /// has `self_fence_after` from then to reach the console before its host counts as
+    /// isolated.
+    pub agent_back: Option<Instant>,
     /// The cluster's isolation response.
     pub response: IsolationResponse,
     /// Whether the response has been applied during this isolation.
@@ -118,7 +122,10 @@ pub fn isolation(inputs: &GuardInputs, timings: &HaTimings) -> Option<IsolationC
     if inputs.now.saturating_duration_since(pet) >= timings.agent_grace {
         return Some(IsolationCause::AgentAbsent);
     }
-    let contact = inputs.last_contact.unwrap_or(inputs.started);
+    let contact = inputs
+        .last_contact
+        .max(inputs.agent_back)
+        .unwrap_or(inputs.started);
     // Only a pet sent at least self_fence_after after the last contact proves the agent was
     // there, without contact, for that long.
     let present = inputs.last_pet.is_some();
@@ -159,6 +166,7 @@ mod tests {
             last_write: Some(t0),
             last_contact: Some(t0),
             last_pet: Some(t0),
+            agent_back: None,
             response: IsolationResponse::PowerOff,
             applied: false,
         }
@@ -179,6 +187,25 @@ mod tests {
             assert_eq!(serde_json::from_str::<IsolationResponse>(s).unwrap(), r);
         }
         assert_eq!(IsolationResponse::default(), IsolationResponse::KeepRunning);
+    }
+
+    #[test]
+    fn a_restarted_agent_has_self_fence_after_to_reach_the_console() {
+        let t = HaTimings::default();
+        let t0 = Instant::now();
+        // Contact at 0; the agent died and came back at 20 s, petting without contact yet.
+        let mut i = inputs(t0);
+        i.last_write = Some(ms(t0, 22_000));
+        i.agent_back = Some(ms(t0, 20_000));
+        i.last_pet = Some(ms(t0, 22_000));
+        i.now = ms(t0, 22_100);
+        assert_eq!(isolation(&i, &t), None);
+        assert_eq!(decide(&i, &t), GuardAction::Nothing);
+        // Still without contact 3 s after its return: isolated.
+        i.last_write = Some(ms(t0, 23_000));
+        i.last_pet = Some(ms(t0, 23_000));
+        i.now = ms(t0, 23_100);
+        assert_eq!(isolation(&i, &t), Some(IsolationCause::ContactLost));
     }
 
     #[test]

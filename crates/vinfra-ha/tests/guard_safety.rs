@@ -147,6 +147,7 @@ proptest! {
             last_write: known_write(now).map(at),
             last_contact: known_contact(now).map(at),
             last_pet: Some(at(now.saturating_sub(100))),
+            agent_back: None,
             response: IsolationResponse::KeepRunning,
             applied: false,
         };
