@@ -101,6 +101,10 @@ pub struct ConsoleConfig {
     pub compaction_interval: Duration,
     /// How many revisions of watch history compaction keeps. Default 10,000.
     pub history_revisions: i64,
+    /// The shared datastore, where the console reads host leases
+    /// (`<datastore>/ha/hosts/<host>.lease`, written by each host's guard). `None`: no lease
+    /// is read, so no host can be told failed from isolated.
+    pub datastore: Option<PathBuf>,
 }
 
 impl ConsoleConfig {
@@ -119,6 +123,7 @@ impl ConsoleConfig {
             create_timeout: state::CREATE_TIMEOUT,
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
+            datastore: None,
         }
     }
 }

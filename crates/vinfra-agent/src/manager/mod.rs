@@ -51,6 +51,7 @@ pub use records::LocalVm;
 
 use crate::contact::ConsoleContact;
 use crate::disks::Datastore;
+use crate::ha::{HaSettings, HaSettingsStore};
 use crate::network::{spawn_reconciler, SwitchAttachment, SwitchLink};
 use crate::usage::Sampler;
 use error::io_err;
@@ -148,6 +149,7 @@ pub struct Manager {
     sampler: Arc<StdMutex<Sampler>>,
     switch: Option<Arc<SwitchLink>>,
     contact: ConsoleContact,
+    ha: HaSettingsStore,
     observe_timeout: Duration,
 }
 
@@ -174,10 +176,12 @@ impl Manager {
             .into_iter()
             .map(|vm| (vm.id(), Entry::new(vm, None)))
             .collect();
+        let ha = HaSettingsStore::open(&cfg.data_dir);
         Ok(Manager {
             ds: Datastore {
                 root: cfg.datastore.clone(),
             },
+            ha,
             cfg,
             vms: Mutex::new(table),
             sampler: Arc::default(),
@@ -204,6 +208,26 @@ impl Manager {
     /// host may read it, e.g. to tell its guard how old the contact is).
     pub fn contact(&self) -> &ConsoleContact {
         &self.contact
+    }
+
+    /// The cluster's HA settings for the host's guard, as the console last sent them (kept in
+    /// the data directory; the defaults until it first does).
+    pub fn ha_settings(&self) -> HaSettings {
+        self.ha.get()
+    }
+
+    /// Takes the cluster's HA settings the console sent (checked, then kept in the data
+    /// directory); the next pet passes them to the guard.
+    pub fn set_ha_settings(&self, settings: HaSettings) -> Result<()> {
+        Ok(self.ha.set(settings)?)
+    }
+
+    /// The VMs of this host whose HA policy is on: the guard's isolation response stops these
+    /// and no others. Read without waiting on any VM's lock.
+    // TODO(VmSpec.ha): the VMs whose `VmSpec.ha` policy is on, once `VmSpec` carries it; none
+    // until then.
+    pub async fn ha_vm_ids(&self) -> Vec<Uuid> {
+        Vec::new()
     }
 
     /// The accelerator VMs run with.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use vinfra_proto::pki::JoinToken;
-use vinfra_proto::HostReport;
+use vinfra_proto::{AgentCommand, HaTimings, HostReport, IsolationResponse};
 use vinfra_store::{Compare, Op};
 use vinfra_types::network::UNDERLAY_MTU;
 
@@ -66,6 +66,17 @@ pub fn join(
     Ok((cert_pem, console.ca().cert_pem().to_string()))
 }
 
+/// The HA settings every agent gets after its Hello, for its guard: the cluster's isolation
+/// response and timings.
+// TODO(ClusterSettings.ha): the cluster's isolation response and timings once the settings
+// carry them; keep-running and the default timings until then.
+pub fn ha_command(_console: &Console) -> AgentCommand {
+    AgentCommand::SetHa {
+        isolation_response: IsolationResponse::KeepRunning,
+        timings: HaTimings::default(),
+    }
+}
+
 /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
 /// VLAN trunk, underlay MTU).
 pub fn hello(console: &Console, report: &HostReport) {
@@ -105,6 +116,10 @@ impl Membership for Console {
 
     fn hello(&self, report: &HostReport) {
         hello(self, report)
+    }
+
+    fn ha_command(&self) -> AgentCommand {
+        ha_command(self)
     }
 
     fn registry(&self) -> &AgentRegistry {
