@@ -119,8 +119,10 @@ mod tests {
             store.get().isolation_response,
             IsolationResponse::KeepRunning
         );
-        let mut timings = HaTimings::default();
-        timings.agent_grace = Duration::from_secs(30);
+        let timings = HaTimings {
+            agent_grace: Duration::from_secs(30),
+            ..HaTimings::default()
+        };
         let set = HaSettings {
             isolation_response: IsolationResponse::PowerOff,
             timings,

@@ -188,8 +188,10 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
     );
 
     // Pets bring the guard the settings the console sent.
-    let mut timings = HaTimings::default();
-    timings.agent_grace = Duration::from_secs(20);
+    let timings = HaTimings {
+        agent_grace: Duration::from_secs(20),
+        ..HaTimings::default()
+    };
     m.set_ha_settings(HaSettings {
         isolation_response: IsolationResponse::PowerOff,
         timings,
