@@ -25,6 +25,7 @@ use vinfra_types::error::Chain;
 use vinfra_types::HostCapacity;
 
 use crate::contact::{ConsoleContact, Heartbeats};
+use crate::guard::GuardLink;
 use crate::manager::Manager;
 
 /// Default time between two reports (`vinfra agent --report-interval`).
@@ -111,6 +112,8 @@ pub struct HostInfo {
     pub qemu_version: String,
     /// Capacity (with overrides applied).
     pub capacity: HostCapacity,
+    /// The host's guard (`vinfra agent --guard`), asked for its state in every report.
+    pub guard: Option<Arc<GuardLink>>,
 }
 
 const CA_FILE: &str = "ca.crt";
@@ -234,9 +237,16 @@ async fn tls_connect(
         })?
 }
 
-/// A full report now.
+/// A full report now: the VMs (each QEMU waited on for a bound) and the guard (a second at
+/// most), asked at once.
 pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
-    let vms = m.observe_all().await;
+    let guard = async {
+        match &info.guard {
+            Some(link) => link.view().await,
+            None => None,
+        }
+    };
+    let (vms, guard) = tokio::join!(m.observe_all(), guard);
     let usage = m
         .sampler()
         .lock()
@@ -257,6 +267,7 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
         underlay_mtu: m.switch().map_or(vinfra_types::network::UNDERLAY_MTU, |l| {
             u32::from(l.underlay_mtu())
         }),
+        guard,
     }
 }
 

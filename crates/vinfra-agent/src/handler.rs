@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 
+use crate::ha::HaSettings;
 use crate::manager::Manager;
 
 /// Longest stop timeout accepted, seconds.
@@ -70,5 +71,15 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
         C::SwitchCounters => CommandReply::SwitchCounters {
             counters: m.switch_counters().await?,
         },
+        C::SetHa {
+            isolation_response,
+            timings,
+        } => {
+            m.set_ha_settings(HaSettings {
+                isolation_response,
+                timings,
+            })?;
+            CommandReply::Done
+        }
     })
 }

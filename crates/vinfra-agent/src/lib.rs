@@ -5,6 +5,8 @@
 //! - [`connection`]: joining, the mutual-TLS session with the console (heartbeats, reports,
 //!   requests), reconnects.
 //! - [`handler`]: one console command → one manager call ([`handler::handle`]).
+//! - [`guard`]: the host's guard: pets (console contact, HA VMs, the cluster's HA settings)
+//!   every heartbeat period from a task of the agent, its state for reports.
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
 //! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
 //!   after a switch restart, over [`vinfra_switch_control`].
@@ -14,18 +16,23 @@
 //!   implementation over QMP and a fake for tests.
 //! - [`probe`]: KVM or TCG, found by booting a probe guest (cached per QEMU version).
 //! - [`usage`]: host and VM usage from `/proc`.
+//! - [`ha`]: the cluster's HA settings for the guard, as the console sent them, kept in the
+//!   data directory.
 //! - [`files`]: atomic file writes.
 //! - [`contact`]: the host's console contact (the last heartbeat the console acknowledged),
 //!   kept by the session, read through [`Manager::contact`].
 //!
-//! QEMU runs daemonized (`-daemonize`, pidfile, QMP socket in `<data_dir>/vms/<id>/`), so VMs keep
-//! running when the agent stops; [`manager::Manager::open`] finds them again.
+//! QEMU runs daemonized (`-daemonize`), or with `--guard` as a child of the host's guard (which
+//! writes its pidfile); either way its pidfile and QMP socket are in `<data_dir>/vms/<id>/` and
+//! VMs keep running when the agent stops; [`manager::Manager::open`] finds them again.
 #![deny(unsafe_code)]
 
 pub mod connection;
 pub mod contact;
 pub mod disks;
 pub mod files;
+pub mod guard;
+pub mod ha;
 pub mod handler;
 pub mod manager;
 pub mod network;
@@ -79,6 +86,10 @@ pub struct AgentConfig {
     /// The interface of this host's 802.1Q trunk to the physical network, for VLAN networks
     /// (needs `switch_control`).
     pub trunk_interface: Option<String>,
+    /// Control socket of the host's guard (`vinfra guard --control`): QEMUs are started through
+    /// it (its children, they die with it) and it is petted every heartbeat period. `None`:
+    /// QEMUs daemonize and HA cannot protect the host's VMs.
+    pub guard: Option<PathBuf>,
 }
 
 /// Why the agent stopped.
@@ -135,6 +146,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let runner = Arc::new(qemu::qmp::QemuRunner {
         binary: config.qemu_binary.clone(),
         accel,
+        guard: config.guard.clone(),
     });
     let manager = Arc::new(
         Manager::open(ManagerConfig {
@@ -154,6 +166,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         })
         .await?,
     );
+    // Pets start before the console is reached (it may not be for a long time).
+    let guard = config.guard.clone().map(guard::GuardLink::new);
+    if let Some(link) = &guard {
+        tracing::info!("QEMUs run under the guard at {}", link.control().display());
+        guard::spawn_pets(manager.clone(), link.clone(), config.heartbeat);
+    }
     let creds = connection::ensure_credentials_retrying(
         &config.data_dir,
         &config.console,
@@ -166,6 +184,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         address: config.address.to_string(),
         qemu_version,
         capacity,
+        guard,
     };
     connection::connect_loop(
         &config.console,

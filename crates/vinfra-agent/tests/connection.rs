@@ -136,6 +136,7 @@ async fn join_then_hello_reports_and_requests() {
             runner: Arc::new(QemuRunner {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
+                guard: None,
             }),
             switch: None,
         })
@@ -150,6 +151,7 @@ async fn join_then_hello_reports_and_requests() {
             cores: 8,
             memory_mib: 4096,
         },
+        guard: None,
     };
     let contact = manager.contact().clone();
     assert_eq!(contact.last(), None);
@@ -250,6 +252,7 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
             runner: Arc::new(QemuRunner {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
+                guard: None,
             }),
             switch: None,
         })
@@ -264,6 +267,7 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
             cores: 2,
             memory_mib: 2048,
         },
+        guard: None,
     };
     let console = addr.to_string();
     let dir = tmp.path().to_path_buf();
@@ -355,6 +359,7 @@ async fn a_state_change_is_reported_before_its_answer() {
             runner: Arc::new(QemuRunner {
                 binary: "qemu-system-x86_64".into(),
                 accel: Accel::Tcg,
+                guard: None,
             }),
             switch: None,
         })
@@ -369,6 +374,7 @@ async fn a_state_change_is_reported_before_its_answer() {
             cores: 2,
             memory_mib: 2048,
         },
+        guard: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

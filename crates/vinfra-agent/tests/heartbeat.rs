@@ -151,6 +151,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
             cores: 2,
             memory_mib: 2048,
         },
+        guard: None,
     };
     let timing = SessionTiming {
         report_interval: Duration::from_secs(1),

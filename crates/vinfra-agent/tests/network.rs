@@ -181,6 +181,7 @@ async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchAttachment>) -
         runner: Arc::new(QemuRunner {
             binary: QEMU.into(),
             accel: Accel::Tcg,
+            guard: None,
         }),
         switch,
     })

@@ -45,6 +45,7 @@ async fn manager(data_dir: &Path, ds: &Path) -> Manager {
         runner: Arc::new(QemuRunner {
             binary: QEMU.into(),
             accel: Accel::Tcg,
+            guard: None,
         }),
         switch: None,
     })

@@ -9,8 +9,11 @@
 //!   CA in `console/pki/ca.pem`, API token in `console/api-token`), `hosts/h<N>/` (each agent's
 //!   data), `datastore/` (shared by every host; the guest kernel and initramfs in `images/`),
 //!   `console.log`, `hosts/h<N>/agent.log`, pidfiles, and `lab.json` (the [`LabState`]);
-//! - a console (REST API on 127.0.0.1 in the root namespace) and one agent per host namespace, each
-//!   started detached from the `vinfra` binary;
+//! - a console (REST API on 127.0.0.1 in the root namespace, reading the hosts' leases in the
+//!   datastore) and, per host namespace, a virtual switch, a guard (`vinfra guard`: the host's
+//!   lease in `datastore/ha/hosts/`, control socket `hosts/h<N>/guard.sock`, log
+//!   `hosts/h<N>/guard.log`; every QEMU of the host is its child) and an agent (`--guard`),
+//!   each started detached from the `vinfra` binary, the guard before the agent;
 //! - a "physical network" for VLAN networks: a namespace `vl-<name>-phys` with a Linux bridge
 //!   that forwards 802.1Q-tagged frames as they are, joined to every host by a veth pair whose
 //!   host end, `trunk0`, is the host's trunk (each agent runs with `--trunk-interface trunk0`),
@@ -244,6 +247,9 @@ pub struct HostState {
     /// The virtual switch's pid when last started.
     #[serde(default)]
     pub switch_pid: u32,
+    /// The guard's pid when last started.
+    #[serde(default)]
+    pub guard_pid: u32,
 }
 
 /// A "physical" endpoint on a VLAN: an access port of the top-of-rack switch.
@@ -308,7 +314,7 @@ pub struct LabState {
 /// Whether a lab process runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessStatus {
-    /// `console`, the host name (its agent), `<host> switch` or `phys switch`.
+    /// `console`, the host name (its agent), `<host> switch`, `<host> guard` or `phys switch`.
     pub name: String,
     /// Its pid (from its pidfile, else the one recorded).
     pub pid: u32,
@@ -321,7 +327,8 @@ pub struct ProcessStatus {
 pub struct LabStatus {
     /// The recorded state.
     pub state: LabState,
-    /// The console, then each agent and its switch (`h1`, `h1 switch`, …).
+    /// The console, then each agent, its switch and its guard (`h1`, `h1 switch`, `h1 guard`,
+    /// …).
     pub processes: Vec<ProcessStatus>,
     /// Hosts and VMs as the API lists them, or why they could not be listed.
     pub listed: Result<Listed, LabError>,
@@ -413,8 +420,8 @@ fn wait_control(control: &Path, pid: u32, log: &Path, what: &str) -> Result<(), 
     Ok(())
 }
 
-/// True when `pid` is a process of the lab at `root`: a vinfra console, agent or switch, or a QEMU,
-/// whose command line mentions `root`.
+/// True when `pid` is a process of the lab at `root`: a vinfra console, agent, switch or guard, or
+/// a QEMU, whose command line mentions `root`.
 fn is_lab_process(pid: u32, root: &Path) -> bool {
     let Some(cmd) = process::cmdline(pid) else {
         return false;
@@ -426,7 +433,8 @@ fn is_lab_process(pid: u32, root: &Path) -> bool {
     let mut args = cmd.split(' ');
     let argv0 = args.next().unwrap_or_default();
     let base = argv0.rsplit('/').next().unwrap_or_default();
-    base.starts_with("qemu") || matches!(args.next(), Some("console" | "agent" | "switch"))
+    base.starts_with("qemu")
+        || matches!(args.next(), Some("console" | "agent" | "switch" | "guard"))
 }
 
 fn is_qemu(pid: u32) -> bool {
@@ -485,13 +493,14 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
             first.get_or_insert(e);
         }
     };
-    // The console first (so that it orders nothing more), then the agents, their switches, then
-    // QEMU.
+    // The console first (so that it orders nothing more), then the agents, their switches, their
+    // guards (their QEMUs die with them), then any QEMU left.
     let mut pidfiles = vec![root.join("console.pid"), root.join("phys/switch.pid")];
     if let Ok(hosts) = std::fs::read_dir(root.join("hosts")) {
         let hosts: Vec<PathBuf> = hosts.flatten().map(|h| h.path()).collect();
         pidfiles.extend(hosts.iter().map(|h| h.join("agent.pid")));
         pidfiles.extend(hosts.iter().map(|h| h.join("switch.pid")));
+        pidfiles.extend(hosts.iter().map(|h| h.join("guard.pid")));
     }
     for pidfile in &pidfiles {
         if let Some(pid) = process::read_pidfile(pidfile) {
@@ -576,6 +585,7 @@ impl Lab {
                 data_dir,
                 pid: 0,
                 switch_pid: 0,
+                guard_pid: 0,
             });
         }
         let mut lab = Lab {
@@ -605,6 +615,7 @@ impl Lab {
         for i in 0..lab.state.hosts.len() {
             let token = client.create_join_token()?;
             lab.start_switch(i)?;
+            lab.start_guard(i)?;
             lab.start_agent(i, Some(&token.token))?;
         }
         lab.save()?;
@@ -748,6 +759,8 @@ impl Lab {
             net::UNDERLAY_ADDR.to_string(),
             "--token-file".into(),
             s.token_file.display().to_string(),
+            "--datastore".into(),
+            s.root.join("datastore").display().to_string(),
         ];
         let pid = process::spawn_detached(
             &s.vinfra_binary,
@@ -796,6 +809,75 @@ impl Lab {
         self.state.hosts[index].switch_pid = pid;
         let what = format!("switch of {}", self.state.hosts[index].name);
         wait_control(&control, pid, &log, &what)
+    }
+
+    /// The control socket of a host's guard.
+    fn guard_control(h: &HostState) -> PathBuf {
+        h.data_dir.join("guard.sock")
+    }
+
+    /// Starts a host's guard in its namespace (`vinfra guard`, detached, its lease in the lab's
+    /// datastore) and waits (up to 10 s) for its control socket, which it opens once it holds
+    /// the host's lease.
+    fn start_guard(&mut self, index: usize) -> Result<(), LabError> {
+        let s = &self.state;
+        let h = &s.hosts[index];
+        let control = Self::guard_control(h);
+        let _ = std::fs::remove_file(&control);
+        let args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            h.namespace.clone(),
+            s.vinfra_binary.display().to_string(),
+            "guard".into(),
+            "--host".into(),
+            h.name.clone(),
+            "--datastore".into(),
+            s.root.join("datastore").display().to_string(),
+            "--control".into(),
+            control.display().to_string(),
+        ];
+        let log = h.data_dir.join("guard.log");
+        let pid =
+            process::spawn_detached(Path::new("ip"), &args, &log, &h.data_dir.join("guard.pid"))?;
+        self.state.hosts[index].guard_pid = pid;
+        let what = format!("guard of {}", self.state.hosts[index].name);
+        wait_control(&control, pid, &log, &what)
+    }
+
+    /// The pid of `host`'s guard.
+    pub fn guard_pid(&self, host: &str) -> Result<u32, LabError> {
+        let h = &self.state.hosts[self.host_index(host)?];
+        Ok(process::read_pidfile(&h.data_dir.join("guard.pid")).unwrap_or(h.guard_pid))
+    }
+
+    /// Sends `signal` to `host`'s guard (SIGKILL: every QEMU of the host dies with it). Start
+    /// it again with [`Lab::restart_guard`].
+    pub fn kill_guard(&self, host: &str, signal: Signal) -> Result<(), LabError> {
+        let pid = self.guard_pid(host)?;
+        if is_lab_process(pid, &self.state.root) {
+            process::signal(pid, signal)?;
+        }
+        Ok(())
+    }
+
+    /// Stops `host`'s guard if it runs (its QEMUs die with it) and starts it again; waits until
+    /// it holds the host's lease and answers (a new incarnation).
+    pub fn restart_guard(&mut self, host: &str) -> Result<(), LabError> {
+        let index = self.host_index(host)?;
+        let pid = self.guard_pid(host)?;
+        if process::alive(pid) && is_lab_process(pid, &self.state.root) {
+            process::terminate(pid, STOP_GRACE)?;
+        }
+        self.start_guard(index)?;
+        self.save()
+    }
+
+    /// The control socket of `host`'s guard.
+    pub fn guard_control_of(&self, host: &str) -> Result<PathBuf, LabError> {
+        Ok(Self::guard_control(
+            &self.state.hosts[self.host_index(host)?],
+        ))
     }
 
     /// The top-of-rack switch's directory (`<root>/phys`).
@@ -940,6 +1022,8 @@ impl Lab {
             Self::switch_control(h).display().to_string(),
             "--underlay-ip".into(),
             h.address.to_string(),
+            "--guard".into(),
+            Self::guard_control(h).display().to_string(),
         ];
         if s.phys_namespace.is_some() {
             args.extend(["--trunk-interface".into(), net::TRUNK_INTERFACE.to_string()]);
@@ -1286,6 +1370,12 @@ impl Lab {
                 pid,
                 alive: process::alive(pid),
             });
+            let pid = self.guard_pid(&h.name).unwrap_or(h.guard_pid);
+            processes.push(ProcessStatus {
+                name: format!("{} guard", h.name),
+                pid,
+                alive: process::alive(pid),
+            });
         }
         if self.state.phys_namespace.is_some() {
             let pid = self.tor_pid();
@@ -1308,7 +1398,7 @@ impl Lab {
         }
     }
 
-    /// Stops everything (console, agents, QEMUs), deletes the namespaces and removes the root.
+    /// Stops everything (console, agents, switches, guards, QEMUs), deletes the namespaces and removes the root.
     pub fn down(self) -> Result<(), LabError> {
         cleanup(&self.state.name, &self.state.root, true)
     }
@@ -1346,6 +1436,7 @@ mod tests {
                 data_dir: "/d".into(),
                 pid: 2,
                 switch_pid: 3,
+                guard_pid: 4,
             }],
             vinfra_binary: "/usr/bin/vinfra".into(),
             host_memory_mib: None,

@@ -4,13 +4,17 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+pub use vinfra_ha::HaTimings;
+pub use vinfra_types::ha::IsolationResponse;
 use vinfra_types::network::HostSwitchCounters;
-use vinfra_types::{Accel, HostCapacity, HostUsage, VmObserved, VmSpec};
+use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec};
 
 /// Version of this protocol; the console refuses a Hello with another version. 2: heartbeats
 /// ([`AgentMessage::Heartbeat`], [`ConsoleMessage::HeartbeatAck`]) carry the connection's
-/// liveness, reports only the host's state.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// liveness, reports only the host's state. 3: the cluster's HA settings for the host's guard
+/// ([`AgentCommand::SetHa`], sent after every Hello), and the guard in reports
+/// ([`HostReport::guard`]).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +121,10 @@ pub struct HostReport {
     /// encapsulation. Absent in reports of older agents, meaning 1500.
     #[serde(default = "vinfra_types::network::default_underlay_mtu")]
     pub underlay_mtu: u32,
+    /// The host's guard as the agent asked it for this report (within a second); `None` when
+    /// the agent runs without one (`vinfra agent` without `--guard`) or it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardView>,
 }
 
 /// A VM as the console hands it to an agent: identity plus specification.
@@ -229,6 +237,15 @@ pub enum AgentCommand {
     /// Read this host's switch counters now, per network (by name), per VM NIC port (VM id and
     /// NIC index) and of the uplink. Read-only. Replies [`CommandReply::SwitchCounters`].
     SwitchCounters,
+    /// The cluster's HA settings the host's guard acts on, sent after every Hello: the agent
+    /// keeps them (in its data directory, so that a restarted agent that cannot reach the
+    /// console passes them on still) and passes them to its guard in every pet. Replies `Done`.
+    SetHa {
+        /// What the guard does to the host's HA VMs when the host is isolated.
+        isolation_response: IsolationResponse,
+        /// The cluster's HA timings (renewal, self-fence deadline, agent grace, …).
+        timings: HaTimings,
+    },
 }
 
 impl AgentCommand {
@@ -243,6 +260,7 @@ impl AgentCommand {
                 | AgentCommand::ObserveVm { .. }
                 | AgentCommand::ApplySwitchConfig { .. }
                 | AgentCommand::SwitchCounters
+                | AgentCommand::SetHa { .. }
         )
     }
 }
@@ -508,6 +526,7 @@ mod tests {
             vms: Vec::new(),
             trunk: None,
             underlay_mtu: 9000,
+            guard: None,
         };
         let mut json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["underlay_mtu"], 9000);
@@ -516,6 +535,40 @@ mod tests {
         json.as_object_mut().unwrap().remove("underlay_mtu");
         let old: HostReport = serde_json::from_value(json).unwrap();
         assert_eq!(old.underlay_mtu, 1500);
+    }
+
+    #[test]
+    fn ha_settings_and_the_guard_on_the_wire() {
+        let set = AgentCommand::SetHa {
+            isolation_response: IsolationResponse::PowerOff,
+            timings: HaTimings::default(),
+        };
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(json["command"], "set_ha");
+        assert_eq!(json["isolation_response"], "power-off");
+        assert_eq!(serde_json::from_value::<AgentCommand>(json).unwrap(), set);
+        assert!(!set.changes_vm_state());
+        let guard = GuardView {
+            incarnation: 9,
+            lease_counter: 40,
+            renewal_age_ms: Some(120),
+            self_fences: 0,
+            isolated: false,
+        };
+        let json = serde_json::json!({
+            "host": "h1", "address": "10.0.0.1", "accel": "tcg", "qemu_version": "9.2.0",
+            "capacity": {"cores": 2, "memory_mib": 2048},
+            "usage": {"cpu_cores": 0.0, "memory_used_mib": 0}, "vms": [],
+            "guard": {"incarnation": 9, "lease_counter": 40, "renewal_age_ms": 120,
+                      "self_fences": 0, "isolated": false}
+        });
+        let report: HostReport = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(report.guard, Some(guard));
+        let mut json = json;
+        json.as_object_mut().unwrap().remove("guard");
+        let unguarded: HostReport = serde_json::from_value(json).unwrap();
+        assert_eq!(unguarded.guard, None);
+        assert!(!serde_json::to_string(&unguarded).unwrap().contains("guard"));
     }
 
     #[test]

@@ -77,6 +77,25 @@ pub enum HostStatus {
     Disconnected,
 }
 
+/// A host's guard (`vinfra guard`, the fence holder every QEMU of the host runs under) as its
+/// agent last saw it. HA restarts a host's VMs elsewhere only when its guard's lease shows the
+/// host stopped, so a host without one is not protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GuardView {
+    /// The guard's lease incarnation (a new one every time a guard starts).
+    pub incarnation: u64,
+    /// The counter of the guard's last successful lease write (it rises every renewal).
+    pub lease_counter: u64,
+    /// How long ago the guard's last successful lease write started, milliseconds; `null`
+    /// before its first.
+    pub renewal_age_ms: Option<u64>,
+    /// How often the guard self-fenced (killed every QEMU of the host) since it started.
+    pub self_fences: u32,
+    /// The guard counts the host isolated now (console contact lost while the lease renews,
+    /// or the agent gone past its grace).
+    pub isolated: bool,
+}
+
 /// A host as the REST API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HostSummary {
@@ -130,4 +149,8 @@ pub struct HostSummary {
     /// epoch; cleared when its agent connects again.
     #[serde(default)]
     pub fenced_at: Option<u64>,
+    /// The host's guard, as its agent last reported it; `null` when the host runs none (or it
+    /// did not answer): HA cannot protect the host's VMs then.
+    #[serde(default)]
+    pub guard: Option<GuardView>,
 }

@@ -24,7 +24,9 @@ pub mod network;
 pub mod vm;
 
 pub use api::Problem;
-pub use host::{Accel, AllocationRatios, HostCapacity, HostStatus, HostSummary, HostUsage};
+pub use host::{
+    Accel, AllocationRatios, GuardView, HostCapacity, HostStatus, HostSummary, HostUsage,
+};
 pub use migration::{MigrationPhase, MigrationProgress};
 pub use name::{validate_file_name, validate_name, NameError};
 pub use vm::{BootSource, DiskSpec, NicSpec, PowerState, VmObserved, VmSpec, VmSummary, VmUsage};

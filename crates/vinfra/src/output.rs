@@ -6,7 +6,7 @@ use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 use vinfra_types::api::{ClusterSettings, Event};
 use vinfra_types::network::{TrafficCounters, VXLAN_OVERHEAD};
-use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
+use vinfra_types::{GuardView, HostSummary, MigrationProgress, VmSummary};
 
 /// Prints a line to stdout, ignoring a closed pipe (e.g. `vinfra vm list | head -1`).
 macro_rules! out {
@@ -234,6 +234,29 @@ pub fn hosts(hosts: &[HostSummary]) -> String {
     render(t)
 }
 
+/// The host's guard in one line: its incarnation and lease renewal, or that HA cannot protect
+/// the host's VMs without one.
+fn guard(g: Option<&GuardView>) -> String {
+    let Some(g) = g else {
+        return "no guard: HA cannot protect this host's VMs".into();
+    };
+    let mut out = format!("incarnation {}, ", g.incarnation);
+    match g.renewal_age_ms {
+        Some(ms) => out.push_str(&format!(
+            "lease renewed {ms} ms ago (counter {})",
+            g.lease_counter
+        )),
+        None => out.push_str("lease not renewed yet"),
+    }
+    if g.isolated {
+        out.push_str(", isolated");
+    }
+    if g.self_fences > 0 {
+        out.push_str(&format!(", self-fenced {} times", g.self_fences));
+    }
+    out
+}
+
 /// `vinfra host show`: the host, then CPU and memory as allocated / allocatable / physical / used.
 pub fn host(h: &HostSummary) -> String {
     let ratios = format!(
@@ -279,6 +302,7 @@ pub fn host(h: &HostSummary) -> String {
             "Maintenance",
             if h.maintenance { "on" } else { "off" }.into(),
         ),
+        ("Guard", guard(h.guard.as_ref())),
         ("Ratios", ratios),
         ("VMs", h.vm_count.to_string()),
         (
@@ -526,5 +550,32 @@ mod tests {
         );
         let row = lines.next().unwrap();
         assert!(row.trim_end().ends_with("1400"), "{row}");
+        let line = shown.lines().find(|l| l.starts_with("Guard")).unwrap();
+        assert!(
+            line.contains("no guard: HA cannot protect this host's VMs"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn hosts_show_their_guard() {
+        let mut g = GuardView {
+            incarnation: 77,
+            lease_counter: 12,
+            renewal_age_ms: Some(340),
+            self_fences: 0,
+            isolated: false,
+        };
+        assert_eq!(
+            guard(Some(&g)),
+            "incarnation 77, lease renewed 340 ms ago (counter 12)"
+        );
+        g.isolated = true;
+        g.self_fences = 2;
+        g.renewal_age_ms = None;
+        assert_eq!(
+            guard(Some(&g)),
+            "incarnation 77, lease not renewed yet, isolated, self-fenced 2 times"
+        );
     }
 }

@@ -8,6 +8,7 @@ use vinfra_types::vm::SpecError;
 use vinfra_types::PowerState;
 
 use crate::disks::DiskError;
+use crate::ha::HaSettingsError;
 use crate::network::SwitchLinkError;
 use crate::qemu::{MigrationState, QemuError};
 
@@ -101,6 +102,9 @@ pub enum ManagerError {
     /// No TCP port could be bound for an incoming migration.
     #[error("no free TCP port for the incoming migration")]
     FreePort(#[source] std::io::Error),
+    /// The console's HA settings were refused or could not be kept.
+    #[error(transparent)]
+    Ha(#[from] HaSettingsError),
     /// A blocking task (switch reconcile, counters) failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),

@@ -135,6 +135,8 @@ impl Manager {
             serial_log: vm.files.serial_log(),
             qmp_socket: vm.files.qmp_socket(),
             pidfile: vm.files.pidfile(),
+            daemonize: self.cfg.runner.daemonize(),
+            log: vm.files.qemu_log(),
             incoming,
             nics: vm
                 .record

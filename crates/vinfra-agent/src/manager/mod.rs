@@ -51,6 +51,7 @@ pub use records::LocalVm;
 
 use crate::contact::ConsoleContact;
 use crate::disks::Datastore;
+use crate::ha::{HaSettings, HaSettingsStore};
 use crate::network::{spawn_reconciler, SwitchAttachment, SwitchLink};
 use crate::usage::Sampler;
 use error::io_err;
@@ -85,6 +86,8 @@ struct Entry {
     /// The VM's id and name (they never change), for a report that cannot take the lock.
     id: Uuid,
     name: String,
+    /// Whether its HA policy is on (as the console defined the VM here).
+    ha: bool,
     vm: Mutex<Vm>,
     last: StdMutex<Option<VmObserved>>,
     /// When the report's observation under way (holding the lock) began.
@@ -96,6 +99,7 @@ impl Entry {
         Arc::new(Entry {
             id: vm.id(),
             name: vm.record.instance.spec.name.clone(),
+            ha: vm.record.instance.spec.ha.enabled,
             vm: Mutex::new(vm),
             last: StdMutex::new(last),
             observing: StdMutex::new(None),
@@ -148,6 +152,7 @@ pub struct Manager {
     sampler: Arc<StdMutex<Sampler>>,
     switch: Option<Arc<SwitchLink>>,
     contact: ConsoleContact,
+    ha: HaSettingsStore,
     observe_timeout: Duration,
 }
 
@@ -174,10 +179,12 @@ impl Manager {
             .into_iter()
             .map(|vm| (vm.id(), Entry::new(vm, None)))
             .collect();
+        let ha = HaSettingsStore::open(&cfg.data_dir);
         Ok(Manager {
             ds: Datastore {
                 root: cfg.datastore.clone(),
             },
+            ha,
             cfg,
             vms: Mutex::new(table),
             sampler: Arc::default(),
@@ -204,6 +211,27 @@ impl Manager {
     /// host may read it, e.g. to tell its guard how old the contact is).
     pub fn contact(&self) -> &ConsoleContact {
         &self.contact
+    }
+
+    /// The cluster's HA settings for the host's guard, as the console last sent them (kept in
+    /// the data directory; the defaults until it first does).
+    pub fn ha_settings(&self) -> HaSettings {
+        self.ha.get()
+    }
+
+    /// Takes the cluster's HA settings the console sent (checked, then kept in the data
+    /// directory); the next pet passes them to the guard.
+    pub fn set_ha_settings(&self, settings: HaSettings) -> Result<()> {
+        Ok(self.ha.set(settings)?)
+    }
+
+    /// The VMs of this host whose HA policy is on: the guard's isolation response stops these
+    /// and no others. Read without waiting on any VM's lock. The policy is the one the VM was
+    /// defined with here (created, or arrived by migration): a policy changed later reaches the
+    /// guard when the VM is next defined on a host.
+    pub async fn ha_vm_ids(&self) -> Vec<Uuid> {
+        let table = self.vms.lock().await;
+        table.values().filter(|e| e.ha).map(|e| e.id).collect()
     }
 
     /// The accelerator VMs run with.

@@ -821,6 +821,7 @@ async fn a_wedged_qemu_holds_up_no_report() {
             cores: 2,
             memory_mib: 2048,
         },
+        guard: None,
     };
     let report = crate::connection::host_report(&h.m, &info).await;
     assert!(report.vms.iter().all(|v| !v.unresponsive), "{report:?}");

@@ -60,6 +60,12 @@ pub struct Launch {
     pub qmp_socket: PathBuf,
     /// Pidfile QEMU writes.
     pub pidfile: PathBuf,
+    /// QEMU forks into the background (`-daemonize`) and runs on alone, outliving the agent;
+    /// false when the host's guard starts it and stays its parent (QEMU's standard output and
+    /// error then go to `log`).
+    pub daemonize: bool,
+    /// QEMU's standard output and error when it does not daemonize (the guard appends them).
+    pub log: PathBuf,
     /// Wait for an incoming migration (`-incoming defer`).
     pub incoming: bool,
     /// NICs, in order.
@@ -106,7 +112,9 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
     ));
     push("-pidfile".into());
     push(l.pidfile.to_string_lossy().into_owned());
-    push("-daemonize".into());
+    if l.daemonize {
+        push("-daemonize".into());
+    }
     if let Some((kernel, initrd, cmdline)) = &l.kernel {
         push("-kernel".into());
         push(kernel.to_string_lossy().into_owned());
@@ -191,6 +199,8 @@ mod tests {
             serial_log: "/d/serial.log".into(),
             qmp_socket: "/d/qmp.sock".into(),
             pidfile: "/d/qemu.pid".into(),
+            daemonize: true,
+            log: "/d/qemu.log".into(),
             incoming: true,
             nics: vec![NicArg {
                 mac: "52:54:00:00:00:01".into(),
@@ -240,10 +250,15 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("-cpu host"));
+        assert!(
+            joined.contains("-pidfile /d/qemu.pid -daemonize "),
+            "{joined}"
+        );
         let mut l = launch();
         l.accel = Accel::Kvm;
         l.incoming = false;
         l.kernel = None;
+        l.daemonize = false;
         let joined: Vec<String> = build_args(&l)
             .into_iter()
             .map(|s| s.into_string().unwrap())
@@ -251,6 +266,11 @@ mod tests {
         let joined = joined.join(" ");
         assert!(joined.contains("accel=kvm -cpu host"));
         assert!(!joined.contains("-incoming") && !joined.contains("-kernel"));
+        // Under the guard: the same command line, QEMU stays in the foreground.
+        assert!(
+            joined.contains("-pidfile /d/qemu.pid") && !joined.contains("-daemonize"),
+            "{joined}"
+        );
         // Booting from disk: the first disk carries the boot index.
         assert!(
             joined.contains("-device virtio-blk-pci,drive=drive0,id=disk0,bootindex=1"),

@@ -1,6 +1,9 @@
 //! [`QemuError`]: why starting, commanding or ending a QEMU failed.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+use vinfra_guard::{ChildExit, GuardClientError, GuardRefusal};
 
 /// Errors starting, commanding or signalling QEMU.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,43 @@ pub enum QemuError {
         /// QEMU's own message (or its exit status when it printed none).
         stderr: String,
     },
+    /// The host's guard could not be reached to start QEMU (`vinfra agent --guard`): VMs run
+    /// only under it, so nothing was started.
+    #[error("the host's guard is unreachable, so no VM can start")]
+    GuardUnreachable(#[source] GuardClientError),
+    /// The conversation with the guard failed while it started QEMU (the connection broke,
+    /// the answer timed out or made no sense).
+    #[error("starting QEMU through the host's guard at {path}")]
+    Guard {
+        /// The guard's control socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: GuardClientError,
+    },
+    /// The guard refused to start QEMU (it is self-fencing or released, the VM already has a
+    /// QEMU, the program could not be executed).
+    #[error("the host's guard refused to start QEMU")]
+    GuardRefused(#[source] GuardRefusal),
+    /// QEMU, started by the guard, exited before its QMP socket accepted a connection.
+    #[error("QEMU exited before it was ready ({exit}); its log ends: {}", log_tail.join(" | "))]
+    Exited {
+        /// How it ended.
+        exit: ChildExit,
+        /// The last lines of its standard output and error.
+        log_tail: Vec<String>,
+    },
+    /// QEMU, started by the guard, did not accept a QMP connection in time and was killed.
+    #[error("QEMU was not ready within {timeout_ms} ms and was killed; its log ends: {}", log_tail.join(" | "))]
+    NotReady {
+        /// The ready timeout, milliseconds.
+        timeout_ms: u64,
+        /// The last lines of its standard output and error.
+        log_tail: Vec<String>,
+    },
+    /// An argument of QEMU's command line is not UTF-8 (the guard's protocol carries UTF-8).
+    #[error("QEMU argument {0:?} is not UTF-8")]
+    Argument(OsString),
     /// QEMU started but wrote no usable pidfile.
     #[error("QEMU wrote no usable pidfile at {0}")]
     NoPid(PathBuf),

@@ -3,10 +3,12 @@
 //! resume, power off, reset, migrate, ask its state, kill, check it is alive.
 //!
 //! Two implementations:
-//! - [`qmp::QemuRunner`]: the real one. QEMU runs with `-daemonize`: it forks, detaches (new
-//!   session) and writes its pid to the VM's pidfile, so it outlives the agent. The agent finds
-//!   it again through the pidfile and `/proc/<pid>/cmdline`, and talks to it over the QMP
-//!   socket in the VM's directory ([`VmFiles`]).
+//! - [`qmp::QemuRunner`]: the real one. Without a guard QEMU runs with `-daemonize`: it forks,
+//!   detaches (new session) and writes its pid to the VM's pidfile, so it outlives the agent.
+//!   With the host's guard (`vinfra agent --guard`) the guard starts QEMU in the foreground as
+//!   its own child (it dies with the guard, never with the agent) and writes the pidfile. Either
+//!   way the agent finds it again through the pidfile and `/proc/<pid>/cmdline`, and talks to it
+//!   over the QMP socket in the VM's directory ([`VmFiles`]).
 //! - [`fake::FakeRunner`]: an in-memory state machine that answers like QEMU (running, paused,
 //!   shut off, waiting for an incoming migration; migrations that complete or fail when a test
 //!   says so), for unit tests of the manager without a guest.
@@ -51,6 +53,11 @@ impl VmFiles {
     /// The serial console log (`serial.log`).
     pub fn serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
+    }
+
+    /// QEMU's standard output and error when the host's guard runs it (`qemu.log`).
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
     }
 
     /// Removes the pidfile and the QMP socket of a QEMU that is gone.
@@ -224,10 +231,16 @@ pub trait VmRunner: Send + Sync {
     /// The accelerator VMs run with.
     fn accel(&self) -> Accel;
 
-    /// Starts a daemonized QEMU with the command line `args` (built from `launch` by
-    /// [`build_args`]; `launch` says where its pidfile and QMP socket appear, and whether it
-    /// waits for an incoming migration) and returns it once it answers. On error no process is
-    /// left.
+    /// True when QEMU daemonizes itself ([`Launch::daemonize`]); false when another process
+    /// (the host's guard) starts it and stays its parent.
+    fn daemonize(&self) -> bool {
+        true
+    }
+
+    /// Starts a QEMU with the command line `args` (built from `launch` by [`build_args`];
+    /// `launch` says where its pidfile and QMP socket appear, whether it daemonizes and
+    /// whether it waits for an incoming migration) and returns it once it answers. On error no
+    /// process is left.
     async fn launch(
         &self,
         launch: &Launch,

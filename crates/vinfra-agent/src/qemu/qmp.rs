@@ -1,13 +1,15 @@
-//! The real [`VmRunner`]: daemonized QEMU processes driven over QMP ([`vinfra_qmp`]).
+//! The real [`VmRunner`]: QEMU processes, daemonized or children of the host's guard, driven
+//! over QMP ([`vinfra_qmp`]).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use uuid::Uuid;
+use vinfra_guard::{ChildExit, GuardClient, GuardClientError, GuardRefusal, SpawnSpec};
 use vinfra_qmp::{MigrateParameters, Qmp};
 use vinfra_types::Accel;
 
@@ -24,17 +26,116 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the daemonizing parent's pidfile and QMP socket may take to appear.
 const PIDFILE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a QEMU started by the guard may take to accept a QMP connection (the guard kills it
+/// after that).
+pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than [`GUARD_READY_TIMEOUT`] the agent waits for the guard's answer.
+const GUARD_ANSWER_SLACK: Duration = Duration::from_secs(5);
+/// How long a QEMU whose QMP failed right after its start is watched for its exit (then it
+/// is reported with its exit status and log).
+const EARLY_EXIT_WAIT: Duration = Duration::from_secs(2);
+/// How many lines of QEMU's log an early exit carries.
+const LOG_TAIL_LINES: usize = 20;
 
-/// Runs `binary` with `-daemonize` for each VM.
+/// The last [`LOG_TAIL_LINES`] non-empty lines written to `log` after byte `from`.
+fn log_tail(log: &Path, from: u64) -> Vec<String> {
+    let bytes = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec()
+}
+
+/// How the guard's child `pid` of `vm` ended, if the guard saw it end within
+/// [`EARLY_EXIT_WAIT`] (asked on blocking threads).
+async fn early_exit(guard: &Path, vm: Uuid, pid: u32) -> Option<ChildExit> {
+    let deadline = Instant::now() + EARLY_EXIT_WAIT;
+    loop {
+        let path = guard.to_path_buf();
+        let asked = tokio::task::spawn_blocking(move || {
+            let mut client = GuardClient::connect(&path)?;
+            client.set_timeout(Some(Duration::from_secs(1)))?;
+            client.status()
+        })
+        .await;
+        if let Ok(Ok(status)) = asked {
+            if let Some(x) = status.exits.iter().find(|x| x.vm == vm && x.pid == pid) {
+                return Some(x.exit);
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `binary` for each VM: with `-daemonize`, or through the host's guard.
 #[derive(Debug, Clone)]
 pub struct QemuRunner {
     /// `qemu-system-x86_64`, or a full path.
     pub binary: PathBuf,
     /// Accelerator for every VM (from the probe).
     pub accel: Accel,
+    /// The control socket of the host's guard (`vinfra agent --guard`): QEMU is started by the
+    /// guard, as its child, without `-daemonize`. `None`: QEMU daemonizes itself.
+    pub guard: Option<PathBuf>,
 }
 
 impl QemuRunner {
+    /// Asks the guard at `guard` to start QEMU with `args` (no `-daemonize`) and returns its pid
+    /// once its QMP socket accepts a connection (blocking: the guard answers then), with the
+    /// length its log had before. A QEMU that exits first, or is not ready in time, is an error
+    /// with the end of its log.
+    fn spawn_guarded(
+        &self,
+        guard: &Path,
+        launch: &Launch,
+        args: Vec<OsString>,
+    ) -> Result<(u32, u64), QemuError> {
+        let log_start = std::fs::metadata(&launch.log).map_or(0, |m| m.len());
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        for a in std::iter::once(self.binary.clone().into_os_string()).chain(args) {
+            argv.push(a.into_string().map_err(QemuError::Argument)?);
+        }
+        let spec = SpawnSpec {
+            vm: launch.id,
+            argv,
+            qmp_socket: launch.qmp_socket.clone(),
+            pidfile: Some(launch.pidfile.clone()),
+            log: launch.log.clone(),
+            ready_timeout_ms: GUARD_READY_TIMEOUT.as_millis() as u64,
+        };
+        let failed = |source| QemuError::Guard {
+            path: guard.to_path_buf(),
+            source,
+        };
+        let mut client = GuardClient::connect(guard).map_err(QemuError::GuardUnreachable)?;
+        client
+            .set_timeout(Some(GUARD_READY_TIMEOUT + GUARD_ANSWER_SLACK))
+            .map_err(failed)?;
+        let pid = client.spawn(&spec).map_err(|e| match e {
+            GuardClientError::Refused(GuardRefusal::Exited { exit, log_tail }) => {
+                QemuError::Exited { exit, log_tail }
+            }
+            GuardClientError::Refused(GuardRefusal::NotReady {
+                timeout_ms,
+                log_tail,
+            }) => QemuError::NotReady {
+                timeout_ms,
+                log_tail,
+            },
+            GuardClientError::Refused(r) => QemuError::GuardRefused(r),
+            other => failed(other),
+        })?;
+        Ok((pid, log_start))
+    }
+
     /// Runs QEMU with `-daemonize` and returns the pid from its pidfile once its QMP socket
     /// exists (blocking).
     fn spawn(&self, launch: &Launch, args: Vec<OsString>) -> Result<u32, QemuError> {
@@ -81,6 +182,10 @@ impl VmRunner for QemuRunner {
         self.accel
     }
 
+    fn daemonize(&self) -> bool {
+        self.guard.is_none()
+    }
+
     async fn launch(
         &self,
         launch: &Launch,
@@ -88,9 +193,12 @@ impl VmRunner for QemuRunner {
     ) -> Result<Box<dyn QemuProcess>, QemuError> {
         let runner = self.clone();
         let l = launch.clone();
-        let pid = tokio::task::spawn_blocking(move || runner.spawn(&l, args))
-            .await
-            .map_err(QemuError::Launcher)??;
+        let (pid, log_start) = tokio::task::spawn_blocking(move || match &runner.guard {
+            Some(guard) => runner.spawn_guarded(guard, &l, args),
+            None => runner.spawn(&l, args).map(|pid| (pid, 0)),
+        })
+        .await
+        .map_err(QemuError::Launcher)??;
         let mut process = QmpProcess {
             pid,
             qmp_socket: launch.qmp_socket.clone(),
@@ -98,6 +206,16 @@ impl VmRunner for QemuRunner {
             shutdown_seen: false,
         };
         if let Err(e) = process.connect().await {
+            // A QEMU under the guard that failed after opening its QMP socket (a kernel it
+            // cannot load, say): its exit and log say why.
+            if let Some(guard) = &self.guard {
+                if let Some(exit) = early_exit(guard, launch.id, pid).await {
+                    return Err(QemuError::Exited {
+                        exit,
+                        log_tail: log_tail(&launch.log, log_start),
+                    });
+                }
+            }
             // Nobody could command it: it must not stay.
             let _ = kill(pid, Signal::SIGKILL);
             return Err(e);
@@ -119,8 +237,8 @@ impl VmRunner for QemuRunner {
     }
 }
 
-/// One daemonized QEMU, its QMP connection made when first needed and remade after it
-/// closed.
+/// One QEMU (daemonized or the guard's child), its QMP connection made when first needed and
+/// remade after it closed.
 pub struct QmpProcess {
     pid: u32,
     qmp_socket: PathBuf,

@@ -375,6 +375,7 @@ fn report(host: &str, capacity: HostCapacity, vms: &[VmObserved]) -> HostReport 
         vms: vms.to_vec(),
         trunk: None,
         underlay_mtu: 1500,
+        guard: None,
     }
 }
 
@@ -393,7 +394,9 @@ fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandRep
             vms.push(o.clone());
             Ok(CommandReply::Vm { vm: o })
         }
-        AgentCommand::ApplySwitchConfig { .. } => Ok(CommandReply::Done),
+        AgentCommand::ApplySwitchConfig { .. } | AgentCommand::SetHa { .. } => {
+            Ok(CommandReply::Done)
+        }
         AgentCommand::ObserveVm { id } => vms
             .iter()
             .find(|v| v.id == id)

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use vinfra_proto::frame::{FrameError, FramedJson};
-use vinfra_proto::{AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
+use vinfra_proto::{AgentCommand, AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
 use vinfra_types::error::{chain, Chain};
 
 use super::registry::AgentRegistry;
@@ -41,6 +41,9 @@ pub trait Membership: Send + Sync + 'static {
     fn registered(&self, host: &str) -> bool;
     /// Remembers what a host said in its Hello.
     fn hello(&self, report: &HostReport);
+    /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
+    /// agent after its Hello.
+    fn ha_command(&self) -> AgentCommand;
     /// The registry the connection joins.
     fn registry(&self) -> &AgentRegistry;
 }
@@ -50,6 +53,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Heartbeat acknowledgements waiting for the writer, at most.
 const ACK_QUEUE: usize = 16;
+/// How long an agent has to take the HA settings sent after its Hello.
+const SET_HA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a connection to the agent endpoint ended (the agent side of it has its own error).
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +235,16 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             }
         }
     });
+    // The HA settings go to every agent that says Hello (a restarted agent, a new console):
+    // its guard acts on them while the console is unreachable.
+    {
+        let (registry, host, command) = (registry.clone(), host.clone(), console.ha_command());
+        tokio::spawn(async move {
+            if let Err(e) = registry.request(&host, command, SET_HA_TIMEOUT).await {
+                tracing::warn!(host, "the HA settings were not taken: {}", Chain(&e));
+            }
+        });
+    }
     let mut closed = reg.closed;
     let heartbeat = registry.heartbeat_timeout();
     let silent = tokio::time::sleep(heartbeat);

@@ -164,6 +164,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     ),
     components(schemas(
         vinfra_types::Problem, vinfra_types::HostSummary, vinfra_types::HostStatus, vinfra_types::HostCapacity,
+        vinfra_types::GuardView,
         vinfra_types::HostUsage, vinfra_types::AllocationRatios, vinfra_types::Accel,
         vinfra_types::VmSummary, vinfra_types::VmSpec, vinfra_types::BootSource, vinfra_types::DiskSpec,
         vinfra_types::NicSpec, vinfra_types::PowerState, vinfra_types::VmUsage,

@@ -49,6 +49,7 @@ fn summary(
         trunk: report
             .as_ref()
             .map_or(rec.trunk.clone(), |r| r.trunk.clone()),
+        guard: report.as_ref().and_then(|r| r.guard),
         underlay_mtu: report.map_or(rec.underlay_mtu, |r| r.underlay_mtu),
         fence_command_set: rec.fence_command.is_some(),
         fenced_at: rec.fenced_at,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use vinfra_proto::pki::JoinToken;
-use vinfra_proto::HostReport;
+use vinfra_proto::{AgentCommand, HaTimings, HostReport};
 use vinfra_store::{Compare, Op};
 use vinfra_types::network::UNDERLAY_MTU;
 
@@ -68,6 +68,15 @@ pub fn join(
     Ok((cert_pem, console.ca().cert_pem().to_string()))
 }
 
+/// The HA settings every agent gets after its Hello (and every agent when the cluster's
+/// settings change), for its guard: the cluster's isolation response and timings.
+pub fn ha_command(console: &Console) -> AgentCommand {
+    AgentCommand::SetHa {
+        isolation_response: console.settings().ha.isolation_response,
+        timings: HaTimings::default(),
+    }
+}
+
 /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
 /// VLAN trunk, underlay MTU); a host that was fenced is back: its `fenced_at` goes, with an
 /// event.
@@ -116,6 +125,10 @@ impl Membership for Console {
 
     fn hello(&self, report: &HostReport) {
         hello(self, report)
+    }
+
+    fn ha_command(&self) -> AgentCommand {
+        ha_command(self)
     }
 
     fn registry(&self) -> &AgentRegistry {

@@ -3,8 +3,10 @@
 
 use vinfra_types::api::ClusterSettings;
 
+use vinfra_types::error::Chain;
+
 use crate::error::Error;
-use crate::state::Console;
+use crate::state::{Console, SHORT_TIMEOUT};
 
 /// The settings in force.
 pub fn get(console: &Console) -> ClusterSettings {
@@ -16,7 +18,20 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
     settings
         .validate()
         .map_err(|reason| Error::Settings { reason })?;
+    let before = console.settings().ha.isolation_response;
     console.put_settings(&settings)?;
+    if settings.ha.isolation_response != before {
+        // Every agent passes the cluster's isolation response on to its guard.
+        let command = super::joins::ha_command(console);
+        for host in console.host_names() {
+            let (agents, command) = (console.agents().clone(), command.clone());
+            tokio::spawn(async move {
+                if let Err(e) = agents.request(&host, command, SHORT_TIMEOUT).await {
+                    tracing::debug!(host, "HA settings not sent: {}", Chain(&e));
+                }
+            });
+        }
+    }
     let bandwidth = settings
         .migration_max_bandwidth_mib
         .map_or("unlimited".to_string(), |b| format!("{b} MiB/s"));

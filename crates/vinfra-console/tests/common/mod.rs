@@ -452,6 +452,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
             .collect(),
         trunk: state.trunk.clone(),
         underlay_mtu: state.underlay_mtu.unwrap_or(1500),
+        guard: None,
     }
 }
 
@@ -662,6 +663,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         AgentCommand::SwitchCounters => Ok(CommandReply::SwitchCounters {
             counters: fake_switch_counters(state),
         }),
+        AgentCommand::SetHa { .. } => Ok(CommandReply::Done),
         AgentCommand::ConsoleLog { id, max_bytes } => {
             state.vms.get(&id).ok_or(missing(id))?;
             let text = "login: ".repeat(100);

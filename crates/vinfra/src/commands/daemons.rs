@@ -33,6 +33,10 @@ pub struct ConsoleArgs {
     /// Serve the REST API over plain HTTP (for debugging only).
     #[arg(long)]
     pub no_tls: bool,
+    /// The shared datastore directory, where the console reads the hosts' leases
+    /// (`<datastore>/ha/hosts/<host>.lease`, written by each host's `vinfra guard`).
+    #[arg(long)]
+    pub datastore: Option<PathBuf>,
 }
 
 /// `vinfra switch`.
@@ -125,6 +129,11 @@ pub struct AgentArgs {
     /// networks (VMs with NICs on VLAN networks run only on hosts with a trunk).
     #[arg(long, requires = "switch_control", value_parser = parse::interface)]
     pub trunk_interface: Option<String>,
+    /// Control socket of this host's `vinfra guard`: QEMUs are started through it (they die
+    /// with it, never with the agent) and it is told every second how the host's console
+    /// contact is. Without it QEMUs daemonize and HA cannot protect this host's VMs.
+    #[arg(long)]
+    pub guard: Option<PathBuf>,
 }
 
 /// Why a daemon stopped with an error.
@@ -164,6 +173,7 @@ pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
         advertise_names: a.advertise.clone(),
         token_file: a.token_file.clone(),
         tls: !a.no_tls,
+        datastore: a.datastore.clone(),
         ..vinfra_console::ConsoleConfig::new(a.data_dir.clone())
     };
     runtime()?
@@ -189,6 +199,7 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         underlay_ip: a.underlay_ip,
         underlay_mtu: a.underlay_mtu,
         trunk_interface: a.trunk_interface.clone(),
+        guard: a.guard.clone(),
     };
     runtime()?
         .block_on(vinfra_agent::run(config))
@@ -227,7 +238,7 @@ mod tests {
         args: AgentArgs,
     }
 
-    fn underlay_mtu(extra: &[&str]) -> Result<u16, String> {
+    fn agent(extra: &[&str]) -> Result<AgentArgs, String> {
         let mut argv = vec![
             "agent",
             "--console",
@@ -241,8 +252,21 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         Agent::try_parse_from(argv)
-            .map(|a| a.args.underlay_mtu)
+            .map(|a| a.args)
             .map_err(|e| e.to_string())
+    }
+
+    fn underlay_mtu(extra: &[&str]) -> Result<u16, String> {
+        agent(extra).map(|a| a.underlay_mtu)
+    }
+
+    #[test]
+    fn the_agent_runs_under_a_guard_only_when_told() {
+        assert_eq!(agent(&[]).unwrap().guard, None);
+        assert_eq!(
+            agent(&["--guard", "/run/vinfra/guard.sock"]).unwrap().guard,
+            Some(PathBuf::from("/run/vinfra/guard.sock"))
+        );
     }
 
     /// `vinfra guard` alone.

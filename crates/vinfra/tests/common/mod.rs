@@ -89,6 +89,11 @@ fn dump_logs(lab: &Lab) {
             h.name,
             tail(&h.data_dir.join("switch.log"), 15)
         );
+        eprintln!(
+            "--- {} guard.log (tail) ---\n{}",
+            h.name,
+            tail(&h.data_dir.join("guard.log"), 15)
+        );
     }
 }
 
