@@ -152,6 +152,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         hosts: Vec::new(),
     });
     let _ = c.delete_rule("n");
+    let _ = c.ha();
     let _ = c.drs();
     let _ = c.run_drs();
     let _ = c.recommendations();
