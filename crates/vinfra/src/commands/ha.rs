@@ -367,5 +367,98 @@ mod tests {
         }
         let json = serde_json::to_value(&shown).unwrap();
         assert_eq!(json["settings"]["isolation_response"], "shutdown");
+        assert!(json.get("reserve").is_none());
+    }
+
+    fn need(vm: &str, gib: u64, on: Option<&str>) -> vinfra_types::ha::HaRestartNeed {
+        vinfra_types::ha::HaRestartNeed {
+            vm: vm.into(),
+            vcpus: 2,
+            memory_mib: gib * 1024,
+            restarts_on: on.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn show_prints_hosts_and_the_reserve() {
+        use vinfra_types::ha::LeaseStamp;
+        let host = |name: &str, state: &str, lease| HostHaStatus {
+            name: name.into(),
+            state: state.into(),
+            detail: state.into(),
+            for_s: 75,
+            lease,
+        };
+        let mut reserve = HaReserve {
+            tolerate: 1,
+            enforced: true,
+            holds: true,
+            ha_vms: 2,
+            scenarios_total: 1,
+            scenarios_holding: 1,
+            scenarios: vec![HaScenario {
+                failed: vec!["h1".into()],
+                holds: true,
+                vms: vec![need("web", 4, Some("h2"))],
+                demand_vcpus: 2,
+                demand_memory_mib: 4096,
+                shortfall_vcpus: 0,
+                shortfall_memory_mib: 0,
+            }],
+        };
+        let mut shown = HaShow {
+            settings: HaSettings::default(),
+            hosts: Some(vec![
+                host("h1", "connected", None),
+                host(
+                    "h2",
+                    "failed",
+                    Some(LeaseStamp {
+                        incarnation: 3,
+                        counter: 41,
+                    }),
+                ),
+            ]),
+            reserve: Some(reserve.clone()),
+        };
+        let text = shown.text();
+        assert!(
+            text.lines().any(|l| l.starts_with("h2")
+                && l.contains("failed")
+                && l.contains("1m15s")
+                && l.contains("3/41")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Reserve: tolerates 1 host failure: every host's HA VMs restart elsewhere"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("h1 fails: 1 HA VM (2 vCPU, 4.0 GiB) restart: web → h2"), "{text}");
+        reserve.holds = false;
+        reserve.scenarios_holding = 0;
+        reserve.scenarios[0] = HaScenario {
+            failed: vec!["h1".into()],
+            holds: false,
+            vms: vec![need("web", 4, Some("h2")), need("db", 8, None)],
+            demand_vcpus: 4,
+            demand_memory_mib: 12 * 1024,
+            shortfall_vcpus: 2,
+            shortfall_memory_mib: 8 * 1024,
+        };
+        shown.reserve = Some(reserve);
+        let text = shown.text();
+        assert!(
+            text.contains("Reserve: BROKEN: 1 of 1 scenario fail (tolerate 1 host failure; 2 HA VMs)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("h1 fails: 2 HA VMs to restart, short of 2 vCPU, 8.0 GiB: db (2 vCPU, 8.0 GiB) cannot restart"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(json["hosts"][1]["lease"]["counter"], 41);
+        assert_eq!(json["reserve"]["scenarios"][0]["vms"][1]["restarts_on"], serde_json::Value::Null);
     }
 }
