@@ -405,9 +405,7 @@ impl Index {
         let done = match (cur, &now, &needs) {
             (None, None, _) => Ok(()),
             (Some(c), Some((n, _, _)), _) if c == n => Ok(()),
-            (Some(c), Some((n, _, _)), _)
-                if c.vcpus == n.vcpus && c.memory_mib == n.memory_mib =>
-            {
+            (Some(c), Some((n, _, _)), _) if c.vcpus == n.vcpus && c.memory_mib == n.memory_mib => {
                 self.placer.migrated(name, &n.host)
             }
             (Some(_), None, _) => self.placer.remove(name),
@@ -522,7 +520,10 @@ impl Index {
                 match console.rules() {
                     Ok(rules) => model.rules = rules.iter().map(library_rule).collect(),
                     Err(e) => {
-                        tracing::warn!("admission control without rules: {}", vinfra_types::error::Chain(&e));
+                        tracing::warn!(
+                            "admission control without rules: {}",
+                            vinfra_types::error::Chain(&e)
+                        );
                     }
                 }
             }
@@ -549,7 +550,13 @@ impl Index {
     }
 
     /// Admission control for VM `vm` (`spec`) powering on at `host` (see [`place_and_admit`]).
-    fn admit(&mut self, console: &Console, vm: &str, spec: &VmSpec, host: &str) -> Result<(), Error> {
+    fn admit(
+        &mut self,
+        console: &Console,
+        vm: &str,
+        spec: &VmSpec,
+        host: &str,
+    ) -> Result<(), Error> {
         let on = PowerOn {
             request: VmRequest {
                 vm: vm.to_string(),
@@ -597,7 +604,9 @@ impl Index {
         if !adm.runs(vm) {
             return Ok(());
         }
-        let id = console.with_vms(|v| v.get(vm).map(|r| r.value.id)).unwrap_or_default();
+        let id = console
+            .with_vms(|v| v.get(vm).map(|r| r.value.id))
+            .unwrap_or_default();
         let request = VmRequest {
             vm: vm.to_string(),
             vcpus: spec.vcpus,

@@ -78,7 +78,12 @@ async fn a_create_that_breaks_the_reserve_is_refused_and_admitted_with_tolerate_
     let r = create(&c, "db", "h2", 3, true, true).await;
     assert_refused(
         &r,
-        &["tolerate 1 host failure", "if host h1 failed", "'web'", "2048 MiB"],
+        &[
+            "tolerate 1 host failure",
+            "if host h1 failed",
+            "'web'",
+            "2048 MiB",
+        ],
     );
     // Nothing written, nothing sent.
     assert_eq!(c.call("GET", "/api/v1/vms/db", None).await.status, 404);
@@ -175,19 +180,30 @@ async fn ha_status_shows_each_hosts_state_and_the_reserve() {
     assert_eq!(ha["settings"]["tolerate_host_failures"], 1, "{ha}");
     let reserve = &ha["reserve"];
     assert_eq!(
-        (&reserve["enforced"], &reserve["holds"], &reserve["scenarios_holding"]),
+        (
+            &reserve["enforced"],
+            &reserve["holds"],
+            &reserve["scenarios_holding"]
+        ),
         (&json!(true), &json!(true), &json!(2)),
         "{ha}"
     );
     assert_eq!(reserve["scenarios"][0]["failed"], json!(["h1"]));
-    assert!(reserve["scenarios"][0]["vms"][0]["restarts_on"].is_string(), "{ha}");
+    assert!(
+        reserve["scenarios"][0]["vms"][0]["restarts_on"].is_string(),
+        "{ha}"
+    );
     // h2 is lost and its lease froze: failed after the expiry.
     write_lease(ds.path(), "h2", 41);
     h2.disconnect();
     let deadline = Instant::now() + Duration::from_secs(20);
     let ha = loop {
         let ha = c.call("GET", "/api/v1/ha", None).await.body;
-        let h2 = ha["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "h2");
+        let h2 = ha["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "h2");
         if h2.is_some_and(|h| h["state"] == "failed") {
             break ha;
         }
@@ -197,12 +213,20 @@ async fn ha_status_shows_each_hosts_state_and_the_reserve() {
     let hosts = ha["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 3, "{ha}");
     for h in hosts {
-        let want = if h["name"] == "h2" { "failed" } else { "connected" };
+        let want = if h["name"] == "h2" {
+            "failed"
+        } else {
+            "connected"
+        };
         assert_eq!(h["state"], want, "{ha}");
         assert!(h["for_s"].is_u64() && h["detail"].is_string(), "{ha}");
     }
     let h2 = hosts.iter().find(|h| h["name"] == "h2").unwrap();
-    assert_eq!(h2["lease"], json!({"incarnation": 3, "counter": 41}), "{ha}");
+    assert_eq!(
+        h2["lease"],
+        json!({"incarnation": 3, "counter": 41}),
+        "{ha}"
+    );
     // The reserve as it is now: h2 takes no restart.
     assert_eq!(ha["reserve"]["enforced"], true, "{ha}");
     c.shutdown().await;

@@ -16,8 +16,8 @@ use vinfra_types::VmSummary;
 use super::views;
 use crate::error::Error;
 use crate::fit;
-use crate::state::records::DesiredPower;
 use crate::state::events::event;
+use crate::state::records::DesiredPower;
 use crate::state::Console;
 
 /// Checks VM `vm`'s HA policy `ha` against the other VMs: its start-after names an existing VM,
@@ -82,8 +82,7 @@ pub async fn update(
     check_start_after(console, name, &ha)?;
     // HA turned on for a VM that runs is a power-on for admission control: checked, and the
     // record written, under the placement lock.
-    let _admitted = if ha.enabled && !cur.spec.ha.enabled && cur.desired == DesiredPower::Running
-    {
+    let _admitted = if ha.enabled && !cur.spec.ha.enabled && cur.desired == DesiredPower::Running {
         let mut spec = cur.spec.clone();
         spec.ha = ha.clone();
         Some(fit::admit_ha(console, name, &spec, &cur.host).await?)

@@ -135,8 +135,10 @@ pub fn hosts_text(hosts: &[HostHaStatus]) -> String {
             h.name.clone(),
             h.state.clone(),
             output::duration_s(h.for_s),
-            h.lease
-                .map_or_else(|| "-".into(), |l| format!("{}/{}", l.incarnation, l.counter)),
+            h.lease.map_or_else(
+                || "-".into(),
+                |l| format!("{}/{}", l.incarnation, l.counter),
+            ),
             h.detail.clone(),
         ]);
     }
@@ -435,7 +437,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("h1 fails: 1 HA VM (2 vCPU, 4.0 GiB) restart: web → h2"), "{text}");
+        assert!(
+            text.contains("h1 fails: 1 HA VM (2 vCPU, 4.0 GiB) restart: web → h2"),
+            "{text}"
+        );
         reserve.holds = false;
         reserve.scenarios_holding = 0;
         reserve.scenarios[0] = HaScenario {
@@ -450,7 +455,9 @@ mod tests {
         shown.reserve = Some(reserve);
         let text = shown.text();
         assert!(
-            text.contains("Reserve: BROKEN: 1 of 1 scenario fail (tolerate 1 host failure; 2 HA VMs)"),
+            text.contains(
+                "Reserve: BROKEN: 1 of 1 scenario fail (tolerate 1 host failure; 2 HA VMs)"
+            ),
             "{text}"
         );
         assert!(
@@ -459,6 +466,9 @@ mod tests {
         );
         let json = serde_json::to_value(&shown).unwrap();
         assert_eq!(json["hosts"][1]["lease"]["counter"], 41);
-        assert_eq!(json["reserve"]["scenarios"][0]["vms"][1]["restarts_on"], serde_json::Value::Null);
+        assert_eq!(
+            json["reserve"]["scenarios"][0]["vms"][1]["restarts_on"],
+            serde_json::Value::Null
+        );
     }
 }
