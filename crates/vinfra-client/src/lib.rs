@@ -27,7 +27,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::ha::FenceOutcome;
+use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -279,6 +279,13 @@ impl Client {
     /// `DELETE /rules/{name}`.
     pub fn delete_rule(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::rule(name))
+    }
+
+    // High availability.
+
+    /// `GET /ha`: HA settings, each host's HA state, the admission reserve.
+    pub fn ha(&self) -> Result<HaStatus, RestError> {
+        self.fetch(Method::GET, &paths::ha())
     }
 
     // Balancing.

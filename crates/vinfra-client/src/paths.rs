@@ -141,6 +141,11 @@ pub fn rule(name: &str) -> String {
     item("rules", name, "")
 }
 
+/// `/api/v1/ha`.
+pub fn ha() -> String {
+    format!("{API_V1}/ha")
+}
+
 /// `/api/v1/drs`.
 pub fn drs() -> String {
     format!("{API_V1}/drs")

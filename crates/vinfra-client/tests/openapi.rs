@@ -152,6 +152,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         hosts: Vec::new(),
     });
     let _ = c.delete_rule("n");
+    let _ = c.ha();
     let _ = c.drs();
     let _ = c.run_drs();
     let _ = c.recommendations();
@@ -185,10 +186,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     );
     drop(c);
 
-    let requests: Vec<Seen> = seen.iter().take(41).collect();
+    let requests: Vec<Seen> = seen.iter().take(42).collect();
     let mut called = BTreeSet::new();
     let mut queries = Vec::new();
-    for r in &requests[..37] {
+    for r in &requests[..38] {
         assert_eq!(
             r.authorization.as_deref(),
             Some("Bearer tok"),
@@ -218,7 +219,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         }
         called.insert((r.method.clone(), template.join("/"), with_body));
     }
-    for r in &requests[37..40] {
+    for r in &requests[38..41] {
         queries.push(format!("{} {}", r.method, r.path));
     }
     assert_eq!(called, operations(), "the client vs docs/openapi.json");
@@ -230,7 +231,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
             "POST /api/v1/hosts/n/fence?force=true"
         ]
     );
-    let raw = &requests[40];
+    let raw = &requests[41];
     assert_eq!(
         (raw.method.as_str(), raw.path.as_str(), raw.body.as_slice()),
         ("POST", "/api/v1/vms", &b"{not json"[..])

@@ -22,8 +22,11 @@
 //! markers, one store write). Console and agents run on runtimes of their own (threads
 //! `console-*` and `agents-*`), so the console's CPU time per placement is reported too.
 //!
+//! With `--ha-every K` (K > 0) every K-th seeded VM and every K-th new VM has HA on, so every
+//! create is also checked by HA admission control (tolerate 1 host failure).
+//!
 //! `cargo bench -p vinfra-console --bench placement_api [-- --hosts N --vms N --rules N --creates N
-//! --concurrency N --connect-limit SECONDS]` (defaults: 10,000 / 100,000 / 8,000 / 2,000 / 8 /
+//! --concurrency N --connect-limit SECONDS --ha-every K]` (defaults: 10,000 / 100,000 / 8,000 / 2,000 / 8 /
 //! 600). No join starts after the connect limit, and creates start once every joined host is
 //! connected or the limit passed: a console that cannot take all its hosts in that time is
 //! measured with those it took, and the result is a FAIL that says how many. Console and agents
@@ -49,6 +52,15 @@ const MEMORY_MIB: u64 = 4096;
 const RULE_EVERY: usize = 10;
 /// How long the console's CPU is watched with no request in flight.
 const IDLE_WINDOW: Duration = Duration::from_secs(6);
+
+/// Every this many VMs has HA on (0: none); set from `--ha-every`.
+static HA_EVERY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether the `i`-th VM (seeded or new) has HA on.
+fn is_ha(i: usize) -> bool {
+    let every = HA_EVERY.load(Ordering::Relaxed);
+    every > 0 && i.is_multiple_of(every)
+}
 
 struct Args {
     hosts: usize,
@@ -76,6 +88,11 @@ fn parse_args() -> Args {
             "--rules" => &mut a.rules,
             "--creates" => &mut a.creates,
             "--concurrency" => &mut a.concurrency,
+            "--ha-every" => {
+                let k = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                HA_EVERY.store(k, Ordering::Relaxed);
+                continue;
+            }
             "--connect-limit" => {
                 let s = it.next().and_then(|v| v.parse().ok()).unwrap_or(600);
                 a.connect_limit = Duration::from_secs(s);
@@ -173,8 +190,14 @@ fn rules(a: &Args) -> Vec<PlacementRule> {
 }
 
 fn request(name: &str) -> CreateVmRequest {
+    let k: usize = name
+        .trim_start_matches("new-")
+        .parse()
+        .unwrap_or(usize::MAX);
+    let mut spec = common::spec(name, VCPUS, MEMORY_MIB);
+    spec.ha.enabled = k != usize::MAX && is_ha(k);
     CreateVmRequest {
-        spec: common::spec(name, VCPUS, MEMORY_MIB),
+        spec,
         host: None,
         start: true,
     }
@@ -268,7 +291,11 @@ fn main() {
             id: uuid::Uuid::new_v4(),
             name: seeded(i),
             host: host(i % a.hosts),
-            spec: common::spec(&seeded(i), VCPUS, MEMORY_MIB),
+            spec: {
+                let mut spec = common::spec(&seeded(i), VCPUS, MEMORY_MIB);
+                spec.ha.enabled = is_ha(i);
+                spec
+            },
         })
         .collect();
     let rules = rules(&a);

@@ -82,13 +82,16 @@ pub enum ErrorKind {
     AgentTimeout,
     /// A host's fence command failed, timed out or could not be run (502).
     FenceFailed,
+    /// Powering the VM on would break the HA admission reserve: some failure of the tolerated
+    /// number of hosts would leave an HA VM nowhere to restart (409).
+    HaReserve,
     /// The store or the PKI failed (500).
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidRequest,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -102,6 +105,7 @@ impl ErrorKind {
         ErrorKind::HostDisconnected,
         ErrorKind::AgentTimeout,
         ErrorKind::FenceFailed,
+        ErrorKind::HaReserve,
         ErrorKind::Internal,
     ];
 
@@ -121,6 +125,7 @@ impl ErrorKind {
             ErrorKind::HostDisconnected => "host-disconnected",
             ErrorKind::AgentTimeout => "agent-timeout",
             ErrorKind::FenceFailed => "fence-failed",
+            ErrorKind::HaReserve => "ha-reserve",
             ErrorKind::Internal => "internal",
         }
     }
@@ -501,6 +506,11 @@ pub enum Error {
     /// The HA restart plan could not be made (a VM listed twice, or still counted running).
     #[error("the restart plan cannot be made")]
     Restart(#[source] vinfra_ha::RestartError),
+    /// A power-on (create with start, start, HA turned on for a running VM) refused by
+    /// admission control: with it, some failure scenario would leave HA VMs unplaced. The
+    /// message names the reserve, the hosts whose failure, the shortfall and the VMs.
+    #[error("{0}")]
+    HaReserve(Box<vinfra_ha::Refusal>),
     /// A fence of a host without a fence command.
     #[error(
         "host '{host}' has no fence command; set one with `vinfra host set {host} \
@@ -746,6 +756,7 @@ impl Error {
             | Error::StartAfterCycle { .. } => K::InvalidStartAfter,
             Error::FenceFailed { .. } | Error::FenceNotRun { .. } => K::FenceFailed,
             Error::Fit(e) => fit_kind(e),
+            Error::HaReserve(_) => K::HaReserve,
             Error::Rules(e) => match e {
                 RuleError::EmptyRule { .. } | RuleError::UnknownHost { .. } => K::InvalidRule,
                 RuleError::DuplicateRule { .. } => K::Conflict,

@@ -41,6 +41,17 @@
 //! removed, say) leave the placer without rules; the VMs they name are then refused with the
 //! rules' error, every other VM is placed as before.
 //!
+//! **Admission control** (`ha.tolerate_host_failures` N, enforced while an HA VM runs and
+//! N ≥ 1): [`place_and_admit`] (a create that starts, a start) and [`admit_ha`] (HA turned on
+//! for a running VM) also ask `vinfra_ha::Admission`, kept with the placer under the placement
+//! lock, whether every failure scenario's HA VMs would still restart with this VM running; a
+//! refusal is [`Error::HaReserve`] and nothing is written. The admission state follows the
+//! mirrors as the placer does: an admitted power-on is committed when its record is seen; any
+//! other VM that starts, stops, moves or changes its HA policy is removed and added again
+//! (`Admission::add`, whatever the reserve says: HA restarts are the reserve being used); a
+//! host that changes (connection, maintenance, capabilities), a rebuilt placer or another N
+//! drops it, and the next check builds it again from the mirrors. [`reserve`] reports it.
+//!
 //! [`balancing_model`] gives the balancer the same view (with the measured demand), and
 //! [`check_rules`] checks a rule set against the cluster.
 
@@ -50,7 +61,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::MutexGuard;
-use vinfra_ha::{HaPolicy, RestartPlan, RestartVm};
+use vinfra_ha::{
+    Admission, AdmissionError, Admitted, HaPolicy, HaVm, PowerOn, ReserveReport, RestartPlan,
+    RestartVm,
+};
 pub use vinfra_placement::Target;
 use vinfra_placement::{
     ClusterModel, Constraint, Eligibility, FitError, FitTable, HostCaps, HostModel, ModelError,
@@ -88,6 +102,62 @@ pub async fn place<'a>(
         host: decided?,
         _lock: lock,
     })
+}
+
+/// [`place`] for a power-on (a create that starts, a start of a stopped VM), then admission
+/// control at the host chosen: [`Error::HaReserve`] when, with the VM running there, some
+/// failure scenario would leave HA VMs unplaced (see the module doc).
+pub async fn place_and_admit<'a>(
+    console: &'a Console,
+    vm: &str,
+    spec: &VmSpec,
+    target: Target<'_>,
+) -> Result<Placed<'a>, Error> {
+    let mut lock = console.inflight().placement_lock().await;
+    let mut index = caught_up(lock.0.take(), console)?;
+    let decided = index.decide(console, vm, spec, target).and_then(|host| {
+        index.admit(console, vm, spec, &host)?;
+        Ok(host)
+    });
+    lock.0 = Some(index);
+    Ok(Placed {
+        host: decided?,
+        _lock: lock,
+    })
+}
+
+/// HA turned on for a running VM, admitted: the placement lock, held until the VM's record
+/// with its new policy is written.
+pub struct HaAdmitted<'a> {
+    _lock: MutexGuard<'a, PlacementMemo>,
+}
+
+/// Admission control for HA turned on for VM `vm`, running on `host` with `spec` (its new HA
+/// policy on): [`Error::HaReserve`] when the reserve would not hold. Takes the placement lock
+/// and returns it: hold it until the record is written.
+pub async fn admit_ha<'a>(
+    console: &'a Console,
+    vm: &str,
+    spec: &VmSpec,
+    host: &str,
+) -> Result<HaAdmitted<'a>, Error> {
+    let mut lock = console.inflight().placement_lock().await;
+    let mut index = caught_up(lock.0.take(), console)?;
+    let checked = index.admit_running(console, vm, spec, host);
+    lock.0 = Some(index);
+    checked?;
+    Ok(HaAdmitted { _lock: lock })
+}
+
+/// The admission reserve as it is now (`None` when nothing is checked: no HA VM runs, or N is
+/// 0), with the running HA VMs counted.
+pub async fn reserve(console: &Console) -> Result<(Option<ReserveReport>, usize), Error> {
+    let mut lock = console.inflight().placement_lock().await;
+    let mut index = caught_up(lock.0.take(), console)?;
+    let ha_vms = index.ha.len();
+    let report = index.admission(console, false).map(|a| a.report());
+    lock.0 = Some(index);
+    Ok((report, ha_vms))
 }
 
 /// An HA restart plan, with the placement lock held: keep it until the records of the VMs it
@@ -175,6 +245,14 @@ struct Index {
     rules_refused: Option<(ModelError, HashSet<String>)>,
     /// Hosts whose agent connected or disconnected.
     connections: UnboundedReceiver<String>,
+    /// The HA policy of the VMs counted in the placer whose HA is on.
+    ha: HashMap<String, HaVm>,
+    /// Admission control's state, built at the first check that needs it (see the module
+    /// doc); `None` when not built or dropped.
+    admission: Option<Admission>,
+    /// The power-on admitted at the last decision, and its host: committed when its record
+    /// is seen.
+    admitted: Option<(Admitted, String)>,
 }
 
 impl Index {
@@ -203,7 +281,7 @@ impl Index {
             }
             Err(e) => return Err(e.into()),
         };
-        let vms = model
+        let vms: HashMap<String, VmFit> = model
             .vms
             .into_iter()
             .map(|v| {
@@ -215,12 +293,22 @@ impl Index {
                 (v.name, fit)
             })
             .collect();
+        let ha = console.with_vms(|recs| {
+            recs.values()
+                .map(|v| &v.value)
+                .filter(|r| r.spec.ha.enabled && vms.contains_key(&r.spec.name))
+                .map(|r| (r.spec.name.clone(), ha_vm(r.id, &r.spec)))
+                .collect()
+        });
         Ok(Index {
             placer,
             hosts: view.hosts,
             vms,
             rules_refused,
             connections,
+            ha,
+            admission: None,
+            admitted: None,
         })
     }
 
@@ -233,8 +321,17 @@ impl Index {
         for h in &hosts {
             self.refresh_host(console, h)?;
         }
-        for v in &changes.vms {
+        // The power-on admitted last first: its commit holds only before any other change.
+        let first = self.admitted.as_ref().map(|(a, _)| a.vm().to_string());
+        if let Some(v) = first.as_ref().filter(|v| changes.vms.contains(*v)) {
             self.refresh_vm(console, v)?;
+        }
+        self.admitted = None;
+        for v in changes.vms.iter().filter(|v| Some(*v) != first.as_ref()) {
+            self.refresh_vm(console, v)?;
+        }
+        if self.ha.is_empty() {
+            self.admission = None;
         }
         Ok(())
     }
@@ -275,10 +372,12 @@ impl Index {
             return Err(Stale);
         }
         self.hosts.insert(name.to_string(), now);
+        // Admission plans every scenario with the hosts' eligibility and capabilities.
+        self.admission = None;
         Ok(true)
     }
 
-    /// Tells the placer where VM `name` runs now, if it runs.
+    /// Tells the placer (and admission control) where VM `name` runs now, if it runs.
     fn refresh_vm(&mut self, console: &Console, name: &str) -> Result<(), Stale> {
         let migrating = console.inflight().migration(name);
         let now = console.with_vms(|vms| {
@@ -295,27 +394,29 @@ impl Index {
                 vcpus: rec.spec.vcpus,
                 memory_mib: rec.spec.memory_mib,
             };
-            Some((fit, nic_networks(&rec.spec)))
+            let ha = rec.spec.ha.enabled.then(|| ha_vm(rec.id, &rec.spec));
+            Some((fit, nic_networks(&rec.spec), ha))
         });
         // A VM on a host the placer does not know counts nowhere (it knows the host, and the
         // VM with it, as soon as the host's capacity is known).
-        let now = now.filter(|(fit, _)| self.hosts.contains_key(&fit.host));
+        let now = now.filter(|(fit, _, _)| self.hosts.contains_key(&fit.host));
         let cur = self.vms.get(name);
-        let done = match (cur, &now) {
-            (None, None) => return Ok(()),
-            (Some(c), Some((n, _))) if c == n => return Ok(()),
-            (Some(c), Some((n, _))) if c.vcpus == n.vcpus && c.memory_mib == n.memory_mib => {
+        let needs = now.as_ref().map(|(_, nets, _)| needs_of(console, nets));
+        let done = match (cur, &now, &needs) {
+            (None, None, _) => Ok(()),
+            (Some(c), Some((n, _, _)), _) if c == n => Ok(()),
+            (Some(c), Some((n, _, _)), _) if c.vcpus == n.vcpus && c.memory_mib == n.memory_mib => {
                 self.placer.migrated(name, &n.host)
             }
-            (Some(_), None) => self.placer.remove(name),
-            (Some(_), Some((n, nets))) => self.placer.remove(name).and_then(|()| {
-                let needs = needs_of(console, nets);
-                self.placer.commit(&request(name, n), &needs, &n.host)
-            }),
-            (None, Some((n, nets))) => {
-                let needs = needs_of(console, nets);
-                self.placer.commit(&request(name, n), &needs, &n.host)
+            (Some(_), None, _) => self.placer.remove(name),
+            (Some(_), Some((n, _, _)), Some(needs)) => self
+                .placer
+                .remove(name)
+                .and_then(|()| self.placer.commit(&request(name, n), needs, &n.host)),
+            (None, Some((n, _, _)), Some(needs)) => {
+                self.placer.commit(&request(name, n), needs, &n.host)
             }
+            (_, Some(_), None) => Ok(()),
         };
         if let Err(e) = done {
             tracing::warn!(
@@ -325,11 +426,222 @@ impl Index {
             );
             return Err(Stale);
         }
+        let placer_same = match (cur, &now) {
+            (None, None) => true,
+            (Some(c), Some((n, _, _))) => c == n,
+            _ => false,
+        };
+        let ha_now = now.as_ref().and_then(|(_, _, ha)| ha.clone());
+        let ha_same = self.ha.get(name) == ha_now.as_ref();
+        if !(placer_same && ha_same) {
+            let power_on = now.as_ref().zip(needs).map(|((n, _, ha), needs)| {
+                let on = PowerOn {
+                    request: request(name, n),
+                    needs,
+                    ha: ha.clone(),
+                };
+                (on, n.host.clone())
+            });
+            self.admission_follows(name, power_on);
+        }
         match now {
-            Some((n, _)) => self.vms.insert(name.to_string(), n),
+            Some((n, _, _)) => self.vms.insert(name.to_string(), n),
             None => self.vms.remove(name),
         };
+        match ha_now {
+            Some(ha) => self.ha.insert(name.to_string(), ha),
+            None => self.ha.remove(name),
+        };
         Ok(())
+    }
+
+    /// Tells admission control that VM `name` now runs as `now` (a power-on and its host), or
+    /// no longer runs. The power-on admitted at the last decision is committed as it was
+    /// checked; anything else is removed and added again whatever the reserve says. On
+    /// failure admission control is dropped (built again at the next check).
+    fn admission_follows(&mut self, name: &str, now: Option<(PowerOn, String)>) {
+        let Some(adm) = self.admission.as_mut() else {
+            return;
+        };
+        let admitted = self.admitted.take();
+        let pending = match (admitted, &now) {
+            (Some((a, host)), Some((on, h))) if a.vm() == name && host == *h && !adm.runs(name) => {
+                let _ = on;
+                Some(a)
+            }
+            _ => None,
+        };
+        let applied = match pending {
+            Some(a) => match adm.commit(a) {
+                Err(AdmissionError::Stale) => Self::readd(adm, name, now.as_ref()),
+                other => other,
+            },
+            None => Self::readd(adm, name, now.as_ref()),
+        };
+        if let Err(e) = applied {
+            tracing::warn!(
+                vm = name,
+                "admission control dropped, built again at the next check: {}",
+                vinfra_types::error::Chain(&e)
+            );
+            self.admission = None;
+        }
+    }
+
+    /// Removes VM `name` from `adm` if it runs there, and adds it as `now`.
+    fn readd(
+        adm: &mut Admission,
+        name: &str,
+        now: Option<&(PowerOn, String)>,
+    ) -> Result<(), AdmissionError> {
+        if adm.runs(name) {
+            adm.remove(name)?;
+        }
+        match now {
+            Some((on, host)) => adm.add(on, host),
+            None => Ok(()),
+        }
+    }
+
+    /// Admission control as it is now, built when it is not (`None` when nothing is checked:
+    /// N is 0, or no HA VM runs and `powering_ha` (the VM powering on is HA) is false).
+    fn admission(&mut self, console: &Console, powering_ha: bool) -> Option<&mut Admission> {
+        let n = console.settings().ha.tolerate_host_failures;
+        if n == 0 || (self.ha.is_empty() && !powering_ha) {
+            return None;
+        }
+        if self.admission.as_ref().is_some_and(|a| a.tolerate() != n) {
+            self.admission = None;
+        }
+        if self.admission.is_none() {
+            let view = Cluster::read(console, false);
+            let mut model = view.model;
+            if self.rules_refused.is_none() {
+                match console.rules() {
+                    Ok(rules) => model.rules = rules.iter().map(library_rule).collect(),
+                    Err(e) => {
+                        tracing::warn!(
+                            "admission control without rules: {}",
+                            vinfra_types::error::Chain(&e)
+                        );
+                    }
+                }
+            }
+            let running: HashSet<&str> = model.vms.iter().map(|v| v.name.as_str()).collect();
+            let ha: BTreeMap<String, HaVm> = console.with_vms(|recs| {
+                recs.values()
+                    .map(|v| &v.value)
+                    .filter(|r| r.spec.ha.enabled && running.contains(r.spec.name.as_str()))
+                    .map(|r| (r.spec.name.clone(), ha_vm(r.id, &r.spec)))
+                    .collect()
+            });
+            match Admission::new(&model, &view.fit, &ha, n) {
+                Ok(a) => self.admission = Some(a),
+                Err(e) => {
+                    tracing::warn!(
+                        "admission control cannot be built, power-ons are not checked: {}",
+                        vinfra_types::error::Chain(&e)
+                    );
+                    return None;
+                }
+            }
+        }
+        self.admission.as_mut()
+    }
+
+    /// Admission control for VM `vm` (`spec`) powering on at `host` (see [`place_and_admit`]).
+    fn admit(
+        &mut self,
+        console: &Console,
+        vm: &str,
+        spec: &VmSpec,
+        host: &str,
+    ) -> Result<(), Error> {
+        let on = PowerOn {
+            request: VmRequest {
+                vm: vm.to_string(),
+                vcpus: spec.vcpus,
+                memory_mib: spec.memory_mib,
+            },
+            needs: needs_of(console, &nic_networks(spec)),
+            // The id is not known yet for a create: the plan orders by priority and name.
+            ha: spec.ha.enabled.then(|| ha_vm(uuid::Uuid::nil(), spec)),
+        };
+        let Some(adm) = self.admission(console, spec.ha.enabled) else {
+            return Ok(());
+        };
+        match adm.check_power_on(&on, host) {
+            Ok(a) => {
+                self.admitted = Some((a, host.to_string()));
+                Ok(())
+            }
+            Err(AdmissionError::Refused(r)) => Err(Error::HaReserve(r)),
+            Err(e) => {
+                tracing::warn!(
+                    vm,
+                    "admission control could not check the power-on, admitted: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+                self.admission = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Admission control for HA turned on for VM `vm`, running on `host` (see [`admit_ha`]):
+    /// the VM taken out, checked as an HA power-on, and put back as it ran.
+    fn admit_running(
+        &mut self,
+        console: &Console,
+        vm: &str,
+        spec: &VmSpec,
+        host: &str,
+    ) -> Result<(), Error> {
+        let ha_was = self.ha.get(vm).cloned();
+        let Some(adm) = self.admission(console, true) else {
+            return Ok(());
+        };
+        if !adm.runs(vm) {
+            return Ok(());
+        }
+        let id = console
+            .with_vms(|v| v.get(vm).map(|r| r.value.id))
+            .unwrap_or_default();
+        let request = VmRequest {
+            vm: vm.to_string(),
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+        };
+        let needs = needs_of(console, &nic_networks(spec));
+        let was = PowerOn {
+            request: request.clone(),
+            needs: needs.clone(),
+            ha: ha_was,
+        };
+        let on = PowerOn {
+            request,
+            needs,
+            ha: Some(ha_vm(id, spec)),
+        };
+        let checked = adm.remove(vm).and_then(|()| adm.check_power_on(&on, host));
+        // Back as it ran: the record's change is counted when it is written.
+        let back = adm.add(&was, host);
+        if back.is_err() {
+            self.admission = None;
+        }
+        match checked {
+            Ok(_) => Ok(()),
+            Err(AdmissionError::Refused(r)) => Err(Error::HaReserve(r)),
+            Err(e) => {
+                tracing::warn!(
+                    vm,
+                    "admission control could not check HA turned on, admitted: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+                self.admission = None;
+                Ok(())
+            }
+        }
     }
 
     /// Brings the placer up to date with host `name` (built again when it must be).
@@ -402,6 +714,17 @@ impl Index {
             placed = self.placer.decide(&req, &needs, target)?;
         }
         Ok(placed.host)
+    }
+}
+
+/// A VM's HA settings as admission control takes them.
+fn ha_vm(id: uuid::Uuid, spec: &VmSpec) -> HaVm {
+    HaVm {
+        id,
+        policy: HaPolicy {
+            priority: spec.ha.priority,
+            start_after: spec.ha.start_after.clone(),
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::ha::FenceOutcome;
+use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -22,7 +22,7 @@ use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 pub use crate::error::{Error, ErrorKind};
 
 use crate::state::Console;
-use crate::{balancing, hosts, migration, networks, rules, vms};
+use crate::{balancing, ha, hosts, migration, networks, rules, vms};
 
 /// Everything the console can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +150,8 @@ pub enum Command {
         /// The rule.
         name: String,
     },
+    /// The cluster's HA status: settings, each host's HA state, the admission reserve.
+    ShowHa,
     /// The balancer's status.
     DrsStatus,
     /// Run a balancing pass now.
@@ -226,6 +228,8 @@ pub enum Reply {
     Rule(PlacementRule),
     /// A rule was created (`CreateRule`).
     RuleCreated(PlacementRule),
+    /// The cluster's HA status (`ShowHa`).
+    Ha(Box<HaStatus>),
     /// The balancer's status (`DrsStatus`, `DrsRun`).
     Drs(DrsStatus),
     /// The recommendations waiting (`ListRecommendations`).
@@ -314,6 +318,7 @@ impl ConsoleApi for Console {
                 rules::delete(c, &name).await?;
                 Reply::Done
             }
+            Command::ShowHa => Reply::Ha(Box::new(ha::status::status(c).await?)),
             Command::DrsStatus => Reply::Drs(balancing::status(c)),
             Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
             Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),

@@ -852,6 +852,26 @@ fn sample(kind: ErrorKind) -> Error {
                 output_tail: "no route to the BMC\nretrying\n".into(),
             }),
         },
+        ErrorKind::HaReserve => Error::HaReserve(Box::new(vinfra_ha::Refusal {
+            vm: "web".into(),
+            host: "h1".into(),
+            tolerate: 1,
+            scenario: vinfra_ha::ScenarioReport {
+                failed: vec!["h2".into()],
+                ha_vms: 1,
+                demand: vinfra_ha::Amount {
+                    vcpus: 2,
+                    memory_mib: 4096,
+                },
+                restarts: Vec::new(),
+                unplaced: vec!["db".into()],
+                shortfall: vinfra_ha::Amount {
+                    vcpus: 2,
+                    memory_mib: 4096,
+                },
+            },
+            already: false,
+        })),
         ErrorKind::AgentError => Error::Agent(RequestError::Agent {
             host: "h1".into(),
             source: vinfra_proto::CommandError::Host {
@@ -887,7 +907,8 @@ fn every_error_kind_renders_as_its_problem() {
         ErrorKind::Conflict
         | ErrorKind::InsufficientCapacity
         | ErrorKind::HostUnavailable
-        | ErrorKind::RuleConflict => 409,
+        | ErrorKind::RuleConflict
+        | ErrorKind::HaReserve => 409,
         ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => 422,
         ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => 502,
         ErrorKind::HostDisconnected => 503,

@@ -842,6 +842,35 @@ impl Admission {
         self.commit(a)
     }
 
+    /// Records that `vm` runs on `host` whatever the reserve says: a VM that runs already
+    /// (restarted by HA, which is the reserve being used; migrated; counted late). The
+    /// scenarios it touches are planned again, as for a power-on.
+    pub fn add(&mut self, vm: &PowerOn, host: &str) -> Result<(), AdmissionError> {
+        match self.check_power_on(vm, host) {
+            Ok(a) => self.commit(a),
+            Err(AdmissionError::Refused(_)) => {
+                let h = self.lookup(host)?;
+                self.placer
+                    .commit(&vm.request, &vm.needs, host)
+                    .map_err(|e| AdmissionError::Placer(Box::new(e)))?;
+                self.add_entry(vm, h);
+                self.generation += 1;
+                for s in self.touched(h, &vm.request.vm) {
+                    let failed = self.failed_set(s);
+                    let o = self.plan_scenario(&failed)?;
+                    self.install(s, o);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when `vm` is counted as running.
+    pub fn runs(&self, vm: &str) -> bool {
+        self.vms.contains_key(vm)
+    }
+
     /// Records that `vm` stopped or was deleted (or a power-on admitted was not recorded after
     /// all): its host's scenario and every failing scenario are planned again.
     pub fn remove(&mut self, vm: &str) -> Result<(), AdmissionError> {
@@ -1012,6 +1041,24 @@ mod tests {
         let s = adm.scenario_of("h1").unwrap();
         assert_eq!(s.ha_vms, 2);
         assert!(s.holds());
+    }
+
+    #[test]
+    fn a_vm_added_whatever_the_reserve_is_counted() {
+        let mut a = Admission::new(&three(), &FitTable::default(), &ha(&["a", "b"]), 1).unwrap();
+        a.power_on(&power_on("d", 10, false), "h2").unwrap();
+        let e = power_on("e", 6, false);
+        assert!(matches!(
+            a.check_power_on(&e, "h1"),
+            Err(AdmissionError::Refused(_))
+        ));
+        a.add(&e, "h1").unwrap();
+        assert!(a.runs("e"));
+        assert!(!a.holds());
+        assert_eq!(a.report().failing().next().unwrap().failed, vec!["h0"]);
+        a.remove("e").unwrap();
+        assert!(!a.runs("e"));
+        assert!(a.holds());
     }
 
     #[test]

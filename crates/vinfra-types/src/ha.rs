@@ -334,6 +334,100 @@ impl FenceOutcome {
     }
 }
 
+/// Scenarios listed one by one in [`HaReserve::scenarios`] when there are at most this many;
+/// above, only the failing ones are (the holding ones are counted).
+pub const RESERVE_LIST_ALL_UP_TO: usize = 64;
+
+/// The cluster's HA status (`GET /api/v1/ha`): settings, each host's HA state, the reserve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HaStatus {
+    /// The cluster's HA settings.
+    pub settings: HaSettings,
+    /// Each host's HA state, in name order.
+    pub hosts: Vec<HostHaStatus>,
+    /// The admission reserve: what each failure scenario would need, and whether it fits.
+    pub reserve: HaReserve,
+}
+
+/// One host's HA state as the console's HA controller last assessed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostHaStatus {
+    /// The host.
+    pub name: String,
+    /// `connected`, `isolated`, `failed`, `fenced` or `unprotected`; `unknown` before the HA
+    /// controller's first look at it.
+    pub state: String,
+    /// The state with its detail (`isolated (agent absent for 12 s)`).
+    pub detail: String,
+    /// Seconds in this state.
+    pub for_s: u64,
+    /// The host's lease as last read (incarnation, counter); `null` when none was read.
+    pub lease: Option<LeaseStamp>,
+}
+
+/// A host lease's incarnation and renewal counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseStamp {
+    /// The guard's incarnation (new at each start).
+    pub incarnation: u64,
+    /// Renewals in this incarnation.
+    pub counter: u64,
+}
+
+/// The admission reserve (docs/design.md, "Admission control").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HaReserve {
+    /// Host failures tolerated (the setting).
+    pub tolerate: u32,
+    /// False when nothing is checked: no HA VM runs, or `tolerate` is 0.
+    pub enforced: bool,
+    /// True when every scenario holds: every HA VM of any `tolerate` failed hosts restarts
+    /// elsewhere (with N > 1, for the N hosts running the most HA memory).
+    pub holds: bool,
+    /// Running HA VMs.
+    pub ha_vms: usize,
+    /// Scenarios planned (those with HA VMs to restart).
+    pub scenarios_total: usize,
+    /// Scenarios that hold.
+    pub scenarios_holding: usize,
+    /// The scenarios: all of them when there are at most [`RESERVE_LIST_ALL_UP_TO`], else only
+    /// those that fail.
+    pub scenarios: Vec<HaScenario>,
+}
+
+/// One failure scenario: the hosts that fail, what they ran, where it would restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HaScenario {
+    /// The hosts that fail.
+    pub failed: Vec<String>,
+    /// True when every HA VM below restarts.
+    pub holds: bool,
+    /// Their HA VMs in the restart plan's order (those placed first), each with its size and
+    /// where it would restart.
+    pub vms: Vec<HaRestartNeed>,
+    /// vCPUs of all of them.
+    pub demand_vcpus: u64,
+    /// Memory of all of them, MiB.
+    pub demand_memory_mib: u64,
+    /// vCPUs of those no host would take.
+    pub shortfall_vcpus: u64,
+    /// Memory of those no host would take, MiB.
+    pub shortfall_memory_mib: u64,
+}
+
+/// An HA VM a scenario restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HaRestartNeed {
+    /// The VM.
+    pub vm: String,
+    /// Its vCPUs.
+    pub vcpus: u32,
+    /// Its memory, MiB.
+    pub memory_mib: u64,
+    /// The host it would restart on; `null`: none would take it.
+    pub restarts_on: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,17 @@ fn ha_commands_read_modify_write_and_refuse_bad_input() {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&c, &["--output", "json", "ha", "show"])).unwrap();
     assert_eq!(json["settings"]["tolerate_host_failures"], 1);
+    // The host table and the reserve follow the settings (no hosts, no HA VM here).
+    assert!(shown.contains("No hosts."), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l == "Reserve: not enforced (no HA VM runs)"),
+        "{shown}"
+    );
+    assert_eq!(json["hosts"], serde_json::json!([]));
+    assert_eq!(json["reserve"]["enforced"], false);
+    assert_eq!(json["reserve"]["tolerate"], 1);
 
     // `ha set` changes what it is given and nothing else; `settings set` leaves HA alone.
     ok(&c, &["settings", "set", "--cpu-ratio", "3"]);

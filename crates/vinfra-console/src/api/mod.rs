@@ -69,6 +69,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             "/rules/{name}",
             get(routes::show_rule::<A>).delete(routes::delete_rule::<A>),
         )
+        .route("/ha", get(routes::show_ha::<A>))
         .route("/drs", get(routes::drs_status::<A>))
         .route("/drs/run", post(routes::drs_run::<A>))
         .route(

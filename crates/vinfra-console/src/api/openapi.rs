@@ -37,13 +37,15 @@ fn problem_description(status: &str) -> Option<&'static str> {
         "401" => "unauthorized: missing or wrong bearer token",
         "404" => "not-found: no such VM, host, rule, recommendation or network",
         "409" => {
-            "conflict, insufficient-capacity, host-unavailable or rule-conflict: busy VM (an \
+            "conflict, insufficient-capacity, host-unavailable, rule-conflict or ha-reserve: busy VM (an \
              operation or a migration in progress), wrong state, name taken, no host fits, VM \
              live on another host, rules that contradict each other or leave a VM no host, a VNI, \
              VLAN ID, address or MAC taken, a network still in use, a VM with a NIC on a VLAN \
              network and no host with a VLAN trunk to take it, a VM with a NIC on an overlay \
              network and no host whose underlay MTU carries it, a fence of a host without a \
-             fence command, of a connected host without force, or while one runs"
+             fence command, of a connected host without force, or while one runs; a power-on \
+             that would break the HA reserve (the detail names the reserve, the hosts whose \
+             failure, the shortfall and the VMs left unplaced)"
         }
         "422" => {
             "invalid-rule or invalid-start-after: the rule names a VM or host that does not \
@@ -156,7 +158,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
         routes::console_log, routes::list_events,
         routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
-        routes::drs_status, routes::drs_run, routes::list_recommendations,
+        routes::show_ha, routes::drs_status, routes::drs_run, routes::list_recommendations,
         routes::apply_recommendation,
         routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
         routes::network_counters, routes::host_switch,
@@ -188,6 +190,8 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::api::UpdateVmRequest, vinfra_types::ha::VmHa, vinfra_types::ha::VmHaUpdate,
         vinfra_types::ha::HaPriority, vinfra_types::ha::HaSettings,
         vinfra_types::ha::IsolationResponse, vinfra_types::ha::FenceOutcome,
+        vinfra_types::ha::HaStatus, vinfra_types::ha::HostHaStatus, vinfra_types::ha::LeaseStamp,
+        vinfra_types::ha::HaReserve, vinfra_types::ha::HaScenario, vinfra_types::ha::HaRestartNeed,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

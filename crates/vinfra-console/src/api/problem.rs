@@ -75,7 +75,8 @@ pub fn http_status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict
         | ErrorKind::InsufficientCapacity
         | ErrorKind::HostUnavailable
-        | ErrorKind::RuleConflict => StatusCode::CONFLICT,
+        | ErrorKind::RuleConflict
+        | ErrorKind::HaReserve => StatusCode::CONFLICT,
         ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => {
             StatusCode::BAD_GATEWAY

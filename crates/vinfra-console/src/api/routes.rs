@@ -14,7 +14,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::ha::FenceOutcome;
+use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
 };
@@ -49,6 +49,7 @@ async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Respon
         Reply::Rule(v) => Json(v).into_response(),
         Reply::RuleCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Drs(v) => Json(v).into_response(),
+        Reply::Ha(v) => Json(v).into_response(),
         Reply::Recommendations(v) => Json(v).into_response(),
         Reply::Networks(v) => Json(v).into_response(),
         Reply::Network(v) => Json(v).into_response(),
@@ -371,6 +372,16 @@ pub async fn delete_rule<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteRule { name }).await
+}
+
+/// High availability: the cluster's HA settings, each host's HA state (as the HA controller
+/// last assessed it: state, detail, seconds in it, its lease), and the admission reserve (per
+/// failure scenario: the hosts that fail, their HA VMs with their size and where each would
+/// restart, the shortfall). Above 64 scenarios only the failing ones are listed.
+#[utoipa::path(get, path = "/api/v1/ha", tag = "cluster",
+    responses((status = 200, description = "the cluster's HA status", body = HaStatus)))]
+pub async fn show_ha<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+    run(&c, Command::ShowHa).await
 }
 
 /// The balancer: mode, level, interval, and its last pass.

@@ -4,13 +4,15 @@
 //!
 //! - [`leases`]: reading the hosts' lease files ([`LeaseSource`]);
 //! - [`controller`]: the loop that assesses every host with `vinfra_ha::assess` and restarts
-//!   what may be restarted, planned by `vinfra_ha::restart::plan` through [`crate::fit`].
+//!   what may be restarted, planned by `vinfra_ha::restart::plan` through [`crate::fit`];
+//! - [`status`]: `GET /api/v1/ha`: settings, each host's HA state, the admission reserve.
 //!
 //! The decisions themselves live in the pure library `vinfra-ha` (docs/design.md, "High
 //! availability", has the safety argument).
 
 pub mod controller;
 pub mod leases;
+pub mod status;
 
 pub use controller::HaController;
 pub use leases::{DatastoreLeases, LeaseSource, NoLeases};

@@ -1,5 +1,5 @@
 //! Creating a VM, one way through: checks (with its HA start-after, [`super::ha`]), a host
-//! from [`crate::fit`], addresses and MACs from
+//! from [`crate::fit`] (admitted under the HA reserve when it starts), addresses and MACs from
 //! [`crate::networks::ipam`], one store transaction (record, NIC claims, event), the host's
 //! switch configuration ([`crate::networks::push`]), `CreateVm` to the host's agent, the reply.
 
@@ -50,8 +50,13 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             Some(h) => Target::Host(h),
             None => Target::Any,
         };
-        // The placement lock comes with the answer: held until the record is written.
-        let placed = fit::place(console, &name, &spec, target).await?;
+        // The placement lock comes with the answer: held until the record is written. A VM
+        // that starts is checked by admission control too (the HA reserve).
+        let placed = if request.start {
+            fit::place_and_admit(console, &name, &spec, target).await?
+        } else {
+            fit::place(console, &name, &spec, target).await?
+        };
         let id = Uuid::new_v4();
         // Addresses and MACs are claimed with the record, in one transaction (a VM without
         // NICs claims none and never waits for the networks).

@@ -15,7 +15,9 @@ use vinfra_types::VmSummary;
 
 use super::views;
 use crate::error::Error;
+use crate::fit;
 use crate::state::events::event;
+use crate::state::records::DesiredPower;
 use crate::state::Console;
 
 /// Checks VM `vm`'s HA policy `ha` against the other VMs: its start-after names an existing VM,
@@ -63,8 +65,9 @@ pub fn check_start_after(console: &Console, vm: &str, ha: &VmHa) -> Result<(), E
 }
 
 /// `PATCH /api/v1/vms/{name}`: changes the fields of the VM's HA policy that `update` gives
-/// (checked first; nothing is written on a refusal), in one write with its event. An empty
-/// change writes nothing and returns the VM.
+/// (checked first; nothing is written on a refusal), in one write with its event. Turning HA
+/// on for a running VM passes admission control first (409 `ha-reserve`). An empty change
+/// writes nothing and returns the VM.
 pub async fn update(
     console: &Console,
     name: &str,
@@ -74,8 +77,18 @@ pub async fn update(
         return views::show(console, name);
     };
     let _order = console.inflight().start_after_lock().await;
-    let ha = change.apply(&console.vm(name)?.value.spec.ha);
+    let cur = console.vm(name)?.value;
+    let ha = change.apply(&cur.spec.ha);
     check_start_after(console, name, &ha)?;
+    // HA turned on for a VM that runs is a power-on for admission control: checked, and the
+    // record written, under the placement lock.
+    let _admitted = if ha.enabled && !cur.spec.ha.enabled && cur.desired == DesiredPower::Running {
+        let mut spec = cur.spec.clone();
+        spec.ha = ha.clone();
+        Some(fit::admit_ha(console, name, &spec, &cur.host).await?)
+    } else {
+        None
+    };
     let told = event("vm", name, format!("HA {}", ha.describe()));
     let rec = console.update_vm_with(name, |r| r.spec.ha = ha, Some(told))?;
     Ok(views::summary(console, &rec))

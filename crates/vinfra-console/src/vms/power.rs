@@ -31,7 +31,8 @@ fn refuse_while_migrating(console: &Console, name: &str) -> Result<(), Error> {
 }
 
 /// Starts a VM on its host (creating it there when the host does not know it), unless another
-/// host reports it live. A VM whose desired state was stopped must fit its host again.
+/// host reports it live. A VM whose desired state was stopped must fit its host again, and
+/// pass admission control (409 `ha-reserve`).
 pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
     let _busy = console.inflight().busy(name)?;
     refuse_while_migrating(console, name)?;
@@ -39,7 +40,9 @@ pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
     let changed = cur.desired != DesiredPower::Running;
     let rec = if changed {
         // The placement lock comes with the answer: held until the record is written.
-        let _placed = fit::place(console, name, &cur.spec, Target::Start(&cur.host)).await?;
+        // Admission control too: a refusal (the HA reserve) writes nothing.
+        let _placed =
+            fit::place_and_admit(console, name, &cur.spec, Target::Start(&cur.host)).await?;
         console.update_vm(name, |r| {
             r.desired = DesiredPower::Running;
             r.started_at = Some(now_s());

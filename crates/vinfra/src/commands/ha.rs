@@ -1,24 +1,23 @@
 //! `vinfra ha show|set`: the cluster's high-availability settings (host failures tolerated,
-//! isolation response, fencing isolated hosts).
+//! isolation response, fencing isolated hosts), each host's HA state and the admission reserve.
 //!
 //! `show` prints its sections one after the other ([`HaShow`]; as JSON, one object with a key
-//! per section), so that what HA reports of the cluster (each host's HA state, the admission
-//! reserve) is one more section. `set` reads the settings, changes the fields given and puts
+//! per section: `settings`, `hosts`, `reserve`, from `GET /api/v1/ha`). `set` reads the settings, changes the fields given and puts
 //! them back, as `vinfra settings set` and `vinfra drs set` do.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use vinfra_types::ha::{HaSettings, IsolationResponse};
+use vinfra_types::ha::{HaReserve, HaScenario, HaSettings, HostHaStatus, IsolationResponse};
 
 use crate::config::ConnectionOverrides;
-use crate::output::{pairs, Output};
+use crate::output::{self, pairs, Output};
 use crate::parse;
 use crate::rest::{show, RestCommandError};
 
 /// `vinfra ha …`.
 #[derive(Debug, Subcommand)]
 pub enum HaCommand {
-    /// The cluster's HA settings.
+    /// The cluster's HA settings, each host's HA state and the admission reserve.
     Show,
     /// Change the cluster's HA settings (only what is given changes).
     Set(HaSetArgs),
@@ -101,12 +100,127 @@ impl HaSetArgs {
 pub struct HaShow {
     /// The cluster's HA settings.
     pub settings: HaSettings,
+    /// Each host's HA state (`ha show` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<HostHaStatus>>,
+    /// The admission reserve (`ha show` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<HaReserve>,
 }
 
 impl HaShow {
     /// The sections as text, one after the other.
     pub fn text(&self) -> String {
-        settings_text(&self.settings)
+        let mut out = settings_text(&self.settings);
+        if let Some(hosts) = &self.hosts {
+            out.push_str("\n\n");
+            out.push_str(&hosts_text(hosts));
+        }
+        if let Some(r) = &self.reserve {
+            out.push_str("\n\n");
+            out.push_str(&reserve_text(r));
+        }
+        out
+    }
+}
+
+/// Each host's HA state as a table.
+pub fn hosts_text(hosts: &[HostHaStatus]) -> String {
+    if hosts.is_empty() {
+        return "No hosts.".into();
+    }
+    let mut t = output::table(&["HOST", "HA STATE", "FOR", "LEASE", "DETAIL"]);
+    for h in hosts {
+        t.add_row(vec![
+            h.name.clone(),
+            h.state.clone(),
+            output::duration_s(h.for_s),
+            h.lease.map_or_else(
+                || "-".into(),
+                |l| format!("{}/{}", l.incarnation, l.counter),
+            ),
+            h.detail.clone(),
+        ]);
+    }
+    output::render(t)
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// The reserve: whether it holds, and each failing scenario (or each scenario listed).
+pub fn reserve_text(r: &HaReserve) -> String {
+    let failures = plural(r.tolerate as usize, "host failure");
+    if !r.enforced {
+        let why = if r.tolerate == 0 {
+            "tolerates 0 host failures".to_string()
+        } else {
+            "no HA VM runs".to_string()
+        };
+        return format!("Reserve: not enforced ({why})");
+    }
+    let mut lines = Vec::new();
+    if r.holds {
+        let whose = if r.tolerate == 1 {
+            "every host's HA VMs restart elsewhere".to_string()
+        } else {
+            format!(
+                "the HA VMs of the {} hosts running the most HA memory restart elsewhere",
+                r.tolerate
+            )
+        };
+        lines.push(format!(
+            "Reserve: tolerates {failures}: {whose} ({}, {})",
+            plural(r.ha_vms, "HA VM"),
+            plural(r.scenarios_total, "scenario")
+        ));
+    } else {
+        lines.push(format!(
+            "Reserve: BROKEN: {} of {} fail (tolerate {failures}; {})",
+            r.scenarios_total - r.scenarios_holding,
+            plural(r.scenarios_total, "scenario"),
+            plural(r.ha_vms, "HA VM"),
+        ));
+    }
+    for s in &r.scenarios {
+        lines.push(format!("  {}", scenario_line(s)));
+    }
+    lines.join("\n")
+}
+
+/// One scenario on one line.
+fn scenario_line(s: &HaScenario) -> String {
+    let hosts = s.failed.join(" + ");
+    let size = |vcpus: u64, mib: u64| format!("{vcpus} vCPU, {}", output::mib(mib));
+    let vms = plural(s.vms.len(), "HA VM");
+    if s.holds {
+        let placed: Vec<String> = s
+            .vms
+            .iter()
+            .map(|v| format!("{} → {}", v.vm, v.restarts_on.as_deref().unwrap_or("?")))
+            .collect();
+        format!(
+            "{hosts} fails: {vms} ({}) restart: {}",
+            size(s.demand_vcpus, s.demand_memory_mib),
+            placed.join(", ")
+        )
+    } else {
+        let unplaced: Vec<String> = s
+            .vms
+            .iter()
+            .filter(|v| v.restarts_on.is_none())
+            .map(|v| format!("{} ({})", v.vm, size(u64::from(v.vcpus), v.memory_mib)))
+            .collect();
+        format!(
+            "{hosts} fails: {vms} to restart, short of {}: {} cannot restart",
+            size(s.shortfall_vcpus, s.shortfall_memory_mib),
+            unplaced.join(", ")
+        )
     }
 }
 
@@ -138,8 +252,11 @@ pub fn run(
     match cmd {
         HaCommand::Show => {
             let api = conn.client()?;
+            let status = api.ha()?;
             let shown = HaShow {
-                settings: api.settings()?.ha,
+                settings: status.settings,
+                hosts: Some(status.hosts),
+                reserve: Some(status.reserve),
             };
             show(out, &shown, HaShow::text)
         }
@@ -150,6 +267,8 @@ pub fn run(
             let stored = api.put_settings(&s)?;
             let shown = HaShow {
                 settings: stored.ha,
+                hosts: None,
+                reserve: None,
             };
             show(out, &shown, HaShow::text)
         }
@@ -233,6 +352,8 @@ mod tests {
                 fence_isolated: true,
                 isolation_fence_after_s: 45,
             },
+            hosts: None,
+            reserve: None,
         };
         let text = shown.text();
         for (key, value) in [
@@ -248,5 +369,106 @@ mod tests {
         }
         let json = serde_json::to_value(&shown).unwrap();
         assert_eq!(json["settings"]["isolation_response"], "shutdown");
+        assert!(json.get("reserve").is_none());
+    }
+
+    fn need(vm: &str, gib: u64, on: Option<&str>) -> vinfra_types::ha::HaRestartNeed {
+        vinfra_types::ha::HaRestartNeed {
+            vm: vm.into(),
+            vcpus: 2,
+            memory_mib: gib * 1024,
+            restarts_on: on.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn show_prints_hosts_and_the_reserve() {
+        use vinfra_types::ha::LeaseStamp;
+        let host = |name: &str, state: &str, lease| HostHaStatus {
+            name: name.into(),
+            state: state.into(),
+            detail: state.into(),
+            for_s: 75,
+            lease,
+        };
+        let mut reserve = HaReserve {
+            tolerate: 1,
+            enforced: true,
+            holds: true,
+            ha_vms: 2,
+            scenarios_total: 1,
+            scenarios_holding: 1,
+            scenarios: vec![HaScenario {
+                failed: vec!["h1".into()],
+                holds: true,
+                vms: vec![need("web", 4, Some("h2"))],
+                demand_vcpus: 2,
+                demand_memory_mib: 4096,
+                shortfall_vcpus: 0,
+                shortfall_memory_mib: 0,
+            }],
+        };
+        let mut shown = HaShow {
+            settings: HaSettings::default(),
+            hosts: Some(vec![
+                host("h1", "connected", None),
+                host(
+                    "h2",
+                    "failed",
+                    Some(LeaseStamp {
+                        incarnation: 3,
+                        counter: 41,
+                    }),
+                ),
+            ]),
+            reserve: Some(reserve.clone()),
+        };
+        let text = shown.text();
+        assert!(
+            text.lines().any(|l| l.starts_with("h2")
+                && l.contains("failed")
+                && l.contains("1m15s")
+                && l.contains("3/41")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Reserve: tolerates 1 host failure: every host's HA VMs restart elsewhere"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h1 fails: 1 HA VM (2 vCPU, 4.0 GiB) restart: web → h2"),
+            "{text}"
+        );
+        reserve.holds = false;
+        reserve.scenarios_holding = 0;
+        reserve.scenarios[0] = HaScenario {
+            failed: vec!["h1".into()],
+            holds: false,
+            vms: vec![need("web", 4, Some("h2")), need("db", 8, None)],
+            demand_vcpus: 4,
+            demand_memory_mib: 12 * 1024,
+            shortfall_vcpus: 2,
+            shortfall_memory_mib: 8 * 1024,
+        };
+        shown.reserve = Some(reserve);
+        let text = shown.text();
+        assert!(
+            text.contains(
+                "Reserve: BROKEN: 1 of 1 scenario fail (tolerate 1 host failure; 2 HA VMs)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("h1 fails: 2 HA VMs to restart, short of 2 vCPU, 8.0 GiB: db (2 vCPU, 8.0 GiB) cannot restart"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&shown).unwrap();
+        assert_eq!(json["hosts"][1]["lease"]["counter"], 41);
+        assert_eq!(
+            json["reserve"]["scenarios"][0]["vms"][1]["restarts_on"],
+            serde_json::Value::Null
+        );
     }
 }
