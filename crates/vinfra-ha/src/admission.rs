@@ -855,7 +855,7 @@ impl Admission {
                     .map_err(|e| AdmissionError::Placer(Box::new(e)))?;
                 self.add_entry(vm, h);
                 self.generation += 1;
-                for s in self.touched(h, &vm.request.vm) {
+                for s in self.to_replan(h, &vm.request.vm) {
                     let failed = self.failed_set(s);
                     let o = self.plan_scenario(&failed)?;
                     self.install(s, o);
