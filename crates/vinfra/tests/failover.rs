@@ -94,9 +94,9 @@ fn runs_elsewhere(lab: &Lab, id: &str, not: &str, timeout: Duration) -> String {
         &format!("VM {id} to run on a host other than {not}"),
         timeout,
         || {
-            lab.host_names().into_iter().find(|h| {
-                h != not && !lab.qemu_pids_on(h, id).unwrap_or_default().is_empty()
-            })
+            lab.host_names()
+                .into_iter()
+                .find(|h| h != not && !lab.qemu_pids_on(h, id).unwrap_or_default().is_empty())
         },
     )
 }
@@ -165,10 +165,14 @@ fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
         took >= Duration::from_secs(5),
         "restarted {took:?} after the kill: before the lease could expire"
     );
-    wait_for("web2 running on its new host", Duration::from_secs(60), || {
-        let v = vm(lab, "web2");
-        (v.host == to && v.state == PowerState::Running).then_some(())
-    });
+    wait_for(
+        "web2 running on its new host",
+        Duration::from_secs(60),
+        || {
+            let v = vm(lab, "web2");
+            (v.host == to && v.state == PowerState::Running).then_some(())
+        },
+    );
     assert!(qemus_with(&ids["batch"]).is_empty(), "batch has no HA");
     assert_eq!(vm(lab, "batch").host, "h2");
 
@@ -180,9 +184,11 @@ fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
         (api(lab).host("h2").ok()?.status == vinfra_types::HostStatus::Connected).then_some(())
     });
     let stale = lab.vm_dir("h2", &ids["web2"]).expect("h2");
-    wait_for("h2's stale copy of web2 removed", Duration::from_secs(40), || {
-        (!stale.exists()).then_some(())
-    });
+    wait_for(
+        "h2's stale copy of web2 removed",
+        Duration::from_secs(40),
+        || (!stale.exists()).then_some(()),
+    );
     assert!(lab.qemu_pids_on("h2", &ids["web2"]).unwrap().is_empty());
     assert_eq!(qemus_with(&ids["web2"]).len(), 1);
     assert!(qemus_with(&ids["batch"]).is_empty(), "batch stays stopped");
@@ -231,7 +237,10 @@ fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
     }
 
     let (polls, twice) = checker.finish();
-    println!("checker: {polls} polls at 100 ms, {} with a VM running twice", twice.len());
+    println!(
+        "checker: {polls} polls at 100 ms, {} with a VM running twice",
+        twice.len()
+    );
     assert!(polls > 100, "the checker polled {polls} times");
     assert!(twice.is_empty(), "{twice:?}");
 }
