@@ -1,4 +1,4 @@
-//! The cluster's HA settings the host's guard acts on ([`HaSettings`]), as the console last sent
+//! The cluster's HA settings the host's guard acts on ([`GuardSettings`]), as the console last sent
 //! them (`SetHa`, after every Hello), kept in `<data_dir>/ha.json` so that an agent restarted
 //! while the console is unreachable passes them to its guard still.
 
@@ -16,7 +16,7 @@ pub const HA_FILE: &str = "ha.json";
 
 /// What the guard needs of the cluster's HA settings; every pet carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct HaSettings {
+pub struct GuardSettings {
     /// What the guard does to the host's HA VMs when the host is isolated (the default:
     /// nothing, keep running).
     pub isolation_response: IsolationResponse,
@@ -26,7 +26,7 @@ pub struct HaSettings {
 
 /// Why new settings were not taken.
 #[derive(Debug, thiserror::Error)]
-pub enum HaSettingsError {
+pub enum GuardSettingsError {
     /// The timings fail [`HaTimings::validate`] (the guard would refuse them).
     #[error("unsafe HA timings")]
     Timings(#[source] TimingError),
@@ -43,59 +43,59 @@ pub enum HaSettingsError {
 
 /// The settings in force, in memory and in `<data_dir>/ha.json`.
 #[derive(Debug)]
-pub struct HaSettingsStore {
+pub struct GuardSettingsStore {
     path: PathBuf,
-    current: Mutex<HaSettings>,
+    current: Mutex<GuardSettings>,
 }
 
-impl HaSettingsStore {
+impl GuardSettingsStore {
     /// The settings kept in `data_dir`; the defaults when there are none (never set, or a
     /// file that cannot be read, which is logged).
-    pub fn open(data_dir: &Path) -> HaSettingsStore {
+    pub fn open(data_dir: &Path) -> GuardSettingsStore {
         let path = data_dir.join(HA_FILE);
         let current = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<HaSettings>(&bytes) {
+            Ok(bytes) => match serde_json::from_slice::<GuardSettings>(&bytes) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(
                         "{}: unreadable HA settings ({e}); the defaults until the console sends them",
                         path.display()
                     );
-                    HaSettings::default()
+                    GuardSettings::default()
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HaSettings::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => GuardSettings::default(),
             Err(e) => {
                 tracing::warn!(
                     "{}: {e}; the default HA settings until the console sends them",
                     path.display()
                 );
-                HaSettings::default()
+                GuardSettings::default()
             }
         };
-        HaSettingsStore {
+        GuardSettingsStore {
             path,
             current: Mutex::new(current),
         }
     }
 
     /// The settings in force.
-    pub fn get(&self) -> HaSettings {
+    pub fn get(&self) -> GuardSettings {
         *self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `settings`: checked, written (atomically, fsynced), then in force. Unchanged
     /// settings are not written again.
-    pub fn set(&self, settings: HaSettings) -> Result<(), HaSettingsError> {
+    pub fn set(&self, settings: GuardSettings) -> Result<(), GuardSettingsError> {
         settings
             .timings
             .validate()
-            .map_err(HaSettingsError::Timings)?;
+            .map_err(GuardSettingsError::Timings)?;
         if self.get() == settings && self.path.exists() {
             return Ok(());
         }
         let text = serde_json::to_vec_pretty(&settings).expect("HA settings encode as JSON");
-        write_atomic(&self.path, &text).map_err(|source| HaSettingsError::Write {
+        write_atomic(&self.path, &text).map_err(|source| GuardSettingsError::Write {
             path: self.path.clone(),
             source,
         })?;
@@ -113,8 +113,8 @@ mod tests {
     #[test]
     fn settings_survive_a_restart_and_unsafe_ones_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = HaSettingsStore::open(dir.path());
-        assert_eq!(store.get(), HaSettings::default());
+        let store = GuardSettingsStore::open(dir.path());
+        assert_eq!(store.get(), GuardSettings::default());
         assert_eq!(
             store.get().isolation_response,
             IsolationResponse::KeepRunning
@@ -123,31 +123,31 @@ mod tests {
             agent_grace: Duration::from_secs(30),
             ..HaTimings::default()
         };
-        let set = HaSettings {
+        let set = GuardSettings {
             isolation_response: IsolationResponse::PowerOff,
             timings,
         };
         store.set(set).unwrap();
         assert_eq!(store.get(), set);
         // A restarted agent reads them back.
-        assert_eq!(HaSettingsStore::open(dir.path()).get(), set);
+        assert_eq!(GuardSettingsStore::open(dir.path()).get(), set);
 
         let mut unsafe_timings = timings;
         unsafe_timings.self_fence_after = Duration::from_secs(10);
         let err = store
-            .set(HaSettings {
+            .set(GuardSettings {
                 isolation_response: IsolationResponse::Shutdown,
                 timings: unsafe_timings,
             })
             .unwrap_err();
-        assert!(matches!(err, HaSettingsError::Timings(_)), "{err:?}");
+        assert!(matches!(err, GuardSettingsError::Timings(_)), "{err:?}");
         assert_eq!(store.get(), set, "refused settings change nothing");
-        assert_eq!(HaSettingsStore::open(dir.path()).get(), set);
+        assert_eq!(GuardSettingsStore::open(dir.path()).get(), set);
 
         std::fs::write(dir.path().join(HA_FILE), b"{not json").unwrap();
         assert_eq!(
-            HaSettingsStore::open(dir.path()).get(),
-            HaSettings::default()
+            GuardSettingsStore::open(dir.path()).get(),
+            GuardSettings::default()
         );
     }
 }

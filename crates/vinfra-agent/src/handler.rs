@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 
-use crate::ha::HaSettings;
+use crate::ha::GuardSettings;
 use crate::manager::Manager;
 
 /// Longest stop timeout accepted, seconds.
@@ -75,7 +75,7 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             isolation_response,
             timings,
         } => {
-            m.set_ha_settings(HaSettings {
+            m.set_ha_settings(GuardSettings {
                 isolation_response,
                 timings,
             })?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vinfra_agent::connection::{host_report, HostInfo};
 use vinfra_agent::guard::{spawn_pets, GuardLink};
-use vinfra_agent::ha::HaSettings;
+use vinfra_agent::ha::GuardSettings;
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::qemu::{build_args, Launch, QemuError, VmRunner};
 use vinfra_agent::{Manager, ManagerConfig, ManagerError};
@@ -193,7 +193,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         agent_grace: Duration::from_secs(20),
         ..HaTimings::default()
     };
-    m.set_ha_settings(HaSettings {
+    m.set_ha_settings(GuardSettings {
         isolation_response: IsolationResponse::PowerOff,
         timings,
     })

@@ -8,7 +8,7 @@ use vinfra_types::vm::SpecError;
 use vinfra_types::PowerState;
 
 use crate::disks::DiskError;
-use crate::ha::HaSettingsError;
+use crate::ha::GuardSettingsError;
 use crate::network::SwitchLinkError;
 use crate::qemu::{MigrationState, QemuError};
 
@@ -104,7 +104,7 @@ pub enum ManagerError {
     FreePort(#[source] std::io::Error),
     /// The console's HA settings were refused or could not be kept.
     #[error(transparent)]
-    Ha(#[from] HaSettingsError),
+    Ha(#[from] GuardSettingsError),
     /// A blocking task (switch reconcile, counters) failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),

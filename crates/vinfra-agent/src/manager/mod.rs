@@ -51,7 +51,7 @@ pub use records::LocalVm;
 
 use crate::contact::ConsoleContact;
 use crate::disks::Datastore;
-use crate::ha::{HaSettings, HaSettingsStore};
+use crate::ha::{GuardSettings, GuardSettingsStore};
 use crate::network::{spawn_reconciler, SwitchAttachment, SwitchLink};
 use crate::usage::Sampler;
 use error::io_err;
@@ -152,7 +152,7 @@ pub struct Manager {
     sampler: Arc<StdMutex<Sampler>>,
     switch: Option<Arc<SwitchLink>>,
     contact: ConsoleContact,
-    ha: HaSettingsStore,
+    ha: GuardSettingsStore,
     observe_timeout: Duration,
 }
 
@@ -179,7 +179,7 @@ impl Manager {
             .into_iter()
             .map(|vm| (vm.id(), Entry::new(vm, None)))
             .collect();
-        let ha = HaSettingsStore::open(&cfg.data_dir);
+        let ha = GuardSettingsStore::open(&cfg.data_dir);
         Ok(Manager {
             ds: Datastore {
                 root: cfg.datastore.clone(),
@@ -215,13 +215,13 @@ impl Manager {
 
     /// The cluster's HA settings for the host's guard, as the console last sent them (kept in
     /// the data directory; the defaults until it first does).
-    pub fn ha_settings(&self) -> HaSettings {
+    pub fn ha_settings(&self) -> GuardSettings {
         self.ha.get()
     }
 
     /// Takes the cluster's HA settings the console sent (checked, then kept in the data
     /// directory); the next pet passes them to the guard.
-    pub fn set_ha_settings(&self, settings: HaSettings) -> Result<()> {
+    pub fn set_ha_settings(&self, settings: GuardSettings) -> Result<()> {
         Ok(self.ha.set(settings)?)
     }
 
