@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use vinfra_ha::lease::LEASE_VERSION;
-use vinfra_ha::{Lease, LeaseState};
 use vinfra_types::{HostCapacity, PowerState};
 
 /// 4 cores, 4 GiB.
@@ -19,24 +16,6 @@ const HOST4: HostCapacity = HostCapacity {
     cores: 4,
     memory_mib: 4 * GIB,
 };
-
-/// Writes `host`'s lease as its guard would.
-fn write_lease(datastore: &Path, host: &str, counter: u64) {
-    let dir = datastore.join("ha").join("hosts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lease = Lease {
-        version: LEASE_VERSION,
-        host: host.into(),
-        incarnation: 3,
-        counter,
-        state: LeaseState::Live,
-        agent_absent_ms: None,
-        written_unix_ms: 0,
-    };
-    let tmp = dir.join(format!("{host}.lease.tmp"));
-    std::fs::write(&tmp, lease.to_bytes()).unwrap();
-    std::fs::rename(&tmp, dir.join(format!("{host}.lease"))).unwrap();
-}
 
 /// `POST /vms`: VM `name` of `gib` GiB on `host`, HA on or off, started or not.
 async fn create(c: &TestConsole, name: &str, host: &str, gib: u64, ha: bool, start: bool) -> Resp {
@@ -164,11 +143,7 @@ async fn a_start_and_ha_turned_on_that_break_the_reserve_are_refused() {
 async fn ha_status_shows_each_hosts_state_and_the_reserve() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST4).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST4).await;
     let _h3 = FakeAgent::join_and_connect(&c, "h3", HOST4).await;
@@ -224,7 +199,7 @@ async fn ha_status_shows_each_hosts_state_and_the_reserve() {
     let h2 = hosts.iter().find(|h| h["name"] == "h2").unwrap();
     assert_eq!(
         h2["lease"],
-        json!({"incarnation": 3, "counter": 41}),
+        json!({"incarnation": LEASE_INCARNATION, "counter": 41}),
         "{ha}"
     );
     // The reserve as it is now: h2 takes no restart.

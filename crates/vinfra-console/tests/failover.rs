@@ -3,37 +3,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use uuid::Uuid;
-use vinfra_ha::lease::LEASE_VERSION;
-use vinfra_ha::{Lease, LeaseState};
 use vinfra_types::{HostCapacity, PowerState};
 
 const HOST16: HostCapacity = HostCapacity {
     cores: 8,
     memory_mib: 16 * GIB,
 };
-
-/// Writes `host`'s lease as its guard would.
-fn write_lease(datastore: &Path, host: &str, counter: u64) {
-    let dir = datastore.join("ha").join("hosts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lease = Lease {
-        version: LEASE_VERSION,
-        host: host.into(),
-        incarnation: 7,
-        counter,
-        state: LeaseState::Live,
-        agent_absent_ms: None,
-        written_unix_ms: 0,
-    };
-    let tmp = dir.join(format!("{host}.lease.tmp"));
-    std::fs::write(&tmp, lease.to_bytes()).unwrap();
-    std::fs::rename(&tmp, dir.join(format!("{host}.lease"))).unwrap();
-}
 
 /// Creates VM `name` on `host`, HA on or off; its id.
 async fn create(c: &TestConsole, name: &str, host: &str, ha: bool) -> Uuid {
@@ -58,11 +37,7 @@ async fn events(c: &TestConsole) -> String {
 async fn a_failed_hosts_ha_vms_restart_elsewhere_and_the_others_stay() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h2", true).await;
@@ -103,11 +78,7 @@ async fn a_failed_hosts_ha_vms_restart_elsewhere_and_the_others_stay() {
 async fn an_isolated_host_whose_lease_renews_keeps_its_vms() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h2", true).await;
@@ -133,11 +104,7 @@ async fn an_isolated_host_whose_lease_renews_keeps_its_vms() {
 async fn a_lost_host_without_a_readable_lease_is_never_failed_over() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h2", true).await;
@@ -198,11 +165,7 @@ fn crash_restarts_back_off_up_to_a_minute() {
 async fn a_host_fenced_out_of_band_has_its_ha_vms_restarted_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h2", true).await;
@@ -237,11 +200,7 @@ async fn a_host_fenced_out_of_band_has_its_ha_vms_restarted_at_once() {
 async fn an_isolated_host_is_fenced_when_the_policy_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tempfile::tempdir().unwrap();
-    let ds_path = ds.path().to_path_buf();
-    let c = start_console_with(dir.path(), None, true, |cfg| {
-        cfg.datastore = Some(ds_path);
-    })
-    .await;
+    let c = start_ha_console(dir.path(), ds.path()).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h2", true).await;

@@ -829,3 +829,37 @@ async fn run_agent(
         }
     }
 }
+
+/// The incarnation of the leases [`write_lease`] writes.
+pub const LEASE_INCARNATION: u64 = 7;
+
+/// Writes `host`'s lease in `datastore` as its guard would (a temporary file renamed over it),
+/// incarnation [`LEASE_INCARNATION`], counter `counter`.
+#[allow(dead_code)]
+pub fn write_lease(datastore: &Path, host: &str, counter: u64) {
+    use vinfra_ha::{lease::LEASE_VERSION, Lease, LeaseState};
+    let dir = datastore.join("ha").join("hosts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lease = Lease {
+        version: LEASE_VERSION,
+        host: host.into(),
+        incarnation: LEASE_INCARNATION,
+        counter,
+        state: LeaseState::Live,
+        agent_absent_ms: None,
+        written_unix_ms: 0,
+    };
+    let tmp = dir.join(format!("{host}.lease.tmp"));
+    std::fs::write(&tmp, lease.to_bytes()).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{host}.lease"))).unwrap();
+}
+
+/// A console reading host leases from `datastore`.
+#[allow(dead_code)]
+pub async fn start_ha_console(dir: &Path, datastore: &Path) -> TestConsole {
+    let datastore = datastore.to_path_buf();
+    start_console_with(dir, None, true, move |cfg| {
+        cfg.datastore = Some(datastore);
+    })
+    .await
+}
