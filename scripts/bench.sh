@@ -4,7 +4,8 @@
 #
 #   scripts/bench.sh            # all benchmarks
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
-#                               # vm_create migration balance optimum datapath throughput)
+#                               # vm_create migration failover balance optimum datapath
+#                               # throughput admission)
 #
 # As root it first installs the packages of scripts/common.sh, the benchmarks' peers
 # (VINFRA_BENCH_PACKAGES: iperf3, Open vSwitch) included. The lab benchmarks (vm_create,
@@ -32,10 +33,12 @@ BENCHES=(
     "vinfra-console api_list"
     "vinfra vm_create"
     "vinfra migration"
+    "vinfra failover"
     "vinfra-placement balance"
     "vinfra-placement optimum"
     "vinfra-switch datapath"
     "vinfra-switchd throughput"
+    "vinfra-ha admission"
 )
 LOGDIR=target/bench-logs
 mkdir -p "$LOGDIR"
@@ -76,6 +79,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     range) grep -E "^range " "$log" ;;
     api_list) grep -E "^  (API|floor|ratio|during)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)" "$log" ;;
+    failover) grep -E "^(kill|HA failover)|^  (detected|moved|QEMU|guest)" "$log" ;;
     migration) grep -E "^(case|idle|busy|network)|^  (ours|plain)( #[0-9]+)?:|does not converge" "$log" ;;
     throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT \|^round " ;;
     datapath) grep -E " Mpps " "$log" | grep -v "^RESULT " ;;

@@ -48,6 +48,12 @@ impl std::ops::Deref for LabGuard {
     }
 }
 
+impl std::ops::DerefMut for LabGuard {
+    fn deref_mut(&mut self) -> &mut Lab {
+        self.0.as_mut().expect("lab present until drop")
+    }
+}
+
 /// Brings up lab `bench-<tag><pid>` with `hosts` hosts under the temp directory; the guest
 /// image from `VINFRA_GUEST_DIR` when set.
 pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
