@@ -130,6 +130,8 @@ async fn a_crashed_ha_vm_is_restarted_on_its_host_and_a_crashed_plain_vm_is_not(
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, true).await;
     let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    // A second host keeps the HA reserve (tolerate 1 host failure) for web.
+    let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h1", true).await;
     let batch = create(&c, "batch", "h1", false).await;
     crash(&h1, web);

@@ -65,6 +65,13 @@ async fn vm_ha_policy_is_created_changed_in_part_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, true).await;
     let agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    // One host: no HA reserve can hold; admission control is tests/admission.rs's.
+    let mut settings = c.call("GET", "/api/v1/settings", None).await.body;
+    settings["ha"]["tolerate_host_failures"] = 0.into();
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&settings.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 
     // Without `ha`: off, medium, no start-after.
     let r = c
