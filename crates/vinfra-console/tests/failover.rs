@@ -24,6 +24,34 @@ async fn create(c: &TestConsole, name: &str, host: &str, ha: bool) -> Uuid {
     r.body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// A console reading host leases from a datastore of its own (`ds`), two hosts (fake agents)
+/// and the HA VM `web` on h2.
+struct Pair {
+    dir: tempfile::TempDir,
+    ds: tempfile::TempDir,
+    c: TestConsole,
+    h1: FakeAgent,
+    h2: FakeAgent,
+    web: Uuid,
+}
+
+async fn pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = tempfile::tempdir().unwrap();
+    let c = start_ha_console(dir.path(), ds.path()).await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h2", true).await;
+    Pair {
+        dir,
+        ds,
+        c,
+        h1,
+        h2,
+        web,
+    }
+}
+
 async fn host_of(c: &TestConsole, vm: &str) -> String {
     let r = c.call("GET", &format!("/api/v1/vms/{vm}"), None).await;
     r.body["host"].as_str().unwrap_or_default().to_string()
@@ -35,12 +63,14 @@ async fn events(c: &TestConsole) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_hosts_ha_vms_restart_elsewhere_and_the_others_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let ds = tempfile::tempdir().unwrap();
-    let c = start_ha_console(dir.path(), ds.path()).await;
-    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    let web = create(&c, "web", "h2", true).await;
+    let Pair {
+        dir: _dir,
+        ds,
+        c,
+        h1,
+        mut h2,
+        web,
+    } = pair().await;
     let batch = create(&c, "batch", "h2", false).await;
     write_lease(ds.path(), "h2", 1);
 
@@ -76,12 +106,14 @@ async fn a_failed_hosts_ha_vms_restart_elsewhere_and_the_others_stay() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_host_whose_lease_renews_keeps_its_vms() {
-    let dir = tempfile::tempdir().unwrap();
-    let ds = tempfile::tempdir().unwrap();
-    let c = start_ha_console(dir.path(), ds.path()).await;
-    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    let web = create(&c, "web", "h2", true).await;
+    let Pair {
+        dir: _dir,
+        ds,
+        c,
+        h1,
+        mut h2,
+        web,
+    } = pair().await;
     write_lease(ds.path(), "h2", 1);
     h2.disconnect();
     // The guard renews on: 12 s (twice the expiry) of a lost host, nothing moves.
@@ -102,12 +134,14 @@ async fn an_isolated_host_whose_lease_renews_keeps_its_vms() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_host_without_a_readable_lease_is_never_failed_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let ds = tempfile::tempdir().unwrap();
-    let c = start_ha_console(dir.path(), ds.path()).await;
-    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    let web = create(&c, "web", "h2", true).await;
+    let Pair {
+        dir: _dir,
+        ds: _ds,
+        c,
+        h1,
+        mut h2,
+        web,
+    } = pair().await;
     // No lease file for h2 (no guard there, or the console cannot read the datastore).
     h2.disconnect();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -165,12 +199,14 @@ fn crash_restarts_back_off_up_to_a_minute() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_fenced_out_of_band_has_its_ha_vms_restarted_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ds = tempfile::tempdir().unwrap();
-    let c = start_ha_console(dir.path(), ds.path()).await;
-    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    let web = create(&c, "web", "h2", true).await;
+    let Pair {
+        dir: _dir,
+        ds: _ds,
+        c,
+        h1,
+        mut h2,
+        web,
+    } = pair().await;
     let r = c
         .call(
             "PATCH",
@@ -200,12 +236,14 @@ async fn a_host_fenced_out_of_band_has_its_ha_vms_restarted_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_isolated_host_is_fenced_when_the_policy_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let ds = tempfile::tempdir().unwrap();
-    let c = start_ha_console(dir.path(), ds.path()).await;
-    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    let mut h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    let web = create(&c, "web", "h2", true).await;
+    let Pair {
+        dir,
+        ds,
+        c,
+        h1,
+        mut h2,
+        web,
+    } = pair().await;
     let marker = dir.path().join("fenced-h2");
     let cmd = format!("touch {}/fenced-$VINFRA_HOST", dir.path().display());
     let r = c
