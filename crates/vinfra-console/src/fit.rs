@@ -49,8 +49,10 @@
 //! mirrors as the placer does: an admitted power-on is committed when its record is seen; any
 //! other VM that starts, stops, moves or changes its HA policy is removed and added again
 //! (`Admission::add`, whatever the reserve says: HA restarts are the reserve being used); a
-//! host that changes (connection, maintenance, capabilities), a rebuilt placer or another N
-//! drops it, and the next check builds it again from the mirrors. [`reserve`] reports it.
+//! host whose connection, maintenance or capabilities change is handed to it
+//! (`Admission::set_host`: only the scenarios the change touches are planned again); a
+//! rebuilt placer (a host added or removed, another capacity, the rules) or another N drops
+//! it, and the next check builds it again from the mirrors. [`reserve`] reports it.
 //!
 //! [`balancing_model`] gives the balancer the same view (with the measured demand), and
 //! [`check_rules`] checks a rule set against the cluster.
@@ -371,9 +373,19 @@ impl Index {
             );
             return Err(Stale);
         }
+        // Admission plans every scenario with the hosts' eligibility and capabilities: the
+        // scenarios the change touches are planned again.
+        if let Some(adm) = self.admission.as_mut() {
+            if let Err(e) = adm.set_host(name, now.eligible, now.caps.clone()) {
+                tracing::warn!(
+                    host = name,
+                    "admission control dropped, built again at the next check: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+                self.admission = None;
+            }
+        }
         self.hosts.insert(name.to_string(), now);
-        // Admission plans every scenario with the hosts' eligibility and capabilities.
-        self.admission = None;
         Ok(true)
     }
 

@@ -43,9 +43,12 @@
 //!
 //! A VM that stops or is deleted ([`Admission::remove`]) frees room and relaxes rules: every
 //! kept plan stays valid; the scenarios that do not hold (and the scenario of the VM's host) are
-//! replanned. [`Admission::rebuild`] plans everything again (the kept plans then are the plans
-//! from scratch). Any other change of the cluster (hosts, capacity, rules, HA settings, a
-//! migration) is a [`Admission::new`].
+//! replanned. A host whose connection, maintenance or capabilities change
+//! ([`Admission::set_host`]) replans the scenarios that restart VMs on it when it takes less,
+//! and those that do not hold when it offers more. A VM that moves or changes its HA policy is
+//! removed and added again. [`Admission::rebuild`] plans everything again (the kept plans then
+//! are the plans from scratch). Any other change of the cluster (a host added or removed, a
+//! capacity, the rules) is a [`Admission::new`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,8 +56,8 @@ use std::fmt;
 
 use uuid::Uuid;
 use vinfra_placement::{
-    ClusterModel, Eligibility, FitError, FitTable, ModelError, RulePlacer, Strength, VmNeeds,
-    VmRequest,
+    ClusterModel, Eligibility, FitError, FitTable, HostCaps, ModelError, RulePlacer, Strength,
+    VmNeeds, VmRequest,
 };
 
 use crate::restart::{self, HaPolicy, RestartError, RestartPlan, RestartVm};
@@ -302,8 +305,8 @@ pub struct Admission {
     outcomes: Vec<Outcome>,
     /// Per host, the scenarios whose plan restarts VMs there, and how much.
     users: Vec<HashMap<u32, Amount>>,
-    /// Per host, the capacity held back (the reserve of its capabilities).
-    reserves: Vec<Amount>,
+    /// Per host, its capabilities (the reserve in them is the capacity held back).
+    caps: Vec<HostCaps>,
     failing: BTreeSet<u32>,
     /// Hosts by HA memory, most first (for N > 1).
     by_ha: BTreeSet<(Reverse<u64>, u32)>,
@@ -388,16 +391,7 @@ impl Admission {
             .map(|(i, h)| (Reverse(h.ha.memory_mib), i as u32))
             .collect();
         let n = hosts.len();
-        let reserves = hosts
-            .iter()
-            .map(|h| {
-                let r = fit.caps(&h.name).reserve;
-                Amount {
-                    vcpus: u64::from(r.vcpus),
-                    memory_mib: r.memory_mib,
-                }
-            })
-            .collect();
+        let caps = hosts.iter().map(|h| fit.caps(&h.name).clone()).collect();
         let mut a = Admission {
             tolerate,
             placer,
@@ -407,7 +401,7 @@ impl Admission {
             mates,
             outcomes: Vec::new(),
             users: vec![HashMap::new(); n],
-            reserves,
+            caps,
             failing: BTreeSet::new(),
             by_ha,
             generation: 0,
@@ -741,11 +735,11 @@ impl Admission {
         let hosts = self.placer.hosts();
         let i = hosts.binary_search_by(|x| x.name.as_str().cmp(name)).ok()?;
         let x = &hosts[i];
-        let r = self.reserves[h as usize];
+        let r = self.caps[h as usize].reserve;
         Some(Amount {
             vcpus: u64::from(x.allocatable_vcpus())
                 .saturating_sub(u64::from(x.allocated_vcpus))
-                .saturating_sub(r.vcpus),
+                .saturating_sub(u64::from(r.vcpus)),
             memory_mib: x
                 .allocatable_memory_mib()
                 .saturating_sub(x.allocated_memory_mib)
@@ -864,6 +858,83 @@ impl Admission {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Records that host `host` may now receive VMs or not (`eligible`: its connection or
+    /// maintenance changed) and offers `caps` (a trunk, an MTU, CPU models or a reserve
+    /// changed), without planning every scenario again:
+    /// - where the host takes less (it may no longer receive VMs, or lost a capability), every
+    ///   scenario whose plan restarts VMs there is planned again; where only its room shrank
+    ///   (a larger reserve), those whose restarts there no longer fit in it (and those that do
+    ///   not hold);
+    /// - where it offers more (it may receive VMs again, gained a capability, a smaller
+    ///   reserve), every scenario that does not hold is planned again (it may hold now);
+    /// - every other plan stays: a plan that holds and does not use the host is still valid,
+    ///   and one that does not hold is still the plan from scratch (none of its placements
+    ///   chose the host, and a host that takes less only drops out of the spreading order or
+    ///   moves later in it).
+    ///
+    /// A change both ways does both. The host's own scenario is not touched: a failed host
+    /// takes no restart whatever it offers.
+    pub fn set_host(
+        &mut self,
+        host: &str,
+        eligible: Eligibility,
+        caps: HostCaps,
+    ) -> Result<(), AdmissionError> {
+        let h = self.lookup(host)?;
+        let placer_err = |e| AdmissionError::Placer(Box::new(e));
+        let was_ok = self.hosts[h as usize].eligible == Eligibility::Ok;
+        let is_ok = eligible == Eligibility::Ok;
+        let old = &self.caps[h as usize];
+        let models_lost = old.cpu_models.iter().any(|m| !caps.cpu_models.contains(m));
+        let models_gained = caps.cpu_models.iter().any(|m| !old.cpu_models.contains(m));
+        let fit_lost = (was_ok && !is_ok)
+            || (old.vlan_trunk && !caps.vlan_trunk)
+            || caps.underlay_mtu < old.underlay_mtu
+            || models_lost;
+        let fit_gained = (!was_ok && is_ok)
+            || (!old.vlan_trunk && caps.vlan_trunk)
+            || caps.underlay_mtu > old.underlay_mtu
+            || models_gained;
+        let room_lost = caps.reserve.vcpus > old.reserve.vcpus
+            || caps.reserve.memory_mib > old.reserve.memory_mib;
+        let room_gained = caps.reserve.vcpus < old.reserve.vcpus
+            || caps.reserve.memory_mib < old.reserve.memory_mib;
+        if self.hosts[h as usize].eligible != eligible {
+            self.placer
+                .set_eligibility(host, eligible)
+                .map_err(placer_err)?;
+            self.hosts[h as usize].eligible = eligible;
+        }
+        if self.caps[h as usize] != caps {
+            self.placer
+                .set_caps(host, caps.clone())
+                .map_err(placer_err)?;
+            self.caps[h as usize] = caps;
+        }
+        let mut again = BTreeSet::new();
+        if fit_lost {
+            again.extend(self.users[h as usize].keys().copied());
+        } else if room_lost {
+            let free = self.room(h).unwrap_or_default();
+            for (&s, used) in &self.users[h as usize] {
+                let o = &self.outcomes[s as usize];
+                if !o.holds() || used.vcpus > free.vcpus || used.memory_mib > free.memory_mib {
+                    again.insert(s);
+                }
+            }
+        }
+        if fit_gained || room_gained {
+            again.extend(self.failing.iter().copied());
+        }
+        self.generation += 1;
+        for s in again {
+            let failed = self.failed_set(s);
+            let o = self.plan_scenario(&failed)?;
+            self.install(s, o);
+        }
+        Ok(())
     }
 
     /// True when `vm` is counted as running.

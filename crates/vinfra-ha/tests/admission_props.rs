@@ -2,16 +2,18 @@
 //! against planning every scenario from scratch: the fast check refuses only what planning
 //! from scratch refuses (naming the same scenario), every kept plan is a valid restart, a
 //! scenario that does not hold is exactly the plan from scratch, and a scenario that holds from
-//! scratch holds in the kept plans. Right after a rebuild, the two are equal.
+//! scratch holds in the kept plans. Right after a rebuild, the two are equal. Hosts change too:
+//! connection or maintenance, a VLAN trunk lost or gained, a reserve held back or released.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use uuid::Uuid;
 use vinfra_ha::{Admission, AdmissionError, HaPolicy, HaVm, PowerOn, Priority};
+use vinfra_placement::fit::BASIC_HOST;
 use vinfra_placement::{
-    ClusterModel, Eligibility, FitTable, HostModel, Rule, RulePlacer, Strength, Target, VmModel,
-    VmNeeds, VmRequest,
+    ClusterModel, Eligibility, FitTable, HostCaps, HostModel, Reserve, Rule, RulePlacer, Strength,
+    Target, VmModel, VmNeeds, VmRequest,
 };
 use vinfra_types::{AllocationRatios, HostCapacity};
 
@@ -23,12 +25,28 @@ enum Op {
     PowerOn(u32, u64, bool),
     /// The k-th running VM stops.
     Stop(usize),
+    /// The k-th host changes: eligible or not (and which way), a trunk or not, a reserve of
+    /// so many GiB.
+    Host(usize, u8, bool, u64),
 }
 
 #[derive(Debug, Clone)]
 struct World {
     model: ClusterModel,
+    fit: FitTable,
     ha: BTreeMap<String, HaVm>,
+}
+
+/// Every fourth VM is on a VLAN network: it needs a host with a trunk.
+fn needs_of(i: usize) -> VmNeeds {
+    if i % 4 == 3 {
+        VmNeeds {
+            vlan_networks: vec!["vlan10".into()],
+            ..VmNeeds::default()
+        }
+    } else {
+        VmNeeds::default()
+    }
 }
 
 fn ha_vm(i: u64, p: Priority) -> HaVm {
@@ -89,14 +107,30 @@ fn world() -> impl Strategy<Value = World> {
                 ..ClusterModel::default()
             };
             let mut ha = BTreeMap::new();
-            if let Ok(mut placer) = RulePlacer::new(&model, &FitTable::default()) {
+            let mut fit = FitTable::default();
+            for h in &model.hosts {
+                fit.hosts.insert(
+                    h.name.clone(),
+                    HostCaps {
+                        vlan_trunk: true,
+                        ..BASIC_HOST.clone()
+                    },
+                );
+            }
+            for i in 0..vms.len() {
+                let needs = needs_of(i);
+                if needs != VmNeeds::default() {
+                    fit.vms.insert(format!("v{i}"), needs);
+                }
+            }
+            if let Ok(mut placer) = RulePlacer::new(&model, &fit) {
                 for (i, &(vcpus, gib, is_ha)) in vms.iter().enumerate() {
                     let req = VmRequest {
                         vm: format!("v{i}"),
                         vcpus,
                         memory_mib: gib * GIB,
                     };
-                    if let Ok(p) = placer.place(&req, &VmNeeds::default()) {
+                    if let Ok(p) = placer.place(&req, fit.needs(&req.vm)) {
                         model.vms.push(VmModel {
                             name: req.vm.clone(),
                             host: p.host,
@@ -112,7 +146,7 @@ fn world() -> impl Strategy<Value = World> {
                     }
                 }
             }
-            World { model, ha }
+            World { model, fit, ha }
         })
 }
 
@@ -120,6 +154,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (1u32..4, 1u64..8, prop::bool::ANY).prop_map(|(c, g, h)| Op::PowerOn(c, g, h)),
         1 => (0usize..32).prop_map(Op::Stop),
+        1 => (0usize..8, 0u8..3, prop::bool::weighted(0.7), prop::sample::select(vec![0u64, 0, 2, 6]))
+            .prop_map(|(k, e, t, r)| Op::Host(k, e, t, r)),
     ]
 }
 
@@ -134,10 +170,36 @@ fn plans_are_valid(fast: &Admission, w: &World) -> Result<(), TestCaseError> {
             prop_assert!(!s.failed.contains(host));
             let h = m.hosts.iter().find(|h| &h.name == host).unwrap();
             prop_assert_eq!(h.eligible, Eligibility::Ok);
+            if !w.fit.needs(vm).vlan_networks.is_empty() {
+                prop_assert!(
+                    w.fit.caps(host).vlan_trunk,
+                    "{} restarts on {} without a trunk",
+                    vm,
+                    host
+                );
+            }
             m.vms.push(VmModel {
                 host: host.clone(),
                 ..v.clone()
             });
+        }
+        // A host that takes restarts keeps its reserve free.
+        for host in s.restarts.iter().map(|(_, h)| h) {
+            let h = m.hosts.iter().find(|h| &h.name == host).unwrap();
+            let used: u64 = m
+                .vms
+                .iter()
+                .filter(|v| &v.host == host)
+                .map(|v| v.memory_mib)
+                .sum();
+            let reserve = w.fit.caps(host).reserve.memory_mib;
+            prop_assert!(
+                used + reserve <= h.capacity.memory_mib,
+                "{} over its reserve: {} + {} MiB",
+                host,
+                used,
+                reserve
+            );
         }
         let violations = m.violations().unwrap();
         prop_assert!(violations.must.is_empty(), "{:?} {:?}", s, violations);
@@ -160,7 +222,7 @@ proptest! {
         tolerate in prop::sample::select(vec![1u32, 1, 2]),
         ops in prop::collection::vec(op(), 1..12),
     ) {
-        let fit = FitTable::default();
+        let fit = w.fit.clone();
         let Ok(mut fast) = Admission::new(&w.model, &fit, &w.ha, tolerate) else {
             prop_assume!(false);
             unreachable!()
@@ -171,10 +233,11 @@ proptest! {
                 Op::PowerOn(vcpus, gib, is_ha) => {
                     let name = format!("new{n}");
                     let req = VmRequest { vm: name.clone(), vcpus, memory_mib: gib * GIB };
-                    let placer = RulePlacer::new(&w.model, &fit).unwrap();
-                    let Ok(p) = placer.decide(&req, &VmNeeds::default(), Target::Any) else { continue };
+                    let needs = needs_of(n);
+                    let placer = RulePlacer::new(&w.model, &w.fit).unwrap();
+                    let Ok(p) = placer.decide(&req, &needs, Target::Any) else { continue };
                     let ha = is_ha.then(|| ha_vm(100 + n as u64, Priority::Medium));
-                    let vm = PowerOn { request: req.clone(), needs: VmNeeds::default(), ha: ha.clone() };
+                    let vm = PowerOn { request: req.clone(), needs: needs.clone(), ha: ha.clone() };
                     let answer = fast.check_power_on(&vm, &p.host);
                     // From scratch, with the VM running.
                     let mut with = w.clone();
@@ -189,7 +252,10 @@ proptest! {
                     if let Some(h) = ha {
                         with.ha.insert(name.clone(), h);
                     }
-                    let scratch = Admission::new(&with.model, &fit, &with.ha, tolerate).unwrap();
+                    if needs != VmNeeds::default() {
+                        with.fit.vms.insert(name.clone(), needs);
+                    }
+                    let scratch = Admission::new(&with.model, &with.fit, &with.ha, tolerate).unwrap();
                     match answer {
                         Ok(a) => {
                             // Admitted (even where the greedy order from scratch fails: the
@@ -220,8 +286,21 @@ proptest! {
                     w.ha.remove(&v.name);
                     fast.remove(&v.name).unwrap();
                 }
+                Op::Host(k, e, trunk, reserve_gib) => {
+                    let k = k % w.model.hosts.len();
+                    let eligible = [Eligibility::Ok, Eligibility::Disconnected, Eligibility::Maintenance][e as usize];
+                    let name = w.model.hosts[k].name.clone();
+                    w.model.hosts[k].eligible = eligible;
+                    let caps = HostCaps {
+                        vlan_trunk: trunk,
+                        reserve: Reserve { vcpus: reserve_gib as u32, memory_mib: reserve_gib * GIB },
+                        ..BASIC_HOST.clone()
+                    };
+                    w.fit.hosts.insert(name.clone(), caps.clone());
+                    fast.set_host(&name, eligible, caps).unwrap();
+                }
             }
-            let scratch = Admission::new(&w.model, &fit, &w.ha, tolerate).unwrap();
+            let scratch = Admission::new(&w.model, &w.fit, &w.ha, tolerate).unwrap();
             let (fast_report, scratch_report) = (fast.report(), scratch.report());
             prop_assert_eq!(fast_report.scenarios.len(), scratch_report.scenarios.len());
             for (f, s) in fast_report.scenarios.iter().zip(&scratch_report.scenarios) {
@@ -237,6 +316,6 @@ proptest! {
         }
         // A rebuild plans from scratch.
         fast.rebuild().unwrap();
-        prop_assert_eq!(fast.report(), Admission::new(&w.model, &fit, &w.ha, tolerate).unwrap().report());
+        prop_assert_eq!(fast.report(), Admission::new(&w.model, &w.fit, &w.ha, tolerate).unwrap().report());
     }
 }
