@@ -81,5 +81,9 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             })?;
             CommandReply::Done
         }
+        C::SetVmHa { id, ha } => {
+            m.set_vm_ha(id, ha).await?;
+            CommandReply::Done
+        }
     })
 }

@@ -316,7 +316,10 @@ fn main() {
         per_host
             .entry(v.host.clone())
             .or_default()
-            .push(common::running(v.id, &v.name));
+            .push(vinfra_types::VmObserved {
+                ha: v.spec.ha.enabled,
+                ..common::running(v.id, &v.name)
+            });
     }
     let hosts: Vec<FleetHost> = (0..a.hosts)
         .map(|i| FleetHost {

@@ -401,7 +401,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let ca_pem = keys.ca.cert_pem().to_string();
 
     let agents = AgentRegistry::new(config.heartbeat_timeout);
-    let triggers = agents.subscribe();
+    let triggers = agents.subscribe_with_vms();
     let switch_triggers = agents.subscribe();
     let console = Arc::new(
         Console::load(store.clone(), agents, keys.ca, token_hash)?

@@ -168,18 +168,24 @@ async fn a_crashed_ha_vm_is_restarted_on_its_host_and_a_crashed_plain_vm_is_not(
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let web = create(&c, "web", "h1", true).await;
     let batch = create(&c, "batch", "h1", false).await;
+    // Past the settling time after the creates (the controller leaves a VM alone for 3 s
+    // after an operation).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     crash(&h1, web);
     crash(&h1, batch);
-    // The VM controller sees the crash at its next pass (at most its 10-s resync).
-    let deadline = Instant::now() + Duration::from_secs(25);
+    // The host's next report (every 300 ms here) shows the crash, and the VM controller acts
+    // on it at once, not at its next resync (10 s).
+    let crashed = Instant::now();
+    let deadline = crashed + Duration::from_secs(2);
     while h1.vm_state(web) != Some(PowerState::Running) {
         assert!(
             Instant::now() < deadline,
-            "web not restarted: {}",
+            "web not restarted within 2 s of its crash: {}",
             events(&c).await
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("crash restart {:?} after the crash", crashed.elapsed());
     assert_eq!(h1.vm_state(batch), Some(PowerState::Crashed));
     let ev = events(&c).await;
     assert!(
@@ -187,6 +193,60 @@ async fn a_crashed_ha_vm_is_restarted_on_its_host_and_a_crashed_plain_vm_is_not(
         "{ev}"
     );
     assert!(ev.contains("not restarted automatically"), "{ev}");
+    c.shutdown().await;
+}
+
+/// Whether `agent` counts VM `id` as HA (what its guard is told).
+fn agent_ha(agent: &FakeAgent, id: Uuid) -> Option<bool> {
+    agent
+        .state
+        .lock()
+        .unwrap()
+        .vms
+        .get(&id)
+        .map(|v| v.0.spec.ha.enabled)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ha_policy_changed_on_a_running_vm_reaches_its_host_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
+    let web = create(&c, "web", "h1", false).await;
+    assert_eq!(agent_ha(&h1, web), Some(false));
+    for on in [true, false] {
+        let body = serde_json::json!({ "ha": { "enabled": on } }).to_string();
+        let r = c.call("PATCH", "/api/v1/vms/web", Some(&body)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let changed = Instant::now();
+        while agent_ha(&h1, web) != Some(on) {
+            assert!(
+                changed.elapsed() < Duration::from_secs(2),
+                "HA {on} not passed to h1 within 2 s: {}",
+                events(&c).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let says = if on {
+            "HA on passed to h1's guard"
+        } else {
+            "HA off passed to h1's guard"
+        };
+        let ev = events(&c).await;
+        assert!(ev.contains(says), "{ev}");
+    }
+    // Passed once each: the host's report agrees afterwards, so nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = h1
+        .state
+        .lock()
+        .unwrap()
+        .commands
+        .iter()
+        .filter(|c| c.as_str() == "SetVmHa")
+        .count();
+    assert_eq!(sent, 2);
     c.shutdown().await;
 }
 

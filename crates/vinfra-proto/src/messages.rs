@@ -13,8 +13,9 @@ use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec
 /// ([`AgentMessage::Heartbeat`], [`ConsoleMessage::HeartbeatAck`]) carry the connection's
 /// liveness, reports only the host's state. 3: the cluster's HA settings for the host's guard
 /// ([`AgentCommand::SetHa`], sent after every Hello), and the guard in reports
-/// ([`HostReport::guard`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// ([`HostReport::guard`]). 4: a VM's HA policy changed while it runs
+/// ([`AgentCommand::SetVmHa`]), and as the host took it in reports (`VmObserved::ha`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +247,16 @@ pub enum AgentCommand {
         /// The cluster's HA timings (renewal, self-fence deadline, agent grace, …).
         timings: HaTimings,
     },
+    /// VM `id`'s HA policy was turned on or off: the host's guard counts it as HA (its
+    /// isolation response acts on it) or not from now on, and the agent keeps the policy
+    /// with the VM. The VM's report carries the flag as taken (`VmObserved::ha`), so the
+    /// console sends this again until the host agrees. Replies `Done`.
+    SetVmHa {
+        /// The VM.
+        id: Uuid,
+        /// Its HA policy is on.
+        ha: bool,
+    },
 }
 
 impl AgentCommand {
@@ -261,6 +272,7 @@ impl AgentCommand {
                 | AgentCommand::ApplySwitchConfig { .. }
                 | AgentCommand::SwitchCounters
                 | AgentCommand::SetHa { .. }
+                | AgentCommand::SetVmHa { .. }
         )
     }
 }

@@ -308,6 +308,10 @@ pub struct VmObserved {
     /// overloaded): `state`, `uptime_s` and `usage` are the last known ones. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unresponsive: bool,
+    /// The host counts it as an HA VM: its guard's isolation response acts on it (the HA
+    /// policy as the host last took it). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ha: bool,
 }
 
 /// A VM as the REST API shows it.

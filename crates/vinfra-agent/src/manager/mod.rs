@@ -39,6 +39,7 @@ mod tests;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -86,8 +87,9 @@ struct Entry {
     /// The VM's id and name (they never change), for a report that cannot take the lock.
     id: Uuid,
     name: String,
-    /// Whether its HA policy is on (as the console defined the VM here).
-    ha: bool,
+    /// Whether its HA policy is on (as the console defined the VM here, or changed it since
+    /// with `SetVmHa`): read without the VM's lock.
+    ha: AtomicBool,
     vm: Mutex<Vm>,
     last: StdMutex<Option<VmObserved>>,
     /// When the report's observation under way (holding the lock) began.
@@ -99,7 +101,7 @@ impl Entry {
         Arc::new(Entry {
             id: vm.id(),
             name: vm.record.instance.spec.name.clone(),
-            ha: vm.record.instance.spec.ha.enabled,
+            ha: AtomicBool::new(vm.record.instance.spec.ha.enabled),
             vm: Mutex::new(vm),
             last: StdMutex::new(last),
             observing: StdMutex::new(None),
@@ -138,6 +140,7 @@ impl Entry {
                 uptime_s: 0,
                 usage: VmUsage::default(),
                 unresponsive: true,
+                ha: self.ha.load(Ordering::Relaxed),
             }),
             (None, false) => None,
         }
@@ -227,11 +230,28 @@ impl Manager {
 
     /// The VMs of this host whose HA policy is on: the guard's isolation response stops these
     /// and no others. Read without waiting on any VM's lock. The policy is the one the VM was
-    /// defined with here (created, or arrived by migration): a policy changed later reaches the
-    /// guard when the VM is next defined on a host.
+    /// defined with here (created, or arrived by migration), or the last [`Manager::set_vm_ha`].
     pub async fn ha_vm_ids(&self) -> Vec<Uuid> {
         let table = self.vms.lock().await;
-        table.values().filter(|e| e.ha).map(|e| e.id).collect()
+        table
+            .values()
+            .filter(|e| e.ha.load(Ordering::Relaxed))
+            .map(|e| e.id)
+            .collect()
+    }
+
+    /// VM `id`'s HA policy was turned on or off (`SetVmHa`): the next pet tells the guard at
+    /// once (the flag is read without the VM's lock); then the VM's record here is written
+    /// with it, once the VM's lock is free, so that a restarted agent keeps it.
+    pub async fn set_vm_ha(&self, id: Uuid, ha: bool) -> Result<()> {
+        let e = self.entry(id).await?;
+        e.ha.store(ha, Ordering::Relaxed);
+        let mut vm = e.vm.lock().await;
+        if vm.record.instance.spec.ha.enabled != ha {
+            vm.record.instance.spec.ha.enabled = ha;
+            vm.save()?;
+        }
+        Ok(())
     }
 
     /// The accelerator VMs run with.
@@ -324,7 +344,11 @@ impl Manager {
                 // Still waiting: the task goes on alone.
                 Err(_) => e.last_known(true),
             };
-            out.extend(obs);
+            out.extend(obs.map(|mut o| {
+                // The flag the guard is given, which a `SetVmHa` may have changed meanwhile.
+                o.ha = e.ha.load(Ordering::Relaxed);
+                o
+            }));
         }
         let pids: Vec<u32> = out.iter().filter_map(|o| o.pid).collect();
         if let Ok(mut s) = self.sampler.lock() {

@@ -888,3 +888,22 @@ async fn a_wedged_qemu_never_observed_is_listed_as_unknown() {
     fake.unwedge(a);
     drop(tmp);
 }
+
+#[tokio::test]
+async fn an_ha_policy_changed_while_the_vm_runs_reaches_the_guard_and_survives_a_restart() {
+    let h = host().await;
+    let web = h.running("web").await;
+    assert!(h.m.ha_vm_ids().await.is_empty());
+    h.m.set_vm_ha(web, true).await.unwrap();
+    assert_eq!(h.m.ha_vm_ids().await, vec![web]);
+    let reported = h.m.observe_all().await;
+    assert!(reported.iter().any(|v| v.id == web && v.ha), "{reported:?}");
+    // Kept with the VM: an agent restarted meanwhile counts it as HA still.
+    let h = h.restart().await;
+    assert_eq!(h.m.ha_vm_ids().await, vec![web]);
+    h.m.set_vm_ha(web, false).await.unwrap();
+    assert!(h.m.ha_vm_ids().await.is_empty());
+    assert!(!h.m.observe(web).await.unwrap().ha);
+    let missing = Uuid::new_v4();
+    assert!(h.m.set_vm_ha(missing, true).await.is_err());
+}

@@ -215,6 +215,7 @@ impl Vm {
             uptime_s,
             usage,
             unresponsive: false,
+            ha: self.record.instance.spec.ha.enabled,
         }
     }
 

@@ -240,6 +240,7 @@ pub fn running(id: Uuid, name: &str) -> VmObserved {
             rss_mib: 200,
         },
         unresponsive: false,
+        ha: false,
     }
 }
 
@@ -380,12 +381,14 @@ fn report(host: &str, capacity: HostCapacity, vms: &[VmObserved]) -> HostReport 
 }
 
 /// What a fake agent answers: `CreateVm` at once (the VM runs from then on and is in every
-/// later report), switch configurations accepted, `ObserveVm` and `DeleteVm` from its table;
+/// later report), switch and HA settings accepted, `ObserveVm`, `DeleteVm` and `SetVmHa` from
+/// its table;
 /// anything else is refused.
 fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandReply, CommandError> {
     match command {
         AgentCommand::CreateVm { vm, start } => {
             let mut o = running(vm.id, &vm.spec.name);
+            o.ha = vm.spec.ha.enabled;
             if !start {
                 o.state = PowerState::Stopped;
                 o.pid = None;
@@ -395,6 +398,14 @@ fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandRep
             Ok(CommandReply::Vm { vm: o })
         }
         AgentCommand::ApplySwitchConfig { .. } | AgentCommand::SetHa { .. } => {
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::SetVmHa { id, ha } => {
+            let v = vms
+                .iter_mut()
+                .find(|v| v.id == id)
+                .ok_or(CommandError::NoSuchVm { id })?;
+            v.ha = ha;
             Ok(CommandReply::Done)
         }
         AgentCommand::ObserveVm { id } => vms

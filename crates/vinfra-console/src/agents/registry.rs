@@ -89,6 +89,9 @@ pub struct AgentRegistry {
     next_id: Arc<AtomicU64>,
     /// Host names whose agent said Hello or whose connection closed (controllers listen).
     notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
+    /// Host names whose report shows a VM that changed (came, went, another power state or
+    /// HA flag): the VM controller listens, so that a crash is seen at once.
+    vm_notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
     /// A host is disconnected when it was last heard from longer ago than this.
     heartbeat_timeout: Duration,
 }
@@ -119,6 +122,7 @@ impl AgentRegistry {
             inner: Arc::default(),
             next_id: Arc::default(),
             notify: Arc::default(),
+            vm_notify: Arc::default(),
             heartbeat_timeout,
         }
     }
@@ -136,6 +140,21 @@ impl AgentRegistry {
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<String> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.notify
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// Subscribes to host names whose connection came up or went down, and to those whose
+    /// report shows a VM that came, went, or changed its power state or HA flag.
+    pub fn subscribe_with_vms(&self) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.notify
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx.clone());
+        self.vm_notify
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(tx);
@@ -184,11 +203,19 @@ impl AgentRegistry {
         }
     }
 
-    /// Stores a report (the host was heard from too).
+    /// Stores a report (the host was heard from too); when a VM in it came, went, or changed
+    /// its power state or HA flag, the VM controller is told.
     pub fn report(&self, host: &str, conn_id: u64, report: HostReport) {
-        let mut inner = self.lock();
-        if inner.conns.get(host).is_some_and(|c| c.id == conn_id) {
+        let changed = {
+            let mut inner = self.lock();
+            if inner.conns.get(host).is_none_or(|c| c.id != conn_id) {
+                return;
+            }
             let now = Instant::now();
+            let changed = inner
+                .observed
+                .get(host)
+                .is_none_or(|o| vms_changed(&o.report.vms, &report.vms));
             inner.observed.insert(
                 host.to_string(),
                 Observed {
@@ -197,6 +224,11 @@ impl AgentRegistry {
                     heard: now,
                 },
             );
+            changed
+        };
+        if changed {
+            let mut subs = self.vm_notify.lock().unwrap_or_else(|p| p.into_inner());
+            subs.retain(|tx| tx.send(host.to_string()).is_ok());
         }
     }
 
@@ -370,6 +402,10 @@ impl AgentRegistry {
             | AgentCommand::AbortIncoming { id } => Some(*id),
             _ => None,
         };
+        let ha_set = match &command {
+            AgentCommand::SetVmHa { id, ha } => Some((*id, *ha)),
+            _ => None,
+        };
         let msg = ConsoleMessage::Request { id, command };
         let result = tokio::time::timeout(timeout, async {
             tx.send(msg).await.map_err(|_| lost())?;
@@ -386,6 +422,14 @@ impl AgentRegistry {
                         }),
                     (CommandReply::Done, Some(gone)) => {
                         self.apply_vm(host, |vms| vms.retain(|v| v.id != gone));
+                    }
+                    (CommandReply::Done, None) if ha_set.is_some() => {
+                        let (vm, ha) = ha_set.unwrap_or_default();
+                        self.apply_vm(host, |vms| {
+                            if let Some(v) = vms.iter_mut().find(|v| v.id == vm) {
+                                v.ha = ha;
+                            }
+                        });
                     }
                     _ => {}
                 }
@@ -411,4 +455,15 @@ impl AgentRegistry {
             }
         }
     }
+}
+
+/// True when a VM came or went between `before` and `after`, or changed its power state or
+/// HA flag (usage and uptime change every report and do not count).
+fn vms_changed(before: &[VmObserved], after: &[VmObserved]) -> bool {
+    let key = |v: &VmObserved| (v.id, v.state, v.ha);
+    let mut a: Vec<_> = before.iter().map(key).collect();
+    let mut b: Vec<_> = after.iter().map(key).collect();
+    a.sort_unstable_by_key(|k| k.0);
+    b.sort_unstable_by_key(|k| k.0);
+    a != b
 }

@@ -12,7 +12,13 @@
 //!   warning and an event, once;
 //! - reported on a host other than the one the store places it on → see
 //!   `VmController::misplaced` (what is left of a migration whose end the console did not see);
-//! - a VM is never created or started on its host while another host reports it live.
+//! - a VM is never created or started on its host while another host reports it live;
+//! - a VM whose HA policy the host reports otherwise than its record (turned on or off since
+//!   it was defined there) → `SetVmHa`, so the host's guard acts on the policy in force.
+//!
+//! It runs for a host when a record placed there is written, when the host connects or
+//! disconnects, when the host's report shows a VM that came, went, or changed its power state
+//! or HA flag (so a crash is acted on at once), and every resync.
 //!
 //! VMs with an operation in flight (or that just finished one) and VMs being migrated are skipped.
 
@@ -352,6 +358,44 @@ impl VmController {
     }
 }
 
+impl VmController {
+    /// VM `rec`'s HA policy, changed since its host took it, passed to the host
+    /// (`SetVmHa`): its guard's isolation response then acts on the VM, or no longer does.
+    async fn pass_ha(&self, host: &str, rec: &VmRecord) {
+        let name = rec.spec.name.as_str();
+        let ha = rec.spec.ha.enabled;
+        let command = AgentCommand::SetVmHa { id: rec.id, ha };
+        match self
+            .console
+            .agents()
+            .request(host, command, SHORT_TIMEOUT)
+            .await
+        {
+            Ok(_) => {
+                self.forget_note(host, rec.id, "ha");
+                self.console.event(
+                    "vm",
+                    name,
+                    format!(
+                        "HA {} passed to {host}'s guard",
+                        if ha { "on" } else { "off" }
+                    ),
+                );
+            }
+            Err(e) => self.note_once(
+                host,
+                rec.id,
+                "ha",
+                name,
+                format!(
+                    "could not pass the HA policy to {host}: {}",
+                    vinfra_types::error::Chain(&e)
+                ),
+            ),
+        }
+    }
+}
+
 impl Controller for VmController {
     fn name(&self) -> &'static str {
         "vm"
@@ -396,14 +440,21 @@ impl Controller for VmController {
             .iter()
             .map(|m| m.vm.clone())
             .collect();
+        let ha_seen: HashMap<Uuid, bool> = report.vms.iter().map(|v| (v.id, v.ha)).collect();
         let mut known: HashSet<Uuid> = HashSet::new();
         for rec in records.iter() {
             known.insert(rec.id);
             let name = rec.spec.name.as_str();
-            if rec.host != host
-                || migrating.contains(name)
-                || console.inflight().recently_busy(name, SETTLE)
+            if rec.host != host || migrating.contains(name) {
+                continue;
+            }
+            if ha_seen
+                .get(&rec.id)
+                .is_some_and(|&ha| ha != rec.spec.ha.enabled)
             {
+                self.pass_ha(host, rec).await;
+            }
+            if console.inflight().recently_busy(name, SETTLE) {
                 continue;
             }
             let state = seen.get(&rec.id).copied();

@@ -448,6 +448,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
                 uptime_s: 5,
                 usage: vm_usage(&vm.spec.name),
                 unresponsive: false,
+                ha: vm.spec.ha.enabled,
             })
             .collect(),
         trunk: state.trunk.clone(),
@@ -467,6 +468,7 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
             uptime_s: if live { 5 } else { 0 },
             usage: vm_usage(&vm.spec.name),
             unresponsive: false,
+            ha: vm.spec.ha.enabled,
         },
     }
 }
@@ -664,6 +666,11 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             counters: fake_switch_counters(state),
         }),
         AgentCommand::SetHa { .. } => Ok(CommandReply::Done),
+        AgentCommand::SetVmHa { id, ha } => {
+            let (vm, _) = state.vms.get_mut(&id).ok_or(missing(id))?;
+            vm.spec.ha.enabled = ha;
+            Ok(CommandReply::Done)
+        }
         AgentCommand::ConsoleLog { id, max_bytes } => {
             state.vms.get(&id).ok_or(missing(id))?;
             let text = "login: ".repeat(100);
