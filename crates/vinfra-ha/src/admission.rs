@@ -849,12 +849,8 @@ impl Admission {
                     .map_err(|e| AdmissionError::Placer(Box::new(e)))?;
                 self.add_entry(vm, h);
                 self.generation += 1;
-                for s in self.to_replan(h, &vm.request.vm) {
-                    let failed = self.failed_set(s);
-                    let o = self.plan_scenario(&failed)?;
-                    self.install(s, o);
-                }
-                Ok(())
+                let again = self.to_replan(h, &vm.request.vm);
+                self.replan(again)
             }
             Err(e) => Err(e),
         }
@@ -929,6 +925,11 @@ impl Admission {
             again.extend(self.failing.iter().copied());
         }
         self.generation += 1;
+        self.replan(again)
+    }
+
+    /// Plans the scenarios `again` again and keeps their plans.
+    fn replan(&mut self, again: BTreeSet<u32>) -> Result<(), AdmissionError> {
         for s in again {
             let failed = self.failed_set(s);
             let o = self.plan_scenario(&failed)?;
@@ -969,12 +970,7 @@ impl Admission {
             }
         }
         self.generation += 1;
-        for s in again {
-            let failed = self.failed_set(s);
-            let o = self.plan_scenario(&failed)?;
-            self.install(s, o);
-        }
-        Ok(())
+        self.replan(again)
     }
 }
 
