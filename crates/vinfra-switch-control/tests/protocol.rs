@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -273,21 +272,4 @@ fn wrong_answers_closed_connections_and_timeouts_are_errors() {
     let mut client = SwitchClient::connect(&slow).unwrap();
     client.set_timeout(Some(Duration::from_millis(50))).unwrap();
     assert!(matches!(client.ping(), Err(ClientError::Io(_))));
-}
-
-#[test]
-fn bind_replaces_a_stale_socket_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("run/control.sock");
-    let first = server::bind(&path).unwrap();
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-    drop(first);
-    // The socket file of a daemon that died is in the way: replaced.
-    let _second = server::bind(&path).unwrap();
-    // A regular file is not the daemon's to remove.
-    let file = dir.path().join("file");
-    std::fs::write(&file, b"keep").unwrap();
-    assert!(server::bind(&file).is_err());
-    assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 }
