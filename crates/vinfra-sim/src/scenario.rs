@@ -132,12 +132,13 @@ impl ScenarioHost {
         self.failures.iter().any(|&(fail, _)| fail == step)
     }
 
-    /// Whether the host's maintenance or failure state changes at `step`.
+    /// Whether the host enters or leaves maintenance, or returns from a failure, at `step` (a
+    /// failure itself is not counted: it is an event of its own).
     pub fn changes_at(&self, step: u32) -> bool {
         self.maintenance
             .iter()
-            .chain(&self.failures)
             .any(|&(from, until)| from == step || until == Some(step))
+            || self.failures.iter().any(|&(_, back)| back == Some(step))
     }
 
     /// The model host at `step`: a failed host is disconnected, else one in maintenance is in
