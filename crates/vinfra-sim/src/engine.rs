@@ -272,8 +272,8 @@ impl Run<'_> {
             .any(|(h, v)| h.is_some() && v.ha.is_some())
     }
 
-    /// Records the reserve's verdict (when HA VMs run and admission control is on); returns
-    /// the admission state for more questions.
+    /// Records the reserve's verdict at step `t` (when HA VMs run and admission control is
+    /// on), on the cluster with the hosts failing at `t` failed when `failed_now`.
     fn verdict(&mut self, t: u32, when: &'static str, failed_now: bool) -> Result<(), SimError> {
         if self.reserve.tolerate() == 0 || !self.ha_running() {
             return Ok(());

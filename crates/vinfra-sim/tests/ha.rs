@@ -329,3 +329,85 @@ fn failover_json_lists_every_failure_per_balancer() {
     assert_eq!(r.failure_steps(), vec![1]);
     assert!(r.plot_svg().contains("host failure"));
 }
+
+#[test]
+fn a_thousand_hosts_ten_thousand_vms_and_a_rack_failure() {
+    // The full-size scenario (scenarios/ha-10k.toml) at a tenth, bounded for a debug build.
+    let text = r#"
+steps = 3
+step_minutes = 10
+
+[[hosts]]
+name = "rack"
+count = 20
+cores = 32
+memory_gib = 256
+failures = [{ fail = 1 }]
+
+[[hosts]]
+name = "h"
+count = 980
+cores = 32
+memory_gib = 256
+
+[[vms]]
+name = "db"
+count = 1000
+host = "place"
+vcpus = 4
+memory_gib = 32
+ha = true
+ha_priority = "highest"
+demand = { kind = "constant", cpu = 1.5, mem = 0.6 }
+
+[[vms]]
+name = "app"
+count = 2000
+host = "place"
+vcpus = 4
+memory_gib = 16
+ha = true
+demand = { kind = "constant", cpu = 1.0, mem = 0.5 }
+
+[[vms]]
+name = "web"
+count = 7000
+host = "place"
+vcpus = 2
+memory_gib = 16
+demand = { kind = "constant", cpu = 0.5, mem = 0.5 }
+
+[[vms]]
+name = "late"
+count = 10
+host = "place"
+vcpus = 4
+memory_gib = 8
+arrive = 2
+ha = true
+demand = { kind = "constant", cpu = 1.0, mem = 0.5 }
+"#;
+    let started = std::time::Instant::now();
+    let r = run(text);
+    assert_eq!(r.ha.failovers.len(), 20);
+    let restarted: usize = r.ha.failovers.iter().map(|f| f.restarts.len()).sum();
+    let stopped: usize = r.ha.failovers.iter().map(|f| f.stopped.len()).sum();
+    // Placement spreads the VMs: about ten per host, three of them HA.
+    assert!((40..=80).contains(&restarted), "{restarted}");
+    assert!(stopped > restarted, "{stopped}");
+    assert_eq!(r.summary.ha_restarted, restarted);
+    assert_eq!(r.summary.ha_down_end, 0);
+    assert!(r
+        .ha
+        .failovers
+        .iter()
+        .flat_map(|f| &f.restarts)
+        .all(|x| x.host.starts_with("h-")));
+    let whens: Vec<(&str, bool)> = r.ha.verdicts.iter().map(|v| (v.when, v.holds)).collect();
+    assert_eq!(
+        whens,
+        vec![("start", true), ("before-failure", true), ("end", true)]
+    );
+    assert_eq!(r.steps[2].vms, 10_010 - stopped);
+    eprintln!("1,000 hosts, 10,010 VMs, 3 steps: {:?}", started.elapsed());
+}
