@@ -1,23 +1,33 @@
 //! The simulation loop. At each step:
 //!
 //! 1. the migrations planned at the previous step complete (VMs are on their new hosts);
-//! 2. scheduled events apply: VMs depart, hosts enter or leave maintenance, VMs arrive (on their
-//!    named host, or placed by the rule-aware placer);
+//! 2. scheduled events apply: VMs depart, hosts enter or leave maintenance, failed hosts return
+//!    (empty); HA VMs left unplaced by an earlier failure are planned again; hosts fail (the
+//!    admission reserve's verdict first; their HA VMs restart where `vinfra_ha::restart::plan`
+//!    puts them, their other VMs stop); VMs arrive (on their named host, or placed by the
+//!    rule-aware placer), each power-on checked by admission control;
 //! 3. demand and traffic take their values for the step;
 //! 4. the metrics of the cluster as it is are recorded;
 //! 5. the balancer plans on that cluster (the vinfra balancer is told the moves made within the
 //!    hysteresis window); its moves are counted now and complete at the next step.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use serde::Serialize;
+use vinfra_ha::restart::{self, RestartError, RestartVm};
+use vinfra_ha::AdmissionError;
 use vinfra_placement::greedy::{self, GreedyConfig};
 use vinfra_placement::{
-    balance, ClusterModel, FitTable, LevelParams, Plan, Reason, RecentMove, RulePlacer,
-    TrafficFlow, VmModel, VmNeeds, VmRequest,
+    balance, ClusterModel, Eligibility, FitError, FitTable, LevelParams, Plan, Reason, RecentMove,
+    RulePlacer, TrafficFlow, VmModel, VmNeeds,
 };
 
 use crate::error::SimError;
+use crate::ha::{
+    admission_error, power_on, request, restart_vm, FailoverRecord, HaLog, Prediction,
+    RefusedRecord, Reserve, RetryRecord,
+};
 use crate::scenario::Scenario;
 
 /// Which balancer runs.
@@ -67,6 +77,18 @@ pub struct StepMetrics {
     pub cross_host_traffic: u64,
     /// VMs on hosts in maintenance.
     pub vms_on_maintenance: usize,
+    /// Hosts failed at this step.
+    pub hosts_failed: usize,
+    /// Hosts that failed at this step.
+    pub host_failures: usize,
+    /// HA VMs restarted on another host at this step.
+    pub ha_restarted: usize,
+    /// HA VMs waiting for a host (a failure left them unplaced).
+    pub ha_down: usize,
+    /// VMs without HA stopped by a host failure at this step.
+    pub vms_stopped: usize,
+    /// Arrivals refused at this step (admission control, or their host failed).
+    pub admission_refused: usize,
 }
 
 /// A migration with its explanation.
@@ -130,6 +152,21 @@ pub struct Summary {
     pub initial_cross_host_traffic: u64,
     /// Cross-host traffic at the last step, bytes/s.
     pub final_cross_host_traffic: u64,
+    /// Host failures over the run.
+    pub host_failures: usize,
+    /// HA VMs restarted on another host (at their failure or later).
+    pub ha_restarted: usize,
+    /// HA VMs a failure's plan left unplaced (some may have restarted later).
+    pub ha_unplaced: usize,
+    /// HA VMs still waiting for a host at the end.
+    pub ha_down_end: usize,
+    /// VMs without HA stopped by host failures.
+    pub vms_stopped: usize,
+    /// Arrivals refused (admission control, or their host failed).
+    pub admission_refused: usize,
+    /// Whether the admission reserve holds at the end (`null`: not checked, no HA VM runs or
+    /// `tolerate_host_failures = 0`).
+    pub reserve_holds_end: Option<bool>,
 }
 
 /// One balancer over the whole scenario.
@@ -143,6 +180,8 @@ pub struct BalancerRun {
     pub steps: Vec<StepMetrics>,
     /// Every migration, in order.
     pub moves: Vec<MoveRecord>,
+    /// Host failures, restarts, the reserve's verdicts and refused arrivals.
+    pub ha: HaLog,
 }
 
 fn reason_kind(r: &Reason) -> &'static str {
@@ -166,9 +205,351 @@ pub fn traces(s: &Scenario) -> Vec<Vec<(f64, f64)>> {
         .collect()
 }
 
+/// Why a VM that should run does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// A VM without HA whose host failed.
+    Stopped,
+    /// Its arrival was refused.
+    Refused,
+    /// An HA VM whose host failed, waiting for a host.
+    Down,
+}
+
+/// Counts of one step's HA events.
+#[derive(Debug, Default)]
+struct StepHa {
+    restarted: usize,
+    stopped: usize,
+    refused: usize,
+}
+
+/// The state of one run.
+struct Run<'a> {
+    s: &'a Scenario,
+    traces: Vec<Vec<(f64, f64)>>,
+    index: BTreeMap<&'a str, usize>,
+    /// Host of each VM; `None` while it does not run.
+    at: Vec<Option<String>>,
+    out: Vec<Option<Out>>,
+    /// HA VMs waiting for a restart, in the order they went down.
+    down: Vec<usize>,
+    reserve: Reserve,
+    ha: HaLog,
+}
+
+impl Run<'_> {
+    /// The model at step `t`; with `failed_now` false, the hosts failing at `t` still run.
+    fn model(&self, t: u32, failed_now: bool) -> ClusterModel {
+        let mut m = model(self.s, &self.at, &self.traces, t);
+        if !failed_now {
+            for (h, spec) in m.hosts.iter_mut().zip(&self.s.hosts) {
+                if spec.fails_at(t) {
+                    h.eligible = if spec.in_maintenance(t) {
+                        Eligibility::Maintenance
+                    } else {
+                        Eligibility::Ok
+                    };
+                }
+            }
+        }
+        m
+    }
+
+    fn placer(&self, t: u32) -> Result<RulePlacer, SimError> {
+        RulePlacer::new(&self.model(t, true), &FitTable::default()).map_err(|source| {
+            SimError::Cluster {
+                step: t,
+                source: Box::new(source),
+            }
+        })
+    }
+
+    fn ha_running(&self) -> bool {
+        self.at
+            .iter()
+            .zip(&self.s.vms)
+            .any(|(h, v)| h.is_some() && v.ha.is_some())
+    }
+
+    /// Records the reserve's verdict at step `t` (when HA VMs run and admission control is
+    /// on), on the cluster with the hosts failing at `t` failed when `failed_now`.
+    fn verdict(&mut self, t: u32, when: &'static str, failed_now: bool) -> Result<(), SimError> {
+        if self.reserve.tolerate() == 0 || !self.ha_running() {
+            return Ok(());
+        }
+        let model = self.model(t, failed_now);
+        let report = match self.reserve.get(self.s, &self.index, || model, t)? {
+            Some(a) => a.report(),
+            None => return Ok(()),
+        };
+        self.ha.verdict(t, when, &report);
+        Ok(())
+    }
+
+    /// Plans the HA VMs waiting for a host again (the console retries them every tick).
+    fn retry(
+        &mut self,
+        t: u32,
+        placer: &mut RulePlacer,
+        counts: &mut StepHa,
+    ) -> Result<(), SimError> {
+        let vms: Vec<RestartVm> = self.down.iter().map(|&v| restart_vm(self.s, v)).collect();
+        let started = Instant::now();
+        let plan = restart::plan(placer, &vms).map_err(|source| SimError::Restart {
+            step: t,
+            host: "retry".into(),
+            source: Box::new(source),
+        })?;
+        let planning_ms = millis(started);
+        if plan.waves.is_empty() {
+            return Ok(());
+        }
+        for r in plan.restarts() {
+            if let Some(&v) = self.index.get(r.vm.as_str()) {
+                self.at[v] = Some(r.host.clone());
+                self.out[v] = None;
+                self.reserve.added(self.s, v, &r.host);
+                counts.restarted += 1;
+            }
+        }
+        self.down.retain(|&v| self.out[v] == Some(Out::Down));
+        self.ha.retries.push(RetryRecord {
+            step: t,
+            restarts: HaLog::restarts(&plan),
+            still_unplaced: self.down.len(),
+            planning_ms,
+        });
+        Ok(())
+    }
+
+    /// The hosts `failing` fail at step `t`: each one's HA VMs planned by the HA library on
+    /// `placer` (the surviving cluster, those VMs taken out), the others stopped.
+    fn fail(
+        &mut self,
+        t: u32,
+        failing: &[usize],
+        placer: &mut RulePlacer,
+        counts: &mut StepHa,
+    ) -> Result<(), SimError> {
+        let s = self.s;
+        // What the reserve expected, on the cluster before the failures.
+        let mut predicted: BTreeMap<usize, Prediction> = BTreeMap::new();
+        if self.reserve.tolerate() > 0 && self.ha_running() {
+            let model = self.model(t, false);
+            if let Some(a) = self.reserve.get(self.s, &self.index, || model, t)? {
+                let report = a.report();
+                for &f in failing {
+                    if let Some(sc) = a.scenario_of(&self.s.hosts[f].name) {
+                        predicted.insert(
+                            f,
+                            Prediction {
+                                holds: sc.holds(),
+                                unplaced: sc.unplaced,
+                            },
+                        );
+                    }
+                }
+                self.ha.verdict(t, "before-failure", &report);
+            }
+        }
+        let mut on: BTreeMap<&str, Vec<usize>> = failing
+            .iter()
+            .map(|&f| (self.s.hosts[f].name.as_str(), Vec::new()))
+            .collect();
+        for (v, h) in self.at.iter().enumerate() {
+            if let Some(list) = h.as_deref().and_then(|h| on.get_mut(h)) {
+                list.push(v);
+            }
+        }
+        for &f in failing {
+            let host = self.s.hosts[f].name.clone();
+            let vms = on.remove(host.as_str()).unwrap_or_default();
+            let (ha, others): (Vec<usize>, Vec<usize>) =
+                vms.into_iter().partition(|&v| self.s.vms[v].ha.is_some());
+            let place_err = |vm: &str| {
+                let vm = vm.to_owned();
+                let host = host.clone();
+                move |source: FitError| SimError::Restart {
+                    step: t,
+                    host,
+                    source: Box::new(RestartError::Placement {
+                        vm,
+                        source: Box::new(source),
+                    }),
+                }
+            };
+            // As the console: the VMs to restart no longer count on the failed host; the
+            // others still do while the plan is made.
+            for &v in &ha {
+                let name = &s.vms[v].name;
+                placer.remove(name).map_err(place_err(name))?;
+            }
+            let restart: Vec<RestartVm> = ha.iter().map(|&v| restart_vm(self.s, v)).collect();
+            let started = Instant::now();
+            let plan = restart::plan(placer, &restart).map_err(|source| SimError::Restart {
+                step: t,
+                host: host.clone(),
+                source: Box::new(source),
+            })?;
+            let planning_ms = millis(started);
+            for &v in &others {
+                let name = &s.vms[v].name;
+                placer.remove(name).map_err(place_err(name))?;
+                self.at[v] = None;
+                self.out[v] = Some(Out::Stopped);
+                counts.stopped += 1;
+            }
+            for &v in &ha {
+                match plan.host_of(&self.s.vms[v].name) {
+                    Some(to) => {
+                        self.at[v] = Some(to.to_owned());
+                        counts.restarted += 1;
+                    }
+                    None => {
+                        self.at[v] = None;
+                        self.out[v] = Some(Out::Down);
+                        self.down.push(v);
+                    }
+                }
+            }
+            self.ha.failovers.push(FailoverRecord {
+                step: t,
+                host,
+                predicted: predicted.remove(&f),
+                restarts: HaLog::restarts(&plan),
+                unplaced: HaLog::unplaced(&plan),
+                stopped: others.iter().map(|&v| self.s.vms[v].name.clone()).collect(),
+                cycles: plan.cycles.clone(),
+                planning_ms,
+            });
+        }
+        self.reserve.invalidate();
+        Ok(())
+    }
+
+    /// Admission control for VM `v` powering on at `host` at step `t` (the console checks
+    /// every power-on while an HA VM runs, and an HA VM's always): `Err(reason)` when refused.
+    fn admit(
+        &mut self,
+        t: u32,
+        v: usize,
+        host: &str,
+        ha_running: bool,
+    ) -> Result<Result<(), String>, SimError> {
+        let checked = t > 0 && (ha_running || self.s.vms[v].ha.is_some());
+        if !checked || self.reserve.tolerate() == 0 {
+            self.reserve.added(self.s, v, host);
+            return Ok(Ok(()));
+        }
+        let model = self.model(t, true);
+        let Some(a) = self.reserve.get(self.s, &self.index, || model, t)? else {
+            return Ok(Ok(()));
+        };
+        match a.check_power_on(&power_on(self.s, v), host) {
+            Ok(admitted) => {
+                a.commit(admitted).map_err(|e| admission_error(t, e))?;
+                Ok(Ok(()))
+            }
+            Err(AdmissionError::Refused(r)) => Ok(Err(r.to_string())),
+            Err(e) => Err(admission_error(t, e)),
+        }
+    }
+
+    fn refuse(&mut self, t: u32, v: usize, host: &str, reason: String, counts: &mut StepHa) {
+        self.out[v] = Some(Out::Refused);
+        counts.refused += 1;
+        self.ha.refused.push(RefusedRecord {
+            step: t,
+            vm: self.s.vms[v].name.clone(),
+            host: host.to_owned(),
+            reason,
+        });
+    }
+
+    /// Arrivals at step `t`: VMs with a host first, then the placed ones in file order; each
+    /// power-on through admission control.
+    fn arrive(
+        &mut self,
+        t: u32,
+        placer: &mut Option<RulePlacer>,
+        counts: &mut StepHa,
+    ) -> Result<(), SimError> {
+        let s = self.s;
+        let arriving: Vec<usize> = (0..s.vms.len())
+            .filter(|&v| self.at[v].is_none() && self.out[v].is_none() && s.vms[v].runs_at(t))
+            .collect();
+        if arriving.is_empty() {
+            return Ok(());
+        }
+        let mut ha_running = t > 0 && self.reserve.tolerate() > 0 && self.ha_running();
+        let host_index: BTreeMap<&str, usize> = s
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.as_str(), i))
+            .collect();
+        for &v in &arriving {
+            let Some(host) = s.vms[v].host.as_deref() else {
+                continue;
+            };
+            if host_index
+                .get(host)
+                .is_some_and(|&h| s.hosts[h].failed_at(t))
+            {
+                self.refuse(t, v, host, format!("host {host} has failed"), counts);
+                continue;
+            }
+            if let Err(reason) = self.admit(t, v, host, ha_running)? {
+                self.refuse(t, v, host, reason, counts);
+                continue;
+            }
+            ha_running |= s.vms[v].ha.is_some();
+            self.at[v] = Some(host.to_owned());
+            if let Some(p) = placer.as_mut() {
+                p.commit(&request(&s.vms[v]), &VmNeeds::default(), host)
+                    .map_err(|source| SimError::Place {
+                        step: t,
+                        vm: s.vms[v].name.clone(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        for v in arriving {
+            if s.vms[v].host.is_some() {
+                continue;
+            }
+            if placer.is_none() {
+                *placer = Some(self.placer(t)?);
+            }
+            let Some(p) = placer.as_mut() else {
+                continue;
+            };
+            let spec = &s.vms[v];
+            let req = request(spec);
+            let placed = p
+                .place(&req, &VmNeeds::default())
+                .map_err(|source| SimError::Place {
+                    step: t,
+                    vm: spec.name.clone(),
+                    source: Box::new(source),
+                })?;
+            if let Err(reason) = self.admit(t, v, &placed.host, ha_running)? {
+                if let Some(p) = placer.as_mut() {
+                    let _ = p.remove(&spec.name);
+                }
+                self.refuse(t, v, &placed.host, reason, counts);
+                continue;
+            }
+            ha_running |= spec.ha.is_some();
+            self.at[v] = Some(placed.host);
+        }
+        Ok(())
+    }
+}
+
 /// Runs `kind` over the scenario.
 pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimError> {
-    let traces = traces(s);
     let index: BTreeMap<&str, usize> = s
         .vms
         .iter()
@@ -180,62 +561,71 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimErro
         step: 0,
         source: Box::new(source),
     })?;
-    // Host of each VM; None while it does not run.
-    let mut at: Vec<Option<String>> = vec![None; s.vms.len()];
+    let mut run = Run {
+        s,
+        traces: traces(s),
+        index,
+        at: vec![None; s.vms.len()],
+        out: vec![None; s.vms.len()],
+        down: Vec::new(),
+        reserve: Reserve::new(s.ha.tolerate_host_failures),
+        ha: HaLog::default(),
+    };
     let mut pending: Vec<(usize, String)> = Vec::new();
     // (step planned, vm, from, to)
     let mut history: Vec<(u32, usize, String, String)> = Vec::new();
     let mut steps = Vec::with_capacity(s.steps as usize);
     let mut moves = Vec::new();
     let mut total = 0usize;
+    let mut totals = HaTotals::default();
 
     for t in 0..s.steps {
+        let mut counts = StepHa::default();
         for (v, to) in pending.drain(..) {
-            if at[v].is_some() {
-                at[v] = Some(to);
+            if run.at[v].is_some() {
+                run.reserve.moved(s, v, &to);
+                run.at[v] = Some(to);
             }
         }
         for (v, spec) in s.vms.iter().enumerate() {
             if !spec.runs_at(t) {
-                at[v] = None;
+                if run.at[v].take().is_some() {
+                    run.reserve.removed(&spec.name);
+                }
+                if run.out[v] == Some(Out::Down) {
+                    run.out[v] = None;
+                }
             }
         }
-        // Arrivals: VMs with a host first, then the placed ones in file order.
-        let arriving: Vec<usize> = (0..s.vms.len())
-            .filter(|&v| at[v].is_none() && s.vms[v].runs_at(t))
+        run.down.retain(|&v| run.out[v] == Some(Out::Down));
+        if s.hosts.iter().any(|h| h.changes_at(t)) {
+            run.reserve.invalidate();
+        }
+        let failing: Vec<usize> = (0..s.hosts.len())
+            .filter(|&h| s.hosts[h].fails_at(t))
             .collect();
-        for &v in &arriving {
-            at[v] = s.vms[v].host.clone();
-        }
-        let to_place: Vec<usize> = arriving.into_iter().filter(|&v| at[v].is_none()).collect();
-        if !to_place.is_empty() {
-            let mut placer = RulePlacer::new(&model(s, &at, &traces, t), &FitTable::default())
-                .map_err(|source| SimError::Place {
-                    step: t,
-                    vm: s.vms[to_place[0]].name.clone(),
-                    source: Box::new(source.into()),
-                })?;
-            for v in to_place {
-                let spec = &s.vms[v];
-                let placed = placer
-                    .place(
-                        &VmRequest {
-                            vm: spec.name.clone(),
-                            vcpus: spec.vcpus,
-                            memory_mib: spec.memory_mib,
-                        },
-                        &VmNeeds::default(),
-                    )
-                    .map_err(|source| SimError::Place {
-                        step: t,
-                        vm: spec.name.clone(),
-                        source: Box::new(source),
-                    })?;
-                at[v] = Some(placed.host);
+        let mut placer: Option<RulePlacer> = None;
+        if !run.down.is_empty() || !failing.is_empty() {
+            let mut p = run.placer(t)?;
+            if !run.down.is_empty() {
+                run.retry(t, &mut p, &mut counts)?;
             }
+            if !failing.is_empty() {
+                run.fail(t, &failing, &mut p, &mut counts)?;
+            }
+            placer = Some(p);
         }
+        run.arrive(t, &mut placer, &mut counts)?;
+        drop(placer);
+        if t == 0 {
+            run.verdict(t, "start", true)?;
+        }
+        totals.failures += failing.len();
+        totals.restarted += counts.restarted;
+        totals.stopped += counts.stopped;
+        totals.refused += counts.refused;
 
-        let m = model(s, &at, &traces, t);
+        let m = run.model(t, true);
         let plan: Plan = match kind {
             BalancerKind::Vinfra => {
                 let mut cfg = s.balancer.config();
@@ -286,9 +676,15 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimErro
             over_capacity_hosts: v.over_capacity.len(),
             cross_host_traffic: plan.cross_host_traffic_before,
             vms_on_maintenance: v.on_maintenance,
+            hosts_failed: s.hosts.iter().filter(|h| h.failed_at(t)).count(),
+            host_failures: failing.len(),
+            ha_restarted: counts.restarted,
+            ha_down: run.down.len(),
+            vms_stopped: counts.stopped,
+            admission_refused: counts.refused,
         });
         for mv in plan.moves {
-            let Some(&vi) = index.get(mv.vm.as_str()) else {
+            let Some(&vi) = run.index.get(mv.vm.as_str()) else {
                 continue;
             };
             history.push((t, vi, mv.from.clone(), mv.to.clone()));
@@ -313,12 +709,44 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimErro
         let window_steps = u64::from(s.balancer.hysteresis_minutes) / u64::from(s.step_minutes) + 1;
         history.retain(|(when, ..)| u64::from(t - when) <= window_steps);
     }
+    if let Some(last) = s.steps.checked_sub(1) {
+        run.verdict(last, "end", true)?;
+    }
+    let mut summary = summarize(&steps);
+    summary.host_failures = totals.failures;
+    summary.ha_restarted = totals.restarted;
+    summary.ha_unplaced = run.ha.failovers.iter().map(|f| f.unplaced.len()).sum();
+    summary.ha_down_end = run.down.len();
+    summary.vms_stopped = totals.stopped;
+    summary.admission_refused = totals.refused;
+    summary.reserve_holds_end = run
+        .ha
+        .verdicts
+        .iter()
+        .rev()
+        .find(|v| v.when == "end")
+        .map(|v| v.holds);
     Ok(BalancerRun {
         balancer: kind,
-        summary: summarize(&steps),
+        summary,
         steps,
         moves,
+        ha: run.ha,
     })
+}
+
+/// Milliseconds since `started`, to the microsecond.
+fn millis(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// HA totals of a run.
+#[derive(Debug, Default)]
+struct HaTotals {
+    failures: usize,
+    restarted: usize,
+    stopped: usize,
+    refused: usize,
 }
 
 fn summarize(steps: &[StepMetrics]) -> Summary {
@@ -341,6 +769,13 @@ fn summarize(steps: &[StepMetrics]) -> Summary {
         final_vms_on_maintenance: last.map_or(0, |s| s.vms_on_maintenance),
         initial_cross_host_traffic: first.map_or(0, |s| s.cross_host_traffic),
         final_cross_host_traffic: last.map_or(0, |s| s.cross_host_traffic),
+        host_failures: 0,
+        ha_restarted: 0,
+        ha_unplaced: 0,
+        ha_down_end: 0,
+        vms_stopped: 0,
+        admission_refused: 0,
+        reserve_holds_end: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Why a simulation could not run or its results could not be written.
 
+use vinfra_ha::{AdmissionError, RestartError};
 use vinfra_placement::{BalanceError, FitError, ModelError};
 
 /// Why a simulation could not run or its results could not be written.
@@ -55,6 +56,35 @@ pub enum SimError {
         #[source]
         /// The placer's refusal.
         source: Box<FitError>,
+    },
+    /// The cluster of a step could not be indexed for placement.
+    #[error("step {step}: the cluster cannot be indexed for placement")]
+    Cluster {
+        /// The step.
+        step: u32,
+        #[source]
+        /// The library's refusal.
+        source: Box<ModelError>,
+    },
+    /// The HA restart plan of a host failure could not be made.
+    #[error("step {step}: the HA restart plan for host {host} failed")]
+    Restart {
+        /// The step.
+        step: u32,
+        /// The failed host (or `retry` for VMs planned again).
+        host: String,
+        #[source]
+        /// The library's refusal.
+        source: Box<RestartError>,
+    },
+    /// Admission control could not answer (not a refusal: those are counted).
+    #[error("step {step}: admission control failed")]
+    Admission {
+        /// The step.
+        step: u32,
+        #[source]
+        /// The library's error.
+        source: Box<AdmissionError>,
     },
     /// A balancer refused to plan.
     #[error("step {step}: the {balancer} balancer failed")]

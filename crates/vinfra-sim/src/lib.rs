@@ -13,6 +13,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod ha;
 pub mod plot;
 pub mod report;
 pub mod scenario;

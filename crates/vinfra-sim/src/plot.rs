@@ -98,6 +98,8 @@ pub struct PlotHeader<'a> {
     pub level: u8,
     /// The level's target imbalance, drawn as a reference line.
     pub target_imbalance: Option<f64>,
+    /// Steps at which hosts failed, marked by a vertical line in every chart.
+    pub failures: &'a [u32],
 }
 
 struct Chart<'a> {
@@ -276,6 +278,22 @@ fn panel(
         x0 + w,
         y0 + h
     );
+    for (i, &f) in r.failures.iter().enumerate() {
+        let x = sx(f64::from(f));
+        let _ = writeln!(
+            o,
+            "<line x1=\"{x:.1}\" y1=\"{y0}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#c92a2a\" stroke-dasharray=\"4 3\"/>",
+            y0 + h
+        );
+        if i == 0 {
+            let _ = writeln!(
+                o,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c92a2a\" font-size=\"11\">host failure</text>",
+                x + 3.0,
+                y0 + 11.0
+            );
+        }
+    }
     if let Some((v, label)) = c.reference {
         if v.is_finite() {
             let y = sy(v);

@@ -1,6 +1,7 @@
-//! The outputs of a simulation: `metrics.csv`, `metrics.json`, `moves.json`, `plot.svg`, and the
-//! summary table printed by `vinfra sim`.
+//! The outputs of a simulation: `metrics.csv`, `metrics.json`, `moves.json`, `failover.json`,
+//! `plot.svg`, and the summary table printed by `vinfra sim`.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -9,6 +10,7 @@ use vinfra_placement::LevelParams;
 
 use crate::engine::{simulate, BalancerKind, BalancerRun, MoveRecord};
 use crate::error::SimError;
+use crate::ha::{FailoverRecord, RefusedRecord, RetryRecord, Verdict};
 use crate::plot::{self, mib};
 use crate::scenario::Scenario;
 
@@ -31,6 +33,8 @@ pub struct Report {
     pub target_imbalance: Option<f64>,
     /// Hysteresis window of the vinfra balancer, minutes.
     pub hysteresis_minutes: u32,
+    /// Host failures admission control keeps room for.
+    pub tolerate_host_failures: u32,
     /// One run per balancer.
     pub runs: Vec<BalancerRun>,
 }
@@ -52,11 +56,16 @@ impl Report {
                 runs.push(simulate(scenario, k)?);
             }
         }
+        Ok(Report::from_runs(scenario, runs))
+    }
+
+    /// The report of `runs` (from [`simulate`]) of `scenario`.
+    pub fn from_runs(scenario: &Scenario, runs: Vec<BalancerRun>) -> Report {
         let target = LevelParams::for_level(scenario.balancer.level)
             .ok()
             .map(|p| p.target_imbalance)
             .filter(|t| t.is_finite());
-        Ok(Report {
+        Report {
             scenario: scenario.name.clone(),
             description: scenario.description.clone(),
             seed: scenario.seed,
@@ -65,8 +74,9 @@ impl Report {
             level: scenario.balancer.level,
             target_imbalance: target,
             hysteresis_minutes: scenario.balancer.hysteresis_minutes,
+            tolerate_host_failures: scenario.ha.tolerate_host_failures,
             runs,
-        })
+        }
     }
 
     /// The run of `kind`, if it ran.
@@ -74,12 +84,19 @@ impl Report {
         self.runs.iter().find(|r| r.balancer == kind)
     }
 
-    /// `metrics.json`: the settings, and per balancer its summary and per-step metrics.
+    /// `metrics.json`: the settings, and per balancer its summary, the admission reserve's
+    /// verdicts and refusals, and the per-step metrics.
     pub fn metrics_json(&self) -> String {
+        #[derive(Serialize)]
+        struct AdmissionLine<'a> {
+            verdicts: &'a [Verdict],
+            refused: &'a [RefusedRecord],
+        }
         #[derive(Serialize)]
         struct RunLine<'a> {
             balancer: BalancerKind,
             summary: &'a crate::engine::Summary,
+            admission: AdmissionLine<'a>,
             steps: &'a [crate::engine::StepMetrics],
         }
         #[derive(Serialize)]
@@ -92,6 +109,7 @@ impl Report {
             level: u8,
             target_imbalance: Option<f64>,
             hysteresis_minutes: u32,
+            tolerate_host_failures: u32,
             runs: Vec<RunLine<'a>>,
         }
         let doc = Doc {
@@ -103,12 +121,17 @@ impl Report {
             level: self.level,
             target_imbalance: self.target_imbalance,
             hysteresis_minutes: self.hysteresis_minutes,
+            tolerate_host_failures: self.tolerate_host_failures,
             runs: self
                 .runs
                 .iter()
                 .map(|r| RunLine {
                     balancer: r.balancer,
                     summary: &r.summary,
+                    admission: AdmissionLine {
+                        verdicts: &r.ha.verdicts,
+                        refused: &r.ha.refused,
+                    },
                     steps: &r.steps,
                 })
                 .collect(),
@@ -131,18 +154,41 @@ impl Report {
         json(&lines)
     }
 
+    /// `failover.json`: per balancer, every host failure (its HA VMs' new hosts, those left
+    /// unplaced with the reason, the VMs stopped, the planning time) and the later restarts of
+    /// VMs left unplaced.
+    pub fn failover_json(&self) -> String {
+        #[derive(Serialize)]
+        struct RunLine<'a> {
+            balancer: BalancerKind,
+            failures: &'a [FailoverRecord],
+            retries: &'a [RetryRecord],
+        }
+        let lines: Vec<RunLine> = self
+            .runs
+            .iter()
+            .map(|r| RunLine {
+                balancer: r.balancer,
+                failures: &r.ha.failovers,
+                retries: &r.ha.retries,
+            })
+            .collect();
+        json(&lines)
+    }
+
     /// `metrics.csv`: one row per balancer and step.
     pub fn metrics_csv(&self) -> String {
         let mut out = String::from(
             "balancer,step,minute,vms,imbalance,max_host_load,migrations,migrations_total,\
              must_violations,should_violations,over_capacity_hosts,cross_host_traffic,\
-             vms_on_maintenance\n",
+             vms_on_maintenance,hosts_failed,host_failures,ha_restarted,ha_down,vms_stopped,\
+             admission_refused\n",
         );
         for r in &self.runs {
             for s in &r.steps {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     r.balancer.name(),
                     s.step,
                     s.minute,
@@ -155,7 +201,13 @@ impl Report {
                     s.should_violations,
                     s.over_capacity_hosts,
                     s.cross_host_traffic,
-                    s.vms_on_maintenance
+                    s.vms_on_maintenance,
+                    s.hosts_failed,
+                    s.host_failures,
+                    s.ha_restarted,
+                    s.ha_down,
+                    s.vms_stopped,
+                    s.admission_refused
                 );
             }
         }
@@ -172,12 +224,23 @@ impl Report {
                 step_minutes: self.step_minutes,
                 level: self.level,
                 target_imbalance: self.target_imbalance,
+                failures: &self.failure_steps(),
             },
             &self.runs,
         )
     }
 
-    /// Writes the four files into `dir` (created if missing).
+    /// Steps at which some host failed, in order.
+    pub fn failure_steps(&self) -> Vec<u32> {
+        let steps: BTreeSet<u32> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.ha.failovers.iter().map(|f| f.step))
+            .collect();
+        steps.into_iter().collect()
+    }
+
+    /// Writes the five files into `dir` (created if missing).
     pub fn write(&self, dir: &Path) -> Result<(), SimError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
@@ -188,6 +251,7 @@ impl Report {
             ("metrics.csv", self.metrics_csv()),
             ("metrics.json", self.metrics_json()),
             ("moves.json", self.moves_json()),
+            ("failover.json", self.failover_json()),
             ("plot.svg", self.plot_svg()),
         ] {
             let path = dir.join(name);
@@ -196,7 +260,19 @@ impl Report {
         Ok(())
     }
 
-    /// The summary table: per balancer, migrations, imbalance, rule violations, traffic.
+    /// True when HA had something to do: a host failed, an arrival was refused, or the
+    /// reserve was checked.
+    pub fn has_ha(&self) -> bool {
+        self.runs.iter().any(|r| {
+            let s = &r.summary;
+            s.host_failures > 0 || s.admission_refused > 0 || s.reserve_holds_end.is_some()
+        })
+    }
+
+    /// The summary table: per balancer, migrations, imbalance, rule violations, traffic, and
+    /// when HA had something to do ([`Report::has_ha`]) host failures, HA VMs restarted and
+    /// unplaced (at the failures / still at the end), VMs stopped, arrivals refused, the
+    /// reserve's verdict at the end.
     pub fn summary_table(&self) -> String {
         let header = [
             "balancer",
@@ -207,7 +283,15 @@ impl Report {
             "hosts over cap. max",
             "VMs on maint. end",
             "cross-host MiB/s start→end",
+            "host failures",
+            "HA restarted",
+            "HA unplaced/end",
+            "stopped",
+            "refused",
+            "reserve end",
         ];
+        let columns = if self.has_ha() { header.len() } else { 8 };
+        let header = &header[..columns];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
         for r in &self.runs {
             let s = &r.summary;
@@ -227,7 +311,21 @@ impl Report {
                     mib(s.initial_cross_host_traffic),
                     mib(s.final_cross_host_traffic)
                 ),
+                s.host_failures.to_string(),
+                s.ha_restarted.to_string(),
+                format!("{}/{}", s.ha_unplaced, s.ha_down_end),
+                s.vms_stopped.to_string(),
+                s.admission_refused.to_string(),
+                match s.reserve_holds_end {
+                    Some(true) => "holds",
+                    Some(false) => "broken",
+                    None => "-",
+                }
+                .to_owned(),
             ]);
+            if let Some(row) = rows.last_mut() {
+                row.truncate(columns);
+            }
         }
         let widths: Vec<usize> = (0..header.len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -1,11 +1,13 @@
-//! The scenario file (TOML): hosts with maintenance windows, VMs with demand traces, arrival and
-//! departure, rules, a traffic matrix, balancer settings, the number and length of steps and the
-//! seed. [`Scenario::parse`] checks everything and names the file and the field in its errors;
+//! The scenario file (TOML): hosts with maintenance windows and failures, VMs with demand
+//! traces, arrival and departure and an HA policy, rules, a traffic matrix, balancer and HA
+//! settings, the number and length of steps and the seed. [`Scenario::parse`] checks everything and names the file and the field in its errors;
 //! the format is documented in `docs/simulator.md`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use vinfra_ha::{HaPolicy, Priority};
 use vinfra_placement::{BalanceConfig, ClusterModel, Eligibility, HostModel, Rule, Strength};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
@@ -40,6 +42,24 @@ pub struct Scenario {
     pub rules: Vec<Rule>,
     /// The traffic matrix.
     pub traffic: Vec<ScenarioFlow>,
+    /// HA settings.
+    pub ha: ScenarioHa,
+}
+
+/// The cluster's HA settings in a scenario (`[ha]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioHa {
+    /// Host failures admission control keeps room for (0 to 32, default 1; checked only while
+    /// HA VMs run, as in the console).
+    pub tolerate_host_failures: u32,
+}
+
+impl Default for ScenarioHa {
+    fn default() -> Self {
+        ScenarioHa {
+            tolerate_host_failures: vinfra_types::ha::HaSettings::default().tolerate_host_failures,
+        }
+    }
 }
 
 /// Balancer settings of a scenario (the library's defaults where the file says nothing).
@@ -87,6 +107,9 @@ pub struct ScenarioHost {
     pub ratios: AllocationRatios,
     /// `(from, until)`: in maintenance from step `from` up to (not including) `until`.
     pub maintenance: Vec<(u32, Option<u32>)>,
+    /// `(fail, return)`: failed from step `fail` up to (not including) `return`; in step
+    /// order, never overlapping.
+    pub failures: Vec<(u32, Option<u32>)>,
 }
 
 impl ScenarioHost {
@@ -97,7 +120,29 @@ impl ScenarioHost {
             .any(|&(from, until)| step >= from && until.is_none_or(|u| step < u))
     }
 
-    /// The model host at `step`.
+    /// Whether the host is failed at `step`.
+    pub fn failed_at(&self, step: u32) -> bool {
+        self.failures
+            .iter()
+            .any(|&(fail, back)| step >= fail && back.is_none_or(|b| step < b))
+    }
+
+    /// Whether the host fails at `step` (it ran at the step before).
+    pub fn fails_at(&self, step: u32) -> bool {
+        self.failures.iter().any(|&(fail, _)| fail == step)
+    }
+
+    /// Whether the host enters or leaves maintenance, or returns from a failure, at `step` (a
+    /// failure itself is not counted: it is an event of its own).
+    pub fn changes_at(&self, step: u32) -> bool {
+        self.maintenance
+            .iter()
+            .any(|&(from, until)| from == step || until == Some(step))
+            || self.failures.iter().any(|&(_, back)| back == Some(step))
+    }
+
+    /// The model host at `step`: a failed host is disconnected, else one in maintenance is in
+    /// maintenance.
     pub fn model(&self, step: u32) -> HostModel {
         HostModel {
             name: self.name.clone(),
@@ -106,7 +151,9 @@ impl ScenarioHost {
                 memory_mib: self.memory_mib,
             },
             ratios: self.ratios,
-            eligible: if self.in_maintenance(step) {
+            eligible: if self.failed_at(step) {
+                Eligibility::Disconnected
+            } else if self.in_maintenance(step) {
                 Eligibility::Maintenance
             } else {
                 Eligibility::Ok
@@ -132,6 +179,8 @@ pub struct ScenarioVm {
     pub arrive: u32,
     /// Step it is gone at, if it leaves.
     pub depart: Option<u32>,
+    /// Its HA policy when HA is on for it (`ha = true`).
+    pub ha: Option<HaPolicy>,
 }
 
 impl ScenarioVm {
@@ -184,6 +233,14 @@ struct RawScenario {
     rules: Vec<RawRule>,
     #[serde(default)]
     traffic: Vec<RawFlow>,
+    #[serde(default)]
+    ha: RawHa,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    tolerate_host_failures: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +265,16 @@ struct RawHost {
     memory_ratio: Option<f64>,
     #[serde(default)]
     maintenance: Vec<RawWindow>,
+    #[serde(default)]
+    failures: Vec<RawFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailure {
+    fail: i64,
+    #[serde(rename = "return")]
+    back: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +295,9 @@ struct RawVm {
     demand: RawDemand,
     arrive: Option<i64>,
     depart: Option<i64>,
+    ha: Option<bool>,
+    ha_priority: Option<String>,
+    ha_start_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -414,6 +484,7 @@ impl Scenario {
                 };
                 maintenance.push((from, until));
             }
+            let failures = failures(&cx, &field, &h.failures, steps)?;
             for name in names {
                 hosts.push(ScenarioHost {
                     name,
@@ -421,6 +492,7 @@ impl Scenario {
                     memory_mib,
                     ratios,
                     maintenance: maintenance.clone(),
+                    failures: failures.clone(),
                 });
             }
         }
@@ -428,7 +500,9 @@ impl Scenario {
             return Err(cx.bad("hosts", "the scenario needs at least one host"));
         }
         check_unique(&cx, "hosts", hosts.iter().map(|h| h.name.as_str()))?;
-        let host_known = |n: &str| hosts.iter().any(|h| h.name == n);
+        let host_names: std::collections::HashSet<&str> =
+            hosts.iter().map(|h| h.name.as_str()).collect();
+        let host_known = |n: &str| host_names.contains(n);
 
         let mut vms = Vec::new();
         for (i, v) in raw.vms.iter().enumerate() {
@@ -464,6 +538,7 @@ impl Scenario {
                 }
                 None => None,
             };
+            let ha = vm_ha(&cx, &field, v)?;
             for name in names {
                 vms.push(ScenarioVm {
                     name,
@@ -473,6 +548,7 @@ impl Scenario {
                     demand: demand.clone(),
                     arrive,
                     depart,
+                    ha: ha.clone(),
                 });
             }
         }
@@ -483,7 +559,26 @@ impl Scenario {
             ));
         }
         check_unique(&cx, "vms", vms.iter().map(|v| v.name.as_str()))?;
-        let vm_known = |n: &str| vms.iter().any(|v| v.name == n);
+        let vm_index: HashMap<&str, usize> = vms
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.as_str(), i))
+            .collect();
+        let vm_known = |n: &str| vm_index.contains_key(n);
+        check_start_after(&cx, &raw.vms, &vms, &vm_index)?;
+        let tolerate = raw.ha.tolerate_host_failures.map_or(
+            Ok(ScenarioHa::default().tolerate_host_failures),
+            |n| {
+                let r = vinfra_types::ha::TOLERATE_HOST_FAILURES_RANGE;
+                cx.int(
+                    "ha.tolerate_host_failures",
+                    n,
+                    i64::from(*r.start()),
+                    i64::from(*r.end()),
+                )
+                .map(|n| n as u32)
+            },
+        )?;
 
         let mut rules = Vec::new();
         for (i, r) in raw.rules.iter().enumerate() {
@@ -607,6 +702,9 @@ impl Scenario {
             vms,
             rules,
             traffic,
+            ha: ScenarioHa {
+                tolerate_host_failures: tolerate,
+            },
         };
         scenario.check_rules(origin)?;
         Ok(scenario)
@@ -655,6 +753,169 @@ impl Scenario {
         self.steps = steps.clamp(1, MAX_STEPS);
         self
     }
+}
+
+/// The failure windows of host entry `field`: each fails at a step of the run after the first
+/// (`1 … steps - 1`), returns after it fails, and fails again only after it returned.
+fn failures(
+    cx: &Ctx<'_>,
+    field: &str,
+    raw: &[RawFailure],
+    steps: u32,
+) -> Result<Vec<(u32, Option<u32>)>, SimError> {
+    let mut out: Vec<(u32, Option<u32>)> = Vec::with_capacity(raw.len());
+    for (j, f) in raw.iter().enumerate() {
+        let wf = format!("{field}.failures[{j}]");
+        if f.fail < 1 || f.fail >= i64::from(steps) {
+            return Err(cx.bad(
+                format!("{wf}.fail"),
+                format!(
+                    "must be a step of the run after the first, 1 to {}, got {}",
+                    steps.saturating_sub(1),
+                    f.fail
+                ),
+            ));
+        }
+        let fail = f.fail as u32;
+        if let Some(&(prev, back)) = out.last() {
+            match back {
+                None => {
+                    return Err(cx.bad(
+                        format!("{wf}.fail"),
+                        format!("the host fails twice: it failed at step {prev} and never returns"),
+                    ))
+                }
+                Some(b) if fail < b => {
+                    return Err(cx.bad(
+                        format!("{wf}.fail"),
+                        format!(
+                            "the host fails twice: at step {fail} it is failed since step {prev} \
+                             (returns at {b})"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let back = match f.back {
+            Some(b) => {
+                let b = cx.step(&format!("{wf}.return"), b)?;
+                if b <= fail {
+                    return Err(cx.bad(
+                        format!("{wf}.return"),
+                        format!("must be after fail ({fail}), got {b}"),
+                    ));
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        out.push((fail, back));
+    }
+    Ok(out)
+}
+
+/// The HA policy of VM entry `field` (`None`: HA off); `ha_priority` and `ha_start_after`
+/// need `ha = true`.
+fn vm_ha(cx: &Ctx<'_>, field: &str, v: &RawVm) -> Result<Option<HaPolicy>, SimError> {
+    if v.ha != Some(true) {
+        for (key, set) in [
+            ("ha_priority", v.ha_priority.is_some()),
+            ("ha_start_after", v.ha_start_after.is_some()),
+        ] {
+            if set {
+                return Err(cx.bad(
+                    format!("{field}.{key}"),
+                    "is set but HA is off for the VM (add ha = true)",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let priority = match v.ha_priority.as_deref() {
+        None => Priority::default(),
+        Some(p) => Priority::ALL
+            .into_iter()
+            .find(|x| x.as_str() == p)
+            .ok_or_else(|| {
+                cx.bad(
+                    format!("{field}.ha_priority"),
+                    format!("must be \"highest\", \"high\", \"medium\" or \"low\", got \"{p}\""),
+                )
+            })?,
+    };
+    Ok(Some(HaPolicy {
+        priority,
+        start_after: v.ha_start_after.clone(),
+    }))
+}
+
+/// Every `ha_start_after` names another VM of the scenario, and start-afters form no circle
+/// (as the API refuses them).
+fn check_start_after(
+    cx: &Ctx<'_>,
+    raw: &[RawVm],
+    vms: &[ScenarioVm],
+    index: &HashMap<&str, usize>,
+) -> Result<(), SimError> {
+    // The entry each VM came from, for the field name.
+    let mut entry = Vec::with_capacity(vms.len());
+    for (i, v) in raw.iter().enumerate() {
+        let n = v.count.unwrap_or(1).max(1) as usize;
+        entry.extend(std::iter::repeat_n(i, n));
+    }
+    let after = |i: usize| {
+        vms[i]
+            .ha
+            .as_ref()
+            .and_then(|p| p.start_after.as_deref())
+            .and_then(|a| index.get(a).copied())
+    };
+    for (i, v) in vms.iter().enumerate() {
+        let Some(a) = v.ha.as_ref().and_then(|p| p.start_after.as_deref()) else {
+            continue;
+        };
+        let field = format!("vms[{}].ha_start_after", entry.get(i).copied().unwrap_or(0));
+        if a == v.name {
+            return Err(cx.bad(field, format!("VM '{a}' cannot start after itself")));
+        }
+        if !index.contains_key(a) {
+            return Err(cx.bad(field, format!("VM '{a}' is not in the scenario")));
+        }
+    }
+    // Each VM has at most one start-after: a walk of more than the VM count steps is a circle.
+    let mut state = vec![0u8; vms.len()]; // 0 new, 1 on the walk, 2 done
+    for start in 0..vms.len() {
+        let mut path = Vec::new();
+        let mut cur = Some(start);
+        while let Some(i) = cur {
+            match state[i] {
+                0 => {
+                    state[i] = 1;
+                    path.push(i);
+                    cur = after(i);
+                }
+                1 => {
+                    let pos = path.iter().position(|&p| p == i).unwrap_or(0);
+                    let names: Vec<&str> =
+                        path[pos..].iter().map(|&p| vms[p].name.as_str()).collect();
+                    return Err(cx.bad(
+                        format!("vms[{}].ha_start_after", entry.get(i).copied().unwrap_or(0)),
+                        format!(
+                            "start-afters form a circle: {} → {}",
+                            names.join(" → "),
+                            names[0]
+                        ),
+                    ));
+                }
+                _ => break,
+            }
+        }
+        for p in path {
+            state[p] = 2;
+        }
+    }
+    Ok(())
 }
 
 fn whole_step(cx: &Ctx<'_>, field: &str, t: f64) -> Result<u32, SimError> {

@@ -249,3 +249,113 @@ fn arrivals_that_fit_nowhere_stop_the_run_with_the_step_and_vm() {
         "{m}"
     );
 }
+
+/// Two hosts (h1 fails at step 2) and VMs with HA; `extra` goes into VM `a`'s entry.
+fn ha_file(host_failures: &str, a_extra: &str, tail: &str) -> String {
+    format!(
+        "{HEAD}\n[[hosts]]\nname = \"h1\"\ncores = 8\nmemory_gib = 32\nfailures = {host_failures}\n\
+         \n[[hosts]]\nname = \"h2\"\ncores = 8\nmemory_gib = 32\n\
+         \n[[vms]]\nname = \"a\"\nhost = \"h1\"\nvcpus = 2\nmemory_gib = 4\n{a_extra}\n\
+         demand = {{ kind = \"constant\", cpu = 1.0, mem = 0.5 }}\n\
+         \n[[vms]]\nname = \"b\"\ncount = 2\nhost = \"place\"\nvcpus = 2\nmemory_gib = 4\nha = true\n\
+         demand = {{ kind = \"constant\", cpu = 1.0, mem = 0.5 }}\n{tail}"
+    )
+}
+
+#[test]
+fn ha_fields_and_host_failures_parse() {
+    let s = Scenario::parse(
+        &ha_file(
+            "[{ fail = 1, return = 2 }, { fail = 3 }]",
+            "ha = true\nha_priority = \"highest\"\nha_start_after = \"b-1\"",
+            "\n[ha]\ntolerate_host_failures = 2\n",
+        ),
+        "ha.toml",
+    )
+    .expect("valid");
+    assert_eq!(s.hosts[0].failures, vec![(1, Some(2)), (3, None)]);
+    assert!(s.hosts[0].failed_at(1) && !s.hosts[0].failed_at(2) && s.hosts[0].failed_at(3));
+    let a = s.vms[0].ha.as_ref().expect("HA on");
+    assert_eq!(a.priority, vinfra_ha::Priority::Highest);
+    assert_eq!(a.start_after.as_deref(), Some("b-1"));
+    assert_eq!(
+        s.vms[1].ha.as_ref().map(|p| p.priority),
+        Some(vinfra_ha::Priority::Medium)
+    );
+    assert_eq!(s.ha.tolerate_host_failures, 2);
+    // Default: one host failure tolerated.
+    let s = Scenario::parse(&ha_file("[]", "", ""), "ha.toml").expect("valid");
+    assert_eq!(s.ha.tolerate_host_failures, 1);
+    assert_eq!(s.vms[0].ha, None);
+}
+
+#[test]
+fn bad_ha_fields_and_host_failures_are_refused_naming_the_field() {
+    let cases: [(String, &str); 11] = [
+        (
+            ha_file("[]", "ha = true\nha_start_after = \"nobody\"", ""),
+            "vms[0].ha_start_after VM 'nobody' is not in the scenario",
+        ),
+        (
+            ha_file("[]", "ha = true\nha_start_after = \"a\"", ""),
+            "vms[0].ha_start_after VM 'a' cannot start after itself",
+        ),
+        (
+            ha_file("[]", "ha = true\nha_priority = \"urgent\"", ""),
+            "vms[0].ha_priority must be \"highest\", \"high\", \"medium\" or \"low\", got \"urgent\"",
+        ),
+        (
+            ha_file("[]", "ha_priority = \"high\"", ""),
+            "vms[0].ha_priority is set but HA is off for the VM",
+        ),
+        (
+            ha_file("[]", "ha = false\nha_start_after = \"b-1\"", ""),
+            "vms[0].ha_start_after is set but HA is off",
+        ),
+        (
+            ha_file("[{ fail = 4 }]", "", ""),
+            "hosts[0].failures[0].fail must be a step of the run after the first, 1 to 3, got 4",
+        ),
+        (
+            ha_file("[{ fail = 0 }]", "", ""),
+            "hosts[0].failures[0].fail must be a step of the run after the first",
+        ),
+        (
+            ha_file("[{ fail = 1 }, { fail = 3 }]", "", ""),
+            "hosts[0].failures[1].fail the host fails twice: it failed at step 1 and never returns",
+        ),
+        (
+            ha_file("[{ fail = 1, return = 3 }, { fail = 2 }]", "", ""),
+            "hosts[0].failures[1].fail the host fails twice: at step 2 it is failed since step 1",
+        ),
+        (
+            ha_file("[{ fail = 2, return = 2 }]", "", ""),
+            "hosts[0].failures[0].return must be after fail (2), got 2",
+        ),
+        (
+            ha_file("[]", "", "\n[ha]\ntolerate_host_failures = 40\n"),
+            "ha.tolerate_host_failures must be 0 to 32, got 40",
+        ),
+    ];
+    for (text, want) in cases {
+        let m = message(&text);
+        assert!(m.contains(want), "{m}\nwanted: {want}");
+    }
+    // Start-afters in a circle (b-1 → a → b-1), as the API refuses them.
+    let m = message(
+        &ha_file("[]", "ha = true\nha_start_after = \"b-1\"", "").replace(
+            "ha = true\ndemand",
+            "ha = true\nha_start_after = \"a\"\ndemand",
+        ),
+    );
+    assert!(m.contains("start-afters form a circle"), "{m}");
+    assert!(
+        m.contains("a → b-1 → a") || m.contains("b-1 → a → b-1"),
+        "{m}"
+    );
+    // Typos in the new places are refused too.
+    let m = message(&ha_file("[{ fail = 1, retrun = 2 }]", "", ""));
+    assert!(m.contains("unknown field `retrun`"), "{m}");
+    let m = message(&ha_file("[]", "", "\n[ha]\ntolerate = 1\n"));
+    assert!(m.contains("unknown field `tolerate`"), "{m}");
+}

@@ -1,5 +1,6 @@
-//! `vinfra sim`: runs the balancer on a scenario file and writes metrics, moves and a plot
-//! (see `docs/simulator.md`). No console needed.
+//! `vinfra sim`: runs the balancer on a scenario file, with its host failures handled by the HA
+//! library, and writes metrics, moves, failovers and a plot (see `docs/simulator.md`). No
+//! console needed.
 
 use std::path::PathBuf;
 
@@ -27,7 +28,7 @@ pub struct SimArgs {
     /// Balancer to run.
     #[arg(long, value_enum, default_value_t = BalancerChoice::Both)]
     pub balancer: BalancerChoice,
-    /// Directory for metrics.csv, metrics.json, moves.json and plot.svg.
+    /// Directory for metrics.csv, metrics.json, moves.json, failover.json and plot.svg.
     #[arg(long, default_value = "sim-out")]
     pub out: PathBuf,
     /// Seed (overrides the scenario's).
@@ -75,7 +76,7 @@ pub fn run(args: &SimArgs, output: Output) -> Result<(), SimError> {
             );
             out!("{}", report.summary_table().trim_end());
             out!(
-                "wrote {}/{{metrics.csv,metrics.json,moves.json,plot.svg}}",
+                "wrote {}/{{metrics.csv,metrics.json,moves.json,failover.json,plot.svg}}",
                 args.out.display()
             );
         }
