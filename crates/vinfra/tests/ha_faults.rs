@@ -5,6 +5,11 @@
 //!   starts anywhere until they are fenced, by its guard once the agent's grace is over
 //!   (`power-off`: the HA VMs' QEMUs are killed first, then they run elsewhere, the others run
 //!   on) or by `vinfra host fence` (`keep-running`: nothing moves before);
+//! - the console killed (`kill -9`) in the middle of a failover and started again: every HA VM
+//!   of the dead host runs exactly once elsewhere;
+//! - admission control refusing a power-on that breaks the reserve (API 409 `ha-reserve`, one
+//!   line from the CLI, nothing left behind), then a must-anti-affinity pair kept apart through
+//!   a failover that would otherwise have put them together;
 //! - the `shutdown` isolation response: a host cut off from the others (its datastore still
 //!   there) has its guard power its HA guests down through ACPI; they run elsewhere after that,
 //!   its other VMs run on.
@@ -15,18 +20,20 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::ha::{
-    create, events_text, guard_status, ha_state, lease, messages_about, runs_elsewhere,
-    set_isolation_response, set_link, started_s, uptime_s, wait_running, wait_shown_on, Checker,
+    create, create_sized, events_text, guard_status, ha_state, lease, messages_about,
+    runs_elsewhere, set_isolation_response, set_link, started_s, uptime_s, wait_running,
+    wait_shown_on, Checker,
 };
 use common::{
-    api, can_run_labs, cli_env, qemus_with, refs, serial_text, start_lab, vinfra, vm, wait_for,
-    BOOT_TIMEOUT,
+    api, assert_one_line_error, can_run_labs, cli_env, dir_entries, qemus_with, refs, serial_text,
+    start_lab, start_lab_with, vinfra, vm, wait_for, BOOT_TIMEOUT,
 };
 use nix::sys::signal::Signal;
 use vinfra_guard::ChildExit;
 use vinfra_ha::LeaseState;
 use vinfra_lab::process;
 use vinfra_lab::Lab;
+use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 use vinfra_types::{HostStatus, PowerState};
 
 /// `(name, id)` pairs of `ids`, for the checker.
@@ -283,6 +290,300 @@ fn an_agent_killed_for_good_leaves_its_qemus_alone_until_they_are_fenced() {
             "{restarts:?}"
         );
     }
+}
+
+/// 2. The console killed in the middle of a failover. h2 dies with three HA VMs that start
+///    one after the other (db, then app after db, then web after app) and one without HA; the
+///    console is killed with `kill -9` as soon as it has moved db (app and web still wait on
+///    h2's record) and started again. Every HA VM of h2 ends up running exactly once on
+///    another host, each restarted once, the VM without HA nowhere.
+#[test]
+fn a_console_killed_in_the_middle_of_a_failover_finishes_it_once_restarted() {
+    if !can_run_labs() {
+        return;
+    }
+    let mut guard = start_lab("conskill", 3);
+    let lab = guard.lab_mut();
+    let mut ids = BTreeMap::new();
+    let mut qemu = BTreeMap::new();
+    for (name, host, ha, after) in [
+        ("other", "h1", true, None),
+        ("db", "h2", true, None),
+        ("app", "h2", true, Some("db")),
+        ("web", "h2", true, Some("app")),
+        ("batch", "h2", false, None),
+    ] {
+        let mut req = Lab::guest_vm_request(name, 128, Some(host));
+        req.spec.ha.enabled = ha;
+        req.spec.ha.start_after = after.map(str::to_string);
+        let v = api(lab)
+            .create_vm(&req)
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+        let id = v.id.to_string();
+        qemu.insert(name.to_string(), wait_running(lab, name, &id));
+        ids.insert(name.to_string(), id);
+    }
+    let checker = Checker::start(lab, pairs(&ids));
+
+    let killed = Instant::now();
+    lab.fence("h2").expect("kill everything of h2");
+    let client = api(lab);
+    let moved = wait_for(
+        "the console to restart db elsewhere",
+        Duration::from_secs(60),
+        || {
+            let events = client.events().ok()?;
+            events
+                .iter()
+                .find(|e| e.object == "db" && e.message.contains("restarting on"))
+                .map(|e| e.message.clone())
+        },
+    );
+    let waiting: Vec<String> = ["app", "web"]
+        .into_iter()
+        .map(|n| client.vm(n).expect("vm").host)
+        .collect();
+    let db_started = !qemus_with(&ids["db"]).is_empty();
+    lab.kill_console(Signal::SIGKILL).expect("kill the console");
+    let console_killed = killed.elapsed();
+    println!(
+        "console killed {:.1} s after h2 died, once it said: db: {moved} (db's new QEMU {})",
+        console_killed.as_secs_f64(),
+        if db_started {
+            "started"
+        } else {
+            "not started yet"
+        }
+    );
+    assert_eq!(
+        waiting,
+        ["h2", "h2"],
+        "app and web not restarted yet when the console died"
+    );
+    lab.restart_console().expect("console back");
+
+    for name in ["db", "app", "web"] {
+        let to = runs_elsewhere(lab, &ids[name], "h2", Duration::from_secs(90));
+        wait_shown_on(lab, name, &to);
+        println!(
+            "{name} runs on {to} {:.1} s after h2 died",
+            killed.elapsed().as_secs_f64()
+        );
+    }
+    assert!(qemus_with(&ids["batch"]).is_empty(), "batch has no HA");
+    assert_eq!(vm(lab, "batch").host, "h2");
+    assert_eq!(qemus_with(&ids["other"]), vec![qemu["other"]]);
+    // A little longer: nothing starts twice once the console settles.
+    std::thread::sleep(Duration::from_secs(5));
+
+    let report = checker.finish();
+    println!(
+        "checker: {} polls at 100 ms, {} violations",
+        report.polls,
+        report.violations.len()
+    );
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    for name in ["db", "app", "web"] {
+        report.assert_replaced(name, qemu[name]);
+    }
+    let ev = events_text(lab);
+    println!("events:\n{ev}");
+    for name in ["db", "app", "web"] {
+        let restarts: Vec<String> = messages_about(lab, name)
+            .into_iter()
+            .filter(|m| m.contains("restarting on"))
+            .collect();
+        assert_eq!(restarts.len(), 1, "{name} restarted once: {ev}");
+        assert!(restarts[0].starts_with("host h2 failed"), "{restarts:?}");
+    }
+    assert!(
+        ha_state_events(lab, "h2")
+            .iter()
+            .any(|m| m.starts_with("HA state failed")),
+        "{ev}"
+    );
+    assert!(
+        messages_about(lab, "batch")
+            .iter()
+            .all(|m| !m.contains("restart")),
+        "{ev}"
+    );
+}
+
+/// 3. Admission control, then a must-anti-affinity pair through a failover. Three hosts of
+///    1 GiB each: h1 runs pa (HA, 128 MiB), h2 pb (HA, 128 MiB, kept apart from pa by a must
+///    rule) and batch (256 MiB), h3 filler (768 MiB). `big` (HA, 768 MiB) on h1 fits there but
+///    could not restart anywhere if h1 failed: the API refuses it with 409 `ha-reserve`
+///    naming the reserve and the shortfall, the CLI with one line, and nothing of it is left;
+///    the same VM without HA is admitted. Then h1 dies: pa restarts on h3, not on h2 where
+///    there is the most room, because pb runs there.
+#[test]
+fn admission_refuses_a_power_on_that_breaks_the_reserve_and_a_must_pair_stays_apart() {
+    if !can_run_labs() {
+        return;
+    }
+    let mut guard = start_lab_with("admission", 3, |c| {
+        c.host_memory_mib = Some(1024);
+        c.host_cores = Some(4);
+    });
+    let lab = guard.lab_mut();
+    let mut ids = BTreeMap::new();
+    for (name, host, ha, mib) in [
+        ("filler", "h3", false, 768),
+        ("batch", "h2", false, 256),
+        ("pa", "h1", true, 128),
+        ("pb", "h2", true, 128),
+    ] {
+        ids.insert(name.to_string(), create_sized(lab, name, host, ha, mib));
+    }
+    let client = api(lab);
+    client
+        .create_rule(&PlacementRule {
+            name: "pa-pb-apart".into(),
+            strength: RuleStrength::Must,
+            kind: RuleKind::AntiAffinity,
+            vms: vec!["pa".into(), "pb".into()],
+            hosts: Vec::new(),
+        })
+        .expect("create the rule");
+    let checker = Checker::apart(lab, pairs(&ids), vec![("pa".into(), "pb".into())]);
+
+    // The refusal, through the API and the CLI: nothing is left of big.
+    let names_before: Vec<String> = client
+        .vms()
+        .expect("vms")
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    let ds_before = dir_entries(&lab.datastore().join("vms"));
+    let agent_dirs = |lab: &Lab| -> Vec<Vec<String>> {
+        lab.host_names()
+            .iter()
+            .map(|h| dir_entries(&lab.host_data_dir(h).expect("host").join("vms")))
+            .collect()
+    };
+    let agents_before = agent_dirs(lab);
+    let mut big = Lab::guest_vm_request("big", 768, Some("h1"));
+    big.spec.ha.enabled = true;
+    let err = client.create_vm(&big).expect_err("big breaks the reserve");
+    let problem = err
+        .problem()
+        .unwrap_or_else(|| panic!("a problem+json answer: {err}"));
+    assert_eq!(err.status(), Some(409), "{problem:?}");
+    assert_eq!(problem.kind, "/problems/ha-reserve", "{problem:?}");
+    println!("refused: {}", problem.detail);
+    for words in [
+        "powering on VM 'big' on host h1 would break the HA reserve (tolerate 1 host failure)",
+        "if host h1 failed, 1 HA VM ('big') could not restart",
+        "(short of 1 vCPU, 768 MiB)",
+    ] {
+        assert!(
+            problem.detail.contains(words),
+            "{words:?} not in: {}",
+            problem.detail
+        );
+    }
+    let env = cli_env(lab);
+    let out = vinfra(
+        &[
+            "vm",
+            "create",
+            "big",
+            "--vcpus",
+            "1",
+            "--memory",
+            "768M",
+            "--kernel",
+            vinfra_lab::guest::KERNEL_IMAGE,
+            "--initrd",
+            vinfra_lab::guest::INITRD_IMAGE,
+            "--cmdline",
+            "console=ttyS0",
+            "--host",
+            "h1",
+            "--ha",
+            "on",
+        ],
+        &refs(&env),
+    );
+    assert_one_line_error(
+        &out,
+        2,
+        "would break the HA reserve (tolerate 1 host failure)",
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let names: Vec<String> = client
+        .vms()
+        .expect("vms")
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, names_before, "no record of big");
+    assert_eq!(client.vm("big").expect_err("no big").status(), Some(404));
+    assert_eq!(
+        dir_entries(&lab.datastore().join("vms")),
+        ds_before,
+        "no disk of big"
+    );
+    assert_eq!(
+        agent_dirs(lab),
+        agents_before,
+        "no VM directory of big on any host"
+    );
+    // The reserve as `GET /ha` shows it: pa would restart on h3 if h1 failed.
+    let ha = client.ha().expect("GET /ha");
+    assert!(ha.reserve.enforced && ha.reserve.holds, "{:?}", ha.reserve);
+    let h1_fails = ha
+        .reserve
+        .scenarios
+        .iter()
+        .find(|s| s.failed == ["h1"])
+        .unwrap_or_else(|| panic!("{:?}", ha.reserve));
+    assert_eq!(h1_fails.vms.len(), 1, "{h1_fails:?}");
+    assert_eq!(
+        h1_fails.vms[0].restarts_on.as_deref(),
+        Some("h3"),
+        "{h1_fails:?}"
+    );
+    // Without HA it is no HA power-on: admitted (it fits on h1).
+    big.spec.ha.enabled = false;
+    let b = client.create_vm(&big).expect("big without HA is admitted");
+    ids.insert("big".into(), b.id.to_string());
+    let pa_qemu = wait_running(lab, "pa", &ids["pa"]);
+    let pb_qemu = wait_running(lab, "pb", &ids["pb"]);
+    wait_running(lab, "big", &ids["big"]);
+
+    // h1 dies: pa restarts on h3 (h2 has 640 MiB free, h3 256 MiB, but pb runs on h2).
+    let free = |h: &str| {
+        let host = client.host(h).expect("host");
+        host.allocatable_memory_mib - host.allocated_memory_mib
+    };
+    assert!(
+        free("h2") > free("h3"),
+        "h2 has the most room: {} vs {}",
+        free("h2"),
+        free("h3")
+    );
+    let killed = Instant::now();
+    lab.fence("h1").expect("kill everything of h1");
+    let to = runs_elsewhere(lab, &ids["pa"], "h1", Duration::from_secs(60));
+    println!(
+        "pa runs on {to} {:.1} s after h1 died",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(to, "h3", "pa kept apart from pb");
+    wait_shown_on(lab, "pa", "h3");
+    assert_eq!(qemus_with(&ids["pb"]), vec![pb_qemu], "pb stays on h2");
+    assert!(
+        qemus_with(&ids["big"]).is_empty(),
+        "big (no HA) does not restart"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    let report = checker.finish();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    report.assert_replaced("pa", pa_qemu);
+    println!("checker: {} polls at 100 ms, no violation", report.polls);
 }
 
 /// 4. The `shutdown` isolation response. h3 runs sd (HA, booted) and plain (no HA); its link
