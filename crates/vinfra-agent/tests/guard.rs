@@ -162,6 +162,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         disks: vec![],
         serial_log: bad_dir.join("serial.log"),
         qmp_socket: bad_dir.join("qmp.sock"),
+        guard_qmp_socket: bad_dir.join("guard-qmp.sock"),
         pidfile: bad_dir.join("qemu.pid"),
         daemonize: runner.daemonize(),
         log: bad_dir.join("qemu.log"),

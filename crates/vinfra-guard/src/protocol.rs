@@ -2,7 +2,7 @@
 //! [`GuardResponse`] from the guard, in order. Example:
 //!
 //! ```text
-//! {"op":"spawn","vm":"…","argv":["qemu-system-x86_64","-name","a",…],"qmp_socket":"/var/lib/vinfra/agent/vms/…/qmp.sock","log":"…/qemu.log","ready_timeout_ms":10000}
+//! {"op":"spawn","vm":"…","argv":["qemu-system-x86_64","-name","a",…],"qmp_socket":"/var/lib/vinfra/agent/vms/…/guard-qmp.sock","log":"…/qemu.log","ready_timeout_ms":10000}
 //! {"status":"spawned","pid":4242}
 //! {"op":"pet","console_contact_age_ms":310,"ha_vms":["…"],"isolation_response":"power-off","timings":{…}}
 //! {"status":"ok"}
@@ -48,7 +48,9 @@ pub struct SpawnSpec {
     pub vm: Uuid,
     /// The program and its arguments (QEMU without `-daemonize`: it stays the guard's child).
     pub argv: Vec<String>,
-    /// QEMU's QMP socket: the child is ready once it accepts a connection.
+    /// A QMP socket of QEMU's for the guard alone (the agent keeps its own connection to
+    /// another): the child is ready once it accepts a connection, and the `shutdown`
+    /// isolation response sends `system_powerdown` over it.
     pub qmp_socket: PathBuf,
     /// A file the guard writes the child's pid to once it is spawned (the agent finds its QEMUs
     /// again through it after a restart).

@@ -16,111 +16,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::ha::{create, events_text, netns_exec, runs_elsewhere, Checker};
 use common::{api, can_run_labs, cli_env, qemus_with, refs, start_lab, vinfra, vm, wait_for};
 use nix::sys::signal::Signal;
-use vinfra_lab::Lab;
 use vinfra_types::PowerState;
-
-/// Polls every 100 ms that no VM of `ids` has more than one QEMU; keeps the violations.
-struct Checker {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
-    polls: Arc<Mutex<u64>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checker {
-    fn start(ids: Vec<(String, String)>) -> Checker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let polls = Arc::new(Mutex::new(0));
-        let (s, v, p) = (stop.clone(), seen.clone(), polls.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for (name, id) in &ids {
-                    let pids = qemus_with(id);
-                    if pids.len() > 1 {
-                        v.lock()
-                            .unwrap()
-                            .push(format!("{name} has {} QEMUs: {pids:?}", pids.len()));
-                    }
-                }
-                *p.lock().unwrap() += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        Checker {
-            stop,
-            seen,
-            polls,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let polls = *self.polls.lock().unwrap();
-        let seen = self.seen.lock().unwrap().clone();
-        (polls, seen)
-    }
-}
-
-/// Creates a 128-MiB guest VM on `host`, HA on or off; waits until it runs; its id.
-fn create(lab: &Lab, name: &str, host: &str, ha: bool) -> String {
-    let mut req = Lab::guest_vm_request(name, 128, Some(host));
-    req.spec.ha.enabled = ha;
-    let v = api(lab)
-        .create_vm(&req)
-        .unwrap_or_else(|e| panic!("create {name}: {e}"));
-    let id = v.id.to_string();
-    wait_for(
-        &format!("{name} to run with one QEMU"),
-        Duration::from_secs(60),
-        || (vm(lab, name).state == PowerState::Running && qemus_with(&id).len() == 1).then_some(()),
-    );
-    id
-}
-
-/// The host whose QEMU runs VM `id`, once it runs on a host other than `not` (within `timeout`).
-fn runs_elsewhere(lab: &Lab, id: &str, not: &str, timeout: Duration) -> String {
-    wait_for(
-        &format!("VM {id} to run on a host other than {not}"),
-        timeout,
-        || {
-            lab.host_names()
-                .into_iter()
-                .find(|h| h != not && !lab.qemu_pids_on(h, id).unwrap_or_default().is_empty())
-        },
-    )
-}
-
-fn events_text(lab: &Lab) -> String {
-    api(lab)
-        .events()
-        .map(|e| {
-            e.iter()
-                .map(|e| format!("{} {}: {}", e.kind, e.object, e.message))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn netns_exec(ns: &str, args: &[&str]) {
-    let st = std::process::Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .status()
-        .expect("ip netns exec");
-    assert!(st.success(), "ip netns exec {ns} {args:?}");
-}
 
 #[test]
 fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
@@ -138,7 +39,10 @@ fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
     ] {
         ids.insert(name.to_string(), create(lab, name, host, ha));
     }
-    let checker = Checker::start(ids.iter().map(|(n, i)| (n.clone(), i.clone())).collect());
+    let checker = Checker::start(
+        lab,
+        ids.iter().map(|(n, i)| (n.clone(), i.clone())).collect(),
+    );
 
     // 1. The agent killed and back within its grace: no failover.
     let qemu = qemus_with(&ids["web1"]);
@@ -236,11 +140,16 @@ fn ha_restarts_a_dead_hosts_vms_elsewhere_and_never_runs_one_twice() {
         assert_eq!(qemus_with(&ids[name]).len(), 1, "{name}");
     }
 
-    let (polls, twice) = checker.finish();
+    let report = checker.finish();
     println!(
-        "checker: {polls} polls at 100 ms, {} with a VM running twice",
-        twice.len()
+        "checker: {} polls at 100 ms, {} with a VM running twice",
+        report.polls,
+        report.violations.len()
     );
-    assert!(polls > 100, "the checker polled {polls} times");
-    assert!(twice.is_empty(), "{twice:?}");
+    assert!(
+        report.polls > 100,
+        "the checker polled {} times",
+        report.polls
+    );
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
 }

@@ -134,6 +134,7 @@ impl Manager {
             disks: media.disks,
             serial_log: vm.files.serial_log(),
             qmp_socket: vm.files.qmp_socket(),
+            guard_qmp_socket: vm.files.guard_qmp_socket(),
             pidfile: vm.files.pidfile(),
             daemonize: self.cfg.runner.daemonize(),
             log: vm.files.qemu_log(),

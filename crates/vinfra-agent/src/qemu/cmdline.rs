@@ -56,8 +56,12 @@ pub struct Launch {
     pub disks: Vec<DiskArg>,
     /// Serial console log file.
     pub serial_log: PathBuf,
-    /// QMP unix socket.
+    /// QMP unix socket (the agent's).
     pub qmp_socket: PathBuf,
+    /// A second QMP unix socket, for the host's guard, when it runs QEMU (`daemonize` false):
+    /// a monitor serves one client at a time, and the agent keeps its connection to
+    /// `qmp_socket`, so the guard's isolation response (`system_powerdown`) needs its own.
+    pub guard_qmp_socket: PathBuf,
     /// Pidfile QEMU writes.
     pub pidfile: PathBuf,
     /// QEMU forks into the background (`-daemonize`) and runs on alone, outliving the agent;
@@ -110,6 +114,14 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         "unix:{},server=on,wait=off",
         esc_path(&l.qmp_socket)
     ));
+    if !l.daemonize {
+        // After the agent's: once the guard's socket accepts, the agent's does too.
+        push("-qmp".into());
+        push(format!(
+            "unix:{},server=on,wait=off",
+            esc_path(&l.guard_qmp_socket)
+        ));
+    }
     push("-pidfile".into());
     push(l.pidfile.to_string_lossy().into_owned());
     if l.daemonize {
@@ -198,6 +210,7 @@ mod tests {
             }],
             serial_log: "/d/serial.log".into(),
             qmp_socket: "/d/qmp.sock".into(),
+            guard_qmp_socket: "/d/guard-qmp.sock".into(),
             pidfile: "/d/qemu.pid".into(),
             daemonize: true,
             log: "/d/qemu.log".into(),
@@ -250,6 +263,7 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("-cpu host"));
+        assert!(!joined.contains("guard-qmp.sock"), "{joined}");
         assert!(
             joined.contains("-pidfile /d/qemu.pid -daemonize "),
             "{joined}"
@@ -266,9 +280,17 @@ mod tests {
         let joined = joined.join(" ");
         assert!(joined.contains("accel=kvm -cpu host"));
         assert!(!joined.contains("-incoming") && !joined.contains("-kernel"));
-        // Under the guard: the same command line, QEMU stays in the foreground.
+        // Under the guard: QEMU stays in the foreground, with a second monitor for the guard
+        // after the agent's.
         assert!(
             joined.contains("-pidfile /d/qemu.pid") && !joined.contains("-daemonize"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "-qmp unix:/d/qmp.sock,server=on,wait=off \
+                 -qmp unix:/d/guard-qmp.sock,server=on,wait=off"
+            ),
             "{joined}"
         );
         // Booting from disk: the first disk carries the boot index.

@@ -50,6 +50,13 @@ impl VmFiles {
         self.dir.join("qmp.sock")
     }
 
+    /// The QMP socket of the host's guard (`guard-qmp.sock`), on a QEMU the guard runs: a
+    /// monitor serves one client at a time and the agent keeps its connection to `qmp.sock`,
+    /// so the guard's isolation response (`system_powerdown`) needs a monitor of its own.
+    pub fn guard_qmp_socket(&self) -> PathBuf {
+        self.dir.join("guard-qmp.sock")
+    }
+
     /// The serial console log (`serial.log`).
     pub fn serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
@@ -60,10 +67,11 @@ impl VmFiles {
         self.dir.join("qemu.log")
     }
 
-    /// Removes the pidfile and the QMP socket of a QEMU that is gone.
+    /// Removes the pidfile and the QMP sockets of a QEMU that is gone.
     pub fn remove_runtime_files(&self) {
         let _ = std::fs::remove_file(self.pidfile());
         let _ = std::fs::remove_file(self.qmp_socket());
+        let _ = std::fs::remove_file(self.guard_qmp_socket());
     }
 }
 

@@ -89,9 +89,9 @@ pub struct QemuRunner {
 
 impl QemuRunner {
     /// Asks the guard at `guard` to start QEMU with `args` (no `-daemonize`) and returns its pid
-    /// once its QMP socket accepts a connection (blocking: the guard answers then), with the
-    /// length its log had before. A QEMU that exits first, or is not ready in time, is an error
-    /// with the end of its log.
+    /// once its QMP socket for the guard accepts a connection (blocking: the guard answers
+    /// then), with the length its log had before. A QEMU that exits first, or is not ready in
+    /// time, is an error with the end of its log.
     fn spawn_guarded(
         &self,
         guard: &Path,
@@ -106,7 +106,7 @@ impl QemuRunner {
         let spec = SpawnSpec {
             vm: launch.id,
             argv,
-            qmp_socket: launch.qmp_socket.clone(),
+            qmp_socket: launch.guard_qmp_socket.clone(),
             pidfile: Some(launch.pidfile.clone()),
             log: launch.log.clone(),
             ready_timeout_ms: GUARD_READY_TIMEOUT.as_millis() as u64,

@@ -85,6 +85,19 @@ pub struct HaController {
     noted: HashSet<(Uuid, &'static str)>,
 }
 
+/// What of a host's HA state makes an event (and restarts its `for_s`) when it changes: its
+/// name, and for an isolated host whether its guard says the agent is absent, not for how long
+/// (that grows every second).
+fn change(ha: &HostHa) -> (&'static str, bool) {
+    let absent = matches!(
+        ha,
+        HostHa::Isolated {
+            agent_absent: Some(_)
+        }
+    );
+    (ha.name(), absent)
+}
+
 /// The restart policy of a VM as the HA library takes it.
 fn policy(rec: &VmRecord) -> HaPolicy {
     HaPolicy {
@@ -196,7 +209,7 @@ impl HaController {
                 vms: &ids,
             };
             let a = assess(now, &signals, &self.timings);
-            if track.state.as_ref() != Some(&a.ha) {
+            if track.state.as_ref().map(change) != Some(change(&a.ha)) {
                 if let Some(prev) = &track.state {
                     console.event(
                         "host",
@@ -212,9 +225,9 @@ impl HaController {
                     let ids: HashSet<Uuid> = ids.iter().copied().collect();
                     self.noted.retain(|(v, _)| !ids.contains(v));
                 }
-                track.state = Some(a.ha.clone());
                 track.since = now;
             }
+            track.state = Some(a.ha.clone());
             console.ha_board().set(
                 h,
                 HostHaEntry {

@@ -4,6 +4,8 @@
 //! Each test binary uses a part of it.
 #![allow(dead_code)]
 
+pub mod ha;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
