@@ -455,6 +455,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         Some(d) => Arc::new(ha::DatastoreLeases::new(d)),
         None => Arc::new(ha::NoLeases),
     };
+    if let Some(d) = &config.datastore {
+        // The guards tell a console that is down from their host being cut off by it.
+        tasks.push(tokio::spawn(ha::leases::write_heartbeat(d.clone())));
+    }
     tasks.push(tokio::spawn(
         ha::HaController::new(console.clone(), leases).run(),
     ));

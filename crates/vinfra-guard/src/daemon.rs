@@ -191,6 +191,7 @@ pub fn run(config: GuardConfig) -> Result<(), GuardError> {
     let path = lease_path(&config.datastore, &config.host);
     let keeper = LeaseKeeper::acquire(&path, &config.host, config.timings.renew)
         .map_err(GuardError::Lease)?;
+    keeper.watch_console(config.datastore.join(vinfra_ha::lease::CONSOLE_HEARTBEAT));
     let watch = Watch::new(config.timings, config.shutdown_wait);
     watch
         .start(children.clone(), keeper.clone())

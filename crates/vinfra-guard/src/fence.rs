@@ -54,6 +54,8 @@ struct Inputs {
     agent_back: Option<Instant>,
     /// The agent's last console contact, as its pets reported it.
     contact: Option<Instant>,
+    /// The latest moment the console is known to have run (its datastore heartbeat).
+    console_alive: Option<Instant>,
     response: IsolationResponse,
 }
 
@@ -77,6 +79,7 @@ fn decide(i: &Inputs) -> Verdict {
         last_contact: i.contact,
         last_pet: i.last_pet,
         agent_back: i.agent_back,
+        console_alive: i.console_alive,
         response: i.response,
         applied: true,
     };
@@ -256,6 +259,7 @@ impl Watch {
                 last_pet: s.last_pet,
                 agent_back: s.agent_back,
                 contact: s.contact,
+                console_alive: keeper.console_alive(),
                 response: s.response,
             };
             (decide(&inputs), self.agent_absent(&s, now))
@@ -423,6 +427,7 @@ mod tests {
             last_pet: Some(t0 + ms(10_000)),
             agent_back: Some(t0),
             contact: Some(t0 + ms(10_000)),
+            console_alive: Some(t0 + ms(10_000)),
             response: IsolationResponse::PowerOff,
         }
     }
@@ -472,6 +477,13 @@ mod tests {
             decide(&lost),
             Verdict::Isolated(IsolationResponse::PowerOff)
         );
+        // The console's heartbeat stopped when the contact did: the console is down, no host
+        // is isolated.
+        let console_down = Inputs {
+            console_alive: Some(t0 + ms(6_500)),
+            ..lost
+        };
+        assert_eq!(decide(&console_down), Verdict::Nothing);
         // An agent back 1 s ago has self_fence_after to reach the console.
         let back = Inputs {
             agent_back: Some(t0 + ms(9_000)),

@@ -163,6 +163,16 @@ struct KeeperState {
     paused: bool,
     write_now: bool,
     failures: u64,
+    /// The console's datastore heartbeat, when watched: its path, what the last read found
+    /// and when, and the latest moment the console is known to have run.
+    console: Option<ConsoleWatch>,
+}
+
+/// The console's datastore heartbeat as the renewer reads it.
+struct ConsoleWatch {
+    path: PathBuf,
+    last: Option<(Option<Vec<u8>>, Instant)>,
+    alive: Option<Instant>,
 }
 
 /// This guard's lease: who it is, what it says, when it was last written.
@@ -218,6 +228,7 @@ impl LeaseKeeper {
                 paused: false,
                 write_now: false,
                 failures: 0,
+                console: None,
             }),
             wake: Condvar::new(),
             write_lock: Mutex::new(()),
@@ -297,14 +308,51 @@ impl LeaseKeeper {
         }
     }
 
+    /// Reads the console's datastore heartbeat, when watched: a content other than the last
+    /// read's means the console wrote it since that read, so it ran at that read's time.
+    fn read_console(&self) {
+        let Some(path) = self.lock().console.as_ref().map(|c| c.path.clone()) else {
+            return;
+        };
+        let now = Instant::now();
+        let content = std::fs::read(&path).ok();
+        let mut s = self.lock();
+        if let Some(c) = s.console.as_mut() {
+            if let Some((before, at)) = &c.last {
+                if *before != content && content.is_some() {
+                    c.alive = Some(*at);
+                }
+            }
+            c.last = Some((content, now));
+        }
+    }
+
+    /// Watches the console's datastore heartbeat at `path` (read at every renewal): see
+    /// [`LeaseKeeper::console_alive`].
+    pub fn watch_console(&self, path: PathBuf) {
+        self.lock().console = Some(ConsoleWatch {
+            path,
+            last: None,
+            alive: None,
+        });
+    }
+
+    /// The latest moment the console is known to have run: the read before the one that
+    /// found its datastore heartbeat changed (`vinfra_ha::lease::CONSOLE_HEARTBEAT`); `None`
+    /// when not watched or never seen changing.
+    pub fn console_alive(&self) -> Option<Instant> {
+        self.lock().console.as_ref().and_then(|c| c.alive)
+    }
+
     /// The renewer thread: a write every period (counted from the start of the last one), or
-    /// at once when asked.
+    /// at once when asked; the console's heartbeat read after each.
     fn renewer(&self) {
         loop {
             let start = match self.write_once() {
                 Ok(start) => start,
                 Err(_) => Instant::now(),
             };
+            self.read_console();
             let mut s = self.lock();
             loop {
                 let next = start + s.period;
@@ -432,6 +480,30 @@ impl LeaseKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_console_is_alive_while_its_heartbeat_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = lease_path(dir.path(), "h1");
+        let renew = Duration::from_millis(50);
+        let keeper = LeaseKeeper::acquire(&path, "h1", renew).unwrap();
+        let beat = dir.path().join(vinfra_ha::lease::CONSOLE_HEARTBEAT);
+        keeper.watch_console(beat.clone());
+        std::thread::sleep(renew * 3);
+        assert_eq!(keeper.console_alive(), None, "no heartbeat yet");
+        std::fs::write(&beat, b"1").unwrap();
+        std::thread::sleep(renew * 3);
+        // Appearing is a change: the console ran at the read before.
+        let first = keeper.console_alive().expect("the console seen running");
+        std::fs::write(&beat, b"2").unwrap();
+        std::thread::sleep(renew * 3);
+        let second = keeper.console_alive().unwrap();
+        assert!(second > first);
+        // It stops changing (the console is down): the last moment stays.
+        std::thread::sleep(renew * 4);
+        assert_eq!(keeper.console_alive(), Some(second));
+        keeper.release().unwrap();
+    }
 
     #[test]
     fn a_lease_is_replaced_whole_and_a_renewing_holder_is_seen() {

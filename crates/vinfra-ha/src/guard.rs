@@ -14,9 +14,12 @@
 //! 2. **Isolation response** (unless `keep-running`, and once: `applied`), when the host is
 //!    isolated ([`isolation`]): the agent is present and has been without console contact for
 //!    `self_fence_after` (its latest pet was sent at least that long after its last contact:
-//!    an agent that is gone does not count as one without contact), or the agent has been gone
-//!    for `agent_grace` (an agent restarted within its grace never sets it off). The daemon
-//!    clears `applied` when [`isolation`] says the host is isolated no more.
+//!    an agent that is gone does not count as one without contact) while the console ran (its
+//!    own heartbeat on the datastore changed at least `self_fence_after` after that contact: a
+//!    console that is down or restarting cuts every host off at once, and that is no host's
+//!    isolation), or the agent has been gone for `agent_grace` (an agent restarted within its
+//!    grace never sets it off). The daemon clears `applied` when [`isolation`] says the host is
+//!    isolated no more.
 //! 3. Nothing otherwise.
 //!
 //! # Why a restart elsewhere never meets a running QEMU
@@ -75,6 +78,10 @@ pub struct GuardInputs {
     /// has `self_fence_after` from then to reach the console before its host counts as
     /// isolated.
     pub agent_back: Option<Instant>,
+    /// The latest moment the console is known to have run: the guard read its datastore
+    /// heartbeat ([`crate::lease::CONSOLE_HEARTBEAT`]) changed since the read before, at
+    /// the time of that earlier read (a lower bound on when it was written).
+    pub console_alive: Option<Instant>,
     /// The cluster's isolation response.
     pub response: IsolationResponse,
     /// Whether the response has been applied during this isolation.
@@ -95,7 +102,8 @@ pub enum GuardAction {
 /// Why the host counts as isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsolationCause {
-    /// The agent runs and has had no console contact for `self_fence_after`.
+    /// The agent runs and has had no console contact for `self_fence_after`, while the
+    /// console ran.
     ContactLost,
     /// The agent has been gone for `agent_grace`.
     AgentAbsent,
@@ -127,9 +135,13 @@ pub fn isolation(inputs: &GuardInputs, timings: &HaTimings) -> Option<IsolationC
         .max(inputs.agent_back)
         .unwrap_or(inputs.started);
     // Only a pet sent at least self_fence_after after the last contact proves the agent was
-    // there, without contact, for that long.
+    // there, without contact, for that long; only a console heartbeat that long after it
+    // proves the console ran meanwhile (else the console is what is gone).
     let present = inputs.last_pet.is_some();
-    (present && pet.saturating_duration_since(contact) >= timings.self_fence_after)
+    let console_ran = inputs
+        .console_alive
+        .is_some_and(|c| c.saturating_duration_since(contact) >= timings.self_fence_after);
+    (present && console_ran && pet.saturating_duration_since(contact) >= timings.self_fence_after)
         .then_some(IsolationCause::ContactLost)
 }
 
@@ -167,9 +179,34 @@ mod tests {
             last_contact: Some(t0),
             last_pet: Some(t0),
             agent_back: None,
+            console_alive: None,
             response: IsolationResponse::PowerOff,
             applied: false,
         }
+    }
+
+    #[test]
+    fn contact_lost_while_the_console_is_down_is_no_isolation() {
+        let t = HaTimings::default();
+        let t0 = Instant::now();
+        // Contact at 0, lease renewing, the agent petting without contact until 10 s.
+        let mut i = inputs(t0);
+        i.now = ms(t0, 10_000);
+        i.last_write = Some(ms(t0, 9_500));
+        i.last_pet = Some(ms(t0, 10_000));
+        // The console's heartbeat stopped with the contact: the console is down.
+        i.console_alive = Some(ms(t0, 1_000));
+        assert_eq!(isolation(&i, &t), None);
+        assert_eq!(decide(&i, &t), GuardAction::Nothing);
+        i.console_alive = None;
+        assert_eq!(isolation(&i, &t), None);
+        // It ran on for self_fence_after without reaching this host: this host is cut off.
+        i.console_alive = Some(ms(t0, 3_000));
+        assert_eq!(isolation(&i, &t), Some(IsolationCause::ContactLost));
+        assert_eq!(
+            decide(&i, &t),
+            GuardAction::ApplyIsolation(IsolationResponse::PowerOff)
+        );
     }
 
     fn ms(t0: Instant, n: u64) -> Instant {
@@ -201,9 +238,10 @@ mod tests {
         i.now = ms(t0, 22_100);
         assert_eq!(isolation(&i, &t), None);
         assert_eq!(decide(&i, &t), GuardAction::Nothing);
-        // Still without contact 3 s after its return: isolated.
+        // Still without contact 3 s after its return, the console running: isolated.
         i.last_write = Some(ms(t0, 23_000));
         i.last_pet = Some(ms(t0, 23_000));
+        i.console_alive = Some(ms(t0, 23_000));
         i.now = ms(t0, 23_100);
         assert_eq!(isolation(&i, &t), Some(IsolationCause::ContactLost));
     }
@@ -262,6 +300,7 @@ mod tests {
         assert_eq!(decide(&i, &t), GuardAction::Nothing);
         i.last_write = Some(ms(t0, 3_000));
         i.last_pet = Some(ms(t0, 3_000));
+        i.console_alive = Some(ms(t0, 3_000));
         assert_eq!(isolation(&i, &t), Some(IsolationCause::ContactLost));
         assert_eq!(
             decide(&i, &t),

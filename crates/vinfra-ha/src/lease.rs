@@ -10,6 +10,13 @@
 
 use std::time::{Duration, Instant};
 
+/// The console's own heartbeat on the shared datastore, relative to its root: the console
+/// rewrites it every second (a counter), every guard reads it at each renewal. A guard whose
+/// host lost its console contact while this file kept changing is cut off from a console that
+/// runs (isolated); one that stopped changing too means the console is down, which isolates no
+/// host ([`crate::guard::isolation`]).
+pub const CONSOLE_HEARTBEAT: &str = "ha/console.heartbeat";
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -148,6 +148,7 @@ proptest! {
             last_contact: known_contact(now).map(at),
             last_pet: Some(at(now.saturating_sub(100))),
             agent_back: None,
+            console_alive: Some(at(now)),
             response: IsolationResponse::KeepRunning,
             applied: false,
         };

@@ -1,5 +1,6 @@
 //! Reading host leases: the files the hosts' guards write on the shared datastore,
-//! `<datastore>/ha/hosts/<host>.lease` (format: `vinfra_ha::Lease`).
+//! `<datastore>/ha/hosts/<host>.lease` (format: `vinfra_ha::Lease`); writing the console's own
+//! heartbeat there ([`write_heartbeat`]), which the guards read.
 //!
 //! On NFS the console's mount must not cache attributes or lookups (`noac`, or
 //! `lookupcache=none`): a reader that keeps seeing an old lease file would count a live lease
@@ -75,4 +76,60 @@ impl LeaseSource for NoLeases {
     fn read(&self, _host: &str) -> Option<Lease> {
         None
     }
+}
+
+/// How often the console rewrites its datastore heartbeat.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the console's own heartbeat on the datastore, `<datastore>/ha/console.heartbeat`
+/// (`vinfra_ha::lease::CONSOLE_HEARTBEAT`): a counter and the time, rewritten every
+/// [`HEARTBEAT_EVERY`] (a temporary file renamed over it). Every guard reads it: a host that
+/// lost its console contact while it kept changing is cut off from a running console
+/// (isolated, its isolation response applies); one that stopped changing too means the console
+/// is down, which isolates no host. Runs until the task is dropped; a failed write is logged
+/// (once, then every minute) and tried again.
+pub async fn write_heartbeat(datastore: PathBuf) {
+    let path = datastore.join(vinfra_ha::lease::CONSOLE_HEARTBEAT);
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut counter: u64 = 0;
+    let mut failures: u64 = 0;
+    loop {
+        every.tick().await;
+        counter += 1;
+        let p = path.clone();
+        let written = tokio::task::spawn_blocking(move || write_beat(&p, counter)).await;
+        match written {
+            Ok(Ok(())) => {
+                if failures > 0 {
+                    tracing::info!("console heartbeat written again after {failures} failures");
+                }
+                failures = 0;
+            }
+            Ok(Err(e)) => {
+                if failures.is_multiple_of(60) {
+                    tracing::warn!("console heartbeat {}: {e}", path.display());
+                }
+                failures += 1;
+            }
+            Err(e) => tracing::warn!("console heartbeat task: {e}"),
+        }
+    }
+}
+
+fn write_beat(path: &Path, counter: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let tmp = path.with_extension("heartbeat.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{{\"counter\":{counter},\"written_unix_ms\":{at}}}")?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
