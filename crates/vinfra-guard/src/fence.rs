@@ -11,7 +11,8 @@
 //! - Isolation (contact lost for `self_fence_after` while the lease renews, or the agent gone
 //!   past `agent_grace`): the cluster's response, once per episode, on a thread of its own
 //!   (a shutdown waits up to a minute): `power-off` kills the HA VMs' children, `shutdown`
-//!   powers them down over QMP first; then the lease says `stopped` with exactly the VMs reaped.
+//!   powers them down over QMP first; then the lease says `stopped` with exactly the VMs reaped
+//!   (less any started again meanwhile: such a VM runs here).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -337,7 +338,7 @@ impl Watch {
 }
 
 /// Carries out `response` on the children of `ha_vms` and writes the lease `stopped` with the
-/// VMs reaped; returns them.
+/// VMs reaped that have not been started again meanwhile; returns them.
 fn apply_isolation(
     response: IsolationResponse,
     ha_vms: &[Uuid],
@@ -374,6 +375,11 @@ fn apply_isolation(
             .into_iter()
             .map(|(vm, _)| vm),
     );
+    // A VM started again meanwhile (the shutdown waits up to a minute: contact may be back and
+    // the VM restarted here after a crash) runs here: the lease must not say it stopped, or the
+    // console would start it elsewhere too.
+    let live: Vec<Uuid> = children.live().into_iter().map(|r| r.vm).collect();
+    gone.retain(|vm| !live.contains(vm));
     tracing::warn!(?response, stopped = ?gone, "isolation response applied");
     keeper.add_stopped(&gone);
     gone
