@@ -515,6 +515,38 @@ fn a_vm_started_again_during_a_shutdown_response_is_not_written_stopped() {
 }
 
 #[test]
+fn a_shutdown_response_kills_nothing_once_the_agent_is_back() {
+    if !ready(false) {
+        return;
+    }
+    // The stand-in has no QMP: its guest never powers off, so the shutdown would kill it after
+    // its 3 s; the agent comes back first.
+    let dir = TempDir::new().unwrap();
+    let guard = Guard::start_with(dir.path(), "h1", "g", &["--shutdown-wait", "3s"]);
+    let mut c = guard.client();
+    let vm = vms(1)[0];
+    let pid = c.spawn(&stand_in(dir.path(), vm)).unwrap();
+    let the_pet = pet(Some(0), vec![vm], IsolationResponse::Shutdown);
+    let petter = Petter::start(&guard, the_pet.clone());
+    std::thread::sleep(ms(500));
+    drop(petter);
+    let t = timings();
+    let isolated = wait_until(t.agent_grace + ms(2000), || guard.status().isolated);
+    assert!(isolated.is_some(), "{:?}", guard.status());
+    let _back = Petter::start(&guard, the_pet);
+    let done = wait_until(Duration::from_secs(10), || {
+        guard.status().isolation.is_some()
+    });
+    assert!(done.is_some(), "{:?}", guard.status());
+    assert!(!guard.status().isolated);
+    assert_eq!(guard.status().isolation.unwrap().vms, Vec::<Uuid>::new());
+    std::thread::sleep(ms(3500));
+    assert!(alive(pid), "the VM was killed after its agent came back");
+    let lease = read_lease(&lease_path(&dir.path().join("datastore"), "h1")).unwrap();
+    assert_eq!(lease.state, LeaseState::Live);
+}
+
+#[test]
 fn a_second_guard_for_the_host_is_refused_while_the_first_runs() {
     if !ready(false) {
         return;
