@@ -21,8 +21,8 @@
 //!   isolation response: with keep-running nothing moves; with power-off or shutdown its HA
 //!   VMs run elsewhere once its guard stopped them;
 //! - `console-kill`: `kill -9` of the console, back after 1–5 s: nothing moves, no QEMU changes;
-//! - `console-failover`: a host killed as in `host-kill`, the console killed 0–8 s later and
-//!   back 1–4 s after that, in the middle of the failover;
+//! - `console-failover`: a host with HA VMs killed as in `host-kill`, the console killed 0–8 s
+//!   later and back 1–4 s after that, in the middle of the failover;
 //! - `qemu-kill`: `kill -9` of one VM's QEMU: an HA VM runs again on its host (crash restart);
 //!   the VM without HA stays down until the driver starts it again.
 //!
@@ -63,6 +63,9 @@ pub const SETTLE_BOUND: Duration = Duration::from_secs(60);
 pub const FAILOVER_BOUND: Duration = Duration::from_secs(60);
 /// How long the cluster must stay settled to count as settled (from its first settled look).
 const STABLE: Duration = Duration::from_secs(1);
+/// How long a `shutdown` isolation response may take on top of [`FAILOVER_BOUND`]: it waits up
+/// to a minute for the guests to power off.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 /// How often the continuous checker looks.
 pub const POLL: Duration = Duration::from_millis(100);
 /// The agents' grace (the cluster's default `agent_grace`).
@@ -694,7 +697,23 @@ impl Driver {
         let healed: Instant;
         match kind {
             Kind::HostKill | Kind::ConsoleFailover => {
-                let host = self.random_host();
+                // The console dies in the middle of a failover: a host with HA VMs.
+                let host = if kind == Kind::ConsoleFailover {
+                    let snap = self.snapshot();
+                    let mut with: Vec<String> = self
+                        .vms
+                        .iter()
+                        .filter(|v| v.ha)
+                        .filter_map(|v| snap.hosts.get(&v.name).cloned())
+                        .collect();
+                    with.sort();
+                    with.dedup();
+                    with.choose(&mut self.rng)
+                        .cloned()
+                        .unwrap_or_else(|| "h1".into())
+                } else {
+                    self.random_host()
+                };
                 let victims = self.ha_on(&host);
                 stops_plain = self.vms.iter().any(|v| v.name == PLAIN && v.home == host);
                 let early = kind == Kind::HostKill && self.rng.random_bool(0.4);
@@ -750,7 +769,8 @@ impl Driver {
                     let h = host.clone();
                     let left = FAILOVER_BOUND.saturating_sub(t0.elapsed());
                     if self.wait(left, |d| d.run_elsewhere(&v, &h)).is_some() {
-                        f.failover = Some(t0.elapsed());
+                        // Nothing to fail over is no failover time.
+                        f.failover = (!v.is_empty()).then(|| t0.elapsed());
                     } else {
                         self.violation(format!(
                             "{host}'s HA VMs ({}) not running elsewhere {} after the kill: {}",
@@ -792,10 +812,15 @@ impl Driver {
                 still = !moves;
                 let t0 = Instant::now();
                 self.link(&host, false);
+                let bound = if r == IsolationResponse::Shutdown {
+                    FAILOVER_BOUND + SHUTDOWN_WAIT
+                } else {
+                    FAILOVER_BOUND
+                };
                 if moves {
                     let h = host.clone();
                     if self
-                        .wait(FAILOVER_BOUND, |d| d.run_elsewhere(&victims, &h))
+                        .wait(bound, |d| d.run_elsewhere(&victims, &h))
                         .is_some()
                     {
                         f.failover = Some(t0.elapsed());
@@ -804,7 +829,7 @@ impl Driver {
                             "{host} isolated with {}: its HA VMs not running elsewhere {} \
                              after the cut: {}",
                             r.as_str(),
-                            secs(FAILOVER_BOUND),
+                            secs(bound),
                             self.problems().join("; ")
                         ));
                     }
@@ -830,6 +855,11 @@ impl Driver {
                 let moves = kind == Kind::AgentGone
                     && r != IsolationResponse::KeepRunning
                     && !victims.is_empty();
+                let bound = if r == IsolationResponse::Shutdown {
+                    FAILOVER_BOUND + SHUTDOWN_WAIT
+                } else {
+                    FAILOVER_BOUND
+                };
                 still = !moves;
                 f.what = format!(
                     "{host}'s agent killed, back after {}, {} ({} HA VMs)",
@@ -845,7 +875,7 @@ impl Driver {
                 if moves {
                     let h = host.clone();
                     if self
-                        .wait(away + FAILOVER_BOUND, |d| d.run_elsewhere(&victims, &h))
+                        .wait(away + bound, |d| d.run_elsewhere(&victims, &h))
                         .is_some()
                     {
                         f.failover = Some(t0.elapsed());
@@ -854,7 +884,7 @@ impl Driver {
                             "{host}'s agent gone past its grace with {}: its HA VMs not \
                              running elsewhere {} later: {}",
                             r.as_str(),
-                            secs(away + FAILOVER_BOUND),
+                            secs(away + bound),
                             self.problems().join("; ")
                         ));
                     }
