@@ -30,13 +30,17 @@
 //! - continuously (a thread scanning `/proc` every 100 ms): never two QEMUs for one VM id on
 //!   the machine; the VM without HA never runs on a host other than its record's; the
 //!   must-anti-affinity pair never has QEMUs on one host;
-//! - at each settle point, within [`SETTLE_BOUND`] of the heal: every host connected; no VM
-//!   record lost (names and ids); every HA VM runs exactly once, on the host its record names,
-//!   and the console says `running`; the VM without HA still on its record's host and running
-//!   (the driver starts it again after the faults that stop it); the pair on two hosts;
+//! - at each settle point, within [`SETTLE_BOUND`] of the heal and for [`STABLE`]: every host
+//!   connected and HA `connected`, its agent, guard and switch running; no VM record lost
+//!   (names and ids); every HA VM runs exactly once, on the host its record names, and the
+//!   console says `running`; no VM's files left on another host; the VM without HA still on
+//!   its record's host and running (the driver starts it again after the faults that stop it);
+//!   the pair placed on two hosts;
 //! - per fault: what must not move did not (agent kill within grace, console kill, keep-running
-//!   isolation: same record hosts, same QEMU pids), what must move did (a power-off isolation:
-//!   its HA VMs left the host), the VM without HA kept its QEMU through faults that spare it.
+//!   isolation: same record hosts, same QEMU pids), what must move did within
+//!   [`FAILOVER_BOUND`] (a killed host's HA VMs, a power-off or shutdown isolation's — the
+//!   latter with its minute on top), the VM without HA kept its QEMU through faults that spare
+//!   it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
