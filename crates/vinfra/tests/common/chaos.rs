@@ -1102,10 +1102,6 @@ pub fn run(tag: &str, config: &Config) -> Outcome {
         took: t.elapsed(),
         aborted,
     };
-    if !outcome.violations.is_empty() {
-        // Keep the lab's logs in the test's output (the guard prints them on a panic only).
-        println!("{}", outcome.report(true));
-    }
     d.lab.down();
     outcome
 }
