@@ -99,6 +99,10 @@ impl Guard {
                 if self.watch.fencing() {
                     return GuardResponse::Refused(GuardRefusal::Fenced);
                 }
+                // Off the VMs the lease says stopped before its QEMU exists (the write is
+                // asked at once), and again once it runs: an isolation response may have
+                // listed it in between.
+                self.keeper.remove_stopped(spec.vm);
                 match self.children.spawn(&spec) {
                     Ok(pid) => {
                         self.keeper.remove_stopped(spec.vm);

@@ -10,8 +10,10 @@
 //!   ([`HaTimings::validate`]).
 //! - Isolation (contact lost for `self_fence_after` while the lease renews, or the agent gone
 //!   past `agent_grace`): the cluster's response, once per episode, on a thread of its own
-//!   (a shutdown waits up to a minute): `power-off` kills the HA VMs' children, `shutdown`
-//!   powers them down over QMP first; then the lease says `stopped` with exactly the VMs reaped.
+//!   (a shutdown waits up to a minute, and stops killing if contact comes back meanwhile):
+//!   `power-off` kills the HA VMs' children, `shutdown` powers them down over QMP first; then
+//!   the lease says `stopped` with exactly the VMs reaped
+//!   (less any started again meanwhile: such a VM runs here).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ pub const WATCH_PERIOD: Duration = Duration::from_millis(100);
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
 /// How long the watchdog waits for the children it SIGKILLed to be reaped.
 const FENCE_REAP_WAIT: Duration = Duration::from_secs(1);
+/// How often a shutdown under way checks that its host is still isolated.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
 /// How long a QMP connection or `system_powerdown` may take during a shutdown.
 const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -327,8 +331,15 @@ impl Watch {
         let spawned = std::thread::Builder::new()
             .name("guard-isolation".into())
             .spawn(move || {
-                let vms =
-                    apply_isolation(response, &ha_vms, &children, &keeper, watch.shutdown_wait);
+                let still = || watch.lock().isolated;
+                let vms = apply_isolation(
+                    response,
+                    &ha_vms,
+                    &children,
+                    &keeper,
+                    watch.shutdown_wait,
+                    &still,
+                );
                 let mut s = watch.lock();
                 s.isolating = false;
                 s.isolation = Some((response, vms, Instant::now()));
@@ -341,13 +352,16 @@ impl Watch {
 }
 
 /// Carries out `response` on the children of `ha_vms` and writes the lease `stopped` with the
-/// VMs reaped; returns them.
+/// VMs reaped that have not been started again meanwhile; returns them. A shutdown whose host
+/// is no longer isolated (`still` false: contact back) before its guests are all off kills
+/// nothing: the console keeps a connected host's VMs where they are.
 fn apply_isolation(
     response: IsolationResponse,
     ha_vms: &[Uuid],
     children: &Children,
     keeper: &LeaseKeeper,
     shutdown_wait: Duration,
+    still: &dyn Fn() -> bool,
 ) -> Vec<Uuid> {
     let targets: Vec<(Uuid, u32)> = children
         .live()
@@ -364,12 +378,30 @@ fn apply_isolation(
             .map(|r| (r.vm, r.qmp_socket))
             .collect();
         powerdown(&sockets);
-        gone.extend(
-            children
-                .wait_gone(&targets, shutdown_wait)
-                .into_iter()
-                .map(|(vm, _)| vm),
-        );
+        let deadline = Instant::now() + shutdown_wait;
+        let (ended, abandoned) = loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(SHUTDOWN_POLL);
+            let ended = children.wait_gone(&targets, slice);
+            if ended.len() == targets.len() || Instant::now() >= deadline {
+                break (ended, false);
+            }
+            if !still() {
+                break (ended, true);
+            }
+        };
+        gone.extend(ended.into_iter().map(|(vm, _)| vm));
+        if abandoned {
+            tracing::warn!(
+                ?response,
+                stopped = ?gone,
+                "contact back before the guests were off: the isolation response stops, \
+                 nothing more is killed"
+            );
+            keeper.add_stopped(&gone);
+            return gone;
+        }
     }
     let killed = children.kill_where(|r| targets.contains(&(r.vm, r.pid)));
     gone.extend(
@@ -378,6 +410,11 @@ fn apply_isolation(
             .into_iter()
             .map(|(vm, _)| vm),
     );
+    // A VM started again meanwhile (the shutdown waits up to a minute: contact may be back and
+    // the VM restarted here after a crash) runs here: the lease must not say it stopped, or the
+    // console would start it elsewhere too.
+    let live: Vec<Uuid> = children.live().into_iter().map(|r| r.vm).collect();
+    gone.retain(|vm| !live.contains(vm));
     tracing::warn!(?response, stopped = ?gone, "isolation response applied");
     keeper.add_stopped(&gone);
     gone

@@ -82,9 +82,15 @@ fn guard_command(dir: &Path, host: &str, control: &Path, t: &HaTimings) -> Comma
 impl Guard {
     /// Starts a guard and waits until it answers (it first watches the lease for 700 ms).
     fn start(dir: &Path, host: &str, name: &str) -> Guard {
+        Self::start_with(dir, host, name, &[])
+    }
+
+    /// [`Guard::start`] with `extra` arguments (`--shutdown-wait 3s`).
+    fn start_with(dir: &Path, host: &str, name: &str, extra: &[&str]) -> Guard {
         let control = dir.join(format!("{name}.sock"));
         let stderr = dir.join(format!("{name}.stderr"));
         let process = guard_command(dir, host, &control, &timings())
+            .args(extra)
             .stderr(File::create(&stderr).unwrap())
             .spawn()
             .expect("start the guard");
@@ -458,6 +464,86 @@ fn the_agent_gone_past_its_grace_with_keep_running_changes_nothing() {
     assert_eq!(lease.state, LeaseState::Live);
     let status = guard.status();
     assert!(status.isolation.is_none(), "{status:?}");
+}
+
+#[test]
+fn a_vm_started_again_during_a_shutdown_response_is_not_written_stopped() {
+    if !ready(false) {
+        return;
+    }
+    // Two HA VMs; the stand-ins have no QMP: the powerdown fails and the shutdown waits its 3 s
+    // for both. Meanwhile the first VM's child dies and the VM is started again (as a crash
+    // restart does once contact is back); the second's is killed at the end.
+    let dir = TempDir::new().unwrap();
+    let guard = Guard::start_with(dir.path(), "h1", "g", &["--shutdown-wait", "3s"]);
+    let mut c = guard.client();
+    let ids = vms(2);
+    let pids: Vec<u32> = ids
+        .iter()
+        .map(|vm| c.spawn(&stand_in(dir.path(), *vm)).unwrap())
+        .collect();
+    let petter = Petter::start(
+        &guard,
+        pet(Some(0), ids.clone(), IsolationResponse::Shutdown),
+    );
+    std::thread::sleep(ms(500));
+    drop(petter);
+    let t = timings();
+    let isolated = wait_until(t.agent_grace + ms(2000), || guard.status().isolated);
+    assert!(isolated.is_some(), "{:?}", guard.status());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(ms(2000), || !alive(pids[0])).is_some());
+    let again = c.spawn(&stand_in(dir.path(), ids[0])).unwrap();
+    assert!(
+        guard.status().isolation.is_none(),
+        "the shutdown still waits"
+    );
+    let done = wait_until(Duration::from_secs(15), || {
+        guard.status().isolation.is_some()
+    });
+    assert!(done.is_some(), "{:?}", guard.status());
+    assert_eq!(guard.status().isolation.unwrap().vms, vec![ids[1]]);
+    assert!(alive(again), "the VM started again runs");
+    assert!(!alive(pids[1]));
+    std::thread::sleep(ms(300));
+    let lease = read_lease(&lease_path(&dir.path().join("datastore"), "h1")).unwrap();
+    assert_eq!(lease.state, LeaseState::Stopped { vms: vec![ids[1]] });
+}
+
+#[test]
+fn a_shutdown_response_kills_nothing_once_the_agent_is_back() {
+    if !ready(false) {
+        return;
+    }
+    // The stand-in has no QMP: its guest never powers off, so the shutdown would kill it after
+    // its 3 s; the agent comes back first.
+    let dir = TempDir::new().unwrap();
+    let guard = Guard::start_with(dir.path(), "h1", "g", &["--shutdown-wait", "3s"]);
+    let mut c = guard.client();
+    let vm = vms(1)[0];
+    let pid = c.spawn(&stand_in(dir.path(), vm)).unwrap();
+    let the_pet = pet(Some(0), vec![vm], IsolationResponse::Shutdown);
+    let petter = Petter::start(&guard, the_pet.clone());
+    std::thread::sleep(ms(500));
+    drop(petter);
+    let t = timings();
+    let isolated = wait_until(t.agent_grace + ms(2000), || guard.status().isolated);
+    assert!(isolated.is_some(), "{:?}", guard.status());
+    let _back = Petter::start(&guard, the_pet);
+    let done = wait_until(Duration::from_secs(10), || {
+        guard.status().isolation.is_some()
+    });
+    assert!(done.is_some(), "{:?}", guard.status());
+    assert!(!guard.status().isolated);
+    assert_eq!(guard.status().isolation.unwrap().vms, Vec::<Uuid>::new());
+    std::thread::sleep(ms(3500));
+    assert!(alive(pid), "the VM was killed after its agent came back");
+    let lease = read_lease(&lease_path(&dir.path().join("datastore"), "h1")).unwrap();
+    assert_eq!(lease.state, LeaseState::Live);
 }
 
 #[test]

@@ -53,6 +53,18 @@ pub const START_AFTER_WAIT: Duration = Duration::from_secs(120);
 /// how long the restart took).
 const WATCH: Duration = Duration::from_secs(300);
 
+/// Whether two assessments of a host are one state, for its events and the time it has been in
+/// it: an agent's absence is one state however many seconds it lasts (each second a new
+/// assessment, not a new event).
+fn same_state(a: &HostHa, b: &HostHa) -> bool {
+    match (a, b) {
+        (HostHa::Isolated { agent_absent: x }, HostHa::Isolated { agent_absent: y }) => {
+            x.is_some() == y.is_some()
+        }
+        _ => a == b,
+    }
+}
+
 /// What the controller keeps of one host between ticks.
 struct Track {
     observer: LeaseObserver,
@@ -83,19 +95,6 @@ pub struct HaController {
     restarting: HashMap<Uuid, Restarting>,
     /// (VM, what) already told in an event, so that it is told once per episode.
     noted: HashSet<(Uuid, &'static str)>,
-}
-
-/// What of a host's HA state makes an event (and restarts its `for_s`) when it changes: its
-/// name, and for an isolated host whether its guard says the agent is absent, not for how long
-/// (that grows every second).
-fn change(ha: &HostHa) -> (&'static str, bool) {
-    let absent = matches!(
-        ha,
-        HostHa::Isolated {
-            agent_absent: Some(_)
-        }
-    );
-    (ha.name(), absent)
 }
 
 /// The restart policy of a VM as the HA library takes it.
@@ -209,7 +208,7 @@ impl HaController {
                 vms: &ids,
             };
             let a = assess(now, &signals, &self.timings);
-            if track.state.as_ref().map(change) != Some(change(&a.ha)) {
+            if !track.state.as_ref().is_some_and(|s| same_state(s, &a.ha)) {
                 if let Some(prev) = &track.state {
                     console.event(
                         "host",
@@ -421,5 +420,24 @@ impl HaController {
             }
             now.duration_since(r.restarted_at) < WATCH
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_absence_is_one_state_however_long_it_lasts() {
+        let absent = |s| HostHa::Isolated {
+            agent_absent: Some(Duration::from_secs(s)),
+        };
+        let isolated = HostHa::Isolated { agent_absent: None };
+        assert!(same_state(&absent(3), &absent(4)));
+        assert!(same_state(&isolated, &isolated));
+        assert!(!same_state(&isolated, &absent(3)));
+        assert!(!same_state(&absent(3), &HostHa::Failed));
+        assert!(!same_state(&HostHa::Connected, &HostHa::Failed));
+        assert!(same_state(&HostHa::Fenced, &HostHa::Fenced));
     }
 }
