@@ -60,6 +60,8 @@ struct Inputs {
     contact: Option<Instant>,
     /// The latest moment the console is known to have run (its datastore heartbeat).
     console_alive: Option<Instant>,
+    /// When that console started, at the latest.
+    console_since: Option<Instant>,
     response: IsolationResponse,
 }
 
@@ -84,6 +86,7 @@ fn decide(i: &Inputs) -> Verdict {
         last_pet: i.last_pet,
         agent_back: i.agent_back,
         console_alive: i.console_alive,
+        console_since: i.console_since,
         response: i.response,
         applied: true,
     };
@@ -264,6 +267,7 @@ impl Watch {
                 agent_back: s.agent_back,
                 contact: s.contact,
                 console_alive: keeper.console_alive(),
+                console_since: keeper.console_since(),
                 response: s.response,
             };
             (decide(&inputs), self.agent_absent(&s, now))
@@ -465,6 +469,7 @@ mod tests {
             agent_back: Some(t0),
             contact: Some(t0 + ms(10_000)),
             console_alive: Some(t0 + ms(10_000)),
+            console_since: t0.checked_sub(Duration::from_secs(60)),
             response: IsolationResponse::PowerOff,
         }
     }

@@ -173,6 +173,20 @@ struct ConsoleWatch {
     path: PathBuf,
     last: Option<(Option<Vec<u8>>, Instant)>,
     alive: Option<Instant>,
+    /// When the console that wrote the last heartbeat started, at the latest: the read's
+    /// time less the `uptime_ms` it says.
+    since: Option<Instant>,
+}
+
+/// The `uptime_ms` a console heartbeat says (`None` when it says none).
+fn console_uptime(content: &[u8]) -> Option<Duration> {
+    #[derive(serde::Deserialize)]
+    struct Beat {
+        uptime_ms: u64,
+    }
+    serde_json::from_slice::<Beat>(content)
+        .ok()
+        .map(|b| Duration::from_millis(b.uptime_ms))
 }
 
 /// This guard's lease: who it is, what it says, when it was last written.
@@ -321,6 +335,10 @@ impl LeaseKeeper {
             if let Some((before, at)) = &c.last {
                 if *before != content && content.is_some() {
                     c.alive = Some(*at);
+                    c.since = content
+                        .as_deref()
+                        .and_then(console_uptime)
+                        .and_then(|up| now.checked_sub(up));
                 }
             }
             c.last = Some((content, now));
@@ -334,6 +352,7 @@ impl LeaseKeeper {
             path,
             last: None,
             alive: None,
+            since: None,
         });
     }
 
@@ -342,6 +361,12 @@ impl LeaseKeeper {
     /// when not watched or never seen changing.
     pub fn console_alive(&self) -> Option<Instant> {
         self.lock().console.as_ref().and_then(|c| c.alive)
+    }
+
+    /// When the console that wrote the heartbeat last seen changing started, at the latest
+    /// (`None` when not watched, never seen changing, or its heartbeat says no uptime).
+    pub fn console_since(&self) -> Option<Instant> {
+        self.lock().console.as_ref().and_then(|c| c.since)
     }
 
     /// The renewer thread: a write every period (counted from the start of the last one), or
@@ -491,10 +516,12 @@ mod tests {
         keeper.watch_console(beat.clone());
         std::thread::sleep(renew * 3);
         assert_eq!(keeper.console_alive(), None, "no heartbeat yet");
-        std::fs::write(&beat, b"1").unwrap();
+        std::fs::write(&beat, br#"{"counter":1,"uptime_ms":60000}"#).unwrap();
         std::thread::sleep(renew * 3);
-        // Appearing is a change: the console ran at the read before.
+        // Appearing is a change: the console ran at the read before, started a minute ago.
         let first = keeper.console_alive().expect("the console seen running");
+        let since = keeper.console_since().expect("its start");
+        assert!(first.saturating_duration_since(since) >= Duration::from_secs(59));
         std::fs::write(&beat, b"2").unwrap();
         std::thread::sleep(renew * 3);
         let second = keeper.console_alive().unwrap();

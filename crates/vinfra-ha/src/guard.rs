@@ -15,9 +15,9 @@
 //!    isolated ([`isolation`]): the agent is present and has been without console contact for
 //!    `self_fence_after` (its latest pet was sent at least that long after its last contact:
 //!    an agent that is gone does not count as one without contact) while the console ran (its
-//!    own heartbeat on the datastore changed at least `self_fence_after` after that contact: a
-//!    console that is down or restarting cuts every host off at once, and that is no host's
-//!    isolation), or the agent has been gone for `agent_grace` (an agent restarted within its
+//!    own heartbeat on the datastore changed at least `self_fence_after` after that contact,
+//!    and after [`CONSOLE_RECONNECT`] from that console's start: a console that is down or
+//!    restarting cuts every host off at once, and that is no host's isolation), or the agent has been gone for `agent_grace` (an agent restarted within its
 //!    grace never sets it off). The daemon clears `applied` when [`isolation`] says the host is
 //!    isolated no more.
 //! 3. Nothing otherwise.
@@ -60,6 +60,10 @@ use crate::timing::HaTimings;
 /// setting).
 pub use vinfra_types::ha::IsolationResponse;
 
+/// How long a console that (re)started gives the agents to connect to it before a host it
+/// has not heard from counts as cut off from it: a console restart is no host's isolation.
+pub const CONSOLE_RECONNECT: Duration = Duration::from_secs(10);
+
 /// What the guard knows at one tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardInputs {
@@ -82,6 +86,9 @@ pub struct GuardInputs {
     /// heartbeat ([`crate::lease::CONSOLE_HEARTBEAT`]) changed since the read before, at
     /// the time of that earlier read (a lower bound on when it was written).
     pub console_alive: Option<Instant>,
+    /// When the console that wrote that heartbeat started, at the latest (the heartbeat says
+    /// how long it has run); `None` when unknown.
+    pub console_since: Option<Instant>,
     /// The cluster's isolation response.
     pub response: IsolationResponse,
     /// Whether the response has been applied during this isolation.
@@ -138,9 +145,13 @@ pub fn isolation(inputs: &GuardInputs, timings: &HaTimings) -> Option<IsolationC
     // there, without contact, for that long; only a console heartbeat that long after it
     // proves the console ran meanwhile (else the console is what is gone).
     let present = inputs.last_pet.is_some();
-    let console_ran = inputs
-        .console_alive
-        .is_some_and(|c| c.saturating_duration_since(contact) >= timings.self_fence_after);
+    let console_ran = match (inputs.console_alive, inputs.console_since) {
+        (Some(alive), Some(since)) => {
+            let from = contact.max(since + CONSOLE_RECONNECT);
+            alive.saturating_duration_since(from) >= timings.self_fence_after
+        }
+        _ => false,
+    };
     (present && console_ran && pet.saturating_duration_since(contact) >= timings.self_fence_after)
         .then_some(IsolationCause::ContactLost)
 }
@@ -180,6 +191,7 @@ mod tests {
             last_pet: Some(t0),
             agent_back: None,
             console_alive: None,
+            console_since: t0.checked_sub(Duration::from_secs(60)),
             response: IsolationResponse::PowerOff,
             applied: false,
         }
@@ -207,6 +219,19 @@ mod tests {
             decide(&i, &t),
             GuardAction::ApplyIsolation(IsolationResponse::PowerOff)
         );
+        // A console that restarted at 2 s: its heartbeat is no proof until the agents had
+        // CONSOLE_RECONNECT to reach it.
+        i.console_since = Some(ms(t0, 2_000));
+        i.console_alive = Some(ms(t0, 9_000));
+        assert_eq!(isolation(&i, &t), None);
+        i.now = ms(t0, 15_000);
+        i.last_write = Some(ms(t0, 15_000));
+        i.last_pet = Some(ms(t0, 15_000));
+        i.console_alive = Some(ms(t0, 15_000));
+        assert_eq!(isolation(&i, &t), Some(IsolationCause::ContactLost));
+        // Its start unknown: no isolation.
+        i.console_since = None;
+        assert_eq!(isolation(&i, &t), None);
     }
 
     fn ms(t0: Instant, n: u64) -> Instant {

@@ -149,6 +149,7 @@ proptest! {
             last_pet: Some(at(now.saturating_sub(100))),
             agent_back: None,
             console_alive: Some(at(now)),
+            console_since: Some(at(0)),
             response: IsolationResponse::KeepRunning,
             applied: false,
         };

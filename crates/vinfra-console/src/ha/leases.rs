@@ -82,7 +82,9 @@ impl LeaseSource for NoLeases {
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes the console's own heartbeat on the datastore, `<datastore>/ha/console.heartbeat`
-/// (`vinfra_ha::lease::CONSOLE_HEARTBEAT`): a counter and the time, rewritten every
+/// (`vinfra_ha::lease::CONSOLE_HEARTBEAT`): a counter, how long this console has run
+/// (`uptime_ms`: a guard tells a console that just restarted from one that ran on while its
+/// host had no contact) and the time, rewritten every
 /// [`HEARTBEAT_EVERY`] (a temporary file renamed over it). Every guard reads it: a host that
 /// lost its console contact while it kept changing is cut off from a running console
 /// (isolated, its isolation response applies); one that stopped changing too means the console
@@ -94,11 +96,13 @@ pub async fn write_heartbeat(datastore: PathBuf) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut counter: u64 = 0;
     let mut failures: u64 = 0;
+    let started = std::time::Instant::now();
     loop {
         every.tick().await;
         counter += 1;
         let p = path.clone();
-        let written = tokio::task::spawn_blocking(move || write_beat(&p, counter)).await;
+        let uptime_ms = started.elapsed().as_millis() as u64;
+        let written = tokio::task::spawn_blocking(move || write_beat(&p, counter, uptime_ms)).await;
         match written {
             Ok(Ok(())) => {
                 if failures > 0 {
@@ -117,7 +121,7 @@ pub async fn write_heartbeat(datastore: PathBuf) {
     }
 }
 
-fn write_beat(path: &Path, counter: u64) -> std::io::Result<()> {
+fn write_beat(path: &Path, counter: u64, uptime_ms: u64) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -128,7 +132,10 @@ fn write_beat(path: &Path, counter: u64) -> std::io::Result<()> {
         .unwrap_or(0);
     let tmp = path.with_extension("heartbeat.tmp");
     let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{{\"counter\":{counter},\"written_unix_ms\":{at}}}")?;
+    writeln!(
+        f,
+        "{{\"counter\":{counter},\"uptime_ms\":{uptime_ms},\"written_unix_ms\":{at}}}"
+    )?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)
