@@ -13,13 +13,13 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Longest request line accepted; a longer one is refused ([`Refusal::TooLong`]) and the
+/// Longest request line accepted; a longer one is refused ([`BadLine::TooLong`]) and the
 /// connection closed.
 pub const MAX_LINE: u64 = 1 << 20;
 
 /// Why a request line got no answer from the service.
 #[derive(Debug)]
-pub enum Refusal {
+pub enum BadLine {
     /// The line is longer than [`MAX_LINE`]; the connection is closed after the refusal.
     TooLong,
     /// The line is not a request (the connection stays).
@@ -35,7 +35,7 @@ pub trait Service {
     /// Answers one request.
     fn handle(&self, request: Self::Request) -> Self::Response;
     /// The answer to a line that is no request.
-    fn refuse(&self, why: Refusal) -> Self::Response;
+    fn refuse(&self, why: BadLine) -> Self::Response;
     /// Called once `response` was written to the peer (the default does nothing).
     fn answered(&self, _response: &Self::Response) {}
 }
@@ -105,7 +105,7 @@ pub fn serve_connection<S: Service + ?Sized>(stream: UnixStream, service: &S) ->
             return Ok(());
         }
         if !line.ends_with('\n') && n as u64 >= MAX_LINE {
-            write_line(&mut writer, &service.refuse(Refusal::TooLong))?;
+            write_line(&mut writer, &service.refuse(BadLine::TooLong))?;
             return Ok(());
         }
         if line.trim().is_empty() {
@@ -113,7 +113,7 @@ pub fn serve_connection<S: Service + ?Sized>(stream: UnixStream, service: &S) ->
         }
         let response = match serde_json::from_str::<S::Request>(&line) {
             Ok(request) => service.handle(request),
-            Err(e) => service.refuse(Refusal::NotARequest(e)),
+            Err(e) => service.refuse(BadLine::NotARequest(e)),
         };
         write_line(&mut writer, &response)?;
         service.answered(&response);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use vinfra_control_socket::{bind, serve, Refusal, Service, MAX_LINE};
+use vinfra_control_socket::{bind, serve, BadLine, Service, MAX_LINE};
 
 /// Doubles numbers; refusals are strings; counts the answers written.
 struct Doubler(Arc<AtomicUsize>);
@@ -22,10 +22,10 @@ impl Service for Doubler {
         (n * 2).into()
     }
 
-    fn refuse(&self, why: Refusal) -> serde_json::Value {
+    fn refuse(&self, why: BadLine) -> serde_json::Value {
         match why {
-            Refusal::TooLong => "too long".into(),
-            Refusal::NotARequest(_) => "not a number".into(),
+            BadLine::TooLong => "too long".into(),
+            BadLine::NotARequest(_) => "not a number".into(),
         }
     }
 

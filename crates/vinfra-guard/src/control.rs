@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::net::UnixListener;
 
 pub use vinfra_control_socket::{bind, MAX_LINE};
-use vinfra_control_socket::{Refusal, Service};
+use vinfra_control_socket::{BadLine, Service};
 
 use crate::protocol::{GuardRefusal, GuardRequest, GuardResponse};
 
@@ -28,10 +28,10 @@ where
         (self.handler)(request)
     }
 
-    fn refuse(&self, why: Refusal) -> GuardResponse {
+    fn refuse(&self, why: BadLine) -> GuardResponse {
         let message = match why {
-            Refusal::TooLong => "request line too long".to_string(),
-            Refusal::NotARequest(e) => e.to_string(),
+            BadLine::TooLong => "request line too long".to_string(),
+            BadLine::NotARequest(e) => e.to_string(),
         };
         GuardResponse::Refused(GuardRefusal::BadRequest { message })
     }

@@ -26,7 +26,7 @@ use vinfra_placement::{
 use crate::error::SimError;
 use crate::ha::{
     admission_error, power_on, request, restart_vm, FailoverRecord, HaLog, Prediction,
-    RefusedRecord, Reserve, RetryRecord,
+    RefusedRecord, ReserveTracker, RetryRecord,
 };
 use crate::scenario::Scenario;
 
@@ -234,7 +234,7 @@ struct Run<'a> {
     out: Vec<Option<Out>>,
     /// HA VMs waiting for a restart, in the order they went down.
     down: Vec<usize>,
-    reserve: Reserve,
+    reserve: ReserveTracker,
     ha: HaLog,
 }
 
@@ -568,7 +568,7 @@ pub fn simulate(s: &Scenario, kind: BalancerKind) -> Result<BalancerRun, SimErro
         at: vec![None; s.vms.len()],
         out: vec![None; s.vms.len()],
         down: Vec::new(),
-        reserve: Reserve::new(s.ha.tolerate_host_failures),
+        reserve: ReserveTracker::new(s.ha.tolerate_host_failures),
         ha: HaLog::default(),
     };
     let mut pending: Vec<(usize, String)> = Vec::new();

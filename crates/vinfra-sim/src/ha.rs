@@ -283,15 +283,15 @@ pub(crate) fn power_on(s: &Scenario, index: usize) -> PowerOn {
 /// Admission control as the console keeps it: built from the cluster when first needed, kept
 /// up to date VM by VM (power-ons, stops, migrations as a stop and a start), built again after
 /// any change of the hosts (maintenance, failure, return).
-pub(crate) struct Reserve {
+pub(crate) struct ReserveTracker {
     tolerate: u32,
     admission: Option<Admission>,
     stale: bool,
 }
 
-impl Reserve {
-    pub(crate) fn new(tolerate: u32) -> Reserve {
-        Reserve {
+impl ReserveTracker {
+    pub(crate) fn new(tolerate: u32) -> ReserveTracker {
+        ReserveTracker {
             tolerate,
             admission: None,
             stale: false,

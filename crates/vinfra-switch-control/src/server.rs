@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::net::UnixListener;
 
 pub use vinfra_control_socket::{bind, MAX_LINE};
-use vinfra_control_socket::{Refusal, Service};
+use vinfra_control_socket::{BadLine, Service};
 
 use crate::protocol::{Request, Response};
 
@@ -22,10 +22,10 @@ impl<H: Fn(Request) -> Response> Service for Control<H> {
         (self.0)(request)
     }
 
-    fn refuse(&self, why: Refusal) -> Response {
+    fn refuse(&self, why: BadLine) -> Response {
         let message = match why {
-            Refusal::TooLong => "request line too long".to_string(),
-            Refusal::NotARequest(e) => format!("bad request: {e}"),
+            BadLine::TooLong => "request line too long".to_string(),
+            BadLine::NotARequest(e) => format!("bad request: {e}"),
         };
         Response::Error { message }
     }
