@@ -233,7 +233,12 @@ async fn an_ha_policy_changed_on_a_running_vm_reaches_its_host_at_once() {
         } else {
             "HA off passed to h1's guard"
         };
-        let ev = events(&c).await;
+        // The event is written once the agent's answer is in, a moment after the agent took it.
+        let mut ev = events(&c).await;
+        while !ev.contains(says) && changed.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ev = events(&c).await;
+        }
         assert!(ev.contains(says), "{ev}");
     }
     // Passed once each: the host's report agrees afterwards, so nothing is sent again.
