@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::Location;
+use super::policy::PortPolicy;
 use super::port::PortConfig;
 use crate::wire::{MacAddr, VlanId, Vni};
 
@@ -131,6 +132,30 @@ pub enum ConfigCommand {
     },
     /// Replaces the switch-wide settings.
     SetSettings(SwitchSettings),
+    /// Replaces an access port's policy (port security, MAC limit, storm control).
+    SetPortPolicy {
+        /// A VM or host port.
+        port: PortId,
+        /// The new policy.
+        policy: PortPolicy,
+    },
+    /// Sets the underlay addresses the VXLAN uplink accepts packets from: the cluster's hosts.
+    /// A VXLAN packet from any other source is dropped (`unknown_vtep`). `None` accepts any
+    /// source (the default until the agent sends the list).
+    SetUnderlayPeers(Option<Vec<Ipv4Addr>>),
+    /// Says that a static MAC entry pointing at a remote host may move to VTEP `to` (its VM is
+    /// migrating there): an announcement (RARP or gratuitous ARP) of the address from `to`
+    /// moves the entry; an announcement from any other VTEP, or any announcement when no move
+    /// is expected, does not (counted as `mac_moves_refused`). `None` withdraws the
+    /// expectation. Setting the entry again ([`ConfigCommand::AddMacEntry`]) withdraws it too.
+    ExpectMacMove {
+        /// The network.
+        network: NetworkId,
+        /// The entry's address.
+        mac: MacAddr,
+        /// The VTEP it may move to.
+        to: Option<Ipv4Addr>,
+    },
     /// Enables (`Some`) or disables (`None`) the switch's DHCP responder on a network: DHCP
     /// client messages from its access ports are answered by the switch and not flooded.
     SetDhcp {
@@ -203,6 +228,28 @@ pub enum ConfigError {
     /// A group address where a unicast MAC is required.
     #[error("{0} is not a unicast MAC address")]
     NotUnicast(MacAddr),
+    /// A port policy for a port that is not a VM or host port.
+    #[error("{0} is not an access port: only VM and host ports have a policy")]
+    NotAccessPort(PortId),
+    /// An allowed address with a prefix length above 32.
+    #[error("allowed address {ip}/{prefix_len}: the prefix length is above 32")]
+    BadAllowedPrefix {
+        /// The address.
+        ip: Ipv4Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+    },
+    /// Storm control with a zero rate or burst.
+    #[error("storm control needs a rate and a burst of at least 1 frame")]
+    BadStormControl,
+    /// An expected MAC move for an address with no static entry pointing at a remote host.
+    #[error("{mac} has no static entry for a remote host in {network}")]
+    NoRemoteMacEntry {
+        /// The network.
+        network: NetworkId,
+        /// The address.
+        mac: MacAddr,
+    },
     /// A DHCP prefix length of 0 or above 32.
     #[error("prefix length {0} is not between 1 and 32")]
     BadPrefixLength(u8),

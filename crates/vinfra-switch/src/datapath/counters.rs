@@ -64,11 +64,27 @@ pub enum DropReason {
     /// Offload metadata (virtio-net header) that does not match the frame, or an unsupported
     /// kind of offload.
     BadOffload,
+    /// Port security: a source MAC the port may not use.
+    SpoofedMac,
+    /// Port security: an IPv4 source the frame's MAC may not use.
+    SpoofedIp,
+    /// Port security: ARP whose sender is not the frame's source MAC or an address it may use.
+    SpoofedArp,
+    /// Port security: a DHCP server message (UDP from port 67) from a VM port.
+    DhcpServer,
+    /// Port security: an EtherType other than IPv4, ARP and RARP.
+    EthertypeNotAllowed,
+    /// A new source MAC on a port that holds its limit of learned entries.
+    PortMacLimit,
+    /// A frame to flood from a port over its storm-control rate.
+    StormControl,
+    /// A VXLAN packet from an underlay address that is not one of the cluster's hosts.
+    UnknownVtep,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 35;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -99,6 +115,14 @@ impl DropReason {
         DropReason::DhcpUnknownClient,
         DropReason::DhcpIgnored,
         DropReason::BadOffload,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::DhcpServer,
+        DropReason::EthertypeNotAllowed,
+        DropReason::PortMacLimit,
+        DropReason::StormControl,
+        DropReason::UnknownVtep,
     ];
 
     /// The snake_case name used in APIs and logs.
@@ -131,6 +155,14 @@ impl DropReason {
             DropReason::DhcpUnknownClient => "dhcp_unknown_client",
             DropReason::DhcpIgnored => "dhcp_ignored",
             DropReason::BadOffload => "bad_offload",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::DhcpServer => "dhcp_server",
+            DropReason::EthertypeNotAllowed => "ethertype_not_allowed",
+            DropReason::PortMacLimit => "port_mac_limit",
+            DropReason::StormControl => "storm_control",
+            DropReason::UnknownVtep => "unknown_vtep",
         }
     }
 
@@ -244,6 +276,9 @@ pub struct SegmentCounters {
     pub learning_refused: u64,
     /// DHCP offers, acknowledgements and refusals sent by the switch's DHCP responder.
     pub dhcp_replies: u64,
+    /// Announcements that would have moved a static entry to another host without the control
+    /// plane expecting that move (see [`super::ConfigCommand::ExpectMacMove`]); the entry stayed.
+    pub mac_moves_refused: u64,
 }
 
 /// A copy of every counter.

@@ -400,6 +400,9 @@ impl Switch {
                 self.vtep_macs.insert(vtep, mac);
                 Ok(())
             }
+            ConfigCommand::SetPortPolicy { .. }
+            | ConfigCommand::SetUnderlayPeers(_)
+            | ConfigCommand::ExpectMacMove { .. } => Ok(()),
             ConfigCommand::SetDhcp { network, config } => {
                 if let Some(c) = &config {
                     if c.prefix_len == 0 || c.prefix_len > 32 {
