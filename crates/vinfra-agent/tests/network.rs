@@ -214,6 +214,7 @@ fn nic(network: &str, mac: &str) -> NicSpec {
         network: network.into(),
         mac: Some(mac.into()),
         ip: None,
+        ..Default::default()
     }
 }
 
@@ -263,6 +264,7 @@ fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
             network: "blue".into(),
             mac: remote_mac.into(),
             host_ip: other_host,
+            moving_to: None,
         }],
         arps: vec![
             SwitchArpEntry {
@@ -276,6 +278,7 @@ fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
                 mac: MAC_B.into(),
             },
         ],
+        underlay_peers: vec![other_host],
     }
 }
 
@@ -698,6 +701,7 @@ async fn the_agent_reports_the_underlay_mtu_of_a_switch_with_its_own_uplink() {
         networks: vec![],
         macs: vec![],
         arps: vec![],
+        underlay_peers: vec![],
     };
     let reply = handle(&m, AgentCommand::ApplySwitchConfig { config: empty })
         .await

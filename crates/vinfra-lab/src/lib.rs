@@ -1296,6 +1296,7 @@ impl Lab {
             network: network.to_string(),
             mac: None,
             ip: address.requested_ip().map(|ip| ip.to_string()),
+            ..Default::default()
         }];
         req
     }

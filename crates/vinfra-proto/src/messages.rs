@@ -14,8 +14,10 @@ use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec
 /// liveness, reports only the host's state. 3: the cluster's HA settings for the host's guard
 /// ([`AgentCommand::SetHa`], sent after every Hello), and the guard in reports
 /// ([`HostReport::guard`]). 4: a VM's HA policy changed while it runs
-/// ([`AgentCommand::SetVmHa`]), and as the host took it in reports (`VmObserved::ha`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// ([`AgentCommand::SetVmHa`]), and as the host took it in reports (`VmObserved::ha`). 5: the
+/// switch configuration's underlay peers and expected MAC moves ([`HostSwitchConfig`]), NICs'
+/// port security (`NicSpec::port_security`, `allowed_addresses`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,6 +293,9 @@ pub struct HostSwitchConfig {
     /// Addresses the switch answers ARP requests for (ARP suppression).
     #[serde(default)]
     pub arps: Vec<SwitchArpEntry>,
+    /// Underlay addresses of the cluster's hosts: the only sources the VXLAN uplink accepts.
+    #[serde(default)]
+    pub underlay_peers: Vec<Ipv4Addr>,
 }
 
 /// One logical network on a host's switch.
@@ -354,6 +359,10 @@ pub struct SwitchMacEntry {
     pub mac: String,
     /// Underlay address of the host the NIC is on.
     pub host_ip: Ipv4Addr,
+    /// Underlay address of the host its VM is migrating to: an announcement of the MAC from
+    /// there (the VM resumed) moves the entry; from anywhere else it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<Ipv4Addr>,
 }
 
 /// An IPv4 address the switch answers ARP requests for.

@@ -19,8 +19,9 @@ pub mod server;
 
 pub use client::{ClientError, SwitchClient};
 pub use protocol::{
-    Attachment, BadMac, CountersView, DhcpSpec, LocationSpec, Mac, NetworkCountersView,
-    NetworkSpec, PortCountersView, PortSpec, Request, Response, TrafficView,
+    AllowedAddressSpec, Attachment, BadMac, CountersView, DhcpSpec, LocationSpec, Mac,
+    NetworkCountersView, NetworkSpec, PortCountersView, PortPolicySpec, PortSpec, Request,
+    Response, StormSpec, TrafficView,
 };
 
 /// The port number of the VXLAN uplink: the daemon opens it itself when started with an

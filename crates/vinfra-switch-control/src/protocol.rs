@@ -166,6 +166,42 @@ pub struct DhcpSpec {
     pub lease_secs: u32,
 }
 
+/// A source a port may send from (the core's `AllowedAddress`): a MAC and the IPv4 prefix it
+/// may use; `prefix_len` 0 allows any IPv4 source from that MAC.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AllowedAddressSpec {
+    /// A unicast MAC address.
+    pub mac: Mac,
+    /// The prefix's address.
+    pub ip: Ipv4Addr,
+    /// The prefix's length, 0 to 32.
+    pub prefix_len: u8,
+}
+
+/// Storm control (the core's `StormControl`): flooded frames a port may send.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StormSpec {
+    /// Frames per second, sustained.
+    pub frames_per_sec: u32,
+    /// Bucket depth, frames.
+    pub burst: u32,
+}
+
+/// An access port's policy (the core's `PortPolicy`); absent fields are off.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct PortPolicySpec {
+    /// Port security: the sources the port may send from; absent or `null` is off, `[]` sends
+    /// nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<AllowedAddressSpec>>,
+    /// Most learned MAC entries pointing at the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit: Option<u32>,
+    /// Storm control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<StormSpec>,
+}
+
 /// A request to the switch.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -252,6 +288,31 @@ pub enum Request {
         mac_ageing_secs: u64,
         /// Most learned MACs per network.
         mac_learn_limit: usize,
+    },
+    /// The core's `ConfigCommand::SetPortPolicy`; a port's policy goes with the port.
+    SetPortPolicy {
+        /// A VM or host port.
+        port: u32,
+        /// Its policy.
+        policy: PortPolicySpec,
+    },
+    /// The core's `ConfigCommand::SetUnderlayPeers`: the VXLAN uplink accepts packets from
+    /// these underlay addresses only; absent or `null` accepts any.
+    SetUnderlayPeers {
+        /// The other hosts' underlay addresses.
+        #[serde(default)]
+        peers: Option<Vec<Ipv4Addr>>,
+    },
+    /// The core's `ConfigCommand::ExpectMacMove`: a static entry for a remote host may move to
+    /// VTEP `to` on an announcement from there; absent or `null` withdraws that.
+    ExpectMacMove {
+        /// Network.
+        network: u32,
+        /// Address.
+        mac: Mac,
+        /// The VTEP it may move to.
+        #[serde(default)]
+        to: Option<Ipv4Addr>,
     },
     /// The core's `ConfigCommand::SetDhcp`: enables (`config` set) or disables the DHCP responder.
     SetDhcp {
@@ -344,6 +405,10 @@ pub struct NetworkCountersView {
     pub flooded: u64,
     /// Sources not learned (table full).
     pub learning_refused: u64,
+    /// Announcements that would have moved a remote VM's MAC entry without the control plane
+    /// expecting it; the entry stayed.
+    #[serde(default)]
+    pub mac_moves_refused: u64,
 }
 
 /// Every counter.

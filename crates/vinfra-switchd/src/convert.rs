@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vinfra_switch::datapath::{
-    ConfigCommand, Counters, DhcpConfig, Drops, Location, NetworkId, PortConfig, PortId, PortKind,
-    Segment, SegmentCounters, Snapshot, SwitchSettings,
+    AllowedAddress, ConfigCommand, Counters, DhcpConfig, Drops, Location, NetworkId, PortConfig,
+    PortId, PortKind, PortPolicy, Segment, SegmentCounters, Snapshot, StormControl, SwitchSettings,
 };
 use vinfra_switch::wire::{MacAddr, VlanId, Vni};
 use vinfra_switch_control::{
     Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkCountersView, NetworkSpec,
-    PortCountersView, PortSpec, Request, TrafficView,
+    PortCountersView, PortPolicySpec, PortSpec, Request, TrafficView,
 };
 
 use crate::ports::UNDERLAY_PLACEHOLDER_MAC;
@@ -59,6 +59,26 @@ pub fn dhcp_config(d: DhcpSpec) -> DhcpConfig {
         server: d.server,
         mtu: d.mtu,
         lease_secs: d.lease_secs,
+    }
+}
+
+/// The core's port policy.
+pub fn port_policy(p: &PortPolicySpec) -> PortPolicy {
+    PortPolicy {
+        allowed: p.allowed.as_ref().map(|list| {
+            list.iter()
+                .map(|a| AllowedAddress {
+                    mac: mac(a.mac),
+                    ip: a.ip,
+                    prefix_len: a.prefix_len,
+                })
+                .collect()
+        }),
+        mac_limit: p.mac_limit,
+        storm: p.storm.map(|s| StormControl {
+            frames_per_sec: s.frames_per_sec,
+            burst: s.burst,
+        }),
     }
 }
 
@@ -139,6 +159,20 @@ pub fn config_command(request: &Request) -> Result<Option<ConfigCommand>, BadVal
             mac_ageing: Duration::from_secs(*mac_ageing_secs),
             mac_learn_limit: *mac_learn_limit,
         }),
+        Request::SetPortPolicy { port, policy } => ConfigCommand::SetPortPolicy {
+            port: PortId(*port),
+            policy: port_policy(policy),
+        },
+        Request::SetUnderlayPeers { peers } => ConfigCommand::SetUnderlayPeers(peers.clone()),
+        Request::ExpectMacMove {
+            network,
+            mac: m,
+            to,
+        } => ConfigCommand::ExpectMacMove {
+            network: NetworkId(*network),
+            mac: mac(*m),
+            to: *to,
+        },
         Request::SetDhcp { network, config } => ConfigCommand::SetDhcp {
             network: NetworkId(*network),
             config: config.map(dhcp_config),
@@ -204,6 +238,7 @@ fn network_view(id: NetworkId, n: &SegmentCounters) -> NetworkCountersView {
         arp_suppressed: n.arp_suppressed,
         flooded: n.flooded,
         learning_refused: n.learning_refused,
+        mac_moves_refused: n.mac_moves_refused,
     }
 }
 

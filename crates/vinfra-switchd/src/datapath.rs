@@ -13,7 +13,8 @@ use vinfra_switch::datapath::{ConfigCommand, ConfigError, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
 use vinfra_switch::wire::Offload;
 use vinfra_switch_control::{
-    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, Response,
+    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortPolicySpec, PortSpec,
+    Request, Response,
 };
 use vinfra_types::error::chain;
 
@@ -143,6 +144,9 @@ struct AppliedConfig {
     arps: BTreeMap<(u32, Ipv4Addr), Mac>,
     vtep_macs: BTreeMap<Ipv4Addr, Mac>,
     dhcp: BTreeMap<u32, DhcpSpec>,
+    policies: BTreeMap<u32, PortPolicySpec>,
+    peers: Option<Vec<Ipv4Addr>>,
+    moves: BTreeMap<(u32, Mac), Ipv4Addr>,
 }
 
 pub(crate) struct Datapath {
@@ -375,6 +379,7 @@ impl Datapath {
                 d.networks.remove(&id);
                 d.flood.remove(&id);
                 d.macs.retain(|(n, _), _| *n != id);
+                d.moves.retain(|(n, _), _| *n != id);
                 d.arps.retain(|(n, _), _| *n != id);
                 d.dhcp.remove(&id);
             }
@@ -395,10 +400,24 @@ impl Datapath {
                 location,
             } => {
                 d.macs.insert((network, mac), location);
+                d.moves.remove(&(network, mac));
             }
             Request::RemoveMacEntry { network, mac } => {
                 d.macs.remove(&(network, mac));
+                d.moves.remove(&(network, mac));
             }
+            Request::ExpectMacMove { network, mac, to } => match to {
+                Some(to) => {
+                    d.moves.insert((network, mac), to);
+                }
+                None => {
+                    d.moves.remove(&(network, mac));
+                }
+            },
+            Request::SetPortPolicy { port, policy } => {
+                d.policies.insert(port, policy);
+            }
+            Request::SetUnderlayPeers { peers } => d.peers = peers,
             Request::AddArpEntry { network, ip, mac } => {
                 d.arps.insert((network, ip), mac);
             }
@@ -481,6 +500,7 @@ impl Datapath {
         self.applied
             .macs
             .retain(|_, location| *location != LocationSpec::Port(id));
+        self.applied.policies.remove(&id);
         Ok(())
     }
 
@@ -556,6 +576,29 @@ impl Datapath {
             network,
             config: Some(c),
         }));
+        out.extend(
+            d.moves
+                .iter()
+                .map(|(&(network, mac), &to)| Request::ExpectMacMove {
+                    network,
+                    mac,
+                    to: Some(to),
+                }),
+        );
+        out.extend(
+            d.policies
+                .iter()
+                .filter(|(id, _)| self.ports.contains_key(id))
+                .map(|(&port, policy)| Request::SetPortPolicy {
+                    port,
+                    policy: policy.clone(),
+                }),
+        );
+        if let Some(peers) = &d.peers {
+            out.push(Request::SetUnderlayPeers {
+                peers: Some(peers.clone()),
+            });
+        }
         out
     }
 }

@@ -29,7 +29,10 @@ pub use host::{
 };
 pub use migration::{MigrationPhase, MigrationProgress};
 pub use name::{validate_file_name, validate_name, NameError};
-pub use vm::{BootSource, DiskSpec, NicSpec, PowerState, VmObserved, VmSpec, VmSummary, VmUsage};
+pub use vm::{
+    AllowedAddressPair, BootSource, DiskSpec, NicSpec, PowerState, VmObserved, VmSpec, VmSummary,
+    VmUsage,
+};
 
 /// One mebibyte in bytes.
 pub const MIB: u64 = 1024 * 1024;

@@ -75,8 +75,11 @@ pub struct DiskSpec {
     pub size_gib: Option<u64>,
 }
 
+/// Most allowed address pairs one NIC may have.
+pub const MAX_ALLOWED_ADDRESSES: usize = 16;
+
 /// One network interface.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NicSpec {
     /// Logical network name.
@@ -89,6 +92,47 @@ pub struct NicSpec {
     /// The console records the final address here.
     #[serde(default)]
     pub ip: Option<String>,
+    /// Port security: the NIC may send only from its MAC and address (and its
+    /// `allowed_addresses`), may not answer ARP for others' addresses nor act as a DHCP server;
+    /// its host's switch drops everything else and counts it. On unless `false` (a router or
+    /// firewall appliance forwarding others' traffic); the console records the final value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// Further sources the NIC may send from with port security on (a virtual IP that
+    /// keepalived moves between VMs, say), at most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_addresses: Vec<AllowedAddressPair>,
+}
+
+impl NicSpec {
+    /// Whether port security is on (it is unless turned off).
+    pub fn port_security(&self) -> bool {
+        self.port_security != Some(false)
+    }
+}
+
+/// A source a NIC may send from besides its own address, with port security on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedAddressPair {
+    /// An IPv4 address (`10.0.0.9`) or prefix (`10.0.0.0/29`, host bits zero).
+    pub ip: String,
+    /// The MAC it is sent from; the NIC's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl AllowedAddressPair {
+    /// The prefix: its address and length (32 for an address).
+    pub fn prefix(&self) -> Option<(std::net::Ipv4Addr, u8)> {
+        let (ip, len) = match self.ip.split_once('/') {
+            Some((ip, len)) => (ip, len.parse::<u8>().ok().filter(|l| *l <= 32)?),
+            None => (self.ip.as_str(), 32),
+        };
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+        (u32::from(ip) & !mask == 0).then_some((ip, len))
+    }
 }
 
 /// Why a VM specification was refused.
@@ -173,6 +217,30 @@ pub enum SpecError {
         /// The address as given.
         ip: String,
     },
+    /// An allowed address pair's address is not an IPv4 address or prefix with zero host bits.
+    #[error(
+        "nic {index}: allowed address '{ip}' is not an IPv4 address or prefix like 10.0.0.0/29"
+    )]
+    NicAllowedIp {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The address as given.
+        ip: String,
+    },
+    /// An allowed address pair's MAC does not parse or is not unicast.
+    #[error("nic {index}: allowed address MAC: {error}")]
+    NicAllowedMac {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong with it.
+        error: crate::network::NetworkError,
+    },
+    /// More allowed address pairs than allowed on one NIC.
+    #[error("nic {0}: at most {MAX_ALLOWED_ADDRESSES} allowed addresses")]
+    TooManyAllowedAddresses(usize),
+    /// Allowed address pairs on a NIC whose port security is off (it may send from anything).
+    #[error("nic {0}: allowed addresses need port security on")]
+    AllowedAddressesWithoutPortSecurity(usize),
     /// The HA policy is not valid (its start-after is not a name).
     #[error(transparent)]
     Ha(crate::ha::HaError),
@@ -251,6 +319,24 @@ impl VmSpec {
                         index,
                         ip: ip.clone(),
                     });
+                }
+            }
+            if n.allowed_addresses.len() > MAX_ALLOWED_ADDRESSES {
+                return Err(SpecError::TooManyAllowedAddresses(index));
+            }
+            if !n.port_security() && !n.allowed_addresses.is_empty() {
+                return Err(SpecError::AllowedAddressesWithoutPortSecurity(index));
+            }
+            for a in &n.allowed_addresses {
+                if a.prefix().is_none() {
+                    return Err(SpecError::NicAllowedIp {
+                        index,
+                        ip: a.ip.clone(),
+                    });
+                }
+                if let Some(mac) = &a.mac {
+                    crate::network::parse_mac(mac)
+                        .map_err(|error| SpecError::NicAllowedMac { index, error })?;
                 }
             }
         }
@@ -399,6 +485,7 @@ mod tests {
                     network: "n".into(),
                     mac: Some("zz".into()),
                     ip: None,
+                    ..Default::default()
                 })
             }),
             Box::new(|s| {
@@ -406,6 +493,7 @@ mod tests {
                     network: "n".into(),
                     mac: Some("01:00:5e:00:00:01".into()),
                     ip: None,
+                    ..Default::default()
                 })
             }),
         ];
@@ -422,6 +510,7 @@ mod tests {
             network: "n".into(),
             mac: Some(mac.into()),
             ip: ip.map(str::to_string),
+            ..Default::default()
         };
         type Mutation = Box<dyn Fn(&mut VmSpec)>;
         let cases: Vec<(Mutation, String)> = vec![

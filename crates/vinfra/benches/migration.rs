@@ -409,6 +409,7 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>, Vec<String>) 
             network: NET_NAME.into(),
             mac: None,
             ip: Some(ip.into()),
+            ..Default::default()
         }];
         api.create_vm(&req)
             .unwrap_or_else(|e| panic!("create {name}: {e}"))

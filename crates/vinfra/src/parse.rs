@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vinfra_types::vm::{MAX_DISK_GIB, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB};
-use vinfra_types::{DiskSpec, NicSpec};
+use vinfra_types::{AllowedAddressPair, DiskSpec, NicSpec};
 
 /// Why a command-line value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -494,7 +494,10 @@ pub fn disk(value: &str) -> Result<DiskSpec, ParseError> {
     Ok(d)
 }
 
-/// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx]`: each key at most once, with a value.
+/// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx][,port-security=on|off]
+/// [,allow=IP[/LEN][@MAC][+...]]`: each key at most once, with a value. `allow` lists the NIC's
+/// allowed address pairs, `+`-separated: an address or prefix, sent from the NIC's MAC or the
+/// one after `@`.
 pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     let err = |reason: String| ParseError::List {
         what: "nic",
@@ -511,28 +514,57 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     }
     let mut n = NicSpec {
         network: network.to_string(),
-        mac: None,
-        ip: None,
+        ..Default::default()
     };
+    let mut seen: Vec<&str> = Vec::new();
     if let Some(rest) = rest {
         for (k, v) in pairs("nic", rest)? {
-            let (slot, parsed) = match k {
-                "ip" => (
-                    &mut n.ip,
-                    v.parse::<Ipv4Addr>()
-                        .map(|ip| ip.to_string())
-                        .map_err(|_| format!("'{v}' is not an IPv4 address")),
-                ),
-                "mac" => (&mut n.mac, mac(v)),
-                _ => return Err(err(format!("unknown key '{k}' (use ip, mac)"))),
-            };
-            if slot.is_some() {
+            if seen.contains(&k) {
                 return Err(err(format!("{k}= is given more than once")));
             }
+            seen.push(k);
             if v.is_empty() {
                 return Err(err(format!("{k}= needs a value")));
             }
-            *slot = Some(parsed.map_err(err)?);
+            match k {
+                "ip" => {
+                    let ip = v
+                        .parse::<Ipv4Addr>()
+                        .map_err(|_| err(format!("'{v}' is not an IPv4 address")))?;
+                    n.ip = Some(ip.to_string());
+                }
+                "mac" => n.mac = Some(mac(v).map_err(err)?),
+                "port-security" => {
+                    n.port_security = Some(match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(err(format!("port-security is on or off, not '{v}'"))),
+                    })
+                }
+                "allow" => {
+                    for item in v.split('+') {
+                        let (ip, pair_mac) = match item.split_once('@') {
+                            Some((ip, m)) => (ip.trim(), Some(mac(m.trim()).map_err(err)?)),
+                            None => (item.trim(), None),
+                        };
+                        let pair = AllowedAddressPair {
+                            ip: ip.to_string(),
+                            mac: pair_mac,
+                        };
+                        if pair.prefix().is_none() {
+                            return Err(err(format!(
+                                "allow: '{ip}' is not an IPv4 address or prefix like 10.0.0.0/29"
+                            )));
+                        }
+                        n.allowed_addresses.push(pair);
+                    }
+                }
+                _ => {
+                    return Err(err(format!(
+                        "unknown key '{k}' (use ip, mac, port-security, allow)"
+                    )))
+                }
+            }
         }
     }
     Ok(n)
@@ -689,7 +721,8 @@ mod tests {
             Ok(NicSpec {
                 network: "lan".into(),
                 ip: Some("10.0.0.5".into()),
-                mac: Some("52:54:00:aa:bb:cc".into())
+                mac: Some("52:54:00:aa:bb:cc".into()),
+                ..Default::default()
             })
         );
         assert_eq!(
@@ -697,7 +730,8 @@ mod tests {
             Ok(NicSpec {
                 network: "lan".into(),
                 ip: None,
-                mac: None
+                mac: None,
+                ..Default::default()
             })
         );
         assert!(nic("ip=1.2.3.4").is_err());
@@ -733,9 +767,50 @@ mod tests {
             Ok(NicSpec {
                 network: "lan".into(),
                 ip: Some("10.0.0.5".into()),
-                mac: Some("02:ab:00:00:00:01".into())
+                mac: Some("02:ab:00:00:00:01".into()),
+                ..Default::default()
             })
         );
+    }
+
+    #[test]
+    fn nic_port_security_and_allowed_addresses() {
+        let n = nic("lan,port-security=on,allow=10.0.0.9+10.0.1.0/29@02:00:00:00:00:0A").unwrap();
+        assert_eq!(n.port_security, Some(true));
+        assert_eq!(
+            n.allowed_addresses,
+            vec![
+                AllowedAddressPair {
+                    ip: "10.0.0.9".into(),
+                    mac: None
+                },
+                AllowedAddressPair {
+                    ip: "10.0.1.0/29".into(),
+                    mac: Some("02:00:00:00:00:0a".into())
+                },
+            ]
+        );
+        assert_eq!(
+            nic("lan,port-security=off").unwrap().port_security,
+            Some(false)
+        );
+        assert_eq!(nic("lan").unwrap().port_security, None);
+        for (bad, reason) in [
+            ("lan,port-security=maybe", "port-security is on or off"),
+            ("lan,allow=10.0.0.1/33", "not an IPv4 address or prefix"),
+            ("lan,allow=10.0.0.1/24", "not an IPv4 address or prefix"),
+            (
+                "lan,allow=10.0.0.1@01:00:5e:00:00:01",
+                "is a multicast address",
+            ),
+            (
+                "lan,allow=10.0.0.1,allow=10.0.0.2",
+                "allow= is given more than once",
+            ),
+        ] {
+            let e = nic(bad).expect_err(bad).to_string();
+            assert!(e.contains(reason), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -213,6 +213,7 @@ async fn a_vm_with_nics_is_refused_on_a_host_without_a_switch() {
         network: "blue".into(),
         mac: Some("52:54:00:00:00:01".into()),
         ip: None,
+        ..Default::default()
     }];
     let e = h.m.create(vm.clone(), true).await.unwrap_err();
     assert!(

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_proto::{HostSwitchConfig, SwitchDhcp, SwitchNetwork, SwitchNetworkKind};
 use vinfra_switch_control::{
-    Attachment, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortSpec, Request, UPLINK_PORT,
+    AllowedAddressSpec, Attachment, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortPolicySpec,
+    PortSpec, Request, StormSpec, UPLINK_PORT,
 };
 
 use super::attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
@@ -32,6 +33,10 @@ pub struct VmNic {
     pub network: String,
     /// MAC address.
     pub mac: String,
+    /// Port security: the sources the NIC may send from (its MAC and address, then its allowed
+    /// address pairs); `None`: off (also for records written before port security).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<AllowedAddressSpec>>,
     /// IP MTU given to the guest (`host_mtu` of the virtio-net device).
     pub mtu: u16,
     /// The switch's port number.
@@ -58,6 +63,27 @@ fn network_spec(kind: SwitchNetworkKind) -> NetworkSpec {
     }
 }
 
+/// Most learned MAC addresses behind one VM port (a VM with port security off bridging others,
+/// say); frames from further addresses are dropped.
+pub const PORT_MAC_LIMIT: u32 = 64;
+
+/// Storm control of every VM port: broadcast, multicast and unknown-unicast frames it may send
+/// per second, and at once.
+pub const PORT_STORM: StormSpec = StormSpec {
+    frames_per_sec: 5_000,
+    burst: 10_000,
+};
+
+/// The policy of a VM NIC's port: port security as the NIC says, the MAC limit and storm
+/// control.
+fn port_policy(nic: &VmNic) -> PortPolicySpec {
+    PortPolicySpec {
+        allowed: nic.allowed.clone(),
+        mac_limit: Some(PORT_MAC_LIMIT),
+        storm: Some(PORT_STORM),
+    }
+}
+
 /// Lease time the switch's DHCP responder hands out.
 const DHCP_LEASE_SECS: u32 = 3600;
 
@@ -73,7 +99,8 @@ fn dhcp_spec(d: &SwitchDhcp) -> DhcpSpec {
 
 impl DesiredSwitch {
     /// The requests of the whole desired configuration, in an order that applies: networks, the
-    /// uplink (unless `uplink_builtin`), the trunk, VM ports, flood lists, MAC entries, ARP entries, DHCP
+    /// uplink (unless `uplink_builtin`), the trunk, the underlay peers, VM ports each followed by
+    /// its policy, flood lists, MAC entries and the moves expected of them, ARP entries, DHCP
     /// responders.
     pub fn requests(&self, attachment: &SwitchAttachment, uplink_builtin: bool) -> Vec<Request> {
         let DesiredSwitch { config, vms } = self;
@@ -106,6 +133,15 @@ impl DesiredSwitch {
                 },
             }));
         }
+        let mut peers: Vec<Ipv4Addr> = config
+            .underlay_peers
+            .iter()
+            .copied()
+            .filter(|ip| Some(*ip) != attachment.underlay_ip)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        out.push(Request::SetUnderlayPeers { peers: Some(peers) });
         // Local NICs whose network is configured, by port number.
         let mut nics: Vec<(&VmNic, &SwitchNetwork)> = vms
             .values()
@@ -113,8 +149,8 @@ impl DesiredSwitch {
             .filter_map(|nic| by_name.get(nic.network.as_str()).map(|n| (nic, *n)))
             .collect();
         nics.sort_by_key(|(nic, _)| nic.port);
-        out.extend(nics.iter().map(|(nic, n)| {
-            Request::AddPort(PortSpec {
+        for (nic, n) in &nics {
+            out.push(Request::AddPort(PortSpec {
                 id: nic.port,
                 mtu: n.mtu,
                 attach: Attachment::Vm {
@@ -122,8 +158,12 @@ impl DesiredSwitch {
                     socket: nic.switch_socket.clone(),
                     peer: nic.qemu_socket.clone(),
                 },
-            })
-        }));
+            }));
+            out.push(Request::SetPortPolicy {
+                port: nic.port,
+                policy: port_policy(nic),
+            });
+        }
         for n in &config.networks {
             if let SwitchNetworkKind::Overlay { .. } = n.kind {
                 let mut vteps: Vec<Ipv4Addr> = n
@@ -141,12 +181,16 @@ impl DesiredSwitch {
             }
         }
         let mut macs: BTreeMap<(u32, Mac), LocationSpec> = BTreeMap::new();
+        let mut moves: BTreeMap<(u32, Mac), Ipv4Addr> = BTreeMap::new();
         for m in &config.macs {
             let (Some(n), Ok(mac)) = (by_name.get(m.network.as_str()), mac::unicast(&m.mac)) else {
                 continue;
             };
             if Some(m.host_ip) != attachment.underlay_ip {
                 macs.insert((u32::from(n.id), mac), LocationSpec::Vtep(m.host_ip));
+                if let Some(to) = m.moving_to.filter(|to| Some(*to) != attachment.underlay_ip) {
+                    moves.insert((u32::from(n.id), mac), to);
+                }
             }
         }
         // Local NICs win over what the console believed (a VM that just arrived here).
@@ -155,12 +199,23 @@ impl DesiredSwitch {
                 macs.insert((u32::from(n.id), mac), LocationSpec::Port(nic.port));
             }
         }
+        // A MAC that is local here moves by this host's own configuration, not an announcement.
+        moves.retain(|key, _| matches!(macs.get(key), Some(LocationSpec::Vtep(_))));
         out.extend(
             macs.into_iter()
                 .map(|((network, mac), location)| Request::AddMacEntry {
                     network,
                     mac,
                     location,
+                }),
+        );
+        out.extend(
+            moves
+                .into_iter()
+                .map(|((network, mac), to)| Request::ExpectMacMove {
+                    network,
+                    mac,
+                    to: Some(to),
                 }),
         );
         let mut arps: BTreeMap<(u32, Ipv4Addr), Mac> = BTreeMap::new();

@@ -16,8 +16,9 @@ pub(crate) fn port_network(spec: &PortSpec) -> Option<u32> {
 /// into `desired`: removals first (DHCP responders no longer wanted on a network that stays,
 /// ARP entries, MAC entries, ports, networks; a network that goes takes everything on it along,
 /// to be re-added if still wanted), then every desired
-/// request the switch does not have yet, in `desired`'s order. Requests that the agent does not
-/// manage (`set_settings`, `set_vtep_mac`) are left alone.
+/// request the switch does not have yet, in `desired`'s order. A port's policy goes with its
+/// port; an expected MAC move no longer wanted is withdrawn (unless its entry goes). Requests
+/// that the agent does not manage (`set_settings`, `set_vtep_mac`) are left alone.
 pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
     let wanted = |r: &Request| desired.contains(r);
     let gone_networks: BTreeSet<u32> = current
@@ -51,8 +52,31 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
                 Request::AddArpEntry { network, .. }
                 | Request::SetFloodList { network, .. }
                 | Request::SetDhcp { network, .. } => !gone_networks.contains(network),
+                Request::SetPortPolicy { port, .. } => !gone_ports.contains(port),
+                // Setting the MAC entry again withdraws the expectation: it stays only with
+                // its entry.
+                Request::ExpectMacMove { network, mac, .. } => {
+                    !gone_networks.contains(network)
+                        && current.iter().any(|c| {
+                            matches!(c, Request::AddMacEntry { network: n, mac: m, .. }
+                                if n == network && m == mac)
+                                && wanted(c)
+                        })
+                }
                 _ => true,
             }
+    };
+    // The entry stays as it is (set again, it drops its expectation by itself).
+    let entry_stays = |network: u32, mac: vinfra_switch_control::Mac| {
+        current.iter().any(|r| {
+            matches!(r, Request::AddMacEntry { network: n, mac: m, .. } if *n == network && *m == mac)
+                && wanted(r)
+        })
+    };
+    let move_wanted = |network: u32, mac: vinfra_switch_control::Mac| {
+        desired.iter().any(|r| {
+            matches!(r, Request::ExpectMacMove { network: n, mac: m, to: Some(_) } if *n == network && *m == mac)
+        })
     };
     let dhcp_wanted = |network: u32| {
         desired
@@ -76,6 +100,23 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
                     network: *network,
                     ip: *ip,
                 },
+                (
+                    1,
+                    Request::ExpectMacMove {
+                        network,
+                        mac,
+                        to: Some(_),
+                    },
+                ) if !gone_networks.contains(network)
+                    && entry_stays(*network, *mac)
+                    && !move_wanted(*network, *mac) =>
+                {
+                    Request::ExpectMacMove {
+                        network: *network,
+                        mac: *mac,
+                        to: None,
+                    }
+                }
                 (1, Request::AddMacEntry { network, mac, .. }) => Request::RemoveMacEntry {
                     network: *network,
                     mac: *mac,

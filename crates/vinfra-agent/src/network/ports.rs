@@ -2,11 +2,12 @@
 //! migrations when free) and the pair of Unix sockets QEMU and the switch bind.
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 use vinfra_proto::SwitchNetworkKind;
-use vinfra_switch_control::{Mac, UPLINK_PORT};
+use vinfra_switch_control::{AllowedAddressSpec, Mac, UPLINK_PORT};
 use vinfra_types::NicSpec;
 
 use super::attachment::{SwitchAttachment, MAX_PORT, TRUNK_PORT};
@@ -59,6 +60,41 @@ pub struct NicError {
     /// Why.
     #[source]
     pub problem: NicProblem,
+}
+
+/// The sources a NIC may send from with port security on (`None`: off): its MAC with its
+/// address (any IPv4 address when it has none), then its allowed address pairs. A pair that
+/// does not parse (the console checked them) is left out: port security fails closed.
+pub(crate) fn allowed_sources(spec: &NicSpec, mac: Mac) -> Option<Vec<AllowedAddressSpec>> {
+    if !spec.port_security() {
+        return None;
+    }
+    let own = match spec.ip.as_deref().map(str::parse::<Ipv4Addr>) {
+        Some(Ok(ip)) => AllowedAddressSpec {
+            mac,
+            ip,
+            prefix_len: 32,
+        },
+        Some(Err(_)) => return Some(vec![]),
+        None => AllowedAddressSpec {
+            mac,
+            ip: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+        },
+    };
+    let pairs = spec.allowed_addresses.iter().filter_map(|pair| {
+        let (ip, prefix_len) = pair.prefix()?;
+        let mac = match pair.mac.as_deref() {
+            Some(m) => mac::unicast(m).ok()?,
+            None => mac,
+        };
+        Some(AllowedAddressSpec {
+            mac,
+            ip,
+            prefix_len,
+        })
+    });
+    Some(std::iter::once(own).chain(pairs).collect())
 }
 
 impl DesiredSwitch {
@@ -122,6 +158,7 @@ impl DesiredSwitch {
             out.push(VmNic {
                 network: spec.network.clone(),
                 mac: mac.to_string(),
+                allowed: allowed_sources(spec, mac),
                 mtu: network.mtu,
                 port,
                 switch_socket,

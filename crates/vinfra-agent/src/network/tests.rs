@@ -60,12 +60,14 @@ pub(crate) fn config() -> HostSwitchConfig {
                 network: "blue".into(),
                 mac: "52:54:00:00:00:02".into(),
                 host_ip: Ipv4Addr::new(10, 0, 0, 2),
+                moving_to: None,
             },
             // Points at this host: left out.
             SwitchMacEntry {
                 network: "blue".into(),
                 mac: "52:54:00:00:00:09".into(),
                 host_ip: Ipv4Addr::new(10, 0, 0, 1),
+                moving_to: None,
             },
         ],
         arps: vec![SwitchArpEntry {
@@ -73,6 +75,7 @@ pub(crate) fn config() -> HostSwitchConfig {
             ip: Ipv4Addr::new(10, 90, 0, 2),
             mac: "52:54:00:00:00:02".into(),
         }],
+        underlay_peers: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)],
     }
 }
 
@@ -81,6 +84,7 @@ fn nic(network: &str, mac: &str) -> NicSpec {
         network: network.into(),
         mac: Some(mac.into()),
         ip: None,
+        ..Default::default()
     }
 }
 
@@ -103,10 +107,35 @@ fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
                 !matches!(s, Request::AddArpEntry { network: n, ip: i, .. } if n == network && i == ip)
             }),
             Request::RemoveMacEntry { network, mac } => state.retain(|s| {
-                !matches!(s, Request::AddMacEntry { network: n, mac: m, .. } if n == network && m == mac)
+                !matches!(s, Request::AddMacEntry { network: n, mac: m, .. }
+                    | Request::ExpectMacMove { network: n, mac: m, .. } if n == network && m == mac)
             }),
+            Request::AddMacEntry { network, mac, .. } => {
+                state.retain(|s| {
+                    !matches!(s, Request::AddMacEntry { network: n, mac: m, .. }
+                        | Request::ExpectMacMove { network: n, mac: m, .. } if n == network && m == mac)
+                });
+                state.push(r.clone());
+            }
+            Request::ExpectMacMove { network, mac, to } => {
+                state.retain(|s| {
+                    !matches!(s, Request::ExpectMacMove { network: n, mac: m, .. } if n == network && m == mac)
+                });
+                if to.is_some() {
+                    state.push(r.clone());
+                }
+            }
+            Request::SetPortPolicy { port, .. } => {
+                state.retain(|s| !matches!(s, Request::SetPortPolicy { port: p, .. } if p == port));
+                state.push(r.clone());
+            }
+            Request::SetUnderlayPeers { .. } => {
+                state.retain(|s| !matches!(s, Request::SetUnderlayPeers { .. }));
+                state.push(r.clone());
+            }
             Request::RemovePort { id } => state.retain(|s| match s {
                 Request::AddPort(p) => p.id != *id,
+                Request::SetPortPolicy { port, .. } => port != id,
                 Request::AddMacEntry { location, .. } => *location != LocationSpec::Port(*id),
                 _ => true,
             }),
@@ -114,6 +143,7 @@ fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
                 Request::AddNetwork { id: n, .. }
                 | Request::SetFloodList { network: n, .. }
                 | Request::AddMacEntry { network: n, .. }
+                | Request::ExpectMacMove { network: n, .. }
                 | Request::AddArpEntry { network: n, .. }
                 | Request::SetDhcp { network: n, .. } => n != id,
                 Request::AddPort(p) => {
@@ -266,6 +296,7 @@ fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
         vec![VmNic {
             network: "blue".into(),
             mac: "52:54:00:00:02:00".into(),
+            allowed: None,
             mtu: 1450,
             port: TRUNK_PORT,
             switch_socket: dir.path().join("s"),
@@ -307,6 +338,7 @@ fn bad_nics_and_configurations_are_refused() {
                 network: "blue".into(),
                 mac: None,
                 ip: None,
+                ..Default::default()
             },
             "no MAC",
         ),
@@ -530,6 +562,7 @@ fn counters_are_named_by_network_vm_and_nic() {
             arp_suppressed: 1,
             flooded: 2,
             learning_refused: 4,
+            mac_moves_refused: 0,
         }],
         switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
     };
@@ -537,6 +570,7 @@ fn counters_are_named_by_network_vm_and_nic() {
     let nic = |network: &str, port| VmNic {
         network: network.into(),
         mac: format!("52:54:00:00:00:0{port}"),
+        allowed: None,
         mtu: 1450,
         port,
         switch_socket: PathBuf::from("s"),
@@ -770,4 +804,113 @@ fn a_switch_without_mac_move_reverts_is_still_configured() {
     );
     assert_eq!(reverts(&log), 1);
     assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
+}
+
+#[test]
+fn every_vm_port_gets_its_policy_and_the_uplink_its_peers() {
+    let (dir, link) = link();
+    let mut secured = nic("blue", "52:54:00:00:00:01");
+    secured.ip = Some("10.90.0.1".into());
+    secured.allowed_addresses = vec![
+        vinfra_types::AllowedAddressPair {
+            ip: "10.90.0.100".into(),
+            mac: None,
+        },
+        vinfra_types::AllowedAddressPair {
+            ip: "10.90.1.0/29".into(),
+            mac: Some("02:00:00:00:00:0a".into()),
+        },
+    ];
+    let mut open = nic("red", "52:54:00:00:00:11");
+    open.port_security = Some(false);
+    let no_ip = nic("blue", "52:54:00:00:00:21");
+    let nics = link
+        .attach(Uuid::from_u128(1), dir.path(), &[secured, open, no_ip])
+        .unwrap();
+    let d = desired(&link, false);
+    let mac = |m: &str| m.parse::<vinfra_switch_control::Mac>().unwrap();
+    let policy = |port: u32| {
+        let at = d
+            .iter()
+            .position(|r| matches!(r, Request::AddPort(p) if p.id == port))
+            .unwrap();
+        match &d[at + 1] {
+            Request::SetPortPolicy { port: p, policy } if *p == port => policy.clone(),
+            other => panic!("after port {port}: {other:?}"),
+        }
+    };
+    let own = |m: &str, ip: [u8; 4], prefix_len| vinfra_switch_control::AllowedAddressSpec {
+        mac: mac(m),
+        ip: Ipv4Addr::from(ip),
+        prefix_len,
+    };
+    let p = policy(nics[0].port);
+    assert_eq!(
+        p.allowed,
+        Some(vec![
+            own("52:54:00:00:00:01", [10, 90, 0, 1], 32),
+            own("52:54:00:00:00:01", [10, 90, 0, 100], 32),
+            own("02:00:00:00:00:0a", [10, 90, 1, 0], 29),
+        ])
+    );
+    assert_eq!(p.mac_limit, Some(super::desired::PORT_MAC_LIMIT));
+    assert_eq!(p.storm, Some(super::desired::PORT_STORM));
+    assert_eq!(policy(nics[1].port).allowed, None, "port security off");
+    assert_eq!(
+        policy(nics[2].port).allowed,
+        Some(vec![own("52:54:00:00:00:21", [0, 0, 0, 0], 0)]),
+        "no address: any IPv4 source from its MAC"
+    );
+    // The other hosts only: this host's own address is left out.
+    assert!(d.contains(&Request::SetUnderlayPeers {
+        peers: Some(vec![Ipv4Addr::new(10, 0, 0, 2)])
+    }));
+}
+
+#[test]
+fn an_expected_move_follows_the_console_and_is_withdrawn() {
+    let (_dir, link) = link();
+    let mut state = Vec::new();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    apply_model(&mut state, &p);
+    let remote = "52:54:00:00:00:02"
+        .parse::<vinfra_switch_control::Mac>()
+        .unwrap();
+    let expect = |to: Option<Ipv4Addr>| Request::ExpectMacMove {
+        network: 1,
+        mac: remote,
+        to,
+    };
+    // The console says the remote VM migrates to 10.0.0.3.
+    let mut c = config();
+    c.macs[0].moving_to = Some(Ipv4Addr::new(10, 0, 0, 3));
+    link.set_config(c.clone()).unwrap();
+    let d = desired(&link, false);
+    assert!(d.contains(&expect(Some(Ipv4Addr::new(10, 0, 0, 3)))));
+    let p = plan(&state, &d);
+    assert_eq!(p, vec![expect(Some(Ipv4Addr::new(10, 0, 0, 3)))]);
+    apply_model(&mut state, &p);
+    // The migration is cancelled: the expectation is withdrawn, the entry stays.
+    link.set_config(config()).unwrap();
+    let p = plan(&state, &desired(&link, false));
+    assert_eq!(p, vec![expect(None)]);
+    apply_model(&mut state, &p);
+    // It migrates again and completes: the entry is set anew, which withdraws the expectation.
+    link.set_config(c).unwrap();
+    let p = plan(&state, &desired(&link, false));
+    apply_model(&mut state, &p);
+    let mut done = config();
+    done.macs[0].host_ip = Ipv4Addr::new(10, 0, 0, 3);
+    link.set_config(done).unwrap();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert!(!p.contains(&expect(None)), "{p:?}");
+    assert!(p.iter().any(
+        |r| matches!(r, Request::AddMacEntry { mac, location: LocationSpec::Vtep(v), .. }
+        if *mac == remote && *v == Ipv4Addr::new(10, 0, 0, 3))
+    ));
+    apply_model(&mut state, &p);
+    assert!(same(&state, &d));
+    assert!(plan(&state, &d).is_empty());
 }

@@ -135,10 +135,14 @@ pub fn switch_config(
                     continue;
                 }
                 if let Some(vtep) = underlay.get(home).copied().filter(|v| Some(*v) != own) {
+                    // Where a migration in flight takes it: its announcement from there is
+                    // the proof of the move the switches wait for.
+                    let moving_to = on.get(1).and_then(|to| underlay.get(to).copied());
                     config.macs.push(SwitchMacEntry {
                         network: n.name.clone(),
                         mac: mac.to_string(),
                         host_ip: vtep,
+                        moving_to,
                     });
                 }
             }
@@ -163,6 +167,13 @@ pub fn switch_config(
             dhcp: switch_dhcp(n),
         });
     }
+    config.underlay_peers = underlay
+        .values()
+        .copied()
+        .filter(|a| Some(*a) != own)
+        .collect();
+    config.underlay_peers.sort();
+    config.underlay_peers.dedup();
     config
         .macs
         .sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));
@@ -236,6 +247,7 @@ mod tests {
                         network: n.to_string(),
                         ip: Some(ip.to_string()),
                         mac: Some(mac.to_string()),
+                        ..Default::default()
                     })
                     .collect(),
                 ha: Default::default(),
@@ -386,9 +398,17 @@ mod tests {
             [("red", "02:76:66:00:00:07", ip("10.77.0.11"))]
         );
 
-        // A host without ports gets nothing.
+        // Every host's uplink accepts the other hosts, and only them.
+        assert_eq!(h3.underlay_peers, [ip("10.77.0.11"), ip("10.77.0.12")]);
+        // A host without ports gets nothing but the peers.
         let h4 = switch_config("h4", &hosts, &networks, &vms, &[]);
-        assert_eq!(h4, HostSwitchConfig::default());
+        assert_eq!(
+            h4,
+            HostSwitchConfig {
+                underlay_peers: vec![ip("10.77.0.11"), ip("10.77.0.12"), ip("10.77.0.13")],
+                ..Default::default()
+            }
+        );
         // Equal inputs, equal output (whatever the record order).
         let mut shuffled = vms.clone();
         shuffled.reverse();
@@ -409,6 +429,14 @@ mod tests {
         assert!(macs(&h3).iter().all(|m| m.1 != "02:76:66:00:00:04"));
         let h1 = switch_config("h1", &hosts, &networks, &vms, &incoming);
         assert!(macs(&h1).contains(&("blue", "02:76:66:00:00:04", ip("10.77.0.12"))));
+        // The entry may move to h3, on c's announcement from there, and no other entry may.
+        let moving: Vec<(&str, Option<Ipv4Addr>)> = h1
+            .macs
+            .iter()
+            .map(|m| (m.mac.as_str(), m.moving_to))
+            .filter(|m| m.1.is_some())
+            .collect();
+        assert_eq!(moving, [("02:76:66:00:00:04", Some(ip("10.77.0.13")))]);
 
         // After the switchover the record names h3: every host's entry follows, and h2 leaves
         // blue's flood lists.
@@ -416,6 +444,7 @@ mod tests {
         let h1 = switch_config("h1", &hosts, &networks, &vms, &[]);
         assert_eq!(h1.networks[0].flood, [ip("10.77.0.13")]);
         assert!(macs(&h1).contains(&("blue", "02:76:66:00:00:04", ip("10.77.0.13"))));
+        assert!(h1.macs.iter().all(|m| m.moving_to.is_none()));
         let h2 = switch_config("h2", &hosts, &networks, &vms, &[]);
         assert_eq!(names(&h2), ["green"]);
 

@@ -151,6 +151,7 @@ fn assign_in(
         new_macs.push((mac_text.clone(), name.clone()));
         nic.ip = Some(ip.to_string());
         nic.mac = Some(mac_text);
+        nic.port_security = Some(nic.port_security());
     }
     for (name, rec) in touched {
         let key = keys::network_key(&name);

@@ -173,7 +173,8 @@ pub struct VmCreateArgs {
     /// A disk: name=NAME[,image=FILE][,size=10G] (repeatable).
     #[arg(long, value_parser = parse::disk)]
     pub disk: Vec<DiskSpec>,
-    /// A NIC: NETWORK[,ip=A.B.C.D][,mac=xx:xx:…] (repeatable).
+    /// A NIC: NETWORK[,ip=A.B.C.D][,mac=xx:xx:…][,port-security=on|off][,allow=IP[/LEN][@MAC][+…]]
+    /// (repeatable).
     #[arg(long, value_parser = parse::nic)]
     pub nic: Vec<NicSpec>,
     /// Create the VM without starting it.
