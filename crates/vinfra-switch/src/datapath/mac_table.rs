@@ -45,8 +45,16 @@ pub(crate) enum Learned {
     /// The table holds its limit of learned entries.
     Full,
     /// An announcement would have moved a static entry to a VTEP the control plane did not
-    /// name (see [`MacTable::learn`]); the entry stayed.
+    /// name (see [`MacTable::learn_limited`]); the entry stayed.
     MoveRefused,
+    /// A new learned entry at the location (or a learned one moving there) would pass the
+    /// location's limit; nothing changed.
+    LocationFull,
+}
+
+/// Learned entries at `location`.
+fn count_at(counts: &HashMap<Location, usize>, location: Location) -> usize {
+    counts.get(&location).copied().unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -98,6 +106,18 @@ impl MacTable {
         }
     }
 
+    /// [`MacTable::learn_limited`] without a limit.
+    #[cfg(test)]
+    pub(crate) fn learn(
+        &mut self,
+        mac: MacAddr,
+        location: Location,
+        now: Duration,
+        announced: impl FnOnce() -> bool,
+    ) -> Learned {
+        self.learn_limited(mac, location, now, None, announced)
+    }
+
     /// Records that `mac` was seen at `location`; `announced` says (when asked) whether the
     /// frame is an announcement of the address by its owner (see `Switch`'s forwarding: a RARP or
     /// a gratuitous ARP).
@@ -111,21 +131,28 @@ impl MacTable {
     /// is; the control plane's next update then confirms the entry. An announcement from any
     /// other VTEP, or when no move is expected, moves nothing ([`Learned::MoveRefused`]): a
     /// VM on another host cannot take over an address by announcing it. Any other frame leaves
-    /// a static entry alone: the
-    /// old host's switch may still deliver frames the VM sent there before it paused (queued
-    /// in its socket, late under load) after every announcement and the control plane's update,
-    /// and such a frame must not take the address back to a host it has left, where nothing
-    /// would ever answer again. A static entry for a local port is never moved by a frame from
+    /// a static entry alone: the old host's switch may still deliver frames the VM sent there
+    /// before it paused (queued in its socket, late under load) after every announcement and
+    /// the control plane's update, and such a frame must not take the address back to a host
+    /// it has left, where nothing would ever answer again. A static entry for a local port is never moved by a frame from
     /// elsewhere (a remote host cannot take over a local VM's address), nor by a frame from a
     /// local port.
+    ///
+    /// With a `limit`, at most that many learned entries point at `location`: a source that
+    /// would add one more there (a new address, or a learned one moving there) is refused
+    /// ([`Learned::LocationFull`]), changing nothing. Static entries do not count.
     #[inline]
-    pub(crate) fn learn(
+    pub(crate) fn learn_limited(
         &mut self,
         mac: MacAddr,
         location: Location,
         now: Duration,
+        limit: Option<usize>,
         announced: impl FnOnce() -> bool,
     ) -> Learned {
+        let full = |counts: &HashMap<Location, usize>| {
+            limit.is_some_and(|l| count_at(counts, location) >= l)
+        };
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
                 None => match (entry.location, location) {
@@ -141,10 +168,13 @@ impl MacTable {
                     _ => Learned::Known,
                 },
                 Some(_) => {
-                    entry.last_seen = Some(now);
                     if entry.location == location {
+                        entry.last_seen = Some(now);
                         Learned::Known
+                    } else if full(&self.learned_at) {
+                        Learned::LocationFull
                     } else {
+                        entry.last_seen = Some(now);
                         count_out(&mut self.learned_at, entry.location);
                         count_in(&mut self.learned_at, location);
                         entry.location = location;
@@ -152,6 +182,9 @@ impl MacTable {
                     }
                 }
             };
+        }
+        if full(&self.learned_at) {
+            return Learned::LocationFull;
         }
         if self.learned >= self.learn_limit {
             return Learned::Full;
@@ -237,17 +270,10 @@ impl MacTable {
         }
     }
 
-    /// Whether `mac` has no entry at `location` yet (static or learned, aged or not): a frame
-    /// from it there would add a learned entry at `location`.
-    #[inline]
-    pub(crate) fn is_new_at(&self, mac: &MacAddr, location: Location) -> bool {
-        self.entries.get(mac).is_none_or(|e| e.location != location)
-    }
-
     /// Number of learned entries at `location` (aged ones included until [`MacTable::expire`]).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn learned_at(&self, location: Location) -> usize {
-        self.learned_at.get(&location).copied().unwrap_or(0)
+        count_at(&self.learned_at, location)
     }
 
     /// Puts every static entry that MAC mobility moved back where the control plane put it;
@@ -494,16 +520,33 @@ mod tests {
         t.learn(M1, p1, at(0), DATA);
         t.learn(M2, p1, at(10), DATA);
         assert_eq!((t.learned_at(p1), t.learned_at(p2)), (2, 0));
-        assert!(!t.is_new_at(&M1, p1));
-        assert!(t.is_new_at(&M1, p2));
-        assert!(t.is_new_at(&M3, p1));
+        // At its limit, a location takes no new address, nor a learned one moving there, but
+        // known ones are refreshed; a static entry there is no new address.
+        assert_eq!(
+            t.learn_limited(M3, p1, at(11), Some(2), DATA),
+            Learned::LocationFull
+        );
+        t.learn(M3, p2, at(11), DATA);
+        assert_eq!(
+            t.learn_limited(M3, p1, at(12), Some(2), DATA),
+            Learned::LocationFull
+        );
+        assert_eq!(t.lookup(&M3, at(12), AGE), Some(p2));
+        assert_eq!(
+            t.learn_limited(M1, p1, at(12), Some(2), DATA),
+            Learned::Known
+        );
+        assert!(t.remove(&M3).is_some());
         // A move between locations.
         t.learn(M1, p2, at(20), DATA);
         assert_eq!((t.learned_at(p1), t.learned_at(p2)), (1, 1));
         // A static entry replaces a learned one, and does not count.
         t.set_static(M2, p1);
         assert_eq!(t.learned_at(p1), 0);
-        assert!(!t.is_new_at(&M2, p1));
+        assert_eq!(
+            t.learn_limited(M2, p1, at(20), Some(0), DATA),
+            Learned::Known
+        );
         // Removal, expiry, removal of a location.
         t.learn(M3, p1, at(30), DATA);
         assert_eq!(t.learned_at(p1), 1);

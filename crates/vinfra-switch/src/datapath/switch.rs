@@ -124,6 +124,8 @@ struct Ingress<'a> {
     network: NetworkId,
     from: Location,
     l2: L2<'a>,
+    /// The ingress port's limit of learned entries, if it has one.
+    mac_limit: Option<usize>,
 }
 
 type Refusal = (DropReason, Option<NetworkId>);
@@ -276,6 +278,10 @@ impl Switch {
                         network,
                         from: Location::Port(in_port),
                         l2,
+                        mac_limit: port
+                            .policy
+                            .mac_limit
+                            .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                     }),
                     // The port's network is known even when the frame is refused.
                     Err(reason) => Err((reason, Some(network))),
@@ -289,6 +295,7 @@ impl Switch {
                     network,
                     from: Location::Port(in_port),
                     l2,
+                    mac_limit: None,
                 })
             }
             PortKind::VxlanUplink { local_ip, .. } => classify_underlay(
@@ -314,17 +321,6 @@ impl Switch {
             return;
         };
         net.counters.traffic.rx(ingress.l2.len());
-        if let Some(limit) = port.policy.mac_limit {
-            // A source new to the port would take one more learned entry there.
-            let at = Location::Port(in_port);
-            if net.macs.is_new_at(&ingress.l2.src, at)
-                && net.macs.learned_at(at) >= usize::try_from(limit).unwrap_or(usize::MAX)
-            {
-                port.counters.drops.add(DropReason::PortMacLimit);
-                net.counters.traffic.drops.add(DropReason::PortMacLimit);
-                return;
-            }
-        }
         let egress = Egress {
             ports: &mut self.ports,
             vtep_macs: &self.vtep_macs,
@@ -838,6 +834,7 @@ fn classify_underlay<'a>(
         network,
         from: Location::Vtep(decap.src_ip),
         l2,
+        mac_limit: None,
     })
 }
 
@@ -1087,9 +1084,21 @@ fn forward(
     let l2 = ingress.l2;
     let from_vtep = matches!(ingress.from, Location::Vtep(_));
 
-    match macs.learn(l2.src, ingress.from, now, || announces_source(&l2)) {
+    let learned = macs.learn_limited(l2.src, ingress.from, now, ingress.mac_limit, || {
+        announces_source(&l2)
+    });
+    match learned {
         Learned::Full => counters.learning_refused += 1,
         Learned::MoveRefused => counters.mac_moves_refused += 1,
+        Learned::LocationFull => {
+            // A source new to a port at its MAC limit: refused before anything answers or
+            // forwards it.
+            if let Some(p) = slot_mut(egress.ports, in_port.0) {
+                p.counters.drops.add(DropReason::PortMacLimit);
+            }
+            counters.traffic.drops.add(DropReason::PortMacLimit);
+            return;
+        }
         Learned::Known | Learned::Updated => {}
     }
 
