@@ -35,7 +35,7 @@ pub struct MacEntry {
     pub expected_move: Option<Ipv4Addr>,
 }
 
-/// Outcome of [`MacTable::learn`].
+/// Outcome of [`MacTable::learn_limited`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Learned {
     /// Nothing changed that matters (known at the same place, or static).
