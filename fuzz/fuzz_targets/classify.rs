@@ -1,5 +1,6 @@
 //! Arbitrary bytes as frames from every port kind into a configured switch, and into every wire
-//! parser. Nothing may panic; every frame sent must fit its port's MTU.
+//! parser. Nothing may panic; every frame sent must fit its port's MTU; every frame forwarded
+//! from the VM port with port security has that port's MAC as its source.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -8,8 +9,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    ConfigCommand, DhcpConfig, Location, NetworkId, Segment, PortConfig, PortId, PortKind, Switch,
-    SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, DhcpConfig, Location, NetworkId, PortConfig, PortId, PortKind,
+    PortPolicy, Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{self, arp, dhcp, ethernet, ipv4, udp, vlan, vxlan};
 use vinfra_switch::wire::{
@@ -18,6 +19,10 @@ use vinfra_switch::wire::{
 
 const UPLINK: PortId = PortId(100);
 const TRUNK: PortId = PortId(101);
+/// The VM port with port security (and a MAC limit and storm control).
+const SECURED: PortId = PortId(1);
+/// Its MAC: the only source it may send from.
+const SECURED_MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
 /// Port number, and the largest frame it may send.
 const PORTS: [(PortId, usize); 6] = [
     (PortId(1), 1450 + 14),
@@ -116,6 +121,58 @@ fn configured() -> Switch {
             ip: Ipv4Addr::new(10, 0, 0, 1),
             mac: mac(1),
         },
+        // VM port 1: port security (its address, an allowed pair, a prefix), a MAC limit that
+        // leaves room for nothing else, storm control that the 100-ms clock overruns.
+        ConfigCommand::SetPortPolicy {
+            port: SECURED,
+            policy: PortPolicy {
+                allowed: Some(vec![
+                    AllowedAddress {
+                        mac: SECURED_MAC,
+                        ip: Ipv4Addr::new(10, 0, 0, 1),
+                        prefix_len: 32,
+                    },
+                    AllowedAddress {
+                        mac: SECURED_MAC,
+                        ip: Ipv4Addr::new(10, 0, 0, 100),
+                        prefix_len: 32,
+                    },
+                    AllowedAddress {
+                        mac: SECURED_MAC,
+                        ip: Ipv4Addr::new(10, 1, 0, 0),
+                        prefix_len: 16,
+                    },
+                ]),
+                mac_limit: Some(1),
+                storm: Some(StormControl {
+                    frames_per_sec: 5,
+                    burst: 3,
+                }),
+            },
+        },
+        // VM port 3 (VLAN): a MAC limit and storm control, no port security.
+        ConfigCommand::SetPortPolicy {
+            port: PortId(3),
+            policy: PortPolicy {
+                allowed: None,
+                mac_limit: Some(3),
+                storm: Some(StormControl {
+                    frames_per_sec: 2,
+                    burst: 1,
+                }),
+            },
+        },
+        // VXLAN only from two of the hosts (the seeds come from 192.0.2.2); mac 9 may move to
+        // the other.
+        ConfigCommand::SetUnderlayPeers(Some(vec![
+            Ipv4Addr::new(192, 0, 2, 2),
+            Ipv4Addr::new(192, 0, 2, 3),
+        ])),
+        ConfigCommand::ExpectMacMove {
+            network: NetworkId(1),
+            mac: mac(9),
+            to: Some(Ipv4Addr::new(192, 0, 2, 3)),
+        },
         // The switch answers DHCP on network 1.
         ConfigCommand::SetDhcp {
             network: NetworkId(1),
@@ -205,9 +262,16 @@ fuzz_target!(|data: &[u8]| {
             bytes.len(),
             out.port
         );
-        if out.port == UPLINK {
+        let inner = if out.port == UPLINK {
             let d = wire::decapsulate(bytes).expect("the switch emits valid VXLAN");
             assert_eq!(Some(d.dst_ip), out.vtep);
+            d.inner
+        } else {
+            &bytes[..]
+        };
+        if port == SECURED && out.port != port {
+            let (eth, _) = EthernetRepr::parse(inner).expect("valid frame");
+            assert_eq!(eth.src, SECURED_MAC, "port security lets only its MAC through");
         }
         if out.port == port {
             // Only the switch's own ARP and DHCP replies go back where the request came from.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    ConfigCommand, Location, NetworkId, Segment, PortConfig, PortId, PortKind, Switch,
-    SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, PortPolicy,
+    Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::gro;
 use vinfra_switch::wire::gso::{self, Segmenter};
@@ -77,6 +77,23 @@ fn configured() -> Switch {
                 mac: JOIN_MAC,
                 location: Location::Port(PortId(1)),
             },
+            // Tap 2 sends large segments from one MAC, any IPv4 source, and floods little.
+            ConfigCommand::SetPortPolicy {
+                port: PortId(2),
+                policy: PortPolicy {
+                    allowed: Some(vec![AllowedAddress {
+                        mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+                        ip: Ipv4Addr::UNSPECIFIED,
+                        prefix_len: 0,
+                    }]),
+                    mac_limit: Some(2),
+                    storm: Some(StormControl {
+                        frames_per_sec: 100,
+                        burst: 4,
+                    }),
+                },
+            },
+            ConfigCommand::SetUnderlayPeers(Some(vec![Ipv4Addr::new(192, 0, 2, 2)])),
         ],
     )
     .unwrap();

@@ -1,5 +1,6 @@
 //! Frames per second through the forwarding core (no I/O): 64-byte frames between two local
-//! ports, and 64-byte frames encapsulated to a remote VTEP. Prints Mpps.
+//! ports (with and without port security on the sending port), and 64-byte frames
+//! encapsulated to a remote VTEP. Prints Mpps.
 //!
 //! Target: at least 10 Mpps on each path (100 ns a frame), so the core stays a small part of a
 //! frame's cost in the daemon, whose I/O takes microseconds a frame (docs/benchmarks.md); prints
@@ -12,8 +13,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vinfra_switch::datapath::{
-    ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, Segment, Switch,
-    SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, PortPolicy,
+    Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{EtherType, EthernetRepr, Ipv4Repr, MacAddr, Vni};
 
@@ -97,8 +98,39 @@ fn switch() -> Switch {
     .expect("valid configuration")
 }
 
-fn measure(name: &str, result: &str, dst: MacAddr) {
+/// The policy an agent gives a VM port: its NIC's MAC and address plus an allowed address pair,
+/// a MAC limit and storm control (which known unicast does not touch).
+fn vm_policy() -> PortPolicy {
+    PortPolicy {
+        allowed: Some(vec![
+            AllowedAddress {
+                mac: mac(1),
+                ip: Ipv4Addr::new(10, 0, 0, 1),
+                prefix_len: 32,
+            },
+            AllowedAddress {
+                mac: mac(1),
+                ip: Ipv4Addr::new(10, 0, 0, 100),
+                prefix_len: 32,
+            },
+        ]),
+        mac_limit: Some(16),
+        storm: Some(StormControl {
+            frames_per_sec: 1000,
+            burst: 100,
+        }),
+    }
+}
+
+fn measure(name: &str, result: &str, dst: MacAddr, policy: Option<PortPolicy>) {
     let mut s = switch();
+    if let Some(policy) = policy {
+        s.apply(ConfigCommand::SetPortPolicy {
+            port: PortId(1),
+            policy,
+        })
+        .expect("valid policy");
+    }
     let frame = frame64(dst, mac(1));
     let batch: Vec<(PortId, &[u8])> = (0..BATCH).map(|_| (PortId(1), frame.as_slice())).collect();
     let mut tx = TxBatch::with_capacity(BATCH, BATCH * 128);
@@ -132,6 +164,12 @@ fn measure(name: &str, result: &str, dst: MacAddr) {
 }
 
 fn main() {
-    measure("local L2 (VM to VM)", "local_l2", mac(2));
-    measure("VXLAN encapsulation", "vxlan_encap", mac(3));
+    measure("local L2 (VM to VM)", "local_l2", mac(2), None);
+    measure(
+        "VM port with port security",
+        "local_l2_port_security",
+        mac(2),
+        Some(vm_policy()),
+    );
+    measure("VXLAN encapsulation", "vxlan_encap", mac(3), None);
 }

@@ -9,8 +9,11 @@
 //!   ([`wire::virtio_net`]) and software TCP segmentation and checksum completion
 //!   ([`wire::gso`]). Every parse error is a typed [`wire::Error`].
 //! - [`datapath`]: ports, logical networks (VXLAN overlay or VLAN), MAC tables with static
-//!   entries, learning and ageing, BUM flooding by head-end replication, ARP suppression, a DHCP
-//!   responder, MTU enforcement, offload metadata (large TCP segments passed whole to ports that
+//!   entries, learning and ageing, MAC mobility limited to the moves the control plane expects,
+//!   BUM flooding by head-end replication, ARP suppression, a DHCP responder, MTU enforcement,
+//!   port policy (port security: allowed source MACs and IPv4 addresses, ARP senders, no DHCP
+//!   server; a per-port MAC limit; storm control), an underlay peer list for the VXLAN uplink,
+//!   offload metadata (large TCP segments passed whole to ports that
 //!   take them, cut into segments for the others) and counters. A [`datapath::Switch`] takes a batch of received
 //!   frames and writes the frames to send into a caller-provided [`datapath::TxBatch`]. It reads
 //!   no clock and does no I/O: time is a parameter and the daemon owns the sockets.

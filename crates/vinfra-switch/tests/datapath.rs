@@ -417,8 +417,10 @@ fn a_migrated_vm_is_found_by_its_announcement_and_not_taken_back_by_late_frames(
     let mut c = peer_host();
     assert_eq!(ping_of_vm2_goes_to(&mut c, t(1)), vec![Some(VTEP_A)]);
 
-    // VM 2 migrates from A to B. Until it announces itself there, frames from it that come from
-    // elsewhere move nothing (a static entry is the control plane's, not learned).
+    // VM 2 migrates from A to B: the control plane says its entry may move there. Until it
+    // announces itself there, frames from it that come from elsewhere move nothing (a static
+    // entry is the control plane's, not learned).
+    expect_move(&mut c, mac(2), Some(VTEP_B)).unwrap();
     let reply = ipv4_frame(mac(3), mac(2), ip(2), ip(3), 8);
     run(&mut c, t(2), UPLINK, &to_c_from(VTEP_B, &reply));
     assert_eq!(ping_of_vm2_goes_to(&mut c, t(2)), vec![Some(VTEP_A)]);
@@ -456,6 +458,7 @@ fn a_migrated_vm_is_found_by_its_announcement_and_not_taken_back_by_late_frames(
     );
 
     // The guest's own announcement (a gratuitous ARP) moves it too, when it moves again.
+    expect_move(&mut c, mac(2), Some(VTEP_A)).unwrap();
     run(
         &mut c,
         t(5),
@@ -464,7 +467,8 @@ fn a_migrated_vm_is_found_by_its_announcement_and_not_taken_back_by_late_frames(
     );
     assert_eq!(ping_of_vm2_goes_to(&mut c, t(5)), vec![Some(VTEP_A)]);
     // An ARP request that is not gratuitous, or whose sender is not the frame's source, is no
-    // announcement.
+    // announcement, even from the VTEP the entry may move to.
+    expect_move(&mut c, mac(2), Some(VTEP_B)).unwrap();
     let request = arp_request(mac(2), ip(2), ip(3));
     let mut spoofed = gratuitous_arp(mac(9), ip(2));
     spoofed[6..12].copy_from_slice(&mac(2).0);
@@ -472,12 +476,110 @@ fn a_migrated_vm_is_found_by_its_announcement_and_not_taken_back_by_late_frames(
         run(&mut c, t(6), UPLINK, &to_c_from(VTEP_B, not_announcing));
         assert_eq!(ping_of_vm2_goes_to(&mut c, t(6)), vec![Some(VTEP_A)]);
     }
+    assert_eq!(c.network_counters(BLUE).unwrap().mac_moves_refused, 0);
+    // The announcement itself does.
+    run(&mut c, t(7), UPLINK, &to_c_from(VTEP_B, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(7)), vec![Some(VTEP_B)]);
+}
+
+/// The control plane's word that VM `of`'s entry may move to `to` (its VM migrates there).
+fn expect_move(c: &mut Switch, of: MacAddr, to: Option<Ipv4Addr>) -> Result<(), ConfigError> {
+    c.apply(ConfigCommand::ExpectMacMove {
+        network: BLUE,
+        mac: of,
+        to,
+    })
+}
+
+fn expected_move_of(c: &Switch, of: MacAddr) -> Option<Ipv4Addr> {
+    c.mac_entries(BLUE)
+        .iter()
+        .find(|(m, _)| *m == of)
+        .and_then(|(_, e)| e.expected_move)
+}
+
+#[test]
+fn announcements_move_an_entry_only_where_the_control_plane_expects_it() {
+    let mut c = peer_host();
+    let refused = |c: &Switch| c.network_counters(BLUE).unwrap().mac_moves_refused;
+    // No move expected: VM 2's announcements from B (RARP, gratuitous ARP) move nothing, and
+    // are counted; they are still forwarded (broadcast: to VM 3).
+    for (i, announcement) in [rarp(mac(2)), gratuitous_arp(mac(2), ip(2))]
+        .iter()
+        .enumerate()
+    {
+        let out = run(&mut c, t(1), UPLINK, &to_c_from(VTEP_B, announcement));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, &out[0].2), (PortId(3), announcement));
+        assert_eq!(ping_of_vm2_goes_to(&mut c, t(1)), vec![Some(VTEP_A)]);
+        assert_eq!(refused(&c), i as u64 + 1);
+    }
+    // A move to B expected: an announcement from C is refused, and the expectation stays.
+    expect_move(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    assert_eq!(expected_move_of(&c, mac(2)), Some(VTEP_B));
+    run(&mut c, t(2), UPLINK, &to_c_from(VTEP_C, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(2)), vec![Some(VTEP_A)]);
+    assert_eq!(refused(&c), 3);
+    assert_eq!(expected_move_of(&c, mac(2)), Some(VTEP_B));
+    // The announcement from B moves it, and uses the expectation up: an announcement from A
+    // (VM 2 did not go back) is refused.
+    run(&mut c, t(3), UPLINK, &to_c_from(VTEP_B, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(3)), vec![Some(VTEP_B)]);
+    assert_eq!(expected_move_of(&c, mac(2)), None);
+    run(&mut c, t(4), UPLINK, &to_c_from(VTEP_A, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(4)), vec![Some(VTEP_B)]);
+    assert_eq!(refused(&c), 4);
+
+    // A withdrawn expectation, or one replaced by setting the entry again, moves nothing.
+    expect_move(&mut c, mac(2), Some(VTEP_C)).unwrap();
+    expect_move(&mut c, mac(2), None).unwrap();
+    run(&mut c, t(5), UPLINK, &to_c_from(VTEP_C, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(5)), vec![Some(VTEP_B)]);
+    expect_move(&mut c, mac(2), Some(VTEP_C)).unwrap();
+    c.apply(ConfigCommand::AddMacEntry {
+        network: BLUE,
+        mac: mac(2),
+        location: Location::Vtep(VTEP_B),
+    })
+    .unwrap();
+    assert_eq!(expected_move_of(&c, mac(2)), None);
+    run(&mut c, t(6), UPLINK, &to_c_from(VTEP_C, &rarp(mac(2))));
+    assert_eq!(ping_of_vm2_goes_to(&mut c, t(6)), vec![Some(VTEP_B)]);
+    assert_eq!(refused(&c), 6);
+
+    // Only a static entry at a remote host can be expected to move: not a local VM's, not a
+    // learned one, not an unknown address (withdrawing nothing is fine), not in a network
+    // that does not exist.
+    let learned = ipv4_frame(mac(3), mac(7), ip(7), ip(3), 8);
+    run(&mut c, t(7), UPLINK, &to_c_from(VTEP_A, &learned));
+    assert_eq!(c.lookup(BLUE, mac(7), t(7)), Some(Location::Vtep(VTEP_A)));
+    for not_remote in [mac(3), mac(7), mac(8)] {
+        assert_eq!(
+            expect_move(&mut c, not_remote, Some(VTEP_B)),
+            Err(ConfigError::NoRemoteMacEntry {
+                network: BLUE,
+                mac: not_remote
+            })
+        );
+        assert_eq!(expect_move(&mut c, not_remote, None), Ok(()));
+        assert_eq!(expected_move_of(&c, not_remote), None);
+    }
+    assert_eq!(
+        c.apply(ConfigCommand::ExpectMacMove {
+            network: NetworkId(99),
+            mac: mac(2),
+            to: Some(VTEP_B),
+        }),
+        Err(ConfigError::NoSuchNetwork(NetworkId(99)))
+    );
 }
 
 #[test]
 fn moves_the_control_plane_did_not_confirm_are_reverted() {
     let mut c = peer_host();
-    // An announcement from B that the control plane never confirms (VM 2 is on A).
+    // An announcement from B that the control plane never confirms (VM 2 is on A: its
+    // migration to B failed after the move was expected).
+    expect_move(&mut c, mac(2), Some(VTEP_B)).unwrap();
     run(&mut c, t(1), UPLINK, &to_c_from(VTEP_B, &rarp(mac(2))));
     assert_eq!(ping_of_vm2_goes_to(&mut c, t(1)), vec![Some(VTEP_B)]);
     c.apply(ConfigCommand::RevertMacMoves).unwrap();

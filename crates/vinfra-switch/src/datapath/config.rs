@@ -105,7 +105,8 @@ pub enum ConfigCommand {
     },
     /// Puts every static MAC entry that MAC mobility moved to another host back where
     /// [`ConfigCommand::AddMacEntry`] put it, in every network: the control plane's word on where
-    /// a VM is wins over an announcement it has not confirmed.
+    /// a VM is wins over an announcement it has not confirmed. Expected moves not made yet
+    /// ([`ConfigCommand::ExpectMacMove`]) stay expected.
     RevertMacMoves,
     /// Registers an IPv4 address for ARP suppression: requests for it are answered locally.
     AddArpEntry {
@@ -132,7 +133,9 @@ pub enum ConfigCommand {
     },
     /// Replaces the switch-wide settings.
     SetSettings(SwitchSettings),
-    /// Replaces an access port's policy (port security, MAC limit, storm control).
+    /// Replaces an access port's policy (port security, MAC limit, storm control). Storm
+    /// control starts with a full bucket, and keeps its bucket when set again with the same
+    /// rate and burst.
     SetPortPolicy {
         /// A VM or host port.
         port: PortId,
@@ -147,7 +150,11 @@ pub enum ConfigCommand {
     /// migrating there): an announcement (RARP or gratuitous ARP) of the address from `to`
     /// moves the entry; an announcement from any other VTEP, or any announcement when no move
     /// is expected, does not (counted as `mac_moves_refused`). `None` withdraws the
-    /// expectation. Setting the entry again ([`ConfigCommand::AddMacEntry`]) withdraws it too.
+    /// expectation. Setting the entry again ([`ConfigCommand::AddMacEntry`]) withdraws it too,
+    /// and the move, once made, uses it up ([`super::MacEntry::expected_move`]). `Some` for an
+    /// address without a static entry at a remote VTEP is refused
+    /// ([`ConfigError::NoRemoteMacEntry`]); `None` for one is accepted (there is nothing to
+    /// withdraw).
     ExpectMacMove {
         /// The network.
         network: NetworkId,

@@ -28,9 +28,14 @@ pub struct MacEntry {
     /// a MAC mobility move, until the control plane sets the entry again or reverts the move
     /// ([`super::ConfigCommand::RevertMacMoves`]). `None` for a learned entry.
     pub configured: Option<Location>,
+    /// For a static entry at a remote host, the VTEP it may move to on an announcement
+    /// ([`super::ConfigCommand::ExpectMacMove`]): set while its VM migrates there, cleared once
+    /// the entry moved there or when the control plane sets the entry again. `None` for a
+    /// learned entry, and for a static one that may not move.
+    pub expected_move: Option<Ipv4Addr>,
 }
 
-/// Outcome of [`MacTable::learn`].
+/// Outcome of [`MacTable::learn_limited`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Learned {
     /// Nothing changed that matters (known at the same place, or static).
@@ -39,13 +44,41 @@ pub(crate) enum Learned {
     Updated,
     /// The table holds its limit of learned entries.
     Full,
+    /// An announcement would have moved a static entry to a VTEP the control plane did not
+    /// name (see [`MacTable::learn_limited`]); the entry stayed.
+    MoveRefused,
+    /// A new learned entry at the location (or a learned one moving there) would pass the
+    /// location's limit; nothing changed.
+    LocationFull,
+}
+
+/// Learned entries at `location`.
+fn count_at(counts: &HashMap<Location, usize>, location: Location) -> usize {
+    counts.get(&location).copied().unwrap_or(0)
 }
 
 #[derive(Debug)]
 pub(crate) struct MacTable {
     entries: HashMap<MacAddr, MacEntry>,
     learned: usize,
+    /// Learned entries per location (locations with none are not kept).
+    learned_at: HashMap<Location, usize>,
     learn_limit: usize,
+}
+
+/// Counts one more learned entry at `location`.
+fn count_in(counts: &mut HashMap<Location, usize>, location: Location) {
+    *counts.entry(location).or_insert(0) += 1;
+}
+
+/// Counts one learned entry fewer at `location`.
+fn count_out(counts: &mut HashMap<Location, usize>, location: Location) {
+    if let Some(n) = counts.get_mut(&location) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&location);
+        }
+    }
 }
 
 impl MacTable {
@@ -53,6 +86,7 @@ impl MacTable {
         MacTable {
             entries: HashMap::default(),
             learned: 0,
+            learned_at: HashMap::default(),
             learn_limit,
         }
     }
@@ -72,23 +106,8 @@ impl MacTable {
         }
     }
 
-    /// Records that `mac` was seen at `location`; `announced` says (when asked) whether the
-    /// frame is an announcement of the address by its owner (see `Switch`'s forwarding: a RARP or
-    /// a gratuitous ARP).
-    ///
-    /// Static entries stay static, with one exception, MAC mobility: a static entry that points
-    /// at another host (a VTEP) follows an *announcement* from that address arriving from a
-    /// *different* VTEP. That is how a VM that has just moved is found at once: its QEMU (RARP)
-    /// and its guest (gratuitous ARP) announce it from the destination host the moment it
-    /// resumes there, long before the control plane has told every switch; the control plane's
-    /// next update then confirms the entry. Any other frame leaves a static entry alone: the
-    /// old host's switch may still deliver frames the VM sent there before it paused (queued
-    /// in its socket, late under load) after every announcement and the control plane's update,
-    /// and such a frame must not take the address back to a host it has left, where nothing
-    /// would ever answer again. A static entry for a local port is never moved by a frame from
-    /// elsewhere (a remote host cannot take over a local VM's address), nor by a frame from a
-    /// local port.
-    #[inline]
+    /// [`MacTable::learn_limited`] without a limit.
+    #[cfg(test)]
     pub(crate) fn learn(
         &mut self,
         mac: MacAddr,
@@ -96,25 +115,76 @@ impl MacTable {
         now: Duration,
         announced: impl FnOnce() -> bool,
     ) -> Learned {
+        self.learn_limited(mac, location, now, None, announced)
+    }
+
+    /// Records that `mac` was seen at `location`; `announced` says (when asked) whether the
+    /// frame is an announcement of the address by its owner (see `Switch`'s forwarding: a RARP or
+    /// a gratuitous ARP).
+    ///
+    /// Static entries stay static, with one exception, MAC mobility: a static entry that points
+    /// at another host (a VTEP) follows an *announcement* from that address arriving from the
+    /// VTEP the control plane said it may move to ([`MacEntry::expected_move`]), and that
+    /// expectation is then used up. That is how a VM that has just moved is found at once: its
+    /// QEMU (RARP) and its guest (gratuitous ARP) announce it from the destination host the
+    /// moment it resumes there, long before the control plane has told every switch where it
+    /// is; the control plane's next update then confirms the entry. An announcement from any
+    /// other VTEP, or when no move is expected, moves nothing ([`Learned::MoveRefused`]): a
+    /// VM on another host cannot take over an address by announcing it. Any other frame leaves
+    /// a static entry alone: the old host's switch may still deliver frames the VM sent there
+    /// before it paused (queued in its socket, late under load) after every announcement and
+    /// the control plane's update, and such a frame must not take the address back to a host
+    /// it has left, where nothing would ever answer again. A static entry for a local port is never moved by a frame from
+    /// elsewhere (a remote host cannot take over a local VM's address), nor by a frame from a
+    /// local port.
+    ///
+    /// With a `limit`, at most that many learned entries point at `location`: a source that
+    /// would add one more there (a new address, or a learned one moving there) is refused
+    /// ([`Learned::LocationFull`]), changing nothing. Static entries do not count.
+    #[inline]
+    pub(crate) fn learn_limited(
+        &mut self,
+        mac: MacAddr,
+        location: Location,
+        now: Duration,
+        limit: Option<usize>,
+        announced: impl FnOnce() -> bool,
+    ) -> Learned {
+        let full = |counts: &HashMap<Location, usize>| {
+            limit.is_some_and(|l| count_at(counts, location) >= l)
+        };
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
                 None => match (entry.location, location) {
                     (Location::Vtep(old), Location::Vtep(new)) if old != new && announced() => {
-                        entry.location = location;
-                        Learned::Updated
+                        if entry.expected_move == Some(new) {
+                            entry.location = location;
+                            entry.expected_move = None;
+                            Learned::Updated
+                        } else {
+                            Learned::MoveRefused
+                        }
                     }
                     _ => Learned::Known,
                 },
                 Some(_) => {
-                    entry.last_seen = Some(now);
                     if entry.location == location {
+                        entry.last_seen = Some(now);
                         Learned::Known
+                    } else if full(&self.learned_at) {
+                        Learned::LocationFull
                     } else {
+                        entry.last_seen = Some(now);
+                        count_out(&mut self.learned_at, entry.location);
+                        count_in(&mut self.learned_at, location);
                         entry.location = location;
                         Learned::Updated
                     }
                 }
             };
+        }
+        if full(&self.learned_at) {
+            return Learned::LocationFull;
         }
         if self.learned >= self.learn_limit {
             return Learned::Full;
@@ -125,13 +195,15 @@ impl MacTable {
                 location,
                 last_seen: Some(now),
                 configured: None,
+                expected_move: None,
             },
         );
         self.learned += 1;
+        count_in(&mut self.learned_at, location);
         Learned::Updated
     }
 
-    /// Adds or replaces a static entry.
+    /// Adds or replaces a static entry (withdrawing any expected move).
     pub(crate) fn set_static(&mut self, mac: MacAddr, location: Location) {
         let old = self.entries.insert(
             mac,
@@ -139,32 +211,30 @@ impl MacTable {
                 location,
                 last_seen: None,
                 configured: Some(location),
+                expected_move: None,
             },
         );
-        if matches!(
-            old,
-            Some(MacEntry {
-                last_seen: Some(_),
-                ..
-            })
-        ) {
-            self.learned = self.learned.saturating_sub(1);
-        }
+        self.forget_learned(old);
     }
 
     /// Removes an entry, static or learned.
     pub(crate) fn remove(&mut self, mac: &MacAddr) -> Option<MacEntry> {
         let old = self.entries.remove(mac);
-        if matches!(
-            old,
-            Some(MacEntry {
-                last_seen: Some(_),
-                ..
-            })
-        ) {
-            self.learned = self.learned.saturating_sub(1);
-        }
+        self.forget_learned(old);
         old
+    }
+
+    /// Uncounts a learned entry that was replaced or removed.
+    fn forget_learned(&mut self, old: Option<MacEntry>) {
+        if let Some(MacEntry {
+            last_seen: Some(_),
+            location,
+            ..
+        }) = old
+        {
+            self.learned = self.learned.saturating_sub(1);
+            count_out(&mut self.learned_at, location);
+        }
     }
 
     /// Removes every entry (static or learned) that points at `location`.
@@ -178,10 +248,36 @@ impl MacTable {
             keep
         });
         self.learned = self.learned.saturating_sub(removed_learned);
+        self.learned_at.remove(&location);
+    }
+
+    /// Says that the static entry of `mac`, at a remote VTEP, may move to VTEP `to` on an
+    /// announcement from there (`None`: may not move). Returns false, changing nothing, when
+    /// `mac` has no static entry at a remote VTEP.
+    pub(crate) fn expect_move(&mut self, mac: &MacAddr, to: Option<Ipv4Addr>) -> bool {
+        match self.entries.get_mut(mac) {
+            Some(
+                entry @ MacEntry {
+                    last_seen: None,
+                    location: Location::Vtep(_),
+                    ..
+                },
+            ) => {
+                entry.expected_move = to;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Number of learned entries at `location` (aged ones included until [`MacTable::expire`]).
+    #[cfg(test)]
+    pub(crate) fn learned_at(&self, location: Location) -> usize {
+        count_at(&self.learned_at, location)
     }
 
     /// Puts every static entry that MAC mobility moved back where the control plane put it;
-    /// returns how many moved back.
+    /// returns how many moved back. Expected moves not made yet stay expected.
     pub(crate) fn revert_moves(&mut self) -> usize {
         let mut reverted = 0;
         for entry in self.entries.values_mut() {
@@ -196,9 +292,13 @@ impl MacTable {
     /// Removes learned entries older than `ageing`; returns how many.
     pub(crate) fn expire(&mut self, now: Duration, ageing: Duration) -> usize {
         let before = self.entries.len();
+        let learned_at = &mut self.learned_at;
         self.entries.retain(|_, e| match e.last_seen {
-            Some(seen) => now.saturating_sub(seen) <= ageing,
-            None => true,
+            Some(seen) if now.saturating_sub(seen) > ageing => {
+                count_out(learned_at, e.location);
+                false
+            }
+            _ => true,
         });
         let removed = before - self.entries.len();
         self.learned = self.learned.saturating_sub(removed);
@@ -285,6 +385,7 @@ mod tests {
         let mut t = MacTable::new(10);
         t.set_static(M1, Location::Vtep(h1));
         t.set_static(M2, Location::Port(PortId(4)));
+        assert!(t.expect_move(&M1, Some(h2)));
         // The same VTEP, or a local port: nothing moves.
         assert_eq!(
             t.learn(M1, Location::Vtep(h1), at(1), ANNOUNCE),
@@ -295,14 +396,24 @@ mod tests {
             Learned::Known
         );
         assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h1)));
-        // Another VTEP announces it: the entry moves and stays static (never ages).
+        // The expected VTEP announces it: the entry moves and stays static (never ages); the
+        // expectation is used up.
         assert_eq!(
             t.learn(M1, Location::Vtep(h2), at(2), ANNOUNCE),
             Learned::Updated
         );
         assert_eq!(t.lookup(&M1, at(100_000), AGE), Some(Location::Vtep(h2)));
         assert_eq!(t.learned(), 0);
-        // A local VM's static entry is not taken over from the uplink.
+        let entry = t.iter().find(|(m, _)| **m == M1).map(|(_, e)| *e);
+        assert_eq!(entry.and_then(|e| e.expected_move), None);
+        // So it does not move back on an announcement from h1.
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h1), at(2), ANNOUNCE),
+            Learned::MoveRefused
+        );
+        assert_eq!(t.lookup(&M1, at(2), AGE), Some(Location::Vtep(h2)));
+        // A local VM's static entry is not taken over from the uplink, and expects no move.
+        assert!(!t.expect_move(&M2, Some(h2)));
         assert_eq!(
             t.learn(M2, Location::Vtep(h2), at(3), ANNOUNCE),
             Learned::Known
@@ -315,6 +426,7 @@ mod tests {
         let (h1, h2) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         let mut t = MacTable::new(10);
         t.set_static(M1, Location::Vtep(h1));
+        assert!(t.expect_move(&M1, Some(h2)));
         // Data from another VTEP (here: the VM's announcement has not come yet): no move, and
         // the frame is not even asked about being one when nothing could move.
         assert_eq!(t.learn(M1, Location::Vtep(h2), at(1), DATA), Learned::Known);
@@ -345,6 +457,7 @@ mod tests {
         t.set_static(M1, Location::Vtep(h1));
         t.set_static(M2, Location::Vtep(h2));
         t.learn(M3, Location::Port(PortId(1)), at(0), DATA);
+        assert!(t.expect_move(&M1, Some(h3)));
         t.learn(M1, Location::Vtep(h3), at(1), ANNOUNCE);
         assert_eq!(t.lookup(&M1, at(1), AGE), Some(Location::Vtep(h3)));
         assert_eq!(t.revert_moves(), 1);
@@ -352,10 +465,100 @@ mod tests {
         assert_eq!(t.lookup(&M2, at(1), AGE), Some(Location::Vtep(h2)));
         assert_eq!(t.lookup(&M3, at(1), AGE), Some(Location::Port(PortId(1))));
         // Set again by the control plane where it moved: nothing to revert.
+        assert!(t.expect_move(&M1, Some(h3)));
         t.learn(M1, Location::Vtep(h3), at(2), ANNOUNCE);
         t.set_static(M1, Location::Vtep(h3));
         assert_eq!(t.revert_moves(), 0);
         assert_eq!(t.lookup(&M1, at(2), AGE), Some(Location::Vtep(h3)));
+    }
+
+    #[test]
+    fn unexpected_announcements_move_nothing() {
+        let (h1, h2, h3) = (
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 3),
+        );
+        let mut t = MacTable::new(10);
+        t.set_static(M1, Location::Vtep(h1));
+        // No move expected.
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h2), at(1), ANNOUNCE),
+            Learned::MoveRefused
+        );
+        // A move to h2 expected: h3's announcement is refused, the expectation kept.
+        assert!(t.expect_move(&M1, Some(h2)));
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h3), at(2), ANNOUNCE),
+            Learned::MoveRefused
+        );
+        assert_eq!(t.lookup(&M1, at(2), AGE), Some(Location::Vtep(h1)));
+        // Withdrawn: h2 cannot move it either.
+        assert!(t.expect_move(&M1, None));
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h2), at(3), ANNOUNCE),
+            Learned::MoveRefused
+        );
+        // Expected again, then the entry set again by the control plane: withdrawn too.
+        assert!(t.expect_move(&M1, Some(h2)));
+        t.set_static(M1, Location::Vtep(h1));
+        assert_eq!(
+            t.learn(M1, Location::Vtep(h2), at(4), ANNOUNCE),
+            Learned::MoveRefused
+        );
+        assert_eq!(t.lookup(&M1, at(4), AGE), Some(Location::Vtep(h1)));
+        // Only static remote entries take an expectation.
+        t.learn(M2, Location::Vtep(h1), at(5), DATA);
+        assert!(!t.expect_move(&M2, Some(h2)));
+        assert!(!t.expect_move(&M3, Some(h2)));
+    }
+
+    #[test]
+    fn learned_entries_are_counted_per_location() {
+        let (p1, p2) = (Location::Port(PortId(1)), Location::Port(PortId(2)));
+        let mut t = MacTable::new(10);
+        t.learn(M1, p1, at(0), DATA);
+        t.learn(M2, p1, at(10), DATA);
+        assert_eq!((t.learned_at(p1), t.learned_at(p2)), (2, 0));
+        // At its limit, a location takes no new address, nor a learned one moving there, but
+        // known ones are refreshed; a static entry there is no new address.
+        assert_eq!(
+            t.learn_limited(M3, p1, at(11), Some(2), DATA),
+            Learned::LocationFull
+        );
+        t.learn(M3, p2, at(11), DATA);
+        assert_eq!(
+            t.learn_limited(M3, p1, at(12), Some(2), DATA),
+            Learned::LocationFull
+        );
+        assert_eq!(t.lookup(&M3, at(12), AGE), Some(p2));
+        assert_eq!(
+            t.learn_limited(M1, p1, at(12), Some(2), DATA),
+            Learned::Known
+        );
+        assert!(t.remove(&M3).is_some());
+        // A move between locations.
+        t.learn(M1, p2, at(20), DATA);
+        assert_eq!((t.learned_at(p1), t.learned_at(p2)), (1, 1));
+        // A static entry replaces a learned one, and does not count.
+        t.set_static(M2, p1);
+        assert_eq!(t.learned_at(p1), 0);
+        assert_eq!(
+            t.learn_limited(M2, p1, at(20), Some(0), DATA),
+            Learned::Known
+        );
+        // Removal, expiry, removal of a location.
+        t.learn(M3, p1, at(30), DATA);
+        assert_eq!(t.learned_at(p1), 1);
+        assert!(t.remove(&M3).is_some());
+        assert_eq!(t.learned_at(p1), 0);
+        t.learn(M3, p1, at(30), DATA);
+        assert_eq!(t.expire(at(321), AGE), 1); // M1, last seen at 20
+        assert_eq!((t.learned_at(p1), t.learned_at(p2)), (1, 0));
+        t.remove_location(p1);
+        assert_eq!(t.learned_at(p1), 0);
+        assert_eq!(t.learned(), 0);
+        assert_eq!(t.iter().count(), 0);
     }
 
     #[test]

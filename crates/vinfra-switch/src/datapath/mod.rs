@@ -1,5 +1,6 @@
-//! The forwarding core: ports, logical networks, MAC tables, flooding, ARP suppression, a DHCP responder, MTU and
-//! counters. No I/O and no clock: the daemon passes received frames and the current time in,
+//! The forwarding core: ports, logical networks, MAC tables, flooding, ARP suppression, a DHCP responder, MTU,
+//! port policy ([`PortPolicy`]: port security, a per-port MAC limit, storm control), the VXLAN
+//! uplink's underlay peers, and counters. No I/O and no clock: the daemon passes received frames and the current time in,
 //! and sends the frames the [`Switch`] writes into a [`TxBatch`].
 //!
 //! # Threading

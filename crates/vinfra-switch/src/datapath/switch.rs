@@ -4,13 +4,14 @@ use core::net::Ipv4Addr;
 use core::ops::Range;
 use core::time::Duration;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
 use super::network::NetworkState;
+use super::policy::{self, PortPolicy, StormBucket};
 use super::port::{PortConfig, PortKind};
 use super::tx::TxBatch;
 use crate::wire::dhcp::{self, DhcpMessageType, DhcpOp, DhcpRepr};
@@ -33,6 +34,10 @@ struct Port {
     counters: Counters,
     /// Takes frames with offload metadata (see [`Switch::set_port_offloads`]).
     offloads: bool,
+    /// Port security, MAC limit, storm control (access ports only).
+    policy: PortPolicy,
+    /// Storm control's state, when the policy has it.
+    storm: Option<StormBucket>,
 }
 
 /// A frame's L2 header and payload once classified: untagged, in its network.
@@ -119,6 +124,8 @@ struct Ingress<'a> {
     network: NetworkId,
     from: Location,
     l2: L2<'a>,
+    /// The ingress port's limit of learned entries, if it has one.
+    mac_limit: Option<usize>,
 }
 
 type Refusal = (DropReason, Option<NetworkId>);
@@ -139,6 +146,8 @@ pub struct Switch {
     uplink: Option<PortId>,
     trunk: Option<PortId>,
     vtep_macs: HashMap<Ipv4Addr, MacAddr>,
+    /// The underlay sources the uplink accepts; `None`: any.
+    underlay_peers: Option<HashSet<Ipv4Addr>>,
     switch_drops: Drops,
 }
 
@@ -180,6 +189,7 @@ impl Switch {
             uplink: None,
             trunk: None,
             vtep_macs: HashMap::default(),
+            underlay_peers: None,
             switch_drops: Drops::default(),
         }
     }
@@ -253,11 +263,25 @@ impl Switch {
         let mtu = usize::from(port.config.mtu);
         let classified = match port.config.kind {
             PortKind::Vm { network } | PortKind::Host { network } => {
-                match classify_access(frame, mtu, offload) {
+                let checked = classify_access(frame, mtu, offload).and_then(|l2| {
+                    // Port security, before anything learns or answers the frame.
+                    match &port.policy.allowed {
+                        Some(allowed) => {
+                            policy::check_source(allowed, l2.src, l2.ethertype, l2.payload)
+                                .map(|()| l2)
+                        }
+                        None => Ok(l2),
+                    }
+                });
+                match checked {
                     Ok(l2) => Ok(Ingress {
                         network,
                         from: Location::Port(in_port),
                         l2,
+                        mac_limit: port
+                            .policy
+                            .mac_limit
+                            .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
                     }),
                     // The port's network is known even when the frame is refused.
                     Err(reason) => Err((reason, Some(network))),
@@ -271,11 +295,16 @@ impl Switch {
                     network,
                     from: Location::Port(in_port),
                     l2,
+                    mac_limit: None,
                 })
             }
-            PortKind::VxlanUplink { local_ip, .. } => {
-                classify_underlay(frame, mtu, local_ip, &self.vnis)
-            }
+            PortKind::VxlanUplink { local_ip, .. } => classify_underlay(
+                frame,
+                mtu,
+                local_ip,
+                self.underlay_peers.as_ref(),
+                &self.vnis,
+            ),
         };
         let ingress = match classified {
             Ok(ingress) => ingress,
@@ -400,9 +429,18 @@ impl Switch {
                 self.vtep_macs.insert(vtep, mac);
                 Ok(())
             }
-            ConfigCommand::SetPortPolicy { .. }
-            | ConfigCommand::SetUnderlayPeers(_)
-            | ConfigCommand::ExpectMacMove { .. } => Ok(()),
+            ConfigCommand::SetPortPolicy { port, policy } => self.set_port_policy(port, policy),
+            ConfigCommand::SetUnderlayPeers(peers) => {
+                self.underlay_peers = peers.map(|p| p.into_iter().collect());
+                Ok(())
+            }
+            ConfigCommand::ExpectMacMove { network, mac, to } => {
+                let net = self.network_mut(network)?;
+                if !net.macs.expect_move(&mac, to) && to.is_some() {
+                    return Err(ConfigError::NoRemoteMacEntry { network, mac });
+                }
+                Ok(())
+            }
             ConfigCommand::SetDhcp { network, config } => {
                 if let Some(c) = &config {
                     if c.prefix_len == 0 || c.prefix_len > 32 {
@@ -426,6 +464,22 @@ impl Switch {
                 Ok(())
             }
         }
+    }
+
+    fn set_port_policy(&mut self, id: PortId, policy: PortPolicy) -> Result<(), ConfigError> {
+        let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
+        if port.config.kind.access_network().is_none() {
+            return Err(ConfigError::NotAccessPort(id));
+        }
+        policy.validate()?;
+        // The bucket keeps its state when its rate and depth stay.
+        port.storm = match (policy.storm, port.storm) {
+            (Some(limit), Some(bucket)) if bucket.limit() == limit => Some(bucket),
+            (Some(limit), _) => Some(StormBucket::new(limit)),
+            (None, _) => None,
+        };
+        port.policy = policy;
+        Ok(())
     }
 
     fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, ConfigError> {
@@ -545,6 +599,8 @@ impl Switch {
                 config,
                 counters: Counters::default(),
                 offloads: false,
+                policy: PortPolicy::default(),
+                storm: None,
             },
         );
         Ok(())
@@ -581,6 +637,21 @@ impl Switch {
     /// A port's configuration.
     pub fn port(&self, id: PortId) -> Option<PortConfig> {
         slot(&self.ports, id.0).map(|p| p.config)
+    }
+
+    /// A port's policy (the default, open one until [`ConfigCommand::SetPortPolicy`]).
+    pub fn port_policy(&self, id: PortId) -> Option<&PortPolicy> {
+        slot(&self.ports, id.0).map(|p| &p.policy)
+    }
+
+    /// The underlay sources the VXLAN uplink accepts ([`ConfigCommand::SetUnderlayPeers`]),
+    /// sorted; `None` when it accepts any.
+    pub fn underlay_peers(&self) -> Option<Vec<Ipv4Addr>> {
+        self.underlay_peers.as_ref().map(|peers| {
+            let mut list: Vec<_> = peers.iter().copied().collect();
+            list.sort_unstable();
+            list
+        })
     }
 
     /// A port's counters.
@@ -734,6 +805,7 @@ fn classify_underlay<'a>(
     frame: &'a [u8],
     mtu: usize,
     local_ip: Ipv4Addr,
+    peers: Option<&HashSet<Ipv4Addr>>,
     vnis: &HashMap<Vni, NetworkId>,
 ) -> Result<Ingress<'a>, Refusal> {
     if frame.len().saturating_sub(ethernet::HEADER_LEN) > mtu {
@@ -742,6 +814,9 @@ fn classify_underlay<'a>(
     let decap = encap::decapsulate(frame).map_err(|e| (e.into(), None))?;
     if decap.dst_ip != local_ip {
         return Err((DropReason::WrongVtep, None));
+    }
+    if peers.is_some_and(|p| !p.contains(&decap.src_ip)) {
+        return Err((DropReason::UnknownVtep, None));
     }
     let network = *vnis.get(&decap.vni).ok_or((DropReason::UnknownVni, None))?;
     let refuse = |r: DropReason| (r, Some(network));
@@ -759,6 +834,7 @@ fn classify_underlay<'a>(
         network,
         from: Location::Vtep(decap.src_ip),
         l2,
+        mac_limit: None,
     })
 }
 
@@ -1008,8 +1084,22 @@ fn forward(
     let l2 = ingress.l2;
     let from_vtep = matches!(ingress.from, Location::Vtep(_));
 
-    if macs.learn(l2.src, ingress.from, now, || announces_source(&l2)) == Learned::Full {
-        counters.learning_refused += 1;
+    let learned = macs.learn_limited(l2.src, ingress.from, now, ingress.mac_limit, || {
+        announces_source(&l2)
+    });
+    match learned {
+        Learned::Full => counters.learning_refused += 1,
+        Learned::MoveRefused => counters.mac_moves_refused += 1,
+        Learned::LocationFull => {
+            // A source new to a port at its MAC limit: refused before anything answers or
+            // forwards it.
+            if let Some(p) = slot_mut(egress.ports, in_port.0) {
+                p.counters.drops.add(DropReason::PortMacLimit);
+            }
+            counters.traffic.drops.add(DropReason::PortMacLimit);
+            return;
+        }
+        Learned::Known | Learned::Updated => {}
     }
 
     if let (Some(config), Location::Port(_)) = (dhcp.as_ref(), ingress.from) {
@@ -1117,7 +1207,14 @@ fn forward(
 
     // Broadcast, multicast or unknown unicast: every other local port of the network, then
     // the remote hosts of the network (unless the frame came from one: split horizon) or the
-    // trunk.
+    // trunk. Storm control first: a port over its rate floods nothing.
+    let storm = slot_mut(sender.egress.ports, in_port.0).and_then(|p| p.storm.as_mut());
+    if let Some(bucket) = storm {
+        if !bucket.take(now) {
+            sender.drop_at(in_port, DropReason::StormControl);
+            return;
+        }
+    }
     sender.counters.flooded += 1;
     for &port in members.iter() {
         if port != in_port {
