@@ -2,6 +2,7 @@
 //! then the source's status every [`POLL_INTERVAL`] until QEMU ends it, the operator cancels,
 //! the destination disconnects or the source stays silent too long.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vinfra_proto::{AgentCommand, CommandReply, MigrationStatus};
@@ -73,7 +74,11 @@ fn apply_status(p: &mut MigrationProgress, s: &MigrationStatus) {
 
 /// Runs the migration up to an outcome. `begin`: prepare the destination and start sending;
 /// otherwise (after a console restart) only follow what the source reports.
-pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> MigrationOutcome {
+pub async fn drive(
+    console: &Arc<Console>,
+    active: &ActiveMigration,
+    begin: bool,
+) -> MigrationOutcome {
     let agents = console.agents().clone();
     let rec = match console.vm(&active.vm) {
         Ok(v) => v.value,
@@ -95,6 +100,11 @@ pub async fn drive(console: &Console, active: &ActiveMigration, begin: bool) -> 
                 Chain(&e)
             );
         }
+        // Every other host learns where the VM's MACs may move (`moving_to`): its switch
+        // follows the VM's announcements from the destination at the switchover and refuses
+        // any other. In the background: a silent host must not hold the migration up, and the
+        // memory copy takes longer than a push.
+        push::push_all_later(console);
         let prep = AgentCommand::PrepareIncoming { vm: rec.instance() };
         let uri = match agents
             .request(&active.destination, prep, CREATE_TIMEOUT)
