@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, in order: packages, the program check, guest image, formatting, clippy,
-# tests. Unit tests run in parallel; integration tests (which boot labs and QEMU guests) one at a
-# time. Every test step runs with --no-fail-fast: one failing test binary does not hide the rest.
+# tests. Unit tests run in parallel; integration tests (which boot labs and QEMU guests) through
+# scripts/integration.sh: two test binaries side by side, each binary's tests one at a time.
+# Every test step runs to its end: one failing test binary does not hide the rest.
 # A test whose prerequisite (root, QEMU, the guest image, a program) is missing prints a line
 # starting with "SKIPPED:" and returns; under CI (CI set) it fails instead. Ends with a summary
 # line "summary: N passed, N failed, N skipped" (skipped tests are not counted as passed) and a
@@ -47,7 +48,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "unit tests" cargo test --workspace --lib --bins --no-fail-fast
 step "doc tests" cargo test --workspace --doc --no-fail-fast
-step "integration tests" timeout --signal=KILL 3000 cargo test --workspace --test '*' --no-fail-fast -- --test-threads=1
+step "integration tests" timeout --signal=KILL 3000 bash scripts/integration.sh
 
 # A bounded run of the switch's frame fuzzer (libFuzzer through cargo-fuzz, on the nightly toolchain).
 if cargo +nightly --version >/dev/null 2>&1; then
