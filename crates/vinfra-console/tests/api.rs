@@ -869,6 +869,7 @@ fn sample(kind: ErrorKind) -> Error {
                     vcpus: 2,
                     memory_mib: 4096,
                 },
+                why: None,
             },
             already: false,
         })),

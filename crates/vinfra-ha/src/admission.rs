@@ -156,6 +156,9 @@ pub struct ScenarioReport {
     pub unplaced: Vec<String>,
     /// Their vCPUs and memory: what the cluster lacks for this scenario.
     pub shortfall: Amount,
+    /// Why the first unplaced VM has no host, host by host (capacity, rules, networks): given
+    /// with a refused power-on, `None` elsewhere (it costs a second plan).
+    pub why: Option<String>,
 }
 
 impl ScenarioReport {
@@ -219,6 +222,9 @@ impl fmt::Display for Refusal {
             restart_names(&self.scenario.unplaced),
             self.scenario.shortfall,
         )?;
+        if let Some(why) = &self.scenario.why {
+            write!(f, ": {why}")?;
+        }
         if self.already {
             f.write_str("; the reserve is broken already")?;
         }
@@ -282,6 +288,8 @@ struct Outcome {
     restarts: Vec<(String, u32, Amount)>,
     unplaced: Vec<String>,
     shortfall: Amount,
+    /// Why the first unplaced VM has no host, when the plan was asked to explain.
+    why: Option<String>,
 }
 
 impl Outcome {
@@ -538,6 +546,16 @@ impl Admission {
     }
 
     fn plan_scenario(&mut self, failed: &[u32]) -> Result<Outcome, AdmissionError> {
+        self.plan_scenario_with(failed, false)
+    }
+
+    /// [`Admission::plan_scenario`], with the reason the first unplaced VM has no host when
+    /// `explain` (slower: every host is checked, not only until one fits).
+    fn plan_scenario_with(
+        &mut self,
+        failed: &[u32],
+        explain: bool,
+    ) -> Result<Outcome, AdmissionError> {
         let vms = self.to_restart(failed);
         let mut o = Outcome {
             failed: failed.to_vec(),
@@ -551,7 +569,23 @@ impl Admission {
         if vms.is_empty() {
             return Ok(o);
         }
-        let d = self.with_failed(failed, &vms, |p, vms| restart::decide_all(p, vms, false))?;
+        let d = self.with_failed(failed, &vms, |p, vms| restart::decide_all(p, vms, explain))?;
+        // The scenario's failed hosts go without saying.
+        let gone: Vec<&str> = failed
+            .iter()
+            .map(|&h| self.hosts[h as usize].name.as_str())
+            .collect();
+        o.why = d
+            .order
+            .iter()
+            .find_map(|&i| d.why.get(i).cloned().flatten())
+            .map(|mut w| {
+                for g in &mut w.groups {
+                    g.hosts.retain(|h| !gone.contains(&h.as_str()));
+                }
+                w.groups.retain(|g| !g.hosts.is_empty());
+                w.to_string()
+            });
         for &i in &d.order {
             let v = &vms[i];
             match &d.host[i] {
@@ -586,6 +620,7 @@ impl Admission {
                 .collect(),
             unplaced: o.unplaced.clone(),
             shortfall: o.shortfall,
+            why: o.why.clone(),
         }
     }
 
@@ -770,6 +805,14 @@ impl Admission {
         for &s in &touched {
             let failed = self.failed_set(s);
             match self.plan_scenario(&failed) {
+                // A refusal says why: plan the failing scenario again, explaining.
+                Ok(o) if !o.holds() => match self.plan_scenario_with(&failed, true) {
+                    Ok(explained) => outcomes.push((s, explained)),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
                 Ok(o) => outcomes.push((s, o)),
                 Err(e) => {
                     result = Err(e);
@@ -1095,7 +1138,10 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "powering on VM 'e' on host h1 would break the HA reserve (tolerate 1 host failure): \
-             if host h0 failed, 1 HA VM ('a') could not restart (short of 1 vCPU, 8192 MiB)"
+             if host h0 failed, 1 HA VM ('a') could not restart (short of 1 vCPU, 8192 MiB): \
+             no host can take VM 'a' (1 vCPU, 8192 MiB): h1, h2: short of capacity (closest, h1: \
+             memory short by 2048 MiB (allocated 10240 of 16384 MiB allocatable = 16384 MiB \
+             physical × ratio 1))"
         );
         // Nothing changed: the same check again gives the same answer, the reserve holds.
         assert!(adm.holds());
@@ -1188,6 +1234,9 @@ mod tests {
             .check_power_on(&power_on("e", 6, false), "h2")
             .unwrap_err();
         assert!(matches!(e, AdmissionError::Refused(_)), "{e}");
+        // The refusal says that the rule, not only capacity, keeps a from h1.
+        let text = e.to_string();
+        assert!(text.contains("h1: ") && text.contains("'apart'"), "{text}");
         let plan = adm.explain("h0").unwrap();
         assert!(plan.unplaced.is_empty());
         assert!(adm.holds());
