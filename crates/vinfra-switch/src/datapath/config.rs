@@ -173,6 +173,28 @@ pub enum ConfigCommand {
     },
 }
 
+/// Checks what the switch relies on in a port policy: allowed MACs are unicast, prefix lengths
+/// at most 32, storm control rate and burst at least 1.
+pub(crate) fn check_policy(policy: &PortPolicy) -> Result<(), ConfigError> {
+    for a in policy.allowed.iter().flatten() {
+        if !a.mac.is_unicast() {
+            return Err(ConfigError::NotUnicast(a.mac));
+        }
+        if a.prefix_len > 32 {
+            return Err(ConfigError::BadAllowedPrefix {
+                ip: a.ip,
+                prefix_len: a.prefix_len,
+            });
+        }
+    }
+    if let Some(s) = policy.storm {
+        if s.frames_per_sec == 0 || s.burst == 0 {
+            return Err(ConfigError::BadStormControl);
+        }
+    }
+    Ok(())
+}
+
 /// Why a command was refused. A refused command changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

@@ -8,7 +8,6 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-use super::config::ConfigError;
 use super::counters::DropReason;
 use crate::wire::ipv4::{self, protocol};
 use crate::wire::{arp, dhcp, udp, EtherType, MacAddr};
@@ -64,30 +63,6 @@ pub struct PortPolicy {
     pub mac_limit: Option<u32>,
     /// Storm control; flooded frames over the rate are dropped (`storm_control`). `None`: off.
     pub storm: Option<StormControl>,
-}
-
-impl PortPolicy {
-    /// Checks what the switch relies on: allowed MACs are unicast, prefix lengths at most 32,
-    /// storm control rate and burst at least 1.
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        for a in self.allowed.iter().flatten() {
-            if !a.mac.is_unicast() {
-                return Err(ConfigError::NotUnicast(a.mac));
-            }
-            if a.prefix_len > 32 {
-                return Err(ConfigError::BadAllowedPrefix {
-                    ip: a.ip,
-                    prefix_len: a.prefix_len,
-                });
-            }
-        }
-        if let Some(s) = self.storm {
-            if s.frames_per_sec == 0 || s.burst == 0 {
-                return Err(ConfigError::BadStormControl);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Checks a frame from a port with port security on against its allowed sources: `src` is the

@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use foldhash::{HashMap, HashSet};
 
-use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
+use super::config::{check_policy, ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
@@ -471,7 +471,7 @@ impl Switch {
         if port.config.kind.access_network().is_none() {
             return Err(ConfigError::NotAccessPort(id));
         }
-        policy.validate()?;
+        check_policy(&policy)?;
         // The bucket keeps its state when its rate and depth stay.
         port.storm = match (policy.storm, port.storm) {
             (Some(limit), Some(bucket)) if bucket.limit() == limit => Some(bucket),
