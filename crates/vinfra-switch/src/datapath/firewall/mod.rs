@@ -1,0 +1,2 @@
+//! The distributed firewall: security-group rules ([`rules`]) and connection tracking.
+pub mod rules;
