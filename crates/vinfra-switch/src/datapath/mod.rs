@@ -10,6 +10,7 @@
 
 mod config;
 mod counters;
+pub mod firewall;
 mod ids;
 mod mac_table;
 mod network;

@@ -1,0 +1,2 @@
+//! The distributed firewall: security-group rules and connection tracking ([`conntrack`]).
+pub mod conntrack;
