@@ -263,7 +263,8 @@ pub enum Tracked {
     /// [`Conntrack::commit`] it if they allow it.
     New,
     /// A packet of a known connection; `reply` when it goes the reply way (against the
-    /// direction of the packet that created the connection).
+    /// direction of the packet that created the connection). A later fragment, whose way is
+    /// not known without its ports, is always `reply: false`.
     Established {
         /// The packet goes the reply way.
         reply: bool,
@@ -562,8 +563,8 @@ impl Conntrack {
         }
         let key = PairKey::new(zone, pkt.src, pkt.dst, pkt.protocol);
         if self.pairs.get(&key).is_some_and(|n| *n > 0) {
-            // Which way it goes is not known without the ports; tell by the addresses of
-            // one of the connections would need a scan, so call it the original way.
+            // Which way it goes is not known without the ports (telling it by the addresses
+            // of one of the connections would need a scan): called the original way.
             Tracked::Established { reply: false }
         } else {
             Tracked::Invalid(InvalidReason::Fragment)
