@@ -1,0 +1,1013 @@
+//! Connection tracking for the distributed firewall: which IPv4 packets at a VM port belong to
+//! a connection the rules already allowed.
+//!
+//! The switch calls [`Conntrack::track`] for every IPv4 packet at a firewalled VM port, with the
+//! port's zone (one per VM port) and its [`Side`] (from the VM or to it). The answer is
+//! [`Tracked::New`] when no connection knows the packet (the caller evaluates the rules and,
+//! if they allow it, calls [`Conntrack::commit`]), [`Tracked::Established`] for a packet of a
+//! known connection in either direction (its state and timeout are updated),
+//! [`Tracked::Related`] for an ICMP error about a known connection, or [`Tracked::Invalid`]
+//! for a packet no connection may carry (a TCP segment other than a SYN without a connection,
+//! a SYN+ACK from the wrong side, a flag combination no stack sends, …), counted by
+//! [`InvalidReason`]. Invalid packets never create or change an entry.
+//!
+//! Like the kernel's `nf_conntrack` and OVS's userspace conntrack, a connection has two tuples,
+//! its original one (of the packet that created it) and its reply one, both keys of one
+//! hash table per zone; looking a packet up is one hash lookup. Connections are TCP (the
+//! kernel's state machine, [`TcpState`]), UDP (unreplied, then replied), ICMP queries (echo,
+//! timestamp, …, by identifier) and any other protocol by addresses and protocol number.
+//!
+//! # Differences from the kernel
+//! - No TCP sequence-window tracking: a segment is judged by its flags, its direction and the
+//!   state only (the kernel also checks that sequence and acknowledgment numbers lie in the
+//!   window, which stops blind injection of RSTs and data into a known connection; here a peer
+//!   that knows the 5-tuple can inject). Nor does it pick up connections mid-stream: a TCP
+//!   connection starts with a SYN (the kernel's `nf_conntrack_tcp_loose` accepts an ACK).
+//! - A SYN on a `TimeWait` or `Close` connection ends it and is [`Tracked::New`]: the rules
+//!   judge the new connection (the kernel reuses the entry unless a FIN or RST closed it).
+//! - In `TimeWait` and `Close`, further segments do not extend the timeout: a connection that
+//!   has closed lives its closing timeout from the transition and no longer.
+//! - A UDP connection that saw a reply gets `udp_replied` at once (the kernel waits 2 s of
+//!   replied traffic before its stream timeout).
+//! - Non-first IPv4 fragments are not reassembled (the kernel defragments before tracking; OVS
+//!   reassembles too). A later fragment has no ports, so it is `Established` when the zone has
+//!   a connection of its protocol between its two addresses (in either direction) and
+//!   `Invalid` otherwise: a peer with one allowed connection to a VM can send it fragments of
+//!   other datagrams, which the VM can only reassemble with a first fragment, and that one
+//!   carries the ports and is checked. As RFC 1858 advises, a TCP fragment at offset 8 is
+//!   invalid and a first fragment must hold the whole TCP header ([`PacketInfo::parse`]).
+//!   Entries past their timeout but not yet freed ([`Conntrack::expire`]) still count here.
+//! - The table holds at most `max_entries` connections (and at most `zone_max_entries` per
+//!   zone): a commit on a full table first frees connections past their timeout, then is
+//!   refused ([`ConntrackFull`]); the kernel also drops a not yet assured connection to make
+//!   room (`early_drop`).
+//!
+//! # Migration
+//! [`Conntrack::export`] writes a zone's connections as plain [`ConnEntry`] values with their
+//! remaining lifetime; [`Conntrack::import`] puts them into a zone (any number) on the
+//! destination host, relative to its own clock, so an established TCP stream goes on with its
+//! next plain ACK.
+
+mod packet;
+mod tcp;
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use foldhash::HashMap;
+
+pub use packet::{
+    icmp_is_error, icmp_is_request, icmp_query_peer, icmp_type, ConnTuple, Fragment, Icmp,
+    PacketError, PacketInfo, TcpFlags, L4,
+};
+pub use tcp::TcpState;
+
+use crate::wire::ipv4::protocol;
+use tcp::{SegmentKind, Step};
+
+/// Which way a packet goes through a VM port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Side {
+    /// Sent by the VM (egress from the VM's point of view).
+    FromVm,
+    /// Sent to the VM (ingress).
+    ToVm,
+}
+
+impl Side {
+    /// The other side.
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::FromVm => Side::ToVm,
+            Side::ToVm => Side::FromVm,
+        }
+    }
+}
+
+/// How long a connection lives without a packet, by protocol and state. The defaults are the
+/// Linux kernel's (`nf_conntrack_*_timeout` sysctls), except `other_unreplied`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Timeouts {
+    /// TCP after the SYN (and after SYNs both ways): 120 s.
+    pub tcp_syn_sent: Duration,
+    /// TCP after the SYN+ACK: 60 s.
+    pub tcp_syn_recv: Duration,
+    /// TCP established: 5 days, as the kernel (OVS uses 24 h). An idle connection without
+    /// keepalives outlives most applications' own timeouts; the table's size bounds the cost.
+    pub tcp_established: Duration,
+    /// TCP after a FIN: 120 s.
+    pub tcp_fin_wait: Duration,
+    /// TCP after the first FIN was acknowledged: 60 s.
+    pub tcp_close_wait: Duration,
+    /// TCP after the second FIN: 30 s.
+    pub tcp_last_ack: Duration,
+    /// TCP after the second FIN was acknowledged: 120 s.
+    pub tcp_time_wait: Duration,
+    /// TCP after a RST: 10 s.
+    pub tcp_close: Duration,
+    /// UDP before a reply: 30 s.
+    pub udp_unreplied: Duration,
+    /// UDP after a reply: 120 s (the kernel's stream timeout).
+    pub udp_replied: Duration,
+    /// ICMP queries (echo, timestamp, …): 30 s.
+    pub icmp: Duration,
+    /// Other protocols (and ICMP other than queries and errors) before a reply: 30 s (the
+    /// kernel's generic timeout is 600 s either way; one-way traffic should not hold entries
+    /// that long).
+    pub other_unreplied: Duration,
+    /// Other protocols after a reply: 600 s.
+    pub other_replied: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        const fn secs(s: u64) -> Duration {
+            Duration::from_secs(s)
+        }
+        Timeouts {
+            tcp_syn_sent: secs(120),
+            tcp_syn_recv: secs(60),
+            tcp_established: secs(5 * 24 * 3600),
+            tcp_fin_wait: secs(120),
+            tcp_close_wait: secs(60),
+            tcp_last_ack: secs(30),
+            tcp_time_wait: secs(120),
+            tcp_close: secs(10),
+            udp_unreplied: secs(30),
+            udp_replied: secs(120),
+            icmp: secs(30),
+            other_unreplied: secs(30),
+            other_replied: secs(600),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of a TCP connection in `state`.
+    pub const fn tcp(&self, state: TcpState) -> Duration {
+        match state {
+            TcpState::SynSent | TcpState::SynSent2 => self.tcp_syn_sent,
+            TcpState::SynRecv => self.tcp_syn_recv,
+            TcpState::Established => self.tcp_established,
+            TcpState::FinWait => self.tcp_fin_wait,
+            TcpState::CloseWait => self.tcp_close_wait,
+            TcpState::LastAck => self.tcp_last_ack,
+            TcpState::TimeWait => self.tcp_time_wait,
+            TcpState::Close => self.tcp_close,
+        }
+    }
+
+    /// The timeout of a connection of `protocol` (`tcp` its state for TCP), replied or not.
+    fn of(&self, protocol: u8, tcp: Option<TcpState>, replied: bool) -> Duration {
+        match (protocol, tcp) {
+            (_, Some(state)) => self.tcp(state),
+            (protocol::UDP, None) if replied => self.udp_replied,
+            (protocol::UDP, None) => self.udp_unreplied,
+            (protocol::ICMP, None) => self.icmp,
+            (_, None) if replied => self.other_replied,
+            (_, None) => self.other_unreplied,
+        }
+    }
+}
+
+/// Most connections a table may be configured for (slot numbers take 31 bits).
+pub const MAX_ENTRIES_LIMIT: usize = 1 << 30;
+
+/// Configuration of a [`Conntrack`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConntrackConfig {
+    /// Most connections in the table, all zones together (at most [`MAX_ENTRIES_LIMIT`]).
+    pub max_entries: usize,
+    /// Most connections of one zone; `None`: only `max_entries` applies. One VM cannot fill
+    /// the table for the others with it.
+    pub zone_max_entries: Option<usize>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Default for ConntrackConfig {
+    /// 262 144 connections, no zone limit, the default timeouts.
+    fn default() -> ConntrackConfig {
+        ConntrackConfig {
+            max_entries: 1 << 18,
+            zone_max_entries: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// Why a packet is invalid for connection tracking.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum InvalidReason {
+    /// A TCP segment other than a SYN (without ACK) and no connection for it (an ACK, a
+    /// SYN+ACK with no SYN seen, a RST, a FIN).
+    TcpNotSyn,
+    /// A TCP flag combination no stack sends (SYN+FIN, no flag, FIN without ACK, …).
+    TcpBadFlags,
+    /// A TCP segment the connection's state does not allow (a SYN from the responder once
+    /// established, a SYN+ACK from the originator, an ACK before the SYN+ACK, …).
+    TcpBadState,
+    /// An ICMP query answer (echo reply, …) with no request seen.
+    IcmpUnmatchedReply,
+    /// An ICMP error about no known connection, or quoting too little to tell.
+    IcmpUnrelatedError,
+    /// A later IPv4 fragment and no connection of its protocol between its addresses; or a TCP
+    /// fragment at offset 8 (RFC 1858).
+    Fragment,
+    /// A packet of a known connection going the wrong way through the port: from the VM with
+    /// the addresses of the packets to it, or the reverse (a spoofed or looped packet).
+    WrongSide,
+}
+
+impl InvalidReason {
+    /// Every reason, in counter order.
+    pub const ALL: [InvalidReason; 7] = [
+        InvalidReason::TcpNotSyn,
+        InvalidReason::TcpBadFlags,
+        InvalidReason::TcpBadState,
+        InvalidReason::IcmpUnmatchedReply,
+        InvalidReason::IcmpUnrelatedError,
+        InvalidReason::Fragment,
+        InvalidReason::WrongSide,
+    ];
+
+    /// The snake_case name, as in counters.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::TcpNotSyn => "tcp_not_syn",
+            InvalidReason::TcpBadFlags => "tcp_bad_flags",
+            InvalidReason::TcpBadState => "tcp_bad_state",
+            InvalidReason::IcmpUnmatchedReply => "icmp_unmatched_reply",
+            InvalidReason::IcmpUnrelatedError => "icmp_unrelated_error",
+            InvalidReason::Fragment => "fragment",
+            InvalidReason::WrongSide => "wrong_side",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl core::fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What [`Conntrack::track`] found a packet to be.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[must_use]
+pub enum Tracked {
+    /// No connection knows the packet, and it may start one: evaluate the rules, then
+    /// [`Conntrack::commit`] it if they allow it.
+    New,
+    /// A packet of a known connection; `reply` when it goes the reply way (against the
+    /// direction of the packet that created the connection). A later fragment, whose way is
+    /// not known without its ports, is always `reply: false`.
+    Established {
+        /// The packet goes the reply way.
+        reply: bool,
+    },
+    /// An ICMP error about a known connection, going back to the sender of the packet it
+    /// quotes.
+    Related,
+    /// No connection may carry the packet.
+    Invalid(InvalidReason),
+}
+
+/// The table (or the zone) holds its limit of connections, even after freeing the expired
+/// ones: the packet is refused (the caller drops it and counts `conntrack_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ConntrackFull {
+    /// The whole table is full.
+    #[error("connection table full ({0} connections)")]
+    Table(usize),
+    /// The zone holds its limit.
+    #[error("zone {zone} holds its limit of {limit} connections")]
+    Zone {
+        /// The zone.
+        zone: u32,
+        /// Its limit.
+        limit: usize,
+    },
+}
+
+/// A connection as plain data, for migration ([`Conntrack::export`], [`Conntrack::import`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnEntry {
+    /// The tuple of the packet that created the connection.
+    pub original: ConnTuple,
+    /// The tuple of its replies (always `original.reply()`; kept for readers).
+    pub reply: ConnTuple,
+    /// The side of the port the original packet went through.
+    pub origin: Side,
+    /// The TCP state; `None` for other protocols.
+    pub tcp_state: Option<TcpState>,
+    /// Whether a packet went the reply way.
+    pub replied: bool,
+    /// How long the connection lives without a further packet.
+    pub remaining: Duration,
+}
+
+/// Invalid packets by reason.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct InvalidCounts([u64; InvalidReason::ALL.len()]);
+
+impl InvalidCounts {
+    /// Invalid packets for `reason`.
+    pub fn get(&self, reason: InvalidReason) -> u64 {
+        self.0.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Invalid packets, all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Each reason with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (InvalidReason, u64)> + '_ {
+        InvalidReason::ALL.into_iter().zip(self.0.iter().copied())
+    }
+
+    fn count(&mut self, reason: InvalidReason) {
+        if let Some(n) = self.0.get_mut(reason.index()) {
+            *n += 1;
+        }
+    }
+}
+
+/// Counters of a [`Conntrack`]. Each connection freed is counted once, in `expired`,
+/// `evicted` or `removed`, so `created + imported - expired - evicted - removed == entries`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct ConntrackCounters {
+    /// Connections in the table now.
+    pub entries: usize,
+    /// Connections created by [`Conntrack::commit`].
+    pub created: u64,
+    /// Connections created by [`Conntrack::import`].
+    pub imported: u64,
+    /// Connections freed after their timeout, by [`Conntrack::expire`] or a lookup.
+    pub expired: u64,
+    /// Connections past their timeout freed to make room for a new one on a full table.
+    pub evicted: u64,
+    /// Connections removed: [`Conntrack::remove_zone`], or ended by a SYN reopening them.
+    pub removed: u64,
+    /// Connections refused for a full table or zone ([`ConntrackFull`]).
+    pub refused: u64,
+    /// Invalid packets by reason.
+    pub invalid: InvalidCounts,
+}
+
+/// A connection.
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    zone: u32,
+    original: ConnTuple,
+    origin: Side,
+    tcp: Option<TcpState>,
+    replied: bool,
+    deadline: Duration,
+}
+
+/// A tuple in a zone: a key of the table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Key {
+    zone: u32,
+    tuple: ConnTuple,
+}
+
+/// Two addresses (in order) and a protocol in a zone: what a later fragment is matched by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct PairKey {
+    zone: u32,
+    low: Ipv4Addr,
+    high: Ipv4Addr,
+    protocol: u8,
+}
+
+impl PairKey {
+    fn new(zone: u32, a: Ipv4Addr, b: Ipv4Addr, protocol: u8) -> PairKey {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        PairKey {
+            zone,
+            low,
+            high,
+            protocol,
+        }
+    }
+}
+
+/// An index value: the slot number, shifted left by one, with the low bit set for the reply
+/// tuple.
+type Handle = u32;
+
+/// Least time between two sweeps of a full table that freed nothing.
+const SWEEP_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The connection table. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Conntrack {
+    config: ConntrackConfig,
+    /// Both tuples of every connection.
+    index: HashMap<Key, Handle>,
+    /// Connections by slot; `None` slots are in `free`.
+    slots: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    len: usize,
+    /// Connections per zone (zones with none are not kept).
+    zones: HashMap<u32, usize>,
+    /// Connections per address pair and protocol, for later fragments.
+    pairs: HashMap<PairKey, u32>,
+    /// No connection expires before this: a full table is swept only from then on.
+    next_expiry: Duration,
+    counters: ConntrackCounters,
+}
+
+impl Conntrack {
+    /// An empty table.
+    pub fn new(config: ConntrackConfig) -> Conntrack {
+        let config = ConntrackConfig {
+            max_entries: config.max_entries.min(MAX_ENTRIES_LIMIT),
+            ..config
+        };
+        Conntrack {
+            config,
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            zones: HashMap::default(),
+            pairs: HashMap::default(),
+            next_expiry: Duration::MAX,
+            counters: ConntrackCounters::default(),
+        }
+    }
+
+    /// The configuration (`max_entries` capped at [`MAX_ENTRIES_LIMIT`]).
+    pub fn config(&self) -> &ConntrackConfig {
+        &self.config
+    }
+
+    /// Connections in the table, expired ones not yet freed included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Connections of `zone`, expired ones not yet freed included.
+    pub fn zone_len(&self, zone: u32) -> usize {
+        self.zones.get(&zone).copied().unwrap_or(0)
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> ConntrackCounters {
+        ConntrackCounters {
+            entries: self.len,
+            ..self.counters
+        }
+    }
+
+    /// Classifies a packet going through the port of `zone` on `side`, and updates the state
+    /// and timeout of its connection. Nothing is created: see [`Tracked::New`].
+    pub fn track(&mut self, zone: u32, side: Side, pkt: &PacketInfo, now: Duration) -> Tracked {
+        let tracked = self.classify(zone, side, pkt, now);
+        if let Tracked::Invalid(reason) = tracked {
+            self.counters.invalid.count(reason);
+        }
+        tracked
+    }
+
+    fn classify(&mut self, zone: u32, side: Side, pkt: &PacketInfo, now: Duration) -> Tracked {
+        if let Fragment::Later { offset } = pkt.fragment {
+            return self.later_fragment(zone, pkt, offset);
+        }
+        let flags = match pkt.l4 {
+            L4::Icmp(Icmp::Error { about, .. }) => {
+                return self.related(zone, side, pkt, about, now)
+            }
+            L4::Tcp { flags, .. } => {
+                if !tcp::valid_flags(flags) {
+                    return Tracked::Invalid(InvalidReason::TcpBadFlags);
+                }
+                Some(flags)
+            }
+            _ => None,
+        };
+        let Some(tuple) = pkt.tuple() else {
+            // Every other packet has a tuple.
+            return Tracked::Invalid(InvalidReason::Fragment);
+        };
+        let Some((slot, reply)) = self.lookup(zone, &tuple, now) else {
+            return match (pkt.l4, flags) {
+                (_, Some(flags)) if SegmentKind::of(flags) != SegmentKind::Syn => {
+                    Tracked::Invalid(InvalidReason::TcpNotSyn)
+                }
+                (L4::Icmp(Icmp::Query { ty, .. }), _) if !packet::icmp_is_request(ty) => {
+                    Tracked::Invalid(InvalidReason::IcmpUnmatchedReply)
+                }
+                _ => Tracked::New,
+            };
+        };
+        let timeouts = self.config.timeouts;
+        let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return Tracked::New;
+        };
+        let expected = if reply {
+            conn.origin.opposite()
+        } else {
+            conn.origin
+        };
+        if side != expected {
+            return Tracked::Invalid(InvalidReason::WrongSide);
+        }
+        match (conn.tcp, flags) {
+            (Some(state), Some(flags)) => match tcp::step(state, reply, SegmentKind::of(flags)) {
+                Step::Invalid => return Tracked::Invalid(InvalidReason::TcpBadState),
+                Step::Ignore => {}
+                Step::Reopen => {
+                    self.remove_slot(slot);
+                    self.counters.removed += 1;
+                    return Tracked::New;
+                }
+                Step::To(next) => {
+                    conn.replied |= reply;
+                    // Closing timers run from the transition, not from the last segment.
+                    let closing = matches!(next, TcpState::TimeWait | TcpState::Close);
+                    if next != state || !closing {
+                        conn.tcp = Some(next);
+                        conn.deadline = now.saturating_add(timeouts.tcp(next));
+                        self.next_expiry = self.next_expiry.min(conn.deadline);
+                    }
+                }
+            },
+            _ => {
+                conn.replied |= reply;
+                conn.deadline =
+                    now.saturating_add(timeouts.of(conn.original.protocol, None, conn.replied));
+                self.next_expiry = self.next_expiry.min(conn.deadline);
+            }
+        }
+        Tracked::Established { reply }
+    }
+
+    /// A later fragment: established when the zone has a connection of its protocol between
+    /// its addresses.
+    fn later_fragment(&self, zone: u32, pkt: &PacketInfo, offset: u16) -> Tracked {
+        if pkt.protocol == protocol::TCP && offset == 8 {
+            return Tracked::Invalid(InvalidReason::Fragment);
+        }
+        let key = PairKey::new(zone, pkt.src, pkt.dst, pkt.protocol);
+        if self.pairs.get(&key).is_some_and(|n| *n > 0) {
+            // Which way it goes is not known without the ports (telling it by the addresses
+            // of one of the connections would need a scan): called the original way.
+            Tracked::Established { reply: false }
+        } else {
+            Tracked::Invalid(InvalidReason::Fragment)
+        }
+    }
+
+    /// An ICMP error: related when it quotes a packet of a known connection and goes back to
+    /// that packet's sender (the way opposite to the quoted packet's, through the port).
+    fn related(
+        &mut self,
+        zone: u32,
+        side: Side,
+        pkt: &PacketInfo,
+        about: Option<ConnTuple>,
+        now: Duration,
+    ) -> Tracked {
+        let unrelated = Tracked::Invalid(InvalidReason::IcmpUnrelatedError);
+        let Some(quoted) = about else {
+            return unrelated;
+        };
+        if pkt.dst != quoted.src {
+            return unrelated;
+        }
+        let Some((slot, reply)) = self.lookup(zone, &quoted, now) else {
+            return unrelated;
+        };
+        let Some(conn) = self.slots.get(slot).and_then(Option::as_ref) else {
+            return unrelated;
+        };
+        let quoted_side = if reply {
+            conn.origin.opposite()
+        } else {
+            conn.origin
+        };
+        if side == quoted_side.opposite() {
+            Tracked::Related
+        } else {
+            Tracked::Invalid(InvalidReason::WrongSide)
+        }
+    }
+
+    /// The slot and direction of the live connection with `tuple` in `zone`; a connection past
+    /// its timeout is freed and not found.
+    fn lookup(&mut self, zone: u32, tuple: &ConnTuple, now: Duration) -> Option<(usize, bool)> {
+        let handle = *self.index.get(&Key {
+            zone,
+            tuple: *tuple,
+        })?;
+        let slot = usize::try_from(handle >> 1).ok()?;
+        let conn = self.slots.get(slot)?.as_ref()?;
+        if conn.deadline <= now {
+            self.remove_slot(slot);
+            self.counters.expired += 1;
+            return None;
+        }
+        Some((slot, handle & 1 == 1))
+    }
+
+    /// Creates the connection of a packet [`Conntrack::track`] found [`Tracked::New`]: its
+    /// original tuple is the packet's and `side` its origin. A TCP connection starts only with a
+    /// SYN without ACK; ICMP only with a query request (echo, timestamp, …); an ICMP error or a
+    /// later fragment starts nothing. For any packet that cannot start a connection, or whose
+    /// connection exists, nothing changes and the answer is `Ok`.
+    ///
+    /// On a full table (or zone) the connections past their timeout are freed first (counted as
+    /// `evicted`); if it is still full the connection is refused.
+    pub fn commit(
+        &mut self,
+        zone: u32,
+        side: Side,
+        pkt: &PacketInfo,
+        now: Duration,
+    ) -> Result<(), ConntrackFull> {
+        if matches!(pkt.fragment, Fragment::Later { .. }) {
+            return Ok(());
+        }
+        let tcp = match pkt.l4 {
+            L4::Tcp { flags, .. } => {
+                if !tcp::valid_flags(flags) || SegmentKind::of(flags) != SegmentKind::Syn {
+                    return Ok(());
+                }
+                Some(TcpState::SynSent)
+            }
+            L4::Icmp(Icmp::Error { .. }) => return Ok(()),
+            L4::Icmp(Icmp::Query { ty, .. }) if !packet::icmp_is_request(ty) => return Ok(()),
+            _ => None,
+        };
+        let Some(tuple) = pkt.tuple() else {
+            return Ok(());
+        };
+        if self.lookup(zone, &tuple, now).is_some()
+            || self.lookup(zone, &tuple.reply(), now).is_some()
+        {
+            return Ok(());
+        }
+        self.make_room(zone, now)?;
+        let timeout = self.config.timeouts.of(tuple.protocol, tcp, false);
+        self.insert(Conn {
+            zone,
+            original: tuple,
+            origin: side,
+            tcp,
+            replied: false,
+            deadline: now.saturating_add(timeout),
+        });
+        self.counters.created += 1;
+        Ok(())
+    }
+
+    /// Makes room for one more connection in `zone`: sweeps the table if it (or the zone) is
+    /// full and a connection may have expired; refuses if still full.
+    fn make_room(&mut self, zone: u32, now: Duration) -> Result<(), ConntrackFull> {
+        let zone_limit = self.config.zone_max_entries;
+        let full = |ct: &Conntrack| {
+            if ct.len >= ct.config.max_entries {
+                Some(ConntrackFull::Table(ct.config.max_entries))
+            } else {
+                zone_limit
+                    .filter(|limit| ct.zone_len(zone) >= *limit)
+                    .map(|limit| ConntrackFull::Zone { zone, limit })
+            }
+        };
+        if full(self).is_none() {
+            return Ok(());
+        }
+        if now >= self.next_expiry {
+            let freed = self.sweep(now);
+            self.counters.evicted += freed as u64;
+            if freed == 0 {
+                self.next_expiry = self.next_expiry.max(now.saturating_add(SWEEP_BACKOFF));
+            }
+        }
+        match full(self) {
+            None => Ok(()),
+            Some(err) => {
+                self.counters.refused += 1;
+                Err(err)
+            }
+        }
+    }
+
+    /// Frees the connections past their timeout; returns how many. `len()` drops by as many.
+    pub fn expire(&mut self, now: Duration) -> usize {
+        let freed = self.sweep(now);
+        self.counters.expired += freed as u64;
+        freed
+    }
+
+    /// Frees every connection past its timeout and recomputes `next_expiry`.
+    fn sweep(&mut self, now: Duration) -> usize {
+        let mut freed = 0;
+        let mut next = Duration::MAX;
+        for slot in 0..self.slots.len() {
+            let Some(Some(conn)) = self.slots.get(slot) else {
+                continue;
+            };
+            if conn.deadline <= now {
+                self.remove_slot(slot);
+                freed += 1;
+            } else {
+                next = next.min(conn.deadline);
+            }
+        }
+        self.next_expiry = next;
+        freed
+    }
+
+    /// Removes every connection of `zone` (its port went away); returns how many.
+    pub fn remove_zone(&mut self, zone: u32) -> usize {
+        if self.zone_len(zone) == 0 {
+            return 0;
+        }
+        let mut removed = 0;
+        for slot in 0..self.slots.len() {
+            if matches!(self.slots.get(slot), Some(Some(conn)) if conn.zone == zone) {
+                self.remove_slot(slot);
+                removed += 1;
+            }
+        }
+        self.counters.removed += removed as u64;
+        removed
+    }
+
+    /// The live connections of `zone`, with their lifetime left at `now`.
+    pub fn export(&self, zone: u32, now: Duration) -> Vec<ConnEntry> {
+        if self.zone_len(zone) == 0 {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|c| c.zone == zone && c.deadline > now)
+            .map(|c| ConnEntry {
+                original: c.original,
+                reply: c.original.reply(),
+                origin: c.origin,
+                tcp_state: c.tcp,
+                replied: c.replied,
+                remaining: c.deadline.saturating_sub(now),
+            })
+            .collect()
+    }
+
+    /// Puts connections exported from another table into `zone`, each living its `remaining`
+    /// time from `now` (at most its state's timeout here). Skipped, and not counted: entries
+    /// with nothing remaining, a reply tuple that is not the original's reverse, a TCP state
+    /// on another protocol or none on TCP, and connections the zone already has (they are
+    /// newer). Returns how many were imported; on a full table (or zone), after freeing what
+    /// expired, the entries before stay imported and the rest are not.
+    pub fn import(
+        &mut self,
+        zone: u32,
+        entries: &[ConnEntry],
+        now: Duration,
+    ) -> Result<usize, ConntrackFull> {
+        let mut imported = 0;
+        for entry in entries {
+            let original = entry.original;
+            let is_tcp = original.protocol == protocol::TCP;
+            if entry.remaining.is_zero()
+                || entry.reply != original.reply()
+                || is_tcp != entry.tcp_state.is_some()
+            {
+                continue;
+            }
+            if self.lookup(zone, &original, now).is_some()
+                || self.lookup(zone, &original.reply(), now).is_some()
+            {
+                continue;
+            }
+            self.make_room(zone, now)?;
+            let timeout =
+                self.config
+                    .timeouts
+                    .of(original.protocol, entry.tcp_state, entry.replied);
+            self.insert(Conn {
+                zone,
+                original,
+                origin: entry.origin,
+                tcp: entry.tcp_state,
+                replied: entry.replied,
+                deadline: now.saturating_add(entry.remaining.min(timeout)),
+            });
+            self.counters.imported += 1;
+            imported += 1;
+        }
+        Ok(imported)
+    }
+
+    /// Stores a connection whose tuples are not in the table; the caller made room.
+    fn insert(&mut self, conn: Conn) {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => match u32::try_from(self.slots.len()) {
+                Ok(slot) if slot < u32::MAX >> 1 => {
+                    self.slots.push(None);
+                    slot
+                }
+                _ => return,
+            },
+        };
+        let Some(place) = usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.slots.get_mut(s))
+        else {
+            return;
+        };
+        *place = Some(conn);
+        let handle = slot << 1;
+        // The reply key first: a tuple that is its own reply (same address and port both
+        // ways) is the original one.
+        self.index.insert(
+            Key {
+                zone: conn.zone,
+                tuple: conn.original.reply(),
+            },
+            handle | 1,
+        );
+        self.index.insert(
+            Key {
+                zone: conn.zone,
+                tuple: conn.original,
+            },
+            handle,
+        );
+        *self.zones.entry(conn.zone).or_insert(0) += 1;
+        let o = conn.original;
+        *self
+            .pairs
+            .entry(PairKey::new(conn.zone, o.src, o.dst, o.protocol))
+            .or_insert(0) += 1;
+        self.len += 1;
+        self.next_expiry = self.next_expiry.min(conn.deadline);
+    }
+
+    /// Frees a slot's connection and its keys.
+    fn remove_slot(&mut self, slot: usize) {
+        let Some(conn) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.index.remove(&Key {
+            zone: conn.zone,
+            tuple: conn.original,
+        });
+        self.index.remove(&Key {
+            zone: conn.zone,
+            tuple: conn.original.reply(),
+        });
+        if let Some(n) = self.zones.get_mut(&conn.zone) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.zones.remove(&conn.zone);
+            }
+        }
+        let o = conn.original;
+        let pair = PairKey::new(conn.zone, o.src, o.dst, o.protocol);
+        if let Some(n) = self.pairs.get_mut(&pair) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pairs.remove(&pair);
+            }
+        }
+        if let Ok(slot) = u32::try_from(slot) {
+            self.free.push(slot);
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    fn syn(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> PacketInfo {
+        PacketInfo {
+            src,
+            dst,
+            protocol: protocol::TCP,
+            fragment: Fragment::Whole,
+            l4: L4::Tcp {
+                src_port: sport,
+                dst_port: dport,
+                flags: TcpFlags::SYN,
+            },
+        }
+    }
+
+    fn table(max_entries: usize) -> Conntrack {
+        Conntrack::new(ConntrackConfig {
+            max_entries,
+            ..ConntrackConfig::default()
+        })
+    }
+
+    #[test]
+    fn a_tuple_that_is_its_own_reply() {
+        let mut ct = table(4);
+        let land = syn(A, 7, A, 7);
+        assert_eq!(
+            ct.track(1, Side::FromVm, &land, Duration::ZERO),
+            Tracked::New
+        );
+        ct.commit(1, Side::FromVm, &land, Duration::ZERO).unwrap();
+        assert_eq!(ct.index.len(), 1);
+        assert_eq!(
+            ct.track(1, Side::FromVm, &land, Duration::ZERO),
+            Tracked::Established { reply: false }
+        );
+        assert_eq!(ct.remove_zone(1), 1);
+        assert!(ct.index.is_empty() && ct.zones.is_empty() && ct.pairs.is_empty());
+    }
+
+    #[test]
+    fn side_tables_follow_the_connections() {
+        let mut ct = table(8);
+        let t = Duration::from_secs(1);
+        for port in 0..8 {
+            ct.commit(port % 2, Side::FromVm, &syn(A, 100 + port as u16, B, 80), t)
+                .unwrap();
+        }
+        assert_eq!(ct.index.len(), 16);
+        assert_eq!(ct.pairs.len(), 2);
+        assert_eq!((ct.zone_len(0), ct.zone_len(1)), (4, 4));
+        assert_eq!(ct.remove_zone(0), 4);
+        assert_eq!(ct.expire(t + ct.config.timeouts.tcp_syn_sent), 4);
+        assert!(ct.index.is_empty() && ct.zones.is_empty() && ct.pairs.is_empty());
+        assert_eq!(ct.free.len(), 8);
+        // Freed slots are reused: the slot vector never outgrows the limit.
+        for port in 0..8 {
+            ct.commit(2, Side::FromVm, &syn(A, 200 + port, B, 80), t)
+                .unwrap();
+        }
+        assert_eq!(ct.slots.len(), 8);
+    }
+
+    #[test]
+    fn a_full_table_sweeps_only_when_something_may_have_expired() {
+        let mut ct = table(2);
+        let t = Duration::from_secs(10);
+        ct.commit(1, Side::FromVm, &syn(A, 1, B, 80), t).unwrap();
+        ct.commit(
+            1,
+            Side::FromVm,
+            &syn(A, 2, B, 80),
+            t + Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(ct.next_expiry, t + ct.config.timeouts.tcp_syn_sent);
+        // Nothing can have expired: refused without a sweep.
+        let third = syn(A, 3, B, 80);
+        assert!(ct.commit(1, Side::FromVm, &third, t).is_err());
+        // The first SYN, retransmitted, moves its deadline: the sweep at the old one frees
+        // nothing and backs off.
+        let _ = ct.track(
+            1,
+            Side::FromVm,
+            &syn(A, 1, B, 80),
+            t + Duration::from_secs(100),
+        );
+        let at = t + ct.config.timeouts.tcp_syn_sent;
+        assert!(ct.commit(1, Side::FromVm, &third, at).is_err());
+        assert_eq!(
+            ct.next_expiry,
+            t + Duration::from_secs(5) + ct.config.timeouts.tcp_syn_sent
+        );
+        let c = ct.counters();
+        assert_eq!((c.refused, c.evicted), (2, 0));
+        // Once the second expired, it makes room.
+        ct.commit(1, Side::FromVm, &third, ct.next_expiry).unwrap();
+        assert_eq!(ct.counters().evicted, 1);
+    }
+
+    #[test]
+    fn reasons_have_distinct_names_in_counter_order() {
+        for (i, r) in InvalidReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut names: Vec<_> = InvalidReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), InvalidReason::ALL.len());
+    }
+}
