@@ -50,7 +50,7 @@ step "unit tests" cargo test --workspace --lib --bins --no-fail-fast
 step "doc tests" cargo test --workspace --doc --no-fail-fast
 step "integration tests" timeout --signal=KILL 3000 bash scripts/integration.sh
 
-# A bounded run of the switch's frame fuzzer (libFuzzer through cargo-fuzz, on the nightly toolchain).
+# Bounded runs of the switch's fuzzers (libFuzzer through cargo-fuzz, on the nightly toolchain).
 if cargo +nightly --version >/dev/null 2>&1; then
     if ! command -v cargo-fuzz >/dev/null; then
         step "install cargo-fuzz" cargo install cargo-fuzz --locked
@@ -62,6 +62,11 @@ if cargo +nightly --version >/dev/null 2>&1; then
     step "fuzz segment (20 s)" bash -c 'cd fuzz && mkdir -p corpus/segment && rc=0 &&
         { cargo +nightly fuzz run segment corpus/segment seeds/segment -- -max_total_time=20 \
             >../target/fuzz-segment.log 2>&1 || rc=$?; } && tail -n 4 ../target/fuzz-segment.log && exit $rc'
+    for target in firewall_rules conntrack; do
+        step "fuzz $target (20 s)" bash -c "cd fuzz && mkdir -p corpus/$target && rc=0 &&
+            { cargo +nightly fuzz run $target corpus/$target -- -max_total_time=20 \
+                >../target/fuzz-$target.log 2>&1 || rc=\$?; } && tail -n 4 ../target/fuzz-$target.log && exit \$rc"
+    done
 elif [[ -n ${CI:-} ]]; then
     # CI must run the fuzzer: a machine without nightly Rust fails the run instead of skipping.
     step "fuzz (nightly toolchain missing)" false
