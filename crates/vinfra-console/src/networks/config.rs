@@ -40,6 +40,24 @@ fn switch_dhcp(n: &Network) -> Option<SwitchDhcp> {
     })
 }
 
+/// The underlay addresses of every host but `host`, sorted: the only sources `host`'s VXLAN
+/// uplink accepts. Hosts whose address is not IPv4 are left out.
+pub fn underlay_peers(host: &str, hosts: &[HostRecord]) -> Vec<Ipv4Addr> {
+    let own = hosts
+        .iter()
+        .find(|h| h.name == host)
+        .and_then(|h| h.address.parse::<Ipv4Addr>().ok());
+    let mut peers: Vec<Ipv4Addr> = hosts
+        .iter()
+        .filter(|h| h.name != host)
+        .filter_map(|h| h.address.parse::<Ipv4Addr>().ok())
+        .filter(|a| Some(*a) != own)
+        .collect();
+    peers.sort();
+    peers.dedup();
+    peers
+}
+
 /// What `host`'s virtual switch needs from the console, computed from the records alone:
 /// - `networks`: every network with a VM NIC on the host (or on the way to it: `incoming` lists
 ///   `(VM, destination host)` of migrations in flight), with its switch number, kind, MTU and,
@@ -167,13 +185,7 @@ pub fn switch_config(
             dhcp: switch_dhcp(n),
         });
     }
-    config.underlay_peers = underlay
-        .values()
-        .copied()
-        .filter(|a| Some(*a) != own)
-        .collect();
-    config.underlay_peers.sort();
-    config.underlay_peers.dedup();
+    config.underlay_peers = underlay_peers(host, hosts);
     config
         .macs
         .sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vinfra_proto::{AgentCommand, HostSwitchConfig};
 use vinfra_types::HostStatus;
 
-use super::config::switch_config;
+use super::config::{switch_config, underlay_peers};
 use crate::error::Error;
 use crate::state::records::VmRecord;
 use crate::state::{Console, SHORT_TIMEOUT};
@@ -23,7 +23,8 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .map(|m| (m.vm.clone(), m.destination.clone()))
         .collect();
     // Without a port of its own (a NIC of a VM placed there or arriving) a host's switch
-    // carries no network: the configuration is empty, whatever the other records say.
+    // carries no network: the configuration has only the underlay peers, whatever the other
+    // records say.
     let has_port = |rec: &VmRecord| {
         rec.spec
             .nics
@@ -37,7 +38,10 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
     if !console.vms_on(host).iter().any(has_port)
         && !arriving.into_iter().any(|v| has_port(&v.value))
     {
-        return Ok(HostSwitchConfig::default());
+        return Ok(HostSwitchConfig {
+            underlay_peers: underlay_peers(host, &console.host_records()),
+            ..HostSwitchConfig::default()
+        });
     }
     Ok(switch_config(
         host,
