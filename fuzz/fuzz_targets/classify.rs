@@ -40,6 +40,7 @@ fn configured() -> Switch {
         ConfigCommand::SetSettings(SwitchSettings {
             mac_ageing: Duration::from_secs(5),
             mac_learn_limit: 64,
+            ..SwitchSettings::default()
         }),
         ConfigCommand::AddNetwork {
             id: NetworkId(1),

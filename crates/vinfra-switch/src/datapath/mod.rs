@@ -10,6 +10,7 @@
 
 mod config;
 mod counters;
+mod filter;
 pub mod firewall;
 mod ids;
 mod mac_table;
@@ -22,6 +23,7 @@ mod tx;
 pub use crate::wire::encap::overlay_guest_mtu;
 pub use config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 pub use counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
+pub use filter::{FirewallDrop, FirewallLogCounters, FIREWALL_LOG_CAPACITY, FIREWALL_LOG_RATE};
 pub use ids::{NetworkId, PortId, Segment};
 pub use mac_table::{Location, MacEntry};
 pub use policy::{AllowedAddress, PortPolicy, StormControl};
