@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule,
+    Action, Direction, FirewallRule, PortRange, Prefix, Protocol,
 };
 use vinfra_switch::datapath::{
-    AllowedAddress, ConfigCommand, DhcpConfig, DropReason, Location, NetworkId, PortConfig,
-    PortId, PortKind, PortPolicy, Segment, StormControl, Switch, SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, DhcpConfig, DropReason, Location, NetworkId, PortConfig, PortId,
+    PortKind, PortPolicy, Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{self, arp, dhcp, ethernet, ipv4, udp, vlan, vxlan};
 use vinfra_switch::wire::{
@@ -204,8 +204,8 @@ fn configured() -> Switch {
     Switch::with_commands(SwitchSettings::default(), commands).unwrap()
 }
 
-fn firewall_rules() -> Vec<Rule> {
-    let rule = |direction, action, protocol, first, last, remote: &[(u8, u8)]| Rule {
+fn firewall_rules() -> Vec<FirewallRule> {
+    let rule = |direction, action, protocol, first, last, remote: &[(u8, u8)]| FirewallRule {
         direction,
         protocol,
         ports: PortRange { first, last },
@@ -223,7 +223,14 @@ fn firewall_rules() -> Vec<Rule> {
     vec![
         rule(Ingress, Allow, Protocol::Tcp, 20, 443, &[(0, 0)]),
         rule(Ingress, Allow, Protocol::Udp, 0, u16::MAX, &[(0, 24)]),
-        rule(Ingress, Allow, Protocol::Icmp, 0, u16::MAX, &[(1, 32), (9, 32)]),
+        rule(
+            Ingress,
+            Allow,
+            Protocol::Icmp,
+            0,
+            u16::MAX,
+            &[(1, 32), (9, 32)],
+        ),
         rule(Ingress, Deny, Protocol::Tcp, 22, 22, &[(1, 32)]),
         rule(Egress, Deny, Protocol::Udp, 53, 53, &[(0, 0)]),
         rule(Ingress, Allow, Protocol::Other(47), 0, u16::MAX, &[(0, 16)]),
@@ -351,7 +358,10 @@ fuzz_target!(|data: &[u8]| {
         };
         if port == SECURED && out.port != port {
             let (eth, _) = EthernetRepr::parse(inner).expect("valid frame");
-            assert_eq!(eth.src, SECURED_MAC, "port security lets only its MAC through");
+            assert_eq!(
+                eth.src, SECURED_MAC,
+                "port security lets only its MAC through"
+            );
         }
         if out.port == port {
             // Only the switch's own ARP and DHCP replies go back where the request came from.

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule,
+    Action, Direction, FirewallRule, PortRange, Prefix, Protocol,
 };
 use vinfra_switch::datapath::{
     AllowedAddress, ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, PortPolicy,
@@ -197,8 +197,8 @@ fn udp64(src_port: u16) -> Vec<u8> {
 /// `n` rules of the shapes ports have, on both directions: TCP and UDP to single ports from
 /// `/32`s (an expanded remote group) and subnets, none matching the measured flow; then the
 /// rule that lets it into VM 2.
-fn rules(n: usize) -> Vec<Rule> {
-    let mut rules: Vec<Rule> = (0..n)
+fn rules(n: usize) -> Vec<FirewallRule> {
+    let mut rules: Vec<FirewallRule> = (0..n)
         .map(|i| {
             let i = u32::try_from(i).expect("few rules");
             let remote = if i % 10 == 0 {
@@ -209,7 +209,7 @@ fn rules(n: usize) -> Vec<Rule> {
             } else {
                 Prefix::host(Ipv4Addr::from(0xac10_0000 | i))
             };
-            Rule {
+            FirewallRule {
                 direction: if i % 2 == 0 {
                     Direction::Ingress
                 } else {
@@ -230,7 +230,7 @@ fn rules(n: usize) -> Vec<Rule> {
             }
         })
         .collect();
-    rules.push(Rule {
+    rules.push(FirewallRule {
         direction: Direction::Ingress,
         protocol: Protocol::Udp,
         ports: PortRange::single(6000),
@@ -243,7 +243,7 @@ fn rules(n: usize) -> Vec<Rule> {
     rules
 }
 
-fn set_firewalls(s: &mut Switch, rules: &[Rule]) {
+fn set_firewalls(s: &mut Switch, rules: &[FirewallRule]) {
     for port in [PortId(1), PortId(2)] {
         s.apply(ConfigCommand::SetPortFirewall {
             port,
@@ -254,7 +254,7 @@ fn set_firewalls(s: &mut Switch, rules: &[Rule]) {
 }
 
 /// Frames per second (millions) of an established UDP flow between the two firewalled ports.
-fn firewall_established(name: &str, rules: &[Rule]) -> f64 {
+fn firewall_established(name: &str, rules: &[FirewallRule]) -> f64 {
     let mut s = switch();
     set_firewalls(&mut s, rules);
     let frame = udp64(5000);
@@ -291,7 +291,7 @@ fn firewall_established(name: &str, rules: &[Rule]) -> f64 {
 /// Frames per second (millions) when every frame opens a new UDP connection between the two
 /// firewalled ports: the rules of both ports are evaluated and two connections committed per
 /// frame. Only the batches are timed; the table is emptied between rounds.
-fn firewall_new_connections(name: &str, rules: &[Rule]) -> f64 {
+fn firewall_new_connections(name: &str, rules: &[FirewallRule]) -> f64 {
     const ROUND: usize = 16_384;
     let mut s = switch();
     set_firewalls(&mut s, rules);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use vinfra_switch::datapath::firewall::conntrack::InvalidReason;
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule, RuleError,
+    Action, Direction, FirewallRule, FirewallRuleError, PortRange, Prefix, Protocol,
 };
 use vinfra_switch::datapath::{
     ConfigCommand, ConfigError, DhcpConfig, DropReason, FirewallDrop, Location, NetworkId,
@@ -134,8 +134,8 @@ fn rule(
     protocol: Protocol,
     ports: PortRange,
     remote: &[Prefix],
-) -> Rule {
-    Rule {
+) -> FirewallRule {
+    FirewallRule {
         direction,
         protocol,
         ports,
@@ -145,7 +145,7 @@ fn rule(
 }
 
 /// Ingress: allow TCP to `port` from anywhere.
-fn allow_tcp_in(port: u16) -> Rule {
+fn allow_tcp_in(port: u16) -> FirewallRule {
     rule(
         Direction::Ingress,
         Action::Allow,
@@ -162,7 +162,7 @@ fn subnet() -> Prefix {
     }
 }
 
-fn set_firewall(sw: &mut Switch, port: PortId, rules: Option<Vec<Rule>>) {
+fn set_firewall(sw: &mut Switch, port: PortId, rules: Option<Vec<FirewallRule>>) {
     sw.apply(ConfigCommand::SetPortFirewall { port, rules })
         .unwrap();
 }
@@ -1146,7 +1146,7 @@ fn firewall_configuration_is_checked() {
         refused,
         Err(ConfigError::BadFirewallRules {
             port: WEB,
-            source: RuleError::PortRange {
+            source: FirewallRuleError::PortRange {
                 rule: 1,
                 first: 90,
                 last: 80

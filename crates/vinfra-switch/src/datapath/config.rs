@@ -4,7 +4,7 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 
 use super::firewall::conntrack::{ConnEntry, ConntrackFull};
-use super::firewall::rules::{Rule, RuleError};
+use super::firewall::rules::{FirewallRule, FirewallRuleError};
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::Location;
 use super::policy::PortPolicy;
@@ -188,7 +188,7 @@ pub enum ConfigCommand {
         /// A VM or host port.
         port: PortId,
         /// The rules; `None` for no firewall.
-        rules: Option<Vec<Rule>>,
+        rules: Option<Vec<FirewallRule>>,
     },
     /// Gives an access port connections exported from another switch
     /// ([`super::Switch::export_connections`]), before a migrating VM switches over to this
@@ -307,7 +307,7 @@ pub enum ConfigError {
         port: PortId,
         /// What is wrong with them.
         #[source]
-        source: RuleError,
+        source: FirewallRuleError,
     },
     /// Imported connections that do not fit the connection table.
     #[error("connections for {port} refused")]

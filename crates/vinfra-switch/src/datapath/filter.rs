@@ -18,7 +18,9 @@ use super::firewall::conntrack::{
     ConnEntry, Conntrack, ConntrackConfig, ConntrackCounters, ConntrackFull, PacketError,
     PacketInfo, Side, Tracked, L4,
 };
-use super::firewall::rules::{Direction, Rule, RuleError, RuleSet, Verdict};
+use super::firewall::rules::{
+    Direction, FirewallRule, FirewallRuleError, FirewallVerdict, RuleSet,
+};
 use super::ids::PortId;
 use super::policy::{StormBucket, StormControl};
 use crate::wire::ipv4;
@@ -76,14 +78,14 @@ pub(crate) struct PortFirewall {
 
 impl PortFirewall {
     /// Compiles a port's rules; the hit counters start at zero.
-    pub(crate) fn compile(rules: &[Rule]) -> Result<PortFirewall, RuleError> {
+    pub(crate) fn compile(rules: &[FirewallRule]) -> Result<PortFirewall, FirewallRuleError> {
         let rules = RuleSet::compile(rules)?;
         let hits = vec![0; rules.len()];
         Ok(PortFirewall { rules, hits })
     }
 
     /// The rules, as given.
-    pub(crate) fn rules(&self) -> &[Rule] {
+    pub(crate) fn rules(&self) -> &[FirewallRule] {
         self.rules.rules()
     }
 
@@ -93,7 +95,7 @@ impl PortFirewall {
     }
 
     /// Classifies a first packet and counts the deciding rule's hit.
-    fn evaluate(&mut self, direction: Direction, info: &PacketInfo) -> Verdict {
+    fn evaluate(&mut self, direction: Direction, info: &PacketInfo) -> FirewallVerdict {
         let remote = match direction {
             Direction::Ingress => info.src,
             Direction::Egress => info.dst,
@@ -224,8 +226,10 @@ impl Firewall {
             Tracked::Established { .. } | Tracked::Related => return Ok(()),
             Tracked::Invalid(_) => (DropReason::ConntrackInvalid, None),
             Tracked::New => match (pf.evaluate(direction, info), direction) {
-                (Verdict::Deny { rule }, _) => (DropReason::FirewallDenied, Some(rule)),
-                (Verdict::NoMatch, Direction::Ingress) => (DropReason::FirewallDefaultDeny, None),
+                (FirewallVerdict::Deny { rule }, _) => (DropReason::FirewallDenied, Some(rule)),
+                (FirewallVerdict::NoMatch, Direction::Ingress) => {
+                    (DropReason::FirewallDefaultDeny, None)
+                }
                 (verdict, _) => match self.conntrack.commit(zone, side, info, now) {
                     Ok(()) => return Ok(()),
                     Err(_) => (DropReason::ConntrackFull, verdict.rule()),

@@ -10,7 +10,7 @@ use super::config::{check_policy, ConfigCommand, ConfigError, DhcpConfig, Switch
 use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 use super::filter::{Firewall, FirewallDrop, FirewallLogCounters, Parsed, PortFirewall};
 use super::firewall::conntrack::{ConnEntry, ConntrackCounters, PacketInfo};
-use super::firewall::rules::Rule;
+use super::firewall::rules::FirewallRule;
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
 use super::network::NetworkState;
@@ -535,7 +535,7 @@ impl Switch {
     fn set_port_firewall(
         &mut self,
         id: PortId,
-        rules: Option<Vec<Rule>>,
+        rules: Option<Vec<FirewallRule>>,
     ) -> Result<(), ConfigError> {
         let port = self.access_port(id)?;
         match rules {
@@ -718,7 +718,7 @@ impl Switch {
 
     /// A port's firewall rules ([`ConfigCommand::SetPortFirewall`]); `None` when it has no
     /// firewall.
-    pub fn firewall_rules(&self, id: PortId) -> Option<&[Rule]> {
+    pub fn firewall_rules(&self, id: PortId) -> Option<&[FirewallRule]> {
         slot(&self.ports, id.0)?
             .firewall
             .as_deref()
