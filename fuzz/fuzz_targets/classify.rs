@@ -1,6 +1,9 @@
 //! Arbitrary bytes as frames from every port kind into a configured switch, and into every wire
 //! parser. Nothing may panic; every frame sent must fit its port's MTU; every frame forwarded
-//! from the VM port with port security has that port's MAC as its source.
+//! from the VM port with port security has that port's MAC as its source. The host port has a
+//! firewall (a few rules of every kind, a small connection table): a frame is checked at most
+//! once at that port (one hit, one drop, one log record at most), the table stays within its
+//! limits, and the port's connections come back whole from an export and import.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -8,9 +11,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use vinfra_switch::datapath::firewall::rules::{
+    Action, Direction, FirewallRule, PortRange, Prefix, Protocol,
+};
 use vinfra_switch::datapath::{
-    AllowedAddress, ConfigCommand, DhcpConfig, Location, NetworkId, PortConfig, PortId, PortKind,
-    PortPolicy, Segment, StormControl, Switch, SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, DhcpConfig, DropReason, Location, NetworkId, PortConfig, PortId,
+    PortKind, PortPolicy, Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{self, arp, dhcp, ethernet, ipv4, udp, vlan, vxlan};
 use vinfra_switch::wire::{
@@ -23,6 +29,8 @@ const TRUNK: PortId = PortId(101);
 const SECURED: PortId = PortId(1);
 /// Its MAC: the only source it may send from.
 const SECURED_MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+/// The host port with a firewall.
+const FIREWALLED: PortId = PortId(2);
 /// Port number, and the largest frame it may send.
 const PORTS: [(PortId, usize); 6] = [
     (PortId(1), 1450 + 14),
@@ -40,6 +48,8 @@ fn configured() -> Switch {
         ConfigCommand::SetSettings(SwitchSettings {
             mac_ageing: Duration::from_secs(5),
             mac_learn_limit: 64,
+            conntrack_max_entries: 64,
+            conntrack_zone_max_entries: 32,
         }),
         ConfigCommand::AddNetwork {
             id: NetworkId(1),
@@ -162,6 +172,12 @@ fn configured() -> Switch {
                 }),
             },
         },
+        // The host port: a firewall with rules of every kind (an allowed TCP range, UDP from a
+        // prefix, ICMP, an overriding deny, an egress deny, another protocol).
+        ConfigCommand::SetPortFirewall {
+            port: FIREWALLED,
+            rules: Some(firewall_rules()),
+        },
         // VXLAN only from two of the hosts (the seeds come from 192.0.2.2); mac 9 may move to
         // the other.
         ConfigCommand::SetUnderlayPeers(Some(vec![
@@ -186,6 +202,56 @@ fn configured() -> Switch {
         },
     ];
     Switch::with_commands(SwitchSettings::default(), commands).unwrap()
+}
+
+fn firewall_rules() -> Vec<FirewallRule> {
+    let rule = |direction, action, protocol, first, last, remote: &[(u8, u8)]| FirewallRule {
+        direction,
+        protocol,
+        ports: PortRange { first, last },
+        remote: remote
+            .iter()
+            .map(|&(last_octet, len)| Prefix {
+                addr: Ipv4Addr::new(10, 0, 0, last_octet),
+                len,
+            })
+            .collect(),
+        action,
+    };
+    use Action::{Allow, Deny};
+    use Direction::{Egress, Ingress};
+    vec![
+        rule(Ingress, Allow, Protocol::Tcp, 20, 443, &[(0, 0)]),
+        rule(Ingress, Allow, Protocol::Udp, 0, u16::MAX, &[(0, 24)]),
+        rule(
+            Ingress,
+            Allow,
+            Protocol::Icmp,
+            0,
+            u16::MAX,
+            &[(1, 32), (9, 32)],
+        ),
+        rule(Ingress, Deny, Protocol::Tcp, 22, 22, &[(1, 32)]),
+        rule(Egress, Deny, Protocol::Udp, 53, 53, &[(0, 0)]),
+        rule(Ingress, Allow, Protocol::Other(47), 0, u16::MAX, &[(0, 16)]),
+    ]
+}
+
+/// The firewall's drops on the firewalled port, all reasons.
+fn firewall_drops(switch: &Switch) -> u64 {
+    let drops = switch
+        .port_counters(FIREWALLED)
+        .expect("the port exists")
+        .drops;
+    [
+        DropReason::FirewallDenied,
+        DropReason::FirewallDefaultDeny,
+        DropReason::ConntrackInvalid,
+        DropReason::ConntrackFull,
+    ]
+    .iter()
+    .map(|&r| drops.get(r))
+    .sum()
 }
 
 static STATE: Mutex<Option<(Switch, TxBatch, u64)>> = Mutex::new(None);
@@ -250,7 +316,28 @@ fuzz_target!(|data: &[u8]| {
     let now = Duration::from_millis(*clock * 100);
     let (port, _) = PORTS[usize::from(selector) % PORTS.len()];
     tx.clear();
+    let hits_before: u64 = switch
+        .firewall_hits(FIREWALLED)
+        .expect("the port has a firewall")
+        .iter()
+        .sum();
+    let drops_before = firewall_drops(switch);
     switch.process(now, [(port, frame)], tx);
+    let hits: Vec<u64> = switch
+        .firewall_hits(FIREWALLED)
+        .expect("the port has a firewall");
+    assert_eq!(hits.len(), firewall_rules().len());
+    // One frame is evaluated at most once per port: from the port, or to it.
+    assert!(hits.iter().sum::<u64>() <= hits_before + 1);
+    assert!(firewall_drops(switch) <= drops_before + 1);
+    let log = switch.take_firewall_log();
+    assert!(log.len() <= 1);
+    for record in &log {
+        assert_eq!(record.port, FIREWALLED);
+    }
+    let ct = switch.conntrack_counters();
+    assert!(ct.entries <= 32);
+    assert_eq!(switch.port_connections(FIREWALLED), ct.entries);
     for (out, bytes) in tx.iter() {
         let (_, max) = PORTS
             .iter()
@@ -271,7 +358,10 @@ fuzz_target!(|data: &[u8]| {
         };
         if port == SECURED && out.port != port {
             let (eth, _) = EthernetRepr::parse(inner).expect("valid frame");
-            assert_eq!(eth.src, SECURED_MAC, "port security lets only its MAC through");
+            assert_eq!(
+                eth.src, SECURED_MAC,
+                "port security lets only its MAC through"
+            );
         }
         if out.port == port {
             // Only the switch's own ARP and DHCP replies go back where the request came from.
@@ -295,5 +385,30 @@ fuzz_target!(|data: &[u8]| {
     }
     if selector & 0x80 != 0 {
         switch.expire(now);
+    }
+    if selector & 0x40 != 0 && selector & 0x3f == 0 {
+        // Now and then the connections go to another switch and back (a migration).
+        let entries = switch.export_connections(FIREWALLED, now);
+        let count = entries.len();
+        switch
+            .apply(ConfigCommand::SetPortFirewall {
+                port: FIREWALLED,
+                rules: None,
+            })
+            .expect("a host port");
+        assert_eq!(switch.port_connections(FIREWALLED), 0);
+        switch
+            .apply(ConfigCommand::SetPortFirewall {
+                port: FIREWALLED,
+                rules: Some(firewall_rules()),
+            })
+            .expect("valid rules");
+        switch
+            .apply(ConfigCommand::ImportConnections {
+                port: FIREWALLED,
+                entries,
+            })
+            .expect("room for what was there");
+        assert_eq!(switch.port_connections(FIREWALLED), count);
     }
 });

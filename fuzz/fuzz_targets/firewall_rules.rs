@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule, RuleError, RuleSet, Verdict,
+    Action, Direction, FirewallRule, FirewallRuleError, FirewallVerdict, PortRange, Prefix,
+    Protocol, RuleSet,
 };
 
 /// Addresses that rules and packets share, so that prefixes overlap.
@@ -64,7 +65,7 @@ impl Bytes<'_> {
         }
     }
 
-    fn rule(&mut self) -> Rule {
+    fn rule(&mut self) -> FirewallRule {
         let flags = self.u8();
         let direction = if flags & 1 == 0 {
             Direction::Ingress
@@ -117,7 +118,7 @@ impl Bytes<'_> {
                 }
             })
             .collect();
-        Rule {
+        FirewallRule {
             direction,
             protocol,
             ports,
@@ -128,13 +129,13 @@ impl Bytes<'_> {
 }
 
 fn reference(
-    rules: &[Rule],
+    rules: &[FirewallRule],
     direction: Direction,
     protocol: u8,
     remote: Ipv4Addr,
     port: Option<u16>,
-) -> Verdict {
-    let matches = |r: &Rule| {
+) -> FirewallVerdict {
+    let matches = |r: &FirewallRule| {
         let protocol_ok = match r.protocol {
             Protocol::Any => true,
             Protocol::Tcp => protocol == 6,
@@ -157,24 +158,24 @@ fn reference(
     };
     let lowest = |action| rules.iter().position(|r| r.action == action && matches(r));
     match (lowest(Action::Deny), lowest(Action::Allow)) {
-        (Some(rule), _) => Verdict::Deny { rule },
-        (None, Some(rule)) => Verdict::Allow { rule },
-        (None, None) => Verdict::NoMatch,
+        (Some(rule), _) => FirewallVerdict::Deny { rule },
+        (None, Some(rule)) => FirewallVerdict::Allow { rule },
+        (None, None) => FirewallVerdict::NoMatch,
     }
 }
 
 /// The error `compile` must give, if any: the first rule with a reversed range or, failing
 /// that, a prefix over 32 bits.
-fn expected_error(rules: &[Rule]) -> Option<RuleError> {
+fn expected_error(rules: &[FirewallRule]) -> Option<FirewallRuleError> {
     rules.iter().enumerate().find_map(|(rule, r)| {
         let PortRange { first, last } = r.ports;
         if first > last {
-            return Some(RuleError::PortRange { rule, first, last });
+            return Some(FirewallRuleError::PortRange { rule, first, last });
         }
         r.remote
             .iter()
             .find(|p| p.len > 32)
-            .map(|p| RuleError::PrefixLength {
+            .map(|p| FirewallRuleError::PrefixLength {
                 rule,
                 addr: p.addr,
                 len: p.len,
@@ -185,7 +186,7 @@ fn expected_error(rules: &[Rule]) -> Option<RuleError> {
 fuzz_target!(|data: &[u8]| {
     let mut bytes = Bytes(data);
     let count = bytes.u8() % 65;
-    let rules: Vec<Rule> = (0..count).map(|_| bytes.rule()).collect();
+    let rules: Vec<FirewallRule> = (0..count).map(|_| bytes.rule()).collect();
     let set = match (RuleSet::compile(&rules), expected_error(&rules)) {
         (Ok(set), None) => set,
         (Err(got), Some(want)) => {

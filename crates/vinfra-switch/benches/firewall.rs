@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule, RuleSet, Verdict,
+    Action, Direction, FirewallRule, FirewallVerdict, PortRange, Prefix, Protocol, RuleSet,
 };
 
 /// Nanoseconds a lookup in a 10,000-rule set may take.
@@ -47,8 +47,8 @@ fn rule(
     ports: PortRange,
     remote: Vec<Prefix>,
     action: Action,
-) -> Rule {
-    Rule {
+) -> FirewallRule {
+    FirewallRule {
         direction,
         protocol,
         ports,
@@ -73,7 +73,7 @@ use Direction::{Egress, Ingress};
 
 /// A web server's groups: SSH from the office, HTTP(S) and ICMP from anywhere, DNS from the
 /// subnet, the app tier's members on 8080, telnet denied; egress open but SMTP.
-fn ten() -> Vec<Rule> {
+fn ten() -> Vec<FirewallRule> {
     let any = || vec![Prefix::ANY];
     vec![
         rule(
@@ -109,7 +109,7 @@ fn ten() -> Vec<Rule> {
 
 /// Several groups: 40 exact ports from anywhere, 30 small ranges from subnets, 20 remote groups
 /// of 20 members, a few denies, egress rules.
-fn hundred(rng: &mut Rng) -> Vec<Rule> {
+fn hundred(rng: &mut Rng) -> Vec<FirewallRule> {
     let mut rules = Vec::new();
     for i in 0..40u16 {
         rules.push(rule(
@@ -169,7 +169,7 @@ fn hundred(rng: &mut Rng) -> Vec<Rule> {
 }
 
 /// 100 ports × 100 members: one rule per (exact port, /32).
-fn ports_by_hosts() -> Vec<Rule> {
+fn ports_by_hosts() -> Vec<FirewallRule> {
     (0..10_000u32)
         .map(|i| {
             rule(
@@ -184,7 +184,7 @@ fn ports_by_hosts() -> Vec<Rule> {
 }
 
 /// 10,000 rules of one /32 each on port 443 (a large remote group, rule by rule).
-fn hosts_on_one_port() -> Vec<Rule> {
+fn hosts_on_one_port() -> Vec<FirewallRule> {
     (0..10_000u32)
         .map(|i| {
             rule(
@@ -199,7 +199,7 @@ fn hosts_on_one_port() -> Vec<Rule> {
 }
 
 /// 10,000 distinct ports open to anywhere.
-fn many_ports() -> Vec<Rule> {
+fn many_ports() -> Vec<FirewallRule> {
     (0..10_000u16)
         .map(|i| {
             rule(
@@ -215,7 +215,7 @@ fn many_ports() -> Vec<Rule> {
 
 /// The worst shape: every rule a different overlapping range, prefixes of every length, both
 /// actions.
-fn overlapping(rng: &mut Rng) -> Vec<Rule> {
+fn overlapping(rng: &mut Rng) -> Vec<FirewallRule> {
     (0..10_000)
         .map(|_| {
             let first = rng.below(60_000) as u16;
@@ -237,7 +237,7 @@ type Packet = (Direction, u8, Ipv4Addr, Option<u16>);
 
 /// Half drawn from the rules (their first prefix, a port of their range), half at random in
 /// 10.0.0.0/16.
-fn packets(rules: &[Rule], rng: &mut Rng) -> Vec<Packet> {
+fn packets(rules: &[FirewallRule], rng: &mut Rng) -> Vec<Packet> {
     (0..PACKETS)
         .map(|i| {
             let random = Ipv4Addr::from(0x0a00_0000 | (rng.next() as u32 & 0xffff));
@@ -259,8 +259,8 @@ fn packets(rules: &[Rule], rng: &mut Rng) -> Vec<Packet> {
 }
 
 /// The semantics as a scan of the rules, for comparison.
-fn linear(rules: &[Rule], (direction, protocol, remote, port): Packet) -> Verdict {
-    let matches = |r: &Rule| {
+fn linear(rules: &[FirewallRule], (direction, protocol, remote, port): Packet) -> FirewallVerdict {
+    let matches = |r: &FirewallRule| {
         r.direction == direction
             && r.protocol.number().is_none_or(|n| n == protocol)
             && (!r.protocol.has_ports()
@@ -270,14 +270,14 @@ fn linear(rules: &[Rule], (direction, protocol, remote, port): Packet) -> Verdic
     };
     let first = |action| rules.iter().position(|r| r.action == action && matches(r));
     match (first(Deny), first(Allow)) {
-        (Some(rule), _) => Verdict::Deny { rule },
-        (None, Some(rule)) => Verdict::Allow { rule },
-        (None, None) => Verdict::NoMatch,
+        (Some(rule), _) => FirewallVerdict::Deny { rule },
+        (None, Some(rule)) => FirewallVerdict::Allow { rule },
+        (None, None) => FirewallVerdict::NoMatch,
     }
 }
 
 /// Runs `f` over the packets for about `RUN`; nanoseconds per call.
-fn time(packets: &[Packet], mut f: impl FnMut(Packet) -> Verdict) -> f64 {
+fn time(packets: &[Packet], mut f: impl FnMut(Packet) -> FirewallVerdict) -> f64 {
     for &p in packets {
         black_box(f(p));
     }
@@ -292,14 +292,14 @@ fn time(packets: &[Packet], mut f: impl FnMut(Packet) -> Verdict) -> f64 {
     start.elapsed().as_nanos() as f64 / calls as f64
 }
 
-fn measure(name: &str, result: Option<&str>, rules: &[Rule], rng: &mut Rng) {
+fn measure(name: &str, result: Option<&str>, rules: &[FirewallRule], rng: &mut Rng) {
     let start = Instant::now();
     let set = RuleSet::compile(rules).expect("valid rules");
     let compile = start.elapsed();
     let packets = packets(rules, rng);
     let matched = packets
         .iter()
-        .filter(|&&(d, p, a, port)| set.evaluate(d, p, a, port) != Verdict::NoMatch)
+        .filter(|&&(d, p, a, port)| set.evaluate(d, p, a, port) != FirewallVerdict::NoMatch)
         .count();
     for &(d, p, a, port) in packets.iter().take(256) {
         assert_eq!(

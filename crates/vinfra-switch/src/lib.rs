@@ -12,7 +12,9 @@
 //!   entries, learning and ageing, MAC mobility limited to the moves the control plane expects,
 //!   BUM flooding by head-end replication, ARP suppression, a DHCP responder, MTU enforcement,
 //!   port policy (port security: allowed source MACs and IPv4 addresses, ARP senders, no DHCP
-//!   server; a per-port MAC limit; storm control), an underlay peer list for the VXLAN uplink,
+//!   server; a per-port MAC limit; storm control), the distributed firewall (a VM or host
+//!   port's security-group rules and connection tracking, IPv4, checked as frames leave the VM
+//!   and as copies reach it; [`datapath::firewall`]), an underlay peer list for the VXLAN uplink,
 //!   offload metadata (large TCP segments passed whole to ports that
 //!   take them, cut into segments for the others) and counters. A [`datapath::Switch`] takes a batch of received
 //!   frames and writes the frames to send into a caller-provided [`datapath::TxBatch`]. It reads

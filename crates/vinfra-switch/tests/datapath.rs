@@ -758,6 +758,7 @@ fn learning_ageing_and_moves() {
     let settings = SwitchSettings {
         mac_ageing: t(300),
         mac_learn_limit: 3,
+        ..SwitchSettings::default()
     };
     let mut s = Switch::with_commands(
         settings,

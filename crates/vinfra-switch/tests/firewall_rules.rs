@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use vinfra_switch::datapath::firewall::rules::{
-    Action, Direction, PortRange, Prefix, Protocol, Rule, RuleError, RuleSet, Verdict,
+    Action, Direction, FirewallRule, FirewallRuleError, FirewallVerdict, PortRange, Prefix,
+    Protocol, RuleSet,
 };
 
 const TCP: u8 = 6;
@@ -29,8 +30,13 @@ fn ports(first: u16, last: u16) -> PortRange {
     PortRange { first, last }
 }
 
-fn ingress(action: Action, protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> Rule {
-    Rule {
+fn ingress(
+    action: Action,
+    protocol: Protocol,
+    ports: PortRange,
+    remote: &[Prefix],
+) -> FirewallRule {
+    FirewallRule {
         direction: Ingress,
         protocol,
         ports,
@@ -39,15 +45,15 @@ fn ingress(action: Action, protocol: Protocol, ports: PortRange, remote: &[Prefi
     }
 }
 
-fn allow(protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> Rule {
+fn allow(protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> FirewallRule {
     ingress(Action::Allow, protocol, ports, remote)
 }
 
-fn deny(protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> Rule {
+fn deny(protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> FirewallRule {
     ingress(Action::Deny, protocol, ports, remote)
 }
 
-fn compile(rules: &[Rule]) -> RuleSet {
+fn compile(rules: &[FirewallRule]) -> RuleSet {
     RuleSet::compile(rules).expect("valid rules")
 }
 
@@ -56,13 +62,13 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
 /// The semantics, one rule after the other.
 fn reference(
-    rules: &[Rule],
+    rules: &[FirewallRule],
     direction: Direction,
     protocol: u8,
     remote: Ipv4Addr,
     port: Option<u16>,
-) -> Verdict {
-    let matches = |r: &Rule| {
+) -> FirewallVerdict {
+    let matches = |r: &FirewallRule| {
         let protocol_ok = match r.protocol {
             Protocol::Any => true,
             Protocol::Tcp => protocol == 6,
@@ -89,9 +95,9 @@ fn reference(
     };
     let first = |action| rules.iter().position(|r| r.action == action && matches(r));
     match (first(Action::Deny), first(Action::Allow)) {
-        (Some(rule), _) => Verdict::Deny { rule },
-        (None, Some(rule)) => Verdict::Allow { rule },
-        (None, None) => Verdict::NoMatch,
+        (Some(rule), _) => FirewallVerdict::Deny { rule },
+        (None, Some(rule)) => FirewallVerdict::Allow { rule },
+        (None, None) => FirewallVerdict::NoMatch,
     }
 }
 
@@ -108,11 +114,11 @@ fn deny_overrides_allow_whatever_the_order() {
     ]);
     assert_eq!(
         allow_first.evaluate(Ingress, TCP, CLIENT, Some(80)),
-        Verdict::Deny { rule: 1 }
+        FirewallVerdict::Deny { rule: 1 }
     );
     assert_eq!(
         deny_first.evaluate(Ingress, TCP, CLIENT, Some(80)),
-        Verdict::Deny { rule: 0 }
+        FirewallVerdict::Deny { rule: 0 }
     );
     // Where only the allow rule applies, it decides.
     let narrow = compile(&[
@@ -121,15 +127,15 @@ fn deny_overrides_allow_whatever_the_order() {
     ]);
     assert_eq!(
         narrow.evaluate(Ingress, TCP, CLIENT, Some(80)),
-        Verdict::Deny { rule: 1 }
+        FirewallVerdict::Deny { rule: 1 }
     );
     assert_eq!(
         narrow.evaluate(Ingress, TCP, CLIENT, Some(81)),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
     assert_eq!(
         narrow.evaluate(Ingress, TCP, ip(203, 0, 113, 1), Some(80)),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
 }
 
@@ -146,37 +152,37 @@ fn the_lowest_matching_index_is_reported() {
     ]);
     assert_eq!(
         set.evaluate(Ingress, UDP, CLIENT, Some(53)),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
     assert_eq!(
         set.evaluate(Ingress, UDP, CLIENT, Some(54)),
-        Verdict::Allow { rule: 1 }
+        FirewallVerdict::Allow { rule: 1 }
     );
     let other = ip(192, 0, 2, 1);
     assert_eq!(
         set.evaluate(Ingress, TCP, other, Some(80)),
-        Verdict::Allow { rule: 1 }
+        FirewallVerdict::Allow { rule: 1 }
     );
     // Rules 3, 5 and 6 deny port 22 from the client: the lowest wins over every allow.
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(22)),
-        Verdict::Deny { rule: 3 }
+        FirewallVerdict::Deny { rule: 3 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(21)),
-        Verdict::Deny { rule: 5 }
+        FirewallVerdict::Deny { rule: 5 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, other, Some(21)),
-        Verdict::Deny { rule: 6 }
+        FirewallVerdict::Deny { rule: 6 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, other, Some(22)),
-        Verdict::Deny { rule: 3 }
+        FirewallVerdict::Deny { rule: 3 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, other, Some(26)),
-        Verdict::Allow { rule: 1 }
+        FirewallVerdict::Allow { rule: 1 }
     );
     assert_eq!(set.evaluate(Ingress, TCP, other, Some(26)).rule(), Some(1));
 }
@@ -192,34 +198,37 @@ fn a_packet_without_a_port_matches_only_whole_port_ranges() {
     // A non-first fragment of a TCP packet to port 80.
     assert_eq!(
         set.evaluate(Ingress, TCP, ip(192, 0, 2, 1), None),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
     // Not even the deny of every port but the last.
-    assert_eq!(set.evaluate(Ingress, TCP, CLIENT, None), Verdict::NoMatch);
+    assert_eq!(
+        set.evaluate(Ingress, TCP, CLIENT, None),
+        FirewallVerdict::NoMatch
+    );
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(65535)),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(0)),
-        Verdict::Deny { rule: 3 }
+        FirewallVerdict::Deny { rule: 3 }
     );
     assert_eq!(
         set.evaluate(Ingress, UDP, CLIENT, None),
-        Verdict::Allow { rule: 2 }
+        FirewallVerdict::Allow { rule: 2 }
     );
     assert_eq!(
         set.evaluate(Ingress, UDP, ip(192, 0, 2, 1), None),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
     // Range edges.
     let udp = |port| set.evaluate(Ingress, UDP, ip(192, 0, 2, 1), Some(port));
-    assert_eq!(udp(999), Verdict::NoMatch);
-    assert_eq!(udp(1000), Verdict::Allow { rule: 1 });
-    assert_eq!(udp(2000), Verdict::Allow { rule: 1 });
-    assert_eq!(udp(2001), Verdict::NoMatch);
-    assert_eq!(udp(0), Verdict::NoMatch);
-    assert_eq!(udp(65535), Verdict::NoMatch);
+    assert_eq!(udp(999), FirewallVerdict::NoMatch);
+    assert_eq!(udp(1000), FirewallVerdict::Allow { rule: 1 });
+    assert_eq!(udp(2000), FirewallVerdict::Allow { rule: 1 });
+    assert_eq!(udp(2001), FirewallVerdict::NoMatch);
+    assert_eq!(udp(0), FirewallVerdict::NoMatch);
+    assert_eq!(udp(65535), FirewallVerdict::NoMatch);
 }
 
 #[test]
@@ -242,36 +251,39 @@ fn icmp_and_other_protocols_ignore_ports() {
     ]);
     assert_eq!(
         set.evaluate(Ingress, ICMP, CLIENT, None),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
     assert_eq!(
         set.evaluate(Ingress, ICMP, CLIENT, Some(0)),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
     assert_eq!(
         set.evaluate(Ingress, GRE, ip(10, 9, 9, 9), None),
-        Verdict::Allow { rule: 1 }
+        FirewallVerdict::Allow { rule: 1 }
     );
-    assert_eq!(set.evaluate(Ingress, GRE, CLIENT, None), Verdict::NoMatch);
+    assert_eq!(
+        set.evaluate(Ingress, GRE, CLIENT, None),
+        FirewallVerdict::NoMatch
+    );
     assert_eq!(
         set.evaluate(Ingress, 48, ip(10, 9, 9, 9), None),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(22)),
-        Verdict::Deny { rule: 2 }
+        FirewallVerdict::Deny { rule: 2 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, None),
-        Verdict::Deny { rule: 2 }
+        FirewallVerdict::Deny { rule: 2 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, ip(192, 0, 2, 1), Some(443)),
-        Verdict::Allow { rule: 3 }
+        FirewallVerdict::Allow { rule: 3 }
     );
     assert_eq!(
         set.evaluate(Ingress, UDP, CLIENT, Some(443)),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
 }
 
@@ -282,7 +294,7 @@ fn protocol_any_matches_every_protocol_and_port() {
         for port in [None, Some(0), Some(80), Some(65535)] {
             assert_eq!(
                 set.evaluate(Ingress, protocol, CLIENT, port),
-                Verdict::Allow { rule: 0 },
+                FirewallVerdict::Allow { rule: 0 },
                 "protocol {protocol} port {port:?}"
             );
         }
@@ -298,14 +310,14 @@ fn an_empty_remote_list_matches_nothing_and_0_0_0_0_slash_0_everything() {
     for remote in [Ipv4Addr::UNSPECIFIED, CLIENT, Ipv4Addr::BROADCAST] {
         assert_eq!(
             set.evaluate(Ingress, TCP, remote, Some(1)),
-            Verdict::Allow { rule: 1 }
+            FirewallVerdict::Allow { rule: 1 }
         );
     }
     assert_eq!(set.len(), 2);
     let nothing = compile(&[allow(Protocol::Any, PortRange::ANY, &[])]);
     assert_eq!(
         nothing.evaluate(Ingress, TCP, CLIENT, Some(1)),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
 }
 
@@ -349,15 +361,15 @@ fn directions_are_separate() {
     let set = compile(&[deny(Protocol::Tcp, ports(443, 443), ANYWHERE), out]);
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(443)),
-        Verdict::Deny { rule: 0 }
+        FirewallVerdict::Deny { rule: 0 }
     );
     assert_eq!(
         set.evaluate(Egress, TCP, CLIENT, Some(443)),
-        Verdict::Allow { rule: 1 }
+        FirewallVerdict::Allow { rule: 1 }
     );
     assert_eq!(
         set.evaluate(Egress, TCP, CLIENT, Some(444)),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
 }
 
@@ -369,12 +381,15 @@ fn an_empty_set_matches_nothing() {
     assert!(set.rules().is_empty());
     assert_eq!(
         set.evaluate(Ingress, TCP, CLIENT, Some(22)),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
-    assert_eq!(set.evaluate(Egress, UDP, CLIENT, None), Verdict::NoMatch);
+    assert_eq!(
+        set.evaluate(Egress, UDP, CLIENT, None),
+        FirewallVerdict::NoMatch
+    );
     assert_eq!(
         compile(&[]).evaluate(Ingress, ICMP, CLIENT, None),
-        Verdict::NoMatch
+        FirewallVerdict::NoMatch
     );
 }
 
@@ -388,7 +403,7 @@ fn bad_rules_are_refused_with_their_index() {
     );
     assert_eq!(
         RuleSet::compile(&[good.clone(), long]).unwrap_err(),
-        RuleError::PrefixLength {
+        FirewallRuleError::PrefixLength {
             rule: 1,
             addr: CLIENT,
             len: 33
@@ -397,7 +412,7 @@ fn bad_rules_are_refused_with_their_index() {
     let reversed = allow(Protocol::Udp, ports(2, 1), ANYWHERE);
     assert_eq!(
         RuleSet::compile(&[good, reversed]).unwrap_err(),
-        RuleError::PortRange {
+        FirewallRuleError::PortRange {
             rule: 1,
             first: 2,
             last: 1
@@ -448,11 +463,11 @@ fn expanded_remote_groups_and_many_ports() {
     }
     assert_eq!(
         set.evaluate(Ingress, TCP, Ipv4Addr::from(0x0a00_0000 + 3), Some(443)),
-        Verdict::Allow { rule: 0 }
+        FirewallVerdict::Allow { rule: 0 }
     );
     assert_eq!(
         set.evaluate(Ingress, TCP, Ipv4Addr::from(0x0a00_0000 + 300), Some(443)),
-        Verdict::Deny { rule: 3001 }
+        FirewallVerdict::Deny { rule: 3001 }
     );
 }
 
@@ -488,7 +503,7 @@ fn port() -> impl Strategy<Value = u16> {
     prop_oneof![3 => prop::sample::select(&PORTS[..]), 1 => any::<u16>()]
 }
 
-fn rule() -> impl Strategy<Value = Rule> {
+fn rule() -> impl Strategy<Value = FirewallRule> {
     let protocol = prop_oneof![
         1 => Just(Protocol::Any),
         3 => Just(Protocol::Tcp),
@@ -510,7 +525,7 @@ fn rule() -> impl Strategy<Value = Rule> {
         1 => prop::collection::vec(prefix(), 4..40),
     ];
     (direction, protocol, ports, remote, action).prop_map(
-        |(direction, protocol, ports, remote, action)| Rule {
+        |(direction, protocol, ports, remote, action)| FirewallRule {
             direction,
             protocol,
             ports,
@@ -556,7 +571,7 @@ fn probe() -> impl Strategy<Value = Probe> {
         )
 }
 
-fn packet(rules: &[Rule], p: &Probe) -> (Direction, u8, Ipv4Addr, Option<u16>) {
+fn packet(rules: &[FirewallRule], p: &Probe) -> (Direction, u8, Ipv4Addr, Option<u16>) {
     let rule = (!rules.is_empty()).then(|| &rules[p.pick % rules.len()]);
     let prefix = rule.and_then(|r| r.remote.get(p.pick / 7 % r.remote.len().max(1)));
     let base = prefix.map_or(p.noise, |x| u32::from(x.addr));

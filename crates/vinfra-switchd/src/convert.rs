@@ -158,6 +158,7 @@ pub fn config_command(request: &Request) -> Result<Option<ConfigCommand>, BadVal
         } => ConfigCommand::SetSettings(SwitchSettings {
             mac_ageing: Duration::from_secs(*mac_ageing_secs),
             mac_learn_limit: *mac_learn_limit,
+            ..SwitchSettings::default()
         }),
         Request::SetPortPolicy { port, policy } => ConfigCommand::SetPortPolicy {
             port: PortId(*port),

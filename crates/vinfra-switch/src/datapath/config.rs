@@ -3,6 +3,8 @@
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use super::firewall::conntrack::{ConnEntry, ConntrackFull};
+use super::firewall::rules::{FirewallRule, FirewallRuleError};
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::Location;
 use super::policy::PortPolicy;
@@ -17,6 +19,13 @@ pub struct SwitchSettings {
     /// Most learned addresses per network (static entries do not count); further addresses are
     /// flooded to, not learned.
     pub mac_learn_limit: usize,
+    /// Most connections the firewall tracks, every port together (at most
+    /// [`super::firewall::conntrack::MAX_ENTRIES_LIMIT`]); a new connection beyond it is
+    /// dropped (`conntrack_full`) once the expired ones are freed.
+    pub conntrack_max_entries: usize,
+    /// Most connections the firewall tracks for one port, so one VM cannot fill the table for
+    /// the others.
+    pub conntrack_zone_max_entries: usize,
 }
 
 impl Default for SwitchSettings {
@@ -24,6 +33,8 @@ impl Default for SwitchSettings {
         SwitchSettings {
             mac_ageing: Duration::from_secs(300),
             mac_learn_limit: 8192,
+            conntrack_max_entries: 262_144,
+            conntrack_zone_max_entries: 65_536,
         }
     }
 }
@@ -163,6 +174,35 @@ pub enum ConfigCommand {
         /// The VTEP it may move to.
         to: Option<Ipv4Addr>,
     },
+    /// Sets (`Some`) or removes (`None`, the default: unfiltered) an access port's firewall:
+    /// the rules of its security groups, concatenated (a rule's index is its position). With a
+    /// firewall the port's IPv4 traffic is tracked as connections: the first packet of a
+    /// connection from the VM passes unless a rule denies it, the first packet of one to the VM
+    /// only if a rule allows it and none denies it, and the later packets of an allowed
+    /// connection (both ways) pass. Replacing the rules keeps the port's connections: the
+    /// established ones go on, only new connections meet the new rules; the rules' hit
+    /// counters start again from zero. `None` also forgets the port's connections. Rules that
+    /// do not compile are refused ([`ConfigError::BadFirewallRules`]) and the port keeps its
+    /// firewall.
+    SetPortFirewall {
+        /// A VM or host port.
+        port: PortId,
+        /// The rules; `None` for no firewall.
+        rules: Option<Vec<FirewallRule>>,
+    },
+    /// Gives an access port connections exported from another switch
+    /// ([`super::Switch::export_connections`]), before a migrating VM switches over to this
+    /// host, so its established connections go on here. Each lives the time it had left, from
+    /// the last time this switch was given (by a batch or [`super::Switch::expire`]).
+    /// Connections the port already has are skipped. When the table (or the port's share) is
+    /// full, after freeing what expired, the entries before stay and the rest are refused
+    /// ([`ConfigError::ConnectionsRefused`]).
+    ImportConnections {
+        /// A VM or host port.
+        port: PortId,
+        /// The connections.
+        entries: Vec<ConnEntry>,
+    },
     /// Enables (`Some`) or disables (`None`) the switch's DHCP responder on a network: DHCP
     /// client messages from its access ports are answered by the switch and not flooded.
     SetDhcp {
@@ -257,9 +297,27 @@ pub enum ConfigError {
     /// A group address where a unicast MAC is required.
     #[error("{0} is not a unicast MAC address")]
     NotUnicast(MacAddr),
-    /// A port policy for a port that is not a VM or host port.
-    #[error("{0} is not an access port: only VM and host ports have a policy")]
+    /// A port policy, a firewall or connections for a port that is not a VM or host port.
+    #[error("{0} is not an access port: only VM and host ports have a policy and a firewall")]
     NotAccessPort(PortId),
+    /// Firewall rules that do not compile.
+    #[error("firewall rules for {port} refused")]
+    BadFirewallRules {
+        /// The port.
+        port: PortId,
+        /// What is wrong with them.
+        #[source]
+        source: FirewallRuleError,
+    },
+    /// Imported connections that do not fit the connection table.
+    #[error("connections for {port} refused")]
+    ConnectionsRefused {
+        /// The port.
+        port: PortId,
+        /// Which limit was reached.
+        #[source]
+        source: ConntrackFull,
+    },
     /// An allowed address with a prefix length above 32.
     #[error("allowed address {ip}/{prefix_len}: the prefix length is above 32")]
     BadAllowedPrefix {

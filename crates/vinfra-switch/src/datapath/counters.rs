@@ -80,11 +80,24 @@ pub enum DropReason {
     StormControl,
     /// A VXLAN packet from an underlay address that is not one of the cluster's hosts.
     UnknownVtep,
+    /// Firewall: the first packet of a connection, denied by a rule of the port's security
+    /// groups.
+    FirewallDenied,
+    /// Firewall: the first packet of a connection to a firewalled port that no rule allows
+    /// (ingress default deny).
+    FirewallDefaultDeny,
+    /// Firewall: an IPv4 packet no connection may carry (a TCP segment other than a SYN with
+    /// no connection, an unmatched ICMP reply or error, a later fragment of no connection, …)
+    /// or whose transport header is malformed.
+    ConntrackInvalid,
+    /// Firewall: the first packet of an allowed connection, and the connection table (or the
+    /// port's share of it) is full.
+    ConntrackFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 35;
+    pub const COUNT: usize = 39;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -123,6 +136,10 @@ impl DropReason {
         DropReason::PortMacLimit,
         DropReason::StormControl,
         DropReason::UnknownVtep,
+        DropReason::FirewallDenied,
+        DropReason::FirewallDefaultDeny,
+        DropReason::ConntrackInvalid,
+        DropReason::ConntrackFull,
     ];
 
     /// The snake_case name used in APIs and logs.
@@ -163,6 +180,10 @@ impl DropReason {
             DropReason::PortMacLimit => "port_mac_limit",
             DropReason::StormControl => "storm_control",
             DropReason::UnknownVtep => "unknown_vtep",
+            DropReason::FirewallDenied => "firewall_denied",
+            DropReason::FirewallDefaultDeny => "firewall_default_deny",
+            DropReason::ConntrackInvalid => "conntrack_invalid",
+            DropReason::ConntrackFull => "conntrack_full",
         }
     }
 

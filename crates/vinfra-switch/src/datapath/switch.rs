@@ -8,6 +8,9 @@ use foldhash::{HashMap, HashSet};
 
 use super::config::{check_policy, ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
+use super::filter::{Firewall, FirewallDrop, FirewallLogCounters, Parsed, PortFirewall};
+use super::firewall::conntrack::{ConnEntry, ConntrackCounters, PacketInfo};
+use super::firewall::rules::FirewallRule;
 use super::ids::{NetworkId, PortId, Segment};
 use super::mac_table::{Learned, Location, MacEntry};
 use super::network::NetworkState;
@@ -38,6 +41,8 @@ struct Port {
     policy: PortPolicy,
     /// Storm control's state, when the policy has it.
     storm: Option<StormBucket>,
+    /// The port's firewall (access ports only); `None`: unfiltered.
+    firewall: Option<Box<PortFirewall>>,
 }
 
 /// A frame's L2 header and payload once classified: untagged, in its network.
@@ -149,6 +154,10 @@ pub struct Switch {
     /// The underlay sources the uplink accepts; `None`: any.
     underlay_peers: Option<HashSet<Ipv4Addr>>,
     switch_drops: Drops,
+    /// Connection tracking of the firewalled ports, and the firewall's drop log.
+    firewall: Firewall,
+    /// The latest time given to [`Switch::process`] or [`Switch::expire`].
+    last_now: Duration,
 }
 
 impl Default for Switch {
@@ -191,6 +200,11 @@ impl Switch {
             vtep_macs: HashMap::default(),
             underlay_peers: None,
             switch_drops: Drops::default(),
+            firewall: Firewall::new(
+                settings.conntrack_max_entries,
+                settings.conntrack_zone_max_entries,
+            ),
+            last_now: Duration::ZERO,
         }
     }
 
@@ -255,6 +269,7 @@ impl Switch {
         offload: Offload,
         tx: &mut TxBatch,
     ) {
+        self.last_now = now;
         let Some(port) = slot_mut(&mut self.ports, in_port.0) else {
             self.switch_drops.add(DropReason::NoPort);
             return;
@@ -273,6 +288,14 @@ impl Switch {
                         None => Ok(l2),
                     }
                 });
+                // The firewall, after port security and before anything learns or answers.
+                let checked = match (checked, port.firewall.as_deref_mut()) {
+                    (Ok(l2), Some(pf)) if l2.ethertype == EtherType::IPV4 => self
+                        .firewall
+                        .egress(in_port, pf, l2.payload, now)
+                        .map(|()| l2),
+                    (checked, _) => checked,
+                };
                 match checked {
                     Ok(l2) => Ok(Ingress {
                         network,
@@ -326,6 +349,8 @@ impl Switch {
             vtep_macs: &self.vtep_macs,
             uplink: self.uplink,
             trunk: self.trunk,
+            firewall: &mut self.firewall,
+            now,
         };
         forward(&self.settings, now, net, egress, in_port, ingress, tx);
     }
@@ -345,15 +370,19 @@ impl Switch {
         slot(&self.ports, id.0).is_some_and(|p| p.offloads)
     }
 
-    /// Removes learned MAC entries that have aged out; returns how many. Lookups already ignore
-    /// aged entries: this only frees their memory. Call it every few seconds between batches.
+    /// Removes learned MAC entries that have aged out and the firewall's connections past their
+    /// timeout; returns how many of both. Lookups already ignore aged entries and expired
+    /// connections: this only frees their memory. Call it every few seconds between batches.
     pub fn expire(&mut self, now: Duration) -> usize {
+        self.last_now = now;
         let ageing = self.settings.mac_ageing;
-        self.networks
+        let macs: usize = self
+            .networks
             .iter_mut()
             .flatten()
             .map(|n| n.macs.expire(now, ageing))
-            .sum()
+            .sum();
+        macs + self.firewall.expire(now)
     }
 
     /// Applies one configuration command. A refused command changes nothing.
@@ -430,6 +459,14 @@ impl Switch {
                 Ok(())
             }
             ConfigCommand::SetPortPolicy { port, policy } => self.set_port_policy(port, policy),
+            ConfigCommand::SetPortFirewall { port, rules } => self.set_port_firewall(port, rules),
+            ConfigCommand::ImportConnections { port, entries } => {
+                self.access_port(port)?;
+                self.firewall
+                    .import(port, &entries, self.last_now)
+                    .map(|_| ())
+                    .map_err(|source| ConfigError::ConnectionsRefused { port, source })
+            }
             ConfigCommand::SetUnderlayPeers(peers) => {
                 self.underlay_peers = peers.map(|p| p.into_iter().collect());
                 Ok(())
@@ -461,6 +498,10 @@ impl Switch {
                 for net in self.networks.iter_mut().flatten() {
                     net.macs.set_learn_limit(settings.mac_learn_limit);
                 }
+                self.firewall.set_limits(
+                    settings.conntrack_max_entries,
+                    settings.conntrack_zone_max_entries,
+                );
                 Ok(())
             }
         }
@@ -479,6 +520,35 @@ impl Switch {
             (None, _) => None,
         };
         port.policy = policy;
+        Ok(())
+    }
+
+    /// An access (VM or host) port.
+    fn access_port(&mut self, id: PortId) -> Result<&mut Port, ConfigError> {
+        let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
+        if port.config.kind.access_network().is_none() {
+            return Err(ConfigError::NotAccessPort(id));
+        }
+        Ok(port)
+    }
+
+    fn set_port_firewall(
+        &mut self,
+        id: PortId,
+        rules: Option<Vec<FirewallRule>>,
+    ) -> Result<(), ConfigError> {
+        let port = self.access_port(id)?;
+        match rules {
+            Some(rules) => {
+                let compiled = PortFirewall::compile(&rules)
+                    .map_err(|source| ConfigError::BadFirewallRules { port: id, source })?;
+                port.firewall = Some(Box::new(compiled));
+            }
+            None => {
+                port.firewall = None;
+                self.firewall.remove_port(id);
+            }
+        }
         Ok(())
     }
 
@@ -601,6 +671,7 @@ impl Switch {
                 offloads: false,
                 policy: PortPolicy::default(),
                 storm: None,
+                firewall: None,
             },
         );
         Ok(())
@@ -631,6 +702,7 @@ impl Switch {
         if let Some(s) = self.ports.get_mut(id.0 as usize) {
             *s = None;
         }
+        self.firewall.remove_port(id);
         Ok(())
     }
 
@@ -642,6 +714,54 @@ impl Switch {
     /// A port's policy (the default, open one until [`ConfigCommand::SetPortPolicy`]).
     pub fn port_policy(&self, id: PortId) -> Option<&PortPolicy> {
         slot(&self.ports, id.0).map(|p| &p.policy)
+    }
+
+    /// A port's firewall rules ([`ConfigCommand::SetPortFirewall`]); `None` when it has no
+    /// firewall.
+    pub fn firewall_rules(&self, id: PortId) -> Option<&[FirewallRule]> {
+        slot(&self.ports, id.0)?
+            .firewall
+            .as_deref()
+            .map(|f| f.rules())
+    }
+
+    /// How many first packets each rule of a port's firewall decided (by rule index: a deny
+    /// rule's drops, an allow rule's connections), since the rules were last set; `None` when
+    /// the port has no firewall.
+    pub fn firewall_hits(&self, id: PortId) -> Option<Vec<u64>> {
+        slot(&self.ports, id.0)?
+            .firewall
+            .as_deref()
+            .map(|f| f.hits().to_vec())
+    }
+
+    /// The counters of the firewall's connection table (all ports).
+    pub fn conntrack_counters(&self) -> ConntrackCounters {
+        self.firewall.counters()
+    }
+
+    /// A port's tracked connections (expired ones not yet freed by [`Switch::expire`]
+    /// included).
+    pub fn port_connections(&self, id: PortId) -> usize {
+        self.firewall.connections(id)
+    }
+
+    /// A port's live connections with the time each has left at `now`, for a migrating VM's
+    /// destination ([`ConfigCommand::ImportConnections`]).
+    pub fn export_connections(&self, id: PortId, now: Duration) -> Vec<ConnEntry> {
+        self.firewall.export(id, now)
+    }
+
+    /// Takes the records of packets the firewall dropped since the last call, oldest first: at
+    /// most [`super::FIREWALL_LOG_CAPACITY`], admitted at most [`super::FIREWALL_LOG_RATE`] a
+    /// second (see [`Switch::firewall_log_counters`] for the rest).
+    pub fn take_firewall_log(&mut self) -> Vec<FirewallDrop> {
+        self.firewall.take_log()
+    }
+
+    /// The drop log's counters: records logged, suppressed over the rate, overwritten.
+    pub fn firewall_log_counters(&self) -> FirewallLogCounters {
+        self.firewall.log_counters()
     }
 
     /// The underlay sources the VXLAN uplink accepts ([`ConfigCommand::SetUnderlayPeers`]),
@@ -844,6 +964,8 @@ struct Egress<'s> {
     vtep_macs: &'s HashMap<Ipv4Addr, MacAddr>,
     uplink: Option<PortId>,
     trunk: Option<PortId>,
+    firewall: &'s mut Firewall,
+    now: Duration,
 }
 
 /// Sends copies of one frame in one network.
@@ -858,6 +980,11 @@ struct Sender<'s, 'f> {
     /// Positions in `tx` of the untagged copy completed for ports without offloads (its
     /// segments, or the frame with its checksum filled), once written.
     completed: Option<Range<usize>>,
+    /// The frame written by the switch itself (an ARP or DHCP reply): not filtered.
+    generated: bool,
+    /// The frame's IPv4 packet as connection tracking reads it, once a firewalled port needed
+    /// it.
+    parsed: Option<Parsed>,
 }
 
 impl Sender<'_, '_> {
@@ -891,6 +1018,24 @@ impl Sender<'_, '_> {
             port.counters.drops.add(DropReason::Oversized);
             self.counters.traffic.drops.add(DropReason::Oversized);
             return;
+        }
+        // The firewall of the port the copy goes to (each copy of a flooded frame is checked
+        // against its own port's).
+        if let Some(pf) = port.firewall.as_deref_mut() {
+            if !self.generated && l2.ethertype == EtherType::IPV4 {
+                let parsed = self
+                    .parsed
+                    .get_or_insert_with(|| PacketInfo::parse(l2.payload));
+                let checked =
+                    self.egress
+                        .firewall
+                        .ingress(id, pf, l2.payload, parsed, self.egress.now);
+                if let Err(reason) = checked {
+                    port.counters.drops.add(reason);
+                    self.counters.traffic.drops.add(reason);
+                    return;
+                }
+            }
         }
         let tag_len = if tag.is_some() { vlan::HEADER_LEN } else { 0 };
         if port.offloads || l2.offload.is_complete() {
@@ -1121,6 +1266,8 @@ fn forward(
                 l2,
                 untagged: None,
                 completed: None,
+                generated: true,
+                parsed: None,
             };
             match answer {
                 Ok((src_ip, len)) => {
@@ -1166,6 +1313,8 @@ fn forward(
                     },
                     untagged: None,
                     completed: None,
+                    generated: true,
+                    parsed: None,
                 };
                 sender.send_port(in_port);
             }
@@ -1181,6 +1330,8 @@ fn forward(
         l2,
         untagged: None,
         completed: None,
+        generated: false,
+        parsed: None,
     };
 
     if l2.dst.is_unicast() {

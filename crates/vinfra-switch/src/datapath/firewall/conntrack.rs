@@ -449,6 +449,13 @@ impl Conntrack {
         &self.config
     }
 
+    /// Changes the limits (`max_entries` capped at [`MAX_ENTRIES_LIMIT`]). Connections beyond
+    /// new, lower limits stay until they end; new ones are refused until there is room.
+    pub fn set_limits(&mut self, max_entries: usize, zone_max_entries: Option<usize>) {
+        self.config.max_entries = max_entries.min(MAX_ENTRIES_LIMIT);
+        self.config.zone_max_entries = zone_max_entries;
+    }
+
     /// Connections in the table, expired ones not yet freed included.
     pub fn len(&self) -> usize {
         self.len

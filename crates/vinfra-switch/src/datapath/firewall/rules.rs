@@ -3,10 +3,11 @@
 //! A VM port's rules are the rules of the security groups attached to it, concatenated; a rule's
 //! index is its position in that list. [`RuleSet::evaluate`] classifies the first packet of a
 //! connection (the connection tracker lets the rest through): **deny overrides** — if any
-//! [`Action::Deny`] rule matches, the verdict is [`Verdict::Deny`] with the lowest index among
-//! the matching deny rules; else if any [`Action::Allow`] rule matches, [`Verdict::Allow`] with
-//! the lowest matching allow index; else [`Verdict::NoMatch`], and the caller applies its
-//! default (ingress: deny, egress: allow) and counts hits by the index it gets.
+//! [`Action::Deny`] rule matches, the verdict is [`FirewallVerdict::Deny`] with the lowest index
+//! among the matching deny rules; else if any [`Action::Allow`] rule matches,
+//! [`FirewallVerdict::Allow`] with the lowest matching allow index; else
+//! [`FirewallVerdict::NoMatch`], and the caller applies its default (ingress: deny, egress:
+//! allow) and counts hits by the index it gets.
 //!
 //! # What a rule matches
 //! A rule matches a packet when all of these hold:
@@ -17,8 +18,8 @@
 //!   range (`0-65535`, [`PortRange::ANY`]) matches any packet of the protocol, also one without a
 //!   port (a non-first fragment), while a narrower range never matches a packet without a port.
 //!   The range is ignored for the other protocols (an ICMP rule matches every ICMP type);
-//! - one of its [`remote`](Rule::remote) prefixes holds the remote address (the source of an
-//!   ingress packet, the destination of an egress one). An empty list matches nothing,
+//! - one of its [`remote`](FirewallRule::remote) prefixes holds the remote address (the source
+//!   of an ingress packet, the destination of an egress one). An empty list matches nothing,
 //!   `0.0.0.0/0` everything. A prefix's bits past its length are ignored (`10.1.2.3/24` is
 //!   `10.1.2.0/24`). A remote security group reaches this module expanded by the control plane
 //!   into its members' `/32`s.
@@ -175,7 +176,7 @@ pub enum Action {
 
 /// A security-group rule.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Rule {
+pub struct FirewallRule {
     /// The direction of the packets it applies to.
     pub direction: Direction,
     /// Their IP protocol.
@@ -192,7 +193,7 @@ pub struct Rule {
 
 /// The outcome of [`RuleSet::evaluate`]; `rule` is an index into [`RuleSet::rules`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Verdict {
+pub enum FirewallVerdict {
     /// A rule allows the packet and none denies it; the lowest such rule.
     Allow {
         /// Its index.
@@ -207,19 +208,19 @@ pub enum Verdict {
     NoMatch,
 }
 
-impl Verdict {
+impl FirewallVerdict {
     /// The rule that decided, if any.
     pub fn rule(self) -> Option<usize> {
         match self {
-            Verdict::Allow { rule } | Verdict::Deny { rule } => Some(rule),
-            Verdict::NoMatch => None,
+            FirewallVerdict::Allow { rule } | FirewallVerdict::Deny { rule } => Some(rule),
+            FirewallVerdict::NoMatch => None,
         }
     }
 }
 
 /// Why [`RuleSet::compile`] refused a list of rules.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
-pub enum RuleError {
+pub enum FirewallRuleError {
     /// A remote prefix is longer than 32 bits.
     #[error("rule {rule}: prefix {addr}/{len} is longer than 32 bits")]
     PrefixLength {
@@ -283,18 +284,18 @@ impl Best {
         self.deny < found.deny || (found.deny == NONE && self.allow < found.allow)
     }
 
-    fn verdict(self) -> Verdict {
+    fn verdict(self) -> FirewallVerdict {
         // Indices fit `usize` (they came from one); NONE is never a rule's index.
         if self.deny != NONE {
-            Verdict::Deny {
+            FirewallVerdict::Deny {
                 rule: self.deny as usize,
             }
         } else if self.allow != NONE {
-            Verdict::Allow {
+            FirewallVerdict::Allow {
                 rule: self.allow as usize,
             }
         } else {
-            Verdict::NoMatch
+            FirewallVerdict::NoMatch
         }
     }
 }
@@ -393,7 +394,7 @@ struct Scratch {
 }
 
 impl Table {
-    fn build(mut entries: Vec<Entry>, scratch: &mut Scratch) -> Result<Table, RuleError> {
+    fn build(mut entries: Vec<Entry>, scratch: &mut Scratch) -> Result<Table, FirewallRuleError> {
         entries.sort_unstable_by_key(|e| (e.len, e.key, e.index));
         let mut table = Table::default();
         for same_len in entries.chunk_by(|a, b| a.len == b.len) {
@@ -425,7 +426,11 @@ impl Table {
     }
 
     /// Sweeps a bucket's entries over the port line and appends its intervals to the arena.
-    fn port_map(&mut self, entries: &[Entry], s: &mut Scratch) -> Result<PortMap, RuleError> {
+    fn port_map(
+        &mut self,
+        entries: &[Entry],
+        s: &mut Scratch,
+    ) -> Result<PortMap, FirewallRuleError> {
         let mut none = Best::NONE;
         s.starts.clear();
         s.starts.push(0);
@@ -444,7 +449,7 @@ impl Table {
         s.deny.clear();
         s.allow.clear();
 
-        let too_large = |count: usize| RuleError::TooLarge { count };
+        let too_large = |count: usize| FirewallRuleError::TooLarge { count };
         let start = u32::try_from(self.bounds.len()).map_err(|_| too_large(self.bounds.len()))?;
         let mut next = s.by_first.iter().peekable();
         for &from in &s.starts {
@@ -496,13 +501,13 @@ impl Tables {
         any: Vec<Entry>,
         by_protocol: BTreeMap<u8, Vec<Entry>>,
         scratch: &mut Scratch,
-    ) -> Result<Tables, RuleError> {
+    ) -> Result<Tables, FirewallRuleError> {
         Ok(Tables {
             any: Table::build(any, scratch)?,
             by_protocol: by_protocol
                 .into_iter()
                 .map(|(p, entries)| Ok((p, Table::build(entries, scratch)?)))
-                .collect::<Result<_, RuleError>>()?,
+                .collect::<Result<_, FirewallRuleError>>()?,
         })
     }
 
@@ -526,13 +531,13 @@ impl Tables {
 /// compiles a new set.
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
-    rules: Vec<Rule>,
+    rules: Vec<FirewallRule>,
     ingress: Tables,
     egress: Tables,
 }
 
 impl RuleSet {
-    /// No rules: every packet is [`Verdict::NoMatch`].
+    /// No rules: every packet is [`FirewallVerdict::NoMatch`].
     pub fn empty() -> RuleSet {
         RuleSet::default()
     }
@@ -540,8 +545,8 @@ impl RuleSet {
     /// Checks and compiles `rules` (in this order: a rule's index is its position). Refuses a
     /// prefix longer than 32 bits and a port range that ends before it starts, for every
     /// protocol; a prefix's host bits are ignored, not refused.
-    pub fn compile(rules: &[Rule]) -> Result<RuleSet, RuleError> {
-        let too_large = |count: usize| RuleError::TooLarge { count };
+    pub fn compile(rules: &[FirewallRule]) -> Result<RuleSet, FirewallRuleError> {
+        let too_large = |count: usize| FirewallRuleError::TooLarge { count };
         if u32::try_from(rules.len()).map_or(true, |n| n == NONE) {
             return Err(too_large(rules.len()));
         }
@@ -551,7 +556,7 @@ impl RuleSet {
         for (i, rule) in rules.iter().enumerate() {
             let PortRange { first, last } = rule.ports;
             if first > last {
-                return Err(RuleError::PortRange {
+                return Err(FirewallRuleError::PortRange {
                     rule: i,
                     first,
                     last,
@@ -576,7 +581,7 @@ impl RuleSet {
             };
             for prefix in &rule.remote {
                 if prefix.len > 32 {
-                    return Err(RuleError::PrefixLength {
+                    return Err(FirewallRuleError::PrefixLength {
                         rule: i,
                         addr: prefix.addr,
                         len: prefix.len,
@@ -618,7 +623,7 @@ impl RuleSet {
         protocol: u8,
         remote: Ipv4Addr,
         dst_port: Option<u16>,
-    ) -> Verdict {
+    ) -> FirewallVerdict {
         let tables = match direction {
             Direction::Ingress => &self.ingress,
             Direction::Egress => &self.egress,
@@ -639,7 +644,7 @@ impl RuleSet {
     }
 
     /// The rules, as given to [`RuleSet::compile`] (indices of verdicts point here).
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[FirewallRule] {
         &self.rules
     }
 }
@@ -652,8 +657,13 @@ mod tests {
         Ipv4Addr::new(a, b, c, d)
     }
 
-    fn rule(action: Action, protocol: Protocol, ports: PortRange, remote: &[Prefix]) -> Rule {
-        Rule {
+    fn rule(
+        action: Action,
+        protocol: Protocol,
+        ports: PortRange,
+        remote: &[Prefix],
+    ) -> FirewallRule {
+        FirewallRule {
             direction: Direction::Ingress,
             protocol,
             ports,
@@ -788,11 +798,11 @@ mod tests {
         ));
         assert_eq!(
             set.evaluate(Direction::Ingress, 6, ip(10, 0, 0, 7), Some(22)),
-            Verdict::Deny { rule: 1 }
+            FirewallVerdict::Deny { rule: 1 }
         );
         assert_eq!(
             set.evaluate(Direction::Ingress, 6, ip(10, 0, 0, 51), Some(22)),
-            Verdict::Allow { rule: 0 }
+            FirewallVerdict::Allow { rule: 0 }
         );
     }
 
@@ -831,7 +841,7 @@ mod tests {
         );
         assert_eq!(
             RuleSet::compile(&[bad_len]).unwrap_err(),
-            RuleError::PrefixLength {
+            FirewallRuleError::PrefixLength {
                 rule: 0,
                 addr: ip(10, 0, 0, 0),
                 len: 33
@@ -847,7 +857,7 @@ mod tests {
         let err = RuleSet::compile(&[ok, bad_range]).unwrap_err();
         assert_eq!(
             err,
-            RuleError::PortRange {
+            FirewallRuleError::PortRange {
                 rule: 1,
                 first: 9,
                 last: 8
