@@ -5,7 +5,7 @@
 #   scripts/bench.sh            # all benchmarks
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
 #                               # vm_create migration failover balance optimum datapath
-#                               # throughput admission)
+#                               # firewall throughput admission)
 #
 # As root it first installs the packages of scripts/common.sh, the benchmarks' peers
 # (VINFRA_BENCH_PACKAGES: iperf3, Open vSwitch) included. The lab benchmarks (vm_create,
@@ -37,6 +37,7 @@ BENCHES=(
     "vinfra-placement balance"
     "vinfra-placement optimum"
     "vinfra-switch datapath"
+    "vinfra-switch firewall"
     "vinfra-switchd throughput"
     "vinfra-ha admission"
 )

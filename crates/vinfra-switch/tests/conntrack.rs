@@ -3,7 +3,7 @@
 //! a full table, export and import across zones and clocks, and random operation sequences.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use vinfra_switch::datapath::firewall::conntrack::{
@@ -862,77 +862,4 @@ proptest! {
             let _ = ct.track(1, Side::ToVm, &p, secs(2));
         }
     }
-}
-
-/// Timing at 100k connections (release build):
-/// `cargo test --release -p vinfra-switch --test conntrack -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing_at_100k_connections() {
-    const N: u32 = 100_000;
-    let mut ct = Conntrack::new(ConntrackConfig {
-        max_entries: N as usize + 1,
-        ..ConntrackConfig::default()
-    });
-    let now = secs(1);
-    let conns: Vec<PacketInfo> = (0..N)
-        .map(|i| {
-            let dst = Ipv4Addr::from(0x0a01_0000 + (i >> 8));
-            tcp(VM, 1024 + (i & 0xff) as u16, dst, 80, SYN)
-        })
-        .collect();
-    let start = Instant::now();
-    for p in &conns {
-        ct.commit(ZONE, Side::FromVm, p, now).unwrap();
-    }
-    let commit = start.elapsed();
-    assert_eq!(ct.len(), N as usize);
-    // Complete one handshake, then track its data segments.
-    let syn = tcp(VM, 40000, PEER, 80, SYN);
-    ct.commit(ZONE, Side::FromVm, &syn, now).unwrap();
-    let _ = ct.track(ZONE, Side::ToVm, &tcp(PEER, 80, VM, 40000, SYN_ACK), now);
-    let data = tcp(VM, 40000, PEER, 80, PSH_ACK);
-    let reply = tcp(PEER, 80, VM, 40000, ACK);
-    const ROUNDS: u32 = 1_000_000;
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        assert_eq!(
-            ct.track(ZONE, Side::FromVm, std::hint::black_box(&data), now),
-            EST
-        );
-        assert_eq!(
-            ct.track(ZONE, Side::ToVm, std::hint::black_box(&reply), now),
-            EST_REPLY
-        );
-    }
-    let track = start.elapsed();
-    // Every connection in turn (retransmitted SYNs: a lookup, a step, a refresh each), out of
-    // the caches.
-    let start = Instant::now();
-    for _ in 0..10 {
-        for p in &conns {
-            assert_eq!(ct.track(ZONE, Side::FromVm, p, now), EST);
-        }
-    }
-    let spread = start.elapsed();
-    let bytes = tcp_bytes(VM, 40000, PEER, 80, PSH_ACK);
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        let p = PacketInfo::parse(std::hint::black_box(&bytes)).unwrap();
-        std::hint::black_box(p);
-    }
-    let parse = start.elapsed();
-    let start = Instant::now();
-    let expired = ct.expire(secs(1000));
-    let sweep = start.elapsed();
-    println!(
-        "commit: {:.0} ns each ({:.2} M/s) to {N}; track, one established flow: {:.1} ns, \
-         all {N} in turn: {:.1} ns; parse: {:.1} ns; expire of {expired}: {:.1} ms",
-        commit.as_nanos() as f64 / f64::from(N),
-        f64::from(N) / commit.as_secs_f64() / 1e6,
-        track.as_nanos() as f64 / f64::from(2 * ROUNDS),
-        spread.as_nanos() as f64 / f64::from(10 * N),
-        parse.as_nanos() as f64 / f64::from(ROUNDS),
-        sweep.as_secs_f64() * 1e3,
-    );
 }
