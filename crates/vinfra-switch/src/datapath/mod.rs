@@ -26,6 +26,7 @@
 //! [`Switch::snapshot`]; nothing here is shared or locked.
 
 mod config;
+mod configure;
 mod counters;
 mod filter;
 pub mod firewall;

@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use foldhash::{HashMap, HashSet};
 
-use super::config::{check_policy, ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
+use super::config::{ConfigCommand, ConfigError, DhcpConfig, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, SegmentCounters, Snapshot};
 use super::filter::{Firewall, FirewallDrop, FirewallLogCounters, Parsed, PortFirewall};
 use super::firewall::conntrack::{ConnEntry, ConntrackCounters, PacketInfo};
@@ -27,22 +27,22 @@ use crate::wire::{
 };
 
 /// IPv4 minimum MTU.
-const MIN_MTU: u16 = 68;
+pub(super) const MIN_MTU: u16 = 68;
 /// Bytes an encapsulated frame's outer IP packet adds to the inner Ethernet frame.
 const OUTER_IP_OVERHEAD: usize = encap::OVERHEAD - ethernet::HEADER_LEN;
 
 #[derive(Debug)]
-struct Port {
-    config: PortConfig,
-    counters: Counters,
+pub(super) struct Port {
+    pub(super) config: PortConfig,
+    pub(super) counters: Counters,
     /// Takes frames with offload metadata (see [`Switch::set_port_offloads`]).
-    offloads: bool,
+    pub(super) offloads: bool,
     /// Port security, MAC limit, storm control (access ports only).
-    policy: PortPolicy,
+    pub(super) policy: PortPolicy,
     /// Storm control's state, when the policy has it.
-    storm: Option<StormBucket>,
+    pub(super) storm: Option<StormBucket>,
     /// The port's firewall (access ports only); `None`: unfiltered.
-    firewall: Option<Box<PortFirewall>>,
+    pub(super) firewall: Option<Box<PortFirewall>>,
 }
 
 /// A frame's L2 header and payload once classified: untagged, in its network.
@@ -142,22 +142,22 @@ type Refusal = (DropReason, Option<NetworkId>);
 /// MAC entries; [`Switch::snapshot`] copies the counters.
 #[derive(Debug)]
 pub struct Switch {
-    settings: SwitchSettings,
-    ports: Vec<Option<Port>>,
-    networks: Vec<Option<NetworkState>>,
-    vnis: HashMap<Vni, NetworkId>,
+    pub(super) settings: SwitchSettings,
+    pub(super) ports: Vec<Option<Port>>,
+    pub(super) networks: Vec<Option<NetworkState>>,
+    pub(super) vnis: HashMap<Vni, NetworkId>,
     /// VID (0..4096) to network.
-    vlans: Vec<Option<NetworkId>>,
-    uplink: Option<PortId>,
-    trunk: Option<PortId>,
-    vtep_macs: HashMap<Ipv4Addr, MacAddr>,
+    pub(super) vlans: Vec<Option<NetworkId>>,
+    pub(super) uplink: Option<PortId>,
+    pub(super) trunk: Option<PortId>,
+    pub(super) vtep_macs: HashMap<Ipv4Addr, MacAddr>,
     /// The underlay sources the uplink accepts; `None`: any.
-    underlay_peers: Option<HashSet<Ipv4Addr>>,
-    switch_drops: Drops,
+    pub(super) underlay_peers: Option<HashSet<Ipv4Addr>>,
+    pub(super) switch_drops: Drops,
     /// Connection tracking of the firewalled ports, and the firewall's drop log.
-    firewall: Firewall,
+    pub(super) firewall: Firewall,
     /// The latest time given to [`Switch::process`] or [`Switch::expire`].
-    last_now: Duration,
+    pub(super) last_now: Duration,
 }
 
 impl Default for Switch {
@@ -166,15 +166,15 @@ impl Default for Switch {
     }
 }
 
-fn slot<T>(table: &[Option<T>], id: u32) -> Option<&T> {
+pub(super) fn slot<T>(table: &[Option<T>], id: u32) -> Option<&T> {
     table.get(usize::try_from(id).ok()?)?.as_ref()
 }
 
-fn slot_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> {
+pub(super) fn slot_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> {
     table.get_mut(usize::try_from(id).ok()?)?.as_mut()
 }
 
-fn slot_insert<T>(table: &mut Vec<Option<T>>, id: u32, value: T) {
+pub(super) fn slot_insert<T>(table: &mut Vec<Option<T>>, id: u32, value: T) {
     let Ok(index) = usize::try_from(id) else {
         return;
     };
@@ -385,327 +385,6 @@ impl Switch {
         macs + self.firewall.expire(now)
     }
 
-    /// Applies one configuration command. A refused command changes nothing.
-    pub fn apply(&mut self, command: ConfigCommand) -> Result<(), ConfigError> {
-        match command {
-            ConfigCommand::AddNetwork { id, segment } => self.add_network(id, segment),
-            ConfigCommand::RemoveNetwork(id) => self.remove_network(id),
-            ConfigCommand::AddPort(config) => self.add_port(config),
-            ConfigCommand::RemovePort(id) => self.remove_port(id),
-            ConfigCommand::SetFloodList { network, vteps } => {
-                let net = self.network_mut(network)?;
-                if !matches!(net.segment, Segment::Overlay { .. }) {
-                    return Err(ConfigError::NotOverlay(network));
-                }
-                let mut vteps = vteps;
-                vteps.sort_unstable();
-                vteps.dedup();
-                net.flood = vteps;
-                Ok(())
-            }
-            ConfigCommand::AddMacEntry {
-                network,
-                mac,
-                location,
-            } => {
-                if !mac.is_unicast() {
-                    return Err(ConfigError::NotUnicast(mac));
-                }
-                let trunk = self.trunk;
-                let net =
-                    slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
-                match (location, net.segment) {
-                    (Location::Vtep(_), Segment::Vlan { .. }) => {
-                        return Err(ConfigError::NotOverlay(network));
-                    }
-                    (Location::Vtep(_), Segment::Overlay { .. }) => {}
-                    (Location::Port(port), segment) => {
-                        let attached = net.ports.contains(&port)
-                            || (Some(port) == trunk && matches!(segment, Segment::Vlan { .. }));
-                        if !attached {
-                            return Err(ConfigError::PortNotInNetwork { port, network });
-                        }
-                    }
-                }
-                self.network_mut(network)?.macs.set_static(mac, location);
-                Ok(())
-            }
-            ConfigCommand::RemoveMacEntry { network, mac } => {
-                self.network_mut(network)?.macs.remove(&mac);
-                Ok(())
-            }
-            ConfigCommand::RevertMacMoves => {
-                for net in self.networks.iter_mut().flatten() {
-                    net.macs.revert_moves();
-                }
-                Ok(())
-            }
-            ConfigCommand::AddArpEntry { network, ip, mac } => {
-                if !mac.is_unicast() {
-                    return Err(ConfigError::NotUnicast(mac));
-                }
-                self.network_mut(network)?.arp.insert(ip, mac);
-                Ok(())
-            }
-            ConfigCommand::RemoveArpEntry { network, ip } => {
-                self.network_mut(network)?.arp.remove(&ip);
-                Ok(())
-            }
-            ConfigCommand::SetVtepMac { vtep, mac } => {
-                if !mac.is_unicast() {
-                    return Err(ConfigError::NotUnicast(mac));
-                }
-                self.vtep_macs.insert(vtep, mac);
-                Ok(())
-            }
-            ConfigCommand::SetPortPolicy { port, policy } => self.set_port_policy(port, policy),
-            ConfigCommand::SetPortFirewall { port, rules } => self.set_port_firewall(port, rules),
-            ConfigCommand::ImportConnections { port, entries } => {
-                self.access_port(port)?;
-                self.firewall
-                    .import(port, &entries, self.last_now)
-                    .map(|_| ())
-                    .map_err(|source| ConfigError::ConnectionsRefused { port, source })
-            }
-            ConfigCommand::SetUnderlayPeers(peers) => {
-                self.underlay_peers = peers.map(|p| p.into_iter().collect());
-                Ok(())
-            }
-            ConfigCommand::ExpectMacMove { network, mac, to } => {
-                let net = self.network_mut(network)?;
-                if !net.macs.expect_move(&mac, to) && to.is_some() {
-                    return Err(ConfigError::NoRemoteMacEntry { network, mac });
-                }
-                Ok(())
-            }
-            ConfigCommand::SetDhcp { network, config } => {
-                if let Some(c) = &config {
-                    if c.prefix_len == 0 || c.prefix_len > 32 {
-                        return Err(ConfigError::BadPrefixLength(c.prefix_len));
-                    }
-                    if c.server_id().is_none() {
-                        return Err(ConfigError::DhcpNoServerAddress(network));
-                    }
-                    if let Some(mtu) = c.mtu.filter(|&m| m < MIN_MTU) {
-                        return Err(ConfigError::MtuTooSmall(mtu));
-                    }
-                }
-                self.network_mut(network)?.dhcp = config;
-                Ok(())
-            }
-            ConfigCommand::SetSettings(settings) => {
-                self.settings = settings;
-                for net in self.networks.iter_mut().flatten() {
-                    net.macs.set_learn_limit(settings.mac_learn_limit);
-                }
-                self.firewall.set_limits(
-                    settings.conntrack_max_entries,
-                    settings.conntrack_zone_max_entries,
-                );
-                Ok(())
-            }
-        }
-    }
-
-    fn set_port_policy(&mut self, id: PortId, policy: PortPolicy) -> Result<(), ConfigError> {
-        let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
-        if port.config.kind.access_network().is_none() {
-            return Err(ConfigError::NotAccessPort(id));
-        }
-        check_policy(&policy)?;
-        // The bucket keeps its state when its rate and depth stay.
-        port.storm = match (policy.storm, port.storm) {
-            (Some(limit), Some(bucket)) if bucket.limit() == limit => Some(bucket),
-            (Some(limit), _) => Some(StormBucket::new(limit)),
-            (None, _) => None,
-        };
-        port.policy = policy;
-        Ok(())
-    }
-
-    /// An access (VM or host) port.
-    fn access_port(&mut self, id: PortId) -> Result<&mut Port, ConfigError> {
-        let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
-        if port.config.kind.access_network().is_none() {
-            return Err(ConfigError::NotAccessPort(id));
-        }
-        Ok(port)
-    }
-
-    fn set_port_firewall(
-        &mut self,
-        id: PortId,
-        rules: Option<Vec<FirewallRule>>,
-    ) -> Result<(), ConfigError> {
-        let port = self.access_port(id)?;
-        match rules {
-            Some(rules) => {
-                let compiled = PortFirewall::compile(&rules)
-                    .map_err(|source| ConfigError::BadFirewallRules { port: id, source })?;
-                port.firewall = Some(Box::new(compiled));
-            }
-            None => {
-                port.firewall = None;
-                self.firewall.remove_port(id);
-            }
-        }
-        Ok(())
-    }
-
-    fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, ConfigError> {
-        slot_mut(&mut self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))
-    }
-
-    fn add_network(&mut self, id: NetworkId, segment: Segment) -> Result<(), ConfigError> {
-        if id.0 > NetworkId::MAX {
-            return Err(ConfigError::NetworkIdTooLarge(id));
-        }
-        if slot(&self.networks, id.0).is_some() {
-            return Err(ConfigError::NetworkExists(id));
-        }
-        match segment {
-            Segment::Overlay { vni } => {
-                if let Some(&network) = self.vnis.get(&vni) {
-                    return Err(ConfigError::VniInUse { vni, network });
-                }
-                self.vnis.insert(vni, id);
-            }
-            Segment::Vlan { vid } => {
-                let entry = self.vlans.get_mut(usize::from(vid.get()));
-                if let Some(Some(network)) = entry.as_deref() {
-                    return Err(ConfigError::VlanInUse {
-                        vid,
-                        network: *network,
-                    });
-                }
-                if let Some(e) = entry {
-                    *e = Some(id);
-                }
-            }
-        }
-        slot_insert(
-            &mut self.networks,
-            id.0,
-            NetworkState::new(segment, self.settings.mac_learn_limit),
-        );
-        Ok(())
-    }
-
-    fn remove_network(&mut self, id: NetworkId) -> Result<(), ConfigError> {
-        let net = slot(&self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))?;
-        if !net.ports.is_empty() {
-            return Err(ConfigError::NetworkInUse(id));
-        }
-        match net.segment {
-            Segment::Overlay { vni } => {
-                self.vnis.remove(&vni);
-            }
-            Segment::Vlan { vid } => {
-                if let Some(e) = self.vlans.get_mut(usize::from(vid.get())) {
-                    *e = None;
-                }
-            }
-        }
-        if let Some(s) = self.networks.get_mut(id.0 as usize) {
-            *s = None;
-        }
-        Ok(())
-    }
-
-    fn add_port(&mut self, config: PortConfig) -> Result<(), ConfigError> {
-        let id = config.id;
-        if id.0 > PortId::MAX {
-            return Err(ConfigError::PortIdTooLarge(id));
-        }
-        if slot(&self.ports, id.0).is_some() {
-            return Err(ConfigError::PortExists(id));
-        }
-        if config.mtu < MIN_MTU {
-            return Err(ConfigError::MtuTooSmall(config.mtu));
-        }
-        match config.kind {
-            PortKind::Vm { network } | PortKind::Host { network } => {
-                let net =
-                    slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
-                if let (Segment::Overlay { .. }, Some(uplink)) = (net.segment, self.uplink_config())
-                {
-                    check_overlay_mtu(&config, uplink.mtu)?;
-                }
-                self.network_mut(network)?.ports.push(id);
-            }
-            PortKind::VxlanUplink { .. } => {
-                if let Some(existing) = self.uplink {
-                    return Err(ConfigError::UplinkExists {
-                        kind: "VXLAN uplink",
-                        existing,
-                    });
-                }
-                for port in self.ports.iter().flatten() {
-                    if let Some(network) = port.config.kind.access_network() {
-                        if matches!(
-                            slot(&self.networks, network.0).map(|n| n.segment),
-                            Some(Segment::Overlay { .. })
-                        ) {
-                            check_overlay_mtu(&port.config, config.mtu)?;
-                        }
-                    }
-                }
-                self.uplink = Some(id);
-            }
-            PortKind::VlanTrunk => {
-                if let Some(existing) = self.trunk {
-                    return Err(ConfigError::UplinkExists {
-                        kind: "VLAN trunk",
-                        existing,
-                    });
-                }
-                self.trunk = Some(id);
-            }
-        }
-        slot_insert(
-            &mut self.ports,
-            id.0,
-            Port {
-                config,
-                counters: Counters::default(),
-                offloads: false,
-                policy: PortPolicy::default(),
-                storm: None,
-                firewall: None,
-            },
-        );
-        Ok(())
-    }
-
-    fn uplink_config(&self) -> Option<&PortConfig> {
-        self.uplink
-            .and_then(|id| slot(&self.ports, id.0))
-            .map(|p| &p.config)
-    }
-
-    fn remove_port(&mut self, id: PortId) -> Result<(), ConfigError> {
-        let port = slot(&self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
-        if let Some(network) = port.config.kind.access_network() {
-            if let Some(net) = slot_mut(&mut self.networks, network.0) {
-                net.ports.retain(|&p| p != id);
-            }
-        }
-        for net in self.networks.iter_mut().flatten() {
-            net.macs.remove_location(Location::Port(id));
-        }
-        if self.uplink == Some(id) {
-            self.uplink = None;
-        }
-        if self.trunk == Some(id) {
-            self.trunk = None;
-        }
-        if let Some(s) = self.ports.get_mut(id.0 as usize) {
-            *s = None;
-        }
-        self.firewall.remove_port(id);
-        Ok(())
-    }
-
     /// A port's configuration.
     pub fn port(&self, id: PortId) -> Option<PortConfig> {
         slot(&self.ports, id.0).map(|p| p.config)
@@ -827,19 +506,6 @@ impl Switch {
             switch_drops: self.switch_drops,
         }
     }
-}
-
-fn check_overlay_mtu(port: &PortConfig, underlay_mtu: u16) -> Result<(), ConfigError> {
-    let max = encap::overlay_guest_mtu(underlay_mtu);
-    if port.mtu > max {
-        return Err(ConfigError::MtuExceedsOverlay {
-            port: port.id,
-            mtu: port.mtu,
-            underlay_mtu,
-            max,
-        });
-    }
-    Ok(())
 }
 
 /// Checks what the switch relies on or will act on: a unicast source, the MTU, and for ARP and
