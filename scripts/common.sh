@@ -8,7 +8,7 @@ VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd ip
     pkg-config)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
-VINFRA_BENCH_PACKAGES=(iperf3 openvswitch-switch)
+VINFRA_BENCH_PACKAGES=(iperf3 openvswitch-common openvswitch-switch)
 
 # Every program the code (src, tests, benches), these scripts or the build (cc, pkg-config)
 # execute, and the Debian package that has it. scripts/check-programs.sh fails when the code executes a program that is neither
@@ -34,8 +34,8 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [pkg-config]=pkg-config
     [iperf3]=iperf3
     [ovs-vswitchd]=openvswitch-switch
-    [ovsdb-server]=openvswitch-switch
-    [ovsdb-tool]=openvswitch-switch
+    [ovsdb-server]=openvswitch-common
+    [ovsdb-tool]=openvswitch-common
     [ovs-vsctl]=openvswitch-switch
 )
 
