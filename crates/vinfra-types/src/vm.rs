@@ -585,6 +585,47 @@ mod tests {
     }
 
     #[test]
+    fn allowed_address_pairs_are_checked() {
+        let pair = |ip: &str, mac: Option<&str>| AllowedAddressPair {
+            ip: ip.into(),
+            mac: mac.map(str::to_string),
+        };
+        let with = |port_security, pairs: Vec<AllowedAddressPair>| {
+            let mut s = spec();
+            s.nics.push(NicSpec {
+                network: "n".into(),
+                mac: Some("02:00:00:00:00:01".into()),
+                ip: Some("10.0.0.5".into()),
+                port_security,
+                allowed_addresses: pairs,
+                ..Default::default()
+            });
+            s.validate().map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with(
+                None,
+                vec![
+                    pair("10.0.0.9", None),
+                    pair("10.0.1.0/29", Some("02:00:00:00:00:0a"))
+                ]
+            ),
+            Ok(())
+        );
+        for (pairs, port_security, want) in [
+            (vec![pair("10.0.0.1/24", None)], None, "nic 0: allowed address '10.0.0.1/24' is not an IPv4 address or prefix like 10.0.0.0/29"),
+            (vec![pair("10.0.0.0/33", None)], None, "nic 0: allowed address '10.0.0.0/33' is not an IPv4 address or prefix like 10.0.0.0/29"),
+            (vec![pair("nope", None)], None, "nic 0: allowed address 'nope' is not an IPv4 address or prefix like 10.0.0.0/29"),
+            (vec![pair("10.0.0.9", Some("01:00:5e:00:00:01"))], None, "nic 0: allowed address MAC: MAC '01:00:5e:00:00:01' is a multicast address; a NIC needs a unicast one"),
+            (vec![pair("10.0.0.9", None)], Some(false), "nic 0: allowed addresses need port security on"),
+            (vec![pair("10.0.0.9", None); MAX_ALLOWED_ADDRESSES + 1], None, "nic 0: at most 16 allowed addresses"),
+        ] {
+            assert_eq!(with(port_security, pairs), Err(want.to_string()));
+        }
+        assert_eq!(with(Some(false), vec![]), Ok(()));
+    }
+
+    #[test]
     fn specs_without_ha_are_off() {
         let old: VmSpec = serde_json::from_str(
             r#"{"name":"a","vcpus":1,"memory_mib":64,"boot":{"kind":"disk"},"disks":[]}"#,
