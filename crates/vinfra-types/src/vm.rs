@@ -598,7 +598,6 @@ mod tests {
                 ip: Some("10.0.0.5".into()),
                 port_security,
                 allowed_addresses: pairs,
-                ..Default::default()
             });
             s.validate().map_err(|e| e.to_string())
         };
