@@ -5,12 +5,12 @@
 #   scripts/bench.sh            # all benchmarks
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
 #                               # vm_create migration failover balance optimum datapath
-#                               # firewall throughput admission)
+#                               # firewall throughput qos firewall_vs_nft admission)
 #
-# As root it first installs the packages of scripts/common.sh, the benchmarks' peers
-# (VINFRA_BENCH_PACKAGES: iperf3, Open vSwitch) included. The lab benchmarks (vm_create,
-# migration) and the switch daemon's need root and QEMU; without them they print a line starting
-# with "SKIPPED:". Full output goes to target/bench-logs/<name>.log.
+# As root it first installs the packages of scripts/common.sh (iperf3 among them), the
+# benchmarks' peers (VINFRA_BENCH_PACKAGES: Open vSwitch, nftables, conntrack) included. The lab
+# benchmarks (vm_create, migration) and the switch daemon's need root and QEMU; without them they
+# print a line starting with "SKIPPED:". Full output goes to target/bench-logs/<name>.log.
 #
 # Every benchmark prints at least one "RESULT … PASS|FAIL" line; the summary counts them. Exits
 # non-zero when a benchmark failed to run or printed no such line (a skipped one included); a
@@ -39,6 +39,10 @@ BENCHES=(
     "vinfra-switch datapath"
     "vinfra-switch firewall"
     "vinfra-switchd throughput"
+    "vinfra-switchd qos"
+    "vinfra-switchd firewall_vs_nft"
+    "vinfra-switchd routed_vs_kernel"
+    "vinfra-switchd snat_vs_masquerade"
     "vinfra-ha admission"
 )
 LOGDIR=target/bench-logs
@@ -83,7 +87,10 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     failover) grep -E "^(kill|HA failover)|^  (detected|moved|QEMU|guest)" "$log" ;;
     migration) grep -E "^(case|idle|busy|network)|^  (ours|plain)( #[0-9]+)?:|does not converge" "$log" ;;
     throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT \|^round " ;;
+    routed_vs_kernel | snat_vs_masquerade) sed -n "/^== medians/,\$p" "$log" | grep -v "^RESULT " ;;
+    firewall_vs_nft) sed -n '/^== firewall/,$p' "$log" | grep -v "^RESULT \|^round \| rounds: \|^    " ;;
     datapath) grep -E " Mpps " "$log" | grep -v "^RESULT " ;;
+    qos) grep -E "^(rate |10M |100M |1G |vinfra without)" "$log" ;;
     *) grep -v "^RESULT " "$log" | tail -n 15 ;;
     esac
     grep -E "^SKIPPED:" "$log"

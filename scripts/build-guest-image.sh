@@ -11,7 +11,8 @@
 #   - prints "VINFRA-GUEST BOOTED" on the serial console (console=ttyS0);
 #   - with "vinfra.probe=1" on the kernel command line prints "VINFRA-PROBE-OK" and powers off;
 #   - otherwise powers off on the ACPI power button (QMP system_powerdown), printing
-#     "VINFRA-GUEST POWERDOWN", configures eth0 when "vinfra.ip=ADDR/PREFIX" is given, and prints
+#     "VINFRA-GUEST POWERDOWN", configures eth0 when "vinfra.ip=ADDR/PREFIX" is given (with a
+#     default route when "vinfra.gw=IP" is given too: "VINFRA-GUEST GW IP"), and prints
 #     "VINFRA-COUNTER <n> <uptime> <wall clock, s>" every 0.5 s (parsers read fields 1 and 2; more
 #     fields may be appended);
 #   - with "vinfra.ignore_acpi=1" prints "VINFRA-GUEST IGNORES ACPI" at boot and, on the power
@@ -24,8 +25,8 @@
 #   - with "vinfra.dhcp=1" configures eth0 by DHCP only (busybox udhcpc: address, prefix, router,
 #     MTU; a "vinfra.ip=" is then ignored) and prints "VINFRA-DHCP ADDR/PREFIX mtu=MTU router=IP"
 #     ("router=-" without one), or "VINFRA-DHCP fail" without a lease;
-#   - with "vinfra.ping=IP" also pings IP once a second and prints "VINFRA-PING <IP> ok" or
-#     "VINFRA-PING <IP> fail" for each attempt;
+#   - with "vinfra.ping=IP" also pings IP once a second and prints "VINFRA-PING <IP> ok ttl=<TTL>"
+#     (the reply's IP TTL) or "VINFRA-PING <IP> fail" for each attempt;
 #   - with "vinfra.pingfast=IP[,INTERVAL_MS]" also pings IP continuously every INTERVAL_MS
 #     (default 20, 1 to 60000) and prints, instead of a line per ping:
 #       "VINFRA-PINGFAST <IP> start <interval_ms>" once;
@@ -36,6 +37,10 @@
 #       "VINFRA-PINGFAST <IP> restart" when ping exited (it is started again after 1 s).
 #   - with "vinfra.tick=MS" (1 to 1000) also prints "VINFRA-TICK <n> <uptime>" every MS ms from a
 #     loop of its own, so that a pause of the guest shows as a gap between consecutive lines;
+#   - with "vinfra.vlan=VID:ADDR/PREFIX[,VID:ADDR/PREFIX…]" also creates an 802.1Q
+#     sub-interface eth0.VID of eth0 for each (the 8021q module is in the image), with that
+#     address, and prints "VINFRA-GUEST VLAN <VID> <ADDR/PREFIX>" (or "… fail"): a guest on a
+#     trunk NIC; eth0 is brought up without an address of its own unless "vinfra.ip=" gives one;
 #   - with "vinfra.shell=1" runs a shell (no echo) on the second serial port, ttyS1: a benchmark
 #     or test drives the guest's own tools (busybox nc, dd, ping) through it.
 set -euo pipefail
@@ -48,7 +53,7 @@ OUTDIR=$1
 SELF_SUM=$(sha256sum "$0" | cut -d' ' -f1)
 
 MODULES=(failover net_failover virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev
-    virtio_pci virtio_net virtio_balloon button evdev)
+    virtio_pci virtio_net virtio_balloon button evdev llc stp garp mrp 8021q)
 
 die() {
     echo "build-guest-image: $*" >&2
@@ -267,6 +272,7 @@ cmdline=$(cat /proc/cmdline)
 acpi_dir=/etc/acpi
 probe=0
 ip=
+gw=
 dirty=
 burn=0
 dhcp=0
@@ -274,11 +280,13 @@ ping_target=
 pingfast=
 tick=
 shell=0
+vlans=
 for arg in $cmdline; do
     case $arg in
     vinfra.ignore_acpi=1) acpi_dir=/etc/acpi-ignore ;;
     vinfra.probe=1) probe=1 ;;
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
+    vinfra.gw=*) gw=${arg#vinfra.gw=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
     vinfra.burn=1) burn=1 ;;
     vinfra.dhcp=1) dhcp=1 ;;
@@ -286,6 +294,7 @@ for arg in $cmdline; do
     vinfra.pingfast=*) pingfast=${arg#vinfra.pingfast=} ;;
     vinfra.tick=*) tick=${arg#vinfra.tick=} ;;
     vinfra.shell=1) shell=1 ;;
+    vinfra.vlan=*) vlans=${arg#vinfra.vlan=} ;;
     esac
 done
 if [ "$probe" = 1 ]; then
@@ -300,6 +309,22 @@ if [ -n "$ip" ] && [ "$dhcp" = 1 ]; then
     echo "VINFRA-GUEST IP $ip ignored (vinfra.dhcp=1)"
 elif [ -n "$ip" ]; then
     ip addr add "$ip" dev eth0 && ip link set eth0 up && echo "VINFRA-GUEST IP $ip"
+    if [ -n "$gw" ]; then
+        ip route add default via "$gw" dev eth0 && echo "VINFRA-GUEST GW $gw"
+    fi
+fi
+if [ -n "$vlans" ]; then
+    ip link set eth0 up
+    for v in $(echo "$vlans" | tr ',' ' '); do
+        vid=${v%%:*}
+        addr=${v#*:}
+        if ip link add link eth0 name "eth0.$vid" type vlan id "$vid" &&
+            ip addr add "$addr" dev "eth0.$vid" && ip link set "eth0.$vid" up; then
+            echo "VINFRA-GUEST VLAN $vid $addr"
+        else
+            echo "VINFRA-GUEST VLAN $vid fail"
+        fi
+    done
 fi
 if [ "$dhcp" = 1 ]; then
     ip link set eth0 up
@@ -322,8 +347,9 @@ fi
 if [ -n "$ping_target" ]; then
     (
         while :; do
-            if ping -c 1 -W 1 "$ping_target" >/dev/null 2>&1; then
-                echo "VINFRA-PING $ping_target ok"
+            if out=$(ping -c 1 -W 1 "$ping_target" 2>/dev/null); then
+                ttl=$(echo "$out" | sed -n 's/.* ttl=\([0-9]*\).*/\1/p' | head -n 1)
+                echo "VINFRA-PING $ping_target ok ttl=${ttl:--}"
             else
                 echo "VINFRA-PING $ping_target fail"
             fi

@@ -2,13 +2,13 @@
 # toolchain. Source it; installing needs root.
 
 # Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
-# the switch and guard tests' tools, building.
+# the switch and guard tests' tools (iperf3: the switch's QoS tests), building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
-    procps ethtool socat dosfstools mtools syslinux syslinux-common ca-certificates curl build-essential
-    pkg-config)
+    procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
+    build-essential pkg-config)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
-VINFRA_BENCH_PACKAGES=(iperf3 openvswitch-common openvswitch-switch)
+VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch nftables conntrack)
 
 # Every program the code (src, tests, benches), these scripts or the build (cc, pkg-config)
 # execute, and the Debian package that has it. scripts/check-programs.sh fails when the code executes a program that is neither
@@ -23,6 +23,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [zstd]=zstd
     [ip]=iproute2
     [nstat]=iproute2
+    [tc]=iproute2
     [ping]=iputils-ping
     [sysctl]=procps
     [ethtool]=ethtool
@@ -37,6 +38,8 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [ovsdb-server]=openvswitch-common
     [ovsdb-tool]=openvswitch-common
     [ovs-vsctl]=openvswitch-switch
+    [nft]=nftables
+    [conntrack]=conntrack
 )
 
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,
@@ -51,21 +54,40 @@ vinfra_die() {
 
 # Installs whatever of the given packages (default: VINFRA_PACKAGES) is missing; runs apt-get
 # update only when something is.
+# An install can remove a package that was there (a newer qemu-utils from backports goes when
+# Debian's qemu-system-x86 comes in), so the list is checked again afterwards and what went is
+# installed in Debian's version.
 vinfra_install_packages() {
-    local missing=() p
+    local missing=() p round updated=0
     [[ $# -gt 0 ]] || set -- "${VINFRA_PACKAGES[@]}"
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    for round in 1 2; do
+        missing=()
+        for p in "$@"; do
+            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+                missing+=("$p")
+        done
+        if [[ ${#missing[@]} -eq 0 ]]; then
+            return 0
+        fi
+        [[ $(id -u) -eq 0 ]] ||
+            vinfra_die "missing packages (${missing[*]}); run as root to install them"
+        if [[ $round -eq 1 ]]; then
+            echo "installing: ${missing[*]}"
+        else
+            echo "installing again (the first install removed them): ${missing[*]}"
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        if [[ $updated -eq 0 ]]; then
+            apt-get update -q >/dev/null || vinfra_die "apt-get update failed"
+            updated=1
+        fi
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+            vinfra_die "apt-get install ${missing[*]} failed"
     done
-    if [[ ${#missing[@]} -eq 0 ]]; then
-        return 0
-    fi
-    [[ $(id -u) -eq 0 ]] || vinfra_die "missing packages (${missing[*]}); run as root to install them"
-    echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null || vinfra_die "apt-get update failed"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-        vinfra_die "apt-get install ${missing[*]} failed"
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            vinfra_die "package $p is still not installed after apt-get install"
+    done
 }
 
 # Makes cargo available: from PATH, from ~/.cargo/env, or through an installed rustup.

@@ -36,6 +36,10 @@ expected() {
     crates/vinfra/tests/chaos.rs) echo 178 ;;
     crates/vinfra/tests/migration.rs) echo 166 ;;
     crates/vinfra/tests/network.rs) echo 90 ;;
+    crates/vinfra/tests/routing.rs) echo 90 ;;
+    crates/vinfra/tests/edge.rs) echo 50 ;;
+    crates/vinfra-console/tests/edge.rs) echo 30 ;;
+    crates/vinfra/tests/firewall.rs) echo 75 ;;
     crates/vinfra/tests/port_security.rs) echo 60 ;;
     crates/vinfra/tests/restart.rs) echo 63 ;;
     crates/vinfra/tests/failover.rs) echo 61 ;;
@@ -46,6 +50,7 @@ expected() {
     crates/vinfra/tests/balancing.rs) echo 32 ;;
     crates/vinfra/tests/vlan.rs) echo 30 ;;
     crates/vinfra/tests/lab.rs) echo 29 ;;
+    crates/vinfra/tests/upstream.rs) echo 11 ;;
     crates/vinfra/tests/capacity.rs | crates/vinfra/tests/cli.rs) echo 27 ;;
     crates/vinfra/tests/guard.rs | crates/vinfra/tests/fence.rs) echo 25 ;;
     *) echo 5 ;;

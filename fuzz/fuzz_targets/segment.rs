@@ -4,7 +4,11 @@
 //! from taps that take offloads to ports that do not. Nothing may panic; segments must carry
 //! exactly the payload of the large segment with valid IPv4 header and TCP checksums; joined
 //! frames each flow's payload in order; every frame sent to a port without offloads must fit
-//! its MTU and carry no metadata.
+//! its MTU and carry no metadata. A router has gateways on both networks, so large segments
+//! sent to a gateway are routed (whole to an offload tap, cut for a VM port, cut and
+//! encapsulated for another host): every IPv4 frame from a gateway has a valid header. Router
+//! 1 has an uplink whose edge this switch is: large segments to 198.51.100.0/24 are
+//! source-NATed and cut for the trunk, each segment with a valid header from the uplink.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -13,18 +17,27 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vinfra_switch::datapath::{
-    AllowedAddress, ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, PortPolicy,
-    Segment, StormControl, Switch, SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, Edge, Location, NetworkId, PortConfig, PortId, PortKind,
+    PortPolicy, RouterId, Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
+use vinfra_switch::datapath::firewall::rules::Prefix;
 use vinfra_switch::wire::gro;
 use vinfra_switch::wire::gso::{self, Segmenter};
 use vinfra_switch::wire::virtio_net::{self, Gso, GsoKind};
-use vinfra_switch::wire::{self, EtherType, MacAddr, Offload, VlanId, Vni};
+use vinfra_switch::wire::{self, ipv4, EtherType, MacAddr, Offload, VlanId, Vni};
 
 const UPLINK: PortId = PortId(100);
 /// A MAC at tap 1 (a static entry): segments to it from the VM port are joined.
 const JOIN_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x10]);
 const TRUNK: PortId = PortId(101);
+/// The gateway MACs of the overlay (10.0.0.254/24) and the VLAN network (10.0.1.254/24).
+const GATEWAYS: [MacAddr; 2] = [
+    MacAddr([0x02, 0x76, 0x72, 0, 0, 1]),
+    MacAddr([0x02, 0x76, 0x72, 0, 0, 2]),
+];
+/// Router 1's uplink: its MAC and address.
+const UPLINK_MAC: MacAddr = MacAddr([0x02, 0x76, 0x72, 0x01, 0, 1]);
+const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// Port, the largest frame it may send (without metadata), whether it takes offloads.
 const PORTS: [(PortId, usize, bool); 6] = [
     (PortId(1), 1500 + 14, true),
@@ -94,6 +107,92 @@ fn configured() -> Switch {
                 },
             },
             ConfigCommand::SetUnderlayPeers(Some(vec![Ipv4Addr::new(192, 0, 2, 2)])),
+            // Router 1 on both networks. Registered: 10.0.0.9 at tap 1 (offloads), 10.0.0.3
+            // at the VM port, 10.0.0.8 on another host, 10.0.1.4 at tap 4 (offloads).
+            ConfigCommand::AddRouter(RouterId(1)),
+            ConfigCommand::SetRouterInterface {
+                router: RouterId(1),
+                network: overlay,
+                addr: Ipv4Addr::new(10, 0, 0, 254),
+                prefix_len: 24,
+                mac: GATEWAYS[0],
+                mtu: None,
+            },
+            ConfigCommand::SetRouterInterface {
+                router: RouterId(1),
+                network: vlan,
+                addr: Ipv4Addr::new(10, 0, 1, 254),
+                prefix_len: 24,
+                mac: GATEWAYS[1],
+                mtu: None,
+            },
+            ConfigCommand::AddMacEntry {
+                network: overlay,
+                mac: MacAddr([2, 0, 0, 0, 0, 0x13]),
+                location: Location::Port(PortId(3)),
+            },
+            ConfigCommand::AddMacEntry {
+                network: overlay,
+                mac: MacAddr([2, 0, 0, 0, 0, 0x18]),
+                location: Location::Vtep(Ipv4Addr::new(192, 0, 2, 2)),
+            },
+            ConfigCommand::AddMacEntry {
+                network: vlan,
+                mac: MacAddr([2, 0, 0, 0, 0, 0x14]),
+                location: Location::Port(PortId(4)),
+            },
+            ConfigCommand::AddArpEntry {
+                network: overlay,
+                ip: Ipv4Addr::new(10, 0, 0, 9),
+                mac: JOIN_MAC,
+            },
+            ConfigCommand::AddArpEntry {
+                network: overlay,
+                ip: Ipv4Addr::new(10, 0, 0, 3),
+                mac: MacAddr([2, 0, 0, 0, 0, 0x13]),
+            },
+            ConfigCommand::AddArpEntry {
+                network: overlay,
+                ip: Ipv4Addr::new(10, 0, 0, 8),
+                mac: MacAddr([2, 0, 0, 0, 0, 0x18]),
+            },
+            ConfigCommand::AddArpEntry {
+                network: vlan,
+                ip: Ipv4Addr::new(10, 0, 1, 4),
+                mac: MacAddr([2, 0, 0, 0, 0, 0x14]),
+            },
+            // Router 1's uplink on VLAN 82, this switch its edge: 198.51.100.0/24 through
+            // 203.0.113.254 (registered); large segments there are source-NATed and cut for
+            // the trunk.
+            ConfigCommand::AddNetwork {
+                id: NetworkId(3),
+                segment: Segment::Vlan {
+                    vid: VlanId::new(82).unwrap(),
+                },
+            },
+            ConfigCommand::SetRouterUplink {
+                router: RouterId(1),
+                network: NetworkId(3),
+                addr: UPLINK_IP,
+                prefix_len: 24,
+                mac: UPLINK_MAC,
+                edge: Edge::Local,
+                transit_vni: 0xff_0001,
+                mtu: None,
+            },
+            ConfigCommand::AddRoute {
+                router: RouterId(1),
+                prefix: Prefix {
+                    addr: Ipv4Addr::new(198, 51, 100, 0),
+                    len: 24,
+                },
+                via: Ipv4Addr::new(203, 0, 113, 254),
+            },
+            ConfigCommand::AddArpEntry {
+                network: NetworkId(3),
+                ip: Ipv4Addr::new(203, 0, 113, 254),
+                mac: MacAddr([2, 0, 0, 0, 0, 0xfe]),
+            },
         ],
     )
     .unwrap();
@@ -102,6 +201,8 @@ fn configured() -> Switch {
             switch.set_port_offloads(id, true).unwrap();
         }
     }
+    // The edge's gratuitous ARP, before any frame.
+    assert_eq!(switch.announce(&mut TxBatch::new()), 1);
     switch
 }
 
@@ -333,9 +434,37 @@ fuzz_target!(|data: &[u8]| {
             .expect("checked at ingress");
             assert!(s.max_segment_len() + 14 <= max);
         }
-        if out.port == UPLINK {
+        let inner = if out.port == UPLINK {
             let d = wire::decapsulate(bytes).expect("the switch emits valid VXLAN");
             assert_eq!(Some(d.dst_ip), out.vtep);
+            d.inner
+        } else {
+            bytes
+        };
+        // What the router routed or wrote (from a local port only the router sends from a
+        // gateway MAC): a valid IPv4 header, TTL decrement and all, in the whole frame and in
+        // each segment.
+        let from_gateway = inner.len() >= 14
+            && GATEWAYS.iter().any(|g| inner[6..12] == g.0)
+            && port != UPLINK
+            && port != TRUNK;
+        let tagged = out.port == TRUNK;
+        let l3 = inner.get(if tagged { 18 } else { 14 }..).unwrap_or(&[]);
+        let ethertype = inner
+            .get(if tagged { 16..18 } else { 12..14 })
+            .unwrap_or(&[]);
+        if from_gateway && ethertype == [0x08, 0x00] {
+            let ip = ipv4::Packet::new_checked(l3).expect("valid IPv4");
+            assert!(ip.verify_checksum(), "a routed header's checksum");
+        }
+        if inner.len() >= 14 && inner[6..12] == UPLINK_MAC.0 {
+            // Source-NATed (or written by the edge): out of the trunk, a valid header from
+            // the uplink's address, every segment.
+            assert_eq!(out.port, TRUNK);
+            assert_eq!(ethertype, [0x08, 0x00]);
+            let ip = ipv4::Packet::new_checked(l3).expect("valid IPv4");
+            assert!(ip.verify_checksum(), "a translated header's checksum");
+            assert_eq!(ip.src_addr(), UPLINK_IP);
         }
     }
 });

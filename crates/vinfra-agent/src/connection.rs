@@ -1,6 +1,6 @@
 //! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
 //! a `Heartbeat` every heartbeat interval, a `Report` every report interval (and one right after
-//! each command that may change a VM), and answers `Request`s; retries the join and reconnects
+//! each command that may change a VM), the switch's `Flows` every 10 s, and answers `Request`s; retries the join and reconnects
 //! forever with backoff capped at [`BACKOFF_MAX`].
 //!
 //! The heartbeat is the host's liveness at the console, so it waits on nothing a VM, QMP or the
@@ -373,6 +373,16 @@ where
                 }
             }
         });
+    }
+    // The switch's flows every 10 s (nothing from a switch that does not count them).
+    if let Some(link) = m.switch() {
+        tasks.spawn(crate::flows::send_flows(
+            link.clone(),
+            m.flow_export().clone(),
+            info.host.clone(),
+            out_tx.clone(),
+            crate::flows::FLOW_INTERVAL,
+        ));
     }
     let result = loop {
         match rx.recv::<ConsoleMessage>().await {

@@ -81,8 +81,19 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             })?;
             CommandReply::Done
         }
+        C::ExportConnections { id } => CommandReply::Connections {
+            nics: m.export_connections(id).await?,
+        },
+        C::ImportConnections { id, nics } => {
+            m.import_connections(id, nics).await?;
+            CommandReply::Done
+        }
         C::SetVmHa { id, ha } => {
             m.set_vm_ha(id, ha).await?;
+            CommandReply::Done
+        }
+        C::SetFlowExport { collector } => {
+            m.set_flow_collector(collector);
             CommandReply::Done
         }
     })

@@ -8,6 +8,8 @@
 //! - [`guard`]: the host's guard: pets (console contact, HA VMs, the cluster's HA settings)
 //!   every heartbeat period from a task of the agent, its state for reports.
 //! - [`manager`]: the VM table (life cycle, migration, adoption after an agent restart).
+//! - [`flows`]: the switch's flows every 10 s to the console and to an IPFIX collector
+//!   ([`flows::ipfix`]: the encoder).
 //! - [`network`]: the host's virtual switch: the desired configuration, VM NIC ports, replay
 //!   after a switch restart, over [`vinfra_switch_control`].
 //! - [`disks`]: what a VM boots from and its disks (qcow2 overlays, blank disks) in the shared
@@ -31,6 +33,7 @@ pub mod connection;
 pub mod contact;
 pub mod disks;
 pub mod files;
+pub mod flows;
 pub mod guard;
 pub mod ha;
 pub mod handler;
@@ -142,6 +145,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     )
     .await?;
     tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
+    if accel == vinfra_types::Accel::Tcg && qemu::tcg_migration_loses_writes(&qemu_version) {
+        tracing::warn!(
+            "QEMU {qemu_version} under TCG can lose memory writes of a busy guest in a live \
+             migration (fixed in QEMU 9.0); use KVM, or QEMU 9.0 or later, for VMs that move"
+        );
+    }
     let capacity = usage::host_capacity(config.cores, config.memory_mib)?;
     let runner = Arc::new(qemu::qmp::QemuRunner {
         binary: config.qemu_binary.clone(),

@@ -19,7 +19,9 @@ use vinfra_agent::ha::GuardSettings;
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::qemu::{build_args, Launch, QemuError, VmRunner};
 use vinfra_agent::{Manager, ManagerConfig, ManagerError};
-use vinfra_guard::{ChildExit, GuardClient, GuardConfig, IsolationResponse};
+use vinfra_guard::{
+    ChildExit, GuardClient, GuardClientError, GuardConfig, GuardRefusal, IsolationResponse,
+};
 use vinfra_ha::HaTimings;
 use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, BootSource, HostCapacity, PowerState, VmSpec};
@@ -236,7 +238,20 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
     // The guard goes (released once its VM is stopped): reports go on without it, at once.
     m.stop(vm.id, true, Duration::from_secs(5)).await.unwrap();
     pets.abort();
-    GuardClient::connect(&control).unwrap().release().unwrap();
+    // The guard reaps the stopped QEMU on its own time (SIGCHLD): until then it refuses to go.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match GuardClient::connect(&control).unwrap().release() {
+            Ok(_) => break,
+            Err(GuardClientError::Refused(GuardRefusal::HasChildren { vms }))
+                if Instant::now() < deadline =>
+            {
+                assert_eq!(vms, vec![vm.id], "the guard's children");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("release the guard: {e:?}"),
+        }
+    }
     guard.join().unwrap().expect("the guard ends cleanly");
     let asked = Instant::now();
     let report = host_report(&m, &info).await;

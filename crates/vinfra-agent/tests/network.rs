@@ -6,7 +6,8 @@
 //!
 //! The switches are this test binary started again as `switchd_child` (running
 //! `vinfra_switchd::run`) inside a namespace, so they can be killed and restarted like the real
-//! daemon. Tests skip when qemu-system-x86_64 is missing.
+//! daemon. Tests skip when qemu-system-x86_64 is missing. Routers (a switch
+//! daemon without guests): [`routers`].
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ use vinfra_switch_control::{Attachment, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
 
 mod common;
+#[path = "network/routers.rs"]
+mod routers;
 use common::{datastore, netns_and_qemu, netns_present, KillQemusUnder, QEMU};
 
 const CHILD_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_CONTROL";
@@ -279,6 +282,10 @@ fn host_config(other_host: Ipv4Addr, remote_mac: &str) -> HostSwitchConfig {
             },
         ],
         underlay_peers: vec![other_host],
+        firewalls: vec![],
+        qos: vec![],
+        port_security: vec![],
+        routers: vec![],
     }
 }
 
@@ -702,6 +709,10 @@ async fn the_agent_reports_the_underlay_mtu_of_a_switch_with_its_own_uplink() {
         macs: vec![],
         arps: vec![],
         underlay_peers: vec![],
+        firewalls: vec![],
+        qos: vec![],
+        port_security: vec![],
+        routers: vec![],
     };
     let reply = handle(&m, AgentCommand::ApplySwitchConfig { config: empty })
         .await

@@ -24,12 +24,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
+};
+use vinfra_types::router::{
+    AddFloatingIpRequest, AttachNetworkRequest, CreateRouterRequest, FloatingIpSummary,
+    RouterAttachment, RouterStaticRoute, RouterSummary, SetUplinkRequest, UplinkSummary,
+};
+use vinfra_types::security_group::{
+    SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
@@ -259,6 +266,16 @@ impl Client {
         self.fetch(Method::GET, &paths::events())
     }
 
+    // Flows.
+
+    /// `GET /flows`: the flows of the last `query.minutes` minutes, grouped, the largest first.
+    pub fn flows(
+        &self,
+        query: &vinfra_types::flows::FlowQuery,
+    ) -> Result<vinfra_types::flows::FlowReport, RestError> {
+        self.fetch(Method::GET, &paths::flows(query))
+    }
+
     // Placement rules.
 
     /// `GET /rules`.
@@ -338,6 +355,153 @@ impl Client {
     /// `GET /networks/{name}/counters`: the network's traffic per port and per host, read now.
     pub fn network_counters(&self, name: &str) -> Result<NetworkCounters, RestError> {
         self.fetch(Method::GET, &paths::network_counters(name))
+    }
+
+    /// `GET /vms/{name}/counters`: the VM's NIC ports on its host's switch, read now.
+    pub fn vm_counters(&self, name: &str) -> Result<VmCounters, RestError> {
+        self.fetch(Method::GET, &paths::vm_counters(name))
+    }
+
+    /// `PATCH /vms/{name}/nics/{index}`: a NIC's security groups, port security, allowed
+    /// addresses or QoS (only the fields given); returns the VM.
+    pub fn update_nic(
+        &self,
+        name: &str,
+        index: usize,
+        update: &UpdateNicRequest,
+    ) -> Result<VmSummary, RestError> {
+        self.send(Method::PATCH, &paths::vm_nic(name, index), update)
+    }
+
+    // Security groups.
+
+    /// `GET /security-groups`: every group with its rules and the NICs in it.
+    pub fn security_groups(&self) -> Result<Vec<SecurityGroupSummary>, RestError> {
+        self.fetch(Method::GET, &paths::security_groups())
+    }
+
+    /// `GET /security-groups/{name}`.
+    pub fn security_group(&self, name: &str) -> Result<SecurityGroupSummary, RestError> {
+        self.fetch(Method::GET, &paths::security_group(name))
+    }
+
+    /// `GET /security-groups/{name}/counters`: the group's rule hits and its NICs'
+    /// connections, read now from the switches.
+    pub fn security_group_counters(&self, name: &str) -> Result<SecurityGroupCounters, RestError> {
+        self.fetch(Method::GET, &paths::security_group_counters(name))
+    }
+
+    /// `POST /security-groups`: creates a group with its initial rules (ids assigned).
+    pub fn create_security_group(
+        &self,
+        group: &SecurityGroup,
+    ) -> Result<SecurityGroupSummary, RestError> {
+        self.send(Method::POST, &paths::security_groups(), group)
+    }
+
+    /// `DELETE /security-groups/{name}` (refused while NICs are in it or rules name it).
+    pub fn delete_security_group(&self, name: &str) -> Result<(), RestError> {
+        self.delete(&paths::security_group(name))
+    }
+
+    /// `POST /security-groups/{name}/rules`: adds a rule; returns it with its id.
+    pub fn add_security_group_rule(&self, name: &str, rule: &SgRule) -> Result<SgRule, RestError> {
+        self.send(Method::POST, &paths::security_group_rules(name), rule)
+    }
+
+    /// `DELETE /security-groups/{name}/rules/{id}`.
+    pub fn delete_security_group_rule(&self, name: &str, id: u32) -> Result<(), RestError> {
+        self.delete(&paths::security_group_rule(name, id))
+    }
+
+    // Routers.
+
+    /// `GET /routers`: every router with its interfaces and static routes.
+    pub fn routers(&self) -> Result<Vec<RouterSummary>, RestError> {
+        self.fetch(Method::GET, &paths::routers())
+    }
+
+    /// `GET /routers/{name}`.
+    pub fn router(&self, name: &str) -> Result<RouterSummary, RestError> {
+        self.fetch(Method::GET, &paths::router(name))
+    }
+
+    /// `POST /routers`: creates a router without interfaces or routes.
+    pub fn create_router(&self, request: &CreateRouterRequest) -> Result<RouterSummary, RestError> {
+        self.send(Method::POST, &paths::routers(), request)
+    }
+
+    /// `DELETE /routers/{name}` (refused while networks are attached).
+    pub fn delete_router(&self, name: &str) -> Result<(), RestError> {
+        self.delete(&paths::router(name))
+    }
+
+    /// `POST /routers/{name}/interfaces`: attaches a network; returns the router's interface
+    /// on it (the network's gateway address and MAC).
+    pub fn attach_network(
+        &self,
+        name: &str,
+        request: &AttachNetworkRequest,
+    ) -> Result<RouterAttachment, RestError> {
+        self.send(Method::POST, &paths::router_interfaces(name), request)
+    }
+
+    /// `DELETE /routers/{name}/interfaces/{network}`: detaches a network.
+    pub fn detach_network(&self, name: &str, network: &str) -> Result<(), RestError> {
+        self.delete(&paths::router_interface(name, network))
+    }
+
+    /// `POST /routers/{name}/routes`: adds a static route; returns it as stored.
+    pub fn add_route(
+        &self,
+        name: &str,
+        route: &RouterStaticRoute,
+    ) -> Result<RouterStaticRoute, RestError> {
+        self.send(Method::POST, &paths::router_routes(name), route)
+    }
+
+    /// `DELETE /routers/{name}/routes/{addr}/{len}`: deletes the static route to `addr/len`.
+    pub fn delete_route(
+        &self,
+        name: &str,
+        addr: std::net::Ipv4Addr,
+        len: u8,
+    ) -> Result<(), RestError> {
+        self.delete(&paths::router_route(name, addr, len))
+    }
+
+    /// `PUT /routers/{name}/uplink`: gives the router its uplink; returns it with its edge and
+    /// standby.
+    pub fn set_uplink(
+        &self,
+        name: &str,
+        request: &SetUplinkRequest,
+    ) -> Result<UplinkSummary, RestError> {
+        self.send(Method::PUT, &paths::router_uplink(name), request)
+    }
+
+    /// `DELETE /routers/{name}/uplink`: removes the router's uplink.
+    pub fn remove_uplink(&self, name: &str) -> Result<(), RestError> {
+        self.delete(&paths::router_uplink(name))
+    }
+
+    /// `GET /floating-ips`: every floating IP.
+    pub fn floating_ips(&self) -> Result<Vec<FloatingIpSummary>, RestError> {
+        self.fetch(Method::GET, &paths::floating_ips())
+    }
+
+    /// `POST /vms/{name}/floating-ips`: gives one of the VM's NICs a floating IP.
+    pub fn add_floating_ip(
+        &self,
+        vm: &str,
+        request: &AddFloatingIpRequest,
+    ) -> Result<FloatingIpSummary, RestError> {
+        self.send(Method::POST, &paths::vm_floating_ips(vm), request)
+    }
+
+    /// `DELETE /vms/{name}/floating-ips/{ip}`: deletes the VM's floating IP.
+    pub fn delete_floating_ip(&self, vm: &str, ip: std::net::Ipv4Addr) -> Result<(), RestError> {
+        self.delete(&paths::vm_floating_ip(vm, ip))
     }
 
     // The API's description.

@@ -126,6 +126,26 @@ pub fn vm_console(name: &str, bytes: Option<u64>) -> String {
     }
 }
 
+/// `/api/v1/flows?minutes=N&by=…&top=K`, without the parameters that are the defaults.
+pub fn flows(query: &vinfra_types::flows::FlowQuery) -> String {
+    let d = vinfra_types::flows::FlowQuery::default();
+    let mut params = Vec::new();
+    if query.minutes != d.minutes {
+        params.push(format!("minutes={}", query.minutes));
+    }
+    if query.by != d.by {
+        params.push(format!("by={}", query.by.as_str()));
+    }
+    if query.top != d.top {
+        params.push(format!("top={}", query.top));
+    }
+    if params.is_empty() {
+        format!("{API_V1}/flows")
+    } else {
+        format!("{API_V1}/flows?{}", params.join("&"))
+    }
+}
+
 /// `/api/v1/events`.
 pub fn events() -> String {
     format!("{API_V1}/events")
@@ -181,6 +201,95 @@ pub fn network_counters(name: &str) -> String {
     item("networks", name, "/counters")
 }
 
+/// `/api/v1/vms/{name}/counters`.
+pub fn vm_counters(name: &str) -> String {
+    item("vms", name, "/counters")
+}
+
+/// `/api/v1/vms/{name}/nics/{index}`.
+pub fn vm_nic(name: &str, index: usize) -> String {
+    item("vms", name, &format!("/nics/{index}"))
+}
+
+/// `/api/v1/security-groups`.
+pub fn security_groups() -> String {
+    format!("{API_V1}/security-groups")
+}
+
+/// `/api/v1/security-groups/{name}`.
+pub fn security_group(name: &str) -> String {
+    item("security-groups", name, "")
+}
+
+/// `/api/v1/security-groups/{name}/counters`.
+pub fn security_group_counters(name: &str) -> String {
+    item("security-groups", name, "/counters")
+}
+
+/// `/api/v1/security-groups/{name}/rules`.
+pub fn security_group_rules(name: &str) -> String {
+    item("security-groups", name, "/rules")
+}
+
+/// `/api/v1/security-groups/{name}/rules/{id}`.
+pub fn security_group_rule(name: &str, id: u32) -> String {
+    item("security-groups", name, &format!("/rules/{id}"))
+}
+
+/// `/api/v1/routers`.
+pub fn routers() -> String {
+    format!("{API_V1}/routers")
+}
+
+/// `/api/v1/routers/{name}`.
+pub fn router(name: &str) -> String {
+    item("routers", name, "")
+}
+
+/// `/api/v1/routers/{name}/interfaces`.
+pub fn router_interfaces(name: &str) -> String {
+    item("routers", name, "/interfaces")
+}
+
+/// `/api/v1/routers/{name}/interfaces/{network}`, the network escaped too.
+pub fn router_interface(name: &str, network: &str) -> String {
+    item(
+        "routers",
+        name,
+        &format!("/interfaces/{}", utf8_percent_encode(network, SEGMENT)),
+    )
+}
+
+/// `/api/v1/routers/{name}/routes`.
+pub fn router_routes(name: &str) -> String {
+    item("routers", name, "/routes")
+}
+
+/// `/api/v1/routers/{name}/routes/{addr}/{len}`: the route to `addr/len`.
+pub fn router_route(name: &str, addr: std::net::Ipv4Addr, len: u8) -> String {
+    item("routers", name, &format!("/routes/{addr}/{len}"))
+}
+
+/// `/api/v1/routers/{name}/uplink`.
+pub fn router_uplink(name: &str) -> String {
+    item("routers", name, "/uplink")
+}
+
+/// `/api/v1/floating-ips`.
+pub fn floating_ips() -> String {
+    format!("{API_V1}/floating-ips")
+}
+
+/// `/api/v1/vms/{name}/floating-ips`.
+pub fn vm_floating_ips(vm: &str) -> String {
+    item("vms", vm, "/floating-ips")
+}
+
+/// `/api/v1/vms/{name}/floating-ips/{ip}`.
+pub fn vm_floating_ip(vm: &str, ip: std::net::Ipv4Addr) -> String {
+    item("vms", vm, &format!("/floating-ips/{ip}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +324,33 @@ mod tests {
         assert_eq!(network_counters("blue"), "/api/v1/networks/blue/counters");
         assert_eq!(token_rotate(), "/api/v1/token/rotate");
         assert_eq!(join_tokens(), "/api/v1/join-tokens");
+        assert_eq!(vm_nic("a", 1), "/api/v1/vms/a/nics/1");
+        assert_eq!(vm_counters("a"), "/api/v1/vms/a/counters");
+        assert_eq!(
+            security_group_rule("web", 3),
+            "/api/v1/security-groups/web/rules/3"
+        );
+        assert_eq!(
+            security_group_rules("web"),
+            "/api/v1/security-groups/web/rules"
+        );
+        assert_eq!(router("r1"), "/api/v1/routers/r1");
+        assert_eq!(router_interfaces("r1"), "/api/v1/routers/r1/interfaces");
+        assert_eq!(
+            router_interface("r1", "a/b"),
+            "/api/v1/routers/r1/interfaces/a%2Fb"
+        );
+        assert_eq!(router_routes("r1"), "/api/v1/routers/r1/routes");
+        assert_eq!(
+            router_route("r1", std::net::Ipv4Addr::new(10, 9, 0, 0), 16),
+            "/api/v1/routers/r1/routes/10.9.0.0/16"
+        );
+        assert_eq!(router_uplink("r1"), "/api/v1/routers/r1/uplink");
+        assert_eq!(floating_ips(), "/api/v1/floating-ips");
+        assert_eq!(vm_floating_ips("a"), "/api/v1/vms/a/floating-ips");
+        assert_eq!(
+            vm_floating_ip("a", std::net::Ipv4Addr::new(10, 82, 0, 20)),
+            "/api/v1/vms/a/floating-ips/10.82.0.20"
+        );
     }
 }

@@ -13,10 +13,12 @@ use serde_json::Value;
 use vinfra_client::{Client, Method, RawBody};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest,
-    UpdateVmRequest,
+    UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
+use vinfra_types::router::{AttachNetworkRequest, CreateRouterRequest, RouterStaticRoute};
+use vinfra_types::security_group::{SecurityGroup, SgRule};
 use vinfra_types::{BootSource, VmSpec};
 
 /// One request as the server saw it.
@@ -118,7 +120,8 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let (url, seen) = recorder();
     let c = Client::new(&url, "tok", None).expect("client");
     // Each call gets an empty answer: the typed ones fail to decode it, which is not what is
-    // tested here. Names are `n`, the recommendation id is 7.
+    // tested here. Names are `n` (a router's network `net`), the recommendation id is 7, a
+    // route's prefix 10.9.0.0/16.
     let _ = c.hosts();
     let _ = c.host("n");
     let _ = c.update_host("n", &UpdateHostRequest::default());
@@ -142,6 +145,24 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.migration("n");
     let _ = c.cancel_migration("n");
     let _ = c.events();
+    let _ = c.flows(&vinfra_types::flows::FlowQuery::default());
+    let _ = c.set_uplink(
+        "n",
+        &vinfra_types::router::SetUplinkRequest {
+            network: "n".into(),
+            ip: "10.0.0.1".into(),
+        },
+    );
+    let _ = c.remove_uplink("n");
+    let _ = c.floating_ips();
+    let _ = c.add_floating_ip(
+        "n",
+        &vinfra_types::router::AddFloatingIpRequest {
+            ip: "10.0.0.2".into(),
+            nic: None,
+        },
+    );
+    let _ = c.delete_floating_ip("n", std::net::Ipv4Addr::new(10, 0, 0, 2));
     let _ = c.rules();
     let _ = c.rule("n");
     let _ = c.create_rule(&PlacementRule {
@@ -170,11 +191,51 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     });
     let _ = c.delete_network("n");
     let _ = c.network_counters("n");
+    let _ = c.vm_counters("n");
+    let _ = c.update_nic("n", 3, &UpdateNicRequest::default());
+    let _ = c.security_groups();
+    let _ = c.security_group("n");
+    let _ = c.security_group_counters("n");
+    let _ = c.create_security_group(&SecurityGroup {
+        name: "n".into(),
+        description: None,
+        rules: Vec::new(),
+    });
+    let _ = c.delete_security_group("n");
+    let rule: SgRule = serde_json::from_str(r#"{"direction":"ingress","remote_cidr":"0.0.0.0/0"}"#)
+        .expect("a rule");
+    let _ = c.add_security_group_rule("n", &rule);
+    let _ = c.delete_security_group_rule("n", 7);
+    let _ = c.routers();
+    let _ = c.router("n");
+    let _ = c.create_router(&CreateRouterRequest { name: "n".into() });
+    let _ = c.delete_router("n");
+    let _ = c.attach_network(
+        "n",
+        &AttachNetworkRequest {
+            network: "net".into(),
+            gateway: None,
+        },
+    );
+    let _ = c.detach_network("n", "net");
+    let _ = c.add_route(
+        "n",
+        &RouterStaticRoute {
+            prefix: "10.9.0.0/16".into(),
+            via: "10.0.0.5".into(),
+        },
+    );
+    let _ = c.delete_route("n", std::net::Ipv4Addr::new(10, 9, 0, 0), 16);
     let _ = c.openapi();
-    // The query parameters documented on three operations.
+    // The query parameters documented on four operations.
     let _ = c.delete_vm("n", true);
     let _ = c.console_log("n", Some(100));
     let _ = c.fence_host("n", true);
+    let _ = c.flows(&vinfra_types::flows::FlowQuery {
+        minutes: 60,
+        by: vinfra_types::flows::FlowGrouping::Router,
+        top: 3,
+    });
     // A raw request goes out as it is.
     let _ = c.raw(
         Method::POST,
@@ -186,10 +247,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     );
     drop(c);
 
-    let requests: Vec<Seen> = seen.iter().take(42).collect();
+    let requests: Vec<Seen> = seen.iter().take(66).collect();
     let mut called = BTreeSet::new();
     let mut queries = Vec::new();
-    for r in &requests[..38] {
+    for r in &requests[..61] {
         assert_eq!(
             r.authorization.as_deref(),
             Some("Bearer tok"),
@@ -203,6 +264,11 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
             .map(|s| match s {
                 "n" => "{name}".to_string(),
                 "7" => "{id}".to_string(),
+                "3" => "{index}".to_string(),
+                "net" => "{network}".to_string(),
+                "10.9.0.0" => "{addr}".to_string(),
+                "16" => "{len}".to_string(),
+                "10.0.0.2" => "{ip}".to_string(),
                 s => s.to_string(),
             })
             .collect();
@@ -219,7 +285,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         }
         called.insert((r.method.clone(), template.join("/"), with_body));
     }
-    for r in &requests[38..41] {
+    for r in &requests[61..65] {
         queries.push(format!("{} {}", r.method, r.path));
     }
     assert_eq!(called, operations(), "the client vs docs/openapi.json");
@@ -228,10 +294,11 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         [
             "DELETE /api/v1/vms/n?force=true",
             "GET /api/v1/vms/n/console?bytes=100",
-            "POST /api/v1/hosts/n/fence?force=true"
+            "POST /api/v1/hosts/n/fence?force=true",
+            "GET /api/v1/flows?minutes=60&by=router&top=3"
         ]
     );
-    let raw = &requests[41];
+    let raw = &requests[65];
     assert_eq!(
         (raw.method.as_str(), raw.path.as_str(), raw.body.as_slice()),
         ("POST", "/api/v1/vms", &b"{not json"[..])

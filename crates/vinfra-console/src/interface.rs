@@ -3,26 +3,34 @@
 //! any other transport) depends on this module only; nothing under it imports it.
 //!
 //! `impl ConsoleApi for Console` is one match handing each command to one resource function
-//! (`hosts`, `vms`, `migration`, `rules`, `balancing`, `networks`).
+//! (`hosts`, `vms`, `migration`, `rules`, `balancing`, `networks`, `security_groups`,
+//! `routers`, `flows`).
 
 use std::future::Future;
 use std::sync::Arc;
 
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
+};
+use vinfra_types::router::{
+    AddFloatingIpRequest, AttachNetworkRequest, CreateRouterRequest, FloatingIpSummary,
+    RouterAttachment, RouterStaticRoute, RouterSummary, SetUplinkRequest, UplinkSummary,
+};
+use vinfra_types::security_group::{
+    SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use crate::error::{Error, ErrorKind};
 
 use crate::state::Console;
-use crate::{balancing, ha, hosts, migration, networks, rules, vms};
+use crate::{balancing, ha, hosts, migration, networks, routers, rules, security_groups, vms};
 
 /// Everything the console can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +141,11 @@ pub enum Command {
     },
     /// The event history, oldest first.
     ListEvents,
+    /// The flows of the last minutes, grouped (`GET /api/v1/flows`).
+    TopFlows {
+        /// Window, grouping and number of rows.
+        query: vinfra_types::flows::FlowQuery,
+    },
     /// Every placement rule.
     ListRules,
     /// Create a placement rule (refused when it contradicts the others).
@@ -190,6 +203,131 @@ pub enum Command {
         /// The host.
         name: String,
     },
+    /// A VM's NIC ports' counters on its host's switch, read now.
+    VmCounters {
+        /// The VM.
+        name: String,
+    },
+    /// Change a NIC's settings (security groups, port security, allowed addresses, QoS; only
+    /// the fields given).
+    UpdateNic {
+        /// The VM.
+        vm: String,
+        /// The NIC's index in the VM's spec.
+        index: usize,
+        /// What changes.
+        update: UpdateNicRequest,
+    },
+    /// Every security group.
+    ListSecurityGroups,
+    /// Create a security group (with its initial rules).
+    CreateSecurityGroup {
+        /// The group.
+        group: SecurityGroup,
+    },
+    /// One security group, with the NICs in it.
+    ShowSecurityGroup {
+        /// The group.
+        name: String,
+    },
+    /// A security group's rule hits and its NICs' connections, read from the switches now.
+    SecurityGroupCounters {
+        /// The group.
+        name: String,
+    },
+    /// Delete a security group (refused while a NIC is in it or another group's rule names
+    /// it).
+    DeleteSecurityGroup {
+        /// The group.
+        name: String,
+    },
+    /// Add a rule to a security group (its id is assigned).
+    AddSgRule {
+        /// The group.
+        group: String,
+        /// The rule.
+        rule: SgRule,
+    },
+    /// Delete a rule of a security group.
+    DeleteSgRule {
+        /// The group.
+        group: String,
+        /// The rule's id.
+        id: u32,
+    },
+    /// Every router.
+    ListRouters,
+    /// Create a router (no interface, no route).
+    CreateRouter {
+        /// The router.
+        request: CreateRouterRequest,
+    },
+    /// One router.
+    ShowRouter {
+        /// The router.
+        name: String,
+    },
+    /// Delete a router (refused while a network is attached).
+    DeleteRouter {
+        /// The router.
+        name: String,
+    },
+    /// Attach a network to a router (its interface: the network's gateway).
+    AttachNetwork {
+        /// The router.
+        router: String,
+        /// The network and the gateway asked for.
+        request: AttachNetworkRequest,
+    },
+    /// Detach a network from a router (refused while static routes go through it).
+    DetachNetwork {
+        /// The router.
+        router: String,
+        /// The network.
+        network: String,
+    },
+    /// Add a static route to a router.
+    AddRoute {
+        /// The router.
+        router: String,
+        /// The route.
+        route: RouterStaticRoute,
+    },
+    /// Delete a router's static route.
+    DeleteRoute {
+        /// The router.
+        router: String,
+        /// Its destination prefix, `A.B.C.D/L`.
+        prefix: String,
+    },
+    /// Give a router its uplink on an external network.
+    SetUplink {
+        /// The router.
+        router: String,
+        /// The network and the router's address on it.
+        request: SetUplinkRequest,
+    },
+    /// Remove a router's uplink (refused while it has floating IPs or routes through it).
+    RemoveUplink {
+        /// The router.
+        router: String,
+    },
+    /// Every floating IP.
+    ListFloatingIps,
+    /// Give a VM's NIC a floating IP.
+    AddFloatingIp {
+        /// The VM.
+        vm: String,
+        /// The address and the NIC.
+        request: AddFloatingIpRequest,
+    },
+    /// Delete a VM's floating IP.
+    DeleteFloatingIp {
+        /// The VM.
+        vm: String,
+        /// The floating IP, `A.B.C.D`.
+        ip: String,
+    },
 }
 
 /// What a command returns.
@@ -222,6 +360,8 @@ pub enum Reply {
     Console(ConsoleLog),
     /// The event history (`ListEvents`).
     Events(Vec<Event>),
+    /// The flows grouped (`TopFlows`).
+    Flows(vinfra_types::flows::FlowReport),
     /// Placement rules (`ListRules`).
     Rules(Vec<PlacementRule>),
     /// One placement rule (`ShowRule`).
@@ -244,6 +384,34 @@ pub enum Reply {
     NetworkCounters(NetworkCounters),
     /// A host's switch counters (`HostSwitch`).
     HostSwitch(HostSwitchCounters),
+    /// A VM's NIC counters (`VmCounters`).
+    VmCounters(VmCounters),
+    /// Security groups (`ListSecurityGroups`).
+    SecurityGroups(Vec<SecurityGroupSummary>),
+    /// One security group (`ShowSecurityGroup`).
+    SecurityGroup(SecurityGroupSummary),
+    /// A security group's counters (`SecurityGroupCounters`).
+    SecurityGroupCounters(SecurityGroupCounters),
+    /// A security group was created (`CreateSecurityGroup`).
+    SecurityGroupCreated(SecurityGroupSummary),
+    /// A rule was added, with its id (`AddSgRule`).
+    SgRuleCreated(SgRule),
+    /// Routers (`ListRouters`).
+    Routers(Vec<RouterSummary>),
+    /// One router (`ShowRouter`).
+    Router(RouterSummary),
+    /// A router was created (`CreateRouter`).
+    RouterCreated(RouterSummary),
+    /// A network was attached to a router: the router's interface on it (`AttachNetwork`).
+    NetworkAttached(RouterAttachment),
+    /// A static route was added (`AddRoute`).
+    RouteCreated(RouterStaticRoute),
+    /// A router's uplink, with its edge and standby (`SetUplink`).
+    Uplink(UplinkSummary),
+    /// Floating IPs (`ListFloatingIps`).
+    FloatingIps(Vec<FloatingIpSummary>),
+    /// A floating IP was added (`AddFloatingIp`).
+    FloatingIpCreated(FloatingIpSummary),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }
@@ -311,6 +479,7 @@ impl ConsoleApi for Console {
                 Reply::Console(vms::views::console_log(c, &name, bytes).await?)
             }
             Command::ListEvents => Reply::Events(c.events()?),
+            Command::TopFlows { query } => Reply::Flows(crate::flows::top(c, query)?),
             Command::ListRules => Reply::Rules(rules::list(c)?),
             Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),
             Command::ShowRule { name } => Reply::Rule(rules::show(c, &name)?),
@@ -339,6 +508,71 @@ impl ConsoleApi for Console {
             }
             Command::HostSwitch { name } => {
                 Reply::HostSwitch(networks::counters::host_switch_counters(c, &name).await?)
+            }
+            Command::VmCounters { name } => {
+                Reply::VmCounters(networks::counters::vm_counters(c, &name).await?)
+            }
+            Command::UpdateNic { vm, index, update } => {
+                Reply::Vm(vms::nics::update(c, &vm, index, update).await?)
+            }
+            Command::ListSecurityGroups => Reply::SecurityGroups(security_groups::list(c)?),
+            Command::CreateSecurityGroup { group } => {
+                Reply::SecurityGroupCreated(security_groups::create(c, group).await?)
+            }
+            Command::ShowSecurityGroup { name } => {
+                Reply::SecurityGroup(security_groups::show(c, &name)?)
+            }
+            Command::SecurityGroupCounters { name } => Reply::SecurityGroupCounters(
+                networks::counters::security_group_counters(c, &name).await?,
+            ),
+            Command::DeleteSecurityGroup { name } => {
+                security_groups::delete(c, &name).await?;
+                Reply::Done
+            }
+            Command::AddSgRule { group, rule } => {
+                Reply::SgRuleCreated(security_groups::add_rule(c, &group, rule).await?)
+            }
+            Command::DeleteSgRule { group, id } => {
+                security_groups::delete_rule(c, &group, id).await?;
+                Reply::Done
+            }
+            Command::ListRouters => Reply::Routers(routers::list(c)?),
+            Command::CreateRouter { request } => {
+                Reply::RouterCreated(routers::create(c, request).await?)
+            }
+            Command::ShowRouter { name } => Reply::Router(routers::show(c, &name)?),
+            Command::DeleteRouter { name } => {
+                routers::delete(c, &name).await?;
+                Reply::Done
+            }
+            Command::AttachNetwork { router, request } => {
+                Reply::NetworkAttached(routers::attach(c, &router, request).await?)
+            }
+            Command::DetachNetwork { router, network } => {
+                routers::detach(c, &router, &network).await?;
+                Reply::Done
+            }
+            Command::AddRoute { router, route } => {
+                Reply::RouteCreated(routers::add_route(c, &router, route).await?)
+            }
+            Command::DeleteRoute { router, prefix } => {
+                routers::delete_route(c, &router, &prefix).await?;
+                Reply::Done
+            }
+            Command::SetUplink { router, request } => {
+                Reply::Uplink(routers::uplink::set(c, &router, request).await?)
+            }
+            Command::RemoveUplink { router } => {
+                routers::uplink::remove(c, &router).await?;
+                Reply::Done
+            }
+            Command::ListFloatingIps => Reply::FloatingIps(routers::floating::list(c)?),
+            Command::AddFloatingIp { vm, request } => {
+                Reply::FloatingIpCreated(routers::floating::add(c, &vm, request).await?)
+            }
+            Command::DeleteFloatingIp { vm, ip } => {
+                routers::floating::delete(c, &vm, &ip).await?;
+                Reply::Done
             }
         })
     }

@@ -10,15 +10,20 @@
 //! - [`controllers`]: reconcile loops (the VM controller, the switch controller);
 //! - [`balancing`]: the balancer task, its passes, recommendations;
 //! - [`migration`]: live-migration orchestration;
-//! - [`vms`]: create, power, delete, views, HA policy, cleanups;
+//! - [`vms`]: create, power, delete, views, HA policy, NIC settings, cleanups;
 //! - [`hosts`]: host records, their out-of-band fence, settings, tokens, joins;
 //! - [`networks`]: logical networks, NIC address management, each host's switch
 //!   configuration and its push, counters;
+//! - [`routers`]: routers (VRFs): their interfaces (the networks' gateways) and static routes;
 //! - [`rules`]: placement rules;
+//! - [`security_groups`]: security groups and their rules (the distributed firewall's API);
+//! - [`flows`]: the hosts' flows: kept, grouped for `GET /api/v1/flows`, the balancer's
+//!   traffic matrix;
 //! - [`fit`]: which hosts can take a VM (the adapter to `vinfra-placement`);
 //! - [`state`]: the [`state::Console`] (store, mirrors, settings), its reads and writes, the
 //!   records, what is in flight, the event history;
-//! - [`error`]: [`error::Error`], [`error::JoinError`], [`error::RecordError`];
+//! - [`error`]: [`error::Error`], [`error::JoinError`], [`error::RecordError`],
+//!   [`error::RouterRefusal`];
 //! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections;
 //! - [`pki`]: the cluster CA, the server certificate and the API token on disk.
 //!
@@ -39,13 +44,16 @@ pub mod balancing;
 pub mod controllers;
 pub mod error;
 pub mod fit;
+pub mod flows;
 pub mod ha;
 pub mod hosts;
 pub mod interface;
 pub mod migration;
 pub mod networks;
 pub mod pki;
+pub mod routers;
 pub mod rules;
+pub mod security_groups;
 pub mod state;
 pub mod vms;
 
@@ -462,6 +470,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     tasks.push(tokio::spawn(
         ha::HaController::new(console.clone(), leases).run(),
     ));
+    tasks.push(tokio::spawn(controllers::edge::run(console.clone())));
     tasks.push(tokio::spawn(balancing::run(
         console.clone(),
         console.agents().subscribe(),

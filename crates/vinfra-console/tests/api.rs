@@ -18,11 +18,16 @@ use vinfra_placement::fit::{MemoryShort, Shortfall};
 use vinfra_placement::{FitError, NoHost, Quoted, Unfit, VmRequest};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, JoinTokenResponse, MigrateVmRequest, StopVmRequest,
-    UpdateHostRequest, UpdateVmRequest,
+    UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::PlacementRule;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::CreateNetworkRequest;
+use vinfra_types::router::{
+    AddFloatingIpRequest, AttachNetworkRequest, CreateRouterRequest, RouterStaticRoute,
+    SetUplinkRequest,
+};
+use vinfra_types::security_group::{SecurityGroup, SgRule};
 
 const TOKEN: &str = "the-token";
 
@@ -136,6 +141,7 @@ enum QueryKind {
     Ignored,
     Force,
     Bytes,
+    Flows,
 }
 
 struct Route {
@@ -155,6 +161,7 @@ struct Route {
 struct Query {
     force: bool,
     bytes: Option<u64>,
+    flows: vinfra_types::flows::FlowQuery,
 }
 
 /// Parses a body the way the API's extractors do.
@@ -176,6 +183,13 @@ fn required<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
 const VM: &str = r#"{"name":"web","vcpus":1,"memory_mib":512,"boot":{"kind":"kernel","kernel":"vmlinuz","cmdline":"console=ttyS0"},"disks":[]}"#;
 const RULE: &str = r#"{"name":"r","strength":"must","kind":"affinity","vms":["a","b"]}"#;
 const NETWORK: &str = r#"{"name":"blue","kind":"overlay","subnet":"10.0.0.0/24"}"#;
+const SECURITY_GROUP: &str = r#"{"name":"web","rules":[{"direction":"ingress","protocol":"tcp","ports":"80","remote_cidr":"0.0.0.0/0"}]}"#;
+const SG_RULE: &str = r#"{"direction":"egress","remote_group":"db","action":"deny"}"#;
+const ROUTER: &str = r#"{"name":"r1"}"#;
+const ATTACH: &str = r#"{"network":"blue","gateway":"10.0.0.1"}"#;
+const ROUTE: &str = r#"{"prefix":"10.9.0.0/16","via":"10.0.0.5"}"#;
+const UPLINK: &str = r#"{"network":"external","ip":"10.82.0.10"}"#;
+const FLOATING_IP: &str = r#"{"ip":"10.82.0.20","nic":1}"#;
 
 fn routes() -> Vec<Route> {
     use BodyKind::*;
@@ -402,6 +416,14 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: "GET",
+            path: "/api/v1/flows",
+            body: Ignored,
+            query: Q::Flows,
+            sample: "",
+            command: |_, _, q| Some(Command::TopFlows { query: q.flows }),
+        },
+        Route {
+            method: "GET",
             path: "/api/v1/rules",
             body: Ignored,
             query: Q::Ignored,
@@ -524,6 +546,242 @@ fn routes() -> Vec<Route> {
             sample: "",
             command: |s, _, _| Some(Command::HostSwitch { name: s.into() }),
         },
+        Route {
+            method: "GET",
+            path: "/api/v1/vms/{name}/counters",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::VmCounters { name: s.into() }),
+        },
+        Route {
+            method: "PATCH",
+            path: "/api/v1/vms/{name}/nics/{index}",
+            body: Required,
+            query: Q::Ignored,
+            sample: r#"{"security_groups":["web"],"port_security":true,"qos":{"egress":{"bits_per_sec":8000000},"priority":"high"}}"#,
+            command: |s, b, _| {
+                let (vm, index) = s.split_once('/')?;
+                Some(Command::UpdateNic {
+                    vm: vm.into(),
+                    index: index.parse().ok()?,
+                    update: required::<UpdateNicRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/security-groups",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListSecurityGroups),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/security-groups",
+            body: Required,
+            query: Q::Ignored,
+            sample: SECURITY_GROUP,
+            command: |_, b, _| {
+                Some(Command::CreateSecurityGroup {
+                    group: required::<SecurityGroup>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/security-groups/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowSecurityGroup { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/security-groups/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::DeleteSecurityGroup { name: s.into() }),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/security-groups/{name}/rules",
+            body: Required,
+            query: Q::Ignored,
+            sample: SG_RULE,
+            command: |s, b, _| {
+                Some(Command::AddSgRule {
+                    group: s.into(),
+                    rule: required::<SgRule>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/security-groups/{name}/rules/{id}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| {
+                let (group, id) = s.split_once('/')?;
+                Some(Command::DeleteSgRule {
+                    group: group.into(),
+                    id: id.parse().ok()?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/routers",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListRouters),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/routers",
+            body: Required,
+            query: Q::Ignored,
+            sample: ROUTER,
+            command: |_, b, _| {
+                Some(Command::CreateRouter {
+                    request: required::<CreateRouterRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/routers/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::ShowRouter { name: s.into() }),
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/routers/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::DeleteRouter { name: s.into() }),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/routers/{name}/interfaces",
+            body: Required,
+            query: Q::Ignored,
+            sample: ATTACH,
+            command: |s, b, _| {
+                Some(Command::AttachNetwork {
+                    router: s.into(),
+                    request: required::<AttachNetworkRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/routers/{name}/interfaces/{network}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| {
+                let (router, network) = s.split_once('/')?;
+                Some(Command::DetachNetwork {
+                    router: router.into(),
+                    network: network.into(),
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/routers/{name}/routes",
+            body: Required,
+            query: Q::Ignored,
+            sample: ROUTE,
+            command: |s, b, _| {
+                Some(Command::AddRoute {
+                    router: s.into(),
+                    route: required::<RouterStaticRoute>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/routers/{name}/routes/{addr}/{len}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| {
+                // The name, then the prefix's two segments.
+                let (router, prefix) = s.split_once('/')?;
+                let (addr, len) = vinfra_types::router::parse_route_prefix(prefix).ok()?;
+                Some(Command::DeleteRoute {
+                    router: router.into(),
+                    prefix: format!("{addr}/{len}"),
+                })
+            },
+        },
+        Route {
+            method: "PUT",
+            path: "/api/v1/routers/{name}/uplink",
+            body: Required,
+            query: Q::Ignored,
+            sample: UPLINK,
+            command: |s, b, _| {
+                Some(Command::SetUplink {
+                    router: s.into(),
+                    request: required::<SetUplinkRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/routers/{name}/uplink",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::RemoveUplink { router: s.into() }),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/floating-ips",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListFloatingIps),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/floating-ips",
+            body: Required,
+            query: Q::Ignored,
+            sample: FLOATING_IP,
+            command: |s, b, _| {
+                Some(Command::AddFloatingIp {
+                    vm: s.into(),
+                    request: required::<AddFloatingIpRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/vms/{name}/floating-ips/{ip}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| {
+                // The name, then the address (parsed, given back in its plain form).
+                let (vm, ip) = s.split_once('/')?;
+                let ip = vinfra_types::router::parse_ip(ip).ok()?;
+                Some(Command::DeleteFloatingIp {
+                    vm: vm.into(),
+                    ip: ip.to_string(),
+                })
+            },
+        },
     ]
 }
 
@@ -554,11 +812,25 @@ fn parse_query(q: &str, kind: QueryKind) -> Option<Query> {
     if q.is_empty() {
         return Some(out);
     }
+    let mut seen = std::collections::HashSet::new();
     for pair in q.split('&') {
         let (k, v) = pair.split_once('=')?;
         match (kind, k) {
             (QueryKind::Force, "force") => out.force = v.parse().ok()?,
             (QueryKind::Bytes, "bytes") => out.bytes = Some(v.parse().ok()?),
+            (QueryKind::Flows, "minutes" | "by" | "top") => {
+                if !seen.insert(k) {
+                    return None;
+                }
+                match k {
+                    "minutes" => out.flows.minutes = v.parse().ok()?,
+                    "top" => out.flows.top = v.parse().ok()?,
+                    _ => {
+                        out.flows.by =
+                            serde_json::from_value(serde_json::Value::String(v.into())).ok()?
+                    }
+                }
+            }
             _ => return None,
         }
     }
@@ -587,10 +859,10 @@ fn expected(
         if want.len() != have.len() || r.method != method {
             continue;
         }
-        let mut segment = None;
+        let mut segments = vec![];
         let matched = want.iter().zip(&have).all(|(w, h)| {
             if w.starts_with('{') {
-                segment = Some(*h);
+                segments.push((*w, *h));
                 !h.is_empty()
             } else {
                 w == h
@@ -599,16 +871,17 @@ fn expected(
         if !matched {
             continue;
         }
-        let segment = match segment {
-            None => String::new(),
-            Some(s) => {
-                let s = percent_decode(s)?;
-                if r.path.contains("{name}") {
-                    vinfra_types::validate_name(&s).ok()?;
-                }
-                s
+        // The segments decoded, `/`-joined (a name cannot hold a `/`; a number with one does
+        // not parse).
+        let mut decoded = vec![];
+        for (w, h) in segments {
+            let s = percent_decode(h)?;
+            if w == "{name}" || w == "{network}" {
+                vinfra_types::validate_name(&s).ok()?;
             }
-        };
+            decoded.push(s);
+        }
+        let segment = decoded.join("/");
         let q = match r.query {
             QueryKind::Ignored => Query::default(),
             kind => parse_query(query, kind)?,
@@ -634,17 +907,21 @@ fn every_route_parses_into_its_command() {
     let stub = Arc::new(Stub::default());
     let auth = format!("Bearer {TOKEN}");
     let table = routes();
-    assert_eq!(table.len(), 36, "every endpoint");
+    assert_eq!(table.len(), 58, "every endpoint");
     for r in &table {
-        let segment = if r.path.contains("{id}") {
-            "7"
-        } else {
-            "web-1"
-        };
-        let path = r.path.replace("{name}", segment).replace("{id}", segment);
+        let path = r
+            .path
+            .replace("{name}", "web-1")
+            .replace("{id}", "7")
+            .replace("{index}", "7")
+            .replace("{network}", "blue")
+            .replace("{addr}", "10.9.0.0")
+            .replace("{len}", "16")
+            .replace("{ip}", "10.82.0.20");
         let query = match r.query {
             QueryKind::Force => "force=true",
             QueryKind::Bytes => "bytes=100",
+            QueryKind::Flows => "minutes=7&by=router&top=3",
             QueryKind::Ignored => "",
         };
         let uri = if query.is_empty() {
@@ -677,6 +954,51 @@ fn every_route_parses_into_its_command() {
             ),
             ("POST", "/api/v1/drs/recommendations/{id}/apply") => {
                 assert_eq!(want, Command::ApplyRecommendation { id: 7 })
+            }
+            ("DELETE", "/api/v1/security-groups/{name}/rules/{id}") => assert_eq!(
+                want,
+                Command::DeleteSgRule {
+                    group: "web-1".into(),
+                    id: 7
+                }
+            ),
+            ("DELETE", "/api/v1/routers/{name}/interfaces/{network}") => assert_eq!(
+                want,
+                Command::DetachNetwork {
+                    router: "web-1".into(),
+                    network: "blue".into()
+                }
+            ),
+            ("DELETE", "/api/v1/routers/{name}/routes/{addr}/{len}") => assert_eq!(
+                want,
+                Command::DeleteRoute {
+                    router: "web-1".into(),
+                    prefix: "10.9.0.0/16".into()
+                }
+            ),
+            ("DELETE", "/api/v1/vms/{name}/floating-ips/{ip}") => assert_eq!(
+                want,
+                Command::DeleteFloatingIp {
+                    vm: "web-1".into(),
+                    ip: "10.82.0.20".into()
+                }
+            ),
+            ("POST", "/api/v1/vms/{name}/floating-ips") => assert_eq!(
+                want,
+                Command::AddFloatingIp {
+                    vm: "web-1".into(),
+                    request: AddFloatingIpRequest {
+                        ip: "10.82.0.20".into(),
+                        nic: Some(1)
+                    }
+                }
+            ),
+            ("PATCH", "/api/v1/vms/{name}/nics/{index}") => {
+                let Command::UpdateNic { vm, index, update } = &want else {
+                    panic!("{want:?}");
+                };
+                assert_eq!((vm.as_str(), *index), ("web-1", 7));
+                assert_eq!(update.security_groups, Some(vec!["web".to_string()]));
             }
             ("POST", "/api/v1/hosts/{name}/fence") => assert_eq!(
                 want,
@@ -735,6 +1057,17 @@ fn replies_render_with_their_status() {
             201,
         ),
         ("GET", "/api/v1/events", Reply::Events(vec![]), 200),
+        (
+            "GET",
+            "/api/v1/flows",
+            Reply::Flows(vinfra_types::flows::FlowReport {
+                minutes: 5,
+                by: Default::default(),
+                rows: vec![],
+                untracked_packets: 0,
+            }),
+            200,
+        ),
         (
             "GET",
             "/api/v1/drs/recommendations",
@@ -1027,7 +1360,7 @@ fn case() -> impl Strategy<Value = Case> {
         .collect();
     let segment = prop_oneof![
         prop::sample::select(vec![
-            "web-1", "7", "a", "0", "h1", "start", "a%2Db", "%77eb",
+            "web-1", "7", "a", "0", "h1", "start", "a%2Db", "%77eb", "16", "32", "33", "08",
         ])
         .prop_map(str::to_string),
         prop::sample::select(vec![
@@ -1063,7 +1396,12 @@ fn case() -> impl Strategy<Value = Case> {
             let method = if dice == 0 { other } else { m };
             (
                 method.to_string(),
-                t.replace("{name}", &s).replace("{id}", &s),
+                t.replace("{name}", &s)
+                    .replace("{id}", &s)
+                    .replace("{index}", &s)
+                    .replace("{network}", &s)
+                    .replace("{addr}", "10.9.0.0")
+                    .replace("{len}", &s),
             )
         });
     let words = prop::sample::select(vec![
@@ -1091,6 +1429,12 @@ fn case() -> impl Strategy<Value = Case> {
         "counters",
         "switch",
         "fence",
+        "security-groups",
+        "nics",
+        "routers",
+        "interfaces",
+        "routes",
+        "10.9.0.0",
         "%2F",
     ]);
     let random = (prop::collection::vec(words, 0..7), any_method)

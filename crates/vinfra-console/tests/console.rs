@@ -566,10 +566,23 @@ async fn openapi_document_lists_the_paths() {
         "/api/v1/events",
         "/api/v1/networks",
         "/api/v1/networks/{name}",
+        "/api/v1/vms/{name}/nics/{index}",
+        "/api/v1/vms/{name}/counters",
+        "/api/v1/security-groups",
+        "/api/v1/security-groups/{name}",
+        "/api/v1/security-groups/{name}/rules",
+        "/api/v1/security-groups/{name}/rules/{id}",
+        "/api/v1/routers",
+        "/api/v1/routers/{name}",
+        "/api/v1/routers/{name}/interfaces",
+        "/api/v1/routers/{name}/interfaces/{network}",
+        "/api/v1/routers/{name}/routes",
+        "/api/v1/routers/{name}/routes/{addr}/{len}",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }
     assert!(r.body["components"]["schemas"]["VmSpec"].is_object());
+    assert!(r.body["components"]["schemas"]["RouterSummary"].is_object());
     assert!(r.body["components"]["schemas"]["Problem"].is_object());
     c.shutdown().await;
 }
@@ -649,7 +662,7 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
             }
         }
     }
-    assert_eq!(operations, 37, "every endpoint is documented");
+    assert_eq!(operations, 60, "every endpoint is documented");
     let post_vms = &doc["paths"]["/api/v1/vms"]["post"]["responses"];
     for status in ["201", "400", "404", "409", "413", "502", "503", "504"] {
         assert!(post_vms.get(status).is_some(), "POST /api/v1/vms: {status}");

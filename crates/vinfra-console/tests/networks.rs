@@ -495,27 +495,6 @@ async fn a_restarted_console_keeps_networks_and_addresses() {
     c.shutdown().await;
 }
 
-/// Waits until `agent`'s last switch configuration satisfies `ok`.
-async fn wait_config(
-    agent: &FakeAgent,
-    what: &str,
-    ok: impl Fn(&vinfra_proto::HostSwitchConfig) -> bool,
-) -> vinfra_proto::HostSwitchConfig {
-    for _ in 0..200 {
-        if let Some(cfg) = agent.switch_config() {
-            if ok(&cfg) {
-                return cfg;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{}: never got a switch configuration with {what}; last: {:?}",
-        agent.host,
-        agent.switch_config()
-    );
-}
-
 fn mac_entry(cfg: &vinfra_proto::HostSwitchConfig, mac: &str) -> Option<String> {
     cfg.macs
         .iter()
@@ -777,6 +756,33 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
         (&json!(3), &json!(5), &json!(1))
     );
 
+    // One VM's NIC ports on its host, by NIC index.
+    let r = c.call("GET", "/api/v1/vms/a/counters", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (&r.body["vm"], &r.body["host"]),
+        (&json!("a"), &json!("h1"))
+    );
+    let a_nics = r.body["nics"].as_array().unwrap();
+    assert_eq!(a_nics.len(), 2, "{:?}", r.body);
+    assert_eq!(a_nics[1]["nic"], 1);
+    assert_eq!(a_nics[1]["network"], "ctr-blue");
+    assert_eq!(a_nics[1]["counters"]["drops"]["runt"], 1);
+    assert!(a_nics[0].get("error").is_none(), "{:?}", a_nics[0]);
+    let r = c.call("GET", "/api/v1/vms/s/counters", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["nics"][0]["counters"].is_null(), "{:?}", r.body);
+    assert!(
+        r.body["nics"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not run")),
+        "{:?}",
+        r.body
+    );
+    assert_problem(
+        &c.call("GET", "/api/v1/vms/nobody/counters", None).await,
+        404,
+    );
     assert_problem(
         &c.call("GET", "/api/v1/networks/ctr-none/counters", None)
             .await,
@@ -817,6 +823,152 @@ async fn network_and_host_switch_counters_come_from_the_agents() {
         (&json!(1), &json!(1))
     );
     assert_problem(&c.call("GET", "/api/v1/hosts/h2/switch", None).await, 503);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn nic_qos_is_checked_set_live_and_follows_a_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let h1 = FakeAgent::join_and_connect_at(&c, "h1", HOST16, "10.77.0.11").await;
+    let h2 = FakeAgent::join_and_connect_at(&c, "h2", HOST16, "10.77.0.12").await;
+    wait_config(&h1, "a first configuration", |_| true).await;
+    wait_config(&h2, "a first configuration", |_| true).await;
+    let blue = json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"});
+    assert_eq!(create_net(&c, blue).await.status, 201);
+
+    // Out of bounds at create: refused, nothing written.
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host(
+                "q",
+                "h1",
+                json!([{"network": "blue", "qos": {"egress": {"bits_per_sec": 10}}}]),
+            )),
+        )
+        .await;
+    assert_problem(&r, 400);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("nic 0: qos: egress rate 10 bit/s is out of range")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(c.call("GET", "/api/v1/vms", None).await.body, json!([]));
+
+    let qos = json!({"egress": {"bits_per_sec": 100000000}, "ingress": {"bits_per_sec": 100000000, "burst_bytes": 1048576}, "priority": "high"});
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms",
+            Some(&on_host(
+                "q",
+                "h1",
+                json!([{"network": "blue", "qos": qos}]),
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["spec"]["nics"][0]["qos"], qos);
+    let (_, mac) = nic(&r, 0);
+    let cfg = wait_config(&h1, "q's QoS", |cfg| cfg.qos.len() == 1).await;
+    assert_eq!(
+        (cfg.qos[0].network.as_str(), cfg.qos[0].mac.as_str()),
+        ("blue", mac.as_str())
+    );
+    assert_eq!(
+        cfg.qos[0].qos.priority,
+        vinfra_types::qos::NicPriority::High
+    );
+    assert!(h2.switch_config().is_some_and(|c| c.qos.is_empty()));
+
+    // Live: the host has the new QoS when the PATCH answers.
+    let r = c
+        .call(
+            "PATCH",
+            "/api/v1/vms/q/nics/0",
+            Some(r#"{"qos":{"egress":{"bits_per_sec":8000000},"priority":"low","dscp":46}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let cfg = h1.switch_config().unwrap();
+    assert_eq!(cfg.qos.len(), 1, "{cfg:?}");
+    let q = &cfg.qos[0].qos;
+    assert_eq!(
+        (
+            q.egress.map(|r| r.bits_per_sec),
+            q.ingress,
+            q.priority,
+            q.dscp
+        ),
+        (
+            Some(8_000_000),
+            None,
+            vinfra_types::qos::NicPriority::Low,
+            Some(46)
+        )
+    );
+    let events = c.call("GET", "/api/v1/events", None).await;
+    assert!(
+        events
+            .body
+            .to_string()
+            .contains("nic 0: qos egress 8M burst 16K (default), priority low"),
+        "{:?}",
+        events.body
+    );
+
+    // Bad QoS is refused and changes nothing.
+    for (body, detail) in [
+        (
+            json!({"qos": {"weight": 0}}),
+            "nic 0: qos: weight 0 is out of range (1 to 100)",
+        ),
+        (
+            json!({"qos": {"dscp": 64}}),
+            "nic 0: qos: dscp 64 is out of range (0 to 63)",
+        ),
+        (
+            json!({"qos": {"ingress": {"bits_per_sec": 8000000, "burst_bytes": 100}}}),
+            "ingress burst 100 bytes is out of range",
+        ),
+        (json!({"qos": {"rate": 5}}), "unknown field"),
+    ] {
+        let r = c
+            .call("PATCH", "/api/v1/vms/q/nics/0", Some(&body.to_string()))
+            .await;
+        assert_problem(&r, 400);
+        let d = r.body["detail"].as_str().unwrap_or_default();
+        assert!(d.contains(detail), "{d:?} lacks {detail:?}");
+    }
+    let r = c.call("GET", "/api/v1/vms/q", None).await;
+    assert_eq!(r.body["spec"]["nics"][0]["qos"]["priority"], "low");
+
+    // A migration's destination has it; afterwards the source does not.
+    let r = c
+        .call("POST", "/api/v1/vms/q/migrate", Some(r#"{"to":"h2"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let done = wait_migration(&c, "q").await;
+    assert_eq!(done["phase"], "completed", "{done:?}");
+    let cfg = wait_config(&h2, "q's QoS", |cfg| cfg.qos.len() == 1).await;
+    assert_eq!(cfg.qos[0].qos.dscp, Some(46));
+    wait_config(&h1, "no QoS", |cfg| cfg.qos.is_empty()).await;
+
+    // null removes it.
+    let r = c
+        .call("PATCH", "/api/v1/vms/q/nics/0", Some(r#"{"qos":null}"#))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(
+        r.body["spec"]["nics"][0].get("qos").is_none(),
+        "{:?}",
+        r.body
+    );
+    assert!(h2.switch_config().is_some_and(|c| c.qos.is_empty()));
     c.shutdown().await;
 }
 

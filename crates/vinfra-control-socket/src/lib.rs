@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Longest request line accepted; a longer one is refused ([`BadLine::TooLong`]) and the
-/// connection closed.
+/// Longest request line a service accepts unless it says otherwise ([`Service::max_line`]); a
+/// longer one is refused ([`BadLine::TooLong`]) and the connection closed.
 pub const MAX_LINE: u64 = 1 << 20;
 
 /// Why a request line got no answer from the service.
@@ -38,6 +38,11 @@ pub trait Service {
     fn refuse(&self, why: BadLine) -> Self::Response;
     /// Called once `response` was written to the peer (the default does nothing).
     fn answered(&self, _response: &Self::Response) {}
+
+    /// The longest request line accepted ([`MAX_LINE`] by default).
+    fn max_line(&self) -> u64 {
+        MAX_LINE
+    }
 }
 
 /// Binds the control socket at `path` (mode 0600, its directory created). A socket file left
@@ -93,18 +98,19 @@ where
 
 /// Answers the requests of one connection in order until the peer closes it. Blank lines are
 /// skipped; a line that is not a request is refused (the connection stays); a line longer than
-/// [`MAX_LINE`] ends the connection after its refusal.
+/// [`Service::max_line`] ends the connection after its refusal.
 pub fn serve_connection<S: Service + ?Sized>(stream: UnixStream, service: &S) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     loop {
         line.clear();
-        let n = (&mut reader).take(MAX_LINE).read_line(&mut line)?;
+        let max = service.max_line();
+        let n = (&mut reader).take(max).read_line(&mut line)?;
         if n == 0 {
             return Ok(());
         }
-        if !line.ends_with('\n') && n as u64 >= MAX_LINE {
+        if !line.ends_with('\n') && n as u64 >= max {
             write_line(&mut writer, &service.refuse(BadLine::TooLong))?;
             return Ok(());
         }

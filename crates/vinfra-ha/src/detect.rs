@@ -199,8 +199,10 @@ pub fn assess(now: Instant, signals: &HostSignals<'_>, timings: &HaTimings) -> A
                 .map(Duration::from_millis);
             match state {
                 LeaseState::Stopped { vms } => {
-                    let all =
-                        !signals.vms.is_empty() && signals.vms.iter().all(|v| vms.contains(v));
+                    // Every VM the console has there is stopped; once they run elsewhere
+                    // the console has none there, and the host stays fenced.
+                    let all = (!signals.vms.is_empty() || !vms.is_empty())
+                        && signals.vms.iter().all(|v| vms.contains(v));
                     let ha = if all {
                         HostHa::Fenced
                     } else {
@@ -430,6 +432,8 @@ mod tests {
         let x = w.assess(1_000, w.lost(0), None, &[b, a]);
         assert_eq!(x.ha, HostHa::Fenced);
         assert!(x.restartable.allows(&a) && !x.restartable.allows(&c));
+        // Restarted elsewhere, the console has none there: still fenced, not isolated again.
+        assert_eq!(w.assess(1_000, w.lost(0), None, &[]).ha, HostHa::Fenced);
         // Once the stopped lease expires, everything may restart.
         w.read(
             7_000,
@@ -438,6 +442,20 @@ mod tests {
         let x = w.assess(7_000, w.lost(0), None, &[a, b, c]);
         assert_eq!(x.ha, HostHa::Failed);
         assert!(x.restartable.allows(&c));
+    }
+
+    #[test]
+    fn a_guard_that_stopped_nothing_where_the_console_has_nothing_leaves_the_host_isolated() {
+        let mut w = World::new();
+        w.read(0, Some(lease(1, 1, LeaseState::Live)));
+        w.read(
+            1_000,
+            Some(lease(1, 2, LeaseState::Stopped { vms: vec![] })),
+        );
+        assert_eq!(
+            w.assess(1_000, w.lost(0), None, &[]).ha,
+            HostHa::Isolated { agent_absent: None }
+        );
     }
 
     #[test]

@@ -26,12 +26,14 @@ pub const INITRD_IMAGE: &str = "vinfra-guest-initrd.img";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestAddress {
     /// The NIC asks the console for `ip`, and the guest sets `ip/prefix` itself
-    /// (`vinfra.ip=ADDR/PREFIX`).
+    /// (`vinfra.ip=ADDR/PREFIX`), and its default route when the network has a gateway.
     Static {
         /// The address.
         ip: Ipv4Addr,
         /// The prefix length of the network's subnet.
         prefix: u8,
+        /// The network's gateway, the guest's default route (`vinfra.gw=IP`), if it has one.
+        gateway: Option<Ipv4Addr>,
     },
     /// The console's IPAM picks the address, and the guest asks its host's switch for it by
     /// DHCP, with the network's prefix, gateway and MTU (`vinfra.dhcp=1`).
@@ -42,7 +44,16 @@ impl GuestAddress {
     /// The kernel command line option that tells the guest.
     pub fn kernel_arg(&self) -> String {
         match self {
-            GuestAddress::Static { ip, prefix } => format!("vinfra.ip={ip}/{prefix}"),
+            GuestAddress::Static {
+                ip,
+                prefix,
+                gateway: None,
+            } => format!("vinfra.ip={ip}/{prefix}"),
+            GuestAddress::Static {
+                ip,
+                prefix,
+                gateway: Some(gw),
+            } => format!("vinfra.ip={ip}/{prefix} vinfra.gw={gw}"),
             GuestAddress::Dhcp => "vinfra.dhcp=1".into(),
         }
     }
@@ -148,13 +159,31 @@ mod tests {
     #[test]
     fn the_guest_is_told_its_address_on_its_command_line() {
         let ip = Ipv4Addr::new(10, 80, 1, 20);
-        let a = GuestAddress::Static { ip, prefix: 24 };
+        let a = GuestAddress::Static {
+            ip,
+            prefix: 24,
+            gateway: None,
+        };
         assert_eq!(a.kernel_arg(), "vinfra.ip=10.80.1.20/24");
         assert_eq!(a.requested_ip(), Some(ip));
+        let routed = GuestAddress::Static {
+            ip,
+            prefix: 24,
+            gateway: Some(Ipv4Addr::new(10, 80, 1, 1)),
+        };
+        assert_eq!(
+            routed.kernel_arg(),
+            "vinfra.ip=10.80.1.20/24 vinfra.gw=10.80.1.1"
+        );
         assert_eq!(GuestAddress::Dhcp.kernel_arg(), "vinfra.dhcp=1");
         assert_eq!(GuestAddress::Dhcp.requested_ip(), None);
         // The options the guest's init understands, as the build script spells them.
-        for option in ["vinfra.ip=*)", "vinfra.dhcp=1)", "vinfra.ignore_acpi=1)"] {
+        for option in [
+            "vinfra.ip=*)",
+            "vinfra.gw=*)",
+            "vinfra.dhcp=1)",
+            "vinfra.ignore_acpi=1)",
+        ] {
             assert!(BUILD_SCRIPT.contains(option), "{option}");
         }
     }

@@ -25,6 +25,10 @@
 //!   kernel answers ARP and ping. The kernel here has no 802.1Q sub-interfaces, so a VLAN
 //!   endpoint has to tag and untag in userspace; the switch does exactly that, the way a real
 //!   top-of-rack switch does for a server on an access port.
+//! - on request ([`Lab::add_upstream`]; `vinfra lab up` asks for one on VLAN 200), the data
+//!   centre's upstream router on the physical network and an "internet" behind it, namespaces
+//!   `vl-<name>-upstream` and `vl-<name>-internet`, the latter with a TCP service that tells a
+//!   client the address it sees it come from: see [`upstream`].
 //!
 //! Each host gets a fence command, set through the API once the hosts are connected:
 //! `vinfra lab fence --name <name> --root <root> <host>` ([`Lab::fence`]), which kills every
@@ -37,12 +41,13 @@
 //! The lab talks to its console through `vinfra_client`, like the CLI does.
 //!
 //! Modules: [`net`] (namespaces), [`process`] (detached processes), [`guest`] (the test guest
-//! image and how it takes its address).
+//! image and how it takes its address), [`upstream`] (the upstream router and its internet).
 #![deny(unsafe_code)]
 
 pub mod guest;
 pub mod net;
 pub mod process;
+pub mod upstream;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -57,6 +62,7 @@ use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::{BootSource, HostStatus, HostSummary, NicSpec, VmSpec, VmSummary};
 
 use guest::GuestAddress;
+use upstream::{Upstream, UpstreamError};
 
 /// Longest lab name (it becomes part of namespace names).
 pub const MAX_NAME: usize = 12;
@@ -166,6 +172,9 @@ pub enum LabError {
     /// The lab was built without a physical network (an older `lab.json`).
     #[error("this lab has no physical network (it was built by an older version): rebuild it")]
     NoPhys,
+    /// The upstream router or its internet could not be set up or used.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// A lab process exited while the lab was waiting for it.
     #[error("the {what} exited; last log lines ({log}): {tail}")]
     Exited {
@@ -309,12 +318,16 @@ pub struct LabState {
     /// The VLAN endpoints on the physical network.
     #[serde(default)]
     pub endpoints: Vec<VlanEndpoint>,
+    /// The upstream router and its internet, if the lab has them.
+    #[serde(default)]
+    pub upstream: Option<Upstream>,
 }
 
 /// Whether a lab process runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessStatus {
-    /// `console`, the host name (its agent), `<host> switch`, `<host> guard` or `phys switch`.
+    /// `console`, the host name (its agent), `<host> switch`, `<host> guard`, `phys switch` or
+    /// `internet service`.
     pub name: String,
     /// Its pid (from its pidfile, else the one recorded).
     pub pid: u32,
@@ -523,6 +536,8 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
             process::wait_gone(pid, Duration::from_secs(5));
         }
     }
+    // The upstream router's and the internet's namespaces hold nothing but the lab's.
+    note(upstream::stop(name).map_err(LabError::from));
     note(net::destroy(name).map_err(LabError::from));
     if remove_root && root.exists() {
         note(std::fs::remove_dir_all(root).map_err(io("cannot remove", root)));
@@ -605,6 +620,7 @@ impl Lab {
                 phys_namespace: Some(net::phys_ns(&config.name)),
                 tor_pid: 0,
                 endpoints: Vec::new(),
+                upstream: None,
             },
         };
         lab.start_tor()?;
@@ -973,24 +989,157 @@ impl Lab {
             tap: format!("ep{vlan_id}"),
             port: tor_access_port(vlan_id),
         };
-        self.tor_apply(&[
-            vinfra_switch_control::Request::AddNetwork {
-                id: u32::from(vlan_id),
-                kind: vinfra_switch_control::NetworkSpec::Vlan { vid: vlan_id },
-            },
-            vinfra_switch_control::Request::AddPort(vinfra_switch_control::PortSpec {
-                id: endpoint.port,
-                mtu: 1500,
-                attach: vinfra_switch_control::Attachment::Host {
-                    network: u32::from(vlan_id),
-                    tap: endpoint.tap.clone(),
-                },
-            }),
-        ])?;
+        self.tor_apply(&self.tor_access_requests(vlan_id, endpoint.port, &endpoint.tap))?;
         net::set_phys_address(&self.state.name, &endpoint.tap, cidr)?;
         self.state.endpoints.push(endpoint.clone());
         self.save()?;
         Ok(endpoint)
+    }
+
+    /// True when the top-of-rack switch has VLAN `vid` (an endpoint or the upstream router is
+    /// on it).
+    fn tor_has_vlan(&self, vid: u16) -> bool {
+        self.state.endpoints.iter().any(|e| e.vlan_id == vid)
+            || self
+                .state
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.vlan_id == vid)
+    }
+
+    /// The requests that give the top-of-rack switch an access port `port` on VLAN `vid`,
+    /// creating the tap `tap` (and the VLAN, when the switch does not have it yet).
+    fn tor_access_requests(
+        &self,
+        vid: u16,
+        port: u32,
+        tap: &str,
+    ) -> Vec<vinfra_switch_control::Request> {
+        let mut requests = Vec::new();
+        if !self.tor_has_vlan(vid) {
+            requests.push(vinfra_switch_control::Request::AddNetwork {
+                id: u32::from(vid),
+                kind: vinfra_switch_control::NetworkSpec::Vlan { vid },
+            });
+        }
+        requests.push(vinfra_switch_control::Request::AddPort(
+            vinfra_switch_control::PortSpec {
+                id: port,
+                mtu: 1500,
+                attach: vinfra_switch_control::Attachment::Host {
+                    network: u32::from(vid),
+                    tap: tap.to_string(),
+                },
+            },
+        ));
+        requests
+    }
+
+    /// Gives the lab its upstream router on VLAN `vlan_id` of the physical network, with
+    /// address `external_cidr` (`10.82.0.254/24`) there and `internet_cidr` (`10.250.0.1/24`)
+    /// towards the "internet" behind it, which takes the address beside that one
+    /// (`10.250.0.2/24`) and runs the internet service (see [`upstream`]). The router's
+    /// interface on the VLAN is an access port of the top-of-rack switch, moved from the
+    /// physical-network namespace into the router's. On failure, removes what it made.
+    pub fn add_upstream(
+        &mut self,
+        vlan_id: u16,
+        external_cidr: &str,
+        internet_cidr: &str,
+    ) -> Result<Upstream, LabError> {
+        let phys = self.state.phys_namespace.clone().ok_or(LabError::NoPhys)?;
+        if self.state.upstream.is_some() {
+            return Err(UpstreamError::Taken.into());
+        }
+        let mut up = Upstream::new(&self.state.name, vlan_id, external_cidr, internet_cidr)?;
+        let requests = self.tor_access_requests(vlan_id, up.tor_port, upstream::EXTERNAL_INTERFACE);
+        let mut on_tor = false;
+        match self.build_upstream(&up, &requests, &phys, &mut on_tor) {
+            Ok(pid) => up.service_pid = pid,
+            Err(e) => {
+                // Best effort: the access port (and the VLAN, if it came with it), then the
+                // namespaces.
+                if on_tor {
+                    let mut undo =
+                        vec![vinfra_switch_control::Request::RemovePort { id: up.tor_port }];
+                    if requests.len() > 1 {
+                        undo.push(vinfra_switch_control::Request::RemoveNetwork {
+                            id: u32::from(vlan_id),
+                        });
+                    }
+                    for request in undo {
+                        if let Err(u) = self.tor_apply(&[request]) {
+                            tracing::warn!(error = %u, "undoing the upstream router's access port");
+                        }
+                    }
+                }
+                if let Err(u) = upstream::destroy(&self.state.name) {
+                    tracing::warn!(error = %u, "removing the upstream router's namespaces");
+                }
+                return Err(e);
+            }
+        }
+        self.state.upstream = Some(up.clone());
+        self.save()?;
+        Ok(up)
+    }
+
+    /// The steps of [`Lab::add_upstream`]: the namespaces, the access port (`requests`; sets
+    /// `on_tor` once the switch took them), the move of its tap, the internet service (its pid).
+    fn build_upstream(
+        &self,
+        up: &Upstream,
+        requests: &[vinfra_switch_control::Request],
+        phys: &str,
+        on_tor: &mut bool,
+    ) -> Result<u32, LabError> {
+        upstream::create(up)?;
+        self.tor_apply(requests)?;
+        *on_tor = true;
+        upstream::attach_external(up, phys)?;
+        let dir = upstream::service_dir(&self.state.root);
+        Ok(upstream::start_service(up, &dir)?)
+    }
+
+    /// The lab's upstream router and internet.
+    pub fn upstream(&self) -> Result<&Upstream, LabError> {
+        Ok(self.state.upstream.as_ref().ok_or(UpstreamError::Missing)?)
+    }
+
+    /// Runs `args` (a program and its arguments) in the upstream router's namespace; its
+    /// output.
+    pub fn upstream_exec(&self, args: &[&str]) -> Result<std::process::Output, LabError> {
+        Ok(upstream::exec(&self.upstream()?.namespace, args)?)
+    }
+
+    /// Runs `args` (a program and its arguments) in the internet's namespace (to ping a
+    /// floating IP from the internet, say); its output.
+    pub fn internet_exec(&self, args: &[&str]) -> Result<std::process::Output, LabError> {
+        Ok(upstream::exec(&self.upstream()?.internet_namespace, args)?)
+    }
+
+    /// Probes the internet service from network namespace `namespace`: the address the service
+    /// saw the connection come from (after a SNAT, the SNAT address).
+    pub fn probe_internet_from(&self, namespace: &str) -> Result<Ipv4Addr, LabError> {
+        let u = self.upstream()?;
+        Ok(upstream::probe(namespace, u.internet.ip, u.service_port)?)
+    }
+
+    /// Routes `destination` (`A.B.C.D/P`, a floating-IP range outside the external subnet,
+    /// say) on the upstream router via `via`, a host of the external subnet. Addresses on the
+    /// external subnet need no route: the router finds them by ARP.
+    pub fn add_upstream_route(&mut self, destination: &str, via: Ipv4Addr) -> Result<(), LabError> {
+        let mut u = self.upstream()?.clone();
+        upstream::add_route(&mut u, destination, via)?;
+        self.state.upstream = Some(u);
+        self.save()
+    }
+
+    /// The internet service's pid (from its pidfile, else the recorded one; 0 without an
+    /// upstream router).
+    pub fn internet_service_pid(&self) -> u32 {
+        let recorded = self.state.upstream.as_ref().map_or(0, |u| u.service_pid);
+        process::read_pidfile(&upstream::service_pidfile(&self.state.root)).unwrap_or(recorded)
     }
 
     /// The pid of `host`'s virtual switch.
@@ -1301,17 +1450,19 @@ impl Lab {
         req
     }
 
-    /// The static address `ip` on `network`, with the prefix length of the network's subnet as
-    /// the console has it.
+    /// The static address `ip` on `network`, with the prefix length of the network's subnet and
+    /// its gateway as the console has them.
     pub fn static_address(&self, network: &str, ip: Ipv4Addr) -> Result<GuestAddress, LabError> {
         let net = self.api()?.network(network)?.network;
         let subnet = Ipv4Subnet::parse(&net.subnet).map_err(|source| LabError::Subnet {
             network: net.name,
             source,
         })?;
+        let gateway = net.gateway.as_deref().and_then(|g| g.parse().ok());
         Ok(GuestAddress::Static {
             ip,
             prefix: subnet.prefix(),
+            gateway,
         })
     }
 
@@ -1386,6 +1537,14 @@ impl Lab {
                 alive: process::alive(pid),
             });
         }
+        if self.state.upstream.is_some() {
+            let pid = self.internet_service_pid();
+            processes.push(ProcessStatus {
+                name: "internet service".into(),
+                pid,
+                alive: process::alive(pid),
+            });
+        }
         let listed = self.api().and_then(|c| {
             Ok(Listed {
                 hosts: c.hosts()?,
@@ -1399,7 +1558,8 @@ impl Lab {
         }
     }
 
-    /// Stops everything (console, agents, switches, guards, QEMUs), deletes the namespaces and removes the root.
+    /// Stops everything (console, agents, switches, guards, QEMUs, the internet service),
+    /// deletes the namespaces and removes the root.
     pub fn down(self) -> Result<(), LabError> {
         cleanup(&self.state.name, &self.state.root, true)
     }
@@ -1450,12 +1610,13 @@ mod tests {
                 tap: "ep100".into(),
                 port: tor_access_port(100),
             }],
+            upstream: Some(Upstream::new("lab", 200, "10.82.0.254/24", "10.250.0.1/24").unwrap()),
         };
         let text = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<LabState>(&text).unwrap(), state);
         // A state written before the physical network existed still loads, without it.
         let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
-        for field in ["phys_namespace", "tor_pid", "endpoints"] {
+        for field in ["phys_namespace", "tor_pid", "endpoints", "upstream"] {
             old.as_object_mut().unwrap().remove(field);
         }
         let old: LabState = serde_json::from_value(old).unwrap();
@@ -1463,6 +1624,7 @@ mod tests {
             (old.phys_namespace, old.tor_pid, old.endpoints.len()),
             (None, 0, 0)
         );
+        assert_eq!(old.upstream, None);
     }
 
     #[test]
@@ -1498,7 +1660,11 @@ mod tests {
             128,
             Some("h2"),
             "blue",
-            GuestAddress::Static { ip, prefix: 24 },
+            GuestAddress::Static {
+                ip,
+                prefix: 24,
+                gateway: None,
+            },
         );
         r.spec.validate().unwrap();
         assert_eq!(cmdline(&r), "console=ttyS0 vinfra.ip=10.80.1.20/24");

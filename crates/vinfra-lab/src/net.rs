@@ -11,6 +11,9 @@
 //! [`crate::Lab::add_vlan_endpoint`]). Nothing needs `ethtool`: where the kernel moves a tag into
 //! packet metadata, the bridge forwards it with the frame and the switches' AF_PACKET sockets
 //! put it back.
+//!
+//! On the physical network, an upstream router and an "internet" behind it have namespaces of
+//! their own, `vl-<lab>-upstream` and `vl-<lab>-internet` (see [`crate::upstream`]).
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -54,6 +57,16 @@ pub fn phys_ns(lab: &str) -> String {
     format!("vl-{lab}-phys")
 }
 
+/// Name of the upstream router's namespace of lab `lab` (see [`crate::upstream`]).
+pub fn upstream_ns(lab: &str) -> String {
+    format!("vl-{lab}-upstream")
+}
+
+/// Name of the "internet" namespace of lab `lab`, behind its upstream router.
+pub fn internet_ns(lab: &str) -> String {
+    format!("vl-{lab}-internet")
+}
+
 /// The trunk interface in every host namespace.
 pub const TRUNK_INTERFACE: &str = "trunk0";
 /// The top-of-rack switch's trunk interface in the physical-network namespace.
@@ -75,12 +88,13 @@ pub fn host_addr(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 0, last)
 }
 
-fn ip(args: &[&str]) -> Result<(), NetError> {
+/// Runs `ip args`.
+pub(crate) fn ip(args: &[&str]) -> Result<(), NetError> {
     ip_output(args).map(drop)
 }
 
 /// Runs `ip args`; its standard output.
-fn ip_output(args: &[&str]) -> Result<String, NetError> {
+pub(crate) fn ip_output(args: &[&str]) -> Result<String, NetError> {
     let joined = args.join(" ");
     let out = Command::new("ip")
         .args(args)
@@ -109,7 +123,8 @@ pub fn pids(ns: &str) -> Result<Vec<u32>, NetError> {
         .collect())
 }
 
-/// Names of the existing namespaces that belong to lab `lab`.
+/// Names of the existing namespaces that belong to lab `lab` (underlay, hosts, physical
+/// network, upstream router, internet).
 pub fn lab_namespaces(lab: &str) -> Vec<String> {
     let prefix = format!("vl-{lab}-");
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
@@ -119,8 +134,9 @@ pub fn lab_namespaces(lab: &str) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| {
-            n.strip_prefix(&prefix)
-                .is_some_and(|rest| rest == "ul" || rest == "phys" || is_host_suffix(rest))
+            n.strip_prefix(&prefix).is_some_and(|rest| {
+                matches!(rest, "ul" | "phys" | "upstream" | "internet") || is_host_suffix(rest)
+            })
         })
         .collect();
     names.sort();
@@ -213,6 +229,8 @@ mod tests {
         assert_eq!(underlay_ns("lab"), "vl-lab-ul");
         assert_eq!(host_ns("lab", 2), "vl-lab-h2");
         assert_eq!(phys_ns("lab"), "vl-lab-phys");
+        assert_eq!(upstream_ns("lab"), "vl-lab-upstream");
+        assert_eq!(internet_ns("lab"), "vl-lab-internet");
         assert_eq!(trunk_port(3), "t3");
         assert_eq!(host_addr(1), Ipv4Addr::new(10, 77, 0, 11));
         assert!(is_host_suffix("h12"));

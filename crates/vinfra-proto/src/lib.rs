@@ -13,11 +13,15 @@
 //!   each heartbeat at once with [`ConsoleMessage::HeartbeatAck`], and counts a host
 //!   disconnected after its heartbeat timeout without any message from it.
 //!
+//! - Every 10 s an agent sends [`AgentMessage::Flows`]: the flows its switch counted since.
+//!
 //! [`pki`] holds the cluster CA, certificate issuance and the rustls configurations both ends use.
 #![deny(unsafe_code)]
 
+pub mod flows;
 pub mod frame;
 pub mod messages;
 pub mod pki;
 
+pub use flows::HostFlow;
 pub use messages::*;

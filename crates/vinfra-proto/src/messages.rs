@@ -5,9 +5,14 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 pub use vinfra_ha::HaTimings;
+pub use vinfra_switch_control::{ConnTupleSpec, ConnectionSpec, SideSpec, TcpStateSpec};
 pub use vinfra_types::ha::IsolationResponse;
 use vinfra_types::network::HostSwitchCounters;
-use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec};
+pub use vinfra_types::qos::NicQos;
+pub use vinfra_types::security_group::{SgAction, SgDirection};
+use vinfra_types::{
+    Accel, AllowedAddressPair, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec,
+};
 
 /// Version of this protocol; the console refuses a Hello with another version. 2: heartbeats
 /// ([`AgentMessage::Heartbeat`], [`ConsoleMessage::HeartbeatAck`]) carry the connection's
@@ -16,8 +21,16 @@ use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec
 /// ([`HostReport::guard`]). 4: a VM's HA policy changed while it runs
 /// ([`AgentCommand::SetVmHa`]), and as the host took it in reports (`VmObserved::ha`). 5: the
 /// switch configuration's underlay peers and expected MAC moves ([`HostSwitchConfig`]), NICs'
-/// port security (`NicSpec::port_security`, `allowed_addresses`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// port security (`NicSpec::port_security`, `allowed_addresses`). 6: the NICs' firewalls
+/// ([`HostSwitchConfig::firewalls`]) are enforced, so an agent that ignores them must not join,
+/// and a migration carries the VM's tracked connections from the source's switch to the
+/// destination's ([`AgentCommand::ExportConnections`], [`AgentCommand::ImportConnections`]). 7:
+/// the NICs' QoS ([`HostSwitchConfig::qos`]) is applied to their ports, so an agent that
+/// ignores it must not join. 8: the NICs' port security in the configuration
+/// ([`HostSwitchConfig::port_security`]), so a change reaches a running VM's port. 9: routers
+/// ([`HostSwitchConfig::routers`]): an agent that ignores them would leave the VMs of routed
+/// networks without their gateway.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +107,19 @@ pub enum AgentMessage {
         id: u64,
         /// The command's reply, or why it failed.
         result: Result<CommandReply, CommandError>,
+    },
+    /// The flows the host's switch counted since the previous `Flows` (deltas), every 10 s
+    /// while the switch counts flows; an agent whose switch does not sends none.
+    Flows {
+        /// The host (equals the certificate's common name).
+        host: String,
+        /// Milliseconds the counts cover (0 for the switch's first take).
+        interval_ms: u64,
+        /// The flows with traffic in the interval.
+        flows: Vec<crate::flows::HostFlow>,
+        /// Packets the switch could not count in a flow (its flow table was full).
+        #[serde(default)]
+        untracked_packets: u64,
     },
 }
 
@@ -249,6 +275,23 @@ pub enum AgentCommand {
         /// The cluster's HA timings (renewal, self-fence deadline, agent grace, …).
         timings: HaTimings,
     },
+    /// After a completed migration, on the source: the connections its switch tracks for VM
+    /// `id`'s NIC ports (the ports of its paused QEMU), for the destination. Read-only; a VM
+    /// without ports here has none. Replies [`CommandReply::Connections`].
+    ExportConnections {
+        /// The VM.
+        id: Uuid,
+    },
+    /// After a completed migration, on the destination: gives VM `id`'s NIC ports the
+    /// connections the source's switch tracked for them (a NIC is matched by network and MAC;
+    /// connections a port already has are kept), so that the VM's established connections
+    /// pass its firewall here. Replies `Done`.
+    ImportConnections {
+        /// The VM.
+        id: Uuid,
+        /// The connections, per NIC.
+        nics: Vec<NicConnections>,
+    },
     /// VM `id`'s HA policy was turned on or off: the host's guard counts it as HA (its
     /// isolation response acts on it) or not from now on, and the agent keeps the policy
     /// with the VM. The VM's report carries the flag as taken (`VmObserved::ha`), so the
@@ -258,6 +301,14 @@ pub enum AgentCommand {
         id: Uuid,
         /// Its HA policy is on.
         ha: bool,
+    },
+    /// The cluster's IPFIX collector (`flows.ipfix_collector`), sent after every Hello and
+    /// when the setting changes: the agent exports its host's flows there (UDP), or stops
+    /// when `None`. Replies `Done`.
+    SetFlowExport {
+        /// Where to send IPFIX messages.
+        #[serde(default)]
+        collector: Option<std::net::SocketAddr>,
     },
 }
 
@@ -275,6 +326,9 @@ impl AgentCommand {
                 | AgentCommand::SwitchCounters
                 | AgentCommand::SetHa { .. }
                 | AgentCommand::SetVmHa { .. }
+                | AgentCommand::SetFlowExport { .. }
+                | AgentCommand::ExportConnections { .. }
+                | AgentCommand::ImportConnections { .. }
         )
     }
 }
@@ -296,6 +350,175 @@ pub struct HostSwitchConfig {
     /// Underlay addresses of the cluster's hosts: the only sources the VXLAN uplink accepts.
     #[serde(default)]
     pub underlay_peers: Vec<Ipv4Addr>,
+    /// The firewall of each VM NIC on this host (or arriving at it) that is in at least one
+    /// security group, by network and MAC; a NIC not listed is not filtered. Absent (empty)
+    /// from consoles without security groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<SwitchNicFirewall>,
+    /// The QoS of each VM NIC on this host (or arriving at it) that has one, by network and
+    /// MAC; a NIC not listed has none. Absent (empty) from consoles without QoS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qos: Vec<SwitchNicQos>,
+    /// The port security of every VM NIC on this host (or arriving at it), by network and MAC:
+    /// the agent sets its port's policy from it, so a change reaches the running VM. A NIC not
+    /// listed keeps what its VM was started with. Absent (empty) from older consoles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_security: Vec<SwitchNicSecurity>,
+    /// The routers (VRFs) with an interface on at least one of [`HostSwitchConfig::networks`]:
+    /// each with its interfaces on those networks and its static routes. Every network a
+    /// router attaches is in `networks` on a host where any of the router's networks is, so a
+    /// packet is routed on its sender's host and goes straight to the destination's host.
+    /// Absent (empty) from consoles without routers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<SwitchRouter>,
+}
+
+/// A router (VRF) as one host's switch needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRouter {
+    /// The router's name.
+    pub name: String,
+    /// The switch's router number, the same on every host (1 to 65535).
+    pub id: u16,
+    /// Its virtual interfaces (distributed gateways), one per attached network.
+    #[serde(default)]
+    pub interfaces: Vec<SwitchRouterInterface>,
+    /// Its static routes.
+    #[serde(default)]
+    pub routes: Vec<SwitchRoute>,
+    /// Its uplink to the physical network, with its edge and floating IPs, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<SwitchRouterUplink>,
+}
+
+/// A router's uplink on an external network, as every host's switch needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRouterUplink {
+    /// The external network's name (one of [`HostSwitchConfig::networks`], a VLAN network).
+    pub network: String,
+    /// The router's address on it.
+    pub ip: Ipv4Addr,
+    /// The external network's prefix length (1 to 32).
+    pub prefix_len: u8,
+    /// The router's MAC on it `xx:xx:xx:xx:xx:xx` (lower case).
+    pub mac: String,
+    /// The underlay (VTEP) address of the router's edge host: the host whose switch translates
+    /// the router's north-south traffic. The host with that address is the edge; every other
+    /// sends that traffic there.
+    pub edge_vtep: Ipv4Addr,
+    /// The VNI that carries the router's north-south packets to its edge.
+    pub transit_vni: u32,
+    /// Floating IPs: 1:1 NAT of a VM NIC's address.
+    #[serde(default)]
+    pub floating_ips: Vec<SwitchFloatingIp>,
+}
+
+/// A floating IP of a router's uplink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchFloatingIp {
+    /// The address on the external network.
+    pub external: Ipv4Addr,
+    /// The VM NIC's address behind it.
+    pub internal: Ipv4Addr,
+}
+
+/// A router's virtual interface on a network: the network's gateway, the same address and MAC
+/// on every host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRouterInterface {
+    /// The network's name (one of [`HostSwitchConfig::networks`]).
+    pub network: String,
+    /// The gateway's address.
+    pub ip: Ipv4Addr,
+    /// The network's prefix length (1 to 32).
+    pub prefix_len: u8,
+    /// The gateway's MAC `xx:xx:xx:xx:xx:xx` (lower case).
+    pub mac: String,
+}
+
+/// A static route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchRoute {
+    /// Destination prefix, `a.b.c.d/len` (host bits zero).
+    pub prefix: String,
+    /// Next hop, an address on one of the router's networks.
+    pub via: Ipv4Addr,
+}
+
+/// The port security of one VM NIC, as its spec gives it: what its switch port may send from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchNicSecurity {
+    /// The NIC's network.
+    pub network: String,
+    /// The NIC's MAC address `xx:xx:xx:xx:xx:xx` (lower case).
+    pub mac: String,
+    /// Port security on (the NIC sends only from its MAC and address and its allowed pairs).
+    pub port_security: bool,
+    /// The NIC's IPv4 address (none: any address from its MAC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Its allowed address pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_addresses: Vec<AllowedAddressPair>,
+}
+
+/// The QoS of one VM NIC, as its spec gives it (the switch's port gets it with the default
+/// burst and weight filled in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchNicQos {
+    /// The NIC's network.
+    pub network: String,
+    /// The NIC's MAC address `xx:xx:xx:xx:xx:xx` (lower case).
+    pub mac: String,
+    /// Its QoS.
+    pub qos: NicQos,
+}
+
+/// The firewall of one VM NIC: the union of the rules of its security groups. A packet
+/// matched by a `deny` rule is dropped; else one matched by an `allow` rule passes; else
+/// ingress (to the NIC) is dropped and egress (from it) passes. Replies to a connection a rule
+/// let through pass both ways (connection tracking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchNicFirewall {
+    /// The NIC's network.
+    pub network: String,
+    /// The NIC's MAC address `xx:xx:xx:xx:xx:xx` (lower case).
+    pub mac: String,
+    /// Its rules, by group name and rule id.
+    pub rules: Vec<SwitchFirewallRule>,
+}
+
+/// One rule of a NIC's firewall, its remote group (if any) resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchFirewallRule {
+    /// Ingress (to the NIC; the remote is the source) or egress (from it; the remote is the
+    /// destination).
+    pub direction: SgDirection,
+    /// The IP protocol number; `None` matches every protocol.
+    pub protocol: Option<u8>,
+    /// Destination ports, first and last inclusive (tcp and udp only); `None`: every port.
+    pub ports: Option<(u16, u16)>,
+    /// The remote prefixes (address, length), sorted; an empty list matches nothing (a remote
+    /// group without NICs).
+    pub remotes: Vec<(Ipv4Addr, u8)>,
+    /// Allow or deny.
+    pub action: SgAction,
+    /// The security group the rule is from.
+    pub group: String,
+    /// The rule's id in its group.
+    pub rule_id: u32,
+}
+
+/// The connections a host's switch tracks for one VM NIC (its firewall's), as they move with
+/// the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicConnections {
+    /// The NIC's network.
+    pub network: String,
+    /// The NIC's MAC address.
+    pub mac: String,
+    /// Its connections, each with the time it has left.
+    pub entries: Vec<ConnectionSpec>,
 }
 
 /// One logical network on a host's switch.
@@ -426,6 +649,11 @@ pub enum CommandReply {
     Console {
         /// The text (invalid UTF-8 replaced).
         text: String,
+    },
+    /// A VM's tracked connections ([`AgentCommand::ExportConnections`]).
+    Connections {
+        /// Per NIC.
+        nics: Vec<NicConnections>,
     },
     /// The host's switch counters.
     SwitchCounters {
@@ -590,6 +818,51 @@ mod tests {
         let unguarded: HostReport = serde_json::from_value(json).unwrap();
         assert_eq!(unguarded.guard, None);
         assert!(!serde_json::to_string(&unguarded).unwrap().contains("guard"));
+    }
+
+    #[test]
+    fn connections_move_on_the_wire() {
+        use vinfra_switch_control::{ConnTupleSpec, SideSpec, TcpStateSpec};
+        let nics = vec![NicConnections {
+            network: "blue".into(),
+            mac: "52:54:00:00:00:01".into(),
+            entries: vec![ConnectionSpec {
+                original: ConnTupleSpec {
+                    src: Ipv4Addr::new(10, 0, 0, 2),
+                    dst: Ipv4Addr::new(10, 0, 0, 1),
+                    protocol: 6,
+                    src_port: 40000,
+                    dst_port: 8080,
+                },
+                origin: SideSpec::ToVm,
+                tcp_state: Some(TcpStateSpec::Established),
+                replied: true,
+                remaining_ms: 1000,
+            }],
+        }];
+        let id = Uuid::from_u128(7);
+        let import = AgentCommand::ImportConnections {
+            id,
+            nics: nics.clone(),
+        };
+        let json = serde_json::to_value(&import).unwrap();
+        assert_eq!(json["command"], "import_connections");
+        assert_eq!(json["nics"][0]["entries"][0]["original"]["dst_port"], 8080);
+        assert_eq!(
+            serde_json::from_value::<AgentCommand>(json).unwrap(),
+            import
+        );
+        let export = AgentCommand::ExportConnections { id };
+        assert_eq!(
+            serde_json::to_value(&export).unwrap()["command"],
+            "export_connections"
+        );
+        // Neither changes a VM's state: no report before the answer.
+        assert!(!export.changes_vm_state() && !import.changes_vm_state());
+        let reply = CommandReply::Connections { nics };
+        let json = serde_json::to_value(&reply).unwrap();
+        assert_eq!(json["reply"], "connections");
+        assert_eq!(serde_json::from_value::<CommandReply>(json).unwrap(), reply);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{CountersView, Request, Response};
+use crate::protocol::{ConnectionSpec, CountersView, FlowsView, Request, Response};
 
 /// Errors of [`SwitchClient`].
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,32 @@ impl SwitchClient {
     pub fn counters(&mut self) -> Result<CountersView, ClientError> {
         match self.request(&Request::GetCounters)? {
             Response::Counters(c) => Ok(c),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// The flows counted since the previous take (`take_flows`).
+    pub fn take_flows(&mut self) -> Result<FlowsView, ClientError> {
+        match self.request(&Request::TakeFlows)? {
+            Response::Flows(f) => Ok(f),
+            Response::Error { message } => Err(ClientError::Refused {
+                index: 0,
+                request: Box::new(Request::TakeFlows),
+                message,
+            }),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// A port's tracked connections (`export_connections`), for a migrating VM's new host.
+    pub fn export_connections(&mut self, port: u32) -> Result<Vec<ConnectionSpec>, ClientError> {
+        match self.request(&Request::ExportConnections { port })? {
+            Response::Connections { entries } => Ok(entries),
+            Response::Error { message } => Err(ClientError::Refused {
+                index: 0,
+                request: Box::new(Request::ExportConnections { port }),
+                message,
+            }),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }

@@ -2,8 +2,8 @@
 //! over the daemon's Unix control socket, and both ends of that socket.
 //!
 //! - [`protocol`]: the messages, one JSON object per line: a [`Request`] (the switch core's
-//!   configuration commands in wire form, plus `ping`, `get_config`, `get_counters`), a
-//!   [`Response`], the counters ([`CountersView`]).
+//!   configuration commands in wire form, plus `ping`, `get_config`, `get_counters`,
+//!   `export_connections`), a [`Response`], the counters ([`CountersView`]).
 //! - [`client`]: [`SwitchClient`], the agent's side (connect, apply, read config and counters).
 //! - [`server`]: the daemon's side (bind the socket, one thread per connection, line framing);
 //!   the daemon passes a handler that carries out each request.
@@ -19,9 +19,12 @@ pub mod server;
 
 pub use client::{ClientError, SwitchClient};
 pub use protocol::{
-    AllowedAddressSpec, Attachment, BadMac, CountersView, DhcpSpec, LocationSpec, Mac,
-    NetworkCountersView, NetworkSpec, PortCountersView, PortPolicySpec, PortSpec, Request,
-    Response, StormSpec, TrafficView,
+    ActionSpec, AllowedAddressSpec, Attachment, BadMac, ConnTupleSpec, ConnectionSpec,
+    ConntrackView, CountersView, DhcpSpec, DirectionSpec, EdgeSpec, FirewallRuleSpec,
+    FlowDirection, FlowView, FlowsView, LocationSpec, Mac, NatCountersView, NetworkCountersView,
+    NetworkSpec, PortCountersView, PortPolicySpec, PortSpec, PrefixSpec, PrioritySpec, QosSpec,
+    RateSpec, Request, Response, RouterCountersView, SideSpec, StormSpec, TcpStateSpec,
+    TrafficView, DEFAULT_QOS_WEIGHT,
 };
 
 /// The port number of the VXLAN uplink: the daemon opens it itself when started with an

@@ -3,8 +3,10 @@
 //!
 //! The requests are the switch core's configuration commands (`ConfigCommand` in
 //! `vinfra-switch`), with ports carrying what the daemon needs to open them (a socket path, a tap
-//! name, an interface), plus `ping`, `get_config` and `get_counters`. The types here are the
-//! wire's own: plain numbers and addresses, checked and converted by the daemon. Example:
+//! name, an interface), plus `ping`, `get_config`, `get_counters` and `export_connections` (a
+//! port's tracked connections, for a migrating VM's new host, which takes them with
+//! `import_connections`). The types here are the wire's own: plain numbers and addresses,
+//! checked and converted by the daemon. Example:
 //!
 //! ```text
 //! {"op":"add_network","id":1,"kind":{"overlay":{"vni":5001}}}
@@ -202,6 +204,184 @@ pub struct PortPolicySpec {
     pub storm: Option<StormSpec>,
 }
 
+/// A rate and the burst it allows: a token bucket.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RateSpec {
+    /// Sustained rate, bits per second (Ethernet frames, headers included), at least 1.
+    pub bits_per_sec: u64,
+    /// Bytes that may pass at once above the rate (the bucket's depth), at least 1.
+    pub burst_bytes: u64,
+}
+
+/// A port's priority class at every place its frames wait behind others (the datapath's
+/// reading order, a port's output queue): a higher class goes first.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrioritySpec {
+    /// After the others.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Before the others.
+    High,
+}
+
+/// The default [`QosSpec::weight`].
+pub const DEFAULT_QOS_WEIGHT: u16 = 10;
+
+fn default_qos_weight() -> u16 {
+    DEFAULT_QOS_WEIGHT
+}
+
+/// A VM or host port's QoS, seen from the VM (`egress` is what it sends). Absent fields are
+/// off.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct QosSpec {
+    /// What the VM sends: the switch takes its frames no faster than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<RateSpec>,
+    /// What goes to the VM: queued and sent no faster than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<RateSpec>,
+    /// The port's priority class.
+    #[serde(default)]
+    pub priority: PrioritySpec,
+    /// The port's share against ports of the same class under contention, 1 to 100.
+    #[serde(default = "default_qos_weight")]
+    pub weight: u16,
+    /// DSCP (0 to 63) written into every IPv4 packet the VM sends; absent: the guest's own
+    /// DSCP is kept (trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dscp_mark: Option<u8>,
+}
+
+impl Default for QosSpec {
+    fn default() -> QosSpec {
+        QosSpec {
+            egress: None,
+            ingress: None,
+            priority: PrioritySpec::Normal,
+            weight: DEFAULT_QOS_WEIGHT,
+            dscp_mark: None,
+        }
+    }
+}
+
+/// Which way a firewall rule looks, seen from the VM.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionSpec {
+    /// To the VM; the remote end is the packet's source.
+    Ingress,
+    /// From the VM; the remote end is the packet's destination.
+    Egress,
+}
+
+/// What a matching firewall rule does.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// The packet (and its connection) passes, unless a deny rule matches too.
+    Allow,
+    /// The packet is dropped, whatever allow rules match.
+    Deny,
+}
+
+/// An IPv4 prefix: `{"ip":"10.0.0.0","prefix_len":24}`.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PrefixSpec {
+    /// The prefix's address.
+    pub ip: Ipv4Addr,
+    /// Its length, 0 to 32.
+    pub prefix_len: u8,
+}
+
+/// A security-group rule of a port's firewall (the core's `FirewallRule`).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct FirewallRuleSpec {
+    /// The packets' direction.
+    pub direction: DirectionSpec,
+    /// Their IP protocol number; absent or `null`: every protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    /// Their destination ports `[first, last]` (TCP and UDP only); absent or `null`: every
+    /// port, and packets without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<(u16, u16)>,
+    /// The remote end's prefixes; empty matches nothing.
+    pub remote: Vec<PrefixSpec>,
+    /// What the rule does.
+    pub action: ActionSpec,
+}
+
+/// Which way the packet that created a connection went through the port.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum SideSpec {
+    /// Sent by the VM.
+    FromVm,
+    /// Sent to the VM.
+    ToVm,
+}
+
+/// A tracked TCP connection's state (the core's `TcpState`).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpStateSpec {
+    /// A SYN from the originator seen.
+    SynSent,
+    /// SYNs seen both ways.
+    SynSent2,
+    /// The SYN+ACK seen.
+    SynRecv,
+    /// Data flows.
+    Established,
+    /// A FIN seen.
+    FinWait,
+    /// The first FIN acknowledged.
+    CloseWait,
+    /// The second FIN seen.
+    LastAck,
+    /// The second FIN acknowledged.
+    TimeWait,
+    /// A RST seen.
+    Close,
+}
+
+/// The addresses, protocol and ports of a connection's first packet (for ICMP queries the
+/// identifier and type in the port fields; 0 for other protocols).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConnTupleSpec {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Source port, or the ICMP identifier.
+    pub src_port: u16,
+    /// Destination port, or the ICMP type.
+    pub dst_port: u16,
+}
+
+/// A tracked connection of a port (the core's `ConnEntry`), exported from one switch and
+/// imported into another when its VM migrates.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConnectionSpec {
+    /// The tuple of the packet that created it (its replies go the reverse way).
+    pub original: ConnTupleSpec,
+    /// The side of the port that packet came from.
+    pub origin: SideSpec,
+    /// The TCP state; absent for other protocols.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_state: Option<TcpStateSpec>,
+    /// Whether a packet went the reply way.
+    pub replied: bool,
+    /// How long it lives without a further packet, milliseconds.
+    pub remaining_ms: u64,
+}
+
 /// A request to the switch.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -212,6 +392,16 @@ pub enum Request {
     GetConfig,
     /// Answered with `counters`.
     GetCounters,
+    /// Answered with `flows`: the flows counted since the previous `take_flows` and their
+    /// packets and bytes since then (deltas), and the flow table's counters. A query, never in
+    /// `get_config`.
+    TakeFlows,
+    /// Answered with `connections`: the port's tracked connections, for a migrating VM's new
+    /// host (the core's `Switch::export_connections`). An action: `get_config` never lists it.
+    ExportConnections {
+        /// A VM or host port.
+        port: u32,
+    },
     /// The core's `ConfigCommand::AddNetwork`.
     AddNetwork {
         /// Network number.
@@ -289,12 +479,48 @@ pub enum Request {
         /// Most learned MACs per network.
         mac_learn_limit: usize,
     },
+    /// The core's `ConfigCommand::SetFlowAccounting`: flow counting on or off (on until set;
+    /// off empties the flow table, so `take_flows` answers no flows), and optionally the flow
+    /// table's bound (default 65,536 flows). A setting: `get_config` lists it once set.
+    SetFlowAccounting {
+        /// Whether the switch counts flows.
+        enabled: bool,
+        /// Most flows in the table; absent: 65,536.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_flows: Option<u64>,
+    },
     /// The core's `ConfigCommand::SetPortPolicy`; a port's policy goes with the port.
     SetPortPolicy {
         /// A VM or host port.
         port: u32,
         /// Its policy.
         policy: PortPolicySpec,
+    },
+    /// The core's `ConfigCommand::SetPortFirewall`: a port's security-group rules; absent or
+    /// `null`: no firewall. Goes with the port.
+    SetPortFirewall {
+        /// A VM or host port.
+        port: u32,
+        /// Its rules.
+        #[serde(default)]
+        rules: Option<Vec<FirewallRuleSpec>>,
+    },
+    /// A port's QoS (rate limits, priority class, weight, DSCP marking); absent or `null`:
+    /// none. Goes with the port.
+    SetPortQos {
+        /// A VM or host port.
+        port: u32,
+        /// Its QoS.
+        #[serde(default)]
+        qos: Option<QosSpec>,
+    },
+    /// The core's `ConfigCommand::ImportConnections`: connections exported from the switch a
+    /// VM leaves, given to its port here. An action: `get_config` never lists it.
+    ImportConnections {
+        /// A VM or host port.
+        port: u32,
+        /// The connections.
+        entries: Vec<ConnectionSpec>,
     },
     /// The core's `ConfigCommand::SetUnderlayPeers`: the VXLAN uplink accepts packets from
     /// these underlay addresses only; absent or `null` accepts any.
@@ -322,6 +548,129 @@ pub enum Request {
         #[serde(default)]
         config: Option<DhcpSpec>,
     },
+    /// The core's `ConfigCommand::AddRouter`: a routing domain (VRF) with its own table, empty.
+    AddRouter {
+        /// Router number (1 to 65535), the same on every host.
+        id: u32,
+    },
+    /// The core's `ConfigCommand::RemoveRouter`: the router, its interfaces and routes.
+    RemoveRouter {
+        /// Router number.
+        id: u32,
+    },
+    /// The core's `ConfigCommand::SetRouterInterface`: the router's virtual interface on a
+    /// network (the network's distributed gateway: the same address and MAC on every host);
+    /// gives the router the connected route of `ip/prefix_len`. A network has at most one
+    /// interface; setting it again replaces it (on another router too).
+    SetRouterInterface {
+        /// Router number.
+        router: u32,
+        /// Network number.
+        network: u32,
+        /// The gateway's address on the network.
+        ip: Ipv4Addr,
+        /// The network's prefix length (1 to 32).
+        prefix_len: u8,
+        /// The gateway's MAC (unicast).
+        mac: Mac,
+        /// The network's IP MTU: a routed packet larger than it is not sent on the network
+        /// (fragmentation needed when it says DF, else dropped); absent: only the ports' and
+        /// the underlay's MTUs count.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u16>,
+    },
+    /// The core's `ConfigCommand::RemoveRouterInterface`: the network's gateway and its
+    /// connected route go.
+    RemoveRouterInterface {
+        /// Network number.
+        network: u32,
+    },
+    /// The core's `ConfigCommand::AddRoute`: a static route of the router; replaces a route to
+    /// the same prefix.
+    AddRoute {
+        /// Router number.
+        router: u32,
+        /// Destination prefix (host bits zero).
+        prefix: PrefixSpec,
+        /// Next hop, an address on one of the router's networks.
+        via: Ipv4Addr,
+    },
+    /// The core's `ConfigCommand::RemoveRoute`.
+    RemoveRoute {
+        /// Router number.
+        router: u32,
+        /// Destination prefix.
+        prefix: PrefixSpec,
+    },
+    /// The core's `ConfigCommand::SetRouterUplink`: the router's uplink on an external network
+    /// (a VLAN network of the trunk, towards the physical network): the router's own address
+    /// and MAC there (not a distributed gateway: only the edge answers for them), a connected
+    /// route of `ip/prefix_len`, and where its north-south traffic is translated. What the
+    /// router sends out through the uplink leaves with the source address of the uplink (source
+    /// NAT) or of the sender's floating IP; what comes in to those addresses is translated back.
+    /// On the edge (`edge` is `Local`) the switch does that and announces the uplink's and the
+    /// floating IPs' addresses with gratuitous ARP; on every other host a packet the router
+    /// would send out through the uplink goes, as the sender sent it, to the edge's VTEP in
+    /// VXLAN with `transit_vni`, and the edge routes it. Replaces the router's uplink. The
+    /// network must not carry a router interface.
+    SetRouterUplink {
+        /// Router number.
+        router: u32,
+        /// Network number of the external network.
+        network: u32,
+        /// The router's address on it.
+        ip: Ipv4Addr,
+        /// The external network's prefix length (1 to 32).
+        prefix_len: u8,
+        /// The router's MAC on it (unicast; the same on every host, used only by the edge).
+        mac: Mac,
+        /// Where the router's north-south traffic is translated.
+        edge: EdgeSpec,
+        /// The VNI that carries north-south packets from the router's other hosts to its edge
+        /// (one per router, no network's).
+        transit_vni: u32,
+        /// The external network's IP MTU, as for [`Request::SetRouterInterface`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u16>,
+    },
+    /// The core's `ConfigCommand::RemoveRouterUplink`: the uplink, its floating IPs and its NAT
+    /// state go.
+    RemoveRouterUplink {
+        /// Router number.
+        router: u32,
+    },
+    /// The core's `ConfigCommand::AddFloatingIp`: 1:1 NAT between `external` (in the uplink's
+    /// subnet, not the uplink's own address) and `internal` (an address on one of the router's
+    /// other networks): inbound to `external` goes to `internal`, and what `internal` sends out
+    /// leaves from `external`. Replaces a floating IP of the same external address.
+    AddFloatingIp {
+        /// Router number (it has an uplink).
+        router: u32,
+        /// The address on the external network.
+        external: Ipv4Addr,
+        /// The VM NIC's address behind it.
+        internal: Ipv4Addr,
+    },
+    /// The core's `ConfigCommand::RemoveFloatingIp`.
+    RemoveFloatingIp {
+        /// Router number.
+        router: u32,
+        /// The address on the external network.
+        external: Ipv4Addr,
+    },
+}
+
+/// Where a router's north-south traffic is translated (its edge).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EdgeSpec {
+    /// On this switch.
+    Local,
+    /// On the switch of the host with this underlay (VTEP) address.
+    Remote {
+        /// The edge host's VTEP address.
+        vtep: Ipv4Addr,
+    },
 }
 
 /// A response.
@@ -339,11 +688,77 @@ pub enum Response {
     },
     /// The answer to `get_counters`.
     Counters(CountersView),
+    /// The answer to `take_flows`.
+    Flows(FlowsView),
+    /// The answer to `export_connections`.
+    Connections {
+        /// The port's live connections.
+        entries: Vec<ConnectionSpec>,
+    },
     /// The request was refused and changed nothing.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// The flows a switch counted since the previous `take_flows`.
+///
+/// A flow is an IPv4 5-tuple (ports 0 for protocols without them; ICMP echo: the identifier
+/// as both ports) counted once in the cluster: where it enters the switches, i.e. on the
+/// switch of the host whose local port (VM NIC or host port) sent it, or, for what comes in
+/// from the physical network through a router's uplink, on the router's edge. Frames received
+/// from another host (VXLAN, the trunk) are not counted again.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct FlowsView {
+    /// The flows with traffic since the previous take (packets > 0).
+    pub flows: Vec<FlowView>,
+    /// Flows in the table now (idle flows are dropped after a while).
+    pub entries: u64,
+    /// The table's bound.
+    pub capacity: u64,
+    /// Packets not counted in a flow since the previous take because the table was full.
+    pub untracked_packets: u64,
+    /// Milliseconds since the previous take (0 for the first).
+    pub interval_ms: u64,
+}
+
+/// One flow's traffic since the previous `take_flows`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct FlowView {
+    /// The network it entered on (the sender's network).
+    pub network: u32,
+    /// The port it entered through.
+    pub port: u32,
+    /// The router that routed it on this switch, if it was routed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<u32>,
+    /// Source address as sent (before any NAT).
+    pub src: Ipv4Addr,
+    /// Destination address as sent (before any NAT).
+    pub dst: Ipv4Addr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Source port (0 without one).
+    pub src_port: u16,
+    /// Destination port (0 without one).
+    pub dst_port: u16,
+    /// Packets since the previous take (a GSO frame counts as the packets it carries).
+    pub packets: u64,
+    /// Bytes since the previous take (IP bytes: headers and payload of every packet).
+    pub bytes: u64,
+    /// East-west (both ends inside the cluster's networks) or north-south (through an uplink).
+    pub direction: FlowDirection,
+}
+
+/// Which way a flow goes.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowDirection {
+    /// Between two endpoints of the cluster's networks.
+    EastWest,
+    /// In or out through a router's uplink.
+    NorthSouth,
 }
 
 /// Traffic counters of a port or network.
@@ -389,6 +804,22 @@ pub struct PortCountersView {
     /// switches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
+    /// For a port with a firewall: how many first packets each of its rules decided (by rule
+    /// index), since the rules were last set. Absent without a firewall (and from older
+    /// switches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall_hits: Option<Vec<u64>>,
+    /// Connections the firewall tracks for the port.
+    #[serde(default)]
+    pub connections: u64,
+    /// Frames dropped because the port's queue was full under its ingress rate limit (QoS).
+    /// 0 from older switches.
+    #[serde(default)]
+    pub qos_dropped: u64,
+    /// Frames that waited in the port's queue (its ingress rate limit, or a full peer) rather
+    /// than going out at once. 0 from older switches.
+    #[serde(default)]
+    pub qos_delayed: u64,
 }
 
 /// One network's counters.
@@ -420,6 +851,100 @@ pub struct CountersView {
     pub networks: Vec<NetworkCountersView>,
     /// Drops that belong to no port.
     pub switch_drops: BTreeMap<String, u64>,
+    /// The firewall's connection table, all ports. Absent from older switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConntrackView>,
+    /// Per router. Empty from older switches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<RouterCountersView>,
+}
+
+/// One router's counters (packets routed on this host, from its local ports).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct RouterCountersView {
+    /// Router number.
+    pub id: u32,
+    /// Packets routed (each a frame in, whatever it was cut into).
+    pub routed_packets: u64,
+    /// Their bytes (Ethernet frame bytes as received).
+    pub routed_bytes: u64,
+    /// Echo requests to a gateway address answered.
+    pub echo_replies: u64,
+    /// ICMP errors sent, by kind: `time_exceeded`, `net_unreachable`, `host_unreachable`,
+    /// `fragmentation_needed`.
+    pub icmp_sent: BTreeMap<String, u64>,
+    /// ICMP errors not sent: over the rate limit.
+    pub icmp_rate_limited: u64,
+    /// ARP requests the router sent for a next hop it did not know.
+    pub arp_requests: u64,
+    /// Packets that were not routed, by reason (the same names as the ports' and networks'
+    /// drops: `ttl_exceeded`, `no_route`, `neighbour_unknown`, …).
+    pub drops: BTreeMap<String, u64>,
+    /// Routed packets that were IPv4 fragments (routed as they are). 0 from older switches.
+    #[serde(default)]
+    pub routed_fragments: u64,
+    /// Routed packets with IPv4 options (kept). 0 from older switches.
+    #[serde(default)]
+    pub routed_options: u64,
+    /// Neighbours learned or refreshed from ARP replies to a gateway. 0 from older switches.
+    #[serde(default)]
+    pub neighbours_learned: u64,
+    /// The router's NAT on this switch; absent when it has no uplink (and from older switches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatCountersView>,
+}
+
+/// Counters of a router's uplink on one switch: translations where it is the edge, packets
+/// sent to the edge where it is not.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct NatCountersView {
+    /// True when this switch is the router's edge.
+    pub edge: bool,
+    /// Translations (sessions) in the table now.
+    pub sessions: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions freed after their timeout.
+    pub sessions_expired: u64,
+    /// Packets sent out through the uplink with a translated source (source NAT or floating).
+    pub snat_packets: u64,
+    /// Packets received on the uplink translated back to an inner address (replies of source
+    /// NAT, or to a floating IP).
+    pub dnat_packets: u64,
+    /// Packets sent in VXLAN to the edge (on a switch that is not the edge).
+    pub to_edge_packets: u64,
+    /// Packets received from the router's other hosts for translation (on the edge).
+    pub from_transit_packets: u64,
+    /// Gratuitous ARPs sent for the uplink's and the floating IPs' addresses.
+    pub garps_sent: u64,
+}
+
+/// Counters of the firewall's connection table and drop log. Each connection freed is counted
+/// once, in `expired`, `evicted` or `removed`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default)]
+pub struct ConntrackView {
+    /// Connections in the table now.
+    pub entries: u64,
+    /// Connections created by a first packet a rule (or the egress default) allowed.
+    pub created: u64,
+    /// Connections imported (a VM that migrated here).
+    pub imported: u64,
+    /// Connections freed after their timeout.
+    pub expired: u64,
+    /// Expired connections freed to make room.
+    pub evicted: u64,
+    /// Connections removed with their port, or ended by a SYN reopening them.
+    pub removed: u64,
+    /// Connections refused: the table (or the port's share) was full.
+    pub refused: u64,
+    /// Invalid packets by reason (`tcp_not_syn`, `wrong_side`, …).
+    pub invalid: BTreeMap<String, u64>,
+    /// Drops recorded in the drop log (the daemon logs each).
+    pub log_recorded: u64,
+    /// Drops not recorded: over the log's rate.
+    pub log_suppressed: u64,
+    /// Records overwritten before the daemon took them.
+    pub log_overwritten: u64,
 }
 
 impl CountersView {
@@ -431,6 +956,11 @@ impl CountersView {
     /// A network's counters.
     pub fn network(&self, id: u32) -> Option<&NetworkCountersView> {
         self.networks.iter().find(|n| n.id == id)
+    }
+
+    /// A router's counters.
+    pub fn router(&self, id: u32) -> Option<&RouterCountersView> {
+        self.routers.iter().find(|r| r.id == id)
     }
 }
 
@@ -475,6 +1005,37 @@ mod tests {
                 config: None,
             },
             Request::RevertMacMoves,
+            Request::SetPortFirewall {
+                port: 2,
+                rules: Some(vec![
+                    FirewallRuleSpec {
+                        direction: DirectionSpec::Ingress,
+                        protocol: Some(6),
+                        ports: Some((8080, 8080)),
+                        remote: vec![PrefixSpec {
+                            ip: Ipv4Addr::new(10, 0, 0, 0),
+                            prefix_len: 24,
+                        }],
+                        action: ActionSpec::Allow,
+                    },
+                    FirewallRuleSpec {
+                        direction: DirectionSpec::Egress,
+                        protocol: None,
+                        ports: None,
+                        remote: vec![],
+                        action: ActionSpec::Deny,
+                    },
+                ]),
+            },
+            Request::SetPortFirewall {
+                port: 2,
+                rules: None,
+            },
+            Request::ExportConnections { port: 2 },
+            Request::ImportConnections {
+                port: 3,
+                entries: vec![connection()],
+            },
         ];
         for r in requests {
             let line = serde_json::to_string(&r).unwrap();
@@ -484,6 +1045,28 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::RevertMacMoves).unwrap(),
             r#"{"op":"revert_mac_moves"}"#
+        );
+        let r: Request = serde_json::from_str(
+            r#"{"op":"set_port_qos","port":5,"qos":{"ingress":{"bits_per_sec":100000000,"burst_bytes":1000000},"priority":"high"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::SetPortQos {
+                port: 5,
+                qos: Some(QosSpec {
+                    ingress: Some(RateSpec {
+                        bits_per_sec: 100_000_000,
+                        burst_bytes: 1_000_000
+                    }),
+                    priority: PrioritySpec::High,
+                    ..QosSpec::default()
+                }),
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::SetPortQos { port: 5, qos: None }).unwrap(),
+            r#"{"op":"set_port_qos","port":5,"qos":null}"#
         );
         let r: Request = serde_json::from_str(
             r#"{"op":"add_port","id":3,"mtu":1450,"attach":{"kind":"host","network":1,"tap":"t"}}"#,
@@ -507,6 +1090,70 @@ mod tests {
                 })
             }
         );
+    }
+
+    fn connection() -> ConnectionSpec {
+        ConnectionSpec {
+            original: ConnTupleSpec {
+                src: Ipv4Addr::new(10, 0, 0, 5),
+                dst: Ipv4Addr::new(10, 0, 0, 9),
+                protocol: 6,
+                src_port: 40000,
+                dst_port: 8080,
+            },
+            origin: SideSpec::ToVm,
+            tcp_state: Some(TcpStateSpec::Established),
+            replied: true,
+            remaining_ms: 431_999_000,
+        }
+    }
+
+    #[test]
+    fn firewall_requests_and_connections_on_the_wire() {
+        let r: Request = serde_json::from_str(
+            r#"{"op":"set_port_firewall","port":4,"rules":[{"direction":"ingress","protocol":17,"ports":[53,53],"remote":[{"ip":"0.0.0.0","prefix_len":0}],"action":"deny"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::SetPortFirewall {
+                port: 4,
+                rules: Some(vec![FirewallRuleSpec {
+                    direction: DirectionSpec::Ingress,
+                    protocol: Some(17),
+                    ports: Some((53, 53)),
+                    remote: vec![PrefixSpec {
+                        ip: Ipv4Addr::UNSPECIFIED,
+                        prefix_len: 0
+                    }],
+                    action: ActionSpec::Deny,
+                }]),
+            }
+        );
+        // Without rules: no firewall.
+        let r: Request = serde_json::from_str(r#"{"op":"set_port_firewall","port":4}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::SetPortFirewall {
+                port: 4,
+                rules: None
+            }
+        );
+        let answer = Response::Connections {
+            entries: vec![connection()],
+        };
+        let line = serde_json::to_string(&answer).unwrap();
+        assert!(line.starts_with(r#"{"status":"connections","entries":[{"original":"#));
+        assert!(line.contains(r#""origin":"to_vm","tcp_state":"established""#));
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), answer);
+        // A UDP connection has no TCP state.
+        let udp = ConnectionSpec {
+            tcp_state: None,
+            ..connection()
+        };
+        let json = serde_json::to_string(&udp).unwrap();
+        assert!(!json.contains("tcp_state"));
+        assert_eq!(serde_json::from_str::<ConnectionSpec>(&json).unwrap(), udp);
     }
 
     #[test]
@@ -548,6 +1195,8 @@ mod tests {
                 ..Default::default()
             }],
             switch_drops: BTreeMap::new(),
+            conntrack: None,
+            routers: Vec::new(),
         };
         let port = view.port(3).unwrap();
         assert_eq!(
@@ -564,5 +1213,31 @@ mod tests {
         };
         assert_eq!(c.ports[0].mtu, None);
         assert_eq!(c.ports[0].traffic.tx_packets, 3);
+        // … and without the firewall's counters.
+        assert_eq!(c.ports[0].firewall_hits, None);
+        assert_eq!(c.ports[0].connections, 0);
+        assert_eq!(c.conntrack, None);
+        // … and without QoS counters.
+        assert_eq!((c.ports[0].qos_dropped, c.ports[0].qos_delayed), (0, 0));
+        let view = CountersView {
+            ports: vec![PortCountersView {
+                id: 2,
+                firewall_hits: Some(vec![3, 0]),
+                connections: 1,
+                ..Default::default()
+            }],
+            conntrack: Some(ConntrackView {
+                entries: 1,
+                created: 4,
+                invalid: [("tcp_not_syn".to_string(), 2)].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let line = serde_json::to_string(&Response::Counters(view.clone())).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Response>(&line).unwrap(),
+            Response::Counters(view)
+        );
     }
 }

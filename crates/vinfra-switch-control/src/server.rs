@@ -6,8 +6,14 @@
 use std::io;
 use std::os::unix::net::UnixListener;
 
-pub use vinfra_control_socket::{bind, MAX_LINE};
+pub use vinfra_control_socket::bind;
 use vinfra_control_socket::{BadLine, Service};
+
+/// The longest request line the switch takes: 64 MiB. A port's firewall is one line, and a
+/// rule naming a large remote group lists every member's address (about 30 bytes each), so
+/// the control socket's default of 1 MiB would refuse the rules of a NIC whose groups name a
+/// few thousand addresses.
+pub const MAX_LINE: u64 = 64 << 20;
 
 use crate::protocol::{Request, Response};
 
@@ -20,6 +26,10 @@ impl<H: Fn(Request) -> Response> Service for Control<H> {
 
     fn handle(&self, request: Request) -> Response {
         (self.0)(request)
+    }
+
+    fn max_line(&self) -> u64 {
+        MAX_LINE
     }
 
     fn refuse(&self, why: BadLine) -> Response {

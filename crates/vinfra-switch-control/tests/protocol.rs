@@ -10,18 +10,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vinfra_switch_control::{
-    server, Attachment, ClientError, CountersView, LocationSpec, NetworkSpec, PortCountersView,
-    PortSpec, Request, Response, SwitchClient, UPLINK_PORT,
+    server, Attachment, ClientError, ConnTupleSpec, ConnectionSpec, CountersView, LocationSpec,
+    NetworkSpec, PortCountersView, PortSpec, Request, Response, SideSpec, SwitchClient,
+    TcpStateSpec, UPLINK_PORT,
 };
 
 /// A switch that keeps what it is told: networks must be new, ports need their network.
 #[derive(Default)]
 struct Model {
     config: Vec<Request>,
+    /// Connections given to each port (`import_connections`), read back by
+    /// `export_connections`.
+    connections: std::collections::BTreeMap<u32, Vec<ConnectionSpec>>,
 }
 
 impl Model {
     fn handle(&mut self, request: Request) -> Response {
+        let has_port = |config: &[Request], id: u32| {
+            config
+                .iter()
+                .any(|r| matches!(r, Request::AddPort(p) if p.id == id))
+        };
         let has_network = |config: &[Request], id: u32| {
             config
                 .iter()
@@ -47,6 +56,20 @@ impl Model {
                     .collect(),
                 ..Default::default()
             }),
+            Request::ExportConnections { port } | Request::ImportConnections { port, .. }
+                if !has_port(&self.config, port) =>
+            {
+                Response::Error {
+                    message: format!("port {port} does not exist"),
+                }
+            }
+            Request::ExportConnections { port } => Response::Connections {
+                entries: self.connections.get(&port).cloned().unwrap_or_default(),
+            },
+            Request::ImportConnections { port, entries } => {
+                self.connections.entry(port).or_default().extend(entries);
+                Response::Ok
+            }
             Request::AddNetwork { id, .. } if has_network(&self.config, id) => Response::Error {
                 message: format!("network {id} already exists"),
             },
@@ -132,6 +155,47 @@ fn requests_are_applied_in_order_and_read_back() {
 }
 
 #[test]
+fn connections_are_exported_and_imported_as_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _model) = model_switch(dir.path());
+    let mut client = SwitchClient::connect(&path).unwrap();
+    client.apply(&[network(1), vm_port(3, 1)]).unwrap();
+    assert_eq!(client.export_connections(3).unwrap(), vec![]);
+    let entry = ConnectionSpec {
+        original: ConnTupleSpec {
+            src: Ipv4Addr::new(10, 0, 0, 7),
+            dst: Ipv4Addr::new(10, 0, 0, 3),
+            protocol: 6,
+            src_port: 51000,
+            dst_port: 8080,
+        },
+        origin: SideSpec::ToVm,
+        tcp_state: Some(TcpStateSpec::Established),
+        replied: true,
+        remaining_ms: 60_000,
+    };
+    client
+        .apply(&[Request::ImportConnections {
+            port: 3,
+            entries: vec![entry],
+        }])
+        .unwrap();
+    assert_eq!(client.export_connections(3).unwrap(), vec![entry]);
+    // Neither is configuration.
+    assert_eq!(client.config().unwrap().len(), 2);
+    // A port the switch does not have is refused, named.
+    match client.export_connections(9) {
+        Err(ClientError::Refused {
+            request, message, ..
+        }) => {
+            assert_eq!(*request, Request::ExportConnections { port: 9 });
+            assert!(message.contains("port 9"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_refusal_names_its_request_and_stops_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (path, model) = model_switch(dir.path());
@@ -189,6 +253,12 @@ fn bad_lines_are_answered_and_long_lines_end_the_connection() {
     }
     // Blank lines are skipped; the connection still answers.
     let r: Response = serde_json::from_str(&answer(b"\n\n{\"op\":\"ping\"}\n")).unwrap();
+    assert_eq!(r, Response::Pong);
+    // A line beyond the control socket's default 1 MiB (a large firewall) is taken.
+    let mut big = b"{\"op\":\"ping\"".to_vec();
+    big.extend(std::iter::repeat_n(b' ', 2 << 20));
+    big.extend_from_slice(b"}\n");
+    let r: Response = serde_json::from_str(&answer(&big)).unwrap();
     assert_eq!(r, Response::Pong);
     let mut long = vec![b' '; server::MAX_LINE as usize + 10];
     long.push(b'\n');

@@ -1,6 +1,7 @@
 //! Frames per second through the forwarding core (no I/O): 64-byte frames between two local
-//! ports (with and without port security on the sending port), and 64-byte frames
-//! encapsulated to a remote VTEP. Prints Mpps.
+//! ports (with and without port security on the sending port), 64-byte frames
+//! encapsulated to a remote VTEP, and 64-byte packets routed between two networks of a router
+//! (VM to VM on this host). Prints Mpps.
 //!
 //! Target: at least 10 Mpps on each path (100 ns a frame), so the core stays a small part of a
 //! frame's cost in the daemon, whose I/O takes microseconds a frame (docs/benchmarks.md); prints
@@ -15,6 +16,12 @@
 //! once per connection only, so the first-packet ratio is printed without a target: it is the
 //! bound for traffic made of nothing but new connections (two lookups a frame, one per port).
 //!
+//! Flow accounting (on by default, so the paths above include it): 64-byte UDP frames between
+//! two local ports with accounting off and on, one flow and 4,096 flows (a distinct source port
+//! per frame, cycling), and routed; the runs alternate, best of five each. Target: accounting
+//! costs at most 5 % of the throughput; prints `RESULT switch_core_flows <case> <ratio>
+//! PASS|FAIL` (ratio: frames per second on over off).
+//!
 //! `cargo bench -p vinfra-switch --bench datapath`
 
 use std::hint::black_box;
@@ -25,8 +32,8 @@ use vinfra_switch::datapath::firewall::rules::{
     Action, Direction, FirewallRule, PortRange, Prefix, Protocol,
 };
 use vinfra_switch::datapath::{
-    AllowedAddress, ConfigCommand, Location, NetworkId, PortConfig, PortId, PortKind, PortPolicy,
-    Segment, StormControl, Switch, SwitchSettings, TxBatch,
+    AllowedAddress, ConfigCommand, FlowTableSettings, Location, NetworkId, PortConfig, PortId,
+    PortKind, PortPolicy, RouterId, Segment, StormControl, Switch, SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::{udp, EtherType, EthernetRepr, Ipv4Repr, MacAddr, UdpRepr, Vni};
 
@@ -43,8 +50,16 @@ fn mac(last: u8) -> MacAddr {
     MacAddr([0x52, 0x54, 0, 0, 0, last])
 }
 
-/// A 64-byte frame (60 without FCS): Ethernet + IPv4/UDP-sized payload.
+/// A 64-byte frame (60 without FCS): Ethernet + IPv4/UDP-sized payload, 10.0.0.1 to 10.0.0.2.
 fn frame64(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    frame64_to(dst, src, Ipv4Addr::new(10, 0, 0, 2))
+}
+
+/// The gateway MAC of network 1 in the routed case.
+const GATEWAY: MacAddr = MacAddr([0x02, 0x76, 0x72, 0, 0, 1]);
+
+/// A 64-byte frame from 10.0.0.1 to `to`.
+fn frame64_to(dst: MacAddr, src: MacAddr, to: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     EthernetRepr {
         dst,
@@ -56,7 +71,7 @@ fn frame64(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     .expect("room for the header");
     let ip = Ipv4Repr {
         src_addr: Ipv4Addr::new(10, 0, 0, 1),
-        dst_addr: Ipv4Addr::new(10, 0, 0, 2),
+        dst_addr: to,
         protocol: 253,
         payload_len: 60 - 14 - 20,
         ttl: 64,
@@ -136,6 +151,58 @@ fn vm_policy() -> PortPolicy {
     }
 }
 
+/// [`switch`] with network 2 (VNI 5002, VM port 3 with 10.0.1.2) and router 1 on both
+/// networks (gateways 10.0.0.254 and 10.0.1.254).
+fn routed_switch() -> Switch {
+    let mut s = switch();
+    let net2 = NetworkId(2);
+    let router = RouterId(1);
+    let commands = [
+        ConfigCommand::AddNetwork {
+            id: net2,
+            segment: Segment::Overlay {
+                vni: Vni::new(5002).expect("valid VNI"),
+            },
+        },
+        ConfigCommand::AddPort(PortConfig {
+            id: PortId(3),
+            kind: PortKind::Vm { network: net2 },
+            mtu: 1450,
+        }),
+        ConfigCommand::AddMacEntry {
+            network: net2,
+            mac: mac(4),
+            location: Location::Port(PortId(3)),
+        },
+        ConfigCommand::AddArpEntry {
+            network: net2,
+            ip: Ipv4Addr::new(10, 0, 1, 2),
+            mac: mac(4),
+        },
+        ConfigCommand::AddRouter(router),
+        ConfigCommand::SetRouterInterface {
+            router,
+            network: NET,
+            addr: Ipv4Addr::new(10, 0, 0, 254),
+            prefix_len: 24,
+            mac: GATEWAY,
+            mtu: None,
+        },
+        ConfigCommand::SetRouterInterface {
+            router,
+            network: net2,
+            addr: Ipv4Addr::new(10, 0, 1, 254),
+            prefix_len: 24,
+            mac: MacAddr([0x02, 0x76, 0x72, 0, 0, 2]),
+            mtu: None,
+        },
+    ];
+    for c in commands {
+        s.apply(c).expect("valid configuration");
+    }
+    s
+}
+
 fn measure(name: &str, result: &str, dst: MacAddr, policy: Option<PortPolicy>) {
     let mut s = switch();
     if let Some(policy) = policy {
@@ -145,7 +212,11 @@ fn measure(name: &str, result: &str, dst: MacAddr, policy: Option<PortPolicy>) {
         })
         .expect("valid policy");
     }
-    let frame = frame64(dst, mac(1));
+    run(name, result, s, frame64(dst, mac(1)));
+}
+
+/// Runs batches of `frame` from port 1 through `s` for about a second; prints the rate.
+fn run(name: &str, result: &str, mut s: Switch, frame: Vec<u8>) {
     let batch: Vec<(PortId, &[u8])> = (0..BATCH).map(|_| (PortId(1), frame.as_slice())).collect();
     let mut tx = TxBatch::with_capacity(BATCH, BATCH * 128);
     // Warm up, then run for about a second.
@@ -336,6 +407,67 @@ fn firewall_new_connections(name: &str, rules: &[FirewallRule]) -> f64 {
     mpps
 }
 
+/// The share of the throughput without flow accounting that it must keep.
+const TARGET_FLOWS_RATIO: f64 = 0.95;
+
+/// Frames per second of `frames` (cycled in batches) from port 1 through `s`, for `secs`.
+fn rate(s: &mut Switch, frames: &[Vec<u8>], secs: f64) -> f64 {
+    let mut tx = TxBatch::with_capacity(BATCH, BATCH * 128);
+    let mut next = 0;
+    let mut count: u64 = 0;
+    let mut now = Duration::from_secs(1);
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < secs {
+        for _ in 0..100 {
+            tx.clear();
+            let batch =
+                (0..BATCH).map(|i| (PortId(1), frames[(next + i) % frames.len()].as_slice()));
+            s.process(now, batch, &mut tx);
+            black_box(&tx);
+            next = (next + BATCH) % frames.len();
+            count += BATCH as u64;
+        }
+        now += Duration::from_micros(100);
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Flow accounting off and on for the same traffic: alternating runs, best of five each.
+fn flows_on_off(name: &str, case: &str, make: fn() -> Switch, frames: &[Vec<u8>]) {
+    let mut best = [0f64; 2];
+    let mut switches = [make(), make()];
+    for (on, s) in switches.iter_mut().enumerate() {
+        s.apply(ConfigCommand::SetFlowAccounting(FlowTableSettings {
+            enabled: on == 1,
+            ..FlowTableSettings::default()
+        }))
+        .expect("valid settings");
+        rate(s, frames, 0.1);
+    }
+    assert_eq!(switches[0].flow_entries(), 0);
+    assert_eq!(switches[1].flow_entries(), frames.len());
+    for _ in 0..5 {
+        for (on, s) in switches.iter_mut().enumerate() {
+            best[on] = best[on].max(rate(s, frames, 0.3));
+        }
+    }
+    let ratio = best[1] / best[0];
+    println!(
+        "{name:<40} off {:>6.2} Mpps, on {:>6.2} Mpps ({:.1} ns a frame more)",
+        best[0] / 1e6,
+        best[1] / 1e6,
+        1e9 / best[1] - 1e9 / best[0],
+    );
+    println!(
+        "RESULT switch_core_flows {case} {ratio:.3} target >= {TARGET_FLOWS_RATIO:.2}: {}",
+        if ratio >= TARGET_FLOWS_RATIO {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    );
+}
+
 fn ratio_result(case: &str, with_rules: f64, without: f64) {
     let ratio = with_rules / without;
     println!(
@@ -349,6 +481,27 @@ fn ratio_result(case: &str, with_rules: f64, without: f64) {
 }
 
 fn main() {
+    let one_flow = [udp64(5000)];
+    let many_flows: Vec<_> = (0..4096).map(|p| udp64(10_000 + p)).collect();
+    flows_on_off(
+        "flow accounting, local L2, 1 flow",
+        "local_l2_1_flow",
+        switch,
+        &one_flow,
+    );
+    flows_on_off(
+        "flow accounting, local L2, 4,096 flows",
+        "local_l2_4096_flows",
+        switch,
+        &many_flows,
+    );
+    flows_on_off(
+        "flow accounting, routed, 1 flow",
+        "routed_1_flow",
+        routed_switch,
+        &[frame64_to(GATEWAY, mac(1), Ipv4Addr::new(10, 0, 1, 2))],
+    );
+
     measure("local L2 (VM to VM)", "local_l2", mac(2), None);
     measure(
         "VM port with port security",
@@ -357,6 +510,12 @@ fn main() {
         Some(vm_policy()),
     );
     measure("VXLAN encapsulation", "vxlan_encap", mac(3), None);
+    run(
+        "routed (VM to VM)",
+        "routed",
+        routed_switch(),
+        frame64_to(GATEWAY, mac(1), Ipv4Addr::new(10, 0, 1, 2)),
+    );
 
     let (none, many) = (rules(0), rules(10_000));
     let established_0 = firewall_established("firewall, established flow, 0 rules", &none);

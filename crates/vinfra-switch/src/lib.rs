@@ -4,7 +4,7 @@
 //!
 //! - [`wire`]: checked views over byte buffers (`Packet<T: AsRef<[u8]>>` with `new_unchecked` /
 //!   `new_checked` and named field offsets) and the high-level `Repr` forms with `parse` / `emit`,
-//!   for Ethernet II, 802.1Q, ARP, IPv4, UDP, VXLAN and DHCP, plus the VXLAN underlay
+//!   for Ethernet II, 802.1Q, ARP, IPv4, ICMPv4, UDP, VXLAN and DHCP, plus the VXLAN underlay
 //!   encapsulation ([`wire::encap`]), the virtio-net header of offload taps
 //!   ([`wire::virtio_net`]) and software TCP segmentation and checksum completion
 //!   ([`wire::gso`]). Every parse error is a typed [`wire::Error`].
@@ -16,7 +16,9 @@
 //!   port's security-group rules and connection tracking, IPv4, checked as frames leave the VM
 //!   and as copies reach it; [`datapath::firewall`]), an underlay peer list for the VXLAN uplink,
 //!   offload metadata (large TCP segments passed whole to ports that
-//!   take them, cut into segments for the others) and counters. A [`datapath::Switch`] takes a batch of received
+//!   take them, cut into segments for the others), routers (VRFs with a distributed anycast
+//!   gateway on each attached network: packets to a gateway routed on the sender's host, ICMP
+//!   errors, ARP for the gateway and for neighbours) and counters. A [`datapath::Switch`] takes a batch of received
 //!   frames and writes the frames to send into a caller-provided [`datapath::TxBatch`]. It reads
 //!   no clock and does no I/O: time is a parameter and the daemon owns the sockets.
 //!
@@ -35,4 +37,5 @@
 )]
 
 pub mod datapath;
+pub mod qos;
 pub mod wire;

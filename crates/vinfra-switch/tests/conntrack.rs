@@ -1,120 +1,20 @@
 //! Connection tracking end to end: TCP handshake, data, FIN close and RST, invalid segments,
 //! reply detection, timeouts, UDP, ICMP echo and errors related to a flow, fragments, zones,
-//! a full table, export and import across zones and clocks, and random operation sequences.
+//! a full table, and random operation sequences (export and import of a zone's connections
+//! are in `mobility.rs`).
 
-use std::net::Ipv4Addr;
+mod common;
+
 use std::time::Duration;
 
+use common::conntrack::*;
+use common::*;
 use proptest::prelude::*;
 use vinfra_switch::datapath::firewall::conntrack::{
-    ConnEntry, ConnTuple, Conntrack, ConntrackConfig, ConntrackFull, InvalidReason, PacketInfo,
-    Side, TcpState, Timeouts, Tracked,
+    Conntrack, ConntrackConfig, ConntrackFull, InvalidReason, PacketInfo, Side, TcpState, Timeouts,
+    Tracked,
 };
-use vinfra_switch::wire::ipv4::{self, protocol};
-use vinfra_switch::wire::Ipv4Repr;
-
-const VM: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
-const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
-const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const ZONE: u32 = 1;
-
-const SYN: u8 = 0x02;
-const SYN_ACK: u8 = 0x12;
-const ACK: u8 = 0x10;
-const PSH_ACK: u8 = 0x18;
-const FIN_ACK: u8 = 0x11;
-const RST: u8 = 0x04;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-/// An IPv4 packet; `frag` is the flags and offset field (0x2000: more fragments).
-fn ip(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, frag: u16, payload: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; 20 + payload.len()];
-    let repr = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: proto,
-        payload_len: payload.len(),
-        ttl: 64,
-        dscp_ecn: 0,
-    };
-    repr.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..]))
-        .unwrap();
-    buf[6..8].copy_from_slice(&frag.to_be_bytes());
-    ipv4::Packet::new_unchecked(&mut buf[..]).fill_checksum();
-    buf[20..].copy_from_slice(payload);
-    buf
-}
-
-fn tcp_bytes(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
-    let mut h = vec![0u8; 24];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[12] = 5 << 4;
-    h[13] = flags;
-    ip(src, dst, protocol::TCP, 0, &h)
-}
-
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> PacketInfo {
-    PacketInfo::parse(&tcp_bytes(src, sport, dst, dport, flags)).unwrap()
-}
-
-fn udp_bytes(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let mut h = vec![0u8; 12];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..6].copy_from_slice(&12u16.to_be_bytes());
-    ip(src, dst, protocol::UDP, 0, &h)
-}
-
-fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> PacketInfo {
-    PacketInfo::parse(&udp_bytes(src, sport, dst, dport)).unwrap()
-}
-
-fn icmp_echo_bytes(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, id: u16) -> Vec<u8> {
-    let mut h = vec![ty, 0, 0, 0, 0, 0, 0, 1, 0xaa, 0xbb];
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    ip(src, dst, protocol::ICMP, 0, &h)
-}
-
-fn echo(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, id: u16) -> PacketInfo {
-    PacketInfo::parse(&icmp_echo_bytes(src, dst, ty, id)).unwrap()
-}
-
-/// An ICMP error quoting the first 28 bytes of `quoted`.
-fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, code: u8, quoted: &[u8]) -> PacketInfo {
-    let mut h = vec![ty, code, 0, 0, 0, 0, 0, 0];
-    h.extend_from_slice(&quoted[..28]);
-    PacketInfo::parse(&ip(src, dst, protocol::ICMP, 0, &h)).unwrap()
-}
-
-fn table(max_entries: usize) -> Conntrack {
-    Conntrack::new(ConntrackConfig {
-        max_entries,
-        zone_max_entries: None,
-        timeouts: Timeouts::default(),
-    })
-}
-
-const EST: Tracked = Tracked::Established { reply: false };
-const EST_REPLY: Tracked = Tracked::Established { reply: true };
-
-/// The VM opens a TCP connection to PEER:80 at `now` and completes the handshake.
-fn handshake(ct: &mut Conntrack, zone: u32, now: Duration) {
-    let syn = tcp(VM, 40000, PEER, 80, SYN);
-    assert_eq!(ct.track(zone, Side::FromVm, &syn, now), Tracked::New);
-    ct.commit(zone, Side::FromVm, &syn, now).unwrap();
-    let synack = tcp(PEER, 80, VM, 40000, SYN_ACK);
-    assert_eq!(ct.track(zone, Side::ToVm, &synack, now), EST_REPLY);
-    let ack = tcp(VM, 40000, PEER, 80, ACK);
-    assert_eq!(ct.track(zone, Side::FromVm, &ack, now), EST);
-}
-
-fn state_of(ct: &Conntrack, zone: u32, now: Duration) -> Option<TcpState> {
-    ct.export(zone, now).first().and_then(|e| e.tcp_state)
-}
+use vinfra_switch::wire::ipv4::protocol;
 
 #[test]
 fn tcp_handshake_data_and_fin_close() {
@@ -498,9 +398,9 @@ fn fragments_follow_a_connection_of_their_addresses() {
     h[0..2].copy_from_slice(&4000u16.to_be_bytes());
     h[2..4].copy_from_slice(&4001u16.to_be_bytes());
     h[4..6].copy_from_slice(&3000u16.to_be_bytes());
-    let first = PacketInfo::parse(&ip(VM, PEER, protocol::UDP, 0x2000, &h)).unwrap();
-    let later_out = PacketInfo::parse(&ip(VM, PEER, protocol::UDP, 2, &[0; 16])).unwrap();
-    let later_in = PacketInfo::parse(&ip(PEER, VM, protocol::UDP, 2, &[0; 16])).unwrap();
+    let first = PacketInfo::parse(&ipv4_packet(VM, PEER, protocol::UDP, 0x2000, &h)).unwrap();
+    let later_out = PacketInfo::parse(&ipv4_packet(VM, PEER, protocol::UDP, 2, &[0; 16])).unwrap();
+    let later_in = PacketInfo::parse(&ipv4_packet(PEER, VM, protocol::UDP, 2, &[0; 16])).unwrap();
     assert_eq!(
         ct.track(ZONE, Side::FromVm, &later_out, secs(0)),
         Tracked::Invalid(InvalidReason::Fragment)
@@ -513,11 +413,11 @@ fn fragments_follow_a_connection_of_their_addresses() {
         Tracked::Established { .. }
     ));
     // Later fragments create nothing.
-    let other = PacketInfo::parse(&ip(VM, ROUTER, protocol::UDP, 2, &[0; 16])).unwrap();
+    let other = PacketInfo::parse(&ipv4_packet(VM, ROUTER, protocol::UDP, 2, &[0; 16])).unwrap();
     ct.commit(ZONE, Side::FromVm, &other, secs(0)).unwrap();
     assert_eq!(ct.len(), 1);
     // Another protocol, zone or pair of addresses: invalid.
-    let tcp_later = PacketInfo::parse(&ip(VM, PEER, protocol::TCP, 2, &[0; 16])).unwrap();
+    let tcp_later = PacketInfo::parse(&ipv4_packet(VM, PEER, protocol::TCP, 2, &[0; 16])).unwrap();
     assert_eq!(
         ct.track(ZONE, Side::FromVm, &tcp_later, secs(0)),
         Tracked::Invalid(InvalidReason::Fragment)
@@ -533,7 +433,7 @@ fn fragments_follow_a_connection_of_their_addresses() {
     // A TCP fragment at offset 8 could rewrite the flags (RFC 1858): invalid even with a
     // connection.
     handshake(&mut ct, ZONE, secs(0));
-    let tcp_at_8 = PacketInfo::parse(&ip(VM, PEER, protocol::TCP, 1, &[0; 16])).unwrap();
+    let tcp_at_8 = PacketInfo::parse(&ipv4_packet(VM, PEER, protocol::TCP, 1, &[0; 16])).unwrap();
     assert_eq!(
         ct.track(ZONE, Side::FromVm, &tcp_at_8, secs(0)),
         Tracked::Invalid(InvalidReason::Fragment)
@@ -629,63 +529,67 @@ fn zone_limit() {
     assert_eq!(ct.len(), 3);
 }
 
-#[test]
-fn export_import_across_zones_and_clocks() {
-    let mut src = table(16);
-    let t = secs(1_000_000);
-    handshake(&mut src, 7, t);
-    let dns = udp(VM, 33333, PEER, 53);
-    src.commit(7, Side::FromVm, &dns, t).unwrap();
-    let _ = src.track(7, Side::ToVm, &udp(PEER, 53, VM, 33333), t);
-    let ping = echo(VM, PEER, 8, 1);
-    src.commit(7, Side::FromVm, &ping, t).unwrap();
-    // Something in another zone stays behind.
-    handshake(&mut src, 8, t);
-
-    let later = t + secs(10);
-    let entries = src.export(7, later);
-    assert_eq!(entries.len(), 3);
-    let tcp_entry = entries
-        .iter()
-        .find(|e| e.original.protocol == protocol::TCP)
-        .unwrap();
-    assert_eq!(tcp_entry.tcp_state, Some(TcpState::Established));
+/// The VM opens TCP connection `port` → PEER:80 in `zone` at `now` (handshake done).
+fn open(ct: &mut Conntrack, zone: u32, port: u16, now: Duration) -> Result<(), ConntrackFull> {
+    let syn = tcp(VM, port, PEER, 80, SYN);
+    assert_eq!(ct.track(zone, Side::FromVm, &syn, now), Tracked::New);
+    ct.commit(zone, Side::FromVm, &syn, now)?;
     assert_eq!(
-        tcp_entry.remaining,
-        Timeouts::default().tcp_established - secs(10)
+        ct.track(zone, Side::ToVm, &tcp(PEER, 80, VM, port, SYN_ACK), now),
+        EST_REPLY
     );
-
-    // The destination host's clock started much later; its port is zone 3.
-    let mut dst = table(16);
-    let here = secs(5);
-    assert_eq!(dst.import(3, &entries, here), Ok(3));
-    assert_eq!((dst.zone_len(3), dst.zone_len(7)), (3, 0));
-    // The stream goes on with a plain ACK, both ways.
     assert_eq!(
-        dst.track(3, Side::FromVm, &tcp(VM, 40000, PEER, 80, ACK), here),
+        ct.track(zone, Side::FromVm, &tcp(VM, port, PEER, 80, ACK), now),
         EST
     );
+    Ok(())
+}
+
+/// Whether connection `port` of `zone` is still known (its next ACK passes).
+fn known(ct: &mut Conntrack, zone: u32, port: u16, now: Duration) -> bool {
+    ct.track(zone, Side::FromVm, &tcp(VM, port, PEER, 80, ACK), now) == EST
+}
+
+#[test]
+fn a_full_zone_frees_its_closed_connections_first() {
+    let mut ct = Conntrack::new(ConntrackConfig {
+        max_entries: 100,
+        zone_max_entries: Some(3),
+        timeouts: Timeouts::default(),
+    });
+    for port in [1, 2, 3] {
+        open(&mut ct, ZONE, port, secs(0)).unwrap();
+    }
+    // 1 is reset by the peer (Close, 10 s), 2 closes with FINs (TimeWait, 120 s), 3 lives.
+    let _ = ct.track(ZONE, Side::ToVm, &tcp(PEER, 80, VM, 1, RST), secs(1));
+    for (side, pkt) in [
+        (Side::FromVm, tcp(VM, 2, PEER, 80, FIN_ACK)),
+        (Side::ToVm, tcp(PEER, 80, VM, 2, FIN_ACK)),
+        (Side::FromVm, tcp(VM, 2, PEER, 80, ACK)),
+    ] {
+        assert!(matches!(
+            ct.track(ZONE, side, &pkt, secs(2)),
+            Tracked::Established { .. }
+        ));
+    }
+    // Nothing has expired; the oldest closed connection (1) makes room, then 2; 3 is never
+    // freed, so the sixth is refused.
+    open(&mut ct, ZONE, 4, secs(3)).unwrap();
+    assert!(!known(&mut ct, ZONE, 1, secs(3)));
+    assert!(known(&mut ct, ZONE, 2, secs(3)) && known(&mut ct, ZONE, 3, secs(3)));
+    open(&mut ct, ZONE, 5, secs(3)).unwrap();
+    assert!(!known(&mut ct, ZONE, 2, secs(3)));
+    let syn = tcp(VM, 6, PEER, 80, SYN);
     assert_eq!(
-        dst.track(3, Side::ToVm, &tcp(PEER, 80, VM, 40000, PSH_ACK), here),
-        EST_REPLY
+        ct.commit(ZONE, Side::FromVm, &syn, secs(3)),
+        Err(ConntrackFull::Zone {
+            zone: ZONE,
+            limit: 3
+        })
     );
-    assert_eq!(
-        dst.track(3, Side::ToVm, &udp(PEER, 53, VM, 33333), here),
-        EST_REPLY
-    );
-    assert_eq!(
-        dst.track(3, Side::ToVm, &echo(PEER, VM, 0, 1), here),
-        EST_REPLY
-    );
-    // Importing again changes nothing.
-    assert_eq!(dst.import(3, &entries, here), Ok(0));
-    // The ping lives 30 s after its last packet; the counters add up.
-    assert_eq!(
-        dst.track(3, Side::ToVm, &echo(PEER, VM, 0, 1), here + secs(35)),
-        Tracked::Invalid(InvalidReason::IcmpUnmatchedReply)
-    );
-    let c = dst.counters();
-    assert_eq!(c.imported, 3);
+    assert!(known(&mut ct, ZONE, 3, secs(3)));
+    let c = ct.counters();
+    assert_eq!((c.evicted, c.refused, c.entries), (2, 1, 3));
     assert_eq!(
         c.created + c.imported - c.expired - c.evicted - c.removed,
         c.entries as u64
@@ -693,60 +597,33 @@ fn export_import_across_zones_and_clocks() {
 }
 
 #[test]
-fn import_skips_inconsistent_entries_and_caps_lifetimes() {
-    let tuple = ConnTuple {
-        src: VM,
-        dst: PEER,
-        protocol: protocol::TCP,
-        src_port: 1,
-        dst_port: 2,
-    };
-    let good = ConnEntry {
-        original: tuple,
-        reply: tuple.reply(),
-        origin: Side::FromVm,
-        tcp_state: Some(TcpState::Close),
-        replied: true,
-        remaining: secs(1_000_000),
-    };
-    let bad = [
-        ConnEntry {
-            reply: tuple,
-            ..good
-        },
-        ConnEntry {
-            tcp_state: None,
-            ..good
-        },
-        ConnEntry {
-            remaining: Duration::ZERO,
-            ..good
-        },
-    ];
-    let mut ct = table(16);
-    assert_eq!(ct.import(1, &bad, secs(0)), Ok(0));
-    assert_eq!(ct.import(1, &[good], secs(0)), Ok(1));
-    // At most the state's timeout here.
-    assert_eq!(ct.export(1, secs(0))[0].remaining, secs(10));
-    // A full table refuses the rest.
-    let mut small = table(1);
-    let other = ConnEntry {
-        original: ConnTuple {
-            src_port: 3,
-            ..tuple
-        },
-        reply: ConnTuple {
-            src_port: 3,
-            ..tuple
-        }
-        .reply(),
-        ..good
-    };
+fn a_full_table_frees_another_zones_closed_connections() {
+    let mut ct = table(3);
+    for port in [1, 2] {
+        open(&mut ct, 1, port, secs(0)).unwrap();
+        let _ = ct.track(1, Side::ToVm, &tcp(PEER, 80, VM, port, RST), secs(0));
+    }
+    // A closed connection reopened by a SYN is a new one: not freed early.
+    let reopen = tcp(VM, 2, PEER, 80, SYN);
+    assert_eq!(ct.track(1, Side::FromVm, &reopen, secs(1)), Tracked::New);
+    open(&mut ct, 1, 2, secs(1)).unwrap();
+    open(&mut ct, 2, 7, secs(1)).unwrap();
+    // Full: zone 2's next one takes zone 1's closed connection 1, then nothing is left.
+    open(&mut ct, 2, 8, secs(2)).unwrap();
+    assert!(!known(&mut ct, 1, 1, secs(2)));
+    assert!(known(&mut ct, 1, 2, secs(2)));
     assert_eq!(
-        small.import(1, &[good, other], secs(0)),
-        Err(ConntrackFull::Table(1))
+        ct.commit(2, Side::FromVm, &tcp(VM, 9, PEER, 80, SYN), secs(2)),
+        Err(ConntrackFull::Table(3))
     );
-    assert_eq!(small.len(), 1);
+    // A removed zone's closed connections are forgotten with it.
+    let _ = ct.track(1, Side::ToVm, &tcp(PEER, 80, VM, 2, RST), secs(3));
+    assert_eq!(ct.remove_zone(1), 1);
+    open(&mut ct, 2, 9, secs(3)).unwrap();
+    assert_eq!(
+        ct.commit(2, Side::FromVm, &tcp(VM, 10, PEER, 80, SYN), secs(3)),
+        Err(ConntrackFull::Table(3))
+    );
 }
 
 /// One operation of a random sequence.
@@ -790,7 +667,7 @@ fn packet(from_vm: bool, proto: u8, ports: (u16, u16), flags: u8) -> PacketInfo 
         6 => tcp(src, ports.0, dst, ports.1, flags),
         17 => udp(src, ports.0, dst, ports.1),
         1 => echo(src, dst, if flags & 1 == 0 { 8 } else { 0 }, ports.0),
-        _ => PacketInfo::parse(&ip(src, dst, proto, 0, &[])).unwrap(),
+        _ => PacketInfo::parse(&ipv4_packet(src, dst, proto, 0, &[])).unwrap(),
     }
 }
 

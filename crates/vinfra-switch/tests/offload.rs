@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use vinfra_switch::datapath::{
-    ConfigCommand, DropReason, Location, NetworkId, PortConfig, PortId, PortKind, Segment, Switch,
+    ConfigCommand, DropReason, Location, NetworkId, PortId, PortKind, Segment, Switch,
     SwitchSettings, TxBatch,
 };
 use vinfra_switch::wire::virtio_net::{Gso, GsoKind, PartialCsum};
@@ -22,17 +22,9 @@ const TAP_B: PortId = PortId(2);
 const VM: PortId = PortId(3);
 const GREEN_TAP: PortId = PortId(5);
 const GREEN_PLAIN: PortId = PortId(6);
-const UPLINK: PortId = PortId(100);
-const TRUNK: PortId = PortId(101);
-const VTEP_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const VTEP_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const NOW: Duration = Duration::from_secs(1);
-
-fn port(id: PortId, kind: PortKind, mtu: u16) -> ConfigCommand {
-    ConfigCommand::AddPort(PortConfig { id, kind, mtu })
-}
 
 /// Blue (overlay): offload taps A and B (MTU 1500), VM port 3 (MTU 1450), the uplink (underlay
 /// MTU 1550) and VTEP B in the flood list; MACs 2, 3 and 4 at tap B, the VM and VTEP B.
@@ -53,7 +45,7 @@ fn switch() -> Switch {
                     vid: VlanId::new(7).unwrap(),
                 },
             },
-            port(
+            add_port(
                 UPLINK,
                 PortKind::VxlanUplink {
                     local_ip: VTEP_A,
@@ -62,12 +54,12 @@ fn switch() -> Switch {
                 },
                 1550,
             ),
-            port(TRUNK, PortKind::VlanTrunk, 1500),
-            port(TAP_A, PortKind::Host { network: BLUE }, 1500),
-            port(TAP_B, PortKind::Host { network: BLUE }, 1500),
-            port(VM, PortKind::Vm { network: BLUE }, 1450),
-            port(GREEN_TAP, PortKind::Host { network: GREEN }, 1500),
-            port(GREEN_PLAIN, PortKind::Host { network: GREEN }, 1500),
+            add_port(TRUNK, PortKind::VlanTrunk, 1500),
+            add_port(TAP_A, PortKind::Host { network: BLUE }, 1500),
+            add_port(TAP_B, PortKind::Host { network: BLUE }, 1500),
+            add_port(VM, PortKind::Vm { network: BLUE }, 1450),
+            add_port(GREEN_TAP, PortKind::Host { network: GREEN }, 1500),
+            add_port(GREEN_PLAIN, PortKind::Host { network: GREEN }, 1500),
             ConfigCommand::SetFloodList {
                 network: BLUE,
                 vteps: vec![VTEP_B],
@@ -96,82 +88,17 @@ fn switch() -> Switch {
     s
 }
 
-/// A straightforward Internet checksum sum, to check the switch's independently.
-fn ones_sum(bytes: &[u8]) -> u16 {
-    let mut acc: u64 = 0;
-    for pair in bytes.chunks(2) {
-        acc += u64::from(pair[0]) << 8 | u64::from(*pair.get(1).unwrap_or(&0));
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-fn pseudo(ip: &[u8], tcp_len: usize) -> Vec<u8> {
-    let mut p = ip[12..20].to_vec();
-    p.extend_from_slice(&[0, 6]);
-    p.extend_from_slice(&(tcp_len as u16).to_be_bytes());
-    p
-}
-
-fn data(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 13 + i / 509) as u8).collect()
-}
-
-/// A TCP/IPv4 frame as a Linux sender hands it to a tap with offloads: the IPv4 header complete,
-/// the TCP checksum field holding the pseudo-header sum, a 12-byte timestamp option.
+/// A TCP/IPv4 frame from tap A (43210) to `dst` (5201) as a Linux sender hands it to a tap
+/// with offloads.
 fn tcp_frame(dst: MacAddr, body: &[u8]) -> Vec<u8> {
-    let mut tcp = vec![0u8; 32];
-    tcp[0..2].copy_from_slice(&43210u16.to_be_bytes());
-    tcp[2..4].copy_from_slice(&5201u16.to_be_bytes());
-    tcp[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
-    tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
-    tcp[12] = 8 << 4;
-    tcp[13] = 0x18; // PSH, ACK
-    tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
-    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0]);
-    tcp.extend_from_slice(body);
-    let mut ip = ipv4_payload(SRC, DST, 6, &tcp);
-    let partial = ones_sum(&pseudo(&ip, tcp.len()));
-    ip[36..38].copy_from_slice(&partial.to_be_bytes());
-    eth(dst, mac(1), EtherType::IPV4, &ip)
-}
-
-fn gso(size: u16) -> Offload {
-    Offload {
-        csum: Some(PartialCsum {
-            start: 34,
-            offset: 16,
-        }),
-        gso: Some(Gso {
-            kind: GsoKind::Tcpv4,
-            size,
-            hdr_len: 66,
-            ecn: false,
-        }),
-        data_valid: false,
-    }
+    offload_tcp_frame(dst, mac(1), (SRC, 43210), (DST, 5201), PSH_ACK, body)
 }
 
 fn csum_only() -> Offload {
     Offload {
         gso: None,
-        ..gso(1)
+        ..tcp_gso(1)
     }
-}
-
-fn run(
-    s: &mut Switch,
-    port: PortId,
-    frame: &[u8],
-    offload: Offload,
-) -> Vec<(PortId, Option<Ipv4Addr>, Offload, Vec<u8>)> {
-    let mut tx = TxBatch::new();
-    s.process_offload(NOW, [(port, frame, offload)], &mut tx);
-    tx.iter()
-        .map(|(f, b)| (f.port, f.vtep, f.offload, b.to_vec()))
-        .collect()
 }
 
 /// Checks that `segments` (untagged Ethernet frames) are valid TCP/IPv4 segments of `body`
@@ -184,7 +111,7 @@ fn check_segments(segments: &[&[u8]], body: &[u8], mss: usize) {
         assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
         assert_eq!(ones_sum(&ip[..20]), 0xffff, "IPv4 header checksum of {i}");
         let tcp = &ip[20..];
-        let mut all = pseudo(ip, tcp.len());
+        let mut all = tcp_pseudo_header(ip, tcp.len());
         all.extend_from_slice(tcp);
         assert_eq!(ones_sum(&all), 0xffff, "TCP checksum of segment {i}");
         let seq = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
@@ -201,10 +128,10 @@ fn gso_frame_passes_whole_to_an_offload_port() {
     let mut s = switch();
     let body = data(60_000);
     let frame = tcp_frame(mac(2), &body);
-    let out = run(&mut s, TAP_A, &frame, gso(1448));
+    let out = run_offload(&mut s, TAP_A, &frame, tcp_gso(1448));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, TAP_B);
-    assert_eq!(out[0].2, gso(1448));
+    assert_eq!(out[0].2, tcp_gso(1448));
     assert_eq!(out[0].3, frame);
     let c = s.port_counters(TAP_B).unwrap();
     assert_eq!(c.tx_packets, 1);
@@ -214,7 +141,7 @@ fn gso_frame_passes_whole_to_an_offload_port() {
 fn gso_frame_is_cut_into_segments_for_a_vm_port() {
     let mut s = switch();
     let body = data(30_000);
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(3), &body), gso(1398));
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(3), &body), tcp_gso(1398));
     assert!(out.iter().all(|o| o.0 == VM && o.2 == Offload::NONE));
     assert_eq!(out.len(), 30_000usize.div_ceil(1398));
     assert!(out.iter().all(|o| o.3.len() <= 14 + 1450));
@@ -227,7 +154,7 @@ fn gso_frame_is_cut_into_segments_for_a_vm_port() {
 fn gso_frame_is_cut_before_encapsulation_for_a_vtep() {
     let mut s = switch();
     let body = data(20_000);
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(4), &body), gso(1448));
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(4), &body), tcp_gso(1448));
     assert_eq!(out.len(), 20_000usize.div_ceil(1448));
     let inner: Vec<Vec<u8>> = out
         .iter()
@@ -250,17 +177,17 @@ fn gso_frame_is_cut_before_encapsulation_for_a_vtep() {
 fn flooded_gso_frame_goes_whole_or_cut_per_port() {
     let mut s = switch();
     let body = data(10_000);
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(9), &body), gso(1398));
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(9), &body), tcp_gso(1398));
     let to = |p: PortId| out.iter().filter(|o| o.0 == p).collect::<Vec<_>>();
     assert_eq!(to(TAP_B).len(), 1, "offload tap: one large frame");
-    assert_eq!(to(TAP_B)[0].2, gso(1398));
+    assert_eq!(to(TAP_B)[0].2, tcp_gso(1398));
     let vm: Vec<&[u8]> = to(VM).iter().map(|o| o.3.as_slice()).collect();
     check_segments(&vm, &body, 1398);
     assert_eq!(to(UPLINK).len(), vm.len());
 
     // VLAN network: the trunk gets tagged segments, the plain tap untagged ones, and the
     // offload tap is the ingress.
-    let out = run(&mut s, GREEN_TAP, &tcp_frame(mac(9), &body), gso(1448));
+    let out = run_offload(&mut s, GREEN_TAP, &tcp_frame(mac(9), &body), tcp_gso(1448));
     let trunk: Vec<Vec<u8>> = out
         .iter()
         .filter(|o| o.0 == TRUNK)
@@ -284,7 +211,7 @@ fn partial_checksum_is_kept_or_completed() {
     let mut s = switch();
     let body = data(999);
     let frame = tcp_frame(mac(9), &body);
-    let out = run(&mut s, TAP_A, &frame, csum_only());
+    let out = run_offload(&mut s, TAP_A, &frame, csum_only());
     for o in &out {
         if o.0 == TAP_B {
             assert_eq!(o.2, csum_only());
@@ -305,7 +232,7 @@ fn mtu_counts_segments_not_the_large_frame() {
     let mut s = switch();
     let body = data(8000);
     // 1448 + 52 bytes of headers = 1500: fits the taps, not the VM port (1450).
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(3), &body), gso(1448));
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(3), &body), tcp_gso(1448));
     assert!(out.is_empty());
     assert_eq!(
         s.port_counters(VM)
@@ -315,7 +242,7 @@ fn mtu_counts_segments_not_the_large_frame() {
         1
     );
     // Segments over the ingress MTU: dropped at ingress.
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(2), &body), gso(1449));
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(2), &body), tcp_gso(1449));
     assert!(out.is_empty());
     assert_eq!(
         s.port_counters(TAP_A)
@@ -325,7 +252,7 @@ fn mtu_counts_segments_not_the_large_frame() {
         1
     );
     // The same large frame without GSO metadata is oversized.
-    let out = run(&mut s, TAP_A, &tcp_frame(mac(2), &body), csum_only());
+    let out = run_offload(&mut s, TAP_A, &tcp_frame(mac(2), &body), csum_only());
     assert!(out.is_empty());
     assert_eq!(
         s.port_counters(TAP_A)
@@ -349,14 +276,14 @@ fn offload_metadata_that_does_not_match_is_dropped() {
     };
     // GSO on an ARP frame.
     let arp = arp_request(mac(1), SRC, DST);
-    assert!(run(&mut s, TAP_A, &arp, gso(1000)).is_empty());
+    assert!(run_offload(&mut s, TAP_A, &arp, tcp_gso(1000)).is_empty());
     // TCPv6 GSO on an IPv4 frame.
-    let mut v6 = gso(1000);
+    let mut v6 = tcp_gso(1000);
     v6.gso = Some(Gso {
         kind: GsoKind::Tcpv6,
         ..v6.gso.unwrap()
     });
-    assert!(run(&mut s, TAP_A, &frame, v6).is_empty());
+    assert!(run_offload(&mut s, TAP_A, &frame, v6).is_empty());
     // A checksum outside the packet, or inside the Ethernet header.
     for start in [u16::MAX, 10, frame.len() as u16 - 1] {
         let o = Offload {
@@ -364,18 +291,18 @@ fn offload_metadata_that_does_not_match_is_dropped() {
             ..Offload::NONE
         };
         assert!(
-            run(&mut s, TAP_A, &frame[..200], o).is_empty(),
+            run_offload(&mut s, TAP_A, &frame[..200], o).is_empty(),
             "start {start}"
         );
     }
     assert_eq!(bad_offload(&s, TAP_A), 5);
     // Offloads from the trunk are refused.
     let tagged_frame = tagged(mac(2), mac(1), 7, EtherType::IPV4, &frame[14..]);
-    assert!(run(&mut s, TRUNK, &tagged_frame, gso(1000)).is_empty());
+    assert!(run_offload(&mut s, TRUNK, &tagged_frame, tcp_gso(1000)).is_empty());
     assert_eq!(bad_offload(&s, TRUNK), 1);
     // Every prefix of a GSO frame with its metadata is handled without a panic.
     for cut in 0..frame.len().min(200) {
-        run(&mut s, TAP_A, &frame[..cut], gso(1000));
+        run_offload(&mut s, TAP_A, &frame[..cut], tcp_gso(1000));
     }
 }
 
@@ -387,25 +314,6 @@ fn offloads_only_on_access_ports() {
     s.set_port_offloads(UPLINK, true).unwrap();
     assert!(!s.port_offloads(UPLINK));
     assert!(s.set_port_offloads(PortId(77), true).is_err());
-}
-
-/// Cuts `frame` (a large TCP segment) into complete segments, as a sender without TSO would.
-fn cut(frame: &[u8], mss: u16) -> Vec<Vec<u8>> {
-    let mut complete = frame.to_vec();
-    vinfra_switch::wire::gso::complete_checksum(&mut complete[14..], 20, 16).unwrap();
-    let s = vinfra_switch::wire::gso::Segmenter::new(
-        EtherType::IPV4,
-        &complete[14..],
-        gso(mss).gso.as_ref().unwrap(),
-    )
-    .unwrap();
-    (0..s.count())
-        .map(|i| {
-            let mut out = frame[..14].to_vec();
-            assert!(s.write(i, &mut out));
-            out
-        })
-        .collect()
 }
 
 fn run_batch(
@@ -431,7 +339,7 @@ fn segments_in_a_batch_join_into_one_large_frame_for_an_offload_port() {
     assert_eq!(out.len(), 1);
     let (port, _, offload, frame) = &out[0];
     assert_eq!(*port, TAP_B);
-    assert_eq!(*offload, gso(1398));
+    assert_eq!(*offload, tcp_gso(1398));
     assert_eq!(frame.len(), 14 + 20 + 32 + body.len());
     assert_eq!(&frame[66..], &body[..]);
     // Cut again, it gives back the very segments that came in.
@@ -472,7 +380,7 @@ fn interleaved_flows_join_each_into_its_own_frame_in_order() {
     let out = run_batch(&mut s, VM, &interleaved);
     assert_eq!(out.len(), 2, "one frame per flow");
     for (o, flow) in out.iter().zip([&flow_a, &flow_b]) {
-        assert_eq!((o.0, o.2), (TAP_B, gso(1000)));
+        assert_eq!((o.0, o.2), (TAP_B, tcp_gso(1000)));
         assert_eq!(&o.3[66..], &body[..]);
         assert_eq!(&cut(&o.3, 1000), flow);
     }

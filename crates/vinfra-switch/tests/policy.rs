@@ -11,16 +11,14 @@ use common::*;
 use vinfra_switch::datapath::{
     AllowedAddress, ConfigCommand, ConfigError, DhcpConfig, DropReason, Location, NetworkId,
     PortConfig, PortId, PortKind, PortPolicy, Segment, StormControl, Switch, SwitchSettings,
-    TxBatch, DHCP_SERVER_MAC,
+    DHCP_SERVER_MAC,
 };
 use vinfra_switch::wire::{arp, dhcp, ipv4, udp};
 use vinfra_switch::wire::{
-    ArpOperation, ArpRepr, DhcpMessageType, DhcpOp, DhcpRepr, Encap, EtherType, EthernetRepr,
-    MacAddr, UdpRepr, Vni,
+    ArpOperation, ArpRepr, DhcpMessageType, DhcpOp, DhcpRepr, EtherType, EthernetRepr, MacAddr, Vni,
 };
 
 const BLUE: NetworkId = NetworkId(1);
-const UPLINK: PortId = PortId(100);
 /// VM 1: port security on (its NIC's address, a virtual IP, a prefix, a second MAC).
 const SECURED: PortId = PortId(1);
 /// VM 2: no policy; its MAC is learned, not static.
@@ -28,23 +26,12 @@ const NEIGHBOUR: PortId = PortId(2);
 /// VM 3: no policy; its MAC is static.
 const THIRD: PortId = PortId(3);
 const HOST: PortId = PortId(4);
-const VTEP_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const VTEP_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const VTEP_C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
 /// An allowed address pair of VM 1: a virtual IP (keepalived).
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 /// A second MAC of VM 1 (a VRRP virtual MAC) and its address.
 const VMAC: MacAddr = MacAddr([0x00, 0x00, 0x5e, 0x00, 0x01, 0x01]);
 const VMAC_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 111);
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, last)
-}
-
-fn t(secs: u64) -> Duration {
-    Duration::from_secs(secs)
-}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -163,22 +150,6 @@ fn blue() -> Switch {
     sw
 }
 
-/// Output of one frame: (port, vtep, bytes).
-type Out = Vec<(PortId, Option<Ipv4Addr>, Vec<u8>)>;
-
-fn run(sw: &mut Switch, now: Duration, port: PortId, frame: &[u8]) -> Out {
-    let mut tx = TxBatch::new();
-    sw.process(now, [(port, frame)], &mut tx);
-    tx.iter()
-        .map(|(f, bytes)| (f.port, f.vtep, bytes.to_vec()))
-        .collect()
-}
-
-/// Where the copies went.
-fn reached(out: &Out) -> Vec<(PortId, Option<Ipv4Addr>)> {
-    out.iter().map(|(p, v, _)| (*p, *v)).collect()
-}
-
 /// Everywhere a frame from VM 1 is flooded to.
 const FLOOD_FROM_1: [(PortId, Option<Ipv4Addr>); 4] = [
     (NEIGHBOUR, None),
@@ -186,99 +157,6 @@ const FLOOD_FROM_1: [(PortId, Option<Ipv4Addr>); 4] = [
     (HOST, None),
     (UPLINK, Some(VTEP_B)),
 ];
-
-/// Drops for `reason` counted on the port and on the network.
-fn dropped(sw: &Switch, port: PortId, reason: DropReason) -> (u64, u64) {
-    (
-        sw.port_counters(port).unwrap().drops.get(reason),
-        sw.network_counters(BLUE).unwrap().traffic.drops.get(reason),
-    )
-}
-
-/// A UDP frame with the given ports.
-fn udp_ports(
-    dst: MacAddr,
-    src: MacAddr,
-    (src_ip, src_port): (Ipv4Addr, u16),
-    (dst_ip, dst_port): (Ipv4Addr, u16),
-    data: &[u8],
-) -> Vec<u8> {
-    let mut d = vec![0u8; udp::HEADER_LEN + data.len()];
-    let mut p = udp::Packet::new_unchecked(&mut d[..]);
-    UdpRepr { src_port, dst_port }
-        .emit(&mut p, data.len())
-        .unwrap();
-    p.payload_mut().copy_from_slice(data);
-    p.fill_checksum(src_ip, dst_ip);
-    eth(
-        dst,
-        src,
-        EtherType::IPV4,
-        &ipv4_payload(src_ip, dst_ip, ipv4::protocol::UDP, &d),
-    )
-}
-
-fn dhcp_message(op: DhcpOp, message_type: DhcpMessageType, client: MacAddr) -> Vec<u8> {
-    let message = DhcpRepr {
-        op,
-        xid: 0x0a0b_0c0d,
-        secs: 0,
-        broadcast: false,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: if op == DhcpOp::Reply {
-            ip(50)
-        } else {
-            Ipv4Addr::UNSPECIFIED
-        },
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        client_mac: client,
-        message_type,
-        requested_ip: None,
-        server_id: (op == DhcpOp::Reply).then_some(ip(1)),
-        lease_secs: None,
-        subnet_mask: None,
-        router: None,
-        mtu: None,
-    };
-    let mut buf = vec![0u8; message.buffer_len()];
-    message
-        .emit(&mut dhcp::Packet::new_unchecked(&mut buf[..]))
-        .unwrap();
-    buf
-}
-
-/// A DHCPDISCOVER from `client`, which has no address yet: 0.0.0.0:68 to 255.255.255.255:67.
-fn discover(client: MacAddr) -> Vec<u8> {
-    udp_ports(
-        MacAddr::BROADCAST,
-        client,
-        (Ipv4Addr::UNSPECIFIED, 68),
-        (Ipv4Addr::BROADCAST, 67),
-        &dhcp_message(DhcpOp::Request, DhcpMessageType::Discover, client),
-    )
-}
-
-/// An ARP packet in a frame from `src`.
-fn arp_frame(dst: MacAddr, src: MacAddr, repr: ArpRepr) -> Vec<u8> {
-    let mut p = vec![0u8; arp::PACKET_LEN];
-    repr.emit(&mut arp::Packet::new_unchecked(&mut p[..]))
-        .unwrap();
-    eth(dst, src, EtherType::ARP, &p)
-}
-
-/// A RARP request (QEMU's announcement of a migrated VM) for `sha`, in a frame from `src`.
-fn rarp(src: MacAddr, sha: MacAddr) -> Vec<u8> {
-    let mut p = arp_payload(
-        ArpOperation::Request,
-        sha,
-        Ipv4Addr::UNSPECIFIED,
-        sha,
-        Ipv4Addr::UNSPECIFIED,
-    );
-    p[6..8].copy_from_slice(&3u16.to_be_bytes());
-    eth(MacAddr::BROADCAST, src, EtherType::RARP, &p)
-}
 
 #[test]
 fn a_source_mac_not_allowed_is_dropped_and_the_nic_mac_passes() {
@@ -845,22 +723,6 @@ fn storm_control_limits_flooding_from_a_port() {
     assert_eq!(dropped(&sw, NEIGHBOUR, DropReason::StormControl), (8, 8));
 }
 
-/// `inner` on blue, encapsulated by the switch of the host at `from`.
-fn from_vtep(from: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    Encap {
-        src_mac: MacAddr([2, 0, 0, 0, 0, 0xb]),
-        dst_mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
-        src_ip: from,
-        dst_ip: VTEP_A,
-        src_port: 50000,
-        vni: Vni::new(5001).unwrap(),
-    }
-    .encapsulate_into(inner, &mut f)
-    .unwrap();
-    f
-}
-
 #[test]
 fn the_uplink_takes_vxlan_from_underlay_peers_only() {
     let mut sw = blue();
@@ -868,7 +730,12 @@ fn the_uplink_takes_vxlan_from_underlay_peers_only() {
     let inner = ipv4_frame(mac(3), mac(40), ip(40), ip(3), 8);
     // Any source by default.
     assert_eq!(
-        reached(&run(&mut sw, t(1), UPLINK, &from_vtep(VTEP_C, &inner))),
+        reached(&run(
+            &mut sw,
+            t(1),
+            UPLINK,
+            &vxlan(VTEP_C, VTEP_A, 5001, &inner)
+        )),
         [(THIRD, None)]
     );
     sw.apply(ConfigCommand::RemoveMacEntry {
@@ -880,7 +747,7 @@ fn the_uplink_takes_vxlan_from_underlay_peers_only() {
         .unwrap();
     assert_eq!(sw.underlay_peers(), Some(vec![VTEP_A, VTEP_B]));
     // From C, not a peer: dropped on the uplink before anything is learned.
-    assert!(run(&mut sw, t(2), UPLINK, &from_vtep(VTEP_C, &inner)).is_empty());
+    assert!(run(&mut sw, t(2), UPLINK, &vxlan(VTEP_C, VTEP_A, 5001, &inner)).is_empty());
     let uplink_drops = sw.port_counters(UPLINK).unwrap().drops;
     assert_eq!(uplink_drops.get(DropReason::UnknownVtep), 1);
     assert_eq!(
@@ -891,14 +758,24 @@ fn the_uplink_takes_vxlan_from_underlay_peers_only() {
     assert_eq!(sw.lookup(BLUE, mac(40), t(2)), None);
     // From B, a peer: forwarded and learned.
     assert_eq!(
-        reached(&run(&mut sw, t(2), UPLINK, &from_vtep(VTEP_B, &inner))),
+        reached(&run(
+            &mut sw,
+            t(2),
+            UPLINK,
+            &vxlan(VTEP_B, VTEP_A, 5001, &inner)
+        )),
         [(THIRD, None)]
     );
     assert_eq!(sw.lookup(BLUE, mac(40), t(2)), Some(Location::Vtep(VTEP_B)));
     // Back to any source.
     sw.apply(ConfigCommand::SetUnderlayPeers(None)).unwrap();
     assert_eq!(
-        reached(&run(&mut sw, t(3), UPLINK, &from_vtep(VTEP_C, &inner))),
+        reached(&run(
+            &mut sw,
+            t(3),
+            UPLINK,
+            &vxlan(VTEP_C, VTEP_A, 5001, &inner)
+        )),
         [(THIRD, None)]
     );
     assert_eq!(

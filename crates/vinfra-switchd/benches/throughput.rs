@@ -45,86 +45,19 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+mod endpoints;
+
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{attach_tap, name, overlay, sh, tap_port, Daemon, Netns};
+use endpoints::{
+    bridge_path, iperf_gbits, median, netns, offloads, ping_percentiles, ready, switch_path,
+    tx_dropped, udp_mpps, udp_rcvbuf_errors, veth_to, BridgePath, Pair, SwitchPath, PINGS,
+};
 use vinfra_switch_control::Request;
-
-const UDP_PORT: u16 = 9;
-const UDP_PAYLOAD: usize = 18;
-const BATCH: usize = 64;
-const PINGS: u32 = 500;
-
-/// A namespace named `swb-<pid><n><tag>` (deleted on drop, as every `Netns`).
-fn netns(tag: &str) -> Netns {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let ns = Netns {
-        name: format!("swb-{}{n}{tag}", std::process::id() % 10_000),
-    };
-    sh(&["ip", "netns", "add", &ns.name]);
-    ns.exec(&["ip", "link", "set", "lo", "up"]);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    ns
-}
-
-struct Pair {
-    server: Netns,
-    client: Netns,
-    server_ip: &'static str,
-}
-
-impl Pair {
-    fn new(server_ip: &'static str) -> Pair {
-        Pair {
-            server: netns("b"),
-            client: netns("a"),
-            server_ip,
-        }
-    }
-}
-
-/// A veth from endpoint `ep` (address `cidr`) to namespace `other`; returns (inner, outer).
-fn veth_to(ep: &Netns, cidr: &str, mtu: u16, other: &Netns) -> (String, String) {
-    let (inner, outer) = (name("v"), name("v"));
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        &inner,
-        "netns",
-        &ep.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &outer,
-        "netns",
-        &other.name,
-    ]);
-    ep.exec(&["ip", "link", "set", &inner, "mtu", &mtu.to_string()]);
-    other.exec(&["ip", "link", "set", &outer, "mtu", &mtu.to_string()]);
-    ep.exec(&["ip", "addr", "add", cidr, "dev", &inner]);
-    ep.exec(&["ip", "link", "set", &inner, "up"]);
-    other.exec(&["ip", "link", "set", &outer, "up"]);
-    (inner, outer)
-}
-
-fn ready(pair: &Pair, what: &str) {
-    assert!(
-        pair.client.ping_until(pair.server_ip, 10),
-        "{what}: no ping reply from {}",
-        pair.server_ip
-    );
-}
 
 /// A private Open vSwitch (ovsdb-server + ovs-vswitchd) whose datapath lives in `ns`.
 struct Ovs {
@@ -219,213 +152,6 @@ impl Drop for Ovs {
             let _ = c.wait();
         }
     }
-}
-
-/// iperf3 TCP: (Gbit/s received, segments the sender retransmitted).
-fn iperf_gbits(pair: &Pair, seconds: u32) -> (f64, u64) {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &pair.server.name, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 -s");
-    std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pair.client.name, "iperf3", "-c"])
-        .args([pair.server_ip, "-t", &seconds.to_string(), "-J"])
-        .output()
-        .expect("iperf3 -c");
-    let _ = server.kill();
-    let _ = server.wait();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let gbits = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0)
-        / 1e9;
-    let retransmits = json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-    (gbits, retransmits)
-}
-
-fn ping_percentiles(pair: &Pair, count: u32) -> (f64, f64) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &pair.client.name, "ping", "-c"])
-        .args([&count.to_string(), "-i", "0.005", pair.server_ip])
-        .output()
-        .expect("ping");
-    let mut rtts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1))
-        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
-        .collect();
-    rtts.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        let i = ((rtts.len() as f64 - 1.0) * q).round() as usize;
-        rtts.get(i).copied().unwrap_or(f64::NAN)
-    };
-    (at(0.5), at(0.99))
-}
-
-fn enter(ns: &Path) {
-    let file = File::open(ns).expect("open netns");
-    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-fn set_buf(sock: &UdpSocket, opt: libc::c_int, bytes: libc::c_int) {
-    // SAFETY: a valid socket and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            &bytes as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// Message headers for `BATCH` datagrams, each pointing at its own `iovec`.
-fn headers(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
-    iov.iter_mut()
-        .map(|v| {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = v;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect()
-}
-
-/// Counts datagrams until `stop`; returns (datagrams, seconds from the first to the last).
-fn receive(stop: &AtomicBool, bound: &AtomicBool) -> (u64, f64) {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, UDP_PORT)).expect("bind receiver");
-    set_buf(&sock, libc::SO_RCVBUFFORCE, 32 << 20);
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
-    bound.store(true, Ordering::SeqCst);
-    let mut bufs = vec![[0u8; 64]; BATCH];
-    let mut iov: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut hdrs = headers(&mut iov);
-    let (mut count, mut first, mut last) = (0u64, None, Instant::now());
-    loop {
-        // SAFETY: `hdrs` points at `iov`, which points at `bufs`; all live through the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if n > 0 {
-            let now = Instant::now();
-            first.get_or_insert(now);
-            last = now;
-            count += n as u64;
-        } else if stop.load(Ordering::SeqCst) {
-            break;
-        }
-    }
-    let span = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    (count, span)
-}
-
-/// Sends 18-byte datagrams to `dst` as fast as `sendmmsg` takes them for `seconds`; returns
-/// (datagrams accepted, seconds).
-fn flood(dst: SocketAddrV4, seconds: f64) -> (u64, f64) {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind sender");
-    sock.connect(dst).expect("connect");
-    set_buf(&sock, libc::SO_SNDBUFFORCE, 4 << 20);
-    let payload = [0x5au8; UDP_PAYLOAD];
-    let mut iov: Vec<libc::iovec> = (0..BATCH)
-        .map(|_| libc::iovec {
-            iov_base: payload.as_ptr() as *mut libc::c_void,
-            iov_len: payload.len(),
-        })
-        .collect();
-    let mut hdrs = headers(&mut iov);
-    let start = Instant::now();
-    let limit = Duration::from_secs_f64(seconds);
-    let mut sent = 0u64;
-    while start.elapsed() < limit {
-        // SAFETY: `hdrs` points at `iov`, which points at `payload` (only read).
-        let n = unsafe {
-            libc::sendmmsg(
-                sock.as_raw_fd(),
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                0,
-            )
-        };
-        if n > 0 {
-            sent += n as u64;
-        }
-    }
-    (sent, start.elapsed().as_secs_f64())
-}
-
-/// 64-byte UDP packets per second: (sent by the generator, received), in millions.
-fn udp_mpps(pair: &Pair, seconds: f64) -> (f64, f64) {
-    let ns_path = |ns: &Netns| PathBuf::from(format!("/run/netns/{}", ns.name));
-    let (server_ns, client_ns) = (ns_path(&pair.server), ns_path(&pair.client));
-    let stop = Arc::new(AtomicBool::new(false));
-    let bound = Arc::new(AtomicBool::new(false));
-    let receiver = {
-        let (stop, bound) = (stop.clone(), bound.clone());
-        std::thread::spawn(move || {
-            enter(&server_ns);
-            receive(&stop, &bound)
-        })
-    };
-    while !bound.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let dst = SocketAddrV4::new(pair.server_ip.parse().expect("ip"), UDP_PORT);
-    let (sent, secs) = std::thread::spawn(move || {
-        enter(&client_ns);
-        flood(dst, seconds)
-    })
-    .join()
-    .expect("sender");
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    let (got, span) = receiver.join().expect("receiver");
-    let rx = if span > 0.0 { got as f64 / span } else { 0.0 };
-    (sent as f64 / secs / 1e6, rx / 1e6)
-}
-
-/// UDP datagrams dropped because a socket's receive buffer was full, in namespace `ns`.
-fn udp_rcvbuf_errors(ns: &Netns) -> u64 {
-    let snmp = ns.exec(&["cat", "/proc/net/snmp"]);
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Frames a device dropped on transmit (for a tap: the switch did not read them in time).
-fn tx_dropped(ns: &Netns, dev: &str) -> u64 {
-    let out = ns.exec(&["ip", "-s", "-j", "link", "show", "dev", dev]);
-    let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    json[0]["stats64"]["tx"]["dropped"].as_u64().unwrap_or(0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 #[derive(Default)]
@@ -539,37 +265,25 @@ fn host_paths(seconds: u32, rounds: u32) {
 
     // ---- One host ------------------------------------------------------------------------
     // Through vinfra switch.
-    let host = netns("h");
-    let daemon = Daemon::start(&host, dir.path(), None);
-    let mut client = daemon.client();
-    let (ta, tb) = (name("t"), name("t"));
-    client
-        .apply(&[
-            overlay(1, 100),
-            tap_port(1, 1, &ta, 1500),
-            tap_port(2, 1, &tb, 1500),
-        ])
-        .expect("configure the switch");
-    let switch = Pair::new("10.90.0.2");
-    attach_tap(&host, &ta, &switch.client, "10.90.0.1/24", 1500);
-    attach_tap(&host, &tb, &switch.server, "10.90.0.2/24", 1500);
-    ready(&switch, "vinfra switch");
+    let SwitchPath {
+        control: mut client,
+        daemon: _daemon,
+        pair: switch,
+        taps: (ta, tb),
+        host: _host,
+    } = switch_path(dir.path(), "10.90.0.1", "10.90.0.2");
 
     // Through a Linux bridge.
-    let brns = netns("br");
-    brns.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
-    brns.exec(&["ip", "link", "set", "br0", "up"]);
-    let bridge = Pair::new("10.91.0.2");
-    let mut bridge_veths = Vec::new();
-    for (ep, ip) in [
-        (&bridge.client, "10.91.0.1/24"),
-        (&bridge.server, "10.91.0.2/24"),
-    ] {
-        let (inner, outer) = veth_to(ep, ip, 1500, &brns);
-        brns.exec(&["ip", "link", "set", &outer, "master", "br0"]);
-        bridge_veths.push((ep.name.clone(), inner));
-    }
-    ready(&bridge, "linux bridge");
+    let BridgePath {
+        pair: bridge,
+        veths: (bva, bvb),
+        ns: _brns,
+        ..
+    } = bridge_path("10.91.0.1", "10.91.0.2");
+    let bridge_veths = [
+        (bridge.client.name.clone(), bva),
+        (bridge.server.name.clone(), bvb),
+    ];
 
     // Through Open vSwitch's userspace datapath.
     let ovsns = netns("ovs");
@@ -768,7 +482,8 @@ fn host_paths(seconds: u32, rounds: u32) {
 
     println!();
     println!(
-        "== medians of {rounds} rounds: iperf3 TCP {seconds} s, 64-byte UDP for 3 s (sendmmsg -> recvmmsg), {PINGS} pings"
+        "== medians of {rounds} rounds: iperf3 TCP {seconds} s, 64-byte UDP for 3 s (sendmmsg -> recvmmsg), {PINGS} pings (load {})",
+        endpoints::load()
     );
     print_table(
         "one host, two namespace endpoints (vinfra and OVS: taps the switch opens; bridge: veths)",
@@ -818,26 +533,6 @@ fn host_paths(seconds: u32, rounds: u32) {
         println!("switch {what}: tx errors {errors}");
     }
     drop(ovs);
-}
-
-/// "tx-csum on, tso on" as `ethtool -k` shows them for `dev` in namespace `ns`.
-fn offloads(ns: &str, dev: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "ethtool", "-k", dev])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let get = |key: &str| {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .map(|v| v.split_whitespace().next().unwrap_or("?").to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!(
-        "tx-csum {}, tso {}",
-        get("tx-checksumming:"),
-        get("tcp-segmentation-offload:")
-    )
 }
 
 // ---- VM ports: test guests under TCG ---------------------------------------------------------
@@ -1229,12 +924,11 @@ fn vm_paths(rounds: u32) {
             p.p99.push(p99);
         }
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
     println!(
         "== VM ports, two TCG guests per path, medians of {rounds} rounds: TCP {VM_TCP_MIB} MiB (dd | nc), \
          ping -A -s 18 for {VM_RR_SECONDS} s, {VM_PINGS} pings at 20 ms (load {})",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        endpoints::load()
     );
     println!(
         "  {:<16} {:>11} {:>14} {:>11} {:>11}",

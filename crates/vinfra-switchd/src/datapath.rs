@@ -9,35 +9,44 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
+use vinfra_switch::datapath::firewall::rules::Direction;
 use vinfra_switch::datapath::{ConfigCommand, ConfigError, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
+use vinfra_switch::qos::Source;
 use vinfra_switch::wire::Offload;
-use vinfra_switch_control::{
-    Attachment, CountersView, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortPolicySpec, PortSpec,
-    Request, Response,
-};
+use vinfra_switch_control::{Attachment, CountersView, PortSpec, QosSpec, Request, Response};
 use vinfra_types::error::chain;
 
 use crate::convert::{self, BadValue, PortIoCounters};
 use crate::ports::{PortError, PortIo};
+use crate::qos::{self, PortOutput, PortQos, QosError};
+
+mod applied;
+mod order;
+
+use applied::AppliedConfig;
 
 /// Most frames read from one port before they go through the core together.
 pub const BATCH: usize = 32;
 /// Receive buffer per frame: the largest datagram or frame any port can hand over, plus headroom.
 const BUF_LEN: usize = 65_536 + 64;
-/// Most frames kept per port while its peer cannot take more (a VM's datagram queue holds only
-/// `net.unix.max_dgram_qlen` frames, 10 by default, and a large TCP segment cut in software is
-/// tens of frames); beyond, frames are dropped and counted as transmit errors.
-const BACKLOG_MAX: usize = 512;
-/// How soon a port with a backlog is tried again when nothing else is ready.
-const BACKLOG_RETRY: Duration = Duration::from_micros(100);
-/// A backlog whose peer took nothing for this long (a paused VM) is dropped, so the datapath
-/// does not keep retrying it.
-const BACKLOG_GIVE_UP: Duration = Duration::from_millis(50);
 /// How often aged MAC entries are freed.
 const EXPIRE_EVERY: Duration = Duration::from_secs(2);
+/// How often the firewall's drop log is taken and written to the daemon's log.
+const FIREWALL_LOG_EVERY: Duration = Duration::from_secs(1);
 /// The poller token of the control channel's wakeup.
 pub(crate) const WAKER: Token = Token(0);
+
+/// What reading a port's batch found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Read {
+    /// The port has nothing more (or is gone): it waits for its next readiness event.
+    Done,
+    /// The port may have more.
+    More,
+    /// The port's egress limit is in debt: read again when it is repaid.
+    Throttled,
+}
 
 /// A request from the control thread and where to send its answer.
 pub(crate) type ControlMessage = (Request, Sender<Response>);
@@ -51,6 +60,9 @@ pub enum ControlRequestError {
     /// The core refused the configuration command.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A port's QoS has a value out of range, or the port takes none.
+    #[error(transparent)]
+    Qos(#[from] QosError),
     /// The port's socket or device could not be opened or polled.
     #[error("port {port}")]
     Open {
@@ -68,85 +80,40 @@ struct OpenPort {
     /// Added by the daemon itself (the `--underlay-ip` uplink): not part of the agent's config.
     builtin: bool,
     rx_errors: u64,
-    tx_errors: u64,
-    /// Frames the port's peer refused for now (`EAGAIN`), in order, sent before any newer one.
-    backlog: VecDeque<Pending>,
-    /// When the backlog last made progress (or started).
-    backlog_moved: Option<Instant>,
-}
-
-/// A frame waiting in a port's backlog.
-struct Pending {
-    bytes: Vec<u8>,
-    vtep: Option<Ipv4Addr>,
-    offload: Offload,
+    /// Frames waiting for the peer or the ingress limit, and the transmit counters.
+    out: PortOutput,
+    /// QoS from `set_port_qos`; `None`: normal class, default weight, no limits.
+    qos: Option<PortQos>,
+    /// Batches the port may still read in this round (weighted reading order).
+    read_credit: u32,
 }
 
 impl OpenPort {
-    /// Sends a frame, or queues it behind the backlog when the peer is full.
-    fn send(&mut self, bytes: &[u8], vtep: Option<Ipv4Addr>, offload: &Offload) {
-        if self.backlog.is_empty() {
-            match self.io.send(bytes, vtep, offload) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    self.tx_errors += 1;
-                    return;
-                }
-            }
-        }
-        if self.backlog.len() >= BACKLOG_MAX {
-            self.tx_errors += 1;
-            return;
-        }
-        if self.backlog.is_empty() {
-            self.backlog_moved = Some(Instant::now());
-        }
-        self.backlog.push_back(Pending {
-            bytes: bytes.to_vec(),
-            vtep,
-            offload: *offload,
-        });
+    /// Class and weight of the frames read from the port.
+    #[inline]
+    fn source(&self, id: u32) -> Source {
+        self.qos
+            .as_ref()
+            .map_or_else(|| qos::default_source(id), |q| q.source)
     }
 
-    /// Sends what the backlog holds until the peer is full again; drops it when the peer has
-    /// taken nothing for [`BACKLOG_GIVE_UP`].
-    fn flush(&mut self, now: Instant) {
-        let before = self.backlog.len();
-        while let Some(p) = self.backlog.front() {
-            match self.io.send(&p.bytes, p.vtep, &p.offload) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => self.tx_errors += 1,
-            }
-            self.backlog.pop_front();
+    /// Most frames to read now: all of a batch without an egress limit; else as many as the
+    /// credit covers and one more (so the bucket's debt is at most one frame), none in debt.
+    fn readable(&mut self, now: Duration) -> usize {
+        let Some(bucket) = self.qos.as_mut().and_then(|q| q.egress.as_mut()) else {
+            return BATCH;
+        };
+        if !bucket.ready(now) {
+            return 0;
         }
-        if self.backlog.len() < before {
-            self.backlog_moved = Some(now);
-        } else if self
-            .backlog_moved
-            .is_some_and(|t| now.saturating_duration_since(t) > BACKLOG_GIVE_UP)
-        {
-            self.tx_errors += self.backlog.len() as u64;
-            self.backlog.clear();
-        }
+        let largest = if self.io.offloads() {
+            BUF_LEN
+        } else {
+            usize::from(self.spec.mtu) + 18
+        };
+        let covered = usize::try_from(bucket.available()).unwrap_or(usize::MAX) / largest;
+        covered.saturating_add(1).min(BATCH)
     }
-}
-
-/// The configuration applied through the control socket (the daemon's own uplink aside), kept
-/// to answer `get_config`.
-#[derive(Default)]
-struct AppliedConfig {
-    settings: Option<(u64, usize)>,
-    networks: BTreeMap<u32, NetworkSpec>,
-    flood: BTreeMap<u32, Vec<Ipv4Addr>>,
-    macs: BTreeMap<(u32, Mac), LocationSpec>,
-    arps: BTreeMap<(u32, Ipv4Addr), Mac>,
-    vtep_macs: BTreeMap<Ipv4Addr, Mac>,
-    dhcp: BTreeMap<u32, DhcpSpec>,
-    policies: BTreeMap<u32, PortPolicySpec>,
-    peers: Option<Vec<Ipv4Addr>>,
-    moves: BTreeMap<(u32, Mac), Ipv4Addr>,
 }
 
 pub(crate) struct Datapath {
@@ -160,6 +127,12 @@ pub(crate) struct Datapath {
     rx_scratch: Vec<(usize, Option<std::net::SocketAddrV4>)>,
     tx: TxBatch,
     start: Instant,
+    /// Ready ports whose egress limit holds them.
+    throttled: Vec<u32>,
+    /// Ports with QoS: when none, the reading order is plain round robin.
+    qos_ports: usize,
+    /// The drop log's `suppressed` counter when last written to the daemon's log.
+    log_suppressed: u64,
 }
 
 impl Datapath {
@@ -177,6 +150,9 @@ impl Datapath {
             rx_scratch: Vec::with_capacity(BATCH),
             tx: TxBatch::with_capacity(BATCH * 4, BATCH * 4 * 2048),
             start: Instant::now(),
+            throttled: Vec::new(),
+            qos_ports: 0,
+            log_suppressed: 0,
         }
     }
 
@@ -190,19 +166,29 @@ impl Datapath {
         let mut events = Events::with_capacity(256);
         let mut ready: VecDeque<u32> = VecDeque::new();
         let mut next_expire = Instant::now() + EXPIRE_EVERY;
+        let mut next_log = Instant::now() + FIREWALL_LOG_EVERY;
         loop {
-            let mut backlog = false;
-            let now = Instant::now();
-            for port in self.ports.values_mut().filter(|p| !p.backlog.is_empty()) {
-                port.flush(now);
-                backlog |= !port.backlog.is_empty();
+            let now = self.start.elapsed();
+            // How soon a queue or a held port needs the loop again.
+            let mut wake: Option<Duration> = None;
+            for port in self.ports.values_mut().filter(|p| p.out.waiting()) {
+                port.out.flush(&port.io, now);
+                if let Some(w) = port.out.wake_in(now) {
+                    wake = Some(wake.map_or(w, |x| x.min(w)));
+                }
+            }
+            if !self.throttled.is_empty() {
+                if let Some(w) = self.release_throttled(&mut ready, now) {
+                    wake = Some(wake.map_or(w, |x| x.min(w)));
+                }
             }
             let timeout = if !ready.is_empty() {
                 Some(Duration::ZERO)
-            } else if backlog {
-                Some(BACKLOG_RETRY)
             } else {
-                Some(next_expire.saturating_duration_since(Instant::now()))
+                let housekeeping = next_expire
+                    .min(next_log)
+                    .saturating_duration_since(Instant::now());
+                Some(wake.map_or(housekeeping, |w| w.min(housekeeping)))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -226,16 +212,22 @@ impl Datapath {
             if wake && !self.drain_control() {
                 return Ok(());
             }
-            // Round robin: one batch per ready port; a port that had more goes to the back.
-            let mut rounds = ready.len();
-            while rounds > 0 {
-                rounds -= 1;
-                let Some(id) = ready.pop_front() else { break };
-                if self.batch(id) {
-                    ready.push_back(id);
-                }
-                if !ready.is_empty() && !self.drain_control() {
+            if self.qos_ports > 0 {
+                if !self.weighted_round(&mut ready) {
                     return Ok(());
+                }
+            } else {
+                // Round robin: one batch per ready port; a port that had more goes to the back.
+                let mut rounds = ready.len();
+                while rounds > 0 {
+                    rounds -= 1;
+                    let Some(id) = ready.pop_front() else { break };
+                    if self.batch(id) == Read::More {
+                        ready.push_back(id);
+                    }
+                    if !ready.is_empty() && !self.drain_control() {
+                        return Ok(());
+                    }
                 }
             }
             let now = Instant::now();
@@ -243,29 +235,81 @@ impl Datapath {
                 self.switch.expire(now.duration_since(self.start));
                 next_expire = now + EXPIRE_EVERY;
             }
+            if now >= next_log {
+                self.write_firewall_log();
+                next_log = now + FIREWALL_LOG_EVERY;
+            }
         }
     }
 
-    /// Reads up to [`BATCH`] frames from a port, forwards them and sends the result. True when
-    /// the port may have more.
-    fn batch(&mut self, id: u32) -> bool {
+    /// Writes the firewall's drop records to the daemon's log, one line each, and how many
+    /// drops went unrecorded (over the log's rate) since the last time.
+    fn write_firewall_log(&mut self) {
+        for d in self.switch.take_firewall_log() {
+            let direction = match d.direction {
+                Direction::Ingress => "ingress",
+                Direction::Egress => "egress",
+            };
+            tracing::info!(
+                port = d.port.0,
+                direction,
+                protocol = d.protocol,
+                src = %d.src,
+                dst = %d.dst,
+                src_port = d.src_port,
+                dst_port = d.dst_port,
+                reason = d.reason.as_str(),
+                rule = d.rule,
+                "firewall drop"
+            );
+        }
+        let suppressed = self.switch.firewall_log_counters().suppressed;
+        if suppressed > self.log_suppressed {
+            tracing::info!(
+                drops = suppressed - self.log_suppressed,
+                "firewall drops not logged: over the log's rate"
+            );
+        }
+        self.log_suppressed = suppressed;
+    }
+
+    /// Reads up to [`BATCH`] frames from a port (fewer as its egress limit allows), forwards
+    /// them and sends the result.
+    fn batch(&mut self, id: u32) -> Read {
         let Some(port) = self.ports.get_mut(&id) else {
-            return false;
+            return Read::Done;
         };
+        let now = self.start.elapsed();
+        let (n, source) = if port.qos.is_some() {
+            (port.readable(now), port.source(id))
+        } else {
+            (BATCH, qos::default_source(id))
+        };
+        if n == 0 {
+            return Read::Throttled;
+        }
         self.frames.clear();
         let before = port.rx_errors;
         let more = port.io.recv_batch(
-            &mut self.bufs,
+            self.bufs.get_mut(..n).unwrap_or_default(),
             &mut self.frames,
             &mut self.rx_scratch,
             &mut port.rx_errors,
         );
         let errors = port.rx_errors - before;
+        if let Some(bucket) = port.qos.as_mut().and_then(|q| q.egress.as_mut()) {
+            let bytes: usize = self.frames.iter().map(|(r, _)| r.len()).sum();
+            bucket.take(bytes as u64);
+        }
         if self.frames.is_empty() {
             // A port that only fails is not polled again until it signals.
-            return more && errors == 0;
+            return if more && errors == 0 {
+                Read::More
+            } else {
+                Read::Done
+            };
         }
-        let now = self.start.elapsed();
+        let more = if more { Read::More } else { Read::Done };
         let port_id = PortId(id);
         let bufs = &self.bufs;
         self.switch.process_offload(
@@ -278,24 +322,26 @@ impl Datapath {
                 }),
             &mut self.tx,
         );
-        self.send_tx();
+        self.send_tx(source, now);
         self.tx.clear();
         more
     }
 
-    /// Sends the frames of `self.tx`: port by port, in order within a port; in batches on ports
-    /// that take them (VM ports, the uplink) unless a backlog is waiting there.
-    fn send_tx(&mut self) {
+    /// Sends the frames of `self.tx`, read from a port of class and weight `source`: port by
+    /// port, in order within a port; in batches on ports that take them (VM ports, the uplink)
+    /// unless frames are waiting there or an ingress limit holds them.
+    fn send_tx(&mut self, source: Source, now: Duration) {
         let batched = self.tx.iter().any(|(f, _)| {
             self.ports
                 .get(&f.port.0)
-                .is_some_and(|p| p.io.batches() && p.backlog.is_empty())
+                .is_some_and(|p| p.io.batches() && p.out.direct())
         });
         if !batched {
-            // Only taps and the trunk (or ports with a backlog): one write per frame, in order.
+            // Only taps and the trunk (or ports with a queue): one write per frame, in order.
             for (frame, bytes) in self.tx.iter() {
                 if let Some(out) = self.ports.get_mut(&frame.port.0) {
-                    out.send(bytes, frame.vtep, &frame.offload);
+                    out.out
+                        .send(&out.io, bytes, frame.vtep, &frame.offload, source, now);
                 }
             }
             return;
@@ -317,17 +363,19 @@ impl Datapath {
                 continue;
             };
             let run: Vec<_> = run.iter().filter_map(|&(_, i)| frames.get(i)).collect();
-            if !out.io.batches() || !out.backlog.is_empty() {
+            if !out.io.batches() || !out.out.direct() {
                 for (frame, bytes) in run {
-                    out.send(bytes, frame.vtep, &frame.offload);
+                    out.out
+                        .send(&out.io, bytes, frame.vtep, &frame.offload, source, now);
                 }
                 continue;
             }
             let batch: Vec<(&[u8], Option<Ipv4Addr>)> =
                 run.iter().map(|(f, b)| (*b, f.vtep)).collect();
-            let done = out.io.send_batch(&batch, &mut out.tx_errors);
+            let done = out.io.send_batch(&batch, &mut out.out.tx_errors);
             for (bytes, vtep) in batch.iter().skip(done) {
-                out.send(bytes, *vtep, &Offload::NONE);
+                out.out
+                    .send(&out.io, bytes, *vtep, &Offload::NONE, source, now);
             }
         }
     }
@@ -355,6 +403,25 @@ impl Datapath {
                 }
             }
             Request::GetCounters => return Response::Counters(self.counters()),
+            Request::TakeFlows => {
+                let report = self.switch.take_flows(self.start.elapsed());
+                return Response::Flows(convert::flows_view(&report));
+            }
+            Request::ExportConnections { port } => {
+                if !self.ports.contains_key(&port) {
+                    let error = ControlRequestError::from(ConfigError::NoSuchPort(PortId(port)));
+                    return Response::Error {
+                        message: chain(&error),
+                    };
+                }
+                let entries = self
+                    .switch
+                    .export_connections(PortId(port), self.start.elapsed())
+                    .iter()
+                    .map(convert::connection_spec)
+                    .collect();
+                return Response::Connections { entries };
+            }
             Request::AddPort(spec) => self.add_port(spec, false),
             Request::RemovePort { id } => self.remove_port(id),
             other => self.apply(other),
@@ -366,79 +433,44 @@ impl Datapath {
     }
 
     fn apply(&mut self, request: Request) -> Result<(), ControlRequestError> {
+        if let Request::SetPortQos { port, qos } = request {
+            return self.set_port_qos(port, qos);
+        }
         let Some(command) = convert::config_command(&request)? else {
             return Ok(());
         };
         self.switch.apply(command)?;
-        let d = &mut self.applied;
-        match request {
-            Request::AddNetwork { id, kind } => {
-                d.networks.insert(id, kind);
-            }
-            Request::RemoveNetwork { id } => {
-                d.networks.remove(&id);
-                d.flood.remove(&id);
-                d.macs.retain(|(n, _), _| *n != id);
-                d.moves.retain(|(n, _), _| *n != id);
-                d.arps.retain(|(n, _), _| *n != id);
-                d.dhcp.remove(&id);
-            }
-            Request::SetDhcp { network, config } => match config {
-                Some(c) => {
-                    d.dhcp.insert(network, c);
-                }
-                None => {
-                    d.dhcp.remove(&network);
-                }
-            },
-            Request::SetFloodList { network, vteps } => {
-                d.flood.insert(network, vteps);
-            }
-            Request::AddMacEntry {
-                network,
-                mac,
-                location,
-            } => {
-                d.macs.insert((network, mac), location);
-                d.moves.remove(&(network, mac));
-            }
-            Request::RemoveMacEntry { network, mac } => {
-                d.macs.remove(&(network, mac));
-                d.moves.remove(&(network, mac));
-            }
-            Request::ExpectMacMove { network, mac, to } => match to {
-                Some(to) => {
-                    d.moves.insert((network, mac), to);
-                }
-                None => {
-                    d.moves.remove(&(network, mac));
-                }
-            },
-            Request::SetPortPolicy { port, policy } => {
-                d.policies.insert(port, policy);
-            }
-            Request::SetUnderlayPeers { peers } => d.peers = peers,
-            Request::AddArpEntry { network, ip, mac } => {
-                d.arps.insert((network, ip), mac);
-            }
-            Request::RemoveArpEntry { network, ip } => {
-                d.arps.remove(&(network, ip));
-            }
-            Request::SetVtepMac { vtep, mac } => {
-                d.vtep_macs.insert(vtep, mac);
-            }
-            Request::SetSettings {
-                mac_ageing_secs,
-                mac_learn_limit,
-            } => d.settings = Some((mac_ageing_secs, mac_learn_limit)),
-            // Moves entries back to where `applied` already has them.
-            Request::RevertMacMoves => {}
-            Request::Ping
-            | Request::GetConfig
-            | Request::GetCounters
-            | Request::AddPort(_)
-            | Request::RemovePort { .. } => {}
+        self.applied.record(request);
+        // Gratuitous ARPs of an edge that came here (or got a floating IP) go out at once.
+        if self.switch.announce(&mut self.tx) > 0 {
+            let now = self.start.elapsed();
+            self.send_tx(qos::default_source(0), now);
+            self.tx.clear();
         }
+        Ok(())
+    }
+
+    /// Applies a port's QoS (checked first: a refused request changes nothing).
+    fn set_port_qos(&mut self, id: u32, spec: Option<QosSpec>) -> Result<(), ControlRequestError> {
+        let port = self
+            .ports
+            .get_mut(&id)
+            .ok_or(ConfigError::NoSuchPort(PortId(id)))?;
+        let qos = spec
+            .as_ref()
+            .map(|s| PortQos::new(id, &port.spec.attach, s))
+            .transpose()?;
+        // The core marks the DSCP of what the port sends; checked above, so it cannot refuse.
+        self.switch.apply(ConfigCommand::SetPortDscp {
+            port: PortId(id),
+            mark: spec.as_ref().and_then(|s| s.dscp_mark),
+        })?;
+        port.out.set_shaper(qos.as_ref().and_then(|q| q.ingress));
+        port.qos = qos;
+        port.read_credit = 0;
+        self.qos_ports = self.ports.values().filter(|p| p.qos.is_some()).count();
+        tracing::info!(port = id, qos = ?spec, "port QoS set");
+        self.applied.set_qos(id, spec);
         Ok(())
     }
 
@@ -484,9 +516,9 @@ impl Datapath {
                 io,
                 builtin,
                 rx_errors: 0,
-                tx_errors: 0,
-                backlog: VecDeque::new(),
-                backlog_moved: None,
+                out: PortOutput::new(),
+                qos: None,
+                read_credit: 0,
             },
         );
         Ok(())
@@ -497,10 +529,8 @@ impl Datapath {
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
         }
-        self.applied
-            .macs
-            .retain(|_, location| *location != LocationSpec::Port(id));
-        self.applied.policies.remove(&id);
+        self.qos_ports = self.ports.values().filter(|p| p.qos.is_some()).count();
+        self.applied.remove_port(id);
         Ok(())
     }
 
@@ -511,30 +541,28 @@ impl Datapath {
             .map(|(id, p)| {
                 let counters = PortIoCounters {
                     rx_errors: p.rx_errors,
-                    tx_errors: p.tx_errors,
+                    tx_errors: p.out.tx_errors,
                     mtu: p.spec.mtu,
+                    qos_dropped: p.out.qos_dropped,
+                    qos_delayed: p.out.qos_delayed,
                 };
                 (*id, counters)
             })
             .collect();
-        convert::counters_view(&self.switch.snapshot(), &io)
+        let mut view = convert::counters_view(&self.switch.snapshot(), &io);
+        for port in &mut view.ports {
+            port.firewall_hits = self.switch.firewall_hits(PortId(port.id));
+            port.connections = self.switch.port_connections(PortId(port.id)) as u64;
+        }
+        view.conntrack = Some(convert::conntrack_view(
+            &self.switch.conntrack_counters(),
+            &self.switch.firewall_log_counters(),
+        ));
+        view
     }
 
     /// Requests that rebuild the agent's configuration, in an order that applies.
     fn config(&self) -> Vec<Request> {
-        let d = &self.applied;
-        let mut out = Vec::new();
-        if let Some((mac_ageing_secs, mac_learn_limit)) = d.settings {
-            out.push(Request::SetSettings {
-                mac_ageing_secs,
-                mac_learn_limit,
-            });
-        }
-        out.extend(
-            d.networks
-                .iter()
-                .map(|(&id, &kind)| Request::AddNetwork { id, kind }),
-        );
         // Uplink and trunk first: overlay MTU checks refer to the uplink.
         let mut ports: Vec<&OpenPort> = self.ports.values().filter(|p| !p.builtin).collect();
         ports.sort_by_key(|p| {
@@ -544,61 +572,8 @@ impl Datapath {
             );
             (access, p.spec.id)
         });
-        out.extend(ports.iter().map(|p| Request::AddPort(p.spec.clone())));
-        out.extend(
-            d.vtep_macs
-                .iter()
-                .map(|(&vtep, &mac)| Request::SetVtepMac { vtep, mac }),
-        );
-        out.extend(
-            d.flood
-                .iter()
-                .map(|(&network, vteps)| Request::SetFloodList {
-                    network,
-                    vteps: vteps.clone(),
-                }),
-        );
-        out.extend(
-            d.macs
-                .iter()
-                .map(|(&(network, mac), &location)| Request::AddMacEntry {
-                    network,
-                    mac,
-                    location,
-                }),
-        );
-        out.extend(
-            d.arps
-                .iter()
-                .map(|(&(network, ip), &mac)| Request::AddArpEntry { network, ip, mac }),
-        );
-        out.extend(d.dhcp.iter().map(|(&network, &c)| Request::SetDhcp {
-            network,
-            config: Some(c),
-        }));
-        out.extend(
-            d.moves
-                .iter()
-                .map(|(&(network, mac), &to)| Request::ExpectMacMove {
-                    network,
-                    mac,
-                    to: Some(to),
-                }),
-        );
-        out.extend(
-            d.policies
-                .iter()
-                .filter(|(id, _)| self.ports.contains_key(id))
-                .map(|(&port, policy)| Request::SetPortPolicy {
-                    port,
-                    policy: policy.clone(),
-                }),
-        );
-        if let Some(peers) = &d.peers {
-            out.push(Request::SetUnderlayPeers {
-                peers: Some(peers.clone()),
-            });
-        }
-        out
+        let specs: Vec<PortSpec> = ports.iter().map(|p| p.spec.clone()).collect();
+        self.applied
+            .requests(&specs, |id| self.ports.contains_key(&id))
     }
 }

@@ -3,8 +3,12 @@
 //! - **Datapath thread** (the caller of [`run`]): owns the core [`vinfra_switch::datapath::Switch`]
 //!   and every port. One epoll loop (mio) over the ports' descriptors; for each ready port it
 //!   reads up to [`datapath::BATCH`] frames, passes them to `Switch::process` in one call, sends
-//!   the frames of the resulting `TxBatch`, and moves to the next ready port (round robin).
-//!   Between batches it applies control requests and, every 2 s, frees aged MAC entries.
+//!   the frames of the resulting `TxBatch`, and moves to the next ready port (round robin; with
+//!   QoS set on some port, by class and weight, and rate limits on reading and on a port's
+//!   output queue: [`qos`]).
+//!   Between batches it applies control requests, every 2 s frees aged MAC entries and every
+//!   second writes the firewall's drop log to the daemon's log (one `firewall drop` line per
+//!   record).
 //! - **Control thread**: serves the Unix stream control socket (newline-delimited JSON, the
 //!   protocol of [`vinfra_switch_control`]); each request goes to the datapath thread over a
 //!   channel, with a wakeup of its poll loop, and the thread waits for the answer. [`convert`]
@@ -26,6 +30,7 @@ mod control;
 pub mod convert;
 pub mod datapath;
 pub mod ports;
+pub mod qos;
 pub mod sys;
 
 use std::io;

@@ -413,6 +413,84 @@ fn vm_sockets_survive_a_switch_crash_and_the_agent_replays_the_config() {
 }
 
 #[test]
+fn a_ports_dscp_mark_is_written_into_what_it_sends() {
+    if !common::needs().met() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("h");
+    let d = dir.path();
+    let (vm1_path, vm2_path) = (d.join("vm1.sock"), d.join("vm2.sock"));
+    let (sw1, sw2) = (d.join("sw1.sock"), d.join("sw2.sock"));
+    let vm1 = UnixDatagram::bind(&vm1_path).unwrap();
+    let vm2 = UnixDatagram::bind(&vm2_path).unwrap();
+    let daemon = Daemon::start(&host, d, None);
+    let mut client = daemon.client();
+    client
+        .apply(&[
+            overlay(1, 42),
+            vm_port(1, 1, &sw1, &vm1_path),
+            vm_port(2, 1, &sw2, &vm2_path),
+        ])
+        .unwrap();
+    let (mac1, mac2) = ([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2]);
+    let (ip1, ip2) = (Ipv4Addr::new(10, 82, 0, 1), Ipv4Addr::new(10, 82, 0, 2));
+    // A UDP packet whose TOS is DSCP 10 (AF11) with ECN 1 (ECT(1)); checksum recomputed.
+    let mut packet = ipv4(ip1, ip2, 17, &[0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0]);
+    packet[1] = (10 << 2) | 1;
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let sum = ipv4_checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
+    let sent = frame(mac2, mac1, None, 0x0800, &packet);
+    let mut buf = vec![0u8; 65536];
+    let received = |buf: &mut [u8]| {
+        vm1.send_to(&sent, &sw1).unwrap();
+        recv_within(&vm2, buf).expect("the packet reaches vm2")
+    };
+    // Trusted (no QoS): as sent.
+    assert_eq!(received(&mut buf), sent);
+    let qos = |mark| Request::SetPortQos {
+        port: 1,
+        qos: Some(vinfra_switch_control::QosSpec {
+            dscp_mark: mark,
+            ..Default::default()
+        }),
+    };
+    client.apply(&[qos(Some(46))]).unwrap();
+    let got = received(&mut buf);
+    let ip = &got[14..];
+    assert_eq!(ip[1] >> 2, 46, "DSCP marked EF");
+    assert_eq!(ip[1] & 3, 1, "ECN kept");
+    assert_eq!(ipv4_checksum(&ip[..20]), 0, "header checksum valid");
+    assert_eq!(&ip[20..], &packet[20..], "payload unchanged");
+    // Refused: nothing changes.
+    assert!(client.apply(&[qos(Some(64))]).is_err());
+    assert_eq!(received(&mut buf)[15] >> 2, 46);
+    // Trust again (QoS without a mark), then no QoS at all: as sent.
+    client.apply(&[qos(None)]).unwrap();
+    assert_eq!(received(&mut buf), sent);
+    client.apply(&[qos(Some(0))]).unwrap();
+    assert_eq!(received(&mut buf)[15] >> 2, 0);
+    client
+        .apply(&[Request::SetPortQos { port: 1, qos: None }])
+        .unwrap();
+    assert_eq!(received(&mut buf), sent);
+}
+
+/// The ones' complement sum of an IPv4 header, folded and inverted: 0 over a valid header
+/// (checksum included), the checksum to write over one whose checksum field is zero.
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[test]
 fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
     let Some(guest) = guest_image() else {
         return;
@@ -471,4 +549,231 @@ fn qemu_guest_on_a_vm_port_answers_ping_across_a_switch_restart() {
     assert!(qemu.alive());
     let c = client.counters().unwrap();
     assert!(c.port(2).unwrap().traffic.rx_packets >= 1, "{c:#?}");
+}
+
+/// A TCP header (no options, checksum left 0: the switch does not check it).
+fn tcp(src_port: u16, dst_port: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&src_port.to_be_bytes());
+    h.extend_from_slice(&dst_port.to_be_bytes());
+    h.extend_from_slice(&1000u32.to_be_bytes());
+    h.extend_from_slice(&1u32.to_be_bytes());
+    h.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYN_ACK: u8 = 0x12;
+
+/// Whether a frame arrives on `sock` within `wait` (frames already queued are read first).
+fn arrives(sock: &UnixDatagram, wait: Duration, want: &[u8]) -> bool {
+    sock.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        if buf[..n] == *want {
+            return true;
+        }
+    }
+    false
+}
+
+/// `text` without its ANSI colour sequences (`ESC [ … m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_vm_ports_firewall_filters_logs_and_hands_its_connections_to_another_switch() {
+    use vinfra_switch_control::{
+        ActionSpec, DirectionSpec, FirewallRuleSpec, PrefixSpec, SideSpec, TcpStateSpec,
+    };
+    if !needs().met() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (host, other) = (Netns::new("h"), Netns::new("g"));
+    let (mac1, mac2) = ([0x52, 0x54, 0, 0, 0, 1], [0x52, 0x54, 0, 0, 0, 2]);
+    let (ip1, ip2) = (Ipv4Addr::new(10, 83, 0, 1), Ipv4Addr::new(10, 83, 0, 2));
+    let rules = vec![FirewallRuleSpec {
+        direction: DirectionSpec::Ingress,
+        protocol: Some(6),
+        ports: Some((8080, 8080)),
+        remote: vec![PrefixSpec {
+            ip: Ipv4Addr::new(10, 83, 0, 0),
+            prefix_len: 24,
+        }],
+        action: ActionSpec::Allow,
+    }];
+    let to2 = |sport: u16, dport: u16, flags: u8, data: &[u8]| {
+        frame(
+            mac2,
+            mac1,
+            None,
+            0x0800,
+            &ipv4(ip1, ip2, 6, &tcp(sport, dport, flags, data)),
+        )
+    };
+    let to1 = |sport: u16, dport: u16, flags: u8| {
+        frame(
+            mac1,
+            mac2,
+            None,
+            0x0800,
+            &ipv4(ip2, ip1, 6, &tcp(sport, dport, flags, &[])),
+        )
+    };
+    // Two "QEMU" ends per switch: vm1 talks to vm2, whose port has the firewall.
+    let sockets = |tag: &str| {
+        let (p1, p2) = (d.join(format!("{tag}vm1")), d.join(format!("{tag}vm2")));
+        let (s1, s2) = (d.join(format!("{tag}sw1")), d.join(format!("{tag}sw2")));
+        let vms = (
+            UnixDatagram::bind(&p1).unwrap(),
+            UnixDatagram::bind(&p2).unwrap(),
+        );
+        let config = vec![
+            overlay(1, 43),
+            vm_port(1, 1, &s1, &p1),
+            vm_port(2, 1, &s2, &p2),
+            Request::SetPortFirewall {
+                port: 2,
+                rules: Some(rules.clone()),
+            },
+        ];
+        (vms, (s1, s2), config)
+    };
+
+    let ((vm1, vm2), (sw1, sw2), config) = sockets("a");
+    let daemon = Daemon::start(&host, d, None);
+    let mut client = daemon.client();
+    client.apply(&config).unwrap();
+    assert_eq!(
+        client.config().unwrap(),
+        config,
+        "the firewall goes with its port"
+    );
+    // Port 8081 is no rule's: dropped by default, counted and logged.
+    let blocked = to2(40001, 8081, SYN, &[]);
+    vm1.send_to(&blocked, &sw1).unwrap();
+    assert!(!arrives(&vm2, Duration::from_millis(500), &blocked));
+    // Port 8080 is allowed; the reply passes without a rule, the handshake completes.
+    let syn = to2(40000, 8080, SYN, &[]);
+    vm1.send_to(&syn, &sw1).unwrap();
+    assert!(arrives(&vm2, Duration::from_secs(5), &syn));
+    let syn_ack = to1(8080, 40000, SYN_ACK);
+    vm2.send_to(&syn_ack, &sw2).unwrap();
+    assert!(arrives(&vm1, Duration::from_secs(5), &syn_ack));
+    let ack = to2(40000, 8080, ACK, &[]);
+    vm1.send_to(&ack, &sw1).unwrap();
+    assert!(arrives(&vm2, Duration::from_secs(5), &ack));
+    let c = client.counters().unwrap();
+    assert_eq!(drops(&c, 2, "firewall_default_deny"), 1, "{c:#?}");
+    let port2 = c.port(2).unwrap();
+    assert_eq!(port2.firewall_hits, Some(vec![1]), "{c:#?}");
+    assert_eq!(port2.connections, 1, "{c:#?}");
+    assert_eq!(c.port(1).unwrap().firewall_hits, None, "{c:#?}");
+    let conntrack = c
+        .conntrack
+        .clone()
+        .expect("the connection table's counters");
+    assert_eq!((conntrack.entries, conntrack.created), (1, 1), "{c:#?}");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let log = plain(&daemon.log_text());
+            log.lines().any(|l| {
+                l.contains("firewall drop")
+                    && l.contains("dst_port=8081")
+                    && l.contains("firewall_default_deny")
+                    && l.contains("ingress")
+            })
+        }),
+        "no drop line in the daemon's log: {}",
+        daemon.log_text()
+    );
+
+    // The connection leaves with the VM: exported from port 2 …
+    let exported = client.export_connections(2).unwrap();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    let e = exported[0];
+    assert_eq!(
+        (
+            e.original.src,
+            e.original.dst,
+            e.original.dst_port,
+            e.origin,
+            e.tcp_state
+        ),
+        (
+            ip1,
+            ip2,
+            8080,
+            SideSpec::ToVm,
+            Some(TcpStateSpec::Established)
+        )
+    );
+    assert!(client.export_connections(9).is_err(), "no port 9");
+
+    // … into another switch's port with the same rules: its data passes there only once
+    // imported (before, a segment without its connection is invalid).
+    let ((vm1b, vm2b), (sw1b, _), config_b) = sockets("b");
+    let daemon_b = Daemon::start(&other, d, None);
+    let mut client_b = daemon_b.client();
+    client_b.apply(&config_b).unwrap();
+    let data = to2(40000, 8080, ACK, b"hello");
+    vm1b.send_to(&data, &sw1b).unwrap();
+    assert!(!arrives(&vm2b, Duration::from_millis(500), &data));
+    assert_eq!(
+        drops(&client_b.counters().unwrap(), 2, "conntrack_invalid"),
+        1
+    );
+    client_b
+        .apply(&[Request::ImportConnections {
+            port: 2,
+            entries: exported,
+        }])
+        .unwrap();
+    vm1b.send_to(&data, &sw1b).unwrap();
+    assert!(arrives(&vm2b, Duration::from_secs(5), &data));
+    let c = client_b.counters().unwrap();
+    assert_eq!(c.conntrack.as_ref().map(|t| t.imported), Some(1), "{c:#?}");
+    // Imports are no configuration.
+    assert_eq!(client_b.config().unwrap(), config_b);
+
+    // No firewall: listed as such, and anything passes; removing the port takes it along.
+    client
+        .apply(&[Request::SetPortFirewall {
+            port: 2,
+            rules: None,
+        }])
+        .unwrap();
+    assert!(client
+        .config()
+        .unwrap()
+        .contains(&Request::SetPortFirewall {
+            port: 2,
+            rules: None
+        }));
+    vm1.send_to(&blocked, &sw1).unwrap();
+    assert!(arrives(&vm2, Duration::from_secs(5), &blocked));
+    client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
+    assert!(!client
+        .config()
+        .unwrap()
+        .iter()
+        .any(|r| matches!(r, Request::SetPortFirewall { .. })));
 }

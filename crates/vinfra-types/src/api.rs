@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use crate::balancing::BalancingSettings;
 use crate::ha::{HaSettings, VmHaUpdate};
-use crate::{AllocationRatios, VmSpec};
+use crate::{AllocationRatios, AllowedAddressPair, NicSpec, VmSpec};
 
 /// Media type of [`Problem`] bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -97,6 +97,10 @@ pub struct ClusterSettings {
     /// hosts; absent: the defaults.
     #[serde(default)]
     pub ha: HaSettings,
+    /// Flow visibility: the IPFIX collector agents export to, the balancer's traffic window;
+    /// absent: no export, 10 minutes.
+    #[serde(default)]
+    pub flows: crate::flows::FlowSettings,
 }
 
 impl ClusterSettings {
@@ -122,6 +126,7 @@ impl ClusterSettings {
             }
         }
         self.balancing.validate()?;
+        self.flows.validate()?;
         self.ha.validate().map_err(|e| e.to_string())
     }
 
@@ -173,6 +178,61 @@ pub struct UpdateVmRequest {
     /// The VM's HA policy: only the fields given change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<VmHaUpdate>,
+}
+
+/// `PATCH /api/v1/vms/{name}/nics/{index}`: a NIC's settings; only the fields given change,
+/// and the NIC is checked as at create.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNicRequest {
+    /// The security groups the NIC is in, the whole list (`[]`: none, not filtered); each
+    /// must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    /// Port security on or off (off is refused while the NIC has security groups or allowed
+    /// addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
+    /// The NIC's allowed address pairs, the whole list (`[]`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_addresses: Option<Vec<AllowedAddressPair>>,
+    /// The NIC's QoS, the whole of it (fields it leaves out are off or default); `null`
+    /// removes it. Applied at once to the port of the running VM.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::api::double_option"
+    )]
+    #[schema(value_type = Option<crate::qos::NicQos>)]
+    pub qos: Option<Option<crate::qos::NicQos>>,
+}
+
+impl UpdateNicRequest {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.security_groups.is_none()
+            && self.port_security.is_none()
+            && self.allowed_addresses.is_none()
+            && self.qos.is_none()
+    }
+
+    /// `nic` with the fields given changed.
+    pub fn apply(&self, nic: &NicSpec) -> NicSpec {
+        let mut n = nic.clone();
+        if let Some(g) = &self.security_groups {
+            n.security_groups = g.clone();
+        }
+        if let Some(p) = self.port_security {
+            n.port_security = Some(p);
+        }
+        if let Some(a) = &self.allowed_addresses {
+            n.allowed_addresses = a.clone();
+        }
+        if let Some(q) = &self.qos {
+            n.qos = q.clone();
+        }
+        n
+    }
 }
 
 /// `POST /api/v1/join-tokens` response: a one-time token a new host joins with (on the agent
@@ -262,6 +322,7 @@ mod tests {
             migration_downtime_limit_ms: Some(10),
             balancing: Default::default(),
             ha: Default::default(),
+            flows: Default::default(),
         };
         assert!(s.validate().is_ok());
         assert_eq!(s.migration_bandwidth_bytes_per_s(), 100 * 1024 * 1024);
@@ -317,5 +378,34 @@ mod tests {
         let ha = vm.ha.unwrap();
         assert_eq!((ha.enabled, ha.start_after), (Some(true), Some(None)));
         assert!(serde_json::from_str::<UpdateVmRequest>(r#"{"spec":{}}"#).is_err());
+    }
+
+    #[test]
+    fn nic_updates_set_keep_or_remove_the_qos() {
+        let nic = NicSpec {
+            network: "n".into(),
+            qos: Some(crate::qos::NicQos {
+                dscp: Some(10),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let u: UpdateNicRequest = serde_json::from_str(r#"{"port_security":true}"#).unwrap();
+        assert_eq!(u.apply(&nic).qos, nic.qos, "not given: kept");
+        let u: UpdateNicRequest = serde_json::from_str(r#"{"qos":null}"#).unwrap();
+        assert!(!u.is_empty());
+        assert_eq!(u.apply(&nic).qos, None, "null: removed");
+        assert_eq!(serde_json::to_string(&u).unwrap(), r#"{"qos":null}"#);
+        let u: UpdateNicRequest = serde_json::from_str(r#"{"qos":{"priority":"high"}}"#).unwrap();
+        let q = u.apply(&nic).qos.unwrap();
+        assert_eq!(
+            (q.priority, q.dscp),
+            (crate::qos::NicPriority::High, None),
+            "given: replaced whole"
+        );
+        assert_eq!(
+            serde_json::to_string(&UpdateNicRequest::default()).unwrap(),
+            "{}"
+        );
     }
 }

@@ -8,6 +8,13 @@
 //! - [`api`]: REST request/response bodies and the problem+json error body.
 //! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
 //! - [`network`]: logical networks, subnets and MACs, where each VM NIC lives.
+//! - [`security_group`]: security groups (the distributed firewall's rule sets) and how a
+//!   NIC's traffic is filtered by them.
+//! - [`router`]: routers (VRFs): their interfaces (the networks' distributed gateways) and
+//!   static routes.
+//! - [`qos`]: a NIC's QoS (rate limits, priority class, weight, DSCP marking) and its
+//!   bounds.
+//! - [`flows`]: flow visibility: the flows query and its rows, the flow settings.
 //! - [`ha`]: high availability: a VM's restart policy, the cluster's HA settings, fence
 //!   commands and what a fence did.
 //! - [`error`]: how every process prints an error and its sources ([`error::chain`]).
@@ -16,11 +23,15 @@
 pub mod api;
 pub mod balancing;
 pub mod error;
+pub mod flows;
 pub mod ha;
 pub mod host;
 pub mod migration;
 pub mod name;
 pub mod network;
+pub mod qos;
+pub mod router;
+pub mod security_group;
 pub mod vm;
 
 pub use api::Problem;

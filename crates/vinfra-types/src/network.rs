@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::router::GATEWAY_MAC_PREFIX;
+
 /// IP MTU of the underlay (and of the VLAN trunk) the network limits are set for, and of a
 /// host whose agent does not report its own (`vinfra agent --underlay-mtu`, absent from older
 /// agents).
@@ -38,6 +40,11 @@ pub const fn default_underlay_mtu() -> u32 {
 pub const MIN_MTU: u32 = 576;
 /// Largest VXLAN network identifier (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// First VNI reserved for routers' transit traffic ([`crate::router::TRANSIT_VNI_BASE`]): a
+/// network may not have a VNI from here up.
+pub use crate::router::TRANSIT_VNI_BASE;
+/// Largest VNI a network may have (the ones above are reserved for routers).
+pub const MAX_NETWORK_VNI: u32 = TRANSIT_VNI_BASE - 1;
 /// Largest usable 802.1Q VLAN ID (4095 is reserved).
 pub const MAX_VLAN_ID: u32 = 4094;
 /// Automatic VNIs are the lowest free from here up.
@@ -227,6 +234,30 @@ pub struct SwitchPortCounters {
     /// Receive errors on the port.
     #[serde(default)]
     pub rx_errors: u64,
+    /// The port's firewall (security groups), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<PortFirewallCounters>,
+}
+
+/// A VM NIC port's firewall as its switch runs it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortFirewallCounters {
+    /// Connections the firewall tracks for the port.
+    pub connections: u64,
+    /// Each rule of the port (its groups' rules) with how many first packets it decided since
+    /// the rules were last set.
+    pub rules: Vec<PortRuleHits>,
+}
+
+/// One rule of a port's firewall and its hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortRuleHits {
+    /// The security group the rule is from.
+    pub group: String,
+    /// The rule's id in that group.
+    pub rule_id: u32,
+    /// First packets it decided.
+    pub hits: u64,
 }
 
 /// Every counter of one host's virtual switch, in the cluster's terms
@@ -248,6 +279,89 @@ pub struct HostSwitchCounters {
     /// Drops that belong to no port, by reason.
     #[serde(default)]
     pub switch_drops: BTreeMap<String, u64>,
+    /// Per router with an interface on one of the host's networks, by name. Absent (empty) from
+    /// agents and switches without routers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<SwitchRouterCounters>,
+}
+
+/// One router (VRF) on a host's switch: the packets it routed there (routing happens on the
+/// sender's host, so these are packets from the host's own ports) and what it did instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SwitchRouterCounters {
+    /// The router's name.
+    pub router: String,
+    /// Packets routed (each counted once as it came in, whatever it was cut into).
+    #[serde(default)]
+    pub routed_packets: u64,
+    /// Their bytes (Ethernet frames as received).
+    #[serde(default)]
+    pub routed_bytes: u64,
+    /// Echo requests to a gateway address answered.
+    #[serde(default)]
+    pub echo_replies: u64,
+    /// ICMP errors sent, by kind (`time_exceeded`, `net_unreachable`, `host_unreachable`,
+    /// `fragmentation_needed`).
+    #[serde(default)]
+    pub icmp_sent: BTreeMap<String, u64>,
+    /// ICMP errors not sent because of the switch's rate limit.
+    #[serde(default)]
+    pub icmp_rate_limited: u64,
+    /// ARP requests the router sent for a neighbour it did not know.
+    #[serde(default)]
+    pub arp_requests: u64,
+    /// Packets addressed to a gateway that were not routed, by reason (`ttl_exceeded`,
+    /// `no_route`, `neighbour_unknown`, …).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
+    /// Routed packets that were IPv4 fragments (routed as they are).
+    #[serde(default)]
+    pub routed_fragments: u64,
+    /// Routed packets with IPv4 options (kept).
+    #[serde(default)]
+    pub routed_options: u64,
+    /// Neighbours learned or refreshed from ARP replies to a gateway.
+    #[serde(default)]
+    pub neighbours_learned: u64,
+    /// The router's north-south NAT on the host's switch, when the router has an uplink;
+    /// absent otherwise (and from agents and switches without uplinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub nat: Option<SwitchRouterNat>,
+}
+
+/// A router's uplink on one host's switch: what its edge translated (on the edge host), or what
+/// it sent to the edge (on every other host).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SwitchRouterNat {
+    /// True on the router's edge host (the one whose switch translates).
+    #[serde(default)]
+    pub edge: bool,
+    /// Translations (sessions) in the table now.
+    #[serde(default)]
+    pub sessions: u64,
+    /// Sessions created.
+    #[serde(default)]
+    pub sessions_created: u64,
+    /// Sessions freed after their timeout.
+    #[serde(default)]
+    pub sessions_expired: u64,
+    /// Packets sent out through the uplink with a translated source (source NAT or a floating
+    /// IP).
+    #[serde(default)]
+    pub snat_packets: u64,
+    /// Packets received on the uplink translated back to an inner address.
+    #[serde(default)]
+    pub dnat_packets: u64,
+    /// Packets sent to the edge host for translation (on a host that is not the edge).
+    #[serde(default)]
+    pub to_edge_packets: u64,
+    /// Packets received from the router's other hosts for translation (on the edge).
+    #[serde(default)]
+    pub from_transit_packets: u64,
+    /// Gratuitous ARPs sent for the uplink's and the floating IPs' addresses.
+    #[serde(default)]
+    pub garps_sent: u64,
 }
 
 /// One VM NIC on a network with its switch port's counters.
@@ -320,6 +434,35 @@ pub struct NetworkCounters {
     pub total: NetworkTotal,
 }
 
+/// A VM's NIC ports and their counters on its host's switch, read now
+/// (`GET /api/v1/vms/{name}/counters`): traffic and drops by reason (port security, firewall,
+/// storm control, QoS, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmCounters {
+    /// The VM's name.
+    pub vm: String,
+    /// The host it is placed on, whose switch was asked.
+    pub host: String,
+    /// Each NIC, by index.
+    pub nics: Vec<VmNicCounters>,
+}
+
+/// One NIC of a VM with its switch port's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmNicCounters {
+    /// Index of the NIC in the VM's spec.
+    pub nic: usize,
+    /// The NIC's network.
+    pub network: String,
+    /// The NIC's MAC address.
+    pub mac: String,
+    /// The port's counters; `null` when they could not be read (see `error`).
+    pub counters: Option<TrafficCounters>,
+    /// Why there are no counters (the host is not connected, the VM does not run there, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Why a network definition or an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetworkError {
@@ -360,6 +503,12 @@ pub enum NetworkError {
     /// The VNI is out of range.
     #[error("vni must be between 1 and {MAX_VNI}, got {0}")]
     Vni(u32),
+    /// The VNI is one of those reserved for routers' transit traffic.
+    #[error(
+        "vni {0} is reserved for router transit ({TRANSIT_VNI_BASE} and up); a network's vni is \
+         at most {MAX_NETWORK_VNI}"
+    )]
+    VniReserved(u32),
     /// The VLAN ID is out of range.
     #[error("vlan_id must be between 1 and {MAX_VLAN_ID}, got {0}")]
     VlanId(u32),
@@ -393,6 +542,19 @@ pub enum NetworkError {
         format_mac(DHCP_SERVER_MAC)
     )]
     MacReserved,
+    /// The MAC address has the prefix of the routers' gateways.
+    #[error(
+        "MAC '{mac}' has the prefix {prefix} reserved for the routers' gateways",
+        prefix = format_prefix(GATEWAY_MAC_PREFIX)
+    )]
+    MacGateway {
+        /// The MAC address as given.
+        mac: String,
+    },
+}
+
+fn format_prefix(p: [u8; 3]) -> String {
+    format!("{:02x}:{:02x}:{:02x}", p[0], p[1], p[2])
 }
 
 /// An IPv4 subnet with its network address aligned to the prefix.
@@ -462,6 +624,11 @@ impl Ipv4Subnet {
         self.contains(ip) && ip != self.network() && ip != self.broadcast()
     }
 
+    /// True when the two subnets share an address (one holds the other).
+    pub fn overlaps(&self, other: &Ipv4Subnet) -> bool {
+        self.contains(other.network()) || other.contains(self.network())
+    }
+
     /// The usable addresses, lowest first.
     pub fn usable(&self) -> impl Iterator<Item = Ipv4Addr> {
         (u32::from(self.network()) + 1..u32::from(self.broadcast())).map(Ipv4Addr::from)
@@ -475,7 +642,8 @@ impl std::fmt::Display for Ipv4Subnet {
 }
 
 /// Parses a MAC address `xx:xx:xx:xx:xx:xx` (either case) that a NIC may have: unicast, not all
-/// zeros and not [`DHCP_SERVER_MAC`].
+/// zeros, not [`DHCP_SERVER_MAC`] and not of the routers' gateways
+/// (`02:76:72`, [`crate::router::GATEWAY_MAC_PREFIX`]).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
     let bad = || NetworkError::MacSyntax(s.to_string());
     let mut out = [0u8; 6];
@@ -499,6 +667,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], NetworkError> {
     }
     if out == DHCP_SERVER_MAC {
         return Err(NetworkError::MacReserved);
+    }
+    if out[..3] == GATEWAY_MAC_PREFIX {
+        return Err(NetworkError::MacGateway { mac: s.to_string() });
     }
     Ok(out)
 }
@@ -525,6 +696,9 @@ pub fn check_request(
             if let Some(v) = r.vni {
                 if !(1..=MAX_VNI).contains(&v) {
                     return Err(NetworkError::Vni(v));
+                }
+                if v >= TRANSIT_VNI_BASE {
+                    return Err(NetworkError::VniReserved(v));
                 }
             }
         }
@@ -658,6 +832,21 @@ mod tests {
         assert!(
             parse_mac("02:76:69:6e:00:67").is_err_and(|e| e.to_string().contains("DHCP server"))
         );
+        assert_eq!(
+            parse_mac("02:76:72:00:00:01").unwrap_err().to_string(),
+            "MAC '02:76:72:00:00:01' has the prefix 02:76:72 reserved for the routers' gateways"
+        );
+        assert!(parse_mac("02:76:73:00:00:01").is_ok());
+    }
+
+    #[test]
+    fn overlapping_subnets() {
+        let s = |t: &str| Ipv4Subnet::parse(t).unwrap();
+        assert!(s("10.0.0.0/16").overlaps(&s("10.0.5.0/24")));
+        assert!(s("10.0.5.0/24").overlaps(&s("10.0.0.0/16")));
+        assert!(s("10.0.5.0/24").overlaps(&s("10.0.5.0/24")));
+        assert!(!s("10.0.5.0/24").overlaps(&s("10.0.6.0/24")));
+        assert!(!s("10.0.0.0/30").overlaps(&s("10.0.0.4/30")));
     }
 
     #[test]
@@ -717,7 +906,7 @@ mod tests {
             assert!(check_request(&r).is_err(), "case {i}");
         }
         let mut r = req(NetworkKind::Overlay);
-        r.vni = Some(MAX_VNI);
+        r.vni = Some(MAX_NETWORK_VNI);
         r.gateway = Some("10.80.1.1".into());
         r.mtu = Some(1400);
         let (_, g, mtu) = check_request(&r).unwrap();
@@ -743,6 +932,15 @@ mod tests {
             with(NetworkKind::Overlay, &|r| r.vni = Some(MAX_VNI + 1)),
             format!("vni must be between 1 and {MAX_VNI}, got {}", MAX_VNI + 1)
         );
+        for v in [TRANSIT_VNI_BASE, TRANSIT_VNI_BASE | 7, MAX_VNI] {
+            assert_eq!(
+                with(NetworkKind::Overlay, &|r| r.vni = Some(v)),
+                format!(
+                    "vni {v} is reserved for router transit (16711680 and up); a network's vni \
+                     is at most 16711679"
+                )
+            );
+        }
         assert_eq!(
             with(NetworkKind::Vlan, &|r| r.vlan_id = Some(4095)),
             format!("vlan_id must be between 1 and {MAX_VLAN_ID}, got 4095")
@@ -775,6 +973,70 @@ mod tests {
                 "MAC {} is reserved for the virtual switch's DHCP server",
                 format_mac(DHCP_SERVER_MAC)
             )
+        );
+    }
+
+    #[test]
+    fn host_switch_counters_carry_routers_only_when_there_are_some() {
+        // From an agent without routers: no `routers`, none parsed.
+        let old: HostSwitchCounters = serde_json::from_value(serde_json::json!({
+            "networks": [], "ports": [], "switch_drops": {}
+        }))
+        .unwrap();
+        assert!(old.routers.is_empty());
+        let text = serde_json::to_value(&old).unwrap();
+        assert!(text.get("routers").is_none(), "{text}");
+        // A router's counters, each defaulting to zero when a newer or older agent leaves it
+        // out.
+        let c = HostSwitchCounters {
+            routers: vec![SwitchRouterCounters {
+                router: "edge".into(),
+                routed_packets: 7,
+                routed_bytes: 700,
+                echo_replies: 1,
+                icmp_sent: [("net_unreachable".to_string(), 2)].into(),
+                icmp_rate_limited: 0,
+                arp_requests: 3,
+                drops: [("ttl_exceeded".to_string(), 4)].into(),
+                routed_fragments: 0,
+                routed_options: 0,
+                neighbours_learned: 5,
+                nat: Some(SwitchRouterNat {
+                    edge: true,
+                    sessions: 6,
+                    snat_packets: 7,
+                    ..SwitchRouterNat::default()
+                }),
+            }],
+            ..HostSwitchCounters::default()
+        };
+        let text = serde_json::to_value(&c).unwrap();
+        assert_eq!(text["routers"][0]["router"], "edge");
+        assert_eq!(text["routers"][0]["drops"]["ttl_exceeded"], 4);
+        assert_eq!(text["routers"][0]["nat"]["snat_packets"], 7);
+        assert_eq!(
+            serde_json::from_value::<HostSwitchCounters>(text).unwrap(),
+            c
+        );
+        let sparse: SwitchRouterCounters =
+            serde_json::from_value(serde_json::json!({"router": "edge", "routed_packets": 5}))
+                .unwrap();
+        assert_eq!(sparse.routed_packets, 5);
+        assert_eq!(sparse.arp_requests, 0);
+        // NAT only with an uplink; its counters default to zero too.
+        assert_eq!(sparse.nat, None);
+        assert!(serde_json::to_value(&sparse).unwrap().get("nat").is_none());
+        let nat: SwitchRouterCounters = serde_json::from_value(
+            serde_json::json!({"router": "edge", "nat": {"edge": true, "sessions": 3}}),
+        )
+        .unwrap();
+        assert_eq!(
+            nat.nat,
+            Some(SwitchRouterNat {
+                edge: true,
+                sessions: 3,
+                ..SwitchRouterNat::default()
+            })
         );
     }
 }

@@ -102,12 +102,43 @@ pub struct NicSpec {
     /// keepalived moves between VMs, say), at most 16.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_addresses: Vec<AllowedAddressPair>,
+    /// The security groups the NIC is in, by name (at most 8, each once): its host's switch
+    /// filters its traffic by their rules (see `security_group`). None: not filtered. Needs
+    /// port security on (the rules match addresses the NIC could otherwise fake).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    /// QoS: rate limits each way, priority class, weight, DSCP marking (see `qos`), applied
+    /// by the switch of whichever host runs the VM. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<crate::qos::NicQos>,
 }
 
 impl NicSpec {
     /// Whether port security is on (it is unless turned off).
     pub fn port_security(&self) -> bool {
         self.port_security != Some(false)
+    }
+
+    /// Checks the NIC's security groups (NIC `index` in errors): valid names, each once, at
+    /// most [`crate::security_group::MAX_NIC_GROUPS`], and port security on when there are any.
+    pub fn validate_security_groups(&self, index: usize) -> Result<(), SpecError> {
+        if self.security_groups.len() > crate::security_group::MAX_NIC_GROUPS {
+            return Err(SpecError::TooManySecurityGroups(index));
+        }
+        for (i, g) in self.security_groups.iter().enumerate() {
+            crate::validate_name(g)
+                .map_err(|error| SpecError::NicSecurityGroup { index, error })?;
+            if self.security_groups[..i].contains(g) {
+                return Err(SpecError::DuplicateSecurityGroup {
+                    index,
+                    group: g.clone(),
+                });
+            }
+        }
+        if !self.security_groups.is_empty() && !self.port_security() {
+            return Err(SpecError::SecurityGroupsWithoutPortSecurity(index));
+        }
+        Ok(())
     }
 }
 
@@ -241,6 +272,37 @@ pub enum SpecError {
     /// Allowed address pairs on a NIC whose port security is off (it may send from anything).
     #[error("nic {0}: allowed addresses need port security on")]
     AllowedAddressesWithoutPortSecurity(usize),
+    /// A NIC's security group name is not a valid name.
+    #[error("nic {index}: security group: {error}")]
+    NicSecurityGroup {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong with the name.
+        error: crate::NameError,
+    },
+    /// A NIC in more security groups than allowed.
+    #[error("nic {0}: at most {max} security groups", max = crate::security_group::MAX_NIC_GROUPS)]
+    TooManySecurityGroups(usize),
+    /// A NIC that names a security group twice.
+    #[error("nic {index}: security group '{group}' is given twice")]
+    DuplicateSecurityGroup {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The group.
+        group: String,
+    },
+    /// Security groups on a NIC whose port security is off (it may send from any address,
+    /// which the groups' rules match on).
+    #[error("nic {0}: security groups need port security on")]
+    SecurityGroupsWithoutPortSecurity(usize),
+    /// A NIC's QoS is out of bounds.
+    #[error("nic {index}: qos: {error}")]
+    NicQos {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is out of bounds.
+        error: crate::qos::NicQosError,
+    },
     /// The HA policy is not valid (its start-after is not a name).
     #[error(transparent)]
     Ha(crate::ha::HaError),
@@ -326,6 +388,11 @@ impl VmSpec {
             }
             if !n.port_security() && !n.allowed_addresses.is_empty() {
                 return Err(SpecError::AllowedAddressesWithoutPortSecurity(index));
+            }
+            n.validate_security_groups(index)?;
+            if let Some(q) = &n.qos {
+                q.validate()
+                    .map_err(|error| SpecError::NicQos { index, error })?;
             }
             for a in &n.allowed_addresses {
                 if a.prefix().is_none() {
@@ -575,6 +642,54 @@ mod tests {
                 Box::new(move |s| s.nics.push(nic("02:00:00:00:00:01", Some("10.0.0.300")))),
                 "nic 0: bad IPv4 address '10.0.0.300'".into(),
             ),
+            (
+                Box::new(move |s| {
+                    let mut n = nic("02:00:00:00:00:01", None);
+                    n.security_groups = vec!["web".into(), "db".into(), "web".into()];
+                    s.nics.push(n)
+                }),
+                "nic 0: security group 'web' is given twice".into(),
+            ),
+            (
+                Box::new(move |s| {
+                    let mut n = nic("02:00:00:00:00:01", None);
+                    n.security_groups = (0..9).map(|i| format!("g{i}")).collect();
+                    s.nics.push(n)
+                }),
+                "nic 0: at most 8 security groups".into(),
+            ),
+            (
+                Box::new(move |s| {
+                    let mut n = nic("02:00:00:00:00:01", None);
+                    n.security_groups = vec!["web".into()];
+                    n.port_security = Some(false);
+                    s.nics.push(n)
+                }),
+                "nic 0: security groups need port security on".into(),
+            ),
+            (
+                Box::new(move |s| {
+                    let mut n = nic("02:00:00:00:00:01", None);
+                    n.security_groups = vec!["Web".into()];
+                    s.nics.push(n)
+                }),
+                format!(
+                    "nic 0: security group: {}",
+                    crate::validate_name("Web").unwrap_err()
+                ),
+            ),
+            (
+                Box::new(move |s| {
+                    let mut n = nic("02:00:00:00:00:01", None);
+                    n.qos = Some(crate::qos::NicQos {
+                        ingress: Some(crate::qos::NicRate::new(1_000)),
+                        ..Default::default()
+                    });
+                    s.nics.push(n)
+                }),
+                "nic 0: qos: ingress rate 1000 bit/s is out of range (8000 bit/s to 400 Gbit/s)"
+                    .into(),
+            ),
         ];
         for (i, (f, want)) in cases.iter().enumerate() {
             let mut s = spec();
@@ -598,6 +713,8 @@ mod tests {
                 ip: Some("10.0.0.5".into()),
                 port_security,
                 allowed_addresses: pairs,
+                security_groups: vec![],
+                qos: None,
             });
             s.validate().map_err(|e| e.to_string())
         };

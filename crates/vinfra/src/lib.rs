@@ -4,8 +4,8 @@
 //! Top to bottom (an import only ever goes down):
 //! - this file: the command line's top level ([`Cli`], [`TopCommand`]), [`run`], [`Error`] and
 //!   the exit codes;
-//! - [`commands`]: one file per resource (`host`, `vm`, `net`, `rule`, `drs`, `ha`,
-//!   `settings`, `token`, `events`, `sim`, `lab`, `daemons`), each with its arguments and its
+//! - [`commands`]: one file per resource (`host`, `vm`, `net`, `sg`, `router`, `rule`, `drs`, `ha`,
+//!   `settings`, `token`, `events`, `flows`, `sim`, `lab`, `daemons`), each with its arguments and its
 //!   `run`;
 //! - [`rest`]: what the REST commands share (their error, name checks, printing an answer);
 //! - [`config`]: where the console's URL, token and CA come from; [`output`]: tables, units,
@@ -26,7 +26,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use commands::{daemons, drs, events, ha, host, lab, net, rule, settings, sim, token, vm};
+use commands::{
+    daemons, drs, events, flows, ha, host, lab, net, router, rule, settings, sg, sim, token, vm,
+};
 use config::ConnectionOverrides;
 use output::Output;
 use rest::RestCommandError;
@@ -101,6 +103,9 @@ pub enum TopCommand {
     Vm(vm::VmCommand),
     /// The event history.
     Events(events::EventsArgs),
+    /// Flows: the traffic between the cluster's endpoints.
+    #[command(subcommand)]
+    Flows(flows::FlowsCommand),
     /// Automatic balancing: status, settings, passes, recommendations.
     #[command(subcommand)]
     Drs(drs::DrsCommand),
@@ -113,6 +118,12 @@ pub enum TopCommand {
     /// Logical networks (overlay or VLAN) and where their ports live.
     #[command(subcommand)]
     Net(net::NetCommand),
+    /// Security groups: rule sets filtering VM NICs' traffic on their hosts' switches.
+    #[command(subcommand)]
+    Sg(sg::SgCommand),
+    /// Routers (VRFs): their networks (each one's distributed gateway) and static routes.
+    #[command(subcommand)]
+    Router(router::RouterCommand),
     /// Run the balancer on a cluster scenario file and write metrics and a plot (no console).
     Sim(sim::SimArgs),
 }
@@ -185,10 +196,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         TopCommand::Token(c) => token::run_token(&conn, out, c)?,
         TopCommand::Vm(c) => vm::run(&conn, out, c)?,
         TopCommand::Events(a) => events::run(&conn, out, a)?,
+        TopCommand::Flows(c) => flows::run(&conn, out, c)?,
         TopCommand::Drs(c) => drs::run(&conn, out, c)?,
         TopCommand::Ha(c) => ha::run(&conn, out, c)?,
         TopCommand::Rule(c) => rule::run(&conn, out, c)?,
         TopCommand::Net(c) => net::run(&conn, out, c)?,
+        TopCommand::Sg(c) => sg::run(&conn, out, c)?,
+        TopCommand::Router(c) => router::run(&conn, out, c)?,
         TopCommand::Sim(a) => sim::run(a, out).map_err(Box::new)?,
     }
     Ok(())

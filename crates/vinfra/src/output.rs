@@ -5,7 +5,7 @@ use clap::ValueEnum;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 use vinfra_types::api::{ClusterSettings, Event};
-use vinfra_types::network::{TrafficCounters, VXLAN_OVERHEAD};
+use vinfra_types::network::{TrafficCounters, VmCounters, VXLAN_OVERHEAD};
 use vinfra_types::{GuardView, HostSummary, MigrationProgress, VmSummary};
 
 /// Prints a line to stdout, ignoring a closed pipe (e.g. `vinfra vm list | head -1`).
@@ -371,8 +371,86 @@ pub fn ha_cell(ha: &vinfra_types::ha::VmHa) -> String {
     }
 }
 
-/// `vinfra vm show`.
+/// One NIC in a line: `blue ip=… mac=… sg=web+db`, with `port-security=off` and `allow=…`
+/// when set.
+pub fn nic(n: &vinfra_types::NicSpec) -> String {
+    let mut s = n.network.clone();
+    if let Some(ip) = &n.ip {
+        s.push_str(&format!(" ip={ip}"));
+    }
+    if let Some(mac) = &n.mac {
+        s.push_str(&format!(" mac={mac}"));
+    }
+    if !n.port_security() {
+        s.push_str(" port-security=off");
+    }
+    if !n.allowed_addresses.is_empty() {
+        let pairs: Vec<String> = n
+            .allowed_addresses
+            .iter()
+            .map(|a| match &a.mac {
+                Some(m) => format!("{}@{m}", a.ip),
+                None => a.ip.clone(),
+            })
+            .collect();
+        s.push_str(&format!(" allow={}", pairs.join("+")));
+    }
+    if !n.security_groups.is_empty() {
+        s.push_str(&format!(" sg={}", n.security_groups.join("+")));
+    }
+    s
+}
+
+/// A NIC's QoS in one line (`rate 100M burst 1M each way, priority high, weight 10, dscp
+/// trust`), `none` without one.
+pub fn nic_qos(n: &vinfra_types::NicSpec) -> String {
+    n.qos
+        .as_ref()
+        .map_or_else(|| "none".to_string(), |q| q.to_string())
+}
+
+/// A VM's NIC port counters in one line: `rx 10 pkts 1.2 KiB, tx …, drops 3 (reason 3)`.
+fn port_text(t: &TrafficCounters) -> String {
+    format!(
+        "rx {} pkts {}, tx {} pkts {}, drops {}",
+        t.rx_packets,
+        bytes(t.rx_bytes),
+        t.tx_packets,
+        bytes(t.tx_bytes),
+        drops_text(t)
+    )
+}
+
+/// `vinfra vm show`: the VM, then each NIC's QoS and its switch port's traffic and drops by
+/// reason (`ports`: the counters read from its host, or why they could not be).
+pub fn vm_with_ports(v: &VmSummary, ports: &Result<VmCounters, String>) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (i, n) in v.spec.nics.iter().enumerate() {
+        rows.push((format!("NIC {i} QoS"), nic_qos(n)));
+        let port = match ports {
+            Err(e) => format!("- ({e})"),
+            Ok(c) => match c.nics.iter().find(|p| p.nic == i) {
+                Some(p) => match (&p.counters, &p.error) {
+                    (Some(t), _) => port_text(t),
+                    (None, Some(e)) => format!("- ({e})"),
+                    (None, None) => "-".into(),
+                },
+                None => "-".into(),
+            },
+        };
+        rows.push((format!("NIC {i} port"), port));
+    }
+    let mut all: Vec<(&str, String)> = vm_rows(v);
+    all.extend(rows.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    pairs(&all)
+}
+
+/// `vinfra vm show` without the NICs' ports.
 pub fn vm(v: &VmSummary) -> String {
+    pairs(&vm_rows(v))
+}
+
+fn vm_rows(v: &VmSummary) -> Vec<(&'static str, String)> {
     let boot = match &v.spec.boot {
         vinfra_types::BootSource::Kernel {
             kernel,
@@ -407,21 +485,7 @@ pub fn vm(v: &VmSummary) -> String {
             s
         })
         .collect();
-    let nics: Vec<String> = v
-        .spec
-        .nics
-        .iter()
-        .map(|n| {
-            let mut s = n.network.clone();
-            if let Some(ip) = &n.ip {
-                s.push_str(&format!(" ip={ip}"));
-            }
-            if let Some(mac) = &n.mac {
-                s.push_str(&format!(" mac={mac}"));
-            }
-            s
-        })
-        .collect();
+    let nics: Vec<String> = v.spec.nics.iter().map(nic).collect();
     let or_none = |v: Vec<String>| {
         if v.is_empty() {
             "-".to_string()
@@ -429,7 +493,7 @@ pub fn vm(v: &VmSummary) -> String {
             v.join("; ")
         }
     };
-    pairs(&[
+    vec![
         ("Name", v.name.clone()),
         ("Id", v.id.to_string()),
         ("Host", v.host.clone()),
@@ -452,7 +516,7 @@ pub fn vm(v: &VmSummary) -> String {
         ),
         ("RSS", mib(v.usage.rss_mib)),
         ("Created", timestamp(v.created_at)),
-    ])
+    ]
 }
 
 /// `vinfra settings show`.
@@ -471,6 +535,16 @@ pub fn settings(s: &ClusterSettings) -> String {
                 Some(ms) => format!("{ms} ms"),
                 None => format!("{} ms (default)", s.effective_downtime_limit_ms()),
             },
+        ),
+        (
+            "IPFIX collector",
+            s.flows
+                .ipfix_collector
+                .map_or("none".to_string(), |c| c.to_string()),
+        ),
+        (
+            "Balancer traffic window",
+            format!("{} min", s.flows.traffic_minutes),
         ),
     ])
 }
@@ -518,6 +592,71 @@ mod tests {
         assert_eq!(timestamp(0), "1970-01-01 00:00:00");
         assert_eq!(timestamp(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(rate_bps(940_000_000), "940 Mbit/s");
+    }
+
+    #[test]
+    fn vm_show_prints_each_nics_qos_and_its_ports_drops() {
+        use vinfra_types::network::VmNicCounters;
+        let v: VmSummary = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001", "name": "web", "vcpus": 1,
+            "memory_mib": 128, "host": "h1", "desired": "running", "state": "running",
+            "uptime_s": 5, "usage": {"cpu_time_ms": 0, "cpu_cores": 0.0, "rss_mib": 0},
+            "created_at": 0,
+            "spec": {"name": "web", "vcpus": 1, "memory_mib": 128, "boot": {"kind": "disk"},
+                "nics": [
+                    {"network": "blue", "qos": {"egress": {"bits_per_sec": 100000000, "burst_bytes": 1048576},
+                        "ingress": {"bits_per_sec": 100000000, "burst_bytes": 1048576}, "priority": "high"}},
+                    {"network": "red"}
+                ]}
+        }))
+        .unwrap();
+        let mut traffic = TrafficCounters {
+            rx_packets: 10,
+            ..TrafficCounters::default()
+        };
+        traffic.drops.insert("spoofed_source".into(), 3);
+        let ports = Ok(VmCounters {
+            vm: "web".into(),
+            host: "h1".into(),
+            nics: vec![
+                VmNicCounters {
+                    nic: 0,
+                    network: "blue".into(),
+                    mac: "02:76:66:00:00:01".into(),
+                    counters: Some(traffic),
+                    error: None,
+                },
+                VmNicCounters {
+                    nic: 1,
+                    network: "red".into(),
+                    mac: "02:76:66:00:00:02".into(),
+                    counters: None,
+                    error: Some("no port".into()),
+                },
+            ],
+        });
+        let shown = vm_with_ports(&v, &ports);
+        let line = |key: &str| {
+            shown
+                .lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_else(|| panic!("no {key} in {shown}"))
+                .trim_start_matches(key)
+                .trim()
+                .to_string()
+        };
+        assert_eq!(
+            line("NIC 0 QoS:"),
+            "rate 100M burst 1M each way, priority high, weight 10, dscp trust"
+        );
+        assert_eq!(
+            line("NIC 0 port:"),
+            "rx 10 pkts 0 B, tx 0 pkts 0 B, drops 3 (spoofed_source 3)"
+        );
+        assert_eq!(line("NIC 1 QoS:"), "none");
+        assert_eq!(line("NIC 1 port:"), "- (no port)");
+        let shown = vm_with_ports(&v, &Err("host h1 is not connected".into()));
+        assert!(shown.contains("- (host h1 is not connected)"), "{shown}");
     }
 
     #[test]

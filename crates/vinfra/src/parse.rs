@@ -4,6 +4,10 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use vinfra_types::qos::{
+    NicPriority, NicQos, NicRate, MAX_BURST_BYTES, MAX_DSCP, MAX_RATE_BPS, MAX_WEIGHT,
+    MIN_BURST_BYTES, MIN_RATE_BPS,
+};
 use vinfra_types::vm::{MAX_DISK_GIB, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB};
 use vinfra_types::{AllowedAddressPair, DiskSpec, NicSpec};
 
@@ -495,9 +499,12 @@ pub fn disk(value: &str) -> Result<DiskSpec, ParseError> {
 }
 
 /// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx][,port-security=on|off]
-/// [,allow=IP[/LEN][@MAC][+...]]`: each key at most once, with a value. `allow` lists the NIC's
-/// allowed address pairs, `+`-separated: an address or prefix, sent from the NIC's MAC or the
-/// one after `@`.
+/// [,allow=IP[/LEN][@MAC][+...]][,sg=GROUP[+...]][,rate=R][,egress-rate=R][,ingress-rate=R]
+/// [,burst=B][,priority=low|normal|high][,weight=N][,dscp=N|trust]`: each key at most once,
+/// with a value. `allow` lists the NIC's allowed address pairs, `+`-separated: an address or
+/// prefix, sent from the NIC's MAC or the one after `@`. `sg` lists its security groups,
+/// `+`-separated. The rest is its QoS ([`NicQosChange`]): `rate` limits both directions,
+/// `egress-rate` (what the VM sends) and `ingress-rate` (what goes to it) one each.
 pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     let err = |reason: String| ParseError::List {
         what: "nic",
@@ -517,6 +524,7 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
         ..Default::default()
     };
     let mut seen: Vec<&str> = Vec::new();
+    let mut qos = NicQosChange::default();
     if let Some(rest) = rest {
         for (k, v) in pairs("nic", rest)? {
             if seen.contains(&k) {
@@ -541,33 +549,294 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
                         _ => return Err(err(format!("port-security is on or off, not '{v}'"))),
                     })
                 }
-                "allow" => {
-                    for item in v.split('+') {
-                        let (ip, pair_mac) = match item.split_once('@') {
-                            Some((ip, m)) => (ip.trim(), Some(mac(m.trim()).map_err(err)?)),
-                            None => (item.trim(), None),
-                        };
-                        let pair = AllowedAddressPair {
-                            ip: ip.to_string(),
-                            mac: pair_mac,
-                        };
-                        if pair.prefix().is_none() {
-                            return Err(err(format!(
-                                "allow: '{ip}' is not an IPv4 address or prefix like 10.0.0.0/29"
-                            )));
-                        }
-                        n.allowed_addresses.push(pair);
-                    }
+                "allow" => n.allowed_addresses = allowed_pairs(v).map_err(err)?,
+                "sg" => n.security_groups = group_names(v, '+').map_err(err)?,
+                "rate" => qos.rate = Some(Some(rate(v).map_err(|e| err(e.to_string()))?)),
+                "egress-rate" => {
+                    qos.egress_rate = Some(Some(rate(v).map_err(|e| err(e.to_string()))?))
                 }
+                "ingress-rate" => {
+                    qos.ingress_rate = Some(Some(rate(v).map_err(|e| err(e.to_string()))?))
+                }
+                "burst" => qos.burst = Some(burst(v).map_err(|e| err(e.to_string()))?),
+                "priority" => qos.priority = Some(qos_priority(v).map_err(|e| err(e.to_string()))?),
+                "weight" => qos.weight = Some(qos_weight(v).map_err(|e| err(e.to_string()))?),
+                "dscp" => qos.dscp = Some(dscp_or_trust(v).map_err(|e| err(e.to_string()))?),
                 _ => {
                     return Err(err(format!(
-                        "unknown key '{k}' (use ip, mac, port-security, allow)"
+                        "unknown key '{k}' (use ip, mac, port-security, allow, sg, rate, \
+                         egress-rate, ingress-rate, burst, priority, weight, dscp)"
                     )))
                 }
             }
         }
     }
+    n.qos = qos.apply(None).map_err(err)?;
     Ok(n)
+}
+
+/// Allowed address pairs `IP[/LEN][@MAC][+...]`, or why not.
+fn allowed_pairs(value: &str) -> Result<Vec<AllowedAddressPair>, String> {
+    let mut out = Vec::new();
+    for item in value.split('+') {
+        let (ip, pair_mac) = match item.split_once('@') {
+            Some((ip, m)) => (ip.trim(), Some(mac(m.trim())?)),
+            None => (item.trim(), None),
+        };
+        let pair = AllowedAddressPair {
+            ip: ip.to_string(),
+            mac: pair_mac,
+        };
+        if pair.prefix().is_none() {
+            return Err(format!(
+                "allow: '{ip}' is not an IPv4 address or prefix like 10.0.0.0/29"
+            ));
+        }
+        out.push(pair);
+    }
+    Ok(out)
+}
+
+/// Security group names separated by `sep`, each a valid name, or why not.
+fn group_names(value: &str, sep: char) -> Result<Vec<String>, String> {
+    value
+        .split(sep)
+        .map(str::trim)
+        .map(|g| {
+            vinfra_types::validate_name(g)
+                .map(|()| g.to_string())
+                .map_err(|e| format!("security group '{g}': {e}"))
+        })
+        .collect()
+}
+
+/// Splits `1.5G` into its digits (`1`, `5`) and suffix (`G`); `None` unless it is digits, at
+/// most one `.` with digits after it, then letters.
+fn number_and_suffix(v: &str) -> Option<(&str, &str, &str)> {
+    let end = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, suffix) = v.split_at(end);
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| d.chars().all(|c| c.is_ascii_digit());
+    let ok = !whole.is_empty()
+        && digits(whole)
+        && digits(frac)
+        && frac.len() < 19
+        && !num.ends_with('.');
+    ok.then_some((whole, frac, suffix))
+}
+
+/// `whole.frac × unit` when it is a whole number that fits, else `None`.
+fn scaled(whole: &str, frac: &str, unit: u128) -> Option<u128> {
+    let w: u128 = if whole.len() > 30 {
+        return None;
+    } else {
+        whole.parse().ok()?
+    };
+    let scale = 10u128.pow(u32::try_from(frac.len()).ok()?);
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let frac_part = f.checked_mul(unit)?;
+    (frac_part % scale == 0).then_some(w.checked_mul(unit)?.checked_add(frac_part / scale)?)
+}
+
+/// A rate in bits per second with a decimal SI suffix: `100M` (100,000,000), `1.5G`, `500k`,
+/// or a plain number of bits per second; 8k to 400G.
+pub fn rate(value: &str) -> Result<u64, ParseError> {
+    let v = value.trim();
+    let bad = || {
+        ParseError::List {
+        what: "rate",
+        value: v.to_string(),
+        reason: "use bits per second with k, M, G or T (decimal: 100M = 100,000,000), e.g. 100M, 1.5G, 500k".into(),
+    }
+    };
+    let (whole, frac, suffix) = number_and_suffix(v).ok_or_else(bad)?;
+    let unit: u128 = match suffix {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let bits = scaled(whole, frac, unit).ok_or_else(|| ParseError::Number {
+        what: "rate in bits per second",
+        value: v.to_string(),
+    })?;
+    u64::try_from(bits)
+        .ok()
+        .filter(|b| (MIN_RATE_BPS..=MAX_RATE_BPS).contains(b))
+        .ok_or_else(|| ParseError::Range {
+            what: "rate",
+            min: "8k (8,000 bit/s)".into(),
+            max: "400G".into(),
+            value: v.to_string(),
+        })
+}
+
+/// A burst in bytes with a binary suffix, as `tc` takes it: `1M` (1,048,576), `64K`, `1.5M`,
+/// or a plain number of bytes; 1514 to 1G.
+pub fn burst(value: &str) -> Result<u64, ParseError> {
+    let v = value.trim();
+    let bad = || ParseError::List {
+        what: "burst",
+        value: v.to_string(),
+        reason: "use bytes with K, M or G (binary: 1M = 1,048,576), e.g. 64K, 1M".into(),
+    };
+    let (whole, frac, suffix) = number_and_suffix(v).ok_or_else(bad)?;
+    let unit = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => KIB,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => GIB,
+        _ => return Err(bad()),
+    };
+    let b = scaled(whole, frac, unit).ok_or_else(|| ParseError::Number {
+        what: "burst in bytes",
+        value: v.to_string(),
+    })?;
+    u64::try_from(b)
+        .ok()
+        .filter(|b| (MIN_BURST_BYTES..=MAX_BURST_BYTES).contains(b))
+        .ok_or_else(|| ParseError::Range {
+            what: "burst",
+            min: "1514 bytes".into(),
+            max: "1G".into(),
+            value: v.to_string(),
+        })
+}
+
+/// A rate, or `none` (no limit that way).
+pub fn rate_or_none(value: &str) -> Result<Option<u64>, ParseError> {
+    if value.trim() == "none" {
+        return Ok(None);
+    }
+    rate(value).map(Some)
+}
+
+/// A QoS priority class: `low`, `normal` or `high`.
+pub fn qos_priority(value: &str) -> Result<NicPriority, ParseError> {
+    match value.trim() {
+        "low" => Ok(NicPriority::Low),
+        "normal" => Ok(NicPriority::Normal),
+        "high" => Ok(NicPriority::High),
+        other => Err(ParseError::List {
+            what: "priority",
+            value: other.to_string(),
+            reason: "use low, normal or high".into(),
+        }),
+    }
+}
+
+/// A QoS weight, 1 to 100.
+pub fn qos_weight(value: &str) -> Result<u16, ParseError> {
+    bounded(value, "weight", 1, u64::from(MAX_WEIGHT)).map(|w| w as u16)
+}
+
+/// A DSCP value to mark (0 to 63), or `trust` (keep the guest's).
+pub fn dscp_or_trust(value: &str) -> Result<Option<u8>, ParseError> {
+    if value.trim() == "trust" {
+        return Ok(None);
+    }
+    bounded(value, "dscp", 0, u64::from(MAX_DSCP)).map(|d| Some(d as u8))
+}
+
+/// A change of a NIC's QoS from the command line; fields not given keep what the NIC has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicQosChange {
+    /// Both directions' rate (`Some(None)`: unlimited).
+    pub rate: Option<Option<u64>>,
+    /// What the VM sends.
+    pub egress_rate: Option<Option<u64>>,
+    /// What goes to the VM.
+    pub ingress_rate: Option<Option<u64>>,
+    /// The burst of the rates set (those given now, else those the NIC has).
+    pub burst: Option<u64>,
+    /// The priority class.
+    pub priority: Option<NicPriority>,
+    /// The weight.
+    pub weight: Option<u16>,
+    /// DSCP marking (`Some(None)`: trust the guest).
+    pub dscp: Option<Option<u8>>,
+}
+
+impl NicQosChange {
+    /// True when it names nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == NicQosChange::default()
+    }
+
+    /// `old` changed: a rate given replaces that direction's (with `burst`, or its default); a
+    /// burst alone goes to the rates `old` has. A QoS left with nothing set is none. A burst
+    /// without any rate is refused, with why.
+    pub fn apply(&self, old: Option<&NicQos>) -> Result<Option<NicQos>, String> {
+        let mut q = old.cloned().unwrap_or_default();
+        let given = |dir: Option<Option<u64>>| dir.or(self.rate);
+        for (slot, now) in [
+            (&mut q.egress, given(self.egress_rate)),
+            (&mut q.ingress, given(self.ingress_rate)),
+        ] {
+            match now {
+                Some(Some(bits_per_sec)) => {
+                    *slot = Some(NicRate {
+                        bits_per_sec,
+                        burst_bytes: self.burst,
+                    })
+                }
+                Some(None) => *slot = None,
+                None => {
+                    if let (Some(r), Some(b)) = (slot.as_mut(), self.burst) {
+                        r.burst_bytes = Some(b);
+                    }
+                }
+            }
+        }
+        if self.burst.is_some() && q.egress.is_none() && q.ingress.is_none() {
+            return Err("a burst needs a rate (rate, egress-rate or ingress-rate)".into());
+        }
+        if let Some(p) = self.priority {
+            q.priority = p;
+        }
+        if let Some(w) = self.weight {
+            q.weight = Some(w);
+        }
+        if let Some(d) = self.dscp {
+            q.dscp = d;
+        }
+        q.validate().map_err(|e| e.to_string())?;
+        Ok((q != NicQos::default()).then_some(q))
+    }
+}
+
+/// `--allow IP[/LEN][@MAC][+...]|none` of `vinfra vm nic set`: the NIC's allowed address pairs
+/// (`none`: no pair).
+pub fn allow_or_none(value: &str) -> Result<Vec<AllowedAddressPair>, ParseError> {
+    if value.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    allowed_pairs(value).map_err(|reason| ParseError::List {
+        what: "allow",
+        value: value.to_string(),
+        reason,
+    })
+}
+
+/// `--security-groups A,B|none` of `vinfra vm nic set`: the NIC's security groups (`none`: no
+/// group).
+pub fn groups_or_none(value: &str) -> Result<Vec<String>, ParseError> {
+    if value.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    group_names(value, ',').map_err(|reason| ParseError::List {
+        what: "security-groups",
+        value: value.to_string(),
+        reason,
+    })
 }
 
 /// A NIC's MAC address: six octets of exactly two hex digits each, separated by `:` (either
@@ -774,6 +1043,26 @@ mod tests {
     }
 
     #[test]
+    fn nic_security_groups() {
+        let n = nic("lan,sg=web+db").unwrap();
+        assert_eq!(n.security_groups, ["web", "db"]);
+        let e = nic("lan,sg=web+Bad").unwrap_err().to_string();
+        assert!(e.contains("security group 'Bad'"), "{e}");
+        assert!(nic("lan,sg=").is_err());
+        assert_eq!(groups_or_none("none"), Ok(vec![]));
+        assert_eq!(
+            groups_or_none("web, db"),
+            Ok(vec!["web".to_string(), "db".to_string()])
+        );
+        assert!(groups_or_none("web,,db").is_err());
+        assert_eq!(allow_or_none("none"), Ok(vec![]));
+        let pairs = allow_or_none("10.0.0.9+10.0.1.0/29@02:00:00:00:00:09").unwrap();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[1].mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert!(allow_or_none("10.0.0.9/24").is_err());
+    }
+
+    #[test]
     fn nic_port_security_and_allowed_addresses() {
         let n = nic("lan,port-security=on,allow=10.0.0.9+10.0.1.0/29@02:00:00:00:00:0A").unwrap();
         assert_eq!(n.port_security, Some(true));
@@ -843,5 +1132,178 @@ mod tests {
             assert!(mac(bad).is_err(), "{bad}");
             assert!(nic(&format!("lan,mac={bad}")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rates_are_decimal_bits_and_bursts_binary_bytes() {
+        for (v, bits) in [
+            ("100M", 100_000_000),
+            ("1.5G", 1_500_000_000),
+            ("500k", 500_000),
+            ("500K", 500_000),
+            ("8000", 8_000),
+            ("400G", 400_000_000_000),
+            ("2.125M", 2_125_000),
+        ] {
+            assert_eq!(rate(v), Ok(bits), "{v}");
+            // Printed back as given (or plainer).
+            assert_eq!(rate(&vinfra_types::qos::rate_text(bits)), Ok(bits), "{v}");
+        }
+        for (v, why) in [
+            (
+                "7999",
+                "rate must be between 8k (8,000 bit/s) and 400G, got 7999",
+            ),
+            (
+                "401G",
+                "rate must be between 8k (8,000 bit/s) and 400G, got 401G",
+            ),
+            ("100Mbit", "use bits per second with k, M, G or T"),
+            ("-5M", "use bits per second"),
+            ("1.5", "rate in bits per second must be a whole number"),
+            ("1.", "use bits per second"),
+            ("", "use bits per second"),
+            ("99999999999999999999999999999999T", "whole number"),
+        ] {
+            let e = rate(v).expect_err(v).to_string();
+            assert!(e.contains(why), "{v}: {e}");
+            assert!(!e.contains('\n'), "{v}: {e}");
+        }
+        for (v, bytes) in [
+            ("1M", 1 << 20),
+            ("64K", 65_536),
+            ("64k", 65_536),
+            ("1514", 1_514),
+            ("1.5M", 1_572_864),
+            ("1G", 1 << 30),
+            ("16KiB", 16_384),
+        ] {
+            assert_eq!(burst(v), Ok(bytes), "{v}");
+        }
+        for (v, why) in [
+            ("1000", "burst must be between 1514 bytes and 1G, got 1000"),
+            ("2G", "burst must be between 1514 bytes and 1G"),
+            ("1X", "use bytes with K, M or G"),
+        ] {
+            let e = burst(v).expect_err(v).to_string();
+            assert!(e.contains(why), "{v}: {e}");
+        }
+        assert_eq!(rate_or_none("none"), Ok(None));
+        assert_eq!(qos_priority("high"), Ok(NicPriority::High));
+        assert!(qos_priority("urgent")
+            .unwrap_err()
+            .to_string()
+            .contains("use low, normal or high"));
+        assert_eq!(qos_weight("100"), Ok(100));
+        assert!(qos_weight("0").is_err() && qos_weight("101").is_err());
+        assert_eq!(dscp_or_trust("trust"), Ok(None));
+        assert_eq!(dscp_or_trust("46"), Ok(Some(46)));
+        assert!(dscp_or_trust("64").is_err());
+    }
+
+    #[test]
+    fn nic_qos_keys() {
+        let n = nic("lan,rate=100M,burst=1M,priority=high").unwrap();
+        let both = NicRate {
+            bits_per_sec: 100_000_000,
+            burst_bytes: Some(1 << 20),
+        };
+        assert_eq!(
+            n.qos,
+            Some(NicQos {
+                egress: Some(both),
+                ingress: Some(both),
+                priority: NicPriority::High,
+                ..NicQos::default()
+            })
+        );
+        // One direction overrides the rate; the burst goes to both.
+        let n = nic("lan,rate=100M,ingress-rate=8M,weight=20,dscp=46").unwrap();
+        let q = n.qos.unwrap();
+        assert_eq!(q.egress, Some(NicRate::new(100_000_000)));
+        assert_eq!(q.ingress, Some(NicRate::new(8_000_000)));
+        assert_eq!((q.weight, q.dscp), (Some(20), Some(46)));
+        let q = nic("lan,egress-rate=1G").unwrap().qos.unwrap();
+        assert_eq!(
+            (q.egress.map(|r| r.bits_per_sec), q.ingress),
+            (Some(1_000_000_000), None)
+        );
+        // Nothing but defaults: no QoS.
+        assert_eq!(nic("lan,priority=normal,dscp=trust").unwrap().qos, None);
+        assert_eq!(nic("lan").unwrap().qos, None);
+        for (bad, why) in [
+            ("lan,burst=1M", "a burst needs a rate"),
+            ("lan,rate=1", "rate must be between"),
+            ("lan,priority=top", "use low, normal or high"),
+            ("lan,weight=0", "weight must be between 1 and 100"),
+            ("lan,dscp=64", "dscp must be between 0 and 63"),
+            ("lan,rate=1M,rate=2M", "rate= is given more than once"),
+        ] {
+            let e = nic(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn qos_changes_keep_what_they_do_not_name() {
+        let old = NicQos {
+            egress: Some(NicRate {
+                bits_per_sec: 100_000_000,
+                burst_bytes: Some(1 << 20),
+            }),
+            ingress: Some(NicRate::new(50_000_000)),
+            priority: NicPriority::High,
+            weight: Some(30),
+            dscp: Some(10),
+        };
+        // A new priority: everything else stays.
+        let c = NicQosChange {
+            priority: Some(NicPriority::Low),
+            ..NicQosChange::default()
+        };
+        let q = c.apply(Some(&old)).unwrap().unwrap();
+        assert_eq!(
+            q,
+            NicQos {
+                priority: NicPriority::Low,
+                ..old.clone()
+            }
+        );
+        // A new ingress rate gets the default burst; a burst alone goes to the rates there are.
+        let c = NicQosChange {
+            ingress_rate: Some(Some(8_000_000)),
+            ..NicQosChange::default()
+        };
+        let q = c.apply(Some(&old)).unwrap().unwrap();
+        assert_eq!(q.ingress, Some(NicRate::new(8_000_000)));
+        assert_eq!(q.egress, old.egress);
+        let c = NicQosChange {
+            burst: Some(65_536),
+            ..NicQosChange::default()
+        };
+        let q = c.apply(Some(&old)).unwrap().unwrap();
+        assert_eq!(q.egress.unwrap().burst_bytes, Some(65_536));
+        assert_eq!(q.ingress.unwrap().burst_bytes, Some(65_536));
+        // `none` lifts a limit; with nothing left set there is no QoS.
+        let c = NicQosChange {
+            rate: Some(None),
+            priority: Some(NicPriority::Normal),
+            weight: None,
+            dscp: Some(None),
+            ..NicQosChange::default()
+        };
+        let q = c.apply(Some(&old)).unwrap().unwrap();
+        assert_eq!((q.egress, q.ingress, q.weight), (None, None, Some(30)));
+        let c = NicQosChange {
+            rate: Some(None),
+            ..NicQosChange::default()
+        };
+        assert_eq!(c.apply(None), Ok(None));
+        let c = NicQosChange {
+            burst: Some(65_536),
+            ..NicQosChange::default()
+        };
+        assert!(c.apply(None).unwrap_err().contains("a burst needs a rate"));
     }
 }

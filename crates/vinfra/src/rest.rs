@@ -4,6 +4,8 @@
 use serde::Serialize;
 use vinfra_client::RestError;
 use vinfra_types::network::NetworkError;
+use vinfra_types::router::RouterRequestError;
+use vinfra_types::security_group::SecurityGroupError;
 use vinfra_types::vm::SpecError;
 use vinfra_types::NameError;
 
@@ -47,6 +49,41 @@ pub enum RestCommandError {
         /// What it lists (`VM`, `host`).
         what: &'static str,
     },
+    /// The security group or rule described on the command line is not valid.
+    #[error("invalid security group rule")]
+    SgRule(#[source] SecurityGroupError),
+    /// The router request described on the command line is not valid (a prefix, an address).
+    #[error(transparent)]
+    Router(RouterRequestError),
+    /// The VM has no NIC of that index.
+    #[error("VM {vm} has no nic {index} (it has {count})")]
+    NoSuchNic {
+        /// The VM.
+        vm: String,
+        /// The index given.
+        index: usize,
+        /// How many NICs it has.
+        count: usize,
+    },
+    /// The QoS flags of `vm nic set` leave a QoS that cannot be (a burst without a rate, a
+    /// value out of bounds).
+    #[error("nic {index}: qos: {reason}")]
+    NicQos {
+        /// The NIC's index.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A detach of a group the NIC is not in.
+    #[error("VM {vm} nic {nic} is not in security group {group}")]
+    NotInGroup {
+        /// The VM.
+        vm: String,
+        /// The NIC's index.
+        nic: usize,
+        /// The group.
+        group: String,
+    },
     /// The console refused the request, failed, or could not be reached.
     #[error(transparent)]
     Api(#[from] RestError),
@@ -77,7 +114,12 @@ impl RestCommandError {
             | RestCommandError::Network(_)
             | RestCommandError::NothingToChange(_)
             | RestCommandError::NoBoot
-            | RestCommandError::EmptyList { .. } => true,
+            | RestCommandError::EmptyList { .. }
+            | RestCommandError::SgRule(_)
+            | RestCommandError::Router(_)
+            | RestCommandError::NoSuchNic { .. }
+            | RestCommandError::NicQos { .. }
+            | RestCommandError::NotInGroup { .. } => true,
             RestCommandError::Migration { .. } | RestCommandError::Json(_) => false,
         }
     }

@@ -362,14 +362,14 @@ fn networks_and_nics(env: &[(&str, &str)]) {
                 "vni0",
                 &["--overlay", "--vni", "0", "--subnet", "10.84.0.0/24"],
             ),
-            "between 1 and 16777215",
+            "between 1 and 16711679",
         ),
         (
             net_create(
                 "vnibig",
                 &["--overlay", "--vni", "16777216", "--subnet", "10.84.0.0/24"],
             ),
-            "between 1 and 16777215",
+            "between 1 and 16711679",
         ),
         (
             net_create("ovl-b", &["--overlay", "--subnet", "10.84.0.0/24"]),

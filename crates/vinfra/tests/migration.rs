@@ -10,10 +10,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use common::{
-    api, assert_counting, boot_guest, boot_guest_with, can_run_labs, cli_env, console_text,
-    counters, last_tick, migration, qemus_with, refs, serial_log, serial_text, spawn_vinfra,
-    start_lab, vinfra, vm, wait_for, wait_migration_end, wait_nothing_left_on, wait_tick_above,
-    LabGuard, Tick,
+    api, assert_counting, boot_guest, can_run_labs, cli_env, console_text, counters, last_tick,
+    migration, qemus_with, refs, serial_log, serial_text, spawn_vinfra, start_lab, vinfra, vm,
+    wait_for, wait_migration_end, wait_nothing_left_on, wait_tick_above, LabGuard, Tick,
 };
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
@@ -351,11 +350,11 @@ fn cancelling_a_migration_leaves_the_vm_running_on_the_source() {
     }
     let lab = start_lab("mcancel", 2);
     set_bandwidth_limit(&lab, Some(1));
-    // At 1 MiB/s the first pass over the guest's memory alone takes over a minute, and the guest
-    // keeps dirtying memory: the migration still runs when it is cancelled.
-    let id = boot_guest_with(&lab, "mc-1", 128, Some("h1"), "vinfra.dirty=8")
-        .id
-        .to_string();
+    // At 1 MiB/s the first pass over the guest's memory (its kernel and initramfs) takes
+    // half a minute: the migration still runs when it is cancelled. The guest does not keep
+    // rewriting memory: under TCG, QEMU before 9.0 loses some of those writes in a migration
+    // (see "Live migration" in docs/design.md), and this one moves again at the end.
+    let id = boot_guest(&lab, "mc-1", 128, Some("h1")).id.to_string();
     let src = lab.qemu_pids_on("h1", &id).expect("host");
     assert_eq!(src.len(), 1, "one QEMU on h1: {src:?}");
     let src_pid = src[0];

@@ -34,7 +34,6 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::{api, can_run_labs, console_lines, console_text, in_netns, start_lab_with, wait_for};
-use vinfra_lab::guest::INITRD_IMAGE;
 use vinfra_lab::Lab;
 use vinfra_switch_control::{
     CountersView, LocationSpec, Mac, NetworkCountersView, NetworkSpec, Request, UPLINK_PORT,
@@ -175,55 +174,20 @@ fn fill(template: &str) -> String {
     .fold(template.to_string(), |t, (k, v)| t.replace(k, v))
 }
 
-/// A `newc` cpio archive of `entries` (path, mode, contents), with its trailer.
-fn cpio(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let pad = |out: &mut Vec<u8>| out.resize(out.len().next_multiple_of(4), 0);
-    let trailer = ("TRAILER!!!", 0, &[][..]);
-    for (ino, (path, mode, data)) in entries.iter().chain([&trailer]).enumerate() {
-        let fields = [
-            ino + 1,
-            *mode as usize,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            path.len() + 1,
-            0,
-        ];
-        out.extend_from_slice(b"070701");
-        for f in fields {
-            out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        out.extend_from_slice(path.as_bytes());
-        out.push(0);
-        pad(&mut out);
-        out.extend_from_slice(data);
-        pad(&mut out);
-    }
-    out
-}
-
-/// Writes the guests' initramfs into the lab's datastore: the image's, then (at a 4-byte
-/// boundary, where the kernel looks for a further archive) the test's scripts.
+/// Writes the guests' initramfs into the lab's datastore: the image's with the test's scripts.
 fn install_initrd(lab: &Lab) {
-    let images = lab.datastore().join("images");
-    let mut initrd = std::fs::read(images.join(INITRD_IMAGE)).expect("the guest initramfs");
-    initrd.resize(initrd.len().next_multiple_of(512), 0);
     let (role, conf) = (fill(ROLE), fill(UDHCPD_CONF));
-    initrd.extend(cpio(&[
-        ("portsec", 0o040_755, b""),
-        ("portsec/init", 0o100_755, INIT.as_bytes()),
-        ("portsec/role.sh", 0o100_755, role.as_bytes()),
-        ("portsec/lease.sh", 0o100_755, LEASE.as_bytes()),
-        ("portsec/udhcpd.conf", 0o100_644, conf.as_bytes()),
-    ]));
-    std::fs::write(images.join(PORTSEC_INITRD), initrd).expect("write the test's initramfs");
+    common::install_test_initrd(
+        lab,
+        PORTSEC_INITRD,
+        &[
+            ("portsec", 0o040_755, b""),
+            ("portsec/init", 0o100_755, INIT.as_bytes()),
+            ("portsec/role.sh", 0o100_755, role.as_bytes()),
+            ("portsec/lease.sh", 0o100_755, LEASE.as_bytes()),
+            ("portsec/udhcpd.conf", 0o100_644, conf.as_bytes()),
+        ],
+    );
 }
 
 fn create_network(lab: &Lab) {
@@ -614,10 +578,12 @@ fn port_security_drops_spoofing_and_the_uplink_takes_only_cluster_hosts() {
         last_round(&lab, "n", "PORTSEC-N "),
         last_round(&lab, "v", "PORTSEC-VIP "),
     );
-    let noports0: u64 = rounds(&lab, "n", "PORTSEC-N ", 0)
-        .last()
-        .map(|(_, rest)| field(rest, "noports").parse().expect("a count"))
-        .expect("a line of n's");
+    // n prints its first round a ping (up to a second) after it is ready.
+    let noports0: u64 = wait_for("a line of n's", Duration::from_secs(30), || {
+        rounds(&lab, "n", "PORTSEC-N ", 0)
+            .last()
+            .map(|(_, rest)| field(rest, "noports").parse().expect("a count"))
+    });
     let (replies0, _) = fast_pings(&lab);
     let spoof0 = last_round(&lab, "s", "PORTSEC-SPOOF ");
     let leases0 = leases(&lab).len();
@@ -815,6 +781,46 @@ fn port_security_drops_spoofing_and_the_uplink_takes_only_cluster_hosts() {
     assert!(
         n_drops.keys().all(|r| !r.starts_with("spoofed")),
         "n's port (port security off) dropped frames as spoofed: {n_drops:?}"
+    );
+
+    // Live: v's allowed address taken away, its pings from it stop at its port (spoofed_ip);
+    // given back, they pass again. The running VM's port follows each PATCH.
+    let set_allowed = |pairs: Vec<vinfra_types::AllowedAddressPair>| {
+        api(&lab)
+            .update_nic(
+                "v",
+                0,
+                &vinfra_types::api::UpdateNicRequest {
+                    allowed_addresses: Some(pairs),
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("PATCH v's NIC: {}", chain(&e)))
+    };
+    set_allowed(vec![]);
+    let spoofed0 = drops(&port_drops(&lab, "h2", v_port), "spoofed_ip");
+    let round = last_round(&lab, "v", "PORTSEC-VIP ");
+    wait_for(
+        "v's pings from its former allowed address to fail, dropped at its port",
+        Duration::from_secs(30),
+        || {
+            let r = rounds(&lab, "v", "PORTSEC-VIP ", round);
+            let dropped = drops(&port_drops(&lab, "h2", v_port), "spoofed_ip") > spoofed0;
+            (r.len() >= 2 && r.iter().all(|(_, v)| v == "fail") && dropped).then_some(())
+        },
+    );
+    set_allowed(vec![vinfra_types::AllowedAddressPair {
+        ip: ALLOWED_IP.to_string(),
+        mac: None,
+    }]);
+    let round = last_round(&lab, "v", "PORTSEC-VIP ");
+    wait_for(
+        "v's pings from its allowed address to pass again",
+        Duration::from_secs(30),
+        || {
+            let r = rounds(&lab, "v", "PORTSEC-VIP ", round);
+            (r.len() >= 2 && r.iter().rev().take(2).all(|(_, v)| v == "ok")).then_some(())
+        },
     );
     eprintln!(
         "port security test done in {} ms",

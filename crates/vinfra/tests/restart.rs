@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
-    api, assert_counting, boot_guest, can_run_labs, counters, qemus_with, serial_log, start_lab,
-    vm, vms, wait_for, wait_tick_above,
+    api, assert_counting, boot_guest, can_run_labs, counters, events_about, qemus_with, serial_log,
+    start_lab, vm, vms, wait_for, wait_tick_above,
 };
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
@@ -167,7 +167,17 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
         "two QEMUs"
     );
 
+    let ha_events = |lab: &Lab| -> Vec<String> {
+        ["h1", "h2"]
+            .iter()
+            .flat_map(|h| events_about(lab, h))
+            .filter(|e| e.message.starts_with("HA state"))
+            .map(|e| format!("{}: {}", e.object, e.message))
+            .collect()
+    };
+    let ha_before = ha_events(&lab);
     let old = lab.console_pid();
+    let restarted = Instant::now();
     lab.lab_mut().restart_console().expect("restart console");
     assert_ne!(lab.console_pid(), old, "a new console process");
     lab.wait_hosts_connected(Duration::from_secs(60))
@@ -239,4 +249,14 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     }
     let off_after = vm(&lab, "off-1");
     assert_eq!(off_after.state, PowerState::Stopped, "off-1 stays stopped");
+
+    // Hosts that reconnect to a restarted console were never lost: no HA state change is
+    // reported for them, also once the console's start-up grace (9 s) is over.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(restarted.elapsed()));
+    let ha_after = ha_events(&lab);
+    let new_events: Vec<&String> = ha_after.iter().filter(|e| !ha_before.contains(e)).collect();
+    assert!(
+        new_events.is_empty(),
+        "HA state events after a console restart: {new_events:?}"
+    );
 }

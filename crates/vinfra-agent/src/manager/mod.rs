@@ -157,6 +157,7 @@ pub struct Manager {
     contact: ConsoleContact,
     ha: GuardSettingsStore,
     observe_timeout: Duration,
+    flows: Arc<crate::flows::FlowExport>,
 }
 
 impl Manager {
@@ -194,6 +195,7 @@ impl Manager {
             switch,
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
+            flows: Arc::default(),
         })
     }
 
@@ -207,6 +209,17 @@ impl Manager {
     /// The link to the host's virtual switch, when the host has one.
     pub fn switch(&self) -> Option<&Arc<SwitchLink>> {
         self.switch.as_ref()
+    }
+
+    /// The host's IPFIX exporter (its collector as the console last sent it).
+    pub fn flow_export(&self) -> &Arc<crate::flows::FlowExport> {
+        &self.flows
+    }
+
+    /// Takes the cluster's IPFIX collector (`SetFlowExport`): the next take of the switch's
+    /// flows is exported there (`None`: no more).
+    pub fn set_flow_collector(&self, collector: Option<std::net::SocketAddr>) {
+        self.flows.set_collector(collector);
     }
 
     /// The host's contact with the console: the send time of the last heartbeat the console

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use vinfra_proto::HostSwitchConfig;
+use uuid::Uuid;
+use vinfra_proto::{HostSwitchConfig, NicConnections};
 use vinfra_types::error::Chain;
 use vinfra_types::network::HostSwitchCounters;
 
@@ -42,6 +43,24 @@ impl Manager {
     pub async fn switch_counters(&self) -> Result<HostSwitchCounters> {
         let link = self.switch.clone().ok_or(SwitchLinkError::NoSwitch)?;
         Ok(tokio::task::spawn_blocking(move || link.counters()).await??)
+    }
+
+    /// The connections this host's switch tracks for VM `id`'s NIC ports, read now (the
+    /// source of a completed migration; see [`SwitchLink::export_connections`]).
+    pub async fn export_connections(&self, id: Uuid) -> Result<Vec<NicConnections>> {
+        let Some(link) = self.switch.clone() else {
+            return Ok(Vec::new());
+        };
+        Ok(tokio::task::spawn_blocking(move || link.export_connections(id)).await??)
+    }
+
+    /// Gives VM `id`'s NIC ports the connections a migration's source tracked for them (see
+    /// [`SwitchLink::import_connections`]).
+    pub async fn import_connections(&self, id: Uuid, nics: Vec<NicConnections>) -> Result<()> {
+        let link = self.switch.clone().ok_or(SwitchLinkError::NoSwitch)?;
+        let n = tokio::task::spawn_blocking(move || link.import_connections(id, &nics)).await??;
+        tracing::info!("VM {id}: {n} connections imported from the migration's source");
+        Ok(())
     }
 
     /// Gives the NICs of a VM that has some their switch ports and waits until the switch has

@@ -9,7 +9,16 @@
 //! - one VM port per NIC of each VM that runs here (or waits for an incoming migration), a
 //!   QEMU `-netdev dgram` pair of Unix sockets in the VM's directory;
 //! - a static MAC entry per local NIC (MAC → its port). Console entries for MACs that are local
-//!   or that point at this host's own underlay address are left out.
+//!   or that point at this host's own underlay address are left out;
+//! - each VM port's firewall: the rules of the console's `firewalls` entry for the NIC (its
+//!   network and MAC), or none (`rules: null`, not filtered) for a NIC without one;
+//! - each VM port's QoS: the console's `qos` entry for the NIC, its default burst and weight
+//!   filled in, or none (`qos: null`) for a NIC without one.
+//!
+//! The console's routers go to the switch as they are: each router (`add_router`), its
+//! interfaces by network number (`set_router_interface`), its uplink (`set_router_uplink`, the
+//! edge `local` when its VTEP is this host's underlay address: [`super::uplink`]) and floating
+//! IPs (`add_floating_ip`), its static routes (`add_route`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,14 +26,22 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use vinfra_proto::{HostSwitchConfig, SwitchDhcp, SwitchNetwork, SwitchNetworkKind};
-use vinfra_switch_control::{
-    AllowedAddressSpec, Attachment, DhcpSpec, LocationSpec, Mac, NetworkSpec, PortPolicySpec,
-    PortSpec, Request, StormSpec, UPLINK_PORT,
+use vinfra_proto::{
+    HostSwitchConfig, NicQos, SgAction, SgDirection, SwitchDhcp, SwitchFirewallRule, SwitchNetwork,
+    SwitchNetworkKind, SwitchNicFirewall, SwitchNicQos, SwitchNicSecurity,
 };
+use vinfra_switch_control::{
+    ActionSpec, AllowedAddressSpec, Attachment, DhcpSpec, DirectionSpec, FirewallRuleSpec,
+    LocationSpec, Mac, NetworkSpec, PortPolicySpec, PortSpec, PrefixSpec, PrioritySpec, QosSpec,
+    RateSpec, Request, StormSpec, UPLINK_PORT,
+};
+use vinfra_types::qos::{NicPriority, NicRate};
+use vinfra_types::{AllowedAddressPair, NicSpec};
 
 use super::attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
 use super::mac;
+use super::route;
+use super::uplink;
 
 /// One NIC of a VM as attached on this host (kept in the VM's record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,14 +91,135 @@ pub const PORT_STORM: StormSpec = StormSpec {
     burst: 10_000,
 };
 
+/// The sources a NIC may send from with port security on (`None`: off): its MAC with its
+/// address (any IPv4 address when it has none), then its allowed address pairs. A pair that
+/// does not parse (the console checked them) is left out: port security fails closed.
+pub(crate) fn allowed_sources(spec: &NicSpec, mac: Mac) -> Option<Vec<AllowedAddressSpec>> {
+    sources(
+        spec.port_security(),
+        spec.ip.as_deref(),
+        &spec.allowed_addresses,
+        mac,
+    )
+}
+
+/// [`allowed_sources`] from the parts: port security on, the NIC's address, its pairs.
+pub(crate) fn sources(
+    port_security: bool,
+    ip: Option<&str>,
+    pairs: &[AllowedAddressPair],
+    mac: Mac,
+) -> Option<Vec<AllowedAddressSpec>> {
+    if !port_security {
+        return None;
+    }
+    let own = match ip.map(str::parse::<Ipv4Addr>) {
+        Some(Ok(ip)) => AllowedAddressSpec {
+            mac,
+            ip,
+            prefix_len: 32,
+        },
+        Some(Err(_)) => return Some(vec![]),
+        None => AllowedAddressSpec {
+            mac,
+            ip: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+        },
+    };
+    let pairs = pairs.iter().filter_map(|pair| {
+        let (ip, prefix_len) = pair.prefix()?;
+        let mac = match pair.mac.as_deref() {
+            Some(m) => mac::unicast(m).ok()?,
+            None => mac,
+        };
+        Some(AllowedAddressSpec {
+            mac,
+            ip,
+            prefix_len,
+        })
+    });
+    Some(std::iter::once(own).chain(pairs).collect())
+}
+
 /// The policy of a VM NIC's port: port security as the NIC says, the MAC limit and storm
 /// control.
-fn port_policy(nic: &VmNic) -> PortPolicySpec {
+/// A VM NIC port's policy: port security from the NIC's entry in the console's `port_security`
+/// (so a change reaches the running VM), else as the VM was started with; the MAC limit and
+/// storm control.
+fn port_policy(
+    nic: &VmNic,
+    security: &BTreeMap<(&str, Mac), &SwitchNicSecurity>,
+) -> PortPolicySpec {
+    let allowed = match mac::unicast(&nic.mac)
+        .ok()
+        .and_then(|m| Some((m, security.get(&(nic.network.as_str(), m))?)))
+    {
+        Some((m, s)) => sources(s.port_security, s.ip.as_deref(), &s.allowed_addresses, m),
+        None => nic.allowed.clone(),
+    };
     PortPolicySpec {
-        allowed: nic.allowed.clone(),
+        allowed,
         mac_limit: Some(PORT_MAC_LIMIT),
         storm: Some(PORT_STORM),
     }
+}
+
+/// A security-group rule of the console's configuration as the switch takes it.
+pub fn firewall_rule(r: &SwitchFirewallRule) -> FirewallRuleSpec {
+    FirewallRuleSpec {
+        direction: match r.direction {
+            SgDirection::Ingress => DirectionSpec::Ingress,
+            SgDirection::Egress => DirectionSpec::Egress,
+        },
+        protocol: r.protocol,
+        ports: r.ports,
+        remote: r
+            .remotes
+            .iter()
+            .map(|&(ip, prefix_len)| PrefixSpec { ip, prefix_len })
+            .collect(),
+        action: match r.action {
+            SgAction::Allow => ActionSpec::Allow,
+            SgAction::Deny => ActionSpec::Deny,
+        },
+    }
+}
+
+/// The firewall of a VM NIC's port: the rules of its entry in `firewalls`, `None` without one.
+fn port_firewall(
+    nic: &VmNic,
+    firewalls: &BTreeMap<(&str, Mac), &SwitchNicFirewall>,
+) -> Option<Vec<FirewallRuleSpec>> {
+    let mac = mac::unicast(&nic.mac).ok()?;
+    firewalls
+        .get(&(nic.network.as_str(), mac))
+        .map(|f| f.rules.iter().map(firewall_rule).collect())
+}
+
+/// A NIC's QoS as the switch takes it: the default burst and weight filled in.
+pub fn qos_spec(q: &NicQos) -> QosSpec {
+    let rate = |r: &NicRate| RateSpec {
+        bits_per_sec: r.bits_per_sec,
+        burst_bytes: r.burst(),
+    };
+    QosSpec {
+        egress: q.egress.as_ref().map(rate),
+        ingress: q.ingress.as_ref().map(rate),
+        priority: match q.priority {
+            NicPriority::Low => PrioritySpec::Low,
+            NicPriority::Normal => PrioritySpec::Normal,
+            NicPriority::High => PrioritySpec::High,
+        },
+        weight: q.weight(),
+        dscp_mark: q.dscp,
+    }
+}
+
+/// The QoS of a VM NIC's port: its entry in `qos`, `None` without one.
+fn port_qos(nic: &VmNic, qos: &BTreeMap<(&str, Mac), &SwitchNicQos>) -> Option<QosSpec> {
+    let mac = mac::unicast(&nic.mac).ok()?;
+    qos.get(&(nic.network.as_str(), mac))
+        .map(|q| qos_spec(&q.qos))
 }
 
 /// Lease time the switch's DHCP responder hands out.
@@ -100,14 +238,30 @@ fn dhcp_spec(d: &SwitchDhcp) -> DhcpSpec {
 impl DesiredSwitch {
     /// The requests of the whole desired configuration, in an order that applies: networks, the
     /// uplink (unless `uplink_builtin`), the trunk, the underlay peers, VM ports each followed by
-    /// its policy, flood lists, MAC entries and the moves expected of them, ARP entries, DHCP
-    /// responders.
+    /// its policy, its firewall and its QoS, flood lists, MAC entries and the moves expected of
+    /// them, ARP entries, DHCP responders, routers, their interfaces, their uplinks, their
+    /// floating IPs, their static routes.
     pub fn requests(&self, attachment: &SwitchAttachment, uplink_builtin: bool) -> Vec<Request> {
         let DesiredSwitch { config, vms } = self;
         let by_name: BTreeMap<&str, &SwitchNetwork> = config
             .networks
             .iter()
             .map(|n| (n.name.as_str(), n))
+            .collect();
+        let firewalls: BTreeMap<(&str, Mac), &SwitchNicFirewall> = config
+            .firewalls
+            .iter()
+            .filter_map(|f| Some(((f.network.as_str(), mac::unicast(&f.mac).ok()?), f)))
+            .collect();
+        let qos: BTreeMap<(&str, Mac), &SwitchNicQos> = config
+            .qos
+            .iter()
+            .filter_map(|q| Some(((q.network.as_str(), mac::unicast(&q.mac).ok()?), q)))
+            .collect();
+        let security: BTreeMap<(&str, Mac), &SwitchNicSecurity> = config
+            .port_security
+            .iter()
+            .filter_map(|s| Some(((s.network.as_str(), mac::unicast(&s.mac).ok()?), s)))
             .collect();
         let mut out: Vec<Request> = config
             .networks
@@ -161,7 +315,15 @@ impl DesiredSwitch {
             }));
             out.push(Request::SetPortPolicy {
                 port: nic.port,
-                policy: port_policy(nic),
+                policy: port_policy(nic, &security),
+            });
+            out.push(Request::SetPortFirewall {
+                port: nic.port,
+                rules: port_firewall(nic, &firewalls),
+            });
+            out.push(Request::SetPortQos {
+                port: nic.port,
+                qos: port_qos(nic, &qos),
             });
         }
         for n in &config.networks {
@@ -234,6 +396,52 @@ impl DesiredSwitch {
                 config: Some(dhcp_spec(d)),
             })
         }));
+        out.extend(router_requests(config, &by_name, attachment.underlay_ip));
         out
     }
+}
+
+/// The requests of the configuration's routers, in an order that applies (after the networks):
+/// every router, then every interface (on a configured network), then every uplink and floating
+/// IP ([`uplink::requests`], the edge seen from `underlay_ip`), then every static route (a next
+/// hop may be on the uplink's subnet). Parts that do not parse (the configuration was
+/// validated) are left out.
+fn router_requests(
+    config: &HostSwitchConfig,
+    by_name: &BTreeMap<&str, &SwitchNetwork>,
+    underlay_ip: Option<Ipv4Addr>,
+) -> Vec<Request> {
+    let mut out: Vec<Request> = config
+        .routers
+        .iter()
+        .map(|r| Request::AddRouter {
+            id: u32::from(r.id),
+        })
+        .collect();
+    for r in &config.routers {
+        for i in &r.interfaces {
+            let (Some(n), Ok(mac)) = (by_name.get(i.network.as_str()), mac::unicast(&i.mac)) else {
+                continue;
+            };
+            out.push(Request::SetRouterInterface {
+                router: u32::from(r.id),
+                network: u32::from(n.id),
+                ip: i.ip,
+                prefix_len: i.prefix_len,
+                mac,
+                mtu: Some(n.mtu),
+            });
+        }
+    }
+    out.extend(uplink::requests(config, by_name, underlay_ip));
+    for r in &config.routers {
+        out.extend(r.routes.iter().filter_map(|rt| {
+            Some(Request::AddRoute {
+                router: u32::from(r.id),
+                prefix: route::parse_prefix(&rt.prefix).ok()?,
+                via: rt.via,
+            })
+        }));
+    }
+    out
 }

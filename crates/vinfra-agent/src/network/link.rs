@@ -11,7 +11,7 @@ use vinfra_types::NicSpec;
 
 use super::attachment::SwitchAttachment;
 use super::desired::{DesiredSwitch, VmNic};
-use super::error::SwitchLinkError;
+use super::error::{RefusedRequest, SwitchLinkError};
 use super::validate::{validate, InvalidConfig};
 use crate::files::write_atomic;
 
@@ -25,6 +25,9 @@ pub struct SwitchLink {
     pub(super) client: Mutex<Option<SwitchClient>>,
     /// Whether the last reconcile reached the switch (`None` before the first).
     pub(super) healthy: Mutex<Option<bool>>,
+    /// What the switch refused in the last logged reconcile (each refusal is logged once, not
+    /// every second: a switch without routing refuses every router request it is sent).
+    pub(super) refused: Mutex<Vec<RefusedRequest>>,
     /// The MTU of an uplink the switch opened itself (`vinfra switch --underlay-ip`), as it
     /// last said: what this host's underlay carries, whatever the agent was told.
     pub(super) switch_uplink_mtu: Mutex<Option<u16>>,
@@ -71,6 +74,7 @@ impl SwitchLink {
             }),
             client: Mutex::new(None),
             healthy: Mutex::new(None),
+            refused: Mutex::new(Vec::new()),
             switch_uplink_mtu: Mutex::new(None),
         })
     }

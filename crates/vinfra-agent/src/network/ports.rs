@@ -2,16 +2,15 @@
 //! migrations when free) and the pair of Unix sockets QEMU and the switch bind.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 use vinfra_proto::SwitchNetworkKind;
-use vinfra_switch_control::{AllowedAddressSpec, Mac, UPLINK_PORT};
+use vinfra_switch_control::{Mac, UPLINK_PORT};
 use vinfra_types::NicSpec;
 
 use super::attachment::{SwitchAttachment, MAX_PORT, TRUNK_PORT};
-use super::desired::{DesiredSwitch, VmNic};
+use super::desired::{allowed_sources, DesiredSwitch, VmNic};
 use super::mac::{self, MacError};
 
 /// Longest Unix socket path (`sun_path` holds 108 bytes with the terminating NUL).
@@ -60,41 +59,6 @@ pub struct NicError {
     /// Why.
     #[source]
     pub problem: NicProblem,
-}
-
-/// The sources a NIC may send from with port security on (`None`: off): its MAC with its
-/// address (any IPv4 address when it has none), then its allowed address pairs. A pair that
-/// does not parse (the console checked them) is left out: port security fails closed.
-pub(crate) fn allowed_sources(spec: &NicSpec, mac: Mac) -> Option<Vec<AllowedAddressSpec>> {
-    if !spec.port_security() {
-        return None;
-    }
-    let own = match spec.ip.as_deref().map(str::parse::<Ipv4Addr>) {
-        Some(Ok(ip)) => AllowedAddressSpec {
-            mac,
-            ip,
-            prefix_len: 32,
-        },
-        Some(Err(_)) => return Some(vec![]),
-        None => AllowedAddressSpec {
-            mac,
-            ip: Ipv4Addr::UNSPECIFIED,
-            prefix_len: 0,
-        },
-    };
-    let pairs = spec.allowed_addresses.iter().filter_map(|pair| {
-        let (ip, prefix_len) = pair.prefix()?;
-        let mac = match pair.mac.as_deref() {
-            Some(m) => mac::unicast(m).ok()?,
-            None => mac,
-        };
-        Some(AllowedAddressSpec {
-            mac,
-            ip,
-            prefix_len,
-        })
-    });
-    Some(std::iter::once(own).chain(pairs).collect())
 }
 
 impl DesiredSwitch {

@@ -61,7 +61,7 @@ impl ReconcileOutcome {
 }
 
 /// The connection in `slot`, connecting when there is none.
-fn connected<'a>(
+pub(super) fn connected<'a>(
     link: &SwitchLink,
     slot: &'a mut Option<SwitchClient>,
 ) -> Result<&'a mut SwitchClient, ClientError> {
@@ -143,7 +143,8 @@ impl SwitchLink {
 
     /// Gives VM `id`'s NICs their ports (validated and allocated as [`SwitchLink::attach`]
     /// does, sockets in `dir`) and applies them to the switch now (blocking). Only refusals of
-    /// these ports fail it: the rest is the configuration's business. On failure the VM has no
+    /// these ports, or of their firewalls (a port must not run open when its NIC is in
+    /// security groups), fail it: the rest is the configuration's business. On failure the VM has no
     /// ports, in the desired configuration or (as far as it can be reached) on the switch.
     pub fn plug(
         &self,
@@ -154,10 +155,18 @@ impl SwitchLink {
         let attached = self.attach(id, dir, nics)?;
         let ports: Vec<u32> = attached.iter().map(|n| n.port).collect();
         let checked = self.reconcile().and_then(|o| {
+            // A port whose firewall was refused would run open: that fails the VM's ports too.
             let refused = o
                 .refused
                 .into_iter()
-                .filter(|r| matches!(&r.request, Request::AddPort(p) if ports.contains(&p.id)))
+                .filter(|r| match &r.request {
+                    Request::AddPort(p) => ports.contains(&p.id),
+                    Request::SetPortFirewall {
+                        port,
+                        rules: Some(_),
+                    } => ports.contains(port),
+                    _ => false,
+                })
                 .collect();
             ReconcileOutcome {
                 applied: o.applied,
@@ -176,8 +185,9 @@ impl SwitchLink {
     }
 
     /// Reads the switch's counters now (blocking) and names them in the cluster's terms:
-    /// networks by name, VM ports by VM id and NIC index, and the uplink. Ports and networks the
-    /// agent does not know (not configured, or not yet removed) are left out.
+    /// networks by name, VM ports by VM id and NIC index, the uplink, routers by name. Ports,
+    /// networks and routers the agent does not know (not configured, or not yet removed) are
+    /// left out.
     pub fn counters(&self) -> Result<HostSwitchCounters, SwitchLinkError> {
         let mut slot = lock(&self.client);
         let view = match connected(self, &mut slot).and_then(|c| c.counters()) {
@@ -195,7 +205,9 @@ impl SwitchLink {
         Ok(host_counters(&view, &d.config, &d.vms))
     }
 
-    /// [`SwitchLink::reconcile`], logging what changed and when the switch comes and goes.
+    /// [`SwitchLink::reconcile`], logging what changed and when the switch comes and goes. A
+    /// request the switch keeps refusing (retried by every reconcile) is logged when it is first
+    /// refused; the end of refusals is logged once.
     pub fn reconcile_logged(&self) {
         let result = self.reconcile();
         let ok = result.is_ok();
@@ -209,9 +221,18 @@ impl SwitchLink {
                         o.applied
                     );
                 }
-                for r in &o.refused {
+                let mut before = lock(&self.refused);
+                for r in o.refused.iter().filter(|r| !before.contains(r)) {
                     tracing::warn!("switch {control}: refused {r}");
                 }
+                let taken = before.iter().filter(|r| !o.refused.contains(r)).count();
+                if taken > 0 {
+                    tracing::info!(
+                        "switch {control}: {taken} requests refused before are refused no more \
+                         (taken, or no longer wanted)"
+                    );
+                }
+                *before = o.refused;
             }
             Err(e) if was != Some(false) => tracing::warn!("{}", Chain(&e)),
             Err(_) => {}

@@ -76,6 +76,10 @@ pub(crate) fn config() -> HostSwitchConfig {
             mac: "52:54:00:00:00:02".into(),
         }],
         underlay_peers: vec![Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1)],
+        firewalls: vec![],
+        qos: vec![],
+        port_security: vec![],
+        routers: vec![],
     }
 }
 
@@ -88,19 +92,20 @@ fn nic(network: &str, mac: &str) -> NicSpec {
     }
 }
 
-fn link() -> (tempfile::TempDir, SwitchLink) {
+pub(crate) fn link() -> (tempfile::TempDir, SwitchLink) {
     let dir = tempfile::tempdir().unwrap();
     let link = SwitchLink::open(settings(), dir.path()).unwrap();
     link.set_config(config()).unwrap();
     (dir, link)
 }
 
-fn desired(link: &SwitchLink, builtin: bool) -> Vec<Request> {
+pub(crate) fn desired(link: &SwitchLink, builtin: bool) -> Vec<Request> {
     link.desired().requests(link.attachment(), builtin)
 }
 
-/// Applies `requests` to a model of the switch's `get_config` answer.
-fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
+/// Applies `requests` to a model of the switch's `get_config` answer (routers:
+/// [`super::tests_router_model::apply_router_model`]).
+pub(crate) fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
     for r in requests {
         match r {
             Request::RemoveArpEntry { network, ip } => state.retain(|s| {
@@ -129,16 +134,39 @@ fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
                 state.retain(|s| !matches!(s, Request::SetPortPolicy { port: p, .. } if p == port));
                 state.push(r.clone());
             }
+            Request::SetPortFirewall { port, .. } => {
+                state
+                    .retain(|s| !matches!(s, Request::SetPortFirewall { port: p, .. } if p == port));
+                state.push(r.clone());
+            }
+            Request::SetPortQos { port, .. } => {
+                state.retain(|s| !matches!(s, Request::SetPortQos { port: p, .. } if p == port));
+                state.push(r.clone());
+            }
             Request::SetUnderlayPeers { .. } => {
                 state.retain(|s| !matches!(s, Request::SetUnderlayPeers { .. }));
                 state.push(r.clone());
             }
             Request::RemovePort { id } => state.retain(|s| match s {
                 Request::AddPort(p) => p.id != *id,
-                Request::SetPortPolicy { port, .. } => port != id,
+                Request::SetPortPolicy { port, .. }
+                | Request::SetPortFirewall { port, .. }
+                | Request::SetPortQos { port, .. } => port != id,
                 Request::AddMacEntry { location, .. } => *location != LocationSpec::Port(*id),
                 _ => true,
             }),
+            Request::AddRouter { .. }
+            | Request::RemoveRouter { .. }
+            | Request::SetRouterInterface { .. }
+            | Request::RemoveRouterInterface { .. }
+            | Request::AddRoute { .. }
+            | Request::RemoveRoute { .. }
+            | Request::SetRouterUplink { .. }
+            | Request::RemoveRouterUplink { .. }
+            | Request::AddFloatingIp { .. }
+            | Request::RemoveFloatingIp { .. } => {
+                super::tests_router_model::apply_router_model(state, r)
+            }
             Request::RemoveNetwork { id } => state.retain(|s| match s {
                 Request::AddNetwork { id: n, .. }
                 | Request::SetFloodList { network: n, .. }
@@ -148,6 +176,14 @@ fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
                 | Request::SetDhcp { network: n, .. } => n != id,
                 Request::AddPort(p) => {
                     assert_ne!(port_network(p), Some(*id), "network removed with ports");
+                    true
+                }
+                Request::SetRouterInterface { network: n, .. } => {
+                    assert_ne!(n, id, "network removed with its router interface");
+                    true
+                }
+                Request::SetRouterUplink { network: n, .. } => {
+                    assert_ne!(n, id, "network removed with a router's uplink");
                     true
                 }
                 _ => true,
@@ -170,7 +206,7 @@ fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
     }
 }
 
-fn same(a: &[Request], b: &[Request]) -> bool {
+pub(crate) fn same(a: &[Request], b: &[Request]) -> bool {
     a.len() == b.len() && a.iter().all(|r| b.contains(r))
 }
 
@@ -548,6 +584,7 @@ fn counters_are_named_by_network_vm_and_nic() {
                 tx_errors: 5,
                 rx_errors: 0,
                 mtu: Some(1450),
+                ..Default::default()
             },
             // A port the agent does not know.
             PortCountersView {
@@ -565,6 +602,8 @@ fn counters_are_named_by_network_vm_and_nic() {
             mac_moves_refused: 0,
         }],
         switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
+        conntrack: None,
+        routers: Vec::new(),
     };
     let id = Uuid::new_v4();
     let nic = |network: &str, port| VmNic {
@@ -603,6 +642,76 @@ fn counters_are_named_by_network_vm_and_nic() {
     assert_eq!(c.switch_drops["bad_vxlan_flags"], 3);
 }
 
+#[test]
+fn firewall_hits_are_named_by_group_and_rule() {
+    let rule = |id| vinfra_proto::SwitchFirewallRule {
+        rule_id: id,
+        ..fw_rule(
+            vinfra_proto::SgDirection::Ingress,
+            Some(6),
+            Some((80, 80)),
+            vec![(Ipv4Addr::UNSPECIFIED, 0)],
+            vinfra_proto::SgAction::Allow,
+        )
+    };
+    let mut config = config();
+    config.firewalls = vec![vinfra_proto::SwitchNicFirewall {
+        network: "red".into(),
+        mac: "52:54:00:00:00:07".into(),
+        rules: vec![rule(3), rule(5)],
+    }];
+    let nic = |network: &str, port| VmNic {
+        network: network.into(),
+        mac: format!("52:54:00:00:00:0{port}"),
+        allowed: None,
+        mtu: 1450,
+        port,
+        switch_socket: PathBuf::from("s"),
+        qemu_socket: PathBuf::from("q"),
+    };
+    let id = Uuid::new_v4();
+    let vms = BTreeMap::from([(id, vec![nic("blue", 6), nic("red", 7)])]);
+    let view = |hits: Option<Vec<u64>>| CountersView {
+        ports: vec![
+            PortCountersView {
+                id: 6,
+                firewall_hits: Some(vec![1]),
+                connections: 1,
+                ..Default::default()
+            },
+            PortCountersView {
+                id: 7,
+                firewall_hits: hits,
+                connections: 4,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let c = host_counters(&view(Some(vec![9, 0])), &config, &vms);
+    let by_port = |c: &vinfra_types::network::HostSwitchCounters, port| {
+        c.ports
+            .iter()
+            .find(|p| p.port == port)
+            .and_then(|p| p.firewall.clone())
+    };
+    let f = by_port(&c, 7).expect("port 7's firewall");
+    assert_eq!(f.connections, 4);
+    let named: Vec<(&str, u32, u64)> = f
+        .rules
+        .iter()
+        .map(|r| (r.group.as_str(), r.rule_id, r.hits))
+        .collect();
+    assert_eq!(named, vec![("web", 3, 9), ("web", 5, 0)]);
+    // A port without an entry in the configuration (blue), rules the switch has not been
+    // given yet (one count for two rules) and no firewall on the switch: not named.
+    assert_eq!(by_port(&c, 6), None);
+    let c = host_counters(&view(Some(vec![9])), &config, &vms);
+    assert_eq!(by_port(&c, 7), None);
+    let c = host_counters(&view(None), &config, &vms);
+    assert_eq!(by_port(&c, 7), None);
+}
+
 /// What a [`model_switch`] refuses.
 #[derive(Default)]
 pub(crate) struct Refusals {
@@ -612,6 +721,14 @@ pub(crate) struct Refusals {
     pub arp: bool,
     /// Whether it refuses `revert_mac_moves`, as a switch from before that request does.
     pub mac_move_reverts: bool,
+    /// Ports whose imported connections it refuses (a full table).
+    pub imports: Vec<u32>,
+    /// Ports whose firewall it refuses (as a switch from before firewalls does).
+    pub firewalls: Vec<u32>,
+    /// Whether it refuses every router request (as a switch without routing does).
+    pub routing: bool,
+    /// Whether it refuses uplinks and floating IPs (as a switch without the edge does).
+    pub uplinks: bool,
 }
 
 /// A [`model_switch`]: its control socket, its configuration and every request it got.
@@ -651,6 +768,43 @@ pub(crate) fn model_switch(dir: &std::path::Path, refuse: Refusals) -> ModelSwit
                     message: "unknown variant `revert_mac_moves`".into(),
                 },
                 Request::RevertMacMoves => Response::Ok,
+                // One connection per port, to port 8000 + the port's number.
+                Request::ExportConnections { port } => Response::Connections {
+                    entries: vec![connection(8000 + port as u16)],
+                },
+                Request::ImportConnections { port, .. } if refuse.imports.contains(&port) => {
+                    Response::Error {
+                        message: "connection table full".into(),
+                    }
+                }
+                Request::ImportConnections { .. } => Response::Ok,
+                Request::AddRouter { .. }
+                | Request::RemoveRouter { .. }
+                | Request::SetRouterInterface { .. }
+                | Request::RemoveRouterInterface { .. }
+                | Request::AddRoute { .. }
+                | Request::RemoveRoute { .. }
+                    if refuse.routing =>
+                {
+                    Response::Error {
+                        message: "routing is not supported by this switch".into(),
+                    }
+                }
+                Request::SetRouterUplink { .. }
+                | Request::RemoveRouterUplink { .. }
+                | Request::AddFloatingIp { .. }
+                | Request::RemoveFloatingIp { .. }
+                    if refuse.uplinks =>
+                {
+                    Response::Error {
+                        message: "unsupported: router uplinks (north-south NAT)".into(),
+                    }
+                }
+                Request::SetPortFirewall { port, .. } if refuse.firewalls.contains(&port) => {
+                    Response::Error {
+                        message: "unknown variant `set_port_firewall`".into(),
+                    }
+                }
                 other => {
                     apply_model(&mut held, &[other]);
                     Response::Ok
@@ -663,6 +817,133 @@ pub(crate) fn model_switch(dir: &std::path::Path, refuse: Refusals) -> ModelSwit
         state,
         log,
     }
+}
+
+/// An established TCP connection to the VM's port `port`.
+fn connection(port: u16) -> vinfra_switch_control::ConnectionSpec {
+    vinfra_switch_control::ConnectionSpec {
+        original: vinfra_switch_control::ConnTupleSpec {
+            src: Ipv4Addr::new(10, 90, 0, 9),
+            dst: Ipv4Addr::new(10, 90, 0, 1),
+            protocol: 6,
+            src_port: 40000,
+            dst_port: port,
+        },
+        origin: vinfra_switch_control::SideSpec::ToVm,
+        tcp_state: Some(vinfra_switch_control::TcpStateSpec::Established),
+        replied: true,
+        remaining_ms: 60_000,
+    }
+}
+
+#[test]
+fn a_vms_connections_leave_by_its_ports_and_arrive_at_the_ports_of_its_nics() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = model_switch(
+        dir.path(),
+        Refusals {
+            imports: vec![2],
+            ..Refusals::default()
+        },
+    );
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control: switch.control.clone(),
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    link.set_config(config()).unwrap();
+    let a = Uuid::from_u128(1);
+    let nics = link
+        .plug(
+            a,
+            &dir.path().join("a"),
+            &[
+                nic("blue", "52:54:00:00:00:01"),
+                nic("red", "52:54:00:00:00:11"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(nics.iter().map(|n| n.port).collect::<Vec<_>>(), [1, 2]);
+    // Out: each NIC's port's, named by network and MAC.
+    let out = link.export_connections(a).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            vinfra_proto::NicConnections {
+                network: "blue".into(),
+                mac: "52:54:00:00:00:01".into(),
+                entries: vec![connection(8001)],
+            },
+            vinfra_proto::NicConnections {
+                network: "red".into(),
+                mac: "52:54:00:00:00:11".into(),
+                entries: vec![connection(8002)],
+            },
+        ]
+    );
+    // A VM without ports here has none.
+    assert_eq!(link.export_connections(Uuid::from_u128(9)).unwrap(), vec![]);
+    // In: to the port of the NIC with the network and MAC; a NIC the VM does not have here, or
+    // has on another network, gets nothing.
+    let incoming = vec![
+        vinfra_proto::NicConnections {
+            network: "blue".into(),
+            mac: "52:54:00:00:00:01".into(),
+            entries: vec![connection(80), connection(81)],
+        },
+        vinfra_proto::NicConnections {
+            network: "red".into(),
+            mac: "52:54:00:00:00:01".into(),
+            entries: vec![connection(82)],
+        },
+        vinfra_proto::NicConnections {
+            network: "blue".into(),
+            mac: "52:54:00:00:00:99".into(),
+            entries: vec![connection(83)],
+        },
+    ];
+    switch.log.lock().unwrap().clear();
+    assert_eq!(link.import_connections(a, &incoming).unwrap(), 2);
+    let imports: Vec<Request> = switch
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, Request::ImportConnections { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        imports,
+        vec![Request::ImportConnections {
+            port: 1,
+            entries: vec![connection(80), connection(81)],
+        }]
+    );
+    // Imports are no configuration: the switch's stays as it was.
+    assert!(!switch
+        .state
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| matches!(r, Request::ImportConnections { .. })));
+    // A port's refusal is the error, after the other ports got theirs.
+    let both = vec![
+        vinfra_proto::NicConnections {
+            network: "red".into(),
+            mac: "52:54:00:00:00:11".into(),
+            entries: vec![connection(84)],
+        },
+        incoming[0].clone(),
+    ];
+    switch.log.lock().unwrap().clear();
+    let e = link.import_connections(a, &both).unwrap_err();
+    assert!(chain(&e).contains("connection table full"), "{}", chain(&e));
+    assert!(switch.log.lock().unwrap().iter().any(
+        |r| matches!(r, Request::ImportConnections { port: 1, entries } if entries.len() == 2)
+    ));
 }
 
 /// How many `revert_mac_moves` the switch got.
@@ -680,6 +961,57 @@ fn names_port(state: &Mutex<Vec<Request>>, id: u32) -> bool {
         Request::AddMacEntry { location, .. } => *location == LocationSpec::Port(id),
         _ => false,
     })
+}
+
+#[test]
+fn plug_fails_when_the_switch_refuses_the_firewall_of_a_nic_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = model_switch(
+        dir.path(),
+        Refusals {
+            firewalls: vec![1, 2],
+            ..Refusals::default()
+        },
+    );
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control: switch.control.clone(),
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    let mut c = config();
+    c.firewalls = vec![vinfra_proto::SwitchNicFirewall {
+        network: "blue".into(),
+        mac: "52:54:00:00:00:02".into(),
+        rules: vec![],
+    }];
+    link.set_config(c).unwrap();
+    // A NIC in no group: the switch refusing its `rules: null` leaves it as it is, unfiltered.
+    let a = Uuid::from_u128(1);
+    let nics = link
+        .plug(
+            a,
+            &dir.path().join("a"),
+            &[nic("blue", "52:54:00:00:00:01")],
+        )
+        .unwrap();
+    assert_eq!(nics[0].port, 1);
+    assert!(names_port(&switch.state, 1));
+    // A NIC in groups must not run open: its ports are taken back.
+    let b = Uuid::from_u128(2);
+    let e = link
+        .plug(
+            b,
+            &dir.path().join("b"),
+            &[nic("blue", "52:54:00:00:00:02")],
+        )
+        .unwrap_err();
+    assert!(chain(&e).contains("set_port_firewall"), "{}", chain(&e));
+    assert!(!link.desired().vms.contains_key(&b));
+    assert!(!names_port(&switch.state, 2));
+    assert!(names_port(&switch.state, 1), "the first VM keeps its port");
 }
 
 #[test]
@@ -806,6 +1138,193 @@ fn a_switch_without_mac_move_reverts_is_still_configured() {
     assert_eq!(link.reconcile().unwrap(), ReconcileOutcome::default());
 }
 
+fn fw_rule(
+    direction: vinfra_proto::SgDirection,
+    protocol: Option<u8>,
+    ports: Option<(u16, u16)>,
+    remotes: Vec<(Ipv4Addr, u8)>,
+    action: vinfra_proto::SgAction,
+) -> vinfra_proto::SwitchFirewallRule {
+    vinfra_proto::SwitchFirewallRule {
+        direction,
+        protocol,
+        ports,
+        remotes,
+        action,
+        group: "web".into(),
+        rule_id: 1,
+    }
+}
+
+/// The firewall request that follows a port's policy in `d`.
+fn firewall_of(d: &[Request], port: u32) -> Option<Vec<vinfra_switch_control::FirewallRuleSpec>> {
+    let at = d
+        .iter()
+        .position(|r| matches!(r, Request::AddPort(p) if p.id == port))
+        .unwrap();
+    assert!(
+        matches!(&d[at + 1], Request::SetPortPolicy { port: p, .. } if *p == port),
+        "{d:#?}"
+    );
+    match &d[at + 2] {
+        Request::SetPortFirewall { port: p, rules } if *p == port => rules.clone(),
+        other => panic!("after port {port}'s policy: {other:?}"),
+    }
+}
+
+#[test]
+fn every_vm_port_gets_its_firewall_after_its_policy() {
+    use vinfra_proto::{SgAction, SgDirection, SwitchNicFirewall};
+    use vinfra_switch_control::{ActionSpec, DirectionSpec, FirewallRuleSpec, PrefixSpec};
+    let (dir, link) = link();
+    let mut c = config();
+    let web = vec![
+        fw_rule(
+            SgDirection::Ingress,
+            Some(6),
+            Some((8080, 8080)),
+            vec![(Ipv4Addr::new(10, 90, 0, 0), 24)],
+            SgAction::Allow,
+        ),
+        fw_rule(
+            SgDirection::Egress,
+            None,
+            None,
+            vec![(Ipv4Addr::new(10, 90, 0, 9), 32)],
+            SgAction::Deny,
+        ),
+    ];
+    c.firewalls = vec![
+        // Upper case: the MAC is compared as an address.
+        SwitchNicFirewall {
+            network: "blue".into(),
+            mac: "52:54:00:00:00:0A".into(),
+            rules: web.clone(),
+        },
+        // The same MAC on another network is another NIC.
+        SwitchNicFirewall {
+            network: "red".into(),
+            mac: "52:54:00:00:00:0a".into(),
+            rules: vec![],
+        },
+    ];
+    link.set_config(c.clone()).unwrap();
+    let nics = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[
+                nic("blue", "52:54:00:00:00:0a"),
+                nic("blue", "52:54:00:00:00:0b"),
+            ],
+        )
+        .unwrap();
+    let d = desired(&link, false);
+    let expected = vec![
+        FirewallRuleSpec {
+            direction: DirectionSpec::Ingress,
+            protocol: Some(6),
+            ports: Some((8080, 8080)),
+            remote: vec![PrefixSpec {
+                ip: Ipv4Addr::new(10, 90, 0, 0),
+                prefix_len: 24,
+            }],
+            action: ActionSpec::Allow,
+        },
+        FirewallRuleSpec {
+            direction: DirectionSpec::Egress,
+            protocol: None,
+            ports: None,
+            remote: vec![PrefixSpec {
+                ip: Ipv4Addr::new(10, 90, 0, 9),
+                prefix_len: 32,
+            }],
+            action: ActionSpec::Deny,
+        },
+    ];
+    assert_eq!(firewall_of(&d, nics[0].port), Some(expected));
+    assert_eq!(firewall_of(&d, nics[1].port), None, "no entry: unfiltered");
+    // An empty switch gets it all; one in sync nothing.
+    let mut state = Vec::new();
+    let p = plan(&state, &d);
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d).is_empty());
+    // A changed rule set is sent again, alone: the port and its connections stay.
+    c.firewalls[0].rules.truncate(1);
+    link.set_config(c.clone()).unwrap();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        matches!(&p[0], Request::SetPortFirewall { port, rules: Some(r) } if *port == nics[0].port && r.len() == 1)
+    );
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d).is_empty());
+    // A NIC whose groups are all detached loses its firewall (rules: null), not its port.
+    c.firewalls.remove(0);
+    link.set_config(c).unwrap();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert_eq!(
+        p,
+        vec![Request::SetPortFirewall {
+            port: nics[0].port,
+            rules: None
+        }]
+    );
+    apply_model(&mut state, &p);
+    // The firewall goes with its port.
+    link.detach(Uuid::from_u128(1));
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert!(!p
+        .iter()
+        .any(|r| matches!(r, Request::SetPortFirewall { .. })));
+    apply_model(&mut state, &p);
+    assert!(!state
+        .iter()
+        .any(|r| matches!(r, Request::SetPortFirewall { .. })));
+}
+
+#[test]
+fn firewalls_the_switch_would_refuse_are_refused_with_the_configuration() {
+    use vinfra_proto::{SgAction, SgDirection, SwitchNicFirewall};
+    let (_dir, link) = link();
+    let good = SwitchNicFirewall {
+        network: "blue".into(),
+        mac: "52:54:00:00:00:0a".into(),
+        rules: vec![fw_rule(
+            SgDirection::Ingress,
+            Some(17),
+            Some((53, 53)),
+            vec![(Ipv4Addr::UNSPECIFIED, 0)],
+            SgAction::Allow,
+        )],
+    };
+    let with = |firewalls: Vec<SwitchNicFirewall>| HostSwitchConfig {
+        firewalls,
+        ..config()
+    };
+    link.set_config(with(vec![good.clone()])).unwrap();
+    let mut long = good.clone();
+    long.rules[0].remotes = vec![(Ipv4Addr::new(10, 0, 0, 0), 33)];
+    let mut backwards = good.clone();
+    backwards.rules[0].ports = Some((54, 53));
+    let mut group = good.clone();
+    group.mac = "01:00:5e:00:00:01".into();
+    for (bad, what) in [
+        (vec![long], "longer than 32 bits"),
+        (vec![backwards], "end before they start"),
+        (vec![group], "firewall of"),
+        (vec![good.clone(), good.clone()], "two firewalls"),
+    ] {
+        let e = link.set_config(with(bad)).unwrap_err();
+        assert!(chain(&e).contains(what), "{}", chain(&e));
+    }
+    // The last good configuration stays.
+    assert_eq!(link.config().firewalls, vec![good]);
+}
+
 #[test]
 fn every_vm_port_gets_its_policy_and_the_uplink_its_peers() {
     let (dir, link) = link();
@@ -913,4 +1432,225 @@ fn an_expected_move_follows_the_console_and_is_withdrawn() {
     apply_model(&mut state, &p);
     assert!(same(&state, &d));
     assert!(plan(&state, &d).is_empty());
+}
+
+/// The QoS request that follows a port's firewall in `d`.
+fn qos_of(d: &[Request], port: u32) -> Option<vinfra_switch_control::QosSpec> {
+    let at = d
+        .iter()
+        .position(|r| matches!(r, Request::AddPort(p) if p.id == port))
+        .unwrap();
+    assert!(
+        matches!(&d[at + 2], Request::SetPortFirewall { port: p, .. } if *p == port),
+        "{d:#?}"
+    );
+    match &d[at + 3] {
+        Request::SetPortQos { port: p, qos } if *p == port => qos.clone(),
+        other => panic!("after port {port}'s firewall: {other:?}"),
+    }
+}
+
+#[test]
+fn every_vm_port_gets_its_qos_after_its_firewall_and_again_when_it_changes() {
+    use vinfra_proto::SwitchNicQos;
+    use vinfra_switch_control::{PrioritySpec, QosSpec, RateSpec};
+    use vinfra_types::qos::{NicPriority, NicQos, NicRate};
+    let (dir, link) = link();
+    let mut c = config();
+    c.qos = vec![
+        // Upper case: the MAC is compared as an address.
+        SwitchNicQos {
+            network: "blue".into(),
+            mac: "52:54:00:00:00:0A".into(),
+            qos: NicQos {
+                egress: Some(NicRate::new(100_000_000)),
+                ingress: Some(NicRate {
+                    bits_per_sec: 8_000_000,
+                    burst_bytes: Some(1 << 20),
+                }),
+                priority: NicPriority::High,
+                weight: None,
+                dscp: Some(46),
+            },
+        },
+        // The same MAC on another network is another NIC.
+        SwitchNicQos {
+            network: "red".into(),
+            mac: "52:54:00:00:00:0b".into(),
+            qos: NicQos::default(),
+        },
+    ];
+    link.set_config(c.clone()).unwrap();
+    let nics = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[
+                nic("blue", "52:54:00:00:00:0a"),
+                nic("blue", "52:54:00:00:00:0b"),
+            ],
+        )
+        .unwrap();
+    let d = desired(&link, false);
+    // The default burst (10 ms at the rate) and weight are filled in.
+    assert_eq!(
+        qos_of(&d, nics[0].port),
+        Some(QosSpec {
+            egress: Some(RateSpec {
+                bits_per_sec: 100_000_000,
+                burst_bytes: 125_000,
+            }),
+            ingress: Some(RateSpec {
+                bits_per_sec: 8_000_000,
+                burst_bytes: 1 << 20,
+            }),
+            priority: PrioritySpec::High,
+            weight: 10,
+            dscp_mark: Some(46),
+        })
+    );
+    assert_eq!(qos_of(&d, nics[1].port), None, "no entry: no QoS");
+    let mut state = Vec::new();
+    let p = plan(&state, &d);
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d).is_empty());
+    // A changed QoS is sent again, alone: the port stays.
+    c.qos[0].qos.priority = NicPriority::Low;
+    c.qos[0].qos.egress = Some(NicRate::new(50_000_000));
+    link.set_config(c.clone()).unwrap();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        matches!(&p[0], Request::SetPortQos { port, qos: Some(q) }
+            if *port == nics[0].port && q.priority == PrioritySpec::Low
+                && q.egress == Some(RateSpec { bits_per_sec: 50_000_000, burst_bytes: 62_500 })),
+        "{p:#?}"
+    );
+    apply_model(&mut state, &p);
+    assert!(plan(&state, &d).is_empty());
+    // A NIC whose QoS is removed gets `qos: null`, not a new port.
+    c.qos.remove(0);
+    link.set_config(c).unwrap();
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert_eq!(
+        p,
+        vec![Request::SetPortQos {
+            port: nics[0].port,
+            qos: None
+        }]
+    );
+    apply_model(&mut state, &p);
+    // The QoS goes with its port.
+    link.detach(Uuid::from_u128(1));
+    let d = desired(&link, false);
+    let p = plan(&state, &d);
+    assert!(!p.iter().any(|r| matches!(r, Request::SetPortQos { .. })));
+    apply_model(&mut state, &p);
+    assert!(!state
+        .iter()
+        .any(|r| matches!(r, Request::SetPortQos { .. })));
+}
+
+#[test]
+fn port_security_follows_the_consoles_entry_for_a_running_port() {
+    use vinfra_proto::SwitchNicSecurity;
+    use vinfra_switch_control::AllowedAddressSpec;
+    let (dir, link) = link();
+    let mut c = config();
+    link.set_config(c.clone()).unwrap();
+    let mut started = nic("blue", "52:54:00:00:00:0a");
+    started.ip = Some("10.90.0.10".into());
+    let nics = link
+        .attach(Uuid::from_u128(1), dir.path(), &[started])
+        .unwrap();
+    let port = nics[0].port;
+    let mac = "52:54:00:00:00:0a"
+        .parse::<vinfra_switch_control::Mac>()
+        .unwrap();
+    let own = |ip: [u8; 4], prefix_len| AllowedAddressSpec {
+        mac,
+        ip: Ipv4Addr::from(ip),
+        prefix_len,
+    };
+    let allowed = |d: &[Request]| {
+        d.iter()
+            .find_map(|r| match r {
+                Request::SetPortPolicy { port: p, policy } if *p == port => {
+                    Some(policy.allowed.clone())
+                }
+                _ => None,
+            })
+            .expect("the port's policy")
+    };
+    // No entry (an older console): as the VM was started.
+    let d = desired(&link, false);
+    assert_eq!(allowed(&d), Some(vec![own([10, 90, 0, 10], 32)]));
+    let mut state = Vec::new();
+    let p = plan(&state, &d);
+    apply_model(&mut state, &p);
+    // The console adds an allowed address: the running port's policy changes, alone.
+    let mut entry = SwitchNicSecurity {
+        network: "blue".into(),
+        mac: "52:54:00:00:00:0A".into(),
+        port_security: true,
+        ip: Some("10.90.0.10".into()),
+        allowed_addresses: vec![vinfra_types::AllowedAddressPair {
+            ip: "10.90.0.200".into(),
+            mac: None,
+        }],
+    };
+    c.port_security = vec![entry.clone()];
+    link.set_config(c.clone()).unwrap();
+    let d = desired(&link, false);
+    assert_eq!(
+        allowed(&d),
+        Some(vec![own([10, 90, 0, 10], 32), own([10, 90, 0, 200], 32)])
+    );
+    let p = plan(&state, &d);
+    assert!(
+        p.len() == 1 && matches!(&p[0], Request::SetPortPolicy { port: q, .. } if *q == port),
+        "{p:#?}"
+    );
+    apply_model(&mut state, &p);
+    // Port security off: the port sends from anything.
+    entry.port_security = false;
+    c.port_security = vec![entry];
+    link.set_config(c).unwrap();
+    assert_eq!(allowed(&desired(&link, false)), None);
+}
+
+#[test]
+fn qos_the_switch_would_refuse_is_refused_with_the_configuration() {
+    use vinfra_proto::SwitchNicQos;
+    use vinfra_types::qos::{NicQos, NicRate};
+    let (_dir, link) = link();
+    let good = SwitchNicQos {
+        network: "blue".into(),
+        mac: "52:54:00:00:00:0a".into(),
+        qos: NicQos {
+            ingress: Some(NicRate::new(8_000_000)),
+            ..NicQos::default()
+        },
+    };
+    let with = |qos: Vec<SwitchNicQos>| HostSwitchConfig { qos, ..config() };
+    link.set_config(with(vec![good.clone()])).unwrap();
+    let mut slow = good.clone();
+    slow.qos.ingress = Some(NicRate::new(10));
+    let mut heavy = good.clone();
+    heavy.qos.weight = Some(0);
+    let mut group = good.clone();
+    group.mac = "01:00:5e:00:00:01".into();
+    for (bad, what) in [
+        (vec![slow], "ingress rate 10 bit/s is out of range"),
+        (vec![heavy], "weight 0 is out of range"),
+        (vec![group], "QoS of"),
+        (vec![good.clone(), good.clone()], "two QoS entries"),
+    ] {
+        let e = link.set_config(with(bad)).unwrap_err();
+        assert!(chain(&e).contains(what), "{}", chain(&e));
+    }
+    // The last good configuration stays.
+    assert_eq!(link.config().qos, vec![good]);
 }

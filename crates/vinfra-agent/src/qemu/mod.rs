@@ -30,7 +30,9 @@ use vinfra_types::{Accel, PowerState};
 
 pub use cmdline::{build_args, CacheMode, DiskArg, Launch, NicArg};
 pub use error::QemuError;
-pub use process::{is_our_qemu, kill, pid_alive, qemu_version, read_pidfile};
+pub use process::{
+    is_our_qemu, kill, pid_alive, qemu_version, read_pidfile, tcg_migration_loses_writes,
+};
 
 /// Where a VM's QEMU keeps its runtime files: all in the VM's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

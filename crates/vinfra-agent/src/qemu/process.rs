@@ -70,6 +70,18 @@ pub fn qemu_version(binary: &Path) -> Result<String, QemuError> {
     parse_version(&text).ok_or_else(|| QemuError::Version(text.lines().next().unwrap_or("").into()))
 }
 
+/// True when QEMU `version` (`major.minor…`) has the TCG dirty-tracking bug QEMU 9.0 fixed
+/// ("physmem: Fix migration dirty bitmap coherency with TCG memory access"): a store through a
+/// TCG TLB entry made before the migration's bitmap was cleared sets no dirty bit, so the page
+/// is not sent again. KVM tracks dirty pages itself and is not affected.
+pub fn tcg_migration_loses_writes(version: &str) -> bool {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    major.is_some_and(|m| m < 9)
+}
+
 fn parse_version(text: &str) -> Option<String> {
     let rest = text.split("version ").nth(1)?;
     let v: String = rest
@@ -91,6 +103,15 @@ mod tests {
             Some("7.2.22")
         );
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn tcg_dirty_tracking_fixed_in_9_0() {
+        assert!(tcg_migration_loses_writes("7.2.22"));
+        assert!(tcg_migration_loses_writes("8.2.2"));
+        assert!(!tcg_migration_loses_writes("9.0.0"));
+        assert!(!tcg_migration_loses_writes("10.1"));
+        assert!(!tcg_migration_loses_writes("garbage"));
     }
 
     #[test]

@@ -397,9 +397,9 @@ fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandRep
             vms.push(o.clone());
             Ok(CommandReply::Vm { vm: o })
         }
-        AgentCommand::ApplySwitchConfig { .. } | AgentCommand::SetHa { .. } => {
-            Ok(CommandReply::Done)
-        }
+        AgentCommand::ApplySwitchConfig { .. }
+        | AgentCommand::SetHa { .. }
+        | AgentCommand::SetFlowExport { .. } => Ok(CommandReply::Done),
         AgentCommand::SetVmHa { id, ha } => {
             let v = vms
                 .iter_mut()

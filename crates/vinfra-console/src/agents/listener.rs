@@ -44,6 +44,11 @@ pub trait Membership: Send + Sync + 'static {
     /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
     /// agent after its Hello.
     fn ha_command(&self) -> AgentCommand;
+    /// The cluster's IPFIX collector for a host's agent ([`AgentCommand::SetFlowExport`]), sent
+    /// to every agent after its Hello.
+    fn flow_export_command(&self) -> AgentCommand;
+    /// Takes the flows a host's switch counted ([`AgentMessage::Flows`]).
+    fn flows(&self, host: &str, flows: &[vinfra_proto::HostFlow], untracked_packets: u64);
     /// The registry the connection joins.
     fn registry(&self) -> &AgentRegistry;
 }
@@ -245,6 +250,19 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             }
         });
     }
+    // So does the IPFIX collector (`None` too: one removed while the agent was away).
+    {
+        let (registry, host, command) = (
+            registry.clone(),
+            host.clone(),
+            console.flow_export_command(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = registry.request(&host, command, SET_HA_TIMEOUT).await {
+                tracing::debug!(host, "the IPFIX collector was not taken: {}", Chain(&e));
+            }
+        });
+    }
     let mut closed = reg.closed;
     let heartbeat = registry.heartbeat_timeout();
     let silent = tokio::time::sleep(heartbeat);
@@ -287,6 +305,21 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 if let Some(w) = waiter {
                     let _ = w.send(result);
                 }
+            }
+            Ok(AgentMessage::Flows {
+                host: named,
+                flows,
+                untracked_packets,
+                ..
+            }) => {
+                if named != host {
+                    break Err(EndpointError::WrongHost {
+                        report: named,
+                        cert: host.clone(),
+                    });
+                }
+                registry.heard(&host, reg.conn_id);
+                console.flows(&host, &flows, untracked_packets);
             }
             Ok(AgentMessage::Join { .. }) => break Err(EndpointError::Unexpected("join")),
             Ok(AgentMessage::Hello { .. }) => break Err(EndpointError::Unexpected("hello")),

@@ -88,6 +88,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// A `{name}` path segment followed by a number (`/vms/{name}/nics/{index}`,
+/// `/security-groups/{name}/rules/{id}`): the name checked (400 otherwise), the number decimal
+/// (400 otherwise).
+pub struct NameNumberPath(pub String, pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for NameNumberPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((name, number)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::Path)?;
+        vinfra_types::validate_name(&name)?;
+        let n = number
+            .parse::<u64>()
+            .map_err(|_| ApiError::Id { text: number })?;
+        Ok(NameNumberPath(name, n))
+    }
+}
+
 /// A query string: unknown or malformed parameters are 400 problems.
 pub struct ApiQuery<T>(pub T);
 
@@ -99,5 +119,58 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|Query(q)| ApiQuery(q))
             .map_err(ApiError::Query)
+    }
+}
+
+/// A `{name}` path segment followed by another name (`/routers/{name}/interfaces/{network}`):
+/// both checked (400 otherwise).
+pub struct TwoNamesPath(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TwoNamesPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((name, other)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::Path)?;
+        vinfra_types::validate_name(&name)?;
+        vinfra_types::validate_name(&other)?;
+        Ok(TwoNamesPath(name, other))
+    }
+}
+
+/// A `{name}` path segment followed by an IPv4 prefix as two segments
+/// (`/routers/{name}/routes/{addr}/{len}`): the name checked, the prefix parsed (host bits
+/// zero; 400 otherwise) and given back as `A.B.C.D/L`.
+pub struct NamePrefixPath(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamePrefixPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((name, addr, len)) =
+            Path::<(String, String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(ApiError::Path)?;
+        vinfra_types::validate_name(&name)?;
+        let (addr, len) = vinfra_types::router::parse_route_prefix(&format!("{addr}/{len}"))?;
+        Ok(NamePrefixPath(name, format!("{addr}/{len}")))
+    }
+}
+
+/// A `{name}` path segment followed by an IPv4 address (`/vms/{name}/floating-ips/{ip}`): the
+/// name checked, the address parsed (400 otherwise) and given back as `A.B.C.D`.
+pub struct NameAddressPath(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NameAddressPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((name, addr)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::Path)?;
+        vinfra_types::validate_name(&name)?;
+        let ip = vinfra_types::router::parse_ip(&addr)?;
+        Ok(NameAddressPath(name, ip.to_string()))
     }
 }

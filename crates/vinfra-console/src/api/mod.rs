@@ -6,6 +6,7 @@
 //! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
 
 pub mod extract;
+pub mod flow_routes;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -16,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
 use crate::interface::ConsoleApi;
@@ -61,6 +62,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/vms/{name}/console", get(routes::console_log::<A>))
         .route("/events", get(routes::list_events::<A>))
+        .route("/flows", get(flow_routes::top_flows::<A>))
         .route(
             "/rules",
             get(routes::list_rules::<A>).post(routes::create_rule::<A>),
@@ -94,6 +96,62 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/hosts/{name}/switch", get(routes::host_switch::<A>))
         .route("/hosts/{name}/fence", post(routes::fence_host::<A>))
+        .route("/vms/{name}/nics/{index}", patch(routes::update_nic::<A>))
+        .route("/vms/{name}/counters", get(routes::vm_counters::<A>))
+        .route(
+            "/security-groups",
+            get(routes::list_security_groups::<A>).post(routes::create_security_group::<A>),
+        )
+        .route(
+            "/security-groups/{name}",
+            get(routes::show_security_group::<A>).delete(routes::delete_security_group::<A>),
+        )
+        .route(
+            "/security-groups/{name}/counters",
+            get(routes::security_group_counters::<A>),
+        )
+        .route(
+            "/security-groups/{name}/rules",
+            post(routes::add_sg_rule::<A>),
+        )
+        .route(
+            "/security-groups/{name}/rules/{id}",
+            delete(routes::delete_sg_rule::<A>),
+        )
+        .route(
+            "/routers",
+            get(routes::list_routers::<A>).post(routes::create_router::<A>),
+        )
+        .route(
+            "/routers/{name}",
+            get(routes::show_router::<A>).delete(routes::delete_router::<A>),
+        )
+        .route(
+            "/routers/{name}/interfaces",
+            post(routes::attach_network::<A>),
+        )
+        .route(
+            "/routers/{name}/interfaces/{network}",
+            delete(routes::detach_network::<A>),
+        )
+        .route("/routers/{name}/routes", post(routes::add_route::<A>))
+        .route(
+            "/routers/{name}/routes/{addr}/{len}",
+            delete(routes::delete_route::<A>),
+        )
+        .route(
+            "/routers/{name}/uplink",
+            put(routes::set_uplink::<A>).delete(routes::remove_uplink::<A>),
+        )
+        .route("/floating-ips", get(routes::list_floating_ips::<A>))
+        .route(
+            "/vms/{name}/floating-ips",
+            post(routes::add_floating_ip::<A>),
+        )
+        .route(
+            "/vms/{name}/floating-ips/{ip}",
+            delete(routes::delete_floating_ip::<A>),
+        )
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -9,6 +9,7 @@ use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use vinfra_types::api::PROBLEM_JSON;
 
+use super::flow_routes;
 use super::routes;
 
 /// Adds the bearer-token security scheme and requires it everywhere.
@@ -35,12 +36,19 @@ fn problem_description(status: &str) -> Option<&'static str> {
             "invalid-request: malformed body or query, unknown field, bad name, value out of range"
         }
         "401" => "unauthorized: missing or wrong bearer token",
-        "404" => "not-found: no such VM, host, rule, recommendation or network",
+        "404" => {
+            "not-found: no such VM, host, rule, recommendation, network, security group, NIC, \
+             security group rule, router, router interface or route; a NIC's security group or a \
+             rule's remote_group that does not exist"
+        }
         "409" => {
             "conflict, insufficient-capacity, host-unavailable, rule-conflict or ha-reserve: busy VM (an \
              operation or a migration in progress), wrong state, name taken, no host fits, VM \
              live on another host, rules that contradict each other or leave a VM no host, a VNI, \
-             VLAN ID, address or MAC taken, a network still in use, a VM with a NIC on a VLAN \
+             VLAN ID, address or MAC taken, a network, security group or router still in use, a \
+             network attached to a router already, subnets of one router that overlap, a gateway \
+             other than the network's or held by a VM, a route that exists or whose next hop is on \
+             none of the router's subnets, a VM with a NIC on a VLAN \
              network and no host with a VLAN trunk to take it, a VM with a NIC on an overlay \
              network and no host whose underlay MTU carries it, a fence of a host without a \
              fence command, of a connected host without force, or while one runs; a power-on \
@@ -147,7 +155,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 /// The console's REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing, networks and high availability. \
+    info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing, networks, security groups, routers and high availability. \
         Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
         routes::list_hosts, routes::show_host, routes::update_host, routes::fence_host,
@@ -156,12 +164,20 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::list_vms, routes::create_vm, routes::show_vm, routes::update_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
-        routes::console_log, routes::list_events,
+        routes::console_log, routes::list_events, flow_routes::top_flows,
         routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
         routes::show_ha, routes::drs_status, routes::drs_run, routes::list_recommendations,
         routes::apply_recommendation,
         routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
         routes::network_counters, routes::host_switch,
+        routes::update_nic, routes::vm_counters,
+        routes::list_security_groups, routes::create_security_group, routes::show_security_group,
+        routes::delete_security_group, routes::add_sg_rule, routes::delete_sg_rule,
+        routes::security_group_counters,
+        routes::list_routers, routes::create_router, routes::show_router, routes::delete_router,
+        routes::attach_network, routes::detach_network, routes::add_route, routes::delete_route,
+        routes::set_uplink, routes::remove_uplink, routes::list_floating_ips,
+        routes::add_floating_ip, routes::delete_floating_ip,
         openapi_json,
     ),
     components(schemas(
@@ -185,13 +201,31 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::network::NetworkSummary, vinfra_types::network::TrafficCounters,
         vinfra_types::network::NetworkCounters, vinfra_types::network::NetworkPortCounters,
         vinfra_types::network::NetworkHostCounters, vinfra_types::network::NetworkTotal,
-        vinfra_types::network::HostSwitchCounters,
+        vinfra_types::network::HostSwitchCounters, vinfra_types::network::SwitchRouterCounters,
         vinfra_types::network::SwitchNetworkCounters, vinfra_types::network::SwitchPortCounters,
         vinfra_types::api::UpdateVmRequest, vinfra_types::ha::VmHa, vinfra_types::ha::VmHaUpdate,
         vinfra_types::ha::HaPriority, vinfra_types::ha::HaSettings,
         vinfra_types::ha::IsolationResponse, vinfra_types::ha::FenceOutcome,
         vinfra_types::ha::HaStatus, vinfra_types::ha::HostHaStatus, vinfra_types::ha::LeaseStamp,
         vinfra_types::ha::HaReserve, vinfra_types::ha::HaScenario, vinfra_types::ha::HaRestartNeed,
+        vinfra_types::AllowedAddressPair, vinfra_types::api::UpdateNicRequest,
+        vinfra_types::security_group::SecurityGroup, vinfra_types::security_group::SgRule,
+        vinfra_types::security_group::SgDirection, vinfra_types::security_group::SgAction,
+        vinfra_types::security_group::SgMember,
+        vinfra_types::security_group::SecurityGroupSummary,
+        vinfra_types::security_group::SecurityGroupCounters,
+        vinfra_types::security_group::SgMemberCounters, vinfra_types::security_group::SgRuleHits,
+        vinfra_types::network::PortFirewallCounters, vinfra_types::network::PortRuleHits,
+        vinfra_types::qos::NicQos, vinfra_types::qos::NicRate, vinfra_types::qos::NicPriority,
+        vinfra_types::network::VmCounters, vinfra_types::network::VmNicCounters,
+        vinfra_types::router::CreateRouterRequest, vinfra_types::router::AttachNetworkRequest,
+        vinfra_types::router::RouterStaticRoute, vinfra_types::router::RouterAttachment,
+        vinfra_types::router::RouterSummary, vinfra_types::router::SetUplinkRequest,
+        vinfra_types::router::UplinkSummary, vinfra_types::router::AddFloatingIpRequest,
+        vinfra_types::router::FloatingIpSummary,
+        vinfra_types::flows::FlowReport, vinfra_types::flows::FlowRow,
+        vinfra_types::flows::FlowGrouping, vinfra_types::flows::TrafficDirection,
+        vinfra_types::flows::FlowSettings,
     )),
     modifiers(&BearerAuth, &ProblemResponses),
 )]

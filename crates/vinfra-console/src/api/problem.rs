@@ -29,6 +29,9 @@ pub enum ApiError {
     /// the `{name}` in the path is not a valid name
     #[error(transparent)]
     Name(#[from] vinfra_types::NameError),
+    /// the `{addr}/{len}` in the path is not an IPv4 prefix, or the `{ip}` not an address
+    #[error(transparent)]
+    Prefix(#[from] vinfra_types::router::RouterRequestError),
     /// the `{id}` in the path is not a number
     #[error("id must be a number, got '{text}'")]
     Id {
@@ -96,6 +99,7 @@ impl IntoResponse for ApiError {
             | ApiError::NoBody
             | ApiError::Path(_)
             | ApiError::Name(_)
+            | ApiError::Prefix(_)
             | ApiError::Id { .. }
             | ApiError::Query(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),

@@ -11,16 +11,26 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateVmRequest,
+    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
-    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
+    CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
+};
+use vinfra_types::router::{
+    AddFloatingIpRequest, AttachNetworkRequest, CreateRouterRequest, FloatingIpSummary,
+    RouterAttachment, RouterStaticRoute, RouterSummary, SetUplinkRequest, UplinkSummary,
+};
+use vinfra_types::security_group::{
+    SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
-use super::extract::{ApiJson, ApiQuery, IdPath, NamePath, OptionalJson};
+use super::extract::{
+    ApiJson, ApiQuery, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
+    OptionalJson, TwoNamesPath,
+};
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply};
 
@@ -29,7 +39,10 @@ type Shared<A> = State<Arc<A>>;
 
 /// Runs one command and renders its reply: 200 with the body, 201 for what was created, 202 for
 /// a migration started, 204 when there is nothing to show.
-async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Response, ApiError> {
+pub(super) async fn run<A: ConsoleApi>(
+    console: &Arc<A>,
+    command: Command,
+) -> Result<Response, ApiError> {
     let reply = console.execute(command).await?;
     Ok(match reply {
         Reply::Hosts(v) => Json(v).into_response(),
@@ -45,6 +58,7 @@ async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Respon
         Reply::MigrationStarted(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Reply::Console(v) => Json(v).into_response(),
         Reply::Events(v) => Json(v).into_response(),
+        Reply::Flows(v) => Json(v).into_response(),
         Reply::Rules(v) => Json(v).into_response(),
         Reply::Rule(v) => Json(v).into_response(),
         Reply::RuleCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
@@ -56,6 +70,20 @@ async fn run<A: ConsoleApi>(console: &Arc<A>, command: Command) -> Result<Respon
         Reply::NetworkCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::NetworkCounters(v) => Json(v).into_response(),
         Reply::HostSwitch(v) => Json(v).into_response(),
+        Reply::VmCounters(v) => Json(v).into_response(),
+        Reply::SecurityGroups(v) => Json(v).into_response(),
+        Reply::SecurityGroup(v) => Json(v).into_response(),
+        Reply::SecurityGroupCounters(v) => Json(v).into_response(),
+        Reply::SecurityGroupCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::SgRuleCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::Routers(v) => Json(v).into_response(),
+        Reply::Router(v) => Json(v).into_response(),
+        Reply::RouterCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::NetworkAttached(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::RouteCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::Uplink(v) => Json(v).into_response(),
+        Reply::FloatingIps(v) => Json(v).into_response(),
+        Reply::FloatingIpCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     })
 }
@@ -482,4 +510,281 @@ pub async fn host_switch<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::HostSwitch { name }).await
+}
+
+/// A VM's NIC ports on its host's switch, read now through its agent (5 s): per NIC, rx/tx
+/// packets and bytes and drops by reason (port security, firewall, storm control, QoS, …). A
+/// NIC without a port there (the VM does not run) or a host that does not answer has no
+/// counters (`null`) and an `error`; the call still succeeds.
+#[utoipa::path(get, path = "/api/v1/vms/{name}/counters", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the VM's NIC counters", body = VmCounters)))]
+pub async fn vm_counters<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::VmCounters { name }).await
+}
+
+/// Changes a NIC's settings: its security groups (the whole list; `[]` leaves it unfiltered),
+/// port security, allowed address pairs, QoS (the whole of it; `null` removes it); only the
+/// fields given change. The NIC is checked as at create: security groups and allowed addresses
+/// need port security on (400), each group must exist (404), QoS within its bounds (400). The
+/// new firewall goes to every host's switch at once, the new QoS to the switch of the VM's host
+/// (and of a migration's destination) before the answer; port security and allowed addresses
+/// are in force from the VM's next attachment on a host (a migration, an HA restart).
+#[utoipa::path(patch, path = "/api/v1/vms/{name}/nics/{index}", tag = "vms",
+    params(("name" = String, Path, description = "VM name"), ("index" = usize, Path, description = "NIC index in the VM's spec, from 0")),
+    request_body = UpdateNicRequest,
+    responses((status = 200, description = "the updated VM", body = VmSummary), (status = 409, body = Problem)))]
+pub async fn update_nic<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NameNumberPath(vm, index): NameNumberPath,
+    ApiJson(update): ApiJson<UpdateNicRequest>,
+) -> Result<Response, ApiError> {
+    let index = usize::try_from(index).map_err(|_| ApiError::Id {
+        text: index.to_string(),
+    })?;
+    run(&c, Command::UpdateNic { vm, index, update }).await
+}
+
+/// Every security group, in name order, with the NICs in it and the groups whose rules name it.
+#[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups",
+    responses((status = 200, description = "all security groups", body = [SecurityGroupSummary])))]
+pub async fn list_security_groups<A: ConsoleApi>(
+    State(c): Shared<A>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::ListSecurityGroups).await
+}
+
+/// Creates a security group with its initial rules (ids assigned from 1; ids in the request are
+/// ignored). A rule's remote_group must exist or be the group itself (404). A NIC in no group
+/// is not filtered; a NIC in groups gets the union of their rules: deny wins over allow, then
+/// ingress is denied and egress allowed; replies to allowed connections pass.
+#[utoipa::path(post, path = "/api/v1/security-groups", tag = "security-groups", request_body = SecurityGroup,
+    responses((status = 201, description = "the created group", body = SecurityGroupSummary), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn create_security_group<A: ConsoleApi>(
+    State(c): Shared<A>,
+    ApiJson(group): ApiJson<SecurityGroup>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::CreateSecurityGroup { group }).await
+}
+
+/// One security group: its rules with their ids, the NICs in it, the groups whose rules name
+/// it as their remote.
+#[utoipa::path(get, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
+    responses((status = 200, description = "the group", body = SecurityGroupSummary)))]
+pub async fn show_security_group<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::ShowSecurityGroup { name }).await
+}
+
+/// A security group's rule hits (first packets each rule decided, summed over the group's NICs)
+/// and each NIC's tracked connections, read now from the switches of the hosts running its
+/// NICs' VMs. A NIC whose host does not answer or whose VM does not run is listed with the
+/// reason and adds nothing.
+#[utoipa::path(get, path = "/api/v1/security-groups/{name}/counters", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
+    responses((status = 200, description = "the group's counters", body = SecurityGroupCounters)))]
+pub async fn security_group_counters<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::SecurityGroupCounters { name }).await
+}
+
+/// Deletes a security group; refused (409, naming them) while NICs are in it or other groups'
+/// rules name it as their remote.
+#[utoipa::path(delete, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+pub async fn delete_security_group<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteSecurityGroup { name }).await
+}
+
+/// Adds a rule to a security group; returns it with its id (the group's next, never reused).
+/// A remote_group that does not exist is 404.
+#[utoipa::path(post, path = "/api/v1/security-groups/{name}/rules", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
+    request_body = SgRule,
+    responses((status = 201, description = "the rule with its id", body = SgRule), (status = 409, body = Problem)))]
+pub async fn add_sg_rule<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(group): NamePath,
+    ApiJson(rule): ApiJson<SgRule>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::AddSgRule { group, rule }).await
+}
+
+/// Deletes rule `id` of a security group.
+#[utoipa::path(delete, path = "/api/v1/security-groups/{name}/rules/{id}", tag = "security-groups",
+    params(("name" = String, Path, description = "security group name"), ("id" = u32, Path, description = "rule id")),
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+pub async fn delete_sg_rule<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NameNumberPath(group, id): NameNumberPath,
+) -> Result<Response, ApiError> {
+    let id = u32::try_from(id).map_err(|_| ApiError::Id {
+        text: id.to_string(),
+    })?;
+    run(&c, Command::DeleteSgRule { group, id }).await
+}
+
+/// Every router, in name order, with its interfaces and static routes.
+#[utoipa::path(get, path = "/api/v1/routers", tag = "routers",
+    responses((status = 200, description = "all routers", body = [RouterSummary])))]
+pub async fn list_routers<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+    run(&c, Command::ListRouters).await
+}
+
+/// Creates a router (a VRF: a routing domain with its own table), without interfaces or
+/// routes; its number on the switches is the lowest free from 1. A taken name is 409.
+#[utoipa::path(post, path = "/api/v1/routers", tag = "routers", request_body = CreateRouterRequest,
+    responses((status = 201, description = "the created router", body = RouterSummary), (status = 409, body = Problem)))]
+pub async fn create_router<A: ConsoleApi>(
+    State(c): Shared<A>,
+    ApiJson(request): ApiJson<CreateRouterRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::CreateRouter { request }).await
+}
+
+/// One router: its interfaces (network, subnet, gateway address and MAC) and static routes.
+#[utoipa::path(get, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
+    responses((status = 200, description = "the router", body = RouterSummary)))]
+pub async fn show_router<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::ShowRouter { name }).await
+}
+
+/// Deletes a router; refused (409, naming them) while networks are attached to it.
+#[utoipa::path(delete, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+pub async fn delete_router<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteRouter { name }).await
+}
+
+/// Attaches a network to the router: the router's interface on it is the network's gateway,
+/// the same address and MAC (`02:76:72:00:HH:LL` from the network's switch number) on every
+/// host. A network with a gateway keeps it (another `gateway` is 409); a network without one
+/// gets `gateway` or its subnet's first usable address, which must not be held by a VM (409
+/// naming it) and becomes the network's gateway (reserved, advertised by DHCP). Refused (409)
+/// when the network is attached to a router already or its subnet overlaps the subnet of
+/// another network of the router; an unknown network is 404.
+#[utoipa::path(post, path = "/api/v1/routers/{name}/interfaces", tag = "routers", params(("name" = String, Path, description = "router name")),
+    request_body = AttachNetworkRequest,
+    responses((status = 201, description = "the router's interface on the network", body = RouterAttachment), (status = 409, body = Problem)))]
+pub async fn attach_network<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(router): NamePath,
+    ApiJson(request): ApiJson<AttachNetworkRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::AttachNetwork { router, request }).await
+}
+
+/// Detaches a network from the router (the network keeps its gateway address); refused (409,
+/// naming them) while static routes have their next hop on it. A network not attached to the
+/// router is 404.
+#[utoipa::path(delete, path = "/api/v1/routers/{name}/interfaces/{network}", tag = "routers",
+    params(("name" = String, Path, description = "router name"), ("network" = String, Path, description = "network name")),
+    responses((status = 204, description = "detached"), (status = 409, body = Problem)))]
+pub async fn detach_network<A: ConsoleApi>(
+    State(c): Shared<A>,
+    TwoNamesPath(router, network): TwoNamesPath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DetachNetwork { router, network }).await
+}
+
+/// Adds a static route: `prefix` (host bits zero, 400 otherwise) via `via`, a usable address
+/// of one of the router's subnets other than its own gateways (409 otherwise). A route to the
+/// same prefix is refused (409), not replaced. A connected route (an attached subnet) wins
+/// over a static one of the same prefix.
+#[utoipa::path(post, path = "/api/v1/routers/{name}/routes", tag = "routers", params(("name" = String, Path, description = "router name")),
+    request_body = RouterStaticRoute,
+    responses((status = 201, description = "the route as stored", body = RouterStaticRoute), (status = 409, body = Problem)))]
+pub async fn add_route<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(router): NamePath,
+    ApiJson(route): ApiJson<RouterStaticRoute>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::AddRoute { router, route }).await
+}
+
+/// Deletes the router's static route to `{addr}/{len}` (404 when it has none).
+#[utoipa::path(delete, path = "/api/v1/routers/{name}/routes/{addr}/{len}", tag = "routers",
+    params(("name" = String, Path, description = "router name"), ("addr" = String, Path, description = "the prefix's address, A.B.C.D"),
+        ("len" = u8, Path, description = "the prefix's length, 0 to 32")),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete_route<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePrefixPath(router, prefix): NamePrefixPath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteRoute { router, prefix }).await
+}
+
+/// Gives the router its uplink on an external network (a VLAN network on the hosts' trunks):
+/// its address there (source NAT address), the MAC `02:76:72:01:RR:LL` from its number, and an
+/// edge host elected at once. The network must be a VLAN network attached to no router, whose
+/// subnet overlaps none of the router's (409), unknown is 404; the address a usable address of
+/// its subnet (400), not its gateway nor held by a NIC, an uplink or a floating IP (409). A
+/// router with an uplink is 409 (remove it first).
+#[utoipa::path(put, path = "/api/v1/routers/{name}/uplink", tag = "routers", params(("name" = String, Path, description = "router name")),
+    request_body = SetUplinkRequest,
+    responses((status = 200, description = "the uplink with its edge and standby", body = UplinkSummary), (status = 409, body = Problem)))]
+pub async fn set_uplink<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(router): NamePath,
+    ApiJson(request): ApiJson<SetUplinkRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::SetUplink { router, request }).await
+}
+
+/// Removes the router's uplink (404 when it has none); refused (409) while it has floating IPs
+/// or static routes' next hops are on its subnet. Its address is free again.
+#[utoipa::path(delete, path = "/api/v1/routers/{name}/uplink", tag = "routers", params(("name" = String, Path, description = "router name")),
+    responses((status = 204, description = "removed"), (status = 409, body = Problem)))]
+pub async fn remove_uplink<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(router): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::RemoveUplink { router }).await
+}
+
+/// Every floating IP, by address: the VM and NIC it translates to, the NIC's address, the
+/// router.
+#[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers",
+    responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary])))]
+pub async fn list_floating_ips<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+    run(&c, Command::ListFloatingIps).await
+}
+
+/// Gives one of the VM's NICs (`nic`, default 0) a floating IP: 1:1 NAT on the edge of the
+/// router its network is attached to. The NIC needs an address and its router an uplink
+/// (409); the address must be a usable address of the uplink's subnet (400), not the uplink's
+/// address, the external network's gateway nor held by a NIC or floating IP (409). One per NIC.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/floating-ips", tag = "routers", params(("name" = String, Path, description = "VM name")),
+    request_body = AddFloatingIpRequest,
+    responses((status = 201, description = "the floating IP", body = FloatingIpSummary), (status = 409, body = Problem)))]
+pub async fn add_floating_ip<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NamePath(vm): NamePath,
+    ApiJson(request): ApiJson<AddFloatingIpRequest>,
+) -> Result<Response, ApiError> {
+    run(&c, Command::AddFloatingIp { vm, request }).await
+}
+
+/// Deletes the VM's floating IP `{ip}` (404 when it has none such).
+#[utoipa::path(delete, path = "/api/v1/vms/{name}/floating-ips/{ip}", tag = "routers",
+    params(("name" = String, Path, description = "VM name"), ("ip" = String, Path, description = "the floating IP, A.B.C.D")),
+    responses((status = 204, description = "deleted")))]
+pub async fn delete_floating_ip<A: ConsoleApi>(
+    State(c): Shared<A>,
+    NameAddressPath(vm, ip): NameAddressPath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::DeleteFloatingIp { vm, ip }).await
 }

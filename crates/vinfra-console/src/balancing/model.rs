@@ -1,10 +1,11 @@
 //! The model a balancing pass works on: the cluster as [`crate::fit::balancing_model`] sees it
 //! (under the stored rules, with each host's capabilities and each VM's needs beside it), and
-//! the recent moves (for hysteresis).
+//! the recent moves (for hysteresis), and the traffic matrix: bytes per second between two
+//! running VMs over the last `flows.traffic_minutes` minutes of the console's flows.
 
 use std::collections::BTreeMap;
 
-use vinfra_placement::{ClusterModel, FitTable, RecentMove};
+use vinfra_placement::{ClusterModel, FitTable, RecentMove, TrafficFlow};
 use vinfra_types::error::chain;
 use vinfra_types::{MigrationPhase, MigrationProgress};
 
@@ -15,7 +16,13 @@ use crate::state::Console;
 /// The model, host fit and recent moves of a pass. Fails with why, in words (kept as the
 /// pass's error).
 pub fn for_pass(console: &Console) -> Result<(ClusterModel, FitTable, Vec<RecentMove>), String> {
-    let (model, fit) = fit::balancing_model(console).map_err(|e| chain(&e))?;
+    let (mut model, fit) = fit::balancing_model(console).map_err(|e| chain(&e))?;
+    let running: Vec<&str> = model.vms.iter().map(|v| v.name.as_str()).collect();
+    let minutes = console.settings().flows.traffic_minutes;
+    model.traffic = crate::flows::traffic_matrix(console, minutes, &running)
+        .into_iter()
+        .map(|(a, b, bytes_per_s)| TrafficFlow { a, b, bytes_per_s })
+        .collect();
     Ok((model, fit, recent_moves(console).map_err(|e| chain(&e))?))
 }
 

@@ -5,6 +5,7 @@
 //! store watch, from an extra trigger channel (e.g. agent connections) and from the resync timer; a
 //! key is reconciled by at most one task at a time, and reconciled again if it changed meanwhile.
 
+pub mod edge;
 pub mod switch;
 pub mod vm;
 

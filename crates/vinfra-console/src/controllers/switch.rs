@@ -2,8 +2,8 @@
 //! ([`crate::networks::config`]) pushed to its agent (`ApplySwitchConfig`, through
 //! [`crate::networks::push`]).
 //!
-//! A host gets its configuration when its agent connects (after `Hello`). Any change of a VM or
-//! network record recomputes and pushes the configuration of every connected host (configurations
+//! A host gets its configuration when its agent connects (after `Hello`). Any change of a VM,
+//! network, host, security group or router record recomputes and pushes the configuration of every connected host (configurations
 //! are small), in the background; the periodic resync does the same. Where ordering matters the
 //! console pushes synchronously with [`push`]: to a VM's host before `CreateVm` of a VM with NICs,
 //! to a migration's destination before `PrepareIncoming`, and to every host right after a
@@ -56,10 +56,16 @@ impl Controller for SwitchController {
                 return None;
             }
         }
-        [keys::VMS, keys::NETWORKS, keys::HOSTS]
-            .iter()
-            .any(|p| store_key.starts_with(p))
-            .then(|| ALL.to_string())
+        [
+            keys::VMS,
+            keys::NETWORKS,
+            keys::HOSTS,
+            keys::SECURITY_GROUPS,
+            keys::ROUTERS,
+        ]
+        .iter()
+        .any(|p| store_key.starts_with(p))
+        .then(|| ALL.to_string())
     }
 
     fn all_keys(&self) -> Vec<String> {

@@ -126,6 +126,12 @@ impl HaController {
         self
     }
 
+    /// How long after the console starts a host it has not heard from yet is not reported: its
+    /// agent reconnecting takes a heartbeat timeout, its lease a lease timeout.
+    fn startup_grace(&self) -> Duration {
+        self.timings.heartbeat_timeout + self.timings.lease_timeout + self.timings.margin
+    }
+
     /// Runs forever, one [`HaController::tick`] every [`TICK`].
     pub async fn run(mut self) {
         let mut every = tokio::time::interval(TICK);
@@ -170,6 +176,7 @@ impl HaController {
         .unwrap_or_default();
         let now = Instant::now();
         self.hosts.retain(|h, _| links.contains_key(h));
+        let grace = self.startup_grace();
         console.ha_board().retain(&|h| links.contains_key(h));
         for h in &names {
             let Some(link) = links.get(h).copied() else {
@@ -208,7 +215,15 @@ impl HaController {
                 vms: &ids,
             };
             let a = assess(now, &signals, &self.timings);
-            if !track.state.as_ref().is_some_and(|s| same_state(s, &a.ha)) {
+            // Right after the console starts no agent has reconnected yet: a host not heard
+            // since gets no state (and no event) until it comes back or the grace runs out, so
+            // a console restart does not report every host isolated and then connected again.
+            let unheard_at_start = track.state.is_none()
+                && matches!(link, Link::Lost { since } if since == self.started)
+                && now.duration_since(self.started) < grace;
+            if unheard_at_start {
+                // Decisions below still see the host as lost; only the reporting waits.
+            } else if !track.state.as_ref().is_some_and(|s| same_state(s, &a.ha)) {
                 if let Some(prev) = &track.state {
                     console.event(
                         "host",
@@ -226,7 +241,9 @@ impl HaController {
                 }
                 track.since = now;
             }
-            track.state = Some(a.ha.clone());
+            if !unheard_at_start {
+                track.state = Some(a.ha.clone());
+            }
             console.ha_board().set(
                 h,
                 HostHaEntry {

@@ -77,6 +77,13 @@ pub fn ha_command(console: &Console) -> AgentCommand {
     }
 }
 
+/// The IPFIX collector every agent gets after its Hello (and every agent when it changes).
+pub fn flow_export_command(console: &Console) -> AgentCommand {
+    AgentCommand::SetFlowExport {
+        collector: console.settings().flows.ipfix_collector,
+    }
+}
+
 /// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
 /// VLAN trunk, underlay MTU); a host that was fenced is back: its `fenced_at` goes, with an
 /// event.
@@ -129,6 +136,14 @@ impl Membership for Console {
 
     fn ha_command(&self) -> AgentCommand {
         ha_command(self)
+    }
+
+    fn flow_export_command(&self) -> AgentCommand {
+        flow_export_command(self)
+    }
+
+    fn flows(&self, _host: &str, flows: &[vinfra_proto::HostFlow], untracked_packets: u64) {
+        crate::flows::record(self, flows, untracked_packets)
     }
 
     fn registry(&self) -> &AgentRegistry {

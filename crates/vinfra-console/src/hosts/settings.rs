@@ -1,5 +1,5 @@
 //! The cluster settings (`/vinfra/settings`): allocation ratios, migration tuning, balancing,
-//! high availability.
+//! high availability, flows.
 
 use vinfra_types::api::ClusterSettings;
 
@@ -19,7 +19,20 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
         .validate()
         .map_err(|reason| Error::Settings { reason })?;
     let before = console.settings().ha.isolation_response;
+    let collector_before = console.settings().flows.ipfix_collector;
     console.put_settings(&settings)?;
+    if settings.flows.ipfix_collector != collector_before {
+        // Every agent exports its host's flows to the collector.
+        let command = super::joins::flow_export_command(console);
+        for host in console.host_names() {
+            let (agents, command) = (console.agents().clone(), command.clone());
+            tokio::spawn(async move {
+                if let Err(e) = agents.request(&host, command, SHORT_TIMEOUT).await {
+                    tracing::debug!(host, "IPFIX collector not sent: {}", Chain(&e));
+                }
+            });
+        }
+    }
     if settings.ha.isolation_response != before {
         // Every agent passes the cluster's isolation response on to its guard.
         let command = super::joins::ha_command(console);
@@ -73,6 +86,17 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
             } else {
                 "off".to_string()
             }
+        ),
+    );
+    let f = &settings.flows;
+    console.event(
+        "settings",
+        "cluster",
+        format!(
+            "flows: IPFIX collector {}, balancer traffic over {} min",
+            f.ipfix_collector
+                .map_or("none".to_string(), |c| c.to_string()),
+            f.traffic_minutes
         ),
     );
     console.inflight().balancer.wake();

@@ -145,6 +145,69 @@ async fn await_destination_running(console: &Console, active: &ActiveMigration, 
     }
 }
 
+/// Right after the switchover: carries the connections the source's switch tracks for the
+/// VM's NICs to the destination's switch (`ExportConnections` on the source, then
+/// `ImportConnections` on the destination), so that the VM's established connections pass its
+/// firewall there; until they arrive, their packets are dropped as `conntrack_invalid` there
+/// (TCP retransmits them). Never fails the migration: a failure is logged and evented.
+async fn carry_connections(console: &Console, active: &ActiveMigration, id: uuid::Uuid) {
+    let agents = console.agents();
+    if agents.status(&active.source) != HostStatus::Connected {
+        return;
+    }
+    let export = AgentCommand::ExportConnections { id };
+    let nics = match agents.request(&active.source, export, SHORT_TIMEOUT).await {
+        Ok(CommandReply::Connections { nics }) => nics,
+        Ok(other) => {
+            tracing::warn!(
+                vm = active.vm,
+                "source answered {other:?} for its connections"
+            );
+            return;
+        }
+        Err(e) => {
+            console.event(
+                "migration",
+                &active.vm,
+                format!(
+                    "connections not read from {}: {}; the VM's established connections may \
+                     not pass its firewall on {}",
+                    active.source,
+                    Chain(&e),
+                    active.destination
+                ),
+            );
+            return;
+        }
+    };
+    let count: usize = nics.iter().map(|n| n.entries.len()).sum();
+    if count == 0 {
+        return;
+    }
+    let import = AgentCommand::ImportConnections { id, nics };
+    match agents
+        .request(&active.destination, import, SHORT_TIMEOUT)
+        .await
+    {
+        Ok(_) => tracing::info!(
+            vm = active.vm,
+            "{count} connections carried from {} to {}",
+            active.source,
+            active.destination
+        ),
+        Err(e) => console.event(
+            "migration",
+            &active.vm,
+            format!(
+                "connections not carried to {}: {}; the VM's established connections may not \
+                 pass its firewall there",
+                active.destination,
+                Chain(&e)
+            ),
+        ),
+    }
+}
+
 /// Applies an outcome: switch the VM's host, or record that it stays on the source.
 pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: MigrationOutcome) {
     let agents = console.agents().clone();
@@ -156,6 +219,10 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
     };
     match outcome {
         MigrationOutcome::Completed => {
+            // First: the guest runs on the destination already, its connections' packets with it.
+            if let Some(id) = id {
+                carry_connections(console, active, id).await;
+            }
             let dest = active.destination.clone();
             match console.update_vm(&active.vm, |r| r.host = dest) {
                 Ok(_) => {

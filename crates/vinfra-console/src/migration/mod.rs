@@ -2,8 +2,9 @@
 //!
 //! One task per migration: `PrepareIncoming` on the destination, `MigrateOut` on the source,
 //! then `MigrationStatus` every 200 ms with the progress stored under
-//! `/vinfra/migrations/<vm>` ([`drive`]). On completion the VM record's host changes
-//! (compare-and-swap), the source quits its paused QEMU, and the destination is asked (at most
+//! `/vinfra/migrations/<vm>` ([`drive`]). On completion the connections the source's switch
+//! tracks for the VM's NICs go to the destination's (so its firewall lets them on), the VM
+//! record's host changes (compare-and-swap), the source quits its paused QEMU, and the destination is asked (at most
 //! 5 s) until it reports the VM running; only then is the migration recorded as completed
 //! ([`finish`]). Any other ending goes through `settle` first: it finds out whether the
 //! switchover happened after all (source says `completed`, or a silent source and a

@@ -6,9 +6,14 @@ use std::net::Ipv4Addr;
 
 use vinfra_proto::{
     HostSwitchConfig, SwitchArpEntry, SwitchDhcp, SwitchMacEntry, SwitchNetwork, SwitchNetworkKind,
+    SwitchNicQos, SwitchNicSecurity,
 };
 use vinfra_types::network::{Ipv4Subnet, Network, NetworkKind};
+use vinfra_types::router::RouterSummary;
+use vinfra_types::security_group::SecurityGroup;
 
+use super::firewall::nic_firewalls;
+use super::routing::{routers_here, switch_router};
 use crate::state::records::{HostRecord, NetworkRecord, VmRecord};
 
 struct Port<'a> {
@@ -19,14 +24,16 @@ struct Port<'a> {
     ip: &'a str,
 }
 
-/// The switch's DHCP responder for a network (`None` if its subnet does not parse). The server
-/// identifier is the gateway when there is one, else the subnet's last usable address. Address
-/// allocation starts from the lowest address, so that one is the last to be handed to a NIC; if
-/// a NIC does hold it, guests still get their leases, with the server identifier equal to that
-/// NIC's address.
-fn switch_dhcp(n: &Network) -> Option<SwitchDhcp> {
+/// The switch's DHCP responder for a network (`None` if its subnet does not parse). The gateway
+/// is its router's interface address (`routed`) when the network is attached to a router, else
+/// the network's own. The server identifier is the gateway when there is one, else the subnet's
+/// last usable address. Address allocation starts from the lowest address, so that one is the
+/// last to be handed to a NIC; if a NIC does hold it, guests still get their leases, with the
+/// server identifier equal to that NIC's address.
+fn switch_dhcp(n: &Network, routed: Option<Ipv4Addr>) -> Option<SwitchDhcp> {
     let subnet = Ipv4Subnet::parse(&n.subnet).ok()?;
-    let gateway: Option<Ipv4Addr> = n.gateway.as_deref().and_then(|g| g.parse().ok());
+    let gateway: Option<Ipv4Addr> =
+        routed.or_else(|| n.gateway.as_deref().and_then(|g| g.parse().ok()));
     let last = u32::from(subnet.broadcast())
         .checked_sub(1)
         .map(Ipv4Addr::from)
@@ -58,15 +65,74 @@ pub fn underlay_peers(host: &str, hosts: &[HostRecord]) -> Vec<Ipv4Addr> {
     peers
 }
 
+/// The QoS of every NIC on `host` (its VM placed there, or arriving by one of the migrations in
+/// flight, `(VM, destination)` in `incoming`) that has one, by network and MAC (lower case),
+/// sorted. NICs without a MAC are skipped.
+pub fn nic_qos(host: &str, vms: &[VmRecord], incoming: &[(String, String)]) -> Vec<SwitchNicQos> {
+    let arriving = |vm: &str| incoming.iter().any(|(v, to)| v == vm && to == host);
+    let mut out: Vec<SwitchNicQos> = vms
+        .iter()
+        .filter(|vm| vm.host == host || arriving(&vm.spec.name))
+        .flat_map(|vm| &vm.spec.nics)
+        .filter_map(|nic| {
+            Some(SwitchNicQos {
+                network: nic.network.clone(),
+                mac: nic.mac.as_ref()?.to_ascii_lowercase(),
+                qos: nic.qos.clone()?,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));
+    out
+}
+
+/// The port security of every NIC on `host` (its VM placed there, or arriving by one of the
+/// migrations in flight), by network and MAC (lower case), sorted. NICs without a MAC are
+/// skipped.
+pub fn nic_security(
+    host: &str,
+    vms: &[VmRecord],
+    incoming: &[(String, String)],
+) -> Vec<SwitchNicSecurity> {
+    let arriving = |vm: &str| incoming.iter().any(|(v, to)| v == vm && to == host);
+    let mut out: Vec<SwitchNicSecurity> = vms
+        .iter()
+        .filter(|vm| vm.host == host || arriving(&vm.spec.name))
+        .flat_map(|vm| &vm.spec.nics)
+        .filter_map(|nic| {
+            Some(SwitchNicSecurity {
+                network: nic.network.clone(),
+                mac: nic.mac.as_ref()?.to_ascii_lowercase(),
+                port_security: nic.port_security(),
+                ip: nic.ip.clone(),
+                allowed_addresses: nic.allowed_addresses.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.network, &a.mac).cmp(&(&b.network, &b.mac)));
+    out
+}
+
 /// What `host`'s virtual switch needs from the console, computed from the records alone:
 /// - `networks`: every network with a VM NIC on the host (or on the way to it: `incoming` lists
-///   `(VM, destination host)` of migrations in flight), with its switch number, kind, MTU and,
-///   for overlays, the flood list: the underlay addresses of the other hosts with ports on it;
+///   `(VM, destination host)` of migrations in flight), and every network attached to a router
+///   of `routers` that has an interface on one of those (so a packet is routed on its sender's
+///   host and sent straight to the destination's host), each with its switch number, kind, MTU
+///   and, for overlays, the flood list: the underlay addresses of the other hosts with ports on
+///   it;
 /// - `macs`: for those overlay networks, each VM MAC on another host and that host's address
 ///   (VLAN networks reach other hosts through the trunk, which learns them);
 /// - `arps`: for those networks, every VM address and its MAC (ARP suppression);
-/// - each network's `dhcp`: the switch's DHCP responder, from the subnet, gateway and MTU
-///   (server identifier: the gateway, else the subnet's last usable address).
+/// - each network's `dhcp`: the switch's DHCP responder, from the subnet, gateway (its router's
+///   interface when it is attached to one) and MTU (server identifier: the gateway, else the
+///   subnet's last usable address);
+/// - `routers`: those routers, with their interfaces and static routes
+///   ([`super::routing::switch_router`]), with their uplinks; a router's edge host carries it
+///   (and its networks and external network) even without a port on its networks;
+/// - `firewalls`: for each NIC there (or arriving) in a security group of `groups`, its rules
+///   ([`super::firewall::nic_firewalls`]: remote groups expanded to their members' addresses);
+/// - `qos`: for each NIC there (or arriving) with a QoS, that QoS ([`nic_qos`]);
+/// - `port_security`: for each NIC there (or arriving), its port security ([`nic_security`]).
 ///
 /// The agent adds the ports of its own VMs' NICs and their MAC entries. A VM counts on the host
 /// its record names, whatever its power state (a stopped VM's entries are harmless and ready for
@@ -78,6 +144,8 @@ pub fn switch_config(
     hosts: &[HostRecord],
     networks: &[NetworkRecord],
     vms: &[VmRecord],
+    groups: &[SecurityGroup],
+    routers: &[RouterSummary],
     incoming: &[(String, String)],
 ) -> HostSwitchConfig {
     let underlay: HashMap<&str, Ipv4Addr> = hosts
@@ -116,17 +184,25 @@ pub fn switch_config(
             });
         }
     }
+    let local: BTreeSet<&str> = ports
+        .iter()
+        .filter(|(_, all)| all.iter().any(|p| p.on.contains(&host)))
+        .map(|(n, _)| *n)
+        .collect();
+    let here = routers_here(host, &local, routers);
     let mut config = HostSwitchConfig::default();
     let mut sorted: Vec<&NetworkRecord> = networks.iter().collect();
     sorted.sort_by(|a, b| a.network.name.cmp(&b.network.name));
     for rec in sorted {
         let n = &rec.network;
-        let Some(all) = ports.get(n.name.as_str()) else {
-            continue;
-        };
-        if !all.iter().any(|p| p.on.contains(&host)) {
+        let name = n.name.as_str();
+        if !local.contains(name)
+            && !here.gateways.contains_key(name)
+            && !here.uplinks.contains(name)
+        {
             continue;
         }
+        let all: &[Port] = ports.get(name).map_or(&[], Vec::as_slice);
         let kind = match n.kind {
             NetworkKind::Overlay => SwitchNetworkKind::Overlay {
                 vni: n.vni.unwrap_or(0),
@@ -182,9 +258,15 @@ pub fn switch_config(
             kind,
             mtu: u16::try_from(n.mtu).unwrap_or(u16::MAX),
             flood,
-            dhcp: switch_dhcp(n),
+            dhcp: switch_dhcp(n, here.gateways.get(name).copied()),
         });
     }
+    let present: BTreeSet<&str> = config.networks.iter().map(|n| n.name.as_str()).collect();
+    config.routers = here
+        .routers
+        .iter()
+        .map(|r| switch_router(r, &present, &underlay))
+        .collect();
     config.underlay_peers = underlay_peers(host, hosts);
     config
         .macs
@@ -192,20 +274,24 @@ pub fn switch_config(
     config
         .arps
         .sort_by(|a, b| (&a.network, a.ip).cmp(&(&b.network, b.ip)));
+    config.firewalls = nic_firewalls(host, groups, vms, incoming);
+    config.qos = nic_qos(host, vms, incoming);
+    config.port_security = nic_security(host, vms, incoming);
     config
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
     use uuid::Uuid;
+    use vinfra_proto::{SwitchRoute, SwitchRouter, SwitchRouterInterface};
     use vinfra_types::{BootSource, NicSpec, VmSpec};
 
     use crate::state::records::DesiredPower;
 
-    fn host(name: &str, address: &str) -> HostRecord {
+    pub(crate) fn host(name: &str, address: &str) -> HostRecord {
         HostRecord {
             name: name.into(),
             address: address.into(),
@@ -222,7 +308,12 @@ mod tests {
         }
     }
 
-    fn network(name: &str, kind: NetworkKind, segment: u32, switch_id: u16) -> NetworkRecord {
+    pub(crate) fn network(
+        name: &str,
+        kind: NetworkKind,
+        segment: u32,
+        switch_id: u16,
+    ) -> NetworkRecord {
         NetworkRecord {
             network: Network {
                 name: name.into(),
@@ -236,11 +327,12 @@ mod tests {
             },
             switch_id,
             ipam: BTreeMap::new(),
+            reserved: BTreeMap::new(),
         }
     }
 
     /// A VM on `host` with one NIC per `(network, ip, mac)`.
-    fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecord {
+    pub(crate) fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecord {
         VmRecord {
             id: Uuid::new_v4(),
             spec: VmSpec {
@@ -273,7 +365,7 @@ mod tests {
         }
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    pub(crate) fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
     }
 
@@ -311,7 +403,7 @@ mod tests {
         (hosts, networks, vms)
     }
 
-    fn names(c: &HostSwitchConfig) -> Vec<&str> {
+    pub(crate) fn names(c: &HostSwitchConfig) -> Vec<&str> {
         c.networks.iter().map(|n| n.name.as_str()).collect()
     }
 
@@ -327,7 +419,7 @@ mod tests {
     fn three_hosts() {
         let (hosts, networks, vms) = layout();
 
-        let h1 = switch_config("h1", &hosts, &networks, &vms, &[]);
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(
             names(&h1),
             ["blue", "green", "red"],
@@ -386,7 +478,7 @@ mod tests {
             ]
         );
 
-        let h2 = switch_config("h2", &hosts, &networks, &vms, &[]);
+        let h2 = switch_config("h2", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(names(&h2), ["blue", "green"]);
         assert_eq!(h2.networks[0].flood, [ip("10.77.0.11"), ip("10.77.0.13")]);
         assert_eq!(
@@ -399,7 +491,7 @@ mod tests {
         );
         assert!(h2.arps.iter().all(|a| a.network != "red"));
 
-        let h3 = switch_config("h3", &hosts, &networks, &vms, &[]);
+        let h3 = switch_config("h3", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(names(&h3), ["blue", "red"]);
         assert_eq!(h3.networks[1].flood, [ip("10.77.0.11")]);
         assert_eq!(
@@ -413,7 +505,7 @@ mod tests {
         // Every host's uplink accepts the other hosts, and only them.
         assert_eq!(h3.underlay_peers, [ip("10.77.0.11"), ip("10.77.0.12")]);
         // A host without ports gets nothing but the peers.
-        let h4 = switch_config("h4", &hosts, &networks, &vms, &[]);
+        let h4 = switch_config("h4", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(
             h4,
             HostSwitchConfig {
@@ -424,7 +516,10 @@ mod tests {
         // Equal inputs, equal output (whatever the record order).
         let mut shuffled = vms.clone();
         shuffled.reverse();
-        assert_eq!(switch_config("h1", &hosts, &networks, &shuffled, &[]), h1);
+        assert_eq!(
+            switch_config("h1", &hosts, &networks, &shuffled, &[], &[], &[]),
+            h1
+        );
     }
 
     #[test]
@@ -436,10 +531,10 @@ mod tests {
             ("g".to_string(), "h3".to_string()),
             ("c".to_string(), "h3".to_string()),
         ];
-        let h3 = switch_config("h3", &hosts, &networks, &vms, &incoming);
+        let h3 = switch_config("h3", &hosts, &networks, &vms, &[], &[], &incoming);
         assert_eq!(names(&h3), ["blue", "green", "red"], "g brings green to h3");
         assert!(macs(&h3).iter().all(|m| m.1 != "02:76:66:00:00:04"));
-        let h1 = switch_config("h1", &hosts, &networks, &vms, &incoming);
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &[], &incoming);
         assert!(macs(&h1).contains(&("blue", "02:76:66:00:00:04", ip("10.77.0.12"))));
         // The entry may move to h3, on c's announcement from there, and no other entry may.
         let moving: Vec<(&str, Option<Ipv4Addr>)> = h1
@@ -453,18 +548,271 @@ mod tests {
         // After the switchover the record names h3: every host's entry follows, and h2 leaves
         // blue's flood lists.
         vms.iter_mut().find(|v| v.spec.name == "c").unwrap().host = "h3".into();
-        let h1 = switch_config("h1", &hosts, &networks, &vms, &[]);
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(h1.networks[0].flood, [ip("10.77.0.13")]);
         assert!(macs(&h1).contains(&("blue", "02:76:66:00:00:04", ip("10.77.0.13"))));
         assert!(h1.macs.iter().all(|m| m.moving_to.is_none()));
-        let h2 = switch_config("h2", &hosts, &networks, &vms, &[]);
+        let h2 = switch_config("h2", &hosts, &networks, &vms, &[], &[], &[]);
         assert_eq!(names(&h2), ["green"]);
 
         // A host with a non-IPv4 address is not a VTEP.
         hosts[2].address = "fe80::1".into();
-        let h1 = switch_config("h1", &hosts, &networks, &vms, &[]);
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &[], &[]);
         assert!(h1.networks[0].flood.is_empty());
         assert!(macs(&h1).is_empty());
         assert_eq!(h1.arps.len(), 8, "ARP entries do not need a VTEP");
+    }
+
+    #[test]
+    fn a_nics_qos_is_on_its_host_and_a_migrations_destination() {
+        use vinfra_types::qos::{NicPriority, NicQos, NicRate};
+        let (hosts, networks, mut vms) = layout();
+        let qos = NicQos {
+            egress: Some(NicRate::new(100_000_000)),
+            priority: NicPriority::High,
+            ..NicQos::default()
+        };
+        // c (h2) has a QoS on its blue NIC, written in upper case.
+        let c = vms.iter_mut().find(|v| v.spec.name == "c").unwrap();
+        c.spec.nics[0].qos = Some(qos.clone());
+        c.spec.nics[0].mac = Some("02:76:66:00:00:0A".into());
+        let entry = SwitchNicQos {
+            network: "blue".into(),
+            mac: "02:76:66:00:00:0a".into(),
+            qos,
+        };
+        let h2 = switch_config("h2", &hosts, &networks, &vms, &[], &[], &[]);
+        assert_eq!(h2.qos, std::slice::from_ref(&entry));
+        let h3 = switch_config("h3", &hosts, &networks, &vms, &[], &[], &[]);
+        assert!(h3.qos.is_empty(), "only the NIC's own host");
+        // Migrating to h3: h3 has it before the switchover, h2 still has it.
+        let incoming = vec![("c".to_string(), "h3".to_string())];
+        let h3 = switch_config("h3", &hosts, &networks, &vms, &[], &[], &incoming);
+        assert_eq!(h3.qos, std::slice::from_ref(&entry));
+        let h2 = switch_config("h2", &hosts, &networks, &vms, &[], &[], &incoming);
+        assert_eq!(h2.qos, std::slice::from_ref(&entry));
+        // After it, h3 only.
+        vms.iter_mut().find(|v| v.spec.name == "c").unwrap().host = "h3".into();
+        let h2 = switch_config("h2", &hosts, &networks, &vms, &[], &[], &[]);
+        assert!(h2.qos.is_empty());
+        let h3 = switch_config("h3", &hosts, &networks, &vms, &[], &[], &[]);
+        assert_eq!(h3.qos, [entry]);
+        // A NIC without QoS has no entry.
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &[], &[]);
+        assert!(h1.qos.is_empty());
+    }
+
+    /// A router with an interface on each `(network, subnet, gateway, switch id)` and routes
+    /// `(prefix, via)`.
+    pub(crate) fn router(
+        name: &str,
+        id: u16,
+        ifaces: &[(&str, &str, &str, u16)],
+        routes: &[(&str, &str)],
+    ) -> RouterSummary {
+        use vinfra_types::router::{gateway_mac, RouterAttachment, RouterStaticRoute};
+        RouterSummary {
+            name: name.into(),
+            id,
+            interfaces: ifaces
+                .iter()
+                .map(|(n, subnet, gw, sw)| RouterAttachment {
+                    network: n.to_string(),
+                    subnet: subnet.to_string(),
+                    gateway: gw.to_string(),
+                    gateway_mac: vinfra_types::network::format_mac(gateway_mac(*sw)),
+                })
+                .collect(),
+            routes: routes
+                .iter()
+                .map(|(p, v)| RouterStaticRoute {
+                    prefix: p.to_string(),
+                    via: v.to_string(),
+                })
+                .collect(),
+            uplink: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn routers_bring_every_network_they_attach_to_the_hosts_of_any_of_them() {
+        let hosts = vec![
+            host("h1", "10.77.0.11"),
+            host("h2", "10.77.0.12"),
+            host("h3", "10.77.0.13"),
+        ];
+        let net = |name, kind, seg, sw, subnet: &str| {
+            let mut n = network(name, kind, seg, sw);
+            n.network.subnet = subnet.into();
+            n
+        };
+        let networks = vec![
+            net("front", NetworkKind::Overlay, 10001, 1, "10.1.0.0/24"),
+            net("back", NetworkKind::Overlay, 10002, 2, "10.2.0.0/24"),
+            net("lone", NetworkKind::Overlay, 10003, 3, "10.3.0.0/24"),
+            net("db", NetworkKind::Vlan, 100, 4, "10.4.0.0/24"),
+            // Another tenant's router, the same subnet as front.
+            net("t2", NetworkKind::Overlay, 10005, 5, "10.1.0.0/24"),
+        ];
+        let vms = vec![
+            vm("a", "h1", &[("front", "10.1.0.10", "02:76:66:00:00:01")]),
+            vm("b", "h2", &[("back", "10.2.0.10", "02:76:66:00:00:02")]),
+            vm("c", "h3", &[("back", "10.2.0.11", "02:76:66:00:00:03")]),
+            vm("d", "h3", &[("lone", "10.3.0.10", "02:76:66:00:00:04")]),
+            vm("e", "h2", &[("db", "10.4.0.10", "02:76:66:00:00:05")]),
+            vm("f", "h3", &[("t2", "10.1.0.10", "02:76:66:00:00:06")]),
+        ];
+        let routers = vec![
+            router("r2", 2, &[("t2", "10.1.0.0/24", "10.1.0.1", 5)], &[]),
+            router(
+                "r1",
+                1,
+                &[
+                    ("front", "10.1.0.0/24", "10.1.0.1", 1),
+                    ("back", "10.2.0.0/24", "10.2.0.1", 2),
+                    ("db", "10.4.0.0/24", "10.4.0.254", 4),
+                ],
+                &[("10.9.0.0/16", "10.2.0.10"), ("0.0.0.0/0", "10.2.0.11")],
+            ),
+        ];
+        let config = |h: &str| switch_config(h, &hosts, &networks, &vms, &[], &routers, &[]);
+
+        // h1 has a port on front only: r1 brings back and db, not lone or t2.
+        let h1 = config("h1");
+        assert_eq!(names(&h1), ["back", "db", "front"]);
+        let r1 = SwitchRouter {
+            name: "r1".into(),
+            id: 1,
+            interfaces: vec![
+                SwitchRouterInterface {
+                    network: "back".into(),
+                    ip: ip("10.2.0.1"),
+                    prefix_len: 24,
+                    mac: "02:76:72:00:00:02".into(),
+                },
+                SwitchRouterInterface {
+                    network: "db".into(),
+                    ip: ip("10.4.0.254"),
+                    prefix_len: 24,
+                    mac: "02:76:72:00:00:04".into(),
+                },
+                SwitchRouterInterface {
+                    network: "front".into(),
+                    ip: ip("10.1.0.1"),
+                    prefix_len: 24,
+                    mac: "02:76:72:00:00:01".into(),
+                },
+            ],
+            routes: vec![
+                SwitchRoute {
+                    prefix: "0.0.0.0/0".into(),
+                    via: ip("10.2.0.11"),
+                },
+                SwitchRoute {
+                    prefix: "10.9.0.0/16".into(),
+                    via: ip("10.2.0.10"),
+                },
+            ],
+            uplink: None,
+        };
+        assert_eq!(h1.routers, std::slice::from_ref(&r1));
+        // A routed network like any other: its flood list is the hosts with ports on it, its
+        // MAC and ARP entries every NIC on it, so the routed frame goes straight to the
+        // destination's host.
+        let back = &h1.networks[0];
+        assert_eq!(back.flood, [ip("10.77.0.12"), ip("10.77.0.13")]);
+        assert_eq!(
+            macs(&h1),
+            [
+                ("back", "02:76:66:00:00:02", ip("10.77.0.12")),
+                ("back", "02:76:66:00:00:03", ip("10.77.0.13")),
+            ],
+            "db is a VLAN: its trunk learns e's MAC"
+        );
+        let arps: Vec<(&str, Ipv4Addr)> =
+            h1.arps.iter().map(|a| (a.network.as_str(), a.ip)).collect();
+        assert_eq!(
+            arps,
+            [
+                ("back", ip("10.2.0.10")),
+                ("back", ip("10.2.0.11")),
+                ("db", ip("10.4.0.10")),
+                ("front", ip("10.1.0.10")),
+            ]
+        );
+        // The DHCP responder of a routed network hands out its router's gateway (front's
+        // record has none of its own here).
+        let front = &h1.networks[2];
+        assert_eq!(
+            front.dhcp.map(|d| (d.gateway, d.server)),
+            Some((Some(ip("10.1.0.1")), ip("10.1.0.1")))
+        );
+        assert_eq!(
+            h1.networks[1].dhcp.and_then(|d| d.gateway),
+            Some(ip("10.4.0.254"))
+        );
+
+        // h2 (ports on back and db) gets front, whose flood list is h1 alone; h1 only routes
+        // into back, so back's flood list on h2 is h3 alone.
+        let h2 = config("h2");
+        assert_eq!(names(&h2), ["back", "db", "front"]);
+        assert_eq!(h2.networks[0].flood, [ip("10.77.0.13")]);
+        assert_eq!(h2.networks[2].flood, [ip("10.77.0.11")]);
+        assert!(macs(&h2).contains(&("front", "02:76:66:00:00:01", ip("10.77.0.11"))));
+        assert_eq!(h2.routers, std::slice::from_ref(&r1));
+
+        // h3 has both tenants' routers; the same subnet in each, never mixed.
+        let h3 = config("h3");
+        assert_eq!(names(&h3), ["back", "db", "front", "lone", "t2"]);
+        let ids: Vec<(&str, u16, Vec<&str>)> = h3
+            .routers
+            .iter()
+            .map(|r| {
+                let nets = r.interfaces.iter().map(|i| i.network.as_str()).collect();
+                (r.name.as_str(), r.id, nets)
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("r1", 1, vec!["back", "db", "front"]),
+                ("r2", 2, vec!["t2"])
+            ]
+        );
+        // lone has no router: its DHCP responder has no gateway.
+        assert_eq!(h3.networks[3].dhcp.and_then(|d| d.gateway), None);
+
+        // A host without ports carries no router.
+        assert!(config("h4").routers.is_empty());
+        // Without routers, h1 has front alone, as before.
+        let plain = switch_config("h1", &hosts, &networks, &vms, &[], &[], &[]);
+        assert_eq!(names(&plain), ["front"]);
+        assert!(plain.routers.is_empty());
+        // Equal inputs, equal output (whatever the record order).
+        let mut reversed = routers.clone();
+        reversed.reverse();
+        assert_eq!(
+            switch_config("h1", &hosts, &networks, &vms, &[], &reversed, &[]),
+            h1
+        );
+
+        // A VM migrating to h1 onto lone: h1 gets lone (a port on its way), and no router
+        // comes with it.
+        let incoming = vec![("d".to_string(), "h1".to_string())];
+        let h1 = switch_config("h1", &hosts, &networks, &vms, &[], &routers, &incoming);
+        assert_eq!(names(&h1), ["back", "db", "front", "lone"]);
+        assert_eq!(h1.routers.len(), 1);
+        // An interface on a network the records no longer have is left out.
+        let mut gone = networks.clone();
+        gone.retain(|n| n.network.name != "db");
+        let h1 = switch_config("h1", &hosts, &gone, &vms, &[], &routers, &[]);
+        assert_eq!(names(&h1), ["back", "front"]);
+        let nets: Vec<&str> = h1.routers[0]
+            .interfaces
+            .iter()
+            .map(|i| i.network.as_str())
+            .collect();
+        assert_eq!(nets, ["back", "front"]);
     }
 }

@@ -1,5 +1,6 @@
 //! Networks: create (VNI or VLAN ID and switch number claimed with the record), list, show
-//! (with the ports: each VM NIC on the network), delete (refused while a VM has a NIC on it).
+//! (with the ports: each VM NIC on the network), delete (refused while a VM has a NIC on it or
+//! it is attached to a router).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,7 @@ use vinfra_types::network::{
     self as net, CreateNetworkRequest, Network, NetworkKind, NetworkPort, NetworkSummary,
 };
 
-use crate::error::{Error, Object};
+use crate::error::{Error, Object, RouterRefusal};
 use crate::state::records::{self as keys, now_s, NetworkRecord, SegmentClaim};
 use crate::state::{Console, Writes};
 
@@ -46,7 +47,12 @@ pub async fn create(
     }
     let kind = request.kind;
     let (label, wanted, first, last) = match kind {
-        NetworkKind::Overlay => ("vni", request.vni, net::AUTO_VNI_START, net::MAX_VNI),
+        NetworkKind::Overlay => (
+            "vni",
+            request.vni,
+            net::AUTO_VNI_START,
+            net::MAX_NETWORK_VNI,
+        ),
         NetworkKind::Vlan => (
             "vlan_id",
             request.vlan_id,
@@ -95,6 +101,7 @@ pub async fn create(
         network: network.clone(),
         switch_id,
         ipam: BTreeMap::new(),
+        reserved: BTreeMap::new(),
     };
     let claim = keys::encode(&SegmentClaim {
         network: name.clone(),
@@ -194,8 +201,9 @@ pub fn show(console: &Console, name: &str) -> Result<NetworkSummary, Error> {
     Ok(summary(console, &rec.value))
 }
 
-/// Deletes a network no VM has a NIC on ([`Error::NetworkInUse`] naming the VMs otherwise),
-/// with its claims.
+/// Deletes a network no VM has a NIC on ([`Error::NetworkInUse`] naming the VMs otherwise) and
+/// no router is attached to ([`RouterRefusal::NetworkAttached`] naming it), with its claims.
+/// An attachment writes its router under the networks lock, so none comes in between.
 pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
     let _lock = console.inflight().networks_lock().await;
     let cur = console
@@ -224,6 +232,22 @@ pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
             more: users.len().saturating_sub(shown.len()),
             users: shown,
         });
+    }
+    let routers = console.routers()?;
+    if let Some(router) = crate::routers::router_of(&routers, name) {
+        return Err(RouterRefusal::NetworkAttached {
+            network: name.to_string(),
+            router,
+        }
+        .into());
+    }
+    let uplinks = crate::routers::uplinks_on(&routers, name);
+    if !uplinks.is_empty() {
+        return Err(RouterRefusal::NetworkIsUplink {
+            network: name.to_string(),
+            routers: uplinks,
+        }
+        .into());
     }
     let mut claims = Writes::default();
     claims.ops.push(Op::Delete {

@@ -11,7 +11,7 @@ use vinfra_store::{Compare, Op};
 use vinfra_types::network::{self as net, Ipv4Subnet};
 use vinfra_types::NicSpec;
 
-use crate::error::{Error, Object};
+use crate::error::{Error, Object, RouterRefusal};
 use crate::state::records::{
     self as keys, CleanupRecord, IpamEntry, MacClaim, NetworkRecord, Versioned,
 };
@@ -71,6 +71,7 @@ fn assign_in(
             Some(g) => Some(g.parse().map_err(|_| corrupt("gateway"))?),
             None => None,
         };
+        let reserved = &rec.value.reserved;
         let ipam = &mut rec.value.ipam;
         let ip = match &nic.ip {
             Some(text) => {
@@ -96,6 +97,15 @@ fn assign_in(
                         network: name,
                     });
                 }
+                if let Some(holder) = reserved.get(&ip.to_string()) {
+                    return Err(RouterRefusal::NicAddressReserved {
+                        index,
+                        ip,
+                        network: name,
+                        holder: holder.clone(),
+                    }
+                    .into());
+                }
                 if let Some(holder) = ipam.get(&ip.to_string()) {
                     return Err(if holder.vm == vm {
                         Error::NicAddressTwice { index, ip }
@@ -112,7 +122,12 @@ fn assign_in(
             }
             None => subnet
                 .usable()
-                .find(|a| Some(*a) != gateway && !ipam.contains_key(&a.to_string()))
+                .find(|a| {
+                    let text = a.to_string();
+                    Some(*a) != gateway
+                        && !ipam.contains_key(&text)
+                        && !reserved.contains_key(&text)
+                })
                 .ok_or_else(|| Error::NetworkFull {
                     network: name.clone(),
                     subnet,

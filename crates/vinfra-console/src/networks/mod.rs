@@ -3,7 +3,9 @@
 //! - [`crud`]: create, list, show and delete networks;
 //! - [`ipam`]: the addresses and MACs of VM NICs, claimed and released in the same store
 //!   transaction as the VM record they serve;
-//! - [`config`]: what one host's virtual switch needs to know (pure, over the records);
+//! - [`config`]: what one host's virtual switch needs to know (pure, over the records), with
+//!   [`firewall`]: its VM NICs' firewalls from their security groups, and [`routing`]: the
+//!   routers on the host and the networks they bring;
 //! - [`push`]: sending it to the host's agent;
 //! - [`counters`]: traffic counters read from the hosts' switches.
 //!
@@ -15,5 +17,7 @@
 pub mod config;
 pub mod counters;
 pub mod crud;
+pub mod firewall;
 pub mod ipam;
 pub mod push;
+pub mod routing;

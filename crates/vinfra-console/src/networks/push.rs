@@ -22,9 +22,9 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .iter()
         .map(|m| (m.vm.clone(), m.destination.clone()))
         .collect();
-    // Without a port of its own (a NIC of a VM placed there or arriving) a host's switch
-    // carries no network: the configuration has only the underlay peers, whatever the other
-    // records say.
+    // Without a port of its own (a NIC of a VM placed there or arriving) nor a router's edge,
+    // a host's switch carries no network: the configuration has only the underlay peers,
+    // whatever the other records say.
     let has_port = |rec: &VmRecord| {
         rec.spec
             .nics
@@ -35,7 +35,18 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .iter()
         .filter(|(_, to)| to == host)
         .filter_map(|(vm, _)| console.vm(vm).ok());
-    if !console.vms_on(host).iter().any(has_port)
+    let routers: Vec<_> = console
+        .routers()?
+        .into_iter()
+        .map(|v| v.value.router)
+        .collect();
+    let edge_here = routers.iter().any(|r| {
+        r.uplink
+            .as_ref()
+            .is_some_and(|u| u.edge.as_deref() == Some(host))
+    });
+    if !edge_here
+        && !console.vms_on(host).iter().any(has_port)
         && !arriving.into_iter().any(|v| has_port(&v.value))
     {
         return Ok(HostSwitchConfig {
@@ -43,11 +54,18 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
             ..HostSwitchConfig::default()
         });
     }
+    let groups: Vec<_> = console
+        .security_groups()?
+        .into_iter()
+        .map(|v| v.value.group)
+        .collect();
     Ok(switch_config(
         host,
         &console.host_records(),
         &console.network_records(),
         &console.vm_records(),
+        &groups,
+        &routers,
         &migrating,
     ))
 }

@@ -18,7 +18,8 @@ use super::events::{self, EventLog};
 use super::inflight::Inflight;
 use super::locks::read;
 use super::records::{
-    self as keys, CleanupRecord, DesiredPower, HostRecord, NetworkRecord, Versioned, VmRecord,
+    self as keys, CleanupRecord, DesiredPower, HostRecord, NetworkRecord, RouterRecord,
+    SecurityGroupRecord, Versioned, VmRecord,
 };
 use crate::agents::AgentRegistry;
 use crate::error::{Error, Object, RecordError};
@@ -105,6 +106,7 @@ pub struct Console {
     inflight: Inflight,
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
+    flows: super::flows::FlowStore,
     source_lost_after: Duration,
     create_timeout: Duration,
     fence_timeout: Duration,
@@ -152,10 +154,16 @@ impl Console {
             inflight: Inflight::default(),
             events,
             ha: super::ha::HaBoard::default(),
+            flows: super::flows::FlowStore::default(),
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
         })
+    }
+
+    /// The hosts' flows of the last hour.
+    pub fn flow_store(&self) -> &super::flows::FlowStore {
+        &self.flows
     }
 
     /// What the HA controller last concluded about each host.
@@ -402,6 +410,38 @@ impl Console {
         keys::get::<PlacementRule>(self.store.as_ref(), &keys::rule_key(name))?
             .map(|v| v.value)
             .ok_or_else(|| Error::not_found(Object::Rule, name))
+    }
+
+    /// Every stored security group, in name order, with its revision.
+    pub fn security_groups(&self) -> Result<Vec<Versioned<SecurityGroupRecord>>, Error> {
+        Ok(
+            keys::range::<SecurityGroupRecord>(self.store.as_ref(), keys::SECURITY_GROUPS)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect(),
+        )
+    }
+
+    /// One stored security group with its revision.
+    pub fn security_group(&self, name: &str) -> Result<Versioned<SecurityGroupRecord>, Error> {
+        keys::get::<SecurityGroupRecord>(self.store.as_ref(), &keys::security_group_key(name))?
+            .ok_or_else(|| Error::not_found(Object::SecurityGroup, name))
+    }
+
+    /// Every stored router, in name order, with its revision.
+    pub fn routers(&self) -> Result<Vec<Versioned<RouterRecord>>, Error> {
+        Ok(
+            keys::range::<RouterRecord>(self.store.as_ref(), keys::ROUTERS)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect(),
+        )
+    }
+
+    /// One stored router with its revision.
+    pub fn router(&self, name: &str) -> Result<Versioned<RouterRecord>, Error> {
+        keys::get::<RouterRecord>(self.store.as_ref(), &keys::router_key(name))?
+            .ok_or_else(|| Error::not_found(Object::Router, name))
     }
 
     /// The host of a cleanup marker that holds VM name `vm` (an earlier VM of that name may

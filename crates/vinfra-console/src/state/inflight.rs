@@ -1,6 +1,6 @@
 //! What is in flight, in memory only: which VMs have an operation running, the locks that
 //! serialize placement (with what placement keeps between its decisions, and the names whose
-//! records changed since), network changes, changes of start-after orderings and each host's
+//! records changed since), network changes, changes of start-after orderings, security groups and routers, each host's
 //! switch pushes, the migrations running, the hosts being fenced, and the balancer's wake-up and
 //! last results.
 
@@ -187,6 +187,12 @@ pub struct Inflight {
     switch_pushes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Serializes the checks of VMs' start-after orderings with the writes that change them.
     start_after: tokio::sync::Mutex<()>,
+    /// Serializes the checks that security groups exist (or are unused) with the writes that
+    /// depend on them.
+    security_groups: tokio::sync::Mutex<()>,
+    /// Serializes router changes, from the checks (attachments, routes) to the write. Taken
+    /// before the networks lock when both are held.
+    routers: tokio::sync::Mutex<()>,
     /// The hosts whose fence command runs.
     fencing: Arc<Mutex<HashSet<String>>>,
     /// The balancer's wake-up and results.
@@ -308,6 +314,19 @@ impl Inflight {
     /// name a deleted VM.
     pub async fn start_after_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.start_after.lock().await
+    }
+
+    /// Takes the security-group lock: hold it from checking that the groups a NIC or a rule
+    /// names exist (or that no NIC or rule names a group) until the record is written.
+    pub async fn security_groups_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.security_groups.lock().await
+    }
+
+    /// Takes the router lock: hold it from reading the routers (which network is attached
+    /// where, which routes a router has) until the router record is written. An attachment
+    /// takes the networks lock after it.
+    pub async fn routers_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.routers.lock().await
     }
 
     /// Marks `host` as being fenced; [`Error::FenceInProgress`] when its fence command runs

@@ -11,10 +11,12 @@
 //!   decisions, and the names changed since) and the networks lock, migrations in flight,
 //!   switch push locks, the balancer's wake-up and results;
 //! - [`events`]: the event history;
+//! - [`flows`]: the hosts' flows in one-minute buckets (the last hour), grouped on demand;
 //! - [`ha`]: what the HA controller last concluded about each host.
 
 mod console;
 pub mod events;
+pub mod flows;
 pub mod ha;
 pub mod inflight;
 mod locks;

@@ -9,8 +9,10 @@
 //! | `/vinfra/migrations/<vm>` | [`MigrationRecord`] |
 //! | `/vinfra/events/<seq, 20 digits>` | [`vinfra_types::api::Event`] |
 //! | `/vinfra/rules/<name>` | [`vinfra_types::balancing::PlacementRule`] |
+//! | `/vinfra/security-groups/<name>` | [`SecurityGroupRecord`] |
+//! | `/vinfra/routers/<name>` | [`RouterRecord`] |
 //! | `/vinfra/networks/<name>` | [`NetworkRecord`] (definition and IPAM) |
-//! | `/vinfra/segments/{vni,vlan,switch}/<n>` | [`SegmentClaim`] |
+//! | `/vinfra/segments/{vni,vlan,switch,router}/<n>` | [`SegmentClaim`] |
 //! | `/vinfra/macs/<mac>` | [`MacClaim`] |
 //! | `/vinfra/cleanups/<host>/<vm>/<id>` | [`CleanupRecord`]: a VM that may still exist on a host |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
@@ -35,6 +37,10 @@ pub const MIGRATIONS: &str = "/vinfra/migrations/";
 pub const EVENTS: &str = "/vinfra/events/";
 /// Prefix of the placement rules.
 pub const RULES: &str = "/vinfra/rules/";
+/// Prefix of the security groups.
+pub const SECURITY_GROUPS: &str = "/vinfra/security-groups/";
+/// Prefix of the routers.
+pub const ROUTERS: &str = "/vinfra/routers/";
 /// Prefix of the logical networks (definition and IPAM).
 pub const NETWORKS: &str = "/vinfra/networks/";
 /// Prefix of the VNI and VLAN ID claims (one network each).
@@ -74,11 +80,20 @@ pub fn event_key(seq: u64) -> String {
 pub fn rule_key(name: &str) -> String {
     format!("{RULES}{name}")
 }
+/// The security group `name`.
+pub fn security_group_key(name: &str) -> String {
+    format!("{SECURITY_GROUPS}{name}")
+}
+/// The router `name`.
+pub fn router_key(name: &str) -> String {
+    format!("{ROUTERS}{name}")
+}
 /// The record of network `name`.
 pub fn network_key(name: &str) -> String {
     format!("{NETWORKS}{name}")
 }
-/// The claim of a number in one of the spaces `vni`, `vlan` or `switch` (a network's switch id).
+/// The claim of a number in one of the spaces `vni`, `vlan`, `switch` (a network's switch id) or
+/// `router` (a router's switch id).
 pub fn segment_key(space: &str, id: u32) -> String {
     format!("{SEGMENTS}{space}/{id}")
 }
@@ -225,6 +240,10 @@ pub struct NetworkRecord {
     /// Allocated addresses (dotted quad) and who holds them.
     #[serde(default)]
     pub ipam: BTreeMap<String, IpamEntry>,
+    /// Addresses (dotted quad) held by routers on this external network, never given to a NIC:
+    /// an uplink's address or a floating IP, with what holds it (`the uplink of router 'r1'`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved: BTreeMap<String, String>,
 }
 
 /// One allocated address.
@@ -238,10 +257,30 @@ pub struct IpamEntry {
     pub mac: String,
 }
 
-/// A VNI, VLAN ID or switch id taken by a network.
+/// A security group with the next id its rules get.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroupRecord {
+    /// The group as the API shows it, rules by id.
+    pub group: vinfra_types::security_group::SecurityGroup,
+    /// The id the next rule gets (ids are never reused in a group).
+    pub next_rule_id: u32,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// A router: its number, its interfaces (the gateways of the networks attached to it) and its
+/// static routes. A network is attached to at most one router; attaching it writes the
+/// network's gateway (when it had none) in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterRecord {
+    /// The router as the API shows it: interfaces by network name, routes by prefix.
+    pub router: vinfra_types::router::RouterSummary,
+}
+
+/// A VNI, VLAN ID or switch id taken by a network, or a switch id taken by a router.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentClaim {
-    /// The network holding it.
+    /// The network (or router) holding it.
     pub network: String,
 }
 

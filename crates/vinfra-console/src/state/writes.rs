@@ -9,7 +9,8 @@ use vinfra_types::api::{ClusterSettings, Event};
 use super::console::{Console, VmMirror};
 use super::locks::write;
 use super::records::{
-    self as keys, ApiTokenRecord, HostRecord, NetworkRecord, Versioned, VmRecord,
+    self as keys, ApiTokenRecord, HostRecord, NetworkRecord, RouterRecord, SecurityGroupRecord,
+    Versioned, VmRecord,
 };
 use crate::error::{Error, Object, RecordError};
 
@@ -381,6 +382,65 @@ impl Console {
         };
         Ok(self
             .commit(vec![compare], vec![delete], writes, None)?
+            .succeeded)
+    }
+
+    /// Writes security group `name`'s record (or deletes it with `None`) if the stored one is
+    /// still at revision `expected` (`None`: absent), with `event` in the same transaction.
+    /// False when the record is not as expected.
+    pub fn write_security_group(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&SecurityGroupRecord>,
+        event: Option<Event>,
+    ) -> Result<bool, Error> {
+        let key = keys::security_group_key(name);
+        let compare = match expected {
+            None => Compare::absent(key.clone()),
+            Some(rev) => Compare::mod_revision(key.clone(), rev),
+        };
+        let op = match new {
+            Some(rec) => Op::Put {
+                key,
+                value: keys::encode(rec)?,
+                lease: 0,
+            },
+            None => Op::Delete { key },
+        };
+        Ok(self
+            .commit(vec![compare], vec![op], Writes::default(), event)?
+            .succeeded)
+    }
+
+    /// Writes router `name`'s record (or deletes it with `None`) if the stored one is still at
+    /// revision `expected` (`None`: absent), with `writes` (the router's number claim, the
+    /// record of the network it attaches) and `event` in the same transaction. False (and the
+    /// networks' mirror reloaded when `writes` has network records) when a comparison failed.
+    /// Hold the router lock, and the networks lock when `writes` has network records.
+    pub fn write_router(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&RouterRecord>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<bool, Error> {
+        let key = keys::router_key(name);
+        let compare = match expected {
+            None => Compare::absent(key.clone()),
+            Some(rev) => Compare::mod_revision(key.clone(), rev),
+        };
+        let op = match new {
+            Some(rec) => Op::Put {
+                key,
+                value: keys::encode(rec)?,
+                lease: 0,
+            },
+            None => Op::Delete { key },
+        };
+        Ok(self
+            .commit(vec![compare], vec![op], writes, event)?
             .succeeded)
     }
 

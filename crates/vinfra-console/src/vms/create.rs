@@ -1,4 +1,5 @@
-//! Creating a VM, one way through: checks (with its HA start-after, [`super::ha`]), a host
+//! Creating a VM, one way through: checks (with its HA start-after, [`super::ha`], and its NICs'
+//! security groups, [`crate::security_groups`]), a host
 //! from [`crate::fit`] (admitted under the HA reserve when it starts), addresses and MACs from
 //! [`crate::networks::ipam`], one store transaction (record, NIC claims, event), the host's
 //! switch configuration ([`crate::networks::push`]), `CreateVm` to the host's agent, the reply.
@@ -12,6 +13,7 @@ use super::{cleanups, ha, views};
 use crate::error::{Error, Object};
 use crate::fit::{self, Target};
 use crate::networks::{ipam, push};
+use crate::security_groups;
 use crate::state::events::event;
 use crate::state::records::{now_s, DesiredPower, VmRecord};
 use crate::state::{Console, Writes};
@@ -40,6 +42,15 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         return Err(Error::NameReserved { vm: name, host });
     }
     let rec = {
+        // The security groups the NICs name are checked, and the record written, under the
+        // security-group lock.
+        let _groups = if spec.nics.iter().any(|n| !n.security_groups.is_empty()) {
+            let lock = console.inflight().security_groups_lock().await;
+            security_groups::check_nics(console, spec.nics.iter().enumerate())?;
+            Some(lock)
+        } else {
+            None
+        };
         // A start-after is checked, and the record written, under the start-after lock.
         let _order = match &spec.ha.start_after {
             Some(_) => Some(console.inflight().start_after_lock().await),

@@ -85,5 +85,12 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
     cleanups::forget(console, name, cur.mod_revision, rec, leave, Some(done)).await?;
     let _ = console.store().delete(&keys::migration_key(name));
     ha::forget_start_after(console, name).await;
+    if let Err(e) = crate::routers::floating::release_vm(console, name).await {
+        tracing::warn!(
+            vm = name,
+            "floating IPs not released: {}",
+            vinfra_types::error::Chain(&e)
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! VMs: create, power (start, stop, reboot), delete, views (summaries, console log), the HA
-//! policy (ha), and the removal of a VM's record with what it holds (cleanups).
+//! policy (ha), a NIC's settings (nics: security groups, port security), and the removal of a VM's record with what it holds (cleanups).
 //!
 //! Nothing is left behind unknown to the console. A VM whose creation failed is removed again;
 //! when the host gave a clear refusal (and confirms the VM is gone) its addresses and MACs are
@@ -14,5 +14,6 @@ pub mod cleanups;
 pub mod create;
 pub mod delete;
 pub mod ha;
+pub mod nics;
 pub mod power;
 pub mod views;

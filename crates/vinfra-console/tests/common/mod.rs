@@ -198,6 +198,8 @@ pub struct Behaviour {
     /// After the switchover, how many `ObserveVm` answers still show the incoming VM waiting
     /// (QEMU resumes the destination a moment after the source completes).
     pub resume_after_observes: u32,
+    /// `ImportConnections` fails (a full connection table).
+    pub refuse_imports: bool,
 }
 
 /// VMs whose migration stream completed, wherever they went: the fake "QEMU" of a destination
@@ -267,6 +269,14 @@ pub struct FakeState {
     pub trunk: Option<String>,
     /// The underlay MTU reported (default 1500).
     pub underlay_mtu: Option<u32>,
+    /// The firewalls of the switch configuration held when each `PrepareIncoming` came, by VM.
+    pub firewalls_at_prepare: HashMap<Uuid, Vec<vinfra_proto::SwitchNicFirewall>>,
+    /// Every `ImportConnections` received: the VM and its NICs' connections.
+    pub imported: Vec<(Uuid, Vec<vinfra_proto::NicConnections>)>,
+    /// The last IPFIX collector received (`SetFlowExport`), if any was.
+    pub collector: Option<Option<std::net::SocketAddr>>,
+    /// Messages to send with the next tick (e.g. `Flows`).
+    pub outbox: Vec<AgentMessage>,
 }
 
 pub struct FakeAgent {
@@ -553,6 +563,12 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                     detail: "incoming QEMU failed to start".into(),
                 });
             }
+            let firewalls = state
+                .switch_config
+                .as_ref()
+                .map(|c| c.firewalls.clone())
+                .unwrap_or_default();
+            state.firewalls_at_prepare.insert(vm.id, firewalls);
             state.vms.insert(vm.id, (vm, PowerState::Incoming));
             Ok(CommandReply::Incoming {
                 uri: "tcp:127.0.0.1:49152".into(),
@@ -666,6 +682,34 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             counters: fake_switch_counters(state),
         }),
         AgentCommand::SetHa { .. } => Ok(CommandReply::Done),
+        AgentCommand::SetFlowExport { collector } => {
+            state.collector = Some(collector);
+            Ok(CommandReply::Done)
+        }
+        // One established TCP connection to port 8080 per NIC of the VM.
+        AgentCommand::ExportConnections { id } => {
+            let nics = state.vms.get(&id).map_or_else(Vec::new, |(vm, _)| {
+                vm.spec
+                    .nics
+                    .iter()
+                    .map(|n| vinfra_proto::NicConnections {
+                        network: n.network.clone(),
+                        mac: n.mac.clone().unwrap_or_default(),
+                        entries: vec![fake_connection()],
+                    })
+                    .collect()
+            });
+            Ok(CommandReply::Connections { nics })
+        }
+        AgentCommand::ImportConnections { id, nics } => {
+            if state.behaviour.refuse_imports {
+                return Err(CommandError::Network {
+                    detail: "connection table full".into(),
+                });
+            }
+            state.imported.push((id, nics));
+            Ok(CommandReply::Done)
+        }
         AgentCommand::SetVmHa { id, ha } => {
             let (vm, _) = state.vms.get_mut(&id).ok_or(missing(id))?;
             vm.spec.ha.enabled = ha;
@@ -679,6 +723,24 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
                 text: text[text.len() - n..].to_string(),
             })
         }
+    }
+}
+
+/// The connection a fake agent's switch tracks for every NIC of its VMs: TCP from 10.99.0.1
+/// to the VM's port 8080, established.
+pub fn fake_connection() -> vinfra_proto::ConnectionSpec {
+    vinfra_proto::ConnectionSpec {
+        original: vinfra_proto::ConnTupleSpec {
+            src: std::net::Ipv4Addr::new(10, 99, 0, 1),
+            dst: std::net::Ipv4Addr::new(10, 99, 0, 2),
+            protocol: 6,
+            src_port: 40000,
+            dst_port: 8080,
+        },
+        origin: vinfra_proto::SideSpec::ToVm,
+        tcp_state: Some(vinfra_proto::TcpStateSpec::Established),
+        replied: true,
+        remaining_ms: 60_000,
     }
 }
 
@@ -699,8 +761,36 @@ pub fn fake_port_traffic(nic: usize) -> vinfra_types::network::TrafficCounters {
     }
 }
 
+/// The firewall counters the fake agent reports for a NIC with an entry in its switch
+/// configuration's firewalls: 2 connections, each rule `10 × rule id + its position` hits.
+fn fake_port_firewall(
+    state: &FakeState,
+    network: &str,
+    mac: Option<&str>,
+) -> Option<vinfra_types::network::PortFirewallCounters> {
+    let entry = state
+        .switch_config
+        .as_ref()?
+        .firewalls
+        .iter()
+        .find(|f| f.network == network && Some(f.mac.as_str()) == mac)?;
+    Some(vinfra_types::network::PortFirewallCounters {
+        connections: 2,
+        rules: entry
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| vinfra_types::network::PortRuleHits {
+                group: r.group.clone(),
+                rule_id: r.rule_id,
+                hits: 10 * u64::from(r.rule_id) + i as u64,
+            })
+            .collect(),
+    })
+}
+
 /// Switch counters derived from the fake agent's state: a port per NIC of each running VM
-/// ([`fake_port_traffic`]), each configured network the sum of its ports (with, per port, 3 ARP
+/// ([`fake_port_traffic`], [`fake_port_firewall`]), each configured network the sum of its ports (with, per port, 3 ARP
 /// answers, 5 floods and 1 refused learning), the uplink the sum of everything.
 fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchCounters {
     use vinfra_types::network::{SwitchNetworkCounters, SwitchPortCounters, TrafficCounters};
@@ -723,6 +813,7 @@ fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchC
                 traffic: fake_port_traffic(nic),
                 tx_errors: 0,
                 rx_errors: 0,
+                firewall: fake_port_firewall(state, &n.network, n.mac.as_deref()),
             });
         }
     }
@@ -756,6 +847,7 @@ fn fake_switch_counters(state: &FakeState) -> vinfra_types::network::HostSwitchC
         uplink: Some(uplink),
         trunk: None,
         switch_drops: Default::default(),
+        routers: Vec::new(),
     }
 }
 
@@ -821,8 +913,15 @@ async fn run_agent(
                     if st.behaviour.resume_after_observes == 0 {
                         resume_arrived(&mut st);
                     }
-                    (!st.reports_stalled).then(|| report(&host, capacity, &st))
+                    let outbox = std::mem::take(&mut st.outbox);
+                    ((!st.reports_stalled).then(|| report(&host, capacity, &st)), outbox)
                 };
+                let (r, outbox) = r;
+                for m in outbox {
+                    if tx.send(&m).await.is_err() {
+                        return;
+                    }
+                }
                 seq += 1;
                 if tx.send(&AgentMessage::Heartbeat { seq }).await.is_err() {
                     return;
@@ -869,4 +968,25 @@ pub async fn start_ha_console(dir: &Path, datastore: &Path) -> TestConsole {
         cfg.datastore = Some(datastore);
     })
     .await
+}
+
+/// Waits until `agent`'s last switch configuration satisfies `ok`.
+pub async fn wait_config(
+    agent: &FakeAgent,
+    what: &str,
+    ok: impl Fn(&vinfra_proto::HostSwitchConfig) -> bool,
+) -> vinfra_proto::HostSwitchConfig {
+    for _ in 0..200 {
+        if let Some(cfg) = agent.switch_config() {
+            if ok(&cfg) {
+                return cfg;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{}: never got a switch configuration with {what}; last: {:?}",
+        agent.host,
+        agent.switch_config()
+    );
 }

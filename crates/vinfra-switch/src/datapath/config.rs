@@ -4,9 +4,11 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 
 use super::firewall::conntrack::{ConnEntry, ConntrackFull};
-use super::firewall::rules::{FirewallRule, FirewallRuleError};
-use super::ids::{NetworkId, PortId, Segment};
+use super::firewall::rules::{FirewallRule, FirewallRuleError, Prefix};
+use super::flows::{FlowTableSettings, MAX_FLOW_ENTRIES};
+use super::ids::{NetworkId, PortId, RouterId, Segment};
 use super::mac_table::Location;
+use super::nat::{Edge, UplinkError};
 use super::policy::PortPolicy;
 use super::port::PortConfig;
 use crate::wire::{MacAddr, VlanId, Vni};
@@ -26,6 +28,9 @@ pub struct SwitchSettings {
     /// Most connections the firewall tracks for one port, so one VM cannot fill the table for
     /// the others.
     pub conntrack_zone_max_entries: usize,
+    /// Most NAT sessions (every router's uplink together); a new session beyond it is dropped
+    /// (`nat_table_full`) once the expired ones are freed.
+    pub nat_max_sessions: usize,
 }
 
 impl Default for SwitchSettings {
@@ -35,6 +40,7 @@ impl Default for SwitchSettings {
             mac_learn_limit: 8192,
             conntrack_max_entries: 262_144,
             conntrack_zone_max_entries: 65_536,
+            nat_max_sessions: 262_144,
         }
     }
 }
@@ -144,6 +150,10 @@ pub enum ConfigCommand {
     },
     /// Replaces the switch-wide settings.
     SetSettings(SwitchSettings),
+    /// Sets flow accounting ([`FlowTableSettings`]): on or off (off empties the flow table), the
+    /// table's bound (at most [`MAX_FLOW_ENTRIES`], else [`ConfigError::FlowTableTooLarge`])
+    /// and the idle timeout. On, with 65,536 flows and 120 s, until set.
+    SetFlowAccounting(FlowTableSettings),
     /// Replaces an access port's policy (port security, MAC limit, storm control). Storm
     /// control starts with a full bucket, and keeps its bucket when set again with the same
     /// rate and burst.
@@ -190,6 +200,18 @@ pub enum ConfigCommand {
         /// The rules; `None` for no firewall.
         rules: Option<Vec<FirewallRule>>,
     },
+    /// Sets (`Some`, 0 to 63) or removes (`None`, the default: the guest's DSCP is trusted) an
+    /// access port's DSCP mark: every IPv4 packet from the port then leaves the switch with
+    /// that DSCP (ECN bits kept, header checksum updated), set after port security and the
+    /// port's firewall, on every copy (each segment of a large TCP segment too); an overlay
+    /// frame's outer header copies it. A mark above 63 is refused ([`ConfigError::BadDscp`]).
+    /// The mark goes away with the port.
+    SetPortDscp {
+        /// A VM or host port.
+        port: PortId,
+        /// The DSCP; `None` keeps what the guest sent.
+        mark: Option<u8>,
+    },
     /// Gives an access port connections exported from another switch
     /// ([`super::Switch::export_connections`]), before a migrating VM switches over to this
     /// host, so its established connections go on here. Each lives the time it had left, from
@@ -210,6 +232,110 @@ pub enum ConfigCommand {
         network: NetworkId,
         /// The responder's parameters.
         config: Option<DhcpConfig>,
+    },
+    /// Adds a router (a routing domain, VRF) with no interfaces and no routes. Numbers 1 to
+    /// [`RouterId::MAX`].
+    AddRouter(RouterId),
+    /// Removes a router with its interfaces (the networks lose their gateway), routes and
+    /// neighbours.
+    RemoveRouter(RouterId),
+    /// Sets a router's interface on a network: the network's gateway, the same address and MAC
+    /// on every host (a distributed anycast gateway), and the router's connected route to the
+    /// subnet `addr/prefix_len`. A network has at most one interface: setting it again
+    /// replaces it, on this router or another. The address must be a unicast host address of
+    /// its subnet (not the network or broadcast address of a subnet up to /30), the prefix
+    /// length 1 to 32, the MAC unicast, and the subnet may not overlap another interface's of
+    /// the same router (two routers may have the same subnets: they never exchange a packet).
+    SetRouterInterface {
+        /// The router.
+        router: RouterId,
+        /// The network.
+        network: NetworkId,
+        /// The gateway's address.
+        addr: Ipv4Addr,
+        /// The subnet's prefix length.
+        prefix_len: u8,
+        /// The gateway's MAC.
+        mac: MacAddr,
+        /// The network's IP MTU, a limit on routed packets sent on it (`None`: the ports' and
+        /// the uplink's only).
+        mtu: Option<u16>,
+    },
+    /// Removes a network's gateway (its router's interface on it, with the connected route and
+    /// the neighbours learned there). Nothing to remove is not an error.
+    RemoveRouterInterface(NetworkId),
+    /// Adds a static route to a router, replacing one to the same prefix. The prefix's host
+    /// bits must be zero and the next hop a unicast address. The route is used while its next
+    /// hop lies in the subnet of one of the router's interfaces (and is not one of the
+    /// router's addresses); until then, or after that interface goes, it is kept but not used
+    /// (a shorter prefix may match; no match is `no_route`). A connected route wins over a
+    /// static one to the same prefix.
+    AddRoute {
+        /// The router.
+        router: RouterId,
+        /// The destination prefix.
+        prefix: Prefix,
+        /// The next hop.
+        via: Ipv4Addr,
+    },
+    /// Removes a router's static route to a prefix. Nothing to remove is not an error.
+    RemoveRoute {
+        /// The router.
+        router: RouterId,
+        /// The destination prefix.
+        prefix: Prefix,
+    },
+    /// Sets a router's uplink: its interface on an external network (a VLAN network of the
+    /// trunk, without a gateway), which gives the router the connected route of
+    /// `addr/prefix_len`. Not a distributed gateway: only the edge answers ARP for the address
+    /// (and the floating IPs) and sends and receives frames with `mac`. What the router sends
+    /// out through it is source-NATed (to the sender's floating IP, else to `addr` with a
+    /// session); what comes in to those addresses is translated back and routed. On the edge
+    /// ([`Edge::Local`]) this switch does that; on any other host a packet of a local port that
+    /// the router would send through the uplink goes, as it was sent, to the edge's VTEP in
+    /// VXLAN with `transit_vni`. Replaces the router's uplink (its floating IPs that still lie
+    /// in the subnet stay; its sessions stay while the network, address and edge do). Becoming
+    /// the edge sends a gratuitous ARP for each address ([`super::Switch::announce`]).
+    SetRouterUplink {
+        /// The router.
+        router: RouterId,
+        /// The external network.
+        network: NetworkId,
+        /// The router's address on it.
+        addr: Ipv4Addr,
+        /// The subnet's prefix length (1 to 32).
+        prefix_len: u8,
+        /// The uplink's MAC (unicast).
+        mac: MacAddr,
+        /// Where the router's north-south traffic is translated.
+        edge: Edge,
+        /// The VNI from the router's other hosts to its edge (24 bits, no network's).
+        transit_vni: u32,
+        /// The external network's IP MTU (`None`: the trunk's only).
+        mtu: Option<u16>,
+    },
+    /// Removes a router's uplink with its floating IPs and sessions. Nothing to remove is not
+    /// an error.
+    RemoveRouterUplink(RouterId),
+    /// Adds a floating IP: 1:1 NAT between `external` (a host address of the uplink's subnet,
+    /// not the uplink's own) and `internal` (a host address on one of the router's networks,
+    /// with no other floating IP). Replaces the floating IP of the same external address. On
+    /// the edge, sends a gratuitous ARP for it.
+    AddFloatingIp {
+        /// The router (it has an uplink).
+        router: RouterId,
+        /// The address on the external network.
+        external: Ipv4Addr,
+        /// The address behind it.
+        internal: Ipv4Addr,
+    },
+    /// Removes a floating IP. Floating IPs keep no sessions: its traffic stops at once.
+    /// Nothing to remove is not an error.
+    RemoveFloatingIp {
+        /// The router.
+        router: RouterId,
+        /// The address on the external network.
+        external: Ipv4Addr,
     },
 }
 
@@ -297,8 +423,12 @@ pub enum ConfigError {
     /// A group address where a unicast MAC is required.
     #[error("{0} is not a unicast MAC address")]
     NotUnicast(MacAddr),
-    /// A port policy, a firewall or connections for a port that is not a VM or host port.
-    #[error("{0} is not an access port: only VM and host ports have a policy and a firewall")]
+    /// A port policy, a firewall, connections or a DSCP mark for a port that is not a VM or
+    /// host port.
+    #[error(
+        "{0} is not an access port: only VM and host ports have a policy, a firewall and a \
+         DSCP mark"
+    )]
     NotAccessPort(PortId),
     /// Firewall rules that do not compile.
     #[error("firewall rules for {port} refused")]
@@ -326,6 +456,9 @@ pub enum ConfigError {
         /// Its prefix length.
         prefix_len: u8,
     },
+    /// A DSCP mark above 63 (DSCP has six bits).
+    #[error("DSCP {0} is above 63")]
+    BadDscp(u8),
     /// Storm control with a zero rate or burst.
     #[error("storm control needs a rate and a burst of at least 1 frame")]
     BadStormControl,
@@ -343,9 +476,80 @@ pub enum ConfigError {
     /// DHCP without a gateway or a switch address to use as the server identifier.
     #[error("DHCP on {0} needs a gateway or a switch address")]
     DhcpNoServerAddress(NetworkId),
+    /// A router number of 0 or above [`RouterId::MAX`].
+    #[error("{0} is not between 1 and {max}", max = RouterId::MAX)]
+    RouterIdOutOfRange(RouterId),
+    /// The router number is taken.
+    #[error("{0} already exists")]
+    RouterExists(RouterId),
+    /// No such router.
+    #[error("{0} does not exist")]
+    NoSuchRouter(RouterId),
+    /// A route prefix length above 32, or an interface prefix length of 0 or above 32.
+    #[error("prefix length {0} is out of range")]
+    BadRoutePrefixLength(u8),
+    /// A route prefix with bits set past its length.
+    #[error("{addr}/{len} has host bits set")]
+    HostBitsSet {
+        /// The prefix's address.
+        addr: Ipv4Addr,
+        /// Its length.
+        len: u8,
+    },
+    /// A gateway address or next hop that is not a unicast address (0.0.0.0/8, 127.0.0.0/8,
+    /// multicast, 240.0.0.0/4, broadcast).
+    #[error("{0} is not a unicast address")]
+    NotUnicastAddress(Ipv4Addr),
+    /// A gateway address that is its subnet's network or broadcast address.
+    #[error(
+        "{addr}/{prefix_len}: the gateway may not be the subnet's network or broadcast address"
+    )]
+    GatewayNotHostAddress {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The subnet's prefix length.
+        prefix_len: u8,
+    },
+    /// An interface whose subnet overlaps another interface's of the same router.
+    #[error("{addr}/{prefix_len} overlaps the subnet of {router}'s interface on {other}")]
+    OverlappingInterface {
+        /// The router.
+        router: RouterId,
+        /// The new interface's address.
+        addr: Ipv4Addr,
+        /// Its prefix length.
+        prefix_len: u8,
+        /// The network of the interface it overlaps.
+        other: NetworkId,
+    },
     /// An MTU below the IPv4 minimum of 68.
     #[error("MTU {0} is below 68")]
     MtuTooSmall(u16),
+    /// An uplink command refused.
+    #[error("uplink of {router} refused")]
+    Uplink {
+        /// The router.
+        router: RouterId,
+        /// What is wrong.
+        #[source]
+        source: UplinkError,
+    },
+    /// A router interface on a network that is a router's uplink.
+    #[error("{network} is the uplink of {router}: it carries no gateway")]
+    NetworkIsUplink {
+        /// The network.
+        network: NetworkId,
+        /// The router whose uplink it is.
+        router: RouterId,
+    },
+    /// A network whose VNI is a router's transit VNI.
+    #[error("VNI {vni} is the transit VNI of {router}")]
+    VniIsTransit {
+        /// The VNI.
+        vni: Vni,
+        /// The router.
+        router: RouterId,
+    },
     /// An overlay port's MTU exceeds what the VXLAN uplink can carry.
     #[error(
         "{port} has MTU {mtu} but the VXLAN uplink's MTU {underlay_mtu} carries at most \
@@ -361,4 +565,7 @@ pub enum ConfigError {
         /// The largest MTU that fits.
         max: u16,
     },
+    /// A flow table larger than [`MAX_FLOW_ENTRIES`].
+    #[error("a flow table of {0} entries is larger than the limit of {MAX_FLOW_ENTRIES}")]
+    FlowTableTooLarge(usize),
 }

@@ -1,22 +1,52 @@
 //! Configuring the switch: [`Switch::apply`] and what each [`ConfigCommand`] changes (networks,
-//! ports and their policies and firewalls, MAC and ARP entries, flood lists, the underlay's
-//! peers, settings). A refused command changes nothing.
+//! ports and their policies, firewalls and DSCP marks, MAC and ARP entries, flood lists, the
+//! underlay's peers, settings, routers with their interfaces and routes). A refused command
+//! changes nothing.
 
 use super::config::{check_policy, ConfigCommand, ConfigError};
 use super::counters::Counters;
 use super::filter::PortFirewall;
-use super::firewall::rules::FirewallRule;
-use super::ids::{NetworkId, PortId, Segment};
+use super::firewall::rules::{FirewallRule, Prefix};
+use super::flows::MAX_FLOW_ENTRIES;
+use super::ids::{slot, slot_insert, slot_mut, NetworkId, PortId, RouterId, Segment};
 use super::mac_table::Location;
 use super::network::NetworkState;
 use super::policy::{PortPolicy, StormBucket};
-use super::port::{PortConfig, PortKind};
-use super::switch::{slot, slot_insert, slot_mut, Port, Switch, MIN_MTU};
+use super::port::{Port, PortConfig, PortKind};
+use super::router::{martian, mask, RouterInterface, RouterState};
+use super::switch::{Switch, MIN_MTU};
 use crate::wire::encap;
+
+/// The largest DSCP (six bits).
+const MAX_DSCP: u8 = 63;
 
 impl Switch {
     /// Applies one configuration command. A refused command changes nothing.
     pub fn apply(&mut self, command: ConfigCommand) -> Result<(), ConfigError> {
+        let gateways = matches!(
+            command,
+            ConfigCommand::RemoveNetwork(_)
+                | ConfigCommand::RemoveRouter(_)
+                | ConfigCommand::SetRouterInterface { .. }
+                | ConfigCommand::RemoveRouterInterface(_)
+                | ConfigCommand::SetRouterUplink { .. }
+                | ConfigCommand::RemoveRouterUplink(_)
+        );
+        let applied = self.apply_command(command);
+        if gateways && applied.is_ok() {
+            // The uplinks' MACs are the routers' too: never learned, never a local port's.
+            self.gateway_macs = self
+                .networks
+                .iter()
+                .flatten()
+                .filter_map(|n| n.gateway.map(|g| g.mac))
+                .chain(self.nat.uplinks.values().map(|u| u.iface.mac))
+                .collect();
+        }
+        applied
+    }
+
+    fn apply_command(&mut self, command: ConfigCommand) -> Result<(), ConfigError> {
         match command {
             ConfigCommand::AddNetwork { id, segment } => self.add_network(id, segment),
             ConfigCommand::RemoveNetwork(id) => self.remove_network(id),
@@ -90,6 +120,14 @@ impl Switch {
             }
             ConfigCommand::SetPortPolicy { port, policy } => self.set_port_policy(port, policy),
             ConfigCommand::SetPortFirewall { port, rules } => self.set_port_firewall(port, rules),
+            ConfigCommand::SetPortDscp { port, mark } => {
+                let access = self.access_port(port)?;
+                if let Some(dscp) = mark.filter(|&d| d > MAX_DSCP) {
+                    return Err(ConfigError::BadDscp(dscp));
+                }
+                access.dscp_mark = mark;
+                Ok(())
+            }
             ConfigCommand::ImportConnections { port, entries } => {
                 self.access_port(port)?;
                 self.firewall
@@ -123,6 +161,110 @@ impl Switch {
                 self.network_mut(network)?.dhcp = config;
                 Ok(())
             }
+            ConfigCommand::AddRouter(id) => {
+                if id.0 == 0 || id.0 > RouterId::MAX {
+                    return Err(ConfigError::RouterIdOutOfRange(id));
+                }
+                if slot(&self.routers, id.0).is_some() {
+                    return Err(ConfigError::RouterExists(id));
+                }
+                slot_insert(&mut self.routers, id.0, RouterState::default());
+                Ok(())
+            }
+            ConfigCommand::RemoveRouter(id) => {
+                slot(&self.routers, id.0).ok_or(ConfigError::NoSuchRouter(id))?;
+                // Its uplink goes with it.
+                self.remove_uplink(id);
+                let router = slot(&self.routers, id.0).ok_or(ConfigError::NoSuchRouter(id))?;
+                let networks: Vec<NetworkId> =
+                    router.interfaces.iter().map(|i| i.network).collect();
+                for network in networks {
+                    if let Some(net) = slot_mut(&mut self.networks, network.0) {
+                        net.gateway = None;
+                    }
+                }
+                if let Some(s) = self.routers.get_mut(id.0 as usize) {
+                    *s = None;
+                }
+                Ok(())
+            }
+            ConfigCommand::SetRouterInterface {
+                router,
+                network,
+                addr,
+                prefix_len,
+                mac,
+                mtu,
+            } => self.set_router_interface(RouterInterface {
+                router,
+                network,
+                addr,
+                prefix_len,
+                mac,
+                mtu,
+            }),
+            ConfigCommand::RemoveRouterInterface(network) => {
+                self.network_mut(network)?;
+                self.remove_router_interface(network);
+                Ok(())
+            }
+            ConfigCommand::AddRoute {
+                router,
+                prefix,
+                via,
+            } => {
+                check_route_prefix(prefix)?;
+                if martian(via) {
+                    return Err(ConfigError::NotUnicastAddress(via));
+                }
+                self.router_mut(router)?.add_route(prefix, via);
+                Ok(())
+            }
+            ConfigCommand::RemoveRoute { router, prefix } => {
+                check_route_prefix(prefix)?;
+                self.router_mut(router)?.remove_route(prefix);
+                Ok(())
+            }
+            ConfigCommand::SetRouterUplink {
+                router,
+                network,
+                addr,
+                prefix_len,
+                mac,
+                edge,
+                transit_vni,
+                mtu,
+            } => {
+                let iface = RouterInterface {
+                    router,
+                    network,
+                    addr,
+                    prefix_len,
+                    mac,
+                    mtu,
+                };
+                self.set_router_uplink(iface, edge, transit_vni)
+            }
+            ConfigCommand::RemoveRouterUplink(router) => {
+                self.router_mut(router)?;
+                self.remove_uplink(router);
+                Ok(())
+            }
+            ConfigCommand::AddFloatingIp {
+                router,
+                external,
+                internal,
+            } => self.add_floating_ip(router, external, internal),
+            ConfigCommand::RemoveFloatingIp { router, external } => {
+                self.remove_floating_ip(router, external)
+            }
+            ConfigCommand::SetFlowAccounting(flows) => {
+                if flows.max_entries > MAX_FLOW_ENTRIES {
+                    return Err(ConfigError::FlowTableTooLarge(flows.max_entries));
+                }
+                self.flows.set_settings(flows);
+                Ok(())
+            }
             ConfigCommand::SetSettings(settings) => {
                 self.settings = settings;
                 for net in self.networks.iter_mut().flatten() {
@@ -132,6 +274,7 @@ impl Switch {
                     settings.conntrack_max_entries,
                     settings.conntrack_zone_max_entries,
                 );
+                self.nat.table.set_max(settings.nat_max_sessions);
                 Ok(())
             }
         }
@@ -182,7 +325,76 @@ impl Switch {
         Ok(())
     }
 
-    fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, ConfigError> {
+    pub(super) fn router_mut(&mut self, id: RouterId) -> Result<&mut RouterState, ConfigError> {
+        slot_mut(&mut self.routers, id.0).ok_or(ConfigError::NoSuchRouter(id))
+    }
+
+    fn set_router_interface(&mut self, iface: RouterInterface) -> Result<(), ConfigError> {
+        let RouterInterface {
+            router,
+            network,
+            addr,
+            prefix_len,
+            mac,
+            mtu,
+        } = iface;
+        if let Some(mtu) = mtu.filter(|m| *m < MIN_MTU) {
+            return Err(ConfigError::MtuTooSmall(mtu));
+        }
+        if prefix_len == 0 || prefix_len > 32 {
+            return Err(ConfigError::BadRoutePrefixLength(prefix_len));
+        }
+        if martian(addr) {
+            return Err(ConfigError::NotUnicastAddress(addr));
+        }
+        if iface.is_subnet_edge(addr) {
+            return Err(ConfigError::GatewayNotHostAddress { addr, prefix_len });
+        }
+        if !mac.is_unicast() {
+            return Err(ConfigError::NotUnicast(mac));
+        }
+        let state = slot(&self.routers, router.0).ok_or(ConfigError::NoSuchRouter(router))?;
+        let net = slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
+        if let Some(up) = &net.uplink {
+            return Err(ConfigError::NetworkIsUplink {
+                network,
+                router: up.router,
+            });
+        }
+        // Two subnets overlap when the shorter prefix holds the other's address.
+        let overlap = state.all_interfaces().find(|other| {
+            let shorter = mask(prefix_len.min(other.prefix_len));
+            other.network != network && u32::from(other.addr) & shorter == u32::from(addr) & shorter
+        });
+        if let Some(other) = overlap {
+            return Err(ConfigError::OverlappingInterface {
+                router,
+                addr,
+                prefix_len,
+                other: other.network,
+            });
+        }
+        // On another router before: it goes from there.
+        self.remove_router_interface(network);
+        self.router_mut(router)?.set_interface(iface);
+        self.network_mut(network)?.gateway = Some(iface);
+        Ok(())
+    }
+
+    /// Removes a network's gateway, if it has one, from the network and its router.
+    fn remove_router_interface(&mut self, network: NetworkId) {
+        let Some(net) = slot_mut(&mut self.networks, network.0) else {
+            return;
+        };
+        let Some(old) = net.gateway.take() else {
+            return;
+        };
+        if let Some(router) = slot_mut(&mut self.routers, old.router.0) {
+            router.remove_interface(network);
+        }
+    }
+
+    pub(super) fn network_mut(&mut self, id: NetworkId) -> Result<&mut NetworkState, ConfigError> {
         slot_mut(&mut self.networks, id.0).ok_or(ConfigError::NoSuchNetwork(id))
     }
 
@@ -197,6 +409,9 @@ impl Switch {
             Segment::Overlay { vni } => {
                 if let Some(&network) = self.vnis.get(&vni) {
                     return Err(ConfigError::VniInUse { vni, network });
+                }
+                if let Some(&router) = self.nat.transit.get(&vni) {
+                    return Err(ConfigError::VniIsTransit { vni, router });
                 }
                 self.vnis.insert(vni, id);
             }
@@ -226,7 +441,13 @@ impl Switch {
         if !net.ports.is_empty() {
             return Err(ConfigError::NetworkInUse(id));
         }
-        match net.segment {
+        let segment = net.segment;
+        // Its gateway, or the uplink on it, goes with it.
+        if let Some(router) = net.uplink.as_ref().map(|u| u.router) {
+            self.remove_uplink(router);
+        }
+        self.remove_router_interface(id);
+        match segment {
             Segment::Overlay { vni } => {
                 self.vnis.remove(&vni);
             }
@@ -302,6 +523,7 @@ impl Switch {
                 policy: PortPolicy::default(),
                 storm: None,
                 firewall: None,
+                dscp_mark: None,
             },
         );
         Ok(())
@@ -335,6 +557,20 @@ impl Switch {
         self.firewall.remove_port(id);
         Ok(())
     }
+}
+
+/// A route prefix: a length of at most 32 and no host bits.
+fn check_route_prefix(prefix: Prefix) -> Result<(), ConfigError> {
+    if prefix.len > 32 {
+        return Err(ConfigError::BadRoutePrefixLength(prefix.len));
+    }
+    if u32::from(prefix.addr) & !mask(prefix.len) != 0 {
+        return Err(ConfigError::HostBitsSet {
+            addr: prefix.addr,
+            len: prefix.len,
+        });
+    }
+    Ok(())
 }
 
 fn check_overlay_mtu(port: &PortConfig, underlay_mtu: u16) -> Result<(), ConfigError> {

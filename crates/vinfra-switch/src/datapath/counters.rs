@@ -1,6 +1,6 @@
 //! Counters: plain integers owned by the datapath thread, read through [`super::Switch::snapshot`].
 
-use super::ids::{NetworkId, PortId};
+use super::ids::{NetworkId, PortId, RouterId};
 use crate::wire;
 
 /// Why a frame (or one copy of it) was dropped.
@@ -93,11 +93,55 @@ pub enum DropReason {
     /// Firewall: the first packet of an allowed connection, and the connection table (or the
     /// port's share of it) is full.
     ConntrackFull,
+    /// Routing: a frame for the gateway (its MAC) that the router neither routes nor answers:
+    /// an IPv4 packet to a gateway address other than an echo request, an ARP packet other
+    /// than a request for the gateway's address, another EtherType.
+    ToGateway,
+    /// Routing: an IPv4 packet with a time to live of 1 or 0 (answered with ICMP time
+    /// exceeded).
+    TtlExceeded,
+    /// Routing: no route to the destination in the ingress network's router (answered with
+    /// ICMP net unreachable).
+    NoRoute,
+    /// Routing: the MAC of the destination or next hop is not known yet (the router asks with
+    /// ARP; after 3 s without an answer a connected destination gets ICMP host unreachable).
+    NeighbourUnknown,
+    /// Routing: larger than the egress MTU with DF set (answered with ICMP fragmentation
+    /// needed and the egress MTU).
+    FragmentationNeeded,
+    /// A frame from a VM or host port with the network's gateway MAC as its source, or ARP
+    /// from such a port that claims the gateway's address.
+    SpoofedGateway,
+    /// A frame addressed to the gateway MAC from the trunk or another host: only the host of
+    /// the sender routes.
+    NotRoutedRemote,
+    /// Routing: an IPv4 packet for the gateway MAC with a source or destination a router never
+    /// forwards (0.0.0.0/8, 127.0.0.0/8, multicast, broadcast, 240.0.0.0/4, a connected
+    /// subnet's network or broadcast address), or a source that is one of the router's own
+    /// addresses.
+    Martian,
+    /// Routing: an ICMP message to a gateway address that is malformed (bad checksum, cut
+    /// short, fragmented, an unknown echo code).
+    BadIcmp,
+    /// North-south: a frame for a router's uplink (its MAC from the trunk, or a packet from
+    /// its transit VNI) on a switch that is not the router's edge.
+    NotEdge,
+    /// North-south: a packet the edge cannot source-NAT (a protocol other than TCP, UDP and
+    /// ICMP echo, an ICMP message other than an echo request, a fragment) from an address
+    /// without a floating IP.
+    NatUnsupported,
+    /// North-south: a packet from outside to the uplink's address that no session or floating
+    /// IP translates (nor an echo request the edge answers).
+    NoNatSession,
+    /// North-south: a new session and the NAT table is full (after freeing expired sessions).
+    NatTableFull,
+    /// North-south: a new session and every outer port of the router and protocol is taken.
+    NatPortsExhausted,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 39;
+    pub const COUNT: usize = 53;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -140,6 +184,20 @@ impl DropReason {
         DropReason::FirewallDefaultDeny,
         DropReason::ConntrackInvalid,
         DropReason::ConntrackFull,
+        DropReason::ToGateway,
+        DropReason::TtlExceeded,
+        DropReason::NoRoute,
+        DropReason::NeighbourUnknown,
+        DropReason::FragmentationNeeded,
+        DropReason::SpoofedGateway,
+        DropReason::NotRoutedRemote,
+        DropReason::Martian,
+        DropReason::BadIcmp,
+        DropReason::NotEdge,
+        DropReason::NatUnsupported,
+        DropReason::NoNatSession,
+        DropReason::NatTableFull,
+        DropReason::NatPortsExhausted,
     ];
 
     /// The snake_case name used in APIs and logs.
@@ -184,6 +242,20 @@ impl DropReason {
             DropReason::FirewallDefaultDeny => "firewall_default_deny",
             DropReason::ConntrackInvalid => "conntrack_invalid",
             DropReason::ConntrackFull => "conntrack_full",
+            DropReason::ToGateway => "to_gateway",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NoRoute => "no_route",
+            DropReason::NeighbourUnknown => "neighbour_unknown",
+            DropReason::FragmentationNeeded => "fragmentation_needed",
+            DropReason::SpoofedGateway => "spoofed_gateway",
+            DropReason::NotRoutedRemote => "not_routed_remote",
+            DropReason::Martian => "martian",
+            DropReason::BadIcmp => "bad_icmp",
+            DropReason::NotEdge => "not_edge",
+            DropReason::NatUnsupported => "nat_unsupported",
+            DropReason::NoNatSession => "no_nat_session",
+            DropReason::NatTableFull => "nat_table_full",
+            DropReason::NatPortsExhausted => "nat_ports_exhausted",
         }
     }
 
@@ -213,6 +285,7 @@ impl From<wire::Error> for DropReason {
             wire::Error::NotVxlan => DropReason::NotVxlan,
             wire::Error::NotDhcp | wire::Error::BadDhcpOption => DropReason::BadDhcp,
             wire::Error::BadVnetHeader | wire::Error::BadGso => DropReason::BadOffload,
+            wire::Error::BadIcmpChecksum | wire::Error::UnsupportedIcmp => DropReason::BadIcmp,
         }
     }
 }
@@ -302,6 +375,111 @@ pub struct SegmentCounters {
     pub mac_moves_refused: u64,
 }
 
+/// An ICMP error a router sends.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum IcmpError {
+    /// Time exceeded, TTL expired in transit (11/0).
+    TimeExceeded,
+    /// Destination unreachable, net unreachable (3/0): no route.
+    NetUnreachable,
+    /// Destination unreachable, host unreachable (3/1): a connected destination that did not
+    /// answer ARP.
+    HostUnreachable,
+    /// Destination unreachable, fragmentation needed and DF set (3/4), with the next-hop MTU.
+    FragmentationNeeded,
+}
+
+impl IcmpError {
+    /// Number of kinds.
+    pub const COUNT: usize = 4;
+
+    /// Every kind, in counter order.
+    pub const ALL: [IcmpError; Self::COUNT] = [
+        IcmpError::TimeExceeded,
+        IcmpError::NetUnreachable,
+        IcmpError::HostUnreachable,
+        IcmpError::FragmentationNeeded,
+    ];
+
+    /// The snake_case name used in APIs and logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IcmpError::TimeExceeded => "time_exceeded",
+            IcmpError::NetUnreachable => "net_unreachable",
+            IcmpError::HostUnreachable => "host_unreachable",
+            IcmpError::FragmentationNeeded => "fragmentation_needed",
+        }
+    }
+}
+
+/// A router's counters: what it did with the packets sent to its gateways from this host's
+/// ports.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RouterCounters {
+    /// Packets routed (a large TCP segment counts once, whatever it is cut into).
+    pub routed_packets: u64,
+    /// Their bytes, Ethernet frames as received.
+    pub routed_bytes: u64,
+    /// Routed packets that were IPv4 fragments (routed as they are: the router does not
+    /// reassemble).
+    pub routed_fragments: u64,
+    /// Routed packets with IPv4 options (kept as they are).
+    pub routed_options: u64,
+    /// Echo requests to a gateway address answered.
+    pub echo_replies: u64,
+    /// ICMP errors sent, by kind (index of [`IcmpError::ALL`]).
+    pub icmp_sent: [u64; IcmpError::COUNT],
+    /// ICMP errors not sent because the switch's ICMP rate was exceeded.
+    pub icmp_rate_limited: u64,
+    /// ARP requests sent for destinations and next hops without a known MAC.
+    pub arp_requests: u64,
+    /// Neighbours learned or refreshed from ARP replies to a gateway.
+    pub neighbours_learned: u64,
+    /// Packets not routed, by reason (also counted on the ingress port and network).
+    pub drops: Drops,
+    /// The NAT of the router's uplink on this switch; `None` when it has no uplink.
+    pub nat: Option<NatCounters>,
+}
+
+/// Counters of a router's uplink on one switch: translations where it is the edge, packets
+/// sent to the edge where it is not.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct NatCounters {
+    /// This switch is the router's edge.
+    pub edge: bool,
+    /// Sessions in the table now (expired ones not yet freed included).
+    pub sessions: u64,
+    /// Sessions made.
+    pub sessions_created: u64,
+    /// Sessions freed after their timeout.
+    pub sessions_expired: u64,
+    /// Packets sent out through the uplink with a translated source (source NAT or floating).
+    pub snat_packets: u64,
+    /// Packets from outside translated back to an inner address (replies of source NAT, to a
+    /// floating IP, ICMP errors about either).
+    pub dnat_packets: u64,
+    /// Packets sent in VXLAN to the edge (on a switch that is not the edge).
+    pub to_edge_packets: u64,
+    /// Packets received from the router's other hosts on its transit VNI (on the edge).
+    pub from_transit_packets: u64,
+    /// Gratuitous ARPs sent for the uplink's and the floating IPs' addresses.
+    pub garps_sent: u64,
+}
+
+impl RouterCounters {
+    /// ICMP errors of one kind sent.
+    pub fn icmp(&self, kind: IcmpError) -> u64 {
+        self.icmp_sent.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    /// Counts one ICMP error sent.
+    pub(crate) fn icmp_sent(&mut self, kind: IcmpError) {
+        if let Some(n) = self.icmp_sent.get_mut(kind as usize) {
+            *n += 1;
+        }
+    }
+}
+
 /// A copy of every counter.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Snapshot {
@@ -309,6 +487,8 @@ pub struct Snapshot {
     pub ports: Vec<(PortId, Counters)>,
     /// Per network, by network number.
     pub networks: Vec<(NetworkId, SegmentCounters)>,
+    /// Per router, by router number.
+    pub routers: Vec<(RouterId, RouterCounters)>,
     /// Drops that belong to no port (frames for an unknown port number).
     pub switch_drops: Drops,
 }
@@ -326,6 +506,9 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
+        for (i, k) in IcmpError::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
     }
 
     #[test]

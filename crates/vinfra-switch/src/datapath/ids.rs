@@ -1,5 +1,6 @@
-//! The numbers and segments the control plane names things by: [`PortId`], [`NetworkId`] and a
-//! network's [`Segment`]. Every other datapath module uses them; they use nothing.
+//! The numbers and segments the control plane names things by: [`PortId`], [`NetworkId`], a
+//! network's [`Segment`] and [`RouterId`], and the dense tables those numbers index (`slot`, `slot_mut`,
+//! `slot_insert`). Every other datapath module uses them; they use nothing.
 
 use crate::wire::{VlanId, Vni};
 
@@ -35,6 +36,22 @@ impl core::fmt::Display for NetworkId {
     }
 }
 
+/// A router (a routing domain, VRF), numbered by the control plane (the same on every host).
+/// Numbers index a dense table: 1 to [`RouterId::MAX`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RouterId(pub u32);
+
+impl RouterId {
+    /// Largest accepted router number.
+    pub const MAX: u32 = 65_535;
+}
+
+impl core::fmt::Display for RouterId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "router {}", self.0)
+    }
+}
+
 /// The segment that carries a network beyond this host: a VXLAN VNI through the uplink or a
 /// VLAN ID on the trunk. (The cluster's network kind, overlay or VLAN, is `vinfra_types`'
 /// `NetworkKind`; this is its value on the wire.)
@@ -50,4 +67,27 @@ pub enum Segment {
         /// The 802.1Q VLAN ID.
         vid: VlanId,
     },
+}
+
+/// The entry for number `id` of a dense table indexed by port or network numbers.
+pub(super) fn slot<T>(table: &[Option<T>], id: u32) -> Option<&T> {
+    table.get(usize::try_from(id).ok()?)?.as_ref()
+}
+
+/// The entry for number `id`, mutable.
+pub(super) fn slot_mut<T>(table: &mut [Option<T>], id: u32) -> Option<&mut T> {
+    table.get_mut(usize::try_from(id).ok()?)?.as_mut()
+}
+
+/// Puts `value` at number `id`, growing the table as needed.
+pub(super) fn slot_insert<T>(table: &mut Vec<Option<T>>, id: u32, value: T) {
+    let Ok(index) = usize::try_from(id) else {
+        return;
+    };
+    if table.len() <= index {
+        table.resize_with(index + 1, || None);
+    }
+    if let Some(s) = table.get_mut(index) {
+        *s = Some(value);
+    }
 }

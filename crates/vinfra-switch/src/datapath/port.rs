@@ -2,7 +2,10 @@
 
 use core::net::Ipv4Addr;
 
+use super::counters::Counters;
+use super::filter::PortFirewall;
 use super::ids::{NetworkId, PortId};
+use super::policy::{PortPolicy, StormBucket};
 use crate::wire::MacAddr;
 
 /// What a port connects to.
@@ -54,4 +57,21 @@ pub struct PortConfig {
     /// The IP MTU: the largest frame is this plus the Ethernet header (and the 802.1Q tag on the
     /// trunk). Larger frames are dropped as oversized, in either direction.
     pub mtu: u16,
+}
+
+/// A port as the switch keeps it: its configuration and its state.
+#[derive(Debug)]
+pub(super) struct Port {
+    pub(super) config: PortConfig,
+    pub(super) counters: Counters,
+    /// Takes frames with offload metadata (see [`super::Switch::set_port_offloads`]).
+    pub(super) offloads: bool,
+    /// Port security, MAC limit, storm control (access ports only).
+    pub(super) policy: PortPolicy,
+    /// Storm control's state, when the policy has it.
+    pub(super) storm: Option<StormBucket>,
+    /// The port's firewall (access ports only); `None`: unfiltered.
+    pub(super) firewall: Option<Box<PortFirewall>>,
+    /// The DSCP its IPv4 packets get (access ports only); `None`: the guest's is kept.
+    pub(super) dscp_mark: Option<u8>,
 }

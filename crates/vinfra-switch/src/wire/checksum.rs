@@ -66,6 +66,12 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) ->
     fold(acc)
 }
 
+/// A header checksum after one 16-bit word it covers changed from `old` to `new`, without summing
+/// the header again (RFC 1624, equation 3: `HC' = ~(~HC + ~m + m')`).
+pub fn update(checksum: u16, old: u16, new: u16) -> u16 {
+    !fold(u32::from(!checksum) + u32::from(!old) + u32::from(new))
+}
+
 fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
@@ -101,6 +107,28 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(sum(&[0x12, 0x34, 0x56]), sum(&[0x12, 0x34, 0x56, 0x00]));
+    }
+
+    #[test]
+    fn update_equals_summing_again() {
+        let mut header = [
+            0x45u8, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let fill = |h: &mut [u8; 20]| {
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = !sum(&h[..]);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            c
+        };
+        let mut checksum = fill(&mut header);
+        for tos in (0..=255u8).chain([0, 0xff, 0x01]) {
+            let old = u16::from_be_bytes([header[0], header[1]]);
+            header[1] = tos;
+            let new = u16::from_be_bytes([header[0], header[1]]);
+            checksum = update(checksum, old, new);
+            assert_eq!(checksum, fill(&mut header), "TOS {tos:#x}");
+        }
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! The VXLAN underlay encapsulation: outer Ethernet / IPv4 / UDP (port 4789) / VXLAN.
+//!
+//! The outer IPv4 header carries the inner packet's DSCP (the uniform model of RFC 2983, so the
+//! physical network can prioritise the tunnelled traffic: [`inner_dscp`]) and ECN 0.
 
 use core::net::Ipv4Addr;
 
@@ -48,6 +51,9 @@ pub struct Encap {
     pub src_port: u16,
     /// Network identifier.
     pub vni: Vni,
+    /// DSCP of the outer IPv4 header (its low six bits; ECN is 0): the inner packet's, from
+    /// [`inner_dscp`].
+    pub dscp: u8,
 }
 
 impl Encap {
@@ -75,7 +81,7 @@ impl Encap {
             protocol: protocol::UDP,
             payload_len: udp::HEADER_LEN + udp_payload_len,
             ttl: TTL,
-            dscp_ecn: 0,
+            dscp_ecn: (self.dscp & 0x3f) << 2,
         }
         .emit(&mut ip)?;
         let udp_buf = buf
@@ -158,6 +164,16 @@ pub fn decapsulate(frame: &[u8]) -> Result<Decap<'_>, Error> {
     })
 }
 
+/// The DSCP the outer header copies from an inner frame's L3 packet `l3` of type `ethertype`:
+/// an IPv4 packet's, 0 for anything else.
+pub fn inner_dscp(ethertype: EtherType, l3: &[u8]) -> u8 {
+    if ethertype == EtherType::IPV4 {
+        ipv4::Packet::new_unchecked(l3).dscp()
+    } else {
+        0
+    }
+}
+
 /// A UDP source port in 49152..=65535 derived from the inner frame's Ethernet header, so that one
 /// flow keeps one underlay path and different flows spread over ECMP (RFC 7348 section 5).
 pub fn entropy_port(inner: &[u8]) -> u16 {
@@ -185,6 +201,7 @@ mod tests {
             dst_ip: Ipv4Addr::new(192, 0, 2, 2),
             src_port: 50000,
             vni: Vni::new(5001).unwrap(),
+            dscp: 0,
         }
     }
 
@@ -210,6 +227,26 @@ mod tests {
             &out[1 + UDP_PAYLOAD_OFFSET..1 + UDP_PAYLOAD_OFFSET + 2],
             &[0x08, 0]
         );
+    }
+
+    #[test]
+    fn outer_dscp_with_ecn_zero() {
+        let mut out = Vec::new();
+        let e = Encap {
+            dscp: 46,
+            ..encap()
+        };
+        e.encapsulate_into(&inner(), &mut out).unwrap();
+        let ip = ipv4::Packet::new_checked(&out[ethernet::HEADER_LEN..]).unwrap();
+        assert_eq!(ip.dscp_ecn(), 46 << 2);
+        assert!(ip.verify_checksum());
+        assert!(decapsulate(&out).is_ok());
+        let mut ipv4_inner = vec![0u8; 20];
+        ipv4_inner[0] = 0x45;
+        ipv4_inner[1] = 26 << 2 | 3;
+        assert_eq!(inner_dscp(EtherType::IPV4, &ipv4_inner), 26);
+        assert_eq!(inner_dscp(EtherType::ARP, &ipv4_inner), 0);
+        assert_eq!(inner_dscp(EtherType::IPV4, &[]), 0);
     }
 
     #[test]

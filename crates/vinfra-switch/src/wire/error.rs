@@ -23,6 +23,8 @@ pub enum Layer {
     Ipv6,
     /// TCP header (20 bytes, or its data offset).
     Tcp,
+    /// ICMPv4 header (8 bytes).
+    Icmp,
 }
 
 impl core::fmt::Display for Layer {
@@ -38,6 +40,7 @@ impl core::fmt::Display for Layer {
             Layer::VirtioNet => "virtio-net",
             Layer::Ipv6 => "IPv6",
             Layer::Tcp => "TCP",
+            Layer::Icmp => "ICMP",
         })
     }
 }
@@ -88,6 +91,12 @@ pub enum Error {
     /// checksum outside the packet.
     #[error("offload metadata does not match the frame")]
     BadGso,
+    /// An ICMP message whose checksum does not match.
+    #[error("bad ICMP checksum")]
+    BadIcmpChecksum,
+    /// An ICMP message of a type (or an echo code) the switch does not handle.
+    #[error("unsupported ICMP message")]
+    UnsupportedIcmp,
     /// A value does not fit its field (a buffer too small to emit into, a VNI over 24 bits).
     #[error("value does not fit the buffer or field")]
     Exhausted,

@@ -9,11 +9,15 @@ use super::field::{get_array, get_u16, get_u8, set_bytes, set_u16, set_u8, Field
 mod field {
     use super::Field;
     pub const VER_IHL: usize = 0;
+    /// The first 16-bit word: version, header length, DSCP and ECN.
+    pub const FIRST_WORD: Field = 0..2;
     pub const DSCP_ECN: usize = 1;
     pub const LENGTH: Field = 2..4;
     pub const IDENT: Field = 4..6;
     pub const FLG_OFF: Field = 6..8;
     pub const TTL: usize = 8;
+    /// The 16-bit word of the time to live and the protocol.
+    pub const TTL_PROTOCOL: Field = 8..10;
     pub const PROTOCOL: usize = 9;
     pub const CHECKSUM: Field = 10..12;
     pub const SRC_ADDR: Field = 12..16;
@@ -95,6 +99,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// DSCP and ECN byte.
     pub fn dscp_ecn(&self) -> u8 {
         get_u8(self.buffer.as_ref(), field::DSCP_ECN)
+    }
+
+    /// DSCP: the upper six bits of the DSCP and ECN byte.
+    pub fn dscp(&self) -> u8 {
+        self.dscp_ecn() >> 2
     }
 
     /// Total length (header and payload).
@@ -182,6 +191,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u8(self.buffer.as_mut(), field::DSCP_ECN, value);
     }
 
+    /// Sets the DSCP (its low six bits), keeping the ECN bits, and updates the header checksum
+    /// incrementally (RFC 1624): a valid header stays valid without being summed again.
+    pub fn set_dscp(&mut self, dscp: u8) {
+        let buf = self.buffer.as_mut();
+        let old = get_u16(buf, field::FIRST_WORD);
+        let ecn = get_u8(buf, field::DSCP_ECN) & 0x03;
+        set_u8(buf, field::DSCP_ECN, (dscp & 0x3f) << 2 | ecn);
+        let new = get_u16(buf, field::FIRST_WORD);
+        if new != old {
+            let sum = checksum::update(get_u16(buf, field::CHECKSUM), old, new);
+            set_u16(buf, field::CHECKSUM, sum);
+        }
+    }
+
     /// Sets the total length.
     pub fn set_total_len(&mut self, value: u16) {
         set_u16(self.buffer.as_mut(), field::LENGTH, value);
@@ -204,6 +227,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the time to live.
     pub fn set_ttl(&mut self, value: u8) {
         set_u8(self.buffer.as_mut(), field::TTL, value);
+    }
+
+    /// Decrements the time to live by one (a router forwarding the packet) and updates the
+    /// header checksum incrementally (RFC 1624); a TTL of 0 stays 0. A valid header stays valid.
+    pub fn decrement_ttl(&mut self) {
+        let buf = self.buffer.as_mut();
+        let ttl = get_u8(buf, field::TTL);
+        if ttl == 0 {
+            return;
+        }
+        let old = get_u16(buf, field::TTL_PROTOCOL);
+        set_u8(buf, field::TTL, ttl - 1);
+        let new = get_u16(buf, field::TTL_PROTOCOL);
+        let sum = checksum::update(get_u16(buf, field::CHECKSUM), old, new);
+        set_u16(buf, field::CHECKSUM, sum);
     }
 
     /// Sets the protocol.
@@ -401,6 +439,59 @@ mod tests {
         buf.extend_from_slice(&[0; 10]);
         let p = Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.payload().len(), 4);
+    }
+
+    #[test]
+    fn set_dscp_keeps_ecn_and_a_valid_checksum() {
+        for ecn in 0..4u8 {
+            for dscp in 0..64u8 {
+                let mut buf = packet();
+                buf[1] = 0xa8 | ecn;
+                Packet::new_unchecked(&mut buf[..]).fill_checksum();
+                let mut p = Packet::new_unchecked(&mut buf[..]);
+                p.set_dscp(dscp);
+                assert_eq!((p.dscp(), p.dscp_ecn() & 3), (dscp, ecn));
+                assert!(p.verify_checksum(), "DSCP {dscp} ECN {ecn}");
+                let mut again = buf.clone();
+                Packet::new_unchecked(&mut again[..]).fill_checksum();
+                assert_eq!(buf, again);
+            }
+        }
+        // With options, and on a buffer too short for the header (nothing happens).
+        let mut buf = [0u8; 28];
+        buf[..20].copy_from_slice(&packet()[..20]);
+        buf[0] = 0x46;
+        buf[3] = 28;
+        buf[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
+        Packet::new_unchecked(&mut buf[..]).fill_checksum();
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.set_dscp(46);
+        assert!(p.verify_checksum() && p.dscp() == 46);
+        Packet::new_unchecked(&mut [0u8; 1][..]).set_dscp(46);
+    }
+
+    #[test]
+    fn decrement_ttl_keeps_a_valid_checksum() {
+        for ttl in 1..=255u8 {
+            let mut buf = packet();
+            buf[8] = ttl;
+            Packet::new_unchecked(&mut buf[..]).fill_checksum();
+            let mut p = Packet::new_unchecked(&mut buf[..]);
+            p.decrement_ttl();
+            assert_eq!(p.ttl(), ttl - 1);
+            assert!(p.verify_checksum(), "TTL {ttl}");
+            let mut again = buf.clone();
+            Packet::new_unchecked(&mut again[..]).fill_checksum();
+            assert_eq!(buf[10..12], again[10..12], "TTL {ttl}");
+        }
+        // TTL 0 stays; a short buffer is left alone.
+        let mut buf = packet();
+        buf[8] = 0;
+        Packet::new_unchecked(&mut buf[..]).fill_checksum();
+        let before = buf.clone();
+        Packet::new_unchecked(&mut buf[..]).decrement_ttl();
+        assert_eq!(buf, before);
+        Packet::new_unchecked(&mut [0u8; 4][..]).decrement_ttl();
     }
 
     #[test]

@@ -556,3 +556,74 @@ pub fn vxlan_pair(dir: &Path, net: u8, underlay_mtu: u16, vni: u32, tap_mtu: u16
         hb,
     }
 }
+
+/// An `iperf3 -s -1` (one test) in a namespace on a TCP port; killed on drop.
+pub struct IperfServer {
+    child: Child,
+}
+
+impl IperfServer {
+    /// Starts the server and waits until it listens (at most 10 s).
+    pub fn start(ns: &Netns, port: u16) -> IperfServer {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "iperf3", "-s", "-1", "-p"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iperf3 -s");
+        // A listening socket on the port (IPv4 or dual-stack IPv6): state 0A.
+        let local = format!(":{port:04X} ");
+        let listening = wait_for(Duration::from_secs(10), || {
+            ns.exec(&["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+                .lines()
+                .any(|l| l.contains(&local) && l.split_whitespace().nth(3) == Some("0A"))
+        });
+        assert!(listening, "iperf3 server on port {port} did not start");
+        IperfServer { child }
+    }
+}
+
+impl Drop for IperfServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts an iperf3 client in `ns` against `server:port` with `args` (`-t`, `-u`, `-b`, …),
+/// JSON output; see [`iperf_received`].
+pub fn iperf_spawn(ns: &Netns, server: Ipv4Addr, port: u16, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "iperf3", "-J", "-c"])
+        .arg(server.to_string())
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 -c")
+}
+
+/// What the server of a finished client received, bits per second (0 when the run failed).
+pub fn iperf_received(client: Child) -> f64 {
+    let out = client.wait_with_output().expect("iperf3 -c");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// One iperf3 run: a server in `server_ns` on `port`, a client in `client_ns` with `args`;
+/// bits per second received.
+pub fn iperf(
+    client_ns: &Netns,
+    server_ns: &Netns,
+    server: Ipv4Addr,
+    port: u16,
+    args: &[&str],
+) -> f64 {
+    let _server = IperfServer::start(server_ns, port);
+    iperf_received(iperf_spawn(client_ns, server, port, args))
+}

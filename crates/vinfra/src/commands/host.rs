@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use uuid::Uuid;
 use vinfra_types::api::UpdateHostRequest;
-use vinfra_types::network::{HostSwitchCounters, TrafficCounters};
+use vinfra_types::network::{HostSwitchCounters, SwitchRouterNat, TrafficCounters};
 use vinfra_types::AllocationRatios;
 
 use crate::config::ConnectionOverrides;
@@ -232,6 +232,31 @@ pub fn host_switch_text(
         }
         out = format!("{out}\n\n{}", render(t));
     }
+    if !c.routers.is_empty() {
+        let mut t = table(&[
+            "ROUTER",
+            "ROUTED PKTS",
+            "ROUTED BYTES",
+            "ECHO REPLIES",
+            "ICMP ERRORS",
+            "ARP REQUESTS",
+            "NOT ROUTED",
+            "NAT",
+        ]);
+        for r in &c.routers {
+            t.add_row(vec![
+                r.router.clone(),
+                r.routed_packets.to_string(),
+                r.routed_bytes.to_string(),
+                r.echo_replies.to_string(),
+                by_reason(&r.icmp_sent),
+                r.arp_requests.to_string(),
+                by_reason(&r.drops),
+                r.nat.as_ref().map_or_else(|| "-".to_string(), nat_cell),
+            ]);
+        }
+        out = format!("{out}\n\n{}", render(t));
+    }
     let drops: Vec<String> = c
         .switch_drops
         .iter()
@@ -242,6 +267,34 @@ pub fn host_switch_text(
         out = format!("{out}\n\nother drops: {}", drops.join(", "));
     }
     out
+}
+
+/// A router's NAT on the host, in one cell: whether the host is its edge, the sessions, the
+/// packets translated out (snat) and in (dnat), the packets sent to the edge.
+fn nat_cell(n: &SwitchRouterNat) -> String {
+    format!(
+        "edge {}, {} sessions, snat/dnat {}/{}, to edge {}",
+        if n.edge { "yes" } else { "no" },
+        n.sessions,
+        n.snat_packets,
+        n.dnat_packets,
+        n.to_edge_packets
+    )
+}
+
+/// A total with its non-zero parts: `5 (no_route 3, ttl_exceeded 2)`, or `0`.
+fn by_reason(counts: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let total: u64 = counts.values().sum();
+    if parts.is_empty() {
+        total.to_string()
+    } else {
+        format!("{total} ({})", parts.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +330,7 @@ mod tests {
             traffic: traffic(3),
             tx_errors: 4,
             rx_errors: 0,
+            firewall: None,
         };
         let c = HostSwitchCounters {
             networks: vec![SwitchNetworkCounters {
@@ -290,6 +344,39 @@ mod tests {
             uplink: None,
             trunk: Some(traffic(11)),
             switch_drops: [("runt".to_string(), 2), ("no_port".to_string(), 0)].into(),
+            routers: vec![
+                vinfra_types::network::SwitchRouterCounters {
+                    router: "r1".into(),
+                    routed_packets: 40,
+                    routed_bytes: 4000,
+                    icmp_sent: [
+                        ("time_exceeded".to_string(), 2),
+                        ("net_unreachable".to_string(), 1),
+                    ]
+                    .into(),
+                    drops: [("no_route".to_string(), 1), ("to_gateway".to_string(), 0)].into(),
+                    ..Default::default()
+                },
+                vinfra_types::network::SwitchRouterCounters {
+                    router: "r2".into(),
+                    nat: Some(SwitchRouterNat {
+                        edge: true,
+                        sessions: 12,
+                        snat_packets: 30,
+                        dnat_packets: 29,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                vinfra_types::network::SwitchRouterCounters {
+                    router: "r3".into(),
+                    nat: Some(SwitchRouterNat {
+                        to_edge_packets: 17,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ],
         };
         let text = host_switch_text("h1", &c, &[(id, "web-1".to_string())].into());
         let net = text.lines().find(|l| l.starts_with("v100 ")).unwrap();
@@ -305,6 +392,27 @@ mod tests {
         assert!(trunk.contains("1100"), "{trunk}");
         assert!(!text.contains("VXLAN uplink"), "{text}");
         assert!(text.ends_with("other drops: runt 2"), "{text}");
+        let router = text.lines().find(|l| l.starts_with("r1 ")).unwrap();
+        for cell in [
+            " 40 ",
+            " 4000 ",
+            "3 (net_unreachable 1, time_exceeded 2)",
+            "1 (no_route 1)",
+        ] {
+            assert!(router.contains(cell), "{router}");
+        }
+        // NAT: none without an uplink; the edge's translations; another host's packets to it.
+        assert!(router.trim_end().ends_with(" -"), "{router}");
+        let edge = text.lines().find(|l| l.starts_with("r2 ")).unwrap();
+        assert!(
+            edge.contains("edge yes, 12 sessions, snat/dnat 30/29, to edge 0"),
+            "{edge}"
+        );
+        let other = text.lines().find(|l| l.starts_with("r3 ")).unwrap();
+        assert!(
+            other.contains("edge no, 0 sessions, snat/dnat 0/0, to edge 17"),
+            "{other}"
+        );
         let args = Host::try_parse_from([
             "host",
             "set",

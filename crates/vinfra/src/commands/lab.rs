@@ -47,6 +47,9 @@ pub enum LabCommand {
         /// Sample VMs to boot (128 MiB each).
         #[arg(long, default_value_t = 3, value_parser = |s: &str| parse::bounded(s, "vms", 0, 64).map(|n| n as usize))]
         vms: usize,
+        /// Leave out the upstream router, its internet and the VLAN network `external`.
+        #[arg(long)]
+        no_upstream: bool,
     },
     /// Show the lab's processes, hosts and VMs.
     Status(LabTarget),
@@ -69,6 +72,29 @@ const SAMPLE_VM_MIB: u64 = 128;
 /// (also the network's gateway).
 const SAMPLE_VLAN: (&str, u16, &str, &str) = ("vlan100", 100, "10.81.0.0/24", "10.81.0.1");
 
+/// The upstream router and the VLAN network it is the gateway of.
+struct UpstreamSample {
+    /// The VLAN network's name.
+    network: &'static str,
+    /// Its VLAN ID.
+    vlan_id: u16,
+    /// Its subnet.
+    subnet: &'static str,
+    /// The upstream router's address on it (the network's gateway).
+    gateway: &'static str,
+    /// The upstream router's address towards the internet, with its prefix.
+    internet: &'static str,
+}
+
+/// The upstream router `vinfra lab up` adds: the gateway of the VLAN network `external`.
+const UPSTREAM: UpstreamSample = UpstreamSample {
+    network: "external",
+    vlan_id: 200,
+    subnet: "10.82.0.0/24",
+    gateway: "10.82.0.254",
+    internet: "10.250.0.1/24",
+};
+
 /// Why a lab command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LabCommandError {
@@ -90,6 +116,12 @@ pub enum LabCommandError {
     /// The sample VLAN network or its physical endpoint could not be created.
     #[error("the lab is up, but the sample VLAN network could not be created")]
     SampleVlan(#[source] LabError),
+    /// The upstream router or its VLAN network could not be created.
+    #[error(
+        "the lab is up, but its upstream router or the network {} could not be created",
+        UPSTREAM.network
+    )]
+    Upstream(#[source] LabError),
 }
 
 /// Creates the sample VLAN network and its physical endpoint on the top-of-rack switch.
@@ -107,6 +139,25 @@ fn sample_vlan(lab: &mut Lab) -> Result<(), LabError> {
     };
     lab.api()?.create_network(&req)?;
     Ok(())
+}
+
+/// Gives the lab its upstream router (and its internet) and creates the VLAN network whose
+/// gateway it is.
+fn upstream(lab: &mut Lab) -> Result<vinfra_lab::upstream::Upstream, LabError> {
+    let u = &UPSTREAM;
+    let prefix = u.subnet.split_once('/').map_or("24", |(_, p)| p);
+    let router = lab.add_upstream(u.vlan_id, &format!("{}/{prefix}", u.gateway), u.internet)?;
+    let req = vinfra_types::network::CreateNetworkRequest {
+        name: u.network.into(),
+        kind: vinfra_types::network::NetworkKind::Vlan,
+        vni: None,
+        vlan_id: Some(u32::from(u.vlan_id)),
+        subnet: u.subnet.into(),
+        gateway: Some(u.gateway.into()),
+        mtu: None,
+    };
+    lab.api()?.create_network(&req)?;
+    Ok(router)
 }
 
 impl LabCommandError {
@@ -142,6 +193,7 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
             host_cores,
             guest_image_dir,
             vms,
+            no_upstream,
         } => {
             vinfra_lab::validate_lab_name(&target.name)?;
             let exe = std::env::current_exe().map_err(LabCommandError::Exe)?;
@@ -160,6 +212,11 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
             );
             let mut lab = Lab::up(config)?;
             sample_vlan(&mut lab).map_err(LabCommandError::SampleVlan)?;
+            let router = if *no_upstream {
+                None
+            } else {
+                Some(upstream(&mut lab).map_err(LabCommandError::Upstream)?)
+            };
             let hosts = lab.host_names();
             for i in 1..=*vms {
                 let name = format!("vm-{i}");
@@ -192,6 +249,20 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                         "VLAN network {name} (VLAN {vid}, {subnet}): a physical endpoint \
                          answers at {endpoint}"
                     );
+                    if let Some(r) = &router {
+                        out!(
+                            "VLAN network {} (VLAN {}, {}): gateway {}, the upstream router \
+                             ({}); the internet behind it is {} ({}), service on port {}",
+                            UPSTREAM.network,
+                            r.vlan_id,
+                            UPSTREAM.subnet,
+                            r.external.ip,
+                            r.namespace,
+                            r.internet.ip,
+                            r.internet_namespace,
+                            r.service_port
+                        );
+                    }
                     out!();
                     out!(
                         "export VINFRA_URL={} VINFRA_TOKEN={} VINFRA_CA={}",
@@ -237,6 +308,17 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                             .then(|| status.state.phys_namespace.clone())
                             .flatten()
                     })
+                    .or_else(|| {
+                        (p.name == "internet service")
+                            .then(|| {
+                                status
+                                    .state
+                                    .upstream
+                                    .as_ref()
+                                    .map(|u| u.internet_namespace.clone())
+                            })
+                            .flatten()
+                    })
                     .unwrap_or_else(|| "(root)".into());
                 t.add_row(vec![
                     p.name.clone(),
@@ -246,6 +328,27 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                 ]);
             }
             out!("\n{}", output::render(t));
+            if let Some(u) = &status.state.upstream {
+                let mut t = output::table(&["NAMESPACE", "ROLE", "ADDRESSES"]);
+                let mut external = format!("{} (VLAN {})", u.external, u.vlan_id);
+                for r in &u.routes {
+                    external.push_str(&format!(", route {} via {}", r.destination, r.via));
+                }
+                t.add_row(vec![
+                    u.namespace.clone(),
+                    "upstream router".into(),
+                    format!("{external}; {}", u.internet_gateway),
+                ]);
+                t.add_row(vec![
+                    u.internet_namespace.clone(),
+                    "internet".into(),
+                    format!(
+                        "{}, default via {}; service on port {}",
+                        u.internet, u.internet_gateway.ip, u.service_port
+                    ),
+                ]);
+                out!("\n{}", output::render(t));
+            }
             match &status.listed {
                 Ok(l) => {
                     out!("\n{}", output::hosts(&l.hosts));

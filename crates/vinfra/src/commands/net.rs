@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use clap::{Args, Subcommand};
 use vinfra_types::network::{
     CreateNetworkRequest, Ipv4Subnet, NetworkCounters, NetworkKind, NetworkSummary,
-    MAX_OVERLAY_MTU, MAX_VLAN_ID, MAX_VNI, MIN_MTU,
+    MAX_NETWORK_VNI, MAX_OVERLAY_MTU, MAX_VLAN_ID, MIN_MTU,
 };
 
 use crate::config::ConnectionOverrides;
@@ -48,8 +48,9 @@ pub struct NetCreateArgs {
     /// A VLAN on the hosts' trunk to the physical network.
     #[arg(long)]
     pub vlan: bool,
-    /// Overlay: the VNI, 1 to 16777215 (default: the lowest free from 10000).
-    #[arg(long, conflicts_with = "vlan", value_parser = |v: &str| parse::bounded(v, "vni", 1, u64::from(MAX_VNI)).map(|n| n as u32))]
+    /// Overlay: the VNI, 1 to 16711679 (default: the lowest free from 10000; 16711680 and up
+    /// are reserved for routers' transit traffic).
+    #[arg(long, conflicts_with = "vlan", value_parser = |v: &str| parse::bounded(v, "vni", 1, u64::from(MAX_NETWORK_VNI)).map(|n| n as u32))]
     pub vni: Option<u32>,
     /// VLAN: the VLAN ID, 1 to 4094 (default: the lowest free from 100).
     #[arg(long, conflicts_with = "overlay", value_parser = |v: &str| parse::bounded(v, "vlan-id", 1, u64::from(MAX_VLAN_ID)).map(|n| n as u32))]

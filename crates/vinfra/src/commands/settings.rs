@@ -1,4 +1,5 @@
-//! `vinfra settings …`: the cluster's default allocation ratios and live-migration tuning.
+//! `vinfra settings …`: the cluster's default allocation ratios, live-migration tuning and
+//! flow settings (IPFIX collector, the balancer's traffic window).
 
 use clap::Subcommand;
 
@@ -28,7 +29,27 @@ pub enum SettingsCommand {
         /// 10ms to 60s.
         #[arg(long, value_parser = parse::migration_downtime, allow_hyphen_values = true, value_name = "DURATION")]
         migration_downtime: Option<u64>,
+        /// The IPFIX collector every agent exports its host's flows to (`ADDRESS:PORT`, UDP),
+        /// or `none`.
+        #[arg(long, value_parser = parse_collector, value_name = "ADDRESS:PORT|none")]
+        ipfix_collector: Option<Collector>,
+        /// Minutes of flows the balancer's traffic matrix covers (1 to 60).
+        #[arg(long, value_name = "N")]
+        traffic_minutes: Option<u32>,
     },
+}
+
+/// `--ipfix-collector`: an address or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collector(pub Option<std::net::SocketAddr>);
+
+fn parse_collector(s: &str) -> Result<Collector, String> {
+    if s == "none" {
+        return Ok(Collector(None));
+    }
+    s.parse()
+        .map(|a| Collector(Some(a)))
+        .map_err(|_| format!("expected ADDRESS:PORT or none, got '{s}'"))
 }
 
 /// `vinfra settings …`: checks the arguments, then asks the console.
@@ -44,15 +65,19 @@ pub fn run(
             memory_ratio,
             migration_bandwidth,
             migration_downtime,
+            ipfix_collector,
+            traffic_minutes,
         } => {
             if cpu_ratio.is_none()
                 && memory_ratio.is_none()
                 && migration_bandwidth.is_none()
                 && migration_downtime.is_none()
+                && ipfix_collector.is_none()
+                && traffic_minutes.is_none()
             {
                 return Err(RestCommandError::NothingToChange(
-                    "--cpu-ratio, --memory-ratio, --migration-bandwidth and/or \
-                     --migration-downtime",
+                    "--cpu-ratio, --memory-ratio, --migration-bandwidth, \
+                     --migration-downtime, --ipfix-collector and/or --traffic-minutes",
                 ));
             }
             let api = conn.client()?;
@@ -64,6 +89,12 @@ pub fn run(
             }
             if let Some(d) = migration_downtime {
                 s.migration_downtime_limit_ms = Some(*d);
+            }
+            if let Some(Collector(c)) = ipfix_collector {
+                s.flows.ipfix_collector = *c;
+            }
+            if let Some(m) = traffic_minutes {
+                s.flows.traffic_minutes = *m;
             }
             show(out, &api.put_settings(&s)?, output::settings)
         }

@@ -1,5 +1,5 @@
 //! `vinfra vm …`: list, show, create, set (the HA policy), power actions, delete, live migration
-//! (with its progress bar), the serial console.
+//! (with its progress bar), the serial console; `vinfra vm floating-ip` is in `floating_ip`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -7,10 +7,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vinfra_client::Client;
-use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateVmRequest};
+use vinfra_types::api::{
+    CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest, UpdateVmRequest,
+};
 use vinfra_types::ha::{HaPriority, VmHa, VmHaUpdate};
 use vinfra_types::{BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, VmSpec};
 
+use super::floating_ip::{self, FloatingIpCommand};
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
 use crate::parse;
@@ -30,6 +33,12 @@ pub enum VmCommand {
     Create(Box<VmCreateArgs>),
     /// Change a VM's HA policy (only what is given changes).
     Set(VmSetArgs),
+    /// A VM's NICs.
+    #[command(subcommand)]
+    Nic(VmNicCommand),
+    /// A VM's floating IPs (1:1 NAT on its router's edge).
+    #[command(subcommand, name = "floating-ip")]
+    FloatingIp(FloatingIpCommand),
     /// Start a VM.
     Start {
         /// The VM.
@@ -144,6 +153,143 @@ pub fn set_request(a: &VmSetArgs) -> Result<UpdateVmRequest, RestCommandError> {
     Ok(UpdateVmRequest { ha: Some(ha) })
 }
 
+/// `vinfra vm nic …`.
+#[derive(Debug, Subcommand)]
+pub enum VmNicCommand {
+    /// Change a NIC's security groups, port security, allowed addresses or QoS (only what is
+    /// given changes; a QoS change applies to the running VM at once).
+    Set(VmNicSetArgs),
+}
+
+/// `vinfra vm nic set`.
+#[derive(Debug, Args)]
+pub struct VmNicSetArgs {
+    /// The VM.
+    pub vm: String,
+    /// The NIC's index in the VM's spec (from 0).
+    pub index: usize,
+    /// Port security: the NIC sends only from its own addresses.
+    #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+    pub port_security: Option<bool>,
+    /// Allowed address pairs, `+`-separated (replaces the list); `none` removes them.
+    #[arg(long, value_parser = parse_allow, value_name = "IP[/LEN][@MAC][+…]|none")]
+    pub allow: Option<AllowArg>,
+    /// Security groups, comma-separated (replaces the list); `none`: the NIC is not filtered.
+    #[arg(long, value_parser = parse_groups, value_name = "SG,…|none")]
+    pub security_groups: Option<GroupsArg>,
+    /// Rate limit both ways, bits/s with k, M, G (decimal: 100M = 100,000,000); `none`:
+    /// unlimited.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE|none")]
+    pub rate: Option<RateArg>,
+    /// Rate limit of what the VM sends (overrides --rate that way).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE|none")]
+    pub egress_rate: Option<RateArg>,
+    /// Rate limit of what goes to the VM (overrides --rate that way).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE|none")]
+    pub ingress_rate: Option<RateArg>,
+    /// Burst of the rate limits, bytes with K, M, G (binary: 1M = 1,048,576); default 10 ms at
+    /// the rate, at least 16K.
+    #[arg(long, value_parser = parse::burst, value_name = "BYTES")]
+    pub burst: Option<u64>,
+    /// Priority class under contention.
+    #[arg(long, value_parser = parse::qos_priority, value_name = "low|normal|high")]
+    pub priority: Option<vinfra_types::qos::NicPriority>,
+    /// Share against NICs of the same class under contention, 1-100 (default 10).
+    #[arg(long, value_parser = parse::qos_weight, value_name = "1-100")]
+    pub weight: Option<u16>,
+    /// DSCP written into the IPv4 packets the VM sends; `trust` keeps the guest's.
+    #[arg(long, value_parser = parse_dscp, value_name = "0-63|trust")]
+    pub dscp: Option<DscpArg>,
+    /// Remove the NIC's QoS.
+    #[arg(long, conflicts_with_all = ["rate", "egress_rate", "ingress_rate", "burst", "priority", "weight", "dscp"])]
+    pub no_qos: bool,
+}
+
+/// `--rate RATE|none` and the like: bits per second, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateArg(pub Option<u64>);
+
+fn parse_rate(v: &str) -> Result<RateArg, parse::ParseError> {
+    parse::rate_or_none(v).map(RateArg)
+}
+
+/// `--dscp N|trust`: the DSCP to mark, or none (the guest's kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DscpArg(pub Option<u8>);
+
+fn parse_dscp(v: &str) -> Result<DscpArg, parse::ParseError> {
+    parse::dscp_or_trust(v).map(DscpArg)
+}
+
+impl VmNicSetArgs {
+    /// The QoS flags given.
+    pub fn qos_change(&self) -> parse::NicQosChange {
+        parse::NicQosChange {
+            rate: self.rate.map(|r| r.0),
+            egress_rate: self.egress_rate.map(|r| r.0),
+            ingress_rate: self.ingress_rate.map(|r| r.0),
+            burst: self.burst,
+            priority: self.priority,
+            weight: self.weight,
+            dscp: self.dscp.map(|d| d.0),
+        }
+    }
+}
+
+/// `--allow …|none` of `vinfra vm nic set`: the whole list of allowed address pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowArg(pub Vec<vinfra_types::AllowedAddressPair>);
+
+fn parse_allow(v: &str) -> Result<AllowArg, parse::ParseError> {
+    parse::allow_or_none(v).map(AllowArg)
+}
+
+/// `--security-groups …|none` of `vinfra vm nic set`: the whole list of security groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupsArg(pub Vec<String>);
+
+fn parse_groups(v: &str) -> Result<GroupsArg, parse::ParseError> {
+    parse::groups_or_none(v).map(GroupsArg)
+}
+
+/// Builds the PATCH of `vinfra vm nic set`, checking it first. QoS flags change the QoS the
+/// NIC has (`current`, read from the console first; the API takes the whole of it).
+pub fn nic_set_request(
+    a: &VmNicSetArgs,
+    current: Option<&NicSpec>,
+) -> Result<UpdateNicRequest, RestCommandError> {
+    check_name("VM", &a.vm)?;
+    let change = a.qos_change();
+    let qos = if a.no_qos {
+        Some(None)
+    } else if change.is_empty() {
+        None
+    } else {
+        let old = current.and_then(|n| n.qos.as_ref());
+        Some(
+            change
+                .apply(old)
+                .map_err(|reason| RestCommandError::NicQos {
+                    index: a.index,
+                    reason,
+                })?,
+        )
+    };
+    let req = UpdateNicRequest {
+        security_groups: a.security_groups.clone().map(|g| g.0),
+        port_security: a.port_security,
+        allowed_addresses: a.allow.clone().map(|a| a.0),
+        qos,
+    };
+    if req.is_empty() {
+        return Err(RestCommandError::NothingToChange(
+            "--port-security, --allow, --security-groups, --rate, --egress-rate, \
+             --ingress-rate, --burst, --priority, --weight, --dscp and/or --no-qos",
+        ));
+    }
+    Ok(req)
+}
+
 /// `vinfra vm create`.
 #[derive(Debug, Args)]
 pub struct VmCreateArgs {
@@ -174,7 +320,8 @@ pub struct VmCreateArgs {
     #[arg(long, value_parser = parse::disk)]
     pub disk: Vec<DiskSpec>,
     /// A NIC: NETWORK[,ip=A.B.C.D][,mac=xx:xx:…][,port-security=on|off][,allow=IP[/LEN][@MAC][+…]]
-    /// (repeatable).
+    /// [,sg=GROUP[+…]][,rate=100M][,egress-rate=R][,ingress-rate=R][,burst=1M]
+    /// [,priority=low|normal|high][,weight=1-100][,dscp=0-63|trust] (repeatable).
     #[arg(long, value_parser = parse::nic)]
     pub nic: Vec<NicSpec>,
     /// Create the VM without starting it.
@@ -237,6 +384,9 @@ pub fn run(
     out: Output,
     cmd: &VmCommand,
 ) -> Result<(), RestCommandError> {
+    if let VmCommand::FloatingIp(c) = cmd {
+        return floating_ip::run(conn, out, c);
+    }
     if let VmCommand::Create(a) = cmd {
         let req = create_request(a)?;
         let vm = conn.client()?.create_vm(&req)?;
@@ -260,8 +410,34 @@ pub fn run(
             format!("VM {}: HA {}", vm.name, vm.spec.ha.describe())
         });
     }
+    if let VmCommand::Nic(VmNicCommand::Set(a)) = cmd {
+        check_name("VM", &a.vm)?;
+        let api = conn.client()?;
+        // QoS flags change the NIC's QoS: read it first.
+        let current = if a.qos_change().is_empty() {
+            None
+        } else {
+            api.vm(&a.vm)?.spec.nics.get(a.index).cloned()
+        };
+        let req = nic_set_request(a, current.as_ref())?;
+        let vm = api.update_nic(&a.vm, a.index, &req)?;
+        return show(out, &vm, |vm| match vm.spec.nics.get(a.index) {
+            Some(n) => format!(
+                "VM {} nic {}: {}; qos {}",
+                vm.name,
+                a.index,
+                output::nic(n),
+                output::nic_qos(n)
+            ),
+            None => format!("VM {} nic {} changed", vm.name, a.index),
+        });
+    }
     match cmd {
-        VmCommand::List | VmCommand::Create(_) | VmCommand::Set(_) => {}
+        VmCommand::List
+        | VmCommand::Create(_)
+        | VmCommand::Set(_)
+        | VmCommand::Nic(_)
+        | VmCommand::FloatingIp(_) => {}
         VmCommand::Show { name }
         | VmCommand::Start { name }
         | VmCommand::Stop { name, .. }
@@ -276,8 +452,21 @@ pub fn run(
     let api = conn.client()?;
     match cmd {
         VmCommand::List => show(out, &api.vms()?, |v| output::vms(v)),
-        VmCommand::Show { name } => show(out, &api.vm(name)?, output::vm),
-        VmCommand::Create(_) | VmCommand::Set(_) => Ok(()),
+        VmCommand::Show { name } => {
+            let vm = api.vm(name)?;
+            if out == Output::Json || vm.spec.nics.is_empty() {
+                return show(out, &vm, output::vm);
+            }
+            // The NICs' ports: read from the VM's host now; a host that cannot be asked says
+            // why in place of the counters.
+            let ports = api
+                .vm_counters(name)
+                .map_err(|e| vinfra_types::error::chain(&e));
+            show(out, &vm, |vm| output::vm_with_ports(vm, &ports))
+        }
+        VmCommand::Create(_) | VmCommand::Set(_) | VmCommand::Nic(_) | VmCommand::FloatingIp(_) => {
+            Ok(())
+        }
         VmCommand::Start { name } => {
             show(out, &api.start_vm(name)?, |_| format!("VM {name} started"))
         }
@@ -532,6 +721,63 @@ mod tests {
     }
 
     #[test]
+    fn nic_set_requests_name_only_what_changes() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Vm {
+            #[command(subcommand)]
+            cmd: VmCommand,
+        }
+        let set = |argv: &[&str]| {
+            let mut all = vec!["vm", "nic", "set"];
+            all.extend_from_slice(argv);
+            match Vm::try_parse_from(all).map(|v| v.cmd) {
+                Ok(VmCommand::Nic(VmNicCommand::Set(a))) => {
+                    nic_set_request(&a, None).map(|r| (a.index, r))
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let (index, r) = set(&["web", "1", "--security-groups", "a,b"]).unwrap();
+        assert_eq!(index, 1);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"security_groups":["a","b"]}"#
+        );
+        let (_, r) = set(&[
+            "web",
+            "0",
+            "--security-groups",
+            "none",
+            "--port-security",
+            "off",
+            "--allow",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"security_groups":[],"port_security":false,"allowed_addresses":[]}"#
+        );
+        let (_, r) = set(&["web", "0", "--allow", "10.0.0.9+10.0.1.0/29"]).unwrap();
+        assert_eq!(r.allowed_addresses.unwrap().len(), 2);
+        assert!(matches!(
+            set(&["web", "0"]),
+            Err(RestCommandError::NothingToChange(_))
+        ));
+        for bad in [
+            &["web", "x", "--port-security", "on"][..],
+            &["web", "0", "--security-groups", "Bad_Name"],
+            &["web", "0", "--allow", "10.0.0.9/8"],
+            &["web", "0", "--port-security", "maybe"],
+        ] {
+            let mut all = vec!["vm", "nic", "set"];
+            all.extend_from_slice(bad);
+            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn errors_read_as_one_line_naming_their_cause() {
         let e = create_request(&args(|a| a.name = "Bad_Name".into())).unwrap_err();
         let line = vinfra_types::error::chain(&e);
@@ -547,5 +793,67 @@ mod tests {
             "migration of a was cancelled: cancelled by the user"
         );
         assert!(!e.is_usage());
+    }
+
+    #[test]
+    fn nic_set_requests_change_the_qos_the_nic_has() {
+        use clap::Parser;
+        use vinfra_types::qos::{NicPriority, NicQos, NicRate};
+        #[derive(Debug, Parser)]
+        struct Vm {
+            #[command(subcommand)]
+            cmd: VmCommand,
+        }
+        let current = NicSpec {
+            network: "n".into(),
+            qos: Some(NicQos {
+                egress: Some(NicRate::new(50_000_000)),
+                dscp: Some(10),
+                ..NicQos::default()
+            }),
+            ..NicSpec::default()
+        };
+        let set = |argv: &[&str]| {
+            let mut all = vec!["vm", "nic", "set", "web", "0"];
+            all.extend_from_slice(argv);
+            match Vm::try_parse_from(all).map(|v| v.cmd) {
+                Ok(VmCommand::Nic(VmNicCommand::Set(a))) => nic_set_request(&a, Some(&current)),
+                other => panic!("{other:?}"),
+            }
+        };
+        let r = set(&["--rate", "100M", "--burst", "1M", "--priority", "high"]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"qos":{"egress":{"bits_per_sec":100000000,"burst_bytes":1048576},"ingress":{"bits_per_sec":100000000,"burst_bytes":1048576},"priority":"high","dscp":10}}"#
+        );
+        let r = set(&["--ingress-rate", "8M", "--dscp", "trust", "--weight", "50"]).unwrap();
+        let q = r.qos.unwrap().unwrap();
+        assert_eq!(q.egress, Some(NicRate::new(50_000_000)), "kept");
+        assert_eq!(q.ingress, Some(NicRate::new(8_000_000)));
+        assert_eq!(
+            (q.priority, q.weight, q.dscp),
+            (NicPriority::Normal, Some(50), None)
+        );
+        let r = set(&["--no-qos"]).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"qos":null}"#);
+        let e = set(&["--egress-rate", "none", "--burst", "1M"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nic 0: qos: a burst needs a rate (rate, egress-rate or ingress-rate)"
+        );
+        assert!(e.is_usage());
+        for bad in [
+            &["--no-qos", "--rate", "1M"][..],
+            &["--rate", "1"],
+            &["--rate", "10Mbps"],
+            &["--burst", "10"],
+            &["--priority", "urgent"],
+            &["--weight", "0"],
+            &["--dscp", "64"],
+        ] {
+            let mut all = vec!["vm", "nic", "set", "web", "0"];
+            all.extend_from_slice(bad);
+            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
+        }
     }
 }

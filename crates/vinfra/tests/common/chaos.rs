@@ -930,6 +930,11 @@ impl Driver {
                 for pid in &pids {
                     let _ = vinfra_lab::process::signal(*pid, Signal::SIGKILL);
                 }
+                // The signal is sent, not yet taken: until the QEMU has ended, a scan still finds
+                // it, and the VM without HA would look running (and never be started again).
+                for pid in &pids {
+                    vinfra_lab::process::wait_gone(*pid, Duration::from_secs(10));
+                }
                 if vm.ha {
                     let home = before.hosts.get(&vm.name).cloned().unwrap_or_default();
                     let old = pids.clone();

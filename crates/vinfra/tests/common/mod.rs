@@ -96,6 +96,20 @@ fn dump_logs(lab: &Lab) {
             h.name,
             tail(&h.data_dir.join("guard.log"), 15)
         );
+        let vms = std::fs::read_dir(h.data_dir.join("vms"))
+            .into_iter()
+            .flatten();
+        for dir in vms.flatten() {
+            let serial = dir.path().join("serial.log");
+            if serial.exists() {
+                eprintln!(
+                    "--- {} {} (tail) ---\n{}",
+                    h.name,
+                    serial.display(),
+                    tail(&serial, 8)
+                );
+            }
+        }
     }
 }
 
@@ -132,7 +146,8 @@ pub fn start_named_lab(name: &str, hosts: usize, adjust: impl FnOnce(&mut LabCon
             eprintln!("leftover lab '{name}': {e}");
         }
     }
-    let lab = Lab::up(config).unwrap_or_else(|e| panic!("lab up '{name}': {e}"));
+    let lab = Lab::up(config)
+        .unwrap_or_else(|e| panic!("lab up '{name}': {}", vinfra_types::error::Chain(&e)));
     LabGuard(Some(lab))
 }
 
@@ -143,19 +158,22 @@ pub fn start_lab(tag: &str, hosts: usize) -> LabGuard {
 
 /// The lab's REST client.
 pub fn api(lab: &Lab) -> Client {
-    lab.api().unwrap_or_else(|e| panic!("API client: {e}"))
+    lab.api()
+        .unwrap_or_else(|e| panic!("API client: {}", vinfra_types::error::Chain(&e)))
 }
 
 /// The VM `name`, as the API shows it.
 pub fn vm(lab: &Lab, name: &str) -> VmSummary {
     api(lab)
         .vm(name)
-        .unwrap_or_else(|e| panic!("GET VM {name}: {e}"))
+        .unwrap_or_else(|e| panic!("GET VM {name}: {}", vinfra_types::error::Chain(&e)))
 }
 
 /// Every VM, as the API lists them.
 pub fn vms(lab: &Lab) -> Vec<VmSummary> {
-    api(lab).vms().unwrap_or_else(|e| panic!("GET VMs: {e}"))
+    api(lab)
+        .vms()
+        .unwrap_or_else(|e| panic!("GET VMs: {}", vinfra_types::error::Chain(&e)))
 }
 
 /// Names of the VMs the API lists, sorted.
@@ -169,9 +187,9 @@ pub fn vm_names(lab: &Lab) -> Vec<String> {
 pub fn boot_guest(lab: &Lab, name: &str, memory_mib: u64, host: Option<&str>) -> VmSummary {
     let vm = lab
         .create_guest_vm(name, memory_mib, host)
-        .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
+        .unwrap_or_else(|e| panic!("create VM {name}: {}", vinfra_types::error::Chain(&e)));
     lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
+        .unwrap_or_else(|e| panic!("VM {name} did not boot: {}", vinfra_types::error::Chain(&e)));
     vm
 }
 
@@ -191,9 +209,9 @@ pub fn boot_guest_with(
     }
     let vm = api(lab)
         .create_vm(&req)
-        .unwrap_or_else(|e| panic!("create VM {name}: {e}"));
+        .unwrap_or_else(|e| panic!("create VM {name}: {}", vinfra_types::error::Chain(&e)));
     lab.wait_console(name, "VINFRA-GUEST BOOTED", BOOT_TIMEOUT)
-        .unwrap_or_else(|e| panic!("VM {name} did not boot: {e}"));
+        .unwrap_or_else(|e| panic!("VM {name} did not boot: {}", vinfra_types::error::Chain(&e)));
     vm
 }
 
@@ -244,7 +262,7 @@ pub fn counters(text: &str) -> Vec<Tick> {
 pub fn console_text(lab: &Lab, name: &str) -> String {
     api(lab)
         .console_log(name, Some(262_144))
-        .unwrap_or_else(|e| panic!("console of {name}: {e}"))
+        .unwrap_or_else(|e| panic!("console of {name}: {}", vinfra_types::error::chain(&e)))
         .text
 }
 
@@ -283,9 +301,12 @@ pub fn assert_counting(ticks: &[Tick], what: &str) {
 
 /// The progress of the current or last migration of `name`.
 pub fn migration(lab: &Lab, name: &str) -> MigrationProgress {
-    api(lab)
-        .migration(name)
-        .unwrap_or_else(|e| panic!("GET migration of {name}: {e}"))
+    api(lab).migration(name).unwrap_or_else(|e| {
+        panic!(
+            "GET migration of {name}: {}",
+            vinfra_types::error::Chain(&e)
+        )
+    })
 }
 
 /// Waits until the migration of `name` has ended; returns its last progress.
@@ -388,12 +409,12 @@ impl Running {
                     let _ = child.wait();
                     panic!("{what} still ran after {} s", timeout.as_secs());
                 }
-                Err(e) => panic!("{what}: {e}"),
+                Err(e) => panic!("{what}: {}", vinfra_types::error::Chain(&e)),
             }
         }
         child
             .wait_with_output()
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .unwrap_or_else(|e| panic!("{what}: {}", vinfra_types::error::Chain(&e)))
     }
 }
 
@@ -453,7 +474,7 @@ pub fn serial_text(lab: &Lab, host: &str, id: &str) -> String {
 pub fn events_about(lab: &Lab, object: &str) -> Vec<Event> {
     api(lab)
         .events()
-        .unwrap_or_else(|e| panic!("GET events: {e}"))
+        .unwrap_or_else(|e| panic!("GET events: {}", vinfra_types::error::Chain(&e)))
         .into_iter()
         .filter(|e| e.object == object)
         .collect()
@@ -466,15 +487,24 @@ pub fn console_lines(text: &str) -> impl Iterator<Item = &str> {
         .map(|l| l.trim_end_matches('\r'))
 }
 
-/// The results of the complete `VINFRA-PING <target> ok|fail` lines of a lab guest's console
-/// text (`vinfra.ping=<target>`), in order (`true`: ok).
+/// The results of the complete `VINFRA-PING <target> ok ttl=<TTL>|fail` lines of a lab guest's
+/// console text (`vinfra.ping=<target>`), in order (`true`: ok).
 pub fn ping_results(text: &str, target: &str) -> Vec<bool> {
+    ping_ttls(text, target)
+        .into_iter()
+        .map(|t| t.is_some())
+        .collect()
+}
+
+/// Like [`ping_results`], with the reply's TTL for each ok (`Some(None)` when the guest could
+/// not read it): `None` for a fail.
+pub fn ping_ttls(text: &str, target: &str) -> Vec<Option<Option<u8>>> {
     let prefix = format!("VINFRA-PING {target} ");
     console_lines(text)
-        .filter_map(|l| match l.strip_prefix(&prefix) {
-            Some("ok") => Some(true),
-            Some("fail") => Some(false),
-            _ => None,
+        .filter_map(|l| match l.strip_prefix(&prefix)? {
+            "fail" => Some(None),
+            "ok" => Some(Some(None)),
+            ok => Some(Some(ok.strip_prefix("ok ttl=")?.parse().ok())),
         })
         .collect()
 }
@@ -507,11 +537,15 @@ pub fn create_nic_vm(
 ) -> VmSummary {
     let address = match address {
         NicAddress::Static(ip) => {
-            let ip = ip
-                .parse()
-                .unwrap_or_else(|e| panic!("{name}'s address {ip}: {e}"));
-            lab.static_address(network, ip)
-                .unwrap_or_else(|e| panic!("{name}'s address on {network}: {e}"))
+            let ip = ip.parse().unwrap_or_else(|e| {
+                panic!("{name}'s address {ip}: {}", vinfra_types::error::Chain(&e))
+            });
+            lab.static_address(network, ip).unwrap_or_else(|e| {
+                panic!(
+                    "{name}'s address on {network}: {}",
+                    vinfra_types::error::Chain(&e)
+                )
+            })
         }
         NicAddress::Dhcp => GuestAddress::Dhcp,
     };
@@ -522,7 +556,7 @@ pub fn create_nic_vm(
     }
     api(lab)
         .create_vm(&req)
-        .unwrap_or_else(|e| panic!("create VM {name}: {e}"))
+        .unwrap_or_else(|e| panic!("create VM {name}: {}", vinfra_types::error::Chain(&e)))
 }
 
 /// Runs `f` on a thread inside the network namespace `ns` (`/run/netns/<ns>`, a lab host's):
@@ -538,4 +572,79 @@ pub fn in_netns<T: Send + 'static>(
             .unwrap_or_else(|e| panic!("setns {path}: {e}"));
         f()
     })
+}
+
+/// A `newc` cpio archive of `entries` (path, mode, contents), with its trailer.
+fn cpio(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pad = |out: &mut Vec<u8>| out.resize(out.len().next_multiple_of(4), 0);
+    let trailer = ("TRAILER!!!", 0, &[][..]);
+    for (ino, (path, mode, data)) in entries.iter().chain([&trailer]).enumerate() {
+        let fields = [
+            ino + 1,
+            *mode as usize,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            path.len() + 1,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(path.as_bytes());
+        out.push(0);
+        pad(&mut out);
+        out.extend_from_slice(data);
+        pad(&mut out);
+    }
+    out
+}
+
+/// A server script for a test's guests (`nc -ll -e`): a `probe` line is answered `pong`, a
+/// `stream` line with a number every half second, for ever.
+pub const SERVE_SCRIPT: &str = r#"#!/bin/sh
+read line
+case $line in
+probe) echo pong ;;
+stream)
+    n=0
+    while :; do
+        n=$((n + 1))
+        echo "$n" || exit 0
+        sleep 0.5
+    done
+    ;;
+esac
+"#;
+
+/// Runs `vinfra args` against the lab; its stdout, or a panic with its stderr.
+pub fn cli(lab: &Lab, args: &[&str]) -> String {
+    let env = cli_env(lab);
+    let out = vinfra(args, &refs(&env));
+    assert!(
+        out.status.success(),
+        "vinfra {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Writes `file` into the lab's image directory: the guest image's initramfs, then (at a 4-byte
+/// boundary, where the kernel looks for a further archive) `entries` (path, mode, contents), so
+/// a test's scripts run in its guests (`rdinit=`).
+pub fn install_test_initrd(lab: &Lab, file: &str, entries: &[(&str, u32, &[u8])]) {
+    let images = lab.datastore().join("images");
+    let mut initrd =
+        std::fs::read(images.join(vinfra_lab::guest::INITRD_IMAGE)).expect("the guest initramfs");
+    initrd.resize(initrd.len().next_multiple_of(512), 0);
+    initrd.extend(cpio(entries));
+    std::fs::write(images.join(file), initrd).expect("write the test's initramfs");
 }

@@ -38,9 +38,11 @@
 //!   invalid and a first fragment must hold the whole TCP header ([`PacketInfo::parse`]).
 //!   Entries past their timeout but not yet freed ([`Conntrack::expire`]) still count here.
 //! - The table holds at most `max_entries` connections (and at most `zone_max_entries` per
-//!   zone): a commit on a full table first frees connections past their timeout, then is
-//!   refused ([`ConntrackFull`]); the kernel also drops a not yet assured connection to make
-//!   room (`early_drop`).
+//!   zone): a commit on a full table first frees connections past their timeout, then TCP
+//!   connections that have closed (`TimeWait`, `Close`; the zone's own oldest first, and for a
+//!   full table any zone's), then is refused ([`ConntrackFull`]); the kernel drops a not yet
+//!   assured connection to make room instead (`early_drop`). So a VM taking many short
+//!   connections is not refused for the two minutes its closed ones wait in `TimeWait`.
 //!
 //! # Migration
 //! [`Conntrack::export`] writes a zone's connections as plain [`ConnEntry`] values with their
@@ -48,19 +50,28 @@
 //! destination host, relative to its own clock, so an established TCP stream goes on with its
 //! next plain ACK.
 
+mod counters;
+mod migrate;
 mod packet;
 mod tcp;
+#[cfg(test)]
+mod tests;
+mod timeouts;
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use std::collections::VecDeque;
+
 use foldhash::HashMap;
 
+pub use counters::{ConntrackCounters, InvalidCounts, InvalidReason};
 pub use packet::{
     icmp_is_error, icmp_is_request, icmp_query_peer, icmp_type, ConnTuple, Fragment, Icmp,
     PacketError, PacketInfo, TcpFlags, L4,
 };
 pub use tcp::TcpState;
+pub use timeouts::{ConntrackConfig, Timeouts, MAX_ENTRIES_LIMIT};
 
 use crate::wire::ipv4::protocol;
 use tcp::{SegmentKind, Step};
@@ -81,177 +92,6 @@ impl Side {
             Side::FromVm => Side::ToVm,
             Side::ToVm => Side::FromVm,
         }
-    }
-}
-
-/// How long a connection lives without a packet, by protocol and state. The defaults are the
-/// Linux kernel's (`nf_conntrack_*_timeout` sysctls), except `other_unreplied`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Timeouts {
-    /// TCP after the SYN (and after SYNs both ways): 120 s.
-    pub tcp_syn_sent: Duration,
-    /// TCP after the SYN+ACK: 60 s.
-    pub tcp_syn_recv: Duration,
-    /// TCP established: 5 days, as the kernel (OVS uses 24 h). An idle connection without
-    /// keepalives outlives most applications' own timeouts; the table's size bounds the cost.
-    pub tcp_established: Duration,
-    /// TCP after a FIN: 120 s.
-    pub tcp_fin_wait: Duration,
-    /// TCP after the first FIN was acknowledged: 60 s.
-    pub tcp_close_wait: Duration,
-    /// TCP after the second FIN: 30 s.
-    pub tcp_last_ack: Duration,
-    /// TCP after the second FIN was acknowledged: 120 s.
-    pub tcp_time_wait: Duration,
-    /// TCP after a RST: 10 s.
-    pub tcp_close: Duration,
-    /// UDP before a reply: 30 s.
-    pub udp_unreplied: Duration,
-    /// UDP after a reply: 120 s (the kernel's stream timeout).
-    pub udp_replied: Duration,
-    /// ICMP queries (echo, timestamp, …): 30 s.
-    pub icmp: Duration,
-    /// Other protocols (and ICMP other than queries and errors) before a reply: 30 s (the
-    /// kernel's generic timeout is 600 s either way; one-way traffic should not hold entries
-    /// that long).
-    pub other_unreplied: Duration,
-    /// Other protocols after a reply: 600 s.
-    pub other_replied: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Timeouts {
-        const fn secs(s: u64) -> Duration {
-            Duration::from_secs(s)
-        }
-        Timeouts {
-            tcp_syn_sent: secs(120),
-            tcp_syn_recv: secs(60),
-            tcp_established: secs(5 * 24 * 3600),
-            tcp_fin_wait: secs(120),
-            tcp_close_wait: secs(60),
-            tcp_last_ack: secs(30),
-            tcp_time_wait: secs(120),
-            tcp_close: secs(10),
-            udp_unreplied: secs(30),
-            udp_replied: secs(120),
-            icmp: secs(30),
-            other_unreplied: secs(30),
-            other_replied: secs(600),
-        }
-    }
-}
-
-impl Timeouts {
-    /// The timeout of a TCP connection in `state`.
-    pub const fn tcp(&self, state: TcpState) -> Duration {
-        match state {
-            TcpState::SynSent | TcpState::SynSent2 => self.tcp_syn_sent,
-            TcpState::SynRecv => self.tcp_syn_recv,
-            TcpState::Established => self.tcp_established,
-            TcpState::FinWait => self.tcp_fin_wait,
-            TcpState::CloseWait => self.tcp_close_wait,
-            TcpState::LastAck => self.tcp_last_ack,
-            TcpState::TimeWait => self.tcp_time_wait,
-            TcpState::Close => self.tcp_close,
-        }
-    }
-
-    /// The timeout of a connection of `protocol` (`tcp` its state for TCP), replied or not.
-    fn of(&self, protocol: u8, tcp: Option<TcpState>, replied: bool) -> Duration {
-        match (protocol, tcp) {
-            (_, Some(state)) => self.tcp(state),
-            (protocol::UDP, None) if replied => self.udp_replied,
-            (protocol::UDP, None) => self.udp_unreplied,
-            (protocol::ICMP, None) => self.icmp,
-            (_, None) if replied => self.other_replied,
-            (_, None) => self.other_unreplied,
-        }
-    }
-}
-
-/// Most connections a table may be configured for (slot numbers take 31 bits).
-pub const MAX_ENTRIES_LIMIT: usize = 1 << 30;
-
-/// Configuration of a [`Conntrack`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct ConntrackConfig {
-    /// Most connections in the table, all zones together (at most [`MAX_ENTRIES_LIMIT`]).
-    pub max_entries: usize,
-    /// Most connections of one zone; `None`: only `max_entries` applies. One VM cannot fill
-    /// the table for the others with it.
-    pub zone_max_entries: Option<usize>,
-    /// Timeouts.
-    pub timeouts: Timeouts,
-}
-
-impl Default for ConntrackConfig {
-    /// 262 144 connections, no zone limit, the default timeouts.
-    fn default() -> ConntrackConfig {
-        ConntrackConfig {
-            max_entries: 1 << 18,
-            zone_max_entries: None,
-            timeouts: Timeouts::default(),
-        }
-    }
-}
-
-/// Why a packet is invalid for connection tracking.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum InvalidReason {
-    /// A TCP segment other than a SYN (without ACK) and no connection for it (an ACK, a
-    /// SYN+ACK with no SYN seen, a RST, a FIN).
-    TcpNotSyn,
-    /// A TCP flag combination no stack sends (SYN+FIN, no flag, FIN without ACK, …).
-    TcpBadFlags,
-    /// A TCP segment the connection's state does not allow (a SYN from the responder once
-    /// established, a SYN+ACK from the originator, an ACK before the SYN+ACK, …).
-    TcpBadState,
-    /// An ICMP query answer (echo reply, …) with no request seen.
-    IcmpUnmatchedReply,
-    /// An ICMP error about no known connection, or quoting too little to tell.
-    IcmpUnrelatedError,
-    /// A later IPv4 fragment and no connection of its protocol between its addresses; or a TCP
-    /// fragment at offset 8 (RFC 1858).
-    Fragment,
-    /// A packet of a known connection going the wrong way through the port: from the VM with
-    /// the addresses of the packets to it, or the reverse (a spoofed or looped packet).
-    WrongSide,
-}
-
-impl InvalidReason {
-    /// Every reason, in counter order.
-    pub const ALL: [InvalidReason; 7] = [
-        InvalidReason::TcpNotSyn,
-        InvalidReason::TcpBadFlags,
-        InvalidReason::TcpBadState,
-        InvalidReason::IcmpUnmatchedReply,
-        InvalidReason::IcmpUnrelatedError,
-        InvalidReason::Fragment,
-        InvalidReason::WrongSide,
-    ];
-
-    /// The snake_case name, as in counters.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            InvalidReason::TcpNotSyn => "tcp_not_syn",
-            InvalidReason::TcpBadFlags => "tcp_bad_flags",
-            InvalidReason::TcpBadState => "tcp_bad_state",
-            InvalidReason::IcmpUnmatchedReply => "icmp_unmatched_reply",
-            InvalidReason::IcmpUnrelatedError => "icmp_unrelated_error",
-            InvalidReason::Fragment => "fragment",
-            InvalidReason::WrongSide => "wrong_side",
-        }
-    }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl core::fmt::Display for InvalidReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -310,55 +150,6 @@ pub struct ConnEntry {
     pub remaining: Duration,
 }
 
-/// Invalid packets by reason.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-pub struct InvalidCounts([u64; InvalidReason::ALL.len()]);
-
-impl InvalidCounts {
-    /// Invalid packets for `reason`.
-    pub fn get(&self, reason: InvalidReason) -> u64 {
-        self.0.get(reason.index()).copied().unwrap_or(0)
-    }
-
-    /// Invalid packets, all reasons.
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-
-    /// Each reason with its count.
-    pub fn iter(&self) -> impl Iterator<Item = (InvalidReason, u64)> + '_ {
-        InvalidReason::ALL.into_iter().zip(self.0.iter().copied())
-    }
-
-    fn count(&mut self, reason: InvalidReason) {
-        if let Some(n) = self.0.get_mut(reason.index()) {
-            *n += 1;
-        }
-    }
-}
-
-/// Counters of a [`Conntrack`]. Each connection freed is counted once, in `expired`,
-/// `evicted` or `removed`, so `created + imported - expired - evicted - removed == entries`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
-pub struct ConntrackCounters {
-    /// Connections in the table now.
-    pub entries: usize,
-    /// Connections created by [`Conntrack::commit`].
-    pub created: u64,
-    /// Connections created by [`Conntrack::import`].
-    pub imported: u64,
-    /// Connections freed after their timeout, by [`Conntrack::expire`] or a lookup.
-    pub expired: u64,
-    /// Connections past their timeout freed to make room for a new one on a full table.
-    pub evicted: u64,
-    /// Connections removed: [`Conntrack::remove_zone`], or ended by a SYN reopening them.
-    pub removed: u64,
-    /// Connections refused for a full table or zone ([`ConntrackFull`]).
-    pub refused: u64,
-    /// Invalid packets by reason.
-    pub invalid: InvalidCounts,
-}
-
 /// A connection.
 #[derive(Clone, Copy, Debug)]
 struct Conn {
@@ -398,6 +189,17 @@ impl PairKey {
     }
 }
 
+/// Whether a TCP connection has closed (`TimeWait`, `Close`): it carries nothing more and is
+/// the first to go from a full table.
+fn is_closed(tcp: Option<TcpState>) -> bool {
+    matches!(tcp, Some(TcpState::TimeWait | TcpState::Close))
+}
+
+/// A slot number as an index.
+fn place_index(slot: u32) -> usize {
+    usize::try_from(slot).unwrap_or(usize::MAX)
+}
+
 /// An index value: the slot number, shifted left by one, with the low bit set for the reply
 /// tuple.
 type Handle = u32;
@@ -419,6 +221,10 @@ pub struct Conntrack {
     zones: HashMap<u32, usize>,
     /// Connections per address pair and protocol, for later fragments.
     pairs: HashMap<PairKey, u32>,
+    /// Per zone, the TCP connections that closed (`TimeWait`, `Close`), oldest first, by slot
+    /// and original tuple (an entry whose slot no longer holds that closed connection is
+    /// stale and skipped): what a full zone or table frees before it refuses a connection.
+    closing: HashMap<u32, VecDeque<(u32, ConnTuple)>>,
     /// No connection expires before this: a full table is swept only from then on.
     next_expiry: Duration,
     counters: ConntrackCounters,
@@ -439,6 +245,7 @@ impl Conntrack {
             len: 0,
             zones: HashMap::default(),
             pairs: HashMap::default(),
+            closing: HashMap::default(),
             next_expiry: Duration::MAX,
             counters: ConntrackCounters::default(),
         }
@@ -549,6 +356,10 @@ impl Conntrack {
                         conn.tcp = Some(next);
                         conn.deadline = now.saturating_add(timeouts.tcp(next));
                         self.next_expiry = self.next_expiry.min(conn.deadline);
+                    }
+                    if closing && !is_closed(Some(state)) {
+                        let (zone, original) = (conn.zone, conn.original);
+                        self.note_closed(slot, zone, original);
                     }
                 }
             },
@@ -667,7 +478,7 @@ impl Conntrack {
         {
             return Ok(());
         }
-        self.make_room(zone, now)?;
+        self.make_room(zone, now, true)?;
         let timeout = self.config.timeouts.of(tuple.protocol, tcp, false);
         self.insert(Conn {
             zone,
@@ -683,7 +494,12 @@ impl Conntrack {
 
     /// Makes room for one more connection in `zone`: sweeps the table if it (or the zone) is
     /// full and a connection may have expired; refuses if still full.
-    fn make_room(&mut self, zone: u32, now: Duration) -> Result<(), ConntrackFull> {
+    fn make_room(
+        &mut self,
+        zone: u32,
+        now: Duration,
+        drop_closed: bool,
+    ) -> Result<(), ConntrackFull> {
         let zone_limit = self.config.zone_max_entries;
         let full = |ct: &Conntrack| {
             if ct.len >= ct.config.max_entries {
@@ -704,13 +520,69 @@ impl Conntrack {
                 self.next_expiry = self.next_expiry.max(now.saturating_add(SWEEP_BACKOFF));
             }
         }
-        match full(self) {
-            None => Ok(()),
-            Some(err) => {
+        // Still full: closed connections go first, the zone's own, else (a full table) any
+        // zone's; the kernel's early drop frees unassured ones instead.
+        while let Some(err) = full(self) {
+            let freed = drop_closed
+                && (self.drop_closed(zone)
+                    || (matches!(err, ConntrackFull::Table(_)) && self.drop_closed_any()));
+            if !freed {
                 self.counters.refused += 1;
-                Err(err)
+                return Err(err);
+            }
+            self.counters.evicted += 1;
+        }
+        Ok(())
+    }
+
+    /// Remembers that the connection in `slot` closed, for [`Conntrack::drop_closed`]. The
+    /// zone's list keeps at most twice the zone's (or the table's) limit: beyond, its oldest
+    /// entry is forgotten (that connection still expires; it is only not freed early).
+    fn note_closed(&mut self, slot: usize, zone: u32, original: ConnTuple) {
+        let Ok(slot) = u32::try_from(slot) else {
+            return;
+        };
+        let cap = self
+            .config
+            .zone_max_entries
+            .unwrap_or(self.config.max_entries)
+            .saturating_mul(2)
+            .max(1);
+        let list = self.closing.entry(zone).or_default();
+        if list.len() >= cap {
+            list.pop_front();
+        }
+        list.push_back((slot, original));
+    }
+
+    /// Frees the oldest closed connection of `zone` still in the table; false when it has
+    /// none.
+    fn drop_closed(&mut self, zone: u32) -> bool {
+        loop {
+            let Some((slot, original)) = self.closing.get_mut(&zone).and_then(VecDeque::pop_front)
+            else {
+                self.closing.remove(&zone);
+                return false;
+            };
+            let Ok(slot) = usize::try_from(slot) else {
+                continue;
+            };
+            let live = self
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.zone == zone && c.original == original && is_closed(c.tcp));
+            if live {
+                self.remove_slot(slot);
+                return true;
             }
         }
+    }
+
+    /// Frees the oldest closed connection of any zone; false when there is none.
+    fn drop_closed_any(&mut self) -> bool {
+        let zones: Vec<u32> = self.closing.keys().copied().collect();
+        zones.into_iter().any(|z| self.drop_closed(z))
     }
 
     /// Frees the connections past their timeout; returns how many. `len()` drops by as many.
@@ -744,6 +616,7 @@ impl Conntrack {
         if self.zone_len(zone) == 0 {
             return 0;
         }
+        self.closing.remove(&zone);
         let mut removed = 0;
         for slot in 0..self.slots.len() {
             if matches!(self.slots.get(slot), Some(Some(conn)) if conn.zone == zone) {
@@ -753,72 +626,6 @@ impl Conntrack {
         }
         self.counters.removed += removed as u64;
         removed
-    }
-
-    /// The live connections of `zone`, with their lifetime left at `now`.
-    pub fn export(&self, zone: u32, now: Duration) -> Vec<ConnEntry> {
-        if self.zone_len(zone) == 0 {
-            return Vec::new();
-        }
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|c| c.zone == zone && c.deadline > now)
-            .map(|c| ConnEntry {
-                original: c.original,
-                reply: c.original.reply(),
-                origin: c.origin,
-                tcp_state: c.tcp,
-                replied: c.replied,
-                remaining: c.deadline.saturating_sub(now),
-            })
-            .collect()
-    }
-
-    /// Puts connections exported from another table into `zone`, each living its `remaining`
-    /// time from `now` (at most its state's timeout here). Skipped, and not counted: entries
-    /// with nothing remaining, a reply tuple that is not the original's reverse, a TCP state
-    /// on another protocol or none on TCP, and connections the zone already has (they are
-    /// newer). Returns how many were imported; on a full table (or zone), after freeing what
-    /// expired, the entries before stay imported and the rest are not.
-    pub fn import(
-        &mut self,
-        zone: u32,
-        entries: &[ConnEntry],
-        now: Duration,
-    ) -> Result<usize, ConntrackFull> {
-        let mut imported = 0;
-        for entry in entries {
-            let original = entry.original;
-            let is_tcp = original.protocol == protocol::TCP;
-            if entry.remaining.is_zero()
-                || entry.reply != original.reply()
-                || is_tcp != entry.tcp_state.is_some()
-            {
-                continue;
-            }
-            if self.lookup(zone, &original, now).is_some()
-                || self.lookup(zone, &original.reply(), now).is_some()
-            {
-                continue;
-            }
-            self.make_room(zone, now)?;
-            let timeout =
-                self.config
-                    .timeouts
-                    .of(original.protocol, entry.tcp_state, entry.replied);
-            self.insert(Conn {
-                zone,
-                original,
-                origin: entry.origin,
-                tcp: entry.tcp_state,
-                replied: entry.replied,
-                deadline: now.saturating_add(entry.remaining.min(timeout)),
-            });
-            self.counters.imported += 1;
-            imported += 1;
-        }
-        Ok(imported)
     }
 
     /// Stores a connection whose tuples are not in the table; the caller made room.
@@ -865,6 +672,9 @@ impl Conntrack {
             .or_insert(0) += 1;
         self.len += 1;
         self.next_expiry = self.next_expiry.min(conn.deadline);
+        if is_closed(conn.tcp) {
+            self.note_closed(place_index(slot), conn.zone, conn.original);
+        }
     }
 
     /// Frees a slot's connection and its keys.
@@ -898,123 +708,5 @@ impl Conntrack {
             self.free.push(slot);
         }
         self.len = self.len.saturating_sub(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-    fn syn(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> PacketInfo {
-        PacketInfo {
-            src,
-            dst,
-            protocol: protocol::TCP,
-            fragment: Fragment::Whole,
-            l4: L4::Tcp {
-                src_port: sport,
-                dst_port: dport,
-                flags: TcpFlags::SYN,
-            },
-        }
-    }
-
-    fn table(max_entries: usize) -> Conntrack {
-        Conntrack::new(ConntrackConfig {
-            max_entries,
-            ..ConntrackConfig::default()
-        })
-    }
-
-    #[test]
-    fn a_tuple_that_is_its_own_reply() {
-        let mut ct = table(4);
-        let land = syn(A, 7, A, 7);
-        assert_eq!(
-            ct.track(1, Side::FromVm, &land, Duration::ZERO),
-            Tracked::New
-        );
-        ct.commit(1, Side::FromVm, &land, Duration::ZERO).unwrap();
-        assert_eq!(ct.index.len(), 1);
-        assert_eq!(
-            ct.track(1, Side::FromVm, &land, Duration::ZERO),
-            Tracked::Established { reply: false }
-        );
-        assert_eq!(ct.remove_zone(1), 1);
-        assert!(ct.index.is_empty() && ct.zones.is_empty() && ct.pairs.is_empty());
-    }
-
-    #[test]
-    fn side_tables_follow_the_connections() {
-        let mut ct = table(8);
-        let t = Duration::from_secs(1);
-        for port in 0..8 {
-            ct.commit(port % 2, Side::FromVm, &syn(A, 100 + port as u16, B, 80), t)
-                .unwrap();
-        }
-        assert_eq!(ct.index.len(), 16);
-        assert_eq!(ct.pairs.len(), 2);
-        assert_eq!((ct.zone_len(0), ct.zone_len(1)), (4, 4));
-        assert_eq!(ct.remove_zone(0), 4);
-        assert_eq!(ct.expire(t + ct.config.timeouts.tcp_syn_sent), 4);
-        assert!(ct.index.is_empty() && ct.zones.is_empty() && ct.pairs.is_empty());
-        assert_eq!(ct.free.len(), 8);
-        // Freed slots are reused: the slot vector never outgrows the limit.
-        for port in 0..8 {
-            ct.commit(2, Side::FromVm, &syn(A, 200 + port, B, 80), t)
-                .unwrap();
-        }
-        assert_eq!(ct.slots.len(), 8);
-    }
-
-    #[test]
-    fn a_full_table_sweeps_only_when_something_may_have_expired() {
-        let mut ct = table(2);
-        let t = Duration::from_secs(10);
-        ct.commit(1, Side::FromVm, &syn(A, 1, B, 80), t).unwrap();
-        ct.commit(
-            1,
-            Side::FromVm,
-            &syn(A, 2, B, 80),
-            t + Duration::from_secs(5),
-        )
-        .unwrap();
-        assert_eq!(ct.next_expiry, t + ct.config.timeouts.tcp_syn_sent);
-        // Nothing can have expired: refused without a sweep.
-        let third = syn(A, 3, B, 80);
-        assert!(ct.commit(1, Side::FromVm, &third, t).is_err());
-        // The first SYN, retransmitted, moves its deadline: the sweep at the old one frees
-        // nothing and backs off.
-        let _ = ct.track(
-            1,
-            Side::FromVm,
-            &syn(A, 1, B, 80),
-            t + Duration::from_secs(100),
-        );
-        let at = t + ct.config.timeouts.tcp_syn_sent;
-        assert!(ct.commit(1, Side::FromVm, &third, at).is_err());
-        assert_eq!(
-            ct.next_expiry,
-            t + Duration::from_secs(5) + ct.config.timeouts.tcp_syn_sent
-        );
-        let c = ct.counters();
-        assert_eq!((c.refused, c.evicted), (2, 0));
-        // Once the second expired, it makes room.
-        ct.commit(1, Side::FromVm, &third, ct.next_expiry).unwrap();
-        assert_eq!(ct.counters().evicted, 1);
-    }
-
-    #[test]
-    fn reasons_have_distinct_names_in_counter_order() {
-        for (i, r) in InvalidReason::ALL.into_iter().enumerate() {
-            assert_eq!(r.index(), i);
-        }
-        let mut names: Vec<_> = InvalidReason::ALL.iter().map(|r| r.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), InvalidReason::ALL.len());
     }
 }

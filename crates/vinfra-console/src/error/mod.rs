@@ -5,7 +5,8 @@
 //! docs/design.md "REST API"). A variant's message never repeats its `#[source]`: whoever shows
 //! an error to an operator prints the chain ([`vinfra_types::error::chain`]).
 //! [`JoinError`] is why a host's join was refused; [`RecordError`] why a stored record could not
-//! be read or written; [`FenceCommandError`] why a host's fence command could not be run.
+//! be read or written; [`FenceCommandError`] why a host's fence command could not be run;
+//! [`RouterRefusal`] (in `routers.rs`) why a router operation was refused.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -15,10 +16,15 @@ use vinfra_proto::pki::PkiError;
 use vinfra_store::StoreError;
 use vinfra_types::ha::{FenceOutcome, HaError};
 use vinfra_types::network::{Ipv4Subnet, NetworkError};
+use vinfra_types::security_group::SecurityGroupError;
 use vinfra_types::vm::SpecError;
 use vinfra_types::{NameError, PowerState};
 
 use crate::agents::RequestError;
+
+mod routers;
+
+pub use routers::RouterRefusal;
 
 /// What kind of object a message names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,10 @@ pub enum Object {
     Recommendation,
     /// The migration of a VM.
     Migration,
+    /// A security group.
+    SecurityGroup,
+    /// A router.
+    Router,
 }
 
 impl fmt::Display for Object {
@@ -46,6 +56,8 @@ impl fmt::Display for Object {
             Object::Rule => "rule",
             Object::Recommendation => "recommendation",
             Object::Migration => "migration of VM",
+            Object::SecurityGroup => "security group",
+            Object::Router => "router",
         })
     }
 }
@@ -168,6 +180,31 @@ fn vm_list(users: &[String], more: &usize) -> String {
     s
 }
 
+/// `NICs vm nic 0, … and N more; rules of groups a, b`.
+fn sg_users(nics: &[String], more: &usize, groups: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !nics.is_empty() {
+        let total = nics.len() + more;
+        let mut s = format!(
+            "NIC{} {}",
+            if total == 1 { "" } else { "s" },
+            nics.join(", ")
+        );
+        if *more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        parts.push(s);
+    }
+    if !groups.is_empty() {
+        parts.push(format!(
+            "the rules of group{} {}",
+            if groups.len() == 1 { "" } else { "s" },
+            groups.join(", ")
+        ));
+    }
+    parts.join(" and ")
+}
+
 /// Why a console operation failed. Each variant is of one [`ErrorKind`] (see [`Error::kind`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -190,6 +227,12 @@ pub enum Error {
     /// The settings or allocation ratios are invalid (the validators of vinfra-types say why).
     #[error("{reason}")]
     Settings {
+        /// Why, in the validator's words.
+        reason: String,
+    },
+    /// A flows query is out of range (`GET /api/v1/flows`).
+    #[error("{reason}")]
+    FlowQuery {
         /// Why, in the validator's words.
         reason: String,
     },
@@ -275,6 +318,9 @@ pub enum Error {
     /// A fence command (or another HA value) is not acceptable.
     #[error(transparent)]
     Ha(#[from] HaError),
+    /// A security group or one of its rules is not acceptable.
+    #[error(transparent)]
+    SecurityGroup(#[from] SecurityGroupError),
 
     // ----- not-found (404) -----
     /// The named object does not exist.
@@ -284,6 +330,39 @@ pub enum Error {
         kind: Object,
         /// Its name.
         name: String,
+    },
+
+    /// A VM has no NIC of that index.
+    #[error("VM '{vm}' has no nic {index} (it has {count})")]
+    NoSuchNic {
+        /// The VM.
+        vm: String,
+        /// The index asked for.
+        index: usize,
+        /// How many NICs it has.
+        count: usize,
+    },
+    /// A security group has no rule of that id.
+    #[error("security group '{group}' has no rule {id}")]
+    NoSuchSgRule {
+        /// The group.
+        group: String,
+        /// The rule id asked for.
+        id: u32,
+    },
+    /// A rule's remote_group names a security group that does not exist.
+    #[error("remote_group: security group '{remote}' not found")]
+    UnknownRemoteGroup {
+        /// The group named.
+        remote: String,
+    },
+    /// A NIC names a security group that does not exist.
+    #[error("nic {index}: security group '{group}' not found")]
+    UnknownNicGroup {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// The group named.
+        group: String,
     },
 
     // ----- conflict (409) -----
@@ -451,6 +530,22 @@ pub enum Error {
         /// How many more.
         more: usize,
     },
+    /// A security group that NICs are in, or that other groups' rules name as their remote,
+    /// cannot be deleted.
+    #[error(
+        "security group '{group}' is in use by {}; detach it and change those rules first",
+        sg_users(.nics, .more, .groups)
+    )]
+    SecurityGroupInUse {
+        /// The group.
+        group: String,
+        /// The first NICs in it, `vm nic N`.
+        nics: Vec<String>,
+        /// How many more NICs.
+        more: usize,
+        /// The other groups whose rules name it as remote_group.
+        groups: Vec<String>,
+    },
     /// Two NICs of the VM ask for the same address.
     #[error("nic {index}: {ip} is given to two NICs of this VM")]
     NicAddressTwice {
@@ -607,6 +702,11 @@ pub enum Error {
         host: String,
     },
 
+    // ----- invalid-request (400), not-found (404), conflict (409) -----
+    /// A router operation was refused (its kind by the refusal, see [`Error::kind`]).
+    #[error(transparent)]
+    Router(#[from] RouterRefusal),
+
     // ----- agent-error, agent-connection-lost, host-disconnected, agent-timeout -----
     /// The host's agent failed or could not be reached.
     #[error(transparent)]
@@ -632,6 +732,12 @@ pub enum Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         Error::Store(RecordError::Store(e))
+    }
+}
+
+impl From<vinfra_types::router::RouterRequestError> for Error {
+    fn from(e: vinfra_types::router::RouterRequestError) -> Self {
+        Error::Router(RouterRefusal::Definition(e))
     }
 }
 
@@ -711,6 +817,7 @@ impl Error {
             | Error::Spec(_)
             | Error::NetworkDefinition(_)
             | Error::Settings { .. }
+            | Error::FlowQuery { .. }
             | Error::OutOfRange { .. }
             | Error::RuleNeedsVmsAndHosts { .. }
             | Error::RuleNamesHosts { .. }
@@ -720,8 +827,13 @@ impl Error {
             | Error::NicSubnetAddress { .. }
             | Error::NicGateway { .. }
             | Error::NicMac { .. }
-            | Error::Ha(_) => K::InvalidRequest,
-            Error::NotFound { .. } => K::NotFound,
+            | Error::Ha(_)
+            | Error::SecurityGroup(_) => K::InvalidRequest,
+            Error::NotFound { .. }
+            | Error::NoSuchNic { .. }
+            | Error::NoSuchSgRule { .. }
+            | Error::UnknownRemoteGroup { .. }
+            | Error::UnknownNicGroup { .. } => K::NotFound,
             Error::NameTaken { .. }
             | Error::NameReserved { .. }
             | Error::Concurrent { .. }
@@ -741,6 +853,7 @@ impl Error {
             | Error::NoFreeSwitchId
             | Error::NetworkRaced { .. }
             | Error::NetworkInUse { .. }
+            | Error::SecurityGroupInUse { .. }
             | Error::NicAddressTwice { .. }
             | Error::NicAddressTaken { .. }
             | Error::NetworkFull { .. }
@@ -763,6 +876,35 @@ impl Error {
                 _ => K::RuleConflict,
             },
             Error::RuleUnknownHost { .. } => K::InvalidRule,
+            Error::Router(r) => match r {
+                RouterRefusal::Definition(_) | RouterRefusal::OutsideSubnet { .. } => {
+                    K::InvalidRequest
+                }
+                RouterRefusal::NoInterface { .. }
+                | RouterRefusal::NoRoute { .. }
+                | RouterRefusal::NoUplink { .. }
+                | RouterRefusal::NoFloatingIp { .. } => K::NotFound,
+                RouterRefusal::InUse { .. }
+                | RouterRefusal::NetworkAttached { .. }
+                | RouterRefusal::SubnetOverlap { .. }
+                | RouterRefusal::GatewayMismatch { .. }
+                | RouterRefusal::GatewayTaken { .. }
+                | RouterRefusal::RouteExists { .. }
+                | RouterRefusal::ViaUnreachable { .. }
+                | RouterRefusal::ViaGateway { .. }
+                | RouterRefusal::RoutesVia { .. }
+                | RouterRefusal::NoFreeId
+                | RouterRefusal::UplinkExists { .. }
+                | RouterRefusal::UplinkNotVlan { .. }
+                | RouterRefusal::NetworkIsUplink { .. }
+                | RouterRefusal::AddressTaken { .. }
+                | RouterRefusal::NicAddressReserved { .. }
+                | RouterRefusal::UplinkFloatingIps { .. }
+                | RouterRefusal::FloatingIpsOn { .. }
+                | RouterRefusal::NicNoAddress { .. }
+                | RouterRefusal::NicNoUplink { .. }
+                | RouterRefusal::NicHasFloatingIp { .. } => K::Conflict,
+            },
             Error::Agent(a) => match a {
                 RequestError::NotConnected { .. } => K::HostDisconnected,
                 RequestError::Timeout { .. } => K::AgentTimeout,

@@ -1,0 +1,139 @@
+//! Routing between two networks: vinfra's router in the switch daemon against Linux kernel
+//! forwarding, between the same endpoints, in the same run.
+//!
+//! Paths: the vinfra switch daemon with two tap host ports on two overlay networks (VNI 100,
+//! 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1 (the taps offer
+//! checksum and TSO to the endpoints' stacks, as a VM's virtio-net does); and a router namespace
+//! with `net.ipv4.ip_forward=1` and a veth to each endpoint (veths offer the same offloads),
+//! gateways .1 likewise. Each endpoint has a default route to its gateway: the client is .2 on
+//! the first network, the server .2 on the second; every packet crosses one router.
+//!
+//! Each round, each path (alternating which goes first): iperf3 TCP (Gbit/s, retransmits) and
+//! the 64-byte UDP generator (Mpps sent and received) of the `throughput` bench. Medians over
+//! the rounds; the ratios vinfra/kernel.
+//!
+//! Target (issue 12): routed TCP throughput at least 0.9 times the kernel's
+//! (`RESULT routed_tcp_vs_kernel … PASS|FAIL`); the 64-byte packet rate ratio is printed as
+//! `RESULT routed_64b_vs_kernel …` against the same 0.9.
+//!
+//! Root only; needs `iperf3` and `ping`. Namespaces are named `swb-…` and deleted at the end.
+//!
+//!     cargo bench -p vinfra-switchd --bench routed_vs_kernel [-- [SECONDS [ROUNDS]]]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod endpoints;
+
+use common::{attach_tap, name, overlay, tap_port, Daemon, Netns};
+use endpoints::{netns, side_by_side, veth_to, Pair};
+use vinfra_switch_control::{Mac, Request, SwitchClient};
+
+/// Seconds of a 64-byte UDP measure.
+const UDP_SECONDS: f64 = 3.0;
+/// The target ratio, vinfra over the kernel.
+const TARGET: f64 = 0.9;
+
+/// vinfra's path. Fields drop in order: the daemon stops before its namespace goes.
+struct Vinfra {
+    _control: SwitchClient,
+    _daemon: Daemon,
+    pair: Pair,
+    _host: Netns,
+}
+
+fn vinfra_path(dir: &std::path::Path) -> Vinfra {
+    let host = netns("h");
+    let daemon = Daemon::start(&host, dir, None);
+    let mut control = daemon.client();
+    let (ta, tb) = (name("t"), name("t"));
+    control
+        .apply(&[
+            overlay(1, 100),
+            overlay(2, 101),
+            tap_port(1, 1, &ta, 1500),
+            tap_port(2, 2, &tb, 1500),
+            Request::AddRouter { id: 1 },
+            Request::SetRouterInterface {
+                router: 1,
+                network: 1,
+                ip: "10.88.1.1".parse().expect("ip"),
+                prefix_len: 24,
+                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x01]),
+                mtu: None,
+            },
+            Request::SetRouterInterface {
+                router: 1,
+                network: 2,
+                ip: "10.88.2.1".parse().expect("ip"),
+                prefix_len: 24,
+                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x02]),
+                mtu: None,
+            },
+        ])
+        .expect("configure the switch");
+    let pair = Pair::new("10.88.2.2");
+    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
+    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
+    pair.client
+        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
+    pair.server
+        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
+    endpoints::ready(&pair, "vinfra router");
+    Vinfra {
+        _control: control,
+        _daemon: daemon,
+        pair,
+        _host: host,
+    }
+}
+
+/// The kernel's path: a router namespace forwarding between two veths.
+struct Kernel {
+    pair: Pair,
+    _router: Netns,
+}
+
+fn kernel_path() -> Kernel {
+    let router = netns("r");
+    router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let pair = Pair::new("10.88.2.2");
+    let (_, client_end) = veth_to(&pair.client, "10.88.1.2/24", 1500, &router);
+    let (_, server_end) = veth_to(&pair.server, "10.88.2.2/24", 1500, &router);
+    router.exec(&["ip", "addr", "add", "10.88.1.1/24", "dev", &client_end]);
+    router.exec(&["ip", "addr", "add", "10.88.2.1/24", "dev", &server_end]);
+    pair.client
+        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
+    pair.server
+        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
+    endpoints::ready(&pair, "kernel forwarding");
+    Kernel {
+        pair,
+        _router: router,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut nums = args.iter().filter_map(|a| a.parse::<u32>().ok());
+    let seconds = nums.next().unwrap_or(4);
+    let rounds = nums.next().unwrap_or(5).max(1);
+    if !common::needs()
+        .program("iperf3")
+        .program("ping")
+        .named("routed bench")
+        .met()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vinfra = vinfra_path(dir.path());
+    let kernel = kernel_path();
+    side_by_side(
+        [("vinfra", &vinfra.pair), ("kernel", &kernel.pair)],
+        seconds,
+        rounds,
+        UDP_SECONDS,
+        ("routed_tcp_vs_kernel", "routed_64b_vs_kernel"),
+        TARGET,
+    );
+}
