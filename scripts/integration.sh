@@ -49,6 +49,7 @@ expected() {
     crates/vinfra/tests/heartbeat.rs) echo 37 ;;
     crates/vinfra/tests/balancing.rs) echo 32 ;;
     crates/vinfra/tests/vlan.rs) echo 30 ;;
+    crates/vinfra/tests/trunk_nic.rs) echo 40 ;;
     crates/vinfra/tests/lab.rs) echo 29 ;;
     crates/vinfra/tests/upstream.rs) echo 11 ;;
     crates/vinfra/tests/capacity.rs | crates/vinfra/tests/cli.rs) echo 27 ;;

@@ -194,7 +194,17 @@ async fn migration_between_two_qemus() {
         "{info:?}"
     );
     assert_eq!(s.query_status().await.unwrap().status, "postmigrate");
-    assert_eq!(d.query_status().await.unwrap().status, "running");
+    // The source reports completion once it sent the last byte; the destination loads it and
+    // starts a moment later (longer on a busy machine).
+    let mut status = d.query_status().await.unwrap().status;
+    for _ in 0..100 {
+        if status != "inmigrate" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = d.query_status().await.unwrap().status;
+    }
+    assert_eq!(status, "running");
     // The MIGRATION events were buffered while we polled.
     let mut statuses = Vec::new();
     while let Some(e) = s.try_next_event() {

@@ -110,6 +110,17 @@ pub enum Attachment {
         /// QEMU's socket path.
         peer: PathBuf,
     },
+    /// An 802.1Q sub-interface of a VM's vNIC: the frames tagged `vid` (1 to 4094) on VM port
+    /// `parent`, in network `network`. No socket of its own: its frames travel through the
+    /// parent's, tagged. Removed with the parent.
+    VmVlan {
+        /// The network.
+        network: u32,
+        /// The vNIC's port.
+        parent: u32,
+        /// The tag.
+        vid: u16,
+    },
     /// A tap interface the switch creates (or opens) in its network namespace.
     Host {
         /// The network.

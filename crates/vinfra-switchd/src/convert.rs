@@ -253,9 +253,18 @@ pub fn conntrack_view(c: &ConntrackCounters, log: &FirewallLogCounters) -> Connt
     }
 }
 
-/// The core's port configuration of a port to open.
-pub fn port_config(spec: &PortSpec) -> PortConfig {
+/// The core's port configuration of a port to open, or the value it cannot represent.
+pub fn port_config(spec: &PortSpec) -> Result<PortConfig, BadValue> {
     let kind = match &spec.attach {
+        Attachment::VmVlan {
+            network,
+            parent,
+            vid,
+        } => PortKind::VmVlan {
+            network: NetworkId(*network),
+            parent: PortId(*parent),
+            vid: VlanId::new(*vid).ok_or(BadValue::Vid(*vid))?,
+        },
         Attachment::Vm { network, .. } => PortKind::Vm {
             network: NetworkId(*network),
         },
@@ -269,11 +278,11 @@ pub fn port_config(spec: &PortSpec) -> PortConfig {
         },
         Attachment::VlanTrunk { .. } => PortKind::VlanTrunk,
     };
-    PortConfig {
+    Ok(PortConfig {
         id: PortId(spec.id),
         kind,
         mtu: spec.mtu,
-    }
+    })
 }
 
 /// The core command of a request that is one; `Ok(None)` for `ping`, `get_config`,
@@ -291,7 +300,7 @@ pub fn config_command(request: &Request) -> Result<Option<ConfigCommand>, BadVal
             segment: segment(*kind)?,
         },
         Request::RemoveNetwork { id } => ConfigCommand::RemoveNetwork(NetworkId(*id)),
-        Request::AddPort(spec) => ConfigCommand::AddPort(port_config(spec)),
+        Request::AddPort(spec) => ConfigCommand::AddPort(port_config(spec)?),
         Request::RemovePort { id } => ConfigCommand::RemovePort(PortId(*id)),
         Request::SetFloodList { network, vteps } => ConfigCommand::SetFloodList {
             network: NetworkId(*network),
@@ -609,7 +618,8 @@ mod tests {
             attach: Attachment::VxlanUplink {
                 local_ip: Ipv4Addr::new(10, 0, 0, 1),
             },
-        });
+        })
+        .unwrap();
         assert!(matches!(uplink.kind, PortKind::VxlanUplink { .. }));
     }
 

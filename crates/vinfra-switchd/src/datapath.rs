@@ -120,6 +120,9 @@ pub(crate) struct Datapath {
     switch: Switch,
     poll: Poll,
     ports: BTreeMap<u32, OpenPort>,
+    /// VM ports' 802.1Q sub-interfaces: ports of the core without I/O of their own (their
+    /// frames travel through the parent's socket).
+    sub_ports: BTreeMap<u32, PortSpec>,
     applied: AppliedConfig,
     control: Receiver<ControlMessage>,
     bufs: Vec<Box<[u8]>>,
@@ -141,6 +144,7 @@ impl Datapath {
             switch: Switch::new(SwitchSettings::default()),
             poll,
             ports: BTreeMap::new(),
+            sub_ports: BTreeMap::new(),
             applied: AppliedConfig::default(),
             control,
             bufs: (0..BATCH)
@@ -485,7 +489,12 @@ impl Datapath {
         // The core checks the configuration first (a refused command changes nothing); it is
         // undone if the port cannot be opened.
         self.switch
-            .apply(ConfigCommand::AddPort(convert::port_config(&spec)))?;
+            .apply(ConfigCommand::AddPort(convert::port_config(&spec)?))?;
+        if matches!(spec.attach, Attachment::VmVlan { .. }) {
+            tracing::info!(port = spec.id, attach = ?spec.attach, "sub-interface added");
+            self.sub_ports.insert(spec.id, spec);
+            return Ok(());
+        }
         let undo = |switch: &mut Switch| {
             let _ = switch.apply(ConfigCommand::RemovePort(PortId(spec.id)));
         };
@@ -528,6 +537,17 @@ impl Datapath {
         self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
+        }
+        // The port itself if a sub-interface, or the sub-interfaces that went with it.
+        let gone: Vec<u32> = self
+            .sub_ports
+            .keys()
+            .copied()
+            .filter(|&sub| self.switch.port(PortId(sub)).is_none())
+            .collect();
+        for sub in gone {
+            self.sub_ports.remove(&sub);
+            self.applied.remove_port(sub);
         }
         self.qos_ports = self.ports.values().filter(|p| p.qos.is_some()).count();
         self.applied.remove_port(id);
@@ -572,8 +592,11 @@ impl Datapath {
             );
             (access, p.spec.id)
         });
-        let specs: Vec<PortSpec> = ports.iter().map(|p| p.spec.clone()).collect();
-        self.applied
-            .requests(&specs, |id| self.ports.contains_key(&id))
+        let mut specs: Vec<PortSpec> = ports.iter().map(|p| p.spec.clone()).collect();
+        // Sub-interfaces after every VM port.
+        specs.extend(self.sub_ports.values().cloned());
+        self.applied.requests(&specs, |id| {
+            self.ports.contains_key(&id) || self.sub_ports.contains_key(&id)
+        })
     }
 }

@@ -74,6 +74,9 @@ pub enum PortError {
         #[source]
         source: io::Error,
     },
+    /// A sub-interface has no socket or device of its own to open.
+    #[error("an 802.1Q sub-interface has no socket of its own (its frames use its parent's)")]
+    SubInterface,
     /// Registering the port with the poller failed.
     #[error("registering the port with epoll")]
     Register(#[source] io::Error),
@@ -147,6 +150,7 @@ impl PortIo {
                     udp_gso,
                 })
             }
+            Attachment::VmVlan { .. } => Err(PortError::SubInterface),
             Attachment::VlanTrunk { interface } => PacketSocket::open(interface)
                 .map(PortIo::Trunk)
                 .map_err(|source| PortError::Trunk {

@@ -41,8 +41,8 @@ pub use host::{
 pub use migration::{MigrationPhase, MigrationProgress};
 pub use name::{validate_file_name, validate_name, NameError};
 pub use vm::{
-    AllowedAddressPair, BootSource, DiskSpec, NicSpec, PowerState, VmObserved, VmSpec, VmSummary,
-    VmUsage,
+    AllowedAddressPair, BootSource, DiskSpec, NicSpec, NicVlan, PowerState, VmObserved, VmSpec,
+    VmSummary, VmUsage,
 };
 
 /// One mebibyte in bytes.

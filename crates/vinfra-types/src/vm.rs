@@ -111,6 +111,57 @@ pub struct NicSpec {
     /// by the switch of whichever host runs the VM. Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qos: Option<crate::qos::NicQos>,
+    /// An 802.1Q sub-interface of an earlier NIC of the VM (a trunk NIC): this NIC's network
+    /// reaches the guest as frames tagged `vid` on that NIC, which the guest sees as a VLAN
+    /// sub-interface (Linux: `ip link add link eth0 name eth0.10 type vlan id 10`). It has no
+    /// virtio device of its own and uses its NIC's MAC; its address, port security and
+    /// security groups are its own, its QoS its NIC's. Absent: a NIC of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<NicVlan>,
+}
+
+/// Where a sub-interface NIC rides: its NIC and its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NicVlan {
+    /// The index, in the VM's `nics`, of the NIC that carries it: an earlier NIC that is no
+    /// sub-interface itself.
+    pub parent: usize,
+    /// The 802.1Q VLAN ID, 1 to 4094, each once per NIC.
+    pub vid: u16,
+}
+
+/// Why a sub-interface NIC was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NicVlanError {
+    /// The parent is not an earlier NIC.
+    #[error("its NIC {0} is not an earlier NIC of the VM")]
+    Parent(usize),
+    /// The parent is a sub-interface itself.
+    #[error("its NIC {0} is a sub-interface itself")]
+    Nested(usize),
+    /// The VLAN ID is out of range.
+    #[error("VLAN ID {0} is not between 1 and 4094")]
+    Vid(u16),
+    /// Another sub-interface of the same NIC has the tag.
+    #[error("NIC {parent} already carries VLAN ID {vid}")]
+    Duplicate {
+        /// The NIC.
+        parent: usize,
+        /// The tag.
+        vid: u16,
+    },
+    /// The NIC or another of its sub-interfaces is on the same network (they share a MAC).
+    #[error(
+        "network '{0}' is already on NIC {1} or another of its sub-interfaces (they share one MAC)"
+    )]
+    Network(String, usize),
+    /// A MAC other than the parent's.
+    #[error("a sub-interface uses its NIC's MAC {0}")]
+    Mac(String),
+    /// QoS set on the sub-interface.
+    #[error("QoS is set on its NIC (the sub-interfaces share its link)")]
+    Qos,
 }
 
 impl NicSpec {
@@ -303,6 +354,14 @@ pub enum SpecError {
         /// What is out of bounds.
         error: crate::qos::NicQosError,
     },
+    /// A sub-interface NIC is not valid.
+    #[error("nic {index}: vlan: {error}")]
+    NicVlan {
+        /// The NIC's index in the spec.
+        index: usize,
+        /// What is wrong.
+        error: NicVlanError,
+    },
     /// The HA policy is not valid (its start-after is not a name).
     #[error(transparent)]
     Ha(crate::ha::HaError),
@@ -394,6 +453,10 @@ impl VmSpec {
                 q.validate()
                     .map_err(|error| SpecError::NicQos { index, error })?;
             }
+            if let Some(v) = &n.vlan {
+                self.validate_sub_interface(index, n, v)
+                    .map_err(|error| SpecError::NicVlan { index, error })?;
+            }
             for a in &n.allowed_addresses {
                 if a.prefix().is_none() {
                     return Err(SpecError::NicAllowedIp {
@@ -408,6 +471,52 @@ impl VmSpec {
             }
         }
         self.ha.validate().map_err(SpecError::Ha)
+    }
+}
+
+impl VmSpec {
+    /// Checks sub-interface NIC `index` (`n`, riding `v`).
+    fn validate_sub_interface(
+        &self,
+        index: usize,
+        n: &NicSpec,
+        v: &NicVlan,
+    ) -> Result<(), NicVlanError> {
+        let parent = match self.nics.get(v.parent) {
+            Some(p) if v.parent < index => p,
+            _ => return Err(NicVlanError::Parent(v.parent)),
+        };
+        if parent.vlan.is_some() {
+            return Err(NicVlanError::Nested(v.parent));
+        }
+        if !(1..=4094).contains(&v.vid) {
+            return Err(NicVlanError::Vid(v.vid));
+        }
+        let siblings = self.nics[..index]
+            .iter()
+            .filter(|o| o.vlan.is_some_and(|o| o.parent == v.parent));
+        for o in siblings.clone() {
+            if o.vlan.is_some_and(|o| o.vid == v.vid) {
+                return Err(NicVlanError::Duplicate {
+                    parent: v.parent,
+                    vid: v.vid,
+                });
+            }
+        }
+        if parent.network == n.network || siblings.clone().any(|o| o.network == n.network) {
+            return Err(NicVlanError::Network(n.network.clone(), v.parent));
+        }
+        if let (Some(mine), Some(theirs)) = (&n.mac, &parent.mac) {
+            let same =
+                crate::network::parse_mac(mine).ok() == crate::network::parse_mac(theirs).ok();
+            if !same {
+                return Err(NicVlanError::Mac(theirs.clone()));
+            }
+        }
+        if n.qos.is_some() {
+            return Err(NicVlanError::Qos);
+        }
+        Ok(())
     }
 }
 
@@ -700,6 +809,86 @@ mod tests {
     }
 
     #[test]
+    fn sub_interfaces_are_checked() {
+        let nic = |network: &str, vlan: Option<(usize, u16)>| NicSpec {
+            network: network.into(),
+            vlan: vlan.map(|(parent, vid)| NicVlan { parent, vid }),
+            ..NicSpec::default()
+        };
+        let check = |nics: Vec<NicSpec>| {
+            let mut s = spec();
+            s.nics = nics;
+            s.validate().map_err(|e| e.to_string())
+        };
+        let trunk = vec![
+            nic("lan", None),
+            nic("blue", Some((0, 10))),
+            nic("green", Some((0, 20))),
+        ];
+        assert_eq!(check(trunk.clone()), Ok(()));
+        let with = |i: usize, n: NicSpec| {
+            let mut t = trunk.clone();
+            t[i] = n;
+            check(t)
+        };
+        assert_eq!(
+            with(1, nic("blue", Some((1, 10)))),
+            Err("nic 1: vlan: its NIC 1 is not an earlier NIC of the VM".into())
+        );
+        assert_eq!(
+            with(1, nic("blue", Some((5, 10)))),
+            Err("nic 1: vlan: its NIC 5 is not an earlier NIC of the VM".into())
+        );
+        assert_eq!(
+            with(2, nic("green", Some((1, 20)))),
+            Err("nic 2: vlan: its NIC 1 is a sub-interface itself".into())
+        );
+        for vid in [0, 4095] {
+            assert_eq!(
+                with(2, nic("green", Some((0, vid)))),
+                Err(format!(
+                    "nic 2: vlan: VLAN ID {vid} is not between 1 and 4094"
+                ))
+            );
+        }
+        assert_eq!(
+            with(2, nic("green", Some((0, 10)))),
+            Err("nic 2: vlan: NIC 0 already carries VLAN ID 10".into())
+        );
+        for network in ["lan", "blue"] {
+            assert_eq!(
+                with(2, nic(network, Some((0, 20)))),
+                Err(format!(
+                    "nic 2: vlan: network '{network}' is already on NIC 0 or another of its \
+                     sub-interfaces (they share one MAC)"
+                ))
+            );
+        }
+        // Its NIC's MAC, in any case, or none; not another.
+        let mut t = trunk.clone();
+        t[0].mac = Some("02:00:00:00:00:01".into());
+        t[1].mac = Some("02:00:00:00:00:01".into());
+        t[2].mac = Some("02:00:00:00:00:01".to_uppercase());
+        assert_eq!(check(t.clone()), Ok(()));
+        t[2].mac = Some("02:00:00:00:00:02".into());
+        assert_eq!(
+            check(t),
+            Err("nic 2: vlan: a sub-interface uses its NIC's MAC 02:00:00:00:00:01".into())
+        );
+        let mut t = trunk.clone();
+        t[1].qos = Some(crate::qos::NicQos::default());
+        assert_eq!(
+            check(t),
+            Err("nic 1: vlan: QoS is set on its NIC (the sub-interfaces share its link)".into())
+        );
+        // Another NIC may carry the same tag.
+        let mut t = trunk;
+        t.push(nic("wan", None));
+        t.push(nic("blue", Some((3, 10))));
+        assert_eq!(check(t), Ok(()));
+    }
+
+    #[test]
     fn allowed_address_pairs_are_checked() {
         let pair = |ip: &str, mac: Option<&str>| AllowedAddressPair {
             ip: ip.into(),
@@ -715,6 +904,7 @@ mod tests {
                 allowed_addresses: pairs,
                 security_groups: vec![],
                 qos: None,
+                vlan: None,
             });
             s.validate().map_err(|e| e.to_string())
         };

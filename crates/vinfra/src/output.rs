@@ -398,6 +398,9 @@ pub fn nic(n: &vinfra_types::NicSpec) -> String {
     if !n.security_groups.is_empty() {
         s.push_str(&format!(" sg={}", n.security_groups.join("+")));
     }
+    if let Some(v) = &n.vlan {
+        s.push_str(&format!(" vlan={} on NIC {}", v.vid, v.parent));
+    }
     s
 }
 

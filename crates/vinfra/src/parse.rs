@@ -9,7 +9,7 @@ use vinfra_types::qos::{
     MIN_BURST_BYTES, MIN_RATE_BPS,
 };
 use vinfra_types::vm::{MAX_DISK_GIB, MAX_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB};
-use vinfra_types::{AllowedAddressPair, DiskSpec, NicSpec};
+use vinfra_types::{AllowedAddressPair, DiskSpec, NicSpec, NicVlan};
 
 /// Why a command-line value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -500,8 +500,9 @@ pub fn disk(value: &str) -> Result<DiskSpec, ParseError> {
 
 /// `--nic NETWORK[,ip=A.B.C.D][,mac=xx:xx:xx:xx:xx:xx][,port-security=on|off]
 /// [,allow=IP[/LEN][@MAC][+...]][,sg=GROUP[+...]][,rate=R][,egress-rate=R][,ingress-rate=R]
-/// [,burst=B][,priority=low|normal|high][,weight=N][,dscp=N|trust]`: each key at most once,
-/// with a value. `allow` lists the NIC's allowed address pairs, `+`-separated: an address or
+/// [,burst=B][,priority=low|normal|high][,weight=N][,dscp=N|trust][,vlan=VID[,parent=N]]`:
+/// each key at most once, with a value. `vlan` makes the NIC an 802.1Q sub-interface with tag
+/// VID of the VM's NIC `parent` (an earlier `--nic`, counted from 0; the first by default). `allow` lists the NIC's allowed address pairs, `+`-separated: an address or
 /// prefix, sent from the NIC's MAC or the one after `@`. `sg` lists its security groups,
 /// `+`-separated. The rest is its QoS ([`NicQosChange`]): `rate` limits both directions,
 /// `egress-rate` (what the VM sends) and `ingress-rate` (what goes to it) one each.
@@ -525,6 +526,7 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
     };
     let mut seen: Vec<&str> = Vec::new();
     let mut qos = NicQosChange::default();
+    let (mut vid, mut parent) = (None, None);
     if let Some(rest) = rest {
         for (k, v) in pairs("nic", rest)? {
             if seen.contains(&k) {
@@ -562,15 +564,40 @@ pub fn nic(value: &str) -> Result<NicSpec, ParseError> {
                 "priority" => qos.priority = Some(qos_priority(v).map_err(|e| err(e.to_string()))?),
                 "weight" => qos.weight = Some(qos_weight(v).map_err(|e| err(e.to_string()))?),
                 "dscp" => qos.dscp = Some(dscp_or_trust(v).map_err(|e| err(e.to_string()))?),
+                "vlan" => {
+                    vid = Some(
+                        v.parse::<u16>()
+                            .ok()
+                            .filter(|vid| (1..=4094).contains(vid))
+                            .ok_or_else(|| {
+                                err(format!("vlan: '{v}' is not a VLAN ID from 1 to 4094"))
+                            })?,
+                    )
+                }
+                "parent" => {
+                    parent = Some(v.parse::<usize>().map_err(|_| {
+                        err(format!(
+                            "parent: '{v}' is not a NIC number (0 is the first --nic)"
+                        ))
+                    })?)
+                }
                 _ => {
                     return Err(err(format!(
                         "unknown key '{k}' (use ip, mac, port-security, allow, sg, rate, \
-                         egress-rate, ingress-rate, burst, priority, weight, dscp)"
+                         egress-rate, ingress-rate, burst, priority, weight, dscp, vlan, parent)"
                     )))
                 }
             }
         }
     }
+    n.vlan = match (vid, parent) {
+        (Some(vid), parent) => Some(NicVlan {
+            parent: parent.unwrap_or(0),
+            vid,
+        }),
+        (None, Some(_)) => return Err(err("parent= goes with vlan=".into())),
+        (None, None) => None,
+    };
     n.qos = qos.apply(None).map_err(err)?;
     Ok(n)
 }
@@ -1004,7 +1031,34 @@ mod tests {
             })
         );
         assert!(nic("ip=1.2.3.4").is_err());
-        assert!(nic("lan,vlan=3").is_err());
+        // Sub-interfaces: of the first NIC unless another is named.
+        let sub = |parent, vid| NicSpec {
+            network: "blue".into(),
+            ip: Some("10.81.0.5".into()),
+            vlan: Some(NicVlan { parent, vid }),
+            ..Default::default()
+        };
+        assert_eq!(nic("blue,vlan=10,ip=10.81.0.5"), Ok(sub(0, 10)));
+        assert_eq!(
+            nic("blue,ip=10.81.0.5,vlan=4094,parent=2"),
+            Ok(sub(2, 4094))
+        );
+        for (bad, reason) in [
+            ("blue,vlan=0", "vlan: '0' is not a VLAN ID from 1 to 4094"),
+            (
+                "blue,vlan=4095",
+                "vlan: '4095' is not a VLAN ID from 1 to 4094",
+            ),
+            ("blue,vlan=x", "vlan: 'x' is not a VLAN ID from 1 to 4094"),
+            (
+                "blue,vlan=10,parent=-1",
+                "parent: '-1' is not a NIC number (0 is the first --nic)",
+            ),
+            ("blue,parent=1", "parent= goes with vlan="),
+        ] {
+            let e = nic(bad).unwrap_err().to_string();
+            assert!(e.contains(reason), "{bad}: {e}");
+        }
     }
 
     #[test]

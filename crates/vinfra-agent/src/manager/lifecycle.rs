@@ -111,7 +111,7 @@ impl Manager {
     /// NICs have their ports already.
     pub(super) async fn launch(&self, vm: &mut Vm, media: BootMedia, incoming: bool) -> Result<()> {
         // QEMU binds its end of each NIC: a socket file left by an earlier run is in the way.
-        for nic in &vm.record.nics {
+        for nic in vm.record.nics.iter().filter(|n| n.vlan.is_none()) {
             match std::fs::remove_file(&nic.qemu_socket) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(io_err(&nic.qemu_socket)(e))
@@ -143,11 +143,18 @@ impl Manager {
                 .record
                 .nics
                 .iter()
+                // A sub-interface rides its NIC's device.
+                .filter(|n| n.vlan.is_none())
                 .map(|n| NicArg {
                     mac: n.mac.clone(),
                     mtu: n.mtu,
                     qemu_socket: n.qemu_socket.clone(),
                     switch_socket: n.switch_socket.clone(),
+                    trunk: vm
+                        .record
+                        .nics
+                        .iter()
+                        .any(|s| s.vlan.is_some_and(|t| t.parent_port == n.port)),
                 })
                 .collect(),
         };

@@ -62,6 +62,19 @@ pub struct VmNic {
     pub switch_socket: PathBuf,
     /// The socket QEMU binds (its `local.path`).
     pub qemu_socket: PathBuf,
+    /// An 802.1Q sub-interface of another NIC of the VM: no virtio device nor sockets of its
+    /// own (the two paths above are its NIC's), its frames tagged on its NIC's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<NicTag>,
+}
+
+/// Where a sub-interface NIC rides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicTag {
+    /// The switch port of its NIC.
+    pub parent_port: u32,
+    /// The tag.
+    pub vid: u16,
 }
 
 /// The switch configuration the agent wants: the console's plus this host's VM NICs.
@@ -302,16 +315,25 @@ impl DesiredSwitch {
             .flatten()
             .filter_map(|nic| by_name.get(nic.network.as_str()).map(|n| (nic, *n)))
             .collect();
-        nics.sort_by_key(|(nic, _)| nic.port);
+        // Sub-interfaces after every NIC port (their NIC's port comes first).
+        nics.sort_by_key(|(nic, _)| (nic.vlan.is_some(), nic.port));
         for (nic, n) in &nics {
-            out.push(Request::AddPort(PortSpec {
-                id: nic.port,
-                mtu: n.mtu,
-                attach: Attachment::Vm {
+            let attach = match nic.vlan {
+                Some(tag) => Attachment::VmVlan {
+                    network: u32::from(n.id),
+                    parent: tag.parent_port,
+                    vid: tag.vid,
+                },
+                None => Attachment::Vm {
                     network: u32::from(n.id),
                     socket: nic.switch_socket.clone(),
                     peer: nic.qemu_socket.clone(),
                 },
+            };
+            out.push(Request::AddPort(PortSpec {
+                id: nic.port,
+                mtu: nic.mtu,
+                attach,
             }));
             out.push(Request::SetPortPolicy {
                 port: nic.port,
@@ -321,10 +343,13 @@ impl DesiredSwitch {
                 port: nic.port,
                 rules: port_firewall(nic, &firewalls),
             });
-            out.push(Request::SetPortQos {
-                port: nic.port,
-                qos: port_qos(nic, &qos),
-            });
+            // A sub-interface's traffic is its NIC's: shaped there.
+            if nic.vlan.is_none() {
+                out.push(Request::SetPortQos {
+                    port: nic.port,
+                    qos: port_qos(nic, &qos),
+                });
+            }
         }
         for n in &config.networks {
             if let SwitchNetworkKind::Overlay { .. } = n.kind {

@@ -55,6 +55,8 @@ mod tests_router_model;
 #[cfg(test)]
 mod tests_routers;
 #[cfg(test)]
+mod tests_sub_interfaces;
+#[cfg(test)]
 mod tests_uplinks;
 
 pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};

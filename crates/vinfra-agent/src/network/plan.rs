@@ -10,8 +10,18 @@ use super::route::contains;
 /// The network an access port is attached to.
 pub(crate) fn port_network(spec: &PortSpec) -> Option<u32> {
     match &spec.attach {
-        Attachment::Vm { network, .. } | Attachment::Host { network, .. } => Some(*network),
+        Attachment::Vm { network, .. }
+        | Attachment::Host { network, .. }
+        | Attachment::VmVlan { network, .. } => Some(*network),
         Attachment::VxlanUplink { .. } | Attachment::VlanTrunk { .. } => None,
+    }
+}
+
+/// The VM port a sub-interface belongs to.
+fn parent_port(spec: &PortSpec) -> Option<u32> {
+    match &spec.attach {
+        Attachment::VmVlan { parent, .. } => Some(*parent),
+        _ => None,
     }
 }
 
@@ -39,7 +49,7 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
             _ => None,
         })
         .collect();
-    let gone_ports: BTreeSet<u32> = current
+    let mut gone_ports: BTreeSet<u32> = current
         .iter()
         .filter_map(|r| match r {
             Request::AddPort(p)
@@ -50,6 +60,18 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
             _ => None,
         })
         .collect();
+    // A VM port's sub-interfaces go with it (the switch removes them along: they are not
+    // removed on their own, and are added again if still wanted).
+    let with_parent: BTreeSet<u32> = current
+        .iter()
+        .filter_map(|r| match r {
+            Request::AddPort(p) if parent_port(p).is_some_and(|q| gone_ports.contains(&q)) => {
+                Some(p.id)
+            }
+            _ => None,
+        })
+        .collect();
+    gone_ports.extend(&with_parent);
     let gone_routers: BTreeSet<u32> = current
         .iter()
         .filter_map(|r| match r {
@@ -265,7 +287,9 @@ pub fn plan(current: &[Request], desired: &[Request]) -> Vec<Request> {
                     network: *network,
                     mac: *mac,
                 },
-                (2, Request::AddPort(p)) => Request::RemovePort { id: p.id },
+                (2, Request::AddPort(p)) if !with_parent.contains(&p.id) => {
+                    Request::RemovePort { id: p.id }
+                }
                 (3, Request::AddNetwork { id, .. }) => Request::RemoveNetwork { id: *id },
                 (4, Request::AddRouter { id }) => Request::RemoveRouter { id: *id },
                 _ => continue,

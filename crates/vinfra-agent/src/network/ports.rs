@@ -10,7 +10,7 @@ use vinfra_switch_control::{Mac, UPLINK_PORT};
 use vinfra_types::NicSpec;
 
 use super::attachment::{SwitchAttachment, MAX_PORT, TRUNK_PORT};
-use super::desired::{allowed_sources, DesiredSwitch, VmNic};
+use super::desired::{allowed_sources, DesiredSwitch, NicTag, VmNic};
 use super::mac::{self, MacError};
 
 /// Longest Unix socket path (`sun_path` holds 108 bytes with the terminating NUL).
@@ -42,6 +42,9 @@ pub enum NicProblem {
         /// The network.
         network: String,
     },
+    /// A sub-interface whose NIC is not an earlier NIC of the VM (or is a sub-interface).
+    #[error("a sub-interface of NIC {0}, which is not an earlier NIC of the VM")]
+    NoParent(usize),
     /// Every port number is in use.
     #[error("no free switch port number")]
     NoFreePort,
@@ -112,6 +115,29 @@ impl DesiredSwitch {
                     .ok_or(fail(NicProblem::NoFreePort))?,
             };
             used.insert(port);
+            // A sub-interface rides its NIC (an earlier one: the spec was checked): its MTU at
+            // most the NIC's, which is what the guest's interface has.
+            if let Some(v) = spec.vlan {
+                let parent = out
+                    .get(v.parent)
+                    .filter(|p| p.vlan.is_none())
+                    .ok_or(fail(NicProblem::NoParent(v.parent)))?;
+                let nic = VmNic {
+                    network: spec.network.clone(),
+                    mac: mac.to_string(),
+                    allowed: allowed_sources(spec, mac),
+                    mtu: network.mtu.min(parent.mtu),
+                    port,
+                    switch_socket: parent.switch_socket.clone(),
+                    qemu_socket: parent.qemu_socket.clone(),
+                    vlan: Some(NicTag {
+                        parent_port: parent.port,
+                        vid: v.vid,
+                    }),
+                };
+                out.push(nic);
+                continue;
+            }
             let qemu_socket = dir.join(format!("nic{index}.sock"));
             let switch_socket = dir.join(format!("nic{index}.switch.sock"));
             for p in [&qemu_socket, &switch_socket] {
@@ -127,6 +153,7 @@ impl DesiredSwitch {
                 port,
                 switch_socket,
                 qemu_socket,
+                vlan: None,
             });
         }
         if out.is_empty() {

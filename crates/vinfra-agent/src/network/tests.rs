@@ -337,6 +337,7 @@ fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
             port: TRUNK_PORT,
             switch_socket: dir.path().join("s"),
             qemu_socket: dir.path().join("q"),
+            vlan: None,
         }],
     );
     let moved = link
@@ -614,6 +615,7 @@ fn counters_are_named_by_network_vm_and_nic() {
         port,
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
+        vlan: None,
     };
     // NIC 0 has no port on the switch (yet); NIC 1 is port 7.
     let vms = BTreeMap::from([(id, vec![nic("blue", 6), nic("red", 7)])]);
@@ -668,6 +670,7 @@ fn firewall_hits_are_named_by_group_and_rule() {
         port,
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
+        vlan: None,
     };
     let id = Uuid::new_v4();
     let vms = BTreeMap::from([(id, vec![nic("blue", 6), nic("red", 7)])]);

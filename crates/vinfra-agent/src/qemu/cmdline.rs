@@ -35,6 +35,12 @@ pub struct NicArg {
     pub qemu_socket: PathBuf,
     /// The switch's socket (`remote.path`).
     pub switch_socket: PathBuf,
+    /// It carries 802.1Q sub-interfaces: the device takes every tag (`ctrl_vlan=off`). With
+    /// the guest-programmed VLAN filter on, QEMU resets the filter when it loads a migrated
+    /// device's features, and the destination would drop every tagged frame; the host's switch
+    /// delivers only the NIC's tags anyway. Off only for such NICs, so that the device of
+    /// every other NIC stays as it was (both ends of a migration must agree on it).
+    pub trunk: bool,
 }
 
 /// Everything needed to start one QEMU.
@@ -166,9 +172,10 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         ));
         push("-device".into());
         push(format!(
-            "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}",
+            "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}{}",
             esc(&n.mac),
-            n.mtu
+            n.mtu,
+            if n.trunk { ",ctrl_vlan=off" } else { "" }
         ));
     }
     push("-device".into());
@@ -220,8 +227,24 @@ mod tests {
                 mtu: 1450,
                 qemu_socket: "/d/nic0.sock".into(),
                 switch_socket: "/d/nic0.switch.sock".into(),
+                trunk: false,
             }],
         }
+    }
+
+    #[test]
+    fn a_trunk_nic_takes_every_tag() {
+        let mut l = launch();
+        l.nics[0].trunk = true;
+        let joined = build_args(&l)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains("mac=52:54:00:00:00:01,host_mtu=1450,ctrl_vlan=off"),
+            "{joined}"
+        );
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! their claims, [`release`] plans giving them back; either runs in the same store transaction
 //! as the VM record (or cleanup marker) it serves. Call both under the networks lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use vinfra_store::{Compare, Op};
 use vinfra_types::network::{self as net, Ipv4Subnet};
+use vinfra_types::vm::{NicVlanError, SpecError};
 use vinfra_types::NicSpec;
 
 use crate::error::{Error, Object, RouterRefusal};
@@ -49,7 +50,13 @@ fn assign_in(
     let mut touched: BTreeMap<String, Versioned<NetworkRecord>> = BTreeMap::new();
     let mut plan = Writes::default();
     let mut new_macs = vec![];
-    for (index, nic) in nics.iter_mut().enumerate() {
+    for index in 0..nics.len() {
+        // A sub-interface uses its NIC's MAC (settled already: its NIC comes first).
+        let parent_mac = nics[index]
+            .vlan
+            .and_then(|v| nics.get(v.parent))
+            .and_then(|p| p.mac.clone());
+        let nic = &mut nics[index];
         let name = nic.network.clone();
         if !touched.contains_key(&name) {
             let rec = mirror
@@ -133,8 +140,22 @@ fn assign_in(
                     subnet,
                 })?,
         };
-        let mac = match &nic.mac {
-            Some(text) => {
+        let mac = match (&parent_mac, &nic.mac) {
+            (Some(theirs), mine) => {
+                let theirs =
+                    net::parse_mac(theirs).map_err(|source| Error::NicMac { index, source })?;
+                if let Some(mine) = mine {
+                    if net::parse_mac(mine.trim()).ok() != Some(theirs) {
+                        return Err(SpecError::NicVlan {
+                            index,
+                            error: NicVlanError::Mac(net::format_mac(theirs)),
+                        }
+                        .into());
+                    }
+                }
+                theirs
+            }
+            (None, Some(text)) => {
                 let mac = net::parse_mac(text.trim())
                     .map_err(|source| Error::NicMac { index, source })?;
                 if let Some(holder) = macs.get(&mac) {
@@ -151,7 +172,9 @@ fn assign_in(
                 }
                 mac
             }
-            None => derive_mac(vm_id, index, |m| macs.contains_key(m)).ok_or(Error::NoFreeMac)?,
+            (None, None) => {
+                derive_mac(vm_id, index, |m| macs.contains_key(m)).ok_or(Error::NoFreeMac)?
+            }
         };
         macs.insert(mac, vm.to_string());
         let mac_text = net::format_mac(mac);
@@ -163,7 +186,10 @@ fn assign_in(
                 mac: mac_text.clone(),
             },
         );
-        new_macs.push((mac_text.clone(), name.clone()));
+        // One claim per MAC: its NIC's holds a sub-interface's.
+        if parent_mac.is_none() {
+            new_macs.push((mac_text.clone(), name.clone()));
+        }
         nic.ip = Some(ip.to_string());
         nic.mac = Some(mac_text);
         nic.port_security = Some(nic.port_security());
@@ -198,6 +224,8 @@ fn assign_in(
 pub fn release(console: &Console, vm: &str) -> Result<Writes, Error> {
     console.with_networks(|mirror| {
         let mut plan = Writes::default();
+        // A sub-interface's address shares its NIC's MAC (and claim): each deleted once.
+        let mut macs = BTreeSet::new();
         for (name, rec) in mirror.iter() {
             if !rec.value.ipam.values().any(|e| e.vm == vm) {
                 continue;
@@ -205,9 +233,7 @@ pub fn release(console: &Console, vm: &str) -> Result<Writes, Error> {
             let mut value = rec.value.clone();
             value.ipam.retain(|_, e| {
                 if e.vm == vm {
-                    plan.ops.push(Op::Delete {
-                        key: keys::mac_key(&e.mac),
-                    });
+                    macs.insert(e.mac.clone());
                     false
                 } else {
                     true
@@ -222,6 +248,11 @@ pub fn release(console: &Console, vm: &str) -> Result<Writes, Error> {
                 lease: 0,
             });
             plan.networks.push((name.clone(), value));
+        }
+        for mac in macs {
+            plan.ops.push(Op::Delete {
+                key: keys::mac_key(&mac),
+            });
         }
         Ok(plan)
     })

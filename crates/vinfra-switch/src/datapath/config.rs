@@ -370,6 +370,17 @@ pub enum ConfigError {
     /// No such port.
     #[error("{0} does not exist")]
     NoSuchPort(PortId),
+    /// A sub-interface's parent is not a VM port.
+    #[error("{0} is not a VM port: only a VM's vNIC carries 802.1Q sub-interfaces")]
+    NotAVmPort(PortId),
+    /// The parent already has a sub-interface with this tag.
+    #[error("{parent} already has a sub-interface with VLAN tag {vid}")]
+    SubInterfaceExists {
+        /// The vNIC's port.
+        parent: PortId,
+        /// The tag.
+        vid: u16,
+    },
     /// The port number is above [`PortId::MAX`].
     #[error("{0} is above the largest port number")]
     PortIdTooLarge(PortId),

@@ -476,13 +476,29 @@ impl Switch {
         }
         match config.kind {
             PortKind::Vm { network } | PortKind::Host { network } => {
-                let net =
-                    slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
-                if let (Segment::Overlay { .. }, Some(uplink)) = (net.segment, self.uplink_config())
-                {
-                    check_overlay_mtu(&config, uplink.mtu)?;
-                }
+                self.check_access_network(&config, network)?;
                 self.network_mut(network)?.ports.push(id);
+            }
+            PortKind::VmVlan {
+                network,
+                parent,
+                vid,
+            } => {
+                let p = slot(&self.ports, parent.0).ok_or(ConfigError::NoSuchPort(parent))?;
+                if !matches!(p.config.kind, PortKind::Vm { .. }) {
+                    return Err(ConfigError::NotAVmPort(parent));
+                }
+                if p.vlans.iter().any(|&(v, _)| v == vid) {
+                    return Err(ConfigError::SubInterfaceExists {
+                        parent,
+                        vid: vid.get(),
+                    });
+                }
+                self.check_access_network(&config, network)?;
+                self.network_mut(network)?.ports.push(id);
+                if let Some(p) = slot_mut(&mut self.ports, parent.0) {
+                    p.vlans.push((vid, id));
+                }
             }
             PortKind::VxlanUplink { .. } => {
                 if let Some(existing) = self.uplink {
@@ -524,8 +540,22 @@ impl Switch {
                 storm: None,
                 firewall: None,
                 dscp_mark: None,
+                vlans: Vec::new(),
             },
         );
+        Ok(())
+    }
+
+    /// An access port's network exists, and its MTU fits the overlay if the network is one.
+    fn check_access_network(
+        &self,
+        config: &PortConfig,
+        network: NetworkId,
+    ) -> Result<(), ConfigError> {
+        let net = slot(&self.networks, network.0).ok_or(ConfigError::NoSuchNetwork(network))?;
+        if let (Segment::Overlay { .. }, Some(uplink)) = (net.segment, self.uplink_config()) {
+            check_overlay_mtu(config, uplink.mtu)?;
+        }
         Ok(())
     }
 
@@ -536,6 +566,17 @@ impl Switch {
     }
 
     fn remove_port(&mut self, id: PortId) -> Result<(), ConfigError> {
+        let port = slot(&self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
+        // A vNIC's sub-interfaces go with it.
+        let subs: Vec<PortId> = port.vlans.iter().map(|&(_, sub)| sub).collect();
+        if let PortKind::VmVlan { parent, .. } = port.config.kind {
+            if let Some(p) = slot_mut(&mut self.ports, parent.0) {
+                p.vlans.retain(|&(_, sub)| sub != id);
+            }
+        }
+        for sub in subs {
+            self.remove_port(sub)?;
+        }
         let port = slot(&self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
         if let Some(network) = port.config.kind.access_network() {
             if let Some(net) = slot_mut(&mut self.networks, network.0) {

@@ -106,7 +106,9 @@ pub(super) fn forward(
 
     if let (Some(config), Location::Port(_)) = (dhcp.as_ref(), ingress.from) {
         let access_mtu = slot(egress.ports, in_port.0).and_then(|p| match p.config.kind {
-            PortKind::Vm { .. } | PortKind::Host { .. } => Some(p.config.mtu),
+            PortKind::Vm { .. } | PortKind::Host { .. } | PortKind::VmVlan { .. } => {
+                Some(p.config.mtu)
+            }
             PortKind::VlanTrunk | PortKind::VxlanUplink { .. } => None,
         });
         if let (Some(port_mtu), Some(request)) = (access_mtu, dhcp_client_message(&l2)) {

@@ -6,7 +6,7 @@ use super::counters::Counters;
 use super::filter::PortFirewall;
 use super::ids::{NetworkId, PortId};
 use super::policy::{PortPolicy, StormBucket};
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, VlanId};
 
 /// What a port connects to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -15,6 +15,19 @@ pub enum PortKind {
     Vm {
         /// The network of the vNIC.
         network: NetworkId,
+    },
+    /// An 802.1Q sub-interface of a VM's vNIC: the frames tagged `vid` on the vNIC's port
+    /// `parent` (a [`PortKind::Vm`] port), in their own network. The switch takes the tag off
+    /// what the guest sends and puts it on what goes to the guest; the frames travel through
+    /// the parent's socket, but everything else (MAC entries, port security, firewall, counters)
+    /// is the sub-interface's own. Removed with its parent.
+    VmVlan {
+        /// The sub-interface's network.
+        network: NetworkId,
+        /// The vNIC's port.
+        parent: PortId,
+        /// The tag.
+        vid: VlanId,
     },
     /// A host interface (tap), attached to one network. Carries untagged frames.
     Host {
@@ -41,7 +54,9 @@ impl PortKind {
     /// The network of an access (VM or host) port.
     pub const fn access_network(&self) -> Option<NetworkId> {
         match self {
-            PortKind::Vm { network } | PortKind::Host { network } => Some(*network),
+            PortKind::Vm { network }
+            | PortKind::Host { network }
+            | PortKind::VmVlan { network, .. } => Some(*network),
             PortKind::VxlanUplink { .. } | PortKind::VlanTrunk => None,
         }
     }
@@ -74,4 +89,6 @@ pub(super) struct Port {
     pub(super) firewall: Option<Box<PortFirewall>>,
     /// The DSCP its IPv4 packets get (access ports only); `None`: the guest's is kept.
     pub(super) dscp_mark: Option<u8>,
+    /// A VM port's 802.1Q sub-interfaces ([`PortKind::VmVlan`]), by tag.
+    pub(super) vlans: Vec<(VlanId, PortId)>,
 }

@@ -110,9 +110,11 @@ impl<'s, 'f> Sender<'s, 'f> {
         let Some(port) = slot_mut(self.egress.ports, id.0) else {
             return;
         };
-        let tag = match (port.config.kind, self.segment) {
-            (PortKind::Vm { .. } | PortKind::Host { .. }, _) => None,
-            (PortKind::VlanTrunk, Segment::Vlan { vid }) => Some(VlanTci::for_vid(vid)),
+        // A sub-interface's frames go tagged through its vNIC's port.
+        let (tag, out) = match (port.config.kind, self.segment) {
+            (PortKind::Vm { .. } | PortKind::Host { .. }, _) => (None, id),
+            (PortKind::VmVlan { parent, vid, .. }, _) => (Some(VlanTci::for_vid(vid)), parent),
+            (PortKind::VlanTrunk, Segment::Vlan { vid }) => (Some(VlanTci::for_vid(vid)), id),
             // Overlay frames never go to the trunk, nor anything to the uplink as a port.
             (PortKind::VlanTrunk, Segment::Overlay { .. }) | (PortKind::VxlanUplink { .. }, _) => {
                 return
@@ -156,23 +158,23 @@ impl<'s, 'f> Sender<'s, 'f> {
                 Offload::NONE
             };
             match (tag, &self.untagged) {
-                (None, Some(range)) => self.tx.push_again(id, range.clone(), offload),
+                (None, Some(range)) => self.tx.push_again(out, range.clone(), offload),
                 (None, None) if port.offloads && l2.offload == Offload::NONE => {
                     // Segments of one TCP flow in a row join into one large segment.
-                    self.untagged = self.tx.push_coalescing(id, |out| {
+                    self.untagged = self.tx.push_coalescing(out, |out| {
                         l2.write(out, None);
                         true
                     });
                 }
                 (None, None) => {
-                    let range = self.tx.push_with(id, None, offload, |out| {
+                    let range = self.tx.push_with(out, None, offload, |out| {
                         l2.write(out, None);
                         true
                     });
                     self.untagged = range;
                 }
                 (Some(tci), _) => {
-                    self.tx.push_with(id, None, Offload::NONE, |out| {
+                    self.tx.push_with(out, None, Offload::NONE, |out| {
                         l2.write(out, Some(tci));
                         true
                     });
@@ -187,7 +189,7 @@ impl<'s, 'f> Sender<'s, 'f> {
         if tag.is_none() {
             if let Some(frames) = self.completed.clone() {
                 let first = self.tx.len();
-                self.tx.repeat(id, frames);
+                self.tx.repeat(out, frames);
                 for f in first..self.tx.len() {
                     let len = self.tx.frame_len(f);
                     port.counters.tx(len);
@@ -200,7 +202,7 @@ impl<'s, 'f> Sender<'s, 'f> {
         match l2.segmenter() {
             Some(Ok(segmenter)) => {
                 for i in 0..segmenter.count() {
-                    let pushed = self.tx.push_with(id, None, Offload::NONE, |out| {
+                    let pushed = self.tx.push_with(out, None, Offload::NONE, |out| {
                         l2.write_segment(&segmenter, i, out, tag)
                     });
                     if let Some(range) = pushed {
@@ -213,7 +215,7 @@ impl<'s, 'f> Sender<'s, 'f> {
             None => {
                 let pushed = self
                     .tx
-                    .push_with(id, None, Offload::NONE, |out| l2.write_complete(out, tag));
+                    .push_with(out, None, Offload::NONE, |out| l2.write_complete(out, tag));
                 if let Some(range) = pushed {
                     port.counters.tx(range.len());
                     self.counters.traffic.tx(range.len());

@@ -26,7 +26,7 @@ use super::route::{Routing, ICMP_ERROR_MAX};
 use super::router::{RouterInterface, RouterState};
 use super::sender::Egress;
 use super::tx::TxBatch;
-use crate::wire::{EtherType, MacAddr, Offload, Vni};
+use crate::wire::{vlan, EtherType, MacAddr, Offload, Vni};
 
 /// IPv4 minimum MTU.
 pub(super) const MIN_MTU: u16 = 68;
@@ -73,6 +73,8 @@ pub struct Switch {
     pub(super) nat: Nat,
     /// Flow accounting (`flows`).
     pub(super) flows: FlowTable,
+    /// A frame of a vNIC's 802.1Q sub-interface with its tag taken off.
+    untagged: Vec<u8>,
 }
 
 impl Default for Switch {
@@ -106,6 +108,7 @@ impl Switch {
             scratch: Vec::with_capacity(ICMP_ERROR_MAX),
             nat: Nat::new(settings.nat_max_sessions),
             flows: FlowTable::new(FlowTableSettings::default()),
+            untagged: Vec::new(),
         }
     }
 
@@ -181,9 +184,26 @@ impl Switch {
             return;
         };
         port.counters.rx(frame.len());
+        // A frame of one of the vNIC's sub-interfaces: in again through the sub-interface's
+        // port, untagged. (A tag it has no sub-interface for is dropped below.)
+        if let Some((sub, macs, rest)) = sub_interface(port, frame) {
+            if !offload.is_complete() {
+                port.counters.drops.add(DropReason::BadOffload);
+                return;
+            }
+            let mut untagged = core::mem::take(&mut self.untagged);
+            untagged.clear();
+            untagged.extend_from_slice(macs);
+            untagged.extend_from_slice(rest);
+            self.process_frame_offload(now, sub, &untagged, offload, tx);
+            self.untagged = untagged;
+            return;
+        }
         let mtu = usize::from(port.config.mtu);
         let classified = match port.config.kind {
-            PortKind::Vm { network } | PortKind::Host { network } => {
+            PortKind::Vm { network }
+            | PortKind::Host { network }
+            | PortKind::VmVlan { network, .. } => {
                 let checked = classify_access(frame, mtu, offload).and_then(|l2| {
                     // Port security, before anything learns or answers the frame.
                     match &port.policy.allowed {
@@ -570,4 +590,25 @@ fn numbered<T>(table: &[Option<T>]) -> impl Iterator<Item = (u32, &T)> {
         .iter()
         .enumerate()
         .filter_map(|(i, e)| Some((u32::try_from(i).ok()?, e.as_ref()?)))
+}
+
+/// The sub-interface port of VM port `port` that `frame` is tagged for, if any, with the
+/// frame's MAC addresses and what follows its tag.
+fn sub_interface<'f>(port: &Port, frame: &'f [u8]) -> Option<(PortId, &'f [u8], &'f [u8])> {
+    if port.vlans.is_empty() {
+        return None;
+    }
+    let macs = frame.get(..12)?;
+    let &[t0, t1, v0, v1] = frame.get(12..12 + vlan::HEADER_LEN)? else {
+        return None;
+    };
+    let rest = frame.get(12 + vlan::HEADER_LEN..)?;
+    if rest.len() < 2 || u16::from_be_bytes([t0, t1]) != EtherType::VLAN.0 {
+        return None;
+    }
+    let vid = u16::from_be_bytes([v0, v1]) & 0x0fff;
+    port.vlans
+        .iter()
+        .find(|(v, _)| v.get() == vid)
+        .map(|&(_, sub)| (sub, macs, rest))
 }
