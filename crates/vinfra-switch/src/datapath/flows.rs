@@ -518,17 +518,27 @@ fn measure(network: NetworkId, l2: &L2<'_>) -> Option<(Packed, u64, u64)> {
         proto,
         (src_port, dst_port),
     );
-    let (packets, bytes) = match l2.segmenter() {
-        None => (1, u64::from(ip.total_len())),
+    let (packets, bytes) = if l2.offload.gso.is_none() {
+        (1, u64::from(ip.total_len()))
+    } else {
+        segments(l2)?
+    };
+    Some((key, packets, bytes))
+}
+
+/// The packets and IP bytes of a GSO frame's segments.
+#[cold]
+fn segments(l2: &L2<'_>) -> Option<(u64, u64)> {
+    match l2.segmenter() {
+        None => None,
         Some(Ok(segmenter)) => {
             let count = segmenter.count();
             let bytes: usize = (0..count).map(|i| segmenter.segment_len(i)).sum();
-            (count as u64, bytes as u64)
+            Some((count as u64, bytes as u64))
         }
         // Checked at classification: never here.
-        Some(Err(_)) => return None,
-    };
-    Some((key, packets, bytes))
+        Some(Err(_)) => None,
+    }
 }
 
 /// The ports of a transport header: TCP and UDP (and SCTP, UDP-Lite, DCCP, which start the
