@@ -220,21 +220,37 @@ const _: () = assert!(IDLE_TAKES <= u8::MAX as u32);
 /// Slots of the smallest index (a power of two).
 const MIN_INDEX_SLOTS: usize = 16;
 /// The part of an index slot that holds the entry's position plus one (0: empty slot); the
-/// rest holds the high half of the flow's hash.
-const SLOT_POSITION: u64 = 0xffff_ffff;
-const _: () = assert!(MAX_FLOW_ENTRIES < SLOT_POSITION as usize);
+/// rest holds bits of the flow's hash that do not choose the slot (its top bits).
+const SLOT_POSITION: u32 = (1 << 23) - 1;
+const _: () = assert!(MAX_FLOW_ENTRIES <= SLOT_POSITION as usize);
+
+/// A flow's index slot value: the part of its hash kept as a tag and its entry's position.
+#[inline]
+fn slot_value(hash: u64, at: usize) -> Option<u32> {
+    let at = u32::try_from(at + 1)
+        .ok()
+        .filter(|&at| at <= SLOT_POSITION)?;
+    Some(slot_tag(hash) | at)
+}
+
+/// The part of a flow's hash an index slot keeps.
+#[inline]
+fn slot_tag(hash: u64) -> u32 {
+    (hash >> 32) as u32 & !SLOT_POSITION
+}
 
 /// The flow table of a switch: the flows' entries in a dense array, found through an index
 /// with open addressing (linear probing, a power of two slots, at most half of them used),
-/// each slot the entry's position and the high half of its hash, so a probe reads an entry
-/// only when the hashes agree. The last counted flow is remembered with its position, so the
-/// packets of a train skip the hash and the index. Nothing is allocated per packet: the arrays
-/// grow by doubling, and are rebuilt in place when flows leave.
+/// each slot four bytes (the entry's position and 9 bits of its hash, so a probe reads an entry
+/// only when those agree; a small index keeps more of itself in the cache). The last counted
+/// flow is remembered with its position, so the packets of a train skip the hash and the index.
+/// Nothing is allocated per packet: the arrays grow by doubling, and are rebuilt in place when
+/// flows leave.
 #[derive(Debug)]
 pub(super) struct FlowTable {
     settings: FlowTableSettings,
     entries: Vec<Entry>,
-    index: Vec<u64>,
+    index: Vec<u32>,
     hasher: RandomState,
     /// The last counted flow and its entry's position; the zero key when none (emptied
     /// whenever entries leave or move).
@@ -358,6 +374,7 @@ impl FlowTable {
                     slot = self.find(hash, key).err().flatten()?;
                 }
                 let at = self.entries.len();
+                let value = slot_value(hash, at)?;
                 self.entries.push(Entry {
                     key,
                     packets: 0,
@@ -368,7 +385,7 @@ impl FlowTable {
                     path: FlowPath::EastWest,
                     idle_takes: 0,
                 });
-                *self.index.get_mut(slot)? = hash & !SLOT_POSITION | (at as u64 + 1);
+                *self.index.get_mut(slot)? = value;
                 at
             }
         };
@@ -381,7 +398,7 @@ impl FlowTable {
     #[inline]
     fn find(&self, hash: u64, key: Packed) -> Result<usize, Option<usize>> {
         let mask = self.index.len().wrapping_sub(1);
-        let tag = hash & !SLOT_POSITION;
+        let tag = slot_tag(hash);
         let mut slot = hash as usize & mask;
         for _ in 0..self.index.len() {
             let value = *self.index.get(slot).ok_or(None)?;
@@ -389,7 +406,8 @@ impl FlowTable {
                 return Err(Some(slot));
             }
             if value & !SLOT_POSITION == tag {
-                let at = ((value & SLOT_POSITION) as usize).wrapping_sub(1);
+                let at = (value & SLOT_POSITION) as usize;
+                let at = at.wrapping_sub(1);
                 if self.entries.get(at).is_some_and(|e| e.key == key) {
                     return Ok(at);
                 }
@@ -416,7 +434,8 @@ impl FlowTable {
             for _ in 0..slots {
                 match self.index.get_mut(slot) {
                     Some(value) if *value == 0 => {
-                        *value = hash & !SLOT_POSITION | (at as u64 + 1);
+                        // Entries are at most `MAX_FLOW_ENTRIES`: every position has a value.
+                        *value = slot_value(hash, at).unwrap_or_default();
                         break;
                     }
                     _ => slot = (slot + 1) & mask,
