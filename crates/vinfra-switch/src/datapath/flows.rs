@@ -15,14 +15,16 @@
 //! bytes since the previous take and resets them; a flow without packets in
 //! [`IDLE_TAKES`] takes in a row, or idle for the timeout, leaves the table.
 //!
-//! Cost per counted packet: the IPv4 header and 4 bytes of the transport header read, one hash
-//! lookup (insert for a new flow), a few stores. With accounting off: one test of a flag.
+//! Cost per counted packet: the IPv4 header and 4 bytes of the transport header read, a
+//! comparison with the last counted flow, a few stores into its entry (one cache line); a
+//! packet of another flow hashes its key and probes the index first (inserts a new flow). With
+//! accounting off: one test of a flag.
 
-use core::hash::{Hash, Hasher};
+use core::hash::{BuildHasher, Hash, Hasher};
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
-use foldhash::HashMap;
+use foldhash::fast::RandomState;
 
 use super::frame::L2;
 use super::ids::{NetworkId, PortId, RouterId};
@@ -157,24 +159,102 @@ impl FlowMark {
     }
 }
 
-/// A flow's state in the table.
+/// A flow's key packed in two words: the addresses; a marker bit, the network, the protocol
+/// and the ports. The marker makes every packed key non-zero: the zero key is the empty
+/// last-flow cache.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+struct Packed {
+    addrs: u64,
+    rest: u64,
+}
+
+const PACKED_MARKER: u64 = 1 << 63;
+const PACKED_NETWORK_SHIFT: u32 = 40;
+const _: () = assert!(NetworkId::MAX < 1 << (63 - PACKED_NETWORK_SHIFT));
+
+impl Packed {
+    #[inline]
+    fn new(network: NetworkId, src: u32, dst: u32, protocol: u8, ports: (u16, u16)) -> Packed {
+        Packed {
+            addrs: u64::from(src) << 32 | u64::from(dst),
+            rest: PACKED_MARKER
+                | u64::from(network.0) << PACKED_NETWORK_SHIFT
+                | u64::from(protocol) << 32
+                | u64::from(ports.0) << 16
+                | u64::from(ports.1),
+        }
+    }
+
+    fn key(self) -> FlowKey {
+        // The casts keep the bits packed by `new`.
+        FlowKey {
+            network: NetworkId(((self.rest & !PACKED_MARKER) >> PACKED_NETWORK_SHIFT) as u32),
+            src: Ipv4Addr::from((self.addrs >> 32) as u32),
+            dst: Ipv4Addr::from(self.addrs as u32),
+            protocol: (self.rest >> 32) as u8,
+            src_port: (self.rest >> 16) as u16,
+            dst_port: self.rest as u16,
+        }
+    }
+}
+
+/// A flow's state in the table: one cache line, so counting a packet of a flow whose entry is
+/// not cached costs one miss.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 struct Entry {
-    port: PortId,
-    router: Option<RouterId>,
-    path: FlowPath,
+    key: Packed,
     packets: u64,
     bytes: u64,
     last_seen: Duration,
-    /// Takes in a row that found no packets.
-    idle_takes: u32,
+    port: PortId,
+    router: Option<RouterId>,
+    path: FlowPath,
+    /// Takes in a row that found no packets (at most [`IDLE_TAKES`]).
+    idle_takes: u8,
 }
 
-/// The flow table of a switch.
+const _: () = assert!(core::mem::size_of::<Entry>() == 64);
+const _: () = assert!(IDLE_TAKES <= u8::MAX as u32);
+
+/// Slots of the smallest index (a power of two).
+const MIN_INDEX_SLOTS: usize = 16;
+/// The part of an index slot that holds the entry's position plus one (0: empty slot); the
+/// rest holds bits of the flow's hash that do not choose the slot (its top bits).
+const SLOT_POSITION: u32 = (1 << 23) - 1;
+const _: () = assert!(MAX_FLOW_ENTRIES <= SLOT_POSITION as usize);
+
+/// A flow's index slot value: the part of its hash kept as a tag and its entry's position.
+#[inline]
+fn slot_value(hash: u64, at: usize) -> Option<u32> {
+    let at = u32::try_from(at + 1)
+        .ok()
+        .filter(|&at| at <= SLOT_POSITION)?;
+    Some(slot_tag(hash) | at)
+}
+
+/// The part of a flow's hash an index slot keeps.
+#[inline]
+fn slot_tag(hash: u64) -> u32 {
+    (hash >> 32) as u32 & !SLOT_POSITION
+}
+
+/// The flow table of a switch: the flows' entries in a dense array, found through an index
+/// with open addressing (linear probing, a power of two slots, at most half of them used),
+/// each slot four bytes (the entry's position and 9 bits of its hash, so a probe reads an entry
+/// only when those agree; a small index keeps more of itself in the cache). The last counted
+/// flow is remembered with its position, so the packets of a train skip the hash and the index.
+/// Nothing is allocated per packet: the arrays grow by doubling, and are rebuilt in place when
+/// flows leave.
 #[derive(Debug)]
 pub(super) struct FlowTable {
     settings: FlowTableSettings,
-    flows: HashMap<FlowKey, Entry>,
+    entries: Vec<Entry>,
+    index: Vec<u32>,
+    hasher: RandomState,
+    /// The last counted flow and its entry's position; the zero key when none (emptied
+    /// whenever entries leave or move).
+    last: (Packed, usize),
     untracked: u64,
     last_take: Option<Duration>,
     last_sweep: Option<Duration>,
@@ -184,7 +264,10 @@ impl FlowTable {
     pub(super) fn new(settings: FlowTableSettings) -> FlowTable {
         FlowTable {
             settings,
-            flows: HashMap::default(),
+            entries: Vec::new(),
+            index: vec![0; MIN_INDEX_SLOTS],
+            hasher: RandomState::default(),
+            last: (Packed::default(), 0),
             untracked: 0,
             last_take: None,
             last_sweep: None,
@@ -205,7 +288,9 @@ impl FlowTable {
     /// a lower bound keeps the flows beyond it until they leave (new ones are untracked).
     pub(super) fn set_settings(&mut self, settings: FlowTableSettings) {
         if !settings.enabled {
-            self.flows = HashMap::default();
+            self.entries = Vec::new();
+            self.index = vec![0; MIN_INDEX_SLOTS];
+            self.last = (Packed::default(), 0);
             self.untracked = 0;
         }
         self.settings = settings;
@@ -213,7 +298,7 @@ impl FlowTable {
 
     /// Flows in the table.
     pub(super) fn len(&self) -> usize {
-        self.flows.len()
+        self.entries.len()
     }
 
     /// Counts an IPv4 packet (or GSO frame) in `l2`, which entered on `network` through
@@ -228,23 +313,37 @@ impl FlowTable {
         l2: &L2<'_>,
         mark: FlowMark,
     ) {
-        let Some((key, packets, bytes)) = measure(network, l2) else {
+        if let Some((key, packets, bytes)) = measure(network, l2) {
+            self.count_key(now, key, port, mark, packets, bytes);
+        }
+    }
+
+    /// Counts `packets` and `bytes` of the flow `key`.
+    #[inline]
+    fn count_key(
+        &mut self,
+        now: Duration,
+        key: Packed,
+        port: PortId,
+        mark: FlowMark,
+        packets: u64,
+        bytes: u64,
+    ) {
+        let at = if self.last.0 == key {
+            self.last.1
+        } else {
+            match self.find_or_insert(now, key) {
+                Some(at) => at,
+                None => {
+                    self.untracked += packets;
+                    return;
+                }
+            }
+        };
+        // The cache and the index only hold positions of entries.
+        let Some(entry) = self.entries.get_mut(at) else {
             return;
         };
-        let full = self.flows.len() >= self.settings.max_entries;
-        if full && !self.flows.contains_key(&key) && !self.make_room(now) {
-            self.untracked += packets;
-            return;
-        }
-        let entry = self.flows.entry(key).or_insert(Entry {
-            port,
-            router: None,
-            path: FlowPath::EastWest,
-            packets: 0,
-            bytes: 0,
-            last_seen: now,
-            idle_takes: 0,
-        });
         entry.port = port;
         entry.router = mark.router;
         entry.path = mark.path;
@@ -252,6 +351,107 @@ impl FlowTable {
         entry.bytes += bytes;
         entry.last_seen = now;
         entry.idle_takes = 0;
+    }
+
+    /// The position of `key`'s entry, a new one if it has none and there is room (see
+    /// [`FlowTable::make_room`]); remembered as the last flow.
+    #[inline(never)]
+    fn find_or_insert(&mut self, now: Duration, key: Packed) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        let at = match self.find(hash, key) {
+            Ok(at) => at,
+            Err(slot) => {
+                let mut slot = slot?;
+                if self.entries.len() >= self.settings.max_entries {
+                    if !self.make_room(now) {
+                        return None;
+                    }
+                    // The index was rebuilt if flows left.
+                    slot = self.find(hash, key).err().flatten()?;
+                }
+                if (self.entries.len() + 1) * 2 > self.index.len() {
+                    self.rebuild_index(self.index.len() * 2);
+                    slot = self.find(hash, key).err().flatten()?;
+                }
+                let at = self.entries.len();
+                let value = slot_value(hash, at)?;
+                self.entries.push(Entry {
+                    key,
+                    packets: 0,
+                    bytes: 0,
+                    last_seen: now,
+                    port: PortId(0),
+                    router: None,
+                    path: FlowPath::EastWest,
+                    idle_takes: 0,
+                });
+                *self.index.get_mut(slot)? = value;
+                at
+            }
+        };
+        self.last = (key, at);
+        Some(at)
+    }
+
+    /// The position of `key`'s entry (`Ok`), or the empty index slot where it would go (`Err`;
+    /// never `None`: at most half the slots are used).
+    #[inline]
+    fn find(&self, hash: u64, key: Packed) -> Result<usize, Option<usize>> {
+        let mask = self.index.len().wrapping_sub(1);
+        let tag = slot_tag(hash);
+        let mut slot = hash as usize & mask;
+        for _ in 0..self.index.len() {
+            let value = *self.index.get(slot).ok_or(None)?;
+            if value == 0 {
+                return Err(Some(slot));
+            }
+            if value & !SLOT_POSITION == tag {
+                let at = (value & SLOT_POSITION) as usize;
+                let at = at.wrapping_sub(1);
+                if self.entries.get(at).is_some_and(|e| e.key == key) {
+                    return Ok(at);
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        Err(None)
+    }
+
+    /// Makes the index `slots` long (a power of two, more than twice the entries) and indexes
+    /// every entry again; forgets the last flow.
+    fn rebuild_index(&mut self, slots: usize) {
+        debug_assert!(slots.is_power_of_two() && slots >= self.entries.len() * 2);
+        if self.index.len() == slots {
+            self.index.fill(0);
+        } else {
+            self.index = vec![0; slots];
+        }
+        let mask = slots - 1;
+        for (at, entry) in self.entries.iter().enumerate() {
+            let hash = self.hasher.hash_one(entry.key);
+            let mut slot = hash as usize & mask;
+            // At most half the slots are used: the probe ends at an empty one.
+            for _ in 0..slots {
+                match self.index.get_mut(slot) {
+                    Some(value) if *value == 0 => {
+                        // Entries are at most `MAX_FLOW_ENTRIES`: every position has a value.
+                        *value = slot_value(hash, at).unwrap_or_default();
+                        break;
+                    }
+                    _ => slot = (slot + 1) & mask,
+                }
+            }
+        }
+        self.last = (Packed::default(), 0);
+    }
+
+    /// Keeps the entries `keep` says to keep (in order); indexes them again if any left.
+    fn retain(&mut self, keep: impl FnMut(&mut Entry) -> bool) {
+        let before = self.entries.len();
+        self.entries.retain_mut(keep);
+        if self.entries.len() != before {
+            self.rebuild_index(self.index.len());
+        }
     }
 
     /// Frees idle flows for a new one, at most once every [`FULL_SWEEP_INTERVAL`]; whether
@@ -265,16 +465,15 @@ impl FlowTable {
             self.last_sweep = Some(now);
             self.expire(now);
         }
-        self.flows.len() < self.settings.max_entries
+        self.entries.len() < self.settings.max_entries
     }
 
     /// Removes flows idle for the timeout (their untaken counts with them); returns how many.
     pub(super) fn expire(&mut self, now: Duration) -> usize {
-        let before = self.flows.len();
+        let before = self.entries.len();
         let timeout = self.settings.idle_timeout;
-        self.flows
-            .retain(|_, e| now.saturating_sub(e.last_seen) < timeout);
-        before - self.flows.len()
+        self.retain(|e| now.saturating_sub(e.last_seen) < timeout);
+        before - self.entries.len()
     }
 
     /// Every flow's packets and bytes since the previous take (flows with packets only), reset
@@ -283,10 +482,10 @@ impl FlowTable {
     pub(super) fn take(&mut self, now: Duration) -> FlowTake {
         let timeout = self.settings.idle_timeout;
         let mut flows = Vec::new();
-        self.flows.retain(|key, e| {
+        self.retain(|e| {
             if e.packets > 0 {
                 flows.push(FlowDelta {
-                    key: *key,
+                    key: e.key.key(),
                     port: e.port,
                     router: e.router,
                     path: e.path,
@@ -299,13 +498,13 @@ impl FlowTable {
                 return true;
             }
             e.idle_takes = e.idle_takes.saturating_add(1);
-            e.idle_takes < IDLE_TAKES && now.saturating_sub(e.last_seen) < timeout
+            u32::from(e.idle_takes) < IDLE_TAKES && now.saturating_sub(e.last_seen) < timeout
         });
         let interval = self.last_take.map(|at| now.saturating_sub(at));
         self.last_take = Some(now);
         FlowTake {
             flows,
-            entries: self.flows.len(),
+            entries: self.entries.len(),
             capacity: self.settings.max_entries,
             untracked_packets: core::mem::take(&mut self.untracked),
             interval,
@@ -315,7 +514,7 @@ impl FlowTable {
 
 /// A frame's flow, packets and IP bytes: `None` for what is not IPv4.
 #[inline]
-fn measure(network: NetworkId, l2: &L2<'_>) -> Option<(FlowKey, u64, u64)> {
+fn measure(network: NetworkId, l2: &L2<'_>) -> Option<(Packed, u64, u64)> {
     if l2.ethertype != EtherType::IPV4 {
         return None;
     }
@@ -331,25 +530,34 @@ fn measure(network: NetworkId, l2: &L2<'_>) -> Option<(FlowKey, u64, u64)> {
             .unwrap_or(&[]);
         transport_ports(proto, l4)
     };
-    let key = FlowKey {
+    let key = Packed::new(
         network,
-        src: ip.src_addr(),
-        dst: ip.dst_addr(),
-        protocol: proto,
-        src_port,
-        dst_port,
+        u32::from(ip.src_addr()),
+        u32::from(ip.dst_addr()),
+        proto,
+        (src_port, dst_port),
+    );
+    let (packets, bytes) = if l2.offload.gso.is_none() {
+        (1, u64::from(ip.total_len()))
+    } else {
+        segments(l2)?
     };
-    let (packets, bytes) = match l2.segmenter() {
-        None => (1, u64::from(ip.total_len())),
+    Some((key, packets, bytes))
+}
+
+/// The packets and IP bytes of a GSO frame's segments.
+#[cold]
+fn segments(l2: &L2<'_>) -> Option<(u64, u64)> {
+    match l2.segmenter() {
+        None => None,
         Some(Ok(segmenter)) => {
             let count = segmenter.count();
             let bytes: usize = (0..count).map(|i| segmenter.segment_len(i)).sum();
-            (count as u64, bytes as u64)
+            Some((count as u64, bytes as u64))
         }
         // Checked at classification: never here.
-        Some(Err(_)) => return None,
-    };
-    Some((key, packets, bytes))
+        Some(Err(_)) => None,
+    }
 }
 
 /// The ports of a transport header: TCP and UDP (and SCTP, UDP-Lite, DCCP, which start the
@@ -382,3 +590,275 @@ fn transport_ports(proto: u8, l4: &[u8]) -> (u16, u16) {
 const PROTO_DCCP: u8 = 33;
 const PROTO_SCTP: u8 = 132;
 const PROTO_UDPLITE: u8 = 136;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NET: NetworkId = NetworkId(7);
+
+    fn flow(n: u16) -> Packed {
+        Packed::new(NET, 0x0a00_0001, 0x0a00_0002, 17, (n, 53))
+    }
+
+    fn table(max_entries: usize, idle_timeout: Duration) -> FlowTable {
+        FlowTable::new(FlowTableSettings {
+            enabled: true,
+            max_entries,
+            idle_timeout,
+        })
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn count(t: &mut FlowTable, now: Duration, key: Packed, port: u32, bytes: u64) {
+        t.count_key(now, key, PortId(port), FlowMark::default(), 1, bytes);
+    }
+
+    /// Packets, bytes and port of every flow in a take, by key.
+    fn deltas(take: &FlowTake) -> BTreeMap<FlowKey, (u64, u64, PortId)> {
+        take.flows
+            .iter()
+            .map(|d| (d.key, (d.packets, d.bytes, d.port)))
+            .collect()
+    }
+
+    #[test]
+    fn a_packed_key_unpacks_to_its_flow() {
+        let key = Packed::new(
+            NetworkId(NetworkId::MAX),
+            0xc000_0201,
+            0x0a01_0203,
+            132,
+            (1, 65535),
+        );
+        assert_eq!(
+            key.key(),
+            FlowKey {
+                network: NetworkId(NetworkId::MAX),
+                src: Ipv4Addr::new(192, 0, 2, 1),
+                dst: Ipv4Addr::new(10, 1, 2, 3),
+                protocol: 132,
+                src_port: 1,
+                dst_port: 65535,
+            }
+        );
+        assert_ne!(key, Packed::default(), "no key is the empty cache");
+    }
+
+    #[test]
+    fn two_alternating_flows_are_counted_apart() {
+        let mut t = table(16, secs(120));
+        for i in 0..10 {
+            count(&mut t, secs(1), flow(1), 1, 100);
+            count(&mut t, secs(1), flow(2), 2 + i % 2, 1000);
+        }
+        let take = t.take(secs(2));
+        assert_eq!(
+            deltas(&take),
+            BTreeMap::from([
+                (flow(1).key(), (10, 1000, PortId(1))),
+                (flow(2).key(), (10, 10_000, PortId(3))),
+            ])
+        );
+        assert_eq!(take.entries, 2);
+    }
+
+    #[test]
+    fn a_cached_flow_that_expired_gets_a_new_entry() {
+        let mut t = table(16, secs(120));
+        count(&mut t, secs(1), flow(1), 1, 100);
+        assert_eq!(t.expire(secs(200)), 1);
+        assert_eq!(t.len(), 0);
+        count(&mut t, secs(200), flow(1), 1, 100);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            deltas(&t.take(secs(201))),
+            BTreeMap::from([(flow(1).key(), (1, 100, PortId(1)))])
+        );
+    }
+
+    #[test]
+    fn a_cached_flow_that_left_is_not_counted_into_the_entry_that_took_its_place() {
+        let mut t = table(16, secs(120));
+        // Flow 1 first (its entry first), flow 2 later; flow 1 counted last with an older
+        // time, so it is the cached one and the one that expires.
+        count(&mut t, secs(0), flow(1), 1, 100);
+        count(&mut t, secs(100), flow(2), 2, 1000);
+        count(&mut t, secs(0), flow(1), 1, 100);
+        assert_eq!(t.expire(secs(130)), 1);
+        // Flow 2's entry moved into flow 1's place.
+        count(&mut t, secs(130), flow(1), 1, 100);
+        count(&mut t, secs(130), flow(2), 2, 1000);
+        assert_eq!(
+            deltas(&t.take(secs(131))),
+            BTreeMap::from([
+                (flow(1).key(), (1, 100, PortId(1))),
+                (flow(2).key(), (2, 2000, PortId(2))),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_cached_flow_moved_by_a_take_is_counted_where_it_moved() {
+        let mut t = table(16, secs(120));
+        count(&mut t, secs(1), flow(1), 1, 100);
+        count(&mut t, secs(1), flow(2), 2, 1000);
+        t.take(secs(2));
+        // Flow 2 stays busy and cached; flow 1 leaves after its idle takes.
+        for take in 3..5 {
+            count(&mut t, secs(take), flow(2), 2, 1000);
+            t.take(secs(take));
+        }
+        assert_eq!(t.len(), 1);
+        count(&mut t, secs(5), flow(2), 2, 1000);
+        assert_eq!(
+            deltas(&t.take(secs(6))),
+            BTreeMap::from([(flow(2).key(), (1, 1000, PortId(2)))])
+        );
+    }
+
+    #[test]
+    fn turning_accounting_off_forgets_the_cached_flow() {
+        let mut t = table(16, secs(120));
+        count(&mut t, secs(1), flow(1), 1, 100);
+        let settings = t.settings();
+        t.set_settings(FlowTableSettings {
+            enabled: false,
+            ..settings
+        });
+        t.set_settings(settings);
+        count(&mut t, secs(1), flow(1), 1, 100);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            deltas(&t.take(secs(2))),
+            BTreeMap::from([(flow(1).key(), (1, 100, PortId(1)))])
+        );
+    }
+
+    #[test]
+    fn the_index_grows_and_keeps_every_flow() {
+        let mut t = table(10_000, secs(120));
+        for round in 0..3 {
+            for n in 0..5000 {
+                count(&mut t, secs(round), flow(n), u32::from(n), 10);
+            }
+        }
+        assert_eq!(t.len(), 5000);
+        assert!(t.index.len() >= 10_000 && t.index.len().is_power_of_two());
+        let take = t.take(secs(4));
+        assert_eq!(take.flows.len(), 5000);
+        assert!(take.flows.iter().all(|d| d.packets == 3 && d.bytes == 30));
+    }
+
+    /// The table as it was specified: a map from flow to counts.
+    #[derive(Default)]
+    struct Model {
+        flows: BTreeMap<FlowKey, (u64, u64, PortId, Duration, u32)>,
+        untracked: u64,
+        last_sweep: Option<Duration>,
+    }
+
+    impl Model {
+        fn expire(&mut self, now: Duration, timeout: Duration) -> usize {
+            let before = self.flows.len();
+            self.flows.retain(|_, f| now.saturating_sub(f.3) < timeout);
+            before - self.flows.len()
+        }
+
+        fn count(&mut self, s: FlowTableSettings, now: Duration, key: FlowKey, port: PortId) {
+            if !self.flows.contains_key(&key) && self.flows.len() >= s.max_entries {
+                if self
+                    .last_sweep
+                    .is_none_or(|at| now.saturating_sub(at) >= FULL_SWEEP_INTERVAL)
+                {
+                    self.last_sweep = Some(now);
+                    self.expire(now, s.idle_timeout);
+                }
+                if self.flows.len() >= s.max_entries {
+                    self.untracked += 1;
+                    return;
+                }
+            }
+            let f = self.flows.entry(key).or_insert((0, 0, port, now, 0));
+            *f = (f.0 + 1, f.1 + 100, port, now, 0);
+        }
+
+        fn take(
+            &mut self,
+            now: Duration,
+            timeout: Duration,
+        ) -> BTreeMap<FlowKey, (u64, u64, PortId)> {
+            let mut out = BTreeMap::new();
+            self.flows.retain(|key, f| {
+                if f.0 > 0 {
+                    out.insert(*key, (f.0, f.1, f.2));
+                    (f.0, f.1, f.4) = (0, 0, 0);
+                    return true;
+                }
+                f.4 += 1;
+                f.4 < IDLE_TAKES && now.saturating_sub(f.3) < timeout
+            });
+            out
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Count(u16, u32),
+        Take,
+        Expire,
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u16..40, 1u32..4).prop_map(|(n, port)| Op::Count(n, port)),
+            1 => Just(Op::Take),
+            1 => Just(Op::Expire),
+            2 => (0u64..1500).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_table_counts_as_its_specification(
+            max_entries in 1usize..48,
+            ops in proptest::collection::vec(op(), 1..400),
+        ) {
+            let settings = FlowTableSettings {
+                enabled: true,
+                max_entries,
+                idle_timeout: Duration::from_millis(3000),
+            };
+            let mut t = FlowTable::new(settings);
+            let mut model = Model::default();
+            let mut now = secs(1);
+            for op in ops {
+                match op {
+                    Op::Count(n, port) => {
+                        count(&mut t, now, flow(n), port, 100);
+                        model.count(settings, now, flow(n).key(), PortId(port));
+                    }
+                    Op::Take => {
+                        let take = t.take(now);
+                        prop_assert_eq!(deltas(&take), model.take(now, settings.idle_timeout));
+                        prop_assert_eq!(take.untracked_packets, core::mem::take(&mut model.untracked));
+                    }
+                    Op::Expire => {
+                        prop_assert_eq!(t.expire(now), model.expire(now, settings.idle_timeout));
+                    }
+                    Op::Wait(ms) => now += Duration::from_millis(ms),
+                }
+                prop_assert_eq!(t.len(), model.flows.len());
+            }
+            prop_assert_eq!(deltas(&t.take(now)), model.take(now, settings.idle_timeout));
+        }
+    }
+}
