@@ -5,7 +5,8 @@
 #   scripts/bench.sh            # all benchmarks
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
 #                               # vm_create migration failover balance optimum datapath
-#                               # firewall throughput qos firewall_vs_nft admission)
+#                               # firewall throughput qos firewall_vs_nft admission
+#                               # routed_vs_kernel snat_vs_masquerade flows_on_off)
 #
 # As root it first installs the packages of scripts/common.sh (iperf3 among them), the
 # benchmarks' peers (VINFRA_BENCH_PACKAGES: Open vSwitch, nftables, conntrack) included. The lab
@@ -43,6 +44,7 @@ BENCHES=(
     "vinfra-switchd firewall_vs_nft"
     "vinfra-switchd routed_vs_kernel"
     "vinfra-switchd snat_vs_masquerade"
+    "vinfra-switchd flows_on_off"
     "vinfra-ha admission"
 )
 LOGDIR=target/bench-logs
@@ -87,7 +89,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     failover) grep -E "^(kill|HA failover)|^  (detected|moved|QEMU|guest)" "$log" ;;
     migration) grep -E "^(case|idle|busy|network)|^  (ours|plain)( #[0-9]+)?:|does not converge" "$log" ;;
     throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT \|^round " ;;
-    routed_vs_kernel | snat_vs_masquerade) sed -n "/^== medians/,\$p" "$log" | grep -v "^RESULT " ;;
+    routed_vs_kernel | snat_vs_masquerade | flows_on_off) sed -n "/^== medians/,\$p" "$log" | grep -v "^RESULT " ;;
     firewall_vs_nft) sed -n '/^== firewall/,$p' "$log" | grep -v "^RESULT \|^round \| rounds: \|^    " ;;
     datapath) grep -E " Mpps " "$log" | grep -v "^RESULT " ;;
     qos) grep -E "^(rate |10M |100M |1G |vinfra without)" "$log" ;;

@@ -1,0 +1,128 @@
+//! What flow accounting costs the switch daemon: the same routed path twice, once with the
+//! switch counting flows (the default) and once without, between the same kind of endpoints,
+//! in the same run.
+//!
+//! Paths: two switch daemons, each in a host namespace of its own, each with two tap host ports
+//! on two overlay networks (VNI 100, 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose
+//! gateways are .1 (the taps offer checksum and TSO, as a VM's virtio-net does); the client is
+//! .2 on the first network, the server .2 on the second; every packet crosses the router and is
+//! counted on its access port when accounting is on. The second daemon has accounting off
+//! (`set_flow_accounting`, `enabled: false`).
+//!
+//! Each round, each path (alternating which goes first): iperf3 TCP (Gbit/s, retransmits) and
+//! the 64-byte UDP generator (Mpps sent and received) of the `throughput` bench. Medians over
+//! the rounds; the ratios on/off.
+//!
+//! Target (issue 12): flow accounting costs at most 5 % of throughput
+//! (`RESULT flows_tcp_on_vs_off … PASS|FAIL` and `RESULT flows_64b_on_vs_off …` against 0.95).
+//!
+//! Root only; needs `iperf3` and `ping`. Namespaces are named `swb-…` and deleted at the end.
+//!
+//!     cargo bench -p vinfra-switchd --bench flows_on_off [-- [SECONDS [ROUNDS]]]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod endpoints;
+
+use common::{attach_tap, name, overlay, tap_port, Daemon, Netns};
+use endpoints::{netns, side_by_side, Pair};
+use vinfra_switch_control::{Mac, Request, SwitchClient};
+
+/// Seconds of a 64-byte UDP measure.
+const UDP_SECONDS: f64 = 3.0;
+/// The target ratio, accounting on over off.
+const TARGET: f64 = 0.95;
+
+/// One routed path. Fields drop in order: the daemon stops before its namespace goes.
+struct Routed {
+    _control: SwitchClient,
+    _daemon: Daemon,
+    pair: Pair,
+    _host: Netns,
+}
+
+fn routed(dir: &std::path::Path, flows: bool) -> Routed {
+    let host = netns("h");
+    let daemon = Daemon::start(&host, dir, None);
+    let mut control = daemon.client();
+    let (ta, tb) = (name("t"), name("t"));
+    control
+        .apply(&[
+            Request::SetFlowAccounting {
+                enabled: flows,
+                max_flows: None,
+            },
+            overlay(1, 100),
+            overlay(2, 101),
+            tap_port(1, 1, &ta, 1500),
+            tap_port(2, 2, &tb, 1500),
+            Request::AddRouter { id: 1 },
+            Request::SetRouterInterface {
+                router: 1,
+                network: 1,
+                ip: "10.88.1.1".parse().expect("ip"),
+                prefix_len: 24,
+                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x01]),
+                mtu: None,
+            },
+            Request::SetRouterInterface {
+                router: 1,
+                network: 2,
+                ip: "10.88.2.1".parse().expect("ip"),
+                prefix_len: 24,
+                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x02]),
+                mtu: None,
+            },
+        ])
+        .expect("configure the switch");
+    let pair = Pair::new("10.88.2.2");
+    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
+    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
+    pair.client
+        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
+    pair.server
+        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
+    endpoints::ready(
+        &pair,
+        if flows {
+            "flow accounting on"
+        } else {
+            "flow accounting off"
+        },
+    );
+    Routed {
+        _control: control,
+        _daemon: daemon,
+        pair,
+        _host: host,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut nums = args.iter().filter_map(|a| a.parse::<u32>().ok());
+    let seconds = nums.next().unwrap_or(4);
+    let rounds = nums.next().unwrap_or(5).max(1);
+    if !common::needs()
+        .program("iperf3")
+        .program("ping")
+        .named("flow accounting bench")
+        .met()
+    {
+        return;
+    }
+    let (dir_on, dir_off) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let on = routed(dir_on.path(), true);
+    let off = routed(dir_off.path(), false);
+    side_by_side(
+        [("on", &on.pair), ("off", &off.pair)],
+        seconds,
+        rounds,
+        UDP_SECONDS,
+        ("flows_tcp_on_vs_off", "flows_64b_on_vs_off"),
+        TARGET,
+    );
+}
