@@ -24,79 +24,12 @@
 mod common;
 mod endpoints;
 
-use common::{attach_tap, name, overlay, tap_port, Daemon, Netns};
-use endpoints::{netns, side_by_side, Pair};
-use vinfra_switch_control::{Mac, Request, SwitchClient};
+use endpoints::{routed_daemon, side_by_side};
 
 /// Seconds of a 64-byte UDP measure.
 const UDP_SECONDS: f64 = 3.0;
 /// The target ratio, accounting on over off.
 const TARGET: f64 = 0.95;
-
-/// One routed path. Fields drop in order: the daemon stops before its namespace goes.
-struct Routed {
-    _control: SwitchClient,
-    _daemon: Daemon,
-    pair: Pair,
-    _host: Netns,
-}
-
-fn routed(dir: &std::path::Path, flows: bool) -> Routed {
-    let host = netns("h");
-    let daemon = Daemon::start(&host, dir, None);
-    let mut control = daemon.client();
-    let (ta, tb) = (name("t"), name("t"));
-    control
-        .apply(&[
-            Request::SetFlowAccounting {
-                enabled: flows,
-                max_flows: None,
-            },
-            overlay(1, 100),
-            overlay(2, 101),
-            tap_port(1, 1, &ta, 1500),
-            tap_port(2, 2, &tb, 1500),
-            Request::AddRouter { id: 1 },
-            Request::SetRouterInterface {
-                router: 1,
-                network: 1,
-                ip: "10.88.1.1".parse().expect("ip"),
-                prefix_len: 24,
-                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x01]),
-                mtu: None,
-            },
-            Request::SetRouterInterface {
-                router: 1,
-                network: 2,
-                ip: "10.88.2.1".parse().expect("ip"),
-                prefix_len: 24,
-                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x02]),
-                mtu: None,
-            },
-        ])
-        .expect("configure the switch");
-    let pair = Pair::new("10.88.2.2");
-    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
-    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
-    pair.client
-        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
-    pair.server
-        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
-    endpoints::ready(
-        &pair,
-        if flows {
-            "flow accounting on"
-        } else {
-            "flow accounting off"
-        },
-    );
-    Routed {
-        _control: control,
-        _daemon: daemon,
-        pair,
-        _host: host,
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -115,8 +48,8 @@ fn main() {
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     );
-    let on = routed(dir_on.path(), true);
-    let off = routed(dir_off.path(), false);
+    let on = routed_daemon(dir_on.path(), true, "flow accounting on");
+    let off = routed_daemon(dir_off.path(), false, "flow accounting off");
     side_by_side(
         [("on", &on.pair), ("off", &off.pair)],
         seconds,

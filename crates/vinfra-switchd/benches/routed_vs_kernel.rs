@@ -24,68 +24,13 @@
 mod common;
 mod endpoints;
 
-use common::{attach_tap, name, overlay, tap_port, Daemon, Netns};
-use endpoints::{netns, side_by_side, veth_to, Pair};
-use vinfra_switch_control::{Mac, Request, SwitchClient};
+use common::Netns;
+use endpoints::{netns, routed_daemon, side_by_side, veth_to, Pair};
 
 /// Seconds of a 64-byte UDP measure.
 const UDP_SECONDS: f64 = 3.0;
 /// The target ratio, vinfra over the kernel.
 const TARGET: f64 = 0.9;
-
-/// vinfra's path. Fields drop in order: the daemon stops before its namespace goes.
-struct Vinfra {
-    _control: SwitchClient,
-    _daemon: Daemon,
-    pair: Pair,
-    _host: Netns,
-}
-
-fn vinfra_path(dir: &std::path::Path) -> Vinfra {
-    let host = netns("h");
-    let daemon = Daemon::start(&host, dir, None);
-    let mut control = daemon.client();
-    let (ta, tb) = (name("t"), name("t"));
-    control
-        .apply(&[
-            overlay(1, 100),
-            overlay(2, 101),
-            tap_port(1, 1, &ta, 1500),
-            tap_port(2, 2, &tb, 1500),
-            Request::AddRouter { id: 1 },
-            Request::SetRouterInterface {
-                router: 1,
-                network: 1,
-                ip: "10.88.1.1".parse().expect("ip"),
-                prefix_len: 24,
-                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x01]),
-                mtu: None,
-            },
-            Request::SetRouterInterface {
-                router: 1,
-                network: 2,
-                ip: "10.88.2.1".parse().expect("ip"),
-                prefix_len: 24,
-                mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, 0x02]),
-                mtu: None,
-            },
-        ])
-        .expect("configure the switch");
-    let pair = Pair::new("10.88.2.2");
-    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
-    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
-    pair.client
-        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
-    pair.server
-        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
-    endpoints::ready(&pair, "vinfra router");
-    Vinfra {
-        _control: control,
-        _daemon: daemon,
-        pair,
-        _host: host,
-    }
-}
 
 /// The kernel's path: a router namespace forwarding between two veths.
 struct Kernel {
@@ -126,7 +71,7 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let vinfra = vinfra_path(dir.path());
+    let vinfra = routed_daemon(dir.path(), true, "vinfra router");
     let kernel = kernel_path();
     side_by_side(
         [("vinfra", &vinfra.pair), ("kernel", &kernel.pair)],

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vinfra_switch_control::SwitchClient;
+use vinfra_switch_control::{Mac, Request, SwitchClient};
 
 use crate::common::{attach_tap, name, overlay, sh, tap_port, Daemon, Netns};
 
@@ -492,5 +492,63 @@ pub fn side_by_side(
             "RESULT {what} {r:.2} {}",
             if r >= target { "PASS" } else { "FAIL" }
         );
+    }
+}
+
+/// A switch daemon routing between two overlay networks of one router, and its endpoints.
+/// Fields drop in order: the daemon stops before its namespace goes.
+pub struct RoutedDaemon {
+    _control: SwitchClient,
+    _daemon: Daemon,
+    /// The endpoints: the client .2 on 10.88.1.0/24, the server .2 on 10.88.2.0/24.
+    pub pair: Pair,
+    _host: Netns,
+}
+
+/// A switch daemon in a host namespace of its own with two tap host ports on two overlay
+/// networks (VNI 100, 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1
+/// (the taps offer checksum and TSO, as a VM's virtio-net does), flow accounting on or off; the
+/// endpoints route through the gateways. `label` names the path in a failed readiness check.
+pub fn routed_daemon(dir: &Path, flows: bool, label: &str) -> RoutedDaemon {
+    let host = netns("h");
+    let daemon = Daemon::start(&host, dir, None);
+    let mut control = daemon.client();
+    let (ta, tb) = (name("t"), name("t"));
+    let gateway = |network: u32, ip: &str, last: u8| Request::SetRouterInterface {
+        router: 1,
+        network,
+        ip: ip.parse().expect("ip"),
+        prefix_len: 24,
+        mac: Mac([0x02, 0x76, 0x72, 0x00, 0x00, last]),
+        mtu: None,
+    };
+    control
+        .apply(&[
+            Request::SetFlowAccounting {
+                enabled: flows,
+                max_flows: None,
+            },
+            overlay(1, 100),
+            overlay(2, 101),
+            tap_port(1, 1, &ta, 1500),
+            tap_port(2, 2, &tb, 1500),
+            Request::AddRouter { id: 1 },
+            gateway(1, "10.88.1.1", 1),
+            gateway(2, "10.88.2.1", 2),
+        ])
+        .expect("configure the switch");
+    let pair = Pair::new("10.88.2.2");
+    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
+    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
+    pair.client
+        .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
+    pair.server
+        .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
+    ready(&pair, label);
+    RoutedDaemon {
+        _control: control,
+        _daemon: daemon,
+        pair,
+        _host: host,
     }
 }
