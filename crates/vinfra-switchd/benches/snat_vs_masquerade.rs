@@ -132,10 +132,7 @@ fn kernel_path() -> Kernel {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut nums = args.iter().filter_map(|a| a.parse::<u32>().ok());
-    let seconds = nums.next().unwrap_or(4);
-    let rounds = nums.next().unwrap_or(5).max(1);
+    let (seconds, rounds) = endpoints::seconds_and_rounds();
     if !common::needs()
         .program("iperf3")
         .program("ping")

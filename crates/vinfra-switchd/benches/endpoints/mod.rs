@@ -552,3 +552,12 @@ pub fn routed_daemon(dir: &Path, flows: bool, label: &str) -> RoutedDaemon {
         _host: host,
     }
 }
+
+/// The bench's `[SECONDS [ROUNDS]]` arguments (4 and 5 by default, at least one round).
+pub fn seconds_and_rounds() -> (u32, u32) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut nums = args.iter().filter_map(|a| a.parse::<u32>().ok());
+    let seconds = nums.next().unwrap_or(4);
+    let rounds = nums.next().unwrap_or(5).max(1);
+    (seconds, rounds)
+}
