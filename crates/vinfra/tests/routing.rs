@@ -31,10 +31,9 @@ use common::{
 use vinfra_lab::Lab;
 use vinfra_switch_control::protocol::RouterCountersView;
 use vinfra_switch_control::{NetworkSpec, Request};
-use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::error::{chain, Chain};
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
-use vinfra_types::{BootSource, MigrationPhase};
+use vinfra_types::BootSource;
 
 const AW_IP: &str = "10.60.1.10";
 const AD_IP: &str = "10.60.2.10";
@@ -454,20 +453,7 @@ fn routers_route_east_west_on_the_senders_host_and_keep_tenants_apart() {
     let text = console_text(&lab, "aw");
     let (before, _) = stream(&text);
     let round = last_probe(&text);
-    api(&lab)
-        .migrate_vm(
-            "ad",
-            &MigrateVmRequest {
-                to: Some("h1".into()),
-            },
-        )
-        .unwrap_or_else(|e| panic!("migrate ad: {}", Chain(&e)));
-    let end = common::wait_migration_end(&lab, "ad");
-    assert_eq!(
-        end.phase,
-        MigrationPhase::Completed,
-        "ad's migration: {end:?}"
-    );
+    common::migrate_to(&lab, "ad", "h1");
     wait_for(
         "the stream going on after the migration",
         Duration::from_secs(60),

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use common::{api, can_run_labs, create_nic_vm, start_named_lab, vm_pings, wait_for, NicAddress};
 use vinfra_lab::Lab;
-use vinfra_types::api::MigrateVmRequest;
 use vinfra_types::error::Chain;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
-use vinfra_types::{BootSource, MigrationPhase, NicSpec, NicVlan};
+use vinfra_types::{BootSource, NicSpec, NicVlan};
 
 const T_LAN: &str = "10.71.0.10";
 const T_BLUE: &str = "10.71.1.10";
@@ -142,20 +141,7 @@ fn a_trunk_nic_carries_two_networks_as_sub_interfaces() {
         .iter()
         .map(|(p, target)| vm_pings(&lab, p, target).len())
         .collect();
-    api(&lab)
-        .migrate_vm(
-            "t",
-            &MigrateVmRequest {
-                to: Some("h2".into()),
-            },
-        )
-        .unwrap_or_else(|e| panic!("migrate t: {}", Chain(&e)));
-    let end = common::wait_migration_end(&lab, "t");
-    assert_eq!(
-        end.phase,
-        MigrationPhase::Completed,
-        "t's migration: {end:?}"
-    );
+    common::migrate_to(&lab, "t", "h2");
     for ((pinger, target), n) in [("pb", T_BLUE), ("pg", T_GREEN)].into_iter().zip(before) {
         wait_for(
             &format!("{pinger}'s pings of {target} after the migration"),

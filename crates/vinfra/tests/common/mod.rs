@@ -318,6 +318,26 @@ pub fn wait_migration_end(lab: &Lab, name: &str) -> MigrationProgress {
     )
 }
 
+/// Migrates `name` to `host` through the API and waits until the migration has completed
+/// (a migration that ends otherwise fails the test).
+pub fn migrate_to(lab: &Lab, name: &str, host: &str) -> MigrationProgress {
+    api(lab)
+        .migrate_vm(
+            name,
+            &vinfra_types::api::MigrateVmRequest {
+                to: Some(host.into()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("migrate {name}: {}", vinfra_types::error::Chain(&e)));
+    let end = wait_migration_end(lab, name);
+    assert_eq!(
+        end.phase,
+        vinfra_types::MigrationPhase::Completed,
+        "{name}'s migration to {host}: {end:?}"
+    );
+    end
+}
+
 /// Every QEMU process on the machine with `id` in its command line.
 pub fn qemus_with(id: &str) -> Vec<u32> {
     vinfra_lab::qemu_pids_mentioning(id)
