@@ -389,7 +389,7 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
             404,
             "nope",
         ),
-        (json!([{"network": "blue", "vlan": 3}]), 400, "vlan"),
+        (json!([{"network": "blue", "vlan": 3}]), 400, "NicVlan"),
     ];
     for (nics, status, what) in cases {
         let r = create_vm(&c, "x", nics.clone()).await;
