@@ -223,6 +223,13 @@ impl Checker {
                 }
             }
         });
+        // The first full poll before returning: a QEMU killed right after this returns must
+        // have been seen alive (a loaded machine may start the thread late).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().polls == 0 {
+            assert!(Instant::now() < deadline, "the checker never polled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Checker {
             stop,
             seen,
