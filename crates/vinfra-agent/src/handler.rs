@@ -43,8 +43,10 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             m.migrate_out(id, &uri, settings).await?;
             CommandReply::Done
         }
-        C::MigrationStatus { id } => CommandReply::Migration {
-            status: m.migration_status(id).await?,
+        C::MigrationStatus { id, wait_ms } => CommandReply::Migration {
+            status: m
+                .migration_status(id, std::time::Duration::from_millis(wait_ms))
+                .await?,
         },
         C::CancelMigration { id } => {
             m.cancel_migration(id).await?;

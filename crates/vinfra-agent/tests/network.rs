@@ -559,11 +559,15 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let CommandReply::Migration { status } =
-            handle(&mb, AgentCommand::MigrationStatus { id: b.id })
-                .await
-                .unwrap()
-        else {
+        let CommandReply::Migration { status } = handle(
+            &mb,
+            AgentCommand::MigrationStatus {
+                id: b.id,
+                wait_ms: 0,
+            },
+        )
+        .await
+        .unwrap() else {
             panic!("MigrationStatus gave no status")
         };
         if status.is_final() {

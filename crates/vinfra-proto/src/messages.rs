@@ -29,8 +29,10 @@ use vinfra_types::{
 /// ignores it must not join. 8: the NICs' port security in the configuration
 /// ([`HostSwitchConfig::port_security`]), so a change reaches a running VM's port. 9: routers
 /// ([`HostSwitchConfig::routers`]): an agent that ignores them would leave the VMs of routed
-/// networks without their gateway.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// networks without their gateway. 10: edges, floating IPs and flow export. 11: a migration's
+/// status may wait for its end ([`AgentCommand::MigrationStatus`] `wait_ms`): an agent that
+/// answers at once would make the console ask in a tight loop.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,10 +224,15 @@ pub enum AgentCommand {
         /// Bandwidth and downtime limits.
         settings: MigrationSettings,
     },
-    /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`].
+    /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`]: at
+    /// once, or with `wait_ms`, as soon as the migration has ended (QEMU's event) or after
+    /// `wait_ms`, whichever comes first.
     MigrationStatus {
         /// The VM.
         id: Uuid,
+        /// Longest wait for the migration's end, milliseconds; 0: answer at once.
+        #[serde(default)]
+        wait_ms: u64,
     },
     /// Cancel the outgoing migration of `id`; the VM keeps running here. Replies `Done`.
     CancelMigration {

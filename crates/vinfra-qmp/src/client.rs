@@ -1,4 +1,5 @@
-//! The QMP connection: greeting, capabilities, id-matched commands, buffered events.
+//! The QMP connection: greeting, capabilities, id-matched commands, buffered events, and events
+//! broadcast to subscribers ([`Qmp::subscribe`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -11,13 +12,16 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{oneshot, Mutex, Notify};
+use tokio::sync::{broadcast, oneshot, Mutex, Notify};
 
 /// How long a command waits for its answer unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Events kept for [`Qmp::next_event`]; older ones are dropped first.
 const EVENT_BUFFER: usize = 1024;
+
+/// Events a subscriber may fall behind by before it misses some ([`Qmp::subscribe`]).
+const SUBSCRIBER_BUFFER: usize = 64;
 
 /// Longest line accepted from QEMU (QMP replies are small; this guards against a runaway peer).
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -72,6 +76,9 @@ struct Shared {
     pending: HashMap<u64, oneshot::Sender<Reply>>,
     events: VecDeque<QmpEvent>,
     closed: bool,
+    /// Every event also goes here; `None` once the connection closed (so subscribers see the
+    /// channel close).
+    subscribers: Option<broadcast::Sender<QmpEvent>>,
 }
 
 /// A connected QMP client. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -125,7 +132,11 @@ impl Qmp {
                 "expected a QMP greeting, got {greeting}"
             )));
         }
-        let shared = Arc::new(StdMutex::new(Shared::default()));
+        let (subscribers, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        let shared = Arc::new(StdMutex::new(Shared {
+            subscribers: Some(subscribers),
+            ..Shared::default()
+        }));
         let event_notify = Arc::new(Notify::new());
         let reader = tokio::spawn(read_loop(reader, shared.clone(), event_notify.clone()));
         let qmp = Qmp {
@@ -143,6 +154,16 @@ impl Qmp {
     /// QEMU's greeting (`{"QMP": {"version": …, "capabilities": …}}`).
     pub fn greeting(&self) -> &Value {
         &self.greeting
+    }
+
+    /// Every event from now on, independently of [`Qmp::next_event`] (which takes each event
+    /// once): a receiver that falls more than 64 events behind gets `Lagged`; the channel
+    /// closes with the connection (at once when it is closed already).
+    pub fn subscribe(&self) -> broadcast::Receiver<QmpEvent> {
+        match &lock(&self.shared).subscribers {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 
     /// True once the connection is known to be closed.
@@ -316,6 +337,10 @@ async fn read_loop(
                     if s.events.len() >= EVENT_BUFFER {
                         s.events.pop_front();
                     }
+                    if let Some(tx) = &s.subscribers {
+                        // No subscriber is not an error.
+                        let _ = tx.send(ev.clone());
+                    }
                     s.events.push_back(ev);
                     drop(s);
                     notify.notify_waiters();
@@ -368,6 +393,7 @@ async fn read_loop(
     let pending = {
         let mut s = lock(&shared);
         s.closed = true;
+        s.subscribers = None;
         std::mem::take(&mut s.pending)
     };
     for (_, tx) in pending {

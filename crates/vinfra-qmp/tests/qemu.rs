@@ -177,6 +177,7 @@ async fn migration_between_two_qemus() {
     assert_eq!(params["downtime-limit"], 300);
     assert_eq!(params["max-bandwidth"], 1u64 << 40);
 
+    let mut subscriber = s.subscribe();
     s.migrate(&uri).await.unwrap();
     let mut info = s.query_migrate().await.unwrap();
     for _ in 0..200 {
@@ -217,6 +218,31 @@ async fn migration_between_two_qemus() {
         Some("completed"),
         "{statuses:?}"
     );
+    // A subscriber saw the same events, although the queue above took them.
+    let mut seen = Vec::new();
+    while let Ok(e) = subscriber.try_recv() {
+        if e.event == "MIGRATION" {
+            seen.push(e.data["status"].as_str().unwrap_or("").to_string());
+        }
+    }
+    assert_eq!(seen, statuses);
+    // Its channel closes with the connection.
+    // (QEMU may close the socket before it answers.)
+    let _ = s.quit().await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match subscriber.recv().await {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the subscription did not close with QEMU");
+    assert!(matches!(
+        s.subscribe().recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
 }
 
 #[tokio::test]

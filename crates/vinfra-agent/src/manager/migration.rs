@@ -4,11 +4,13 @@
 //! made and launched as a create is, by `lifecycle.rs`, from the datastore's existing files);
 //! once the guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`]
 //! kills a QEMU that still waits. Source: [`Manager::migrate_out`] starts sending, the console
-//! polls [`Manager::migration_status`], then [`Manager::finish_migration_source`] (completed)
+//! asks [`Manager::migration_status`] (which waits for QEMU's end-of-migration event), then [`Manager::finish_migration_source`] (completed)
 //! or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, VmInstance};
 use vinfra_types::PowerState;
@@ -143,8 +145,47 @@ impl Manager {
         vm.save()
     }
 
-    /// QEMU's view of the outgoing migration.
-    pub async fn migration_status(&self, id: Uuid) -> Result<MigrationStatus> {
+    /// QEMU's view of the outgoing migration, at once or, with a `wait`, once it has ended
+    /// (`completed`, `failed`, `cancelled`) or `wait` has passed, whichever comes first: the
+    /// end is QEMU's `MIGRATION` event, so the answer follows it by no more than the time to
+    /// read `query-migrate`. The VM is not held while waiting (a cancel gets through).
+    pub async fn migration_status(&self, id: Uuid, wait: Duration) -> Result<MigrationStatus> {
+        if !wait.is_zero() {
+            let mut events = {
+                let e = self.entry(id).await?;
+                let mut vm = e.vm.lock().await;
+                vm.qemu().await?.migration_events().await?
+            };
+            let now = self.migration_now(id).await?;
+            if !MigrationState::from_qmp(&now.qemu_status).is_active() {
+                return Ok(now);
+            }
+            let ended = async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if e.event == "MIGRATION" => {
+                            let status = e.data["status"].as_str().unwrap_or_default();
+                            if matches!(status, "completed" | "failed" | "cancelled") {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        // Events missed: one of them may have been the end.
+                        Err(RecvError::Lagged(_)) => return,
+                        // The QMP connection closed: QEMU is gone or going.
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            };
+            if tokio::time::timeout(wait, ended).await.is_err() {
+                return Ok(now);
+            }
+        }
+        self.migration_now(id).await
+    }
+
+    /// QEMU's view of the outgoing migration now.
+    async fn migration_now(&self, id: Uuid) -> Result<MigrationStatus> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
         let p = vm.outgoing_migration().await?;

@@ -483,7 +483,7 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
     )));
     assert!(h.m.record(id).await.unwrap().migrating_out);
     assert_eq!(h.state(id).await, PowerState::Migrating);
-    let status = h.m.migration_status(id).await.unwrap();
+    let status = h.m.migration_status(id, Duration::ZERO).await.unwrap();
     assert_eq!(status.qemu_status, "active");
     assert_eq!(status.total_bytes, 64 << 20);
     // A stop must wait for the migration to end.
@@ -507,9 +507,57 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
         StateConflict::NotMigratable
     );
     assert_eq!(
-        conflict(h.m.migration_status(other).await),
+        conflict(h.m.migration_status(other, Duration::ZERO).await),
         StateConflict::QemuNotRunning
     );
+}
+
+#[tokio::test]
+async fn a_status_request_with_a_wait_returns_at_the_migrations_end_and_lets_a_cancel_through() {
+    let h = Arc::new(host().await);
+    let id = h.migrating("web").await;
+    // Nothing happens: the wait runs out and the answer is the state then.
+    let asked = std::time::Instant::now();
+    let status = h.m.migration_status(id, Duration::from_millis(150)).await;
+    assert_eq!(status.unwrap().qemu_status, "active");
+    assert!(asked.elapsed() >= Duration::from_millis(150));
+
+    // The end wakes the waiter long before its 30 s.
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.m.migration_status(id, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = std::time::Instant::now();
+    assert!(h.fake.complete_migration(id));
+    let status = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter woke at the end")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.qemu_status, "completed");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    // Ended already: at once.
+    let status = h.m.migration_status(id, Duration::from_secs(30)).await;
+    assert_eq!(status.unwrap().qemu_status, "completed");
+
+    // A waiter does not hold the VM: a cancel gets through and ends its wait.
+    let other = h.migrating("db").await;
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.m.migration_status(other, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), h.m.cancel_migration(other))
+        .await
+        .expect("the cancel was not held up")
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter woke at the cancel")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.qemu_status, "cancelled");
 }
 
 #[tokio::test]
@@ -540,7 +588,10 @@ async fn a_source_whose_migration_completed_is_never_resumed_and_is_then_quit() 
     assert_eq!(count(&calls, |c| *c == Call::Cont), 0, "{calls:?}");
     assert_eq!(count(&calls, |c| *c == Call::CancelMigration), 0);
     assert_eq!(
-        h.m.migration_status(id).await.unwrap().qemu_status,
+        h.m.migration_status(id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
         "completed"
     );
 
@@ -577,7 +628,7 @@ async fn a_source_whose_migration_did_not_complete_is_never_quit() {
     assert!(h.fake.fail_migration(id, "connection reset"));
     assert_eq!(h.state(id).await, PowerState::Running);
     assert!(!h.m.record(id).await.unwrap().migrating_out);
-    let status = h.m.migration_status(id).await.unwrap();
+    let status = h.m.migration_status(id, Duration::ZERO).await.unwrap();
     assert_eq!(
         (status.qemu_status.as_str(), status.error.as_deref()),
         ("failed", Some("connection reset"))
@@ -713,7 +764,10 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
     // No outgoing migration yet: the console is told none, a cancel does nothing, and the
     // copy is never quit as a finished source.
     assert_eq!(
-        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
         "none"
     );
     h.m.cancel_migration(vm.id).await.unwrap();
@@ -728,12 +782,18 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
         .unwrap();
     assert_eq!(h.state(vm.id).await, PowerState::Migrating);
     assert_ne!(
-        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
         "completed"
     );
     assert!(h.fake.complete_migration(vm.id));
     assert_eq!(
-        h.m.migration_status(vm.id).await.unwrap().qemu_status,
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
         "completed"
     );
     h.m.finish_migration_source(vm.id).await.unwrap();

@@ -31,8 +31,8 @@ use vinfra_qmp::QmpError;
 use vinfra_types::Accel;
 
 use super::{
-    Launch, MigrationParams, MigrationState, MigrationStats, QemuError, QemuProcess, RunState,
-    VmFiles, VmRunner,
+    Launch, MigrationEvents, MigrationParams, MigrationState, MigrationStats, QemuError,
+    QemuProcess, RunState, VmFiles, VmRunner,
 };
 
 /// First pid handed out: above Linux's largest `pid_max` (2^22).
@@ -76,6 +76,22 @@ struct FakeQemu {
     ignores_powerdown: bool,
     shutdown_seen: bool,
     launch: Launch,
+    /// Its QMP events (a `MIGRATION` event at each end of an outgoing migration).
+    events: tokio::sync::broadcast::Sender<vinfra_qmp::QmpEvent>,
+}
+
+impl FakeQemu {
+    /// Sets the outgoing migration's state and sends the `MIGRATION` event QEMU would.
+    fn set_migration(&mut self, state: MigrationState) {
+        let event = vinfra_qmp::QmpEvent {
+            event: "MIGRATION".into(),
+            data: serde_json::json!({ "status": state.as_qmp() }),
+            timestamp: serde_json::Value::Null,
+        };
+        self.migration = state;
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -220,7 +236,7 @@ impl FakeRunner {
             if !q.migration.is_active() {
                 return false;
             }
-            q.migration = MigrationState::Completed;
+            q.set_migration(MigrationState::Completed);
             q.status = RunState::PostMigrate;
             true
         })
@@ -234,8 +250,8 @@ impl FakeRunner {
             if !q.migration.is_active() {
                 return false;
             }
-            q.migration = MigrationState::Failed;
             q.migration_error = Some(error.into());
+            q.set_migration(MigrationState::Failed);
             true
         })
         .unwrap_or(false)
@@ -304,6 +320,7 @@ impl VmRunner for FakeRunner {
                 ignores_powerdown: false,
                 shutdown_seen: false,
                 launch: launch.clone(),
+                events: tokio::sync::broadcast::channel(16).0,
             },
         );
         Ok(Box::new(FakeProcess {
@@ -390,6 +407,11 @@ impl QemuProcess for FakeProcess {
         self.command(None, |q, _| Ok(q.status.clone()))
     }
 
+    async fn migration_events(&mut self) -> Result<MigrationEvents, QemuError> {
+        self.answers().await;
+        self.command(None, |q, _| Ok(q.events.subscribe()))
+    }
+
     async fn migration(&mut self) -> Result<MigrationStats, QemuError> {
         self.answers().await;
         self.command(None, |q, _| {
@@ -457,8 +479,8 @@ impl QemuProcess for FakeProcess {
             if q.status == RunState::InMigrate {
                 return Err(refused("guest is waiting for an incoming migration"));
             }
-            q.migration = MigrationState::Active("active".into());
             q.migration_error = None;
+            q.set_migration(MigrationState::Active("active".into()));
             Ok(())
         })
     }
@@ -467,7 +489,7 @@ impl QemuProcess for FakeProcess {
         self.answers().await;
         self.command(Some(Call::CancelMigration), |q, _| {
             if q.migration.is_active() {
-                q.migration = MigrationState::Cancelled;
+                q.set_migration(MigrationState::Cancelled);
             }
             Ok(())
         })

@@ -225,6 +225,9 @@ impl MigrationStats {
     }
 }
 
+/// The events of a QEMU as [`QemuProcess::migration_events`] hands them out.
+pub type MigrationEvents = tokio::sync::broadcast::Receiver<vinfra_qmp::QmpEvent>;
+
 /// How an outgoing migration may use the network and pause the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationParams {
@@ -280,6 +283,12 @@ pub trait QemuProcess: Send + Sync {
 
     /// The outgoing migration's state and progress (`query-migrate`).
     async fn migration(&mut self) -> Result<MigrationStats, QemuError>;
+
+    /// Every QMP event of this QEMU from now on, `MIGRATION` (the outgoing migration's state
+    /// changes, on since [`QemuProcess::migrate`]) among them: a waiter subscribes first, then
+    /// reads [`QemuProcess::migration`], then waits without holding the VM. The channel closes
+    /// with the QMP connection.
+    async fn migration_events(&mut self) -> Result<MigrationEvents, QemuError>;
 
     /// Resumes a paused guest (`cont`).
     async fn cont(&mut self) -> Result<(), QemuError>;

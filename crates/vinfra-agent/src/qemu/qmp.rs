@@ -14,8 +14,8 @@ use vinfra_qmp::{MigrateParameters, Qmp};
 use vinfra_types::Accel;
 
 use super::{
-    is_our_qemu, kill, read_pidfile, Launch, MigrationParams, MigrationState, MigrationStats,
-    QemuError, QemuProcess, RunState, VmFiles, VmRunner,
+    is_our_qemu, kill, read_pidfile, Launch, MigrationEvents, MigrationParams, MigrationState,
+    MigrationStats, QemuError, QemuProcess, RunState, VmFiles, VmRunner,
 };
 
 /// How long connecting to a QMP socket may take.
@@ -323,6 +323,10 @@ impl QemuProcess for QmpProcess {
         })
     }
 
+    async fn migration_events(&mut self) -> Result<MigrationEvents, QemuError> {
+        Ok(self.connect().await?.subscribe())
+    }
+
     async fn cont(&mut self) -> Result<(), QemuError> {
         Ok(self.connect().await?.cont().await?)
     }
@@ -341,6 +345,8 @@ impl QemuProcess for QmpProcess {
 
     async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
         let q = self.connect().await?;
+        // `MIGRATION` events: a status waiter wakes at the end instead of polling.
+        q.migrate_set_capabilities(&[("events", true)]).await?;
         q.migrate_set_parameters(&MigrateParameters {
             max_bandwidth: Some(params.max_bandwidth),
             downtime_limit: Some(params.downtime_limit_ms),

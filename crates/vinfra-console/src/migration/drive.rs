@@ -1,6 +1,8 @@
 //! Driving a migration: the destination's switch and incoming QEMU, the source's `MigrateOut`,
-//! then the source's status every [`POLL_INTERVAL`] until QEMU ends it, the operator cancels,
-//! the destination disconnects or the source stays silent too long.
+//! then the source's status until QEMU ends it, the operator cancels, the destination
+//! disconnects or the source stays silent too long. Each status request waits on the source up
+//! to [`POLL_INTERVAL`] and comes back as soon as QEMU reports the end (its `MIGRATION` event),
+//! so the switchover is seen within milliseconds, not up to a polling interval later.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,8 @@ use crate::networks::push;
 use crate::state::records as keys;
 use crate::state::{ActiveMigration, Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
-/// How often the source is asked for progress.
+/// How often the source reports progress: the longest a status request waits there for the
+/// migration's end.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long after a cancel the source has to confirm it.
@@ -139,8 +142,10 @@ pub async fn drive(
     }
     let mut cancel_sent: Option<Instant> = None;
     let mut source_lost_since: Option<Instant> = None;
+    // The first status right away (a short migration may have ended already), then each
+    // request waits up to `POLL_INTERVAL` on the source for the end.
+    let mut wait = Duration::ZERO;
     loop {
-        tokio::time::sleep(POLL_INTERVAL).await;
         if active.cancel_asked() && cancel_sent.is_none() {
             cancel_sent = Some(Instant::now());
             let _ = agents
@@ -161,13 +166,21 @@ pub async fn drive(
                 active.destination
             ));
         }
+        let asked = Instant::now();
         let status = agents
             .request(
                 &active.source,
-                AgentCommand::MigrationStatus { id: rec.id },
-                SHORT_TIMEOUT,
+                AgentCommand::MigrationStatus {
+                    id: rec.id,
+                    wait_ms: wait.as_millis() as u64,
+                },
+                SHORT_TIMEOUT + wait,
             )
             .await;
+        // An answer before the wait is over that is not the end (or no answer) is followed by
+        // a pause for the rest of it: never a tight loop.
+        let rest = wait.saturating_sub(asked.elapsed());
+        wait = POLL_INTERVAL;
         let status = match status {
             Ok(CommandReply::Migration { status }) => status,
             Ok(other) => return MigrationOutcome::Failed(format!("source answered {other:?}")),
@@ -175,6 +188,7 @@ pub async fn drive(
                 return MigrationOutcome::Failed(format!("source: {}", Chain(&source)));
             }
             Err(e) => {
+                tokio::time::sleep(rest).await;
                 let since = *source_lost_since.get_or_insert_with(Instant::now);
                 // The destination running the VM settles it at once (see `settle`).
                 if since.elapsed() > console.source_lost_after()
@@ -208,7 +222,7 @@ pub async fn drive(
                     MigrationOutcome::Failed("cancelled on the source".into())
                 }
             }
-            _ => {}
+            _ => tokio::time::sleep(rest).await,
         }
     }
 }

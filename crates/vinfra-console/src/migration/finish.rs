@@ -47,7 +47,7 @@ async fn settle(
             }) => {}
             Err(e) => tracing::debug!(vm = active.vm, "cancel on source: {}", Chain(&e)),
         }
-        let status = AgentCommand::MigrationStatus { id };
+        let status = AgentCommand::MigrationStatus { id, wait_ms: 0 };
         if let Ok(CommandReply::Migration { status }) =
             agents.request(&active.source, status, SHORT_TIMEOUT).await
         {

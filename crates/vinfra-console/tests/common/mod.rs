@@ -582,7 +582,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             v.1 = PowerState::Migrating;
             Ok(CommandReply::Done)
         }
-        AgentCommand::MigrationStatus { id } => {
+        AgentCommand::MigrationStatus { id, .. } => {
             let sending = state.vms.get(&id).ok_or(missing(id))?.1 == PowerState::Migrating;
             let completed = state.completed.contains(&id);
             let polls = state.polls.entry(id).or_insert(0);
