@@ -900,7 +900,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
         .call(
             "PUT",
             "/api/v1/settings",
-            Some(r#"{"ratios":{"cpu":4,"memory":1},"migration_max_bandwidth_mib":100,"migration_downtime_limit_ms":500}"#),
+            Some(r#"{"ratios":{"cpu":4,"memory":1},"migration_max_bandwidth_mib":100,"migration_downtime_limit_ms":500,"migration_auto_converge":false}"#),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -920,6 +920,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
         vec![vinfra_proto::MigrationSettings {
             max_bandwidth: 100 * 1024 * 1024,
             downtime_limit_ms: 500,
+            auto_converge: false,
         }]
     );
     let token = c.token.clone();
@@ -942,6 +943,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["ratios"]["memory"], 1.25);
     assert!(r.body["migration_max_bandwidth_mib"].is_null());
+    assert!(r.body["migration_auto_converge"].is_null());
     let dst = FakeAgent::join_and_connect(&c, "dst2", HOST16).await;
     let mut src = FakeAgent::join_and_connect(&c, "src2", HOST16).await;
     let body = vm_json("plain", 1, GIB)
@@ -961,6 +963,7 @@ async fn migration_settings_are_validated_kept_and_applied() {
         vec![vinfra_proto::MigrationSettings {
             max_bandwidth: 0,
             downtime_limit_ms: 300,
+            auto_converge: true,
         }]
     );
     src.disconnect();

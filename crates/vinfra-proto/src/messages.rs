@@ -613,6 +613,13 @@ pub struct MigrationSettings {
     pub max_bandwidth: u64,
     /// Longest acceptable pause at switchover, milliseconds.
     pub downtime_limit_ms: u64,
+    /// QEMU's auto-converge (throttle a guest whose memory does not converge).
+    #[serde(default = "auto_converge_default")]
+    pub auto_converge: bool,
+}
+
+fn auto_converge_default() -> bool {
+    true
 }
 
 impl Default for MigrationSettings {
@@ -620,6 +627,7 @@ impl Default for MigrationSettings {
         MigrationSettings {
             max_bandwidth: 0,
             downtime_limit_ms: 300,
+            auto_converge: true,
         }
     }
 }

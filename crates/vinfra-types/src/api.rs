@@ -90,6 +90,11 @@ pub struct ClusterSettings {
     /// absent or `null`: 300.
     #[serde(default)]
     pub migration_downtime_limit_ms: Option<u64>,
+    /// QEMU's auto-converge during a live migration: a guest that dirties memory faster than
+    /// the link carries it is slowed down (its vCPUs throttled, more each round that does not
+    /// converge) until the migration can end, instead of copying forever; absent or `null`: on.
+    #[serde(default)]
+    pub migration_auto_converge: Option<bool>,
     /// Automatic load balancing; absent: off with the defaults.
     #[serde(default)]
     pub balancing: BalancingSettings,
@@ -134,6 +139,11 @@ impl ClusterSettings {
     pub fn migration_bandwidth_bytes_per_s(&self) -> u64 {
         self.migration_max_bandwidth_mib
             .map_or(0, |m| m.saturating_mul(1024 * 1024))
+    }
+
+    /// Whether auto-converge is on (the default when unset: on).
+    pub fn effective_auto_converge(&self) -> bool {
+        self.migration_auto_converge.unwrap_or(true)
     }
 
     /// Downtime limit in force, milliseconds (the default when unset).
@@ -308,6 +318,7 @@ mod tests {
             s.effective_downtime_limit_ms(),
             DEFAULT_MIGRATION_DOWNTIME_LIMIT_MS
         );
+        assert!(s.effective_auto_converge());
         assert!(s.validate().is_ok());
     }
 
@@ -320,6 +331,7 @@ mod tests {
             },
             migration_max_bandwidth_mib: Some(100),
             migration_downtime_limit_ms: Some(10),
+            migration_auto_converge: Some(false),
             balancing: Default::default(),
             ha: Default::default(),
             flows: Default::default(),

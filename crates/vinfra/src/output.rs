@@ -540,6 +540,14 @@ pub fn settings(s: &ClusterSettings) -> String {
             },
         ),
         (
+            "Migration auto-converge",
+            match s.migration_auto_converge {
+                Some(true) => "on".to_string(),
+                Some(false) => "off".to_string(),
+                None => "on (default)".to_string(),
+            },
+        ),
+        (
             "IPFIX collector",
             s.flows
                 .ipfix_collector

@@ -137,6 +137,7 @@ impl Manager {
             MigrationParams {
                 max_bandwidth,
                 downtime_limit_ms: settings.downtime_limit_ms,
+                auto_converge: settings.auto_converge,
             },
         )
         .await?;

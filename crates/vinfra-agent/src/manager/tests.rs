@@ -470,6 +470,7 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
         MigrationSettings {
             max_bandwidth: 0,
             downtime_limit_ms: 300,
+            auto_converge: false,
         },
     )
     .await
@@ -479,6 +480,7 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
         MigrationParams {
             max_bandwidth: UNLIMITED_BANDWIDTH,
             downtime_limit_ms: 300,
+            auto_converge: false,
         }
     )));
     assert!(h.m.record(id).await.unwrap().migrating_out);

@@ -235,6 +235,9 @@ pub struct MigrationParams {
     pub max_bandwidth: u64,
     /// Longest acceptable pause of the guest at the switchover, milliseconds.
     pub downtime_limit_ms: u64,
+    /// QEMU's `auto-converge` capability: throttle the guest's vCPUs while its memory does not
+    /// converge.
+    pub auto_converge: bool,
 }
 
 /// Starts VMs' QEMUs and finds them again. The real implementation is [`qmp::QemuRunner`],

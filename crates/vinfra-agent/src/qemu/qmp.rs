@@ -345,8 +345,10 @@ impl QemuProcess for QmpProcess {
 
     async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
         let q = self.connect().await?;
-        // `MIGRATION` events: a status waiter wakes at the end instead of polling.
-        q.migrate_set_capabilities(&[("events", true)]).await?;
+        // `MIGRATION` events: a status waiter wakes at the end instead of polling. Both
+        // capabilities are set every time (a QEMU that sent before keeps what it had).
+        q.migrate_set_capabilities(&[("events", true), ("auto-converge", params.auto_converge)])
+            .await?;
         q.migrate_set_parameters(&MigrateParameters {
             max_bandwidth: Some(params.max_bandwidth),
             downtime_limit: Some(params.downtime_limit_ms),

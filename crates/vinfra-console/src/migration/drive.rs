@@ -39,6 +39,7 @@ fn migration_settings(console: &Console) -> vinfra_proto::MigrationSettings {
     vinfra_proto::MigrationSettings {
         max_bandwidth: s.migration_bandwidth_bytes_per_s(),
         downtime_limit_ms: s.effective_downtime_limit_ms(),
+        auto_converge: s.effective_auto_converge(),
     }
 }
 

@@ -29,6 +29,11 @@ pub enum SettingsCommand {
         /// 10ms to 60s.
         #[arg(long, value_parser = parse::migration_downtime, allow_hyphen_values = true, value_name = "DURATION")]
         migration_downtime: Option<u64>,
+        /// Auto-converge during a live migration: `on` (the default) slows a guest whose
+        /// memory changes faster than the link carries it until the migration can end; `off`
+        /// lets such a migration run until it is cancelled.
+        #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+        migration_auto_converge: Option<bool>,
         /// The IPFIX collector every agent exports its host's flows to (`ADDRESS:PORT`, UDP),
         /// or `none`.
         #[arg(long, value_parser = parse_collector, value_name = "ADDRESS:PORT|none")]
@@ -65,6 +70,7 @@ pub fn run(
             memory_ratio,
             migration_bandwidth,
             migration_downtime,
+            migration_auto_converge,
             ipfix_collector,
             traffic_minutes,
         } => {
@@ -72,12 +78,14 @@ pub fn run(
                 && memory_ratio.is_none()
                 && migration_bandwidth.is_none()
                 && migration_downtime.is_none()
+                && migration_auto_converge.is_none()
                 && ipfix_collector.is_none()
                 && traffic_minutes.is_none()
             {
                 return Err(RestCommandError::NothingToChange(
                     "--cpu-ratio, --memory-ratio, --migration-bandwidth, \
-                     --migration-downtime, --ipfix-collector and/or --traffic-minutes",
+                     --migration-downtime, --migration-auto-converge, --ipfix-collector and/or \
+                     --traffic-minutes",
                 ));
             }
             let api = conn.client()?;
@@ -89,6 +97,9 @@ pub fn run(
             }
             if let Some(d) = migration_downtime {
                 s.migration_downtime_limit_ms = Some(*d);
+            }
+            if let Some(a) = migration_auto_converge {
+                s.migration_auto_converge = Some(*a);
             }
             if let Some(Collector(c)) = ipfix_collector {
                 s.flows.ipfix_collector = *c;
