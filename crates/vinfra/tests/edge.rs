@@ -46,29 +46,10 @@ const VF_IP: &str = "10.61.1.20";
 const STREAM_PORT: u16 = 7010;
 const EG_INITRD: &str = "eg-initrd.img";
 
-const INIT: &str = r#"#!/bin/sh
-[ -e /dev/null ] || /bin/busybox mknod -m 666 /dev/null c 1 3
-/bin/sh /eg/role.sh &
-exec /init "$@"
-"#;
-
+/// The guests' role script after the common prelude (`common::install_role_initrd`).
 /// `client`: probes the internet service every second and holds a stream from the internet;
 /// `server`: serves probes and streams on 7000 and probes the service every second too.
-const ROLE: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin
-until /bin/busybox ip addr show dev eth0 2>/dev/null | /bin/busybox grep -q 'inet '; do
-    /bin/busybox sleep 0.2
-done
-exec >/dev/console 2>&1
-role=
-for arg in $(cat /proc/cmdline); do
-    case $arg in eg.role=*) role=${arg#eg.role=} ;; esac
-done
-probe() {
-    r=$(echo probe | nc -w 2 "$1" "$2" 2>/dev/null)
-    echo "${r:-none}"
-}
-case $role in
+const ROLE: &str = r#"case $role in
 server)
     nc -ll -p 7000 -e /eg/serve.sh &
     nc -ll -p 7001 -e /eg/sink.sh &
@@ -98,16 +79,12 @@ fn install_initrd(lab: &Lab) {
         .replace("@INTERNET@", INTERNET_IP)
         .replace("@STREAM@", &STREAM_PORT.to_string())
         .replace("@VF@", VF_IP);
-    common::install_test_initrd(
+    common::install_role_initrd(
         lab,
         EG_INITRD,
-        &[
-            ("eg", 0o040_755, b""),
-            ("eg/init", 0o100_755, INIT.as_bytes()),
-            ("eg/role.sh", 0o100_755, role.as_bytes()),
-            ("eg/serve.sh", 0o100_755, common::SERVE_SCRIPT.as_bytes()),
-            ("eg/sink.sh", 0o100_755, b"#!/bin/sh\ncat >/dev/null\n"),
-        ],
+        "eg",
+        &role,
+        &[("sink.sh", b"#!/bin/sh\ncat >/dev/null\n")],
     );
 }
 

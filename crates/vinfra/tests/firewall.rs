@@ -52,31 +52,9 @@ const GROUP: &str = "web";
 /// The guests' initramfs: the image's with the test's scripts appended.
 const FW_INITRD: &str = "fw-initrd.img";
 
-/// Started by the kernel (`rdinit=`): the role's script in the background, then the image's
-/// own init, which it becomes.
-const INIT: &str = r#"#!/bin/sh
-[ -e /dev/null ] || /bin/busybox mknod -m 666 /dev/null c 1 3
-/bin/sh /fw/role.sh &
-exec /init "$@"
-"#;
-
-/// Waits for eth0's address, then plays the role that `fw.role=` names, printing `FW*` lines
-/// on the console.
-const ROLE: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin
-until /bin/busybox ip addr show dev eth0 2>/dev/null | /bin/busybox grep -q 'inet '; do
-    /bin/busybox sleep 0.2
-done
-exec >/dev/console 2>&1
-role=
-for arg in $(cat /proc/cmdline); do
-    case $arg in fw.role=*) role=${arg#fw.role=} ;; esac
-done
-probe() {
-    r=$(echo probe | nc -w 2 "$1" "$2" 2>/dev/null)
-    echo "${r:-none}"
-}
-case $role in
+/// The guests' role script after the common prelude (`common::install_role_initrd`): plays the
+/// role that `fw.role=` names, printing `FW*` lines on the console.
+const ROLE: &str = r#"case $role in
 server)
     nc -ll -p 8080 -e /fw/serve.sh &
     nc -ll -p 8081 -e /fw/serve.sh &
@@ -114,16 +92,7 @@ fn fill(template: &str) -> String {
 /// Writes the guests' initramfs into the lab's datastore: the image's with the test's scripts.
 fn install_initrd(lab: &Lab) {
     let role = fill(ROLE);
-    common::install_test_initrd(
-        lab,
-        FW_INITRD,
-        &[
-            ("fw", 0o040_755, b""),
-            ("fw/init", 0o100_755, INIT.as_bytes()),
-            ("fw/role.sh", 0o100_755, role.as_bytes()),
-            ("fw/serve.sh", 0o100_755, common::SERVE_SCRIPT.as_bytes()),
-        ],
-    );
+    common::install_role_initrd(lab, FW_INITRD, "fw", &role, &[]);
 }
 
 /// Creates and starts a guest on `host` booting the test's initramfs in `role`, its NIC in

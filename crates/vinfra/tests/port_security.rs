@@ -64,28 +64,9 @@ const PORTSEC_INITRD: &str = "portsec-initrd.img";
 /// The transaction ID of the DHCP requests the test injects.
 const XID: u32 = 0x5053_4543;
 
-/// Started by the kernel (`rdinit=`): the role's script in the background, then the image's
-/// own init, which it becomes. (The shell opens /dev/null for a background job: the image's
-/// init mounts /dev later.)
-const INIT: &str = r#"#!/bin/sh
-[ -e /dev/null ] || /bin/busybox mknod -m 666 /dev/null c 1 3
-/bin/sh /portsec/role.sh &
-exec /init "$@"
-"#;
-
-/// Waits for the image's init to have set eth0's address, then plays the role that
-/// `portsec.role=` names, printing `PORTSEC-*` lines on the console.
-const ROLE: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin
-until /bin/busybox ip addr show dev eth0 2>/dev/null | /bin/busybox grep -q 'inet '; do
-    /bin/busybox sleep 0.2
-done
-exec >/dev/console 2>&1
-role=
-for arg in $(cat /proc/cmdline); do
-    case $arg in portsec.role=*) role=${arg#portsec.role=} ;; esac
-done
-echo "PORTSEC $role ready"
+/// The guests' role script after the common prelude (`common::install_role_initrd`): plays the
+/// role that `portsec.role=` names, printing `PORTSEC-*` lines on the console.
+const ROLE: &str = r#"echo "PORTSEC $role ready"
 n=0
 case $role in
 spoofer)
@@ -177,15 +158,14 @@ fn fill(template: &str) -> String {
 /// Writes the guests' initramfs into the lab's datastore: the image's with the test's scripts.
 fn install_initrd(lab: &Lab) {
     let (role, conf) = (fill(ROLE), fill(UDHCPD_CONF));
-    common::install_test_initrd(
+    common::install_role_initrd(
         lab,
         PORTSEC_INITRD,
+        "portsec",
+        &role,
         &[
-            ("portsec", 0o040_755, b""),
-            ("portsec/init", 0o100_755, INIT.as_bytes()),
-            ("portsec/role.sh", 0o100_755, role.as_bytes()),
-            ("portsec/lease.sh", 0o100_755, LEASE.as_bytes()),
-            ("portsec/udhcpd.conf", 0o100_644, conf.as_bytes()),
+            ("lease.sh", LEASE.as_bytes()),
+            ("udhcpd.conf", conf.as_bytes()),
         ],
     );
 }

@@ -43,31 +43,9 @@ const UNROUTED: &str = "10.99.0.1";
 /// The client's and the server's initramfs: the image's with the test's scripts appended.
 const RT_INITRD: &str = "rt-initrd.img";
 
-/// Started by the kernel (`rdinit=`): the role's script in the background, then the image's
-/// own init, which it becomes.
-const INIT: &str = r#"#!/bin/sh
-[ -e /dev/null ] || /bin/busybox mknod -m 666 /dev/null c 1 3
-/bin/sh /rt/role.sh &
-exec /init "$@"
-"#;
-
-/// Waits for eth0's address, then plays the role that `rt.role=` names, printing `RT*` lines
-/// on the console.
-const ROLE: &str = r#"#!/bin/sh
-export PATH=/bin:/sbin
-until /bin/busybox ip addr show dev eth0 2>/dev/null | /bin/busybox grep -q 'inet '; do
-    /bin/busybox sleep 0.2
-done
-exec >/dev/console 2>&1
-role=
-for arg in $(cat /proc/cmdline); do
-    case $arg in rt.role=*) role=${arg#rt.role=} ;; esac
-done
-probe() {
-    r=$(echo probe | nc -w 2 "$1" "$2" 2>/dev/null)
-    echo "${r:-none}"
-}
-trace() {
+/// The guests' role script after the common prelude (`common::install_role_initrd`): plays the
+/// role that `rt.role=` names, printing `RT*` lines on the console.
+const ROLE: &str = r#"trace() {
     tag=$1
     shift
     echo "$tag-BEGIN"
@@ -104,16 +82,7 @@ fn install_initrd(lab: &Lab) {
     let role = ROLE
         .replace("@AD_IP@", AD_IP)
         .replace("@UNROUTED@", UNROUTED);
-    common::install_test_initrd(
-        lab,
-        RT_INITRD,
-        &[
-            ("rt", 0o040_755, b""),
-            ("rt/init", 0o100_755, INIT.as_bytes()),
-            ("rt/role.sh", 0o100_755, role.as_bytes()),
-            ("rt/serve.sh", 0o100_755, common::SERVE_SCRIPT.as_bytes()),
-        ],
-    );
+    common::install_role_initrd(lab, RT_INITRD, "rt", &role, &[]);
 }
 
 fn create_network(lab: &Lab, name: &str, subnet: &str, mtu: Option<u32>) {

@@ -25,6 +25,11 @@ use crate::qemu::{MigrationParams, MigrationState};
 /// port between the check and QEMU's bind).
 const INCOMING_PORT_ATTEMPTS: usize = 5;
 
+/// How often, and how far apart, a completed migration's status is read again while QEMU has
+/// not filled in its times yet (at most 100 ms in all).
+const COMPLETION_STATS_TRIES: usize = 20;
+const COMPLETION_STATS_PAUSE: Duration = Duration::from_millis(5);
+
 /// A TCP port free on `addr` now.
 fn free_port(addr: IpAddr) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind(SocketAddr::new(addr, 0))?;
@@ -181,6 +186,17 @@ impl Manager {
             if tokio::time::timeout(wait, ended).await.is_err() {
                 return Ok(now);
             }
+            // QEMU sends `completed` a moment before it has worked out the total time and the
+            // downtime (`query-migrate` shows 0 for both until then): read again until it has.
+            let mut status = self.migration_now(id).await?;
+            for _ in 0..COMPLETION_STATS_TRIES {
+                if status.qemu_status != "completed" || status.total_time_ms > 0 {
+                    break;
+                }
+                tokio::time::sleep(COMPLETION_STATS_PAUSE).await;
+                status = self.migration_now(id).await?;
+            }
+            return Ok(status);
         }
         self.migration_now(id).await
     }

@@ -628,6 +628,54 @@ fn cpio(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// The start of a role-playing guest's script (see [`install_role_initrd`]): waits until the
+/// image's init has set eth0's address, sends its output to the console, sets `$role` from
+/// `DIR.role=` on the kernel command line, and defines `probe HOST PORT` (prints the answer of
+/// [`SERVE_SCRIPT`] to a `probe` line there, `none` when there is none within 2 s).
+fn role_prelude(dir: &str) -> String {
+    r#"#!/bin/sh
+export PATH=/bin:/sbin
+until /bin/busybox ip addr show dev eth0 2>/dev/null | /bin/busybox grep -q 'inet '; do
+    /bin/busybox sleep 0.2
+done
+exec >/dev/console 2>&1
+role=
+for arg in $(cat /proc/cmdline); do
+    case $arg in @DIR@.role=*) role=${arg#@DIR@.role=} ;; esac
+done
+probe() {
+    r=$(echo probe | nc -w 2 "$1" "$2" 2>/dev/null)
+    echo "${r:-none}"
+}
+"#
+    .replace("@DIR@", dir)
+}
+
+/// Writes `file` into the lab's image directory: the guest image's initramfs with a test's
+/// role-playing scripts under `/DIR/`: `init` (the kernel starts it with `rdinit=/DIR/init`:
+/// `role.sh` in the background, then the image's own init, which it becomes; the shell opens
+/// /dev/null for a background job and the image's init mounts /dev later, so it makes one),
+/// `role.sh` (the prelude of [`role_prelude`], then `body`, which plays `$role`), `serve.sh`
+/// ([`SERVE_SCRIPT`]) and the `extra` files (name, contents; executable).
+pub fn install_role_initrd(lab: &Lab, file: &str, dir: &str, body: &str, extra: &[(&str, &[u8])]) {
+    let init = format!(
+        "#!/bin/sh\n[ -e /dev/null ] || /bin/busybox mknod -m 666 /dev/null c 1 3\n\
+         /bin/sh /{dir}/role.sh &\nexec /init \"$@\"\n"
+    );
+    let role = role_prelude(dir) + body;
+    let named = |name: &str| format!("{dir}/{name}");
+    let mut files: Vec<(String, u32, &[u8])> = vec![
+        (dir.to_string(), 0o040_755, b""),
+        (named("init"), 0o100_755, init.as_bytes()),
+        (named("role.sh"), 0o100_755, role.as_bytes()),
+        (named("serve.sh"), 0o100_755, SERVE_SCRIPT.as_bytes()),
+    ];
+    files.extend(extra.iter().map(|(n, c)| (named(n), 0o100_755, *c)));
+    let entries: Vec<(&str, u32, &[u8])> =
+        files.iter().map(|(n, m, c)| (n.as_str(), *m, *c)).collect();
+    install_test_initrd(lab, file, &entries);
+}
+
 /// A server script for a test's guests (`nc -ll -e`): a `probe` line is answered `pong`, a
 /// `stream` line with a number every half second, for ever.
 pub const SERVE_SCRIPT: &str = r#"#!/bin/sh
