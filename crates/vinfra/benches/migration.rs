@@ -645,7 +645,7 @@ fn plain_argv(
 /// QEMU) and never again, and drives QEMU directly over QMP with the parameters the agent
 /// sets (unlimited bandwidth, 300 ms downtime limit). The pinger on h3 pings every `PING_MS`
 /// with the same guest tool as ours; after the switchover the destination's announce moves h3's
-/// MAC entry (MAC mobility), as it does for ours.
+/// MAC entry (MAC mobility, expected as the console expects it for ours: `ExpectMacMove`).
 fn plain_network(
     lab: &LabGuard,
     argv: &[String],
@@ -681,51 +681,61 @@ fn plain_network(
                 LocationSpec::Vtep(vteps[at])
             }
         };
+        let mut config = vec![
+            Request::AddNetwork {
+                id: 1,
+                kind: NetworkSpec::Overlay { vni: PLAIN_VNI },
+            },
+            Request::SetFloodList {
+                network: 1,
+                vteps: vteps
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, v)| *v)
+                    .collect(),
+            },
+            Request::AddPort(PortSpec {
+                id: 1,
+                mtu: OVERLAY_MTU,
+                attach: Attachment::Vm {
+                    network: 1,
+                    socket: socks[i].1.clone(),
+                    peer: socks[i].0.clone(),
+                },
+            }),
+            Request::AddArpEntry {
+                network: 1,
+                ip: PLAIN_GUEST.parse().expect("IP"),
+                mac: mac(PLAIN_GUEST_MAC),
+            },
+            Request::AddArpEntry {
+                network: 1,
+                ip: PLAIN_PINGER.parse().expect("IP"),
+                mac: mac(PLAIN_PINGER_MAC),
+            },
+            Request::AddMacEntry {
+                network: 1,
+                mac: mac(PLAIN_GUEST_MAC),
+                location: here(i < 2, 0),
+            },
+            Request::AddMacEntry {
+                network: 1,
+                mac: mac(PLAIN_PINGER_MAC),
+                location: here(i == 2, 2),
+            },
+        ];
+        if i == 2 {
+            // As the console tells every other host when a migration begins: the guest's MAC
+            // may move to the destination's VTEP (port security moves it on no other word).
+            config.push(Request::ExpectMacMove {
+                network: 1,
+                mac: mac(PLAIN_GUEST_MAC),
+                to: Some(vteps[1]),
+            });
+        }
         client
-            .apply(&[
-                Request::AddNetwork {
-                    id: 1,
-                    kind: NetworkSpec::Overlay { vni: PLAIN_VNI },
-                },
-                Request::SetFloodList {
-                    network: 1,
-                    vteps: vteps
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, v)| *v)
-                        .collect(),
-                },
-                Request::AddPort(PortSpec {
-                    id: 1,
-                    mtu: OVERLAY_MTU,
-                    attach: Attachment::Vm {
-                        network: 1,
-                        socket: socks[i].1.clone(),
-                        peer: socks[i].0.clone(),
-                    },
-                }),
-                Request::AddArpEntry {
-                    network: 1,
-                    ip: PLAIN_GUEST.parse().expect("IP"),
-                    mac: mac(PLAIN_GUEST_MAC),
-                },
-                Request::AddArpEntry {
-                    network: 1,
-                    ip: PLAIN_PINGER.parse().expect("IP"),
-                    mac: mac(PLAIN_PINGER_MAC),
-                },
-                Request::AddMacEntry {
-                    network: 1,
-                    mac: mac(PLAIN_GUEST_MAC),
-                    location: here(i < 2, 0),
-                },
-                Request::AddMacEntry {
-                    network: 1,
-                    mac: mac(PLAIN_PINGER_MAC),
-                    location: here(i == 2, 2),
-                },
-            ])
+            .apply(&config)
             .unwrap_or_else(|e| panic!("configure the plain switch of host {i}: {e}"));
     }
     let guest_append = format!("{} vinfra.ip={PLAIN_GUEST}/24", cmdline(0));

@@ -110,10 +110,13 @@ pub fn in_netns<T: Send + 'static>(
     })
 }
 
-/// Starts `argv` (a `-daemonize` QEMU) and waits for the parent to exit, as the agent does.
+/// Starts `argv` as a `-daemonize` QEMU (added when missing: the agent's QEMUs run in the
+/// foreground under the host's guard) and waits for the parent to exit.
 pub fn run_daemonized(argv: &[String]) {
+    let daemonize = (!argv.iter().any(|a| a == "-daemonize")).then_some("-daemonize");
     let out = Command::new(&argv[0])
         .args(&argv[1..])
+        .args(daemonize)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
