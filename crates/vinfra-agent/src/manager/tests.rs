@@ -11,6 +11,7 @@ use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, StopKind, VmInstance};
 use vinfra_types::{Accel, BootSource, DiskSpec, NicSpec, PowerState, VmSpec};
 
+use super::migration::first_pass_bandwidth;
 use super::*;
 use crate::disks::{cache_mode_for, DiskError};
 use crate::network::SwitchLinkError;
@@ -475,10 +476,11 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
     )
     .await
     .unwrap();
+    // The first pass under a cap (a 64-MiB guest: QEMU's 128 MiB/s).
     assert!(h.fake.calls(id).contains(&Call::Migrate(
         "tcp:10.0.0.2:4444".into(),
         MigrationParams {
-            max_bandwidth: UNLIMITED_BANDWIDTH,
+            max_bandwidth: 128 << 20,
             downtime_limit_ms: 300,
             auto_converge: false,
         }
@@ -512,6 +514,70 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
         conflict(h.m.migration_status(other, Duration::ZERO).await),
         StateConflict::QemuNotRunning
     );
+}
+
+#[test]
+fn the_first_pass_cap_is_a_tenth_of_memory_per_downtime_limit_at_least_qemus_default() {
+    let mib = 1u64 << 20;
+    // Small guests: QEMU's 128 MiB/s.
+    assert_eq!(
+        first_pass_bandwidth(256 * mib, 300, UNLIMITED_BANDWIDTH),
+        128 * mib
+    );
+    // 64 GiB with 300 ms: 64 GiB / 3 s.
+    assert_eq!(
+        first_pass_bandwidth(64 << 30, 300, UNLIMITED_BANDWIDTH),
+        (64u64 << 30) / 3
+    );
+    // Never above the operator's cap.
+    assert_eq!(first_pass_bandwidth(64 << 30, 300, 100 * mib), 100 * mib);
+    assert_eq!(first_pass_bandwidth(256 * mib, 300, 10 * mib), 10 * mib);
+    // Extremes do not overflow or divide by zero.
+    assert_eq!(
+        first_pass_bandwidth(u64::MAX, 0, UNLIMITED_BANDWIDTH),
+        UNLIMITED_BANDWIDTH
+    );
+}
+
+#[tokio::test]
+async fn the_first_pass_cap_is_lifted_once_the_second_pass_begins_and_only_then() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    let lifts = |h: &Host| {
+        h.fake
+            .calls(id)
+            .into_iter()
+            .filter(|c| matches!(c, Call::SetMaxBandwidth(_)))
+            .collect::<Vec<_>>()
+    };
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(lifts(&h).is_empty(), "lifted during the first pass");
+    assert!(h.fake.first_pass_done(id));
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(lifts(&h), vec![Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)]);
+    // Once.
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(lifts(&h).len(), 1);
+
+    // A migration whose operator cap is below the first pass's is never changed.
+    let slow = h.running("slow").await;
+    h.m.migrate_out(
+        slow,
+        "tcp:10.0.0.2:4444",
+        MigrationSettings {
+            max_bandwidth: 10 << 20,
+            ..MigrationSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(h.fake.first_pass_done(slow));
+    h.m.migration_status(slow, Duration::ZERO).await.unwrap();
+    assert!(!h
+        .fake
+        .calls(slow)
+        .iter()
+        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
 }
 
 #[tokio::test]

@@ -33,6 +33,9 @@ pub(super) struct Vm {
     pub(super) qemu: Option<Box<dyn QemuProcess>>,
     /// The guest powered itself off before its QEMU went away: a stop, not a crash.
     pub(super) shutdown_seen: bool,
+    /// The outgoing migration's bandwidth cap once its first pass is done, while the first
+    /// pass runs under a lower one ([`super::migration`]).
+    pub(super) bandwidth_after_first_pass: Option<u64>,
 }
 
 impl Vm {
@@ -43,6 +46,7 @@ impl Vm {
             files,
             qemu: None,
             shutdown_seen: false,
+            bandwidth_after_first_pass: None,
         }
     }
 

@@ -58,6 +58,8 @@ pub enum Call {
     ListenIncoming(String),
     /// `migrate` to this URI with these parameters.
     Migrate(String, MigrationParams),
+    /// `migrate-set-parameters max-bandwidth` during a migration.
+    SetMaxBandwidth(u64),
     /// `migrate_cancel`.
     CancelMigration,
     /// `quit` / SIGKILL.
@@ -72,6 +74,8 @@ struct FakeQemu {
     status: RunState,
     migration: MigrationState,
     migration_error: Option<String>,
+    /// `dirty-sync-count`: 1 while the first pass runs, 2 once it is done.
+    rounds: u64,
     listening: Option<String>,
     ignores_powerdown: bool,
     shutdown_seen: bool,
@@ -243,6 +247,19 @@ impl FakeRunner {
         .unwrap_or(false)
     }
 
+    /// The outgoing migration's first pass is done (`dirty-sync-count` 2). False when no
+    /// migration was under way.
+    pub fn first_pass_done(&self, id: Uuid) -> bool {
+        self.with_live(id, |q| {
+            if !q.migration.is_active() {
+                return false;
+            }
+            q.rounds = 2;
+            true
+        })
+        .unwrap_or(false)
+    }
+
     /// The outgoing migration fails with `error`; the guest keeps running here. False when no
     /// migration was under way.
     pub fn fail_migration(&self, id: Uuid, error: &str) -> bool {
@@ -316,6 +333,7 @@ impl VmRunner for FakeRunner {
                 },
                 migration: MigrationState::None,
                 migration_error: None,
+                rounds: 0,
                 listening: None,
                 ignores_powerdown: false,
                 shutdown_seen: false,
@@ -423,6 +441,12 @@ impl QemuProcess for FakeProcess {
                 _ => p.total_bytes / 2,
             };
             p.remaining_bytes = p.total_bytes - p.transferred_bytes;
+            p.rounds = q.rounds;
+            // As QEMU's, once it has worked them out.
+            if q.migration == MigrationState::Completed {
+                p.total_time_ms = 100;
+                p.downtime_ms = Some(10);
+            }
             p.error = q.migration_error.clone();
             Ok(p)
         })
@@ -480,9 +504,15 @@ impl QemuProcess for FakeProcess {
                 return Err(refused("guest is waiting for an incoming migration"));
             }
             q.migration_error = None;
+            q.rounds = 1;
             q.set_migration(MigrationState::Active("active".into()));
             Ok(())
         })
+    }
+
+    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError> {
+        self.answers().await;
+        self.command(Some(Call::SetMaxBandwidth(bytes_per_s)), |_, _| Ok(()))
     }
 
     async fn cancel_migration(&mut self) -> Result<(), QemuError> {

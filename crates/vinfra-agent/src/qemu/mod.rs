@@ -200,6 +200,9 @@ pub struct MigrationStats {
     pub rate_bps: u64,
     /// Pages dirtied per second.
     pub dirty_pages_rate: u64,
+    /// Passes over the guest's memory begun (`dirty-sync-count`): 1 during the first, which
+    /// sends all of it; 2 or more once only what the guest dirtied since is left.
+    pub rounds: u64,
     /// Milliseconds since the migration started.
     pub total_time_ms: u64,
     /// The guest's pause at the switchover, once known, milliseconds.
@@ -218,6 +221,7 @@ impl MigrationStats {
             total_bytes: 0,
             rate_bps: 0,
             dirty_pages_rate: 0,
+            rounds: 0,
             total_time_ms: 0,
             downtime_ms: None,
             error: None,
@@ -310,6 +314,10 @@ pub trait QemuProcess: Send + Sync {
     /// Starts sending the guest to `uri` with `params` and returns at once
     /// (`migrate-set-parameters`, `migrate`).
     async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError>;
+
+    /// Changes the running outgoing migration's bandwidth cap, bytes per second
+    /// (`migrate-set-parameters max-bandwidth`).
+    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError>;
 
     /// Cancels the outgoing migration (`migrate_cancel`); the guest keeps running here.
     async fn cancel_migration(&mut self) -> Result<(), QemuError>;

@@ -317,6 +317,7 @@ impl QemuProcess for QmpProcess {
             total_bytes: ram.total,
             rate_bps: (ram.mbps * 1_000_000.0) as u64,
             dirty_pages_rate: ram.dirty_pages_rate,
+            rounds: ram.dirty_sync_count,
             total_time_ms: info.total_time.unwrap_or(0),
             downtime_ms: info.downtime,
             error: info.error_desc.clone(),
@@ -355,6 +356,16 @@ impl QemuProcess for QmpProcess {
         })
         .await?;
         Ok(q.migrate(uri).await?)
+    }
+
+    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError> {
+        let q = self.connect().await?;
+        q.migrate_set_parameters(&MigrateParameters {
+            max_bandwidth: Some(bytes_per_s),
+            downtime_limit: None,
+        })
+        .await?;
+        Ok(())
     }
 
     async fn cancel_migration(&mut self) -> Result<(), QemuError> {
