@@ -1,0 +1,422 @@
+//! The manager's live migrations, as source and as destination, against the fake QEMU.
+
+use super::super::migration::first_pass_bandwidth;
+use super::*;
+use crate::qemu::{MigrationParams, MigrationState};
+
+#[tokio::test]
+async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() {
+    let h = host().await;
+    let id = h.running("web").await;
+    h.m.migrate_out(
+        id,
+        "tcp:10.0.0.2:4444",
+        MigrationSettings {
+            max_bandwidth: 0,
+            downtime_limit_ms: 300,
+            auto_converge: false,
+        },
+    )
+    .await
+    .unwrap();
+    // The first pass under a cap (a 64-MiB guest: QEMU's 128 MiB/s).
+    assert!(h.fake.calls(id).contains(&Call::Migrate(
+        "tcp:10.0.0.2:4444".into(),
+        MigrationParams {
+            max_bandwidth: 128 << 20,
+            downtime_limit_ms: 300,
+            auto_converge: false,
+        }
+    )));
+    assert!(h.m.record(id).await.unwrap().migrating_out);
+    assert_eq!(h.state(id).await, PowerState::Migrating);
+    let status = h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(status.qemu_status, "active");
+    assert_eq!(status.total_bytes, 64 << 20);
+    // A stop must wait for the migration to end.
+    assert_eq!(
+        conflict(h.m.stop(id, true, LONG).await),
+        StateConflict::MigrationInProgress
+    );
+    assert!(h.fake.is_alive(id));
+
+    // Bad requests.
+    let other = h.running("other").await;
+    let e =
+        h.m.migrate_out(other, "unix:/tmp/x", MigrationSettings::default());
+    assert!(matches!(e.await, Err(ManagerError::MigrationUri(_))));
+    h.m.stop(other, true, LONG).await.unwrap();
+    assert_eq!(
+        conflict(
+            h.m.migrate_out(other, "tcp:10.0.0.2:1", MigrationSettings::default())
+                .await
+        ),
+        StateConflict::NotMigratable
+    );
+    assert_eq!(
+        conflict(h.m.migration_status(other, Duration::ZERO).await),
+        StateConflict::QemuNotRunning
+    );
+}
+
+#[test]
+fn the_first_pass_cap_is_a_tenth_of_memory_per_downtime_limit_at_least_qemus_default() {
+    let mib = 1u64 << 20;
+    // Small guests: QEMU's 128 MiB/s.
+    assert_eq!(
+        first_pass_bandwidth(256 * mib, 300, UNLIMITED_BANDWIDTH),
+        128 * mib
+    );
+    // 64 GiB with 300 ms: 64 GiB / 3 s.
+    assert_eq!(
+        first_pass_bandwidth(64 << 30, 300, UNLIMITED_BANDWIDTH),
+        (64u64 << 30) / 3
+    );
+    // Never above the operator's cap.
+    assert_eq!(first_pass_bandwidth(64 << 30, 300, 100 * mib), 100 * mib);
+    assert_eq!(first_pass_bandwidth(256 * mib, 300, 10 * mib), 10 * mib);
+    // Extremes do not overflow or divide by zero.
+    assert_eq!(
+        first_pass_bandwidth(u64::MAX, 0, UNLIMITED_BANDWIDTH),
+        UNLIMITED_BANDWIDTH
+    );
+}
+
+#[tokio::test]
+async fn the_first_pass_cap_is_lifted_once_the_second_pass_begins_and_only_then() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    let lifts = |h: &Host| {
+        h.fake
+            .calls(id)
+            .into_iter()
+            .filter(|c| matches!(c, Call::SetMaxBandwidth(_)))
+            .collect::<Vec<_>>()
+    };
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(lifts(&h).is_empty(), "lifted during the first pass");
+    assert!(h.fake.first_pass_done(id));
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(lifts(&h), vec![Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)]);
+    // Once.
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(lifts(&h).len(), 1);
+
+    // A migration whose operator cap is below the first pass's is never changed.
+    let slow = h.running("slow").await;
+    h.m.migrate_out(
+        slow,
+        "tcp:10.0.0.2:4444",
+        MigrationSettings {
+            max_bandwidth: 10 << 20,
+            ..MigrationSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(h.fake.first_pass_done(slow));
+    h.m.migration_status(slow, Duration::ZERO).await.unwrap();
+    assert!(!h
+        .fake
+        .calls(slow)
+        .iter()
+        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
+}
+
+#[tokio::test]
+async fn a_status_request_with_a_wait_returns_at_the_migrations_end_and_lets_a_cancel_through() {
+    let h = Arc::new(host().await);
+    let id = h.migrating("web").await;
+    // Nothing happens: the wait runs out and the answer is the state then.
+    let asked = std::time::Instant::now();
+    let status = h.m.migration_status(id, Duration::from_millis(150)).await;
+    assert_eq!(status.unwrap().qemu_status, "active");
+    assert!(asked.elapsed() >= Duration::from_millis(150));
+
+    // The end wakes the waiter long before its 30 s.
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.m.migration_status(id, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = std::time::Instant::now();
+    assert!(h.fake.complete_migration(id));
+    let status = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter woke at the end")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.qemu_status, "completed");
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    // Ended already: at once.
+    let status = h.m.migration_status(id, Duration::from_secs(30)).await;
+    assert_eq!(status.unwrap().qemu_status, "completed");
+
+    // A waiter does not hold the VM: a cancel gets through and ends its wait.
+    let other = h.migrating("db").await;
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.m.migration_status(other, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), h.m.cancel_migration(other))
+        .await
+        .expect("the cancel was not held up")
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter woke at the cancel")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.qemu_status, "cancelled");
+}
+
+#[tokio::test]
+async fn a_source_whose_migration_completed_is_never_resumed_and_is_then_quit() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    assert!(h.fake.complete_migration(id));
+    assert_eq!(h.state(id).await, PowerState::Paused);
+    assert_eq!(h.fake.status(id), Some(RunState::PostMigrate));
+    // The guest runs on the destination: this copy stays paused, whoever asks.
+    assert_eq!(conflict(h.m.start(id).await), StateConflict::MigratedAway);
+    assert_eq!(
+        conflict(h.m.create(instance_with_id("web", id), true).await),
+        StateConflict::MigratedAway
+    );
+    assert_eq!(
+        conflict(
+            h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+                .await
+        ),
+        StateConflict::MigratedAway
+    );
+    assert_eq!(
+        conflict(h.m.cancel_migration(id).await),
+        StateConflict::MigrationCompleted
+    );
+    let calls = h.fake.calls(id);
+    assert_eq!(count(&calls, |c| *c == Call::Cont), 0, "{calls:?}");
+    assert_eq!(count(&calls, |c| *c == Call::CancelMigration), 0);
+    assert_eq!(
+        h.m.migration_status(id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
+        "completed"
+    );
+
+    h.m.finish_migration_source(id).await.unwrap();
+    assert!(!h.fake.is_alive(id));
+    assert!(!h.vm_dir(id).exists());
+    assert!(
+        h.tmp.path().join("ds/vms").join(id.to_string()).is_dir(),
+        "the disks stay for the destination"
+    );
+    assert!(matches!(
+        h.m.observe(id).await,
+        Err(ManagerError::NoSuchVm(_))
+    ));
+}
+
+fn instance_with_id(name: &str, id: Uuid) -> VmInstance {
+    VmInstance {
+        id,
+        ..instance(name)
+    }
+}
+
+#[tokio::test]
+async fn a_source_whose_migration_did_not_complete_is_never_quit() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    assert_eq!(
+        conflict(h.m.finish_migration_source(id).await),
+        StateConflict::MigrationNotCompleted(MigrationState::Active("active".into()))
+    );
+    assert!(h.fake.is_alive(id));
+    // The migration fails: the guest runs on here, and still is not quit.
+    assert!(h.fake.fail_migration(id, "connection reset"));
+    assert_eq!(h.state(id).await, PowerState::Running);
+    assert!(!h.m.record(id).await.unwrap().migrating_out);
+    let status = h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (status.qemu_status.as_str(), status.error.as_deref()),
+        ("failed", Some("connection reset"))
+    );
+    assert_eq!(
+        conflict(h.m.finish_migration_source(id).await),
+        StateConflict::MigrationNotCompleted(MigrationState::Failed)
+    );
+    assert_eq!(count(&h.fake.calls(id), |c| *c == Call::Kill), 0);
+    assert!(h.fake.is_alive(id));
+    // It may migrate again.
+    h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(h.state(id).await, PowerState::Migrating);
+}
+
+#[tokio::test]
+async fn a_cancelled_migration_leaves_the_guest_running_here() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    h.m.cancel_migration(id).await.unwrap();
+    assert_eq!(count(&h.fake.calls(id), |c| *c == Call::CancelMigration), 1);
+    assert_eq!(h.fake.migration(id), Some(MigrationState::Cancelled));
+    assert!(!h.m.record(id).await.unwrap().migrating_out);
+    assert_eq!(h.state(id).await, PowerState::Running);
+    // Now it can be stopped.
+    h.m.stop(id, false, LONG).await.unwrap();
+    assert_eq!(h.state(id).await, PowerState::Stopped);
+}
+
+#[tokio::test]
+async fn an_incoming_vm_waits_on_a_port_and_is_aborted_while_it_waits() {
+    let h = host().await;
+    let vm = VmInstance {
+        started_at: Some(1_700_000_000),
+        ..instance("web")
+    };
+    let uri = h.m.prepare_incoming(vm.clone()).await.unwrap();
+    assert!(uri.starts_with("tcp:127.0.0.1:"), "{uri}");
+    assert_eq!(h.fake.listening(vm.id).as_deref(), Some(uri.as_str()));
+    assert!(h.fake.last_launch(vm.id).unwrap().incoming);
+    assert_eq!(h.state(vm.id).await, PowerState::Incoming);
+    let record = h.m.record(vm.id).await.unwrap();
+    assert!(record.incoming && !record.want_running);
+    assert_eq!(record.started_at, Some(1_700_000_000), "uptime survives");
+    // Asked again (a console retrying), the same URI.
+    assert_eq!(h.m.prepare_incoming(vm.clone()).await.unwrap(), uri);
+    assert_eq!(
+        count(&h.fake.calls(vm.id), |c| matches!(c, Call::Launch { .. })),
+        1
+    );
+    // It cannot be started or migrated while it waits.
+    assert_eq!(
+        conflict(h.m.start(vm.id).await),
+        StateConflict::AwaitsIncoming
+    );
+    h.m.abort_incoming(vm.id).await.unwrap();
+    assert!(!h.fake.is_alive(vm.id));
+    assert!(!h.vm_dir(vm.id).exists());
+
+    // An incoming VM for a VM this host runs is refused.
+    let here = h.running("here").await;
+    assert_eq!(
+        conflict(h.m.prepare_incoming(instance_with_id("here", here)).await),
+        StateConflict::AlreadyHere
+    );
+}
+
+#[tokio::test]
+async fn an_incoming_qemu_tries_other_ports_and_gives_up_cleanly() {
+    let h = host().await;
+    h.fake.busy_ports(2);
+    let vm = instance("web");
+    let uri = h.m.prepare_incoming(vm.clone()).await.unwrap();
+    let listens = count(&h.fake.calls(vm.id), |c| {
+        matches!(c, Call::ListenIncoming(_))
+    });
+    assert_eq!(listens, 3);
+    assert_eq!(h.fake.listening(vm.id), Some(uri));
+
+    h.fake.busy_ports(100);
+    let unlucky = instance("unlucky");
+    let e = h.m.prepare_incoming(unlucky.clone()).await.unwrap_err();
+    assert!(matches!(e, ManagerError::Qemu(_)), "{e:?}");
+    assert!(!h.fake.is_alive(unlucky.id));
+    assert!(!h.vm_dir(unlucky.id).exists());
+    assert!(matches!(
+        h.m.observe(unlucky.id).await,
+        Err(ManagerError::NoSuchVm(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_incoming_qemu_whose_guest_arrived_is_never_aborted() {
+    let h = host().await;
+    let vm = instance("web");
+    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    assert!(h.fake.arrive(vm.id));
+    let obs = h.m.observe(vm.id).await.unwrap();
+    assert_eq!(obs.state, PowerState::Running);
+    let record = h.m.record(vm.id).await.unwrap();
+    assert!(!record.incoming && record.want_running && record.incoming_uri.is_none());
+    assert_eq!(
+        conflict(h.m.abort_incoming(vm.id).await),
+        StateConflict::GuestArrived
+    );
+    assert_eq!(count(&h.fake.calls(vm.id), |c| *c == Call::Kill), 0);
+    assert!(h.fake.is_alive(vm.id));
+    // Paused after arriving, it is still the only copy.
+    h.fake.pause(vm.id);
+    assert_eq!(
+        conflict(h.m.abort_incoming(vm.id).await),
+        StateConflict::GuestArrived
+    );
+    assert!(h.fake.is_alive(vm.id));
+    // It is an ordinary VM here now.
+    assert_eq!(h.m.start(vm.id).await.unwrap().state, PowerState::Running);
+    h.m.stop(vm.id, false, LONG).await.unwrap();
+    assert_eq!(h.state(vm.id).await, PowerState::Stopped);
+}
+
+#[tokio::test]
+async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_sent_copy() {
+    // QEMU shows the incoming migration that brought the guest as `completed` until an outgoing
+    // one starts; none of the source's checks may read that as "this copy was sent away".
+    let h = host().await;
+    let vm = instance("web");
+    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    assert!(h.fake.arrive(vm.id));
+    assert_eq!(h.fake.migration(vm.id), Some(MigrationState::Completed));
+    assert_eq!(h.state(vm.id).await, PowerState::Running);
+    // No outgoing migration yet: the console is told none, a cancel does nothing, and the
+    // copy is never quit as a finished source.
+    assert_eq!(
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
+        "none"
+    );
+    h.m.cancel_migration(vm.id).await.unwrap();
+    assert!(matches!(
+        conflict(h.m.finish_migration_source(vm.id).await),
+        StateConflict::MigrationNotCompleted(MigrationState::None)
+    ));
+    assert!(h.fake.is_alive(vm.id));
+    // It leaves again: the status is the outgoing migration's.
+    h.m.migrate_out(vm.id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(h.state(vm.id).await, PowerState::Migrating);
+    assert_ne!(
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
+        "completed"
+    );
+    assert!(h.fake.complete_migration(vm.id));
+    assert_eq!(
+        h.m.migration_status(vm.id, Duration::ZERO)
+            .await
+            .unwrap()
+            .qemu_status,
+        "completed"
+    );
+    h.m.finish_migration_source(vm.id).await.unwrap();
+    assert!(!h.fake.is_alive(vm.id));
+}
+
+#[tokio::test]
+async fn an_incoming_qemu_that_died_is_aborted() {
+    let h = host().await;
+    let vm = instance("web");
+    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    h.fake.crash(vm.id);
+    h.m.abort_incoming(vm.id).await.unwrap();
+    assert!(!h.vm_dir(vm.id).exists());
+}
