@@ -642,8 +642,8 @@ fn plain_argv(
 /// `vinfra switch` on each host, VXLAN between the hosts over the lab's underlay), but no
 /// console and no agents: the benchmark configures the switches once as the console would
 /// (ports on h1, h2 and h3, the VMs' MAC and ARP entries; h2's port ready for the incoming
-/// QEMU) and never again, and drives QEMU directly over QMP with the parameters the agent
-/// sets (unlimited bandwidth, 300 ms downtime limit). The pinger on h3 pings every `PING_MS`
+/// QEMU) and never again, and drives QEMU directly over QMP with the agent's settings
+/// (unlimited bandwidth, 300 ms downtime limit) but not its first-pass cap. The pinger on h3 pings every `PING_MS`
 /// with the same guest tool as ours; after the switchover the destination's announce moves h3's
 /// MAC entry (MAC mobility, expected as the console expects it for ours: `ExpectMacMove`).
 fn plain_network(

@@ -4,8 +4,8 @@
 //! made and launched as a create is, by `lifecycle.rs`, from the datastore's existing files);
 //! once the guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`]
 //! kills a QEMU that still waits. Source: [`Manager::migrate_out`] starts sending, the console
-//! asks [`Manager::migration_status`] (which waits for QEMU's end-of-migration event), then [`Manager::finish_migration_source`] (completed)
-//! or [`Manager::cancel_migration`].
+//! asks [`Manager::migration_status`] (which waits for QEMU's end-of-migration event), then
+//! [`Manager::finish_migration_source`] (completed) or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -213,7 +213,7 @@ impl Manager {
                     match events.recv().await {
                         Ok(e) if e.event == "MIGRATION" => {
                             let status = e.data["status"].as_str().unwrap_or_default();
-                            if matches!(status, "completed" | "failed" | "cancelled") {
+                            if !MigrationState::from_qmp(status).is_active() {
                                 return;
                             }
                         }
@@ -232,7 +232,8 @@ impl Manager {
         self.migration_now(id).await
     }
 
-    /// QEMU's view of the outgoing migration now. Lifts the first pass's bandwidth cap once QEMU has begun its second pass.
+    /// QEMU's view of the outgoing migration now. Lifts the first pass's bandwidth cap once
+    /// QEMU has begun its second pass.
     async fn migration_now(&self, id: Uuid) -> Result<MigrationStatus> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
