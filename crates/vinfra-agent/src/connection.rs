@@ -222,6 +222,11 @@ async fn tls_connect(
     };
     let connect = async {
         let tcp = tokio::net::TcpStream::connect(console).await.map_err(err)?;
+        // Replies are small and follow other small messages (reports, events): with Nagle's
+        // algorithm one waits for the console's delayed ACK of the one before, 40 ms, on the
+        // path of every request (a migration's end was seen 40 ms late). The console's side
+        // sets the same.
+        let _ = tcp.set_nodelay(true);
         tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await

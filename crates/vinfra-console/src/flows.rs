@@ -1,13 +1,14 @@
 //! Flow visibility (docs/design.md "Flows"): the flows agents send ([`record`]), kept in the
 //! console's [`FlowStore`](crate::state::flows::FlowStore); `GET /api/v1/flows` ([`top`]):
 //! the window's flows grouped by VM pair, network, router or direction, endpoints named by
-//! the VM NIC addresses of the address management; and the balancer's traffic matrix
-//! ([`traffic_matrix`]).
+//! the VM NIC addresses of the address management and the floating IPs; and the balancer's
+//! traffic matrix ([`traffic_matrix`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use vinfra_proto::HostFlow;
+use vinfra_types::error::Chain;
 use vinfra_types::flows::{FlowQuery, FlowReport};
 
 use crate::error::Error;
@@ -20,8 +21,10 @@ pub fn record(console: &Console, flows: &[HostFlow], untracked_packets: u64) {
     console.flow_store().add(now_s(), flows, untracked_packets);
 }
 
-/// Who holds each address: per network (name) its VM NIC addresses, and the addresses held on
-/// one network only (for the far end of a routed flow, which entered on the sender's network).
+/// Who holds each address: per network (name) its VM NIC addresses and the floating IPs on it
+/// (an external network), and the addresses held on one network only (for the far end of a
+/// routed flow, which entered on the sender's network).
+#[derive(Default)]
 struct Addresses {
     by_network: HashMap<String, HashMap<Ipv4Addr, String>>,
     unique: HashMap<Ipv4Addr, Option<String>>,
@@ -29,26 +32,47 @@ struct Addresses {
 
 impl Addresses {
     fn read(console: &Console) -> Addresses {
-        let mut by_network: HashMap<String, HashMap<Ipv4Addr, String>> = HashMap::new();
-        let mut unique: HashMap<Ipv4Addr, Option<String>> = HashMap::new();
+        let mut addresses = Addresses::default();
         for n in console.network_records() {
-            let held = by_network.entry(n.network.name.clone()).or_default();
             for (addr, entry) in &n.ipam {
-                let Ok(a) = addr.parse::<Ipv4Addr>() else {
-                    continue;
-                };
-                held.insert(a, entry.vm.clone());
-                unique
-                    .entry(a)
-                    .and_modify(|v| {
-                        if v.as_deref() != Some(entry.vm.as_str()) {
-                            *v = None;
-                        }
-                    })
-                    .or_insert_with(|| Some(entry.vm.clone()));
+                if let Ok(a) = addr.parse::<Ipv4Addr>() {
+                    addresses.hold(&n.network.name, a, &entry.vm);
+                }
             }
         }
-        Addresses { by_network, unique }
+        // A floating IP stands for its VM on the router's external network (the edge counts
+        // an inbound flow to it before translating it).
+        let routers = console.routers().unwrap_or_else(|e| {
+            tracing::warn!("flows: floating IPs not read: {}", Chain(&e));
+            Vec::new()
+        });
+        for r in routers {
+            let Some(uplink) = &r.value.router.uplink else {
+                continue;
+            };
+            for f in &uplink.floating_ips {
+                if let Ok(a) = f.ip.parse::<Ipv4Addr>() {
+                    addresses.hold(&uplink.network, a, &f.vm);
+                }
+            }
+        }
+        addresses
+    }
+
+    /// `vm` holds `addr` on `network`.
+    fn hold(&mut self, network: &str, addr: Ipv4Addr, vm: &str) {
+        self.by_network
+            .entry(network.to_string())
+            .or_default()
+            .insert(addr, vm.to_string());
+        self.unique
+            .entry(addr)
+            .and_modify(|v| {
+                if v.as_deref() != Some(vm) {
+                    *v = None;
+                }
+            })
+            .or_insert_with(|| Some(vm.to_string()));
     }
 
     /// The VM holding `addr`: on `network` first, else the one VM holding it on any network.

@@ -488,6 +488,8 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
                 addr: api_addr,
                 source,
             })?
+            // No Nagle: a response written in two parts would wait for the client's delayed ACK.
+            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
             .handle(handle.clone());
         tokio::spawn(server.serve(app))
     } else {
@@ -496,6 +498,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
                 addr: api_addr,
                 source,
             })?
+            .acceptor(axum_server::accept::NoDelayAcceptor::new())
             .handle(handle.clone());
         tokio::spawn(server.serve(app))
     };

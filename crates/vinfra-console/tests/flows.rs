@@ -277,3 +277,71 @@ async fn the_balancer_co_locates_a_chatty_pair_from_the_flows() {
     assert_eq!(to, other_host, "{recs:?}");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_flow_to_a_floating_ip_is_named_by_its_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let mut hosts = Vec::new();
+    for (name, address) in [("h1", "10.77.0.11"), ("h2", "10.77.0.12")] {
+        let state = FakeState {
+            address: Some(address.into()),
+            trunk: Some("eth1".into()),
+            ..FakeState::default()
+        };
+        hosts.push(FakeAgent::join_and_connect_with(&c, name, HOST, state).await);
+    }
+    for (path, body) in [
+        (
+            "/api/v1/networks",
+            json!({"name": "external", "kind": "vlan", "subnet": "10.82.0.0/24",
+                   "gateway": "10.82.0.254"}),
+        ),
+        (
+            "/api/v1/networks",
+            json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"}),
+        ),
+        ("/api/v1/routers", json!({"name": "r1"})),
+        ("/api/v1/routers/r1/interfaces", json!({"network": "blue"})),
+    ] {
+        let r = c.call("POST", path, Some(&body.to_string())).await;
+        assert_eq!(r.status, 201, "{path}: {:?}", r.body);
+    }
+    let body = json!({"network": "external", "ip": "10.82.0.10"});
+    let r = c
+        .call("PUT", "/api/v1/routers/r1/uplink", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let web = create_vm_on(&c, "web", "h2", "blue").await;
+    let body = json!({"ip": "10.82.0.20"});
+    let r = c
+        .call(
+            "POST",
+            "/api/v1/vms/web/floating-ips",
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    // The edge (h1) counts a client's flow to the floating IP on the external network, before
+    // translating it; web's host counts web's own flow out by its NIC address.
+    let client = Ipv4Addr::new(198, 51, 100, 7);
+    let floating = Ipv4Addr::new(10, 82, 0, 20);
+    let inbound = HostFlow {
+        network: "external".into(),
+        router: Some("r1".into()),
+        ..flow(client, floating, 40_000, TrafficDirection::NorthSouth)
+    };
+    send(&hosts[0], vec![inbound]);
+    send(
+        &hosts[1],
+        vec![flow(web, client, 2_000, TrafficDirection::NorthSouth)],
+    );
+    wait_bytes(&c, 42_000).await;
+    let r = flows(&c, "").await;
+    let rows = r.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "one pair, both ways: {rows:?}");
+    assert_eq!(rows[0]["key"], "198.51.100.7 <-> web");
+    assert_eq!(rows[0]["bytes"], 42_000);
+    c.shutdown().await;
+}

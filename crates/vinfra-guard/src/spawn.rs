@@ -32,7 +32,8 @@ const LOG_TAIL_LINES: usize = 20;
 const LOG_TAIL_BYTES: u64 = 8192;
 /// How long a SIGKILLed child may take to be reaped.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
-/// How often readiness (the QMP socket) is tried.
+/// How often, at most, readiness (the QMP socket) is tried: first after 1 ms, then twice as
+/// long each time up to this.
 const READY_POLL: Duration = Duration::from_millis(20);
 
 /// Why a child could not be started, or killed.
@@ -358,6 +359,7 @@ impl Children {
         }
         let timeout = Duration::from_millis(spec.ready_timeout_ms);
         let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
         loop {
             if let Some(exit) = self.ended(spec.vm, pid) {
                 return Err(SpawnError::Exited {
@@ -375,7 +377,8 @@ impl Children {
                     log_tail: log_tail(&spec.log, log_start),
                 });
             }
-            std::thread::sleep(READY_POLL);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(READY_POLL);
         }
     }
 

@@ -3,7 +3,9 @@
 //! the VM, floating IPs both ways, ICMP errors from outside translated back, echo requests to
 //! the uplink's address answered, packets nothing translates and protocols source NAT cannot
 //! carry, session timeouts, a full table, the uplink's removal, the upstream router's MAC
-//! learned from its ARP reply. Every checksum is summed again from scratch.
+//! learned from its ARP reply, large TCP segments of offload taps out through source NAT (cut
+//! for the trunk) and in to a floating IP (kept whole for a tap, metadata and all). Every
+//! checksum is summed again from scratch.
 
 mod common;
 
@@ -13,8 +15,8 @@ use common::nat::*;
 use common::routing::*;
 use common::*;
 use vinfra_switch::datapath::{
-    ConfigCommand, DropReason, Edge, SwitchSettings, TxBatch, ICMP_TIMEOUT, PORT_FIRST,
-    TCP_CLOSING_TIMEOUT, UDP_TIMEOUT,
+    ConfigCommand, DropReason, Edge, PortId, PortKind, SwitchSettings, TxBatch, ICMP_TIMEOUT,
+    PORT_FIRST, TCP_CLOSING_TIMEOUT, UDP_TIMEOUT,
 };
 use vinfra_switch::wire::{ArpOperation, EtherType, MacAddr};
 
@@ -485,6 +487,51 @@ fn a_large_tcp_segment_from_an_offload_tap_is_translated_and_cut_for_the_trunk()
     let out = run_offload(&mut s, TAP_BLUE, &small, partial);
     assert_eq!(out.len(), 1);
     assert_eq!(source(&to_upstream(&out[0].3)), (UPLINK_IP, 33001));
+}
+
+#[test]
+fn a_large_tcp_segment_to_a_floating_ip_from_an_offload_tap_keeps_its_metadata() {
+    // A local tap on the external network on the edge (offloads on), and tap 13 of blue behind
+    // a floating IP: a large segment from the tap to the floating IP goes to tap 13 whole,
+    // its destination translated and its partial checksum's pseudo-header sum made again.
+    let mut s = edge_a();
+    let ext_tap = PortId(30);
+    s.apply(add_port(ext_tap, PortKind::Host { network: EXT }, 1500))
+        .unwrap();
+    s.set_port_offloads(ext_tap, true).unwrap();
+    let tap_ip = addr(BLUE, 13);
+    s.apply(ConfigCommand::AddFloatingIp {
+        router: R1,
+        external: FLOATING,
+        internal: tap_ip,
+    })
+    .unwrap();
+    assert_eq!(s.announce(&mut TxBatch::new()), 1, "its gratuitous ARP");
+    let body = data(4000);
+    let frame = offload_tcp_frame(
+        UPLINK_MAC,
+        UPSTREAM_MAC,
+        (REMOTE, 41000),
+        (FLOATING, 80),
+        PSH_ACK,
+        &body,
+    );
+    let out = run_offload(&mut s, ext_tap, &frame, tcp_gso(1300));
+    assert_eq!(out.len(), 1, "one large frame");
+    let (port, vtep, offload, bytes) = &out[0];
+    assert_eq!((*port, *vtep), (TAP_BLUE, None));
+    assert_eq!(*offload, tcp_gso(1300), "the metadata as it came");
+    assert_eq!(&bytes[..6], &mac(13).0, "to tap 13");
+    assert_eq!(&bytes[6..12], &gw_mac(BLUE).0, "from blue's gateway");
+    let mut ip = bytes[14..].to_vec();
+    assert_eq!(destination(&ip), (tap_ip, 80));
+    assert_eq!(source(&ip), (REMOTE, 41000));
+    assert_eq!(ip[8], 63, "routed once");
+    assert_eq!(&ip[20 + 32..], &body[..]);
+    // What the receiving kernel does with a partial checksum: sum from the checksum start.
+    vinfra_switch::wire::gso::complete_checksum(&mut ip, 20, 16).unwrap();
+    check_sums(&ip);
+    assert_eq!(nat(&s).dnat_packets, 1);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use vinfra_types::{PowerState, VmObserved, VmUsage};
 
 use super::error::{ManagerError, Result, StateConflict};
+use super::migration::FirstPassCap;
 use super::records::{self, LocalVm};
 use crate::qemu::{MigrationState, MigrationStats, QemuError, QemuProcess, RunState, VmFiles};
 use crate::usage::Sampler;
@@ -33,9 +34,8 @@ pub(super) struct Vm {
     pub(super) qemu: Option<Box<dyn QemuProcess>>,
     /// The guest powered itself off before its QEMU went away: a stop, not a crash.
     pub(super) shutdown_seen: bool,
-    /// The outgoing migration's bandwidth cap once its first pass is done, while the first
-    /// pass runs under a lower one ([`super::migration`]).
-    pub(super) bandwidth_after_first_pass: Option<u64>,
+    /// The outgoing migration's first-pass cap while it holds ([`super::migration`]).
+    pub(super) first_pass: Option<FirstPassCap>,
 }
 
 impl Vm {
@@ -46,7 +46,7 @@ impl Vm {
             files,
             qemu: None,
             shutdown_seen: false,
-            bandwidth_after_first_pass: None,
+            first_pass: None,
         }
     }
 

@@ -76,6 +76,8 @@ struct FakeQemu {
     migration_error: Option<String>,
     /// `dirty-sync-count`: 1 while the first pass runs, 2 once it is done.
     rounds: u64,
+    /// Pages the guest dirties per second, as the migration reports it.
+    dirty_pages_rate: u64,
     listening: Option<String>,
     ignores_powerdown: bool,
     shutdown_seen: bool,
@@ -247,14 +249,15 @@ impl FakeRunner {
         .unwrap_or(false)
     }
 
-    /// The outgoing migration's first pass is done (`dirty-sync-count` 2). False when no
-    /// migration was under way.
-    pub fn first_pass_done(&self, id: Uuid) -> bool {
+    /// The outgoing migration's first pass is done (`dirty-sync-count` 2), with the guest
+    /// dirtying `dirty_pages_rate` pages per second. False when no migration was under way.
+    pub fn first_pass_done(&self, id: Uuid, dirty_pages_rate: u64) -> bool {
         self.with_live(id, |q| {
             if !q.migration.is_active() {
                 return false;
             }
             q.rounds = 2;
+            q.dirty_pages_rate = dirty_pages_rate;
             true
         })
         .unwrap_or(false)
@@ -334,6 +337,7 @@ impl VmRunner for FakeRunner {
                 migration: MigrationState::None,
                 migration_error: None,
                 rounds: 0,
+                dirty_pages_rate: 0,
                 listening: None,
                 ignores_powerdown: false,
                 shutdown_seen: false,
@@ -442,6 +446,7 @@ impl QemuProcess for FakeProcess {
             };
             p.remaining_bytes = p.total_bytes - p.transferred_bytes;
             p.rounds = q.rounds;
+            p.dirty_pages_rate = q.dirty_pages_rate;
             // As QEMU's, once it has worked them out.
             if q.migration == MigrationState::Completed {
                 p.total_time_ms = 100;

@@ -104,6 +104,7 @@ pub async fn drive(
                 Chain(&e)
             );
         }
+        active.step_done("destination's switch");
         // Every other host learns where the VM's MACs may move (`moving_to`): its switch
         // follows the VM's announcements from the destination at the switchover and refuses
         // any other. In the background: a silent host must not hold the migration up, and the
@@ -125,6 +126,7 @@ pub async fn drive(
                 ))
             }
         };
+        active.step_done("destination's QEMU");
         if active.cancel_asked() {
             return MigrationOutcome::Cancelled;
         }
@@ -139,6 +141,7 @@ pub async fn drive(
                 Chain(&e)
             ));
         }
+        active.step_done("migrate command");
         set_progress(console, active, |p| p.phase = MigrationPhase::Active);
     }
     let mut cancel_sent: Option<Instant> = None;
@@ -201,6 +204,9 @@ pub async fn drive(
             }
         };
         source_lost_since = None;
+        if status.qemu_status == "completed" {
+            active.step_done("memory copy and switchover");
+        }
         set_progress(console, active, |p| {
             apply_status(p, &status);
             if p.phase == MigrationPhase::Preparing {

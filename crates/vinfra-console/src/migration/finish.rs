@@ -16,7 +16,9 @@ use crate::state::{ActiveMigration, Console, SHORT_TIMEOUT};
 
 /// Longest wait, after a completed migration, for the destination to report the VM running.
 pub const DESTINATION_RUNNING_WAIT: Duration = Duration::from_secs(5);
-/// How often the destination is asked meanwhile.
+/// How often the destination is asked meanwhile: after 5 ms, then twice as long each time up
+/// to 100 ms (QEMU resumes the guest there within a few ms of the source's end, as a rule).
+const DESTINATION_POLL_FIRST: Duration = Duration::from_millis(5);
 const DESTINATION_POLL: Duration = Duration::from_millis(100);
 
 /// Decides what a migration that did not end with the source reporting `completed` really did,
@@ -115,6 +117,7 @@ async fn settle(
 async fn await_destination_running(console: &Console, active: &ActiveMigration, id: uuid::Uuid) {
     let agents = console.agents();
     let deadline = Instant::now() + DESTINATION_RUNNING_WAIT;
+    let mut pause = DESTINATION_POLL_FIRST;
     loop {
         if agents.reported_state(&active.destination, id) == Some(PowerState::Running) {
             return;
@@ -141,7 +144,8 @@ async fn await_destination_running(console: &Console, active: &ActiveMigration, 
                 Chain(&e)
             ),
         }
-        tokio::time::sleep(DESTINATION_POLL.min(left)).await;
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(DESTINATION_POLL);
     }
 }
 
@@ -222,13 +226,16 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
             // First: the guest runs on the destination already, its connections' packets with it.
             if let Some(id) = id {
                 carry_connections(console, active, id).await;
+                active.step_done("connections carried");
             }
             let dest = active.destination.clone();
             match console.update_vm(&active.vm, |r| r.host = dest) {
                 Ok(_) => {
-                    // Every host's MAC entries now point at the destination.
-                    push::push_all(console).await;
-                    if let Some(id) = id {
+                    active.step_done("record");
+                    // At once: every host's MAC entries to the destination, the source's paused
+                    // QEMU quit, the destination asked until it reports the VM running.
+                    let release = async {
+                        let Some(id) = id else { return };
                         let fin = AgentCommand::FinishMigrationSource { id };
                         if let Err(e) = agents.request(&active.source, fin, SHORT_TIMEOUT).await {
                             console.event(
@@ -242,10 +249,14 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
                                 ),
                             );
                         }
-                    }
-                    if let Some(id) = id {
-                        await_destination_running(console, active, id).await;
-                    }
+                    };
+                    let running = async {
+                        if let Some(id) = id {
+                            await_destination_running(console, active, id).await;
+                        }
+                    };
+                    tokio::join!(push::push_all(console), release, running);
+                    active.step_done("switches, source released, destination running");
                     set_progress(console, active, |p| {
                         p.phase = MigrationPhase::Completed;
                         p.error = None;
@@ -253,7 +264,12 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
                     console.event(
                         "migration",
                         &active.vm,
-                        format!("migrated from {} to {}", active.source, active.destination),
+                        format!(
+                            "migrated from {} to {} in {}",
+                            active.source,
+                            active.destination,
+                            active.timeline()
+                        ),
                     );
                 }
                 Err(e) => {

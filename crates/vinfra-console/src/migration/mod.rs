@@ -4,9 +4,10 @@
 //! then `MigrationStatus` every 200 ms with the progress stored under
 //! `/vinfra/migrations/<vm>` ([`drive`]). On completion the connections the source's switch
 //! tracks for the VM's NICs go to the destination's (so its firewall lets them on), the VM
-//! record's host changes (compare-and-swap), the source quits its paused QEMU, and the destination is asked (at most
-//! 5 s) until it reports the VM running; only then is the migration recorded as completed
-//! ([`finish`]). Any other ending goes through `settle` first: it finds out whether the
+//! record's host changes (compare-and-swap), then at the same time the switches get the new
+//! configuration, the source quits its paused QEMU and the destination is asked (at most 5 s)
+//! until it reports the VM running; only then is the migration recorded as completed, with an
+//! event that tells each step's time ([`finish`]). Any other ending goes through `settle` first: it finds out whether the
 //! switchover happened after all (source says `completed`, or a silent source and a
 //! destination that runs the VM) and only then aborts the destination's incoming QEMU. While a
 //! migration runs the VM counts against both hosts.
