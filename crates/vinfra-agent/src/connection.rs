@@ -379,16 +379,9 @@ where
             }
         });
     }
-    // The switch's flows every 10 s (nothing from a switch that does not count them).
-    if let Some(link) = m.switch() {
-        tasks.spawn(crate::flows::send_flows(
-            link.clone(),
-            m.flow_export().clone(),
-            info.host.clone(),
-            out_tx.clone(),
-            crate::flows::FLOW_INTERVAL,
-        ));
-    }
+    // The switch's flows (`flows::send_flows`, one task for the agent's life) come here while
+    // this session lasts.
+    let _flows = m.flow_sink().attach(out_tx.clone());
     let result = loop {
         match rx.recv::<ConsoleMessage>().await {
             Ok(ConsoleMessage::HeartbeatAck { seq }) => heartbeats.acknowledged(seq),

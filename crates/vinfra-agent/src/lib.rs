@@ -195,6 +195,17 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         capacity,
         guard,
     };
+    // The switch's flows every 10 s, to the IPFIX collector and to the console when connected
+    // (nothing from a switch that does not count them).
+    if let Some(link) = manager.switch() {
+        tokio::spawn(flows::send_flows(
+            link.clone(),
+            manager.flow_export().clone(),
+            config.host_name.clone(),
+            manager.flow_sink().clone(),
+            flows::FLOW_INTERVAL,
+        ));
+    }
     connection::connect_loop(
         &config.console,
         &creds,

@@ -7,7 +7,7 @@
 //! The switches are this test binary started again as `switchd_child` (running
 //! `vinfra_switchd::run`) inside a namespace, so they can be killed and restarted like the real
 //! daemon. Tests skip when qemu-system-x86_64 is missing. Routers (a switch
-//! daemon without guests): [`routers`].
+//! daemon without guests): [`routers`]; the host's flows with no console: [`flows`].
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ use vinfra_switch_control::{Attachment, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
 
 mod common;
+#[path = "network/flows.rs"]
+mod flows;
 #[path = "network/routers.rs"]
 mod routers;
 use common::{datastore, netns_and_qemu, netns_present, KillQemusUnder, QEMU};

@@ -1,7 +1,12 @@
-//! The host's flows out of the agent: every [`FLOW_INTERVAL`] the session takes the flows its
-//! switch counted ([`crate::network::SwitchLink::take_flows`]), sends them to the console
-//! (`AgentMessage::Flows`, at most [`MAX_FLOWS_PER_MESSAGE`] a message) and to the cluster's
-//! IPFIX collector when there is one ([`export`]). The agent keeps nothing between takes.
+//! The host's flows out of the agent: every [`FLOW_INTERVAL`] one task for the agent's life
+//! ([`send_flows`]) takes the flows its switch counted
+//! ([`crate::network::SwitchLink::take_flows`]), exports them to the cluster's IPFIX collector
+//! when there is one ([`export`]) and sends them to the console (`AgentMessage::Flows`, at
+//! most [`MAX_FLOWS_PER_MESSAGE`] a message) through the session connected then
+//! ([`FlowSink`]). So the collector keeps getting the host's flows while the console is away
+//! (it is the one record of them then); the console misses what was taken meanwhile. The
+//! agent keeps nothing between takes, and a restarted agent exports again once the console
+//! has told it the collector.
 //!
 //! A switch that refuses `take_flows` (one that does not count flows) is noted once (debug)
 //! and nothing is sent; the agent asks again every interval, so an upgraded switch is picked
@@ -59,13 +64,52 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Takes the switch's flows every `period`, exports them and sends them through `out`, until
-/// `out` is closed (the session ended).
+/// The console session's message queue while one is connected.
+#[derive(Debug, Default)]
+pub struct FlowSink {
+    current: std::sync::Mutex<Option<mpsc::Sender<AgentMessage>>>,
+}
+
+/// A session's hold on the [`FlowSink`]: released when dropped (the session ended).
+pub struct SinkHold<'a> {
+    sink: &'a FlowSink,
+    out: mpsc::Sender<AgentMessage>,
+}
+
+impl FlowSink {
+    /// The session with queue `out` gets the flows until the hold is dropped.
+    pub fn attach(&self, out: mpsc::Sender<AgentMessage>) -> SinkHold<'_> {
+        *self.lock() = Some(out.clone());
+        SinkHold { sink: self, out }
+    }
+
+    /// The queue of the session connected now.
+    pub fn current(&self) -> Option<mpsc::Sender<AgentMessage>> {
+        self.lock().clone().filter(|s| !s.is_closed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<AgentMessage>>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SinkHold<'_> {
+    fn drop(&mut self) {
+        let mut current = self.sink.lock();
+        // A newer session may have attached meanwhile: only this one's queue is removed.
+        if current.as_ref().is_some_and(|c| c.same_channel(&self.out)) {
+            *current = None;
+        }
+    }
+}
+
+/// Takes the switch's flows every `period`, exports them and sends them to the session in
+/// `sink` when one is connected; runs for the agent's life.
 pub async fn send_flows(
     link: Arc<SwitchLink>,
     export: Arc<FlowExport>,
     host: String,
-    out: mpsc::Sender<AgentMessage>,
+    sink: Arc<FlowSink>,
     period: Duration,
 ) {
     let mut tick = tokio::time::interval(period);
@@ -102,9 +146,12 @@ pub async fn send_flows(
         match taken {
             Ok(Some(t)) => {
                 refused_noted = false;
-                for m in messages(&host, t) {
-                    if out.send(m).await.is_err() {
-                        return;
+                if let Some(out) = sink.current() {
+                    for m in messages(&host, t) {
+                        // A session that ends meanwhile misses the rest of this take.
+                        if out.send(m).await.is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -115,9 +162,6 @@ pub async fn send_flows(
             Ok(None) => {}
             // The reconcile loop reports a switch that cannot be reached.
             Err(e) => tracing::debug!("taking the switch's flows: {}", Chain(&e)),
-        }
-        if out.is_closed() {
-            return;
         }
     }
 }

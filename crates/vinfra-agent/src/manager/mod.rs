@@ -158,6 +158,7 @@ pub struct Manager {
     ha: GuardSettingsStore,
     observe_timeout: Duration,
     flows: Arc<crate::flows::FlowExport>,
+    flow_sink: Arc<crate::flows::FlowSink>,
 }
 
 impl Manager {
@@ -196,6 +197,7 @@ impl Manager {
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
             flows: Arc::default(),
+            flow_sink: Arc::default(),
         })
     }
 
@@ -214,6 +216,11 @@ impl Manager {
     /// The host's IPFIX exporter (its collector as the console last sent it).
     pub fn flow_export(&self) -> &Arc<crate::flows::FlowExport> {
         &self.flows
+    }
+
+    /// Where the host's flows go to the console: the current session's messages, if any.
+    pub fn flow_sink(&self) -> &Arc<crate::flows::FlowSink> {
+        &self.flow_sink
     }
 
     /// Takes the cluster's IPFIX collector (`SetFlowExport`): the next take of the switch's
