@@ -22,6 +22,7 @@ pub mod flows;
 pub mod frame;
 pub mod messages;
 pub mod pki;
+pub mod switch_config;
 
 pub use flows::HostFlow;
 pub use messages::*;
