@@ -18,6 +18,7 @@
 //! - `adoption.rs`: the VMs found on disk at open, with their QEMUs;
 //! - `vm.rs`: one VM: its power state from QEMU, waiting for and forcing QEMU's end;
 //! - `records.rs`: [`LocalVm`] on disk;
+//! - `first_pass.rs`: a migration's first-pass bandwidth cap (pure);
 //! - `error.rs`: [`ManagerError`].
 //!
 //! Rules the manager keeps, whatever the console asks: it never resumes a paused QEMU whose
@@ -27,6 +28,7 @@
 
 mod adoption;
 mod error;
+mod first_pass;
 mod lifecycle;
 mod migration;
 mod records;

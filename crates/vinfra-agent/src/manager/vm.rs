@@ -8,7 +8,7 @@ use uuid::Uuid;
 use vinfra_types::{PowerState, VmObserved, VmUsage};
 
 use super::error::{ManagerError, Result, StateConflict};
-use super::migration::FirstPassCap;
+use super::first_pass::FirstPassCap;
 use super::records::{self, LocalVm};
 use crate::qemu::{MigrationState, MigrationStats, QemuError, QemuProcess, RunState, VmFiles};
 use crate::usage::Sampler;

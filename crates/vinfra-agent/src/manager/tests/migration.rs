@@ -1,6 +1,6 @@
 //! The manager's live migrations, as source and as destination, against the fake QEMU.
 
-use super::super::migration::first_pass_bandwidth;
+use super::super::first_pass::first_pass_bandwidth;
 use super::*;
 use crate::qemu::{MigrationParams, MigrationState};
 
