@@ -145,7 +145,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     )
     .await?;
     tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
-    if accel == vinfra_types::Accel::Tcg && qemu::tcg_migration_loses_writes(&qemu_version) {
+    let loses_writes =
+        accel == vinfra_types::Accel::Tcg && qemu::tcg_migration_loses_writes(&qemu_version);
+    if loses_writes {
         tracing::warn!(
             "QEMU {qemu_version} under TCG can lose memory writes of a busy guest in a live \
              migration (fixed in QEMU 9.0); use KVM, or QEMU 9.0 or later, for VMs that move"
@@ -173,7 +175,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                     trunk_interface: config.trunk_interface.clone(),
                 }),
         })
-        .await?,
+        .await?
+        .with_fewest_migration_passes(loses_writes),
     );
     // Pets start before the console is reached (it may not be for a long time).
     let guard = config.guard.clone().map(guard::GuardLink::new);

@@ -15,6 +15,8 @@ pub(super) struct FirstPassCap {
     pub cap: u64,
     /// The cap once lifted, bytes per second.
     pub after: u64,
+    /// Lifted at the second pass whatever the guest dirties (fewest passes).
+    pub always: bool,
 }
 
 impl FirstPassCap {
@@ -25,8 +27,12 @@ impl FirstPassCap {
     /// measure a burst, judge everything left to fit the downtime limit and stop the guest
     /// with the second pass's pages unsent (idle 256-MiB guests stopped for 17–52 ms instead
     /// of 3–5 ms; docs/benchmarks.md).
+    ///
+    /// With `always` (a QEMU that loses writes under TCG: every pass more is a chance to lose
+    /// one) it is lifted at the second pass whatever the guest dirties, so that QEMU stops the
+    /// guest at once.
     pub fn lift_now(&self, rounds: u64, dirty_pages_rate: u64) -> bool {
-        rounds >= 2 && dirty_pages_rate.saturating_mul(PAGE_SIZE) >= self.cap / 2
+        rounds >= 2 && (self.always || dirty_pages_rate.saturating_mul(PAGE_SIZE) >= self.cap / 2)
     }
 }
 

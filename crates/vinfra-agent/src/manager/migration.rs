@@ -152,6 +152,7 @@ impl Manager {
         vm.first_pass = (first_pass < max_bandwidth).then_some(FirstPassCap {
             cap: first_pass,
             after: max_bandwidth,
+            always: self.fewest_migration_passes,
         });
         vm.record.migrating_out = true;
         vm.record.sent_from_this_qemu = true;

@@ -159,6 +159,9 @@ pub struct Manager {
     contact: ConsoleContact,
     ha: GuardSettingsStore,
     observe_timeout: Duration,
+    /// Migrations end in as few passes as they can (the first-pass cap is lifted at the second
+    /// pass whatever the guest dirties): for a QEMU that loses writes under TCG.
+    fewest_migration_passes: bool,
     flows: Arc<crate::flows::FlowExport>,
     flow_sink: Arc<crate::flows::FlowSink>,
 }
@@ -198,9 +201,19 @@ impl Manager {
             switch,
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
+            fewest_migration_passes: false,
             flows: Arc::default(),
             flow_sink: Arc::default(),
         })
+    }
+
+    /// The same manager, whose migrations end in as few passes as they can (`fewest`): the
+    /// first-pass cap is lifted at the second pass whatever the guest dirties. For a QEMU that
+    /// loses a guest's writes during a migration under TCG (before 9.0): every further pass is
+    /// one more chance to lose one (a guest crashed on arrival in a lab test with the cap kept).
+    pub fn with_fewest_migration_passes(mut self, fewest: bool) -> Manager {
+        self.fewest_migration_passes = fewest;
+        self
     }
 
     /// The same manager, whose reports wait `bound` for each VM's QEMU instead of

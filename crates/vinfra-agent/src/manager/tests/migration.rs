@@ -434,3 +434,27 @@ async fn an_incoming_qemu_that_died_is_aborted() {
     h.m.abort_incoming(vm.id).await.unwrap();
     assert!(!h.vm_dir(vm.id).exists());
 }
+
+#[tokio::test]
+async fn with_fewest_passes_the_cap_is_lifted_at_the_second_pass_whatever_the_guest_dirties() {
+    // A QEMU that loses writes under TCG: every pass more is a chance to lose one.
+    let Host { tmp, fake, m } = host().await;
+    let h = Host {
+        tmp,
+        fake,
+        m: m.with_fewest_migration_passes(true),
+    };
+    let id = h.migrating("idle").await;
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(!h
+        .fake
+        .calls(id)
+        .iter()
+        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
+    assert!(h.fake.first_pass_done(id, 0));
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(h
+        .fake
+        .calls(id)
+        .contains(&Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)));
+}
