@@ -17,7 +17,9 @@
 //! written in one store transaction, the event written, the agent's answer in). Per create, the
 //! fake agent stamps when `CreateVm` arrived and when it answered, which splits each create into
 //! the console's work before the agent, the agent round trip, and the console's work after it.
-//! Then, with nothing in flight, each step of the create path is timed alone on the running
+//! Then the floor: as many authenticated `GET /api/v1/settings` from the same clients (what the
+//! API serves at all on this machine: HTTPS, routing, the token check, a small answer). Then,
+//! with nothing in flight, each step of the create path is timed alone on the running
 //! console (host inputs, rules, placement with and without rules, the cluster model, cleanup
 //! markers, one store write). Console and agents run on runtimes of their own (threads
 //! `console-*` and `agents-*`), so the console's CPU time per placement is reported too.
@@ -256,6 +258,30 @@ async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<D
     (done, wall)
 }
 
+/// The floor: `n` authenticated `GET /api/v1/settings` (a small answer from memory) from
+/// `concurrency` clients on the same kind of connections as the creates; requests per second.
+async fn get_floor(api: &Api, n: usize, concurrency: usize) -> f64 {
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(n));
+    let t = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (api, left) = (api.clone(), left.clone());
+        clients.push(tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1))
+                .is_ok()
+            {
+                let (status, _) = api.get("/api/v1/settings").await;
+                assert_eq!(status, 200, "GET /api/v1/settings");
+            }
+        }));
+    }
+    for c in clients {
+        ok(c.await, "client");
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
 /// p50 / p99 of `v`, ms.
 fn p50_p99(mut v: Vec<Duration>) -> String {
     if v.is_empty() {
@@ -450,6 +476,9 @@ fn main() {
         common::pct(&v, 50)
     });
 
+    // The floor, with the same agents connected: what the API serves at all on this machine.
+    let floor = agents_rt.block_on(get_floor(&api, a.creates, a.concurrency));
+
     drop(fleet);
     console_rt.block_on(async { ok(bench.running.shutdown().await, "shutdown") });
 
@@ -525,6 +554,12 @@ fn main() {
         connected,
         ms(steps_free.switch_config) * connected as f64,
         ms(steps_free.vm_records)
+    );
+    println!(
+        "  floor: the same {} clients' authenticated GET /api/v1/settings (HTTPS, no store, no \
+         agent): {floor:.0}/s; creates / floor = {:.2}",
+        a.concurrency,
+        rate / floor
     );
     println!(
         "RESULT placement console-path {rate:.0}/s target >= {TARGET_PER_S:.0}/s: {}",

@@ -503,6 +503,34 @@ fn mac_entry(cfg: &vinfra_proto::HostSwitchConfig, mac: &str) -> Option<String> 
 }
 
 #[tokio::test]
+async fn a_host_without_ports_accepts_the_underlay_of_every_other_host_as_hosts_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let h1 = FakeAgent::join_and_connect_at(&c, "h1", HOST16, "10.77.0.11").await;
+    let peers = |cfg: &vinfra_proto::HostSwitchConfig| {
+        cfg.underlay_peers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let cfg = wait_config(&h1, "no peer", |cfg| cfg.underlay_peers.is_empty()).await;
+    assert!(cfg.networks.is_empty(), "{cfg:?}");
+    let h2 = FakeAgent::join_and_connect_at(&c, "h2", HOST16, "10.77.0.12").await;
+    wait_config(&h1, "h2 as a peer", |cfg| peers(cfg) == ["10.77.0.12"]).await;
+    wait_config(&h2, "h1 as a peer", |cfg| peers(cfg) == ["10.77.0.11"]).await;
+    let _h3 = FakeAgent::join_and_connect_at(&c, "h3", HOST16, "10.77.0.9").await;
+    wait_config(&h1, "h2 and h3 as peers, sorted", |cfg| {
+        peers(cfg) == ["10.77.0.9", "10.77.0.12"]
+    })
+    .await;
+    wait_config(&h2, "h1 and h3 as peers, sorted", |cfg| {
+        peers(cfg) == ["10.77.0.9", "10.77.0.11"]
+    })
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
 async fn switch_configurations_follow_vms_networks_and_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, false).await;

@@ -228,6 +228,10 @@ pub enum StoreError {
     /// Unknown or expired lease.
     #[error("lease {0} not found")]
     NoLease(LeaseId),
+    /// A write could not be made durable (fsync failed): the store refuses every call after it,
+    /// since what the disk holds is unknown. Restart the console.
+    #[error("store database could not be synced to disk ({0}); restart the console")]
+    NotDurable(String),
     /// A value could not be encoded or decoded as JSON.
     #[error("value of {key} is not valid JSON for its type")]
     Json {
@@ -237,6 +241,51 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// A write that is in the store but maybe not yet on disk ([`Store::txn_pending`]).
+#[must_use = "a write is durable only once `wait` returned Ok"]
+pub struct PendingWrite(Option<Box<dyn FnOnce() -> Result<(), StoreError> + Send>>);
+
+impl PendingWrite {
+    /// A write already on disk.
+    pub fn durable() -> Self {
+        PendingWrite(None)
+    }
+
+    /// A write made durable by `wait`.
+    pub fn new(wait: impl FnOnce() -> Result<(), StoreError> + Send + 'static) -> Self {
+        PendingWrite(Some(Box::new(wait)))
+    }
+
+    /// Blocks until the write is on disk (one disk sync may cover many writes).
+    pub fn wait(mut self) -> Result<(), StoreError> {
+        match self.0.take() {
+            Some(wait) => wait(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingWrite {
+    /// A write dropped without [`PendingWrite::wait`] is still made durable (its batch committed).
+    fn drop(&mut self) {
+        if let Some(wait) = self.0.take() {
+            let _ = wait();
+        }
+    }
+}
+
+impl std::fmt::Debug for PendingWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PendingWrite")
+            .field(&if self.0.is_some() {
+                "pending"
+            } else {
+                "durable"
+            })
+            .finish()
+    }
 }
 
 /// Longest lease accepted, seconds.
@@ -253,8 +302,16 @@ pub trait Store: Send + Sync + 'static {
     fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<Revision, StoreError>;
     /// Deletes a key; returns whether it existed.
     fn delete(&self, key: &str) -> Result<bool, StoreError>;
-    /// Runs a transaction atomically.
+    /// Runs a transaction atomically; returns once it is on disk.
     fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
+    /// Runs a transaction atomically like [`Store::txn`], but returns as soon as it is in the
+    /// store, before it is on disk: [`PendingWrite::wait`] returns when it is. Reads through this
+    /// store may see it meanwhile; watchers see it once it is on disk. A caller that serialises
+    /// its writes under a lock of its own writes under the lock and waits after releasing it,
+    /// so writes from many callers share one disk sync (group commit).
+    fn txn_pending(&self, txn: Txn) -> Result<(TxnResponse, PendingWrite), StoreError> {
+        Ok((self.txn(txn)?, PendingWrite::durable()))
+    }
     /// Current store revision.
     fn revision(&self) -> Result<Revision, StoreError>;
     /// Events under `prefix` with revision > `after` (history first, then live).

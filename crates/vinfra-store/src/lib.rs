@@ -12,7 +12,8 @@
 //!   revoked, its keys are deleted;
 //! - **watch** a prefix from a revision: every change after it, in order, then live changes.
 //!
-//! [`sqlite::SqliteStore`] is the embedded backend (WAL journal, `synchronous=FULL`);
+//! [`sqlite::SqliteStore`] is the embedded backend (WAL journal, every write synced to disk
+//! before it is answered, concurrent writes sharing one sync);
 //! [`typed`] reads and writes serde values as JSON over any backend.
 #![deny(unsafe_code)]
 
@@ -21,8 +22,8 @@ pub mod sqlite;
 pub mod typed;
 
 pub use kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, Revision, Store,
-    StoreError, Txn, TxnResponse, WatchEvent, Watcher,
+    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, PendingWrite, Revision,
+    Store, StoreError, Txn, TxnResponse, WatchEvent, Watcher,
 };
 pub use sqlite::SqliteStore;
 pub use typed::{get_json, put_json, range_json, JsonEntry};

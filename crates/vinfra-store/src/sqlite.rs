@@ -1,4 +1,5 @@
-//! The embedded backend: one SQLite database in WAL mode with `synchronous=FULL`.
+//! The embedded backend: one SQLite database in WAL mode, every write on disk before it is
+//! answered (group commit: writes committed while a disk sync runs share the next one).
 //!
 //! Tables:
 //! - `kv(key, value, create_revision, mod_revision, version, lease)`: the current key space;
@@ -7,21 +8,32 @@
 //! - `leases(id, ttl_s, expires_at_ms)`: live leases;
 //! - `meta(name, value)`: the store revision (`revision`) and the compaction point (`compacted`).
 //!
-//! One connection behind one mutex: every call is one short SQLite transaction. Live watchers are
-//! fed under the same mutex right after the write commits, so a watcher sees changes in exactly the
-//! order of their revisions, with no gap between its history and its live events.
+//! One connection behind one mutex: every call is one short SQLite transaction. SQLite commits
+//! without syncing (`synchronous=NORMAL`: the WAL is synced at checkpoints only); a write is
+//! answered only after the WAL file was synced ([`Shared::wait_durable`]): the first writer to
+//! wait syncs it for every commit made before the sync started, the others wait for it, so
+//! writers that commit while a sync runs share the next one instead of one sync each. A
+//! checkpoint syncs the WAL before it copies pages into the database, so a commit is on disk
+//! once the WAL was synced after it, wherever its pages are later. Live watchers are fed under
+//! the connection's mutex once a commit is on disk, in commit order, so a watcher sees changes
+//! in exactly the order of their revisions, with no gap between its history and its live
+//! events. Reads (and a new watch's history) may see a commit whose sync is still under way;
+//! its writer has not been answered yet. When a sync fails, the store refuses every call after
+//! it ([`StoreError::NotDurable`]): what the disk holds is then unknown.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, ToSql};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, Revision, Store,
-    StoreError, Txn, TxnResponse, WatchEvent, Watcher, MAX_LEASE_TTL_S,
+    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, PendingWrite, Revision,
+    Store, StoreError, Txn, TxnResponse, WatchEvent, Watcher, MAX_LEASE_TTL_S,
 };
 
 /// How long a call waits for a database lock held by another process before failing.
@@ -68,13 +80,54 @@ const KIND_DELETE: i64 = 1;
 
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     inner: Mutex<Inner>,
+    /// The WAL file, synced to make commits durable (`None`: an in-memory database).
+    wal: Option<File>,
+    sync: Mutex<SyncState>,
+    /// Signalled when a sync ends.
+    synced: Condvar,
 }
 
 struct Inner {
     conn: Connection,
-    /// Live watches: key prefix and the channel feeding the [`Watcher`].
-    watchers: Vec<(String, UnboundedSender<WatchEvent>)>,
+    /// Live watches.
+    watchers: Vec<Watch>,
+    /// Number of the last write (1, 2, …), committed or in the open batch.
+    committed: u64,
+    /// A write transaction is open (`BEGIN IMMEDIATE`), holding the writes made since the
+    /// last `COMMIT`, each in a savepoint of its own: the next sync commits them together.
+    open: bool,
+    /// Writes released into the open batch.
+    in_batch: u64,
+    /// Commits not yet known to be on disk with the events they made, in commit order.
+    undelivered: VecDeque<(u64, Vec<WatchEvent>)>,
+    /// No lease expires before this (Unix ms; a lower bound): writes before it do not look
+    /// for expired leases.
+    no_expiry_before: i64,
+}
+
+/// A live watch: key prefix, the channel feeding its [`Watcher`], and the revision its history
+/// reached (events at or below it were in the history).
+struct Watch {
+    prefix: String,
+    tx: UnboundedSender<WatchEvent>,
+    seen: Revision,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every commit up to this number is on disk.
+    synced: u64,
+    /// A writer is syncing the WAL.
+    syncing: bool,
+    /// A sync failed (what the OS said): the store refuses every call.
+    failed: Option<String>,
+    /// Syncs made so far.
+    syncs: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -95,49 +148,73 @@ impl SqliteStore {
                 mode,
             });
         }
-        Self::init(conn)
+        let store = Self::init(conn, Some(path))?;
+        Ok(store)
     }
 
     /// A private in-memory database (tests, tools).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(conn: Connection, path: Option<&Path>) -> Result<Self, StoreError> {
         // A 64 MiB page cache and memory-mapped reads keep a listing of every VM (10,000 keys of
-        // about 1 KiB) in memory instead of going through read(2) page by page.
+        // about 1 KiB) in memory instead of going through read(2) page by page. Commits do not
+        // sync: `wait_durable` syncs the WAL, once for all the commits made before it.
         conn.execute_batch(
-            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
              PRAGMA mmap_size=268435456;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteStore {
+        // The schema's write made the WAL file; it lives as long as this connection.
+        let wal = match path {
+            Some(path) => Some(open_wal(path)?),
+            None => None,
+        };
+        let shared = Shared {
             inner: Mutex::new(Inner {
                 conn,
                 watchers: Vec::new(),
+                committed: 0,
+                open: false,
+                in_batch: 0,
+                undelivered: VecDeque::new(),
+                no_expiry_before: i64::MIN,
             }),
+            wal,
+            sync: Mutex::new(SyncState::default()),
+            synced: Condvar::new(),
+        };
+        Ok(SqliteStore {
+            shared: Arc::new(shared),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the database half-written (SQLite rolls the
-        // open transaction back when it is dropped), so a poisoned lock is safe to reuse.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.shared.lock()
     }
 
     /// Revokes every lease that expired at `now`, deleting its keys (watchers see Delete events).
     /// Returns how many leases were revoked. Called before every write and by
     /// [`SqliteStore::spawn_lease_reaper`].
     pub fn expire_leases(&self, now: SystemTime) -> Result<usize, StoreError> {
-        let mut inner = self.lock();
-        inner.expire(unix_ms(now))
+        let (n, pending) = {
+            let mut inner = self.lock()?;
+            let n = inner.expire(unix_ms(now))?;
+            (n, self.shared.pending(inner.committed))
+        };
+        pending.wait()?;
+        Ok(n)
     }
 
-    /// Number of live watches (dropped ones are forgotten at the next write).
+    /// Disk syncs made so far (each makes every commit before it durable).
+    pub fn syncs(&self) -> u64 {
+        lock(&self.shared.sync).syncs
+    }
+
+    /// Number of live watches (dropped ones are forgotten at the next delivery).
     pub fn watcher_count(&self) -> usize {
-        self.lock().watchers.len()
+        lock(&self.shared.inner).watchers.len()
     }
 
     /// Starts a tokio task that expires leases every second. The task ends when the store is
@@ -167,49 +244,263 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` inside one write transaction after expiring leases, then delivers the events
-    /// it produced to watchers.
+    /// Runs `f` inside one write transaction after expiring leases and waits until it is on
+    /// disk (its events then delivered to watchers).
     fn write<R>(
         &self,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut inner = self.lock();
+        let (result, pending) = self.write_pending(f)?;
+        pending.wait()?;
+        Ok(result)
+    }
+
+    /// [`SqliteStore::write`] without the wait: the commit is made, the sync is left to the
+    /// returned [`PendingWrite`].
+    fn write_pending<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, StoreError>,
+    ) -> Result<(R, PendingWrite), StoreError> {
+        let mut inner = self.lock()?;
         inner.expire(unix_ms(SystemTime::now()))?;
-        inner.write(f)
+        let result = inner.write(f)?;
+        let pending = self.shared.pending(inner.committed);
+        Ok((result, pending))
+    }
+}
+
+/// Opens the WAL file of the database at `path` (to sync it) and syncs its directory once, so
+/// the file itself survives a crash.
+fn open_wal(path: &Path) -> Result<File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    let wal = PathBuf::from(name);
+    let not_durable = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::NotDurable(format!("{what} {}: {e}", p.display()))
+    };
+    let file = File::open(&wal).map_err(|e| not_durable("opening", &wal, e))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| not_durable("syncing", &dir, e))?;
+    Ok(file)
+}
+
+/// Locks `m`. A panic while holding the connection's lock cannot leave the database half-written
+/// (SQLite rolls the open transaction back when it is dropped), nor one while holding the sync
+/// state a wrong state (it is set only after the sync returned), so a poisoned lock is safe to
+/// reuse.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// The connection, unless a sync failed.
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        if let Some(e) = &lock(&self.sync).failed {
+            return Err(StoreError::NotDurable(e.clone()));
+        }
+        Ok(lock(&self.inner))
+    }
+
+    /// Waiting for commit `seq` to be on disk.
+    fn pending(self: &Arc<Self>, seq: u64) -> PendingWrite {
+        let shared = Arc::clone(self);
+        PendingWrite::new(move || shared.wait_durable(seq))
+    }
+
+    /// Returns once commit `seq` is on disk: syncs the WAL when no one else is, else waits for
+    /// the sync under way (and then the next, if `seq` came after its start).
+    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        let mut state = lock(&self.sync);
+        loop {
+            if let Some(e) = &state.failed {
+                return Err(StoreError::NotDurable(e.clone()));
+            }
+            if state.synced >= seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            drop(state);
+            // The batch is committed (its WAL frames written); one sync covers every write up
+            // to `upto`.
+            let (upto, committed) = {
+                let mut inner = lock(&self.inner);
+                (inner.committed, inner.commit_batch())
+            };
+            let done = match committed {
+                Err(e) => Err(e.to_string()),
+                Ok(()) => match &self.wal {
+                    Some(wal) => wal.sync_data().map_err(|e| format!("syncing the WAL: {e}")),
+                    None => Ok(()),
+                },
+            };
+            if done.is_ok() {
+                lock(&self.inner).deliver(upto);
+            }
+            state = lock(&self.sync);
+            state.syncing = false;
+            match done {
+                Ok(()) => {
+                    state.synced = state.synced.max(upto);
+                    state.syncs += 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store database: a batch of writes is not on disk");
+                    state.failed = Some(e);
+                }
+            }
+            self.synced.notify_all();
+        }
     }
 }
 
 impl Inner {
+    /// Runs `f` in a savepoint of the open batch (opened if none is) and releases it: the write
+    /// is in the database for every read through this connection, and is committed with the
+    /// batch at the next sync. Its events wait in `undelivered` for that sync. When `f` fails,
+    /// its savepoint is rolled back and the batch goes on without it.
     fn write<R>(
         &mut self,
         f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let Inner { conn, watchers } = self;
-        let tx = conn.transaction()?;
-        let revision = current_revision(&tx)?;
-        let mut w = WriteTxn {
-            tx,
-            revision,
-            events: Vec::new(),
-        };
-        let result = f(&mut w)?;
-        let WriteTxn {
-            tx,
-            events,
-            revision: _,
-        } = w;
-        if !events.is_empty() {
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                [revision + 1],
-            )?;
+        if !self.open {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.open = true;
+            self.in_batch = 0;
         }
-        tx.commit()?;
-        notify(watchers, &events);
-        Ok(result)
+        self.conn.execute_batch("SAVEPOINT write")?;
+        let done = (|| {
+            let revision = current_revision(&self.conn)?;
+            let mut w = WriteTxn {
+                tx: &self.conn,
+                revision,
+                events: Vec::new(),
+            };
+            let result = f(&mut w)?;
+            let events = w.events;
+            if !events.is_empty() {
+                self.conn
+                    .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")?
+                    .execute([revision + 1])?;
+            }
+            Ok((result, events))
+        })();
+        match done {
+            Ok((result, events)) => {
+                self.conn.execute_batch("RELEASE write")?;
+                self.in_batch += 1;
+                self.committed += 1;
+                if !events.is_empty() {
+                    self.undelivered.push_back((self.committed, events));
+                }
+                Ok(result)
+            }
+            Err(e) => {
+                if self.conn.is_autocommit() {
+                    // SQLite rolled the whole batch back (it does on some errors, e.g. a full
+                    // disk): the writes before this one, already answered as made, are lost.
+                    self.open = false;
+                    return Err(StoreError::NotDurable(format!(
+                        "the open batch was rolled back: {e}"
+                    )));
+                }
+                if self.in_batch == 0 {
+                    // Nothing else in the batch, and no one to wait for it: closed at once
+                    // (an open transaction would keep other connections from writing).
+                    self.open = false;
+                    self.conn.execute_batch("ROLLBACK")?;
+                } else {
+                    self.conn
+                        .execute_batch("ROLLBACK TO write; RELEASE write")?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the open batch, if any (no disk sync: `synchronous=NORMAL`).
+    fn commit_batch(&mut self) -> Result<(), StoreError> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        self.in_batch = 0;
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Runs `f` atomically: in a savepoint of the open batch, else in a transaction of its own.
+    fn atomic<R>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let (begin, end, undo) = if self.open {
+            (
+                "SAVEPOINT atomic",
+                "RELEASE atomic",
+                "ROLLBACK TO atomic; RELEASE atomic",
+            )
+        } else {
+            ("BEGIN", "COMMIT", "ROLLBACK")
+        };
+        self.conn.execute_batch(begin)?;
+        match f(&self.conn) {
+            Ok(r) => {
+                self.conn.execute_batch(end)?;
+                Ok(r)
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit() || !self.open {
+                    let _ = self.conn.execute_batch(undo);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds watchers the events of every commit up to `upto` (now on disk), in commit order.
+    fn deliver(&mut self, upto: u64) {
+        while self
+            .undelivered
+            .front()
+            .is_some_and(|(seq, _)| *seq <= upto)
+        {
+            if let Some((_, events)) = self.undelivered.pop_front() {
+                notify(&mut self.watchers, &events);
+            }
+        }
     }
 
     fn expire(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        if now_ms < self.no_expiry_before {
+            return Ok(0);
+        }
+        let n = self.revoke_expired(now_ms)?;
+        let earliest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT MIN(expires_at_ms) FROM leases")?
+            .query_row([], |r| r.get(0))?;
+        self.no_expiry_before = earliest.unwrap_or(i64::MAX);
+        Ok(n)
+    }
+
+    fn revoke_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         let expired: Vec<LeaseId> = {
             let mut stmt = self
                 .conn
@@ -229,27 +520,28 @@ impl Inner {
     }
 }
 
-/// Sends `events` to the watchers whose prefix they match; forgets watchers that were dropped.
-fn notify(watchers: &mut Vec<(String, UnboundedSender<WatchEvent>)>, events: &[WatchEvent]) {
+/// Sends `events` to the watchers whose prefix they match and whose history did not hold them;
+/// forgets watchers that were dropped.
+fn notify(watchers: &mut Vec<Watch>, events: &[WatchEvent]) {
     if events.is_empty() {
         return;
     }
-    watchers.retain(|(prefix, tx)| {
+    watchers.retain(|w| {
         for ev in events
             .iter()
-            .filter(|ev| ev.key().starts_with(prefix.as_str()))
+            .filter(|ev| ev.revision() > w.seen && ev.key().starts_with(w.prefix.as_str()))
         {
-            if tx.send(ev.clone()).is_err() {
+            if w.tx.send(ev.clone()).is_err() {
                 return false;
             }
         }
-        !tx.is_closed()
+        !w.tx.is_closed()
     });
 }
 
 /// An open write transaction; every write in it gets revision `revision + 1`.
 struct WriteTxn<'c> {
-    tx: Transaction<'c>,
+    tx: &'c Connection,
     /// Store revision before this transaction.
     revision: Revision,
     events: Vec<WatchEvent>,
@@ -296,11 +588,11 @@ impl WriteTxn<'_> {
 
     fn put(&mut self, key: &str, value: &[u8], lease: LeaseId) -> Result<Revision, StoreError> {
         validate_key(key)?;
-        if lease != 0 && !lease_exists(&self.tx, lease)? {
+        if lease != 0 && !lease_exists(self.tx, lease)? {
             return Err(StoreError::NoLease(lease));
         }
         let rev = self.next_revision();
-        let (create_revision, version) = match get_kv(&self.tx, key)? {
+        let (create_revision, version) = match get_kv(self.tx, key)? {
             Some(old) => (old.create_revision, old.version + 1),
             None => (rev, 1),
         };
@@ -349,7 +641,7 @@ impl WriteTxn<'_> {
     }
 
     fn delete_prefix(&mut self, prefix: &str) -> Result<u64, StoreError> {
-        let keys = range_keys(&self.tx, prefix)?;
+        let keys = range_keys(self.tx, prefix)?;
         self.delete_keys(keys)
     }
 
@@ -369,7 +661,7 @@ impl WriteTxn<'_> {
     }
 
     fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
-        let kv = get_kv(&self.tx, &c.key)?;
+        let kv = get_kv(self.tx, &c.key)?;
         let ord = match (&c.target, &kv) {
             (CompareTarget::Value(_), None) => return Ok(false),
             (CompareTarget::Value(v), Some(kv)) => kv.value.as_slice().cmp(v.as_slice()),
@@ -391,8 +683,8 @@ impl WriteTxn<'_> {
 
     fn op(&mut self, op: &Op) -> Result<OpResult, StoreError> {
         Ok(match op {
-            Op::Get { key } => OpResult::Get(get_kv(&self.tx, key)?),
-            Op::Range { prefix } => OpResult::Range(range_kvs(&self.tx, prefix)?),
+            Op::Get { key } => OpResult::Get(get_kv(self.tx, key)?),
+            Op::Range { prefix } => OpResult::Range(range_kvs(self.tx, prefix)?),
             Op::Put { key, value, lease } => OpResult::Put(self.put(key, value, *lease)?),
             Op::Delete { key } => OpResult::Delete(self.delete(key)?),
             Op::DeletePrefix { prefix } => OpResult::Delete(self.delete_prefix(prefix)?),
@@ -419,11 +711,9 @@ fn unix_ms(t: SystemTime) -> i64 {
 }
 
 fn current_revision(conn: &Connection) -> Result<Revision, StoreError> {
-    Ok(
-        conn.query_row("SELECT value FROM meta WHERE name = 'revision'", [], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE name = 'revision'")?
+        .query_row([], |r| r.get(0))?)
 }
 
 fn compacted_revision(conn: &Connection) -> Result<Revision, StoreError> {
@@ -560,17 +850,13 @@ fn history(
 
 impl Store for SqliteStore {
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         get_kv(&inner.conn, key)
     }
 
     fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), StoreError> {
-        let mut inner = self.lock();
-        let tx = inner.conn.transaction()?;
-        let kvs = range_kvs(&tx, prefix)?;
-        let rev = current_revision(&tx)?;
-        tx.commit()?;
-        Ok((kvs, rev))
+        let mut inner = self.lock()?;
+        inner.atomic(|conn| Ok((range_kvs(conn, prefix)?, current_revision(conn)?)))
     }
 
     fn put(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<Revision, StoreError> {
@@ -582,7 +868,13 @@ impl Store for SqliteStore {
     }
 
     fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.write(|w| {
+        let (response, pending) = self.txn_pending(txn)?;
+        pending.wait()?;
+        Ok(response)
+    }
+
+    fn txn_pending(&self, txn: Txn) -> Result<(TxnResponse, PendingWrite), StoreError> {
+        self.write_pending(|w| {
             let mut succeeded = true;
             for c in &txn.compare {
                 if !w.compare(c)? {
@@ -613,7 +905,7 @@ impl Store for SqliteStore {
     }
 
     fn revision(&self) -> Result<Revision, StoreError> {
-        let inner = self.lock();
+        let inner = self.lock()?;
         current_revision(&inner.conn)
     }
 
@@ -621,7 +913,7 @@ impl Store for SqliteStore {
         if after < 0 {
             return Err(StoreError::NegativeRevision(after));
         }
-        let mut inner = self.lock();
+        let mut inner = self.lock()?;
         let compacted = compacted_revision(&inner.conn)?;
         if after < compacted {
             return Err(StoreError::Compacted {
@@ -630,11 +922,18 @@ impl Store for SqliteStore {
             });
         }
         let (tx, rx) = unbounded_channel();
+        // The history holds every commit, those whose sync is under way too: their events,
+        // delivered later, are not sent again.
+        let seen = current_revision(&inner.conn)?;
         for ev in history(&inner.conn, prefix, after)? {
             // The receiver is still in our hands: sending cannot fail.
             let _ = tx.send(ev);
         }
-        inner.watchers.push((prefix.to_owned(), tx));
+        inner.watchers.push(Watch {
+            prefix: prefix.to_owned(),
+            tx,
+            seen,
+        });
         Ok(rx)
     }
 
@@ -643,13 +942,16 @@ impl Store for SqliteStore {
             return Err(StoreError::LeaseTtl(ttl_s));
         }
         let expires = unix_ms(SystemTime::now()).saturating_add(ttl_s as i64 * 1000);
-        self.write(|w| {
+        let id = self.write(|w| {
             w.tx.execute(
                 "INSERT INTO leases(ttl_s, expires_at_ms) VALUES (?1, ?2)",
                 params![ttl_s as i64, expires],
             )?;
             Ok(w.tx.last_insert_rowid())
-        })
+        })?;
+        let mut inner = self.lock()?;
+        inner.no_expiry_before = inner.no_expiry_before.min(expires);
+        Ok(id)
     }
 
     fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
@@ -668,7 +970,7 @@ impl Store for SqliteStore {
 
     fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
         self.write(|w| {
-            if !lease_exists(&w.tx, lease)? {
+            if !lease_exists(w.tx, lease)? {
                 return Err(StoreError::NoLease(lease));
             }
             w.revoke(lease)
@@ -676,22 +978,22 @@ impl Store for SqliteStore {
     }
 
     fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let tx = inner.conn.transaction()?;
-        let current = current_revision(&tx)?;
-        if revision > current {
-            return Err(StoreError::CompactAhead { revision, current });
-        }
-        let compacted = compacted_revision(&tx)?;
-        if revision <= compacted {
-            return Ok(());
-        }
-        tx.execute("DELETE FROM events WHERE revision <= ?1", [revision])?;
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
-            [revision],
-        )?;
-        tx.commit()?;
-        Ok(())
+        let mut inner = self.lock()?;
+        inner.atomic(|conn| {
+            let current = current_revision(conn)?;
+            if revision > current {
+                return Err(StoreError::CompactAhead { revision, current });
+            }
+            let compacted = compacted_revision(conn)?;
+            if revision <= compacted {
+                return Ok(());
+            }
+            conn.execute("DELETE FROM events WHERE revision <= ?1", [revision])?;
+            conn.execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
+                [revision],
+            )?;
+            Ok(())
+        })
     }
 }

@@ -551,3 +551,105 @@ fn typed_json_round_trip() -> Result<(), StoreError> {
     ));
     Ok(())
 }
+
+fn put_txn(key: &str) -> Txn {
+    Txn {
+        compare: vec![Compare::absent(key)],
+        success: vec![Op::Put {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease: 0,
+        }],
+        failure: vec![],
+    }
+}
+
+#[test]
+fn one_disk_sync_covers_every_commit_made_before_it() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = SqliteStore::open(&dir.path().join("db"))?;
+    let mut w = s.watch("/", 0)?;
+    let before = s.syncs();
+    let (first, p1) = s.txn_pending(put_txn("/a"))?;
+    let (second, p2) = s.txn_pending(put_txn("/b"))?;
+    let (lost, p3) = s.txn_pending(put_txn("/a"))?;
+    assert!(first.succeeded && second.succeeded && !lost.succeeded);
+    assert_eq!((first.revision, second.revision), (1, 2));
+    // Readers see the commits at once; watchers only once they are on disk.
+    assert_eq!(s.get("/b")?.map(|kv| kv.mod_revision), Some(2));
+    assert!(drain(&mut w).is_empty(), "no event before the sync");
+    p3.wait()?;
+    assert_eq!(s.syncs(), before + 1, "one sync for the three commits");
+    p1.wait()?;
+    p2.wait()?;
+    assert_eq!(
+        s.syncs(),
+        before + 1,
+        "the earlier commits were covered by it"
+    );
+    assert_eq!(
+        summary(&drain(&mut w)),
+        vec![(1, "/a".into(), "put"), (2, "/b".into(), "put")]
+    );
+    // A watch opened while a commit waits for its sync gets it from its history, once.
+    let (_, p4) = s.txn_pending(put_txn("/c"))?;
+    let mut late = s.watch("/c", 0)?;
+    p4.wait()?;
+    assert_eq!(summary(&drain(&mut late)), vec![(3, "/c".into(), "put")]);
+    assert_eq!(summary(&drain(&mut w)), vec![(3, "/c".into(), "put")]);
+    Ok(())
+}
+
+#[test]
+fn writers_waiting_together_share_syncs_and_keep_revision_order() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Arc::new(SqliteStore::open(&dir.path().join("db"))?);
+    let mut w = s.watch("/", 0)?;
+    // Each writer commits under a lock of its own and waits for the disk after releasing it,
+    // as the console's create path does.
+    let order = Arc::new(std::sync::Mutex::new(()));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (s, order) = (Arc::clone(&s), Arc::clone(&order));
+            std::thread::spawn(move || -> Result<(), StoreError> {
+                for i in 0..50 {
+                    let pending = {
+                        let _g = order.lock().expect("lock");
+                        s.txn_pending(put_txn(&format!("/t{t}/{i}")))?.1
+                    };
+                    pending.wait()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("the writer thread ends")?;
+    }
+    let seen: Vec<_> = drain(&mut w).iter().map(|e| e.revision()).collect();
+    assert_eq!(seen, (1..=400).collect::<Vec<_>>());
+    assert!(s.syncs() <= 400 + 1, "never more than one sync per commit");
+    Ok(())
+}
+
+#[test]
+fn a_refused_write_leaves_no_transaction_open() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let s = SqliteStore::open(&path)?;
+    assert!(matches!(s.put("", b"v", 0), Err(StoreError::EmptyKey)));
+    let (_, pending) = s.txn_pending(put_txn("/a"))?;
+    assert!(matches!(
+        s.put("/b", b"v", 99),
+        Err(StoreError::NoLease(99))
+    ));
+    pending.wait()?;
+    // Another connection can write at once: no batch holds the write lock.
+    let other = rusqlite::Connection::open(&path).expect("open");
+    other
+        .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+        .expect("the write lock is free");
+    assert_eq!(s.get("/a")?.map(|kv| kv.mod_revision), Some(1));
+    assert_eq!(s.get("/b")?, None);
+    Ok(())
+}

@@ -216,16 +216,8 @@ impl VmController {
     /// holds no stale copy of them any more.
     fn forget_failovers(&self, host: &str, seen: &HashMap<Uuid, PowerState>) {
         let console = &self.console;
-        let done: Vec<String> = console.with_vms(|vms| {
-            vms.iter()
-                .filter(|(_, r)| {
-                    r.value.failed_over.as_ref().is_some_and(|f| f.from == host)
-                        && !seen.contains_key(&r.value.id)
-                })
-                .map(|(n, _)| n.clone())
-                .collect()
-        });
-        for name in done {
+        let marked = console.failed_over_from(host);
+        for (name, _) in marked.into_iter().filter(|(_, id)| !seen.contains_key(id)) {
             if let Err(e) = console.update_vm(&name, |r| {
                 if r.failed_over.as_ref().is_some_and(|f| f.from == host) {
                     r.failed_over = None;

@@ -202,12 +202,9 @@ impl HaController {
             if let Some(read) = reads.get(h) {
                 track.observer.observe(now, read.clone());
             }
-            let running: Vec<VmRecord> = console
-                .vms_on(h)
-                .into_iter()
-                .filter(|r| r.desired == DesiredPower::Running)
-                .collect();
-            let ids: Vec<Uuid> = running.iter().map(|r| r.id).collect();
+            // Ids and HA flags only: every host's VMs are looked at every tick.
+            let running = console.running_on(h);
+            let ids: Vec<Uuid> = running.iter().map(|(id, _)| *id).collect();
             let signals = HostSignals {
                 link,
                 lease: &track.observer,
@@ -258,7 +255,7 @@ impl HaController {
                 Link::Connected { .. } => continue,
             };
             let ha = self.console.settings().ha;
-            let has_ha_vms = running.iter().any(|r| r.spec.ha.enabled);
+            let has_ha_vms = running.iter().any(|(_, ha)| *ha);
             if ha.fence_isolated
                 && has_ha_vms
                 && !track.fence_tried
@@ -282,10 +279,20 @@ impl HaController {
                     }
                 });
             }
-            let candidates: Vec<&VmRecord> = running
+            let wanted: HashSet<Uuid> = running
                 .iter()
-                .filter(|r| r.spec.ha.enabled && a.restartable.allows(&r.id))
+                .filter(|(id, ha)| *ha && a.restartable.allows(id))
+                .map(|(id, _)| *id)
                 .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let records: Vec<VmRecord> = console
+                .vms_on(h)
+                .into_iter()
+                .filter(|r| r.desired == DesiredPower::Running && wanted.contains(&r.id))
+                .collect();
+            let candidates: Vec<&VmRecord> = records.iter().collect();
             if !candidates.is_empty() {
                 let state = a.ha.to_string();
                 self.restart(h, &state, lost_at, candidates).await;

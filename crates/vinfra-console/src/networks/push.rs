@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vinfra_proto::{AgentCommand, HostSwitchConfig};
 use vinfra_types::HostStatus;
 
-use super::config::{switch_config, underlay_peers};
+use super::config::switch_config;
 use crate::error::Error;
 use crate::state::records::VmRecord;
 use crate::state::{Console, SHORT_TIMEOUT};
@@ -50,7 +50,7 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         && !arriving.into_iter().any(|v| has_port(&v.value))
     {
         return Ok(HostSwitchConfig {
-            underlay_peers: underlay_peers(host, &console.host_records()),
+            underlay_peers: console.underlay_peers_of(host),
             ..HostSwitchConfig::default()
         });
     }

@@ -5,6 +5,7 @@
 //! placement reads again at its next decision.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use vinfra_types::{AllocationRatios, HostCapacity};
 
 use super::events::{self, EventLog};
 use super::inflight::Inflight;
-use super::locks::read;
+use super::locks::{read, write};
 use super::records::{
     self as keys, CleanupRecord, DesiredPower, HostRecord, NetworkRecord, RouterRecord,
     SecurityGroupRecord, Versioned, VmRecord,
@@ -54,6 +55,8 @@ pub(super) struct VmMirror {
     by_name: BTreeMap<String, Versioned<VmRecord>>,
     by_host: HashMap<String, BTreeSet<String>>,
     by_id: HashMap<uuid::Uuid, String>,
+    /// The VMs with an HA restart mark, by the host the mark names (few, usually none).
+    failed_over: HashMap<String, BTreeSet<String>>,
 }
 
 impl VmMirror {
@@ -70,6 +73,12 @@ impl VmMirror {
             .or_default()
             .insert(name.clone());
         self.by_id.insert(rec.value.id, name.clone());
+        if let Some(f) = &rec.value.failed_over {
+            self.failed_over
+                .entry(f.from.clone())
+                .or_default()
+                .insert(name.clone());
+        }
         self.by_name.insert(name, rec);
     }
 
@@ -85,8 +94,24 @@ impl VmMirror {
         if self.by_id.get(&old.value.id).is_some_and(|n| n == name) {
             self.by_id.remove(&old.value.id);
         }
+        if let Some(f) = &old.value.failed_over {
+            if let Some(marked) = self.failed_over.get_mut(&f.from) {
+                marked.remove(name);
+                if marked.is_empty() {
+                    self.failed_over.remove(&f.from);
+                }
+            }
+        }
         Some(old)
     }
+}
+
+/// Every host's underlay address (IPv4 only): what a switch's VXLAN uplink accepts.
+pub struct UnderlayIndex {
+    /// Every address, sorted, each once.
+    sorted: Vec<Ipv4Addr>,
+    /// Each host's address.
+    by_host: HashMap<String, Ipv4Addr>,
 }
 
 /// The console's state (see the module doc). Every write of a mirrored record goes through it,
@@ -97,6 +122,9 @@ pub struct Console {
     ca: ClusterCa,
     pub(super) vms: RwLock<VmMirror>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
+    /// The hosts' underlay addresses, built from `hosts` when first asked for and dropped by
+    /// every write of a host record (under `hosts`' write lock).
+    pub(super) underlay: RwLock<Option<Arc<UnderlayIndex>>>,
     pub(super) networks: RwLock<BTreeMap<String, Versioned<NetworkRecord>>>,
     pub(super) settings: RwLock<ClusterSettings>,
     /// The keys of the cleanup markers, by the VM name each holds (kept with every
@@ -147,6 +175,7 @@ impl Console {
             ca,
             vms: RwLock::new(vms),
             hosts: RwLock::new(hosts),
+            underlay: RwLock::new(None),
             networks: RwLock::new(networks),
             settings: RwLock::new(settings),
             markers: RwLock::new(markers),
@@ -286,6 +315,30 @@ impl Console {
             .collect()
     }
 
+    /// The names and ids of the VMs whose HA restart mark names `host` (an index: no scan).
+    pub fn failed_over_from(&self, host: &str) -> Vec<(String, uuid::Uuid)> {
+        let vms = read(&self.vms);
+        vms.failed_over
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| Some((name.clone(), vms.by_name.get(name)?.value.id)))
+            .collect()
+    }
+
+    /// The id and HA flag of every VM placed on `host` that should run, without copying records.
+    pub fn running_on(&self, host: &str) -> Vec<(uuid::Uuid, bool)> {
+        let vms = read(&self.vms);
+        vms.by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| vms.by_name.get(name))
+            .filter(|v| v.value.desired == DesiredPower::Running)
+            .map(|v| (v.value.id, v.value.spec.ha.enabled))
+            .collect()
+    }
+
     /// The record of the VM with this id.
     pub fn vm_by_id(&self, id: uuid::Uuid) -> Option<VmRecord> {
         let vms = read(&self.vms);
@@ -320,6 +373,40 @@ impl Console {
             .values()
             .map(|v| v.value.clone())
             .collect()
+    }
+
+    /// The underlay addresses of every host but `host`, sorted (as
+    /// [`crate::networks::config::underlay_peers`] makes them from the records), from an index
+    /// kept until a host record changes: a host without ports gets its configuration without a
+    /// copy of every host record.
+    pub fn underlay_peers_of(&self, host: &str) -> Vec<Ipv4Addr> {
+        let underlay = self.underlay();
+        let own = underlay.by_host.get(host).copied();
+        underlay
+            .sorted
+            .iter()
+            .copied()
+            .filter(|a| Some(*a) != own)
+            .collect()
+    }
+
+    fn underlay(&self) -> Arc<UnderlayIndex> {
+        if let Some(u) = read(&self.underlay).as_ref() {
+            return Arc::clone(u);
+        }
+        // Built and kept under the hosts' read lock: a host write (which drops the index under
+        // the write lock) cannot come in between.
+        let hosts = read(&self.hosts);
+        let by_host: HashMap<String, Ipv4Addr> = hosts
+            .values()
+            .filter_map(|h| Some((h.value.name.clone(), h.value.address.parse().ok()?)))
+            .collect();
+        let mut sorted: Vec<Ipv4Addr> = by_host.values().copied().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let u = Arc::new(UnderlayIndex { sorted, by_host });
+        *write(&self.underlay) = Some(Arc::clone(&u));
+        u
     }
 
     /// Every host name.
@@ -460,6 +547,15 @@ impl Console {
         host: Option<&str>,
     ) -> Result<Vec<(String, Versioned<CleanupRecord>)>, Error> {
         let prefix = host.map_or(keys::CLEANUPS.to_string(), keys::cleanup_prefix);
+        // The mirror of the markers' keys is kept with every transaction that writes one: with
+        // none under the prefix (nearly always), the store is not read.
+        let any = read(&self.markers)
+            .values()
+            .flatten()
+            .any(|key| key.starts_with(&prefix));
+        if !any {
+            return Ok(Vec::new());
+        }
         Ok(keys::range::<CleanupRecord>(self.store.as_ref(), &prefix)?
             .into_iter()
             .map(|(rest, m)| (format!("{prefix}{rest}"), m))

@@ -3,7 +3,7 @@
 //! ([`Writes`]: NIC claims and releases, a cleanup marker) and, when given, the event that tells
 //! of it.
 
-use vinfra_store::{Compare, Op, Txn, TxnResponse};
+use vinfra_store::{Compare, Op, PendingWrite, Txn, TxnResponse};
 use vinfra_types::api::{ClusterSettings, Event};
 
 use super::console::{Console, VmMirror};
@@ -44,11 +44,27 @@ impl Console {
     /// reloaded when it does not (hold the networks lock when `writes` has network records).
     fn commit(
         &self,
+        compare: Vec<Compare>,
+        ops: Vec<Op>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<TxnResponse, Error> {
+        let (resp, pending) = self.commit_pending(compare, ops, writes, event)?;
+        pending.wait()?;
+        Ok(resp)
+    }
+
+    /// [`Console::commit`] that returns before the transaction is on disk: the mirrors already
+    /// hold it, [`PendingWrite::wait`] returns once the store does for good. When that wait fails,
+    /// the store refuses every call after it (the console must restart), so no mirror outlives
+    /// a write the disk lost.
+    fn commit_pending(
+        &self,
         mut compare: Vec<Compare>,
         mut ops: Vec<Op>,
         writes: Writes,
         event: Option<Event>,
-    ) -> Result<TxnResponse, Error> {
+    ) -> Result<(TxnResponse, PendingWrite), Error> {
         compare.extend(writes.compare);
         ops.extend(writes.ops);
         let markers: Vec<(String, bool)> = ops
@@ -59,14 +75,14 @@ impl Console {
                 _ => None,
             })
             .collect();
-        let resp = self.events.appending(event, |event_ops| {
+        let (resp, pending) = self.events.appending(event, |event_ops| {
             ops.extend(event_ops);
-            let resp = self.store.txn(Txn {
+            let (resp, pending) = self.store.txn_pending(Txn {
                 compare,
                 success: ops,
                 failure: vec![],
             })?;
-            Ok::<_, Error>((resp.succeeded, resp))
+            Ok::<_, Error>((resp.succeeded, (resp, pending)))
         })?;
         if resp.succeeded && !markers.is_empty() {
             let mut names = write(&self.markers);
@@ -100,7 +116,7 @@ impl Console {
                 self.reload_networks();
             }
         }
-        Ok(resp)
+        Ok((resp, pending))
     }
 
     /// Re-reads every network record (after a transaction lost a comparison).
@@ -123,6 +139,22 @@ impl Console {
         writes: Writes,
         event: Option<Event>,
     ) -> Result<(), Error> {
+        self.write_vm_pending(name, expected, new, writes, event)?
+            .wait()?;
+        Ok(())
+    }
+
+    /// [`Console::write_vm`] that returns before the write is on disk (the mirror holds it):
+    /// a caller holding a lock of its own (placement) releases it before it waits, so that
+    /// creates placed one after the other share disk syncs.
+    pub fn write_vm_pending(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&VmRecord>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<PendingWrite, Error> {
         let mut vms = write(&self.vms);
         self.write_vm_locked(&mut vms, name, expected, new, writes, event)
     }
@@ -136,7 +168,7 @@ impl Console {
         new: Option<&VmRecord>,
         writes: Writes,
         event: Option<Event>,
-    ) -> Result<(), Error> {
+    ) -> Result<PendingWrite, Error> {
         let key = keys::vm_key(name);
         let refused = || match expected {
             None => Error::NameTaken {
@@ -163,7 +195,7 @@ impl Console {
             },
             None => Op::Delete { key: key.clone() },
         };
-        let resp = self.commit(vec![compare], vec![op], writes, event)?;
+        let (resp, pending) = self.commit_pending(vec![compare], vec![op], writes, event)?;
         // Placement reads the record again at its next decision.
         self.inflight().placement_changed_vm(name);
         if !resp.succeeded {
@@ -190,7 +222,7 @@ impl Console {
                 vms.remove(name);
             }
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap), with
@@ -210,7 +242,7 @@ impl Console {
             .ok_or_else(|| Error::not_found(Object::Vm, name))?;
         let mut rec = cur.value;
         f(&mut rec);
-        self.write_vm_locked(
+        let pending = self.write_vm_locked(
             &mut vms,
             name,
             Some(cur.mod_revision),
@@ -218,6 +250,8 @@ impl Console {
             Writes::default(),
             event,
         )?;
+        drop(vms);
+        pending.wait()?;
         Ok(rec)
     }
 
@@ -236,6 +270,7 @@ impl Console {
     ) -> Result<HostRecord, Error> {
         let key = keys::host_key(name);
         let mut hosts = write(&self.hosts);
+        *write(&self.underlay) = None;
         let cur = hosts
             .get(name)
             .cloned()
@@ -276,6 +311,7 @@ impl Console {
     pub fn insert_host(&self, rec: &HostRecord, writes: Writes) -> Result<bool, RecordError> {
         let key = keys::host_key(&rec.name);
         let mut hosts = write(&self.hosts);
+        *write(&self.underlay) = None;
         let mut compare = writes.compare;
         compare.push(Compare::absent(key.clone()));
         let mut ops = writes.ops;
@@ -306,6 +342,7 @@ impl Console {
     pub fn remove_host(&self, name: &str, expected: i64) -> Result<(), Error> {
         let key = keys::host_key(name);
         let mut hosts = write(&self.hosts);
+        *write(&self.underlay) = None;
         let resp = self.store.txn(Txn {
             compare: vec![Compare::mod_revision(key.clone(), expected)],
             success: vec![Op::Delete { key }],

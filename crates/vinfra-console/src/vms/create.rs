@@ -6,6 +6,7 @@
 
 use uuid::Uuid;
 use vinfra_proto::AgentCommand;
+use vinfra_store::StoreError;
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
@@ -41,7 +42,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
     if let Some(host) = console.marker_host(&name) {
         return Err(Error::NameReserved { vm: name, host });
     }
-    let rec = {
+    let (rec, pending) = {
         // The security groups the NICs name are checked, and the record written, under the
         // security-group lock.
         let _groups = if spec.nics.iter().any(|n| !n.security_groups.is_empty()) {
@@ -96,9 +97,15 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             restarts: 0,
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
-        console.write_vm(&name, None, Some(&rec), claims, Some(created))?;
-        rec
+        let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;
+        (rec, pending)
     };
+    // The next create is placed (it sees this one) while this one's record goes to disk: creates
+    // placed one after the other share the store's disk syncs.
+    match tokio::task::spawn_blocking(move || pending.wait()).await {
+        Ok(done) => done?,
+        Err(e) => return Err(StoreError::NotDurable(format!("waiting for the disk: {e}")).into()),
+    }
     if !rec.spec.nics.is_empty() {
         // The host's switch must know the VM's networks before the agent attaches its NICs.
         if let Err(e) = push::push(console, &rec.host).await {
