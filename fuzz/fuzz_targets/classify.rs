@@ -583,8 +583,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let (eth, _) = EthernetRepr::parse(inner).expect("valid frame");
-        if eth.src == UPLINK_MAC {
-            // Only the edge sends from the uplink's MAC, only on the external network.
+        if eth.src == UPLINK_MAC && port != UPLINK && port != TRUNK {
+            // From a local port, only the edge sends from the uplink's MAC, only on the
+            // external network. (Like a gateway MAC, the uplink's is the router's on every
+            // host: another host's frames, from the uplink or the trunk, are forwarded as they
+            // came.)
             assert_eq!(out.port, TRUNK);
             check_from_gateway(&untagged(inner));
         }

@@ -103,6 +103,9 @@ struct Inner {
     open: bool,
     /// Writes released into the open batch.
     in_batch: u64,
+    /// Why writes already made were lost (a batch rolled back by SQLite, or its commit failed,
+    /// or a write panicked inside it): the store refuses every call after it.
+    lost: Option<String>,
     /// Commits not yet known to be on disk with the events they made, in commit order.
     undelivered: VecDeque<(u64, Vec<WatchEvent>)>,
     /// No lease expires before this (Unix ms; a lower bound): writes before it do not look
@@ -178,6 +181,7 @@ impl SqliteStore {
                 committed: 0,
                 open: false,
                 in_batch: 0,
+                lost: None,
                 undelivered: VecDeque::new(),
                 no_expiry_before: i64::MIN,
             }),
@@ -214,7 +218,7 @@ impl SqliteStore {
 
     /// Number of live watches (dropped ones are forgotten at the next delivery).
     pub fn watcher_count(&self) -> usize {
-        lock(&self.shared.inner).watchers.len()
+        self.shared.inner().watchers.len()
     }
 
     /// Starts a tokio task that expires leases every second. The task ends when the store is
@@ -289,21 +293,42 @@ fn open_wal(path: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-/// Locks `m`. A panic while holding the connection's lock cannot leave the database half-written
-/// (SQLite rolls the open transaction back when it is dropped), nor one while holding the sync
-/// state a wrong state (it is set only after the sync returned), so a poisoned lock is safe to
-/// reuse.
+/// Locks `m`; a panic while holding the sync state cannot leave it wrong (it is set only after
+/// the sync returned), so that lock is safe to reuse when poisoned. The connection's lock is
+/// taken with [`Shared::inner`].
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
-    /// The connection, unless a sync failed.
+    /// The connection's lock. After a panic while it was held, an open batch may hold half of
+    /// a write: it is rolled back, and since the writes before it in the batch are lost with
+    /// it, the store refuses every call after that.
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(inner) => inner,
+            Err(poisoned) => {
+                let mut inner = poisoned.into_inner();
+                if inner.open {
+                    inner.open = false;
+                    let _ = inner.conn.execute_batch("ROLLBACK");
+                    inner.lost = Some("a write panicked inside an open batch".into());
+                }
+                inner
+            }
+        }
+    }
+
+    /// The connection, unless a sync failed or writes were lost.
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
         if let Some(e) = &lock(&self.sync).failed {
             return Err(StoreError::NotDurable(e.clone()));
         }
-        Ok(lock(&self.inner))
+        let inner = self.inner();
+        if let Some(e) = &inner.lost {
+            return Err(StoreError::NotDurable(e.clone()));
+        }
+        Ok(inner)
     }
 
     /// Waiting for commit `seq` to be on disk.
@@ -335,10 +360,11 @@ impl Shared {
             // The batch is committed (its WAL frames written); one sync covers every write up
             // to `upto`.
             let (upto, committed) = {
-                let mut inner = lock(&self.inner);
+                let mut inner = self.inner();
                 (inner.committed, inner.commit_batch())
             };
             let done = match committed {
+                Err(StoreError::NotDurable(e)) => Err(e),
                 Err(e) => Err(e.to_string()),
                 Ok(()) => match &self.wal {
                     Some(wal) => wal.sync_data().map_err(|e| format!("syncing the WAL: {e}")),
@@ -346,7 +372,7 @@ impl Shared {
                 },
             };
             if done.is_ok() {
-                lock(&self.inner).deliver(upto);
+                self.inner().deliver(upto);
             }
             state = lock(&self.sync);
             state.syncing = false;
@@ -409,11 +435,11 @@ impl Inner {
             Err(e) => {
                 if self.conn.is_autocommit() {
                     // SQLite rolled the whole batch back (it does on some errors, e.g. a full
-                    // disk): the writes before this one, already answered as made, are lost.
+                    // disk): the writes before this one in the batch are lost.
                     self.open = false;
-                    return Err(StoreError::NotDurable(format!(
-                        "the open batch was rolled back: {e}"
-                    )));
+                    let lost = format!("a batch of writes was rolled back: {e}");
+                    self.lost = Some(lost.clone());
+                    return Err(StoreError::NotDurable(lost));
                 }
                 if self.in_batch == 0 {
                     // Nothing else in the batch, and no one to wait for it: closed at once
@@ -431,6 +457,9 @@ impl Inner {
 
     /// Commits the open batch, if any (no disk sync: `synchronous=NORMAL`).
     fn commit_batch(&mut self) -> Result<(), StoreError> {
+        if let Some(lost) = &self.lost {
+            return Err(StoreError::NotDurable(lost.clone()));
+        }
         if !self.open {
             return Ok(());
         }
@@ -440,7 +469,9 @@ impl Inner {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
-            return Err(e.into());
+            let lost = format!("committing a batch of writes: {e}");
+            self.lost = Some(lost.clone());
+            return Err(StoreError::NotDurable(lost));
         }
         Ok(())
     }
