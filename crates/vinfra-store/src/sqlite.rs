@@ -8,11 +8,12 @@
 //! - `leases(id, ttl_s, expires_at_ms)`: live leases;
 //! - `meta(name, value)`: the store revision (`revision`) and the compaction point (`compacted`).
 //!
-//! One connection behind one mutex: every call is one short SQLite transaction. SQLite commits
-//! without syncing (`synchronous=NORMAL`: the WAL is synced at checkpoints only); a write is
-//! answered only after the WAL file was synced ([`Shared::wait_durable`]): the first writer to
-//! wait syncs it for every commit made before the sync started, the others wait for it, so
-//! writers that commit while a sync runs share the next one instead of one sync each. A
+//! One connection behind one mutex. Each write runs in a savepoint of one open SQLite
+//! transaction (the batch); SQLite commits the batch without syncing (`synchronous=NORMAL`: the
+//! WAL is synced at checkpoints only); a write is answered only after the WAL file was synced
+//! ([`Shared::wait_durable`]): the first writer to wait commits the batch and syncs for every
+//! write made before, the others wait for it, so writers that write while a sync runs share the
+//! next one instead of one sync each. A
 //! checkpoint syncs the WAL before it copies pages into the database, so a commit is on disk
 //! once the WAL was synced after it, wherever its pages are later. Live watchers are fed under
 //! the connection's mutex once a commit is on disk, in commit order, so a watcher sees changes
@@ -151,8 +152,7 @@ impl SqliteStore {
                 mode,
             });
         }
-        let store = Self::init(conn, Some(path))?;
-        Ok(store)
+        Self::init(conn, Some(path))
     }
 
     /// A private in-memory database (tests, tools).
@@ -434,12 +434,7 @@ impl Inner {
             }
             Err(e) => {
                 if self.conn.is_autocommit() {
-                    // SQLite rolled the whole batch back (it does on some errors, e.g. a full
-                    // disk): the writes before this one in the batch are lost.
-                    self.open = false;
-                    let lost = format!("a batch of writes was rolled back: {e}");
-                    self.lost = Some(lost.clone());
-                    return Err(StoreError::NotDurable(lost));
+                    return Err(self.batch_rolled_back(&e));
                 }
                 if self.in_batch == 0 {
                     // Nothing else in the batch, and no one to wait for it: closed at once
@@ -453,6 +448,15 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// After `e`, SQLite rolled the whole open batch back (it does on some errors, e.g. a full
+    /// disk): the writes made in it are lost, and the store refuses every call after.
+    fn batch_rolled_back(&mut self, e: &StoreError) -> StoreError {
+        self.open = false;
+        let lost = format!("a batch of writes was rolled back: {e}");
+        self.lost = Some(lost.clone());
+        StoreError::NotDurable(lost)
     }
 
     /// Commits the open batch, if any (no disk sync: `synchronous=NORMAL`).
@@ -497,8 +501,10 @@ impl Inner {
                 Ok(r)
             }
             Err(e) => {
-                if !self.conn.is_autocommit() || !self.open {
+                if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch(undo);
+                } else if self.open {
+                    return Err(self.batch_rolled_back(&e));
                 }
                 Err(e)
             }

@@ -305,13 +305,17 @@ impl Console {
 
     /// The records of the VMs placed on `host`, in name order.
     pub fn vms_on(&self, host: &str) -> Vec<VmRecord> {
+        self.map_vms_on(host, |r| Some(r.clone()))
+    }
+
+    /// `f` of each record of the VMs placed on `host` (in name order) where it gives one.
+    fn map_vms_on<T>(&self, host: &str, f: impl Fn(&VmRecord) -> Option<T>) -> Vec<T> {
         let vms = read(&self.vms);
         vms.by_host
             .get(host)
             .into_iter()
             .flatten()
-            .filter_map(|name| vms.by_name.get(name))
-            .map(|v| v.value.clone())
+            .filter_map(|name| f(&vms.by_name.get(name)?.value))
             .collect()
     }
 
@@ -328,15 +332,9 @@ impl Console {
 
     /// The id and HA flag of every VM placed on `host` that should run, without copying records.
     pub fn running_on(&self, host: &str) -> Vec<(uuid::Uuid, bool)> {
-        let vms = read(&self.vms);
-        vms.by_host
-            .get(host)
-            .into_iter()
-            .flatten()
-            .filter_map(|name| vms.by_name.get(name))
-            .filter(|v| v.value.desired == DesiredPower::Running)
-            .map(|v| (v.value.id, v.value.spec.ha.enabled))
-            .collect()
+        self.map_vms_on(host, |r| {
+            (r.desired == DesiredPower::Running).then_some((r.id, r.spec.ha.enabled))
+        })
     }
 
     /// The record of the VM with this id.
