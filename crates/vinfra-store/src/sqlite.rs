@@ -28,14 +28,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use rusqlite::{params, Connection};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, PendingWrite, Revision,
-    Store, StoreError, Txn, TxnResponse, WatchEvent, Watcher, MAX_LEASE_TTL_S,
+    KeyValue, LeaseId, PendingWrite, Revision, Store, StoreError, Txn, TxnResponse, WatchEvent,
+    Watcher, MAX_LEASE_TTL_S,
 };
+
+mod queries;
+mod write_txn;
+
+use queries::{compacted_revision, current_revision, get_kv, history, lease_exists, range_kvs};
+use write_txn::WriteTxn;
 
 /// How long a call waits for a database lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,11 +78,6 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0);
 ";
-
-/// `events.kind` of a put.
-const KIND_PUT: i64 = 0;
-/// `events.kind` of a delete.
-const KIND_DELETE: i64 = 1;
 
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -576,313 +576,11 @@ fn notify(watchers: &mut Vec<Watch>, events: &[WatchEvent]) {
     });
 }
 
-/// An open write transaction; every write in it gets revision `revision + 1`.
-struct WriteTxn<'c> {
-    tx: &'c Connection,
-    /// Store revision before this transaction.
-    revision: Revision,
-    events: Vec<WatchEvent>,
-}
-
-impl WriteTxn<'_> {
-    fn next_revision(&self) -> Revision {
-        self.revision + 1
-    }
-
-    fn record(&mut self, event: WatchEvent) -> Result<(), StoreError> {
-        let seq = self.events.len() as i64;
-        let rev = self.next_revision();
-        match &event {
-            WatchEvent::Put(kv) => {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO events(revision, seq, key, kind, value, create_revision,
-                         version, lease) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![
-                        rev,
-                        seq,
-                        kv.key,
-                        KIND_PUT,
-                        kv.value,
-                        kv.create_revision,
-                        kv.version,
-                        kv.lease
-                    ])?;
-            }
-            WatchEvent::Delete { key, .. } => {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO events(revision, seq, key, kind, value, create_revision,
-                         version, lease) VALUES (?1, ?2, ?3, ?4, NULL, 0, 0, 0)",
-                    )?
-                    .execute(params![rev, seq, key, KIND_DELETE])?;
-            }
-        }
-        self.events.push(event);
-        Ok(())
-    }
-
-    fn put(&mut self, key: &str, value: &[u8], lease: LeaseId) -> Result<Revision, StoreError> {
-        validate_key(key)?;
-        if lease != 0 && !lease_exists(self.tx, lease)? {
-            return Err(StoreError::NoLease(lease));
-        }
-        let rev = self.next_revision();
-        let (create_revision, version) = match get_kv(self.tx, key)? {
-            Some(old) => (old.create_revision, old.version + 1),
-            None => (rev, 1),
-        };
-        self.tx
-            .prepare_cached(
-                "INSERT INTO kv(key, value, create_revision, mod_revision, version, lease)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value,
-                   mod_revision = excluded.mod_revision, version = excluded.version,
-                   lease = excluded.lease",
-            )?
-            .execute(params![key, value, create_revision, rev, version, lease])?;
-        self.record(WatchEvent::Put(KeyValue {
-            key: key.to_owned(),
-            value: value.to_vec(),
-            create_revision,
-            mod_revision: rev,
-            version,
-            lease,
-        }))?;
-        Ok(rev)
-    }
-
-    fn delete(&mut self, key: &str) -> Result<u64, StoreError> {
-        let n = self
-            .tx
-            .prepare_cached("DELETE FROM kv WHERE key = ?1")?
-            .execute([key])?;
-        if n == 0 {
-            return Ok(0);
-        }
-        let mod_revision = self.next_revision();
-        self.record(WatchEvent::Delete {
-            key: key.to_owned(),
-            mod_revision,
-        })?;
-        Ok(1)
-    }
-
-    fn delete_keys(&mut self, keys: Vec<String>) -> Result<u64, StoreError> {
-        let mut n = 0;
-        for key in keys {
-            n += self.delete(&key)?;
-        }
-        Ok(n)
-    }
-
-    fn delete_prefix(&mut self, prefix: &str) -> Result<u64, StoreError> {
-        let keys = range_keys(self.tx, prefix)?;
-        self.delete_keys(keys)
-    }
-
-    fn revoke(&mut self, lease: LeaseId) -> Result<(), StoreError> {
-        let keys: Vec<String> = {
-            let mut stmt = self
-                .tx
-                .prepare_cached("SELECT key FROM kv WHERE lease = ?1 ORDER BY key")?;
-            let rows = stmt.query_map([lease], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        self.delete_keys(keys)?;
-        self.tx
-            .prepare_cached("DELETE FROM leases WHERE id = ?1")?
-            .execute([lease])?;
-        Ok(())
-    }
-
-    fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
-        let kv = get_kv(self.tx, &c.key)?;
-        let ord = match (&c.target, &kv) {
-            (CompareTarget::Value(_), None) => return Ok(false),
-            (CompareTarget::Value(v), Some(kv)) => kv.value.as_slice().cmp(v.as_slice()),
-            (CompareTarget::Version(v), kv) => kv.as_ref().map_or(0, |kv| kv.version).cmp(v),
-            (CompareTarget::CreateRevision(r), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(r)
-            }
-            (CompareTarget::ModRevision(r), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(r)
-            }
-        };
-        Ok(match c.op {
-            CompareOp::Equal => ord.is_eq(),
-            CompareOp::NotEqual => ord.is_ne(),
-            CompareOp::Greater => ord.is_gt(),
-            CompareOp::Less => ord.is_lt(),
-        })
-    }
-
-    fn op(&mut self, op: &Op) -> Result<OpResult, StoreError> {
-        Ok(match op {
-            Op::Get { key } => OpResult::Get(get_kv(self.tx, key)?),
-            Op::Range { prefix } => OpResult::Range(range_kvs(self.tx, prefix)?),
-            Op::Put { key, value, lease } => OpResult::Put(self.put(key, value, *lease)?),
-            Op::Delete { key } => OpResult::Delete(self.delete(key)?),
-            Op::DeletePrefix { prefix } => OpResult::Delete(self.delete_prefix(prefix)?),
-        })
-    }
-}
-
-/// Keys are non-empty UTF-8 without NUL.
-fn validate_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty() {
-        return Err(StoreError::EmptyKey);
-    }
-    if key.contains('\0') {
-        return Err(StoreError::NulInKey(key.to_string()));
-    }
-    Ok(())
-}
-
 fn unix_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(_) => 0,
     }
-}
-
-fn current_revision(conn: &Connection) -> Result<Revision, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM meta WHERE name = 'revision'")?
-        .query_row([], |r| r.get(0))?)
-}
-
-fn compacted_revision(conn: &Connection) -> Result<Revision, StoreError> {
-    Ok(
-        conn.query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
-            r.get(0)
-        })?,
-    )
-}
-
-fn lease_exists(conn: &Connection, lease: LeaseId) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM leases WHERE id = ?1")?
-        .query_row([lease], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
-    Ok(KeyValue {
-        key: r.get(0)?,
-        value: r.get(1)?,
-        create_revision: r.get(2)?,
-        mod_revision: r.get(3)?,
-        version: r.get(4)?,
-        lease: r.get(5)?,
-    })
-}
-
-fn get_kv(conn: &Connection, key: &str) -> Result<Option<KeyValue>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT key, value, create_revision, mod_revision, version, lease FROM kv
-             WHERE key = ?1",
-        )?
-        .query_row([key], row_to_kv)
-        .optional()?)
-}
-
-/// The smallest byte string greater than every string starting with `prefix`, or `None` when
-/// there is none (empty prefix or all bytes 0xFF). Compared by SQLite with memcmp, so it need
-/// not be valid UTF-8.
-fn prefix_end(prefix: &str) -> Option<Vec<u8>> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xFF {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// Binds raw bytes as TEXT so they compare with the TEXT keys (a BLOB sorts after all text).
-struct TextBytes(Vec<u8>);
-
-impl ToSql for TextBytes {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(&self.0)))
-    }
-}
-
-fn range_kvs(conn: &Connection, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
-    const COLS: &str = "SELECT key, value, create_revision, mod_revision, version, lease FROM kv";
-    let rows: Vec<KeyValue> = match prefix_end(prefix) {
-        Some(end) => {
-            let mut stmt =
-                conn.prepare_cached(&format!("{COLS} WHERE key >= ?1 AND key < ?2 ORDER BY key"))?;
-            let rows = stmt.query_map(params![prefix, TextBytes(end)], row_to_kv)?;
-            rows.collect::<Result<_, _>>()?
-        }
-        None => {
-            let mut stmt = conn.prepare_cached(&format!("{COLS} ORDER BY key"))?;
-            let rows = stmt.query_map([], row_to_kv)?;
-            rows.collect::<Result<_, _>>()?
-        }
-    };
-    Ok(rows)
-}
-
-fn range_keys(conn: &Connection, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let keys: Vec<String> = match prefix_end(prefix) {
-        Some(end) => {
-            let mut stmt = conn
-                .prepare_cached("SELECT key FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key")?;
-            let rows = stmt.query_map(params![prefix, TextBytes(end)], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        }
-        None => {
-            let mut stmt = conn.prepare_cached("SELECT key FROM kv ORDER BY key")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        }
-    };
-    Ok(keys)
-}
-
-fn history(
-    conn: &Connection,
-    prefix: &str,
-    after: Revision,
-) -> Result<Vec<WatchEvent>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT revision, key, kind, value, create_revision, version, lease FROM events
-         WHERE revision > ?1 ORDER BY revision, seq",
-    )?;
-    let mut rows = stmt.query([after])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let key: String = r.get(1)?;
-        if !key.starts_with(prefix) {
-            continue;
-        }
-        let revision: Revision = r.get(0)?;
-        let kind: i64 = r.get(2)?;
-        out.push(if kind == KIND_DELETE {
-            WatchEvent::Delete {
-                key,
-                mod_revision: revision,
-            }
-        } else {
-            WatchEvent::Put(KeyValue {
-                key,
-                value: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
-                create_revision: r.get(4)?,
-                mod_revision: revision,
-                version: r.get(5)?,
-                lease: r.get(6)?,
-            })
-        });
-    }
-    Ok(out)
 }
 
 impl Store for SqliteStore {
