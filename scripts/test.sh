@@ -12,6 +12,11 @@ cd "$(dirname "$0")/.."
 . scripts/common.sh
 
 GUEST_DIR=/var/cache/vinfra/guest
+# The suite's builds keep no incremental caches and only line tables for debug information
+# (backtraces keep file:line): a clean build of every test binary then takes about a third of the
+# disk (15 GiB before) and links faster. A caller's own settings win.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
 LOG=$(mktemp -t vinfra-test.XXXXXX)
 trap 'rm -f "$LOG"' EXIT
 failed_steps=()
