@@ -2,12 +2,13 @@
 //! waits, [`push_all`] to every connected host. Pushes to one host are serialized (computed and
 //! sent under a per-host lock), so a host never gets an older configuration after a newer one.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use vinfra_proto::{AgentCommand, HostSwitchConfig};
 use vinfra_types::HostStatus;
 
-use super::config::switch_config;
+use super::config::{config_scope, switch_config};
 use crate::error::Error;
 use crate::state::records::VmRecord;
 use crate::state::{Console, SHORT_TIMEOUT};
@@ -22,6 +23,15 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .iter()
         .map(|m| (m.vm.clone(), m.destination.clone()))
         .collect();
+    // The VMs placed here, then those arriving (each once).
+    let mut here = console.vms_on(host);
+    for (vm, to) in &migrating {
+        if to == host && !here.iter().any(|r| &r.spec.name == vm) {
+            if let Ok(rec) = console.vm(vm) {
+                here.push(rec.value);
+            }
+        }
+    }
     // Without a port of its own (a NIC of a VM placed there or arriving) nor a router's edge,
     // a host's switch carries no network: the configuration has only the underlay peers,
     // whatever the other records say.
@@ -31,10 +41,6 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
             .iter()
             .any(|n| n.ip.is_some() && n.mac.is_some())
     };
-    let arriving = migrating
-        .iter()
-        .filter(|(_, to)| to == host)
-        .filter_map(|(vm, _)| console.vm(vm).ok());
     let routers: Vec<_> = console
         .routers()?
         .into_iter()
@@ -45,10 +51,7 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
             .as_ref()
             .is_some_and(|u| u.edge.as_deref() == Some(host))
     });
-    if !edge_here
-        && !console.vms_on(host).iter().any(has_port)
-        && !arriving.into_iter().any(|v| has_port(&v.value))
-    {
+    if !edge_here && !here.iter().any(has_port) {
         return Ok(HostSwitchConfig {
             underlay_peers: console.underlay_peers_of(host),
             ..HostSwitchConfig::default()
@@ -59,11 +62,16 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
         .into_iter()
         .map(|v| v.value.group)
         .collect();
+    // Only the records the configuration reads: the VMs on its networks or in the groups its
+    // firewalls name, not every VM.
+    let scope = config_scope(host, &here, &groups, &routers);
+    let names: BTreeSet<&str> = here.iter().map(|r| r.spec.name.as_str()).collect();
+    let vms = console.vms_with(&names, &scope.networks, &scope.remote_groups);
     Ok(switch_config(
         host,
-        &console.host_records(),
-        &console.network_records(),
-        &console.vm_records(),
+        &console.underlay(),
+        &console.networks_named(&scope.networks),
+        &vms,
         &groups,
         &routers,
         &migrating,

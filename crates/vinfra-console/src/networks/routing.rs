@@ -6,7 +6,7 @@
 //! which delivers the routed frame itself: straight to the destination's host), and its
 //! uplink's external network.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use vinfra_proto::{
@@ -14,6 +14,8 @@ use vinfra_proto::{
 };
 use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::router::{parse_route_prefix, RouterSummary, UplinkSummary};
+
+use crate::state::UnderlayIndex;
 
 /// The routers on a host and what they bring with them.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,19 +67,19 @@ pub fn routers_here<'a>(
 }
 
 /// A router's uplink as a host's switch needs it: the external network (one of `networks`),
-/// the address, prefix length and MAC, the edge's underlay address (from `underlay`, the hosts'
-/// addresses by name), the transit VNI and the floating IPs (by address). None while the
+/// the address, prefix length and MAC, the edge's underlay address (from `underlay`), the
+/// transit VNI and the floating IPs (by address). None while the
 /// router has no edge, its edge has no IPv4 underlay address, the network is not in the
 /// configuration, or an address does not parse.
 pub fn switch_uplink(
     u: &UplinkSummary,
     networks: &BTreeSet<&str>,
-    underlay: &HashMap<&str, Ipv4Addr>,
+    underlay: &UnderlayIndex,
 ) -> Option<SwitchRouterUplink> {
     if !networks.contains(u.network.as_str()) {
         return None;
     }
-    let edge_vtep = *underlay.get(u.edge.as_deref()?)?;
+    let edge_vtep = underlay.address(u.edge.as_deref()?)?;
     let mut floating_ips: Vec<SwitchFloatingIp> = u
         .floating_ips
         .iter()
@@ -106,7 +108,7 @@ pub fn switch_uplink(
 pub fn switch_router(
     r: &RouterSummary,
     networks: &BTreeSet<&str>,
-    underlay: &HashMap<&str, Ipv4Addr>,
+    underlay: &UnderlayIndex,
 ) -> SwitchRouter {
     let mut interfaces: Vec<SwitchRouterInterface> = r
         .interfaces
@@ -214,7 +216,17 @@ mod tests {
         );
         r1.uplink = Some(uplink(Some("h3")));
         let routers = vec![r1];
-        let config = |h: &str| switch_config(h, &hosts, &networks, &vms, &[], &routers, &[]);
+        let config = |h: &str| {
+            switch_config(
+                h,
+                &UnderlayIndex::from_records(&hosts),
+                &networks,
+                &vms,
+                &[],
+                &routers,
+                &[],
+            )
+        };
 
         let expected = SwitchRouterUplink {
             network: "external".into(),
@@ -256,15 +268,39 @@ mod tests {
         // carried for the edge's sake.
         let mut no_edge = routers.clone();
         no_edge[0].uplink = Some(uplink(None));
-        let c = switch_config("h1", &hosts, &networks, &vms, &[], &no_edge, &[]);
+        let c = switch_config(
+            "h1",
+            &UnderlayIndex::from_records(&hosts),
+            &networks,
+            &vms,
+            &[],
+            &no_edge,
+            &[],
+        );
         assert_eq!(c.routers[0].uplink, None);
         assert_eq!(names(&c), ["back", "external", "front"]);
-        let c = switch_config("h3", &hosts, &networks, &vms, &[], &no_edge, &[]);
+        let c = switch_config(
+            "h3",
+            &UnderlayIndex::from_records(&hosts),
+            &networks,
+            &vms,
+            &[],
+            &no_edge,
+            &[],
+        );
         assert!(c.routers.is_empty());
         // An edge without an IPv4 underlay address cannot be reached: no uplink.
         let mut v6 = hosts.clone();
         v6[2].address = "fe80::3".into();
-        let c = switch_config("h1", &v6, &networks, &vms, &[], &routers, &[]);
+        let c = switch_config(
+            "h1",
+            &UnderlayIndex::from_records(&v6),
+            &networks,
+            &vms,
+            &[],
+            &routers,
+            &[],
+        );
         assert_eq!(c.routers[0].uplink, None);
     }
 

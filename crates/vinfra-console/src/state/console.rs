@@ -22,6 +22,8 @@ use super::records::{
     self as keys, CleanupRecord, DesiredPower, HostRecord, NetworkRecord, RouterRecord,
     SecurityGroupRecord, Versioned, VmRecord,
 };
+use super::underlay::UnderlayIndex;
+pub(super) use super::vm_mirror::VmMirror;
 use crate::agents::AgentRegistry;
 use crate::error::{Error, Object, RecordError};
 
@@ -46,72 +48,6 @@ pub struct Allocation {
     pub memory_mib: u64,
     /// VMs placed there, whatever their power state.
     pub vms: u32,
-}
-
-/// The VM records by name, and their names by host and by id (so that what a host holds, or
-/// which record a reported VM has, is found without reading every record).
-#[derive(Default)]
-pub(super) struct VmMirror {
-    by_name: BTreeMap<String, Versioned<VmRecord>>,
-    by_host: HashMap<String, BTreeSet<String>>,
-    by_id: HashMap<uuid::Uuid, String>,
-    /// The VMs with an HA restart mark, by the host the mark names (few, usually none).
-    failed_over: HashMap<String, BTreeSet<String>>,
-}
-
-impl VmMirror {
-    /// The record of VM `name`.
-    pub(super) fn get(&self, name: &str) -> Option<&Versioned<VmRecord>> {
-        self.by_name.get(name)
-    }
-
-    /// Puts VM `name`'s record.
-    pub(super) fn insert(&mut self, name: String, rec: Versioned<VmRecord>) {
-        self.remove(&name);
-        self.by_host
-            .entry(rec.value.host.clone())
-            .or_default()
-            .insert(name.clone());
-        self.by_id.insert(rec.value.id, name.clone());
-        if let Some(f) = &rec.value.failed_over {
-            self.failed_over
-                .entry(f.from.clone())
-                .or_default()
-                .insert(name.clone());
-        }
-        self.by_name.insert(name, rec);
-    }
-
-    /// Removes VM `name`'s record.
-    pub(super) fn remove(&mut self, name: &str) -> Option<Versioned<VmRecord>> {
-        let old = self.by_name.remove(name)?;
-        if let Some(on) = self.by_host.get_mut(&old.value.host) {
-            on.remove(name);
-            if on.is_empty() {
-                self.by_host.remove(&old.value.host);
-            }
-        }
-        if self.by_id.get(&old.value.id).is_some_and(|n| n == name) {
-            self.by_id.remove(&old.value.id);
-        }
-        if let Some(f) = &old.value.failed_over {
-            if let Some(marked) = self.failed_over.get_mut(&f.from) {
-                marked.remove(name);
-                if marked.is_empty() {
-                    self.failed_over.remove(&f.from);
-                }
-            }
-        }
-        Some(old)
-    }
-}
-
-/// Every host's underlay address (IPv4 only): what a switch's VXLAN uplink accepts.
-pub struct UnderlayIndex {
-    /// Every address, sorted, each once.
-    sorted: Vec<Ipv4Addr>,
-    /// Each host's address.
-    by_host: HashMap<String, Ipv4Addr>,
 }
 
 /// The console's state (see the module doc). Every write of a mirrored record goes through it,
@@ -330,6 +266,30 @@ impl Console {
             .collect()
     }
 
+    /// The records, in name order, of the VMs named in `names`, of those with a NIC on one of
+    /// `networks` and of those with a NIC in one of `groups` (from indexes: no scan).
+    pub fn vms_with(
+        &self,
+        names: &BTreeSet<&str>,
+        networks: &BTreeSet<&str>,
+        groups: &BTreeSet<&str>,
+    ) -> Vec<VmRecord> {
+        let vms = read(&self.vms);
+        let mut all: BTreeSet<&str> = names.clone();
+        for index in [(&vms.by_network, networks), (&vms.by_group, groups)] {
+            let (index, keys) = index;
+            all.extend(
+                keys.iter()
+                    .filter_map(|k| index.get(*k))
+                    .flatten()
+                    .map(String::as_str),
+            );
+        }
+        all.into_iter()
+            .filter_map(|n| Some(vms.by_name.get(n)?.value.clone()))
+            .collect()
+    }
+
     /// The id and HA flag of every VM placed on `host` that should run, without copying records.
     pub fn running_on(&self, host: &str) -> Vec<(uuid::Uuid, bool)> {
         self.map_vms_on(host, |r| {
@@ -373,36 +333,26 @@ impl Console {
             .collect()
     }
 
-    /// The underlay addresses of every host but `host`, sorted (as
-    /// [`crate::networks::config::underlay_peers`] makes them from the records), from an index
-    /// kept until a host record changes: a host without ports gets its configuration without a
-    /// copy of every host record.
+    /// The underlay addresses of every host but `host`, sorted ([`UnderlayIndex::peers_of`]),
+    /// from the index: a host without ports gets its configuration without a copy of every
+    /// host record.
     pub fn underlay_peers_of(&self, host: &str) -> Vec<Ipv4Addr> {
-        let underlay = self.underlay();
-        let own = underlay.by_host.get(host).copied();
-        underlay
-            .sorted
-            .iter()
-            .copied()
-            .filter(|a| Some(*a) != own)
-            .collect()
+        self.underlay().peers_of(host)
     }
 
-    fn underlay(&self) -> Arc<UnderlayIndex> {
+    /// Every host's underlay address, from an index kept until a host record changes.
+    pub fn underlay(&self) -> Arc<UnderlayIndex> {
         if let Some(u) = read(&self.underlay).as_ref() {
             return Arc::clone(u);
         }
         // Built and kept under the hosts' read lock: a host write (which drops the index under
         // the write lock) cannot come in between.
         let hosts = read(&self.hosts);
-        let by_host: HashMap<String, Ipv4Addr> = hosts
-            .values()
-            .filter_map(|h| Some((h.value.name.clone(), h.value.address.parse().ok()?)))
-            .collect();
-        let mut sorted: Vec<Ipv4Addr> = by_host.values().copied().collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let u = Arc::new(UnderlayIndex { sorted, by_host });
+        let u = Arc::new(UnderlayIndex::new(
+            hosts
+                .values()
+                .map(|h| (h.value.name.as_str(), h.value.address.as_str())),
+        ));
         *write(&self.underlay) = Some(Arc::clone(&u));
         u
     }
@@ -420,6 +370,15 @@ impl Console {
     /// A network record.
     pub fn network(&self, name: &str) -> Option<Versioned<NetworkRecord>> {
         read(&self.networks).get(name).cloned()
+    }
+
+    /// The records of the networks of `names` that exist, in name order.
+    pub fn networks_named(&self, names: &BTreeSet<&str>) -> Vec<NetworkRecord> {
+        let networks = read(&self.networks);
+        names
+            .iter()
+            .filter_map(|n| Some(networks.get(*n)?.value.clone()))
+            .collect()
     }
 
     /// Every network record, in name order.

@@ -12,7 +12,8 @@
 //!   switch push locks, the balancer's wake-up and results;
 //! - [`events`]: the event history;
 //! - [`flows`]: the hosts' flows in one-minute buckets (the last hour), grouped on demand;
-//! - [`ha`]: what the HA controller last concluded about each host.
+//! - [`ha`]: what the HA controller last concluded about each host;
+//! - `underlay.rs`: every host's underlay address ([`UnderlayIndex`]), for switch configurations.
 
 mod console;
 pub mod events;
@@ -21,6 +22,8 @@ pub mod ha;
 pub mod inflight;
 mod locks;
 pub mod records;
+mod underlay;
+mod vm_mirror;
 mod writes;
 
 pub use console::{
@@ -28,4 +31,5 @@ pub use console::{
 };
 pub use inflight::{ActiveMigration, BusyGuard, FenceGuard, PlacementChanges, PlacementMemo};
 pub use locks::lock;
+pub use underlay::UnderlayIndex;
 pub use writes::Writes;
