@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::Ipv4Addr;
-use std::ops::Range;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,9 @@ use vinfra_switch_control::{Attachment, CountersView, PortSpec, QosSpec, Request
 use vinfra_types::error::chain;
 
 use crate::convert::{self, BadValue, PortIoCounters};
-use crate::ports::{PortError, PortIo};
+use crate::ports::{PortError, PortIo, RxFrame};
 use crate::qos::{self, PortOutput, PortQos, QosError};
+use crate::sys;
 
 mod applied;
 mod order;
@@ -126,8 +126,8 @@ pub(crate) struct Datapath {
     applied: AppliedConfig,
     control: Receiver<ControlMessage>,
     bufs: Vec<Box<[u8]>>,
-    frames: Vec<(Range<usize>, Offload)>,
-    rx_scratch: Vec<(usize, Option<std::net::SocketAddrV4>)>,
+    frames: Vec<RxFrame>,
+    rx_scratch: Vec<sys::Received>,
     tx: TxBatch,
     start: Instant,
     /// Ready ports whose egress limit holds them.
@@ -302,7 +302,7 @@ impl Datapath {
         );
         let errors = port.rx_errors - before;
         if let Some(bucket) = port.qos.as_mut().and_then(|q| q.egress.as_mut()) {
-            let bytes: usize = self.frames.iter().map(|(r, _)| r.len()).sum();
+            let bytes: usize = self.frames.iter().map(|f| f.range.len()).sum();
             bucket.take(bytes as u64);
         }
         if self.frames.is_empty() {
@@ -315,17 +315,33 @@ impl Datapath {
         }
         let more = if more { Read::More } else { Read::Done };
         let port_id = PortId(id);
-        let bufs = &self.bufs;
-        self.switch.process_offload(
-            now,
-            self.frames
-                .iter()
-                .zip(bufs.iter())
-                .map(|((range, offload), buf)| {
-                    (port_id, buf.get(range.clone()).unwrap_or(&[]), *offload)
-                }),
-            &mut self.tx,
-        );
+        if self.frames.iter().any(|f| f.coalesced.is_some()) {
+            // Datagrams the kernel coalesced are cut apart in their buffer, one at a time.
+            let (switch, tx) = (&mut self.switch, &mut self.tx);
+            for (f, buf) in self.frames.iter().zip(self.bufs.iter_mut()) {
+                match &f.coalesced {
+                    Some(c) => {
+                        c.for_each(buf, f.range.clone(), |frame| {
+                            switch.process_offload(now, [(port_id, frame, Offload::NONE)], tx);
+                        });
+                    }
+                    None => {
+                        let frame = buf.get(f.range.clone()).unwrap_or(&[]);
+                        switch.process_offload(now, [(port_id, frame, f.offload)], tx);
+                    }
+                }
+            }
+        } else {
+            let bufs = &self.bufs;
+            self.switch.process_offload(
+                now,
+                self.frames
+                    .iter()
+                    .zip(bufs.iter())
+                    .map(|(f, buf)| (port_id, buf.get(f.range.clone()).unwrap_or(&[]), f.offload)),
+                &mut self.tx,
+            );
+        }
         self.send_tx(source, now);
         self.tx.clear();
         more

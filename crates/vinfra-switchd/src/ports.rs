@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | VM | Unix datagram, QEMU `-netdev dgram` | one frame (`recvmmsg`: up to 32) | one frame (`sendmmsg`: a batch) |
 //! | host | tap (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, TSO/checksum offloads) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
-//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
+//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
 //! | VLAN trunk | AF_PACKET on an interface | one tagged frame (tag restored) | one tagged frame |
 //!
 //! The core works on whole underlay frames for the uplink; the daemon rebuilds the outer
@@ -107,6 +107,65 @@ pub(crate) enum PortIo {
     Trunk(PacketSocket),
 }
 
+/// A message read from a port: where it is in its buffer, its offload metadata and, for
+/// datagrams the kernel coalesced on the uplink, how to cut them apart.
+#[derive(Clone, Debug)]
+pub(crate) struct RxFrame {
+    /// The frame; for coalesced datagrams, their payloads back to back.
+    pub(crate) range: Range<usize>,
+    pub(crate) offload: Offload,
+    pub(crate) coalesced: Option<Coalesced>,
+}
+
+impl RxFrame {
+    fn new(range: Range<usize>, offload: Offload) -> RxFrame {
+        RxFrame {
+            range,
+            offload,
+            coalesced: None,
+        }
+    }
+}
+
+/// VXLAN packets the kernel coalesced on the uplink (UDP GRO: one UDP GSO message from a peer
+/// arrives whole): back to back, `segment` bytes each but the last, all from `from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Coalesced {
+    pub(crate) segment: usize,
+    pub(crate) from: SocketAddrV4,
+    pub(crate) local_ip: Ipv4Addr,
+}
+
+impl Coalesced {
+    /// Hands each packet of `payloads` (a range of `buf` that starts at or after
+    /// [`RX_HEADROOM`]) to `f` in order, as the frame a single datagram gives: its underlay
+    /// headers are rebuilt in front of it, over the end of the packet before it (already
+    /// handed over, so `f` must not keep it). Returns how many packets went to `f`.
+    pub(crate) fn for_each(
+        &self,
+        buf: &mut [u8],
+        payloads: Range<usize>,
+        mut f: impl FnMut(&[u8]),
+    ) -> usize {
+        let mut start = payloads.start;
+        let mut count = 0;
+        while start < payloads.end && self.segment > 0 {
+            let len = self.segment.min(payloads.end - start);
+            let Some(frame) = start
+                .checked_sub(RX_HEADROOM)
+                .and_then(|head| buf.get_mut(head..start + len))
+            else {
+                break;
+            };
+            rebuild_underlay(frame, len, *self.from.ip(), self.from.port(), self.local_ip);
+            f(frame);
+            count += 1;
+            start += len;
+        }
+        count
+    }
+}
+
 /// MAC the switch uses as the underlay source and next hop of the UDP uplink. The kernel
 /// rewrites the underlay Ethernet header: these bytes never reach the wire.
 pub(crate) const UNDERLAY_PLACEHOLDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -143,6 +202,11 @@ impl PortIo {
                 let socket =
                     UdpSocket::bind(addr).map_err(|source| PortError::Uplink { addr, source })?;
                 grow_buffers(&socket);
+                if !sys::enable_udp_gro(&socket) {
+                    tracing::debug!(
+                        "the kernel does not coalesce the uplink's datagrams (UDP_GRO)"
+                    );
+                }
                 let udp_gso = Cell::new(sys::udp_gso_supported(&socket));
                 Ok(PortIo::Uplink {
                     socket,
@@ -236,8 +300,8 @@ impl PortIo {
     pub(crate) fn recv_batch(
         &self,
         bufs: &mut [Box<[u8]>],
-        frames: &mut Vec<(Range<usize>, Offload)>,
-        scratch: &mut Vec<(usize, Option<SocketAddrV4>)>,
+        frames: &mut Vec<RxFrame>,
+        scratch: &mut Vec<sys::Received>,
         errors: &mut u64,
     ) -> bool {
         let (fd, offset): (&dyn AsRawFd, usize) = match self {
@@ -246,7 +310,7 @@ impl PortIo {
             PortIo::Tap { .. } | PortIo::Trunk(_) => {
                 for buf in bufs.iter_mut() {
                     match self.recv(buf) {
-                        Ok(frame) => frames.push(frame),
+                        Ok((range, offload)) => frames.push(RxFrame::new(range, offload)),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => *errors += 1,
@@ -261,18 +325,31 @@ impl PortIo {
             scratch.clear();
             match sys::recv_batch(&Fd(fd.as_raw_fd()), bufs, offset, scratch) {
                 Ok(n) => {
-                    for ((len, from), buf) in scratch.iter().zip(bufs.iter_mut()) {
+                    for (r, buf) in scratch.iter().zip(bufs.iter_mut()) {
+                        let len = r.len;
                         match self {
                             PortIo::Uplink { local_ip, .. } => {
-                                let Some(from) = from else {
+                                let Some(from) = r.from else {
                                     // Not possible on an IPv4 socket; the core refuses it.
-                                    frames.push((0..0, Offload::NONE));
+                                    frames.push(RxFrame::new(0..0, Offload::NONE));
                                     continue;
                                 };
-                                rebuild_underlay(buf, *len, *from.ip(), from.port(), *local_ip);
-                                frames.push((0..RX_HEADROOM + len, Offload::NONE));
+                                if let Some(segment) = r.segment.filter(|s| *s < len) {
+                                    frames.push(RxFrame {
+                                        range: RX_HEADROOM..RX_HEADROOM + len,
+                                        offload: Offload::NONE,
+                                        coalesced: Some(Coalesced {
+                                            segment,
+                                            from,
+                                            local_ip: *local_ip,
+                                        }),
+                                    });
+                                    continue;
+                                }
+                                rebuild_underlay(buf, len, *from.ip(), from.port(), *local_ip);
+                                frames.push(RxFrame::new(0..RX_HEADROOM + len, Offload::NONE));
                             }
-                            _ => frames.push((0..*len, Offload::NONE)),
+                            _ => frames.push(RxFrame::new(0..len, Offload::NONE)),
                         }
                     }
                     return n == bufs.len();
@@ -606,6 +683,90 @@ mod tests {
 
     fn packet(len: usize) -> Vec<u8> {
         vec![0u8; UDP_PAYLOAD_OFFSET + len]
+    }
+
+    /// A UDP GSO message sent over loopback to a socket with `UDP_GRO` arrives whole (one
+    /// message, with its segment size), and cutting it apart gives, packet by packet, the
+    /// frames the same datagrams give when read one by one.
+    #[test]
+    fn a_coalesced_message_cuts_into_the_frames_of_its_datagrams() {
+        let local = Ipv4Addr::LOCALHOST;
+        let rx = std::net::UdpSocket::bind((local, 0)).unwrap();
+        let plain = std::net::UdpSocket::bind((local, 0)).unwrap();
+        assert!(sys::enable_udp_gro(&rx), "UDP_GRO refused");
+        let tx = std::net::UdpSocket::bind((local, 0)).unwrap();
+        let SocketAddr::V4(from) = tx.local_addr().unwrap() else {
+            unreachable!()
+        };
+        // Five VXLAN-sized payloads of 1,000 bytes and a last of 300, each of its own bytes.
+        let payloads: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![i + 1; if i == 5 { 300 } else { 1000 }])
+            .collect();
+        let whole: Vec<u8> = payloads.concat();
+        let send = |to: &std::net::UdpSocket, segment: u16| {
+            let SocketAddr::V4(to) = to.local_addr().unwrap() else {
+                unreachable!()
+            };
+            let raw = RawAddr::v4(to);
+            let parts = [io::IoSlice::new(&whole)];
+            let sent = sys::send_batch(
+                &tx,
+                &[Message {
+                    to: &raw,
+                    parts: &parts,
+                    segment,
+                }],
+            );
+            assert_eq!(sent.unwrap(), 1);
+        };
+        send(&rx, 1000);
+        // The same datagrams to a socket without UDP_GRO, one by one.
+        for p in &payloads {
+            tx.send_to(p, plain.local_addr().unwrap()).unwrap();
+        }
+        let mut bufs: Vec<Box<[u8]>> = (0..8).map(|_| vec![0u8; 70_000].into()).collect();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.is_empty() && std::time::Instant::now() < deadline {
+            match sys::recv_batch(&rx, &mut bufs, RX_HEADROOM, &mut got) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+        }
+        assert_eq!(
+            got,
+            [sys::Received {
+                len: whole.len(),
+                from: Some(from),
+                segment: Some(1000),
+            }]
+        );
+        let c = Coalesced {
+            segment: 1000,
+            from,
+            local_ip: local,
+        };
+        let mut cut: Vec<Vec<u8>> = Vec::new();
+        let buf = bufs.first_mut().unwrap();
+        let n = c.for_each(buf, RX_HEADROOM..RX_HEADROOM + whole.len(), |f| {
+            cut.push(f.to_vec())
+        });
+        assert_eq!(n, 6);
+        // One by one, as the uplink reads single datagrams.
+        plain.set_nonblocking(false).unwrap();
+        for (p, frame) in payloads.iter().zip(&cut) {
+            let mut one = vec![0u8; RX_HEADROOM + 2000];
+            let (len, _) = plain.recv_from(&mut one[RX_HEADROOM..]).unwrap();
+            assert_eq!(len, p.len());
+            rebuild_underlay(&mut one, len, *from.ip(), from.port(), local);
+            one.truncate(RX_HEADROOM + len);
+            assert_eq!(frame, &one);
+            assert_eq!(&frame[RX_HEADROOM..], &p[..]);
+        }
+        assert_eq!(cut.len(), payloads.len());
     }
 
     #[test]

@@ -450,16 +450,27 @@ pub(crate) fn send_batch(fd: &impl AsRawFd, messages: &[Message<'_>]) -> io::Res
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
-/// Receives up to `bufs.len()` datagrams with one `recvmmsg` call (non-blocking), each into
-/// `buf[offset..]`; appends (length, sender if IPv4) for each to `out`.
+/// One message [`recv_batch`] received: its length, its sender (if IPv4) and, for datagrams
+/// the kernel coalesced (UDP GRO, see [`enable_udp_gro`]), the size of each but the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) len: usize,
+    pub(crate) from: Option<SocketAddrV4>,
+    pub(crate) segment: Option<usize>,
+}
+
+/// Receives up to `bufs.len()` messages with one `recvmmsg` call (non-blocking), each into
+/// `buf[offset..]`; appends each to `out`.
 pub(crate) fn recv_batch(
     fd: &impl AsRawFd,
     bufs: &mut [Box<[u8]>],
     offset: usize,
-    out: &mut Vec<(usize, Option<SocketAddrV4>)>,
+    out: &mut Vec<Received>,
 ) -> io::Result<usize> {
     let count = bufs.len().min(MAX_BATCH);
     let mut names = vec![RawAddr::empty(); count];
+    // Room for one cmsghdr and an int (UDP_GRO's segment size), aligned for cmsghdr.
+    let mut controls = vec![[0u64; 4]; count];
     let mut iovs: Vec<libc::iovec> = bufs
         .iter_mut()
         .take(count)
@@ -474,19 +485,23 @@ pub(crate) fn recv_batch(
     let mut headers: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .zip(names.iter_mut())
-        .map(|(iov, name)| {
+        .zip(controls.iter_mut())
+        .map(|((iov, name), control)| {
             // SAFETY: `mmsghdr` is plain old data; all-zero is a valid value.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
             h.msg_hdr.msg_name = std::ptr::addr_of_mut!(name.storage).cast();
             h.msg_hdr.msg_namelen = socklen::<libc::sockaddr_storage>();
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = control.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = std::mem::size_of_val(control);
             h
         })
         .collect();
     let vlen = libc::c_uint::try_from(headers.len()).unwrap_or(0);
-    // SAFETY: every header points at its own name storage and iovec, which point at the
-    // buffers; all are alive and writable for the call; `vlen` is the number of headers.
+    // SAFETY: every header points at its own name storage, control buffer and iovec, which
+    // point at the buffers; all are alive and writable for the call; `vlen` is the number of
+    // headers.
     let n = unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
@@ -502,9 +517,53 @@ pub(crate) fn recv_batch(
     let n = usize::try_from(n).unwrap_or(0);
     for (h, name) in headers.iter().zip(names.iter_mut()).take(n) {
         name.len = h.msg_hdr.msg_namelen;
-        out.push((h.msg_len as usize, name.to_v4()));
+        out.push(Received {
+            len: h.msg_len as usize,
+            from: name.to_v4(),
+            segment: gro_segment(&h.msg_hdr),
+        });
     }
     Ok(n)
+}
+
+/// The segment size of a `UDP_GRO` control message in a received header, if it has one.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    let mut segment = None;
+    // SAFETY: `hdr` was filled by `recvmmsg`: its control pointer and (kernel-set) length
+    // describe the caller's control buffer, which is alive; CMSG_FIRSTHDR / CMSG_NXTHDR stay
+    // inside that length, and the int is read only when the message's length covers it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == libc::UDP_GRO
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize
+            {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                segment = usize::try_from(size).ok().filter(|s| *s > 0);
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    segment
+}
+
+/// Asks the kernel to coalesce datagrams for this UDP socket (`UDP_GRO`, Linux 5.0): a UDP GSO
+/// message from another host then arrives whole, with its segment size, instead of cut into
+/// datagrams on the way in. False when the kernel refuses.
+pub(crate) fn enable_udp_gro(fd: &impl AsRawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is valid for reads of its size for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            std::ptr::addr_of!(on).cast(),
+            socklen::<libc::c_int>(),
+        )
+    };
+    rc == 0
 }
 
 /// Whether the kernel takes UDP GSO (`UDP_SEGMENT`, Linux 4.18) on this socket.
