@@ -11,6 +11,10 @@
 //! joined by a veth underlay) over VXLAN: two `vinfra switch` daemons with the VXLAN uplink
 //! against the kernel's vxlan device + Linux bridge in each host.
 //!
+//! Then, after all of those, one host again with the daemon started with `--busy-poll` (its
+//! thread never sleeps: one core kept busy) against a Linux bridge of its own, in the same
+//! rounds; only then, so that its spinning costs nothing else its core.
+//!
 //! VM ports (`vm` argument, or all): what VMs use. Two test guests (TCG) per path: through
 //! `vinfra switch` VM ports (QEMU `-netdev dgram` over Unix datagram sockets, as the agent
 //! attaches every vNIC), against the same guests with QEMU tap NICs (QEMU's defaults: virtio-net
@@ -31,7 +35,7 @@
 //! vSwitch (`ovs-vswitchd`, `ovsdb-server`, `ovs-vsctl`) is started privately in a namespace of
 //! the benchmark (own database and sockets in a temporary directory) and stopped at the end;
 //! without it the OVS rows are skipped (and say so).
-//! Namespaces are named `swb-…` and deleted at the end; addresses are 10.90–10.97.x, only inside
+//! Namespaces are named `swb-…` and deleted at the end; addresses are 10.90–10.99.x, only inside
 //! them, with no default routes.
 //!
 //!     cargo bench -p vinfra-switchd --bench throughput [-- [host] [vm] [SECONDS [ROUNDS]]]
@@ -55,7 +59,8 @@ use std::time::Duration;
 use common::{attach_tap, name, overlay, sh, tap_port, Daemon, Netns};
 use endpoints::{
     bridge_path, iperf_gbits, median, netns, offloads, ping_percentiles, ready, switch_path,
-    tx_dropped, udp_mpps, udp_rcvbuf_errors, veth_to, BridgePath, Pair, SwitchPath, PINGS,
+    switch_path_with, tx_dropped, udp_mpps, udp_rcvbuf_errors, veth_to, BridgePath, Pair,
+    SwitchPath, PINGS,
 };
 use vinfra_switch_control::Request;
 
@@ -479,6 +484,16 @@ fn host_paths(seconds: u32, rounds: u32) {
     ];
     measure(&mut local, rounds, seconds);
     measure(&mut vxlan, rounds, seconds);
+    // The daemon with `--busy-poll` (one core kept busy), started only now so that it spins
+    // during nothing else, against a bridge of its own measured in the same rounds.
+    let busy_switch = switch_path_with(dir.path(), "10.98.0.1", "10.98.0.2", &["--busy-poll"]);
+    let busy_bridge = bridge_path("10.99.0.1", "10.99.0.2");
+    let mut busy = vec![
+        path("vinfra busy poll", busy_switch.pair, false),
+        path("linux bridge", busy_bridge.pair, false),
+    ];
+    measure(&mut busy, rounds, seconds);
+    drop(busy_switch.daemon);
 
     println!();
     println!(
@@ -501,6 +516,27 @@ fn host_paths(seconds: u32, rounds: u32) {
         &vxlan[1].samples.row(),
         "kernel",
         false,
+    );
+    print_table(
+        "one host, the switch daemon with --busy-poll (a core kept busy) and a bridge, measured after the rest",
+        &busy,
+    );
+    ratios(
+        "local-busy-poll",
+        &busy[0].samples.row(),
+        &busy[1].samples.row(),
+        "bridge",
+        false,
+    );
+    let (ours, bridge) = (busy[0].samples.row(), busy[1].samples.row());
+    println!(
+        "RESULT switch local ping p50 busy-poll/bridge {:.2} target <= 2.0: {}",
+        ours.p50 / bridge.p50,
+        if ours.p50 <= 2.0 * bridge.p50 {
+            "PASS"
+        } else {
+            "FAIL"
+        }
     );
 
     println!("drops after all rounds (kernel counters):");

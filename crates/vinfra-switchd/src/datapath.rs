@@ -136,6 +136,8 @@ pub(crate) struct Datapath {
     qos_ports: usize,
     /// The drop log's `suppressed` counter when last written to the daemon's log.
     log_suppressed: u64,
+    /// Poll without ever sleeping ([`crate::SwitchdConfig::busy_poll`]).
+    busy_poll: bool,
 }
 
 impl Datapath {
@@ -157,7 +159,13 @@ impl Datapath {
             throttled: Vec::new(),
             qos_ports: 0,
             log_suppressed: 0,
+            busy_poll: false,
         }
+    }
+
+    /// Polls without ever sleeping (true) or sleeps until a port is readable (false).
+    pub(crate) fn set_busy_poll(&mut self, on: bool) {
+        self.busy_poll = on;
     }
 
     /// Adds a port on the daemon's own behalf (not reported by `get_config`).
@@ -186,7 +194,7 @@ impl Datapath {
                     wake = Some(wake.map_or(w, |x| x.min(w)));
                 }
             }
-            let timeout = if !ready.is_empty() {
+            let timeout = if !ready.is_empty() || self.busy_poll {
                 Some(Duration::ZERO)
             } else {
                 let housekeeping = next_expire

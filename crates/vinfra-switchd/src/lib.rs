@@ -52,6 +52,10 @@ pub struct SwitchdConfig {
     pub underlay_ip: Option<Ipv4Addr>,
     /// IP MTU of the underlay.
     pub underlay_mtu: u16,
+    /// The datapath thread polls its ports without ever sleeping: a frame is read as soon as it
+    /// arrives, without a wake-up of the thread (which costs a ping tens of microseconds on
+    /// each hop), at the price of one core kept busy all the time.
+    pub busy_poll: bool,
 }
 
 impl SwitchdConfig {
@@ -61,6 +65,7 @@ impl SwitchdConfig {
             control: control.into(),
             underlay_ip: None,
             underlay_mtu: 1500,
+            busy_poll: false,
         }
     }
 }
@@ -99,6 +104,7 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         Arc::new(mio::Waker::new(poll.registry(), datapath::WAKER).map_err(SwitchdError::Poll)?);
     let (tx, rx) = mpsc::channel();
     let mut dp = datapath::Datapath::new(poll, rx);
+    dp.set_busy_poll(config.busy_poll);
     if let Some(local_ip) = config.underlay_ip {
         dp.add_builtin_port(PortSpec {
             id: UPLINK_PORT,
@@ -111,7 +117,12 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         path: config.control.clone(),
         source,
     })?;
-    tracing::info!(control = %config.control.display(), underlay = ?config.underlay_ip, "switch started");
+    tracing::info!(
+        control = %config.control.display(),
+        underlay = ?config.underlay_ip,
+        busy_poll = config.busy_poll,
+        "switch started"
+    );
     std::thread::Builder::new()
         .name("switch-control".into())
         .spawn(move || {

@@ -103,6 +103,46 @@ fn taps_on_one_switch_ping_and_other_network_gets_nothing() {
     assert!(a.ping("10.77.0.2", 1));
 }
 
+/// `--busy-poll`: the daemon forwards as usual and never sleeps (a core busy while idle); the
+/// same set-up without it sleeps.
+#[test]
+fn a_busy_polling_switch_forwards_and_never_sleeps() {
+    let dir = tempfile::tempdir().unwrap();
+    for busy in [true, false] {
+        let host = Netns::new("h");
+        let (a, b) = (Netns::new("a"), Netns::new("b"));
+        let args: &[&str] = if busy { &["--busy-poll"] } else { &[] };
+        let daemon = Daemon::start_with(&host, dir.path(), None, &[], args);
+        let mut client = daemon.client();
+        let (ta, tb) = (name("t"), name("t"));
+        client
+            .apply(&[
+                overlay(1, 100),
+                tap_port(1, 1, &ta, 1500),
+                tap_port(2, 1, &tb, 1500),
+            ])
+            .unwrap();
+        attach_tap(&host, &ta, &a, "10.77.3.1/24", 1500);
+        attach_tap(&host, &tb, &b, "10.77.3.2/24", 1500);
+        assert!(a.ping_until("10.77.3.2", 5), "{}", daemon.log_text());
+        assert!(a.ping("10.77.3.2", 3));
+        let before = daemon.cpu_time();
+        std::thread::sleep(Duration::from_secs(2));
+        let idle = daemon.cpu_time().saturating_sub(before);
+        if busy {
+            assert!(
+                idle >= Duration::from_millis(800),
+                "busy poll: {idle:?} of CPU in 2 s"
+            );
+        } else {
+            assert!(
+                idle <= Duration::from_millis(200),
+                "sleeping: {idle:?} of CPU in 2 s"
+            );
+        }
+    }
+}
+
 #[test]
 fn two_switches_carry_an_overlay_over_vxlan() {
     let dir = tempfile::tempdir().unwrap();

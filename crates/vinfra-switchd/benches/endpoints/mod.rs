@@ -352,8 +352,18 @@ pub const SERVER_PORT: u32 = 2;
 /// A [`SwitchPath`] with endpoints `client_ip`/24 and `server_ip`/24; the daemon keeps its
 /// control socket and log in `dir`.
 pub fn switch_path(dir: &Path, client_ip: &str, server_ip: &'static str) -> SwitchPath {
+    switch_path_with(dir, client_ip, server_ip, &[])
+}
+
+/// As [`switch_path`], the daemon started with `args` too (e.g. `--busy-poll`).
+pub fn switch_path_with(
+    dir: &Path,
+    client_ip: &str,
+    server_ip: &'static str,
+    args: &[&str],
+) -> SwitchPath {
     let host = netns("h");
-    let daemon = Daemon::start(&host, dir, None);
+    let daemon = Daemon::start_with(&host, dir, None, &[], args);
     let mut control = daemon.client();
     let (ta, tb) = (name("t"), name("t"));
     control

@@ -1,4 +1,4 @@
-//! `vinfra-switchd --control PATH [--underlay-ip IP] [--underlay-mtu N]`: the switch daemon on
+//! `vinfra-switchd --control PATH [--underlay-ip IP] [--underlay-mtu N] [--busy-poll]`: the switch daemon on
 //! its own, as `vinfra switch` runs it (used by the tests and benchmarks of this crate).
 
 use std::process::ExitCode;
@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     let mut config = vinfra_switchd::SwitchdConfig::new("/run/vinfra/switch.sock");
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
+        if arg == "--busy-poll" {
+            config.busy_poll = true;
+            continue;
+        }
         let value = args.next();
         let parsed = match (arg.as_str(), value) {
             ("--control", Some(v)) => {

@@ -190,6 +190,29 @@ impl Daemon {
         self.child = Some(cmd.spawn().expect("start vinfra-switchd"));
     }
 
+    /// The daemon's process id (`ip netns exec` runs it in its own place).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The daemon's CPU time so far (user + system), from `/proc`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = self
+            .pid()
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .unwrap_or_default();
+        // Fields after the command name (which ends with the last ')'): utime and stime are
+        // the 12th and 13th, in clock ticks (100 per second on Linux).
+        let rest = stat.rsplit(')').next().unwrap_or_default();
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        Duration::from_millis(fields.iter().sum::<u64>() * 10)
+    }
+
     pub fn client(&self) -> SwitchClient {
         SwitchClient::connect_within(&self.control, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("switch not answering: {e}; log: {}", self.log_text()))

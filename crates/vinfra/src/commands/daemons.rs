@@ -51,6 +51,9 @@ pub struct SwitchArgs {
     /// IP MTU of the underlay; overlay ports get at most this minus 50.
     #[arg(long, default_value_t = 1500)]
     pub underlay_mtu: u16,
+    /// Poll the ports without ever sleeping: lowest latency, one core kept busy.
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 /// `vinfra guard`.
@@ -212,6 +215,7 @@ pub fn switch(a: &SwitchArgs) -> Result<(), DaemonError> {
         control: a.control.clone(),
         underlay_ip: a.underlay_ip,
         underlay_mtu: a.underlay_mtu,
+        busy_poll: a.busy_poll,
     };
     vinfra_switchd::run(config).map_err(DaemonError::Switch)
 }
