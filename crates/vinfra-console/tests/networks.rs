@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use vinfra_console::networks::push::push;
 use vinfra_types::HostCapacity;
 
 const HOST16: HostCapacity = HostCapacity {
@@ -527,6 +528,46 @@ async fn a_host_without_ports_accepts_the_underlay_of_every_other_host_as_hosts_
         peers(cfg) == ["10.77.0.9", "10.77.0.11"]
     })
     .await;
+    c.shutdown().await;
+}
+
+/// A push of the configuration a host's agent already applied on its connection sends nothing
+/// (the resync of every host every 30 s costs no message); a change, or a new connection (its
+/// agent may have restarted), sends it.
+#[tokio::test]
+async fn an_unchanged_switch_configuration_goes_once_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let mut h1 = FakeAgent::join_and_connect_at(&c, "h1", HOST16, "10.77.0.11").await;
+    wait_config(&h1, "a first configuration", |_| true).await;
+    let console = c.running.console.clone();
+    let pushes = |h: &FakeAgent| h.state.lock().unwrap().switch_pushes;
+    push(&console, "h1").await.unwrap();
+    let sent = pushes(&h1);
+    for _ in 0..3 {
+        push(&console, "h1").await.unwrap();
+    }
+    assert_eq!(
+        pushes(&h1),
+        sent,
+        "an unchanged configuration was sent again"
+    );
+    // A change: h2 joins, h1's uplink accepts its address.
+    let _h2 = FakeAgent::join_and_connect_at(&c, "h2", HOST16, "10.77.0.12").await;
+    wait_config(&h1, "h2 as a peer", |cfg| cfg.underlay_peers.len() == 1).await;
+    push(&console, "h1").await.unwrap();
+    let sent = pushes(&h1);
+    assert!(sent > 1, "{sent}");
+    // The same configuration on a new connection goes again.
+    h1.disconnect();
+    c.wait_host_status("h1", "disconnected").await;
+    h1.connect(c.running.agent_addr).await;
+    c.wait_host_status("h1", "connected").await;
+    push(&console, "h1").await.unwrap();
+    assert!(
+        pushes(&h1) > sent,
+        "a new connection did not get its configuration"
+    );
     c.shutdown().await;
 }
 

@@ -282,6 +282,11 @@ impl AgentRegistry {
         inner.observed.remove(host);
     }
 
+    /// The id of `host`'s current connection, if it has one.
+    pub fn connection_id(&self, host: &str) -> Option<u64> {
+        self.lock().conns.get(host).map(|c| c.id)
+    }
+
     /// Connected: the connection is up and a message arrived within the heartbeat timeout
     /// ([`HEARTBEAT_TIMEOUT`] unless configured). The age of the latest report does not count.
     pub fn status(&self, host: &str) -> HostStatus {

@@ -79,12 +79,28 @@ pub fn host_config(console: &Console, host: &str) -> Result<HostSwitchConfig, Er
 }
 
 /// Computes `host`'s switch configuration and sends it to its agent, waiting for the answer.
+/// A configuration equal to the one the host's agent last applied on the same connection is not
+/// sent again (a new connection gets it whole: its agent may have restarted), so the periodic
+/// resync of every host costs no message for hosts whose configuration did not change.
 pub async fn push(console: &Console, host: &str) -> Result<(), Error> {
     let gate = console.inflight().switch_push_gate(host);
-    let _serial = gate.lock().await;
+    let mut last = gate.lock().await;
     let config = host_config(console, host)?;
-    let cmd = AgentCommand::ApplySwitchConfig { config };
+    let conn = console.agents().connection_id(host);
+    if let (Some(now), Some((then, applied))) = (conn, last.as_ref()) {
+        if now == *then && *applied == config {
+            return Ok(());
+        }
+    }
+    // Whatever happens below, what the agent holds is no longer known.
+    *last = None;
+    let cmd = AgentCommand::ApplySwitchConfig {
+        config: config.clone(),
+    };
     console.agents().request(host, cmd, SHORT_TIMEOUT).await?;
+    // The request went to the connection that was current when it was sent; if that changed
+    // since `conn` was read, the next push finds another id and sends again.
+    *last = conn.map(|c| (c, config));
     Ok(())
 }
 

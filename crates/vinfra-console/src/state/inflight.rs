@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use vinfra_types::balancing::{PlanSummary, Recommendation};
 use vinfra_types::MigrationProgress;
 
+use vinfra_proto::HostSwitchConfig;
+
 use super::locks::lock;
 use crate::error::Error;
 
@@ -196,6 +198,11 @@ impl Default for PlacementChanges {
     }
 }
 
+/// The switch configuration a host's agent last applied on its current connection (the
+/// connection's id and the configuration), kept under the host's push lock: a push of an equal
+/// configuration to the same connection is not sent again.
+pub type LastPush = Option<(u64, HostSwitchConfig)>;
+
 /// Everything in flight (see the module doc).
 #[derive(Default)]
 pub struct Inflight {
@@ -211,7 +218,7 @@ pub struct Inflight {
     networks: tokio::sync::Mutex<()>,
     migrations: Mutex<HashMap<String, Arc<ActiveMigration>>>,
     /// Per host: held while its switch configuration is computed and sent.
-    switch_pushes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    switch_pushes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<LastPush>>>>,
     /// Serializes the checks of VMs' start-after orderings with the writes that change them.
     start_after: tokio::sync::Mutex<()>,
     /// Serializes the checks that security groups exist (or are unused) with the writes that
@@ -370,8 +377,8 @@ impl Inflight {
         })
     }
 
-    /// The lock that serializes the switch pushes to `host`.
-    pub fn switch_push_gate(&self, host: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock that serializes the switch pushes to `host`, with what the last one sent.
+    pub fn switch_push_gate(&self, host: &str) -> Arc<tokio::sync::Mutex<LastPush>> {
         lock(&self.switch_pushes)
             .entry(host.to_string())
             .or_default()

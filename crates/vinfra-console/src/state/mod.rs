@@ -29,7 +29,9 @@ mod writes;
 pub use console::{
     Allocation, Console, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT, SOURCE_LOST_AFTER,
 };
-pub use inflight::{ActiveMigration, BusyGuard, FenceGuard, PlacementChanges, PlacementMemo};
+pub use inflight::{
+    ActiveMigration, BusyGuard, FenceGuard, LastPush, PlacementChanges, PlacementMemo,
+};
 pub use locks::lock;
 pub use underlay::UnderlayIndex;
 pub use writes::Writes;

@@ -263,6 +263,8 @@ pub struct FakeState {
     pub completed: std::collections::HashSet<Uuid>,
     /// The last switch configuration received.
     pub switch_config: Option<vinfra_proto::HostSwitchConfig>,
+    /// How many switch configurations were received.
+    pub switch_pushes: u64,
     /// The address reported in Hello and reports (default 127.0.0.1).
     pub address: Option<String>,
     /// The VLAN trunk interface reported (default none).
@@ -676,6 +678,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         }
         AgentCommand::ApplySwitchConfig { config } => {
             state.switch_config = Some(config);
+            state.switch_pushes += 1;
             Ok(CommandReply::Done)
         }
         AgentCommand::SwitchCounters => Ok(CommandReply::SwitchCounters {
