@@ -189,9 +189,11 @@ impl HaController {
                 fenced_seen: None,
                 fence_tried: false,
             });
-            let record = console.host(h).ok().map(|r| r.value);
+            // No copy of the record: every host is looked at every tick.
+            let fenced_at =
+                console.with_hosts(|m| m.get(h.as_str()).and_then(|r| r.value.fenced_at));
             // The fence holds until the host is back (its agent's Hello clears fenced_at).
-            track.fenced_seen = match record.as_ref().and_then(|r| r.fenced_at) {
+            track.fenced_seen = match fenced_at {
                 Some(_) => Some(track.fenced_seen.unwrap_or(now)),
                 None => None,
             };
@@ -202,8 +204,13 @@ impl HaController {
             if let Some(read) = reads.get(h) {
                 track.observer.observe(now, read.clone());
             }
-            // Ids and HA flags only: every host's VMs are looked at every tick.
-            let running = console.running_on(h);
+            // The VMs count only for a host that is lost or fenced (a connected one is judged
+            // on its link alone); then ids and HA flags only.
+            let running = if fence.is_some() || matches!(link, Link::Lost { .. }) {
+                console.running_on(h)
+            } else {
+                Vec::new()
+            };
             let ids: Vec<Uuid> = running.iter().map(|(id, _)| *id).collect();
             let signals = HostSignals {
                 link,
@@ -233,7 +240,8 @@ impl HaController {
                 if a.ha == HostHa::Connected {
                     track.fence_tried = false;
                     // A new episode: what was told about its VMs may be told again.
-                    let ids: HashSet<Uuid> = ids.iter().copied().collect();
+                    let ids: HashSet<Uuid> =
+                        console.running_on(h).iter().map(|(id, _)| *id).collect();
                     self.noted.retain(|(v, _)| !ids.contains(v));
                 }
                 track.since = now;
@@ -259,7 +267,10 @@ impl HaController {
             if ha.fence_isolated
                 && has_ha_vms
                 && !track.fence_tried
-                && record.as_ref().is_some_and(|r| r.fence_command.is_some())
+                && console.with_hosts(|m| {
+                    m.get(h.as_str())
+                        .is_some_and(|r| r.value.fence_command.is_some())
+                })
                 && fence_due(
                     now,
                     &a.ha,
