@@ -114,7 +114,7 @@ pub(crate) struct RxFrame {
     /// The frame; for coalesced datagrams, their payloads back to back.
     pub(crate) range: Range<usize>,
     pub(crate) offload: Offload,
-    pub(crate) coalesced: Option<Coalesced>,
+    pub(crate) coalesced: Option<CoalescedDatagrams>,
 }
 
 impl RxFrame {
@@ -130,13 +130,13 @@ impl RxFrame {
 /// VXLAN packets the kernel coalesced on the uplink (UDP GRO: one UDP GSO message from a peer
 /// arrives whole): back to back, `segment` bytes each but the last, all from `from`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Coalesced {
+pub(crate) struct CoalescedDatagrams {
     pub(crate) segment: usize,
     pub(crate) from: SocketAddrV4,
     pub(crate) local_ip: Ipv4Addr,
 }
 
-impl Coalesced {
+impl CoalescedDatagrams {
     /// Hands each packet of `payloads` (a range of `buf` that starts at or after
     /// [`RX_HEADROOM`]) to `f` in order, as the frame a single datagram gives: its underlay
     /// headers are rebuilt in front of it, over the end of the packet before it (already
@@ -338,7 +338,7 @@ impl PortIo {
                                     frames.push(RxFrame {
                                         range: RX_HEADROOM..RX_HEADROOM + len,
                                         offload: Offload::NONE,
-                                        coalesced: Some(Coalesced {
+                                        coalesced: Some(CoalescedDatagrams {
                                             segment,
                                             from,
                                             local_ip: *local_ip,

@@ -65,7 +65,7 @@ fn a_coalesced_message_cuts_into_the_frames_of_its_datagrams() {
             segment: Some(1000),
         }]
     );
-    let c = Coalesced {
+    let c = CoalescedDatagrams {
         segment: 1000,
         from,
         local_ip: local,
