@@ -89,6 +89,8 @@ pub struct AgentConfig {
     /// The interface of this host's 802.1Q trunk to the physical network, for VLAN networks
     /// (needs `switch_control`).
     pub trunk_interface: Option<String>,
+    /// How VM NICs reach the switch (taps by default).
+    pub vm_nic_ports: network::VmNicPorts,
     /// Control socket of the host's guard (`vinfra guard --control`): QEMUs are started through
     /// it (its children, they die with it) and it is petted every heartbeat period. `None`:
     /// QEMUs daemonize and HA cannot protect the host's VMs.
@@ -173,6 +175,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                     underlay_ip: config.underlay_ip,
                     underlay_mtu: config.underlay_mtu,
                     trunk_interface: config.trunk_interface.clone(),
+                    vm_nic_ports: config.vm_nic_ports,
                 }),
         })
         .await?

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_agent::network::SwitchAttachment;
+use vinfra_agent::network::{SwitchAttachment, VmNicPorts};
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
 use vinfra_proto::{
@@ -342,6 +342,9 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
         underlay_ip: Some(ip),
         underlay_mtu: 1500,
         trunk_interface: None,
+        // QEMU runs in the test's network namespace, the switch in another: a tap is seen
+        // only in its namespace, sockets everywhere.
+        vm_nic_ports: VmNicPorts::Dgram,
     };
     let ma = manager(
         &tmp.path().join("agent-a"),
@@ -706,6 +709,8 @@ async fn the_agent_reports_the_underlay_mtu_of_a_switch_with_its_own_uplink() {
             underlay_ip: Some(ip),
             underlay_mtu: 1500,
             trunk_interface: None,
+            // QEMU runs in the test's network namespace, the switch in another.
+            vm_nic_ports: VmNicPorts::Dgram,
         }),
     )
     .await;

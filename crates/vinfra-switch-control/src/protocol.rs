@@ -110,6 +110,17 @@ pub enum Attachment {
         /// QEMU's socket path.
         peer: PathBuf,
     },
+    /// A VM's vNIC through a tap that QEMU opens by name (`-netdev tap,ifname=…`, virtio-net
+    /// headers, so the guest's checksum and TCP segmentation offloads reach the switch and back).
+    /// The switch creates the tap (persistent) unless it exists, keeps it out of the host's own
+    /// stack and reads and writes its frames through an AF_PACKET socket; it deletes the tap
+    /// when the port goes, once QEMU has let go of it.
+    VmTap {
+        /// The network.
+        network: u32,
+        /// Interface name (1 to 15 bytes).
+        tap: String,
+    },
     /// An 802.1Q sub-interface of a VM's vNIC: the frames tagged `vid` (1 to 4094) on VM port
     /// `parent`, in network `network`. No socket of its own: its frames travel through the
     /// parent's, tagged. Removed with the parent.

@@ -16,8 +16,10 @@
 //! rounds; only then, so that its spinning costs nothing else its core.
 //!
 //! VM ports (`vm` argument, or all): what VMs use. Two test guests (TCG) per path: through
-//! `vinfra switch` VM ports (QEMU `-netdev dgram` over Unix datagram sockets, as the agent
-//! attaches every vNIC), against the same guests with QEMU tap NICs (QEMU's defaults: virtio-net
+//! `vinfra switch` VM tap ports (QEMU `-netdev tap,ifname=…,vnet_hdr=on` on a tap the switch
+//! created, as the agent attaches a vNIC by default: the guests get checksum and TSO offloads)
+//! and VM socket ports (QEMU `-netdev dgram` over Unix datagram sockets, `vinfra agent
+//! --vm-nic-ports dgram`; recorded against the taps), against the same guests with QEMU tap NICs (QEMU's defaults: virtio-net
 //! headers on, so the guests get checksum and TSO offloads) on a Linux bridge and on Open
 //! vSwitch netdev (the taps as system ports). The guests run busybox tools, the same on every
 //! path, driven through a shell on their second serial port (`vinfra.shell=1`): TCP throughput
@@ -852,7 +854,8 @@ fn tap_guests(ns: &Netns, dir: &Path, prefix: &str, n: u8) -> (Guest, Guest, [St
     (a, b, taps)
 }
 
-/// Two guests per path (vinfra VM ports, QEMU taps on a Linux bridge, QEMU taps on OVS netdev),
+/// Two guests per path (vinfra VM taps, vinfra VM sockets, QEMU taps on a Linux bridge, QEMU taps
+/// on OVS netdev),
 /// measured in `rounds` interleaved rounds.
 fn vm_paths(rounds: u32) {
     if !guest_dir().join("vmlinuz").exists() {
@@ -867,11 +870,28 @@ fn vm_paths(rounds: u32) {
     let d = dir.path();
     let mut pairs = Vec::new();
 
-    // vinfra switch: two VM ports, QEMU -netdev dgram, as the agent attaches a vNIC.
+    // vinfra switch: two VM tap ports, QEMU -netdev tap, as the agent attaches a vNIC; its
+    // guests run in the switch's namespace (the taps are there).
     let host = netns("vm");
     let daemon = Daemon::start(&host, d, None);
     let mut client = daemon.client();
-    let mut reqs = vec![overlay(1, 100)];
+    // Each pair on its own network (both use 10.98.0.1 and .2).
+    let mut reqs = vec![overlay(1, 100), overlay(2, 101)];
+    let mut tap_netdevs = Vec::new();
+    for (port, tap) in [(3u32, "vtapa"), (4, "vtapb")] {
+        reqs.push(Request::AddPort(vinfra_switch_control::PortSpec {
+            id: port,
+            mtu: 1500,
+            attach: vinfra_switch_control::Attachment::VmTap {
+                network: 2,
+                tap: tap.to_string(),
+            },
+        }));
+        tap_netdevs.push(format!(
+            "tap,id=n0,ifname={tap},script=no,downscript=no,vnet_hdr=on"
+        ));
+    }
+    // And two VM socket ports, QEMU -netdev dgram.
     let mut netdevs = Vec::new();
     for (port, tag) in [(1u32, "va"), (2, "vb")] {
         let (socket, peer) = (
@@ -898,6 +918,22 @@ fn vm_paths(rounds: u32) {
         .expect("configure the switch's VM ports");
     let a = Guest::start(None, d, "va", &netdevs[0], "52:54:00:98:00:01", "10.98.0.1");
     let b = Guest::start(None, d, "vb", &netdevs[1], "52:54:00:98:00:02", "10.98.0.2");
+    let ta = Guest::start(
+        Some(&host.name),
+        d,
+        "ta",
+        &tap_netdevs[0],
+        "52:54:00:98:00:11",
+        "10.98.0.1",
+    );
+    let tb = Guest::start(
+        Some(&host.name),
+        d,
+        "tb",
+        &tap_netdevs[1],
+        "52:54:00:98:00:12",
+        "10.98.0.2",
+    );
 
     // Linux bridge: QEMU creates its taps in the bridge's namespace.
     let brns = netns("vbr");
@@ -929,7 +965,8 @@ fn vm_paths(rounds: u32) {
         (ovs, oa, ob)
     });
 
-    pairs.push(GuestPair::new("vinfra VM ports", a, b));
+    pairs.push(GuestPair::new("vinfra VM taps", ta, tb));
+    pairs.push(GuestPair::new("vinfra VM sockets", a, b));
     pairs.push(GuestPair::new("bridge + taps", ba, bb));
     let ovs = ovs.map(|(ovs, oa, ob)| {
         pairs.push(GuestPair::new("ovs + taps", oa, ob));
@@ -996,6 +1033,8 @@ fn vm_paths(rounds: u32) {
         let peer = row(p);
         let name = if p.label.starts_with("ovs") {
             "ovs"
+        } else if p.label.starts_with("vinfra") {
+            "sockets"
         } else {
             "bridge"
         };

@@ -265,7 +265,7 @@ pub fn port_config(spec: &PortSpec) -> Result<PortConfig, BadValue> {
             parent: PortId(*parent),
             vid: VlanId::new(*vid).ok_or(BadValue::Vid(*vid))?,
         },
-        Attachment::Vm { network, .. } => PortKind::Vm {
+        Attachment::Vm { network, .. } | Attachment::VmTap { network, .. } => PortKind::Vm {
             network: NetworkId(*network),
         },
         Attachment::Host { network, .. } => PortKind::Host {

@@ -612,7 +612,7 @@ impl Datapath {
         ports.sort_by_key(|p| {
             let access = matches!(
                 p.spec.attach,
-                Attachment::Vm { .. } | Attachment::Host { .. }
+                Attachment::Vm { .. } | Attachment::VmTap { .. } | Attachment::Host { .. }
             );
             (access, p.spec.id)
         });

@@ -3,6 +3,7 @@
 //! | kind | socket | a read gives | a write takes |
 //! |---|---|---|---|
 //! | VM | Unix datagram, QEMU `-netdev dgram` | one frame (`recvmmsg`: up to 32) | one frame (`sendmmsg`: a batch) |
+//! | VM tap | AF_PACKET with virtio-net headers on a tap QEMU holds (`-netdev tap`) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
 //! | host | tap (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, TSO/checksum offloads) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
 //! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
 //! | VLAN trunk | AF_PACKET on an interface | one tagged frame (tag restored) | one tagged frame |
@@ -11,7 +12,7 @@
 //! Ethernet, IPv4 and UDP headers of a received VXLAN packet in the 42 bytes in front of it (the
 //! kernel has already checked them) and sends only the bytes from the core's UDP payload offset.
 //!
-//! A host tap takes offloads when the kernel allows them (else it is opened plain): its frames
+//! A host tap and a VM tap take offloads (a host tap when the kernel allows them (else it is opened plain): its frames
 //! carry a virtio-net header, parsed into the core's [`Offload`] metadata on receive and written
 //! from [`vinfra_switch::datapath::TxFrame::offload`] on send; the core cuts large segments and
 //! completes checksums for every port that has no offloads.
@@ -105,6 +106,10 @@ pub(crate) enum PortIo {
         udp_gso: Cell<bool>,
     },
     Trunk(PacketSocket),
+    VmTap {
+        socket: PacketSocket,
+        tap: String,
+    },
 }
 
 /// A message read from a port: where it is in its buffer, its offload metadata and, for
@@ -201,7 +206,7 @@ impl PortIo {
                 let addr = SocketAddr::new(IpAddr::V4(*local_ip), VXLAN_PORT);
                 let socket =
                     UdpSocket::bind(addr).map_err(|source| PortError::Uplink { addr, source })?;
-                grow_buffers(&socket);
+                grow_buffers(&socket, UPLINK_SOCKET_BUFFER);
                 if !sys::enable_udp_gro(&socket) {
                     tracing::debug!(
                         "the kernel does not coalesce the uplink's datagrams (UDP_GRO)"
@@ -214,6 +219,18 @@ impl PortIo {
                     udp_gso,
                 })
             }
+            Attachment::VmTap { tap, .. } => sys::vm_tap::prepare(tap, spec.mtu)
+                .and_then(|()| PacketSocket::open_with_vnet_hdr(tap))
+                // Room for bursts of 64 KiB segments while the datapath is busy elsewhere.
+                .inspect(|socket| grow_buffers(socket, VM_TAP_SOCKET_BUFFER))
+                .map(|socket| PortIo::VmTap {
+                    socket,
+                    tap: tap.clone(),
+                })
+                .map_err(|source| PortError::Tap {
+                    name: tap.clone(),
+                    source,
+                }),
             Attachment::VmVlan { .. } => Err(PortError::SubInterface),
             Attachment::VlanTrunk { interface } => PacketSocket::open(interface)
                 .map(PortIo::Trunk)
@@ -231,7 +248,7 @@ impl PortIo {
                 registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
             }
             PortIo::Uplink { socket, .. } => registry.register(socket, token, Interest::READABLE),
-            PortIo::Trunk(s) => {
+            PortIo::Trunk(s) | PortIo::VmTap { socket: s, .. } => {
                 registry.register(&mut SourceFd(&s.as_raw_fd()), token, Interest::READABLE)
             }
         }
@@ -242,13 +259,18 @@ impl PortIo {
             PortIo::Vm { socket, .. } => registry.deregister(socket),
             PortIo::Tap { fd, .. } => registry.deregister(&mut SourceFd(&fd.as_raw_fd())),
             PortIo::Uplink { socket, .. } => registry.deregister(socket),
-            PortIo::Trunk(s) => registry.deregister(&mut SourceFd(&s.as_raw_fd())),
+            PortIo::Trunk(s) | PortIo::VmTap { socket: s, .. } => {
+                registry.deregister(&mut SourceFd(&s.as_raw_fd()))
+            }
         }
     }
 
     /// True for a port whose frames carry offload metadata.
     pub(crate) fn offloads(&self) -> bool {
-        matches!(self, PortIo::Tap { offloads: true, .. })
+        matches!(
+            self,
+            PortIo::Tap { offloads: true, .. } | PortIo::VmTap { .. }
+        )
     }
 
     /// Reads one frame into `buf`; returns where it is and its offload metadata. `WouldBlock`
@@ -263,6 +285,16 @@ impl PortIo {
                     .and_then(|h| Offload::parse(&h))
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 Ok((VNET_HDR_LEN..n, offload))
+            }
+            PortIo::VmTap { socket, .. } => {
+                let mut header = [0u8; VNET_HDR_LEN];
+                let (range, tagged) = socket.recv_with_header(buf, &mut header)?;
+                if tagged {
+                    shift_offsets(&mut header, sys::TAG_ROOM);
+                }
+                let offload = Offload::parse(&virtio_net::Packet::new_unchecked(&header[..]))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Ok((range, offload))
             }
             other => other.recv_plain(buf).map(|r| (r, Offload::NONE)),
         }
@@ -289,7 +321,7 @@ impl PortIo {
                 rebuild_underlay(buf, n, *from.ip(), from.port(), *local_ip);
                 Ok(0..RX_HEADROOM + n)
             }
-            PortIo::Trunk(s) => s.recv(buf),
+            PortIo::Trunk(s) | PortIo::VmTap { socket: s, .. } => s.recv(buf),
         }
     }
 
@@ -307,7 +339,7 @@ impl PortIo {
         let (fd, offset): (&dyn AsRawFd, usize) = match self {
             PortIo::Vm { socket, .. } => (socket, 0),
             PortIo::Uplink { socket, .. } => (socket, RX_HEADROOM),
-            PortIo::Tap { .. } | PortIo::Trunk(_) => {
+            PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::VmTap { .. } => {
                 for buf in bufs.iter_mut() {
                     match self.recv(buf) {
                         Ok((range, offload)) => frames.push(RxFrame::new(range, offload)),
@@ -411,7 +443,7 @@ impl PortIo {
                 let groups = group_vxlan(frames, udp_gso.get());
                 send_groups(socket, &parts, &groups, errors, Some(udp_gso))
             }
-            PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::Vm { .. } => {
+            PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::VmTap { .. } | PortIo::Vm { .. } => {
                 for (i, (bytes, vtep)) in frames.iter().enumerate() {
                     match self.send(bytes, *vtep, &Offload::NONE) {
                         Ok(()) => {}
@@ -455,15 +487,41 @@ impl PortIo {
                     .map(drop)
             }
             PortIo::Trunk(s) => s.send(frame).map(drop),
+            PortIo::VmTap { socket, .. } => socket
+                .send_with_header(&offload.to_bytes(), frame)
+                .map(drop),
         }
     }
 }
 
 impl Drop for PortIo {
     fn drop(&mut self) {
-        if let PortIo::Vm { path, .. } = self {
-            let _ = std::fs::remove_file(path);
+        match self {
+            PortIo::Vm { path, .. } => {
+                let _ = std::fs::remove_file(path);
+            }
+            PortIo::VmTap { tap, .. } => {
+                if let Err(e) = sys::vm_tap::remove(tap) {
+                    tracing::info!(tap, "VM tap kept (its QEMU still holds it): {e}");
+                }
+            }
+            _ => {}
         }
+    }
+}
+
+/// Moves a virtio-net header's offsets (header length, checksum start) `by` bytes further into
+/// the frame: for a frame whose 802.1Q tag was put back in front of the offsets the kernel
+/// counted without it.
+fn shift_offsets(header: &mut [u8; VNET_HDR_LEN], by: usize) {
+    let by = u16::try_from(by).unwrap_or(0);
+    let mut packet = virtio_net::Packet::new_unchecked(&mut header[..]);
+    let flags = packet.flags();
+    if packet.hdr_len() != 0 {
+        packet.set_hdr_len(packet.hdr_len().saturating_add(by));
+    }
+    if flags & virtio_net::FLAG_NEEDS_CSUM != 0 {
+        packet.set_csum_start(packet.csum_start().saturating_add(by));
     }
 }
 
@@ -532,19 +590,23 @@ fn rebuild_underlay(
 /// is busy with a batch; every overflow is a lost inner frame (a TCP retransmit in a guest).
 const UPLINK_SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-/// Raises the uplink's receive and send buffers: past `net.core.rmem_max` with the `*BUFFORCE`
-/// options when the switch has CAP_NET_ADMIN, else as far as the limit allows. Best effort: a
-/// smaller buffer only costs throughput, so failures are logged, not returned.
-fn grow_buffers(socket: &UdpSocket) {
+/// Socket buffer a VM tap's packet socket asks for in each direction: the default (~208 KiB)
+/// holds three 64 KiB segments.
+const VM_TAP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Raises a socket's receive and send buffers to `size`: past `net.core.rmem_max` with the
+/// `*BUFFORCE` options when the switch has CAP_NET_ADMIN, else as far as the limit allows. Best
+/// effort: a smaller buffer only costs throughput, so failures are logged, not returned.
+fn grow_buffers(socket: &impl std::os::fd::AsFd, size: usize) {
     use nix::sys::socket::{setsockopt, sockopt};
-    if setsockopt(socket, sockopt::RcvBufForce, &UPLINK_SOCKET_BUFFER).is_err() {
-        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &UPLINK_SOCKET_BUFFER) {
-            tracing::warn!("uplink receive buffer left at its default: {e}");
+    if setsockopt(socket, sockopt::RcvBufForce, &size).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::RcvBuf, &size) {
+            tracing::warn!("receive buffer left at its default: {e}");
         }
     }
-    if setsockopt(socket, sockopt::SndBufForce, &UPLINK_SOCKET_BUFFER).is_err() {
-        if let Err(e) = setsockopt(socket, sockopt::SndBuf, &UPLINK_SOCKET_BUFFER) {
-            tracing::warn!("uplink send buffer left at its default: {e}");
+    if setsockopt(socket, sockopt::SndBufForce, &size).is_err() {
+        if let Err(e) = setsockopt(socket, sockopt::SndBuf, &size) {
+            tracing::warn!("send buffer left at its default: {e}");
         }
     }
 }

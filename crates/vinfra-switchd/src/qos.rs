@@ -114,7 +114,10 @@ fn bucket(
 impl PortQos {
     /// Checks `spec` for port `port` attached to `attach`.
     pub fn new(port: u32, attach: &Attachment, spec: &QosSpec) -> Result<PortQos, QosError> {
-        if !matches!(attach, Attachment::Vm { .. } | Attachment::Host { .. }) {
+        if !matches!(
+            attach,
+            Attachment::Vm { .. } | Attachment::VmTap { .. } | Attachment::Host { .. }
+        ) {
             return Err(QosError::NotAccessPort(port));
         }
         if !(1..=100).contains(&spec.weight) {

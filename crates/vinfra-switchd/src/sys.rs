@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+pub mod vm_tap;
+
 /// `struct tpacket_auxdata` from `<linux/if_packet.h>`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -28,6 +30,7 @@ struct TpacketAuxdata {
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
@@ -38,13 +41,15 @@ const ETH_P_8021Q: u16 = 0x8100;
 pub(crate) const TAG_ROOM: usize = 4;
 
 /// Length of the virtio-net header in front of each frame on a tap opened with offloads.
-pub(crate) const VNET_HDR_LEN: usize = vinfra_switch::wire::virtio_net::HEADER_LEN;
+pub const VNET_HDR_LEN: usize = vinfra_switch::wire::virtio_net::HEADER_LEN;
 
 /// An open tap and whether it carries virtio-net headers with checksum and TSO offloads.
 #[derive(Debug)]
-pub(crate) struct Tap {
-    pub(crate) fd: OwnedFd,
-    pub(crate) offloads: bool,
+pub struct Tap {
+    /// The tap's descriptor.
+    pub fd: OwnedFd,
+    /// Whether frames carry a virtio-net header with offloads.
+    pub offloads: bool,
 }
 
 /// Opens (creating it if needed) the tap interface `name`, non-blocking, without packet
@@ -52,8 +57,9 @@ pub(crate) struct Tap {
 /// little-endian virtio-net header in front of every frame, both ways) and asked for checksum
 /// and TCP segmentation offload (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), so the kernel hands
 /// over large TCP segments with partial checksums; when the kernel refuses the header or the
-/// offloads, the tap is opened plain and reads and writes are whole Ethernet frames.
-pub(crate) fn open_tap(name: &str, offloads: bool) -> io::Result<Tap> {
+/// offloads, the tap is opened plain and reads and writes are whole Ethernet frames. (What QEMU
+/// does with `-netdev tap` for a guest that takes offloads.)
+pub fn open_tap(name: &str, offloads: bool) -> io::Result<Tap> {
     if offloads {
         if let Ok(fd) = open_tap_with(name, true) {
             if enable_offloads(&fd).is_ok() {
@@ -139,6 +145,18 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Opens a socket on the interface `name`.
     pub fn open(name: &str) -> io::Result<PacketSocket> {
+        PacketSocket::open_with(name, false)
+    }
+
+    /// Opens a socket on the interface `name` whose frames carry a virtio-net header both ways
+    /// (`PACKET_VNET_HDR`: checksum and segmentation offload metadata, as on a tap opened with
+    /// `IFF_VNET_HDR`): see [`PacketSocket::recv_with_header`] and
+    /// [`PacketSocket::send_with_header`].
+    pub fn open_with_vnet_hdr(name: &str) -> io::Result<PacketSocket> {
+        PacketSocket::open_with(name, true)
+    }
+
+    fn open_with(name: &str, vnet_hdr: bool) -> io::Result<PacketSocket> {
         let ifindex = nix::net::if_::if_nametoindex(name).map_err(io::Error::from)?;
         let ifindex = libc::c_int::try_from(ifindex)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index"))?;
@@ -173,6 +191,9 @@ impl PacketSocket {
         }
         set_int(&fd, PACKET_AUXDATA, 1)?;
         set_int(&fd, PACKET_IGNORE_OUTGOING, 1)?;
+        if vnet_hdr {
+            set_int(&fd, PACKET_VNET_HDR, 1)?;
+        }
         // SAFETY: `packet_mreq` is plain old data; all-zero is a valid value.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = ifindex;
@@ -197,31 +218,66 @@ impl PacketSocket {
     /// kernel took the frame's 802.1Q tag off into metadata, the tag is put back in place, using
     /// the first `TAG_ROOM` bytes.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Range<usize>> {
+        self.recv_into(buf, None).map(|(frame, _)| frame)
+    }
+
+    /// On a socket opened with [`PacketSocket::open_with_vnet_hdr`]: receives the virtio-net
+    /// header into `header` and the frame as [`PacketSocket::recv`] does. True with the range
+    /// when the frame's tag was put back (the header's offsets count from the frame without
+    /// it).
+    pub fn recv_with_header(
+        &self,
+        buf: &mut [u8],
+        header: &mut [u8; VNET_HDR_LEN],
+    ) -> io::Result<(Range<usize>, bool)> {
+        self.recv_into(buf, Some(header))
+    }
+
+    fn recv_into(
+        &self,
+        buf: &mut [u8],
+        header: Option<&mut [u8; VNET_HDR_LEN]>,
+    ) -> io::Result<(Range<usize>, bool)> {
         let Some(data) = buf.get_mut(TAG_ROOM..) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "buffer too small",
             ));
         };
-        let mut iov = libc::iovec {
+        let data_iov = libc::iovec {
             iov_base: data.as_mut_ptr().cast(),
             iov_len: data.len(),
+        };
+        let mut iovs = [data_iov, data_iov];
+        let iov_count = match header {
+            Some(h) => {
+                iovs[0] = libc::iovec {
+                    iov_base: h.as_mut_ptr().cast(),
+                    iov_len: h.len(),
+                };
+                2
+            }
+            None => 1,
         };
         // Room for one cmsghdr and a tpacket_auxdata, aligned for cmsghdr.
         let mut control = [0u64; 8];
         // SAFETY: `msghdr` is plain old data; all-zero is a valid value.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        msg.msg_iov = iovs.as_mut_ptr();
+        msg.msg_iovlen = iov_count;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control);
-        // SAFETY: `msg` points at `iov` (over `data`) and `control`, both alive and writable for
-        // the call; the kernel writes at most their stated lengths.
+        // SAFETY: `msg` points at `iovs` (over the header, if any, and `data`) and `control`, all
+        // alive and writable for the call; the kernel writes at most their stated lengths.
         let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(n).unwrap_or(0).min(data.len());
+        let head = if iov_count == 2 { VNET_HDR_LEN } else { 0 };
+        let len = usize::try_from(n)
+            .unwrap_or(0)
+            .saturating_sub(head)
+            .min(data.len());
         let mut aux = None;
         // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/CMSG_NXTHDR stay within
         // `msg_control`/`msg_controllen`, and the auxdata is read unaligned after checking its
@@ -243,10 +299,10 @@ impl PacketSocket {
         }
         let frame = TAG_ROOM..TAG_ROOM + len;
         let Some(aux) = aux.filter(|a| a.tp_status & TP_STATUS_VLAN_VALID != 0) else {
-            return Ok(frame);
+            return Ok((frame, false));
         };
         if len < 12 {
-            return Ok(frame);
+            return Ok((frame, false));
         }
         let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 && aux.tp_vlan_tpid != 0 {
             aux.tp_vlan_tpid
@@ -258,7 +314,33 @@ impl PacketSocket {
             tag[..2].copy_from_slice(&tpid.to_be_bytes());
             tag[2..].copy_from_slice(&aux.tp_vlan_tci.to_be_bytes());
         }
-        Ok(0..TAG_ROOM + len)
+        Ok((0..TAG_ROOM + len, true))
+    }
+
+    /// On a socket opened with [`PacketSocket::open_with_vnet_hdr`]: sends `header` and the
+    /// frame, non-blocking; returns the frame's bytes sent.
+    pub fn send_with_header(&self, header: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+        let iovs = [
+            libc::iovec {
+                iov_base: header.as_ptr().cast_mut().cast(),
+                iov_len: header.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: `msghdr` is plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iovs.as_ptr().cast_mut();
+        msg.msg_iovlen = iovs.len();
+        // SAFETY: `msg` points at `iovs` over `header` and `frame`, alive for the call; the
+        // kernel only reads them.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(n).unwrap_or(0).saturating_sub(VNET_HDR_LEN))
     }
 
     /// Sends one frame as it is.
@@ -276,6 +358,12 @@ impl PacketSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+impl std::os::fd::AsFd for PacketSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -150,6 +150,7 @@ impl Manager {
                     mtu: n.mtu,
                     qemu_socket: n.qemu_socket.clone(),
                     switch_socket: n.switch_socket.clone(),
+                    tap: n.tap.clone(),
                     trunk: vm
                         .record
                         .nics

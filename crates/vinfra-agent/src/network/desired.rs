@@ -6,8 +6,9 @@
 //!   itself (`vinfra switch --underlay-ip`);
 //! - the 802.1Q trunk on the host's interface to the physical network (`vinfra agent
 //!   --trunk-interface`), port [`TRUNK_PORT`], which carries the VLAN networks;
-//! - one VM port per NIC of each VM that runs here (or waits for an incoming migration), a
-//!   QEMU `-netdev dgram` pair of Unix sockets in the VM's directory;
+//! - one VM port per NIC of each VM that runs here (or waits for an incoming migration): a tap
+//!   QEMU opens (`-netdev tap`, offloads), or a QEMU `-netdev dgram` pair of Unix sockets in the
+//!   VM's directory (`vinfra agent --vm-nic-ports dgram`, and NICs with sub-interfaces);
 //! - a static MAC entry per local NIC (MAC → its port). Console entries for MACs that are local
 //!   or that point at this host's own underlay address are left out;
 //! - each VM port's firewall: the rules of the console's `firewalls` entry for the NIC (its
@@ -62,6 +63,11 @@ pub struct VmNic {
     pub switch_socket: PathBuf,
     /// The socket QEMU binds (its `local.path`).
     pub qemu_socket: PathBuf,
+    /// The tap of a NIC on a tap port ([`super::VmNicPorts::Tap`]; for a sub-interface, its
+    /// NIC's); `None`: the NIC's port is the pair of sockets above (also for records written
+    /// before tap ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap: Option<String>,
     /// An 802.1Q sub-interface of another NIC of the VM: no virtio device nor sockets of its
     /// own (the two paths above are its NIC's), its frames tagged on its NIC's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,10 +330,16 @@ impl DesiredSwitch {
                     parent: tag.parent_port,
                     vid: tag.vid,
                 },
-                None => Attachment::Vm {
-                    network: u32::from(n.id),
-                    socket: nic.switch_socket.clone(),
-                    peer: nic.qemu_socket.clone(),
+                None => match &nic.tap {
+                    Some(tap) => Attachment::VmTap {
+                        network: u32::from(n.id),
+                        tap: tap.clone(),
+                    },
+                    None => Attachment::Vm {
+                        network: u32::from(n.id),
+                        socket: nic.switch_socket.clone(),
+                        peer: nic.qemu_socket.clone(),
+                    },
                 },
             };
             out.push(Request::AddPort(PortSpec {

@@ -59,12 +59,12 @@ mod tests_sub_interfaces;
 #[cfg(test)]
 mod tests_uplinks;
 
-pub use attachment::{SwitchAttachment, TRUNK_MTU, TRUNK_PORT};
+pub use attachment::{SwitchAttachment, VmNicPorts, TRUNK_MTU, TRUNK_PORT};
 pub use desired::{DesiredSwitch, VmNic};
 pub use error::{RefusedRequest, SwitchLinkError};
 pub use flows::{host_flows, TakenFlows};
 pub use link::SwitchLink;
 pub use plan::plan;
-pub use ports::{NicError, NicProblem};
+pub use ports::{tap_name, NicError, NicProblem};
 pub use reconcile::{spawn_reconciler, MacMoves, ReconcileOutcome, RECONCILE_INTERVAL};
 pub use validate::{validate, InvalidConfig};

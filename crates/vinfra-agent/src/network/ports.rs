@@ -9,7 +9,7 @@ use vinfra_proto::SwitchNetworkKind;
 use vinfra_switch_control::{Mac, UPLINK_PORT};
 use vinfra_types::NicSpec;
 
-use super::attachment::{SwitchAttachment, MAX_PORT, TRUNK_PORT};
+use super::attachment::{SwitchAttachment, VmNicPorts, MAX_PORT, TRUNK_PORT};
 use super::desired::{allowed_sources, DesiredSwitch, NicTag, VmNic};
 use super::mac::{self, MacError};
 
@@ -62,6 +62,21 @@ pub struct NicError {
     /// Why.
     #[source]
     pub problem: NicProblem,
+}
+
+/// The name of the tap of port `port` of the switch at `control`: `vn`, four hex digits of a
+/// hash of the control socket's path (two switches in one network namespace do not share
+/// names), `p` and the port number; at most 12 bytes.
+pub fn tap_name(control: &Path, port: u32) -> String {
+    // FNV-1a, 32 bits, folded to 16.
+    let hash = control
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        });
+    format!("vn{:04x}p{port}", (hash >> 16) ^ (hash & 0xffff))
 }
 
 impl DesiredSwitch {
@@ -130,6 +145,7 @@ impl DesiredSwitch {
                     port,
                     switch_socket: parent.switch_socket.clone(),
                     qemu_socket: parent.qemu_socket.clone(),
+                    tap: parent.tap.clone(),
                     vlan: Some(NicTag {
                         parent_port: parent.port,
                         vid: v.vid,
@@ -145,6 +161,13 @@ impl DesiredSwitch {
                     return Err(fail(NicProblem::SocketPathTooLong(p.clone())));
                 }
             }
+            // A NIC with sub-interfaces stays on sockets: its frames are tagged, and offload
+            // metadata is for untagged frames.
+            let trunk = nics
+                .iter()
+                .any(|n| n.vlan.is_some_and(|v| v.parent == index));
+            let tap = (attachment.vm_nic_ports == VmNicPorts::Tap && !trunk)
+                .then(|| tap_name(&attachment.control, port));
             out.push(VmNic {
                 network: spec.network.clone(),
                 mac: mac.to_string(),
@@ -153,6 +176,7 @@ impl DesiredSwitch {
                 port,
                 switch_socket,
                 qemu_socket,
+                tap,
                 vlan: None,
             });
         }

@@ -27,6 +27,7 @@ pub(crate) fn settings() -> SwitchAttachment {
         underlay_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
         underlay_mtu: 1500,
         trunk_interface: None,
+        vm_nic_ports: VmNicPorts::Dgram,
     }
 }
 
@@ -337,6 +338,7 @@ fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
             port: TRUNK_PORT,
             switch_socket: dir.path().join("s"),
             qemu_socket: dir.path().join("q"),
+            tap: None,
             vlan: None,
         }],
     );
@@ -615,6 +617,7 @@ fn counters_are_named_by_network_vm_and_nic() {
         port,
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
+        tap: None,
         vlan: None,
     };
     // NIC 0 has no port on the switch (yet); NIC 1 is port 7.
@@ -670,6 +673,7 @@ fn firewall_hits_are_named_by_group_and_rule() {
         port,
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
+        tap: None,
         vlan: None,
     };
     let id = Uuid::new_v4();

@@ -139,3 +139,44 @@ fn replacing_a_nics_port_adds_its_sub_interfaces_again() {
         .iter()
         .any(|r| matches!(r, Request::SetPortPolicy { port, .. } if *port == sub)));
 }
+
+#[test]
+fn nics_go_on_taps_but_a_nic_with_sub_interfaces_stays_on_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = SwitchAttachment {
+        vm_nic_ports: VmNicPorts::Tap,
+        ..super::tests::settings()
+    };
+    let link = SwitchLink::open(settings.clone(), dir.path()).unwrap();
+    link.set_config(super::tests::config()).unwrap();
+    // NIC 0 plain, NIC 1 carries NIC 2 as a sub-interface.
+    let nics = link
+        .attach(
+            Uuid::from_u128(1),
+            dir.path(),
+            &[
+                NicSpec {
+                    mac: Some("52:54:00:00:00:02".into()),
+                    ..nic("blue", None)
+                },
+                nic("red", None),
+                nic("blue", Some((1, 10))),
+            ],
+        )
+        .unwrap();
+    let tap = tap_name(&settings.control, nics[0].port);
+    assert_eq!(nics[0].tap.as_deref(), Some(tap.as_str()));
+    assert!(tap.len() <= 15, "{tap}");
+    assert_eq!(nics[1].tap, None);
+    assert_eq!(nics[2].tap, None);
+    let other = tap_name(std::path::Path::new("/run/other.sock"), nics[0].port);
+    assert_ne!(tap, other, "two switches' taps share a name");
+    let d = super::tests::desired(&link, false);
+    let p = ports(&d);
+    assert_eq!(p[0].attach, Attachment::VmTap { network: 1, tap }, "{p:?}");
+    assert!(
+        matches!(p[1].attach, Attachment::Vm { network: 2, .. }),
+        "{p:?}"
+    );
+    assert!(matches!(p[2].attach, Attachment::VmVlan { .. }), "{p:?}");
+}

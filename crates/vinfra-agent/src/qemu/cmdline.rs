@@ -24,7 +24,8 @@ pub struct DiskArg {
     pub cache: CacheMode,
 }
 
-/// One NIC: a virtio-net device on a `-netdev dgram` pair of Unix sockets to the host's switch.
+/// One NIC: a virtio-net device on a tap the host's switch created (`-netdev tap`), or on a
+/// `-netdev dgram` pair of Unix sockets to the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicArg {
     /// MAC address.
@@ -35,6 +36,9 @@ pub struct NicArg {
     pub qemu_socket: PathBuf,
     /// The switch's socket (`remote.path`).
     pub switch_socket: PathBuf,
+    /// The tap QEMU opens instead of the sockets (`ifname`), with virtio-net headers: the
+    /// guest's offloads go through.
+    pub tap: Option<String>,
     /// It carries 802.1Q sub-interfaces: the device takes every tag (`ctrl_vlan=off`). With
     /// the guest-programmed VLAN filter on, QEMU resets the filter when it loads a migrated
     /// device's features, and the destination would drop every tagged frame; the host's switch
@@ -165,11 +169,17 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
     }
     for (i, n) in l.nics.iter().enumerate() {
         push("-netdev".into());
-        push(format!(
-            "dgram,id=nic{i},local.type=unix,local.path={},remote.type=unix,remote.path={}",
-            esc_path(&n.qemu_socket),
-            esc_path(&n.switch_socket)
-        ));
+        push(match &n.tap {
+            Some(tap) => format!(
+                "tap,id=nic{i},ifname={},script=no,downscript=no,vnet_hdr=on",
+                esc(tap)
+            ),
+            None => format!(
+                "dgram,id=nic{i},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                esc_path(&n.qemu_socket),
+                esc_path(&n.switch_socket)
+            ),
+        });
         push("-device".into());
         push(format!(
             "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}{}",
@@ -227,9 +237,29 @@ mod tests {
                 mtu: 1450,
                 qemu_socket: "/d/nic0.sock".into(),
                 switch_socket: "/d/nic0.switch.sock".into(),
+                tap: None,
                 trunk: false,
             }],
         }
+    }
+
+    #[test]
+    fn a_nic_on_a_tap_opens_it_by_name_with_virtio_net_headers() {
+        let mut l = launch();
+        l.nics[0].tap = Some("vn1a2bp7".into());
+        let joined = build_args(&l)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains(
+                "-netdev tap,id=nic0,ifname=vn1a2bp7,script=no,downscript=no,vnet_hdr=on \
+                 -device virtio-net-pci,netdev=nic0,id=net0,mac=52:54:00:00:00:01,host_mtu=1450"
+            ),
+            "{joined}"
+        );
+        assert!(!joined.contains("dgram"), "{joined}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ async fn flows_reach_the_ipfix_collector_with_no_console_session() {
             underlay_ip: None,
             underlay_mtu: 1500,
             trunk_interface: None,
+            // QEMU runs in the test's network namespace, the switch in another.
+            vm_nic_ports: VmNicPorts::Dgram,
         }),
     )
     .await;

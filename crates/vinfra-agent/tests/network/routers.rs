@@ -110,6 +110,8 @@ async fn the_switch_gets_the_routers_back_after_a_restart_and_loses_them_when_th
             underlay_ip: Some(ip),
             underlay_mtu: 1500,
             trunk_interface: None,
+            // QEMU runs in the test's network namespace, the switch in another.
+            vm_nic_ports: VmNicPorts::Dgram,
         }),
     )
     .await;

@@ -132,11 +132,26 @@ pub struct AgentArgs {
     /// networks (VMs with NICs on VLAN networks run only on hosts with a trunk).
     #[arg(long, requires = "switch_control", value_parser = parse::interface)]
     pub trunk_interface: Option<String>,
+    /// How VM NICs reach the switch: `tap` (a tap the switch creates and QEMU opens, with the
+    /// guest's checksum and TCP segmentation offloads) or `dgram` (Unix datagram sockets, no
+    /// offloads). Every host of a cluster must use the same: a VM migrates only between hosts
+    /// whose NICs offer it the same offloads.
+    #[arg(long, value_enum, default_value_t = VmNicPortsArg::Tap)]
+    pub vm_nic_ports: VmNicPortsArg,
     /// Control socket of this host's `vinfra guard`: QEMUs are started through it (they die
     /// with it, never with the agent) and it is told every second how the host's console
     /// contact is. Without it QEMUs daemonize and HA cannot protect this host's VMs.
     #[arg(long)]
     pub guard: Option<PathBuf>,
+}
+
+/// `vinfra agent --vm-nic-ports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmNicPortsArg {
+    /// A tap per NIC, with offloads.
+    Tap,
+    /// A pair of Unix datagram sockets per NIC.
+    Dgram,
 }
 
 /// Why a daemon stopped with an error.
@@ -202,6 +217,10 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
         underlay_ip: a.underlay_ip,
         underlay_mtu: a.underlay_mtu,
         trunk_interface: a.trunk_interface.clone(),
+        vm_nic_ports: match a.vm_nic_ports {
+            VmNicPortsArg::Tap => vinfra_agent::network::VmNicPorts::Tap,
+            VmNicPortsArg::Dgram => vinfra_agent::network::VmNicPorts::Dgram,
+        },
         guard: a.guard.clone(),
     };
     runtime()?
