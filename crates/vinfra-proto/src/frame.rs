@@ -84,8 +84,17 @@ pub struct FrameReceiver<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameReceiver<S> {
     /// Receives one message; [`FrameError::Closed`] at end of stream.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, FrameError> {
+        self.recv_with(|bytes| serde_json::from_slice(bytes)).await
+    }
+
+    /// Receives one message decoded by `decode` from its JSON bytes (e.g.
+    /// [`crate::AgentMessage::from_json`]); [`FrameError::Closed`] at end of stream.
+    pub async fn recv_with<T>(
+        &mut self,
+        decode: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T, FrameError> {
         match self.stream.next().await {
-            Some(Ok(bytes)) => Ok(serde_json::from_slice(&bytes)?),
+            Some(Ok(bytes)) => Ok(decode(&bytes)?),
             Some(Err(e)) => Err(e.into()),
             None => Err(FrameError::Closed),
         }

@@ -22,7 +22,7 @@
 //! the longest time without replies (and the pings lost in it), both sides in the same topology.
 //! Ours: the idle guest on an overlay network migrates h1 -> h2 through the API while a peer VM
 //! on h3 pings it (`vinfra.pingfast`, the guest prints each gap). Plain: the same two guests
-//! (same QEMU command lines) on the same three hosts, each NIC a `-netdev dgram` into a
+//! (same QEMU command lines) on the same three hosts, each NIC a `-netdev tap` on a tap of a
 //! `vinfra switch` of the host (a second one per host, on a second underlay address, so the
 //! agents leave it alone), VXLAN between the hosts over the same underlay; the benchmark
 //! configures those switches once, as the console would, and migrates over QMP with QEMU's

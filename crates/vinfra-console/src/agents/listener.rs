@@ -269,7 +269,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     tokio::pin!(silent);
     let result = loop {
         let msg = tokio::select! {
-            m = receiver.recv::<AgentMessage>() => m,
+            m = receiver.recv_with(AgentMessage::from_json) => m,
             _ = &mut closed => break Ok(()),
             () = &mut silent => {
                 tracing::warn!(host, "no message within {heartbeat:?}: closing the connection");

@@ -307,17 +307,10 @@ impl Drop for PlainSwitches {
     }
 }
 
-/// `argv` (a VM's QEMU command line from the lab) moved to `dir`, its one NIC a `-netdev dgram`
-/// pair of sockets (`vm` QEMU's, `switch` the switch port's) with MAC `mac`, and kernel command
-/// line `append`.
-fn plain_argv(
-    argv: &[String],
-    dir: &Path,
-    vm: &Path,
-    switch: &Path,
-    mac: &str,
-    append: &str,
-) -> Vec<String> {
+/// `argv` (a VM's QEMU command line from the lab) moved to `dir`, its one NIC on the switch's
+/// tap `tap` (`-netdev tap`, virtio-net headers, as the agent attaches a NIC) with MAC `mac`,
+/// and kernel command line `append`.
+fn plain_argv(argv: &[String], dir: &Path, tap: &str, mac: &str, append: &str) -> Vec<String> {
     let vm_dir = Path::new(common::arg_after(argv, "-pidfile"))
         .parent()
         .expect("pidfile in the VM's directory")
@@ -330,11 +323,7 @@ fn plain_argv(
         .find_map(|p| p.strip_prefix("id="))
         .expect("the netdev's id")
         .to_string();
-    a[i + 1] = format!(
-        "dgram,id={id},local.type=unix,local.path={},remote.type=unix,remote.path={}",
-        vm.display(),
-        switch.display()
-    );
+    a[i + 1] = format!("tap,id={id},ifname={tap},script=no,downscript=no,vnet_hdr=on");
     let j = a
         .iter()
         .position(|x| x.starts_with("virtio-net-pci,"))
@@ -356,7 +345,7 @@ fn plain_argv(
 }
 
 /// Plain: the same two guests (`argv`: the migrating VM's command line, `pinger_argv`: its
-/// pinger's) on the same hosts and the same path shape as ours (QEMU `-netdev dgram` into a
+/// pinger's) on the same hosts and the same path shape as ours (QEMU `-netdev tap` on a tap of a
 /// `vinfra switch` on each host, VXLAN between the hosts over the lab's underlay), but no
 /// console and no agents: the benchmark configures the switches once as the console would
 /// (ports on h1, h2 and h3, the VMs' MAC and ARP entries; h2's port ready for the incoming
@@ -382,14 +371,8 @@ fn plain_network(
     }
     let mut sw = PlainSwitches::start(lab, &base);
     let mac = |m: &str| m.parse::<Mac>().expect("MAC");
-    let socks: Vec<(PathBuf, PathBuf)> = (0..3)
-        .map(|i| {
-            (
-                base.join(format!("vm{i}.sock")),
-                base.join(format!("sw{i}.sock")),
-            )
-        })
-        .collect();
+    // One tap per host (each in its host's namespace, beside the agent's own).
+    let taps: Vec<String> = (0..3).map(|i| format!("vplain{i}")).collect();
     let vteps = sw.vteps.clone();
     for (i, client) in sw.clients.iter_mut().enumerate() {
         let here = |on: bool, at: usize| {
@@ -416,10 +399,9 @@ fn plain_network(
             Request::AddPort(PortSpec {
                 id: 1,
                 mtu: OVERLAY_MTU,
-                attach: Attachment::Vm {
+                attach: Attachment::VmTap {
                     network: 1,
-                    socket: socks[i].1.clone(),
-                    peer: socks[i].0.clone(),
+                    tap: taps[i].clone(),
                 },
             }),
             Request::AddArpEntry {
@@ -461,27 +443,12 @@ fn plain_network(
         "{} vinfra.ip={PLAIN_PINGER}/24 vinfra.pingfast={PLAIN_GUEST},{PING_MS}",
         cmdline(0)
     );
-    let src_argv = plain_argv(
-        argv,
-        &dirs[0],
-        &socks[0].0,
-        &socks[0].1,
-        PLAIN_GUEST_MAC,
-        &guest_append,
-    );
-    let mut dst_argv = plain_argv(
-        argv,
-        &dirs[1],
-        &socks[1].0,
-        &socks[1].1,
-        PLAIN_GUEST_MAC,
-        &guest_append,
-    );
+    let src_argv = plain_argv(argv, &dirs[0], &taps[0], PLAIN_GUEST_MAC, &guest_append);
+    let mut dst_argv = plain_argv(argv, &dirs[1], &taps[1], PLAIN_GUEST_MAC, &guest_append);
     let p_argv = plain_argv(
         pinger_argv,
         &dirs[2],
-        &socks[2].0,
-        &socks[2].1,
+        &taps[2],
         PLAIN_PINGER_MAC,
         &pinger_append,
     );
