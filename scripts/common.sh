@@ -2,13 +2,14 @@
 # toolchain. Source it; installing needs root.
 
 # Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
-# the switch and guard tests' tools (iperf3: the switch's QoS tests), building.
+# the switch and guard tests' tools (iperf3: the switch's QoS tests), nftables (the switch keeps
+# VM taps out of the host's stack with it), building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
-    build-essential pkg-config)
+    nftables build-essential pkg-config)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
-VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch nftables conntrack)
+VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)
 
 # Every program the code (src, tests, benches), these scripts or the build (cc, pkg-config)
 # execute, and the Debian package that has it. scripts/check-programs.sh fails when the code executes a program that is neither

@@ -179,7 +179,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
                 }),
         })
         .await?
-        .with_fewest_migration_passes(loses_writes),
+        .with_fewest_migration_passes(loses_writes)
+        .with_nic_uso(qemu::process::virtio_net_offers_uso(&qemu_version)),
     );
     // Pets start before the console is reached (it may not be for a long time).
     let guard = config.guard.clone().map(guard::GuardLink::new);

@@ -37,6 +37,15 @@ impl AgentMessage {
     /// Decodes a message from its JSON bytes: the same result as `serde_json::from_slice`, in
     /// one pass for heartbeats and reports.
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<AgentMessage> {
+        // Serde decodes a struct from a JSON array too, an internally tagged enum only from an
+        // object: anything but an object goes to serde's own decoding.
+        let object = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{');
+        if !object {
+            return serde_json::from_slice(bytes);
+        }
         match serde_json::from_slice::<Direct>(bytes) {
             Ok(Direct {
                 kind: Kind::Heartbeat,
@@ -115,6 +124,26 @@ mod tests {
     }
 
     #[test]
+    fn heartbeats_and_reports_take_the_direct_way() {
+        for m in [
+            AgentMessage::Heartbeat { seq: 1 },
+            AgentMessage::Report { report: report() },
+        ] {
+            let bytes = serde_json::to_vec(&m).unwrap();
+            let direct: Direct = serde_json::from_slice(&bytes).unwrap();
+            assert!(!matches!(direct.kind, Kind::Other));
+            assert!(direct.seq.is_some() != direct.report.is_some());
+        }
+        let hello = serde_json::to_vec(&AgentMessage::Hello {
+            protocol: 1,
+            report: report(),
+        })
+        .unwrap();
+        let direct: Direct = serde_json::from_slice(&hello).unwrap();
+        assert!(matches!(direct.kind, Kind::Other));
+    }
+
+    #[test]
     fn the_tag_may_come_anywhere_and_bad_messages_fail_as_serde_fails_them() {
         let late = br#"{"seq":5,"type":"heartbeat"}"#;
         assert_eq!(
@@ -129,6 +158,8 @@ mod tests {
             br#"{"seq":1}"#,
             br#"[1,2]"#,
             br#"{"type":"heartbeat","seq":1"#,
+            br#"["heartbeat",5,null]"#,
+            br#"["report",null,{}]"#,
         ] {
             let ours = AgentMessage::from_json(bad).map_err(|e| e.to_string());
             let serde = serde_json::from_slice::<AgentMessage>(bad).map_err(|e| e.to_string());

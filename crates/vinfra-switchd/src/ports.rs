@@ -321,7 +321,9 @@ impl PortIo {
                 rebuild_underlay(buf, n, *from.ip(), from.port(), *local_ip);
                 Ok(0..RX_HEADROOM + n)
             }
-            PortIo::Trunk(s) | PortIo::VmTap { socket: s, .. } => s.recv(buf),
+            PortIo::Trunk(s) => s.recv(buf),
+            // Its frames come with a header: `recv` reads them.
+            PortIo::VmTap { .. } => Err(io::ErrorKind::InvalidInput.into()),
         }
     }
 

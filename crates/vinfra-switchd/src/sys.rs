@@ -273,6 +273,12 @@ impl PacketSocket {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "frame larger than the buffer",
+            ));
+        }
         let head = if iov_count == 2 { VNET_HDR_LEN } else { 0 };
         let len = usize::try_from(n)
             .unwrap_or(0)

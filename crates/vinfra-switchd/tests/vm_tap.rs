@@ -195,30 +195,37 @@ fn the_host_stack_never_answers_a_guest_on_its_tap_and_the_tap_goes_with_the_por
         .unwrap();
     let fd = open_as_qemu(&host, &vm_tap);
     let guest_mac = [0x52, 0x54, 0, 0x82, 0, 2];
-    let request = frame(
-        [0xff; 6],
+    let ask = arp_request(
         guest_mac,
-        None,
-        0x0806,
-        &arp_request(
-            guest_mac,
-            Ipv4Addr::new(10, 82, 0, 2),
-            Ipv4Addr::new(10, 82, 0, 9),
-        ),
+        Ipv4Addr::new(10, 82, 0, 2),
+        Ipv4Addr::new(10, 82, 0, 9),
     );
+    // Broadcast, and to link-local group addresses (a bridge passes some of those up to the
+    // host's stack whatever its ports' state).
+    let requests: Vec<Vec<u8>> = [
+        [0xff; 6],
+        [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+        [0x01, 0x80, 0xc2, 0, 0, 0x02],
+        [0x01, 0x80, 0xc2, 0, 0, 0x00],
+    ]
+    .iter()
+    .map(|dst| frame(*dst, guest_mac, None, 0x0806, &ask))
+    .collect();
     let header = [0u8; VNET_HDR_LEN];
     let mut buf = vec![0u8; VNET_HDR_LEN + 65536];
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut replies = 0;
     while Instant::now() < deadline {
-        nix::sys::uio::writev(
-            &fd,
-            &[
-                std::io::IoSlice::new(&header),
-                std::io::IoSlice::new(&request),
-            ],
-        )
-        .unwrap();
+        for request in &requests {
+            nix::sys::uio::writev(
+                &fd,
+                &[
+                    std::io::IoSlice::new(&header),
+                    std::io::IoSlice::new(request),
+                ],
+            )
+            .unwrap();
+        }
         std::thread::sleep(Duration::from_millis(100));
         while let Ok(n) = nix::unistd::read(&fd, &mut buf) {
             let f = &buf[VNET_HDR_LEN..n];
@@ -237,10 +244,16 @@ fn the_host_stack_never_answers_a_guest_on_its_tap_and_the_tap_goes_with_the_por
         "{}",
         host.exec(&["ip", "-o", "link", "show", &vm_tap])
     );
+    let ruleset = host.exec(&["nft", "list", "table", "netdev", "vinfra"]);
+    assert!(
+        ruleset.contains(&format!("device \"{vm_tap}\"")) && ruleset.contains("policy drop"),
+        "{ruleset}"
+    );
 
     // Port removed while "QEMU" holds the tap: it stays; once QEMU let go and the port is
-    // added and removed again (as after a restart), it is gone.
+    // added and removed again (as after a restart), it is gone, and its chain too.
     client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
+    assert!(host.try_exec(&["ip", "link", "show", &vm_tap]));
     drop(fd);
     client.apply(&[vm_tap_port(2, 1, &vm_tap, 1500)]).unwrap();
     client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
@@ -248,4 +261,23 @@ fn the_host_stack_never_answers_a_guest_on_its_tap_and_the_tap_goes_with_the_por
         !host.try_exec(&["ip", "link", "show", &vm_tap]),
         "the tap outlived its port"
     );
+    let ruleset = host.exec(&["nft", "list", "table", "netdev", "vinfra"]);
+    assert!(!ruleset.contains(&vm_tap), "{ruleset}");
+}
+
+#[test]
+fn an_interface_that_is_not_a_tap_is_never_taken_for_a_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("h");
+    let (veth, peer) = (name("v"), name("p"));
+    host.exec(&[
+        "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
+    ]);
+    let daemon = Daemon::start(&host, dir.path(), None);
+    let mut client = daemon.client();
+    client.apply(&[overlay(1, 104)]).unwrap();
+    let refused = client.apply(&[vm_tap_port(2, 1, &veth, 1500)]);
+    assert!(refused.is_err(), "{refused:?}");
+    let link = host.exec(&["ip", "-o", "link", "show", &veth]);
+    assert!(!link.contains("master"), "{link}");
 }

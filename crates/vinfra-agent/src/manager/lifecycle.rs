@@ -151,6 +151,7 @@ impl Manager {
                     qemu_socket: n.qemu_socket.clone(),
                     switch_socket: n.switch_socket.clone(),
                     tap: n.tap.clone(),
+                    uso_off: n.tap.is_some() && self.nic_uso,
                     trunk: vm
                         .record
                         .nics

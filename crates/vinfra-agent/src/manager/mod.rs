@@ -162,6 +162,9 @@ pub struct Manager {
     /// Migrations end in as few passes as they can (the first-pass cap is lifted at the second
     /// pass whatever the guest dirties): for a QEMU that loses writes under TCG.
     fewest_migration_passes: bool,
+    /// QEMU's virtio-net offers the guest UDP segmentation offload
+    /// ([`crate::qemu::process::virtio_net_offers_uso`]).
+    nic_uso: bool,
     flows: Arc<crate::flows::FlowExport>,
     flow_sink: Arc<crate::flows::FlowSink>,
 }
@@ -202,9 +205,17 @@ impl Manager {
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
             fewest_migration_passes: false,
+            nic_uso: false,
             flows: Arc::default(),
             flow_sink: Arc::default(),
         })
+    }
+
+    /// The same manager, told whether this host's QEMU offers guests UDP segmentation offload
+    /// on virtio-net (then a NIC on a tap turns it off: the switch takes TCP segments only).
+    pub fn with_nic_uso(mut self, offered: bool) -> Manager {
+        self.nic_uso = offered;
+        self
     }
 
     /// The same manager, whose migrations end in as few passes as they can (`fewest`): the

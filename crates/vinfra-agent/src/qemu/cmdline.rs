@@ -39,6 +39,9 @@ pub struct NicArg {
     /// The tap QEMU opens instead of the sockets (`ifname`), with virtio-net headers: the
     /// guest's offloads go through.
     pub tap: Option<String>,
+    /// Turn the guest's UDP segmentation offload off (`host_uso=off`, QEMU 8.2 and later; see
+    /// [`super::process::virtio_net_offers_uso`]).
+    pub uso_off: bool,
     /// It carries 802.1Q sub-interfaces: the device takes every tag (`ctrl_vlan=off`). With
     /// the guest-programmed VLAN filter on, QEMU resets the filter when it loads a migrated
     /// device's features, and the destination would drop every tagged frame; the host's switch
@@ -182,10 +185,11 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         });
         push("-device".into());
         push(format!(
-            "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}{}",
+            "virtio-net-pci,netdev=nic{i},id=net{i},mac={},host_mtu={}{}{}",
             esc(&n.mac),
             n.mtu,
-            if n.trunk { ",ctrl_vlan=off" } else { "" }
+            if n.trunk { ",ctrl_vlan=off" } else { "" },
+            if n.uso_off { ",host_uso=off" } else { "" }
         ));
     }
     push("-device".into());
@@ -238,6 +242,7 @@ mod tests {
                 qemu_socket: "/d/nic0.sock".into(),
                 switch_socket: "/d/nic0.switch.sock".into(),
                 tap: None,
+                uso_off: false,
                 trunk: false,
             }],
         }
@@ -247,6 +252,7 @@ mod tests {
     fn a_nic_on_a_tap_opens_it_by_name_with_virtio_net_headers() {
         let mut l = launch();
         l.nics[0].tap = Some("vn1a2bp7".into());
+        l.nics[0].uso_off = true;
         let joined = build_args(&l)
             .into_iter()
             .map(|s| s.into_string().unwrap())
@@ -255,7 +261,8 @@ mod tests {
         assert!(
             joined.contains(
                 "-netdev tap,id=nic0,ifname=vn1a2bp7,script=no,downscript=no,vnet_hdr=on \
-                 -device virtio-net-pci,netdev=nic0,id=net0,mac=52:54:00:00:00:01,host_mtu=1450"
+                 -device virtio-net-pci,netdev=nic0,id=net0,mac=52:54:00:00:00:01,host_mtu=1450,\
+                 host_uso=off"
             ),
             "{joined}"
         );

@@ -82,6 +82,16 @@ pub fn tcg_migration_loses_writes(version: &str) -> bool {
     major.is_some_and(|m| m < 9)
 }
 
+/// Whether QEMU `version`'s virtio-net offers the guest UDP segmentation offload (`host_uso`,
+/// QEMU 8.2 and later, when the tap takes it): the host's switch takes TCP segments only, so a
+/// NIC on a tap turns it off (the guest then cuts its UDP datagrams itself).
+pub fn virtio_net_offers_uso(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next().flatten();
+    let minor = parts.next().flatten().unwrap_or(0);
+    major.is_some_and(|m| (m, minor) >= (8, 2))
+}
+
 fn parse_version(text: &str) -> Option<String> {
     let rest = text.split("version ").nth(1)?;
     let v: String = rest
@@ -94,6 +104,15 @@ fn parse_version(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uso_from_qemu_8_2() {
+        assert!(!virtio_net_offers_uso("7.2.22"));
+        assert!(!virtio_net_offers_uso("8.1.5"));
+        assert!(virtio_net_offers_uso("8.2.0"));
+        assert!(virtio_net_offers_uso("9.0"));
+        assert!(!virtio_net_offers_uso("garbage"));
+    }
 
     #[test]
     fn versions() {

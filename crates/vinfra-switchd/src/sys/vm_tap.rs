@@ -3,12 +3,22 @@
 //! reads and writes through an AF_PACKET socket with virtio-net headers
 //! ([`super::PacketSocket::open`] with `vnet_hdr`).
 //!
-//! Out of the host's stack: the tap is a port of [`SINK_BRIDGE`], a bridge that is never set up.
-//! A frame the guest sends reaches the switch's packet socket first (packet taps run before a
-//! device's receive handler) and is then dropped by the bridge, whose ports stay disabled while
-//! it is down, so the host never answers the guest's ARP or takes its packets for a local
-//! address. IPv6 is off on the tap (no link-local address, no router solicitations to the
-//! guest).
+//! Out of the host's stack, in layers (a frame reaches the switch's packet socket before any of
+//! them: packet taps run first in the kernel's receive path):
+//! 1. an nftables `netdev` ingress chain on the tap with policy drop (table `vinfra`, chain `t`
+//!    followed by the tap name in hex, replaced in one transaction): nothing the guest sends
+//!    goes further. Required: without `nft` the port is refused (fail closed);
+//! 2. the tap is a port of [`SINK_BRIDGE`], a bridge that is never set up, whose ports stay
+//!    disabled, so it drops what they receive; link-local group addresses (01:80:c2:00:00:0X),
+//!    which a bridge handles before it looks at the port's state, are forwarded (and so
+//!    dropped) by its `group_fwd_mask`, all but the three a bridge may not forward, which it
+//!    passes up to the stack;
+//! 3. on the tap: ARP never answered (`arp_ignore=8`), unicast IPv4 in link-layer multicast
+//!    frames dropped (`drop_unicast_in_l2_multicast`), strict reverse-path filtering (the tap
+//!    has no routes, so no source passes), IPv6 off (no link-local address, no router
+//!    solicitations to the guest).
+//!
+//! So an operator's `nft flush ruleset` (a firewall reload) leaves the second and third.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -22,7 +32,28 @@ pub const SINK_BRIDGE: &str = "vinfra-sink";
 /// Makes the persistent tap `name` ready for a VM: created unless it exists (it does when QEMU
 /// holds it or the switch restarted), a port of [`SINK_BRIDGE`], IPv6 off, MTU `mtu`, up.
 pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
-    if nix::net::if_::if_nametoindex(name).is_err() {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plain {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a VM tap's name has only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    if nix::net::if_::if_nametoindex(name).is_ok() {
+        // Taken over only if it is a tap (a VM's, left by a switch that restarted).
+        if !Path::new("/sys/class/net")
+            .join(name)
+            .join("tun_flags")
+            .exists()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{name} exists and is not a tap"),
+            ));
+        }
+    } else {
         let fd = open_tap_with(name, false)?;
         // SAFETY: the descriptor is an attached tap; TUNSETPERSIST takes its flag as the
         // argument itself, no pointer.
@@ -30,11 +61,23 @@ pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
+    ingress_drop(name)?;
     let ipv6 = Path::new("/proc/sys/net/ipv6/conf")
         .join(name)
         .join("disable_ipv6");
     if ipv6.exists() {
         std::fs::write(&ipv6, "1")?;
+    }
+    let ipv4 = Path::new("/proc/sys/net/ipv4/conf").join(name);
+    for (setting, value) in [
+        ("arp_ignore", "8"),
+        ("drop_unicast_in_l2_multicast", "1"),
+        ("rp_filter", "1"),
+    ] {
+        let path = ipv4.join(setting);
+        if path.exists() {
+            std::fs::write(&path, value)?;
+        }
     }
     add_to_sink(name)?;
     let socket = control_socket()?;
@@ -72,6 +115,52 @@ pub(crate) fn remove(name: &str) -> io::Result<()> {
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 0 as libc::c_ulong) } < 0 {
         return Err(io::Error::last_os_error());
     }
+    drop(fd);
+    // The tap is gone: its chain can go.
+    let _ = nft(&format!("delete chain netdev vinfra {}\n", chain(name)));
+    Ok(())
+}
+
+/// The nftables chain of tap `name`: `t` and the name's bytes in hex (chain names cannot be
+/// quoted; this keeps every tap name apart).
+fn chain(name: &str) -> String {
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("t{hex}")
+}
+
+/// Drops everything tap `name` receives at its ingress (after the packet sockets saw it): the
+/// chain is added, or replaced in the same transaction (a chain left from an earlier tap of the
+/// name may have lost its hook).
+fn ingress_drop(name: &str) -> io::Result<()> {
+    let c = chain(name);
+    let spec =
+        format!("{{ type filter hook ingress device \"{name}\" priority -500; policy drop; }}");
+    nft(&format!(
+        "add table netdev vinfra\nadd chain netdev vinfra {c} {spec}\n\
+         delete chain netdev vinfra {c}\nadd chain netdev vinfra {c} {spec}\n"
+    ))
+}
+
+/// Runs `nft -f -` with `script`.
+fn nft(script: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("nft (nftables) cannot run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
     Ok(())
 }
 
@@ -96,6 +185,14 @@ fn add_to_sink(name: &str) -> io::Result<()> {
             return Err(e);
         }
     }
+    // Link-local group addresses 03 to 0F forwarded, so dropped by the disabled ports (00 is
+    // forwarded without STP, 01 dropped; 02 cannot be: the other layers take it).
+    std::fs::write(
+        Path::new("/sys/class/net")
+            .join(SINK_BRIDGE)
+            .join("bridge/group_fwd_mask"),
+        "0xfff8",
+    )?;
     let index = nix::net::if_::if_nametoindex(name).map_err(io::Error::from)?;
     let mut ifr = ifreq(SINK_BRIDGE)?;
     ifr.ifr_ifru.ifru_ifindex = libc::c_int::try_from(index).map_err(io::Error::other)?;
