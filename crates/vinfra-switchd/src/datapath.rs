@@ -138,6 +138,9 @@ pub(crate) struct Datapath {
     log_suppressed: u64,
     /// Poll without ever sleeping ([`crate::SwitchdConfig::busy_poll`]).
     busy_poll: bool,
+    /// Taps of removed VM ports that their QEMU still held: deleted at a later housekeeping
+    /// once it let go (unless a port takes the name again).
+    stale_taps: Vec<String>,
 }
 
 impl Datapath {
@@ -158,6 +161,7 @@ impl Datapath {
             start: Instant::now(),
             throttled: Vec::new(),
             qos_ports: 0,
+            stale_taps: Vec::new(),
             log_suppressed: 0,
             busy_poll: false,
         }
@@ -245,6 +249,7 @@ impl Datapath {
             let now = Instant::now();
             if now >= next_expire {
                 self.switch.expire(now.duration_since(self.start));
+                self.remove_stale_taps();
                 next_expire = now + EXPIRE_EVERY;
             }
             if now >= next_log {
@@ -557,10 +562,37 @@ impl Datapath {
         Ok(())
     }
 
+    /// Deletes the taps of removed VM ports whose QEMU has let go of them since.
+    fn remove_stale_taps(&mut self) {
+        if self.stale_taps.is_empty() {
+            return;
+        }
+        let in_use: Vec<&str> = self
+            .ports
+            .values()
+            .filter_map(|p| match &p.spec.attach {
+                Attachment::VmTap { tap, .. } => Some(tap.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.stale_taps
+            .retain(|tap| !in_use.contains(&tap.as_str()) && sys::vm_tap::remove(tap).is_err());
+    }
+
     fn remove_port(&mut self, id: u32) -> Result<(), ControlRequestError> {
         self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
+            let tap = match &port.spec.attach {
+                Attachment::VmTap { tap, .. } => Some(tap.clone()),
+                _ => None,
+            };
+            // Closes the port (a VM tap is deleted if its QEMU let go of it).
+            drop(port);
+            if let Some(tap) = tap.filter(|t| sys::vm_tap::exists(t)) {
+                tracing::info!(tap, "VM tap kept while its QEMU holds it");
+                self.stale_taps.push(tap);
+            }
         }
         // The port itself if a sub-interface, or the sub-interfaces that went with it.
         let gone: Vec<u32> = self

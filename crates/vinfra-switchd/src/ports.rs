@@ -504,7 +504,7 @@ impl Drop for PortIo {
             }
             PortIo::VmTap { tap, .. } => {
                 if let Err(e) = sys::vm_tap::remove(tap) {
-                    tracing::info!(tap, "VM tap kept (its QEMU still holds it): {e}");
+                    tracing::debug!(tap, "VM tap not deleted now: {e}");
                 }
             }
             _ => {}

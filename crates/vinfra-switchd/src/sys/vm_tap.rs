@@ -103,6 +103,11 @@ pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether an interface `name` exists.
+pub(crate) fn exists(name: &str) -> bool {
+    nix::net::if_::if_nametoindex(name).is_ok()
+}
+
 /// Deletes the persistent tap `name` (nothing when it does not exist). Fails with `EBUSY` while
 /// QEMU still holds it; the tap then goes with QEMU's next restart of the port or stays (the
 /// switch logs it).
