@@ -41,7 +41,7 @@ pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
             "a VM tap's name has only letters, digits, '-', '_' and '.'",
         ));
     }
-    if nix::net::if_::if_nametoindex(name).is_ok() {
+    if exists(name) {
         // Taken over only if it is a tap (a VM's, left by a switch that restarted).
         if !Path::new("/sys/class/net")
             .join(name)
@@ -112,7 +112,7 @@ pub(crate) fn exists(name: &str) -> bool {
 /// QEMU still holds it; the tap then goes with QEMU's next restart of the port or stays (the
 /// switch logs it).
 pub(crate) fn remove(name: &str) -> io::Result<()> {
-    if nix::net::if_::if_nametoindex(name).is_err() {
+    if !exists(name) {
         return Ok(());
     }
     let fd = open_tap_with(name, false)?;
