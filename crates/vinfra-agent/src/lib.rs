@@ -29,6 +29,7 @@
 //! VMs keep running when the agent stops; [`manager::Manager::open`] finds them again.
 #![deny(unsafe_code)]
 
+pub mod confine;
 pub mod connection;
 pub mod contact;
 pub mod disks;
@@ -93,8 +94,11 @@ pub struct AgentConfig {
     pub vm_nic_ports: network::VmNicPorts,
     /// Control socket of the host's guard (`vinfra guard --control`): QEMUs are started through
     /// it (its children, they die with it) and it is petted every heartbeat period. `None`:
-    /// QEMUs daemonize and HA cannot protect the host's VMs.
+    /// QEMUs run in sessions of their own and HA cannot protect the host's VMs.
     pub guard: Option<PathBuf>,
+    /// How each VM's QEMU is confined (its own user, files and cgroups; see [`confine`]);
+    /// `None`: QEMUs run as the agent (`vinfra agent --unconfined`).
+    pub confinement: Option<confine::ConfineSettings>,
 }
 
 /// Why the agent stopped.
@@ -112,12 +116,18 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// another agent runs on the data directory
+    #[error("data directory {} is in use by another agent", .0.display())]
+    DataDirInUse(PathBuf),
     /// QEMU is missing or unusable
     #[error(transparent)]
     Qemu(#[from] qemu::QemuError),
     /// the accelerator probe failed
     #[error(transparent)]
     Probe(#[from] probe::ProbeError),
+    /// the confinement settings are unusable
+    #[error(transparent)]
+    Confine(#[from] confine::ConfineError),
     /// host capacity could not be read
     #[error(transparent)]
     Usage(#[from] usage::UsageError),
@@ -137,6 +147,14 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         path: config.data_dir.clone(),
         source,
     })?;
+    // One agent per data directory: a second would start the same VMs again.
+    let lock_path = config.data_dir.join("lock");
+    let lock_file = std::fs::File::create(&lock_path).map_err(|source| AgentError::DataDir {
+        path: lock_path.clone(),
+        source,
+    })?;
+    let _dir_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| AgentError::DataDirInUse(config.data_dir.clone()))?;
     let qemu_version = qemu::qemu_version(&config.qemu_binary)?;
     let accel = probe::detect_accel(
         &config.qemu_binary,
@@ -156,6 +174,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         );
     }
     let capacity = usage::host_capacity(config.cores, config.memory_mib)?;
+    let confiner = match &config.confinement {
+        Some(settings) => {
+            let c = confine::Confiner::new(settings.clone())?;
+            if config.switch_control.is_some() && config.vm_nic_ports == network::VmNicPorts::Tap {
+                c.open_tun_to_all()?;
+            }
+            Some(c)
+        }
+        None => {
+            tracing::warn!(
+                "QEMUs run unconfined, as the agent's user (--unconfined): a guest that \
+                 escapes QEMU has the host"
+            );
+            None
+        }
+    };
     let runner = Arc::new(qemu::qmp::QemuRunner {
         binary: config.qemu_binary.clone(),
         accel,
@@ -180,8 +214,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         })
         .await?
         .with_fewest_migration_passes(loses_writes)
-        .with_nic_uso(qemu::process::virtio_net_offers_uso(&qemu_version)),
+        .with_nic_uso(qemu::process::virtio_net_offers_uso(&qemu_version))
+        .with_confinement(confiner),
     );
+    if manager.confiner().is_some() {
+        tokio::spawn(manager.clone().tend_confinement(confine::TEND_INTERVAL));
+    }
     // Pets start before the console is reached (it may not be for a long time).
     let guard = config.guard.clone().map(guard::GuardLink::new);
     if let Some(link) = &guard {

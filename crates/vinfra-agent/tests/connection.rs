@@ -414,6 +414,7 @@ async fn a_state_change_is_reported_before_its_answer() {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     };
     let id = vm.id;
     conn.send(&ConsoleMessage::Request {

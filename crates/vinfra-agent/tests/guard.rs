@@ -62,6 +62,7 @@ fn instance(name: &str) -> VmInstance {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     }
 }
 
@@ -166,7 +167,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         qmp_socket: bad_dir.join("qmp.sock"),
         guard_qmp_socket: bad_dir.join("guard-qmp.sock"),
         pidfile: bad_dir.join("qemu.pid"),
-        daemonize: runner.daemonize(),
+        confinement: None,
         log: bad_dir.join("qemu.log"),
         incoming: false,
         nics: vec![],

@@ -135,6 +135,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     };
     let id = vm.id;
     assert_eq!(

@@ -211,6 +211,7 @@ fn instance(name: &str, cmdline: &str, nics: Vec<NicSpec>) -> VmInstance {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     }
 }
 

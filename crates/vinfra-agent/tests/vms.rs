@@ -70,6 +70,7 @@ fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     }
 }
 
@@ -543,5 +544,116 @@ async fn accel_probe_is_cached() {
     );
     if !Path::new("/dev/kvm").exists() {
         assert_eq!(first, Accel::Tcg);
+    }
+}
+
+/// The value of `field` in `/proc/<pid>/status`.
+fn proc_status(pid: u32, field: &str) -> String {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in the status of {pid}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_guard_a_confined_qemu_runs_as_its_slots_user_and_its_cgroup_goes_after_it() {
+    if !qemu_present() || !vinfra_testenv::Needs::new().root().met() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use vinfra_agent::confine::{ConfineSettings, Confiner, DEFAULT_UID_BASE};
+    let tmp = tempfile::tempdir().unwrap();
+    // The VM's user passes through to its directories.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _guard = KillQemusUnder(tmp.path().to_path_buf());
+    let ds = datastore(tmp.path());
+    let data = tmp.path().join("agent");
+    let parent = format!("vinfra.slice/agent-test-{}", std::process::id());
+    let confiner = Confiner::new(ConfineSettings {
+        cgroup_parent: parent.into(),
+        ..ConfineSettings::default()
+    })
+    .unwrap();
+    let m = manager(&data, &ds).await.with_confinement(Some(confiner));
+
+    // A console from before slots: refused, nothing left behind.
+    let old = instance("old", vec![]);
+    let err = handle(
+        &m,
+        AgentCommand::CreateVm {
+            vm: old.clone(),
+            start: true,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:?}").contains("no slot"), "{err:?}");
+    assert!(!data.join("vms").join(old.id.to_string()).exists());
+    assert!(!ds.join("vms").join(old.id.to_string()).exists());
+
+    let mut vm = instance("confined", vec![]);
+    vm.slot = Some(42);
+    let id = vm.id;
+    handle(&m, AgentCommand::CreateVm { vm, start: true })
+        .await
+        .unwrap();
+    let pid = m.observe(id).await.unwrap().pid.expect("running");
+    let uid = (DEFAULT_UID_BASE + 42).to_string();
+    assert!(
+        proc_status(pid, "Uid").split_whitespace().all(|u| u == uid),
+        "{}",
+        proc_status(pid, "Uid")
+    );
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let name = format!("vm-{id}");
+    assert!(cgroups.contains(&name), "{cgroups}");
+    let log = m.serial_log_path(id).await.unwrap();
+    wait_for_log(&log, "VINFRA-GUEST BOOTED", Duration::from_secs(120)).await;
+
+    // Its session is its own: it is no child of the test's process group.
+    assert_ne!(
+        proc_status(pid, "NSsid"),
+        proc_status(std::process::id(), "NSsid")
+    );
+    handle(
+        &m,
+        AgentCommand::DeleteVm {
+            id,
+            delete_disks: true,
+        },
+    )
+    .await
+    .unwrap();
+    let confiner = m.confiner().unwrap();
+    let dirs: Vec<PathBuf> = cgroups
+        .lines()
+        .filter_map(|l| l.rsplit(':').next())
+        .filter(|p| p.ends_with(&name))
+        .flat_map(|p| {
+            [
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/cpu",
+            ]
+            .map(|root| Path::new(root).join(p.trim_start_matches('/')))
+        })
+        .filter(|d| d.exists())
+        .collect();
+    assert!(!dirs.is_empty(), "{cgroups}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dirs.iter().any(|d| d.exists()) {
+        confiner.sweep(&Default::default(), Duration::ZERO);
+        assert!(Instant::now() < deadline, "cgroups left: {dirs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+    ] {
+        let _ = std::fs::remove_dir(Path::new(root).join(&confiner.settings().cgroup_parent));
     }
 }

@@ -153,6 +153,9 @@ pub enum ConsoleError {
         #[source]
         source: std::io::Error,
     },
+    /// another console runs on the data directory
+    #[error("data directory {0} is in use by another console")]
+    DataDirInUse(PathBuf),
     /// the store could not be opened
     #[error("store")]
     Store(#[from] vinfra_store::StoreError),
@@ -238,6 +241,8 @@ pub struct RunningConsole {
     handle: axum_server::Handle<SocketAddr>,
     server: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The data directory's lock, held while the console runs.
+    _dir_lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl RunningConsole {
@@ -382,6 +387,11 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     };
     std::fs::create_dir_all(dir).map_err(dir_err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+    // One console per data directory: a second would write the same store and keys.
+    let lock_path = dir.join("lock");
+    let lock_file = std::fs::File::create(&lock_path).map_err(dir_err)?;
+    let dir_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| ConsoleError::DataDirInUse(dir.clone()))?;
 
     let sqlite = Arc::new(SqliteStore::open(&dir.join("console.db"))?);
     let reaper = sqlite.spawn_lease_reaper();
@@ -511,5 +521,6 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         handle,
         server,
         tasks,
+        _dir_lock: dir_lock,
     })
 }

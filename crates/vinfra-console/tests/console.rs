@@ -512,6 +512,7 @@ async fn controller_recreates_and_stops_to_match_desired_state() {
             id: uuid::Uuid::new_v4(),
             spec: serde_json::from_str(&vm_json("stray", 1, 128)).unwrap(),
             started_at: None,
+            slot: None,
         };
         s.vms
             .insert(stray.id, (stray, vinfra_types::PowerState::Running));
@@ -1300,4 +1301,23 @@ async fn listed_vm(c: &TestConsole, name: &str) -> serde_json::Value {
         .find(|v| v["name"] == name)
         .cloned()
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_second_console_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start_console(dir.path(), None, true).await;
+    let mut config = vinfra_console::ConsoleConfig::new(dir.path().to_path_buf());
+    config.api_listen = "127.0.0.1:0".parse().unwrap();
+    config.agent_listen = "127.0.0.1:0".parse().unwrap();
+    config.token_file = Some(dir.path().join("token"));
+    let err = match vinfra_console::start(config).await {
+        Ok(_) => panic!("two consoles run on one data directory"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, vinfra_console::ConsoleError::DataDirInUse(_)),
+        "{err}"
+    );
+    drop(first);
 }

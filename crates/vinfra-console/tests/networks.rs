@@ -1626,6 +1626,7 @@ async fn vms_the_console_let_go_of_are_removed_when_their_host_comes_back() {
         id: uuid::Uuid::new_v4(),
         spec: serde_json::from_str(&vm_json("stray", 1, 128)).unwrap(),
         started_at: None,
+        slot: None,
     };
     agent
         .state

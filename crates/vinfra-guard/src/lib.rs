@@ -25,7 +25,8 @@ mod sys;
 pub use client::{GuardClient, GuardClientError};
 pub use daemon::{run, GuardConfig, GuardError, DEFAULT_CONTROL};
 pub use protocol::{
-    ChildExit, ChildView, ExitView, GuardRefusal, GuardRequest, GuardResponse, GuardStatus,
-    IsolationResponse, IsolationView, Pet, SpawnSpec,
+    ChildExit, ChildView, Confinement, ExitView, GuardRefusal, GuardRequest, GuardResponse,
+    GuardStatus, IsolationResponse, IsolationView, Pet, SpawnSpec,
 };
 pub use renew::lease_path;
+pub use sys::start_child;

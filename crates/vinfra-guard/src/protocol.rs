@@ -60,6 +60,25 @@ pub struct SpawnSpec {
     pub log: PathBuf,
     /// How long the QMP socket may take to accept a connection; past it the child is killed.
     pub ready_timeout_ms: u64,
+    /// The user, group and cgroups the child runs as and in; `None`: as the guard (root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
+}
+
+/// What a VM's QEMU runs as and in: an unprivileged user and group of its own (with only the
+/// supplementary groups named, no new privileges) and cgroups it joins before it executes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// The user (never 0).
+    pub uid: u32,
+    /// The group (never 0).
+    pub gid: u32,
+    /// Supplementary groups (`/dev/kvm`'s); none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<u32>,
+    /// Cgroup directories to join (one per hierarchy: one with cgroup v2), made beforehand.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// The agent's sign of life, sent every second: what the guard needs to decide alone.

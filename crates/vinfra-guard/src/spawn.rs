@@ -333,7 +333,15 @@ impl Children {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(log_error)?)
             .stderr(log);
-        sys::die_with_guard(&mut command, self.guard_pid);
+        sys::start_child(
+            &mut command,
+            spec.confinement.as_ref(),
+            Some(self.guard_pid),
+        )
+        .map_err(|source| SpawnError::Exec {
+            program: program.clone(),
+            source,
+        })?;
         let (reply, answer) = mpsc::channel();
         self.jobs
             .lock()

@@ -1,40 +1,116 @@
-//! The unsafe part: what a child does between fork and exec so that it dies with the guard.
+//! The unsafe part: what a QEMU does between fork and exec: leave the parent's session, join
+//! its cgroups, become its own unprivileged user, and die with the guard that started it.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Makes `command`'s child, between fork and exec: leave the guard's session (`setsid`: a
-/// terminal's signals to the guard do not reach it), ask the kernel for SIGKILL when its parent
-/// goes (`PR_SET_PDEATHSIG`), then check that its parent is still `guard_pid`: a guard that died
-/// between the fork and the `prctl` would send no signal, so the child exits at once instead.
+use crate::protocol::Confinement;
+
+/// Makes `command`'s child, between fork and exec, in this order:
+/// 1. leave the parent's session (`setsid`: a terminal's signals to the parent do not reach it);
+/// 2. join `confinement`'s cgroups (writes `0`, itself, to each `cgroup.procs`), while it is
+///    still root;
+/// 3. become `confinement`'s user and group, with only its supplementary groups and no way
+///    back to privileges (`PR_SET_NO_NEW_PRIVS`);
+/// 4. with `parent`, ask for SIGKILL when the parent goes (`PR_SET_PDEATHSIG`, after the change
+///    of user, which clears it) and exit at once when the parent is gone already: a parent that
+///    died between the fork and the `prctl` would send no signal.
 ///
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits: the command must be spawned
-/// from a thread that lives as long as the guard.
-pub fn die_with_guard(command: &mut Command, guard_pid: u32) {
-    let guard_pid = guard_pid as libc::pid_t;
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits: with `parent`, the command
+/// must be spawned from a thread that lives as long as the parent.
+///
+/// Refuses a confinement to user or group 0 and a cgroup path with a NUL byte.
+pub fn start_child(
+    command: &mut Command,
+    confinement: Option<&Confinement>,
+    parent: Option<u32>,
+) -> io::Result<()> {
+    let mut procs: Vec<CString> = Vec::new();
+    let mut ids = None;
+    if let Some(c) = confinement {
+        if c.uid == 0 || c.gid == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a confined child does not run as user or group 0",
+            ));
+        }
+        for dir in &c.cgroups {
+            let path = dir.join("cgroup.procs");
+            procs.push(CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("cgroup path {} has a NUL byte", path.display()),
+                )
+            })?);
+        }
+        if c.groups.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a confined child is not in group 0",
+            ));
+        }
+        ids = Some((
+            c.uid as libc::uid_t,
+            c.gid as libc::gid_t,
+            c.groups
+                .iter()
+                .map(|g| *g as libc::gid_t)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let parent = parent.map(|p| p as libc::pid_t);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: it calls setsid, prctl, getppid and _exit, and builds an io::Error from
-    // a raw errno (no allocation). It touches no lock and no memory shared with the guard.
+    // calls are allowed: setsid, open, write, close, setgroups, setresgid, setresuid, prctl,
+    // getppid and _exit, on memory prepared before the fork (`procs`, `ids`, moved in) and
+    // never freed in the child; `groups` is a valid array of its length for setgroups. It
+    // builds io::Errors from raw errnos (no allocation) and touches no lock.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
-                return Err(io::Error::last_os_error());
+            for path in &procs {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let failed = (written != 1).then(io::Error::last_os_error);
+                libc::close(fd);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
             }
-            if libc::getppid() != guard_pid {
-                libc::_exit(127);
+            if let Some((uid, gid, groups)) = &ids {
+                let (uid, gid) = (*uid, *gid);
+                if libc::setgroups(groups.len(), groups.as_ptr()) < 0
+                    || libc::setresgid(gid, gid, gid) < 0
+                    || libc::setresuid(uid, uid, uid) < 0
+                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if let Some(parent) = parent {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(127);
+                }
             }
             Ok(())
         })
     };
+    Ok(())
 }

@@ -155,6 +155,7 @@ fn stand_in(dir: &Path, vm: Uuid) -> SpawnSpec {
         pidfile: None,
         log: dir.join(format!("{vm}.log")),
         ready_timeout_ms: 5000,
+        confinement: None,
     }
 }
 
@@ -637,6 +638,7 @@ fn a_child_that_exits_at_once_is_answered_with_its_status_and_log() {
         pidfile: None,
         log,
         ready_timeout_ms: 5000,
+        confinement: None,
     };
     match c.spawn(&failing) {
         Err(GuardClientError::Refused(GuardRefusal::Exited { exit, log_tail })) => {
@@ -723,6 +725,7 @@ fn a_real_qemu_is_the_guards_child_and_dies_with_it() {
             pidfile: Some(dir.path().join(format!("{vm}.pid"))),
             log: dir.path().join(format!("{vm}.log")),
             ready_timeout_ms: 10_000,
+            confinement: None,
         }
     };
     let [a, b] = [Uuid::from_u128(1), Uuid::from_u128(2)];

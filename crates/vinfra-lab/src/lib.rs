@@ -498,6 +498,40 @@ fn qemu_pidfiles(root: &Path) -> Vec<PathBuf> {
 
 /// Stops every process of lab `name` at `root`, deletes its namespaces and removes `root`.
 /// Works from whatever is left: pidfiles, `/proc`, `/run/netns`.
+/// The cgroup under which lab `lab`'s host `host` keeps its VMs' cgroups (its agent's
+/// `--cgroup-parent`): each lab its own, so that labs side by side never sweep each other's.
+pub fn cgroup_parent(lab: &str, host: &str) -> PathBuf {
+    Path::new("vinfra.slice")
+        .join(format!("lab-{lab}"))
+        .join(host)
+}
+
+/// Removes lab `lab`'s VM cgroups that no process is in any more, then its hosts' and its own
+/// cgroups left empty (the lab's agents are gone before their last sweep).
+fn remove_empty_vm_cgroups(lab: &str) {
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+    ] {
+        let dir = Path::new(root)
+            .join("vinfra.slice")
+            .join(format!("lab-{lab}"));
+        let Ok(hosts) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for host in hosts.flatten().filter(|h| h.path().is_dir()) {
+            if let Ok(vms) = std::fs::read_dir(host.path()) {
+                for vm in vms.flatten().filter(|v| v.path().is_dir()) {
+                    let _ = std::fs::remove_dir(vm.path());
+                }
+            }
+            let _ = std::fs::remove_dir(host.path());
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
     let mut first: Option<LabError> = None;
     let mut note = |r: Result<(), LabError>| {
@@ -536,6 +570,7 @@ fn cleanup(name: &str, root: &Path, remove_root: bool) -> Result<(), LabError> {
             process::wait_gone(pid, Duration::from_secs(5));
         }
     }
+    remove_empty_vm_cgroups(name);
     // The upstream router's and the internet's namespaces hold nothing but the lab's.
     note(upstream::stop(name).map_err(LabError::from));
     note(net::destroy(name).map_err(LabError::from));
@@ -574,6 +609,10 @@ impl Lab {
 
     fn build(config: &LabConfig) -> Result<Lab, LabError> {
         let root = &config.root;
+        // Confined QEMUs (their own users) pass through it to their directories.
+        std::fs::create_dir_all(root).map_err(io("cannot create", root))?;
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io("cannot open to all", root))?;
         guest::ensure(&config.guest_image_dir)?;
         let images = root.join("datastore/images");
         for dir in [root.join("console"), images.clone()] {
@@ -841,9 +880,10 @@ impl Lab {
         let control = Self::guard_control(h);
         let _ = std::fs::remove_file(&control);
         let args: Vec<String> = vec![
-            "netns".into(),
-            "exec".into(),
-            h.namespace.clone(),
+            // Only the network namespace: `ip netns exec` would also hide the host's
+            // cgroups (it mounts a sysfs of the namespace's over /sys), which QEMUs join.
+            format!("--net=/run/netns/{}", h.namespace),
+            "--".into(),
             s.vinfra_binary.display().to_string(),
             "guard".into(),
             "--host".into(),
@@ -854,8 +894,12 @@ impl Lab {
             control.display().to_string(),
         ];
         let log = h.data_dir.join("guard.log");
-        let pid =
-            process::spawn_detached(Path::new("ip"), &args, &log, &h.data_dir.join("guard.pid"))?;
+        let pid = process::spawn_detached(
+            Path::new("nsenter"),
+            &args,
+            &log,
+            &h.data_dir.join("guard.pid"),
+        )?;
         self.state.hosts[index].guard_pid = pid;
         let what = format!("guard of {}", self.state.hosts[index].name);
         wait_control(&control, pid, &log, &what)
@@ -1152,9 +1196,10 @@ impl Lab {
         let s = &self.state;
         let h = &s.hosts[index];
         let mut args: Vec<String> = vec![
-            "netns".into(),
-            "exec".into(),
-            h.namespace.clone(),
+            // Only the network namespace: `ip netns exec` would also hide the host's
+            // cgroups (it mounts a sysfs of the namespace's over /sys), which QEMUs join.
+            format!("--net=/run/netns/{}", h.namespace),
+            "--".into(),
             s.vinfra_binary.display().to_string(),
             "agent".into(),
             "--console".into(),
@@ -1173,6 +1218,8 @@ impl Lab {
             h.address.to_string(),
             "--guard".into(),
             Self::guard_control(h).display().to_string(),
+            "--cgroup-parent".into(),
+            cgroup_parent(&s.name, &h.name).display().to_string(),
         ];
         if s.phys_namespace.is_some() {
             args.extend(["--trunk-interface".into(), net::TRUNK_INTERFACE.to_string()]);
@@ -1187,7 +1234,7 @@ impl Lab {
             args.extend(["--cores".into(), c.to_string()]);
         }
         let pid = process::spawn_detached(
-            Path::new("ip"),
+            Path::new("nsenter"),
             &args,
             &h.data_dir.join("agent.log"),
             &h.data_dir.join("agent.pid"),
@@ -1387,7 +1434,8 @@ impl Lab {
     }
 
     /// The directory `host`'s agent keeps for the VM with id `vm_id` (`vm.json`, `qemu.pid`,
-    /// `qmp.sock`, `serial.log`); it exists only while the VM is defined on that host.
+    /// and in `run/`, its QEMU's, `qmp.sock` and `serial.log`); it exists only while the VM is
+    /// defined on that host.
     pub fn vm_dir(&self, host: &str, vm_id: &str) -> Result<PathBuf, LabError> {
         Ok(self.host_data_dir(host)?.join("vms").join(vm_id))
     }

@@ -164,6 +164,11 @@ pub struct VmInstance {
     pub spec: VmSpec,
     /// Seconds since the Unix epoch when the guest was first started (uptime survives migration).
     pub started_at: Option<u64>,
+    /// The VM's cluster-unique number, never reused: every host runs its QEMU as the user
+    /// `uid base + slot`, so two VMs never share a user and neither can open the other's files.
+    /// `None` from a console that assigns none: a host that confines QEMU refuses to run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 /// Commands an agent carries out.

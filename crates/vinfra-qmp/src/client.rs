@@ -46,6 +46,14 @@ pub enum QmpError {
     /// the connection closed (QEMU exited or closed the socket)
     #[error("QMP connection closed")]
     Closed,
+    /// the socket is served by another process than the QEMU expected
+    #[error("QMP socket is served by process {found:?}, not by QEMU {expected}")]
+    WrongPeer {
+        /// The QEMU's pid.
+        expected: u32,
+        /// The pid the kernel gives for the socket's listener, if any.
+        found: Option<i32>,
+    },
     /// no answer within the time allowed
     #[error("QMP command '{command}' got no answer within {timeout:?}")]
     Timeout {
@@ -108,6 +116,31 @@ impl Qmp {
     pub async fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
         let fut = async {
             let stream = UnixStream::connect(path).await?;
+            Self::handshake(stream).await
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(QmpError::Timeout {
+                command: "connect".into(),
+                timeout,
+            }),
+        }
+    }
+
+    /// [`Qmp::connect`] to the QMP socket of process `pid` only: a socket whose listener is
+    /// another process (the kernel's peer credentials) is refused before a byte is sent. The
+    /// socket's directory may be writable by a confined QEMU, which could put another VM's
+    /// socket in its place.
+    pub async fn connect_to(path: &Path, pid: u32, timeout: Duration) -> Result<Qmp, QmpError> {
+        let fut = async {
+            let stream = UnixStream::connect(path).await?;
+            let found = stream.peer_cred()?.pid();
+            if found != i32::try_from(pid).ok() {
+                return Err(QmpError::WrongPeer {
+                    expected: pid,
+                    found,
+                });
+            }
             Self::handshake(stream).await
         };
         match tokio::time::timeout(timeout, fut).await {

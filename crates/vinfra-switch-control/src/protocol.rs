@@ -109,6 +109,10 @@ pub enum Attachment {
         socket: PathBuf,
         /// QEMU's socket path.
         peer: PathBuf,
+        /// The user QEMU runs as: the switch's socket is made its (mode 0600), so that QEMU
+        /// may send to it. `None`: root's, mode as bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<u32>,
     },
     /// A VM's vNIC through a tap that QEMU opens by name (`-netdev tap,ifname=…`, virtio-net
     /// headers, so the guest's checksum and TCP segmentation offloads reach the switch and back).
@@ -120,6 +124,10 @@ pub enum Attachment {
         network: u32,
         /// Interface name (1 to 15 bytes).
         tap: String,
+        /// The user QEMU runs as: the tap is made its (`TUNSETOWNER`), so that QEMU may open
+        /// it without privileges. `None`: only a privileged process may.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<u32>,
     },
     /// An 802.1Q sub-interface of a VM's vNIC: the frames tagged `vid` (1 to 4094) on VM port
     /// `parent`, in network `network`. No socket of its own: its frames travel through the
@@ -1005,6 +1013,7 @@ mod tests {
                     network: 1,
                     socket: "/run/x/sw.sock".into(),
                     peer: "/run/x/vm.sock".into(),
+                    owner: None,
                 },
             }),
             Request::AddMacEntry {

@@ -117,6 +117,7 @@ fn vm_port(id: u32, network: u32) -> Request {
             network,
             socket: format!("/run/vm/nic{id}.switch.sock").into(),
             peer: format!("/run/vm/nic{id}.sock").into(),
+            owner: None,
         },
     })
 }

@@ -885,6 +885,7 @@ fn vm_paths(rounds: u32) {
             attach: vinfra_switch_control::Attachment::VmTap {
                 network: 2,
                 tap: tap.to_string(),
+                owner: None,
             },
         }));
         tap_netdevs.push(format!(
@@ -905,6 +906,7 @@ fn vm_paths(rounds: u32) {
                 network: 1,
                 socket: socket.clone(),
                 peer: peer.clone(),
+                owner: None,
             },
         }));
         netdevs.push(format!(

@@ -22,6 +22,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use mio::net::{UdpSocket, UnixDatagram};
@@ -181,11 +182,24 @@ pub(crate) const RX_HEADROOM: usize = UDP_PAYLOAD_OFFSET;
 impl PortIo {
     pub(crate) fn open(spec: &PortSpec) -> Result<PortIo, PortError> {
         match &spec.attach {
-            Attachment::Vm { socket, peer, .. } => {
-                let bound = bind_dgram(socket).map_err(|source| PortError::BindVm {
+            Attachment::Vm {
+                socket,
+                peer,
+                owner,
+                ..
+            } => {
+                let failed = |source| PortError::BindVm {
                     path: socket.clone(),
                     source,
-                })?;
+                };
+                let bound = bind_dgram(socket).map_err(failed)?;
+                if let Some(uid) = owner {
+                    // QEMU, running as `uid`, may send to it; nobody else but root. The path is
+                    // in the VM's directory, root's: QEMU cannot put a link in its place.
+                    std::os::unix::fs::lchown(socket, Some(*uid), None).map_err(failed)?;
+                    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+                        .map_err(failed)?;
+                }
                 Ok(PortIo::Vm {
                     socket: bound,
                     path: socket.clone(),
@@ -219,7 +233,7 @@ impl PortIo {
                     udp_gso,
                 })
             }
-            Attachment::VmTap { tap, .. } => sys::vm_tap::prepare(tap, spec.mtu)
+            Attachment::VmTap { tap, owner, .. } => sys::vm_tap::prepare(tap, spec.mtu, *owner)
                 .and_then(|()| PacketSocket::open_with_vnet_hdr(tap))
                 // Room for bursts of 64 KiB segments while the datapath is busy elsewhere.
                 .inspect(|socket| grow_buffers(socket, VM_TAP_SOCKET_BUFFER))

@@ -351,6 +351,7 @@ mod tests {
             network: 1,
             socket: "/s".into(),
             peer: "/p".into(),
+            owner: None,
         };
         assert!(PortQos::new(4, &vm, &QosSpec::default()).is_ok());
         let cases = [

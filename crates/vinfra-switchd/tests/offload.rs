@@ -180,6 +180,7 @@ fn tcp_from_an_offload_tap_to_a_vm_port_is_cut_into_valid_segments() {
                     network: 1,
                     socket: sw.clone(),
                     peer: vm.clone(),
+                    owner: None,
                 },
             }),
         ])
@@ -308,6 +309,7 @@ fn segments_too_large_for_a_vm_port_are_dropped_as_oversized() {
                     network: 1,
                     socket: sw.clone(),
                     peer: vm.clone(),
+                    owner: None,
                 },
             }),
         ])

@@ -29,6 +29,7 @@ fn vm_port(id: u32, network: u32, socket: &Path, peer: &Path) -> Request {
             network,
             socket: socket.to_owned(),
             peer: peer.to_owned(),
+            owner: None,
         },
     })
 }

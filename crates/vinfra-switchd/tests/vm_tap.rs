@@ -19,12 +19,17 @@ const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn vm_tap_port(id: u32, network: u32, tap: &str, mtu: u16) -> Request {
+    owned_vm_tap_port(id, network, tap, mtu, None)
+}
+
+fn owned_vm_tap_port(id: u32, network: u32, tap: &str, mtu: u16, owner: Option<u32>) -> Request {
     Request::AddPort(PortSpec {
         id,
         mtu,
         attach: Attachment::VmTap {
             network,
             tap: tap.to_owned(),
+            owner,
         },
     })
 }
@@ -279,4 +284,66 @@ fn an_interface_that_is_not_a_tap_is_never_taken_for_a_vm() {
     assert!(refused.is_err(), "{refused:?}");
     let link = host.exec(&["ip", "-o", "link", "show", &veth]);
     assert!(!link.contains("master"), "{link}");
+}
+
+/// Whether QEMU, run as user (and group) `uid` in `host`, opens tap `tap` (`-netdev tap`): it
+/// then runs until `timeout` ends it (status 124); a refused tap ends it at once.
+fn qemu_opens_tap_as(host: &Netns, uid: u32, tap: &str) -> (bool, String) {
+    let uid = uid.to_string();
+    let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no,vnet_hdr=on");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &host.name, "setpriv", "--reuid", &uid, "--regid", &uid,
+        ])
+        .args([
+            "--clear-groups",
+            "timeout",
+            "3",
+            "qemu-system-x86_64",
+            "-machine",
+            "none",
+        ])
+        .args(["-nodefaults", "-display", "none", "-netdev", &netdev])
+        .output()
+        .expect("run QEMU");
+    (
+        out.status.code() == Some(124),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_vm_tap_opens_for_its_qemus_user_alone() {
+    if !common::needs()
+        .program("qemu-system-x86_64")
+        .program("setpriv")
+        .met()
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = Netns::new("h");
+    let daemon = Daemon::start(&host, dir.path(), None);
+    let mut client = daemon.client();
+    let vm_tap = name("q");
+    let (owner, other) = (1_073_741_900, 1_073_741_901);
+    client
+        .apply(&[
+            overlay(1, 104),
+            owned_vm_tap_port(2, 1, &vm_tap, 1500, Some(owner)),
+        ])
+        .unwrap();
+    let shown = host.exec(&["cat", &format!("/sys/class/net/{vm_tap}/owner")]);
+    assert_eq!(shown.trim(), owner.to_string());
+    // Anyone may open /dev/net/tun (the agent of a confining host makes it so).
+    std::fs::set_permissions(
+        "/dev/net/tun",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let (opened, log) = qemu_opens_tap_as(&host, owner, &vm_tap);
+    assert!(opened, "the tap's user opens it: {log}");
+    let (opened, log) = qemu_opens_tap_as(&host, other, &vm_tap);
+    assert!(!opened, "another user opens the tap: {log}");
+    assert!(log.contains("not permitted"), "{log}");
 }

@@ -107,7 +107,7 @@ fn kill_and_time(lab: &Lab, victim: &str, ids: &[(String, String)]) -> Vec<Way> 
             if w.running.is_some() && w.booted.is_none() {
                 let serial = lab
                     .vm_dir(&w.to, id)
-                    .map(|d| d.join("serial.log"))
+                    .map(|d| d.join("run/serial.log"))
                     .ok()
                     .and_then(|p| std::fs::read_to_string(p).ok())
                     .unwrap_or_default();

@@ -96,7 +96,7 @@ fn serial_log(lab: &Lab, host: usize, id: &str) -> PathBuf {
         .data_dir
         .join("vms")
         .join(id)
-        .join("serial.log")
+        .join("run/serial.log")
 }
 
 fn wait_guest(log: &Path, dirty: u64) {

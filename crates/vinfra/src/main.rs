@@ -36,7 +36,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = vinfra::run(cli) {
-        eprintln!("vinfra: {}", vinfra_types::error::chain(&e));
+        eprintln!(
+            "vinfra: {}",
+            vinfra::output::terminal_safe(&vinfra_types::error::chain(&e))
+        );
         std::process::exit(e.exit_code());
     }
 }

@@ -589,9 +589,33 @@ pub fn migration_done(p: &MigrationProgress) -> String {
     )
 }
 
+/// `text` made safe for a terminal: control characters (C0 but newline and tab, DEL, C1), which
+/// a guest's console output or a message quoting it could carry to move the cursor, rewrite
+/// the screen or set the window title, become `?`; carriage returns go.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .filter(|c| *c != '\r')
+        .map(|c| if unsafe_char(c) { '?' } else { c })
+        .collect::<String>()
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_output_cannot_steer_the_terminal() {
+        assert_eq!(terminal_safe("plain\ttext\nline"), "plain\ttext\nline");
+        assert_eq!(
+            terminal_safe("boot\r\n\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m"),
+            "boot\n?]0;owned??[2J?31m"
+        );
+    }
 
     #[test]
     fn units() {

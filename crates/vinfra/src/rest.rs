@@ -141,7 +141,7 @@ pub fn show<T: Serialize>(
         Output::Table => {
             let text = render(answer);
             if !text.is_empty() {
-                out!("{text}");
+                out!("{}", output::terminal_safe(&text));
             }
             Ok(())
         }

@@ -105,6 +105,9 @@ pub enum ManagerError {
     /// The console's HA settings were refused or could not be kept.
     #[error(transparent)]
     Ha(#[from] GuardSettingsError),
+    /// The VM's QEMU could not be confined (its user, files or cgroups).
+    #[error(transparent)]
+    Confine(#[from] crate::confine::ConfineError),
     /// A blocking task (switch reconcile, counters) failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),

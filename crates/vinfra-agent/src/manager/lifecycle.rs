@@ -119,6 +119,32 @@ impl Manager {
                 _ => {}
             }
         }
+        let run = vm.files.run_dir();
+        match std::fs::create_dir(&run) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(&run)(e)),
+            _ => {}
+        }
+        let confinement = match &self.confiner {
+            Some(c) => {
+                let (c, id, files) = (c.clone(), vm.id(), vm.files.clone());
+                let slot = vm.record.instance.slot;
+                let ds_dir = self.ds.vm_dir(id);
+                let disks: Vec<PathBuf> = media.disks.iter().map(|d| d.path.clone()).collect();
+                let spec = &vm.record.instance.spec;
+                let limits = crate::confine::CgroupLimits::for_vm(
+                    spec.memory_mib,
+                    spec.vcpus,
+                    self.cfg.runner.accel(),
+                );
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        c.prepare(id, slot, &files, &ds_dir, &disks, limits)
+                    })
+                    .await??,
+                )
+            }
+            None => None,
+        };
         vm.process_gone();
         vm.shutdown_seen = false;
         vm.record.sent_from_this_qemu = false;
@@ -136,7 +162,7 @@ impl Manager {
             qmp_socket: vm.files.qmp_socket(),
             guard_qmp_socket: vm.files.guard_qmp_socket(),
             pidfile: vm.files.pidfile(),
-            daemonize: self.cfg.runner.daemonize(),
+            confinement,
             log: vm.files.qemu_log(),
             incoming,
             nics: vm

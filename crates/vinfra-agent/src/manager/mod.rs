@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use uuid::Uuid;
+use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
 pub use error::{ManagerError, Result, StateConflict};
@@ -165,6 +166,8 @@ pub struct Manager {
     /// QEMU's virtio-net offers the guest UDP segmentation offload
     /// ([`crate::qemu::process::virtio_net_offers_uso`]).
     nic_uso: bool,
+    /// How QEMUs are confined; `None`: they run as the agent (`--unconfined`).
+    confiner: Option<Arc<crate::confine::Confiner>>,
     flows: Arc<crate::flows::FlowExport>,
     flow_sink: Arc<crate::flows::FlowSink>,
 }
@@ -206,6 +209,7 @@ impl Manager {
             observe_timeout: OBSERVE_TIMEOUT,
             fewest_migration_passes: false,
             nic_uso: false,
+            confiner: None,
             flows: Arc::default(),
             flow_sink: Arc::default(),
         })
@@ -216,6 +220,73 @@ impl Manager {
     pub fn with_nic_uso(mut self, offered: bool) -> Manager {
         self.nic_uso = offered;
         self
+    }
+
+    /// The same manager, whose QEMUs run confined by `confiner` (see [`crate::confine`]);
+    /// `None`: as the agent itself.
+    pub fn with_confinement(mut self, confiner: Option<crate::confine::Confiner>) -> Manager {
+        self.confiner = confiner.map(Arc::new);
+        self
+    }
+
+    /// How QEMUs are confined, if they are.
+    pub fn confiner(&self) -> Option<&Arc<crate::confine::Confiner>> {
+        self.confiner.as_ref()
+    }
+
+    /// The user VM `instance`'s QEMU runs as; `None` when QEMUs are not confined.
+    pub(crate) fn qemu_user(&self, instance: &VmInstance) -> Result<Option<u32>> {
+        let Some(c) = &self.confiner else {
+            return Ok(None);
+        };
+        let slot = instance
+            .slot
+            .ok_or(crate::confine::ConfineError::NoSlot(instance.id))?;
+        Ok(Some(c.uid(slot)?))
+    }
+
+    /// Every `interval`, forever: removes the cgroups of QEMUs that ended and rotates the
+    /// serial logs past their limit (VMs busy with an operation wait for the next round).
+    pub async fn tend_confinement(self: Arc<Self>, interval: Duration) {
+        let Some(confiner) = self.confiner.clone() else {
+            return;
+        };
+        loop {
+            tokio::time::sleep(interval).await;
+            let entries: Vec<Arc<Entry>> = self.vms.lock().await.values().cloned().collect();
+            let mut logs = Vec::new();
+            // A VM busy with an operation may be starting: its cgroup, still empty, stays.
+            let mut busy = std::collections::HashSet::new();
+            for e in entries {
+                match e.vm.try_lock() {
+                    Ok(vm) => {
+                        if let Ok(Some(uid)) = self.qemu_user(&vm.record.instance) {
+                            logs.push((vm.files.clone(), uid));
+                        }
+                    }
+                    Err(_) => {
+                        busy.insert(e.id);
+                    }
+                }
+            }
+            let c = confiner.clone();
+            let tended = tokio::task::spawn_blocking(move || {
+                for (files, uid) in logs {
+                    match c.rotate_serial_log(&files, uid) {
+                        Ok(true) => tracing::info!("rotated {}", files.serial_log().display()),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("serial log: {}", vinfra_types::error::Chain(&e)),
+                    }
+                }
+                c.sweep(&busy, crate::confine::SWEEP_MIN_AGE)
+            })
+            .await;
+            if let Ok(n) = tended {
+                if n > 0 {
+                    tracing::debug!("{n} cgroups of ended QEMUs removed");
+                }
+            }
+        }
     }
 
     /// The same manager, whose migrations end in as few passes as they can (`fewest`): the

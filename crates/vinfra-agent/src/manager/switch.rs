@@ -68,8 +68,10 @@ impl Manager {
     pub(super) async fn attach_nics(&self, vm: &mut Vm) -> Result<()> {
         let link = self.switch.clone().ok_or(SwitchLinkError::NoSwitch)?;
         let (id, dir) = (vm.id(), vm.files.dir.clone());
+        let owner = self.qemu_user(&vm.record.instance)?;
         let specs = vm.record.instance.spec.nics.clone();
-        vm.record.nics = tokio::task::spawn_blocking(move || link.plug(id, &dir, &specs)).await??;
+        vm.record.nics =
+            tokio::task::spawn_blocking(move || link.plug_as(id, &dir, &specs, owner)).await??;
         vm.save()
     }
 

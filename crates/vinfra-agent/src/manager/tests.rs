@@ -104,6 +104,7 @@ fn instance(name: &str) -> VmInstance {
             ha: Default::default(),
         },
         started_at: None,
+        slot: None,
     }
 }
 
@@ -136,7 +137,7 @@ async fn create_defines_starts_and_is_idempotent() {
     assert_eq!(obs.pid, h.fake.pid(vm.id));
     let launch = h.fake.last_launch(vm.id).unwrap();
     assert!(!launch.incoming);
-    assert_eq!(launch.qmp_socket, h.vm_dir(vm.id).join("qmp.sock"));
+    assert_eq!(launch.qmp_socket, h.vm_dir(vm.id).join("run/qmp.sock"));
     assert_eq!(
         launch.kernel.as_ref().map(|k| k.0.clone()),
         Some(h.tmp.path().join("ds/images/vmlinuz"))

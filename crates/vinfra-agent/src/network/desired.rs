@@ -68,6 +68,10 @@ pub struct VmNic {
     /// before tap ports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap: Option<String>,
+    /// The user the VM's QEMU runs as: its tap and the switch's socket are made that user's.
+    /// `None`: QEMU runs as root (`vinfra agent --unconfined`, records from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
     /// An 802.1Q sub-interface of another NIC of the VM: no virtio device nor sockets of its
     /// own (the two paths above are its NIC's), its frames tagged on its NIC's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,11 +338,13 @@ impl DesiredSwitch {
                     Some(tap) => Attachment::VmTap {
                         network: u32::from(n.id),
                         tap: tap.clone(),
+                        owner: nic.owner,
                     },
                     None => Attachment::Vm {
                         network: u32::from(n.id),
                         socket: nic.switch_socket.clone(),
                         peer: nic.qemu_socket.clone(),
+                        owner: nic.owner,
                     },
                 },
             };

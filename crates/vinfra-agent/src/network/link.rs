@@ -138,7 +138,18 @@ impl SwitchLink {
         dir: &Path,
         nics: &[NicSpec],
     ) -> Result<Vec<VmNic>, SwitchLinkError> {
-        Ok(lock(&self.desired).attach(&self.attachment, id, dir, nics)?)
+        self.attach_as(id, dir, nics, None)
+    }
+
+    /// [`SwitchLink::attach`] for a QEMU that runs as user `owner`.
+    pub fn attach_as(
+        &self,
+        id: Uuid,
+        dir: &Path,
+        nics: &[NicSpec],
+        owner: Option<u32>,
+    ) -> Result<Vec<VmNic>, SwitchLinkError> {
+        Ok(lock(&self.desired).attach_as(&self.attachment, id, dir, nics, owner)?)
     }
 
     /// Removes VM `id`'s ports from the desired configuration (applied by the next reconcile).

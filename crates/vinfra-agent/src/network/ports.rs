@@ -90,6 +90,19 @@ impl DesiredSwitch {
         dir: &Path,
         nics: &[NicSpec],
     ) -> Result<Vec<VmNic>, NicError> {
+        self.attach_as(attachment, id, dir, nics, None)
+    }
+
+    /// [`DesiredSwitch::attach`] for a QEMU that runs as user `owner`: its taps and the
+    /// switch's sockets are made that user's.
+    pub fn attach_as(
+        &mut self,
+        attachment: &SwitchAttachment,
+        id: Uuid,
+        dir: &Path,
+        nics: &[NicSpec],
+        owner: Option<u32>,
+    ) -> Result<Vec<VmNic>, NicError> {
         let others = || self.vms.iter().filter(|(vm, _)| **vm != id);
         let mut used: BTreeSet<u32> = others()
             .flat_map(|(_, ns)| ns.iter().map(|n| n.port))
@@ -146,6 +159,7 @@ impl DesiredSwitch {
                     switch_socket: parent.switch_socket.clone(),
                     qemu_socket: parent.qemu_socket.clone(),
                     tap: parent.tap.clone(),
+                    owner,
                     vlan: Some(NicTag {
                         parent_port: parent.port,
                         vid: v.vid,
@@ -154,7 +168,8 @@ impl DesiredSwitch {
                 out.push(nic);
                 continue;
             }
-            let qemu_socket = dir.join(format!("nic{index}.sock"));
+            // QEMU binds its end in its own directory, `run/` ([`crate::qemu::VmFiles`]).
+            let qemu_socket = dir.join("run").join(format!("nic{index}.sock"));
             let switch_socket = dir.join(format!("nic{index}.switch.sock"));
             for p in [&qemu_socket, &switch_socket] {
                 if p.as_os_str().len() > MAX_SOCKET_PATH {
@@ -177,6 +192,7 @@ impl DesiredSwitch {
                 switch_socket,
                 qemu_socket,
                 tap,
+                owner,
                 vlan: None,
             });
         }

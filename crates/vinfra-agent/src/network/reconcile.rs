@@ -152,7 +152,19 @@ impl SwitchLink {
         dir: &Path,
         nics: &[NicSpec],
     ) -> Result<Vec<VmNic>, SwitchLinkError> {
-        let attached = self.attach(id, dir, nics)?;
+        self.plug_as(id, dir, nics, None)
+    }
+
+    /// [`SwitchLink::plug`] for a QEMU that runs as user `owner` (its taps and the switch's
+    /// sockets are made that user's).
+    pub fn plug_as(
+        &self,
+        id: Uuid,
+        dir: &Path,
+        nics: &[NicSpec],
+        owner: Option<u32>,
+    ) -> Result<Vec<VmNic>, SwitchLinkError> {
+        let attached = self.attach_as(id, dir, nics, owner)?;
         let ports: Vec<u32> = attached.iter().map(|n| n.port).collect();
         let checked = self.reconcile().and_then(|o| {
             // A port whose firewall was refused would run open: that fails the VM's ports too.

@@ -339,6 +339,7 @@ fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
             switch_socket: dir.path().join("s"),
             qemu_socket: dir.path().join("q"),
             tap: None,
+            owner: None,
             vlan: None,
         }],
     );
@@ -618,6 +619,7 @@ fn counters_are_named_by_network_vm_and_nic() {
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
         tap: None,
+        owner: None,
         vlan: None,
     };
     // NIC 0 has no port on the switch (yet); NIC 1 is port 7.
@@ -674,6 +676,7 @@ fn firewall_hits_are_named_by_group_and_rule() {
         switch_socket: PathBuf::from("s"),
         qemu_socket: PathBuf::from("q"),
         tap: None,
+        owner: None,
         vlan: None,
     };
     let id = Uuid::new_v4();

@@ -173,7 +173,15 @@ fn nics_go_on_taps_but_a_nic_with_sub_interfaces_stays_on_sockets() {
     assert_ne!(tap, other, "two switches' taps share a name");
     let d = super::tests::desired(&link, false);
     let p = ports(&d);
-    assert_eq!(p[0].attach, Attachment::VmTap { network: 1, tap }, "{p:?}");
+    assert_eq!(
+        p[0].attach,
+        Attachment::VmTap {
+            network: 1,
+            tap,
+            owner: None
+        },
+        "{p:?}"
+    );
     assert!(
         matches!(p[1].attach, Attachment::Vm { network: 2, .. }),
         "{p:?}"

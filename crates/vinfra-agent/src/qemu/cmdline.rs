@@ -71,23 +71,26 @@ pub struct Launch {
     pub serial_log: PathBuf,
     /// QMP unix socket (the agent's).
     pub qmp_socket: PathBuf,
-    /// A second QMP unix socket, for the host's guard, when it runs QEMU (`daemonize` false):
-    /// a monitor serves one client at a time, and the agent keeps its connection to
-    /// `qmp_socket`, so the guard's isolation response (`system_powerdown`) needs its own.
+    /// A second QMP unix socket, for the host's guard or the agent's start: a monitor serves
+    /// one client at a time, and the agent keeps its connection to `qmp_socket`, so readiness
+    /// checks and the guard's isolation response (`system_powerdown`) need their own.
     pub guard_qmp_socket: PathBuf,
-    /// Pidfile QEMU writes.
+    /// The pidfile the agent or the guard writes once QEMU is spawned (QEMU does not: it could
+    /// not write in the VM's directory).
     pub pidfile: PathBuf,
-    /// QEMU forks into the background (`-daemonize`) and runs on alone, outliving the agent;
-    /// false when the host's guard starts it and stays its parent (QEMU's standard output and
-    /// error then go to `log`).
-    pub daemonize: bool,
-    /// QEMU's standard output and error when it does not daemonize (the guard appends them).
+    /// The user, group and cgroups QEMU runs as and in; `None`: as the agent
+    /// (`vinfra agent --unconfined`).
+    pub confinement: Option<vinfra_guard::Confinement>,
+    /// QEMU's standard output and error (appended to).
     pub log: PathBuf,
     /// Wait for an incoming migration (`-incoming defer`).
     pub incoming: bool,
     /// NICs, in order.
     pub nics: Vec<NicArg>,
 }
+
+/// QEMU's seccomp sandbox (`-sandbox`).
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// QEMU's command line for `l` (without the binary). Option values that are paths are passed as
 /// separate arguments where QEMU allows it; commas in paths are escaped (`,,`).
@@ -127,19 +130,17 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
         "unix:{},server=on,wait=off",
         esc_path(&l.qmp_socket)
     ));
-    if !l.daemonize {
-        // After the agent's: once the guard's socket accepts, the agent's does too.
-        push("-qmp".into());
-        push(format!(
-            "unix:{},server=on,wait=off",
-            esc_path(&l.guard_qmp_socket)
-        ));
-    }
-    push("-pidfile".into());
-    push(l.pidfile.to_string_lossy().into_owned());
-    if l.daemonize {
-        push("-daemonize".into());
-    }
+    // After the agent's: once this one accepts, the agent's does too.
+    push("-qmp".into());
+    push(format!(
+        "unix:{},server=on,wait=off",
+        esc_path(&l.guard_qmp_socket)
+    ));
+    // The system calls QEMU never needs once it runs are refused by its seccomp filter:
+    // obsolete ones, gaining privileges (set*uid), spawning processes, changing its
+    // scheduling or CPU affinity.
+    push("-sandbox".into());
+    push(SANDBOX.into());
     if let Some((kernel, initrd, cmdline)) = &l.kernel {
         push("-kernel".into());
         push(kernel.to_string_lossy().into_owned());
@@ -233,7 +234,7 @@ mod tests {
             qmp_socket: "/d/qmp.sock".into(),
             guard_qmp_socket: "/d/guard-qmp.sock".into(),
             pidfile: "/d/qemu.pid".into(),
-            daemonize: true,
+            confinement: None,
             log: "/d/qemu.log".into(),
             incoming: true,
             nics: vec![NicArg {
@@ -323,16 +324,20 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("-cpu host"));
-        assert!(!joined.contains("guard-qmp.sock"), "{joined}");
         assert!(
-            joined.contains("-pidfile /d/qemu.pid -daemonize "),
+            !joined.contains("-pidfile") && !joined.contains("-daemonize"),
+            "QEMU stays in the foreground and writes no pidfile: {joined}"
+        );
+        assert!(
+            joined.contains(
+                "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            ),
             "{joined}"
         );
         let mut l = launch();
         l.accel = Accel::Kvm;
         l.incoming = false;
         l.kernel = None;
-        l.daemonize = false;
         let joined: Vec<String> = build_args(&l)
             .into_iter()
             .map(|s| s.into_string().unwrap())
@@ -340,12 +345,7 @@ mod tests {
         let joined = joined.join(" ");
         assert!(joined.contains("accel=kvm -cpu host"));
         assert!(!joined.contains("-incoming") && !joined.contains("-kernel"));
-        // Under the guard: QEMU stays in the foreground, with a second monitor for the guard
-        // after the agent's.
-        assert!(
-            joined.contains("-pidfile /d/qemu.pid") && !joined.contains("-daemonize"),
-            "{joined}"
-        );
+        // A second monitor, for the guard, after the agent's.
         assert!(
             joined.contains(
                 "-qmp unix:/d/qmp.sock,server=on,wait=off \

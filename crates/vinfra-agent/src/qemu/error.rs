@@ -60,9 +60,15 @@ pub enum QemuError {
     /// An argument of QEMU's command line is not UTF-8 (the guard's protocol carries UTF-8).
     #[error("QEMU argument {0:?} is not UTF-8")]
     Argument(OsString),
-    /// QEMU started but wrote no usable pidfile.
-    #[error("QEMU wrote no usable pidfile at {0}")]
-    NoPid(PathBuf),
+    /// A file of QEMU's (its log, its pidfile) could not be opened or written.
+    #[error("QEMU's file {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The thread that started QEMU failed.
     #[error("the QEMU launcher thread failed")]
     Launcher(#[source] tokio::task::JoinError),

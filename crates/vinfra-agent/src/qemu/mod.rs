@@ -3,12 +3,14 @@
 //! resume, power off, reset, migrate, ask its state, kill, check it is alive.
 //!
 //! Two implementations:
-//! - [`qmp::QemuRunner`]: the real one. Without a guard QEMU runs with `-daemonize`: it forks,
-//!   detaches (new session) and writes its pid to the VM's pidfile, so it outlives the agent.
-//!   With the host's guard (`vinfra agent --guard`) the guard starts QEMU in the foreground as
-//!   its own child (it dies with the guard, never with the agent) and writes the pidfile. Either
-//!   way the agent finds it again through the pidfile and `/proc/<pid>/cmdline`, and talks to it
-//!   over the QMP socket in the VM's directory ([`VmFiles`]).
+//! - [`qmp::QemuRunner`]: the real one. QEMU runs in the foreground (no `-daemonize`: its
+//!   sandbox forbids the fork and `setsid` that needs), confined to a user and cgroups of its
+//!   own ([`crate::confine`]). Without a guard the agent starts it in a session of its own, so
+//!   it outlives the agent. With the host's guard (`vinfra agent --guard`) the guard starts it
+//!   as its own child (it dies with the guard, never with the agent). Either way the pidfile is
+//!   written for it, and the agent finds it again through the pidfile and
+//!   `/proc/<pid>/cmdline`, and talks to it over the QMP socket in the VM's `run/` directory
+//!   ([`VmFiles`]), checking the socket's owner.
 //! - [`fake::FakeRunner`]: an in-memory state machine that answers like QEMU (running, paused,
 //!   shut off, waiting for an incoming migration; migrations that complete or fail when a test
 //!   says so), for unit tests of the manager without a guest.
@@ -34,7 +36,10 @@ pub use process::{
     is_our_qemu, kill, pid_alive, qemu_version, read_pidfile, tcg_migration_loses_writes,
 };
 
-/// Where a VM's QEMU keeps its runtime files: all in the VM's directory.
+/// A VM's files on this host. The VM's directory (`<data_dir>/vms/<id>`, root's, group the
+/// VM's: its QEMU may only pass through) holds the agent's record, the pidfile, QEMU's output
+/// and the switch's ends of dgram NICs; `run/` in it, the QEMU's own, what QEMU creates: its
+/// QMP sockets, its serial log, its ends of dgram NICs (see [`crate::confine`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmFiles {
     /// The VM's directory (`<data_dir>/vms/<id>`).
@@ -42,38 +47,65 @@ pub struct VmFiles {
 }
 
 impl VmFiles {
-    /// The pidfile QEMU writes (`qemu.pid`).
+    /// The directory QEMU writes in (`run/`).
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// The pidfile (`qemu.pid`), written by the agent or the guard once QEMU is spawned.
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }
 
-    /// The QMP socket (`qmp.sock`).
+    /// The QMP socket (`run/qmp.sock`).
     pub fn qmp_socket(&self) -> PathBuf {
+        self.run_dir().join("qmp.sock")
+    }
+
+    /// The QMP socket of a QEMU started before QEMUs had `run/` (`qmp.sock`): found again
+    /// after an upgrade.
+    pub fn legacy_qmp_socket(&self) -> PathBuf {
         self.dir.join("qmp.sock")
     }
 
-    /// The QMP socket of the host's guard (`guard-qmp.sock`), on a QEMU the guard runs: a
-    /// monitor serves one client at a time and the agent keeps its connection to `qmp.sock`,
-    /// so the guard's isolation response (`system_powerdown`) needs a monitor of its own.
+    /// The QMP socket of the host's guard (`run/guard-qmp.sock`): a monitor serves one client
+    /// at a time and the agent keeps its connection to `qmp.sock`, so the guard's isolation
+    /// response (`system_powerdown`) needs a monitor of its own.
     pub fn guard_qmp_socket(&self) -> PathBuf {
-        self.dir.join("guard-qmp.sock")
+        self.run_dir().join("guard-qmp.sock")
     }
 
-    /// The serial console log (`serial.log`).
+    /// The serial console log (`run/serial.log`).
     pub fn serial_log(&self) -> PathBuf {
+        self.run_dir().join("serial.log")
+    }
+
+    /// The serial console log of a QEMU started before `run/` (`serial.log`).
+    pub fn legacy_serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
     }
 
-    /// QEMU's standard output and error when the host's guard runs it (`qemu.log`).
+    /// The serial log's previous part, once it was rotated (`serial.log.1`, root's).
+    pub fn serial_log_rotated(&self) -> PathBuf {
+        self.dir.join("serial.log.1")
+    }
+
+    /// QEMU's standard output and error (`qemu.log`).
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
 
     /// Removes the pidfile and the QMP sockets of a QEMU that is gone.
     pub fn remove_runtime_files(&self) {
-        let _ = std::fs::remove_file(self.pidfile());
-        let _ = std::fs::remove_file(self.qmp_socket());
-        let _ = std::fs::remove_file(self.guard_qmp_socket());
+        for path in [
+            self.pidfile(),
+            self.qmp_socket(),
+            self.guard_qmp_socket(),
+            self.legacy_qmp_socket(),
+            self.dir.join("guard-qmp.sock"),
+        ] {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -251,15 +283,9 @@ pub trait VmRunner: Send + Sync {
     /// The accelerator VMs run with.
     fn accel(&self) -> Accel;
 
-    /// True when QEMU daemonizes itself ([`Launch::daemonize`]); false when another process
-    /// (the host's guard) starts it and stays its parent.
-    fn daemonize(&self) -> bool {
-        true
-    }
-
     /// Starts a QEMU with the command line `args` (built from `launch` by [`build_args`];
-    /// `launch` says where its pidfile and QMP socket appear, whether it daemonizes and
-    /// whether it waits for an incoming migration) and returns it once it answers. On error no
+    /// `launch` says where its pidfile and QMP socket appear, what it runs as and whether it
+    /// waits for an incoming migration) and returns it once it answers. On error no
     /// process is left.
     async fn launch(
         &self,

@@ -1,5 +1,5 @@
-//! The real [`VmRunner`]: QEMU processes, daemonized or children of the host's guard, driven
-//! over QMP ([`vinfra_qmp`]).
+//! The real [`VmRunner`]: QEMU processes in a session of their own or children of the host's
+//! guard, confined ([`crate::confine`]), driven over QMP ([`vinfra_qmp`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,8 +24,6 @@ const QMP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a SIGKILLed QEMU may take to disappear.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the daemonizing parent's pidfile and QMP socket may take to appear.
-const PIDFILE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a QEMU started by the guard may take to accept a QMP connection (the guard kills it
 /// after that).
 pub const GUARD_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +73,7 @@ async fn early_exit(guard: &Path, vm: Uuid, pid: u32) -> Option<ChildExit> {
     }
 }
 
-/// Runs `binary` for each VM: with `-daemonize`, or through the host's guard.
+/// Runs `binary` for each VM: in a session of its own, or through the host's guard.
 #[derive(Debug, Clone)]
 pub struct QemuRunner {
     /// `qemu-system-x86_64`, or a full path.
@@ -83,7 +81,8 @@ pub struct QemuRunner {
     /// Accelerator for every VM (from the probe).
     pub accel: Accel,
     /// The control socket of the host's guard (`vinfra agent --guard`): QEMU is started by the
-    /// guard, as its child, without `-daemonize`. `None`: QEMU daemonizes itself.
+    /// guard, as its child. `None`: the agent starts it in a session of its own (it outlives
+    /// the agent).
     pub guard: Option<PathBuf>,
 }
 
@@ -110,6 +109,7 @@ impl QemuRunner {
             pidfile: Some(launch.pidfile.clone()),
             log: launch.log.clone(),
             ready_timeout_ms: GUARD_READY_TIMEOUT.as_millis() as u64,
+            confinement: launch.confinement.clone(),
         };
         let failed = |source| QemuError::Guard {
             path: guard.to_path_buf(),
@@ -136,43 +136,88 @@ impl QemuRunner {
         Ok((pid, log_start))
     }
 
-    /// Runs QEMU with `-daemonize` and returns the pid from its pidfile once its QMP socket
-    /// exists (blocking).
-    fn spawn(&self, launch: &Launch, args: Vec<OsString>) -> Result<u32, QemuError> {
-        let out = Command::new(&self.binary)
+    /// Starts QEMU in a session of its own (it outlives the agent), confined as `launch`
+    /// says, with its output appended to `launch.log`; writes the pidfile and returns the pid
+    /// once the second QMP socket accepts a connection, with the length the log had before
+    /// (blocking). A QEMU that exits first, or is not ready in time (then killed), is an error
+    /// with the end of its log. A thread waits for the child, so it never stays a zombie.
+    fn spawn(&self, launch: &Launch, args: Vec<OsString>) -> Result<(u32, u64), QemuError> {
+        let log_error = |source| QemuError::Io {
+            path: launch.log.clone(),
+            source,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.log)
+            .map_err(log_error)?;
+        let log_start = log.metadata().map_err(log_error)?.len();
+        let mut command = Command::new(&self.binary);
+        command
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| QemuError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(QemuError::Failed {
-                stderr: if stderr.is_empty() {
-                    format!("exit status {}", out.status)
-                } else {
-                    stderr
-                },
-            });
-        }
-        // With -daemonize the parent exits once the child is initialised: pidfile and QMP
-        // socket exist by now; allow a moment for slow file systems.
-        let deadline = Instant::now() + PIDFILE_TIMEOUT;
-        loop {
-            if let Some(pid) = read_pidfile(&launch.pidfile) {
-                if launch.qmp_socket.exists() {
-                    return Ok(pid);
+            .stdout(log.try_clone().map_err(log_error)?)
+            .stderr(log);
+        let spawn_error = |source| QemuError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        };
+        vinfra_guard::start_child(&mut command, launch.confinement.as_ref(), None)
+            .map_err(spawn_error)?;
+        let mut child = command.spawn().map_err(spawn_error)?;
+        let pid = child.id();
+        let deadline = Instant::now() + GUARD_READY_TIMEOUT;
+        let mut pause = Duration::from_millis(1);
+        let ready = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    let exit = match (status.code(), status.signal()) {
+                        (Some(code), _) => ChildExit::Code(code),
+                        (None, Some(signal)) => ChildExit::Signal(signal),
+                        (None, None) => ChildExit::Code(-1),
+                    };
+                    return Err(QemuError::Exited {
+                        exit,
+                        log_tail: log_tail(&launch.log, log_start),
+                    });
                 }
+                Ok(None) => {}
+                Err(source) => break Err(spawn_error(source)),
             }
-            if Instant::now() > deadline {
-                return Err(QemuError::NoPid(launch.pidfile.clone()));
+            if std::os::unix::net::UnixStream::connect(&launch.guard_qmp_socket).is_ok() {
+                break Ok(());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() >= deadline {
+                break Err(QemuError::NotReady {
+                    timeout_ms: GUARD_READY_TIMEOUT.as_millis() as u64,
+                    log_tail: log_tail(&launch.log, log_start),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let written = ready.and_then(|()| {
+            crate::files::write_atomic(&launch.pidfile, format!("{pid}\n").as_bytes()).map_err(
+                |source| QemuError::Io {
+                    path: launch.pidfile.clone(),
+                    source,
+                },
+            )
+        });
+        if let Err(e) = written {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
         }
+        // Reaped when it ends, while the agent runs (after an agent restart, init reaps it).
+        std::thread::Builder::new()
+            .name(format!("qemu-{pid}"))
+            .spawn(move || {
+                let _ = child.wait();
+            })
+            .map_err(spawn_error)?;
+        Ok((pid, log_start))
     }
 }
 
@@ -180,10 +225,6 @@ impl QemuRunner {
 impl VmRunner for QemuRunner {
     fn accel(&self) -> Accel {
         self.accel
-    }
-
-    fn daemonize(&self) -> bool {
-        self.guard.is_none()
     }
 
     async fn launch(
@@ -195,7 +236,7 @@ impl VmRunner for QemuRunner {
         let l = launch.clone();
         let (pid, log_start) = tokio::task::spawn_blocking(move || match &runner.guard {
             Some(guard) => runner.spawn_guarded(guard, &l, args),
-            None => runner.spawn(&l, args).map(|pid| (pid, 0)),
+            None => runner.spawn(&l, args),
         })
         .await
         .map_err(QemuError::Launcher)??;
@@ -225,8 +266,11 @@ impl VmRunner for QemuRunner {
 
     fn adopt(&self, _id: Uuid, files: &VmFiles) -> Option<Box<dyn QemuProcess>> {
         let pid = read_pidfile(&files.pidfile())?;
-        let qmp_socket = files.qmp_socket();
-        is_our_qemu(pid, &qmp_socket).then(|| {
+        // A QEMU started before QEMUs had `run/` listens in the VM's directory.
+        let qmp_socket = [files.qmp_socket(), files.legacy_qmp_socket()]
+            .into_iter()
+            .find(|socket| is_our_qemu(pid, socket))?;
+        Some(qmp_socket).map(|qmp_socket| {
             Box::new(QmpProcess {
                 pid,
                 qmp_socket,
@@ -266,7 +310,7 @@ impl QmpProcess {
             }
         }
         self.drain_events();
-        let q = Arc::new(Qmp::connect(&self.qmp_socket, QMP_CONNECT_TIMEOUT).await?);
+        let q = Arc::new(Qmp::connect_to(&self.qmp_socket, self.pid, QMP_CONNECT_TIMEOUT).await?);
         self.qmp = Some(q.clone());
         Ok(q)
     }

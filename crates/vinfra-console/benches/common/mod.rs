@@ -80,7 +80,8 @@ pub fn seed_store(dir: &Path, vms: &[SeedVm], rules: &[PlacementRule]) {
     let store = ok(SqliteStore::open(&dir.join("console.db")), "open the store");
     let mut ops: Vec<Op> = vms
         .iter()
-        .map(|v| {
+        .zip(0u32..)
+        .map(|(v, slot)| {
             let rec = VmRecord {
                 id: v.id,
                 spec: v.spec.clone(),
@@ -90,6 +91,7 @@ pub fn seed_store(dir: &Path, vms: &[SeedVm], rules: &[PlacementRule]) {
                 started_at: Some(1),
                 failed_over: None,
                 restarts: 0,
+                slot: Some(slot),
             };
             Op::Put {
                 key: keys::vm_key(&v.name),

@@ -991,6 +991,9 @@ pub enum RecordError {
     /// A record could not be encoded.
     #[error("encoding a record")]
     Encode(#[source] serde_json::Error),
+    /// Every VM slot (2^32) was handed out.
+    #[error("every VM slot was handed out")]
+    SlotsExhausted,
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ mod tests {
             started_at: None,
             failed_over: None,
             restarts: 0,
+            slot: None,
         }
     }
 

@@ -68,6 +68,7 @@ pub struct Console {
     pub(super) markers: RwLock<HashMap<String, BTreeSet<String>>>,
     pub(super) api_token_hash: RwLock<String>,
     inflight: Inflight,
+    slots: super::slots::SlotCounter,
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
     flows: super::flows::FlowStore,
@@ -85,6 +86,7 @@ impl Console {
         ca: ClusterCa,
         api_token_hash: String,
     ) -> Result<Self, RecordError> {
+        let slots = super::slots::SlotCounter::load(store.as_ref())?;
         let mut vms = VmMirror::default();
         for (name, rec) in keys::range::<VmRecord>(store.as_ref(), keys::VMS)? {
             vms.insert(name, rec);
@@ -117,6 +119,7 @@ impl Console {
             markers: RwLock::new(markers),
             api_token_hash: RwLock::new(api_token_hash),
             inflight: Inflight::default(),
+            slots,
             events,
             ha: super::ha::HaBoard::default(),
             flows: super::flows::FlowStore::default(),
@@ -189,6 +192,11 @@ impl Console {
     /// What is in flight.
     pub fn inflight(&self) -> &Inflight {
         &self.inflight
+    }
+
+    /// The VM slots handed out.
+    pub fn slots(&self) -> &super::slots::SlotCounter {
+        &self.slots
     }
 
     /// The cluster settings in force.

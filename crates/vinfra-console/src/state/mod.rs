@@ -13,7 +13,8 @@
 //! - [`events`]: the event history;
 //! - [`flows`]: the hosts' flows in one-minute buckets (the last hour), grouped on demand;
 //! - [`ha`]: what the HA controller last concluded about each host;
-//! - `underlay.rs`: every host's underlay address ([`UnderlayIndex`]), for switch configurations.
+//! - `underlay.rs`: every host's underlay address ([`UnderlayIndex`]), for switch configurations;
+//! - [`slots`]: the VMs' slots, from which hosts derive the users their QEMUs run as.
 
 mod console;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod ha;
 pub mod inflight;
 mod locks;
 pub mod records;
+pub mod slots;
 mod underlay;
 mod vm_mirror;
 mod writes;

@@ -17,6 +17,7 @@
 //! | `/vinfra/cleanups/<host>/<vm>/<id>` | [`CleanupRecord`]: a VM that may still exist on a host |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
+//! | `/vinfra/vm-slot-next` | the next VM slot to hand out (a JSON number; [`VmRecord::slot`]) |
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,9 @@ use crate::error::RecordError;
 pub const HOSTS: &str = "/vinfra/hosts/";
 /// Prefix of every VM record.
 pub const VMS: &str = "/vinfra/vms/";
+/// The next VM slot to hand out ([`VmRecord::slot`]): slots are never reused, also not those
+/// of deleted VMs, whose disks may outlive them.
+pub const VM_SLOT_NEXT: &str = "/vinfra/vm-slot-next";
 /// Prefix of every migration record.
 pub const MIGRATIONS: &str = "/vinfra/migrations/";
 /// Prefix of the event history.
@@ -164,6 +168,11 @@ pub struct VmRecord {
     /// How many times HA restarted it on its host after a crash.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u32,
+    /// Its cluster-unique number, never reused: hosts run its QEMU as the user `uid base +
+    /// slot` (`vinfra_proto::VmInstance::slot`). Given at create; a record from before slots
+    /// gets one when the console loads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -186,6 +195,7 @@ impl VmRecord {
             id: self.id,
             spec: self.spec.clone(),
             started_at: self.started_at,
+            slot: self.slot,
         }
     }
 }

@@ -91,7 +91,7 @@ impl VmMirror {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use uuid::Uuid;
@@ -100,7 +100,7 @@ mod tests {
     use crate::state::records::DesiredPower;
 
     /// A VM on `host` with one NIC per `(network, ip, mac)`.
-    fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecord {
+    pub(crate) fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecord {
         VmRecord {
             id: Uuid::new_v4(),
             spec: VmSpec {
@@ -126,6 +126,7 @@ mod tests {
             started_at: None,
             failed_over: None,
             restarts: 0,
+            slot: None,
         }
     }
 

@@ -72,7 +72,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         let id = Uuid::new_v4();
         // Addresses and MACs are claimed with the record, in one transaction (a VM without
         // NICs claims none and never waits for the networks).
-        let (_networks, claims) = if spec.nics.is_empty() {
+        let (_networks, mut claims) = if spec.nics.is_empty() {
             (None, Writes::default())
         } else {
             let lock = console.inflight().networks_lock().await;
@@ -82,6 +82,9 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             )
         };
         spec.validate()?;
+        // Its slot, under the placement lock: creates write theirs in the order they took them.
+        let (slot, next_slot) = console.slots().take()?;
+        claims.ops.push(next_slot);
         let rec = VmRecord {
             id,
             spec,
@@ -95,6 +98,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             started_at: request.start.then(now_s),
             failed_over: None,
             restarts: 0,
+            slot: Some(slot),
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
         let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;

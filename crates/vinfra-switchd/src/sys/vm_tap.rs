@@ -26,12 +26,35 @@ use std::path::Path;
 
 use super::open_tap_with;
 
+/// The user that may open tap `name` without privileges, as the kernel shows it.
+fn tap_owner(name: &str) -> Option<u32> {
+    let text =
+        std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("owner")).ok()?;
+    // -1: nobody's.
+    text.trim().parse::<u32>().ok()
+}
+
+/// Makes the tap attached to `fd` openable by `owner` (besides privileged processes). `None`
+/// leaves it as it is: a new tap is nobody's (privileged processes only), and the kernel has no
+/// way back to that.
+fn set_owner(fd: &impl AsRawFd, owner: Option<u32>) -> io::Result<()> {
+    let Some(uid) = owner else {
+        return Ok(());
+    };
+    // SAFETY: the descriptor is an attached tap; TUNSETOWNER takes the user as the argument
+    // itself, no pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOWNER, libc::c_ulong::from(uid)) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The bridge that holds every VM tap and is never up.
 pub const SINK_BRIDGE: &str = "vinfra-sink";
 
 /// Makes the persistent tap `name` ready for a VM: created unless it exists (it does when QEMU
 /// holds it or the switch restarted), a port of [`SINK_BRIDGE`], IPv6 off, MTU `mtu`, up.
-pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
+pub(crate) fn prepare(name: &str, mtu: u16, owner: Option<u32>) -> io::Result<()> {
     let plain = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
@@ -53,8 +76,17 @@ pub(crate) fn prepare(name: &str, mtu: u16) -> io::Result<()> {
                 format!("{name} exists and is not a tap"),
             ));
         }
+        if owner.is_some() && tap_owner(name) != owner {
+            match open_tap_with(name, false) {
+                Ok(fd) => set_owner(&fd, owner)?,
+                // QEMU holds it: it opened it as the owner it had, which is this VM's.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+        }
     } else {
         let fd = open_tap_with(name, false)?;
+        set_owner(&fd, owner)?;
         // SAFETY: the descriptor is an attached tap; TUNSETPERSIST takes its flag as the
         // argument itself, no pointer.
         if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {

@@ -92,7 +92,11 @@ pub fn arg_after<'a>(argv: &'a [String], flag: &str) -> &'a str {
 /// `argv` with every mention of `from` (the VM's directory) replaced by `to`.
 pub fn relocate(argv: &[String], from: &str, to: &Path) -> Vec<String> {
     let to = to.display().to_string();
-    argv.iter().map(|a| a.replace(from, &to)).collect()
+    // What the agent's QEMU keeps in the VM's `run/` goes straight into `to`.
+    let run = format!("{from}/run/");
+    argv.iter()
+        .map(|a| a.replace(&run, &format!("{to}/")).replace(from, &to))
+        .collect()
 }
 
 /// Runs `f` on a new thread that has entered the network namespace `ns` first (processes it
@@ -110,13 +114,32 @@ pub fn in_netns<T: Send + 'static>(
     })
 }
 
-/// Starts `argv` as a `-daemonize` QEMU (added when missing: the agent's QEMUs run in the
-/// foreground under the host's guard) and waits for the parent to exit.
+/// Starts `argv` as plain QEMU as its users run it: `-daemonize` (the agent's QEMUs run in
+/// the foreground), with a pidfile `qemu.pid` beside its first QMP socket, without the agent's
+/// seccomp sandbox (which forbids daemonizing); waits for the parent to exit.
 pub fn run_daemonized(argv: &[String]) {
-    let daemonize = (!argv.iter().any(|a| a == "-daemonize")).then_some("-daemonize");
+    let mut args: Vec<String> = Vec::with_capacity(argv.len() + 3);
+    let mut rest = argv[1..].iter();
+    while let Some(a) = rest.next() {
+        if a == "-sandbox" {
+            rest.next();
+            continue;
+        }
+        args.push(a.clone());
+    }
+    if !args.iter().any(|a| a == "-pidfile") {
+        let qmp = args
+            .iter()
+            .find_map(|a| a.strip_prefix("unix:")?.split(',').next())
+            .expect("a QMP socket on the command line");
+        let pidfile = Path::new(qmp).with_file_name("qemu.pid");
+        args.extend(["-pidfile".to_string(), pidfile.display().to_string()]);
+    }
+    if !args.iter().any(|a| a == "-daemonize") {
+        args.push("-daemonize".to_string());
+    }
     let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .args(daemonize)
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

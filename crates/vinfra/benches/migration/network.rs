@@ -402,6 +402,7 @@ fn plain_network(
                 attach: Attachment::VmTap {
                     network: 1,
                     tap: taps[i].clone(),
+                    owner: None,
                 },
             }),
             Request::AddArpEntry {

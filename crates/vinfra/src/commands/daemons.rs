@@ -140,9 +140,28 @@ pub struct AgentArgs {
     pub vm_nic_ports: VmNicPortsArg,
     /// Control socket of this host's `vinfra guard`: QEMUs are started through it (they die
     /// with it, never with the agent) and it is told every second how the host's console
-    /// contact is. Without it QEMUs daemonize and HA cannot protect this host's VMs.
+    /// contact is. Without it QEMUs run in sessions of their own and HA cannot protect this
+    /// host's VMs.
     #[arg(long)]
     pub guard: Option<PathBuf>,
+    /// Run QEMUs as the agent's own user (root), without a user, files and cgroups of their
+    /// own: a guest that escapes QEMU then has the host. For development only.
+    #[arg(long)]
+    pub unconfined: bool,
+    /// VM slot N's QEMU runs as user and group BASE + N (slots from the console, the same on
+    /// every host; 2^28 users from BASE on must be free on every host).
+    #[arg(long, default_value_t = vinfra_agent::confine::DEFAULT_UID_BASE,
+          value_parser = |s: &str| parse::bounded(s, "vm-uid-base", 1000, u64::from(u32::MAX - vinfra_agent::confine::SLOTS)).map(|n| n as u32))]
+    pub vm_uid_base: u32,
+    /// The cgroup, under the root of each cgroup hierarchy, that holds a cgroup `vm-<id>` per
+    /// VM (default `vinfra.slice/<host name>`).
+    #[arg(long)]
+    pub cgroup_parent: Option<PathBuf>,
+    /// Size of a VM's serial log, MiB, past which it is rotated to `serial.log.1` (one
+    /// previous part kept).
+    #[arg(long, default_value_t = 8,
+          value_parser = |s: &str| parse::bounded(s, "serial-log-max-mib", 1, 4096))]
+    pub serial_log_max_mib: u64,
 }
 
 /// `vinfra agent --vm-nic-ports`.
@@ -222,6 +241,13 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
             VmNicPortsArg::Dgram => vinfra_agent::network::VmNicPorts::Dgram,
         },
         guard: a.guard.clone(),
+        confinement: (!a.unconfined).then(|| vinfra_agent::confine::ConfineSettings {
+            uid_base: a.vm_uid_base,
+            cgroup_parent: a.cgroup_parent.clone().unwrap_or_else(|| {
+                PathBuf::from(vinfra_agent::confine::DEFAULT_CGROUP_PARENT).join(&a.name)
+            }),
+            serial_log_max: a.serial_log_max_mib << 20,
+        }),
     };
     runtime()?
         .block_on(vinfra_agent::run(config))

@@ -100,7 +100,7 @@ fn dump_logs(lab: &Lab) {
             .into_iter()
             .flatten();
         for dir in vms.flatten() {
-            let serial = dir.path().join("serial.log");
+            let serial = dir.path().join("run/serial.log");
             if serial.exists() {
                 eprintln!(
                     "--- {} {} (tail) ---\n{}",
@@ -482,7 +482,7 @@ pub fn assert_one_line_error(out: &Output, code: i32, contains: &str) {
 
 /// The path of the serial log of VM `id` on `host`.
 pub fn serial_log(lab: &Lab, host: &str, id: &str) -> PathBuf {
-    lab.vm_dir(host, id).expect("host").join("serial.log")
+    lab.vm_dir(host, id).expect("host").join("run/serial.log")
 }
 
 /// The whole serial log of VM `id` on `host` ("" while there is none).

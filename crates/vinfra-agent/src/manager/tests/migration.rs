@@ -290,6 +290,7 @@ async fn an_incoming_vm_waits_on_a_port_and_is_aborted_while_it_waits() {
     let h = host().await;
     let vm = VmInstance {
         started_at: Some(1_700_000_000),
+        slot: None,
         ..instance("web")
     };
     let uri = h.m.prepare_incoming(vm.clone()).await.unwrap();

@@ -80,6 +80,7 @@ pub(crate) fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecor
         started_at: None,
         failed_over: None,
         restarts: 0,
+        slot: None,
     }
 }
 
