@@ -13,13 +13,16 @@ use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 use vinfra_console::api::{router, MAX_BODY};
 use vinfra_console::error::Object;
-use vinfra_console::interface::{Command, ConsoleApi, Error, ErrorKind, Reply};
+use vinfra_console::interface::{
+    Command, ConsoleApi, Error, ErrorKind, Reply, TokenHolder, TokenRefusal,
+};
 use vinfra_placement::fit::{MemoryShort, Shortfall};
 use vinfra_placement::{FitError, NoHost, Quoted, Unfit, VmRequest};
 use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, JoinTokenResponse, MigrateVmRequest, StopVmRequest,
     UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
+use vinfra_types::auth::{Actor, CreateTokenRequest, Role};
 use vinfra_types::balancing::PlacementRule;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::CreateNetworkRequest;
@@ -41,7 +44,12 @@ struct Stub {
 }
 
 impl ConsoleApi for Stub {
-    async fn execute(self: &Arc<Self>, command: Command) -> Result<Reply, Error> {
+    async fn execute(self: &Arc<Self>, actor: Actor, command: Command) -> Result<Reply, Error> {
+        assert_eq!(
+            actor,
+            Actor::token("stub"),
+            "the actor is the request's token"
+        );
         self.calls.lock().unwrap().push(command);
         if let Some(e) = self.fail.lock().unwrap().take() {
             return Err(e);
@@ -49,8 +57,15 @@ impl ConsoleApi for Stub {
         Ok(self.reply.lock().unwrap().take().unwrap_or(Reply::Done))
     }
 
-    fn verify_token(&self, token: &str) -> bool {
-        token == TOKEN
+    fn authenticate(&self, token: &str) -> Result<TokenHolder, TokenRefusal> {
+        if token == TOKEN {
+            Ok(TokenHolder {
+                name: "stub".into(),
+                role: Role::Admin,
+            })
+        } else {
+            Err(TokenRefusal::Unknown)
+        }
     }
 }
 
@@ -280,6 +295,34 @@ fn routes() -> Vec<Route> {
             query: Q::Ignored,
             sample: "",
             command: |_, _, _| Some(Command::RotateToken),
+        },
+        Route {
+            method: "GET",
+            path: "/api/v1/tokens",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |_, _, _| Some(Command::ListTokens),
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/tokens",
+            body: Required,
+            query: Q::Ignored,
+            sample: r#"{"name":"ci","role":"viewer","expires_in_s":3600}"#,
+            command: |_, b, _| {
+                Some(Command::CreateToken {
+                    request: required::<CreateTokenRequest>(b)?,
+                })
+            },
+        },
+        Route {
+            method: "DELETE",
+            path: "/api/v1/tokens/{name}",
+            body: Ignored,
+            query: Q::Ignored,
+            sample: "",
+            command: |s, _, _| Some(Command::RevokeToken { name: s.into() }),
         },
         Route {
             method: "GET",
@@ -907,7 +950,7 @@ fn every_route_parses_into_its_command() {
     let stub = Arc::new(Stub::default());
     let auth = format!("Bearer {TOKEN}");
     let table = routes();
-    assert_eq!(table.len(), 58, "every endpoint");
+    assert_eq!(table.len(), 61, "every endpoint");
     for r in &table {
         let path = r
             .path
