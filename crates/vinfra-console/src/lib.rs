@@ -479,9 +479,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             source,
         })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(keys.agent_tls);
-    tasks.push(tokio::spawn(acting(
-        Actor::controller("agents"),
-        agents::listener::serve(console.clone(), agent_listener, acceptor),
+    tasks.push(tokio::spawn(agents::listener::serve(
+        console.clone(),
+        agent_listener,
+        acceptor,
     )));
 
     let vm_controller = Arc::new(controllers::vm::VmController::new(console.clone()));

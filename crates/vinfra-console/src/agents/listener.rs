@@ -124,11 +124,11 @@ pub async fn serve<M: Membership>(console: Arc<M>, listener: TcpListener, accept
         };
         let console = console.clone();
         let acceptor = acceptor.clone();
-        conns.spawn(crate::state::events::inherit(async move {
+        conns.spawn(async move {
             if let Err(e) = handle(console, acceptor, tcp, peer).await {
                 tracing::info!(%peer, "agent connection ended: {}", Chain(&e));
             }
-        }));
+        });
     }
 }
 

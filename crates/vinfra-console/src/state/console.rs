@@ -67,7 +67,7 @@ pub struct Console {
     /// transaction that writes or removes one).
     pub(super) markers: RwLock<HashMap<String, BTreeSet<String>>>,
     /// The API tokens, by name and by the hash of their secret.
-    pub(super) tokens: RwLock<super::tokens::TokenMirror>,
+    pub(super) tokens: RwLock<super::token_mirror::TokenMirror>,
     inflight: Inflight,
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
@@ -99,7 +99,7 @@ impl Console {
             .map(|v| v.value)
             .unwrap_or_default();
         let events = EventLog::load(store.as_ref())?;
-        let tokens = super::tokens::TokenMirror::load(store.as_ref())?;
+        let tokens = super::token_mirror::TokenMirror::load(store.as_ref())?;
         let mut markers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for kv in store.range(keys::CLEANUPS)?.0 {
             if let Some(vm) = keys::cleanup_vm(&kv.key) {

@@ -47,6 +47,11 @@ pub async fn acting<F: Future>(actor: Actor, work: F) -> F::Output {
     ACTOR.scope(actor, work).await
 }
 
+/// Runs `work` (synchronous) with `actor` as the actor of every event it records.
+pub fn acting_now<R>(actor: Actor, work: impl FnOnce() -> R) -> R {
+    ACTOR.sync_scope(actor, work)
+}
+
 /// `work` with the actor in force now (for a task spawned on behalf of a command or a
 /// controller).
 pub fn inherit<F: Future>(work: F) -> impl Future<Output = F::Output> {

@@ -23,6 +23,7 @@ pub mod ha;
 pub mod inflight;
 mod locks;
 pub mod records;
+mod token_mirror;
 pub mod tokens;
 mod underlay;
 mod vm_mirror;
