@@ -26,6 +26,7 @@ use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
+use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
@@ -177,9 +178,25 @@ impl Client {
         self.fetch(Method::POST, &paths::join_tokens())
     }
 
-    /// `POST /token/rotate`: a new API token; this client's token stops working.
+    /// `POST /token/rotate`: a new secret for this client's token (same name, role and
+    /// expiry); the one it sends stops working.
     pub fn rotate_token(&self) -> Result<TokenResponse, RestError> {
         self.fetch(Method::POST, &paths::token_rotate())
+    }
+
+    /// `GET /tokens`: every API token, without secrets (admin).
+    pub fn tokens(&self) -> Result<Vec<TokenSummary>, RestError> {
+        self.fetch(Method::GET, &paths::tokens())
+    }
+
+    /// `POST /tokens`: creates an API token; its secret is in the answer, once (admin).
+    pub fn create_token(&self, request: &CreateTokenRequest) -> Result<NewToken, RestError> {
+        self.send(Method::POST, &paths::tokens(), request)
+    }
+
+    /// `DELETE /tokens/{name}`: revokes an API token for good (admin).
+    pub fn revoke_token(&self, name: &str) -> Result<(), RestError> {
+        self.delete(&paths::token(name))
     }
 
     // VMs.

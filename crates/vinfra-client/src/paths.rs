@@ -73,6 +73,16 @@ pub fn token_rotate() -> String {
     format!("{API_V1}/token/rotate")
 }
 
+/// `/api/v1/tokens`.
+pub fn tokens() -> String {
+    format!("{API_V1}/tokens")
+}
+
+/// `/api/v1/tokens/{name}`.
+pub fn token(name: &str) -> String {
+    item("tokens", name, "")
+}
+
 /// `/api/v1/vms`.
 pub fn vms() -> String {
     format!("{API_V1}/vms")
@@ -323,6 +333,8 @@ mod tests {
         );
         assert_eq!(network_counters("blue"), "/api/v1/networks/blue/counters");
         assert_eq!(token_rotate(), "/api/v1/token/rotate");
+        assert_eq!(tokens(), "/api/v1/tokens");
+        assert_eq!(token("a/b"), "/api/v1/tokens/a%2Fb");
         assert_eq!(join_tokens(), "/api/v1/join-tokens");
         assert_eq!(vm_nic("a", 1), "/api/v1/vms/a/nics/1");
         assert_eq!(vm_counters("a"), "/api/v1/vms/a/counters");

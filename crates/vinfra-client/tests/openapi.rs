@@ -15,6 +15,7 @@ use vinfra_types::api::{
     ClusterSettings, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest,
     UpdateNicRequest, UpdateVmRequest,
 };
+use vinfra_types::auth::{CreateTokenRequest, Role};
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::router::{AttachNetworkRequest, CreateRouterRequest, RouterStaticRoute};
@@ -132,6 +133,13 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.put_settings(&ClusterSettings::default());
     let _ = c.create_join_token();
     let _ = c.rotate_token();
+    let _ = c.tokens();
+    let _ = c.create_token(&CreateTokenRequest {
+        name: "n".into(),
+        role: Role::Viewer,
+        expires_in_s: None,
+    });
+    let _ = c.revoke_token("n");
     let _ = c.vms();
     let _ = c.vm("n");
     let _ = c.create_vm(&vm_request());
@@ -247,10 +255,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     );
     drop(c);
 
-    let requests: Vec<Seen> = seen.iter().take(66).collect();
+    let requests: Vec<Seen> = seen.iter().take(69).collect();
     let mut called = BTreeSet::new();
     let mut queries = Vec::new();
-    for r in &requests[..61] {
+    for r in &requests[..64] {
         assert_eq!(
             r.authorization.as_deref(),
             Some("Bearer tok"),
@@ -285,7 +293,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         }
         called.insert((r.method.clone(), template.join("/"), with_body));
     }
-    for r in &requests[61..65] {
+    for r in &requests[64..68] {
         queries.push(format!("{} {}", r.method, r.path));
     }
     assert_eq!(called, operations(), "the client vs docs/openapi.json");
@@ -298,7 +306,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
             "GET /api/v1/flows?minutes=60&by=router&top=3"
         ]
     );
-    let raw = &requests[65];
+    let raw = &requests[68];
     assert_eq!(
         (raw.method.as_str(), raw.path.as_str(), raw.body.as_slice()),
         ("POST", "/api/v1/vms", &b"{not json"[..])

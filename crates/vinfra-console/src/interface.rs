@@ -13,6 +13,7 @@ use vinfra_types::api::{
     ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
+use vinfra_types::auth::{Actor, CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
@@ -28,8 +29,9 @@ use vinfra_types::security_group::{
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use crate::error::{Error, ErrorKind};
+pub use crate::state::{TokenHolder, TokenRefusal};
 
-use crate::state::Console;
+use crate::state::{events, Console};
 use crate::{balancing, ha, hosts, migration, networks, routers, rules, security_groups, vms};
 
 /// Everything the console can be asked to do.
@@ -70,8 +72,20 @@ pub enum Command {
     },
     /// Issue a one-time join token.
     CreateJoinToken,
-    /// Replace the API token.
+    /// Give the token that asks a new secret (same name, role and expiry).
     RotateToken,
+    /// Every API token (never a secret nor a hash).
+    ListTokens,
+    /// Create an API token; its secret is in the reply, once.
+    CreateToken {
+        /// Its name, role and expiry.
+        request: CreateTokenRequest,
+    },
+    /// Revoke an API token.
+    RevokeToken {
+        /// The token.
+        name: String,
+    },
     /// Every VM.
     ListVms,
     /// Create (and by default start) a VM.
@@ -343,8 +357,12 @@ pub enum Reply {
     Settings(ClusterSettings),
     /// A new join token (`CreateJoinToken`).
     JoinToken(JoinTokenResponse),
-    /// The new API token (`RotateToken`).
+    /// The asking token's new secret (`RotateToken`).
     Token(TokenResponse),
+    /// API tokens (`ListTokens`).
+    Tokens(Vec<TokenSummary>),
+    /// A token was created, with its secret (`CreateToken`).
+    TokenCreated(NewToken),
     /// VMs (`ListVms`).
     Vms(Vec<VmSummary>),
     /// One VM (`ShowVm`, `UpdateVm`, `StartVm`, `StopVm`, `RebootVm`).
@@ -416,168 +434,171 @@ pub enum Reply {
     Done,
 }
 
-/// What a transport needs of the console: run a command, check a bearer token. The REST API
-/// is generic over it, so its routes are tested (and fuzzed) against a stub.
+/// What a transport needs of the console: find who a bearer token is, run a command on their
+/// behalf. The REST API is generic over it, so its routes are tested (and fuzzed) against a
+/// stub. Which role may run which command is the transport's to check (the REST API checks
+/// the route, `api::access`) before it calls [`ConsoleApi::execute`].
 pub trait ConsoleApi: Send + Sync + 'static {
-    /// Runs one command.
+    /// Runs one command on behalf of `actor`, whom every event it records names.
     fn execute(
         self: &Arc<Self>,
+        actor: Actor,
         command: Command,
     ) -> impl Future<Output = Result<Reply, Error>> + Send;
 
-    /// True when `token` is the API token (checked in constant time).
-    fn verify_token(&self, token: &str) -> bool;
+    /// The token whose secret `token` is, with its role; or why it is refused (unknown,
+    /// expired, revoked).
+    fn authenticate(&self, token: &str) -> Result<TokenHolder, TokenRefusal>;
 }
 
 impl ConsoleApi for Console {
-    async fn execute(self: &Arc<Self>, command: Command) -> Result<Reply, Error> {
-        let c = self;
-        Ok(match command {
-            Command::ListHosts => Reply::Hosts(hosts::crud::list(c)),
-            Command::ShowHost { name } => Reply::Host(hosts::crud::show(c, &name)?),
-            Command::UpdateHost { name, update } => {
-                Reply::Host(hosts::crud::update(c, &name, update)?)
-            }
-            Command::FenceHost { name, force } => {
-                Reply::Fenced(hosts::fence::fence(c, &name, force).await?)
-            }
-            Command::DeleteHost { name } => {
-                hosts::crud::delete(c, &name).await?;
-                Reply::Done
-            }
-            Command::GetSettings => Reply::Settings(hosts::settings::get(c)),
-            Command::PutSettings { settings } => {
-                Reply::Settings(hosts::settings::put(c, settings)?)
-            }
-            Command::CreateJoinToken => Reply::JoinToken(hosts::tokens::create_join_token(c)?),
-            Command::RotateToken => Reply::Token(hosts::tokens::rotate(c)?),
-            Command::ListVms => Reply::Vms(vms::views::list(c)),
-            Command::CreateVm { request } => {
-                Reply::VmCreated(vms::create::create(c, request).await?)
-            }
-            Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
-            Command::UpdateVm { name, update } => {
-                Reply::Vm(vms::ha::update(c, &name, update).await?)
-            }
-            Command::DeleteVm { name, force } => {
-                vms::delete::delete(c, &name, force).await?;
-                Reply::Done
-            }
-            Command::StartVm { name } => Reply::Vm(vms::power::start(c, &name).await?),
-            Command::StopVm { name, request } => {
-                Reply::Vm(vms::power::stop(c, &name, request).await?)
-            }
-            Command::RebootVm { name } => Reply::Vm(vms::power::reboot(c, &name).await?),
-            Command::MigrateVm { name, request } => {
-                Reply::MigrationStarted(migration::start(c, &name, request).await?)
-            }
-            Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
-            Command::CancelMigration { name } => {
-                Reply::Migration(migration::cancel(c, &name).await?)
-            }
-            Command::ConsoleLog { name, bytes } => {
-                Reply::Console(vms::views::console_log(c, &name, bytes).await?)
-            }
-            Command::ListEvents => Reply::Events(c.events()?),
-            Command::TopFlows { query } => Reply::Flows(crate::flows::top(c, query)?),
-            Command::ListRules => Reply::Rules(rules::list(c)?),
-            Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),
-            Command::ShowRule { name } => Reply::Rule(rules::show(c, &name)?),
-            Command::DeleteRule { name } => {
-                rules::delete(c, &name).await?;
-                Reply::Done
-            }
-            Command::ShowHa => Reply::Ha(Box::new(ha::status::status(c).await?)),
-            Command::DrsStatus => Reply::Drs(balancing::status(c)),
-            Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
-            Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),
-            Command::ApplyRecommendation { id } => {
-                Reply::MigrationStarted(balancing::apply::apply_recommendation(c, id).await?)
-            }
-            Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
-            Command::CreateNetwork { request } => {
-                Reply::NetworkCreated(networks::crud::create(c, request).await?)
-            }
-            Command::ShowNetwork { name } => Reply::Network(networks::crud::show(c, &name)?),
-            Command::DeleteNetwork { name } => {
-                networks::crud::delete(c, &name).await?;
-                Reply::Done
-            }
-            Command::NetworkCounters { name } => {
-                Reply::NetworkCounters(networks::counters::counters(c, &name).await?)
-            }
-            Command::HostSwitch { name } => {
-                Reply::HostSwitch(networks::counters::host_switch_counters(c, &name).await?)
-            }
-            Command::VmCounters { name } => {
-                Reply::VmCounters(networks::counters::vm_counters(c, &name).await?)
-            }
-            Command::UpdateNic { vm, index, update } => {
-                Reply::Vm(vms::nics::update(c, &vm, index, update).await?)
-            }
-            Command::ListSecurityGroups => Reply::SecurityGroups(security_groups::list(c)?),
-            Command::CreateSecurityGroup { group } => {
-                Reply::SecurityGroupCreated(security_groups::create(c, group).await?)
-            }
-            Command::ShowSecurityGroup { name } => {
-                Reply::SecurityGroup(security_groups::show(c, &name)?)
-            }
-            Command::SecurityGroupCounters { name } => Reply::SecurityGroupCounters(
-                networks::counters::security_group_counters(c, &name).await?,
-            ),
-            Command::DeleteSecurityGroup { name } => {
-                security_groups::delete(c, &name).await?;
-                Reply::Done
-            }
-            Command::AddSgRule { group, rule } => {
-                Reply::SgRuleCreated(security_groups::add_rule(c, &group, rule).await?)
-            }
-            Command::DeleteSgRule { group, id } => {
-                security_groups::delete_rule(c, &group, id).await?;
-                Reply::Done
-            }
-            Command::ListRouters => Reply::Routers(routers::list(c)?),
-            Command::CreateRouter { request } => {
-                Reply::RouterCreated(routers::create(c, request).await?)
-            }
-            Command::ShowRouter { name } => Reply::Router(routers::show(c, &name)?),
-            Command::DeleteRouter { name } => {
-                routers::delete(c, &name).await?;
-                Reply::Done
-            }
-            Command::AttachNetwork { router, request } => {
-                Reply::NetworkAttached(routers::attach(c, &router, request).await?)
-            }
-            Command::DetachNetwork { router, network } => {
-                routers::detach(c, &router, &network).await?;
-                Reply::Done
-            }
-            Command::AddRoute { router, route } => {
-                Reply::RouteCreated(routers::add_route(c, &router, route).await?)
-            }
-            Command::DeleteRoute { router, prefix } => {
-                routers::delete_route(c, &router, &prefix).await?;
-                Reply::Done
-            }
-            Command::SetUplink { router, request } => {
-                Reply::Uplink(routers::uplink::set(c, &router, request).await?)
-            }
-            Command::RemoveUplink { router } => {
-                routers::uplink::remove(c, &router).await?;
-                Reply::Done
-            }
-            Command::ListFloatingIps => Reply::FloatingIps(routers::floating::list(c)?),
-            Command::AddFloatingIp { vm, request } => {
-                Reply::FloatingIpCreated(routers::floating::add(c, &vm, request).await?)
-            }
-            Command::DeleteFloatingIp { vm, ip } => {
-                routers::floating::delete(c, &vm, &ip).await?;
-                Reply::Done
-            }
-        })
+    async fn execute(self: &Arc<Self>, actor: Actor, command: Command) -> Result<Reply, Error> {
+        events::acting(actor.clone(), dispatch(self, &actor, command)).await
     }
 
-    fn verify_token(&self, token: &str) -> bool {
-        self.verify_api_token(token)
+    fn authenticate(&self, token: &str) -> Result<TokenHolder, TokenRefusal> {
+        self.authenticate_token(token)
     }
+}
+
+/// Hands one command to its resource function (within the actor's scope, see
+/// [`ConsoleApi::execute`]).
+async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<Reply, Error> {
+    Ok(match command {
+        Command::ListHosts => Reply::Hosts(hosts::crud::list(c)),
+        Command::ShowHost { name } => Reply::Host(hosts::crud::show(c, &name)?),
+        Command::UpdateHost { name, update } => Reply::Host(hosts::crud::update(c, &name, update)?),
+        Command::FenceHost { name, force } => {
+            Reply::Fenced(hosts::fence::fence(c, &name, force).await?)
+        }
+        Command::DeleteHost { name } => {
+            hosts::crud::delete(c, &name).await?;
+            Reply::Done
+        }
+        Command::GetSettings => Reply::Settings(hosts::settings::get(c)),
+        Command::PutSettings { settings } => Reply::Settings(hosts::settings::put(c, settings)?),
+        Command::CreateJoinToken => Reply::JoinToken(hosts::tokens::create_join_token(c)?),
+        Command::RotateToken => Reply::Token(hosts::tokens::rotate(c, actor)?),
+        Command::ListTokens => Reply::Tokens(hosts::tokens::list(c)),
+        Command::CreateToken { request } => Reply::TokenCreated(hosts::tokens::create(c, request)?),
+        Command::RevokeToken { name } => {
+            hosts::tokens::revoke(c, &name)?;
+            Reply::Done
+        }
+        Command::ListVms => Reply::Vms(vms::views::list(c)),
+        Command::CreateVm { request } => Reply::VmCreated(vms::create::create(c, request).await?),
+        Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
+        Command::UpdateVm { name, update } => Reply::Vm(vms::ha::update(c, &name, update).await?),
+        Command::DeleteVm { name, force } => {
+            vms::delete::delete(c, &name, force).await?;
+            Reply::Done
+        }
+        Command::StartVm { name } => Reply::Vm(vms::power::start(c, &name).await?),
+        Command::StopVm { name, request } => Reply::Vm(vms::power::stop(c, &name, request).await?),
+        Command::RebootVm { name } => Reply::Vm(vms::power::reboot(c, &name).await?),
+        Command::MigrateVm { name, request } => {
+            Reply::MigrationStarted(migration::start(c, &name, request).await?)
+        }
+        Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
+        Command::CancelMigration { name } => Reply::Migration(migration::cancel(c, &name).await?),
+        Command::ConsoleLog { name, bytes } => {
+            Reply::Console(vms::views::console_log(c, &name, bytes).await?)
+        }
+        Command::ListEvents => Reply::Events(c.events()?),
+        Command::TopFlows { query } => Reply::Flows(crate::flows::top(c, query)?),
+        Command::ListRules => Reply::Rules(rules::list(c)?),
+        Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),
+        Command::ShowRule { name } => Reply::Rule(rules::show(c, &name)?),
+        Command::DeleteRule { name } => {
+            rules::delete(c, &name).await?;
+            Reply::Done
+        }
+        Command::ShowHa => Reply::Ha(Box::new(ha::status::status(c).await?)),
+        Command::DrsStatus => Reply::Drs(balancing::status(c)),
+        Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
+        Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),
+        Command::ApplyRecommendation { id } => {
+            Reply::MigrationStarted(balancing::apply::apply_recommendation(c, id).await?)
+        }
+        Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
+        Command::CreateNetwork { request } => {
+            Reply::NetworkCreated(networks::crud::create(c, request).await?)
+        }
+        Command::ShowNetwork { name } => Reply::Network(networks::crud::show(c, &name)?),
+        Command::DeleteNetwork { name } => {
+            networks::crud::delete(c, &name).await?;
+            Reply::Done
+        }
+        Command::NetworkCounters { name } => {
+            Reply::NetworkCounters(networks::counters::counters(c, &name).await?)
+        }
+        Command::HostSwitch { name } => {
+            Reply::HostSwitch(networks::counters::host_switch_counters(c, &name).await?)
+        }
+        Command::VmCounters { name } => {
+            Reply::VmCounters(networks::counters::vm_counters(c, &name).await?)
+        }
+        Command::UpdateNic { vm, index, update } => {
+            Reply::Vm(vms::nics::update(c, &vm, index, update).await?)
+        }
+        Command::ListSecurityGroups => Reply::SecurityGroups(security_groups::list(c)?),
+        Command::CreateSecurityGroup { group } => {
+            Reply::SecurityGroupCreated(security_groups::create(c, group).await?)
+        }
+        Command::ShowSecurityGroup { name } => {
+            Reply::SecurityGroup(security_groups::show(c, &name)?)
+        }
+        Command::SecurityGroupCounters { name } => Reply::SecurityGroupCounters(
+            networks::counters::security_group_counters(c, &name).await?,
+        ),
+        Command::DeleteSecurityGroup { name } => {
+            security_groups::delete(c, &name).await?;
+            Reply::Done
+        }
+        Command::AddSgRule { group, rule } => {
+            Reply::SgRuleCreated(security_groups::add_rule(c, &group, rule).await?)
+        }
+        Command::DeleteSgRule { group, id } => {
+            security_groups::delete_rule(c, &group, id).await?;
+            Reply::Done
+        }
+        Command::ListRouters => Reply::Routers(routers::list(c)?),
+        Command::CreateRouter { request } => {
+            Reply::RouterCreated(routers::create(c, request).await?)
+        }
+        Command::ShowRouter { name } => Reply::Router(routers::show(c, &name)?),
+        Command::DeleteRouter { name } => {
+            routers::delete(c, &name).await?;
+            Reply::Done
+        }
+        Command::AttachNetwork { router, request } => {
+            Reply::NetworkAttached(routers::attach(c, &router, request).await?)
+        }
+        Command::DetachNetwork { router, network } => {
+            routers::detach(c, &router, &network).await?;
+            Reply::Done
+        }
+        Command::AddRoute { router, route } => {
+            Reply::RouteCreated(routers::add_route(c, &router, route).await?)
+        }
+        Command::DeleteRoute { router, prefix } => {
+            routers::delete_route(c, &router, &prefix).await?;
+            Reply::Done
+        }
+        Command::SetUplink { router, request } => {
+            Reply::Uplink(routers::uplink::set(c, &router, request).await?)
+        }
+        Command::RemoveUplink { router } => {
+            routers::uplink::remove(c, &router).await?;
+            Reply::Done
+        }
+        Command::ListFloatingIps => Reply::FloatingIps(routers::floating::list(c)?),
+        Command::AddFloatingIp { vm, request } => {
+            Reply::FloatingIpCreated(routers::floating::add(c, &vm, request).await?)
+        }
+        Command::DeleteFloatingIp { vm, ip } => {
+            routers::floating::delete(c, &vm, &ip).await?;
+            Reply::Done
+        }
+    })
 }

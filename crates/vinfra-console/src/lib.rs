@@ -70,8 +70,10 @@ use vinfra_types::error::Chain;
 
 use crate::agents::AgentRegistry;
 use crate::error::RecordError;
+use crate::state::events::acting;
 use crate::state::records::{self as keys, ApiTokenRecord};
 use crate::state::Console;
+use vinfra_types::auth::Actor;
 
 /// Default interval between compactions of the store's watch history.
 pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
@@ -322,27 +324,74 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> Result<std::net::TcpListener, 
         .map_err(err)
 }
 
-/// Loads the API token hash, or on first start creates the token: printed once, written to
-/// `token_file`, its hash stored. Returns (hash, token if created).
-fn api_token(
+/// The API tokens at start: a cluster from before named tokens has its single token moved to
+/// the admin token [`keys::BOOTSTRAP_TOKEN`] (same secret: clients keep working); a store
+/// without any token gets that admin token, printed once and written to `token_file`, its hash
+/// stored. Returns the token if created.
+fn bootstrap_token(
     store: &dyn Store,
     token_file: Option<&Path>,
-) -> Result<(String, Option<String>), ConsoleError> {
-    if let Some(rec) = keys::get::<ApiTokenRecord>(store, keys::API_TOKEN)? {
-        return Ok((rec.value.hash, None));
+) -> Result<Option<String>, ConsoleError> {
+    let key = keys::api_token_key(keys::BOOTSTRAP_TOKEN);
+    if let Some(old) = keys::get::<ApiTokenRecord>(store, keys::API_TOKEN)? {
+        // One transaction: the token is never in neither place nor in both.
+        let rec = ApiTokenRecord {
+            role: vinfra_types::auth::Role::Admin,
+            ..old.value
+        };
+        let moved = store.txn(vinfra_store::Txn {
+            compare: vec![
+                vinfra_store::Compare::absent(&key),
+                vinfra_store::Compare::mod_revision(keys::API_TOKEN, old.mod_revision),
+            ],
+            success: vec![
+                vinfra_store::Op::Put {
+                    key: key.clone(),
+                    value: keys::encode(&rec)?,
+                    lease: 0,
+                },
+                vinfra_store::Op::Delete {
+                    key: keys::API_TOKEN.to_string(),
+                },
+            ],
+            failure: vec![],
+        });
+        match moved.map_err(RecordError::from)? {
+            r if r.succeeded => tracing::info!(
+                "the API token is now the admin token '{}'",
+                keys::BOOTSTRAP_TOKEN
+            ),
+            _ => tracing::warn!(
+                "an API token from before named tokens is left at {} (token '{}' exists)",
+                keys::API_TOKEN,
+                keys::BOOTSTRAP_TOKEN
+            ),
+        }
+        return Ok(None);
+    }
+    if !store.range(keys::API_TOKENS)?.0.is_empty() {
+        return Ok(None);
     }
     let token = vinfra_proto::pki::generate_api_token();
-    let hash = vinfra_proto::pki::token_hash(&token);
     if let Some(path) = token_file {
         pki::write_file(path, format!("{token}\n").as_bytes(), 0o600)?;
     }
     keys::put(
         store,
-        keys::API_TOKEN,
-        &ApiTokenRecord { hash: hash.clone() },
+        &key,
+        &ApiTokenRecord {
+            hash: vinfra_proto::pki::token_hash(&token),
+            role: vinfra_types::auth::Role::Admin,
+            created_at: keys::now_s(),
+            expires_at: None,
+            revoked_at: None,
+        },
     )?;
-    println!("API token (shown once): {token}");
-    Ok((hash, Some(token)))
+    println!(
+        "API token '{}' (role admin; shown once): {token}",
+        keys::BOOTSTRAP_TOKEN
+    );
+    Ok(Some(token))
 }
 
 /// Compacts the store's watch history every `interval`, keeping the last `keep` revisions. The
@@ -415,14 +464,14 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
 
     let names = pki::server_names(&[api_addr, agent_addr], &config.advertise_names);
     let keys = pki::ConsolePki::load_or_create(dir, &names)?;
-    let (token_hash, api_token) = api_token(store.as_ref(), config.token_file.as_deref())?;
+    let api_token = bootstrap_token(store.as_ref(), config.token_file.as_deref())?;
     let ca_pem = keys.ca.cert_pem().to_string();
 
     let agents = AgentRegistry::new(config.heartbeat_timeout);
     let triggers = agents.subscribe_with_vms();
     let switch_triggers = agents.subscribe();
     let console = Arc::new(
-        Console::load(store.clone(), agents, keys.ca, token_hash)?
+        Console::load(store.clone(), agents, keys.ca)?
             .with_migration_source_timeout(config.migration_source_timeout)
             .with_create_timeout(config.create_timeout)
             .with_fence_timeout(config.fence_timeout),
@@ -448,27 +497,33 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
 
     let vm_controller = Arc::new(controllers::vm::VmController::new(console.clone()));
     let store2 = store.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) =
-            controllers::run(vm_controller, store2, triggers, Duration::from_secs(10)).await
-        {
-            tracing::error!("VM controller stopped: {}", Chain(&e));
-        }
-    }));
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("vm-controller"),
+        async move {
+            if let Err(e) =
+                controllers::run(vm_controller, store2, triggers, Duration::from_secs(10)).await
+            {
+                tracing::error!("VM controller stopped: {}", Chain(&e));
+            }
+        },
+    )));
     let switch_controller = Arc::new(controllers::switch::SwitchController::new(console.clone()));
     let store3 = store.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = controllers::run(
-            switch_controller,
-            store3,
-            switch_triggers,
-            Duration::from_secs(30),
-        )
-        .await
-        {
-            tracing::error!("switch controller stopped: {}", Chain(&e));
-        }
-    }));
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("switch-controller"),
+        async move {
+            if let Err(e) = controllers::run(
+                switch_controller,
+                store3,
+                switch_triggers,
+                Duration::from_secs(30),
+            )
+            .await
+            {
+                tracing::error!("switch controller stopped: {}", Chain(&e));
+            }
+        },
+    )));
     let leases: Arc<dyn ha::LeaseSource> = match &config.datastore {
         Some(d) => Arc::new(ha::DatastoreLeases::new(d)),
         None => Arc::new(ha::NoLeases),
@@ -477,13 +532,17 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         // The guards tell a console that is down from their host being cut off by it.
         tasks.push(tokio::spawn(ha::leases::write_heartbeat(d.clone())));
     }
-    tasks.push(tokio::spawn(
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("ha"),
         ha::HaController::new(console.clone(), leases).run(),
-    ));
-    tasks.push(tokio::spawn(controllers::edge::run(console.clone())));
-    tasks.push(tokio::spawn(balancing::run(
-        console.clone(),
-        console.agents().subscribe(),
+    )));
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("edge"),
+        controllers::edge::run(console.clone()),
+    )));
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("balancer"),
+        balancing::run(console.clone(), console.agents().subscribe()),
     )));
     if let Err(e) = migration::resume_all(&console) {
         tracing::error!("resuming migrations: {}", Chain(&e));

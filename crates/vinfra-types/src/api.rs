@@ -258,7 +258,8 @@ pub struct JoinTokenResponse {
 /// `POST /api/v1/token/rotate` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
-    /// The new API token; the old one stops working now. Shown once.
+    /// The new secret of the token that asked (same name, role and expiry); the old secret
+    /// stops working now. Shown once.
     pub token: String,
 }
 
@@ -280,6 +281,10 @@ pub struct Event {
     pub object: String,
     /// What happened, in words.
     pub message: String,
+    /// Who made it happen: the API token of the request, or the console's controller. Absent
+    /// on events recorded before the console named actors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::auth::Actor>,
 }
 
 /// `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)`.

@@ -6,6 +6,7 @@
 //! - [`host`]: a hypervisor host's capacity, allocation ratios and usage.
 //! - [`migration`]: live-migration progress.
 //! - [`api`]: REST request/response bodies and the problem+json error body.
+//! - [`auth`]: named API tokens, their roles, the actor an event names.
 //! - [`balancing`]: balancing settings, placement rules, recommendations, balancer status.
 //! - [`network`]: logical networks, subnets and MACs, where each VM NIC lives.
 //! - [`security_group`]: security groups (the distributed firewall's rule sets) and how a
@@ -21,6 +22,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod balancing;
 pub mod error;
 pub mod flows;

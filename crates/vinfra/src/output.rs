@@ -562,12 +562,15 @@ pub fn settings(s: &ClusterSettings) -> String {
 
 /// `vinfra events`.
 pub fn events(events: &[Event]) -> String {
-    let mut t = table(&["TIME (UTC)", "KIND", "OBJECT", "MESSAGE"]);
+    let mut t = table(&["TIME (UTC)", "KIND", "OBJECT", "BY", "MESSAGE"]);
     for e in events {
         t.add_row(vec![
             timestamp(e.at),
             e.kind.clone(),
             e.object.clone(),
+            e.actor
+                .as_ref()
+                .map_or("-".to_string(), ToString::to_string),
             e.message.clone(),
         ]);
     }

@@ -233,6 +233,35 @@ pub fn bounded(value: &str, what: &'static str, min: u64, max: u64) -> Result<u6
         })
 }
 
+/// A token's lifetime: `30d`, `12h`, `90m`, `1y`, or a plain number of seconds; 1 s to
+/// ten years. In seconds.
+pub fn token_lifetime(value: &str) -> Result<u64, ParseError> {
+    let v = value.trim();
+    if v.starts_with('-') {
+        return Err(ParseError::Negative {
+            what: "expiry",
+            value: v.to_string(),
+        });
+    }
+    let secs = match v.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => humantime::parse_duration(v)
+            .map_err(|_| ParseError::Duration {
+                value: v.to_string(),
+            })?
+            .as_secs(),
+    };
+    if !(1..=vinfra_types::auth::MAX_TOKEN_LIFETIME_S).contains(&secs) {
+        return Err(ParseError::Range {
+            what: "expiry",
+            min: "1s".into(),
+            max: "10y".into(),
+            value: v.to_string(),
+        });
+    }
+    Ok(secs)
+}
+
 /// A duration: `30s`, `2m`, `1m30s`, or a plain number of seconds; 1 s to 1 h.
 pub fn stop_timeout(value: &str) -> Result<Duration, ParseError> {
     let v = value.trim();
@@ -887,6 +916,16 @@ fn mac(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetimes() {
+        assert_eq!(token_lifetime("30d"), Ok(30 * 86400));
+        assert_eq!(token_lifetime("12h"), Ok(12 * 3600));
+        assert_eq!(token_lifetime("90"), Ok(90));
+        for bad in ["0", "-1d", "soon", "11y", "500ms", ""] {
+            assert!(token_lifetime(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn migration_bandwidth_and_downtime() {

@@ -1,11 +1,42 @@
 //! Extractors whose rejections are problem+json (axum's own answer in text/plain).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use vinfra_types::auth::Actor;
 
 use super::problem::ApiError;
+use crate::interface::{ConsoleApi, TokenHolder};
+
+/// The console a handler hands its command to, and the actor it runs it for: the token the
+/// auth middleware ([`super::auth`]) accepted. A request that did not pass it (which routing
+/// never lets happen) is 401.
+pub struct Caller<A>(
+    /// The console (or a stub).
+    pub Arc<A>,
+    /// The request's token.
+    pub Actor,
+);
+
+impl<A: ConsoleApi> FromRequestParts<Arc<A>> for Caller<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<A>,
+    ) -> Result<Self, Self::Rejection> {
+        let holder = parts
+            .extensions
+            .get::<TokenHolder>()
+            .ok_or(ApiError::Unauthorized(
+                "missing bearer token (Authorization: Bearer <token>)",
+            ))?;
+        Ok(Caller(Arc::clone(state), Actor::token(&*holder.name)))
+    }
+}
 
 /// A JSON body: malformed JSON, unknown fields and wrong types are 400 problems.
 pub struct ApiJson<T>(

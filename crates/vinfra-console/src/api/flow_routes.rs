@@ -1,9 +1,6 @@
 //! The flows endpoint (`GET /api/v1/flows`): parses the query into
 //! [`Command::TopFlows`], like every handler of [`super::routes`].
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,7 +8,7 @@ use vinfra_types::flows::{
     FlowGrouping, FlowQuery, FlowReport, DEFAULT_FLOW_MINUTES, DEFAULT_FLOW_TOP,
 };
 
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, Caller};
 use super::problem::ApiError;
 use super::routes::run;
 use crate::interface::{Command, ConsoleApi};
@@ -35,7 +32,7 @@ pub struct FlowsQuery {
 #[utoipa::path(get, path = "/api/v1/flows", tag = "cluster", params(FlowsQuery),
     responses((status = 200, description = "the flows", body = FlowReport)))]
 pub async fn top_flows<A: ConsoleApi>(
-    State(c): State<Arc<A>>,
+    c: Caller<A>,
     ApiQuery(q): ApiQuery<FlowsQuery>,
 ) -> Result<Response, ApiError> {
     let query = FlowQuery {

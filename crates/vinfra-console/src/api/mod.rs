@@ -1,26 +1,30 @@
 //! The REST API: axum routes that parse requests into [`Command`](crate::interface::Command)s
-//! and render their [`Reply`](crate::interface::Reply)s, bearer-token authentication,
-//! problem+json errors and the OpenAPI document.
+//! and render their [`Reply`](crate::interface::Reply)s, bearer-token authentication and the
+//! role check ([`access`]), problem+json errors and the OpenAPI document.
 //!
 //! It depends on [`crate::interface`] only (and `vinfra-types`): the router is generic over
 //! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
 
+pub mod access;
 pub mod extract;
 pub mod flow_routes;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod token_routes;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 
-use crate::interface::ConsoleApi;
+use vinfra_types::auth::Role;
+
+use crate::interface::{ConsoleApi, TokenRefusal};
 use problem::ApiError;
 
 /// Largest request body accepted.
@@ -42,6 +46,11 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/join-tokens", post(routes::create_join_token::<A>))
         .route("/token/rotate", post(routes::rotate_token::<A>))
+        .route(
+            "/tokens",
+            get(token_routes::list_tokens::<A>).post(token_routes::create_token::<A>),
+        )
+        .route("/tokens/{name}", delete(token_routes::revoke_token::<A>))
         .route(
             "/vms",
             get(routes::list_vms::<A>).post(routes::create_vm::<A>),
@@ -166,8 +175,15 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         .with_state(console)
 }
 
-/// Bearer-token check: 401 problem+json when missing or wrong.
-async fn auth<A: ConsoleApi>(State(console): State<Arc<A>>, req: Request, next: Next) -> Response {
+/// Bearer-token check, then the role check: 401 problem+json when the token is missing,
+/// unknown, expired or revoked; 403 when its role is below what the route needs
+/// ([`access::required_role`], `admin` for a route it does not know). The token's name and
+/// role go to the handler in the request's extensions ([`extract::Caller`]).
+async fn auth<A: ConsoleApi>(
+    State(console): State<Arc<A>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -176,12 +192,37 @@ async fn auth<A: ConsoleApi>(State(console): State<Arc<A>>, req: Request, next: 
         return ApiError::Unauthorized("missing bearer token (Authorization: Bearer <token>)")
             .into_response();
     };
-    let token = value
+    let Some(token) = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim);
-    match token {
-        Some(t) if console.verify_token(t) => next.run(req).await,
-        _ => ApiError::Unauthorized("invalid bearer token").into_response(),
+        .map(str::trim)
+    else {
+        return ApiError::Unauthorized("invalid bearer token").into_response();
+    };
+    let holder = match console.authenticate(token) {
+        Ok(holder) => holder,
+        Err(refusal) => {
+            return ApiError::Unauthorized(match refusal {
+                TokenRefusal::Unknown => "invalid bearer token",
+                TokenRefusal::Expired => "the bearer token has expired",
+                TokenRefusal::Revoked => "the bearer token has been revoked",
+            })
+            .into_response()
+        }
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    let needed = access::required_role(req.method().as_str(), route).unwrap_or(Role::Admin);
+    if holder.role < needed {
+        return ApiError::Forbidden {
+            token: holder.name.to_string(),
+            role: holder.role,
+            needed,
+        }
+        .into_response();
     }
+    req.extensions_mut().insert(holder);
+    next.run(req).await
 }

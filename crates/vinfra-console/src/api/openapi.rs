@@ -8,9 +8,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use vinfra_types::api::PROBLEM_JSON;
+use vinfra_types::auth::Role;
 
+use super::access;
 use super::flow_routes;
 use super::routes;
+use super::token_routes;
 
 /// Adds the bearer-token security scheme and requires it everywhere.
 struct BearerAuth;
@@ -35,7 +38,11 @@ fn problem_description(status: &str) -> Option<&'static str> {
         "400" => {
             "invalid-request: malformed body or query, unknown field, bad name, value out of range"
         }
-        "401" => "unauthorized: missing or wrong bearer token",
+        "401" => "unauthorized: missing or unknown bearer token, or one expired or revoked",
+        "403" => {
+            "forbidden: the token's role does not allow this action (viewer: reads; operator: \
+             also VMs, networks, security groups, routers, floating IPs; admin: everything)"
+        }
         "404" => {
             "not-found: no such VM, host, rule, recommendation, network, security group, NIC, \
              security group rule, router, router interface or route; a NIC's security group or a \
@@ -74,13 +81,13 @@ fn problem_description(status: &str) -> Option<&'static str> {
 }
 
 /// Documents every error an operation can answer as RFC 9457 problem+json: 401 and 500 on
-/// every operation, 400 and 404 where a `{name}` is in the path, 400 and 413 where a body is
+/// every operation, 403 on those a viewer may not run, 400 and 404 where a `{name}` is in the path, 400 and 413 where a body is
 /// read, 400 where a query is; and gives every error response (also those declared on the
 /// handler) the `application/problem+json` content and its description.
 struct ProblemResponses;
 
 impl ProblemResponses {
-    fn fix(op: &mut Operation) {
+    fn fix(op: &mut Operation, needed: Option<Role>) {
         let params = op.parameters.as_deref().unwrap_or_default();
         let has_name = params
             .iter()
@@ -90,6 +97,9 @@ impl ProblemResponses {
             .any(|p| matches!(p.parameter_in, ParameterIn::Query));
         let has_body = op.request_body.is_some();
         let mut add = vec!["401", "500"];
+        if needed != Some(Role::Viewer) {
+            add.push("403");
+        }
         if has_name {
             add.extend(["400", "404"]);
         }
@@ -124,22 +134,27 @@ impl ProblemResponses {
 
 impl Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, op) in [
+                ("GET", &mut item.get),
+                ("PUT", &mut item.put),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+                ("PATCH", &mut item.patch),
+            ] {
+                let Some(op) = op else { continue };
                 // The document itself needs no token and reads nothing.
                 if op.operation_id.as_deref() == Some("openapi_json") {
                     continue;
                 }
-                Self::fix(op);
+                let needed = access::required_role(method, path);
+                let role = needed.unwrap_or(Role::Admin);
+                let role = format!("Needs a token of role `{role}` or above.");
+                op.description = Some(match op.description.take() {
+                    Some(said) if !said.is_empty() => format!("{said}\n\n{role}"),
+                    _ => role,
+                });
+                Self::fix(op, needed);
             }
         }
     }
@@ -161,6 +176,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::list_hosts, routes::show_host, routes::update_host, routes::fence_host,
         routes::delete_host,
         routes::get_settings, routes::put_settings, routes::create_join_token, routes::rotate_token,
+        token_routes::list_tokens, token_routes::create_token, token_routes::revoke_token,
         routes::list_vms, routes::create_vm, routes::show_vm, routes::update_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
@@ -191,6 +207,9 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::api::MigrateVmRequest, vinfra_types::api::ClusterSettings,
         vinfra_types::api::UpdateHostRequest, vinfra_types::api::JoinTokenResponse,
         vinfra_types::api::TokenResponse, vinfra_types::api::ConsoleLog, vinfra_types::api::Event,
+        vinfra_types::auth::Role, vinfra_types::auth::CreateTokenRequest,
+        vinfra_types::auth::NewToken, vinfra_types::auth::TokenSummary,
+        vinfra_types::auth::TokenState, vinfra_types::auth::Actor, vinfra_types::auth::ActorKind,
         vinfra_types::balancing::BalancingSettings, vinfra_types::balancing::BalancingMode,
         vinfra_types::balancing::PlacementRule, vinfra_types::balancing::RuleStrength,
         vinfra_types::balancing::RuleKind, vinfra_types::balancing::Recommendation,

@@ -47,6 +47,16 @@ pub enum ApiError {
     /// the bearer token is missing or wrong
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// the token's role does not allow the action
+    #[error("token '{token}' has role {role}; this action needs role {needed}")]
+    Forbidden {
+        /// The token's name.
+        token: String,
+        /// Its role.
+        role: vinfra_types::auth::Role,
+        /// The role the route needs.
+        needed: vinfra_types::auth::Role,
+    },
     /// no such route
     #[error("no such endpoint")]
     NoRoute,
@@ -104,6 +114,7 @@ impl IntoResponse for ApiError {
             | ApiError::Query(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-endpoint"),
             ApiError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
         };

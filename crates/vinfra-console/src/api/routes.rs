@@ -1,9 +1,6 @@
 //! One handler per endpoint: parse the request into a [`Command`], hand it to the console
 //! ([`ConsoleApi::execute`]), render the [`Reply`]. No logic lives here.
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,22 +25,20 @@ use vinfra_types::security_group::{
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
 use super::extract::{
-    ApiJson, ApiQuery, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
+    ApiJson, ApiQuery, Caller, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
     OptionalJson, TwoNamesPath,
 };
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply};
 
-/// The console (or a stub) the handlers hand their commands to.
-type Shared<A> = State<Arc<A>>;
-
 /// Runs one command and renders its reply: 200 with the body, 201 for what was created, 202 for
 /// a migration started, 204 when there is nothing to show.
 pub(super) async fn run<A: ConsoleApi>(
-    console: &Arc<A>,
+    caller: &Caller<A>,
     command: Command,
 ) -> Result<Response, ApiError> {
-    let reply = console.execute(command).await?;
+    let Caller(console, actor) = caller;
+    let reply = console.execute(actor.clone(), command).await?;
     Ok(match reply {
         Reply::Hosts(v) => Json(v).into_response(),
         Reply::Host(v) => Json(v).into_response(),
@@ -51,6 +46,8 @@ pub(super) async fn run<A: ConsoleApi>(
         Reply::Settings(v) => Json(v).into_response(),
         Reply::JoinToken(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Token(v) => Json(v).into_response(),
+        Reply::Tokens(v) => Json(v).into_response(),
+        Reply::TokenCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Vms(v) => Json(v).into_response(),
         Reply::Vm(v) => Json(v).into_response(),
         Reply::VmCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
@@ -122,7 +119,7 @@ pub struct ConsoleQuery {
 /// Every host with its capacity, allocation, usage and connection status.
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
     responses((status = 200, description = "all hosts", body = [HostSummary])))]
-pub async fn list_hosts<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_hosts<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListHosts).await
 }
 
@@ -130,7 +127,7 @@ pub async fn list_hosts<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, 
 #[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, description = "the host", body = HostSummary)))]
 pub async fn show_host<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowHost { name }).await
@@ -142,7 +139,7 @@ pub async fn show_host<A: ConsoleApi>(
     request_body = UpdateHostRequest,
     responses((status = 200, description = "the updated host", body = HostSummary), (status = 409, body = Problem)))]
 pub async fn update_host<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     ApiJson(update): ApiJson<UpdateHostRequest>,
 ) -> Result<Response, ApiError> {
@@ -158,7 +155,7 @@ pub async fn update_host<A: ConsoleApi>(
 #[utoipa::path(post, path = "/api/v1/hosts/{name}/fence", tag = "hosts", params(("name" = String, Path, description = "host name"), FenceQuery),
     responses((status = 200, description = "the host is fenced", body = FenceOutcome), (status = 409, body = Problem), (status = 502, body = Problem)))]
 pub async fn fence_host<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<FenceQuery>,
 ) -> Result<Response, ApiError> {
@@ -176,7 +173,7 @@ pub async fn fence_host<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 204, description = "removed"), (status = 409, body = Problem)))]
 pub async fn delete_host<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteHost { name }).await
@@ -185,7 +182,7 @@ pub async fn delete_host<A: ConsoleApi>(
 /// The cluster settings.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "cluster",
     responses((status = 200, description = "the settings", body = ClusterSettings)))]
-pub async fn get_settings<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn get_settings<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::GetSettings).await
 }
 
@@ -193,7 +190,7 @@ pub async fn get_settings<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response
 #[utoipa::path(put, path = "/api/v1/settings", tag = "cluster", request_body = ClusterSettings,
     responses((status = 200, description = "the stored settings", body = ClusterSettings)))]
 pub async fn put_settings<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(settings): ApiJson<ClusterSettings>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::PutSettings { settings }).await
@@ -202,21 +199,22 @@ pub async fn put_settings<A: ConsoleApi>(
 /// A one-time join token for a new host, valid 24 h.
 #[utoipa::path(post, path = "/api/v1/join-tokens", tag = "cluster",
     responses((status = 201, description = "a new join token", body = JoinTokenResponse)))]
-pub async fn create_join_token<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn create_join_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::CreateJoinToken).await
 }
 
-/// Replaces the API token; the old one stops working at once.
+/// Gives the token that asks a new secret (same name, role and expiry); the old secret stops
+/// working at once.
 #[utoipa::path(post, path = "/api/v1/token/rotate", tag = "cluster",
-    responses((status = 200, description = "the new API token", body = TokenResponse)))]
-pub async fn rotate_token<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+    responses((status = 200, description = "the token's new secret", body = TokenResponse)))]
+pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::RotateToken).await
 }
 
 /// Every VM with its desired and observed state.
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
     responses((status = 200, description = "all VMs", body = [VmSummary])))]
-pub async fn list_vms<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_vms<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListVms).await
 }
 
@@ -225,7 +223,7 @@ pub async fn list_vms<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, Ap
     responses((status = 201, description = "the created VM", body = VmSummary), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn create_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(request): ApiJson<CreateVmRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateVm { request }).await
@@ -235,7 +233,7 @@ pub async fn create_vm<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM", body = VmSummary)))]
 pub async fn show_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowVm { name }).await
@@ -248,7 +246,7 @@ pub async fn show_vm<A: ConsoleApi>(
     request_body = UpdateVmRequest,
     responses((status = 200, description = "the updated VM", body = VmSummary), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     ApiJson(update): ApiJson<UpdateVmRequest>,
 ) -> Result<Response, ApiError> {
@@ -259,7 +257,7 @@ pub async fn update_vm<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name"), ForceQuery),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ForceQuery>,
 ) -> Result<Response, ApiError> {
@@ -277,7 +275,7 @@ pub async fn delete_vm<A: ConsoleApi>(
 #[utoipa::path(post, path = "/api/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn start_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::StartVm { name }).await
@@ -288,7 +286,7 @@ pub async fn start_vm<A: ConsoleApi>(
     request_body(content = Option<StopVmRequest>, description = "optional; an empty body stops gracefully with the default timeout"),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn stop_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<StopVmRequest>,
 ) -> Result<Response, ApiError> {
@@ -299,7 +297,7 @@ pub async fn stop_vm<A: ConsoleApi>(
 #[utoipa::path(post, path = "/api/v1/vms/{name}/reboot", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn reboot_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::RebootVm { name }).await
@@ -311,7 +309,7 @@ pub async fn reboot_vm<A: ConsoleApi>(
     request_body(content = Option<MigrateVmRequest>, description = "optional; an empty body lets placement pick the destination"),
     responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 409, body = Problem)))]
 pub async fn migrate_vm<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<MigrateVmRequest>,
 ) -> Result<Response, ApiError> {
@@ -322,7 +320,7 @@ pub async fn migrate_vm<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the progress", body = MigrationProgress)))]
 pub async fn show_migration<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowMigration { name }).await
@@ -332,7 +330,7 @@ pub async fn show_migration<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/vms/{name}/migration", tag = "migration", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the final progress", body = MigrationProgress), (status = 409, body = Problem)))]
 pub async fn cancel_migration<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CancelMigration { name }).await
@@ -342,7 +340,7 @@ pub async fn cancel_migration<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path, description = "VM name"), ConsoleQuery),
     responses((status = 200, description = "the console text", body = ConsoleLog), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn console_log<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ConsoleQuery>,
 ) -> Result<Response, ApiError> {
@@ -359,14 +357,14 @@ pub async fn console_log<A: ConsoleApi>(
 /// The last 1000 events, oldest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "cluster",
     responses((status = 200, description = "the events", body = [Event])))]
-pub async fn list_events<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_events<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListEvents).await
 }
 
 /// Every placement rule, in name order.
 #[utoipa::path(get, path = "/api/v1/rules", tag = "balancing",
     responses((status = 200, description = "all rules", body = [PlacementRule])))]
-pub async fn list_rules<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_rules<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListRules).await
 }
 
@@ -376,7 +374,7 @@ pub async fn list_rules<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, 
 #[utoipa::path(post, path = "/api/v1/rules", tag = "balancing", request_body = PlacementRule,
     responses((status = 201, description = "the created rule", body = PlacementRule), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_rule<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(rule): ApiJson<PlacementRule>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateRule { rule }).await
@@ -386,7 +384,7 @@ pub async fn create_rule<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
     responses((status = 200, description = "the rule", body = PlacementRule)))]
 pub async fn show_rule<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowRule { name }).await
@@ -396,7 +394,7 @@ pub async fn show_rule<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
     responses((status = 204, description = "deleted")))]
 pub async fn delete_rule<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteRule { name }).await
@@ -408,30 +406,28 @@ pub async fn delete_rule<A: ConsoleApi>(
 /// restart, the shortfall). Above 64 scenarios only the failing ones are listed.
 #[utoipa::path(get, path = "/api/v1/ha", tag = "cluster",
     responses((status = 200, description = "the cluster's HA status", body = HaStatus)))]
-pub async fn show_ha<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn show_ha<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ShowHa).await
 }
 
 /// The balancer: mode, level, interval, and its last pass.
 #[utoipa::path(get, path = "/api/v1/drs", tag = "balancing",
     responses((status = 200, description = "the balancer's status", body = DrsStatus)))]
-pub async fn drs_status<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn drs_status<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::DrsStatus).await
 }
 
 /// Runs a balancing pass now (manual: new recommendations; automatic: moves started).
 #[utoipa::path(post, path = "/api/v1/drs/run", tag = "balancing",
     responses((status = 200, description = "the status after the pass", body = DrsStatus), (status = 409, body = Problem)))]
-pub async fn drs_run<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn drs_run<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::DrsRun).await
 }
 
 /// The recommendations of the latest pass (manual mode), in plan order.
 #[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing",
     responses((status = 200, description = "the recommendations", body = [Recommendation])))]
-pub async fn list_recommendations<A: ConsoleApi>(
-    State(c): Shared<A>,
-) -> Result<Response, ApiError> {
+pub async fn list_recommendations<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListRecommendations).await
 }
 
@@ -441,7 +437,7 @@ pub async fn list_recommendations<A: ConsoleApi>(
     params(("id" = u64, Path, description = "recommendation id")),
     responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn apply_recommendation<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ApplyRecommendation { id }).await
@@ -450,7 +446,7 @@ pub async fn apply_recommendation<A: ConsoleApi>(
 /// Every logical network with its ports, in name order.
 #[utoipa::path(get, path = "/api/v1/networks", tag = "networks",
     responses((status = 200, description = "all networks", body = [NetworkSummary])))]
-pub async fn list_networks<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_networks<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListNetworks).await
 }
 
@@ -460,7 +456,7 @@ pub async fn list_networks<A: ConsoleApi>(State(c): Shared<A>) -> Result<Respons
 #[utoipa::path(post, path = "/api/v1/networks", tag = "networks", request_body = CreateNetworkRequest,
     responses((status = 201, description = "the created network", body = NetworkSummary), (status = 409, body = Problem)))]
 pub async fn create_network<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(request): ApiJson<CreateNetworkRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateNetwork { request }).await
@@ -470,7 +466,7 @@ pub async fn create_network<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 200, description = "the network", body = NetworkSummary)))]
 pub async fn show_network<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowNetwork { name }).await
@@ -480,7 +476,7 @@ pub async fn show_network<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_network<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteNetwork { name }).await
@@ -494,7 +490,7 @@ pub async fn delete_network<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/networks/{name}/counters", tag = "networks", params(("name" = String, Path, description = "network name")),
     responses((status = 200, description = "the network's counters", body = NetworkCounters)))]
 pub async fn network_counters<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::NetworkCounters { name }).await
@@ -506,7 +502,7 @@ pub async fn network_counters<A: ConsoleApi>(
     responses((status = 200, description = "the host's switch counters", body = HostSwitchCounters),
         (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn host_switch<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::HostSwitch { name }).await
@@ -519,7 +515,7 @@ pub async fn host_switch<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/vms/{name}/counters", tag = "vms", params(("name" = String, Path, description = "VM name")),
     responses((status = 200, description = "the VM's NIC counters", body = VmCounters)))]
 pub async fn vm_counters<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::VmCounters { name }).await
@@ -537,7 +533,7 @@ pub async fn vm_counters<A: ConsoleApi>(
     request_body = UpdateNicRequest,
     responses((status = 200, description = "the updated VM", body = VmSummary), (status = 409, body = Problem)))]
 pub async fn update_nic<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NameNumberPath(vm, index): NameNumberPath,
     ApiJson(update): ApiJson<UpdateNicRequest>,
 ) -> Result<Response, ApiError> {
@@ -550,9 +546,7 @@ pub async fn update_nic<A: ConsoleApi>(
 /// Every security group, in name order, with the NICs in it and the groups whose rules name it.
 #[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups",
     responses((status = 200, description = "all security groups", body = [SecurityGroupSummary])))]
-pub async fn list_security_groups<A: ConsoleApi>(
-    State(c): Shared<A>,
-) -> Result<Response, ApiError> {
+pub async fn list_security_groups<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListSecurityGroups).await
 }
 
@@ -563,7 +557,7 @@ pub async fn list_security_groups<A: ConsoleApi>(
 #[utoipa::path(post, path = "/api/v1/security-groups", tag = "security-groups", request_body = SecurityGroup,
     responses((status = 201, description = "the created group", body = SecurityGroupSummary), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_security_group<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(group): ApiJson<SecurityGroup>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateSecurityGroup { group }).await
@@ -574,7 +568,7 @@ pub async fn create_security_group<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
     responses((status = 200, description = "the group", body = SecurityGroupSummary)))]
 pub async fn show_security_group<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowSecurityGroup { name }).await
@@ -587,7 +581,7 @@ pub async fn show_security_group<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/security-groups/{name}/counters", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
     responses((status = 200, description = "the group's counters", body = SecurityGroupCounters)))]
 pub async fn security_group_counters<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::SecurityGroupCounters { name }).await
@@ -598,7 +592,7 @@ pub async fn security_group_counters<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_security_group<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteSecurityGroup { name }).await
@@ -610,7 +604,7 @@ pub async fn delete_security_group<A: ConsoleApi>(
     request_body = SgRule,
     responses((status = 201, description = "the rule with its id", body = SgRule), (status = 409, body = Problem)))]
 pub async fn add_sg_rule<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(group): NamePath,
     ApiJson(rule): ApiJson<SgRule>,
 ) -> Result<Response, ApiError> {
@@ -622,7 +616,7 @@ pub async fn add_sg_rule<A: ConsoleApi>(
     params(("name" = String, Path, description = "security group name"), ("id" = u32, Path, description = "rule id")),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_sg_rule<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NameNumberPath(group, id): NameNumberPath,
 ) -> Result<Response, ApiError> {
     let id = u32::try_from(id).map_err(|_| ApiError::Id {
@@ -634,7 +628,7 @@ pub async fn delete_sg_rule<A: ConsoleApi>(
 /// Every router, in name order, with its interfaces and static routes.
 #[utoipa::path(get, path = "/api/v1/routers", tag = "routers",
     responses((status = 200, description = "all routers", body = [RouterSummary])))]
-pub async fn list_routers<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_routers<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListRouters).await
 }
 
@@ -643,7 +637,7 @@ pub async fn list_routers<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response
 #[utoipa::path(post, path = "/api/v1/routers", tag = "routers", request_body = CreateRouterRequest,
     responses((status = 201, description = "the created router", body = RouterSummary), (status = 409, body = Problem)))]
 pub async fn create_router<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     ApiJson(request): ApiJson<CreateRouterRequest>,
 ) -> Result<Response, ApiError> {
     run(&c, Command::CreateRouter { request }).await
@@ -653,7 +647,7 @@ pub async fn create_router<A: ConsoleApi>(
 #[utoipa::path(get, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
     responses((status = 200, description = "the router", body = RouterSummary)))]
 pub async fn show_router<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::ShowRouter { name }).await
@@ -663,7 +657,7 @@ pub async fn show_router<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_router<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteRouter { name }).await
@@ -680,7 +674,7 @@ pub async fn delete_router<A: ConsoleApi>(
     request_body = AttachNetworkRequest,
     responses((status = 201, description = "the router's interface on the network", body = RouterAttachment), (status = 409, body = Problem)))]
 pub async fn attach_network<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(router): NamePath,
     ApiJson(request): ApiJson<AttachNetworkRequest>,
 ) -> Result<Response, ApiError> {
@@ -694,7 +688,7 @@ pub async fn attach_network<A: ConsoleApi>(
     params(("name" = String, Path, description = "router name"), ("network" = String, Path, description = "network name")),
     responses((status = 204, description = "detached"), (status = 409, body = Problem)))]
 pub async fn detach_network<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     TwoNamesPath(router, network): TwoNamesPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DetachNetwork { router, network }).await
@@ -708,7 +702,7 @@ pub async fn detach_network<A: ConsoleApi>(
     request_body = RouterStaticRoute,
     responses((status = 201, description = "the route as stored", body = RouterStaticRoute), (status = 409, body = Problem)))]
 pub async fn add_route<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(router): NamePath,
     ApiJson(route): ApiJson<RouterStaticRoute>,
 ) -> Result<Response, ApiError> {
@@ -721,7 +715,7 @@ pub async fn add_route<A: ConsoleApi>(
         ("len" = u8, Path, description = "the prefix's length, 0 to 32")),
     responses((status = 204, description = "deleted")))]
 pub async fn delete_route<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePrefixPath(router, prefix): NamePrefixPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteRoute { router, prefix }).await
@@ -737,7 +731,7 @@ pub async fn delete_route<A: ConsoleApi>(
     request_body = SetUplinkRequest,
     responses((status = 200, description = "the uplink with its edge and standby", body = UplinkSummary), (status = 409, body = Problem)))]
 pub async fn set_uplink<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(router): NamePath,
     ApiJson(request): ApiJson<SetUplinkRequest>,
 ) -> Result<Response, ApiError> {
@@ -749,7 +743,7 @@ pub async fn set_uplink<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/routers/{name}/uplink", tag = "routers", params(("name" = String, Path, description = "router name")),
     responses((status = 204, description = "removed"), (status = 409, body = Problem)))]
 pub async fn remove_uplink<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(router): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::RemoveUplink { router }).await
@@ -759,7 +753,7 @@ pub async fn remove_uplink<A: ConsoleApi>(
 /// router.
 #[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers",
     responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary])))]
-pub async fn list_floating_ips<A: ConsoleApi>(State(c): Shared<A>) -> Result<Response, ApiError> {
+pub async fn list_floating_ips<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::ListFloatingIps).await
 }
 
@@ -771,7 +765,7 @@ pub async fn list_floating_ips<A: ConsoleApi>(State(c): Shared<A>) -> Result<Res
     request_body = AddFloatingIpRequest,
     responses((status = 201, description = "the floating IP", body = FloatingIpSummary), (status = 409, body = Problem)))]
 pub async fn add_floating_ip<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NamePath(vm): NamePath,
     ApiJson(request): ApiJson<AddFloatingIpRequest>,
 ) -> Result<Response, ApiError> {
@@ -783,7 +777,7 @@ pub async fn add_floating_ip<A: ConsoleApi>(
     params(("name" = String, Path, description = "VM name"), ("ip" = String, Path, description = "the floating IP, A.B.C.D")),
     responses((status = 204, description = "deleted")))]
 pub async fn delete_floating_ip<A: ConsoleApi>(
-    State(c): Shared<A>,
+    c: Caller<A>,
     NameAddressPath(vm, ip): NameAddressPath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::DeleteFloatingIp { vm, ip }).await

@@ -92,7 +92,7 @@ async fn start_move(
         to.to_string(),
         reason.to_string(),
     );
-    tokio::spawn(async move {
+    tokio::spawn(crate::state::events::inherit(async move {
         while console.inflight().migrating(&vm) {
             tokio::time::sleep(FOLLOW_INTERVAL).await;
         }
@@ -116,7 +116,7 @@ async fn start_move(
             None => format!("move of {vm} from {from} to {to} left no migration record"),
         };
         console.event("drs", &vm, message);
-    });
+    }));
     Ok(progress)
 }
 

@@ -80,7 +80,7 @@ pub async fn run<C: Controller>(
             running.insert(key.clone());
             let c = controller.clone();
             let done = done_tx.clone();
-            tokio::spawn(async move {
+            tokio::spawn(crate::state::events::inherit(async move {
                 if let Err(e) = c.reconcile(&key).await {
                     tracing::warn!(
                         controller = c.name(),
@@ -90,7 +90,7 @@ pub async fn run<C: Controller>(
                     );
                 }
                 let _ = done.send(key);
-            });
+            }));
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Object {
     SecurityGroup,
     /// A router.
     Router,
+    /// An API token.
+    Token,
 }
 
 impl fmt::Display for Object {
@@ -58,6 +60,7 @@ impl fmt::Display for Object {
             Object::Migration => "migration of VM",
             Object::SecurityGroup => "security group",
             Object::Router => "router",
+            Object::Token => "token",
         })
     }
 }
@@ -384,6 +387,15 @@ pub enum Error {
         vm: String,
         /// The host that may still have it.
         host: String,
+    },
+    /// Revoking the token would leave no active admin token.
+    #[error(
+        "token '{name}' is the last active admin token; create another admin token before \
+         revoking it"
+    )]
+    LastAdminToken {
+        /// The token.
+        name: String,
     },
     /// The record changed between the read and the write.
     #[error("{kind} '{name}' was changed concurrently; try again")]
@@ -836,6 +848,7 @@ impl Error {
             | Error::UnknownNicGroup { .. } => K::NotFound,
             Error::NameTaken { .. }
             | Error::NameReserved { .. }
+            | Error::LastAdminToken { .. }
             | Error::Concurrent { .. }
             | Error::VmBusy { .. }
             | Error::Migrating { .. }

@@ -284,11 +284,11 @@ impl HaController {
                     "isolated for {} s with HA VMs (fence_isolated is on)",
                     now.duration_since(lost_at).as_secs()
                 );
-                tokio::spawn(async move {
+                tokio::spawn(crate::state::events::inherit(async move {
                     if let Err(e) = console.fence_host(&host, &reason).await {
                         tracing::warn!(host, "fence: {}", Chain(&e));
                     }
-                });
+                }));
             }
             let wanted: HashSet<Uuid> = running
                 .iter()
@@ -408,7 +408,7 @@ impl HaController {
         }
         for (rec, busy) in started {
             let console = console.clone();
-            tokio::spawn(async move {
+            tokio::spawn(crate::state::events::inherit(async move {
                 let _busy = busy;
                 if !rec.spec.nics.is_empty() {
                     if let Err(e) = push::push(&console, &rec.host).await {
@@ -431,7 +431,7 @@ impl HaController {
                         format!("restart on {} failed: {}", rec.host, Chain(&e)),
                     );
                 }
-            });
+            }));
         }
     }
 

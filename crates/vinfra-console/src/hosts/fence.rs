@@ -78,9 +78,11 @@ impl Console {
     ) -> Result<FenceOutcome, Error> {
         let console = self.clone();
         let (host, why) = (name.to_string(), reason.to_string());
-        tokio::spawn(async move { console.fence_now(&host, &why).await })
-            .await
-            .unwrap_or_else(|e| Err(self.not_run(name, FenceCommandError::Thread(e))))
+        tokio::spawn(crate::state::events::inherit(async move {
+            console.fence_now(&host, &why).await
+        }))
+        .await
+        .unwrap_or_else(|e| Err(self.not_run(name, FenceCommandError::Thread(e))))
     }
 
     /// [`Console::fence_host`], in the caller's task.

@@ -10,6 +10,7 @@ use vinfra_types::network::UNDERLAY_MTU;
 
 use crate::agents::{AgentRegistry, Membership};
 use crate::error::JoinError;
+use crate::state::events::acting_now;
 use crate::state::records::{self as keys, now_s, HostRecord, JoinTokenRecord};
 use crate::state::{Console, Writes};
 
@@ -113,6 +114,14 @@ pub fn hello(console: &Console, report: &HostReport) {
     }
 }
 
+/// The actor of what the agent endpoint changes (a host's join, its return after a fence).
+fn agents() -> vinfra_types::auth::Actor {
+    vinfra_types::auth::Actor::controller(AGENTS_ACTOR)
+}
+
+/// The name of the agent endpoint as the actor events name.
+pub const AGENTS_ACTOR: &str = "agents";
+
 impl Membership for Console {
     type JoinRefused = JoinError;
 
@@ -123,7 +132,7 @@ impl Membership for Console {
         csr_pem: &str,
         peer: IpAddr,
     ) -> Result<(String, String), JoinError> {
-        join(self, token, host, csr_pem, peer)
+        acting_now(agents(), || join(self, token, host, csr_pem, peer))
     }
 
     fn registered(&self, host: &str) -> bool {
@@ -131,7 +140,7 @@ impl Membership for Console {
     }
 
     fn hello(&self, report: &HostReport) {
-        hello(self, report)
+        acting_now(agents(), || hello(self, report))
     }
 
     fn ha_command(&self) -> AgentCommand {

@@ -26,11 +26,11 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
         let command = super::joins::flow_export_command(console);
         for host in console.host_names() {
             let (agents, command) = (console.agents().clone(), command.clone());
-            tokio::spawn(async move {
+            tokio::spawn(crate::state::events::inherit(async move {
                 if let Err(e) = agents.request(&host, command, SHORT_TIMEOUT).await {
                     tracing::debug!(host, "IPFIX collector not sent: {}", Chain(&e));
                 }
-            });
+            }));
         }
     }
     if settings.ha.isolation_response != before {
@@ -38,11 +38,11 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
         let command = super::joins::ha_command(console);
         for host in console.host_names() {
             let (agents, command) = (console.agents().clone(), command.clone());
-            tokio::spawn(async move {
+            tokio::spawn(crate::state::events::inherit(async move {
                 if let Err(e) = agents.request(&host, command, SHORT_TIMEOUT).await {
                     tracing::debug!(host, "HA settings not sent: {}", Chain(&e));
                 }
-            });
+            }));
         }
     }
     let bandwidth = settings

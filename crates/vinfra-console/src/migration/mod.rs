@@ -147,11 +147,11 @@ async fn begin(
     );
     let first = active.progress();
     let console = console.clone();
-    tokio::spawn(async move {
+    tokio::spawn(crate::state::events::inherit(async move {
         let outcome = drive::drive(&console, &active, true).await;
         finish::finish(&console, &active, outcome).await;
         drop(busy);
-    });
+    }));
     Ok(first)
 }
 

@@ -126,5 +126,7 @@ pub async fn push_all(console: &Console) {
 /// Pushes every connected host's configuration in a background task.
 pub fn push_all_later(console: &Arc<Console>) {
     let console = console.clone();
-    tokio::spawn(async move { push_all(&console).await });
+    tokio::spawn(crate::state::events::inherit(async move {
+        push_all(&console).await
+    }));
 }

@@ -66,7 +66,8 @@ pub struct Console {
     /// The keys of the cleanup markers, by the VM name each holds (kept with every
     /// transaction that writes or removes one).
     pub(super) markers: RwLock<HashMap<String, BTreeSet<String>>>,
-    pub(super) api_token_hash: RwLock<String>,
+    /// The API tokens, by name and by the hash of their secret.
+    pub(super) tokens: RwLock<super::token_mirror::TokenMirror>,
     inflight: Inflight,
     slots: super::slots::SlotCounter,
     pub(super) events: EventLog,
@@ -78,13 +79,12 @@ pub struct Console {
 }
 
 impl Console {
-    /// Loads the mirrors from the store. `api_token_hash` is the stored hash (created by the
-    /// caller on first start).
+    /// Loads the mirrors from the store (the API tokens too: the caller creates the first one
+    /// on first start).
     pub fn load(
         store: Arc<dyn Store>,
         agents: AgentRegistry,
         ca: ClusterCa,
-        api_token_hash: String,
     ) -> Result<Self, RecordError> {
         let slots = super::slots::SlotCounter::load(store.as_ref())?;
         let mut vms = VmMirror::default();
@@ -101,6 +101,7 @@ impl Console {
             .map(|v| v.value)
             .unwrap_or_default();
         let events = EventLog::load(store.as_ref())?;
+        let tokens = super::token_mirror::TokenMirror::load(store.as_ref())?;
         let mut markers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for kv in store.range(keys::CLEANUPS)?.0 {
             if let Some(vm) = keys::cleanup_vm(&kv.key) {
@@ -117,7 +118,7 @@ impl Console {
             networks: RwLock::new(networks),
             settings: RwLock::new(settings),
             markers: RwLock::new(markers),
-            api_token_hash: RwLock::new(api_token_hash),
+            tokens: RwLock::new(tokens),
             inflight: Inflight::default(),
             slots,
             events,
@@ -202,11 +203,6 @@ impl Console {
     /// The cluster settings in force.
     pub fn settings(&self) -> ClusterSettings {
         read(&self.settings).clone()
-    }
-
-    /// Checks a bearer token in constant time.
-    pub fn verify_api_token(&self, token: &str) -> bool {
-        vinfra_proto::pki::verify_token(token, &read(&self.api_token_hash))
     }
 
     // ----- events -----

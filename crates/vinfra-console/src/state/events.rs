@@ -4,12 +4,22 @@
 //! An event is appended on its own ([`EventLog::record`]), or in the transaction of the change
 //! it tells of ([`EventLog::appending`]): then the history never shows a change the store does
 //! not hold, nor the other way round.
+//!
+//! Every event names its actor: the API token of the request or the controller that made the
+//! change. The transport hands the actor to the core with each command
+//! (`ConsoleApi::execute`), and each controller's task is started with its own; the core runs
+//! the command within [`acting`], and [`event`] reads it from there, so that no resource
+//! function has to carry it. A task the core spawns for a command takes the actor along
+//! ([`inherit`]). Outside of any (a path nothing started with an actor) the actor is the
+//! controller `console`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Mutex;
 
 use vinfra_store::{Op, Store, Txn};
 use vinfra_types::api::Event;
+use vinfra_types::auth::Actor;
 
 use super::locks::lock;
 use super::records::{self as keys, now_s, MAX_EVENTS};
@@ -25,13 +35,44 @@ pub struct EventLog {
     log: Mutex<Log>,
 }
 
-/// An event about to be recorded.
+tokio::task_local! {
+    static ACTOR: Actor;
+}
+
+/// The controller events name when nothing started the work with an actor.
+pub const CONSOLE_ACTOR: &str = "console";
+
+/// Runs `work` with `actor` as the actor of every event it records.
+pub async fn acting<F: Future>(actor: Actor, work: F) -> F::Output {
+    ACTOR.scope(actor, work).await
+}
+
+/// Runs `work` (synchronous) with `actor` as the actor of every event it records.
+pub fn acting_now<R>(actor: Actor, work: impl FnOnce() -> R) -> R {
+    ACTOR.sync_scope(actor, work)
+}
+
+/// `work` with the actor in force now (for a task spawned on behalf of a command or a
+/// controller).
+pub fn inherit<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    acting(current_actor(), work)
+}
+
+/// The actor in force: the one [`acting`] set, else the controller `console`.
+pub fn current_actor() -> Actor {
+    ACTOR
+        .try_with(Actor::clone)
+        .unwrap_or_else(|_| Actor::controller(CONSOLE_ACTOR))
+}
+
+/// An event about to be recorded, naming the actor in force ([`current_actor`]).
 pub fn event(kind: &str, object: &str, message: impl Into<String>) -> Event {
     Event {
         at: now_s(),
         kind: kind.into(),
         object: object.into(),
         message: message.into(),
+        actor: Some(current_actor()),
     }
 }
 
@@ -100,6 +141,7 @@ impl EventLog {
             tracing::info!(
                 kind = event.kind,
                 object = event.object,
+                actor = event.actor.as_ref().map(ToString::to_string),
                 "{}",
                 event.message
             );
@@ -118,5 +160,34 @@ impl EventLog {
             .into_iter()
             .map(|(_, v)| v.value)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_name_the_actor_in_force_and_spawned_work_keeps_it() {
+        assert_eq!(
+            event("vm", "a", "x").actor,
+            Some(Actor::controller(CONSOLE_ACTOR))
+        );
+        let (here, spawned) = acting(Actor::token("alice"), async {
+            let spawned = tokio::spawn(inherit(async { event("vm", "a", "y") }));
+            (event("vm", "a", "x"), spawned.await.unwrap())
+        })
+        .await;
+        assert_eq!(here.actor, Some(Actor::token("alice")));
+        assert_eq!(spawned.actor, Some(Actor::token("alice")));
+        let plain = acting(Actor::controller("ha"), async {
+            tokio::spawn(async { event("vm", "a", "z") }).await.unwrap()
+        })
+        .await;
+        assert_eq!(
+            plain.actor,
+            Some(Actor::controller(CONSOLE_ACTOR)),
+            "a task spawned without inherit starts with no actor"
+        );
     }
 }

@@ -10,7 +10,8 @@
 //! - [`inflight`]: busy guards, the placement lock (with what placement keeps between its
 //!   decisions, and the names changed since) and the networks lock, migrations in flight,
 //!   switch push locks, the balancer's wake-up and results;
-//! - [`events`]: the event history;
+//! - [`events`]: the event history, and the actor each event names;
+//! - [`tokens`]: the named API tokens and their mirror by the hash of their secret;
 //! - [`flows`]: the hosts' flows in one-minute buckets (the last hour), grouped on demand;
 //! - [`ha`]: what the HA controller last concluded about each host;
 //! - `underlay.rs`: every host's underlay address ([`UnderlayIndex`]), for switch configurations;
@@ -24,6 +25,8 @@ pub mod inflight;
 mod locks;
 pub mod records;
 pub mod slots;
+mod token_mirror;
+pub mod tokens;
 mod underlay;
 mod vm_mirror;
 mod writes;
@@ -35,5 +38,6 @@ pub use inflight::{
     ActiveMigration, BusyGuard, FenceGuard, LastPush, PlacementChanges, PlacementMemo,
 };
 pub use locks::lock;
+pub use tokens::{TokenHolder, TokenRefusal};
 pub use underlay::UnderlayIndex;
 pub use writes::Writes;

@@ -15,7 +15,8 @@
 //! | `/vinfra/segments/{vni,vlan,switch,router}/<n>` | [`SegmentClaim`] |
 //! | `/vinfra/macs/<mac>` | [`MacClaim`] |
 //! | `/vinfra/cleanups/<host>/<vm>/<id>` | [`CleanupRecord`]: a VM that may still exist on a host |
-//! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] |
+//! | `/vinfra/auth/tokens/<name>` | [`ApiTokenRecord`] (hash, role, expiry, revocation) |
+//! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] of a cluster from before named tokens: moved to `/vinfra/auth/tokens/bootstrap` at start |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
 //! | `/vinfra/vm-slot-next` | the next VM slot to hand out (a JSON number; [`VmRecord::slot`]) |
 
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use uuid::Uuid;
 use vinfra_store::{KeyValue, Revision, Store};
+use vinfra_types::auth::Role;
 use vinfra_types::{Accel, AllocationRatios, HostCapacity, VmSpec};
 
 use crate::error::RecordError;
@@ -56,8 +58,14 @@ pub const MACS: &str = "/vinfra/macs/";
 pub const CLEANUPS: &str = "/vinfra/cleanups/";
 /// Cluster settings.
 pub const SETTINGS: &str = "/vinfra/settings";
-/// Hash of the API token.
+/// The single API token of a cluster from before named tokens (moved to
+/// [`api_token_key`]`(`[`BOOTSTRAP_TOKEN`]`)` at start).
 pub const API_TOKEN: &str = "/vinfra/auth/api-token";
+/// Prefix of the named API tokens.
+pub const API_TOKENS: &str = "/vinfra/auth/tokens/";
+/// Name of the admin token the console creates at first start (or moves a cluster's single
+/// token of before named tokens to).
+pub const BOOTSTRAP_TOKEN: &str = "bootstrap";
 /// Prefix of the outstanding join tokens.
 pub const JOIN_TOKENS: &str = "/vinfra/auth/join-tokens/";
 
@@ -67,6 +75,10 @@ pub const MAX_EVENTS: usize = 1000;
 /// The record of host `name`.
 pub fn host_key(name: &str) -> String {
     format!("{HOSTS}{name}")
+}
+/// The API token `name`.
+pub fn api_token_key(name: &str) -> String {
+    format!("{API_TOKENS}{name}")
 }
 /// The record of VM `name`.
 pub fn vm_key(name: &str) -> String {
@@ -335,11 +347,28 @@ pub struct CleanupRecord {
 /// A migration (in progress or the last finished one) of one VM.
 pub type MigrationRecord = vinfra_types::MigrationProgress;
 
-/// The API token, hashed.
+/// A named API token (the key holds its name), hashed. The record of a cluster from before
+/// named tokens holds only `hash` and reads as an admin token that never expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiTokenRecord {
     /// SHA-256 of the token, hex.
     pub hash: String,
+    /// What it may do.
+    #[serde(default = "admin")]
+    pub role: Role,
+    /// When it was created, seconds since the Unix epoch (0: before tokens had names).
+    #[serde(default)]
+    pub created_at: u64,
+    /// Seconds since the Unix epoch from which it is refused; `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// When it was revoked (refused for good from then on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+fn admin() -> Role {
+    Role::Admin
 }
 
 /// An outstanding join token (the key holds the secret's hash).

@@ -9,8 +9,7 @@ use vinfra_types::api::{ClusterSettings, Event};
 use super::console::{Console, VmMirror};
 use super::locks::write;
 use super::records::{
-    self as keys, ApiTokenRecord, HostRecord, NetworkRecord, RouterRecord, SecurityGroupRecord,
-    Versioned, VmRecord,
+    self as keys, HostRecord, NetworkRecord, RouterRecord, SecurityGroupRecord, Versioned, VmRecord,
 };
 use crate::error::{Error, Object, RecordError};
 
@@ -490,18 +489,6 @@ impl Console {
             self.inflight().placement_changed_all();
         }
         *cur = settings.clone();
-        Ok(())
-    }
-
-    /// Stores and mirrors the hash of a new API token.
-    pub fn put_api_token_hash(&self, hash: String) -> Result<(), Error> {
-        let mut cur = write(&self.api_token_hash);
-        keys::put(
-            self.store.as_ref(),
-            keys::API_TOKEN,
-            &ApiTokenRecord { hash: hash.clone() },
-        )?;
-        *cur = hash;
         Ok(())
     }
 }

@@ -1,11 +1,14 @@
-//! `vinfra join-token create` (a one-time token for a new host) and `vinfra token rotate` (a new
-//! API token).
+//! `vinfra join-token create` (a one-time token for a new host) and `vinfra token …`: the
+//! console's named API tokens (create with a role and an expiry, list, revoke) and the
+//! rotation of the secret of the token in use.
 
 use clap::Subcommand;
+use vinfra_types::auth::{CreateTokenRequest, NewToken, Role, TokenSummary, UnknownRole};
 
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
-use crate::rest::{show, RestCommandError};
+use crate::parse;
+use crate::rest::{check_name, show, RestCommandError};
 
 /// `vinfra join-token …`.
 #[derive(Debug, Subcommand)]
@@ -17,8 +20,35 @@ pub enum JoinTokenCommand {
 /// `vinfra token …`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Replace the API token (the current one stops working).
+    /// Create an API token with a role; its secret is printed once (admin).
+    Create {
+        /// The token's name: events name it as the actor of what it changes. A name once used
+        /// is never reused.
+        name: String,
+        /// viewer (reads), operator (also VMs, networks, security groups, routers, floating
+        /// IPs) or admin (everything).
+        #[arg(long, value_parser = role)]
+        role: Role,
+        /// Refused after this long: `30d`, `12h`, `90m`, or seconds (at most 10 years).
+        /// Without it the token never expires.
+        #[arg(long, value_parser = parse::token_lifetime)]
+        expires: Option<u64>,
+    },
+    /// List the API tokens: name, role, state, creation and expiry; never their secrets
+    /// (admin).
+    List,
+    /// Revoke an API token: refused from now on, for good (admin).
+    Revoke {
+        /// The token.
+        name: String,
+    },
+    /// Give the token in use a new secret, same name, role and expiry (the current secret stops
+    /// working).
     Rotate,
+}
+
+fn role(s: &str) -> Result<Role, UnknownRole> {
+    s.parse()
 }
 
 /// `vinfra join-token create`.
@@ -38,18 +68,68 @@ pub fn run_join_token(
     }
 }
 
-/// `vinfra token rotate`.
+/// `vinfra token …`.
 pub fn run_token(
     conn: &ConnectionOverrides,
     out: Output,
     cmd: &TokenCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
+        TokenCommand::Create {
+            name,
+            role,
+            expires,
+        } => {
+            check_name("token", name)?;
+            let request = CreateTokenRequest {
+                name: name.clone(),
+                role: *role,
+                expires_in_s: *expires,
+            };
+            show(out, &conn.client()?.create_token(&request)?, created)
+        }
+        TokenCommand::List => show(out, &conn.client()?.tokens()?, |t| tokens(t)),
+        TokenCommand::Revoke { name } => {
+            check_name("token", name)?;
+            conn.client()?.revoke_token(name)?;
+            show(out, &(), |_| format!("token {name} revoked"))
+        }
         TokenCommand::Rotate => show(out, &conn.client()?.rotate_token()?, |t| {
             format!(
-                "{}\n\nThe previous token no longer works: update VINFRA_TOKEN or the config file.",
+                "{}\n\nThe previous secret no longer works: update VINFRA_TOKEN or the config file.",
                 t.token
             )
         }),
     }
+}
+
+/// What `vinfra token create` prints.
+fn created(t: &NewToken) -> String {
+    let until = t.expires_at.map_or("never expires".to_string(), |at| {
+        format!("expires {}", output::timestamp(at))
+    });
+    format!(
+        "{}\n\nToken {} (role {}, {until}). Shown once: only its hash is kept.",
+        t.token, t.name, t.role
+    )
+}
+
+/// The table of `vinfra token list`.
+fn tokens(list: &[TokenSummary]) -> String {
+    let mut t = output::table(&["NAME", "ROLE", "STATE", "CREATED (UTC)", "EXPIRES (UTC)"]);
+    for token in list {
+        t.add_row(vec![
+            token.name.clone(),
+            token.role.to_string(),
+            token.state.to_string(),
+            match token.created_at {
+                0 => "-".to_string(),
+                at => output::timestamp(at),
+            },
+            token
+                .expires_at
+                .map_or("never".to_string(), output::timestamp),
+        ]);
+    }
+    output::render(t)
 }
