@@ -41,8 +41,8 @@ pub const DEFAULT_CGROUP_PARENT: &str = "vinfra.slice";
 /// How often the agent removes the cgroups of ended QEMUs and rotates serial logs.
 pub const TEND_INTERVAL: Duration = Duration::from_secs(10);
 /// How old an empty VM cgroup must be before a round removes it: a VM's cgroup is made empty
-/// just before its QEMU starts and joins it (well within this).
-pub const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
+/// just before its QEMU is spawned, which joins it before it executes (within milliseconds).
+pub const SWEEP_MIN_AGE: Duration = Duration::from_secs(30);
 /// QEMU's own memory on top of the guest's, in the cgroup's limit: its code, device models,
 /// I/O buffers, and under TCG its translation cache.
 const OVERHEAD_MIB: u64 = 256;
@@ -292,30 +292,53 @@ fn mkdir_all(path: &Path) -> Result<(), ConfineError> {
     std::fs::create_dir_all(path).map_err(io(path))
 }
 
-/// Sets `path`'s owner and mode without following a link; refuses anything but a plain file
-/// or directory (`dir` says which).
-fn own(path: &Path, uid: u32, gid: u32, mode: u32, dir: bool) -> Result<(), ConfineError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
-    let ft = meta.file_type();
-    let what = if ft.is_symlink() {
-        Some("a symbolic link")
-    } else if dir && !ft.is_dir() {
+/// Opens `path` for the agent without following a link at its end and without blocking (a FIFO
+/// QEMU put there opens at once, and is then refused), and checks it is a plain directory
+/// (`dir`) or a plain file with one name; what is changed or read afterwards is that open
+/// file, never the path again.
+pub fn open_plain(path: &Path, dir: bool) -> Result<File, ConfineError> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ConfineError::Unexpected {
+                path: path.to_path_buf(),
+                what: "a symbolic link",
+            },
+            Some(libc::ENOTDIR) => ConfineError::Unexpected {
+                path: path.to_path_buf(),
+                what: "not a directory",
+            },
+            _ => io(path)(e),
+        })?;
+    let meta = f.metadata().map_err(io(path))?;
+    let what = if dir && !meta.is_dir() {
         Some("not a directory")
-    } else if !dir && !ft.is_file() {
+    } else if !dir && !meta.is_file() {
         Some("not a plain file")
     } else if !dir && meta.nlink() > 1 {
         Some("a file with other names (hard links)")
     } else {
         None
     };
-    if let Some(what) = what {
-        return Err(ConfineError::Unexpected {
+    match what {
+        Some(what) => Err(ConfineError::Unexpected {
             path: path.to_path_buf(),
             what,
-        });
+        }),
+        None => Ok(f),
     }
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+/// Sets the owner and mode of `path`, a plain file or directory (`dir`), through an open file
+/// ([`open_plain`]): a link or a FIFO put in its place is refused, never followed.
+fn own(path: &Path, uid: u32, gid: u32, mode: u32, dir: bool) -> Result<(), ConfineError> {
+    let f = open_plain(path, dir)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io(path))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io(path))
 }
 
 /// What the agent confines QEMUs with: its settings and the host's cgroups.
@@ -446,8 +469,8 @@ impl Confiner {
             .map_or(0, |c| c.sweep(&self.settings.cgroup_parent, keep, min_age))
     }
 
-    /// Rotates VM `files`' serial log once it is past the limit: its content goes to
-    /// `serial.log.1` (replacing the one before) and it is emptied in place, so the QEMU
+    /// Rotates VM `files`' serial log once it is past the limit: its last `serial_log_max`
+    /// bytes go to `serial.log.1` (replacing the one before) and it is emptied in place, so the QEMU
     /// writing it (with `O_APPEND`) goes on at its start. Opens it without following a link,
     /// and only when it is a plain file of `uid`'s. Returns whether it rotated.
     pub fn rotate_serial_log(&self, files: &VmFiles, uid: u32) -> Result<bool, ConfineError> {
@@ -475,8 +498,11 @@ impl Confiner {
         let rotated = files.serial_log_rotated();
         let tmp = rotated.with_extension("1.tmp");
         let mut out = File::create(&tmp).map_err(io(&tmp))?;
-        f.seek(SeekFrom::Start(0)).map_err(io(&path))?;
-        std::io::copy(&mut (&mut f).take(meta.len()), &mut out).map_err(io(&tmp))?;
+        // Its last `serial_log_max` bytes: a file QEMU made sparse and huge costs no more.
+        let max = self.settings.serial_log_max;
+        f.seek(SeekFrom::Start(meta.len() - max))
+            .map_err(io(&path))?;
+        std::io::copy(&mut (&mut f).take(max), &mut out).map_err(io(&tmp))?;
         out.flush().map_err(io(&tmp))?;
         std::fs::rename(&tmp, &rotated).map_err(io(&rotated))?;
         f.set_len(0).map_err(io(&path))?;

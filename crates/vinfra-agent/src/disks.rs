@@ -128,12 +128,21 @@ impl Datastore {
         }
         let dir_existed = dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if !dir_existed {
+            // Root's alone until the VM's QEMU is confined (`confine::Confiner::prepare`).
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(io(&dir))?;
+        }
         let mut created = Vec::new();
         for (d, path, base) in &plan {
             if path.exists() {
                 continue;
             }
-            if let Err(e) = create_disk(d, path, base.as_deref()) {
+            let made = create_disk(d, path, base.as_deref()).and_then(|()| {
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .map_err(io(path))
+            });
+            if let Err(e) = made {
                 for p in &created {
                     let _ = std::fs::remove_file(p);
                 }

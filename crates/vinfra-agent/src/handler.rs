@@ -17,9 +17,12 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
         C::CreateVm { vm, start } => CommandReply::Vm {
             vm: m.create(vm, start).await?,
         },
-        C::StartVm { id } => CommandReply::Vm {
-            vm: m.start(id).await?,
-        },
+        C::StartVm { id, slot } => {
+            m.learn_slot(id, slot).await?;
+            CommandReply::Vm {
+                vm: m.start(id).await?,
+            }
+        }
         C::StopVm {
             id,
             force,

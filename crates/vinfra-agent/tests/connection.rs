@@ -68,6 +68,7 @@ async fn join_then_hello_reports_and_requests() {
                         seen_tx.send(Seen::Hello(host, report)).unwrap();
                         let cmd = AgentCommand::StartVm {
                             id: uuid::Uuid::nil(),
+                            slot: None,
                         };
                         conn.send(&ConsoleMessage::Request {
                             id: 42,

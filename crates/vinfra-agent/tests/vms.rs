@@ -138,9 +138,15 @@ async fn life_cycle_adoption_and_stop() {
     assert!(matches!(err, CommandError::MissingFile { .. }), "{err:?}");
     assert!(!ds.join("vms").join(bad.id.to_string()).exists());
     assert!(!data.join("vms").join(bad.id.to_string()).exists());
-    let err = handle(&m, AgentCommand::StartVm { id: Uuid::new_v4() })
-        .await
-        .unwrap_err();
+    let err = handle(
+        &m,
+        AgentCommand::StartVm {
+            id: Uuid::new_v4(),
+            slot: None,
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, CommandError::NoSuchVm { .. }));
 
     // Create and start with a blank disk.
@@ -592,6 +598,39 @@ async fn without_a_guard_a_confined_qemu_runs_as_its_slots_user_and_its_cgroup_g
     assert!(format!("{err:?}").contains("no slot"), "{err:?}");
     assert!(!data.join("vms").join(old.id.to_string()).exists());
     assert!(!ds.join("vms").join(old.id.to_string()).exists());
+    // Defined (not started) by such a console, it learns its slot when started by a newer.
+    handle(
+        &m,
+        AgentCommand::CreateVm {
+            vm: old.clone(),
+            start: false,
+        },
+    )
+    .await
+    .unwrap();
+    handle(
+        &m,
+        AgentCommand::StartVm {
+            id: old.id,
+            slot: Some(43),
+        },
+    )
+    .await
+    .unwrap();
+    let pid = m.observe(old.id).await.unwrap().pid.expect("running");
+    assert_eq!(
+        proc_status(pid, "Uid"),
+        vec![(DEFAULT_UID_BASE + 43).to_string(); 4].join("\t")
+    );
+    handle(
+        &m,
+        AgentCommand::DeleteVm {
+            id: old.id,
+            delete_disks: true,
+        },
+    )
+    .await
+    .unwrap();
 
     let mut vm = instance("confined", vec![]);
     vm.slot = Some(42);

@@ -379,7 +379,7 @@ fn apply_isolation(
             .live()
             .into_iter()
             .filter(|r| targets.contains(&(r.vm, r.pid)))
-            .map(|r| (r.vm, r.qmp_socket))
+            .map(|r| (r.vm, r.pid, r.qmp_socket))
             .collect();
         powerdown(&sockets);
         let deadline = Instant::now() + shutdown_wait;
@@ -424,8 +424,10 @@ fn apply_isolation(
     gone
 }
 
-/// Sends `system_powerdown` to each QMP socket (errors logged: the kill follows anyway).
-fn powerdown(sockets: &[(Uuid, std::path::PathBuf)]) {
+/// Sends `system_powerdown` to each QMP socket, when the child `pid` is the one listening on
+/// it (the socket's directory is the QEMU's: it could put another VM's socket in its place);
+/// errors logged: the kill follows anyway.
+fn powerdown(sockets: &[(Uuid, u32, std::path::PathBuf)]) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -437,9 +439,9 @@ fn powerdown(sockets: &[(Uuid, std::path::PathBuf)]) {
         }
     };
     runtime.block_on(async {
-        for (vm, socket) in sockets {
+        for (vm, pid, socket) in sockets {
             let asked = async {
-                let qmp = vinfra_qmp::Qmp::connect(socket, QMP_TIMEOUT).await?;
+                let qmp = vinfra_qmp::Qmp::connect_to(socket, *pid, QMP_TIMEOUT).await?;
                 qmp.execute_timeout("system_powerdown", serde_json::json!({}), QMP_TIMEOUT)
                     .await
                     .map(|_| ())

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use crate::protocol::Confinement;
 
-/// Makes `command`'s child, between fork and exec, in this order:
+/// Makes `command`'s child, with a `confinement`, start with an empty environment, and,
+/// between fork and exec, in this order:
 /// 1. leave the parent's session (`setsid`: a terminal's signals to the parent do not reach it);
 /// 2. join `confinement`'s cgroups (writes `0`, itself, to each `cgroup.procs`), while it is
 ///    still root;
@@ -60,6 +61,10 @@ pub fn start_child(
                 .map(|g| *g as libc::gid_t)
                 .collect::<Vec<_>>(),
         ));
+    }
+    if confinement.is_some() {
+        // Nothing of its parent's environment (a join token, say) reaches a confined QEMU.
+        command.env_clear();
     }
     let parent = parent.map(|p| p as libc::pid_t);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe

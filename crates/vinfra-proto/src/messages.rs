@@ -188,6 +188,10 @@ pub enum AgentCommand {
     StartVm {
         /// The VM.
         id: Uuid,
+        /// Its slot ([`VmInstance::slot`]): a VM defined on the host before slots learns it
+        /// here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<u32>,
     },
     /// Stop: ACPI power-off, then kill after `timeout_s`; at once when `force`. Replies
     /// `Stopped` (an older agent replies `Vm`).

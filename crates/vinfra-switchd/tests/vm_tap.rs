@@ -265,8 +265,17 @@ fn the_host_stack_never_answers_a_guest_on_its_tap_and_the_tap_goes_with_the_por
             .try_exec(&["ip", "link", "show", &vm_tap])),
         "the tap outlived its port"
     );
-    let ruleset = host.exec(&["nft", "list", "table", "netdev", "vinfra"]);
-    assert!(!ruleset.contains(&vm_tap), "{ruleset}");
+    // Its chain goes right after it (the switch deletes the tap, then the chain).
+    let chain_gone = || {
+        !host
+            .exec(&["nft", "list", "table", "netdev", "vinfra"])
+            .contains(&vm_tap)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), chain_gone),
+        "{}",
+        host.exec(&["nft", "list", "table", "netdev", "vinfra"])
+    );
 }
 
 #[test]

@@ -83,8 +83,9 @@ fn a_serial_log_past_its_limit_rotates_and_its_writer_goes_on_at_the_start() {
     writer.write_all(b"bc").unwrap();
     assert!(c.rotate_serial_log(&files, uid).unwrap());
     let rotated = std::fs::read(files.serial_log_rotated()).unwrap();
-    assert_eq!(rotated.len(), 102);
-    assert!(rotated.ends_with(b"abc"));
+    // Its last 100 bytes.
+    assert_eq!(rotated.len(), 100);
+    assert!(rotated.ends_with(b"abc") && rotated.starts_with(b"aa"));
     writer.write_all(b"after").unwrap();
     assert_eq!(std::fs::read(files.serial_log()).unwrap(), b"after");
     // Another user's file is refused.
@@ -108,6 +109,16 @@ fn a_serial_log_that_is_a_link_is_never_followed() {
     let c = confiner(10);
     assert!(c.rotate_serial_log(&files, uid).is_err());
     assert_eq!(std::fs::read(&victim).unwrap().len(), 1000, "not truncated");
+    // Nor is a link ever followed to change owners or modes.
+    let before = std::fs::metadata(&victim).unwrap().permissions().mode();
+    assert!(matches!(
+        own(&files.serial_log(), uid, uid, 0o777, false),
+        Err(ConfineError::Unexpected { .. })
+    ));
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().permissions().mode(),
+        before
+    );
     // A second name of another file (a hard link) neither.
     std::fs::remove_file(files.serial_log()).unwrap();
     std::fs::hard_link(&victim, files.serial_log()).unwrap();

@@ -32,6 +32,7 @@ impl Manager {
     pub async fn create(&self, instance: VmInstance, start: bool) -> Result<VmObserved> {
         let id = instance.id;
         if self.vms.lock().await.contains_key(&id) {
+            self.learn_slot(id, instance.slot).await?;
             if start {
                 return self.start(id).await;
             }
@@ -85,6 +86,9 @@ impl Manager {
     pub(super) fn new_vm(&self, instance: VmInstance, incoming: bool) -> Result<Vm> {
         let dir = self.cfg.data_dir.join("vms").join(instance.id.to_string());
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        // Root's alone until its QEMU is confined (`confine::Confiner::prepare`).
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io_err(&dir))?;
         let vm = Vm::new(LocalVm::new(instance, incoming), VmFiles { dir });
         vm.save()?;
         Ok(vm)
@@ -217,6 +221,21 @@ impl Manager {
         Ok(())
     }
 
+    /// Records `slot` for VM `id` when its record has none (a VM defined here before the
+    /// console gave slots); a slot it has is never changed.
+    pub async fn learn_slot(&self, id: Uuid, slot: Option<u32>) -> Result<()> {
+        let Some(slot) = slot else {
+            return Ok(());
+        };
+        let e = self.entry(id).await?;
+        let mut vm = e.vm.lock().await;
+        if vm.record.instance.slot.is_none() {
+            vm.record.instance.slot = Some(slot);
+            vm.save()?;
+        }
+        Ok(())
+    }
+
     /// Starts a stopped VM (resumes a paused one).
     pub async fn start(&self, id: Uuid) -> Result<VmObserved> {
         let e = self.entry(id).await?;
@@ -326,19 +345,27 @@ impl Manager {
     /// The last `max_bytes` (at most [`MAX_CONSOLE_BYTES`]) of the serial console.
     pub async fn console_log(&self, id: Uuid, max_bytes: u64) -> Result<String> {
         use std::io::{Read, Seek, SeekFrom};
-        let path = self.serial_log_path(id).await?;
+        let files = self.entry(id).await?.vm.lock().await.files.clone();
         let max = max_bytes.min(MAX_CONSOLE_BYTES);
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-            Err(err) => return Err(io_err(&path)(err)),
-        };
-        let len = f.metadata().map_err(io_err(&path))?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(max)))
-            .map_err(io_err(&path))?;
-        let mut buf = Vec::new();
-        f.take(max).read_to_end(&mut buf).map_err(io_err(&path))?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
+        // QEMU writes in `run/` (a QEMU from before `run/`, beside it): it could put a link
+        // or a FIFO in place of its log, so the log is opened without following links or
+        // blocking, and read only when it is a plain file.
+        tokio::task::spawn_blocking(move || {
+            let path = [files.serial_log(), files.legacy_serial_log()]
+                .into_iter()
+                .find(|p| std::fs::symlink_metadata(p).is_ok());
+            let Some(path) = path else {
+                return Ok(String::new());
+            };
+            let mut f = crate::confine::open_plain(&path, false)?;
+            let len = f.metadata().map_err(io_err(&path))?.len();
+            f.seek(SeekFrom::Start(len.saturating_sub(max)))
+                .map_err(io_err(&path))?;
+            let mut buf = Vec::new();
+            f.take(max).read_to_end(&mut buf).map_err(io_err(&path))?;
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        })
+        .await?
     }
 
     /// Path of the VM's serial log.

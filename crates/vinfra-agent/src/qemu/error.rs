@@ -60,6 +60,16 @@ pub enum QemuError {
     /// An argument of QEMU's command line is not UTF-8 (the guard's protocol carries UTF-8).
     #[error("QEMU argument {0:?} is not UTF-8")]
     Argument(OsString),
+    /// QEMU did not run as the user its confinement named (it was killed).
+    #[error("QEMU (pid {pid}) runs as users {found:?}, not as its VM's user {expected}: is the host's guard older than the agent? (it was killed)")]
+    NotConfined {
+        /// The QEMU.
+        pid: u32,
+        /// The VM's user.
+        expected: u32,
+        /// What /proc said.
+        found: Vec<u32>,
+    },
     /// A file of QEMU's (its log, its pidfile) could not be opened or written.
     #[error("QEMU's file {path}")]
     Io {

@@ -45,6 +45,17 @@ pub fn is_our_qemu(pid: u32, qmp_socket: &Path) -> bool {
         .any(|arg| arg == needle.as_bytes() || arg.starts_with(needle.as_bytes()))
 }
 
+/// The real, effective, saved and file-system users of process `pid` (empty when it is gone).
+pub fn uids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            line.split_whitespace().map(|u| u.parse().ok()).collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Sends `signal` to `pid`. A process already gone is not an error.
 pub fn kill(pid: u32, signal: Signal) -> Result<(), QemuError> {
     let Some(p) = nix_pid(pid) else {

@@ -166,6 +166,17 @@ impl QemuRunner {
             .map_err(spawn_error)?;
         let mut child = command.spawn().map_err(spawn_error)?;
         let pid = child.id();
+        // At once: an agent that stops while QEMU gets ready finds it again through it.
+        if let Err(source) =
+            crate::files::write_atomic(&launch.pidfile, format!("{pid}\n").as_bytes())
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(QemuError::Io {
+                path: launch.pidfile.clone(),
+                source,
+            });
+        }
         let deadline = Instant::now() + GUARD_READY_TIMEOUT;
         let mut pause = Duration::from_millis(1);
         let ready = loop {
@@ -197,15 +208,7 @@ impl QemuRunner {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         };
-        let written = ready.and_then(|()| {
-            crate::files::write_atomic(&launch.pidfile, format!("{pid}\n").as_bytes()).map_err(
-                |source| QemuError::Io {
-                    path: launch.pidfile.clone(),
-                    source,
-                },
-            )
-        });
-        if let Err(e) = written {
+        if let Err(e) = ready {
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);
@@ -240,6 +243,19 @@ impl VmRunner for QemuRunner {
         })
         .await
         .map_err(QemuError::Launcher)??;
+        // Confined as asked: a spawner that ignored the confinement (a guard from before it)
+        // must not leave a QEMU running as root.
+        if let Some(c) = &launch.confinement {
+            let uids = super::process::uids(pid);
+            if uids.iter().any(|u| *u != c.uid) || uids.is_empty() {
+                let _ = kill(pid, Signal::SIGKILL);
+                return Err(QemuError::NotConfined {
+                    pid,
+                    expected: c.uid,
+                    found: uids,
+                });
+            }
+        }
         let mut process = QmpProcess {
             pid,
             qmp_socket: launch.qmp_socket.clone(),

@@ -458,9 +458,13 @@ impl Controller for VmController {
                         start: true,
                     },
                 )),
-                (DesiredPower::Running, Some(PowerState::Stopped)) => {
-                    Some(("started", AgentCommand::StartVm { id: rec.id }))
-                }
+                (DesiredPower::Running, Some(PowerState::Stopped)) => Some((
+                    "started",
+                    AgentCommand::StartVm {
+                        id: rec.id,
+                        slot: rec.slot,
+                    },
+                )),
                 (DesiredPower::Running, Some(PowerState::Crashed)) if rec.spec.ha.enabled => {
                     self.crash_restart(rec.id).map(|n| {
                         let _ = console.update_vm(name, |r| r.restarts += 1);
@@ -470,7 +474,10 @@ impl Controller for VmController {
                             } else {
                                 "restarted after another crash (HA)"
                             },
-                            AgentCommand::StartVm { id: rec.id },
+                            AgentCommand::StartVm {
+                                id: rec.id,
+                                slot: rec.slot,
+                            },
                         )
                     })
                 }

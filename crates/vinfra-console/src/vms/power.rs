@@ -68,7 +68,10 @@ pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
         });
     }
     let cmd = if console.agents().host_knows(&rec.host, rec.id) {
-        AgentCommand::StartVm { id: rec.id }
+        AgentCommand::StartVm {
+            id: rec.id,
+            slot: rec.slot,
+        }
     } else {
         AgentCommand::CreateVm {
             vm: rec.instance(),

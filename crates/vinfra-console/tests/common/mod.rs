@@ -532,7 +532,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.vms.insert(vm.id, (vm, s));
             Ok(reply)
         }
-        AgentCommand::StartVm { id } | AgentCommand::RebootVm { id } => {
+        AgentCommand::StartVm { id, .. } | AgentCommand::RebootVm { id } => {
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;
             v.1 = PowerState::Running;
             Ok(observed(&v.0, v.1))

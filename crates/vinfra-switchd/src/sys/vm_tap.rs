@@ -34,13 +34,11 @@ fn tap_owner(name: &str) -> Option<u32> {
     text.trim().parse::<u32>().ok()
 }
 
-/// Makes the tap attached to `fd` openable by `owner` (besides privileged processes). `None`
-/// leaves it as it is: a new tap is nobody's (privileged processes only), and the kernel has no
-/// way back to that.
+/// Makes the tap attached to `fd` openable by `owner` alone (besides privileged processes);
+/// `None`: by privileged processes only (owner root). A tap with neither an owner nor a group
+/// may be attached by any process that opens /dev/net/tun, so every VM tap gets an owner.
 fn set_owner(fd: &impl AsRawFd, owner: Option<u32>) -> io::Result<()> {
-    let Some(uid) = owner else {
-        return Ok(());
-    };
+    let uid = owner.unwrap_or(0);
     // SAFETY: the descriptor is an attached tap; TUNSETOWNER takes the user as the argument
     // itself, no pointer.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOWNER, libc::c_ulong::from(uid)) } < 0 {
@@ -76,10 +74,12 @@ pub(crate) fn prepare(name: &str, mtu: u16, owner: Option<u32>) -> io::Result<()
                 format!("{name} exists and is not a tap"),
             ));
         }
-        if owner.is_some() && tap_owner(name) != owner {
+        if tap_owner(name) != Some(owner.unwrap_or(0)) {
             match open_tap_with(name, false) {
                 Ok(fd) => set_owner(&fd, owner)?,
-                // QEMU holds it: it opened it as the owner it had, which is this VM's.
+                // Attached: QEMU opened it as the owner it had (a tap the switch made has had
+                // one since; a tap left from before owners had none, so keep such a VM's port
+                // only while its QEMU holds it).
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
             }

@@ -151,7 +151,7 @@ pub struct AgentArgs {
     /// VM slot N's QEMU runs as user and group BASE + N (slots from the console, the same on
     /// every host; 2^28 users from BASE on must be free on every host).
     #[arg(long, default_value_t = vinfra_agent::confine::DEFAULT_UID_BASE,
-          value_parser = |s: &str| parse::bounded(s, "vm-uid-base", 1000, u64::from(u32::MAX - vinfra_agent::confine::SLOTS)).map(|n| n as u32))]
+          value_parser = |s: &str| parse::bounded(s, "vm-uid-base", 65_536, u64::from(u32::MAX - vinfra_agent::confine::SLOTS)).map(|n| n as u32))]
     pub vm_uid_base: u32,
     /// The cgroup, under the root of each cgroup hierarchy, that holds a cgroup `vm-<id>` per
     /// VM (default `vinfra.slice/<host name>`).
