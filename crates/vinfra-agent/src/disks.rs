@@ -44,6 +44,14 @@ pub enum DiskError {
     /// `qemu-img info` printed no image format
     #[error("qemu-img info printed no image format")]
     QemuImgInfo(#[source] Option<serde_json::Error>),
+    /// a base image is not one a VM's disk may stand on
+    #[error("base image {path}: {why}")]
+    BadBase {
+        /// The image.
+        path: PathBuf,
+        /// Why: its format, or a backing file of its own.
+        why: String,
+    },
     /// a file system operation failed
     #[error("{}", path.display())]
     Io {
@@ -119,10 +127,15 @@ impl Datastore {
         let mut plan = Vec::new();
         for d in &spec.disks {
             let path = self.disk_path(id, &d.name)?;
+            // The base and its format, checked before anything is created.
             let base = d
                 .image
                 .as_deref()
-                .map(|i| self.existing_image(i))
+                .map(|i| {
+                    let p = self.existing_image(i)?;
+                    let format = image_format(&p)?;
+                    Ok::<_, DiskError>((p, format))
+                })
                 .transpose()?;
             plan.push((d, path, base));
         }
@@ -138,7 +151,7 @@ impl Datastore {
             if path.exists() {
                 continue;
             }
-            let made = create_disk(d, path, base.as_deref()).and_then(|()| {
+            let made = create_disk(d, path, base.as_ref()).and_then(|()| {
                 std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
                     .map_err(io(path))
             });
@@ -239,26 +252,56 @@ fn qemu_img(what: &'static str, args: &[&std::ffi::OsStr]) -> Result<String, Dis
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The format (`qcow2`, `raw`, …) of an image file, as `qemu-img info` reports it.
+/// The formats a base image may have.
+const BASE_FORMATS: [&str; 2] = ["qcow2", "raw"];
+
+/// The format (`qcow2` or `raw`) of base image `path`, as `qemu-img info` reports it, checked:
+/// another format, or a base with a backing file of its own (a chain that could lead out of
+/// the datastore's `images/`: flatten it with `qemu-img convert`), is refused. The VM's disk
+/// then names this format explicitly (`-F`), so nothing probes the base again.
 pub fn image_format(path: &Path) -> Result<String, DiskError> {
     let out = qemu_img(
         "info",
-        &["info".as_ref(), "--output=json".as_ref(), path.as_os_str()],
+        &[
+            "info".as_ref(),
+            "--output=json".as_ref(),
+            "-U".as_ref(),
+            path.as_os_str(),
+        ],
     )?;
     let v: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| DiskError::QemuImgInfo(Some(e)))?;
-    v.get("format")
+    let format = v
+        .get("format")
         .and_then(|f| f.as_str())
         .map(str::to_string)
-        .ok_or(DiskError::QemuImgInfo(None))
+        .ok_or(DiskError::QemuImgInfo(None))?;
+    let bad = |why: String| DiskError::BadBase {
+        path: path.to_path_buf(),
+        why,
+    };
+    if !BASE_FORMATS.contains(&format.as_str()) {
+        return Err(bad(format!(
+            "format {format} (qcow2 or raw only: convert it with qemu-img convert)"
+        )));
+    }
+    if let Some(backing) = v.get("backing-filename").and_then(|b| b.as_str()) {
+        return Err(bad(format!(
+            "it stands on {backing} (flatten it with qemu-img convert)"
+        )));
+    }
+    Ok(format)
 }
 
-fn create_disk(d: &DiskSpec, path: &Path, base: Option<&Path>) -> Result<(), DiskError> {
+fn create_disk(
+    d: &DiskSpec,
+    path: &Path,
+    base: Option<&(PathBuf, String)>,
+) -> Result<(), DiskError> {
     let size = d.size_gib.map(|g| format!("{g}G"));
     let mut args: Vec<std::ffi::OsString> =
         vec!["create".into(), "-q".into(), "-f".into(), "qcow2".into()];
-    if let Some(base) = base {
-        let fmt = image_format(base)?;
+    if let Some((base, fmt)) = base {
         args.extend([
             "-b".into(),
             base.as_os_str().to_owned(),
@@ -315,6 +358,45 @@ mod tests {
     }
 
     #[test]
+    fn a_base_image_that_stands_on_another_is_refused_and_nothing_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = Datastore {
+            root: dir.path().to_path_buf(),
+        };
+        let images = dir.path().join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let outside = dir.path().join("secret.raw");
+        std::fs::write(&outside, vec![0u8; 1 << 20]).unwrap();
+        // A qcow2 in `images/` whose backing file lies outside it.
+        let chained = images.join("chained.qcow2");
+        qemu_img(
+            "create",
+            &[
+                "create".as_ref(),
+                "-q".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "-b".as_ref(),
+                outside.as_os_str(),
+                "-F".as_ref(),
+                "raw".as_ref(),
+                chained.as_os_str(),
+            ],
+        )
+        .unwrap();
+        let id = Uuid::new_v4();
+        let s = spec(vec![DiskSpec {
+            name: "root".into(),
+            image: Some("chained.qcow2".into()),
+            size_gib: None,
+        }]);
+        let err = ds.prepare(id, &s).unwrap_err();
+        assert!(matches!(err, DiskError::BadBase { .. }), "{err}");
+        assert!(err.to_string().contains("secret.raw"), "{err}");
+        assert!(!ds.vm_dir(id).exists());
+    }
+
+    #[test]
     fn overlays_blank_and_cleanup() {
         let dir = tempfile::tempdir().unwrap();
         let ds = Datastore {
@@ -354,7 +436,12 @@ mod tests {
                 ds.vm_dir(id).join("data.qcow2")
             ]
         );
-        assert_eq!(image_format(&paths[0]).unwrap(), "qcow2");
+        // A blank qcow2 is a base; an overlay is not (it stands on another image).
+        assert_eq!(image_format(&paths[1]).unwrap(), "qcow2");
+        assert!(matches!(
+            image_format(&paths[0]),
+            Err(DiskError::BadBase { .. })
+        ));
         let info = qemu_img(
             "info",
             &[

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-/// Writes `data` to `path` through a temporary file, an fsync and a rename, so a crash leaves
-/// either the old or the new content. The fsync can take as long as the disk is busy: on a
+/// Writes `data` to `path` through a temporary file, an fsync and a rename, then an fsync of
+/// the directory (so the rename itself survives a crash), so a crash leaves either the old or
+/// the new content. The fsync can take as long as the disk is busy: on a
 /// worker of a multi-thread runtime it runs as [`blocking`], so the worker's other tasks (the
 /// console heartbeat) move to another thread meanwhile.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -11,7 +12,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, data)?;
         std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)?.sync_all()
     })
 }
 
