@@ -117,8 +117,8 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// another agent runs on the data directory
-    #[error("data directory {} is in use by another agent", .0.display())]
-    DataDirInUse(PathBuf),
+    #[error(transparent)]
+    DataDirLock(#[from] vinfra_proto::datadir::DataDirLockError),
     /// QEMU is missing or unusable
     #[error(transparent)]
     Qemu(#[from] qemu::QemuError),
@@ -148,13 +148,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         source,
     })?;
     // One agent per data directory: a second would start the same VMs again.
-    let lock_path = config.data_dir.join("lock");
-    let lock_file = std::fs::File::create(&lock_path).map_err(|source| AgentError::DataDir {
-        path: lock_path.clone(),
-        source,
-    })?;
-    let _dir_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| AgentError::DataDirInUse(config.data_dir.clone()))?;
+    let _dir_lock =
+        vinfra_proto::datadir::lock(&config.data_dir, "agent", vinfra_proto::datadir::LOCK_WAIT)?;
     let qemu_version = qemu::qemu_version(&config.qemu_binary)?;
     let accel = probe::detect_accel(
         &config.qemu_binary,

@@ -156,8 +156,8 @@ pub enum ConsoleError {
         source: std::io::Error,
     },
     /// another console runs on the data directory
-    #[error("data directory {0} is in use by another console")]
-    DataDirInUse(PathBuf),
+    #[error(transparent)]
+    DataDirLock(#[from] vinfra_proto::datadir::DataDirLockError),
     /// the store could not be opened
     #[error("store")]
     Store(#[from] vinfra_store::StoreError),
@@ -437,10 +437,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     std::fs::create_dir_all(dir).map_err(dir_err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
     // One console per data directory: a second would write the same store and keys.
-    let lock_path = dir.join("lock");
-    let lock_file = std::fs::File::create(&lock_path).map_err(dir_err)?;
-    let dir_lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| ConsoleError::DataDirInUse(dir.clone()))?;
+    let dir_lock = vinfra_proto::datadir::lock(dir, "console", vinfra_proto::datadir::LOCK_WAIT)?;
 
     let sqlite = Arc::new(SqliteStore::open(&dir.join("console.db"))?);
     let reaper = sqlite.spawn_lease_reaper();

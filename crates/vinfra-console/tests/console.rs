@@ -1322,8 +1322,53 @@ async fn a_second_console_on_the_same_data_directory_is_refused() {
         Err(e) => e,
     };
     assert!(
-        matches!(err, vinfra_console::ConsoleError::DataDirInUse(_)),
+        matches!(
+            err,
+            vinfra_console::ConsoleError::DataDirLock(
+                vinfra_proto::datadir::DataDirLockError::InUse { .. }
+            )
+        ),
         "{err}"
     );
     drop(first);
+}
+
+#[tokio::test]
+async fn connections_that_never_authenticate_are_capped_per_address() {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+    use vinfra_console::agents::listener::MAX_UNAUTHENTICATED_PER_ADDRESS;
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let addr = c.running.agent_addr;
+    // Connections that never start their TLS handshake.
+    let mut stalled = Vec::new();
+    for _ in 0..MAX_UNAUTHENTICATED_PER_ADDRESS {
+        stalled.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = [0u8; 1];
+    // One more from the same address: closed at once.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut buf))
+        .await
+        .expect("the connection past the cap is closed at once");
+    assert_eq!(closed.unwrap_or(0), 0, "closed, nothing sent");
+    // Those counted stay open until their handshake times out.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), stalled[0].read(&mut buf))
+            .await
+            .is_err(),
+        "a counted connection stays open"
+    );
+    // Gone, they count no more: a new connection is taken again.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.read(&mut buf))
+            .await
+            .is_err(),
+        "a connection under the cap is taken"
+    );
 }

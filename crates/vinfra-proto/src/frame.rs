@@ -30,9 +30,15 @@ pub struct FramedJson<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> FramedJson<S> {
     /// Frames `stream`: a 4-byte length, then that many bytes of JSON, at most [`MAX_FRAME`].
     pub fn new(stream: S) -> Self {
+        Self::with_max_frame(stream, MAX_FRAME)
+    }
+
+    /// [`FramedJson::new`] with frames of at most `max` bytes (a longer one is an error before
+    /// its bytes are read): for a peer not authenticated yet.
+    pub fn with_max_frame(stream: S, max: usize) -> Self {
         let codec = LengthDelimitedCodec::builder()
             .length_field_length(4)
-            .max_frame_length(MAX_FRAME)
+            .max_frame_length(max)
             .new_codec();
         FramedJson {
             inner: Framed::new(stream, codec),

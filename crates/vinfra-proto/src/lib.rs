@@ -18,6 +18,7 @@
 //! [`pki`] holds the cluster CA, certificate issuance and the rustls configurations both ends use.
 #![deny(unsafe_code)]
 
+pub mod datadir;
 mod decode;
 pub mod flows;
 pub mod frame;

@@ -55,6 +55,58 @@ pub trait Membership: Send + Sync + 'static {
 
 /// How long a fresh connection has to complete TLS and send its first message.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most connections from one address that are not authenticated yet (in their TLS handshake,
+/// or joining): past it a new one from that address is closed at once.
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 8;
+/// Most connections not authenticated yet, from all addresses together.
+pub const MAX_UNAUTHENTICATED: usize = 256;
+/// Longest frame from a peer without a client certificate (a `Join` is a few KiB).
+pub const MAX_JOIN_FRAME: usize = 64 * 1024;
+
+/// The connections not authenticated yet, by source address; a [`Preauth`] is one of them.
+#[derive(Debug, Default)]
+struct Unauthenticated {
+    by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection counted in [`Unauthenticated`] until it is dropped.
+struct Preauth {
+    table: Arc<Unauthenticated>,
+    address: std::net::IpAddr,
+}
+
+impl Unauthenticated {
+    /// Counts a new connection from `address`, unless that address or everybody is at the cap.
+    fn admit(table: &Arc<Unauthenticated>, address: std::net::IpAddr) -> Option<Preauth> {
+        let mut by = table.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = by.values().sum();
+        let n = by.entry(address).or_insert(0);
+        if *n >= MAX_UNAUTHENTICATED_PER_ADDRESS || total >= MAX_UNAUTHENTICATED {
+            return None;
+        }
+        *n += 1;
+        Some(Preauth {
+            table: table.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Preauth {
+    fn drop(&mut self) {
+        let mut by = self
+            .table
+            .by_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.address);
+            }
+        }
+    }
+}
 
 /// Heartbeat acknowledgements waiting for the writer, at most.
 const ACK_QUEUE: usize = 16;
@@ -109,6 +161,7 @@ pub enum EndpointError {
 /// Accepts agent connections until the task is aborted (which also ends every connection).
 pub async fn serve<M: Membership>(console: Arc<M>, listener: TcpListener, acceptor: TlsAcceptor) {
     let mut conns = tokio::task::JoinSet::new();
+    let unauthenticated = Arc::new(Unauthenticated::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -122,10 +175,16 @@ pub async fn serve<M: Membership>(console: Arc<M>, listener: TcpListener, accept
                 continue;
             }
         };
+        // Closed at once past the caps: connections that never authenticate cannot pile up.
+        let Some(preauth) = Unauthenticated::admit(&unauthenticated, peer.ip()) else {
+            tracing::debug!(%peer, "too many unauthenticated connections: closed");
+            drop(tcp);
+            continue;
+        };
         let console = console.clone();
         let acceptor = acceptor.clone();
         conns.spawn(async move {
-            if let Err(e) = handle(console, acceptor, tcp, peer).await {
+            if let Err(e) = handle(console, acceptor, tcp, peer, preauth).await {
                 tracing::info!(%peer, "agent connection ended: {}", Chain(&e));
             }
         });
@@ -137,6 +196,7 @@ async fn handle<M: Membership>(
     acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
+    preauth: Preauth,
 ) -> Result<(), EndpointError> {
     let _ = tcp.set_nodelay(true);
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
@@ -144,10 +204,19 @@ async fn handle<M: Membership>(
         .map_err(|_| EndpointError::HandshakeTimeout)?
         .map_err(EndpointError::Tls)?;
     let host = crate::pki::peer_host_name(tls.get_ref().1);
-    let mut framed = FramedJson::new(tls);
     match host {
-        None => join(console.as_ref(), &mut framed, peer).await,
-        Some(host) => session(console, framed, host).await,
+        // A joiner stays counted until its one answer, its frames small.
+        None => {
+            let mut framed = FramedJson::with_max_frame(tls, MAX_JOIN_FRAME);
+            let joined = join(console.as_ref(), &mut framed, peer).await;
+            drop(preauth);
+            joined
+        }
+        // A certificate of the cluster CA: authenticated.
+        Some(host) => {
+            drop(preauth);
+            session(console, FramedJson::new(tls), host).await
+        }
     }
 }
 
