@@ -297,9 +297,15 @@ fn mkdir_all(path: &Path) -> Result<(), ConfineError> {
 /// (`dir`) or a plain file with one name; what is changed or read afterwards is that open
 /// file, never the path again.
 pub fn open_plain(path: &Path, dir: bool) -> Result<File, ConfineError> {
+    open_checked(path, dir, false)
+}
+
+/// [`open_plain`], also for writing when `write` (a file).
+fn open_checked(path: &Path, dir: bool, write: bool) -> Result<File, ConfineError> {
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 };
     let f = std::fs::OpenOptions::new()
         .read(true)
+        .write(write)
         .custom_flags(flags)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
@@ -475,18 +481,17 @@ impl Confiner {
     /// and only when it is a plain file of `uid`'s. Returns whether it rotated.
     pub fn rotate_serial_log(&self, files: &VmFiles, uid: u32) -> Result<bool, ConfineError> {
         let path = files.serial_log();
-        let mut f = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
+        let mut f = match open_checked(&path, false, true) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(io(&path)(e)),
+            Err(ConfineError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
         };
         let meta = f.metadata().map_err(io(&path))?;
-        if !meta.is_file() || meta.uid() != uid || meta.nlink() != 1 {
+        if meta.uid() != uid {
             return Err(ConfineError::Unexpected {
                 path,
                 what: "not a plain file of the VM's",
