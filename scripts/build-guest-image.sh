@@ -20,6 +20,9 @@
 #     graceful stop has to end in a forced one;
 #   - with "vinfra.dirty=MIB" also keeps rewriting a MIB-MiB file on a tmpfs in the background, at
 #     the lowest priority (renice 19), so that live migration sees a guest that dirties memory;
+#   - with "vinfra.fill=WORD:MIB" fills a MIB-MiB file on a tmpfs with lines of WORD (WORD in
+#     [A-Za-z0-9], MIB 1 to 1024) once and prints "VINFRA-GUEST FILLED WORD": a pattern in guest
+#     memory that only the guest wrote (the encrypted migration test looks for it on the wire);
 #   - with "vinfra.burn=1" also runs a busy loop in the background (one vCPU always busy, no
 #     memory written), so that the host sees CPU demand; prints "VINFRA-GUEST BURN";
 #   - with "vinfra.dhcp=1" configures eth0 by DHCP only (busybox udhcpc: address, prefix, router,
@@ -274,6 +277,7 @@ probe=0
 ip=
 gw=
 dirty=
+fill=
 burn=0
 dhcp=0
 ping_target=
@@ -288,6 +292,7 @@ for arg in $cmdline; do
     vinfra.ip=*) ip=${arg#vinfra.ip=} ;;
     vinfra.gw=*) gw=${arg#vinfra.gw=} ;;
     vinfra.dirty=*) dirty=${arg#vinfra.dirty=} ;;
+    vinfra.fill=*) fill=${arg#vinfra.fill=} ;;
     vinfra.burn=1) burn=1 ;;
     vinfra.dhcp=1) dhcp=1 ;;
     vinfra.ping=*) ping_target=${arg#vinfra.ping=} ;;
@@ -330,6 +335,19 @@ if [ "$dhcp" = 1 ]; then
     ip link set eth0 up
     udhcpc -i eth0 -n -q -t 5 -T 2 -O mtu -s /etc/udhcpc.script || echo "VINFRA-DHCP fail"
 fi
+fill_word=${fill%%:*}
+fill_mib=${fill#*:}
+case $fill_word:$fill_mib in
+:* | *[!A-Za-z0-9]*:* | *: | *:*[!0-9]* | *:0*) ;;
+*)
+    if [ "$fill_mib" -le 1024 ]; then
+        mkdir -p /mnt/fill
+        mount -t tmpfs -o size=$((fill_mib + 1))m tmpfs /mnt/fill
+        yes "$fill_word" | head -c $((fill_mib * 1048576)) >/mnt/fill/pattern
+        echo "VINFRA-GUEST FILLED $fill_word"
+    fi
+    ;;
+esac
 case $dirty in
 '' | 0 | *[!0-9]*) ;;
 *)

@@ -2,11 +2,12 @@
 # toolchain. Source it; installing needs root.
 
 # Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
-# the switch and guard tests' tools (iperf3: the switch's QoS tests), nftables (the switch keeps
-# VM taps out of the host's stack with it), building.
+# the switch and guard tests' tools (iperf3: the switch's QoS tests; tcpdump: the encrypted
+# migration test's capture), nftables (the switch keeps VM taps out of the host's stack with
+# it), building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
-    nftables util-linux coreutils build-essential pkg-config)
+    nftables util-linux coreutils tcpdump build-essential pkg-config)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
 VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)
@@ -45,6 +46,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [timeout]=coreutils
     [setpriv]=util-linux
     [conntrack]=conntrack
+    [tcpdump]=tcpdump
 )
 
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,

@@ -15,12 +15,15 @@
 //!   kernels stay as the operator made them (they must be readable by all: QEMU opens them
 //!   read-only).
 //!
+//! - `<data_dir>/vms/<v>/migration-tls/`: root, group `u`, 0710, for the moment a migration's
+//!   credentials are read (files root, group `u`, 0640; [`MigrationTlsFiles`]).
+//!
 //! Nothing here follows a symbolic link: QEMU may have put one in its `run/` directory.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -345,6 +348,109 @@ fn own(path: &Path, uid: u32, gid: u32, mode: u32, dir: bool) -> Result<(), Conf
     std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io(path))?;
     f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io(path))
+}
+
+/// Which end of a migration a QEMU's credentials are for: the file names QEMU's
+/// `tls-creds-x509` reads differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialsEnd {
+    /// The sender (`client-cert.pem`, `client-key.pem`).
+    Source,
+    /// The receiver (`server-cert.pem`, `server-key.pem`).
+    Destination,
+}
+
+/// The Diffie-Hellman group a destination's QEMU is given (`dh-params.pem`): RFC 7919's
+/// `ffdhe2048`, public and standard. Without the file QEMU generates a 2048-bit group at
+/// `object-add` (`crypto/tlscreds.c`), which took 0.6 to 3 s of the migration on the lab's
+/// machines; TLS 1.3 uses elliptic curves anyway.
+pub const FFDHE2048_PEM: &str = "\
+-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+";
+
+/// A migration's credentials on disk for the moment QEMU reads them (it does so once, when
+/// its `tls-creds-x509` object is made): `ca-cert.pem`, this end's certificate and key and, for
+/// a destination, `dh-params.pem` ([`FFDHE2048_PEM`]) in
+/// [`VmFiles::migration_tls_dir`], root's, readable by the VM's group alone (by root alone
+/// when QEMU is not confined). Removed when dropped.
+#[derive(Debug)]
+pub struct MigrationTlsFiles {
+    dir: PathBuf,
+}
+
+impl MigrationTlsFiles {
+    /// Writes `tls` for `end` into `files`' credentials directory (anything there before, left
+    /// by a crash, goes first), for QEMU's group `gid` (`None`: QEMU runs as root).
+    pub fn write(
+        files: &VmFiles,
+        gid: Option<u32>,
+        end: CredentialsEnd,
+        tls: &vinfra_proto::MigrationTls,
+    ) -> Result<MigrationTlsFiles, ConfineError> {
+        let dir = files.migration_tls_dir();
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&dir)(e)),
+            _ => {}
+        }
+        let written = MigrationTlsFiles { dir };
+        let dir = &written.dir;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let (dir_mode, file_mode) = match gid {
+            Some(_) => (0o710, 0o640),
+            None => (0o700, 0o600),
+        };
+        let prefix = match end {
+            CredentialsEnd::Source => "client",
+            CredentialsEnd::Destination => "server",
+        };
+        let mut files = vec![
+            ("ca-cert.pem".to_string(), tls.ca_pem.as_str()),
+            (format!("{prefix}-cert.pem"), tls.cert_pem.as_str()),
+            (format!("{prefix}-key.pem"), tls.key_pem.as_str()),
+        ];
+        if end == CredentialsEnd::Destination {
+            files.push(("dh-params.pem".to_string(), FFDHE2048_PEM));
+        }
+        for (name, text) in files {
+            let path = dir.join(name);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.write_all(text.as_bytes()).map_err(io(&path))?;
+            if let Some(gid) = gid {
+                std::os::unix::fs::fchown(&f, Some(0), Some(gid)).map_err(io(&path))?;
+            }
+            f.set_permissions(std::fs::Permissions::from_mode(file_mode))
+                .map_err(io(&path))?;
+        }
+        own(dir, 0, gid.unwrap_or(0), dir_mode, true)?;
+        Ok(written)
+    }
+
+    /// The directory QEMU reads them from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for MigrationTlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// What the agent confines QEMUs with: its settings and the host's cgroups.

@@ -39,11 +39,17 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             m.delete(id, delete_disks).await?;
             CommandReply::Done
         }
-        C::PrepareIncoming { vm } => CommandReply::Incoming {
-            uri: m.prepare_incoming(vm).await?,
+        C::PrepareIncoming { vm, tls } => CommandReply::Incoming {
+            encrypted: tls.is_some(),
+            uri: m.prepare_incoming(vm, tls).await?,
         },
-        C::MigrateOut { id, uri, settings } => {
-            m.migrate_out(id, &uri, settings).await?;
+        C::MigrateOut {
+            id,
+            uri,
+            settings,
+            tls,
+        } => {
+            m.migrate_out(id, &uri, settings, tls).await?;
             CommandReply::Done
         }
         C::MigrationStatus { id, wait_ms } => CommandReply::Migration {

@@ -544,11 +544,15 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
 
     // B migrates to host A: its port exists on switch A before the guest arrives, leaves
     // switch B after the source is finished, and A's pings go on (now within host A).
-    let CommandReply::Incoming { uri } =
-        handle(&ma, AgentCommand::PrepareIncoming { vm: b.clone() })
-            .await
-            .unwrap()
-    else {
+    let CommandReply::Incoming { uri, .. } = handle(
+        &ma,
+        AgentCommand::PrepareIncoming {
+            vm: b.clone(),
+            tls: None,
+        },
+    )
+    .await
+    .unwrap() else {
         panic!("PrepareIncoming gave no URI")
     };
     let dir_b_on_a = tmp.path().join("agent-a/vms").join(b.id.to_string());
@@ -559,6 +563,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
             id: b.id,
             uri,
             settings: MigrationSettings::default(),
+            tls: None,
         },
     )
     .await
@@ -659,9 +664,15 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     );
     assert!(!data.join("vms").join(vm.id.to_string()).exists());
     assert!(!ds.join("vms").join(vm.id.to_string()).exists());
-    let err = handle(&m, AgentCommand::PrepareIncoming { vm: vm.clone() })
-        .await
-        .unwrap_err();
+    let err = handle(
+        &m,
+        AgentCommand::PrepareIncoming {
+            vm: vm.clone(),
+            tls: None,
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, CommandError::Network { .. }), "{err:?}");
     assert!(!data.join("vms").join(vm.id.to_string()).exists());
     // An empty switch configuration is fine without a switch; networks are not.

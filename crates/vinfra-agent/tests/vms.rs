@@ -3,19 +3,19 @@
 //! The guest image comes from `scripts/build-guest-image.sh` (built into /var/cache/vinfra/guest
 //! when missing). Tests skip only when qemu-system-x86_64 is not installed.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
-use vinfra_agent::qemu::qmp::QemuRunner;
-use vinfra_agent::{handle, Manager, ManagerConfig};
-use vinfra_proto::{AgentCommand, CommandError, CommandReply, MigrationSettings, VmInstance};
-use vinfra_types::{Accel, BootSource, DiskSpec, PowerState, VmSpec};
+use vinfra_agent::{handle, Manager};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, MigrationSettings};
+use vinfra_types::{Accel, BootSource, DiskSpec, PowerState};
 
 mod common;
-use common::{datastore, guest_image, qemu_present, KillQemusUnder, QEMU};
+use common::{
+    datastore, guest_image, instance, last_counter, manager, qemu_present, wait_for_log,
+    KillQemusUnder, QEMU,
+};
 
 const GUEST_DISK_CACHE: &str = "/var/cache/vinfra/guest-disk";
 
@@ -35,66 +35,6 @@ fn guest_disk() -> PathBuf {
         .unwrap();
     assert!(st.success(), "build-guest-disk.sh failed");
     dir.join("disk.qcow2")
-}
-
-async fn manager(data_dir: &Path, ds: &Path) -> Manager {
-    Manager::open(ManagerConfig {
-        data_dir: data_dir.to_path_buf(),
-        datastore: ds.to_path_buf(),
-        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        runner: Arc::new(QemuRunner {
-            binary: QEMU.into(),
-            accel: Accel::Tcg,
-            guard: None,
-        }),
-        switch: None,
-    })
-    .await
-    .unwrap()
-}
-
-fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
-    VmInstance {
-        id: Uuid::new_v4(),
-        spec: VmSpec {
-            name: name.into(),
-            vcpus: 1,
-            memory_mib: 128,
-            boot: BootSource::Kernel {
-                kernel: "vinfra-guest-vmlinuz".into(),
-                initrd: Some("vinfra-guest-initrd.img".into()),
-                cmdline: "console=ttyS0 quiet".into(),
-            },
-            disks,
-            nics: vec![],
-            ha: Default::default(),
-        },
-        started_at: None,
-        slot: None,
-    }
-}
-
-async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no '{needle}' in {} within {timeout:?}:\n{text}",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn last_counter(text: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("VINFRA-COUNTER "))
-        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-        .next_back()
 }
 
 async fn state(m: &Manager, id: Uuid) -> PowerState {
@@ -292,20 +232,24 @@ async fn live_migration_between_two_agents() {
     moving.started_at = a.record(id).await.unwrap().started_at;
 
     // Destination waits; a second prepare returns the same URI.
-    let CommandReply::Incoming { uri } =
-        handle(&b, AgentCommand::PrepareIncoming { vm: moving.clone() })
-            .await
-            .unwrap()
-    else {
+    let CommandReply::Incoming { uri, .. } = handle(
+        &b,
+        AgentCommand::PrepareIncoming {
+            vm: moving.clone(),
+            tls: None,
+        },
+    )
+    .await
+    .unwrap() else {
         panic!()
     };
     assert!(uri.starts_with("tcp:127.0.0.1:"), "{uri}");
-    assert_eq!(b.prepare_incoming(moving.clone()).await.unwrap(), uri);
+    assert_eq!(b.prepare_incoming(moving.clone(), None).await.unwrap(), uri);
     assert_eq!(state(&b, id).await, PowerState::Incoming);
 
     // Refused: migrating to something that is not tcp.
     assert!(a
-        .migrate_out(id, "exec:true", MigrationSettings::default())
+        .migrate_out(id, "exec:true", MigrationSettings::default(), None)
         .await
         .is_err());
 
@@ -315,6 +259,7 @@ async fn live_migration_between_two_agents() {
             id,
             uri: uri.clone(),
             settings: MigrationSettings::default(),
+            tls: None,
         },
     )
     .await
@@ -415,7 +360,7 @@ async fn live_migration_between_two_agents() {
 
     // A second incoming VM whose agent restarts after its QEMU died is cleaned up.
     let other = instance("mig2", vec![]);
-    b.prepare_incoming(other.clone()).await.unwrap();
+    b.prepare_incoming(other.clone(), None).await.unwrap();
     let pid = b.observe(other.id).await.unwrap().pid.unwrap();
     vinfra_agent::qemu::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -849,6 +849,7 @@ async fn a_restarted_console_finishes_a_migration_it_had_started() {
             total_time_ms: 0,
             downtime_ms: None,
             error: None,
+            encrypted: false,
             started_at: 1,
         };
         let key = vinfra_console::state::records::migration_key("mid");

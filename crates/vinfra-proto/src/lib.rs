@@ -23,6 +23,7 @@ mod decode;
 pub mod flows;
 pub mod frame;
 pub mod messages;
+pub mod migration_tls;
 pub mod pki;
 pub mod switch_config;
 

@@ -34,6 +34,9 @@ pub const PROTOCOL_VERSION: u32 = 11;
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// A message is made, serialized and dropped, one at a time: boxing its command would only add
+// an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum ConsoleMessage {
     /// A command; the agent answers with a [`AgentMessage::Response`] with the same id.
     Request {
@@ -220,6 +223,10 @@ pub enum AgentCommand {
     PrepareIncoming {
         /// The VM that will arrive.
         vm: VmInstance,
+        /// Encrypt the stream: the destination's credentials and the one source identity it
+        /// accepts ([`MigrationTls::peer`]). Absent: plain TCP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<MigrationTls>,
     },
     /// Begin sending VM `id` to `uri` (returns at once). Replies `Done`.
     MigrateOut {
@@ -229,6 +236,10 @@ pub enum AgentCommand {
         uri: String,
         /// Bandwidth and downtime limits.
         settings: MigrationSettings,
+        /// Encrypt the stream: the source's credentials and the name the destination's
+        /// certificate must carry ([`MigrationTls::peer`]). Absent: plain TCP.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls: Option<MigrationTls>,
     },
     /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`]: at
     /// once, or with `wait_ms`, as soon as the migration has ended (QEMU's event) or after
@@ -346,6 +357,30 @@ impl AgentCommand {
     }
 }
 
+/// One end's credentials for one encrypted migration (QEMU's `tls-creds-x509`), issued by the
+/// console for that migration alone ([`crate::pki::ClusterCa::issue_migration_tls`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationTls {
+    /// The cluster CA both ends check the other's certificate against, PEM.
+    pub ca_pem: String,
+    /// This end's certificate, PEM.
+    pub cert_pem: String,
+    /// This end's private key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// The other end. Destination: the one identity (`CN=…`, as QEMU's `authz-simple` compares
+    /// it) a source's certificate must have. Source: the name the destination's certificate
+    /// must carry (QEMU's `tls-hostname`).
+    pub peer: String,
+}
+
+impl std::fmt::Debug for MigrationTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrationTls")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Tuning applied to an outgoing migration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MigrationSettings {
@@ -394,6 +429,11 @@ pub enum CommandReply {
     Incoming {
         /// `tcp:ADDR:PORT` to migrate to.
         uri: String,
+        /// It accepts only a TLS stream from the source [`AgentCommand::PrepareIncoming`]
+        /// named (an agent that does not know TLS leaves this out: the console then refuses to
+        /// migrate in plain text).
+        #[serde(default)]
+        encrypted: bool,
     },
     /// An outgoing migration's progress.
     Migration {

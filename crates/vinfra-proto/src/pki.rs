@@ -194,13 +194,13 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-fn random_hex_32() -> String {
+pub(crate) fn random_hex_32() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     // Positive and always 16 bytes long.
@@ -208,7 +208,7 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn validity(params: &mut CertificateParams, lifetime: Duration) {
+pub(crate) fn validity(params: &mut CertificateParams, lifetime: Duration) {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
     params.not_after = now + lifetime;
@@ -398,6 +398,11 @@ impl ClusterCa {
     /// The CA certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// What signs certificates in the CA's name.
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
     }
 
     /// The CA private key, PKCS#8 PEM. Secret: store it where only the console can read it.

@@ -115,6 +115,18 @@ pub struct MigrateParameters {
     /// Longest acceptable pause at switchover, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_limit: Option<u64>,
+    /// The id of the `tls-creds-x509` object the migration stream is encrypted with; `""`:
+    /// plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// Source: the name the destination's certificate must carry (instead of the URI's host);
+    /// `""`: the URI's host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
+    /// Destination: the id of the `authz-*` object a source's certificate must pass; `""`: any
+    /// certificate the CA signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_authz: Option<String>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(command: &str, v: Value) -> Result<T, QmpError> {
@@ -204,6 +216,19 @@ impl Qmp {
         let args = serde_json::to_value(params)
             .map_err(|e| QmpError::Protocol(format!("cannot encode parameters: {e}")))?;
         self.execute("migrate-set-parameters", args).await.map(drop)
+    }
+
+    /// `object-add` of the object `props` describes (`qom-type`, `id` and the type's
+    /// properties, flat, as QEMU 6.0 and later take them).
+    pub async fn object_add(&self, props: Value) -> Result<(), QmpError> {
+        self.execute("object-add", props).await.map(drop)
+    }
+
+    /// `object-del` of the user-created object `id`.
+    pub async fn object_del(&self, id: &str) -> Result<(), QmpError> {
+        self.execute("object-del", json!({ "id": id }))
+            .await
+            .map(drop)
     }
 
     /// `migrate-set-capabilities` with `(name, state)` pairs, e.g. `("events", true)`.

@@ -167,6 +167,7 @@ async fn migration_between_two_qemus() {
     s.migrate_set_parameters(&MigrateParameters {
         max_bandwidth: Some(1 << 40),
         downtime_limit: Some(300),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -95,6 +95,12 @@ pub struct ClusterSettings {
     /// converge) until the migration can end, instead of copying forever; absent or `null`: on.
     #[serde(default)]
     pub migration_auto_converge: Option<bool>,
+    /// Live migrations encrypted and authenticated: QEMU's TLS with certificates the console
+    /// issues for each migration, so the destination accepts only that migration's source and
+    /// the stream shows nothing of the guest's memory; absent or `null`: on. `false` sends in
+    /// plain TCP (only for a trusted migration network, where the CPU TLS costs matters more).
+    #[serde(default)]
+    pub migration_encrypted: Option<bool>,
     /// Automatic load balancing; absent: off with the defaults.
     #[serde(default)]
     pub balancing: BalancingSettings,
@@ -144,6 +150,11 @@ impl ClusterSettings {
     /// Whether auto-converge is on (the default when unset: on).
     pub fn effective_auto_converge(&self) -> bool {
         self.migration_auto_converge.unwrap_or(true)
+    }
+
+    /// Whether migrations are encrypted (the default when unset: yes).
+    pub fn effective_migration_encrypted(&self) -> bool {
+        self.migration_encrypted.unwrap_or(true)
     }
 
     /// Downtime limit in force, milliseconds (the default when unset).
@@ -324,6 +335,7 @@ mod tests {
             DEFAULT_MIGRATION_DOWNTIME_LIMIT_MS
         );
         assert!(s.effective_auto_converge());
+        assert!(s.effective_migration_encrypted());
         assert!(s.validate().is_ok());
     }
 
@@ -337,6 +349,7 @@ mod tests {
             migration_max_bandwidth_mib: Some(100),
             migration_downtime_limit_ms: Some(10),
             migration_auto_converge: Some(false),
+            migration_encrypted: Some(false),
             balancing: Default::default(),
             ha: Default::default(),
             flows: Default::default(),

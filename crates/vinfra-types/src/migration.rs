@@ -53,6 +53,9 @@ pub struct MigrationProgress {
     pub downtime_ms: Option<u64>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// The stream is encrypted and authenticated (TLS, see the `migration_encrypted` setting).
+    #[serde(default)]
+    pub encrypted: bool,
     /// Seconds since the Unix epoch when it started.
     pub started_at: u64,
 }

@@ -30,11 +30,16 @@
 //! the configuration pushed after the switchover). All addresses are private (10.86.0.0/24 ours,
 //! 10.89.0.0/24 plain, second VTEPs 10.77.0.111-113).
 //!
+//! Ours runs with the `migration_encrypted` setting off in these cases, so that both sides send
+//! plain TCP (equal terms). The encryption case measures what encryption costs us: the same idle
+//! guest migrated through the API with the setting on and off, alternating run by run in the same
+//! lab; target: total time encrypted ≤ 1.25× plain.
+//!
 //! Needs root, QEMU and a guest image with `vinfra.tick` (`VINFRA_GUEST_DIR`, else
 //! /var/cache/vinfra/guest; exits 0 with a note without root or QEMU). Builds a lab
 //! `bench-m<pid>` (2 hosts, 3 with the network case).
 //!
-//! `cargo bench -p vinfra --bench migration [-- [idle] [busy] [network] [--runs N]]`
+//! `cargo bench -p vinfra --bench migration [-- [idle] [busy] [network] [encryption] [--runs N]]`
 //! (default: all cases, `RUNS` runs each).
 
 mod common;
@@ -58,6 +63,8 @@ const LIGHT_MIB: u64 = 16;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 const TARGET_DOWNTIME_MS: f64 = 300.0;
+/// Longest acceptable total time of an encrypted migration, times the plain one's.
+const TARGET_ENCRYPTION_RATIO: f64 = 1.25;
 /// The network case's ping interval, ms.
 const PING_MS: u64 = 20;
 /// The guest's tick interval, ms (`vinfra.tick`).
@@ -212,11 +219,7 @@ fn gaps(tail: Tail) -> (f64, f64, f64) {
 /// Plain QEMU: the destination with `-incoming tcp:<h2>:<port>` in h2's namespace, the source in
 /// h1's, `migrate` over QMP with QEMU's default parameters, `query-migrate` polled every `END_POLL`.
 fn plain(lab: &LabGuard, argv: &[String], dirty: u64, tag: &str, port: u16) -> Run {
-    let vm_dir = Path::new(common::arg_after(argv, "-pidfile"))
-        .parent()
-        .expect("pidfile in the VM's directory")
-        .display()
-        .to_string();
+    let vm_dir = common::vm_dir_of(argv);
     let base = lab.state().root.join("bench-plain").join(tag);
     let (src_dir, dst_dir) = (base.join("src"), base.join("dst"));
     for d in [&src_dir, &dst_dir] {
@@ -458,11 +461,84 @@ fn report(cases: &[Case]) {
     }
 }
 
+/// Turns the cluster's `migration_encrypted` setting on or off.
+fn set_encryption(lab: &LabGuard, on: bool) {
+    let api = lab.api().expect("API client");
+    let mut s = api.settings().expect("GET settings");
+    s.migration_encrypted = Some(on);
+    api.put_settings(&s).expect("PUT settings");
+}
+
+/// The encryption case: ours encrypted (`Case::ours`) and plain (`Case::plain`), alternating.
+fn run_encryption_case(lab: &LabGuard, runs: usize) -> Case {
+    let mut case = Case {
+        label: "encryption".into(),
+        ours: vec![],
+        plain: vec![],
+    };
+    for k in 0..runs {
+        set_encryption(lab, true);
+        let (e, _) = ours(lab, &format!("enc-{k}"), 0);
+        eprintln!("encryption #{k} encrypted: {e:?}");
+        set_encryption(lab, false);
+        let (p, _) = ours(lab, &format!("plain-{k}"), 0);
+        eprintln!("encryption #{k} plain:     {p:?}");
+        case.ours.push(e);
+        case.plain.push(p);
+    }
+    case
+}
+
+fn report_encryption(c: &Case) {
+    println!(
+        "Encryption's cost: live migration h1 -> h2 through the API, {MEMORY_MIB} MiB idle guest, TCG, \
+         medians of completed runs (encrypted / plain TCP), alternating run by run"
+    );
+    let done = |r: &[Run]| r.iter().filter(|x| x.completed).count();
+    let (et, pt) = (
+        median(&c.ours, |r| r.total_ms),
+        median(&c.plain, |r| r.total_ms),
+    );
+    println!(
+        "completed {}/{} encrypted, {}/{} plain; total {et:.0}/{pt:.0} ms; downtime {:.0}/{:.0} ms; wall {:.0}/{:.0} ms",
+        done(&c.ours),
+        c.ours.len(),
+        done(&c.plain),
+        c.plain.len(),
+        median(&c.ours, |r| r.downtime_ms),
+        median(&c.plain, |r| r.downtime_ms),
+        median(&c.ours, |r| r.wall_ms),
+        median(&c.plain, |r| r.wall_ms),
+    );
+    for (side, runs) in [("encrypted", &c.ours), ("plain", &c.plain)] {
+        for (k, r) in runs.iter().enumerate() {
+            if r.completed {
+                println!(
+                    "  {side} #{k}: total {:.0} ms, downtime {:.0} ms, wall {:.0} ms",
+                    r.total_ms, r.downtime_ms, r.wall_ms
+                );
+            } else {
+                println!("  {side} #{k}: {}", r.note);
+            }
+        }
+    }
+    let ratio = et / pt;
+    if ratio.is_nan() {
+        println!("RESULT migration encryption total-time ratio n/a (a side never completed): FAIL");
+    } else {
+        println!(
+            "RESULT migration encryption total-time ratio {ratio:.2} (encrypted {et:.0} ms, plain {pt:.0} ms) target <= {TARGET_ENCRYPTION_RATIO:.2}: {}",
+            if ratio <= TARGET_ENCRYPTION_RATIO { "PASS" } else { "FAIL" }
+        );
+    }
+}
+
 /// The cases to run and how often.
 struct Args {
     idle: bool,
     busy: bool,
     network: bool,
+    encryption: bool,
     runs: usize,
 }
 
@@ -471,6 +547,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         idle: false,
         busy: false,
         network: false,
+        encryption: false,
         runs: RUNS,
     };
     let mut args = args.peekable();
@@ -481,6 +558,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "idle" => a.idle = true,
             "busy" => a.busy = true,
             "network" => a.network = true,
+            "encryption" => a.encryption = true,
             "--runs" => {
                 let v = args.next().ok_or("--runs needs a number")?;
                 a.runs = v
@@ -491,13 +569,13 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument '{other}' (cases: idle, busy, network; --runs N)"
+                    "unknown argument '{other}' (cases: idle, busy, network, encryption; --runs N)"
                 ))
             }
         }
     }
-    if !(a.idle || a.busy || a.network) {
-        (a.idle, a.busy, a.network) = (true, true, true);
+    if !(a.idle || a.busy || a.network || a.encryption) {
+        (a.idle, a.busy, a.network, a.encryption) = (true, true, true, true);
     }
     Ok(a)
 }
@@ -516,6 +594,8 @@ fn main() {
     let lab = common::start_lab("m", if args.network { 3 } else { 2 });
     let mut port = 47_000;
     let mut cases = Vec::new();
+    // Against plain QEMU: plain TCP on both sides.
+    set_encryption(&lab, false);
     if args.idle {
         cases.push(run_case(&lab, "idle", 0, args.runs, &mut port));
     }
@@ -546,8 +626,14 @@ fn main() {
     let network = args
         .network
         .then(|| run_network_case(&lab, args.runs, &mut port));
+    let encryption = args
+        .encryption
+        .then(|| run_encryption_case(&lab, args.runs));
     if !cases.is_empty() {
         report(&cases);
+    }
+    if let Some(c) = &encryption {
+        report_encryption(c);
     }
     if let Some((ours, plain)) = network {
         report_network(&ours, &plain);

@@ -74,12 +74,7 @@ fn main() {
     let pids = lab.qemu_pids_for(&vm.id.to_string());
     assert_eq!(pids.len(), 1, "one QEMU for the warm-up VM: {pids:?}");
     let argv = common::argv_of(pids[0]);
-    let pidfile = common::arg_after(&argv, "-pidfile").to_string();
-    let vm_dir = Path::new(&pidfile)
-        .parent()
-        .expect("pidfile in the VM's directory")
-        .display()
-        .to_string();
+    let vm_dir = common::vm_dir_of(&argv);
     delete(&lab, "warm");
     eprintln!("agent's QEMU command line: {}", argv.join(" "));
 

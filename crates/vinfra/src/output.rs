@@ -548,6 +548,14 @@ pub fn settings(s: &ClusterSettings) -> String {
             },
         ),
         (
+            "Migration encryption",
+            match s.migration_encrypted {
+                Some(true) => "on".to_string(),
+                Some(false) => "off".to_string(),
+                None => "on (default)".to_string(),
+            },
+        ),
+        (
             "IPFIX collector",
             s.flows
                 .ipfix_collector
@@ -580,7 +588,7 @@ pub fn events(events: &[Event]) -> String {
 /// One line about a finished migration.
 pub fn migration_done(p: &MigrationProgress) -> String {
     format!(
-        "migrated {} from {} to {} in {:.1} s, downtime {}, {} transferred",
+        "migrated {} from {} to {} in {:.1} s, downtime {}, {} transferred{}",
         p.vm,
         p.source,
         p.destination,
@@ -589,6 +597,7 @@ pub fn migration_done(p: &MigrationProgress) -> String {
             .map(|d| format!("{d} ms"))
             .unwrap_or_else(|| "unknown".into()),
         bytes(p.transferred_bytes),
+        if p.encrypted { ", encrypted" } else { "" },
     )
 }
 

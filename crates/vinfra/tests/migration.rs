@@ -88,6 +88,7 @@ fn migrate_and_check(
                 number_after(&stdout, "downtime ", "ms").is_some(),
                 "no downtime in the CLI output: {stdout}"
             );
+            assert!(stdout.contains(", encrypted"), "{stdout}");
             migration(lab, name)
         }
     };
@@ -97,6 +98,8 @@ fn migrate_and_check(
         "migration of {name} {from} → {to}: {last:?}"
     );
     assert!(last.total_bytes > 0, "total bytes reported: {last:?}");
+    // Encrypted by default (the agents' TLS path, with confined QEMUs reading their credentials).
+    assert!(last.encrypted, "migration not encrypted: {last:?}");
     assert!(last.downtime_ms.is_some(), "downtime reported: {last:?}");
     assert_moved(lab, name, id, (from, src_pid), to, src_log, before);
     last

@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
-use vinfra_proto::{MigrationSettings, MigrationStatus, VmInstance};
+use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
 use vinfra_types::PowerState;
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::first_pass::{first_pass_bandwidth, FirstPassCap};
 use super::vm::Vm;
 use super::{Manager, UNLIMITED_BANDWIDTH};
+use crate::confine::{CredentialsEnd, MigrationTlsFiles};
 use crate::disks::BootMedia;
-use crate::qemu::{MigrationParams, MigrationState};
+use crate::qemu::{MigrationParams, MigrationState, StreamTls};
 
 /// How many ports an incoming QEMU tries before giving up (another process may take a free
 /// port between the check and QEMU's bind).
@@ -39,8 +40,13 @@ fn free_port(addr: IpAddr) -> std::io::Result<u16> {
 
 impl Manager {
     /// Starts a QEMU for `instance` waiting for an incoming migration; returns the URI to send to.
-    /// Repeating it for a VM already waiting returns the same URI.
-    pub async fn prepare_incoming(&self, instance: VmInstance) -> Result<String> {
+    /// With `tls` it accepts only a TLS stream from the source `tls` names. Repeating it for a
+    /// VM already waiting returns the same URI (the QEMU keeps the credentials it was given).
+    pub async fn prepare_incoming(
+        &self,
+        instance: VmInstance,
+        tls: Option<MigrationTls>,
+    ) -> Result<String> {
         let id = instance.id;
         if let Ok(e) = self.entry(id).await {
             let mut vm = e.vm.lock().await;
@@ -60,7 +66,7 @@ impl Manager {
         let media = self.on_datastore(move |ds| ds.media(id, &spec)).await?;
         let mut vm = self.new_vm(instance, true)?;
         vm.record.started_at = vm.record.instance.started_at;
-        match self.start_incoming(&mut vm, media).await {
+        match self.start_incoming(&mut vm, media, tls.as_ref()).await {
             Ok(uri) => {
                 self.insert(vm, None).await;
                 Ok(uri)
@@ -75,8 +81,13 @@ impl Manager {
     }
 
     /// Gives the VM its ports, launches its incoming QEMU from `media` and makes it listen on a
-    /// free port.
-    async fn start_incoming(&self, vm: &mut Vm, media: BootMedia) -> Result<String> {
+    /// free port (for a TLS stream with `tls`).
+    async fn start_incoming(
+        &self,
+        vm: &mut Vm,
+        media: BootMedia,
+        tls: Option<&MigrationTls>,
+    ) -> Result<String> {
         // The ports exist on this host's switch before the guest can arrive.
         if !vm.record.instance.spec.nics.is_empty() {
             self.attach_nics(vm).await?;
@@ -90,7 +101,23 @@ impl Manager {
                 IpAddr::V4(a) => format!("tcp:{a}:{port}"),
                 IpAddr::V6(a) => format!("tcp:[{a}]:{port}"),
             };
-            match vm.qemu().await?.listen_incoming(&uri).await {
+            // Written for each attempt and removed right after it: QEMU reads them when it
+            // makes its credentials.
+            let files = match tls {
+                Some(t) => Some(self.migration_tls_files(vm, CredentialsEnd::Destination, t)?),
+                None => None,
+            };
+            let stream = files.as_ref().zip(tls).map(|(f, t)| StreamTls {
+                dir: f.dir().to_path_buf(),
+                peer: t.peer.clone(),
+            });
+            let listened = vm
+                .qemu()
+                .await?
+                .listen_incoming(&uri, stream.as_ref())
+                .await;
+            drop(files);
+            match listened {
                 Ok(()) => {
                     vm.record.incoming_uri = Some(uri.clone());
                     vm.save()?;
@@ -106,12 +133,14 @@ impl Manager {
         }
     }
 
-    /// Starts sending the VM to `uri` and returns at once.
+    /// Starts sending the VM to `uri` (over TLS to the destination `tls` names, with `tls`)
+    /// and returns at once.
     pub async fn migrate_out(
         &self,
         id: Uuid,
         uri: &str,
         settings: MigrationSettings,
+        tls: Option<MigrationTls>,
     ) -> Result<()> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
@@ -139,16 +168,22 @@ impl Manager {
         };
         let memory = vm.record.instance.spec.memory_mib << 20;
         let first_pass = first_pass_bandwidth(memory, settings.downtime_limit_ms, max_bandwidth);
-        let q = vm.qemu().await?;
-        q.migrate(
-            uri,
-            MigrationParams {
-                max_bandwidth: first_pass,
-                downtime_limit_ms: settings.downtime_limit_ms,
-                auto_converge: settings.auto_converge,
-            },
-        )
-        .await?;
+        let files = match &tls {
+            Some(t) => Some(self.migration_tls_files(&vm, CredentialsEnd::Source, t)?),
+            None => None,
+        };
+        let stream = files.as_ref().zip(tls.as_ref()).map(|(f, t)| StreamTls {
+            dir: f.dir().to_path_buf(),
+            peer: t.peer.clone(),
+        });
+        let params = MigrationParams {
+            max_bandwidth: first_pass,
+            downtime_limit_ms: settings.downtime_limit_ms,
+            auto_converge: settings.auto_converge,
+        };
+        let sent = vm.qemu().await?.migrate(uri, params, stream.as_ref()).await;
+        drop(files);
+        sent?;
         vm.first_pass = (first_pass < max_bandwidth).then_some(FirstPassCap {
             cap: first_pass,
             after: max_bandwidth,
@@ -243,6 +278,31 @@ impl Manager {
             downtime_ms: p.downtime_ms,
             error: p.error,
         })
+    }
+
+    /// Writes `tls` where `vm`'s QEMU can read it, for `end`.
+    fn migration_tls_files(
+        &self,
+        vm: &Vm,
+        end: CredentialsEnd,
+        tls: &MigrationTls,
+    ) -> Result<MigrationTlsFiles> {
+        let gid = match &self.confiner {
+            Some(c) => {
+                let slot = vm
+                    .record
+                    .instance
+                    .slot
+                    .ok_or(crate::confine::ConfineError::NoSlot(vm.id()))?;
+                Some(c.uid(slot)?)
+            }
+            None => None,
+        };
+        let files = vm.files.clone();
+        let tls = tls.clone();
+        Ok(crate::files::blocking(move || {
+            MigrationTlsFiles::write(&files, gid, end, &tls)
+        })?)
     }
 
     /// Cancels the outgoing migration; the VM keeps running here.

@@ -80,7 +80,7 @@ impl Host {
     async fn migrating(&self, name: &str) -> Uuid {
         let id = self.running(name).await;
         self.m
-            .migrate_out(id, "tcp:10.0.0.2:4444", MigrationSettings::default())
+            .migrate_out(id, "tcp:10.0.0.2:4444", MigrationSettings::default(), None)
             .await
             .unwrap();
         id
@@ -225,7 +225,7 @@ async fn a_vm_with_nics_is_refused_on_a_host_without_a_switch() {
     );
     assert!(h.fake.calls(vm.id).is_empty());
     assert!(!h.vm_dir(vm.id).exists());
-    let e = h.m.prepare_incoming(vm.clone()).await.unwrap_err();
+    let e = h.m.prepare_incoming(vm.clone(), None).await.unwrap_err();
     assert!(matches!(
         e,
         ManagerError::Network(SwitchLinkError::NoSwitch)
@@ -376,7 +376,10 @@ async fn the_launch_takes_the_datastores_answer_and_only_a_create_makes_disks() 
     // An incoming migration needs the disks on the datastore already: nothing is left behind.
     let mut incoming = vm.clone();
     incoming.id = Uuid::new_v4();
-    let e = h.m.prepare_incoming(incoming.clone()).await.unwrap_err();
+    let e =
+        h.m.prepare_incoming(incoming.clone(), None)
+            .await
+            .unwrap_err();
     assert!(
         matches!(e, ManagerError::Disk(DiskError::Missing(_))),
         "{e:?}"
@@ -422,9 +425,9 @@ async fn an_agent_restart_adopts_running_qemus_and_keeps_the_others() {
     h.m.create(stopped.clone(), false).await.unwrap();
     let crashed = h.running("crashed").await;
     let waiting = instance("waiting");
-    h.m.prepare_incoming(waiting.clone()).await.unwrap();
+    h.m.prepare_incoming(waiting.clone(), None).await.unwrap();
     let lost = instance("lost");
-    h.m.prepare_incoming(lost.clone()).await.unwrap();
+    h.m.prepare_incoming(lost.clone(), None).await.unwrap();
     // While the agent is away: one QEMU dies, and so does one that waited for a migration.
     h.fake.crash(crashed);
     h.fake.crash(lost.id);

@@ -32,11 +32,37 @@ use vinfra_types::Accel;
 
 use super::{
     Launch, MigrationEvents, MigrationParams, MigrationState, MigrationStats, QemuError,
-    QemuProcess, RunState, VmFiles, VmRunner,
+    QemuProcess, RunState, StreamTls, VmFiles, VmRunner,
 };
 
 /// First pid handed out: above Linux's largest `pid_max` (2^22).
 const FIRST_PID: u32 = 1 << 23;
+
+/// What a fake QEMU was given to encrypt a migration with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSeen {
+    /// [`StreamTls::peer`].
+    pub peer: String,
+    /// The files in [`StreamTls::dir`] when QEMU was asked (QEMU reads them then), sorted.
+    pub files: Vec<String>,
+}
+
+impl TlsSeen {
+    fn of(tls: &StreamTls) -> TlsSeen {
+        let mut files: Vec<String> = std::fs::read_dir(&tls.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        TlsSeen {
+            peer: tls.peer.clone(),
+            files,
+        }
+    }
+}
 
 /// A command the manager sent to a fake QEMU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +80,10 @@ pub enum Call {
     Powerdown,
     /// `system_reset`.
     Reset,
-    /// `migrate-incoming` on this URI.
-    ListenIncoming(String),
-    /// `migrate` to this URI with these parameters.
-    Migrate(String, MigrationParams),
+    /// `migrate-incoming` on this URI, with TLS when given.
+    ListenIncoming(String, Option<TlsSeen>),
+    /// `migrate` to this URI with these parameters, with TLS when given.
+    Migrate(String, MigrationParams, Option<TlsSeen>),
     /// `migrate-set-parameters max-bandwidth` during a migration.
     SetMaxBandwidth(u64),
     /// `migrate_cancel`.
@@ -484,9 +510,14 @@ impl QemuProcess for FakeProcess {
         self.command(Some(Call::Reset), |_, _| Ok(()))
     }
 
-    async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError> {
+    async fn listen_incoming(
+        &mut self,
+        uri: &str,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError> {
         self.answers().await;
-        self.command(Some(Call::ListenIncoming(uri.into())), |q, busy| {
+        let call = Call::ListenIncoming(uri.into(), tls.map(TlsSeen::of));
+        self.command(Some(call), |q, busy| {
             if q.status != RunState::InMigrate || q.listening.is_some() {
                 return Err(refused("the incoming migration has already been started"));
             }
@@ -499,9 +530,15 @@ impl QemuProcess for FakeProcess {
         })
     }
 
-    async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
+    async fn migrate(
+        &mut self,
+        uri: &str,
+        params: MigrationParams,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError> {
         self.answers().await;
-        self.command(Some(Call::Migrate(uri.into(), params)), |q, _| {
+        let call = Call::Migrate(uri.into(), params, tls.map(TlsSeen::of));
+        self.command(Some(call), |q, _| {
             if q.migration.is_active() {
                 return Err(refused("There's a migration process in progress"));
             }

@@ -90,6 +90,12 @@ impl VmFiles {
         self.dir.join("serial.log.1")
     }
 
+    /// Where a migration's credentials wait for QEMU to read them (`migration-tls/`, root's;
+    /// see [`crate::confine::MigrationTlsFiles`]).
+    pub fn migration_tls_dir(&self) -> PathBuf {
+        self.dir.join("migration-tls")
+    }
+
     /// QEMU's standard output and error (`qemu.log`).
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
@@ -276,6 +282,18 @@ pub struct MigrationParams {
     pub auto_converge: bool,
 }
 
+/// How a migration stream is encrypted: where QEMU reads this end's credentials
+/// (`ca-cert.pem` and `server-cert.pem`/`server-key.pem` or `client-cert.pem`/`client-key.pem`,
+/// as its `tls-creds-x509` expects them; read once when the object is made) and the other end
+/// ([`vinfra_proto::MigrationTls::peer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTls {
+    /// The credentials' directory.
+    pub dir: PathBuf,
+    /// Destination: the source's subject (`CN=…`); source: the destination's name.
+    pub peer: String,
+}
+
 /// Starts VMs' QEMUs and finds them again. The real implementation is [`qmp::QemuRunner`],
 /// the fake one [`fake::FakeRunner`].
 #[async_trait::async_trait]
@@ -334,12 +352,23 @@ pub trait QemuProcess: Send + Sync {
     async fn reset(&mut self) -> Result<(), QemuError>;
 
     /// Makes a QEMU started with `launch.incoming` listen for the migration on `uri`
-    /// (`migrate-incoming`).
-    async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError>;
+    /// (`migrate-incoming`): with `tls`, for a TLS stream from the one source it names alone,
+    /// else for plain TCP.
+    async fn listen_incoming(
+        &mut self,
+        uri: &str,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError>;
 
     /// Starts sending the guest to `uri` with `params` and returns at once
-    /// (`migrate-set-parameters`, `migrate`).
-    async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError>;
+    /// (`migrate-set-parameters`, `migrate`): with `tls`, over TLS to the destination it names
+    /// alone, else over plain TCP.
+    async fn migrate(
+        &mut self,
+        uri: &str,
+        params: MigrationParams,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError>;
 
     /// Changes the running outgoing migration's bandwidth cap, bytes per second
     /// (`migrate-set-parameters max-bandwidth`).

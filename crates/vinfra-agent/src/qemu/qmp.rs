@@ -15,8 +15,81 @@ use vinfra_types::Accel;
 
 use super::{
     is_our_qemu, kill, read_pidfile, Launch, MigrationEvents, MigrationParams, MigrationState,
-    MigrationStats, QemuError, QemuProcess, RunState, VmFiles, VmRunner,
+    MigrationStats, QemuError, QemuProcess, RunState, StreamTls, VmFiles, VmRunner,
 };
+
+/// The id of the `tls-creds-x509` object a migration stream is encrypted with.
+const MIGRATION_TLS_CREDS: &str = "vinfra-migration-tls";
+/// The id of the `authz-simple` object an incoming migration's source must pass.
+const MIGRATION_TLS_AUTHZ: &str = "vinfra-migration-authz";
+
+/// Which end of a migration stream a QEMU is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsEnd {
+    Source,
+    Destination,
+}
+
+/// Readies the QEMU behind `q` to migrate with `tls` (or in plain text without it), whatever
+/// an earlier migration of this QEMU left: the parameters naming credentials are cleared and
+/// the objects deleted first (a QEMU that arrived encrypted keeps its server credentials, and
+/// sending with them fails), then, with `tls`, the credentials are made from `tls.dir` and
+/// named: a destination's with the one source subject it accepts (`authz-simple`; any other
+/// certificate, the cluster CA's included, fails its handshake and leaves the listener as it
+/// was), a source's with the name the destination must prove (`tls-hostname`).
+async fn set_stream_tls(q: &Qmp, tls: Option<&StreamTls>, end: TlsEnd) -> Result<(), QemuError> {
+    let empty = || Some(String::new());
+    q.migrate_set_parameters(&MigrateParameters {
+        tls_creds: empty(),
+        tls_hostname: empty(),
+        tls_authz: empty(),
+        ..Default::default()
+    })
+    .await?;
+    for id in [MIGRATION_TLS_CREDS, MIGRATION_TLS_AUTHZ] {
+        match q.object_del(id).await {
+            // Not there: nothing to delete.
+            Ok(()) | Err(vinfra_qmp::QmpError::Qmp { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(tls) = tls else {
+        return Ok(());
+    };
+    let endpoint = match end {
+        TlsEnd::Source => "client",
+        TlsEnd::Destination => "server",
+    };
+    q.object_add(serde_json::json!({
+        "qom-type": "tls-creds-x509",
+        "id": MIGRATION_TLS_CREDS,
+        "dir": tls.dir,
+        "endpoint": endpoint,
+        "verify-peer": true,
+    }))
+    .await?;
+    let named = match end {
+        TlsEnd::Destination => {
+            q.object_add(serde_json::json!({
+                "qom-type": "authz-simple",
+                "id": MIGRATION_TLS_AUTHZ,
+                "identity": tls.peer,
+            }))
+            .await?;
+            MigrateParameters {
+                tls_creds: Some(MIGRATION_TLS_CREDS.into()),
+                tls_authz: Some(MIGRATION_TLS_AUTHZ.into()),
+                ..Default::default()
+            }
+        }
+        TlsEnd::Source => MigrateParameters {
+            tls_creds: Some(MIGRATION_TLS_CREDS.into()),
+            tls_hostname: Some(tls.peer.clone()),
+            ..Default::default()
+        },
+    };
+    Ok(q.migrate_set_parameters(&named).await?)
+}
 
 /// How long connecting to a QMP socket may take.
 const QMP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -404,12 +477,24 @@ impl QemuProcess for QmpProcess {
         Ok(self.connect().await?.system_reset().await?)
     }
 
-    async fn listen_incoming(&mut self, uri: &str) -> Result<(), QemuError> {
-        Ok(self.connect().await?.migrate_incoming(uri).await?)
+    async fn listen_incoming(
+        &mut self,
+        uri: &str,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError> {
+        let q = self.connect().await?;
+        set_stream_tls(&q, tls, TlsEnd::Destination).await?;
+        Ok(q.migrate_incoming(uri).await?)
     }
 
-    async fn migrate(&mut self, uri: &str, params: MigrationParams) -> Result<(), QemuError> {
+    async fn migrate(
+        &mut self,
+        uri: &str,
+        params: MigrationParams,
+        tls: Option<&StreamTls>,
+    ) -> Result<(), QemuError> {
         let q = self.connect().await?;
+        set_stream_tls(&q, tls, TlsEnd::Source).await?;
         // `MIGRATION` events: a status waiter wakes at the end instead of polling. Both
         // capabilities are set every time (a QEMU that sent before keeps what it had).
         q.migrate_set_capabilities(&[("events", true), ("auto-converge", params.auto_converge)])
@@ -417,6 +502,7 @@ impl QemuProcess for QmpProcess {
         q.migrate_set_parameters(&MigrateParameters {
             max_bandwidth: Some(params.max_bandwidth),
             downtime_limit: Some(params.downtime_limit_ms),
+            ..Default::default()
         })
         .await?;
         Ok(q.migrate(uri).await?)
@@ -426,7 +512,7 @@ impl QemuProcess for QmpProcess {
         let q = self.connect().await?;
         q.migrate_set_parameters(&MigrateParameters {
             max_bandwidth: Some(bytes_per_s),
-            downtime_limit: None,
+            ..Default::default()
         })
         .await?;
         Ok(())

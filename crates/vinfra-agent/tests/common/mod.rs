@@ -3,8 +3,17 @@
 
 #![allow(dead_code)]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use vinfra_agent::qemu::qmp::QemuRunner;
+use vinfra_agent::{Manager, ManagerConfig};
+use vinfra_proto::VmInstance;
+use vinfra_types::{Accel, BootSource, DiskSpec, VmSpec};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
@@ -81,4 +90,69 @@ impl Drop for KillQemusUnder {
             }
         }
     }
+}
+
+/// A manager for an agent with its files in `data_dir`, on datastore `ds`, at 127.0.0.1, whose
+/// QEMUs run under TCG without a guard.
+pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
+    Manager::open(ManagerConfig {
+        data_dir: data_dir.to_path_buf(),
+        datastore: ds.to_path_buf(),
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        runner: Arc::new(QemuRunner {
+            binary: QEMU.into(),
+            accel: Accel::Tcg,
+            guard: None,
+        }),
+        switch: None,
+    })
+    .await
+    .unwrap()
+}
+
+/// A 1-vCPU, 128-MiB VM booting the guest kernel, with `disks` and no NIC.
+pub fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
+    VmInstance {
+        id: Uuid::new_v4(),
+        spec: VmSpec {
+            name: name.into(),
+            vcpus: 1,
+            memory_mib: 128,
+            boot: BootSource::Kernel {
+                kernel: "vinfra-guest-vmlinuz".into(),
+                initrd: Some("vinfra-guest-initrd.img".into()),
+                cmdline: "console=ttyS0 quiet".into(),
+            },
+            disks,
+            nics: vec![],
+            ha: Default::default(),
+        },
+        started_at: None,
+        slot: None,
+    }
+}
+
+/// Waits until the serial log at `path` has `needle`, returns its text.
+pub async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in {} within {timeout:?}:\n{text}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The last `VINFRA-COUNTER` number in a serial log.
+pub fn last_counter(text: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("VINFRA-COUNTER "))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .next_back()
 }

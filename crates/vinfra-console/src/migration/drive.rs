@@ -110,12 +110,39 @@ pub async fn drive(
         // any other. In the background: a silent host must not hold the migration up, and the
         // memory copy takes longer than a push.
         push::push_all_later(console);
-        let prep = AgentCommand::PrepareIncoming { vm: rec.instance() };
+        // Encrypted: credentials for this migration alone (the destination accepts this
+        // source's certificate and no other; the source sends only to this destination's).
+        let tls = if active.progress().encrypted {
+            match console.ca().issue_migration_tls() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return MigrationOutcome::Failed(format!(
+                        "issuing the migration's certificates: {}",
+                        Chain(&e)
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        let prep = AgentCommand::PrepareIncoming {
+            vm: rec.instance(),
+            tls: tls.as_ref().map(|c| c.destination.clone()),
+        };
         let uri = match agents
             .request(&active.destination, prep, CREATE_TIMEOUT)
             .await
         {
-            Ok(CommandReply::Incoming { uri }) => uri,
+            // Never in plain text when encryption was asked for: an agent that does not know
+            // TLS answers without `encrypted`.
+            Ok(CommandReply::Incoming { encrypted, .. }) if tls.is_some() && !encrypted => {
+                return MigrationOutcome::Failed(format!(
+                    "destination host '{}' cannot receive an encrypted migration (upgrade its \
+                     agent, or turn the migration_encrypted setting off)",
+                    active.destination
+                ))
+            }
+            Ok(CommandReply::Incoming { uri, .. }) => uri,
             Ok(other) => {
                 return MigrationOutcome::Failed(format!("destination answered {other:?}"))
             }
@@ -134,6 +161,7 @@ pub async fn drive(
             id: rec.id,
             uri,
             settings: migration_settings(console),
+            tls: tls.map(|c| c.source),
         };
         if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
             return MigrationOutcome::Failed(format!(

@@ -122,6 +122,7 @@ async fn begin(
             total_time_ms: 0,
             downtime_ms: None,
             error: None,
+            encrypted: console.settings().effective_migration_encrypted(),
             started_at: now_s(),
         };
         keys::put(

@@ -200,6 +200,9 @@ pub struct Behaviour {
     pub resume_after_observes: u32,
     /// `ImportConnections` fails (a full connection table).
     pub refuse_imports: bool,
+    /// An agent from before encrypted migrations: `PrepareIncoming`'s credentials are ignored
+    /// and its answer does not say `encrypted`.
+    pub plain_only: bool,
 }
 
 /// VMs whose migration stream completed, wherever they went: the fake "QEMU" of a destination
@@ -279,6 +282,10 @@ pub struct FakeState {
     pub collector: Option<Option<std::net::SocketAddr>>,
     /// Messages to send with the next tick (e.g. `Flows`).
     pub outbox: Vec<AgentMessage>,
+    /// The credentials of every `PrepareIncoming` received, in order.
+    pub incoming_tls: Vec<Option<vinfra_proto::MigrationTls>>,
+    /// The credentials of every `MigrateOut` received, in order.
+    pub outgoing_tls: Vec<Option<vinfra_proto::MigrationTls>>,
 }
 
 pub struct FakeAgent {
@@ -510,7 +517,7 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         .push(name.split([' ', '{']).next().unwrap_or("").to_string());
     let missing = |id| CommandError::NoSuchVm { id };
     match &command {
-        AgentCommand::CreateVm { vm, .. } | AgentCommand::PrepareIncoming { vm } => {
+        AgentCommand::CreateVm { vm, .. } | AgentCommand::PrepareIncoming { vm, .. } => {
             // Like the real agent: a NIC's network must be on the host's switch already.
             check_networks(state, vm)?;
         }
@@ -559,7 +566,9 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.vms.remove(&id).ok_or(missing(id))?;
             Ok(CommandReply::Done)
         }
-        AgentCommand::PrepareIncoming { vm } => {
+        AgentCommand::PrepareIncoming { vm, tls } => {
+            let encrypted = tls.is_some() && !state.behaviour.plain_only;
+            state.incoming_tls.push(tls);
             if state.behaviour.fail_prepare {
                 return Err(CommandError::Qemu {
                     detail: "incoming QEMU failed to start".into(),
@@ -574,10 +583,14 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.vms.insert(vm.id, (vm, PowerState::Incoming));
             Ok(CommandReply::Incoming {
                 uri: "tcp:127.0.0.1:49152".into(),
+                encrypted,
             })
         }
-        AgentCommand::MigrateOut { id, settings, .. } => {
+        AgentCommand::MigrateOut {
+            id, settings, tls, ..
+        } => {
             state.migrate_settings.push(settings);
+            state.outgoing_tls.push(tls);
             state.cancelled.remove(&id);
             state.polls.remove(&id);
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;

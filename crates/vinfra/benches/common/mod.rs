@@ -89,6 +89,21 @@ pub fn arg_after<'a>(argv: &'a [String], flag: &str) -> &'a str {
     &argv[i + 1]
 }
 
+/// The VM's directory (`<data_dir>/vms/<id>`) of an agent's QEMU command line: where its
+/// first QMP socket's `run/` is (the agent writes the pidfile itself; QEMU gets none).
+pub fn vm_dir_of(argv: &[String]) -> String {
+    let qmp = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("unix:")?.split(',').next())
+        .unwrap_or_else(|| panic!("no QMP socket in {argv:?}"));
+    Path::new(qmp)
+        .parent()
+        .and_then(Path::parent)
+        .expect("the QMP socket in the VM's run/ directory")
+        .display()
+        .to_string()
+}
+
 /// `argv` with every mention of `from` (the VM's directory) replaced by `to`.
 pub fn relocate(argv: &[String], from: &str, to: &Path) -> Vec<String> {
     let to = to.display().to_string();

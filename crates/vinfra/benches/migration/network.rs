@@ -311,11 +311,7 @@ impl Drop for PlainSwitches {
 /// tap `tap` (`-netdev tap`, virtio-net headers, as the agent attaches a NIC) with MAC `mac`,
 /// and kernel command line `append`.
 fn plain_argv(argv: &[String], dir: &Path, tap: &str, mac: &str, append: &str) -> Vec<String> {
-    let vm_dir = Path::new(common::arg_after(argv, "-pidfile"))
-        .parent()
-        .expect("pidfile in the VM's directory")
-        .display()
-        .to_string();
+    let vm_dir = common::vm_dir_of(argv);
     let mut a = common::relocate(argv, &vm_dir, dir);
     let i = a.iter().position(|x| x == "-netdev").expect("-netdev");
     let id = a[i + 1]

@@ -34,6 +34,10 @@ pub enum SettingsCommand {
         /// lets such a migration run until it is cancelled.
         #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
         migration_auto_converge: Option<bool>,
+        /// Encrypted, authenticated live migrations (TLS with certificates issued for each
+        /// migration): `on` (the default) or `off` (plain TCP, for a trusted migration network).
+        #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+        migration_encryption: Option<bool>,
         /// The IPFIX collector every agent exports its host's flows to (`ADDRESS:PORT`, UDP),
         /// or `none`.
         #[arg(long, value_parser = parse_collector, value_name = "ADDRESS:PORT|none")]
@@ -71,6 +75,7 @@ pub fn run(
             migration_bandwidth,
             migration_downtime,
             migration_auto_converge,
+            migration_encryption,
             ipfix_collector,
             traffic_minutes,
         } => {
@@ -79,13 +84,14 @@ pub fn run(
                 && migration_bandwidth.is_none()
                 && migration_downtime.is_none()
                 && migration_auto_converge.is_none()
+                && migration_encryption.is_none()
                 && ipfix_collector.is_none()
                 && traffic_minutes.is_none()
             {
                 return Err(RestCommandError::NothingToChange(
                     "--cpu-ratio, --memory-ratio, --migration-bandwidth, \
-                     --migration-downtime, --migration-auto-converge, --ipfix-collector and/or \
-                     --traffic-minutes",
+                     --migration-downtime, --migration-auto-converge, --migration-encryption, \
+                     --ipfix-collector and/or --traffic-minutes",
                 ));
             }
             let api = conn.client()?;
@@ -100,6 +106,9 @@ pub fn run(
             }
             if let Some(a) = migration_auto_converge {
                 s.migration_auto_converge = Some(*a);
+            }
+            if let Some(e) = migration_encryption {
+                s.migration_encrypted = Some(*e);
             }
             if let Some(Collector(c)) = ipfix_collector {
                 s.flows.ipfix_collector = *c;

@@ -16,6 +16,7 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
             downtime_limit_ms: 300,
             auto_converge: false,
         },
+        None,
     )
     .await
     .unwrap();
@@ -26,7 +27,8 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
             max_bandwidth: 128 << 20,
             downtime_limit_ms: 300,
             auto_converge: false,
-        }
+        },
+        None,
     )));
     assert!(h.m.record(id).await.unwrap().migrating_out);
     assert_eq!(h.state(id).await, PowerState::Migrating);
@@ -43,12 +45,12 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
     // Bad requests.
     let other = h.running("other").await;
     let e =
-        h.m.migrate_out(other, "unix:/tmp/x", MigrationSettings::default());
+        h.m.migrate_out(other, "unix:/tmp/x", MigrationSettings::default(), None);
     assert!(matches!(e.await, Err(ManagerError::MigrationUri(_))));
     h.m.stop(other, true, LONG).await.unwrap();
     assert_eq!(
         conflict(
-            h.m.migrate_out(other, "tcp:10.0.0.2:1", MigrationSettings::default())
+            h.m.migrate_out(other, "tcp:10.0.0.2:1", MigrationSettings::default(), None)
                 .await
         ),
         StateConflict::NotMigratable
@@ -125,6 +127,7 @@ async fn the_first_pass_cap_is_lifted_once_the_second_pass_begins_for_a_guest_th
             max_bandwidth: 10 << 20,
             ..MigrationSettings::default()
         },
+        None,
     )
     .await
     .unwrap();
@@ -200,7 +203,7 @@ async fn a_source_whose_migration_completed_is_never_resumed_and_is_then_quit() 
     );
     assert_eq!(
         conflict(
-            h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+            h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default(), None)
                 .await
         ),
         StateConflict::MigratedAway
@@ -265,7 +268,7 @@ async fn a_source_whose_migration_did_not_complete_is_never_quit() {
     assert_eq!(count(&h.fake.calls(id), |c| *c == Call::Kill), 0);
     assert!(h.fake.is_alive(id));
     // It may migrate again.
-    h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default())
+    h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default(), None)
         .await
         .unwrap();
     assert_eq!(h.state(id).await, PowerState::Migrating);
@@ -293,7 +296,7 @@ async fn an_incoming_vm_waits_on_a_port_and_is_aborted_while_it_waits() {
         slot: None,
         ..instance("web")
     };
-    let uri = h.m.prepare_incoming(vm.clone()).await.unwrap();
+    let uri = h.m.prepare_incoming(vm.clone(), None).await.unwrap();
     assert!(uri.starts_with("tcp:127.0.0.1:"), "{uri}");
     assert_eq!(h.fake.listening(vm.id).as_deref(), Some(uri.as_str()));
     assert!(h.fake.last_launch(vm.id).unwrap().incoming);
@@ -302,7 +305,7 @@ async fn an_incoming_vm_waits_on_a_port_and_is_aborted_while_it_waits() {
     assert!(record.incoming && !record.want_running);
     assert_eq!(record.started_at, Some(1_700_000_000), "uptime survives");
     // Asked again (a console retrying), the same URI.
-    assert_eq!(h.m.prepare_incoming(vm.clone()).await.unwrap(), uri);
+    assert_eq!(h.m.prepare_incoming(vm.clone(), None).await.unwrap(), uri);
     assert_eq!(
         count(&h.fake.calls(vm.id), |c| matches!(c, Call::Launch { .. })),
         1
@@ -319,7 +322,10 @@ async fn an_incoming_vm_waits_on_a_port_and_is_aborted_while_it_waits() {
     // An incoming VM for a VM this host runs is refused.
     let here = h.running("here").await;
     assert_eq!(
-        conflict(h.m.prepare_incoming(instance_with_id("here", here)).await),
+        conflict(
+            h.m.prepare_incoming(instance_with_id("here", here), None)
+                .await
+        ),
         StateConflict::AlreadyHere
     );
 }
@@ -329,16 +335,19 @@ async fn an_incoming_qemu_tries_other_ports_and_gives_up_cleanly() {
     let h = host().await;
     h.fake.busy_ports(2);
     let vm = instance("web");
-    let uri = h.m.prepare_incoming(vm.clone()).await.unwrap();
+    let uri = h.m.prepare_incoming(vm.clone(), None).await.unwrap();
     let listens = count(&h.fake.calls(vm.id), |c| {
-        matches!(c, Call::ListenIncoming(_))
+        matches!(c, Call::ListenIncoming(..))
     });
     assert_eq!(listens, 3);
     assert_eq!(h.fake.listening(vm.id), Some(uri));
 
     h.fake.busy_ports(100);
     let unlucky = instance("unlucky");
-    let e = h.m.prepare_incoming(unlucky.clone()).await.unwrap_err();
+    let e =
+        h.m.prepare_incoming(unlucky.clone(), None)
+            .await
+            .unwrap_err();
     assert!(matches!(e, ManagerError::Qemu(_)), "{e:?}");
     assert!(!h.fake.is_alive(unlucky.id));
     assert!(!h.vm_dir(unlucky.id).exists());
@@ -352,7 +361,7 @@ async fn an_incoming_qemu_tries_other_ports_and_gives_up_cleanly() {
 async fn an_incoming_qemu_whose_guest_arrived_is_never_aborted() {
     let h = host().await;
     let vm = instance("web");
-    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    h.m.prepare_incoming(vm.clone(), None).await.unwrap();
     assert!(h.fake.arrive(vm.id));
     let obs = h.m.observe(vm.id).await.unwrap();
     assert_eq!(obs.state, PowerState::Running);
@@ -383,7 +392,7 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
     // one starts; none of the source's checks may read that as "this copy was sent away".
     let h = host().await;
     let vm = instance("web");
-    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    h.m.prepare_incoming(vm.clone(), None).await.unwrap();
     assert!(h.fake.arrive(vm.id));
     assert_eq!(h.fake.migration(vm.id), Some(MigrationState::Completed));
     assert_eq!(h.state(vm.id).await, PowerState::Running);
@@ -403,9 +412,14 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
     ));
     assert!(h.fake.is_alive(vm.id));
     // It leaves again: the status is the outgoing migration's.
-    h.m.migrate_out(vm.id, "tcp:10.0.0.3:4444", MigrationSettings::default())
-        .await
-        .unwrap();
+    h.m.migrate_out(
+        vm.id,
+        "tcp:10.0.0.3:4444",
+        MigrationSettings::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(h.state(vm.id).await, PowerState::Migrating);
     assert_ne!(
         h.m.migration_status(vm.id, Duration::ZERO)
@@ -430,7 +444,7 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
 async fn an_incoming_qemu_that_died_is_aborted() {
     let h = host().await;
     let vm = instance("web");
-    h.m.prepare_incoming(vm.clone()).await.unwrap();
+    h.m.prepare_incoming(vm.clone(), None).await.unwrap();
     h.fake.crash(vm.id);
     h.m.abort_incoming(vm.id).await.unwrap();
     assert!(!h.vm_dir(vm.id).exists());
@@ -458,4 +472,65 @@ async fn with_fewest_passes_the_cap_is_lifted_at_the_second_pass_whatever_the_gu
         .fake
         .calls(id)
         .contains(&Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)));
+}
+
+/// With credentials, QEMU is told the other end and finds this end's files in a directory of
+/// their own when it is asked (ca-cert.pem, server-* for the destination, client-* for the
+/// source); the files are gone once it has read them.
+#[tokio::test]
+async fn an_encrypted_migration_hands_qemu_its_credentials_for_the_moment_it_reads_them() {
+    use crate::qemu::fake::TlsSeen;
+    let creds = vinfra_proto::pki::ClusterCa::generate("t")
+        .unwrap()
+        .issue_migration_tls()
+        .unwrap();
+    let h = host().await;
+    let vm = instance("web");
+    h.m.prepare_incoming(vm.clone(), Some(creds.destination.clone()))
+        .await
+        .unwrap();
+    let seen = h.fake.calls(vm.id).into_iter().find_map(|c| match c {
+        Call::ListenIncoming(_, tls) => Some(tls),
+        _ => None,
+    });
+    assert_eq!(
+        seen,
+        Some(Some(TlsSeen {
+            peer: creds.destination.peer.clone(),
+            files: vec![
+                "ca-cert.pem".into(),
+                "dh-params.pem".into(),
+                "server-cert.pem".into(),
+                "server-key.pem".into()
+            ],
+        }))
+    );
+    let tls_dir = h.vm_dir(vm.id).join("migration-tls");
+    assert!(!tls_dir.exists(), "credentials left behind");
+
+    let id = h.running("src").await;
+    h.m.migrate_out(
+        id,
+        "tcp:10.0.0.2:4444",
+        MigrationSettings::default(),
+        Some(creds.source.clone()),
+    )
+    .await
+    .unwrap();
+    let seen = h.fake.calls(id).into_iter().find_map(|c| match c {
+        Call::Migrate(_, _, tls) => Some(tls),
+        _ => None,
+    });
+    assert_eq!(
+        seen,
+        Some(Some(TlsSeen {
+            peer: creds.source.peer.clone(),
+            files: vec![
+                "ca-cert.pem".into(),
+                "client-cert.pem".into(),
+                "client-key.pem".into()
+            ],
+        }))
+    );
+    assert!(!h.vm_dir(id).join("migration-tls").exists());
 }
