@@ -52,6 +52,22 @@ pub enum DiskError {
         /// Why: its format, or a backing file of its own.
         why: String,
     },
+    /// a datastore path resolves to a file outside the datastore
+    #[error("{} leads outside the datastore (to {})", path.display(), target.display())]
+    OutsideDatastore {
+        /// The path in the datastore.
+        path: PathBuf,
+        /// Where it resolves.
+        target: PathBuf,
+    },
+    /// a VM's directory or disk in the datastore is not a plain directory or file
+    #[error("{} is not a plain {what} (a symbolic link or another kind of file)", path.display())]
+    NotPlain {
+        /// The path.
+        path: PathBuf,
+        /// `directory` or `file`.
+        what: &'static str,
+    },
     /// a file system operation failed
     #[error("{}", path.display())]
     Io {
@@ -112,6 +128,44 @@ impl Datastore {
         self.root.join("vms").join(id.to_string())
     }
 
+    /// Checks that `path` (which exists) resolves inside the datastore: a link to a file of
+    /// the datastore is fine (`images/current.qcow2` → `debian-12.qcow2`), one to anywhere
+    /// else is refused, whatever the datastore's own root is a link to.
+    fn inside(&self, path: &Path) -> Result<(), DiskError> {
+        let root = self.root.canonicalize().map_err(io(&self.root))?;
+        let target = path.canonicalize().map_err(io(path))?;
+        if target.starts_with(&root) {
+            Ok(())
+        } else {
+            Err(DiskError::OutsideDatastore {
+                path: path.to_path_buf(),
+                target,
+            })
+        }
+    }
+
+    /// Checks that VM `id`'s directory, when it exists, is a plain directory inside the
+    /// datastore (not a link: the agent makes and owns what is in it, as root).
+    fn check_vm_dir(&self, id: Uuid) -> Result<(), DiskError> {
+        let dir = self.vm_dir(id);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => self.inside(&dir),
+            Ok(_) => Err(DiskError::NotPlain {
+                path: dir,
+                what: "directory",
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // `vms/` itself, if it is there, must not lead out either.
+                let vms = self.root.join("vms");
+                if vms.exists() {
+                    self.inside(&vms)?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+
     /// `<root>/vms/<id>/<disk>.qcow2`, after checking the disk name.
     pub fn disk_path(&self, id: Uuid, disk: &str) -> Result<PathBuf, DiskError> {
         vinfra_types::validate_name(disk).map_err(|_| DiskError::BadName(disk.into()))?;
@@ -139,6 +193,7 @@ impl Datastore {
                 .transpose()?;
             plan.push((d, path, base));
         }
+        self.check_vm_dir(id)?;
         let dir_existed = dir.exists();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         if !dir_existed {
@@ -181,15 +236,19 @@ impl Datastore {
     /// incoming migration: nothing is created).
     pub fn media(&self, id: Uuid, spec: &VmSpec) -> Result<BootMedia, DiskError> {
         let kernel = self.kernel(spec)?;
+        self.check_vm_dir(id)?;
         let disks = spec
             .disks
             .iter()
             .map(|d| {
                 let p = self.disk_path(id, &d.name)?;
-                if p.is_file() {
-                    Ok(disk_arg(p))
-                } else {
-                    Err(DiskError::Missing(p))
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_file() => Ok(disk_arg(p)),
+                    Ok(_) => Err(DiskError::NotPlain {
+                        path: p,
+                        what: "file",
+                    }),
+                    Err(_) => Err(DiskError::Missing(p)),
                 }
             })
             .collect::<Result<_, _>>()?;
@@ -216,10 +275,12 @@ impl Datastore {
         )))
     }
 
-    /// An existing datastore file for `file`, or [`DiskError::Missing`].
+    /// An existing datastore file for `file` (resolving inside the datastore), or
+    /// [`DiskError::Missing`].
     fn existing_image(&self, file: &str) -> Result<PathBuf, DiskError> {
         let p = self.image(file)?;
         if p.is_file() {
+            self.inside(&p)?;
             Ok(p)
         } else {
             Err(DiskError::Missing(p))
@@ -394,6 +455,64 @@ mod tests {
         assert!(matches!(err, DiskError::BadBase { .. }), "{err}");
         assert!(err.to_string().contains("secret.raw"), "{err}");
         assert!(!ds.vm_dir(id).exists());
+    }
+
+    /// Links that lead out of the datastore are refused: a base image, the VM's directory, a
+    /// disk; a link within the datastore is fine for an image.
+    #[test]
+    fn links_out_of_the_datastore_are_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ds");
+        let ds = Datastore { root: root.clone() };
+        let images = root.join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::create_dir_all(root.join("vms")).unwrap();
+        let outside = dir.path().join("elsewhere.raw");
+        std::fs::write(&outside, vec![0u8; 1 << 20]).unwrap();
+        std::fs::write(images.join("base.raw"), vec![0u8; 1 << 20]).unwrap();
+        symlink(&outside, images.join("escape.raw")).unwrap();
+        symlink(images.join("base.raw"), images.join("current.raw")).unwrap();
+        let with_base = |image: &str| {
+            spec(vec![DiskSpec {
+                name: "root".into(),
+                image: Some(image.into()),
+                size_gib: None,
+            }])
+        };
+        let id = Uuid::new_v4();
+        let err = ds.prepare(id, &with_base("escape.raw")).unwrap_err();
+        assert!(matches!(err, DiskError::OutsideDatastore { .. }), "{err}");
+        assert!(!ds.vm_dir(id).exists());
+        ds.prepare(id, &with_base("current.raw")).unwrap();
+        ds.media(id, &with_base("current.raw")).unwrap();
+
+        // The disk swapped for a link: refused at the next start.
+        let disk = ds.disk_path(id, "root").unwrap();
+        std::fs::remove_file(&disk).unwrap();
+        symlink(&outside, &disk).unwrap();
+        let err = ds.media(id, &with_base("current.raw")).unwrap_err();
+        assert!(matches!(err, DiskError::NotPlain { .. }), "{err}");
+
+        // A VM directory that is a link elsewhere: refused, nothing made there.
+        let other = Uuid::new_v4();
+        let away = dir.path().join("away");
+        std::fs::create_dir_all(&away).unwrap();
+        symlink(&away, ds.vm_dir(other)).unwrap();
+        let err = ds.prepare(other, &with_base("base.raw")).unwrap_err();
+        assert!(matches!(err, DiskError::NotPlain { .. }), "{err}");
+        assert_eq!(std::fs::read_dir(&away).unwrap().count(), 0);
+        let err = ds.media(other, &spec(vec![])).unwrap_err();
+        assert!(matches!(err, DiskError::NotPlain { .. }), "{err}");
+
+        // A datastore whose root is itself a link works as usual.
+        let alias = dir.path().join("alias");
+        symlink(&root, &alias).unwrap();
+        let aliased = Datastore { root: alias };
+        aliased.media(id, &spec(vec![])).unwrap();
+        aliased
+            .prepare(Uuid::new_v4(), &with_base("current.raw"))
+            .unwrap();
     }
 
     #[test]

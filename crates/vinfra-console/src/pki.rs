@@ -50,7 +50,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConsolePkiError + '_ {
     }
 }
 
-/// Writes `data` to `path` with `mode`, replacing it.
+/// Writes `data` to `path` with `mode`, replacing it: through a temporary file, an fsync and a
+/// rename, then an fsync of the directory, so a crash leaves the old file or the new one.
 pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), ConsolePkiError> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
@@ -64,7 +65,14 @@ pub fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), ConsolePkiE
         .map_err(io_err(&tmp))?;
     f.write_all(data).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Names the server certificate lists: localhost, 127.0.0.1, the listen IPs (unless unspecified)
