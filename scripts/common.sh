@@ -45,6 +45,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [timeout]=coreutils
     [setpriv]=util-linux
     [conntrack]=conntrack
+    [curl]=curl
 )
 
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,
