@@ -149,6 +149,8 @@ fn check_problem(a: &Answer) -> Result<serde_json::Value, String> {
 #[derive(Clone, Copy, PartialEq)]
 enum QueryKind {
     Ignored,
+    /// `limit` (1 to 1000) and `page_token` (hex of UTF-8) on a list.
+    Page,
     Force,
     Bytes,
     Flows,
@@ -206,7 +208,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/hosts",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListHosts),
         },
@@ -283,7 +285,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/tokens",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListTokens),
         },
@@ -308,7 +310,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/vms",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListVms),
         },
@@ -421,7 +423,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/events",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListEvents),
         },
@@ -435,7 +437,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/rules",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListRules),
         },
@@ -481,7 +483,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/drs/recommendations",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListRecommendations),
         },
@@ -499,7 +501,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/networks",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListNetworks),
         },
@@ -566,7 +568,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/security-groups",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListSecurityGroups),
         },
@@ -623,7 +625,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/routers",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListRouters),
         },
@@ -726,7 +728,7 @@ fn routes() -> Vec<Route> {
         Route {
             method: "GET",
             path: "/api/v1/floating-ips",
-            query: Q::Ignored,
+            query: Q::Page,
             sample: "",
             command: |_, _, _| Some(Command::ListFloatingIps),
         },
@@ -793,6 +795,23 @@ fn parse_query(q: &str, kind: QueryKind) -> Option<Query> {
         match (kind, k) {
             (QueryKind::Force, "force") => out.force = v.parse().ok()?,
             (QueryKind::Bytes, "bytes") => out.bytes = Some(v.parse().ok()?),
+            (QueryKind::Page, "limit" | "page_token") => {
+                if !seen.insert(k) {
+                    return None;
+                }
+                if k == "limit" {
+                    let n: u32 = v.parse().ok()?;
+                    if !(1..=1000).contains(&n) {
+                        return None;
+                    }
+                } else {
+                    let v = percent_decode(v)?;
+                    if v.is_empty() || v.len() > 1024 {
+                        return None;
+                    }
+                    String::from_utf8(hex::decode(v).ok()?).ok()?;
+                }
+            }
             (QueryKind::Flows, "minutes" | "by" | "top") => {
                 if !seen.insert(k) {
                     return None;
@@ -975,6 +994,7 @@ fn every_route_parses_into_its_command() {
             QueryKind::Force => "force=true",
             QueryKind::Bytes => "bytes=100",
             QueryKind::Flows => "minutes=7&by=router&top=3",
+            QueryKind::Page => "limit=5&page_token=766d2d37",
             QueryKind::Ignored => "",
         };
         let uri = if query.is_empty() {
@@ -1504,6 +1524,15 @@ fn case() -> impl Strategy<Value = Case> {
         "bytes=-1",
         "junk=1",
         "force",
+        "limit=3",
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "page_token=766d2d37",
+        "limit=2&page_token=766d2d37",
+        "page_token=zz",
+        "page_token=",
+        "limit=2&limit=3",
     ])
     .prop_map(str::to_string);
     let samples: Vec<&'static str> = routes().iter().map(|r| r.sample).collect();

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod flow_routes;
 pub mod limits;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod routes;
 pub mod token_routes;

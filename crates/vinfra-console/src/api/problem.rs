@@ -44,6 +44,9 @@ pub enum ApiError {
     /// the body is larger than allowed
     #[error("request body too large")]
     TooLarge,
+    /// `limit` or `page_token` of a list request is not valid
+    #[error("{0}")]
+    Page(&'static str),
     /// the body did not arrive in time
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
@@ -126,7 +129,8 @@ impl IntoResponse for ApiError {
             | ApiError::Prefix(_)
             | ApiError::Id { .. }
             | ApiError::Query(_)
-            | ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            | ApiError::BodyRead(_)
+            | ApiError::Page(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
