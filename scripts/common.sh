@@ -6,7 +6,7 @@
 # VM taps out of the host's stack with it), building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
-    nftables util-linux coreutils build-essential pkg-config)
+    nftables util-linux coreutils build-essential pkg-config python3-venv)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
 VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -179,6 +179,45 @@ impl Modify for ProblemResponses {
     }
 }
 
+/// Inlines the parts of a flattened struct (`#[serde(flatten)]`, an `allOf` of a `$ref` and
+/// the struct's own fields) whose schema forbids other properties (`deny_unknown_fields`): with
+/// the `$ref` the document would say that no object has both the part's fields and the
+/// struct's, so a `SecurityGroupSummary` or a `CreateVmRequest` could never be valid. The
+/// part's copy keeps its fields and drops the ban; the struct's own schema says the rest.
+struct FlattenedParts;
+
+impl Modify for FlattenedParts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let closed: std::collections::BTreeMap<String, Schema> = components
+            .schemas
+            .iter()
+            .filter_map(|(name, schema)| match schema {
+                RefOr::T(Schema::Object(o)) if o.additional_properties.is_some() => {
+                    let mut open = o.clone();
+                    open.additional_properties = None;
+                    Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+                }
+                _ => None,
+            })
+            .collect();
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            for item in all.items.iter_mut() {
+                if let RefOr::Ref(r) = item {
+                    if let Some(open) = closed.get(&r.ref_location) {
+                        *item = RefOr::T(open.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// This document (no token needed).
 #[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = Object)))]
@@ -265,6 +304,6 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::flows::FlowGrouping, vinfra_types::flows::TrafficDirection,
         vinfra_types::flows::FlowSettings,
     )),
-    modifiers(&BearerAuth, &ProblemResponses),
+    modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts),
 )]
 pub struct ApiDoc;
