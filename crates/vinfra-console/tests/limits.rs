@@ -2,7 +2,8 @@
 //! (slowloris: connections that never finish their TLS handshake, their request head or their
 //! body; HTTP/2 connections that never send a request) neither stop it from answering a normal
 //! client nor stay open past their timeouts; past the connection cap a new connection waits
-//! for a slot or, past as many waiting, is closed at once; each token is held to its rate.
+//! for a slot or, past as many waiting, is closed at once; an idle HTTP/2 connection is closed;
+//! each token is held to its rate; a too-large body is 413 over HTTP/1.1 and HTTP/2.
 
 mod common;
 
@@ -431,4 +432,48 @@ async fn read_answer<S: AsyncRead + Unpin>(s: &mut S) -> String {
             }
         }
     }
+}
+
+/// An HTTP/2 connection that made a request and then sends nothing more is closed once idle
+/// for the header timeout (HTTP/2 has no header timeout of its own after the first request);
+/// while it made none, the first-request timeout closes it.
+#[tokio::test]
+async fn idle_http2_connection_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console_with(dir.path(), None, true, |cfg| {
+        cfg.api_limits.header_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let mut s = tls(&c, b"h2").await;
+    // The client preface, empty SETTINGS, and one HEADERS frame (stream 1, END_STREAM |
+    // END_HEADERS) for GET /api/openapi.json, its fields HPACK-coded without Huffman.
+    let mut block = vec![0x82, 0x87]; // :method GET, :scheme https (static table)
+    for (index, value) in [(0x04u8, "/api/openapi.json"), (0x01, "x")] {
+        block.push(index); // literal without indexing, name from the static table
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    let len = block.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[0x1, 0x5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    s.write_all(&out).await.unwrap();
+
+    // The answer comes (a HEADERS frame on stream 1 with status 200: index 8, 0x88), then
+    // nothing more is sent; the connection must be closed after about 1.5 s of idleness.
+    let t = Instant::now();
+    let (got, closed) = read_to_close(&mut s, Duration::from_secs(8)).await;
+    assert!(closed, "the idle connection is closed");
+    let answered = got
+        .windows(10)
+        .any(|w| w[3] == 0x1 && w[5..9] == [0, 0, 0, 1] && w[9] == 0x88);
+    assert!(answered, "the request was answered 200 first");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1200) && t.elapsed() < Duration::from_secs(5),
+        "closed when idle for the timeout ({:?})",
+        t.elapsed()
+    );
+    c.shutdown().await;
 }
