@@ -200,3 +200,28 @@ pub async fn rate_limit(
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(rate: u32, burst: u32) -> Option<RateLimit> {
+        Some(RateLimit {
+            per_second: NonZeroU32::new(rate).unwrap(),
+            burst: NonZeroU32::new(burst).unwrap(),
+        })
+    }
+
+    #[test]
+    fn rate_limits_are_read_from_their_text() {
+        assert_eq!(RateLimit::parse("200").unwrap(), limit(200, 1000));
+        assert_eq!(RateLimit::parse("5/7").unwrap(), limit(5, 7));
+        assert_eq!(RateLimit::parse("off").unwrap(), None);
+        assert_eq!(Some(RateLimit::default()), limit(200, 1000));
+        for bad in [
+            "", "0", "0/5", "5/0", "-1", "a/b", "5/", "/5", "1.5", "5/7/9", "OFF",
+        ] {
+            assert!(RateLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
