@@ -45,8 +45,8 @@ missing() {
 # marked complete once schemathesis is in it.
 if [[ ! -f $VENV/.complete ]]; then
     [[ -x /usr/bin/python3 ]] || missing "python3 missing (package python3-venv)"
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
+    { rm -rf "$VENV" && mkdir -p "$(dirname "$VENV")" && [[ -w $(dirname "$VENV") ]]; } 2>/dev/null ||
+        missing "cannot write $(dirname "$VENV") (set VINFRA_SCHEMATHESIS_VENV)"
     /usr/bin/python3 -m venv "$VENV" || missing "cannot make a virtual environment (package python3-venv)"
     "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" ||
         missing "pip could not install schemathesis==$SCHEMATHESIS_VERSION"
