@@ -7,7 +7,7 @@
 # it), building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
-    nftables util-linux coreutils tcpdump build-essential pkg-config)
+    nftables util-linux coreutils tcpdump build-essential pkg-config python3-venv)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
 VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)
@@ -47,6 +47,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [setpriv]=util-linux
     [conntrack]=conntrack
     [tcpdump]=tcpdump
+    [curl]=curl
 )
 
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,

@@ -54,6 +54,8 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "unit tests" cargo test --workspace --lib --bins --no-fail-fast
 step "doc tests" cargo test --workspace --doc --no-fail-fast
 step "integration tests" timeout --signal=KILL 3000 bash scripts/integration.sh
+# The REST API fuzzed against its OpenAPI document (schemathesis, bounded to 3 minutes).
+step "API fuzz (schemathesis)" timeout --signal=KILL 900 bash scripts/api-fuzz.sh
 
 # Bounded runs of the switch's fuzzers (libFuzzer through cargo-fuzz, on the nightly toolchain).
 if cargo +nightly --version >/dev/null 2>&1; then

@@ -119,6 +119,42 @@ pub struct ConsoleConfig {
     /// tell a failed host from an isolated one. Without it no host is ever failed over
     /// automatically (every lost host is `unprotected`).
     pub datastore: Option<PathBuf>,
+    /// The REST API's connection and request limits.
+    pub api_limits: ApiLimits,
+}
+
+/// Limits of the REST API (docs/design.md, "Limits").
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// A connection's TLS handshake, and each request's head, must arrive within this; a
+    /// connection with nothing in flight and no byte moved for this long is closed. Default
+    /// [`API_HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this (408 otherwise). Default
+    /// [`api::limits::BODY_TIMEOUT`].
+    pub body_timeout: Duration,
+    /// Connections served at once; as many more wait for a slot, up to the header timeout;
+    /// past those a new connection is closed at once. Default [`API_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Each token's request rate (429 past it); `None`: no limit. Default
+    /// [`api::limits::RateLimit::default`].
+    pub rate: Option<api::limits::RateLimit>,
+}
+
+/// Default header (and idle) timeout of the REST API.
+pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default number of REST API connections served at once.
+pub const API_MAX_CONNECTIONS: usize = 256;
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            header_timeout: API_HEADER_TIMEOUT,
+            body_timeout: api::limits::BODY_TIMEOUT,
+            max_connections: API_MAX_CONNECTIONS,
+            rate: Some(api::limits::RateLimit::default()),
+        }
+    }
 }
 
 impl ConsoleConfig {
@@ -139,6 +175,7 @@ impl ConsoleConfig {
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
             datastore: None,
+            api_limits: ApiLimits::default(),
         }
     }
 }
@@ -546,26 +583,43 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     }
 
     let handle = axum_server::Handle::new();
-    let app = api::router(console.clone()).into_make_service();
+    let limits = &config.api_limits;
+    let request_limits = api::limits::RequestLimits::new(limits.body_timeout, limits.rate);
+    let app = api::router_with(console.clone(), Arc::new(request_limits)).into_make_service();
+    // No Nagle: a response written in two parts would wait for the client's delayed ACK.
+    let accept = api::connections::LimitedAcceptor::new(
+        axum_server::accept::NoDelayAcceptor::new(),
+        limits.max_connections,
+        limits.header_timeout,
+        limits.header_timeout,
+    );
+    let bind_err = |source| ConsoleError::Bind {
+        addr: api_addr,
+        source,
+    };
     let server = if config.tls {
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(keys.api_tls);
-        let server = axum_server::from_tcp_rustls(api_std, tls)
-            .map_err(|source| ConsoleError::Bind {
-                addr: api_addr,
-                source,
-            })?
-            // No Nagle: a response written in two parts would wait for the client's delayed ACK.
-            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        let header_timeout = limits.header_timeout;
+        let mut server = axum_server::from_tcp_rustls(api_std, tls)
+            .map_err(bind_err)?
+            .map(|tls| tls.handshake_timeout(header_timeout).acceptor(accept))
+            .first_request_timeout(header_timeout)
             .handle(handle.clone());
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(header_timeout);
         tokio::spawn(server.serve(app))
     } else {
-        let server = axum_server::from_tcp(api_std)
-            .map_err(|source| ConsoleError::Bind {
-                addr: api_addr,
-                source,
-            })?
-            .acceptor(axum_server::accept::NoDelayAcceptor::new())
+        let mut server = axum_server::from_tcp(api_std)
+            .map_err(bind_err)?
+            .acceptor(accept)
+            .first_request_timeout(limits.header_timeout)
             .handle(handle.clone());
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(limits.header_timeout);
         tokio::spawn(server.serve(app))
     };
     Ok(RunningConsole {

@@ -654,7 +654,11 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
             // Every route has its role in the one table the auth middleware asks.
             let role = vinfra_console::api::access::required_role(&method.to_uppercase(), path);
             assert!(role.is_some(), "{what}: not in the roles table");
-            let mut want = vec!["401", "500"];
+            let mut want = vec!["401", "429", "500"];
+            assert!(
+                responses["429"]["headers"]["Retry-After"].is_object(),
+                "{what}: 429 without its Retry-After"
+            );
             if role != Some(vinfra_types::auth::Role::Viewer) {
                 want.push("403");
             }
@@ -662,7 +666,7 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
                 want.extend(["400", "404"]);
             }
             if op.get("requestBody").is_some() {
-                want.extend(["400", "413"]);
+                want.extend(["400", "408", "413"]);
             }
             for status in want {
                 assert!(responses.contains_key(status), "{what}: {status} missing");

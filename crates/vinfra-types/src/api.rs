@@ -284,6 +284,10 @@ pub struct ConsoleLog {
 /// One entry of the event history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
+    /// Its number in the history: each event's is higher than the one before, and never used
+    /// again (`GET /api/v1/events` pages by it).
+    #[serde(default)]
+    pub seq: u64,
     /// Seconds since the Unix epoch.
     pub at: u64,
     /// `vm`, `host`, `migration`, …

@@ -6,9 +6,12 @@
 //! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
 
 pub mod access;
+pub mod connections;
 pub mod extract;
 pub mod flow_routes;
+pub mod limits;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod routes;
 pub mod token_routes;
@@ -27,11 +30,15 @@ use vinfra_types::auth::Role;
 use crate::interface::{ConsoleApi, TokenRefusal};
 use problem::ApiError;
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub use limits::MAX_BODY;
 
-/// The whole API, over `console`.
+/// The whole API, over `console`, with the default limits ([`limits::RequestLimits`]).
 pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
+    router_with(console, Arc::new(limits::RequestLimits::default()))
+}
+
+/// The whole API, over `console`, each request held to `limits`.
+pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLimits>) -> Router {
     let v1 = Router::new()
         .route("/hosts", get(routes::list_hosts::<A>))
         .route(
@@ -162,6 +169,11 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             delete(routes::delete_floating_ip::<A>),
         )
         .method_not_allowed_fallback(|| async { ApiError::Method })
+        // Layers run outside in: the token is checked, then its rate.
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            limits::rate_limit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),
             auth::<A>,
@@ -172,6 +184,10 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            limits,
+            limits::read_body,
+        ))
         .with_state(console)
 }
 

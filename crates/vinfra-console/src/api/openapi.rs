@@ -3,7 +3,9 @@
 
 use axum::Json;
 use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -67,7 +69,12 @@ fn problem_description(status: &str) -> Option<&'static str> {
              exist; a VM's start_after names a VM that does not exist, the VM itself, or makes a \
              start-after cycle"
         }
+        "408" => "request-timeout: the request body did not arrive within the body timeout",
         "413" => "too-large: request body larger than 1 MiB",
+        "429" => {
+            "too-many-requests: the token sent more requests than its rate limit allows; \
+             retry after the Retry-After header's seconds"
+        }
         "500" => "internal: store or PKI failure",
         "502" => {
             "agent-error, agent-connection-lost or fence-failed: the host's agent refused, or \
@@ -80,9 +87,10 @@ fn problem_description(status: &str) -> Option<&'static str> {
     })
 }
 
-/// Documents every error an operation can answer as RFC 9457 problem+json: 401 and 500 on
-/// every operation, 403 on those a viewer may not run, 400 and 404 where a `{name}` is in the path, 400 and 413 where a body is
-/// read, 400 where a query is; and gives every error response (also those declared on the
+/// Documents every error an operation can answer as RFC 9457 problem+json: 401, 429 (with
+/// its `Retry-After` header) and 500 on every operation, 403 on those a viewer may not run,
+/// 400 and 404 where a `{name}` is in the path, 400, 408 and 413 where a body is read, 400
+/// where a query is; and gives every error response (also those declared on the
 /// handler) the `application/problem+json` content and its description.
 struct ProblemResponses;
 
@@ -96,7 +104,7 @@ impl ProblemResponses {
             .iter()
             .any(|p| matches!(p.parameter_in, ParameterIn::Query));
         let has_body = op.request_body.is_some();
-        let mut add = vec!["401", "500"];
+        let mut add = vec!["401", "429", "500"];
         if needed != Some(Role::Viewer) {
             add.push("403");
         }
@@ -104,7 +112,7 @@ impl ProblemResponses {
             add.extend(["400", "404"]);
         }
         if has_body {
-            add.extend(["400", "413"]);
+            add.extend(["400", "408", "413"]);
         }
         if has_query {
             add.push("400");
@@ -122,12 +130,23 @@ impl ProblemResponses {
             let content = ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("Problem")))
                 .build();
-            *response = RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(PROBLEM_JSON, content)
-                    .build(),
-            );
+            let mut built = ResponseBuilder::new()
+                .description(description)
+                .content(PROBLEM_JSON, content);
+            if status == "429" {
+                built = built.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some("seconds until the token may send again"))
+                        .build(),
+                );
+            }
+            *response = RefOr::T(built.build());
         }
     }
 }
@@ -155,6 +174,45 @@ impl Modify for ProblemResponses {
                     _ => role,
                 });
                 Self::fix(op, needed);
+            }
+        }
+    }
+}
+
+/// Inlines the parts of a flattened struct (`#[serde(flatten)]`, an `allOf` of a `$ref` and
+/// the struct's own fields) whose schema forbids other properties (`deny_unknown_fields`): with
+/// the `$ref` the document would say that no object has both the part's fields and the
+/// struct's, so a `SecurityGroupSummary` or a `CreateVmRequest` could never be valid. The
+/// part's copy keeps its fields and drops the ban; the struct's own schema says the rest.
+struct FlattenedParts;
+
+impl Modify for FlattenedParts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let closed: std::collections::BTreeMap<String, Schema> = components
+            .schemas
+            .iter()
+            .filter_map(|(name, schema)| match schema {
+                RefOr::T(Schema::Object(o)) if o.additional_properties.is_some() => {
+                    let mut open = o.clone();
+                    open.additional_properties = None;
+                    Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+                }
+                _ => None,
+            })
+            .collect();
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            for item in all.items.iter_mut() {
+                if let RefOr::Ref(r) = item {
+                    if let Some(open) = closed.get(&r.ref_location) {
+                        *item = RefOr::T(open.clone());
+                    }
+                }
             }
         }
     }
@@ -246,6 +304,6 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::flows::FlowGrouping, vinfra_types::flows::TrafficDirection,
         vinfra_types::flows::FlowSettings,
     )),
-    modifiers(&BearerAuth, &ProblemResponses),
+    modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts),
 )]
 pub struct ApiDoc;

@@ -44,6 +44,23 @@ pub enum ApiError {
     /// the body is larger than allowed
     #[error("request body too large")]
     TooLarge,
+    /// `limit` or `page_token` of a list request is not valid
+    #[error("{0}")]
+    Page(&'static str),
+    /// the body did not arrive in time
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// the body could not be read to its end (the client broke off)
+    #[error("reading the request body")]
+    BodyRead(#[source] axum::Error),
+    /// the token asked too often
+    #[error("token '{token}' sent too many requests; retry in {retry_after_s} s")]
+    RateLimited {
+        /// The token's name.
+        token: String,
+        /// Seconds until the token may ask again (the `Retry-After` header).
+        retry_after_s: u64,
+    },
     /// the bearer token is missing or wrong
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -111,8 +128,12 @@ impl IntoResponse for ApiError {
             | ApiError::Name(_)
             | ApiError::Prefix(_)
             | ApiError::Id { .. }
-            | ApiError::Query(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            | ApiError::Query(_)
+            | ApiError::BodyRead(_)
+            | ApiError::Page(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-endpoint"),
@@ -126,6 +147,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after_s, .. } = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }
         resp
     }

@@ -28,6 +28,7 @@ use super::extract::{
     ApiJson, ApiQuery, Caller, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
     OptionalJson, TwoNamesPath,
 };
+use super::pages::{self, PageQuery};
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply};
 
@@ -39,7 +40,40 @@ pub(super) async fn run<A: ConsoleApi>(
 ) -> Result<Response, ApiError> {
     let Caller(console, actor) = caller;
     let reply = console.execute(actor.clone(), command).await?;
+    Ok(render(reply))
+}
+
+/// Runs a list command and renders the page `query` asks for ([`pages`]): the whole list
+/// without `limit` or `page_token`. A bad page request is refused before the command runs.
+pub(super) async fn list<A: ConsoleApi>(
+    caller: &Caller<A>,
+    command: Command,
+    query: &PageQuery,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    let Caller(console, actor) = caller;
+    let reply = console.execute(actor.clone(), command).await?;
+    let name = |n: &String| n.clone();
     Ok(match reply {
+        Reply::Hosts(v) => pages::answer(v, |h| name(&h.name), page, path),
+        Reply::Tokens(v) => pages::answer(v, |t| name(&t.name), page, path),
+        Reply::Vms(v) => pages::answer(v, |m| name(&m.name), page, path),
+        Reply::Events(v) => pages::answer(v, |e| pages::number_key(e.seq), page, path),
+        Reply::Rules(v) => pages::answer(v, |r| name(&r.name), page, path),
+        Reply::Recommendations(v) => pages::answer(v, |r| pages::number_key(r.id), page, path),
+        Reply::Networks(v) => pages::answer(v, |n| name(&n.network.name), page, path),
+        Reply::SecurityGroups(v) => pages::answer(v, |g| name(&g.group.name), page, path),
+        Reply::Routers(v) => pages::answer(v, |r| name(&r.name), page, path),
+        Reply::FloatingIps(v) => pages::answer(v, |f| pages::address_key(&f.ip), page, path),
+        other => render(other),
+    })
+}
+
+/// Renders a reply: 200 with the body, 201 for what was created, 202 for a migration started,
+/// 204 when there is nothing to show.
+fn render(reply: Reply) -> Response {
+    match reply {
         Reply::Hosts(v) => Json(v).into_response(),
         Reply::Host(v) => Json(v).into_response(),
         Reply::Fenced(v) => Json(v).into_response(),
@@ -82,7 +116,7 @@ pub(super) async fn run<A: ConsoleApi>(
         Reply::FloatingIps(v) => Json(v).into_response(),
         Reply::FloatingIpCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
-    })
+    }
 }
 
 /// `?force=true` on deletes.
@@ -117,10 +151,14 @@ pub struct ConsoleQuery {
 }
 
 /// Every host with its capacity, allocation, usage and connection status.
-#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
-    responses((status = 200, description = "all hosts", body = [HostSummary])))]
-pub async fn list_hosts<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListHosts).await
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", params(PageQuery),
+    responses((status = 200, description = "all hosts", body = [HostSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_hosts<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListHosts, &q, "/api/v1/hosts").await
 }
 
 /// One host.
@@ -212,10 +250,14 @@ pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiEr
 }
 
 /// Every VM with its desired and observed state.
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms",
-    responses((status = 200, description = "all VMs", body = [VmSummary])))]
-pub async fn list_vms<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListVms).await
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(PageQuery),
+    responses((status = 200, description = "all VMs", body = [VmSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_vms<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListVms, &q, "/api/v1/vms").await
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).
@@ -355,17 +397,25 @@ pub async fn console_log<A: ConsoleApi>(
 }
 
 /// The last 1000 events, oldest first.
-#[utoipa::path(get, path = "/api/v1/events", tag = "cluster",
-    responses((status = 200, description = "the events", body = [Event])))]
-pub async fn list_events<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListEvents).await
+#[utoipa::path(get, path = "/api/v1/events", tag = "cluster", params(PageQuery),
+    responses((status = 200, description = "the events", body = [Event],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_events<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListEvents, &q, "/api/v1/events").await
 }
 
 /// Every placement rule, in name order.
-#[utoipa::path(get, path = "/api/v1/rules", tag = "balancing",
-    responses((status = 200, description = "all rules", body = [PlacementRule])))]
-pub async fn list_rules<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListRules).await
+#[utoipa::path(get, path = "/api/v1/rules", tag = "balancing", params(PageQuery),
+    responses((status = 200, description = "all rules", body = [PlacementRule],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_rules<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListRules, &q, "/api/v1/rules").await
 }
 
 /// Creates a placement rule. It is checked against the cluster and the other rules first:
@@ -425,10 +475,20 @@ pub async fn drs_run<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> 
 }
 
 /// The recommendations of the latest pass (manual mode), in plan order.
-#[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing",
-    responses((status = 200, description = "the recommendations", body = [Recommendation])))]
-pub async fn list_recommendations<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListRecommendations).await
+#[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing", params(PageQuery),
+    responses((status = 200, description = "the recommendations", body = [Recommendation],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_recommendations<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(
+        &c,
+        Command::ListRecommendations,
+        &q,
+        "/api/v1/drs/recommendations",
+    )
+    .await
 }
 
 /// Starts the live migration a recommendation proposes; follow it with
@@ -444,10 +504,14 @@ pub async fn apply_recommendation<A: ConsoleApi>(
 }
 
 /// Every logical network with its ports, in name order.
-#[utoipa::path(get, path = "/api/v1/networks", tag = "networks",
-    responses((status = 200, description = "all networks", body = [NetworkSummary])))]
-pub async fn list_networks<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListNetworks).await
+#[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
+    responses((status = 200, description = "all networks", body = [NetworkSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_networks<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListNetworks, &q, "/api/v1/networks").await
 }
 
 /// Creates a logical network: `overlay` (a VNI, the lowest free from 10000 up when absent) or
@@ -544,10 +608,20 @@ pub async fn update_nic<A: ConsoleApi>(
 }
 
 /// Every security group, in name order, with the NICs in it and the groups whose rules name it.
-#[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups",
-    responses((status = 200, description = "all security groups", body = [SecurityGroupSummary])))]
-pub async fn list_security_groups<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListSecurityGroups).await
+#[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups", params(PageQuery),
+    responses((status = 200, description = "all security groups", body = [SecurityGroupSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_security_groups<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(
+        &c,
+        Command::ListSecurityGroups,
+        &q,
+        "/api/v1/security-groups",
+    )
+    .await
 }
 
 /// Creates a security group with its initial rules (ids assigned from 1; ids in the request are
@@ -626,10 +700,14 @@ pub async fn delete_sg_rule<A: ConsoleApi>(
 }
 
 /// Every router, in name order, with its interfaces and static routes.
-#[utoipa::path(get, path = "/api/v1/routers", tag = "routers",
-    responses((status = 200, description = "all routers", body = [RouterSummary])))]
-pub async fn list_routers<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListRouters).await
+#[utoipa::path(get, path = "/api/v1/routers", tag = "routers", params(PageQuery),
+    responses((status = 200, description = "all routers", body = [RouterSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_routers<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListRouters, &q, "/api/v1/routers").await
 }
 
 /// Creates a router (a VRF: a routing domain with its own table), without interfaces or
@@ -751,10 +829,14 @@ pub async fn remove_uplink<A: ConsoleApi>(
 
 /// Every floating IP, by address: the VM and NIC it translates to, the NIC's address, the
 /// router.
-#[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers",
-    responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary])))]
-pub async fn list_floating_ips<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListFloatingIps).await
+#[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers", params(PageQuery),
+    responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_floating_ips<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListFloatingIps, &q, "/api/v1/floating-ips").await
 }
 
 /// Gives one of the VM's NICs (`nic`, default 0) a floating IP: 1:1 NAT on the edge of the

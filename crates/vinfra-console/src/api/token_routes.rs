@@ -6,17 +6,22 @@ use axum::response::Response;
 use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::Problem;
 
-use super::extract::{ApiJson, Caller, NamePath};
+use super::extract::{ApiJson, ApiQuery, Caller, NamePath};
+use super::pages::PageQuery;
 use super::problem::ApiError;
-use super::routes::run;
+use super::routes::{list, run};
 use crate::interface::{Command, ConsoleApi};
 
 /// Every API token, in name order: name, role, state (active, expired, revoked) and times;
 /// never a secret nor a hash.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, description = "all tokens", body = [TokenSummary])))]
-pub async fn list_tokens<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListTokens).await
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
+    responses((status = 200, description = "all tokens", body = [TokenSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+pub async fn list_tokens<A: ConsoleApi>(
+    c: Caller<A>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    list(&c, Command::ListTokens, &q, "/api/v1/tokens").await
 }
 
 /// Creates an API token with a role and an optional expiry. Its secret is in the answer, the

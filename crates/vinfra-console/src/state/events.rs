@@ -68,6 +68,8 @@ pub fn current_actor() -> Actor {
 /// An event about to be recorded, naming the actor in force ([`current_actor`]).
 pub fn event(kind: &str, object: &str, message: impl Into<String>) -> Event {
     Event {
+        // The number is the record's key; it is filled in when the history is read.
+        seq: 0,
         at: now_s(),
         kind: kind.into(),
         object: object.into(),
@@ -158,7 +160,10 @@ impl EventLog {
     pub fn list(store: &dyn Store) -> Result<Vec<Event>, RecordError> {
         Ok(keys::range::<Event>(store, keys::EVENTS)?
             .into_iter()
-            .map(|(_, v)| v.value)
+            .map(|(key, v)| Event {
+                seq: key.parse().unwrap_or_default(),
+                ..v.value
+            })
             .collect())
     }
 }

@@ -37,6 +37,41 @@ pub struct ConsoleArgs {
     /// (`<datastore>/ha/hosts/<host>.lease`, written by each host's `vinfra guard`).
     #[arg(long)]
     pub datastore: Option<PathBuf>,
+    /// A REST API client's TLS handshake and each request's head must arrive within this;
+    /// a connection idle this long is closed.
+    #[arg(long, default_value = "15s", value_parser = parse_timeout)]
+    pub api_header_timeout: Duration,
+    /// A request's whole body must arrive within this (408 otherwise).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub api_body_timeout: Duration,
+    /// REST API connections served at once; as many more wait for a slot (up to the header
+    /// timeout), past those a new connection is closed at once.
+    #[arg(long, default_value_t = vinfra_console::API_MAX_CONNECTIONS,
+          value_parser = |s: &str| parse::bounded(s, "api-max-connections", 1, 65536).map(|n| n as usize))]
+    pub api_max_connections: usize,
+    /// Each API token's request rate: RATE per second sustained with bursts of BURST
+    /// (default 5 x RATE), or `off` (429 with Retry-After past it).
+    #[arg(long, default_value = "200/1000", value_parser = parse_rate_limit)]
+    pub api_rate_limit: RateLimitArg,
+}
+
+/// A parsed `--api-rate-limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitArg(pub Option<vinfra_console::api::limits::RateLimit>);
+
+fn parse_rate_limit(s: &str) -> Result<RateLimitArg, String> {
+    vinfra_console::api::limits::RateLimit::parse(s)
+        .map(RateLimitArg)
+        .map_err(|e| e.to_string())
+}
+
+/// A timeout of at least 100 ms and at most an hour.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{s}: between 100ms and 1h"));
+    }
+    Ok(d)
 }
 
 /// `vinfra switch`.
@@ -211,6 +246,12 @@ pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
         token_file: a.token_file.clone(),
         tls: !a.no_tls,
         datastore: a.datastore.clone(),
+        api_limits: vinfra_console::ApiLimits {
+            header_timeout: a.api_header_timeout,
+            body_timeout: a.api_body_timeout,
+            max_connections: a.api_max_connections,
+            rate: a.api_rate_limit.0,
+        },
         ..vinfra_console::ConsoleConfig::new(a.data_dir.clone())
     };
     runtime()?

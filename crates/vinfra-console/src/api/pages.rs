@@ -1,0 +1,152 @@
+//! Pages of the list endpoints: `?limit=N&page_token=T`.
+//!
+//! Without either parameter a list is answered whole, as before pages existed. With them, the
+//! items are ordered by their key (a name; a floating IP's address; a recommendation's id; an
+//! event's `seq`, oldest first), at most `limit` are answered, and when more follow, a
+//! `Link: <…?limit=N&page_token=T>; rel="next"` header gives the next page. The token is
+//! opaque to clients: the key of the page's last item, hex-encoded; the next page starts after
+//! it, so items created or deleted meanwhile neither repeat nor shift the pages.
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+
+use super::problem::ApiError;
+
+/// The largest page (and the page size when only `page_token` is given).
+pub const MAX_PAGE: u32 = 1000;
+
+/// `?limit=N&page_token=T` on a list endpoint.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many items (1 to 1000); without it and without `page_token`, every item.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Where to go on: the token of the previous answer's `Link: <…>; rel="next"` header.
+    pub page_token: Option<String>,
+}
+
+/// A checked page request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    limit: usize,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    /// The page asked for (`None`: the whole list), or why the query is refused (400).
+    pub fn page(&self) -> Result<Option<Page>, ApiError> {
+        if self.limit.is_none() && self.page_token.is_none() {
+            return Ok(None);
+        }
+        let limit = self.limit.unwrap_or(MAX_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::Page("limit must be 1 to 1000"));
+        }
+        let after = match &self.page_token {
+            None => None,
+            Some(t) => Some(decode(t).ok_or(ApiError::Page(
+                "page_token is not a token this API gave out",
+            ))?),
+        };
+        Ok(Some(Page {
+            limit: limit as usize,
+            after,
+        }))
+    }
+}
+
+fn encode(key: &str) -> String {
+    hex::encode(key.as_bytes())
+}
+
+fn decode(token: &str) -> Option<String> {
+    if token.is_empty() || token.len() > 1024 {
+        return None;
+    }
+    String::from_utf8(hex::decode(token).ok()?).ok()
+}
+
+/// The answer to a list request: `items` whole when no page was asked for; else the page
+/// after the token, in key order, with a `Link` to the next one when there is more. `path` is
+/// the endpoint's, for the link.
+pub fn answer<T: Serialize>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    page: Option<Page>,
+    path: &str,
+) -> Response {
+    let Some(page) = page else {
+        return Json(items).into_response();
+    };
+    let mut keyed: Vec<(String, T)> = items.drain(..).map(|t| (key(&t), t)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = match &page.after {
+        Some(after) => keyed.partition_point(|(k, _)| k <= after),
+        None => 0,
+    };
+    let rest = keyed.len() - start;
+    let taken: Vec<(String, T)> = keyed.into_iter().skip(start).take(page.limit).collect();
+    let next = (rest > page.limit)
+        .then(|| taken.last().map(|(k, _)| encode(k)))
+        .flatten();
+    let items: Vec<T> = taken.into_iter().map(|(_, t)| t).collect();
+    let mut resp = Json(items).into_response();
+    if let Some(token) = next {
+        let link = format!(
+            "<{path}?limit={}&page_token={token}>; rel=\"next\"",
+            page.limit
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    resp
+}
+
+/// A numeric key that sorts as the number does.
+pub fn number_key(n: u64) -> String {
+    format!("{n:020}")
+}
+
+/// A floating IP's key: its address as a number (sorts as addresses do), or the text.
+pub fn address_key(ip: &str) -> String {
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(a) => number_key(u64::from(u32::from(a))),
+        Err(_) => ip.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(limit: Option<u32>, token: Option<&str>) -> Result<Option<Page>, ApiError> {
+        PageQuery {
+            limit,
+            page_token: token.map(str::to_string),
+        }
+        .page()
+    }
+
+    #[test]
+    fn bad_pages_are_refused_and_tokens_round_trip() {
+        assert!(page(None, None).unwrap().is_none());
+        assert!(matches!(page(Some(0), None), Err(ApiError::Page(_))));
+        assert!(matches!(page(Some(1001), None), Err(ApiError::Page(_))));
+        for bad in ["", "zz", "abc", "ff", &"00".repeat(600)] {
+            assert!(
+                matches!(page(Some(5), Some(bad)), Err(ApiError::Page(_))),
+                "{bad}"
+            );
+        }
+        let p = page(None, Some(&encode("vm-7"))).unwrap().unwrap();
+        assert_eq!(p.after.as_deref(), Some("vm-7"));
+        assert_eq!(p.limit, MAX_PAGE as usize);
+        assert!(address_key("10.0.0.9") < address_key("10.0.0.10"));
+    }
+}

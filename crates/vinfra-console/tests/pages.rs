@@ -1,0 +1,156 @@
+//! Pages of the list endpoints against a real console: without parameters a list is whole
+//! (as before pages), with `limit` it comes in pages linked by `Link: <…>; rel="next"` whose
+//! tokens go on after the last item even when items are created or deleted between pages, and
+//! a bad `limit` or `page_token` is a 400 problem.
+
+mod common;
+
+use common::{assert_problem, start_console, TestConsole};
+use serde_json::Value;
+
+/// `GET path`: status, body and the `rel="next"` link's target, if any.
+async fn get(c: &TestConsole, path: &str) -> (u16, Value, Option<String>) {
+    let r = c
+        .client
+        .get(format!("{}{path}", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let next = r.headers().get("link").map(|v| {
+        let v = v.to_str().unwrap();
+        assert!(v.ends_with(">; rel=\"next\""), "{v}");
+        v.trim_start_matches('<')
+            .trim_end_matches(">; rel=\"next\"")
+            .to_string()
+    });
+    (status, r.json().await.unwrap(), next)
+}
+
+fn names(body: &Value) -> Vec<String> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_come_whole_or_in_linked_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    // Created out of name order.
+    let made = ["g05", "g01", "g07", "g03", "g02", "g06", "g04"];
+    for g in made {
+        let r = c
+            .call(
+                "POST",
+                "/api/v1/security-groups",
+                Some(&format!(r#"{{"name":"{g}","rules":[]}}"#)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+
+    // No parameters: the whole list, no link (what clients from before pages get).
+    let (status, whole, next) = get(&c, "/api/v1/security-groups").await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&whole).len(), 7);
+    assert_eq!(next, None);
+
+    // Pages of 3: 3, 3, 1, in name order, each linking the next.
+    let (status, p1, next) = get(&c, "/api/v1/security-groups?limit=3").await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&p1), ["g01", "g02", "g03"]);
+    let next = next.expect("a next page");
+    assert!(next.starts_with("/api/v1/security-groups?limit=3&page_token="));
+
+    // Between pages: one not yet listed is deleted, one created before the token's key, one
+    // after; the next pages neither repeat nor skip what is still there.
+    assert_eq!(
+        c.call("DELETE", "/api/v1/security-groups/g05", None)
+            .await
+            .status,
+        204
+    );
+    for g in ["g00", "g08"] {
+        let r = c
+            .call(
+                "POST",
+                "/api/v1/security-groups",
+                Some(&format!(r#"{{"name":"{g}","rules":[]}}"#)),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let (_, p2, next) = get(&c, &next).await;
+    assert_eq!(names(&p2), ["g04", "g06", "g07"]);
+    let (_, p3, next) = get(&c, &next.expect("a third page")).await;
+    assert_eq!(names(&p3), ["g08"]);
+    assert_eq!(next, None, "the last page links nothing");
+
+    // A page that ends exactly at the end links nothing either.
+    let (_, all, next) = get(&c, "/api/v1/security-groups?limit=8").await;
+    assert_eq!(names(&all).len(), 8);
+    assert_eq!(next, None);
+
+    // Events page by their number, oldest first.
+    let (_, events, _) = get(&c, "/api/v1/events").await;
+    let seqs: Vec<u64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.len() >= 10, "{seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let mut paged = Vec::new();
+    let mut path = Some("/api/v1/events?limit=4".to_string());
+    while let Some(p) = path {
+        let (status, body, next) = get(&c, &p).await;
+        assert_eq!(status, 200);
+        let page: Vec<u64> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert!(page.len() <= 4);
+        paged.extend(page);
+        path = next;
+    }
+    assert_eq!(paged, seqs);
+
+    // Bad requests are 400 problems.
+    for bad in [
+        "/api/v1/security-groups?limit=0",
+        "/api/v1/security-groups?limit=1001",
+        "/api/v1/security-groups?limit=-1",
+        "/api/v1/security-groups?limit=ten",
+        "/api/v1/security-groups?page_token=nothex",
+        "/api/v1/security-groups?page_token=",
+        "/api/v1/vms?limit=2&cursor=x",
+        "/api/v1/hosts?page_token=ff",
+    ] {
+        let r = c.call("GET", bad, None).await;
+        assert_problem(&r, 400);
+        assert_eq!(r.body["type"], "/problems/invalid-request", "{bad}");
+    }
+    // Every list endpoint takes them.
+    for list in [
+        "/api/v1/hosts",
+        "/api/v1/vms",
+        "/api/v1/tokens",
+        "/api/v1/rules",
+        "/api/v1/drs/recommendations",
+        "/api/v1/networks",
+        "/api/v1/routers",
+        "/api/v1/floating-ips",
+    ] {
+        let (status, body, _) = get(&c, &format!("{list}?limit=1")).await;
+        assert_eq!(status, 200, "{list}");
+        assert!(body.as_array().unwrap().len() <= 1, "{list}");
+    }
+    c.shutdown().await;
+}
