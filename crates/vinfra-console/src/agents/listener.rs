@@ -39,6 +39,12 @@ pub trait Membership: Send + Sync + 'static {
     ) -> Result<(String, String), Self::JoinRefused>;
     /// True when `host` is registered (a valid certificate of a removed host is refused).
     fn registered(&self, host: &str) -> bool;
+    /// Checks what a host says in its Hello (its address, its capacity): a refusal closes the
+    /// connection.
+    fn check_hello(&self, report: &HostReport) -> Result<(), String>;
+    /// Makes a report (the Hello's too) claim only what its host may: `hello` is the one its
+    /// connection began with.
+    fn screen_report(&self, hello: &HostReport, report: &mut HostReport);
     /// Remembers what a host said in its Hello.
     fn hello(&self, report: &HostReport);
     /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
@@ -153,6 +159,9 @@ pub enum EndpointError {
     /// the certificate names a host that is not (or no longer) registered
     #[error("host '{0}' is not registered (removed from the cluster?)")]
     UnknownHost(String),
+    /// The Hello claims what the host may not (another host's address, an absurd capacity)
+    #[error("hello refused: {0}")]
+    HelloRefused(String),
     /// the connection stayed open but no message arrived within the heartbeat timeout
     #[error("no message for {} s", .0.as_secs_f64())]
     Silent(Duration),
@@ -285,6 +294,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             cert: host,
         });
     }
+    console
+        .check_hello(&report)
+        .map_err(EndpointError::HelloRefused)?;
+    let mut report = report;
+    let hello = report.clone();
+    console.screen_report(&hello, &mut report);
     console.hello(&report);
     let registry = console.registry().clone();
     let reg = registry.connect(&host, report);
@@ -355,13 +370,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 let _ = acks.try_send(seq);
                 registry.heard(&host, reg.conn_id);
             }
-            Ok(AgentMessage::Report { report }) => {
+            Ok(AgentMessage::Report { mut report }) => {
                 if report.host != host {
                     break Err(EndpointError::WrongHost {
                         report: report.host,
                         cert: host.clone(),
                     });
                 }
+                console.screen_report(&hello, &mut report);
                 registry.report(&host, reg.conn_id, report);
             }
             Ok(AgentMessage::Response { id, result }) => {

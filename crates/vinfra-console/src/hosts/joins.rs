@@ -139,6 +139,15 @@ impl Membership for Console {
         self.host_registered(host)
     }
 
+    fn check_hello(&self, report: &HostReport) -> Result<(), String> {
+        acting_now(agents(), || super::reports::check_hello(self, report))
+            .map_err(|e| e.to_string())
+    }
+
+    fn screen_report(&self, hello: &HostReport, report: &mut HostReport) {
+        acting_now(agents(), || super::reports::screen(self, hello, report))
+    }
+
     fn hello(&self, report: &HostReport) {
         acting_now(agents(), || hello(self, report))
     }

@@ -6,10 +6,12 @@
 //! - [`fence`]: a host's fence command run ([`crate::state::Console::fence_host`]);
 //! - [`settings`]: the cluster settings;
 //! - [`tokens`]: join tokens and the API token;
-//! - [`joins`]: a host's join and its Hello ([`crate::agents::Membership`] for the console).
+//! - [`joins`]: a host's join and its Hello ([`crate::agents::Membership`] for the console);
+//! - [`reports`]: what a host's Hello and reports may claim.
 
 pub mod crud;
 pub mod fence;
 pub mod joins;
+pub mod reports;
 pub mod settings;
 pub mod tokens;

@@ -73,6 +73,7 @@ pub struct Console {
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
     flows: super::flows::FlowStore,
+    report_refusals: super::refusals::Refusals,
     source_lost_after: Duration,
     create_timeout: Duration,
     fence_timeout: Duration,
@@ -124,6 +125,7 @@ impl Console {
             events,
             ha: super::ha::HaBoard::default(),
             flows: super::flows::FlowStore::default(),
+            report_refusals: Default::default(),
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
@@ -306,6 +308,24 @@ impl Console {
         let vms = read(&self.vms);
         let name = vms.by_id.get(&id)?;
         vms.by_name.get(name).map(|v| v.value.clone())
+    }
+
+    /// The name, host and HA restart origin (`failed_over.from`) of the VM with this id, without
+    /// copying its record.
+    pub fn vm_placement(&self, id: uuid::Uuid) -> Option<(String, String, Option<String>)> {
+        let vms = read(&self.vms);
+        let name = vms.by_id.get(&id)?;
+        let r = &vms.by_name.get(name)?.value;
+        Some((
+            name.clone(),
+            r.host.clone(),
+            r.failed_over.as_ref().map(|f| f.from.clone()),
+        ))
+    }
+
+    /// The (host, VM) pairs whose refused report has an event already.
+    pub fn report_refusals(&self) -> &super::refusals::Refusals {
+        &self.report_refusals
     }
 
     /// Runs `f` over the VM records without copying them.

@@ -24,6 +24,7 @@ pub mod ha;
 pub mod inflight;
 mod locks;
 pub mod records;
+pub mod refusals;
 pub mod slots;
 mod token_mirror;
 pub mod tokens;

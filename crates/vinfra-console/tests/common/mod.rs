@@ -382,6 +382,19 @@ impl FakeAgent {
         capacity: HostCapacity,
         state: FakeState,
     ) -> FakeAgent {
+        let agent = Self::join_and_try_connect(c, host, capacity, state).await;
+        c.wait_host_status(host, "connected").await;
+        agent
+    }
+
+    /// [`FakeAgent::join_and_connect_with`] without waiting for the console to take the
+    /// connection (it may refuse it).
+    pub async fn join_and_try_connect(
+        c: &TestConsole,
+        host: &str,
+        capacity: HostCapacity,
+        state: FakeState,
+    ) -> FakeAgent {
         let token = c.join_token().await;
         let (cert_pem, key_pem) = join(c.running.agent_addr, &c.running.ca_pem, &token, host)
             .await
@@ -396,7 +409,6 @@ impl FakeAgent {
             task: None,
         };
         agent.connect(c.running.agent_addr).await;
-        c.wait_host_status(host, "connected").await;
         agent
     }
 

@@ -1,0 +1,157 @@
+//! What a host may claim in its Hello and its reports (docs/threat-model.md, "Agent reports").
+//!
+//! A host's certificate proves its name, not what it says: a host taken over could claim
+//! another host's VM (the VM controller would move the record to it, or refuse the VM's start
+//! on its own host because it is "live elsewhere") or another host's address (tunnels and
+//! migrations would go to it). So:
+//! - a Hello is refused when its address is not an IP address, is another registered host's
+//!   (loopback excepted: such an address carries nothing between machines, and single-machine
+//!   setups give every agent 127.0.0.1), or its capacity is not a sane one;
+//! - a report keeps the address and capacity of its connection's Hello (a change is
+//!   ignored, with an event); a host that moved must connect again;
+//! - a report's VM that the console places on another host is believed only when this host
+//!   has to do with it: the VM's migration in flight or its last migration came from or went
+//!   to this host, or HA restarted it away from this host (a stale copy). Any other is left
+//!   out of the report, with an event once per host and VM. VMs the console has no record of
+//!   stay (they claim nothing).
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+use vinfra_proto::HostReport;
+use vinfra_types::{HostCapacity, MigrationProgress};
+
+use crate::state::records as keys;
+use crate::state::Console;
+
+/// Most logical CPUs a host may report.
+pub const MAX_CORES: u32 = 65_536;
+/// Most memory a host may report, MiB (1 PiB).
+pub const MAX_MEMORY_MIB: u64 = 1 << 30;
+/// Least memory a host may report, MiB.
+pub const MIN_MEMORY_MIB: u64 = 64;
+
+/// Why a Hello was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloRefused {
+    /// The address is not an IP address.
+    #[error("address '{0}' is not an IP address")]
+    Address(String),
+    /// Another registered host has the address.
+    #[error("address {address} is host '{owner}''s")]
+    TakenAddress {
+        /// The address.
+        address: IpAddr,
+        /// The host that has it.
+        owner: String,
+    },
+    /// The capacity is out of range.
+    #[error("capacity of {cores} CPUs and {memory_mib} MiB is out of range (1 to {MAX_CORES} CPUs, {MIN_MEMORY_MIB} MiB to 1 PiB)")]
+    Capacity {
+        /// CPUs reported.
+        cores: u32,
+        /// Memory reported, MiB.
+        memory_mib: u64,
+    },
+}
+
+fn sane(c: &HostCapacity) -> bool {
+    (1..=MAX_CORES).contains(&c.cores) && (MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&c.memory_mib)
+}
+
+/// Checks a Hello (see the module); the refusal is recorded as an event too.
+pub fn check_hello(console: &Console, report: &HostReport) -> Result<(), HelloRefused> {
+    let refused = hello_refusal(console, report);
+    if let Err(e) = &refused {
+        console.event(
+            "host",
+            &report.host,
+            format!("host {} refused at connection: {e}", report.host),
+        );
+    }
+    refused
+}
+
+fn hello_refusal(console: &Console, report: &HostReport) -> Result<(), HelloRefused> {
+    let address: IpAddr = report
+        .address
+        .parse()
+        .map_err(|_| HelloRefused::Address(report.address.clone()))?;
+    if !address.is_loopback() {
+        let owner = console.with_hosts(|hosts| {
+            hosts
+                .iter()
+                .find(|(name, h)| {
+                    name.as_str() != report.host
+                        && h.value.address.parse::<IpAddr>().ok() == Some(address)
+                })
+                .map(|(name, _)| name.clone())
+        });
+        if let Some(owner) = owner {
+            return Err(HelloRefused::TakenAddress { address, owner });
+        }
+    }
+    if !sane(&report.capacity) {
+        return Err(HelloRefused::Capacity {
+            cores: report.capacity.cores,
+            memory_mib: report.capacity.memory_mib,
+        });
+    }
+    Ok(())
+}
+
+/// Makes `report` (from `host`, whose connection said `hello`) claim only what it may (see the
+/// module).
+pub fn screen(console: &Console, hello: &HostReport, report: &mut HostReport) {
+    let host = hello.host.as_str();
+    if report.address != hello.address || report.capacity != hello.capacity {
+        if console.report_refusals().first(host, Uuid::nil()) {
+            console.event(
+                "host",
+                host,
+                format!(
+                    "host {host} reported address {} and capacity {:?} after connecting with \
+                     {} and {:?}: ignored until it connects again",
+                    report.address, report.capacity, hello.address, hello.capacity
+                ),
+            );
+        }
+        report.address.clone_from(&hello.address);
+        report.capacity = hello.capacity;
+    }
+    report.vms.retain(|v| {
+        let Some((name, placed, failed_from)) = console.vm_placement(v.id) else {
+            return true;
+        };
+        if placed == host || failed_from.as_deref() == Some(host) || migrated(console, &name, host)
+        {
+            return true;
+        }
+        if console.report_refusals().first(host, v.id) {
+            console.event(
+                "vm",
+                &name,
+                format!(
+                    "host {host} reports VM {name} ({:?}), which the console placed on {placed} \
+                     and never sent to {host}: not believed",
+                    v.state
+                ),
+            );
+        }
+        false
+    });
+}
+
+/// True when VM `name`'s migration in flight, or its last one, came from or went to `host`.
+fn migrated(console: &Console, name: &str, host: &str) -> bool {
+    if let Some(active) = console.inflight().migration(name) {
+        let p = active.progress();
+        if p.source == host || p.destination == host {
+            return true;
+        }
+    }
+    keys::get::<MigrationProgress>(console.store().as_ref(), &keys::migration_key(name))
+        .ok()
+        .flatten()
+        .is_some_and(|p| p.value.source == host || p.value.destination == host)
+}
