@@ -3,7 +3,13 @@
 //!
 //! On first start the CA is created and saved in `<data_dir>/pki` (keys mode 0600); the server
 //! certificate is issued again at every start so that it lists the current listen addresses and
-//! advertised names.
+//! advertised names, and again while the console runs once [`pki::RENEW_AT`] of its validity
+//! passed ([`ServerCert::renew`]): both TLS configurations take it from a
+//! [`pki::ServerCertSlot`], so the next handshake gets the new one without a restart.
+//!
+//! During a CA rotation `<data_dir>/pki/ca-trusted.pem` holds the other CA certificates still
+//! trusted (docs/design.md, "Certificate lifecycle"): client certificates of any CA of the
+//! bundle (issuing CA, then these) are accepted, and hosts get the bundle when they renew.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,8 +17,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use rustls::ServerConfig;
-use vinfra_proto::pki::{self, ClusterCa, PkiError};
+use vinfra_proto::pki::{self, CertInfo, ClusterCa, PkiError, ServerCertSlot};
 
 pub use vinfra_proto::pki::peer_host_name;
 
@@ -33,14 +41,73 @@ pub enum ConsolePkiError {
     Pki(#[from] PkiError),
 }
 
+/// File of the CA certificates trusted besides the issuing CA (a CA rotation).
+pub const TRUSTED_CA_FILE: &str = "ca-trusted.pem";
+
 /// CA, server certificate and the TLS configurations built from them.
 pub struct ConsolePki {
     /// The cluster CA (signs host certificates).
     pub ca: ClusterCa,
+    /// The CA certificates trusted, PEM: the issuing CA, then those of `ca-trusted.pem`.
+    pub ca_bundle: String,
     /// TLS for the agent endpoint (client certificate optional).
     pub agent_tls: Arc<ServerConfig>,
     /// TLS for the REST API.
     pub api_tls: Arc<ServerConfig>,
+    /// The server certificate both serve, and how to renew it.
+    pub server: ServerCert,
+}
+
+/// The console's server certificate: where it is written, the names it lists, and the slot
+/// both TLS configurations serve it from.
+pub struct ServerCert {
+    dir: PathBuf,
+    names: Vec<String>,
+    slot: Arc<ServerCertSlot>,
+}
+
+impl ServerCert {
+    /// The certificate served now.
+    pub fn info(&self) -> Result<CertInfo, ConsolePkiError> {
+        Ok(pki::cert_info_of_der(&self.slot.current_der())?)
+    }
+
+    /// Issues a new server certificate from `ca` for the same names, writes it (key first, both
+    /// through a rename) and serves it from the next handshake on.
+    pub fn renew(&self, ca: &ClusterCa) -> Result<CertInfo, ConsolePkiError> {
+        let server = ca.issue_server_cert(&self.names)?;
+        write_server_files(&self.dir, &server)?;
+        self.slot
+            .replace(&server.cert_pem, &server.key_pem, ca.cert_pem())?;
+        Ok(pki::cert_info_of_pem(&server.cert_pem)?)
+    }
+}
+
+fn write_server_files(dir: &Path, server: &pki::IssuedCert) -> Result<(), ConsolePkiError> {
+    write_file(
+        &dir.join("server-key.pem"),
+        server.key_pem.as_bytes(),
+        0o600,
+    )?;
+    write_file(&dir.join("server.pem"), server.cert_pem.as_bytes(), 0o644)
+}
+
+/// How long certificates the console issues are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Host (agent) certificates.
+    pub host: Duration,
+    /// The console's server certificate.
+    pub server: Duration,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity {
+            host: pki::HOST_CERT_VALIDITY,
+            server: pki::SERVER_CERT_VALIDITY,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConsolePkiError + '_ {
@@ -83,8 +150,13 @@ pub fn server_names(listen: &[SocketAddr], advertise: &[String]) -> Vec<String> 
 }
 
 impl ConsolePki {
-    /// Loads the CA from `<data_dir>/pki` or creates it, and issues the server certificate.
-    pub fn load_or_create(data_dir: &Path, names: &[String]) -> Result<Self, ConsolePkiError> {
+    /// Loads the CA from `<data_dir>/pki` or creates it, and issues the server certificate;
+    /// certificates issued are valid as long as `validity` says.
+    pub fn load_or_create(
+        data_dir: &Path,
+        names: &[String],
+        validity: Validity,
+    ) -> Result<Self, ConsolePkiError> {
         let dir = data_dir.join("pki");
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
@@ -101,23 +173,39 @@ impl ConsolePki {
             write_file(&ca_cert, ca.cert_pem().as_bytes(), 0o644)?;
             ca
         };
+        let ca = ca.with_validity(validity.host, validity.server)?;
+        let trusted = dir.join(TRUSTED_CA_FILE);
+        let ca_bundle = match std::fs::read_to_string(&trusted) {
+            Ok(others) => {
+                for fingerprint in pki::bundle_fingerprints(&others)? {
+                    tracing::info!(fingerprint, "also trusting CA (rotation)");
+                }
+                pki::ca_bundle(&[ca.cert_pem(), &others])?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ca.cert_pem().to_string(),
+            Err(source) => {
+                return Err(ConsolePkiError::Io {
+                    path: trusted,
+                    source,
+                })
+            }
+        };
         let server = ca.issue_server_cert(names)?;
-        write_file(
-            &dir.join("server-key.pem"),
-            server.key_pem.as_bytes(),
-            0o600,
-        )?;
-        write_file(&dir.join("server.pem"), server.cert_pem.as_bytes(), 0o644)?;
-        let agent_tls = pki::server_config_with_optional_client_auth(
-            &server.cert_pem,
-            &server.key_pem,
-            ca.cert_pem(),
-        )?;
-        let api_tls = pki::server_config(&server.cert_pem, &server.key_pem, ca.cert_pem())?;
+        write_server_files(&dir, &server)?;
+        let slot = ServerCertSlot::new(&server.cert_pem, &server.key_pem, ca.cert_pem())?;
+        let agent_tls =
+            pki::server_config_with_optional_client_auth_resolving(slot.clone(), &ca_bundle)?;
+        let api_tls = pki::server_config_resolving(slot.clone())?;
         Ok(ConsolePki {
             ca,
+            ca_bundle,
             agent_tls,
             api_tls,
+            server: ServerCert {
+                dir,
+                names: names.to_vec(),
+                slot,
+            },
         })
     }
 }

@@ -39,6 +39,14 @@ pub trait Membership: Send + Sync + 'static {
     ) -> Result<(String, String), Self::JoinRefused>;
     /// True when `host` is registered (a valid certificate of a removed host is refused).
     fn registered(&self, host: &str) -> bool;
+    /// Renews a registered host's certificate for the key of `csr_pem` (the host is the
+    /// session's). Returns `(cert_pem, ca_bundle_pem)`; refused for a host not registered.
+    fn renew(&self, host: &str, csr_pem: &str) -> Result<(String, String), Self::JoinRefused>;
+    /// True when the certificate with this serial (lower-case hex) was revoked.
+    fn certificate_revoked(&self, serial: &str) -> bool;
+    /// A registered host connected with `cert` (DER `der`). True when it should renew at once
+    /// (a CA rotation).
+    fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool;
     /// Remembers what a host said in its Hello.
     fn hello(&self, report: &HostReport);
     /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
@@ -153,6 +161,17 @@ pub enum EndpointError {
     /// the certificate names a host that is not (or no longer) registered
     #[error("host '{0}' is not registered (removed from the cluster?)")]
     UnknownHost(String),
+    /// the certificate was revoked (its host was removed)
+    #[error("the certificate {serial} of host '{host}' was revoked")]
+    Revoked {
+        /// The host it names.
+        host: String,
+        /// Its serial.
+        serial: String,
+    },
+    /// the host asked to renew its certificate but may not
+    #[error("certificate renewal refused: {0}")]
+    RenewRefused(String),
     /// the connection stayed open but no message arrived within the heartbeat timeout
     #[error("no message for {} s", .0.as_secs_f64())]
     Silent(Duration),
@@ -215,7 +234,10 @@ async fn handle<M: Membership>(
         // A certificate of the cluster CA: authenticated.
         Some(host) => {
             drop(preauth);
-            session(console, FramedJson::new(tls), host).await
+            let conn = tls.get_ref().1;
+            let cert =
+                vinfra_proto::pki::peer_cert_info(conn).zip(vinfra_proto::pki::peer_cert_der(conn));
+            session(console, FramedJson::new(tls), host, cert).await
         }
     }
 }
@@ -260,6 +282,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     console: Arc<M>,
     mut framed: FramedJson<S>,
     host: String,
+    cert: Option<(vinfra_proto::pki::CertInfo, Vec<u8>)>,
 ) -> Result<(), EndpointError> {
     if !console.registered(&host) {
         // The certificate is valid (it was signed by the cluster CA) but the host was removed,
@@ -269,6 +292,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             "refusing a certificate of a host that is not registered"
         );
         return Err(EndpointError::UnknownHost(host));
+    }
+    // A certificate of a removed host stays refused when a host of that name joins again.
+    let serial = cert
+        .as_ref()
+        .map(|c| c.0.serial.clone())
+        .unwrap_or_default();
+    if console.certificate_revoked(&serial) {
+        tracing::warn!(host, serial, "refusing a revoked certificate");
+        return Err(EndpointError::Revoked { host, serial });
     }
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
@@ -286,11 +318,23 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
         });
     }
     console.hello(&report);
+    let renew_now = cert
+        .as_ref()
+        .is_some_and(|(info, der)| console.certificate_seen(&host, info, der));
     let registry = console.registry().clone();
     let reg = registry.connect(&host, report);
     tracing::info!(host, "agent connected");
     let (mut sender, mut receiver) = framed.split();
     let mut rx = reg.rx;
+    // Answers to renewals, and the request to renew, go out through the writer too.
+    let (control, mut control_rx) = tokio::sync::mpsc::channel::<ConsoleMessage>(4);
+    if renew_now {
+        tracing::info!(
+            host,
+            "asking the host to renew its certificate (CA rotation)"
+        );
+        let _ = control.try_send(ConsoleMessage::RenewCertificate);
+    }
     // Acknowledgements jump the queue of requests (a full queue drops one: the writer is stuck,
     // and the agent has lost contact either way).
     let (acks, mut ack_rx) = tokio::sync::mpsc::channel::<u64>(ACK_QUEUE);
@@ -299,6 +343,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             let msg = tokio::select! {
                 biased;
                 Some(seq) = ack_rx.recv() => ConsoleMessage::HeartbeatAck { seq },
+                Some(m) = control_rx.recv() => m,
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => break,
@@ -389,6 +434,31 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 }
                 registry.heard(&host, reg.conn_id);
                 console.flows(&host, &flows, untracked_packets);
+            }
+            Ok(AgentMessage::Renew { csr_pem }) => {
+                registry.heard(&host, reg.conn_id);
+                let renewed = console.renew(&host, &csr_pem).map_err(|e| chain(&e));
+                match renewed {
+                    Ok((cert_pem, ca_pem)) => {
+                        tracing::info!(host, "certificate renewed");
+                        let _ = control
+                            .send(ConsoleMessage::Renewed { cert_pem, ca_pem })
+                            .await;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(host, "certificate renewal refused: {reason}");
+                        let _ = control
+                            .send(ConsoleMessage::RenewRefused {
+                                reason: reason.clone(),
+                            })
+                            .await;
+                        if !console.registered(&host) {
+                            // Give the writer a moment to send the refusal, then close.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            break Err(EndpointError::RenewRefused(reason));
+                        }
+                    }
+                }
             }
             Ok(AgentMessage::Join { .. }) => break Err(EndpointError::Unexpected("join")),
             Ok(AgentMessage::Hello { .. }) => break Err(EndpointError::Unexpected("hello")),

@@ -958,6 +958,11 @@ pub enum JoinError {
     /// The CSR could not be signed.
     #[error("certificate request")]
     Csr(#[source] PkiError),
+    /// A certificate renewal for a host that is not (or no longer) registered.
+    #[error(
+        "host '{0}' is not registered (removed from the cluster?): its certificate is not renewed"
+    )]
+    NotRegistered(String),
     /// The store failed.
     #[error("store")]
     Store(#[from] RecordError),

@@ -44,7 +44,7 @@ pub fn join(
         .ca()
         .sign_host_csr(csr_pem, host)
         .map_err(JoinError::Csr)?;
-    let rec = HostRecord {
+    let mut rec = HostRecord {
         name: host.to_string(),
         address: peer.to_string(),
         joined_at: now_s(),
@@ -57,7 +57,10 @@ pub fn join(
         underlay_mtu: UNDERLAY_MTU,
         fence_command: None,
         fenced_at: None,
+        certificates: vec![],
+        ca_bundle: None,
     };
+    super::certs::note_issued(&mut rec, &cert_pem, console.ca_bundle());
     let burn = Writes::other(
         vec![Compare::mod_revision(key.clone(), stored.mod_revision)],
         vec![Op::Delete { key }],
@@ -137,6 +140,18 @@ impl Membership for Console {
 
     fn registered(&self, host: &str) -> bool {
         self.host_registered(host)
+    }
+
+    fn renew(&self, host: &str, csr_pem: &str) -> Result<(String, String), JoinError> {
+        acting_now(agents(), || super::certs::renew(self, host, csr_pem))
+    }
+
+    fn certificate_revoked(&self, serial: &str) -> bool {
+        super::certs::revoked(self, serial)
+    }
+
+    fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool {
+        super::certs::seen(self, host, cert, der)
     }
 
     fn hello(&self, report: &HostReport) {

@@ -6,8 +6,10 @@
 //! - [`fence`]: a host's fence command run ([`crate::state::Console::fence_host`]);
 //! - [`settings`]: the cluster settings;
 //! - [`tokens`]: join tokens and the API token;
-//! - [`joins`]: a host's join and its Hello ([`crate::agents::Membership`] for the console).
+//! - [`joins`]: a host's join and its Hello ([`crate::agents::Membership`] for the console);
+//! - [`certs`]: host certificates after the join: renewal, revocation, CA rotation.
 
+pub mod certs;
 pub mod crud;
 pub mod fence;
 pub mod joins;

@@ -56,6 +56,9 @@ pub struct Console {
     pub(super) store: Arc<dyn Store>,
     agents: AgentRegistry,
     ca: ClusterCa,
+    /// The CA certificates hosts are to trust, PEM: the issuing CA first, then any other CA
+    /// still trusted during a rotation.
+    ca_bundle: String,
     pub(super) vms: RwLock<VmMirror>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
     /// The hosts' underlay addresses, built from `hosts` when first asked for and dropped by
@@ -111,6 +114,7 @@ impl Console {
         Ok(Console {
             store,
             agents,
+            ca_bundle: ca.cert_pem().to_string(),
             ca,
             vms: RwLock::new(vms),
             hosts: RwLock::new(hosts),
@@ -128,6 +132,17 @@ impl Console {
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
         })
+    }
+
+    /// The same console handing hosts `bundle` (PEM, the issuing CA first) as the CAs to trust.
+    pub fn with_ca_bundle(mut self, bundle: String) -> Self {
+        self.ca_bundle = bundle;
+        self
+    }
+
+    /// The CA certificates hosts are to trust (PEM; the issuing CA first).
+    pub fn ca_bundle(&self) -> &str {
+        &self.ca_bundle
     }
 
     /// The hosts' flows of the last hour.

@@ -37,6 +37,14 @@ pub struct ConsoleArgs {
     /// (`<datastore>/ha/hosts/<host>.lease`, written by each host's `vinfra guard`).
     #[arg(long)]
     pub datastore: Option<PathBuf>,
+    /// Validity of the host certificates the console signs (at join and renewal); hosts renew
+    /// theirs once 2/3 of it passed. 10 s to 10 years.
+    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    pub host_cert_validity: Duration,
+    /// Validity of the console's own server certificate (REST API and agent endpoint),
+    /// renewed in place once 2/3 of it passed. 10 s to 10 years.
+    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    pub server_cert_validity: Duration,
 }
 
 /// `vinfra switch`.
@@ -211,6 +219,10 @@ pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
         token_file: a.token_file.clone(),
         tls: !a.no_tls,
         datastore: a.datastore.clone(),
+        cert_validity: vinfra_console::pki::Validity {
+            host: a.host_cert_validity,
+            server: a.server_cert_validity,
+        },
         ..vinfra_console::ConsoleConfig::new(a.data_dir.clone())
     };
     runtime()?
