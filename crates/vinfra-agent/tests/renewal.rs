@@ -2,7 +2,9 @@
 //! certificates issued for 30 s are renewed before they expire and the hosts stay connected
 //! past the original expiry, also across a reconnection that needs the renewed certificate; the
 //! console's server certificate is replaced without a restart; a removed host cannot renew and
-//! its certificate stays refused when a host of the same name joins again.
+//! its certificate stays refused when a host of the same name joins again; a CA rotation
+//! (`vinfra ca-rotate begin|switch|finish`, a console restart after each) moves a host to the
+//! new CA without a new join.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -24,18 +26,29 @@ use vinfra_types::{Accel, HostCapacity};
 
 const VALIDITY: Duration = Duration::from_secs(30);
 
+/// Where a [`relay`] forwards to (changed when the console restarts on another port).
+type Target = Arc<std::sync::Mutex<SocketAddr>>;
+
 /// Forwards TCP connections to `to`; bumping the returned generation closes every connection
 /// made before (the agent then reconnects).
 async fn relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
+    let (addr, generation, _) = relay_to(Arc::new(std::sync::Mutex::new(to))).await;
+    (addr, generation)
+}
+
+/// [`relay`] to a target that can change.
+async fn relay_to(target: Target) -> (SocketAddr, Arc<AtomicU64>, Target) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let generation = Arc::new(AtomicU64::new(0));
     let gen = generation.clone();
+    let to = target.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut a, _)) = listener.accept().await else {
                 return;
             };
+            let to = *to.lock().unwrap();
             let Ok(mut b) = TcpStream::connect(to).await else {
                 continue;
             };
@@ -58,7 +71,7 @@ async fn relay(to: SocketAddr) -> (SocketAddr, Arc<AtomicU64>) {
             });
         }
     });
-    (addr, generation)
+    (addr, generation, target)
 }
 
 struct Api {
@@ -138,18 +151,37 @@ impl Api {
 }
 
 async fn start_console(dir: &Path) -> (RunningConsole, Api) {
+    start_console_valid(
+        dir,
+        vinfra_console::pki::Validity {
+            host: VALIDITY,
+            server: VALIDITY,
+        },
+    )
+    .await
+}
+
+/// A console (started before on `dir`, or new) issuing certificates valid `validity`.
+async fn start_console_valid(
+    dir: &Path,
+    validity: vinfra_console::pki::Validity,
+) -> (RunningConsole, Api) {
     let mut config = ConsoleConfig::new(dir.to_path_buf());
     config.api_listen = "127.0.0.1:0".parse().unwrap();
     config.agent_listen = "127.0.0.1:0".parse().unwrap();
     config.token_file = Some(dir.join("token"));
-    config.cert_validity = vinfra_console::pki::Validity {
-        host: VALIDITY,
-        server: VALIDITY,
-    };
+    config.cert_validity = validity;
     let console = vinfra_console::start(config).await.unwrap();
+    let token = match console.api_token.clone() {
+        Some(t) => t,
+        None => std::fs::read_to_string(dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_string(),
+    };
     let api = Api {
         base: format!("https://127.0.0.1:{}", console.api_addr.port()),
-        token: console.api_token.clone().unwrap(),
+        token,
         ca_pem: console.ca_pem.clone(),
     };
     (console, api)
@@ -438,5 +470,112 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
     let (_, csr) = pki::generate_host_key_and_csr("gone").unwrap();
     assert!(Membership::renew(console.console.as_ref(), "gone", &csr).is_ok());
 
+    console.shutdown().await.unwrap();
+}
+
+/// Waits until `check` holds for the host's current credentials.
+async fn wait_credentials(renewal: &Renewal, what: &str, check: impl Fn(&Credentials) -> bool) {
+    let t = Instant::now();
+    while !check(&renewal.current()) {
+        assert!(t.elapsed() < Duration::from_secs(20), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn leaf_der(cert_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotation_moves_a_host_to_the_new_ca_without_a_new_join() {
+    use vinfra_console::pki::{rotate_ca, RotationStep};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("console");
+    let validity = vinfra_console::pki::Validity::default();
+    let (console, api) = start_console_valid(&dir, validity).await;
+    let old_ca = console.ca_pem.clone();
+    let (via, cut, target) = relay_to(Arc::new(std::sync::Mutex::new(console.agent_addr))).await;
+    let via = via.to_string();
+    let join = api.join_token().await;
+    let (renewal, original, _task) = start_agent(tmp.path(), "h1", &via, &join).await;
+    api.wait_connected("h1").await;
+    assert_eq!(
+        renewal.renewed(),
+        0,
+        "a certificate valid a year was renewed"
+    );
+
+    // Restarts the console on its data directory; the relay follows it.
+    let restart = |console: RunningConsole| {
+        let (dir, target, cut) = (dir.clone(), target.clone(), cut.clone());
+        async move {
+            console.shutdown().await.unwrap();
+            let (console, api) = start_console_valid(&dir, validity).await;
+            *target.lock().unwrap() = console.agent_addr;
+            cut.fetch_add(1, Ordering::SeqCst);
+            (console, api)
+        }
+    };
+
+    // Begin: a new CA, trusted besides the old; the host renews and gets both.
+    let said = rotate_ca(&dir, RotationStep::Begin).unwrap();
+    assert!(said.contains("restart"), "{said}");
+    assert!(rotate_ca(&dir, RotationStep::Begin).is_err(), "begun twice");
+    assert!(
+        rotate_ca(&dir, RotationStep::Finish).is_err(),
+        "finished before the switch"
+    );
+    let new_ca = std::fs::read_to_string(dir.join("pki").join("ca-next.pem")).unwrap();
+    let (console, api) = restart(console).await;
+    assert_eq!(console.ca_pem, old_ca, "the old CA issues until the switch");
+    wait_credentials(&renewal, "the host got both CAs", |c| {
+        pki::bundle_fingerprints(&c.ca_pem).is_ok_and(|f| f.len() == 2)
+    })
+    .await;
+    api.wait_connected("h1").await;
+
+    // Switch: the new CA issues; the host, trusting both, connects and renews onto it.
+    rotate_ca(&dir, RotationStep::Switch).unwrap();
+    let (console, api) = restart(console).await;
+    assert_eq!(
+        pki::fingerprint_of_pem(&console.ca_pem).unwrap(),
+        pki::fingerprint_of_pem(&new_ca).unwrap()
+    );
+    wait_credentials(&renewal, "a certificate of the new CA", |c| {
+        pki::issued_by(&leaf_der(&c.cert_pem), &new_ca)
+    })
+    .await;
+    api.wait_connected("h1").await;
+    // Join tokens pin the new CA.
+    let token = api.join_token().await;
+    assert!(token.contains(&pki::fingerprint_of_pem(&new_ca).unwrap()));
+
+    // Finish: only the new CA is trusted; the host comes back with its new certificate, and a
+    // certificate of the old CA gets no session any more.
+    rotate_ca(&dir, RotationStep::Finish).unwrap();
+    let (console, api) = restart(console).await;
+    let registry = console.console.agents().clone();
+    let t = Instant::now();
+    while registry.connection_id("h1").is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "h1 never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    api.wait_connected("h1").await;
+    let stale = Credentials {
+        ca_pem: renewal.current().ca_pem,
+        ..original
+    };
+    assert!(
+        !session_accepted(&console.agent_addr.to_string(), &stale, "h1").await,
+        "a certificate of the retired CA was accepted"
+    );
+    let stored = std::fs::read_to_string(tmp.path().join("h1").join("host.crt")).unwrap();
+    assert!(pki::issued_by(&leaf_der(&stored), &new_ca));
     console.shutdown().await.unwrap();
 }

@@ -39,6 +39,12 @@ pub enum ConsolePkiError {
     /// certificate work failed
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// a CA rotation step cannot be taken now
+    #[error("{reason}")]
+    Rotation {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// File of the CA certificates trusted besides the issuing CA (a CA rotation).
@@ -207,5 +213,122 @@ impl ConsolePki {
                 slot,
             },
         })
+    }
+}
+
+/// The new CA of a rotation between its `begin` and `switch` steps (certificate, key).
+pub const NEXT_CA_FILE: &str = "ca-next.pem";
+/// The new CA's key between `begin` and `switch` (mode 0600).
+pub const NEXT_CA_KEY_FILE: &str = "ca-next-key.pem";
+
+/// A step of a CA rotation ([`rotate_ca`]; docs/design.md, "Certificate lifecycle"). Each takes
+/// effect at the console's next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStep {
+    /// A new CA is made (`ca-next.pem`) and trusted besides the current one: hosts are asked to
+    /// renew and get both CAs.
+    Begin,
+    /// The new CA becomes the issuing CA (server certificate, host certificates, join token
+    /// pin); the old one stays trusted: hosts are asked to renew and get certificates of the
+    /// new CA. The old CA's key is deleted.
+    Switch,
+    /// The old CA is no longer trusted.
+    Finish,
+}
+
+/// Why a rotation step cannot be taken.
+fn rotation_refused(reason: &str) -> ConsolePkiError {
+    ConsolePkiError::Rotation {
+        reason: reason.to_string(),
+    }
+}
+
+/// Takes a step of a CA rotation on the files of `<data_dir>/pki` (safe while the console runs:
+/// it reads them at start only). Returns what was done, for the operator.
+pub fn rotate_ca(data_dir: &Path, step: RotationStep) -> Result<String, ConsolePkiError> {
+    let dir = data_dir.join("pki");
+    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (next_cert, next_key) = (dir.join(NEXT_CA_FILE), dir.join(NEXT_CA_KEY_FILE));
+    let trusted = dir.join(TRUSTED_CA_FILE);
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(io_err(p));
+    if !ca_cert.exists() {
+        return Err(rotation_refused(
+            "the console has no CA yet (start it once first)",
+        ));
+    }
+    let current = read(&ca_cert)?;
+    match step {
+        RotationStep::Begin => {
+            if next_cert.exists() {
+                return Err(rotation_refused(
+                    "a rotation was begun already: switch to its CA, or remove ca-next*.pem to \
+                     start over",
+                ));
+            }
+            if trusted.exists() {
+                return Err(rotation_refused(
+                    "the previous rotation is not finished (ca-trusted.pem exists): finish it \
+                     first",
+                ));
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = format!("vinfra {now}");
+            let next = ClusterCa::generate(&name)?;
+            write_file(&next_key, next.key_pem().as_bytes(), 0o600)?;
+            write_file(&next_cert, next.cert_pem().as_bytes(), 0o644)?;
+            write_file(&trusted, next.cert_pem().as_bytes(), 0o644)?;
+            Ok(format!(
+                "new CA {} made and trusted besides the current one; restart the console: \
+                 every host renews and gets both CAs; then run the switch step",
+                next.fingerprint()
+            ))
+        }
+        RotationStep::Switch => {
+            if !next_cert.exists() {
+                return Err(rotation_refused("no rotation was begun (no ca-next.pem)"));
+            }
+            let next_pem = read(&next_cert)?;
+            let next_fingerprint = pki::fingerprint_of_pem(&next_pem)?;
+            // A switch interrupted after ca.pem was replaced only has the leftovers to remove.
+            if pki::fingerprint_of_pem(&current)? != next_fingerprint {
+                // Checks that the key is the certificate's before anything is replaced.
+                let next = ClusterCa::from_pem(&next_pem, &read(&next_key)?)?;
+                write_file(&trusted, current.as_bytes(), 0o644)?;
+                write_file(&ca_key, next.key_pem().as_bytes(), 0o600)?;
+                write_file(&ca_cert, next.cert_pem().as_bytes(), 0o644)?;
+            }
+            for p in [&next_key, &next_cert] {
+                match std::fs::remove_file(p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(io_err(p)(source)),
+                }
+            }
+            Ok(format!(
+                "CA {next_fingerprint} issues from now on, the old one stays trusted; restart \
+                 the console: every host renews and gets a certificate of the new CA. Join \
+                 tokens pin the new CA. Then run the finish step"
+            ))
+        }
+        RotationStep::Finish => {
+            if next_cert.exists() {
+                return Err(rotation_refused(
+                    "the rotation's CA does not issue yet: run the switch step first",
+                ));
+            }
+            match std::fs::remove_file(&trusted) {
+                Ok(()) => Ok(format!(
+                    "only CA {} is trusted from the console's next start; a host whose \
+                     certificate is still of the old CA can no longer connect",
+                    pki::fingerprint_of_pem(&current)?
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(rotation_refused(
+                    "no rotation is under way (no ca-trusted.pem)",
+                )),
+                Err(source) => Err(io_err(&trusted)(source)),
+            }
+        }
     }
 }

@@ -60,7 +60,9 @@ pub fn join(
         certificates: vec![],
         ca_bundle: None,
     };
-    super::certs::note_issued(&mut rec, &cert_pem, console.ca_bundle());
+    // The agent trusts the CA its token pinned (not the bundle): during a CA rotation it is
+    // asked to renew at its first connection, and gets the bundle then.
+    super::certs::note_issued(&mut rec, &cert_pem, console.ca().cert_pem());
     let burn = Writes::other(
         vec![Compare::mod_revision(key.clone(), stored.mod_revision)],
         vec![Op::Delete { key }],

@@ -47,6 +47,28 @@ pub struct ConsoleArgs {
     pub server_cert_validity: Duration,
 }
 
+/// A step of `vinfra ca-rotate`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CaRotateStep {
+    /// Make a new CA and trust it besides the current one (hosts renew and get both).
+    Begin,
+    /// Issue from the new CA; the old one stays trusted (hosts renew onto the new CA).
+    Switch,
+    /// Stop trusting the old CA.
+    Finish,
+}
+
+/// `vinfra ca-rotate`.
+#[derive(Debug, Args)]
+pub struct CaRotateArgs {
+    /// Which step.
+    #[arg(value_enum)]
+    pub step: CaRotateStep,
+    /// The console's data directory.
+    #[arg(long, default_value = "/var/lib/vinfra/console")]
+    pub data_dir: PathBuf,
+}
+
 /// `vinfra switch`.
 #[derive(Debug, Args)]
 pub struct SwitchArgs {
@@ -199,6 +221,22 @@ pub enum DaemonError {
     /// The guard failed.
     #[error("guard")]
     Guard(#[source] vinfra_guard::GuardError),
+    /// A CA rotation step failed.
+    #[error("CA rotation")]
+    CaRotate(#[source] vinfra_console::pki::ConsolePkiError),
+}
+
+/// Takes a step of a CA rotation on the console's data directory and says what it did.
+pub fn ca_rotate(a: &CaRotateArgs) -> Result<(), DaemonError> {
+    use vinfra_console::pki::RotationStep;
+    let step = match a.step {
+        CaRotateStep::Begin => RotationStep::Begin,
+        CaRotateStep::Switch => RotationStep::Switch,
+        CaRotateStep::Finish => RotationStep::Finish,
+    };
+    let done = vinfra_console::pki::rotate_ca(&a.data_dir, step).map_err(DaemonError::CaRotate)?;
+    println!("{done}");
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
