@@ -531,6 +531,14 @@ async fn a_ca_rotation_moves_a_host_to_the_new_ca_without_a_new_join() {
     let new_ca = std::fs::read_to_string(dir.join("pki").join("ca-next.pem")).unwrap();
     let (console, api) = restart(console).await;
     assert_eq!(console.ca_pem, old_ca, "the old CA issues until the switch");
+    let for_clients = std::fs::read_to_string(dir.join("pki").join("ca-bundle.pem")).unwrap();
+    assert_eq!(
+        pki::bundle_fingerprints(&for_clients).unwrap(),
+        vec![
+            pki::fingerprint_of_pem(&old_ca).unwrap(),
+            pki::fingerprint_of_pem(&new_ca).unwrap()
+        ]
+    );
     wait_credentials(&renewal, "the host got both CAs", |c| {
         pki::bundle_fingerprints(&c.ca_pem).is_ok_and(|f| f.len() == 2)
     })

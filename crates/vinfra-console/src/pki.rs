@@ -49,6 +49,9 @@ pub enum ConsolePkiError {
 
 /// File of the CA certificates trusted besides the issuing CA (a CA rotation).
 pub const TRUSTED_CA_FILE: &str = "ca-trusted.pem";
+/// Every CA certificate the console trusts, the issuing CA first, written at every start: what
+/// REST clients should trust to follow a CA rotation.
+pub const BUNDLE_FILE: &str = "ca-bundle.pem";
 
 /// CA, server certificate and the TLS configurations built from them.
 pub struct ConsolePki {
@@ -196,6 +199,8 @@ impl ConsolePki {
                 })
             }
         };
+        // For REST clients: trusting the bundle, they follow a CA rotation.
+        write_file(&dir.join(BUNDLE_FILE), ca_bundle.as_bytes(), 0o644)?;
         let server = ca.issue_server_cert(names)?;
         write_server_files(&dir, &server)?;
         let slot = ServerCertSlot::new(&server.cert_pem, &server.key_pem, ca.cert_pem())?;
