@@ -156,8 +156,8 @@ pub fn revocations(rec: &HostRecord) -> Result<(Vec<Op>, Vec<String>), crate::er
 }
 
 /// The revoked certificates that have not expired yet; expired ones are deleted from the
-/// store on the way (they no longer verify anyway).
-pub fn list_revoked(
+/// store on the way (they no longer verify anyway, so their records are no longer needed).
+pub fn revoked_certificates(
     console: &Console,
 ) -> Result<Vec<RevokedCertRecord>, crate::error::RecordError> {
     let store = console.store().as_ref();

@@ -144,6 +144,10 @@ pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
             vms: placed,
         });
     }
+    // Revocations of certificates that expired since are no longer needed.
+    if let Err(e) = super::certs::revoked_certificates(console) {
+        tracing::warn!("revoked certificates: {}", vinfra_types::error::Chain(&e));
+    }
     let (revoke, serials) = super::certs::revocations(&cur.value)?;
     console.remove_host_with(name, cur.mod_revision, revoke)?;
     console.agents().forget(name);
