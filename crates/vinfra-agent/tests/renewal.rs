@@ -439,7 +439,7 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
 
     // The console refuses to renew it...
     let (_, csr) = pki::generate_host_key_and_csr("gone").unwrap();
-    let refused = Membership::renew(console.console.as_ref(), "gone", &csr);
+    let refused = Membership::renew(console.console.as_ref(), "gone", &csr, true);
     let reason = vinfra_types::error::chain(&refused.expect_err("a removed host renewed"));
     assert!(reason.contains("not registered"), "{reason}");
     assert_eq!(renewal.renewed(), 0);
@@ -466,9 +466,13 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
         "a revoked certificate was accepted after its host name joined again"
     );
     assert!(session_accepted(&via, &fresh, "gone").await);
-    // The new host renews; the old one's renewal would need a session it does not get.
+    // The new host cannot renew long before its certificate is due (renewals cannot be
+    // made as fast as a host asks), unless the console asked it to.
     let (_, csr) = pki::generate_host_key_and_csr("gone").unwrap();
-    assert!(Membership::renew(console.console.as_ref(), "gone", &csr).is_ok());
+    let early = Membership::renew(console.console.as_ref(), "gone", &csr, false);
+    let reason = vinfra_types::error::chain(&early.expect_err("renewed at once"));
+    assert!(reason.contains("too early"), "{reason}");
+    assert!(Membership::renew(console.console.as_ref(), "gone", &csr, true).is_ok());
 
     console.shutdown().await.unwrap();
 }

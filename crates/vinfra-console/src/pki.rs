@@ -110,6 +110,13 @@ pub struct Validity {
     pub server: Duration,
 }
 
+impl Validity {
+    /// The shortest validity accepted.
+    pub const MIN: Duration = pki::MIN_CERT_VALIDITY;
+    /// The longest validity accepted (the CA's).
+    pub const MAX: Duration = pki::CA_VALIDITY;
+}
+
 impl Default for Validity {
     fn default() -> Self {
         Validity {

@@ -40,8 +40,14 @@ pub trait Membership: Send + Sync + 'static {
     /// True when `host` is registered (a valid certificate of a removed host is refused).
     fn registered(&self, host: &str) -> bool;
     /// Renews a registered host's certificate for the key of `csr_pem` (the host is the
-    /// session's). Returns `(cert_pem, ca_bundle_pem)`; refused for a host not registered.
-    fn renew(&self, host: &str, csr_pem: &str) -> Result<(String, String), Self::JoinRefused>;
+    /// session's). Returns `(cert_pem, ca_bundle_pem)`; refused for a host not registered, and
+    /// long before its certificate is due unless the console `asked` for the renewal.
+    fn renew(
+        &self,
+        host: &str,
+        csr_pem: &str,
+        asked: bool,
+    ) -> Result<(String, String), Self::JoinRefused>;
     /// True when the certificate with this serial (lower-case hex) was revoked.
     fn certificate_revoked(&self, serial: &str) -> bool;
     /// A registered host connected with `cert` (DER `der`). True when it should renew at once
@@ -328,6 +334,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     let mut rx = reg.rx;
     // Answers to renewals, and the request to renew, go out through the writer too.
     let (control, mut control_rx) = tokio::sync::mpsc::channel::<ConsoleMessage>(4);
+    // True from asking the host to renew until it did.
+    let mut asked = renew_now;
     if renew_now {
         tracing::info!(
             host,
@@ -437,9 +445,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             }
             Ok(AgentMessage::Renew { csr_pem }) => {
                 registry.heard(&host, reg.conn_id);
-                let renewed = console.renew(&host, &csr_pem).map_err(|e| chain(&e));
+                let renewed = console.renew(&host, &csr_pem, asked).map_err(|e| chain(&e));
                 match renewed {
                     Ok((cert_pem, ca_pem)) => {
+                        asked = false;
                         tracing::info!(host, "certificate renewed");
                         let _ = control
                             .send(ConsoleMessage::Renewed { cert_pem, ca_pem })

@@ -50,9 +50,33 @@ pub fn note_issued(rec: &mut HostRecord, cert_pem: &str, bundle_pem: &str) {
 /// session's certificate): signs it, keeps it on the host's record with the CA bundle handed
 /// out, and records an event. A host that is not registered (removed) is refused. Returns
 /// `(cert_pem, ca_bundle_pem)`.
-pub fn renew(console: &Console, host: &str, csr_pem: &str) -> Result<(String, String), JoinError> {
-    if !console.host_registered(host) {
+///
+/// Unless the console asked for it (`asked`, a CA rotation), a renewal is refused while the
+/// host's newest certificate is not near its renewal time (from a tenth of its validity before
+/// it): a host cannot have certificates signed, or renewal events recorded, as fast as it sends
+/// `Renew`.
+pub fn renew(
+    console: &Console,
+    host: &str,
+    csr_pem: &str,
+    asked: bool,
+) -> Result<(String, String), JoinError> {
+    let Ok(rec) = console.host(host) else {
         return Err(JoinError::NotRegistered(host.to_string()));
+    };
+    if !asked {
+        let validity = console.ca().host_validity();
+        let early = validity.mul_f64(1.0 - pki::RENEW_AT) + validity / 10;
+        let newest = rec.value.certificates.iter().map(|c| c.not_after).max();
+        if let Some(not_after) = newest {
+            let opens = not_after.saturating_sub(early.as_secs());
+            if now_s() < opens {
+                return Err(JoinError::RenewTooEarly {
+                    host: host.to_string(),
+                    in_s: opens - now_s(),
+                });
+            }
+        }
     }
     let cert_pem = console
         .ca()

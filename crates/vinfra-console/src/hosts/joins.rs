@@ -144,8 +144,8 @@ impl Membership for Console {
         self.host_registered(host)
     }
 
-    fn renew(&self, host: &str, csr_pem: &str) -> Result<(String, String), JoinError> {
-        acting_now(agents(), || super::certs::renew(self, host, csr_pem))
+    fn renew(&self, host: &str, csr_pem: &str, asked: bool) -> Result<(String, String), JoinError> {
+        acting_now(agents(), || super::certs::renew(self, host, csr_pem, asked))
     }
 
     fn certificate_revoked(&self, serial: &str) -> bool {

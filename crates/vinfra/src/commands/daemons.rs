@@ -39,12 +39,26 @@ pub struct ConsoleArgs {
     pub datastore: Option<PathBuf>,
     /// Validity of the host certificates the console signs (at join and renewal); hosts renew
     /// theirs once 2/3 of it passed. 10 s to 10 years.
-    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "365days", value_parser = cert_validity)]
     pub host_cert_validity: Duration,
     /// Validity of the console's own server certificate (REST API and agent endpoint),
     /// renewed in place once 2/3 of it passed. 10 s to 10 years.
-    #[arg(long, default_value = "365days", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "365days", value_parser = cert_validity)]
     pub server_cert_validity: Duration,
+}
+
+/// A certificate validity: a duration (`30s`, `90d`, `365days`) from 10 s to 10 years.
+fn cert_validity(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration (e.g. 30s, 90d, 365days): {e}"))?;
+    let (min, max) = (
+        vinfra_console::pki::Validity::MIN,
+        vinfra_console::pki::Validity::MAX,
+    );
+    if d < min || d > max {
+        return Err(format!("'{text}' is out of range: 10 s to 10 years"));
+    }
+    Ok(d)
 }
 
 /// A step of `vinfra ca-rotate`.
