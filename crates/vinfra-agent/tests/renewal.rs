@@ -445,7 +445,7 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
     assert_eq!(renewal.renewed(), 0);
     // ...its certificate gets no session...
     assert!(!session_accepted(&via, &creds, "gone").await);
-    // ...and the revocation is listed in the events.
+    // ...and the revocation is listed: in the events and by the API.
     let events = api.events().await;
     assert!(
         events
@@ -453,6 +453,19 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
             .any(|e| e.contains("certificates revoked") && e.contains(&serial)),
         "no revocation event in {events:?}"
     );
+    let revoked = api.get("/api/v1/revoked-certificates").await;
+    let listed: Vec<(String, String)> = revoked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["serial"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![("gone".to_string(), serial.clone())]);
 
     // A new host of the same name joins; the old certificate stays refused, the new one works.
     let join = api.join_token().await;

@@ -71,6 +71,10 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/vms/{name}/console", get(routes::console_log::<A>))
         .route("/events", get(routes::list_events::<A>))
+        .route(
+            "/revoked-certificates",
+            get(routes::list_revoked_certificates::<A>),
+        )
         .route("/flows", get(flow_routes::top_flows::<A>))
         .route(
             "/rules",

@@ -196,3 +196,22 @@ pub fn revoked_certificates(
     }
     Ok(out)
 }
+
+/// The revoked certificates that have not expired, as the API lists them (oldest revocation
+/// first).
+pub fn revoked_list(
+    console: &Console,
+) -> Result<Vec<vinfra_types::api::RevokedCertificate>, crate::error::RecordError> {
+    let mut list: Vec<_> = revoked_certificates(console)?
+        .into_iter()
+        .map(|r| vinfra_types::api::RevokedCertificate {
+            host: r.host,
+            serial: r.serial,
+            not_after: r.not_after,
+            revoked_at: r.revoked_at,
+            reason: r.reason,
+        })
+        .collect();
+    list.sort_by(|a, b| (a.revoked_at, &a.serial).cmp(&(b.revoked_at, &b.serial)));
+    Ok(list)
+}
