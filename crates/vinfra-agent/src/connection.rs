@@ -8,6 +8,12 @@
 //! anything of the manager, queues it on the session's writer. The console acknowledges each at
 //! once; the reader notes the acknowledgement in the manager's [`ConsoleContact`]
 //! ([`Manager::contact`]).
+//!
+//! Certificate renewal: once [`pki::RENEW_AT`] of the host certificate's lifetime passed (or
+//! when the console asks, during a CA rotation), the session sends `Renew` with a CSR for a
+//! fresh key; the console's `Renewed` certificate is checked, stored with its key and the CA
+//! bundle ([`store_renewed`]: staged, then renamed, a crash leaves the old set or the new) and
+//! used from the next connection on. The open connection goes on with the old certificate.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,12 +99,15 @@ pub enum ConnectionError {
 /// The host's TLS identity, PEM.
 #[derive(Clone)]
 pub struct Credentials {
-    /// The cluster CA.
+    /// The cluster CA (during a CA rotation, a bundle of the old and the new).
     pub ca_pem: String,
     /// This host's certificate.
     pub cert_pem: String,
     /// This host's key.
     pub key_pem: String,
+    /// The data directory they are stored in (renewals are written there); `None`: kept in
+    /// memory only.
+    pub dir: Option<PathBuf>,
 }
 
 /// What every report carries besides the VMs and usage.
@@ -119,6 +128,94 @@ pub struct HostInfo {
 const CA_FILE: &str = "ca.crt";
 const CERT_FILE: &str = "host.crt";
 const KEY_FILE: &str = "host.key";
+/// A renewal is staged in these before they replace the three above; the staged certificate,
+/// written last, is the mark that the set is complete.
+const STAGED_CA: &str = "renew-ca.crt";
+const STAGED_CERT: &str = "renew-host.crt";
+const STAGED_KEY: &str = "renew-host.key";
+
+/// Writes `text` to `path` with `mode` through a temporary file, an fsync, a rename and an
+/// fsync of the directory.
+fn store_file(path: &Path, text: &str, mode: u32) -> Result<(), ConnectionError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConnectionError::Io { path, source }
+    };
+    crate::files::blocking(|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        sync_dir(path)
+    })
+}
+
+fn sync_dir(path: &Path) -> Result<(), ConnectionError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ConnectionError::Io {
+            path: dir.into(),
+            source,
+        })
+}
+
+/// Finishes a renewal a crash interrupted: when the staged certificate (written last) is
+/// there, the staged files replace the live ones; otherwise stray staged files go.
+fn finish_staged(data_dir: &Path) -> Result<(), ConnectionError> {
+    let staged_cert = data_dir.join(STAGED_CERT);
+    let pairs = [
+        (data_dir.join(STAGED_KEY), data_dir.join(KEY_FILE)),
+        (data_dir.join(STAGED_CA), data_dir.join(CA_FILE)),
+        (staged_cert.clone(), data_dir.join(CERT_FILE)),
+    ];
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ConnectionError::Io { path, source }
+    };
+    if staged_cert.exists() {
+        for (from, to) in &pairs {
+            if from.exists() {
+                std::fs::rename(from, to).map_err(io(to))?;
+            }
+        }
+        sync_dir(&staged_cert)?;
+        tracing::info!("a renewed certificate staged before a restart is now in use");
+    } else {
+        for (from, _) in &pairs {
+            match std::fs::remove_file(from) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io(from)(source)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores a renewed certificate, its key and the CA bundle in `data_dir`: each staged (fsynced)
+/// first, the certificate last, then all renamed over the live files. A crash before the
+/// staged certificate is complete keeps the old set; after it, the next start finishes the
+/// renames ([`ensure_credentials`]).
+pub fn store_renewed(data_dir: &Path, creds: &Credentials) -> Result<(), ConnectionError> {
+    store_file(&data_dir.join(STAGED_KEY), &creds.key_pem, 0o600)?;
+    store_file(&data_dir.join(STAGED_CA), &creds.ca_pem, 0o644)?;
+    store_file(&data_dir.join(STAGED_CERT), &creds.cert_pem, 0o644)?;
+    crate::files::blocking(|| finish_staged(data_dir))
+}
 
 fn read_opt(path: &Path) -> Result<Option<String>, ConnectionError> {
     match std::fs::read_to_string(path) {
@@ -150,6 +247,7 @@ pub async fn ensure_credentials(
         data_dir.join(CERT_FILE),
         data_dir.join(KEY_FILE),
     );
+    finish_staged(data_dir)?;
     if let (Some(ca_pem), Some(cert_pem), Some(key_pem)) =
         (read_opt(&ca)?, read_opt(&cert)?, read_opt(&key)?)
     {
@@ -157,6 +255,7 @@ pub async fn ensure_credentials(
             ca_pem,
             cert_pem,
             key_pem,
+            dir: Some(data_dir.to_path_buf()),
         });
     }
     let token = JoinToken::parse(join_token.ok_or(ConnectionError::NotJoined)?)?;
@@ -178,36 +277,15 @@ pub async fn ensure_credentials(
         ConsoleMessage::JoinRefused { reason } => return Err(ConnectionError::JoinRefused(reason)),
         other => return Err(ConnectionError::Unexpected(format!("{other:?}"))),
     };
-    let store = |path: &Path, text: &str, mode: u32| -> Result<(), ConnectionError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|source| ConnectionError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| ConnectionError::Io {
-                path: path.into(),
-                source,
-            })
-    };
-    store(&key, &key_pem, 0o600)?;
-    store(&cert, &cert_pem, 0o644)?;
-    store(&ca, &ca_pem, 0o644)?;
+    store_file(&key, &key_pem, 0o600)?;
+    store_file(&cert, &cert_pem, 0o644)?;
+    store_file(&ca, &ca_pem, 0o644)?;
     tracing::info!("joined the cluster as {host}");
     Ok(Credentials {
         ca_pem,
         cert_pem,
         key_pem,
+        dir: Some(data_dir.to_path_buf()),
     })
 }
 
@@ -335,6 +413,21 @@ pub async fn session<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    session_renewing(stream, m, info, timing, None).await
+}
+
+/// [`session`] that also renews the host's certificate held by `renewal` when it is due or the
+/// console asks ([`Renewal`]).
+pub async fn session_renewing<S>(
+    stream: S,
+    m: Arc<Manager>,
+    info: &HostInfo,
+    timing: SessionTiming,
+    renewal: Option<Arc<Renewal>>,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut tx, mut rx) = FramedJson::new(stream).split();
     tx.send(&AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
@@ -382,9 +475,30 @@ where
     // The switch's flows (`flows::send_flows`, one task for the agent's life) come here while
     // this session lasts.
     let _flows = m.flow_sink().attach(out_tx.clone());
+    // The console's answers to `Renew`, for the renewal task; its requests to renew now.
+    let (renew_tx, renew_rx) = mpsc::channel::<ConsoleMessage>(2);
+    let renew_now = Arc::new(tokio::sync::Notify::new());
+    if let Some(renewal) = &renewal {
+        tasks.spawn(
+            renewal
+                .clone()
+                .run(out_tx.clone(), renew_rx, renew_now.clone()),
+        );
+    }
     let result = loop {
         match rx.recv::<ConsoleMessage>().await {
             Ok(ConsoleMessage::HeartbeatAck { seq }) => heartbeats.acknowledged(seq),
+            Ok(reply @ (ConsoleMessage::Renewed { .. } | ConsoleMessage::RenewRefused { .. })) => {
+                if renew_tx.try_send(reply).is_err() {
+                    tracing::warn!("an answer to a certificate renewal nobody waits for");
+                }
+            }
+            Ok(ConsoleMessage::RenewCertificate) => {
+                if renewal.is_some() {
+                    tracing::info!("the console asks for a certificate renewal");
+                    renew_now.notify_one();
+                }
+            }
             Ok(ConsoleMessage::Request { id, command }) => {
                 let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
                 tokio::spawn(async move {
@@ -458,8 +572,147 @@ pub async fn ensure_credentials_retrying(
     }
 }
 
+/// How long the agent waits for the console's answer to a `Renew`.
+pub const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a certificate renewal did not happen (it is tried again later).
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    /// the key, the CSR or the certificate sent back was refused
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// the console refused the renewal
+    #[error("the console refused: {0}")]
+    Refused(String),
+    /// the console did not answer in time or the session ended
+    #[error("no answer from the console within {} s", RENEW_TIMEOUT.as_secs())]
+    NoAnswer,
+    /// the renewed certificate could not be stored
+    #[error("storing the renewed certificate")]
+    Store(#[source] Box<ConnectionError>),
+}
+
+/// The host's current credentials and how it renews them: shared by the sessions of one
+/// [`connect_loop`], each connection made with the credentials current then.
+pub struct Renewal {
+    host: String,
+    current: std::sync::Mutex<Credentials>,
+    /// Renewals done since the start (for tests and logs).
+    renewed: std::sync::atomic::AtomicU64,
+}
+
+impl Renewal {
+    /// Renews `creds` of host `host` (stored in `creds.dir` when it has one).
+    pub fn new(host: &str, creds: Credentials) -> Arc<Renewal> {
+        Arc::new(Renewal {
+            host: host.to_string(),
+            current: std::sync::Mutex::new(creds),
+            renewed: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The credentials current now.
+    pub fn current(&self) -> Credentials {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How many renewals succeeded.
+    pub fn renewed(&self) -> u64 {
+        self.renewed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Renews whenever due or asked, for as long as the session lasts (its tasks are aborted
+    /// with it): sends `Renew` through `out`, takes the answer from `answers`.
+    async fn run(
+        self: Arc<Self>,
+        out: mpsc::Sender<AgentMessage>,
+        mut answers: mpsc::Receiver<ConsoleMessage>,
+        now: Arc<tokio::sync::Notify>,
+    ) {
+        loop {
+            let wait = match pki::cert_info_of_pem(&self.current().cert_pem) {
+                Ok(info) => info.until_renewal(),
+                Err(e) => {
+                    tracing::error!("host certificate unreadable: {}", Chain(&e));
+                    return;
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = now.notified() => {}
+            }
+            match self.renew_once(&out, &mut answers).await {
+                Ok(info) => {
+                    self.renewed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(
+                        serial = info.serial,
+                        "host certificate renewed (used from the next connection on)"
+                    );
+                }
+                Err(e) => {
+                    let retry = pki::cert_info_of_pem(&self.current().cert_pem)
+                        .map_or(Duration::from_secs(60), |i| i.retry_after());
+                    tracing::warn!(
+                        "certificate renewal failed: {}; trying again in {retry:?}",
+                        Chain(&e)
+                    );
+                    if matches!(e, RenewalError::NoAnswer) && out.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(retry).await;
+                }
+            }
+        }
+    }
+
+    /// One renewal: a fresh key and CSR, `Renew`, the answer checked and stored.
+    async fn renew_once(
+        &self,
+        out: &mpsc::Sender<AgentMessage>,
+        answers: &mut mpsc::Receiver<ConsoleMessage>,
+    ) -> Result<pki::CertInfo, RenewalError> {
+        let (key_pem, csr_pem) = pki::generate_host_key_and_csr(&self.host)?;
+        // An answer left over from an earlier request that timed out is not this one's.
+        while answers.try_recv().is_ok() {}
+        out.send(AgentMessage::Renew { csr_pem })
+            .await
+            .map_err(|_| RenewalError::NoAnswer)?;
+        let answer = tokio::time::timeout(RENEW_TIMEOUT, answers.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or(RenewalError::NoAnswer)?;
+        let (cert_pem, ca_pem) = match answer {
+            ConsoleMessage::Renewed { cert_pem, ca_pem } => (cert_pem, ca_pem),
+            ConsoleMessage::RenewRefused { reason } => return Err(RenewalError::Refused(reason)),
+            _ => return Err(RenewalError::NoAnswer),
+        };
+        // The bundle must hold a CA the new certificate verifies under, and the certificate
+        // must be this host's, for this key.
+        let info = pki::check_host_cert(&cert_pem, &key_pem, &ca_pem, &self.host)?;
+        let dir = self.current().dir;
+        let renewed = Credentials {
+            ca_pem,
+            cert_pem,
+            key_pem,
+            dir: dir.clone(),
+        };
+        if let Some(dir) = &dir {
+            store_renewed(dir, &renewed).map_err(|e| RenewalError::Store(Box::new(e)))?;
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+        Ok(info)
+    }
+}
+
 /// Connects with `creds`, runs sessions, and reconnects forever: the first retry after
 /// [`BACKOFF_START`], doubling up to [`BACKOFF_MAX`]; a successful connection resets the backoff.
+/// The host's certificate is renewed during sessions when due ([`Renewal`]) and each
+/// connection uses the certificate current then.
 pub async fn connect_loop(
     console: &str,
     creds: &Credentials,
@@ -467,16 +720,36 @@ pub async fn connect_loop(
     info: &HostInfo,
     timing: SessionTiming,
 ) -> Result<(), ConnectionError> {
-    let config = pki::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+    connect_loop_with(
+        console,
+        Renewal::new(&info.host, creds.clone()),
+        m,
+        info,
+        timing,
+    )
+    .await
+}
+
+/// [`connect_loop`] with the credentials held by `renewal` (the caller can watch it).
+pub async fn connect_loop_with(
+    console: &str,
+    renewal: Arc<Renewal>,
+    m: Arc<Manager>,
+    info: &HostInfo,
+    timing: SessionTiming,
+) -> Result<(), ConnectionError> {
     let mut backoff = BACKOFF_START;
     let mut failures: u64 = 0;
     loop {
-        match tls_connect(console, config.clone()).await {
+        let creds = renewal.current();
+        let config = pki::client_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))?;
+        match tls_connect(console, config).await {
             Ok(stream) => {
                 tracing::info!("connected to the console at {console}");
                 backoff = BACKOFF_START;
                 failures = 0;
-                match session(stream, m.clone(), info, timing).await {
+                match session_renewing(stream, m.clone(), info, timing, Some(renewal.clone())).await
+                {
                     Ok(()) => tracing::warn!("console at {console} closed the connection"),
                     Err(e) => tracing::warn!("console connection lost: {}", Chain(&e)),
                 }
@@ -497,5 +770,77 @@ pub async fn connect_loop(
         }
         tokio::time::sleep(backoff).await;
         backoff = next_backoff(backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(tag: &str) -> Credentials {
+        Credentials {
+            ca_pem: format!("ca {tag}"),
+            cert_pem: format!("cert {tag}"),
+            key_pem: format!("key {tag}"),
+            dir: None,
+        }
+    }
+
+    fn live(dir: &Path) -> (String, String, String) {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        (read(CA_FILE), read(CERT_FILE), read(KEY_FILE))
+    }
+
+    fn write_live(dir: &Path, c: &Credentials) {
+        std::fs::write(dir.join(CA_FILE), &c.ca_pem).unwrap();
+        std::fs::write(dir.join(CERT_FILE), &c.cert_pem).unwrap();
+        std::fs::write(dir.join(KEY_FILE), &c.key_pem).unwrap();
+    }
+
+    #[test]
+    fn a_renewal_replaces_the_whole_set_and_keeps_the_key_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        write_live(dir.path(), &creds("old"));
+        store_renewed(dir.path(), &creds("new")).unwrap();
+        assert_eq!(
+            live(dir.path()),
+            ("ca new".into(), "cert new".into(), "key new".into())
+        );
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        for staged in [STAGED_CA, STAGED_CERT, STAGED_KEY] {
+            assert!(!dir.path().join(staged).exists(), "{staged} left behind");
+        }
+    }
+
+    #[test]
+    fn an_interrupted_renewal_ends_with_the_old_set_or_the_new_never_a_mix() {
+        // Crash before the staged certificate was complete: the old set stays.
+        let dir = tempfile::tempdir().unwrap();
+        write_live(dir.path(), &creds("old"));
+        std::fs::write(dir.path().join(STAGED_KEY), "key new").unwrap();
+        std::fs::write(dir.path().join(STAGED_CA), "ca new").unwrap();
+        finish_staged(dir.path()).unwrap();
+        assert_eq!(
+            live(dir.path()),
+            ("ca old".into(), "cert old".into(), "key old".into())
+        );
+        assert!(!dir.path().join(STAGED_KEY).exists());
+
+        // Crash after the key was renamed, before the certificate: the next start finishes.
+        let dir = tempfile::tempdir().unwrap();
+        write_live(dir.path(), &creds("old"));
+        std::fs::write(dir.path().join(KEY_FILE), "key new").unwrap();
+        std::fs::write(dir.path().join(STAGED_CA), "ca new").unwrap();
+        std::fs::write(dir.path().join(STAGED_CERT), "cert new").unwrap();
+        finish_staged(dir.path()).unwrap();
+        assert_eq!(
+            live(dir.path()),
+            ("ca new".into(), "cert new".into(), "key new".into())
+        );
     }
 }

@@ -283,6 +283,13 @@ impl Client {
         self.fetch(Method::GET, &paths::events())
     }
 
+    /// `GET /revoked-certificates`: the certificates of removed hosts, until they expire.
+    pub fn revoked_certificates(
+        &self,
+    ) -> Result<Vec<vinfra_types::api::RevokedCertificate>, RestError> {
+        self.fetch(Method::GET, &paths::revoked_certificates())
+    }
+
     // Flows.
 
     /// `GET /flows`: the flows of the last `query.minutes` minutes, grouped, the largest first.

@@ -161,6 +161,11 @@ pub fn events() -> String {
     format!("{API_V1}/events")
 }
 
+/// `/api/v1/revoked-certificates`.
+pub fn revoked_certificates() -> String {
+    format!("{API_V1}/revoked-certificates")
+}
+
 /// `/api/v1/rules`.
 pub fn rules() -> String {
     format!("{API_V1}/rules")

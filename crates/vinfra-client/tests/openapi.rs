@@ -153,6 +153,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.migration("n");
     let _ = c.cancel_migration("n");
     let _ = c.events();
+    let _ = c.revoked_certificates();
     let _ = c.flows(&vinfra_types::flows::FlowQuery::default());
     let _ = c.set_uplink(
         "n",
@@ -255,10 +256,10 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     );
     drop(c);
 
-    let requests: Vec<Seen> = seen.iter().take(69).collect();
+    let requests: Vec<Seen> = seen.iter().take(70).collect();
     let mut called = BTreeSet::new();
     let mut queries = Vec::new();
-    for r in &requests[..64] {
+    for r in &requests[..65] {
         assert_eq!(
             r.authorization.as_deref(),
             Some("Bearer tok"),
@@ -293,7 +294,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         }
         called.insert((r.method.clone(), template.join("/"), with_body));
     }
-    for r in &requests[64..68] {
+    for r in &requests[65..69] {
         queries.push(format!("{} {}", r.method, r.path));
     }
     assert_eq!(called, operations(), "the client vs docs/openapi.json");
@@ -306,7 +307,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
             "GET /api/v1/flows?minutes=60&by=router&top=3"
         ]
     );
-    let raw = &requests[68];
+    let raw = &requests[69];
     assert_eq!(
         (raw.method.as_str(), raw.path.as_str(), raw.body.as_slice()),
         ("POST", "/api/v1/vms", &b"{not json"[..])

@@ -155,6 +155,8 @@ pub enum Command {
     },
     /// The event history, oldest first.
     ListEvents,
+    /// The revoked host certificates that have not expired.
+    ListRevokedCertificates,
     /// The flows of the last minutes, grouped (`GET /api/v1/flows`).
     TopFlows {
         /// Window, grouping and number of rows.
@@ -378,6 +380,8 @@ pub enum Reply {
     Console(ConsoleLog),
     /// The event history (`ListEvents`).
     Events(Vec<Event>),
+    /// The revoked host certificates (`ListRevokedCertificates`).
+    RevokedCertificates(Vec<vinfra_types::api::RevokedCertificate>),
     /// The flows grouped (`TopFlows`).
     Flows(vinfra_types::flows::FlowReport),
     /// Placement rules (`ListRules`).
@@ -505,6 +509,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             Reply::Console(vms::views::console_log(c, &name, bytes).await?)
         }
         Command::ListEvents => Reply::Events(c.events()?),
+        Command::ListRevokedCertificates => {
+            Reply::RevokedCertificates(hosts::certs::revoked_list(c)?)
+        }
         Command::TopFlows { query } => Reply::Flows(crate::flows::top(c, query)?),
         Command::ListRules => Reply::Rules(rules::list(c)?),
         Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),

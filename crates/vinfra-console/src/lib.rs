@@ -119,6 +119,9 @@ pub struct ConsoleConfig {
     /// tell a failed host from an isolated one. Without it no host is ever failed over
     /// automatically (every lost host is `unprotected`).
     pub datastore: Option<PathBuf>,
+    /// Validity of the host certificates and of the console's server certificate it issues
+    /// (one year each by default). Each is renewed once 2/3 of it passed.
+    pub cert_validity: pki::Validity,
     /// The REST API's connection and request limits.
     pub api_limits: ApiLimits,
 }
@@ -175,6 +178,7 @@ impl ConsoleConfig {
             compaction_interval: COMPACTION_INTERVAL,
             history_revisions: HISTORY_REVISIONS,
             datastore: None,
+            cert_validity: pki::Validity::default(),
             api_limits: ApiLimits::default(),
         }
     }
@@ -464,6 +468,48 @@ async fn compact_history(store: Arc<dyn Store>, interval: Duration, keep: i64) {
     }
 }
 
+/// Renews the console's server certificate (API and agent endpoint) once [`pki::RENEW_AT`] of
+/// its validity passed, forever; a failed renewal is tried again after a tenth of what is left.
+async fn renew_server_cert(console: Arc<Console>, server: pki::ServerCert) {
+    loop {
+        let wait = match server.info() {
+            Ok(info) => info.until_renewal(),
+            Err(e) => {
+                tracing::error!("server certificate unreadable: {}", Chain(&e));
+                return;
+            }
+        };
+        tokio::time::sleep(wait).await;
+        match server.renew(console.ca()) {
+            Ok(info) => {
+                tracing::info!(serial = info.serial, "server certificate renewed");
+                console.event(
+                    "certificate",
+                    "console",
+                    format!(
+                        "server certificate renewed: serial {}, valid {} s",
+                        info.serial,
+                        info.not_after
+                            .duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default()
+                            .as_secs()
+                    ),
+                );
+            }
+            Err(e) => {
+                let retry = server
+                    .info()
+                    .map_or(Duration::from_secs(60), |i| i.retry_after());
+                tracing::error!(
+                    "server certificate renewal failed: {}; trying again in {retry:?}",
+                    Chain(&e)
+                );
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
 /// Starts the console: store, key material, agent endpoint, API server, controllers.
 pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError> {
     let dir = &config.data_dir;
@@ -497,7 +543,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     })?;
 
     let names = pki::server_names(&[api_addr, agent_addr], &config.advertise_names);
-    let keys = pki::ConsolePki::load_or_create(dir, &names)?;
+    let keys = pki::ConsolePki::load_or_create(dir, &names, config.cert_validity)?;
     let api_token = bootstrap_token(store.as_ref(), config.token_file.as_deref())?;
     let ca_pem = keys.ca.cert_pem().to_string();
 
@@ -506,12 +552,17 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let switch_triggers = agents.subscribe();
     let console = Arc::new(
         Console::load(store.clone(), agents, keys.ca)?
+            .with_ca_bundle(keys.ca_bundle)
             .with_migration_source_timeout(config.migration_source_timeout)
             .with_create_timeout(config.create_timeout)
             .with_fence_timeout(config.fence_timeout),
     );
 
     let mut tasks = vec![reaper];
+    tasks.push(tokio::spawn(acting(
+        Actor::controller("certificates"),
+        renew_server_cert(console.clone(), keys.server),
+    )));
     tasks.push(tokio::spawn(compact_history(
         store.clone(),
         config.compaction_interval,

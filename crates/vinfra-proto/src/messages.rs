@@ -28,8 +28,11 @@ use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec
 /// ([`HostSwitchConfig::routers`]): an agent that ignores them would leave the VMs of routed
 /// networks without their gateway. 10: edges, floating IPs and flow export. 11: a migration's
 /// status may wait for its end ([`AgentCommand::MigrationStatus`] `wait_ms`): an agent that
-/// answers at once would make the console ask in a tight loop.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// answers at once would make the console ask in a tight loop. 12: certificate renewal over the
+/// session ([`AgentMessage::Renew`], [`ConsoleMessage::Renewed`],
+/// [`ConsoleMessage::RenewCertificate`]): an agent that cannot renew is cut off when its
+/// certificate expires.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +68,24 @@ pub enum ConsoleMessage {
         /// The `seq` of the heartbeat acknowledged.
         seq: u64,
     },
+    /// Answer to [`AgentMessage::Renew`]: the host's new client certificate and the CA bundle
+    /// the host is to trust from now on (the issuing CA first; during a CA rotation also the
+    /// other CA), PEM. The agent uses them for its next connection.
+    Renewed {
+        /// The new client certificate, for the CSR's key.
+        cert_pem: String,
+        /// The cluster's CA bundle.
+        ca_pem: String,
+    },
+    /// Answer to [`AgentMessage::Renew`] when the console will not renew (host removed, bad
+    /// CSR); a removed host's connection is closed right after.
+    RenewRefused {
+        /// Why, for the operator.
+        reason: String,
+    },
+    /// The console asks the agent to renew its certificate now (a CA rotation: its certificate
+    /// is of the old CA, or it has not got the current CA bundle yet).
+    RenewCertificate,
 }
 
 /// What an agent sends to the console.
@@ -79,6 +100,15 @@ pub enum AgentMessage {
         /// The name the host joins as.
         host: String,
         /// Certificate signing request for the host's key.
+        csr_pem: String,
+    },
+    /// A request for a new client certificate over the authenticated session, for a fresh key
+    /// (the agent renews once [`crate::pki::RENEW_AT`] of its certificate's lifetime passed, or
+    /// when asked with [`ConsoleMessage::RenewCertificate`]). The console signs it for the host
+    /// of the session's certificate (whatever the CSR names) while the host is registered, and
+    /// answers [`ConsoleMessage::Renewed`] or [`ConsoleMessage::RenewRefused`].
+    Renew {
+        /// Certificate signing request for the new key.
         csr_pem: String,
     },
     /// First message on a connection.

@@ -302,6 +302,21 @@ pub struct Event {
     pub actor: Option<crate::auth::Actor>,
 }
 
+/// A revoked host certificate (its host was removed), listed until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevokedCertificate {
+    /// The host it was issued to.
+    pub host: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// End of its validity, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// When it was revoked, seconds since the Unix epoch.
+    pub revoked_at: u64,
+    /// Why (`host removed`).
+    pub reason: String,
+}
+
 /// `Option<Option<T>>` fields: absent is `None`, `null` is `Some(None)`.
 pub(crate) mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -126,6 +126,9 @@ pub enum TopCommand {
     Router(router::RouterCommand),
     /// Run the balancer on a cluster scenario file and write metrics and a plot (no console).
     Sim(sim::SimArgs),
+    /// Rotate the cluster CA, one step at a time, on the console's machine (its data directory;
+    /// each step takes effect at the console's next start).
+    CaRotate(daemons::CaRotateArgs),
 }
 
 impl TopCommand {
@@ -189,6 +192,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         TopCommand::Agent(a) => daemons::agent(a)?,
         TopCommand::Switch(a) => daemons::switch(a)?,
         TopCommand::Guard(a) => daemons::guard(a)?,
+        TopCommand::CaRotate(a) => daemons::ca_rotate(a)?,
         TopCommand::Lab(c) => lab::run(c, out)?,
         TopCommand::Host(c) => host::run(&conn, out, c)?,
         TopCommand::Settings(c) => settings::run(&conn, out, c)?,

@@ -585,6 +585,21 @@ pub fn events(events: &[Event]) -> String {
     render(t)
 }
 
+/// The revoked host certificates, one per line.
+pub fn revoked_certificates(list: &[vinfra_types::api::RevokedCertificate]) -> String {
+    let mut t = table(&["HOST", "SERIAL", "REVOKED (UTC)", "EXPIRES (UTC)", "REASON"]);
+    for r in list {
+        t.add_row(vec![
+            r.host.clone(),
+            r.serial.clone(),
+            timestamp(r.revoked_at),
+            timestamp(r.not_after),
+            r.reason.clone(),
+        ]);
+    }
+    render(t)
+}
+
 /// One line about a finished migration.
 pub fn migration_done(p: &MigrationProgress) -> String {
     format!(

@@ -45,6 +45,20 @@ pub trait Membership: Send + Sync + 'static {
     /// Makes a report (the Hello's too) claim only what its host may: `hello` is the one its
     /// connection began with.
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport);
+    /// Renews a registered host's certificate for the key of `csr_pem` (the host is the
+    /// session's). Returns `(cert_pem, ca_bundle_pem)`; refused for a host not registered, and
+    /// long before its certificate is due unless the console `asked` for the renewal.
+    fn renew(
+        &self,
+        host: &str,
+        csr_pem: &str,
+        asked: bool,
+    ) -> Result<(String, String), Self::JoinRefused>;
+    /// True when the certificate with this serial (lower-case hex) was revoked.
+    fn certificate_revoked(&self, serial: &str) -> bool;
+    /// A registered host connected with `cert` (DER `der`). True when it should renew at once
+    /// (a CA rotation).
+    fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool;
     /// Remembers what a host said in its Hello.
     fn hello(&self, report: &HostReport);
     /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
@@ -162,6 +176,17 @@ pub enum EndpointError {
     /// The Hello claims what the host may not (another host's address, an absurd capacity)
     #[error("hello refused: {0}")]
     HelloRefused(String),
+    /// the certificate was revoked (its host was removed)
+    #[error("the certificate {serial} of host '{host}' was revoked")]
+    Revoked {
+        /// The host it names.
+        host: String,
+        /// Its serial.
+        serial: String,
+    },
+    /// the host asked to renew its certificate but may not
+    #[error("certificate renewal refused: {0}")]
+    RenewRefused(String),
     /// the connection stayed open but no message arrived within the heartbeat timeout
     #[error("no message for {} s", .0.as_secs_f64())]
     Silent(Duration),
@@ -224,7 +249,10 @@ async fn handle<M: Membership>(
         // A certificate of the cluster CA: authenticated.
         Some(host) => {
             drop(preauth);
-            session(console, FramedJson::new(tls), host).await
+            let conn = tls.get_ref().1;
+            let cert =
+                vinfra_proto::pki::peer_cert_info(conn).zip(vinfra_proto::pki::peer_cert_der(conn));
+            session(console, FramedJson::new(tls), host, cert).await
         }
     }
 }
@@ -269,6 +297,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     console: Arc<M>,
     mut framed: FramedJson<S>,
     host: String,
+    cert: Option<(vinfra_proto::pki::CertInfo, Vec<u8>)>,
 ) -> Result<(), EndpointError> {
     if !console.registered(&host) {
         // The certificate is valid (it was signed by the cluster CA) but the host was removed,
@@ -278,6 +307,15 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             "refusing a certificate of a host that is not registered"
         );
         return Err(EndpointError::UnknownHost(host));
+    }
+    // A certificate of a removed host stays refused when a host of that name joins again.
+    let serial = cert
+        .as_ref()
+        .map(|c| c.0.serial.clone())
+        .unwrap_or_default();
+    if console.certificate_revoked(&serial) {
+        tracing::warn!(host, serial, "refusing a revoked certificate");
+        return Err(EndpointError::Revoked { host, serial });
     }
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
@@ -301,11 +339,25 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     let hello = report.clone();
     console.screen_report(&hello, &mut report);
     console.hello(&report);
+    let renew_now = cert
+        .as_ref()
+        .is_some_and(|(info, der)| console.certificate_seen(&host, info, der));
     let registry = console.registry().clone();
     let reg = registry.connect(&host, report);
     tracing::info!(host, "agent connected");
     let (mut sender, mut receiver) = framed.split();
     let mut rx = reg.rx;
+    // Answers to renewals, and the request to renew, go out through the writer too.
+    let (control, mut control_rx) = tokio::sync::mpsc::channel::<ConsoleMessage>(4);
+    // True from asking the host to renew until it did.
+    let mut asked = renew_now;
+    if renew_now {
+        tracing::info!(
+            host,
+            "asking the host to renew its certificate (CA rotation)"
+        );
+        let _ = control.try_send(ConsoleMessage::RenewCertificate);
+    }
     // Acknowledgements jump the queue of requests (a full queue drops one: the writer is stuck,
     // and the agent has lost contact either way).
     let (acks, mut ack_rx) = tokio::sync::mpsc::channel::<u64>(ACK_QUEUE);
@@ -314,6 +366,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             let msg = tokio::select! {
                 biased;
                 Some(seq) = ack_rx.recv() => ConsoleMessage::HeartbeatAck { seq },
+                Some(m) = control_rx.recv() => m,
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => break,
@@ -405,6 +458,32 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
                 }
                 registry.heard(&host, reg.conn_id);
                 console.flows(&host, &flows, untracked_packets);
+            }
+            Ok(AgentMessage::Renew { csr_pem }) => {
+                registry.heard(&host, reg.conn_id);
+                let renewed = console.renew(&host, &csr_pem, asked).map_err(|e| chain(&e));
+                match renewed {
+                    Ok((cert_pem, ca_pem)) => {
+                        asked = false;
+                        tracing::info!(host, "certificate renewed");
+                        let _ = control
+                            .send(ConsoleMessage::Renewed { cert_pem, ca_pem })
+                            .await;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(host, "certificate renewal refused: {reason}");
+                        let _ = control
+                            .send(ConsoleMessage::RenewRefused {
+                                reason: reason.clone(),
+                            })
+                            .await;
+                        if !console.registered(&host) {
+                            // Give the writer a moment to send the refusal, then close.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            break Err(EndpointError::RenewRefused(reason));
+                        }
+                    }
+                }
             }
             Ok(AgentMessage::Join { .. }) => break Err(EndpointError::Unexpected("join")),
             Ok(AgentMessage::Hello { .. }) => break Err(EndpointError::Unexpected("hello")),

@@ -33,6 +33,7 @@ pub fn required_role(method: &str, path: &str) -> Option<Role> {
             | "/vms/{name}/migration"
             | "/vms/{name}/counters"
             | "/events"
+            | "/revoked-certificates"
             | "/flows"
             | "/rules"
             | "/rules/{name}"

@@ -78,6 +78,10 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route("/vms/{name}/console", get(routes::console_log::<A>))
         .route("/events", get(routes::list_events::<A>))
+        .route(
+            "/revoked-certificates",
+            get(routes::list_revoked_certificates::<A>),
+        )
         .route("/flows", get(flow_routes::top_flows::<A>))
         .route(
             "/rules",

@@ -238,7 +238,8 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::list_vms, routes::create_vm, routes::show_vm, routes::update_vm, routes::delete_vm,
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
-        routes::console_log, routes::list_events, flow_routes::top_flows,
+        routes::console_log, routes::list_events, routes::list_revoked_certificates,
+        flow_routes::top_flows,
         routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
         routes::show_ha, routes::drs_status, routes::drs_run, routes::list_recommendations,
         routes::apply_recommendation,
@@ -255,6 +256,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         openapi_json,
     ),
     components(schemas(
+        vinfra_types::api::RevokedCertificate,
         vinfra_types::Problem, vinfra_types::HostSummary, vinfra_types::HostStatus, vinfra_types::HostCapacity,
         vinfra_types::GuardView,
         vinfra_types::HostUsage, vinfra_types::AllocationRatios, vinfra_types::Accel,

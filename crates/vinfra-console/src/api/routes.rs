@@ -89,6 +89,7 @@ fn render(reply: Reply) -> Response {
         Reply::MigrationStarted(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Reply::Console(v) => Json(v).into_response(),
         Reply::Events(v) => Json(v).into_response(),
+        Reply::RevokedCertificates(v) => Json(v).into_response(),
         Reply::Flows(v) => Json(v).into_response(),
         Reply::Rules(v) => Json(v).into_response(),
         Reply::Rule(v) => Json(v).into_response(),
@@ -405,6 +406,15 @@ pub async fn list_events<A: ConsoleApi>(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     list(&c, Command::ListEvents, &q, "/api/v1/events").await
+}
+
+/// The certificates of removed hosts, revoked until they expire (refused by the agent
+/// endpoint even if a host of the same name joins again).
+#[utoipa::path(get, path = "/api/v1/revoked-certificates", tag = "hosts",
+    responses((status = 200, description = "the revoked certificates that have not expired",
+        body = [vinfra_types::api::RevokedCertificate])))]
+pub async fn list_revoked_certificates<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
+    run(&c, Command::ListRevokedCertificates).await
 }
 
 /// Every placement rule, in name order.

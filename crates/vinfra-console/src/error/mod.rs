@@ -958,6 +958,19 @@ pub enum JoinError {
     /// The CSR could not be signed.
     #[error("certificate request")]
     Csr(#[source] PkiError),
+    /// A certificate renewal for a host that is not (or no longer) registered.
+    #[error(
+        "host '{0}' is not registered (removed from the cluster?): its certificate is not renewed"
+    )]
+    NotRegistered(String),
+    /// A renewal long before the host's newest certificate is due.
+    #[error("host '{host}' renews too early: its newest certificate is not due for {in_s} s")]
+    RenewTooEarly {
+        /// The host.
+        host: String,
+        /// Seconds until a renewal is taken.
+        in_s: u64,
+    },
     /// The store failed.
     #[error("store")]
     Store(#[from] RecordError),

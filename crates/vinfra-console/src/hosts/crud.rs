@@ -144,9 +144,24 @@ pub async fn delete(console: &Console, name: &str) -> Result<(), Error> {
             vms: placed,
         });
     }
-    console.remove_host(name, cur.mod_revision)?;
+    // Revocations of certificates that expired since are no longer needed.
+    if let Err(e) = super::certs::revoked_certificates(console) {
+        tracing::warn!("revoked certificates: {}", vinfra_types::error::Chain(&e));
+    }
+    let (revoke, serials) = super::certs::revocations(&cur.value)?;
+    console.remove_host_with(name, cur.mod_revision, revoke)?;
     console.agents().forget(name);
     console.event("host", name, "removed from the cluster");
+    if !serials.is_empty() {
+        console.event(
+            "host",
+            name,
+            format!(
+                "certificates revoked (host removed): serial {}",
+                serials.join(", ")
+            ),
+        );
+    }
     for (key, m) in console.cleanups(Some(name))? {
         match ipam::release_cleanup(console, &key, &m).await {
             Ok(true) => console.event(

@@ -44,7 +44,7 @@ pub fn join(
         .ca()
         .sign_host_csr(csr_pem, host)
         .map_err(JoinError::Csr)?;
-    let rec = HostRecord {
+    let mut rec = HostRecord {
         name: host.to_string(),
         address: peer.to_string(),
         joined_at: now_s(),
@@ -57,7 +57,12 @@ pub fn join(
         underlay_mtu: UNDERLAY_MTU,
         fence_command: None,
         fenced_at: None,
+        certificates: vec![],
+        ca_bundle: None,
     };
+    // The agent trusts the CA its token pinned (not the bundle): during a CA rotation it is
+    // asked to renew at its first connection, and gets the bundle then.
+    super::certs::note_issued(&mut rec, &cert_pem, console.ca().cert_pem());
     let burn = Writes::other(
         vec![Compare::mod_revision(key.clone(), stored.mod_revision)],
         vec![Op::Delete { key }],
@@ -146,6 +151,18 @@ impl Membership for Console {
 
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport) {
         acting_now(agents(), || super::reports::screen(self, hello, report))
+    }
+
+    fn renew(&self, host: &str, csr_pem: &str, asked: bool) -> Result<(String, String), JoinError> {
+        acting_now(agents(), || super::certs::renew(self, host, csr_pem, asked))
+    }
+
+    fn certificate_revoked(&self, serial: &str) -> bool {
+        super::certs::revoked(self, serial)
+    }
+
+    fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool {
+        super::certs::seen(self, host, cert, der)
     }
 
     fn hello(&self, report: &HostReport) {

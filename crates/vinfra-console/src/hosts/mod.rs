@@ -7,8 +7,10 @@
 //! - [`settings`]: the cluster settings;
 //! - [`tokens`]: join tokens and the API token;
 //! - [`joins`]: a host's join and its Hello ([`crate::agents::Membership`] for the console);
-//! - [`reports`]: what a host's Hello and reports may claim.
+//! - [`reports`]: what a host's Hello and reports may claim;
+//! - [`certs`]: host certificates after the join: renewal, revocation, CA rotation.
 
+pub mod certs;
 pub mod crud;
 pub mod fence;
 pub mod joins;

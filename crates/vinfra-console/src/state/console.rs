@@ -56,6 +56,9 @@ pub struct Console {
     pub(super) store: Arc<dyn Store>,
     agents: AgentRegistry,
     ca: ClusterCa,
+    /// The CA certificates hosts are to trust, PEM: the issuing CA first, then any other CA
+    /// still trusted during a rotation.
+    ca_bundle: String,
     pub(super) vms: RwLock<VmMirror>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
     /// The hosts' underlay addresses, built from `hosts` when first asked for and dropped by
@@ -73,7 +76,7 @@ pub struct Console {
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
     flows: super::flows::FlowStore,
-    report_refusals: super::refusals::Refusals,
+    report_refusals: super::refusals::ReportRefusals,
     source_lost_after: Duration,
     create_timeout: Duration,
     fence_timeout: Duration,
@@ -112,6 +115,7 @@ impl Console {
         Ok(Console {
             store,
             agents,
+            ca_bundle: ca.cert_pem().to_string(),
             ca,
             vms: RwLock::new(vms),
             hosts: RwLock::new(hosts),
@@ -130,6 +134,17 @@ impl Console {
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
         })
+    }
+
+    /// The same console handing hosts `bundle` (PEM, the issuing CA first) as the CAs to trust.
+    pub fn with_ca_bundle(mut self, bundle: String) -> Self {
+        self.ca_bundle = bundle;
+        self
+    }
+
+    /// The CA certificates hosts are to trust (PEM; the issuing CA first).
+    pub fn ca_bundle(&self) -> &str {
+        &self.ca_bundle
     }
 
     /// The hosts' flows of the last hour.
@@ -324,7 +339,7 @@ impl Console {
     }
 
     /// The (host, VM) pairs whose refused report has an event already.
-    pub fn report_refusals(&self) -> &super::refusals::Refusals {
+    pub fn report_refusals(&self) -> &super::refusals::ReportRefusals {
         &self.report_refusals
     }
 

@@ -18,6 +18,7 @@
 //! | `/vinfra/auth/tokens/<name>` | [`ApiTokenRecord`] (hash, role, expiry, revocation) |
 //! | `/vinfra/auth/api-token` | [`ApiTokenRecord`] of a cluster from before named tokens: moved to `/vinfra/auth/tokens/bootstrap` at start |
 //! | `/vinfra/auth/join-tokens/<secret hash>` | [`JoinTokenRecord`] |
+//! | `/vinfra/revoked-certificates/<serial>` | [`RevokedCertRecord`]: a removed host's certificate, until it expires |
 //! | `/vinfra/vm-slot-next` | the next VM slot to hand out (a JSON number; [`VmRecord::slot`]) |
 
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub const API_TOKENS: &str = "/vinfra/auth/tokens/";
 pub const BOOTSTRAP_TOKEN: &str = "bootstrap";
 /// Prefix of the outstanding join tokens.
 pub const JOIN_TOKENS: &str = "/vinfra/auth/join-tokens/";
+/// Prefix of the revoked host certificates ([`RevokedCertRecord`]).
+pub const REVOKED_CERTS: &str = "/vinfra/revoked-certificates/";
 
 /// Most events kept in the history.
 pub const MAX_EVENTS: usize = 1000;
@@ -132,6 +135,10 @@ pub fn cleanup_host(key: &str) -> Option<&str> {
 /// The VM a cleanup marker key names.
 pub fn cleanup_vm(key: &str) -> Option<&str> {
     key.strip_prefix(CLEANUPS)?.split('/').nth(1)
+}
+/// The revoked certificate with this serial (lower-case hex).
+pub fn revoked_cert_key(serial: &str) -> String {
+    format!("{REVOKED_CERTS}{serial}")
 }
 /// The outstanding join token whose secret hashes to `secret_hash`.
 pub fn join_token_key(secret_hash: &str) -> String {
@@ -249,6 +256,41 @@ pub struct HostRecord {
     /// agent's next Hello.
     #[serde(default)]
     pub fenced_at: Option<u64>,
+    /// The host's certificates that have not expired: signed at its join and renewals, or
+    /// first seen on a connection (a host that joined before they were kept). Removing the
+    /// host revokes them all ([`RevokedCertRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<HostCertificate>,
+    /// SHA-256 fingerprints of the CA bundle last handed to the host (at its join or last
+    /// renewal), comma-separated; during a CA rotation a host whose bundle is not the
+    /// console's current one is asked to renew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+}
+
+/// One certificate of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCertificate {
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: u64,
+}
+
+/// A revoked host certificate, at `/vinfra/revoked-certificates/<serial>` until it expires: the
+/// agent endpoint refuses it even when a host of the same name joins again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedCertRecord {
+    /// The host it was issued to.
+    pub host: String,
+    /// Serial number, lower-case hex.
+    pub serial: String,
+    /// End of validity, seconds since the Unix epoch (the record may go after it).
+    pub not_after: u64,
+    /// When it was revoked, seconds since the Unix epoch.
+    pub revoked_at: u64,
+    /// Why (`host removed`).
+    pub reason: String,
 }
 
 /// A logical network and its address management: which address each VM NIC holds. Written in

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 /// The (host, VM) pairs whose refusal has an event already (one per console run).
 #[derive(Debug, Default)]
-pub struct Refusals(Mutex<HashSet<(String, Uuid)>>);
+pub struct ReportRefusals(Mutex<HashSet<(String, Uuid)>>);
 
-impl Refusals {
+impl ReportRefusals {
     /// True the first time `host` and `vm` come.
     pub fn first(&self, host: &str, vm: Uuid) -> bool {
         self.0

@@ -339,12 +339,20 @@ impl Console {
 
     /// Deletes host `name`'s record if it is still at revision `expected`.
     pub fn remove_host(&self, name: &str, expected: i64) -> Result<(), Error> {
+        self.remove_host_with(name, expected, vec![])
+    }
+
+    /// [`remove_host`](Self::remove_host) with `ops` in the same transaction (the revocation
+    /// of its certificates).
+    pub fn remove_host_with(&self, name: &str, expected: i64, ops: Vec<Op>) -> Result<(), Error> {
         let key = keys::host_key(name);
         let mut hosts = write(&self.hosts);
         *write(&self.underlay) = None;
+        let mut success = vec![Op::Delete { key: key.clone() }];
+        success.extend(ops);
         let resp = self.store.txn(Txn {
-            compare: vec![Compare::mod_revision(key.clone(), expected)],
-            success: vec![Op::Delete { key }],
+            compare: vec![Compare::mod_revision(key, expected)],
+            success,
             failure: vec![],
         })?;
         if !resp.succeeded {

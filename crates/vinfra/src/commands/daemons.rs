@@ -53,6 +53,14 @@ pub struct ConsoleArgs {
     /// (default 5 x RATE), or `off` (429 with Retry-After past it).
     #[arg(long, default_value = "200/1000", value_parser = parse_rate_limit)]
     pub api_rate_limit: RateLimitArg,
+    /// Validity of the host certificates the console signs (at join and renewal); hosts renew
+    /// theirs once 2/3 of it passed. 10 s to 10 years.
+    #[arg(long, default_value = "365days", value_parser = cert_validity)]
+    pub host_cert_validity: Duration,
+    /// Validity of the console's own server certificate (REST API and agent endpoint),
+    /// renewed in place once 2/3 of it passed. 10 s to 10 years.
+    #[arg(long, default_value = "365days", value_parser = cert_validity)]
+    pub server_cert_validity: Duration,
 }
 
 /// A parsed `--api-rate-limit`.
@@ -72,6 +80,42 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
         return Err(format!("{s}: between 100ms and 1h"));
     }
     Ok(d)
+}
+
+/// A certificate validity: a duration (`30s`, `90d`, `365days`) from 10 s to 10 years.
+fn cert_validity(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration (e.g. 30s, 90d, 365days): {e}"))?;
+    let (min, max) = (
+        vinfra_console::pki::Validity::MIN,
+        vinfra_console::pki::Validity::MAX,
+    );
+    if d < min || d > max {
+        return Err(format!("'{text}' is out of range: 10 s to 10 years"));
+    }
+    Ok(d)
+}
+
+/// A step of `vinfra ca-rotate`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CaRotateStep {
+    /// Make a new CA and trust it besides the current one (hosts renew and get both).
+    Begin,
+    /// Issue from the new CA; the old one stays trusted (hosts renew onto the new CA).
+    Switch,
+    /// Stop trusting the old CA.
+    Finish,
+}
+
+/// `vinfra ca-rotate`.
+#[derive(Debug, Args)]
+pub struct CaRotateArgs {
+    /// Which step.
+    #[arg(value_enum)]
+    pub step: CaRotateStep,
+    /// The console's data directory.
+    #[arg(long, default_value = "/var/lib/vinfra/console")]
+    pub data_dir: PathBuf,
 }
 
 /// `vinfra switch`.
@@ -226,6 +270,22 @@ pub enum DaemonError {
     /// The guard failed.
     #[error("guard")]
     Guard(#[source] vinfra_guard::GuardError),
+    /// A CA rotation step failed.
+    #[error("CA rotation")]
+    CaRotate(#[source] vinfra_console::pki::ConsolePkiError),
+}
+
+/// Takes a step of a CA rotation on the console's data directory and says what it did.
+pub fn ca_rotate(a: &CaRotateArgs) -> Result<(), DaemonError> {
+    use vinfra_console::pki::RotationStep;
+    let step = match a.step {
+        CaRotateStep::Begin => RotationStep::Begin,
+        CaRotateStep::Switch => RotationStep::Switch,
+        CaRotateStep::Finish => RotationStep::Finish,
+    };
+    let done = vinfra_console::pki::rotate_ca(&a.data_dir, step).map_err(DaemonError::CaRotate)?;
+    println!("{done}");
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -246,6 +306,10 @@ pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
         token_file: a.token_file.clone(),
         tls: !a.no_tls,
         datastore: a.datastore.clone(),
+        cert_validity: vinfra_console::pki::Validity {
+            host: a.host_cert_validity,
+            server: a.server_cert_validity,
+        },
         api_limits: vinfra_console::ApiLimits {
             header_timeout: a.api_header_timeout,
             body_timeout: a.api_body_timeout,

@@ -1,5 +1,5 @@
 //! `vinfra host …`: list, show (resources, or the host's virtual switch), set (ratio override,
-//! maintenance, fence command), fence, remove.
+//! maintenance, fence command), fence, remove, revoked (the removed hosts' certificates).
 
 use std::collections::BTreeMap;
 
@@ -62,11 +62,13 @@ pub enum HostCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Forget a host (it must have no VMs).
+    /// Forget a host (it must have no VMs); its certificates are revoked.
     Remove {
         /// The host.
         name: String,
     },
+    /// The certificates of removed hosts, revoked until they expire.
+    Revoked,
 }
 
 /// `vinfra host …`: checks the arguments, then asks the console.
@@ -77,6 +79,9 @@ pub fn run(
 ) -> Result<(), RestCommandError> {
     match cmd {
         HostCommand::List => show(out, &conn.client()?.hosts()?, |h| output::hosts(h)),
+        HostCommand::Revoked => show(out, &conn.client()?.revoked_certificates()?, |r| {
+            output::revoked_certificates(r)
+        }),
         HostCommand::Show { name, switch: true } => {
             check_name("host", name)?;
             let api = conn.client()?;

@@ -23,6 +23,8 @@ pub(crate) fn host(name: &str, address: &str) -> HostRecord {
         underlay_mtu: 1500,
         fence_command: None,
         fenced_at: None,
+        certificates: vec![],
+        ca_bundle: None,
     }
 }
 
