@@ -139,18 +139,29 @@ const STAGED_KEY: &str = "renew-host.key";
 fn store_file(path: &Path, text: &str, mode: u32) -> Result<(), ConnectionError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    use std::os::unix::fs::PermissionsExt;
+    // `<name>.tmp`, its own for each file (`host.key` and `host.crt` must not share one), made
+    // anew: a leftover of a crash, perhaps with a looser mode, is never written into.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ConnectionError::Io { path, source }
     };
     crate::files::blocking(|| {
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+            _ => {}
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io(&tmp))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())

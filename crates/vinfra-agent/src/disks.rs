@@ -131,11 +131,11 @@ impl Datastore {
     /// Checks that `path` (which exists) resolves inside the datastore: a link to a file of
     /// the datastore is fine (`images/current.qcow2` → `debian-12.qcow2`), one to anywhere
     /// else is refused, whatever the datastore's own root is a link to.
-    fn inside(&self, path: &Path) -> Result<(), DiskError> {
+    fn inside(&self, path: &Path) -> Result<PathBuf, DiskError> {
         let root = self.root.canonicalize().map_err(io(&self.root))?;
         let target = path.canonicalize().map_err(io(path))?;
         if target.starts_with(&root) {
-            Ok(())
+            Ok(target)
         } else {
             Err(DiskError::OutsideDatastore {
                 path: path.to_path_buf(),
@@ -149,7 +149,7 @@ impl Datastore {
     fn check_vm_dir(&self, id: Uuid) -> Result<(), DiskError> {
         let dir = self.vm_dir(id);
         match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => self.inside(&dir),
+            Ok(m) if m.is_dir() => self.inside(&dir).map(drop),
             Ok(_) => Err(DiskError::NotPlain {
                 path: dir,
                 what: "directory",
@@ -186,7 +186,10 @@ impl Datastore {
                 .image
                 .as_deref()
                 .map(|i| {
-                    let p = self.existing_image(i)?;
+                    // The overlay names where the base is, not the link to it: QEMU opens
+                    // the backing file at every start, and a link retargeted later (from
+                    // another host of the datastore) must not lead it elsewhere.
+                    let p = self.inside(&self.existing_image(i)?)?;
                     let format = image_format(&p)?;
                     Ok::<_, DiskError>((p, format))
                 })
@@ -486,9 +489,24 @@ mod tests {
         assert!(!ds.vm_dir(id).exists());
         ds.prepare(id, &with_base("current.raw")).unwrap();
         ds.media(id, &with_base("current.raw")).unwrap();
+        // The overlay names the base itself, not the link: retargeting the link later does not
+        // move the disk's backing file.
+        let disk = ds.disk_path(id, "root").unwrap();
+        let info = qemu_img(
+            "info",
+            &[
+                "info".as_ref(),
+                "-U".as_ref(),
+                "--output=json".as_ref(),
+                disk.as_os_str(),
+            ],
+        )
+        .unwrap();
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        let backing = info["backing-filename"].as_str().unwrap_or_default();
+        assert!(backing.ends_with("images/base.raw"), "{info}");
 
         // The disk swapped for a link: refused at the next start.
-        let disk = ds.disk_path(id, "root").unwrap();
         std::fs::remove_file(&disk).unwrap();
         symlink(&outside, &disk).unwrap();
         let err = ds.media(id, &with_base("current.raw")).unwrap_err();

@@ -87,16 +87,30 @@ async fn a_hello_with_another_hosts_address_or_an_absurd_capacity_is_refused() {
         memory_mib: 16 * GIB,
     };
     let _z = FakeAgent::join_and_try_connect(&c, "zero", absurd, FakeState::default()).await;
+    // The same address written as IPv4-mapped IPv6, and an address no host has.
+    let mapped = FakeState {
+        address: Some("::ffff:10.9.0.1".into()),
+        ..FakeState::default()
+    };
+    let _m = FakeAgent::join_and_try_connect(&c, "mapped", HOST16, mapped).await;
+    let nowhere = FakeState {
+        address: Some("0.0.0.0".into()),
+        ..FakeState::default()
+    };
+    let _n = FakeAgent::join_and_try_connect(&c, "nowhere", HOST16, nowhere).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let ev = events(&c).await;
-        if ev.contains("address 10.9.0.1 is host 'a''s") && ev.contains("capacity of 0 CPUs") {
+        if ev.matches("address 10.9.0.1 is host 'a''s").count() == 2
+            && ev.contains("capacity of 0 CPUs")
+            && ev.contains("address '0.0.0.0' is not an IP address of a host")
+        {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{ev}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for host in ["thief", "zero"] {
+    for host in ["thief", "zero", "mapped", "nowhere"] {
         let r = c.call("GET", &format!("/api/v1/hosts/{host}"), None).await;
         assert_ne!(r.body["status"], "connected", "{host}: {:?}", r.body);
     }

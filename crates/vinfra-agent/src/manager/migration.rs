@@ -51,8 +51,12 @@ impl Manager {
         if let Ok(e) = self.entry(id).await {
             let mut vm = e.vm.lock().await;
             let state = vm.state().await;
+            let same_tls =
+                vm.record.incoming_tls_peer.as_deref() == tls.as_ref().map(|t| t.peer.as_str());
             return match (&vm.record.incoming_uri, state) {
-                (Some(uri), PowerState::Incoming) => Ok(uri.clone()),
+                // Only a listener for this very migration: one left by an earlier migration
+                // (plain, or for another source) would be reported as what it is not.
+                (Some(uri), PowerState::Incoming) if same_tls => Ok(uri.clone()),
                 _ => Err(ManagerError::BadState {
                     id,
                     state,
@@ -120,6 +124,7 @@ impl Manager {
             match listened {
                 Ok(()) => {
                     vm.record.incoming_uri = Some(uri.clone());
+                    vm.record.incoming_tls_peer = tls.map(|t| t.peer.clone());
                     vm.save()?;
                     return Ok(uri);
                 }

@@ -20,6 +20,9 @@ pub struct LocalVm {
     /// URI the incoming QEMU listens on.
     #[serde(default)]
     pub incoming_uri: Option<String>,
+    /// The one source the incoming QEMU accepts (its TLS peer, `CN=…`); `None`: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_tls_peer: Option<String>,
     /// The VM should run: a QEMU that disappears while this is set has crashed.
     #[serde(default)]
     pub want_running: bool,
@@ -47,6 +50,7 @@ impl LocalVm {
             instance,
             incoming,
             incoming_uri: None,
+            incoming_tls_peer: None,
             want_running: false,
             migrating_out: false,
             sent_from_this_qemu: false,

@@ -411,6 +411,16 @@ impl AgentRegistry {
             AgentCommand::SetVmHa { id, ha } => Some((*id, *ha)),
             _ => None,
         };
+        // The VM a command is about: an answer about another VM is not taken into the host's
+        // report (a host could claim another host's VM that way; `hosts::reports`).
+        let about = match &command {
+            AgentCommand::CreateVm { vm, .. } => Some(vm.id),
+            AgentCommand::StartVm { id, .. }
+            | AgentCommand::StopVm { id, .. }
+            | AgentCommand::RebootVm { id }
+            | AgentCommand::ObserveVm { id } => Some(*id),
+            _ => None,
+        };
         let msg = ConsoleMessage::Request { id, command };
         let result = tokio::time::timeout(timeout, async {
             tx.send(msg).await.map_err(|_| lost())?;
@@ -420,11 +430,14 @@ impl AgentRegistry {
         match result {
             Ok(Ok(Ok(reply))) => {
                 match (&reply, removes) {
-                    (CommandReply::Vm { vm } | CommandReply::Stopped { vm, .. }, _) => self
-                        .apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
+                    (CommandReply::Vm { vm } | CommandReply::Stopped { vm, .. }, _)
+                        if about == Some(vm.id) =>
+                    {
+                        self.apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
                             Some(v) => *v = vm.clone(),
                             None => vms.push(vm.clone()),
-                        }),
+                        })
+                    }
                     (CommandReply::Done, Some(gone)) => {
                         self.apply_vm(host, |vms| vms.retain(|v| v.id != gone));
                     }

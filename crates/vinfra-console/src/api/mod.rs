@@ -173,7 +173,12 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             delete(routes::delete_floating_ip::<A>),
         )
         .method_not_allowed_fallback(|| async { ApiError::Method })
-        // Layers run outside in: the token is checked, then its rate.
+        // Layers run outside in: the token is checked, then its rate, then the body is read
+        // (so that no body is held for a client without a token).
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits.clone(),
+            limits::read_body,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             limits.clone(),
             limits::rate_limit,
@@ -188,10 +193,6 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::Method })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(
-            limits,
-            limits::read_body,
-        ))
         .with_state(console)
 }
 

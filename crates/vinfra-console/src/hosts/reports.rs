@@ -34,8 +34,8 @@ pub const MIN_MEMORY_MIB: u64 = 64;
 /// Why a Hello was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HelloRefused {
-    /// The address is not an IP address.
-    #[error("address '{0}' is not an IP address")]
+    /// The address is not an IP address a host can have.
+    #[error("address '{0}' is not an IP address of a host (unspecified, multicast and broadcast are not)")]
     Address(String),
     /// Another registered host has the address.
     #[error("address {address} is host '{owner}''s")]
@@ -55,6 +55,17 @@ pub enum HelloRefused {
     },
 }
 
+/// The id under which a host's refused Hello has its one event (`state::refusals`).
+const HELLO_REFUSED: Uuid = Uuid::from_u128(1);
+
+/// `address` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 one it is.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 fn sane(c: &HostCapacity) -> bool {
     (1..=MAX_CORES).contains(&c.cores) && (MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&c.memory_mib)
 }
@@ -62,28 +73,40 @@ fn sane(c: &HostCapacity) -> bool {
 /// Checks a Hello (see the module); the refusal is recorded as an event too.
 pub fn check_hello(console: &Console, report: &HostReport) -> Result<(), HelloRefused> {
     let refused = hello_refusal(console, report);
+    // Once per host and console run: a host reconnecting over and over must not flush the
+    // history.
     if let Err(e) = &refused {
-        console.event(
-            "host",
-            &report.host,
-            format!("host {} refused at connection: {e}", report.host),
-        );
+        if console.report_refusals().first(&report.host, HELLO_REFUSED) {
+            console.event(
+                "host",
+                &report.host,
+                format!("host {} refused at connection: {e}", report.host),
+            );
+        }
     }
     refused
 }
 
 fn hello_refusal(console: &Console, report: &HostReport) -> Result<(), HelloRefused> {
-    let address: IpAddr = report
-        .address
-        .parse()
-        .map_err(|_| HelloRefused::Address(report.address.clone()))?;
+    let address = canonical(
+        report
+            .address
+            .parse()
+            .map_err(|_| HelloRefused::Address(report.address.clone()))?,
+    );
+    let unusable = address.is_unspecified()
+        || address.is_multicast()
+        || matches!(address, IpAddr::V4(a) if a.is_broadcast());
+    if unusable {
+        return Err(HelloRefused::Address(report.address.clone()));
+    }
     if !address.is_loopback() {
         let owner = console.with_hosts(|hosts| {
             hosts
                 .iter()
                 .find(|(name, h)| {
                     name.as_str() != report.host
-                        && h.value.address.parse::<IpAddr>().ok() == Some(address)
+                        && h.value.address.parse::<IpAddr>().ok().map(canonical) == Some(address)
                 })
                 .map(|(name, _)| name.clone())
         });

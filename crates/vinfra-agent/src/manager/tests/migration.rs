@@ -486,9 +486,22 @@ async fn an_encrypted_migration_hands_qemu_its_credentials_for_the_moment_it_rea
         .unwrap();
     let h = host().await;
     let vm = instance("web");
-    h.m.prepare_incoming(vm.clone(), Some(creds.destination.clone()))
-        .await
-        .unwrap();
+    let uri =
+        h.m.prepare_incoming(vm.clone(), Some(creds.destination.clone()))
+            .await
+            .unwrap();
+    // Asked again for the same migration: the same listener; for another (plain, or another
+    // source): refused, never reported as what it is not.
+    assert_eq!(
+        h.m.prepare_incoming(vm.clone(), Some(creds.destination.clone()))
+            .await
+            .unwrap(),
+        uri
+    );
+    assert_eq!(
+        conflict(h.m.prepare_incoming(vm.clone(), None).await),
+        StateConflict::AlreadyHere
+    );
     let seen = h.fake.calls(vm.id).into_iter().find_map(|c| match c {
         Call::ListenIncoming(_, tls) => Some(tls),
         _ => None,
