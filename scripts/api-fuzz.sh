@@ -5,7 +5,9 @@
 # secret the run uses), bounded: at most VINFRA_API_FUZZ_EXAMPLES cases per operation and
 # VINFRA_API_FUZZ_SECONDS in all, with the seed VINFRA_API_FUZZ_SEED (1: CI runs the same cases
 # every time; give another to explore). Fails on any 5xx and on any answer the document does not
-# describe (its schema, status code, content type or headers).
+# describe (its schema, status code, content type or headers). One worker: with two, Debian 12's
+# Python 3.11.2 sometimes fails inside schemathesis ("AST constructor recursion depth mismatch":
+# `ast.parse` is not thread-safe before 3.11.5), an error of the tool, not of the API.
 #
 # schemathesis is installed by this script into a virtual environment under /var/cache/vinfra
 # (python3-venv comes with VINFRA_PACKAGES). When it cannot be had, the run is skipped
@@ -18,7 +20,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${VINFRA_SCHEMATHESIS_VENV:-/var/cache/vinfra/schemathesis-$SCHEMATHESIS_VERSION}
 EXAMPLES=${VINFRA_API_FUZZ_EXAMPLES:-25}
-SECONDS_BUDGET=${VINFRA_API_FUZZ_SECONDS:-180}
+SECONDS_BUDGET=${VINFRA_API_FUZZ_SECONDS:-120}
 SEED=${VINFRA_API_FUZZ_SEED:-1}
 
 result() {
@@ -91,7 +93,7 @@ rc=0
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance \
     --exclude-path /api/v1/token/rotate \
     --max-examples "$EXAMPLES" --max-time "$SECONDS_BUDGET" --seed "$SEED" \
-    --workers 2 --no-color) || rc=$?
+    --workers 1 --no-color) || rc=$?
 if [[ $rc -ne 0 ]]; then
     echo "api fuzz: failed (seed $SEED); the console's log:"
     tail -n 50 "$WORK/console.log"
