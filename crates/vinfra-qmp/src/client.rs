@@ -26,6 +26,10 @@ const SUBSCRIBER_BUFFER: usize = 64;
 /// Longest line accepted from QEMU (QMP replies are small; this guards against a runaway peer).
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
+/// Most events read before the greeting (left over from the connection before) before the
+/// connection is given up on.
+const MAX_EVENTS_BEFORE_GREETING: usize = 64;
+
 /// What can go wrong talking QMP.
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
@@ -156,15 +160,25 @@ impl Qmp {
     pub async fn handshake(stream: UnixStream) -> Result<Qmp, QmpError> {
         let (read, write) = stream.into_split();
         let mut reader = BufReader::new(read);
-        let greeting = match read_json_line(&mut reader).await? {
-            Some(v) => v,
-            None => return Err(QmpError::Closed),
+        // QEMU may first flush what it had queued for the client before (its events, seen on a
+        // lab host as a `RESUME` ahead of the greeting when one connection closed as the next
+        // one came): events before the greeting are skipped, a few of them.
+        let mut skipped = 0;
+        let greeting = loop {
+            let msg = match read_json_line(&mut reader).await? {
+                Some(v) => v,
+                None => return Err(QmpError::Closed),
+            };
+            if msg.get("QMP").is_some() {
+                break msg;
+            }
+            if msg.get("event").is_none() || skipped >= MAX_EVENTS_BEFORE_GREETING {
+                return Err(QmpError::Protocol(format!(
+                    "expected a QMP greeting, got {msg}"
+                )));
+            }
+            skipped += 1;
         };
-        if greeting.get("QMP").is_none() {
-            return Err(QmpError::Protocol(format!(
-                "expected a QMP greeting, got {greeting}"
-            )));
-        }
         let (subscribers, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let shared = Arc::new(StdMutex::new(Shared {
             subscribers: Some(subscribers),

@@ -272,3 +272,43 @@ async fn not_qmp_is_a_protocol_error() {
         Err(QmpError::Io(_))
     ));
 }
+
+/// Events QEMU flushes ahead of the greeting (left over from the connection before) are
+/// skipped; anything else before it is still a protocol error.
+#[tokio::test]
+async fn events_before_the_greeting_are_skipped() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (a, b) = tokio::net::UnixStream::pair().unwrap();
+    let server = tokio::spawn(async move {
+        let (read, mut write) = b.into_split();
+        write
+            .write_all(
+                b"{\"event\":\"RESUME\",\"timestamp\":{\"seconds\":1,\"microseconds\":2}}\n\
+                  {\"QMP\":{\"version\":{},\"capabilities\":[]}}\n",
+            )
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let cmd = lines.next_line().await.unwrap().unwrap();
+        let cmd: serde_json::Value = serde_json::from_str(&cmd).unwrap();
+        assert_eq!(cmd["execute"], "qmp_capabilities");
+        let answer = format!("{{\"return\":{{}},\"id\":{}}}\n", cmd["id"]);
+        write.write_all(answer.as_bytes()).await.unwrap();
+        (lines, write)
+    });
+    let qmp = Qmp::handshake(a).await.unwrap();
+    assert!(qmp.greeting().get("QMP").is_some());
+    drop(server.await.unwrap());
+
+    let (a, b) = tokio::net::UnixStream::pair().unwrap();
+    let server = tokio::spawn(async move {
+        let mut b = b;
+        b.write_all(b"{\"return\":{},\"id\":7}\n").await.unwrap();
+        b
+    });
+    assert!(matches!(
+        Qmp::handshake(a).await,
+        Err(QmpError::Protocol(_))
+    ));
+    drop(server.await.unwrap());
+}
