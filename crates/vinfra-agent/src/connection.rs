@@ -121,6 +121,8 @@ pub struct HostInfo {
     pub qemu_version: String,
     /// Capacity (with overrides applied).
     pub capacity: HostCapacity,
+    /// What the host's QEMU runs (said in the Hello); `None` when QEMU could not say.
+    pub platform: Option<vinfra_types::HostPlatform>,
     /// The host's guard (`vinfra agent --guard`), asked for its state in every report.
     pub guard: Option<Arc<GuardLink>>,
 }
@@ -443,6 +445,7 @@ where
     tx.send(&AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         report: host_report(&m, info).await,
+        platform: info.platform.clone(),
     })
     .await?;
     // Dropped with the session (returned or cancelled): aborts every task below.

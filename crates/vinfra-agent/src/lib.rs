@@ -40,6 +40,7 @@ pub mod ha;
 pub mod handler;
 pub mod manager;
 pub mod network;
+pub mod platform;
 pub mod probe;
 pub mod qemu;
 pub mod usage;
@@ -160,6 +161,26 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     )
     .await?;
     tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
+    // What VMs may run as here: the console places and moves them by it.
+    let platform = match platform::probe(&config.qemu_binary, accel).await {
+        Ok(p) => {
+            tracing::info!(
+                "CPU '{}', {} CPU models, machine types up to {}",
+                p.cpu_name,
+                p.cpu_models.len(),
+                p.default_machine_type
+            );
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "QEMU did not say its CPU models and machine types ({}): the console places here \
+                 only VMs created without them",
+                vinfra_types::error::Chain(&e)
+            );
+            None
+        }
+    };
     let loses_writes =
         accel == vinfra_types::Accel::Tcg && qemu::tcg_migration_loses_writes(&qemu_version);
     if loses_writes {
@@ -210,6 +231,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         .await?
         .with_fewest_migration_passes(loses_writes)
         .with_nic_uso(qemu::process::virtio_net_offers_uso(&qemu_version))
+        .with_platform(platform.clone())
         .with_confinement(confiner),
     );
     if manager.confiner().is_some() {
@@ -233,6 +255,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         address: config.address.to_string(),
         qemu_version,
         capacity,
+        platform,
         guard,
     };
     // The switch's flows every 10 s, to the IPFIX collector and to the console when connected

@@ -148,6 +148,7 @@ async fn join_then_hello_reports_and_requests() {
         host: "host-1".into(),
         address: "127.0.0.1".into(),
         qemu_version: "7.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 8,
             memory_mib: 4096,
@@ -264,6 +265,7 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
         host: "early".into(),
         address: "127.0.0.1".into(),
         qemu_version: "7.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 2,
             memory_mib: 2048,
@@ -371,6 +373,7 @@ async fn a_state_change_is_reported_before_its_answer() {
         host: "fresh".into(),
         address: "127.0.0.1".into(),
         qemu_version: "7.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 2,
             memory_mib: 2048,
@@ -416,6 +419,7 @@ async fn a_state_change_is_reported_before_its_answer() {
         },
         started_at: None,
         slot: None,
+        platform: None,
     };
     let id = vm.id;
     conn.send(&ConsoleMessage::Request {

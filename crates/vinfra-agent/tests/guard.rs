@@ -63,6 +63,7 @@ fn instance(name: &str) -> VmInstance {
         },
         started_at: None,
         slot: None,
+        platform: None,
     }
 }
 
@@ -161,6 +162,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         vcpus: 1,
         memory_mib: 64,
         accel: Accel::Tcg,
+        platform: None,
         kernel: Some((bad_dir.join("no-such-kernel"), None, String::new())),
         disks: vec![],
         serial_log: bad_dir.join("serial.log"),
@@ -221,6 +223,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         host: "h1".into(),
         address: "127.0.0.1".into(),
         qemu_version: "9.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 2,
             memory_mib: 2048,

@@ -136,6 +136,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
         },
         started_at: None,
         slot: None,
+        platform: None,
     };
     let id = vm.id;
     assert_eq!(
@@ -148,6 +149,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
         host: "h1".into(),
         address: "127.0.0.1".into(),
         qemu_version: "9.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 2,
             memory_mib: 2048,

@@ -212,6 +212,7 @@ fn instance(name: &str, cmdline: &str, nics: Vec<NicSpec>) -> VmInstance {
         },
         started_at: None,
         slot: None,
+        platform: None,
     }
 }
 

@@ -226,6 +226,7 @@ async fn start_agent(
         host: host.into(),
         address: "127.0.0.1".into(),
         qemu_version: "9.2.0".into(),
+        platform: None,
         capacity: HostCapacity {
             cores: 2,
             memory_mib: 2048,
@@ -275,6 +276,7 @@ async fn session_accepted(console: &str, creds: &Credentials, host: &str) -> boo
             underlay_mtu: 1500,
             guard: None,
         },
+        platform: None,
     };
     if conn.send(&hello).await.is_err()
         || conn

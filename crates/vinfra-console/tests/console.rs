@@ -513,6 +513,7 @@ async fn controller_recreates_and_stops_to_match_desired_state() {
             spec: serde_json::from_str(&vm_json("stray", 1, 128)).unwrap(),
             started_at: None,
             slot: None,
+            platform: None,
         };
         s.vms
             .insert(stray.id, (stray, vinfra_types::PowerState::Running));

@@ -364,7 +364,7 @@ fn placement_names(code: &str) -> BTreeSet<String> {
 #[test]
 fn fit_is_the_only_caller_of_the_placement_library() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    // Besides fit.rs: the balancer takes the balance API, the errors the placement refusals.
+    // Besides fit: the balancer takes the balance API, the errors the placement refusals.
     let balance = [
         "BalanceConfig",
         "ClusterModel",
@@ -382,8 +382,11 @@ fn fit_is_the_only_caller_of_the_placement_library() {
         let first = module.first().map(String::as_str).unwrap_or("lib");
         let allowed: &[&str] = match first {
             "fit" => {
-                assert!(names.contains("RulePlacer"), "{names:?}");
-                seen += 1;
+                // fit/mod.rs holds the placer; its children (platform.rs) help it.
+                if module.len() == 1 {
+                    assert!(names.contains("RulePlacer"), "{names:?}");
+                    seen += 1;
+                }
                 continue;
             }
             "balancing" => &balance,
@@ -398,5 +401,5 @@ fn fit_is_the_only_caller_of_the_placement_library() {
             );
         }
     }
-    assert_eq!(seen, 1, "fit.rs was read");
+    assert_eq!(seen, 1, "fit/mod.rs was read");
 }

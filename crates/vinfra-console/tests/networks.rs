@@ -1627,6 +1627,7 @@ async fn vms_the_console_let_go_of_are_removed_when_their_host_comes_back() {
         spec: serde_json::from_str(&vm_json("stray", 1, 128)).unwrap(),
         started_at: None,
         slot: None,
+        platform: None,
     };
     agent
         .state

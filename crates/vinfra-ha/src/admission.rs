@@ -926,8 +926,15 @@ impl Admission {
         let was_ok = self.hosts[h as usize].eligible == Eligibility::Ok;
         let is_ok = eligible == Eligibility::Ok;
         let old = &self.caps[h as usize];
-        let models_lost = old.cpu_models.iter().any(|m| !caps.cpu_models.contains(m));
-        let models_gained = caps.cpu_models.iter().any(|m| !old.cpu_models.contains(m));
+        let lost = |old: &[String], new: &[String]| old.iter().any(|m| !new.contains(m));
+        // A host CPU that changed name is lost (VMs of the old one no longer fit) and gained.
+        let cpu_changed = old.host_cpu != caps.host_cpu;
+        let models_lost = lost(&old.cpu_models, &caps.cpu_models)
+            || lost(&old.machine_types, &caps.machine_types)
+            || (old.host_cpu.is_some() && cpu_changed);
+        let models_gained = lost(&caps.cpu_models, &old.cpu_models)
+            || lost(&caps.machine_types, &old.machine_types)
+            || (caps.host_cpu.is_some() && cpu_changed);
         let fit_lost = (was_ok && !is_ok)
             || (old.vlan_trunk && !caps.vlan_trunk)
             || caps.underlay_mtu < old.underlay_mtu

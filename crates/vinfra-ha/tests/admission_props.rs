@@ -37,15 +37,32 @@ struct World {
     ha: BTreeMap<String, HaVm>,
 }
 
-/// Every fourth VM is on a VLAN network: it needs a host with a trunk.
+/// Every fourth VM is on a VLAN network: it needs a host with a trunk. Every fifth needs a
+/// machine type, every seventh the host CPU "EPYC".
 fn needs_of(i: usize) -> VmNeeds {
+    let mut needs = VmNeeds::default();
     if i % 4 == 3 {
-        VmNeeds {
-            vlan_networks: vec!["vlan10".into()],
-            ..VmNeeds::default()
-        }
-    } else {
-        VmNeeds::default()
+        needs.vlan_networks = vec!["vlan10".into()];
+    }
+    if i % 5 == 4 {
+        needs.machine_type = Some("pc-q35-7.2".into());
+    }
+    if i % 7 == 6 {
+        needs.host_cpu = Some("EPYC".into());
+    }
+    needs
+}
+
+/// A host with or without the machine type and the host CPU VMs may need.
+fn platform_caps(caps: HostCaps, machine: bool, cpu: Option<&str>) -> HostCaps {
+    HostCaps {
+        machine_types: if machine {
+            vec!["pc-q35-7.1".into(), "pc-q35-7.2".into()]
+        } else {
+            vec!["pc-q35-7.1".into()]
+        },
+        host_cpu: cpu.map(str::to_string),
+        ..caps
     }
 }
 
@@ -111,10 +128,14 @@ fn world() -> impl Strategy<Value = World> {
             for h in &model.hosts {
                 fit.hosts.insert(
                     h.name.clone(),
-                    HostCaps {
-                        vlan_trunk: true,
-                        ..BASIC_HOST.clone()
-                    },
+                    platform_caps(
+                        HostCaps {
+                            vlan_trunk: true,
+                            ..BASIC_HOST.clone()
+                        },
+                        true,
+                        Some("EPYC"),
+                    ),
                 );
             }
             for i in 0..vms.len() {
@@ -154,7 +175,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (1u32..4, 1u64..8, prop::bool::ANY).prop_map(|(c, g, h)| Op::PowerOn(c, g, h)),
         1 => (0usize..32).prop_map(Op::Stop),
-        1 => (0usize..8, 0u8..3, prop::bool::weighted(0.7), prop::sample::select(vec![0u64, 0, 2, 6]))
+        1 => (0usize..8, 0u8..3, prop::bool::weighted(0.7), prop::sample::select(vec![0u64, 0, 1, 2, 3, 6]))
             .prop_map(|(k, e, t, r)| Op::Host(k, e, t, r)),
     ]
 }
@@ -302,6 +323,10 @@ proptest! {
                         reserve: Reserve { vcpus: reserve_gib as u32, memory_mib: reserve_gib * GIB },
                         ..BASIC_HOST.clone()
                     };
+                    // The machine type and the host CPU come and go too (a host's QEMU
+                    // upgraded or downgraded, its CPU replaced or its KVM gone).
+                    let cpu = [Some("EPYC"), Some("Xeon"), None][(reserve_gib % 3) as usize];
+                    let caps = platform_caps(caps, reserve_gib % 2 == 0, cpu);
                     w.fit.hosts.insert(name.clone(), caps.clone());
                     fast.set_host(&name, eligible, caps).unwrap();
                 }

@@ -53,6 +53,12 @@ pub struct HostCaps {
     /// Empty until agents report them; a VM that needs a model does not fit a host that does
     /// not list it.
     pub cpu_models: Vec<String>,
+    /// The host's CPU name when VMs may run with the host's own CPU there (under KVM): a VM
+    /// that does ([`VmNeeds::host_cpu`]) fits only hosts with the same name.
+    pub host_cpu: Option<String>,
+    /// Machine types its QEMU offers (`pc-q35-7.2`, …). Empty until agents report them; a VM
+    /// that needs one does not fit a host that does not list it.
+    pub machine_types: Vec<String>,
     /// Capacity held back from VMs: the HA failover reserve, or the share a VM migrating away
     /// keeps on its source until the switchover.
     pub reserve: Reserve,
@@ -63,6 +69,8 @@ pub static BASIC_HOST: HostCaps = HostCaps {
     vlan_trunk: false,
     underlay_mtu: UNDERLAY_MTU,
     cpu_models: Vec::new(),
+    host_cpu: None,
+    machine_types: Vec::new(),
     reserve: Reserve {
         vcpus: 0,
         memory_mib: 0,
@@ -112,6 +120,11 @@ pub struct VmNeeds {
     pub overlay: Option<OverlayMtu>,
     /// QEMU CPU model it runs with, when every host it runs on must offer it.
     pub cpu_model: Option<String>,
+    /// The host CPU it runs with (the host's own CPU, under KVM): it fits only hosts whose
+    /// CPU has this name.
+    pub host_cpu: Option<String>,
+    /// Machine type it runs with: every host it runs on must offer it.
+    pub machine_type: Option<String>,
 }
 
 /// A VM that needs nothing beyond room for its size.
@@ -119,12 +132,18 @@ pub static NO_NEEDS: VmNeeds = VmNeeds {
     vlan_networks: Vec::new(),
     overlay: None,
     cpu_model: None,
+    host_cpu: None,
+    machine_type: None,
 };
 
 impl VmNeeds {
     /// True when any host's capabilities fit it.
     pub fn is_empty(&self) -> bool {
-        self.vlan_networks.is_empty() && self.overlay.is_none() && self.cpu_model.is_none()
+        self.vlan_networks.is_empty()
+            && self.overlay.is_none()
+            && self.cpu_model.is_none()
+            && self.host_cpu.is_none()
+            && self.machine_type.is_none()
     }
 
     /// Whether hosts with capabilities `caps` offer what it needs (capacity aside).
@@ -241,6 +260,19 @@ pub enum Unfit {
         /// The model.
         model: String,
     },
+    /// The VM runs with the CPU of hosts of another CPU (or the host runs no VM with its own
+    /// CPU: it has no KVM).
+    HostCpu {
+        /// The CPU name the VM needs.
+        need: String,
+        /// The host's, if VMs may run with it there.
+        have: Option<String>,
+    },
+    /// The VM needs a machine type the host's QEMU does not offer.
+    MachineType {
+        /// The machine type.
+        machine: String,
+    },
     /// The host's agent is disconnected.
     Disconnected,
     /// The host is in maintenance.
@@ -263,11 +295,13 @@ impl Unfit {
             Unfit::NoTrunk { .. } => 0,
             Unfit::UnderlayMtu { .. } => 1,
             Unfit::CpuModel { .. } => 2,
-            Unfit::Disconnected => 3,
-            Unfit::Maintenance => 4,
-            Unfit::Source => 5,
-            Unfit::MustRule { .. } => 6,
-            Unfit::Capacity(_) => 7,
+            Unfit::HostCpu { .. } => 3,
+            Unfit::MachineType { .. } => 4,
+            Unfit::Disconnected => 5,
+            Unfit::Maintenance => 6,
+            Unfit::Source => 7,
+            Unfit::MustRule { .. } => 8,
+            Unfit::Capacity(_) => 9,
         }
     }
 }
@@ -294,7 +328,28 @@ impl fmt::Display for Unfit {
                  needs at least {need} ({network_mtu} + {VXLAN_OVERHEAD} bytes of VXLAN \
                  encapsulation; its agent's --underlay-mtu)"
             ),
-            Unfit::CpuModel { model } => write!(f, "it does not run CPU model '{model}'"),
+            Unfit::CpuModel { model } => write!(
+                f,
+                "it does not run CPU model '{model}' (the VM's, from the cluster's CPU baseline \
+                 when it was created)"
+            ),
+            Unfit::HostCpu {
+                need,
+                have: Some(have),
+            } => write!(
+                f,
+                "its CPU is '{have}' and the VM runs with the host CPU of '{need}' (a cluster \
+                 CPU baseline lets VMs created under it move between different CPUs)"
+            ),
+            Unfit::HostCpu { need, have: None } => write!(
+                f,
+                "it runs no VM with the host's own CPU (no KVM) and the VM runs with the host \
+                 CPU of '{need}'"
+            ),
+            Unfit::MachineType { machine } => write!(
+                f,
+                "its QEMU does not offer the VM's machine type '{machine}' (an older QEMU)"
+            ),
             Unfit::Disconnected => f.write_str("its agent is disconnected"),
             Unfit::Maintenance => f.write_str("it is in maintenance"),
             Unfit::Source => f.write_str("the VM runs there already"),
@@ -313,6 +368,8 @@ enum Gap {
     Trunk,
     Mtu,
     Cpu,
+    HostCpu,
+    Machine,
 }
 
 /// Test 1 of the check: the first capability the VM needs and the host lacks.
@@ -325,8 +382,18 @@ fn caps_gap(caps: &HostCaps, needs: &VmNeeds) -> Option<Gap> {
             return Some(Gap::Mtu);
         }
     }
-    match &needs.cpu_model {
-        Some(model) if !caps.cpu_models.contains(model) => Some(Gap::Cpu),
+    if let Some(model) = &needs.cpu_model {
+        if !caps.cpu_models.contains(model) {
+            return Some(Gap::Cpu);
+        }
+    }
+    if let Some(cpu) = &needs.host_cpu {
+        if caps.host_cpu.as_ref() != Some(cpu) {
+            return Some(Gap::HostCpu);
+        }
+    }
+    match &needs.machine_type {
+        Some(m) if !caps.machine_types.contains(m) => Some(Gap::Machine),
         _ => None,
     }
 }
@@ -348,6 +415,13 @@ pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
         }
         Gap::Cpu => Unfit::CpuModel {
             model: needs.cpu_model.clone()?,
+        },
+        Gap::HostCpu => Unfit::HostCpu {
+            need: needs.host_cpu.clone()?,
+            have: caps.host_cpu.clone(),
+        },
+        Gap::Machine => Unfit::MachineType {
+            machine: needs.machine_type.clone()?,
         },
     })
 }
@@ -676,6 +750,8 @@ mod tests {
                 mtu: 1450,
             }),
             cpu_model: None,
+            host_cpu: None,
+            machine_type: None,
         }
     }
 
@@ -781,6 +857,42 @@ mod tests {
     }
 
     #[test]
+    fn host_cpus_and_machine_types_are_matched_by_name() {
+        let h = host("h1", Eligibility::Ok);
+        let needs = VmNeeds {
+            host_cpu: Some("EPYC".into()),
+            machine_type: Some("pc-q35-7.2".into()),
+            ..VmNeeds::default()
+        };
+        let mut caps = HostCaps {
+            host_cpu: Some("Xeon".into()),
+            machine_types: vec!["pc-q35-7.2".into()],
+            ..HostCaps::default()
+        };
+        let unfit = check(&h, &caps, &vm(1, 1), &needs).unwrap_err();
+        assert_eq!(
+            unfit,
+            Unfit::HostCpu {
+                need: "EPYC".into(),
+                have: Some("Xeon".into())
+            }
+        );
+        assert!(unfit.to_string().contains("its CPU is 'Xeon'"), "{unfit}");
+        caps.host_cpu = None;
+        let unfit = check(&h, &caps, &vm(1, 1), &needs).unwrap_err();
+        assert!(unfit.to_string().contains("no KVM"), "{unfit}");
+        caps.host_cpu = Some("EPYC".into());
+        assert!(needs.met_by(&caps));
+        caps.machine_types = vec!["pc-q35-7.1".into()];
+        assert_eq!(
+            check(&h, &caps, &vm(1, 1), &needs),
+            Err(Unfit::MachineType {
+                machine: "pc-q35-7.2".into()
+            })
+        );
+    }
+
+    #[test]
     fn the_explanation_groups_hosts_by_reason_in_one_line() {
         let short = |mem: u64| {
             HostView::of(&host("x", Eligibility::Ok), &BASIC_HOST)
@@ -853,6 +965,8 @@ mod tests {
                 vlan_networks: if vlan { vec!["v".into()] } else { Vec::new() },
                 overlay: overlay.map(|mtu| OverlayMtu { network: "o".into(), mtu }),
                 cpu_model: None,
+                host_cpu: None,
+                machine_type: None,
             };
             let view = HostView::of(&h, &caps);
             let rules = || if forbidden { vec!["r".to_string()] } else { Vec::new() };

@@ -94,6 +94,7 @@ mod tests {
             AgentMessage::Hello {
                 protocol: crate::PROTOCOL_VERSION,
                 report: report(),
+                platform: None,
             },
             AgentMessage::Join {
                 token: "t".into(),
@@ -137,6 +138,7 @@ mod tests {
         let hello = serde_json::to_vec(&AgentMessage::Hello {
             protocol: 1,
             report: report(),
+            platform: None,
         })
         .unwrap();
         let direct: Direct = serde_json::from_slice(&hello).unwrap();

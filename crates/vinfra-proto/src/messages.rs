@@ -9,7 +9,9 @@ pub use vinfra_types::ha::IsolationResponse;
 use vinfra_types::network::HostSwitchCounters;
 pub use vinfra_types::qos::NicQos;
 pub use vinfra_types::security_group::{SgAction, SgDirection};
-use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec};
+use vinfra_types::{
+    Accel, GuardView, HostCapacity, HostPlatform, HostUsage, VmObserved, VmPlatform, VmSpec,
+};
 
 /// Version of this protocol; the console refuses a Hello with another version. 2: heartbeats
 /// ([`AgentMessage::Heartbeat`], [`ConsoleMessage::HeartbeatAck`]) carry the connection's
@@ -31,8 +33,10 @@ use vinfra_types::{Accel, GuardView, HostCapacity, HostUsage, VmObserved, VmSpec
 /// answers at once would make the console ask in a tight loop. 12: certificate renewal over the
 /// session ([`AgentMessage::Renew`], [`ConsoleMessage::Renewed`],
 /// [`ConsoleMessage::RenewCertificate`]): an agent that cannot renew is cut off when its
-/// certificate expires.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// certificate expires. 13: a VM's CPU model and machine type ([`VmInstance::platform`]) and
+/// the host's ([`AgentMessage::Hello`] `platform`): an agent that ignores them would start a
+/// VM with other virtual hardware than the one it migrates with.
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +121,10 @@ pub enum AgentMessage {
         protocol: u32,
         /// The host as it is now.
         report: HostReport,
+        /// The host's CPU and what its QEMU offers (found out once, at the agent's start);
+        /// `None` when QEMU could not say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        platform: Option<HostPlatform>,
     },
     /// The host's state with fresh usage, every report interval and after each command that
     /// may change a VM. It may lag behind (a report waits up to a bound on each VM's QEMU); the
@@ -202,6 +210,10 @@ pub struct VmInstance {
     /// `None` from a console that assigns none: a host that confines QEMU refuses to run it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u32>,
+    /// The CPU model and machine type it runs with, on every host; `None` for a VM created
+    /// before they were recorded: QEMU's `q35` and, under KVM, the host's CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<VmPlatform>,
 }
 
 /// Commands an agent carries out.

@@ -101,6 +101,14 @@ pub struct ClusterSettings {
     /// plain TCP (only for a trusted migration network, where the CPU TLS costs matters more).
     #[serde(default)]
     pub migration_encrypted: Option<bool>,
+    /// The cluster's CPU baseline (like vSphere's EVC): a QEMU CPU model every VM created
+    /// from then on runs with (`Nehalem-v1`, `Cascadelake-Server-v4`, …), so that it can move
+    /// between hosts with different CPUs. It must be one every registered host offers with all
+    /// its features (`vinfra host show`). Absent or `null`: VMs run with their host's own CPU
+    /// under KVM (they move only between hosts of the same CPU) and `qemu64` under TCG.
+    /// VMs keep the model they were created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_baseline: Option<String>,
     /// Automatic load balancing; absent: off with the defaults.
     #[serde(default)]
     pub balancing: BalancingSettings,
@@ -114,10 +122,37 @@ pub struct ClusterSettings {
     pub flows: crate::flows::FlowSettings,
 }
 
+/// Checks a CPU baseline's form: a QEMU CPU model name (letters, digits, `.`, `_`, `-`; at
+/// most 64), not one that follows the host (`host`, `max`).
+pub fn validate_cpu_baseline(model: &str) -> Result<(), String> {
+    if model.is_empty()
+        || model.len() > 64
+        || !model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "cpu_baseline must be a QEMU CPU model name (letters, digits, '.', '_', '-'; at most \
+             64), got {:?}",
+            model.chars().take(80).collect::<String>()
+        ));
+    }
+    if model == crate::vm::HOST_CPU_MODEL || model == "max" {
+        return Err(format!(
+            "cpu_baseline '{model}' follows each host's CPU, so it cannot be a baseline: name a \
+             QEMU CPU model such as 'Nehalem-v1' or 'Cascadelake-Server-v4'"
+        ));
+    }
+    Ok(())
+}
+
 impl ClusterSettings {
     /// Checks every field; the error names the field and the accepted range.
     pub fn validate(&self) -> Result<(), String> {
         self.ratios.validate()?;
+        if let Some(m) = &self.cpu_baseline {
+            validate_cpu_baseline(m)?;
+        }
         if let Some(b) = self.migration_max_bandwidth_mib {
             if !MIGRATION_BANDWIDTH_RANGE_MIB.contains(&b) {
                 return Err(format!(
@@ -369,11 +404,20 @@ mod tests {
             migration_downtime_limit_ms: Some(10),
             migration_auto_converge: Some(false),
             migration_encrypted: Some(false),
+            cpu_baseline: Some("Nehalem-v1".into()),
             balancing: Default::default(),
             ha: Default::default(),
             flows: Default::default(),
         };
         assert!(s.validate().is_ok());
+        for bad in ["", "host", "max", "qemu64,+avx", "a\u{7}", &"x".repeat(65)] {
+            s.cpu_baseline = Some(bad.to_string());
+            assert!(
+                s.validate().unwrap_err().contains("cpu_baseline"),
+                "{bad:?}"
+            );
+        }
+        s.cpu_baseline = None;
         assert_eq!(s.migration_bandwidth_bytes_per_s(), 100 * 1024 * 1024);
         s.migration_max_bandwidth_mib = Some(0);
         assert!(s

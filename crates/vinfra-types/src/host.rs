@@ -109,6 +109,10 @@ pub struct HostSummary {
     pub accel: Option<Accel>,
     /// Its QEMU version, once reported.
     pub qemu_version: Option<String>,
+    /// Its CPU and the CPU models and machine types its QEMU offers, as its agent said at its
+    /// last connection; `null` before (or from an agent that does not say).
+    #[serde(default)]
+    pub platform: Option<HostPlatform>,
     /// What the host offers VMs.
     pub capacity: HostCapacity,
     /// Ratios in force (host override, else the cluster default).
@@ -153,4 +157,65 @@ pub struct HostSummary {
     /// did not answer): HA cannot protect the host's VMs then.
     #[serde(default)]
     pub guard: Option<GuardView>,
+}
+
+/// What a host's QEMU runs guests as: the host's CPU, and the CPU models and machine types its
+/// QEMU offers with the host's accelerator. Its agent finds them out at start (QEMU's
+/// `query-cpu-definitions` and `query-machines`) and says them at each connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostPlatform {
+    /// The host CPU's model name (`/proc/cpuinfo`), e.g. `Intel(R) Xeon(R) Gold 6338 CPU @
+    /// 2.00GHz`: VMs that run with the host's own CPU (no cluster CPU baseline, under KVM)
+    /// move only between hosts whose CPU has the same name.
+    pub cpu_name: String,
+    /// The QEMU CPU models that run here with every feature they name and that QEMU calls
+    /// migration-safe (so not `host` or `max`), sorted: the models a cluster CPU baseline may
+    /// name.
+    pub cpu_models: Vec<String>,
+    /// The versioned q35 machine types QEMU offers (`pc-q35-7.2`, …), oldest first.
+    pub machine_types: Vec<String>,
+    /// The versioned machine type `q35` stands for in this QEMU (its newest).
+    pub default_machine_type: String,
+}
+
+impl HostPlatform {
+    /// Whether this host runs a VM of `platform` under accelerator `accel`: its CPU model (for
+    /// `host`: KVM and the same CPU name) and its machine type; `Err` says what it lacks.
+    pub fn runs(&self, accel: Accel, platform: &crate::VmPlatform) -> Result<(), String> {
+        if platform.cpu_model == crate::vm::HOST_CPU_MODEL {
+            if accel != Accel::Kvm {
+                return Err("it runs guests under TCG, which has no host CPU model".into());
+            }
+            if let Some(need) = &platform.host_cpu {
+                if *need != self.cpu_name {
+                    return Err(format!(
+                        "its CPU is '{}', the VM runs with the host CPU of '{need}'",
+                        self.cpu_name
+                    ));
+                }
+            }
+        } else if !self.cpu_models.contains(&platform.cpu_model) {
+            return Err(format!(
+                "its QEMU does not offer CPU model '{}' with all its features",
+                platform.cpu_model
+            ));
+        }
+        if !self.machine_types.contains(&platform.machine_type) {
+            return Err(format!(
+                "its QEMU does not offer machine type '{}'",
+                platform.machine_type
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The version in a versioned q35 machine type (`pc-q35-7.2` → `[7, 2]`), for ordering them;
+/// `None` for other names.
+pub fn q35_version(machine_type: &str) -> Option<Vec<u32>> {
+    machine_type
+        .strip_prefix("pc-q35-")?
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect()
 }

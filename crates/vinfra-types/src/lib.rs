@@ -38,13 +38,14 @@ pub mod vm;
 
 pub use api::Problem;
 pub use host::{
-    Accel, AllocationRatios, GuardView, HostCapacity, HostStatus, HostSummary, HostUsage,
+    Accel, AllocationRatios, GuardView, HostCapacity, HostPlatform, HostStatus, HostSummary,
+    HostUsage,
 };
 pub use migration::{MigrationPhase, MigrationProgress};
 pub use name::{validate_file_name, validate_name, NameError};
 pub use vm::{
-    AllowedAddressPair, BootSource, DiskSpec, NicSpec, NicVlan, PowerState, VmObserved, VmSpec,
-    VmSummary, VmUsage,
+    AllowedAddressPair, BootSource, DiskSpec, NicSpec, NicVlan, PowerState, VmObserved, VmPlatform,
+    VmSpec, VmSummary, VmUsage,
 };
 
 /// One mebibyte in bytes.

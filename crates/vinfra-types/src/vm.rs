@@ -576,6 +576,29 @@ pub struct VmObserved {
     pub ha: bool,
 }
 
+/// The CPU model of a VM that runs with its host's own CPU (`-cpu host`): under KVM, without a
+/// cluster CPU baseline.
+pub const HOST_CPU_MODEL: &str = "host";
+
+/// The CPU model QEMU gives a q35 guest under TCG when none is named.
+pub const TCG_CPU_MODEL: &str = "qemu64";
+
+/// The virtual hardware a VM was created with: it stays the same wherever the VM runs, so a
+/// migration, an HA restart or a balancer move goes only to hosts that run it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct VmPlatform {
+    /// QEMU CPU model (`-cpu`): the cluster's CPU baseline when the VM was created, else
+    /// `host` under KVM (the host's own CPU) or `qemu64` under TCG.
+    pub cpu_model: String,
+    /// For CPU model `host`: the CPU name of the host it was created on; it runs only on
+    /// hosts whose CPU has that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<String>,
+    /// Versioned machine type (`-machine`), e.g. `pc-q35-7.2`: the newest every host offered
+    /// when it was created.
+    pub machine_type: String,
+}
+
 /// A VM as the REST API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VmSummary {
@@ -605,6 +628,10 @@ pub struct VmSummary {
     pub spec: VmSpec,
     /// Seconds since the Unix epoch when the VM was created.
     pub created_at: u64,
+    /// Its CPU model and machine type, kept wherever it runs; `null` for a VM created on a
+    /// host that did not say what it runs (it is not checked).
+    #[serde(default)]
+    pub platform: Option<VmPlatform>,
 }
 
 #[cfg(test)]

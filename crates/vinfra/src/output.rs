@@ -285,6 +285,33 @@ pub fn host(h: &HostSummary) -> String {
         ),
         ("QEMU", h.qemu_version.clone().unwrap_or_else(|| "-".into())),
         (
+            "CPU",
+            h.platform
+                .as_ref()
+                .map_or_else(|| "-".into(), |p| p.cpu_name.clone()),
+        ),
+        (
+            "CPU models",
+            h.platform
+                .as_ref()
+                .map_or_else(|| "- (not reported)".into(), |p| p.cpu_models.join(" ")),
+        ),
+        (
+            "Machine types",
+            h.platform.as_ref().map_or_else(
+                || "-".into(),
+                |p| {
+                    let first = p.machine_types.first().cloned().unwrap_or_default();
+                    format!(
+                        "{first} to {} ({} types; q35 = {})",
+                        p.machine_types.last().cloned().unwrap_or_default(),
+                        p.machine_types.len(),
+                        p.default_machine_type
+                    )
+                },
+            ),
+        ),
+        (
             "VLAN trunk",
             h.trunk
                 .clone()
@@ -508,6 +535,22 @@ fn vm_rows(v: &VmSummary) -> Vec<(&'static str, String)> {
         ("Disks", or_none(disks)),
         ("NICs", or_none(nics)),
         ("HA", v.spec.ha.describe()),
+        (
+            "CPU model",
+            match &v.platform {
+                Some(p) => match &p.host_cpu {
+                    Some(cpu) => format!("{} ({cpu})", p.cpu_model),
+                    None => p.cpu_model.clone(),
+                },
+                None => "- (QEMU's default)".into(),
+            },
+        ),
+        (
+            "Machine type",
+            v.platform
+                .as_ref()
+                .map_or_else(|| "q35".into(), |p| p.machine_type.clone()),
+        ),
         ("Uptime", duration_s(v.uptime_s)),
         (
             "CPU",
@@ -554,6 +597,12 @@ pub fn settings(s: &ClusterSettings) -> String {
                 Some(false) => "off".to_string(),
                 None => "on (default)".to_string(),
             },
+        ),
+        (
+            "CPU baseline",
+            s.cpu_baseline
+                .clone()
+                .unwrap_or_else(|| "none (VMs run with their host's CPU)".into()),
         ),
         (
             "IPFIX collector",

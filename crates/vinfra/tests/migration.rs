@@ -196,6 +196,36 @@ fn live_migration_keeps_the_guest_running() {
     // And once more through the CLI.
     migrate_and_check(&lab, "mig-1", &id, "h1", "h2", How::Cli("h2"));
     assert_eq!(vm(&lab, "mig-1").id, created.id, "same VM id");
+    // Its CPU model and machine type, from the hosts' QEMU at create, are the same on every
+    // host it ran on: a versioned machine type, TCG's model.
+    let platform = vm(&lab, "mig-1")
+        .platform
+        .expect("platform recorded at create");
+    assert!(platform.machine_type.starts_with("pc-q35-"), "{platform:?}");
+    assert_eq!(platform.cpu_model, "qemu64", "{platform:?}");
+    let pid = lab.qemu_pids_on("h2", &id).expect("host")[0];
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("QEMU's command line");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let machine = format!("{},accel=tcg", platform.machine_type);
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "-machine" && w[1] == machine)
+            && args.windows(2).any(|w| w[0] == "-cpu" && w[1] == "qemu64"),
+        "{args:?}"
+    );
+    // A CPU baseline no host runs is refused, in one line, naming the hosts.
+    let env = cli_env(&lab);
+    let out = vinfra(
+        &["settings", "set", "--cpu-baseline", "Skylake-Server-v4"],
+        &refs(&env),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("hosts h1, h2"), "{err}");
     // The state comes with the destination's next report.
     wait_for(
         "mig-1 to be reported running on h2",

@@ -108,6 +108,16 @@ pub enum ManagerError {
     /// The VM's QEMU could not be confined (its user, files or cgroups).
     #[error(transparent)]
     Confine(#[from] crate::confine::ConfineError),
+    /// The VM's CPU model or machine type does not run on this host.
+    #[error("this host cannot run the VM's CPU model '{cpu_model}' and machine type '{machine_type}': {reason}")]
+    Platform {
+        /// The VM's CPU model.
+        cpu_model: String,
+        /// The VM's machine type.
+        machine_type: String,
+        /// What the host lacks.
+        reason: String,
+    },
     /// A blocking task (switch reconcile, counters) failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),

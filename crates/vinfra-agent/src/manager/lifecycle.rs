@@ -73,9 +73,18 @@ impl Manager {
     }
 
     /// Refuses, before anything is created, a VM this host cannot run: an invalid
-    /// specification, NICs on a host without a switch.
+    /// specification, a CPU model or machine type its QEMU does not offer, NICs on a host
+    /// without a switch.
     pub(super) fn admit(&self, instance: &VmInstance) -> Result<()> {
         instance.spec.validate()?;
+        if let (Some(host), Some(vm)) = (&self.platform, &instance.platform) {
+            host.runs(self.cfg.runner.accel(), vm)
+                .map_err(|reason| ManagerError::Platform {
+                    cpu_model: vm.cpu_model.clone(),
+                    machine_type: vm.machine_type.clone(),
+                    reason,
+                })?;
+        }
         if !instance.spec.nics.is_empty() && self.switch.is_none() {
             return Err(SwitchLinkError::NoSwitch.into());
         }
@@ -160,6 +169,7 @@ impl Manager {
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             accel: self.cfg.runner.accel(),
+            platform: vm.record.instance.platform.clone(),
             kernel: media.kernel,
             disks: media.disks,
             serial_log: vm.files.serial_log(),

@@ -166,6 +166,8 @@ pub struct Manager {
     /// QEMU's virtio-net offers the guest UDP segmentation offload
     /// ([`crate::qemu::process::virtio_net_offers_uso`]).
     nic_uso: bool,
+    /// What this host's QEMU runs (`None`: not known, nothing is checked).
+    platform: Option<vinfra_types::HostPlatform>,
     /// How QEMUs are confined; `None`: they run as the agent (`--unconfined`).
     confiner: Option<Arc<crate::confine::Confiner>>,
     flows: Arc<crate::flows::FlowExport>,
@@ -209,6 +211,7 @@ impl Manager {
             observe_timeout: OBSERVE_TIMEOUT,
             fewest_migration_passes: false,
             nic_uso: false,
+            platform: None,
             confiner: None,
             flows: Arc::default(),
             flow_sink: Arc::default(),
@@ -219,6 +222,13 @@ impl Manager {
     /// on virtio-net (then a NIC on a tap turns it off: the switch takes TCP segments only).
     pub fn with_nic_uso(mut self, offered: bool) -> Manager {
         self.nic_uso = offered;
+        self
+    }
+
+    /// The same manager, that refuses VMs whose CPU model or machine type `platform` (what
+    /// this host's QEMU runs) does not offer.
+    pub fn with_platform(mut self, platform: Option<vinfra_types::HostPlatform>) -> Manager {
+        self.platform = platform;
         self
     }
 

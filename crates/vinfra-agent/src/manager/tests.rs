@@ -105,6 +105,7 @@ fn instance(name: &str) -> VmInstance {
         },
         started_at: None,
         slot: None,
+        platform: None,
     }
 }
 
@@ -534,6 +535,7 @@ async fn a_wedged_qemu_holds_up_no_report() {
         host: "h".into(),
         address: "127.0.0.1".into(),
         qemu_version: "9.2.0".into(),
+        platform: None,
         capacity: vinfra_types::HostCapacity {
             cores: 2,
             memory_mib: 2048,

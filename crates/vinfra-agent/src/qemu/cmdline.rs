@@ -4,7 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use uuid::Uuid;
-use vinfra_types::Accel;
+use vinfra_types::vm::HOST_CPU_MODEL;
+use vinfra_types::{Accel, VmPlatform};
 
 /// Host page-cache use of a disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub struct Launch {
     pub memory_mib: u64,
     /// Accelerator.
     pub accel: Accel,
+    /// CPU model and machine type; `None`: `q35` and, under KVM, the host's CPU.
+    pub platform: Option<VmPlatform>,
     /// Direct kernel boot: kernel, initrd, command line. `None` boots from the first disk.
     pub kernel: Option<(PathBuf, Option<PathBuf>, String)>,
     /// Disks, in order.
@@ -105,11 +108,17 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
     push(format!("{},debug-threads=on", esc(&l.name)));
     push("-uuid".into());
     push(l.id.to_string());
+    // Versioned machine type and named CPU model: the same virtual hardware on every host
+    // the VM runs on (a migration needs it).
+    let (machine, cpu) = match &l.platform {
+        Some(p) => (p.machine_type.as_str(), Some(p.cpu_model.as_str())),
+        None => ("q35", (l.accel == Accel::Kvm).then_some(HOST_CPU_MODEL)),
+    };
     push("-machine".into());
-    push(format!("q35,accel={accel}"));
-    if l.accel == Accel::Kvm {
+    push(format!("{},accel={accel}", esc(machine)));
+    if let Some(cpu) = cpu {
         push("-cpu".into());
-        push("host".into());
+        push(esc(cpu));
     }
     push("-smp".into());
     push(l.vcpus.to_string());
@@ -221,6 +230,7 @@ mod tests {
             vcpus: 2,
             memory_mib: 128,
             accel: Accel::Tcg,
+            platform: None,
             kernel: Some((
                 "/ds/images/k".into(),
                 Some("/ds/images/i".into()),
@@ -283,6 +293,38 @@ mod tests {
             joined.contains("mac=52:54:00:00:00:01,host_mtu=1450,ctrl_vlan=off"),
             "{joined}"
         );
+    }
+
+    #[test]
+    fn the_vms_machine_type_and_cpu_model_are_on_the_command_line() {
+        let joined = |l: &Launch| {
+            build_args(l)
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut l = launch();
+        l.platform = Some(VmPlatform {
+            cpu_model: "Nehalem-v1".into(),
+            host_cpu: None,
+            machine_type: "pc-q35-7.1".into(),
+        });
+        let j = joined(&l);
+        assert!(
+            j.contains("-machine pc-q35-7.1,accel=tcg -cpu Nehalem-v1 -smp 2"),
+            "{j}"
+        );
+        // Under KVM without a platform: q35 with the host's CPU; a comma cannot add options.
+        l.accel = Accel::Kvm;
+        l.platform = None;
+        assert!(joined(&l).contains("-machine q35,accel=kvm -cpu host -smp"));
+        l.platform = Some(VmPlatform {
+            cpu_model: "qemu64,+avx".into(),
+            host_cpu: None,
+            machine_type: "pc-q35-7.2".into(),
+        });
+        assert!(joined(&l).contains("-cpu qemu64,,+avx -smp"));
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
         },
         started_at: None,
         slot: None,
+        platform: None,
     }
 }
 

@@ -92,6 +92,7 @@ pub fn seed_store(dir: &Path, vms: &[SeedVm], rules: &[PlacementRule]) {
                 failed_over: None,
                 restarts: 0,
                 slot: Some(slot),
+                platform: None,
             };
             Op::Put {
                 key: keys::vm_key(&v.name),
@@ -500,6 +501,7 @@ async fn session(
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         report: report(host, capacity, vms),
+        platform: None,
     };
     if tx.send(&hello).await.is_err() {
         counters.ended.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::{AgentCommand, AgentMessage, ConsoleMessage, HostReport, PROTOCOL_VERSION};
 use vinfra_types::error::{chain, Chain};
+use vinfra_types::HostPlatform;
 
 use super::registry::AgentRegistry;
 
@@ -41,7 +42,11 @@ pub trait Membership: Send + Sync + 'static {
     fn registered(&self, host: &str) -> bool;
     /// Checks what a host says in its Hello (its address, its capacity): a refusal closes the
     /// connection.
-    fn check_hello(&self, report: &HostReport) -> Result<(), String>;
+    fn check_hello(
+        &self,
+        report: &HostReport,
+        platform: Option<&HostPlatform>,
+    ) -> Result<(), String>;
     /// Makes a report (the Hello's too) claim only what its host may: `hello` is the one its
     /// connection began with.
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport);
@@ -60,7 +65,7 @@ pub trait Membership: Send + Sync + 'static {
     /// (a CA rotation).
     fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool;
     /// Remembers what a host said in its Hello.
-    fn hello(&self, report: &HostReport);
+    fn hello(&self, report: &HostReport, platform: Option<HostPlatform>);
     /// The cluster's HA settings for a host's guard ([`AgentCommand::SetHa`]), sent to every
     /// agent after its Hello.
     fn ha_command(&self) -> AgentCommand;
@@ -320,7 +325,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
     let msg: AgentMessage = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.recv())
         .await
         .map_err(|_| EndpointError::HandshakeTimeout)??;
-    let AgentMessage::Hello { protocol, report } = msg else {
+    let AgentMessage::Hello {
+        protocol,
+        report,
+        platform,
+    } = msg
+    else {
         return Err(EndpointError::NotHello);
     };
     if protocol != PROTOCOL_VERSION {
@@ -333,12 +343,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
         });
     }
     console
-        .check_hello(&report)
+        .check_hello(&report, platform.as_ref())
         .map_err(EndpointError::HelloRefused)?;
     let mut report = report;
     let hello = report.clone();
     console.screen_report(&hello, &mut report);
-    console.hello(&report);
+    console.hello(&report, platform);
     let renew_now = cert
         .as_ref()
         .is_some_and(|(info, der)| console.certificate_seen(&host, info, der));

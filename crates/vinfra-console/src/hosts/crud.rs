@@ -32,6 +32,7 @@ fn summary(
             .as_ref()
             .map(|r| r.qemu_version.clone())
             .or(rec.qemu_version.clone()),
+        platform: rec.platform.clone(),
         capacity,
         ratios,
         ratio_override: rec.ratio_override,

@@ -7,6 +7,7 @@ use vinfra_proto::pki::JoinToken;
 use vinfra_proto::{AgentCommand, HaTimings, HostReport};
 use vinfra_store::{Compare, Op};
 use vinfra_types::network::UNDERLAY_MTU;
+use vinfra_types::HostPlatform;
 
 use crate::agents::{AgentRegistry, Membership};
 use crate::error::JoinError;
@@ -53,6 +54,7 @@ pub fn join(
         capacity: None,
         accel: None,
         qemu_version: None,
+        platform: None,
         trunk: None,
         underlay_mtu: UNDERLAY_MTU,
         fence_command: None,
@@ -90,16 +92,17 @@ pub fn flow_export_command(console: &Console) -> AgentCommand {
     }
 }
 
-/// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version,
-/// VLAN trunk, underlay MTU); a host that was fenced is back: its `fenced_at` goes, with an
+/// Remembers what a host said in its Hello (address, capacity, accelerator, QEMU version and
+/// platform, VLAN trunk, underlay MTU); a host that was fenced is back: its `fenced_at` goes, with an
 /// event.
-pub fn hello(console: &Console, report: &HostReport) {
+pub fn hello(console: &Console, report: &HostReport, platform: Option<HostPlatform>) {
     let mut was_fenced = false;
     let res = console.update_host(&report.host, |h| {
         h.address = report.address.clone();
         h.capacity = Some(report.capacity);
         h.accel = Some(report.accel);
         h.qemu_version = Some(report.qemu_version.clone());
+        h.platform = platform.clone();
         h.trunk = report.trunk.clone();
         h.underlay_mtu = report.underlay_mtu;
         was_fenced = h.fenced_at.take().is_some();
@@ -144,9 +147,15 @@ impl Membership for Console {
         self.host_registered(host)
     }
 
-    fn check_hello(&self, report: &HostReport) -> Result<(), String> {
-        acting_now(agents(), || super::reports::check_hello(self, report))
-            .map_err(|e| e.to_string())
+    fn check_hello(
+        &self,
+        report: &HostReport,
+        platform: Option<&HostPlatform>,
+    ) -> Result<(), String> {
+        acting_now(agents(), || {
+            super::reports::check_hello(self, report, platform)
+        })
+        .map_err(|e| e.to_string())
     }
 
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport) {
@@ -165,8 +174,8 @@ impl Membership for Console {
         super::certs::seen(self, host, cert, der)
     }
 
-    fn hello(&self, report: &HostReport) {
-        acting_now(agents(), || hello(self, report))
+    fn hello(&self, report: &HostReport, platform: Option<HostPlatform>) {
+        acting_now(agents(), || hello(self, report, platform))
     }
 
     fn ha_command(&self) -> AgentCommand {

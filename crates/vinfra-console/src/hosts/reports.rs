@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 use vinfra_proto::HostReport;
-use vinfra_types::{HostCapacity, MigrationProgress};
+use vinfra_types::{HostCapacity, HostPlatform, MigrationProgress};
 
 use crate::state::records as keys;
 use crate::state::Console;
@@ -53,6 +53,9 @@ pub enum HelloRefused {
         /// Memory reported, MiB.
         memory_mib: u64,
     },
+    /// The CPU models or machine types are not names QEMU gives.
+    #[error("its platform lists more than {MAX_PLATFORM_NAMES} CPU models or machine types, or names that are empty, longer than {MAX_PLATFORM_NAME} bytes or hold control characters")]
+    Platform,
 }
 
 /// The id under which a host's refused Hello has its one event (`state::refusals`).
@@ -71,8 +74,15 @@ fn sane(c: &HostCapacity) -> bool {
 }
 
 /// Checks a Hello (see the module); the refusal is recorded as an event too.
-pub fn check_hello(console: &Console, report: &HostReport) -> Result<(), HelloRefused> {
-    let refused = hello_refusal(console, report);
+pub fn check_hello(
+    console: &Console,
+    report: &HostReport,
+    platform: Option<&HostPlatform>,
+) -> Result<(), HelloRefused> {
+    let refused = hello_refusal(console, report).and_then(|()| match platform {
+        Some(p) => check_platform(p),
+        None => Ok(()),
+    });
     // Once per host and console run: a host reconnecting over and over must not flush the
     // history.
     if let Err(e) = &refused {
@@ -119,6 +129,27 @@ fn hello_refusal(console: &Console, report: &HostReport) -> Result<(), HelloRefu
             cores: report.capacity.cores,
             memory_mib: report.capacity.memory_mib,
         });
+    }
+    Ok(())
+}
+
+/// Most CPU models or machine types a host may list, and the longest name of one.
+const MAX_PLATFORM_NAMES: usize = 1024;
+const MAX_PLATFORM_NAME: usize = 128;
+
+/// A host's platform is refused when it lists absurdly many or long names, or names with
+/// control characters (they reach terminals through `vinfra host show`).
+fn check_platform(p: &HostPlatform) -> Result<(), HelloRefused> {
+    let bad =
+        |n: &String| n.is_empty() || n.len() > MAX_PLATFORM_NAME || n.chars().any(char::is_control);
+    if p.cpu_models.len() > MAX_PLATFORM_NAMES
+        || p.machine_types.len() > MAX_PLATFORM_NAMES
+        || p.cpu_name.len() > MAX_PLATFORM_NAME
+        || p.cpu_name.chars().any(char::is_control)
+        || bad(&p.default_machine_type)
+        || p.cpu_models.iter().chain(&p.machine_types).any(bad)
+    {
+        return Err(HelloRefused::Platform);
     }
     Ok(())
 }

@@ -18,6 +18,11 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
     settings
         .validate()
         .map_err(|reason| Error::Settings { reason })?;
+    if let Some(model) = &settings.cpu_baseline {
+        if console.cpu_baseline().as_ref() != Some(model) {
+            crate::fit::platform::check_baseline(console, model)?;
+        }
+    }
     let before = console.settings().ha.isolation_response;
     let collector_before = console.settings().flows.ipfix_collector;
     console.put_settings(&settings)?;
@@ -87,6 +92,14 @@ pub fn put(console: &Console, settings: ClusterSettings) -> Result<ClusterSettin
                 "off".to_string()
             }
         ),
+    );
+    console.event(
+        "settings",
+        "cluster",
+        match &settings.cpu_baseline {
+            Some(m) => format!("CPU baseline {m} for VMs created from now on"),
+            None => "no CPU baseline: VMs created from now on run with their host's CPU".into(),
+        },
     );
     let f = &settings.flows;
     console.event(

@@ -108,7 +108,7 @@ async fn begin(
     let active = {
         // The placement lock comes with the answer: held until the migration is registered
         // (placement counts the VM on its destination from then on).
-        let placed = fit::place(console, name, &rec.spec, target).await?;
+        let placed = fit::place(console, name, &rec.spec, rec.platform.as_ref(), target).await?;
         let progress = MigrationProgress {
             vm: name.to_string(),
             source: rec.host.clone(),

@@ -142,6 +142,7 @@ mod tests {
             failed_over: None,
             restarts: 0,
             slot: None,
+            platform: None,
         }
     }
 

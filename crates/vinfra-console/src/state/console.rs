@@ -222,6 +222,11 @@ impl Console {
         read(&self.settings).clone()
     }
 
+    /// The cluster's CPU baseline (`settings().cpu_baseline` without the rest).
+    pub fn cpu_baseline(&self) -> Option<String> {
+        read(&self.settings).cpu_baseline.clone()
+    }
+
     // ----- events -----
 
     /// Records an event (kept: the last [`keys::MAX_EVENTS`]). Failures are logged, not

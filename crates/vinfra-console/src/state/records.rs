@@ -192,6 +192,11 @@ pub struct VmRecord {
     /// gets one when the console loads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u32>,
+    /// Its CPU model and machine type, chosen at create and the same on every host it runs
+    /// on; `None` for a VM created before they were recorded, or on a host that did not say
+    /// what it runs (not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<vinfra_types::VmPlatform>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -215,6 +220,7 @@ impl VmRecord {
             spec: self.spec.clone(),
             started_at: self.started_at,
             slot: self.slot,
+            platform: self.platform.clone(),
         }
     }
 }
@@ -241,6 +247,9 @@ pub struct HostRecord {
     /// Last QEMU version the agent reported.
     #[serde(default)]
     pub qemu_version: Option<String>,
+    /// The host's CPU and what its QEMU offers, as its agent said at its last Hello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<vinfra_types::HostPlatform>,
     /// The host's VLAN trunk interface as its agent said at its last Hello.
     #[serde(default)]
     pub trunk: Option<String>,

@@ -127,6 +127,7 @@ pub(crate) mod tests {
             failed_over: None,
             restarts: 0,
             slot: None,
+            platform: None,
         }
     }
 

@@ -65,10 +65,12 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         // The placement lock comes with the answer: held until the record is written. A VM
         // that starts is checked by admission control too (the HA reserve).
         let placed = if request.start {
-            fit::place_and_admit(console, &name, &spec, target).await?
+            fit::place_and_admit(console, &name, &spec, None, target).await?
         } else {
-            fit::place(console, &name, &spec, target).await?
+            fit::place(console, &name, &spec, None, target).await?
         };
+        // Its CPU model and machine type, from the host chosen: the same wherever it runs.
+        let platform = fit::platform::for_new_vm(console, &placed.host);
         let id = Uuid::new_v4();
         // Addresses and MACs are claimed with the record, in one transaction (a VM without
         // NICs claims none and never waits for the networks).
@@ -99,6 +101,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             failed_over: None,
             restarts: 0,
             slot: Some(slot),
+            platform,
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
         let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;

@@ -41,8 +41,14 @@ pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
     let rec = if changed {
         // The placement lock comes with the answer: held until the record is written.
         // Admission control too: a refusal (the HA reserve) writes nothing.
-        let _placed =
-            fit::place_and_admit(console, name, &cur.spec, Target::Start(&cur.host)).await?;
+        let _placed = fit::place_and_admit(
+            console,
+            name,
+            &cur.spec,
+            cur.platform.as_ref(),
+            Target::Start(&cur.host),
+        )
+        .await?;
         console.update_vm(name, |r| {
             r.desired = DesiredPower::Running;
             r.started_at = Some(now_s());

@@ -40,6 +40,7 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
         unresponsive: connected && seen.is_some_and(|v| v.unresponsive),
         spec: rec.spec.clone(),
         created_at: rec.created_at,
+        platform: rec.platform.clone(),
     }
 }
 

@@ -286,6 +286,10 @@ pub struct FakeState {
     pub incoming_tls: Vec<Option<vinfra_proto::MigrationTls>>,
     /// The credentials of every `MigrateOut` received, in order.
     pub outgoing_tls: Vec<Option<vinfra_proto::MigrationTls>>,
+    /// What the host's QEMU runs, said in the Hello (default: nothing said).
+    pub platform: Option<vinfra_types::HostPlatform>,
+    /// The accelerator reported (default TCG).
+    pub accel: Option<Accel>,
 }
 
 pub struct FakeAgent {
@@ -461,7 +465,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
     HostReport {
         host: host.into(),
         address: state.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
-        accel: Accel::Tcg,
+        accel: state.accel.unwrap_or(Accel::Tcg),
         qemu_version: "9.2.0".into(),
         capacity,
         usage: HostUsage {
@@ -886,11 +890,15 @@ async fn run_agent(
     state: Arc<Mutex<FakeState>>,
 ) {
     let (mut tx, mut rx) = framed.split();
-    let hello = report(&host, capacity, &state.lock().unwrap());
+    let (hello, platform) = {
+        let s = state.lock().unwrap();
+        (report(&host, capacity, &s), s.platform.clone())
+    };
     if tx
         .send(&AgentMessage::Hello {
             protocol: PROTOCOL_VERSION,
             report: hello,
+            platform,
         })
         .await
         .is_err()

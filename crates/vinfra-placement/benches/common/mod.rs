@@ -283,6 +283,8 @@ pub fn needs_of(i: usize) -> VmNeeds {
             mtu: 8950,
         }),
         cpu_model: None,
+        host_cpu: None,
+        machine_type: None,
     }
 }
 

@@ -156,6 +156,8 @@ pub fn caps() -> impl Strategy<Value = HostCaps> {
                 vlan_trunk,
                 underlay_mtu,
                 cpu_models: if cpu { vec!["v3".into()] } else { Vec::new() },
+                host_cpu: None,
+                machine_types: Vec::new(),
                 reserve: Reserve { vcpus, memory_mib },
             },
         )
@@ -175,6 +177,8 @@ pub fn needs() -> impl Strategy<Value = VmNeeds> {
                 mtu,
             }),
             cpu_model: cpu.then(|| "v3".into()),
+            host_cpu: None,
+            machine_type: None,
         })
 }
 

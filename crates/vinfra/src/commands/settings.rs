@@ -38,6 +38,11 @@ pub enum SettingsCommand {
         /// migration): `on` (the default) or `off` (plain TCP, for a trusted migration network).
         #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
         migration_encryption: Option<bool>,
+        /// The cluster's CPU baseline: a QEMU CPU model every VM created from now on runs
+        /// with, so it can move between hosts with different CPUs (every host must list it:
+        /// `vinfra host show NAME`), or `none` (VMs run with their host's CPU under KVM).
+        #[arg(long, value_parser = parse_baseline, value_name = "MODEL|none")]
+        cpu_baseline: Option<Baseline>,
         /// The IPFIX collector every agent exports its host's flows to (`ADDRESS:PORT`, UDP),
         /// or `none`.
         #[arg(long, value_parser = parse_collector, value_name = "ADDRESS:PORT|none")]
@@ -51,6 +56,18 @@ pub enum SettingsCommand {
 /// `--ipfix-collector`: an address or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Collector(pub Option<std::net::SocketAddr>);
+
+/// A CPU baseline, or none.
+#[derive(Debug, Clone)]
+pub struct Baseline(Option<String>);
+
+fn parse_baseline(s: &str) -> Result<Baseline, String> {
+    if s == "none" {
+        return Ok(Baseline(None));
+    }
+    vinfra_types::api::validate_cpu_baseline(s)?;
+    Ok(Baseline(Some(s.to_string())))
+}
 
 fn parse_collector(s: &str) -> Result<Collector, String> {
     if s == "none" {
@@ -76,6 +93,7 @@ pub fn run(
             migration_downtime,
             migration_auto_converge,
             migration_encryption,
+            cpu_baseline,
             ipfix_collector,
             traffic_minutes,
         } => {
@@ -85,13 +103,14 @@ pub fn run(
                 && migration_downtime.is_none()
                 && migration_auto_converge.is_none()
                 && migration_encryption.is_none()
+                && cpu_baseline.is_none()
                 && ipfix_collector.is_none()
                 && traffic_minutes.is_none()
             {
                 return Err(RestCommandError::NothingToChange(
                     "--cpu-ratio, --memory-ratio, --migration-bandwidth, \
                      --migration-downtime, --migration-auto-converge, --migration-encryption, \
-                     --ipfix-collector and/or --traffic-minutes",
+                     --cpu-baseline, --ipfix-collector and/or --traffic-minutes",
                 ));
             }
             let api = conn.client()?;
@@ -109,6 +128,9 @@ pub fn run(
             }
             if let Some(e) = migration_encryption {
                 s.migration_encrypted = Some(*e);
+            }
+            if let Some(Baseline(b)) = cpu_baseline {
+                s.cpu_baseline = b.clone();
             }
             if let Some(Collector(c)) = ipfix_collector {
                 s.flows.ipfix_collector = *c;

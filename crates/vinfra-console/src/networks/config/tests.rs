@@ -25,6 +25,7 @@ pub(crate) fn host(name: &str, address: &str) -> HostRecord {
         fenced_at: None,
         certificates: vec![],
         ca_bundle: None,
+        platform: None,
     }
 }
 
@@ -83,6 +84,7 @@ pub(crate) fn vm(name: &str, host: &str, nics: &[(&str, &str, &str)]) -> VmRecor
         failed_over: None,
         restarts: 0,
         slot: None,
+        platform: None,
     }
 }
 

@@ -57,6 +57,8 @@
 //! [`balancing_model`] gives the balancer the same view (with the measured demand), and
 //! [`check_rules`] checks a rule set against the cluster.
 
+pub mod platform;
+
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -74,7 +76,7 @@ use vinfra_placement::{
 };
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
 use vinfra_types::network::NetworkKind;
-use vinfra_types::{AllocationRatios, HostCapacity, HostStatus, VmSpec};
+use vinfra_types::{AllocationRatios, HostCapacity, HostStatus, VmPlatform, VmSpec};
 
 use crate::error::Error;
 use crate::state::records::{DesiredPower, HostRecord};
@@ -94,11 +96,13 @@ pub async fn place<'a>(
     console: &'a Console,
     vm: &str,
     spec: &VmSpec,
+    platform: Option<&VmPlatform>,
     target: Target<'_>,
 ) -> Result<Placed<'a>, Error> {
     let mut lock = console.inflight().placement_lock().await;
     let mut index = caught_up(lock.0.take(), console)?;
-    let decided = index.decide(console, vm, spec, target);
+    let needs = vm_needs(console, spec, platform, target);
+    let decided = index.decide(console, vm, spec, &needs, target);
     lock.0 = Some(index);
     Ok(Placed {
         host: decided?,
@@ -113,14 +117,18 @@ pub async fn place_and_admit<'a>(
     console: &'a Console,
     vm: &str,
     spec: &VmSpec,
+    platform: Option<&VmPlatform>,
     target: Target<'_>,
 ) -> Result<Placed<'a>, Error> {
     let mut lock = console.inflight().placement_lock().await;
     let mut index = caught_up(lock.0.take(), console)?;
-    let decided = index.decide(console, vm, spec, target).and_then(|host| {
-        index.admit(console, vm, spec, &host)?;
-        Ok(host)
-    });
+    let needs = vm_needs(console, spec, platform, target);
+    let decided = index
+        .decide(console, vm, spec, &needs, target)
+        .and_then(|host| {
+            index.admit(console, vm, spec, needs, &host)?;
+            Ok(host)
+        });
     lock.0 = Some(index);
     Ok(Placed {
         host: decided?,
@@ -191,7 +199,7 @@ pub async fn plan_restarts<'a>(
                 vcpus: rec.spec.vcpus,
                 memory_mib: rec.spec.memory_mib,
             },
-            needs: needs_of(console, &nic_networks(&rec.spec)),
+            needs: needs_of(console, &nic_networks(&rec.spec), rec.platform.as_ref()),
             policy: policy.clone(),
         })
         .collect();
@@ -407,13 +415,15 @@ impl Index {
                 memory_mib: rec.spec.memory_mib,
             };
             let ha = rec.spec.ha.enabled.then(|| ha_vm(rec.id, &rec.spec));
-            Some((fit, nic_networks(&rec.spec), ha))
+            Some((fit, (nic_networks(&rec.spec), rec.platform.clone()), ha))
         });
         // A VM on a host the placer does not know counts nowhere (it knows the host, and the
         // VM with it, as soon as the host's capacity is known).
         let now = now.filter(|(fit, _, _)| self.hosts.contains_key(&fit.host));
         let cur = self.vms.get(name);
-        let needs = now.as_ref().map(|(_, nets, _)| needs_of(console, nets));
+        let needs = now
+            .as_ref()
+            .map(|(_, (nets, platform), _)| needs_of(console, nets, platform.as_ref()));
         let done = match (cur, &now, &needs) {
             (None, None, _) => Ok(()),
             (Some(c), Some((n, _, _)), _) if c == n => Ok(()),
@@ -567,6 +577,7 @@ impl Index {
         console: &Console,
         vm: &str,
         spec: &VmSpec,
+        needs: VmNeeds,
         host: &str,
     ) -> Result<(), Error> {
         let on = PowerOn {
@@ -575,7 +586,7 @@ impl Index {
                 vcpus: spec.vcpus,
                 memory_mib: spec.memory_mib,
             },
-            needs: needs_of(console, &nic_networks(spec)),
+            needs,
             // The id is not known yet for a create: the plan orders by priority and name.
             ha: spec.ha.enabled.then(|| ha_vm(uuid::Uuid::nil(), spec)),
         };
@@ -616,15 +627,15 @@ impl Index {
         if !adm.runs(vm) {
             return Ok(());
         }
-        let id = console
-            .with_vms(|v| v.get(vm).map(|r| r.value.id))
+        let (id, platform) = console
+            .with_vms(|v| v.get(vm).map(|r| (r.value.id, r.value.platform.clone())))
             .unwrap_or_default();
         let request = VmRequest {
             vm: vm.to_string(),
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
         };
-        let needs = needs_of(console, &nic_networks(spec));
+        let needs = needs_of(console, &nic_networks(spec), platform.as_ref());
         let was = PowerOn {
             request: request.clone(),
             needs: needs.clone(),
@@ -680,6 +691,7 @@ impl Index {
         console: &Console,
         vm: &str,
         spec: &VmSpec,
+        needs: &VmNeeds,
         target: Target<'_>,
     ) -> Result<String, Error> {
         let req = VmRequest {
@@ -687,7 +699,6 @@ impl Index {
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
         };
-        let needs = needs_of(console, &nic_networks(spec));
         let named = match target {
             Target::Host(h) | Target::Start(h) | Target::Migrate(Some(h)) | Target::Planned(h) => {
                 Some(h)
@@ -714,16 +725,16 @@ impl Index {
                     unfit: Unfit::Disconnected,
                 }));
             }
-            return Ok(self.placer.decide(&req, &needs, target)?.host);
+            return Ok(self.placer.decide(&req, needs, target)?.host);
         }
         // The host chosen is read again: if it changed (its heartbeat ran out a moment ago),
         // the placer knows it now and chooses again.
-        let mut placed = self.placer.decide(&req, &needs, target)?;
+        let mut placed = self.placer.decide(&req, needs, target)?;
         for _ in 0..3 {
             if !self.refresh_or_rebuild(console, &placed.host)? {
                 break;
             }
-            placed = self.placer.decide(&req, &needs, target)?;
+            placed = self.placer.decide(&req, needs, target)?;
         }
         Ok(placed.host)
     }
@@ -754,15 +765,34 @@ fn nic_networks(spec: &VmSpec) -> Vec<String> {
     spec.nics.iter().map(|n| n.network.clone()).collect()
 }
 
-/// What a VM with NICs on `networks` needs of its host: a VLAN trunk for its VLAN networks,
-/// an underlay MTU for the overlay network with the largest MTU (the first on a tie).
-/// Networks that do not exist need nothing (the address management refuses them).
-fn needs_of(console: &Console, networks: &[String]) -> VmNeeds {
+/// What VM `spec` (of `platform`) placed for `target` needs of its host ([`needs_of`]); a new
+/// VM needs the cluster's CPU baseline ([`platform::set_needs`]).
+fn vm_needs(
+    console: &Console,
+    spec: &VmSpec,
+    platform: Option<&VmPlatform>,
+    target: Target<'_>,
+) -> VmNeeds {
+    let mut needs = needs_of(console, &nic_networks(spec), platform);
+    if matches!(target, Target::Any | Target::Host(_)) && platform.is_none() {
+        platform::set_needs(&mut needs, None, console.cpu_baseline().as_deref());
+    }
+    needs
+}
+
+/// What a VM with NICs on `networks` (and of `platform`) needs of its host: a VLAN trunk for
+/// its VLAN networks, an underlay MTU for the overlay network with the largest MTU (the first
+/// on a tie), its CPU model and machine type ([`platform::set_needs`]). Networks that do not
+/// exist need nothing (the address management refuses them).
+fn needs_of(console: &Console, networks: &[String], platform: Option<&VmPlatform>) -> VmNeeds {
+    let mut needs = VmNeeds::default();
+    if platform.is_some() {
+        platform::set_needs(&mut needs, platform, None);
+    }
     if networks.is_empty() {
-        return VmNeeds::default();
+        return needs;
     }
     console.with_networks(|nets| {
-        let mut needs = VmNeeds::default();
         for name in networks {
             let Some(n) = nets.get(name).map(|r| &r.value.network) else {
                 continue;
@@ -829,16 +859,20 @@ fn host_fit(
             }
         });
     }
+    let mut caps = HostCaps {
+        vlan_trunk,
+        underlay_mtu,
+        cpu_models: Vec::new(),
+        host_cpu: None,
+        machine_types: Vec::new(),
+        reserve,
+    };
+    platform::set_caps(&mut caps, rec, report.map(|r| r.accel).or(rec.accel));
     Some(HostFit {
         capacity,
         ratios: console.ratios_for(rec),
         eligible,
-        caps: HostCaps {
-            vlan_trunk,
-            underlay_mtu,
-            cpu_models: Vec::new(),
-            reserve,
-        },
+        caps,
     })
 }
 
@@ -895,7 +929,7 @@ impl Cluster {
             .iter()
             .map(|m| (m.vm.as_str(), m.destination.as_str()))
             .collect();
-        let mut nets: Vec<(String, Vec<String>)> = Vec::new();
+        let mut nets: Vec<(String, Vec<String>, Option<VmPlatform>)> = Vec::new();
         console.with_vms(|vms| {
             for v in vms.values() {
                 let rec = &v.value;
@@ -918,13 +952,17 @@ impl Cluster {
                     cpu_demand: if cpu.is_finite() { cpu.max(0.0) } else { 0.0 },
                     memory_demand_mib: rss,
                 });
-                if !rec.spec.nics.is_empty() {
-                    nets.push((rec.spec.name.clone(), nic_networks(&rec.spec)));
+                if !rec.spec.nics.is_empty() || rec.platform.is_some() {
+                    nets.push((
+                        rec.spec.name.clone(),
+                        nic_networks(&rec.spec),
+                        rec.platform.clone(),
+                    ));
                 }
             }
         });
-        for (vm, networks) in nets {
-            let needs = needs_of(console, &networks);
+        for (vm, networks, platform) in nets {
+            let needs = needs_of(console, &networks, platform.as_ref());
             if !needs.is_empty() {
                 fit.vms.insert(vm, needs);
             }
