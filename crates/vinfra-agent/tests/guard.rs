@@ -23,11 +23,10 @@ use vinfra_guard::{
     ChildExit, GuardClient, GuardClientError, GuardConfig, GuardRefusal, IsolationResponse,
 };
 use vinfra_ha::HaTimings;
-use vinfra_proto::VmInstance;
-use vinfra_types::{Accel, BootSource, HostCapacity, PowerState, VmSpec};
+use vinfra_types::{Accel, HostCapacity, PowerState};
 
 mod common;
-use common::{datastore, qemu_present, KillQemusUnder, QEMU};
+use common::{datastore, instance, qemu_present, KillQemusUnder, QEMU};
 
 async fn manager(data_dir: &Path, ds: &Path, guard: &Path) -> Manager {
     Manager::open(ManagerConfig {
@@ -43,28 +42,6 @@ async fn manager(data_dir: &Path, ds: &Path, guard: &Path) -> Manager {
     })
     .await
     .unwrap()
-}
-
-fn instance(name: &str) -> VmInstance {
-    VmInstance {
-        id: Uuid::new_v4(),
-        spec: VmSpec {
-            name: name.into(),
-            vcpus: 1,
-            memory_mib: 128,
-            boot: BootSource::Kernel {
-                kernel: "vinfra-guest-vmlinuz".into(),
-                initrd: Some("vinfra-guest-initrd.img".into()),
-                cmdline: "console=ttyS0 quiet".into(),
-            },
-            disks: vec![],
-            nics: vec![],
-            ha: Default::default(),
-        },
-        started_at: None,
-        slot: None,
-        platform: None,
-    }
 }
 
 /// `PPid` of `/proc/<pid>/status`.
@@ -93,7 +70,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
 
     // No guard yet: the start is refused, typed, and nothing of the VM is left.
     let m = manager(&data, &ds, &control).await;
-    let early = instance("early");
+    let early = instance("early", vec![]);
     let err = m.create(early.clone(), true).await.unwrap_err();
     assert!(
         matches!(err, ManagerError::Qemu(QemuError::GuardUnreachable(_))),
@@ -111,7 +88,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
     GuardClient::connect_within(&control, Duration::from_secs(15)).expect("the guard answers");
 
     // A VM now runs as the guard's child, in the foreground, its pidfile written.
-    let vm = instance("guarded");
+    let vm = instance("guarded", vec![]);
     let obs = m.create(vm.clone(), true).await.unwrap();
     assert_eq!(obs.state, PowerState::Running, "{obs:?}");
     let pid = obs.pid.expect("a pid");

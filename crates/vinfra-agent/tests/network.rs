@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
 use vinfra_agent::network::{SwitchAttachment, VmNicPorts};
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{handle, Manager, ManagerConfig};
@@ -24,14 +23,14 @@ use vinfra_proto::{
     SwitchMacEntry, SwitchNetwork, SwitchNetworkKind, VmInstance,
 };
 use vinfra_switch_control::{Attachment, Request, SwitchClient, UPLINK_PORT};
-use vinfra_types::{Accel, BootSource, NicSpec, PowerState, VmSpec};
+use vinfra_types::{Accel, NicSpec, PowerState};
 
 mod common;
 #[path = "network/flows.rs"]
 mod flows;
 #[path = "network/routers.rs"]
 mod routers;
-use common::{datastore, netns_and_qemu, netns_present, KillQemusUnder, QEMU};
+use common::{datastore, instance_with, netns_and_qemu, netns_present, KillQemusUnder, QEMU};
 
 const CHILD_ENV: &str = "VINFRA_AGENT_TEST_SWITCHD_CONTROL";
 /// With [`CHILD_ENV`]: `IP/MTU` of a VXLAN uplink the switch opens itself.
@@ -194,28 +193,6 @@ async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchAttachment>) -
     .unwrap()
 }
 
-fn instance(name: &str, cmdline: &str, nics: Vec<NicSpec>) -> VmInstance {
-    VmInstance {
-        id: Uuid::new_v4(),
-        spec: VmSpec {
-            name: name.into(),
-            vcpus: 1,
-            memory_mib: 128,
-            boot: BootSource::Kernel {
-                kernel: "vinfra-guest-vmlinuz".into(),
-                initrd: Some("vinfra-guest-initrd.img".into()),
-                cmdline: format!("console=ttyS0 quiet {cmdline}"),
-            },
-            disks: vec![],
-            nics,
-            ha: Default::default(),
-        },
-        started_at: None,
-        slot: None,
-        platform: None,
-    }
-}
-
 fn nic(network: &str, mac: &str) -> NicSpec {
     NicSpec {
         network: network.into(),
@@ -375,7 +352,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
     assert!(ca.counters().unwrap().port(UPLINK_PORT).is_some());
 
     // A NIC on a network this host does not have: refused, nothing left behind.
-    let bad = instance("bad", "", vec![nic("green", "52:54:00:92:00:09")]);
+    let bad = instance_with("bad", "", vec![], vec![nic("green", "52:54:00:92:00:09")]);
     let err = create(&ma, &bad).await.unwrap_err();
     assert!(
         matches!(&err, CommandError::Network { detail } if detail.contains("green")),
@@ -389,19 +366,22 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
     assert!(!ds.join("vms").join(bad.id.to_string()).exists());
 
     // Guest A pings B across the overlay; C, on red with B's address, pings A's address.
-    let a = instance(
+    let a = instance_with(
         "guest-a",
         "vinfra.ip=10.92.0.1/24 vinfra.ping=10.92.0.2",
+        vec![],
         vec![nic("blue", MAC_A)],
     );
-    let b = instance(
+    let b = instance_with(
         "guest-b",
         "vinfra.ip=10.92.0.2/24",
+        vec![],
         vec![nic("blue", MAC_B)],
     );
-    let c = instance(
+    let c = instance_with(
         "guest-c",
         "vinfra.ip=10.92.0.2/24 vinfra.ping=10.92.0.1",
+        vec![],
         vec![nic("red", MAC_C)],
     );
     create(&ma, &a).await.unwrap();
@@ -657,7 +637,7 @@ async fn nics_without_a_switch_are_refused_before_anything_is_created() {
     }
     let data = tmp.path().join("agent");
     let m = manager(&data, &ds, None).await;
-    let vm = instance("netless", "", vec![nic("blue", MAC_A)]);
+    let vm = instance_with("netless", "", vec![], vec![nic("blue", MAC_A)]);
     let err = create(&m, &vm).await.unwrap_err();
     assert!(
         matches!(&err, CommandError::Network { detail } if detail.contains("no virtual switch")),

@@ -25,6 +25,8 @@ pub mod frame;
 pub mod messages;
 pub mod migration_tls;
 pub mod pki;
+mod pki_base;
+mod pki_lifecycle;
 pub mod switch_config;
 
 pub use flows::HostFlow;

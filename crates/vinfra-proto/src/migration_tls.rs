@@ -19,7 +19,8 @@ use rcgen::{
 };
 
 use crate::messages::MigrationTls;
-use crate::pki::{random_hex_32, random_serial, validity, ClusterCa, PkiError, Result};
+use crate::pki::ClusterCa;
+use crate::pki_base::{random_hex_32, random_serial, validity, PkiError, Result};
 
 /// How long a migration's certificates are valid (the handshake happens within seconds of
 /// issue; a migration that takes longer keeps its established session).

@@ -83,7 +83,18 @@ fn lab_comes_up_and_a_vm_boots() {
 
 #[test]
 fn cli_bad_input_is_one_line_and_nonzero() {
-    let token = [("VINFRA_TOKEN", "t"), ("VINFRA_URL", "http://127.0.0.1:1")];
+    // An empty config file of its own: a machine's `/etc/vinfra/cli.toml` (which may hold a
+    // token, a URL and a CA) is never read.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("cli.toml");
+    std::fs::write(&config, "").expect("write the config file");
+    let config = config.to_str().expect("a UTF-8 temp path");
+    let no_token = [("VINFRA_CONFIG", config)];
+    let token = [
+        ("VINFRA_CONFIG", config),
+        ("VINFRA_TOKEN", "t"),
+        ("VINFRA_URL", "http://127.0.0.1:1"),
+    ];
     let cases: &[(&[&str], i32, &str)] = &[
         (
             &[
@@ -157,20 +168,38 @@ fn cli_bad_input_is_one_line_and_nonzero() {
         assert_one_line_error(&out, *code, contains);
     }
     // No token anywhere.
-    assert_one_line_error(&vinfra(&["vm", "list"], &[]), 2, "no API token");
+    assert_one_line_error(&vinfra(&["vm", "list"], &no_token), 2, "no API token");
     // Console unreachable: not the user's input, exit 1.
     assert_one_line_error(
         &vinfra(&["vm", "list"], &token),
         1,
         "cannot reach the console",
     );
-    // https without a CA.
+    // https with a CA named but missing.
+    let missing = dir.path().join("missing-ca.pem");
+    let https = ["vm", "list", "--url", "https://127.0.0.1:1", "--token", "t"];
+    let with_ca = [&https[..], &["--ca", missing.to_str().expect("UTF-8")]].concat();
     assert_one_line_error(
-        &vinfra(
-            &["vm", "list", "--url", "https://127.0.0.1:1", "--token", "t"],
-            &[],
-        ),
+        &vinfra(&with_ca, &no_token),
         2,
-        "no CA",
+        "cannot read CA certificate",
     );
+    // https without a CA. Given none, the CLI trusts the local console's CA when there is one
+    // (`DEFAULT_CONSOLE_DIR`, where a console ran on this machine): only without it is there no
+    // CA at all.
+    let local_ca =
+        Path::new(vinfra::config::DEFAULT_CONSOLE_DIR).join(vinfra_client::CONSOLE_CA_FILE);
+    let out = vinfra(&https, &no_token);
+    if local_ca.exists() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+        assert!(
+            !stderr.contains("no CA"),
+            "{} not used: {stderr}",
+            local_ca.display()
+        );
+    } else {
+        assert_one_line_error(&out, 2, "no CA");
+    }
 }

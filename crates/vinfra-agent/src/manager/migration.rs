@@ -107,19 +107,9 @@ impl Manager {
             };
             // Written for each attempt and removed right after it: QEMU reads them when it
             // makes its credentials.
-            let files = match tls {
-                Some(t) => Some(self.migration_tls_files(vm, CredentialsEnd::Destination, t)?),
-                None => None,
-            };
-            let stream = files.as_ref().zip(tls).map(|(f, t)| StreamTls {
-                dir: f.dir().to_path_buf(),
-                peer: t.peer.clone(),
-            });
-            let listened = vm
-                .qemu()
-                .await?
-                .listen_incoming(&uri, stream.as_ref())
-                .await;
+            let files = self.migration_tls(vm, CredentialsEnd::Destination, tls)?;
+            let stream = files.as_ref().map(|(_, s)| s);
+            let listened = vm.qemu().await?.listen_incoming(&uri, stream).await;
             drop(files);
             match listened {
                 Ok(()) => {
@@ -173,20 +163,14 @@ impl Manager {
         };
         let memory = vm.record.instance.spec.memory_mib << 20;
         let first_pass = first_pass_bandwidth(memory, settings.downtime_limit_ms, max_bandwidth);
-        let files = match &tls {
-            Some(t) => Some(self.migration_tls_files(&vm, CredentialsEnd::Source, t)?),
-            None => None,
-        };
-        let stream = files.as_ref().zip(tls.as_ref()).map(|(f, t)| StreamTls {
-            dir: f.dir().to_path_buf(),
-            peer: t.peer.clone(),
-        });
+        let files = self.migration_tls(&vm, CredentialsEnd::Source, tls.as_ref())?;
+        let stream = files.as_ref().map(|(_, s)| s);
         let params = MigrationParams {
             max_bandwidth: first_pass,
             downtime_limit_ms: settings.downtime_limit_ms,
             auto_converge: settings.auto_converge,
         };
-        let sent = vm.qemu().await?.migrate(uri, params, stream.as_ref()).await;
+        let sent = vm.qemu().await?.migrate(uri, params, stream).await;
         drop(files);
         sent?;
         vm.first_pass = (first_pass < max_bandwidth).then_some(FirstPassCap {
@@ -283,6 +267,26 @@ impl Manager {
             downtime_ms: p.downtime_ms,
             error: p.error,
         })
+    }
+
+    /// With `tls`: writes it where `vm`'s QEMU can read it, for `end`, and returns the files
+    /// (removed when dropped: keep them until QEMU has made its credentials) with the stream's
+    /// TLS settings naming them. Without: nothing (a plain stream).
+    fn migration_tls(
+        &self,
+        vm: &Vm,
+        end: CredentialsEnd,
+        tls: Option<&MigrationTls>,
+    ) -> Result<Option<(MigrationTlsFiles, StreamTls)>> {
+        let Some(tls) = tls else {
+            return Ok(None);
+        };
+        let files = self.migration_tls_files(vm, end, tls)?;
+        let stream = StreamTls {
+            dir: files.dir().to_path_buf(),
+            peer: tls.peer.clone(),
+        };
+        Ok(Some((files, stream)))
     }
 
     /// Writes `tls` where `vm`'s QEMU can read it, for `end`.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use vinfra_agent::qemu::qmp::QemuRunner;
 use vinfra_agent::{Manager, ManagerConfig};
 use vinfra_proto::VmInstance;
-use vinfra_types::{Accel, BootSource, DiskSpec, VmSpec};
+use vinfra_types::{Accel, BootSource, DiskSpec, NicSpec, VmSpec};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 pub const GUEST_CACHE: &str = "/var/cache/vinfra/guest";
@@ -112,6 +112,21 @@ pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
 
 /// A 1-vCPU, 128-MiB VM booting the guest kernel, with `disks` and no NIC.
 pub fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
+    instance_with(name, "", disks, vec![])
+}
+
+/// A 1-vCPU, 128-MiB VM booting the guest kernel with `cmdline` after its console arguments
+/// (the guest's `vinfra.*` settings), with `disks` and `nics`.
+pub fn instance_with(
+    name: &str,
+    cmdline: &str,
+    disks: Vec<DiskSpec>,
+    nics: Vec<NicSpec>,
+) -> VmInstance {
+    let cmdline = match cmdline {
+        "" => "console=ttyS0 quiet".to_string(),
+        more => format!("console=ttyS0 quiet {more}"),
+    };
     VmInstance {
         id: Uuid::new_v4(),
         spec: VmSpec {
@@ -121,10 +136,10 @@ pub fn instance(name: &str, disks: Vec<DiskSpec>) -> VmInstance {
             boot: BootSource::Kernel {
                 kernel: "vinfra-guest-vmlinuz".into(),
                 initrd: Some("vinfra-guest-initrd.img".into()),
-                cmdline: "console=ttyS0 quiet".into(),
+                cmdline,
             },
             disks,
-            nics: vec![],
+            nics,
             ha: Default::default(),
         },
         started_at: None,

@@ -174,6 +174,10 @@ pub fn screen(console: &Console, hello: &HostReport, report: &mut HostReport) {
         report.capacity = hello.capacity;
     }
     report.vms.retain(|v| {
+        // The common case first: the VM is placed here (nothing copied).
+        if console.vm_placed_on(v.id, host) {
+            return true;
+        }
         let Some((name, placed, failed_from)) = console.vm_placement(v.id) else {
             return true;
         };

@@ -330,6 +330,16 @@ impl Console {
         vms.by_name.get(name).map(|v| v.value.clone())
     }
 
+    /// True when the VM with this id has a record placing it on `host` (no copy, no allocation:
+    /// what most VMs of a host's report are).
+    pub fn vm_placed_on(&self, id: uuid::Uuid, host: &str) -> bool {
+        let vms = read(&self.vms);
+        vms.by_id
+            .get(&id)
+            .and_then(|name| vms.by_name.get(name))
+            .is_some_and(|r| r.value.host == host)
+    }
+
     /// The name, host and HA restart origin (`failed_over.from`) of the VM with this id, without
     /// copying its record.
     pub fn vm_placement(&self, id: uuid::Uuid) -> Option<(String, String, Option<String>)> {
