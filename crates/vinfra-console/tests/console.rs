@@ -136,7 +136,7 @@ async fn fills_a_host_and_refuses_the_fifth_vm_cleanly() {
     assert_eq!(r.body["state"], "running");
 
     // Delete removes it from the agent and the store.
-    let r = c.call("DELETE", "/api/v1/vms/vm-5", None).await;
+    let r = c.call("DELETE", "/api/v1/vms/vm-5?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     assert_eq!(agent.vm_count(), 4);
     assert_problem(&c.call("GET", "/api/v1/vms/vm-5", None).await, 404);
@@ -1317,7 +1317,7 @@ async fn observed_state_is_never_older_than_the_last_command() {
         .count();
     assert!(asked >= 4, "the destination was asked {asked} times");
 
-    let r = c.call("DELETE", "/api/v1/vms/fresh", None).await;
+    let r = c.call("DELETE", "/api/v1/vms/fresh?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     c.shutdown().await;
 }

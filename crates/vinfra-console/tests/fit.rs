@@ -145,7 +145,7 @@ async fn deleted_stopped_and_migrated_vms_free_their_share() {
     );
 
     // A deleted VM frees its share at once.
-    let r = c.call("DELETE", "/api/v1/vms/a", None).await;
+    let r = c.call("DELETE", "/api/v1/vms/a?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let r = create(&c, "c", 1, GIB, None).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -267,7 +267,7 @@ async fn hosts_in_maintenance_or_disconnected_are_not_chosen() {
     h2.connect(c.running.agent_addr).await;
     c.wait_host_status("h2", "connected").await;
     // h2, back and emptied, has the most room: chosen again.
-    let r = c.call("DELETE", "/api/v1/vms/x", None).await;
+    let r = c.call("DELETE", "/api/v1/vms/x?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let r = create(&c, "w", 1, GIB, None).await;
     assert_eq!(r.status, 201, "{:?}", r.body);

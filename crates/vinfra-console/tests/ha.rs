@@ -250,7 +250,7 @@ async fn vm_ha_policy_is_created_changed_in_part_and_checked() {
     );
 
     // Deleting a VM that others start after is allowed; their start-after goes, with an event.
-    let r = c.call("DELETE", "/api/v1/vms/db", None).await;
+    let r = c.call("DELETE", "/api/v1/vms/db?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     for vm in ["web", "c"] {
         let ha = ha_of(&c, vm).await;

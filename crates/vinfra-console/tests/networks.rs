@@ -433,7 +433,12 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
         .contains("'red' is in use by VM a"));
 
     // Deleting a VM gives its addresses and MACs back.
-    assert_eq!(c.call("DELETE", "/api/v1/vms/a", None).await.status, 204);
+    assert_eq!(
+        c.call("DELETE", "/api/v1/vms/a?force=true", None)
+            .await
+            .status,
+        204
+    );
     let f = create_vm(
         &c,
         "f",
@@ -443,7 +448,12 @@ async fn vm_nics_get_unique_addresses_and_macs_and_give_them_back() {
     assert_eq!(f.status, 201, "{:?}", f.body);
     assert_eq!(nic(&f, 0).0, "10.80.1.2", "a's address is free again");
     assert_eq!(nic(&f, 1), ("10.80.1.1".into(), a_mac1.clone()));
-    assert_eq!(c.call("DELETE", "/api/v1/vms/f", None).await.status, 204);
+    assert_eq!(
+        c.call("DELETE", "/api/v1/vms/f?force=true", None)
+            .await
+            .status,
+        204
+    );
     let r = c.call("DELETE", "/api/v1/networks/red", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     c.shutdown().await;
@@ -661,7 +671,12 @@ async fn switch_configurations_follow_vms_networks_and_migrations() {
     wait_config(&h2, "no networks", |cfg| cfg.networks.is_empty()).await;
 
     // Deleting a VM takes its entries away everywhere.
-    assert_eq!(c.call("DELETE", "/api/v1/vms/b", None).await.status, 204);
+    assert_eq!(
+        c.call("DELETE", "/api/v1/vms/b?force=true", None)
+            .await
+            .status,
+        204
+    );
     wait_config(&h1, "no entry for b", |cfg| {
         mac_entry(cfg, &b_mac).is_none()
     })

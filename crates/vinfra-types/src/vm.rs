@@ -576,6 +576,10 @@ pub struct VmObserved {
     pub ha: bool,
 }
 
+/// Default graceful stop timeout, seconds: a guest that has not powered off after its ACPI
+/// power button by then is forced off.
+pub const STOP_TIMEOUT_DEFAULT_S: u64 = 30;
+
 /// The CPU model of a VM that runs with its host's own CPU (`-cpu host`): under KVM, without a
 /// cluster CPU baseline.
 pub const HOST_CPU_MODEL: &str = "host";

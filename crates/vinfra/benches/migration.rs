@@ -161,7 +161,7 @@ fn ours(lab: &LabGuard, name: &str, dirty: u64) -> (Run, Vec<String>) {
     // Counter lines after the switchover.
     std::thread::sleep(Duration::from_millis(2000));
     (run.max_gap_ms, run.guest_clock_ms, run.normal_gap_ms) = gaps(tail);
-    api.delete_vm(name, false)
+    api.delete_vm(name, true)
         .unwrap_or_else(|e| panic!("delete {name}: {e}"));
     (run, argv)
 }

@@ -33,7 +33,7 @@ fn create(lab: &LabGuard, name: &str) -> (Duration, VmSummary) {
 
 fn delete(lab: &LabGuard, name: &str) {
     let api = lab.api().expect("API client");
-    api.delete_vm(name, false)
+    api.delete_vm(name, true)
         .unwrap_or_else(|e| panic!("delete {name}: {e}"));
 }
 

@@ -33,6 +33,9 @@ pub enum RestCommandError {
     /// The network described on the command line is not valid.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// A destructive command was not confirmed at the terminal.
+    #[error("{0}: not confirmed (nothing changed; --yes confirms without asking)")]
+    NotConfirmed(String),
     /// A `set` command got nothing to change; the options it takes.
     #[error("nothing to change: give {0}")]
     NothingToChange(&'static str),
@@ -113,6 +116,7 @@ impl RestCommandError {
             | RestCommandError::Spec(_)
             | RestCommandError::Network(_)
             | RestCommandError::NothingToChange(_)
+            | RestCommandError::NotConfirmed(_)
             | RestCommandError::NoBoot
             | RestCommandError::EmptyList { .. }
             | RestCommandError::SgRule(_)
@@ -122,6 +126,26 @@ impl RestCommandError {
             | RestCommandError::NotInGroup { .. } => true,
             RestCommandError::Migration { .. } | RestCommandError::Json(_) => false,
         }
+    }
+}
+
+/// Asks `question` (`Delete VM x and its disks?`) on the terminal unless `yes`: only `y` or
+/// `yes` goes on. Without a terminal on standard input (scripts) nothing is asked.
+pub fn confirm(question: &str, yes: bool) -> Result<(), RestCommandError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(RestCommandError::NotConfirmed(
+            question.trim_end_matches('?').to_string(),
+        )),
     }
 }
 

@@ -121,7 +121,7 @@ fn over_allocation_fills_the_host_and_refuses_the_fifth_vm() {
     // Delete the four: their QEMUs go.
     for vm in &created {
         client
-            .delete_vm(&vm.name, false)
+            .delete_vm(&vm.name, true)
             .unwrap_or_else(|e| panic!("delete {}: {e}", vm.name));
     }
     for vm in &created {

@@ -159,6 +159,11 @@ fn bad_cli_input_against_a_lab_creates_nothing() {
         (vec!["vm", "migrate", "cli-1", "--to", "h9"], "h9"),
         (vec!["vm", "migrate", "cli-1", "--to", "h1"], "h1"),
         (vec!["vm", "migrate", "cli-1", "--to", "H2"], "H2"),
+        // A running VM is deleted only with --force (nothing asked: no terminal).
+        (
+            vec!["vm", "delete", "cli-1"],
+            "VM 'cli-1' is running on 'h1'",
+        ),
         (
             vec!["vm", "migrate", "no-such-vm", "--to", "h2"],
             "no-such-vm",

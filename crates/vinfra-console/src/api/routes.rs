@@ -120,12 +120,13 @@ fn render(reply: Reply) -> Response {
     }
 }
 
-/// `?force=true` on deletes.
+/// `?force=true` on a VM's delete.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ForceQuery {
-    /// Also when the VM's host is disconnected (its disks are then left behind).
+    /// Also when the VM runs (it is stopped at once, without waiting for its guest), and when
+    /// its host is disconnected (the VM is then removed there when the host comes back).
     #[serde(default)]
     #[param(required = false)]
     pub force: bool,
@@ -296,7 +297,8 @@ pub async fn update_vm<A: ConsoleApi>(
     run(&c, Command::UpdateVm { name, update }).await
 }
 
-/// Stops the VM and deletes it with its disks.
+/// Deletes a stopped VM with its disks. A VM that should run is refused (409) unless
+/// `force=true`, which stops it at once first.
 #[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name"), ForceQuery),
     responses((status = 204, description = "deleted"), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_vm<A: ConsoleApi>(

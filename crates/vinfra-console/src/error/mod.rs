@@ -464,6 +464,17 @@ pub enum Error {
         /// The host.
         host: String,
     },
+    /// A delete (without `force`) of a VM that should run.
+    #[error(
+        "VM '{vm}' is running on '{host}'; stop it first, or delete it with ?force=true \
+         (`vinfra vm delete --force`) to stop it at once and delete it"
+    )]
+    DeleteRunning {
+        /// The VM.
+        vm: String,
+        /// Its host.
+        host: String,
+    },
     /// A delete (without `force`) of a VM whose host is disconnected.
     #[error(
         "host '{host}' of VM '{vm}' is disconnected; its disks cannot be deleted now (use \
@@ -858,6 +869,7 @@ impl Error {
             | Error::AlreadyOn { .. }
             | Error::SourceDisconnected { .. }
             | Error::DisksUnreachable { .. }
+            | Error::DeleteRunning { .. }
             | Error::HostInUse { .. }
             | Error::MovedMeanwhile { .. }
             | Error::BalancingOff

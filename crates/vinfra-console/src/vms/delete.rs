@@ -1,6 +1,7 @@
-//! Deleting a VM with its disks; with `force` also while its host is disconnected (the VM is
-//! then removed there when the host reconnects, its addresses kept until then). The VMs that
-//! started after it no longer do ([`super::ha::forget_start_after`]).
+//! Deleting a VM with its disks. A VM that should run is refused unless `force` (stopped at once
+//! then, as Proxmox and vSphere ask for a stop first); with `force` also while its host is
+//! disconnected (the VM is then removed there when the host reconnects, its addresses kept
+//! until then). The VMs that started after it no longer do ([`super::ha::forget_start_after`]).
 
 use vinfra_proto::{AgentCommand, CommandError, CommandReply};
 use vinfra_types::HostStatus;
@@ -9,7 +10,7 @@ use super::{cleanups, ha};
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::state::events::event;
-use crate::state::records::{self as keys, CleanupReason};
+use crate::state::records::{self as keys, CleanupReason, DesiredPower};
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
 /// Stops and deletes a VM and its disks on its host, then its record with its claims (see the
@@ -23,6 +24,12 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
     }
     let cur = console.vm(name)?;
     let rec = &cur.value;
+    if rec.desired == DesiredPower::Running && !force {
+        return Err(Error::DeleteRunning {
+            vm: name.to_string(),
+            host: rec.host.clone(),
+        });
+    }
     let leave = if console.agents().status(&rec.host) != HostStatus::Connected {
         if !force {
             return Err(Error::DisksUnreachable {

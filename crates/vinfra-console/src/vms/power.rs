@@ -15,8 +15,7 @@ use crate::fit::{self, Target};
 use crate::state::records::{now_s, DesiredPower};
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
-/// Default graceful stop timeout.
-pub const STOP_TIMEOUT_DEFAULT_S: u64 = 30;
+pub use vinfra_types::vm::STOP_TIMEOUT_DEFAULT_S;
 /// Largest graceful stop timeout.
 pub const STOP_TIMEOUT_MAX_S: u64 = 3600;
 

@@ -156,7 +156,7 @@ fn ours_network(lab: &LabGuard, k: usize) -> (NetRun, Vec<String>, Vec<String>) 
     let peer_log = serial_log(lab, 2, &peer.id.to_string());
     let run = across_migration(&peer_log, &vm_ip, &name, || api_migrate(&api, &name, "h2"));
     for n in [&name, &peer_name] {
-        api.delete_vm(n, false)
+        api.delete_vm(n, true)
             .unwrap_or_else(|e| panic!("delete {n}: {e}"));
     }
     (run, argv, peer_argv)

@@ -12,7 +12,7 @@ use vinfra_types::AllocationRatios;
 use crate::config::ConnectionOverrides;
 use crate::output::{self, render, table, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, confirm, show, RestCommandError};
 
 /// `vinfra host …`.
 #[derive(Debug, Subcommand)]
@@ -62,10 +62,14 @@ pub enum HostCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Forget a host (it must have no VMs); its certificates are revoked.
+    /// Forget a host (it must have no VMs); its certificates are revoked (asks first on a
+    /// terminal).
     Remove {
         /// The host.
         name: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// The certificates of removed hosts, revoked until they expire.
     Revoked,
@@ -161,8 +165,12 @@ pub fn run(
                 text
             })
         }
-        HostCommand::Remove { name } => {
+        HostCommand::Remove { name, yes } => {
             check_name("host", name)?;
+            confirm(
+                &format!("Remove host {name} and revoke its certificates?"),
+                *yes,
+            )?;
             conn.client()?.delete_host(name)?;
             show(out, &(), |_| format!("host {name} removed"))
         }

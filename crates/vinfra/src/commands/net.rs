@@ -11,7 +11,7 @@ use vinfra_types::network::{
 use crate::config::ConnectionOverrides;
 use crate::output::{host_cell, pairs, render, table, timestamp, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, confirm, show, RestCommandError};
 
 /// `vinfra net …`.
 #[derive(Debug, Subcommand)]
@@ -29,10 +29,13 @@ pub enum NetCommand {
     },
     /// Create a network.
     Create(NetCreateArgs),
-    /// Delete a network (refused while a VM has a NIC on it).
+    /// Delete a network (refused while a VM has a NIC on it; asks first on a terminal).
     Delete {
         /// The network.
         name: String,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }
 
@@ -225,8 +228,9 @@ pub fn run(
                 )
             })
         }
-        NetCommand::Delete { name } => {
+        NetCommand::Delete { name, yes } => {
             check_name("network", name)?;
+            confirm(&format!("Delete network {name}?"), *yes)?;
             conn.client()?.delete_network(name)?;
             show(out, &(), |_| format!("network {name} deleted"))
         }

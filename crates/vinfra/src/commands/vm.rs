@@ -17,7 +17,7 @@ use super::floating_ip::{self, FloatingIpCommand};
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
 use crate::parse;
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, confirm, show, RestCommandError};
 
 /// `vinfra vm …`.
 #[derive(Debug, Subcommand)]
@@ -60,10 +60,17 @@ pub enum VmCommand {
         /// The VM.
         name: String,
     },
-    /// Delete a VM and its disks.
+    /// Delete a stopped VM and its disks (asks first on a terminal).
     Delete {
         /// The VM.
         name: String,
+        /// Also when it runs (stopped at once, without waiting for its guest) or its host is
+        /// disconnected (removed there when the host comes back).
+        #[arg(long)]
+        force: bool,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Live-migrate a VM (shows progress until it ends).
     Migrate {
@@ -442,7 +449,7 @@ pub fn run(
         | VmCommand::Start { name }
         | VmCommand::Stop { name, .. }
         | VmCommand::Reboot { name }
-        | VmCommand::Delete { name }
+        | VmCommand::Delete { name, .. }
         | VmCommand::Migrate { name, .. }
         | VmCommand::Console { name, .. } => check_name("VM", name)?,
     }
@@ -482,12 +489,33 @@ pub fn run(
                 force: *force,
                 timeout_s: timeout.map(|t| t.as_secs()),
             };
+            if !*force && out != Output::Json {
+                // What the stop waits for, and when it stops waiting.
+                let wait = req
+                    .timeout_s
+                    .unwrap_or(vinfra_types::vm::STOP_TIMEOUT_DEFAULT_S);
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    + wait;
+                eprintln!(
+                    "VM {name}: ACPI power button pressed, waiting for the guest to power off; \
+                     forced off at {} UTC ({wait} s) if it has not",
+                    output::timestamp(at)
+                );
+            }
             show(out, &api.stop_vm(name, &req)?, |_| {
                 format!("VM {name} stopped")
             })
         }
-        VmCommand::Delete { name } => {
-            api.delete_vm(name, false)?;
+        VmCommand::Delete { name, force, yes } => {
+            let how = if *force {
+                ", stopping it first if it runs"
+            } else {
+                ""
+            };
+            confirm(&format!("Delete VM {name} and its disks{how}?"), *yes)?;
+            api.delete_vm(name, *force)?;
             show(out, &(), |_| format!("VM {name} deleted"))
         }
         VmCommand::Console { name, bytes } => {
