@@ -206,6 +206,14 @@ impl Client {
         self.fetch(Method::GET, &paths::vms())
     }
 
+    /// `GET /vms?host=…&state=…&network=…`: the VMs `filter` lets through.
+    pub fn vms_where(
+        &self,
+        filter: &vinfra_types::api::VmFilter,
+    ) -> Result<Vec<VmSummary>, RestError> {
+        self.fetch(Method::GET, &paths::vms_where(filter))
+    }
+
     /// `GET /vms/{name}`.
     pub fn vm(&self, name: &str) -> Result<VmSummary, RestError> {
         self.fetch(Method::GET, &paths::vm(name, false))

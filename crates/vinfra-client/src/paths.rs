@@ -161,6 +161,31 @@ pub fn events() -> String {
     format!("{API_V1}/events")
 }
 
+/// `/api/v1/vms` with the filter's query (`?host=…&state=…&network=…`, each escaped).
+pub fn vms_where(filter: &vinfra_types::api::VmFilter) -> String {
+    let mut path = vms();
+    let mut sep = '?';
+    let state = filter.state.and_then(|s| {
+        serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    for (k, v) in [
+        ("host", filter.host.as_deref()),
+        ("state", state.as_deref()),
+        ("network", filter.network.as_deref()),
+    ] {
+        if let Some(v) = v {
+            path.push(sep);
+            path.push_str(k);
+            path.push('=');
+            path.push_str(&utf8_percent_encode(v, SEGMENT).to_string());
+            sep = '&';
+        }
+    }
+    path
+}
+
 /// `/api/v1/revoked-certificates`.
 pub fn revoked_certificates() -> String {
     format!("{API_V1}/revoked-certificates")

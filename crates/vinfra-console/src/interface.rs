@@ -86,8 +86,11 @@ pub enum Command {
         /// The token.
         name: String,
     },
-    /// Every VM.
-    ListVms,
+    /// Every VM, or those `filter` lets through.
+    ListVms {
+        /// Which VMs.
+        filter: vinfra_types::api::VmFilter,
+    },
     /// Create (and by default start) a VM.
     CreateVm {
         /// The VM and where it goes.
@@ -489,7 +492,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             hosts::tokens::revoke(c, &name)?;
             Reply::Done
         }
-        Command::ListVms => Reply::Vms(vms::views::list(c)),
+        Command::ListVms { filter } => Reply::Vms(vms::views::list(c, &filter)),
         Command::CreateVm { request } => Reply::VmCreated(vms::create::create(c, request).await?),
         Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
         Command::UpdateVm { name, update } => Reply::Vm(vms::ha::update(c, &name, update).await?),

@@ -312,7 +312,11 @@ fn routes() -> Vec<Route> {
             path: "/api/v1/vms",
             query: Q::Page,
             sample: "",
-            command: |_, _, _| Some(Command::ListVms),
+            command: |_, _, _| {
+                Some(Command::ListVms {
+                    filter: Default::default(),
+                })
+            },
         },
         Route {
             method: "POST",

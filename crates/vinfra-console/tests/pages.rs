@@ -154,3 +154,70 @@ async fn lists_come_whole_or_in_linked_pages() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn vms_are_listed_by_host_state_and_network_and_filtered_pages_keep_the_filter() {
+    use common::{vm_json, FakeAgent, GIB};
+    use vinfra_types::HostCapacity;
+    let host = HostCapacity {
+        cores: 8,
+        memory_mib: 16 * GIB,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _a = FakeAgent::join_and_connect(&c, "a", host).await;
+    let _b = FakeAgent::join_and_connect(&c, "b", host).await;
+    let net = serde_json::json!({"name": "blue", "kind": "overlay", "subnet": "10.80.1.0/24"});
+    let r = c
+        .call("POST", "/api/v1/networks", Some(&net.to_string()))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // a1, a2 (stopped), a3 (on blue) on a; b1 (on blue) on b.
+    for (vm, host, start, blue) in [
+        ("a1", "a", true, false),
+        ("a2", "a", false, false),
+        ("a3", "a", true, true),
+        ("b1", "b", true, true),
+    ] {
+        let mut v: Value = serde_json::from_str(&vm_json(vm, 1, GIB)).unwrap();
+        v["host"] = host.into();
+        v["start"] = start.into();
+        if blue {
+            v["nics"] = serde_json::json!([{"network": "blue"}]);
+        }
+        let r = c.call("POST", "/api/v1/vms", Some(&v.to_string())).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    for (query, want) in [
+        ("", vec!["a1", "a2", "a3", "b1"]),
+        ("?host=a", vec!["a1", "a2", "a3"]),
+        ("?state=stopped", vec!["a2"]),
+        ("?host=a&state=running", vec!["a1", "a3"]),
+        ("?network=blue", vec!["a3", "b1"]),
+        ("?network=blue&host=b", vec!["b1"]),
+        ("?host=nohost", vec![]),
+    ] {
+        let (status, body, _) = get(&c, &format!("/api/v1/vms{query}")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let mut got = names(&body);
+        got.sort();
+        assert_eq!(got, want, "{query}");
+    }
+    // Pages of a filtered list: the link keeps the filter, every VM once.
+    let (_, first, next) = get(&c, "/api/v1/vms?host=a&limit=2").await;
+    assert_eq!(names(&first), ["a1", "a2"]);
+    let next = next.expect("a next page");
+    assert!(
+        next.starts_with("/api/v1/vms?host=a&limit=2&page_token="),
+        "{next}"
+    );
+    let (_, second, last) = get(&c, &next).await;
+    assert_eq!(names(&second), ["a3"]);
+    assert_eq!(last, None);
+    // Bad filters are 400 problems.
+    for bad in ["?state=asleep", "?host=Bad%2F", "?network=", "?color=red"] {
+        let r = c.call("GET", &format!("/api/v1/vms{bad}"), None).await;
+        assert_problem(&r, 400);
+    }
+    c.shutdown().await;
+}

@@ -122,6 +122,35 @@ pub struct ClusterSettings {
     pub flows: crate::flows::FlowSettings,
 }
 
+/// What `GET /api/v1/vms` lists: every VM, or those on a host, in an observed state, with a
+/// NIC on a network (all that are given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmFilter {
+    /// Only the VMs placed on this host.
+    pub host: Option<String>,
+    /// Only the VMs in this state (as their hosts last reported them).
+    pub state: Option<crate::PowerState>,
+    /// Only the VMs with a NIC on this network.
+    pub network: Option<String>,
+}
+
+impl VmFilter {
+    /// True when it lets every VM through.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none() && self.state.is_none() && self.network.is_none()
+    }
+
+    /// Whether a VM placed on `host` with `spec` passes the host and network tests (the state
+    /// is tested on the merged view).
+    pub fn placed(&self, host: &str, spec: &VmSpec) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host)
+            && self
+                .network
+                .as_deref()
+                .is_none_or(|n| spec.nics.iter().any(|nic| nic.network == n))
+    }
+}
+
 /// Checks a CPU baseline's form: a QEMU CPU model name (letters, digits, `.`, `_`, `-`; at
 /// most 64), not one that follows the host (`host`, `max`).
 pub fn validate_cpu_baseline(model: &str) -> Result<(), String> {

@@ -143,6 +143,13 @@ fn cli_bad_input_is_one_line_and_nonzero() {
             2,
             "--kernel",
         ),
+        (&["vm", "list", "--state", "asleep"], 2, "expected running"),
+        (&["vm", "list", "--host", "Bad_Host"], 2, "host"),
+        (
+            &["settings", "set", "--cpu-baseline", "host"],
+            2,
+            "cannot be a baseline",
+        ),
         (
             &[
                 "vm", "create", "x", "--vcpus", "1", "--memory", "1G", "--disk", "size=1G",

@@ -28,7 +28,7 @@ use super::extract::{
     ApiJson, ApiQuery, Caller, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
     OptionalJson, TwoNamesPath,
 };
-use super::pages::{self, PageQuery};
+use super::pages::{self, PageQuery, VmListQuery};
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply};
 
@@ -251,15 +251,17 @@ pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiEr
     run(&c, Command::RotateToken).await
 }
 
-/// Every VM with its desired and observed state.
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(PageQuery),
+/// Every VM with its desired and observed state, or those a filter lets through (`host`,
+/// `state`, `network`: all that are given).
+#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(VmListQuery),
     responses((status = 200, description = "all VMs", body = [VmSummary],
         headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
 pub async fn list_vms<A: ConsoleApi>(
     c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<VmListQuery>,
 ) -> Result<Response, ApiError> {
-    list(&c, Command::ListVms, &q, "/api/v1/vms").await
+    let (page, filter, path) = q.split()?;
+    list(&c, Command::ListVms { filter }, &page, &path).await
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use vinfra_proto::{AgentCommand, CommandError, CommandReply, HostReport};
-use vinfra_types::api::ConsoleLog;
+use vinfra_types::api::{ConsoleLog, VmFilter};
 use vinfra_types::{HostStatus, PowerState, VmObserved, VmSummary, VmUsage};
 
 use crate::agents::RequestError;
@@ -45,7 +45,7 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
 }
 
 /// Every VM.
-pub fn list(console: &Console) -> Vec<VmSummary> {
+pub fn list(console: &Console, filter: &VmFilter) -> Vec<VmSummary> {
     let observed: HashMap<String, (HostStatus, Arc<HostReport>)> = console
         .agents()
         .snapshot()
@@ -64,12 +64,14 @@ pub fn list(console: &Console) -> Vec<VmSummary> {
     }
     console.with_vms(|vms| {
         vms.values()
+            .filter(|v| filter.placed(&v.value.host, &v.value.spec))
             .map(|v| {
                 let rec = &v.value;
                 let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
                 let seen = by_id.get(&(rec.host.as_str(), rec.id)).copied();
                 merge(rec, connected, seen)
             })
+            .filter(|v| filter.state.is_none_or(|s| s == v.state))
             .collect()
     })
 }

@@ -11,7 +11,9 @@ use vinfra_types::api::{
     CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::ha::{HaPriority, VmHa, VmHaUpdate};
-use vinfra_types::{BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, VmSpec};
+use vinfra_types::{
+    BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, PowerState, VmSpec,
+};
 
 use super::floating_ip::{self, FloatingIpCommand};
 use crate::config::ConnectionOverrides;
@@ -19,11 +21,31 @@ use crate::output::{self, Output};
 use crate::parse;
 use crate::rest::{check_name, confirm, show, RestCommandError};
 
+/// `--state`: a VM power state as the API names it.
+fn parse_state(s: &str) -> Result<PowerState, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!(
+            "expected running, paused, stopped, incoming, migrating, crashed or unknown, got \
+             '{s}'"
+        )
+    })
+}
+
 /// `vinfra vm …`.
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
-    /// List VMs.
-    List,
+    /// List VMs (all, or those on a host, in a state, on a network).
+    List {
+        /// Only the VMs placed on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only the VMs in this state (running, stopped, paused, crashed, unknown, …).
+        #[arg(long, value_parser = parse_state)]
+        state: Option<PowerState>,
+        /// Only the VMs with a NIC on this network.
+        #[arg(long)]
+        network: Option<String>,
+    },
     /// Show a VM.
     Show {
         /// The VM.
@@ -440,11 +462,16 @@ pub fn run(
         });
     }
     match cmd {
-        VmCommand::List
-        | VmCommand::Create(_)
-        | VmCommand::Set(_)
-        | VmCommand::Nic(_)
-        | VmCommand::FloatingIp(_) => {}
+        VmCommand::List { host, network, .. } => {
+            if let Some(h) = host {
+                check_name("host", h)?;
+            }
+            if let Some(n) = network {
+                check_name("network", n)?;
+            }
+        }
+        VmCommand::Create(_) | VmCommand::Set(_) | VmCommand::Nic(_) | VmCommand::FloatingIp(_) => {
+        }
         VmCommand::Show { name }
         | VmCommand::Start { name }
         | VmCommand::Stop { name, .. }
@@ -458,7 +485,23 @@ pub fn run(
     }
     let api = conn.client()?;
     match cmd {
-        VmCommand::List => show(out, &api.vms()?, |v| output::vms(v)),
+        VmCommand::List {
+            host,
+            state,
+            network,
+        } => {
+            let filter = vinfra_types::api::VmFilter {
+                host: host.clone(),
+                state: *state,
+                network: network.clone(),
+            };
+            let vms = if filter.is_empty() {
+                api.vms()?
+            } else {
+                api.vms_where(&filter)?
+            };
+            show(out, &vms, |v| output::vms(v))
+        }
         VmCommand::Show { name } => {
             let vm = api.vm(name)?;
             if out == Output::Json || vm.spec.nics.is_empty() {
