@@ -8,10 +8,9 @@
 //! be read or written; [`FenceCommandError`] why a host's fence command could not be run;
 //! [`RouterRefusal`] (in `routers.rs`) why a router operation was refused.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
-use vinfra_placement::{FitError, ModelError, RuleError, Unfit};
+use vinfra_placement::{FitError, ModelError, RuleError};
 use vinfra_proto::pki::PkiError;
 use vinfra_store::StoreError;
 use vinfra_types::ha::{FenceOutcome, HaError};
@@ -22,191 +21,15 @@ use vinfra_types::{NameError, PowerState};
 
 use crate::agents::RequestError;
 
+mod join;
+mod kind;
 mod routers;
+mod words;
 
+pub use join::{FenceCommandError, JoinError, RecordError};
+pub use kind::{fit_kind, ErrorKind, Object};
 pub use routers::RouterRefusal;
-
-/// What kind of object a message names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Object {
-    /// A VM.
-    Vm,
-    /// A host.
-    Host,
-    /// A logical network.
-    Network,
-    /// A placement rule.
-    Rule,
-    /// A balancer recommendation.
-    Recommendation,
-    /// The migration of a VM.
-    Migration,
-    /// A security group.
-    SecurityGroup,
-    /// A router.
-    Router,
-    /// An API token.
-    Token,
-}
-
-impl fmt::Display for Object {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Object::Vm => "VM",
-            Object::Host => "host",
-            Object::Network => "network",
-            Object::Rule => "rule",
-            Object::Recommendation => "recommendation",
-            Object::Migration => "migration of VM",
-            Object::SecurityGroup => "security group",
-            Object::Router => "router",
-            Object::Token => "token",
-        })
-    }
-}
-
-/// The kind of a failure: one problem type of the REST API each (`/problems/<kind>`), and with
-/// it one HTTP status (docs/design.md, "REST API").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The request is malformed or a value is out of range (400).
-    InvalidRequest,
-    /// The named object does not exist (404).
-    NotFound,
-    /// The request conflicts with the current state (409).
-    Conflict,
-    /// No host has room for the VM (409).
-    InsufficientCapacity,
-    /// The host (or every host) cannot take the VM: disconnected, in maintenance, or without
-    /// what the VM's networks need (409).
-    HostUnavailable,
-    /// Rules contradict each other, or must-rules leave a VM no host (409).
-    RuleConflict,
-    /// A rule names something that does not exist (422).
-    InvalidRule,
-    /// A VM's start-after names a VM that does not exist, the VM itself, or closes a circle of
-    /// start-afters (422).
-    InvalidStartAfter,
-    /// The host's agent refused the command (502).
-    AgentError,
-    /// The connection to the host's agent broke before it answered (502).
-    AgentConnectionLost,
-    /// The host's agent is not connected (503).
-    HostDisconnected,
-    /// The host's agent did not answer in time (504).
-    AgentTimeout,
-    /// A host's fence command failed, timed out or could not be run (502).
-    FenceFailed,
-    /// Powering the VM on would break the HA admission reserve: some failure of the tolerated
-    /// number of hosts would leave an HA VM nowhere to restart (409).
-    HaReserve,
-    /// The store or the PKI failed (500).
-    Internal,
-}
-
-impl ErrorKind {
-    /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 15] = [
-        ErrorKind::InvalidRequest,
-        ErrorKind::NotFound,
-        ErrorKind::Conflict,
-        ErrorKind::InsufficientCapacity,
-        ErrorKind::HostUnavailable,
-        ErrorKind::RuleConflict,
-        ErrorKind::InvalidRule,
-        ErrorKind::InvalidStartAfter,
-        ErrorKind::AgentError,
-        ErrorKind::AgentConnectionLost,
-        ErrorKind::HostDisconnected,
-        ErrorKind::AgentTimeout,
-        ErrorKind::FenceFailed,
-        ErrorKind::HaReserve,
-        ErrorKind::Internal,
-    ];
-
-    /// The problem type's last path segment (`/problems/<this>`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest => "invalid-request",
-            ErrorKind::NotFound => "not-found",
-            ErrorKind::Conflict => "conflict",
-            ErrorKind::InsufficientCapacity => "insufficient-capacity",
-            ErrorKind::HostUnavailable => "host-unavailable",
-            ErrorKind::RuleConflict => "rule-conflict",
-            ErrorKind::InvalidRule => "invalid-rule",
-            ErrorKind::InvalidStartAfter => "invalid-start-after",
-            ErrorKind::AgentError => "agent-error",
-            ErrorKind::AgentConnectionLost => "agent-connection-lost",
-            ErrorKind::HostDisconnected => "host-disconnected",
-            ErrorKind::AgentTimeout => "agent-timeout",
-            ErrorKind::FenceFailed => "fence-failed",
-            ErrorKind::HaReserve => "ha-reserve",
-            ErrorKind::Internal => "internal",
-        }
-    }
-}
-
-/// The desired power state in a message.
-fn state_word(s: &PowerState) -> &'static str {
-    match s {
-        PowerState::Running => "running",
-        PowerState::Paused => "paused",
-        PowerState::Stopped => "stopped",
-        PowerState::Incoming => "incoming",
-        PowerState::Migrating => "migrating",
-        PowerState::Crashed => "crashed",
-        PowerState::Unknown => "unknown",
-    }
-}
-
-/// `: <the output's tail on one line>`, or nothing when the command wrote nothing.
-fn fence_tail(o: &FenceOutcome) -> String {
-    let tail = o.tail_line();
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!(": {tail}")
-    }
-}
-
-/// `VMs a, b` or `VM a`, at most the names given, and how many more.
-fn vm_list(users: &[String], more: &usize) -> String {
-    let total = users.len() + more;
-    let mut s = format!(
-        "VM{} {}",
-        if total == 1 { "" } else { "s" },
-        users.join(", ")
-    );
-    if *more > 0 {
-        s.push_str(&format!(" and {more} more"));
-    }
-    s
-}
-
-/// `NICs vm nic 0, … and N more; rules of groups a, b`.
-fn sg_users(nics: &[String], more: &usize, groups: &[String]) -> String {
-    let mut parts = Vec::new();
-    if !nics.is_empty() {
-        let total = nics.len() + more;
-        let mut s = format!(
-            "NIC{} {}",
-            if total == 1 { "" } else { "s" },
-            nics.join(", ")
-        );
-        if *more > 0 {
-            s.push_str(&format!(" and {more} more"));
-        }
-        parts.push(s);
-    }
-    if !groups.is_empty() {
-        parts.push(format!(
-            "the rules of group{} {}",
-            if groups.len() == 1 { "" } else { "s" },
-            groups.join(", ")
-        ));
-    }
-    parts.join(" and ")
-}
+use words::{fence_tail, sg_users, state_word, vm_list};
 
 /// Why a console operation failed. Each variant is of one [`ErrorKind`] (see [`Error::kind`]).
 #[derive(Debug, thiserror::Error)]
@@ -790,39 +613,6 @@ impl From<FitError> for Error {
     }
 }
 
-/// The kind of a placement refusal, by its reason: a host that is not registered is
-/// not-found, a request for nothing invalid-request, a VM placed already or not running a
-/// conflict. A host named that cannot take the VM: by why (capacity: insufficient-capacity; a
-/// must-rule: rule-conflict; anything else, such as no trunk, too small an underlay MTU,
-/// disconnected, maintenance: host-unavailable). No host at all: rule-conflict when a
-/// must-rule keeps the VM off a host, else insufficient-capacity when a host short of
-/// capacity would otherwise take it, else host-unavailable.
-pub fn fit_kind(e: &FitError) -> ErrorKind {
-    let by_reason = |u: &Unfit| match u {
-        Unfit::Capacity(_) => ErrorKind::InsufficientCapacity,
-        Unfit::MustRule { .. } => ErrorKind::RuleConflict,
-        _ => ErrorKind::HostUnavailable,
-    };
-    match e {
-        FitError::UnknownHost { .. } => ErrorKind::NotFound,
-        FitError::EmptyRequest { .. } => ErrorKind::InvalidRequest,
-        FitError::AlreadyPlaced { .. } | FitError::NotRunning { .. } | FitError::Model(_) => {
-            ErrorKind::Conflict
-        }
-        FitError::HostUnfit { unfit, .. } => by_reason(unfit),
-        FitError::NoHost(n) => {
-            let has = |f: fn(&Unfit) -> bool| n.groups.iter().any(|g| f(&g.reason));
-            if has(|u| matches!(u, Unfit::MustRule { .. })) {
-                ErrorKind::RuleConflict
-            } else if has(|u| matches!(u, Unfit::Capacity(_))) {
-                ErrorKind::InsufficientCapacity
-            } else {
-                ErrorKind::HostUnavailable
-            }
-        }
-    }
-}
-
 impl Error {
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(kind: Object, name: impl Into<String>) -> Self {
@@ -941,97 +731,6 @@ impl Error {
             }
         }
     }
-}
-
-/// Why a host's join was refused; the chain of it goes back to the agent.
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    /// The join token does not parse.
-    #[error("join token refused")]
-    TokenMalformed(#[source] PkiError),
-    /// The join token was issued by another cluster's CA.
-    #[error("join token refused: it was issued by another cluster")]
-    OtherCluster,
-    /// The join token is unknown or was used.
-    #[error("join token refused: unknown or already used")]
-    TokenUnknown,
-    /// The join token expired.
-    #[error("join token refused: expired")]
-    TokenExpired,
-    /// The token was used, or the host name registered, between the check and the write.
-    #[error("join token refused: already used, or the host name was registered meanwhile")]
-    TokenRaced,
-    /// The host name is invalid.
-    #[error("host name")]
-    Name(#[from] NameError),
-    /// A host with this name is already registered.
-    #[error("a host named '{0}' is already registered")]
-    HostExists(String),
-    /// The CSR could not be signed.
-    #[error("certificate request")]
-    Csr(#[source] PkiError),
-    /// A certificate renewal for a host that is not (or no longer) registered.
-    #[error(
-        "host '{0}' is not registered (removed from the cluster?): its certificate is not renewed"
-    )]
-    NotRegistered(String),
-    /// A renewal long before the host's newest certificate is due.
-    #[error("host '{host}' renews too early: its newest certificate is not due for {in_s} s")]
-    RenewTooEarly {
-        /// The host.
-        host: String,
-        /// Seconds until a renewal is taken.
-        in_s: u64,
-    },
-    /// The store failed.
-    #[error("store")]
-    Store(#[from] RecordError),
-}
-
-impl From<StoreError> for JoinError {
-    fn from(e: StoreError) -> Self {
-        JoinError::Store(RecordError::Store(e))
-    }
-}
-
-/// Why a host's fence command could not be run (it did not get to exit).
-#[derive(Debug, thiserror::Error)]
-pub enum FenceCommandError {
-    /// The pipe for its output could not be made.
-    #[error("cannot make a pipe for its output")]
-    Pipe(#[source] std::io::Error),
-    /// `sh` could not be started.
-    #[error("cannot start sh")]
-    Spawn(#[source] std::io::Error),
-    /// Waiting for it failed.
-    #[error("cannot wait for it")]
-    Wait(#[source] std::io::Error),
-    /// The thread that ran it panicked or was cancelled.
-    #[error("the thread that ran it ended unexpectedly")]
-    Thread(#[source] tokio::task::JoinError),
-}
-
-/// Why a stored record could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A stored record could not be decoded.
-    #[error("record {key} is corrupt")]
-    Corrupt {
-        /// The key.
-        key: String,
-        /// Why it does not decode.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A record could not be encoded.
-    #[error("encoding a record")]
-    Encode(#[source] serde_json::Error),
-    /// Every VM slot (2^32) was handed out.
-    #[error("every VM slot was handed out")]
-    SlotsExhausted,
 }
 
 #[cfg(test)]

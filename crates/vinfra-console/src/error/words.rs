@@ -1,0 +1,67 @@
+//! Pieces of the error messages: a desired power state, a fence command's output, lists of the
+//! VMs, NICs and groups that hold something.
+
+use vinfra_types::ha::FenceOutcome;
+use vinfra_types::PowerState;
+
+/// The desired power state in a message.
+pub(super) fn state_word(s: &PowerState) -> &'static str {
+    match s {
+        PowerState::Running => "running",
+        PowerState::Paused => "paused",
+        PowerState::Stopped => "stopped",
+        PowerState::Incoming => "incoming",
+        PowerState::Migrating => "migrating",
+        PowerState::Crashed => "crashed",
+        PowerState::Unknown => "unknown",
+    }
+}
+
+/// `: <the output's tail on one line>`, or nothing when the command wrote nothing.
+pub(super) fn fence_tail(o: &FenceOutcome) -> String {
+    let tail = o.tail_line();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    }
+}
+
+/// `VMs a, b` or `VM a`, at most the names given, and how many more.
+pub(super) fn vm_list(users: &[String], more: &usize) -> String {
+    let total = users.len() + more;
+    let mut s = format!(
+        "VM{} {}",
+        if total == 1 { "" } else { "s" },
+        users.join(", ")
+    );
+    if *more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
+}
+
+/// `NICs vm nic 0, … and N more; rules of groups a, b`.
+pub(super) fn sg_users(nics: &[String], more: &usize, groups: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !nics.is_empty() {
+        let total = nics.len() + more;
+        let mut s = format!(
+            "NIC{} {}",
+            if total == 1 { "" } else { "s" },
+            nics.join(", ")
+        );
+        if *more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        parts.push(s);
+    }
+    if !groups.is_empty() {
+        parts.push(format!(
+            "the rules of group{} {}",
+            if groups.len() == 1 { "" } else { "s" },
+            groups.join(", ")
+        ));
+    }
+    parts.join(" and ")
+}
