@@ -162,7 +162,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     .await?;
     tracing::info!("QEMU {qemu_version}, accelerator {accel:?}");
     // What VMs may run as here: the console places and moves them by it.
-    let platform = match platform::probe(&config.qemu_binary, accel).await {
+    let platform = match platform::probe_retrying(&config.qemu_binary, accel).await {
         Ok(p) => {
             tracing::info!(
                 "CPU '{}', {} CPU models, machine types up to {}",

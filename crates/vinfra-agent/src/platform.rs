@@ -51,6 +51,21 @@ pub async fn probe(qemu: &Path, accel: Accel) -> Result<HostPlatform, PlatformEr
     from_answers(cpu_name, &answers[0], &answers[1])
 }
 
+/// [`probe`], tried three times (a QEMU slow at a host's boot), two seconds apart.
+pub async fn probe_retrying(qemu: &Path, accel: Accel) -> Result<HostPlatform, PlatformError> {
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match probe(qemu, accel).await {
+            Ok(p) => return Ok(p),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(PlatformError::Timeout(PLATFORM_TIMEOUT)))
+}
+
 /// The answers (`return` values) to `query-cpu-definitions` and `query-machines`.
 async fn ask(qemu: &Path, accel: Accel) -> Result<[Value; 2], PlatformError> {
     let accel = match accel {
@@ -152,12 +167,16 @@ pub fn from_answers(
     let machines = machines
         .as_array()
         .ok_or_else(|| bad("query-machines", "not a list"))?;
+    // Every q35 type: upstream's `pc-q35-7.2`, and distributions' own (`pc-q35-rhel9.4.0`),
+    // ordered by the numbers in their names.
     let mut machine_types: Vec<(Vec<u32>, String)> = machines
         .iter()
         .filter_map(|m| m.get("name").and_then(Value::as_str))
-        .filter_map(|n| Some((q35_version(n)?, n.to_string())))
+        .filter(|n| n.starts_with("pc-q35-"))
+        .map(|n| (q35_version(n).unwrap_or_else(|| numbers(n)), n.to_string()))
         .collect();
     machine_types.sort();
+    machine_types.dedup();
     let default_machine_type = machines
         .iter()
         .find(|m| m.get("alias").and_then(Value::as_str) == Some("q35"))
@@ -165,12 +184,23 @@ pub fn from_answers(
         .map(str::to_string)
         .or_else(|| machine_types.last().map(|(_, n)| n.clone()))
         .ok_or_else(|| bad("query-machines", "no q35 machine type"))?;
+    let mut machine_types: Vec<String> = machine_types.into_iter().map(|(_, n)| n).collect();
+    if !machine_types.contains(&default_machine_type) {
+        machine_types.push(default_machine_type.clone());
+    }
     Ok(HostPlatform {
         cpu_name,
         cpu_models,
-        machine_types: machine_types.into_iter().map(|(_, n)| n).collect(),
+        machine_types,
         default_machine_type,
     })
+}
+
+/// The numbers in a name, in order (`pc-q35-rhel9.4.0` → `[35, 9, 4, 0]`).
+fn numbers(name: &str) -> Vec<u32> {
+    name.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// The first `model name` of `/proc/cpuinfo` text, with runs of spaces made one.
@@ -210,6 +240,15 @@ mod tests {
         assert_eq!(p.machine_types, ["pc-q35-7.2", "pc-q35-7.9", "pc-q35-7.10"]);
         assert_eq!(p.default_machine_type, "pc-q35-7.2");
         assert!(from_answers("x".into(), &json!({}), &machines).is_err());
+        // A distribution's own types are kept (and the default always listed).
+        let rhel = json!([
+            {"name": "pc-q35-rhel9.4.0", "alias": "q35"},
+            {"name": "pc-q35-rhel8.6.0"},
+            {"name": "pc-i440fx-rhel7.6.0"}
+        ]);
+        let p = from_answers("Xeon".into(), &cpus, &rhel).unwrap();
+        assert_eq!(p.machine_types, ["pc-q35-rhel8.6.0", "pc-q35-rhel9.4.0"]);
+        assert_eq!(p.default_machine_type, "pc-q35-rhel9.4.0");
         assert!(from_answers("x".into(), &cpus, &json!([{"name": "microvm"}])).is_err());
     }
 

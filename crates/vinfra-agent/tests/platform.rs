@@ -53,7 +53,6 @@ async fn the_platform_comes_from_qemu_and_a_vm_runs_with_the_one_it_was_given() 
         let mut vm = instance("refused", vec![]);
         vm.platform = Some(VmPlatform {
             cpu_model: cpu.into(),
-            host_cpu: None,
             machine_type: machine.into(),
         });
         let err = handle(
@@ -80,7 +79,6 @@ async fn the_platform_comes_from_qemu_and_a_vm_runs_with_the_one_it_was_given() 
     let mut vm = instance("pinned", vec![]);
     vm.platform = Some(VmPlatform {
         cpu_model: model.into(),
-        host_cpu: None,
         machine_type: older.clone(),
     });
     let id = vm.id;
@@ -104,7 +102,7 @@ async fn the_platform_comes_from_qemu_and_a_vm_runs_with_the_one_it_was_given() 
             .unwrap_or_default()
     };
     assert_eq!(after("-machine"), format!("{older},accel=tcg"), "{args:?}");
-    assert_eq!(after("-cpu"), model, "{args:?}");
+    assert_eq!(after("-cpu"), format!("{model},enforce"), "{args:?}");
     let log = m.serial_log_path(id).await.unwrap();
     wait_for_log(&log, "VINFRA-GUEST BOOTED", Duration::from_secs(60)).await;
     m.stop(id, true, Duration::from_secs(1)).await.unwrap();

@@ -32,7 +32,7 @@ async fn a_running_vm_is_deleted_only_with_force_and_a_refusal_changes_nothing()
     assert_problem(&r, 409);
     let detail = r.body["detail"].as_str().unwrap();
     assert!(
-        detail.contains("VM 'x' is running on 'a'") && detail.contains("force=true"),
+        detail.contains("VM 'x' is set to run (on 'a')") && detail.contains("force=true"),
         "{detail}"
     );
     let r = c.call("GET", "/api/v1/vms/x", None).await;

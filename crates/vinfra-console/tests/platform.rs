@@ -148,7 +148,7 @@ async fn vms_keep_their_cpu_model_and_machine_type_and_go_only_where_both_run() 
 }
 
 #[tokio::test]
-async fn without_a_baseline_kvm_vms_run_with_the_host_cpu_and_move_only_to_the_same_cpu() {
+async fn without_a_baseline_kvm_vms_run_with_the_host_cpu_and_move_live_only_to_the_same_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, false).await;
     let m = ["pc-q35-7.2"];
@@ -157,7 +157,6 @@ async fn without_a_baseline_kvm_vms_run_with_the_host_cpu_and_move_only_to_the_s
     let _t = join(&c, "t", platform("EPYC 7B13", &["qemu64"], &m), Accel::Tcg).await;
     let vm = create_on(&c, "x", "a").await;
     assert_eq!(vm["platform"]["cpu_model"], "host", "{vm}");
-    assert_eq!(vm["platform"]["host_cpu"], "EPYC 7B13", "{vm}");
     let r = c
         .call("POST", "/api/v1/vms/x/migrate", Some(r#"{"to":"b"}"#))
         .await;
@@ -172,9 +171,51 @@ async fn without_a_baseline_kvm_vms_run_with_the_host_cpu_and_move_only_to_the_s
         .call("POST", "/api/v1/vms/x/migrate", Some(r#"{"to":"t"}"#))
         .await;
     assert_problem(&r, 409);
-    // Nowhere to go on its own either.
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(detail.contains("runs guests under TCG"), "{detail}");
+    // Nowhere to go live on its own either.
     let r = c.call("POST", "/api/v1/vms/x/migrate", None).await;
     assert_problem(&r, 409);
+    // A host of the same CPU takes it.
+    let _a2 = join(&c, "a2", platform("EPYC 7B13", &["qemu64"], &m), Accel::Kvm).await;
+    let r = c.call("POST", "/api/v1/vms/x/migrate", None).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(wait_migration(&c, "x").await["destination"], "a2");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_live_migration_keeps_the_accelerator_and_a_host_that_forgets_its_platform_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let m = ["pc-q35-7.2"];
+    let _t = join(&c, "t", platform("EPYC", &["qemu64"], &m), Accel::Tcg).await;
+    let _k = join(&c, "k", platform("EPYC", &["qemu64"], &m), Accel::Kvm).await;
+    let vm = create_on(&c, "x", "t").await;
+    assert_eq!(vm["platform"]["cpu_model"], "qemu64", "{vm}");
+    let r = c
+        .call("POST", "/api/v1/vms/x/migrate", Some(r#"{"to":"k"}"#))
+        .await;
+    assert_problem(&r, 409);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("runs guests under KVM and the VM needs TCG"),
+        "{detail}"
+    );
+    // An agent whose QEMU did not answer this time: the platform it said before stays.
+    let mut k2 = join(&c, "k2", platform("EPYC", &["qemu64"], &m), Accel::Tcg).await;
+    k2.disconnect();
+    c.wait_host_status("k2", "disconnected").await;
+    k2.state.lock().unwrap().platform = None;
+    k2.connect(c.running.agent_addr).await;
+    c.wait_host_status("k2", "connected").await;
+    let r = c.call("GET", "/api/v1/hosts/k2", None).await;
+    assert_eq!(r.body["platform"]["cpu_name"], "EPYC", "{:?}", r.body);
+    let r = c
+        .call("POST", "/api/v1/vms/x/migrate", Some(r#"{"to":"k2"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    wait_migration(&c, "x").await;
     c.shutdown().await;
 }
 

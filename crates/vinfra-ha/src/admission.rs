@@ -928,13 +928,13 @@ impl Admission {
         let old = &self.caps[h as usize];
         let lost = |old: &[String], new: &[String]| old.iter().any(|m| !new.contains(m));
         // A host CPU that changed name is lost (VMs of the old one no longer fit) and gained.
-        let cpu_changed = old.host_cpu != caps.host_cpu;
+        let cpu_changed = old.host_cpu != caps.host_cpu || old.kvm != caps.kvm;
         let models_lost = lost(&old.cpu_models, &caps.cpu_models)
             || lost(&old.machine_types, &caps.machine_types)
-            || (old.host_cpu.is_some() && cpu_changed);
+            || ((old.host_cpu.is_some() || old.kvm.is_some()) && cpu_changed);
         let models_gained = lost(&caps.cpu_models, &old.cpu_models)
             || lost(&caps.machine_types, &old.machine_types)
-            || (caps.host_cpu.is_some() && cpu_changed);
+            || ((caps.host_cpu.is_some() || caps.kvm.is_some()) && cpu_changed);
         let fit_lost = (was_ok && !is_ok)
             || (old.vlan_trunk && !caps.vlan_trunk)
             || caps.underlay_mtu < old.underlay_mtu

@@ -50,6 +50,9 @@ fn needs_of(i: usize) -> VmNeeds {
     if i % 7 == 6 {
         needs.host_cpu = Some("EPYC".into());
     }
+    if i % 6 == 5 {
+        needs.kvm = Some(true);
+    }
     needs
 }
 
@@ -62,6 +65,7 @@ fn platform_caps(caps: HostCaps, machine: bool, cpu: Option<&str>) -> HostCaps {
             vec!["pc-q35-7.1".into()]
         },
         host_cpu: cpu.map(str::to_string),
+        kvm: cpu.map(|c| c == "EPYC"),
         ..caps
     }
 }

@@ -53,9 +53,11 @@ pub struct HostCaps {
     /// Empty until agents report them; a VM that needs a model does not fit a host that does
     /// not list it.
     pub cpu_models: Vec<String>,
-    /// The host's CPU name when VMs may run with the host's own CPU there (under KVM): a VM
-    /// that does ([`VmNeeds::host_cpu`]) fits only hosts with the same name.
+    /// Its CPU's name, when known: a VM moving live with the host's own CPU
+    /// ([`VmNeeds::host_cpu`]) fits only hosts with the same name.
     pub host_cpu: Option<String>,
+    /// Whether it runs guests under KVM (`Some(false)`: TCG), when known.
+    pub kvm: Option<bool>,
     /// Machine types its QEMU offers (`pc-q35-7.2`, …). Empty until agents report them; a VM
     /// that needs one does not fit a host that does not list it.
     pub machine_types: Vec<String>,
@@ -70,6 +72,7 @@ pub static BASIC_HOST: HostCaps = HostCaps {
     underlay_mtu: UNDERLAY_MTU,
     cpu_models: Vec::new(),
     host_cpu: None,
+    kvm: None,
     machine_types: Vec::new(),
     reserve: Reserve {
         vcpus: 0,
@@ -120,9 +123,12 @@ pub struct VmNeeds {
     pub overlay: Option<OverlayMtu>,
     /// QEMU CPU model it runs with, when every host it runs on must offer it.
     pub cpu_model: Option<String>,
-    /// The host CPU it runs with (the host's own CPU, under KVM): it fits only hosts whose
-    /// CPU has this name.
+    /// The CPU name it needs: a VM with the host's own CPU moving live fits only hosts whose
+    /// CPU has the name of the one it runs on.
     pub host_cpu: Option<String>,
+    /// The accelerator it needs: KVM for a VM with the host's own CPU; for a live move, the
+    /// one it runs under (a migration cannot change it).
+    pub kvm: Option<bool>,
     /// Machine type it runs with: every host it runs on must offer it.
     pub machine_type: Option<String>,
 }
@@ -133,6 +139,7 @@ pub static NO_NEEDS: VmNeeds = VmNeeds {
     overlay: None,
     cpu_model: None,
     host_cpu: None,
+    kvm: None,
     machine_type: None,
 };
 
@@ -143,6 +150,7 @@ impl VmNeeds {
             && self.overlay.is_none()
             && self.cpu_model.is_none()
             && self.host_cpu.is_none()
+            && self.kvm.is_none()
             && self.machine_type.is_none()
     }
 
@@ -260,13 +268,20 @@ pub enum Unfit {
         /// The model.
         model: String,
     },
-    /// The VM runs with the CPU of hosts of another CPU (or the host runs no VM with its own
-    /// CPU: it has no KVM).
+    /// The VM moves live with its host's own CPU and this host's CPU has another name (or
+    /// did not say its name).
     HostCpu {
         /// The CPU name the VM needs.
         need: String,
-        /// The host's, if VMs may run with it there.
+        /// The host's, if it said.
         have: Option<String>,
+    },
+    /// The host runs guests under another accelerator than the VM needs (or did not say).
+    Accel {
+        /// Whether the VM needs KVM (else TCG).
+        kvm: bool,
+        /// The host's, if it said.
+        have: Option<bool>,
     },
     /// The VM needs a machine type the host's QEMU does not offer.
     MachineType {
@@ -296,12 +311,13 @@ impl Unfit {
             Unfit::UnderlayMtu { .. } => 1,
             Unfit::CpuModel { .. } => 2,
             Unfit::HostCpu { .. } => 3,
-            Unfit::MachineType { .. } => 4,
-            Unfit::Disconnected => 5,
-            Unfit::Maintenance => 6,
-            Unfit::Source => 7,
-            Unfit::MustRule { .. } => 8,
-            Unfit::Capacity(_) => 9,
+            Unfit::Accel { .. } => 4,
+            Unfit::MachineType { .. } => 5,
+            Unfit::Disconnected => 6,
+            Unfit::Maintenance => 7,
+            Unfit::Source => 8,
+            Unfit::MustRule { .. } => 9,
+            Unfit::Capacity(_) => 10,
         }
     }
 }
@@ -330,25 +346,42 @@ impl fmt::Display for Unfit {
             ),
             Unfit::CpuModel { model } => write!(
                 f,
-                "it does not run CPU model '{model}' (the VM's, from the cluster's CPU baseline \
-                 when it was created)"
+                "it does not run the VM's CPU model '{model}' with all its features (or did not \
+                 say what its QEMU runs)"
             ),
             Unfit::HostCpu {
                 need,
                 have: Some(have),
             } => write!(
                 f,
-                "its CPU is '{have}' and the VM runs with the host CPU of '{need}' (a cluster \
-                 CPU baseline lets VMs created under it move between different CPUs)"
+                "its CPU is '{have}' and the VM runs with its host's own CPU, '{need}' (a \
+                 cluster CPU baseline lets VMs created under it move between different CPUs)"
             ),
             Unfit::HostCpu { need, have: None } => write!(
                 f,
-                "it runs no VM with the host's own CPU (no KVM) and the VM runs with the host \
-                 CPU of '{need}'"
+                "it did not say its CPU and the VM runs with its host's own CPU, '{need}'"
             ),
+            Unfit::Accel { kvm, have } => {
+                let name = |k: bool| if k { "KVM" } else { "TCG" };
+                match have {
+                    Some(h) => write!(
+                        f,
+                        "it runs guests under {} and the VM needs {} (a VM with the host's own \
+                         CPU needs KVM; a live migration cannot change the accelerator)",
+                        name(*h),
+                        name(*kvm)
+                    ),
+                    None => write!(
+                        f,
+                        "it did not say how it runs guests and the VM needs {}",
+                        name(*kvm)
+                    ),
+                }
+            }
             Unfit::MachineType { machine } => write!(
                 f,
-                "its QEMU does not offer the VM's machine type '{machine}' (an older QEMU)"
+                "its QEMU does not offer the VM's machine type '{machine}' (an older QEMU, or it \
+                 did not say what its QEMU runs)"
             ),
             Unfit::Disconnected => f.write_str("its agent is disconnected"),
             Unfit::Maintenance => f.write_str("it is in maintenance"),
@@ -369,6 +402,7 @@ enum Gap {
     Mtu,
     Cpu,
     HostCpu,
+    Accel,
     Machine,
 }
 
@@ -390,6 +424,11 @@ fn caps_gap(caps: &HostCaps, needs: &VmNeeds) -> Option<Gap> {
     if let Some(cpu) = &needs.host_cpu {
         if caps.host_cpu.as_ref() != Some(cpu) {
             return Some(Gap::HostCpu);
+        }
+    }
+    if let Some(kvm) = needs.kvm {
+        if caps.kvm != Some(kvm) {
+            return Some(Gap::Accel);
         }
     }
     match &needs.machine_type {
@@ -419,6 +458,10 @@ pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
         Gap::HostCpu => Unfit::HostCpu {
             need: needs.host_cpu.clone()?,
             have: caps.host_cpu.clone(),
+        },
+        Gap::Accel => Unfit::Accel {
+            kvm: needs.kvm?,
+            have: caps.kvm,
         },
         Gap::Machine => Unfit::MachineType {
             machine: needs.machine_type.clone()?,
@@ -751,6 +794,7 @@ mod tests {
             }),
             cpu_model: None,
             host_cpu: None,
+            kvm: None,
             machine_type: None,
         }
     }
@@ -880,7 +924,24 @@ mod tests {
         assert!(unfit.to_string().contains("its CPU is 'Xeon'"), "{unfit}");
         caps.host_cpu = None;
         let unfit = check(&h, &caps, &vm(1, 1), &needs).unwrap_err();
-        assert!(unfit.to_string().contains("no KVM"), "{unfit}");
+        assert!(unfit.to_string().contains("did not say its CPU"), "{unfit}");
+        // KVM needed, TCG offered (or nothing said).
+        let kvm = VmNeeds {
+            kvm: Some(true),
+            ..VmNeeds::default()
+        };
+        caps.kvm = Some(false);
+        assert_eq!(
+            check(&h, &caps, &vm(1, 1), &kvm),
+            Err(Unfit::Accel {
+                kvm: true,
+                have: Some(false)
+            })
+        );
+        caps.kvm = None;
+        assert!(!kvm.met_by(&caps));
+        caps.kvm = Some(true);
+        assert!(kvm.met_by(&caps));
         caps.host_cpu = Some("EPYC".into());
         assert!(needs.met_by(&caps));
         caps.machine_types = vec!["pc-q35-7.1".into()];
@@ -966,6 +1027,7 @@ mod tests {
                 overlay: overlay.map(|mtu| OverlayMtu { network: "o".into(), mtu }),
                 cpu_model: None,
                 host_cpu: None,
+                kvm: None,
                 machine_type: None,
             };
             let view = HostView::of(&h, &caps);

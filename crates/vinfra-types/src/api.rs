@@ -166,6 +166,13 @@ pub fn validate_cpu_baseline(model: &str) -> Result<(), String> {
             model.chars().take(80).collect::<String>()
         ));
     }
+    if model == "base" {
+        return Err(
+            "cpu_baseline 'base' has no CPU features at all (no guest boots on it): name a QEMU \
+             CPU model such as 'Nehalem-v1' or 'Cascadelake-Server-v4'"
+                .to_string(),
+        );
+    }
     if model == crate::vm::HOST_CPU_MODEL || model == "max" {
         return Err(format!(
             "cpu_baseline '{model}' follows each host's CPU, so it cannot be a baseline: name a \
@@ -439,7 +446,15 @@ mod tests {
             flows: Default::default(),
         };
         assert!(s.validate().is_ok());
-        for bad in ["", "host", "max", "qemu64,+avx", "a\u{7}", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "host",
+            "max",
+            "base",
+            "qemu64,+avx",
+            "a\u{7}",
+            &"x".repeat(65),
+        ] {
             s.cpu_baseline = Some(bad.to_string());
             assert!(
                 s.validate().unwrap_err().contains("cpu_baseline"),

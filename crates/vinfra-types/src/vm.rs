@@ -592,12 +592,9 @@ pub const TCG_CPU_MODEL: &str = "qemu64";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct VmPlatform {
     /// QEMU CPU model (`-cpu`): the cluster's CPU baseline when the VM was created, else
-    /// `host` under KVM (the host's own CPU) or `qemu64` under TCG.
+    /// `host` under KVM (the CPU of the host it runs on: it starts on any KVM host, and moves
+    /// live only to hosts whose CPU has the same name) or `qemu64` under TCG.
     pub cpu_model: String,
-    /// For CPU model `host`: the CPU name of the host it was created on; it runs only on
-    /// hosts whose CPU has that name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_cpu: Option<String>,
     /// Versioned machine type (`-machine`), e.g. `pc-q35-7.2`: the newest every host offered
     /// when it was created.
     pub machine_type: String,

@@ -538,11 +538,11 @@ fn vm_rows(v: &VmSummary) -> Vec<(&'static str, String)> {
         (
             "CPU model",
             match &v.platform {
-                Some(p) => match &p.host_cpu {
-                    Some(cpu) => format!("{} ({cpu})", p.cpu_model),
-                    None => p.cpu_model.clone(),
-                },
-                None => "- (QEMU's default)".into(),
+                Some(p) if p.cpu_model == vinfra_types::vm::HOST_CPU_MODEL => {
+                    "host (its host's own CPU)".into()
+                }
+                Some(p) => p.cpu_model.clone(),
+                None => "- (host under KVM, qemu64 under TCG)".into(),
             },
         ),
         (

@@ -83,9 +83,14 @@ fn a_busy_vm_on_a_crowded_host_is_moved_automatically_with_its_reason_recorded()
     }
     let lab = DrsLab::up("busy");
     for name in ["idle-1", "idle-2"] {
-        boot(&lab, name, "console=ttyS0", "h1");
+        boot(&lab, name, "console=ttyS0 no_timer_check", "h1");
     }
-    boot(&lab, "busy", "console=ttyS0 vinfra.burn=1", "h1");
+    boot(
+        &lab,
+        "busy",
+        "console=ttyS0 no_timer_check vinfra.burn=1",
+        "h1",
+    );
     lab.wait_console("busy", "VINFRA-GUEST BURN", BOOT_TIMEOUT)
         .expect("the busy loop runs");
     // The agent measures the busy guest's CPU.

@@ -162,7 +162,7 @@ fn bad_cli_input_against_a_lab_creates_nothing() {
         // A running VM is deleted only with --force (nothing asked: no terminal).
         (
             vec!["vm", "delete", "cli-1"],
-            "VM 'cli-1' is running on 'h1'",
+            "VM 'cli-1' is set to run (on 'h1')",
         ),
         (
             vec!["vm", "migrate", "no-such-vm", "--to", "h2"],

@@ -497,7 +497,7 @@ fn admission_refuses_a_power_on_that_breaks_the_reserve_and_a_must_pair_stays_ap
             "--initrd",
             vinfra_lab::guest::INITRD_IMAGE,
             "--cmdline",
-            "console=ttyS0",
+            "console=ttyS0 no_timer_check",
             "--host",
             "h1",
             "--ha",

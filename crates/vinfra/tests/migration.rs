@@ -213,7 +213,9 @@ fn live_migration_keeps_the_guest_running() {
     assert!(
         args.windows(2)
             .any(|w| w[0] == "-machine" && w[1] == machine)
-            && args.windows(2).any(|w| w[0] == "-cpu" && w[1] == "qemu64"),
+            && args
+                .windows(2)
+                .any(|w| w[0] == "-cpu" && w[1] == "qemu64,enforce"),
         "{args:?}"
     );
     // A CPU baseline no host runs is refused, in one line, naming the hosts.

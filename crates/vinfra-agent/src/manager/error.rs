@@ -109,7 +109,7 @@ pub enum ManagerError {
     #[error(transparent)]
     Confine(#[from] crate::confine::ConfineError),
     /// The VM's CPU model or machine type does not run on this host.
-    #[error("this host cannot run the VM's CPU model '{cpu_model}' and machine type '{machine_type}': {reason}")]
+    #[error("this host cannot run the VM (CPU model '{cpu_model}', machine type '{machine_type}'): {reason}")]
     Platform {
         /// The VM's CPU model.
         cpu_model: String,

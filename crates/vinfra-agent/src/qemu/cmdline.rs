@@ -118,7 +118,12 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
     push(format!("{},accel={accel}", esc(machine)));
     if let Some(cpu) = cpu {
         push("-cpu".into());
-        push(esc(cpu));
+        // A named model with every feature it names, or no start (not silently less).
+        push(if cpu == HOST_CPU_MODEL {
+            cpu.to_string()
+        } else {
+            format!("{},enforce", esc(cpu))
+        });
     }
     push("-smp".into());
     push(l.vcpus.to_string());
@@ -307,12 +312,11 @@ mod tests {
         let mut l = launch();
         l.platform = Some(VmPlatform {
             cpu_model: "Nehalem-v1".into(),
-            host_cpu: None,
             machine_type: "pc-q35-7.1".into(),
         });
         let j = joined(&l);
         assert!(
-            j.contains("-machine pc-q35-7.1,accel=tcg -cpu Nehalem-v1 -smp 2"),
+            j.contains("-machine pc-q35-7.1,accel=tcg -cpu Nehalem-v1,enforce -smp 2"),
             "{j}"
         );
         // Under KVM without a platform: q35 with the host's CPU; a comma cannot add options.
@@ -321,10 +325,9 @@ mod tests {
         assert!(joined(&l).contains("-machine q35,accel=kvm -cpu host -smp"));
         l.platform = Some(VmPlatform {
             cpu_model: "qemu64,+avx".into(),
-            host_cpu: None,
             machine_type: "pc-q35-7.2".into(),
         });
-        assert!(joined(&l).contains("-cpu qemu64,,+avx -smp"));
+        assert!(joined(&l).contains("-cpu qemu64,,+avx,enforce -smp"));
     }
 
     #[test]

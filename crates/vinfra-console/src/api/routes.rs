@@ -254,8 +254,8 @@ pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiEr
 /// Every VM with its desired and observed state, or those a filter lets through (`host`,
 /// `state`, `network`: all that are given).
 #[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(VmListQuery),
-    responses((status = 200, description = "all VMs", body = [VmSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+    responses((status = 200, description = "the VMs", body = [VmSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `</api/v1/vms?[FILTERS&]limit=N&page_token=T>; rel=\"next\"` (the filters given, kept)")))))]
 pub async fn list_vms<A: ConsoleApi>(
     c: Caller<A>,
     ApiQuery(q): ApiQuery<VmListQuery>,

@@ -289,7 +289,7 @@ pub enum Error {
     },
     /// A delete (without `force`) of a VM that should run.
     #[error(
-        "VM '{vm}' is running on '{host}'; stop it first, or delete it with ?force=true \
+        "VM '{vm}' is set to run (on '{host}'); stop it first, or delete it with ?force=true \
          (`vinfra vm delete --force`) to stop it at once and delete it"
     )]
     DeleteRunning {

@@ -86,6 +86,10 @@ use view::{host_fit, library_rule, needs_of, nic_networks, vm_needs, ClusterView
 pub struct Placed<'a> {
     /// The host.
     pub host: String,
+    /// For a new VM: the CPU model and machine type it gets there ([`platform::for_new_vm`],
+    /// under the CPU baseline its placement used); `None` for other targets, or a host that
+    /// did not say what its QEMU runs.
+    pub platform: Option<VmPlatform>,
     _lock: MutexGuard<'a, PlacementMemo>,
 }
 
@@ -100,13 +104,24 @@ pub async fn place<'a>(
 ) -> Result<Placed<'a>, Error> {
     let mut lock = console.inflight().placement_lock().await;
     let mut index = caught_up(lock.0.take(), console)?;
-    let needs = vm_needs(console, spec, platform, target);
+    let baseline = new_vm(target).then(|| console.cpu_baseline()).flatten();
+    let needs = vm_needs(console, vm, spec, platform, target, baseline.as_deref());
     let decided = index.decide(console, vm, spec, &needs, target);
     lock.0 = Some(index);
+    let host = decided?;
+    let platform = new_vm(target)
+        .then(|| platform::for_new_vm(console, &host, baseline.as_deref()))
+        .flatten();
     Ok(Placed {
-        host: decided?,
+        host,
+        platform,
         _lock: lock,
     })
+}
+
+/// Whether `target` places a VM being created.
+fn new_vm(target: Target<'_>) -> bool {
+    matches!(target, Target::Any | Target::Host(_))
 }
 
 /// [`place`] for a power-on (a create that starts, a start of a stopped VM), then admission
@@ -121,16 +136,28 @@ pub async fn place_and_admit<'a>(
 ) -> Result<Placed<'a>, Error> {
     let mut lock = console.inflight().placement_lock().await;
     let mut index = caught_up(lock.0.take(), console)?;
-    let needs = vm_needs(console, spec, platform, target);
+    let baseline = new_vm(target).then(|| console.cpu_baseline()).flatten();
+    let needs = vm_needs(console, vm, spec, platform, target, baseline.as_deref());
     let decided = index
         .decide(console, vm, spec, &needs, target)
         .and_then(|host| {
+            // A new VM is admitted with the platform it gets there: admission plans its
+            // restarts with what it will need then.
+            let created = new_vm(target)
+                .then(|| platform::for_new_vm(console, &host, baseline.as_deref()))
+                .flatten();
+            let needs = match &created {
+                Some(p) => needs_of(console, &nic_networks(spec), Some(p)),
+                None => needs,
+            };
             index.admit(console, vm, spec, needs, &host)?;
-            Ok(host)
+            Ok((host, created))
         });
     lock.0 = Some(index);
+    let (host, platform) = decided?;
     Ok(Placed {
-        host: decided?,
+        host,
+        platform,
         _lock: lock,
     })
 }

@@ -6,14 +6,17 @@
 //! ([`vinfra_types::HostPlatform`], kept in its record). A VM gets its
 //! [`vinfra_types::VmPlatform`] once, at create, on the host placement chose:
 //! - CPU model: the cluster's CPU baseline (`cpu_baseline`, like vSphere's EVC) when set, else
-//!   `host` under KVM (the host's own CPU, named in the VM's record) or `qemu64` under TCG;
+//!   `host` under KVM (the host's own CPU) or `qemu64` under TCG;
 //! - machine type: the newest q35 version that every host that said its platform offers, at
 //!   most the chosen host's `q35` (its own when no version is common to all).
 //!
-//! From then on placement's fit ([`vinfra_placement::VmNeeds`]) takes only hosts that run both:
-//! a migration, a start, an HA restart or a balancer move never goes to a host that lacks them,
-//! and a migration or a start on a named host that does is refused with the reason. A baseline
-//! is accepted only when every host that said its platform runs it.
+//! From then on placement's fit ([`vinfra_placement::VmNeeds`]) takes only hosts that run both
+//! (a host that did not say what its QEMU runs takes only VMs without a platform): a start, an
+//! HA restart, a migration or a balancer move never goes to a host that lacks them, and one
+//! named such a host is refused with the reason. `host` needs KVM. A live move
+//! ([`set_live_needs`]) also keeps the accelerator the VM runs under and, for `host`, the name
+//! of its host's CPU; a cold start or an HA restart boots the guest again and needs neither. A
+//! baseline is accepted only when every host that said its platform runs it.
 
 use vinfra_placement::{HostCaps, VmNeeds};
 use vinfra_types::host::q35_version;
@@ -27,21 +30,28 @@ use crate::state::Console;
 /// Sets what host `rec` (running guests under `accel`) offers in `caps`: nothing when its agent
 /// never said.
 pub fn set_caps(caps: &mut HostCaps, rec: &HostRecord, accel: Option<Accel>) {
+    caps.kvm = accel.map(|a| a == Accel::Kvm);
     let Some(p) = &rec.platform else {
         return;
     };
     caps.cpu_models = p.cpu_models.clone();
     caps.machine_types = p.machine_types.clone();
-    caps.host_cpu = (accel == Some(Accel::Kvm)).then(|| p.cpu_name.clone());
+    caps.host_cpu = cpu_name(p);
 }
 
-/// Sets in `needs` what a VM of `platform` needs (nothing when it has none); for a VM being
-/// created (`platform` `None`), the cluster's CPU baseline `baseline`.
+/// A host's CPU name, when it said one.
+fn cpu_name(p: &HostPlatform) -> Option<String> {
+    (!p.cpu_name.is_empty()).then(|| p.cpu_name.clone())
+}
+
+/// Sets in `needs` what a VM of `platform` needs wherever it starts (nothing when it has
+/// none): its CPU model (for `host`: KVM) and machine type; for a VM being created
+/// (`platform` `None`), the cluster's CPU baseline `baseline`.
 pub fn set_needs(needs: &mut VmNeeds, platform: Option<&VmPlatform>, baseline: Option<&str>) {
     match platform {
         Some(p) => {
             if p.cpu_model == HOST_CPU_MODEL {
-                needs.host_cpu = p.host_cpu.clone();
+                needs.kvm = Some(true);
             } else {
                 needs.cpu_model = Some(p.cpu_model.clone());
             }
@@ -51,17 +61,31 @@ pub fn set_needs(needs: &mut VmNeeds, platform: Option<&VmPlatform>, baseline: O
     }
 }
 
-/// The platform of a VM created now on `host` (see the module doc); `None` when the host never
-/// said what it runs.
-pub fn for_new_vm(console: &Console, host: &str) -> Option<VmPlatform> {
-    let baseline = console.settings().cpu_baseline;
+/// Adds to `needs` what a live move of a VM of `platform` that runs on host `source` needs
+/// besides: the accelerator it runs under and, for `host`, a CPU of the same name (as far as
+/// the source said them). A VM without a platform needs nothing more.
+pub fn set_live_needs(needs: &mut VmNeeds, platform: Option<&VmPlatform>, source: &HostRecord) {
+    let Some(p) = platform else {
+        return;
+    };
+    if let Some(accel) = source.accel {
+        needs.kvm = Some(accel == Accel::Kvm);
+    }
+    if p.cpu_model == HOST_CPU_MODEL {
+        needs.host_cpu = source.platform.as_ref().and_then(cpu_name);
+    }
+}
+
+/// The platform of a VM created now on `host` under the CPU baseline `baseline` (see the module
+/// doc); `None` when the host never said what it runs.
+pub fn for_new_vm(console: &Console, host: &str, baseline: Option<&str>) -> Option<VmPlatform> {
     console.with_hosts(|hosts| {
         let rec = &hosts.get(host)?.value;
         let p = rec.platform.as_ref()?;
-        let (cpu_model, host_cpu) = match (baseline, rec.accel) {
-            (Some(b), _) => (b, None),
-            (None, Some(Accel::Kvm)) => (HOST_CPU_MODEL.to_string(), Some(p.cpu_name.clone())),
-            (None, _) => (TCG_CPU_MODEL.to_string(), None),
+        let cpu_model = match (baseline, rec.accel) {
+            (Some(b), _) => b.to_string(),
+            (None, Some(Accel::Kvm)) => HOST_CPU_MODEL.to_string(),
+            (None, _) => TCG_CPU_MODEL.to_string(),
         };
         let others: Vec<&HostPlatform> = hosts
             .values()
@@ -70,7 +94,6 @@ pub fn for_new_vm(console: &Console, host: &str) -> Option<VmPlatform> {
             .collect();
         Some(VmPlatform {
             cpu_model,
-            host_cpu,
             machine_type: common_machine_type(p, &others),
         })
     })
@@ -161,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vm_needs_its_model_or_its_host_cpu_and_its_machine_type() {
+    fn a_vm_needs_its_model_or_kvm_and_its_machine_type() {
         let mut n = VmNeeds::default();
         set_needs(&mut n, None, Some("Nehalem-v1"));
         assert_eq!(n.cpu_model.as_deref(), Some("Nehalem-v1"));
@@ -169,12 +192,12 @@ mod tests {
         let mut n = VmNeeds::default();
         let host = VmPlatform {
             cpu_model: HOST_CPU_MODEL.into(),
-            host_cpu: Some("Xeon".into()),
             machine_type: "pc-q35-7.2".into(),
         };
         set_needs(&mut n, Some(&host), Some("Nehalem-v1"));
         assert_eq!(n.cpu_model, None);
-        assert_eq!(n.host_cpu.as_deref(), Some("Xeon"));
+        assert_eq!(n.kvm, Some(true));
+        assert_eq!(n.host_cpu, None, "a cold start takes any KVM host");
         assert_eq!(n.machine_type.as_deref(), Some("pc-q35-7.2"));
     }
 }

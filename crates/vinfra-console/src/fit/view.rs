@@ -33,17 +33,33 @@ pub(super) fn nic_networks(spec: &VmSpec) -> Vec<String> {
     spec.nics.iter().map(|n| n.network.clone()).collect()
 }
 
-/// What VM `spec` (of `platform`) placed for `target` needs of its host ([`needs_of`]); a new
-/// VM needs the cluster's CPU baseline ([`platform::set_needs`]).
+/// What VM `vm` (`spec`, of `platform`) placed for `target` needs of its host ([`needs_of`]):
+/// a new VM the CPU baseline `baseline` ([`platform::set_needs`]); a live move also what its
+/// current host runs it with ([`platform::set_live_needs`]).
 pub(super) fn vm_needs(
     console: &Console,
+    vm: &str,
     spec: &VmSpec,
     platform: Option<&VmPlatform>,
     target: Target<'_>,
+    baseline: Option<&str>,
 ) -> VmNeeds {
     let mut needs = needs_of(console, &nic_networks(spec), platform);
-    if matches!(target, Target::Any | Target::Host(_)) && platform.is_none() {
-        platform::set_needs(&mut needs, None, console.cpu_baseline().as_deref());
+    match target {
+        Target::Any | Target::Host(_) if platform.is_none() => {
+            platform::set_needs(&mut needs, None, baseline);
+        }
+        Target::Migrate(_) | Target::Planned(_) if platform.is_some() => {
+            let source = console.with_vms(|v| v.get(vm).map(|r| r.value.host.clone()));
+            if let Some(source) = source {
+                console.with_hosts(|hosts| {
+                    if let Some(h) = hosts.get(&source) {
+                        platform::set_live_needs(&mut needs, platform, &h.value);
+                    }
+                });
+            }
+        }
+        _ => {}
     }
     needs
 }
@@ -136,6 +152,7 @@ pub(super) fn host_fit(
         underlay_mtu,
         cpu_models: Vec::new(),
         host_cpu: None,
+        kvm: None,
         machine_types: Vec::new(),
         reserve,
     };
@@ -156,7 +173,9 @@ pub(super) struct ClusterView {
 }
 
 impl ClusterView {
-    /// Reads the mirrors; `demand`: with each VM's measured demand (CPU cores and RSS of its
+    /// Reads the mirrors; `demand` (a balancing pass, whose moves are live): with what each
+    /// VM's host runs it with among its needs ([`platform::set_live_needs`]) and each VM's
+    /// measured demand (CPU cores and RSS of its
     /// QEMU in its host's latest report while the host is connected; 0 when not reported).
     pub fn read(console: &Console, demand: bool) -> ClusterView {
         let migrations = console.inflight().migrations();
@@ -201,7 +220,7 @@ impl ClusterView {
             .iter()
             .map(|m| (m.vm.as_str(), m.destination.as_str()))
             .collect();
-        let mut nets: Vec<(String, Vec<String>, Option<VmPlatform>)> = Vec::new();
+        let mut nets: Vec<(String, Vec<String>, Option<VmPlatform>, String)> = Vec::new();
         console.with_vms(|vms| {
             for v in vms.values() {
                 let rec = &v.value;
@@ -229,12 +248,21 @@ impl ClusterView {
                         rec.spec.name.clone(),
                         nic_networks(&rec.spec),
                         rec.platform.clone(),
+                        host.to_string(),
                     ));
                 }
             }
         });
-        for (vm, networks, platform) in nets {
-            let needs = needs_of(console, &networks, platform.as_ref());
+        for (vm, networks, platform, host) in nets {
+            let mut needs = needs_of(console, &networks, platform.as_ref());
+            if demand {
+                // A balancing pass moves VMs live: what their hosts run them with too.
+                console.with_hosts(|recs| {
+                    if let Some(h) = recs.get(&host) {
+                        platform::set_live_needs(&mut needs, platform.as_ref(), &h.value);
+                    }
+                });
+            }
             if !needs.is_empty() {
                 fit.vms.insert(vm, needs);
             }

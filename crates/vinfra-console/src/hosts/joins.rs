@@ -101,8 +101,12 @@ pub fn hello(console: &Console, report: &HostReport, platform: Option<HostPlatfo
         h.address = report.address.clone();
         h.capacity = Some(report.capacity);
         h.accel = Some(report.accel);
+        // A Hello without a platform (QEMU did not answer the agent's questions this time)
+        // keeps the one the same QEMU gave before.
+        if platform.is_some() || h.qemu_version.as_deref() != Some(report.qemu_version.as_str()) {
+            h.platform = platform.clone();
+        }
         h.qemu_version = Some(report.qemu_version.clone());
-        h.platform = platform.clone();
         h.trunk = report.trunk.clone();
         h.underlay_mtu = report.underlay_mtu;
         was_fenced = h.fenced_at.take().is_some();

@@ -54,7 +54,7 @@ pub enum HelloRefused {
         memory_mib: u64,
     },
     /// The CPU models or machine types are not names QEMU gives.
-    #[error("its platform lists more than {MAX_PLATFORM_NAMES} CPU models or machine types, or names that are empty, longer than {MAX_PLATFORM_NAME} bytes or hold control characters")]
+    #[error("its platform lists more than {MAX_PLATFORM_NAMES} CPU models or machine types, names that are empty, longer than {MAX_PLATFORM_NAME} bytes or hold control characters, or a default machine type it does not list")]
     Platform,
 }
 
@@ -147,6 +147,7 @@ fn check_platform(p: &HostPlatform) -> Result<(), HelloRefused> {
         || p.cpu_name.len() > MAX_PLATFORM_NAME
         || p.cpu_name.chars().any(char::is_control)
         || bad(&p.default_machine_type)
+        || !p.machine_types.contains(&p.default_machine_type)
         || p.cpu_models.iter().chain(&p.machine_types).any(bad)
     {
         return Err(HelloRefused::Platform);

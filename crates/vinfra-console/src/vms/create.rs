@@ -69,8 +69,6 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         } else {
             fit::place(console, &name, &spec, None, target).await?
         };
-        // Its CPU model and machine type, from the host chosen: the same wherever it runs.
-        let platform = fit::platform::for_new_vm(console, &placed.host);
         let id = Uuid::new_v4();
         // Addresses and MACs are claimed with the record, in one transaction (a VM without
         // NICs claims none and never waits for the networks).
@@ -101,7 +99,8 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             failed_over: None,
             restarts: 0,
             slot: Some(slot),
-            platform,
+            // Its CPU model and machine type, from the host chosen: the same wherever it runs.
+            platform: placed.platform.clone(),
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
         let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;

@@ -284,6 +284,7 @@ pub fn needs_of(i: usize) -> VmNeeds {
         }),
         cpu_model: None,
         host_cpu: None,
+        kvm: None,
         machine_type: None,
     }
 }

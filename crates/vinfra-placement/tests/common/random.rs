@@ -157,6 +157,7 @@ pub fn caps() -> impl Strategy<Value = HostCaps> {
                 underlay_mtu,
                 cpu_models: if cpu { vec!["v3".into()] } else { Vec::new() },
                 host_cpu: None,
+                kvm: None,
                 machine_types: Vec::new(),
                 reserve: Reserve { vcpus, memory_mib },
             },
@@ -178,6 +179,7 @@ pub fn needs() -> impl Strategy<Value = VmNeeds> {
             }),
             cpu_model: cpu.then(|| "v3".into()),
             host_cpu: None,
+            kvm: None,
             machine_type: None,
         })
 }
