@@ -102,26 +102,7 @@ pub async fn place<'a>(
     platform: Option<&VmPlatform>,
     target: Target<'_>,
 ) -> Result<Placed<'a>, Error> {
-    let mut lock = console.inflight().placement_lock().await;
-    let mut index = caught_up(lock.0.take(), console)?;
-    let baseline = new_vm(target).then(|| console.cpu_baseline()).flatten();
-    let needs = vm_needs(console, vm, spec, platform, target, baseline.as_deref());
-    let decided = index.decide(console, vm, spec, &needs, target);
-    lock.0 = Some(index);
-    let host = decided?;
-    let platform = new_vm(target)
-        .then(|| platform::for_new_vm(console, &host, baseline.as_deref()))
-        .flatten();
-    Ok(Placed {
-        host,
-        platform,
-        _lock: lock,
-    })
-}
-
-/// Whether `target` places a VM being created.
-fn new_vm(target: Target<'_>) -> bool {
-    matches!(target, Target::Any | Target::Host(_))
+    place_with(console, vm, spec, platform, target, false).await
 }
 
 /// [`place`] for a power-on (a create that starts, a start of a stopped VM), then admission
@@ -134,23 +115,42 @@ pub async fn place_and_admit<'a>(
     platform: Option<&VmPlatform>,
     target: Target<'_>,
 ) -> Result<Placed<'a>, Error> {
+    place_with(console, vm, spec, platform, target, true).await
+}
+
+/// Whether `target` places a VM being created.
+fn new_vm(target: Target<'_>) -> bool {
+    matches!(target, Target::Any | Target::Host(_))
+}
+
+/// [`place`], and with `admit` [`place_and_admit`]: one decision under the placement lock; a
+/// new VM gets its platform on the host chosen, under the baseline its placement used.
+async fn place_with<'a>(
+    console: &'a Console,
+    vm: &str,
+    spec: &VmSpec,
+    platform: Option<&VmPlatform>,
+    target: Target<'_>,
+    admit: bool,
+) -> Result<Placed<'a>, Error> {
     let mut lock = console.inflight().placement_lock().await;
     let mut index = caught_up(lock.0.take(), console)?;
     let baseline = new_vm(target).then(|| console.cpu_baseline()).flatten();
-    let needs = vm_needs(console, vm, spec, platform, target, baseline.as_deref());
+    let mut needs = vm_needs(console, vm, spec, platform, target, baseline.as_deref());
     let decided = index
         .decide(console, vm, spec, &needs, target)
         .and_then(|host| {
-            // A new VM is admitted with the platform it gets there: admission plans its
-            // restarts with what it will need then.
             let created = new_vm(target)
                 .then(|| platform::for_new_vm(console, &host, baseline.as_deref()))
                 .flatten();
-            let needs = match &created {
-                Some(p) => needs_of(console, &nic_networks(spec), Some(p)),
-                None => needs,
-            };
-            index.admit(console, vm, spec, needs, &host)?;
+            if admit {
+                // A new VM is admitted with the platform it gets there: admission plans its
+                // restarts with what it will need then.
+                if let Some(p) = &created {
+                    platform::set_needs(&mut needs, Some(p), None);
+                }
+                index.admit(console, vm, spec, needs, &host)?;
+            }
             Ok((host, created))
         });
     lock.0 = Some(index);
