@@ -18,6 +18,7 @@
 //! - [`flows`]: flow visibility: the flows query and its rows, the flow settings.
 //! - [`ha`]: high availability: a VM's restart policy, the cluster's HA settings, fence
 //!   commands and what a fence did.
+//! - [`task`]: tasks, how the API follows an operation that takes long.
 //! - [`error`]: how every process prints an error and its sources ([`error::chain`]).
 #![deny(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub mod network;
 pub mod qos;
 pub mod router;
 pub mod security_group;
+pub mod task;
 pub mod vm;
 
 pub use api::Problem;
