@@ -26,13 +26,16 @@ use vinfra_types::router::{
 use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
+use vinfra_types::task::{Task, TaskFilter, TaskKind};
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use crate::error::{Error, ErrorKind};
 pub use crate::state::{TokenHolder, TokenRefusal};
 
 use crate::state::{events, Console};
-use crate::{balancing, ha, hosts, migration, networks, routers, rules, security_groups, vms};
+use crate::{
+    balancing, ha, hosts, migration, networks, routers, rules, security_groups, tasks, vms,
+};
 
 /// Everything the console can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -347,6 +350,23 @@ pub enum Command {
         /// The floating IP, `A.B.C.D`.
         ip: String,
     },
+    /// The tasks kept, or those `filter` lets through.
+    ListTasks {
+        /// Which tasks.
+        filter: TaskFilter,
+    },
+    /// One task; with `wait_s`, once it has ended or after that many seconds.
+    ShowTask {
+        /// The task.
+        id: u64,
+        /// Seconds to wait for its end (0–60).
+        wait_s: Option<u64>,
+    },
+    /// Cancel a task (where its operation allows it).
+    CancelTask {
+        /// The task.
+        id: u64,
+    },
 }
 
 /// What a command returns.
@@ -437,8 +457,22 @@ pub enum Reply {
     FloatingIps(Vec<FloatingIpSummary>),
     /// A floating IP was added (`AddFloatingIp`).
     FloatingIpCreated(FloatingIpSummary),
+    /// Tasks (`ListTasks`).
+    Tasks(Vec<Task>),
+    /// One task (`ShowTask`, `CancelTask`).
+    Task(Task),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
+}
+
+/// What [`ConsoleApi::submit`] answers: the reply of a command that is not run as a task, or
+/// the task of one that is (accepted; maybe ended already).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// The command ran to its end.
+    Done(Reply),
+    /// The command was accepted and runs (or ran) as this task.
+    Task(Task),
 }
 
 /// What a transport needs of the console: find who a bearer token is, run a command on their
@@ -456,6 +490,24 @@ pub trait ConsoleApi: Send + Sync + 'static {
     /// The token whose secret `token` is, with its role; or why it is refused (unknown,
     /// expired, revoked).
     fn authenticate(&self, token: &str) -> Result<TokenHolder, TokenRefusal>;
+
+    /// Runs one command on behalf of `actor`, as a task when it is one of the long operations
+    /// (docs/design.md, "Tasks"): answers once the operation has passed its checks, with its
+    /// task; a refusal before that is the error. Other commands run as [`Self::execute`]
+    /// runs them (the default, for a console without tasks).
+    fn submit(
+        self: &Arc<Self>,
+        actor: Actor,
+        command: Command,
+    ) -> impl Future<Output = Result<Submitted, Error>> + Send {
+        async move { self.execute(actor, command).await.map(Submitted::Done) }
+    }
+
+    /// Every change of a task from now on (`GET /api/v1/tasks/stream`); `None` for a console
+    /// without tasks.
+    fn task_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Task>> {
+        None
+    }
 }
 
 impl ConsoleApi for Console {
@@ -465,6 +517,59 @@ impl ConsoleApi for Console {
 
     fn authenticate(&self, token: &str) -> Result<TokenHolder, TokenRefusal> {
         self.authenticate_token(token)
+    }
+
+    async fn submit(self: &Arc<Self>, actor: Actor, command: Command) -> Result<Submitted, Error> {
+        let Some((kind, target, follow_s)) = task_of(&command) else {
+            return self.execute(actor, command).await.map(Submitted::Done);
+        };
+        let c = self.clone();
+        let a = actor.clone();
+        let work = async move { dispatch(&c, &a, command).await.map(|r| result_of(&r)) };
+        tasks::run(self, actor, kind, target, follow_s, work)
+            .await
+            .map(Submitted::Task)
+    }
+
+    fn task_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Task>> {
+        Some(self.tasks().subscribe())
+    }
+}
+
+/// The task a command runs as (its kind, target and how long a restarted console follows
+/// it), if it is one of the long operations.
+fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
+    const DEFAULT: u64 = crate::state::tasks::FOLLOW_AFTER_RESTART.as_secs();
+    const MIGRATION: u64 = 600;
+    Some(match command {
+        Command::CreateVm { request } => (TaskKind::VmCreate, request.spec.name.clone(), DEFAULT),
+        Command::StartVm { name } => (TaskKind::VmStart, name.clone(), DEFAULT),
+        Command::StopVm { name, request } => (
+            TaskKind::VmStop,
+            name.clone(),
+            request
+                .timeout_s
+                .unwrap_or(vinfra_types::vm::STOP_TIMEOUT_DEFAULT_S)
+                .saturating_add(30),
+        ),
+        Command::RebootVm { name } => (TaskKind::VmReboot, name.clone(), DEFAULT),
+        Command::DeleteVm { name, .. } => (TaskKind::VmDelete, name.clone(), DEFAULT),
+        Command::MigrateVm { name, .. } => (TaskKind::VmMigrate, name.clone(), MIGRATION),
+        Command::ApplyRecommendation { id } => {
+            (TaskKind::RecommendationApply, id.to_string(), MIGRATION)
+        }
+        Command::FenceHost { name, .. } => (TaskKind::HostFence, name.clone(), DEFAULT),
+        _ => return None,
+    })
+}
+
+/// A task's `result`: the reply of its operation as JSON (none for a delete).
+fn result_of(reply: &Reply) -> Option<serde_json::Value> {
+    match reply {
+        Reply::Vm(v) | Reply::VmCreated(v) => serde_json::to_value(v).ok(),
+        Reply::Migration(p) | Reply::MigrationStarted(p) => serde_json::to_value(p).ok(),
+        Reply::Fenced(f) => serde_json::to_value(f).ok(),
+        _ => None,
     }
 }
 
@@ -504,7 +609,12 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::StopVm { name, request } => Reply::Vm(vms::power::stop(c, &name, request).await?),
         Command::RebootVm { name } => Reply::Vm(vms::power::reboot(c, &name).await?),
         Command::MigrateVm { name, request } => {
-            Reply::MigrationStarted(migration::start(c, &name, request).await?)
+            let first = migration::start(c, &name, request).await?;
+            if crate::state::tasks::current().is_none() {
+                return Ok(Reply::MigrationStarted(first));
+            }
+            crate::state::tasks::accepted();
+            Reply::Migration(tasks::follow_migration(c, &name).await?)
         }
         Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
         Command::CancelMigration { name } => Reply::Migration(migration::cancel(c, &name).await?),
@@ -528,7 +638,13 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
         Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),
         Command::ApplyRecommendation { id } => {
-            Reply::MigrationStarted(balancing::apply::apply_recommendation(c, id).await?)
+            let first = balancing::apply::apply_recommendation(c, id).await?;
+            if crate::state::tasks::current().is_none() {
+                return Ok(Reply::MigrationStarted(first));
+            }
+            crate::state::tasks::say(tasks::migrating(&first));
+            crate::state::tasks::accepted();
+            Reply::Migration(tasks::follow_migration(c, &first.vm).await?)
         }
         Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
         Command::CreateNetwork { request } => {
@@ -610,5 +726,8 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             routers::floating::delete(c, &vm, &ip).await?;
             Reply::Done
         }
+        Command::ListTasks { filter } => Reply::Tasks(tasks::list(c, &filter)),
+        Command::ShowTask { id, wait_s } => Reply::Task(tasks::show(c, id, wait_s).await?),
+        Command::CancelTask { id } => Reply::Task(tasks::cancel(c, id, actor.clone())?),
     })
 }

@@ -7,6 +7,8 @@
 //!   [`interface::Reply`]s; problem+json errors; bearer-token auth; the OpenAPI document;
 //! - [`interface`]: [`interface::Command`], [`interface::Reply`], the
 //!   [`interface::ConsoleApi`] trait and its implementation for the console;
+//! - [`tasks`]: long operations run as tasks, and the tasks a restart interrupted followed
+//!   to their end;
 //! - [`controllers`]: reconcile loops (the VM controller, the switch controller);
 //! - [`balancing`]: the balancer task, its passes, recommendations;
 //! - [`migration`]: live-migration orchestration;
@@ -55,6 +57,7 @@ pub mod routers;
 pub mod rules;
 pub mod security_groups;
 pub mod state;
+pub mod tasks;
 pub mod vms;
 
 use std::net::SocketAddr;
@@ -632,6 +635,7 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     if let Err(e) = migration::resume_all(&console) {
         tracing::error!("resuming migrations: {}", Chain(&e));
     }
+    crate::tasks::follow_unended(&console);
 
     let handle = axum_server::Handle::new();
     let limits = &config.api_limits;

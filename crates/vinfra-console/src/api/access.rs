@@ -5,7 +5,7 @@
 //! - `viewer`: every read, but the API tokens and a VM's serial console;
 //! - `operator`: the workloads: VMs (create, change, delete, power, migrate, NICs, serial
 //!   console), networks, security groups, routers (interfaces, routes, uplinks), floating IPs,
-//!   applying one of the balancer's recommendations (a migration);
+//!   applying one of the balancer's recommendations (a migration), cancelling a task;
 //! - `admin`: the cluster: hosts (change, maintenance, fence, remove, join tokens), the
 //!   cluster settings (ratios, balancing, HA, flows), placement rules, running a balancing
 //!   pass, API tokens.
@@ -33,6 +33,9 @@ pub fn required_role(method: &str, path: &str) -> Option<Role> {
             | "/vms/{name}/migration"
             | "/vms/{name}/counters"
             | "/events"
+            | "/tasks"
+            | "/tasks/{id}"
+            | "/tasks/stream"
             | "/revoked-certificates"
             | "/flows"
             | "/rules"
@@ -61,6 +64,8 @@ pub fn required_role(method: &str, path: &str) -> Option<Role> {
             "/vms/{name}/start" | "/vms/{name}/stop" | "/vms/{name}/reboot" | "/vms/{name}/migrate",
         )
         | ("DELETE", "/vms/{name}/migration")
+        // Cancelling a task: the operations that can be cancelled are the operator's.
+        | ("DELETE", "/tasks/{id}")
         | ("PATCH", "/vms/{name}/nics/{index}")
         | ("POST", "/vms/{name}/floating-ips")
         | ("DELETE", "/vms/{name}/floating-ips/{ip}")

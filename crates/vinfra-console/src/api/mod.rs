@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod pages;
 pub mod problem;
 pub mod routes;
+pub mod task_routes;
 pub mod token_routes;
 
 use std::sync::Arc;
@@ -78,6 +79,12 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route("/vms/{name}/console", get(routes::console_log::<A>))
         .route("/events", get(routes::list_events::<A>))
+        .route("/tasks", get(task_routes::list_tasks::<A>))
+        .route("/tasks/stream", get(task_routes::stream_tasks::<A>))
+        .route(
+            "/tasks/{id}",
+            get(task_routes::show_task::<A>).delete(task_routes::cancel_task::<A>),
+        )
         .route(
             "/revoked-certificates",
             get(routes::list_revoked_certificates::<A>),

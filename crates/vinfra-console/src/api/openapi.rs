@@ -15,6 +15,7 @@ use vinfra_types::auth::Role;
 use super::access;
 use super::flow_routes;
 use super::routes;
+use super::task_routes;
 use super::token_routes;
 
 /// Adds the bearer-token security scheme and requires it everywhere.
@@ -239,6 +240,8 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::start_vm, routes::stop_vm, routes::reboot_vm,
         routes::migrate_vm, routes::show_migration, routes::cancel_migration,
         routes::console_log, routes::list_events, routes::list_revoked_certificates,
+        task_routes::list_tasks, task_routes::show_task, task_routes::cancel_task,
+        task_routes::stream_tasks,
         flow_routes::top_flows,
         routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
         routes::show_ha, routes::drs_status, routes::drs_run, routes::list_recommendations,
@@ -305,6 +308,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::flows::FlowReport, vinfra_types::flows::FlowRow,
         vinfra_types::flows::FlowGrouping, vinfra_types::flows::TrafficDirection,
         vinfra_types::flows::FlowSettings,
+        vinfra_types::task::Task, vinfra_types::task::TaskKind, vinfra_types::task::TaskState,
     )),
     modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts),
 )]

@@ -97,24 +97,9 @@ pub fn problem(status: StatusCode, kind: &str, detail: String) -> Response {
     resp
 }
 
-/// The HTTP status of a problem kind (docs/design.md, "REST API").
+/// The HTTP status of a problem kind (docs/design.md, "REST API"; [`ErrorKind::status`]).
 pub fn http_status(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict
-        | ErrorKind::InsufficientCapacity
-        | ErrorKind::HostUnavailable
-        | ErrorKind::RuleConflict
-        | ErrorKind::HaReserve => StatusCode::CONFLICT,
-        ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => {
-            StatusCode::BAD_GATEWAY
-        }
-        ErrorKind::HostDisconnected => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::AgentTimeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for ApiError {

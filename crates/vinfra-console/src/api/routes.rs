@@ -11,7 +11,7 @@ use vinfra_types::api::{
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::ha::{FenceOutcome, HaStatus};
+use vinfra_types::ha::HaStatus;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
 };
@@ -22,6 +22,7 @@ use vinfra_types::router::{
 use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
+use vinfra_types::task::Task;
 use vinfra_types::{HostSummary, MigrationProgress, Problem, VmSummary};
 
 use super::extract::{
@@ -30,7 +31,7 @@ use super::extract::{
 };
 use super::pages::{self, PageQuery, VmListQuery};
 use super::problem::ApiError;
-use crate::interface::{Command, ConsoleApi, Reply};
+use crate::interface::{Command, ConsoleApi, Reply, Submitted};
 
 /// Runs one command and renders its reply: 200 with the body, 201 for what was created, 202 for
 /// a migration started, 204 when there is nothing to show.
@@ -41,6 +42,27 @@ pub(super) async fn run<A: ConsoleApi>(
     let Caller(console, actor) = caller;
     let reply = console.execute(actor.clone(), command).await?;
     Ok(render(reply))
+}
+
+/// Runs a command that may be answered with a task ([`ConsoleApi::submit`]): 202 Accepted
+/// with the task and its `Location`, or its refusal; a command that is not a task renders as
+/// [`run`] renders it.
+pub(super) async fn submit<A: ConsoleApi>(
+    caller: &Caller<A>,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let Caller(console, actor) = caller;
+    Ok(match console.submit(actor.clone(), command).await? {
+        Submitted::Done(reply) => render(reply),
+        Submitted::Task(task) => {
+            let location = format!("/api/v1/tasks/{}", task.id);
+            let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(axum::http::header::LOCATION, v);
+            }
+            resp
+        }
+    })
 }
 
 /// Runs a list command and renders the page `query` asks for ([`pages`]): the whole list
@@ -66,6 +88,7 @@ pub(super) async fn list<A: ConsoleApi>(
         Reply::SecurityGroups(v) => pages::answer(v, |g| name(&g.group.name), page, path),
         Reply::Routers(v) => pages::answer(v, |r| name(&r.name), page, path),
         Reply::FloatingIps(v) => pages::answer(v, |f| pages::address_key(&f.ip), page, path),
+        Reply::Tasks(v) => pages::answer(v, |t| pages::number_key(t.id), page, path),
         other => render(other),
     })
 }
@@ -116,6 +139,8 @@ fn render(reply: Reply) -> Response {
         Reply::Uplink(v) => Json(v).into_response(),
         Reply::FloatingIps(v) => Json(v).into_response(),
         Reply::FloatingIpCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::Tasks(v) => Json(v).into_response(),
+        Reply::Task(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     }
 }
@@ -193,13 +218,13 @@ pub async fn update_host<A: ConsoleApi>(
 /// out of time is 502 (`fence-failed`, with the tail of its output). Every fence is in the
 /// event log.
 #[utoipa::path(post, path = "/api/v1/hosts/{name}/fence", tag = "hosts", params(("name" = String, Path, description = "host name"), FenceQuery),
-    responses((status = 200, description = "the host is fenced", body = FenceOutcome), (status = 409, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the fence's outcome", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem)))]
 pub async fn fence_host<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<FenceQuery>,
 ) -> Result<Response, ApiError> {
-    run(
+    submit(
         &c,
         Command::FenceHost {
             name,
@@ -266,13 +291,13 @@ pub async fn list_vms<A: ConsoleApi>(
 
 /// Places and creates a VM (and starts it unless `start` is false).
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmRequest,
-    responses((status = 201, description = "the created VM", body = VmSummary), (status = 404, body = Problem),
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn create_vm<A: ConsoleApi>(
     c: Caller<A>,
     ApiJson(request): ApiJson<CreateVmRequest>,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::CreateVm { request }).await
+    submit(&c, Command::CreateVm { request }).await
 }
 
 /// One VM.
@@ -302,13 +327,13 @@ pub async fn update_vm<A: ConsoleApi>(
 /// Deletes a stopped VM with its disks. A VM that should run is refused (409) unless
 /// `force=true`, which stops it at once first.
 #[utoipa::path(delete, path = "/api/v1/vms/{name}", tag = "vms", params(("name" = String, Path, description = "VM name"), ForceQuery),
-    responses((status = 204, description = "deleted"), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_vm<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ForceQuery>,
 ) -> Result<Response, ApiError> {
-    run(
+    submit(
         &c,
         Command::DeleteVm {
             name,
@@ -320,47 +345,47 @@ pub async fn delete_vm<A: ConsoleApi>(
 
 /// Starts a stopped VM on its host.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/start", tag = "vms", params(("name" = String, Path, description = "VM name")),
-    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn start_vm<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::StartVm { name }).await
+    submit(&c, Command::StartVm { name }).await
 }
 
 /// Stops a VM: ACPI power-off, then kill after `timeout_s`; at once with `force`.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/stop", tag = "vms", params(("name" = String, Path, description = "VM name")),
     request_body(content = Option<StopVmRequest>, description = "optional; an empty body stops gracefully with the default timeout"),
-    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn stop_vm<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<StopVmRequest>,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::StopVm { name, request }).await
+    submit(&c, Command::StopVm { name, request }).await
 }
 
 /// Resets a running VM.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/reboot", tag = "vms", params(("name" = String, Path, description = "VM name")),
-    responses((status = 200, description = "the VM as its host left it", body = VmSummary), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn reboot_vm<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::RebootVm { name }).await
+    submit(&c, Command::RebootVm { name }).await
 }
 
 /// Starts a live migration (to the host in `to`, else one placement picks); follow it with
 /// `GET /api/v1/vms/{name}/migration`.
 #[utoipa::path(post, path = "/api/v1/vms/{name}/migrate", tag = "migration", params(("name" = String, Path, description = "VM name")),
     request_body(content = Option<MigrateVmRequest>, description = "optional; an empty body lets placement pick the destination"),
-    responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends with the migration; its result: the last progress", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn migrate_vm<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<MigrateVmRequest>,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::MigrateVm { name, request }).await
+    submit(&c, Command::MigrateVm { name, request }).await
 }
 
 /// Progress of the VM's current or last migration.
@@ -456,7 +481,7 @@ pub async fn show_rule<A: ConsoleApi>(
 
 /// Deletes a placement rule.
 #[utoipa::path(delete, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
-    responses((status = 204, description = "deleted")))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
 pub async fn delete_rule<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -509,12 +534,12 @@ pub async fn list_recommendations<A: ConsoleApi>(
 /// `GET /api/v1/vms/{vm}/migration`.
 #[utoipa::path(post, path = "/api/v1/drs/recommendations/{id}/apply", tag = "balancing",
     params(("id" = u64, Path, description = "recommendation id")),
-    responses((status = 202, description = "the migration started", body = MigrationProgress), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends with the migration; its result: the last progress", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn apply_recommendation<A: ConsoleApi>(
     c: Caller<A>,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::ApplyRecommendation { id }).await
+    submit(&c, Command::ApplyRecommendation { id }).await
 }
 
 /// Every logical network with its ports, in name order.
@@ -552,7 +577,7 @@ pub async fn show_network<A: ConsoleApi>(
 
 /// Deletes a logical network; refused (409, naming the VMs) while a VM has a NIC on it.
 #[utoipa::path(delete, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
-    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn delete_network<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -678,7 +703,7 @@ pub async fn security_group_counters<A: ConsoleApi>(
 /// Deletes a security group; refused (409, naming them) while NICs are in it or other groups'
 /// rules name it as their remote.
 #[utoipa::path(delete, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
-    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn delete_security_group<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -702,7 +727,7 @@ pub async fn add_sg_rule<A: ConsoleApi>(
 /// Deletes rule `id` of a security group.
 #[utoipa::path(delete, path = "/api/v1/security-groups/{name}/rules/{id}", tag = "security-groups",
     params(("name" = String, Path, description = "security group name"), ("id" = u32, Path, description = "rule id")),
-    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn delete_sg_rule<A: ConsoleApi>(
     c: Caller<A>,
     NameNumberPath(group, id): NameNumberPath,
@@ -747,7 +772,7 @@ pub async fn show_router<A: ConsoleApi>(
 
 /// Deletes a router; refused (409, naming them) while networks are attached to it.
 #[utoipa::path(delete, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
-    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn delete_router<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -805,7 +830,7 @@ pub async fn add_route<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/routers/{name}/routes/{addr}/{len}", tag = "routers",
     params(("name" = String, Path, description = "router name"), ("addr" = String, Path, description = "the prefix's address, A.B.C.D"),
         ("len" = u8, Path, description = "the prefix's length, 0 to 32")),
-    responses((status = 204, description = "deleted")))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
 pub async fn delete_route<A: ConsoleApi>(
     c: Caller<A>,
     NamePrefixPath(router, prefix): NamePrefixPath,
@@ -871,7 +896,7 @@ pub async fn add_floating_ip<A: ConsoleApi>(
 /// Deletes the VM's floating IP `{ip}` (404 when it has none such).
 #[utoipa::path(delete, path = "/api/v1/vms/{name}/floating-ips/{ip}", tag = "routers",
     params(("name" = String, Path, description = "VM name"), ("ip" = String, Path, description = "the floating IP, A.B.C.D")),
-    responses((status = 204, description = "deleted")))]
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
 pub async fn delete_floating_ip<A: ConsoleApi>(
     c: Caller<A>,
     NameAddressPath(vm, ip): NameAddressPath,

@@ -94,4 +94,7 @@ pub enum RecordError {
     /// Every VM slot (2^32) was handed out.
     #[error("every VM slot was handed out")]
     SlotsExhausted,
+    /// A task was published after it was discarded (or pruned).
+    #[error("task {0} is not kept")]
+    TaskGone(u64),
 }

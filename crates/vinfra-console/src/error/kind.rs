@@ -26,6 +26,8 @@ pub enum Object {
     Router,
     /// An API token.
     Token,
+    /// A task.
+    Task,
 }
 
 impl fmt::Display for Object {
@@ -40,6 +42,7 @@ impl fmt::Display for Object {
             Object::SecurityGroup => "security group",
             Object::Router => "router",
             Object::Token => "token",
+            Object::Task => "task",
         })
     }
 }
@@ -121,6 +124,38 @@ impl ErrorKind {
             ErrorKind::FenceFailed => "fence-failed",
             ErrorKind::HaReserve => "ha-reserve",
             ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Its HTTP status (docs/design.md, "REST API").
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict
+            | ErrorKind::InsufficientCapacity
+            | ErrorKind::HostUnavailable
+            | ErrorKind::RuleConflict
+            | ErrorKind::HaReserve => 409,
+            ErrorKind::InvalidRule | ErrorKind::InvalidStartAfter => 422,
+            ErrorKind::AgentError | ErrorKind::AgentConnectionLost | ErrorKind::FenceFailed => 502,
+            ErrorKind::HostDisconnected => 503,
+            ErrorKind::AgentTimeout => 504,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// Its status's reason phrase (a problem's `title`).
+    pub fn title(self) -> &'static str {
+        match self.status() {
+            400 => "Bad Request",
+            404 => "Not Found",
+            409 => "Conflict",
+            422 => "Unprocessable Entity",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            _ => "Internal Server Error",
         }
     }
 }

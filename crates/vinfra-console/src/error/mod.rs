@@ -246,6 +246,51 @@ pub enum Error {
         /// The VM.
         vm: String,
     },
+    /// The VM's migration was cancelled before its switchover.
+    #[error("the migration of VM '{vm}' was cancelled; it runs on {host}")]
+    MigrationCancelled {
+        /// The VM.
+        vm: String,
+        /// Where it runs (the migration's source).
+        host: String,
+    },
+    /// The VM's migration failed.
+    #[error("the migration of VM '{vm}' from {source_host} to {destination} failed: {reason}")]
+    MigrationFailed {
+        /// The VM.
+        vm: String,
+        /// The migration's source.
+        source_host: String,
+        /// The migration's destination.
+        destination: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The task has ended.
+    #[error("task {id} has ended ({state}); there is nothing to cancel")]
+    TaskEnded {
+        /// The task.
+        id: u64,
+        /// How it ended.
+        state: vinfra_types::task::TaskState,
+    },
+    /// The console restarted while the task ran, and what the cluster shows since does not
+    /// tell that it succeeded.
+    #[error("task {task}: the console restarted while it ran; {what}")]
+    TaskInterrupted {
+        /// The task.
+        task: u64,
+        /// What the cluster shows.
+        what: String,
+    },
+    /// The task's operation cannot be cancelled.
+    #[error("task {id} ({kind}) cannot be cancelled: only a migration can, before its switchover")]
+    TaskNotCancellable {
+        /// The task.
+        id: u64,
+        /// What it does.
+        kind: vinfra_types::task::TaskKind,
+    },
     /// The VM's desired power state does not allow the operation.
     #[error("VM '{vm}' is {}; only {} VMs {op}", state_word(.state), state_word(.wanted))]
     WrongState {
@@ -622,6 +667,17 @@ impl Error {
         }
     }
 
+    /// This failure as the problem+json body the API answers it with.
+    pub fn problem(&self) -> vinfra_types::Problem {
+        let kind = self.kind();
+        vinfra_types::Problem {
+            kind: format!("/problems/{}", kind.as_str()),
+            title: kind.title().to_string(),
+            status: kind.status(),
+            detail: vinfra_types::error::chain(self),
+        }
+    }
+
     /// The problem kind (and so the HTTP status) of this failure.
     pub fn kind(&self) -> ErrorKind {
         use ErrorKind as K;
@@ -654,6 +710,9 @@ impl Error {
             | Error::VmBusy { .. }
             | Error::Migrating { .. }
             | Error::NotMigrating { .. }
+            | Error::MigrationCancelled { .. }
+            | Error::TaskEnded { .. }
+            | Error::TaskNotCancellable { .. }
             | Error::WrongState { .. }
             | Error::LiveElsewhere { .. }
             | Error::AlreadyOn { .. }
@@ -726,6 +785,8 @@ impl Error {
                 RequestError::ConnectionLost { .. } => K::AgentConnectionLost,
                 RequestError::Agent { .. } => K::AgentError,
             },
+            Error::MigrationFailed { .. } => K::AgentError,
+            Error::TaskInterrupted { .. } => K::Internal,
             Error::Store(_) | Error::Pki(_) | Error::CorruptNetwork { .. } | Error::Restart(_) => {
                 K::Internal
             }

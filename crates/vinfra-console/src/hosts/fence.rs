@@ -28,6 +28,7 @@ use nix::unistd::Pid;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::HostStatus;
 
+use crate::state::tasks;
 use crate::error::{Error, FenceCommandError};
 use crate::state::records::now_s;
 use crate::state::{lock, Console};
@@ -52,11 +53,18 @@ pub async fn fence(console: &Arc<Console>, host: &str, force: bool) -> Result<Fe
             host: host.to_string(),
         });
     }
+    if console.host(host)?.value.fence_command.is_none() {
+        return Err(Error::NoFenceCommand {
+            host: host.to_string(),
+        });
+    }
     let reason = if force {
         "asked by the operator, with force"
     } else {
         "asked by the operator"
     };
+    tasks::say(format!("running the fence command of host {host}"));
+    tasks::accepted();
     console.fence_host(host, reason).await
 }
 

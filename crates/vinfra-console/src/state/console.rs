@@ -77,6 +77,10 @@ pub struct Console {
     ha: super::ha::HaBoard,
     flows: super::flows::FlowStore,
     report_refusals: super::refusals::ReportRefusals,
+    tasks: Arc<super::tasks::TaskBoard>,
+    /// The tasks the store held unended at load (the console stopped while they ran), until
+    /// the follower takes them.
+    unended_tasks: std::sync::Mutex<Vec<super::tasks::TaskRecord>>,
     source_lost_after: Duration,
     create_timeout: Duration,
     fence_timeout: Duration,
@@ -106,6 +110,7 @@ impl Console {
             .unwrap_or_default();
         let events = EventLog::load(store.as_ref())?;
         let tokens = super::token_mirror::TokenMirror::load(store.as_ref())?;
+        let (tasks, unended_tasks) = super::tasks::TaskBoard::load(store.clone())?;
         let mut markers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for kv in store.range(keys::CLEANUPS)?.0 {
             if let Some(vm) = keys::cleanup_vm(&kv.key) {
@@ -130,6 +135,8 @@ impl Console {
             ha: super::ha::HaBoard::default(),
             flows: super::flows::FlowStore::default(),
             report_refusals: Default::default(),
+            tasks: Arc::new(tasks),
+            unended_tasks: std::sync::Mutex::new(unended_tasks),
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
@@ -150,6 +157,17 @@ impl Console {
     /// The hosts' flows of the last hour.
     pub fn flow_store(&self) -> &super::flows::FlowStore {
         &self.flows
+    }
+
+    /// The tasks kept.
+    pub fn tasks(&self) -> &Arc<super::tasks::TaskBoard> {
+        &self.tasks
+    }
+
+    /// The tasks the store held unended when the console loaded (once: the follower takes
+    /// them).
+    pub fn take_unended_tasks(&self) -> Vec<super::tasks::TaskRecord> {
+        std::mem::take(&mut *super::locks::lock(&self.unended_tasks))
     }
 
     /// What the HA controller last concluded about each host.

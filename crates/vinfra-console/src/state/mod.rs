@@ -15,6 +15,8 @@
 //! - [`flows`]: the hosts' flows in one-minute buckets (the last hour), grouped on demand;
 //! - [`ha`]: what the HA controller last concluded about each host;
 //! - `underlay.rs`: every host's underlay address ([`UnderlayIndex`]), for switch configurations;
+//! - [`tasks`]: the tasks (long operations the API answered with one) and what their
+//!   operations tell them;
 //! - [`slots`]: the VMs' slots, from which hosts derive the users their QEMUs run as.
 
 mod console;
@@ -26,6 +28,7 @@ mod locks;
 pub mod records;
 pub mod refusals;
 pub mod slots;
+pub mod tasks;
 mod token_mirror;
 pub mod tokens;
 mod underlay;

@@ -74,6 +74,8 @@ pub const REVOKED_CERTS: &str = "/vinfra/revoked-certificates/";
 
 /// Most events kept in the history.
 pub const MAX_EVENTS: usize = 1000;
+/// Prefix of the tasks, by their id (20 digits, so that keys sort as numbers).
+pub const TASKS: &str = "/vinfra/tasks/";
 
 /// The record of host `name`.
 pub fn host_key(name: &str) -> String {
@@ -94,6 +96,10 @@ pub fn migration_key(vm: &str) -> String {
 /// Event number `seq` (20 digits, so keys sort by number).
 pub fn event_key(seq: u64) -> String {
     format!("{EVENTS}{seq:020}")
+}
+/// The task `id`.
+pub fn task_key(id: u64) -> String {
+    format!("{TASKS}{id:020}")
 }
 /// The placement rule `name`.
 pub fn rule_key(name: &str) -> String {

@@ -11,6 +11,7 @@ use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
 use super::{cleanups, ha, views};
+use crate::state::tasks;
 use crate::error::{Error, Object};
 use crate::fit::{self, Target};
 use crate::networks::{ipam, push};
@@ -112,6 +113,8 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         Ok(done) => done?,
         Err(e) => return Err(StoreError::NotDurable(format!("waiting for the disk: {e}")).into()),
     }
+    tasks::say(format!("creating the VM on host {}", rec.host));
+    tasks::accepted();
     if !rec.spec.nics.is_empty() {
         // The host's switch must know the VM's networks before the agent attaches its NICs.
         if let Err(e) = push::push(console, &rec.host).await {

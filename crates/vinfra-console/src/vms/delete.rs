@@ -10,6 +10,7 @@ use super::{cleanups, ha};
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::state::events::event;
+use crate::state::tasks;
 use crate::state::records::{self as keys, CleanupReason, DesiredPower};
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
@@ -30,13 +31,16 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
             host: rec.host.clone(),
         });
     }
-    let leave = if console.agents().status(&rec.host) != HostStatus::Connected {
-        if !force {
-            return Err(Error::DisksUnreachable {
-                vm: name.to_string(),
-                host: rec.host.clone(),
-            });
-        }
+    let connected = console.agents().status(&rec.host) == HostStatus::Connected;
+    if !connected && !force {
+        return Err(Error::DisksUnreachable {
+            vm: name.to_string(),
+            host: rec.host.clone(),
+        });
+    }
+    tasks::say(format!("deleting the VM and its disks on host {}", rec.host));
+    tasks::accepted();
+    let leave = if !connected {
         // The VM may still run there: it is removed when the host reconnects.
         Some(CleanupReason::ForcedDelete)
     } else {

@@ -12,6 +12,7 @@ use super::views;
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::fit::{self, Target};
+use crate::state::tasks;
 use crate::state::records::{now_s, DesiredPower};
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
@@ -72,6 +73,8 @@ pub async fn start(console: &Console, name: &str) -> Result<VmSummary, Error> {
             placed: rec.host,
         });
     }
+    tasks::say(format!("starting the VM on host {}", rec.host));
+    tasks::accepted();
     let cmd = if console.agents().host_knows(&rec.host, rec.id) {
         AgentCommand::StartVm {
             id: rec.id,
@@ -130,6 +133,16 @@ pub async fn stop(
         force: request.force,
         timeout_s,
     };
+    tasks::say(if request.force {
+        format!("powering the VM off on host {}", rec.host)
+    } else {
+        format!(
+            "waiting up to {timeout_s} s for the guest to shut down, then powering it off \
+             (host {})",
+            rec.host
+        )
+    });
+    tasks::accepted();
     let wait = Duration::from_secs(timeout_s) + SHORT_TIMEOUT;
     match console.agents().request(&rec.host, cmd, wait).await {
         Ok(reply) => {
@@ -149,6 +162,7 @@ pub async fn stop(
                 _ if request.force => "powered off".to_string(),
                 _ => "stopped".to_string(),
             };
+            tasks::say(&what);
             console.event("vm", name, what);
             Ok(views::after(console, &rec, Some(reply)))
         }
@@ -178,6 +192,8 @@ pub async fn reboot(console: &Console, name: &str) -> Result<VmSummary, Error> {
             op: "reboot",
         });
     }
+    tasks::say(format!("resetting the VM on host {}", rec.host));
+    tasks::accepted();
     let reply = console
         .agents()
         .request(

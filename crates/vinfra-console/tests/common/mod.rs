@@ -76,7 +76,74 @@ impl TestConsole {
         self.call_with(method, path, body, Some(&self.token)).await
     }
 
+    /// [`Self::call_raw_with`], a task followed to its end and answered as the request was
+    /// before tasks: its result with the status the operation had (201 for a create, 204 for
+    /// a delete, 200 otherwise), or its error as a problem; a migration (or a recommendation
+    /// applied) is not followed: 202 with its first progress, as before.
     pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Resp {
+        let r = self.call_raw_with(method, path, body, token).await;
+        if r.status != 202 || r.body.get("kind").is_none() {
+            return r;
+        }
+        let kind = r.body["kind"].as_str().unwrap_or_default().to_string();
+        if kind == "vm_migrate" || kind == "recommendation_apply" {
+            let vm = if kind == "vm_migrate" {
+                r.body["target"].as_str().unwrap_or_default().to_string()
+            } else {
+                task_vm(&r.body)
+            };
+            let p = self
+                .call_raw_with("GET", &format!("/api/v1/vms/{vm}/migration"), None, token)
+                .await;
+            return Resp { status: 202, ..p };
+        }
+        let task = self.wait_task(r.body["id"].as_u64().unwrap(), token).await;
+        match task["state"].as_str() {
+            Some("succeeded") => Resp {
+                status: match kind.as_str() {
+                    "vm_create" => 201,
+                    "vm_delete" => 204,
+                    _ => 200,
+                },
+                content_type: "application/json".into(),
+                body: task.get("result").cloned().unwrap_or(Value::Null),
+            },
+            _ => Resp {
+                status: task["error"]["status"].as_u64().unwrap_or(500) as u16,
+                content_type: "application/problem+json".into(),
+                body: task["error"].clone(),
+            },
+        }
+    }
+
+    /// Follows task `id` to its end (long polls); its last JSON.
+    pub async fn wait_task(&self, id: u64, token: Option<&str>) -> Value {
+        for _ in 0..20 {
+            let t = self
+                .call_raw_with("GET", &format!("/api/v1/tasks/{id}?wait_s=10"), None, token)
+                .await;
+            assert_eq!(t.status, 200, "task {id}: {:?}", t.body);
+            if ["succeeded", "failed", "cancelled"].contains(&t.body["state"].as_str().unwrap_or(""))
+            {
+                return t.body;
+            }
+        }
+        panic!("task {id} did not end within 200 s");
+    }
+
+    /// One request as it is answered (a task is not followed).
+    pub async fn call_raw(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
+        self.call_raw_with(method, path, body, Some(&self.token)).await
+    }
+
+    /// One request with `token`, as it is answered.
+    pub async fn call_raw_with(
         &self,
         method: &str,
         path: &str,
@@ -136,6 +203,15 @@ impl TestConsole {
     pub async fn shutdown(self) {
         self.running.shutdown().await.unwrap();
     }
+}
+
+/// The VM a recommendation's task migrates (its message: `migrating VM 'x' from a to b`).
+pub fn task_vm(task: &Value) -> String {
+    task["message"]
+        .as_str()
+        .and_then(|m| m.split('\'').nth(1))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A problem+json response with this status.

@@ -1,0 +1,448 @@
+//! The tasks (`/vinfra/tasks/<id>`, docs/design.md "Tasks"): the board of every task kept, and
+//! what the operation a task runs tells it from inside ([`accepted`], [`say`], [`progress`],
+//! [`on_cancel`]).
+//!
+//! A task is begun in memory ([`TaskBoard::begin`]); it is published (written, listed, sent to
+//! the watchers) only once the request is answered with it ([`TaskBoard::publish`]), so that a
+//! request refused by its checks leaves no record ([`TaskBoard::discard`]). Its end is written
+//! too ([`TaskBoard::finish`]); progress and messages in between stay in memory. The operation
+//! runs within [`scope`], and the free functions here reach its task from there, as
+//! [`super::events`] reaches the actor: no resource function carries it. Outside of a task they
+//! do nothing.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot};
+use vinfra_store::{Op, Store, Txn};
+use vinfra_types::auth::Actor;
+use vinfra_types::task::{Task, TaskFilter, TaskKind, TaskState};
+use vinfra_types::Problem;
+
+use super::locks::lock;
+use super::records::{self as keys, now_s};
+use crate::error::RecordError;
+
+/// Ended tasks kept beyond the unended ones (the oldest go first).
+pub const MAX_ENDED_TASKS: usize = 1000;
+/// How long an ended task is kept.
+pub const ENDED_TASK_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How long a console that restarted follows a task it finds unended, unless the task says.
+pub const FOLLOW_AFTER_RESTART: Duration = Duration::from_secs(120);
+
+/// A task as stored: the task and how long a restarted console follows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task as the API shows it.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Seconds a console that restarted while the task ran follows it before it ends it
+    /// `failed`.
+    pub follow_s: u64,
+}
+
+/// What cancels a task's operation (it asks; the operation ends the task).
+pub type CancelHook = Arc<dyn Fn() + Send + Sync>;
+
+struct Entry {
+    record: TaskRecord,
+    published: bool,
+    cancel: Option<CancelHook>,
+    cancel_asked: Option<Actor>,
+}
+
+struct Board {
+    next: u64,
+    tasks: BTreeMap<u64, Entry>,
+}
+
+/// Why a task cannot be cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelRefusal {
+    /// No task has that id (or it is not kept any more).
+    Unknown,
+    /// The task has ended.
+    Ended(TaskState),
+    /// Its operation cannot be cancelled (now).
+    NotCancellable(TaskKind),
+}
+
+/// Every task kept, in memory and in the store.
+pub struct TaskBoard {
+    store: Arc<dyn Store>,
+    board: Mutex<Board>,
+    changes: broadcast::Sender<Task>,
+}
+
+/// The running task's side: what [`scope`] makes reachable to its operation.
+#[derive(Clone)]
+pub struct TaskHandle {
+    id: u64,
+    board: Arc<TaskBoard>,
+    accepted: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+}
+
+tokio::task_local! {
+    static TASK: TaskHandle;
+}
+
+/// Runs `work` as the operation of the task `handle` is for.
+pub async fn scope<F: Future>(handle: TaskHandle, work: F) -> F::Output {
+    TASK.scope(handle, work).await
+}
+
+/// The running task's id, when the code runs within one.
+pub fn current() -> Option<u64> {
+    TASK.try_with(|t| t.id).ok()
+}
+
+/// The operation has passed its checks: the request is answered with its task now.
+pub fn accepted() {
+    let _ = TASK.try_with(|t| {
+        if let Some(tx) = lock(&t.accepted).take() {
+            let _ = tx.send(());
+        }
+    });
+}
+
+/// What the operation does now, in words (shown as the task's `message`).
+pub fn say(message: impl Into<String>) {
+    let message = message.into();
+    let _ = TASK.try_with(|t| t.board.update(t.id, |r| r.task.message = Some(message)));
+}
+
+/// How far the operation is, 0–100.
+pub fn progress(percent: u8) {
+    let _ = TASK.try_with(|t| {
+        t.board
+            .update(t.id, |r| r.task.progress = Some(percent.min(100)))
+    });
+}
+
+/// From now on the task may be cancelled: `hook` asks its operation to stop. `None`: no longer.
+pub fn on_cancel(hook: Option<CancelHook>) {
+    let _ = TASK.try_with(|t| {
+        let mut b = lock(&t.board.board);
+        if let Some(e) = b.tasks.get_mut(&t.id) {
+            e.record.task.cancellable = hook.is_some();
+            e.cancel = hook;
+            let task = e.record.task.clone();
+            let published = e.published;
+            drop(b);
+            if published {
+                let _ = t.board.changes.send(task);
+            }
+        }
+    });
+}
+
+/// Who asked to cancel the running task, if anyone did.
+pub fn cancel_asked() -> Option<Actor> {
+    TASK.try_with(|t| {
+        lock(&t.board.board)
+            .tasks
+            .get(&t.id)
+            .and_then(|e| e.cancel_asked.clone())
+    })
+    .ok()
+    .flatten()
+}
+
+impl TaskHandle {
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl TaskBoard {
+    /// Loads the stored tasks; returns the board and the tasks that had not ended (the console
+    /// stopped while they ran).
+    pub fn load(store: Arc<dyn Store>) -> Result<(Self, Vec<TaskRecord>), RecordError> {
+        let mut tasks = BTreeMap::new();
+        let mut unended = Vec::new();
+        for (_, rec) in keys::range::<TaskRecord>(store.as_ref(), keys::TASKS)? {
+            let record = rec.value;
+            if !record.task.state.is_final() {
+                unended.push(record.clone());
+            }
+            tasks.insert(
+                record.task.id,
+                Entry {
+                    record,
+                    published: true,
+                    cancel: None,
+                    cancel_asked: None,
+                },
+            );
+        }
+        let next = tasks.keys().next_back().map_or(1, |id| id + 1);
+        let (changes, _) = broadcast::channel(1024);
+        Ok((
+            TaskBoard {
+                store,
+                board: Mutex::new(Board { next, tasks }),
+                changes,
+            },
+            unended,
+        ))
+    }
+
+    /// Begins a task in memory (not listed, not written: see [`Self::publish`]); returns its
+    /// handle and what fires when its operation calls [`accepted`].
+    pub fn begin(
+        self: &Arc<Self>,
+        kind: TaskKind,
+        target: String,
+        actor: Actor,
+        follow_s: u64,
+    ) -> (TaskHandle, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut b = lock(&self.board);
+        let id = b.next;
+        b.next += 1;
+        let task = Task {
+            id,
+            kind,
+            target,
+            state: TaskState::Running,
+            progress: None,
+            message: None,
+            cancellable: false,
+            created_at: now_s(),
+            ended_at: None,
+            actor,
+            result: None,
+            error: None,
+        };
+        b.tasks.insert(
+            id,
+            Entry {
+                record: TaskRecord { task, follow_s },
+                published: false,
+                cancel: None,
+                cancel_asked: None,
+            },
+        );
+        let handle = TaskHandle {
+            id,
+            board: self.clone(),
+            accepted: Arc::new(Mutex::new(Some(tx))),
+        };
+        (handle, rx)
+    }
+
+    /// Publishes a task: written (as it is now, ended or not), listed, sent to the watchers.
+    pub fn publish(&self, id: u64) -> Result<Task, RecordError> {
+        let mut b = lock(&self.board);
+        let Some(e) = b.tasks.get_mut(&id) else {
+            return Err(RecordError::TaskGone(id));
+        };
+        let record = e.record.clone();
+        let ended = record.task.state.is_final();
+        let mut ops = vec![Op::Put {
+            key: keys::task_key(id),
+            value: keys::encode(&record)?,
+            lease: 0,
+        }];
+        let pruned = if ended { prune(&b) } else { vec![] };
+        ops.extend(pruned.iter().map(|old| Op::Delete {
+            key: keys::task_key(*old),
+        }));
+        self.write(ops)?;
+        if let Some(e) = b.tasks.get_mut(&id) {
+            e.published = true;
+        }
+        for old in pruned {
+            b.tasks.remove(&old);
+        }
+        drop(b);
+        let _ = self.changes.send(record.task.clone());
+        Ok(record.task)
+    }
+
+    /// Forgets a task that was never published (its request was refused by its checks).
+    pub fn discard(&self, id: u64) {
+        let mut b = lock(&self.board);
+        if b.tasks.get(&id).is_some_and(|e| !e.published) {
+            b.tasks.remove(&id);
+        }
+    }
+
+    /// Ends a task: `Ok` with the operation's answer, `Err` with the problem it failed with
+    /// (cancelled when someone asked to cancel it). Written when published; a write that
+    /// fails is logged (the task stays ended in memory).
+    pub fn finish(&self, id: u64, outcome: Result<Option<serde_json::Value>, Problem>) {
+        let mut b = lock(&self.board);
+        let Some(e) = b.tasks.get_mut(&id) else {
+            return;
+        };
+        let t = &mut e.record.task;
+        t.ended_at = Some(now_s());
+        t.cancellable = false;
+        e.cancel = None;
+        match outcome {
+            Ok(result) => {
+                t.state = TaskState::Succeeded;
+                t.result = result;
+                t.progress = Some(100);
+            }
+            Err(problem) => {
+                t.state = if e.cancel_asked.is_some() {
+                    TaskState::Cancelled
+                } else {
+                    TaskState::Failed
+                };
+                t.message = Some(problem.detail.clone());
+                t.error = Some(problem);
+            }
+        }
+        if !e.published {
+            return;
+        }
+        let record = e.record.clone();
+        let pruned = prune(&b);
+        let encoded = keys::encode(&record);
+        let mut ops = Vec::new();
+        match encoded {
+            Ok(value) => ops.push(Op::Put {
+                key: keys::task_key(id),
+                value,
+                lease: 0,
+            }),
+            Err(e) => tracing::warn!(task = id, "task not written: {}", vinfra_types::error::Chain(&e)),
+        }
+        ops.extend(pruned.iter().map(|old| Op::Delete {
+            key: keys::task_key(*old),
+        }));
+        match self.write(ops) {
+            Ok(()) => {
+                for old in pruned {
+                    b.tasks.remove(&old);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task = id, "task end not written: {}", vinfra_types::error::Chain(&e))
+            }
+        }
+        drop(b);
+        let _ = self.changes.send(record.task);
+    }
+
+    /// Changes a task in memory (sent to the watchers when published).
+    fn update(&self, id: u64, f: impl FnOnce(&mut TaskRecord)) {
+        let mut b = lock(&self.board);
+        let Some(e) = b.tasks.get_mut(&id) else {
+            return;
+        };
+        if e.record.task.state.is_final() {
+            return;
+        }
+        f(&mut e.record);
+        if e.published {
+            let task = e.record.task.clone();
+            drop(b);
+            let _ = self.changes.send(task);
+        }
+    }
+
+    /// One published task.
+    pub fn get(&self, id: u64) -> Option<Task> {
+        lock(&self.board)
+            .tasks
+            .get(&id)
+            .filter(|e| e.published)
+            .map(|e| e.record.task.clone())
+    }
+
+    /// The published tasks `filter` lets through, oldest first.
+    pub fn list(&self, filter: &TaskFilter) -> Vec<Task> {
+        lock(&self.board)
+            .tasks
+            .values()
+            .filter(|e| e.published && filter.lets(&e.record.task))
+            .map(|e| e.record.task.clone())
+            .collect()
+    }
+
+    /// Every change of a published task from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Task> {
+        self.changes.subscribe()
+    }
+
+    /// The task once it has ended, or as it is after `wait`.
+    pub async fn wait(&self, id: u64, wait: Duration) -> Option<Task> {
+        let mut changes = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let task = self.get(id)?;
+            if task.state.is_final() {
+                return Some(task);
+            }
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) => return self.get(id),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return self.get(id),
+                // Lagged or a change (of any task): look again.
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Asks a task's operation to stop (its hook); the operation ends the task (`cancelled`
+    /// unless it got to its end first). Returns the task as it is now.
+    pub fn cancel(&self, id: u64, by: Actor) -> Result<Task, CancelRefusal> {
+        let mut b = lock(&self.board);
+        let Some(e) = b.tasks.get_mut(&id).filter(|e| e.published) else {
+            return Err(CancelRefusal::Unknown);
+        };
+        let state = e.record.task.state;
+        if state.is_final() {
+            return Err(CancelRefusal::Ended(state));
+        }
+        let Some(hook) = e.cancel.clone() else {
+            return Err(CancelRefusal::NotCancellable(e.record.task.kind));
+        };
+        e.cancel_asked = Some(by.clone());
+        e.record.task.message = Some(format!("cancel asked by {by}"));
+        let task = e.record.task.clone();
+        drop(b);
+        hook();
+        let _ = self.changes.send(task.clone());
+        Ok(task)
+    }
+
+    fn write(&self, ops: Vec<Op>) -> Result<(), RecordError> {
+        self.store.txn(Txn {
+            compare: vec![],
+            success: ops,
+            failure: vec![],
+        })?;
+        Ok(())
+    }
+}
+
+/// The ended tasks to delete: beyond [`MAX_ENDED_TASKS`] (oldest first) or ended longer ago
+/// than [`ENDED_TASK_KEPT`]; never the newest task, so that a restarted console numbers on
+/// from it.
+fn prune(b: &Board) -> Vec<u64> {
+    let newest = b.tasks.keys().next_back().copied();
+    let cutoff = now_s().saturating_sub(ENDED_TASK_KEPT.as_secs());
+    let ended: Vec<(u64, u64)> = b
+        .tasks
+        .values()
+        .filter(|e| e.published && e.record.task.state.is_final())
+        .map(|e| (e.record.task.id, e.record.task.ended_at.unwrap_or(0)))
+        .collect();
+    let excess = ended.len().saturating_sub(MAX_ENDED_TASKS);
+    ended
+        .iter()
+        .enumerate()
+        .filter(|(i, (id, ended_at))| {
+            Some(*id) != newest && (*i < excess || *ended_at < cutoff)
+        })
+        .map(|(_, (id, _))| *id)
+        .collect()
+}

@@ -1,0 +1,308 @@
+//! Running operations as tasks, and following after a restart the tasks that had not ended
+//! (docs/design.md, "Tasks"). The records and what an operation tells its task are in
+//! [`crate::state::tasks`].
+//!
+//! [`run`] begins a task, spawns its operation (within the actor's scope and the task's) and
+//! answers as soon as the operation has passed its checks ([`tasks::accepted`]), has ended, or
+//! after [`ACCEPT_WAIT`]: a refusal before that is the request's error and leaves no task; any
+//! other answer is the task, published. The operation runs on whatever the request does (a
+//! client that goes away no longer cuts it short).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vinfra_types::auth::Actor;
+use vinfra_types::task::{Task, TaskFilter, TaskKind, TASK_WAIT_MAX_S};
+use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
+
+use crate::error::{Error, Object};
+use crate::state::events;
+use crate::state::records::{self as keys};
+use crate::state::tasks::{self, CancelRefusal, TaskRecord, FOLLOW_AFTER_RESTART};
+use crate::state::Console;
+
+/// How long a request waits for its operation to pass its checks before it answers with the
+/// task as it is (`running`).
+pub const ACCEPT_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs `work` as a task of `kind` on `target` for `actor` (see the module doc); a restarted
+/// console follows it for `follow_s` seconds.
+pub async fn run<F>(
+    console: &Arc<Console>,
+    actor: Actor,
+    kind: TaskKind,
+    target: String,
+    follow_s: u64,
+    work: F,
+) -> Result<Task, Error>
+where
+    F: Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static,
+{
+    let board = console.tasks().clone();
+    let (handle, accepted) = board.begin(kind, target, actor.clone(), follow_s);
+    let id = handle.id();
+    let (early_tx, mut early_rx) = tokio::sync::oneshot::channel::<Option<Error>>();
+    let b = board.clone();
+    tokio::spawn(events::acting(
+        actor,
+        tasks::scope(handle, async move {
+            let outcome = work.await;
+            let (recorded, error) = match outcome {
+                Ok(v) => (Ok(v), None),
+                Err(e) => (Err(e.problem()), Some(e)),
+            };
+            b.finish(id, recorded);
+            let _ = early_tx.send(error);
+        }),
+    ));
+    // The operation dropping its side of `accepted` unsent means it has ended: its outcome
+    // follows on `early_rx`.
+    let mut dropped = false;
+    let mut early = tokio::select! {
+        r = &mut early_rx => r.ok(),
+        a = accepted => {
+            dropped = a.is_err();
+            None
+        }
+        _ = tokio::time::sleep(ACCEPT_WAIT) => None,
+    };
+    if dropped {
+        early = early_rx.await.ok();
+    }
+    if let Some(Some(e)) = early {
+        board.discard(id);
+        return Err(e);
+    }
+    Ok(board.publish(id)?)
+}
+
+/// The tasks `filter` lets through, oldest first.
+pub fn list(console: &Console, filter: &TaskFilter) -> Vec<Task> {
+    console.tasks().list(filter)
+}
+
+/// One task; with `wait_s`, once it has ended or after that many seconds (at most
+/// [`TASK_WAIT_MAX_S`]).
+pub async fn show(console: &Console, id: u64, wait_s: Option<u64>) -> Result<Task, Error> {
+    let gone = || Error::not_found(Object::Task, id.to_string());
+    match wait_s {
+        Some(s) if s > TASK_WAIT_MAX_S => Err(Error::OutOfRange {
+            field: "wait_s",
+            min: 0,
+            max: TASK_WAIT_MAX_S,
+            got: s,
+        }),
+        Some(s) if s > 0 => console
+            .tasks()
+            .wait(id, Duration::from_secs(s))
+            .await
+            .ok_or_else(gone),
+        _ => console.tasks().get(id).ok_or_else(gone),
+    }
+}
+
+/// Asks a task's operation to stop (`DELETE /tasks/{id}`); the task as it is then.
+pub fn cancel(console: &Console, id: u64, by: Actor) -> Result<Task, Error> {
+    console.tasks().cancel(id, by).map_err(|r| match r {
+        CancelRefusal::Unknown => Error::not_found(Object::Task, id.to_string()),
+        CancelRefusal::Ended(state) => Error::TaskEnded { id, state },
+        CancelRefusal::NotCancellable(kind) => Error::TaskNotCancellable { id, kind },
+    })
+}
+
+/// Within a migration's task: follows the migration of `vm` to its end, the task's progress
+/// with it (cancellable until the switchover). The last progress when it completed;
+/// [`Error::MigrationCancelled`] or [`Error::MigrationFailed`] otherwise.
+pub async fn follow_migration(console: &Console, vm: &str) -> Result<MigrationProgress, Error> {
+    if let Some(active) = console.inflight().migration(vm) {
+        let hook = active.clone();
+        tasks::on_cancel(Some(Arc::new(move || hook.cancel())));
+    }
+    let mut said = None;
+    loop {
+        let Some(active) = console.inflight().migration(vm) else {
+            break;
+        };
+        let p = active.progress();
+        if p.phase != MigrationPhase::Preparing && p.total_bytes > 0 {
+            let pct = p.transferred_bytes.saturating_mul(100) / p.total_bytes.max(1);
+            tasks::progress(pct.min(99) as u8);
+        }
+        if said != Some(p.phase) {
+            said = Some(p.phase);
+            tasks::say(format!(
+                "{}: {}",
+                migrating(&p),
+                match p.phase {
+                    MigrationPhase::Preparing => "preparing the destination",
+                    _ => "copying memory",
+                }
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tasks::on_cancel(None);
+    let last = keys::get::<MigrationProgress>(console.store().as_ref(), &keys::migration_key(vm))?
+        .map(|v| v.value)
+        .ok_or_else(|| Error::not_found(Object::Migration, vm))?;
+    migration_outcome(last)
+}
+
+/// What a migration's task says it does (a restarted console finds the VM of a
+/// recommendation's task in these words: the recommendation is gone once applied).
+pub fn migrating(p: &MigrationProgress) -> String {
+    format!(
+        "migrating VM '{}' from {} to {}",
+        p.vm, p.source, p.destination
+    )
+}
+
+/// A migration's last progress as a task's outcome.
+fn migration_outcome(last: MigrationProgress) -> Result<MigrationProgress, Error> {
+    match last.phase {
+        MigrationPhase::Completed => {
+            tasks::say(format!(
+                "moved to {} (downtime {} ms)",
+                last.destination,
+                last.downtime_ms.unwrap_or(0)
+            ));
+            Ok(last)
+        }
+        MigrationPhase::Cancelled => Err(Error::MigrationCancelled {
+            vm: last.vm,
+            host: last.source,
+        }),
+        _ => Err(Error::MigrationFailed {
+            reason: last
+                .error
+                .clone()
+                .unwrap_or_else(|| "no reason given".to_string()),
+            vm: last.vm,
+            source_host: last.source,
+            destination: last.destination,
+        }),
+    }
+}
+
+/// After a console restart: follows each task the store held unended (see the module doc of
+/// docs/design.md "Tasks" for what ends each).
+pub fn follow_unended(console: &Arc<Console>) {
+    for record in console.take_unended_tasks() {
+        let console = console.clone();
+        let handle = console.tasks().clone();
+        tokio::spawn(async move {
+            let id = record.task.id;
+            let outcome = follow(&console, &record).await;
+            handle.finish(id, outcome.map_err(|e| e.problem()));
+        });
+    }
+}
+
+/// What a restarted console concludes about one unended task, once the cluster shows it (or
+/// its bound has passed).
+async fn follow(
+    console: &Console,
+    record: &TaskRecord,
+) -> Result<Option<serde_json::Value>, Error> {
+    let task = &record.task;
+    let bound = Duration::from_secs(record.follow_s.max(FOLLOW_AFTER_RESTART.as_secs()));
+    let deadline = Instant::now() + bound;
+    let restarted = |what: &str| Error::TaskInterrupted {
+        task: task.id,
+        what: what.to_string(),
+    };
+    let vm = task.target.as_str();
+    loop {
+        let rec = console.vm(vm).ok().map(|v| v.value);
+        let observed = rec
+            .as_ref()
+            .and_then(|r| console.agents().observed_state(&r.host, r.id));
+        let summary = || {
+            crate::vms::views::show(console, vm)
+                .ok()
+                .and_then(|s| serde_json::to_value(s).ok())
+        };
+        match task.kind {
+            TaskKind::VmCreate | TaskKind::VmStart | TaskKind::VmReboot => {
+                if rec.is_none() {
+                    return Err(restarted("the VM is gone"));
+                }
+                if observed == Some(PowerState::Running) {
+                    return Ok(summary());
+                }
+            }
+            TaskKind::VmStop => {
+                if rec.is_none() {
+                    return Err(restarted("the VM is gone"));
+                }
+                let gone = rec.as_ref().is_some_and(|r| {
+                    console.agents().status(&r.host) == HostStatus::Connected
+                        && !console.agents().host_knows(&r.host, r.id)
+                });
+                if observed == Some(PowerState::Stopped) || gone {
+                    return Ok(summary());
+                }
+            }
+            TaskKind::VmDelete => {
+                return if rec.is_none() {
+                    Ok(None)
+                } else {
+                    Err(restarted("the VM was not deleted; delete it again"))
+                };
+            }
+            TaskKind::VmMigrate | TaskKind::RecommendationApply => {
+                let Some(vm) = migrating_vm(console, task) else {
+                    return Err(restarted("its migration is not known"));
+                };
+                if !console.inflight().migrating(&vm) {
+                    let last = keys::get::<MigrationProgress>(
+                        console.store().as_ref(),
+                        &keys::migration_key(&vm),
+                    )?
+                    .map(|v| v.value);
+                    match last {
+                        Some(p) if p.phase.is_final() => {
+                            return migration_outcome(p)
+                                .map(|p| serde_json::to_value(p).ok());
+                        }
+                        // Not resumed yet (or never to be).
+                        _ => {}
+                    }
+                }
+            }
+            TaskKind::HostFence => {
+                return Err(restarted("its fence command ended with the console"));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(restarted(&format!(
+                "it had not ended {} s after the console started again",
+                bound.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The VM a migration task moves: its target, or for a recommendation the VM its last
+/// message or result names (the recommendation itself is gone once applied).
+fn migrating_vm(console: &Console, task: &Task) -> Option<String> {
+    match task.kind {
+        TaskKind::VmMigrate => Some(task.target.clone()),
+        _ => task
+            .result
+            .as_ref()
+            .and_then(|r| r.get("vm"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .or_else(|| {
+                task.message
+                    .as_deref()
+                    .and_then(|m| m.strip_prefix("migrating VM "))
+                    .and_then(|m| m.split('\'').nth(1))
+                    .map(str::to_string)
+            })
+            .filter(|vm| console.vm(vm).is_ok()),
+    }
+}
