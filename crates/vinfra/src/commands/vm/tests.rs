@@ -15,6 +15,7 @@ fn args(f: impl FnOnce(&mut VmCreateArgs)) -> VmCreateArgs {
         disk: vec![],
         nic: vec![],
         no_start: false,
+        no_wait: false,
         ha: None,
         ha_priority: None,
         ha_start_after: None,
