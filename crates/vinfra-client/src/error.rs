@@ -1,6 +1,7 @@
 //! Why a call to the console failed.
 
 use reqwest::Method;
+use vinfra_types::task::Task;
 use vinfra_types::Problem;
 
 /// Why a REST call, or setting up the client, failed.
@@ -87,6 +88,49 @@ pub enum RestError {
         #[source]
         source: serde_json::Error,
     },
+    /// A page of a list names a next page the client does not follow: one not on this
+    /// console's API, or the page it came from again.
+    #[error("the answer to GET {path} names a next page {link:?} {reason}")]
+    NextPage {
+        /// The page's path.
+        path: String,
+        /// The `Link` target of relation `next`.
+        link: String,
+        /// Why it is not followed.
+        reason: &'static str,
+    },
+    /// A task ended failed or cancelled without a problem saying why (a task with one is
+    /// [`RestError::Problem`], as the refusal of the request would have been).
+    #[error("task {} ({} {}) {}{}", .0.id, .0.kind, .0.target, .0.state, message(.0))]
+    TaskEnded(Box<Task>),
+    /// A task had not ended when its wait ran out.
+    #[error(
+        "task {} ({} {}) has not ended after {waited_s} s: {}{}",
+        task.id, task.kind, task.target, task.state, message(task)
+    )]
+    TaskNotEnded {
+        /// The task as last seen.
+        task: Box<Task>,
+        /// How long it was waited for, in seconds.
+        waited_s: u64,
+    },
+    /// A task succeeded with a result that is not what its kind answers.
+    #[error("unexpected result of task {} ({} {})", task.id, task.kind, task.target)]
+    TaskResult {
+        /// The task.
+        task: Box<Task>,
+        /// What went wrong.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `: <message>` of a task, or nothing.
+fn message(task: &Task) -> String {
+    task.message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
 }
 
 impl RestError {
@@ -123,7 +167,11 @@ impl RestError {
             | RestError::Transport { .. }
             | RestError::Body { .. }
             | RestError::Encode { .. }
-            | RestError::Decode { .. } => false,
+            | RestError::Decode { .. }
+            | RestError::NextPage { .. }
+            | RestError::TaskEnded(_)
+            | RestError::TaskNotEnded { .. }
+            | RestError::TaskResult { .. } => false,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! One exchange with the console: the request with its bearer token, the answer's status and
-//! body, a refusal turned into a [`RestError`].
+//! One exchange with the console: the request with its bearer token, the answer's status,
+//! body and next page (its `Link` header), a refusal turned into a [`RestError`].
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use vinfra_types::Problem;
 
 use crate::error::RestError;
-use crate::tls;
+use crate::{pages, tls};
 
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +78,18 @@ impl Transport {
         path: &str,
         body: RawBody<'_>,
     ) -> Result<String, RestError> {
+        self.exchange_linked(method, path, body)
+            .map(|(text, _)| text)
+    }
+
+    /// As [`Transport::exchange`]; also returns the target of the answer's `Link` of relation
+    /// `next` (a list's next page), as written.
+    pub fn exchange_linked(
+        &self,
+        method: Method,
+        path: &str,
+        body: RawBody<'_>,
+    ) -> Result<(String, Option<String>), RestError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
@@ -98,13 +110,19 @@ impl Transport {
             source,
         })?;
         let status = resp.status();
+        let next = pages::next_link(
+            resp.headers()
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
         let text = resp.text().map_err(|source| RestError::Body {
             method,
             path: path.to_string(),
             source,
         })?;
         if status.is_success() {
-            Ok(text)
+            Ok((text, next))
         } else {
             Err(refusal(status, &text))
         }

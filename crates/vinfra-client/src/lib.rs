@@ -8,27 +8,44 @@
 //! [`RestError::Transport`]. [`Client::raw`] sends any method, path and body, for tests that
 //! send malformed requests on purpose.
 //!
+//! Lists come whole: each list method asks for pages of 1,000 and follows the `Link` header of
+//! relation `next` until the last page (docs/design.md "Pages").
+//!
+//! An operation that answers a task (docs/design.md "Tasks": create, start, stop, reboot,
+//! delete, migrate, a recommendation applied, a fence) has two methods: `*_task` returns the
+//! task as accepted, and the plain one follows the task to its end (long polls of
+//! `GET /tasks/{id}?wait_s=30`) and answers what the request answered before tasks existed: the
+//! VM, the fence's outcome; a task that failed or was cancelled is the [`RestError::Problem`]
+//! its problem stands for, as a refusal. [`Client::migrate_vm`] and
+//! [`Client::apply_recommendation`] answer the migration's first progress, as before.
+//!
 //! The `vinfra` command line, the lab, the integration tests and the benchmarks all talk to the
 //! console through it.
 //!
-//! Modules, top to bottom: [`paths`]; `http` (one exchange: token, status, problem+json), `tls`
-//! (rustls trusting the CA), `error` ([`RestError`]).
+//! Modules, top to bottom: `tasks` (the methods of the operations that answer a task, and of
+//! the tasks themselves); this file ([`Client`] and the other methods); `http` (one exchange:
+//! token, status, problem+json, next page); `outcome` (a task's end as an answer or an error,
+//! and following a task), `tls` (rustls trusting the CA); `error` ([`RestError`]), `pages`
+//! (the `Link` header, pure), [`paths`].
 #![deny(unsafe_code)]
 
 mod error;
 mod http;
+mod outcome;
+mod pages;
 pub mod paths;
+mod tasks;
 mod tls;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vinfra_types::api::{
-    ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
-    StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
+    ClusterSettings, ConsoleLog, Event, JoinTokenResponse, TokenResponse, UpdateHostRequest,
+    UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
-use vinfra_types::ha::{FenceOutcome, HaStatus};
+use vinfra_types::ha::HaStatus;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
 };
@@ -43,11 +60,11 @@ use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use error::RestError;
 pub use http::RawBody;
+pub use outcome::{task_result, task_succeeded, TASK_POLL_MAX};
 pub use reqwest::Method;
 pub use vinfra_types::Problem;
 
 use http::Transport;
-use paths::VmAction;
 
 /// Where a console keeps the cluster CA certificate, relative to its data directory: the
 /// certificate a client of that console trusts.
@@ -116,6 +133,34 @@ impl Client {
         decode(method, path, &text)
     }
 
+    /// `GET path` of a list, page after page (`?limit=1000`, then each `Link` of relation
+    /// `next`): the items of every page, in order.
+    fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, RestError> {
+        let mut items = Vec::new();
+        let mut page = pages::first_page(path);
+        let mut asked = std::collections::HashSet::new();
+        loop {
+            let (text, next) =
+                self.transport
+                    .exchange_linked(Method::GET, &page, RawBody::Empty)?;
+            items.extend(decode::<Vec<T>>(Method::GET, &page, &text)?);
+            let Some(link) = next else {
+                return Ok(items);
+            };
+            let refused = |reason| RestError::NextPage {
+                path: page.clone(),
+                link: link.clone(),
+                reason,
+            };
+            let next = pages::same_console(self.base_url(), &link)
+                .ok_or_else(|| refused("outside this console's API"))?;
+            if next == page || asked.contains(&next) {
+                return Err(refused("already asked for"));
+            }
+            asked.insert(std::mem::replace(&mut page, next));
+        }
+    }
+
     /// `DELETE path`, answered without a body.
     fn delete(&self, path: &str) -> Result<(), RestError> {
         self.transport
@@ -127,7 +172,7 @@ impl Client {
 
     /// `GET /hosts`: every host with its capacity, allocation, usage and status.
     pub fn hosts(&self) -> Result<Vec<HostSummary>, RestError> {
-        self.fetch(Method::GET, &paths::hosts())
+        self.list(&paths::hosts())
     }
 
     /// `GET /hosts/{name}`.
@@ -148,12 +193,6 @@ impl Client {
     /// `DELETE /hosts/{name}`: forgets a host without VMs.
     pub fn delete_host(&self, name: &str) -> Result<(), RestError> {
         self.delete(&paths::host(name))
-    }
-
-    /// `POST /hosts/{name}/fence`: runs the host's fence command; with `force` also while its
-    /// agent is connected (`?force=true`). A command that fails is a 502 problem.
-    pub fn fence_host(&self, name: &str, force: bool) -> Result<FenceOutcome, RestError> {
-        self.fetch(Method::POST, &paths::host_fence(name, force))
     }
 
     /// `GET /hosts/{name}/switch`: the host's virtual switch counters, read now.
@@ -186,7 +225,7 @@ impl Client {
 
     /// `GET /tokens`: every API token, without secrets (admin).
     pub fn tokens(&self) -> Result<Vec<TokenSummary>, RestError> {
-        self.fetch(Method::GET, &paths::tokens())
+        self.list(&paths::tokens())
     }
 
     /// `POST /tokens`: creates an API token; its secret is in the answer, once (admin).
@@ -203,7 +242,7 @@ impl Client {
 
     /// `GET /vms`.
     pub fn vms(&self) -> Result<Vec<VmSummary>, RestError> {
-        self.fetch(Method::GET, &paths::vms())
+        self.list(&paths::vms())
     }
 
     /// `GET /vms?host=…&state=…&network=…`: the VMs `filter` lets through.
@@ -211,7 +250,7 @@ impl Client {
         &self,
         filter: &vinfra_types::api::VmFilter,
     ) -> Result<Vec<VmSummary>, RestError> {
-        self.fetch(Method::GET, &paths::vms_where(filter))
+        self.list(&paths::vms_where(filter))
     }
 
     /// `GET /vms/{name}`.
@@ -219,39 +258,9 @@ impl Client {
         self.fetch(Method::GET, &paths::vm(name, false))
     }
 
-    /// `POST /vms`: places and creates a VM (and starts it unless `start` is false).
-    pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
-        self.send(Method::POST, &paths::vms(), request)
-    }
-
     /// `PATCH /vms/{name}`: changes the VM's HA policy (only the fields given).
     pub fn update_vm(&self, name: &str, update: &UpdateVmRequest) -> Result<VmSummary, RestError> {
         self.send(Method::PATCH, &paths::vm(name, false), update)
-    }
-
-    /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when
-    /// its host is disconnected (`?force=true`).
-    pub fn delete_vm(&self, name: &str, force: bool) -> Result<(), RestError> {
-        self.delete(&paths::vm(name, force))
-    }
-
-    /// `POST /vms/{name}/start`.
-    pub fn start_vm(&self, name: &str) -> Result<VmSummary, RestError> {
-        self.fetch(Method::POST, &paths::vm_action(name, VmAction::Start))
-    }
-
-    /// `POST /vms/{name}/stop`: ACPI power-off, forced after the timeout (or at once).
-    pub fn stop_vm(&self, name: &str, request: &StopVmRequest) -> Result<VmSummary, RestError> {
-        self.send(
-            Method::POST,
-            &paths::vm_action(name, VmAction::Stop),
-            request,
-        )
-    }
-
-    /// `POST /vms/{name}/reboot`.
-    pub fn reboot_vm(&self, name: &str) -> Result<VmSummary, RestError> {
-        self.fetch(Method::POST, &paths::vm_action(name, VmAction::Reboot))
     }
 
     /// `GET /vms/{name}/console[?bytes=N]`: the tail of the serial console.
@@ -260,19 +269,6 @@ impl Client {
     }
 
     // Migration.
-
-    /// `POST /vms/{name}/migrate`: starts a live migration (to `to`, else where placement picks).
-    pub fn migrate_vm(
-        &self,
-        name: &str,
-        request: &MigrateVmRequest,
-    ) -> Result<MigrationProgress, RestError> {
-        self.send(
-            Method::POST,
-            &paths::vm_action(name, VmAction::Migrate),
-            request,
-        )
-    }
 
     /// `GET /vms/{name}/migration`: progress of the current or last migration.
     pub fn migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
@@ -288,7 +284,7 @@ impl Client {
 
     /// `GET /events`: the last 1000 events, oldest first.
     pub fn events(&self) -> Result<Vec<Event>, RestError> {
-        self.fetch(Method::GET, &paths::events())
+        self.list(&paths::events())
     }
 
     /// `GET /revoked-certificates`: the certificates of removed hosts, until they expire.
@@ -312,7 +308,7 @@ impl Client {
 
     /// `GET /rules`.
     pub fn rules(&self) -> Result<Vec<PlacementRule>, RestError> {
-        self.fetch(Method::GET, &paths::rules())
+        self.list(&paths::rules())
     }
 
     /// `GET /rules/{name}`.
@@ -351,19 +347,14 @@ impl Client {
 
     /// `GET /drs/recommendations`: the latest plan's moves (manual mode).
     pub fn recommendations(&self) -> Result<Vec<Recommendation>, RestError> {
-        self.fetch(Method::GET, &paths::recommendations())
-    }
-
-    /// `POST /drs/recommendations/{id}/apply`: starts the recommended migration.
-    pub fn apply_recommendation(&self, id: u64) -> Result<MigrationProgress, RestError> {
-        self.fetch(Method::POST, &paths::apply_recommendation(id))
+        self.list(&paths::recommendations())
     }
 
     // Networks.
 
     /// `GET /networks`: every network with its ports.
     pub fn networks(&self) -> Result<Vec<NetworkSummary>, RestError> {
-        self.fetch(Method::GET, &paths::networks())
+        self.list(&paths::networks())
     }
 
     /// `GET /networks/{name}`: one network with its ports.
@@ -409,7 +400,7 @@ impl Client {
 
     /// `GET /security-groups`: every group with its rules and the NICs in it.
     pub fn security_groups(&self) -> Result<Vec<SecurityGroupSummary>, RestError> {
-        self.fetch(Method::GET, &paths::security_groups())
+        self.list(&paths::security_groups())
     }
 
     /// `GET /security-groups/{name}`.
@@ -450,7 +441,7 @@ impl Client {
 
     /// `GET /routers`: every router with its interfaces and static routes.
     pub fn routers(&self) -> Result<Vec<RouterSummary>, RestError> {
-        self.fetch(Method::GET, &paths::routers())
+        self.list(&paths::routers())
     }
 
     /// `GET /routers/{name}`.
@@ -519,7 +510,7 @@ impl Client {
 
     /// `GET /floating-ips`: every floating IP.
     pub fn floating_ips(&self) -> Result<Vec<FloatingIpSummary>, RestError> {
-        self.fetch(Method::GET, &paths::floating_ips())
+        self.list(&paths::floating_ips())
     }
 
     /// `POST /vms/{name}/floating-ips`: gives one of the VM's NICs a floating IP.

@@ -5,6 +5,7 @@
 //! parameters are percent-encoded as one path segment, so a name can never reach another route.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use vinfra_types::task::{TaskFilter, TaskKind, TaskState};
 
 /// Prefix of every versioned endpoint.
 pub const API_V1: &str = "/api/v1";
@@ -25,6 +26,10 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'}')
     .add(b'/')
     .add(b'%');
+
+/// What is escaped in a query value: as in a path segment, and `&`, `=` and `+`, which would
+/// end the value or change it.
+const QUERY_VALUE: &AsciiSet = &SEGMENT.add(b'&').add(b'=').add(b'+');
 
 /// `/api/v1/<collection>/<name><rest>`, the name escaped.
 fn item(collection: &str, name: &str, rest: &str) -> String {
@@ -161,29 +166,63 @@ pub fn events() -> String {
     format!("{API_V1}/events")
 }
 
+/// `path` with the query `?k=v&…` of the pairs whose value is given, each value escaped.
+fn with_query(mut path: String, pairs: &[(&str, Option<&str>)]) -> String {
+    let mut sep = '?';
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            path.push(sep);
+            path.push_str(k);
+            path.push('=');
+            path.push_str(&utf8_percent_encode(v, QUERY_VALUE).to_string());
+            sep = '&';
+        }
+    }
+    path
+}
+
 /// `/api/v1/vms` with the filter's query (`?host=…&state=…&network=…`, each escaped).
 pub fn vms_where(filter: &vinfra_types::api::VmFilter) -> String {
-    let mut path = vms();
-    let mut sep = '?';
     let state = filter.state.and_then(|s| {
         serde_json::to_value(s)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
     });
-    for (k, v) in [
-        ("host", filter.host.as_deref()),
-        ("state", state.as_deref()),
-        ("network", filter.network.as_deref()),
-    ] {
-        if let Some(v) = v {
-            path.push(sep);
-            path.push_str(k);
-            path.push('=');
-            path.push_str(&utf8_percent_encode(v, SEGMENT).to_string());
-            sep = '&';
-        }
-    }
-    path
+    with_query(
+        vms(),
+        &[
+            ("host", filter.host.as_deref()),
+            ("state", state.as_deref()),
+            ("network", filter.network.as_deref()),
+        ],
+    )
+}
+
+/// `/api/v1/tasks`.
+pub fn tasks() -> String {
+    format!("{API_V1}/tasks")
+}
+
+/// `/api/v1/tasks` with the filter's query (`?state=…&kind=…&target=…`, each escaped).
+pub fn tasks_where(filter: &TaskFilter) -> String {
+    with_query(
+        tasks(),
+        &[
+            ("state", filter.state.map(TaskState::as_str)),
+            ("kind", filter.kind.map(TaskKind::as_str)),
+            ("target", filter.target.as_deref()),
+        ],
+    )
+}
+
+/// `/api/v1/tasks/{id}`.
+pub fn task(id: u64) -> String {
+    format!("{API_V1}/tasks/{id}")
+}
+
+/// `/api/v1/tasks/{id}?wait_s=N`: the task once it has ended, or after `N` s.
+pub fn task_wait(id: u64, wait_s: u64) -> String {
+    format!("{API_V1}/tasks/{id}?wait_s={wait_s}")
 }
 
 /// `/api/v1/revoked-certificates`.
@@ -344,6 +383,38 @@ mod tests {
             "/api/v1/vms/a%3Fb%23c%20d/stop"
         );
         assert_eq!(vm("100%", false), "/api/v1/vms/100%25");
+    }
+
+    #[test]
+    fn filters_become_escaped_queries() {
+        use vinfra_types::api::VmFilter;
+        assert_eq!(vms_where(&VmFilter::default()), "/api/v1/vms");
+        assert_eq!(
+            vms_where(&VmFilter {
+                host: Some("h1".into()),
+                state: Some(vinfra_types::PowerState::Running),
+                network: Some("a&b=c+d".into()),
+            }),
+            "/api/v1/vms?host=h1&state=running&network=a%26b%3Dc%2Bd"
+        );
+        assert_eq!(tasks_where(&TaskFilter::default()), "/api/v1/tasks");
+        assert_eq!(
+            tasks_where(&TaskFilter {
+                state: Some(TaskState::Running),
+                kind: Some(TaskKind::RecommendationApply),
+                target: Some("web 1".into()),
+            }),
+            "/api/v1/tasks?state=running&kind=recommendation_apply&target=web%201"
+        );
+        assert_eq!(
+            tasks_where(&TaskFilter {
+                target: Some("7".into()),
+                ..TaskFilter::default()
+            }),
+            "/api/v1/tasks?target=7"
+        );
+        assert_eq!(task(42), "/api/v1/tasks/42");
+        assert_eq!(task_wait(42, 30), "/api/v1/tasks/42?wait_s=30");
     }
 
     #[test]

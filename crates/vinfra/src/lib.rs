@@ -5,8 +5,10 @@
 //! - this file: the command line's top level ([`Cli`], [`TopCommand`]), [`run`], [`Error`] and
 //!   the exit codes;
 //! - [`commands`]: one file per resource (`host`, `vm`, `net`, `sg`, `router`, `rule`, `drs`, `ha`,
-//!   `settings`, `token`, `events`, `flows`, `sim`, `lab`, `daemons`), each with its arguments and its
-//!   `run`;
+//!   `settings`, `token`, `events`, `flows`, `task`, `sim`, `lab`, `daemons`), each with its
+//!   arguments and its `run`;
+//! - [`follow`]: following a task to its end (the progress line on a terminal, `--no-wait`'s
+//!   line) and a migration with its progress bar;
 //! - [`rest`]: what the REST commands share (their error, name checks, printing an answer);
 //! - [`config`]: where the console's URL, token and CA come from; [`output`]: tables, units,
 //!   JSON; [`parse`]: parsers of sizes, durations, `--disk` and `--nic` values.
@@ -18,6 +20,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod follow;
 pub mod output;
 pub mod parse;
 pub mod rest;
@@ -27,7 +30,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    daemons, drs, events, flows, ha, host, lab, net, router, rule, settings, sg, sim, token, vm,
+    daemons, drs, events, flows, ha, host, lab, net, router, rule, settings, sg, sim, task, token,
+    vm,
 };
 use config::ConnectionOverrides;
 use output::Output;
@@ -43,10 +47,14 @@ Connection: --url/--token/--ca, else VINFRA_URL/VINFRA_TOKEN/VINFRA_CA, else the
 (--config, VINFRA_CONFIG, ~/.config/vinfra/config.toml or /etc/vinfra/cli.toml: lines
 url = \"...\", token = \"...\", ca = \"...\"). The URL defaults to https://127.0.0.1:7443.
 
+Long operations (vm create/start/stop/reboot/delete/migrate, drs apply, host fence) wait for
+their task to end; --no-wait prints the task's number instead (see `vinfra task`).
+
 Exit codes: 0 success; 2 usage error or bad input (bad arguments, missing token, a request the
-console refused with a 4xx problem, e.g. unknown VM or not enough capacity); 1 anything else
-(console unreachable or failing with 5xx, failed migration, local I/O). Errors are one line on
-stderr: `vinfra: <message>`.";
+console refused with a 4xx problem, e.g. unknown VM or not enough capacity, or whose task ended
+with one); 1 anything else (console unreachable or failing with 5xx, failed migration, a task
+`vinfra task wait` waited for that did not succeed, local I/O). Errors are one line on stderr:
+`vinfra: <message>`.";
 
 /// vinfra: an open virtualization platform (console, per-host agents, QEMU VMs).
 #[derive(Debug, Parser)]
@@ -106,6 +114,10 @@ pub enum TopCommand {
     /// Flows: the traffic between the cluster's endpoints.
     #[command(subcommand)]
     Flows(flows::FlowsCommand),
+    /// Tasks: the long operations (create, start, stop, reboot, delete, migrate, a
+    /// recommendation applied, a fence), under way or ended.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
     /// Automatic balancing: status, settings, passes, recommendations.
     #[command(subcommand)]
     Drs(drs::DrsCommand),
@@ -201,6 +213,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         TopCommand::Vm(c) => vm::run(&conn, out, c)?,
         TopCommand::Events(a) => events::run(&conn, out, a)?,
         TopCommand::Flows(c) => flows::run(&conn, out, c)?,
+        TopCommand::Task(c) => task::run(&conn, out, c)?,
         TopCommand::Drs(c) => drs::run(&conn, out, c)?,
         TopCommand::Ha(c) => ha::run(&conn, out, c)?,
         TopCommand::Rule(c) => rule::run(&conn, out, c)?,
@@ -220,6 +233,54 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn long_operations_take_no_wait() {
+        for argv in [
+            &["vm", "start", "web", "--no-wait"][..],
+            &["vm", "stop", "web", "--force", "--no-wait"],
+            &["vm", "reboot", "web", "--no-wait"],
+            &["vm", "delete", "web", "--yes", "--no-wait"],
+            &["vm", "migrate", "web", "--to", "h2", "--no-wait"],
+            &[
+                "vm",
+                "create",
+                "web",
+                "--vcpus",
+                "1",
+                "--memory",
+                "128M",
+                "--no-wait",
+            ],
+            &["drs", "apply", "3", "--no-wait"],
+            &["host", "fence", "h1", "--force", "--no-wait"],
+            &["task", "list", "--state", "failed"],
+            &["task", "wait", "42", "--timeout", "30s"],
+        ] {
+            let mut all = vec!["vinfra"];
+            all.extend_from_slice(argv);
+            assert!(Cli::try_parse_from(&all).is_ok(), "{argv:?}");
+        }
+        let no_wait = |argv: &[&str]| {
+            let mut all = vec!["vinfra"];
+            all.extend_from_slice(argv);
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(TopCommand::Vm(vm::VmCommand::Stop { no_wait, .. }))
+                | Ok(TopCommand::Host(host::HostCommand::Fence { no_wait, .. }))
+                | Ok(TopCommand::Drs(drs::DrsCommand::Apply { no_wait, .. })) => no_wait,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(no_wait(&["vm", "stop", "web", "--no-wait"]));
+        assert!(!no_wait(&["vm", "stop", "web"]));
+        assert!(no_wait(&["host", "fence", "h1", "--no-wait"]));
+        assert!(!no_wait(&["drs", "apply", "3"]));
+        // Cancelling a migration has no task to wait for.
+        assert!(
+            Cli::try_parse_from(["vinfra", "vm", "migrate", "web", "--cancel", "--no-wait"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use vinfra_client::RestError;
 use vinfra_types::network::NetworkError;
 use vinfra_types::router::RouterRequestError;
 use vinfra_types::security_group::SecurityGroupError;
+use vinfra_types::task::TaskState;
 use vinfra_types::vm::SpecError;
 use vinfra_types::NameError;
 
@@ -100,6 +101,18 @@ pub enum RestCommandError {
         /// Why, as the console says (or that the VM still runs on the source).
         reason: String,
     },
+    /// A task waited for ended failed or cancelled (`vinfra task wait`); the error it ended
+    /// with.
+    #[error("{task} {state}")]
+    Task {
+        /// The task: `task 42 (vm_stop web1)`.
+        task: String,
+        /// How it ended.
+        state: TaskState,
+        /// Its error.
+        #[source]
+        source: RestError,
+    },
     /// The answer could not be printed as JSON.
     #[error("cannot print the answer as JSON")]
     Json(#[source] serde_json::Error),
@@ -124,7 +137,9 @@ impl RestCommandError {
             | RestCommandError::NoSuchNic { .. }
             | RestCommandError::NicQos { .. }
             | RestCommandError::NotInGroup { .. } => true,
-            RestCommandError::Migration { .. } | RestCommandError::Json(_) => false,
+            RestCommandError::Migration { .. }
+            | RestCommandError::Task { .. }
+            | RestCommandError::Json(_) => false,
         }
     }
 }

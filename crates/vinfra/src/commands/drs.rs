@@ -6,6 +6,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use vinfra_types::balancing::{BalancingMode, DrsStatus, Recommendation};
 
 use crate::config::ConnectionOverrides;
+use crate::follow;
 use crate::output::{pairs, render, table, timestamp, Output};
 use crate::parse;
 use crate::rest::{show, RestCommandError};
@@ -42,11 +43,14 @@ pub enum DrsCommand {
     Run,
     /// The recommendations waiting (manual mode).
     Recommendations,
-    /// Start the migration a recommendation proposes.
+    /// Carry out the migration a recommendation proposes (shows progress until it ends).
     Apply {
         /// Recommendation id (see `vinfra drs recommendations`).
         #[arg(value_parser = parse_id)]
         id: u64,
+        /// Print the task's number and return once the migration has started.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -169,13 +173,16 @@ pub fn run(
         DrsCommand::Recommendations => show(out, &conn.client()?.recommendations()?, |r| {
             recommendations_text(r)
         }),
-        DrsCommand::Apply { id } => show(out, &conn.client()?.apply_recommendation(*id)?, |p| {
-            format!(
-                "migrating {} from {} to {} (follow it with `vinfra vm migrate` output or \
-                 `vinfra events`)",
-                p.vm, p.source, p.destination
-            )
-        }),
+        DrsCommand::Apply { id, no_wait } => {
+            let api = conn.client()?;
+            if *no_wait {
+                return follow::accepted(out, &api.apply_recommendation_task(*id)?);
+            }
+            let started = api.apply_recommendation(*id)?;
+            let vm = started.vm.clone();
+            let last = follow::migration(&api, &vm, started)?;
+            follow::migration_end(out, last)
+        }
         DrsCommand::Set(a) => {
             if a.mode.is_none()
                 && a.level.is_none()

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use uuid::Uuid;
 use vinfra_types::api::UpdateHostRequest;
+use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{HostSwitchCounters, SwitchRouterNat, TrafficCounters};
 use vinfra_types::AllocationRatios;
 
 use crate::config::ConnectionOverrides;
+use crate::follow;
 use crate::output::{self, render, table, traffic_cells, Output, TRAFFIC};
 use crate::parse;
 use crate::rest::{check_name, confirm, show, RestCommandError};
@@ -61,6 +63,9 @@ pub enum HostCommand {
         /// Also while the host's agent is connected: it powers off a running host.
         #[arg(long)]
         force: bool,
+        /// Print the task's number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Forget a host (it must have no VMs); its certificates are revoked (asks first on a
     /// terminal).
@@ -147,9 +152,18 @@ pub fn run(
             };
             show(out, &api.update_host(name, &req)?, output::host)
         }
-        HostCommand::Fence { name, force } => {
+        HostCommand::Fence {
+            name,
+            force,
+            no_wait,
+        } => {
             check_name("host", name)?;
-            let o = conn.client()?.fence_host(name, *force)?;
+            let api = conn.client()?;
+            let task = api.fence_host_task(name, *force)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            let o: FenceOutcome = follow::result(&api, task)?;
             show(out, &o, |o| {
                 let mut text = format!(
                     "host {} fenced ({}, {} ms)",

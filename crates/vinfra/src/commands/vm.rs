@@ -1,22 +1,22 @@
 //! `vinfra vm …`: list, show, create, set (the HA policy), power actions, delete, live migration
 //! (with its progress bar), the serial console; `vinfra vm floating-ip` is in `floating_ip`.
+//!
+//! Create, start, stop, reboot, delete and migrate answer a task: each command follows it to
+//! its end (`follow`), or prints its number with `--no-wait`.
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vinfra_client::Client;
 use vinfra_types::api::{
     CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest, UpdateVmRequest,
 };
 use vinfra_types::ha::{HaPriority, VmHa, VmHaUpdate};
-use vinfra_types::{
-    BootSource, DiskSpec, MigrationPhase, MigrationProgress, NicSpec, PowerState, VmSpec,
-};
+use vinfra_types::{BootSource, DiskSpec, NicSpec, PowerState, VmSpec, VmSummary};
 
 use super::floating_ip::{self, FloatingIpCommand};
 use crate::config::ConnectionOverrides;
+use crate::follow;
 use crate::output::{self, Output};
 use crate::parse;
 use crate::rest::{check_name, confirm, show, RestCommandError};
@@ -65,6 +65,9 @@ pub enum VmCommand {
     Start {
         /// The VM.
         name: String,
+        /// Print the task's number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Stop a VM (ACPI power button, then forced after the timeout).
     Stop {
@@ -76,11 +79,17 @@ pub enum VmCommand {
         /// How long the guest may take to power off (e.g. 30s, 2m).
         #[arg(long, value_parser = parse::stop_timeout, allow_hyphen_values = true)]
         timeout: Option<Duration>,
+        /// Print the task's number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Reboot a VM.
     Reboot {
         /// The VM.
         name: String,
+        /// Print the task's number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Delete a stopped VM and its disks (asks first on a terminal).
     Delete {
@@ -93,6 +102,9 @@ pub enum VmCommand {
         /// Do not ask.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Print the task's number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Live-migrate a VM (shows progress until it ends).
     Migrate {
@@ -104,8 +116,8 @@ pub enum VmCommand {
         /// Cancel the VM's running migration.
         #[arg(long)]
         cancel: bool,
-        /// Return once the migration has started.
-        #[arg(long)]
+        /// Print the task's number and return once the migration has started.
+        #[arg(long, conflicts_with = "cancel")]
         no_wait: bool,
     },
     /// Print the end of a VM's serial console.
@@ -356,6 +368,9 @@ pub struct VmCreateArgs {
     /// Create the VM without starting it.
     #[arg(long)]
     pub no_start: bool,
+    /// Print the task's number and return at once.
+    #[arg(long)]
+    pub no_wait: bool,
     /// HA: restart the VM on another host when its host fails (default off).
     #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
     pub ha: Option<bool>,
@@ -418,7 +433,12 @@ pub fn run(
     }
     if let VmCommand::Create(a) = cmd {
         let req = create_request(a)?;
-        let vm = conn.client()?.create_vm(&req)?;
+        let api = conn.client()?;
+        let task = api.create_vm_task(&req)?;
+        if a.no_wait {
+            return follow::accepted(out, &task);
+        }
+        let vm: VmSummary = follow::result(&api, task)?;
         return show(out, &vm, |vm| {
             format!(
                 "VM {} created on {}{}",
@@ -473,9 +493,9 @@ pub fn run(
         VmCommand::Create(_) | VmCommand::Set(_) | VmCommand::Nic(_) | VmCommand::FloatingIp(_) => {
         }
         VmCommand::Show { name }
-        | VmCommand::Start { name }
+        | VmCommand::Start { name, .. }
         | VmCommand::Stop { name, .. }
-        | VmCommand::Reboot { name }
+        | VmCommand::Reboot { name, .. }
         | VmCommand::Delete { name, .. }
         | VmCommand::Migrate { name, .. }
         | VmCommand::Console { name, .. } => check_name("VM", name)?,
@@ -517,22 +537,37 @@ pub fn run(
         VmCommand::Create(_) | VmCommand::Set(_) | VmCommand::Nic(_) | VmCommand::FloatingIp(_) => {
             Ok(())
         }
-        VmCommand::Start { name } => {
-            show(out, &api.start_vm(name)?, |_| format!("VM {name} started"))
+        VmCommand::Start { name, no_wait } => {
+            let task = api.start_vm_task(name)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            let vm: VmSummary = follow::result(&api, task)?;
+            show(out, &vm, |_| format!("VM {name} started"))
         }
-        VmCommand::Reboot { name } => show(out, &api.reboot_vm(name)?, |_| {
-            format!("VM {name} rebooting")
-        }),
+        VmCommand::Reboot { name, no_wait } => {
+            let task = api.reboot_vm_task(name)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            let vm: VmSummary = follow::result(&api, task)?;
+            show(out, &vm, |_| format!("VM {name} rebooting"))
+        }
         VmCommand::Stop {
             name,
             force,
             timeout,
+            no_wait,
         } => {
             let req = StopVmRequest {
                 force: *force,
                 timeout_s: timeout.map(|t| t.as_secs()),
             };
-            if !*force && out != Output::Json {
+            let task = api.stop_vm_task(name, &req)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            if !*force && out != Output::Json && !task.state.is_final() {
                 // What the stop waits for, and when it stops waiting.
                 let wait = req
                     .timeout_s
@@ -547,18 +582,27 @@ pub fn run(
                     output::timestamp(at)
                 );
             }
-            show(out, &api.stop_vm(name, &req)?, |_| {
-                format!("VM {name} stopped")
-            })
+            let vm: VmSummary = follow::result(&api, task)?;
+            show(out, &vm, |_| format!("VM {name} stopped"))
         }
-        VmCommand::Delete { name, force, yes } => {
+        VmCommand::Delete {
+            name,
+            force,
+            yes,
+            no_wait,
+        } => {
             let how = if *force {
                 ", stopping it first if it runs"
             } else {
                 ""
             };
             confirm(&format!("Delete VM {name} and its disks{how}?"), *yes)?;
-            api.delete_vm(name, *force)?;
+            let task = api.delete_vm_task(name, *force)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            let ended = follow::task(&api, task, None)?;
+            vinfra_client::task_succeeded(&ended)?;
             show(out, &(), |_| format!("VM {name} deleted"))
         }
         VmCommand::Console { name, bytes } => {
@@ -589,342 +633,15 @@ fn migrate(
             format!("migration of VM {name} cancelled")
         });
     }
-    let started = api.migrate_vm(name, &MigrateVmRequest { to })?;
+    let request = MigrateVmRequest { to };
     if no_wait {
-        return show(out, &started, |p| {
-            format!(
-                "migration of VM {} from {} to {} started (vinfra vm migrate {} --cancel to stop it)",
-                p.vm, p.source, p.destination, p.vm
-            )
-        });
+        let task = api.migrate_vm_task(name, &request)?;
+        return follow::accepted(out, &task);
     }
-    let last = watch_migration(api, name, started)?;
-    show(out, &last, |p| {
-        if p.phase == MigrationPhase::Completed {
-            output::migration_done(p)
-        } else {
-            String::new()
-        }
-    })?;
-    match last.phase {
-        MigrationPhase::Completed => Ok(()),
-        phase => Err(RestCommandError::Migration {
-            vm: last.vm,
-            cancelled: phase == MigrationPhase::Cancelled,
-            reason: last
-                .error
-                .unwrap_or_else(|| "the VM still runs on the source".into()),
-        }),
-    }
-}
-
-/// Polls the migration every 200 ms, drawing a progress bar on a terminal, until it ends.
-fn watch_migration(
-    api: &Client,
-    name: &str,
-    first: MigrationProgress,
-) -> Result<MigrationProgress, RestCommandError> {
-    let bar =
-        ProgressBar::with_draw_target(Some(first.total_bytes.max(1)), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let style =
-        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {msg}")
-            .map(|s| s.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(format!(
-        "{} {} → {}",
-        first.vm, first.source, first.destination
-    ));
-    let mut p = first;
-    let mut failures = 0u32;
-    loop {
-        bar.set_length(p.total_bytes.max(1));
-        bar.set_position(p.transferred_bytes.min(p.total_bytes.max(1)));
-        bar.set_message(format!(
-            "{}, {}, {} left, dirtying {} pages/s",
-            output::snake(&p.phase),
-            output::rate_bps(p.rate_bps),
-            output::bytes(p.remaining_bytes),
-            p.dirty_pages_rate
-        ));
-        if p.phase.is_final() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        match api.migration(name) {
-            Ok(next) => {
-                failures = 0;
-                p = next;
-            }
-            // A lost poll or two (console busy) is not the migration failing.
-            Err(e) if !e.is_client_error() && failures < 25 => failures += 1,
-            Err(e) => {
-                bar.abandon();
-                return Err(e.into());
-            }
-        }
-    }
-    bar.finish_and_clear();
-    Ok(p)
+    let started = api.migrate_vm(name, &request)?;
+    let last = follow::migration(api, name, started)?;
+    follow::migration_end(out, last)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(f: impl FnOnce(&mut VmCreateArgs)) -> VmCreateArgs {
-        let mut a = VmCreateArgs {
-            name: "web-1".into(),
-            vcpus: 1,
-            memory: 128,
-            host: None,
-            kernel: Some("vinfra-guest-vmlinuz".into()),
-            initrd: None,
-            cmdline: None,
-            boot_disk: false,
-            disk: vec![],
-            nic: vec![],
-            no_start: false,
-            ha: None,
-            ha_priority: None,
-            ha_start_after: None,
-        };
-        f(&mut a);
-        a
-    }
-
-    #[test]
-    fn create_requests() {
-        let r = create_request(&args(|_| {})).unwrap();
-        assert!(r.start);
-        assert!(matches!(r.spec.boot, BootSource::Kernel { .. }));
-        assert!(matches!(
-            create_request(&args(|a| a.kernel = None)),
-            Err(RestCommandError::NoBoot)
-        ));
-        assert!(create_request(&args(|a| a.name = "Bad_Name".into()))
-            .unwrap_err()
-            .is_usage());
-        assert!(matches!(
-            create_request(&args(|a| a.kernel = Some("../etc/passwd".into()))),
-            Err(RestCommandError::Spec(_))
-        ));
-        let disk = DiskSpec {
-            name: "root".into(),
-            image: None,
-            size_gib: Some(1),
-        };
-        let r = create_request(&args(|a| {
-            a.kernel = None;
-            a.disk = vec![disk.clone()];
-        }))
-        .unwrap();
-        assert_eq!(r.spec.boot, BootSource::Disk);
-    }
-
-    #[test]
-    fn create_requests_carry_the_ha_policy() {
-        let r = create_request(&args(|_| {})).unwrap();
-        assert_eq!(r.spec.ha, VmHa::default());
-        let r = create_request(&args(|a| {
-            a.ha = Some(true);
-            a.ha_priority = Some(PriorityArg::Highest);
-            a.ha_start_after = Some("db".into());
-        }))
-        .unwrap();
-        assert_eq!(
-            r.spec.ha,
-            VmHa {
-                enabled: true,
-                priority: HaPriority::Highest,
-                start_after: Some("db".into())
-            }
-        );
-        let e = create_request(&args(|a| a.ha_start_after = Some("Bad_Name".into())));
-        assert!(e.unwrap_err().is_usage());
-    }
-
-    #[test]
-    fn set_requests_name_only_what_changes() {
-        use clap::Parser;
-        #[derive(Debug, Parser)]
-        struct Vm {
-            #[command(subcommand)]
-            cmd: VmCommand,
-        }
-        let set = |argv: &[&str]| {
-            let mut all = vec!["vm", "set"];
-            all.extend_from_slice(argv);
-            match Vm::try_parse_from(all).map(|v| v.cmd) {
-                Ok(VmCommand::Set(a)) => set_request(&a),
-                other => panic!("{other:?}"),
-            }
-        };
-        let r = set(&["web", "--ha-priority", "low"]).unwrap();
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"ha":{"priority":"low"}}"#
-        );
-        let r = set(&["web", "--ha", "on", "--ha-start-after", "none"]).unwrap();
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"ha":{"enabled":true,"start_after":null}}"#
-        );
-        let r = set(&["web", "--ha-start-after", "db"]).unwrap();
-        assert_eq!(r.ha.unwrap().start_after, Some(Some("db".to_string())));
-        assert!(matches!(
-            set(&["web"]),
-            Err(RestCommandError::NothingToChange(_))
-        ));
-        assert!(set(&["Bad_Name", "--ha", "on"]).unwrap_err().is_usage());
-        for bad in [
-            &["web", "--ha", "maybe"][..],
-            &["web", "--ha-priority", "urgent"],
-            &["web", "--ha-start-after", "Bad_Name"],
-        ] {
-            let mut all = vec!["vm", "set"];
-            all.extend_from_slice(bad);
-            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn nic_set_requests_name_only_what_changes() {
-        use clap::Parser;
-        #[derive(Debug, Parser)]
-        struct Vm {
-            #[command(subcommand)]
-            cmd: VmCommand,
-        }
-        let set = |argv: &[&str]| {
-            let mut all = vec!["vm", "nic", "set"];
-            all.extend_from_slice(argv);
-            match Vm::try_parse_from(all).map(|v| v.cmd) {
-                Ok(VmCommand::Nic(VmNicCommand::Set(a))) => {
-                    nic_set_request(&a, None).map(|r| (a.index, r))
-                }
-                other => panic!("{other:?}"),
-            }
-        };
-        let (index, r) = set(&["web", "1", "--security-groups", "a,b"]).unwrap();
-        assert_eq!(index, 1);
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"security_groups":["a","b"]}"#
-        );
-        let (_, r) = set(&[
-            "web",
-            "0",
-            "--security-groups",
-            "none",
-            "--port-security",
-            "off",
-            "--allow",
-            "none",
-        ])
-        .unwrap();
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"security_groups":[],"port_security":false,"allowed_addresses":[]}"#
-        );
-        let (_, r) = set(&["web", "0", "--allow", "10.0.0.9+10.0.1.0/29"]).unwrap();
-        assert_eq!(r.allowed_addresses.unwrap().len(), 2);
-        assert!(matches!(
-            set(&["web", "0"]),
-            Err(RestCommandError::NothingToChange(_))
-        ));
-        for bad in [
-            &["web", "x", "--port-security", "on"][..],
-            &["web", "0", "--security-groups", "Bad_Name"],
-            &["web", "0", "--allow", "10.0.0.9/8"],
-            &["web", "0", "--port-security", "maybe"],
-        ] {
-            let mut all = vec!["vm", "nic", "set"];
-            all.extend_from_slice(bad);
-            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn errors_read_as_one_line_naming_their_cause() {
-        let e = create_request(&args(|a| a.name = "Bad_Name".into())).unwrap_err();
-        let line = vinfra_types::error::chain(&e);
-        assert!(line.starts_with("bad VM name: "), "{line}");
-        assert_eq!(line.matches("Bad_Name").count(), 1, "{line}");
-        let e = RestCommandError::Migration {
-            vm: "a".into(),
-            cancelled: true,
-            reason: "cancelled by the user".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "migration of a was cancelled: cancelled by the user"
-        );
-        assert!(!e.is_usage());
-    }
-
-    #[test]
-    fn nic_set_requests_change_the_qos_the_nic_has() {
-        use clap::Parser;
-        use vinfra_types::qos::{NicPriority, NicQos, NicRate};
-        #[derive(Debug, Parser)]
-        struct Vm {
-            #[command(subcommand)]
-            cmd: VmCommand,
-        }
-        let current = NicSpec {
-            network: "n".into(),
-            qos: Some(NicQos {
-                egress: Some(NicRate::new(50_000_000)),
-                dscp: Some(10),
-                ..NicQos::default()
-            }),
-            ..NicSpec::default()
-        };
-        let set = |argv: &[&str]| {
-            let mut all = vec!["vm", "nic", "set", "web", "0"];
-            all.extend_from_slice(argv);
-            match Vm::try_parse_from(all).map(|v| v.cmd) {
-                Ok(VmCommand::Nic(VmNicCommand::Set(a))) => nic_set_request(&a, Some(&current)),
-                other => panic!("{other:?}"),
-            }
-        };
-        let r = set(&["--rate", "100M", "--burst", "1M", "--priority", "high"]).unwrap();
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"qos":{"egress":{"bits_per_sec":100000000,"burst_bytes":1048576},"ingress":{"bits_per_sec":100000000,"burst_bytes":1048576},"priority":"high","dscp":10}}"#
-        );
-        let r = set(&["--ingress-rate", "8M", "--dscp", "trust", "--weight", "50"]).unwrap();
-        let q = r.qos.unwrap().unwrap();
-        assert_eq!(q.egress, Some(NicRate::new(50_000_000)), "kept");
-        assert_eq!(q.ingress, Some(NicRate::new(8_000_000)));
-        assert_eq!(
-            (q.priority, q.weight, q.dscp),
-            (NicPriority::Normal, Some(50), None)
-        );
-        let r = set(&["--no-qos"]).unwrap();
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"qos":null}"#);
-        let e = set(&["--egress-rate", "none", "--burst", "1M"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "nic 0: qos: a burst needs a rate (rate, egress-rate or ingress-rate)"
-        );
-        assert!(e.is_usage());
-        for bad in [
-            &["--no-qos", "--rate", "1M"][..],
-            &["--rate", "1"],
-            &["--rate", "10Mbps"],
-            &["--burst", "10"],
-            &["--priority", "urgent"],
-            &["--weight", "0"],
-            &["--dscp", "64"],
-        ] {
-            let mut all = vec!["vm", "nic", "set", "web", "0"];
-            all.extend_from_slice(bad);
-            assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
-        }
-    }
-}
+mod tests;
