@@ -613,6 +613,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             if crate::state::tasks::current().is_none() {
                 return Ok(Reply::MigrationStarted(first));
             }
+            tasks::arm_cancel(c, &name);
             crate::state::tasks::accepted();
             Reply::Migration(tasks::follow_migration(c, &name).await?)
         }
@@ -643,6 +644,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
                 return Ok(Reply::MigrationStarted(first));
             }
             crate::state::tasks::say(tasks::migrating(&first));
+            tasks::arm_cancel(c, &first.vm);
             crate::state::tasks::accepted();
             Reply::Migration(tasks::follow_migration(c, &first.vm).await?)
         }

@@ -111,19 +111,21 @@ pub fn cancel(console: &Console, id: u64, by: Actor) -> Result<Task, Error> {
     })
 }
 
-/// Within a migration's task: follows the migration of `vm` to its end, the task's progress
-/// with it (cancellable until the switchover). The last progress when it completed;
-/// [`Error::MigrationCancelled`] or [`Error::MigrationFailed`] otherwise.
-pub async fn follow_migration(console: &Console, vm: &str) -> Result<MigrationProgress, Error> {
+/// Within a migration's task: lets the task cancel the migration of `vm` (before the task is
+/// answered, so that its first answer says it can be).
+pub fn arm_cancel(console: &Console, vm: &str) {
     if let Some(active) = console.inflight().migration(vm) {
         let hook = active.clone();
         tasks::on_cancel(Some(Arc::new(move || hook.cancel())));
     }
+}
+
+/// Within a migration's task: follows the migration of `vm` to its end, the task's progress
+/// with it (cancellable until the switchover). The last progress when it completed;
+/// [`Error::MigrationCancelled`] or [`Error::MigrationFailed`] otherwise.
+pub async fn follow_migration(console: &Console, vm: &str) -> Result<MigrationProgress, Error> {
     let mut said = None;
-    loop {
-        let Some(active) = console.inflight().migration(vm) else {
-            break;
-        };
+    while let Some(active) = console.inflight().migration(vm) {
         let p = active.progress();
         if p.phase != MigrationPhase::Preparing && p.total_bytes > 0 {
             let pct = p.transferred_bytes.saturating_mul(100) / p.total_bytes.max(1);
@@ -263,8 +265,7 @@ async fn follow(
                     .map(|v| v.value);
                     match last {
                         Some(p) if p.phase.is_final() => {
-                            return migration_outcome(p)
-                                .map(|p| serde_json::to_value(p).ok());
+                            return migration_outcome(p).map(|p| serde_json::to_value(p).ok());
                         }
                         // Not resumed yet (or never to be).
                         _ => {}

@@ -221,3 +221,87 @@ async fn vms_are_listed_by_host_state_and_network_and_filtered_pages_keep_the_fi
     }
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn pages_list_every_vm_exactly_once_while_vms_come_and_go() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use common::{vm_json, FakeAgent, GIB};
+    use vinfra_types::HostCapacity;
+    let host = HostCapacity {
+        cores: 64,
+        memory_mib: 256 * GIB,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = Arc::new(start_console(dir.path(), None, false).await);
+    let _a = FakeAgent::join_and_connect(&c, "a", host).await;
+    let create = |name: String| {
+        let c = c.clone();
+        async move {
+            let mut v: Value = serde_json::from_str(&vm_json(&name, 1, 64)).unwrap();
+            v["start"] = false.into();
+            let r = c.call("POST", "/api/v1/vms", Some(&v.to_string())).await;
+            assert_eq!(r.status, 201, "{name}: {:?}", r.body);
+        }
+    };
+    // 40 that stay, 20 that are deleted while the pages are read.
+    for i in 0..40 {
+        create(format!("keep-{i:02}")).await;
+    }
+    for i in 0..20 {
+        create(format!("gone-{i:02}")).await;
+    }
+    let churn = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let r = c
+                    .call("DELETE", &format!("/api/v1/vms/gone-{i:02}"), None)
+                    .await;
+                assert_eq!(r.status, 204, "{:?}", r.body);
+                let mut v: Value =
+                    serde_json::from_str(&vm_json(&format!("new-{i:02}"), 1, 64)).unwrap();
+                v["start"] = false.into();
+                let r = c.call("POST", "/api/v1/vms", Some(&v.to_string())).await;
+                assert_eq!(r.status, 201, "{:?}", r.body);
+            }
+        })
+    };
+    // Pages of 3, read while the churn runs (a pause between pages lets it interleave).
+    let mut seen = Vec::new();
+    let mut pages_during_churn = 0;
+    let mut path = Some("/api/v1/vms?limit=3".to_string());
+    while let Some(p) = path {
+        let (status, body, next) = get(&c, &p).await;
+        assert_eq!(status, 200, "{body}");
+        seen.extend(names(&body));
+        if !churn.is_finished() {
+            pages_during_churn += 1;
+        }
+        path = next;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    churn.await.unwrap();
+    assert!(
+        pages_during_churn >= 2,
+        "the pages were read after the churn"
+    );
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a VM listed twice: {seen:?}");
+    for i in 0..40 {
+        let name = format!("keep-{i:02}");
+        assert!(unique.contains(&name), "{name} missed: {seen:?}");
+    }
+    assert!(
+        seen.iter()
+            .all(|n| n.starts_with("keep-") || n.starts_with("gone-") || n.starts_with("new-")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "pages in name order: {seen:?}"
+    );
+    let c = Arc::try_unwrap(c).ok().expect("the only holder");
+    c.shutdown().await;
+}

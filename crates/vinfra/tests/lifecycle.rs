@@ -2,7 +2,8 @@
 //! guest inside the same QEMU (it boots again and counts from 1); a stop presses the guest's ACPI
 //! power button, a guest that powers off goes at once, and a guest that ignores the button
 //! (`vinfra.ignore_acpi=1`) is forced off when the stop's timeout has run out, not before and
-//! not much later.
+//! not much later: its request is answered at once with a task, which ends `succeeded` saying
+//! so.
 
 mod common;
 
@@ -13,6 +14,7 @@ use common::{
     serial_text, start_lab, vinfra, vm, wait_for, wait_tick_above, BOOT_TIMEOUT,
 };
 use vinfra_lab::Lab;
+use vinfra_types::task::{Task, TaskKind, TaskState};
 use vinfra_types::{PowerState, VmSummary};
 
 const BOOTED: &str = "VINFRA-GUEST BOOTED";
@@ -147,9 +149,62 @@ fn stop_forces_a_guest_that_ignores_the_power_button_when_the_timeout_ends() {
         "st-deaf's init ignores the power button"
     );
 
-    // The guest sees the button and ignores it; the stop waits out its 3 s, then forces.
+    // The guest sees the button and ignores it; the stop waits out its 3 s, then forces. The
+    // request answers at once with its task (`--no-wait` prints it), which `task wait` follows
+    // to the forced stop.
     let timeout = Duration::from_secs(3);
-    let (after, took) = cli_stop(&lab, "st-deaf", &["--timeout", "3s"]);
+    let env = cli_env(&lab);
+    let started = Instant::now();
+    let out = vinfra(
+        &[
+            "--output",
+            "json",
+            "vm",
+            "stop",
+            "st-deaf",
+            "--timeout",
+            "3s",
+            "--no-wait",
+        ],
+        &refs(&env),
+    );
+    let answered = started.elapsed();
+    assert!(
+        out.status.success(),
+        "vm stop --no-wait: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task: Task = serde_json::from_slice(&out.stdout).expect("the task's JSON");
+    eprintln!("the stop of st-deaf was answered after {answered:?}: {task:?}");
+    assert_eq!(
+        (task.kind, task.state, task.target.as_str()),
+        (TaskKind::VmStop, TaskState::Running, "st-deaf"),
+        "{task:?}"
+    );
+    assert!(
+        answered < timeout,
+        "the stop was answered after {answered:?}, not at once"
+    );
+    let out = vinfra(
+        &["--output", "json", "task", "wait", &task.id.to_string()],
+        &refs(&env),
+    );
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "task wait {}: {}",
+        task.id,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ended: Task = serde_json::from_slice(&out.stdout).expect("the ended task's JSON");
+    assert_eq!(ended.state, TaskState::Succeeded, "{ended:?}");
+    assert_eq!(
+        ended.message.as_deref(),
+        Some("powered off by force: the guest did not shut down within 3 s"),
+        "{ended:?}"
+    );
+    let after: VmSummary =
+        serde_json::from_value(ended.result.clone().expect("the VM")).expect("a VM");
     eprintln!("stopping st-deaf took {took:?}");
     assert!(
         took >= timeout,

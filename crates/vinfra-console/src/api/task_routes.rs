@@ -111,7 +111,14 @@ pub async fn show_task<A: ConsoleApi>(
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<TaskWaitQuery>,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::ShowTask { id, wait_s: q.wait_s }).await
+    run(
+        &c,
+        Command::ShowTask {
+            id,
+            wait_s: q.wait_s,
+        },
+    )
+    .await
 }
 
 /// Cancels a task where its operation allows it (`cancellable`: a migration before its

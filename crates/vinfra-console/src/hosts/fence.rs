@@ -28,9 +28,9 @@ use nix::unistd::Pid;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::HostStatus;
 
-use crate::state::tasks;
 use crate::error::{Error, FenceCommandError};
 use crate::state::records::now_s;
+use crate::state::tasks;
 use crate::state::{lock, Console};
 
 /// How much of a fence command's output is kept: its last 2 KiB.

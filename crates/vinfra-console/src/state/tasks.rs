@@ -313,7 +313,11 @@ impl TaskBoard {
                 value,
                 lease: 0,
             }),
-            Err(e) => tracing::warn!(task = id, "task not written: {}", vinfra_types::error::Chain(&e)),
+            Err(e) => tracing::warn!(
+                task = id,
+                "task not written: {}",
+                vinfra_types::error::Chain(&e)
+            ),
         }
         ops.extend(pruned.iter().map(|old| Op::Delete {
             key: keys::task_key(*old),
@@ -325,7 +329,11 @@ impl TaskBoard {
                 }
             }
             Err(e) => {
-                tracing::warn!(task = id, "task end not written: {}", vinfra_types::error::Chain(&e))
+                tracing::warn!(
+                    task = id,
+                    "task end not written: {}",
+                    vinfra_types::error::Chain(&e)
+                )
             }
         }
         drop(b);
@@ -440,9 +448,7 @@ fn prune(b: &Board) -> Vec<u64> {
     ended
         .iter()
         .enumerate()
-        .filter(|(i, (id, ended_at))| {
-            Some(*id) != newest && (*i < excess || *ended_at < cutoff)
-        })
+        .filter(|(i, (id, ended_at))| Some(*id) != newest && (*i < excess || *ended_at < cutoff))
         .map(|(_, (id, _))| *id)
         .collect()
 }

@@ -11,13 +11,13 @@ use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
 use super::{cleanups, ha, views};
-use crate::state::tasks;
 use crate::error::{Error, Object};
 use crate::fit::{self, Target};
 use crate::networks::{ipam, push};
 use crate::security_groups;
 use crate::state::events::event;
 use crate::state::records::{now_s, DesiredPower, VmRecord};
+use crate::state::tasks;
 use crate::state::{Console, Writes};
 
 /// Creates (and with `request.start`, starts) a VM: on the host named, or on the one placement

@@ -10,8 +10,8 @@ use super::{cleanups, ha};
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::state::events::event;
-use crate::state::tasks;
 use crate::state::records::{self as keys, CleanupReason, DesiredPower};
+use crate::state::tasks;
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
 /// Stops and deletes a VM and its disks on its host, then its record with its claims (see the
@@ -38,7 +38,10 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
             host: rec.host.clone(),
         });
     }
-    tasks::say(format!("deleting the VM and its disks on host {}", rec.host));
+    tasks::say(format!(
+        "deleting the VM and its disks on host {}",
+        rec.host
+    ));
     tasks::accepted();
     let leave = if !connected {
         // The VM may still run there: it is removed when the host reconnects.

@@ -12,8 +12,8 @@ use super::views;
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::fit::{self, Target};
-use crate::state::tasks;
 use crate::state::records::{now_s, DesiredPower};
+use crate::state::tasks;
 use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
 pub use vinfra_types::vm::STOP_TIMEOUT_DEFAULT_S;

@@ -122,14 +122,16 @@ impl TestConsole {
         }
     }
 
-    /// Follows task `id` to its end (long polls); its last JSON.
+    /// Follows task `id` to its end (long polls, with `token` or the console's); its last JSON.
     pub async fn wait_task(&self, id: u64, token: Option<&str>) -> Value {
+        let token = Some(token.unwrap_or(&self.token));
         for _ in 0..20 {
             let t = self
                 .call_raw_with("GET", &format!("/api/v1/tasks/{id}?wait_s=10"), None, token)
                 .await;
             assert_eq!(t.status, 200, "task {id}: {:?}", t.body);
-            if ["succeeded", "failed", "cancelled"].contains(&t.body["state"].as_str().unwrap_or(""))
+            if ["succeeded", "failed", "cancelled"]
+                .contains(&t.body["state"].as_str().unwrap_or(""))
             {
                 return t.body;
             }
@@ -139,7 +141,8 @@ impl TestConsole {
 
     /// One request as it is answered (a task is not followed).
     pub async fn call_raw(&self, method: &str, path: &str, body: Option<&str>) -> Resp {
-        self.call_raw_with(method, path, body, Some(&self.token)).await
+        self.call_raw_with(method, path, body, Some(&self.token))
+            .await
     }
 
     /// One request with `token`, as it is answered.
