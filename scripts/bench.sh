@@ -3,7 +3,7 @@
 # then prints a summary of their RESULT lines and the key numbers. Results: docs/benchmarks.md.
 #
 #   scripts/bench.sh            # all benchmarks
-#   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list
+#   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list tasks
 #                               # vm_create migration failover balance optimum datapath
 #                               # firewall throughput qos firewall_vs_nft admission
 #                               # routed_vs_kernel snat_vs_masquerade flows_on_off)
@@ -32,6 +32,7 @@ BENCHES=(
     "vinfra-console placement_api"
     "vinfra-store range"
     "vinfra-console api_list"
+    "vinfra-console tasks"
     "vinfra vm_create"
     "vinfra migration"
     "vinfra failover"

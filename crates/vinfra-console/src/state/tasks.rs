@@ -5,7 +5,10 @@
 //! A task is begun in memory ([`TaskBoard::begin`]); it is published (written, listed, sent to
 //! the watchers) only once the request is answered with it ([`TaskBoard::publish`]), so that a
 //! request refused by its checks leaves no record ([`TaskBoard::discard`]). Its end is written
-//! too ([`TaskBoard::finish`]); progress and messages in between stay in memory. The operation
+//! too ([`TaskBoard::finish`]); progress and messages in between stay in memory. Neither write
+//! holds the request (nor the board) until the disk has synced ([`settle`]): the operation's
+//! own changes are on disk before it goes on, as before tasks; the task record follows with
+//! the next sync. The operation
 //! runs within [`scope`], and the free functions here reach its task from there, as
 //! [`super::events`] reaches the actor: no resource function carries it. Outside of a task they
 //! do nothing.
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
-use vinfra_store::{Op, Store, Txn};
+use vinfra_store::{Op, PendingWrite, Store, Txn};
 use vinfra_types::auth::Actor;
 use vinfra_types::task::{Task, TaskFilter, TaskKind, TaskState};
 use vinfra_types::Problem;
@@ -252,7 +255,7 @@ impl TaskBoard {
         ops.extend(pruned.iter().map(|old| Op::Delete {
             key: keys::task_key(*old),
         }));
-        self.write(ops)?;
+        let pending = self.write(ops)?;
         if let Some(e) = b.tasks.get_mut(&id) {
             e.published = true;
         }
@@ -260,6 +263,7 @@ impl TaskBoard {
             b.tasks.remove(&old);
         }
         drop(b);
+        settle(pending, id);
         let _ = self.changes.send(record.task.clone());
         Ok(record.task)
     }
@@ -322,21 +326,26 @@ impl TaskBoard {
         ops.extend(pruned.iter().map(|old| Op::Delete {
             key: keys::task_key(*old),
         }));
-        match self.write(ops) {
-            Ok(()) => {
+        let pending = match self.write(ops) {
+            Ok(pending) => {
                 for old in pruned {
                     b.tasks.remove(&old);
                 }
+                Some(pending)
             }
             Err(e) => {
                 tracing::warn!(
                     task = id,
                     "task end not written: {}",
                     vinfra_types::error::Chain(&e)
-                )
+                );
+                None
             }
-        }
+        };
         drop(b);
+        if let Some(pending) = pending {
+            settle(pending, id);
+        }
         let _ = self.changes.send(record.task);
     }
 
@@ -422,13 +431,35 @@ impl TaskBoard {
         Ok(task)
     }
 
-    fn write(&self, ops: Vec<Op>) -> Result<(), RecordError> {
-        self.store.txn(Txn {
+    /// Writes `ops` in one transaction, in the store at once, on disk with the next sync
+    /// ([`settle`]).
+    fn write(&self, ops: Vec<Op>) -> Result<PendingWrite, RecordError> {
+        let (_, pending) = self.store.txn_pending(Txn {
             compare: vec![],
             success: ops,
             failure: vec![],
         })?;
-        Ok(())
+        Ok(pending)
+    }
+}
+
+/// Lets a task's write reach the disk without the request waiting for it: in a blocking task
+/// of the runtime (inline without one). A request is answered with its task once the record is
+/// in the store; the disk sync that follows (a few milliseconds, shared with every write made
+/// meanwhile) is what a console that dies in between would miss.
+fn settle(pending: PendingWrite, id: u64) {
+    let wait = move || {
+        if let Err(e) = pending.wait() {
+            tracing::warn!(
+                task = id,
+                "task record not on disk: {}",
+                vinfra_types::error::Chain(&e)
+            );
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(wait)),
+        Err(_) => wait(),
     }
 }
 
