@@ -183,16 +183,12 @@ fn with_query(mut path: String, pairs: &[(&str, Option<&str>)]) -> String {
 
 /// `/api/v1/vms` with the filter's query (`?host=…&state=…&network=…`, each escaped).
 pub fn vms_where(filter: &vinfra_types::api::VmFilter) -> String {
-    let state = filter.state.and_then(|s| {
-        serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-    });
+    let state = filter.state.map(vinfra_types::PowerState::as_str);
     with_query(
         vms(),
         &[
             ("host", filter.host.as_deref()),
-            ("state", state.as_deref()),
+            ("state", state),
             ("network", filter.network.as_deref()),
         ],
     )

@@ -191,3 +191,28 @@ impl TaskFilter {
             && self.target.as_deref().is_none_or(|t| t == task.target)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_and_state_names_are_the_serialized_ones_and_parse_back() {
+        for k in TaskKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(TaskKind::parse(k.as_str()), Some(k));
+        }
+        for s in [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(TaskKind::parse("vm_explode"), None);
+        assert_eq!(TaskState::parse("done"), None);
+    }
+}

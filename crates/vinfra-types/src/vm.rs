@@ -540,6 +540,21 @@ pub enum PowerState {
     Unknown,
 }
 
+impl PowerState {
+    /// Its name in the API (`running`, `stopped`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::Running => "running",
+            PowerState::Paused => "paused",
+            PowerState::Stopped => "stopped",
+            PowerState::Incoming => "incoming",
+            PowerState::Migrating => "migrating",
+            PowerState::Crashed => "crashed",
+            PowerState::Unknown => "unknown",
+        }
+    }
+}
+
 /// Resource usage of one VM, measured on its host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VmUsage {

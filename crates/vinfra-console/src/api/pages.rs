@@ -72,13 +72,7 @@ impl VmListQuery {
             add("host", h);
         }
         if let Some(s) = self.state {
-            add(
-                "state",
-                &serde_json::to_value(s)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-            );
+            add("state", s.as_str());
         }
         if let Some(n) = &self.network {
             add("network", n);

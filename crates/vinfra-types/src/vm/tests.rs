@@ -340,3 +340,18 @@ fn unknown_fields_refused() {
     );
     assert!(r.is_err());
 }
+
+#[test]
+fn power_state_names_are_the_serialized_ones() {
+    for s in [
+        PowerState::Running,
+        PowerState::Paused,
+        PowerState::Stopped,
+        PowerState::Incoming,
+        PowerState::Migrating,
+        PowerState::Crashed,
+        PowerState::Unknown,
+    ] {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+    }
+}

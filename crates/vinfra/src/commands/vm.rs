@@ -596,7 +596,22 @@ pub fn run(
             } else {
                 ""
             };
-            confirm(&format!("Delete VM {name} and its disks{how}?"), *yes)?;
+            // On a terminal the VM is looked up first: an unknown VM is said before any
+            // question, a running one without --force is left to the console's refusal (which
+            // says what to do), and the question says what is deleted.
+            if !*yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                let vm = api.vm(name)?;
+                if vm.desired != PowerState::Running || *force {
+                    confirm(
+                        &format!(
+                            "Delete VM {name} ({} on {}) and its disks{how}?",
+                            vm.state.as_str(),
+                            vm.host
+                        ),
+                        false,
+                    )?;
+                }
+            }
             let task = api.delete_vm_task(name, *force)?;
             if *no_wait {
                 return follow::accepted(out, &task);
