@@ -481,7 +481,7 @@ pub async fn show_rule<A: ConsoleApi>(
 
 /// Deletes a placement rule.
 #[utoipa::path(delete, path = "/api/v1/rules/{name}", tag = "balancing", params(("name" = String, Path, description = "rule name")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
+    responses((status = 204, description = "deleted")))]
 pub async fn delete_rule<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -577,7 +577,7 @@ pub async fn show_network<A: ConsoleApi>(
 
 /// Deletes a logical network; refused (409, naming the VMs) while a VM has a NIC on it.
 #[utoipa::path(delete, path = "/api/v1/networks/{name}", tag = "networks", params(("name" = String, Path, description = "network name")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_network<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -703,7 +703,7 @@ pub async fn security_group_counters<A: ConsoleApi>(
 /// Deletes a security group; refused (409, naming them) while NICs are in it or other groups'
 /// rules name it as their remote.
 #[utoipa::path(delete, path = "/api/v1/security-groups/{name}", tag = "security-groups", params(("name" = String, Path, description = "security group name")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_security_group<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -727,7 +727,7 @@ pub async fn add_sg_rule<A: ConsoleApi>(
 /// Deletes rule `id` of a security group.
 #[utoipa::path(delete, path = "/api/v1/security-groups/{name}/rules/{id}", tag = "security-groups",
     params(("name" = String, Path, description = "security group name"), ("id" = u32, Path, description = "rule id")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_sg_rule<A: ConsoleApi>(
     c: Caller<A>,
     NameNumberPath(group, id): NameNumberPath,
@@ -772,7 +772,7 @@ pub async fn show_router<A: ConsoleApi>(
 
 /// Deletes a router; refused (409, naming them) while networks are attached to it.
 #[utoipa::path(delete, path = "/api/v1/routers/{name}", tag = "routers", params(("name" = String, Path, description = "router name")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
+    responses((status = 204, description = "deleted"), (status = 409, body = Problem)))]
 pub async fn delete_router<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
@@ -830,7 +830,7 @@ pub async fn add_route<A: ConsoleApi>(
 #[utoipa::path(delete, path = "/api/v1/routers/{name}/routes/{addr}/{len}", tag = "routers",
     params(("name" = String, Path, description = "router name"), ("addr" = String, Path, description = "the prefix's address, A.B.C.D"),
         ("len" = u8, Path, description = "the prefix's length, 0 to 32")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
+    responses((status = 204, description = "deleted")))]
 pub async fn delete_route<A: ConsoleApi>(
     c: Caller<A>,
     NamePrefixPath(router, prefix): NamePrefixPath,
@@ -896,7 +896,7 @@ pub async fn add_floating_ip<A: ConsoleApi>(
 /// Deletes the VM's floating IP `{ip}` (404 when it has none such).
 #[utoipa::path(delete, path = "/api/v1/vms/{name}/floating-ips/{ip}", tag = "routers",
     params(("name" = String, Path, description = "VM name"), ("ip" = String, Path, description = "the floating IP, A.B.C.D")),
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`")))))]
+    responses((status = 204, description = "deleted")))]
 pub async fn delete_floating_ip<A: ConsoleApi>(
     c: Caller<A>,
     NameAddressPath(vm, ip): NameAddressPath,

@@ -105,7 +105,7 @@ pub async fn list_tasks<A: ConsoleApi>(
 /// have passed (a long poll).
 #[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks",
     params(("id" = u64, Path, description = "task id"), TaskWaitQuery),
-    responses((status = 200, description = "the task", body = Task), (status = 404, body = Problem)))]
+    responses((status = 200, description = "the task", body = Task), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn show_task<A: ConsoleApi>(
     c: Caller<A>,
     IdPath(id): IdPath,
@@ -126,7 +126,7 @@ pub async fn show_task<A: ConsoleApi>(
 /// ended or cannot be cancelled is 409.
 #[utoipa::path(delete, path = "/api/v1/tasks/{id}", tag = "tasks",
     params(("id" = u64, Path, description = "task id")),
-    responses((status = 200, description = "the task, its cancel asked", body = Task), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, description = "the task, its cancel asked", body = Task), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel_task<A: ConsoleApi>(
     c: Caller<A>,
     IdPath(id): IdPath,
