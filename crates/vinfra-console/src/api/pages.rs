@@ -295,7 +295,13 @@ mod tests {
             assert_eq!(first, sorted[..700]);
             assert_eq!(
                 link.as_deref(),
-                Some(format!("</x?limit=700&page_token={}>; rel=\"next\"", encode("k00699")).as_str())
+                Some(
+                    format!(
+                        "</x?limit=700&page_token={}>; rel=\"next\"",
+                        encode("k00699")
+                    )
+                    .as_str()
+                )
             );
             let (mid, link) = answered(items.clone(), Some(p(Some("k00699")))).await;
             assert_eq!(mid, sorted[700..1400]);

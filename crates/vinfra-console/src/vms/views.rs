@@ -2,6 +2,7 @@
 //! tail of a VM's serial console.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -45,12 +46,24 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
 }
 
 /// Every VM (that `filter` lets through), in name order.
+pub fn list(console: &Console, filter: &VmFilter) -> Vec<VmSummary> {
+    list_from(console, filter, None, usize::MAX)
+}
+
+/// At most `limit` VMs (that `filter` lets through) whose names sort after `after` (from the
+/// first without it), in name order: a page reads only the records it shows (and those the
+/// filter passes over on the way), not every record.
 ///
 /// The connected hosts' latest reports are indexed once by VM id (a fast hash: ids are
 /// random), so each record finds what its host reports in one lookup; a VM its own host does
 /// not list (stopped, or right after a migration listed by the other host only) looks up
 /// whether that host is connected. Only the reports' handles are copied, never a report.
-pub fn list(console: &Console, filter: &VmFilter) -> Vec<VmSummary> {
+pub fn list_from(
+    console: &Console,
+    filter: &VmFilter,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<VmSummary> {
     let connected: HashMap<String, Arc<HostReport>> = console
         .agents()
         .snapshot()
@@ -81,8 +94,16 @@ pub fn list(console: &Console, filter: &VmFilter) -> Vec<VmSummary> {
         }
     };
     console.with_vms(|vms| {
-        let mut out = Vec::with_capacity(if filter.is_empty() { vms.len() } else { 0 });
-        for v in vms.values() {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::with_capacity(if filter.is_empty() {
+            vms.len().min(limit)
+        } else {
+            0
+        });
+        for (_, v) in vms.range::<str, _>((from, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
             let rec = &v.value;
             if !filter.placed(&rec.host, &rec.spec) {
                 continue;
