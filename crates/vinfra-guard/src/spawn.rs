@@ -32,9 +32,10 @@ const LOG_TAIL_LINES: usize = 20;
 const LOG_TAIL_BYTES: u64 = 8192;
 /// How long a SIGKILLed child may take to be reaped.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
-/// How often, at most, readiness (the QMP socket) is tried: first after 1 ms, then twice as
-/// long each time up to this.
-const READY_POLL: Duration = Duration::from_millis(20);
+/// How often, at most, readiness (the QMP socket) is tried: first after 1 ms, then every 2 ms.
+/// A try is one `connect(2)`; a QEMU is ready 50 to 200 ms after its start, and each ms
+/// waited past that is a ms more on every VM create, start and incoming migration.
+const READY_POLL: Duration = Duration::from_millis(2);
 
 /// Why a child could not be started, or killed.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@
 //! `power_on` too; an incoming migration (`migration.rs`) uses `admit`, `new_vm` and `launch`.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use vinfra_proto::{StopKind, VmInstance};
@@ -26,6 +26,11 @@ use crate::disks::{BootMedia, Prepared};
 use crate::network::SwitchLinkError;
 use crate::qemu::{build_args, Launch, MigrationState, NicArg, VmFiles};
 
+/// Milliseconds, for the debug lines that time a create's steps.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 impl Manager {
     /// Defines the VM (creating its disks if missing) and starts it when `start`. Idempotent for an
     /// existing id. On failure nothing new is left behind.
@@ -38,12 +43,14 @@ impl Manager {
             }
             return self.observe(id).await;
         }
+        let t = Instant::now();
         self.admit(&instance)?;
         // What it boots from and its disks (the missing ones created): the datastore's one
         // answer, which the launch uses as it is.
         let spec = instance.spec.clone();
         let Prepared { media, new_dir } =
             self.on_datastore(move |ds| ds.prepare(id, &spec)).await?;
+        let prepared = t.elapsed();
         let mut vm = match self.new_vm(instance, false) {
             Ok(vm) => vm,
             Err(e) => {
@@ -51,6 +58,7 @@ impl Manager {
                 return Err(e);
             }
         };
+        let defined = t.elapsed();
         if start {
             if let Err(e) = self.power_on(&mut vm, media).await {
                 let _ = vm.kill_now().await;
@@ -60,8 +68,17 @@ impl Manager {
                 return Err(e);
             }
         }
+        let started = t.elapsed();
         let obs = vm.observe(&self.sampler).await;
         self.insert(vm, Some(obs.clone())).await;
+        tracing::debug!(
+            vm = %id,
+            prepare_ms = ms(prepared),
+            define_ms = ms(defined - prepared),
+            power_on_ms = ms(started - defined),
+            observe_ms = ms(t.elapsed() - started),
+            "create timed"
+        );
         Ok(obs)
     }
 
@@ -103,20 +120,39 @@ impl Manager {
         Ok(vm)
     }
 
-    /// Starts a VM whose QEMU does not run from `media`: its NICs' ports, then its QEMU; the
-    /// record says it should run. On a failed launch it has no ports again.
+    /// Starts a VM whose QEMU does not run from `media`: its NICs' ports, then its QEMU. The
+    /// record says it should run from before its QEMU starts (written with the NICs' ports when
+    /// it has some): nothing is written between QEMU's start and the answer, when the booting
+    /// guest competes for the disk and the CPU. On a failure it has no ports again and the
+    /// record says what it said before.
     async fn power_on(&self, vm: &mut Vm, media: BootMedia) -> Result<()> {
-        if !vm.record.instance.spec.nics.is_empty() {
-            self.attach_nics(vm).await?;
-        }
-        if let Err(e) = self.launch(vm, media, false).await {
-            let _ = vm.kill_now().await;
-            self.detach_nics(vm).await;
-            return Err(e);
-        }
+        let before = (vm.record.want_running, vm.record.started_at);
         vm.record.want_running = true;
         vm.record.started_at = Some(now_s());
-        vm.save()
+        let ready = if vm.record.instance.spec.nics.is_empty() {
+            vm.save()
+        } else {
+            self.attach_nics(vm).await
+        };
+        let failed = match ready {
+            Err(e) => Some(e),
+            Ok(()) => match self.launch(vm, media, false).await {
+                Ok(()) => None,
+                Err(e) => {
+                    let _ = vm.kill_now().await;
+                    self.detach_nics(vm).await;
+                    Some(e)
+                }
+            },
+        };
+        let Some(e) = failed else {
+            return Ok(());
+        };
+        (vm.record.want_running, vm.record.started_at) = before;
+        if vm.files.dir.exists() {
+            vm.save_logged();
+        }
+        Err(e)
     }
 
     /// Starts `vm`'s QEMU from `media` (waiting for an incoming migration when `incoming`),
@@ -132,6 +168,7 @@ impl Manager {
                 _ => {}
             }
         }
+        let t = Instant::now();
         let run = vm.files.run_dir();
         match std::fs::create_dir(&run) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(&run)(e)),
@@ -202,7 +239,14 @@ impl Manager {
         };
         // The command line, then the process that runs it.
         let args = build_args(&launch);
+        let confined = t.elapsed();
         vm.qemu = Some(self.cfg.runner.launch(&launch, args).await?);
+        tracing::debug!(
+            vm = %vm.id(),
+            confine_ms = ms(confined),
+            qemu_ms = ms(t.elapsed() - confined),
+            "launch timed"
+        );
         Ok(())
     }
 

@@ -490,6 +490,13 @@ async fn refusals_reach_the_console_typed() {
         matches!(&e, vinfra_proto::CommandError::Qemu { detail } if detail.contains("refused to start")),
         "{e:?}"
     );
+    // The record said it should run before the launch; the failed start puts back what it
+    // said, in memory and on disk.
+    let record = h.m.record(id).await.unwrap();
+    let saved = records::load(&h.vm_dir(id)).unwrap().unwrap();
+    for r in [record, saved] {
+        assert!(!r.want_running && r.started_at.is_none());
+    }
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ impl Vm {
         Ok(status.power_state())
     }
 
-    fn save_logged(&self) {
+    pub(super) fn save_logged(&self) {
         if let Err(e) = self.save() {
             tracing::warn!("VM {}: {}", self.id(), vinfra_types::error::Chain(&e));
         }

@@ -7,9 +7,8 @@
 //! opaque to clients: the key of the page's last item, hex-encoded; the next page starts after
 //! it, so items created or deleted meanwhile neither repeat nor shift the pages.
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -134,28 +133,36 @@ fn decode(token: &str) -> Option<String> {
 /// The answer to a list request: `items` whole when no page was asked for; else the page
 /// after the token, in key order, with a `Link` to the next one when there is more. `path` is
 /// the endpoint's, for the link, with the list's own query (filters) if it has one.
-pub fn answer<T: Serialize>(
+///
+/// Lists mostly come in key order already (from the console's ordered maps): their keys are
+/// checked, not sorted, and the page is cut out where it lies. What the answer does not show
+/// is dropped off the request's path.
+pub fn answer<T: Serialize + Send + 'static>(
     mut items: Vec<T>,
     key: impl Fn(&T) -> String,
     page: Option<Page>,
     path: &str,
 ) -> Response {
     let Some(page) = page else {
-        return Json(items).into_response();
+        let resp = json(&items);
+        drop_later(items.len(), items);
+        return resp;
     };
-    let mut keyed: Vec<(String, T)> = items.drain(..).map(|t| (key(&t), t)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut keys: Vec<String> = items.iter().map(&key).collect();
+    if !keys.is_sorted() {
+        let mut keyed: Vec<(String, T)> = keys.into_iter().zip(items.drain(..)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        (keys, items) = keyed.into_iter().unzip();
+    }
     let start = match &page.after {
-        Some(after) => keyed.partition_point(|(k, _)| k <= after),
+        Some(after) => keys.partition_point(|k| k <= after),
         None => 0,
     };
-    let rest = keyed.len() - start;
-    let taken: Vec<(String, T)> = keyed.into_iter().skip(start).take(page.limit).collect();
-    let next = (rest > page.limit)
-        .then(|| taken.last().map(|(k, _)| encode(k)))
-        .flatten();
-    let items: Vec<T> = taken.into_iter().map(|(_, t)| t).collect();
-    let mut resp = Json(items).into_response();
+    let end = keys.len().min(start.saturating_add(page.limit));
+    let next = (keys.len() - start > page.limit).then(|| encode(&keys[end - 1]));
+    let shown: Vec<T> = items.drain(start..end).collect();
+    let mut resp = json(&shown);
+    drop_later(keys.len(), (items, keys));
     if let Some(token) = next {
         let sep = if path.contains('?') { '&' } else { '?' };
         let link = format!(
@@ -167,6 +174,44 @@ pub fn answer<T: Serialize>(
         }
     }
     resp
+}
+
+/// `items` as a JSON array (`application/json`, as [`axum::Json`] answers), encoded into one
+/// buffer sized from the first item's encoding (a list's items are alike): not grown and
+/// copied again and again on the way to a 4-MiB list.
+fn json<T: Serialize>(items: &[T]) -> Response {
+    let mut buf = Vec::new();
+    if let Some(first) = items.first() {
+        let one = serde_json::to_vec(first).map_or(0, |b| b.len());
+        buf.reserve(2 + items.len().saturating_mul(one + one / 4 + 1));
+    }
+    match serde_json::to_writer(&mut buf, items) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            buf,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            e.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// Items at least this many are dropped on a blocking thread, not on the request's.
+const DROP_LATER: usize = 1024;
+
+/// Drops what an answer no longer needs: a large list (thousands of items, each with its
+/// strings) on a blocking thread, after the answer is on its way.
+fn drop_later<T: Send + 'static>(len: usize, what: T) {
+    if len >= DROP_LATER && tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::spawn_blocking(move || drop(what));
+    }
 }
 
 /// A numeric key that sorts as the number does.
@@ -209,5 +254,57 @@ mod tests {
         assert_eq!(p.after.as_deref(), Some("vm-7"));
         assert_eq!(p.limit, MAX_PAGE as usize);
         assert!(address_key("10.0.0.9") < address_key("10.0.0.10"));
+    }
+
+    /// The body and `Link` of [`answer`] for `items` keyed by themselves.
+    async fn answered(items: Vec<String>, page: Option<Page>) -> (Vec<String>, Option<String>) {
+        let resp = answer(items, |s| s.clone(), page, "/x");
+        let link = resp
+            .headers()
+            .get(header::LINK)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (serde_json::from_slice(&body).unwrap(), link)
+    }
+
+    #[tokio::test]
+    async fn pages_are_cut_in_key_order_whether_or_not_the_list_came_sorted() {
+        let sorted: Vec<String> = (0..2000).map(|i| format!("k{i:05}")).collect();
+        let mut shuffled = sorted.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 1500);
+        for items in [sorted.clone(), shuffled] {
+            // Whole: as given.
+            let (all, link) = answered(items.clone(), None).await;
+            assert_eq!(all, items);
+            assert!(link.is_none());
+            // First, middle and last pages: the sorted list's slices, a link while more follow.
+            let p = |after: Option<&str>| Page {
+                limit: 700,
+                after: after.map(str::to_string),
+            };
+            let (first, link) = answered(items.clone(), Some(p(None))).await;
+            assert_eq!(first, sorted[..700]);
+            assert_eq!(
+                link.as_deref(),
+                Some(
+                    format!(
+                        "</x?limit=700&page_token={}>; rel=\"next\"",
+                        encode("k00699")
+                    )
+                    .as_str()
+                )
+            );
+            let (mid, link) = answered(items.clone(), Some(p(Some("k00699")))).await;
+            assert_eq!(mid, sorted[700..1400]);
+            assert!(link.is_some());
+            let (last, link) = answered(items.clone(), Some(p(Some("k01399")))).await;
+            assert_eq!(last, sorted[1400..]);
+            assert!(link.is_none());
+            let (none, link) = answered(items, Some(p(Some("k99999")))).await;
+            assert!(none.is_empty() && link.is_none());
+        }
     }
 }

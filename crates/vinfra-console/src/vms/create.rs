@@ -24,6 +24,7 @@ use crate::state::{Console, Writes};
 /// picks under the rules. Nothing is left half-created: when the host does not create it, the
 /// record goes again (with its claims, or behind a cleanup marker when the host may have it).
 pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSummary, Error> {
+    let t = std::time::Instant::now();
     let mut spec = request.spec;
     spec.validate()?;
     if let Some(h) = &request.host {
@@ -107,12 +108,14 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;
         (rec, pending)
     };
+    let written = t.elapsed();
     // The next create is placed (it sees this one) while this one's record goes to disk: creates
     // placed one after the other share the store's disk syncs.
     match tokio::task::spawn_blocking(move || pending.wait()).await {
         Ok(done) => done?,
         Err(e) => return Err(StoreError::NotDurable(format!("waiting for the disk: {e}")).into()),
     }
+    let durable = t.elapsed();
     tasks::say(format!("creating the VM on host {}", rec.host));
     tasks::accepted();
     if !rec.spec.nics.is_empty() {
@@ -126,6 +129,7 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             );
         }
     }
+    let pushed = t.elapsed();
     let cmd = AgentCommand::CreateVm {
         vm: rec.instance(),
         start: request.start,
@@ -135,7 +139,18 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
         .request(&rec.host, cmd, console.create_timeout())
         .await
     {
-        Ok(reply) => Ok(views::after(console, &rec, Some(reply))),
+        Ok(reply) => {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            tracing::debug!(
+                vm = name,
+                place_write_ms = ms(written),
+                durable_ms = ms(durable - written),
+                push_ms = ms(pushed - durable),
+                agent_ms = ms(t.elapsed() - pushed),
+                "create timed"
+            );
+            Ok(views::after(console, &rec, Some(reply)))
+        }
         Err(e) => {
             // Nothing half-created: the record goes again; what the host may have made of the
             // VM is removed now, or by the VM controller when the outcome is unclear.

@@ -2,6 +2,7 @@
 //! tail of a VM's serial console.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -44,35 +45,77 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
     }
 }
 
-/// Every VM.
+/// Every VM (that `filter` lets through), in name order.
 pub fn list(console: &Console, filter: &VmFilter) -> Vec<VmSummary> {
-    let observed: HashMap<String, (HostStatus, Arc<HostReport>)> = console
+    list_from(console, filter, None, usize::MAX)
+}
+
+/// At most `limit` VMs (that `filter` lets through) whose names sort after `after` (from the
+/// first without it), in name order: a page reads only the records it shows (and those the
+/// filter passes over on the way), not every record.
+///
+/// The connected hosts' latest reports are indexed once by VM id (a fast hash: ids are
+/// random), so each record finds what its host reports in one lookup; a VM its own host does
+/// not list (stopped, or right after a migration listed by the other host only) looks up
+/// whether that host is connected. Only the reports' handles are copied, never a report.
+pub fn list_from(
+    console: &Console,
+    filter: &VmFilter,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<VmSummary> {
+    let connected: HashMap<String, Arc<HostReport>> = console
         .agents()
         .snapshot()
         .into_iter()
-        .map(|(h, (s, o))| (h, (s, o.report)))
+        .filter(|(_, (s, _))| *s == HostStatus::Connected)
+        .map(|(h, (_, o))| (h, o.report))
         .collect();
-    // Index reports by host and VM id once, so the merge is linear. Keyed by both: right
-    // after a migration the paused source and the destination may both list the VM.
-    let mut by_id: HashMap<(&str, Uuid), &VmObserved> = HashMap::new();
-    for (host, (status, report)) in &observed {
-        if *status == HostStatus::Connected {
-            for v in &report.vms {
-                by_id.insert((host.as_str(), v.id), v);
+    // Keyed by id, then matched with the record's host: right after a migration the paused
+    // source and the destination may both list the VM (the few listed twice go to `more`).
+    let mut by_id: foldhash::HashMap<Uuid, (&str, &VmObserved)> = foldhash::HashMap::default();
+    by_id.reserve(connected.values().map(|r| r.vms.len()).sum());
+    let mut more: Vec<(&str, &VmObserved)> = Vec::new();
+    for (host, report) in &connected {
+        for v in &report.vms {
+            if let Some(first) = by_id.insert(v.id, (host.as_str(), v)) {
+                more.push(first);
             }
         }
     }
+    let seen_on = |id: Uuid, host: &str| -> Option<&VmObserved> {
+        match by_id.get(&id) {
+            Some((h, v)) if *h == host => Some(*v),
+            Some(_) => more
+                .iter()
+                .find(|(h, v)| *h == host && v.id == id)
+                .map(|(_, v)| *v),
+            None => None,
+        }
+    };
     console.with_vms(|vms| {
-        vms.values()
-            .filter(|v| filter.placed(&v.value.host, &v.value.spec))
-            .map(|v| {
-                let rec = &v.value;
-                let connected = matches!(observed.get(&rec.host), Some((HostStatus::Connected, _)));
-                let seen = by_id.get(&(rec.host.as_str(), rec.id)).copied();
-                merge(rec, connected, seen)
-            })
-            .filter(|v| filter.state.is_none_or(|s| s == v.state))
-            .collect()
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut out = Vec::with_capacity(if filter.is_empty() {
+            vms.len().min(limit)
+        } else {
+            0
+        });
+        for (_, v) in vms.range::<str, _>((from, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let rec = &v.value;
+            if !filter.placed(&rec.host, &rec.spec) {
+                continue;
+            }
+            let seen = seen_on(rec.id, &rec.host);
+            let connected = seen.is_some() || connected.contains_key(&rec.host);
+            let summary = merge(rec, connected, seen);
+            if filter.state.is_none_or(|s| s == summary.state) {
+                out.push(summary);
+            }
+        }
+        out
     })
 }
 
