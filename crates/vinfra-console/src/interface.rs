@@ -89,10 +89,15 @@ pub enum Command {
         /// The token.
         name: String,
     },
-    /// Every VM, or those `filter` lets through.
+    /// Every VM, or those `filter` lets through; with `limit`, at most that many whose names
+    /// sort after `after` (a page reads only the records it shows).
     ListVms {
         /// Which VMs.
         filter: vinfra_types::api::VmFilter,
+        /// Only the VMs whose names sort after this one.
+        after: Option<String>,
+        /// At most this many.
+        limit: Option<usize>,
     },
     /// Create (and by default start) a VM.
     CreateVm {
@@ -597,7 +602,16 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             hosts::tokens::revoke(c, &name)?;
             Reply::Done
         }
-        Command::ListVms { filter } => Reply::Vms(vms::views::list(c, &filter)),
+        Command::ListVms {
+            filter,
+            after,
+            limit,
+        } => Reply::Vms(vms::views::list_from(
+            c,
+            &filter,
+            after.as_deref(),
+            limit.unwrap_or(usize::MAX),
+        )),
         Command::CreateVm { request } => Reply::VmCreated(vms::create::create(c, request).await?),
         Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
         Command::UpdateVm { name, update } => Reply::Vm(vms::ha::update(c, &name, update).await?),

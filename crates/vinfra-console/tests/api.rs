@@ -173,6 +173,10 @@ struct Query {
     force: bool,
     bytes: Option<u64>,
     flows: vinfra_types::flows::FlowQuery,
+    /// `page_token`, decoded.
+    after: Option<String>,
+    /// `limit` (1000 with only `page_token`); `None` without either.
+    limit: Option<usize>,
 }
 
 /// Parses an optional body the way the API's extractor does: empty (or whitespace) means the
@@ -312,9 +316,12 @@ fn routes() -> Vec<Route> {
             path: "/api/v1/vms",
             query: Q::Page,
             sample: "",
-            command: |_, _, _| {
+            command: |_, _, q| {
                 Some(Command::ListVms {
                     filter: Default::default(),
+                    after: q.after.clone(),
+                    // One more than the page, for the next page's link.
+                    limit: q.limit.map(|l| l + 1),
                 })
             },
         },
@@ -808,12 +815,14 @@ fn parse_query(q: &str, kind: QueryKind) -> Option<Query> {
                     if !(1..=1000).contains(&n) {
                         return None;
                     }
+                    out.limit = Some(n as usize);
                 } else {
                     let v = percent_decode(v)?;
                     if v.is_empty() || v.len() > 1024 {
                         return None;
                     }
-                    String::from_utf8(hex::decode(v).ok()?).ok()?;
+                    out.after = Some(String::from_utf8(hex::decode(v).ok()?).ok()?);
+                    out.limit = out.limit.or(Some(1000));
                 }
             }
             (QueryKind::Flows, "minutes" | "by" | "top") => {

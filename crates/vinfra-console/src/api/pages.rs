@@ -96,6 +96,18 @@ pub struct Page {
     after: Option<String>,
 }
 
+impl Page {
+    /// The key the page starts after.
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+
+    /// At most this many items.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 impl PageQuery {
     /// The page asked for (`None`: the whole list), or why the query is refused (400).
     pub fn page(&self) -> Result<Option<Page>, ApiError> {

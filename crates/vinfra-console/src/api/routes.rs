@@ -286,7 +286,14 @@ pub async fn list_vms<A: ConsoleApi>(
     ApiQuery(q): ApiQuery<VmListQuery>,
 ) -> Result<Response, ApiError> {
     let (page, filter, path) = q.split()?;
-    list(&c, Command::ListVms { filter }, &page, &path).await
+    // The console reads only the page (and one more VM, for the next page's link).
+    let cut = page.page()?;
+    let command = Command::ListVms {
+        filter,
+        after: cut.as_ref().and_then(|p| p.after().map(str::to_string)),
+        limit: cut.as_ref().map(|p| p.limit() + 1),
+    };
+    list(&c, command, &page, &path).await
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).
