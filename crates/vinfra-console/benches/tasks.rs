@@ -49,8 +49,9 @@ fn main() {
     let mut sample = None;
     for i in 0..TASKS {
         let t0 = Instant::now();
-        let (handle, _accepted) =
-            board.begin(TaskKind::VmStop, format!("vm-{i:05}"), actor.clone(), 60);
+        let (handle, _accepted) = board
+            .begin(TaskKind::VmStop, format!("vm-{i:05}"), actor.clone(), 60)
+            .expect("begun");
         let task = board.publish(handle.id()).expect("published");
         ours.push(t0.elapsed());
         board.finish(task.id, Ok(None));

@@ -627,9 +627,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             if crate::state::tasks::current().is_none() {
                 return Ok(Reply::MigrationStarted(first));
             }
-            tasks::arm_cancel(c, &name);
+            let active = tasks::arm_cancel(c, &name);
             crate::state::tasks::accepted();
-            Reply::Migration(tasks::follow_migration(c, &name).await?)
+            Reply::Migration(tasks::follow_migration(c, active, &name).await?)
         }
         Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
         Command::CancelMigration { name } => Reply::Migration(migration::cancel(c, &name).await?),
@@ -658,9 +658,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
                 return Ok(Reply::MigrationStarted(first));
             }
             crate::state::tasks::say(tasks::migrating(&first));
-            tasks::arm_cancel(c, &first.vm);
+            let active = tasks::arm_cancel(c, &first.vm);
             crate::state::tasks::accepted();
-            Reply::Migration(tasks::follow_migration(c, &first.vm).await?)
+            Reply::Migration(tasks::follow_migration(c, active, &first.vm).await?)
         }
         Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
         Command::CreateNetwork { request } => {

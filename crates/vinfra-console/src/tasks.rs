@@ -12,15 +12,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+
 use vinfra_types::auth::Actor;
 use vinfra_types::task::{Task, TaskFilter, TaskKind, TASK_WAIT_MAX_S};
 use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
 
 use crate::error::{Error, Object};
 use crate::state::events;
-use crate::state::records::{self as keys};
-use crate::state::tasks::{self, CancelRefusal, TaskRecord, FOLLOW_AFTER_RESTART};
-use crate::state::Console;
+use crate::state::records::{self as keys, DesiredPower};
+use crate::state::tasks::{self, CancelRefusal, TaskRecord};
+use crate::state::{ActiveMigration, Console};
 
 /// How long a request waits for its operation to pass its checks before it answers with the
 /// task as it is (`running`).
@@ -40,31 +42,45 @@ where
     F: Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static,
 {
     let board = console.tasks().clone();
-    let (handle, accepted) = board.begin(kind, target, actor.clone(), follow_s);
+    let (handle, accepted) = board.begin(kind, target, actor.clone(), follow_s)?;
     let id = handle.id();
     let (early_tx, mut early_rx) = tokio::sync::oneshot::channel::<Option<Error>>();
     let b = board.clone();
     tokio::spawn(events::acting(
         actor,
         tasks::scope(handle, async move {
-            let outcome = work.await;
+            // A panic ends the task failed (it would otherwise run on for ever).
+            let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
             let (recorded, error) = match outcome {
-                Ok(v) => (Ok(v), None),
-                Err(e) => (Err(e.problem()), Some(e)),
+                Ok(Ok(v)) => (Ok(v), None),
+                Ok(Err(e)) => (Err(e.problem()), Some(e)),
+                Err(_) => (Err(panicked()), None),
             };
             b.finish(id, recorded);
-            let _ = early_tx.send(error);
+            if early_tx.send(error).is_err() {
+                // The request went away before it was answered (its client hung up): the task
+                // is listed all the same.
+                if let Err(e) = b.publish(id) {
+                    tracing::warn!(
+                        task = id,
+                        "task not recorded: {}",
+                        vinfra_types::error::Chain(&e)
+                    );
+                }
+            }
         }),
     ));
-    // The operation dropping its side of `accepted` unsent means it has ended: its outcome
-    // follows on `early_rx`.
+    // Acceptance first: an operation accepted that fails at once is a task that failed, not a
+    // refusal. The operation dropping its side of `accepted` unsent means it has ended: its
+    // outcome follows on `early_rx`.
     let mut dropped = false;
     let mut early = tokio::select! {
-        r = &mut early_rx => r.ok(),
+        biased;
         a = accepted => {
             dropped = a.is_err();
             None
         }
+        r = &mut early_rx => r.ok(),
         _ = tokio::time::sleep(ACCEPT_WAIT) => None,
     };
     if dropped {
@@ -75,6 +91,16 @@ where
         return Err(e);
     }
     Ok(board.publish(id)?)
+}
+
+/// The problem of an operation that panicked.
+fn panicked() -> vinfra_types::Problem {
+    vinfra_types::Problem {
+        kind: "/problems/internal".into(),
+        title: "Internal Server Error".into(),
+        status: 500,
+        detail: "the operation failed unexpectedly (see the console's log)".into(),
+    }
 }
 
 /// The tasks `filter` lets through, oldest first.
@@ -111,23 +137,46 @@ pub fn cancel(console: &Console, id: u64, by: Actor) -> Result<Task, Error> {
     })
 }
 
-/// Within a migration's task: lets the task cancel the migration of `vm` (before the task is
-/// answered, so that its first answer says it can be).
-pub fn arm_cancel(console: &Console, vm: &str) {
-    if let Some(active) = console.inflight().migration(vm) {
-        let hook = active.clone();
-        tasks::on_cancel(Some(Arc::new(move || hook.cancel())));
-    }
+/// Within a migration's task: the migration of `vm` just started, which the task follows;
+/// the task may cancel it from now on (set before the task is answered, so that its first
+/// answer says it can be).
+pub fn arm_cancel(console: &Console, vm: &str) -> Option<Arc<ActiveMigration>> {
+    let active = console.inflight().migration(vm)?;
+    let hook = active.clone();
+    tasks::on_cancel(Some(Arc::new(move || hook.cancel())));
+    Some(active)
 }
 
-/// Within a migration's task: follows the migration of `vm` to its end, the task's progress
-/// with it (cancellable until the switchover). The last progress when it completed;
-/// [`Error::MigrationCancelled`] or [`Error::MigrationFailed`] otherwise.
-pub async fn follow_migration(console: &Console, vm: &str) -> Result<MigrationProgress, Error> {
+/// Within a migration's task: follows `active` (the migration [`arm_cancel`] found) to its
+/// end, the task's progress with it; cancellable until the switchover. The last progress when
+/// it completed; [`Error::MigrationCancelled`] (the task ends `cancelled`, whoever cancelled
+/// it) or [`Error::MigrationFailed`] otherwise.
+pub async fn follow_migration(
+    console: &Console,
+    active: Option<Arc<ActiveMigration>>,
+    vm: &str,
+) -> Result<MigrationProgress, Error> {
+    let Some(active) = active else {
+        // Ended before it could be followed: its record says how.
+        let last =
+            keys::get::<MigrationProgress>(console.store().as_ref(), &keys::migration_key(vm))?
+                .map(|v| v.value)
+                .ok_or_else(|| Error::not_found(Object::Migration, vm))?;
+        return migration_outcome(last);
+    };
     let mut said = None;
-    while let Some(active) = console.inflight().migration(vm) {
+    let still_ours = || {
+        console
+            .inflight()
+            .migration(vm)
+            .is_some_and(|a| Arc::ptr_eq(&a, &active))
+    };
+    while still_ours() {
         let p = active.progress();
-        if p.phase != MigrationPhase::Preparing && p.total_bytes > 0 {
+        if p.phase.is_final() {
+            // Switched over (or ended): nothing left to cancel.
+            tasks::on_cancel(None);
+        } else if p.phase != MigrationPhase::Preparing && p.total_bytes > 0 {
             let pct = p.transferred_bytes.saturating_mul(100) / p.total_bytes.max(1);
             tasks::progress(pct.min(99) as u8);
         }
@@ -138,16 +187,19 @@ pub async fn follow_migration(console: &Console, vm: &str) -> Result<MigrationPr
                 migrating(&p),
                 match p.phase {
                     MigrationPhase::Preparing => "preparing the destination",
-                    _ => "copying memory",
+                    MigrationPhase::Active => "copying memory",
+                    _ => "switching over",
                 }
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tasks::on_cancel(None);
-    let last = keys::get::<MigrationProgress>(console.store().as_ref(), &keys::migration_key(vm))?
-        .map(|v| v.value)
-        .ok_or_else(|| Error::not_found(Object::Migration, vm))?;
+    let last = active.progress();
+    if last.phase == MigrationPhase::Cancelled {
+        // Cancelled through the VM's migration rather than through the task.
+        tasks::mark_cancelled();
+    }
     migration_outcome(last)
 }
 
@@ -208,7 +260,7 @@ async fn follow(
     record: &TaskRecord,
 ) -> Result<Option<serde_json::Value>, Error> {
     let task = &record.task;
-    let bound = Duration::from_secs(record.follow_s.max(FOLLOW_AFTER_RESTART.as_secs()));
+    let bound = Duration::from_secs(record.follow_s);
     let deadline = Instant::now() + bound;
     let restarted = |what: &str| Error::TaskInterrupted {
         task: task.id,
@@ -226,13 +278,21 @@ async fn follow(
                 .and_then(|s| serde_json::to_value(s).ok())
         };
         match task.kind {
-            TaskKind::VmCreate | TaskKind::VmStart | TaskKind::VmReboot => {
-                if rec.is_none() {
+            TaskKind::VmCreate | TaskKind::VmStart => {
+                let Some(r) = &rec else {
                     return Err(restarted("the VM is gone"));
-                }
-                if observed == Some(PowerState::Running) {
+                };
+                // A VM created without a start is done once its host has it.
+                let done = match r.desired {
+                    DesiredPower::Running => observed == Some(PowerState::Running),
+                    _ => console.agents().host_knows(&r.host, r.id),
+                };
+                if done {
                     return Ok(summary());
                 }
+            }
+            TaskKind::VmReboot => {
+                return Err(restarted("whether the VM was reset is not known"));
             }
             TaskKind::VmStop => {
                 if rec.is_none() {

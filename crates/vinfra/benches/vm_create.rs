@@ -203,7 +203,7 @@ fn main() {
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     println!(
-        "  POST /api/v1/vms -> 201:      p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
+        "  POST /api/v1/vms, task ended: p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
         ms(o50),
         ms(o99),
         ms(omax)

@@ -45,7 +45,7 @@ impl TaskListQuery {
     /// the query is refused (400).
     fn split(self) -> Result<(PageQuery, TaskFilter, String), ApiError> {
         if let Some(t) = &self.target {
-            if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            if vinfra_types::validate_name(t).is_err() && t.parse::<u64>().is_err() {
                 return Err(ApiError::Page("target must be a name or a number"));
             }
         }

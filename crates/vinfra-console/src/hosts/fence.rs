@@ -63,6 +63,8 @@ pub async fn fence(console: &Arc<Console>, host: &str, force: bool) -> Result<Fe
     } else {
         "asked by the operator"
     };
+    // Another fence of the host under way is a refusal, not a task that fails.
+    drop(console.inflight().fencing(host)?);
     tasks::say(format!("running the fence command of host {host}"));
     tasks::accepted();
     console.fence_host(host, reason).await

@@ -76,6 +76,8 @@ pub const REVOKED_CERTS: &str = "/vinfra/revoked-certificates/";
 pub const MAX_EVENTS: usize = 1000;
 /// Prefix of the tasks, by their id (20 digits, so that keys sort as numbers).
 pub const TASKS: &str = "/vinfra/tasks/";
+/// The task ids below this one are reserved (given out, or skipped after a restart).
+pub const TASK_NEXT: &str = "/vinfra/task-next";
 
 /// The record of host `name`.
 pub fn host_key(name: &str) -> String {

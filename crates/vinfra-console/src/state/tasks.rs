@@ -33,6 +33,8 @@ use crate::error::RecordError;
 pub const MAX_ENDED_TASKS: usize = 1000;
 /// How long an ended task is kept.
 pub const ENDED_TASK_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// Task ids reserved on disk at a time.
+const ID_BLOCK: u64 = 1000;
 /// How long a console that restarted follows a task it finds unended, unless the task says.
 pub const FOLLOW_AFTER_RESTART: Duration = Duration::from_secs(120);
 
@@ -59,6 +61,9 @@ struct Entry {
 
 struct Board {
     next: u64,
+    /// The ids below it are reserved on disk ([`keys::TASK_NEXT`]): a console that restarts
+    /// numbers on from it, whatever records its last moments did not get to the disk.
+    reserved: u64,
     tasks: BTreeMap<u64, Entry>,
 }
 
@@ -132,26 +137,23 @@ pub fn on_cancel(hook: Option<CancelHook>) {
         if let Some(e) = b.tasks.get_mut(&t.id) {
             e.record.task.cancellable = hook.is_some();
             e.cancel = hook;
-            let task = e.record.task.clone();
-            let published = e.published;
-            drop(b);
-            if published {
-                let _ = t.board.changes.send(task);
+            if e.published {
+                // Sent under the lock: watchers get a task's changes in the order they were made.
+                let _ = t.board.changes.send(e.record.task.clone());
             }
         }
     });
 }
 
-/// Who asked to cancel the running task, if anyone did.
-pub fn cancel_asked() -> Option<Actor> {
-    TASK.try_with(|t| {
-        lock(&t.board.board)
-            .tasks
-            .get(&t.id)
-            .and_then(|e| e.cancel_asked.clone())
-    })
-    .ok()
-    .flatten()
+/// The running task's operation was cancelled other than through the task (a migration's own
+/// cancel): the task ends `cancelled`, not `failed`.
+pub fn mark_cancelled() {
+    let _ = TASK.try_with(|t| {
+        if let Some(e) = lock(&t.board.board).tasks.get_mut(&t.id) {
+            e.cancel_asked
+                .get_or_insert_with(|| Actor::controller("migration"));
+        }
+    });
 }
 
 impl TaskHandle {
@@ -182,16 +184,39 @@ impl TaskBoard {
                 },
             );
         }
-        let next = tasks.keys().next_back().map_or(1, |id| id + 1);
+        let reserved = keys::get::<u64>(store.as_ref(), keys::TASK_NEXT)?.map_or(1, |v| v.value);
+        let next = tasks
+            .keys()
+            .next_back()
+            .map_or(1, |id| id + 1)
+            .max(reserved);
         let (changes, _) = broadcast::channel(1024);
-        Ok((
-            TaskBoard {
-                store,
-                board: Mutex::new(Board { next, tasks }),
-                changes,
-            },
-            unended,
-        ))
+        let board = Board {
+            next,
+            reserved: next,
+            tasks,
+        };
+        // What ended longer ago than the console keeps tasks goes now.
+        let pruned = prune(&board);
+        let board = TaskBoard {
+            store,
+            board: Mutex::new(board),
+            changes,
+        };
+        if !pruned.is_empty() {
+            let ops = pruned
+                .iter()
+                .map(|id| Op::Delete {
+                    key: keys::task_key(*id),
+                })
+                .collect();
+            settle(board.write(ops)?, 0);
+            let mut b = lock(&board.board);
+            for id in pruned {
+                b.tasks.remove(&id);
+            }
+        }
+        Ok((board, unended))
     }
 
     /// Begins a task in memory (not listed, not written: see [`Self::publish`]); returns its
@@ -202,9 +227,15 @@ impl TaskBoard {
         target: String,
         actor: Actor,
         follow_s: u64,
-    ) -> (TaskHandle, oneshot::Receiver<()>) {
+    ) -> Result<(TaskHandle, oneshot::Receiver<()>), RecordError> {
         let (tx, rx) = oneshot::channel();
         let mut b = lock(&self.board);
+        if b.next >= b.reserved {
+            // One disk sync per thousand tasks, so that no id is given twice.
+            let reserved = b.next + ID_BLOCK;
+            keys::put(self.store.as_ref(), keys::TASK_NEXT, &reserved)?;
+            b.reserved = reserved;
+        }
         let id = b.next;
         b.next += 1;
         let task = Task {
@@ -235,7 +266,7 @@ impl TaskBoard {
             board: self.clone(),
             accepted: Arc::new(Mutex::new(Some(tx))),
         };
-        (handle, rx)
+        Ok((handle, rx))
     }
 
     /// Publishes a task: written (as it is now, ended or not), listed, sent to the watchers.
@@ -262,9 +293,9 @@ impl TaskBoard {
         for old in pruned {
             b.tasks.remove(&old);
         }
+        let _ = self.changes.send(record.task.clone());
         drop(b);
         settle(pending, id);
-        let _ = self.changes.send(record.task.clone());
         Ok(record.task)
     }
 
@@ -342,11 +373,11 @@ impl TaskBoard {
                 None
             }
         };
+        let _ = self.changes.send(record.task);
         drop(b);
         if let Some(pending) = pending {
             settle(pending, id);
         }
-        let _ = self.changes.send(record.task);
     }
 
     /// Changes a task in memory (sent to the watchers when published).
@@ -358,11 +389,11 @@ impl TaskBoard {
         if e.record.task.state.is_final() {
             return;
         }
+        let before = e.record.task.clone();
         f(&mut e.record);
-        if e.published {
-            let task = e.record.task.clone();
-            drop(b);
-            let _ = self.changes.send(task);
+        // Only a change is sent (a migration's progress is set every 100 ms).
+        if e.published && e.record.task != before {
+            let _ = self.changes.send(e.record.task.clone());
         }
     }
 
@@ -425,9 +456,9 @@ impl TaskBoard {
         e.cancel_asked = Some(by.clone());
         e.record.task.message = Some(format!("cancel asked by {by}"));
         let task = e.record.task.clone();
+        let _ = self.changes.send(task.clone());
         drop(b);
         hook();
-        let _ = self.changes.send(task.clone());
         Ok(task)
     }
 
@@ -467,7 +498,12 @@ fn settle(pending: PendingWrite, id: u64) {
 /// than [`ENDED_TASK_KEPT`]; never the newest task, so that a restarted console numbers on
 /// from it.
 fn prune(b: &Board) -> Vec<u64> {
-    let newest = b.tasks.keys().next_back().copied();
+    let newest = b
+        .tasks
+        .values()
+        .rev()
+        .find(|e| e.published)
+        .map(|e| e.record.task.id);
     let cutoff = now_s().saturating_sub(ENDED_TASK_KEPT.as_secs());
     let ended: Vec<(u64, u64)> = b
         .tasks

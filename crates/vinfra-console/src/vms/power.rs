@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vinfra_proto::{AgentCommand, CommandError, CommandReply, StopKind};
 use vinfra_types::api::StopVmRequest;
-use vinfra_types::{PowerState, VmSummary};
+use vinfra_types::{HostStatus, PowerState, VmSummary};
 
 use super::views;
 use crate::agents::RequestError;
@@ -19,6 +19,18 @@ use crate::state::{Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 pub use vinfra_types::vm::STOP_TIMEOUT_DEFAULT_S;
 /// Largest graceful stop timeout.
 pub const STOP_TIMEOUT_MAX_S: u64 = 3600;
+
+/// The host's agent must be connected for a power action: refused at once (503) otherwise,
+/// rather than accepted as a task that fails.
+fn require_connected(console: &Console, host: &str) -> Result<(), Error> {
+    if console.agents().status(host) != HostStatus::Connected {
+        return Err(RequestError::NotConnected {
+            host: host.to_string(),
+        }
+        .into());
+    }
+    Ok(())
+}
 
 /// [`Error::Migrating`] while the VM is being migrated.
 fn refuse_while_migrating(console: &Console, name: &str) -> Result<(), Error> {
@@ -122,6 +134,7 @@ pub async fn stop(
     let _busy = console.inflight().busy(name)?;
     refuse_while_migrating(console, name)?;
     let cur = console.vm(name)?.value;
+    require_connected(console, &cur.host)?;
     let was = cur.desired;
     let rec = if was != DesiredPower::Stopped {
         console.update_vm(name, |r| r.desired = DesiredPower::Stopped)?
@@ -184,6 +197,7 @@ pub async fn reboot(console: &Console, name: &str) -> Result<VmSummary, Error> {
     let _busy = console.inflight().busy(name)?;
     refuse_while_migrating(console, name)?;
     let rec = console.vm(name)?.value;
+    require_connected(console, &rec.host)?;
     if rec.desired != DesiredPower::Running {
         return Err(Error::WrongState {
             vm: name.to_string(),
