@@ -111,6 +111,22 @@ async fn a_migration_task_cancelled_leaves_the_vm_on_its_source() {
     let m = c.call("GET", "/api/v1/vms/mover/migration", None).await;
     assert_eq!(m.body["phase"], "cancelled", "{:?}", m.body);
 
+    // A migration cancelled through the VM's migration ends its task cancelled too.
+    let r = c
+        .call_raw("POST", "/api/v1/vms/mover/migrate", Some(r#"{"to":"dst"}"#))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let other = r.body["id"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = c.call("DELETE", "/api/v1/vms/mover/migration", None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let done = c.wait_task(other, None).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert_eq!(
+        c.call("GET", "/api/v1/vms/mover", None).await.body["host"],
+        "src"
+    );
+
     // An ended task cannot be cancelled again; nor can a task whose operation does not allow
     // it.
     assert_problem(
@@ -164,11 +180,23 @@ async fn refusals_leave_no_task_and_bad_task_requests_are_problems() {
             .await,
         409,
     );
+    // A host that is not connected: a stop or a reboot is refused at once (503).
+    let mut b = FakeAgent::join_and_connect(&c, "b", HOST16).await;
+    create_on(&c, "y", "b").await;
+    b.disconnect();
+    c.wait_host_status("b", "disconnected").await;
+    for action in ["stop", "reboot"] {
+        assert_problem(
+            &c.call_raw("POST", &format!("/api/v1/vms/y/{action}"), None)
+                .await,
+            503,
+        );
+    }
     let after = c.call_raw("GET", "/api/v1/tasks", None).await;
     assert_eq!(
         after.body.as_array().unwrap().len(),
-        count,
-        "{:?}",
+        count + 1,
+        "only y's create added a task: {:?}",
         after.body
     );
 
