@@ -264,10 +264,26 @@ pub fn token_lifetime(value: &str) -> Result<u64, ParseError> {
 
 /// A duration: `30s`, `2m`, `1m30s`, or a plain number of seconds; 1 s to 1 h.
 pub fn stop_timeout(value: &str) -> Result<Duration, ParseError> {
+    duration_within(
+        "timeout",
+        value,
+        (Duration::from_secs(1), "1s"),
+        (Duration::from_secs(3600), "1h"),
+    )
+}
+
+/// A duration named `what`: `30s`, `2m`, `1m30s`, or a plain number of seconds; from `min` to
+/// `max` (each with how the error names it).
+pub fn duration_within(
+    what: &'static str,
+    value: &str,
+    min: (Duration, &str),
+    max: (Duration, &str),
+) -> Result<Duration, ParseError> {
     let v = value.trim();
     if v.starts_with('-') {
         return Err(ParseError::Negative {
-            what: "timeout",
+            what,
             value: v.to_string(),
         });
     }
@@ -277,11 +293,11 @@ pub fn stop_timeout(value: &str) -> Result<Duration, ParseError> {
             value: v.to_string(),
         })?,
     };
-    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+    if d < min.0 || d > max.0 {
         return Err(ParseError::Range {
-            what: "timeout",
-            min: "1s".into(),
-            max: "1h".into(),
+            what,
+            min: min.1.into(),
+            max: max.1.into(),
             value: v.to_string(),
         });
     }

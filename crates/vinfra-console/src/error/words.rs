@@ -6,15 +6,7 @@ use vinfra_types::PowerState;
 
 /// The desired power state in a message.
 pub(super) fn state_word(s: &PowerState) -> &'static str {
-    match s {
-        PowerState::Running => "running",
-        PowerState::Paused => "paused",
-        PowerState::Stopped => "stopped",
-        PowerState::Incoming => "incoming",
-        PowerState::Migrating => "migrating",
-        PowerState::Crashed => "crashed",
-        PowerState::Unknown => "unknown",
-    }
+    s.as_str()
 }
 
 /// `: <the output's tail on one line>`, or nothing when the command wrote nothing.

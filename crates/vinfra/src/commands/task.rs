@@ -93,28 +93,7 @@ fn parse_target(s: &str) -> Result<String, String> {
 
 /// `--timeout`: `30s`, `10m`, a plain number of seconds; 0 to 24 h.
 fn parse_timeout(v: &str) -> Result<Duration, ParseError> {
-    let v = v.trim();
-    if v.starts_with('-') {
-        return Err(ParseError::Negative {
-            what: "timeout",
-            value: v.to_string(),
-        });
-    }
-    let d = match v.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).map_err(|_| ParseError::Duration {
-            value: v.to_string(),
-        })?,
-    };
-    if d > WAIT_MAX {
-        return Err(ParseError::Range {
-            what: "timeout",
-            min: "0s".into(),
-            max: "24h".into(),
-            value: v.to_string(),
-        });
-    }
-    Ok(d)
+    parse::duration_within("timeout", v, (Duration::ZERO, "0s"), (WAIT_MAX, "24h"))
 }
 
 /// Seconds since the epoch, now.
