@@ -25,7 +25,8 @@ use tokio::task::JoinSet;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
-    AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
+    AgentCommand, AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport,
+    PROTOCOL_VERSION,
 };
 use vinfra_types::error::Chain;
 use vinfra_types::HostCapacity;
@@ -384,12 +385,40 @@ impl Reporter {
         let report = host_report(&self.m, &self.info).await;
         self.out.send(AgentMessage::Report { report }).await.is_ok()
     }
+
+    /// Sends `response` at once, then a full report read after it; false when the connection is
+    /// gone. Under the order lock, so every report read before the command ended is sent
+    /// before the response, and none read before it can follow it.
+    async fn send_after(&self, response: AgentMessage) -> bool {
+        let _order = self.order.lock().await;
+        if self.out.send(response).await.is_err() {
+            return false;
+        }
+        let report = host_report(&self.m, &self.info).await;
+        self.out.send(AgentMessage::Report { report }).await.is_ok()
+    }
 }
 
 /// True when, after `command` answered `result`, the console should get a fresh report: the
 /// command may have changed a VM, or an outgoing migration was seen reaching its end.
 fn report_after(changes_state: bool, result: &Result<CommandReply, CommandError>) -> bool {
     changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
+}
+
+/// True when the answer to `command`, when it succeeded, goes before the report that follows
+/// it: the answer carries the VM's observed state (or its removal) and the console takes it
+/// into the host's report itself (`agents::registry::request`), so the report, a few
+/// milliseconds of observing every VM, need not delay it. Other commands' answers, and
+/// failures (which may have changed something all the same), wait for their report.
+fn answer_first(command: &AgentCommand) -> bool {
+    matches!(
+        command,
+        AgentCommand::CreateVm { .. }
+            | AgentCommand::StartVm { .. }
+            | AgentCommand::StopVm { .. }
+            | AgentCommand::RebootVm { .. }
+            | AgentCommand::DeleteVm { .. }
+    )
 }
 
 /// Sends a heartbeat every `period` through `out`, noting each in `beats`, until the session's
@@ -414,8 +443,9 @@ async fn send_heartbeats(
 
 /// One session over an established stream: `Hello`, then heartbeats, reports and request
 /// handling until the connection fails (or the session is dropped: its tasks end with it).
-/// After every command that may change a VM the agent sends a fresh `Report` before the
-/// `Response`, so the console never holds an observed state older than the command. Heartbeat
+/// After every command that may change a VM the agent sends a fresh `Report`: before the
+/// `Response`, so the console never holds an observed state older than the command; or,
+/// for the commands whose answer carries the VM ([`answer_first`]), right after it. Heartbeat
 /// acknowledgements move the manager's [`ConsoleContact`].
 pub async fn session<S>(
     stream: S,
@@ -517,11 +547,19 @@ where
                 let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
                 tokio::spawn(async move {
                     let changes_state = command.changes_vm_state();
+                    let first = answer_first(&command);
                     let result = crate::handler::handle(&m, command).await;
-                    if report_after(changes_state, &result) {
+                    let report = report_after(changes_state, &result);
+                    let result_ok = result.is_ok();
+                    let response = AgentMessage::Response { id, result };
+                    if !report {
+                        let _ = out.send(response).await;
+                    } else if first && result_ok {
+                        reports.send_after(response).await;
+                    } else {
                         reports.send().await;
+                        let _ = out.send(response).await;
                     }
-                    let _ = out.send(AgentMessage::Response { id, result }).await;
                 });
             }
             Ok(other) => break Err(ConnectionError::Unexpected(format!("{other:?}"))),

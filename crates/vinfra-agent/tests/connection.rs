@@ -341,11 +341,12 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
     server.abort();
 }
 
-/// After a command that changes a VM the agent sends a fresh `Report` before the `Response`, so
-/// the console never holds an observed state older than the command; a read-only command is
-/// answered without one. The heartbeat is an hour here: every report seen is one of those.
+/// After a create (a command whose answer carries the VM) the agent sends the `Response` at
+/// once, then a fresh `Report` read after it, so the console never holds an observed state
+/// older than the command; a read-only command is answered without one. The heartbeat is an
+/// hour here: every report seen is one of those.
 #[tokio::test]
-async fn a_state_change_is_reported_before_its_answer() {
+async fn a_state_change_is_answered_then_reported() {
     use vinfra_agent::connection::session;
     use vinfra_proto::{CommandReply, VmInstance};
     use vinfra_types::{BootSource, PowerState, VmSpec};
@@ -428,18 +429,18 @@ async fn a_state_change_is_reported_before_its_answer() {
     })
     .await
     .unwrap();
-    let AgentMessage::Report { report } = recv(&mut conn).await else {
-        panic!("expected the fresh report before the answer")
-    };
-    let seen: Vec<_> = report.vms.iter().map(|v| (v.id, v.state)).collect();
-    assert_eq!(seen, vec![(id, PowerState::Stopped)]);
     let AgentMessage::Response { id: 1, result } = recv(&mut conn).await else {
-        panic!("expected the answer to request 1")
+        panic!("expected the answer to request 1 first")
     };
     assert!(
         matches!(&result, Ok(CommandReply::Vm { vm }) if vm.state == PowerState::Stopped),
         "{result:?}"
     );
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected the fresh report after the answer")
+    };
+    let seen: Vec<_> = report.vms.iter().map(|v| (v.id, v.state)).collect();
+    assert_eq!(seen, vec![(id, PowerState::Stopped)]);
 
     // Read-only: the answer comes alone.
     conn.send(&ConsoleMessage::Request {
@@ -458,7 +459,7 @@ async fn a_state_change_is_reported_before_its_answer() {
         "{msg:?}"
     );
 
-    // A failed command may still have changed something: reported all the same.
+    // A delete: answered, then reported without the VM.
     conn.send(&ConsoleMessage::Request {
         id: 3,
         command: AgentCommand::DeleteVm {
@@ -468,10 +469,6 @@ async fn a_state_change_is_reported_before_its_answer() {
     })
     .await
     .unwrap();
-    let AgentMessage::Report { report } = recv(&mut conn).await else {
-        panic!("expected the fresh report before the answer")
-    };
-    assert!(report.vms.is_empty(), "{report:?}");
     let msg = recv(&mut conn).await;
     assert!(
         matches!(
@@ -483,6 +480,12 @@ async fn a_state_change_is_reported_before_its_answer() {
         ),
         "{msg:?}"
     );
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected the fresh report after the answer")
+    };
+    assert!(report.vms.is_empty(), "{report:?}");
+    // A failed command may still have changed something: reported all the same, before the
+    // answer.
     conn.send(&ConsoleMessage::Request {
         id: 4,
         command: AgentCommand::StopVm {

@@ -1,5 +1,6 @@
-//! VM creation latency: `POST /api/v1/vms` (128 MiB, the test guest) until the API answers 201 —
-//! the VM is placed, stored, and its QEMU runs with QMP ready — side by side with starting the very
+//! VM creation latency: `POST /api/v1/vms` (128 MiB, the test guest) until its task has ended (the
+//! API answers 202 with the task, the client follows it) — the VM is placed, stored, and its QEMU
+//! runs, confined, with QMP ready — side by side with starting the very
 //! same QEMU command line directly (`-daemonize`, then QMP greeting and `qmp_capabilities`) in the
 //! same host namespace, the two alternating run by run. Targets: at p50 at most 1.1× the direct
 //! start, and at most 50 ms more at p99.
@@ -238,7 +239,7 @@ fn main() {
         .find(|(k, _)| k == "agent_ms")
         .map_or(0.0, |(_, v)| median(v));
     println!(
-        "  split at p50: client to 201 {:.1} ms = HTTPS, routing and reply {:.1} + the console's \
+        "  split at p50: client to the task's end {:.1} ms = HTTPS, routing and reply {:.1} + the console's \
          create {in_console:.1} (of which the agent's round trip {agent_rt:.1} = transport \
          {:.1} + the agent's create {in_agent:.1})",
         ms(o50),

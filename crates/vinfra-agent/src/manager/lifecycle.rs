@@ -51,9 +51,20 @@ impl Manager {
         let Prepared { media, new_dir } =
             self.on_datastore(move |ds| ds.prepare(id, &spec)).await?;
         let prepared = t.elapsed();
-        let mut vm = match self.new_vm(instance, false) {
+        // Its record is written once: here for a VM that stays stopped, by `power_on` (with
+        // what it starts) for one that starts.
+        let made = self.new_vm(instance, false).and_then(|vm| {
+            if start {
+                Ok(vm)
+            } else {
+                vm.save().map(|()| vm)
+            }
+        });
+        let mut vm = match made {
             Ok(vm) => vm,
             Err(e) => {
+                let dir = self.cfg.data_dir.join("vms").join(id.to_string());
+                let _ = std::fs::remove_dir_all(dir);
                 self.undo_disks(id, new_dir).await;
                 return Err(e);
             }
@@ -108,16 +119,15 @@ impl Manager {
         Ok(())
     }
 
-    /// Creates the directory and record of a VM new to this host (its QEMU not started).
+    /// Creates the directory of a VM new to this host (its QEMU not started); its record is the
+    /// caller's to write, once (a start writes it with what it starts).
     pub(super) fn new_vm(&self, instance: VmInstance, incoming: bool) -> Result<Vm> {
         let dir = self.cfg.data_dir.join("vms").join(instance.id.to_string());
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         // Root's alone until its QEMU is confined (`confine::Confiner::prepare`).
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(io_err(&dir))?;
-        let vm = Vm::new(LocalVm::new(instance, incoming), VmFiles { dir });
-        vm.save()?;
-        Ok(vm)
+        Ok(Vm::new(LocalVm::new(instance, incoming), VmFiles { dir }))
     }
 
     /// Starts a VM whose QEMU does not run from `media`: its NICs' ports, then its QEMU. The

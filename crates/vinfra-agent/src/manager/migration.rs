@@ -70,6 +70,16 @@ impl Manager {
         let media = self.on_datastore(move |ds| ds.media(id, &spec)).await?;
         let mut vm = self.new_vm(instance, true)?;
         vm.record.started_at = vm.record.instance.started_at;
+        // Its record: written with its ports when it has NICs (`attach_nics`), else here.
+        let saved = if vm.record.instance.spec.nics.is_empty() {
+            vm.save()
+        } else {
+            Ok(())
+        };
+        if let Err(e) = saved {
+            let _ = std::fs::remove_dir_all(&vm.files.dir);
+            return Err(e);
+        }
         match self.start_incoming(&mut vm, media, tls.as_ref()).await {
             Ok(uri) => {
                 self.insert(vm, None).await;
