@@ -46,7 +46,12 @@ fn guest_with_disk(lab: &Lab, name: &str) -> VmSummary {
 /// The memory cgroup directory of `pid` and its memory limit, bytes: cgroup v2 when the
 /// host's unified hierarchy has the memory controller, else v1's memory hierarchy.
 fn memory_cgroup(pid: u32) -> (PathBuf, u64) {
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    memory_cgroup_at(&format!("/proc/{pid}"))
+}
+
+/// [`memory_cgroup`] of the process or thread `/proc` directory `proc_dir`.
+fn memory_cgroup_at(proc_dir: &str) -> (PathBuf, u64) {
+    let cgroups = std::fs::read_to_string(format!("{proc_dir}/cgroup")).expect("cgroup");
     let unified = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
         .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"));
     let (prefix, root, file) = if unified {
@@ -68,7 +73,7 @@ fn memory_cgroup(pid: u32) -> (PathBuf, u64) {
                     .then_some(path)
             }
         })
-        .unwrap_or_else(|| panic!("no memory cgroup for {pid}: {cgroups}"));
+        .unwrap_or_else(|| panic!("no memory cgroup for {proc_dir}: {cgroups}"));
     let dir = Path::new(root).join(path.trim_start_matches('/'));
     let limit = std::fs::read_to_string(dir.join(file))
         .expect("memory limit")
@@ -133,6 +138,22 @@ fn a_vms_qemu_runs_as_its_own_user_in_a_sandbox_and_a_cgroup_and_cannot_open_ano
             vm.name,
             dir.display()
         );
+        // Every thread of it: the child joined the cgroups before its exec, alone, so all
+        // that QEMU started after is in them too.
+        let threads: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("threads")
+            .flatten()
+            .map(|t| t.path().display().to_string())
+            .collect();
+        assert!(threads.len() > 1, "{}'s QEMU has its threads", vm.name);
+        for t in &threads {
+            assert_eq!(
+                memory_cgroup_at(t).0,
+                dir,
+                "thread {t} of {}'s QEMU",
+                vm.name
+            );
+        }
         // The guest's memory, QEMU's 256 MiB and 1/16 of the guest, 512 MiB more under TCG.
         let expected = (MEMORY_MIB + 256 + MEMORY_MIB / 16 + 512) << 20;
         assert_eq!(limit, expected, "{}'s memory limit", vm.name);
