@@ -40,8 +40,8 @@ mod tls;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use vinfra_types::api::{
-    ClusterSettings, ConsoleLog, Event, JoinTokenResponse, TokenResponse, UpdateHostRequest,
-    UpdateNicRequest, UpdateVmRequest,
+    ClusterSettings, ConsoleLog, Event, JoinTokenResponse, TokenResponse, UpdateNicRequest,
+    UpdateVmRequest,
 };
 use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
@@ -178,16 +178,6 @@ impl Client {
     /// `GET /hosts/{name}`.
     pub fn host(&self, name: &str) -> Result<HostSummary, RestError> {
         self.fetch(Method::GET, &paths::host(name))
-    }
-
-    /// `PATCH /hosts/{name}`: the ratio override or the fence command (`Some(None)` removes
-    /// either), or maintenance.
-    pub fn update_host(
-        &self,
-        name: &str,
-        update: &UpdateHostRequest,
-    ) -> Result<HostSummary, RestError> {
-        self.send(Method::PATCH, &paths::host(name), update)
     }
 
     /// `DELETE /hosts/{name}`: forgets a host without VMs.

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest};
+use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest};
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::task::{Task, TaskFilter};
-use vinfra_types::{MigrationProgress, VmSummary};
+use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 use crate::error::RestError;
 use crate::outcome::{self, task_result, task_succeeded, TASK_POLL_MAX};
@@ -206,6 +206,30 @@ impl Client {
     }
 
     // Hosts.
+
+    /// `PATCH /hosts/{name}`: the ratio override or the fence command (`Some(None)` removes
+    /// either), or maintenance; maintenance on is followed to the end of the host's evacuation
+    /// ([`Client::update_host_task`]).
+    pub fn update_host(
+        &self,
+        name: &str,
+        update: &UpdateHostRequest,
+    ) -> Result<HostSummary, RestError> {
+        if update.maintenance == Some(true) {
+            return self.finish(self.update_host_task(name, update)?);
+        }
+        self.send(Method::PATCH, &paths::host(name), update)
+    }
+
+    /// `PATCH /hosts/{name}` with maintenance on: the task of the host's evacuation, which ends
+    /// when no running VM is left on it.
+    pub fn update_host_task(
+        &self,
+        name: &str,
+        update: &UpdateHostRequest,
+    ) -> Result<Task, RestError> {
+        self.send(Method::PATCH, &paths::host(name), update)
+    }
 
     /// `POST /hosts/{name}/fence`: runs the host's fence command; with `force` also while its
     /// agent is connected (`?force=true`); the task.

@@ -541,6 +541,11 @@ impl ConsoleApi for Console {
     }
 }
 
+/// True when a host update puts it in maintenance: its evacuation follows, as a task.
+fn evacuates(update: &UpdateHostRequest) -> bool {
+    update.maintenance == Some(true)
+}
+
 /// The task a command runs as (its kind, target and how long a restarted console follows
 /// it), if it is one of the long operations.
 fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
@@ -564,6 +569,11 @@ fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
             (TaskKind::RecommendationApply, id.to_string(), MIGRATION)
         }
         Command::FenceHost { name, .. } => (TaskKind::HostFence, name.clone(), DEFAULT),
+        Command::UpdateHost { name, update } if evacuates(update) => (
+            TaskKind::HostEvacuate,
+            name.clone(),
+            hosts::evacuate::EVACUATION_LIMIT.as_secs(),
+        ),
         _ => return None,
     })
 }
@@ -584,6 +594,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
     Ok(match command {
         Command::ListHosts => Reply::Hosts(hosts::crud::list(c)),
         Command::ShowHost { name } => Reply::Host(hosts::crud::show(c, &name)?),
+        Command::UpdateHost { name, update } if evacuates(&update) => {
+            Reply::Host(hosts::evacuate::enter_maintenance(c, &name, update).await?)
+        }
         Command::UpdateHost { name, update } => Reply::Host(hosts::crud::update(c, &name, update)?),
         Command::FenceHost { name, force } => {
             Reply::Fenced(hosts::fence::fence(c, &name, force).await?)

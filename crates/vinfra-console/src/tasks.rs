@@ -335,6 +335,17 @@ async fn follow(
             TaskKind::HostFence => {
                 return Err(restarted("its fence command ended with the console"));
             }
+            TaskKind::HostEvacuate => {
+                let host = task.target.as_str();
+                if crate::hosts::evacuate::running_on(console, host) == 0 {
+                    return Ok(crate::hosts::crud::show(console, host)
+                        .ok()
+                        .and_then(|s| serde_json::to_value(s).ok()));
+                }
+                if !console.host(host).is_ok_and(|h| h.value.maintenance) {
+                    return Err(restarted("the host is out of maintenance, VMs still on it"));
+                }
+            }
         }
         if Instant::now() >= deadline {
             return Err(restarted(&format!(

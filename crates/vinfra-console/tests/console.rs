@@ -439,9 +439,12 @@ async fn restart_keeps_vms_hosts_settings_and_token() {
             .status,
         201
     );
+    // Maintenance on: its evacuation's task runs on (the VM has nowhere to go).
     let r = c
-        .call("PATCH", "/api/v1/hosts/h1", Some(r#"{"maintenance":true}"#))
+        .call_raw("PATCH", "/api/v1/hosts/h1", Some(r#"{"maintenance":true}"#))
         .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let r = c.call("GET", "/api/v1/hosts/h1", None).await;
     assert_eq!(r.body["maintenance"], true);
     let token = c.token.clone();
     let ca = c.running.ca_pem.clone();

@@ -36,6 +36,9 @@ pub enum TaskKind {
     RecommendationApply,
     /// `POST /api/v1/hosts/{name}/fence`: the host's fence command.
     HostFence,
+    /// `PATCH /api/v1/hosts/{name}` putting the host in maintenance: until no running VM is
+    /// left on it.
+    HostEvacuate,
 }
 
 impl TaskKind {
@@ -50,11 +53,12 @@ impl TaskKind {
             TaskKind::VmMigrate => "vm_migrate",
             TaskKind::RecommendationApply => "recommendation_apply",
             TaskKind::HostFence => "host_fence",
+            TaskKind::HostEvacuate => "host_evacuate",
         }
     }
 
     /// Every kind, for the CLI's and the query's parsers.
-    pub const ALL: [TaskKind; 8] = [
+    pub const ALL: [TaskKind; 9] = [
         TaskKind::VmCreate,
         TaskKind::VmStart,
         TaskKind::VmStop,
@@ -63,6 +67,7 @@ impl TaskKind {
         TaskKind::VmMigrate,
         TaskKind::RecommendationApply,
         TaskKind::HostFence,
+        TaskKind::HostEvacuate,
     ];
 
     /// The kind named `s` (`vm_stop`, …).

@@ -200,15 +200,20 @@ pub async fn show_host<A: ConsoleApi>(
 
 /// Sets or removes (`null`) the host's ratio override or fence command, or its maintenance
 /// flag. The fence command is never shown again: the host's view says `fence_command_set`.
+/// `maintenance: true` answers 202 with a `host_evacuate` task: the flag is set at once, and the
+/// task ends when no running VM is left on the host (moved by balancing, or by hand), its
+/// result the host; cancelling it takes the host out of maintenance again.
 #[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     request_body = UpdateHostRequest,
-    responses((status = 200, description = "the updated host", body = HostSummary), (status = 409, body = Problem)))]
+    responses((status = 200, description = "the updated host", body = HostSummary),
+        (status = 202, description = "maintenance on: the evacuation's task, followed at its `Location`", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))),
+        (status = 409, body = Problem)))]
 pub async fn update_host<A: ConsoleApi>(
     c: Caller<A>,
     NamePath(name): NamePath,
     ApiJson(update): ApiJson<UpdateHostRequest>,
 ) -> Result<Response, ApiError> {
-    run(&c, Command::UpdateHost { name, update }).await
+    submit(&c, Command::UpdateHost { name, update }).await
 }
 
 /// Runs the host's fence command (`sh -c`, `VINFRA_HOST` set, at most 60 s, then its process

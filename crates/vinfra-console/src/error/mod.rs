@@ -254,6 +254,22 @@ pub enum Error {
         /// Where it runs (the migration's source).
         host: String,
     },
+    /// The host's evacuation was cancelled: it left maintenance.
+    #[error("the evacuation of host '{host}' was cancelled; it is out of maintenance again")]
+    EvacuationCancelled {
+        /// The host.
+        host: String,
+    },
+    /// The host's evacuation ended before its running VMs had left it.
+    #[error("host '{host}' still has {left} running VM(s) on it: {why}")]
+    EvacuationUnfinished {
+        /// The host.
+        host: String,
+        /// How many.
+        left: usize,
+        /// Why it ended.
+        why: String,
+    },
     /// The VM's migration failed.
     #[error("the migration of VM '{vm}' from {source_host} to {destination} failed: {reason}")]
     MigrationFailed {
@@ -711,6 +727,8 @@ impl Error {
             | Error::Migrating { .. }
             | Error::NotMigrating { .. }
             | Error::MigrationCancelled { .. }
+            | Error::EvacuationCancelled { .. }
+            | Error::EvacuationUnfinished { .. }
             | Error::TaskEnded { .. }
             | Error::TaskNotCancellable { .. }
             | Error::WrongState { .. }

@@ -3,6 +3,7 @@
 //! agent endpoint's side).
 //!
 //! - [`crud`]: list, show, update (ratio override, maintenance, fence command), delete;
+//! - [`evacuate`]: maintenance on, as a task that ends when the host's running VMs have left;
 //! - [`fence`]: a host's fence command run ([`crate::state::Console::fence_host`]);
 //! - [`settings`]: the cluster settings;
 //! - [`tokens`]: join tokens and the API token;
@@ -12,6 +13,7 @@
 
 pub mod certs;
 pub mod crud;
+pub mod evacuate;
 pub mod fence;
 pub mod joins;
 pub mod reports;

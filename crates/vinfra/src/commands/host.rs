@@ -8,7 +8,7 @@ use uuid::Uuid;
 use vinfra_types::api::UpdateHostRequest;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{HostSwitchCounters, SwitchRouterNat, TrafficCounters};
-use vinfra_types::AllocationRatios;
+use vinfra_types::{AllocationRatios, HostSummary};
 
 use crate::config::ConnectionOverrides;
 use crate::follow;
@@ -43,7 +43,8 @@ pub enum HostCommand {
         /// Remove the override (use the cluster default).
         #[arg(long, conflicts_with_all = ["cpu_ratio", "memory_ratio"])]
         clear_ratios: bool,
-        /// Maintenance mode: no new VMs are placed on the host.
+        /// Maintenance mode: no new VMs are placed on the host; `on` waits until its running
+        /// VMs have left it (moved by balancing, or by hand), showing how many are left.
         #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
         maintenance: Option<bool>,
         /// The host's out-of-band fence command (IPMI, Redfish, a PDU …), run by the console
@@ -54,6 +55,9 @@ pub enum HostCommand {
         /// Remove the host's fence command.
         #[arg(long, conflicts_with = "fence_command")]
         no_fence_command: bool,
+        /// With `--maintenance on`: print the evacuation's task number and return at once.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Power a host off with its fence command (refused while its agent is connected, unless
     /// --force).
@@ -113,6 +117,7 @@ pub fn run(
             maintenance,
             fence_command,
             no_fence_command,
+            no_wait,
         } => {
             check_name("host", name)?;
             if !*clear_ratios
@@ -150,7 +155,15 @@ pub fn run(
                 maintenance: *maintenance,
                 fence_command,
             };
-            show(out, &api.update_host(name, &req)?, output::host)
+            if *maintenance != Some(true) {
+                return show(out, &api.update_host(name, &req)?, output::host);
+            }
+            let task = api.update_host_task(name, &req)?;
+            if *no_wait {
+                return follow::accepted(out, &task);
+            }
+            let host: HostSummary = follow::result(&api, task)?;
+            show(out, &host, output::host)
         }
         HostCommand::Fence {
             name,

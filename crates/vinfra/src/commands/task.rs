@@ -29,7 +29,7 @@ pub enum TaskCommand {
         #[arg(long, value_parser = parse_state)]
         state: Option<TaskState>,
         /// Only the tasks of this kind: vm_create, vm_start, vm_stop, vm_reboot, vm_delete,
-        /// vm_migrate, recommendation_apply or host_fence.
+        /// vm_migrate, recommendation_apply, host_fence or host_evacuate.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<TaskKind>,
         /// Only the tasks acting on this object: a VM's or host's name, a recommendation's
@@ -208,6 +208,9 @@ fn result_text(t: &Task) -> Option<String> {
                 o.duration_ms
             )
         }),
+        TaskKind::HostEvacuate => task_result::<vinfra_types::HostSummary>(t)
+            .ok()
+            .map(|h| format!("host {} in maintenance, evacuated", h.name)),
         TaskKind::VmDelete => None,
     };
     Some(text.unwrap_or_else(|| value.to_string()))
