@@ -12,12 +12,13 @@
 //! relation `next` until the last page (docs/design.md "Pages").
 //!
 //! An operation that answers a task (docs/design.md "Tasks": create, start, stop, reboot,
-//! delete, migrate, a recommendation applied, a fence) has two methods: `*_task` returns the
-//! task as accepted, and the plain one follows the task to its end (long polls of
-//! `GET /tasks/{id}?wait_s=30`) and answers what the request answered before tasks existed: the
-//! VM, the fence's outcome; a task that failed or was cancelled is the [`RestError::Problem`]
-//! its problem stands for, as a refusal. [`Client::migrate_vm`] and
-//! [`Client::apply_recommendation`] answer the migration's first progress, as before.
+//! delete, migrate, a migration's cancel, a recommendation applied, a fence) has two methods:
+//! `*_task` returns the task as accepted, and the plain one follows the task to its end (long
+//! polls of `GET /tasks/{id}?wait_s=30`) and answers what the request answered before tasks
+//! existed: the VM, the fence's outcome; a task that failed or was cancelled is the
+//! [`RestError::Problem`] its problem stands for, as a refusal. [`Client::migrate_vm`] and
+//! [`Client::apply_recommendation`] answer the migration's first progress, as before;
+//! [`Client::cancel_migration`] the migration's last progress, however it ended.
 //!
 //! The `vinfra` command line, the lab, the integration tests and the benchmarks all talk to the
 //! console through it.
@@ -263,11 +264,6 @@ impl Client {
     /// `GET /vms/{name}/migration`: progress of the current or last migration.
     pub fn migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
         self.fetch(Method::GET, &paths::vm_migration(name))
-    }
-
-    /// `DELETE /vms/{name}/migration`: cancels the running migration; returns its last progress.
-    pub fn cancel_migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
-        self.fetch(Method::DELETE, &paths::vm_migration(name))
     }
 
     // Events.

@@ -52,6 +52,15 @@ pub fn task_result<T: DeserializeOwned>(task: &Task) -> Result<T, RestError> {
     })
 }
 
+/// Whether the migration record `p` is the one of the migration `task` started (or followed),
+/// not a previous migration's: it started once the task had been created. Both times are the
+/// console's, in whole seconds, so a previous migration that started and ended within the
+/// second the task was created counts as current (it has ended: the caller then follows the
+/// task to its end, which answers right).
+pub fn migration_is_current(p: &vinfra_types::MigrationProgress, task: &Task) -> bool {
+    p.started_at >= task.created_at
+}
+
 /// Follows a task until it has ended and returns it as it ended: from `start` (asked first
 /// when `None`), `ask(wait_s)` is one long poll (answered when the task has ended or after
 /// `wait_s` s), each poll waiting `poll` at most (1 s to [`TASK_POLL_MAX`]); `on_change` is

@@ -6,19 +6,25 @@
 //! and answers what the request answered before tasks existed, a task that failed or was
 //! cancelled being the error its problem stands for ([`crate::task_result`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest};
 use vinfra_types::ha::FenceOutcome;
-use vinfra_types::task::{Task, TaskFilter};
+use vinfra_types::task::{Task, TaskFilter, TaskState};
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 use crate::error::RestError;
-use crate::outcome::{self, task_result, task_succeeded, TASK_POLL_MAX};
+use crate::outcome::{self, migration_is_current, task_result, task_succeeded, TASK_POLL_MAX};
 use crate::paths::{self, VmAction};
 use crate::Client;
+
+/// How often [`Client::migrate_vm`] reads a migration's record again while its task has not
+/// registered it yet.
+const MIGRATION_RECORD_POLL: Duration = Duration::from_millis(100);
+/// How long [`Client::migrate_vm`] reads the record again before it follows the task instead.
+const MIGRATION_RECORD_WAIT: Duration = Duration::from_secs(30);
 
 impl Client {
     // Tasks.
@@ -175,11 +181,69 @@ impl Client {
 
     /// What [`Client::migrate_vm`] and [`Client::apply_recommendation`] answer for the
     /// migration `task` of VM `vm`: the task's result or error once it has ended, else the
-    /// migration's progress now; without the VM's name, the task's end.
+    /// progress of the migration it started; without the VM's name, the task's end.
+    ///
+    /// A task answered running (at the console's 1 s limit) may not have registered its
+    /// migration yet: the VM's record is then a previous migration's (started before the task
+    /// was created: [`migration_is_current`]), or none. It is read again, every
+    /// [`MIGRATION_RECORD_POLL`], until this migration's record is there or the task has ended
+    /// (refused after all); after [`MIGRATION_RECORD_WAIT`], the task is followed to its end.
+    /// A record of this migration that has ended already answers the task's end.
     fn migration_of(&self, task: Task, vm: Option<&str>) -> Result<MigrationProgress, RestError> {
-        match vm {
-            Some(vm) if !task.state.is_final() => self.migration(vm),
-            _ => self.finish(task),
+        let Some(vm) = vm else {
+            return self.finish(task);
+        };
+        let began = Instant::now();
+        let mut task = task;
+        while !task.state.is_final() && began.elapsed() < MIGRATION_RECORD_WAIT {
+            match self.migration(vm) {
+                Ok(p) if migration_is_current(&p, &task) => {
+                    if p.phase.is_final() {
+                        break;
+                    }
+                    return Ok(p);
+                }
+                // A previous migration's record, or none yet.
+                Ok(_) => {}
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(MIGRATION_RECORD_POLL);
+            task = self.task(task.id)?;
+        }
+        self.finish(task)
+    }
+
+    /// `DELETE /vms/{name}/migration`: asks the VM's migration to stop; the task that follows
+    /// the migration (its own, or one of the cancel's when none did), which ends `cancelled`
+    /// when the cancel took (the VM stays on its source) or `succeeded` when it came too late.
+    pub fn cancel_migration_task(&self, name: &str) -> Result<Task, RestError> {
+        self.fetch(Method::DELETE, &paths::vm_migration(name))
+    }
+
+    /// `DELETE /vms/{name}/migration`, followed to the migration's end: its last progress
+    /// (phase `cancelled`, or `completed` when the cancel came too late, `failed` when it
+    /// failed meanwhile), as [`Client::migration_ended`] reads it.
+    pub fn cancel_migration(&self, name: &str) -> Result<MigrationProgress, RestError> {
+        let task = self.cancel_migration_task(name)?;
+        let ended = self.follow_task(task, None, TASK_POLL_MAX, |_| {})?;
+        self.migration_ended(name, &ended)
+    }
+
+    /// The last progress of VM `name`'s migration, whose task has `ended`: the task's result
+    /// when it succeeded (it switched over), else the VM's migration record once that has
+    /// ended (cancelled or failed), or the error the task ended with.
+    pub fn migration_ended(
+        &self,
+        name: &str,
+        ended: &Task,
+    ) -> Result<MigrationProgress, RestError> {
+        if ended.state == TaskState::Succeeded {
+            return task_result(ended);
+        }
+        match self.migration(name) {
+            Ok(p) if p.phase.is_final() => Ok(p),
+            _ => task_result(ended),
         }
     }
 

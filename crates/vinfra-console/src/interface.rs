@@ -152,7 +152,8 @@ pub enum Command {
         /// The VM.
         name: String,
     },
-    /// Cancel a VM's migration.
+    /// Cancel a VM's migration: answered at once with the task that follows the migration
+    /// (its end says whether the cancel took).
     CancelMigration {
         /// The VM.
         name: String,
@@ -399,7 +400,7 @@ pub enum Reply {
     Vm(VmSummary),
     /// A VM was created (`CreateVm`).
     VmCreated(VmSummary),
-    /// A migration's progress (`ShowMigration`, `CancelMigration`).
+    /// A migration's progress (`ShowMigration`).
     Migration(MigrationProgress),
     /// A migration was accepted and runs in the background (`MigrateVm`,
     /// `ApplyRecommendation`).
@@ -464,7 +465,7 @@ pub enum Reply {
     FloatingIpCreated(FloatingIpSummary),
     /// Tasks (`ListTasks`).
     Tasks(Vec<Task>),
-    /// One task (`ShowTask`, `CancelTask`).
+    /// One task (`ShowTask`, `CancelTask`, `CancelMigration`).
     Task(Task),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
@@ -526,7 +527,12 @@ impl ConsoleApi for Console {
 
     async fn submit(self: &Arc<Self>, actor: Actor, command: Command) -> Result<Submitted, Error> {
         let Some((kind, target, follow_s)) = task_of(&command) else {
-            return self.execute(actor, command).await.map(Submitted::Done);
+            // A migration's cancel answers with the task that follows the migration.
+            let answers_task = matches!(command, Command::CancelMigration { .. });
+            return self.execute(actor, command).await.map(|reply| match reply {
+                Reply::Task(task) if answers_task => Submitted::Task(task),
+                reply => Submitted::Done(reply),
+            });
         };
         let c = self.clone();
         let a = actor.clone();
@@ -550,7 +556,7 @@ fn evacuates(update: &UpdateHostRequest) -> bool {
 /// it), if it is one of the long operations.
 fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
     const DEFAULT: u64 = crate::state::tasks::FOLLOW_AFTER_RESTART.as_secs();
-    const MIGRATION: u64 = 600;
+    const MIGRATION: u64 = tasks::MIGRATION_FOLLOW_S;
     Some(match command {
         Command::CreateVm { request } => (TaskKind::VmCreate, request.spec.name.clone(), DEFAULT),
         Command::StartVm { name } => (TaskKind::VmStart, name.clone(), DEFAULT),
@@ -645,7 +651,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             Reply::Migration(tasks::follow_migration(c, active, &name).await?)
         }
         Command::ShowMigration { name } => Reply::Migration(migration::show(c, &name)?),
-        Command::CancelMigration { name } => Reply::Migration(migration::cancel(c, &name).await?),
+        Command::CancelMigration { name } => {
+            Reply::Task(tasks::cancel_migration(c, actor.clone(), &name).await?)
+        }
         Command::ConsoleLog { name, bytes } => {
             Reply::Console(vms::views::console_log(c, &name, bytes).await?)
         }

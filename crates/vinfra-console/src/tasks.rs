@@ -19,6 +19,7 @@ use vinfra_types::task::{Task, TaskFilter, TaskKind, TASK_WAIT_MAX_S};
 use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
 
 use crate::error::{Error, Object};
+use crate::migration;
 use crate::state::events;
 use crate::state::records::{self as keys, DesiredPower};
 use crate::state::tasks::{self, CancelRefusal, TaskRecord};
@@ -27,6 +28,9 @@ use crate::state::{ActiveMigration, Console};
 /// How long a request waits for its operation to pass its checks before it answers with the
 /// task as it is (`running`).
 pub const ACCEPT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a console that restarted follows a migration's task.
+pub const MIGRATION_FOLLOW_S: u64 = 600;
 
 /// Runs `work` as a task of `kind` on `target` for `actor` (see the module doc); a restarted
 /// console follows it for `follow_s` seconds.
@@ -142,9 +146,62 @@ pub fn cancel(console: &Console, id: u64, by: Actor) -> Result<Task, Error> {
 /// answer says it can be).
 pub fn arm_cancel(console: &Console, vm: &str) -> Option<Arc<ActiveMigration>> {
     let active = console.inflight().migration(vm)?;
+    if let Some(id) = tasks::current() {
+        active.followed_by(id);
+    }
     let hook = active.clone();
     tasks::on_cancel(Some(Arc::new(move || hook.cancel())));
     Some(active)
+}
+
+/// `DELETE /vms/{name}/migration`: asks VM `vm`'s migration to stop and answers at once with
+/// the task that follows it, whose end says whether the cancel took (`cancelled`: the VM
+/// stays on its source) or came too late (`succeeded`: it switched over). The migration's own
+/// task is cancelled as `DELETE /tasks/{id}` cancels it; a migration no task follows (a move
+/// of the balancer, one a restarted console resumed) gets a task of its own, `vm_migrate`,
+/// that follows it to its end. An unknown VM or one that is not migrating is refused.
+pub async fn cancel_migration(
+    console: &Arc<Console>,
+    actor: Actor,
+    vm: &str,
+) -> Result<Task, Error> {
+    let active = migration::in_flight(console, vm)?;
+    let board = console.tasks();
+    if let Some(id) = active.task() {
+        match board.cancel(id, actor.clone()) {
+            Ok(task) => return Ok(task),
+            // Past its switchover (nothing left to cancel), or followed by a console that
+            // restarted: asked all the same, its end tells.
+            Err(CancelRefusal::NotCancellable(_)) => {
+                active.cancel();
+                if let Some(task) = board.get(id) {
+                    return Ok(task);
+                }
+            }
+            // Ended while the migration goes on (a follower's bound ran out): a new one.
+            Err(CancelRefusal::Ended(_) | CancelRefusal::Unknown) => {}
+        }
+    }
+    let c = console.clone();
+    let name = vm.to_string();
+    let by = actor.clone();
+    let work = async move {
+        let armed = arm_cancel(&c, &name);
+        active.cancel();
+        tasks::say(format!("cancel asked by {by}"));
+        tasks::accepted();
+        let last = follow_migration(&c, armed, &name).await?;
+        Ok(serde_json::to_value(last).ok())
+    };
+    run(
+        console,
+        actor,
+        TaskKind::VmMigrate,
+        vm.to_string(),
+        MIGRATION_FOLLOW_S,
+        work,
+    )
+    .await
 }
 
 /// Within a migration's task: follows `active` (the migration [`arm_cancel`] found) to its
@@ -180,16 +237,20 @@ pub async fn follow_migration(
             let pct = p.transferred_bytes.saturating_mul(100) / p.total_bytes.max(1);
             tasks::progress(pct.min(99) as u8);
         }
-        if said != Some(p.phase) {
-            said = Some(p.phase);
+        // Once a cancel is asked, the message says so (and still names the VM: see
+        // [`migrating`]).
+        let cancel = active.cancel_asked();
+        if said != Some((p.phase, cancel)) {
+            said = Some((p.phase, cancel));
             tasks::say(format!(
-                "{}: {}",
+                "{}: {}{}",
                 migrating(&p),
                 match p.phase {
                     MigrationPhase::Preparing => "preparing the destination",
                     MigrationPhase::Active => "copying memory",
                     _ => "switching over",
-                }
+                },
+                if cancel { " (cancel asked)" } else { "" }
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -248,6 +309,10 @@ pub fn follow_unended(console: &Arc<Console>) {
         tokio::spawn(async move {
             let id = record.task.id;
             let outcome = follow(&console, &record).await;
+            if let Err(Error::MigrationCancelled { .. }) = &outcome {
+                // Cancelled through the VM's migration: the task ends cancelled.
+                handle.mark_cancelled(id);
+            }
             handle.finish(id, outcome.map_err(|e| e.problem()));
         });
     }
@@ -317,7 +382,12 @@ async fn follow(
                 let Some(vm) = migrating_vm(console, task) else {
                     return Err(restarted("its migration is not known"));
                 };
-                if !console.inflight().migrating(&vm) {
+                if let Some(active) = console.inflight().migration(&vm) {
+                    // A cancel through the VM's migration answers with this task.
+                    if active.task().is_none() {
+                        active.followed_by(task.id);
+                    }
+                } else {
                     let last = keys::get::<MigrationProgress>(
                         console.store().as_ref(),
                         &keys::migration_key(&vm),

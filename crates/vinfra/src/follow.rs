@@ -1,6 +1,7 @@
 //! Following what a command asked the console to do: a task to its end (docs/design.md
 //! "Tasks"), with a progress line on stderr while it runs when stderr is a terminal; the line
-//! `--no-wait` prints instead; a live migration with its progress bar.
+//! `--no-wait` prints instead; a live migration with its progress bar; how a migration's
+//! cancel ended.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -154,6 +155,36 @@ pub fn migration_end(out: Output, last: MigrationProgress) -> Result<(), RestCom
         phase => Err(RestCommandError::Migration {
             vm: last.vm,
             cancelled: phase == MigrationPhase::Cancelled,
+            reason: last
+                .error
+                .unwrap_or_else(|| "the VM still runs on the source".into()),
+        }),
+    }
+}
+
+/// Prints how a cancelled migration ended (`migration of VM web1 cancelled: it stays on h1`,
+/// or its JSON); a migration that switched over before the cancel took, or failed, is an
+/// error.
+pub fn cancel_end(out: Output, last: MigrationProgress) -> Result<(), RestCommandError> {
+    show(out, &last, |p| {
+        if p.phase == MigrationPhase::Cancelled {
+            format!(
+                "migration of VM {} cancelled: it stays on {}",
+                p.vm, p.source
+            )
+        } else {
+            String::new()
+        }
+    })?;
+    match last.phase {
+        MigrationPhase::Cancelled => Ok(()),
+        MigrationPhase::Completed => Err(RestCommandError::CancelTooLate {
+            vm: last.vm,
+            host: last.destination,
+        }),
+        _ => Err(RestCommandError::Migration {
+            vm: last.vm,
+            cancelled: false,
             reason: last
                 .error
                 .unwrap_or_else(|| "the VM still runs on the source".into()),

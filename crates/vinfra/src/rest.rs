@@ -101,6 +101,14 @@ pub enum RestCommandError {
         /// Why, as the console says (or that the VM still runs on the source).
         reason: String,
     },
+    /// A migration's cancel came too late: it switched over first.
+    #[error("the cancel came too late: migration of {vm} completed, it runs on {host}")]
+    CancelTooLate {
+        /// The VM.
+        vm: String,
+        /// Where it runs now.
+        host: String,
+    },
     /// A task waited for ended failed or cancelled (`vinfra task wait`); the error it ended
     /// with.
     #[error("{task} {state}")]
@@ -138,6 +146,7 @@ impl RestCommandError {
             | RestCommandError::NicQos { .. }
             | RestCommandError::NotInGroup { .. } => true,
             RestCommandError::Migration { .. }
+            | RestCommandError::CancelTooLate { .. }
             | RestCommandError::Task { .. }
             | RestCommandError::Json(_) => false,
         }

@@ -16,6 +16,7 @@ pub mod problem;
 pub mod routes;
 pub mod task_routes;
 pub mod token_routes;
+pub mod vm_routes;
 
 use std::sync::Arc;
 
@@ -61,23 +62,23 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/tokens/{name}", delete(token_routes::revoke_token::<A>))
         .route(
             "/vms",
-            get(routes::list_vms::<A>).post(routes::create_vm::<A>),
+            get(vm_routes::list_vms::<A>).post(vm_routes::create_vm::<A>),
         )
         .route(
             "/vms/{name}",
-            get(routes::show_vm::<A>)
-                .patch(routes::update_vm::<A>)
-                .delete(routes::delete_vm::<A>),
+            get(vm_routes::show_vm::<A>)
+                .patch(vm_routes::update_vm::<A>)
+                .delete(vm_routes::delete_vm::<A>),
         )
-        .route("/vms/{name}/start", post(routes::start_vm::<A>))
-        .route("/vms/{name}/stop", post(routes::stop_vm::<A>))
-        .route("/vms/{name}/reboot", post(routes::reboot_vm::<A>))
-        .route("/vms/{name}/migrate", post(routes::migrate_vm::<A>))
+        .route("/vms/{name}/start", post(vm_routes::start_vm::<A>))
+        .route("/vms/{name}/stop", post(vm_routes::stop_vm::<A>))
+        .route("/vms/{name}/reboot", post(vm_routes::reboot_vm::<A>))
+        .route("/vms/{name}/migrate", post(vm_routes::migrate_vm::<A>))
         .route(
             "/vms/{name}/migration",
-            get(routes::show_migration::<A>).delete(routes::cancel_migration::<A>),
+            get(vm_routes::show_migration::<A>).delete(vm_routes::cancel_migration::<A>),
         )
-        .route("/vms/{name}/console", get(routes::console_log::<A>))
+        .route("/vms/{name}/console", get(vm_routes::console_log::<A>))
         .route("/events", get(routes::list_events::<A>))
         .route("/tasks", get(task_routes::list_tasks::<A>))
         .route("/tasks/stream", get(task_routes::stream_tasks::<A>))
@@ -123,8 +124,11 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route("/hosts/{name}/switch", get(routes::host_switch::<A>))
         .route("/hosts/{name}/fence", post(routes::fence_host::<A>))
-        .route("/vms/{name}/nics/{index}", patch(routes::update_nic::<A>))
-        .route("/vms/{name}/counters", get(routes::vm_counters::<A>))
+        .route(
+            "/vms/{name}/nics/{index}",
+            patch(vm_routes::update_nic::<A>),
+        )
+        .route("/vms/{name}/counters", get(vm_routes::vm_counters::<A>))
         .route(
             "/security-groups",
             get(routes::list_security_groups::<A>).post(routes::create_security_group::<A>),

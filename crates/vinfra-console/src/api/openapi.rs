@@ -17,6 +17,7 @@ use super::flow_routes;
 use super::routes;
 use super::task_routes;
 use super::token_routes;
+use super::vm_routes;
 
 /// Adds the bearer-token security scheme and requires it everywhere.
 struct BearerAuth;
@@ -236,10 +237,11 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::delete_host,
         routes::get_settings, routes::put_settings, routes::create_join_token, routes::rotate_token,
         token_routes::list_tokens, token_routes::create_token, token_routes::revoke_token,
-        routes::list_vms, routes::create_vm, routes::show_vm, routes::update_vm, routes::delete_vm,
-        routes::start_vm, routes::stop_vm, routes::reboot_vm,
-        routes::migrate_vm, routes::show_migration, routes::cancel_migration,
-        routes::console_log, routes::list_events, routes::list_revoked_certificates,
+        vm_routes::list_vms, vm_routes::create_vm, vm_routes::show_vm, vm_routes::update_vm,
+        vm_routes::delete_vm,
+        vm_routes::start_vm, vm_routes::stop_vm, vm_routes::reboot_vm,
+        vm_routes::migrate_vm, vm_routes::show_migration, vm_routes::cancel_migration,
+        vm_routes::console_log, routes::list_events, routes::list_revoked_certificates,
         task_routes::list_tasks, task_routes::show_task, task_routes::cancel_task,
         task_routes::stream_tasks,
         flow_routes::top_flows,
@@ -248,7 +250,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         routes::apply_recommendation,
         routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
         routes::network_counters, routes::host_switch,
-        routes::update_nic, routes::vm_counters,
+        vm_routes::update_nic, vm_routes::vm_counters,
         routes::list_security_groups, routes::create_security_group, routes::show_security_group,
         routes::delete_security_group, routes::add_sg_rule, routes::delete_sg_rule,
         routes::security_group_counters,

@@ -13,7 +13,8 @@
 //! migration runs the VM counts against both hosts.
 //!
 //! - `mod.rs`: the entry points: [`start`] (the operator's), [`start_planned`] (a move of a
-//!   balancing plan), [`show`], [`cancel`], [`resume_all`];
+//!   balancing plan), [`show`], [`in_flight`] (the migration a cancel asks to stop; the
+//!   request is answered with the task that follows it, `crate::tasks`), [`resume_all`];
 //! - [`drive`]: from the destination's preparation to the source's last status;
 //! - [`finish`]: settling an unclear end, and recording the outcome.
 
@@ -167,23 +168,16 @@ pub fn show(console: &Console, name: &str) -> Result<MigrationProgress, Error> {
         .ok_or_else(|| Error::not_found(Object::Migration, name))
 }
 
-/// Asks a running migration to stop and waits (up to 30 s) for it to end.
-pub async fn cancel(console: &Console, name: &str) -> Result<MigrationProgress, Error> {
+/// The migration of VM `name` in flight, to be cancelled ([`ActiveMigration::cancel`]): an
+/// unknown VM is [`Error::NotFound`], one that is not migrating [`Error::NotMigrating`].
+pub fn in_flight(console: &Console, name: &str) -> Result<Arc<ActiveMigration>, Error> {
     console.vm(name)?;
-    let Some(active) = console.inflight().migration(name) else {
-        return Err(Error::NotMigrating {
+    console
+        .inflight()
+        .migration(name)
+        .ok_or_else(|| Error::NotMigrating {
             vm: name.to_string(),
-        });
-    };
-    active.cancel();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if !console.inflight().migrating(name) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(active.progress())
+        })
 }
 
 /// After a console restart: picks up every migration the store says is still running. Waits

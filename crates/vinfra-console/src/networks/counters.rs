@@ -15,13 +15,16 @@ use vinfra_types::security_group::{SecurityGroupCounters, SgMember, SgMemberCoun
 use super::crud::show;
 use crate::agents::RequestError;
 use crate::error::Error;
-use crate::state::Console;
+use crate::state::{Console, ANSWER_WITHIN};
 
-/// How long the console waits for a host's switch counters.
-pub const COUNTERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the console waits for a host's switch counters: they are read for requests
+/// answered at once, within 1 s ([`ANSWER_WITHIN`]; the hosts of one request are asked at the
+/// same time).
+pub const COUNTERS_TIMEOUT: std::time::Duration = ANSWER_WITHIN;
 
 /// The counters of a registered host's switch, read now through its agent
-/// (`AgentCommand::SwitchCounters`, at most [`COUNTERS_TIMEOUT`]).
+/// (`AgentCommand::SwitchCounters`, at most [`COUNTERS_TIMEOUT`]: a host slower than that is
+/// [`RequestError::Timeout`], `host 'h1' did not answer within 1 s`).
 pub async fn host_switch_counters(
     console: &Console,
     host: &str,

@@ -32,6 +32,10 @@ use crate::error::{Error, Object, RecordError};
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the console waits for short agent commands.
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a request answered at once (not with a task) waits for an agent: such a
+/// request answers within 1 s, a host slower than that counting as one that did not answer
+/// (docs/design.md "REST API").
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// How long the source of a migration may stay unreachable before the outcome is decided
 /// without it (default of `ConsoleConfig::migration_source_timeout`).
 pub const SOURCE_LOST_AFTER: Duration = Duration::from_secs(30);

@@ -54,6 +54,8 @@ pub struct ActiveMigration {
     pub destination: String,
     progress: Mutex<MigrationProgress>,
     cancel: AtomicBool,
+    /// The task that follows it, once one does.
+    task: Mutex<Option<u64>>,
     /// When this console began following it, and the end of each step since.
     started: Instant,
     steps: Mutex<Vec<(&'static str, Instant)>>,
@@ -68,6 +70,7 @@ impl ActiveMigration {
             destination: progress.destination.clone(),
             progress: Mutex::new(progress),
             cancel: AtomicBool::new(false),
+            task: Mutex::new(None),
             started: Instant::now(),
             steps: Mutex::new(Vec::new()),
         }
@@ -115,6 +118,17 @@ impl ActiveMigration {
     /// True once a cancel was asked for.
     pub fn cancel_asked(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Task `id` follows the migration from now on (a cancel through the VM's migration
+    /// answers with it).
+    pub fn followed_by(&self, id: u64) {
+        *lock(&self.task) = Some(id);
+    }
+
+    /// The task that follows the migration, if one does.
+    pub fn task(&self) -> Option<u64> {
+        *lock(&self.task)
     }
 }
 

@@ -36,7 +36,8 @@ mod vm_mirror;
 mod writes;
 
 pub use console::{
-    Allocation, Console, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT, SOURCE_LOST_AFTER,
+    Allocation, Console, ANSWER_WITHIN, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT,
+    SOURCE_LOST_AFTER,
 };
 pub use inflight::{
     ActiveMigration, BusyGuard, FenceGuard, LastPush, PlacementChanges, PlacementMemo,

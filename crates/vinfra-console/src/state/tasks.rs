@@ -148,12 +148,7 @@ pub fn on_cancel(hook: Option<CancelHook>) {
 /// The running task's operation was cancelled other than through the task (a migration's own
 /// cancel): the task ends `cancelled`, not `failed`.
 pub fn mark_cancelled() {
-    let _ = TASK.try_with(|t| {
-        if let Some(e) = lock(&t.board.board).tasks.get_mut(&t.id) {
-            e.cancel_asked
-                .get_or_insert_with(|| Actor::controller("migration"));
-        }
-    });
+    let _ = TASK.try_with(|t| t.board.mark_cancelled(t.id));
 }
 
 impl TaskHandle {
@@ -377,6 +372,15 @@ impl TaskBoard {
         drop(b);
         if let Some(pending) = pending {
             settle(pending, id);
+        }
+    }
+
+    /// Task `id`'s operation was cancelled other than through the task (a migration's own
+    /// cancel): it ends `cancelled`, not `failed`.
+    pub fn mark_cancelled(&self, id: u64) {
+        if let Some(e) = lock(&self.board).tasks.get_mut(&id) {
+            e.cancel_asked
+                .get_or_insert_with(|| Actor::controller("migration"));
         }
     }
 

@@ -7,8 +7,11 @@
 //! The switch controller pushes the new firewall to every host at once (the NIC's addresses are
 //! remotes of other NICs' rules too). A new QoS, port security or allowed address list is pushed
 //! before the answer to the hosts that have the VM's ports (its host, a migration's
-//! destination), whose agents set it on the running VM's port; the firewall follows the
-//! controller's push.
+//! destination), whose agents set it on the running VM's port; the answer waits for them 1 s
+//! at most (a slower host gets it in the background). The firewall follows the controller's
+//! push.
+
+use std::sync::Arc;
 
 use vinfra_types::api::UpdateNicRequest;
 use vinfra_types::{HostStatus, NicSpec, VmSummary};
@@ -19,7 +22,7 @@ use crate::networks::push::push;
 use crate::security_groups;
 use crate::state::events::event;
 use crate::state::records::VmRecord;
-use crate::state::{Console, Writes};
+use crate::state::{Console, Writes, ANSWER_WITHIN};
 
 /// `none` or the list, comma-separated.
 fn list_text(items: &[String]) -> String {
@@ -66,10 +69,12 @@ fn describe(old: &NicSpec, new: &NicSpec) -> String {
     parts.join("; ")
 }
 
-/// Pushes the switch configuration, now, to each connected host with VM `rec`'s ports: its host
-/// and the destinations of its migrations in flight. A failed push is logged: the switch
-/// controller pushes every change again, and a host gets its configuration when it connects.
-async fn push_to_vm_hosts(console: &Console, rec: &VmRecord) {
+/// Pushes the switch configuration, now, to each connected host with VM `rec`'s ports (its
+/// host and the destinations of its migrations in flight, at the same time), and waits for
+/// them [`ANSWER_WITHIN`] at most: a slower host gets it in the background. A failed push is
+/// logged: the switch controller pushes every change again, and a host gets its configuration
+/// when it connects.
+async fn push_to_vm_hosts(console: &Arc<Console>, rec: &VmRecord) {
     let mut hosts = vec![rec.host.clone()];
     hosts.extend(
         console
@@ -79,18 +84,29 @@ async fn push_to_vm_hosts(console: &Console, rec: &VmRecord) {
             .filter(|m| m.vm == rec.spec.name)
             .map(|m| m.destination.clone()),
     );
-    for host in hosts
-        .iter()
-        .filter(|h| console.agents().status(h) == HostStatus::Connected)
-    {
-        if let Err(e) = push(console, host).await {
-            tracing::warn!(
-                host = host.as_str(),
-                vm = rec.spec.name.as_str(),
-                "NIC settings not applied yet: {}",
-                vinfra_types::error::Chain(&e)
-            );
-        }
+    hosts.retain(|h| console.agents().status(h) == HostStatus::Connected);
+    let (c, vm) = (console.clone(), rec.spec.name.clone());
+    let pushes = tokio::spawn(crate::state::events::inherit(async move {
+        let c = &c;
+        let vm = vm.as_str();
+        futures::future::join_all(hosts.iter().map(|host| async move {
+            if let Err(e) = push(c, host).await {
+                tracing::warn!(
+                    host = host.as_str(),
+                    vm,
+                    "NIC settings not applied yet: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+            }
+        }))
+        .await;
+    }));
+    if tokio::time::timeout(ANSWER_WITHIN, pushes).await.is_err() {
+        tracing::debug!(
+            vm = rec.spec.name.as_str(),
+            "NIC settings: a host did not answer within {} s, applied in the background",
+            ANSWER_WITHIN.as_secs()
+        );
     }
 }
 
@@ -98,9 +114,10 @@ async fn push_to_vm_hosts(console: &Console, rec: &VmRecord) {
 /// unknown NIC is [`Error::NoSuchNic`], an unknown group [`Error::UnknownNicGroup`], a NIC
 /// that does not validate [`Error::Spec`]; nothing is written then. A change that changes
 /// nothing writes nothing. A changed QoS is on the switches of the VM's hosts when this returns
-/// (those connected).
+/// (those connected that answer within [`ANSWER_WITHIN`]; the others get it in the
+/// background).
 pub async fn update(
-    console: &Console,
+    console: &Arc<Console>,
     name: &str,
     index: usize,
     update: UpdateNicRequest,

@@ -13,7 +13,7 @@ use vinfra_types::{HostStatus, PowerState, VmObserved, VmSummary, VmUsage};
 use crate::agents::RequestError;
 use crate::error::Error;
 use crate::state::records::VmRecord;
-use crate::state::{Console, SHORT_TIMEOUT};
+use crate::state::{Console, ANSWER_WITHIN};
 
 /// Default console log size.
 pub const CONSOLE_LOG_DEFAULT: u64 = 64 * 1024;
@@ -147,7 +147,9 @@ pub fn after(console: &Console, rec: &VmRecord, reply: Option<CommandReply>) -> 
     s
 }
 
-/// The tail of a VM's serial console, at most `bytes` (default [`CONSOLE_LOG_DEFAULT`]).
+/// The tail of a VM's serial console, at most `bytes` (default [`CONSOLE_LOG_DEFAULT`]), read
+/// through its host's agent within [`ANSWER_WITHIN`] (a host slower than that is
+/// [`RequestError::Timeout`]).
 pub async fn console_log(
     console: &Console,
     name: &str,
@@ -171,7 +173,7 @@ pub async fn console_log(
                 id: rec.id,
                 max_bytes,
             },
-            SHORT_TIMEOUT,
+            ANSWER_WITHIN,
         )
         .await?;
     match reply {

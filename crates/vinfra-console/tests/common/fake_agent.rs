@@ -45,6 +45,10 @@ pub struct Behaviour {
     /// An agent from before encrypted migrations: `PrepareIncoming`'s credentials are ignored
     /// and its answer does not say `encrypted`.
     pub plain_only: bool,
+    /// Commands carried out at once but answered only after this long, by name
+    /// (`SwitchCounters`, `CancelMigration`, …); the agent goes on meanwhile (heartbeats,
+    /// reports, other requests).
+    pub slow: HashMap<&'static str, Duration>,
 }
 
 /// VMs whose migration stream completed, wherever they went: the fake "QEMU" of a destination
@@ -368,11 +372,15 @@ fn check_networks(state: &FakeState, vm: &VmInstance) -> Result<(), CommandError
     Ok(())
 }
 
-fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, CommandError> {
+/// A command's name: `CancelMigration` for `CancelMigration { id: … }`.
+fn command_name(command: &AgentCommand) -> String {
     let name = format!("{command:?}");
-    state
-        .commands
-        .push(name.split([' ', '{']).next().unwrap_or("").to_string());
+    name.split([' ', '{']).next().unwrap_or("").to_string()
+}
+
+fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, CommandError> {
+    let name = command_name(&command);
+    state.commands.push(name);
     let missing = |id| CommandError::NoSuchVm { id };
     match &command {
         AgentCommand::CreateVm { vm, .. } | AgentCommand::PrepareIncoming { vm, .. } => {
@@ -624,8 +632,32 @@ async fn run_agent(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(300));
     let mut seq = 0;
+    // Answers held back (`Behaviour::slow`): when each is due.
+    type Held = (
+        tokio::time::Instant,
+        u64,
+        Result<CommandReply, CommandError>,
+    );
+    let mut held: Vec<Held> = Vec::new();
     loop {
+        let due = held.iter().map(|h| h.0).min();
         tokio::select! {
+            _ = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now();
+                let (ready, later): (Vec<Held>, Vec<Held>) =
+                    held.into_iter().partition(|h| h.0 <= now);
+                held = later;
+                for (_, id, result) in ready {
+                    if tx.send(&AgentMessage::Response { id, result }).await.is_err() {
+                        return;
+                    }
+                }
+            }
             msg = rx.recv::<ConsoleMessage>() => {
                 let (id, command) = match msg {
                     Ok(ConsoleMessage::Request { id, command }) => (id, command),
@@ -635,8 +667,9 @@ async fn run_agent(
                     }
                     _ => return,
                 };
-                let (result, answer, close) = {
+                let (result, answer, close, slow) = {
                     let mut st = state.lock().unwrap();
+                    let slow = st.behaviour.slow.get(command_name(&command).as_str()).copied();
                     let create = matches!(command, AgentCommand::CreateVm { .. });
                     let b = &st.behaviour;
                     let (ignore, lose, drop_after) =
@@ -645,12 +678,16 @@ async fn run_agent(
                         continue;
                     }
                     let result = handle(&mut st, command);
-                    (result, !(create && (lose || drop_after)), create && drop_after)
+                    (result, !(create && (lose || drop_after)), create && drop_after, slow)
                 };
                 if close {
                     return;
                 }
                 if !answer {
+                    continue;
+                }
+                if let Some(after) = slow {
+                    held.push((tokio::time::Instant::now() + after, id, result));
                     continue;
                 }
                 if tx.send(&AgentMessage::Response { id, result }).await.is_err() {

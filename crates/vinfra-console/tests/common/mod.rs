@@ -74,7 +74,9 @@ impl TestConsole {
     /// [`Self::call_raw_with`], a task followed to its end and answered as the request was
     /// before tasks: its result with the status the operation had (201 for a create, 204 for
     /// a delete, 200 otherwise), or its error as a problem; a migration (or a recommendation
-    /// applied) is not followed: 202 with its first progress, as before.
+    /// applied) is not followed: 202 with its first progress, as before; a migration's cancel
+    /// (`DELETE /vms/{name}/migration`) is followed to the migration's end: 200 with its last
+    /// progress, as before.
     pub async fn call_with(
         &self,
         method: &str,
@@ -87,6 +89,11 @@ impl TestConsole {
             return r;
         }
         let kind = r.body["kind"].as_str().unwrap_or_default().to_string();
+        if method == "DELETE" && path.ends_with("/migration") {
+            self.wait_task(r.body["id"].as_u64().unwrap(), token).await;
+            let p = self.call_raw_with("GET", path, None, token).await;
+            return Resp { status: 200, ..p };
+        }
         if kind == "vm_migrate" || kind == "recommendation_apply" {
             let vm = if kind == "vm_migrate" {
                 r.body["target"].as_str().unwrap_or_default().to_string()

@@ -1,8 +1,8 @@
 //! `vinfra vm …`: list, show, create, set (the HA policy), power actions, delete, live migration
 //! (with its progress bar), the serial console; `vinfra vm floating-ip` is in `floating_ip`.
 //!
-//! Create, start, stop, reboot, delete and migrate answer a task: each command follows it to
-//! its end (`follow`), or prints its number with `--no-wait`.
+//! Create, start, stop, reboot, delete, migrate and a migration's cancel answer a task: each
+//! command follows it to its end (`follow`), or prints its number with `--no-wait`.
 
 use std::time::Duration;
 
@@ -113,11 +113,13 @@ pub enum VmCommand {
         /// Destination host (default: the console picks).
         #[arg(long, conflicts_with = "cancel")]
         to: Option<String>,
-        /// Cancel the VM's running migration.
+        /// Cancel the VM's running migration (follows it to its end, which says whether the
+        /// cancel took).
         #[arg(long)]
         cancel: bool,
-        /// Print the task's number and return once the migration has started.
-        #[arg(long, conflicts_with = "cancel")]
+        /// Print the task's number and return once the migration has started (with
+        /// `--cancel`: once the cancel is asked).
+        #[arg(long)]
         no_wait: bool,
     },
     /// Print the end of a VM's serial console.
@@ -634,7 +636,8 @@ pub fn run(
 }
 
 /// `vinfra vm migrate`: starts the migration (or cancels it) and, unless `no_wait`, follows it
-/// to its end; an end other than completed is an error.
+/// to its end; an end other than completed is an error (with `--cancel`, an end other than
+/// cancelled).
 fn migrate(
     api: &Client,
     out: Output,
@@ -644,9 +647,12 @@ fn migrate(
     no_wait: bool,
 ) -> Result<(), RestCommandError> {
     if cancel {
-        return show(out, &api.cancel_migration(name)?, |_| {
-            format!("migration of VM {name} cancelled")
-        });
+        let task = api.cancel_migration_task(name)?;
+        if no_wait {
+            return follow::accepted(out, &task);
+        }
+        let ended = follow::task(api, task, None)?;
+        return follow::cancel_end(out, api.migration_ended(name, &ended)?);
     }
     let request = MigrateVmRequest { to };
     if no_wait {

@@ -255,3 +255,42 @@ fn nic_set_requests_change_the_qos_the_nic_has() {
         assert!(Vm::try_parse_from(all).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_migration_cancel_waits_unless_told_not_to() {
+    use clap::Parser;
+    #[derive(Debug, Parser)]
+    struct Vm {
+        #[command(subcommand)]
+        cmd: VmCommand,
+    }
+    let parse = |argv: &[&str]| {
+        let mut all = vec!["vm", "migrate"];
+        all.extend_from_slice(argv);
+        Vm::try_parse_from(all).map(|v| v.cmd)
+    };
+    for (argv, waits) in [
+        (&["web", "--cancel"][..], true),
+        (&["web", "--cancel", "--no-wait"], false),
+    ] {
+        match parse(argv) {
+            Ok(VmCommand::Migrate {
+                cancel: true,
+                no_wait,
+                to: None,
+                ..
+            }) => assert_eq!(no_wait, !waits, "{argv:?}"),
+            other => panic!("{argv:?}: {other:?}"),
+        }
+    }
+    assert!(parse(&["web", "--cancel", "--to", "h2"]).is_err());
+    let e = RestCommandError::CancelTooLate {
+        vm: "web".into(),
+        host: "h2".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "the cancel came too late: migration of web completed, it runs on h2"
+    );
+    assert!(!e.is_usage());
+}
