@@ -10,6 +10,8 @@ pub mod connections;
 pub mod extract;
 pub mod flow_routes;
 pub mod limits;
+pub mod list_queries;
+pub mod list_routes;
 pub mod openapi;
 pub mod pages;
 pub mod problem;
@@ -41,7 +43,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
 /// The whole API, over `console`, each request held to `limits`.
 pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLimits>) -> Router {
     let v1 = Router::new()
-        .route("/hosts", get(routes::list_hosts::<A>))
+        .route("/hosts", get(list_routes::list_hosts::<A>))
         .route(
             "/hosts/{name}",
             get(routes::show_host::<A>)
@@ -61,7 +63,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/tokens/{name}", delete(token_routes::revoke_token::<A>))
         .route(
             "/vms",
-            get(routes::list_vms::<A>).post(routes::create_vm::<A>),
+            get(list_routes::list_vms::<A>).post(routes::create_vm::<A>),
         )
         .route(
             "/vms/{name}",
@@ -78,7 +80,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             get(routes::show_migration::<A>).delete(routes::cancel_migration::<A>),
         )
         .route("/vms/{name}/console", get(routes::console_log::<A>))
-        .route("/events", get(routes::list_events::<A>))
+        .route("/events", get(list_routes::list_events::<A>))
         .route("/tasks", get(task_routes::list_tasks::<A>))
         .route("/tasks/stream", get(task_routes::stream_tasks::<A>))
         .route(
@@ -87,12 +89,12 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/revoked-certificates",
-            get(routes::list_revoked_certificates::<A>),
+            get(list_routes::list_revoked_certificates::<A>),
         )
         .route("/flows", get(flow_routes::top_flows::<A>))
         .route(
             "/rules",
-            get(routes::list_rules::<A>).post(routes::create_rule::<A>),
+            get(list_routes::list_rules::<A>).post(routes::create_rule::<A>),
         )
         .route(
             "/rules/{name}",
@@ -103,7 +105,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/drs/run", post(routes::drs_run::<A>))
         .route(
             "/drs/recommendations",
-            get(routes::list_recommendations::<A>),
+            get(list_routes::list_recommendations::<A>),
         )
         .route(
             "/drs/recommendations/{id}/apply",
@@ -111,7 +113,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/networks",
-            get(routes::list_networks::<A>).post(routes::create_network::<A>),
+            get(list_routes::list_networks::<A>).post(routes::create_network::<A>),
         )
         .route(
             "/networks/{name}",
@@ -127,7 +129,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/vms/{name}/counters", get(routes::vm_counters::<A>))
         .route(
             "/security-groups",
-            get(routes::list_security_groups::<A>).post(routes::create_security_group::<A>),
+            get(list_routes::list_security_groups::<A>).post(routes::create_security_group::<A>),
         )
         .route(
             "/security-groups/{name}",
@@ -147,7 +149,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/routers",
-            get(routes::list_routers::<A>).post(routes::create_router::<A>),
+            get(list_routes::list_routers::<A>).post(routes::create_router::<A>),
         )
         .route(
             "/routers/{name}",
@@ -170,7 +172,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             "/routers/{name}/uplink",
             put(routes::set_uplink::<A>).delete(routes::remove_uplink::<A>),
         )
-        .route("/floating-ips", get(routes::list_floating_ips::<A>))
+        .route("/floating-ips", get(list_routes::list_floating_ips::<A>))
         .route(
             "/vms/{name}/floating-ips",
             post(routes::add_floating_ip::<A>),

@@ -7,10 +7,10 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use vinfra_types::api::{
-    ClusterSettings, ConsoleLog, CreateVmRequest, Event, JoinTokenResponse, MigrateVmRequest,
+    ClusterSettings, ConsoleLog, CreateVmRequest, JoinTokenResponse, MigrateVmRequest,
     StopVmRequest, TokenResponse, UpdateHostRequest, UpdateNicRequest, UpdateVmRequest,
 };
-use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::balancing::{DrsStatus, PlacementRule};
 use vinfra_types::ha::HaStatus;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
@@ -29,7 +29,7 @@ use super::extract::{
     ApiJson, ApiQuery, Caller, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
     OptionalJson, TwoNamesPath,
 };
-use super::pages::{self, PageQuery, VmListQuery};
+use super::pages::{self, PageQuery};
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply, Submitted};
 
@@ -88,6 +88,12 @@ pub(super) async fn list<A: ConsoleApi>(
         Reply::SecurityGroups(v) => pages::answer(v, |g| name(&g.group.name), page, path),
         Reply::Routers(v) => pages::answer(v, |r| name(&r.name), page, path),
         Reply::FloatingIps(v) => pages::answer(v, |f| pages::address_key(&f.ip), page, path),
+        Reply::RevokedCertificates(v) => {
+            let key = |r: &vinfra_types::api::RevokedCertificate| {
+                pages::number_key(r.revoked_at) + &r.serial
+            };
+            pages::answer(v, key, page, path)
+        }
         Reply::Tasks(v) => pages::answer(v, |t| pages::number_key(t.id), page, path),
         other => render(other),
     })
@@ -177,17 +183,6 @@ pub struct ConsoleQuery {
     pub bytes: Option<u64>,
 }
 
-/// Every host with its capacity, allocation, usage and connection status.
-#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", params(PageQuery),
-    responses((status = 200, description = "all hosts", body = [HostSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_hosts<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListHosts, &q, "/api/v1/hosts").await
-}
-
 /// One host.
 #[utoipa::path(get, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     responses((status = 200, description = "the host", body = HostSummary)))]
@@ -274,26 +269,6 @@ pub async fn create_join_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, 
     responses((status = 200, description = "the token's new secret", body = TokenResponse)))]
 pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
     run(&c, Command::RotateToken).await
-}
-
-/// Every VM with its desired and observed state, or those a filter lets through (`host`,
-/// `state`, `network`: all that are given).
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(VmListQuery),
-    responses((status = 200, description = "the VMs", body = [VmSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `</api/v1/vms?[FILTERS&]limit=N&page_token=T>; rel=\"next\"` (the filters given, kept)")))))]
-pub async fn list_vms<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<VmListQuery>,
-) -> Result<Response, ApiError> {
-    let (page, filter, path) = q.split()?;
-    // The console reads only the page (and one more VM, for the next page's link).
-    let cut = page.page()?;
-    let command = Command::ListVms {
-        filter,
-        after: cut.as_ref().and_then(|p| p.after().map(str::to_string)),
-        limit: cut.as_ref().map(|p| p.limit() + 1),
-    };
-    list(&c, command, &page, &path).await
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).
@@ -433,37 +408,6 @@ pub async fn console_log<A: ConsoleApi>(
     .await
 }
 
-/// The last 1000 events, oldest first.
-#[utoipa::path(get, path = "/api/v1/events", tag = "cluster", params(PageQuery),
-    responses((status = 200, description = "the events", body = [Event],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_events<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListEvents, &q, "/api/v1/events").await
-}
-
-/// The certificates of removed hosts, revoked until they expire (refused by the agent
-/// endpoint even if a host of the same name joins again).
-#[utoipa::path(get, path = "/api/v1/revoked-certificates", tag = "hosts",
-    responses((status = 200, description = "the revoked certificates that have not expired",
-        body = [vinfra_types::api::RevokedCertificate])))]
-pub async fn list_revoked_certificates<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListRevokedCertificates).await
-}
-
-/// Every placement rule, in name order.
-#[utoipa::path(get, path = "/api/v1/rules", tag = "balancing", params(PageQuery),
-    responses((status = 200, description = "all rules", body = [PlacementRule],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_rules<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListRules, &q, "/api/v1/rules").await
-}
-
 /// Creates a placement rule. It is checked against the cluster and the other rules first:
 /// contradictory rules are refused (409 `rule-conflict`), and so are rules naming VMs or hosts
 /// that do not exist (422 `invalid-rule`); nothing is stored then.
@@ -520,23 +464,6 @@ pub async fn drs_run<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> 
     run(&c, Command::DrsRun).await
 }
 
-/// The recommendations of the latest pass (manual mode), in plan order.
-#[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing", params(PageQuery),
-    responses((status = 200, description = "the recommendations", body = [Recommendation],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_recommendations<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(
-        &c,
-        Command::ListRecommendations,
-        &q,
-        "/api/v1/drs/recommendations",
-    )
-    .await
-}
-
 /// Starts the live migration a recommendation proposes; follow it with
 /// `GET /api/v1/vms/{vm}/migration`.
 #[utoipa::path(post, path = "/api/v1/drs/recommendations/{id}/apply", tag = "balancing",
@@ -547,17 +474,6 @@ pub async fn apply_recommendation<A: ConsoleApi>(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     submit(&c, Command::ApplyRecommendation { id }).await
-}
-
-/// Every logical network with its ports, in name order.
-#[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
-    responses((status = 200, description = "all networks", body = [NetworkSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_networks<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListNetworks, &q, "/api/v1/networks").await
 }
 
 /// Creates a logical network: `overlay` (a VNI, the lowest free from 10000 up when absent) or
@@ -653,23 +569,6 @@ pub async fn update_nic<A: ConsoleApi>(
     run(&c, Command::UpdateNic { vm, index, update }).await
 }
 
-/// Every security group, in name order, with the NICs in it and the groups whose rules name it.
-#[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups", params(PageQuery),
-    responses((status = 200, description = "all security groups", body = [SecurityGroupSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_security_groups<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(
-        &c,
-        Command::ListSecurityGroups,
-        &q,
-        "/api/v1/security-groups",
-    )
-    .await
-}
-
 /// Creates a security group with its initial rules (ids assigned from 1; ids in the request are
 /// ignored). A rule's remote_group must exist or be the group itself (404). A NIC in no group
 /// is not filtered; a NIC in groups gets the union of their rules: deny wins over allow, then
@@ -743,17 +642,6 @@ pub async fn delete_sg_rule<A: ConsoleApi>(
         text: id.to_string(),
     })?;
     run(&c, Command::DeleteSgRule { group, id }).await
-}
-
-/// Every router, in name order, with its interfaces and static routes.
-#[utoipa::path(get, path = "/api/v1/routers", tag = "routers", params(PageQuery),
-    responses((status = 200, description = "all routers", body = [RouterSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_routers<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListRouters, &q, "/api/v1/routers").await
 }
 
 /// Creates a router (a VRF: a routing domain with its own table), without interfaces or
@@ -871,18 +759,6 @@ pub async fn remove_uplink<A: ConsoleApi>(
     NamePath(router): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::RemoveUplink { router }).await
-}
-
-/// Every floating IP, by address: the VM and NIC it translates to, the NIC's address, the
-/// router.
-#[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers", params(PageQuery),
-    responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_floating_ips<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListFloatingIps, &q, "/api/v1/floating-ips").await
 }
 
 /// Gives one of the VM's NICs (`nic`, default 0) a floating IP: 1:1 NAT on the edge of the
