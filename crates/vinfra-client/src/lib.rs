@@ -9,7 +9,9 @@
 //! send malformed requests on purpose.
 //!
 //! Lists come whole: each list method asks for pages of 1,000 and follows the `Link` header of
-//! relation `next` until the last page (docs/design.md "Pages").
+//! relation `next` until the last page (docs/design.md "Pages"). Each list has a `*_where`
+//! method too (`hosts_where`, `events_where`, …) that takes its filter
+//! (`vinfra_types::filter`) and asks for the items it lets through, page after page alike.
 //!
 //! An operation that answers a task (docs/design.md "Tasks": create, start, stop, reboot,
 //! delete, migrate, a migration's cancel, a recommendation applied, a fence) has two methods:
@@ -46,6 +48,10 @@ use vinfra_types::api::{
 };
 use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::filter::{
+    EventFilter, FloatingIpFilter, HostFilter, NetworkFilter, RecommendationFilter,
+    RevokedCertificateFilter, RouterFilter, RuleFilter, SecurityGroupFilter, TokenFilter,
+};
 use vinfra_types::ha::HaStatus;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
@@ -173,7 +179,12 @@ impl Client {
 
     /// `GET /hosts`: every host with its capacity, allocation, usage and status.
     pub fn hosts(&self) -> Result<Vec<HostSummary>, RestError> {
-        self.list(&paths::hosts())
+        self.hosts_where(&HostFilter::default())
+    }
+
+    /// `GET /hosts?status=…&maintenance=…`: the hosts `filter` lets through.
+    pub fn hosts_where(&self, filter: &HostFilter) -> Result<Vec<HostSummary>, RestError> {
+        self.list(&paths::filtered(paths::hosts(), filter))
     }
 
     /// `GET /hosts/{name}`.
@@ -216,7 +227,12 @@ impl Client {
 
     /// `GET /tokens`: every API token, without secrets (admin).
     pub fn tokens(&self) -> Result<Vec<TokenSummary>, RestError> {
-        self.list(&paths::tokens())
+        self.tokens_where(&TokenFilter::default())
+    }
+
+    /// `GET /tokens?role=…&state=…`: the API tokens `filter` lets through (admin).
+    pub fn tokens_where(&self, filter: &TokenFilter) -> Result<Vec<TokenSummary>, RestError> {
+        self.list(&paths::filtered(paths::tokens(), filter))
     }
 
     /// `POST /tokens`: creates an API token; its secret is in the answer, once (admin).
@@ -270,14 +286,27 @@ impl Client {
 
     /// `GET /events`: the last 1000 events, oldest first.
     pub fn events(&self) -> Result<Vec<Event>, RestError> {
-        self.list(&paths::events())
+        self.events_where(&EventFilter::default())
+    }
+
+    /// `GET /events?kind=…&vm=…&host=…`: the events `filter` lets through, oldest first.
+    pub fn events_where(&self, filter: &EventFilter) -> Result<Vec<Event>, RestError> {
+        self.list(&paths::filtered(paths::events(), filter))
     }
 
     /// `GET /revoked-certificates`: the certificates of removed hosts, until they expire.
     pub fn revoked_certificates(
         &self,
     ) -> Result<Vec<vinfra_types::api::RevokedCertificate>, RestError> {
-        self.fetch(Method::GET, &paths::revoked_certificates())
+        self.revoked_certificates_where(&RevokedCertificateFilter::default())
+    }
+
+    /// `GET /revoked-certificates?host=…`: the revoked certificates `filter` lets through.
+    pub fn revoked_certificates_where(
+        &self,
+        filter: &RevokedCertificateFilter,
+    ) -> Result<Vec<vinfra_types::api::RevokedCertificate>, RestError> {
+        self.list(&paths::filtered(paths::revoked_certificates(), filter))
     }
 
     // Flows.
@@ -294,7 +323,12 @@ impl Client {
 
     /// `GET /rules`.
     pub fn rules(&self) -> Result<Vec<PlacementRule>, RestError> {
-        self.list(&paths::rules())
+        self.rules_where(&RuleFilter::default())
+    }
+
+    /// `GET /rules?vm=…&host=…&kind=…&strength=…`: the rules `filter` lets through.
+    pub fn rules_where(&self, filter: &RuleFilter) -> Result<Vec<PlacementRule>, RestError> {
+        self.list(&paths::filtered(paths::rules(), filter))
     }
 
     /// `GET /rules/{name}`.
@@ -333,14 +367,27 @@ impl Client {
 
     /// `GET /drs/recommendations`: the latest plan's moves (manual mode).
     pub fn recommendations(&self) -> Result<Vec<Recommendation>, RestError> {
-        self.list(&paths::recommendations())
+        self.recommendations_where(&RecommendationFilter::default())
+    }
+
+    /// `GET /drs/recommendations?vm=…&host=…`: the moves `filter` lets through.
+    pub fn recommendations_where(
+        &self,
+        filter: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, RestError> {
+        self.list(&paths::filtered(paths::recommendations(), filter))
     }
 
     // Networks.
 
     /// `GET /networks`: every network with its ports.
     pub fn networks(&self) -> Result<Vec<NetworkSummary>, RestError> {
-        self.list(&paths::networks())
+        self.networks_where(&NetworkFilter::default())
+    }
+
+    /// `GET /networks?kind=…&host=…&vm=…`: the networks `filter` lets through.
+    pub fn networks_where(&self, filter: &NetworkFilter) -> Result<Vec<NetworkSummary>, RestError> {
+        self.list(&paths::filtered(paths::networks(), filter))
     }
 
     /// `GET /networks/{name}`: one network with its ports.
@@ -386,7 +433,15 @@ impl Client {
 
     /// `GET /security-groups`: every group with its rules and the NICs in it.
     pub fn security_groups(&self) -> Result<Vec<SecurityGroupSummary>, RestError> {
-        self.list(&paths::security_groups())
+        self.security_groups_where(&SecurityGroupFilter::default())
+    }
+
+    /// `GET /security-groups?vm=…&network=…`: the groups `filter` lets through.
+    pub fn security_groups_where(
+        &self,
+        filter: &SecurityGroupFilter,
+    ) -> Result<Vec<SecurityGroupSummary>, RestError> {
+        self.list(&paths::filtered(paths::security_groups(), filter))
     }
 
     /// `GET /security-groups/{name}`.
@@ -427,7 +482,12 @@ impl Client {
 
     /// `GET /routers`: every router with its interfaces and static routes.
     pub fn routers(&self) -> Result<Vec<RouterSummary>, RestError> {
-        self.list(&paths::routers())
+        self.routers_where(&RouterFilter::default())
+    }
+
+    /// `GET /routers?network=…&edge=…`: the routers `filter` lets through.
+    pub fn routers_where(&self, filter: &RouterFilter) -> Result<Vec<RouterSummary>, RestError> {
+        self.list(&paths::filtered(paths::routers(), filter))
     }
 
     /// `GET /routers/{name}`.
@@ -496,7 +556,15 @@ impl Client {
 
     /// `GET /floating-ips`: every floating IP.
     pub fn floating_ips(&self) -> Result<Vec<FloatingIpSummary>, RestError> {
-        self.list(&paths::floating_ips())
+        self.floating_ips_where(&FloatingIpFilter::default())
+    }
+
+    /// `GET /floating-ips?vm=…&router=…&network=…`: the floating IPs `filter` lets through.
+    pub fn floating_ips_where(
+        &self,
+        filter: &FloatingIpFilter,
+    ) -> Result<Vec<FloatingIpSummary>, RestError> {
+        self.list(&paths::filtered(paths::floating_ips(), filter))
     }
 
     /// `POST /vms/{name}/floating-ips`: gives one of the VM's NICs a floating IP.

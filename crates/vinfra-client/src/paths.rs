@@ -5,6 +5,7 @@
 //! parameters are percent-encoded as one path segment, so a name can never reach another route.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use vinfra_types::filter::ListFilter;
 use vinfra_types::task::{TaskFilter, TaskKind, TaskState};
 
 /// Prefix of every versioned endpoint.
@@ -181,17 +182,18 @@ fn with_query(mut path: String, pairs: &[(&str, Option<&str>)]) -> String {
     path
 }
 
+/// `path` with the query of the tests `filter` gives (`?status=…&maintenance=…`, each value
+/// escaped): a list's path with its filter; `path` alone when it gives none.
+pub fn filtered<F: ListFilter>(path: String, filter: &F) -> String {
+    let pairs = filter.pairs();
+    let given: Vec<(&str, Option<&str>)> =
+        pairs.iter().map(|(k, v)| (*k, Some(v.as_str()))).collect();
+    with_query(path, &given)
+}
+
 /// `/api/v1/vms` with the filter's query (`?host=…&state=…&network=…`, each escaped).
 pub fn vms_where(filter: &vinfra_types::api::VmFilter) -> String {
-    let state = filter.state.map(vinfra_types::PowerState::as_str);
-    with_query(
-        vms(),
-        &[
-            ("host", filter.host.as_deref()),
-            ("state", state),
-            ("network", filter.network.as_deref()),
-        ],
-    )
+    filtered(vms(), filter)
 }
 
 /// `/api/v1/tasks`.
@@ -408,6 +410,39 @@ mod tests {
                 ..TaskFilter::default()
             }),
             "/api/v1/tasks?target=7"
+        );
+        use vinfra_types::filter::{EventFilter, HostFilter, RuleFilter};
+        assert_eq!(filtered(hosts(), &HostFilter::default()), "/api/v1/hosts");
+        assert_eq!(
+            filtered(
+                hosts(),
+                &HostFilter {
+                    status: Some(vinfra_types::HostStatus::Connected),
+                    maintenance: Some(true),
+                }
+            ),
+            "/api/v1/hosts?status=connected&maintenance=true"
+        );
+        assert_eq!(
+            filtered(
+                events(),
+                &EventFilter {
+                    vm: Some("a b".into()),
+                    ..Default::default()
+                }
+            ),
+            "/api/v1/events?vm=a%20b"
+        );
+        assert_eq!(
+            filtered(
+                rules(),
+                &RuleFilter {
+                    kind: Some(vinfra_types::balancing::RuleKind::RunOn),
+                    host: Some("h1".into()),
+                    ..Default::default()
+                }
+            ),
+            "/api/v1/rules?host=h1&kind=run_on"
         );
         assert_eq!(task(42), "/api/v1/tasks/42");
         assert_eq!(task_wait(42, 30), "/api/v1/tasks/42?wait_s=30");

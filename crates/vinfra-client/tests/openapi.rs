@@ -1,7 +1,8 @@
 //! The client against the API's description: every typed method sends the method and path of
 //! one operation of `docs/openapi.json`, with the token and, where the operation takes one, a
 //! JSON body; and every operation there has a method here (but the tasks' event stream, which
-//! the client does not follow). Lists ask for their first page (`?limit=1000`).
+//! the client does not follow). Lists ask for their first page (`?limit=1000`, after the filter's
+//! query when one is given).
 //!
 //! A small HTTP server on 127.0.0.1 records each request and answers it with an empty 200.
 
@@ -19,6 +20,7 @@ use vinfra_types::api::{
 };
 use vinfra_types::auth::{CreateTokenRequest, Role};
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
+use vinfra_types::filter;
 use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::router::{AttachNetworkRequest, CreateRouterRequest, RouterStaticRoute};
 use vinfra_types::security_group::{SecurityGroup, SgRule};
@@ -246,6 +248,55 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         kind: Some(vinfra_types::task::TaskKind::VmStop),
         target: Some("n".into()),
     });
+    // Each list's filter, as the first page's query.
+    let name = || Some("n".to_string());
+    let _ = c.vms_where(&vinfra_types::api::VmFilter {
+        host: name(),
+        state: Some(vinfra_types::PowerState::Stopped),
+        network: name(),
+    });
+    let _ = c.hosts_where(&filter::HostFilter {
+        status: Some(vinfra_types::HostStatus::Disconnected),
+        maintenance: Some(true),
+    });
+    let _ = c.tokens_where(&filter::TokenFilter {
+        role: Some(Role::Admin),
+        state: Some(vinfra_types::auth::TokenState::Expired),
+    });
+    let _ = c.events_where(&filter::EventFilter {
+        kind: Some("vm".into()),
+        vm: name(),
+        host: name(),
+    });
+    let _ = c.revoked_certificates_where(&filter::RevokedCertificateFilter { host: name() });
+    let _ = c.rules_where(&filter::RuleFilter {
+        vm: name(),
+        host: name(),
+        kind: Some(RuleKind::NotOn),
+        strength: Some(RuleStrength::Should),
+    });
+    let _ = c.recommendations_where(&filter::RecommendationFilter {
+        vm: name(),
+        host: name(),
+    });
+    let _ = c.networks_where(&filter::NetworkFilter {
+        kind: Some(NetworkKind::Vlan),
+        host: name(),
+        vm: name(),
+    });
+    let _ = c.security_groups_where(&filter::SecurityGroupFilter {
+        vm: name(),
+        network: name(),
+    });
+    let _ = c.routers_where(&filter::RouterFilter {
+        network: name(),
+        edge: name(),
+    });
+    let _ = c.floating_ips_where(&filter::FloatingIpFilter {
+        vm: name(),
+        router: name(),
+        network: name(),
+    });
     let _ = c.task(7);
     let _ = c.poll_task(7, 5);
     let _ = c.wait_task(7, None);
@@ -343,6 +394,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         "routers",
         "floating-ips",
         "tasks",
+        "revoked-certificates",
     ];
     let mut expected: BTreeSet<String> = lists
         .iter()
@@ -357,6 +409,17 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
             "GET /api/v1/tasks?state=running&kind=vm_stop&target=n&limit=1000",
             "GET /api/v1/tasks/7?wait_s=5",
             "GET /api/v1/tasks/7?wait_s=30",
+            "GET /api/v1/vms?host=n&state=stopped&network=n&limit=1000",
+            "GET /api/v1/hosts?status=disconnected&maintenance=true&limit=1000",
+            "GET /api/v1/tokens?role=admin&state=expired&limit=1000",
+            "GET /api/v1/events?kind=vm&vm=n&host=n&limit=1000",
+            "GET /api/v1/revoked-certificates?host=n&limit=1000",
+            "GET /api/v1/rules?vm=n&host=n&kind=not_on&strength=should&limit=1000",
+            "GET /api/v1/drs/recommendations?vm=n&host=n&limit=1000",
+            "GET /api/v1/networks?kind=vlan&host=n&vm=n&limit=1000",
+            "GET /api/v1/security-groups?vm=n&network=n&limit=1000",
+            "GET /api/v1/routers?network=n&edge=n&limit=1000",
+            "GET /api/v1/floating-ips?vm=n&router=n&network=n&limit=1000",
         ]
         .map(String::from),
     );

@@ -15,6 +15,10 @@ use vinfra_types::api::{
 };
 use vinfra_types::auth::{Actor, CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::filter::{
+    EventFilter, FloatingIpFilter, HostFilter, NetworkFilter, RecommendationFilter,
+    RevokedCertificateFilter, RouterFilter, RuleFilter, SecurityGroupFilter, TokenFilter,
+};
 use vinfra_types::ha::{FenceOutcome, HaStatus};
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary, VmCounters,
@@ -40,8 +44,12 @@ use crate::{
 /// Everything the console can be asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Every registered host with capacity, allocation and status.
-    ListHosts,
+    /// Every registered host with capacity, allocation and status, or those `filter` lets
+    /// through.
+    ListHosts {
+        /// Which hosts.
+        filter: HostFilter,
+    },
     /// One host.
     ShowHost {
         /// The host.
@@ -77,8 +85,11 @@ pub enum Command {
     CreateJoinToken,
     /// Give the token that asks a new secret (same name, role and expiry).
     RotateToken,
-    /// Every API token (never a secret nor a hash).
-    ListTokens,
+    /// Every API token (never a secret nor a hash), or those `filter` lets through.
+    ListTokens {
+        /// Which tokens.
+        filter: TokenFilter,
+    },
     /// Create an API token; its secret is in the reply, once.
     CreateToken {
         /// Its name, role and expiry.
@@ -165,17 +176,26 @@ pub enum Command {
         /// How many bytes (default 64 KiB).
         bytes: Option<u64>,
     },
-    /// The event history, oldest first.
-    ListEvents,
-    /// The revoked host certificates that have not expired.
-    ListRevokedCertificates,
+    /// The event history, oldest first, or the events `filter` lets through.
+    ListEvents {
+        /// Which events.
+        filter: EventFilter,
+    },
+    /// The revoked host certificates that have not expired (those `filter` lets through).
+    ListRevokedCertificates {
+        /// Which certificates.
+        filter: RevokedCertificateFilter,
+    },
     /// The flows of the last minutes, grouped (`GET /api/v1/flows`).
     TopFlows {
         /// Window, grouping and number of rows.
         query: vinfra_types::flows::FlowQuery,
     },
-    /// Every placement rule.
-    ListRules,
+    /// Every placement rule, or those `filter` lets through.
+    ListRules {
+        /// Which rules.
+        filter: RuleFilter,
+    },
     /// Create a placement rule (refused when it contradicts the others).
     CreateRule {
         /// The rule.
@@ -197,15 +217,21 @@ pub enum Command {
     DrsStatus,
     /// Run a balancing pass now.
     DrsRun,
-    /// The recommendations waiting (manual mode).
-    ListRecommendations,
+    /// The recommendations waiting (manual mode), or those `filter` lets through.
+    ListRecommendations {
+        /// Which recommendations.
+        filter: RecommendationFilter,
+    },
     /// Start the migration a recommendation proposes.
     ApplyRecommendation {
         /// The recommendation's id.
         id: u64,
     },
-    /// Every logical network with its ports.
-    ListNetworks,
+    /// Every logical network with its ports, or those `filter` lets through.
+    ListNetworks {
+        /// Which networks.
+        filter: NetworkFilter,
+    },
     /// Create a logical network.
     CreateNetwork {
         /// The network.
@@ -246,8 +272,11 @@ pub enum Command {
         /// What changes.
         update: UpdateNicRequest,
     },
-    /// Every security group.
-    ListSecurityGroups,
+    /// Every security group, or those `filter` lets through.
+    ListSecurityGroups {
+        /// Which groups.
+        filter: SecurityGroupFilter,
+    },
     /// Create a security group (with its initial rules).
     CreateSecurityGroup {
         /// The group.
@@ -283,8 +312,11 @@ pub enum Command {
         /// The rule's id.
         id: u32,
     },
-    /// Every router.
-    ListRouters,
+    /// Every router, or those `filter` lets through.
+    ListRouters {
+        /// Which routers.
+        filter: RouterFilter,
+    },
     /// Create a router (no interface, no route).
     CreateRouter {
         /// The router.
@@ -340,8 +372,11 @@ pub enum Command {
         /// The router.
         router: String,
     },
-    /// Every floating IP.
-    ListFloatingIps,
+    /// Every floating IP, or those `filter` lets through.
+    ListFloatingIps {
+        /// Which floating IPs.
+        filter: FloatingIpFilter,
+    },
     /// Give a VM's NIC a floating IP.
     AddFloatingIp {
         /// The VM.
@@ -598,7 +633,7 @@ fn result_of(reply: &Reply) -> Option<serde_json::Value> {
 /// [`ConsoleApi::execute`]).
 async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<Reply, Error> {
     Ok(match command {
-        Command::ListHosts => Reply::Hosts(hosts::crud::list(c)),
+        Command::ListHosts { filter } => Reply::Hosts(hosts::crud::list(c, &filter)),
         Command::ShowHost { name } => Reply::Host(hosts::crud::show(c, &name)?),
         Command::UpdateHost { name, update } if evacuates(&update) => {
             Reply::Host(hosts::evacuate::enter_maintenance(c, &name, update).await?)
@@ -615,7 +650,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::PutSettings { settings } => Reply::Settings(hosts::settings::put(c, settings)?),
         Command::CreateJoinToken => Reply::JoinToken(hosts::tokens::create_join_token(c)?),
         Command::RotateToken => Reply::Token(hosts::tokens::rotate(c, actor)?),
-        Command::ListTokens => Reply::Tokens(hosts::tokens::list(c)),
+        Command::ListTokens { filter } => Reply::Tokens(hosts::tokens::list(c, &filter)),
         Command::CreateToken { request } => Reply::TokenCreated(hosts::tokens::create(c, request)?),
         Command::RevokeToken { name } => {
             hosts::tokens::revoke(c, &name)?;
@@ -657,12 +692,12 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::ConsoleLog { name, bytes } => {
             Reply::Console(vms::views::console_log(c, &name, bytes).await?)
         }
-        Command::ListEvents => Reply::Events(c.events()?),
-        Command::ListRevokedCertificates => {
-            Reply::RevokedCertificates(hosts::certs::revoked_list(c)?)
+        Command::ListEvents { filter } => Reply::Events(c.events(&filter)?),
+        Command::ListRevokedCertificates { filter } => {
+            Reply::RevokedCertificates(hosts::certs::revoked_list(c, &filter)?)
         }
         Command::TopFlows { query } => Reply::Flows(crate::flows::top(c, query)?),
-        Command::ListRules => Reply::Rules(rules::list(c)?),
+        Command::ListRules { filter } => Reply::Rules(rules::list(c, &filter)?),
         Command::CreateRule { rule } => Reply::RuleCreated(rules::create(c, rule).await?),
         Command::ShowRule { name } => Reply::Rule(rules::show(c, &name)?),
         Command::DeleteRule { name } => {
@@ -672,7 +707,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::ShowHa => Reply::Ha(Box::new(ha::status::status(c).await?)),
         Command::DrsStatus => Reply::Drs(balancing::status(c)),
         Command::DrsRun => Reply::Drs(balancing::run_now(c).await?),
-        Command::ListRecommendations => Reply::Recommendations(balancing::recommendations(c)),
+        Command::ListRecommendations { filter } => {
+            Reply::Recommendations(balancing::recommendations(c, &filter))
+        }
         Command::ApplyRecommendation { id } => {
             let first = balancing::apply::apply_recommendation(c, id).await?;
             if crate::state::tasks::current().is_none() {
@@ -683,7 +720,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             crate::state::tasks::accepted();
             Reply::Migration(tasks::follow_migration(c, active, &first.vm).await?)
         }
-        Command::ListNetworks => Reply::Networks(networks::crud::list(c)),
+        Command::ListNetworks { filter } => Reply::Networks(networks::crud::list(c, &filter)),
         Command::CreateNetwork { request } => {
             Reply::NetworkCreated(networks::crud::create(c, request).await?)
         }
@@ -704,7 +741,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
         Command::UpdateNic { vm, index, update } => {
             Reply::Vm(vms::nics::update(c, &vm, index, update).await?)
         }
-        Command::ListSecurityGroups => Reply::SecurityGroups(security_groups::list(c)?),
+        Command::ListSecurityGroups { filter } => {
+            Reply::SecurityGroups(security_groups::list(c, &filter)?)
+        }
         Command::CreateSecurityGroup { group } => {
             Reply::SecurityGroupCreated(security_groups::create(c, group).await?)
         }
@@ -725,7 +764,7 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             security_groups::delete_rule(c, &group, id).await?;
             Reply::Done
         }
-        Command::ListRouters => Reply::Routers(routers::list(c)?),
+        Command::ListRouters { filter } => Reply::Routers(routers::list(c, &filter)?),
         Command::CreateRouter { request } => {
             Reply::RouterCreated(routers::create(c, request).await?)
         }
@@ -755,7 +794,9 @@ async fn dispatch(c: &Arc<Console>, actor: &Actor, command: Command) -> Result<R
             routers::uplink::remove(c, &router).await?;
             Reply::Done
         }
-        Command::ListFloatingIps => Reply::FloatingIps(routers::floating::list(c)?),
+        Command::ListFloatingIps { filter } => {
+            Reply::FloatingIps(routers::floating::list(c, &filter)?)
+        }
         Command::AddFloatingIp { vm, request } => {
             Reply::FloatingIpCreated(routers::floating::add(c, &vm, request).await?)
         }

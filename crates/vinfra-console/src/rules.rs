@@ -5,15 +5,18 @@
 
 use vinfra_store::{Compare, Op, Txn};
 use vinfra_types::balancing::{PlacementRule, RuleStrength};
+use vinfra_types::filter::{ListFilter, RuleFilter};
 
 use crate::error::{Error, Object};
 use crate::fit;
 use crate::state::records as keys;
 use crate::state::Console;
 
-/// Every stored rule, in name order.
-pub fn list(console: &Console) -> Result<Vec<PlacementRule>, Error> {
-    console.rules()
+/// Every stored rule, in name order, or those `filter` lets through.
+pub fn list(console: &Console, filter: &RuleFilter) -> Result<Vec<PlacementRule>, Error> {
+    let mut all = console.rules()?;
+    all.retain(|r| filter.lets(r));
+    Ok(all)
 }
 
 /// One stored rule.

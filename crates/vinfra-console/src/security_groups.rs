@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use vinfra_types::filter::{ListFilter, SecurityGroupFilter};
 use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupError, SecurityGroupSummary, SgMember, SgRule, MAX_RULES,
 };
@@ -82,13 +83,17 @@ fn summary(
     }
 }
 
-/// Every group, in name order.
-pub fn list(console: &Console) -> Result<Vec<SecurityGroupSummary>, Error> {
+/// Every group, in name order, or those `filter` lets through.
+pub fn list(
+    console: &Console,
+    filter: &SecurityGroupFilter,
+) -> Result<Vec<SecurityGroupSummary>, Error> {
     let all = console.security_groups()?;
     let members = members(console);
     Ok(all
         .iter()
         .map(|v| summary(&v.value, &all, &members))
+        .filter(|g| filter.lets(g))
         .collect())
 }
 

@@ -19,6 +19,7 @@
 //! - [`ha`]: high availability: a VM's restart policy, the cluster's HA settings, fence
 //!   commands and what a fence did.
 //! - [`task`]: tasks, how the API follows an operation that takes long.
+//! - [`filter`]: what each list of the API can be narrowed to (`?status=`, `?vm=`, …).
 //! - [`error`]: how every process prints an error and its sources ([`error::chain`]).
 #![deny(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod balancing;
 pub mod error;
+pub mod filter;
 pub mod flows;
 pub mod ha;
 pub mod host;

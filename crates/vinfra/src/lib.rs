@@ -283,6 +283,118 @@ mod tests {
         );
     }
 
+    /// The lists' filters: each flag lands in its field, in the API's words; a value that is
+    /// not one (a state, a kind) or a name that is not one is refused as the line is parsed.
+    #[test]
+    fn list_filters_parse() {
+        use vinfra_types::auth::{Role, TokenState};
+        use vinfra_types::balancing::{RuleKind, RuleStrength};
+        use vinfra_types::network::NetworkKind;
+        let parse = |argv: &[&str]| {
+            let mut all = vec!["vinfra"];
+            all.extend_from_slice(argv);
+            Cli::try_parse_from(all).map(|c| c.command)
+        };
+        let some = |s: &str| Some(s.to_string());
+        match parse(&["token", "list", "--role", "operator", "--state", "revoked"]) {
+            Ok(TopCommand::Token(token::TokenCommand::List { role, state })) => {
+                assert_eq!(
+                    (role, state),
+                    (Some(Role::Operator), Some(TokenState::Revoked))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "events",
+            "--kind",
+            "migration",
+            "--vm",
+            "web",
+            "--host",
+            "h1",
+        ]) {
+            Ok(TopCommand::Events(a)) => {
+                assert_eq!(
+                    (a.kind, a.vm, a.host),
+                    (some("migration"), some("web"), some("h1"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["events"]) {
+            Ok(TopCommand::Events(a)) => assert_eq!((a.kind, a.vm, a.host), (None, None, None)),
+            other => panic!("{other:?}"),
+        }
+        for (argv, want) in [
+            (
+                &["--kind", "anti-affinity"][..],
+                Some(RuleKind::AntiAffinity),
+            ),
+            (&["--kind", "run_on"], Some(RuleKind::RunOn)),
+            (&[], None),
+        ] {
+            let mut all = vec!["rule", "list", "--vm", "a", "--strength", "should"];
+            all.extend_from_slice(argv);
+            match parse(&all) {
+                Ok(TopCommand::Rule(rule::RuleCommand::List {
+                    vm,
+                    host,
+                    kind,
+                    strength,
+                })) => assert_eq!(
+                    (vm, host, kind, strength),
+                    (some("a"), None, want, Some(RuleStrength::Should))
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        match parse(&["drs", "recommendations", "--vm", "web", "--host", "h2"]) {
+            Ok(TopCommand::Drs(drs::DrsCommand::Recommendations { vm, host })) => {
+                assert_eq!((vm, host), (some("web"), some("h2")))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "net", "list", "--kind", "vlan", "--host", "h1", "--vm", "web",
+        ]) {
+            Ok(TopCommand::Net(net::NetCommand::List { kind, host, vm })) => assert_eq!(
+                (kind, host, vm),
+                (Some(NetworkKind::Vlan), some("h1"), some("web"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["sg", "list", "--vm", "web", "--network", "blue"]) {
+            Ok(TopCommand::Sg(sg::SgCommand::List { vm, network })) => {
+                assert_eq!((vm, network), (some("web"), some("blue")))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["router", "list", "--network", "ext", "--edge", "h3"]) {
+            Ok(TopCommand::Router(router::RouterCommand::List { network, edge })) => {
+                assert_eq!((network, edge), (some("ext"), some("h3")))
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["token", "list", "--role", "root"][..],
+            &["token", "list", "--state", "valid"],
+            &["events", "--vm", "Web"],
+            &["events", "--kind", ""],
+            &["rule", "list", "--kind", "near"],
+            &["rule", "list", "--strength", "hard"],
+            &["rule", "list", "--host", "h_1"],
+            &["drs", "recommendations", "--vm", "-x"],
+            &["net", "list", "--kind", "vxlan"],
+            &["net", "list", "--host", "H1"],
+            &["sg", "list", "--network", "a/b"],
+            &["router", "list", "--edge", "h.1"],
+            &["router", "list", "--color", "red"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn daemons_are_told_apart() {
         let cli = Cli::try_parse_from(["vinfra", "switch"]).unwrap();

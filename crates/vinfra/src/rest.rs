@@ -178,6 +178,18 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), RestCommandError
     vinfra_types::validate_name(name).map_err(|source| RestCommandError::Name { what, source })
 }
 
+/// A name given to a list's filter (`--host`, `--vm`, `--network`, …), checked as it is parsed.
+pub fn name_arg(value: &str) -> Result<String, NameError> {
+    vinfra_types::validate_name(value).map(|()| value.to_string())
+}
+
+/// One of the API's words for `T` (its serde name: `connected`, `anti_affinity`, …), for a
+/// list's filter; `expected` lists them for the error.
+pub fn word_arg<T: serde::de::DeserializeOwned>(value: &str, expected: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(value.trim().to_string()))
+        .map_err(|_| format!("expected {expected}, got '{value}'"))
+}
+
 /// Prints the console's answer: as JSON, or as `render(answer)` (nothing when that is empty).
 pub fn show<T: Serialize>(
     out: Output,

@@ -10,6 +10,8 @@ pub mod connections;
 pub mod extract;
 pub mod flow_routes;
 pub mod limits;
+pub mod list_queries;
+pub mod list_routes;
 pub mod openapi;
 pub mod pages;
 pub mod problem;
@@ -42,7 +44,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
 /// The whole API, over `console`, each request held to `limits`.
 pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLimits>) -> Router {
     let v1 = Router::new()
-        .route("/hosts", get(routes::list_hosts::<A>))
+        .route("/hosts", get(list_routes::list_hosts::<A>))
         .route(
             "/hosts/{name}",
             get(routes::show_host::<A>)
@@ -62,7 +64,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/tokens/{name}", delete(token_routes::revoke_token::<A>))
         .route(
             "/vms",
-            get(vm_routes::list_vms::<A>).post(vm_routes::create_vm::<A>),
+            get(list_routes::list_vms::<A>).post(vm_routes::create_vm::<A>),
         )
         .route(
             "/vms/{name}",
@@ -79,7 +81,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             get(vm_routes::show_migration::<A>).delete(vm_routes::cancel_migration::<A>),
         )
         .route("/vms/{name}/console", get(vm_routes::console_log::<A>))
-        .route("/events", get(routes::list_events::<A>))
+        .route("/events", get(list_routes::list_events::<A>))
         .route("/tasks", get(task_routes::list_tasks::<A>))
         .route("/tasks/stream", get(task_routes::stream_tasks::<A>))
         .route(
@@ -88,12 +90,12 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/revoked-certificates",
-            get(routes::list_revoked_certificates::<A>),
+            get(list_routes::list_revoked_certificates::<A>),
         )
         .route("/flows", get(flow_routes::top_flows::<A>))
         .route(
             "/rules",
-            get(routes::list_rules::<A>).post(routes::create_rule::<A>),
+            get(list_routes::list_rules::<A>).post(routes::create_rule::<A>),
         )
         .route(
             "/rules/{name}",
@@ -104,7 +106,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/drs/run", post(routes::drs_run::<A>))
         .route(
             "/drs/recommendations",
-            get(routes::list_recommendations::<A>),
+            get(list_routes::list_recommendations::<A>),
         )
         .route(
             "/drs/recommendations/{id}/apply",
@@ -112,7 +114,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/networks",
-            get(routes::list_networks::<A>).post(routes::create_network::<A>),
+            get(list_routes::list_networks::<A>).post(routes::create_network::<A>),
         )
         .route(
             "/networks/{name}",
@@ -131,7 +133,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route("/vms/{name}/counters", get(vm_routes::vm_counters::<A>))
         .route(
             "/security-groups",
-            get(routes::list_security_groups::<A>).post(routes::create_security_group::<A>),
+            get(list_routes::list_security_groups::<A>).post(routes::create_security_group::<A>),
         )
         .route(
             "/security-groups/{name}",
@@ -151,7 +153,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         )
         .route(
             "/routers",
-            get(routes::list_routers::<A>).post(routes::create_router::<A>),
+            get(list_routes::list_routers::<A>).post(routes::create_router::<A>),
         )
         .route(
             "/routers/{name}",
@@ -174,7 +176,7 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             "/routers/{name}/uplink",
             put(routes::set_uplink::<A>).delete(routes::remove_uplink::<A>),
         )
-        .route("/floating-ips", get(routes::list_floating_ips::<A>))
+        .route("/floating-ips", get(list_routes::list_floating_ips::<A>))
         .route(
             "/vms/{name}/floating-ips",
             post(routes::add_floating_ip::<A>),

@@ -14,6 +14,7 @@ use vinfra_types::auth::Role;
 
 use super::access;
 use super::flow_routes;
+use super::list_routes;
 use super::routes;
 use super::task_routes;
 use super::token_routes;
@@ -233,30 +234,30 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     info(title = "vinfra console API", description = "Hosts, VMs, placement, live migration, balancing, networks, security groups, routers and high availability. \
         Every error is an RFC 9457 problem+json document (`application/problem+json`)."),
     paths(
-        routes::list_hosts, routes::show_host, routes::update_host, routes::fence_host,
+        list_routes::list_hosts, routes::show_host, routes::update_host, routes::fence_host,
         routes::delete_host,
         routes::get_settings, routes::put_settings, routes::create_join_token, routes::rotate_token,
         token_routes::list_tokens, token_routes::create_token, token_routes::revoke_token,
-        vm_routes::list_vms, vm_routes::create_vm, vm_routes::show_vm, vm_routes::update_vm,
+        list_routes::list_vms, vm_routes::create_vm, vm_routes::show_vm, vm_routes::update_vm,
         vm_routes::delete_vm,
         vm_routes::start_vm, vm_routes::stop_vm, vm_routes::reboot_vm,
         vm_routes::migrate_vm, vm_routes::show_migration, vm_routes::cancel_migration,
-        vm_routes::console_log, routes::list_events, routes::list_revoked_certificates,
+        vm_routes::console_log, list_routes::list_events, list_routes::list_revoked_certificates,
         task_routes::list_tasks, task_routes::show_task, task_routes::cancel_task,
         task_routes::stream_tasks,
         flow_routes::top_flows,
-        routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
-        routes::show_ha, routes::drs_status, routes::drs_run, routes::list_recommendations,
+        list_routes::list_rules, routes::create_rule, routes::show_rule, routes::delete_rule,
+        routes::show_ha, routes::drs_status, routes::drs_run, list_routes::list_recommendations,
         routes::apply_recommendation,
-        routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
+        list_routes::list_networks, routes::create_network, routes::show_network, routes::delete_network,
         routes::network_counters, routes::host_switch,
         vm_routes::update_nic, vm_routes::vm_counters,
-        routes::list_security_groups, routes::create_security_group, routes::show_security_group,
+        list_routes::list_security_groups, routes::create_security_group, routes::show_security_group,
         routes::delete_security_group, routes::add_sg_rule, routes::delete_sg_rule,
         routes::security_group_counters,
-        routes::list_routers, routes::create_router, routes::show_router, routes::delete_router,
+        list_routes::list_routers, routes::create_router, routes::show_router, routes::delete_router,
         routes::attach_network, routes::detach_network, routes::add_route, routes::delete_route,
-        routes::set_uplink, routes::remove_uplink, routes::list_floating_ips,
+        routes::set_uplink, routes::remove_uplink, list_routes::list_floating_ips,
         routes::add_floating_ip, routes::delete_floating_ip,
         openapi_json,
     ),

@@ -29,66 +29,6 @@ pub struct PageQuery {
     pub page_token: Option<String>,
 }
 
-/// `GET /api/v1/vms`: a page ([`PageQuery`]) of the VMs a filter lets through.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct VmListQuery {
-    /// At most this many VMs (1 to 1000); without it and without `page_token`, every one.
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// Where to go on: the token of the previous answer's `Link: <…>; rel="next"` header.
-    pub page_token: Option<String>,
-    /// Only the VMs placed on this host.
-    pub host: Option<String>,
-    /// Only the VMs in this state, as their hosts last reported it (`running`, `stopped`, …).
-    pub state: Option<vinfra_types::PowerState>,
-    /// Only the VMs with a NIC on this network.
-    pub network: Option<String>,
-}
-
-impl VmListQuery {
-    /// The page, the filter, and the path with the filter for the next page's link; or why
-    /// the query is refused (400).
-    pub fn split(self) -> Result<(PageQuery, vinfra_types::api::VmFilter, String), ApiError> {
-        let named = |n: &Option<String>| {
-            n.as_deref()
-                .is_none_or(|n| vinfra_types::validate_name(n).is_ok())
-        };
-        if !named(&self.host) || !named(&self.network) {
-            return Err(ApiError::Page("host and network must be names"));
-        }
-        let mut path = String::from("/api/v1/vms");
-        let mut sep = '?';
-        let mut add = |k: &str, v: &str| {
-            path.push(sep);
-            path.push_str(k);
-            path.push('=');
-            path.push_str(v);
-            sep = '&';
-        };
-        if let Some(h) = &self.host {
-            add("host", h);
-        }
-        if let Some(s) = self.state {
-            add("state", s.as_str());
-        }
-        if let Some(n) = &self.network {
-            add("network", n);
-        }
-        let filter = vinfra_types::api::VmFilter {
-            host: self.host,
-            state: self.state,
-            network: self.network,
-        };
-        let page = PageQuery {
-            limit: self.limit,
-            page_token: self.page_token,
-        };
-        Ok((page, filter, path))
-    }
-}
-
 /// A checked page request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {

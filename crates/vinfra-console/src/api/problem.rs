@@ -47,6 +47,9 @@ pub enum ApiError {
     /// `limit` or `page_token` of a list request is not valid
     #[error("{0}")]
     Page(&'static str),
+    /// a list's filter names something with a name that is not one
+    #[error(transparent)]
+    Filter(#[from] vinfra_types::filter::FilterError),
     /// the body did not arrive in time
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
@@ -115,7 +118,8 @@ impl IntoResponse for ApiError {
             | ApiError::Id { .. }
             | ApiError::Query(_)
             | ApiError::BodyRead(_)
-            | ApiError::Page(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
+            | ApiError::Page(_)
+            | ApiError::Filter(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),

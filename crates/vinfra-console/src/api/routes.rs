@@ -7,10 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use vinfra_types::api::{
-    ClusterSettings, Event, JoinTokenResponse, TokenResponse, UpdateHostRequest,
-};
-use vinfra_types::balancing::{DrsStatus, PlacementRule, Recommendation};
+use vinfra_types::api::{ClusterSettings, JoinTokenResponse, TokenResponse, UpdateHostRequest};
+use vinfra_types::balancing::{DrsStatus, PlacementRule};
 use vinfra_types::ha::HaStatus;
 use vinfra_types::network::{
     CreateNetworkRequest, HostSwitchCounters, NetworkCounters, NetworkSummary,
@@ -88,6 +86,12 @@ pub(super) async fn list<A: ConsoleApi>(
         Reply::SecurityGroups(v) => pages::answer(v, |g| name(&g.group.name), page, path),
         Reply::Routers(v) => pages::answer(v, |r| name(&r.name), page, path),
         Reply::FloatingIps(v) => pages::answer(v, |f| pages::address_key(&f.ip), page, path),
+        Reply::RevokedCertificates(v) => {
+            let key = |r: &vinfra_types::api::RevokedCertificate| {
+                pages::number_key(r.revoked_at) + &r.serial
+            };
+            pages::answer(v, key, page, path)
+        }
         Reply::Tasks(v) => pages::answer(v, |t| pages::number_key(t.id), page, path),
         other => render(other),
     })
@@ -154,17 +158,6 @@ pub struct FenceQuery {
     #[serde(default)]
     #[param(required = false)]
     pub force: bool,
-}
-
-/// Every host with its capacity, allocation, usage and connection status.
-#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", params(PageQuery),
-    responses((status = 200, description = "all hosts", body = [HostSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_hosts<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListHosts, &q, "/api/v1/hosts").await
 }
 
 /// One host.
@@ -260,37 +253,6 @@ pub async fn rotate_token<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiEr
     run(&c, Command::RotateToken).await
 }
 
-/// The last 1000 events, oldest first.
-#[utoipa::path(get, path = "/api/v1/events", tag = "cluster", params(PageQuery),
-    responses((status = 200, description = "the events", body = [Event],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_events<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListEvents, &q, "/api/v1/events").await
-}
-
-/// The certificates of removed hosts, revoked until they expire (refused by the agent
-/// endpoint even if a host of the same name joins again).
-#[utoipa::path(get, path = "/api/v1/revoked-certificates", tag = "hosts",
-    responses((status = 200, description = "the revoked certificates that have not expired",
-        body = [vinfra_types::api::RevokedCertificate])))]
-pub async fn list_revoked_certificates<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> {
-    run(&c, Command::ListRevokedCertificates).await
-}
-
-/// Every placement rule, in name order.
-#[utoipa::path(get, path = "/api/v1/rules", tag = "balancing", params(PageQuery),
-    responses((status = 200, description = "all rules", body = [PlacementRule],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_rules<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListRules, &q, "/api/v1/rules").await
-}
-
 /// Creates a placement rule. It is checked against the cluster and the other rules first:
 /// contradictory rules are refused (409 `rule-conflict`), and so are rules naming VMs or hosts
 /// that do not exist (422 `invalid-rule`); nothing is stored then.
@@ -347,23 +309,6 @@ pub async fn drs_run<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> 
     run(&c, Command::DrsRun).await
 }
 
-/// The recommendations of the latest pass (manual mode), in plan order.
-#[utoipa::path(get, path = "/api/v1/drs/recommendations", tag = "balancing", params(PageQuery),
-    responses((status = 200, description = "the recommendations", body = [Recommendation],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_recommendations<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(
-        &c,
-        Command::ListRecommendations,
-        &q,
-        "/api/v1/drs/recommendations",
-    )
-    .await
-}
-
 /// Starts the live migration a recommendation proposes; follow it with
 /// `GET /api/v1/vms/{vm}/migration`.
 #[utoipa::path(post, path = "/api/v1/drs/recommendations/{id}/apply", tag = "balancing",
@@ -374,17 +319,6 @@ pub async fn apply_recommendation<A: ConsoleApi>(
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     submit(&c, Command::ApplyRecommendation { id }).await
-}
-
-/// Every logical network with its ports, in name order.
-#[utoipa::path(get, path = "/api/v1/networks", tag = "networks", params(PageQuery),
-    responses((status = 200, description = "all networks", body = [NetworkSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_networks<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListNetworks, &q, "/api/v1/networks").await
 }
 
 /// Creates a logical network: `overlay` (a VNI, the lowest free from 10000 up when absent) or
@@ -444,23 +378,6 @@ pub async fn host_switch<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::HostSwitch { name }).await
-}
-
-/// Every security group, in name order, with the NICs in it and the groups whose rules name it.
-#[utoipa::path(get, path = "/api/v1/security-groups", tag = "security-groups", params(PageQuery),
-    responses((status = 200, description = "all security groups", body = [SecurityGroupSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_security_groups<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(
-        &c,
-        Command::ListSecurityGroups,
-        &q,
-        "/api/v1/security-groups",
-    )
-    .await
 }
 
 /// Creates a security group with its initial rules (ids assigned from 1; ids in the request are
@@ -537,17 +454,6 @@ pub async fn delete_sg_rule<A: ConsoleApi>(
         text: id.to_string(),
     })?;
     run(&c, Command::DeleteSgRule { group, id }).await
-}
-
-/// Every router, in name order, with its interfaces and static routes.
-#[utoipa::path(get, path = "/api/v1/routers", tag = "routers", params(PageQuery),
-    responses((status = 200, description = "all routers", body = [RouterSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_routers<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListRouters, &q, "/api/v1/routers").await
 }
 
 /// Creates a router (a VRF: a routing domain with its own table), without interfaces or
@@ -665,18 +571,6 @@ pub async fn remove_uplink<A: ConsoleApi>(
     NamePath(router): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::RemoveUplink { router }).await
-}
-
-/// Every floating IP, by address: the VM and NIC it translates to, the NIC's address, the
-/// router.
-#[utoipa::path(get, path = "/api/v1/floating-ips", tag = "routers", params(PageQuery),
-    responses((status = 200, description = "all floating IPs", body = [FloatingIpSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
-pub async fn list_floating_ips<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Response, ApiError> {
-    list(&c, Command::ListFloatingIps, &q, "/api/v1/floating-ips").await
 }
 
 /// Gives one of the VM's NICs (`nic`, default 0) a floating IP: 1:1 NAT on the edge of the

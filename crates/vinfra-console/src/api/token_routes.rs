@@ -7,21 +7,23 @@ use vinfra_types::auth::{CreateTokenRequest, NewToken, TokenSummary};
 use vinfra_types::Problem;
 
 use super::extract::{ApiJson, ApiQuery, Caller, NamePath};
-use super::pages::PageQuery;
+use super::list_queries::{split, TokenListQuery};
 use super::problem::ApiError;
 use super::routes::{list, run};
 use crate::interface::{Command, ConsoleApi};
 
 /// Every API token, in name order: name, role, state (active, expired, revoked) and times;
-/// never a secret nor a hash.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(PageQuery),
-    responses((status = 200, description = "all tokens", body = [TokenSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `<PATH?limit=N&page_token=T>; rel=\"next\"`")))))]
+/// never a secret nor a hash. Or those a filter lets through (`role`, `state`: all that are
+/// given).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(TokenListQuery),
+    responses((status = 200, description = "the tokens", body = [TokenSummary],
+        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `</api/v1/tokens?[FILTERS&]limit=N&page_token=T>; rel=\"next\"` (the filters given, kept)")))))]
 pub async fn list_tokens<A: ConsoleApi>(
     c: Caller<A>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<TokenListQuery>,
 ) -> Result<Response, ApiError> {
-    list(&c, Command::ListTokens, &q, "/api/v1/tokens").await
+    let (page, filter, path) = split(q)?;
+    list(&c, Command::ListTokens { filter }, &page, &path).await
 }
 
 /// Creates an API token with a role and an optional expiry. Its secret is in the answer, the

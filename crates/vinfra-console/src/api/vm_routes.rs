@@ -14,9 +14,8 @@ use vinfra_types::task::Task;
 use vinfra_types::{MigrationProgress, Problem, VmSummary};
 
 use super::extract::{ApiJson, ApiQuery, Caller, NameNumberPath, NamePath, OptionalJson};
-use super::pages::VmListQuery;
 use super::problem::ApiError;
-use super::routes::{list, run, submit};
+use super::routes::{run, submit};
 use crate::interface::{Command, ConsoleApi};
 
 /// `?force=true` on a VM's delete.
@@ -38,26 +37,6 @@ pub struct ForceQuery {
 pub struct ConsoleQuery {
     /// How many bytes of the tail to return (1..=1 MiB, default 64 KiB).
     pub bytes: Option<u64>,
-}
-
-/// Every VM with its desired and observed state, or those a filter lets through (`host`,
-/// `state`, `network`: all that are given).
-#[utoipa::path(get, path = "/api/v1/vms", tag = "vms", params(VmListQuery),
-    responses((status = 200, description = "the VMs", body = [VmSummary],
-        headers(("Link" = String, description = "with `limit` or `page_token`, when more items follow: `</api/v1/vms?[FILTERS&]limit=N&page_token=T>; rel=\"next\"` (the filters given, kept)")))))]
-pub async fn list_vms<A: ConsoleApi>(
-    c: Caller<A>,
-    ApiQuery(q): ApiQuery<VmListQuery>,
-) -> Result<Response, ApiError> {
-    let (page, filter, path) = q.split()?;
-    // The console reads only the page (and one more VM, for the next page's link).
-    let cut = page.page()?;
-    let command = Command::ListVms {
-        filter,
-        after: cut.as_ref().and_then(|p| p.after().map(str::to_string)),
-        limit: cut.as_ref().map(|p| p.limit() + 1),
-    };
-    list(&c, command, &page, &path).await
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).

@@ -19,6 +19,7 @@ use vinfra_placement::{balance_with_fit, BalanceConfig, Move, Plan};
 use vinfra_types::balancing::{
     BalancingMode, DrsStatus, ExpectedGain, PlanSummary, Recommendation,
 };
+use vinfra_types::filter::{ListFilter, RecommendationFilter};
 use vinfra_types::HostStatus;
 
 use crate::error::Error;
@@ -64,14 +65,17 @@ pub fn status(console: &Console) -> DrsStatus {
     }
 }
 
-/// The recommendations of the latest plan (manual mode), in plan order.
-pub fn recommendations(console: &Console) -> Vec<Recommendation> {
-    console
+/// The recommendations of the latest plan (manual mode), in plan order, or those `filter`
+/// lets through.
+pub fn recommendations(console: &Console, filter: &RecommendationFilter) -> Vec<Recommendation> {
+    let mut all = console
         .inflight()
         .balancer
         .results()
         .recommendations
-        .clone()
+        .clone();
+    all.retain(|r| filter.lets(r));
+    all
 }
 
 /// Runs a pass now (`POST /api/v1/drs/run`); refused while balancing is off.

@@ -4,6 +4,7 @@
 
 use vinfra_proto::pki::{self, CertInfo};
 use vinfra_store::Op;
+use vinfra_types::filter::{ListFilter, RevokedCertificateFilter};
 
 use crate::error::JoinError;
 use crate::state::records::{self as keys, now_s, HostCertificate, HostRecord, RevokedCertRecord};
@@ -197,10 +198,11 @@ pub fn revoked_certificates(
     Ok(out)
 }
 
-/// The revoked certificates that have not expired, as the API lists them (oldest revocation
-/// first).
+/// The revoked certificates that have not expired (those `filter` lets through), as the API
+/// lists them (oldest revocation first).
 pub fn revoked_list(
     console: &Console,
+    filter: &RevokedCertificateFilter,
 ) -> Result<Vec<vinfra_types::api::RevokedCertificate>, crate::error::RecordError> {
     let mut list: Vec<_> = revoked_certificates(console)?
         .into_iter()
@@ -211,6 +213,7 @@ pub fn revoked_list(
             revoked_at: r.revoked_at,
             reason: r.reason,
         })
+        .filter(|r| filter.lets(r))
         .collect();
     list.sort_by(|a, b| (a.revoked_at, &a.serial).cmp(&(b.revoked_at, &b.serial)));
     Ok(list)

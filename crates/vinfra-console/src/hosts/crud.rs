@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use vinfra_types::api::{ClusterSettings, UpdateHostRequest};
+use vinfra_types::filter::{HostFilter, ListFilter};
 use vinfra_types::ha::validate_fence_command;
 use vinfra_types::{HostSummary, HostUsage};
 
@@ -57,14 +58,17 @@ fn summary(
     }
 }
 
-/// Every registered host with capacity, allocation and status.
-pub fn list(console: &Console) -> Vec<HostSummary> {
+/// Every registered host with capacity, allocation and status, or those `filter` lets
+/// through (its connection status and maintenance as the list shows them).
+pub fn list(console: &Console, filter: &HostFilter) -> Vec<HostSummary> {
     let alloc = console.allocations();
     let settings = console.settings();
     console
         .host_records()
         .iter()
+        .filter(|h| filter.maintenance.is_none_or(|m| m == h.maintenance))
         .map(|h| summary(console, h, &alloc, &settings))
+        .filter(|h| filter.lets(h))
         .collect()
 }
 

@@ -6,6 +6,7 @@ use vinfra_types::api::{JoinTokenResponse, TokenResponse};
 use vinfra_types::auth::{
     Actor, ActorKind, CreateTokenRequest, NewToken, TokenSummary, MAX_TOKEN_LIFETIME_S,
 };
+use vinfra_types::filter::{ListFilter, TokenFilter};
 
 use crate::error::{Error, Object};
 use crate::state::events::event;
@@ -77,9 +78,12 @@ pub fn create(console: &Console, request: CreateTokenRequest) -> Result<NewToken
     })
 }
 
-/// Every API token, in name order: name, role, state and times; never a secret nor a hash.
-pub fn list(console: &Console) -> Vec<TokenSummary> {
-    console.token_summaries()
+/// Every API token, in name order: name, role, state and times; never a secret nor a hash. Or
+/// those `filter` lets through.
+pub fn list(console: &Console, filter: &TokenFilter) -> Vec<TokenSummary> {
+    let mut all = console.token_summaries();
+    all.retain(|t| filter.lets(t));
+    all
 }
 
 /// Revokes API token `name`: refused (401) from now on, for good; its record stays (listed as

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vinfra_store::{Compare, Op};
+use vinfra_types::filter::{ListFilter, NetworkFilter};
 use vinfra_types::network::{
     self as net, CreateNetworkRequest, Network, NetworkKind, NetworkPort, NetworkSummary,
 };
@@ -184,12 +185,15 @@ fn summary(console: &Console, rec: &NetworkRecord) -> NetworkSummary {
     }
 }
 
-/// Every network with its ports, in name order.
-pub fn list(console: &Console) -> Vec<NetworkSummary> {
+/// Every network with its ports, in name order, or those `filter` lets through (the kind
+/// tested on the records, before their ports are gathered).
+pub fn list(console: &Console, filter: &NetworkFilter) -> Vec<NetworkSummary> {
     console
         .network_records()
         .iter()
+        .filter(|r| filter.kind.is_none_or(|k| k == r.network.kind))
         .map(|r| summary(console, r))
+        .filter(|n| filter.lets(n))
         .collect()
 }
 

@@ -9,6 +9,7 @@
 use std::net::Ipv4Addr;
 
 use vinfra_store::{Compare, Op};
+use vinfra_types::filter::{FloatingIpFilter, ListFilter};
 use vinfra_types::network::Ipv4Subnet;
 use vinfra_types::router::{AddFloatingIpRequest, FloatingIpSummary, RouterRequestError};
 
@@ -24,13 +25,21 @@ fn holder(vm: &str, router: &str) -> String {
     format!("a floating IP of VM '{vm}' (router '{router}')")
 }
 
-/// Every floating IP of every router, by address.
-pub fn list(console: &Console) -> Result<Vec<FloatingIpSummary>, Error> {
+/// Every floating IP of every router (of the router `filter` names, if it names one), by
+/// address, or those `filter` lets through.
+pub fn list(console: &Console, filter: &FloatingIpFilter) -> Result<Vec<FloatingIpSummary>, Error> {
     let mut all: Vec<FloatingIpSummary> = console
         .routers()?
         .into_iter()
+        .filter(|r| {
+            filter
+                .router
+                .as_ref()
+                .is_none_or(|n| *n == r.value.router.name)
+        })
         .filter_map(|r| r.value.router.uplink)
         .flat_map(|u| u.floating_ips)
+        .filter(|f| filter.lets(f))
         .collect();
     all.sort_by_key(|f| f.ip.parse::<Ipv4Addr>().map_or(u32::MAX, u32::from));
     Ok(all)

@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 
 use vinfra_store::{Compare, Op};
 use vinfra_types::api::Event;
+use vinfra_types::filter::{ListFilter, RouterFilter};
 use vinfra_types::network::{self as net, Ipv4Subnet, NetworkError};
 use vinfra_types::router::{
     self as rt, AttachNetworkRequest, CreateRouterRequest, RouterAttachment, RouterRequestError,
@@ -40,12 +41,13 @@ const EVENT_KIND: &str = "router";
 /// The claim space of the routers' switch numbers.
 const ID_SPACE: &str = "router";
 
-/// Every router, in name order.
-pub fn list(console: &Console) -> Result<Vec<RouterSummary>, Error> {
+/// Every router, in name order, or those `filter` lets through.
+pub fn list(console: &Console, filter: &RouterFilter) -> Result<Vec<RouterSummary>, Error> {
     Ok(console
         .routers()?
         .into_iter()
         .map(|v| v.value.router)
+        .filter(|r| filter.lets(r))
         .collect())
 }
 

@@ -13,6 +13,7 @@ use vinfra_proto::pki::ClusterCa;
 use vinfra_store::Store;
 use vinfra_types::api::{ClusterSettings, Event};
 use vinfra_types::balancing::PlacementRule;
+use vinfra_types::filter::{EventFilter, ListFilter};
 use vinfra_types::{AllocationRatios, HostCapacity};
 
 use super::events::{self, EventLog};
@@ -258,9 +259,11 @@ impl Console {
             .record(self.store.as_ref(), events::event(kind, object, message));
     }
 
-    /// The event history, oldest first.
-    pub fn events(&self) -> Result<Vec<Event>, Error> {
-        Ok(EventLog::list(self.store.as_ref())?)
+    /// The event history, oldest first, or the events `filter` lets through.
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, Error> {
+        let mut all = EventLog::list(self.store.as_ref())?;
+        all.retain(|e| filter.lets(e));
+        Ok(all)
     }
 
     // ----- the mirrors -----

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use vinfra_types::balancing::{BalancingMode, DrsStatus, Recommendation};
+use vinfra_types::filter::RecommendationFilter;
 
 use crate::config::ConnectionOverrides;
 use crate::follow;
 use crate::output::{pairs, render, table, timestamp, Output};
 use crate::parse;
-use crate::rest::{show, RestCommandError};
+use crate::rest::{name_arg, show, RestCommandError};
 
 /// Balancing mode on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,8 +42,16 @@ pub enum DrsCommand {
     Set(DrsSetArgs),
     /// Run a balancing pass now.
     Run,
-    /// The recommendations waiting (manual mode).
-    Recommendations,
+    /// The recommendations waiting (manual mode): all, or the moves of a VM, from or to a
+    /// host.
+    Recommendations {
+        /// Only the moves of this VM (moved, or moving with it).
+        #[arg(long, value_parser = name_arg)]
+        vm: Option<String>,
+        /// Only the moves from or to this host.
+        #[arg(long, value_parser = name_arg)]
+        host: Option<String>,
+    },
     /// Carry out the migration a recommendation proposes (shows progress until it ends).
     Apply {
         /// Recommendation id (see `vinfra drs recommendations`).
@@ -170,9 +179,15 @@ pub fn run(
     match cmd {
         DrsCommand::Show => show(out, &conn.client()?.drs()?, status_text),
         DrsCommand::Run => show(out, &conn.client()?.run_drs()?, status_text),
-        DrsCommand::Recommendations => show(out, &conn.client()?.recommendations()?, |r| {
-            recommendations_text(r)
-        }),
+        DrsCommand::Recommendations { vm, host } => {
+            let filter = RecommendationFilter {
+                vm: vm.clone(),
+                host: host.clone(),
+            };
+            show(out, &conn.client()?.recommendations_where(&filter)?, |r| {
+                recommendations_text(r)
+            })
+        }
         DrsCommand::Apply { id, no_wait } => {
             let api = conn.client()?;
             if *no_wait {

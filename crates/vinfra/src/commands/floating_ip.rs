@@ -4,11 +4,12 @@
 use std::net::Ipv4Addr;
 
 use clap::Subcommand;
+use vinfra_types::filter::FloatingIpFilter;
 use vinfra_types::router::{AddFloatingIpRequest, FloatingIpSummary};
 
 use crate::config::ConnectionOverrides;
 use crate::output::{render, table, Output};
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, name_arg, show, RestCommandError};
 
 /// `vinfra vm floating-ip …`.
 #[derive(Debug, Subcommand)]
@@ -30,10 +31,17 @@ pub enum FloatingIpCommand {
         /// The floating IP.
         ip: Ipv4Addr,
     },
-    /// Every floating IP, or the VM's.
+    /// Every floating IP, or the VM's, a router's, those of NICs on a network.
     List {
         /// Only this VM's.
+        #[arg(value_parser = name_arg)]
         vm: Option<String>,
+        /// Only those on this router's uplink.
+        #[arg(long, value_parser = name_arg)]
+        router: Option<String>,
+        /// Only those of a NIC on this network (the internal one, attached to the router).
+        #[arg(long, value_parser = name_arg)]
+        network: Option<String>,
     },
 }
 
@@ -90,15 +98,19 @@ pub fn run(
                 format!("floating IP {ip} deleted from VM {vm}")
             })
         }
-        FloatingIpCommand::List { vm } => {
-            if let Some(vm) = vm {
-                check_name("VM", vm)?;
-            }
-            let mut all = conn.client()?.floating_ips()?;
-            if let Some(vm) = vm {
-                all.retain(|f| &f.vm == vm);
-            }
-            show(out, &all, |a| list_text(a))
+        FloatingIpCommand::List {
+            vm,
+            router,
+            network,
+        } => {
+            let filter = FloatingIpFilter {
+                vm: vm.clone(),
+                router: router.clone(),
+                network: network.clone(),
+            };
+            show(out, &conn.client()?.floating_ips_where(&filter)?, |a| {
+                list_text(a)
+            })
         }
     }
 }
@@ -144,10 +156,25 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["list"]),
-            Ok(FloatingIpCommand::List { vm: None })
+            Ok(FloatingIpCommand::List {
+                vm: None,
+                router: None,
+                network: None
+            })
         ));
         match parse(&["list", "web"]).unwrap() {
-            FloatingIpCommand::List { vm } => assert_eq!(vm.as_deref(), Some("web")),
+            FloatingIpCommand::List { vm, .. } => assert_eq!(vm.as_deref(), Some("web")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["list", "--router", "r1", "--network", "blue"]).unwrap() {
+            FloatingIpCommand::List {
+                vm: None,
+                router,
+                network,
+            } => assert_eq!(
+                (router.as_deref(), network.as_deref()),
+                (Some("r1"), Some("blue"))
+            ),
             other => panic!("{other:?}"),
         }
         for (bad, why) in [
@@ -158,6 +185,9 @@ mod tests {
                 "invalid value 'one'",
             ),
             (&["del", "web", "x"], "invalid value 'x'"),
+            (&["list", "Web"], "invalid value 'Web'"),
+            (&["list", "--router", "r_1"], "invalid value 'r_1'"),
+            (&["list", "--network", ""], "name is empty"),
         ] {
             let e = parse(bad).expect_err(why);
             assert!(e.contains(why), "{bad:?}: {e}");

@@ -6,21 +6,29 @@ use std::collections::BTreeMap;
 use clap::Subcommand;
 use uuid::Uuid;
 use vinfra_types::api::UpdateHostRequest;
+use vinfra_types::filter::{HostFilter, RevokedCertificateFilter};
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::network::{HostSwitchCounters, SwitchRouterNat, TrafficCounters};
-use vinfra_types::{AllocationRatios, HostSummary};
+use vinfra_types::{AllocationRatios, HostStatus, HostSummary};
 
 use crate::config::ConnectionOverrides;
 use crate::follow;
 use crate::output::{self, render, table, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, confirm, show, RestCommandError};
+use crate::rest::{check_name, confirm, name_arg, show, word_arg, RestCommandError};
 
 /// `vinfra host …`.
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// List hosts.
-    List,
+    /// List hosts (all, or those whose agent is connected or not, in maintenance or not).
+    List {
+        /// Only the hosts whose agent is connected or disconnected (the STATUS column).
+        #[arg(long, value_parser = parse_status, value_name = "connected|disconnected")]
+        status: Option<HostStatus>,
+        /// Only the hosts in maintenance (on) or out of it (off).
+        #[arg(long, value_parser = parse::on_off, value_name = "on|off")]
+        maintenance: Option<bool>,
+    },
     /// Show a host: CPU and memory allocated, allocatable, physical and used.
     Show {
         /// The host.
@@ -81,7 +89,16 @@ pub enum HostCommand {
         yes: bool,
     },
     /// The certificates of removed hosts, revoked until they expire.
-    Revoked,
+    Revoked {
+        /// Only those issued to this host.
+        #[arg(long, value_parser = name_arg)]
+        host: Option<String>,
+    },
+}
+
+/// `--status`: a host's connection status as the API names it.
+fn parse_status(v: &str) -> Result<HostStatus, String> {
+    word_arg(v, "connected or disconnected")
 }
 
 /// `vinfra host …`: checks the arguments, then asks the console.
@@ -91,10 +108,26 @@ pub fn run(
     cmd: &HostCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
-        HostCommand::List => show(out, &conn.client()?.hosts()?, |h| output::hosts(h)),
-        HostCommand::Revoked => show(out, &conn.client()?.revoked_certificates()?, |r| {
-            output::revoked_certificates(r)
-        }),
+        HostCommand::List {
+            status,
+            maintenance,
+        } => {
+            let filter = HostFilter {
+                status: *status,
+                maintenance: *maintenance,
+            };
+            show(out, &conn.client()?.hosts_where(&filter)?, |h| {
+                output::hosts(h)
+            })
+        }
+        HostCommand::Revoked { host } => {
+            let filter = RevokedCertificateFilter { host: host.clone() };
+            show(
+                out,
+                &conn.client()?.revoked_certificates_where(&filter)?,
+                |r| output::revoked_certificates(r),
+            )
+        }
         HostCommand::Show { name, switch: true } => {
             check_name("host", name)?;
             let api = conn.client()?;
@@ -472,6 +505,44 @@ mod tests {
                     cmd: HostCommand::Fence { force: true, .. }
                 })
             ),
+            "{args:?}"
+        );
+        let args = Host::try_parse_from(["host", "list", "--status", "disconnected"]);
+        assert!(
+            matches!(
+                args,
+                Ok(Host {
+                    cmd: HostCommand::List {
+                        status: Some(HostStatus::Disconnected),
+                        maintenance: None
+                    }
+                })
+            ),
+            "{args:?}"
+        );
+        let args = Host::try_parse_from(["host", "list", "--maintenance", "on"]);
+        assert!(
+            matches!(
+                args,
+                Ok(Host {
+                    cmd: HostCommand::List {
+                        status: None,
+                        maintenance: Some(true)
+                    }
+                })
+            ),
+            "{args:?}"
+        );
+        for bad in [
+            &["host", "list", "--status", "online"][..],
+            &["host", "list", "--maintenance", "maybe"],
+            &["host", "revoked", "--host", "H_1"],
+        ] {
+            assert!(Host::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let args = Host::try_parse_from(["host", "revoked", "--host", "h3"]);
+        assert!(
+            matches!(&args, Ok(Host { cmd: HostCommand::Revoked { host: Some(h) } }) if h == "h3"),
             "{args:?}"
         );
         let args = Host::try_parse_from(["host", "show", "h1", "--switch"]);

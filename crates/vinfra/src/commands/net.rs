@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use clap::{Args, Subcommand};
+use vinfra_types::filter::NetworkFilter;
 use vinfra_types::network::{
     CreateNetworkRequest, Ipv4Subnet, NetworkCounters, NetworkKind, NetworkSummary,
     MAX_NETWORK_VNI, MAX_OVERLAY_MTU, MAX_VLAN_ID, MIN_MTU,
@@ -11,13 +12,28 @@ use vinfra_types::network::{
 use crate::config::ConnectionOverrides;
 use crate::output::{host_cell, pairs, render, table, timestamp, traffic_cells, Output, TRAFFIC};
 use crate::parse;
-use crate::rest::{check_name, confirm, show, RestCommandError};
+use crate::rest::{check_name, confirm, name_arg, show, word_arg, RestCommandError};
+
+/// `--kind`: overlay or vlan.
+fn parse_kind(s: &str) -> Result<NetworkKind, String> {
+    word_arg(s, "overlay or vlan")
+}
 
 /// `vinfra net …`.
 #[derive(Debug, Subcommand)]
 pub enum NetCommand {
-    /// Every network.
-    List,
+    /// Every network, or those of a kind, with a port on a host, with a port of a VM.
+    List {
+        /// Only the networks of this kind: overlay or vlan.
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<NetworkKind>,
+        /// Only the networks with a port on this host (a NIC of a VM placed there).
+        #[arg(long, value_parser = name_arg)]
+        host: Option<String>,
+        /// Only the networks with a port of this VM (one of its NICs).
+        #[arg(long, value_parser = name_arg)]
+        vm: Option<String>,
+    },
     /// One network and its ports: VM, host, MAC, address.
     Show {
         /// The network.
@@ -200,7 +216,16 @@ pub fn run(
     cmd: &NetCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
-        NetCommand::List => show(out, &conn.client()?.networks()?, |n| list_text(n)),
+        NetCommand::List { kind, host, vm } => {
+            let filter = NetworkFilter {
+                kind: *kind,
+                host: host.clone(),
+                vm: vm.clone(),
+            };
+            show(out, &conn.client()?.networks_where(&filter)?, |n| {
+                list_text(n)
+            })
+        }
         NetCommand::Show {
             name,
             counters: true,

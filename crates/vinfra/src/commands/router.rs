@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use clap::Subcommand;
+use vinfra_types::filter::RouterFilter;
 use vinfra_types::router::{
     parse_route_prefix, AttachNetworkRequest, CreateRouterRequest, RouterAttachment,
     RouterStaticRoute, RouterSummary, SetUplinkRequest, UplinkSummary,
@@ -12,13 +13,21 @@ use vinfra_types::router::{
 
 use crate::config::ConnectionOverrides;
 use crate::output::{pairs, render, table, timestamp, Output};
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, name_arg, show, RestCommandError};
 
 /// `vinfra router …`.
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
-    /// Every router.
-    List,
+    /// Every router, or those on a network, with their edge on a host.
+    List {
+        /// Only the routers with an interface on this network, or their uplink on it.
+        #[arg(long, value_parser = name_arg)]
+        network: Option<String>,
+        /// Only the routers whose uplink's edge (the host that translates their north-south
+        /// traffic) is this host.
+        #[arg(long, value_parser = name_arg)]
+        edge: Option<String>,
+    },
     /// One router: its interfaces (network, gateway address and MAC) and static routes.
     Show {
         /// The router.
@@ -241,7 +250,15 @@ pub fn run(
     cmd: &RouterCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
-        RouterCommand::List => show(out, &conn.client()?.routers()?, |r| list_text(r)),
+        RouterCommand::List { network, edge } => {
+            let filter = RouterFilter {
+                network: network.clone(),
+                edge: edge.clone(),
+            };
+            show(out, &conn.client()?.routers_where(&filter)?, |r| {
+                list_text(r)
+            })
+        }
         RouterCommand::Show { name } => {
             check_name("router", name)?;
             show(out, &conn.client()?.router(name)?, show_text)

@@ -2,16 +2,31 @@
 
 use clap::{Args, Subcommand};
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
+use vinfra_types::filter::RuleFilter;
 
 use crate::config::ConnectionOverrides;
 use crate::output::{render, table, Output};
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, name_arg, show, word_arg, RestCommandError};
 
 /// `vinfra rule …`.
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
-    /// Every placement rule.
-    List,
+    /// Every placement rule, or those naming a VM, naming a host, of a kind, of a strength.
+    List {
+        /// Only the rules naming this VM.
+        #[arg(long, value_parser = name_arg)]
+        vm: Option<String>,
+        /// Only the rules naming this host (run_on, not_on).
+        #[arg(long, value_parser = name_arg)]
+        host: Option<String>,
+        /// Only the rules of this kind: affinity, anti_affinity, run_on or not_on (the KIND
+        /// column; `-` for `_` too).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<RuleKind>,
+        /// Only the rules of this strength: must or should.
+        #[arg(long, value_parser = parse_strength)]
+        strength: Option<RuleStrength>,
+    },
     /// One rule.
     Show {
         /// The rule.
@@ -55,6 +70,19 @@ pub struct RuleCreateArgs {
     /// The VMs (comma-separated).
     #[arg(long, required = true)]
     pub vms: String,
+}
+
+/// `--kind`: a rule's kind as the API names it (`anti-affinity` as `anti_affinity`).
+fn parse_kind(s: &str) -> Result<RuleKind, String> {
+    word_arg(
+        &s.replace('-', "_"),
+        "affinity, anti_affinity, run_on or not_on",
+    )
+}
+
+/// `--strength`: must or should.
+fn parse_strength(s: &str) -> Result<RuleStrength, String> {
+    word_arg(s, "must or should")
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -137,7 +165,22 @@ pub fn run(
     cmd: &RuleCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
-        RuleCommand::List => show(out, &conn.client()?.rules()?, |r| rules_text(r)),
+        RuleCommand::List {
+            vm,
+            host,
+            kind,
+            strength,
+        } => {
+            let filter = RuleFilter {
+                vm: vm.clone(),
+                host: host.clone(),
+                kind: *kind,
+                strength: *strength,
+            };
+            show(out, &conn.client()?.rules_where(&filter)?, |r| {
+                rules_text(r)
+            })
+        }
         RuleCommand::Show { name } => {
             check_name("rule", name)?;
             show(out, &conn.client()?.rule(name)?, |r| {

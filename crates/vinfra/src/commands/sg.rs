@@ -4,6 +4,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use vinfra_types::api::UpdateNicRequest;
+use vinfra_types::filter::SecurityGroupFilter;
 use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgAction, SgDirection, SgPortRange,
     SgProtocol, SgRule,
@@ -11,13 +12,20 @@ use vinfra_types::security_group::{
 
 use crate::config::ConnectionOverrides;
 use crate::output::{pairs, render, table, timestamp, Output};
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, name_arg, show, RestCommandError};
 
 /// `vinfra sg …`.
 #[derive(Debug, Subcommand)]
 pub enum SgCommand {
-    /// Every security group.
-    List,
+    /// Every security group, or those a NIC of a VM, a NIC on a network is in.
+    List {
+        /// Only the groups one of this VM's NICs is in.
+        #[arg(long, value_parser = name_arg)]
+        vm: Option<String>,
+        /// Only the groups a NIC on this network is in.
+        #[arg(long, value_parser = name_arg)]
+        network: Option<String>,
+    },
     /// One group: its rules with their ids, the NICs in it.
     Show {
         /// The group.
@@ -304,7 +312,15 @@ pub fn run(
     cmd: &SgCommand,
 ) -> Result<(), RestCommandError> {
     match cmd {
-        SgCommand::List => show(out, &conn.client()?.security_groups()?, |g| groups_text(g)),
+        SgCommand::List { vm, network } => {
+            let filter = SecurityGroupFilter {
+                vm: vm.clone(),
+                network: network.clone(),
+            };
+            show(out, &conn.client()?.security_groups_where(&filter)?, |g| {
+                groups_text(g)
+            })
+        }
         SgCommand::Show {
             name,
             counters: false,

@@ -3,12 +3,15 @@
 //! rotation of the secret of the token in use.
 
 use clap::Subcommand;
-use vinfra_types::auth::{CreateTokenRequest, NewToken, Role, TokenSummary, UnknownRole};
+use vinfra_types::auth::{
+    CreateTokenRequest, NewToken, Role, TokenState, TokenSummary, UnknownRole,
+};
+use vinfra_types::filter::TokenFilter;
 
 use crate::config::ConnectionOverrides;
 use crate::output::{self, Output};
 use crate::parse;
-use crate::rest::{check_name, show, RestCommandError};
+use crate::rest::{check_name, show, word_arg, RestCommandError};
 
 /// `vinfra join-token …`.
 #[derive(Debug, Subcommand)]
@@ -35,8 +38,15 @@ pub enum TokenCommand {
         expires: Option<u64>,
     },
     /// List the API tokens: name, role, state, creation and expiry; never their secrets
-    /// (admin).
-    List,
+    /// (admin). All, or those of a role, in a state.
+    List {
+        /// Only the tokens of this role: viewer, operator or admin.
+        #[arg(long, value_parser = role)]
+        role: Option<Role>,
+        /// Only the tokens in this state: active, expired or revoked.
+        #[arg(long, value_parser = parse_state)]
+        state: Option<TokenState>,
+    },
     /// Revoke an API token: refused from now on, for good (admin).
     Revoke {
         /// The token.
@@ -49,6 +59,11 @@ pub enum TokenCommand {
 
 fn role(s: &str) -> Result<Role, UnknownRole> {
     s.parse()
+}
+
+/// `--state`: a token's state as the API names it.
+fn parse_state(s: &str) -> Result<TokenState, String> {
+    word_arg(s, "active, expired or revoked")
 }
 
 /// `vinfra join-token create`.
@@ -88,7 +103,13 @@ pub fn run_token(
             };
             show(out, &conn.client()?.create_token(&request)?, created)
         }
-        TokenCommand::List => show(out, &conn.client()?.tokens()?, |t| tokens(t)),
+        TokenCommand::List { role, state } => {
+            let filter = TokenFilter {
+                role: *role,
+                state: *state,
+            };
+            show(out, &conn.client()?.tokens_where(&filter)?, |t| tokens(t))
+        }
         TokenCommand::Revoke { name } => {
             check_name("token", name)?;
             conn.client()?.revoke_token(name)?;
