@@ -174,7 +174,8 @@ pub async fn show_host<A: ConsoleApi>(
 /// flag. The fence command is never shown again: the host's view says `fence_command_set`.
 /// `maintenance: true` answers 202 with a `host_evacuate` task: the flag is set at once, and the
 /// task ends when no running VM is left on the host (moved by balancing, or by hand), its
-/// result the host; cancelling it takes the host out of maintenance again.
+/// result the host; taking the host out of maintenance meanwhile ends it `cancelled` (the task
+/// itself cannot be cancelled).
 #[utoipa::path(patch, path = "/api/v1/hosts/{name}", tag = "hosts", params(("name" = String, Path, description = "host name")),
     request_body = UpdateHostRequest,
     responses((status = 200, description = "the updated host", body = HostSummary),

@@ -4,13 +4,12 @@
 //! The flag is set at once (nothing new is placed on the host) and a balancing pass is woken;
 //! with balancing `automatic` the passes migrate the host's running VMs away, with `manual`
 //! they recommend it (an operator applies the recommendations), with `off` the operator
-//! migrates them by hand. The task shows how many are left. Cancelling it takes the host out
-//! of maintenance again (what has moved stays where it went); turning maintenance off by
-//! other means fails it. After [`EVACUATION_LIMIT`] it fails with the VMs still there, the host
-//! staying in maintenance.
+//! migrates them by hand. The task shows how many are left. Taking the host out of
+//! maintenance (`PATCH`, an admin's change as putting it in is) cancels it: the task ends
+//! `cancelled`, what has moved stays where it went; the task itself is not cancellable
+//! (`DELETE /tasks/{id}` is an operator's, and would change a host). After
+//! [`EVACUATION_LIMIT`] it fails with the VMs still there, the host staying in maintenance.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vinfra_types::api::UpdateHostRequest;
@@ -47,28 +46,17 @@ pub async fn enter_maintenance(
 ) -> Result<HostSummary, Error> {
     crud::update(console, name, update)?;
     tasks::accepted();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let flag = cancelled.clone();
-    tasks::on_cancel(Some(Arc::new(move || flag.store(true, Ordering::SeqCst))));
     let total = running_on(console, name);
     let deadline = Instant::now() + EVACUATION_LIMIT;
     let mut said = None;
     loop {
         let left = running_on(console, name);
         if left == 0 {
-            tasks::on_cancel(None);
             tasks::say(format!("no running VM is left on host {name}"));
             return crud::show(console, name);
         }
-        if cancelled.load(Ordering::SeqCst) {
-            crud::update(
-                console,
-                name,
-                UpdateHostRequest {
-                    maintenance: Some(false),
-                    ..Default::default()
-                },
-            )?;
+        if !console.host(name)?.value.maintenance {
+            tasks::mark_cancelled();
             return Err(Error::EvacuationCancelled {
                 host: name.to_string(),
             });
@@ -78,9 +66,6 @@ pub async fn enter_maintenance(
             left,
             why: why.to_string(),
         };
-        if !console.host(name)?.value.maintenance {
-            return Err(unfinished("it was taken out of maintenance"));
-        }
         if Instant::now() >= deadline {
             return Err(unfinished(&format!(
                 "not evacuated within {} minutes; it stays in maintenance",

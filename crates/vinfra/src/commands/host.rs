@@ -64,7 +64,7 @@ pub enum HostCommand {
         #[arg(long, conflicts_with = "fence_command")]
         no_fence_command: bool,
         /// With `--maintenance on`: print the evacuation's task number and return at once.
-        #[arg(long)]
+        #[arg(long, requires = "maintenance")]
         no_wait: bool,
     },
     /// Power a host off with its fence command (refused while its agent is connected, unless
