@@ -142,8 +142,9 @@ fn restarted_console_keeps_vms_hosts_and_settings() {
     let mut off = Lab::guest_vm_request("off-1", 128, Some("h2"));
     off.start = false;
     client.create_vm(&off).expect("create off-1");
+    // Maintenance on: its evacuation's task waits (balancing is off), not followed here.
     client
-        .update_host(
+        .update_host_task(
             "h1",
             &UpdateHostRequest {
                 ratios: None,
