@@ -19,7 +19,7 @@ use vinfra_types::auth::{Actor, Role};
 
 use super::session::{cookie_value, same_secret, Session, COOKIE};
 use super::state::WebState;
-use super::views;
+use super::views::{self, Refusal};
 use crate::api::access::required_role;
 use crate::interface::{ConsoleApi, TokenHolder};
 
@@ -108,14 +108,16 @@ impl<A> Signed<A> {
     }
 
     /// 403 unless `csrf` (the form's) is this session's CSRF token.
-    pub fn check_csrf(&self, csrf: &str) -> Result<(), Response> {
+    pub fn check_csrf(&self, csrf: &str) -> Result<(), Refusal> {
         if same_secret(csrf, &self.session.csrf) {
             Ok(())
         } else {
-            Err(views::error_page(
-                StatusCode::FORBIDDEN,
-                "the form's CSRF token is missing or not this session's: reload the page and try again",
-            ))
+            Err(Refusal {
+                status: StatusCode::FORBIDDEN,
+                detail: "the form's CSRF token is missing or not this session's: reload the page \
+                         and try again"
+                    .into(),
+            })
         }
     }
 
@@ -126,17 +128,17 @@ impl<A> Signed<A> {
     }
 
     /// 403 unless [`Self::may`].
-    pub fn require(&self, method: &str, route: &str) -> Result<(), Response> {
+    pub fn require(&self, method: &str, route: &str) -> Result<(), Refusal> {
         if self.may(method, route) {
             return Ok(());
         }
         let needed = required_role(method, route).unwrap_or(Role::Admin);
-        Err(views::error_page(
-            StatusCode::FORBIDDEN,
-            &format!(
+        Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            detail: format!(
                 "token '{}' has role {}; this action needs role {needed}",
                 self.holder.name, self.holder.role
             ),
-        ))
+        })
     }
 }

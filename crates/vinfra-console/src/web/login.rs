@@ -63,7 +63,7 @@ pub async fn logout<A: ConsoleApi>(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(refused) = signed.check_csrf(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     state.sessions.close(&signed.id);
     let mut resp = Redirect::to("/login").into_response();

@@ -78,7 +78,7 @@ impl<A: ConsoleApi> Signed<A> {
     /// page, another answer to `done`.
     async fn act(&self, method: &str, route: &str, command: Command, done: &str) -> Response {
         if let Err(refused) = self.require(method, route) {
-            return refused;
+            return refused.into_response();
         }
         match self.console.submit(self.actor(), command).await {
             Ok(Submitted::Task(task)) => {
@@ -93,10 +93,10 @@ impl<A: ConsoleApi> Signed<A> {
 /// `GET /`: the hosts and the VMs.
 pub async fn inventory<A: ConsoleApi>(s: Signed<A>) -> Response {
     if let Err(r) = s.require("GET", "/api/v1/hosts") {
-        return r;
+        return r.into_response();
     }
     if let Err(r) = s.require("GET", "/api/v1/vms") {
-        return r;
+        return r.into_response();
     }
     let hosts = match s
         .run(Command::ListHosts {
@@ -132,7 +132,7 @@ pub async fn inventory<A: ConsoleApi>(s: Signed<A>) -> Response {
 /// `GET /vms/{name}`: the VM, its actions (for an operator), its events.
 pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> Response {
     if let Err(r) = s.require("GET", "/api/v1/vms/{name}") {
-        return r;
+        return r.into_response();
     }
     let vm = match s.vm(&name).await {
         Ok(vm) => vm,
@@ -230,7 +230,7 @@ pub async fn power<A: ConsoleApi>(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Err(r) = s.check_csrf(&form.csrf) {
-        return r;
+        return r.into_response();
     }
     if let Err(e) = vinfra_types::validate_name(&name) {
         return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
@@ -259,7 +259,7 @@ pub async fn power<A: ConsoleApi>(
 /// `GET /vms/{name}/delete`: the confirmation.
 pub async fn confirm_delete<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> Response {
     if let Err(r) = s.require("DELETE", "/api/v1/vms/{name}") {
-        return r;
+        return r.into_response();
     }
     let vm = match s.vm(&name).await {
         Ok(vm) => vm,
@@ -295,7 +295,7 @@ pub async fn delete_vm<A: ConsoleApi>(
     Form(form): Form<DeleteForm>,
 ) -> Response {
     if let Err(r) = s.check_csrf(&form.csrf) {
-        return r;
+        return r.into_response();
     }
     if let Err(e) = vinfra_types::validate_name(&name) {
         return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
@@ -357,7 +357,7 @@ pub async fn task_box<A: ConsoleApi>(
 /// `GET /vms/new`: the create form.
 pub async fn new_vm<A: ConsoleApi>(s: Signed<A>) -> Response {
     if let Err(r) = s.require("POST", "/api/v1/vms") {
-        return r;
+        return r.into_response();
     }
     let hosts = match s.host_names().await {
         Ok(h) => h,
@@ -436,10 +436,10 @@ fn request_of(form: &CreateForm) -> Result<CreateVmRequest, String> {
 /// with the API's words for it (and its status).
 pub async fn create_vm<A: ConsoleApi>(s: Signed<A>, Form(form): Form<CreateForm>) -> Response {
     if let Err(r) = s.check_csrf(&form.csrf) {
-        return r;
+        return r.into_response();
     }
     if let Err(r) = s.require("POST", "/api/v1/vms") {
-        return r;
+        return r.into_response();
     }
     let (status, problem) = match request_of(&form) {
         Err(words) => (StatusCode::BAD_REQUEST, words),

@@ -402,6 +402,28 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     }
 }
 
+/// Why an action is refused before it runs (its role, its CSRF token): the error page's
+/// status and words.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Why, in words.
+    pub detail: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error_page(self.status, &self.detail)
+    }
+}
+
+impl From<Refusal> for Response {
+    fn from(r: Refusal) -> Response {
+        r.into_response()
+    }
+}
+
 /// The error page.
 pub fn error_page(status: StatusCode, detail: &str) -> Response {
     render(
