@@ -19,7 +19,7 @@ use vinfra_types::auth::{Actor, Role};
 
 use super::session::{cookie_value, same_secret, Session, COOKIE};
 use super::state::WebState;
-use super::views::{self, Refusal};
+use super::views::{self, PageRefusal};
 use crate::api::access::required_role;
 use crate::interface::{ConsoleApi, TokenHolder};
 
@@ -108,11 +108,11 @@ impl<A> Signed<A> {
     }
 
     /// 403 unless `csrf` (the form's) is this session's CSRF token.
-    pub fn check_csrf(&self, csrf: &str) -> Result<(), Refusal> {
+    pub fn check_csrf(&self, csrf: &str) -> Result<(), PageRefusal> {
         if same_secret(csrf, &self.session.csrf) {
             Ok(())
         } else {
-            Err(Refusal {
+            Err(PageRefusal {
                 status: StatusCode::FORBIDDEN,
                 detail: "the form's CSRF token is missing or not this session's: reload the page \
                          and try again"
@@ -128,12 +128,12 @@ impl<A> Signed<A> {
     }
 
     /// 403 unless [`Self::may`].
-    pub fn require(&self, method: &str, route: &str) -> Result<(), Refusal> {
+    pub fn require(&self, method: &str, route: &str) -> Result<(), PageRefusal> {
         if self.may(method, route) {
             return Ok(());
         }
         let needed = required_role(method, route).unwrap_or(Role::Admin);
-        Err(Refusal {
+        Err(PageRefusal {
             status: StatusCode::FORBIDDEN,
             detail: format!(
                 "token '{}' has role {}; this action needs role {needed}",

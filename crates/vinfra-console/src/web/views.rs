@@ -405,21 +405,21 @@ pub fn render<T: Template>(status: StatusCode, page: &T) -> Response {
 /// Why an action is refused before it runs (its role, its CSRF token): the error page's
 /// status and words.
 #[derive(Debug)]
-pub struct Refusal {
+pub struct PageRefusal {
     /// The HTTP status.
     pub status: StatusCode,
     /// Why, in words.
     pub detail: String,
 }
 
-impl IntoResponse for Refusal {
+impl IntoResponse for PageRefusal {
     fn into_response(self) -> Response {
         error_page(self.status, &self.detail)
     }
 }
 
-impl From<Refusal> for Response {
-    fn from(r: Refusal) -> Response {
+impl From<PageRefusal> for Response {
+    fn from(r: PageRefusal) -> Response {
         r.into_response()
     }
 }
