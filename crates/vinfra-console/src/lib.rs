@@ -3,6 +3,8 @@
 //! Modules, top to bottom (an import only ever goes down this list):
 //!
 //! - `lib.rs`: process wiring only: [`ConsoleConfig`], [`start`], [`run`], the tasks;
+//! - [`web`]: the web console: server-rendered pages over [`interface`] (and the API's role
+//!   table), sessions, CSRF;
 //! - [`api`]: axum routes that parse requests into [`interface::Command`]s and render
 //!   [`interface::Reply`]s; problem+json errors; bearer-token auth; the OpenAPI document;
 //! - [`interface`]: [`interface::Command`], [`interface::Reply`], the
@@ -59,6 +61,7 @@ pub mod security_groups;
 pub mod state;
 pub mod tasks;
 pub mod vms;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -640,7 +643,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let handle = axum_server::Handle::new();
     let limits = &config.api_limits;
     let request_limits = api::limits::RequestLimits::new(limits.body_timeout, limits.rate);
-    let app = api::router_with(console.clone(), Arc::new(request_limits)).into_make_service();
+    // The web console's pages share the listener (docs/design.md, "Web console").
+    let app = api::router_with(console.clone(), Arc::new(request_limits))
+        .merge(web::router(console.clone()))
+        .into_make_service();
     // No Nagle: a response written in two parts would wait for the client's delayed ACK.
     let accept = api::connections::LimitedAcceptor::new(
         axum_server::accept::NoDelayAcceptor::new(),

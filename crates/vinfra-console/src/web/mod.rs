@@ -1,0 +1,118 @@
+//! The web console: server-rendered pages on the API's listener (`/`, `/login`, `/vms/…`,
+//! `/tasks/…`), for a browser logged in with an API token.
+//!
+//! Like [`crate::api`], it drives the console through [`crate::interface`] only (the
+//! [`ConsoleApi`] trait, typed [`Command`](crate::interface::Command)s); of the API it takes
+//! the role table ([`crate::api::access::required_role`]): each action of a page needs the role
+//! its API route needs. Its files:
+//!
+//! - [`session`]: the sessions (a random id in a cookie, the token kept server-side);
+//! - [`state`]: what the handlers share;
+//! - [`login`]: the login form, login and logout;
+//! - [`guard`]: cross-site requests refused, the session of a page, its CSRF token, roles;
+//! - [`pages`]: the handlers of the pages and forms;
+//! - [`views`]: the askama templates (`templates/web/`) and what they show.
+//!
+//! Its assets (a style sheet and one small script) are compiled into the binary; the pages
+//! load nothing from another site (`Content-Security-Policy` says so to the browser).
+
+pub mod guard;
+pub mod login;
+pub mod pages;
+pub mod session;
+pub mod state;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::interface::ConsoleApi;
+use session::Sessions;
+use state::WebState;
+
+/// The style sheet, `GET /assets/style.css`.
+const STYLE: &str = include_str!("assets/style.css");
+/// The script, `GET /assets/app.js`.
+const SCRIPT: &str = include_str!("assets/app.js");
+
+/// Largest form a page posts.
+const MAX_FORM: usize = 64 * 1024;
+
+/// The web console's routes, over `console`, to be merged with the API's router (it has no
+/// fallback of its own: an unknown path is the API's 404).
+pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
+    let state = WebState {
+        console,
+        sessions: Arc::new(Sessions::default()),
+    };
+    Router::new()
+        .route("/", get(pages::inventory::<A>))
+        .route("/login", get(login::form).post(login::login::<A>))
+        .route("/logout", post(login::logout::<A>))
+        .route(
+            "/vms/new",
+            get(pages::new_vm::<A>).post(pages::create_vm::<A>),
+        )
+        .route("/vms/{name}", get(pages::show_vm::<A>))
+        .route("/vms/{name}/{action}", post(pages::power::<A>))
+        .route(
+            "/vms/{name}/delete",
+            get(pages::confirm_delete::<A>).post(pages::delete_vm::<A>),
+        )
+        .route("/tasks/{id}", get(pages::show_task::<A>))
+        .route("/ui/tasks/{id}", get(pages::task_box::<A>))
+        .route("/assets/style.css", get(|| asset(STYLE, "text/css")))
+        .route(
+            "/assets/app.js",
+            get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .layer(axum::middleware::from_fn(guard::same_site_only))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
+        .with_state(state)
+}
+
+/// An embedded asset.
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    resp
+}
+
+/// Every answer of the web console: nothing from another site, not in a frame, no sniffing,
+/// no referrer; pages are not cached.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}

@@ -1,0 +1,32 @@
+//! What the web console's handlers share, and the form every action posts.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::session::Sessions;
+
+/// What the handlers share: the console and the sessions.
+pub struct WebState<A> {
+    /// The console (or a stub).
+    pub console: Arc<A>,
+    /// The logged-in browsers.
+    pub sessions: Arc<Sessions>,
+}
+
+impl<A> Clone for WebState<A> {
+    fn clone(&self) -> Self {
+        WebState {
+            console: self.console.clone(),
+            sessions: self.sessions.clone(),
+        }
+    }
+}
+
+/// The logout form (and every other form that only carries its CSRF token).
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    #[serde(default)]
+    pub csrf: String,
+}
