@@ -38,7 +38,8 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("console.db")).expect("the store"));
-    let (board, unended) = TaskBoard::load(store.clone()).expect("the board");
+    let (board, unended) =
+        TaskBoard::load(store.clone(), vinfra_console::metrics::Metrics::new()).expect("the board");
     assert!(unended.is_empty());
     let board = Arc::new(board);
     let actor = Actor::token("bench");

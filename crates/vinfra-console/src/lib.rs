@@ -14,6 +14,7 @@
 //! - [`controllers`]: reconcile loops (the VM controller, the switch controller);
 //! - [`balancing`]: the balancer task, its passes, recommendations;
 //! - [`migration`]: live-migration orchestration;
+//! - [`scrape`]: `GET /metrics`: the gauges computed now, then the recorder's text;
 //! - [`vms`]: create, power, delete, views, HA policy, NIC settings, cleanups;
 //! - [`hosts`]: host records, their out-of-band fence, settings, tokens, joins;
 //! - [`networks`]: logical networks, NIC address management, each host's switch
@@ -26,6 +27,8 @@
 //! - [`fit`]: which hosts can take a VM (the adapter to `vinfra-placement`);
 //! - [`state`]: the [`state::Console`] (store, mirrors, settings), its reads and writes, the
 //!   records, what is in flight, the event history;
+//! - [`metrics`]: the metric names and the console's own Prometheus recorder, what records
+//!   into it (each event one call where it happens) and the store's writes timed;
 //! - [`error`]: [`error::Error`], [`error::JoinError`], [`error::RecordError`],
 //!   [`error::RouterRefusal`];
 //! - [`agents`]: the endpoint agents dial (mutual TLS, joins) and the registry of connections;
@@ -52,11 +55,13 @@ pub mod flows;
 pub mod ha;
 pub mod hosts;
 pub mod interface;
+pub mod metrics;
 pub mod migration;
 pub mod networks;
 pub mod pki;
 pub mod routers;
 pub mod rules;
+pub mod scrape;
 pub mod security_groups;
 pub mod state;
 pub mod tasks;
@@ -569,6 +574,9 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
         Actor::controller("certificates"),
         renew_server_cert(console.clone(), keys.server),
     )));
+    tasks.push(tokio::spawn(
+        console.metrics().clone().keep_up(metrics::UPKEEP_INTERVAL),
+    ));
     tasks.push(tokio::spawn(compact_history(
         store.clone(),
         config.compaction_interval,

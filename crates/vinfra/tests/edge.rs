@@ -420,7 +420,10 @@ fn north_south_through_the_edge_snat_floating_ip_and_a_migration() {
     // uplink's addresses with gratuitous ARP; new connections leave from the same address and
     // the floating IP answers again (the sessions of the old edge are gone).
     // Not waiting for the evacuation (balancing is off: the VMs stay).
-    cli(&lab, &["host", "set", "h1", "--maintenance", "on", "--no-wait"]);
+    cli(
+        &lab,
+        &["host", "set", "h1", "--maintenance", "on", "--no-wait"],
+    );
     wait_for("the edge to move to h2", Duration::from_secs(30), || {
         nat(&lab, "h2").edge.then_some(())
     });

@@ -15,10 +15,14 @@
 
 use vinfra_types::auth::Role;
 
-/// The role `method` on the route `path` (as axum matched it, `/api/v1/vms/{name}`) needs;
-/// `None` for a route this table does not know (then `admin`).
+/// The role `method` on the route `path` (as axum matched it, `/api/v1/vms/{name}`, or
+/// `/metrics`) needs; `None` for a route this table does not know (then `admin`).
 pub fn required_role(method: &str, path: &str) -> Option<Role> {
     use Role::{Admin, Operator, Viewer};
+    if (method, path) == ("GET", "/metrics") {
+        // The metrics (outside `/api/v1`, where Prometheus looks for them) are a read.
+        return Some(Viewer);
+    }
     let route = path.strip_prefix("/api/v1")?;
     Some(match (method, route) {
         // Reads.
@@ -112,6 +116,9 @@ mod tests {
 
     #[test]
     fn the_boundaries() {
+        assert_eq!(required_role("GET", "/metrics"), Some(Role::Viewer));
+        assert_eq!(required_role("POST", "/metrics"), None);
+        assert_eq!(required_role("GET", "/api/v1/metrics"), None);
         assert_eq!(required_role("GET", "/api/v1/vms"), Some(Role::Viewer));
         assert_eq!(required_role("POST", "/api/v1/vms"), Some(Role::Operator));
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod flow_routes;
 pub mod limits;
 pub mod list_queries;
 pub mod list_routes;
+pub mod metrics_routes;
 pub mod openapi;
 pub mod pages;
 pub mod problem;
@@ -185,9 +186,31 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             "/vms/{name}/floating-ips/{ip}",
             delete(routes::delete_floating_ip::<A>),
         )
+        .method_not_allowed_fallback(|| async { ApiError::Method });
+    // The metrics, outside `/api/v1` where Prometheus looks for them, behind the same layers.
+    let metrics = Router::new()
+        .route("/metrics", get(metrics_routes::scrape::<A>))
+        .method_not_allowed_fallback(|| async { ApiError::Method });
+    Router::new()
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .merge(guarded(metrics, &console, &limits))
+        .nest("/api/v1", guarded(v1, &console, &limits))
+        .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::Method })
-        // Layers run outside in: the token is checked, then its rate, then the body is read
-        // (so that no body is held for a client without a token).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(console)
+}
+
+/// `routes` behind the layers every route but the OpenAPI document has. They run outside in:
+/// the request is counted once answered ([`metrics_routes::observe`]), the token is checked,
+/// then its rate, then the body is read (so that no body is held for a client without a
+/// token).
+fn guarded<A: ConsoleApi>(
+    routes: Router<Arc<A>>,
+    console: &Arc<A>,
+    limits: &Arc<limits::RequestLimits>,
+) -> Router<Arc<A>> {
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             limits.clone(),
             limits::read_body,
@@ -199,14 +222,11 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),
             auth::<A>,
-        ));
-    Router::new()
-        .route("/api/openapi.json", get(openapi::openapi_json))
-        .nest("/api/v1", v1)
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::Method })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(console)
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            metrics_routes::observe::<A>,
+        ))
 }
 
 /// Bearer-token check, then the role check: 401 problem+json when the token is missing,

@@ -2,7 +2,7 @@
 //! ([`ConsoleApi::execute`]), render the [`Reply`]. No logic lives here. The VMs' handlers are
 //! in [`super::vm_routes`].
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -30,6 +30,9 @@ use super::extract::{
 use super::pages::{self, PageQuery};
 use super::problem::ApiError;
 use crate::interface::{Command, ConsoleApi, Reply, Submitted};
+
+/// The content type of the metrics (`GET /metrics`): the Prometheus text format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Runs one command and renders its reply: 200 with the body, 201 for what was created, 202 for
 /// a migration started, 204 when there is nothing to show.
@@ -145,6 +148,9 @@ fn render(reply: Reply) -> Response {
         Reply::FloatingIpCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::Tasks(v) => Json(v).into_response(),
         Reply::Task(v) => Json(v).into_response(),
+        Reply::Metrics(text) => {
+            ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
+        }
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -80,6 +80,7 @@ async fn start_move(
         });
     }
     let progress = migration::start_planned(console, vm, to).await?;
+    console.metrics().balancer_move_started();
     console.event(
         "drs",
         vm,

@@ -111,12 +111,14 @@ pub async fn pass(console: &Arc<Console>) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("balancing pass failed: {e}");
+            console.metrics().balancer_pass(None);
             let mut r = balancer.results();
             r.last_run_at = Some(now_s());
             r.last_error = Some(e);
             return;
         }
     };
+    console.metrics().balancer_pass(Some(plan.moves.len()));
     let started = match settings.mode {
         BalancingMode::Automatic => {
             balancer.results().recommendations.clear();

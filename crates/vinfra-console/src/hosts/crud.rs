@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use vinfra_types::api::{ClusterSettings, UpdateHostRequest};
 use vinfra_types::filter::{HostFilter, ListFilter};
 use vinfra_types::ha::validate_fence_command;
-use vinfra_types::{HostSummary, HostUsage};
+use vinfra_types::{HostStatus, HostSummary, HostUsage};
 
 use crate::error::Error;
 use crate::networks::ipam;
@@ -70,6 +70,28 @@ pub fn list(console: &Console, filter: &HostFilter) -> Vec<HostSummary> {
         .map(|h| summary(console, h, &alloc, &settings))
         .filter(|h| filter.lets(h))
         .collect()
+}
+
+/// How many registered hosts are `connected`, `disconnected` and in `maintenance` (a host in
+/// maintenance counts there alone, whatever its connection), for `GET /metrics`: from the
+/// host mirror and the registry, no store read.
+pub fn status_counts(console: &Console) -> Vec<(&'static str, u64)> {
+    let hosts: Vec<(String, bool)> = console.with_hosts(|hosts| {
+        hosts
+            .values()
+            .map(|h| (h.value.name.clone(), h.value.maintenance))
+            .collect()
+    });
+    let mut counts = [("connected", 0), ("disconnected", 0), ("maintenance", 0)];
+    for (name, maintenance) in hosts {
+        let i = match (maintenance, console.agents().status(&name)) {
+            (true, _) => 2,
+            (false, HostStatus::Connected) => 0,
+            (false, HostStatus::Disconnected) => 1,
+        };
+        counts[i].1 += 1;
+    }
+    counts.to_vec()
 }
 
 /// One host.

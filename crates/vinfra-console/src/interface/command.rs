@@ -385,4 +385,6 @@ pub enum Command {
         /// The task.
         id: u64,
     },
+    /// The console's metrics, the gauges computed now (`GET /metrics`).
+    Metrics,
 }

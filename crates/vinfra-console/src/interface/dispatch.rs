@@ -12,7 +12,7 @@ use super::reply::Reply;
 use crate::error::Error;
 use crate::state::Console;
 use crate::{
-    balancing, ha, hosts, migration, networks, routers, rules, security_groups, tasks, vms,
+    balancing, ha, hosts, migration, networks, routers, rules, scrape, security_groups, tasks, vms,
 };
 
 /// True when a host update puts it in maintenance: its evacuation follows, as a task.
@@ -245,5 +245,6 @@ pub(super) async fn dispatch(
         Command::ListTasks { filter } => Reply::Tasks(tasks::list(c, &filter)),
         Command::ShowTask { id, wait_s } => Reply::Task(tasks::show(c, id, wait_s).await?),
         Command::CancelTask { id } => Reply::Task(tasks::cancel(c, id, actor.clone())?),
+        Command::Metrics => Reply::Metrics(scrape::scrape(c)),
     })
 }

@@ -4,10 +4,11 @@
 //!
 //! `impl ConsoleApi for Console` is one match handing each command to one resource function
 //! (`hosts`, `vms`, `migration`, `rules`, `balancing`, `networks`, `security_groups`,
-//! `routers`, `flows`).
+//! `routers`, `flows`, `scrape`).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use vinfra_types::auth::Actor;
 use vinfra_types::task::Task;
@@ -60,6 +61,13 @@ pub trait ConsoleApi: Send + Sync + 'static {
     fn task_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Task>> {
         None
     }
+
+    /// An API request was answered with `status` after `took`; `route` is the matched route's
+    /// template (`/api/v1/vms/{name}`). Counted in the metrics ([`Command::Metrics`]); a
+    /// console without metrics ignores it (the default).
+    fn request_answered(&self, route: &str, method: &str, status: u16, took: Duration) {
+        let _ = (route, method, status, took);
+    }
 }
 
 impl ConsoleApi for Console {
@@ -90,5 +98,9 @@ impl ConsoleApi for Console {
 
     fn task_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Task>> {
         Some(self.tasks().subscribe())
+    }
+
+    fn request_answered(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.metrics().http_request(route, method, status, took);
     }
 }

@@ -104,6 +104,8 @@ pub enum Reply {
     Tasks(Vec<Task>),
     /// One task (`ShowTask`, `CancelTask`, `CancelMigration`).
     Task(Task),
+    /// The metrics in the Prometheus text format (`Metrics`).
+    Metrics(String),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }

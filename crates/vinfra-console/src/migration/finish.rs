@@ -315,6 +315,9 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
             );
         }
     }
+    console
+        .metrics()
+        .migration_ended(active.progress().phase, active.elapsed());
     console.inflight().end_migration(&active.vm);
     // The destination keeps the VM's networks only if the VM arrived there.
     push::push_all_later(console);

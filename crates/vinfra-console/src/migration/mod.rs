@@ -147,6 +147,7 @@ async fn begin(
             active.source, active.destination
         ),
     );
+    console.metrics().migration_started();
     let first = active.progress();
     let console = console.clone();
     tokio::spawn(crate::state::events::inherit(async move {

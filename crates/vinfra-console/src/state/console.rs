@@ -27,6 +27,7 @@ use super::underlay::UnderlayIndex;
 pub(super) use super::vm_mirror::VmMirror;
 use crate::agents::AgentRegistry;
 use crate::error::{Error, Object, RecordError};
+use crate::metrics::Metrics;
 
 /// How long the console waits for an agent to create or start a VM (the default of
 /// `ConsoleConfig::create_timeout` for `POST /vms`).
@@ -89,16 +90,20 @@ pub struct Console {
     source_lost_after: Duration,
     create_timeout: Duration,
     fence_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Console {
     /// Loads the mirrors from the store (the API tokens too: the caller creates the first one
-    /// on first start).
+    /// on first start). The console's metrics get a recorder of their own, and every write
+    /// through `store` from here on is timed ([`Metrics::timed`]).
     pub fn load(
         store: Arc<dyn Store>,
         agents: AgentRegistry,
         ca: ClusterCa,
     ) -> Result<Self, RecordError> {
+        let metrics = Metrics::new();
+        let store = metrics.timed(store);
         let slots = super::slots::SlotCounter::load(store.as_ref())?;
         let mut vms = VmMirror::default();
         for (name, rec) in keys::range::<VmRecord>(store.as_ref(), keys::VMS)? {
@@ -115,7 +120,7 @@ impl Console {
             .unwrap_or_default();
         let events = EventLog::load(store.as_ref())?;
         let tokens = super::token_mirror::TokenMirror::load(store.as_ref())?;
-        let (tasks, unended_tasks) = super::tasks::TaskBoard::load(store.clone())?;
+        let (tasks, unended_tasks) = super::tasks::TaskBoard::load(store.clone(), metrics.clone())?;
         let mut markers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for kv in store.range(keys::CLEANUPS)?.0 {
             if let Some(vm) = keys::cleanup_vm(&kv.key) {
@@ -145,6 +150,7 @@ impl Console {
             source_lost_after: SOURCE_LOST_AFTER,
             create_timeout: CREATE_TIMEOUT,
             fence_timeout: FENCE_TIMEOUT,
+            metrics,
         })
     }
 
@@ -157,6 +163,11 @@ impl Console {
     /// The CA certificates hosts are to trust (PEM; the issuing CA first).
     pub fn ca_bundle(&self) -> &str {
         &self.ca_bundle
+    }
+
+    /// The console's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The hosts' flows of the last hour.

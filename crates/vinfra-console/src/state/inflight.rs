@@ -76,6 +76,12 @@ impl ActiveMigration {
         }
     }
 
+    /// The time since the migration began here (its start, or this console's taking it up
+    /// after a restart).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     /// Notes that the step `name` ended now (it began where the previous one ended).
     pub fn step_done(&self, name: &'static str) {
         lock(&self.steps).push((name, Instant::now()));

@@ -28,6 +28,7 @@ use vinfra_types::Problem;
 use super::locks::lock;
 use super::records::{self as keys, now_s};
 use crate::error::RecordError;
+use crate::metrics::Metrics;
 
 /// Ended tasks kept beyond the unended ones (the oldest go first).
 pub const MAX_ENDED_TASKS: usize = 1000;
@@ -83,6 +84,7 @@ pub struct TaskBoard {
     store: Arc<dyn Store>,
     board: Mutex<Board>,
     changes: broadcast::Sender<Task>,
+    metrics: Metrics,
 }
 
 /// The running task's side: what [`scope`] makes reachable to its operation.
@@ -160,8 +162,11 @@ impl TaskHandle {
 
 impl TaskBoard {
     /// Loads the stored tasks; returns the board and the tasks that had not ended (the console
-    /// stopped while they ran).
-    pub fn load(store: Arc<dyn Store>) -> Result<(Self, Vec<TaskRecord>), RecordError> {
+    /// stopped while they ran). Each task's end counts in `metrics`.
+    pub fn load(
+        store: Arc<dyn Store>,
+        metrics: Metrics,
+    ) -> Result<(Self, Vec<TaskRecord>), RecordError> {
         let mut tasks = BTreeMap::new();
         let mut unended = Vec::new();
         for (_, rec) in keys::range::<TaskRecord>(store.as_ref(), keys::TASKS)? {
@@ -197,6 +202,7 @@ impl TaskBoard {
             store,
             board: Mutex::new(board),
             changes,
+            metrics,
         };
         if !pruned.is_empty() {
             let ops = pruned
@@ -272,6 +278,8 @@ impl TaskBoard {
         };
         let record = e.record.clone();
         let ended = record.task.state.is_final();
+        // A task that ended unpublished is counted now (finish counts the published ones).
+        let ended_unpublished = ended && !e.published;
         let mut ops = vec![Op::Put {
             key: keys::task_key(id),
             value: keys::encode(&record)?,
@@ -284,6 +292,9 @@ impl TaskBoard {
         let pending = self.write(ops)?;
         if let Some(e) = b.tasks.get_mut(&id) {
             e.published = true;
+        }
+        if ended_unpublished {
+            self.metrics.task_ended(record.task.kind, record.task.state);
         }
         for old in pruned {
             b.tasks.remove(&old);
@@ -311,6 +322,7 @@ impl TaskBoard {
             return;
         };
         let t = &mut e.record.task;
+        let ends_now = !t.state.is_final();
         t.ended_at = Some(now_s());
         t.cancellable = false;
         e.cancel = None;
@@ -331,7 +343,11 @@ impl TaskBoard {
             }
         }
         if !e.published {
+            // Counted once published, if it ever is (a refusal before that is no task).
             return;
+        }
+        if ends_now {
+            self.metrics.task_ended(t.kind, t.state);
         }
         let record = e.record.clone();
         let pruned = prune(&b);
@@ -418,6 +434,21 @@ impl TaskBoard {
             .filter(|e| e.published && filter.lets(&e.record.task))
             .map(|e| e.record.task.clone())
             .collect()
+    }
+
+    /// The published tasks under way, by kind (in [`TaskKind::ALL`]'s order, zeros too).
+    pub fn running_by_kind(&self) -> Vec<(TaskKind, u64)> {
+        let mut counts: Vec<(TaskKind, u64)> = TaskKind::ALL.iter().map(|k| (*k, 0)).collect();
+        let b = lock(&self.board);
+        for e in b.tasks.values() {
+            let task = &e.record.task;
+            if e.published && !task.state.is_final() {
+                if let Some(c) = counts.iter_mut().find(|(k, _)| *k == task.kind) {
+                    c.1 += 1;
+                }
+            }
+        }
+        counts
     }
 
     /// Every change of a published task from now on.

@@ -23,11 +23,11 @@ pub const CONSOLE_LOG_MAX: u64 = 1024 * 1024;
 /// A VM record merged with what its host last reported (`connected`: the host is; `seen`: its
 /// report lists the VM).
 pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSummary {
-    let (state, uptime_s, usage) = match (connected, seen) {
-        (false, _) => (PowerState::Unknown, 0, VmUsage::default()),
-        (true, None) => (PowerState::Stopped, 0, VmUsage::default()),
-        (true, Some(v)) => (v.state, v.uptime_s, v.usage.clone()),
+    let (uptime_s, usage) = match (connected, seen) {
+        (true, Some(v)) => (v.uptime_s, v.usage.clone()),
+        _ => (0, VmUsage::default()),
     };
+    let state = state(connected, seen);
     VmSummary {
         id: rec.id,
         name: rec.spec.name.clone(),
@@ -43,6 +43,114 @@ pub fn merge(rec: &VmRecord, connected: bool, seen: Option<&VmObserved>) -> VmSu
         created_at: rec.created_at,
         platform: rec.platform.clone(),
     }
+}
+
+/// A VM's state as the API shows it: `unknown` while its host is disconnected, `stopped` when
+/// its connected host does not list it, else what the host reports.
+fn state(connected: bool, seen: Option<&VmObserved>) -> PowerState {
+    match (connected, seen) {
+        (false, _) => PowerState::Unknown,
+        (true, None) => PowerState::Stopped,
+        (true, Some(v)) => v.state,
+    }
+}
+
+/// Every state a VM is shown in, in the order `GET /metrics` lists them.
+const STATES: [PowerState; 7] = [
+    PowerState::Running,
+    PowerState::Paused,
+    PowerState::Stopped,
+    PowerState::Incoming,
+    PowerState::Migrating,
+    PowerState::Crashed,
+    PowerState::Unknown,
+];
+
+/// The connected hosts' latest reports (their handles: no report is copied).
+fn connected_reports(console: &Console) -> HashMap<String, Arc<HostReport>> {
+    console
+        .agents()
+        .snapshot()
+        .into_iter()
+        .filter(|(_, (s, _))| *s == HostStatus::Connected)
+        .map(|(h, (_, o))| (h, o.report))
+        .collect()
+}
+
+/// The connected hosts' reports indexed by VM id (a fast hash: ids are random), so each record
+/// finds what its host reports in one lookup.
+struct Seen<'a> {
+    connected: &'a HashMap<String, Arc<HostReport>>,
+    by_id: foldhash::HashMap<Uuid, (&'a str, &'a VmObserved)>,
+    /// Right after a migration the paused source and the destination may both list the VM:
+    /// the few listed twice.
+    more: Vec<(&'a str, &'a VmObserved)>,
+}
+
+impl<'a> Seen<'a> {
+    fn new(connected: &'a HashMap<String, Arc<HostReport>>) -> Self {
+        let mut by_id: foldhash::HashMap<Uuid, (&str, &VmObserved)> = foldhash::HashMap::default();
+        by_id.reserve(connected.values().map(|r| r.vms.len()).sum());
+        let mut more = Vec::new();
+        for (host, report) in connected {
+            for v in &report.vms {
+                if let Some(first) = by_id.insert(v.id, (host.as_str(), v)) {
+                    more.push(first);
+                }
+            }
+        }
+        Seen {
+            connected,
+            by_id,
+            more,
+        }
+    }
+
+    /// Whether `rec`'s host is connected, and what it reports of the VM (a VM its own host
+    /// does not list looks up whether that host is connected).
+    fn of(&self, rec: &VmRecord) -> (bool, Option<&'a VmObserved>) {
+        let seen = match self.by_id.get(&rec.id) {
+            Some((h, v)) if *h == rec.host => Some(*v),
+            Some(_) => self
+                .more
+                .iter()
+                .find(|(h, v)| *h == rec.host && v.id == rec.id)
+                .map(|(_, v)| *v),
+            None => None,
+        };
+        (
+            seen.is_some() || self.connected.contains_key(&rec.host),
+            seen,
+        )
+    }
+}
+
+/// VMs per state, in a fixed order of the states.
+pub type StateCounts = Vec<(PowerState, u64)>;
+
+/// How many VMs ask for each power state (`running`, `stopped`), and how many are in each
+/// state as the API shows them (every state, zeros too), for `GET /metrics`: one pass over the
+/// VM mirror with the reports indexed once, no summary built, no store read.
+pub fn state_counts(console: &Console) -> (StateCounts, StateCounts) {
+    let connected = connected_reports(console);
+    let seen = Seen::new(&connected);
+    let mut desired = [(PowerState::Running, 0), (PowerState::Stopped, 0)];
+    let mut observed = STATES.map(|s| (s, 0));
+    console.with_vms(|vms| {
+        for v in vms.values() {
+            let rec = &v.value;
+            let want = rec.desired.power_state();
+            if let Some(d) = desired.iter_mut().find(|(s, _)| *s == want) {
+                d.1 += 1;
+            }
+            let (connected, seen) = seen.of(rec);
+            let now = state(connected, seen);
+            if let Some(o) = observed.iter_mut().find(|(s, _)| *s == now) {
+                o.1 += 1;
+            }
+        }
+    });
+    (desired.to_vec(), observed.to_vec())
 }
 
 /// Every VM (that `filter` lets through), in name order.
@@ -64,35 +172,8 @@ pub fn list_from(
     after: Option<&str>,
     limit: usize,
 ) -> Vec<VmSummary> {
-    let connected: HashMap<String, Arc<HostReport>> = console
-        .agents()
-        .snapshot()
-        .into_iter()
-        .filter(|(_, (s, _))| *s == HostStatus::Connected)
-        .map(|(h, (_, o))| (h, o.report))
-        .collect();
-    // Keyed by id, then matched with the record's host: right after a migration the paused
-    // source and the destination may both list the VM (the few listed twice go to `more`).
-    let mut by_id: foldhash::HashMap<Uuid, (&str, &VmObserved)> = foldhash::HashMap::default();
-    by_id.reserve(connected.values().map(|r| r.vms.len()).sum());
-    let mut more: Vec<(&str, &VmObserved)> = Vec::new();
-    for (host, report) in &connected {
-        for v in &report.vms {
-            if let Some(first) = by_id.insert(v.id, (host.as_str(), v)) {
-                more.push(first);
-            }
-        }
-    }
-    let seen_on = |id: Uuid, host: &str| -> Option<&VmObserved> {
-        match by_id.get(&id) {
-            Some((h, v)) if *h == host => Some(*v),
-            Some(_) => more
-                .iter()
-                .find(|(h, v)| *h == host && v.id == id)
-                .map(|(_, v)| *v),
-            None => None,
-        }
-    };
+    let connected = connected_reports(console);
+    let seen = Seen::new(&connected);
     console.with_vms(|vms| {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut out = Vec::with_capacity(if filter.is_empty() {
@@ -108,8 +189,7 @@ pub fn list_from(
             if !filter.placed(&rec.host, &rec.spec) {
                 continue;
             }
-            let seen = seen_on(rec.id, &rec.host);
-            let connected = seen.is_some() || connected.contains_key(&rec.host);
+            let (connected, seen) = seen.of(rec);
             let summary = merge(rec, connected, seen);
             if filter.state.is_none_or(|s| s == summary.state) {
                 out.push(summary);
