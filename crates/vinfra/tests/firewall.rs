@@ -292,14 +292,35 @@ fn stream(lab: &Lab) -> (u64, bool) {
     (last, ended)
 }
 
-/// Waits until `peer`'s stream has gone `more` numbers past where it is now.
-fn stream_goes_on(lab: &Lab, what: &str, more: u64) {
+/// Waits until `peer`'s stream has gone `more` numbers past where it is now (`srv` on
+/// `host`). A stream that stalls fails with what tells a lost connection from a stalled guest:
+/// both guests' last console lines and the drops on srv's port.
+fn stream_goes_on(lab: &Lab, what: &str, more: u64, host: &str) {
     let (at, _) = stream(lab);
-    wait_for(what, Duration::from_secs(20), || {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
         let (now, ended) = stream(lab);
         assert!(!ended, "{what}: the stream ended at {now}");
-        (now >= at + more).then_some(())
-    });
+        if now >= at + more {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let tail = |name: &str| {
+                let text = console_text(lab, name);
+                let lines: Vec<&str> = console_lines(&text).collect();
+                lines[lines.len().saturating_sub(12)..].join("\n")
+            };
+            let drops = local_port(lab, host, SRV_MAC).map(|p| port_drops(lab, host, p));
+            panic!(
+                "timed out after 20 s waiting for {what}: the stream stayed at {now} \
+                 (from {at}); drops on srv's port on {host}: {drops:?}\n\
+                 --- srv's console ---\n{}\n--- peer's console ---\n{}",
+                tail("srv"),
+                tail("peer")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `srv`'s outbound probes of `peer` after round `after`: answered or not.
@@ -486,7 +507,7 @@ fn security_groups_filter_new_connections_and_established_ones_survive_migration
     let done = common::wait_migration_end(&lab, "srv");
     assert_eq!(done.phase, MigrationPhase::Completed, "{done:?}");
     eprintln!("srv migrated to h3 in {} ms", t.elapsed().as_millis());
-    stream_goes_on(&lab, "the stream to go on after the migration", 6);
+    stream_goes_on(&lab, "the stream to go on after the migration", 6, "h3");
     let (srv_port3, filtered) = port_of(&lab, "h3", SRV_MAC);
     assert!(
         filtered,
@@ -537,7 +558,7 @@ fn security_groups_filter_new_connections_and_established_ones_survive_migration
             (t.len() >= 2 && t.iter().rev().take(2).all(|(_, a, _)| a == "none")).then_some(())
         },
     );
-    stream_goes_on(&lab, "the stream to go on without the rule", 4);
+    stream_goes_on(&lab, "the stream to go on without the rule", 4, "h3");
     eprintln!("firewall test done in {} ms", started.elapsed().as_millis());
     lab.down();
 }
