@@ -61,6 +61,30 @@ pub enum BootSource {
     Disk,
 }
 
+impl std::fmt::Display for BootSource {
+    /// What the CLI's `vm show` and the web console's VM page say of it: `kernel K, initrd I,
+    /// cmdline "C"` (the parts it has) or `first disk`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootSource::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                write!(f, "kernel {kernel}")?;
+                if let Some(i) = initrd {
+                    write!(f, ", initrd {i}")?;
+                }
+                if !cmdline.is_empty() {
+                    write!(f, ", cmdline \"{cmdline}\"")?;
+                }
+                Ok(())
+            }
+            BootSource::Disk => f.write_str("first disk"),
+        }
+    }
+}
+
 /// One disk: a qcow2 overlay of a base image, or a blank qcow2 of `size_gib`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

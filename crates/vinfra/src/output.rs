@@ -464,25 +464,7 @@ pub fn vm(v: &VmSummary) -> String {
 }
 
 fn vm_rows(v: &VmSummary) -> Vec<(&'static str, String)> {
-    let boot = match &v.spec.boot {
-        vinfra_types::BootSource::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => format!(
-            "kernel {kernel}{}{}",
-            initrd
-                .as_ref()
-                .map(|i| format!(", initrd {i}"))
-                .unwrap_or_default(),
-            if cmdline.is_empty() {
-                String::new()
-            } else {
-                format!(", cmdline \"{cmdline}\"")
-            }
-        ),
-        vinfra_types::BootSource::Disk => "disk".into(),
-    };
+    let boot = v.spec.boot.to_string();
     let disks: Vec<String> = v
         .spec
         .disks

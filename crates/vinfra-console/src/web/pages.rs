@@ -156,25 +156,7 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
         .take(VM_EVENTS)
         .map(EventRow::from)
         .collect();
-    let boot = match &vm.spec.boot {
-        BootSource::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => format!(
-            "kernel {kernel}{}{}",
-            initrd
-                .as_deref()
-                .map(|i| format!(", initrd {i}"))
-                .unwrap_or_default(),
-            if cmdline.is_empty() {
-                String::new()
-            } else {
-                format!(", \"{cmdline}\"")
-            }
-        ),
-        BootSource::Disk => "first disk".into(),
-    };
+    let boot = vm.spec.boot.to_string();
     let disks = vm
         .spec
         .disks

@@ -355,3 +355,23 @@ fn power_state_names_are_the_serialized_ones() {
         assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
     }
 }
+
+#[test]
+fn a_boot_source_reads_as_its_parts() {
+    let k = BootSource::Kernel {
+        kernel: "vmlinuz".into(),
+        initrd: Some("initrd.img".into()),
+        cmdline: "console=ttyS0".into(),
+    };
+    assert_eq!(
+        k.to_string(),
+        "kernel vmlinuz, initrd initrd.img, cmdline \"console=ttyS0\""
+    );
+    let bare = BootSource::Kernel {
+        kernel: "vmlinuz".into(),
+        initrd: None,
+        cmdline: String::new(),
+    };
+    assert_eq!(bare.to_string(), "kernel vmlinuz");
+    assert_eq!(BootSource::Disk.to_string(), "first disk");
+}
