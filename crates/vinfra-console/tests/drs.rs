@@ -21,13 +21,6 @@ async fn console() -> (TestConsole, tempfile::TempDir) {
     (c, dir)
 }
 
-async fn create_on(c: &TestConsole, name: &str, host: &str) {
-    let mut body: Value = serde_json::from_str(&vm_json(name, 1, 512)).unwrap();
-    body["host"] = json!(host);
-    let r = c.call("POST", "/api/v1/vms", Some(&body.to_string())).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-}
-
 async fn create(c: &TestConsole, name: &str) -> Resp {
     c.call("POST", "/api/v1/vms", Some(&vm_json(name, 1, 512)))
         .await
@@ -42,14 +35,6 @@ async fn host_of(c: &TestConsole, vm: &str) -> String {
 async fn post_rule(c: &TestConsole, rule: Value) -> Resp {
     c.call("POST", "/api/v1/rules", Some(&rule.to_string()))
         .await
-}
-
-async fn set_balancing(c: &TestConsole, balancing: Value) {
-    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0}, "balancing": balancing});
-    let r = c
-        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
 async fn events(c: &TestConsole, kind: &str) -> Vec<Value> {
@@ -233,7 +218,7 @@ async fn placement_of_new_vms_follows_must_rules_from_the_start() {
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST).await;
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST).await;
     // h2 is fuller, so plain spreading would pick h1.
-    create_on(&c, "filler", "h2").await;
+    create_vm_on(&c, "filler", "h2", 512).await;
 
     // Rules may name VMs that do not exist yet.
     let r = post_rule(
@@ -254,7 +239,7 @@ async fn placement_of_new_vms_follows_must_rules_from_the_start() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    create_on(&c, "pa", "h1").await;
+    create_vm_on(&c, "pa", "h1", 512).await;
     assert_eq!(create(&c, "pb").await.status, 201);
     assert_eq!(host_of(&c, "pb").await, "h2");
 
@@ -281,14 +266,14 @@ async fn a_migration_without_a_destination_keeps_the_must_rules() {
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST).await;
     let _h3 = FakeAgent::join_and_connect(&c, "h3", HOST).await;
     // h3 is fuller than h2, so plain spreading would send a VM leaving h1 to h2.
-    create_on(&c, "filler", "h3").await;
+    create_vm_on(&c, "filler", "h3", 512).await;
     let r = post_rule(
         &c,
         json!({"name": "off-h2", "strength": "must", "kind": "not_on", "vms": ["mover"], "hosts": ["h2"]}),
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    create_on(&c, "mover", "h1").await;
+    create_vm_on(&c, "mover", "h1", 512).await;
     let r = c.call("POST", "/api/v1/vms/mover/migrate", None).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     assert_eq!(r.body["destination"], "h3", "{:?}", r.body);
@@ -303,7 +288,7 @@ async fn a_migration_without_a_destination_keeps_the_must_rules() {
     )
     .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    create_on(&c, "ma", "h1").await;
+    create_vm_on(&c, "ma", "h1", 512).await;
     assert_eq!(create(&c, "mb").await.status, 201);
     assert_eq!(host_of(&c, "mb").await, "h1", "placed with its partner");
     let r = c.call("POST", "/api/v1/vms/ma/migrate", None).await;
@@ -394,7 +379,7 @@ async fn hot_host(c: &TestConsole, prefix: &str) -> (FakeAgent, FakeAgent) {
     set_vm_usage(&format!("{prefix}-idle1"), 0.1, 400);
     set_vm_usage(&format!("{prefix}-idle2"), 0.1, 400);
     for vm in ["hot", "idle1", "idle2"] {
-        create_on(c, &format!("{prefix}-{vm}"), "h1").await;
+        create_vm_on(c, &format!("{prefix}-{vm}"), "h1", 512).await;
     }
     // Wait until a report carries the demand.
     until("usage in the VM list", || async {
@@ -421,7 +406,7 @@ async fn mode_off_does_nothing_and_manual_mode_recommends_until_applied() {
         Value::Null
     );
 
-    set_balancing(&c, json!({"mode": "manual", "interval_s": 3600})).await;
+    put_balancing(&c, json!({"mode": "manual", "interval_s": 3600})).await;
     let r = c.call("POST", "/api/v1/drs/run", None).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["mode"], "manual");
@@ -479,7 +464,7 @@ async fn mode_off_does_nothing_and_manual_mode_recommends_until_applied() {
     // Back to off: recommendations are dropped and nothing else moves.
     let r = c.call("POST", "/api/v1/drs/run", None).await;
     assert_eq!(r.status, 200);
-    set_balancing(&c, json!({"mode": "off"})).await;
+    put_balancing(&c, json!({"mode": "off"})).await;
     until("recommendations dropped", || async {
         c.call("GET", "/api/v1/drs/recommendations", None)
             .await
@@ -498,7 +483,7 @@ async fn mode_off_does_nothing_and_manual_mode_recommends_until_applied() {
 async fn automatic_mode_moves_a_vm_off_a_hot_host_and_never_back() {
     let (c, _dir) = console().await;
     let (_h1, _h2) = hot_host(&c, "a").await;
-    set_balancing(
+    put_balancing(
         &c,
         json!({"mode": "automatic", "interval_s": 5, "hysteresis_minutes": 30}),
     )
@@ -514,8 +499,8 @@ async fn automatic_mode_moves_a_vm_off_a_hot_host_and_never_back() {
     // moved within the hysteresis window; the balancer moves other VMs instead, and never a-hot.
     set_vm_usage("a-h2x", 1.5, 400);
     set_vm_usage("a-h2y", 1.5, 400);
-    create_on(&c, "a-h2x", "h2").await;
-    create_on(&c, "a-h2y", "h2").await;
+    create_vm_on(&c, "a-h2x", "h2", 512).await;
+    create_vm_on(&c, "a-h2y", "h2", 512).await;
     until("usage of the new VMs in the VM list", || async {
         let r = c.call("GET", "/api/v1/vms/a-h2y", None).await;
         r.body["usage"]["cpu_cores"].as_f64() == Some(1.5)
@@ -561,9 +546,9 @@ async fn maintenance_in_automatic_mode_evacuates_and_spreads() {
     let _h3 = FakeAgent::join_and_connect(&c, "h3", HOST).await;
     for vm in ["e1", "e2"] {
         set_vm_usage(vm, 0.5, 300);
-        create_on(&c, vm, "h1").await;
+        create_vm_on(&c, vm, "h1", 512).await;
     }
-    set_balancing(
+    put_balancing(
         &c,
         json!({"mode": "automatic", "interval_s": 3600, "level": 1}),
     )

@@ -17,22 +17,6 @@ const HOST: HostCapacity = HostCapacity {
     memory_mib: 8 * GIB,
 };
 
-async fn create_on(c: &TestConsole, name: &str, host: &str) {
-    let mut body: Value = serde_json::from_str(&vm_json(name, 1, 512)).unwrap();
-    body["host"] = json!(host);
-    let r = c.call("POST", "/api/v1/vms", Some(&body.to_string())).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-}
-
-async fn set_balancing(c: &TestConsole, mode: &str) {
-    let body = json!({"ratios": {"cpu": 4.0, "memory": 1.0},
-        "balancing": {"mode": mode, "interval_s": 3600, "level": 1}});
-    let r = c
-        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
-
 async fn task(c: &TestConsole, id: u64) -> Value {
     let r = c
         .call_raw("GET", &format!("/api/v1/tasks/{id}"), None)
@@ -69,9 +53,13 @@ async fn maintenance_is_a_task_that_ends_when_balancing_has_moved_the_running_vm
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST).await;
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST).await;
     for vm in ["m1", "m2"] {
-        create_on(&c, vm, "h1").await;
+        create_vm_on(&c, vm, "h1", 512).await;
     }
-    set_balancing(&c, "automatic").await;
+    put_balancing(
+        &c,
+        json!({"mode": "automatic", "interval_s": 3600, "level": 1}),
+    )
+    .await;
     let t = enter_maintenance(&c, "h1").await;
     let id = t["id"].as_u64().unwrap();
     let host = c.call("GET", "/api/v1/hosts/h1", None).await;
@@ -112,7 +100,7 @@ async fn an_evacuation_waits_for_the_operator_and_ends_cancelled_when_maintenanc
     let c = start_console(dir.path(), None, false).await;
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST).await;
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST).await;
-    create_on(&c, "stay", "h1").await;
+    create_vm_on(&c, "stay", "h1", 512).await;
     let t = enter_maintenance(&c, "h1").await;
     let id = t["id"].as_u64().unwrap();
     assert_eq!(t["cancellable"], false, "{t}");

@@ -21,15 +21,6 @@ fn common_name(pem: &str) -> String {
         .unwrap()
 }
 
-async fn create_on(c: &TestConsole, name: &str, host: &str) {
-    let body = vm_json(name, 1, GIB).replace(
-        &format!("\"name\":\"{name}\""),
-        &format!("\"name\":\"{name}\",\"host\":\"{host}\""),
-    );
-    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-}
-
 #[tokio::test]
 async fn each_migration_gets_credentials_of_its_own_and_plain_text_is_never_a_fallback() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,7 +31,7 @@ async fn each_migration_gets_credentials_of_its_own_and_plain_text_is_never_a_fa
     // Encrypted by default: the destination gets a server certificate and the one source
     // subject it accepts; the source gets a client certificate and the name the destination
     // must prove. Both chain to the cluster CA.
-    create_on(&c, "a", "src").await;
+    create_vm_on(&c, "a", "src", GIB).await;
     let r = c.call("POST", "/api/v1/vms/a/migrate", None).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     let done = wait_migration(&c, "a").await;

@@ -17,15 +17,9 @@ const HOST16: HostCapacity = HostCapacity {
     memory_mib: 16 * GIB,
 };
 
-/// Creates VM `name` on host `host` (following its task).
-async fn create_on(c: &TestConsole, name: &str, host: &str) -> uuid::Uuid {
-    let body = vm_json(name, 1, GIB).replace(
-        &format!("\"name\":\"{name}\""),
-        &format!("\"name\":\"{name}\",\"host\":\"{host}\""),
-    );
-    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["id"].as_str().unwrap().parse().unwrap()
+/// The id of a VM's record.
+fn vm_id(vm: &Value) -> uuid::Uuid {
+    vm["id"].as_str().unwrap().parse().unwrap()
 }
 
 fn ended(task: &Value) -> bool {
@@ -38,7 +32,7 @@ async fn a_migration_task_cancelled_leaves_the_vm_on_its_source() {
     let c = start_console(dir.path(), None, false).await;
     let src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
     let _dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
-    let id = create_on(&c, "mover", "src").await;
+    let id = vm_id(&create_vm_on(&c, "mover", "src", GIB).await);
     // The migration stays active (~200 s) until it is cancelled.
     src.state.lock().unwrap().behaviour.active_polls = 1000;
 
@@ -156,7 +150,7 @@ async fn refusals_leave_no_task_and_bad_task_requests_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, false).await;
     let _a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
-    create_on(&c, "x", "a").await;
+    create_vm_on(&c, "x", "a", GIB).await;
     let before = c.call_raw("GET", "/api/v1/tasks", None).await;
     let count = before.body.as_array().unwrap().len();
     assert_eq!(count, 1, "the create's task: {:?}", before.body);
@@ -182,7 +176,7 @@ async fn refusals_leave_no_task_and_bad_task_requests_are_problems() {
     );
     // A host that is not connected: a stop or a reboot is refused at once (503).
     let mut b = FakeAgent::join_and_connect(&c, "b", HOST16).await;
-    create_on(&c, "y", "b").await;
+    create_vm_on(&c, "y", "b", GIB).await;
     b.disconnect();
     c.wait_host_status("b", "disconnected").await;
     for action in ["stop", "reboot"] {
@@ -245,7 +239,7 @@ async fn a_task_running_when_the_console_restarts_is_listed_and_ends_as_the_clus
     let c = start_console(dir.path(), None, false).await;
     let mut src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
     let mut dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
-    create_on(&c, "mid", "src").await;
+    create_vm_on(&c, "mid", "src", GIB).await;
     src.state.lock().unwrap().behaviour.active_polls = 1000;
     let r = c
         .call_raw("POST", "/api/v1/vms/mid/migrate", Some(r#"{"to":"dst"}"#))
@@ -299,7 +293,7 @@ async fn the_stream_sends_each_change_of_a_task() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, false).await;
     let _a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
-    create_on(&c, "x", "a").await;
+    create_vm_on(&c, "x", "a", GIB).await;
     let mut stream = c
         .client
         .get(format!("{}/api/v1/tasks/stream", c.base))

@@ -259,6 +259,25 @@ pub fn vm_json(name: &str, vcpus: u32, memory_mib: u64) -> String {
     .to_string()
 }
 
+/// Creates VM `name` (1 vCPU, `memory_mib`) on host `host` through `POST /vms`, asserting it is
+/// created: the VM's record.
+pub async fn create_vm_on(c: &TestConsole, name: &str, host: &str, memory_mib: u64) -> Value {
+    let mut body: Value = serde_json::from_str(&vm_json(name, 1, memory_mib)).unwrap();
+    body["host"] = Value::from(host);
+    let r = c.call("POST", "/api/v1/vms", Some(&body.to_string())).await;
+    assert_eq!(r.status, 201, "create {name} on {host}: {:?}", r.body);
+    r.body
+}
+
+/// `PUT /settings` with ratios 4 (CPU) and 1 (memory) and `balancing`, asserting it is taken.
+pub async fn put_balancing(c: &TestConsole, balancing: Value) {
+    let body = serde_json::json!({"ratios": {"cpu": 4.0, "memory": 1.0}, "balancing": balancing});
+    let r = c
+        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 /// The incarnation of the leases [`write_lease`] writes.
 pub const LEASE_INCARNATION: u64 = 7;
 
