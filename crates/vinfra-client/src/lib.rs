@@ -63,6 +63,7 @@ use vinfra_types::router::{
 use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use error::RestError;
@@ -416,6 +417,16 @@ impl Client {
     /// `GET /vms/{name}/counters`: the VM's NIC ports on its host's switch, read now.
     pub fn vm_counters(&self, name: &str) -> Result<VmCounters, RestError> {
         self.fetch(Method::GET, &paths::vm_counters(name))
+    }
+
+    /// `GET /vms/{name}/usage`: the VM's CPU and memory over the last hour.
+    pub fn vm_usage(&self, name: &str) -> Result<UsageHistory, RestError> {
+        self.fetch(Method::GET, &paths::vm_usage(name))
+    }
+
+    /// `GET /hosts/{name}/usage`: the host's CPU and memory over the last hour.
+    pub fn host_usage(&self, name: &str) -> Result<UsageHistory, RestError> {
+        self.fetch(Method::GET, &paths::host_usage(name))
     }
 
     /// `PATCH /vms/{name}/nics/{index}`: a NIC's security groups, port security, allowed

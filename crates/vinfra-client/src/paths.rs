@@ -283,6 +283,16 @@ pub fn vm_counters(name: &str) -> String {
     item("vms", name, "/counters")
 }
 
+/// `/api/v1/vms/{name}/usage`.
+pub fn vm_usage(name: &str) -> String {
+    item("vms", name, "/usage")
+}
+
+/// `/api/v1/hosts/{name}/usage`.
+pub fn host_usage(name: &str) -> String {
+    item("hosts", name, "/usage")
+}
+
 /// `/api/v1/vms/{name}/nics/{index}`.
 pub fn vm_nic(name: &str, index: usize) -> String {
     item("vms", name, &format!("/nics/{index}"))

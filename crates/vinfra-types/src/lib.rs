@@ -38,6 +38,7 @@ pub mod qos;
 pub mod router;
 pub mod security_group;
 pub mod task;
+pub mod usage;
 pub mod vm;
 
 pub use api::Problem;

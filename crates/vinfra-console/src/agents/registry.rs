@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use vinfra_proto::{AgentCommand, CommandError, CommandReply, ConsoleMessage, HostReport};
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostStatus, PowerState, VmObserved};
+
+use super::history::UsageHistories;
 
 /// A host counts as disconnected when no message arrived for this long (three heartbeats: the
 /// `heartbeat_timeout` of `vinfra_ha::HaTimings`).
@@ -94,6 +97,8 @@ pub struct AgentRegistry {
     vm_notify: Arc<Mutex<Vec<mpsc::UnboundedSender<String>>>>,
     /// A host is disconnected when it was last heard from longer ago than this.
     heartbeat_timeout: Duration,
+    /// The last hour of each VM's and host's use, from the reports.
+    history: Arc<Mutex<UsageHistories>>,
 }
 
 impl Default for AgentRegistry {
@@ -124,6 +129,7 @@ impl AgentRegistry {
             notify: Arc::default(),
             vm_notify: Arc::default(),
             heartbeat_timeout,
+            history: Arc::default(),
         }
     }
 
@@ -134,6 +140,20 @@ impl AgentRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, UsageHistories> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// VM `id`'s CPU and memory over the last hour.
+    pub fn vm_usage_history(&self, id: Uuid) -> UsageHistory {
+        self.history().vm(id, unix_now_s())
+    }
+
+    /// Host `host`'s CPU and memory over the last hour.
+    pub fn host_usage_history(&self, host: &str) -> UsageHistory {
+        self.history().host(host, unix_now_s())
     }
 
     /// Subscribes to host names whose connection came up or went down.
@@ -173,6 +193,7 @@ impl AgentRegistry {
         let (tx, rx) = mpsc::channel(256);
         let (close_tx, closed) = oneshot::channel();
         let pending: Pending = Arc::default();
+        self.history().record(unix_now_s(), &report);
         {
             let mut inner = self.lock();
             inner.conns.insert(
@@ -211,6 +232,7 @@ impl AgentRegistry {
             if inner.conns.get(host).is_none_or(|c| c.id != conn_id) {
                 return;
             }
+            self.history().record(unix_now_s(), &report);
             let now = Instant::now();
             let changed = inner
                 .observed
@@ -484,4 +506,11 @@ fn vms_changed(before: &[VmObserved], after: &[VmObserved]) -> bool {
     a.sort_unstable_by_key(|k| k.0);
     b.sort_unstable_by_key(|k| k.0);
     a != b
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -36,6 +36,8 @@ pub fn required_role(method: &str, path: &str) -> Option<Role> {
             | "/vms/{name}"
             | "/vms/{name}/migration"
             | "/vms/{name}/counters"
+            | "/vms/{name}/usage"
+            | "/hosts/{name}/usage"
             | "/events"
             | "/tasks"
             | "/tasks/{id}"

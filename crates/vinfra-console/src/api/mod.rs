@@ -132,6 +132,8 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             patch(vm_routes::update_nic::<A>),
         )
         .route("/vms/{name}/counters", get(vm_routes::vm_counters::<A>))
+        .route("/vms/{name}/usage", get(vm_routes::vm_usage::<A>))
+        .route("/hosts/{name}/usage", get(routes::host_usage::<A>))
         .route(
             "/security-groups",
             get(list_routes::list_security_groups::<A>).post(routes::create_security_group::<A>),

@@ -21,6 +21,7 @@ use vinfra_types::security_group::{
     SecurityGroup, SecurityGroupCounters, SecurityGroupSummary, SgRule,
 };
 use vinfra_types::task::Task;
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostSummary, Problem};
 
 use super::extract::{
@@ -133,6 +134,7 @@ fn render(reply: Reply) -> Response {
         Reply::NetworkCounters(v) => Json(v).into_response(),
         Reply::HostSwitch(v) => Json(v).into_response(),
         Reply::VmCounters(v) => Json(v).into_response(),
+        Reply::Usage(v) => Json(v).into_response(),
         Reply::SecurityGroups(v) => Json(v).into_response(),
         Reply::SecurityGroup(v) => Json(v).into_response(),
         Reply::SecurityGroupCounters(v) => Json(v).into_response(),
@@ -385,6 +387,17 @@ pub async fn host_switch<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::HostSwitch { name }).await
+}
+
+/// The host's CPU (cores busy, the mean of each 10 s) and used memory over the last hour, from
+/// its agent's reports (kept by the console in memory; no samples while it is disconnected).
+#[utoipa::path(get, path = "/api/v1/hosts/{name}/usage", tag = "hosts", params(("name" = String, Path, description = "host name")),
+    responses((status = 200, description = "the host's last hour", body = UsageHistory), (status = 404, body = Problem)))]
+pub async fn host_usage<A: ConsoleApi>(
+    c: Caller<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::HostUsage { name }).await
 }
 
 /// Creates a security group with its initial rules (ids assigned from 1; ids in the request are

@@ -11,6 +11,7 @@ use vinfra_types::api::{
 };
 use vinfra_types::network::VmCounters;
 use vinfra_types::task::Task;
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{MigrationProgress, Problem, VmSummary};
 
 use super::extract::{ApiJson, ApiQuery, Caller, NameNumberPath, NamePath, OptionalJson};
@@ -195,6 +196,18 @@ pub async fn vm_counters<A: ConsoleApi>(
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
     run(&c, Command::VmCounters { name }).await
+}
+
+/// The VM's CPU (cores busy, the mean of each 10 s) and memory (its QEMU's resident memory)
+/// over the last hour, from its hosts' reports: kept by the console in memory (a restarted
+/// console starts again), across migrations; no samples while it does not run.
+#[utoipa::path(get, path = "/api/v1/vms/{name}/usage", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    responses((status = 200, description = "the VM's last hour", body = UsageHistory), (status = 404, body = Problem)))]
+pub async fn vm_usage<A: ConsoleApi>(
+    c: Caller<A>,
+    NamePath(name): NamePath,
+) -> Result<Response, ApiError> {
+    run(&c, Command::VmUsage { name }).await
 }
 
 /// Changes a NIC's settings: its security groups (the whole list; `[]` leaves it unfiltered),

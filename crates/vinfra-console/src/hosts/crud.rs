@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use vinfra_types::api::{ClusterSettings, UpdateHostRequest};
 use vinfra_types::filter::{HostFilter, ListFilter};
 use vinfra_types::ha::validate_fence_command;
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostStatus, HostSummary, HostUsage};
 
 use crate::error::Error;
@@ -103,6 +104,12 @@ pub fn show(console: &Console, name: &str) -> Result<HostSummary, Error> {
         &console.allocations(),
         &console.settings(),
     ))
+}
+
+/// A host's CPU and memory over the last hour, from its agent's reports.
+pub fn usage(console: &Console, name: &str) -> Result<UsageHistory, Error> {
+    let rec = console.host(name)?.value;
+    Ok(console.agents().host_usage_history(&rec.name))
 }
 
 /// Changes a host's ratio override, maintenance flag or fence command; a balancing pass follows

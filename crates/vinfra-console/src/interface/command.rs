@@ -239,6 +239,16 @@ pub enum Command {
         /// The VM.
         name: String,
     },
+    /// A VM's CPU and memory over the last hour.
+    VmUsage {
+        /// The VM.
+        name: String,
+    },
+    /// A host's CPU and memory over the last hour.
+    HostUsage {
+        /// The host.
+        name: String,
+    },
     /// Change a NIC's settings (security groups, port security, allowed addresses, QoS; only
     /// the fields given).
     UpdateNic {

@@ -173,6 +173,8 @@ pub(super) async fn dispatch(
         Command::HostSwitch { name } => {
             Reply::HostSwitch(networks::counters::host_switch_counters(c, &name).await?)
         }
+        Command::VmUsage { name } => Reply::Usage(vms::views::usage(c, &name)?),
+        Command::HostUsage { name } => Reply::Usage(hosts::crud::usage(c, &name)?),
         Command::VmCounters { name } => {
             Reply::VmCounters(networks::counters::vm_counters(c, &name).await?)
         }

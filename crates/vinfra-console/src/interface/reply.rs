@@ -10,6 +10,7 @@ use vinfra_types::router::{
 };
 use vinfra_types::security_group::{SecurityGroupCounters, SecurityGroupSummary, SgRule};
 use vinfra_types::task::Task;
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 /// What a command returns.
@@ -74,6 +75,8 @@ pub enum Reply {
     HostSwitch(HostSwitchCounters),
     /// A VM's NIC counters (`VmCounters`).
     VmCounters(VmCounters),
+    /// A VM's or a host's last hour of use (`VmUsage`, `HostUsage`).
+    Usage(UsageHistory),
     /// Security groups (`ListSecurityGroups`).
     SecurityGroups(Vec<SecurityGroupSummary>),
     /// One security group (`ShowSecurityGroup`).

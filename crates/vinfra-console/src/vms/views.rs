@@ -8,6 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use vinfra_proto::{AgentCommand, CommandError, CommandReply, HostReport};
 use vinfra_types::api::{ConsoleLog, VmFilter};
+use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostStatus, PowerState, VmObserved, VmSummary, VmUsage};
 
 use crate::agents::RequestError;
@@ -225,6 +226,12 @@ pub fn after(console: &Console, rec: &VmRecord, reply: Option<CommandReply>) -> 
         s.usage = vm.usage;
     }
     s
+}
+
+/// A VM's CPU and memory over the last hour, from its hosts' reports.
+pub fn usage(console: &Console, name: &str) -> Result<UsageHistory, Error> {
+    let rec = console.vm(name)?.value;
+    Ok(console.agents().vm_usage_history(rec.id))
 }
 
 /// The tail of a VM's serial console, at most `bytes` (default [`CONSOLE_LOG_DEFAULT`]), read

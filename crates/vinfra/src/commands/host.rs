@@ -67,6 +67,12 @@ pub enum HostCommand {
         #[arg(long, requires = "maintenance")]
         no_wait: bool,
     },
+    /// A host's CPU and memory use over the last hour (one row per 10 s while it is
+    /// connected).
+    Usage {
+        /// The host.
+        name: String,
+    },
     /// Power a host off with its fence command (refused while its agent is connected, unless
     /// --force).
     Fence {
@@ -141,6 +147,10 @@ pub fn run(
         HostCommand::Show { name, .. } => {
             check_name("host", name)?;
             show(out, &conn.client()?.host(name)?, output::host)
+        }
+        HostCommand::Usage { name } => {
+            check_name("host", name)?;
+            show(out, &conn.client()?.host_usage(name)?, output::usage::usage)
         }
         HostCommand::Set {
             name,

@@ -122,6 +122,11 @@ pub enum VmCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// A VM's CPU and memory over the last hour (one row per 10 s while it runs).
+    Usage {
+        /// The VM.
+        name: String,
+    },
     /// Print the end of a VM's serial console.
     Console {
         /// The VM.
@@ -500,6 +505,7 @@ pub fn run(
         | VmCommand::Reboot { name, .. }
         | VmCommand::Delete { name, .. }
         | VmCommand::Migrate { name, .. }
+        | VmCommand::Usage { name }
         | VmCommand::Console { name, .. } => check_name("VM", name)?,
     }
     if let VmCommand::Migrate { to: Some(to), .. } = cmd {
@@ -622,6 +628,7 @@ pub fn run(
             vinfra_client::task_succeeded(&ended)?;
             show(out, &(), |_| format!("VM {name} deleted"))
         }
+        VmCommand::Usage { name } => show(out, &api.vm_usage(name)?, output::usage::usage),
         VmCommand::Console { name, bytes } => {
             let log = api.console_log(name, Some(*bytes))?;
             show(out, &log, |log| log.text.trim_end_matches('\n').to_string())

@@ -1,6 +1,8 @@
 //! Output: `--output table|json`, the `out!` macro, JSON printing, tables (comfy-table) and
 //! units, the tables shared by several commands.
 
+pub mod usage;
+
 use clap::ValueEnum;
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
