@@ -207,6 +207,8 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.delete_network("n");
     let _ = c.network_counters("n");
     let _ = c.vm_counters("n");
+    let _ = c.vm_usage("n");
+    let _ = c.host_usage("n");
     let _ = c.update_nic("n", 3, &UpdateNicRequest::default());
     let _ = c.security_groups();
     let _ = c.security_group("n");
