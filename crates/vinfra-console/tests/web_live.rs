@@ -1,0 +1,115 @@
+//! The web console's live parts and its login's limit, against a real console and a fake
+//! agent: the events page with its tasks, the stream of task changes for the session's
+//! cookie (not without one), and refused logins limited per client address.
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::{admin, csrf, follow, Browser};
+use common::{start_console, vm_json, FakeAgent};
+use vinfra_types::HostCapacity;
+
+const HOST16: HostCapacity = HostCapacity {
+    cores: 16,
+    memory_mib: 64 * 1024,
+};
+
+#[tokio::test]
+async fn the_events_page_lists_tasks_and_its_stream_tells_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("web-1", 1, 1024)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut b = admin(&c).await;
+    let page = b.get("/events").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"id="live-tasks""#), "{}", page.body);
+    assert!(
+        page.body.contains(r#"data-stream="/ui/events/stream""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("vm_create"),
+        "the create's task: {}",
+        page.body
+    );
+    assert!(page.body.contains("web-1"), "{}", page.body);
+
+    // The stream, with the session's cookie.
+    let req = b
+        .client
+        .get(format!("{}/ui/events/stream", b.base))
+        .header("cookie", b.cookie.clone().unwrap());
+    let mut stream = req.send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let kind = stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(kind.starts_with("text/event-stream"), "{kind}");
+
+    let token = csrf(&page);
+    let r = b.post("/vms/web-1/stop", &[("csrf", &token)], &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let id = r.location.trim_start_matches("/tasks/").to_string();
+    let mut heard = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !(heard.contains("event: task") && heard.contains(r#""state":"succeeded""#)) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the stream tells the stop's end")
+            .unwrap()
+            .expect("the stream goes on");
+        heard.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(heard.contains(&format!(r#""id":{id}"#)), "{heard}");
+    assert!(heard.contains(r#""kind":"vm_stop""#), "{heard}");
+    assert!(
+        heard.contains(&format!(r#""link":"/tasks/{id}""#)),
+        "{heard}"
+    );
+    follow(&mut b, &r.location).await;
+
+    // Without a session: the login's redirect, no stream.
+    let mut other = Browser::new(&c);
+    let r = other.get("/ui/events/stream").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.location, "/login");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_logins_are_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let mut b = Browser::new(&c);
+    for i in 0..10 {
+        let r = b.login(&format!("vinfra_wrong{i}")).await;
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.body);
+    }
+    // The eleventh within the minute is refused before the token is tried: even a good one.
+    let resp = b
+        .client
+        .post(format!("{}/login", b.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", c.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("too many refused logins"), "{body}");
+    assert!(b.cookie.is_none());
+    c.shutdown().await;
+}
