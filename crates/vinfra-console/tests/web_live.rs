@@ -1,13 +1,15 @@
 //! The web console's live parts and its login's limit, against a real console and a fake
 //! agent: the events page with its tasks, the stream of task changes for the session's
-//! cookie (not without one), and refused logins limited per client address.
+//! cookie (not without one), a VM's graphs of its last hour drawn from the reports, and
+//! refused logins limited per client address.
 
 mod common;
 
 use std::time::Duration;
 
+use common::browser::viewer;
 use common::browser::{admin, csrf, follow, Browser};
-use common::{start_console, vm_json, FakeAgent};
+use common::{set_vm_usage, start_console, vm_json, FakeAgent};
 use vinfra_types::HostCapacity;
 
 const HOST16: HostCapacity = HostCapacity {
@@ -111,5 +113,71 @@ async fn refused_logins_are_limited_per_address() {
     let body = resp.text().await.unwrap();
     assert!(body.contains("too many refused logins"), "{body}");
     assert!(b.cookie.is_none());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_vm_page_graphs_what_its_host_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    set_vm_usage("graphed-1", 1.5, 300);
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("graphed-1", 2, 1024)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut b = viewer(&c, "audit").await;
+    let page = b.get("/vms/graphed-1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"data-refresh="/ui/vms/graphed-1/usage""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"<svg id="graph-cpu""#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"<svg id="graph-memory""#),
+        "{}",
+        page.body
+    );
+    let mut fragment = String::new();
+    for _ in 0..50 {
+        let f = b.get("/ui/vms/graphed-1/usage").await;
+        assert_eq!(f.status, 200, "{}", f.body);
+        fragment = f.body;
+        if fragment.matches(',').count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        fragment.starts_with(r#"<section id="vm-usage""#),
+        "{fragment}"
+    );
+    assert!(fragment.contains("<polyline"), "{fragment}");
+    assert!(fragment.contains("1.50 now"), "{fragment}");
+    assert!(fragment.contains("300 now"), "{fragment}");
+    assert!(fragment.contains("scale 0 to 2.0"), "{fragment}");
+    let detail = c.call("GET", "/api/v1/vms/nope", None).await.body["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = b.get("/ui/vms/nope/usage").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(
+        r.body.contains(&common::browser::escaped(&detail)),
+        "{}",
+        r.body
+    );
+    let mut other = Browser::new(&c);
+    assert_eq!(
+        other.get("/ui/vms/graphed-1/usage").await.location,
+        "/login"
+    );
     c.shutdown().await;
 }

@@ -15,12 +15,14 @@
 //! - [`hosts`]: a host's page and its maintenance;
 //! - [`cluster`]: the networks, the placement rules, the balancer, the settings;
 //! - [`live`]: the events and tasks, and the stream of task changes its script follows;
+//! - [`graphs`], [`usage`]: a VM's use over the last hour as inline SVG, and its box;
 //! - [`views`], [`views_more`]: the askama templates (`templates/web/`) and what they show.
 //!
 //! Its assets (a style sheet and one small script) are compiled into the binary; the pages
 //! load nothing from another site (`Content-Security-Policy` says so to the browser).
 
 pub mod cluster;
+pub mod graphs;
 pub mod guard;
 pub mod hosts;
 pub mod live;
@@ -29,6 +31,7 @@ pub mod pages;
 pub mod session;
 pub mod state;
 pub mod throttle;
+pub mod usage;
 pub mod views;
 pub mod views_more;
 
@@ -71,6 +74,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/vms/{name}", get(pages::show_vm::<A>))
         .route("/vms/{name}/migrate", post(pages::migrate::<A>))
+        .route("/ui/vms/{name}/usage", get(usage::usage::<A>))
         .route("/vms/{name}/{action}", post(pages::power::<A>))
         .route(
             "/vms/{name}/delete",

@@ -12,13 +12,14 @@ use vinfra_types::filter::{EventFilter, HostFilter};
 use vinfra_types::vm::{BootSource, DiskSpec, VmSpec};
 use vinfra_types::{HostStatus, HostSummary, VmSummary};
 
+use super::graphs::usage_box;
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
     error_page, render, when, CreateForm, DeletePage, EventRow, HostRow, InventoryPage, Nav,
     NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
 };
-use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
+use crate::interface::{now_ms, Command, ConsoleApi, Error, Reply, Submitted};
 
 /// Most events a VM's page shows (the newest).
 const VM_EVENTS: usize = 50;
@@ -209,6 +210,13 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             None => n.network.clone(),
         })
         .collect();
+    let usage = match s.run(Command::VmUsageHistory { name: name.clone() }).await {
+        Ok(Reply::UsageHistory(samples)) => {
+            usage_box(&name, &samples, vm.vcpus, vm.memory_mib, now_ms())
+        }
+        Ok(_) => return unexpected(),
+        Err(r) => return r,
+    };
     let may_migrate = s.may("POST", "/api/v1/vms/{name}/migrate");
     let mut migrate_hosts = vec![];
     if may_migrate {
@@ -245,6 +253,7 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             may_delete: s.may("DELETE", "/api/v1/vms/{name}"),
             may_migrate,
             migrate_hosts,
+            usage,
             events,
         },
     )

@@ -308,6 +308,8 @@ pub struct VmPage {
     pub may_migrate: bool,
     /// The hosts it may be migrated to (connected, not in maintenance, not its own).
     pub migrate_hosts: Vec<String>,
+    /// Its use over the last hour, as graphs.
+    pub usage: super::graphs::UsageBox,
     /// Its events, newest first.
     pub events: Vec<EventRow>,
 }

@@ -3,7 +3,8 @@
 // - a task's page follows the task to its end by swapping in its box
 //   (`GET /ui/tasks/{id}?wait_s=N`, a long poll; a second for a migration, whose bar moves);
 // - the events page adds each task change it hears on `GET /ui/events/stream` (server-sent
-//   events) to its table of tasks.
+//   events) to its table of tasks;
+// - a VM's page swaps in its graphs (`GET /ui/vms/{name}/usage`) every 10 s.
 "use strict";
 (function () {
   function follow(box) {
@@ -81,8 +82,36 @@
     });
   }
 
+  // A VM's graphs: their box again every 10 s.
+  function refresh(box) {
+    if (!box) {
+      return;
+    }
+    window.setTimeout(function () {
+      fetch(box.dataset.refresh, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (resp) {
+          if (!resp.ok) {
+            throw new Error("status " + resp.status);
+          }
+          return resp.text();
+        })
+        .then(function (html) {
+          var holder = document.createElement("template");
+          holder.innerHTML = html.trim();
+          var fresh = holder.content.firstElementChild;
+          if (fresh && fresh.id === box.id) {
+            box.replaceWith(fresh);
+            box = fresh;
+          }
+          refresh(box);
+        })
+        .catch(function () { refresh(box); });
+    }, 10000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     follow(document.getElementById("task"));
     live(document.getElementById("live-tasks"));
+    refresh(document.getElementById("vm-usage"));
   });
 })();
