@@ -11,7 +11,7 @@ pub const WIDTH: u64 = 600;
 pub const HEIGHT: u64 = 100;
 
 /// One graph.
-pub struct Graph {
+pub struct UsageGraph {
     /// Its element's id (`graph-cpu`).
     pub id: String,
     /// What it shows, in words.
@@ -29,7 +29,7 @@ pub struct UsageBox {
     /// The VM.
     pub name: String,
     /// CPU, then memory.
-    pub graphs: Vec<Graph>,
+    pub graphs: Vec<UsageGraph>,
     /// Samples in the hour.
     pub samples: usize,
 }
@@ -84,7 +84,7 @@ pub fn usage_box(
     UsageBox {
         name: name.to_string(),
         graphs: vec![
-            Graph {
+            UsageGraph {
                 id: "graph-cpu".into(),
                 title: "CPU (cores)".into(),
                 latest: last
@@ -93,7 +93,7 @@ pub fn usage_box(
                 top: format!("{cpu_top:.1}"),
                 points: points(&cpu, cpu_top, now_ms),
             },
-            Graph {
+            UsageGraph {
                 id: "graph-memory".into(),
                 title: "Memory (MiB)".into(),
                 latest: last.map(|s| s.rss_mib.to_string()).unwrap_or_default(),
