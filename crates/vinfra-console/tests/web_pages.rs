@@ -538,3 +538,75 @@ async fn the_balancer_and_the_settings_pages() {
     assert_eq!(r.status, 403, "{}", r.body);
     c.shutdown().await;
 }
+
+/// The ids of a page's visible form fields (`input` but hidden ones, `select`, `textarea`).
+fn field_ids(body: &str) -> Vec<String> {
+    let mut ids = vec![];
+    for tag in ["<input ", "<select ", "<textarea "] {
+        for (at, _) in body.match_indices(tag) {
+            let element = &body[at..at + body[at..].find('>').unwrap()];
+            if element.contains(r#"type="hidden""#) {
+                continue;
+            }
+            let id = element
+                .split(r#"id=""#)
+                .nth(1)
+                .unwrap_or_else(|| panic!("a field without an id: {element}"));
+            ids.push(id[..id.find('"').unwrap()].to_string());
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn every_page_has_a_skip_link_and_every_field_its_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    create_on(&c, "web-1", "h1").await;
+    let net = r#"{"name":"blue","kind":"overlay","subnet":"10.0.0.0/24"}"#;
+    assert_eq!(
+        c.call("POST", "/api/v1/networks", Some(net)).await.status,
+        201
+    );
+    let mut b = admin(&c).await;
+    let mut fields = 0;
+    for path in [
+        "/",
+        "/vms/new",
+        "/vms/web-1",
+        "/vms/web-1/delete",
+        "/hosts/h1",
+        "/networks",
+        "/networks/blue",
+        "/rules",
+        "/balancer",
+        "/settings",
+        "/events",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            page.body.contains(r##"<a class="skip" href="#main">"##),
+            "{path}: {}",
+            page.body
+        );
+        assert!(page.body.contains(r#"<main id="main""#), "{path}");
+        for id in field_ids(&page.body) {
+            assert!(
+                page.body.contains(&format!(r#"<label for="{id}""#)),
+                "{path}: field {id} has no label"
+            );
+            fields += 1;
+        }
+    }
+    assert!(fields >= 15, "{fields} fields seen");
+    let login = Browser::new(&c).get("/login").await;
+    for id in field_ids(&login.body) {
+        assert!(
+            login.body.contains(&format!(r#"<label for="{id}""#)),
+            "{id}"
+        );
+    }
+    c.shutdown().await;
+}
