@@ -181,3 +181,91 @@ async fn a_vm_page_graphs_what_its_host_reports() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_recommendation_is_applied_from_the_balancer_page_and_followed_to_its_end() {
+    const HOST4: HostCapacity = HostCapacity {
+        cores: 4,
+        memory_mib: 8 * 1024,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST4).await;
+    let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST4).await;
+    // h1 carries a busy VM and two idle ones; h2 is empty.
+    for (vm, cpu) in [("b-hot", 2.0), ("b-idle1", 0.1), ("b-idle2", 0.1)] {
+        set_vm_usage(vm, cpu, 400);
+        let body = vm_json(vm, 1, 512).replace(
+            &format!("\"name\":\"{vm}\""),
+            &format!("\"name\":\"{vm}\",\"host\":\"h1\""),
+        );
+        let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    for _ in 0..100 {
+        let r = c.call("GET", "/api/v1/vms/b-hot", None).await;
+        if r.body["usage"]["cpu_cores"].as_f64() == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body =
+        r#"{"ratios":{"cpu":4.0,"memory":1.0},"balancing":{"mode":"manual","interval_s":3600}}"#;
+    let r = c.call("PUT", "/api/v1/settings", Some(body)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let mut b = admin(&c).await;
+    let page = b.get("/balancer").await;
+    let token = csrf(&page);
+    let r = b.post("/balancer/run", &[("csrf", &token)], &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get("/balancer").await;
+    assert!(
+        page.body.contains(r#"id="balancer-mode">manual<"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("planned"),
+        "the last plan: {}",
+        page.body
+    );
+    let recs = c
+        .call("GET", "/api/v1/drs/recommendations", None)
+        .await
+        .body;
+    let first = recs
+        .as_array()
+        .unwrap()
+        .first()
+        .expect("a recommendation")
+        .clone();
+    let id = first["id"].as_u64().unwrap();
+    let vm = first["vm"].as_str().unwrap().to_string();
+    let apply = format!("/balancer/recommendations/{id}/apply");
+    assert!(
+        page.body.contains(&format!(r#"action="{apply}""#)),
+        "{}",
+        page.body
+    );
+
+    let r = b.post(&apply, &[("csrf", &token)], &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location.starts_with("/tasks/"), "{}", r.location);
+    let task = b.get(&r.location).await;
+    assert!(
+        task.body.contains(r#"id="migration-progress""#),
+        "{}",
+        task.body
+    );
+    let end = follow(&mut b, &r.location).await;
+    assert!(end.contains("succeeded"), "{end}");
+    assert!(
+        end.contains(r#"id="migration-host" href="/hosts/h2""#),
+        "{end}"
+    );
+    assert!(end.contains(&format!(r#"href="/vms/{vm}""#)), "{end}");
+    let r = c.call("GET", &format!("/api/v1/vms/{vm}"), None).await;
+    assert_eq!(r.body["host"], "h2", "{:?}", r.body);
+    c.shutdown().await;
+}
