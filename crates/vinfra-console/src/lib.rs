@@ -654,7 +654,8 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     // The web console's pages share the listener (docs/design.md, "Web console").
     let app = api::router_with(console.clone(), Arc::new(request_limits))
         .merge(web::router(console.clone()))
-        .into_make_service();
+        // The peer's address, for the web console's login limit.
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // No Nagle: a response written in two parts would wait for the client's delayed ACK.
     let accept = api::connections::LimitedAcceptor::new(
         axum_server::accept::NoDelayAcceptor::new(),

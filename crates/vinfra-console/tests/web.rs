@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::browser::{csrf, escaped, follow, Browser};
 use common::{start_console, vm_json, FakeAgent, TestConsole};
-use vinfra_proto::pki;
 use vinfra_types::HostCapacity;
 
 const HOST16: HostCapacity = HostCapacity {
@@ -17,135 +17,10 @@ const HOST16: HostCapacity = HostCapacity {
     memory_mib: 64 * 1024,
 };
 
-/// A browser: one session cookie, no redirect followed.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookie: Option<String>,
-}
-
-struct Page {
-    status: u16,
-    location: String,
-    set_cookie: String,
-    body: String,
-}
-
-impl Browser {
-    fn new(c: &TestConsole) -> Browser {
-        let tls = pki::client_config(&c.running.ca_pem, None).unwrap();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured((*tls).clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Browser {
-            client,
-            base: c.base.clone(),
-            cookie: None,
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let req = match &self.cookie {
-            Some(c) => req.header("cookie", c),
-            None => req,
-        };
-        let resp = req.send().await.unwrap();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default()
-        };
-        let (location, set_cookie) = (header("location"), header("set-cookie"));
-        if let Some(pair) = set_cookie.split(';').next().filter(|p| !p.is_empty()) {
-            self.cookie = Some(pair.to_string()).filter(|p| !p.ends_with('='));
-        }
-        Page {
-            status: resp.status().as_u16(),
-            location,
-            set_cookie,
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// A form post with `headers` (`Origin`, `Sec-Fetch-Site`).
-    async fn post(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req).await
-    }
-
-    async fn login(&mut self, token: &str) -> Page {
-        self.post("/login", &[("token", token)], &[]).await
-    }
-}
-
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The CSRF token of the first form of a page.
-fn csrf(page: &Page) -> String {
-    let at = page
-        .body
-        .find(r#"name="csrf" value=""#)
-        .unwrap_or_else(|| panic!("no CSRF field in {}", page.body));
-    let rest = &page.body[at + r#"name="csrf" value=""#.len()..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
-/// Text as the templates escape it.
-fn escaped(text: &str) -> String {
-    text.replace('&', "&#38;")
-        .replace('<', "&#60;")
-        .replace('>', "&#62;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
-}
-
 /// The VM's state as the API shows it.
 async fn state(c: &TestConsole, vm: &str) -> String {
     let r = c.call("GET", &format!("/api/v1/vms/{vm}"), None).await;
     r.body["state"].as_str().unwrap_or_default().to_string()
-}
-
-/// Follows a task's page to its end through its box, as the page's script does; its last box.
-async fn follow(b: &mut Browser, task_page: &str) -> String {
-    let id = task_page.strip_prefix("/tasks/").expect("a task's page");
-    let page = b.get(task_page).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains(r#"src="/assets/app.js""#));
-    for _ in 0..20 {
-        let frag = b.get(&format!("/ui/tasks/{id}?wait_s=5")).await;
-        assert_eq!(frag.status, 200, "{}", frag.body);
-        if frag.body.contains(r#"data-final="true""#) {
-            return frag.body;
-        }
-    }
-    panic!("task {id} never ended");
 }
 
 async fn console_with_vm() -> (tempfile::TempDir, TestConsole, FakeAgent) {

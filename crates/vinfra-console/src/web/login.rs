@@ -1,15 +1,19 @@
 //! `GET /login`, `POST /login`, `POST /logout`.
 
-use axum::extract::State;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use axum::Form;
 use serde::Deserialize;
 
 use super::guard::Signed;
 use super::session;
 use super::state::{CsrfForm, WebState};
-use super::views::{render, LoginPage};
+use super::views::{error_page, render, LoginPage};
 use crate::interface::ConsoleApi;
 
 /// `GET /login`.
@@ -33,13 +37,30 @@ pub struct LoginForm {
 
 /// `POST /login`: a token the console accepts opens a session (its cookie) and goes to `/`;
 /// another is the form again, 401, "token refused" (which of unknown, expired or revoked is
-/// not said).
+/// not said). Past [`super::throttle::MAX_FAILURES`] refused logins from one address in a
+/// minute, 429 with `Retry-After` (the token not tried).
 pub async fn login<A: ConsoleApi>(
     State(state): State<WebState<A>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    // Without the connection's address (a router served without it), one shared limit.
+    let addr = peer
+        .map(|Extension(ConnectInfo(a))| a.ip())
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let now = Instant::now();
+    if let Some(wait_s) = state.logins.blocked(addr, now) {
+        let mut resp = error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("too many refused logins from this address: try again in {wait_s} s"),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
+        return resp;
+    }
     let token = form.token.trim();
     if token.is_empty() || state.console.authenticate(token).is_err() {
+        state.logins.failed(addr, now);
         return render(
             StatusCode::UNAUTHORIZED,
             &LoginPage {

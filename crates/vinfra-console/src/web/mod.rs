@@ -9,19 +9,31 @@
 //! - [`session`]: the sessions (a random id in a cookie, the token kept server-side);
 //! - [`state`]: what the handlers share;
 //! - [`login`]: the login form, login and logout;
+//! - [`throttle`]: the refused logins of each client address, limited;
 //! - [`guard`]: cross-site requests refused, the session of a page, its CSRF token, roles;
 //! - [`pages`]: the handlers of the pages and forms;
-//! - [`views`]: the askama templates (`templates/web/`) and what they show.
+//! - [`hosts`]: a host's page and its maintenance;
+//! - [`cluster`]: the networks, the placement rules, the balancer, the settings;
+//! - [`live`]: the events and tasks, and the stream of task changes its script follows;
+//! - [`graphs`], [`usage`]: a VM's use over the last hour as inline SVG, and its box;
+//! - [`views`], [`views_more`]: the askama templates (`templates/web/`) and what they show.
 //!
 //! Its assets (a style sheet and one small script) are compiled into the binary; the pages
 //! load nothing from another site (`Content-Security-Policy` says so to the browser).
 
+pub mod cluster;
+pub mod graphs;
 pub mod guard;
+pub mod hosts;
+pub mod live;
 pub mod login;
 pub mod pages;
 pub mod session;
 pub mod state;
+pub mod throttle;
+pub mod usage;
 pub mod views;
+pub mod views_more;
 
 use std::sync::Arc;
 
@@ -50,6 +62,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
     let state = WebState {
         console,
         sessions: Arc::new(Sessions::default()),
+        logins: Arc::new(throttle::LoginThrottle::default()),
     };
     Router::new()
         .route("/", get(pages::inventory::<A>))
@@ -60,11 +73,34 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             get(pages::new_vm::<A>).post(pages::create_vm::<A>),
         )
         .route("/vms/{name}", get(pages::show_vm::<A>))
+        .route("/vms/{name}/migrate", post(pages::migrate::<A>))
+        .route("/ui/vms/{name}/usage", get(usage::usage::<A>))
         .route("/vms/{name}/{action}", post(pages::power::<A>))
         .route(
             "/vms/{name}/delete",
             get(pages::confirm_delete::<A>).post(pages::delete_vm::<A>),
         )
+        .route("/hosts/{name}", get(hosts::show_host::<A>))
+        .route("/hosts/{name}/maintenance", post(hosts::maintenance::<A>))
+        .route("/networks", get(cluster::networks::<A>))
+        .route("/networks/{name}", get(cluster::network::<A>))
+        .route(
+            "/rules",
+            get(cluster::rules::<A>).post(cluster::create_rule::<A>),
+        )
+        .route("/rules/{name}/delete", post(cluster::delete_rule::<A>))
+        .route("/balancer", get(cluster::balancer::<A>))
+        .route("/balancer/run", post(cluster::run_pass::<A>))
+        .route(
+            "/balancer/recommendations/{id}/apply",
+            post(cluster::apply::<A>),
+        )
+        .route(
+            "/settings",
+            get(cluster::settings::<A>).post(cluster::put_settings::<A>),
+        )
+        .route("/events", get(live::events::<A>))
+        .route("/ui/events/stream", get(live::stream::<A>))
         .route("/tasks/{id}", get(pages::show_task::<A>))
         .route("/ui/tasks/{id}", get(pages::task_box::<A>))
         .route("/assets/style.css", get(|| asset(STYLE, "text/css")))

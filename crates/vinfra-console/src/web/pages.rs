@@ -7,18 +7,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
-use vinfra_types::api::{CreateVmRequest, StopVmRequest, VmFilter};
+use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, VmFilter};
 use vinfra_types::filter::{EventFilter, HostFilter};
 use vinfra_types::vm::{BootSource, DiskSpec, VmSpec};
-use vinfra_types::VmSummary;
+use vinfra_types::{HostStatus, HostSummary, VmSummary};
 
+use super::graphs::usage_box;
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
     error_page, render, when, CreateForm, DeletePage, EventRow, HostRow, InventoryPage, Nav,
     NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
 };
-use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
+use crate::interface::{now_ms, Command, ConsoleApi, Error, Reply, Submitted};
 
 /// Most events a VM's page shows (the newest).
 const VM_EVENTS: usize = 50;
@@ -27,14 +28,14 @@ const VM_EVENTS: usize = 50;
 const MAX_WAIT_S: u64 = 20;
 
 /// A console error as its page: the status and the detail the API would answer with.
-fn failed(e: &Error) -> Response {
+pub fn failed(e: &Error) -> Response {
     let status =
         StatusCode::from_u16(e.kind().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error_page(status, &vinfra_types::error::chain(e))
 }
 
 /// A reply a page did not expect.
-fn unexpected() -> Response {
+pub fn unexpected() -> Response {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the console answered with something this page does not show",
@@ -42,7 +43,8 @@ fn unexpected() -> Response {
 }
 
 impl<A: ConsoleApi> Signed<A> {
-    fn nav(&self) -> Option<Nav> {
+    /// The navigation bar's values.
+    pub fn nav(&self) -> Option<Nav> {
         Some(Nav {
             name: self.holder.name.to_string(),
             role: self.holder.role.to_string(),
@@ -50,7 +52,8 @@ impl<A: ConsoleApi> Signed<A> {
         })
     }
 
-    async fn run(&self, command: Command) -> Result<Reply, Response> {
+    /// Runs `command` (its role checked by the caller); a refusal is its error page.
+    pub async fn run(&self, command: Command) -> Result<Reply, Response> {
         self.console
             .execute(self.actor(), command)
             .await
@@ -66,6 +69,15 @@ impl<A: ConsoleApi> Signed<A> {
         }
     }
 
+    /// Every host's summary.
+    pub async fn hosts(&self) -> Result<Vec<HostSummary>, Response> {
+        let filter = HostFilter::default();
+        match self.run(Command::ListHosts { filter }).await? {
+            Reply::Hosts(hosts) => Ok(hosts),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn host_names(&self) -> Result<Vec<String>, Response> {
         let filter = HostFilter::default();
         match self.run(Command::ListHosts { filter }).await? {
@@ -76,7 +88,7 @@ impl<A: ConsoleApi> Signed<A> {
 
     /// Submits `command` (the role of `method` `route` checked first): a task goes to its
     /// page, another answer to `done`.
-    async fn act(&self, method: &str, route: &str, command: Command, done: &str) -> Response {
+    pub async fn act(&self, method: &str, route: &str, command: Command, done: &str) -> Response {
         if let Err(refused) = self.require(method, route) {
             return refused.into_response();
         }
@@ -180,6 +192,27 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             None => n.network.clone(),
         })
         .collect();
+    let usage = match s.run(Command::VmUsageHistory { name: name.clone() }).await {
+        Ok(Reply::UsageHistory(samples)) => {
+            usage_box(&name, &samples, vm.vcpus, vm.memory_mib, now_ms())
+        }
+        Ok(_) => return unexpected(),
+        Err(r) => return r,
+    };
+    let may_migrate = s.may("POST", "/api/v1/vms/{name}/migrate");
+    let mut migrate_hosts = vec![];
+    if may_migrate {
+        migrate_hosts = match s.hosts().await {
+            Ok(hosts) => hosts
+                .into_iter()
+                .filter(|h| {
+                    h.status == HostStatus::Connected && !h.maintenance && h.name != vm.host
+                })
+                .map(|h| h.name)
+                .collect(),
+            Err(r) => return r,
+        };
+    }
     let platform = vm
         .platform
         .as_ref()
@@ -200,6 +233,9 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             platform,
             may_power: s.may("POST", "/api/v1/vms/{name}/start"),
             may_delete: s.may("DELETE", "/api/v1/vms/{name}"),
+            may_migrate,
+            migrate_hosts,
+            usage,
             events,
         },
     )
@@ -235,6 +271,39 @@ pub async fn power<A: ConsoleApi>(
         ),
         _ => return error_page(StatusCode::NOT_FOUND, "no such action"),
     };
+    s.act("POST", route, command, &format!("/vms/{name}")).await
+}
+
+/// The migrate form: where to (empty: placement chooses).
+#[derive(Deserialize)]
+pub struct MigrateForm {
+    /// The session's CSRF token.
+    #[serde(default)]
+    csrf: String,
+    /// The destination host, or empty.
+    #[serde(default)]
+    to: String,
+}
+
+/// `POST /vms/{name}/migrate`: the live migration, as its task (whose page shows its
+/// progress).
+pub async fn migrate<A: ConsoleApi>(
+    s: Signed<A>,
+    Path(name): Path<String>,
+    Form(form): Form<MigrateForm>,
+) -> Response {
+    if let Err(r) = s.check_csrf(&form.csrf) {
+        return r.into_response();
+    }
+    if let Err(e) = vinfra_types::validate_name(&name) {
+        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    }
+    let to = Some(form.to.trim().to_string()).filter(|t| !t.is_empty());
+    let command = Command::MigrateVm {
+        name: name.clone(),
+        request: MigrateVmRequest { to },
+    };
+    let route = "/api/v1/vms/{name}/migrate";
     s.act("POST", route, command, &format!("/vms/{name}")).await
 }
 

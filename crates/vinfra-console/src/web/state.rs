@@ -5,13 +5,16 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::session::Sessions;
+use super::throttle::LoginThrottle;
 
-/// What the handlers share: the console and the sessions.
+/// What the handlers share: the console, the sessions, the login's limit.
 pub struct WebState<A> {
     /// The console (or a stub).
     pub console: Arc<A>,
     /// The logged-in browsers.
     pub sessions: Arc<Sessions>,
+    /// The refused logins of each client address.
+    pub logins: Arc<LoginThrottle>,
 }
 
 impl<A> Clone for WebState<A> {
@@ -19,6 +22,7 @@ impl<A> Clone for WebState<A> {
         WebState {
             console: self.console.clone(),
             sessions: self.sessions.clone(),
+            logins: self.logins.clone(),
         }
     }
 }

@@ -139,6 +139,8 @@ pub struct EventRow {
     pub at: String,
     /// Its kind.
     pub kind: String,
+    /// What it is about (a VM's or host's name).
+    pub object: String,
     /// What happened or happens, in words.
     pub message: String,
     /// Who asked.
@@ -150,6 +152,7 @@ impl From<&Event> for EventRow {
         EventRow {
             at: when(e.at),
             kind: e.kind.clone(),
+            object: e.object.clone(),
             message: e.message.clone(),
             actor: e.actor.as_ref().map(|a| a.to_string()).unwrap_or_default(),
         }
@@ -182,15 +185,47 @@ pub struct TaskView {
     pub created: String,
     /// Where its object is shown (the VM's page), if it is one.
     pub object_link: String,
+    /// It is a live migration (a VM's, or a recommendation's): its page shows a bar.
+    pub migration: bool,
+    /// How far it is, 0–100 (the bar's value).
+    pub percent: u8,
+    /// The host a migration brought the VM to, once it succeeded.
+    pub new_host: String,
+    /// The box's long poll: until the end, or for a migration a second (its bar moves).
+    pub follow_wait_s: u64,
 }
 
 impl From<&Task> for TaskView {
     fn from(t: &Task) -> Self {
         let kind = t.kind.to_string();
+        let migration = kind == "vm_migrate" || kind == "recommendation_apply";
+        let result = |field: &str| {
+            t.result
+                .as_ref()
+                .and_then(|r| r.get(field))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let object_link = if kind.starts_with("vm_") && kind != "vm_delete" {
             format!("/vms/{}", t.target)
+        } else if kind.starts_with("host_") {
+            format!("/hosts/{}", t.target)
+        } else if migration && !result("vm").is_empty() {
+            format!("/vms/{}", result("vm"))
         } else {
             String::new()
+        };
+        let succeeded = t.state == vinfra_types::task::TaskState::Succeeded;
+        let new_host = if migration && succeeded {
+            result("destination")
+        } else {
+            String::new()
+        };
+        let percent = if succeeded {
+            100
+        } else {
+            t.progress.unwrap_or(0).min(100)
         };
         TaskView {
             id: t.id,
@@ -198,7 +233,7 @@ impl From<&Task> for TaskView {
             target: t.target.clone(),
             state: t.state.as_str().to_string(),
             ended: t.state.is_final(),
-            succeeded: t.state == vinfra_types::task::TaskState::Succeeded,
+            succeeded,
             message: t.message.clone().unwrap_or_default(),
             progress: t.progress.map(|p| format!("{p} %")).unwrap_or_default(),
             error: t
@@ -209,6 +244,10 @@ impl From<&Task> for TaskView {
             actor: t.actor.to_string(),
             created: when(t.created_at),
             object_link,
+            migration,
+            percent,
+            new_host,
+            follow_wait_s: if migration { 1 } else { 20 },
         }
     }
 }
@@ -265,6 +304,12 @@ pub struct VmPage {
     pub may_power: bool,
     /// Whether the session may delete it.
     pub may_delete: bool,
+    /// Whether the session may migrate it.
+    pub may_migrate: bool,
+    /// The hosts it may be migrated to (connected, not in maintenance, not its own).
+    pub migrate_hosts: Vec<String>,
+    /// Its use over the last hour, as graphs.
+    pub usage: super::graphs::UsageBox,
     /// Its events, newest first.
     pub events: Vec<EventRow>,
 }

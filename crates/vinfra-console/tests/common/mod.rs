@@ -9,6 +9,7 @@ use serde_json::Value;
 use vinfra_console::{ConsoleConfig, RunningConsole};
 use vinfra_proto::pki;
 
+pub mod browser;
 mod fake_agent;
 mod fake_counters;
 

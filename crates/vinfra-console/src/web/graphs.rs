@@ -1,0 +1,142 @@
+//! A VM's use over the last hour as graphs drawn here, on the server: inline SVG polylines
+//! (no chart library, no script), one per measure, and the template of their box.
+
+use askama::Template;
+
+use crate::interface::{UsageSample, HISTORY_MS};
+
+/// Width of a graph, in its own units.
+pub const WIDTH: u64 = 600;
+/// Height of a graph, in its own units.
+pub const HEIGHT: u64 = 100;
+
+/// One graph.
+pub struct UsageGraph {
+    /// Its element's id (`graph-cpu`).
+    pub id: String,
+    /// What it shows, in words.
+    pub title: String,
+    /// The latest value, in words.
+    pub latest: String,
+    /// The top of its scale, in words.
+    pub top: String,
+    /// The polyline's points, `x,y x,y …` (empty: nothing measured yet).
+    pub points: String,
+}
+
+/// A VM's graphs, the box the VM's page shows and its script refreshes.
+pub struct UsageBox {
+    /// The VM.
+    pub name: String,
+    /// CPU, then memory.
+    pub graphs: Vec<UsageGraph>,
+    /// Samples in the hour.
+    pub samples: usize,
+}
+
+/// `GET /ui/vms/{name}/usage`: the box alone.
+#[derive(Template)]
+#[template(path = "web/vm_usage.html")]
+pub struct UsageFragment {
+    /// The box.
+    pub usage: UsageBox,
+}
+
+/// The points of `values` (time in ms, value) over the hour before `now_ms`, scaled to `top`.
+fn points(values: &[(u64, f64)], top: f64, now_ms: u64) -> String {
+    let start = now_ms.saturating_sub(HISTORY_MS);
+    let top = if top > 0.0 { top } else { 1.0 };
+    values
+        .iter()
+        .filter(|(at, _)| *at >= start && *at <= now_ms)
+        .map(|(at, v)| {
+            let x = (at - start) as f64 * WIDTH as f64 / HISTORY_MS as f64;
+            let y = HEIGHT as f64 - (v.max(0.0) / top).min(1.0) * HEIGHT as f64;
+            format!("{x:.1},{y:.1}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The graphs of `samples` (oldest first) for a VM of `vcpus` and `memory_mib`, at `now_ms`:
+/// CPU against its vCPUs, memory against its memory (or more, if it used more).
+pub fn usage_box(
+    name: &str,
+    samples: &[UsageSample],
+    vcpus: u32,
+    memory_mib: u64,
+    now_ms: u64,
+) -> UsageBox {
+    let cpu: Vec<(u64, f64)> = samples.iter().map(|s| (s.at_ms, s.cpu_cores)).collect();
+    let mem: Vec<(u64, f64)> = samples
+        .iter()
+        .map(|s| (s.at_ms, s.rss_mib as f64))
+        .collect();
+    let cpu_top = cpu
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(f64::from(vcpus.max(1)), f64::max);
+    let mem_top = mem
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(memory_mib.max(1) as f64, f64::max);
+    let last = samples.last();
+    UsageBox {
+        name: name.to_string(),
+        graphs: vec![
+            UsageGraph {
+                id: "graph-cpu".into(),
+                title: "CPU (cores)".into(),
+                latest: last
+                    .map(|s| format!("{:.2}", s.cpu_cores))
+                    .unwrap_or_default(),
+                top: format!("{cpu_top:.1}"),
+                points: points(&cpu, cpu_top, now_ms),
+            },
+            UsageGraph {
+                id: "graph-memory".into(),
+                title: "Memory (MiB)".into(),
+                latest: last.map(|s| s.rss_mib.to_string()).unwrap_or_default(),
+                top: format!("{mem_top:.0}"),
+                points: points(&mem, mem_top, now_ms),
+            },
+        ],
+        samples: samples.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_points_span_the_hour_and_the_scale() {
+        let now = 10 * HISTORY_MS;
+        let samples = [
+            UsageSample {
+                at_ms: now - HISTORY_MS,
+                cpu_cores: 0.0,
+                rss_mib: 256,
+            },
+            UsageSample {
+                at_ms: now,
+                cpu_cores: 2.0,
+                rss_mib: 512,
+            },
+        ];
+        let b = usage_box("a", &samples, 2, 512, now);
+        assert_eq!(b.graphs[0].points, "0.0,100.0 600.0,0.0");
+        assert_eq!(b.graphs[1].points, "0.0,50.0 600.0,0.0");
+        assert_eq!(b.graphs[0].latest, "2.00");
+        // More than its vCPUs: the scale grows, the line stays inside.
+        let busy = [UsageSample {
+            at_ms: now,
+            cpu_cores: 4.0,
+            rss_mib: 0,
+        }];
+        let b = usage_box("a", &busy, 2, 512, now);
+        assert_eq!(b.graphs[0].top, "4.0");
+        assert_eq!(b.graphs[0].points, "600.0,0.0");
+        assert!(usage_box("a", &[], 1, 1, now).graphs[0].points.is_empty());
+    }
+}
