@@ -56,6 +56,13 @@ pub use vm::{
 /// One mebibyte in bytes.
 pub const MIB: u64 = 1024 * 1024;
 
+/// Seconds since the Unix epoch now (0 for a clock before it).
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A UTC timestamp (the CLI's and the web console's) `YYYY-MM-DD HH:MM:SS` from seconds since the epoch.
 pub fn utc_timestamp(secs: u64) -> String {
     let days = secs / 86400;

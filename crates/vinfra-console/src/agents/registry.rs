@@ -148,12 +148,12 @@ impl AgentRegistry {
 
     /// VM `id`'s CPU and memory over the last hour.
     pub fn vm_usage_history(&self, id: Uuid) -> UsageHistory {
-        self.history().vm(id, unix_now_s())
+        self.history().vm(id, vinfra_types::unix_now_s())
     }
 
     /// Host `host`'s CPU and memory over the last hour.
     pub fn host_usage_history(&self, host: &str) -> UsageHistory {
-        self.history().host(host, unix_now_s())
+        self.history().host(host, vinfra_types::unix_now_s())
     }
 
     /// Subscribes to host names whose connection came up or went down.
@@ -193,7 +193,7 @@ impl AgentRegistry {
         let (tx, rx) = mpsc::channel(256);
         let (close_tx, closed) = oneshot::channel();
         let pending: Pending = Arc::default();
-        self.history().record(unix_now_s(), &report);
+        self.history().record(vinfra_types::unix_now_s(), &report);
         {
             let mut inner = self.lock();
             inner.conns.insert(
@@ -232,7 +232,7 @@ impl AgentRegistry {
             if inner.conns.get(host).is_none_or(|c| c.id != conn_id) {
                 return;
             }
-            self.history().record(unix_now_s(), &report);
+            self.history().record(vinfra_types::unix_now_s(), &report);
             let now = Instant::now();
             let changed = inner
                 .observed
@@ -506,11 +506,4 @@ fn vms_changed(before: &[VmObserved], after: &[VmObserved]) -> bool {
     a.sort_unstable_by_key(|k| k.0);
     b.sort_unstable_by_key(|k| k.0);
     a != b
-}
-
-/// Seconds since the Unix epoch (0 for a clock before it).
-fn unix_now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

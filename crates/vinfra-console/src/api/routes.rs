@@ -154,7 +154,6 @@ fn render(reply: Reply) -> Response {
             ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
         }
         // No API route asks for it (the web console's graphs do); shown as JSON all the same.
-        Reply::UsageHistory(v) => Json(v).into_response(),
         Reply::Done => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -164,16 +164,6 @@ impl Membership for Console {
 
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport) {
         acting_now(agents(), || super::reports::screen(self, hello, report));
-        // What the VMs believed use, for their graphs (the last hour, in memory).
-        let at_ms = crate::state::usage::now_ms();
-        for vm in &report.vms {
-            let sample = crate::state::usage::UsageSample {
-                at_ms,
-                cpu_cores: vm.usage.cpu_cores,
-                rss_mib: vm.usage.rss_mib,
-            };
-            self.usage_history().record(&vm.name, sample);
-        }
     }
 
     fn renew(&self, host: &str, csr_pem: &str, asked: bool) -> Result<(String, String), JoinError> {

@@ -153,11 +153,6 @@ pub enum Command {
         /// How many bytes (default 64 KiB).
         bytes: Option<u64>,
     },
-    /// A VM's use over the last hour, as its host reported it (the web console's graphs).
-    VmUsageHistory {
-        /// The VM.
-        name: String,
-    },
     /// The event history, oldest first, or the events `filter` lets through.
     ListEvents {
         /// Which events.

@@ -130,11 +130,6 @@ pub(super) async fn dispatch(
         Command::ConsoleLog { name, bytes } => {
             Reply::Console(vms::views::console_log(c, &name, bytes).await?)
         }
-        Command::VmUsageHistory { name } => {
-            vms::views::show(c, &name)?;
-            let now = crate::state::usage::now_ms();
-            Reply::UsageHistory(c.usage_history().samples(&name, now))
-        }
         Command::ListEvents { filter } => Reply::Events(c.events(&filter)?),
         Command::ListRevokedCertificates { filter } => {
             Reply::RevokedCertificates(hosts::certs::revoked_list(c, &filter)?)

@@ -14,7 +14,6 @@ use vinfra_types::auth::Actor;
 use vinfra_types::task::Task;
 
 pub use crate::error::{Error, ErrorKind};
-pub use crate::state::usage::{now_ms, UsageSample, HISTORY_MS};
 pub use crate::state::{TokenHolder, TokenRefusal};
 
 mod command;

@@ -109,8 +109,6 @@ pub enum Reply {
     Task(Task),
     /// The metrics in the Prometheus text format (`Metrics`).
     Metrics(String),
-    /// A VM's use over the last hour, oldest first (`VmUsageHistory`).
-    UsageHistory(Vec<crate::state::usage::UsageSample>),
     /// The object is gone (or the action was carried out) and there is nothing to show.
     Done,
 }

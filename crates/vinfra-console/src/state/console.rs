@@ -82,7 +82,6 @@ pub struct Console {
     pub(super) events: EventLog,
     ha: super::ha::HaBoard,
     flows: super::flows::FlowStore,
-    usage: super::usage::UsageHistory,
     report_refusals: super::refusals::ReportRefusals,
     tasks: Arc<super::tasks::TaskBoard>,
     /// The tasks the store held unended at load (the console stopped while they ran), until
@@ -145,7 +144,6 @@ impl Console {
             events,
             ha: super::ha::HaBoard::default(),
             flows: super::flows::FlowStore::default(),
-            usage: super::usage::UsageHistory::default(),
             report_refusals: Default::default(),
             tasks: Arc::new(tasks),
             unended_tasks: std::sync::Mutex::new(unended_tasks),
@@ -170,11 +168,6 @@ impl Console {
     /// The console's metrics (`GET /metrics`).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// Each VM's use over the last hour, from the reports.
-    pub fn usage_history(&self) -> &super::usage::UsageHistory {
-        &self.usage
     }
 
     /// The hosts' flows of the last hour.

@@ -32,7 +32,6 @@ pub mod tasks;
 mod token_mirror;
 pub mod tokens;
 mod underlay;
-pub mod usage;
 mod vm_mirror;
 mod writes;
 

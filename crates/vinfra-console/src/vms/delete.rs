@@ -99,7 +99,6 @@ pub async fn delete(console: &Console, name: &str, force: bool) -> Result<(), Er
     cleanups::forget(console, name, cur.mod_revision, rec, leave, Some(done)).await?;
     let _ = console.store().delete(&keys::migration_key(name));
     ha::forget_start_after(console, name).await;
-    console.usage_history().forget(name);
     if let Err(e) = crate::routers::floating::release_vm(console, name).await {
         tracing::warn!(
             vm = name,

@@ -3,7 +3,7 @@
 
 use askama::Template;
 
-use crate::interface::{UsageSample, HISTORY_MS};
+use vinfra_types::usage::{UsageHistory, USAGE_WINDOW_S};
 
 /// Width of a graph, in its own units.
 pub const WIDTH: u64 = 600;
@@ -42,15 +42,16 @@ pub struct UsageFragment {
     pub usage: UsageBox,
 }
 
-/// The points of `values` (time in ms, value) over the hour before `now_ms`, scaled to `top`.
-fn points(values: &[(u64, f64)], top: f64, now_ms: u64) -> String {
-    let start = now_ms.saturating_sub(HISTORY_MS);
+/// The points of `values` (time in Unix seconds, value) over the hour before `now_s`, scaled
+/// to `top`.
+fn points(values: &[(u64, f64)], top: f64, now_s: u64) -> String {
+    let start = now_s.saturating_sub(USAGE_WINDOW_S);
     let top = if top > 0.0 { top } else { 1.0 };
     values
         .iter()
-        .filter(|(at, _)| *at >= start && *at <= now_ms)
+        .filter(|(at, _)| *at >= start && *at <= now_s)
         .map(|(at, v)| {
-            let x = (at - start) as f64 * WIDTH as f64 / HISTORY_MS as f64;
+            let x = (at - start) as f64 * WIDTH as f64 / USAGE_WINDOW_S as f64;
             let y = HEIGHT as f64 - (v.max(0.0) / top).min(1.0) * HEIGHT as f64;
             format!("{x:.1},{y:.1}")
         })
@@ -58,19 +59,21 @@ fn points(values: &[(u64, f64)], top: f64, now_ms: u64) -> String {
         .join(" ")
 }
 
-/// The graphs of `samples` (oldest first) for a VM of `vcpus` and `memory_mib`, at `now_ms`:
-/// CPU against its vCPUs, memory against its memory (or more, if it used more).
+/// The graphs of `history` (the console's 10 s samples, oldest first) for a VM of `vcpus` and
+/// `memory_mib`, at `now_s` (Unix seconds): CPU against its vCPUs, memory against its memory
+/// (or more, if it used more).
 pub fn usage_box(
     name: &str,
-    samples: &[UsageSample],
+    history: &UsageHistory,
     vcpus: u32,
     memory_mib: u64,
-    now_ms: u64,
+    now_s: u64,
 ) -> UsageBox {
-    let cpu: Vec<(u64, f64)> = samples.iter().map(|s| (s.at_ms, s.cpu_cores)).collect();
+    let samples = &history.samples;
+    let cpu: Vec<(u64, f64)> = samples.iter().map(|s| (s.at, s.cpu_cores)).collect();
     let mem: Vec<(u64, f64)> = samples
         .iter()
-        .map(|s| (s.at_ms, s.rss_mib as f64))
+        .map(|s| (s.at, s.memory_mib as f64))
         .collect();
     let cpu_top = cpu
         .iter()
@@ -91,14 +94,14 @@ pub fn usage_box(
                     .map(|s| format!("{:.2}", s.cpu_cores))
                     .unwrap_or_default(),
                 top: format!("{cpu_top:.1}"),
-                points: points(&cpu, cpu_top, now_ms),
+                points: points(&cpu, cpu_top, now_s),
             },
             UsageGraph {
                 id: "graph-memory".into(),
                 title: "Memory (MiB)".into(),
-                latest: last.map(|s| s.rss_mib.to_string()).unwrap_or_default(),
+                latest: last.map(|s| s.memory_mib.to_string()).unwrap_or_default(),
                 top: format!("{mem_top:.0}"),
-                points: points(&mem, mem_top, now_ms),
+                points: points(&mem, mem_top, now_s),
             },
         ],
         samples: samples.len(),
@@ -108,35 +111,45 @@ pub fn usage_box(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vinfra_types::usage::{UsageSample, USAGE_INTERVAL_S};
+
+    fn history(samples: Vec<UsageSample>) -> UsageHistory {
+        UsageHistory {
+            interval_s: USAGE_INTERVAL_S,
+            samples,
+        }
+    }
 
     #[test]
     fn the_points_span_the_hour_and_the_scale() {
-        let now = 10 * HISTORY_MS;
-        let samples = [
+        let now = 10 * USAGE_WINDOW_S;
+        let samples = history(vec![
             UsageSample {
-                at_ms: now - HISTORY_MS,
+                at: now - USAGE_WINDOW_S,
                 cpu_cores: 0.0,
-                rss_mib: 256,
+                memory_mib: 256,
             },
             UsageSample {
-                at_ms: now,
+                at: now,
                 cpu_cores: 2.0,
-                rss_mib: 512,
+                memory_mib: 512,
             },
-        ];
+        ]);
         let b = usage_box("a", &samples, 2, 512, now);
         assert_eq!(b.graphs[0].points, "0.0,100.0 600.0,0.0");
         assert_eq!(b.graphs[1].points, "0.0,50.0 600.0,0.0");
         assert_eq!(b.graphs[0].latest, "2.00");
         // More than its vCPUs: the scale grows, the line stays inside.
-        let busy = [UsageSample {
-            at_ms: now,
+        let busy = history(vec![UsageSample {
+            at: now,
             cpu_cores: 4.0,
-            rss_mib: 0,
-        }];
+            memory_mib: 0,
+        }]);
         let b = usage_box("a", &busy, 2, 512, now);
         assert_eq!(b.graphs[0].top, "4.0");
         assert_eq!(b.graphs[0].points, "600.0,0.0");
-        assert!(usage_box("a", &[], 1, 1, now).graphs[0].points.is_empty());
+        assert!(usage_box("a", &history(vec![]), 1, 1, now).graphs[0]
+            .points
+            .is_empty());
     }
 }

@@ -19,7 +19,7 @@ use super::views::{
     error_page, render, when, CreateForm, DeletePage, EventRow, HostRow, InventoryPage, Nav,
     NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
 };
-use crate::interface::{now_ms, Command, ConsoleApi, Error, Reply, Submitted};
+use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
 
 /// Most events a VM's page shows (the newest).
 const VM_EVENTS: usize = 50;
@@ -192,10 +192,14 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             None => n.network.clone(),
         })
         .collect();
-    let usage = match s.run(Command::VmUsageHistory { name: name.clone() }).await {
-        Ok(Reply::UsageHistory(samples)) => {
-            usage_box(&name, &samples, vm.vcpus, vm.memory_mib, now_ms())
-        }
+    let usage = match s.run(Command::VmUsage { name: name.clone() }).await {
+        Ok(Reply::Usage(history)) => usage_box(
+            &name,
+            &history,
+            vm.vcpus,
+            vm.memory_mib,
+            vinfra_types::unix_now_s(),
+        ),
         Ok(_) => return unexpected(),
         Err(r) => return r,
     };

@@ -9,7 +9,7 @@ use super::graphs::{usage_box, UsageFragment};
 use super::guard::Signed;
 use super::pages::unexpected;
 use super::views::{error_page, render};
-use crate::interface::{now_ms, Command, ConsoleApi, Reply};
+use crate::interface::{Command, ConsoleApi, Reply};
 
 /// `GET /ui/vms/{name}/usage`.
 pub async fn usage<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> Response {
@@ -24,9 +24,15 @@ pub async fn usage<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> Res
         Ok(_) => return unexpected(),
         Err(r) => return r,
     };
-    match s.run(Command::VmUsageHistory { name: name.clone() }).await {
-        Ok(Reply::UsageHistory(samples)) => {
-            let usage = usage_box(&name, &samples, vm.vcpus, vm.memory_mib, now_ms());
+    match s.run(Command::VmUsage { name: name.clone() }).await {
+        Ok(Reply::Usage(history)) => {
+            let usage = usage_box(
+                &name,
+                &history,
+                vm.vcpus,
+                vm.memory_mib,
+                vinfra_types::unix_now_s(),
+            );
             render(StatusCode::OK, &UsageFragment { usage })
         }
         Ok(_) => unexpected(),
