@@ -24,10 +24,12 @@ pub struct UsageGraph {
     pub points: String,
 }
 
-/// A VM's graphs, the box the VM's page shows and its script refreshes.
+/// A VM's or a host's graphs, the box its page shows and its script refreshes.
 pub struct UsageBox {
-    /// The VM.
-    pub name: String,
+    /// The box's element id (`vm-usage`, `host-usage`).
+    pub id: &'static str,
+    /// Where the script fetches the box again (`/ui/vms/{name}/usage`).
+    pub refresh: String,
     /// CPU, then memory.
     pub graphs: Vec<UsageGraph>,
     /// Samples in the hour.
@@ -36,7 +38,7 @@ pub struct UsageBox {
 
 /// `GET /ui/vms/{name}/usage`: the box alone.
 #[derive(Template)]
-#[template(path = "web/vm_usage.html")]
+#[template(path = "web/usage.html")]
 pub struct UsageFragment {
     /// The box.
     pub usage: UsageBox,
@@ -59,16 +61,53 @@ fn points(values: &[(u64, f64)], top: f64, now_s: u64) -> String {
         .join(" ")
 }
 
-/// The graphs of `history` (the console's 10 s samples, oldest first) for a VM of `vcpus` and
-/// `memory_mib`, at `now_s` (Unix seconds): CPU against its vCPUs, memory against its memory
-/// (or more, if it used more).
-pub fn usage_box(
-    name: &str,
-    history: &UsageHistory,
-    vcpus: u32,
-    memory_mib: u64,
-    now_s: u64,
-) -> UsageBox {
+/// What a usage box is of: the VM or host, and the scale its graphs start from.
+pub enum Graphed<'a> {
+    /// A VM: CPU against its vCPUs, memory against its memory.
+    Vm {
+        /// The VM.
+        name: &'a str,
+        /// Its vCPUs.
+        vcpus: u32,
+        /// Its memory, MiB.
+        memory_mib: u64,
+    },
+    /// A host: CPU against its cores, memory against its physical memory.
+    Host {
+        /// The host.
+        name: &'a str,
+        /// Its cores.
+        cores: u32,
+        /// Its memory, MiB.
+        memory_mib: u64,
+    },
+}
+
+/// The graphs of `history` (the console's 10 s samples, oldest first) of `what`, at `now_s`
+/// (Unix seconds): each against its scale (or more, if it used more).
+pub fn usage_box(what: Graphed<'_>, history: &UsageHistory, now_s: u64) -> UsageBox {
+    let (id, refresh, vcpus, memory_mib) = match what {
+        Graphed::Vm {
+            name,
+            vcpus,
+            memory_mib,
+        } => (
+            "vm-usage",
+            format!("/ui/vms/{name}/usage"),
+            vcpus,
+            memory_mib,
+        ),
+        Graphed::Host {
+            name,
+            cores,
+            memory_mib,
+        } => (
+            "host-usage",
+            format!("/ui/hosts/{name}/usage"),
+            cores,
+            memory_mib,
+        ),
+    };
     let samples = &history.samples;
     let cpu: Vec<(u64, f64)> = samples.iter().map(|s| (s.at, s.cpu_cores)).collect();
     let mem: Vec<(u64, f64)> = samples
@@ -85,7 +124,8 @@ pub fn usage_box(
         .fold(memory_mib.max(1) as f64, f64::max);
     let last = samples.last();
     UsageBox {
-        name: name.to_string(),
+        id,
+        refresh,
         graphs: vec![
             UsageGraph {
                 id: "graph-cpu".into(),
@@ -113,6 +153,14 @@ mod tests {
     use super::*;
     use vinfra_types::usage::{UsageSample, USAGE_INTERVAL_S};
 
+    fn vm(vcpus: u32, memory_mib: u64) -> Graphed<'static> {
+        Graphed::Vm {
+            name: "a",
+            vcpus,
+            memory_mib,
+        }
+    }
+
     fn history(samples: Vec<UsageSample>) -> UsageHistory {
         UsageHistory {
             interval_s: USAGE_INTERVAL_S,
@@ -135,20 +183,21 @@ mod tests {
                 memory_mib: 512,
             },
         ]);
-        let b = usage_box("a", &samples, 2, 512, now);
+        let b = usage_box(vm(2, 512), &samples, now);
         assert_eq!(b.graphs[0].points, "0.0,100.0 600.0,0.0");
         assert_eq!(b.graphs[1].points, "0.0,50.0 600.0,0.0");
         assert_eq!(b.graphs[0].latest, "2.00");
+        assert_eq!((b.id, b.refresh.as_str()), ("vm-usage", "/ui/vms/a/usage"));
         // More than its vCPUs: the scale grows, the line stays inside.
         let busy = history(vec![UsageSample {
             at: now,
             cpu_cores: 4.0,
             memory_mib: 0,
         }]);
-        let b = usage_box("a", &busy, 2, 512, now);
+        let b = usage_box(vm(2, 512), &busy, now);
         assert_eq!(b.graphs[0].top, "4.0");
         assert_eq!(b.graphs[0].points, "600.0,0.0");
-        assert!(usage_box("a", &history(vec![]), 1, 1, now).graphs[0]
+        assert!(usage_box(vm(1, 1), &history(vec![]), now).graphs[0]
             .points
             .is_empty());
     }

@@ -8,8 +8,10 @@ use axum::Form;
 use serde::Deserialize;
 use vinfra_types::api::{UpdateHostRequest, VmFilter};
 
+use super::graphs::Graphed;
 use super::guard::Signed;
 use super::pages::unexpected;
+use super::usage::graphs;
 use super::views::{error_page, render, HostRow, VmRow};
 use super::views_more::HostPage;
 use crate::interface::{Command, ConsoleApi, Reply};
@@ -49,6 +51,15 @@ pub async fn show_host<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) ->
         Ok(_) => return unexpected(),
         Err(r) => return r,
     };
+    let what = Graphed::Host {
+        name: &name,
+        cores: host.capacity.cores,
+        memory_mib: host.capacity.memory_mib,
+    };
+    let usage = match graphs(&s, Command::HostUsage { name: name.clone() }, what).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
     let page = HostPage {
         nav: s.nav(),
         csrf: s.session.csrf.clone(),
@@ -59,6 +70,7 @@ pub async fn show_host<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) ->
         ha_detail,
         vms: vms.iter().map(VmRow::from).collect(),
         may_maintain: s.may("PATCH", "/api/v1/hosts/{name}"),
+        usage,
     };
     render(StatusCode::OK, &page)
 }

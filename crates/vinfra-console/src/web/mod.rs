@@ -74,7 +74,8 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         )
         .route("/vms/{name}", get(pages::show_vm::<A>))
         .route("/vms/{name}/migrate", post(pages::migrate::<A>))
-        .route("/ui/vms/{name}/usage", get(usage::usage::<A>))
+        .route("/ui/vms/{name}/usage", get(usage::vm_usage::<A>))
+        .route("/ui/hosts/{name}/usage", get(usage::host_usage::<A>))
         .route("/vms/{name}/{action}", post(pages::power::<A>))
         .route(
             "/vms/{name}/delete",

@@ -12,7 +12,7 @@ use vinfra_types::filter::{EventFilter, HostFilter};
 use vinfra_types::vm::{BootSource, DiskSpec, VmSpec};
 use vinfra_types::{HostStatus, HostSummary, VmSummary};
 
-use super::graphs::usage_box;
+use super::graphs::{usage_box, Graphed};
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
@@ -194,10 +194,12 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
         .collect();
     let usage = match s.run(Command::VmUsage { name: name.clone() }).await {
         Ok(Reply::Usage(history)) => usage_box(
-            &name,
+            Graphed::Vm {
+                name: &name,
+                vcpus: vm.vcpus,
+                memory_mib: vm.memory_mib,
+            },
             &history,
-            vm.vcpus,
-            vm.memory_mib,
             vinfra_types::unix_now_s(),
         ),
         Ok(_) => return unexpected(),

@@ -31,6 +31,8 @@ pub struct HostPage {
     pub vms: Vec<VmRow>,
     /// Whether the session may switch its maintenance.
     pub may_maintain: bool,
+    /// Its CPU and memory over the last hour.
+    pub usage: super::graphs::UsageBox,
 }
 
 /// A value as the API writes it (`"manual"`, `"anti_affinity"`).

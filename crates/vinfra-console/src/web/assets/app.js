@@ -4,7 +4,8 @@
 //   (`GET /ui/tasks/{id}?wait_s=N`, a long poll; a second for a migration, whose bar moves);
 // - the events page adds each task change it hears on `GET /ui/events/stream` (server-sent
 //   events) to its table of tasks;
-// - a VM's page swaps in its graphs (`GET /ui/vms/{name}/usage`) every 10 s.
+// - a VM's or host's page swaps in its graphs (`GET /ui/vms/{name}/usage`,
+//   `/ui/hosts/{name}/usage`) every 10 s.
 "use strict";
 (function () {
   function follow(box) {
@@ -113,5 +114,6 @@
     follow(document.getElementById("task"));
     live(document.getElementById("live-tasks"));
     refresh(document.getElementById("vm-usage"));
+    refresh(document.getElementById("host-usage"));
   });
 })();
