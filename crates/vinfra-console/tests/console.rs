@@ -656,7 +656,8 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
             }
             operations += 1;
             // Every route has its role in the one table the auth middleware asks.
-            let role = vinfra_console::api::access::required_role(&method.to_uppercase(), path);
+            let role =
+                vinfra_console::interface::access::required_role(&method.to_uppercase(), path);
             assert!(role.is_some(), "{what}: not in the roles table");
             let mut want = vec!["401", "429", "500"];
             assert!(

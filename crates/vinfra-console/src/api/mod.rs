@@ -5,7 +5,7 @@
 //! It depends on [`crate::interface`] only (and `vinfra-types`): the router is generic over
 //! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
 
-pub mod access;
+use crate::interface::access;
 pub mod connections;
 pub mod extract;
 pub mod flow_routes;

@@ -12,13 +12,13 @@ use utoipa::{Modify, OpenApi};
 use vinfra_types::api::PROBLEM_JSON;
 use vinfra_types::auth::Role;
 
-use super::access;
 use super::flow_routes;
 use super::list_routes;
 use super::routes;
 use super::task_routes;
 use super::token_routes;
 use super::vm_routes;
+use crate::interface::access;
 
 /// Adds the bearer-token security scheme and requires it everywhere.
 struct BearerAuth;

@@ -16,6 +16,7 @@ use vinfra_types::task::Task;
 pub use crate::error::{Error, ErrorKind};
 pub use crate::state::{TokenHolder, TokenRefusal};
 
+pub mod access;
 mod command;
 mod dispatch;
 mod reply;
@@ -31,7 +32,7 @@ use crate::tasks;
 /// What a transport needs of the console: find who a bearer token is, run a command on their
 /// behalf. The REST API is generic over it, so its routes are tested (and fuzzed) against a
 /// stub. Which role may run which command is the transport's to check (the REST API checks
-/// the route, `api::access`) before it calls [`ConsoleApi::execute`].
+/// the route, `interface::access`) before it calls [`ConsoleApi::execute`].
 pub trait ConsoleApi: Send + Sync + 'static {
     /// Runs one command on behalf of `actor`, whom every event it records names.
     fn execute(

@@ -20,7 +20,7 @@ use vinfra_types::auth::{Actor, Role};
 use super::session::{cookie_value, same_secret, Session, COOKIE};
 use super::state::WebState;
 use super::views::{self, PageRefusal};
-use crate::api::access::required_role;
+use crate::interface::access::required_role;
 use crate::interface::{ConsoleApi, TokenHolder};
 
 /// Refuses (403) a state-changing request that a browser says comes from another site.

@@ -3,7 +3,7 @@
 //!
 //! Like [`crate::api`], it drives the console through [`crate::interface`] only (the
 //! [`ConsoleApi`] trait, typed [`Command`](crate::interface::Command)s); of the API it takes
-//! the role table ([`crate::api::access::required_role`]): each action of a page needs the role
+//! the role table ([`crate::interface::access::required_role`]): each action of a page needs the role
 //! its API route needs. Its files:
 //!
 //! - [`session`]: the sessions (a random id in a cookie, the token kept server-side);

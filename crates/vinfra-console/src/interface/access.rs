@@ -1,5 +1,5 @@
 //! Which role each route needs: the one place the API decides it (docs/design.md, "Roles").
-//! The auth middleware ([`super::auth`]) asks [`required_role`] with the request's method and
+//! The API's auth middleware (`api::auth`) and the web console's guard ask [`required_role`] with the request's method and
 //! matched route before any handler runs; a token whose role is below it gets 403.
 //!
 //! - `viewer`: every read, but the API tokens and a VM's serial console;
