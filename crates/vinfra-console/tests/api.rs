@@ -436,6 +436,19 @@ fn routes() -> Vec<Route> {
                 Some(Command::ConsoleLog {
                     name: s.into(),
                     bytes: q.bytes,
+                    from: None,
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/console/input",
+            query: Q::Ignored,
+            sample: r#"{"text":"ls\r"}"#,
+            command: |s, b, _| {
+                Some(Command::ConsoleInput {
+                    name: s.into(),
+                    text: required::<vinfra_types::api::ConsoleInput>(b)?.text,
                 })
             },
         },
@@ -1082,7 +1095,8 @@ fn every_route_parses_into_its_command() {
                 want,
                 Command::ConsoleLog {
                     name: "web-1".into(),
-                    bytes: Some(100)
+                    bytes: Some(100),
+                    from: None,
                 }
             ),
             ("POST", "/api/v1/drs/recommendations/{id}/apply") => {

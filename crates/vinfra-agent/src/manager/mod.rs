@@ -10,6 +10,7 @@
 //! Files (a call goes down this list, never up):
 //! - `migration.rs`: incoming (through `lifecycle.rs`'s admission, new VM and launch),
 //!   outgoing, status, cancel, finish, abort;
+//! - `console.rs`: the serial console live: its log from an offset, input on its socket;
 //! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log; a new VM's
 //!   directory and record, QEMU's launch description (built there only) and the launch;
 //! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
@@ -27,6 +28,7 @@
 //! did not complete.
 
 mod adoption;
+mod console;
 mod error;
 mod first_pass;
 mod lifecycle;
@@ -50,6 +52,7 @@ use uuid::Uuid;
 use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
+pub use console::ConsoleChunk;
 pub use error::{ManagerError, Result, StateConflict};
 pub use records::LocalVm;
 

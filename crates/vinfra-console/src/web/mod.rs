@@ -11,16 +11,19 @@
 //! - [`login`]: the login form, login and logout;
 //! - [`guard`]: cross-site requests refused, the session of a page, its CSRF token, roles;
 //! - [`pages`]: the handlers of the pages and forms;
+//! - [`terminal`]: a VM's serial console over a WebSocket (output polled, keystrokes typed);
 //! - [`views`]: the askama templates (`templates/web/`) and what they show.
 //!
-//! Its assets (a style sheet and one small script) are compiled into the binary; the pages
-//! load nothing from another site (`Content-Security-Policy` says so to the browser).
+//! Its assets (a style sheet, two small scripts, and xterm.js for the serial console) are
+//! compiled into the binary; the pages load nothing from another site
+//! (`Content-Security-Policy` says so to the browser).
 
 pub mod guard;
 pub mod login;
 pub mod pages;
 pub mod session;
 pub mod state;
+pub mod terminal;
 pub mod views;
 
 use std::sync::Arc;
@@ -41,6 +44,15 @@ const STYLE: &str = include_str!("assets/style.css");
 /// The script, `GET /assets/app.js`.
 const SCRIPT: &str = include_str!("assets/app.js");
 
+/// The serial console's script, `GET /assets/console.js`.
+const CONSOLE_SCRIPT: &str = include_str!("assets/console.js");
+/// xterm.js (vendored from npm `@xterm/xterm`, MIT: `assets/xterm/LICENSE`).
+const XTERM_SCRIPT: &str = include_str!("assets/xterm/xterm.js");
+/// xterm.js's style sheet.
+const XTERM_STYLE: &str = include_str!("assets/xterm/xterm.css");
+/// xterm.js's licence, served beside it.
+const XTERM_LICENSE: &str = include_str!("assets/xterm/LICENSE");
+
 /// Largest form a page posts.
 const MAX_FORM: usize = 64 * 1024;
 
@@ -60,6 +72,8 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             get(pages::new_vm::<A>).post(pages::create_vm::<A>),
         )
         .route("/vms/{name}", get(pages::show_vm::<A>))
+        .route("/vms/{name}/console", get(pages::console_page::<A>))
+        .route("/vms/{name}/console/ws", get(terminal::socket::<A>))
         .route("/vms/{name}/{action}", post(pages::power::<A>))
         .route(
             "/vms/{name}/delete",
@@ -71,6 +85,22 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         .route(
             "/assets/app.js",
             get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| asset(CONSOLE_SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/xterm/xterm.js",
+            get(|| asset(XTERM_SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/xterm/xterm.css",
+            get(|| asset(XTERM_STYLE, "text/css")),
+        )
+        .route(
+            "/assets/xterm/LICENSE",
+            get(|| asset(XTERM_LICENSE, "text/plain; charset=utf-8")),
         )
         .layer(axum::middleware::from_fn(guard::same_site_only))
         .layer(axum::middleware::from_fn(security_headers))
@@ -95,13 +125,12 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(guard::PAGE_CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
