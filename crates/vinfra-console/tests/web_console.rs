@@ -71,7 +71,11 @@ async fn login(c: &TestConsole, token: &str) -> String {
 }
 
 /// `GET path` with `cookie`: status, headers, body.
-async fn get(c: &TestConsole, path: &str, cookie: &str) -> (u16, reqwest::header::HeaderMap, String) {
+async fn get(
+    c: &TestConsole,
+    path: &str,
+    cookie: &str,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let resp = web_client(c)
         .get(format!("{}{path}", c.base))
         .header("cookie", cookie)
@@ -135,7 +139,10 @@ async fn the_console_page_and_its_socket_stream_and_type() {
 
     let (status, _, vm_page) = get(&c, "/vms/web-1", &cookie).await;
     assert_eq!(status, 200);
-    assert!(vm_page.contains(r#"href="/vms/web-1/console""#), "{vm_page}");
+    assert!(
+        vm_page.contains(r#"href="/vms/web-1/console""#),
+        "{vm_page}"
+    );
     let (status, headers, page) = get(&c, "/vms/web-1/console", &cookie).await;
     assert_eq!(status, 200, "{page}");
     for part in [
@@ -154,7 +161,11 @@ async fn the_console_page_and_its_socket_stream_and_type() {
     let (_, headers, _) = get(&c, "/vms/web-1", &cookie).await;
     let strict = headers["content-security-policy"].to_str().unwrap();
     assert!(strict.contains("style-src 'self';"), "{strict}");
-    for asset in ["/assets/xterm/xterm.js", "/assets/xterm/xterm.css", "/assets/console.js"] {
+    for asset in [
+        "/assets/xterm/xterm.js",
+        "/assets/xterm/xterm.css",
+        "/assets/console.js",
+    ] {
         let (status, _, body) = get(&c, asset, &cookie).await;
         assert_eq!(status, 200, "{asset}");
         assert!(body.len() > 100, "{asset}");
@@ -248,7 +259,11 @@ async fn the_api_reads_from_an_offset_and_types() {
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let next = c
-        .call("GET", &format!("/api/v1/vms/web-1/console?from={end}"), None)
+        .call(
+            "GET",
+            &format!("/api/v1/vms/web-1/console?from={end}"),
+            None,
+        )
         .await;
     assert_eq!(next.status, 200, "{:?}", next.body);
     assert_eq!(next.body["text"], "ls\r");

@@ -18,6 +18,7 @@ use crate::qemu::fake::{Call, FakeRunner};
 use crate::qemu::{DiskArg, RunState};
 use vinfra_switch_control::Request;
 
+mod console;
 mod migration;
 
 const LONG: Duration = Duration::from_secs(5);

@@ -7,7 +7,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use vinfra_types::api::{
-    ConsoleInput, ConsoleLog, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest, UpdateVmRequest,
+    ConsoleInput, ConsoleLog, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest,
+    UpdateVmRequest,
 };
 use vinfra_types::network::VmCounters;
 use vinfra_types::task::Task;

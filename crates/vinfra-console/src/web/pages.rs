@@ -15,8 +15,8 @@ use vinfra_types::VmSummary;
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
-    error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow, InventoryPage, Nav,
-    NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
+    error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow,
+    InventoryPage, Nav, NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
 };
 use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
 
