@@ -2,10 +2,10 @@
 //! kept running while the agent was away.
 //!
 //! Each VM has a directory `<data_dir>/vms/<id>/` with `vm.json` (a [`LocalVm`]), `qemu.pid`,
-//! `qmp.sock` and `serial.log`. Disks live in the datastore (see [`crate::disks`]). QEMU is
-//! reached only through [`crate::qemu::VmRunner`] and [`crate::qemu::QemuProcess`], the switch
-//! only through [`crate::network::SwitchLink`]. Operations on one VM are serialized by a per-VM
-//! lock; different VMs proceed in parallel.
+//! `qmp.sock`, `serial.log` and `serial.sock`. Disks live in the datastore (see
+//! [`crate::disks`]). QEMU is reached only through [`crate::qemu::VmRunner`] and
+//! [`crate::qemu::QemuProcess`], the switch only through [`crate::network::SwitchLink`].
+//! Operations on one VM are serialized by a per-VM lock; different VMs proceed in parallel.
 //!
 //! Files (a call goes down this list, never up):
 //! - `migration.rs`: incoming (through `lifecycle.rs`'s admission, new VM and launch),

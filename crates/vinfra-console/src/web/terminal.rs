@@ -223,12 +223,14 @@ impl<A: ConsoleApi> Link<A> {
             "read only: typing on the serial console needs role operator".to_string()
         } else {
             match vm(&self.console, &self.actor, &self.name).await {
-                Ok(vm) if vm.state != PowerState::Running => format!(
-                    "VM '{}' is {}: its serial console shows what it printed and takes no \
-                     input until it runs",
-                    self.name,
-                    format!("{:?}", vm.state).to_lowercase()
-                ),
+                Ok(vm) if vm.state != PowerState::Running => {
+                    let state = format!("{:?}", vm.state).to_lowercase();
+                    format!(
+                        "VM '{}' is {state}: its serial console shows what it printed and takes \
+                         no input until it runs",
+                        self.name
+                    )
+                }
                 Ok(_) => "this VM's serial console takes no input until it restarts (its QEMU \
                           was started by an older agent)"
                     .to_string(),

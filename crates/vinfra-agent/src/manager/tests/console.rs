@@ -13,7 +13,10 @@ async fn the_log_is_read_from_an_offset_each_byte_once() {
     std::fs::write(&log, "line one\r\n").unwrap();
 
     let tail = h.m.console_read(id, None, 4).await.unwrap();
-    assert_eq!((tail.text.as_str(), tail.start, tail.end), ("ne\r\n", 6, 10));
+    assert_eq!(
+        (tail.text.as_str(), tail.start, tail.end),
+        ("ne\r\n", 6, 10)
+    );
     let all = h.m.console_read(id, Some(0), 1 << 16).await.unwrap();
     assert_eq!((all.text.as_str(), all.end), ("line one\r\n", 10));
     // No socket: a QEMU an older agent started takes no input.
