@@ -15,25 +15,13 @@ use uuid::Uuid;
 use vinfra_proto::MAX_CONSOLE_INPUT;
 use vinfra_types::PowerState;
 
+use super::console_chunk::ConsoleChunk;
 use super::error::{io_err, ManagerError, Result, StateConflict};
 use super::{Manager, MAX_CONSOLE_BYTES};
 
 /// Longest a write to the serial port takes: connecting, writing, and waiting for QEMU to
 /// have read it all (a guest that does not read its port holds QEMU's reads back).
 const WRITE_WITHIN: Duration = Duration::from_secs(1);
-
-/// A part of the serial console's log ([`Manager::console_read`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsoleChunk {
-    /// The bytes from `start` to `end`, as text (invalid UTF-8 replaced).
-    pub text: String,
-    /// The log offset the text starts at.
-    pub start: u64,
-    /// The log offset after the text.
-    pub end: u64,
-    /// The console takes input now.
-    pub input: bool,
-}
 
 /// Where a read of a log of `len` bytes starts: at `from` when the log has it, else (no `from`,
 /// or one past the end: the log was rotated, or is another host's) at the last `max` bytes.

@@ -10,7 +10,8 @@
 //! Files (a call goes down this list, never up):
 //! - `migration.rs`: incoming (through `lifecycle.rs`'s admission, new VM and launch),
 //!   outgoing, status, cancel, finish, abort;
-//! - `console.rs`: the serial console live: its log from an offset, input on its socket;
+//! - `console.rs`: the serial console live: its log from an offset, input on its socket
+//!   (`console_chunk.rs`: what a read answers);
 //! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log; a new VM's
 //!   directory and record, QEMU's launch description (built there only) and the launch;
 //! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
@@ -29,6 +30,7 @@
 
 mod adoption;
 mod console;
+mod console_chunk;
 mod error;
 mod first_pass;
 mod lifecycle;
@@ -52,7 +54,7 @@ use uuid::Uuid;
 use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
-pub use console::ConsoleChunk;
+pub use console_chunk::ConsoleChunk;
 pub use error::{ManagerError, Result, StateConflict};
 pub use records::LocalVm;
 

@@ -18,8 +18,8 @@ use crate::qemu::fake::{Call, FakeRunner};
 use crate::qemu::{DiskArg, RunState};
 use vinfra_switch_control::Request;
 
-mod console;
 mod migration;
+mod serial;
 
 const LONG: Duration = Duration::from_secs(5);
 
