@@ -146,7 +146,12 @@ impl<A: ConsoleApi> Link<A> {
                         if holder.role < role(READ_ROUTE) {
                             break;
                         }
-                        self.may_type = holder.role >= role(TYPE_ROUTE);
+                        let may_type = holder.role >= role(TYPE_ROUTE);
+                        if may_type != self.may_type {
+                            // The status says so with the next read.
+                            self.may_type = may_type;
+                            cursor.input = None;
+                        }
                         Vec::new()
                     }
                     None => break,
