@@ -15,6 +15,8 @@
 #     default route when "vinfra.gw=IP" is given too: "VINFRA-GUEST GW IP"), and prints
 #     "VINFRA-COUNTER <n> <uptime> <wall clock, s>" every 0.5 s (parsers read fields 1 and 2; more
 #     fields may be appended);
+#   - otherwise also answers each line typed on the serial console (ttyS0) with
+#     "VINFRA-TYPED <line>" (the terminal echoes what is typed as well);
 #   - with "vinfra.ignore_acpi=1" prints "VINFRA-GUEST IGNORES ACPI" at boot and, on the power
 #     button, only "VINFRA-GUEST POWER BUTTON IGNORED": a guest that hangs on shutdown, so that a
 #     graceful stop has to end in a forced one;
@@ -419,6 +421,15 @@ if [ "$shell" = 1 ]; then
     (while :; do sh </dev/ttyS1 >/dev/ttyS1 2>&1; sleep 1; done) &
     echo "VINFRA-GUEST SHELL ttyS1"
 fi
+# Lines typed on the serial console (the web console's terminal) are answered on it.
+(
+    while :; do
+        while read -r line; do
+            echo "VINFRA-TYPED $line"
+        done </dev/ttyS0
+        sleep 1
+    done
+) &
 n=0
 while true; do
     n=$((n + 1))

@@ -72,6 +72,23 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
         C::ConsoleLog { id, max_bytes } => CommandReply::Console {
             text: m.console_log(id, max_bytes).await?,
         },
+        C::ConsoleRead {
+            id,
+            from,
+            max_bytes,
+        } => {
+            let chunk = m.console_read(id, from, max_bytes).await?;
+            CommandReply::ConsoleChunk {
+                text: chunk.text,
+                start: chunk.start,
+                end: chunk.end,
+                input: chunk.input,
+            }
+        }
+        C::ConsoleWrite { id, text } => {
+            m.console_write(id, &text).await?;
+            CommandReply::Done
+        }
         C::ObserveVm { id } => CommandReply::Vm {
             vm: m.observe(id).await?,
         },

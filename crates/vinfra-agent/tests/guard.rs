@@ -143,6 +143,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         kernel: Some((bad_dir.join("no-such-kernel"), None, String::new())),
         disks: vec![],
         serial_log: bad_dir.join("serial.log"),
+        serial_socket: bad_dir.join("serial.sock"),
         qmp_socket: bad_dir.join("qmp.sock"),
         guard_qmp_socket: bad_dir.join("guard-qmp.sock"),
         pidfile: bad_dir.join("qemu.pid"),

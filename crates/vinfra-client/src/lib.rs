@@ -276,6 +276,24 @@ impl Client {
         self.fetch(Method::GET, &paths::vm_console(name, bytes))
     }
 
+    /// `GET /vms/{name}/console?from=OFFSET`: the serial console from a log offset (the
+    /// previous answer's `end`), or its tail without one.
+    pub fn console_from(&self, name: &str, from: Option<u64>) -> Result<ConsoleLog, RestError> {
+        self.fetch(Method::GET, &paths::vm_console_from(name, None, from))
+    }
+
+    /// `POST /vms/{name}/console/input`: types `text` on the serial console.
+    pub fn console_input(&self, name: &str, text: &str) -> Result<(), RestError> {
+        let body = serde_json::json!({ "text": text });
+        self.transport
+            .exchange(
+                Method::POST,
+                &paths::vm_console_input(name),
+                RawBody::Json(&body),
+            )
+            .map(drop)
+    }
+
     // Migration.
 
     /// `GET /vms/{name}/migration`: progress of the current or last migration.

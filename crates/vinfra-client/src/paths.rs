@@ -136,10 +136,25 @@ pub fn vm_migration(name: &str) -> String {
 
 /// `/api/v1/vms/{name}/console`, with `?bytes=N` when given.
 pub fn vm_console(name: &str, bytes: Option<u64>) -> String {
-    match bytes {
-        Some(n) => item("vms", name, &format!("/console?bytes={n}")),
-        None => item("vms", name, "/console"),
+    vm_console_from(name, bytes, None)
+}
+
+/// `/api/v1/vms/{name}/console[?bytes=N][&from=OFFSET]`.
+pub fn vm_console_from(name: &str, bytes: Option<u64>, from: Option<u64>) -> String {
+    let params: Vec<String> = [("bytes", bytes), ("from", from)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+    if params.is_empty() {
+        item("vms", name, "/console")
+    } else {
+        item("vms", name, &format!("/console?{}", params.join("&")))
     }
+}
+
+/// `/api/v1/vms/{name}/console/input`.
+pub fn vm_console_input(name: &str) -> String {
+    item("vms", name, "/console/input")
 }
 
 /// `/api/v1/flows?minutes=N&by=…&top=K`, without the parameters that are the defaults.

@@ -436,6 +436,19 @@ fn routes() -> Vec<Route> {
                 Some(Command::ConsoleLog {
                     name: s.into(),
                     bytes: q.bytes,
+                    from: None,
+                })
+            },
+        },
+        Route {
+            method: "POST",
+            path: "/api/v1/vms/{name}/console/input",
+            query: Q::Ignored,
+            sample: r#"{"text":"ls\r"}"#,
+            command: |s, b, _| {
+                Some(Command::ConsoleInput {
+                    name: s.into(),
+                    text: required::<vinfra_types::api::ConsoleInput>(b)?.text,
                 })
             },
         },
@@ -1029,8 +1042,8 @@ fn each_role_reaches_exactly_its_routes() {
         }
     }
     // The table's 23 reads for a viewer (its 25 GETs but the tokens and a VM's console), all
-    // but the 12 admin routes for an operator, all 62 for an admin.
-    assert_eq!(allowed, [23, 50, 62]);
+    // but the 12 admin routes for an operator, all 63 for an admin.
+    assert_eq!(allowed, [23, 51, 63]);
 }
 
 #[test]
@@ -1039,7 +1052,7 @@ fn every_route_parses_into_its_command() {
     let stub = Arc::new(Stub::default());
     let auth = format!("Bearer {TOKEN}");
     let table = routes();
-    assert_eq!(table.len(), 62, "every endpoint");
+    assert_eq!(table.len(), 63, "every endpoint");
     for r in &table {
         let path = r
             .path
@@ -1082,7 +1095,8 @@ fn every_route_parses_into_its_command() {
                 want,
                 Command::ConsoleLog {
                     name: "web-1".into(),
-                    bytes: Some(100)
+                    bytes: Some(100),
+                    from: None,
                 }
             ),
             ("POST", "/api/v1/drs/recommendations/{id}/apply") => {

@@ -251,7 +251,7 @@ async fn reads_through_a_slow_agent_answer_within_1_s() {
     assert!(r.body["nics"][0]["counters"].is_object(), "{:?}", r.body);
 
     // h1 carries out every read (and switch configuration) but answers 3 s later.
-    for slow in ["SwitchCounters", "ConsoleLog", "ApplySwitchConfig"] {
+    for slow in ["SwitchCounters", "ConsoleRead", "ApplySwitchConfig"] {
         h1.state
             .lock()
             .unwrap()

@@ -678,7 +678,7 @@ async fn openapi_document_in_the_repository_is_current_and_complete() {
             }
         }
     }
-    assert_eq!(operations, 70, "every endpoint is documented");
+    assert_eq!(operations, 71, "every endpoint is documented");
     let post_vms = &doc["paths"]["/api/v1/vms"]["post"]["responses"];
     for status in ["202", "400", "404", "409", "413", "502", "503", "504"] {
         assert!(post_vms.get(status).is_some(), "POST /api/v1/vms: {status}");

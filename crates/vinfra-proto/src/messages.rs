@@ -35,8 +35,13 @@ use vinfra_types::{
 /// [`ConsoleMessage::RenewCertificate`]): an agent that cannot renew is cut off when its
 /// certificate expires. 13: a VM's CPU model and machine type ([`VmInstance::platform`]) and
 /// the host's ([`AgentMessage::Hello`] `platform`): an agent that ignores them would start a
-/// VM with other virtual hardware than the one it migrates with.
-pub const PROTOCOL_VERSION: u32 = 13;
+/// VM with other virtual hardware than the one it migrates with. 14: the serial console read
+/// from an offset ([`AgentCommand::ConsoleRead`]) and typed on ([`AgentCommand::ConsoleWrite`]):
+/// the web console's terminal polls the one and sends keystrokes with the other.
+pub const PROTOCOL_VERSION: u32 = 14;
+
+/// Most bytes one [`AgentCommand::ConsoleWrite`] types.
+pub const MAX_CONSOLE_INPUT: usize = 4096;
 
 /// What a console sends to an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,6 +321,31 @@ pub enum AgentCommand {
         /// At most this many bytes, from the end.
         max_bytes: u64,
     },
+    /// The VM's serial console from byte `from` of its log: at most `max_bytes` (bounded by
+    /// the agent), ending before a UTF-8 sequence the log does not hold whole yet. Without
+    /// `from`, or with one past the log's end (the log was rotated, or the VM moved here), the
+    /// last `max_bytes`. Replies [`CommandReply::ConsoleChunk`]: a poller that asks again
+    /// from its `end` gets each byte once.
+    ConsoleRead {
+        /// The VM.
+        id: Uuid,
+        /// Where to start, a byte offset of the log; `None`: the tail.
+        #[serde(default)]
+        from: Option<u64>,
+        /// At most this many bytes.
+        max_bytes: u64,
+    },
+    /// Types `text` on the VM's serial port (the agent connects to the port's socket, writes,
+    /// and hangs up once QEMU took it all, or after 1 s). Refused ([`CommandError::BadState`])
+    /// for a VM that does not run, and for one whose QEMU an older agent started (it has no
+    /// socket until it restarts). Replies `Done`.
+    ConsoleWrite {
+        /// The VM.
+        id: Uuid,
+        /// What to type (at most [`MAX_CONSOLE_INPUT`] bytes; a newline is `\r`, as a
+        /// terminal's Enter).
+        text: String,
+    },
     /// The VM's current state, read now (not from the last report). Replies `Vm`.
     ObserveVm {
         /// The VM.
@@ -387,6 +417,8 @@ impl AgentCommand {
             self,
             AgentCommand::MigrationStatus { .. }
                 | AgentCommand::ConsoleLog { .. }
+                | AgentCommand::ConsoleRead { .. }
+                | AgentCommand::ConsoleWrite { .. }
                 | AgentCommand::ObserveVm { .. }
                 | AgentCommand::ApplySwitchConfig { .. }
                 | AgentCommand::SwitchCounters
@@ -486,6 +518,18 @@ pub enum CommandReply {
     Console {
         /// The text (invalid UTF-8 replaced).
         text: String,
+    },
+    /// A part of a VM's serial console ([`AgentCommand::ConsoleRead`]).
+    ConsoleChunk {
+        /// The bytes from `start` to `end` of the log (invalid UTF-8 replaced).
+        text: String,
+        /// The log's offset `text` starts at: the `from` asked, or where the tail starts.
+        start: u64,
+        /// The log's offset after `text`: the next read's `from`.
+        end: u64,
+        /// The serial console takes input ([`AgentCommand::ConsoleWrite`]): the VM runs, with
+        /// a serial socket.
+        input: bool,
     },
     /// A VM's tracked connections ([`AgentCommand::ExportConnections`]).
     Connections {

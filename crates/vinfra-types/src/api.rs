@@ -346,9 +346,32 @@ pub struct TokenResponse {
 }
 
 /// A VM's serial console output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConsoleLog {
-    /// The last bytes of the serial console, lossily decoded as UTF-8.
+    /// The serial console's bytes from `start` to `end` of its log on `host` (the last ones,
+    /// without `from`), lossily decoded as UTF-8.
+    pub text: String,
+    /// The host whose log this is: offsets are that host's (a VM that moved starts over).
+    #[serde(default)]
+    pub host: String,
+    /// The log offset `text` starts at: the `from` asked, or where the tail starts (a `from`
+    /// past the log's end, of a log rotated or another host's, reads the tail).
+    #[serde(default)]
+    pub start: u64,
+    /// The log offset after `text`: the next read's `from`, which gets each byte once.
+    #[serde(default)]
+    pub end: u64,
+    /// The console takes input now (`POST …/console/input`): the VM runs, with a QEMU that
+    /// has the serial socket.
+    #[serde(default)]
+    pub input: bool,
+}
+
+/// Input for a VM's serial console (`POST /api/v1/vms/{name}/console/input`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleInput {
+    /// What to type, 1 to 4096 bytes, as a terminal sends it (Enter is `\r`).
     pub text: String,
 }
 

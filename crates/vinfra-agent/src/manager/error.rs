@@ -45,6 +45,12 @@ pub enum StateConflict {
     /// An abort of an incoming migration whose guest arrived.
     #[error("the VM already runs here")]
     GuestArrived,
+    /// Input for the serial console of a VM that does not run.
+    #[error("its serial console takes input only while it runs")]
+    ConsoleNotRunning,
+    /// Input for the serial console of a QEMU an older agent started, without the socket.
+    #[error("this VM's serial console takes no input until it restarts")]
+    NoConsoleInput,
     /// A QEMU request for a VM whose QEMU is gone.
     #[error("QEMU is not running")]
     QemuNotRunning,
@@ -118,6 +124,9 @@ pub enum ManagerError {
         /// What the host lacks.
         reason: String,
     },
+    /// Input for the serial console that cannot be typed (too long, the socket not QEMU's).
+    #[error("serial console input: {0}")]
+    ConsoleInput(String),
     /// A blocking task (switch reconcile, counters) failed.
     #[error("a blocking task failed")]
     Task(#[from] tokio::task::JoinError),

@@ -220,6 +220,7 @@ impl Manager {
             kernel: media.kernel,
             disks: media.disks,
             serial_log: vm.files.serial_log(),
+            serial_socket: vm.files.serial_socket(),
             qmp_socket: vm.files.qmp_socket(),
             guard_qmp_socket: vm.files.guard_qmp_socket(),
             pidfile: vm.files.pidfile(),

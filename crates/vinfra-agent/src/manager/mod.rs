@@ -2,14 +2,16 @@
 //! kept running while the agent was away.
 //!
 //! Each VM has a directory `<data_dir>/vms/<id>/` with `vm.json` (a [`LocalVm`]), `qemu.pid`,
-//! `qmp.sock` and `serial.log`. Disks live in the datastore (see [`crate::disks`]). QEMU is
-//! reached only through [`crate::qemu::VmRunner`] and [`crate::qemu::QemuProcess`], the switch
-//! only through [`crate::network::SwitchLink`]. Operations on one VM are serialized by a per-VM
-//! lock; different VMs proceed in parallel.
+//! `qmp.sock`, `serial.log` and `serial.sock`. Disks live in the datastore (see
+//! [`crate::disks`]). QEMU is reached only through [`crate::qemu::VmRunner`] and
+//! [`crate::qemu::QemuProcess`], the switch only through [`crate::network::SwitchLink`].
+//! Operations on one VM are serialized by a per-VM lock; different VMs proceed in parallel.
 //!
 //! Files (a call goes down this list, never up):
 //! - `migration.rs`: incoming (through `lifecycle.rs`'s admission, new VM and launch),
 //!   outgoing, status, cancel, finish, abort;
+//! - `console.rs`: the serial console live: its log from an offset, input on its socket
+//!   (`console_chunk.rs`: what a read answers);
 //! - `lifecycle.rs`: create, start, stop, reboot, delete, the console log; a new VM's
 //!   directory and record, QEMU's launch description (built there only) and the launch;
 //! - `switch.rs`: the VMs' NIC ports, the host's switch configuration and counters;
@@ -27,6 +29,8 @@
 //! did not complete.
 
 mod adoption;
+mod console;
+mod console_chunk;
 mod error;
 mod first_pass;
 mod lifecycle;
@@ -50,6 +54,7 @@ use uuid::Uuid;
 use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
+pub use console_chunk::ConsoleChunk;
 pub use error::{ManagerError, Result, StateConflict};
 pub use records::LocalVm;
 

@@ -19,6 +19,7 @@ use crate::qemu::{DiskArg, RunState};
 use vinfra_switch_control::Request;
 
 mod migration;
+mod serial;
 
 const LONG: Duration = Duration::from_secs(5);
 

@@ -70,8 +70,11 @@ pub struct Launch {
     pub kernel: Option<(PathBuf, Option<PathBuf>, String)>,
     /// Disks, in order.
     pub disks: Vec<DiskArg>,
-    /// Serial console log file.
+    /// Serial console log file: everything the guest prints on its serial port.
     pub serial_log: PathBuf,
+    /// The serial port's Unix socket (QEMU listens): what a client writes there is typed on
+    /// the port ([`crate::manager::Manager::console_write`]).
+    pub serial_socket: PathBuf,
     /// QMP unix socket (the agent's).
     pub qmp_socket: PathBuf,
     /// A second QMP unix socket, for the host's guard or the agent's start: a monitor serves
@@ -132,9 +135,12 @@ pub fn build_args(l: &Launch) -> Vec<OsString> {
     for s in ["-nodefaults", "-no-user-config", "-display", "none"] {
         push(s.into());
     }
+    // The serial port on a socket that takes input (one client at a time; nothing waits for
+    // one), everything the guest prints also appended to the log, with a client or without.
     push("-chardev".into());
     push(format!(
-        "file,id=serial0,path={},append=on",
+        "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+        esc_path(&l.serial_socket),
         esc_path(&l.serial_log)
     ));
     push("-serial".into());
@@ -246,6 +252,7 @@ mod tests {
                 cache: CacheMode::None,
             }],
             serial_log: "/d/serial.log".into(),
+            serial_socket: "/d/serial.sock".into(),
             qmp_socket: "/d/qmp.sock".into(),
             guard_qmp_socket: "/d/guard-qmp.sock".into(),
             pidfile: "/d/qemu.pid".into(),

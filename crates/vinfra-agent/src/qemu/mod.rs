@@ -80,6 +80,12 @@ impl VmFiles {
         self.run_dir().join("serial.log")
     }
 
+    /// The serial port's socket (`run/serial.sock`; QEMU listens on it): input typed on the
+    /// serial console. A QEMU started by an agent before it had one has none.
+    pub fn serial_socket(&self) -> PathBuf {
+        self.run_dir().join("serial.sock")
+    }
+
     /// The serial console log of a QEMU started before `run/` (`serial.log`).
     pub fn legacy_serial_log(&self) -> PathBuf {
         self.dir.join("serial.log")
@@ -107,6 +113,7 @@ impl VmFiles {
             self.pidfile(),
             self.qmp_socket(),
             self.guard_qmp_socket(),
+            self.serial_socket(),
             self.legacy_qmp_socket(),
             self.dir.join("guard-qmp.sock"),
         ] {

@@ -82,6 +82,10 @@ pub fn router_with<A: ConsoleApi>(console: Arc<A>, limits: Arc<limits::RequestLi
             get(vm_routes::show_migration::<A>).delete(vm_routes::cancel_migration::<A>),
         )
         .route("/vms/{name}/console", get(vm_routes::console_log::<A>))
+        .route(
+            "/vms/{name}/console/input",
+            post(vm_routes::console_input::<A>),
+        )
         .route("/events", get(list_routes::list_events::<A>))
         .route("/tasks", get(task_routes::list_tasks::<A>))
         .route("/tasks/stream", get(task_routes::stream_tasks::<A>))

@@ -1,5 +1,5 @@
 //! The VMs' endpoints (`/api/v1/vms/…`): list, create, show, change, delete, power actions,
-//! live migration and its cancel, the serial console, NIC settings and counters. Each parses
+//! live migration and its cancel, the serial console (read, typed on), NIC settings and counters. Each parses
 //! its request into a [`Command`] and hands it to the console as every handler of
 //! [`super::routes`] does ([`run`], [`submit`] for those answered with a task, [`list`]).
 
@@ -7,7 +7,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use vinfra_types::api::{
-    ConsoleLog, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest, UpdateVmRequest,
+    ConsoleInput, ConsoleLog, CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateNicRequest,
+    UpdateVmRequest,
 };
 use vinfra_types::network::VmCounters;
 use vinfra_types::task::Task;
@@ -31,13 +32,16 @@ pub struct ForceQuery {
     pub force: bool,
 }
 
-/// `?bytes=N` on the console log.
+/// `?bytes=N&from=OFFSET` on the console log.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ConsoleQuery {
-    /// How many bytes of the tail to return (1..=1 MiB, default 64 KiB).
+    /// How many bytes to return at most (1..=1 MiB, default 64 KiB).
     pub bytes: Option<u64>,
+    /// The log offset to start at: the `end` of the previous answer (for the same `host`), so
+    /// that each byte comes once. Without it, the tail.
+    pub from: Option<u64>,
 }
 
 /// Places and creates a VM (and starts it unless `start` is false).
@@ -165,8 +169,10 @@ pub async fn cancel_migration<A: ConsoleApi>(
     submit(&c, Command::CancelMigration { name }).await
 }
 
-/// The tail of the VM's serial console, read through its host's agent within 1 s (a host that
-/// does not answer in time is 504 `agent-timeout`).
+/// The VM's serial console, read through its host's agent within 1 s (a host that does not
+/// answer in time is 504 `agent-timeout`): its tail, or with `from` what its log holds from
+/// that offset on (`end` is where the next read starts; `host` and the offsets say where a
+/// moved VM's log starts over).
 #[utoipa::path(get, path = "/api/v1/vms/{name}/console", tag = "vms", params(("name" = String, Path, description = "VM name"), ConsoleQuery),
     responses((status = 200, description = "the console text", body = ConsoleLog), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn console_log<A: ConsoleApi>(
@@ -179,6 +185,28 @@ pub async fn console_log<A: ConsoleApi>(
         Command::ConsoleLog {
             name,
             bytes: q.bytes,
+            from: q.from,
+        },
+    )
+    .await
+}
+
+/// Types `text` on the VM's serial console, through its host's agent within 1 s. A VM that
+/// should not run is 409; one whose QEMU an older agent started (no serial socket until it
+/// restarts) is 502 `agent-error` with the agent's words.
+#[utoipa::path(post, path = "/api/v1/vms/{name}/console/input", tag = "vms", params(("name" = String, Path, description = "VM name")),
+    request_body = ConsoleInput,
+    responses((status = 204, description = "typed"), (status = 400, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
+pub async fn console_input<A: ConsoleApi>(
+    c: Caller<A>,
+    NamePath(name): NamePath,
+    ApiJson(input): ApiJson<ConsoleInput>,
+) -> Result<Response, ApiError> {
+    run(
+        &c,
+        Command::ConsoleInput {
+            name,
+            text: input.text,
         },
     )
     .await

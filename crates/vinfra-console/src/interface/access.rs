@@ -61,6 +61,8 @@ pub fn required_role(method: &str, path: &str) -> Option<Role> {
         ) => Viewer,
         // A VM's serial console may show what its guest prints (boot secrets, logins).
         ("GET", "/vms/{name}/console") => Operator,
+        // Typing on it is acting on the guest.
+        ("POST", "/vms/{name}/console/input") => Operator,
         // VMs.
         ("POST", "/vms")
         | ("PATCH", "/vms/{name}")

@@ -146,12 +146,21 @@ pub enum Command {
         /// The VM.
         name: String,
     },
-    /// Tail of a VM's serial console.
+    /// A VM's serial console: its tail, or its log from an offset.
     ConsoleLog {
         /// The VM.
         name: String,
-        /// How many bytes (default 64 KiB).
+        /// How many bytes at most (default 64 KiB).
         bytes: Option<u64>,
+        /// The log offset to start at (a previous answer's `end`); `None`: the tail.
+        from: Option<u64>,
+    },
+    /// Type on a VM's serial console.
+    ConsoleInput {
+        /// The VM.
+        name: String,
+        /// What to type.
+        text: String,
     },
     /// The event history, oldest first, or the events `filter` lets through.
     ListEvents {

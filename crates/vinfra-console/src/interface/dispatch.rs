@@ -127,8 +127,12 @@ pub(super) async fn dispatch(
         Command::CancelMigration { name } => {
             Reply::Task(tasks::cancel_migration(c, actor.clone(), &name).await?)
         }
-        Command::ConsoleLog { name, bytes } => {
-            Reply::Console(vms::views::console_log(c, &name, bytes).await?)
+        Command::ConsoleLog { name, bytes, from } => {
+            Reply::Console(vms::views::console_log(c, &name, bytes, from).await?)
+        }
+        Command::ConsoleInput { name, text } => {
+            vms::views::console_input(c, &name, text).await?;
+            Reply::Done
         }
         Command::ListEvents { filter } => Reply::Events(c.events(&filter)?),
         Command::ListRevokedCertificates { filter } => {

@@ -1,19 +1,19 @@
 //! What the API shows of VMs: each record merged with what its host last reported; and the
-//! tail of a VM's serial console.
+//! serial console (read from an offset, typed on).
 
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
 use uuid::Uuid;
-use vinfra_proto::{AgentCommand, CommandError, CommandReply, HostReport};
+use vinfra_proto::{AgentCommand, CommandError, CommandReply, HostReport, MAX_CONSOLE_INPUT};
 use vinfra_types::api::{ConsoleLog, VmFilter};
 use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostStatus, PowerState, VmObserved, VmSummary, VmUsage};
 
 use crate::agents::RequestError;
 use crate::error::Error;
-use crate::state::records::VmRecord;
+use crate::state::records::{DesiredPower, VmRecord};
 use crate::state::{Console, ANSWER_WITHIN};
 
 /// Default console log size.
@@ -234,13 +234,14 @@ pub fn usage(console: &Console, name: &str) -> Result<UsageHistory, Error> {
     Ok(console.agents().vm_usage_history(rec.id))
 }
 
-/// The tail of a VM's serial console, at most `bytes` (default [`CONSOLE_LOG_DEFAULT`]), read
-/// through its host's agent within [`ANSWER_WITHIN`] (a host slower than that is
-/// [`RequestError::Timeout`]).
+/// A VM's serial console read through its host's agent within [`ANSWER_WITHIN`] (a host
+/// slower than that is [`RequestError::Timeout`]): at most `bytes` (default
+/// [`CONSOLE_LOG_DEFAULT`]) from the log's offset `from`, or its tail.
 pub async fn console_log(
     console: &Console,
     name: &str,
     bytes: Option<u64>,
+    from: Option<u64>,
 ) -> Result<ConsoleLog, Error> {
     let max_bytes = bytes.unwrap_or(CONSOLE_LOG_DEFAULT);
     if max_bytes == 0 || max_bytes > CONSOLE_LOG_MAX {
@@ -252,24 +253,68 @@ pub async fn console_log(
         });
     }
     let rec = console.vm(name)?.value;
+    let command = AgentCommand::ConsoleRead {
+        id: rec.id,
+        from,
+        max_bytes,
+    };
     let reply = console
         .agents()
-        .request(
-            &rec.host,
-            AgentCommand::ConsoleLog {
-                id: rec.id,
-                max_bytes,
-            },
-            ANSWER_WITHIN,
-        )
+        .request(&rec.host, command, ANSWER_WITHIN)
         .await?;
     match reply {
-        CommandReply::Console { text } => Ok(ConsoleLog { text }),
-        other => Err(Error::Agent(RequestError::Agent {
+        CommandReply::ConsoleChunk {
+            text,
+            start,
+            end,
+            input,
+        } => Ok(ConsoleLog {
+            text,
             host: rec.host,
-            source: CommandError::Host {
-                detail: format!("unexpected reply {other:?}"),
-            },
-        })),
+            start,
+            end,
+            input,
+        }),
+        other => Err(unexpected(rec.host, &other)),
     }
+}
+
+/// Types `text` on a VM's serial console through its host's agent, within [`ANSWER_WITHIN`].
+pub async fn console_input(console: &Console, name: &str, text: String) -> Result<(), Error> {
+    if text.is_empty() || text.len() > MAX_CONSOLE_INPUT {
+        return Err(Error::OutOfRange {
+            field: "text (bytes)",
+            min: 1,
+            max: MAX_CONSOLE_INPUT as u64,
+            got: text.len() as u64,
+        });
+    }
+    let rec = console.vm(name)?.value;
+    if rec.desired != DesiredPower::Running {
+        return Err(Error::WrongState {
+            vm: name.to_string(),
+            state: rec.desired.power_state(),
+            wanted: PowerState::Running,
+            op: "take serial console input",
+        });
+    }
+    let command = AgentCommand::ConsoleWrite { id: rec.id, text };
+    match console
+        .agents()
+        .request(&rec.host, command, ANSWER_WITHIN)
+        .await?
+    {
+        CommandReply::Done => Ok(()),
+        other => Err(unexpected(rec.host, &other)),
+    }
+}
+
+/// An agent's reply of the wrong kind.
+fn unexpected(host: String, reply: &CommandReply) -> Error {
+    Error::Agent(RequestError::Agent {
+        host,
+        source: CommandError::Host {
+            detail: format!("unexpected reply {reply:?}"),
+        },
+    })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use vinfra_types::auth::{Actor, Role};
@@ -23,6 +23,18 @@ use super::views::{self, PageRefusal};
 use crate::interface::access::required_role;
 use crate::interface::{ConsoleApi, TokenHolder};
 
+/// The pages' `Content-Security-Policy`: nothing from another site, no inline script or
+/// style, not in a frame.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
+
+/// The serial console page's: [`PAGE_CSP`] with inline styles allowed (xterm.js writes its
+/// layout and colours in `<style>` elements), scripts still this console's own only.
+pub const TERMINAL_CSP: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self'; connect-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Refuses (403) a state-changing request that a browser says comes from another site.
 /// Requests without `Sec-Fetch-Site` and `Origin` (not a browser's) pass: the CSRF token of
 /// the form still has to match.
@@ -30,7 +42,19 @@ pub async fn same_site_only(req: Request, next: Next) -> Response {
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
-    let headers = req.headers();
+    if cross_site(req.headers(), req.uri()) {
+        return views::error_page(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: the web console takes forms from its own pages only",
+        );
+    }
+    next.run(req).await
+}
+
+/// True when a browser says the request comes from another site: its `Sec-Fetch-Site` is
+/// neither `same-origin` nor `none`, or its `Origin` is not this console (its `Host`). A
+/// request with neither header (not a browser's) is not.
+pub fn cross_site(headers: &HeaderMap, uri: &Uri) -> bool {
     let fetch_site = headers
         .get("sec-fetch-site")
         .map(|v| v.to_str().unwrap_or("cross-site"));
@@ -39,7 +63,7 @@ pub async fn same_site_only(req: Request, next: Next) -> Response {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        .or_else(|| uri.authority().map(|a| a.to_string()));
     let cross_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
         let origin = origin.to_str().unwrap_or("null");
         let authority = origin
@@ -50,13 +74,7 @@ pub async fn same_site_only(req: Request, next: Next) -> Response {
             _ => true,
         }
     });
-    if cross_fetch || cross_origin {
-        return views::error_page(
-            StatusCode::FORBIDDEN,
-            "cross-site request refused: the web console takes forms from its own pages only",
-        );
-    }
-    next.run(req).await
+    cross_fetch || cross_origin
 }
 
 /// The session a page's request comes with: its id, its CSRF token and who it acts for.

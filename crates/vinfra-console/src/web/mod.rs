@@ -16,10 +16,12 @@
 //! - [`cluster`]: the networks, the placement rules, the balancer, the settings;
 //! - [`live`]: the events and tasks, and the stream of task changes its script follows;
 //! - [`graphs`], [`usage`]: a VM's use over the last hour as inline SVG, and its box;
+//! - [`terminal`]: a VM's serial console over a WebSocket (output polled, keystrokes typed);
 //! - [`views`], [`views_more`]: the askama templates (`templates/web/`) and what they show.
 //!
-//! Its assets (a style sheet and one small script) are compiled into the binary; the pages
-//! load nothing from another site (`Content-Security-Policy` says so to the browser).
+//! Its assets (a style sheet, two small scripts, and xterm.js for the serial console) are
+//! compiled into the binary; the pages load nothing from another site
+//! (`Content-Security-Policy` says so to the browser).
 
 pub mod cluster;
 pub mod graphs;
@@ -30,6 +32,7 @@ pub mod login;
 pub mod pages;
 pub mod session;
 pub mod state;
+pub mod terminal;
 pub mod throttle;
 pub mod usage;
 pub mod views;
@@ -52,6 +55,15 @@ use state::WebState;
 const STYLE: &str = include_str!("assets/style.css");
 /// The script, `GET /assets/app.js`.
 const SCRIPT: &str = include_str!("assets/app.js");
+
+/// The serial console's script, `GET /assets/console.js`.
+const CONSOLE_SCRIPT: &str = include_str!("assets/console.js");
+/// xterm.js (vendored from npm `@xterm/xterm`, MIT: `assets/xterm/LICENSE`).
+const XTERM_SCRIPT: &str = include_str!("assets/xterm/xterm.js");
+/// xterm.js's style sheet.
+const XTERM_STYLE: &str = include_str!("assets/xterm/xterm.css");
+/// xterm.js's licence, served beside it.
+const XTERM_LICENSE: &str = include_str!("assets/xterm/LICENSE");
 
 /// Largest form a page posts.
 const MAX_FORM: usize = 64 * 1024;
@@ -76,6 +88,8 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         .route("/vms/{name}/migrate", post(pages::migrate::<A>))
         .route("/ui/vms/{name}/usage", get(usage::vm_usage::<A>))
         .route("/ui/hosts/{name}/usage", get(usage::host_usage::<A>))
+        .route("/vms/{name}/console", get(pages::console_page::<A>))
+        .route("/vms/{name}/console/ws", get(terminal::socket::<A>))
         .route("/vms/{name}/{action}", post(pages::power::<A>))
         .route(
             "/vms/{name}/delete",
@@ -109,6 +123,22 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             "/assets/app.js",
             get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
         )
+        .route(
+            "/assets/console.js",
+            get(|| asset(CONSOLE_SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/xterm/xterm.js",
+            get(|| asset(XTERM_SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/xterm/xterm.css",
+            get(|| asset(XTERM_STYLE, "text/css")),
+        )
+        .route(
+            "/assets/xterm/LICENSE",
+            get(|| asset(XTERM_LICENSE, "text/plain; charset=utf-8")),
+        )
         .layer(axum::middleware::from_fn(guard::same_site_only))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
@@ -132,13 +162,12 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(guard::PAGE_CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -16,8 +16,8 @@ use super::graphs::{usage_box, Graphed};
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
-    error_page, render, when, CreateForm, DeletePage, EventRow, HostRow, InventoryPage, Nav,
-    NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
+    error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow,
+    InventoryPage, Nav, NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
 };
 use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
 
@@ -242,9 +242,36 @@ pub async fn show_vm<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> R
             may_migrate,
             migrate_hosts,
             usage,
+            may_console: s.may("GET", "/api/v1/vms/{name}/console"),
             events,
         },
     )
+}
+
+/// `GET /vms/{name}/console`: the VM's serial console, live, in a terminal. Its style sheet
+/// policy also allows inline styles: the terminal (xterm.js) lays out its rows and colours
+/// with `<style>` elements it writes; scripts stay this console's own.
+pub async fn console_page<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> Response {
+    if let Err(refused) = s.require("GET", "/api/v1/vms/{name}/console") {
+        return refused.into_response();
+    }
+    let vm = match s.vm(&name).await {
+        Ok(vm) => vm,
+        Err(page) => return page,
+    };
+    let mut resp = render(
+        StatusCode::OK,
+        &ConsolePage {
+            nav: s.nav(),
+            vm: VmRow::from(&vm),
+            may_type: s.may("POST", "/api/v1/vms/{name}/console/input"),
+        },
+    );
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(super::guard::TERMINAL_CSP),
+    );
+    resp
 }
 
 /// `POST /vms/{name}/{start,stop,reboot}`: the action as its task.

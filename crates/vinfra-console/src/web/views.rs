@@ -310,8 +310,23 @@ pub struct VmPage {
     pub migrate_hosts: Vec<String>,
     /// Its use over the last hour, as graphs.
     pub usage: super::graphs::UsageBox,
+    /// Whether the session may see its serial console.
+    pub may_console: bool,
     /// Its events, newest first.
     pub events: Vec<EventRow>,
+}
+
+/// `GET /vms/{name}/console`: the serial console in a terminal (`assets/console.js` connects
+/// it to `/vms/{name}/console/ws`).
+#[derive(Template)]
+#[template(path = "web/console.html")]
+pub struct ConsolePage {
+    /// Who is logged in.
+    pub nav: Option<Nav>,
+    /// The VM.
+    pub vm: VmRow,
+    /// Whether the session may type on it.
+    pub may_type: bool,
 }
 
 /// `GET /vms/{name}/delete`: the confirmation.

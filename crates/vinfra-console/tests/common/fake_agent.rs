@@ -134,6 +134,9 @@ pub struct FakeState {
     pub outgoing_tls: Vec<Option<vinfra_proto::MigrationTls>>,
     /// What the host's QEMU runs, said in the Hello (default: nothing said).
     pub platform: Option<vinfra_types::HostPlatform>,
+    /// What was typed on each VM's serial console (`ConsoleWrite`): its console log is
+    /// `login: ` 100 times, then this.
+    pub typed: HashMap<Uuid, String>,
     /// The accelerator reported (default TCG).
     pub accel: Option<Accel>,
 }
@@ -595,6 +598,42 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
         AgentCommand::SetVmHa { id, ha } => {
             let (vm, _) = state.vms.get_mut(&id).ok_or(missing(id))?;
             vm.spec.ha.enabled = ha;
+            Ok(CommandReply::Done)
+        }
+        AgentCommand::ConsoleRead {
+            id,
+            from,
+            max_bytes,
+        } => {
+            let running = state.vms.get(&id).ok_or(missing(id))?.1 == PowerState::Running;
+            let log = format!(
+                "{}{}",
+                "login: ".repeat(100),
+                state.typed.get(&id).map_or("", String::as_str)
+            );
+            let len = log.len() as u64;
+            let start = match from {
+                Some(f) if f <= len => f,
+                _ => len.saturating_sub(max_bytes),
+            };
+            let end = (start + max_bytes).min(len);
+            Ok(CommandReply::ConsoleChunk {
+                text: log[start as usize..end as usize].to_string(),
+                start,
+                end,
+                input: running,
+            })
+        }
+        AgentCommand::ConsoleWrite { id, text } => {
+            let state_now = state.vms.get(&id).ok_or(missing(id))?.1;
+            if state_now != PowerState::Running {
+                return Err(CommandError::BadState {
+                    id,
+                    state: format!("{state_now:?}").to_lowercase(),
+                    detail: "its serial console takes input only while it runs".into(),
+                });
+            }
+            state.typed.entry(id).or_default().push_str(&text);
             Ok(CommandReply::Done)
         }
         AgentCommand::ConsoleLog { id, max_bytes } => {
