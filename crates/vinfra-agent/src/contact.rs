@@ -5,6 +5,9 @@
 //! the session's reader takes the console's acknowledgement ([`Heartbeats::acknowledged`]) and
 //! moves the contact to that send time. Contact is a round trip: a heartbeat that never reached
 //! the console, or an acknowledgement that never came back, both leave it where it was.
+//!
+//! It also says whether a session is up and how many reports the session's writer sent, for
+//! the agent's `/metrics`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -30,7 +30,7 @@ mod adoption;
 mod error;
 mod first_pass;
 mod lifecycle;
-mod metrics;
+pub mod metrics;
 mod migration;
 mod records;
 mod switch;
@@ -52,7 +52,6 @@ use vinfra_proto::VmInstance;
 use vinfra_types::{Accel, PowerState, VmObserved, VmUsage};
 
 pub use error::{ManagerError, Result, StateConflict};
-pub use metrics::VmSample;
 pub use records::LocalVm;
 
 use crate::contact::ConsoleContact;

@@ -1,4 +1,4 @@
-//! A [`Snapshot`] into the Prometheus text format, through a `metrics-exporter-prometheus`
+//! A [`ScrapeSnapshot`] into the Prometheus text format, through a `metrics-exporter-prometheus`
 //! recorder made for the scrape (never the process's global recorder): every value is set
 //! from the snapshot, so a series of a VM, port or network that is gone is in no later scrape.
 
@@ -11,7 +11,7 @@ use vinfra_types::network::TrafficCounters;
 use vinfra_types::PowerState;
 
 use super::names::*;
-use super::{Snapshot, SwitchSample};
+use super::snapshot::{ScrapeSnapshot, SwitchSample};
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -89,7 +89,7 @@ const NETWORK: [&str; 5] = [
 ];
 
 /// The text of `GET /metrics` for `s`.
-pub fn render(s: &Snapshot) -> String {
+pub fn render(s: &ScrapeSnapshot) -> String {
     let out = Out(PrometheusBuilder::new().build_recorder());
     for (name, help) in HELP {
         // One description per name, whatever its kind.
@@ -113,7 +113,7 @@ pub fn render(s: &Snapshot) -> String {
     out.0.handle().render()
 }
 
-fn vms(out: &Out, s: &Snapshot) {
+fn vms(out: &Out, s: &ScrapeSnapshot) {
     let mut by_state: HashMap<&'static str, u64> = HashMap::new();
     for vm in &s.vms {
         let labels = [("vm", vm.name.as_str())];
@@ -144,7 +144,7 @@ fn vms(out: &Out, s: &Snapshot) {
     }
 }
 
-fn switch(out: &Out, s: &Snapshot) {
+fn switch(out: &Out, s: &ScrapeSnapshot) {
     let (view, named) = match &s.switch {
         SwitchSample::None => return,
         SwitchSample::Down => {

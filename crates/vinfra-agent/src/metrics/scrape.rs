@@ -1,4 +1,4 @@
-//! A [`Snapshot`] read now, each part within a bound: the VM table (its lock for a copy of
+//! A [`ScrapeSnapshot`] read now, each part within a bound: the VM table (its lock for a copy of
 //! its entries), the running QEMUs' `/proc/<pid>/io` and the switch's counters (one
 //! `get_counters` request), the last two at once on blocking threads.
 
@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::manager::Manager;
 use crate::usage;
 
-use super::{render, Snapshot, SwitchSample};
+use super::render::render;
+use super::snapshot::{ScrapeSnapshot, SwitchSample};
 
 /// Longest wait for the switch's counters: past it the scrape shows `vinfra_switch_up 0`.
 pub const SWITCH_BOUND: Duration = Duration::from_secs(2);
@@ -16,7 +17,7 @@ pub const SWITCH_BOUND: Duration = Duration::from_secs(2);
 pub const PROC_BOUND: Duration = Duration::from_secs(2);
 
 /// The snapshot of the agent's metrics now.
-pub async fn snapshot(m: &Manager) -> Snapshot {
+pub async fn snapshot(m: &Manager) -> ScrapeSnapshot {
     let vms = m.vm_samples().await;
     let pids: Vec<_> = vms
         .iter()
@@ -45,7 +46,7 @@ pub async fn snapshot(m: &Manager) -> Snapshot {
     };
     let (disk_io, switch) = tokio::join!(disk_io, switch);
     let contact = m.contact();
-    Snapshot {
+    ScrapeSnapshot {
         vms,
         disk_io,
         console_connected: contact.session_up(),

@@ -53,7 +53,13 @@ pub fn router(m: Arc<Manager>) -> Router {
         "/metrics",
         get(move || {
             let m = m.clone();
-            async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], super::scrape(&m).await).into_response() }
+            async move {
+                (
+                    [(CONTENT_TYPE, CONTENT_TYPE_TEXT)],
+                    super::scrape::scrape(&m).await,
+                )
+                    .into_response()
+            }
         }),
     )
 }
