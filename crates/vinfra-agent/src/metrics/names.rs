@@ -38,11 +38,11 @@ pub const PORT_TX_BYTES: &str = "vinfra_switch_port_tx_bytes_total";
 pub const PORT_DROPS: &str = "vinfra_switch_port_drops_total";
 /// A port's I/O errors, by direction (counter, labels of the port and `direction`).
 pub const PORT_ERRORS: &str = "vinfra_switch_port_errors_total";
-/// Frames a network's ports received (counter, label `network`).
+/// A network's frames received from other hosts (counter, label `network`).
 pub const NETWORK_RX_PACKETS: &str = "vinfra_switch_network_rx_packets_total";
 /// Their bytes (counter).
 pub const NETWORK_RX_BYTES: &str = "vinfra_switch_network_rx_bytes_total";
-/// Frames sent to a network's ports (counter).
+/// A network's frames sent to other hosts (counter).
 pub const NETWORK_TX_PACKETS: &str = "vinfra_switch_network_tx_packets_total";
 /// Their bytes (counter).
 pub const NETWORK_TX_BYTES: &str = "vinfra_switch_network_tx_bytes_total";
@@ -83,10 +83,10 @@ pub const HELP: &[(&str, &str)] = &[
     (PORT_TX_BYTES, "Bytes of the frames the switch sent on the port."),
     (PORT_DROPS, "Frames of the port the switch dropped, by reason."),
     (PORT_ERRORS, "The port's I/O errors: rx (receive errors), tx (frames that could not be sent)."),
-    (NETWORK_RX_PACKETS, "Frames the switch received on the network's ports (inner frames for an overlay)."),
-    (NETWORK_RX_BYTES, "Bytes of the frames the switch received on the network's ports."),
-    (NETWORK_TX_PACKETS, "Frames the switch sent to the network's ports."),
-    (NETWORK_TX_BYTES, "Bytes of the frames the switch sent to the network's ports."),
+    (NETWORK_RX_PACKETS, "The network's frames received from other hosts (inner frames, over the VXLAN uplink or the trunk)."),
+    (NETWORK_RX_BYTES, "Bytes of the network's frames received from other hosts (inner frames)."),
+    (NETWORK_TX_PACKETS, "The network's frames sent to other hosts (inner frames)."),
+    (NETWORK_TX_BYTES, "Bytes of the network's frames sent to other hosts (inner frames)."),
     (NETWORK_DROPS, "Frames of the network the switch dropped, by reason."),
     (NETWORK_FLOODED, "Frames flooded on the network (destination unknown, broadcast, multicast)."),
     (NETWORK_ARP_SUPPRESSED, "ARP requests on the network the switch answered itself."),
