@@ -208,6 +208,20 @@ async fn main() {
     })
     .await;
     let over_http = time(ROUNDS, get).await;
+    // Where a scrape's time goes: reading the snapshot (the switch's counters among it), and
+    // rendering it.
+    let snapshots = time(ROUNDS, || vinfra_agent::metrics::scrape::snapshot(&m)).await;
+    let snapshot = vinfra_agent::metrics::scrape::snapshot(&m).await;
+    let renders = time(ROUNDS, || async {
+        vinfra_agent::metrics::render(&snapshot)
+    })
+    .await;
+    let switch = m.switch().cloned().expect("a switch");
+    let counters = time(ROUNDS, || {
+        let switch = switch.clone();
+        async move { tokio::task::spawn_blocking(move || switch.counters_with_view()).await }
+    })
+    .await;
     let load = loadavg();
 
     let (s50, s99) = (pct(&scrapes, 50), pct(&scrapes, 99));
@@ -228,6 +242,12 @@ async fn main() {
         "  scrape (HTTP):        p50 {:.2} ms  p99 {:.2} ms",
         ms(h50),
         ms(h99)
+    );
+    println!(
+        "  of which: snapshot p50 {:.2} ms (the switch's counters p50 {:.2} ms), render p50 {:.2} ms",
+        ms(pct(&snapshots, 50)),
+        ms(pct(&counters, 50)),
+        ms(pct(&renders, 50))
     );
     println!(
         "  report (JSON):        p50 {:.2} ms  p99 {:.2} ms  body {} KiB (what the agent sends the console every 2 s)",
