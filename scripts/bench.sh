@@ -6,7 +6,8 @@
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list tasks
 #                               # metrics_scrape vm_create migration failover balance optimum datapath
 #                               # firewall throughput qos firewall_vs_nft admission
-#                               # routed_vs_kernel snat_vs_masquerade flows_on_off)
+#                               # routed_vs_kernel snat_vs_masquerade flows_on_off
+#                               # agent_metrics_scrape)
 #
 # As root it first installs the packages of scripts/common.sh (iperf3 among them), the
 # benchmarks' peers (VINFRA_BENCH_PACKAGES: Open vSwitch, nftables, conntrack) included. The lab
@@ -34,6 +35,7 @@ BENCHES=(
     "vinfra-console api_list"
     "vinfra-console tasks"
     "vinfra-console metrics_scrape"
+    "vinfra-agent agent_metrics_scrape"
     "vinfra vm_create"
     "vinfra migration"
     "vinfra failover"

@@ -441,6 +441,22 @@ async fn send_heartbeats(
     }
 }
 
+/// Marks the console's session up while it lives.
+struct SessionUp(ConsoleContact);
+
+impl SessionUp {
+    fn new(contact: ConsoleContact) -> SessionUp {
+        contact.set_session(true);
+        SessionUp(contact)
+    }
+}
+
+impl Drop for SessionUp {
+    fn drop(&mut self) {
+        self.0.set_session(false);
+    }
+}
+
 /// One session over an established stream: `Hello`, then heartbeats, reports and request
 /// handling until the connection fails (or the session is dropped: its tasks end with it).
 /// After every command that may change a VM the agent sends a fresh `Report`: before the
@@ -472,24 +488,31 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut tx, mut rx) = FramedJson::new(stream).split();
+    let contact: ConsoleContact = m.contact().clone();
     tx.send(&AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         report: host_report(&m, info).await,
         platform: info.platform.clone(),
     })
     .await?;
+    contact.report_sent();
+    // Up until the session returns or is dropped (`vinfra_agent_console_connected`).
+    let _up = SessionUp::new(contact.clone());
     // Dropped with the session (returned or cancelled): aborts every task below.
     let mut tasks = JoinSet::new();
     let (out_tx, mut out_rx) = mpsc::channel::<AgentMessage>(64);
+    let writer_contact = contact.clone();
     tasks.spawn(async move {
         while let Some(msg) = out_rx.recv().await {
             if tx.send(&msg).await.is_err() {
                 // The reader sees the connection fail.
                 return;
             }
+            if matches!(msg, AgentMessage::Report { .. }) {
+                writer_contact.report_sent();
+            }
         }
     });
-    let contact: ConsoleContact = m.contact().clone();
     let heartbeats = Arc::new(Heartbeats::new(contact));
     tasks.spawn(send_heartbeats(
         out_tx.clone(),

@@ -5,9 +5,12 @@
 //! the session's reader takes the console's acknowledgement ([`Heartbeats::acknowledged`]) and
 //! moves the contact to that send time. Contact is a round trip: a heartbeat that never reached
 //! the console, or an acknowledgement that never came back, both leave it where it was.
+//!
+//! It also says whether a session is up and how many reports the session's writer sent, for
+//! the agent's `/metrics`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,11 @@ struct Inner {
     /// Nanoseconds from `base` to the send time of the last acknowledged heartbeat, plus one;
     /// zero: never.
     last: AtomicU64,
+    /// A session with the console is up (from its `Hello` until it ends).
+    session: AtomicBool,
+    /// Reports written to the console's connection (the `Hello`'s included), since the agent
+    /// started.
+    reports: AtomicU64,
 }
 
 impl Default for ConsoleContact {
@@ -40,6 +48,8 @@ impl ConsoleContact {
             inner: Arc::new(Inner {
                 base: Instant::now(),
                 last: AtomicU64::new(0),
+                session: AtomicBool::new(false),
+                reports: AtomicU64::new(0),
             }),
         }
     }
@@ -67,6 +77,26 @@ impl ConsoleContact {
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1))
             + 1;
         self.inner.last.fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// Notes that a session with the console is up (`true`) or has ended.
+    pub fn set_session(&self, up: bool) {
+        self.inner.session.store(up, Ordering::Release);
+    }
+
+    /// A session with the console is up.
+    pub fn session_up(&self) -> bool {
+        self.inner.session.load(Ordering::Acquire)
+    }
+
+    /// Notes a report written to the console's connection.
+    pub fn report_sent(&self) {
+        self.inner.reports.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reports written to the console's connection since the agent started.
+    pub fn reports_sent(&self) -> u64 {
+        self.inner.reports.load(Ordering::Relaxed)
     }
 }
 

@@ -2,6 +2,8 @@
 //! the console.
 //!
 //! Modules, top to bottom (a module uses only those below it):
+//! - [`metrics`]: `GET /metrics` (`--metrics-listen`): the VMs, the console session and the
+//!   switch's counters, read at each scrape, in the Prometheus text format.
 //! - [`connection`]: joining, the mutual-TLS session with the console (heartbeats, reports,
 //!   requests), reconnects.
 //! - [`handler`]: one console command → one manager call ([`handler::handle`]).
@@ -39,13 +41,14 @@ pub mod guard;
 pub mod ha;
 pub mod handler;
 pub mod manager;
+pub mod metrics;
 pub mod network;
 pub mod platform;
 pub mod probe;
 pub mod qemu;
 pub mod usage;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +103,9 @@ pub struct AgentConfig {
     /// How each VM's QEMU is confined (its own user, files and cgroups; see [`confine`]);
     /// `None`: QEMUs run as the agent (`vinfra agent --unconfined`).
     pub confinement: Option<confine::ConfineSettings>,
+    /// Where `GET /metrics` is served (plain HTTP, no authentication: a management or
+    /// loopback address); `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the agent stopped.
@@ -138,6 +144,9 @@ pub enum AgentError {
     /// joining or connecting to the console failed
     #[error(transparent)]
     Connection(#[from] connection::ConnectionError),
+    /// the metrics listener could not start
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Runs the agent: probes the accelerator, re-adopts VMs, joins if needed, then serves the console
@@ -151,6 +160,11 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     // One agent per data directory: a second would start the same VMs again.
     let _dir_lock =
         vinfra_proto::datadir::lock(&config.data_dir, "agent", vinfra_proto::datadir::LOCK_WAIT)?;
+    // Bound first: a bad address stops the agent before it does anything else.
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let qemu_version = qemu::qemu_version(&config.qemu_binary)?;
     let accel = probe::detect_accel(
         &config.qemu_binary,
@@ -234,6 +248,15 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         .with_platform(platform.clone())
         .with_confinement(confiner),
     );
+    if let Some(listener) = metrics_listener {
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            config
+                .metrics_listen
+                .map_or(String::new(), |a| a.to_string())
+        );
+        tokio::spawn(metrics::serve(listener, manager.clone()));
+    }
     if manager.confiner().is_some() {
         tokio::spawn(manager.clone().tend_confinement(confine::TEND_INTERVAL));
     }

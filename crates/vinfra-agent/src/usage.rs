@@ -105,6 +105,19 @@ pub fn process_rss_mib(pid: u32) -> Option<u64> {
     meminfo_kib(&text, "VmRSS").map(|k| k / 1024)
 }
 
+/// Storage bytes a process read and wrote (`read_bytes`, `write_bytes` of `/proc/<pid>/io`:
+/// what the kernel sent to and asked of block devices and network filesystems on its behalf,
+/// page-cache hits not included).
+pub fn process_io_bytes(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("read_bytes")?, field("write_bytes")?))
+}
+
 /// Remembers the previous samples so that CPU use can be given as a rate.
 #[derive(Debug, Default)]
 pub struct Sampler {
@@ -201,5 +214,8 @@ mod tests {
         );
         assert!(second.cpu_cores > 0.0, "{second:?}");
         assert!(second.rss_mib > 0);
+        // This process's storage I/O is readable (its values depend on the filesystem).
+        assert!(process_io_bytes(me).is_some());
+        assert_eq!(process_io_bytes(u32::MAX), None);
     }
 }

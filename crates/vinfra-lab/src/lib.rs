@@ -196,6 +196,16 @@ pub enum LabError {
     /// No host of that name in the lab.
     #[error("no host '{0}' in this lab")]
     NoHost(String),
+    /// A host agent's `GET /metrics` failed.
+    #[error("GET {url} in the namespace of {host}: {detail}")]
+    Metrics {
+        /// The host.
+        host: String,
+        /// The URL asked.
+        url: String,
+        /// What went wrong (curl's exit and message).
+        detail: String,
+    },
 }
 
 /// What [`Lab::up`] builds.
@@ -1192,6 +1202,46 @@ impl Lab {
         Ok(process::read_pidfile(&h.data_dir.join("switch.pid")).unwrap_or(h.switch_pid))
     }
 
+    /// The URL of `host`'s agent metrics (`vinfra agent --metrics-listen`), on the host's
+    /// address: reachable from the host's namespace and the lab's underlay.
+    pub fn agent_metrics_url(&self, host: &str) -> Result<String, LabError> {
+        let h = &self.state.hosts[self.host_index(host)?];
+        Ok(format!(
+            "http://{}/metrics",
+            SocketAddr::from((h.address, net::METRICS_PORT))
+        ))
+    }
+
+    /// The network namespace of `host`.
+    pub fn namespace_of(&self, host: &str) -> Result<String, LabError> {
+        Ok(self.state.hosts[self.host_index(host)?].namespace.clone())
+    }
+
+    /// `GET /metrics` of `host`'s agent now (from the host's namespace, with `curl`): the
+    /// Prometheus text.
+    pub fn agent_metrics(&self, host: &str) -> Result<String, LabError> {
+        let h = &self.state.hosts[self.host_index(host)?];
+        let url = self.agent_metrics_url(host)?;
+        let fail = |detail: String| LabError::Metrics {
+            host: host.to_string(),
+            url: url.clone(),
+            detail,
+        };
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", h.namespace))
+            .args(["--", "curl", "-sS", "--fail", "--max-time", "10", &url])
+            .output()
+            .map_err(|e| fail(format!("cannot run nsenter curl: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        String::from_utf8(out.stdout).map_err(|e| fail(format!("not UTF-8: {e}")))
+    }
+
     fn start_agent(&mut self, index: usize, join_token: Option<&str>) -> Result<(), LabError> {
         let s = &self.state;
         let h = &s.hosts[index];
@@ -1220,6 +1270,8 @@ impl Lab {
             Self::guard_control(h).display().to_string(),
             "--cgroup-parent".into(),
             cgroup_parent(&s.name, &h.name).display().to_string(),
+            "--metrics-listen".into(),
+            SocketAddr::from((h.address, net::METRICS_PORT)).to_string(),
         ];
         if s.phys_namespace.is_some() {
             args.extend(["--trunk-interface".into(), net::TRUNK_INTERFACE.to_string()]);

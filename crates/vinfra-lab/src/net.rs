@@ -24,6 +24,9 @@ pub const UNDERLAY_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const PREFIX: u8 = 24;
 /// Port of the console's agent endpoint in the underlay namespace.
 pub const AGENT_PORT: u16 = 7444;
+/// Port of each host agent's `GET /metrics` (`vinfra agent --metrics-listen`), on the host's
+/// address.
+pub const METRICS_PORT: u16 = 9101;
 
 /// Why setting up or tearing down the lab network failed.
 #[derive(Debug, thiserror::Error)]

@@ -887,6 +887,11 @@ pub struct CountersView {
     /// Per router. Empty from older switches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routers: Vec<RouterCountersView>,
+    /// The datapath's reads by size: element `n` counts the reads of a port that brought `n`
+    /// frames (from 1 to the daemon's batch size; element 0 stays 0), since the daemon
+    /// started. Empty from older switches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rx_batches: Vec<u64>,
 }
 
 /// One router's counters (packets routed on this host, from its local ports).
@@ -1228,6 +1233,7 @@ mod tests {
             switch_drops: BTreeMap::new(),
             conntrack: None,
             routers: Vec::new(),
+            rx_batches: Vec::new(),
         };
         let port = view.port(3).unwrap();
         assert_eq!(
@@ -1243,6 +1249,10 @@ mod tests {
             panic!("not counters");
         };
         assert_eq!(c.ports[0].mtu, None);
+        assert!(
+            c.rx_batches.is_empty(),
+            "no batch sizes from an older switch"
+        );
         assert_eq!(c.ports[0].traffic.tx_packets, 3);
         // … and without the firewall's counters.
         assert_eq!(c.ports[0].firewall_hits, None);

@@ -505,6 +505,7 @@ pub fn counters_view(snapshot: &Snapshot, io: &BTreeMap<u32, PortIoCounters>) ->
             .iter()
             .map(|(id, r)| router_view(*id, r))
             .collect(),
+        rx_batches: Vec::new(),
     }
 }
 

@@ -138,6 +138,9 @@ pub(crate) struct Datapath {
     log_suppressed: u64,
     /// Poll without ever sleeping ([`crate::SwitchdConfig::busy_poll`]).
     busy_poll: bool,
+    /// Reads of a port by the frames they brought (element `n`: `n` frames, 1..=[`BATCH`]):
+    /// an add per read, no I/O; `get_counters` answers them.
+    rx_batches: [u64; BATCH + 1],
     /// Taps of removed VM ports that their QEMU still held: deleted at a later housekeeping
     /// once it let go (unless a port takes the name again).
     stale_taps: Vec<String>,
@@ -162,6 +165,7 @@ impl Datapath {
             throttled: Vec::new(),
             qos_ports: 0,
             stale_taps: Vec::new(),
+            rx_batches: [0; BATCH + 1],
             log_suppressed: 0,
             busy_poll: false,
         }
@@ -325,6 +329,9 @@ impl Datapath {
             } else {
                 Read::Done
             };
+        }
+        if let Some(n) = self.rx_batches.get_mut(self.frames.len()) {
+            *n += 1;
         }
         let more = if more { Read::More } else { Read::Done };
         let port_id = PortId(id);
@@ -634,6 +641,7 @@ impl Datapath {
             &self.switch.conntrack_counters(),
             &self.switch.firewall_log_counters(),
         ));
+        view.rx_batches = self.rx_batches.to_vec();
         view
     }
 

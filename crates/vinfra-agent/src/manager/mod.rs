@@ -34,6 +34,7 @@ mod console_chunk;
 mod error;
 mod first_pass;
 mod lifecycle;
+pub mod metrics;
 mod migration;
 mod records;
 mod switch;
@@ -95,6 +96,9 @@ struct Entry {
     /// The VM's id and name (they never change), for a report that cannot take the lock.
     id: Uuid,
     name: String,
+    /// Its vCPUs and memory as defined (they never change either), for the metrics.
+    vcpus: u32,
+    memory_mib: u64,
     /// Whether its HA policy is on (as the console defined the VM here, or changed it since
     /// with `SetVmHa`): read without the VM's lock.
     ha: AtomicBool,
@@ -109,6 +113,8 @@ impl Entry {
         Arc::new(Entry {
             id: vm.id(),
             name: vm.record.instance.spec.name.clone(),
+            vcpus: vm.record.instance.spec.vcpus,
+            memory_mib: vm.record.instance.spec.memory_mib,
             ha: AtomicBool::new(vm.record.instance.spec.ha.enabled),
             vm: Mutex::new(vm),
             last: StdMutex::new(last),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
-use vinfra_switch_control::{ClientError, Request, SwitchClient, UPLINK_PORT};
+use vinfra_switch_control::{ClientError, CountersView, Request, SwitchClient, UPLINK_PORT};
 use vinfra_types::error::Chain;
 use vinfra_types::network::HostSwitchCounters;
 use vinfra_types::NicSpec;
@@ -201,6 +201,14 @@ impl SwitchLink {
     /// networks and routers the agent does not know (not configured, or not yet removed) are
     /// left out.
     pub fn counters(&self) -> Result<HostSwitchCounters, SwitchLinkError> {
+        self.counters_with_view().map(|(_, named)| named)
+    }
+
+    /// [`SwitchLink::counters`], with the switch's own answer (one `get_counters` request):
+    /// what belongs to no port or network (the datapath's batch sizes) is read from it.
+    pub fn counters_with_view(
+        &self,
+    ) -> Result<(CountersView, HostSwitchCounters), SwitchLinkError> {
         let mut slot = lock(&self.client);
         let view = match connected(self, &mut slot).and_then(|c| c.counters()) {
             Ok(v) => v,
@@ -214,7 +222,8 @@ impl SwitchLink {
         };
         drop(slot);
         let d = lock(&self.desired);
-        Ok(host_counters(&view, &d.config, &d.vms))
+        let named = host_counters(&view, &d.config, &d.vms);
+        Ok((view, named))
     }
 
     /// [`SwitchLink::reconcile`], logging what changed and when the switch comes and goes. A

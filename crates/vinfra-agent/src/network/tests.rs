@@ -608,6 +608,7 @@ fn counters_are_named_by_network_vm_and_nic() {
         switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
         conntrack: None,
         routers: Vec::new(),
+        rx_batches: Vec::new(),
     };
     let id = Uuid::new_v4();
     let nic = |network: &str, port| VmNic {

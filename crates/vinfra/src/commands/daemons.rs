@@ -241,6 +241,12 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 8,
           value_parser = |s: &str| parse::bounded(s, "serial-log-max-mib", 1, 4096))]
     pub serial_log_max_mib: u64,
+    /// Serve `GET /metrics` (Prometheus text: the host's VMs, the console session, the
+    /// switch's counters) over plain HTTP at this address, without authentication: give a
+    /// management or loopback address (`127.0.0.1:9101`); an unspecified one (`0.0.0.0`) is
+    /// refused. Default: no metrics listener.
+    #[arg(long, env = "VINFRA_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `vinfra agent --vm-nic-ports`.
@@ -353,6 +359,7 @@ pub fn agent(a: &AgentArgs) -> Result<(), DaemonError> {
             }),
             serial_log_max: a.serial_log_max_mib << 20,
         }),
+        metrics_listen: a.metrics_listen,
     };
     runtime()?
         .block_on(vinfra_agent::run(config))

@@ -244,6 +244,14 @@ pub fn run(cmd: &LabCommand, out: Output) -> Result<(), LabCommandError> {
                     out!("API:   {}", c.url);
                     out!("token: {}", c.token);
                     out!("CA:    {}", c.ca_file.display());
+                    for host in &hosts {
+                        if let Ok(url) = lab.agent_metrics_url(host) {
+                            out!(
+                                "metrics of {host}: {url} (from its namespace: ip netns exec {} curl {url})",
+                                lab.namespace_of(host).unwrap_or_default()
+                            );
+                        }
+                    }
                     let (name, vid, subnet, endpoint) = SAMPLE_VLAN;
                     out!(
                         "VLAN network {name} (VLAN {vid}, {subnet}): a physical endpoint \
