@@ -51,6 +51,7 @@ struct PageLoad {
 struct JsonLoad {
     fetched: f64,
     parsed: f64,
+    built: f64,
     vms_bytes: u64,
     hosts_bytes: u64,
     vms: usize,
@@ -85,9 +86,27 @@ const fetched = performance.now() - t0;
 const vms = JSON.parse(bodies[0]);
 const hosts = JSON.parse(bodies[1]);
 const parsed = performance.now() - t0;
+// What a page built in the browser from the JSON would still do: the VMs' table, laid out.
+const table = document.createElement('table');
+const body = table.createTBody();
+for (const v of vms) {
+    const row = body.insertRow();
+    const link = document.createElement('a');
+    link.href = '/vms/' + v.name;
+    link.textContent = v.name;
+    row.insertCell().append(link);
+    for (const text of [v.state, v.host, String(v.vcpus), v.memory_mib + ' MiB',
+                        String(v.usage.cpu_cores), v.usage.rss_mib + ' MiB']) {
+        row.insertCell().textContent = text;
+    }
+}
+document.body.append(table);
+table.getBoundingClientRect();
+const built = performance.now() - t0;
+table.remove();
 const bytes = s => new TextEncoder().encode(s).length;
 return {
-    fetched, parsed,
+    fetched, parsed, built,
     vms_bytes: bytes(bodies[0]), hosts_bytes: bytes(bodies[1]),
     vms: vms.length, hosts: hosts.length,
 };
@@ -224,6 +243,7 @@ fn main() {
     let (loaded50, loaded90) = p50_p90(pages.iter().map(|p| p.load_event_end).collect());
     let (fetch50, fetch90) = p50_p90(jsons.iter().map(|j| j.fetched).collect());
     let (parsed50, parsed90) = p50_p90(jsons.iter().map(|j| j.parsed).collect());
+    let (built50, built90) = p50_p90(jsons.iter().map(|j| j.built).collect());
     let kib = |b: u64| b as f64 / 1024.0;
     println!(
         "inventory page, {VMS} VMs on {HOSTS} hosts (fake agents reporting every {} s), {LOADS} \
@@ -247,12 +267,17 @@ fn main() {
         kib(jsons[0].vms_bytes),
         kib(jsons[0].hosts_bytes)
     );
+    println!(
+        "  JSON and the VMs' table built from it by a script, laid out (what a page rendered in \
+         the browser would do; not a target): p50 {built50:.1} ms p90 {built90:.1} ms"
+    );
     let bytes_ratio = page_bytes as f64 / json_bytes as f64;
     let time_ratio = inter50 / parsed50;
     println!(
         "  ratio page/JSON: bytes {bytes_ratio:.2}x; domInteractive/parsed p50 {time_ratio:.2}x, \
-         loadEventEnd/parsed p50 {:.2}x",
-        loaded50 / parsed50
+         loadEventEnd/parsed p50 {:.2}x; domInteractive/built p50 {:.2}x",
+        loaded50 / parsed50,
+        inter50 / built50
     );
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
     println!(
