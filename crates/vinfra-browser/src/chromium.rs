@@ -51,7 +51,7 @@ pub enum BrowserError {
 
 /// How the browser is started.
 #[derive(Debug, Clone, Default)]
-pub struct Launch {
+pub struct ChromiumOptions {
     /// Names the browser's files (`<label>-chromedriver.log`, screenshots).
     pub label: String,
     /// Base64 SHA-256 hashes of the only public keys whose certificates are accepted without a
@@ -111,7 +111,7 @@ pub struct Chromium {
 
 impl Chromium {
     /// Starts chromedriver and a headless Chromium with a new profile in a temporary directory.
-    pub fn launch(launch: &Launch) -> Result<Chromium, BrowserError> {
+    pub fn launch(options: &ChromiumOptions) -> Result<Chromium, BrowserError> {
         let binary = vinfra_testenv::find_program(CHROMIUM).ok_or(BrowserError::NoChromium)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -121,7 +121,7 @@ impl Chromium {
             .map_err(BrowserError::Runtime)?;
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir).map_err(|e| BrowserError::Dir(dir.clone(), e))?;
-        let log = dir.join(format!("{}-chromedriver.log", launch.label));
+        let log = dir.join(format!("{}-chromedriver.log", options.label));
         let profile = tempfile::Builder::new()
             .prefix("vinfra-chromium-")
             .tempdir()
@@ -145,10 +145,10 @@ impl Chromium {
         if nix::unistd::geteuid().is_root() {
             args.push("--no-sandbox".into());
         }
-        if !launch.trusted_spki.is_empty() {
+        if !options.trusted_spki.is_empty() {
             args.push(format!(
                 "--ignore-certificate-errors-spki-list={}",
-                launch.trusted_spki.join(",")
+                options.trusted_spki.join(",")
             ));
         }
         let caps = json!({
@@ -177,7 +177,7 @@ impl Chromium {
             client: Some(client),
             runtime,
             driver: Some(driver),
-            label: launch.label.clone(),
+            label: options.label.clone(),
             log,
             _profile: profile,
         })

@@ -15,7 +15,9 @@ pub mod chromium;
 pub mod driver;
 pub mod pin;
 
-pub use chromium::{artifacts_dir, BrowserError, BrowserLogEntry, Chromium, Launch, CHROMIUM};
+pub use chromium::{
+    artifacts_dir, BrowserError, BrowserLogEntry, Chromium, ChromiumOptions, CHROMIUM,
+};
 pub use driver::{Chromedriver, CHROMEDRIVER};
 pub use pin::server_spki_sha256;
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::{ok, Bench, Fleet, FleetHost, SeedVm};
 use serde::Deserialize;
 use serde_json::json;
-use vinfra_browser::{Chromium, Launch};
+use vinfra_browser::{Chromium, ChromiumOptions};
 use vinfra_types::HostCapacity;
 
 const VMS: usize = 1_000;
@@ -190,7 +190,7 @@ fn main() {
         "the console's key",
     );
     let browser = ok(
-        Chromium::launch(&Launch {
+        Chromium::launch(&ChromiumOptions {
             label: "inventory-page".into(),
             trusted_spki: vec![spki],
         }),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{api, can_run_labs, start_lab, vm, vm_names, BOOT_TIMEOUT};
-use vinfra_browser::{server_spki_sha256, Chromium, Launch};
+use vinfra_browser::{server_spki_sha256, Chromium, ChromiumOptions};
 use vinfra_client::RestError;
 use vinfra_lab::guest::{INITRD_IMAGE, KERNEL_IMAGE};
 use vinfra_lab::Lab;
@@ -123,7 +123,7 @@ fn web_console_in_a_browser() {
     let ca = String::from_utf8(access.ca_pem.clone()).expect("the CA is PEM text");
     let spki = server_spki_sha256(&access.url, &ca)
         .unwrap_or_else(|e| panic!("the console's key: {}", vinfra_types::error::Chain(&e)));
-    let browser = Chromium::launch(&Launch {
+    let browser = Chromium::launch(&ChromiumOptions {
         label: "web-console".into(),
         trusted_spki: vec![spki],
     })
