@@ -301,8 +301,8 @@ impl Chromium {
             .collect()
     }
 
-    /// Clicks the element `css` (a button submitting a form: returns once the next page has
-    /// loaded).
+    /// Clicks the element `css` (for a click that leads to another page, see
+    /// [`Self::click_to_next_page`]).
     #[track_caller]
     pub fn click(&self, css: &str) {
         let el = self.call(
@@ -310,6 +310,36 @@ impl Chromium {
             self.client().find(Locator::Css(css)),
         );
         self.call(&format!("click '{css}'"), el.click());
+    }
+
+    /// Clicks the element `css` (a submit button, a link) and waits (at most the page-load
+    /// timeout) until another document has replaced the page and has loaded, even one at the
+    /// same URL: chromedriver's click may return before a form's navigation has begun.
+    #[track_caller]
+    pub fn click_to_next_page(&self, css: &str) {
+        const MARK: &str = "window.__vinfraPreviousPage = true; return true;";
+        const NEXT: &str = "return window.__vinfraPreviousPage === undefined \
+                            && document.readyState === 'complete';";
+        self.execute(MARK, vec![]);
+        self.click(css);
+        let deadline = Instant::now() + PAGE_LOAD;
+        loop {
+            // While the next page is on its way a script may find no document to run in.
+            let next = self
+                .runtime
+                .block_on(self.client().execute(NEXT, vec![]))
+                .ok();
+            if next == Some(Value::Bool(true)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "browser: clicking '{css}' did not lead to another page within {} s (still on {})",
+                PAGE_LOAD.as_secs(),
+                self.url()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Runs `script` in the page (a returned promise is awaited); its value.

@@ -198,7 +198,7 @@ fn main() {
     );
     browser.goto(&format!("{}/login", bench.base));
     browser.fill("#token", &bench.token);
-    browser.click("form.card button[type=submit]");
+    browser.click_to_next_page("form.card button[type=submit]");
     assert_eq!(browser.path(), "/", "logged in");
     let agent = browser.execute("return navigator.userAgent;", vec![]);
 

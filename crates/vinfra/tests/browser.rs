@@ -158,7 +158,7 @@ fn wrong_token_refused(ui: &Ui) {
         "without a session / goes to the login page"
     );
     b.fill("#token", "vinfra-this-is-not-a-token");
-    b.click("form.card button[type=submit]");
+    b.click_to_next_page("form.card button[type=submit]");
     assert_eq!(b.path(), "/login", "a wrong token stays on the login page");
     let alert = b.text("p.problem[role=alert]");
     assert_eq!(
@@ -174,7 +174,7 @@ fn wrong_token_refused(ui: &Ui) {
 fn log_in(ui: &Ui, token: &str) {
     let b = &ui.browser;
     b.fill("#token", token);
-    b.click("form.card button[type=submit]");
+    b.click_to_next_page("form.card button[type=submit]");
     assert_eq!(b.path(), "/", "the login goes to the inventory");
     b.assert_no_errors("/", &[]);
     assert!(
@@ -231,7 +231,7 @@ fn bad_values_show_the_apis_words(ui: &Ui, lab: &Lab) {
     for (name, memory) in [("bad name", 128), ("web-bad", 0)] {
         let (status, detail) = api_refusal(lab, name, memory);
         fill_create_form(ui, name, &memory.to_string());
-        b.click("form.card button[type=submit]");
+        b.click_to_next_page("form.card button[type=submit]");
         assert_eq!(b.path(), "/vms/new", "a refused form is shown again");
         let shown = b.text("p.problem[role=alert]");
         assert_eq!(
@@ -259,14 +259,14 @@ fn bad_values_show_the_apis_words(ui: &Ui, lab: &Lab) {
 fn create_through_the_form(ui: &Ui, lab: &Lab) {
     let b = &ui.browser;
     fill_create_form(ui, VM, "128");
-    b.click("form.card button[type=submit]");
+    b.click_to_next_page("form.card button[type=submit]");
     ui.task_succeeds("the create's task");
     assert!(
         b.has(&format!("#task a[href='/vms/{VM}']")),
         "the ended task links to its VM: {}",
         b.text("#task").unwrap_or_default()
     );
-    b.click(&format!("#task a[href='/vms/{VM}']"));
+    b.click_to_next_page(&format!("#task a[href='/vms/{VM}']"));
     assert_eq!(b.path(), format!("/vms/{VM}"));
     b.assert_no_errors("the VM's page", &[]);
     ui.wait_page(&format!("/vms/{VM}"), "#vm-state", "the VM running", |s| {
@@ -306,7 +306,7 @@ fn migrate(ui: &Ui, lab: &Lab) {
     ui.open(&path);
     assert_eq!(b.text("#vm-host").as_deref(), Some("h1"));
     b.select("#migrate-to", "h2");
-    b.click("#migrate-form button[type=submit]");
+    b.click_to_next_page("#migrate-form button[type=submit]");
     if b.path().starts_with("/tasks/") {
         ui.task_succeeds("the migration's task");
     } else {
@@ -433,7 +433,7 @@ fn cross_site_post_refused(ui: &Ui, lab: &Lab) {
 fn stop(ui: &Ui, lab: &Lab) {
     let b = &ui.browser;
     ui.open(&format!("/vms/{VM}"));
-    b.click(&format!(
+    b.click_to_next_page(&format!(
         "form[action='/vms/{VM}/stop'] button[type=submit]"
     ));
     ui.task_succeeds("the stop's task");
@@ -448,7 +448,7 @@ fn stop(ui: &Ui, lab: &Lab) {
 fn delete(ui: &Ui, lab: &Lab) {
     let b = &ui.browser;
     ui.open(&format!("/vms/{VM}"));
-    b.click(&format!("a[href='/vms/{VM}/delete']"));
+    b.click_to_next_page(&format!("a[href='/vms/{VM}/delete']"));
     assert_eq!(b.path(), format!("/vms/{VM}/delete"), "the confirmation");
     b.assert_no_errors("the delete's confirmation", &[]);
     let heading = b.text("h1").unwrap_or_default();
@@ -456,7 +456,7 @@ fn delete(ui: &Ui, lab: &Lab) {
         heading.contains(VM),
         "the confirmation names the VM: {heading}"
     );
-    b.click("form.card button.danger");
+    b.click_to_next_page("form.card button.danger");
     ui.task_succeeds("the delete's task");
     ui.wait_page("/", "main", "the VM gone from the inventory", |_| {
         !b.texts("table.vms td a").iter().any(|n| n == VM)
