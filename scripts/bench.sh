@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh            # all benchmarks
 #   scripts/bench.sh api_list   # only the named ones (placement placement_api range api_list tasks
-#                               # metrics_scrape vm_create migration failover balance optimum datapath
+#                               # metrics_scrape inventory_page vm_create migration failover balance optimum datapath
 #                               # firewall throughput qos firewall_vs_nft admission
 #                               # routed_vs_kernel snat_vs_masquerade flows_on_off
 #                               # agent_metrics_scrape)
@@ -36,6 +36,7 @@ BENCHES=(
     "vinfra-console tasks"
     "vinfra-console metrics_scrape"
     "vinfra-agent agent_metrics_scrape"
+    "vinfra-console inventory_page"
     "vinfra vm_create"
     "vinfra migration"
     "vinfra failover"
@@ -90,6 +91,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     range) grep -E "^range " "$log" ;;
     api_list) grep -E "^  (API|floor|ratio|during)" "$log" ;;
     metrics_scrape) grep -E "^  (scrape|during)" "$log" ;;
+    inventory_page) grep -E "^  (page|JSON|ratio)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)" "$log" ;;
     failover) grep -E "^(kill|HA failover)|^  (detected|moved|QEMU|guest)" "$log" ;;
     migration) grep -E "^(case|idle|busy|network|completed|Encryption)|^  (ours|plain|encrypted)( #[0-9]+)?:|does not converge" "$log" ;;

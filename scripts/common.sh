@@ -4,10 +4,12 @@
 # Debian packages the lab and the tests need: QEMU, the guest image and disk builds, namespaces,
 # the switch and guard tests' tools (iperf3: the switch's QoS tests; tcpdump: the encrypted
 # migration test's capture), nftables (the switch keeps VM taps out of the host's stack with
-# it), building.
+# it), the web console's browser test and page benchmark (Chromium and its WebDriver server),
+# building.
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
-    nftables util-linux coreutils tcpdump build-essential pkg-config python3-venv)
+    nftables util-linux coreutils tcpdump chromium chromium-driver build-essential pkg-config
+    python3-venv)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
 VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)
@@ -48,6 +50,8 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [conntrack]=conntrack
     [tcpdump]=tcpdump
     [curl]=curl
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
 )
 
 # Programs every Debian system has (Essential packages: bash, dash, coreutils, debianutils, dpkg,

@@ -19,8 +19,8 @@
 //! - [`terminal`]: a VM's serial console over a WebSocket (output polled, keystrokes typed);
 //! - [`views`], [`views_more`]: the askama templates (`templates/web/`) and what they show.
 //!
-//! Its assets (a style sheet, two small scripts, and xterm.js for the serial console) are
-//! compiled into the binary; the pages load nothing from another site
+//! Its assets (a style sheet, two small scripts, an icon, and xterm.js for the serial
+//! console) are compiled into the binary; the pages load nothing from another site
 //! (`Content-Security-Policy` says so to the browser).
 
 pub mod cluster;
@@ -55,6 +55,9 @@ use state::WebState;
 const STYLE: &str = include_str!("assets/style.css");
 /// The script, `GET /assets/app.js`.
 const SCRIPT: &str = include_str!("assets/app.js");
+/// The pages' icon, `GET /assets/icon.svg` (named by every page, so that a browser does not ask
+/// for `/favicon.ico`, which is the API's 404).
+const ICON: &str = include_str!("assets/icon.svg");
 
 /// The serial console's script, `GET /assets/console.js`.
 const CONSOLE_SCRIPT: &str = include_str!("assets/console.js");
@@ -139,6 +142,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
             "/assets/xterm/LICENSE",
             get(|| asset(XTERM_LICENSE, "text/plain; charset=utf-8")),
         )
+        .route("/assets/icon.svg", get(|| asset(ICON, "image/svg+xml")))
         .layer(axum::middleware::from_fn(guard::same_site_only))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
@@ -158,7 +162,10 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// Every answer of the web console: nothing from another site, not in a frame, no sniffing,
-/// no referrer; pages are not cached.
+/// no referrer to another site; pages are not cached.
+///
+/// The referrer policy is `same-origin`, not `no-referrer`: under `no-referrer` a browser sends
+/// `Origin: null` with the console's own forms, which [`guard::same_site_only`] refuses.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -175,7 +182,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
