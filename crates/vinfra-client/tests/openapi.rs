@@ -153,6 +153,8 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
     let _ = c.stop_vm("n", &StopVmRequest::default());
     let _ = c.reboot_vm("n");
     let _ = c.console_log("n", None);
+    let _ = c.console_from("n", Some(0));
+    let _ = c.console_input("n", "ls\r");
     let _ = c.migrate_vm("n", &MigrateVmRequest::default());
     let _ = c.migration("n");
     let _ = c.cancel_migration("n");
@@ -406,6 +408,7 @@ fn every_method_is_one_documented_operation_and_every_operation_has_a_method() {
         [
             "DELETE /api/v1/vms/n?force=true",
             "GET /api/v1/vms/n/console?bytes=100",
+            "GET /api/v1/vms/n/console?from=0",
             "POST /api/v1/hosts/n/fence?force=true",
             "GET /api/v1/flows?minutes=60&by=router&top=3",
             "GET /api/v1/tasks?state=running&kind=vm_stop&target=n&limit=1000",
