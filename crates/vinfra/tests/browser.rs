@@ -28,6 +28,7 @@ use vinfra_browser::{server_spki_sha256, Chromium, ChromiumOptions};
 use vinfra_client::RestError;
 use vinfra_lab::guest::{INITRD_IMAGE, KERNEL_IMAGE};
 use vinfra_lab::Lab;
+use vinfra_types::network::{CreateNetworkRequest, NetworkKind};
 use vinfra_types::PowerState;
 
 /// How long a task (create, stop, delete) may take to end in the browser.
@@ -135,6 +136,7 @@ fn web_console_in_a_browser() {
     b.step("create", || create_through_the_form(&ui, &lab));
     b.step("serial-console", || serial_console(&ui));
     b.step("migrate", || migrate(&ui, &lab));
+    b.step("every-page", || every_page(&ui, &lab));
     b.step("cross-site", || cross_site_post_refused(&ui, &lab));
     b.step("stop", || stop(&ui, &lab));
     b.step("delete", || delete(&ui, &lab));
@@ -314,6 +316,39 @@ fn serial_console(ui: &Ui) {
         |t| t.contains("VINFRA-TYPED typed-in-browser"),
     );
     b.assert_no_errors(&path, &[]);
+}
+
+/// Every page of the console's menu and each kind of object's page answers 200, with its
+/// content in `<main>`, and without an error in the browser's log.
+fn every_page(ui: &Ui, lab: &Lab) {
+    api(lab)
+        .create_network(&CreateNetworkRequest {
+            name: "browsed".into(),
+            kind: NetworkKind::Overlay,
+            vni: None,
+            vlan_id: None,
+            subnet: "10.44.0.0/24".into(),
+            gateway: None,
+            mtu: None,
+        })
+        .unwrap_or_else(|e| panic!("create network: {}", vinfra_types::error::Chain(&e)));
+    for path in [
+        "/".to_string(),
+        "/hosts/h1".into(),
+        "/hosts/h2".into(),
+        format!("/vms/{VM}"),
+        "/vms/new".into(),
+        "/networks".into(),
+        "/networks/browsed".into(),
+        "/rules".into(),
+        "/balancer".into(),
+        "/settings".into(),
+        "/events".into(),
+    ] {
+        ui.open(&path);
+        assert_eq!(ui.status(), 200, "{path}");
+        assert!(ui.browser.has("main#main"), "{path} has no <main>");
+    }
 }
 
 /// The highest `VINFRA-COUNTER <n>` in a terminal's text.
