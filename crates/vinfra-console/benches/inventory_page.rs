@@ -281,11 +281,15 @@ fn main() {
     );
     let verdict = |pass: bool| if pass { "PASS" } else { "FAIL" };
     println!(
-        "RESULT inventory_page bytes page/json {bytes_ratio:.2} target <= {TARGET_BYTES_RATIO:.1}: {}",
+        "targets: page bytes / JSON bytes <= {TARGET_BYTES_RATIO:.1}; page domInteractive p50 / \
+         JSON fetched and parsed p50 <= {TARGET_TIME_RATIO:.1}"
+    );
+    println!(
+        "RESULT inventory_page_bytes {bytes_ratio:.2} {}",
         verdict(bytes_ratio <= TARGET_BYTES_RATIO)
     );
     println!(
-        "RESULT inventory_page interactive/json p50 {time_ratio:.2} target <= {TARGET_TIME_RATIO:.1}: {}",
+        "RESULT inventory_page_interactive {time_ratio:.2} {}",
         verdict(time_ratio <= TARGET_TIME_RATIO)
     );
 }

@@ -652,8 +652,15 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let limits = &config.api_limits;
     let request_limits = api::limits::RequestLimits::new(limits.body_timeout, limits.rate);
     // The web console's pages share the listener (docs/design.md, "Web console").
-    let app = api::router_with(console.clone(), Arc::new(request_limits))
-        .merge(web::router(console.clone()))
+    let request_limits = Arc::new(request_limits);
+    // The web console's forms are read within the API's body time too: a body sent slowly
+    // (or never) must not hold one of the listener's connections.
+    let web = web::router(console.clone()).layer(axum::middleware::from_fn_with_state(
+        request_limits.clone(),
+        api::limits::read_body,
+    ));
+    let app = api::router_with(console.clone(), request_limits)
+        .merge(web)
         // The peer's address, for the web console's login limit.
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // No Nagle: a response written in two parts would wait for the client's delayed ACK.

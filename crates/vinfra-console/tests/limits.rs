@@ -92,15 +92,22 @@ async fn slow_connections_do_not_stop_the_api() {
             .unwrap();
         heads.push(s);
     }
-    // 40 slow POSTs: a whole head, then a body that never arrives.
+    // 40 slow POSTs: a whole head, then a body that never arrives; half of them the web
+    // console's login form, which needs no token.
     let mut bodies = Vec::new();
-    for _ in 0..40 {
+    for i in 0..40 {
         let mut s = tls(&c, b"http/1.1").await;
-        let head = format!(
-            "POST /api/v1/networks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"na",
-            c.token
-        );
+        let head = if i % 2 == 0 {
+            format!(
+                "POST /api/v1/networks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"na",
+                c.token
+            )
+        } else {
+            "POST /login HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nto"
+                .to_string()
+        };
         s.write_all(head.as_bytes()).await.unwrap();
         bodies.push(s);
     }

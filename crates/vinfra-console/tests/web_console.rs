@@ -307,3 +307,35 @@ async fn the_api_reads_from_an_offset_and_types() {
     );
     c.shutdown().await;
 }
+
+/// A console with nothing new to show keeps its socket: the server pings every 5 s, within the
+/// listener's idle close (6 s here), which would otherwise end a quiet connection.
+#[tokio::test]
+async fn a_quiet_console_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = common::start_console_with(dir.path(), None, true, |cfg| {
+        cfg.api_limits.header_timeout = Duration::from_secs(6);
+    })
+    .await;
+    let _agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("quiet-1", 1, 512)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let cookie = login(&c, &c.token).await;
+    let mut ws = ws_connect(&c, "quiet-1", &cookie, &c.base)
+        .await
+        .expect("the socket opens");
+    let started = tokio::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(14) {
+        match tokio::time::timeout(Duration::from_secs(1), ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Text(_) | Message::Pong(_)))) => {}
+            other => panic!("the socket ended after {:?}: {other:?}", started.elapsed()),
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in 14 s");
+    c.shutdown().await;
+}

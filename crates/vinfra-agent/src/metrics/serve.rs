@@ -37,14 +37,25 @@ pub enum MetricsError {
     },
 }
 
-/// Binds the metrics listener on `addr` (refused when it is unspecified).
+/// Binds the metrics listener on `addr` (refused when it is unspecified, also as an
+/// IPv4-mapped IPv6 address: `[::ffff:0.0.0.0]` listens on every IPv4 address).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
-    if addr.ip().is_unspecified() {
+    if unspecified(addr.ip()) {
         return Err(MetricsError::Unspecified(addr));
     }
     TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Whether `ip` means every address: `0.0.0.0`, `::`, or `::ffff:0.0.0.0`.
+fn unspecified(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V6(v6) => {
+            v6.is_unspecified() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_unspecified())
+        }
+        std::net::IpAddr::V4(v4) => v4.is_unspecified(),
+    }
 }
 
 /// The routes: `GET /metrics`.

@@ -163,6 +163,10 @@ async fn an_unspecified_address_is_refused() {
     assert!(matches!(e, super::MetricsError::Unspecified(_)), "{e}");
     let e = super::bind("[::]:0".parse().unwrap()).await.unwrap_err();
     assert!(e.to_string().contains("management or loopback"), "{e}");
+    let e = super::bind("[::ffff:0.0.0.0]:0".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, super::MetricsError::Unspecified(_)), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

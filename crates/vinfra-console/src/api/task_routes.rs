@@ -18,8 +18,9 @@ use super::problem::ApiError;
 use super::routes::{list, run};
 use crate::interface::{Command, ConsoleApi};
 
-/// How often the stream sends a keep-alive comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often the stream sends a keep-alive comment: well within the listener's idle close (15 s
+/// by default), which counts a streaming answer's connection as idle when nothing crosses it.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// `GET /api/v1/tasks`: a page ([`PageQuery`]) of the tasks a filter lets through.
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -103,8 +103,11 @@ impl<A: ConsoleApi> FromRequestParts<WebState<A>> for Signed<A> {
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| cookie_value(h, COOKIE))
             .map(str::to_string);
+        // What a page's script asks by itself (`/ui/…`: a task followed, graphs refreshed)
+        // does not count as the user's use of the session.
+        let used = !parts.uri.path().starts_with("/ui/");
         let found = id.and_then(|id| {
-            let (holder, session) = state.sessions.holder(&*state.console, &id)?;
+            let (holder, session) = state.sessions.holder(&*state.console, &id, used)?;
             Some((id, holder, session))
         });
         match found {

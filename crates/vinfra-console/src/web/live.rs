@@ -24,8 +24,9 @@ use crate::interface::{Command, ConsoleApi, Reply};
 const SHOWN: usize = 100;
 
 /// How long the stream waits for a change before it checks the session again and sends a
-/// keep-alive comment.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// keep-alive comment: well within the listener's idle close (15 s by default), which counts a
+/// streaming answer's connection as idle when nothing crosses it.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// `GET /events`: the newest events and tasks; the script follows the tasks live.
 pub async fn events<A: ConsoleApi>(s: Signed<A>) -> Response {
@@ -119,7 +120,7 @@ pub async fn stream<A: ConsoleApi>(s: Signed<A>, State(state): State<WebState<A>
                 Err(_) => SseEvent::default().comment("keep-alive"),
             };
             // The session is checked again before each event.
-            state.sessions.holder(&*state.console, &id)?;
+            state.sessions.holder(&*state.console, &id, false)?;
             Some((Ok::<_, Infallible>(event), rx))
         }
     });

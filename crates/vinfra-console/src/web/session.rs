@@ -27,6 +27,9 @@ pub const LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most sessions kept at once; the oldest idle one goes first past it.
 pub const MAX_SESSIONS: usize = 4096;
 
+/// Most sessions of one token (browsers logged in with it); its own oldest goes first past it.
+pub const MAX_PER_TOKEN: usize = 16;
+
 /// One logged-in browser.
 #[derive(Clone)]
 pub struct Session {
@@ -78,6 +81,18 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| s.live(now));
+        // A token's own oldest session makes room for its new one: logging in again and again
+        // with one token cannot push other users' sessions out.
+        let own: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, s)| same_secret(&s.token, token))
+            .map(|(k, s)| (k.clone(), s.used))
+            .collect();
+        if own.len() >= MAX_PER_TOKEN {
+            if let Some((k, _)) = own.iter().min_by_key(|(_, used)| *used) {
+                map.remove(k);
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             let oldest = map
                 .iter()
@@ -102,6 +117,16 @@ impl Sessions {
     /// The live session with id `id`, its last use now; `None` for an unknown or ended one
     /// (which is forgotten).
     pub fn touch(&self, id: &str) -> Option<Session> {
+        self.find(id, true)
+    }
+
+    /// Like [`Sessions::touch`], but its last use stays: what a page's script does by itself
+    /// (a refresh, a stream's check) does not keep an unattended session alive.
+    pub fn peek(&self, id: &str) -> Option<Session> {
+        self.find(id, false)
+    }
+
+    fn find(&self, id: &str, used: bool) -> Option<Session> {
         let now = Instant::now();
         let key = hash(id);
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
@@ -111,7 +136,9 @@ impl Sessions {
             return None;
         }
         let s = map.get_mut(&key)?;
-        s.used = now;
+        if used {
+            s.used = now;
+        }
         Some(s.clone())
     }
 
@@ -121,9 +148,16 @@ impl Sessions {
         map.remove(&hash(id));
     }
 
-    /// Who session `id` acts for: its token checked again now. A refused token ends it.
-    pub fn holder<A: ConsoleApi>(&self, console: &A, id: &str) -> Option<(TokenHolder, Session)> {
-        let session = self.touch(id)?;
+    /// Who session `id` acts for: its token checked again now. A refused token ends it. With
+    /// `used`, the session counts as used now (a request of the user's); without, not (a check
+    /// the page's script or a stream makes by itself).
+    pub fn holder<A: ConsoleApi>(
+        &self,
+        console: &A,
+        id: &str,
+        used: bool,
+    ) -> Option<(TokenHolder, Session)> {
+        let session = self.find(id, used)?;
         match console.authenticate(&session.token) {
             Ok(holder) => Some((holder, session)),
             Err(_) => {
@@ -170,6 +204,38 @@ mod tests {
         assert!(s.touch("nope").is_none());
         s.close(&id);
         assert!(s.touch(&id).is_none());
+    }
+
+    #[test]
+    fn logging_in_again_and_again_ends_only_the_same_token_s_oldest_sessions() {
+        let s = Sessions::default();
+        let other = s.open("vinfra_other");
+        let first = s.open("vinfra_loop");
+        let mut last = String::new();
+        for _ in 0..MAX_PER_TOKEN + 4 {
+            last = s.open("vinfra_loop");
+        }
+        assert!(s.peek(&other).is_some(), "another token's session stays");
+        assert!(s.peek(&first).is_none(), "the token's oldest went");
+        assert!(s.peek(&last).is_some());
+        let n = s
+            .by_hash
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|x| x.token == "vinfra_loop")
+            .count();
+        assert_eq!(n, MAX_PER_TOKEN);
+    }
+
+    #[test]
+    fn a_peek_does_not_count_as_use() {
+        let s = Sessions::default();
+        let id = s.open("vinfra_secret");
+        let opened = s.peek(&id).unwrap().used;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(s.peek(&id).unwrap().used, opened);
+        assert!(s.touch(&id).unwrap().used > opened);
     }
 
     #[test]

@@ -140,8 +140,13 @@ impl<A: ConsoleApi> Link<A> {
         loop {
             let out = tokio::select! {
                 _ = poll.tick() => self.read(&mut cursor).await,
-                _ = recheck.tick() => match self.sessions.holder(&*self.console, &self.session) {
+                _ = recheck.tick() => match self.sessions.holder(&*self.console, &self.session, false) {
                     Some((holder, _)) => {
+                        // A ping: traffic that keeps a quiet console's connection from the
+                        // listener's idle close (the browser's pong answers it).
+                        if tx.send(Message::Ping(Default::default())).await.is_err() {
+                            return;
+                        }
                         let role = |r: (&str, &str)| required_role(r.0, r.1).unwrap_or(Role::Admin);
                         if holder.role < role(READ_ROUTE) {
                             break;

@@ -14,19 +14,28 @@
     }
     fetch(box.dataset.follow, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (resp) {
+        if (resp.redirected) {
+          // The session ended (the answer is the login page): reload, which shows it.
+          window.location.reload();
+          return null;
+        }
         if (!resp.ok) {
           throw new Error("status " + resp.status);
         }
         return resp.text();
       })
       .then(function (html) {
+        if (html === null) {
+          return;
+        }
         var holder = document.createElement("template");
         holder.innerHTML = html.trim();
         var fresh = holder.content.firstElementChild;
-        if (fresh && fresh.id === "task") {
-          box.replaceWith(fresh);
-          box = fresh;
+        if (!fresh || fresh.id !== "task") {
+          return;
         }
+        box.replaceWith(fresh);
+        box = fresh;
         window.setTimeout(function () { follow(box); }, 250);
       })
       .catch(function () {
@@ -91,12 +100,19 @@
     window.setTimeout(function () {
       fetch(box.dataset.refresh, { credentials: "same-origin", headers: { Accept: "text/html" } })
         .then(function (resp) {
+          if (resp.redirected) {
+            // The session ended (the answer is the login page): stop.
+            return null;
+          }
           if (!resp.ok) {
             throw new Error("status " + resp.status);
           }
           return resp.text();
         })
         .then(function (html) {
+          if (html === null) {
+            return;
+          }
           var holder = document.createElement("template");
           holder.innerHTML = html.trim();
           var fresh = holder.content.firstElementChild;
