@@ -7,33 +7,13 @@
 mod common;
 
 use common::browser::{admin, csrf, escaped, follow, viewer, Browser};
-use common::{start_console, vm_json, FakeAgent, TestConsole};
+use common::{create_vm_on, put_balancing, start_console, vm_json, FakeAgent, TestConsole};
 use vinfra_types::HostCapacity;
 
 const HOST16: HostCapacity = HostCapacity {
     cores: 16,
     memory_mib: 64 * 1024,
 };
-
-/// Creates VM `name` on `host`.
-async fn create_on(c: &TestConsole, name: &str, host: &str) {
-    let body = vm_json(name, 1, 1024).replace(
-        &format!("\"name\":\"{name}\""),
-        &format!("\"name\":\"{name}\",\"host\":\"{host}\""),
-    );
-    let r = c.call("POST", "/api/v1/vms", Some(&body)).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-}
-
-/// Sets the balancer's mode (an evacuation needs it on to move VMs).
-async fn set_balancing(c: &TestConsole, mode: &str) {
-    let body = serde_json::json!({"ratios": {"cpu": 4.0, "memory": 1.0},
-        "balancing": {"mode": mode, "interval_s": 3600, "level": 1}});
-    let r = c
-        .call("PUT", "/api/v1/settings", Some(&body.to_string()))
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
 
 /// The API's `detail` of a refused request.
 async fn api_detail(c: &TestConsole, method: &str, path: &str, body: Option<&str>) -> String {
@@ -84,7 +64,7 @@ async fn a_vm_is_migrated_from_its_page_and_its_task_shows_the_progress_and_the_
     let src = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
     let _h3 = FakeAgent::join_and_connect(&c, "h3", HOST16).await;
-    create_on(&c, "mover", "h1").await;
+    create_vm_on(&c, "mover", "h1", 1024).await;
     let r = c
         .call("PATCH", "/api/v1/hosts/h3", Some(r#"{"maintenance":true}"#))
         .await;
@@ -191,8 +171,12 @@ async fn a_host_page_shows_its_use_and_vms_and_switches_its_maintenance() {
     let c = start_console(dir.path(), None, true).await;
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let _h2 = FakeAgent::join_and_connect(&c, "h2", HOST16).await;
-    create_on(&c, "web-1", "h1").await;
-    set_balancing(&c, "automatic").await;
+    create_vm_on(&c, "web-1", "h1", 1024).await;
+    put_balancing(
+        &c,
+        serde_json::json!({"mode": "automatic", "interval_s": 3600, "level": 1}),
+    )
+    .await;
     let mut b = admin(&c).await;
     let home = b.get("/").await;
     assert!(home.body.contains(r#"href="/hosts/h1""#), "{}", home.body);
@@ -454,7 +438,11 @@ async fn the_balancer_and_the_settings_pages() {
         "{detail:?} in {}",
         r.body
     );
-    set_balancing(&c, "manual").await;
+    put_balancing(
+        &c,
+        serde_json::json!({"mode": "manual", "interval_s": 3600, "level": 1}),
+    )
+    .await;
     let r = b.post("/balancer/run", &[("csrf", &token)], &[]).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.location, "/balancer");
@@ -563,7 +551,7 @@ async fn every_page_has_a_skip_link_and_every_field_its_label() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, true).await;
     let _h1 = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
-    create_on(&c, "web-1", "h1").await;
+    create_vm_on(&c, "web-1", "h1", 1024).await;
     let net = r#"{"name":"blue","kind":"overlay","subnet":"10.0.0.0/24"}"#;
     assert_eq!(
         c.call("POST", "/api/v1/networks", Some(net)).await.status,
@@ -608,5 +596,56 @@ async fn every_page_has_a_skip_link_and_every_field_its_label() {
             "{id}"
         );
     }
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_inventory_shows_the_vms_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let big = HostCapacity {
+        cores: 64,
+        memory_mib: 64 * 1024,
+    };
+    let _h1 = FakeAgent::join_and_connect(&c, "h1", big).await;
+    // One more than a page (200), names in order vm-000 … vm-200.
+    for i in 0..=200 {
+        let r = c
+            .call(
+                "POST",
+                "/api/v1/vms",
+                Some(&vm_json(&format!("vm-{i:03}"), 1, 128)),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut b = admin(&c).await;
+    let first = b.get("/").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first.body.contains(r#"href="/vms/vm-199""#),
+        "{}",
+        first.body
+    );
+    assert!(!first.body.contains(r#"href="/vms/vm-200""#));
+    assert!(
+        first
+            .body
+            .contains(r#"<a id="vms-next" href="/?after=vm-199">"#),
+        "{}",
+        first.body
+    );
+    assert!(!first.body.contains(r#"id="vms-first""#));
+    let second = b.get("/?after=vm-199").await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(
+        second.body.contains(r#"href="/vms/vm-200""#),
+        "{}",
+        second.body
+    );
+    assert!(!second.body.contains(r#"href="/vms/vm-199""#));
+    assert!(second.body.contains(r#"<a id="vms-first" href="/">"#));
+    assert!(!second.body.contains(r#"id="vms-next""#));
+    assert_eq!(b.get("/?after=Not%20a%20name").await.status, 400);
     c.shutdown().await;
 }

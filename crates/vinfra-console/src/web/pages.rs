@@ -2,7 +2,7 @@
 //! after the role check its API route would make ([`Signed::require`]). A form's CSRF token
 //! is checked before anything else it asks; an action that is a task goes to the task's page.
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -17,7 +17,7 @@ use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
     error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow,
-    InventoryPage, Nav, NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow,
+    InventoryPage, Nav, NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow, INVENTORY_PAGE,
 };
 use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
 
@@ -102,8 +102,22 @@ impl<A: ConsoleApi> Signed<A> {
     }
 }
 
-/// `GET /`: the hosts and the VMs.
-pub async fn inventory<A: ConsoleApi>(s: Signed<A>) -> Response {
+/// `?after=` of the inventory: the page of VMs after this name.
+#[derive(Debug, Default, Deserialize)]
+pub struct InventoryQuery {
+    /// The VM the page starts after.
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+/// `GET /`: the hosts and the VMs, [`INVENTORY_PAGE`] at a time in name order (`?after=NAME`).
+pub async fn inventory<A: ConsoleApi>(s: Signed<A>, Query(q): Query<InventoryQuery>) -> Response {
+    let after = q.after.filter(|a| !a.is_empty());
+    if let Some(a) = &after {
+        if let Err(e) = vinfra_types::validate_name(a) {
+            return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+        }
+    }
     if let Err(r) = s.require("GET", "/api/v1/hosts") {
         return r.into_response();
     }
@@ -120,16 +134,21 @@ pub async fn inventory<A: ConsoleApi>(s: Signed<A>) -> Response {
         Ok(_) => return unexpected(),
         Err(r) => return r,
     };
+    // One more than a page: whether there is a next one.
     let list = Command::ListVms {
         filter: VmFilter::default(),
-        after: None,
-        limit: None,
+        after: after.clone(),
+        limit: Some(INVENTORY_PAGE + 1),
     };
-    let vms = match s.run(list).await {
+    let mut vms = match s.run(list).await {
         Ok(Reply::Vms(v)) => v,
         Ok(_) => return unexpected(),
         Err(r) => return r,
     };
+    let next = (vms.len() > INVENTORY_PAGE).then(|| {
+        vms.truncate(INVENTORY_PAGE);
+        vms.last().map(|v| v.name.clone()).unwrap_or_default()
+    });
     render(
         StatusCode::OK,
         &InventoryPage {
@@ -137,6 +156,8 @@ pub async fn inventory<A: ConsoleApi>(s: Signed<A>) -> Response {
             hosts: hosts.iter().map(HostRow::from).collect(),
             vms: vms.iter().map(VmRow::from).collect(),
             may_create: s.may("POST", "/api/v1/vms"),
+            after,
+            next,
         },
     )
 }

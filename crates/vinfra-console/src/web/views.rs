@@ -270,11 +270,18 @@ pub struct InventoryPage {
     pub nav: Option<Nav>,
     /// The hosts.
     pub hosts: Vec<HostRow>,
-    /// The VMs.
+    /// The VMs of this page (at most [`INVENTORY_PAGE`], in name order).
     pub vms: Vec<VmRow>,
     /// Whether the session may create a VM.
     pub may_create: bool,
+    /// The page starts after this VM (`?after=`; `None`: the first page).
+    pub after: Option<String>,
+    /// The name the next page starts after, when there are more VMs.
+    pub next: Option<String>,
 }
+
+/// VMs on one page of the inventory.
+pub const INVENTORY_PAGE: usize = 200;
 
 /// `GET /vms/{name}`.
 #[derive(Template)]
