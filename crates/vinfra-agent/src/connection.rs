@@ -15,6 +15,7 @@
 //! bundle ([`store_renewed`]: staged, then renamed, a crash leaves the old set or the new) and
 //! used from the next connection on. The open connection goes on with the old certificate.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use uuid::Uuid;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
@@ -29,6 +31,7 @@ use vinfra_proto::{
     PROTOCOL_VERSION,
 };
 use vinfra_types::error::Chain;
+use vinfra_types::vm::VmNetBytes;
 use vinfra_types::HostCapacity;
 
 use crate::contact::{ConsoleContact, Heartbeats};
@@ -334,8 +337,31 @@ async fn tls_connect(
         })?
 }
 
-/// A full report now: the VMs (each QEMU waited on for a bound) and the guard (a second at
-/// most), asked at once.
+/// Longest wait for the switch's counters in a report (past it the report's VMs have no `net`).
+pub const REPORT_SWITCH_BOUND: Duration = Duration::from_millis(300);
+
+/// Each VM's traffic through its NICs' ports, summed from the switch's counters (seen from the
+/// VM: what the port sent is what the VM received); empty without a switch or an answer within
+/// [`REPORT_SWITCH_BOUND`].
+async fn vm_traffic(m: &Manager) -> HashMap<Uuid, VmNetBytes> {
+    let Some(link) = m.switch().cloned() else {
+        return HashMap::new();
+    };
+    let read = tokio::task::spawn_blocking(move || link.counters_with_view());
+    let Ok(Ok(Ok((_, named)))) = tokio::time::timeout(REPORT_SWITCH_BOUND, read).await else {
+        return HashMap::new();
+    };
+    let mut by_vm: HashMap<Uuid, VmNetBytes> = HashMap::new();
+    for p in &named.ports {
+        let t = by_vm.entry(p.vm_id).or_default();
+        t.rx_bytes = t.rx_bytes.saturating_add(p.traffic.tx_bytes);
+        t.tx_bytes = t.tx_bytes.saturating_add(p.traffic.rx_bytes);
+    }
+    by_vm
+}
+
+/// A full report now: the VMs (each QEMU waited on for a bound), their NICs' traffic (the
+/// switch's counters, 300 ms at most) and the guard (a second at most), asked at once.
 pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
     let guard = async {
         match &info.guard {
@@ -343,7 +369,10 @@ pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
             None => None,
         }
     };
-    let (vms, guard) = tokio::join!(m.observe_all(), guard);
+    let (mut vms, guard, traffic) = tokio::join!(m.observe_all(), guard, vm_traffic(m));
+    for vm in &mut vms {
+        vm.net = traffic.get(&vm.id).copied();
+    }
     let usage = m
         .sampler()
         .lock()

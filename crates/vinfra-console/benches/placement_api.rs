@@ -367,6 +367,7 @@ fn main() {
             .or_default()
             .push(vinfra_types::VmObserved {
                 ha: v.spec.ha.enabled,
+                net: None,
                 ..common::running(v.id, &v.name)
             });
     }

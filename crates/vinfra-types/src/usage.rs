@@ -1,5 +1,5 @@
-//! Usage over time: the last hour of a VM's or a host's CPU and memory, as the console keeps it
-//! from the agents' reports (`GET /vms/{name}/usage`, `GET /hosts/{name}/usage`).
+//! Usage over time: the last hour of a VM's or a host's CPU and memory (and a VM's network), as
+//! the console keeps it from the agents' reports (`GET /vms/{name}/usage`, `GET /hosts/{name}/usage`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,6 +19,13 @@ pub struct UsageSample {
     /// Memory in use at the interval's last report, MiB: a VM's QEMU resident memory, a host's
     /// used memory (total minus available).
     pub memory_mib: u64,
+    /// A VM's received bytes per second over the interval (its NICs, as its host's switch
+    /// counts them); absent for a host, and for an interval without two counts to compare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_bytes_per_s: Option<f64>,
+    /// A VM's sent bytes per second over the interval; absent as `rx_bytes_per_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_bytes_per_s: Option<f64>,
 }
 
 /// The last hour of usage, oldest first; intervals without a report (the VM did not run, the

@@ -613,6 +613,21 @@ pub struct VmObserved {
     /// policy as the host last took it). Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ha: bool,
+    /// Its NICs' traffic as its host's switch counted it (absent without a switch, or when the
+    /// switch did not answer for this report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<VmNetBytes>,
+}
+
+/// A VM's traffic through its NICs' switch ports, seen from the VM, summed over its NICs:
+/// counted since the ports were added on its host (a migration or a switch restart starts again
+/// from 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VmNetBytes {
+    /// Bytes the VM received.
+    pub rx_bytes: u64,
+    /// Bytes the VM sent.
+    pub tx_bytes: u64,
 }
 
 /// Default graceful stop timeout, seconds: a guest that has not powered off after its ACPI

@@ -155,6 +155,7 @@ impl Entry {
                 usage: VmUsage::default(),
                 unresponsive: true,
                 ha: self.ha.load(Ordering::Relaxed),
+                net: None,
             }),
             (None, false) => None,
         }

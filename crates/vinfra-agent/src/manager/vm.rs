@@ -220,6 +220,7 @@ impl Vm {
             usage,
             unresponsive: false,
             ha: self.record.instance.spec.ha.enabled,
+            net: None,
         }
     }
 

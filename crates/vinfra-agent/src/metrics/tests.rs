@@ -289,6 +289,27 @@ async fn switch_counters_move_with_a_nic_s_frames() {
         ),
         Some(1.0)
     );
+    // The report to the console carries the same traffic, seen from the VM: what it sent.
+    let info = crate::connection::HostInfo {
+        host: "h1".into(),
+        address: "127.0.0.1".into(),
+        qemu_version: "7.2.0".into(),
+        capacity: vinfra_types::HostCapacity {
+            cores: 2,
+            memory_mib: 2048,
+        },
+        platform: None,
+        guard: None,
+    };
+    let report = crate::connection::host_report(&m, &info).await;
+    let net = report
+        .vms
+        .iter()
+        .find(|v| v.id == vm.id)
+        .and_then(|v| v.net)
+        .expect("the report has the VM's traffic");
+    assert!(net.tx_bytes >= 5 * 60, "{net:?}");
+    assert_eq!(net.rx_bytes, 0, "{net:?}");
 }
 
 /// Every family the console and the agent export.

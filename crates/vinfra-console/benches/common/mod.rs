@@ -248,6 +248,7 @@ pub fn running(id: Uuid, name: &str) -> VmObserved {
         },
         unresponsive: false,
         ha: false,
+        net: None,
     }
 }
 

@@ -123,27 +123,55 @@ pub fn usage_box(what: Graphed<'_>, history: &UsageHistory, now_s: u64) -> Usage
         .map(|(_, v)| *v)
         .fold(memory_mib.max(1) as f64, f64::max);
     let last = samples.last();
+    let mut graphs = vec![
+        UsageGraph {
+            id: "graph-cpu".into(),
+            title: "CPU (cores)".into(),
+            latest: last
+                .map(|s| format!("{:.2}", s.cpu_cores))
+                .unwrap_or_default(),
+            top: format!("{cpu_top:.1}"),
+            points: points(&cpu, cpu_top, now_s),
+        },
+        UsageGraph {
+            id: "graph-memory".into(),
+            title: "Memory (MiB)".into(),
+            latest: last.map(|s| s.memory_mib.to_string()).unwrap_or_default(),
+            top: format!("{mem_top:.0}"),
+            points: points(&mem, mem_top, now_s),
+        },
+    ];
+    // A VM's network, once its host's switch has counted it twice.
+    let net = |rate: fn(&vinfra_types::usage::UsageSample) -> Option<f64>| -> Vec<(u64, f64)> {
+        samples
+            .iter()
+            .filter_map(|s| Some((s.at, rate(s)?)))
+            .collect()
+    };
+    let rx = net(|s| s.rx_bytes_per_s);
+    let tx = net(|s| s.tx_bytes_per_s);
+    if !rx.is_empty() || !tx.is_empty() {
+        let top = rx.iter().chain(&tx).map(|(_, v)| *v).fold(1024.0, f64::max);
+        for (id, title, values) in [
+            ("graph-net-in", "Network in (bytes/s)", &rx),
+            ("graph-net-out", "Network out (bytes/s)", &tx),
+        ] {
+            graphs.push(UsageGraph {
+                id: id.into(),
+                title: title.into(),
+                latest: values
+                    .last()
+                    .map(|(_, v)| format!("{v:.0}"))
+                    .unwrap_or_default(),
+                top: format!("{top:.0}"),
+                points: points(values, top, now_s),
+            });
+        }
+    }
     UsageBox {
         id,
         refresh,
-        graphs: vec![
-            UsageGraph {
-                id: "graph-cpu".into(),
-                title: "CPU (cores)".into(),
-                latest: last
-                    .map(|s| format!("{:.2}", s.cpu_cores))
-                    .unwrap_or_default(),
-                top: format!("{cpu_top:.1}"),
-                points: points(&cpu, cpu_top, now_s),
-            },
-            UsageGraph {
-                id: "graph-memory".into(),
-                title: "Memory (MiB)".into(),
-                latest: last.map(|s| s.memory_mib.to_string()).unwrap_or_default(),
-                top: format!("{mem_top:.0}"),
-                points: points(&mem, mem_top, now_s),
-            },
-        ],
+        graphs,
         samples: samples.len(),
     }
 }
@@ -176,11 +204,15 @@ mod tests {
                 at: now - USAGE_WINDOW_S,
                 cpu_cores: 0.0,
                 memory_mib: 256,
+                rx_bytes_per_s: None,
+                tx_bytes_per_s: None,
             },
             UsageSample {
                 at: now,
                 cpu_cores: 2.0,
                 memory_mib: 512,
+                rx_bytes_per_s: None,
+                tx_bytes_per_s: None,
             },
         ]);
         let b = usage_box(vm(2, 512), &samples, now);
@@ -193,10 +225,22 @@ mod tests {
             at: now,
             cpu_cores: 4.0,
             memory_mib: 0,
+            rx_bytes_per_s: None,
+            tx_bytes_per_s: None,
         }]);
         let b = usage_box(vm(2, 512), &busy, now);
         assert_eq!(b.graphs[0].top, "4.0");
         assert_eq!(b.graphs[0].points, "600.0,0.0");
+        // With the network counted: two more graphs, in and out, on one scale.
+        let mut counted = busy.clone();
+        counted.samples[0].rx_bytes_per_s = Some(4096.0);
+        counted.samples[0].tx_bytes_per_s = Some(1024.0);
+        let b = usage_box(vm(2, 512), &counted, now);
+        assert_eq!(b.graphs.len(), 4);
+        assert_eq!(b.graphs[2].id, "graph-net-in");
+        assert_eq!(b.graphs[2].latest, "4096");
+        assert_eq!(b.graphs[3].points, "600.0,75.0");
+        assert_eq!(usage_box(vm(2, 512), &busy, now).graphs.len(), 2);
         assert!(usage_box(vm(1, 1), &history(vec![]), now).graphs[0]
             .points
             .is_empty());

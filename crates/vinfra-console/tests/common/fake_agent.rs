@@ -333,6 +333,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
                 usage: vm_usage(&vm.spec.name),
                 unresponsive: false,
                 ha: vm.spec.ha.enabled,
+                net: None,
             })
             .collect(),
         trunk: state.trunk.clone(),
@@ -353,6 +354,7 @@ fn observed(vm: &VmInstance, state: PowerState) -> CommandReply {
             usage: vm_usage(&vm.spec.name),
             unresponsive: false,
             ha: vm.spec.ha.enabled,
+            net: None,
         },
     }
 }

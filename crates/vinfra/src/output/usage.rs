@@ -1,4 +1,5 @@
-//! `vinfra vm usage` and `vinfra host usage`: the last hour of CPU and memory as a table.
+//! `vinfra vm usage` and `vinfra host usage`: the last hour of CPU and memory (and a VM's
+//! network) as a table.
 
 use vinfra_types::usage::UsageHistory;
 
@@ -13,13 +14,27 @@ pub fn usage(h: &UsageHistory) -> String {
             h.interval_s
         );
     }
-    let mut t = table(&["TIME", "CPU (cores)", "MEMORY (MiB)"]);
+    // A VM's network, when its host's switch counted it.
+    let net = h
+        .samples
+        .iter()
+        .any(|s| s.rx_bytes_per_s.is_some() || s.tx_bytes_per_s.is_some());
+    let mut header = vec!["TIME", "CPU (cores)", "MEMORY (MiB)"];
+    if net {
+        header.extend(["IN (bytes/s)", "OUT (bytes/s)"]);
+    }
+    let mut t = table(&header);
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     for s in &h.samples {
-        t.add_row(vec![
+        let mut row = vec![
             timestamp(s.at),
             format!("{:.2}", s.cpu_cores),
             s.memory_mib.to_string(),
-        ]);
+        ];
+        if net {
+            row.extend([rate(s.rx_bytes_per_s), rate(s.tx_bytes_per_s)]);
+        }
+        t.add_row(row);
     }
     trim(t)
 }
@@ -37,6 +52,8 @@ mod tests {
                 at: 0,
                 cpu_cores: 0.256,
                 memory_mib: 300,
+                rx_bytes_per_s: None,
+                tx_bytes_per_s: None,
             }],
         };
         let text = usage(&h);
@@ -47,6 +64,15 @@ mod tests {
             rows[1].contains("0.26") && rows[1].ends_with("300"),
             "{text}"
         );
+        let mut with_net = h.clone();
+        with_net.samples[0].rx_bytes_per_s = Some(2048.4);
+        let text = usage(&with_net);
+        assert!(
+            text.lines().next().unwrap().ends_with("OUT (bytes/s)"),
+            "{text}"
+        );
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[row.len() - 2..], ["2048", "-"], "{text}");
         let none = usage(&UsageHistory {
             interval_s: 10,
             samples: vec![],

@@ -1,6 +1,7 @@
 //! The last hour of each VM's and each host's CPU and memory use, from the agents' reports:
 //! one sample per [`USAGE_INTERVAL_S`] (the mean CPU of the interval's reports, the last
-//! memory), at most [`USAGE_WINDOW_S`] of them. Kept in memory only (a restarted console
+//! memory, a VM's bytes per second in and out from its NICs' counts), at most
+//! [`USAGE_WINDOW_S`] of them. Kept in memory only (a restarted console
 //! starts again); a VM keeps its history when it moves, under its id. Pure: the caller gives
 //! the time.
 
@@ -9,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 use vinfra_proto::HostReport;
 use vinfra_types::usage::{UsageHistory, UsageSample, USAGE_INTERVAL_S, USAGE_WINDOW_S};
+use vinfra_types::vm::VmNetBytes;
 use vinfra_types::PowerState;
 
 /// Samples one history holds.
@@ -24,41 +26,67 @@ struct Bucket {
     cpu_sum: f64,
     reports: u32,
     memory_mib: u64,
+    /// Bytes received and sent in the interval, over `net_s` seconds between counts.
+    rx: u64,
+    tx: u64,
+    net_s: u64,
 }
 
-/// One VM's or host's samples, oldest first.
+/// One VM's or host's samples, oldest first, and a VM's last traffic count (when, what).
 #[derive(Debug, Default)]
-struct Ring(VecDeque<Bucket>);
+struct Ring {
+    buckets: VecDeque<Bucket>,
+    last_net: Option<(u64, VmNetBytes)>,
+}
 
 impl Ring {
-    fn add(&mut self, now_s: u64, cpu_cores: f64, memory_mib: u64) {
+    fn add(&mut self, now_s: u64, cpu_cores: f64, memory_mib: u64, net: Option<VmNetBytes>) {
         let at = now_s - now_s % USAGE_INTERVAL_S;
         let cpu = if cpu_cores.is_finite() && cpu_cores >= 0.0 {
             cpu_cores
         } else {
             0.0
         };
-        match self.0.back_mut() {
-            Some(b) if b.at == at => {
-                b.cpu_sum += cpu;
-                b.reports += 1;
-                b.memory_mib = memory_mib;
+        // The traffic since the last count: none across a count that went back (the VM moved,
+        // or its switch restarted) or without time between them.
+        let moved = match (net, self.last_net) {
+            (Some(n), Some((t0, n0)))
+                if now_s > t0 && n.rx_bytes >= n0.rx_bytes && n.tx_bytes >= n0.tx_bytes =>
+            {
+                Some((
+                    n.rx_bytes - n0.rx_bytes,
+                    n.tx_bytes - n0.tx_bytes,
+                    now_s - t0,
+                ))
             }
-            // A clock that went back: the interval is counted in the latest one.
-            Some(b) if b.at > at => {
+            _ => None,
+        };
+        if let Some(n) = net {
+            self.last_net = Some((now_s, n));
+        }
+        let (rx, tx, net_s) = moved.unwrap_or((0, 0, 0));
+        match self.buckets.back_mut() {
+            // The interval's bucket, or (a clock that went back) the latest one.
+            Some(b) if b.at >= at => {
                 b.cpu_sum += cpu;
                 b.reports += 1;
                 b.memory_mib = memory_mib;
+                b.rx = b.rx.saturating_add(rx);
+                b.tx = b.tx.saturating_add(tx);
+                b.net_s += net_s;
             }
             _ => {
-                if self.0.len() == CAPACITY {
-                    self.0.pop_front();
+                if self.buckets.len() == CAPACITY {
+                    self.buckets.pop_front();
                 }
-                self.0.push_back(Bucket {
+                self.buckets.push_back(Bucket {
                     at,
                     cpu_sum: cpu,
                     reports: 1,
                     memory_mib,
+                    rx,
+                    tx,
+                    net_s,
                 });
             }
         }
@@ -70,20 +98,25 @@ impl Ring {
         UsageHistory {
             interval_s: USAGE_INTERVAL_S,
             samples: self
-                .0
+                .buckets
                 .iter()
                 .filter(|b| b.at + USAGE_INTERVAL_S > from)
-                .map(|b| UsageSample {
-                    at: b.at,
-                    cpu_cores: b.cpu_sum / f64::from(b.reports.max(1)),
-                    memory_mib: b.memory_mib,
+                .map(|b| {
+                    let rate = |bytes: u64| (b.net_s > 0).then(|| bytes as f64 / b.net_s as f64);
+                    UsageSample {
+                        at: b.at,
+                        cpu_cores: b.cpu_sum / f64::from(b.reports.max(1)),
+                        memory_mib: b.memory_mib,
+                        rx_bytes_per_s: rate(b.rx),
+                        tx_bytes_per_s: rate(b.tx),
+                    }
                 })
                 .collect(),
         }
     }
 
     fn stale(&self, now_s: u64) -> bool {
-        self.0
+        self.buckets
             .back()
             .is_none_or(|b| b.at + USAGE_INTERVAL_S + USAGE_WINDOW_S <= now_s)
     }
@@ -104,13 +137,16 @@ impl UsageHistories {
             now_s,
             report.usage.cpu_cores,
             report.usage.memory_used_mib,
+            None,
         );
         for vm in &report.vms {
             if vm.state == PowerState::Running && vm.pid.is_some() {
-                self.vms
-                    .entry(vm.id)
-                    .or_default()
-                    .add(now_s, vm.usage.cpu_cores, vm.usage.rss_mib);
+                self.vms.entry(vm.id).or_default().add(
+                    now_s,
+                    vm.usage.cpu_cores,
+                    vm.usage.rss_mib,
+                    vm.net,
+                );
             }
         }
         if now_s >= self.swept_at + SWEEP_EVERY_S {

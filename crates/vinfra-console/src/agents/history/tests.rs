@@ -1,6 +1,6 @@
 use super::*;
 use vinfra_types::host::{Accel, HostCapacity, HostUsage};
-use vinfra_types::vm::{VmObserved, VmUsage};
+use vinfra_types::vm::{VmNetBytes, VmObserved, VmUsage};
 
 fn vm(id: Uuid, state: PowerState, cpu: f64, rss: u64) -> VmObserved {
     VmObserved {
@@ -16,6 +16,7 @@ fn vm(id: Uuid, state: PowerState, cpu: f64, rss: u64) -> VmObserved {
         },
         unresponsive: false,
         ha: false,
+        net: None,
     }
 }
 
@@ -66,12 +67,16 @@ fn reports_of_one_interval_make_one_sample_with_the_mean_cpu_and_the_last_memory
             UsageSample {
                 at: T0 - T0 % 10,
                 cpu_cores: 1.0,
-                memory_mib: 120
+                memory_mib: 120,
+                rx_bytes_per_s: None,
+                tx_bytes_per_s: None,
             },
             UsageSample {
                 at: T0 + 10 - (T0 + 10) % 10,
                 cpu_cores: 0.25,
-                memory_mib: 130
+                memory_mib: 130,
+                rx_bytes_per_s: None,
+                tx_bytes_per_s: None,
             },
         ]
     );
@@ -144,4 +149,38 @@ fn a_cpu_figure_that_is_not_a_number_counts_as_idle() {
     );
     assert_eq!(h.vm(id, T0).samples[0].cpu_cores, 0.0);
     assert_eq!(h.host("h1", T0).samples[0].cpu_cores, 0.0);
+}
+
+fn with_net(mut v: VmObserved, rx: u64, tx: u64) -> VmObserved {
+    v.net = Some(VmNetBytes {
+        rx_bytes: rx,
+        tx_bytes: tx,
+    });
+    v
+}
+
+#[test]
+fn a_vm_s_traffic_becomes_bytes_per_second_and_a_count_that_went_back_adds_nothing() {
+    let id = Uuid::new_v4();
+    let run = |rx, tx| with_net(vm(id, PowerState::Running, 0.1, 64), rx, tx);
+    let mut h = UsageHistories::default();
+    let t = T0 - T0 % 10;
+    h.record(t, &report("h1", 0.0, vec![run(1_000, 500)]));
+    // The first count has nothing to compare with.
+    assert_eq!(h.vm(id, t).samples[0].rx_bytes_per_s, None);
+    h.record(t + 2, &report("h1", 0.0, vec![run(3_000, 900)]));
+    h.record(t + 4, &report("h1", 0.0, vec![run(5_000, 1_300)]));
+    let s = h.vm(id, t + 4).samples[0];
+    assert_eq!(s.rx_bytes_per_s, Some(1_000.0));
+    assert_eq!(s.tx_bytes_per_s, Some(200.0));
+    // Migrated: the new host's counts start again from 0; that interval adds nothing, the
+    // next ones count from there.
+    h.record(t + 10, &report("h2", 0.0, vec![run(100, 10)]));
+    assert_eq!(h.vm(id, t + 10).samples[1].rx_bytes_per_s, None);
+    h.record(t + 12, &report("h2", 0.0, vec![run(300, 30)]));
+    let s = h.vm(id, t + 12).samples[1];
+    assert_eq!(s.rx_bytes_per_s, Some(100.0));
+    assert_eq!(s.tx_bytes_per_s, Some(10.0));
+    // A host has no network figures.
+    assert!(h.host("h1", t + 12).samples[0].rx_bytes_per_s.is_none());
 }
