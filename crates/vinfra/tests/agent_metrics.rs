@@ -127,6 +127,24 @@ fn an_agent_serves_its_vms_and_its_switch_s_counters() {
         },
     );
     assert!(value(&moved, "vinfra_switch_port_rx_bytes_total", &a_port) >= Some(5.0 * 60.0));
+    // The reports carry the same traffic to the console: a's usage history has its network,
+    // sent and received (its pings and their answers), in bytes per second.
+    wait_for(
+        "a's network in its usage history",
+        Duration::from_secs(40),
+        || {
+            let h = api(&lab)
+                .vm_usage("a")
+                .unwrap_or_else(|e| panic!("usage of a: {}", vinfra_types::error::Chain(&e)));
+            h.samples
+                .iter()
+                .any(|s| {
+                    s.tx_bytes_per_s.is_some_and(|r| r > 0.0)
+                        && s.rx_bytes_per_s.is_some_and(|r| r > 0.0)
+                })
+                .then_some(())
+        },
+    );
     // The network's own counters are there (its traffic counts frames to and from other
     // hosts: none in a 1-host lab).
     assert!(value(
