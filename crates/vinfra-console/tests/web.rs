@@ -41,7 +41,7 @@ async fn login_sets_a_strict_cookie_and_a_wrong_token_is_refused() {
     let mut b = Browser::new(&c);
 
     // No session: every page goes to the login form.
-    for path in ["/", "/vms/web-1", "/vms/new", "/tasks/1"] {
+    for path in ["/", "/vms/web-1", "/new-vm", "/tasks/1"] {
         let page = b.get(path).await;
         assert_eq!(page.status, 303, "{path}: {}", page.body);
         assert_eq!(page.location, "/login", "{path}");
@@ -241,10 +241,18 @@ async fn the_create_form_shows_the_apis_words_for_a_bad_value() {
     let _agent = FakeAgent::join_and_connect(&c, "h1", HOST16).await;
     let mut b = Browser::new(&c);
     b.login(&c.token).await;
-    let form = b.get("/vms/new").await;
+    let form = b.get("/new-vm").await;
     assert_eq!(form.status, 200, "{}", form.body);
     assert!(form.body.contains(r#"<option value="h1""#), "{}", form.body);
     let token = csrf(&form);
+    // The form's path is no VM's: a VM may be called `new` and has its page.
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("new", 1, 512)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let page = b.get("/vms/new").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<h1>VM new <span"), "{}", page.body);
 
     // What the API says of 0 vCPUs.
     let api = c
@@ -269,7 +277,7 @@ async fn the_create_form_shows_the_apis_words_for_a_bad_value() {
     };
     let mut bad = fields("bad-1", "0");
     bad.push(("csrf", &token));
-    let page = b.post("/vms/new", &bad, &[]).await;
+    let page = b.post("/new-vm", &bad, &[]).await;
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(
         page.body.contains(&escaped(&detail)),
@@ -283,13 +291,13 @@ async fn the_create_form_shows_the_apis_words_for_a_bad_value() {
     assert_eq!(c.call("GET", "/api/v1/vms/bad-1", None).await.status, 404);
 
     // Without the CSRF token: refused, nothing created.
-    let page = b.post("/vms/new", &fields("good-1", "1"), &[]).await;
+    let page = b.post("/new-vm", &fields("good-1", "1"), &[]).await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert_eq!(c.call("GET", "/api/v1/vms/good-1", None).await.status, 404);
 
     let mut good = fields("good-1", "1");
     good.push(("csrf", &token));
-    let r = b.post("/vms/new", &good, &[]).await;
+    let r = b.post("/new-vm", &good, &[]).await;
     assert_eq!(r.status, 303, "{}", r.body);
     let end = follow(&mut b, &r.location).await;
     assert!(end.contains("succeeded"), "{end}");

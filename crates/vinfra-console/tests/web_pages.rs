@@ -561,7 +561,7 @@ async fn every_page_has_a_skip_link_and_every_field_its_label() {
     let mut fields = 0;
     for path in [
         "/",
-        "/vms/new",
+        "/new-vm",
         "/vms/web-1",
         "/vms/web-1/delete",
         "/hosts/h1",

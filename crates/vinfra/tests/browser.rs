@@ -185,7 +185,7 @@ fn log_in(ui: &Ui, token: &str) {
 /// Fills the create form with the lab's guest (kernel boot, no disk) on host h1.
 fn fill_create_form(ui: &Ui, name: &str, memory_mib: &str) {
     let b = &ui.browser;
-    ui.open("/vms/new");
+    ui.open("/new-vm");
     let hosts = b.options("#host");
     assert!(
         hosts.iter().any(|h| h == "h1") && hosts.iter().any(|h| h == "h2"),
@@ -227,7 +227,7 @@ fn bad_values_show_the_apis_words(ui: &Ui, lab: &Lab) {
         let (status, detail) = api_refusal(lab, name, memory);
         fill_create_form(ui, name, &memory.to_string());
         b.click_to_next_page("form.card button[type=submit]");
-        assert_eq!(b.path(), "/vms/new", "a refused form is shown again");
+        assert_eq!(b.path(), "/new-vm", "a refused form is shown again");
         let shown = b.text("p.problem[role=alert]");
         assert_eq!(
             shown.as_deref(),
@@ -241,7 +241,7 @@ fn bad_values_show_the_apis_words(ui: &Ui, lab: &Lab) {
         );
         let kept = b.execute("return document.getElementById('name').value;", vec![]);
         assert_eq!(kept, name, "the form keeps the name typed");
-        b.assert_no_errors("/vms/new (refused)", &[&format!("status of {status}")]);
+        b.assert_no_errors("/new-vm (refused)", &[&format!("status of {status}")]);
     }
     assert!(
         !vm_names(lab).iter().any(|n| n == "web-bad"),
@@ -337,7 +337,7 @@ fn every_page(ui: &Ui, lab: &Lab) {
         "/hosts/h1".into(),
         "/hosts/h2".into(),
         format!("/vms/{VM}"),
-        "/vms/new".into(),
+        "/new-vm".into(),
         "/networks".into(),
         "/networks/browsed".into(),
         "/rules".into(),

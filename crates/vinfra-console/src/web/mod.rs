@@ -84,7 +84,7 @@ pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
         .route("/login", get(login::form).post(login::login::<A>))
         .route("/logout", post(login::logout::<A>))
         .route(
-            "/vms/new",
+            "/new-vm",
             get(pages::new_vm::<A>).post(pages::create_vm::<A>),
         )
         .route("/vms/{name}", get(pages::show_vm::<A>))

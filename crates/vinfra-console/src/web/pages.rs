@@ -459,7 +459,7 @@ pub async fn task_box<A: ConsoleApi>(
     }
 }
 
-/// `GET /vms/new`: the create form.
+/// `GET /new-vm`: the create form.
 pub async fn new_vm<A: ConsoleApi>(s: Signed<A>) -> Response {
     if let Err(r) = s.require("POST", "/api/v1/vms") {
         return r.into_response();
@@ -537,7 +537,7 @@ fn request_of(form: &CreateForm) -> Result<CreateVmRequest, String> {
     })
 }
 
-/// `POST /vms/new`: the create, as its task; a value the console refuses is the form again
+/// `POST /new-vm`: the create, as its task; a value the console refuses is the form again
 /// with the API's words for it (and its status).
 pub async fn create_vm<A: ConsoleApi>(s: Signed<A>, Form(form): Form<CreateForm>) -> Response {
     if let Err(r) = s.check_csrf(&form.csrf) {

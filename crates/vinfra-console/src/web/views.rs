@@ -400,7 +400,7 @@ pub struct CreateForm {
     pub start: Option<String>,
 }
 
-/// `GET /vms/new` (and the form again with the console's refusal).
+/// `GET /new-vm` (and the form again with the console's refusal).
 #[derive(Template)]
 #[template(path = "web/new_vm.html")]
 pub struct NewVmPage {
