@@ -20,7 +20,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ok, Bench, Fleet, FleetHost, SeedVm};
+use common::{ok, Bench, Fleet, SeedVm};
 use serde::Deserialize;
 use serde_json::json;
 use vinfra_browser::{Chromium, ChromiumOptions};
@@ -129,17 +129,6 @@ fn seed() -> Vec<SeedVm> {
         .collect()
 }
 
-fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    ok(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name(name)
-            .enable_all()
-            .build(),
-        "runtime",
-    )
-}
-
 /// The median and the 90th percentile of `values`.
 fn p50_p90(mut values: Vec<f64>) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -155,20 +144,11 @@ fn main() {
     let vms = seed();
     common::seed_store(dir.path(), &vms, &[]);
 
-    let console_rt = runtime("console", 2);
-    let agents_rt = runtime("agents", 1);
+    let console_rt = common::runtime("console", 2);
+    let agents_rt = common::runtime("agents", 1);
     let bench = console_rt.block_on(Bench::start(dir.path()));
     let api = bench.api();
-    let hosts: Vec<FleetHost> = (0..HOSTS)
-        .map(|h| FleetHost {
-            name: format!("h{h}"),
-            vms: vms
-                .iter()
-                .filter(|v| v.host == format!("h{h}"))
-                .map(|v| common::running(v.id, &v.name))
-                .collect(),
-        })
-        .collect();
+    let hosts = common::fleet_hosts(&vms, HOSTS);
     let capacity = HostCapacity {
         cores: 64,
         memory_mib: 256 * 1024,

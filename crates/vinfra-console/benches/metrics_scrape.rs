@@ -16,24 +16,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ms, ok, Bench, Fleet, FleetHost, SeedVm};
+use common::{ms, ok, Bench, Fleet, SeedVm};
 use vinfra_types::HostCapacity;
 
 const VMS: usize = 1_000;
 const HOSTS: usize = 10;
 const SCRAPES: usize = 300;
 const TARGET_P99: Duration = Duration::from_millis(50);
-
-fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    ok(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name(name)
-            .enable_all()
-            .build(),
-        "runtime",
-    )
-}
 
 /// The value of the sample of `family` whose labels include `labels`.
 fn sample(scrape: &prometheus_parse::Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
@@ -64,20 +53,11 @@ fn main() {
         .collect();
     common::seed_store(dir.path(), &vms, &[]);
 
-    let console_rt = runtime("console", 2);
-    let agents_rt = runtime("agents", 1);
+    let console_rt = common::runtime("console", 2);
+    let agents_rt = common::runtime("agents", 1);
     let bench = console_rt.block_on(Bench::start(dir.path()));
     let api = bench.api();
-    let hosts: Vec<FleetHost> = (0..HOSTS)
-        .map(|h| FleetHost {
-            name: format!("h{h}"),
-            vms: vms
-                .iter()
-                .filter(|v| v.host == format!("h{h}"))
-                .map(|v| common::running(v.id, &v.name))
-                .collect(),
-        })
-        .collect();
+    let hosts = common::fleet_hosts(&vms, HOSTS);
     let capacity = HostCapacity {
         cores: 64,
         memory_mib: 256 * 1024,

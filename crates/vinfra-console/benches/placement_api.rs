@@ -205,17 +205,6 @@ fn request(name: &str) -> CreateVmRequest {
     }
 }
 
-fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    ok(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name(name)
-            .enable_all()
-            .build(),
-        "runtime",
-    )
-}
-
 /// One create as the client saw it.
 struct Done {
     name: String,
@@ -356,8 +345,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let console_rt = runtime("console", 2);
-    let agents_rt = runtime("agents", 2);
+    let console_rt = common::runtime("console", 2);
+    let agents_rt = common::runtime("agents", 2);
     let bench = console_rt.block_on(Bench::start(dir.path()));
     let api = bench.api();
     let mut per_host: HashMap<String, Vec<vinfra_types::VmObserved>> = HashMap::new();

@@ -651,6 +651,35 @@ impl Fleet {
     }
 }
 
+/// Hosts `h0` … `h{n-1}`, each reporting the seeded VMs placed on it as running.
+pub fn fleet_hosts(vms: &[SeedVm], n: usize) -> Vec<FleetHost> {
+    (0..n)
+        .map(|h| {
+            let name = format!("h{h}");
+            FleetHost {
+                vms: vms
+                    .iter()
+                    .filter(|v| v.host == name)
+                    .map(|v| running(v.id, &v.name))
+                    .collect(),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// A multi-threaded runtime of `workers` threads named `name`.
+pub fn runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
+    ok(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build(),
+        "runtime",
+    )
+}
+
 /// Waits until the API lists `n` hosts as connected (polled every 2 s, at most `limit`).
 pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
     let deadline = Instant::now() + limit;
