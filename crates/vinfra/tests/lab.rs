@@ -6,9 +6,13 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::{assert_one_line_error, can_run_labs, start_lab, vinfra, BOOT_TIMEOUT};
+use common::{
+    assert_one_line_error, can_run_labs, spawn_vinfra_typing, start_lab, vinfra, BOOT_TIMEOUT,
+};
 use vinfra_types::{HostStatus, VmSummary};
 
 #[test]
@@ -56,6 +60,34 @@ fn lab_comes_up_and_a_vm_boots() {
     assert!(vms.iter().any(|v| v.name == "boot-1"));
     let out = vinfra(&["vm", "console", "boot-1", "--bytes", "100000"], &env);
     assert!(String::from_utf8_lossy(&out.stdout).contains("VINFRA-GUEST BOOTED"));
+    // Followed: a line typed on the CLI's input reaches the guest, whose answer comes out.
+    let mut console = spawn_vinfra_typing(&["vm", "console", "boot-1", "--follow"], &env);
+    let mut typed = console.stdin().expect("the CLI's input");
+    let mut printed = console.stdout().expect("the CLI's output");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = printed.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    writeln!(typed, "hello-from-cli").expect("type a line");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("VINFRA-TYPED hello-from-cli") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!(
+                "vinfra vm console --follow: no answer to the typed line in 60 s; printed: {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    drop(typed);
+    drop(console);
     let out = vinfra(&["host", "show", "h1"], &env);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("ALLOCATABLE"));

@@ -1,8 +1,8 @@
 //! Live migration in the lab, with a guest that counts on its serial console: the guest moves
 //! without rebooting (its counter and uptime go on on the destination), one QEMU is left; a
 //! migration whose destination QEMU or agent is killed ends failed with the VM still running on
-//! the source and nothing left on the destination; a cancelled one (`vinfra vm migrate
-//! --cancel`) too; and a console killed mid-migration follows it to its end when it comes back.
+//! the source and nothing left on the destination; a cancelled one (`vinfra task cancel` of
+//! its task) too; and a console killed mid-migration follows it to its end when it comes back.
 
 mod common;
 
@@ -17,6 +17,7 @@ use common::{
 use nix::sys::signal::Signal;
 use vinfra_lab::Lab;
 use vinfra_types::api::MigrateVmRequest;
+use vinfra_types::task::{Task, TaskState};
 use vinfra_types::{MigrationPhase, MigrationProgress, PowerState};
 
 /// How a migration is asked for.
@@ -395,31 +396,75 @@ fn cancelling_a_migration_leaves_the_vm_running_on_the_source() {
     let src_pid = src[0];
     wait_tick_above(&lab, "mc-1", 0);
 
-    // The CLI starts the migration and follows it; another one cancels it.
+    // The CLI starts the migration and follows it; another one cancels it through its task.
     let env = cli_env(&lab);
     let follower = spawn_vinfra(&["vm", "migrate", "mc-1", "--to", "h2"], &refs(&env));
     let (sending, dest_pid) = wait_sending(&lab, "mc-1", &id);
     eprintln!("cancelling after {} bytes", sending.transferred_bytes);
+    let listed = vinfra(
+        &[
+            "--output",
+            "json",
+            "task",
+            "list",
+            "--kind",
+            "vm_migrate",
+            "--target",
+            "mc-1",
+            "--state",
+            "running",
+        ],
+        &refs(&env),
+    );
+    assert!(
+        listed.status.success(),
+        "vinfra task list: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let running: Vec<Task> = serde_json::from_slice(&listed.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the task list's JSON: {e}: {}",
+            String::from_utf8_lossy(&listed.stdout)
+        )
+    });
+    assert_eq!(running.len(), 1, "one running migration task: {running:?}");
+    assert!(running[0].cancellable, "before its switchover: {running:?}");
+    let task_id = running[0].id.to_string();
     let out = vinfra(
-        &["--output", "json", "vm", "migrate", "mc-1", "--cancel"],
+        &["--output", "json", "task", "cancel", &task_id],
         &refs(&env),
     );
     assert!(
         out.status.success(),
-        "vinfra vm migrate --cancel: {}",
+        "vinfra task cancel {task_id}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let answer: MigrationProgress = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    // The task ends cancelled, with the migration's last progress as its error's reason.
+    let waited = vinfra(
+        &[
+            "--output",
+            "json",
+            "task",
+            "wait",
+            &task_id,
+            "--timeout",
+            "60s",
+        ],
+        &refs(&env),
+    );
+    assert_eq!(
+        waited.status.code(),
+        Some(1),
+        "vinfra task wait of a cancelled task fails: {}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    let ended: Task = serde_json::from_slice(&waited.stdout).unwrap_or_else(|e| {
         panic!(
-            "the cancel's JSON: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "the waited task's JSON: {e}: {}",
+            String::from_utf8_lossy(&waited.stdout)
         )
     });
-    assert_eq!(
-        answer.phase,
-        MigrationPhase::Cancelled,
-        "the cancel answers with the ended migration: {answer:?}"
-    );
+    assert_eq!(ended.state, TaskState::Cancelled, "the task: {ended:?}");
     let followed = follower.wait("vinfra vm migrate --to h2", Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&followed.stderr);
     assert_eq!(

@@ -227,12 +227,12 @@ impl AgentRegistry {
     /// Stores a report (the host was heard from too); when a VM in it came, went, or changed
     /// its power state or HA flag, the VM controller is told.
     pub fn report(&self, host: &str, conn_id: u64, report: HostReport) {
+        let report = Arc::new(report);
         let changed = {
             let mut inner = self.lock();
             if inner.conns.get(host).is_none_or(|c| c.id != conn_id) {
                 return;
             }
-            self.history().record(vinfra_types::unix_now_s(), &report);
             let now = Instant::now();
             let changed = inner
                 .observed
@@ -241,13 +241,15 @@ impl AgentRegistry {
             inner.observed.insert(
                 host.to_string(),
                 Observed {
-                    report: Arc::new(report),
+                    report: report.clone(),
                     received: now,
                     heard: now,
                 },
             );
             changed
         };
+        // The usage history has its own lock: readers of the registry do not wait for it.
+        self.history().record(vinfra_types::unix_now_s(), &report);
         if changed {
             let mut subs = self.vm_notify.lock().unwrap_or_else(|p| p.into_inner());
             subs.retain(|tx| tx.send(host.to_string()).is_ok());

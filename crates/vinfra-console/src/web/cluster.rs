@@ -14,19 +14,12 @@ use vinfra_types::filter::{NetworkFilter, RecommendationFilter, RuleFilter};
 use super::guard::Signed;
 use super::pages::unexpected;
 use super::state::CsrfForm;
-use super::views::{error_page, render};
+use super::views::{bad_name, error_page, render};
 use super::views_more::{
     BalancerPage, CounterRow, NetworkPage, NetworkRow, NetworksPage, PlanView, PortRow,
     RecommendationRow, RuleForm, RuleRow, RulesPage, SettingsPage,
 };
 use crate::interface::{Command, ConsoleApi, Reply, Submitted};
-
-/// A bad name in a path: 400 with the API's words.
-fn bad_name(name: &str) -> Option<Response> {
-    vinfra_types::validate_name(name)
-        .err()
-        .map(|e| error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e)))
-}
 
 /// `GET /networks`.
 pub async fn networks<A: ConsoleApi>(s: Signed<A>) -> Response {

@@ -12,7 +12,7 @@ use super::graphs::Graphed;
 use super::guard::Signed;
 use super::pages::unexpected;
 use super::usage::graphs;
-use super::views::{error_page, render, HostRow, VmRow};
+use super::views::{bad_name, error_page, render, HostRow, VmRow};
 use super::views_more::HostPage;
 use crate::interface::{Command, ConsoleApi, Reply};
 
@@ -21,8 +21,8 @@ pub async fn show_host<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) ->
     if let Err(r) = s.require("GET", "/api/v1/hosts/{name}") {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let host = match s.run(Command::ShowHost { name: name.clone() }).await {
         Ok(Reply::Host(h)) => h,
@@ -96,8 +96,8 @@ pub async fn maintenance<A: ConsoleApi>(
     if let Err(r) = s.check_csrf(&form.csrf) {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let on = match form.maintenance.as_str() {
         "on" => true,

@@ -16,7 +16,7 @@ use super::graphs::{usage_box, Graphed};
 use super::guard::Signed;
 use super::state::CsrfForm;
 use super::views::{
-    error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow,
+    bad_name, error_page, render, when, ConsolePage, CreateForm, DeletePage, EventRow, HostRow,
     InventoryPage, Nav, NewVmPage, TaskBox, TaskPage, TaskView, VmPage, VmRow, INVENTORY_PAGE,
 };
 use crate::interface::{Command, ConsoleApi, Error, Reply, Submitted};
@@ -61,8 +61,9 @@ impl<A: ConsoleApi> Signed<A> {
     }
 
     async fn vm(&self, name: &str) -> Result<VmSummary, Response> {
-        vinfra_types::validate_name(name)
-            .map_err(|e| error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e)))?;
+        if let Some(r) = bad_name(name) {
+            return Err(r);
+        }
         match self.run(Command::ShowVm { name: name.into() }).await? {
             Reply::Vm(vm) => Ok(vm),
             _ => Err(unexpected()),
@@ -114,8 +115,8 @@ pub struct InventoryQuery {
 pub async fn inventory<A: ConsoleApi>(s: Signed<A>, Query(q): Query<InventoryQuery>) -> Response {
     let after = q.after.filter(|a| !a.is_empty());
     if let Some(a) = &after {
-        if let Err(e) = vinfra_types::validate_name(a) {
-            return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+        if let Some(r) = bad_name(a) {
+            return r;
         }
     }
     if let Err(r) = s.require("GET", "/api/v1/hosts") {
@@ -304,8 +305,8 @@ pub async fn power<A: ConsoleApi>(
     if let Err(r) = s.check_csrf(&form.csrf) {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let (route, command) = match action.as_str() {
         "start" => (
@@ -349,8 +350,8 @@ pub async fn migrate<A: ConsoleApi>(
     if let Err(r) = s.check_csrf(&form.csrf) {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let to = Some(form.to.trim().to_string()).filter(|t| !t.is_empty());
     let command = Command::MigrateVm {
@@ -402,8 +403,8 @@ pub async fn delete_vm<A: ConsoleApi>(
     if let Err(r) = s.check_csrf(&form.csrf) {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let command = Command::DeleteVm {
         name,

@@ -32,7 +32,7 @@ use vinfra_types::{PowerState, VmSummary};
 use super::guard::{cross_site, Signed};
 use super::session::Sessions;
 use super::state::WebState;
-use super::views::error_page;
+use super::views::{bad_name, error_page};
 use crate::interface::access::required_role;
 use crate::interface::{Command, ConsoleApi, Reply};
 
@@ -72,8 +72,8 @@ pub async fn socket<A: ConsoleApi>(
     if let Err(refused) = s.require(READ_ROUTE.0, READ_ROUTE.1) {
         return refused.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     if let Err((status, detail)) = vm(&s.console, &s.actor(), &name).await {
         return error_page(status, &detail);

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::graphs::{usage_box, Graphed, UsageBox, UsageFragment};
 use super::guard::Signed;
 use super::pages::unexpected;
-use super::views::{error_page, render};
+use super::views::{bad_name, render};
 use crate::interface::{Command, ConsoleApi, Reply};
 
 /// `GET /ui/vms/{name}/usage`.
@@ -16,8 +16,8 @@ pub async fn vm_usage<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -> 
     if let Err(r) = s.require("GET", "/api/v1/vms/{name}/usage") {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let vm = match s.run(Command::ShowVm { name: name.clone() }).await {
         Ok(Reply::Vm(vm)) => vm,
@@ -40,8 +40,8 @@ pub async fn host_usage<A: ConsoleApi>(s: Signed<A>, Path(name): Path<String>) -
     if let Err(r) = s.require("GET", "/api/v1/hosts/{name}/usage") {
         return r.into_response();
     }
-    if let Err(e) = vinfra_types::validate_name(&name) {
-        return error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e));
+    if let Some(r) = bad_name(&name) {
+        return r;
     }
     let host = match s.run(Command::ShowHost { name: name.clone() }).await {
         Ok(Reply::Host(h)) => h,

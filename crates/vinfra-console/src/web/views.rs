@@ -474,6 +474,14 @@ impl From<PageRefusal> for Response {
     }
 }
 
+/// A name from a page's path checked as the API checks it: a bad one's 400 page, with the
+/// API's words.
+pub fn bad_name(name: &str) -> Option<Response> {
+    vinfra_types::validate_name(name)
+        .err()
+        .map(|e| error_page(StatusCode::BAD_REQUEST, &vinfra_types::error::chain(&e)))
+}
+
 /// The error page.
 pub fn error_page(status: StatusCode, detail: &str) -> Response {
     render(

@@ -127,13 +127,18 @@ pub enum VmCommand {
         /// The VM.
         name: String,
     },
-    /// Print the end of a VM's serial console.
+    /// Print the end of a VM's serial console; with --follow, what follows as it comes, and
+    /// type each line read on standard input.
     Console {
         /// The VM.
         name: String,
         /// How many bytes from the end.
         #[arg(long, default_value_t = 16384, value_parser = |s: &str| parse::bounded(s, "bytes", 1, 16 << 20))]
         bytes: u64,
+        /// Keep printing what the guest writes (until interrupted, e.g. Ctrl-C), and send
+        /// each line typed on standard input to the console (Enter as a carriage return).
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -629,7 +634,12 @@ pub fn run(
             show(out, &(), |_| format!("VM {name} deleted"))
         }
         VmCommand::Usage { name } => show(out, &api.vm_usage(name)?, output::usage::usage),
-        VmCommand::Console { name, bytes } => {
+        VmCommand::Console {
+            name,
+            bytes,
+            follow: true,
+        } => console::follow(&api, out, name, *bytes),
+        VmCommand::Console { name, bytes, .. } => {
             let log = api.console_log(name, Some(*bytes))?;
             show(out, &log, |log| log.text.trim_end_matches('\n').to_string())
         }
@@ -671,5 +681,6 @@ fn migrate(
     follow::migration_end(out, last)
 }
 
+mod console;
 #[cfg(test)]
 mod tests;

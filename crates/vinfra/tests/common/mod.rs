@@ -414,6 +414,16 @@ pub struct Running {
 }
 
 impl Running {
+    /// The command's standard input (piped by [`spawn_vinfra_typing`]), once.
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut()?.stdin.take()
+    }
+
+    /// The command's standard output, once: what it writes is then read from it alone.
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
     /// Waits up to `timeout` for the command to end; its output, or a panic naming `what`.
     pub fn wait(mut self, what: &str, timeout: Duration) -> Output {
         let mut child = self.child.take().expect("a running command");
@@ -450,9 +460,18 @@ impl Drop for Running {
 /// Starts the `vinfra` binary as [`vinfra`] runs it, without waiting for it; stdout and stderr
 /// are piped.
 pub fn spawn_vinfra(args: &[&str], env: &[(&str, &str)]) -> Running {
+    spawn_with_stdin(args, env, Stdio::null())
+}
+
+/// [`spawn_vinfra`] with its standard input piped ([`Running::stdin`]).
+pub fn spawn_vinfra_typing(args: &[&str], env: &[(&str, &str)]) -> Running {
+    spawn_with_stdin(args, env, Stdio::piped())
+}
+
+fn spawn_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Running {
     let home = tempfile::tempdir().expect("temp dir");
     let child = vinfra_command(args, env, home.path())
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

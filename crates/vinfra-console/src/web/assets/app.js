@@ -8,15 +8,14 @@
 //   `/ui/hosts/{name}/usage`) every 10 s.
 "use strict";
 (function () {
-  function follow(box) {
-    if (!box || box.dataset.final === "true") {
-      return;
-    }
-    fetch(box.dataset.follow, { credentials: "same-origin", headers: { Accept: "text/html" } })
+  // Fetches `url`'s fragment and puts it in the place of `box` when it is the same element (the
+  // same id). Resolves to the element now on the page (`box` itself when nothing was swapped),
+  // or null when the session ended (the answer was the login page); rejects when the request
+  // failed.
+  function swap(box, url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (resp) {
         if (resp.redirected) {
-          // The session ended (the answer is the login page): reload, which shows it.
-          window.location.reload();
           return null;
         }
         if (!resp.ok) {
@@ -26,21 +25,37 @@
       })
       .then(function (html) {
         if (html === null) {
-          return;
+          return null;
         }
         var holder = document.createElement("template");
         holder.innerHTML = html.trim();
         var fresh = holder.content.firstElementChild;
-        if (!fresh || fresh.id !== "task") {
-          return;
+        if (!fresh || fresh.id !== box.id) {
+          return box;
         }
         box.replaceWith(fresh);
-        box = fresh;
-        window.setTimeout(function () { follow(box); }, 250);
-      })
-      .catch(function () {
-        window.setTimeout(function () { follow(box); }, 3000);
+        return fresh;
       });
+  }
+
+  // A task's box, again and again until the task has ended.
+  function follow(box) {
+    if (!box || box.dataset.final === "true") {
+      return;
+    }
+    swap(box, box.dataset.follow).then(
+      function (now) {
+        if (now === null) {
+          // The session ended: reload, which shows the login page.
+          window.location.reload();
+        } else if (now !== box) {
+          window.setTimeout(function () { follow(now); }, 250);
+        }
+      },
+      function () {
+        window.setTimeout(function () { follow(box); }, 3000);
+      }
+    );
   }
 
   function cell(row, text, href) {
@@ -92,37 +107,20 @@
     });
   }
 
-  // A VM's graphs: their box again every 10 s.
+  // A VM's or host's graphs: their box again every 10 s (until the session ends).
   function refresh(box) {
     if (!box) {
       return;
     }
     window.setTimeout(function () {
-      fetch(box.dataset.refresh, { credentials: "same-origin", headers: { Accept: "text/html" } })
-        .then(function (resp) {
-          if (resp.redirected) {
-            // The session ended (the answer is the login page): stop.
-            return null;
+      swap(box, box.dataset.refresh).then(
+        function (now) {
+          if (now !== null) {
+            refresh(now);
           }
-          if (!resp.ok) {
-            throw new Error("status " + resp.status);
-          }
-          return resp.text();
-        })
-        .then(function (html) {
-          if (html === null) {
-            return;
-          }
-          var holder = document.createElement("template");
-          holder.innerHTML = html.trim();
-          var fresh = holder.content.firstElementChild;
-          if (fresh && fresh.id === box.id) {
-            box.replaceWith(fresh);
-            box = fresh;
-          }
-          refresh(box);
-        })
-        .catch(function () { refresh(box); });
+        },
+        function () { refresh(box); }
+      );
     }, 10000);
   }
 
