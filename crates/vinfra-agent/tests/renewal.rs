@@ -492,6 +492,80 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
     console.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_hosts_previous_certificate_is_revoked_once_the_new_one_is_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (console, api) = start_console(&tmp.path().join("console")).await;
+    let via = console.agent_addr.to_string();
+    let join = api.join_token().await;
+    let data = tmp.path().join("h1");
+    std::fs::create_dir_all(&data).unwrap();
+    let old = ensure_credentials(&data, &via, "h1", Some(&join))
+        .await
+        .unwrap();
+    assert!(session_accepted(&via, &old, "h1").await);
+    let old_serial = pki::cert_info_of_pem(&old.cert_pem).unwrap().serial;
+
+    // A renewal: a certificate for a new key. Until the host uses it, the old one still works.
+    let (key_pem, csr) = pki::generate_host_key_and_csr("h1").unwrap();
+    let (cert_pem, ca_pem) =
+        Membership::renew(console.console.as_ref(), "h1", &csr, true).expect("renewed");
+    let new = Credentials {
+        ca_pem,
+        cert_pem,
+        key_pem,
+        dir: None,
+    };
+    let new_serial = pki::cert_info_of_pem(&new.cert_pem).unwrap().serial;
+    assert!(
+        session_accepted(&via, &old, "h1").await,
+        "the old certificate was refused before the new one was used"
+    );
+
+    // The host connects with the new one: the old one, still within its validity, is revoked.
+    assert!(session_accepted(&via, &new, "h1").await);
+    assert!(
+        !session_accepted(&via, &old, "h1").await,
+        "a superseded certificate was accepted"
+    );
+    assert!(
+        pki::cert_info_of_pem(&old.cert_pem).unwrap().not_after > SystemTime::now(),
+        "the old certificate expired during the test: the refusal above proves nothing"
+    );
+    let revoked = api.get("/api/v1/revoked-certificates").await;
+    let listed: Vec<(String, String, String)> = revoked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().to_string(),
+                r["serial"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(
+            "h1".to_string(),
+            old_serial.clone(),
+            format!("superseded by {new_serial}")
+        )]
+    );
+    let events = api.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("superseded") && e.contains(&old_serial)),
+        "no revocation event in {events:?}"
+    );
+    // The new one goes on working, and is not revoked by a session of its own.
+    assert!(session_accepted(&via, &new, "h1").await);
+
+    console.shutdown().await.unwrap();
+}
+
 /// Waits until `check` holds for the host's current credentials.
 async fn wait_credentials(renewal: &Renewal, what: &str, check: impl Fn(&Credentials) -> bool) {
     let t = Instant::now();

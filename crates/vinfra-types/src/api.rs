@@ -407,7 +407,7 @@ pub struct RevokedCertificate {
     pub not_after: u64,
     /// When it was revoked, seconds since the Unix epoch.
     pub revoked_at: u64,
-    /// Why (`host removed`).
+    /// Why: `host removed`, or `superseded by <serial>` (the host connected with a newer one).
     pub reason: String,
 }
 

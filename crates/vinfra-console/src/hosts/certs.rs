@@ -148,12 +148,97 @@ pub fn seen(console: &Console, host: &str, info: &CertInfo, der: &[u8]) -> bool 
             );
         }
     }
+    supersede(console, host, &rec.value, info);
     let bundle = console.ca_bundle();
     let rotating = pki::bundle_fingerprints(bundle).is_ok_and(|f| f.len() > 1);
     // Outside a rotation a certificate of another CA does not get this far.
     rotating
         && (!pki::issued_by(der, console.ca().cert_pem())
             || rec.value.ca_bundle.as_deref() != Some(bundle_id(bundle).as_str()))
+}
+
+/// The host connected with `info`, so it holds that certificate's key: every unexpired
+/// certificate issued to it before (listed before `info` on its record, which lists them in
+/// the order they were issued: the join's, then each renewal's) is revoked and dropped from
+/// the record, so that a copy of an older key no longer gets in. A certificate issued after
+/// `info` (the host came back with an older one) is left alone, and so is everything when
+/// `info` is not on the record. Failures are logged: the connection goes on, the older
+/// certificates stay until they expire or the host is removed.
+fn supersede(console: &Console, host: &str, rec: &HostRecord, info: &CertInfo) {
+    let now = now_s();
+    let Some(at) = rec
+        .certificates
+        .iter()
+        .position(|c| c.serial == info.serial)
+    else {
+        return;
+    };
+    let older: Vec<&HostCertificate> = rec.certificates[..at]
+        .iter()
+        .filter(|c| c.not_after > now)
+        .collect();
+    if older.is_empty() {
+        return;
+    }
+    let mut ops = Vec::new();
+    for c in &older {
+        let revoked = RevokedCertRecord {
+            host: host.to_string(),
+            serial: c.serial.clone(),
+            not_after: c.not_after,
+            revoked_at: now,
+            reason: format!("superseded by {}", info.serial),
+        };
+        match keys::encode(&revoked) {
+            Ok(value) => ops.push(Op::Put {
+                key: keys::revoked_cert_key(&c.serial),
+                value,
+                lease: 0,
+            }),
+            Err(e) => {
+                tracing::warn!(
+                    host,
+                    "revocation not encoded: {}",
+                    vinfra_types::error::Chain(&e)
+                );
+                return;
+            }
+        }
+    }
+    let written = console.store().txn(vinfra_store::Txn {
+        compare: vec![],
+        success: ops,
+        failure: vec![],
+    });
+    if let Err(e) = written {
+        tracing::warn!(
+            host,
+            "superseded certificates not revoked: {}",
+            vinfra_types::error::Chain(&e)
+        );
+        return;
+    }
+    let serials: Vec<String> = older.iter().map(|c| c.serial.clone()).collect();
+    // Revoked first, dropped from the record after: a crash between leaves them listed on the
+    // record too, which only revokes them again when the host is removed.
+    if let Err(e) = console.update_host(host, |h| {
+        h.certificates.retain(|c| !serials.contains(&c.serial));
+    }) {
+        tracing::warn!(
+            host,
+            "superseded certificates kept on the record: {}",
+            vinfra_types::error::Chain(&e)
+        );
+    }
+    console.event(
+        "host",
+        host,
+        format!(
+            "certificates revoked (superseded by serial {}): serial {}",
+            info.serial,
+            serials.join(", ")
+        ),
+    );
 }
 
 /// The store writes that revoke a removed host's unexpired certificates (in the transaction
