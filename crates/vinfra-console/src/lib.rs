@@ -159,6 +159,10 @@ pub struct ApiLimits {
 pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default number of REST API connections served at once.
 pub const API_MAX_CONNECTIONS: usize = 256;
+/// Requests one HTTP/2 connection may have in flight at once (its `SETTINGS_MAX_CONCURRENT_
+/// STREAMS`; hyper's own default is 200): one connection holds at most this many requests, so
+/// the connection cap bounds the requests in flight to 256 × 32 rather than 256 × 200.
+pub const API_MAX_STREAMS: u32 = 32;
 
 impl Default for ApiLimits {
     fn default() -> Self {
@@ -686,6 +690,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             .http_builder()
             .http1()
             .header_read_timeout(header_timeout);
+        server
+            .http_builder()
+            .http2()
+            .max_concurrent_streams(API_MAX_STREAMS);
         tokio::spawn(server.serve(app))
     } else {
         let mut server = axum_server::from_tcp(api_std)
@@ -697,6 +705,10 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
             .http_builder()
             .http1()
             .header_read_timeout(limits.header_timeout);
+        server
+            .http_builder()
+            .http2()
+            .max_concurrent_streams(API_MAX_STREAMS);
         tokio::spawn(server.serve(app))
     };
     Ok(RunningConsole {

@@ -484,3 +484,39 @@ async fn idle_http2_connection_is_closed() {
     );
     c.shutdown().await;
 }
+
+/// The server's HTTP/2 SETTINGS cap the requests one connection may have in flight at
+/// [`vinfra_console::API_MAX_STREAMS`] (not hyper's 200).
+#[tokio::test]
+async fn http2_connections_have_few_streams_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let mut s = tls(&c, b"h2").await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    s.write_all(&out).await.unwrap();
+    // The server's first frame is its SETTINGS (type 4, stream 0): 6-byte parameters.
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))
+        .await
+        .expect("the server's SETTINGS within 5 s")
+        .unwrap();
+    assert_eq!(
+        (head[3], &head[5..9]),
+        (0x4, &[0u8, 0, 0, 0][..]),
+        "a SETTINGS frame: {head:?}"
+    );
+    let len = usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    let streams = body
+        .chunks_exact(6)
+        .find(|p| p[..2] == [0, 0x3])
+        .map(|p| u32::from_be_bytes([p[2], p[3], p[4], p[5]]));
+    assert_eq!(
+        streams,
+        Some(vinfra_console::API_MAX_STREAMS),
+        "SETTINGS {body:?}"
+    );
+    c.shutdown().await;
+}
