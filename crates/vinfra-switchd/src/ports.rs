@@ -5,7 +5,7 @@
 //! | VM | Unix datagram, QEMU `-netdev dgram` | one frame (`recvmmsg`: up to 32) | one frame (`sendmmsg`: a batch) |
 //! | VM tap | AF_PACKET with virtio-net headers on a tap QEMU holds (`-netdev tap`) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
 //! | host | tap (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, TSO/checksum offloads) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
-//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
+//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message; a segment's headers and its payload, left in the frame read from a tap, gathered) |
 //! | VLAN trunk | AF_PACKET on an interface | one tagged frame (tag restored) | one tagged frame |
 //!
 //! The core works on whole underlay frames for the uplink; the daemon rebuilds the outer
@@ -178,6 +178,46 @@ pub(crate) const UNDERLAY_PLACEHOLDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 
 
 /// Bytes in front of a VXLAN packet read from the UDP socket: outer Ethernet, IPv4, UDP.
 pub(crate) const RX_HEADROOM: usize = UDP_PAYLOAD_OFFSET;
+
+/// A frame from the core to send in a batch: `head` followed by `tail` (the payload of a
+/// segment left in the frame it was cut from, see [`vinfra_switch::datapath::TxFrame::tail`];
+/// empty for a frame the core wrote whole), and the VTEP of a frame for the uplink.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) head: &'a [u8],
+    pub(crate) tail: &'a [u8],
+    pub(crate) vtep: Option<Ipv4Addr>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A frame written whole.
+    #[cfg(test)]
+    pub(crate) fn whole(bytes: &'a [u8], vtep: Option<Ipv4Addr>) -> Outgoing<'a> {
+        Outgoing {
+            head: bytes,
+            tail: &[],
+            vtep,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// The frame in one slice: `head` itself, or both parts copied into `scratch`.
+    pub(crate) fn contiguous<'s>(&self, scratch: &'s mut Vec<u8>) -> &'s [u8]
+    where
+        'a: 's,
+    {
+        if self.tail.is_empty() {
+            return self.head;
+        }
+        scratch.clear();
+        scratch.extend_from_slice(self.head);
+        scratch.extend_from_slice(self.tail);
+        scratch
+    }
+}
 
 impl PortIo {
     pub(crate) fn open(spec: &PortSpec) -> Result<PortIo, PortError> {
@@ -427,19 +467,14 @@ impl PortIo {
     /// large TCP segment, the last may be shorter) go as one UDP GSO message. Returns how many
     /// frames are done (sent, or failed and counted in `errors`); the rest could not be sent
     /// now (the peer is full) and are for the backlog.
-    pub(crate) fn send_batch(
-        &self,
-        frames: &[(&[u8], Option<Ipv4Addr>)],
-        errors: &mut u64,
-    ) -> usize {
+    pub(crate) fn send_batch(&self, frames: &[Outgoing<'_>], errors: &mut u64) -> usize {
         match self {
             PortIo::Vm {
                 socket,
                 peer_addr: Some(to),
                 ..
             } => {
-                let parts: Vec<io::IoSlice<'_>> =
-                    frames.iter().map(|(b, _)| io::IoSlice::new(b)).collect();
+                let parts = Parts::of(frames, 0);
                 let groups: Vec<Group> = (0..frames.len())
                     .map(|i| Group {
                         frames: i..i + 1,
@@ -452,16 +487,16 @@ impl PortIo {
             PortIo::Uplink {
                 socket, udp_gso, ..
             } => {
-                let parts: Vec<io::IoSlice<'_>> = frames
-                    .iter()
-                    .map(|(b, _)| io::IoSlice::new(b.get(UDP_PAYLOAD_OFFSET..).unwrap_or(&[])))
-                    .collect();
+                // The core's UDP payload: each packet's headers from the VXLAN header on, and
+                // the payload left in a received frame, gathered by the kernel.
+                let parts = Parts::of(frames, UDP_PAYLOAD_OFFSET);
                 let groups = group_vxlan(frames, udp_gso.get());
                 send_groups(socket, &parts, &groups, errors, Some(udp_gso))
             }
             PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::VmTap { .. } | PortIo::Vm { .. } => {
-                for (i, (bytes, vtep)) in frames.iter().enumerate() {
-                    match self.send(bytes, *vtep, &Offload::NONE) {
+                let mut joined = Vec::new();
+                for (i, frame) in frames.iter().enumerate() {
+                    match self.send(frame.contiguous(&mut joined), frame.vtep, &Offload::NONE) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return i,
                         Err(_) => *errors += 1,
@@ -652,13 +687,13 @@ const GSO_MAX_BYTES: usize = 65_000;
 
 /// Groups uplink frames into messages: with `gso`, runs of VXLAN packets to the same VTEP whose
 /// lengths are equal (the last may be shorter) become one UDP GSO message.
-fn group_vxlan(frames: &[(&[u8], Option<Ipv4Addr>)], gso: bool) -> Vec<Group> {
+fn group_vxlan(frames: &[Outgoing<'_>], gso: bool) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     // Per open group: its VTEP, segment length, bytes, and whether a shorter last one closed it.
     let mut open: Option<(Ipv4Addr, usize, usize, bool)> = None;
-    for (i, (bytes, vtep)) in frames.iter().enumerate() {
-        let len = bytes.len().saturating_sub(UDP_PAYLOAD_OFFSET);
-        let (Some(vtep), true) = (vtep, bytes.len() > UDP_PAYLOAD_OFFSET) else {
+    for (i, frame) in frames.iter().enumerate() {
+        let len = frame.len().saturating_sub(UDP_PAYLOAD_OFFSET);
+        let (Some(vtep), true) = (&frame.vtep, frame.head.len() > UDP_PAYLOAD_OFFSET) else {
             groups.push(Group {
                 frames: i..i + 1,
                 to: None,
@@ -692,11 +727,42 @@ fn group_vxlan(frames: &[(&[u8], Option<Ipv4Addr>)], gso: bool) -> Vec<Group> {
     groups
 }
 
+/// The I/O slices of a batch of frames, each frame's in a row: its head from `offset` on, and
+/// its tail if it has one.
+struct Parts<'a> {
+    slices: Vec<io::IoSlice<'a>>,
+    /// Where frame `i`'s slices start; one more entry for the end.
+    starts: Vec<usize>,
+}
+
+impl<'a> Parts<'a> {
+    fn of(frames: &[Outgoing<'a>], offset: usize) -> Parts<'a> {
+        let mut slices = Vec::with_capacity(frames.len() * 2);
+        let mut starts = Vec::with_capacity(frames.len() + 1);
+        for frame in frames {
+            starts.push(slices.len());
+            slices.push(io::IoSlice::new(frame.head.get(offset..).unwrap_or(&[])));
+            if !frame.tail.is_empty() {
+                slices.push(io::IoSlice::new(frame.tail));
+            }
+        }
+        starts.push(slices.len());
+        Parts { slices, starts }
+    }
+
+    /// The slices of frames `frames`.
+    fn get(&self, frames: Range<usize>) -> Option<&[io::IoSlice<'a>]> {
+        let start = *self.starts.get(frames.start)?;
+        let end = *self.starts.get(frames.end)?;
+        self.slices.get(start..end)
+    }
+}
+
 /// Sends `groups` of `parts` with `sendmmsg` calls; see [`PortIo::send_batch`]. A UDP GSO
 /// message the kernel refuses is sent again as single datagrams, and GSO is turned off.
 fn send_groups(
     socket: &impl AsRawFd,
-    parts: &[io::IoSlice<'_>],
+    parts: &Parts<'_>,
     groups: &[Group],
     errors: &mut u64,
     udp_gso: Option<&Cell<bool>>,
