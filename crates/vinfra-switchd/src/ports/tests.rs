@@ -1,6 +1,8 @@
 //! Tests of the ports: UDP GSO grouping, coalesced receive over loopback.
 
+use super::send::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use super::*;
+use crate::sys::Message;
 
 fn packet(len: usize) -> Vec<u8> {
     vec![0u8; UDP_PAYLOAD_OFFSET + len]
@@ -182,13 +184,13 @@ fn gathered_frames_go_out_as_the_datagrams_of_their_parts() {
     assert_eq!(shape, vec![(0..3, 1060)]);
     let parts = Parts::of(&frames, UDP_PAYLOAD_OFFSET);
     let raw = RawAddr::v4(to);
-    let gso = [Group {
+    let gso = [FrameGroup {
         frames: 0..3,
         to: Some(raw),
         segment: 1060,
     }];
-    let singles: Vec<Group> = (0..3)
-        .map(|i| Group {
+    let singles: Vec<FrameGroup> = (0..3)
+        .map(|i| FrameGroup {
             frames: i..i + 1,
             to: Some(raw),
             segment: 0,
