@@ -173,6 +173,58 @@ fn gso_frame_is_cut_before_encapsulation_for_a_vtep() {
     check_segments(&frames, &body, 1448);
 }
 
+/// Forwarded with `process_gathered`, the segments for a remote VTEP are their headers
+/// followed by slices of the received frame (the right one of the batch): gathered, the same
+/// bytes `process_offload` writes whole; copies to ports other than the uplink stay whole.
+#[test]
+fn gathered_segments_for_a_vtep_end_with_slices_of_the_received_frame() {
+    let body = data(20_000);
+    let frame = tcp_frame(mac(9), &body);
+    let small = tcp_frame(mac(2), &body[..100]);
+    let whole = run_offload(&mut switch(), TAP_A, &frame, tcp_gso(1398));
+    let mut s = switch();
+    let mut tx = TxBatch::new();
+    s.process_gathered(
+        NOW,
+        [
+            (TAP_A, small.as_slice(), csum_only()),
+            (TAP_A, frame.as_slice(), tcp_gso(1398)),
+        ],
+        &mut tx,
+    );
+    let gathered: Vec<_> = tx
+        .iter()
+        .skip(1) // the small frame, to tap B
+        .map(|(f, head)| {
+            let mut bytes = head.to_vec();
+            if let Some(t) = f.tail() {
+                assert_eq!(t.input, 1);
+                bytes.extend_from_slice(&frame[t.range.clone()]);
+            }
+            (f.port, f.vtep, f.offload, bytes, f.tail().is_some())
+        })
+        .collect();
+    assert_eq!(gathered.len(), whole.len());
+    for (g, w) in gathered.iter().zip(&whole) {
+        assert_eq!((g.0, g.1, g.2, &g.3), (w.0, w.1, w.2, &w.3));
+        assert_eq!(
+            g.4,
+            g.0 == UPLINK,
+            "only the uplink's segments are gathered"
+        );
+    }
+    assert_eq!(
+        gathered.iter().filter(|g| g.4).count(),
+        20_000usize.div_ceil(1398)
+    );
+    // Counted as the whole packets they are.
+    let uplink_bytes: usize = gathered.iter().filter(|g| g.4).map(|g| g.3.len()).sum();
+    assert_eq!(
+        s.port_counters(UPLINK).unwrap().tx_bytes,
+        uplink_bytes as u64
+    );
+}
+
 #[test]
 fn flooded_gso_frame_goes_whole_or_cut_per_port() {
     let mut s = switch();

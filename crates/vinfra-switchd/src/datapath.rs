@@ -3,21 +3,20 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::Ipv4Addr;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use vinfra_switch::datapath::firewall::rules::Direction;
 use vinfra_switch::datapath::{ConfigCommand, ConfigError, PortId};
-use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch};
+use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch, TxFrame};
 use vinfra_switch::qos::Source;
 use vinfra_switch::wire::Offload;
 use vinfra_switch_control::{Attachment, CountersView, PortSpec, QosSpec, Request, Response};
 use vinfra_types::error::chain;
 
 use crate::convert::{self, BadValue, PortIoCounters};
-use crate::ports::{PortError, PortIo, RxFrame};
+use crate::ports::{Outgoing, PortError, PortIo, RxFrame};
 use crate::qos::{self, PortOutput, PortQos, QosError};
 use crate::sys;
 
@@ -352,8 +351,10 @@ impl Datapath {
                 }
             }
         } else {
+            // The received frames stay in their buffers until the batch is sent: segments cut
+            // for a remote VTEP are sent from them (`send_tx`).
             let bufs = &self.bufs;
-            self.switch.process_offload(
+            self.switch.process_gathered(
                 now,
                 self.frames
                     .iter()
@@ -371,29 +372,53 @@ impl Datapath {
     /// port, in order within a port; in batches on ports that take them (VM ports, the uplink)
     /// unless frames are waiting there or an ingress limit holds them.
     fn send_tx(&mut self, source: Source, now: Duration) {
-        let batched = self.tx.iter().any(|(f, _)| {
+        // Each frame: what the batch holds, then what it left in a received frame.
+        let (bufs, received) = (&self.bufs, &self.frames);
+        let frames: Vec<(&TxFrame, Outgoing<'_>)> = self
+            .tx
+            .iter()
+            .map(|(f, head)| {
+                let tail = f.tail().map_or(&[][..], |t| {
+                    received
+                        .get(t.input)
+                        .zip(bufs.get(t.input))
+                        .and_then(|(r, buf)| buf.get(r.range.clone()))
+                        .and_then(|input| input.get(t.range.clone()))
+                        .unwrap_or(&[])
+                });
+                (
+                    f,
+                    Outgoing {
+                        head,
+                        tail,
+                        vtep: f.vtep,
+                    },
+                )
+            })
+            .collect();
+        let mut joined = Vec::new();
+        let batched = frames.iter().any(|(f, _)| {
             self.ports
                 .get(&f.port.0)
                 .is_some_and(|p| p.io.batches() && p.out.direct())
         });
         if !batched {
             // Only taps and the trunk (or ports with a queue): one write per frame, in order.
-            for (frame, bytes) in self.tx.iter() {
+            for (frame, bytes) in &frames {
                 if let Some(out) = self.ports.get_mut(&frame.port.0) {
+                    let bytes = bytes.contiguous(&mut joined);
                     out.out
                         .send(&out.io, bytes, frame.vtep, &frame.offload, source, now);
                 }
             }
             return;
         }
-        let mut order: Vec<(u32, usize)> = self
-            .tx
+        let mut order: Vec<(u32, usize)> = frames
             .iter()
             .enumerate()
             .map(|(i, (f, _))| (f.port.0, i))
             .collect();
         order.sort_by_key(|&(port, _)| port);
-        let frames: Vec<_> = self.tx.iter().collect();
         let mut rest = order.as_slice();
         while let Some(&(id, _)) = rest.first() {
             let n = rest.iter().take_while(|(p, _)| *p == id).count();
@@ -405,17 +430,18 @@ impl Datapath {
             let run: Vec<_> = run.iter().filter_map(|&(_, i)| frames.get(i)).collect();
             if !out.io.batches() || !out.out.direct() {
                 for (frame, bytes) in run {
+                    let bytes = bytes.contiguous(&mut joined);
                     out.out
                         .send(&out.io, bytes, frame.vtep, &frame.offload, source, now);
                 }
                 continue;
             }
-            let batch: Vec<(&[u8], Option<Ipv4Addr>)> =
-                run.iter().map(|(f, b)| (*b, f.vtep)).collect();
+            let batch: Vec<Outgoing<'_>> = run.iter().map(|(_, o)| *o).collect();
             let done = out.io.send_batch(&batch, &mut out.out.tx_errors);
-            for (bytes, vtep) in batch.iter().skip(done) {
+            for frame in batch.iter().skip(done) {
+                let bytes = frame.contiguous(&mut joined);
                 out.out
-                    .send(&out.io, bytes, *vtep, &Offload::NONE, source, now);
+                    .send(&out.io, bytes, frame.vtep, &Offload::NONE, source, now);
             }
         }
     }

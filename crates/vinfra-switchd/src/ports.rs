@@ -5,7 +5,7 @@
 //! | VM | Unix datagram, QEMU `-netdev dgram` | one frame (`recvmmsg`: up to 32) | one frame (`sendmmsg`: a batch) |
 //! | VM tap | AF_PACKET with virtio-net headers on a tap QEMU holds (`-netdev tap`) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
 //! | host | tap (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, TSO/checksum offloads) | virtio-net header + one frame (up to 64 KiB) | virtio-net header + one frame |
-//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message) |
+//! | VXLAN uplink | UDP on the underlay address, port 4789 | a VXLAN packet (UDP payload; `recvmmsg`: up to 32 messages, each one datagram or, with `UDP_GRO`, the datagrams of a peer's UDP GSO message back to back, cut apart here) | a VXLAN packet (`sendmmsg`; equal-sized packets to one VTEP as one UDP GSO message; a segment's headers and its payload, left in the frame read from a tap, gathered) |
 //! | VLAN trunk | AF_PACKET on an interface | one tagged frame (tag restored) | one tagged frame |
 //!
 //! The core works on whole underlay frames for the uplink; the daemon rebuilds the outer
@@ -35,7 +35,10 @@ use vinfra_switch::wire::virtio_net;
 use vinfra_switch::wire::{EtherType, EthernetRepr, MacAddr, Offload};
 use vinfra_switch_control::{Attachment, PortSpec};
 
-use crate::sys::{self, Message, PacketSocket, RawAddr, VNET_HDR_LEN};
+use crate::sys::{self, PacketSocket, RawAddr, VNET_HDR_LEN};
+
+pub(crate) use send::Outgoing;
+use send::{group_vxlan, send_groups, FrameGroup, Parts};
 
 /// Why a port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -427,21 +430,16 @@ impl PortIo {
     /// large TCP segment, the last may be shorter) go as one UDP GSO message. Returns how many
     /// frames are done (sent, or failed and counted in `errors`); the rest could not be sent
     /// now (the peer is full) and are for the backlog.
-    pub(crate) fn send_batch(
-        &self,
-        frames: &[(&[u8], Option<Ipv4Addr>)],
-        errors: &mut u64,
-    ) -> usize {
+    pub(crate) fn send_batch(&self, frames: &[Outgoing<'_>], errors: &mut u64) -> usize {
         match self {
             PortIo::Vm {
                 socket,
                 peer_addr: Some(to),
                 ..
             } => {
-                let parts: Vec<io::IoSlice<'_>> =
-                    frames.iter().map(|(b, _)| io::IoSlice::new(b)).collect();
-                let groups: Vec<Group> = (0..frames.len())
-                    .map(|i| Group {
+                let parts = Parts::of(frames, 0);
+                let groups: Vec<FrameGroup> = (0..frames.len())
+                    .map(|i| FrameGroup {
                         frames: i..i + 1,
                         to: Some(*to),
                         segment: 0,
@@ -452,16 +450,16 @@ impl PortIo {
             PortIo::Uplink {
                 socket, udp_gso, ..
             } => {
-                let parts: Vec<io::IoSlice<'_>> = frames
-                    .iter()
-                    .map(|(b, _)| io::IoSlice::new(b.get(UDP_PAYLOAD_OFFSET..).unwrap_or(&[])))
-                    .collect();
+                // The core's UDP payload: each packet's headers from the VXLAN header on, and
+                // the payload left in a received frame, gathered by the kernel.
+                let parts = Parts::of(frames, UDP_PAYLOAD_OFFSET);
                 let groups = group_vxlan(frames, udp_gso.get());
                 send_groups(socket, &parts, &groups, errors, Some(udp_gso))
             }
             PortIo::Tap { .. } | PortIo::Trunk(_) | PortIo::VmTap { .. } | PortIo::Vm { .. } => {
-                for (i, (bytes, vtep)) in frames.iter().enumerate() {
-                    match self.send(bytes, *vtep, &Offload::NONE) {
+                let mut joined = Vec::new();
+                for (i, frame) in frames.iter().enumerate() {
+                    match self.send(frame.contiguous(&mut joined), frame.vtep, &Offload::NONE) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return i,
                         Err(_) => *errors += 1,
@@ -636,124 +634,6 @@ impl AsRawFd for Fd {
     }
 }
 
-/// Consecutive frames sent as one message.
-struct Group {
-    frames: Range<usize>,
-    /// `None` for a frame that cannot be sent (no VTEP, too short): an error.
-    to: Option<RawAddr>,
-    /// UDP GSO segment size; 0 for a single datagram.
-    segment: u16,
-}
-
-/// Most datagrams in one UDP GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 or more).
-const GSO_MAX_SEGMENTS: usize = 64;
-/// Most bytes in one UDP GSO message (a UDP datagram's payload limit, with room).
-const GSO_MAX_BYTES: usize = 65_000;
-
-/// Groups uplink frames into messages: with `gso`, runs of VXLAN packets to the same VTEP whose
-/// lengths are equal (the last may be shorter) become one UDP GSO message.
-fn group_vxlan(frames: &[(&[u8], Option<Ipv4Addr>)], gso: bool) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    // Per open group: its VTEP, segment length, bytes, and whether a shorter last one closed it.
-    let mut open: Option<(Ipv4Addr, usize, usize, bool)> = None;
-    for (i, (bytes, vtep)) in frames.iter().enumerate() {
-        let len = bytes.len().saturating_sub(UDP_PAYLOAD_OFFSET);
-        let (Some(vtep), true) = (vtep, bytes.len() > UDP_PAYLOAD_OFFSET) else {
-            groups.push(Group {
-                frames: i..i + 1,
-                to: None,
-                segment: 0,
-            });
-            open = None;
-            continue;
-        };
-        if let (Some((v, seg, total, closed)), Some(last)) = (open.as_mut(), groups.last_mut()) {
-            let fits = gso
-                && !*closed
-                && *v == *vtep
-                && len <= *seg
-                && last.frames.len() < GSO_MAX_SEGMENTS
-                && *total + len <= GSO_MAX_BYTES;
-            if fits {
-                last.frames.end = i + 1;
-                last.segment = u16::try_from(*seg).unwrap_or(0);
-                *total += len;
-                *closed = len < *seg;
-                continue;
-            }
-        }
-        groups.push(Group {
-            frames: i..i + 1,
-            to: Some(RawAddr::v4(SocketAddrV4::new(*vtep, VXLAN_PORT))),
-            segment: 0,
-        });
-        open = Some((*vtep, len, len, false));
-    }
-    groups
-}
-
-/// Sends `groups` of `parts` with `sendmmsg` calls; see [`PortIo::send_batch`]. A UDP GSO
-/// message the kernel refuses is sent again as single datagrams, and GSO is turned off.
-fn send_groups(
-    socket: &impl AsRawFd,
-    parts: &[io::IoSlice<'_>],
-    groups: &[Group],
-    errors: &mut u64,
-    udp_gso: Option<&Cell<bool>>,
-) -> usize {
-    let mut g = 0;
-    while let Some(group) = groups.get(g) {
-        let Some(_) = group.to else {
-            *errors += group.frames.len() as u64;
-            g += 1;
-            continue;
-        };
-        let messages: Vec<Message<'_>> = groups
-            .get(g..)
-            .unwrap_or(&[])
-            .iter()
-            .map_while(|gr| {
-                Some(Message {
-                    to: gr.to.as_ref()?,
-                    parts: parts.get(gr.frames.clone())?,
-                    segment: gr.segment,
-                })
-            })
-            .collect();
-        match sys::send_batch(socket, &messages) {
-            Ok(0) => return group.frames.start,
-            Ok(n) => g += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return group.frames.start,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) if group.segment != 0 => {
-                // Not taken as GSO (e.g. no checksum offload on the route's device): send its
-                // datagrams one by one from now on.
-                if let Some(flag) = udp_gso {
-                    flag.set(false);
-                }
-                let singles: Vec<Group> = group
-                    .frames
-                    .clone()
-                    .map(|i| Group {
-                        frames: i..i + 1,
-                        to: group.to,
-                        segment: 0,
-                    })
-                    .collect();
-                let done = send_groups(socket, parts, &singles, errors, None);
-                if done < group.frames.end {
-                    return done;
-                }
-                g += 1;
-            }
-            Err(_) => {
-                *errors += group.frames.len() as u64;
-                g += 1;
-            }
-        }
-    }
-    groups.last().map_or(0, |gr| gr.frames.end)
-}
-
+mod send;
 #[cfg(test)]
 mod tests;

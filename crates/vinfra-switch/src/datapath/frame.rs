@@ -44,10 +44,33 @@ impl<'a> L2<'a> {
 
     /// Appends the frame, tagged with `tag` if given.
     pub(super) fn write(&self, out: &mut Vec<u8>, tag: Option<VlanTci>) {
+        self.write_head(out, tag, self.payload);
+    }
+
+    /// Appends the Ethernet header (tagged with `tag` if given) and `l3`, the start of the
+    /// payload, rewritten as every copy is (mark, TTL).
+    pub(super) fn write_head(&self, out: &mut Vec<u8>, tag: Option<VlanTci>, l3: &[u8]) {
         self.write_header(out, tag);
-        let l3 = out.len();
-        out.extend_from_slice(self.payload);
-        self.rewrite_at(out, l3);
+        let at = out.len();
+        out.extend_from_slice(l3);
+        self.rewrite_at(out, at);
+    }
+
+    /// The payload cut after its TCP header when the frame is TCP/IPv4 with a 20-byte IPv4
+    /// header and some TCP payload (a candidate for receive coalescing): the headers, then the
+    /// TCP payload. `None` for any other frame.
+    pub(super) fn split_tcp(&self) -> Option<(&'a [u8], &'a [u8])> {
+        const IPV4_HEADER_LEN: usize = 20;
+        let p = self.payload;
+        if self.ethertype != EtherType::IPV4 || p.first() != Some(&0x45) || p.get(9) != Some(&6) {
+            return None;
+        }
+        let tcp_header_len = usize::from(p.get(IPV4_HEADER_LEN + 12)? >> 4) * 4;
+        let split = IPV4_HEADER_LEN + tcp_header_len;
+        if tcp_header_len < 20 || split >= p.len() {
+            return None;
+        }
+        p.split_at_checked(split)
     }
 
     /// Appends segment `index` of a GSO frame with its Ethernet header (tagged with `tag` if
@@ -64,6 +87,22 @@ impl<'a> L2<'a> {
         let written = segmenter.write(index, out);
         self.rewrite_at(out, l3);
         written
+    }
+
+    /// Appends the Ethernet header and the IP and TCP headers of segment `index` of a GSO frame,
+    /// as [`L2::write_segment`], and returns the segment's payload (a slice of the frame) that
+    /// must follow them; `None` when the segmenter refuses.
+    pub(super) fn write_segment_headers(
+        &self,
+        segmenter: &Segmenter<'a>,
+        index: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<&'a [u8]> {
+        self.write_header(out, None);
+        let l3 = out.len();
+        let chunk = segmenter.write_headers(index, out);
+        self.rewrite_at(out, l3);
+        chunk
     }
 
     /// Sets the DSCP mark, if the frame has one, and decrements the TTL of a routed packet, in

@@ -103,4 +103,4 @@ pub use router::{
     UNANSWERED,
 };
 pub use switch::{Switch, ICMP_ERROR_RATE};
-pub use tx::{TxBatch, TxFrame};
+pub use tx::{Tail, TxBatch, TxFrame};

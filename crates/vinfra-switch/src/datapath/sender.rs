@@ -161,10 +161,7 @@ impl<'s, 'f> Sender<'s, 'f> {
                 (None, Some(range)) => self.tx.push_again(out, range.clone(), offload),
                 (None, None) if port.offloads && l2.offload == Offload::NONE => {
                     // Segments of one TCP flow in a row join into one large segment.
-                    self.untagged = self.tx.push_coalescing(out, |out| {
-                        l2.write(out, None);
-                        true
-                    });
+                    self.untagged = self.tx.push_coalescing(out, &l2);
                 }
                 (None, None) => {
                     let range = self.tx.push_with(out, None, offload, |out| {
@@ -285,14 +282,16 @@ impl<'s, 'f> Sender<'s, 'f> {
         };
         match l2.segmenter() {
             Some(Ok(segmenter)) => {
+                // Each segment's headers, followed by its payload left in the received frame
+                // when it is there (the sender gathers the two), else copied.
                 for i in 0..segmenter.count() {
                     let inner_len = ethernet::HEADER_LEN + segmenter.segment_len(i);
-                    let pushed = self
-                        .tx
-                        .push_with(uplink_id, Some(vtep), Offload::NONE, |out| {
-                            encapsulated(out, inner_len)
-                                && l2.write_segment(&segmenter, i, out, None)
-                        });
+                    let head = |out: &mut Vec<u8>| {
+                        encapsulated(out, inner_len)
+                            && l2.write_segment_headers(&segmenter, i, out).is_some()
+                    };
+                    let payload = segmenter.segment_payload(i);
+                    let pushed = self.tx.push_with_tail(uplink_id, Some(vtep), head, payload);
                     if pushed.is_some() {
                         sent(uplink, self.counters, inner_len);
                     }

@@ -155,6 +155,26 @@ impl Switch {
         }
     }
 
+    /// Forwards a batch as [`Switch::process_offload`], leaving in the received frames the
+    /// payloads of the segments a large TCP segment is cut into for a remote VTEP: each such
+    /// frame is queued as its headers followed by a [`super::Tail`] (received frame, by its
+    /// position in `rx`, and range), which the caller gathers when it sends the batch. The
+    /// caller keeps the received frames unchanged until then.
+    pub fn process_gathered<'a>(
+        &mut self,
+        now: Duration,
+        rx: impl IntoIterator<Item = (PortId, &'a [u8], Offload)>,
+        tx: &mut TxBatch,
+    ) {
+        self.last_now = now;
+        self.announce(tx);
+        for (index, (port, frame, offload)) in rx.into_iter().enumerate() {
+            tx.set_input(index, frame);
+            self.process_frame_offload(now, port, frame, offload, tx);
+        }
+        tx.clear_input();
+    }
+
     /// Forwards one received frame.
     pub fn process_frame(
         &mut self,

@@ -3,6 +3,7 @@
 use core::net::Ipv4Addr;
 use core::ops::Range;
 
+use super::frame::L2;
 use super::ids::PortId;
 use crate::wire::gro::{Coalesced, Flow, TcpSegment};
 use crate::wire::Offload;
@@ -22,6 +23,36 @@ pub struct TxFrame {
     /// Where the bytes are: `None` in the shared buffer at `range`, `Some(k)` all of side
     /// buffer `k` (a frame that segments were joined to).
     side: Option<usize>,
+    /// The bytes that follow, left in a received frame.
+    tail: Option<Tail>,
+}
+
+impl TxFrame {
+    /// The frame's last bytes when they were left in a received frame rather than copied into
+    /// the batch (only in batches from [`super::Switch::process_gathered`]): the frame is
+    /// [`TxBatch::bytes`] followed by them.
+    pub fn tail(&self) -> Option<&Tail> {
+        self.tail.as_ref()
+    }
+}
+
+/// Bytes of a received frame that a frame to send ends with: see [`TxFrame::tail`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Tail {
+    /// The received frame: its position among the frames given to
+    /// [`super::Switch::process_gathered`].
+    pub input: usize,
+    /// The bytes, as offsets into that frame.
+    pub range: Range<usize>,
+}
+
+/// The received frame being forwarded, whose bytes a frame may end with.
+#[derive(Clone, Copy, Debug)]
+struct Input {
+    index: usize,
+    /// The address of its first byte and its length: a slice lies in it when its address does.
+    addr: usize,
+    len: usize,
 }
 
 /// Most frames open for joining at once (flows interleaved in a batch), as the kernel's GRO.
@@ -49,6 +80,9 @@ pub struct TxBatch {
     /// `side_used` are in use.
     side: Vec<Vec<u8>>,
     side_used: usize,
+    /// While [`super::Switch::process_gathered`] forwards a frame: that frame, which frames may
+    /// end with slices of instead of copies.
+    input: Option<Input>,
 }
 
 impl TxBatch {
@@ -65,6 +99,7 @@ impl TxBatch {
             open: Vec::with_capacity(MAX_OPEN),
             side: Vec::new(),
             side_used: 0,
+            input: None,
         }
     }
 
@@ -74,6 +109,7 @@ impl TxBatch {
         self.frames.clear();
         self.open.clear();
         self.side_used = 0;
+        self.input = None;
     }
 
     /// Number of frames.
@@ -86,7 +122,7 @@ impl TxBatch {
         self.frames.is_empty()
     }
 
-    /// The bytes of a frame.
+    /// The bytes of a frame held in the batch: all of it, or all but its [`TxFrame::tail`].
     pub fn bytes(&self, frame: &TxFrame) -> &[u8] {
         match frame.side {
             None => self.data.get(frame.range.clone()).unwrap_or(&[]),
@@ -94,12 +130,14 @@ impl TxBatch {
         }
     }
 
-    /// Length of the frame at position `index`; zero past the end.
+    /// Length of the frame at position `index`, its tail included; zero past the end.
     pub(crate) fn frame_len(&self, index: usize) -> usize {
-        self.frames.get(index).map_or(0, |f| self.bytes(f).len())
+        self.frames.get(index).map_or(0, |f| {
+            self.bytes(f).len() + f.tail.as_ref().map_or(0, |t| t.range.len())
+        })
     }
 
-    /// Every frame with its bytes.
+    /// Every frame with the bytes held in the batch (see [`TxBatch::bytes`]).
     pub fn iter(&self) -> impl Iterator<Item = (&TxFrame, &[u8])> + '_ {
         self.frames.iter().map(move |f| (f, self.bytes(f)))
     }
@@ -144,8 +182,62 @@ impl TxBatch {
             offload,
             range: range.clone(),
             side: None,
+            tail: None,
         });
         Some(range)
+    }
+
+    /// Forwarding input `index`, `frame`, next: frames may end with slices of it.
+    pub(crate) fn set_input(&mut self, index: usize, frame: &[u8]) {
+        self.input = Some(Input {
+            index,
+            addr: frame.as_ptr() as usize,
+            len: frame.len(),
+        });
+    }
+
+    /// No input frame to end frames with any longer.
+    pub(crate) fn clear_input(&mut self) {
+        self.input = None;
+    }
+
+    /// Where `bytes` are in the input frame, if they are in it.
+    fn in_input(&self, bytes: &[u8]) -> Option<Tail> {
+        let input = self.input?;
+        let start = (bytes.as_ptr() as usize).checked_sub(input.addr)?;
+        let end = start.checked_add(bytes.len())?;
+        (!bytes.is_empty() && end <= input.len).then_some(Tail {
+            input: input.index,
+            range: start..end,
+        })
+    }
+
+    /// Writes a frame with `write`, as [`TxBatch::push_with`], followed by `tail`: left where
+    /// it is when it lies in the input frame (see [`TxBatch::set_input`]), else copied. Returns
+    /// the frame's length; `None` when `write` failed and nothing was queued.
+    #[inline]
+    pub(crate) fn push_with_tail(
+        &mut self,
+        port: PortId,
+        vtep: Option<Ipv4Addr>,
+        write: impl FnOnce(&mut Vec<u8>) -> bool,
+        tail: &[u8],
+    ) -> Option<usize> {
+        self.close(port);
+        let gathered = self.in_input(tail);
+        let range = self.push_frame(port, vtep, Offload::NONE, write)?;
+        match gathered {
+            Some(t) => {
+                if let Some(f) = self.frames.last_mut() {
+                    f.tail = Some(t);
+                }
+            }
+            None => self.data.extend_from_slice(tail),
+        }
+        if let Some(f) = self.frames.last_mut() {
+            f.range.end = self.data.len();
+        }
+        Some(range.len() + tail.len())
     }
 
     /// Queues bytes already in the buffer for another port.
@@ -160,6 +252,7 @@ impl TxBatch {
             offload,
             range,
             side: None,
+            tail: None,
         });
     }
 
@@ -169,29 +262,34 @@ impl TxBatch {
     /// metadata. Up to eight frames (flows) stay open at once; any other frame of an open flow,
     /// or a frame for the port that is not TCP, closes them so that nothing is reordered within
     /// a flow. Returns the range of a frame queued on its own (to queue again with
-    /// [`TxBatch::push_again`]), `None` when it was joined or not written.
-    pub(crate) fn push_coalescing(
-        &mut self,
-        port: PortId,
-        write: impl FnOnce(&mut Vec<u8>) -> bool,
-    ) -> Option<Range<usize>> {
-        let range = self.push_frame(port, None, Offload::NONE, write)?;
-        let bytes = self.data.get(range.clone()).unwrap_or(&[]);
-        let Some(flow) = Flow::of(bytes) else {
+    /// [`TxBatch::push_again`]), `None` when it was joined.
+    ///
+    /// A TCP segment's headers are written first and checked with its payload where it was
+    /// received: a payload that joins is copied once, to the frame it joins.
+    pub(super) fn push_coalescing(&mut self, port: PortId, l2: &L2<'_>) -> Option<Range<usize>> {
+        let (l3_head, rest) = l2.split_tcp().unwrap_or((l2.payload, &[]));
+        let start = self.data.len();
+        l2.write_head(&mut self.data, None, l3_head);
+        let head = self.data.get(start..).unwrap_or(&[]);
+        let Some(flow) = Flow::of(head) else {
+            self.data.extend_from_slice(rest);
             self.close(port);
-            return Some(range);
+            return self.queue_written(port, start);
         };
-        let segment = TcpSegment::parse(bytes);
+        let segment = TcpSegment::parse_parts(head, rest);
         let at = self
             .open
             .iter()
             .position(|o| o.port == port && o.state.flow() == flow);
         if let (Some(at), Some(segment)) = (at, segment) {
-            if self.join(at, &range, &segment) {
+            if self.join(at, start, rest, &segment) {
                 return None;
             }
         }
-        // Not joined: the flow's open frame (if any) is done; this one may start another.
+        // Not joined: queued whole; the flow's open frame (if any) is done; this one may start
+        // another.
+        self.data.extend_from_slice(rest);
+        let range = self.queue_written(port, start);
         if let Some(at) = at {
             self.open.remove(at);
         }
@@ -205,21 +303,37 @@ impl TxBatch {
                 state,
             });
         }
+        range
+    }
+
+    /// Queues the bytes written from `start` as a complete frame for `port`.
+    fn queue_written(&mut self, port: PortId, start: usize) -> Option<Range<usize>> {
+        let range = start..self.data.len();
+        self.frames.push(TxFrame {
+            port,
+            vtep: None,
+            offload: Offload::NONE,
+            range: range.clone(),
+            side: None,
+            tail: None,
+        });
         Some(range)
     }
 
-    /// Joins the newest frame (at `range`, holding `segment`) to open frame `at` when that one
-    /// takes it. True when joined: the newest frame is gone, its payload appended to the open
-    /// frame (moved to a side buffer on its first join), which stays open unless it is full.
-    fn join(&mut self, at: usize, range: &Range<usize>, segment: &TcpSegment) -> bool {
+    /// Joins the segment whose headers were just written at `start` (`segment`, its payload
+    /// the headers' own bytes after the TCP header, if any, then `rest`) to open frame `at`
+    /// when that one takes it. True when joined: the headers are gone, the payload appended to
+    /// the open frame (moved to a side buffer on its first join), which stays open unless it
+    /// is full.
+    fn join(&mut self, at: usize, start: usize, rest: &[u8], segment: &TcpSegment) -> bool {
         let Some(open) = self.open.get(at) else {
             return false;
         };
         let Some(frame) = self.frames.get(open.index) else {
             return false;
         };
-        let next = self.data.get(range.clone()).unwrap_or(&[]);
-        if !open.state.accepts(self.bytes(frame), segment, next) {
+        let head = self.data.get(start..).unwrap_or(&[]);
+        if !open.state.accepts(self.bytes(frame), segment, head) {
             return false;
         }
         let side = match frame.side {
@@ -245,9 +359,10 @@ impl TxBatch {
         };
         buf.extend_from_slice(
             self.data
-                .get(range.start + segment.headers_len()..range.end)
+                .get(start + segment.headers_len()..)
                 .unwrap_or(&[]),
         );
+        buf.extend_from_slice(rest);
         let Some(open) = self.open.get_mut(at) else {
             return false;
         };
@@ -256,9 +371,8 @@ impl TxBatch {
         if !more {
             self.open.remove(at);
         }
-        // The newest frame was only just written: drop it and its bytes.
-        self.frames.pop();
-        self.data.truncate(range.start);
+        // The headers were only just written: drop them.
+        self.data.truncate(start);
         if let Some(f) = self.frames.get_mut(index) {
             f.side = Some(side);
             f.offload = offload;

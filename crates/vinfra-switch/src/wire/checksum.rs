@@ -4,28 +4,43 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// The 16-bit ones' complement sum of `data` (not complemented), folded.
 ///
-/// Adds big-endian 32-bit words into a 64-bit accumulator (2^16 = 1 modulo 0xffff, so folding
-/// that sum gives the sum of the 16-bit words), which the compiler can vectorise; a 64 KiB
-/// segment cannot overflow it.
+/// Adds the 16-bit words in the machine's byte order into [`LANES`] 32-bit accumulators, which
+/// the compiler turns into vector adds, and swaps the folded result into network order at the end
+/// (RFC 1071 section 2(B): the sum does not depend on the byte order, up to that swap). A lane
+/// takes one word in [`LANES`], so the accumulators are emptied every [`LANE_BLOCK`] bytes, far
+/// before they could overflow.
 pub fn sum(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
-    let mut words = data.chunks_exact(4);
-    for word in &mut words {
-        if let Ok(w) = <[u8; 4]>::try_from(word) {
-            acc += u64::from(u32::from_be_bytes(w));
+    for block in data.chunks(LANE_BLOCK) {
+        let mut lanes = [0u32; LANES];
+        let mut rows = block.chunks_exact(2 * LANES);
+        for row in &mut rows {
+            for (lane, word) in lanes.iter_mut().zip(row.chunks_exact(2)) {
+                if let &[a, b] = word {
+                    *lane += u32::from(u16::from_ne_bytes([a, b]));
+                }
+            }
+        }
+        acc += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
+        let mut words = rows.remainder().chunks_exact(2);
+        for word in &mut words {
+            if let &[a, b] = word {
+                acc += u64::from(u16::from_ne_bytes([a, b]));
+            }
+        }
+        if let Some(&last) = words.remainder().first() {
+            // An odd length: the last byte is the first of a word padded with zero.
+            acc += u64::from(u16::from_ne_bytes([last, 0]));
         }
     }
-    let mut pairs = words.remainder().chunks_exact(2);
-    for pair in &mut pairs {
-        if let Ok(w) = <[u8; 2]>::try_from(pair) {
-            acc += u64::from(u16::from_be_bytes(w));
-        }
-    }
-    if let Some(&last) = pairs.remainder().first() {
-        acc += u64::from(last) << 8;
-    }
-    fold64(acc)
+    u16::from_be(fold64(acc))
 }
+
+/// Accumulators of [`sum`].
+const LANES: usize = 16;
+/// Bytes [`sum`] adds before emptying its accumulators: each lane then holds at most
+/// `LANE_BLOCK / (2 * LANES)` words of at most 0xffff, which fits 32 bits.
+const LANE_BLOCK: usize = 1 << 20;
 
 fn fold64(mut acc: u64) -> u16 {
     while acc > 0xffff {
@@ -102,6 +117,29 @@ mod tests {
             assert_eq!(sum(&data[..len]), fold(acc), "length {len}");
         }
         assert_eq!(sum(&[0xff; 65536]), 0xffff);
+    }
+
+    #[test]
+    fn lanes_equal_pair_sum_at_every_offset_and_past_a_block() {
+        let data: Vec<u8> = (0..(LANE_BLOCK + 4099) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let reference = |d: &[u8]| {
+            let mut acc: u64 = 0;
+            for pair in d.chunks(2) {
+                acc += u64::from(pair[0]) << 8 | u64::from(*pair.get(1).unwrap_or(&0));
+            }
+            fold64(acc)
+        };
+        for start in 0..4 {
+            for len in [0, 1, 31, 32, 33, 63, 64, 65, 1447, 1448, 65_535, 65_536] {
+                let d = &data[start..start + len];
+                assert_eq!(sum(d), reference(d), "start {start} length {len}");
+            }
+        }
+        assert_eq!(sum(&data), reference(&data));
+        let ones = vec![0xffu8; 2 * LANE_BLOCK + 3];
+        assert_eq!(sum(&ones), reference(&ones));
     }
 
     #[test]

@@ -103,42 +103,59 @@ impl TcpSegment {
     /// only ACK or ACK+PSH set, some payload and a valid checksum. `None` for anything else
     /// (such frames are sent as they are).
     pub fn parse(frame: &[u8]) -> Option<TcpSegment> {
-        if frame.len() < field::TCP + TCP_MIN_HEADER_LEN
-            || get_u16(frame, field::ETHERTYPE) != ETHERTYPE_IPV4
-            || get_u8(frame, field::IP_VER_IHL) != 0x45
-            || get_u8(frame, field::IP_PROTOCOL) != IP_PROTO_TCP
-            || get_u16(frame, field::IP_FRAG) & !IP_DF != 0
-            || usize::from(get_u16(frame, field::IP_TOTAL_LEN)) != frame.len() - ETH_HEADER_LEN
+        TcpSegment::parse_parts(frame, &[])
+    }
+
+    /// [`TcpSegment::parse`] of the frame `head` followed by `rest`, where `head` holds at
+    /// least the Ethernet, IPv4 and TCP headers: the frame need not be in one piece (its
+    /// payload may stay where it was received until it is joined).
+    pub fn parse_parts(head: &[u8], rest: &[u8]) -> Option<TcpSegment> {
+        let len = head.len() + rest.len();
+        if head.len() < field::TCP + TCP_MIN_HEADER_LEN
+            || get_u16(head, field::ETHERTYPE) != ETHERTYPE_IPV4
+            || get_u8(head, field::IP_VER_IHL) != 0x45
+            || get_u8(head, field::IP_PROTOCOL) != IP_PROTO_TCP
+            || get_u16(head, field::IP_FRAG) & !IP_DF != 0
+            || usize::from(get_u16(head, field::IP_TOTAL_LEN)) != len - ETH_HEADER_LEN
         {
             return None;
         }
-        let flags = get_u8(frame, field::TCP_FLAGS);
+        let flags = get_u8(head, field::TCP_FLAGS);
         if flags != TCP_ACK && flags != TCP_ACK | TCP_PSH {
             return None;
         }
-        let tcp_header_len = usize::from(get_u8(frame, field::TCP_DATA_OFFSET) >> 4) * 4;
-        let tcp = frame.get(field::TCP..)?;
-        if tcp_header_len < TCP_MIN_HEADER_LEN || tcp_header_len >= tcp.len() {
+        let tcp_header_len = usize::from(get_u8(head, field::TCP_DATA_OFFSET) >> 4) * 4;
+        let tcp_head = head.get(field::TCP..)?;
+        let tcp_len = tcp_head.len() + rest.len();
+        if tcp_header_len < TCP_MIN_HEADER_LEN
+            || tcp_header_len >= tcp_len
+            || tcp_header_len > tcp_head.len()
+        {
             return None;
         }
-        let ip_header = frame.get(field::IP..field::TCP)?;
+        let ip_header = head.get(field::IP..field::TCP)?;
         if checksum::sum(ip_header) != 0xffff {
             return None;
         }
         let pseudo = checksum::pseudo_header(
-            src(frame),
-            dst(frame),
+            src(head),
+            dst(head),
             IP_PROTO_TCP,
-            u16::try_from(tcp.len()).ok()?,
+            u16::try_from(tcp_len).ok()?,
         );
-        if checksum::combine(&[pseudo, checksum::sum(tcp)]) != 0xffff {
+        // The sums of the two pieces add when the first is a whole number of 16-bit words (a
+        // head cut after the TCP header always is).
+        if !rest.is_empty() && tcp_head.len() % 2 != 0 {
+            return None;
+        }
+        if checksum::combine(&[pseudo, checksum::sum(tcp_head), checksum::sum(rest)]) != 0xffff {
             return None;
         }
         Some(TcpSegment {
-            flow: Flow::of(frame)?,
+            flow: Flow::of(head)?,
             tcp_header_len,
-            seq: u32::from_be_bytes(get_array::<4>(frame, field::TCP_SEQ)),
-            payload_len: tcp.len() - tcp_header_len,
+            seq: u32::from_be_bytes(get_array::<4>(head, field::TCP_SEQ)),
+            payload_len: tcp_len - tcp_header_len,
             flags,
         })
     }
@@ -434,6 +451,21 @@ mod tests {
     fn refuses_bad_checksums_flags_fragments_and_padding() {
         let good = cut(&large_segment(3000, TCP_ACK), 1000);
         assert!(TcpSegment::parse(&good[1]).is_some());
+        let headers = TcpSegment::parse(&good[1]).unwrap().headers_len();
+        for at in [headers, headers + 2, headers + 100, good[1].len()] {
+            let (head, rest) = good[1].split_at(at);
+            assert_eq!(
+                TcpSegment::parse_parts(head, rest),
+                TcpSegment::parse(&good[1]),
+                "cut at {at}"
+            );
+        }
+        // Not after the TCP header, or not on a 16-bit word.
+        let (head, rest) = good[1].split_at(headers - 4);
+        assert!(TcpSegment::parse_parts(head, rest).is_none());
+        let (head, rest) = good[1].split_at(headers + 1);
+        assert!(TcpSegment::parse_parts(head, rest).is_none());
+        assert!(TcpSegment::parse_parts(&good[1][..40], &good[1][40..]).is_none());
         let mut corrupt = good[1].clone();
         *corrupt.last_mut().unwrap() ^= 0xff;
         assert!(TcpSegment::parse(&corrupt).is_none());

@@ -108,6 +108,14 @@ impl<'a> Segmenter<'a> {
         payload.get(start..end).unwrap_or(&[])
     }
 
+    /// The payload of segment `index`: a slice of the large segment (empty past the last).
+    pub fn segment_payload(&self, index: usize) -> &'a [u8] {
+        if index >= self.count {
+            return &[];
+        }
+        self.chunk(index)
+    }
+
     /// Length of segment `index`'s IP packet.
     pub fn segment_len(&self, index: usize) -> usize {
         self.headers_len() + self.chunk(index).len()
@@ -116,22 +124,33 @@ impl<'a> Segmenter<'a> {
     /// Appends segment `index` (an IP packet) to `out`. False, appending nothing, when `index`
     /// is not below [`Segmenter::count`].
     pub fn write(&self, index: usize, out: &mut Vec<u8>) -> bool {
+        match self.write_headers(index, out) {
+            Some(chunk) => {
+                out.extend_from_slice(chunk);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends the IP and TCP headers of segment `index` to `out`, complete (lengths, IPv4
+    /// identification and header checksum, sequence number, flags, and the TCP checksum over
+    /// the headers and the segment's payload), and returns that payload: the slice of the
+    /// large segment the headers must be followed by. What [`Segmenter::write`] writes, without
+    /// copying the payload (a sender may gather the two). `None`, appending nothing, when
+    /// `index` is not below [`Segmenter::count`].
+    pub fn write_headers(&self, index: usize, out: &mut Vec<u8>) -> Option<&'a [u8]> {
         if index >= self.count {
-            return false;
+            return None;
         }
         let chunk = self.chunk(index);
         let headers = self.packet.get(..self.headers_len()).unwrap_or(&[]);
         let start = out.len();
         out.extend_from_slice(headers);
-        out.extend_from_slice(chunk);
-        let Some(seg) = out.get_mut(start..) else {
-            return false;
-        };
-        let ip_len = seg.len();
+        let seg = out.get_mut(start..)?;
+        let ip_len = seg.len() + chunk.len();
         let tcp_len = ip_len.saturating_sub(self.ip_header_len);
-        let Some((ip, tcp)) = seg.split_at_mut_checked(self.ip_header_len) else {
-            return false;
-        };
+        let (ip, tcp) = seg.split_at_mut_checked(self.ip_header_len)?;
         let pseudo = match self.kind {
             GsoKind::Tcpv4 => {
                 set_u16(ip, 2..4, u16::try_from(ip_len).unwrap_or(u16::MAX));
@@ -172,9 +191,10 @@ impl<'a> Segmenter<'a> {
         }
         set_u8(tcp, TCP_FLAGS, flags);
         set_u16(tcp, TCP_CHECKSUM, 0);
-        let sum = checksum::combine(&[pseudo, checksum::sum(tcp)]);
+        // The TCP header is a whole number of 32-bit words: the payload's sum adds to it.
+        let sum = checksum::combine(&[pseudo, checksum::sum(tcp), checksum::sum(chunk)]);
         set_u16(tcp, TCP_CHECKSUM, !sum);
-        true
+        Some(chunk)
     }
 }
 
@@ -401,6 +421,26 @@ mod tests {
             assert_eq!(check_v4_segments(&p, &s, mss), data, "len {len} mss {mss}");
             assert!(!s.write(s.count(), &mut Vec::new()));
         }
+    }
+
+    #[test]
+    fn headers_and_payload_are_the_segment() {
+        let data = payload(10_001);
+        let p = v4_packet(
+            &data,
+            TCP_PSH | 0x10,
+            &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+        );
+        let s = Segmenter::new(EtherType::IPV4, &p, &gso(GsoKind::Tcpv4, 1448)).unwrap();
+        for i in 0..s.count() {
+            let (mut whole, mut gathered) = (vec![7u8], vec![7u8]);
+            assert!(s.write(i, &mut whole));
+            let chunk = s.write_headers(i, &mut gathered).unwrap();
+            assert_eq!(gathered.len(), 1 + 52);
+            gathered.extend_from_slice(chunk);
+            assert_eq!(gathered, whole, "segment {i}");
+        }
+        assert!(s.write_headers(s.count(), &mut Vec::new()).is_none());
     }
 
     #[test]

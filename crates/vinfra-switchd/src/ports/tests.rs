@@ -1,6 +1,8 @@
 //! Tests of the ports: UDP GSO grouping, coalesced receive over loopback.
 
+use super::send::{GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 use super::*;
+use crate::sys::Message;
 
 fn packet(len: usize) -> Vec<u8> {
     vec![0u8; UDP_PAYLOAD_OFFSET + len]
@@ -104,6 +106,7 @@ fn vxlan_packets_group_into_gso_messages_per_vtep_and_size() {
         (&full[..10], Some(b)), // too short to be VXLAN: an error of its own
         (&full, None),          // no VTEP
     ];
+    let frames: Vec<Outgoing<'_>> = frames.iter().map(|&(b, v)| Outgoing::whole(b, v)).collect();
     let groups = group_vxlan(&frames, true);
     let shape: Vec<(Range<usize>, u16, bool)> = groups
         .iter()
@@ -130,7 +133,7 @@ fn vxlan_packets_group_into_gso_messages_per_vtep_and_size() {
 fn gso_messages_respect_the_segment_and_byte_limits() {
     let vtep = Ipv4Addr::new(10, 0, 0, 1);
     let p = packet(1400);
-    let frames: Vec<(&[u8], Option<Ipv4Addr>)> = (0..200).map(|_| (&p[..], Some(vtep))).collect();
+    let frames: Vec<Outgoing<'_>> = (0..200).map(|_| Outgoing::whole(&p, Some(vtep))).collect();
     let groups = group_vxlan(&frames, true);
     for g in &groups {
         assert!(g.frames.len() <= GSO_MAX_SEGMENTS);
@@ -138,4 +141,69 @@ fn gso_messages_respect_the_segment_and_byte_limits() {
     }
     assert_eq!(groups.iter().map(|g| g.frames.len()).sum::<usize>(), 200);
     assert_eq!(groups[0].frames.len(), GSO_MAX_BYTES / 1400);
+}
+
+/// Frames whose payload stayed in a received frame (a head and a tail) go out as the same
+/// datagrams as whole frames: one UDP GSO message cut by the kernel, or one datagram each.
+#[test]
+fn gathered_frames_go_out_as_the_datagrams_of_their_parts() {
+    let local = Ipv4Addr::LOCALHOST;
+    let rx = std::net::UdpSocket::bind((local, 0)).unwrap();
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let SocketAddr::V4(to) = rx.local_addr().unwrap() else {
+        unreachable!()
+    };
+    let tx = std::net::UdpSocket::bind((local, 0)).unwrap();
+    let payload: Vec<u8> = (0..2500u32).map(|i| (i * 7) as u8).collect();
+    let heads: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            let mut h = packet(60);
+            h[UDP_PAYLOAD_OFFSET] = i;
+            h
+        })
+        .collect();
+    let tails = [&payload[..1000], &payload[1000..2000], &payload[2000..]];
+    let frames: Vec<Outgoing<'_>> = heads
+        .iter()
+        .zip(tails)
+        .map(|(head, tail)| Outgoing {
+            head,
+            tail,
+            vtep: Some(*to.ip()),
+        })
+        .collect();
+    let expected: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| [&f.head[UDP_PAYLOAD_OFFSET..], f.tail].concat())
+        .collect();
+    let shape: Vec<(Range<usize>, u16)> = group_vxlan(&frames, true)
+        .iter()
+        .map(|g| (g.frames.clone(), g.segment))
+        .collect();
+    assert_eq!(shape, vec![(0..3, 1060)]);
+    let parts = Parts::of(&frames, UDP_PAYLOAD_OFFSET);
+    let raw = RawAddr::v4(to);
+    let gso = [FrameGroup {
+        frames: 0..3,
+        to: Some(raw),
+        segment: 1060,
+    }];
+    let singles: Vec<FrameGroup> = (0..3)
+        .map(|i| FrameGroup {
+            frames: i..i + 1,
+            to: Some(raw),
+            segment: 0,
+        })
+        .collect();
+    for groups in [&gso[..], &singles[..]] {
+        let mut errors = 0;
+        assert_eq!(send_groups(&tx, &parts, groups, &mut errors, None), 3);
+        assert_eq!(errors, 0);
+        for want in &expected {
+            let mut buf = [0u8; 2048];
+            let n = rx.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &want[..]);
+        }
+    }
 }
