@@ -441,7 +441,7 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
 
     // The console refuses to renew it...
     let (_, csr) = pki::generate_host_key_and_csr("gone").unwrap();
-    let refused = Membership::renew(console.console.as_ref(), "gone", &csr, true);
+    let refused = Membership::renew(console.console.as_ref(), "gone", &csr, None, true);
     let reason = vinfra_types::error::chain(&refused.expect_err("a removed host renewed"));
     assert!(reason.contains("not registered"), "{reason}");
     assert_eq!(renewal.renewed(), 0);
@@ -484,10 +484,17 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
     // The new host cannot renew long before its certificate is due (renewals cannot be
     // made as fast as a host asks), unless the console asked it to.
     let (_, csr) = pki::generate_host_key_and_csr("gone").unwrap();
-    let early = Membership::renew(console.console.as_ref(), "gone", &csr, false);
+    let fresh_info = pki::cert_info_of_pem(&fresh.cert_pem).unwrap();
+    let early = Membership::renew(
+        console.console.as_ref(),
+        "gone",
+        &csr,
+        Some(&fresh_info),
+        false,
+    );
     let reason = vinfra_types::error::chain(&early.expect_err("renewed at once"));
     assert!(reason.contains("too early"), "{reason}");
-    assert!(Membership::renew(console.console.as_ref(), "gone", &csr, true).is_ok());
+    assert!(Membership::renew(console.console.as_ref(), "gone", &csr, None, true).is_ok());
 
     console.shutdown().await.unwrap();
 }
@@ -509,7 +516,7 @@ async fn a_renewed_hosts_previous_certificate_is_revoked_once_the_new_one_is_use
     // A renewal: a certificate for a new key. Until the host uses it, the old one still works.
     let (key_pem, csr) = pki::generate_host_key_and_csr("h1").unwrap();
     let (cert_pem, ca_pem) =
-        Membership::renew(console.console.as_ref(), "h1", &csr, true).expect("renewed");
+        Membership::renew(console.console.as_ref(), "h1", &csr, None, true).expect("renewed");
     let new = Credentials {
         ca_pem,
         cert_pem,
@@ -563,6 +570,71 @@ async fn a_renewed_hosts_previous_certificate_is_revoked_once_the_new_one_is_use
     // The new one goes on working, and is not revoked by a session of its own.
     assert!(session_accepted(&via, &new, "h1").await);
 
+    console.shutdown().await.unwrap();
+}
+
+/// A renewal whose answer never reached the host (it still uses its older certificate) does
+/// not lock it out: once a short gap has passed it renews again from the certificate it uses,
+/// before that one expires; renewals are never signed back to back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_renewal_answer_was_lost_renews_again_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let validity = Duration::from_secs(10);
+    let (console, api) = start_console_valid(
+        &tmp.path().join("console"),
+        vinfra_console::pki::Validity {
+            host: validity,
+            server: VALIDITY,
+        },
+    )
+    .await;
+    let via = console.agent_addr.to_string();
+    let join = api.join_token().await;
+    let data = tmp.path().join("h1");
+    std::fs::create_dir_all(&data).unwrap();
+    let creds = ensure_credentials(&data, &via, "h1", Some(&join))
+        .await
+        .unwrap();
+    let using = pki::cert_info_of_pem(&creds.cert_pem).unwrap();
+    let renew = || {
+        let (_, csr) = pki::generate_host_key_and_csr("h1").unwrap();
+        Membership::renew(console.console.as_ref(), "h1", &csr, Some(&using), false)
+    };
+    let reason = vinfra_types::error::chain(&renew().expect_err("renewed long before due"));
+    assert!(reason.contains("too early"), "{reason}");
+
+    // Due: renewed, but the answer is "lost" (the host keeps `using`).
+    let t = Instant::now();
+    let first = loop {
+        match renew() {
+            Ok(answer) => break answer,
+            Err(_) if t.elapsed() < Duration::from_secs(9) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("never renewed: {}", vinfra_types::error::chain(&e)),
+        }
+    };
+    // Not again at once...
+    let reason = vinfra_types::error::chain(&renew().expect_err("renewed twice at once"));
+    assert!(reason.contains("too early"), "{reason}");
+    // ...but again within the old certificate's life.
+    let second = loop {
+        match renew() {
+            Ok(answer) => break answer,
+            Err(e) => {
+                assert!(
+                    SystemTime::now() < using.not_after,
+                    "not renewed before the used certificate expired: {}",
+                    vinfra_types::error::chain(&e)
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_ne!(
+        pki::cert_info_of_pem(&first.0).unwrap().serial,
+        pki::cert_info_of_pem(&second.0).unwrap().serial
+    );
     console.shutdown().await.unwrap();
 }
 

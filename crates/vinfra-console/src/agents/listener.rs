@@ -51,12 +51,14 @@ pub trait Membership: Send + Sync + 'static {
     /// connection began with.
     fn screen_report(&self, hello: &HostReport, report: &mut HostReport);
     /// Renews a registered host's certificate for the key of `csr_pem` (the host is the
-    /// session's). Returns `(cert_pem, ca_bundle_pem)`; refused for a host not registered, and
-    /// long before its certificate is due unless the console `asked` for the renewal.
+    /// session's, `using` the certificate it connected with). Returns `(cert_pem,
+    /// ca_bundle_pem)`; refused for a host not registered, and long before the certificate it
+    /// uses is due unless the console `asked` for the renewal.
     fn renew(
         &self,
         host: &str,
         csr_pem: &str,
+        using: Option<&vinfra_proto::pki::CertInfo>,
         asked: bool,
     ) -> Result<(String, String), Self::JoinRefused>;
     /// True when the certificate with this serial (lower-case hex) was revoked.
@@ -471,7 +473,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             }
             Ok(AgentMessage::Renew { csr_pem }) => {
                 registry.heard(&host, reg.conn_id);
-                let renewed = console.renew(&host, &csr_pem, asked).map_err(|e| chain(&e));
+                let using = cert.as_ref().map(|(info, _)| info);
+                let renewed = console
+                    .renew(&host, &csr_pem, using, asked)
+                    .map_err(|e| chain(&e));
                 match renewed {
                     Ok((cert_pem, ca_pem)) => {
                         asked = false;

@@ -48,18 +48,21 @@ pub fn note_issued(rec: &mut HostRecord, cert_pem: &str, bundle_pem: &str) {
 }
 
 /// Renews a registered host's certificate from `csr_pem` (for the CSR's key, the name from the
-/// session's certificate): signs it, keeps it on the host's record with the CA bundle handed
-/// out, and records an event. A host that is not registered (removed) is refused. Returns
-/// `(cert_pem, ca_bundle_pem)`.
+/// session's certificate, `using`): signs it, keeps it on the host's record with the CA bundle
+/// handed out, and records an event. A host that is not registered (removed) is refused.
+/// Returns `(cert_pem, ca_bundle_pem)`.
 ///
 /// Unless the console asked for it (`asked`, a CA rotation), a renewal is refused while the
-/// host's newest certificate is not near its renewal time (from a tenth of its validity before
-/// it): a host cannot have certificates signed, or renewal events recorded, as fast as it sends
-/// `Renew`.
+/// certificate the host uses is not near its renewal time (from a tenth of its validity before
+/// it; without `using`, the host's newest), and within a tenth of the validity (a minute at
+/// most) of the last one signed: a host cannot have certificates signed, or renewal events
+/// recorded, as fast as it sends `Renew`, and a host whose last renewal's answer was lost (it
+/// still uses the older certificate) can renew again before that one expires.
 pub fn renew(
     console: &Console,
     host: &str,
     csr_pem: &str,
+    using: Option<&CertInfo>,
     asked: bool,
 ) -> Result<(String, String), JoinError> {
     let Ok(rec) = console.host(host) else {
@@ -69,12 +72,33 @@ pub fn renew(
         let validity = console.ca().host_validity();
         let early = validity.mul_f64(1.0 - pki::RENEW_AT) + validity / 10;
         let newest = rec.value.certificates.iter().map(|c| c.not_after).max();
-        if let Some(not_after) = newest {
+        let ends = using.map(CertInfo::not_after_s).or(newest);
+        let now = now_s();
+        if let Some(not_after) = ends {
             let opens = not_after.saturating_sub(early.as_secs());
-            if now_s() < opens {
+            if now < opens {
                 return Err(JoinError::RenewTooEarly {
                     host: host.to_string(),
-                    in_s: opens - now_s(),
+                    in_s: opens - now,
+                });
+            }
+        }
+        // The newest other certificate's signing, from its end and the validity.
+        let last = rec
+            .value
+            .certificates
+            .iter()
+            .filter(|c| using.is_none_or(|u| u.serial != c.serial))
+            .map(|c| c.not_after.saturating_sub(validity.as_secs()))
+            .max();
+        let gap = (validity / 10)
+            .min(std::time::Duration::from_secs(60))
+            .as_secs();
+        if let Some(signed) = last {
+            if now < signed + gap {
+                return Err(JoinError::RenewTooEarly {
+                    host: host.to_string(),
+                    in_s: signed + gap - now,
                 });
             }
         }
@@ -173,9 +197,10 @@ fn supersede(console: &Console, host: &str, rec: &HostRecord, info: &CertInfo) {
     else {
         return;
     };
+    // One revoked already (its host removed meanwhile) keeps its record and reason.
     let older: Vec<&HostCertificate> = rec.certificates[..at]
         .iter()
-        .filter(|c| c.not_after > now)
+        .filter(|c| c.not_after > now && !revoked(console, &c.serial))
         .collect();
     if older.is_empty() {
         return;

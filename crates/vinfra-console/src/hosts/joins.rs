@@ -166,8 +166,16 @@ impl Membership for Console {
         acting_now(agents(), || super::reports::screen(self, hello, report));
     }
 
-    fn renew(&self, host: &str, csr_pem: &str, asked: bool) -> Result<(String, String), JoinError> {
-        acting_now(agents(), || super::certs::renew(self, host, csr_pem, asked))
+    fn renew(
+        &self,
+        host: &str,
+        csr_pem: &str,
+        using: Option<&vinfra_proto::pki::CertInfo>,
+        asked: bool,
+    ) -> Result<(String, String), JoinError> {
+        acting_now(agents(), || {
+            super::certs::renew(self, host, csr_pem, using, asked)
+        })
     }
 
     fn certificate_revoked(&self, serial: &str) -> bool {
@@ -175,7 +183,7 @@ impl Membership for Console {
     }
 
     fn certificate_seen(&self, host: &str, cert: &vinfra_proto::pki::CertInfo, der: &[u8]) -> bool {
-        super::certs::seen(self, host, cert, der)
+        acting_now(agents(), || super::certs::seen(self, host, cert, der))
     }
 
     fn hello(&self, report: &HostReport, platform: Option<HostPlatform>) {
