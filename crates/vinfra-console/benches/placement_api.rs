@@ -13,8 +13,10 @@
 //! QEMU: one machine cannot run 100,000).
 //!
 //! Measured: `CREATES` creates (`POST /api/v1/vms`, 2 vCPUs, 4 GiB, start) from `CONCURRENCY`
-//! clients on keep-alive HTTPS connections, each until its 201 (placed, record and NIC claims
-//! written in one store transaction, the event written, the agent's answer in). Per create, the
+//! clients on keep-alive HTTPS connections, each until its task has ended (the API answers 202
+//! with the task once the VM is placed and its record, NIC claims and event are written in one
+//! store transaction; the client follows the task with long polls, `GET
+//! /api/v1/tasks/{id}?wait_s=30`, as `vinfra` does, until the agent's answer is in). Per create, the
 //! fake agent stamps when `CreateVm` arrived and when it answered, which splits each create into
 //! the console's work before the agent, the agent round trip, and the console's work after it.
 //! Then the floor: as many authenticated `GET /api/v1/settings` from the same clients (what the
@@ -45,6 +47,7 @@ use std::time::{Duration, Instant};
 use common::{median_of, ms, ok, Api, Bench, Fleet, FleetHost, SeedVm};
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
+use vinfra_types::task::{Task, TaskState};
 use vinfra_types::HostCapacity;
 
 const TARGET_PER_S: f64 = 10_000.0;
@@ -232,10 +235,35 @@ async fn ported_vm(api: &Api) -> String {
         host: None,
         start: true,
     };
-    let (status, body) = api.post("/api/v1/vms", &req).await;
+    let (status, body) = create_one(api, &req).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = ok(serde_json::from_slice(&body), "the created VM");
     v["host"].as_str().unwrap_or_default().to_string()
+}
+
+/// One create as a client makes it: `POST /api/v1/vms`, then its task followed with long polls
+/// (`GET /api/v1/tasks/{id}?wait_s=30`) to its end. 201 and the VM when the task succeeded;
+/// otherwise the status and body of what failed (the task's problem when it failed).
+async fn create_one(api: &Api, req: &CreateVmRequest) -> (u16, Vec<u8>) {
+    let (status, body) = api.post("/api/v1/vms", req).await;
+    if status != 202 {
+        return (status, body);
+    }
+    let mut task: Task = ok(serde_json::from_slice(&body), "the create's task");
+    while !task.state.is_final() {
+        let (status, body) = api
+            .get(&format!("/api/v1/tasks/{}?wait_s=30", task.id))
+            .await;
+        if status != 200 {
+            return (status, body);
+        }
+        task = ok(serde_json::from_slice(&body), "the create's task");
+    }
+    match (task.state, task.result, task.error) {
+        (TaskState::Succeeded, Some(vm), _) => (201, vm.to_string().into_bytes()),
+        (_, _, Some(problem)) => (problem.status, ok(serde_json::to_vec(&problem), "problem")),
+        (state, ..) => (500, format!("task ended {state:?}").into_bytes()),
+    }
 }
 
 async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<Done>, Duration) {
@@ -250,7 +278,7 @@ async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<D
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(name) = next else { break };
                 let start = Instant::now();
-                let (status, body) = api.post("/api/v1/vms", &request(&name)).await;
+                let (status, body) = create_one(&api, &request(&name)).await;
                 let end = Instant::now();
                 done.lock().unwrap_or_else(|p| p.into_inner()).push(Done {
                     name,

@@ -339,6 +339,22 @@ impl AgentRegistry {
         )
     }
 
+    /// The status of each of `hosts`, and when it was last heard from (on its current or last
+    /// connection; `None` when never): [`Self::observed`] for many hosts under one lock,
+    /// without the reports.
+    pub fn links(&self, hosts: &[String]) -> Vec<(HostStatus, Option<Instant>)> {
+        let inner = self.lock();
+        hosts
+            .iter()
+            .map(|h| {
+                (
+                    self.status_locked(&inner, h),
+                    inner.observed.get(h).map(|o| o.heard),
+                )
+            })
+            .collect()
+    }
+
     /// Latest report and status of every host ever seen since start.
     pub fn snapshot(&self) -> HashMap<String, (HostStatus, Observed)> {
         let inner = self.lock();

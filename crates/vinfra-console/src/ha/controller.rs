@@ -148,8 +148,9 @@ impl HaController {
         let names = console.host_names();
         let mut links = HashMap::new();
         let mut lost = Vec::new();
-        for h in &names {
-            let (status, observed) = console.agents().observed(h);
+        // Every host's link under one lock of the registry (agents report meanwhile).
+        let states = console.agents().links(&names);
+        for (h, (status, heard)) in names.iter().zip(states) {
             let link = match status {
                 HostStatus::Connected => Link::Connected {
                     since: Instant::now(),
@@ -157,7 +158,7 @@ impl HaController {
                 HostStatus::Disconnected => {
                     lost.push(h.clone());
                     Link::Lost {
-                        since: observed.map_or(self.started, |o| o.heard),
+                        since: heard.unwrap_or(self.started),
                     }
                 }
             };

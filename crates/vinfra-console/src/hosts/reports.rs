@@ -174,6 +174,10 @@ pub fn screen(console: &Console, hello: &HostReport, report: &mut HostReport) {
         report.address.clone_from(&hello.address);
         report.capacity = hello.capacity;
     }
+    // The common case first: every VM reported is placed here (one read, nothing copied).
+    if console.vms_placed_on(report.vms.iter().map(|v| v.id), host) {
+        return;
+    }
     report.vms.retain(|v| {
         // The common case first: the VM is placed here (nothing copied).
         if console.vm_placed_on(v.id, host) {

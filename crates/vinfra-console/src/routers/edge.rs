@@ -217,9 +217,15 @@ pub async fn tick(console: &Console, started: Instant) -> bool {
         }
     };
     let summaries: Vec<RouterSummary> = all.iter().map(|v| v.value.router.clone()).collect();
+    let wanted = wants(&summaries);
+    if wanted.is_empty() {
+        // No uplink to elect an edge for: the hosts are not read (every host's record and
+        // link each tick).
+        return false;
+    }
     let hosts = edge_hosts(console, started);
     let mut moved = false;
-    for choice in elect(&wants(&summaries), &hosts) {
+    for choice in elect(&wanted, &hosts) {
         let Some(cur) = all.iter().find(|v| v.value.router.name == choice.router) else {
             continue;
         };

@@ -362,25 +362,32 @@ impl Console {
     /// The record of the VM with this id.
     pub fn vm_by_id(&self, id: uuid::Uuid) -> Option<VmRecord> {
         let vms = read(&self.vms);
-        let name = vms.by_id.get(&id)?;
+        let (name, _) = vms.by_id.get(&id)?;
         vms.by_name.get(name).map(|v| v.value.clone())
     }
 
     /// True when the VM with this id has a record placing it on `host` (no copy, no allocation:
     /// what most VMs of a host's report are).
     pub fn vm_placed_on(&self, id: uuid::Uuid, host: &str) -> bool {
-        let vms = read(&self.vms);
-        vms.by_id
+        read(&self.vms)
+            .by_id
             .get(&id)
-            .and_then(|name| vms.by_name.get(name))
-            .is_some_and(|r| r.value.host == host)
+            .is_some_and(|(_, placed)| placed == host)
+    }
+
+    /// True when every VM with these ids has a record placing it on `host` (one read of the
+    /// mirror for a whole report: what nearly every report is).
+    pub fn vms_placed_on(&self, ids: impl IntoIterator<Item = uuid::Uuid>, host: &str) -> bool {
+        let vms = read(&self.vms);
+        ids.into_iter()
+            .all(|id| vms.by_id.get(&id).is_some_and(|(_, placed)| placed == host))
     }
 
     /// The name, host and HA restart origin (`failed_over.from`) of the VM with this id, without
     /// copying its record.
     pub fn vm_placement(&self, id: uuid::Uuid) -> Option<(String, String, Option<String>)> {
         let vms = read(&self.vms);
-        let name = vms.by_id.get(&id)?;
+        let (name, _) = vms.by_id.get(&id)?;
         let r = &vms.by_name.get(name)?.value;
         Some((
             name.clone(),

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, Notify};
 use vinfra_store::{Op, PendingWrite, Store, Txn};
 use vinfra_types::auth::Actor;
 use vinfra_types::task::{Task, TaskFilter, TaskKind, TaskState};
@@ -58,6 +58,9 @@ struct Entry {
     published: bool,
     cancel: Option<CancelHook>,
     cancel_asked: Option<Actor>,
+    /// Wakes those waiting for this task's end ([`TaskBoard::wait`]): when it ends, and when
+    /// it is no longer kept.
+    ended: Arc<Notify>,
 }
 
 struct Board {
@@ -181,6 +184,7 @@ impl TaskBoard {
                     published: true,
                     cancel: None,
                     cancel_asked: None,
+                    ended: Arc::default(),
                 },
             );
         }
@@ -260,6 +264,7 @@ impl TaskBoard {
                 published: false,
                 cancel: None,
                 cancel_asked: None,
+                ended: Arc::default(),
             },
         );
         let handle = TaskHandle {
@@ -297,7 +302,7 @@ impl TaskBoard {
             self.metrics.task_ended(record.task.kind, record.task.state);
         }
         for old in pruned {
-            b.tasks.remove(&old);
+            forget(&mut b, old);
         }
         let _ = self.changes.send(record.task.clone());
         drop(b);
@@ -321,6 +326,9 @@ impl TaskBoard {
         let Some(e) = b.tasks.get_mut(&id) else {
             return;
         };
+        // Those waiting for its end look again once the board is unlocked (they read it
+        // under the lock).
+        e.ended.notify_waiters();
         let t = &mut e.record.task;
         let ends_now = !t.state.is_final();
         t.ended_at = Some(now_s());
@@ -371,7 +379,7 @@ impl TaskBoard {
         let pending = match self.write(ops) {
             Ok(pending) => {
                 for old in pruned {
-                    b.tasks.remove(&old);
+                    forget(&mut b, old);
                 }
                 Some(pending)
             }
@@ -456,20 +464,24 @@ impl TaskBoard {
         self.changes.subscribe()
     }
 
-    /// The task once it has ended, or as it is after `wait`.
+    /// The task once it has ended, or as it is after `wait`. Woken by this task's end alone
+    /// (not by every change of every task: many clients follow their tasks at once).
     pub async fn wait(&self, id: u64, wait: Duration) -> Option<Task> {
-        let mut changes = self.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
+        let ended = lock(&self.board)
+            .tasks
+            .get(&id)
+            .filter(|e| e.published)
+            .map(|e| e.ended.clone())?;
         loop {
+            // Registered before the task is read: an end in between still wakes it.
+            let woken = ended.notified();
             let task = self.get(id)?;
             if task.state.is_final() {
                 return Some(task);
             }
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Err(_) => return self.get(id),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return self.get(id),
-                // Lagged or a change (of any task): look again.
-                Ok(_) => {}
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return self.get(id);
             }
         }
     }
@@ -526,6 +538,13 @@ fn settle(pending: PendingWrite, id: u64) {
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => drop(rt.spawn_blocking(wait)),
         Err(_) => wait(),
+    }
+}
+
+/// Removes task `id` from the board, waking those waiting for it (it is gone).
+fn forget(b: &mut Board, id: u64) {
+    if let Some(e) = b.tasks.remove(&id) {
+        e.ended.notify_waiters();
     }
 }
 

@@ -11,7 +11,9 @@ use super::records::{Versioned, VmRecord};
 pub(super) struct VmMirror {
     pub(super) by_name: BTreeMap<String, Versioned<VmRecord>>,
     pub(super) by_host: HashMap<String, BTreeSet<String>>,
-    pub(super) by_id: HashMap<uuid::Uuid, String>,
+    /// The name and host of each VM by id: a reported VM is checked against its placement
+    /// with one hash lookup (agents report every VM of theirs every few seconds).
+    pub(super) by_id: foldhash::HashMap<uuid::Uuid, (String, String)>,
     /// The VMs with an HA restart mark, by the host the mark names (few, usually none).
     pub(super) failed_over: HashMap<String, BTreeSet<String>>,
     /// The VMs with a NIC on each network.
@@ -52,7 +54,8 @@ impl VmMirror {
             .entry(rec.value.host.clone())
             .or_default()
             .insert(name.clone());
-        self.by_id.insert(rec.value.id, name.clone());
+        self.by_id
+            .insert(rec.value.id, (name.clone(), rec.value.host.clone()));
         if let Some(f) = &rec.value.failed_over {
             index_add(&mut self.failed_over, &f.from, &name);
         }
@@ -74,7 +77,11 @@ impl VmMirror {
                 self.by_host.remove(&old.value.host);
             }
         }
-        if self.by_id.get(&old.value.id).is_some_and(|n| n == name) {
+        if self
+            .by_id
+            .get(&old.value.id)
+            .is_some_and(|(n, _)| n == name)
+        {
             self.by_id.remove(&old.value.id);
         }
         if let Some(f) = &old.value.failed_over {
