@@ -160,8 +160,9 @@ pub const API_HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default number of REST API connections served at once.
 pub const API_MAX_CONNECTIONS: usize = 256;
 /// Requests one HTTP/2 connection may have in flight at once (its `SETTINGS_MAX_CONCURRENT_
-/// STREAMS`; hyper's own default is 200): one connection holds at most this many requests, so
-/// the connection cap bounds the requests in flight to 256 × 32 rather than 256 × 200.
+/// STREAMS`; hyper's own default is 200): one connection has at most this many requests open
+/// at a time (256 × 32 over the connection cap, not 256 × 200). Work a handler started goes on
+/// after its client resets the stream, so this bounds open requests, not the work behind them.
 pub const API_MAX_STREAMS: u32 = 32;
 
 impl Default for ApiLimits {

@@ -374,28 +374,44 @@ impl Datapath {
     fn send_tx(&mut self, source: Source, now: Duration) {
         // Each frame: what the batch holds, then what it left in a received frame.
         let (bufs, received) = (&self.bufs, &self.frames);
+        // A tail not found where it was received (which the core never makes) would send the
+        // headers alone with lengths that claim it: such a frame is dropped and counted.
+        let mut lost: Vec<u32> = Vec::new();
         let frames: Vec<(&TxFrame, Outgoing<'_>)> = self
             .tx
             .iter()
-            .map(|(f, head)| {
-                let tail = f.tail().map_or(&[][..], |t| {
-                    received
-                        .get(t.input)
-                        .zip(bufs.get(t.input))
-                        .and_then(|(r, buf)| buf.get(r.range.clone()))
-                        .and_then(|input| input.get(t.range.clone()))
-                        .unwrap_or(&[])
-                });
-                (
+            .filter_map(|(f, head)| {
+                let tail = match f.tail() {
+                    None => &[][..],
+                    Some(t) => {
+                        let found = received
+                            .get(t.input)
+                            .zip(bufs.get(t.input))
+                            .and_then(|(r, buf)| buf.get(r.range.clone()))
+                            .and_then(|input| input.get(t.range.clone()));
+                        debug_assert!(found.is_some(), "a frame's tail outside its input");
+                        let Some(tail) = found else {
+                            lost.push(f.port.0);
+                            return None;
+                        };
+                        tail
+                    }
+                };
+                Some((
                     f,
                     Outgoing {
                         head,
                         tail,
                         vtep: f.vtep,
                     },
-                )
+                ))
             })
             .collect();
+        for port in lost {
+            if let Some(out) = self.ports.get_mut(&port) {
+                out.out.tx_errors += 1;
+            }
+        }
         let mut joined = Vec::new();
         let batched = frames.iter().any(|(f, _)| {
             self.ports

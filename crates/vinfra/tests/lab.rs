@@ -73,17 +73,30 @@ fn lab_comes_up_and_a_vm_boots() {
             }
         }
     });
-    writeln!(typed, "hello-from-cli").expect("type a line");
+    // Typed again every 15 s until answered: one POST may time out on a loaded lab host.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
+    let mut retype = Instant::now();
     while !String::from_utf8_lossy(&seen).contains("VINFRA-TYPED hello-from-cli") {
+        if Instant::now() >= retype {
+            writeln!(typed, "hello-from-cli").expect("type a line");
+            retype = Instant::now() + Duration::from_secs(15);
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_timeout(left.min(Duration::from_secs(1))) {
             Ok(chunk) => seen.extend(chunk),
-            Err(_) => panic!(
-                "vinfra vm console --follow: no answer to the typed line in 60 s; printed: {}",
-                String::from_utf8_lossy(&seen)
-            ),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+            Err(_) => {
+                drop(typed);
+                let ended = console.stop();
+                panic!(
+                    "vinfra vm console --follow: no answer to the typed line ({:?}); printed: {}; \
+                     stderr: {}",
+                    ended.status,
+                    String::from_utf8_lossy(&seen),
+                    String::from_utf8_lossy(&ended.stderr)
+                );
+            }
         }
     }
     drop(typed);

@@ -439,7 +439,7 @@ fn cancelling_a_migration_leaves_the_vm_running_on_the_source() {
         "vinfra task cancel {task_id}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The task ends cancelled, with the migration's last progress as its error's reason.
+    // The task ends cancelled.
     let waited = vinfra(
         &[
             "--output",

@@ -140,7 +140,8 @@ impl<'a> Parts<'a> {
 }
 
 /// Sends `groups` of `parts` with `sendmmsg` calls; see [`super::PortIo::send_batch`]. A UDP GSO
-/// message the kernel refuses is sent again as single datagrams, and GSO is turned off.
+/// message the kernel refuses is sent again as single datagrams, and GSO is turned off when the
+/// kernel says it cannot do it.
 pub(super) fn send_groups(
     socket: &impl AsRawFd,
     parts: &Parts<'_>,
@@ -172,11 +173,15 @@ pub(super) fn send_groups(
             Ok(n) => g += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return group.frames.start,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) if group.segment != 0 => {
-                // Not taken as GSO (e.g. no checksum offload on the route's device): send its
-                // datagrams one by one from now on.
-                if let Some(flag) = udp_gso {
-                    flag.set(false);
+            Err(e) if group.segment != 0 => {
+                // Not taken as GSO: sent again as single datagrams. The kernel's "not
+                // supported" answers (EIO: no checksum offload on the route's device; EINVAL:
+                // a segment size it refuses) turn GSO off from now on; anything else (no route
+                // or no buffer for now, a smaller path MTU) leaves it on for the next message.
+                if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+                    if let Some(flag) = udp_gso {
+                        flag.set(false);
+                    }
                 }
                 let singles: Vec<FrameGroup> = group
                     .frames

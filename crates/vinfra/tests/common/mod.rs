@@ -424,6 +424,14 @@ impl Running {
         self.child.as_mut()?.stdout.take()
     }
 
+    /// Kills the command (if it still runs) and returns what it wrote (but what was taken with
+    /// [`Running::stdout`]) and how it ended.
+    pub fn stop(mut self) -> Output {
+        let mut child = self.child.take().expect("a running command");
+        let _ = child.kill();
+        child.wait_with_output().expect("the command's output")
+    }
+
     /// Waits up to `timeout` for the command to end; its output, or a panic naming `what`.
     pub fn wait(mut self, what: &str, timeout: Duration) -> Output {
         let mut child = self.child.take().expect("a running command");
