@@ -660,13 +660,13 @@ pub async fn start(config: ConsoleConfig) -> Result<RunningConsole, ConsoleError
     let request_limits = Arc::new(request_limits);
     // The web console's forms are read within the API's body time too: a body sent slowly
     // (or never) must not hold one of the listener's connections.
-    let web = web::router(console.clone()).layer(axum::middleware::from_fn_with_state(
-        request_limits.clone(),
-        api::limits::read_body,
-    ));
+    // One budget of refused tokens per client for the API and the login form.
+    let web = web::router_with(console.clone(), request_limits.refusals()).layer(
+        axum::middleware::from_fn_with_state(request_limits.clone(), api::limits::read_body),
+    );
     let app = api::router_with(console.clone(), request_limits)
         .merge(web)
-        // The peer's address, for the web console's login limit.
+        // The peer's address, for the limit on refused tokens (API and login form).
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     // No Nagle: a response written in two parts would wait for the client's delayed ACK.
     let accept = api::connections::LimitedAcceptor::new(

@@ -3,7 +3,8 @@
 //! body; HTTP/2 connections that never send a request) neither stop it from answering a normal
 //! client nor stay open past their timeouts; past the connection cap a new connection waits
 //! for a slot or, past as many waiting, is closed at once; an idle HTTP/2 connection is closed;
-//! each token is held to its rate; a too-large body is 413 over HTTP/1.1 and HTTP/2.
+//! each token is held to its rate; refused tokens are limited per client address; a too-large
+//! body is 413 over HTTP/1.1 and HTTP/2.
 
 mod common;
 
@@ -289,7 +290,8 @@ async fn each_token_is_held_to_its_rate() {
         let r = c.call_with("GET", "/api/v1/vms", None, Some(&viewer)).await;
         assert_eq!(r.status, 200);
     }
-    for _ in 0..10 {
+    // (Fewer than the 10 refused tokens a minute that would hold this address back.)
+    for _ in 0..9 {
         let r = c
             .call_with("GET", "/api/v1/vms", None, Some("vinfra_wrong"))
             .await;
@@ -307,6 +309,68 @@ async fn each_token_is_held_to_its_rate() {
     // The bucket refills at one a second.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     assert_eq!(c.call("GET", "/api/v1/vms", None).await.status, 200);
+    c.shutdown().await;
+}
+
+/// Refused bearer tokens are limited per client address: ten within a minute are 401, then
+/// the address is 429 problem+json with `Retry-After`, its token not tried (a right one
+/// included); a client on another address with the right token is answered, and its own wrong
+/// tokens are counted apart.
+#[tokio::test]
+async fn refused_tokens_are_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, true).await;
+    let wrong = |i: usize| format!("vinfra_wrong{i}");
+    for i in 0..10 {
+        let r = c
+            .call_with("GET", "/api/v1/vms", None, Some(&wrong(i)))
+            .await;
+        assert_problem(&r, 401);
+    }
+    let refused = c
+        .client
+        .get(format!("{}/api/v1/vms", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    let r = c
+        .call_with("GET", "/api/v1/vms", None, Some(&wrong(10)))
+        .await;
+    assert_problem(&r, 429);
+    assert_eq!(r.body["type"], "/problems/too-many-requests");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many refused bearer tokens"),
+        "{:?}",
+        r.body
+    );
+
+    // Another address of the loopback (the console listens on 127.0.0.1).
+    let tls = pki::client_config(&c.running.ca_pem, None).unwrap();
+    let other = reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let get = |token: String| {
+        other
+            .get(format!("{}/api/v1/vms", c.base))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get(c.token.clone()).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get(wrong(0)).await.unwrap().status().as_u16(), 401);
+    assert_eq!(get(c.token.clone()).await.unwrap().status().as_u16(), 200);
     c.shutdown().await;
 }
 

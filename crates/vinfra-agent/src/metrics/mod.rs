@@ -3,7 +3,8 @@
 //!
 //! - [`names`]: the metric families.
 //! - [`snapshot`]: what a scrape shows ([`ScrapeSnapshot`]).
-//! - [`render`]: a [`ScrapeSnapshot`] into the text, through a Prometheus recorder of its own.
+//! - [`render`]: a [`ScrapeSnapshot`] into the text, family by family.
+//! - [`text`]: the Prometheus text format, written into one `String` (escaping included).
 //! - [`scrape`]: the snapshot read now from the manager, the console contact, `/proc` and the
 //!   switch (one `get_counters` request), each part within a bound.
 //! - [`serve`]: the HTTP listener (`vinfra agent --metrics-listen`), on a management or
@@ -11,17 +12,19 @@
 //!
 //! Every value is read at the scrape from what the agent already keeps (the VMs' latest
 //! observations, the contact's counters) or asks for once (the switch's counters, each running
-//! QEMU's `/proc/<pid>/io`): nothing is recorded between scrapes, so a scrape renders a
-//! recorder made for it, and a VM that is gone has no series any more.
+//! QEMU's `/proc/<pid>/io`): nothing is recorded between scrapes, so a scrape writes the text
+//! from its snapshot alone, and a VM that is gone has no series any more.
 
 pub mod names;
 pub mod render;
+#[cfg(test)]
+mod render_tests;
 pub mod scrape;
 pub mod serve;
 pub mod snapshot;
-
 #[cfg(test)]
 mod tests;
+pub mod text;
 
 pub use render::render;
 pub use scrape::scrape;

@@ -4,8 +4,8 @@
 pub const VMS: &str = "vinfra_agent_vms";
 /// 1 while the VM's QEMU runs and answered the latest observation (gauge, label `vm`).
 pub const VM_UP: &str = "vinfra_agent_vm_up";
-/// CPU time of the VM's QEMU, user and system (counter, milliseconds: the exporter's counters
-/// are integers; label `vm`).
+/// CPU time of the VM's QEMU, user and system (counter, milliseconds: counters are integers;
+/// label `vm`).
 pub const VM_CPU: &str = "vinfra_agent_vm_cpu_milliseconds_total";
 /// vCPUs as defined (gauge, label `vm`).
 pub const VM_VCPUS: &str = "vinfra_agent_vm_vcpus";

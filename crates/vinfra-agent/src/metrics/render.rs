@@ -1,20 +1,17 @@
-//! A [`ScrapeSnapshot`] into the Prometheus text format, through a `metrics-exporter-prometheus`
-//! recorder made for the scrape (never the process's global recorder): every value is set
-//! from the snapshot, so a series of a VM, port or network that is gone is in no later scrape.
+//! A [`ScrapeSnapshot`] into the Prometheus text format, written family by family straight
+//! into one `String` ([`super::text`]): every value comes from the snapshot, so a series of a
+//! VM, port or network that is gone is in no later scrape. Each VM's and each port's labels
+//! are escaped once and written in every family of theirs.
 
 use std::collections::HashMap;
 
-use metrics::{Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use uuid::Uuid;
 use vinfra_types::network::TrafficCounters;
 use vinfra_types::PowerState;
 
 use super::names::*;
 use super::snapshot::{ScrapeSnapshot, SwitchSample};
-
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+use super::text::{FamilyKind, Labels, Text, Value};
 
 /// The states of [`VMS`], each set at every scrape (0 when no VM is in it).
 const STATES: [PowerState; 7] = [
@@ -27,48 +24,138 @@ const STATES: [PowerState; 7] = [
     PowerState::Unknown,
 ];
 
-/// The scrape's recorder.
-struct Out(PrometheusRecorder);
+/// Bytes of text to reserve per VM (about 13 series of 70 bytes with one NIC).
+const BYTES_PER_VM: usize = 1024;
 
-impl Out {
-    fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
-        Key::from_parts(
-            name,
-            labels
-                .iter()
-                .map(|(k, v)| Label::new(*k, v.to_string()))
-                .collect::<Vec<_>>(),
-        )
+/// The text of `GET /metrics` for `s`.
+pub fn render(s: &ScrapeSnapshot) -> String {
+    let mut t = Text::with_capacity(4096 + s.vms.len() * BYTES_PER_VM);
+    vms(&mut t, s);
+    begin(&mut t, CONSOLE_CONNECTED, FamilyKind::Gauge);
+    t.series(&Labels::NONE, f64::from(u8::from(s.console_connected)));
+    begin(&mut t, CONSOLE_CONTACT_AGE, FamilyKind::Gauge);
+    if let Some(age) = s.contact_age {
+        t.series(&Labels::NONE, age.as_secs_f64());
     }
+    begin(&mut t, REPORTS_SENT, FamilyKind::Counter);
+    t.series(&Labels::NONE, s.reports_sent);
+    switch(&mut t, s);
+    t.finish()
+}
 
-    fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        self.0
-            .register_gauge(&Self::key(name, labels), &METADATA)
-            .set(value);
+/// Starts the family `name` with its help from [`HELP`].
+fn begin(t: &mut Text, name: &'static str, kind: FamilyKind) {
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, h)| *h);
+    t.family(name, help, kind);
+}
+
+/// The family `name`: a series for each row that has a value.
+fn family<'a, R: 'a, V: Value>(
+    t: &mut Text,
+    name: &'static str,
+    kind: FamilyKind,
+    rows: impl IntoIterator<Item = &'a R>,
+    f: impl Fn(&'a R) -> Option<(&'a Labels, V)>,
+) {
+    begin(t, name, kind);
+    for (labels, value) in rows.into_iter().filter_map(f) {
+        t.series(labels, value);
     }
+}
 
-    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
-        self.0
-            .register_counter(&Self::key(name, labels), &METADATA)
-            .absolute(value);
+/// A VM's values.
+struct VmRow {
+    labels: Labels,
+    up: bool,
+    vcpus: u32,
+    memory: u64,
+    /// CPU milliseconds and resident bytes, while its QEMU runs.
+    process: Option<(u64, u64)>,
+    disk: Option<(u64, u64)>,
+}
+
+fn vms(t: &mut Text, s: &ScrapeSnapshot) {
+    let mut by_state: HashMap<&'static str, u64> = HashMap::new();
+    let rows: Vec<VmRow> = s
+        .vms
+        .iter()
+        .map(|vm| {
+            let obs = vm.observed.as_ref();
+            let state = obs.map_or(PowerState::Unknown, |o| o.state);
+            *by_state.entry(state.as_str()).or_default() += 1;
+            let up = obs.is_some_and(|o| o.pid.is_some() && !o.unresponsive)
+                && !matches!(
+                    state,
+                    PowerState::Stopped | PowerState::Crashed | PowerState::Unknown
+                );
+            VmRow {
+                labels: Labels::new(&[("vm", &vm.name)]),
+                up,
+                vcpus: vm.vcpus,
+                memory: vm.memory_mib << 20,
+                process: obs
+                    .filter(|o| o.pid.is_some())
+                    .map(|o| (o.usage.cpu_time_ms, o.usage.rss_mib << 20)),
+                disk: s.disk_io.get(&vm.id).copied(),
+            }
+        })
+        .collect();
+    begin(t, VMS, FamilyKind::Gauge);
+    for state in STATES {
+        let n = by_state.get(state.as_str()).copied().unwrap_or(0);
+        t.series_with(&Labels::NONE, Some(("state", state.as_str())), n as f64);
     }
+    family(t, VM_UP, FamilyKind::Gauge, &rows, |r| {
+        Some((&r.labels, f64::from(u8::from(r.up))))
+    });
+    // Milliseconds: the counters are integers.
+    family(t, VM_CPU, FamilyKind::Counter, &rows, |r| {
+        Some((&r.labels, r.process?.0))
+    });
+    family(t, VM_VCPUS, FamilyKind::Gauge, &rows, |r| {
+        Some((&r.labels, f64::from(r.vcpus)))
+    });
+    family(t, VM_MEMORY, FamilyKind::Gauge, &rows, |r| {
+        Some((&r.labels, r.memory as f64))
+    });
+    family(t, VM_RSS, FamilyKind::Gauge, &rows, |r| {
+        Some((&r.labels, r.process?.1 as f64))
+    });
+    family(t, VM_DISK_READ, FamilyKind::Counter, &rows, |r| {
+        Some((&r.labels, r.disk?.0))
+    });
+    family(t, VM_DISK_WRITTEN, FamilyKind::Counter, &rows, |r| {
+        Some((&r.labels, r.disk?.1))
+    });
+}
 
-    /// A port's or a network's traffic: four counters and its drops by reason.
-    fn traffic(
-        &self,
-        names: [&'static str; 5],
-        labels: &[(&'static str, &str)],
-        t: &TrafficCounters,
-    ) {
-        let [rx_p, rx_b, tx_p, tx_b, drops] = names;
-        self.counter(rx_p, labels, t.rx_packets);
-        self.counter(rx_b, labels, t.rx_bytes);
-        self.counter(tx_p, labels, t.tx_packets);
-        self.counter(tx_b, labels, t.tx_bytes);
-        for (reason, n) in &t.drops {
-            let mut l = labels.to_vec();
-            l.push(("reason", reason));
-            self.counter(drops, &l, *n);
+/// A port's or a network's values.
+struct TrafficRow<'a> {
+    labels: Labels,
+    traffic: &'a TrafficCounters,
+    /// A port's I/O errors (receive, send), where the switch has them.
+    errors: Option<(u64, u64)>,
+}
+
+/// The four traffic families and the drops of `rows`, named by `names`.
+fn traffic(t: &mut Text, names: [&'static str; 5], rows: &[TrafficRow]) {
+    let [rx_p, rx_b, tx_p, tx_b, drops] = names;
+    let c = FamilyKind::Counter;
+    family(t, rx_p, c, rows, |r| {
+        Some((&r.labels, r.traffic.rx_packets))
+    });
+    family(t, rx_b, c, rows, |r| Some((&r.labels, r.traffic.rx_bytes)));
+    family(t, tx_p, c, rows, |r| {
+        Some((&r.labels, r.traffic.tx_packets))
+    });
+    family(t, tx_b, c, rows, |r| Some((&r.labels, r.traffic.tx_bytes)));
+    begin(t, drops, c);
+    for r in rows {
+        for (reason, n) in &r.traffic.drops {
+            t.series_with(&r.labels, Some(("reason", reason)), *n);
         }
     }
 }
@@ -88,86 +175,37 @@ const NETWORK: [&str; 5] = [
     NETWORK_DROPS,
 ];
 
-/// The text of `GET /metrics` for `s`.
-pub fn render(s: &ScrapeSnapshot) -> String {
-    let out = Out(PrometheusBuilder::new().build_recorder());
-    for (name, help) in HELP {
-        // One description per name, whatever its kind.
-        out.0.describe_counter(
-            KeyName::from_const_str(name),
-            None,
-            SharedString::const_str(help),
-        );
-    }
-    vms(&out, s);
-    out.gauge(
-        CONSOLE_CONNECTED,
-        &[],
-        f64::from(u8::from(s.console_connected)),
-    );
-    if let Some(age) = s.contact_age {
-        out.gauge(CONSOLE_CONTACT_AGE, &[], age.as_secs_f64());
-    }
-    out.counter(REPORTS_SENT, &[], s.reports_sent);
-    switch(&out, s);
-    out.0.handle().render()
-}
-
-fn vms(out: &Out, s: &ScrapeSnapshot) {
-    let mut by_state: HashMap<&'static str, u64> = HashMap::new();
-    for vm in &s.vms {
-        let labels = [("vm", vm.name.as_str())];
-        let obs = vm.observed.as_ref();
-        let state = obs.map_or(PowerState::Unknown, |o| o.state);
-        *by_state.entry(state.as_str()).or_default() += 1;
-        let up = obs.is_some_and(|o| o.pid.is_some() && !o.unresponsive)
-            && !matches!(
-                state,
-                PowerState::Stopped | PowerState::Crashed | PowerState::Unknown
-            );
-        out.gauge(VM_UP, &labels, f64::from(u8::from(up)));
-        out.gauge(VM_VCPUS, &labels, f64::from(vm.vcpus));
-        out.gauge(VM_MEMORY, &labels, (vm.memory_mib << 20) as f64);
-        if let Some(o) = obs.filter(|o| o.pid.is_some()) {
-            // Milliseconds: the recorder's counters are integers.
-            out.counter(VM_CPU, &labels, o.usage.cpu_time_ms);
-            out.gauge(VM_RSS, &labels, (o.usage.rss_mib << 20) as f64);
-        }
-        if let Some((read, written)) = s.disk_io.get(&vm.id) {
-            out.counter(VM_DISK_READ, &labels, *read);
-            out.counter(VM_DISK_WRITTEN, &labels, *written);
-        }
-    }
-    for state in STATES {
-        let n = by_state.get(state.as_str()).copied().unwrap_or(0);
-        out.gauge(VMS, &[("state", state.as_str())], n as f64);
-    }
-}
-
-fn switch(out: &Out, s: &ScrapeSnapshot) {
+fn switch(t: &mut Text, s: &ScrapeSnapshot) {
     let (view, named) = match &s.switch {
         SwitchSample::None => return,
         SwitchSample::Down => {
-            out.gauge(SWITCH_UP, &[], 0.0);
+            begin(t, SWITCH_UP, FamilyKind::Gauge);
+            t.series(&Labels::NONE, 0.0);
             return;
         }
         SwitchSample::Up(both) => (&both.0, &both.1),
     };
-    out.gauge(SWITCH_UP, &[], 1.0);
+    begin(t, SWITCH_UP, FamilyKind::Gauge);
+    t.series(&Labels::NONE, 1.0);
     let names: HashMap<Uuid, &str> = s.vms.iter().map(|v| (v.id, v.name.as_str())).collect();
-    for p in &named.ports {
-        let id = p.vm_id.to_string();
-        let vm = names.get(&p.vm_id).copied().unwrap_or(&id);
-        let nic = p.nic.to_string();
-        let labels = [
-            ("port", "vm"),
-            ("vm", vm),
-            ("nic", nic.as_str()),
-            ("network", p.network.as_str()),
-        ];
-        out.traffic(PORT, &labels, &p.traffic);
-        port_errors(out, &labels, p.rx_errors, p.tx_errors);
-    }
+    let mut ports: Vec<TrafficRow> = named
+        .ports
+        .iter()
+        .map(|p| {
+            let id = p.vm_id.to_string();
+            let vm = names.get(&p.vm_id).copied().unwrap_or(&id);
+            TrafficRow {
+                labels: Labels::new(&[
+                    ("port", "vm"),
+                    ("vm", vm),
+                    ("nic", &p.nic.to_string()),
+                    ("network", &p.network),
+                ]),
+                traffic: &p.traffic,
+                errors: Some((p.rx_errors, p.tx_errors)),
+            }
+        })
+        .collect();
     for (port, traffic, id) in [
         ("uplink", &named.uplink, vinfra_switch_control::UPLINK_PORT),
         (
@@ -176,48 +214,74 @@ fn switch(out: &Out, s: &ScrapeSnapshot) {
             crate::network::attachment::TRUNK_PORT,
         ),
     ] {
-        if let Some(t) = traffic {
-            let labels = [("port", port)];
-            out.traffic(PORT, &labels, t);
-            if let Some(c) = view.port(id) {
-                port_errors(out, &labels, c.rx_errors, c.tx_errors);
-            }
+        if let Some(traffic) = traffic {
+            ports.push(TrafficRow {
+                labels: Labels::new(&[("port", port)]),
+                traffic,
+                errors: view.port(id).map(|c| (c.rx_errors, c.tx_errors)),
+            });
         }
     }
-    for n in &named.networks {
-        let labels = [("network", n.network.as_str())];
-        out.traffic(NETWORK, &labels, &n.traffic);
-        out.counter(NETWORK_FLOODED, &labels, n.flooded);
-        out.counter(NETWORK_ARP_SUPPRESSED, &labels, n.arp_suppressed);
+    traffic(t, PORT, &ports);
+    begin(t, PORT_ERRORS, FamilyKind::Counter);
+    for r in &ports {
+        if let Some((rx, tx)) = r.errors {
+            t.series_with(&r.labels, Some(("direction", "rx")), rx);
+            t.series_with(&r.labels, Some(("direction", "tx")), tx);
+        }
     }
+
+    let networks: Vec<TrafficRow> = named
+        .networks
+        .iter()
+        .map(|n| TrafficRow {
+            labels: Labels::new(&[("network", &n.network)]),
+            traffic: &n.traffic,
+            errors: None,
+        })
+        .collect();
+    traffic(t, NETWORK, &networks);
+    let c = FamilyKind::Counter;
+    let flooded = named.networks.iter().map(|n| n.flooded);
+    begin(t, NETWORK_FLOODED, c);
+    for (r, n) in networks.iter().zip(flooded) {
+        t.series(&r.labels, n);
+    }
+    let suppressed = named.networks.iter().map(|n| n.arp_suppressed);
+    begin(t, NETWORK_ARP_SUPPRESSED, c);
+    for (r, n) in networks.iter().zip(suppressed) {
+        t.series(&r.labels, n);
+    }
+
+    begin(t, SWITCH_DROPS, c);
     for (reason, n) in &named.switch_drops {
-        out.counter(SWITCH_DROPS, &[("reason", reason)], *n);
+        t.series_with(&Labels::NONE, Some(("reason", reason)), *n);
     }
-    for r in &named.routers {
-        let labels = [("router", r.router.as_str())];
-        out.counter(ROUTER_ROUTED, &labels, r.routed_packets);
+
+    let routers: Vec<Labels> = named
+        .routers
+        .iter()
+        .map(|r| Labels::new(&[("router", &r.router)]))
+        .collect();
+    begin(t, ROUTER_ROUTED, c);
+    for (labels, r) in routers.iter().zip(&named.routers) {
+        t.series(labels, r.routed_packets);
+    }
+    begin(t, ROUTER_DROPS, c);
+    for (labels, r) in routers.iter().zip(&named.routers) {
         for (reason, n) in &r.drops {
-            out.counter(
-                ROUTER_DROPS,
-                &[("router", &r.router), ("reason", reason)],
-                *n,
-            );
+            t.series_with(labels, Some(("reason", reason)), *n);
         }
     }
+
     if !view.rx_batches.is_empty() {
+        begin(t, RX_BATCHES, c);
         let mut frames = 0u64;
         for (size, n) in view.rx_batches.iter().enumerate().skip(1) {
-            out.counter(RX_BATCHES, &[("frames", &size.to_string())], *n);
+            t.series_with(&Labels::NONE, Some(("frames", &size.to_string())), *n);
             frames = frames.saturating_add((size as u64).saturating_mul(*n));
         }
-        out.counter(RX_BATCH_FRAMES, &[], frames);
-    }
-}
-
-fn port_errors(out: &Out, labels: &[(&'static str, &str)], rx: u64, tx: u64) {
-    for (direction, n) in [("rx", rx), ("tx", tx)] {
-        let mut l = labels.to_vec();
-        l.push(("direction", direction));
-        out.counter(PORT_ERRORS, &l, n);
+        begin(t, RX_BATCH_FRAMES, c);
+        t.series(&Labels::NONE, frames);
     }
 }

@@ -1,5 +1,5 @@
 //! Per-request limits of the REST API: how large and how slow a body may be, how often a token
-//! may ask.
+//! may ask, how many refused tokens a client may send.
 //!
 //! [`read_body`] reads every request's body before anything else looks at it: at most
 //! [`MAX_BODY`] bytes, all of it within the body timeout. A body past the
@@ -8,7 +8,8 @@
 //! HTTP/2 stream reset mid-send. A body that does not arrive within the timeout is 408 (the
 //! slow-POST form of slowloris).
 //!
-//! [`rate_limit`] runs after the bearer token is checked: each token name has a bucket of
+//! Refused bearer tokens are limited per client before that ([`super::throttle`], applied by
+//! the auth middleware). [`rate_limit`] runs after the bearer token is checked: each token name has a bucket of
 //! `burst` requests refilled at `per_second` (GCRA, the `governor` crate); a request finding it
 //! empty is 429 with `Retry-After`.
 
@@ -27,6 +28,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::problem::ApiError;
+use super::throttle::RefusalThrottle;
 use crate::interface::TokenHolder;
 
 /// Largest request body accepted.
@@ -96,6 +98,7 @@ type Limiter = RateLimiter<Arc<str>, DefaultKeyedStateStore<Arc<str>>, DefaultCl
 pub struct RequestLimits {
     body_timeout: Duration,
     rate: Option<Limiter>,
+    refusals: Arc<RefusalThrottle>,
 }
 
 impl RequestLimits {
@@ -106,7 +109,14 @@ impl RequestLimits {
             rate: rate.map(|r| {
                 RateLimiter::hashmap(Quota::per_second(r.per_second).allow_burst(r.burst))
             }),
+            refusals: Arc::new(RefusalThrottle::default()),
         }
+    }
+
+    /// The refused bearer tokens of each client, also given to the web console's login so
+    /// that a client has one budget for both.
+    pub fn refusals(&self) -> Arc<RefusalThrottle> {
+        self.refusals.clone()
     }
 }
 

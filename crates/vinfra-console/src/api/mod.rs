@@ -1,6 +1,7 @@
 //! The REST API: axum routes that parse requests into [`Command`](crate::interface::Command)s
-//! and render their [`Reply`](crate::interface::Reply)s, bearer-token authentication and the
-//! role check ([`access`]), problem+json errors and the OpenAPI document.
+//! and render their [`Reply`](crate::interface::Reply)s, bearer-token authentication (refused
+//! tokens limited per client: [`throttle`]) and the role check ([`access`]), problem+json
+//! errors and the OpenAPI document.
 //!
 //! It depends on [`crate::interface`] only (and `vinfra-types`): the router is generic over
 //! [`ConsoleApi`], so the routes are tested against a stub as they are against the console.
@@ -18,12 +19,15 @@ pub mod pages;
 pub mod problem;
 pub mod routes;
 pub mod task_routes;
+pub mod throttle;
 pub mod token_routes;
 pub mod vm_routes;
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -226,7 +230,7 @@ fn guarded<A: ConsoleApi>(
             limits::rate_limit,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
-            console.clone(),
+            (console.clone(), limits.refusals()),
             auth::<A>,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -238,12 +242,24 @@ fn guarded<A: ConsoleApi>(
 /// Bearer-token check, then the role check: 401 problem+json when the token is missing,
 /// unknown, expired or revoked; 403 when its role is below what the route needs
 /// ([`access::required_role`], `admin` for a route it does not know). The token's name and
-/// role go to the handler in the request's extensions ([`extract::Caller`]).
+/// role go to the handler in the request's extensions ([`extract::Caller`]). A client (an
+/// address, an IPv6 /64) whose tokens were refused [`throttle::MAX_FAILURES`] times within
+/// [`throttle::WINDOW`] is answered 429 with `Retry-After` before its token is tried; a
+/// request without a token is not counted.
 async fn auth<A: ConsoleApi>(
-    State(console): State<Arc<A>>,
+    State((console, refusals)): State<(Arc<A>, Arc<throttle::RefusalThrottle>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
+    // Without the connection's address (a router served without it), one shared limit.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
+    let now = Instant::now();
+    if let Some(retry_after_s) = refusals.blocked(client, now) {
+        return ApiError::Refused { retry_after_s }.into_response();
+    }
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -257,17 +273,19 @@ async fn auth<A: ConsoleApi>(
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
     else {
+        refusals.failed(client, now);
         return ApiError::Unauthorized("invalid bearer token").into_response();
     };
     let holder = match console.authenticate(token) {
         Ok(holder) => holder,
         Err(refusal) => {
+            refusals.failed(client, now);
             return ApiError::Unauthorized(match refusal {
                 TokenRefusal::Unknown => "invalid bearer token",
                 TokenRefusal::Expired => "the bearer token has expired",
                 TokenRefusal::Revoked => "the bearer token has been revoked",
             })
-            .into_response()
+            .into_response();
         }
     };
     let route = req

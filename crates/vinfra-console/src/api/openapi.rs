@@ -75,8 +75,9 @@ fn problem_description(status: &str) -> Option<&'static str> {
         "408" => "request-timeout: the request body did not arrive within the body timeout",
         "413" => "too-large: request body larger than 1 MiB",
         "429" => {
-            "too-many-requests: the token sent more requests than its rate limit allows; \
-             retry after the Retry-After header's seconds"
+            "too-many-requests: the token sent more requests than its rate limit allows, or \
+             the client's address (an IPv6 /64) sent 10 refused tokens within a minute (its \
+             token is then not tried); retry after the Retry-After header's seconds"
         }
         "500" => "internal: store or PKI failure",
         "502" => {

@@ -64,6 +64,12 @@ pub enum ApiError {
         /// Seconds until the token may ask again (the `Retry-After` header).
         retry_after_s: u64,
     },
+    /// the client's tokens were refused too often
+    #[error("too many refused bearer tokens from this address; retry in {retry_after_s} s")]
+    Refused {
+        /// Seconds until the client's token is tried again (the `Retry-After` header).
+        retry_after_s: u64,
+    },
     /// the bearer token is missing or wrong
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -122,7 +128,9 @@ impl IntoResponse for ApiError {
             | ApiError::Filter(_) => (StatusCode::BAD_REQUEST, "invalid-request"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
-            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            ApiError::RateLimited { .. } | ApiError::Refused { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too-many-requests")
+            }
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, "no-such-endpoint"),
@@ -137,7 +145,9 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::RateLimited { retry_after_s, .. } = &self {
+        if let ApiError::RateLimited { retry_after_s, .. } | ApiError::Refused { retry_after_s } =
+            &self
+        {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
         }

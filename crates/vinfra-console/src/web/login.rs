@@ -37,8 +37,8 @@ pub struct LoginForm {
 
 /// `POST /login`: a token the console accepts opens a session (its cookie) and goes to `/`;
 /// another is the form again, 401, "token refused" (which of unknown, expired or revoked is
-/// not said). Past [`super::throttle::MAX_FAILURES`] refused logins from one address in a
-/// minute, 429 with `Retry-After` (the token not tried).
+/// not said). Past [`crate::api::throttle::MAX_FAILURES`] refused tokens from one client (an
+/// address, an IPv6 /64) in a minute, 429 with `Retry-After` (the token not tried).
 pub async fn login<A: ConsoleApi>(
     State(state): State<WebState<A>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,

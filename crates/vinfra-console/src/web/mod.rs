@@ -9,7 +9,6 @@
 //! - [`session`]: the sessions (a random id in a cookie, the token kept server-side);
 //! - [`state`]: what the handlers share;
 //! - [`login`]: the login form, login and logout;
-//! - [`throttle`]: the refused logins of each client address, limited;
 //! - [`guard`]: cross-site requests refused, the session of a page, its CSRF token, roles;
 //! - [`pages`]: the handlers of the pages and forms;
 //! - [`hosts`]: a host's page and its maintenance;
@@ -33,7 +32,6 @@ pub mod pages;
 pub mod session;
 pub mod state;
 pub mod terminal;
-pub mod throttle;
 pub mod usage;
 pub mod views;
 pub mod views_more;
@@ -47,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::api::throttle::RefusalThrottle;
 use crate::interface::ConsoleApi;
 use session::Sessions;
 use state::WebState;
@@ -72,12 +71,19 @@ const XTERM_LICENSE: &str = include_str!("assets/xterm/LICENSE");
 const MAX_FORM: usize = 64 * 1024;
 
 /// The web console's routes, over `console`, to be merged with the API's router (it has no
-/// fallback of its own: an unknown path is the API's 404).
+/// fallback of its own: an unknown path is the API's 404), with a limit on refused logins of
+/// its own.
 pub fn router<A: ConsoleApi>(console: Arc<A>) -> Router {
+    router_with(console, Arc::new(RefusalThrottle::default()))
+}
+
+/// The same, the refused logins counted in `refusals` (the API's refused bearer tokens, so
+/// that a client has one budget for both: [`crate::api::limits::RequestLimits::refusals`]).
+pub fn router_with<A: ConsoleApi>(console: Arc<A>, refusals: Arc<RefusalThrottle>) -> Router {
     let state = WebState {
         console,
         sessions: Arc::new(Sessions::default()),
-        logins: Arc::new(throttle::LoginThrottle::default()),
+        logins: refusals,
     };
     Router::new()
         .route("/", get(pages::inventory::<A>))

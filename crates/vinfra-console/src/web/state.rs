@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::session::Sessions;
-use super::throttle::LoginThrottle;
+use crate::api::throttle::RefusalThrottle;
 
 /// What the handlers share: the console, the sessions, the login's limit.
 pub struct WebState<A> {
@@ -13,8 +13,8 @@ pub struct WebState<A> {
     pub console: Arc<A>,
     /// The logged-in browsers.
     pub sessions: Arc<Sessions>,
-    /// The refused logins of each client address.
-    pub logins: Arc<LoginThrottle>,
+    /// The refused tokens of each client (the login's and, in a console, the API's).
+    pub logins: Arc<RefusalThrottle>,
 }
 
 impl<A> Clone for WebState<A> {
