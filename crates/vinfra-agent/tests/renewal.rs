@@ -22,6 +22,7 @@ use vinfra_console::agents::Membership;
 use vinfra_console::{ConsoleConfig, RunningConsole};
 use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki;
+use vinfra_types::api::RevokedCertificate;
 use vinfra_types::{Accel, HostCapacity};
 
 const VALIDITY: Duration = Duration::from_secs(30);
@@ -117,6 +118,22 @@ impl Api {
             .await;
         assert_eq!(status, 201, "{body}");
         body["token"].as_str().unwrap().to_string()
+    }
+
+    /// The certificates the console lists as revoked.
+    async fn revoked(&self) -> Vec<RevokedCertificate> {
+        serde_json::from_value(self.get("/api/v1/revoked-certificates").await)
+            .expect("the revoked certificates' JSON")
+    }
+
+    /// Joins `host` through the agent endpoint `via` with a new join token; its credentials,
+    /// kept in `dir` (made if missing).
+    async fn join(&self, dir: &Path, via: &str, host: &str) -> Credentials {
+        let token = self.join_token().await;
+        std::fs::create_dir_all(dir).unwrap();
+        ensure_credentials(dir, via, host, Some(&token))
+            .await
+            .unwrap()
     }
 
     async fn status(&self, host: &str) -> String {
@@ -455,27 +472,16 @@ async fn a_removed_host_cannot_renew_and_its_certificate_stays_revoked() {
             .any(|e| e.contains("certificates revoked") && e.contains(&serial)),
         "no revocation event in {events:?}"
     );
-    let revoked = api.get("/api/v1/revoked-certificates").await;
-    let listed: Vec<(String, String)> = revoked
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["serial"].as_str().unwrap().to_string(),
-            )
-        })
+    let listed: Vec<(String, String)> = api
+        .revoked()
+        .await
+        .into_iter()
+        .map(|r| (r.host, r.serial))
         .collect();
     assert_eq!(listed, vec![("gone".to_string(), serial.clone())]);
 
     // A new host of the same name joins; the old certificate stays refused, the new one works.
-    let join = api.join_token().await;
-    let data = tmp.path().join("gone-again");
-    std::fs::create_dir_all(&data).unwrap();
-    let fresh = ensure_credentials(&data, &via, "gone", Some(&join))
-        .await
-        .unwrap();
+    let fresh = api.join(&tmp.path().join("gone-again"), &via, "gone").await;
     assert!(
         !session_accepted(&via, &creds, "gone").await,
         "a revoked certificate was accepted after its host name joined again"
@@ -504,12 +510,7 @@ async fn a_renewed_hosts_previous_certificate_is_revoked_once_the_new_one_is_use
     let tmp = tempfile::tempdir().unwrap();
     let (console, api) = start_console(&tmp.path().join("console")).await;
     let via = console.agent_addr.to_string();
-    let join = api.join_token().await;
-    let data = tmp.path().join("h1");
-    std::fs::create_dir_all(&data).unwrap();
-    let old = ensure_credentials(&data, &via, "h1", Some(&join))
-        .await
-        .unwrap();
+    let old = api.join(&tmp.path().join("h1"), &via, "h1").await;
     assert!(session_accepted(&via, &old, "h1").await);
     let old_serial = pki::cert_info_of_pem(&old.cert_pem).unwrap().serial;
 
@@ -539,18 +540,11 @@ async fn a_renewed_hosts_previous_certificate_is_revoked_once_the_new_one_is_use
         pki::cert_info_of_pem(&old.cert_pem).unwrap().not_after > SystemTime::now(),
         "the old certificate expired during the test: the refusal above proves nothing"
     );
-    let revoked = api.get("/api/v1/revoked-certificates").await;
-    let listed: Vec<(String, String, String)> = revoked
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap().to_string(),
-                r["serial"].as_str().unwrap().to_string(),
-                r["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+    let listed: Vec<(String, String, String)> = api
+        .revoked()
+        .await
+        .into_iter()
+        .map(|r| (r.host, r.serial, r.reason))
         .collect();
     assert_eq!(
         listed,
@@ -589,12 +583,7 @@ async fn a_host_whose_renewal_answer_was_lost_renews_again_in_time() {
     )
     .await;
     let via = console.agent_addr.to_string();
-    let join = api.join_token().await;
-    let data = tmp.path().join("h1");
-    std::fs::create_dir_all(&data).unwrap();
-    let creds = ensure_credentials(&data, &via, "h1", Some(&join))
-        .await
-        .unwrap();
+    let creds = api.join(&tmp.path().join("h1"), &via, "h1").await;
     let using = pki::cert_info_of_pem(&creds.cert_pem).unwrap();
     let renew = || {
         let (_, csr) = pki::generate_host_key_and_csr("h1").unwrap();

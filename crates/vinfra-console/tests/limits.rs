@@ -48,6 +48,24 @@ async fn read_to_close<S: AsyncRead + Unpin>(s: &mut S, within: Duration) -> (Ve
     }
 }
 
+/// `GET /api/v1/vms` with the console's own token, which must be refused 429: its
+/// `Retry-After`, in seconds.
+async fn refused_retry_after(c: &TestConsole) -> u64 {
+    let refused = c
+        .client
+        .get(format!("{}/api/v1/vms", c.base))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// `GET /api/v1/vms` by the normal client: its status and how long it took.
 async fn normal_get(c: &TestConsole) -> (u16, Duration) {
     let t = Instant::now();
@@ -262,19 +280,7 @@ async fn each_token_is_held_to_its_rate() {
     for _ in 0..3 {
         assert_eq!(c.call("GET", "/api/v1/vms", None).await.status, 200);
     }
-    let refused = c
-        .client
-        .get(format!("{}/api/v1/vms", c.base))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 429);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = refused_retry_after(&c).await;
     assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
     let r = c.call("GET", "/api/v1/vms", None).await;
     assert_problem(&r, 429);
@@ -327,19 +333,7 @@ async fn refused_tokens_are_limited_per_address() {
             .await;
         assert_problem(&r, 401);
     }
-    let refused = c
-        .client
-        .get(format!("{}/api/v1/vms", c.base))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 429);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = refused_retry_after(&c).await;
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
     let r = c
         .call_with("GET", "/api/v1/vms", None, Some(&wrong(10)))

@@ -73,16 +73,6 @@ pub fn renew(
         let early = validity.mul_f64(1.0 - pki::RENEW_AT) + validity / 10;
         let newest = rec.value.certificates.iter().map(|c| c.not_after).max();
         let ends = using.map(CertInfo::not_after_s).or(newest);
-        let now = now_s();
-        if let Some(not_after) = ends {
-            let opens = not_after.saturating_sub(early.as_secs());
-            if now < opens {
-                return Err(JoinError::RenewTooEarly {
-                    host: host.to_string(),
-                    in_s: opens - now,
-                });
-            }
-        }
         // The newest other certificate's signing, from its end and the validity.
         let last = rec
             .value
@@ -94,13 +84,14 @@ pub fn renew(
         let gap = (validity / 10)
             .min(std::time::Duration::from_secs(60))
             .as_secs();
-        if let Some(signed) = last {
-            if now < signed + gap {
-                return Err(JoinError::RenewTooEarly {
-                    host: host.to_string(),
-                    in_s: signed + gap - now,
-                });
-            }
+        let window = ends.map(|e| e.saturating_sub(early.as_secs()));
+        let spaced = last.map(|signed| signed + gap);
+        let now = now_s();
+        if let Some(opens) = window.into_iter().chain(spaced).max().filter(|&o| now < o) {
+            return Err(JoinError::RenewTooEarly {
+                host: host.to_string(),
+                in_s: opens - now,
+            });
         }
     }
     let cert_pem = console
@@ -205,31 +196,22 @@ fn supersede(console: &Console, host: &str, rec: &HostRecord, info: &CertInfo) {
     if older.is_empty() {
         return;
     }
-    let mut ops = Vec::new();
-    for c in &older {
-        let revoked = RevokedCertRecord {
-            host: host.to_string(),
-            serial: c.serial.clone(),
-            not_after: c.not_after,
-            revoked_at: now,
-            reason: format!("superseded by {}", info.serial),
-        };
-        match keys::encode(&revoked) {
-            Ok(value) => ops.push(Op::Put {
-                key: keys::revoked_cert_key(&c.serial),
-                value,
-                lease: 0,
-            }),
-            Err(e) => {
-                tracing::warn!(
-                    host,
-                    "revocation not encoded: {}",
-                    vinfra_types::error::Chain(&e)
-                );
-                return;
-            }
+    let reason = format!("superseded by {}", info.serial);
+    let ops = older
+        .iter()
+        .map(|c| revocation(host, c, &reason, now))
+        .collect::<Result<Vec<_>, _>>();
+    let ops = match ops {
+        Ok(ops) => ops,
+        Err(e) => {
+            tracing::warn!(
+                host,
+                "revocation not encoded: {}",
+                vinfra_types::error::Chain(&e)
+            );
+            return;
         }
-    }
+    };
     let written = console.store().txn(vinfra_store::Txn {
         compare: vec![],
         success: ops,
@@ -270,24 +252,38 @@ fn supersede(console: &Console, host: &str, rec: &HostRecord, info: &CertInfo) {
 /// that removes its record), and their serials.
 pub fn revocations(rec: &HostRecord) -> Result<(Vec<Op>, Vec<String>), crate::error::RecordError> {
     let now = now_s();
-    let mut ops = Vec::new();
-    let mut serials = Vec::new();
-    for c in rec.certificates.iter().filter(|c| c.not_after > now) {
-        let revoked = RevokedCertRecord {
-            host: rec.name.clone(),
-            serial: c.serial.clone(),
-            not_after: c.not_after,
-            revoked_at: now,
-            reason: "host removed".to_string(),
-        };
-        ops.push(Op::Put {
-            key: keys::revoked_cert_key(&c.serial),
-            value: keys::encode(&revoked)?,
-            lease: 0,
-        });
-        serials.push(c.serial.clone());
-    }
+    let live: Vec<&HostCertificate> = rec
+        .certificates
+        .iter()
+        .filter(|c| c.not_after > now)
+        .collect();
+    let ops = live
+        .iter()
+        .map(|c| revocation(&rec.name, c, "host removed", now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let serials = live.iter().map(|c| c.serial.clone()).collect();
     Ok((ops, serials))
+}
+
+/// The store write that revokes `c`, one of `host`'s certificates, at `now` for `reason`.
+fn revocation(
+    host: &str,
+    c: &HostCertificate,
+    reason: &str,
+    now: u64,
+) -> Result<Op, crate::error::RecordError> {
+    let revoked = RevokedCertRecord {
+        host: host.to_string(),
+        serial: c.serial.clone(),
+        not_after: c.not_after,
+        revoked_at: now,
+        reason: reason.to_string(),
+    };
+    Ok(Op::Put {
+        key: keys::revoked_cert_key(&c.serial),
+        value: keys::encode(&revoked)?,
+        lease: 0,
+    })
 }
 
 /// The revoked certificates that have not expired yet; expired ones are deleted from the
