@@ -9,7 +9,7 @@
 VINFRA_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd iproute2 iputils-ping
     procps ethtool socat iperf3 dosfstools mtools syslinux syslinux-common ca-certificates curl
     nftables util-linux coreutils tcpdump chromium chromium-driver build-essential pkg-config
-    python3-venv)
+    python3-venv clang)
 
 # Debian packages only the benchmarks need (scripts/bench.sh installs them): their peers.
 VINFRA_BENCH_PACKAGES=(openvswitch-common openvswitch-switch conntrack)
@@ -36,6 +36,8 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [mcopy]=mtools
     [syslinux]=syslinux
     [cc]=build-essential
+    [gcc]=build-essential
+    [clang]=clang
     [pkg-config]=pkg-config
     [iperf3]=iperf3
     [ovs-vswitchd]=openvswitch-switch

@@ -20,7 +20,7 @@ pub mod server;
 pub use client::{ClientError, SwitchClient};
 pub use protocol::{
     ActionSpec, AllowedAddressSpec, Attachment, BadMac, ConnTupleSpec, ConnectionSpec,
-    ConntrackView, CountersView, DhcpSpec, DirectionSpec, EdgeSpec, FirewallRuleSpec,
+    ConntrackView, CountersView, DhcpSpec, DirectionSpec, EdgeSpec, FastPathView, FirewallRuleSpec,
     FlowDirection, FlowView, FlowsView, LocationSpec, Mac, NatCountersView, NetworkCountersView,
     NetworkSpec, PortCountersView, PortPolicySpec, PortSpec, PrefixSpec, PrioritySpec, QosSpec,
     RateSpec, Request, Response, RouterCountersView, SideSpec, StormSpec, TcpStateSpec,

@@ -1,11 +1,13 @@
 //! Routing between two networks: vinfra's router in the switch daemon against Linux kernel
 //! forwarding, between the same endpoints, in the same run.
 //!
-//! Paths: the vinfra switch daemon with two tap host ports on two overlay networks (VNI 100,
-//! 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1 (the taps offer
-//! checksum and TSO to the endpoints' stacks, as a VM's virtio-net does); and a router namespace
-//! with `net.ipv4.ip_forward=1` and a veth to each endpoint (veths offer the same offloads),
-//! gateways .1 likewise. Each endpoint has a default route to its gateway: the client is .2 on
+//! Paths: the vinfra switch daemon with two interface ports on two overlay networks (VNI 100,
+//! 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1: a veth from each
+//! endpoint, read and written as a VM's tap is, so that the kernel fast path routes the
+//! established flows as it does a VM's (checksum and TSO offered to the endpoints' stacks, as
+//! a VM's virtio-net does); and a router namespace with `net.ipv4.ip_forward=1` and a veth to
+//! each endpoint (the same veths and offloads), gateways .1 likewise. With `--no-fast-path`
+//! among the arguments, the daemon runs without the fast path (everything through its thread). Each endpoint has a default route to its gateway: the client is .2 on
 //! the first network, the server .2 on the second; every packet crosses one router.
 //!
 //! Each round, each path (alternating which goes first): iperf3 TCP (Gbit/s, retransmits) and
@@ -18,7 +20,7 @@
 //!
 //! Root only; needs `iperf3` and `ping`. Namespaces are named `swb-…` and deleted at the end.
 //!
-//!     cargo bench -p vinfra-switchd --bench routed_vs_kernel [-- [SECONDS [ROUNDS]]]
+//!     cargo bench -p vinfra-switchd --bench routed_vs_kernel [-- [SECONDS [ROUNDS]] [--no-fast-path]]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -68,7 +70,12 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let vinfra = routed_daemon(dir.path(), true, "vinfra router");
+    let args: &[&str] = if std::env::args().any(|a| a == "--no-fast-path") {
+        &["--no-fast-path"]
+    } else {
+        &[]
+    };
+    let vinfra = routed_daemon(dir.path(), true, "vinfra router", args);
     let kernel = kernel_path();
     side_by_side(
         [("vinfra", &vinfra.pair), ("kernel", &kernel.pair)],

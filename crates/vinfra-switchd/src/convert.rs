@@ -253,6 +253,20 @@ pub fn conntrack_view(c: &ConntrackCounters, log: &FirewallLogCounters) -> Connt
     }
 }
 
+/// The fast path's counters as the control protocol carries them.
+pub fn fast_path_view(
+    s: &crate::fastpath::FastPathStats,
+) -> Box<vinfra_switch_control::FastPathView> {
+    Box::new(vinfra_switch_control::FastPathView {
+        flows: s.flows,
+        installed: s.installed,
+        flushes: s.flushes,
+        refused: s.refused,
+        frames: s.frames,
+        bytes: s.bytes,
+    })
+}
+
 /// The core's port configuration of a port to open, or the value it cannot represent.
 pub fn port_config(spec: &PortSpec) -> Result<PortConfig, BadValue> {
     let kind = match &spec.attach {
@@ -265,7 +279,9 @@ pub fn port_config(spec: &PortSpec) -> Result<PortConfig, BadValue> {
             parent: PortId(*parent),
             vid: VlanId::new(*vid).ok_or(BadValue::Vid(*vid))?,
         },
-        Attachment::Vm { network, .. } | Attachment::VmTap { network, .. } => PortKind::Vm {
+        Attachment::Vm { network, .. }
+        | Attachment::VmTap { network, .. }
+        | Attachment::Interface { network, .. } => PortKind::Vm {
             network: NetworkId(*network),
         },
         Attachment::Host { network, .. } => PortKind::Host {
@@ -506,6 +522,7 @@ pub fn counters_view(snapshot: &Snapshot, io: &BTreeMap<u32, PortIoCounters>) ->
             .map(|(id, r)| router_view(*id, r))
             .collect(),
         rx_batches: Vec::new(),
+        fast_path: None,
     }
 }
 

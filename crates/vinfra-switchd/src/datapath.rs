@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 use vinfra_switch::datapath::firewall::rules::Direction;
-use vinfra_switch::datapath::{ConfigCommand, ConfigError, PortId};
+use vinfra_switch::datapath::{ConfigCommand, ConfigError, FastFlow, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch, TxFrame};
 use vinfra_switch::qos::Source;
 use vinfra_switch::wire::Offload;
@@ -16,6 +16,7 @@ use vinfra_switch_control::{Attachment, CountersView, PortSpec, QosSpec, Request
 use vinfra_types::error::chain;
 
 use crate::convert::{self, BadValue, PortIoCounters};
+use crate::fastpath::KernelFastPath;
 use crate::ports::{Outgoing, PortError, PortIo, RxFrame};
 use crate::qos::{self, PortOutput, PortQos, QosError};
 use crate::sys;
@@ -33,6 +34,8 @@ const BUF_LEN: usize = 65_536 + 64;
 const EXPIRE_EVERY: Duration = Duration::from_secs(2);
 /// How often the firewall's drop log is taken and written to the daemon's log.
 const FIREWALL_LOG_EVERY: Duration = Duration::from_secs(1);
+/// How often the fast path's counters go to the core (and idle flows leave it).
+const FAST_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The poller token of the control channel's wakeup.
 pub(crate) const WAKER: Token = Token(0);
 
@@ -143,6 +146,10 @@ pub(crate) struct Datapath {
     /// Taps of removed VM ports that their QEMU still held: deleted at a later housekeeping
     /// once it let go (unless a port takes the name again).
     stale_taps: Vec<String>,
+    /// The kernel fast path, when it could start ([`crate::fastpath`]).
+    fast: Option<KernelFastPath>,
+    /// The core's offers of a batch, installed after it.
+    offers: Vec<FastFlow>,
 }
 
 impl Datapath {
@@ -167,6 +174,40 @@ impl Datapath {
             rx_batches: [0; BATCH + 1],
             log_suppressed: 0,
             busy_poll: false,
+            fast: None,
+            offers: Vec::new(),
+        }
+    }
+
+    /// Starts the kernel fast path; without it (no eBPF object, no BPF here) the daemon
+    /// forwards everything itself, and says why.
+    pub(crate) fn enable_fast_path(&mut self) {
+        match KernelFastPath::open() {
+            Ok(fast) => {
+                tracing::info!("kernel fast path ready");
+                self.fast = Some(fast);
+            }
+            Err(e) => tracing::warn!("no kernel fast path: {}", chain(&e)),
+        }
+    }
+
+    /// Puts the fast path on port `id` when it can take it (a VM tap or an interface port
+    /// without QoS), or takes it off.
+    fn update_fast_port(&mut self, id: u32) {
+        if let Some(fast) = self.fast.as_mut() {
+            let device = self
+                .ports
+                .get(&id)
+                .filter(|p| p.qos.is_none())
+                .and_then(|p| p.io.fast_device());
+            fast.set_port(&mut self.switch, id, device);
+        }
+    }
+
+    /// The fast path's counters to the core now.
+    fn sync_fast(&mut self) {
+        if let Some(fast) = self.fast.as_mut() {
+            fast.sync(&mut self.switch, self.start.elapsed());
         }
     }
 
@@ -186,6 +227,7 @@ impl Datapath {
         let mut ready: VecDeque<u32> = VecDeque::new();
         let mut next_expire = Instant::now() + EXPIRE_EVERY;
         let mut next_log = Instant::now() + FIREWALL_LOG_EVERY;
+        let mut next_fast = Instant::now() + FAST_SYNC_EVERY;
         loop {
             let now = self.start.elapsed();
             // How soon a queue or a held port needs the loop again.
@@ -206,6 +248,7 @@ impl Datapath {
             } else {
                 let housekeeping = next_expire
                     .min(next_log)
+                    .min(next_fast)
                     .saturating_duration_since(Instant::now());
                 Some(wake.map_or(housekeeping, |w| w.min(housekeeping)))
             };
@@ -258,6 +301,10 @@ impl Datapath {
             if now >= next_log {
                 self.write_firewall_log();
                 next_log = now + FIREWALL_LOG_EVERY;
+            }
+            if now >= next_fast {
+                self.sync_fast();
+                next_fast = now + FAST_SYNC_EVERY;
             }
         }
     }
@@ -365,6 +412,11 @@ impl Datapath {
         }
         self.send_tx(source, now);
         self.tx.clear();
+        if let Some(fast) = self.fast.as_mut() {
+            self.switch.take_fast_offers(&mut self.offers);
+            fast.install(&mut self.switch, now, &self.offers);
+            self.offers.clear();
+        }
         more
     }
 
@@ -484,8 +536,12 @@ impl Datapath {
                     requests: self.config(),
                 }
             }
-            Request::GetCounters => return Response::Counters(self.counters()),
+            Request::GetCounters => {
+                self.sync_fast();
+                return Response::Counters(self.counters());
+            }
             Request::TakeFlows => {
+                self.sync_fast();
                 let report = self.switch.take_flows(self.start.elapsed());
                 return Response::Flows(convert::flows_view(&report));
             }
@@ -551,6 +607,7 @@ impl Datapath {
         port.qos = qos;
         port.read_credit = 0;
         self.qos_ports = self.ports.values().filter(|p| p.qos.is_some()).count();
+        self.update_fast_port(id);
         tracing::info!(port = id, qos = ?spec, "port QoS set");
         self.applied.set_qos(id, spec);
         Ok(())
@@ -560,6 +617,7 @@ impl Datapath {
         if self.ports.contains_key(&spec.id) {
             return Err(ConfigError::PortExists(PortId(spec.id)).into());
         }
+        let id = spec.id;
         let token = usize::try_from(spec.id)
             .ok()
             .and_then(|id| id.checked_add(1))
@@ -608,6 +666,7 @@ impl Datapath {
                 read_credit: 0,
             },
         );
+        self.update_fast_port(id);
         Ok(())
     }
 
@@ -630,6 +689,12 @@ impl Datapath {
 
     fn remove_port(&mut self, id: u32) -> Result<(), ControlRequestError> {
         self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
+        if let Some(fast) = self.fast.as_mut() {
+            // Its flows' last counters first: the port is gone from the core after this.
+            fast.sync(&mut self.switch, self.start.elapsed());
+            fast.detach(id);
+        }
+        self.switch.set_port_fast(PortId(id), false);
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
             let tap = match &port.spec.attach {
@@ -684,6 +749,10 @@ impl Datapath {
             &self.switch.firewall_log_counters(),
         ));
         view.rx_batches = self.rx_batches.to_vec();
+        view.fast_path = self
+            .fast
+            .as_ref()
+            .map(|f| convert::fast_path_view(&f.stats()));
         view
     }
 
@@ -694,7 +763,10 @@ impl Datapath {
         ports.sort_by_key(|p| {
             let access = matches!(
                 p.spec.attach,
-                Attachment::Vm { .. } | Attachment::VmTap { .. } | Attachment::Host { .. }
+                Attachment::Vm { .. }
+                    | Attachment::VmTap { .. }
+                    | Attachment::Interface { .. }
+                    | Attachment::Host { .. }
             );
             (access, p.spec.id)
         });

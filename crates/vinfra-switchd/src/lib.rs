@@ -29,6 +29,7 @@
 mod control;
 pub mod convert;
 pub mod datapath;
+pub mod fastpath;
 pub mod ports;
 pub mod qos;
 pub mod sys;
@@ -56,6 +57,9 @@ pub struct SwitchdConfig {
     /// arrives, without a wake-up of the thread (which costs a ping tens of microseconds on
     /// each hop), at the price of one core kept busy all the time.
     pub busy_poll: bool,
+    /// Hands established flows between local VM taps and interface ports to the kernel
+    /// ([`fastpath`]); on by default.
+    pub fast_path: bool,
 }
 
 impl SwitchdConfig {
@@ -66,6 +70,7 @@ impl SwitchdConfig {
             underlay_ip: None,
             underlay_mtu: 1500,
             busy_poll: false,
+            fast_path: true,
         }
     }
 }
@@ -105,6 +110,9 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
     let (tx, rx) = mpsc::channel();
     let mut dp = datapath::Datapath::new(poll, rx);
     dp.set_busy_poll(config.busy_poll);
+    if config.fast_path {
+        dp.enable_fast_path();
+    }
     if let Some(local_ip) = config.underlay_ip {
         dp.add_builtin_port(PortSpec {
             id: UPLINK_PORT,
@@ -121,6 +129,7 @@ pub fn run(config: SwitchdConfig) -> Result<(), SwitchdError> {
         control = %config.control.display(),
         underlay = ?config.underlay_ip,
         busy_poll = config.busy_poll,
+        fast_path = config.fast_path,
         "switch started"
     );
     std::thread::Builder::new()

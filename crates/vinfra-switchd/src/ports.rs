@@ -110,9 +110,12 @@ pub(crate) enum PortIo {
         udp_gso: Cell<bool>,
     },
     Trunk(PacketSocket),
+    /// A VM's tap, or an interface port (`owned: false`: the switch neither made nor deletes
+    /// it), through an AF_PACKET socket with virtio-net headers.
     VmTap {
         socket: PacketSocket,
         tap: String,
+        owned: bool,
     },
 }
 
@@ -243,11 +246,26 @@ impl PortIo {
                 .map(|socket| PortIo::VmTap {
                     socket,
                     tap: tap.clone(),
+                    owned: true,
                 })
                 .map_err(|source| PortError::Tap {
                     name: tap.clone(),
                     source,
                 }),
+            Attachment::Interface { interface, .. } => {
+                sys::vm_tap::prepare_interface(interface, spec.mtu)
+                    .and_then(|()| PacketSocket::open_with_vnet_hdr(interface))
+                    .inspect(|socket| grow_buffers(socket, VM_TAP_SOCKET_BUFFER))
+                    .map(|socket| PortIo::VmTap {
+                        socket,
+                        tap: interface.clone(),
+                        owned: false,
+                    })
+                    .map_err(|source| PortError::Tap {
+                        name: interface.clone(),
+                        source,
+                    })
+            }
             Attachment::VmVlan { .. } => Err(PortError::SubInterface),
             Attachment::VlanTrunk { interface } => PacketSocket::open(interface)
                 .map(PortIo::Trunk)
@@ -288,6 +306,17 @@ impl PortIo {
             self,
             PortIo::Tap { offloads: true, .. } | PortIo::VmTap { .. }
         )
+    }
+
+    /// Where the kernel fast path goes on this port: the device, and the packet socket whose
+    /// filter hides what the fast path takes (`crate::fastpath`). Only VM taps and interface
+    /// ports: a host tap may be moved to another namespace, where the program's interface
+    /// indexes would name other devices.
+    pub(crate) fn fast_device(&self) -> Option<(&str, &PacketSocket)> {
+        match self {
+            PortIo::VmTap { socket, tap, .. } => Some((tap, socket)),
+            _ => None,
+        }
     }
 
     /// Reads one frame into `buf`; returns where it is and its offload metadata. `WouldBlock`
@@ -514,11 +543,16 @@ impl Drop for PortIo {
             PortIo::Vm { path, .. } => {
                 let _ = std::fs::remove_file(path);
             }
-            PortIo::VmTap { tap, .. } => {
+            PortIo::VmTap {
+                tap, owned: true, ..
+            } => {
                 if let Err(e) = sys::vm_tap::remove(tap) {
                     tracing::debug!(tap, "VM tap not deleted now: {e}");
                 }
             }
+            PortIo::VmTap {
+                tap, owned: false, ..
+            } => sys::vm_tap::release_interface(tap),
             _ => {}
         }
     }

@@ -116,7 +116,10 @@ impl PortQos {
     pub fn new(port: u32, attach: &Attachment, spec: &QosSpec) -> Result<PortQos, QosError> {
         if !matches!(
             attach,
-            Attachment::Vm { .. } | Attachment::VmTap { .. } | Attachment::Host { .. }
+            Attachment::Vm { .. }
+                | Attachment::VmTap { .. }
+                | Attachment::Interface { .. }
+                | Attachment::Host { .. }
         ) {
             return Err(QosError::NotAccessPort(port));
         }

@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+pub mod fast_map;
 pub mod vm_tap;
 
 /// `struct tpacket_auxdata` from `<linux/if_packet.h>`.

@@ -6,14 +6,14 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::relay::{open_as_qemu, relay};
 use common::*;
 use vinfra_switch_control::{Attachment, CountersView, PortSpec, Request, SwitchClient};
-use vinfra_switchd::sys::{self, PacketSocket, VNET_HDR_LEN};
+use vinfra_switchd::sys::VNET_HDR_LEN;
 
 const MIB: usize = 1024 * 1024;
 const LIMIT: Duration = Duration::from_secs(60);
@@ -32,66 +32,6 @@ fn owned_vm_tap_port(id: u32, network: u32, tap: &str, mtu: u16, owner: Option<u
             owner,
         },
     })
-}
-
-/// Opens the tap as QEMU does for a guest that negotiated checksum and TSO offloads.
-fn open_as_qemu(host: &Netns, tap: &str) -> OwnedFd {
-    let tap = tap.to_owned();
-    let t = host.run(move || sys::open_tap(&tap, true).unwrap());
-    assert!(t.offloads, "the tap takes virtio-net headers");
-    t.fd
-}
-
-/// QEMU and its guest, played by a relay: frames from the switch (read from the tap with their
-/// virtio-net header) go out of a veth into namespace `ep` with the same metadata
-/// (AF_PACKET with `PACKET_VNET_HDR`), and frames from `ep` go to the tap the same way. The
-/// largest frame each way is recorded. Runs until `stop`.
-fn relay(
-    host: &Netns,
-    veth: String,
-    tap: OwnedFd,
-    stop: Arc<AtomicBool>,
-    largest: Arc<[std::sync::atomic::AtomicUsize; 2]>,
-) -> Vec<std::thread::JoinHandle<()>> {
-    let packet = Arc::new(host.run(move || PacketSocket::open_with_vnet_hdr(&veth).unwrap()));
-    let tap = Arc::new(tap);
-    let to_veth = {
-        let (packet, tap, stop, largest) =
-            (packet.clone(), tap.clone(), stop.clone(), largest.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; VNET_HDR_LEN + 65536];
-            while !stop.load(Ordering::Relaxed) {
-                match nix::unistd::read(&*tap, &mut buf) {
-                    Ok(n) if n > VNET_HDR_LEN => {
-                        let header: [u8; VNET_HDR_LEN] = buf[..VNET_HDR_LEN].try_into().unwrap();
-                        largest[0].fetch_max(n - VNET_HDR_LEN, Ordering::Relaxed);
-                        let _ = packet.send_with_header(&header, &buf[VNET_HDR_LEN..n]);
-                    }
-                    _ => std::thread::sleep(Duration::from_micros(50)),
-                }
-            }
-        })
-    };
-    let to_tap = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536 + 4];
-        let mut header = [0u8; VNET_HDR_LEN];
-        while !stop.load(Ordering::Relaxed) {
-            match packet.recv_with_header(&mut buf, &mut header) {
-                Ok((range, _)) => {
-                    largest[1].fetch_max(range.len(), Ordering::Relaxed);
-                    let _ = nix::sys::uio::writev(
-                        &*tap,
-                        &[
-                            std::io::IoSlice::new(&header),
-                            std::io::IoSlice::new(&buf[range]),
-                        ],
-                    );
-                }
-                Err(_) => std::thread::sleep(Duration::from_micros(50)),
-            }
-        }
-    });
-    vec![to_veth, to_tap]
 }
 
 fn no_drops(client: &mut SwitchClient, ports: &[u32]) -> CountersView {

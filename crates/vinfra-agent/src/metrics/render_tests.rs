@@ -83,6 +83,7 @@ fn small() -> ScrapeSnapshot {
             ..Default::default()
         }],
         rx_batches: vec![0, 2, 1],
+        fast_path: None,
         ..Default::default()
     };
     ScrapeSnapshot {

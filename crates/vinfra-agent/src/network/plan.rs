@@ -12,6 +12,7 @@ pub(crate) fn port_network(spec: &PortSpec) -> Option<u32> {
     match &spec.attach {
         Attachment::Vm { network, .. }
         | Attachment::VmTap { network, .. }
+        | Attachment::Interface { network, .. }
         | Attachment::Host { network, .. }
         | Attachment::VmVlan { network, .. } => Some(*network),
         Attachment::VxlanUplink { .. } | Attachment::VlanTrunk { .. } => None,

@@ -609,6 +609,7 @@ fn counters_are_named_by_network_vm_and_nic() {
         conntrack: None,
         routers: Vec::new(),
         rx_batches: Vec::new(),
+        fast_path: None,
     };
     let id = Uuid::new_v4();
     let nic = |network: &str, port| VmNic {

@@ -67,6 +67,17 @@ pub enum Attachment {
         /// The tag.
         vid: u16,
     },
+    /// An existing interface of the switch's network namespace as an access port: a veth
+    /// whose peer is in a container's namespace, say. Read and written like a VM's tap
+    /// (an AF_PACKET socket with virtio-net headers, so offloads cross), kept out of the
+    /// host's own stack the same way; never created nor deleted by the switch. The kernel
+    /// fast path takes it as it takes a VM's tap.
+    Interface {
+        /// The network.
+        network: u32,
+        /// Interface name (1 to 15 bytes); not a tap, a bridge or loopback.
+        interface: String,
+    },
     /// A tap interface the switch creates (or opens) in its network namespace.
     Host {
         /// The network.

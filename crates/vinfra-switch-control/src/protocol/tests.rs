@@ -235,6 +235,7 @@ fn counters_are_found_by_number() {
         conntrack: None,
         routers: Vec::new(),
         rx_batches: Vec::new(),
+        fast_path: None,
     };
     let port = view.port(3).unwrap();
     assert_eq!(

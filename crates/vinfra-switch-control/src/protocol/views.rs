@@ -165,6 +165,29 @@ pub struct CountersView {
     /// started. Empty from older switches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rx_batches: Vec<u64>,
+    /// The kernel fast path; absent when the switch runs without one (and from older
+    /// switches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<Box<FastPathView>>,
+}
+
+/// The kernel fast path's counters: flows established between local ports that the kernel
+/// forwards without the switch's datapath thread (their frames are also in the ports'
+/// counters).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FastPathView {
+    /// Flows the kernel holds now.
+    pub flows: u64,
+    /// Flows handed to it since the switch started.
+    pub installed: u64,
+    /// Times every flow was taken back (the switch's state changed, or revalidation).
+    pub flushes: u64,
+    /// Flows not handed over (the kernel's table full or refusing).
+    pub refused: u64,
+    /// Frames the kernel forwarded.
+    pub frames: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// One router's counters (packets routed on this host, from its local ports).

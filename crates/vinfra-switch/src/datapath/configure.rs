@@ -33,6 +33,10 @@ impl Switch {
                 | ConfigCommand::RemoveRouterUplink(_)
         );
         let applied = self.apply_command(command);
+        if applied.is_ok() {
+            // Any configuration may decide a flow another way: the fast path's offers go.
+            self.fast.bump();
+        }
         if gateways && applied.is_ok() {
             // The uplinks' MACs are the routers' too: never learned, never a local port's.
             self.gateway_macs = self

@@ -249,9 +249,11 @@ impl Routing<'_> {
                     && !at.gw.is_subnet_edge(ip);
                 let now = self.egress.now;
                 if let Some(router) = slot_mut(self.routers, at.gw.router.0) {
+                    let changes = router.neighbours.changes();
                     if plausible && router.neighbours.learn(at.network, ip, mac, now) {
                         router.counters.neighbours_learned += 1;
                     }
+                    self.learned |= router.neighbours.changes() != changes;
                 }
             }
             _ => self.refuse(at, DropReason::ToGateway),

@@ -318,6 +318,23 @@ impl FlowTable {
         }
     }
 
+    /// Counts `packets` and `bytes` (IP bytes) of a flow the kernel's fast path carried:
+    /// `network` and its 5-tuple, from `port`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn count_tuple(
+        &mut self,
+        now: Duration,
+        network: NetworkId,
+        (src, dst, protocol): (Ipv4Addr, Ipv4Addr, u8),
+        ports: (u16, u16),
+        port: PortId,
+        mark: FlowMark,
+        (packets, bytes): (u64, u64),
+    ) {
+        let key = Packed::new(network, u32::from(src), u32::from(dst), protocol, ports);
+        self.count_key(now, key, port, mark, packets, bytes);
+    }
+
     /// Counts `packets` and `bytes` of the flow `key`.
     #[inline]
     fn count_key(

@@ -64,6 +64,9 @@ pub(crate) struct MacTable {
     /// Learned entries per location (locations with none are not kept).
     learned_at: HashMap<Location, usize>,
     learn_limit: usize,
+    /// Entries learned or moved by frames, and expired: what the fast path's offers depend on
+    /// (`fastpath`).
+    changes: u64,
 }
 
 /// Counts one more learned entry at `location`.
@@ -88,6 +91,7 @@ impl MacTable {
             learned: 0,
             learned_at: HashMap::default(),
             learn_limit,
+            changes: 0,
         }
     }
 
@@ -143,6 +147,28 @@ impl MacTable {
     /// ([`Learned::LocationFull`]), changing nothing. Static entries do not count.
     #[inline]
     pub(crate) fn learn_limited(
+        &mut self,
+        mac: MacAddr,
+        location: Location,
+        now: Duration,
+        limit: Option<usize>,
+        announced: impl FnOnce() -> bool,
+    ) -> Learned {
+        let learned = self.learn_entry(mac, location, now, limit, announced);
+        if matches!(learned, Learned::Updated) {
+            self.changes = self.changes.wrapping_add(1);
+        }
+        learned
+    }
+
+    /// Entries learned or moved by frames, and expired, so far (a counter that only grows).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// [`MacTable::learn_limited`] without counting the change.
+    #[inline]
+    fn learn_entry(
         &mut self,
         mac: MacAddr,
         location: Location,

@@ -51,6 +51,14 @@
 //! [`Switch::take_flows`] hands out the counts since the previous take
 //! ([`FlowTake`]). [`ConfigCommand::SetFlowAccounting`] turns it off or bounds the table.
 //!
+//! # Fast path
+//! The daemon may give established flows between two of its local ports to the kernel
+//! ([`Switch::set_port_fast`]): a frame whose fate was one unchanged copy (or, routed, the same
+//! with other MACs and one TTL less) to another such port, unicast IPv4 TCP without SYN, FIN or
+//! RST or UDP, between ports without a firewall, is offered as a [`FastFlow`]
+//! ([`Switch::take_fast_offers`]); [`Switch::fast_generation`] says when offers no longer hold,
+//! and [`Switch::fast_traffic`] counts what the kernel forwarded.
+//!
 //! # Threading
 //! A `Switch` is owned by one datapath thread (one per worker). Configuration [`ConfigCommand`]s are
 //! applied by that thread between batches, and counters are plain integers read through
@@ -63,6 +71,7 @@ mod configure_nat;
 mod counters;
 mod dhcp_server;
 mod edge;
+mod fastpath;
 mod filter;
 pub mod firewall;
 mod flows;
@@ -86,6 +95,7 @@ pub use counters::{
     Counters, DropReason, Drops, IcmpError, NatCounters, RouterCounters, SegmentCounters, Snapshot,
 };
 pub use dhcp_server::DHCP_SERVER_MAC;
+pub use fastpath::{FastFlow, FastKey, FastRewrite, FastTraffic, TCP_CONTROL_FLAGS};
 pub use filter::{FirewallDrop, FirewallLogCounters, FIREWALL_LOG_CAPACITY, FIREWALL_LOG_RATE};
 pub use flows::{
     FlowDelta, FlowKey, FlowPath, FlowTableSettings, FlowTake, IDLE_TAKES, MAX_FLOW_ENTRIES,

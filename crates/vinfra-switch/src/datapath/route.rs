@@ -49,6 +49,8 @@ pub(super) struct Routing<'s> {
     pub(super) nat: &'s mut Nat,
     /// What became of the packet, for its flow: the router that routed it, north-south.
     pub(super) flow: FlowMark,
+    /// A router learned or changed a neighbour (the fast path's offers depend on them).
+    pub(super) learned: bool,
 }
 
 /// Where a frame for the router came in: its port, its network and that network's gateway
@@ -128,9 +130,11 @@ impl Routing<'_> {
                     && !at.gw.is_subnet_edge(ip);
                 if let Some(router) = slot_mut(self.routers, at.gw.router.0) {
                     let now = self.egress.now;
+                    let changes = router.neighbours.changes();
                     if plausible && router.neighbours.learn(at.network, ip, mac, now) {
                         router.counters.neighbours_learned += 1;
                     }
+                    self.learned |= router.neighbours.changes() != changes;
                 }
                 if access {
                     // Shared within the port's storm control, as a flood would be.

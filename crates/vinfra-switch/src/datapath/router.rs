@@ -159,6 +159,9 @@ pub(super) struct Neighbours {
     entries: HashMap<(NetworkId, Ipv4Addr), Neighbour>,
     /// When a full table was last swept for expired entries.
     last_sweep: Option<Duration>,
+    /// Neighbours whose MAC was learned or changed, so far (the fast path's offers depend
+    /// on them: `fastpath`).
+    changes: u64,
 }
 
 impl Neighbours {
@@ -242,6 +245,9 @@ impl Neighbours {
     ) -> bool {
         match self.entries.get_mut(&(network, ip)) {
             Some(n) => {
+                if n.mac != Some(mac) {
+                    self.changes = self.changes.wrapping_add(1);
+                }
                 n.mac = Some(mac);
                 n.confirmed = now;
                 n.asking_since = None;
@@ -249,6 +255,11 @@ impl Neighbours {
             }
             None => false,
         }
+    }
+
+    /// Neighbours whose MAC was learned or changed, so far (a counter that only grows).
+    pub(super) fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Forgets the neighbours of a network (its interface went).

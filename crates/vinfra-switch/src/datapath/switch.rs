@@ -10,6 +10,7 @@ use foldhash::{HashMap, HashSet};
 use super::classify::{classify_access, classify_trunk, classify_underlay, Ingress, Underlay};
 use super::config::{ConfigCommand, ConfigError, SwitchSettings};
 use super::counters::{Counters, DropReason, Drops, RouterCounters, SegmentCounters, Snapshot};
+use super::fastpath::{self, Accounts, FastFlow, FastKey, FastPath, FastTraffic, Fate};
 use super::filter::{Firewall, FirewallDrop, FirewallLogCounters};
 use super::firewall::conntrack::{ConnEntry, ConntrackCounters};
 use super::firewall::rules::FirewallRule;
@@ -75,6 +76,8 @@ pub struct Switch {
     pub(super) flows: FlowTable,
     /// A frame of a vNIC's 802.1Q sub-interface with its tag taken off.
     untagged: Vec<u8>,
+    /// Offers to the kernel's fast path (`fastpath`).
+    pub(super) fast: FastPath,
 }
 
 impl Default for Switch {
@@ -109,6 +112,7 @@ impl Switch {
             nat: Nat::new(settings.nat_max_sessions),
             flows: FlowTable::new(FlowTableSettings::default()),
             untagged: Vec::new(),
+            fast: FastPath::default(),
         }
     }
 
@@ -198,10 +202,61 @@ impl Switch {
         offload: Offload,
         tx: &mut TxBatch,
     ) {
+        let candidate = if self.fast.port(in_port) {
+            fastpath::candidate(in_port, frame)
+        } else {
+            None
+        };
+        let before = tx.len();
+        let generation = self.fast.generation();
+        let outcome = self.forward_frame(now, in_port, frame, offload, tx);
+        if let (Some(key), Some((network, mark))) = (candidate, outcome) {
+            if self.fast.generation() == generation {
+                self.offer(key, frame, offload, tx, before, network, mark);
+            }
+        }
+    }
+
+    /// Offers the flow of the frame just forwarded to the fast path when its fate allows
+    /// (see `fastpath`): one copy, written at `before` in `tx`, to another fast port.
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        key: FastKey,
+        frame: &[u8],
+        offload: Offload,
+        tx: &TxBatch,
+        before: usize,
+        network: NetworkId,
+        mark: FlowMark,
+    ) {
+        let fate = Fate {
+            frame,
+            offload,
+            tx,
+            before,
+            network,
+            mark,
+        };
+        if let Some(flow) = fastpath::offer(&self.fast, &self.ports, key, &fate) {
+            self.fast.push(flow);
+        }
+    }
+
+    /// Forwards one frame; for a frame that reached the forwarding stage, the network it
+    /// came in on and what the routing stage said of it.
+    fn forward_frame(
+        &mut self,
+        now: Duration,
+        in_port: PortId,
+        frame: &[u8],
+        offload: Offload,
+        tx: &mut TxBatch,
+    ) -> Option<(NetworkId, FlowMark)> {
         self.last_now = now;
         let Some(port) = slot_mut(&mut self.ports, in_port.0) else {
             self.switch_drops.add(DropReason::NoPort);
-            return;
+            return None;
         };
         port.counters.rx(frame.len());
         // A frame of one of the vNIC's sub-interfaces: in again through the sub-interface's
@@ -209,7 +264,7 @@ impl Switch {
         if let Some((sub, macs, rest)) = sub_interface(port, frame) {
             if !offload.is_complete() {
                 port.counters.drops.add(DropReason::BadOffload);
-                return;
+                return None;
             }
             let mut untagged = core::mem::take(&mut self.untagged);
             untagged.clear();
@@ -217,7 +272,7 @@ impl Switch {
             untagged.extend_from_slice(rest);
             self.process_frame_offload(now, sub, &untagged, offload, tx);
             self.untagged = untagged;
-            return;
+            return None;
         }
         let mtu = usize::from(port.config.mtu);
         let classified = match port.config.kind {
@@ -287,7 +342,7 @@ impl Switch {
         let ingress = match classified {
             Ok(Underlay::Transit { router, l2 }) => {
                 self.routing(now).transit(in_port, router, l2, tx);
-                return;
+                return None;
             }
             Ok(Underlay::Network(ingress)) => ingress,
             Err((reason, network)) => {
@@ -295,12 +350,12 @@ impl Switch {
                 if let Some(net) = network.and_then(|id| slot_mut(&mut self.networks, id.0)) {
                     net.counters.traffic.drops.add(reason);
                 }
-                return;
+                return None;
             }
         };
         let Some(net) = slot_mut(&mut self.networks, ingress.network.0) else {
             port.counters.drops.add(DropReason::NoNetwork);
-            return;
+            return None;
         };
         net.counters.traffic.rx(ingress.l2.len());
         let (network, access, l2) = (ingress.network, ingress.access, ingress.l2);
@@ -314,24 +369,35 @@ impl Switch {
             gateway_macs: &self.gateway_macs,
         };
         let mut mark = FlowMark::default();
-        match forward(&self.settings, now, net, egress, in_port, ingress, tx) {
-            Forwarded::Done => {}
+        let mac_changes = net.macs.changes();
+        let forwarded = forward(&self.settings, now, net, egress, in_port, ingress, tx);
+        if net.macs.changes() != mac_changes {
+            self.fast.bump();
+        }
+        let learned = match forwarded {
+            Forwarded::Done => false,
             Forwarded::ToRouter => {
                 let mut routing = self.routing(now);
                 routing.frame(in_port, network, access, l2, tx);
                 mark = routing.flow;
+                routing.learned
             }
             Forwarded::ToUplink => {
                 let mut routing = self.routing(now);
                 routing.uplink_frame(in_port, network, l2, tx);
                 mark = routing.flow;
+                routing.learned
             }
+        };
+        if learned {
+            self.fast.bump();
         }
         // Counted where it entered the cluster: a local port, or (on a router's edge) the
         // uplink, for what comes in from the physical network.
         if (access || mark.path == FlowPath::NorthSouth) && self.flows.enabled() {
             self.flows.count(now, network, in_port, &l2, mark);
         }
+        Some((network, mark))
     }
 
     /// The routing stage over the switch's state.
@@ -353,6 +419,7 @@ impl Switch {
             scratch: &mut self.scratch,
             nat: &mut self.nat,
             flow: FlowMark::default(),
+            learned: false,
         }
     }
 
@@ -396,6 +463,40 @@ impl Switch {
         slot(&self.ports, id.0).is_some_and(|p| p.offloads)
     }
 
+    /// Says whether the daemon can hand frames from and to port `id` to the kernel's fast
+    /// path (see `fastpath`): only then are its flows offered.
+    pub fn set_port_fast(&mut self, id: PortId, on: bool) {
+        self.fast.set_port(id, on);
+    }
+
+    /// Advances whenever the switch's state changes in a way that could decide a flow
+    /// another way: flows offered at an older generation are to be taken back from the kernel.
+    pub fn fast_generation(&self) -> u64 {
+        self.fast.generation()
+    }
+
+    /// Moves the flows offered since the previous take into `into` (at most 1,024 are kept
+    /// between takes), oldest first. Only those whose [`FastFlow::generation`] is the
+    /// current [`Switch::fast_generation`] still hold.
+    pub fn take_fast_offers(&mut self, into: &mut Vec<FastFlow>) {
+        self.fast.take(into);
+    }
+
+    /// Counts what the kernel forwarded of `flow` as the switch would have: the ports' and
+    /// networks' counters, the router's, flow accounting; and refreshes the source's MAC entry.
+    pub fn fast_traffic(&mut self, now: Duration, flow: &FastFlow, traffic: FastTraffic) {
+        self.last_now = now;
+        let accounts = Accounts {
+            ports: &mut self.ports,
+            networks: &mut self.networks,
+            routers: &mut self.routers,
+            flows: &mut self.flows,
+        };
+        if accounts.count(now, flow, traffic) {
+            self.fast.bump();
+        }
+    }
+
     /// Removes learned MAC entries that have aged out, the firewall's connections past their
     /// timeout, the routers' neighbours nothing keeps any longer, NAT sessions past their
     /// timeout and flows idle for the flow table's timeout; returns how many of the first
@@ -417,6 +518,11 @@ impl Switch {
             .map(|r| r.neighbours.expire(now))
             .sum();
         self.flows.expire(now);
+        // Offers depend on MAC entries and neighbours (never on connections or NAT sessions:
+        // ports with a firewall and NAT are not offered).
+        if macs + neighbours > 0 {
+            self.fast.bump();
+        }
         macs + self.firewall.expire(now) + neighbours + self.nat.expire(now)
     }
 

@@ -137,6 +137,11 @@ impl TxBatch {
         })
     }
 
+    /// The frame at position `index` with the bytes held in the batch.
+    pub fn get(&self, index: usize) -> Option<(&TxFrame, &[u8])> {
+        self.frames.get(index).map(|f| (f, self.bytes(f)))
+    }
+
     /// Every frame with the bytes held in the batch (see [`TxBatch::bytes`]).
     pub fn iter(&self) -> impl Iterator<Item = (&TxFrame, &[u8])> + '_ {
         self.frames.iter().map(move |f| (f, self.bytes(f)))

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vinfra_switch_control::{Mac, Request, SwitchClient};
+use vinfra_switch_control::{Attachment, Mac, PortSpec, Request, SwitchClient};
 
 use crate::common::{attach_tap, name, overlay, sh, tap_port, Daemon, Netns};
 
@@ -386,6 +386,52 @@ pub fn switch_path_with(
     }
 }
 
+/// Endpoints through a vinfra switch daemon on interface ports: a veth from each endpoint to
+/// the daemon's namespace, its outer end interface port 1 (client) or 2 (server) of overlay
+/// network 1, read and written as a VM's tap is (AF_PACKET with virtio-net headers), so that the
+/// kernel fast path takes their established flows as it takes a VM's. The same veths and
+/// offloads as [`bridge_path`]'s. `taps` holds the veths' outer ends.
+pub fn interface_path_with(
+    dir: &Path,
+    client_ip: &str,
+    server_ip: &'static str,
+    args: &[&str],
+) -> SwitchPath {
+    let host = netns("h");
+    let daemon = Daemon::start_with(&host, dir, None, &[], args);
+    let mut control = daemon.client();
+    let pair = Pair::new(server_ip);
+    let (_, ca) = veth_to(&pair.client, &format!("{client_ip}/24"), 1500, &host);
+    let (_, cb) = veth_to(&pair.server, &format!("{server_ip}/24"), 1500, &host);
+    control
+        .apply(&[
+            overlay(1, 100),
+            interface_port(CLIENT_PORT, 1, &ca),
+            interface_port(SERVER_PORT, 1, &cb),
+        ])
+        .expect("configure the switch");
+    ready(&pair, "vinfra switch interface ports");
+    SwitchPath {
+        control,
+        daemon,
+        pair,
+        taps: (ca, cb),
+        host,
+    }
+}
+
+/// Interface port `id` on `network` over `interface` (MTU 1500).
+pub fn interface_port(id: u32, network: u32, interface: &str) -> Request {
+    Request::AddPort(PortSpec {
+        id,
+        mtu: 1500,
+        attach: Attachment::Interface {
+            network,
+            interface: interface.to_owned(),
+        },
+    })
+}
+
 /// Endpoints through a Linux bridge (`br0` in namespace `ns`), each on a veth (a kernel bridge
 /// cannot hold a tap's other end; veths offer the same checksum and TSO offloads).
 pub struct BridgePath {
@@ -515,15 +561,19 @@ pub struct RoutedDaemon {
     _host: Netns,
 }
 
-/// A switch daemon in a host namespace of its own with two tap host ports on two overlay
-/// networks (VNI 100, 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1
-/// (the taps offer checksum and TSO, as a VM's virtio-net does), flow accounting on or off; the
-/// endpoints route through the gateways. `label` names the path in a failed readiness check.
-pub fn routed_daemon(dir: &Path, flows: bool, label: &str) -> RoutedDaemon {
+/// A switch daemon in a host namespace of its own with two interface ports on two overlay
+/// networks (VNI 100, 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1:
+/// a veth from each endpoint (checksum and TSO offered, as a VM's virtio-net does), read as a
+/// VM's tap is, so that the kernel fast path takes established flows as it takes a VM's;
+/// started with `args`, flow accounting on or off; the endpoints route through the gateways.
+/// `label` names the path in a failed readiness check.
+pub fn routed_daemon(dir: &Path, flows: bool, label: &str, args: &[&str]) -> RoutedDaemon {
     let host = netns("h");
-    let daemon = Daemon::start(&host, dir, None);
+    let daemon = Daemon::start_with(&host, dir, None, &[], args);
     let mut control = daemon.client();
-    let (ta, tb) = (name("t"), name("t"));
+    let pair = Pair::new("10.88.2.2");
+    let (_, ta) = veth_to(&pair.client, "10.88.1.2/24", 1500, &host);
+    let (_, tb) = veth_to(&pair.server, "10.88.2.2/24", 1500, &host);
     let gateway = |network: u32, ip: &str, last: u8| Request::SetRouterInterface {
         router: 1,
         network,
@@ -540,16 +590,13 @@ pub fn routed_daemon(dir: &Path, flows: bool, label: &str) -> RoutedDaemon {
             },
             overlay(1, 100),
             overlay(2, 101),
-            tap_port(1, 1, &ta, 1500),
-            tap_port(2, 2, &tb, 1500),
+            interface_port(1, 1, &ta),
+            interface_port(2, 2, &tb),
             Request::AddRouter { id: 1 },
             gateway(1, "10.88.1.1", 1),
             gateway(2, "10.88.2.1", 2),
         ])
         .expect("configure the switch");
-    let pair = Pair::new("10.88.2.2");
-    attach_tap(&host, &ta, &pair.client, "10.88.1.2/24", 1500);
-    attach_tap(&host, &tb, &pair.server, "10.88.2.2/24", 1500);
     pair.client
         .exec(&["ip", "route", "add", "default", "via", "10.88.1.1"]);
     pair.server

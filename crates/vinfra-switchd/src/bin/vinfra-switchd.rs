@@ -1,4 +1,4 @@
-//! `vinfra-switchd --control PATH [--underlay-ip IP] [--underlay-mtu N] [--busy-poll]`: the switch daemon on
+//! `vinfra-switchd --control PATH [--underlay-ip IP] [--underlay-mtu N] [--busy-poll] [--no-fast-path]`: the switch daemon on
 //! its own, as `vinfra switch` runs it (used by the tests and benchmarks of this crate).
 
 use std::process::ExitCode;
@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         if arg == "--busy-poll" {
             config.busy_poll = true;
+            continue;
+        }
+        if arg == "--no-fast-path" {
+            config.fast_path = false;
             continue;
         }
         let value = args.next();

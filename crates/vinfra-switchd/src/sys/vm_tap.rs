@@ -53,15 +53,7 @@ pub const SINK_BRIDGE: &str = "vinfra-sink";
 /// Makes the persistent tap `name` ready for a VM: created unless it exists (it does when QEMU
 /// holds it or the switch restarted), a port of [`SINK_BRIDGE`], IPv6 off, MTU `mtu`, up.
 pub(crate) fn prepare(name: &str, mtu: u16, owner: Option<u32>) -> io::Result<()> {
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !plain {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a VM tap's name has only letters, digits, '-', '_' and '.'",
-        ));
-    }
+    check_name(name)?;
     if exists(name) {
         // Taken over only if it is a tap (a VM's, left by a switch that restarted).
         if !Path::new("/sys/class/net")
@@ -93,6 +85,12 @@ pub(crate) fn prepare(name: &str, mtu: u16, owner: Option<u32>) -> io::Result<()
             return Err(io::Error::last_os_error());
         }
     }
+    confine(name, mtu)
+}
+
+/// Keeps interface `name` out of the host's stack (see the module's documentation), sets its
+/// MTU and brings it up.
+fn confine(name: &str, mtu: u16) -> io::Result<()> {
     ingress_drop(name)?;
     let ipv6 = Path::new("/proc/sys/net/ipv6/conf")
         .join(name)
@@ -133,6 +131,57 @@ pub(crate) fn prepare(name: &str, mtu: u16, owner: Option<u32>) -> io::Result<()
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Refuses a name with anything but letters, digits, '-', '_' and '.' (it goes into an
+/// nftables script).
+fn check_name(name: &str) -> io::Result<()> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !plain {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an interface port's or VM tap's name has only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the existing interface `name` ready for an interface port: not a tap (a VM's), a
+/// bridge or loopback; kept out of the host's stack as a VM's tap is (the ingress chain, the
+/// sink bridge, the settings), MTU `mtu`, up.
+pub(crate) fn prepare_interface(name: &str, mtu: u16) -> io::Result<()> {
+    check_name(name)?;
+    let dir = Path::new("/sys/class/net").join(name);
+    if !dir.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name}"),
+        ));
+    }
+    if dir.join("tun_flags").exists() || dir.join("bridge").exists() || name == "lo" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name} is a tap, a bridge or loopback: not an interface port"),
+        ));
+    }
+    confine(name, mtu)
+}
+
+/// Lets the interface `name` go: out of the sink bridge, its ingress chain deleted (the
+/// interface stays).
+pub(crate) fn release_interface(name: &str) {
+    let _ = nft(&format!("delete chain netdev vinfra {}\n", chain(name)));
+    let master = Path::new("/sys/class/net").join(name).join("master");
+    if std::fs::read_link(&master)
+        .ok()
+        .is_some_and(|t| t.file_name().is_some_and(|n| n == SINK_BRIDGE))
+    {
+        if let Err(e) = del_from_sink(name) {
+            tracing::debug!(interface = name, "left in the sink bridge: {e}");
+        }
+    }
 }
 
 /// Whether an interface `name` exists.
@@ -241,9 +290,24 @@ fn add_to_sink(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `SIOCBRADDBR` and `SIOCBRADDIF` from `<linux/sockios.h>`.
+/// Takes `name` out of [`SINK_BRIDGE`].
+fn del_from_sink(name: &str) -> io::Result<()> {
+    let socket = control_socket()?;
+    let index = nix::net::if_::if_nametoindex(name).map_err(io::Error::from)?;
+    let mut ifr = ifreq(SINK_BRIDGE)?;
+    ifr.ifr_ifru.ifru_ifindex = libc::c_int::try_from(index).map_err(io::Error::other)?;
+    // SAFETY: `ifr` is a valid `ifreq` naming the bridge and holding the port's index, alive
+    // for the call; SIOCBRDELIF reads only it.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), SIOCBRDELIF, &ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SIOCBRADDBR`, `SIOCBRADDIF` and `SIOCBRDELIF` from `<linux/sockios.h>`.
 const SIOCBRADDBR: libc::c_ulong = 0x89a0;
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
+const SIOCBRDELIF: libc::c_ulong = 0x89a3;
 
 /// A socket for interface ioctls.
 fn control_socket() -> io::Result<std::os::fd::OwnedFd> {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use vinfra_switch_control::{Attachment, NetworkSpec, PortSpec, Request, SwitchClient};
 
+pub mod relay;
+
 /// Runs a command; panics with its output when it fails.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])

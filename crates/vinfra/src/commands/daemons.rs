@@ -133,6 +133,10 @@ pub struct SwitchArgs {
     /// Poll the ports without ever sleeping: lowest latency, one core kept busy.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Forward everything in the daemon: no kernel fast path for established flows between
+    /// local VM taps and interface ports.
+    #[arg(long)]
+    pub no_fast_path: bool,
 }
 
 /// `vinfra guard`.
@@ -373,6 +377,7 @@ pub fn switch(a: &SwitchArgs) -> Result<(), DaemonError> {
         underlay_ip: a.underlay_ip,
         underlay_mtu: a.underlay_mtu,
         busy_poll: a.busy_poll,
+        fast_path: !a.no_fast_path,
     };
     vinfra_switchd::run(config).map_err(DaemonError::Switch)
 }

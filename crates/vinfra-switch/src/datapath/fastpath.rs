@@ -1,0 +1,376 @@
+//! Offers of flows that a kernel fast path may forward without the switch.
+//!
+//! The daemon may hand the established flows between two of its local ports to the kernel
+//! (a classifier on the ingress port that redirects a flow's frames to the egress port, as
+//! Open vSwitch's kernel datapath keeps flows its userspace decided). The core decides, never
+//! the kernel: a frame from a port marked with [`Switch::set_port_fast`] whose fate was a
+//! single copy to another such port, identical to the frame or, routed, the same with other
+//! MACs and one TTL less, is offered as a [`FastFlow`] ([`Switch::take_fast_offers`]). What
+//! the kernel forwards is reported back with [`Switch::fast_traffic`], so that counters, flow
+//! accounting and MAC ageing see it.
+//!
+//! An offer holds only while the state it was decided on holds: every change that could
+//! decide another way (configuration, a MAC learned or moved, a neighbour learned, a MAC
+//! entry or neighbour expired) advances [`Switch::fast_generation`], and the daemon then forgets every flow it
+//! gave the kernel. Offers made before the change carry the older generation and are not to
+//! be given. Only unicast IPv4 without options or fragments is offered, TCP (no SYN, FIN or
+//! RST: a connection's start and end always cross the switch), UDP and ICMP echo requests and
+//! replies, between ports without a firewall.
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+
+use super::flows::{FlowMark, FlowTable};
+use super::ids::{slot, slot_mut, NetworkId, PortId, RouterId};
+use super::mac_table::Location;
+use super::network::NetworkState;
+use super::port::{Port, PortKind};
+use super::router::RouterState;
+use super::tx::{TxBatch, TxFrame};
+use crate::wire::{MacAddr, Offload};
+
+/// TCP flags that keep a segment on the switch: SYN, FIN, RST.
+pub const TCP_CONTROL_FLAGS: u8 = 0x07;
+
+const ETH_LEN: usize = 14;
+const IP_LEN: usize = 20;
+const IP_TTL: usize = ETH_LEN + 8;
+const IP_CHECKSUM: usize = ETH_LEN + 10;
+
+/// What identifies a fast flow's frames at its ingress port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FastKey {
+    /// The port the frames come in on.
+    pub in_port: PortId,
+    /// Destination MAC (the peer's, or routed: the gateway's).
+    pub dst_mac: MacAddr,
+    /// Source MAC.
+    pub src_mac: MacAddr,
+    /// IPv4 source.
+    pub src: Ipv4Addr,
+    /// IPv4 destination.
+    pub dst: Ipv4Addr,
+    /// IP protocol: 6 (TCP), 17 (UDP) or 1 (ICMP echo request or reply).
+    pub protocol: u8,
+    /// Source port; for ICMP, the echo's identifier.
+    pub src_port: u16,
+    /// Destination port; for ICMP, the type and code (big-endian, as in the header).
+    pub dst_port: u16,
+}
+
+/// A routed flow's rewrite: the frame leaves with these MACs and its TTL one less (the IPv4
+/// header checksum updated to match).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FastRewrite {
+    /// The new source MAC (the egress network's gateway).
+    pub src_mac: MacAddr,
+    /// The new destination MAC (the neighbour).
+    pub dst_mac: MacAddr,
+}
+
+/// A flow the kernel may forward: its frames, matched by `key`, go out of `out_port` as they
+/// are (or with `rewrite`) when their IP packets (for a large TCP segment, each segment it
+/// is cut into) are at most `max_ip_len` bytes and, routed, their TTL is above 1. Anything
+/// else stays on the switch.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FastFlow {
+    /// The frames' match.
+    pub key: FastKey,
+    /// The port they go out on.
+    pub out_port: PortId,
+    /// Routed: the rewrite.
+    pub rewrite: Option<FastRewrite>,
+    /// The largest IP packet (or segment) the flow may carry: the smaller of both ports' MTUs.
+    pub max_ip_len: u16,
+    /// The [`Switch::fast_generation`] the offer was decided at.
+    pub generation: u64,
+    /// For accounting: the ingress network, the router, the path.
+    pub(super) network: NetworkId,
+    pub(super) out_network: NetworkId,
+    pub(super) mark: FlowMark,
+}
+
+impl FastFlow {
+    /// The router that routes the flow on this switch, if it is routed.
+    pub fn router(&self) -> Option<RouterId> {
+        self.mark.router
+    }
+}
+
+/// What the kernel forwarded of a flow since the previous report.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FastTraffic {
+    /// Frames (a large TCP segment is one).
+    pub frames: u64,
+    /// Their bytes, Ethernet frames as received.
+    pub bytes: u64,
+    /// IP packets: a large TCP segment counts as the segments it is cut into.
+    pub packets: u64,
+    /// Their IP bytes, as the segments would be.
+    pub ip_bytes: u64,
+}
+
+/// The fast path's state in the switch.
+#[derive(Debug, Default)]
+pub(super) struct FastPath {
+    /// Ports whose frames the daemon can hand to the kernel, by port number.
+    ports: Vec<bool>,
+    generation: u64,
+    offers: Vec<FastFlow>,
+}
+
+/// Offers kept between takes at most: past it, later ones are dropped (they are offered
+/// again by the flow's next frames).
+const MAX_OFFERS: usize = 1024;
+
+impl FastPath {
+    pub(super) fn set_port(&mut self, port: PortId, on: bool) {
+        let i = port.0 as usize;
+        if self.ports.len() <= i {
+            if !on {
+                return;
+            }
+            self.ports.resize(i + 1, false);
+        }
+        if let Some(slot) = self.ports.get_mut(i) {
+            *slot = on;
+        }
+        self.bump();
+    }
+
+    pub(super) fn port(&self, port: PortId) -> bool {
+        self.ports.get(port.0 as usize).copied().unwrap_or(false)
+    }
+
+    /// Something changed that offers may have been decided on.
+    pub(super) fn bump(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(super) fn push(&mut self, flow: FastFlow) {
+        if self.offers.len() < MAX_OFFERS {
+            self.offers.push(flow);
+        }
+    }
+
+    pub(super) fn take(&mut self, into: &mut Vec<FastFlow>) {
+        into.append(&mut self.offers);
+    }
+}
+
+/// A frame just forwarded and what came of it.
+pub(super) struct Fate<'a> {
+    pub(super) frame: &'a [u8],
+    pub(super) offload: Offload,
+    /// The batch it was forwarded into, and how many frames the batch held before.
+    pub(super) tx: &'a TxBatch,
+    pub(super) before: usize,
+    /// The network it came in on, and what the routing stage said of it.
+    pub(super) network: NetworkId,
+    pub(super) mark: FlowMark,
+}
+
+/// The flow of `key` as an offer, when the frame's fate allows: exactly one copy, to
+/// another fast access port, the frame unchanged or routed (see [`difference`]), neither port
+/// with a firewall.
+pub(super) fn offer(
+    fast: &FastPath,
+    ports: &[Option<Port>],
+    key: FastKey,
+    fate: &Fate<'_>,
+) -> Option<FastFlow> {
+    if fate.tx.len() != fate.before + 1 {
+        return None;
+    }
+    let (out, sent) = fate.tx.get(fate.before)?;
+    if out.port == key.in_port || !fast.port(out.port) {
+        return None;
+    }
+    let inp = slot(ports, key.in_port.0)?;
+    let outp = slot(ports, out.port.0)?;
+    if inp.firewall.is_some() || outp.firewall.is_some() {
+        return None;
+    }
+    let access = |kind: PortKind| match kind {
+        PortKind::Vm { network } | PortKind::Host { network } => Some(network),
+        _ => None,
+    };
+    access(inp.config.kind)?;
+    let out_network = access(outp.config.kind)?;
+    let rewrite = difference(fate.frame, fate.offload, out, sent)?;
+    Some(FastFlow {
+        key,
+        out_port: out.port,
+        rewrite,
+        max_ip_len: inp.config.mtu.min(outp.config.mtu),
+        generation: fast.generation(),
+        network: fate.network,
+        out_network,
+        mark: fate.mark,
+    })
+}
+
+/// The switch's state that what the kernel forwarded is counted in.
+pub(super) struct Accounts<'s> {
+    pub(super) ports: &'s mut [Option<Port>],
+    pub(super) networks: &'s mut [Option<NetworkState>],
+    pub(super) routers: &'s mut [Option<RouterState>],
+    pub(super) flows: &'s mut FlowTable,
+}
+
+impl Accounts<'_> {
+    /// Counts `traffic` of `flow` as the switch would have counted its frames, and refreshes
+    /// the source's MAC entry; true when that changed the MAC table (a generation is due).
+    pub(super) fn count(self, now: Duration, flow: &FastFlow, traffic: FastTraffic) -> bool {
+        let key = &flow.key;
+        let mut mac_limit = None;
+        if let Some(p) = slot_mut(self.ports, key.in_port.0) {
+            p.counters.rx_packets += traffic.frames;
+            p.counters.rx_bytes += traffic.bytes;
+            mac_limit = p
+                .policy
+                .mac_limit
+                .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        if let Some(p) = slot_mut(self.ports, flow.out_port.0) {
+            p.counters.tx_packets += traffic.frames;
+            p.counters.tx_bytes += traffic.bytes;
+        }
+        let mut changed = false;
+        if let Some(net) = slot_mut(self.networks, flow.network.0) {
+            net.counters.traffic.rx_packets += traffic.frames;
+            net.counters.traffic.rx_bytes += traffic.bytes;
+            let changes = net.macs.changes();
+            let _ = net.macs.learn_limited(
+                key.src_mac,
+                Location::Port(key.in_port),
+                now,
+                mac_limit,
+                || false,
+            );
+            changed = net.macs.changes() != changes;
+        }
+        if let Some(net) = slot_mut(self.networks, flow.out_network.0) {
+            net.counters.traffic.tx_packets += traffic.frames;
+            net.counters.traffic.tx_bytes += traffic.bytes;
+        }
+        if let Some(router) = flow.mark.router.and_then(|r| slot_mut(self.routers, r.0)) {
+            router.counters.routed_packets += traffic.frames;
+            router.counters.routed_bytes += traffic.bytes;
+        }
+        if self.flows.enabled() {
+            // Flow accounting keys an echo by its identifier alone.
+            let ports = if key.protocol == 1 {
+                (key.src_port, key.src_port)
+            } else {
+                (key.src_port, key.dst_port)
+            };
+            self.flows.count_tuple(
+                now,
+                flow.network,
+                (key.src, key.dst, key.protocol),
+                ports,
+                key.in_port,
+                flow.mark,
+                (traffic.packets, traffic.ip_bytes),
+            );
+        }
+        changed
+    }
+}
+
+/// The key of a frame the fast path could carry: unicast Ethernet, IPv4 without options or
+/// fragments, TCP without SYN, FIN or RST, or UDP; `None` for anything else.
+pub(super) fn candidate(in_port: PortId, frame: &[u8]) -> Option<FastKey> {
+    let eth: [u8; ETH_LEN] = frame.get(..ETH_LEN)?.try_into().ok()?;
+    if eth[12..14] != [0x08, 0x00] || eth[0] & 1 != 0 {
+        return None;
+    }
+    let ip: [u8; IP_LEN] = frame.get(ETH_LEN..ETH_LEN + IP_LEN)?.try_into().ok()?;
+    // Version 4, header length 5 words; neither MF nor an offset.
+    if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let protocol = ip[9];
+    let l4 = frame.get(ETH_LEN + IP_LEN..)?;
+    // The key's ports: TCP's and UDP's; an ICMP echo's identifier and its type and code.
+    let (src_port, dst_port) = match protocol {
+        6 => {
+            let flags = *l4.get(13)?;
+            if flags & TCP_CONTROL_FLAGS != 0 {
+                return None;
+            }
+            (be16(l4, 0)?, be16(l4, 2)?)
+        }
+        17 if l4.len() >= 8 => (be16(l4, 0)?, be16(l4, 2)?),
+        1 if l4.len() >= 8 && matches!(l4.get(..2)?, [ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY, 0]) => {
+            (be16(l4, 4)?, be16(l4, 0)?)
+        }
+        _ => return None,
+    };
+    let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5, ..] = eth;
+    Some(FastKey {
+        in_port,
+        dst_mac: MacAddr([d0, d1, d2, d3, d4, d5]),
+        src_mac: MacAddr([s0, s1, s2, s3, s4, s5]),
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        protocol,
+        src_port,
+        dst_port,
+    })
+}
+
+/// The big-endian 16 bits at `at`.
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// ICMP echo request and reply types.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+
+/// How the frame `out` (sent as `sent`) differs from the received `frame`: `Some(None)` not
+/// at all, `Some(Some(rewrite))` only by its MACs, one TTL less and the IPv4 checksum (routed),
+/// `None` in any other way (a checksum filled, a frame cut, a NAT, a tag, a DSCP mark, …).
+pub(super) fn difference(
+    frame: &[u8],
+    offload: Offload,
+    out: &TxFrame,
+    sent: &[u8],
+) -> Option<Option<FastRewrite>> {
+    if out.tail().is_some() || out.vtep.is_some() || out.offload != offload {
+        return None;
+    }
+    if sent.len() != frame.len() || sent.len() < ETH_LEN + IP_LEN {
+        return None;
+    }
+    if sent == frame {
+        return Some(None);
+    }
+    let ttl_in = *frame.get(IP_TTL)?;
+    let same = |r: core::ops::Range<usize>| sent.get(r.clone()) == frame.get(r);
+    let routed = ttl_in > 1
+        && *sent.get(IP_TTL)? == ttl_in - 1
+        && same(12..IP_TTL)
+        && same(IP_TTL + 1..IP_CHECKSUM)
+        && same(IP_CHECKSUM + 2..frame.len());
+    if !routed {
+        return None;
+    }
+    let mac = |r: core::ops::Range<usize>| -> Option<MacAddr> {
+        let b: [u8; 6] = sent.get(r)?.try_into().ok()?;
+        Some(MacAddr(b))
+    };
+    Some(Some(FastRewrite {
+        src_mac: mac(6..12)?,
+        dst_mac: mac(0..6)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

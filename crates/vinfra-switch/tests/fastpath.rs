@@ -1,0 +1,209 @@
+//! Offers to the kernel's fast path: which frames' flows are offered (one copy to another fast
+//! port, unchanged or routed), which are not (control segments, other ports, a firewall, the
+//! uplink, a frame that changed the switch's state), the generation that takes them back, and
+//! the counting of what the kernel forwarded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::routing::*;
+use common::*;
+use vinfra_switch::datapath::firewall::rules::{Action, Direction, PortRange, Prefix, Protocol};
+use vinfra_switch::datapath::{
+    ConfigCommand, FastFlow, FastRewrite, FastTraffic, Location, PortId, Switch, TxBatch,
+};
+use vinfra_switch::wire::{EtherType, Offload};
+
+/// Host A with every local access port fast.
+fn fast_host() -> Switch {
+    let mut s = host_a();
+    for p in [VM_BLUE, VM_RED, TAP_BLUE, TAP_RED, VM_GREEN] {
+        s.set_port_fast(p, true);
+    }
+    s
+}
+
+/// Sends `frame` from `port` and takes the offers it made.
+fn offers(s: &mut Switch, port: PortId, frame: &[u8]) -> Vec<FastFlow> {
+    let mut tx = TxBatch::new();
+    s.process_offload(NOW, [(port, frame, Offload::NONE)], &mut tx);
+    let mut out = Vec::new();
+    s.take_fast_offers(&mut out);
+    out
+}
+
+/// A UDP frame on blue from VM 11 to tap 13 (no router).
+fn blue_udp() -> Vec<u8> {
+    eth(
+        mac(13),
+        mac(11),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 11), addr(BLUE, 13), 17, 64, &udp_body(100)),
+    )
+}
+
+/// A TCP segment on blue from VM 11 to tap 13 with `flags`.
+fn blue_tcp(flags: u8) -> Vec<u8> {
+    let mut tcp = vec![
+        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff,
+    ];
+    tcp.extend_from_slice(&[0, 0, 0, 0]);
+    tcp.extend_from_slice(b"data");
+    eth(
+        mac(13),
+        mac(11),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 11), addr(BLUE, 13), 6, 64, &tcp),
+    )
+}
+
+#[test]
+fn a_bridged_flow_between_two_fast_ports_is_offered_unchanged() {
+    let mut s = fast_host();
+    let offered = offers(&mut s, VM_BLUE, &blue_udp());
+    assert_eq!(offered.len(), 1);
+    let f = offered[0];
+    assert_eq!(f.key.in_port, VM_BLUE);
+    assert_eq!((f.key.src_mac, f.key.dst_mac), (mac(11), mac(13)));
+    assert_eq!((f.key.src, f.key.dst), (addr(BLUE, 11), addr(BLUE, 13)));
+    assert_eq!(
+        (f.key.protocol, f.key.src_port, f.key.dst_port),
+        (17, 5000, 6000)
+    );
+    assert_eq!(f.out_port, TAP_BLUE);
+    assert_eq!(f.rewrite, None);
+    assert_eq!(f.max_ip_len, 1450);
+    assert_eq!(f.generation, s.fast_generation());
+    assert_eq!(f.router(), None);
+    // An ACK-only TCP segment is offered too.
+    assert_eq!(offers(&mut s, VM_BLUE, &blue_tcp(0x10)).len(), 1);
+}
+
+#[test]
+fn a_routed_flow_is_offered_with_its_rewrite() {
+    let mut s = fast_host();
+    let frame = routed_udp(BLUE, 11, addr(RED, 12), 100);
+    let offered = offers(&mut s, VM_BLUE, &frame);
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    let f = offered[0];
+    assert_eq!(f.key.dst_mac, gw_mac(BLUE));
+    assert_eq!(f.out_port, VM_RED);
+    assert_eq!(
+        f.rewrite,
+        Some(FastRewrite {
+            src_mac: gw_mac(RED),
+            dst_mac: mac(12),
+        })
+    );
+    assert_eq!(f.router(), Some(R1));
+}
+
+#[test]
+fn control_segments_other_ports_firewalls_and_the_uplink_are_not_offered() {
+    let mut s = fast_host();
+    for flags in [0x02, 0x12, 0x01, 0x11, 0x04] {
+        assert!(
+            offers(&mut s, VM_BLUE, &blue_tcp(flags)).is_empty(),
+            "{flags:#x}"
+        );
+    }
+    // To VM 22 on host B: through the uplink.
+    let remote = routed_udp(BLUE, 11, addr(RED, 22), 100);
+    assert!(offers(&mut s, VM_BLUE, &remote).is_empty());
+    // TTL 1: an ICMP error back.
+    let mut ttl1 = routed_udp(BLUE, 11, addr(RED, 12), 100);
+    ttl1[22] = 1;
+    refill(&mut ttl1[14..]);
+    assert!(offers(&mut s, VM_BLUE, &ttl1).is_empty());
+    // A port that is not fast, at either end.
+    s.set_port_fast(TAP_BLUE, false);
+    assert!(offers(&mut s, VM_BLUE, &blue_udp()).is_empty());
+    s.set_port_fast(TAP_BLUE, true);
+    assert_eq!(offers(&mut s, VM_BLUE, &blue_udp()).len(), 1);
+    // A firewall on the receiving port.
+    let allow_all = common::firewall::rule(
+        Direction::Ingress,
+        Action::Allow,
+        Protocol::Any,
+        PortRange::ANY,
+        &[Prefix::ANY],
+    );
+    s.apply(ConfigCommand::SetPortFirewall {
+        port: TAP_BLUE,
+        rules: Some(vec![allow_all]),
+    })
+    .unwrap();
+    let _ = offers(&mut s, VM_BLUE, &blue_udp());
+    assert!(offers(&mut s, VM_BLUE, &blue_udp()).is_empty());
+}
+
+#[test]
+fn a_change_of_state_advances_the_generation_and_the_changing_frame_offers_nothing() {
+    let mut s = fast_host();
+    let g0 = s.fast_generation();
+    assert_eq!(offers(&mut s, VM_BLUE, &blue_udp()).len(), 1);
+    assert_eq!(s.fast_generation(), g0, "a forwarded frame changes nothing");
+    // Configuration.
+    s.apply(ConfigCommand::AddMacEntry {
+        network: BLUE,
+        mac: mac(40),
+        location: Location::Port(TAP_BLUE),
+    })
+    .unwrap();
+    let g1 = s.fast_generation();
+    assert_ne!(g1, g0);
+    // A MAC learned: a new source on the tap, its frame not offered.
+    let from_new = eth(
+        mac(11),
+        mac(41),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 41), addr(BLUE, 11), 17, 64, &udp_body(10)),
+    );
+    assert!(offers(&mut s, TAP_BLUE, &from_new).is_empty());
+    let g2 = s.fast_generation();
+    assert_ne!(g2, g1);
+    // The next frame of that flow is offered at the new generation.
+    let again = offers(&mut s, TAP_BLUE, &from_new);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].generation, g2);
+    // Expiry of anything.
+    assert!(s.expire(NOW + Duration::from_secs(3600)) > 0);
+    assert_ne!(s.fast_generation(), g2);
+}
+
+#[test]
+fn what_the_kernel_forwarded_is_counted_as_the_switch_would() {
+    let mut s = fast_host();
+    let frame = routed_udp(BLUE, 11, addr(RED, 12), 100);
+    let f = offers(&mut s, VM_BLUE, &frame)[0];
+    let _ = s.take_flows(NOW);
+    let before = (
+        s.port_counters(VM_BLUE).unwrap(),
+        s.port_counters(VM_RED).unwrap(),
+        s.router_counters(R1).unwrap().routed_packets,
+    );
+    let traffic = FastTraffic {
+        frames: 10,
+        bytes: 10 * frame.len() as u64,
+        packets: 12,
+        ip_bytes: 12 * 128,
+    };
+    s.fast_traffic(NOW + Duration::from_secs(1), &f, traffic);
+    let (vin, vout) = (
+        s.port_counters(VM_BLUE).unwrap(),
+        s.port_counters(VM_RED).unwrap(),
+    );
+    assert_eq!(vin.rx_packets - before.0.rx_packets, 10);
+    assert_eq!(vin.rx_bytes - before.0.rx_bytes, traffic.bytes);
+    assert_eq!(vout.tx_packets - before.1.tx_packets, 10);
+    assert_eq!(s.router_counters(R1).unwrap().routed_packets - before.2, 10);
+    let take = s.take_flows(NOW + Duration::from_secs(1));
+    let flow = take
+        .flows
+        .iter()
+        .find(|d| d.key.src == addr(BLUE, 11) && d.key.dst == addr(RED, 12))
+        .expect("the flow is counted");
+    assert_eq!((flow.packets, flow.bytes), (12, 12 * 128));
+    assert_eq!(flow.port, VM_BLUE);
+}

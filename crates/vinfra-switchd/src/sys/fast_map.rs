@@ -1,0 +1,111 @@
+//! The kernel fast path's map entries as the eBPF program (`bpf/fastpath.bpf.c`) lays them
+//! out: a flow's match ([`MapKey`]) and its action with counters ([`MapValue`]).
+
+use core::net::Ipv4Addr;
+
+use vinfra_switch::wire::MacAddr;
+
+/// `struct fp_key`: 32 bytes, no padding the program leaves undefined (it zeroes `pad`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapKey {
+    /// The ingress device's interface index.
+    pub ifindex: u32,
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// IPv4 source, in network order as it lies in the header.
+    pub saddr: [u8; 4],
+    /// IPv4 destination, likewise.
+    pub daddr: [u8; 4],
+    /// Source port, in network order.
+    pub sport: [u8; 2],
+    /// Destination port, in network order.
+    pub dport: [u8; 2],
+    /// IP protocol.
+    pub proto: u8,
+    /// Zero.
+    pub pad: [u8; 3],
+}
+
+impl MapKey {
+    /// The key of a flow from device `ifindex`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ifindex: u32,
+        dst: MacAddr,
+        src: MacAddr,
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) -> MapKey {
+        MapKey {
+            ifindex,
+            dst: dst.0,
+            src: src.0,
+            saddr: saddr.octets(),
+            daddr: daddr.octets(),
+            sport: sport.to_be_bytes(),
+            dport: dport.to_be_bytes(),
+            proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// The flow is routed: MACs rewritten, TTL one less.
+pub const FLOW_ROUTED: u32 = 1;
+/// The egress device is a host tap: the frame goes into the host's stack there (redirected to
+/// the device's ingress) instead of out of it.
+pub const FLOW_INGRESS: u32 = 2;
+
+/// `struct fp_value`: 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapValue {
+    /// The egress device's interface index.
+    pub out_ifindex: u32,
+    /// [`FLOW_ROUTED`], [`FLOW_INGRESS`].
+    pub flags: u32,
+    /// Routed: the new destination MAC.
+    pub new_dst: [u8; 6],
+    /// Routed: the new source MAC.
+    pub new_src: [u8; 6],
+    /// The largest IP packet (or segment of a large one) the flow carries.
+    pub max_ip_len: u16,
+    /// Zero.
+    pub pad: u16,
+    /// Frames forwarded (counters written by the program).
+    pub frames: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// IP packets (a large segment counts as the segments it is cut into).
+    pub packets: u64,
+    /// Their IP bytes.
+    pub ip_bytes: u64,
+    /// When the last frame went (`CLOCK_MONOTONIC`, ns).
+    pub last_ns: u64,
+}
+
+// SAFETY: `MapKey` is `repr(C)`, made of byte arrays and integers laid out without implicit
+// padding (4 + 6 + 6 + 4 + 4 + 2 + 2 + 1 + 3 = 32 bytes, alignment 4), so every bit pattern is
+// a valid value and all of its bytes are initialised.
+unsafe impl aya::Pod for MapKey {}
+// SAFETY: `MapValue` is `repr(C)`: 24 bytes of integers and byte arrays, then five `u64`s at
+// offset 24 (a multiple of 8), 64 bytes without implicit padding; every bit pattern is valid.
+unsafe impl aya::Pod for MapValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entries_have_the_programs_sizes() {
+        assert_eq!(core::mem::size_of::<MapKey>(), 32);
+        assert_eq!(core::mem::size_of::<MapValue>(), 64);
+        assert_eq!(core::mem::offset_of!(MapValue, frames), 24);
+    }
+}
