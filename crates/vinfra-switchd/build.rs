@@ -8,6 +8,8 @@ use std::process::Command;
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(fast_path_object)");
     println!("cargo:rerun-if-changed=bpf/fastpath.bpf.c");
+    // A clang installed later is found by the next build.
+    println!("cargo:rerun-if-env-changed=PATH");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default()).join("fastpath.bpf.o");
     let multiarch = Command::new("gcc")
         .arg("-print-multiarch")

@@ -190,6 +190,7 @@ fn what_the_kernel_forwarded_is_counted_as_the_switch_would() {
         ip_bytes: 12 * 128,
     };
     s.fast_traffic(NOW + Duration::from_secs(1), &f, traffic);
+    assert_eq!(s.fast_generation(), f.generation);
     let (vin, vout) = (
         s.port_counters(VM_BLUE).unwrap(),
         s.port_counters(VM_RED).unwrap(),
@@ -206,4 +207,70 @@ fn what_the_kernel_forwarded_is_counted_as_the_switch_would() {
         .expect("the flow is counted");
     assert_eq!((flow.packets, flow.bytes), (12, 12 * 128));
     assert_eq!(flow.port, VM_BLUE);
+}
+
+#[test]
+fn a_flood_that_reaches_one_port_and_a_marked_port_are_not_offered() {
+    let mut s = fast_host();
+    s.apply(ConfigCommand::SetFloodList {
+        network: BLUE,
+        vteps: vec![],
+    })
+    .unwrap();
+    // To an unknown MAC on blue: flooded, and the only other local port of blue is tap 13.
+    let unknown = eth(
+        mac(99),
+        mac(11),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 11), addr(BLUE, 99), 17, 64, &udp_body(100)),
+    );
+    let mut tx = TxBatch::new();
+    s.process_offload(NOW, [(VM_BLUE, &unknown[..], Offload::NONE)], &mut tx);
+    assert_eq!(tx.len(), 1, "one copy, to tap 13");
+    let mut offered = Vec::new();
+    s.take_fast_offers(&mut offered);
+    assert!(offered.is_empty(), "{offered:?}");
+    // A port that marks DSCP.
+    s.apply(ConfigCommand::SetPortDscp {
+        port: VM_BLUE,
+        mark: Some(0),
+    })
+    .unwrap();
+    assert!(offers(&mut s, VM_BLUE, &blue_udp()).is_empty());
+}
+
+#[test]
+fn late_counters_never_take_a_moved_address_back() {
+    let mut s = fast_host();
+    // A learned address on tap 13 (blue), whose flow is offered.
+    let from_tap = eth(
+        mac(11),
+        mac(42),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 42), addr(BLUE, 11), 17, 64, &udp_body(10)),
+    );
+    let _ = offers(&mut s, TAP_BLUE, &from_tap);
+    let f = offers(&mut s, TAP_BLUE, &from_tap)[0];
+    // The address moves to VM 11's port; then the kernel's last counters of the old flow.
+    let moved = eth(
+        mac(13),
+        mac(42),
+        EtherType::IPV4,
+        &packet(addr(BLUE, 42), addr(BLUE, 13), 17, 64, &udp_body(10)),
+    );
+    let _ = offers(&mut s, VM_BLUE, &moved);
+    assert_eq!(s.lookup(BLUE, mac(42), NOW), Some(Location::Port(VM_BLUE)));
+    let g = s.fast_generation();
+    s.fast_traffic(
+        NOW,
+        &f,
+        FastTraffic {
+            frames: 1,
+            bytes: 60,
+            packets: 1,
+            ip_bytes: 46,
+        },
+    );
+    assert_eq!(s.lookup(BLUE, mac(42), NOW), Some(Location::Port(VM_BLUE)));
+    assert_eq!(s.fast_generation(), g);
 }

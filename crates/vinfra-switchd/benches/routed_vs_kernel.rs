@@ -1,5 +1,6 @@
-//! Routing between two networks: vinfra's router in the switch daemon against Linux kernel
-//! forwarding, between the same endpoints, in the same run.
+//! Routing between two networks: vinfra's router (the switch's kernel fast path for
+//! established flows, the daemon for the rest) against Linux kernel forwarding, between the
+//! same endpoints, in the same run.
 //!
 //! Paths: the vinfra switch daemon with two interface ports on two overlay networks (VNI 100,
 //! 10.88.1.0/24; VNI 101, 10.88.2.0/24) of one router whose gateways are .1: a veth from each
@@ -75,7 +76,7 @@ fn main() {
     } else {
         &[]
     };
-    let vinfra = routed_daemon(dir.path(), true, "vinfra router", args);
+    let mut vinfra = routed_daemon(dir.path(), true, "vinfra router", args);
     let kernel = kernel_path();
     side_by_side(
         [("vinfra", &vinfra.pair), ("kernel", &kernel.pair)],
@@ -85,4 +86,15 @@ fn main() {
         ("routed_tcp_vs_kernel", "routed_64b_vs_kernel"),
         TARGET,
     );
+    // Which path vinfra's numbers are: a daemon that could not start its fast path says so.
+    let fast = vinfra.fast_path();
+    println!("vinfra's kernel fast path: {fast:?}");
+    if args.is_empty() {
+        let used = fast.is_some_and(|f| f.frames > 0);
+        println!(
+            "RESULT routed_fast_path_used {} {}",
+            u8::from(used),
+            if used { "PASS" } else { "FAIL" }
+        );
+    }
 }

@@ -63,7 +63,6 @@ struct fp_value {
 };
 
 #define FP_ROUTED 1
-#define FP_INGRESS 2
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -75,6 +74,7 @@ struct {
 // What the headers say beyond the key.
 struct fp_frame {
     __u8 ttl;
+    __u8 proto;
     __u32 ip_len;
     __u32 headers; // IP and transport header bytes of each segment
     __u32 segs;    // IP packets the frame carries (a large segment: its segments)
@@ -97,6 +97,19 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f)
         return 0;
     __u8 proto = h[23];
     __u32 l4len;
+    // What the switch checks of every IPv4 packet: the header checksum, and a total length
+    // within the frame.
+    __u32 sum = 0;
+#pragma unroll
+    for (int i = 14; i < 34; i += 2)
+        sum += ((__u32)h[i] << 8) | h[i + 1];
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    if (sum != 0xffff)
+        return 0;
+    __u32 ip_len = ((__u32)h[16] << 8) | h[17];
+    if (ip_len > skb->len - 14)
+        return 0;
     // The key's ports: TCP's and UDP's; an ICMP echo's identifier and its type and code.
     __u8 sport[2] = {h[34], h[35]};
     __u8 dport[2] = {h[36], h[37]};
@@ -109,6 +122,9 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f)
         l4len = (t[0] >> 4) * 4;
     } else if (proto == 17) {
         l4len = 8;
+        // The datagram's length within the packet's.
+        if ((((__u32)h[38] << 8) | h[39]) > ip_len - 20)
+            return 0;
     } else if (proto == 1 && (h[34] == 8 || h[34] == 0) && h[35] == 0) {
         l4len = 8;
         sport[0] = h[38];
@@ -130,7 +146,13 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f)
     struct fp_value *v = bpf_map_lookup_elem(&flows, key);
     if (!v)
         return 0;
+    if (ip_len < 20 + l4len)
+        return 0;
+    // Only large TCP segments: the switch takes no other kind (UDP GSO is refused).
+    if (skb->gso_size && proto != 6)
+        return 0;
     f->ttl = h[22];
+    f->proto = proto;
     f->headers = 20 + l4len;
     // The IP packet, or each segment of a large one, within the flow's limit. A large
     // segment from a tap may not have its segment count yet (the kernel works it out later).
@@ -145,7 +167,7 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f)
         return 0;
     if ((v->flags & FP_ROUTED) && f->ttl <= 1)
         return 0;
-    f->ip_len = skb->len - 14;
+    f->ip_len = ip_len;
     return v;
 }
 
@@ -158,13 +180,16 @@ int vinfra_fast(struct __sk_buff *skb)
     if (!v)
         return TC_ACT_OK;
     if (v->flags & FP_ROUTED) {
-        // TTL and protocol are one 16-bit word of the header, as it lies in memory.
+        // TTL and protocol are one 16-bit word of the header, taken as it lies in memory.
         __u8 ttl = f.ttl - 1;
-        __u8 proto = key.proto;
-        __u16 from = (__u16)(f.ttl | (proto << 8));
-        __u16 to = (__u16)(ttl | (proto << 8));
+        __u8 was[2] = {f.ttl, f.proto};
+        __u8 now[2] = {ttl, f.proto};
+        __u16 from, to;
+        __builtin_memcpy(&from, was, 2);
+        __builtin_memcpy(&to, now, 2);
+        // The socket filter hid the frame from the switch: a failure here drops it.
         if (bpf_l3_csum_replace(skb, 24, from, to, 2) < 0)
-            return TC_ACT_OK;
+            return TC_ACT_SHOT;
         if (bpf_skb_store_bytes(skb, 22, &ttl, 1, 0) < 0)
             return TC_ACT_SHOT;
         if (bpf_skb_store_bytes(skb, 0, v->new_dst, 6, 0) < 0)
@@ -178,7 +203,7 @@ int vinfra_fast(struct __sk_buff *skb)
     __sync_fetch_and_add(&v->packets, segs);
     __sync_fetch_and_add(&v->ip_bytes, f.ip_len + (segs - 1) * f.headers);
     v->last_ns = bpf_ktime_get_ns();
-    return bpf_redirect(v->out_ifindex, (v->flags & FP_INGRESS) ? BPF_F_INGRESS : 0);
+    return bpf_redirect(v->out_ifindex, 0);
 }
 
 SEC("socket")

@@ -200,7 +200,14 @@ impl Datapath {
                 .get(&id)
                 .filter(|p| p.qos.is_none())
                 .and_then(|p| p.io.fast_device());
-            fast.set_port(&mut self.switch, id, device);
+            fast.set_port(&mut self.switch, self.start.elapsed(), id, device);
+        }
+    }
+
+    /// Takes every flow back from the kernel if the core's state moved.
+    fn catch_up_fast(&mut self) {
+        if let Some(fast) = self.fast.as_mut() {
+            fast.catch_up(&mut self.switch, self.start.elapsed());
         }
     }
 
@@ -295,6 +302,7 @@ impl Datapath {
             let now = Instant::now();
             if now >= next_expire {
                 self.switch.expire(now.duration_since(self.start));
+                self.catch_up_fast();
                 self.remove_stale_taps();
                 next_expire = now + EXPIRE_EVERY;
             }
@@ -414,6 +422,9 @@ impl Datapath {
         self.tx.clear();
         if let Some(fast) = self.fast.as_mut() {
             self.switch.take_fast_offers(&mut self.offers);
+            let ports = &self.ports;
+            self.offers
+                .retain(|f| !ports.get(&f.out_port.0).is_some_and(|p| p.out.waiting()));
             fast.install(&mut self.switch, now, &self.offers);
             self.offers.clear();
         }
@@ -520,6 +531,7 @@ impl Datapath {
             match self.control.try_recv() {
                 Ok((request, reply)) => {
                     let response = self.handle(request);
+                    self.catch_up_fast();
                     let _ = reply.send(response);
                 }
                 Err(TryRecvError::Empty) => return true,
@@ -618,6 +630,30 @@ impl Datapath {
             return Err(ConfigError::PortExists(PortId(spec.id)).into());
         }
         let id = spec.id;
+        let device = |attach: &Attachment| match attach {
+            Attachment::VmTap { tap, .. } => Some(tap.clone()),
+            Attachment::Interface { interface, .. } => Some(interface.clone()),
+            _ => None,
+        };
+        if let Some(name) = device(&spec.attach) {
+            if let Some(other) = self
+                .ports
+                .iter()
+                .find(|(_, p)| device(&p.spec.attach).as_deref() == Some(name.as_str()))
+                .map(|(id, _)| *id)
+            {
+                return Err(ControlRequestError::Open {
+                    port: id,
+                    source: PortError::Tap {
+                        name,
+                        source: io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("already port {other}'s"),
+                        ),
+                    },
+                });
+            }
+        }
         let token = usize::try_from(spec.id)
             .ok()
             .and_then(|id| id.checked_add(1))
@@ -688,13 +724,15 @@ impl Datapath {
     }
 
     fn remove_port(&mut self, id: u32) -> Result<(), ControlRequestError> {
-        self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
+        if self.switch.port(PortId(id)).is_none() {
+            return Err(ConfigError::NoSuchPort(PortId(id)).into());
+        }
         if let Some(fast) = self.fast.as_mut() {
-            // Its flows' last counters first: the port is gone from the core after this.
-            fast.sync(&mut self.switch, self.start.elapsed());
-            fast.detach(id);
+            // Its flows and their last counters first, while the core still has the port.
+            fast.detach(&mut self.switch, self.start.elapsed(), id);
         }
         self.switch.set_port_fast(PortId(id), false);
+        self.switch.apply(ConfigCommand::RemovePort(PortId(id)))?;
         if let Some(mut port) = self.ports.remove(&id) {
             let _ = port.io.deregister(self.poll.registry());
             let tap = match &port.spec.attach {

@@ -4,14 +4,16 @@
 //! socket or a tap, no wake-up of the datapath thread (the program is in `bpf/`, this module
 //! keeps the map).
 //!
-//! - **Ports**: VM taps and interface ports (read through AF_PACKET: the program on the
+//! - **Ports**: VM taps and interface ports (read through AF_PACKET): the program on the
 //!   device's tc ingress, and a socket filter on the switch's packet socket that hides the
-//!   frames the program takes, since a packet socket sees a frame before tc does) and host
-//!   taps in the switch's namespace (the program on the tap's tc egress, where the host's
-//!   stack hands frames to the switch). A port with QoS is not fast (its limits and classes
-//!   are the daemon's).
+//!   frames the program takes, since a packet socket sees a frame before tc does. Not host
+//!   taps (one may be moved into another namespace, where interface indexes name other
+//!   devices). A port with QoS is not fast (its limits and classes are the daemon's).
 //! - **Flows** are installed after each batch from the core's offers that still hold (their
-//!   generation is the core's), at most [`MAX_FLOWS`].
+//!   generation is the core's), at most [`MAX_FLOWS`]. Frames of the flow still queued for the
+//!   daemon (in the ingress port's socket) go after the first ones the kernel forwarded: a
+//!   reordering of a few frames at each install, which TCP takes; offers towards a port with
+//!   frames waiting in its output queue are not installed (those would go after the kernel's).
 //! - **Every second** (and before counters are read) each flow's counters go to the core
 //!   ([`vinfra_switch::datapath::Switch::fast_traffic`]: ports, networks, routers, flow
 //!   accounting, MAC ageing); a flow without frames for [`IDLE_SYNCS`] seconds leaves the map.
@@ -24,7 +26,6 @@
 //! with `--no-fast-path`, the daemon forwards everything itself.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
@@ -34,7 +35,7 @@ use aya::Ebpf;
 use vinfra_switch::datapath::{FastFlow, FastKey, FastTraffic, PortId, Switch};
 use vinfra_types::error::chain;
 
-use crate::sys::fast_map::{MapKey, MapValue, FLOW_INGRESS, FLOW_ROUTED};
+use crate::sys::fast_map::{MapKey, MapValue, FLOW_ROUTED};
 use crate::sys::PacketSocket;
 
 /// Flows in the map at most (the program's `max_entries`).
@@ -65,18 +66,9 @@ pub enum FastPathError {
     },
 }
 
-/// Where a port's frames enter the kernel on their way to the switch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hook {
-    /// The device's ingress (a VM tap, an interface port): read through a packet socket.
-    Ingress,
-    /// The device's egress (a host tap, whose other end is the host's stack).
-    Egress,
-}
-
 struct FastPort {
     ifindex: u32,
-    hook: Hook,
+    device: String,
     link: Option<SchedClassifierLinkId>,
 }
 
@@ -160,52 +152,50 @@ impl KernelFastPath {
         })
     }
 
-    /// Puts the program on port `id`'s device `device` at `hook`; with a packet socket
-    /// (`Hook::Ingress`), its filter too. The core is told by the caller.
-    pub fn attach(
+    /// Puts the program on port `id`'s device `device` (its ingress) and the socket filter
+    /// on the switch's packet socket of it. The core is told by the caller.
+    fn attach(
         &mut self,
         id: u32,
         device: &str,
-        hook: Hook,
-        socket: Option<impl AsFd>,
+        socket: &PacketSocket,
     ) -> Result<(), FastPathError> {
         let failed = |reason: String| FastPathError::Attach {
             device: device.to_string(),
             reason,
         };
-        let ifindex = nix::net::if_::if_nametoindex(device).map_err(|e| failed(e.to_string()))?;
-        if let Some(socket) = socket {
-            let skip: &mut SocketFilter = self
-                .ebpf
-                .program_mut("vinfra_skip")
-                .ok_or_else(|| failed("no program vinfra_skip".into()))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| failed(e.to_string()))?;
-            skip.attach(socket).map_err(|e| failed(e.to_string()))?;
+        if let Some((other, _)) = self.ports.iter().find(|(_, p)| p.device == device) {
+            return Err(failed(format!("already port {other}'s")));
         }
-        let at = match hook {
-            Hook::Ingress => TcAttachType::Ingress,
-            Hook::Egress => TcAttachType::Egress,
-        };
+        let ifindex = nix::net::if_::if_nametoindex(device).map_err(|e| failed(e.to_string()))?;
+        let skip: &mut SocketFilter = self
+            .ebpf
+            .program_mut("vinfra_skip")
+            .ok_or_else(|| failed("no program vinfra_skip".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| failed(e.to_string()))?;
+        skip.attach(socket).map_err(|e| failed(e.to_string()))?;
         // Kernels before 6.6 attach through the clsact qdisc (TCX needs none), where a filter
         // outlives its process: one left by a switch that crashed (with its old map) goes.
         match tc::qdisc_add_clsact(device) {
             Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
             Err(e) => tracing::debug!(device, "no clsact qdisc added: {e}"),
         }
-        let _ = tc::qdisc_detach_program(device, at, "vinfra_fast");
+        let _ = tc::qdisc_detach_program(device, TcAttachType::Ingress, "vinfra_fast");
         let fast: &mut SchedClassifier = self
             .ebpf
             .program_mut("vinfra_fast")
             .ok_or_else(|| failed("no program vinfra_fast".into()))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| failed(e.to_string()))?;
-        let link = fast.attach(device, at).map_err(|e| failed(e.to_string()))?;
+        let link = fast
+            .attach(device, TcAttachType::Ingress)
+            .map_err(|e| failed(e.to_string()))?;
         self.ports.insert(
             id,
             FastPort {
                 ifindex,
-                hook,
+                device: device.to_string(),
                 link: Some(link),
             },
         );
@@ -217,27 +207,26 @@ impl KernelFastPath {
     pub(crate) fn set_port(
         &mut self,
         switch: &mut Switch,
+        now: Duration,
         id: u32,
         device: Option<(&str, &PacketSocket)>,
     ) {
         match device {
-            Some((name, socket)) if !self.has_port(id) => {
-                match self.attach(id, name, Hook::Ingress, Some(socket)) {
-                    Ok(()) => switch.set_port_fast(PortId(id), true),
-                    Err(e) => tracing::warn!(port = id, "no fast path: {}", chain(&e)),
-                }
-            }
+            Some((name, socket)) if !self.has_port(id) => match self.attach(id, name, socket) {
+                Ok(()) => switch.set_port_fast(PortId(id), true),
+                Err(e) => tracing::warn!(port = id, "no fast path: {}", chain(&e)),
+            },
             Some(_) => {}
             None => {
                 switch.set_port_fast(PortId(id), false);
-                self.detach(id);
+                self.detach(switch, now, id);
             }
         }
     }
 
     /// Takes the program off port `id` (its socket's filter goes with the socket) and the
-    /// flows from or to it out of the map.
-    pub fn detach(&mut self, id: u32) {
+    /// flows from or to it out of the map, their last counters to the core first.
+    pub fn detach(&mut self, switch: &mut Switch, now: Duration, id: u32) {
         let Some(mut port) = self.ports.remove(&id) else {
             return;
         };
@@ -256,7 +245,8 @@ impl KernelFastPath {
             .map(|(k, _)| *k)
             .collect();
         for key in gone {
-            if let Some(i) = self.installed.remove(&key) {
+            if let Some(mut i) = self.installed.remove(&key) {
+                report(&self.map, switch, now, &mut i, &mut self.stats);
                 let _ = self.map.remove(&i.key);
             }
         }
@@ -271,11 +261,8 @@ impl KernelFastPath {
     /// Installs the offers that still hold; first takes every flow back if the core's state
     /// moved since they were installed.
     pub fn install(&mut self, switch: &mut Switch, now: Duration, offers: &[FastFlow]) {
-        let generation = switch.fast_generation();
-        if generation != self.generation {
-            self.flush(switch, now);
-            self.generation = generation;
-        }
+        self.catch_up(switch, now);
+        let generation = self.generation;
         for flow in offers.iter().filter(|f| f.generation == generation) {
             if self.installed.contains_key(&flow.key) {
                 continue;
@@ -306,9 +293,6 @@ impl KernelFastPath {
                 max_ip_len: flow.max_ip_len,
                 ..MapValue::default()
             };
-            if to.hook == Hook::Egress {
-                value.flags |= FLOW_INGRESS;
-            }
             if let Some(r) = flow.rewrite {
                 value.flags |= FLOW_ROUTED;
                 value.new_dst = r.dst_mac.0;
@@ -336,9 +320,22 @@ impl KernelFastPath {
         self.stats.flows = self.installed.len() as u64;
     }
 
+    /// Takes every flow back if the core's state moved since they were installed: call it
+    /// after anything that may change the core (a control request, expiry), so that no flow
+    /// outlives what it was decided on even while none of its frames reach the daemon.
+    pub fn catch_up(&mut self, switch: &mut Switch, now: Duration) {
+        let generation = switch.fast_generation();
+        if generation != self.generation {
+            self.flush(switch, now);
+            self.generation = generation;
+        }
+    }
+
     /// Hands every flow's counters since the last read to the core and takes idle flows out;
-    /// every [`REVALIDATE_EVERY`], all of them.
+    /// every [`REVALIDATE_EVERY`], all of them (and all of them at once if the core's state
+    /// moved).
     pub fn sync(&mut self, switch: &mut Switch, now: Duration) {
+        self.catch_up(switch, now);
         let mut idle = Vec::new();
         for (key, i) in &mut self.installed {
             if report(&self.map, switch, now, i, &mut self.stats) {

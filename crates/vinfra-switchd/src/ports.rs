@@ -116,6 +116,8 @@ pub(crate) enum PortIo {
         socket: PacketSocket,
         tap: String,
         owned: bool,
+        /// An interface port's settings before the switch took it, put back when it goes.
+        saved: sys::vm_tap::Saved,
     },
 }
 
@@ -247,24 +249,33 @@ impl PortIo {
                     socket,
                     tap: tap.clone(),
                     owned: true,
+                    saved: Vec::new(),
                 })
                 .map_err(|source| PortError::Tap {
                     name: tap.clone(),
                     source,
                 }),
             Attachment::Interface { interface, .. } => {
-                sys::vm_tap::prepare_interface(interface, spec.mtu)
-                    .and_then(|()| PacketSocket::open_with_vnet_hdr(interface))
-                    .inspect(|socket| grow_buffers(socket, VM_TAP_SOCKET_BUFFER))
-                    .map(|socket| PortIo::VmTap {
-                        socket,
-                        tap: interface.clone(),
-                        owned: false,
-                    })
-                    .map_err(|source| PortError::Tap {
-                        name: interface.clone(),
-                        source,
-                    })
+                let failed = |source| PortError::Tap {
+                    name: interface.clone(),
+                    source,
+                };
+                let saved = sys::vm_tap::prepare_interface(interface, spec.mtu).map_err(failed)?;
+                match PacketSocket::open_with_vnet_hdr(interface) {
+                    Ok(socket) => {
+                        grow_buffers(&socket, VM_TAP_SOCKET_BUFFER);
+                        Ok(PortIo::VmTap {
+                            socket,
+                            tap: interface.clone(),
+                            owned: false,
+                            saved,
+                        })
+                    }
+                    Err(e) => {
+                        sys::vm_tap::release_interface(interface, &saved);
+                        Err(failed(e))
+                    }
+                }
             }
             Attachment::VmVlan { .. } => Err(PortError::SubInterface),
             Attachment::VlanTrunk { interface } => PacketSocket::open(interface)
@@ -551,8 +562,11 @@ impl Drop for PortIo {
                 }
             }
             PortIo::VmTap {
-                tap, owned: false, ..
-            } => sys::vm_tap::release_interface(tap),
+                tap,
+                owned: false,
+                saved,
+                ..
+            } => sys::vm_tap::release_interface(tap, saved),
             _ => {}
         }
     }

@@ -104,7 +104,8 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
     assert!(c.port(2).unwrap().traffic.tx_bytes > bytes as u64, "{c:#?}");
     assert_eq!(p1.traffic.drops_total(), 0, "{p1:#?}");
 
-    // A change of configuration takes every flow back; traffic goes on.
+    // A change of configuration takes every flow back at once (no frame need reach the
+    // switch); traffic goes on.
     client
         .apply(&[Request::AddArpEntry {
             network: 1,
@@ -112,6 +113,9 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
             mac: Mac([2, 0, 0, 0, 0, 0x50]),
         }])
         .unwrap();
+    let taken_back = fast(&counters(&mut client));
+    assert_eq!(taken_back.flows, 0, "{taken_back:?}");
+    assert!(taken_back.flushes > f.flushes, "{taken_back:?}");
     let got = tcp_transfer(
         &b,
         Ipv4Addr::new(10, 96, 0, 2),
@@ -256,9 +260,28 @@ fn without_the_fast_path_the_daemon_forwards_everything() {
     let c = counters(&mut client);
     assert_eq!(c.fast_path, None);
     assert!(c.port(1).unwrap().traffic.rx_bytes > 8 << 20);
-    // An interface port refuses a tap, and names that are not plain.
+    // An interface port refuses loopback, names that are not plain, an interface already
+    // a port, and another device's port, which it leaves as it was.
     assert!(client.apply(&[interface_port(3, 1, "lo")]).is_err());
     assert!(client.apply(&[interface_port(4, 1, "x\"y")]).is_err());
+    assert!(client.apply(&[interface_port(5, 1, &da)]).is_err());
+    let (bridged, br, c) = (name("i"), name("br"), Netns::new("c"));
+    host.exec(&["ip", "link", "add", &br, "type", "bridge"]);
+    veth(&host, &bridged, &c, "10.99.1.2/24");
+    host.exec(&["ip", "link", "set", &bridged, "master", &br]);
+    let arp_ignore = format!("net.ipv4.conf.{bridged}.arp_ignore");
+    let before = host.exec(&["sysctl", "-n", &arp_ignore]);
+    assert!(client.apply(&[interface_port(6, 1, &bridged)]).is_err());
+    assert_eq!(host.exec(&["sysctl", "-n", &arp_ignore]), before);
+    // A port's removal puts its interface's settings back.
+    let ipv6 = format!("net.ipv6.conf.{db}.disable_ipv6");
+    host.exec(&["sysctl", "-qw", &format!("{ipv6}=1")]);
+    client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
+    host.exec(&["sysctl", "-qw", &format!("{ipv6}=0")]);
+    client.apply(&[interface_port(2, 1, &db)]).unwrap();
+    assert_eq!(host.exec(&["sysctl", "-n", &ipv6]).trim(), "1");
+    client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
+    assert_eq!(host.exec(&["sysctl", "-n", &ipv6]).trim(), "0");
 }
 
 fn router_interface(network: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {

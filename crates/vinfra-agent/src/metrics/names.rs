@@ -62,6 +62,14 @@ pub const ROUTER_DROPS: &str = "vinfra_switch_router_drops_total";
 pub const RX_BATCHES: &str = "vinfra_switch_rx_batches_total";
 /// The frames of those reads (counter): over [`RX_BATCHES`] summed, the mean batch size.
 pub const RX_BATCH_FRAMES: &str = "vinfra_switch_rx_batch_frames_total";
+/// Flows the kernel fast path holds (gauge).
+pub const FAST_FLOWS: &str = "vinfra_switch_fast_path_flows";
+/// Frames the kernel fast path forwarded (counter).
+pub const FAST_FRAMES: &str = "vinfra_switch_fast_path_frames_total";
+/// Their bytes (counter).
+pub const FAST_BYTES: &str = "vinfra_switch_fast_path_bytes_total";
+/// Times the switch took every flow back from the kernel (counter).
+pub const FAST_FLUSHES: &str = "vinfra_switch_fast_path_flushes_total";
 
 /// What each family is, for the `# HELP` lines.
 pub const HELP: &[(&str, &str)] = &[
@@ -95,4 +103,8 @@ pub const HELP: &[(&str, &str)] = &[
     (ROUTER_DROPS, "Packets the router did not route on this host, by reason."),
     (RX_BATCHES, "The datapath's reads of a port, by the frames each read brought (1 to the batch size)."),
     (RX_BATCH_FRAMES, "Frames the datapath's reads brought (over the reads: the mean batch size)."),
+    (FAST_FLOWS, "Flows between local ports the kernel fast path forwards without the switch's thread."),
+    (FAST_FRAMES, "Frames the kernel fast path forwarded (also in the ports' counters)."),
+    (FAST_BYTES, "Bytes of the frames the kernel fast path forwarded."),
+    (FAST_FLUSHES, "Times the switch took every flow back from the kernel (its state changed, or revalidation)."),
 ];

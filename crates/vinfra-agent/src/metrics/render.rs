@@ -284,4 +284,17 @@ fn switch(t: &mut Text, s: &ScrapeSnapshot) {
         begin(t, RX_BATCH_FRAMES, c);
         t.series(&Labels::NONE, frames);
     }
+
+    if let Some(f) = view.fast_path.as_deref() {
+        begin(t, FAST_FLOWS, FamilyKind::Gauge);
+        t.series(&Labels::NONE, f.flows);
+        for (name, value) in [
+            (FAST_FRAMES, f.frames),
+            (FAST_BYTES, f.bytes),
+            (FAST_FLUSHES, f.flushes),
+        ] {
+            begin(t, name, c);
+            t.series(&Labels::NONE, value);
+        }
+    }
 }

@@ -83,7 +83,14 @@ fn small() -> ScrapeSnapshot {
             ..Default::default()
         }],
         rx_batches: vec![0, 2, 1],
-        fast_path: None,
+        fast_path: Some(Box::new(vinfra_switch_control::FastPathView {
+            flows: 3,
+            installed: 7,
+            flushes: 2,
+            refused: 0,
+            frames: 1000,
+            bytes: 64_000,
+        })),
         ..Default::default()
     };
     ScrapeSnapshot {
@@ -288,5 +295,21 @@ vinfra_switch_rx_batches_total{frames="2"} 1
 # HELP vinfra_switch_rx_batch_frames_total Frames the datapath's reads brought (over the reads: the mean batch size).
 # TYPE vinfra_switch_rx_batch_frames_total counter
 vinfra_switch_rx_batch_frames_total 4
+
+# HELP vinfra_switch_fast_path_flows Flows between local ports the kernel fast path forwards without the switch's thread.
+# TYPE vinfra_switch_fast_path_flows gauge
+vinfra_switch_fast_path_flows 3
+
+# HELP vinfra_switch_fast_path_frames_total Frames the kernel fast path forwarded (also in the ports' counters).
+# TYPE vinfra_switch_fast_path_frames_total counter
+vinfra_switch_fast_path_frames_total 1000
+
+# HELP vinfra_switch_fast_path_bytes_total Bytes of the frames the kernel fast path forwarded.
+# TYPE vinfra_switch_fast_path_bytes_total counter
+vinfra_switch_fast_path_bytes_total 64000
+
+# HELP vinfra_switch_fast_path_flushes_total Times the switch took every flow back from the kernel (its state changed, or revalidation).
+# TYPE vinfra_switch_fast_path_flushes_total counter
+vinfra_switch_fast_path_flushes_total 2
 
 "#;

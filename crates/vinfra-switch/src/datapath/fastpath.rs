@@ -172,14 +172,19 @@ pub(super) struct Fate<'a> {
     /// The network it came in on, and what the routing stage said of it.
     pub(super) network: NetworkId,
     pub(super) mark: FlowMark,
+    /// The switch's clock and MAC ageing, for the destination's entry.
+    pub(super) now: Duration,
+    pub(super) mac_ageing: Duration,
 }
 
 /// The flow of `key` as an offer, when the frame's fate allows: exactly one copy, to
-/// another fast access port, the frame unchanged or routed (see [`difference`]), neither port
-/// with a firewall.
+/// another fast access port where its destination MAC is known (not a flood), the frame
+/// unchanged or routed (see [`difference`]), neither port with a firewall, the ingress port
+/// without a DSCP mark.
 pub(super) fn offer(
     fast: &FastPath,
     ports: &[Option<Port>],
+    networks: &[Option<NetworkState>],
     key: FastKey,
     fate: &Fate<'_>,
 ) -> Option<FastFlow> {
@@ -192,7 +197,7 @@ pub(super) fn offer(
     }
     let inp = slot(ports, key.in_port.0)?;
     let outp = slot(ports, out.port.0)?;
-    if inp.firewall.is_some() || outp.firewall.is_some() {
+    if inp.firewall.is_some() || outp.firewall.is_some() || inp.dscp_mark.is_some() {
         return None;
     }
     let access = |kind: PortKind| match kind {
@@ -202,6 +207,15 @@ pub(super) fn offer(
     access(inp.config.kind)?;
     let out_network = access(outp.config.kind)?;
     let rewrite = difference(fate.frame, fate.offload, out, sent)?;
+    // A known unicast destination there: a flood that reached one port is no flow (storm
+    // control and the flood counters are the switch's).
+    let dst = rewrite.map_or(key.dst_mac, |r| r.dst_mac);
+    let known = slot(networks, out_network.0)?
+        .macs
+        .lookup(&dst, fate.now, fate.mac_ageing);
+    if known != Some(Location::Port(out.port)) {
+        return None;
+    }
     Some(FastFlow {
         key,
         out_port: out.port,
@@ -224,35 +238,22 @@ pub(super) struct Accounts<'s> {
 
 impl Accounts<'_> {
     /// Counts `traffic` of `flow` as the switch would have counted its frames, and refreshes
-    /// the source's MAC entry; true when that changed the MAC table (a generation is due).
-    pub(super) fn count(self, now: Duration, flow: &FastFlow, traffic: FastTraffic) -> bool {
+    /// the source's MAC entry where it still is (never learning or moving one).
+    pub(super) fn count(self, now: Duration, flow: &FastFlow, traffic: FastTraffic) {
         let key = &flow.key;
-        let mut mac_limit = None;
         if let Some(p) = slot_mut(self.ports, key.in_port.0) {
             p.counters.rx_packets += traffic.frames;
             p.counters.rx_bytes += traffic.bytes;
-            mac_limit = p
-                .policy
-                .mac_limit
-                .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
         }
         if let Some(p) = slot_mut(self.ports, flow.out_port.0) {
             p.counters.tx_packets += traffic.frames;
             p.counters.tx_bytes += traffic.bytes;
         }
-        let mut changed = false;
         if let Some(net) = slot_mut(self.networks, flow.network.0) {
             net.counters.traffic.rx_packets += traffic.frames;
             net.counters.traffic.rx_bytes += traffic.bytes;
-            let changes = net.macs.changes();
-            let _ = net.macs.learn_limited(
-                key.src_mac,
-                Location::Port(key.in_port),
-                now,
-                mac_limit,
-                || false,
-            );
-            changed = net.macs.changes() != changes;
+            net.macs
+                .refresh(&key.src_mac, Location::Port(key.in_port), now);
         }
         if let Some(net) = slot_mut(self.networks, flow.out_network.0) {
             net.counters.traffic.tx_packets += traffic.frames;
@@ -279,7 +280,6 @@ impl Accounts<'_> {
                 (traffic.packets, traffic.ip_bytes),
             );
         }
-        changed
     }
 }
 

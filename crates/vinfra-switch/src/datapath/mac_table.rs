@@ -161,6 +161,17 @@ impl MacTable {
         learned
     }
 
+    /// Refreshes the learned entry of `mac` if it is at `location` (as a frame from there
+    /// would); never adds or moves one: what the kernel's fast path forwarded may be older
+    /// than a move (see [`MacTable::learn_limited`]).
+    pub(crate) fn refresh(&mut self, mac: &MacAddr, location: Location, now: Duration) {
+        if let Some(entry) = self.entries.get_mut(mac) {
+            if entry.location == location && entry.last_seen.is_some() {
+                entry.last_seen = Some(now);
+            }
+        }
+    }
+
     /// Entries learned or moved by frames, and expired, so far (a counter that only grows).
     pub(crate) fn changes(&self) -> u64 {
         self.changes

@@ -189,7 +189,9 @@ impl Neighbours {
                 };
             }
             // Unknown, or expired: ask (again).
-            n.mac = None;
+            if n.mac.take().is_some() {
+                self.changes = self.changes.wrapping_add(1);
+            }
             if n.asking_since.is_none() || n.requested.is_some_and(|r| since(r) >= PENDING_LIFETIME)
             {
                 n.asking_since = Some(now);

@@ -237,8 +237,10 @@ impl Switch {
             before,
             network,
             mark,
+            now: self.last_now,
+            mac_ageing: self.settings.mac_ageing,
         };
-        if let Some(flow) = fastpath::offer(&self.fast, &self.ports, key, &fate) {
+        if let Some(flow) = fastpath::offer(&self.fast, &self.ports, &self.networks, key, &fate) {
             self.fast.push(flow);
         }
     }
@@ -455,6 +457,7 @@ impl Switch {
     pub fn set_port_offloads(&mut self, id: PortId, on: bool) -> Result<(), ConfigError> {
         let port = slot_mut(&mut self.ports, id.0).ok_or(ConfigError::NoSuchPort(id))?;
         port.offloads = on && port.config.kind.access_network().is_some();
+        self.fast.bump();
         Ok(())
     }
 
@@ -492,9 +495,7 @@ impl Switch {
             routers: &mut self.routers,
             flows: &mut self.flows,
         };
-        if accounts.count(now, flow, traffic) {
-            self.fast.bump();
-        }
+        accounts.count(now, flow, traffic);
     }
 
     /// Removes learned MAC entries that have aged out, the firewall's connections past their

@@ -554,11 +554,21 @@ pub fn side_by_side(
 /// A switch daemon routing between two overlay networks of one router, and its endpoints.
 /// Fields drop in order: the daemon stops before its namespace goes.
 pub struct RoutedDaemon {
-    _control: SwitchClient,
+    control: SwitchClient,
     _daemon: Daemon,
     /// The endpoints: the client .2 on 10.88.1.0/24, the server .2 on 10.88.2.0/24.
     pub pair: Pair,
     _host: Netns,
+}
+
+impl RoutedDaemon {
+    /// The daemon's kernel fast path counters (`None`: it runs without one).
+    pub fn fast_path(&mut self) -> Option<vinfra_switch_control::FastPathView> {
+        self.control
+            .counters()
+            .ok()
+            .and_then(|c| c.fast_path.as_deref().copied())
+    }
 }
 
 /// A switch daemon in a host namespace of its own with two interface ports on two overlay
@@ -603,7 +613,7 @@ pub fn routed_daemon(dir: &Path, flows: bool, label: &str, args: &[&str]) -> Rou
         .exec(&["ip", "route", "add", "default", "via", "10.88.2.1"]);
     ready(&pair, label);
     RoutedDaemon {
-        _control: control,
+        control,
         _daemon: daemon,
         pair,
         _host: host,

@@ -58,9 +58,6 @@ impl MapKey {
 
 /// The flow is routed: MACs rewritten, TTL one less.
 pub const FLOW_ROUTED: u32 = 1;
-/// The egress device is a host tap: the frame goes into the host's stack there (redirected to
-/// the device's ingress) instead of out of it.
-pub const FLOW_INGRESS: u32 = 2;
 
 /// `struct fp_value`: 64 bytes.
 #[repr(C)]
@@ -68,7 +65,7 @@ pub const FLOW_INGRESS: u32 = 2;
 pub struct MapValue {
     /// The egress device's interface index.
     pub out_ifindex: u32,
-    /// [`FLOW_ROUTED`], [`FLOW_INGRESS`].
+    /// [`FLOW_ROUTED`].
     pub flags: u32,
     /// Routed: the new destination MAC.
     pub new_dst: [u8; 6],

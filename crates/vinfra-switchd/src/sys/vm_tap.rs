@@ -22,7 +22,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::open_tap_with;
 
@@ -148,10 +148,16 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// What an interface port changed on its interface, to put back when it goes: each setting's
+/// file and the value it had.
+pub type Saved = Vec<(PathBuf, String)>;
+
 /// Makes the existing interface `name` ready for an interface port: not a tap (a VM's), a
-/// bridge or loopback; kept out of the host's stack as a VM's tap is (the ingress chain, the
-/// sink bridge, the settings), MTU `mtu`, up.
-pub(crate) fn prepare_interface(name: &str, mtu: u16) -> io::Result<()> {
+/// bridge, loopback or another device's port; kept out of the host's stack as a VM's tap is
+/// (the ingress chain, the sink bridge, the settings), MTU `mtu`, up. Everything is checked
+/// before anything changes, and a failure half-way undoes what was done. Returns the settings
+/// it changed, for [`release_interface`].
+pub(crate) fn prepare_interface(name: &str, mtu: u16) -> io::Result<Saved> {
     check_name(name)?;
     let dir = Path::new("/sys/class/net").join(name);
     if !dir.exists() {
@@ -166,12 +172,41 @@ pub(crate) fn prepare_interface(name: &str, mtu: u16) -> io::Result<()> {
             format!("{name} is a tap, a bridge or loopback: not an interface port"),
         ));
     }
-    confine(name, mtu)
+    if let Ok(target) = std::fs::read_link(dir.join("master")) {
+        if target.file_name().is_none_or(|n| n != SINK_BRIDGE) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{name} is a port of another device"),
+            ));
+        }
+    }
+    let ipv4 = Path::new("/proc/sys/net/ipv4/conf").join(name);
+    let files = [
+        dir.join("mtu"),
+        Path::new("/proc/sys/net/ipv6/conf")
+            .join(name)
+            .join("disable_ipv6"),
+        ipv4.join("arp_ignore"),
+        ipv4.join("drop_unicast_in_l2_multicast"),
+        ipv4.join("rp_filter"),
+    ];
+    let saved: Saved = files
+        .into_iter()
+        .filter_map(|f| {
+            let value = std::fs::read_to_string(&f).ok()?;
+            Some((f, value.trim().to_string()))
+        })
+        .collect();
+    if let Err(e) = confine(name, mtu) {
+        release_interface(name, &saved);
+        return Err(e);
+    }
+    Ok(saved)
 }
 
-/// Lets the interface `name` go: out of the sink bridge, its ingress chain deleted (the
-/// interface stays).
-pub(crate) fn release_interface(name: &str) {
+/// Lets the interface `name` go: out of the sink bridge, its ingress chain deleted, the
+/// settings `saved` put back (the interface stays).
+pub(crate) fn release_interface(name: &str, saved: &Saved) {
     let _ = nft(&format!("delete chain netdev vinfra {}\n", chain(name)));
     let master = Path::new("/sys/class/net").join(name).join("master");
     if std::fs::read_link(&master)
@@ -180,6 +215,11 @@ pub(crate) fn release_interface(name: &str) {
     {
         if let Err(e) = del_from_sink(name) {
             tracing::debug!(interface = name, "left in the sink bridge: {e}");
+        }
+    }
+    for (file, value) in saved {
+        if let Err(e) = std::fs::write(file, value) {
+            tracing::debug!(interface = name, file = %file.display(), "not put back: {e}");
         }
     }
 }
