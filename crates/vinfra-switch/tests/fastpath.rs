@@ -134,8 +134,79 @@ fn control_segments_other_ports_firewalls_and_the_uplink_are_not_offered() {
         rules: Some(vec![allow_all]),
     })
     .unwrap();
-    let _ = offers(&mut s, VM_BLUE, &blue_udp());
+    // Its first packet starts a connection: not offered; the next, established, is.
     assert!(offers(&mut s, VM_BLUE, &blue_udp()).is_empty());
+    assert_eq!(offers(&mut s, VM_BLUE, &blue_udp()).len(), 1);
+}
+
+#[test]
+fn through_a_firewall_an_established_connection_is_offered_and_kept_alive() {
+    let mut s = fast_host();
+    let allow_in = common::firewall::rule(
+        Direction::Ingress,
+        Action::Allow,
+        Protocol::Any,
+        PortRange::ANY,
+        &[Prefix::ANY],
+    );
+    s.apply(ConfigCommand::SetPortFirewall {
+        port: TAP_BLUE,
+        rules: Some(vec![allow_in]),
+    })
+    .unwrap();
+    // A TCP connection: SYN and SYN-ACK cross the switch, the ACKs after are offered.
+    assert!(offers(&mut s, VM_BLUE, &blue_tcp(0x02)).is_empty());
+    let syn_ack = eth(
+        mac(11),
+        mac(13),
+        EtherType::IPV4,
+        &packet(
+            addr(BLUE, 13),
+            addr(BLUE, 11),
+            6,
+            64,
+            &[
+                0x00, 0x50, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
+            ],
+        ),
+    );
+    assert!(offers(&mut s, TAP_BLUE, &syn_ack).is_empty());
+    // The first ACK establishes it (a change of state: nothing offered), the next is.
+    let g = s.fast_generation();
+    assert!(offers(&mut s, VM_BLUE, &blue_tcp(0x10)).is_empty());
+    assert_ne!(s.fast_generation(), g);
+    let offered = offers(&mut s, VM_BLUE, &blue_tcp(0x10));
+    assert_eq!(offered.len(), 1);
+    let f = offered[0];
+    assert_eq!(f.generation, s.fast_generation());
+    // A UDP flow (30 s without a reply) is kept alive past its timeout by the kernel's
+    // traffic alone; the TCP connection is there all along.
+    assert!(offers(&mut s, VM_BLUE, &blue_udp()).is_empty());
+    let u = offers(&mut s, VM_BLUE, &blue_udp())[0];
+    let traffic = FastTraffic {
+        frames: 1,
+        bytes: 142,
+        packets: 1,
+        ip_bytes: 128,
+    };
+    for at in [20, 40, 60, 80] {
+        s.fast_traffic(NOW + Duration::from_secs(at), &u, traffic);
+        s.fast_traffic(NOW + Duration::from_secs(at), &f, traffic);
+    }
+    let later = NOW + Duration::from_secs(90);
+    assert_eq!(s.export_connections(TAP_BLUE, later).len(), 2);
+    // Without it, the UDP one would have gone.
+    assert_eq!(
+        s.export_connections(TAP_BLUE, NOW + Duration::from_secs(200))
+            .len(),
+        1
+    );
+    // Its end (RST) crosses the switch and takes the flows back.
+    let g = s.fast_generation();
+    let mut tx = TxBatch::new();
+    let rst = blue_tcp(0x04);
+    s.process_offload(later, [(VM_BLUE, &rst[..], Offload::NONE)], &mut tx);
+    assert_ne!(s.fast_generation(), g);
 }
 
 #[test]

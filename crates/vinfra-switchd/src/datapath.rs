@@ -17,7 +17,7 @@ use vinfra_types::error::chain;
 
 use crate::convert::{self, BadValue, PortIoCounters};
 use crate::fastpath::KernelFastPath;
-use crate::ports::{Outgoing, PortError, PortIo, RxFrame};
+use crate::ports::{self, Outgoing, PortError, PortIo, RxFrame};
 use crate::qos::{self, PortOutput, PortQos, QosError};
 use crate::sys;
 
@@ -182,13 +182,7 @@ impl Datapath {
     /// Starts the kernel fast path; without it (no eBPF object, no BPF here) the daemon
     /// forwards everything itself, and says why.
     pub(crate) fn enable_fast_path(&mut self) {
-        match KernelFastPath::open() {
-            Ok(fast) => {
-                tracing::info!("kernel fast path ready");
-                self.fast = Some(fast);
-            }
-            Err(e) => tracing::warn!("no kernel fast path: {}", chain(&e)),
-        }
+        self.fast = KernelFastPath::start();
     }
 
     /// Puts the fast path on port `id` when it can take it (a VM tap or an interface port
@@ -630,29 +624,16 @@ impl Datapath {
             return Err(ConfigError::PortExists(PortId(spec.id)).into());
         }
         let id = spec.id;
-        let device = |attach: &Attachment| match attach {
-            Attachment::VmTap { tap, .. } => Some(tap.clone()),
-            Attachment::Interface { interface, .. } => Some(interface.clone()),
-            _ => None,
+        let taken = |name: &str| {
+            let mut others = self.ports.iter();
+            others.find(|(_, p)| ports::packet_device(&p.spec.attach) == Some(name))
         };
-        if let Some(name) = device(&spec.attach) {
-            if let Some(other) = self
-                .ports
-                .iter()
-                .find(|(_, p)| device(&p.spec.attach).as_deref() == Some(name.as_str()))
-                .map(|(id, _)| *id)
-            {
-                return Err(ControlRequestError::Open {
-                    port: id,
-                    source: PortError::Tap {
-                        name,
-                        source: io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            format!("already port {other}'s"),
-                        ),
-                    },
-                });
-            }
+        if let Some((other, name)) = ports::packet_device(&spec.attach)
+            .and_then(|name| taken(name).map(|(other, _)| (*other, name.to_string())))
+        {
+            let source = io::Error::new(io::ErrorKind::AlreadyExists, format!("port {other}'s"));
+            let source = PortError::Tap { name, source };
+            return Err(ControlRequestError::Open { port: id, source });
         }
         let token = usize::try_from(spec.id)
             .ok()

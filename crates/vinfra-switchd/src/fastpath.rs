@@ -119,6 +119,20 @@ fn load_error(e: impl std::fmt::Display) -> FastPathError {
 }
 
 impl KernelFastPath {
+    /// [`KernelFastPath::open`], saying in the log whether it could.
+    pub fn start() -> Option<KernelFastPath> {
+        match KernelFastPath::open() {
+            Ok(fast) => {
+                tracing::info!("kernel fast path ready");
+                Some(fast)
+            }
+            Err(e) => {
+                tracing::warn!("no kernel fast path: {}", chain(&e));
+                None
+            }
+        }
+    }
+
     /// Loads the programs and creates the map.
     pub fn open() -> Result<KernelFastPath, FastPathError> {
         if OBJECT.is_empty() {

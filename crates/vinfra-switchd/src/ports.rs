@@ -187,6 +187,16 @@ pub(crate) const UNDERLAY_PLACEHOLDER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 
 /// Bytes in front of a VXLAN packet read from the UDP socket: outer Ethernet, IPv4, UDP.
 pub(crate) const RX_HEADROOM: usize = UDP_PAYLOAD_OFFSET;
 
+/// The device a port reads through a packet socket (a VM's tap, an interface port): one port
+/// each.
+pub(crate) fn packet_device(attach: &Attachment) -> Option<&str> {
+    match attach {
+        Attachment::VmTap { tap, .. } => Some(tap),
+        Attachment::Interface { interface, .. } => Some(interface),
+        _ => None,
+    }
+}
+
 impl PortIo {
     pub(crate) fn open(spec: &PortSpec) -> Result<PortIo, PortError> {
         match &spec.attach {

@@ -17,7 +17,8 @@ use common::relay::{open_as_qemu, relay};
 use common::*;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use vinfra_switch_control::{
-    Attachment, CountersView, FastPathView, Mac, PortSpec, QosSpec, Request, SwitchClient,
+    ActionSpec, Attachment, CountersView, DirectionSpec, FastPathView, FirewallRuleSpec, Mac,
+    PortSpec, PrefixSpec, QosSpec, Request, SwitchClient,
 };
 
 const GW1: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 1];
@@ -126,6 +127,45 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
     assert_eq!(got, 8 << 20);
     let after = fast(&counters(&mut client));
     assert!(after.flushes > f.flushes, "{after:?}");
+
+    // Through a firewall (TCP to the server allowed in), the established connection goes
+    // to the kernel too; a denied one never does.
+    client
+        .apply(&[Request::SetPortFirewall {
+            port: 2,
+            rules: Some(vec![FirewallRuleSpec {
+                direction: DirectionSpec::Ingress,
+                protocol: Some(6),
+                ports: None,
+                remote: vec![PrefixSpec {
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    prefix_len: 0,
+                }],
+                action: ActionSpec::Allow,
+            }]),
+        }])
+        .unwrap();
+    let walled = fast(&counters(&mut client));
+    let got = tcp_transfer(
+        &b,
+        Ipv4Addr::new(10, 96, 0, 2),
+        &a,
+        8 << 20,
+        Duration::from_secs(30),
+    );
+    assert_eq!(got, 8 << 20);
+    let through = fast(&counters(&mut client));
+    assert!(through.bytes - walled.bytes > 4 << 20, "{through:?}");
+    assert!(!a.ping("10.96.0.2", 1), "ICMP is not allowed in");
+    let c = counters(&mut client);
+    assert!(c.port(2).unwrap().connections >= 1, "{c:#?}");
+    client
+        .apply(&[Request::SetPortFirewall {
+            port: 2,
+            rules: None,
+        }])
+        .unwrap();
+    let after = fast(&counters(&mut client));
 
     // With QoS on a port its flows stay on the daemon.
     client

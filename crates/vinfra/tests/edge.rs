@@ -18,7 +18,7 @@
 //!   connections leave from the uplink's address again, the floating IP answers again.
 //! - `vinfra flows top` shows a 2,000,000-byte transfer from `vw` to `vf` as east-west with
 //!   its bytes (−10 % / +20 %: retransmissions count) and `vw`'s traffic with the internet as
-//!   north-south.
+//!   north-south; most of that transfer went through h2's kernel fast path (tap to tap).
 //! - Refusals: a floating IP outside the external subnet, or taken, or on the uplink's address.
 
 mod common;
@@ -358,6 +358,17 @@ fn north_south_through_the_edge_snat_floating_ip_and_a_migration() {
         },
     );
     println!("flows: vw-vf east-west {pair} bytes, vw north-south {outside} bytes");
+    // vw and vf share h2: after its first frames their transfer went from tap to tap in h2's
+    // kernel (the switch's fast path), and was counted in the flows all the same.
+    let fast = lab
+        .switch_client("h2")
+        .unwrap_or_else(|e| panic!("{}", chain(&e)))
+        .counters()
+        .unwrap_or_else(|e| panic!("h2's switch counters: {}", Chain(&e)))
+        .fast_path
+        .unwrap_or_else(|| panic!("h2's switch has no kernel fast path"));
+    println!("h2's kernel fast path: {fast:?}");
+    assert!(fast.bytes > 1_000_000, "h2's kernel fast path: {fast:?}");
     assert!(
         (1_800_000..=2_400_000).contains(&pair),
         "vw-vf east-west bytes {pair}, 2,000,000 −10 % / +20 % expected"

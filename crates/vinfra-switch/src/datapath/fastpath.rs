@@ -15,11 +15,15 @@
 //! gave the kernel. Offers made before the change carry the older generation and are not to
 //! be given. Only unicast IPv4 without options or fragments is offered, TCP (no SYN, FIN or
 //! RST: a connection's start and end always cross the switch), UDP and ICMP echo requests and
-//! replies, between ports without a firewall.
+//! replies; through a firewall only when every check of the frame found an established
+//! connection (its refresh comes from the kernel's counters, every change of it takes the flows
+//! back).
 
 use core::net::Ipv4Addr;
 use core::time::Duration;
 
+use super::filter::Firewall;
+use super::firewall::rules::Direction;
 use super::flows::{FlowMark, FlowTable};
 use super::ids::{slot, slot_mut, NetworkId, PortId, RouterId};
 use super::mac_table::Location;
@@ -175,6 +179,8 @@ pub(super) struct Fate<'a> {
     /// The switch's clock and MAC ageing, for the destination's entry.
     pub(super) now: Duration,
     pub(super) mac_ageing: Duration,
+    /// Every firewall check of the frame found an established connection.
+    pub(super) established: bool,
 }
 
 /// The flow of `key` as an offer, when the frame's fate allows: exactly one copy, to
@@ -197,7 +203,10 @@ pub(super) fn offer(
     }
     let inp = slot(ports, key.in_port.0)?;
     let outp = slot(ports, out.port.0)?;
-    if inp.firewall.is_some() || outp.firewall.is_some() || inp.dscp_mark.is_some() {
+    // Through a firewall, only a connection established both ways: its start and end (SYN,
+    // FIN, RST) always cross the switch, and every change of it takes the flows back.
+    let firewalled = inp.firewall.is_some() || outp.firewall.is_some();
+    if (firewalled && !fate.established) || inp.dscp_mark.is_some() {
         return None;
     }
     let access = |kind: PortKind| match kind {
@@ -234,6 +243,7 @@ pub(super) struct Accounts<'s> {
     pub(super) networks: &'s mut [Option<NetworkState>],
     pub(super) routers: &'s mut [Option<RouterState>],
     pub(super) flows: &'s mut FlowTable,
+    pub(super) firewall: &'s mut Firewall,
 }
 
 impl Accounts<'_> {
@@ -241,13 +251,24 @@ impl Accounts<'_> {
     /// the source's MAC entry where it still is (never learning or moving one).
     pub(super) fn count(self, now: Duration, flow: &FastFlow, traffic: FastTraffic) {
         let key = &flow.key;
+        let tuple = (key.src, key.dst, key.protocol);
+        let ports = (key.src_port, key.dst_port);
         if let Some(p) = slot_mut(self.ports, key.in_port.0) {
             p.counters.rx_packets += traffic.frames;
             p.counters.rx_bytes += traffic.bytes;
+            if p.firewall.is_some() {
+                let egress = Direction::Egress;
+                self.firewall.touch(key.in_port, egress, tuple, ports, now);
+            }
         }
         if let Some(p) = slot_mut(self.ports, flow.out_port.0) {
             p.counters.tx_packets += traffic.frames;
             p.counters.tx_bytes += traffic.bytes;
+            if p.firewall.is_some() {
+                let ingress = Direction::Ingress;
+                self.firewall
+                    .touch(flow.out_port, ingress, tuple, ports, now);
+            }
         }
         if let Some(net) = slot_mut(self.networks, flow.network.0) {
             net.counters.traffic.rx_packets += traffic.frames;

@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use super::counters::DropReason;
 use super::firewall::conntrack::{
-    ConnEntry, Conntrack, ConntrackConfig, ConntrackCounters, ConntrackFull, PacketError,
-    PacketInfo, Side, Tracked, L4,
+    ConnEntry, Conntrack, ConntrackConfig, ConntrackCounters, ConntrackFull, Fragment, Icmp,
+    PacketError, PacketInfo, Side, TcpFlags, Tracked, L4,
 };
 use super::firewall::rules::{
     Direction, FirewallRule, FirewallRuleError, FirewallVerdict, RuleSet,
@@ -132,6 +132,9 @@ pub(crate) type Parsed = Result<PacketInfo, PacketError>;
 #[derive(Debug)]
 pub(crate) struct Firewall {
     conntrack: Conntrack,
+    /// Since [`Firewall::begin_frame`]: a packet was checked that was not of an established
+    /// connection (the first of one, an ICMP error, a drop).
+    not_established: bool,
     log: VecDeque<FirewallDrop>,
     bucket: StormBucket,
     log_counters: FirewallLogCounters,
@@ -141,6 +144,7 @@ impl Firewall {
     /// An empty table with these limits.
     pub(crate) fn new(max_entries: usize, zone_max_entries: usize) -> Firewall {
         Firewall {
+            not_established: false,
             conntrack: Conntrack::new(ConntrackConfig {
                 max_entries,
                 zone_max_entries: Some(zone_max_entries),
@@ -222,7 +226,11 @@ impl Firewall {
             Direction::Ingress => Side::ToVm,
         };
         let zone = Firewall::zone(port);
-        let (reason, rule) = match self.conntrack.track(zone, side, info, now) {
+        let tracked = self.conntrack.track(zone, side, info, now);
+        if !matches!(tracked, Tracked::Established { .. }) {
+            self.not_established = true;
+        }
+        let (reason, rule) = match tracked {
             Tracked::Established { .. } | Tracked::Related => return Ok(()),
             Tracked::Invalid(_) => (DropReason::ConntrackInvalid, None),
             Tracked::New => match (pf.evaluate(direction, info), direction) {
@@ -249,6 +257,64 @@ impl Firewall {
             rule,
         };
         Err(self.refuse(drop, now))
+    }
+
+    /// Starts watching a frame's checks (see [`Firewall::all_established`]).
+    pub(crate) fn begin_frame(&mut self) {
+        self.not_established = false;
+    }
+
+    /// Every packet checked since [`Firewall::begin_frame`] was of an established connection.
+    pub(crate) fn all_established(&self) -> bool {
+        !self.not_established
+    }
+
+    /// Connections removed and TCP states changed, so far.
+    pub(crate) fn changes(&self) -> u64 {
+        self.conntrack.changes()
+    }
+
+    /// Keeps the connection of packets the kernel's fast path forwarded alive, as a packet
+    /// of it through `port` going `direction` would (a TCP one an acknowledgement): `tuple`
+    /// is the source, destination, protocol, and the ports (an ICMP echo: its identifier and
+    /// its type and code).
+    pub(crate) fn touch(
+        &mut self,
+        port: PortId,
+        direction: Direction,
+        (src, dst, protocol): (Ipv4Addr, Ipv4Addr, u8),
+        (src_port, dst_port): (u16, u16),
+        now: Duration,
+    ) {
+        let l4 = match protocol {
+            6 => L4::Tcp {
+                src_port,
+                dst_port,
+                flags: TcpFlags::ACK,
+            },
+            17 => L4::Udp { src_port, dst_port },
+            1 => {
+                let [ty, code] = dst_port.to_be_bytes();
+                L4::Icmp(Icmp::Query {
+                    ty,
+                    code,
+                    id: src_port,
+                })
+            }
+            _ => return,
+        };
+        let info = PacketInfo {
+            src,
+            dst,
+            protocol,
+            fragment: Fragment::Whole,
+            l4,
+        };
+        let side = match direction {
+            Direction::Egress => Side::FromVm,
+            Direction::Ingress => Side::ToVm,
+        };
+        let _ = self.conntrack.track(Firewall::zone(port), side, &info, now);
     }
 
     /// Records a drop in the log, within its rate; returns its reason.

@@ -55,7 +55,7 @@
 //! The daemon may give established flows between two of its local ports to the kernel
 //! ([`Switch::set_port_fast`]): a frame whose fate was one unchanged copy (or, routed, the same
 //! with other MACs and one TTL less) to another such port, unicast IPv4 TCP without SYN, FIN or
-//! RST or UDP, between ports without a firewall, is offered as a [`FastFlow`]
+//! RST, UDP or ICMP echo, through a firewall only on an established connection, is offered as a [`FastFlow`]
 //! ([`Switch::take_fast_offers`]); [`Switch::fast_generation`] says when offers no longer hold,
 //! and [`Switch::fast_traffic`] counts what the kernel forwarded.
 //!

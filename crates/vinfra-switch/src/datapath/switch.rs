@@ -209,7 +209,14 @@ impl Switch {
         };
         let before = tx.len();
         let generation = self.fast.generation();
+        let connections = self.firewall.changes();
+        self.firewall.begin_frame();
         let outcome = self.forward_frame(now, in_port, frame, offload, tx);
+        if self.firewall.changes() != connections {
+            // A connection ended or changed its TCP state: flows through a firewall may
+            // be decided otherwise now.
+            self.fast.bump();
+        }
         if let (Some(key), Some((network, mark))) = (candidate, outcome) {
             if self.fast.generation() == generation {
                 self.offer(key, frame, offload, tx, before, network, mark);
@@ -239,6 +246,7 @@ impl Switch {
             mark,
             now: self.last_now,
             mac_ageing: self.settings.mac_ageing,
+            established: self.firewall.all_established(),
         };
         if let Some(flow) = fastpath::offer(&self.fast, &self.ports, &self.networks, key, &fate) {
             self.fast.push(flow);
@@ -494,6 +502,7 @@ impl Switch {
             networks: &mut self.networks,
             routers: &mut self.routers,
             flows: &mut self.flows,
+            firewall: &mut self.firewall,
         };
         accounts.count(now, flow, traffic);
     }
@@ -519,12 +528,13 @@ impl Switch {
             .map(|r| r.neighbours.expire(now))
             .sum();
         self.flows.expire(now);
-        // Offers depend on MAC entries and neighbours (never on connections or NAT sessions:
-        // ports with a firewall and NAT are not offered).
-        if macs + neighbours > 0 {
+        // Offers depend on MAC entries, neighbours and connections (never on NAT sessions:
+        // NAT is not offered).
+        let connections = self.firewall.expire(now);
+        if macs + neighbours + connections > 0 {
             self.fast.bump();
         }
-        macs + self.firewall.expire(now) + neighbours + self.nat.expire(now)
+        macs + connections + neighbours + self.nat.expire(now)
     }
 
     /// Takes the flows counted since the previous take with their packets and bytes since

@@ -228,6 +228,9 @@ pub struct Conntrack {
     /// No connection expires before this: a full table is swept only from then on.
     next_expiry: Duration,
     counters: ConntrackCounters,
+    /// Connections removed and TCP states changed, so far (the fast path's offers depend on
+    /// them: `datapath::fastpath`).
+    changes: u64,
 }
 
 impl Conntrack {
@@ -248,6 +251,7 @@ impl Conntrack {
             closing: HashMap::default(),
             next_expiry: Duration::MAX,
             counters: ConntrackCounters::default(),
+            changes: 0,
         }
     }
 
@@ -284,6 +288,11 @@ impl Conntrack {
             entries: self.len,
             ..self.counters
         }
+    }
+
+    /// Connections removed and TCP states changed, so far (a counter that only grows).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Classifies a packet going through the port of `zone` on `side`, and updates the state
@@ -349,6 +358,9 @@ impl Conntrack {
                     return Tracked::New;
                 }
                 Step::To(next) => {
+                    if next != state {
+                        self.changes = self.changes.wrapping_add(1);
+                    }
                     conn.replied |= reply;
                     // Closing timers run from the transition, not from the last segment.
                     let closing = matches!(next, TcpState::TimeWait | TcpState::Close);
@@ -682,6 +694,7 @@ impl Conntrack {
         let Some(conn) = self.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        self.changes = self.changes.wrapping_add(1);
         self.index.remove(&Key {
             zone: conn.zone,
             tuple: conn.original,
