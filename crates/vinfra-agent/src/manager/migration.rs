@@ -2,10 +2,11 @@
 //!
 //! Destination: [`Manager::prepare_incoming`] starts a QEMU that waits on a TCP port (admitted,
 //! made and launched as a create is, by `lifecycle.rs`, from the datastore's existing files);
-//! once the guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`]
-//! kills a QEMU that still waits. Source: [`Manager::migrate_out`] starts sending, the console
-//! asks [`Manager::migration_status`] (which waits for QEMU's end-of-migration event), then
-//! [`Manager::finish_migration_source`] (completed) or [`Manager::cancel_migration`].
+//! once the guest arrived it runs here ([`Vm::state`] notices, and [`Manager::observe_arrival`]
+//! waits for it); [`Manager::abort_incoming`] kills a QEMU that still waits. Source:
+//! [`Manager::migrate_out`] starts sending, the console asks [`Manager::migration_status`]
+//! (which waits for QEMU's end-of-migration event), then [`Manager::finish_migration_source`]
+//! (completed) or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
-use vinfra_types::PowerState;
+use vinfra_types::{PowerState, VmObserved};
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::first_pass::{first_pass_bandwidth, FirstPassCap};
@@ -90,6 +91,44 @@ impl Manager {
                 self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.files.dir);
                 Err(e)
+            }
+        }
+    }
+
+    /// The VM's state, as [`Manager::observe`] reads it, but for a VM whose guest has not
+    /// arrived yet ([`PowerState::Incoming`]) once it has, or after `wait`, whichever comes
+    /// first. QEMU's events wake the wait (`RESUME` when the guest runs here; the QMP
+    /// connection closing when QEMU is gone), each followed by a fresh look: the answer follows
+    /// the guest's resumption by no more than a `query-status`. Subscribed before the first
+    /// look, so an event between the two is not missed. The VM is not held while waiting.
+    pub async fn observe_arrival(&self, id: Uuid, wait: Duration) -> Result<VmObserved> {
+        if wait.is_zero() {
+            return self.observe(id).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let events = {
+            let e = self.entry(id).await?;
+            let mut vm = e.vm.lock().await;
+            match vm.qemu().await {
+                Ok(q) => q.migration_events().await.ok(),
+                Err(_) => None,
+            }
+        };
+        // No QEMU, or none that answers: nothing to wait for.
+        let Some(mut events) = events else {
+            return self.observe(id).await;
+        };
+        loop {
+            let seen = self.observe(id).await?;
+            if seen.state != PowerState::Incoming {
+                return Ok(seen);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(seen),
+                // Any event (or events missed) may be the change: look again.
+                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                // QEMU is gone or going: one last look says how it ended.
+                Ok(Err(RecvError::Closed)) => return self.observe(id).await,
             }
         }
     }
