@@ -18,6 +18,7 @@ use vinfra_types::{PowerState, VmObserved};
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::first_pass::{first_pass_bandwidth, FirstPassCap};
+use super::lifecycle::ms;
 use super::vm::Vm;
 use super::{Manager, UNLIMITED_BANDWIDTH};
 use crate::confine::{CredentialsEnd, MigrationTlsFiles};
@@ -65,6 +66,7 @@ impl Manager {
                 }),
             };
         }
+        let t = std::time::Instant::now();
         self.admit(&instance)?;
         // The disks are on the shared datastore already: nothing is created.
         let spec = instance.spec.clone();
@@ -81,8 +83,15 @@ impl Manager {
             let _ = std::fs::remove_dir_all(&vm.files.dir);
             return Err(e);
         }
+        let defined = t.elapsed();
         match self.start_incoming(&mut vm, media, tls.as_ref()).await {
             Ok(uri) => {
+                tracing::debug!(
+                    vm = %id,
+                    defined_ms = ms(defined),
+                    started_ms = ms(t.elapsed() - defined),
+                    "incoming timed"
+                );
                 self.insert(vm, None).await;
                 Ok(uri)
             }
@@ -145,7 +154,9 @@ impl Manager {
         if !vm.record.instance.spec.nics.is_empty() {
             self.attach_nics(vm).await?;
         }
+        let t = std::time::Instant::now();
         self.launch(vm, media, true).await?;
+        let launched = t.elapsed();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -162,9 +173,17 @@ impl Manager {
             drop(files);
             match listened {
                 Ok(()) => {
+                    let listened = t.elapsed();
                     vm.record.incoming_uri = Some(uri.clone());
                     vm.record.incoming_tls_peer = tls.map(|t| t.peer.clone());
                     vm.save()?;
+                    tracing::debug!(
+                        vm = %vm.id(),
+                        launch_ms = ms(launched),
+                        listen_ms = ms(listened - launched),
+                        record_ms = ms(t.elapsed() - listened),
+                        "incoming started"
+                    );
                     return Ok(uri);
                 }
                 Err(e) if attempt >= INCOMING_PORT_ATTEMPTS => return Err(e.into()),
