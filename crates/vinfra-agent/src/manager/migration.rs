@@ -34,6 +34,17 @@ const INCOMING_PORT_ATTEMPTS: usize = 5;
 const COMPLETION_STATS_TRIES: usize = 20;
 const COMPLETION_STATS_PAUSE: Duration = Duration::from_millis(5);
 
+/// Milliseconds from a QMP event's `timestamp` (`{"seconds", "microseconds"}`, the host's
+/// clock) to now, for the debug line that times an answer against QEMU's event.
+fn since_event_ms(timestamp: &serde_json::Value) -> f64 {
+    let at = timestamp["seconds"].as_f64().unwrap_or(0.0)
+        + timestamp["microseconds"].as_f64().unwrap_or(0.0) / 1e6;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (now - at) * 1000.0
+}
+
 /// A TCP port free on `addr` now.
 fn free_port(addr: IpAddr) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind(SocketAddr::new(addr, 0))?;
@@ -127,15 +138,25 @@ impl Manager {
         let Some(mut events) = events else {
             return self.observe(id).await;
         };
+        let mut woken_by: Option<vinfra_qmp::QmpEvent> = None;
         loop {
             let seen = self.observe(id).await?;
             if seen.state != PowerState::Incoming {
+                if let Some(e) = woken_by {
+                    tracing::debug!(
+                        vm = %id,
+                        event = e.event,
+                        after_event_ms = since_event_ms(&e.timestamp),
+                        "incoming guest arrived"
+                    );
+                }
                 return Ok(seen);
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => return Ok(seen),
                 // Any event (or events missed) may be the change: look again.
-                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Ok(Ok(e)) => woken_by = Some(e),
+                Ok(Err(RecvError::Lagged(_))) => {}
                 // QEMU is gone or going: one last look says how it ended.
                 Ok(Err(RecvError::Closed)) => return self.observe(id).await,
             }
