@@ -89,8 +89,10 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             m.console_write(id, &text).await?;
             CommandReply::Done
         }
-        C::ObserveVm { id } => CommandReply::Vm {
-            vm: m.observe(id).await?,
+        C::ObserveVm { id, wait_ms } => CommandReply::Vm {
+            vm: m
+                .observe_arrival(id, Duration::from_millis(wait_ms))
+                .await?,
         },
         C::ApplySwitchConfig { config } => {
             m.apply_switch_config(config).await?;

@@ -445,7 +445,7 @@ async fn a_state_change_is_answered_then_reported() {
     // Read-only: the answer comes alone.
     conn.send(&ConsoleMessage::Request {
         id: 2,
-        command: AgentCommand::ObserveVm { id },
+        command: AgentCommand::ObserveVm { id, wait_ms: 0 },
     })
     .await
     .unwrap();

@@ -37,8 +37,11 @@ use vinfra_types::{
 /// the host's ([`AgentMessage::Hello`] `platform`): an agent that ignores them would start a
 /// VM with other virtual hardware than the one it migrates with. 14: the serial console read
 /// from an offset ([`AgentCommand::ConsoleRead`]) and typed on ([`AgentCommand::ConsoleWrite`]):
-/// the web console's terminal polls the one and sends keystrokes with the other.
-pub const PROTOCOL_VERSION: u32 = 14;
+/// the web console's terminal polls the one and sends keystrokes with the other. 15: a VM's
+/// state may wait for its guest to arrive ([`AgentCommand::ObserveVm`] `wait_ms`): after a
+/// migration's switchover the console asks the destination once and is answered when the guest
+/// runs there, not asked again and again.
+pub const PROTOCOL_VERSION: u32 = 15;
 
 /// Most bytes one [`AgentCommand::ConsoleWrite`] types.
 pub const MAX_CONSOLE_INPUT: usize = 4096;
@@ -346,10 +349,16 @@ pub enum AgentCommand {
         /// terminal's Enter).
         text: String,
     },
-    /// The VM's current state, read now (not from the last report). Replies `Vm`.
+    /// The VM's current state, read now (not from the last report). Replies `Vm`: at once,
+    /// or with `wait_ms`, for a VM whose guest has not arrived yet (an incoming QEMU), as soon
+    /// as its QEMU's events show it no longer waiting (`RESUME`: the guest runs here) or after
+    /// `wait_ms`, whichever comes first.
     ObserveVm {
         /// The VM.
         id: Uuid,
+        /// Longest wait for an incoming guest to arrive, milliseconds; 0: answer at once.
+        #[serde(default)]
+        wait_ms: u64,
     },
     /// Replace this host's virtual switch configuration. The agent keeps it (in memory and in
     /// its data directory), programs the switch with the difference, and replays it whenever it

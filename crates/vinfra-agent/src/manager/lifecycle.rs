@@ -26,8 +26,8 @@ use crate::disks::{BootMedia, Prepared};
 use crate::network::SwitchLinkError;
 use crate::qemu::{build_args, Launch, MigrationState, NicArg, VmFiles};
 
-/// Milliseconds, for the debug lines that time a create's steps.
-fn ms(d: Duration) -> f64 {
+/// Milliseconds, for the debug lines that time a create's (or an incoming QEMU's) steps.
+pub(super) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -2,10 +2,11 @@
 //!
 //! Destination: [`Manager::prepare_incoming`] starts a QEMU that waits on a TCP port (admitted,
 //! made and launched as a create is, by `lifecycle.rs`, from the datastore's existing files);
-//! once the guest arrived it runs here ([`Vm::state`] notices); [`Manager::abort_incoming`]
-//! kills a QEMU that still waits. Source: [`Manager::migrate_out`] starts sending, the console
-//! asks [`Manager::migration_status`] (which waits for QEMU's end-of-migration event), then
-//! [`Manager::finish_migration_source`] (completed) or [`Manager::cancel_migration`].
+//! once the guest arrived it runs here ([`Vm::state`] notices, and [`Manager::observe_arrival`]
+//! waits for it); [`Manager::abort_incoming`] kills a QEMU that still waits. Source:
+//! [`Manager::migrate_out`] starts sending, the console asks [`Manager::migration_status`]
+//! (which waits for QEMU's end-of-migration event), then [`Manager::finish_migration_source`]
+//! (completed) or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,10 +14,11 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
-use vinfra_types::PowerState;
+use vinfra_types::{PowerState, VmObserved};
 
 use super::error::{ManagerError, Result, StateConflict};
 use super::first_pass::{first_pass_bandwidth, FirstPassCap};
+use super::lifecycle::ms;
 use super::vm::Vm;
 use super::{Manager, UNLIMITED_BANDWIDTH};
 use crate::confine::{CredentialsEnd, MigrationTlsFiles};
@@ -31,6 +33,17 @@ const INCOMING_PORT_ATTEMPTS: usize = 5;
 /// not filled in its times yet (at most 100 ms in all).
 const COMPLETION_STATS_TRIES: usize = 20;
 const COMPLETION_STATS_PAUSE: Duration = Duration::from_millis(5);
+
+/// Milliseconds from a QMP event's `timestamp` (`{"seconds", "microseconds"}`, the host's
+/// clock) to now, for the debug line that times an answer against QEMU's event.
+fn since_event_ms(timestamp: &serde_json::Value) -> f64 {
+    let at = timestamp["seconds"].as_f64().unwrap_or(0.0)
+        + timestamp["microseconds"].as_f64().unwrap_or(0.0) / 1e6;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (now - at) * 1000.0
+}
 
 /// A TCP port free on `addr` now.
 fn free_port(addr: IpAddr) -> std::io::Result<u16> {
@@ -64,6 +77,7 @@ impl Manager {
                 }),
             };
         }
+        let t = std::time::Instant::now();
         self.admit(&instance)?;
         // The disks are on the shared datastore already: nothing is created.
         let spec = instance.spec.clone();
@@ -80,8 +94,15 @@ impl Manager {
             let _ = std::fs::remove_dir_all(&vm.files.dir);
             return Err(e);
         }
+        let defined = t.elapsed();
         match self.start_incoming(&mut vm, media, tls.as_ref()).await {
             Ok(uri) => {
+                tracing::debug!(
+                    vm = %id,
+                    defined_ms = ms(defined),
+                    started_ms = ms(t.elapsed() - defined),
+                    "incoming timed"
+                );
                 self.insert(vm, None).await;
                 Ok(uri)
             }
@@ -90,6 +111,54 @@ impl Manager {
                 self.detach_nics(&mut vm).await;
                 let _ = std::fs::remove_dir_all(&vm.files.dir);
                 Err(e)
+            }
+        }
+    }
+
+    /// The VM's state, as [`Manager::observe`] reads it, but for a VM whose guest has not
+    /// arrived yet ([`PowerState::Incoming`]) once it has, or after `wait`, whichever comes
+    /// first. QEMU's events wake the wait (`RESUME` when the guest runs here; the QMP
+    /// connection closing when QEMU is gone), each followed by a fresh look: the answer follows
+    /// the guest's resumption by no more than a `query-status`. Subscribed before the first
+    /// look, so an event between the two is not missed. The VM is not held while waiting.
+    pub async fn observe_arrival(&self, id: Uuid, wait: Duration) -> Result<VmObserved> {
+        if wait.is_zero() {
+            return self.observe(id).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let events = {
+            let e = self.entry(id).await?;
+            let mut vm = e.vm.lock().await;
+            match vm.qemu().await {
+                Ok(q) => q.migration_events().await.ok(),
+                Err(_) => None,
+            }
+        };
+        // No QEMU, or none that answers: nothing to wait for.
+        let Some(mut events) = events else {
+            return self.observe(id).await;
+        };
+        let mut woken_by: Option<vinfra_qmp::QmpEvent> = None;
+        loop {
+            let seen = self.observe(id).await?;
+            if seen.state != PowerState::Incoming {
+                if let Some(e) = woken_by {
+                    tracing::debug!(
+                        vm = %id,
+                        event = e.event,
+                        after_event_ms = since_event_ms(&e.timestamp),
+                        "incoming guest arrived"
+                    );
+                }
+                return Ok(seen);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(seen),
+                // Any event (or events missed) may be the change: look again.
+                Ok(Ok(e)) => woken_by = Some(e),
+                Ok(Err(RecvError::Lagged(_))) => {}
+                // QEMU is gone or going: one last look says how it ended.
+                Ok(Err(RecvError::Closed)) => return self.observe(id).await,
             }
         }
     }
@@ -106,7 +175,9 @@ impl Manager {
         if !vm.record.instance.spec.nics.is_empty() {
             self.attach_nics(vm).await?;
         }
+        let t = std::time::Instant::now();
         self.launch(vm, media, true).await?;
+        let launched = t.elapsed();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -123,9 +194,17 @@ impl Manager {
             drop(files);
             match listened {
                 Ok(()) => {
+                    let listened = t.elapsed();
                     vm.record.incoming_uri = Some(uri.clone());
                     vm.record.incoming_tls_peer = tls.map(|t| t.peer.clone());
                     vm.save()?;
+                    tracing::debug!(
+                        vm = %vm.id(),
+                        launch_ms = ms(launched),
+                        listen_ms = ms(listened - launched),
+                        record_ms = ms(t.elapsed() - listened),
+                        "incoming started"
+                    );
                     return Ok(uri);
                 }
                 Err(e) if attempt >= INCOMING_PORT_ATTEMPTS => return Err(e.into()),

@@ -108,19 +108,26 @@ struct FakeQemu {
     ignores_powerdown: bool,
     shutdown_seen: bool,
     launch: Launch,
-    /// Its QMP events (a `MIGRATION` event at each end of an outgoing migration).
+    /// Its QMP events (a `MIGRATION` event at each end of an outgoing migration, `RESUME` when
+    /// an incoming guest arrives).
     events: tokio::sync::broadcast::Sender<vinfra_qmp::QmpEvent>,
 }
 
 impl FakeQemu {
     /// Sets the outgoing migration's state and sends the `MIGRATION` event QEMU would.
     fn set_migration(&mut self, state: MigrationState) {
+        let data = serde_json::json!({ "status": state.as_qmp() });
+        self.migration = state;
+        self.emit("MIGRATION", data);
+    }
+
+    /// Sends QMP event `event` with `data` to its subscribers.
+    fn emit(&self, event: &str, data: serde_json::Value) {
         let event = vinfra_qmp::QmpEvent {
-            event: "MIGRATION".into(),
-            data: serde_json::json!({ "status": state.as_qmp() }),
+            event: event.into(),
+            data,
             timestamp: serde_json::Value::Null,
         };
-        self.migration = state;
         // No subscriber is not an error.
         let _ = self.events.send(event);
     }
@@ -314,6 +321,7 @@ impl FakeRunner {
             // As QEMU does: `query-migrate` on the destination shows the incoming migration
             // that brought the guest, until an outgoing one starts.
             q.migration = MigrationState::Completed;
+            q.emit("RESUME", serde_json::json!({}));
             true
         })
         .unwrap_or(false)

@@ -343,9 +343,10 @@ pub trait QemuProcess: Send + Sync {
     async fn migration(&mut self) -> Result<MigrationStats, QemuError>;
 
     /// Every QMP event of this QEMU from now on, `MIGRATION` (the outgoing migration's state
-    /// changes, on since [`QemuProcess::migrate`]) among them: a waiter subscribes first, then
-    /// reads [`QemuProcess::migration`], then waits without holding the VM. The channel closes
-    /// with the QMP connection.
+    /// changes, on since [`QemuProcess::migrate`]) and `RESUME` (an incoming guest arrived and
+    /// runs) among them: a waiter subscribes first, then reads [`QemuProcess::migration`] or
+    /// [`QemuProcess::status`], then waits without holding the VM. The channel closes with the
+    /// QMP connection.
     async fn migration_events(&mut self) -> Result<MigrationEvents, QemuError>;
 
     /// Resumes a paused guest (`cont`).

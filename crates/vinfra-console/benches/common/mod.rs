@@ -416,7 +416,7 @@ fn answer(vms: &mut Vec<VmObserved>, command: AgentCommand) -> Result<CommandRep
             v.ha = ha;
             Ok(CommandReply::Done)
         }
-        AgentCommand::ObserveVm { id } => vms
+        AgentCommand::ObserveVm { id, .. } => vms
             .iter()
             .find(|v| v.id == id)
             .map(|v| CommandReply::Vm { vm: v.clone() })

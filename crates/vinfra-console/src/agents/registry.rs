@@ -458,7 +458,7 @@ impl AgentRegistry {
             AgentCommand::StartVm { id, .. }
             | AgentCommand::StopVm { id, .. }
             | AgentCommand::RebootVm { id }
-            | AgentCommand::ObserveVm { id } => Some(*id),
+            | AgentCommand::ObserveVm { id, .. } => Some(*id),
             _ => None,
         };
         let msg = ConsoleMessage::Request { id, command };

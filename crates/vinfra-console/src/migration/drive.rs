@@ -1,4 +1,5 @@
-//! Driving a migration: the destination's switch and incoming QEMU, the source's `MigrateOut`,
+//! Driving a migration: the destination's switch and incoming QEMU (side by side for a VM
+//! without NICs), the source's `MigrateOut`,
 //! then the source's status until QEMU ends it, the operator cancels, the destination
 //! disconnects or the source stays silent too long. Each status request waits on the source up
 //! to [`POLL_INTERVAL`] and comes back as soon as QEMU reports the end (its `MIGRATION` event),
@@ -7,13 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vinfra_proto::{AgentCommand, CommandReply, MigrationStatus};
+use vinfra_proto::{AgentCommand, CommandReply, MigrationStatus, MigrationTls};
 use vinfra_types::error::Chain;
 use vinfra_types::{HostStatus, MigrationPhase, MigrationProgress, PowerState};
 
 use crate::agents::RequestError;
 use crate::networks::push;
-use crate::state::records as keys;
+use crate::state::records::{self as keys, VmRecord};
 use crate::state::{ActiveMigration, Console, CREATE_TIMEOUT, SHORT_TIMEOUT};
 
 /// How often the source reports progress: the longest a status request waits there for the
@@ -90,70 +91,24 @@ pub async fn drive(
     };
     if begin {
         // The destination's switch must have the VM's networks before it adds the VM's ports
-        // (the agent refuses NICs on networks its switch does not have).
-        if let Err(e) = push::push(console, &active.destination).await {
-            if !rec.spec.nics.is_empty() {
-                return MigrationOutcome::Failed(format!(
-                    "configuring the destination's switch: {}",
-                    Chain(&e)
-                ));
-            }
-            tracing::warn!(
-                host = active.destination,
-                "switch configuration: {}",
-                Chain(&e)
+        // (the agent refuses NICs on networks its switch does not have). A VM without NICs
+        // gets no ports there: its switch configuration goes beside its QEMU's start.
+        let prepared = if rec.spec.nics.is_empty() {
+            let (switched, prepared) = tokio::join!(
+                switch_destination(console, active, &rec),
+                prepare_destination(console, active, &rec)
             );
-        }
-        active.step_done("destination's switch");
-        // Every other host learns where the VM's MACs may move (`moving_to`): its switch
-        // follows the VM's announcements from the destination at the switchover and refuses
-        // any other. In the background: a silent host must not hold the migration up, and the
-        // memory copy takes longer than a push.
-        push::push_all_later(console);
-        // Encrypted: credentials for this migration alone (the destination accepts this
-        // source's certificate and no other; the source sends only to this destination's).
-        let tls = if active.progress().encrypted {
-            match console.ca().issue_migration_tls() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    return MigrationOutcome::Failed(format!(
-                        "issuing the migration's certificates: {}",
-                        Chain(&e)
-                    ))
-                }
-            }
+            switched.and(prepared)
         } else {
-            None
-        };
-        let prep = AgentCommand::PrepareIncoming {
-            vm: rec.instance(),
-            tls: tls.as_ref().map(|c| c.destination.clone()),
-        };
-        let uri = match agents
-            .request(&active.destination, prep, CREATE_TIMEOUT)
-            .await
-        {
-            // Never in plain text when encryption was asked for: an agent that does not know
-            // TLS answers without `encrypted`.
-            Ok(CommandReply::Incoming { encrypted, .. }) if tls.is_some() && !encrypted => {
-                return MigrationOutcome::Failed(format!(
-                    "destination host '{}' cannot receive an encrypted migration (upgrade its \
-                     agent, or turn the migration_encrypted setting off)",
-                    active.destination
-                ))
-            }
-            Ok(CommandReply::Incoming { uri, .. }) => uri,
-            Ok(other) => {
-                return MigrationOutcome::Failed(format!("destination answered {other:?}"))
-            }
-            Err(e) => {
-                return MigrationOutcome::Failed(format!(
-                    "preparing the destination: {}",
-                    Chain(&e)
-                ))
+            match switch_destination(console, active, &rec).await {
+                Ok(()) => prepare_destination(console, active, &rec).await,
+                Err(e) => Err(e),
             }
         };
-        active.step_done("destination's QEMU");
+        let (uri, tls) = match prepared {
+            Ok(p) => p,
+            Err(outcome) => return outcome,
+        };
         if active.cancel_asked() {
             return MigrationOutcome::Cancelled;
         }
@@ -161,7 +116,7 @@ pub async fn drive(
             id: rec.id,
             uri,
             settings: migration_settings(console),
-            tls: tls.map(|c| c.source),
+            tls,
         };
         if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
             return MigrationOutcome::Failed(format!(
@@ -260,6 +215,91 @@ pub async fn drive(
             _ => tokio::time::sleep(rest).await,
         }
     }
+}
+
+/// The destination's switch configuration pushed (a failure ends the migration only for a VM
+/// with NICs: one without needs no ports there); then every other host learns where the VM's
+/// MACs may move (`moving_to`): its switch follows the VM's announcements from the destination
+/// at the switchover and refuses any other. That in the background: a silent host must not
+/// hold the migration up, and the memory copy takes longer than a push.
+async fn switch_destination(
+    console: &Arc<Console>,
+    active: &ActiveMigration,
+    rec: &VmRecord,
+) -> Result<(), MigrationOutcome> {
+    if let Err(e) = push::push(console, &active.destination).await {
+        if !rec.spec.nics.is_empty() {
+            return Err(MigrationOutcome::Failed(format!(
+                "configuring the destination's switch: {}",
+                Chain(&e)
+            )));
+        }
+        tracing::warn!(
+            host = active.destination,
+            "switch configuration: {}",
+            Chain(&e)
+        );
+    }
+    active.step_done("destination's switch");
+    push::push_all_later(console);
+    Ok(())
+}
+
+/// The destination's incoming QEMU (`PrepareIncoming`): the URI it listens on, and for an
+/// encrypted migration the source's credentials. Encrypted: credentials for this migration
+/// alone (the destination accepts this source's certificate and no other; the source sends
+/// only to this destination's).
+async fn prepare_destination(
+    console: &Console,
+    active: &ActiveMigration,
+    rec: &VmRecord,
+) -> Result<(String, Option<MigrationTls>), MigrationOutcome> {
+    let tls = if active.progress().encrypted {
+        match console.ca().issue_migration_tls() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                return Err(MigrationOutcome::Failed(format!(
+                    "issuing the migration's certificates: {}",
+                    Chain(&e)
+                )))
+            }
+        }
+    } else {
+        None
+    };
+    let prep = AgentCommand::PrepareIncoming {
+        vm: rec.instance(),
+        tls: tls.as_ref().map(|c| c.destination.clone()),
+    };
+    let uri = match console
+        .agents()
+        .request(&active.destination, prep, CREATE_TIMEOUT)
+        .await
+    {
+        // Never in plain text when encryption was asked for: an agent that does not know TLS
+        // answers without `encrypted`.
+        Ok(CommandReply::Incoming { encrypted, .. }) if tls.is_some() && !encrypted => {
+            return Err(MigrationOutcome::Failed(format!(
+                "destination host '{}' cannot receive an encrypted migration (upgrade its \
+                 agent, or turn the migration_encrypted setting off)",
+                active.destination
+            )))
+        }
+        Ok(CommandReply::Incoming { uri, .. }) => uri,
+        Ok(other) => {
+            return Err(MigrationOutcome::Failed(format!(
+                "destination answered {other:?}"
+            )))
+        }
+        Err(e) => {
+            return Err(MigrationOutcome::Failed(format!(
+                "preparing the destination: {}",
+                Chain(&e)
+            )))
+        }
+    };
+    active.step_done("destination's QEMU");
+    Ok((uri, tls.map(|c| c.source)))
 }
 
 /// True when the host's latest report (connected or not) shows the VM with its guest there:

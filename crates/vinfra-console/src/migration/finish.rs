@@ -16,8 +16,12 @@ use crate::state::{ActiveMigration, Console, SHORT_TIMEOUT};
 
 /// Longest wait, after a completed migration, for the destination to report the VM running.
 pub const DESTINATION_RUNNING_WAIT: Duration = Duration::from_secs(5);
-/// How often the destination is asked meanwhile: after 5 ms, then twice as long each time up
-/// to 100 ms (QEMU resumes the guest there within a few ms of the source's end, as a rule).
+/// How much sooner than the console's own deadline the destination is asked to answer a
+/// waiting `ObserveVm`, so that its answer arrives before the console stops waiting.
+const DESTINATION_ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// After an answer that came before its wait was over without the VM running (an agent that
+/// answers at once, or a guest that is there but not running), the next question follows
+/// 5 ms after the last one, then twice as long each time up to 100 ms: never a tight loop.
 const DESTINATION_POLL_FIRST: Duration = Duration::from_millis(5);
 const DESTINATION_POLL: Duration = Duration::from_millis(100);
 
@@ -112,7 +116,9 @@ async fn settle(
 /// (`ObserveVm`; the registry applies the answer to the host's observed VMs) until it runs there,
 /// for at most [`DESTINATION_RUNNING_WAIT`], so that the VM shows as running on its new host as
 /// soon as the migration shows as completed. QEMU resumes the guest on the destination a moment
-/// after the source reports completion. Gives up early when the destination disconnects; the
+/// after the source reports completion: the request carries `wait_ms`, and the agent answers
+/// when its QEMU's `RESUME` event says the guest runs (one request, answered within a
+/// `query-status` of the resumption). Gives up early when the destination disconnects; the
 /// next report brings the state in any case.
 async fn await_destination_running(console: &Console, active: &ActiveMigration, id: uuid::Uuid) {
     let agents = console.agents();
@@ -131,7 +137,12 @@ async fn await_destination_running(console: &Console, active: &ActiveMigration, 
             );
             return;
         }
-        let observe = AgentCommand::ObserveVm { id };
+        let asked = Instant::now();
+        let wait = left.saturating_sub(DESTINATION_ANSWER_MARGIN);
+        let observe = AgentCommand::ObserveVm {
+            id,
+            wait_ms: wait.as_millis() as u64,
+        };
         match agents
             .request(&active.destination, observe, left.min(SHORT_TIMEOUT))
             .await
@@ -144,7 +155,8 @@ async fn await_destination_running(console: &Console, active: &ActiveMigration, 
                 Chain(&e)
             ),
         }
-        tokio::time::sleep(pause.min(left)).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(pause.saturating_sub(asked.elapsed()).min(left)).await;
         pause = (pause * 2).min(DESTINATION_POLL);
     }
 }
@@ -223,17 +235,31 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
     };
     match outcome {
         MigrationOutcome::Completed => {
-            // First: the guest runs on the destination already, its connections' packets with it.
-            if let Some(id) = id {
-                carry_connections(console, active, id).await;
-                active.step_done("connections carried");
-            }
-            let dest = active.destination.clone();
-            match console.update_vm(&active.vm, |r| r.host = dest) {
-                Ok(_) => {
+            // From the start, beside the rest: the destination answers as soon as the guest
+            // runs there.
+            let running = async {
+                if let Some(id) = id {
+                    await_destination_running(console, active, id).await;
+                    active.step_done("destination running");
+                }
+            };
+            let moved = async {
+                // First: the guest runs on the destination already, its connections' packets
+                // with it.
+                if let Some(id) = id {
+                    carry_connections(console, active, id).await;
+                    active.step_done("connections carried");
+                }
+                let dest = active.destination.clone();
+                let updated = console.update_vm(&active.vm, |r| r.host = dest);
+                if updated.is_ok() {
                     active.step_done("record");
                     // At once: every host's MAC entries to the destination, the source's paused
-                    // QEMU quit, the destination asked until it reports the VM running.
+                    // QEMU quit.
+                    let switches = async {
+                        push::push_all(console).await;
+                        active.step_done("switches");
+                    };
                     let release = async {
                         let Some(id) = id else { return };
                         let fin = AgentCommand::FinishMigrationSource { id };
@@ -249,14 +275,15 @@ pub async fn finish(console: &Arc<Console>, active: &ActiveMigration, outcome: M
                                 ),
                             );
                         }
+                        active.step_done("source released");
                     };
-                    let running = async {
-                        if let Some(id) = id {
-                            await_destination_running(console, active, id).await;
-                        }
-                    };
-                    tokio::join!(push::push_all(console), release, running);
-                    active.step_done("switches, source released, destination running");
+                    tokio::join!(switches, release);
+                }
+                updated
+            };
+            let ((), updated) = tokio::join!(running, moved);
+            match updated {
+                Ok(_) => {
                     set_progress(console, active, |p| {
                         p.phase = MigrationPhase::Completed;
                         p.error = None;

@@ -40,6 +40,10 @@ pub struct Behaviour {
     /// After the switchover, how many `ObserveVm` answers still show the incoming VM waiting
     /// (QEMU resumes the destination a moment after the source completes).
     pub resume_after_observes: u32,
+    /// `ObserveVm` with `wait_ms` waits for the guest, as agents of protocol 15 do: a VM whose
+    /// migration stream completed is answered running whatever `resume_after_observes` says
+    /// (the answer held back by `slow["ObserveVm"]`, the time its QEMU takes to resume it).
+    pub observe_waits: bool,
     /// `ImportConnections` fails (a full connection table).
     pub refuse_imports: bool,
     /// An agent from before encrypted migrations: `PrepareIncoming`'s credentials are ignored
@@ -549,8 +553,10 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             state.vms.remove(&id);
             Ok(CommandReply::Done)
         }
-        AgentCommand::ObserveVm { id } => {
-            if state.behaviour.resume_after_observes > 0
+        AgentCommand::ObserveVm { id, wait_ms } => {
+            if wait_ms > 0 && state.behaviour.observe_waits {
+                resume_arrived(state);
+            } else if state.behaviour.resume_after_observes > 0
                 && SWITCHED_OVER.lock().unwrap().contains(&id)
             {
                 state.behaviour.resume_after_observes -= 1;

@@ -189,6 +189,46 @@ async fn a_status_request_with_a_wait_returns_at_the_migrations_end_and_lets_a_c
 }
 
 #[tokio::test]
+async fn an_observation_with_a_wait_returns_when_the_incoming_guest_arrives() {
+    let h = Arc::new(host().await);
+    let vm = instance("web");
+    let id = vm.id;
+    h.m.prepare_incoming(vm, None).await.unwrap();
+    // Nothing arrives: the wait runs out and the answer is the state then.
+    let asked = std::time::Instant::now();
+    let seen = h.m.observe_arrival(id, Duration::from_millis(150)).await;
+    assert_eq!(seen.unwrap().state, PowerState::Incoming);
+    assert!(asked.elapsed() >= Duration::from_millis(150));
+
+    // The guest's arrival (QEMU's `RESUME`) wakes the waiter long before its 30 s, and the
+    // waiter does not hold the VM meanwhile.
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.m.observe_arrival(id, Duration::from_secs(30)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let now = tokio::time::timeout(Duration::from_secs(5), h.m.observe(id))
+        .await
+        .expect("the VM was not held by the waiter");
+    assert_eq!(now.unwrap().state, PowerState::Incoming);
+    assert!(!waiter.is_finished());
+    let arrived = std::time::Instant::now();
+    assert!(h.fake.arrive(id));
+    let seen = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter woke at the arrival")
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.state, PowerState::Running);
+    assert!(arrived.elapsed() < Duration::from_secs(5));
+    // Arrived already: at once.
+    let asked = std::time::Instant::now();
+    let seen = h.m.observe_arrival(id, Duration::from_secs(30)).await;
+    assert_eq!(seen.unwrap().state, PowerState::Running);
+    assert!(asked.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn a_source_whose_migration_completed_is_never_resumed_and_is_then_quit() {
     let h = host().await;
     let id = h.migrating("web").await;
