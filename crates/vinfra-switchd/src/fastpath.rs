@@ -155,6 +155,7 @@ impl KernelFastPath {
             .take_map("flows")
             .ok_or_else(|| load_error("no map flows"))?;
         let map = BpfHashMap::try_from(map).map_err(load_error)?;
+        sweep_stale_filters();
         Ok(KernelFastPath {
             ebpf,
             map,
@@ -389,6 +390,24 @@ impl KernelFastPath {
     /// The counters.
     pub fn stats(&self) -> FastPathStats {
         self.stats
+    }
+}
+
+/// Takes away the `vinfra_fast` filters a switch that crashed left on the devices of this
+/// namespace (kernels before 6.6 attach through the `clsact` qdisc, where a filter outlives
+/// its process, with its map: it would go on forwarding what it was told before). With TCX
+/// nothing is left and nothing is found.
+fn sweep_stale_filters() {
+    let Ok(devices) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    for device in devices.flatten() {
+        let name = device.file_name();
+        if let Some(name) = name.to_str() {
+            if tc::qdisc_detach_program(name, TcAttachType::Ingress, "vinfra_fast").is_ok() {
+                tracing::info!(device = name, "stale fast path filter taken away");
+            }
+        }
     }
 }
 
