@@ -521,24 +521,20 @@ impl TaskBoard {
     }
 }
 
-/// Lets a task's write reach the disk without the request waiting for it: in a blocking task
-/// of the runtime (inline without one). A request is answered with its task once the record is
-/// in the store; the disk sync that follows (a few milliseconds, shared with every write made
-/// meanwhile) is what a console that dies in between would miss.
+/// Lets a task's write reach the disk without the request waiting for it: the store's
+/// committer syncs it and says when (a failure is logged). A request is answered with its task
+/// once the record is in the store; the disk sync that follows (a few milliseconds, shared
+/// with every write made meanwhile) is what a console that dies in between would miss.
 fn settle(pending: PendingWrite, id: u64) {
-    let wait = move || {
-        if let Err(e) = pending.wait() {
+    pending.then(move |durable| {
+        if let Err(e) = durable {
             tracing::warn!(
                 task = id,
                 "task record not on disk: {}",
                 vinfra_types::error::Chain(&e)
             );
         }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => drop(rt.spawn_blocking(wait)),
-        Err(_) => wait(),
-    }
+    });
 }
 
 /// Removes task `id` from the board, waking those waiting for it (it is gone).

@@ -6,7 +6,6 @@
 
 use uuid::Uuid;
 use vinfra_proto::AgentCommand;
-use vinfra_store::StoreError;
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
@@ -110,11 +109,9 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
     };
     let written = t.elapsed();
     // The next create is placed (it sees this one) while this one's record goes to disk: creates
-    // placed one after the other share the store's disk syncs.
-    match tokio::task::spawn_blocking(move || pending.wait()).await {
-        Ok(done) => done?,
-        Err(e) => return Err(StoreError::NotDurable(format!("waiting for the disk: {e}")).into()),
-    }
+    // placed one after the other share the store's disk syncs, and the store's committer wakes
+    // this one when its sync is done (no thread waits for it).
+    pending.on_disk().await?;
     let durable = t.elapsed();
     tasks::say(format!("creating the VM on host {}", rec.host));
     tasks::accepted();
