@@ -24,7 +24,8 @@
 //! with nothing in flight, each step of the create path is timed alone on the running
 //! console (host inputs, rules, placement with and without rules, the cluster model, cleanup
 //! markers, one store write). Console and agents run on runtimes of their own (threads
-//! `console-*` and `agents-*`, and the store's committer `store-commit`), so the console's CPU time per placement is reported too.
+//! `console-*` and `agents-*`; the store's committer, `store-commit`, counts as the console's),
+//! so the console's CPU time per placement is reported too.
 //!
 //! With `--ha-every K` (K > 0) every K-th seeded VM and every K-th new VM has HA on, so every
 //! create is also checked by HA admission control (tolerate 1 host failure).
