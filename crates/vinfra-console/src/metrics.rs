@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use vinfra_store::{LeaseId, PendingWrite, Revision, Store, StoreError, Txn, TxnResponse, Watcher};
+use vinfra_store::{
+    Durability, LeaseId, PendingWrite, Revision, Store, StoreError, Txn, TxnResponse, Watcher,
+};
 use vinfra_types::task::{TaskKind, TaskState};
 use vinfra_types::MigrationPhase;
 
@@ -361,6 +363,37 @@ impl TimedStore {
     }
 }
 
+/// A write of [`TimedStore::txn_pending`]: its time is recorded once it is on disk.
+struct Timed {
+    pending: PendingWrite,
+    start: Instant,
+    commit: Histogram,
+}
+
+impl Durability for Timed {
+    fn wait(self: Box<Self>) -> Result<(), StoreError> {
+        let durable = self.pending.wait();
+        if durable.is_ok() {
+            self.commit.record(self.start.elapsed());
+        }
+        durable
+    }
+
+    fn then(self: Box<Self>, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        let Timed {
+            pending,
+            start,
+            commit,
+        } = *self;
+        pending.then(move |durable| {
+            if durable.is_ok() {
+                commit.record(start.elapsed());
+            }
+            done(durable)
+        });
+    }
+}
+
 impl Store for TimedStore {
     fn get(&self, key: &str) -> Result<Option<vinfra_store::KeyValue>, StoreError> {
         self.inner.get(key)
@@ -385,13 +418,10 @@ impl Store for TimedStore {
     fn txn_pending(&self, txn: Txn) -> Result<(TxnResponse, PendingWrite), StoreError> {
         let start = Instant::now();
         let (response, pending) = self.inner.txn_pending(txn)?;
-        let commit = self.commit.clone();
-        let timed = PendingWrite::new(move || {
-            let durable = pending.wait();
-            if durable.is_ok() {
-                commit.record(start.elapsed());
-            }
-            durable
+        let timed = PendingWrite::new(Timed {
+            pending,
+            start,
+            commit: self.commit.clone(),
         });
         Ok((response, timed))
     }

@@ -2,7 +2,7 @@
 //! answer 202 with a task at once; a refusal is still the request's answer and leaves no task;
 //! a migration's task cancelled leaves the VM on its source; a task the console was running
 //! when it stopped is listed after the restart and ends as the cluster shows; bad task
-//! requests are problems.
+//! requests are problems; a create's task is written with its VM's record.
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use vinfra_console::state::records;
 use vinfra_types::HostCapacity;
 
 const HOST16: HostCapacity = HostCapacity {
@@ -285,6 +286,38 @@ async fn a_task_running_when_the_console_restarts_is_listed_and_ends_as_the_clus
     let r = c.call_raw("POST", "/api/v1/vms/mid/reboot", None).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     assert!(r.body["id"].as_u64().unwrap() > tid, "{:?}", r.body);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_creates_task_is_written_with_the_vms_record_and_its_end_once_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let _a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
+    let mut body: Value = serde_json::from_str(&vm_json("w", 1, GIB)).unwrap();
+    body["host"] = Value::from("a");
+    let r = c
+        .call_raw("POST", "/api/v1/vms", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let id = r.body["id"].as_u64().unwrap();
+    let done = c.wait_task(id, None).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let store = c.running.console.store();
+    let vm = store
+        .get(&records::vm_key("w"))
+        .unwrap()
+        .expect("the VM's record");
+    let task = store
+        .get(&records::task_key(id))
+        .unwrap()
+        .expect("the task's record");
+    // One transaction made both; the task's end was written once, after.
+    assert_eq!(task.create_revision, vm.create_revision);
+    assert_eq!(task.version, 2);
+    let stored: Value = serde_json::from_slice(&task.value).unwrap();
+    assert_eq!(stored["state"], "succeeded", "{stored}");
+    assert_eq!(stored["id"], id);
     c.shutdown().await;
 }
 

@@ -243,9 +243,20 @@ pub enum StoreError {
     },
 }
 
-/// A write that is in the store but maybe not yet on disk ([`Store::txn_pending`]).
-#[must_use = "a write is durable only once `wait` returned Ok"]
-pub struct PendingWrite(Option<Box<dyn FnOnce() -> Result<(), StoreError> + Send>>);
+/// A write that is in the store but maybe not yet on disk ([`Store::txn_pending`]): wait for
+/// it ([`PendingWrite::wait`], [`PendingWrite::on_disk`]), be told ([`PendingWrite::then`]), or
+/// drop it (it still goes to disk with the next sync, no one is told).
+#[must_use = "a write is known durable only once `wait`, `on_disk` or `then` said so"]
+pub struct PendingWrite(Option<Box<dyn Durability>>);
+
+/// How a backend makes one write durable and tells when it is ([`PendingWrite`]).
+pub trait Durability: Send + 'static {
+    /// Blocks until the write is on disk.
+    fn wait(self: Box<Self>) -> Result<(), StoreError>;
+    /// Returns at once; `done` is called once the write is on disk (or cannot be), on whatever
+    /// thread sees it: it must be short and must not block.
+    fn then(self: Box<Self>, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>);
+}
 
 impl PendingWrite {
     /// A write already on disk.
@@ -253,25 +264,48 @@ impl PendingWrite {
         PendingWrite(None)
     }
 
-    /// A write made durable by `wait`.
-    pub fn new(wait: impl FnOnce() -> Result<(), StoreError> + Send + 'static) -> Self {
-        PendingWrite(Some(Box::new(wait)))
+    /// A write made durable by `durability`.
+    pub fn new(durability: impl Durability) -> Self {
+        PendingWrite(Some(Box::new(durability)))
     }
 
     /// Blocks until the write is on disk (one disk sync may cover many writes).
     pub fn wait(mut self) -> Result<(), StoreError> {
         match self.0.take() {
-            Some(wait) => wait(),
+            Some(d) => d.wait(),
             None => Ok(()),
         }
+    }
+
+    /// Calls `done` once the write is on disk, or cannot be (at once when it already is); returns
+    /// at once. `done` runs on whatever thread sees the sync end: it must be short.
+    pub fn then(mut self, done: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        match self.0.take() {
+            Some(d) => d.then(Box::new(done)),
+            None => done(Ok(())),
+        }
+    }
+
+    /// Resolves once the write is on disk, without holding a thread meanwhile.
+    pub async fn on_disk(self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.then(move |done| {
+            let _ = tx.send(done);
+        });
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::NotDurable(
+                "the store ended before the write was on disk".into(),
+            ))
+        })
     }
 }
 
 impl Drop for PendingWrite {
-    /// A write dropped without [`PendingWrite::wait`] is still made durable (its batch committed).
+    /// A write dropped unwaited still goes to disk with its batch (the sync is asked for; the
+    /// drop does not wait for it).
     fn drop(&mut self) {
-        if let Some(wait) = self.0.take() {
-            let _ = wait();
+        if let Some(d) = self.0.take() {
+            d.then(Box::new(|_| {}));
         }
     }
 }

@@ -22,8 +22,8 @@ pub mod sqlite;
 pub mod typed;
 
 pub use kv::{
-    Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, PendingWrite, Revision,
-    Store, StoreError, Txn, TxnResponse, WatchEvent, Watcher,
+    Compare, CompareOp, CompareTarget, Durability, KeyValue, LeaseId, Op, OpResult, PendingWrite,
+    Revision, Store, StoreError, Txn, TxnResponse, WatchEvent, Watcher,
 };
 pub use sqlite::SqliteStore;
 pub use typed::{get_json, put_json, range_json, JsonEntry};

@@ -10,10 +10,13 @@
 //!
 //! One connection behind one mutex. Each write runs in a savepoint of one open SQLite
 //! transaction (the batch); SQLite commits the batch without syncing (`synchronous=NORMAL`: the
-//! WAL is synced at checkpoints only); a write is answered only after the WAL file was synced
-//! ([`Shared::wait_durable`]): the first writer to wait commits the batch and syncs for every
-//! write made before, the others wait for it, so writers that write while a sync runs share the
-//! next one instead of one sync each. A
+//! WAL is synced at checkpoints only); a write is answered only after the WAL file was synced.
+//! One thread of the store's own, the committer ([`commit`]), commits the batch and syncs the
+//! WAL once someone waits for a write of it (or dropped one unwaited), for every write made
+//! before; writes made while a sync runs share the next one instead of one sync each. Those who
+//! wait block ([`PendingWrite::wait`]), or are told by the committer
+//! ([`PendingWrite::then`], [`PendingWrite::on_disk`]): one wake of the committer per batch,
+//! no thread held per write. A
 //! checkpoint syncs the WAL before it copies pages into the database, so a commit is on disk
 //! once the WAL was synced after it, wherever its pages are later. Live watchers are fed under
 //! the connection's mutex once a commit is on disk, in commit order, so a watcher sees changes
@@ -25,7 +28,8 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
@@ -36,8 +40,11 @@ use crate::kv::{
     Watcher, MAX_LEASE_TTL_S,
 };
 
+mod commit;
 mod queries;
 mod write_txn;
+
+use commit::Committer;
 
 use queries::{compacted_revision, current_revision, get_kv, history, lease_exists, range_kvs};
 use write_txn::WriteTxn;
@@ -82,15 +89,16 @@ INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0)
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    /// The committer thread, ended and joined when the store is dropped.
+    committer: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     /// The WAL file, synced to make commits durable (`None`: an in-memory database).
     wal: Option<File>,
-    sync: Mutex<SyncState>,
-    /// Signalled when a sync ends.
-    synced: Condvar,
+    /// Commits and syncs the batch on its thread, and tells who waits.
+    commit: Arc<Committer>,
 }
 
 struct Inner {
@@ -122,21 +130,24 @@ struct Watch {
     seen: Revision,
 }
 
-#[derive(Default)]
-struct SyncState {
-    /// Every commit up to this number is on disk.
-    synced: u64,
-    /// A writer is syncing the WAL.
-    syncing: bool,
-    /// A sync failed (what the OS said): the store refuses every call.
-    failed: Option<String>,
-    /// Syncs made so far.
-    syncs: u64,
-}
-
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Ends the committer once it has synced what was written (writes still waited for are on
+    /// disk, or told why not).
+    fn drop(&mut self) {
+        self.shared.commit.close();
+        if let Some(committer) = self.committer.take() {
+            // A store dropped by what its committer calls (the last owner told of a sync) lets
+            // the committer end on its own.
+            if committer.thread().id() != std::thread::current().id() {
+                let _ = committer.join();
+            }
+        }
     }
 }
 
@@ -163,7 +174,7 @@ impl SqliteStore {
     fn init(conn: Connection, path: Option<&Path>) -> Result<Self, StoreError> {
         // A 64 MiB page cache and memory-mapped reads keep a listing of every VM (10,000 keys of
         // about 1 KiB) in memory instead of going through read(2) page by page. Commits do not
-        // sync: `wait_durable` syncs the WAL, once for all the commits made before it.
+        // sync: the committer syncs the WAL, once for all the commits made before it.
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
              PRAGMA mmap_size=268435456;",
@@ -186,11 +197,16 @@ impl SqliteStore {
                 no_expiry_before: i64::MIN,
             }),
             wal,
-            sync: Mutex::new(SyncState::default()),
-            synced: Condvar::new(),
+            commit: Arc::default(),
         };
+        let shared = Arc::new(shared);
+        let on_thread = Arc::clone(&shared);
+        let committer = commit::spawn(Arc::clone(&shared.commit), move || {
+            on_thread.commit_and_sync()
+        })?;
         Ok(SqliteStore {
-            shared: Arc::new(shared),
+            shared,
+            committer: Some(committer),
         })
     }
 
@@ -205,7 +221,7 @@ impl SqliteStore {
         let (n, pending) = {
             let mut inner = self.lock()?;
             let n = inner.expire(unix_ms(now))?;
-            (n, self.shared.pending(inner.committed))
+            (n, self.shared.commit.pending(inner.committed))
         };
         pending.wait()?;
         Ok(n)
@@ -213,7 +229,7 @@ impl SqliteStore {
 
     /// Disk syncs made so far (each makes every commit before it durable).
     pub fn syncs(&self) -> u64 {
-        lock(&self.shared.sync).syncs
+        self.shared.commit.syncs()
     }
 
     /// Number of live watches (dropped ones are forgotten at the next delivery).
@@ -268,7 +284,7 @@ impl SqliteStore {
         let mut inner = self.lock()?;
         inner.expire(unix_ms(SystemTime::now()))?;
         let result = inner.write(f)?;
-        let pending = self.shared.pending(inner.committed);
+        let pending = self.shared.commit.pending(inner.committed);
         Ok((result, pending))
     }
 }
@@ -293,13 +309,6 @@ fn open_wal(path: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-/// Locks `m`; a panic while holding the sync state cannot leave it wrong (it is set only after
-/// the sync returned), so that lock is safe to reuse when poisoned. The connection's lock is
-/// taken with [`Shared::inner`].
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Shared {
     /// The connection's lock. After a panic while it was held, an open batch may hold half of
     /// a write: it is rolled back, and since the writes before it in the batch are lost with
@@ -321,8 +330,8 @@ impl Shared {
 
     /// The connection, unless a sync failed or writes were lost.
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        if let Some(e) = &lock(&self.sync).failed {
-            return Err(StoreError::NotDurable(e.clone()));
+        if let Some(e) = self.commit.failed() {
+            return Err(StoreError::NotDurable(e));
         }
         let inner = self.inner();
         if let Some(e) = &inner.lost {
@@ -331,63 +340,25 @@ impl Shared {
         Ok(inner)
     }
 
-    /// Waiting for commit `seq` to be on disk.
-    fn pending(self: &Arc<Self>, seq: u64) -> PendingWrite {
-        let shared = Arc::clone(self);
-        PendingWrite::new(move || shared.wait_durable(seq))
-    }
-
-    /// Returns once commit `seq` is on disk: syncs the WAL when no one else is, else waits for
-    /// the sync under way (and then the next, if `seq` came after its start).
-    fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut state = lock(&self.sync);
-        loop {
-            if let Some(e) = &state.failed {
-                return Err(StoreError::NotDurable(e.clone()));
-            }
-            if state.synced >= seq {
-                return Ok(());
-            }
-            if state.syncing {
-                state = self
-                    .synced
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                continue;
-            }
-            state.syncing = true;
-            drop(state);
-            // The batch is committed (its WAL frames written); one sync covers every write up
-            // to `upto`.
-            let (upto, committed) = {
-                let mut inner = self.inner();
-                (inner.committed, inner.commit_batch())
-            };
-            let done = match committed {
-                Err(StoreError::NotDurable(e)) => Err(e),
-                Err(e) => Err(e.to_string()),
-                Ok(()) => match &self.wal {
-                    Some(wal) => wal.sync_data().map_err(|e| format!("syncing the WAL: {e}")),
-                    None => Ok(()),
-                },
-            };
-            if done.is_ok() {
-                self.inner().deliver(upto);
-            }
-            state = lock(&self.sync);
-            state.syncing = false;
-            match done {
-                Ok(()) => {
-                    state.synced = state.synced.max(upto);
-                    state.syncs += 1;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "store database: a batch of writes is not on disk");
-                    state.failed = Some(e);
-                }
-            }
-            self.synced.notify_all();
+    /// Commits the open batch and syncs the WAL, then feeds the watchers (on the committer's
+    /// thread); the number of the last write now on disk, or why none is.
+    fn commit_and_sync(&self) -> Result<u64, String> {
+        // One sync covers every write up to `upto`.
+        let (upto, committed) = {
+            let mut inner = self.inner();
+            (inner.committed, inner.commit_batch())
+        };
+        match committed {
+            Err(StoreError::NotDurable(e)) => return Err(e),
+            Err(e) => return Err(e.to_string()),
+            Ok(()) => {}
         }
+        if let Some(wal) = &self.wal {
+            wal.sync_data()
+                .map_err(|e| format!("syncing the WAL: {e}"))?;
+        }
+        self.inner().deliver(upto);
+        Ok(upto)
     }
 }
 

@@ -653,3 +653,45 @@ fn a_refused_write_leaves_no_transaction_open() -> Result<(), StoreError> {
     assert_eq!(s.get("/b")?, None);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_committer_tells_when_a_write_is_on_disk_and_syncs_one_dropped_unwaited(
+) -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let s = SqliteStore::open(&path)?;
+    let mut w = s.watch("/", 0)?;
+    let before = s.syncs();
+    let (_, p1) = s.txn_pending(put_txn("/a"))?;
+    let (_, p2) = s.txn_pending(put_txn("/b"))?;
+    // Told on the committer's thread once the write is on disk.
+    let (tx, rx) = std::sync::mpsc::channel();
+    p1.then(move |durable| {
+        let thread = std::thread::current().name().map(str::to_string);
+        let _ = tx.send((durable.is_ok(), thread));
+    });
+    p2.on_disk().await?;
+    let (ok, thread) = rx.recv_timeout(Duration::from_secs(5)).expect("told");
+    assert!(ok);
+    assert_eq!(thread.as_deref(), Some("store-commit"));
+    assert!(s.syncs() > before);
+    assert_eq!(
+        summary(&drain(&mut w)),
+        vec![(1, "/a".into(), "put"), (2, "/b".into(), "put")]
+    );
+    // Dropped unwaited: its sync is asked for all the same (its event comes once it is done).
+    let (_, p3) = s.txn_pending(put_txn("/c"))?;
+    drop(p3);
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.recv())
+        .await
+        .expect("synced with no one waiting")
+        .expect("an event");
+    assert_eq!((ev.key(), ev.revision()), ("/c", 3));
+    // Written, not asked for, when the store goes: its end commits and syncs it.
+    let (_, p4) = s.txn_pending(put_txn("/d"))?;
+    drop(s);
+    p4.wait()?;
+    let s = SqliteStore::open(&path)?;
+    assert_eq!(s.get("/d")?.map(|kv| kv.mod_revision), Some(4));
+    Ok(())
+}

@@ -4,16 +4,18 @@
 //!
 //! A task is begun in memory ([`TaskBoard::begin`]); it is published (written, listed, sent to
 //! the watchers) only once the request is answered with it ([`TaskBoard::publish`]), so that a
-//! request refused by its checks leaves no record ([`TaskBoard::discard`]). Its end is written
-//! too ([`TaskBoard::finish`]); progress and messages in between stay in memory. Neither write
-//! holds the request (nor the board) until the disk has synced ([`settle`]): the operation's
-//! own changes are on disk before it goes on, as before tasks; the task record follows with
-//! the next sync. The operation
+//! request refused by its checks leaves no record ([`TaskBoard::discard`]). An operation that
+//! writes a record of its own once its checks passed may write its task's with it, in the same
+//! transaction ([`publishing`], then [`published`] once that is on disk): one write for both
+//! (a VM's create does). Its end is written too ([`TaskBoard::finish`]); progress and messages
+//! in between stay in memory. Neither write holds the request (nor the board) until the disk
+//! has synced ([`settle`]): the operation's own changes are on disk before it goes on, as
+//! before tasks; the task record follows with the next sync. The operation
 //! runs within [`scope`], and the free functions here reach its task from there, as
 //! [`super::events`] reaches the actor: no resource function carries it. Outside of a task they
 //! do nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +71,21 @@ struct Board {
     /// numbers on from it, whatever records its last moments did not get to the disk.
     reserved: u64,
     tasks: BTreeMap<u64, Entry>,
+    /// The published tasks that have ended, by id, with when they ended (what [`prune`] picks
+    /// from).
+    ended: BTreeMap<u64, u64>,
+    /// The same, by when they ended.
+    by_end: BTreeSet<(u64, u64)>,
+}
+
+impl Board {
+    /// Published task `id` ended at `ended_at` (again, when its end is set once more).
+    fn index_end(&mut self, id: u64, ended_at: u64) {
+        if let Some(before) = self.ended.insert(id, ended_at) {
+            self.by_end.remove(&(before, id));
+        }
+        self.by_end.insert((ended_at, id));
+    }
 }
 
 /// Why a task cannot be cancelled.
@@ -150,6 +167,19 @@ pub fn on_cancel(hook: Option<CancelHook>) {
     });
 }
 
+/// Within a task not yet published: the write that publishes it (its record as it is now), for
+/// the operation to put in the transaction of its own record; [`published`] once that
+/// transaction is on disk. `None` outside of a task, or when it is published already.
+pub fn publishing() -> Option<Op> {
+    TASK.try_with(|t| t.board.publishing(t.id)).ok().flatten()
+}
+
+/// The write [`publishing`] gave is on disk: the running task is published (listed, sent to
+/// the watchers) without another write.
+pub fn published() {
+    let _ = TASK.try_with(|t| t.board.published(t.id));
+}
+
 /// The running task's operation was cancelled other than through the task (a migration's own
 /// cancel): the task ends `cancelled`, not `failed`.
 pub fn mark_cancelled() {
@@ -171,10 +201,13 @@ impl TaskBoard {
         metrics: Metrics,
     ) -> Result<(Self, Vec<TaskRecord>), RecordError> {
         let mut tasks = BTreeMap::new();
+        let mut ended = BTreeMap::new();
         let mut unended = Vec::new();
         for (_, rec) in keys::range::<TaskRecord>(store.as_ref(), keys::TASKS)? {
             let record = rec.value;
-            if !record.task.state.is_final() {
+            if record.task.state.is_final() {
+                ended.insert(record.task.id, record.task.ended_at.unwrap_or(0));
+            } else {
                 unended.push(record.clone());
             }
             tasks.insert(
@@ -195,10 +228,13 @@ impl TaskBoard {
             .map_or(1, |id| id + 1)
             .max(reserved);
         let (changes, _) = broadcast::channel(1024);
+        let by_end = ended.iter().map(|(id, at)| (*at, *id)).collect();
         let board = Board {
             next,
             reserved: next,
             tasks,
+            ended,
+            by_end,
         };
         // What ended longer ago than the console keeps tasks goes now.
         let pruned = prune(&board);
@@ -218,7 +254,7 @@ impl TaskBoard {
             settle(board.write(ops)?, 0);
             let mut b = lock(&board.board);
             for id in pruned {
-                b.tasks.remove(&id);
+                forget(&mut b, id);
             }
         }
         Ok((board, unended))
@@ -281,6 +317,11 @@ impl TaskBoard {
         let Some(e) = b.tasks.get_mut(&id) else {
             return Err(RecordError::TaskGone(id));
         };
+        if e.published {
+            // Written already (with its operation's record, or when its request was answered);
+            // its end is written by `finish`.
+            return Ok(e.record.task.clone());
+        }
         let record = e.record.clone();
         let ended = record.task.state.is_final();
         // A task that ended unpublished is counted now (finish counts the published ones).
@@ -297,6 +338,9 @@ impl TaskBoard {
         let pending = self.write(ops)?;
         if let Some(e) = b.tasks.get_mut(&id) {
             e.published = true;
+        }
+        if ended {
+            b.index_end(id, record.task.ended_at.unwrap_or(0));
         }
         if ended_unpublished {
             self.metrics.task_ended(record.task.kind, record.task.state);
@@ -358,6 +402,7 @@ impl TaskBoard {
             self.metrics.task_ended(t.kind, t.state);
         }
         let record = e.record.clone();
+        b.index_end(id, record.task.ended_at.unwrap_or(0));
         let pruned = prune(&b);
         let encoded = keys::encode(&record);
         let mut ops = Vec::new();
@@ -397,6 +442,35 @@ impl TaskBoard {
         if let Some(pending) = pending {
             settle(pending, id);
         }
+    }
+
+    /// The write that publishes task `id` (its record as it is now), for its operation's own
+    /// transaction ([`publishing`]); `None` when it is published already or gone (or its
+    /// record cannot be encoded: [`Self::publish`] then writes it as usual).
+    fn publishing(&self, id: u64) -> Option<Op> {
+        let b = lock(&self.board);
+        let e = b.tasks.get(&id).filter(|e| !e.published)?;
+        let value = keys::encode(&e.record).ok()?;
+        Some(Op::Put {
+            key: keys::task_key(id),
+            value,
+            lease: 0,
+        })
+    }
+
+    /// Task `id`, not ended, was written with its operation's transaction ([`published`]):
+    /// listed and sent to the watchers.
+    fn published(&self, id: u64) {
+        let mut b = lock(&self.board);
+        let Some(e) = b.tasks.get_mut(&id) else {
+            return;
+        };
+        if e.published || e.record.task.state.is_final() {
+            return;
+        }
+        e.published = true;
+        // Sent under the lock: watchers get a task's changes in the order they were made.
+        let _ = self.changes.send(e.record.task.clone());
     }
 
     /// Task `id`'s operation was cancelled other than through the task (a migration's own
@@ -521,24 +595,20 @@ impl TaskBoard {
     }
 }
 
-/// Lets a task's write reach the disk without the request waiting for it: in a blocking task
-/// of the runtime (inline without one). A request is answered with its task once the record is
-/// in the store; the disk sync that follows (a few milliseconds, shared with every write made
-/// meanwhile) is what a console that dies in between would miss.
+/// Lets a task's write reach the disk without the request waiting for it: the store's
+/// committer syncs it and says when (a failure is logged). A request is answered with its task
+/// once the record is in the store; the disk sync that follows (a few milliseconds, shared
+/// with every write made meanwhile) is what a console that dies in between would miss.
 fn settle(pending: PendingWrite, id: u64) {
-    let wait = move || {
-        if let Err(e) = pending.wait() {
+    pending.then(move |durable| {
+        if let Err(e) = durable {
             tracing::warn!(
                 task = id,
                 "task record not on disk: {}",
                 vinfra_types::error::Chain(&e)
             );
         }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => drop(rt.spawn_blocking(wait)),
-        Err(_) => wait(),
-    }
+    });
 }
 
 /// Removes task `id` from the board, waking those waiting for it (it is gone).
@@ -546,30 +616,152 @@ fn forget(b: &mut Board, id: u64) {
     if let Some(e) = b.tasks.remove(&id) {
         e.ended.notify_waiters();
     }
+    if let Some(at) = b.ended.remove(&id) {
+        b.by_end.remove(&(at, id));
+    }
 }
 
 /// The ended tasks to delete: beyond [`MAX_ENDED_TASKS`] (oldest first) or ended longer ago
 /// than [`ENDED_TASK_KEPT`]; never the newest task, so that a restarted console numbers on
-/// from it.
+/// from it. Read from the board's index of ended tasks: the oldest ids, and those that ended
+/// before the cutoff.
 fn prune(b: &Board) -> Vec<u64> {
     let newest = b
         .tasks
-        .values()
-        .rev()
-        .find(|e| e.published)
-        .map(|e| e.record.task.id);
-    let cutoff = now_s().saturating_sub(ENDED_TASK_KEPT.as_secs());
-    let ended: Vec<(u64, u64)> = b
-        .tasks
-        .values()
-        .filter(|e| e.published && e.record.task.state.is_final())
-        .map(|e| (e.record.task.id, e.record.task.ended_at.unwrap_or(0)))
-        .collect();
-    let excess = ended.len().saturating_sub(MAX_ENDED_TASKS);
-    ended
         .iter()
-        .enumerate()
-        .filter(|(i, (id, ended_at))| Some(*id) != newest && (*i < excess || *ended_at < cutoff))
-        .map(|(_, (id, _))| *id)
-        .collect()
+        .rev()
+        .find(|(_, e)| e.published)
+        .map(|(id, _)| *id);
+    let cutoff = now_s().saturating_sub(ENDED_TASK_KEPT.as_secs());
+    let excess = b.ended.len().saturating_sub(MAX_ENDED_TASKS);
+    let old = b.ended.keys().take(excess).copied();
+    let expired = b.by_end.range(..(cutoff, 0)).map(|(_, id)| *id);
+    let picked: BTreeSet<u64> = old
+        .chain(expired)
+        .filter(|id| Some(*id) != newest)
+        .collect();
+    picked.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinfra_store::SqliteStore;
+
+    fn board(store: &Arc<dyn Store>) -> Arc<TaskBoard> {
+        let (board, _) = TaskBoard::load(store.clone(), Metrics::new()).expect("load");
+        Arc::new(board)
+    }
+
+    fn stored_ids(store: &Arc<dyn Store>) -> Vec<u64> {
+        keys::range::<TaskRecord>(store.as_ref(), keys::TASKS)
+            .expect("range")
+            .into_iter()
+            .map(|(_, r)| r.value.task.id)
+            .collect()
+    }
+
+    #[test]
+    fn ended_tasks_beyond_the_limit_go_oldest_first_and_the_running_stay() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        let b = board(&store);
+        let begin = |target: &str| {
+            let (h, _) = b
+                .begin(TaskKind::VmStop, target.into(), Actor::controller("t"), 0)
+                .expect("begin");
+            h.id()
+        };
+        let running = begin("still");
+        b.publish(running).expect("publish");
+        let extra = 5;
+        let mut ended = Vec::new();
+        for i in 0..MAX_ENDED_TASKS as u64 + extra {
+            let id = begin(&format!("vm{i}"));
+            b.publish(id).expect("publish");
+            b.finish(id, Ok(None));
+            ended.push(id);
+        }
+        let listed: Vec<u64> = b
+            .list(&TaskFilter::default())
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        let mut kept = vec![running];
+        kept.extend(&ended[extra as usize..]);
+        assert_eq!(listed, kept);
+        assert_eq!(stored_ids(&store), kept);
+        // Ended unpublished and published on its end: counted the same.
+        let late = begin("late");
+        b.finish(late, Ok(None));
+        b.publish(late).expect("publish");
+        let listed: Vec<u64> = b
+            .list(&TaskFilter::default())
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(
+            listed.len(),
+            MAX_ENDED_TASKS + 2,
+            "one over, pruned at the next end"
+        );
+        let next = begin("next");
+        b.publish(next).expect("publish");
+        b.finish(next, Ok(None));
+        let listed: Vec<u64> = b
+            .list(&TaskFilter::default())
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(listed.len(), MAX_ENDED_TASKS + 1);
+        assert_eq!(listed[0], running);
+        assert_eq!(listed.last(), Some(&next));
+        assert!(!listed.contains(&ended[extra as usize]));
+    }
+
+    #[test]
+    fn tasks_that_ended_longer_ago_than_kept_go_when_the_console_starts() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        let now = now_s();
+        let task = |id: u64, ended_at: Option<u64>| TaskRecord {
+            task: Task {
+                id,
+                kind: TaskKind::VmStop,
+                target: format!("vm{id}"),
+                state: if ended_at.is_some() {
+                    TaskState::Succeeded
+                } else {
+                    TaskState::Running
+                },
+                progress: None,
+                message: None,
+                cancellable: false,
+                created_at: now - 100_000,
+                ended_at,
+                actor: Actor::controller("t"),
+                result: None,
+                error: None,
+            },
+            follow_s: 0,
+        };
+        let old = now - ENDED_TASK_KEPT.as_secs() - 10;
+        // Ended long ago out of id order; the newest is kept whatever its end.
+        for (id, ended_at) in [
+            (1, Some(now - 5)),
+            (2, Some(old)),
+            (3, None),
+            (4, Some(old - 100)),
+            (5, Some(now)),
+            (6, Some(old)),
+        ] {
+            keys::put(store.as_ref(), &keys::task_key(id), &task(id, ended_at)).expect("put");
+        }
+        let b = board(&store);
+        let listed: Vec<u64> = b
+            .list(&TaskFilter::default())
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(listed, vec![1, 3, 5, 6]);
+        assert_eq!(stored_ids(&store), vec![1, 3, 5, 6]);
+    }
 }

@@ -1,12 +1,12 @@
 //! Creating a VM, one way through: checks (with its HA start-after, [`super::ha`], and its NICs'
 //! security groups, [`crate::security_groups`]), a host
 //! from [`crate::fit`] (admitted under the HA reserve when it starts), addresses and MACs from
-//! [`crate::networks::ipam`], one store transaction (record, NIC claims, event), the host's
+//! [`crate::networks::ipam`], one store transaction (record, NIC claims, event, the task's
+//! record), the host's
 //! switch configuration ([`crate::networks::push`]), `CreateVm` to the host's agent, the reply.
 
 use uuid::Uuid;
 use vinfra_proto::AgentCommand;
-use vinfra_store::StoreError;
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::VmSummary;
 
@@ -105,18 +105,20 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
             platform: placed.platform.clone(),
         };
         let created = event("vm", &name, format!("created on {}", rec.host));
+        // The task is written with the record (one write for both), published once that is on
+        // disk.
+        tasks::say(format!("creating the VM on host {}", rec.host));
+        claims.ops.extend(tasks::publishing());
         let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;
         (rec, pending)
     };
     let written = t.elapsed();
     // The next create is placed (it sees this one) while this one's record goes to disk: creates
-    // placed one after the other share the store's disk syncs.
-    match tokio::task::spawn_blocking(move || pending.wait()).await {
-        Ok(done) => done?,
-        Err(e) => return Err(StoreError::NotDurable(format!("waiting for the disk: {e}")).into()),
-    }
+    // placed one after the other share the store's disk syncs, and the store's committer wakes
+    // this one when its sync is done (no thread waits for it).
+    pending.on_disk().await?;
     let durable = t.elapsed();
-    tasks::say(format!("creating the VM on host {}", rec.host));
+    tasks::published();
     tasks::accepted();
     if !rec.spec.nics.is_empty() {
         // The host's switch must know the VM's networks before the agent attaches its NICs.
