@@ -278,7 +278,9 @@ impl PendingWrite {
     }
 
     /// Calls `done` once the write is on disk, or cannot be (at once when it already is); returns
-    /// at once. `done` runs on whatever thread sees the sync end: it must be short.
+    /// at once. `done` runs on whatever thread sees the sync end: it must be short, and must not
+    /// wait for a write (on the store's committer thread that wait is refused: it would wait
+    /// for itself). Callbacks of different writes run in no set order.
     pub fn then(mut self, done: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
         match self.0.take() {
             Some(d) => d.then(Box::new(done)),

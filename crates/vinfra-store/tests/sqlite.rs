@@ -695,3 +695,35 @@ async fn the_committer_tells_when_a_write_is_on_disk_and_syncs_one_dropped_unwai
     assert_eq!(s.get("/d")?.map(|kv| kv.mod_revision), Some(4));
     Ok(())
 }
+
+#[test]
+fn a_callback_that_panics_or_waits_for_a_write_never_stops_the_committer() -> Result<(), StoreError>
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db"))?);
+    // A callback that panics: logged, the next callbacks and writes go on.
+    let (_, p1) = s.txn_pending(put_txn("/a"))?;
+    p1.then(|_| panic!("a callback that panics"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (_, p2) = s.txn_pending(put_txn("/b"))?;
+    let told = tx.clone();
+    p2.then(move |durable| {
+        let _ = told.send(durable.is_ok());
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    // A callback that waits for a write: refused (it would wait for itself), nothing hangs.
+    let store = std::sync::Arc::clone(&s);
+    let (_, p3) = s.txn_pending(put_txn("/c"))?;
+    p3.then(move |_| {
+        let waited = store.put("/d", b"v", 0);
+        let _ = tx.send(waited.is_ok());
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(false));
+    let (sent, received) = std::sync::mpsc::channel();
+    let store = std::sync::Arc::clone(&s);
+    std::thread::spawn(move || {
+        let _ = sent.send(store.put("/e", b"v", 0).is_ok());
+    });
+    assert_eq!(received.recv_timeout(Duration::from_secs(5)), Ok(true));
+    Ok(())
+}

@@ -116,7 +116,13 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
     // The next create is placed (it sees this one) while this one's record goes to disk: creates
     // placed one after the other share the store's disk syncs, and the store's committer wakes
     // this one when its sync is done (no thread waits for it).
-    pending.on_disk().await?;
+    let on_disk = pending.on_disk().await;
+    if on_disk.is_err() {
+        // The task went to the store with the record (which may be on disk all the same): it
+        // is listed, and ends failed with this error rather than running on unseen.
+        tasks::published();
+    }
+    on_disk?;
     let durable = t.elapsed();
     tasks::published();
     tasks::accepted();

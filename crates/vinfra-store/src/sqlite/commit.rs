@@ -9,8 +9,9 @@
 //! store is dropped ([`Committer::close`]), the committer commits and syncs what was written
 //! and ends.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
 
 use crate::kv::{Durability, PendingWrite, StoreError};
 
@@ -25,6 +26,8 @@ pub(super) struct Committer {
     synced: Condvar,
     /// Signalled when the committer has work (a sync asked for, or the store closing).
     wanted: Condvar,
+    /// The committer's thread: a write waited for there could never be synced.
+    thread: OnceLock<ThreadId>,
 }
 
 /// The committer's state, under [`Committer::sync`].
@@ -54,7 +57,15 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name("store-commit".into())
-        .spawn(move || committer.run(&mut commit))
+        .spawn(move || {
+            let _ = committer.thread.set(std::thread::current().id());
+            let ran = catch_unwind(AssertUnwindSafe(|| committer.run(&mut commit)));
+            if ran.is_err() {
+                // Nothing would sync again: the store refuses every call from now on, and
+                // whoever waits is told.
+                committer.fail("the store's committer failed unexpectedly".into());
+            }
+        })
         .map_err(|e| StoreError::NotDurable(format!("starting the store's committer: {e}")))
 }
 
@@ -109,8 +120,14 @@ impl Committer {
         }
     }
 
-    /// Returns once commit `seq` is on disk.
+    /// Returns once commit `seq` is on disk. Refused on the committer's own thread (a
+    /// callback of [`Committer::then`] that waited for a write would wait for itself).
     pub(super) fn wait_durable(&self, seq: u64) -> Result<(), StoreError> {
+        if self.thread.get() == Some(&std::thread::current().id()) {
+            return Err(StoreError::NotDurable(
+                "a write waited for on the store's committer thread (in a `then` callback)".into(),
+            ));
+        }
         let mut state = lock(&self.sync);
         if state.synced < seq && state.failed.is_none() {
             self.ask(&mut state, seq);
@@ -157,7 +174,8 @@ impl Committer {
             let closing = state.closing;
             if state.failed.is_none() && (state.wanted > state.synced || closing) {
                 drop(state);
-                let done = commit();
+                let done = catch_unwind(AssertUnwindSafe(&mut *commit))
+                    .unwrap_or_else(|_| Err("the store's commit failed unexpectedly".into()));
                 state = lock(&self.sync);
                 match done {
                     Ok(upto) => {
@@ -191,6 +209,20 @@ impl Committer {
         }
     }
 
+    /// The committer cannot go on: the store refuses every call, those blocked on a sync and
+    /// those waiting to be told get `error`.
+    fn fail(&self, error: String) {
+        let mut state = lock(&self.sync);
+        if state.failed.is_none() {
+            tracing::error!(error = %error, "store database: no more writes go to disk");
+            state.failed = Some(error);
+        }
+        self.synced.notify_all();
+        let ready = take_ready(&mut state);
+        drop(state);
+        tell(ready);
+    }
+
     /// Tells the committer to sync what was written and end.
     pub(super) fn close(&self) {
         let mut state = lock(&self.sync);
@@ -220,8 +252,12 @@ fn take_ready(state: &mut SyncState) -> Vec<(Told, Result<(), StoreError>)> {
         .collect()
 }
 
+/// Calls each of `ready`; one that panics is logged and does not keep the others from being
+/// told.
 fn tell(ready: Vec<(Told, Result<(), StoreError>)>) {
     for (done, result) in ready {
-        done(result);
+        if catch_unwind(AssertUnwindSafe(move || done(result))).is_err() {
+            tracing::error!("a store write's `then` callback panicked");
+        }
     }
 }
