@@ -211,15 +211,7 @@ fn host_paths(seconds: u32, rounds: u32) {
     let mut ovs_taps: Vec<(String, String)> = Vec::new();
     let ovs_pair = Ovs::available().then(|| {
         let ovs = Ovs::start(&ovsns);
-        ovs.vsctl(&[
-            "add-br",
-            "br-bench",
-            "--",
-            "set",
-            "bridge",
-            "br-bench",
-            "datapath_type=netdev",
-        ]);
+        ovs.netdev_bridge("br-bench");
         let pair = Pair::new("10.92.0.2");
         for (ep, ip) in [
             (&pair.client, "10.92.0.1/24"),

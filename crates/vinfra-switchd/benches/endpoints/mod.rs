@@ -128,8 +128,12 @@ pub fn ping_percentiles(pair: &Pair, count: u32) -> (f64, f64) {
         .args([&count.to_string(), "-i", "0.005", pair.server_ip])
         .output()
         .expect("ping");
-    let mut rtts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
+    rtt_percentiles(String::from_utf8_lossy(&out.stdout).lines())
+}
+
+/// The p50 and p99 of the round trips (`time=… ms`) in `ping`'s output lines.
+pub fn rtt_percentiles<'a>(lines: impl Iterator<Item = &'a str>) -> (f64, f64) {
+    let mut rtts: Vec<f64> = lines
         .filter_map(|l| l.split("time=").nth(1))
         .filter_map(|t| t.split_whitespace().next()?.parse().ok())
         .collect();

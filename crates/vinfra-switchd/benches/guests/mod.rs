@@ -250,17 +250,7 @@ impl GuestPair {
         let out = self
             .sb
             .run(&format!("ping -c {VM_PINGS} -i 0.02 10.98.0.1 2>&1"));
-        let mut rtts: Vec<f64> = out
-            .iter()
-            .filter_map(|l| l.split("time=").nth(1))
-            .filter_map(|t| t.split_whitespace().next()?.parse().ok())
-            .collect();
-        rtts.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: f64| {
-            let i = ((rtts.len() as f64 - 1.0) * q).round() as usize;
-            rtts.get(i).copied().unwrap_or(f64::NAN)
-        };
-        (at(0.5), at(0.99))
+        endpoints::rtt_percentiles(out.iter().map(String::as_str))
     }
 }
 
@@ -355,22 +345,12 @@ pub fn vm_paths(rounds: u32) {
         .expect("configure the switch's VM ports");
     let a = Guest::start(None, d, "va", &netdevs[0], "52:54:00:98:00:01", "10.98.0.1");
     let b = Guest::start(None, d, "vb", &netdevs[1], "52:54:00:98:00:02", "10.98.0.2");
-    let ta = Guest::start(
-        Some(&host.name),
-        d,
-        "ta",
-        &tap_netdevs[0],
-        "52:54:00:98:00:11",
-        "10.98.0.1",
-    );
-    let tb = Guest::start(
-        Some(&host.name),
-        d,
-        "tb",
-        &tap_netdevs[1],
-        "52:54:00:98:00:12",
-        "10.98.0.2",
-    );
+    let on_taps = |tag, i: usize, last: u8| {
+        let mac = format!("52:54:00:98:00:{last:02x}");
+        let ip = format!("10.98.0.{}", i + 1);
+        Guest::start(Some(&host.name), d, tag, &tap_netdevs[i], &mac, &ip)
+    };
+    let (ta, tb) = (on_taps("ta", 0, 0x11), on_taps("tb", 1, 0x12));
 
     // Linux bridge: QEMU creates its taps in the bridge's namespace.
     let brns = netns("vbr");
@@ -385,15 +365,7 @@ pub fn vm_paths(rounds: u32) {
     let ovsns = netns("vovs");
     let ovs = Ovs::available().then(|| {
         let ovs = Ovs::start(&ovsns);
-        ovs.vsctl(&[
-            "add-br",
-            "br-vm",
-            "--",
-            "set",
-            "bridge",
-            "br-vm",
-            "datapath_type=netdev",
-        ]);
+        ovs.netdev_bridge("br-vm");
         let (oa, ob, taps) = tap_guests(&ovsns, d, "o", 2);
         for tap in &taps {
             ovsns.exec(&["ip", "link", "set", tap, "up"]);

@@ -84,6 +84,19 @@ impl Ovs {
         ovs
     }
 
+    /// Adds bridge `name` on the userspace datapath (`datapath_type=netdev`).
+    pub fn netdev_bridge(&self, name: &str) {
+        self.vsctl(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+        ]);
+    }
+
     pub fn vsctl(&self, args: &[&str]) {
         let db = format!("--db=unix:{}", self.dir.path().join("db.sock").display());
         let mut full = vec!["ovs-vsctl", &db, "--timeout=30"];
