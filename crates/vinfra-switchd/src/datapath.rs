@@ -185,16 +185,18 @@ impl Datapath {
         self.fast = KernelFastPath::start();
     }
 
-    /// Puts the fast path on port `id` when it can take it (a VM tap or an interface port
-    /// without QoS), or takes it off.
+    /// Puts the fast path on port `id` when it can take it (a VM tap, an interface port or
+    /// the VXLAN uplink, without QoS), or takes it off.
     fn update_fast_port(&mut self, id: u32) {
         if let Some(fast) = self.fast.as_mut() {
-            let device = self
-                .ports
-                .get(&id)
-                .filter(|p| p.qos.is_none())
-                .and_then(|p| p.io.fast_device());
-            fast.set_port(&mut self.switch, self.start.elapsed(), id, device);
+            let now = self.start.elapsed();
+            let port = self.ports.get(&id).filter(|p| p.qos.is_none());
+            if let Some(local_ip) = port.and_then(|p| p.io.fast_uplink()) {
+                fast.set_uplink(&mut self.switch, now, id, Some(local_ip));
+                return;
+            }
+            let device = port.and_then(|p| p.io.fast_device());
+            fast.set_port(&mut self.switch, now, id, device);
         }
     }
 

@@ -8,7 +8,11 @@
 //!   device's tc ingress, and a socket filter on the switch's packet socket that hides the
 //!   frames the program takes, since a packet socket sees a frame before tc does. Not host
 //!   taps (one may be moved into another namespace, where interface indexes name other
-//!   devices). A port with QoS is not fast (its limits and classes are the daemon's).
+//!   devices). A port with QoS is not fast (its limits and classes are the daemon's). The
+//!   VXLAN uplink: the underlay program on the ingress of the device holding its address
+//!   (decapsulation of flows to local ports); flows out to another host are encapsulated by
+//!   the port's program and sent from that device, only while the route to the remote VTEP
+//!   leaves through it.
 //! - **Flows** are installed after each batch from the core's offers that still hold (their
 //!   generation is the core's), at most [`MAX_FLOWS`]. Frames of the flow still queued for the
 //!   daemon (in the ingress port's socket) go after the first ones the kernel forwarded: a
@@ -26,6 +30,7 @@
 //! with `--no-fast-path`, the daemon forwards everything itself.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
@@ -35,7 +40,7 @@ use aya::Ebpf;
 use vinfra_switch::datapath::{FastFlow, FastKey, FastTraffic, PortId, Switch};
 use vinfra_types::error::chain;
 
-use crate::sys::fast_map::{MapKey, MapValue, FLOW_ROUTED};
+use crate::sys::fast_map::{MapKey, MapValue, FLOW_ENCAP, FLOW_ROUTED};
 use crate::sys::PacketSocket;
 
 /// Flows in the map at most (the program's `max_entries`).
@@ -69,8 +74,18 @@ pub enum FastPathError {
 struct FastPort {
     ifindex: u32,
     device: String,
+    /// The program on the device's ingress: [`PORT_PROGRAM`] or [`UNDERLAY_PROGRAM`].
+    program: &'static str,
+    /// The VXLAN uplink's address, on its underlay device.
+    local: Option<Ipv4Addr>,
     link: Option<SchedClassifierLinkId>,
 }
+
+/// The program on a fast access port's device.
+const PORT_PROGRAM: &str = "vinfra_fast";
+
+/// The program on the underlay device of the VXLAN uplink.
+const UNDERLAY_PROGRAM: &str = "vinfra_underlay";
 
 struct Installed {
     flow: FastFlow,
@@ -104,6 +119,9 @@ pub struct KernelFastPath {
     map: BpfHashMap<MapData, MapKey, MapValue>,
     ports: HashMap<u32, FastPort>,
     installed: HashMap<FastKey, Installed>,
+    /// Whether the route to a remote VTEP goes out of the uplink's underlay device (the
+    /// program sends encapsulated frames there), as last looked up; forgotten on every flush.
+    vtep_routes: HashMap<Ipv4Addr, bool>,
     generation: u64,
     next_revalidation: Instant,
     stats: FastPathStats,
@@ -145,6 +163,12 @@ impl KernelFastPath {
             .try_into()
             .map_err(load_error)?;
         fast.load().map_err(load_error)?;
+        let underlay: &mut SchedClassifier = ebpf
+            .program_mut(UNDERLAY_PROGRAM)
+            .ok_or_else(|| load_error("no program vinfra_underlay"))?
+            .try_into()
+            .map_err(load_error)?;
+        underlay.load().map_err(load_error)?;
         let skip: &mut SocketFilter = ebpf
             .program_mut("vinfra_skip")
             .ok_or_else(|| load_error("no program vinfra_skip"))?
@@ -161,6 +185,7 @@ impl KernelFastPath {
             map,
             ports: HashMap::new(),
             installed: HashMap::new(),
+            vtep_routes: HashMap::new(),
             generation: 0,
             next_revalidation: Instant::now() + REVALIDATE_EVERY,
             stats: FastPathStats::default(),
@@ -179,10 +204,7 @@ impl KernelFastPath {
             device: device.to_string(),
             reason,
         };
-        if let Some((other, _)) = self.ports.iter().find(|(_, p)| p.device == device) {
-            return Err(failed(format!("already port {other}'s")));
-        }
-        let ifindex = nix::net::if_::if_nametoindex(device).map_err(|e| failed(e.to_string()))?;
+        self.free(device)?;
         let skip: &mut SocketFilter = self
             .ebpf
             .program_mut("vinfra_skip")
@@ -190,17 +212,58 @@ impl KernelFastPath {
             .try_into()
             .map_err(|e: aya::programs::ProgramError| failed(e.to_string()))?;
         skip.attach(socket).map_err(|e| failed(e.to_string()))?;
+        self.attach_tc(id, device, PORT_PROGRAM)
+    }
+
+    /// Puts the underlay program on the ingress of the device that holds the VXLAN uplink's
+    /// address `local_ip` (its UDP socket receives there), for uplink port `id`.
+    fn attach_underlay(&mut self, id: u32, local_ip: Ipv4Addr) -> Result<(), FastPathError> {
+        let device = underlay_device(local_ip).ok_or_else(|| FastPathError::Attach {
+            device: local_ip.to_string(),
+            reason: "no device holds the uplink's address".into(),
+        })?;
+        self.free(&device)?;
+        self.attach_tc(id, &device, UNDERLAY_PROGRAM)?;
+        if let Some(port) = self.ports.get_mut(&id) {
+            port.local = Some(local_ip);
+        }
+        Ok(())
+    }
+
+    /// Refuses a device another port already has.
+    fn free(&self, device: &str) -> Result<(), FastPathError> {
+        match self.ports.iter().find(|(_, p)| p.device == device) {
+            Some((other, _)) => Err(FastPathError::Attach {
+                device: device.to_string(),
+                reason: format!("already port {other}'s"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Attaches `program` to `device`'s ingress for port `id`.
+    fn attach_tc(
+        &mut self,
+        id: u32,
+        device: &str,
+        program: &'static str,
+    ) -> Result<(), FastPathError> {
+        let failed = |reason: String| FastPathError::Attach {
+            device: device.to_string(),
+            reason,
+        };
+        let ifindex = nix::net::if_::if_nametoindex(device).map_err(|e| failed(e.to_string()))?;
         // Kernels before 6.6 attach through the clsact qdisc (TCX needs none), where a filter
         // outlives its process: one left by a switch that crashed (with its old map) goes.
         match tc::qdisc_add_clsact(device) {
             Ok(()) | Err(tc::TcError::AlreadyAttached) => {}
             Err(e) => tracing::debug!(device, "no clsact qdisc added: {e}"),
         }
-        let _ = tc::qdisc_detach_program(device, TcAttachType::Ingress, "vinfra_fast");
+        let _ = tc::qdisc_detach_program(device, TcAttachType::Ingress, program);
         let fast: &mut SchedClassifier = self
             .ebpf
-            .program_mut("vinfra_fast")
-            .ok_or_else(|| failed("no program vinfra_fast".into()))?
+            .program_mut(program)
+            .ok_or_else(|| failed(format!("no program {program}")))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| failed(e.to_string()))?;
         let link = fast
@@ -211,10 +274,34 @@ impl KernelFastPath {
             FastPort {
                 ifindex,
                 device: device.to_string(),
+                program,
+                local: None,
                 link: Some(link),
             },
         );
         Ok(())
+    }
+
+    /// Makes the VXLAN uplink `id` fast (its address `local_ip`), or not with `None`; tells
+    /// the core. Without a device holding the address the uplink stays on the daemon.
+    pub(crate) fn set_uplink(
+        &mut self,
+        switch: &mut Switch,
+        now: Duration,
+        id: u32,
+        local_ip: Option<Ipv4Addr>,
+    ) {
+        match local_ip {
+            Some(ip) if !self.has_port(id) => match self.attach_underlay(id, ip) {
+                Ok(()) => switch.set_port_fast(PortId(id), true),
+                Err(e) => tracing::warn!(port = id, "no fast path for the uplink: {}", chain(&e)),
+            },
+            Some(_) => {}
+            None => {
+                switch.set_port_fast(PortId(id), false);
+                self.detach(switch, now, id);
+            }
+        }
     }
 
     /// Makes port `id` fast on `device` (its name and packet socket), or not with `None`;
@@ -246,7 +333,7 @@ impl KernelFastPath {
             return;
         };
         if let Some(link) = port.link.take() {
-            let program = self.ebpf.program_mut("vinfra_fast");
+            let program = self.ebpf.program_mut(port.program);
             if let Some(Ok(fast)) = program.map(<&mut SchedClassifier>::try_from) {
                 if let Err(e) = fast.detach(link) {
                     tracing::debug!(port = id, "fast path not detached: {e}");
@@ -292,17 +379,7 @@ impl KernelFastPath {
             ) else {
                 continue;
             };
-            let k = &flow.key;
-            let key = MapKey::new(
-                from.ifindex,
-                k.dst_mac,
-                k.src_mac,
-                k.src,
-                k.dst,
-                k.protocol,
-                k.src_port,
-                k.dst_port,
-            );
+            let key = MapKey::new(from.ifindex, &flow.key);
             let mut value = MapValue {
                 out_ifindex: to.ifindex,
                 max_ip_len: flow.max_ip_len,
@@ -312,6 +389,29 @@ impl KernelFastPath {
                 value.flags |= FLOW_ROUTED;
                 value.new_dst = r.dst_mac.0;
                 value.new_src = r.src_mac.0;
+            }
+            // Through the tunnel: only between the addresses the uplink has.
+            if let Some(t) = flow.key.tunnel {
+                if from.local != Some(t.local) {
+                    continue;
+                }
+                value.local = t.local.octets();
+            }
+            if let Some(e) = flow.encap {
+                let remote = e.tunnel.remote;
+                let through = *self
+                    .vtep_routes
+                    .entry(remote)
+                    .or_insert_with(|| route_device(remote).as_deref() == Some(&to.device));
+                if to.local != Some(e.tunnel.local) || !through {
+                    continue;
+                }
+                value.flags |= FLOW_ENCAP;
+                value.local = e.tunnel.local.octets();
+                value.remote = e.tunnel.remote.octets();
+                let [_, a, b, c] = e.tunnel.vni.to_be_bytes();
+                value.vni = [a, b, c, 0];
+                value.sport = e.src_port.to_be_bytes();
             }
             match self.map.insert(key, value, 0) {
                 Ok(()) => {
@@ -376,6 +476,7 @@ impl KernelFastPath {
 
     /// Takes every flow out of the map, its last counters to the core.
     fn flush(&mut self, switch: &mut Switch, now: Duration) {
+        self.vtep_routes.clear();
         if self.installed.is_empty() {
             return;
         }
@@ -404,11 +505,58 @@ fn sweep_stale_filters() {
     for device in devices.flatten() {
         let name = device.file_name();
         if let Some(name) = name.to_str() {
-            if tc::qdisc_detach_program(name, TcAttachType::Ingress, "vinfra_fast").is_ok() {
-                tracing::info!(device = name, "stale fast path filter taken away");
+            for program in [PORT_PROGRAM, UNDERLAY_PROGRAM] {
+                if tc::qdisc_detach_program(name, TcAttachType::Ingress, program).is_ok() {
+                    tracing::info!(device = name, "stale fast path filter taken away");
+                }
             }
         }
     }
+}
+
+/// The device that holds `ip`, as the kernel lists its addresses.
+fn underlay_device(ip: Ipv4Addr) -> Option<String> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    addrs
+        .filter(|a| {
+            a.address
+                .as_ref()
+                .and_then(|s| s.as_sockaddr_in())
+                .is_some_and(|sin| IpAddr::V4(sin.ip()) == IpAddr::V4(ip))
+        })
+        .map(|a| a.interface_name)
+        .next()
+}
+
+/// The device of the main routing table's route to `ip` (the longest prefix, then the lowest
+/// metric), as `/proc/net/route` lists them.
+fn route_device(ip: Ipv4Addr) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    route_device_in(&table, ip)
+}
+
+/// [`route_device`] in `table`, the text of `/proc/net/route`: a header line, then per route
+/// the device, destination, gateway, flags, refcount, use, metric and mask, addresses as the
+/// hexadecimal of their bytes read as a little-endian number.
+fn route_device_in(table: &str, ip: Ipv4Addr) -> Option<String> {
+    const RTF_UP: u32 = 1;
+    let ip = u32::from_le_bytes(ip.octets());
+    let hex = |f: &str| u32::from_str_radix(f, 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (device, dst, flags) = (*f.first()?, hex(f.get(1)?)?, hex(f.get(3)?)?);
+            let (metric, mask) = (f.get(6)?.parse::<u32>().ok()?, hex(f.get(7)?)?);
+            (flags & RTF_UP != 0 && ip & mask == dst).then_some((
+                mask.count_ones(),
+                core::cmp::Reverse(metric),
+                device,
+            ))
+        })
+        .max_by_key(|(len, metric, _)| (*len, *metric))
+        .map(|(_, _, device)| device.to_string())
 }
 
 /// Reads one flow's counters and hands what is new to the core; whether there was any.
@@ -436,4 +584,41 @@ fn report(
     stats.bytes += traffic.bytes;
     switch.fast_traffic(now, &i.flow, traffic);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_to_a_vtep_is_the_longest_prefix_then_the_lowest_metric() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth1\t0000000A\t00000000\t0001\t0\t0\t100\t0000FFFF\t0\t0\t0\n\
+            eth2\t0000000A\t00000000\t0001\t0\t0\t50\t0000FFFF\t0\t0\t0\n\
+            eth3\t0002000A\t00000000\t0000\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let at = |ip: [u8; 4]| route_device_in(table, Ipv4Addr::from(ip));
+        assert_eq!(at([192, 0, 2, 7]).as_deref(), Some("eth0"));
+        assert_eq!(
+            at([198, 51, 100, 1]).as_deref(),
+            Some("eth0"),
+            "the default route"
+        );
+        assert_eq!(
+            at([10, 0, 1, 1]).as_deref(),
+            Some("eth2"),
+            "the lower metric"
+        );
+        assert_eq!(
+            at([10, 0, 2, 1]).as_deref(),
+            Some("eth2"),
+            "a route that is down"
+        );
+        assert_eq!(
+            route_device_in("header\n", Ipv4Addr::new(10, 0, 0, 1)),
+            None
+        );
+    }
 }

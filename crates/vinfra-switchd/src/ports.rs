@@ -340,6 +340,15 @@ impl PortIo {
         }
     }
 
+    /// The VXLAN uplink's address, whose underlay device the fast path can take VXLAN packets
+    /// on and send them from.
+    pub(crate) fn fast_uplink(&self) -> Option<Ipv4Addr> {
+        match self {
+            PortIo::Uplink { local_ip, .. } => Some(*local_ip),
+            _ => None,
+        }
+    }
+
     /// Reads one frame into `buf`; returns where it is and its offload metadata. `WouldBlock`
     /// when there is none; `InvalidData` for a virtio-net header the core cannot take.
     #[inline]

@@ -7,7 +7,9 @@
 //! single copy to another such port, identical to the frame or, routed, the same with other
 //! MACs and one TTL less, is offered as a [`FastFlow`] ([`Switch::take_fast_offers`]). What
 //! the kernel forwards is reported back with [`Switch::fast_traffic`], so that counters, flow
-//! accounting and MAC ageing see it.
+//! accounting and MAC ageing see it. Over VXLAN a flow may also leave a local port
+//! encapsulated for another host ([`FastFlow::encap`]) or come in from the uplink to a local
+//! port, keyed with its tunnel ([`FastKey::tunnel`]).
 //!
 //! An offer holds only while the state it was decided on holds: every change that could
 //! decide another way (configuration, a MAC learned or moved, a neighbour learned, a MAC
@@ -31,6 +33,7 @@ use super::network::NetworkState;
 use super::port::{Port, PortKind};
 use super::router::RouterState;
 use super::tx::{TxBatch, TxFrame};
+use crate::wire::encap::{self, overlay_guest_mtu};
 use crate::wire::{MacAddr, Offload};
 
 /// TCP flags that keep a segment on the switch: SYN, FIN, RST.
@@ -40,6 +43,9 @@ const ETH_LEN: usize = 14;
 const IP_LEN: usize = 20;
 const IP_TTL: usize = ETH_LEN + 8;
 const IP_CHECKSUM: usize = ETH_LEN + 10;
+/// What a packet's frame on the uplink has besides its IP packet: the encapsulation and the
+/// inner Ethernet header, and the outer Ethernet header.
+const UNDERLAY_OVERHEAD: u64 = (ETH_LEN + encap::OVERHEAD) as u64;
 
 /// What identifies a fast flow's frames at its ingress port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -60,6 +66,31 @@ pub struct FastKey {
     pub src_port: u16,
     /// Destination port; for ICMP, the type and code (big-endian, as in the header).
     pub dst_port: u16,
+    /// Frames that come in encapsulated on the VXLAN uplink: the tunnel they come through
+    /// (the key's other fields are the inner frame's).
+    pub tunnel: Option<FastTunnel>,
+}
+
+/// The VXLAN tunnel of a flow: the network identifier and both VTEPs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FastTunnel {
+    /// The network identifier.
+    pub vni: u32,
+    /// This host's VTEP address.
+    pub local: Ipv4Addr,
+    /// The other host's VTEP address.
+    pub remote: Ipv4Addr,
+}
+
+/// How a flow's frames leave encapsulated on the VXLAN uplink: the tunnel, and the outer UDP
+/// source port the switch chose for the flow (its ECMP entropy). The outer IPv4 header
+/// copies the inner packet's DSCP, as the switch's does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FastEncap {
+    /// The tunnel.
+    pub tunnel: FastTunnel,
+    /// The outer UDP source port.
+    pub src_port: u16,
 }
 
 /// A routed flow's rewrite: the frame leaves with these MACs and its TTL one less (the IPv4
@@ -84,6 +115,11 @@ pub struct FastFlow {
     pub out_port: PortId,
     /// Routed: the rewrite.
     pub rewrite: Option<FastRewrite>,
+    /// Out on the VXLAN uplink: the encapsulation. Only large TCP segments and ICMP echoes
+    /// of such a flow leave this way (a frame whose checksum its sender left to the device
+    /// (`NEEDS_CSUM`) must not reach another host's daemon so; a large segment is cut, and
+    /// its checksums filled, wherever it is cut; an ICMP checksum is always complete).
+    pub encap: Option<FastEncap>,
     /// The largest IP packet (or segment) the flow may carry: the smaller of both ports' MTUs.
     pub max_ip_len: u16,
     /// The [`Switch::fast_generation`] the offer was decided at.
@@ -184,9 +220,12 @@ pub(super) struct Fate<'a> {
 }
 
 /// The flow of `key` as an offer, when the frame's fate allows: exactly one copy, to
-/// another fast access port where its destination MAC is known (not a flood), the frame
-/// unchanged or routed (see [`difference`]), neither port with a firewall, the ingress port
-/// without a DSCP mark.
+/// another fast port, the destination MAC known there (not a flood), neither port with a
+/// firewall unless the connection is established, the ingress port without a DSCP mark.
+/// Between two access ports the frame goes unchanged or routed (see [`difference`]); from an
+/// access port out on the VXLAN uplink it goes encapsulated and otherwise unchanged (bridged,
+/// its checksum completed at most); in from the uplink to an access port, the frame it carried
+/// goes unchanged or routed.
 pub(super) fn offer(
     fast: &FastPath,
     ports: &[Option<Port>],
@@ -209,32 +248,93 @@ pub(super) fn offer(
     if (firewalled && !fate.established) || inp.dscp_mark.is_some() {
         return None;
     }
-    let access = |kind: PortKind| match kind {
-        PortKind::Vm { network } | PortKind::Host { network } => Some(network),
-        _ => None,
+    // What came in as an inner frame: the frame itself, or the one the uplink's carried.
+    let (frame, offload, in_mtu) = match (key.tunnel, inp.config.kind) {
+        (None, kind) => {
+            access(kind)?;
+            (fate.frame, fate.offload, inp.config.mtu)
+        }
+        (Some(_), PortKind::VxlanUplink { .. }) => {
+            let inner = encap::decapsulate(fate.frame).ok()?.inner;
+            (inner, Offload::NONE, overlay_guest_mtu(inp.config.mtu))
+        }
+        (Some(_), _) => return None,
     };
-    access(inp.config.kind)?;
-    let out_network = access(outp.config.kind)?;
-    let rewrite = difference(fate.frame, fate.offload, out, sent)?;
+    let (rewrite, out_network, encap, location, out_mtu) = match outp.config.kind {
+        PortKind::VxlanUplink { local_ip, .. } => {
+            // To another host: from an access port, bridged, one whole frame.
+            let remote = out.vtep?;
+            if key.tunnel.is_some() || fate.mark.router.is_some() || out.tail().is_some() {
+                return None;
+            }
+            let d = encap::decapsulate(sent).ok()?;
+            if d.dst_ip != remote || d.src_ip != local_ip || !same_inner(frame, offload, d.inner) {
+                return None;
+            }
+            let tunnel = FastTunnel {
+                vni: d.vni.get(),
+                local: local_ip,
+                remote,
+            };
+            let encap = FastEncap {
+                tunnel,
+                src_port: d.src_port,
+            };
+            let mtu = overlay_guest_mtu(outp.config.mtu);
+            (None, fate.network, Some(encap), Location::Vtep(remote), mtu)
+        }
+        kind => {
+            let out_network = access(kind)?;
+            let rewrite = difference(frame, offload, out, sent)?;
+            let location = Location::Port(out.port);
+            (rewrite, out_network, None, location, outp.config.mtu)
+        }
+    };
     // A known unicast destination there: a flood that reached one port is no flow (storm
     // control and the flood counters are the switch's).
     let dst = rewrite.map_or(key.dst_mac, |r| r.dst_mac);
     let known = slot(networks, out_network.0)?
         .macs
         .lookup(&dst, fate.now, fate.mac_ageing);
-    if known != Some(Location::Port(out.port)) {
+    if known != Some(location) {
         return None;
     }
     Some(FastFlow {
         key,
         out_port: out.port,
         rewrite,
-        max_ip_len: inp.config.mtu.min(outp.config.mtu),
+        encap,
+        max_ip_len: in_mtu.min(out_mtu),
         generation: fast.generation(),
         network: fate.network,
         out_network,
         mark: fate.mark,
     })
+}
+
+/// The network of an access port.
+fn access(kind: PortKind) -> Option<NetworkId> {
+    match kind {
+        PortKind::Vm { network } | PortKind::Host { network } => Some(network),
+        _ => None,
+    }
+}
+
+/// Whether `inner`, the frame the switch encapsulated, is `frame` as received: the same
+/// bytes but for the checksum the sender left to complete (`NEEDS_CSUM`), which the switch
+/// filled. Not for a large segment (the switch cuts it).
+fn same_inner(frame: &[u8], offload: Offload, inner: &[u8]) -> bool {
+    if offload.gso.is_some() || frame.len() != inner.len() {
+        return false;
+    }
+    match offload.csum {
+        None => frame == inner,
+        Some(c) => {
+            let at = usize::from(c.start) + usize::from(c.offset);
+            let same = |r: core::ops::Range<usize>| frame.get(r.clone()) == inner.get(r);
+            at + 2 <= frame.len() && same(0..at) && same(at + 2..frame.len())
+        }
+    }
 }
 
 /// The switch's state that what the kernel forwarded is counted in.
@@ -253,17 +353,34 @@ impl Accounts<'_> {
         let key = &flow.key;
         let tuple = (key.src, key.dst, key.protocol);
         let ports = (key.src_port, key.dst_port);
+        // On the uplink each IP packet is a frame of its own, encapsulated.
+        let underlay = (
+            traffic.packets,
+            traffic.ip_bytes + traffic.packets * UNDERLAY_OVERHEAD,
+        );
+        let (rx, tx) = (
+            if key.tunnel.is_some() {
+                underlay
+            } else {
+                (traffic.frames, traffic.bytes)
+            },
+            if flow.encap.is_some() {
+                underlay
+            } else {
+                (traffic.frames, traffic.bytes)
+            },
+        );
         if let Some(p) = slot_mut(self.ports, key.in_port.0) {
-            p.counters.rx_packets += traffic.frames;
-            p.counters.rx_bytes += traffic.bytes;
+            p.counters.rx_packets += rx.0;
+            p.counters.rx_bytes += rx.1;
             if p.firewall.is_some() {
                 let egress = Direction::Egress;
                 self.firewall.touch(key.in_port, egress, tuple, ports, now);
             }
         }
         if let Some(p) = slot_mut(self.ports, flow.out_port.0) {
-            p.counters.tx_packets += traffic.frames;
-            p.counters.tx_bytes += traffic.bytes;
+            p.counters.tx_packets += tx.0;
+            p.counters.tx_bytes += tx.1;
             if p.firewall.is_some() {
                 let ingress = Direction::Ingress;
                 self.firewall
@@ -273,8 +390,11 @@ impl Accounts<'_> {
         if let Some(net) = slot_mut(self.networks, flow.network.0) {
             net.counters.traffic.rx_packets += traffic.frames;
             net.counters.traffic.rx_bytes += traffic.bytes;
-            net.macs
-                .refresh(&key.src_mac, Location::Port(key.in_port), now);
+            let from = match key.tunnel {
+                Some(t) => Location::Vtep(t.remote),
+                None => Location::Port(key.in_port),
+            };
+            net.macs.refresh(&key.src_mac, from, now);
         }
         if let Some(net) = slot_mut(self.networks, flow.out_network.0) {
             net.counters.traffic.tx_packets += traffic.frames;
@@ -305,8 +425,22 @@ impl Accounts<'_> {
 }
 
 /// The key of a frame the fast path could carry: unicast Ethernet, IPv4 without options or
-/// fragments, TCP without SYN, FIN or RST, or UDP; `None` for anything else.
-pub(super) fn candidate(in_port: PortId, frame: &[u8]) -> Option<FastKey> {
+/// fragments, TCP without SYN, FIN or RST, UDP, or an ICMP echo; `None` for anything else.
+/// From the VXLAN uplink (`uplink`), the key of the frame it carries, with its tunnel.
+pub(super) fn candidate(in_port: PortId, frame: &[u8], uplink: bool) -> Option<FastKey> {
+    if uplink {
+        let d = encap::decapsulate(frame).ok()?;
+        let key = candidate(in_port, d.inner, false)?;
+        let tunnel = FastTunnel {
+            vni: d.vni.get(),
+            local: d.dst_ip,
+            remote: d.src_ip,
+        };
+        return Some(FastKey {
+            tunnel: Some(tunnel),
+            ..key
+        });
+    }
     let eth: [u8; ETH_LEN] = frame.get(..ETH_LEN)?.try_into().ok()?;
     if eth[12..14] != [0x08, 0x00] || eth[0] & 1 != 0 {
         return None;
@@ -343,6 +477,7 @@ pub(super) fn candidate(in_port: PortId, frame: &[u8]) -> Option<FastKey> {
         protocol,
         src_port,
         dst_port,
+        tunnel: None,
     })
 }
 

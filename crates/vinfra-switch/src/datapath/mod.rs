@@ -95,7 +95,9 @@ pub use counters::{
     Counters, DropReason, Drops, IcmpError, NatCounters, RouterCounters, SegmentCounters, Snapshot,
 };
 pub use dhcp_server::DHCP_SERVER_MAC;
-pub use fastpath::{FastFlow, FastKey, FastRewrite, FastTraffic, TCP_CONTROL_FLAGS};
+pub use fastpath::{
+    FastEncap, FastFlow, FastKey, FastRewrite, FastTraffic, FastTunnel, TCP_CONTROL_FLAGS,
+};
 pub use filter::{FirewallDrop, FirewallLogCounters, FIREWALL_LOG_CAPACITY, FIREWALL_LOG_RATE};
 pub use flows::{
     FlowDelta, FlowKey, FlowPath, FlowTableSettings, FlowTake, IDLE_TAKES, MAX_FLOW_ENTRIES,

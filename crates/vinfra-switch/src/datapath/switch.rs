@@ -203,7 +203,7 @@ impl Switch {
         tx: &mut TxBatch,
     ) {
         let candidate = if self.fast.port(in_port) {
-            fastpath::candidate(in_port, frame)
+            fastpath::candidate(in_port, frame, self.uplink == Some(in_port))
         } else {
             None
         };

@@ -1,11 +1,9 @@
 //! The kernel fast path's map entries as the eBPF program (`bpf/fastpath.bpf.c`) lays them
 //! out: a flow's match ([`MapKey`]) and its action with counters ([`MapValue`]).
 
-use core::net::Ipv4Addr;
+use vinfra_switch::datapath::FastKey;
 
-use vinfra_switch::wire::MacAddr;
-
-/// `struct fp_key`: 32 bytes, no padding the program leaves undefined (it zeroes `pad`).
+/// `struct fp_key`: 40 bytes, no padding the program leaves undefined (it zeroes `pad`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MapKey {
@@ -27,31 +25,27 @@ pub struct MapKey {
     pub proto: u8,
     /// Zero.
     pub pad: [u8; 3],
+    /// From the VXLAN uplink: the VNI; else zero.
+    pub vni: u32,
+    /// From the VXLAN uplink: the sending VTEP, in network order; else zero.
+    pub vtep: [u8; 4],
 }
 
 impl MapKey {
-    /// The key of a flow from device `ifindex`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        ifindex: u32,
-        dst: MacAddr,
-        src: MacAddr,
-        saddr: Ipv4Addr,
-        daddr: Ipv4Addr,
-        proto: u8,
-        sport: u16,
-        dport: u16,
-    ) -> MapKey {
+    /// The key of flow `key` from device `ifindex`.
+    pub fn new(ifindex: u32, key: &FastKey) -> MapKey {
         MapKey {
             ifindex,
-            dst: dst.0,
-            src: src.0,
-            saddr: saddr.octets(),
-            daddr: daddr.octets(),
-            sport: sport.to_be_bytes(),
-            dport: dport.to_be_bytes(),
-            proto,
+            dst: key.dst_mac.0,
+            src: key.src_mac.0,
+            saddr: key.src.octets(),
+            daddr: key.dst.octets(),
+            sport: key.src_port.to_be_bytes(),
+            dport: key.dst_port.to_be_bytes(),
+            proto: key.protocol,
             pad: [0; 3],
+            vni: key.tunnel.map_or(0, |t| t.vni),
+            vtep: key.tunnel.map_or([0; 4], |t| t.remote.octets()),
         }
     }
 }
@@ -59,7 +53,10 @@ impl MapKey {
 /// The flow is routed: MACs rewritten, TTL one less.
 pub const FLOW_ROUTED: u32 = 1;
 
-/// `struct fp_value`: 64 bytes.
+/// The flow leaves encapsulated in VXLAN (`local`, `remote`, `vni`, `sport`).
+pub const FLOW_ENCAP: u32 = 2;
+
+/// `struct fp_value`: 80 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapValue {
@@ -75,6 +72,17 @@ pub struct MapValue {
     pub max_ip_len: u16,
     /// Zero.
     pub pad: u16,
+    /// The VXLAN uplink's address (network order): the outer source of an encapsulated
+    /// flow, the destination a decapsulated one's packets must have.
+    pub local: [u8; 4],
+    /// Encapsulated: the remote VTEP (network order).
+    pub remote: [u8; 4],
+    /// Encapsulated: the VXLAN header's VNI and reserved byte, as they lie in it.
+    pub vni: [u8; 4],
+    /// Encapsulated: the outer UDP source port (network order).
+    pub sport: [u8; 2],
+    /// Zero.
+    pub pad2: u16,
     /// Frames forwarded (counters written by the program).
     pub frames: u64,
     /// Their bytes.
@@ -88,11 +96,11 @@ pub struct MapValue {
 }
 
 // SAFETY: `MapKey` is `repr(C)`, made of byte arrays and integers laid out without implicit
-// padding (4 + 6 + 6 + 4 + 4 + 2 + 2 + 1 + 3 = 32 bytes, alignment 4), so every bit pattern is
-// a valid value and all of its bytes are initialised.
+// padding (4 + 6 + 6 + 4 + 4 + 2 + 2 + 1 + 3 + 4 + 4 = 40 bytes, alignment 4, `vni` at offset
+// 32), so every bit pattern is a valid value and all of its bytes are initialised.
 unsafe impl aya::Pod for MapKey {}
-// SAFETY: `MapValue` is `repr(C)`: 24 bytes of integers and byte arrays, then five `u64`s at
-// offset 24 (a multiple of 8), 64 bytes without implicit padding; every bit pattern is valid.
+// SAFETY: `MapValue` is `repr(C)`: 40 bytes of integers and byte arrays, then five `u64`s at
+// offset 40 (a multiple of 8), 80 bytes without implicit padding; every bit pattern is valid.
 unsafe impl aya::Pod for MapValue {}
 
 #[cfg(test)]
@@ -101,8 +109,10 @@ mod tests {
 
     #[test]
     fn the_entries_have_the_programs_sizes() {
-        assert_eq!(core::mem::size_of::<MapKey>(), 32);
-        assert_eq!(core::mem::size_of::<MapValue>(), 64);
-        assert_eq!(core::mem::offset_of!(MapValue, frames), 24);
+        assert_eq!(core::mem::size_of::<MapKey>(), 40);
+        assert_eq!(core::mem::offset_of!(MapKey, vni), 32);
+        assert_eq!(core::mem::size_of::<MapValue>(), 80);
+        assert_eq!(core::mem::offset_of!(MapValue, local), 24);
+        assert_eq!(core::mem::offset_of!(MapValue, frames), 40);
     }
 }
