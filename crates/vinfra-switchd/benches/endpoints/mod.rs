@@ -33,7 +33,7 @@ pub fn netns(tag: &str) -> Netns {
     let ns = Netns {
         name: format!("swb-{}{n}{tag}", std::process::id() % 10_000),
     };
-    sh(&["ip", "netns", "add", &ns.name]);
+    vinfra_testenv::add_netns(&ns.name);
     ns.exec(&["ip", "link", "set", "lo", "up"]);
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);

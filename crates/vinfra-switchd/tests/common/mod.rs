@@ -62,7 +62,7 @@ impl Netns {
 
     /// A namespace with exactly this name.
     pub fn named(name: String) -> Netns {
-        sh(&["ip", "netns", "add", &name]);
+        vinfra_testenv::add_netns(&name);
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         // No IPv6: no router solicitations or DAD frames in the counters.
