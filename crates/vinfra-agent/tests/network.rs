@@ -80,7 +80,7 @@ struct Netns(String);
 impl Netns {
     fn new(tag: &str) -> Netns {
         let ns = Netns(name(tag));
-        sh(&["ip", "netns", "add", &ns.0]);
+        vinfra_testenv::add_netns(&ns.0);
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         ns
     }

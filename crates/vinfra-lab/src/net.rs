@@ -48,6 +48,15 @@ pub enum NetError {
         /// What it printed on stderr, on one line.
         stderr: String,
     },
+    /// The lock that serializes `ip netns add` could not be taken (see `add_netns`).
+    #[error("cannot lock {path}")]
+    Lock {
+        /// The lock file.
+        path: &'static str,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Name of the underlay namespace of lab `lab`.
@@ -94,6 +103,39 @@ pub fn host_addr(index: usize) -> Ipv4Addr {
 /// Runs `ip args`.
 pub(crate) fn ip(args: &[&str]) -> Result<(), NetError> {
     ip_output(args).map(drop)
+}
+
+/// The lock file of [`add_netns`]. The switch daemon's and the agent's tests and the switch
+/// benchmarks take the same one (`vinfra_testenv::add_netns`): keep the paths equal.
+const NETNS_LOCK: &str = "/run/vinfra-netns.lock";
+
+/// Runs `ip netns add ns` holding an exclusive `flock` on [`NETNS_LOCK`], so that no other
+/// process (another lab, a test) adds a namespace at the same time. On its first use iproute2
+/// makes `/run/netns` a shared mount (bind-mounting it on itself when it is not a mount
+/// point yet); two `ip netns add` doing that at once can stack two such mounts, and the
+/// namespace one of them made is then hidden under the other: `ip -n ns ...` fails with
+/// "setting the network namespace ... failed: Invalid argument".
+pub(crate) fn add_netns(ns: &str) -> Result<(), NetError> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    let lock_error = |source| NetError::Lock {
+        path: NETNS_LOCK,
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(NETNS_LOCK)
+        .map_err(lock_error)?;
+    let _lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => break lock,
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, errno)) => return Err(lock_error(errno.into())),
+        }
+    };
+    ip(&["netns", "add", ns])
 }
 
 /// Runs `ip args`; its standard output.
@@ -155,7 +197,7 @@ fn is_host_suffix(rest: &str) -> bool {
 pub fn create(lab: &str, hosts: usize) -> Result<(), NetError> {
     let ul = underlay_ns(lab);
     let bridge_addr = format!("{UNDERLAY_ADDR}/{PREFIX}");
-    ip(&["netns", "add", &ul])?;
+    add_netns(&ul)?;
     ip(&["-n", &ul, "link", "set", "lo", "up"])?;
     ip(&["-n", &ul, "link", "add", "br0", "type", "bridge"])?;
     ip(&["-n", &ul, "addr", "add", &bridge_addr, "dev", "br0"])?;
@@ -164,7 +206,7 @@ pub fn create(lab: &str, hosts: usize) -> Result<(), NetError> {
         let ns = host_ns(lab, i);
         let peer = format!("h{i}");
         let addr = format!("{}/{PREFIX}", host_addr(i));
-        ip(&["netns", "add", &ns])?;
+        add_netns(&ns)?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&[
             "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer, "netns",
@@ -182,7 +224,7 @@ pub fn create(lab: &str, hosts: usize) -> Result<(), NetError> {
 /// switch's trunk.
 fn create_phys(lab: &str, hosts: usize) -> Result<(), NetError> {
     let phys = phys_ns(lab);
-    ip(&["netns", "add", &phys])?;
+    add_netns(&phys)?;
     ip(&["-n", &phys, "link", "set", "lo", "up"])?;
     // VLAN filtering is off by default (and not built into every kernel).
     ip(&["-n", &phys, "link", "add", "br0", "type", "bridge"])?;

@@ -333,7 +333,7 @@ pub fn service_pidfile(root: &Path) -> PathBuf {
 pub fn create(u: &Upstream) -> Result<(), UpstreamError> {
     let (up, inet) = (u.namespace.as_str(), u.internet_namespace.as_str());
     for ns in [up, inet] {
-        net::ip(&["netns", "add", ns])?;
+        net::add_netns(ns)?;
         net::ip(&["-n", ns, "link", "set", "lo", "up"])?;
     }
     net::ip(&[

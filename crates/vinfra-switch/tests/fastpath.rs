@@ -43,18 +43,24 @@ fn blue_udp() -> Vec<u8> {
     )
 }
 
-/// A TCP segment on blue from VM 11 to tap 13 with `flags`.
-fn blue_tcp(flags: u8) -> Vec<u8> {
-    let mut tcp = vec![
-        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff,
-    ];
-    tcp.extend_from_slice(&[0, 0, 0, 0]);
+/// VM 11's end of the TCP connection on blue (host number, port).
+const CLIENT: (u8, u16) = (11, 40000);
+/// Tap 13's end of the TCP connection on blue (host number, port).
+const SERVER: (u8, u16) = (13, 80);
+
+/// A TCP segment on blue from `from` to `to` (host number for MAC and address, port) with
+/// `flags`: sequence and acknowledgement 1, four bytes of data.
+fn tcp_frame(from: (u8, u16), to: (u8, u16), flags: u8) -> Vec<u8> {
+    let mut tcp = Vec::with_capacity(24);
+    tcp.extend_from_slice(&from.1.to_be_bytes());
+    tcp.extend_from_slice(&to.1.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     tcp.extend_from_slice(b"data");
     eth(
-        mac(13),
-        mac(11),
+        mac(to.0),
+        mac(from.0),
         EtherType::IPV4,
-        &packet(addr(BLUE, 11), addr(BLUE, 13), 6, 64, &tcp),
+        &packet(addr(BLUE, from.0), addr(BLUE, to.0), 6, 64, &tcp),
     )
 }
 
@@ -77,7 +83,10 @@ fn a_bridged_flow_between_two_fast_ports_is_offered_unchanged() {
     assert_eq!(f.generation, s.fast_generation());
     assert_eq!(f.router(), None);
     // An ACK-only TCP segment is offered too.
-    assert_eq!(offers(&mut s, VM_BLUE, &blue_tcp(0x10)).len(), 1);
+    assert_eq!(
+        offers(&mut s, VM_BLUE, &tcp_frame(CLIENT, SERVER, ACK)).len(),
+        1
+    );
 }
 
 #[test]
@@ -104,7 +113,7 @@ fn control_segments_other_ports_firewalls_and_the_uplink_are_not_offered() {
     let mut s = fast_host();
     for flags in [0x02, 0x12, 0x01, 0x11, 0x04] {
         assert!(
-            offers(&mut s, VM_BLUE, &blue_tcp(flags)).is_empty(),
+            offers(&mut s, VM_BLUE, &tcp_frame(CLIENT, SERVER, flags)).is_empty(),
             "{flags:#x}"
         );
     }
@@ -155,27 +164,14 @@ fn through_a_firewall_an_established_connection_is_offered_and_kept_alive() {
     })
     .unwrap();
     // A TCP connection: SYN and SYN-ACK cross the switch, the ACKs after are offered.
-    assert!(offers(&mut s, VM_BLUE, &blue_tcp(0x02)).is_empty());
-    let syn_ack = eth(
-        mac(11),
-        mac(13),
-        EtherType::IPV4,
-        &packet(
-            addr(BLUE, 13),
-            addr(BLUE, 11),
-            6,
-            64,
-            &[
-                0x00, 0x50, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
-            ],
-        ),
-    );
+    assert!(offers(&mut s, VM_BLUE, &tcp_frame(CLIENT, SERVER, SYN)).is_empty());
+    let syn_ack = tcp_frame(SERVER, CLIENT, SYN_ACK);
     assert!(offers(&mut s, TAP_BLUE, &syn_ack).is_empty());
     // The first ACK establishes it (a change of state: nothing offered), the next is.
     let g = s.fast_generation();
-    assert!(offers(&mut s, VM_BLUE, &blue_tcp(0x10)).is_empty());
+    assert!(offers(&mut s, VM_BLUE, &tcp_frame(CLIENT, SERVER, ACK)).is_empty());
     assert_ne!(s.fast_generation(), g);
-    let offered = offers(&mut s, VM_BLUE, &blue_tcp(0x10));
+    let offered = offers(&mut s, VM_BLUE, &tcp_frame(CLIENT, SERVER, ACK));
     assert_eq!(offered.len(), 1);
     let f = offered[0];
     assert_eq!(f.generation, s.fast_generation());
@@ -204,7 +200,7 @@ fn through_a_firewall_an_established_connection_is_offered_and_kept_alive() {
     // Its end (RST) crosses the switch and takes the flows back.
     let g = s.fast_generation();
     let mut tx = TxBatch::new();
-    let rst = blue_tcp(0x04);
+    let rst = tcp_frame(CLIENT, SERVER, RST);
     s.process_offload(later, [(VM_BLUE, &rst[..], Offload::NONE)], &mut tx);
     assert_ne!(s.fast_generation(), g);
 }

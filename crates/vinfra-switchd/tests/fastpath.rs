@@ -21,9 +21,6 @@ use vinfra_switch_control::{
     PortSpec, PrefixSpec, QosSpec, Request, SwitchClient,
 };
 
-const GW1: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 1];
-const GW2: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 2];
-
 /// What the fast path tests need: root, `ip`, and a daemon built with the eBPF object (clang).
 fn fast_needs() -> bool {
     common::needs().program("clang").met()
@@ -86,15 +83,9 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
     assert!(pinged.frames >= before.frames + 30, "{pinged:?}");
     let before = pinged;
 
+    let server = Ipv4Addr::new(10, 96, 0, 2);
     let bytes = 64 << 20;
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 96, 0, 2),
-        &a,
-        bytes,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, bytes, "{}", daemon.log_text());
+    transfer(&b, server, &a, bytes, &daemon);
     let c = counters(&mut client);
     let f = fast(&c);
     assert!(f.installed >= before.installed + 2, "{f:?}");
@@ -117,14 +108,7 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
     let taken_back = fast(&counters(&mut client));
     assert_eq!(taken_back.flows, 0, "{taken_back:?}");
     assert!(taken_back.flushes > f.flushes, "{taken_back:?}");
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 96, 0, 2),
-        &a,
-        8 << 20,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, 8 << 20);
+    transfer(&b, server, &a, 8 << 20, &daemon);
     let after = fast(&counters(&mut client));
     assert!(after.flushes > f.flushes, "{after:?}");
 
@@ -146,14 +130,7 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
         }])
         .unwrap();
     let walled = fast(&counters(&mut client));
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 96, 0, 2),
-        &a,
-        8 << 20,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, 8 << 20);
+    transfer(&b, server, &a, 8 << 20, &daemon);
     let through = fast(&counters(&mut client));
     assert!(through.bytes - walled.bytes > 4 << 20, "{through:?}");
     assert!(!a.ping("10.96.0.2", 1), "ICMP is not allowed in");
@@ -177,14 +154,7 @@ fn a_tcp_flow_between_interface_ports_goes_to_the_kernel_and_is_counted() {
             }),
         }])
         .unwrap();
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 96, 0, 2),
-        &a,
-        8 << 20,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, 8 << 20);
+    transfer(&b, server, &a, 8 << 20, &daemon);
     let with_qos = fast(&counters(&mut client));
     assert_eq!(with_qos.frames, after.frames, "{with_qos:?}");
 }
@@ -289,14 +259,7 @@ fn without_the_fast_path_the_daemon_forwards_everything() {
         ])
         .unwrap();
     assert!(a.ping_until("10.99.0.2", 10), "{}", daemon.log_text());
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 99, 0, 2),
-        &a,
-        8 << 20,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, 8 << 20);
+    transfer(&b, Ipv4Addr::new(10, 99, 0, 2), &a, 8 << 20, &daemon);
     let c = counters(&mut client);
     assert_eq!(c.fast_path, None);
     assert!(c.port(1).unwrap().traffic.rx_bytes > 8 << 20);
@@ -322,17 +285,6 @@ fn without_the_fast_path_the_daemon_forwards_everything() {
     assert_eq!(host.exec(&["sysctl", "-n", &ipv6]).trim(), "1");
     client.apply(&[Request::RemovePort { id: 2 }]).unwrap();
     assert_eq!(host.exec(&["sysctl", "-n", &ipv6]).trim(), "0");
-}
-
-fn router_interface(network: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
-    Request::SetRouterInterface {
-        router: 1,
-        network,
-        ip,
-        prefix_len: 24,
-        mac: Mac(mac),
-        mtu: None,
-    }
 }
 
 #[test]

@@ -18,8 +18,6 @@ use vinfra_switch_control::{
 };
 
 const BCAST: [u8; 6] = [0xff; 6];
-const GW1: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 1];
-const GW2: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 2];
 
 fn vm_port(id: u32, network: u32, socket: &Path, peer: &Path) -> Request {
     Request::AddPort(PortSpec {
@@ -32,17 +30,6 @@ fn vm_port(id: u32, network: u32, socket: &Path, peer: &Path) -> Request {
             owner: None,
         },
     })
-}
-
-fn interface(network: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
-    Request::SetRouterInterface {
-        router: 1,
-        network,
-        ip,
-        prefix_len: 24,
-        mac: Mac(mac),
-        mtu: None,
-    }
 }
 
 /// The next datagram on `sock` within 5 s.
@@ -148,8 +135,8 @@ fn vm_ports_on_two_networks_are_routed_by_a_router_from_the_control_socket() {
             mac: Mac(mac2),
         },
         Request::AddRouter { id: 1 },
-        interface(1, gw_ip1, GW1),
-        interface(2, gw_ip2, GW2),
+        router_interface(1, gw_ip1, GW1),
+        router_interface(2, gw_ip2, GW2),
         Request::AddRoute {
             router: 1,
             prefix: far,
@@ -348,8 +335,8 @@ fn kernel_stacks_on_two_networks_ping_and_exchange_tcp_through_the_router() {
             tap_port(1, 1, &ta, 1500),
             tap_port(2, 2, &tb, 1500),
             Request::AddRouter { id: 1 },
-            interface(1, Ipv4Addr::new(10, 93, 0, 1), GW1),
-            interface(2, Ipv4Addr::new(10, 94, 0, 1), GW2),
+            router_interface(1, Ipv4Addr::new(10, 93, 0, 1), GW1),
+            router_interface(2, Ipv4Addr::new(10, 94, 0, 1), GW2),
         ])
         .unwrap();
     attach_tap(&host, &ta, &a, "10.93.0.2/24", 1500);
@@ -374,14 +361,7 @@ fn kernel_stacks_on_two_networks_ping_and_exchange_tcp_through_the_router() {
     );
 
     let bytes = 32 << 20;
-    let got = tcp_transfer(
-        &b,
-        Ipv4Addr::new(10, 94, 0, 2),
-        &a,
-        bytes,
-        Duration::from_secs(30),
-    );
-    assert_eq!(got, bytes, "{}", daemon.log_text());
+    transfer(&b, Ipv4Addr::new(10, 94, 0, 2), &a, bytes, &daemon);
 
     let c = client.counters().unwrap();
     let r = c.router(1).unwrap();

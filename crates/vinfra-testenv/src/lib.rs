@@ -18,9 +18,12 @@
 //!
 //! A missing program is named with its Debian package, from the map in `scripts/common.sh` (the
 //! one the install scripts use).
+//!
+//! Tests and benchmarks that make network namespaces add them with [`add_netns`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Whether this run is under CI: `CI` set to a non-empty value.
 pub fn under_ci() -> bool {
@@ -117,6 +120,43 @@ enum Outcome {
     Run,
     Skip(String),
     Fail(String),
+}
+
+/// The lock file of [`add_netns`]; the lab (`vinfra_lab::net`) takes the same one: keep the
+/// paths equal.
+const NETNS_LOCK: &str = "/run/vinfra-netns.lock";
+
+/// Runs `ip netns add name` holding an exclusive `flock` on `/run/vinfra-netns.lock`; panics
+/// with its output when it fails. On its first use iproute2 makes `/run/netns` a shared mount
+/// (bind-mounting it on itself when it is not a mount point yet); two `ip netns add` doing that
+/// at once (tests in parallel, a lab beside them) can stack two such mounts, and the namespace
+/// one of them made is then hidden under the other: `ip -n name ...` fails with "setting the
+/// network namespace ... failed: Invalid argument".
+pub fn add_netns(name: &str) {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(NETNS_LOCK)
+        .unwrap_or_else(|e| panic!("cannot open {NETNS_LOCK}: {e}"));
+    let _lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusive) {
+            Ok(lock) => break lock,
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, errno)) => panic!("cannot lock {NETNS_LOCK}: {errno}"),
+        }
+    };
+    let out = Command::new("ip")
+        .args(["netns", "add", name])
+        .output()
+        .unwrap_or_else(|e| panic!("running ip netns add {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip netns add {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// "`program` is not installed (…)", naming its package.

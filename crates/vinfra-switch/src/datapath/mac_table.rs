@@ -64,8 +64,9 @@ pub(crate) struct MacTable {
     /// Learned entries per location (locations with none are not kept).
     learned_at: HashMap<Location, usize>,
     learn_limit: usize,
-    /// Entries learned or moved by frames, and expired: what the fast path's offers depend on
-    /// (`fastpath`).
+    /// Entries added or moved by frames ([`Learned::Updated`] from [`MacTable::learn_limited`]):
+    /// what the fast path's offers depend on (`fastpath`). Expiry and the control plane's
+    /// changes are not counted: the switch bumps the fast path's generation for those itself.
     changes: u64,
 }
 
@@ -172,7 +173,9 @@ impl MacTable {
         }
     }
 
-    /// Entries learned or moved by frames, and expired, so far (a counter that only grows).
+    /// Entries added or moved by frames so far ([`Learned::Updated`]; a counter that only
+    /// grows, wrapping). [`MacTable::expire`], [`MacTable::set_static`], [`MacTable::remove`]
+    /// and the other control-plane changes do not count.
     pub(crate) fn changes(&self) -> u64 {
         self.changes
     }

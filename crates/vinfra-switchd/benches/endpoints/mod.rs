@@ -33,7 +33,7 @@ pub fn netns(tag: &str) -> Netns {
     let ns = Netns {
         name: format!("swb-{}{n}{tag}", std::process::id() % 10_000),
     };
-    sh(&["ip", "netns", "add", &ns.name]);
+    vinfra_testenv::add_netns(&ns.name);
     ns.exec(&["ip", "link", "set", "lo", "up"]);
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
     ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
@@ -366,28 +366,20 @@ pub fn switch_path_with(
     server_ip: &'static str,
     args: &[&str],
 ) -> SwitchPath {
-    let host = netns("h");
-    let daemon = Daemon::start_with(&host, dir, None, &[], args);
-    let mut control = daemon.client();
-    let (ta, tb) = (name("t"), name("t"));
-    control
-        .apply(&[
-            overlay(1, 100),
+    let path = configured_path(dir, server_ip, args, |_, _| {
+        let (ta, tb) = (name("t"), name("t"));
+        let ports = [
             tap_port(CLIENT_PORT, 1, &ta, 1500),
             tap_port(SERVER_PORT, 1, &tb, 1500),
-        ])
-        .expect("configure the switch");
-    let pair = Pair::new(server_ip);
-    attach_tap(&host, &ta, &pair.client, &format!("{client_ip}/24"), 1500);
-    attach_tap(&host, &tb, &pair.server, &format!("{server_ip}/24"), 1500);
-    ready(&pair, "vinfra switch");
-    SwitchPath {
-        control,
-        daemon,
-        pair,
-        taps: (ta, tb),
-        host,
-    }
+        ];
+        (ports, (ta, tb))
+    });
+    let (ta, tb) = &path.taps;
+    let (host, pair) = (&path.host, &path.pair);
+    attach_tap(host, ta, &pair.client, &format!("{client_ip}/24"), 1500);
+    attach_tap(host, tb, &pair.server, &format!("{server_ip}/24"), 1500);
+    ready(pair, "vinfra switch");
+    path
 }
 
 /// Endpoints through a vinfra switch daemon on interface ports: a veth from each endpoint to
@@ -401,25 +393,42 @@ pub fn interface_path_with(
     server_ip: &'static str,
     args: &[&str],
 ) -> SwitchPath {
+    let path = configured_path(dir, server_ip, args, |host, pair| {
+        let (_, ca) = veth_to(&pair.client, &format!("{client_ip}/24"), 1500, host);
+        let (_, cb) = veth_to(&pair.server, &format!("{server_ip}/24"), 1500, host);
+        let ports = [
+            interface_port(CLIENT_PORT, 1, &ca),
+            interface_port(SERVER_PORT, 1, &cb),
+        ];
+        (ports, (ca, cb))
+    });
+    ready(&path.pair, "vinfra switch interface ports");
+    path
+}
+
+/// A [`SwitchPath`] before its endpoints are joined to it: a daemon started with `args` in a
+/// namespace of its own, the endpoints (the server at `server_ip`), and overlay network 1
+/// (VNI 100) with the client's and the server's port. `ports`, given the daemon's namespace and
+/// the endpoints, returns the two ports' requests and their devices (the path's `taps`).
+fn configured_path(
+    dir: &Path,
+    server_ip: &'static str,
+    args: &[&str],
+    ports: impl FnOnce(&Netns, &Pair) -> ([Request; 2], (String, String)),
+) -> SwitchPath {
     let host = netns("h");
     let daemon = Daemon::start_with(&host, dir, None, &[], args);
     let mut control = daemon.client();
     let pair = Pair::new(server_ip);
-    let (_, ca) = veth_to(&pair.client, &format!("{client_ip}/24"), 1500, &host);
-    let (_, cb) = veth_to(&pair.server, &format!("{server_ip}/24"), 1500, &host);
+    let ([client, server], taps) = ports(&host, &pair);
     control
-        .apply(&[
-            overlay(1, 100),
-            interface_port(CLIENT_PORT, 1, &ca),
-            interface_port(SERVER_PORT, 1, &cb),
-        ])
+        .apply(&[overlay(1, 100), client, server])
         .expect("configure the switch");
-    ready(&pair, "vinfra switch interface ports");
     SwitchPath {
         control,
         daemon,
         pair,
-        taps: (ca, cb),
+        taps,
         host,
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use vinfra_switch_control::{Attachment, NetworkSpec, PortSpec, Request, SwitchClient};
+use vinfra_switch_control::{Attachment, Mac, NetworkSpec, PortSpec, Request, SwitchClient};
 
 pub mod relay;
 
@@ -62,7 +62,7 @@ impl Netns {
 
     /// A namespace with exactly this name.
     pub fn named(name: String) -> Netns {
-        sh(&["ip", "netns", "add", &name]);
+        vinfra_testenv::add_netns(&name);
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         // No IPv6: no router solicitations or DAD frames in the counters.
@@ -272,6 +272,22 @@ pub fn tap_port(id: u32, network: u32, tap: &str, mtu: u16) -> Request {
             tap: tap.to_owned(),
         },
     })
+}
+
+/// Gateway MACs for router interfaces.
+pub const GW1: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 1];
+pub const GW2: [u8; 6] = [0x02, 0x76, 0x72, 0, 0, 2];
+
+/// Router 1's interface on `network`: gateway `ip`/24 with `mac`, the network's MTU.
+pub fn router_interface(network: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Request {
+    Request::SetRouterInterface {
+        router: 1,
+        network,
+        ip,
+        prefix_len: 24,
+        mac: Mac(mac),
+        mtu: None,
+    }
 }
 
 /// Moves tap `tap` from `host` into `ep` and gives it `cidr`.
@@ -509,6 +525,19 @@ pub fn tcp_transfer(
         }
     });
     receiver.join().expect("receiver")
+}
+
+/// [`tcp_transfer`] of `bytes` from `client` to `server` on `server_ip` within 30 s; asserts
+/// that every byte arrived (failing with `daemon`'s log).
+pub fn transfer(
+    server: &Netns,
+    server_ip: Ipv4Addr,
+    client: &Netns,
+    bytes: usize,
+    daemon: &Daemon,
+) {
+    let got = tcp_transfer(server, server_ip, client, bytes, Duration::from_secs(30));
+    assert_eq!(got, bytes, "{}", daemon.log_text());
 }
 
 /// Two hosts over VXLAN: host namespaces joined by a veth underlay (`10.<net>.0.1` and `.2`,
