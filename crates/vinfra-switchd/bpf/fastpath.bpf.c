@@ -87,6 +87,7 @@ struct fp_value {
 
 #define FP_ROUTED 1
 #define FP_ENCAP 2
+#define FP_NO_LARGE 4 // the egress device takes no large segment decapsulated here
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -98,7 +99,6 @@ struct {
 // What the headers say beyond the key.
 struct fp_frame {
     __u8 ttl;
-    __u8 tos;
     __u8 proto;
     __u32 ip_len;
     __u32 headers; // IP and transport header bytes of each segment
@@ -182,11 +182,13 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f, __u32 o
     // Only large TCP segments: the switch takes no other kind (UDP GSO is refused).
     if (skb->gso_size && proto != 6)
         return 0;
-    // Out on the uplink, only large segments and ICMP echoes (see `FastFlow::encap`).
-    if ((v->flags & FP_ENCAP) && !skb->gso_size && proto != 1)
+    // Out on the uplink, only large segments and ICMP echoes (see `FastFlow::encap`), whose
+    // outer lengths fit their 16 bits.
+    if ((v->flags & FP_ENCAP) && ((!skb->gso_size && proto != 1) || frame_len > 0xffff - 36))
+        return 0;
+    if ((v->flags & FP_NO_LARGE) && skb->gso_size)
         return 0;
     f->ttl = h[22];
-    f->tos = h[15];
     f->proto = proto;
     f->headers = 20 + l4len;
     // The IP packet, or each segment of a large one, within the flow's limit. A large
@@ -244,8 +246,9 @@ static __attribute__((always_inline)) void count(struct fp_value *v, struct fp_f
 // Puts the frame in VXLAN for `v`'s remote VTEP: room for the outer headers after the
 // Ethernet header (a large segment stays one, its segments of the same size, to be cut with
 // their outer headers by the kernel or the device), then the outer IPv4, UDP and VXLAN headers
-// and the frame's own Ethernet header behind them. The outer IPv4 header copies the inner
-// DSCP, as the switch's does; the outer UDP checksum is zero (RFC 7348).
+// and the frame's own Ethernet header behind them. The outer headers are those the switch's
+// UDP socket sends: DF, TOS 0, TTL 64, the flow's source port (the socket's); the outer UDP
+// checksum is zero (RFC 7348).
 static __attribute__((always_inline)) int encapsulate(struct __sk_buff *skb, struct fp_value *v,
                                                       struct fp_frame *f)
 {
@@ -263,9 +266,9 @@ static __attribute__((always_inline)) int encapsulate(struct __sk_buff *skb, str
     __builtin_memset(h, 0, VXLAN_ROOM);
     h[12] = 0x08;
     h[14] = 0x45;
-    h[15] = f->tos & 0xfc;
     h[16] = ip_len >> 8;
     h[17] = ip_len;
+    h[20] = 0x40;
     h[22] = 64;
     h[23] = 17;
     __builtin_memcpy(&h[26], &v->local, 4);
@@ -317,22 +320,24 @@ SEC("classifier")
 int vinfra_underlay(struct __sk_buff *skb)
 {
     __u8 h[VXLAN_ROOM];
-    if (skb->vlan_present)
-        return TC_ACT_OK;
+    // What it does not take goes on to the device's next program or filter (the device is
+    // the host's, shared): TC_ACT_UNSPEC.
+    if (skb->vlan_present || skb->pkt_type != 0) // PACKET_HOST
+        return TC_ACT_UNSPEC;
     if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)) < 0)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     // IPv4 with a 20-byte header, not a fragment, UDP to port 4789, lengths that fill the
     // packet exactly (the decapsulated frame is the rest of it), VXLAN's I flag.
     if (h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || h[23] != 17)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     if ((h[20] & 0x3f) || h[21] || h[36] != (4789 >> 8) || h[37] != (4789 & 0xff))
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     if (!(h[42] & 0x08))
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     __u32 ip_len = ((__u32)h[16] << 8) | h[17];
     __u32 udp_len = ((__u32)h[38] << 8) | h[39];
     if (ip_len != skb->len - 14 || udp_len != skb->len - 34)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     __u32 sum = 0;
 #pragma unroll
     for (int i = 14; i < 34; i += 2)
@@ -340,7 +345,7 @@ int vinfra_underlay(struct __sk_buff *skb)
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     if (sum != 0xffff)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     __u32 vni = ((__u32)h[46] << 16) | ((__u32)h[47] << 8) | h[48];
     __u32 vtep, daddr;
     __builtin_memcpy(&vtep, &h[26], 4);
@@ -351,14 +356,14 @@ int vinfra_underlay(struct __sk_buff *skb)
     // The inner packet fills the rest: one frame, or one large segment (not a train of
     // datagrams sent as one, whose first inner packet is a fraction of it).
     if (!v || v->local != daddr || f.ip_len != skb->len - VXLAN_ROOM - 14)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     __u8 macs[12];
     if (bpf_skb_load_bytes(skb, VXLAN_ROOM, macs, sizeof(macs)) < 0)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     // The outer headers and the inner Ethernet header go; the outer Ethernet header stays,
     // with the inner one's addresses. A large segment keeps its segment size.
     if (bpf_skb_adjust_room(skb, -VXLAN_ROOM, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0)
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
         return TC_ACT_SHOT;
     if ((v->flags & FP_ROUTED) && route(skb, v, &f) < 0)

@@ -11,6 +11,7 @@ use vinfra_switch::datapath::firewall::rules::Direction;
 use vinfra_switch::datapath::{ConfigCommand, ConfigError, FastFlow, PortId};
 use vinfra_switch::datapath::{Switch, SwitchSettings, TxBatch, TxFrame};
 use vinfra_switch::qos::Source;
+use vinfra_switch::wire::ethernet::HEADER_LEN;
 use vinfra_switch::wire::Offload;
 use vinfra_switch_control::{Attachment, CountersView, PortSpec, QosSpec, Request, Response};
 use vinfra_types::error::chain;
@@ -22,6 +23,7 @@ use crate::qos::{self, PortOutput, PortQos, QosError};
 use crate::sys;
 
 mod applied;
+mod fast;
 mod order;
 
 use applied::AppliedConfig;
@@ -130,6 +132,8 @@ pub(crate) struct Datapath {
     bufs: Vec<Box<[u8]>>,
     frames: Vec<RxFrame>,
     rx_scratch: Vec<sys::Received>,
+    /// Where a large segment from the uplink is cut (`ports::large`).
+    large_scratch: Vec<u8>,
     tx: TxBatch,
     start: Instant,
     /// Ready ports whose egress limit holds them.
@@ -166,6 +170,7 @@ impl Datapath {
                 .collect(),
             frames: Vec::with_capacity(BATCH),
             rx_scratch: Vec::with_capacity(BATCH),
+            large_scratch: Vec::new(),
             tx: TxBatch::with_capacity(BATCH * 4, BATCH * 4 * 2048),
             start: Instant::now(),
             throttled: Vec::new(),
@@ -176,41 +181,6 @@ impl Datapath {
             busy_poll: false,
             fast: None,
             offers: Vec::new(),
-        }
-    }
-
-    /// Starts the kernel fast path; without it (no eBPF object, no BPF here) the daemon
-    /// forwards everything itself, and says why.
-    pub(crate) fn enable_fast_path(&mut self) {
-        self.fast = KernelFastPath::start();
-    }
-
-    /// Puts the fast path on port `id` when it can take it (a VM tap, an interface port or
-    /// the VXLAN uplink, without QoS), or takes it off.
-    fn update_fast_port(&mut self, id: u32) {
-        if let Some(fast) = self.fast.as_mut() {
-            let now = self.start.elapsed();
-            let port = self.ports.get(&id).filter(|p| p.qos.is_none());
-            if let Some(local_ip) = port.and_then(|p| p.io.fast_uplink()) {
-                fast.set_uplink(&mut self.switch, now, id, Some(local_ip));
-                return;
-            }
-            let device = port.and_then(|p| p.io.fast_device());
-            fast.set_port(&mut self.switch, now, id, device);
-        }
-    }
-
-    /// Takes every flow back from the kernel if the core's state moved.
-    fn catch_up_fast(&mut self) {
-        if let Some(fast) = self.fast.as_mut() {
-            fast.catch_up(&mut self.switch, self.start.elapsed());
-        }
-    }
-
-    /// The fast path's counters to the core now.
-    fn sync_fast(&mut self) {
-        if let Some(fast) = self.fast.as_mut() {
-            fast.sync(&mut self.switch, self.start.elapsed());
         }
     }
 
@@ -368,6 +338,7 @@ impl Datapath {
             &mut port.rx_errors,
         );
         let errors = port.rx_errors - before;
+        let uplink_mtu = port.io.fast_uplink().map(|_| port.spec.mtu);
         if let Some(bucket) = port.qos.as_mut().and_then(|q| q.egress.as_mut()) {
             let bytes: usize = self.frames.iter().map(|f| f.range.len()).sum();
             bucket.take(bytes as u64);
@@ -385,18 +356,30 @@ impl Datapath {
         }
         let more = if more { Read::More } else { Read::Done };
         let port_id = PortId(id);
-        if self.frames.iter().any(|f| f.coalesced.is_some()) {
+        // On the uplink, a packet over its MTU: one large segment another host's kernel sent
+        // whole (`ports::large`).
+        let large =
+            |f: &RxFrame| uplink_mtu.is_some_and(|m| f.range.len() > HEADER_LEN + usize::from(m));
+        if self
+            .frames
+            .iter()
+            .any(|f| f.coalesced.is_some() || large(f))
+        {
             // Datagrams the kernel coalesced are cut apart in their buffer, one at a time.
             let (switch, tx) = (&mut self.switch, &mut self.tx);
+            let scratch = &mut self.large_scratch;
             for (f, buf) in self.frames.iter().zip(self.bufs.iter_mut()) {
-                match &f.coalesced {
-                    Some(c) => {
-                        c.for_each(buf, f.range.clone(), |frame| {
-                            switch.process_offload(now, [(port_id, frame, Offload::NONE)], tx);
-                        });
+                let frame = buf.get(f.range.clone()).unwrap_or(&[]);
+                let mut one = |frame: &[u8]| {
+                    switch.process_offload(now, [(port_id, frame, Offload::NONE)], tx);
+                };
+                match (&f.coalesced, uplink_mtu) {
+                    (Some(c), _) => {
+                        c.for_each(buf, f.range.clone(), one);
                     }
-                    None => {
-                        let frame = buf.get(f.range.clone()).unwrap_or(&[]);
+                    (None, Some(mtu))
+                        if large(f) && ports::large::cut(frame, mtu, scratch, &mut one) > 0 => {}
+                    (None, _) => {
                         switch.process_offload(now, [(port_id, frame, f.offload)], tx);
                     }
                 }

@@ -38,9 +38,10 @@ use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, SocketFilter};
 use aya::Ebpf;
 use vinfra_switch::datapath::{FastFlow, FastKey, FastTraffic, PortId, Switch};
+use vinfra_switch::wire::encap::VXLAN_PORT;
 use vinfra_types::error::chain;
 
-use crate::sys::fast_map::{MapKey, MapValue, FLOW_ENCAP, FLOW_ROUTED};
+use crate::sys::fast_map::{MapKey, MapValue, FLOW_ENCAP, FLOW_NO_LARGE, FLOW_ROUTED};
 use crate::sys::PacketSocket;
 
 /// Flows in the map at most (the program's `max_entries`).
@@ -78,6 +79,9 @@ struct FastPort {
     program: &'static str,
     /// The VXLAN uplink's address, on its underlay device.
     local: Option<Ipv4Addr>,
+    /// A tap or a veth (no device behind it in `/sys`): it takes large segments the program
+    /// decapsulated, tunnel offsets and all, which a NIC's driver might misread.
+    virtual_device: bool,
     link: Option<SchedClassifierLinkId>,
 }
 
@@ -276,6 +280,10 @@ impl KernelFastPath {
                 device: device.to_string(),
                 program,
                 local: None,
+                virtual_device: !std::path::Path::new("/sys/class/net")
+                    .join(device)
+                    .join("device")
+                    .exists(),
                 link: Some(link),
             },
         );
@@ -396,6 +404,9 @@ impl KernelFastPath {
                     continue;
                 }
                 value.local = t.local.octets();
+                if !to.virtual_device {
+                    value.flags |= FLOW_NO_LARGE;
+                }
             }
             if let Some(e) = flow.encap {
                 let remote = e.tunnel.remote;
@@ -411,7 +422,9 @@ impl KernelFastPath {
                 value.remote = e.tunnel.remote.octets();
                 let [_, a, b, c] = e.tunnel.vni.to_be_bytes();
                 value.vni = [a, b, c, 0];
-                value.sport = e.src_port.to_be_bytes();
+                // The source port the switch's own packets of the flow leave with (its
+                // socket's), so that all of them take one path through the underlay.
+                value.sport = VXLAN_PORT.to_be_bytes();
             }
             match self.map.insert(key, value, 0) {
                 Ok(()) => {

@@ -11,6 +11,8 @@
 //! The core works on whole underlay frames for the uplink; the daemon rebuilds the outer
 //! Ethernet, IPv4 and UDP headers of a received VXLAN packet in the 42 bytes in front of it (the
 //! kernel has already checked them) and sends only the bytes from the core's UDP payload offset.
+//! A VXLAN packet over the uplink's MTU that carries one large TCP segment (another host's
+//! kernel fast path sent it whole over an underlay that cut nothing) is cut first ([`large`]).
 //!
 //! A host tap and a VM tap take offloads (a host tap when the kernel allows them (else it is opened plain): its frames
 //! carry a virtio-net header, parsed into the core's [`Offload`] metadata on receive and written
@@ -701,6 +703,7 @@ impl AsRawFd for Fd {
     }
 }
 
+pub(crate) mod large;
 mod send;
 #[cfg(test)]
 mod tests;

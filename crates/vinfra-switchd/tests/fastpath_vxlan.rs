@@ -4,7 +4,9 @@
 //! arrive decapsulated by it, in both directions, and pings do, every byte intact; both
 //! switches count what their kernel carried (fast path and uplink counters). The same with
 //! VM taps (QEMU's end played by a relay, as in `fastpath.rs`): decapsulated large segments
-//! reach the guest whole.
+//! reach the guest whole. A host without a fast path (`--no-fast-path`) takes the large
+//! segments another host's kernel encapsulated whole (a veth underlay cuts nothing) and cuts
+//! them itself.
 
 mod common;
 
@@ -61,7 +63,8 @@ impl Drop for Pair {
     }
 }
 
-fn pair(dir: &std::path::Path, ends: Ends) -> Pair {
+/// `b_args`: host B's daemon's arguments.
+fn pair(dir: &std::path::Path, ends: Ends, b_args: &[&str]) -> Pair {
     let (ha, hb) = (Netns::new("ha"), Netns::new("hb"));
     let (ea, eb) = (Netns::new("ea"), Netns::new("eb"));
     let (ua, ub) = (name("u"), name("u"));
@@ -75,7 +78,7 @@ fn pair(dir: &std::path::Path, ends: Ends) -> Pair {
         ns.exec(&["ip", "link", "set", dev, "up"]);
     }
     let da = Daemon::start(&ha, dir, Some(vtep_a));
-    let db = Daemon::start(&hb, dir, Some(vtep_b));
+    let db = Daemon::start_with(&hb, dir, Some(vtep_b), &[], b_args);
     let (mut a, mut b) = (da.client(), db.client());
     let stop = Arc::new(AtomicBool::new(false));
     let largest = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
@@ -148,7 +151,7 @@ fn tcp_and_pings_between_hosts_go_through_the_kernel_both_ways() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut p = pair(dir.path(), Ends::Interfaces);
+    let mut p = pair(dir.path(), Ends::Interfaces, &[]);
     let logs = |p: &Pair| format!("{}\n{}", p.da.log_text(), p.db.log_text());
     assert!(p.ea.ping_until("10.75.0.2", 10), "{}", logs(&p));
     let (a0, b0) = (
@@ -205,7 +208,7 @@ fn tcp_between_vm_taps_on_two_hosts_goes_through_the_kernel() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut p = pair(dir.path(), Ends::VmTaps);
+    let mut p = pair(dir.path(), Ends::VmTaps, &[]);
     let logs = |p: &Pair| format!("{}\n{}", p.da.log_text(), p.db.log_text());
     assert!(p.ea.ping_until("10.75.0.2", 10), "{}", logs(&p));
     let (a, b) = (
@@ -229,4 +232,34 @@ fn tcp_between_vm_taps_on_two_hosts_goes_through_the_kernel() {
     assert!(b2.bytes - b.bytes > bytes as u64 / 2, "{b2:?}");
     // Large segments reached the receiving guest whole (decapsulated as one).
     assert!(p.largest[0].load(Ordering::Relaxed) > 1514);
+}
+
+#[test]
+fn a_host_without_a_fast_path_cuts_the_large_segments_another_sent_whole() {
+    if !common::needs().program("clang").met() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pair(dir.path(), Ends::Interfaces, &["--no-fast-path"]);
+    let logs = |p: &Pair| format!("{}\n{}", p.da.log_text(), p.db.log_text());
+    assert!(p.ea.ping_until("10.75.0.2", 10), "{}", logs(&p));
+    assert!(p.b.counters().unwrap().fast_path.is_none());
+    let a = fast(&p.a.counters().unwrap());
+    let bytes = 32 << 20;
+    let got = tcp_transfer(
+        &p.eb,
+        Ipv4Addr::new(10, 75, 0, 2),
+        &p.ea,
+        bytes,
+        Duration::from_secs(60),
+    );
+    assert_eq!(got, bytes, "{}", logs(&p));
+    // Host A's kernel encapsulated the data's large segments; host B's daemon cut them and
+    // dropped none as oversized.
+    let a2 = fast(&p.a.counters().unwrap());
+    assert!(a2.bytes - a.bytes > bytes as u64 / 2, "{a2:?}");
+    let c = p.b.counters().unwrap();
+    let up = c.port(UPLINK_PORT).unwrap();
+    assert_eq!(up.traffic.drops_total(), 0, "{up:#?}");
+    assert!(c.port(1).unwrap().traffic.tx_bytes > bytes as u64, "{c:#?}");
 }

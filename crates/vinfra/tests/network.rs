@@ -4,7 +4,8 @@
 //! - VM `a` boots with `vinfra.dhcp=1` and takes its address from its host's switch alone: it
 //!   gets exactly the address the console's IPAM gave its NIC, the network's prefix, gateway and
 //!   MTU (1450 on an overlay), and reaches `b` on another host over the overlay; `b`, with a
-//!   static address, reaches `a` at that address.
+//!   static address, reaches `a` at that address. Their echoes then cross in the hosts'
+//!   kernels (the switches' fast path over VXLAN).
 //! - A third VM on another overlay with the same address range (and `a`'s address) reaches
 //!   nothing: no frame crosses networks. Its pings of `b`'s address (`b` is on its host) fail,
 //!   although its network works: a fourth VM on it, on another host, gets its ARP requests by
@@ -270,6 +271,27 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
     wait_for("b's pings of a to succeed", Duration::from_secs(60), || {
         vm_pings(&lab, "b", &a_ip).contains(&true).then_some(())
     });
+    // Once a's echoes to b and b's replies had crossed the switches, the two hosts' kernels
+    // carried them over VXLAN (the switches' fast path: encapsulated on one host, decapsulated
+    // on the other, both ways).
+    let fast_frames = |host: &str| {
+        lab.switch_client(host)
+            .unwrap_or_else(|e| panic!("{}", chain(&e)))
+            .counters()
+            .unwrap_or_else(|e| panic!("{host}'s switch counters: {e}"))
+            .fast_path
+            .unwrap_or_else(|| panic!("{host}'s switch has no kernel fast path"))
+            .frames
+    };
+    let (h1_fast, h2_fast) = wait_for(
+        "the hosts' kernels to carry a's pings of b",
+        Duration::from_secs(30),
+        || {
+            let (h1, h2) = (fast_frames("h1"), fast_frames("h2"));
+            (h1 >= 4 && h2 >= 4).then_some((h1, h2))
+        },
+    );
+    println!("kernel fast path frames: h1 {h1_fast}, h2 {h2_fast}");
     // c, on red, has tried as long as a and b took to reach each other, and a few times more:
     // never once an answer.
     let c_tries = wait_for("c to try 10 pings", Duration::from_secs(60), || {

@@ -89,7 +89,8 @@ pub struct FastTunnel {
 pub struct FastEncap {
     /// The tunnel.
     pub tunnel: FastTunnel,
-    /// The outer UDP source port.
+    /// The outer UDP source port of the switch's encapsulation (an I/O layer that sends
+    /// through a socket of its own sends from that socket's port, and so should the kernel).
     pub src_port: u16,
 }
 

@@ -56,6 +56,10 @@ pub const FLOW_ROUTED: u32 = 1;
 /// The flow leaves encapsulated in VXLAN (`local`, `remote`, `vni`, `sport`).
 pub const FLOW_ENCAP: u32 = 2;
 
+/// The egress device takes no large segment decapsulated by the program (a NIC, whose driver
+/// would read the tunnel's offsets the decapsulation leaves): those go to the daemon.
+pub const FLOW_NO_LARGE: u32 = 4;
+
 /// `struct fp_value`: 80 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
