@@ -105,6 +105,19 @@ struct fp_frame {
     __u32 segs;    // IP packets the frame carries (a large segment: its segments)
 };
 
+// The ones' complement sum of the 20-byte IPv4 header at `h + 14`, folded to 16 bits: 0xffff
+// for a header whose checksum is right.
+static __attribute__((always_inline)) __u32 ipv4_header_sum(const __u8 *h)
+{
+    __u32 sum = 0;
+#pragma unroll
+    for (int i = 14; i < 34; i += 2)
+        sum += ((__u32)h[i] << 8) | h[i + 1];
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return sum;
+}
+
 // The flow of the frame at `off` in the packet (0, or past the encapsulation of one from the
 // uplink, with its `vni` and sending `vtep`), if it is in `flows` and the frame fits it.
 static __attribute__((always_inline)) struct fp_value *
@@ -127,13 +140,7 @@ fast_flow(struct __sk_buff *skb, struct fp_key *key, struct fp_frame *f, __u32 o
     __u32 l4len;
     // What the switch checks of every IPv4 packet: the header checksum, and a total length
     // within the frame.
-    __u32 sum = 0;
-#pragma unroll
-    for (int i = 14; i < 34; i += 2)
-        sum += ((__u32)h[i] << 8) | h[i + 1];
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    if (sum != 0xffff)
+    if (ipv4_header_sum(h) != 0xffff)
         return 0;
     __u32 frame_len = skb->len - off;
     __u32 ip_len = ((__u32)h[16] << 8) | h[17];
@@ -273,13 +280,7 @@ static __attribute__((always_inline)) int encapsulate(struct __sk_buff *skb, str
     h[23] = 17;
     __builtin_memcpy(&h[26], &v->local, 4);
     __builtin_memcpy(&h[30], &v->remote, 4);
-    __u32 sum = 0;
-#pragma unroll
-    for (int i = 14; i < 34; i += 2)
-        sum += ((__u32)h[i] << 8) | h[i + 1];
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = ~sum;
+    __u32 sum = ~ipv4_header_sum(h);
     h[24] = sum >> 8;
     h[25] = sum;
     __builtin_memcpy(&h[34], &v->sport, 2);
@@ -338,13 +339,7 @@ int vinfra_underlay(struct __sk_buff *skb)
     __u32 udp_len = ((__u32)h[38] << 8) | h[39];
     if (ip_len != skb->len - 14 || udp_len != skb->len - 34)
         return TC_ACT_UNSPEC;
-    __u32 sum = 0;
-#pragma unroll
-    for (int i = 14; i < 34; i += 2)
-        sum += ((__u32)h[i] << 8) | h[i + 1];
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    if (sum != 0xffff)
+    if (ipv4_header_sum(h) != 0xffff)
         return TC_ACT_UNSPEC;
     __u32 vni = ((__u32)h[46] << 16) | ((__u32)h[47] << 8) | h[48];
     __u32 vtep, daddr;

@@ -253,20 +253,6 @@ pub fn conntrack_view(c: &ConntrackCounters, log: &FirewallLogCounters) -> Connt
     }
 }
 
-/// The fast path's counters as the control protocol carries them.
-pub fn fast_path_view(
-    s: &crate::fastpath::FastPathStats,
-) -> Box<vinfra_switch_control::FastPathView> {
-    Box::new(vinfra_switch_control::FastPathView {
-        flows: s.flows,
-        installed: s.installed,
-        flushes: s.flushes,
-        refused: s.refused,
-        frames: s.frames,
-        bytes: s.bytes,
-    })
-}
-
 /// The core's port configuration of a port to open, or the value it cannot represent.
 pub fn port_config(spec: &PortSpec) -> Result<PortConfig, BadValue> {
     let kind = match &spec.attach {

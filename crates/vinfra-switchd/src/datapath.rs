@@ -753,10 +753,7 @@ impl Datapath {
             &self.switch.firewall_log_counters(),
         ));
         view.rx_batches = self.rx_batches.to_vec();
-        view.fast_path = self
-            .fast
-            .as_ref()
-            .map(|f| convert::fast_path_view(&f.stats()));
+        view.fast_path = self.fast.as_ref().map(|f| Box::new(f.stats()));
         view
     }
 

@@ -39,6 +39,7 @@ use aya::programs::{SchedClassifier, SocketFilter};
 use aya::Ebpf;
 use vinfra_switch::datapath::{FastFlow, FastKey, FastTraffic, PortId, Switch};
 use vinfra_switch::wire::encap::VXLAN_PORT;
+use vinfra_switch_control::FastPathView;
 use vinfra_types::error::chain;
 
 use crate::sys::fast_map::{MapKey, MapValue, FLOW_ENCAP, FLOW_NO_LARGE, FLOW_ROUTED};
@@ -100,23 +101,6 @@ struct Installed {
     idle: u32,
 }
 
-/// The fast path's counters, as `get_counters` answers them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FastPathStats {
-    /// Flows in the map now.
-    pub flows: u64,
-    /// Flows put in the map so far.
-    pub installed: u64,
-    /// Times every flow was taken back (the core's state changed, or revalidation).
-    pub flushes: u64,
-    /// Offers not installed: the map full or refusing.
-    pub refused: u64,
-    /// Frames the kernel forwarded.
-    pub frames: u64,
-    /// Their bytes.
-    pub bytes: u64,
-}
-
 /// The fast path of one daemon.
 pub struct KernelFastPath {
     ebpf: Ebpf,
@@ -128,7 +112,7 @@ pub struct KernelFastPath {
     vtep_routes: HashMap<Ipv4Addr, bool>,
     generation: u64,
     next_revalidation: Instant,
-    stats: FastPathStats,
+    stats: FastPathView,
 }
 
 #[cfg(fast_path_object)]
@@ -192,7 +176,7 @@ impl KernelFastPath {
             vtep_routes: HashMap::new(),
             generation: 0,
             next_revalidation: Instant::now() + REVALIDATE_EVERY,
-            stats: FastPathStats::default(),
+            stats: FastPathView::default(),
         })
     }
 
@@ -502,7 +486,7 @@ impl KernelFastPath {
     }
 
     /// The counters.
-    pub fn stats(&self) -> FastPathStats {
+    pub fn stats(&self) -> FastPathView {
         self.stats
     }
 }
@@ -578,7 +562,7 @@ fn report(
     switch: &mut Switch,
     now: Duration,
     i: &mut Installed,
-    stats: &mut FastPathStats,
+    stats: &mut FastPathView,
 ) -> bool {
     let Ok(v) = map.get(&i.key, 0) else {
         return false;

@@ -21,6 +21,11 @@ use vinfra_switch_control::{
     Attachment, CountersView, FastPathView, PortSpec, Request, SwitchClient, UPLINK_PORT,
 };
 
+/// Both hosts' fast path counters.
+fn fast_both(a: &mut SwitchClient, b: &mut SwitchClient) -> (FastPathView, FastPathView) {
+    (fast(&a.counters().unwrap()), fast(&b.counters().unwrap()))
+}
+
 fn fast(c: &CountersView) -> FastPathView {
     *c.fast_path
         .clone()
@@ -153,17 +158,11 @@ fn tcp_and_pings_between_hosts_go_through_the_kernel_both_ways() {
     let mut p = pair(dir.path(), Ends::Interfaces, &[]);
     let logs = |p: &Pair| format!("{}\n{}", p.da.log_text(), p.db.log_text());
     assert!(p.ea.ping_until("10.75.0.2", 10), "{}", logs(&p));
-    let (a0, b0) = (
-        fast(&p.a.counters().unwrap()),
-        fast(&p.b.counters().unwrap()),
-    );
+    let (a0, b0) = fast_both(&mut p.a, &mut p.b);
     // Echo requests and replies: encapsulated by one host's kernel, decapsulated by the
     // other's, after the first.
     p.ea.exec(&["ping", "-q", "-c", "20", "-i", "0.02", "10.75.0.2"]);
-    let (a1, b1) = (
-        fast(&p.a.counters().unwrap()),
-        fast(&p.b.counters().unwrap()),
-    );
+    let (a1, b1) = fast_both(&mut p.a, &mut p.b);
     assert!(a1.frames >= a0.frames + 30, "{a1:?}");
     assert!(b1.frames >= b0.frames + 30, "{b1:?}");
 
@@ -174,16 +173,10 @@ fn tcp_and_pings_between_hosts_go_through_the_kernel_both_ways() {
         (&p.eb, Ipv4Addr::new(10, 75, 0, 2), &p.ea),
         (&p.ea, Ipv4Addr::new(10, 75, 0, 1), &p.eb),
     ] {
-        let (a, b) = (
-            fast(&p.a.counters().unwrap()),
-            fast(&p.b.counters().unwrap()),
-        );
+        let (a, b) = fast_both(&mut p.a, &mut p.b);
         let got = tcp_transfer(server, ip, client, bytes, limit);
         assert_eq!(got, bytes, "{}", logs(&p));
-        let (a2, b2) = (
-            fast(&p.a.counters().unwrap()),
-            fast(&p.b.counters().unwrap()),
-        );
+        let (a2, b2) = fast_both(&mut p.a, &mut p.b);
         // Bytes as the access ports see them: the sender's kernel encapsulated most of the
         // data, the receiver's decapsulated it.
         assert!(a2.bytes - a.bytes > bytes as u64 / 2, "{a2:?}");
@@ -210,10 +203,7 @@ fn tcp_between_vm_taps_on_two_hosts_goes_through_the_kernel() {
     let mut p = pair(dir.path(), Ends::VmTaps, &[]);
     let logs = |p: &Pair| format!("{}\n{}", p.da.log_text(), p.db.log_text());
     assert!(p.ea.ping_until("10.75.0.2", 10), "{}", logs(&p));
-    let (a, b) = (
-        fast(&p.a.counters().unwrap()),
-        fast(&p.b.counters().unwrap()),
-    );
+    let (a, b) = fast_both(&mut p.a, &mut p.b);
     let bytes = 32 << 20;
     let got = tcp_transfer(
         &p.eb,
@@ -223,10 +213,7 @@ fn tcp_between_vm_taps_on_two_hosts_goes_through_the_kernel() {
         Duration::from_secs(60),
     );
     assert_eq!(got, bytes, "{}", logs(&p));
-    let (a2, b2) = (
-        fast(&p.a.counters().unwrap()),
-        fast(&p.b.counters().unwrap()),
-    );
+    let (a2, b2) = fast_both(&mut p.a, &mut p.b);
     assert!(a2.bytes - a.bytes > bytes as u64 / 2, "{a2:?}");
     assert!(b2.bytes - b.bytes > bytes as u64 / 2, "{b2:?}");
     // The relays saw frames (the decapsulated large segments reach a tap cut by the kernel:
