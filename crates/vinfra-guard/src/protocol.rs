@@ -63,6 +63,10 @@ pub struct SpawnSpec {
     /// The user, group and cgroups the child runs as and in; `None`: as the guard (root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confinement: Option<Confinement>,
+    /// The child may not have transparent huge pages (`PR_SET_THP_DISABLE` before it
+    /// executes: its memory, guest RAM included, is mapped in base pages whatever it asks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_huge_pages: bool,
 }
 
 /// What a VM's QEMU runs as and in: an unprivileged user and group of its own (with only the

@@ -338,6 +338,7 @@ impl Children {
             &mut command,
             spec.confinement.as_ref(),
             Some(self.guard_pid),
+            spec.no_huge_pages,
         )
         .map_err(|source| SpawnError::Exec {
             program: program.clone(),

@@ -18,7 +18,9 @@ use crate::protocol::Confinement;
 ///    back to privileges (`PR_SET_NO_NEW_PRIVS`);
 /// 4. with `parent`, ask for SIGKILL when the parent goes (`PR_SET_PDEATHSIG`, after the change
 ///    of user, which clears it) and exit at once when the parent is gone already: a parent that
-///    died between the fork and the `prctl` would send no signal.
+///    died between the fork and the `prctl` would send no signal;
+/// 5. with `no_huge_pages`, give up transparent huge pages (`PR_SET_THP_DISABLE`, kept across
+///    the exec): every mapping of the child, its `MADV_HUGEPAGE` ones too, in base pages.
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits: with `parent`, the command
 /// must be spawned from a thread that lives as long as the parent.
@@ -28,6 +30,7 @@ pub fn start_child(
     command: &mut Command,
     confinement: Option<&Confinement>,
     parent: Option<u32>,
+    no_huge_pages: bool,
 ) -> io::Result<()> {
     let mut procs: Vec<CString> = Vec::new();
     let mut ids = None;
@@ -114,6 +117,9 @@ pub fn start_child(
                 if libc::getppid() != parent {
                     libc::_exit(127);
                 }
+            }
+            if no_huge_pages && libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0 {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         })

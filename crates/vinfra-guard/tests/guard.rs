@@ -156,6 +156,7 @@ fn stand_in(dir: &Path, vm: Uuid) -> SpawnSpec {
         log: dir.join(format!("{vm}.log")),
         ready_timeout_ms: 5000,
         confinement: None,
+        no_huge_pages: false,
     }
 }
 
@@ -228,6 +229,37 @@ fn pet(contact: Option<u64>, ha_vms: Vec<Uuid>, response: IsolationResponse) -> 
 
 fn vms(n: u128) -> Vec<Uuid> {
     (1..=n).map(|i| Uuid::from_u128(i << 64 | i)).collect()
+}
+
+/// The `THP_enabled` line of process `pid`'s status: 1 while it may have transparent huge
+/// pages, 0 once it gave them up.
+fn thp_enabled(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no THP_enabled in /proc/{pid}/status"))
+}
+
+#[test]
+fn a_child_spawned_without_huge_pages_has_them_off_and_others_keep_them() {
+    if !ready(false) {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let guard = Guard::start(dir.path(), "h1", "g");
+    let mut c = guard.client();
+    let vms = vms(2);
+    let with = c.spawn(&stand_in(dir.path(), vms[0])).unwrap();
+    let without = c
+        .spawn(&SpawnSpec {
+            no_huge_pages: true,
+            ..stand_in(dir.path(), vms[1])
+        })
+        .unwrap();
+    assert_eq!(thp_enabled(with), "1");
+    assert_eq!(thp_enabled(without), "0");
 }
 
 #[test]
@@ -639,6 +671,7 @@ fn a_child_that_exits_at_once_is_answered_with_its_status_and_log() {
         log,
         ready_timeout_ms: 5000,
         confinement: None,
+        no_huge_pages: false,
     };
     match c.spawn(&failing) {
         Err(GuardClientError::Refused(GuardRefusal::Exited { exit, log_tail })) => {
@@ -726,6 +759,7 @@ fn a_real_qemu_is_the_guards_child_and_dies_with_it() {
             log: dir.path().join(format!("{vm}.log")),
             ready_timeout_ms: 10_000,
             confinement: None,
+            no_huge_pages: false,
         }
     };
     let [a, b] = [Uuid::from_u128(1), Uuid::from_u128(2)];

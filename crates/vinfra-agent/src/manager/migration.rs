@@ -9,6 +9,7 @@
 //! (completed) or [`Manager::cancel_migration`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -16,14 +17,14 @@ use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
 use vinfra_types::{PowerState, VmObserved};
 
+use super::early_passes::{early_downtime, EarlyPasses};
 use super::error::{ManagerError, Result, StateConflict};
-use super::first_pass::{first_pass_bandwidth, FirstPassCap};
 use super::lifecycle::ms;
 use super::vm::Vm;
-use super::{Manager, UNLIMITED_BANDWIDTH};
+use super::{Entry, Manager, UNLIMITED_BANDWIDTH};
 use crate::confine::{CredentialsEnd, MigrationTlsFiles};
 use crate::disks::BootMedia;
-use crate::qemu::{MigrationParams, MigrationState, StreamTls};
+use crate::qemu::{MigrationEvents, MigrationParams, MigrationState, StreamTls};
 
 /// How many ports an incoming QEMU tries before giving up (another process may take a free
 /// port between the check and QEMU's bind).
@@ -43,6 +44,40 @@ fn since_event_ms(timestamp: &serde_json::Value) -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     (now - at) * 1000.0
+}
+
+/// Ends an outgoing migration's early passes ([`EarlyPasses`]) on QEMU's `MIGRATION_PASS`
+/// event for its third pass: the operator's downtime limit within milliseconds of the pass's start,
+/// whether or not the console is asking for the status. Returns at that, at the migration's
+/// end (`MIGRATION` not active) or when the events stop; a status read ends the early passes too
+/// (`Manager::migration_now`), so events missed only delay it.
+async fn end_early_passes(e: Arc<Entry>, mut events: MigrationEvents) {
+    loop {
+        match events.recv().await {
+            Ok(ev) if ev.event == "MIGRATION_PASS" => {
+                if EarlyPasses::over(ev.data["pass"].as_u64().unwrap_or(0)) {
+                    let mut vm = e.vm.lock().await;
+                    if vm.early_passes.is_some() {
+                        tracing::debug!(
+                            vm = %e.id,
+                            since_event_ms = since_event_ms(&ev.timestamp),
+                            "second migration pass"
+                        );
+                        vm.end_early_passes(true).await;
+                    }
+                    return;
+                }
+            }
+            Ok(ev) if ev.event == "MIGRATION" => {
+                let status = ev.data["status"].as_str().unwrap_or_default();
+                if !MigrationState::from_qmp(status).is_active() {
+                    return;
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// A TCP port free on `addr` now.
@@ -250,23 +285,26 @@ impl Manager {
             0 => UNLIMITED_BANDWIDTH,
             b => b,
         };
-        let memory = vm.record.instance.spec.memory_mib << 20;
-        let first_pass = first_pass_bandwidth(memory, settings.downtime_limit_ms, max_bandwidth);
         let files = self.migration_tls(&vm, CredentialsEnd::Source, tls.as_ref())?;
         let stream = files.as_ref().map(|(_, s)| s);
+        let early = EarlyPasses::of(settings.downtime_limit_ms);
         let params = MigrationParams {
-            max_bandwidth: first_pass,
-            downtime_limit_ms: settings.downtime_limit_ms,
+            max_bandwidth,
+            downtime_limit_ms: early_downtime(settings.downtime_limit_ms),
             auto_converge: settings.auto_converge,
+        };
+        // Subscribed before `migrate`: a short migration's passes may begin before it returns.
+        let passes = match early {
+            Some(_) => Some(vm.qemu().await?.migration_events().await?),
+            None => None,
         };
         let sent = vm.qemu().await?.migrate(uri, params, stream).await;
         drop(files);
         sent?;
-        vm.first_pass = (first_pass < max_bandwidth).then_some(FirstPassCap {
-            cap: first_pass,
-            after: max_bandwidth,
-            always: self.fewest_migration_passes,
-        });
+        vm.early_passes = early;
+        if let Some(passes) = passes {
+            tokio::spawn(end_early_passes(e.clone(), passes));
+        }
         vm.record.migrating_out = true;
         vm.record.sent_from_this_qemu = true;
         vm.save()
@@ -328,22 +366,16 @@ impl Manager {
         self.migration_now(id).await
     }
 
-    /// QEMU's view of the outgoing migration now. Lifts the first pass's bandwidth cap when
-    /// [`FirstPassCap::lift_now`] says so.
+    /// QEMU's view of the outgoing migration now. Ends its early passes when QEMU is past them
+    /// ([`EarlyPasses::over`]).
     async fn migration_now(&self, id: Uuid) -> Result<MigrationStatus> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
         let p = vm.outgoing_migration().await?;
-        if let Some(first) = vm.first_pass {
-            if !p.state.is_active() {
-                vm.first_pass = None;
-            } else if first.lift_now(p.rounds, p.dirty_pages_rate) {
-                // Until it is lifted the migration goes on under the cap: not a failure.
-                match vm.qemu().await?.set_max_bandwidth(first.after).await {
-                    Ok(()) => vm.first_pass = None,
-                    Err(e) => tracing::warn!(vm = %id, "migration bandwidth not raised: {e}"),
-                }
-            }
+        // The early passes' end is QEMU's `MIGRATION_PASS` event ([`end_early_passes`]); a status
+        // read that finds them over (the event missed) ends them too.
+        if vm.early_passes.is_some() && (!p.state.is_active() || EarlyPasses::over(p.rounds)) {
+            vm.end_early_passes(p.state.is_active()).await;
         }
         Ok(MigrationStatus {
             qemu_status: p.state.as_qmp().to_string(),
@@ -468,5 +500,28 @@ impl Manager {
         vm.kill_now().await?;
         self.detach_nics(&mut vm).await;
         self.forget(&vm).await
+    }
+}
+
+impl Vm {
+    /// Ends the outgoing migration's early passes: with the migration still `active`, QEMU's
+    /// downtime limit becomes the operator's. A failure is logged and the early passes kept, so
+    /// that the next status read tries again.
+    pub(super) async fn end_early_passes(&mut self, active: bool) {
+        let Some(first) = self.early_passes else {
+            return;
+        };
+        let raised = match (active, self.qemu().await) {
+            (false, _) => Ok(()),
+            (true, Ok(q)) => q
+                .set_downtime_limit(first.downtime_limit_ms)
+                .await
+                .map_err(ManagerError::from),
+            (true, Err(e)) => Err(e),
+        };
+        match raised {
+            Ok(()) => self.early_passes = None,
+            Err(e) => tracing::warn!(vm = %self.id(), "migration downtime limit not raised: {e}"),
+        }
     }
 }

@@ -20,7 +20,7 @@
 //! - `adoption.rs`: the VMs found on disk at open, with their QEMUs;
 //! - `vm.rs`: one VM: its power state from QEMU, waiting for and forcing QEMU's end;
 //! - `records.rs`: [`LocalVm`] on disk;
-//! - `first_pass.rs`: a migration's first-pass bandwidth cap (pure);
+//! - `early_passes.rs`: a migration's early passes' downtime limit (pure);
 //! - `error.rs`: [`ManagerError`].
 //!
 //! Rules the manager keeps, whatever the console asks: it never resumes a paused QEMU whose
@@ -31,8 +31,8 @@
 mod adoption;
 mod console;
 mod console_chunk;
+mod early_passes;
 mod error;
-mod first_pass;
 mod lifecycle;
 pub mod metrics;
 mod migration;
@@ -172,9 +172,6 @@ pub struct Manager {
     contact: ConsoleContact,
     ha: GuardSettingsStore,
     observe_timeout: Duration,
-    /// Migrations end in as few passes as they can (the first-pass cap is lifted at the second
-    /// pass whatever the guest dirties): for a QEMU that loses writes under TCG.
-    fewest_migration_passes: bool,
     /// QEMU's virtio-net offers the guest UDP segmentation offload
     /// ([`crate::qemu::process::virtio_net_offers_uso`]).
     nic_uso: bool,
@@ -221,7 +218,6 @@ impl Manager {
             switch,
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
-            fewest_migration_passes: false,
             nic_uso: false,
             platform: None,
             confiner: None,
@@ -309,15 +305,6 @@ impl Manager {
                 }
             }
         }
-    }
-
-    /// The same manager, whose migrations end in as few passes as they can (`fewest`): the
-    /// first-pass cap is lifted at the second pass whatever the guest dirties. For a QEMU that
-    /// loses a guest's writes during a migration under TCG (before 9.0): every further pass is
-    /// one more chance to lose one (a guest crashed on arrival in a lab test with the cap kept).
-    pub fn with_fewest_migration_passes(mut self, fewest: bool) -> Manager {
-        self.fewest_migration_passes = fewest;
-        self
     }
 
     /// The same manager, whose reports wait `bound` for each VM's QEMU instead of

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 use vinfra_types::{PowerState, VmObserved, VmUsage};
 
+use super::early_passes::EarlyPasses;
 use super::error::{ManagerError, Result, StateConflict};
-use super::first_pass::FirstPassCap;
 use super::records::{self, LocalVm};
 use crate::qemu::{MigrationState, MigrationStats, QemuError, QemuProcess, RunState, VmFiles};
 use crate::usage::Sampler;
@@ -34,8 +34,8 @@ pub(super) struct Vm {
     pub(super) qemu: Option<Box<dyn QemuProcess>>,
     /// The guest powered itself off before its QEMU went away: a stop, not a crash.
     pub(super) shutdown_seen: bool,
-    /// The outgoing migration's first-pass cap while it holds ([`super::migration`]).
-    pub(super) first_pass: Option<FirstPassCap>,
+    /// The outgoing migration while in its early passes ([`super::early_passes`]).
+    pub(super) early_passes: Option<EarlyPasses>,
 }
 
 impl Vm {
@@ -46,7 +46,7 @@ impl Vm {
             files,
             qemu: None,
             shutdown_seen: false,
-            first_pass: None,
+            early_passes: None,
         }
     }
 

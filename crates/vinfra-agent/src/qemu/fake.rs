@@ -84,8 +84,8 @@ pub enum Call {
     ListenIncoming(String, Option<TlsSeen>),
     /// `migrate` to this URI with these parameters, with TLS when given.
     Migrate(String, MigrationParams, Option<TlsSeen>),
-    /// `migrate-set-parameters max-bandwidth` during a migration.
-    SetMaxBandwidth(u64),
+    /// `migrate-set-parameters downtime-limit` during a migration.
+    SetDowntimeLimit(u64),
     /// `migrate_cancel`.
     CancelMigration,
     /// `quit` / SIGKILL.
@@ -100,10 +100,8 @@ struct FakeQemu {
     status: RunState,
     migration: MigrationState,
     migration_error: Option<String>,
-    /// `dirty-sync-count`: 1 while the first pass runs, 2 once it is done.
+    /// `dirty-sync-count`: the pass under way (1: the first).
     rounds: u64,
-    /// Pages the guest dirties per second, as the migration reports it.
-    dirty_pages_rate: u64,
     listening: Option<String>,
     ignores_powerdown: bool,
     shutdown_seen: bool,
@@ -282,15 +280,17 @@ impl FakeRunner {
         .unwrap_or(false)
     }
 
-    /// The outgoing migration's first pass is done (`dirty-sync-count` 2), with the guest
-    /// dirtying `dirty_pages_rate` pages per second. False when no migration was under way.
-    pub fn first_pass_done(&self, id: Uuid, dirty_pages_rate: u64) -> bool {
+    /// The outgoing migration begins pass `pass` (`dirty-sync-count`); with `event`, QEMU's
+    /// `MIGRATION_PASS` event is sent. False when no migration was under way.
+    pub fn begin_pass(&self, id: Uuid, pass: u64, event: bool) -> bool {
         self.with_live(id, |q| {
             if !q.migration.is_active() {
                 return false;
             }
-            q.rounds = 2;
-            q.dirty_pages_rate = dirty_pages_rate;
+            q.rounds = pass;
+            if event {
+                q.emit("MIGRATION_PASS", serde_json::json!({ "pass": pass }));
+            }
             true
         })
         .unwrap_or(false)
@@ -371,7 +371,6 @@ impl VmRunner for FakeRunner {
                 migration: MigrationState::None,
                 migration_error: None,
                 rounds: 0,
-                dirty_pages_rate: 0,
                 listening: None,
                 ignores_powerdown: false,
                 shutdown_seen: false,
@@ -480,7 +479,6 @@ impl QemuProcess for FakeProcess {
             };
             p.remaining_bytes = p.total_bytes - p.transferred_bytes;
             p.rounds = q.rounds;
-            p.dirty_pages_rate = q.dirty_pages_rate;
             // As QEMU's, once it has worked them out.
             if q.migration == MigrationState::Completed {
                 p.total_time_ms = 100;
@@ -560,9 +558,9 @@ impl QemuProcess for FakeProcess {
         })
     }
 
-    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError> {
+    async fn set_downtime_limit(&mut self, ms: u64) -> Result<(), QemuError> {
         self.answers().await;
-        self.command(Some(Call::SetMaxBandwidth(bytes_per_s)), |_, _| Ok(()))
+        self.command(Some(Call::SetDowntimeLimit(ms)), |_, _| Ok(()))
     }
 
     async fn cancel_migration(&mut self) -> Result<(), QemuError> {

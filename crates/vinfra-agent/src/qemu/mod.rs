@@ -343,8 +343,8 @@ pub trait QemuProcess: Send + Sync {
     async fn migration(&mut self) -> Result<MigrationStats, QemuError>;
 
     /// Every QMP event of this QEMU from now on, `MIGRATION` (the outgoing migration's state
-    /// changes, on since [`QemuProcess::migrate`]) and `RESUME` (an incoming guest arrived and
-    /// runs) among them: a waiter subscribes first, then reads [`QemuProcess::migration`] or
+    /// changes, on since [`QemuProcess::migrate`]), `MIGRATION_PASS` (its passes, likewise) and
+    /// `RESUME` (an incoming guest arrived and runs) among them: a waiter subscribes first, then reads [`QemuProcess::migration`] or
     /// [`QemuProcess::status`], then waits without holding the VM. The channel closes with the
     /// QMP connection.
     async fn migration_events(&mut self) -> Result<MigrationEvents, QemuError>;
@@ -378,9 +378,9 @@ pub trait QemuProcess: Send + Sync {
         tls: Option<&StreamTls>,
     ) -> Result<(), QemuError>;
 
-    /// Changes the running outgoing migration's bandwidth cap, bytes per second
-    /// (`migrate-set-parameters max-bandwidth`).
-    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError>;
+    /// Changes the running outgoing migration's downtime limit, milliseconds
+    /// (`migrate-set-parameters downtime-limit`).
+    async fn set_downtime_limit(&mut self, ms: u64) -> Result<(), QemuError>;
 
     /// Cancels the outgoing migration (`migrate_cancel`); the guest keeps running here.
     async fn cancel_migration(&mut self) -> Result<(), QemuError>;

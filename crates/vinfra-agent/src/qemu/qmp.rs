@@ -13,6 +13,7 @@ use vinfra_guard::{ChildExit, GuardClient, GuardClientError, GuardRefusal, Spawn
 use vinfra_qmp::{MigrateParameters, Qmp};
 use vinfra_types::Accel;
 
+use super::cmdline::huge_pages;
 use super::{
     is_our_qemu, kill, read_pidfile, Launch, MigrationEvents, MigrationParams, MigrationState,
     MigrationStats, QemuError, QemuProcess, RunState, StreamTls, VmFiles, VmRunner,
@@ -187,6 +188,7 @@ impl QemuRunner {
             log: launch.log.clone(),
             ready_timeout_ms: GUARD_READY_TIMEOUT.as_millis() as u64,
             confinement: launch.confinement.clone(),
+            no_huge_pages: !huge_pages(launch.accel),
         };
         let failed = |source| QemuError::Guard {
             path: guard.to_path_buf(),
@@ -239,8 +241,13 @@ impl QemuRunner {
             binary: self.binary.clone(),
             source,
         };
-        vinfra_guard::start_child(&mut command, launch.confinement.as_ref(), None)
-            .map_err(spawn_error)?;
+        vinfra_guard::start_child(
+            &mut command,
+            launch.confinement.as_ref(),
+            None,
+            !huge_pages(launch.accel),
+        )
+        .map_err(spawn_error)?;
         let mut child = command.spawn().map_err(spawn_error)?;
         let pid = child.id();
         // At once: an agent that stops while QEMU gets ready finds it again through it.
@@ -507,8 +514,9 @@ impl QemuProcess for QmpProcess {
     ) -> Result<(), QemuError> {
         let q = self.connect().await?;
         set_stream_tls(&q, tls, TlsEnd::Source).await?;
-        // `MIGRATION` events: a status waiter wakes at the end instead of polling. Both
-        // capabilities are set every time (a QEMU that sent before keeps what it had).
+        // `MIGRATION` events (a status waiter wakes at the end instead of polling) and
+        // `MIGRATION_PASS` (the early passes' end). Both capabilities are set every time (a QEMU
+        // that sent before keeps what it had).
         q.migrate_set_capabilities(&[("events", true), ("auto-converge", params.auto_converge)])
             .await?;
         q.migrate_set_parameters(&MigrateParameters {
@@ -520,10 +528,10 @@ impl QemuProcess for QmpProcess {
         Ok(q.migrate(uri).await?)
     }
 
-    async fn set_max_bandwidth(&mut self, bytes_per_s: u64) -> Result<(), QemuError> {
+    async fn set_downtime_limit(&mut self, ms: u64) -> Result<(), QemuError> {
         let q = self.connect().await?;
         q.migrate_set_parameters(&MigrateParameters {
-            max_bandwidth: Some(bytes_per_s),
+            downtime_limit: Some(ms),
             ..Default::default()
         })
         .await?;

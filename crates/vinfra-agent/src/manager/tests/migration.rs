@@ -1,6 +1,6 @@
 //! The manager's live migrations, as source and as destination, against the fake QEMU.
 
-use super::super::first_pass::first_pass_bandwidth;
+use super::super::early_passes::{early_downtime, EarlyPasses, EARLY_DOWNTIME_MS};
 use super::*;
 use crate::qemu::{MigrationParams, MigrationState};
 
@@ -20,12 +20,12 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
     )
     .await
     .unwrap();
-    // The first pass under a cap (a 64-MiB guest: QEMU's 128 MiB/s).
+    // The operator's bandwidth (none: unlimited); the first pass under its own downtime limit.
     assert!(h.fake.calls(id).contains(&Call::Migrate(
         "tcp:10.0.0.2:4444".into(),
         MigrationParams {
-            max_bandwidth: 128 << 20,
-            downtime_limit_ms: 300,
+            max_bandwidth: UNLIMITED_BANDWIDTH,
+            downtime_limit_ms: EARLY_DOWNTIME_MS,
             auto_converge: false,
         },
         None,
@@ -62,82 +62,82 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
 }
 
 #[test]
-fn the_first_pass_cap_is_a_tenth_of_memory_per_downtime_limit_at_least_qemus_default() {
-    let mib = 1u64 << 20;
-    // Small guests: QEMU's 128 MiB/s.
+fn the_first_two_passes_run_under_a_downtime_limit_of_a_few_milliseconds() {
+    assert_eq!(early_downtime(300), EARLY_DOWNTIME_MS);
+    // An operator's limit below it is kept, and nothing is raised after the early passes.
+    assert_eq!(early_downtime(5), 5);
+    assert_eq!(EarlyPasses::of(5), None);
     assert_eq!(
-        first_pass_bandwidth(256 * mib, 300, UNLIMITED_BANDWIDTH),
-        128 * mib
+        EarlyPasses::of(300),
+        Some(EarlyPasses {
+            downtime_limit_ms: 300
+        })
     );
-    // 64 GiB with 300 ms: 64 GiB / 3 s.
-    assert_eq!(
-        first_pass_bandwidth(64 << 30, 300, UNLIMITED_BANDWIDTH),
-        (64u64 << 30) / 3
-    );
-    // Never above the operator's cap.
-    assert_eq!(first_pass_bandwidth(64 << 30, 300, 100 * mib), 100 * mib);
-    assert_eq!(first_pass_bandwidth(256 * mib, 300, 10 * mib), 10 * mib);
-    // Extremes do not overflow or divide by zero.
-    assert_eq!(
-        first_pass_bandwidth(u64::MAX, 0, UNLIMITED_BANDWIDTH),
-        UNLIMITED_BANDWIDTH
-    );
+    assert!(!EarlyPasses::over(1) && !EarlyPasses::over(2));
+    assert!(EarlyPasses::over(3) && EarlyPasses::over(7));
+}
+
+/// The downtime limits the fake QEMU of `id` was given during its migration.
+fn raised(h: &Host, id: Uuid) -> Vec<Call> {
+    h.fake
+        .calls(id)
+        .into_iter()
+        .filter(|c| matches!(c, Call::SetDowntimeLimit(_)))
+        .collect()
 }
 
 #[tokio::test]
-async fn the_first_pass_cap_is_lifted_once_the_second_pass_begins_for_a_guest_that_dirties_fast() {
+async fn the_operators_downtime_limit_takes_over_at_qemus_third_pass_event() {
     let h = host().await;
     let id = h.migrating("web").await;
-    let lifts = |h: &Host| {
-        h.fake
-            .calls(id)
-            .into_iter()
-            .filter(|c| matches!(c, Call::SetMaxBandwidth(_)))
-            .collect::<Vec<_>>()
-    };
-    h.m.migration_status(id, Duration::ZERO).await.unwrap();
-    assert!(lifts(&h).is_empty(), "lifted during the first pass");
-    // The first-pass cap of this guest (256 MiB, 300 ms) is 128 MiB/s: a guest dirtying
-    // 64 MiB/s (16,384 pages) or more keeps the migration from converging under it.
-    assert!(h.fake.first_pass_done(id, 16_384));
-    h.m.migration_status(id, Duration::ZERO).await.unwrap();
-    assert_eq!(lifts(&h), vec![Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)]);
+    assert!(h.fake.begin_pass(id, 2, true));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(raised(&h, id).is_empty(), "raised in the second pass");
+    assert!(h.fake.begin_pass(id, 3, true));
+    // No status read: the event alone.
+    let limit = MigrationSettings::default().downtime_limit_ms;
+    let t = std::time::Instant::now();
+    while raised(&h, id).is_empty() && t.elapsed() < LONG {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(raised(&h, id), vec![Call::SetDowntimeLimit(limit)]);
     // Once.
     h.m.migration_status(id, Duration::ZERO).await.unwrap();
-    assert_eq!(lifts(&h).len(), 1);
+    assert_eq!(raised(&h, id).len(), 1);
+}
 
-    // A guest that dirties less keeps the cap to the end, as plain QEMU keeps its default.
-    let idle = h.migrating("idle").await;
-    assert!(h.fake.first_pass_done(idle, 16_383));
-    for _ in 0..3 {
-        h.m.migration_status(idle, Duration::ZERO).await.unwrap();
-    }
-    assert!(!h
-        .fake
-        .calls(idle)
-        .iter()
-        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
+#[tokio::test]
+async fn a_status_read_that_finds_the_third_pass_raises_the_limit_when_the_event_was_missed() {
+    let h = host().await;
+    let id = h.migrating("web").await;
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(h.fake.begin_pass(id, 2, false));
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert!(raised(&h, id).is_empty(), "raised in the second pass");
+    assert!(h.fake.begin_pass(id, 3, false));
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    let limit = MigrationSettings::default().downtime_limit_ms;
+    assert_eq!(raised(&h, id), vec![Call::SetDowntimeLimit(limit)]);
+    h.m.migration_status(id, Duration::ZERO).await.unwrap();
+    assert_eq!(raised(&h, id).len(), 1);
 
-    // A migration whose operator cap is below the first pass's is never changed.
-    let slow = h.running("slow").await;
+    // An operator's limit within the early passes' is never changed.
+    let tight = h.running("tight").await;
     h.m.migrate_out(
-        slow,
+        tight,
         "tcp:10.0.0.2:4444",
         MigrationSettings {
-            max_bandwidth: 10 << 20,
+            downtime_limit_ms: 5,
             ..MigrationSettings::default()
         },
         None,
     )
     .await
     .unwrap();
-    assert!(h.fake.first_pass_done(slow, 1 << 20));
-    h.m.migration_status(slow, Duration::ZERO).await.unwrap();
-    assert!(!h
-        .fake
-        .calls(slow)
-        .iter()
-        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
+    assert!(h.fake.begin_pass(tight, 3, true));
+    h.m.migration_status(tight, Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(raised(&h, tight).is_empty());
 }
 
 #[tokio::test]
@@ -488,30 +488,6 @@ async fn an_incoming_qemu_that_died_is_aborted() {
     h.fake.crash(vm.id);
     h.m.abort_incoming(vm.id).await.unwrap();
     assert!(!h.vm_dir(vm.id).exists());
-}
-
-#[tokio::test]
-async fn with_fewest_passes_the_cap_is_lifted_at_the_second_pass_whatever_the_guest_dirties() {
-    // A QEMU that loses writes under TCG: every pass more is a chance to lose one.
-    let Host { tmp, fake, m } = host().await;
-    let h = Host {
-        tmp,
-        fake,
-        m: m.with_fewest_migration_passes(true),
-    };
-    let id = h.migrating("idle").await;
-    h.m.migration_status(id, Duration::ZERO).await.unwrap();
-    assert!(!h
-        .fake
-        .calls(id)
-        .iter()
-        .any(|c| matches!(c, Call::SetMaxBandwidth(_))));
-    assert!(h.fake.first_pass_done(id, 0));
-    h.m.migration_status(id, Duration::ZERO).await.unwrap();
-    assert!(h
-        .fake
-        .calls(id)
-        .contains(&Call::SetMaxBandwidth(UNLIMITED_BANDWIDTH)));
 }
 
 /// With credentials, QEMU is told the other end and finds this end's files in a directory of
