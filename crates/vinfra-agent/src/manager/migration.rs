@@ -47,7 +47,8 @@ fn since_event_ms(timestamp: &serde_json::Value) -> f64 {
 }
 
 /// Ends an outgoing migration's early passes ([`EarlyPasses`]) on QEMU's `MIGRATION_PASS`
-/// event for its third pass: the operator's downtime limit within milliseconds of the pass's start,
+/// event for the pass they end at ([`EarlyPasses::over`]): the operator's downtime limit set
+/// within milliseconds of the pass's start (QEMU applies it at its next bandwidth measurement),
 /// whether or not the console is asking for the status. Returns at that, at the migration's
 /// end (`MIGRATION` not active) or when the events stop; a status read ends the early passes too
 /// (`Manager::migration_now`), so events missed only delay it.
@@ -55,17 +56,21 @@ async fn end_early_passes(e: Arc<Entry>, mut events: MigrationEvents) {
     loop {
         match events.recv().await {
             Ok(ev) if ev.event == "MIGRATION_PASS" => {
-                if EarlyPasses::over(ev.data["pass"].as_u64().unwrap_or(0)) {
-                    let mut vm = e.vm.lock().await;
-                    if vm.early_passes.is_some() {
+                let pass = ev.data["pass"].as_u64().unwrap_or(0);
+                let mut vm = e.vm.lock().await;
+                match vm.record.early_passes {
+                    Some(early) if early.over(pass) => {
                         tracing::debug!(
                             vm = %e.id,
+                            pass,
                             since_event_ms = since_event_ms(&ev.timestamp),
-                            "second migration pass"
+                            "early migration passes over"
                         );
                         vm.end_early_passes(true).await;
+                        return;
                     }
-                    return;
+                    Some(_) => {}
+                    None => return,
                 }
             }
             Ok(ev) if ev.event == "MIGRATION" => {
@@ -287,7 +292,7 @@ impl Manager {
         };
         let files = self.migration_tls(&vm, CredentialsEnd::Source, tls.as_ref())?;
         let stream = files.as_ref().map(|(_, s)| s);
-        let early = EarlyPasses::of(settings.downtime_limit_ms);
+        let early = EarlyPasses::of(settings.downtime_limit_ms, self.fewest_migration_passes);
         let params = MigrationParams {
             max_bandwidth,
             downtime_limit_ms: early_downtime(settings.downtime_limit_ms),
@@ -301,7 +306,7 @@ impl Manager {
         let sent = vm.qemu().await?.migrate(uri, params, stream).await;
         drop(files);
         sent?;
-        vm.early_passes = early;
+        vm.record.early_passes = early;
         if let Some(passes) = passes {
             tokio::spawn(end_early_passes(e.clone(), passes));
         }
@@ -374,7 +379,11 @@ impl Manager {
         let p = vm.outgoing_migration().await?;
         // The early passes' end is QEMU's `MIGRATION_PASS` event ([`end_early_passes`]); a status
         // read that finds them over (the event missed) ends them too.
-        if vm.early_passes.is_some() && (!p.state.is_active() || EarlyPasses::over(p.rounds)) {
+        let over = vm
+            .record
+            .early_passes
+            .is_some_and(|early| !p.state.is_active() || early.over(p.rounds));
+        if over {
             vm.end_early_passes(p.state.is_active()).await;
         }
         Ok(MigrationStatus {
@@ -508,19 +517,25 @@ impl Vm {
     /// downtime limit becomes the operator's. A failure is logged and the early passes kept, so
     /// that the next status read tries again.
     pub(super) async fn end_early_passes(&mut self, active: bool) {
-        let Some(first) = self.early_passes else {
+        let Some(early) = self.record.early_passes else {
             return;
         };
         let raised = match (active, self.qemu().await) {
             (false, _) => Ok(()),
             (true, Ok(q)) => q
-                .set_downtime_limit(first.downtime_limit_ms)
+                .set_downtime_limit(early.downtime_limit_ms)
                 .await
                 .map_err(ManagerError::from),
             (true, Err(e)) => Err(e),
         };
         match raised {
-            Ok(()) => self.early_passes = None,
+            Ok(()) => {
+                self.record.early_passes = None;
+                // Else a restarted agent sets it once more: no harm.
+                if let Err(e) = self.save() {
+                    tracing::warn!(vm = %self.id(), "VM record not saved: {e}");
+                }
+            }
             Err(e) => tracing::warn!(vm = %self.id(), "migration downtime limit not raised: {e}"),
         }
     }

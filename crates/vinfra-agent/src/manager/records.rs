@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vinfra_proto::VmInstance;
 
+use super::early_passes::EarlyPasses;
 use super::error::{io_err, ManagerError, Result};
 use crate::files::write_atomic;
 use crate::network::VmNic;
@@ -41,6 +42,10 @@ pub struct LocalVm {
     /// it is gone).
     #[serde(default)]
     pub nics: Vec<VmNic>,
+    /// The outgoing migration's early passes while they last (the operator's downtime limit
+    /// still to be set): kept here so that an agent restarted meanwhile still sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_passes: Option<EarlyPasses>,
 }
 
 impl LocalVm {
@@ -56,6 +61,7 @@ impl LocalVm {
             sent_from_this_qemu: false,
             started_at: None,
             nics: Vec::new(),
+            early_passes: None,
         }
     }
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 use vinfra_types::{PowerState, VmObserved, VmUsage};
 
-use super::early_passes::EarlyPasses;
 use super::error::{ManagerError, Result, StateConflict};
 use super::records::{self, LocalVm};
 use crate::qemu::{MigrationState, MigrationStats, QemuError, QemuProcess, RunState, VmFiles};
@@ -34,8 +33,6 @@ pub(super) struct Vm {
     pub(super) qemu: Option<Box<dyn QemuProcess>>,
     /// The guest powered itself off before its QEMU went away: a stop, not a crash.
     pub(super) shutdown_seen: bool,
-    /// The outgoing migration while in its early passes ([`super::early_passes`]).
-    pub(super) early_passes: Option<EarlyPasses>,
 }
 
 impl Vm {
@@ -46,7 +43,6 @@ impl Vm {
             files,
             qemu: None,
             shutdown_seen: false,
-            early_passes: None,
         }
     }
 

@@ -92,6 +92,16 @@ async fn set_stream_tls(q: &Qmp, tls: Option<&StreamTls>, end: TlsEnd) -> Result
     Ok(q.migrate_set_parameters(&named).await?)
 }
 
+/// Whether process `pid` may have transparent huge pages (`THP_enabled` of its status; `None`
+/// when that is not known).
+fn thp_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim() == "1")
+}
+
 /// How long connecting to a QMP socket may take.
 const QMP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `quit` may take before SIGKILL.
@@ -212,6 +222,14 @@ impl QemuRunner {
             GuardClientError::Refused(r) => QemuError::GuardRefused(r),
             other => failed(other),
         })?;
+        if spec.no_huge_pages && thp_enabled(pid) == Some(true) {
+            // A guard from before `no_huge_pages` ignores it: the QEMU runs, with huge pages.
+            tracing::warn!(
+                pid,
+                "QEMU started with transparent huge pages on, asked without: the host's guard \
+                 predates that; restart it (`vinfra guard`) when no VM runs"
+            );
+        }
         Ok((pid, log_start))
     }
 
