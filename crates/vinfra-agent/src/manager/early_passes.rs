@@ -1,20 +1,11 @@
-//! A migration's early passes: the downtime limit they run under ([`early_downtime`]) and when
-//! the operator's limit takes over ([`EarlyPasses::over`]). Pure: the manager's migration code
+//! A migration's early passes: the downtime limit they run under ([`EARLY_DOWNTIME_MS`]) and
+//! when the operator's limit takes over ([`EarlyPasses::over`]). Pure: the manager's migration code
 //! applies it.
 
 use serde::{Deserialize, Serialize};
 
 /// The downtime limit of a migration's first two passes, milliseconds, when the operator's is
 /// higher.
-pub(super) const EARLY_DOWNTIME_MS: u64 = 10;
-
-/// The pass from which the operator's downtime limit applies: the third, or with the fewest
-/// passes the second.
-const OPERATORS_FROM_PASS: u64 = 3;
-const OPERATORS_FROM_PASS_FEWEST: u64 = 2;
-
-/// The downtime limit a migration's early passes run under, milliseconds: the operator's, at
-/// most [`EARLY_DOWNTIME_MS`].
 ///
 /// QEMU stops the guest for the switchover as soon as the memory it has still to send fits
 /// `bandwidth × downtime-limit`, the bandwidth measured every 100 ms. In the first pass (the one
@@ -28,16 +19,28 @@ const OPERATORS_FROM_PASS_FEWEST: u64 = 2;
 /// guest still up (an idle guest's is small enough to stop at); from the third on, the
 /// operator's limit: QEMU stops the guest as soon as what is left fits it. QEMU applies a new
 /// limit at its next bandwidth measurement (every 100 ms), so a pass or two more may go by
-/// under the early one. With the fewest passes (a QEMU before 9.0 under TCG, which can lose a
-/// busy guest's writes at each dirty-bitmap sync) the operator's limit from the second pass.
-pub(super) fn early_downtime(limit_ms: u64) -> u64 {
-    limit_ms.min(EARLY_DOWNTIME_MS)
-}
+/// under the early one.
+pub(super) const EARLY_DOWNTIME_MS: u64 = 10;
+/// The pass from which the operator's downtime limit applies.
+const OPERATORS_FROM_PASS: u64 = 3;
 
-/// An outgoing migration in its early passes: the operator's downtime limit it gives way to,
-/// and at which pass.
+/// [`EARLY_DOWNTIME_MS`] with the fewest passes (a QEMU before 9.0 under TCG): there a store
+/// through a TCG TLB entry made before a dirty-bitmap sync marks nothing dirty, so what the
+/// guest writes after the second pass's sync may be lost unless QEMU stops it right at that
+/// sync. Under 10 ms an idle guest's pages dirtied in the first pass often did not fit, the
+/// guest ran on, and a guest's TCP connection stalled for good after such a migration in a CI
+/// run; under 50 ms what is left at the sync is about what plain QEMU's 128 MiB/s × 300 ms
+/// leaves (tens of MB), so the guest stops there as it would under plain QEMU, and the
+/// operator's limit applies from the second pass for a guest that dirtied more.
+pub(super) const FEWEST_EARLY_DOWNTIME_MS: u64 = 50;
+const FEWEST_OPERATORS_FROM_PASS: u64 = 2;
+
+/// An outgoing migration in its early passes: their downtime limit, the operator's it gives
+/// way to, and at which pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EarlyPasses {
+    /// The early passes' downtime limit, milliseconds.
+    pub early_downtime_ms: u64,
     /// The operator's downtime limit, milliseconds.
     pub downtime_limit_ms: u64,
     /// The pass (`dirty-sync-count`) from which it applies.
@@ -46,16 +49,18 @@ pub struct EarlyPasses {
 
 impl EarlyPasses {
     /// The early passes of a migration under the operator's `limit_ms`, with the `fewest`
-    /// passes or not, if their limit is lower than the operator's (else there is nothing to
+    /// passes or not; none when their limit would not be lower than the operator's (nothing to
     /// change after them).
     pub fn of(limit_ms: u64, fewest: bool) -> Option<EarlyPasses> {
-        (early_downtime(limit_ms) < limit_ms).then_some(EarlyPasses {
+        let (early, from) = if fewest {
+            (FEWEST_EARLY_DOWNTIME_MS, FEWEST_OPERATORS_FROM_PASS)
+        } else {
+            (EARLY_DOWNTIME_MS, OPERATORS_FROM_PASS)
+        };
+        (early < limit_ms).then_some(EarlyPasses {
+            early_downtime_ms: early,
             downtime_limit_ms: limit_ms,
-            from_pass: if fewest {
-                OPERATORS_FROM_PASS_FEWEST
-            } else {
-                OPERATORS_FROM_PASS
-            },
+            from_pass: from,
         })
     }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
 use vinfra_types::{PowerState, VmObserved};
 
-use super::early_passes::{early_downtime, EarlyPasses};
+use super::early_passes::EarlyPasses;
 use super::error::{ManagerError, Result, StateConflict};
 use super::lifecycle::ms;
 use super::vm::Vm;
@@ -295,7 +295,7 @@ impl Manager {
         let early = EarlyPasses::of(settings.downtime_limit_ms, self.fewest_migration_passes);
         let params = MigrationParams {
             max_bandwidth,
-            downtime_limit_ms: early_downtime(settings.downtime_limit_ms),
+            downtime_limit_ms: early.map_or(settings.downtime_limit_ms, |e| e.early_downtime_ms),
             auto_converge: settings.auto_converge,
         };
         // Subscribed before `migrate`: a short migration's passes may begin before it returns.

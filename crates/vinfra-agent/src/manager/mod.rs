@@ -172,8 +172,9 @@ pub struct Manager {
     contact: ConsoleContact,
     ha: GuardSettingsStore,
     observe_timeout: Duration,
-    /// Migrations end in as few passes as they can (the operator's downtime limit from the
-    /// second pass, [`early_passes::EarlyPasses::of`]): for a QEMU that loses writes under TCG.
+    /// Migrations end in as few passes as they can (the early passes under 50 ms, the
+    /// operator's limit from the second, [`early_passes::FEWEST_EARLY_DOWNTIME_MS`]): for a
+    /// QEMU that loses writes under TCG.
     fewest_migration_passes: bool,
     /// QEMU's virtio-net offers the guest UDP segmentation offload
     /// ([`crate::qemu::process::virtio_net_offers_uso`]).
@@ -312,9 +313,11 @@ impl Manager {
     }
 
     /// The same manager, whose migrations end in as few passes as they can (`fewest`): the
-    /// operator's downtime limit from QEMU's second pass instead of its third. For a QEMU that
-    /// loses a guest's writes during a migration under TCG (before 9.0): every further pass is
-    /// one more chance to lose one (a guest crashed on arrival in a lab test once).
+    /// early passes under 50 ms and the operator's downtime limit from the second pass
+    /// ([`early_passes::FEWEST_EARLY_DOWNTIME_MS`]). For a QEMU that loses a guest's writes
+    /// during a migration under TCG (before 9.0): whatever the guest writes after a
+    /// dirty-bitmap sync may be lost unless it stops there (a guest crashed on arrival in a lab
+    /// test once, and a guest's TCP connection stalled for good once).
     pub fn with_fewest_migration_passes(mut self, fewest: bool) -> Manager {
         self.fewest_migration_passes = fewest;
         self

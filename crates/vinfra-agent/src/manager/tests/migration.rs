@@ -1,6 +1,6 @@
 //! The manager's live migrations, as source and as destination, against the fake QEMU.
 
-use super::super::early_passes::{early_downtime, EarlyPasses, EARLY_DOWNTIME_MS};
+use super::super::early_passes::{EarlyPasses, EARLY_DOWNTIME_MS, FEWEST_EARLY_DOWNTIME_MS};
 use super::*;
 use crate::qemu::{MigrationParams, MigrationState};
 
@@ -63,17 +63,19 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
 
 #[test]
 fn the_first_two_passes_run_under_a_downtime_limit_of_a_few_milliseconds() {
-    assert_eq!(early_downtime(300), EARLY_DOWNTIME_MS);
-    // An operator's limit below it is kept, and nothing is raised after the early passes.
-    assert_eq!(early_downtime(5), 5);
-    assert_eq!(EarlyPasses::of(5, false), None);
     let early = EarlyPasses::of(300, false).unwrap();
+    assert_eq!(early.early_downtime_ms, EARLY_DOWNTIME_MS);
     assert_eq!(early.downtime_limit_ms, 300);
     assert!(!early.over(1) && !early.over(2));
     assert!(early.over(3) && early.over(7));
-    // With the fewest passes, the operator's limit from the second.
+    // An operator's limit at or below it is kept from the start: nothing to raise.
+    assert_eq!(EarlyPasses::of(EARLY_DOWNTIME_MS, false), None);
+    assert_eq!(EarlyPasses::of(5, false), None);
+    // With the fewest passes, one early pass under 50 ms.
     let fewest = EarlyPasses::of(300, true).unwrap();
+    assert_eq!(fewest.early_downtime_ms, FEWEST_EARLY_DOWNTIME_MS);
     assert!(!fewest.over(1) && fewest.over(2));
+    assert_eq!(EarlyPasses::of(FEWEST_EARLY_DOWNTIME_MS, true), None);
 }
 
 /// The downtime limits the fake QEMU of `id` was given during its migration.
@@ -141,7 +143,7 @@ async fn a_status_read_that_finds_the_third_pass_raises_the_limit_when_the_event
 
 #[tokio::test]
 async fn with_the_fewest_passes_the_operators_limit_takes_over_at_the_second_pass() {
-    // A QEMU that loses writes under TCG: every pass more is a chance to lose one.
+    // A QEMU that loses writes under TCG: the guest should stop at the second pass's sync.
     let Host { tmp, fake, m } = host().await;
     let h = Host {
         tmp,
@@ -149,6 +151,10 @@ async fn with_the_fewest_passes_the_operators_limit_takes_over_at_the_second_pas
         m: m.with_fewest_migration_passes(true),
     };
     let id = h.migrating("web").await;
+    assert!(h.fake.calls(id).iter().any(|c| matches!(
+        c,
+        Call::Migrate(_, p, _) if p.downtime_limit_ms == FEWEST_EARLY_DOWNTIME_MS
+    )));
     h.m.migration_status(id, Duration::ZERO).await.unwrap();
     assert!(raised(&h, id).is_empty(), "raised in the first pass");
     assert!(h.fake.begin_pass(id, 2, true));
