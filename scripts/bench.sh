@@ -87,7 +87,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     log=$LOGDIR/$bench.log
     case $bench in
     placement) grep -E "placements/s|faster" "$log" ;;
-    placement_api) grep -E "^  (set-up|created|latency|split|console CPU|CPU|steps|rule-aware|background|the placement library)" "$log" ;;
+    placement_api) grep -E "^  (set-up|created|one VM per request|count [0-9]+ per request|latency|split|console CPU|CPU|steps|rule-aware|background|the placement library)" "$log" ;;
     range) grep -E "^range " "$log" ;;
     api_list) grep -E "^  (API|floor|ratio|during)" "$log" ;;
     metrics_scrape) grep -E "^  (scrape|during)" "$log" ;;

@@ -117,6 +117,7 @@ fn vm_request() -> CreateVmRequest {
         },
         host: None,
         start: true,
+        count: None,
     }
 }
 

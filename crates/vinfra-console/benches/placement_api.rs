@@ -27,12 +27,19 @@
 //! `console-*` and `agents-*`; the store's committer, `store-commit`, counts as the console's),
 //! so the console's CPU time per placement is reported too.
 //!
+//! Then as many VMs again **with a count** (`--count K`, default 100, 0: none): `POST
+//! /api/v1/vms` with `"count": K` creates `many{b}-1` … `many{b}-K` in one request, one task
+//! followed to its end; every VM still placed under the rules (one in ten named in a must
+//! anti-affinity rule), written and created on its host. Its own `RESULT` line
+//! (`console-path-count{K}`), against the same target. `--count-only` skips the creates one
+//! per request (for profiles).
+//!
 //! With `--ha-every K` (K > 0) every K-th seeded VM and every K-th new VM has HA on, so every
 //! create is also checked by HA admission control (tolerate 1 host failure).
 //!
 //! `cargo bench -p vinfra-console --bench placement_api [-- --hosts N --vms N --rules N --creates N
-//! --concurrency N --connect-limit SECONDS --ha-every K]` (defaults: 10,000 / 100,000 / 8,000 / 2,000 / 8 /
-//! 600). No join starts after the connect limit, and creates start once every joined host is
+//! --concurrency N --connect-limit SECONDS --ha-every K --count K --count-only]` (defaults:
+//! 10,000 / 100,000 / 8,000 / 2,000 / 8 / 600, count 100). No join starts after the connect limit, and creates start once every joined host is
 //! connected or the limit passed: a console that cannot take all its hosts in that time is
 //! measured with those it took, and the result is a FAIL that says how many. Console and agents
 //! share this process, which needs two open files per host: it raises its limit as far as it
@@ -82,6 +89,9 @@ struct Args {
     creates: usize,
     concurrency: usize,
     connect_limit: Duration,
+    count: usize,
+    /// Only the creates with a count (`--count-only`, for profiles).
+    count_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -92,6 +102,8 @@ fn parse_args() -> Args {
         creates: 2_000,
         concurrency: 8,
         connect_limit: Duration::from_secs(600),
+        count: 100,
+        count_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,6 +113,7 @@ fn parse_args() -> Args {
             "--rules" => &mut a.rules,
             "--creates" => &mut a.creates,
             "--concurrency" => &mut a.concurrency,
+            "--count" => &mut a.count,
             "--ha-every" => {
                 let k = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
                 HA_EVERY.store(k, Ordering::Relaxed);
@@ -109,6 +122,10 @@ fn parse_args() -> Args {
             "--connect-limit" => {
                 let s = it.next().and_then(|v| v.parse().ok()).unwrap_or(600);
                 a.connect_limit = Duration::from_secs(s);
+                continue;
+            }
+            "--count-only" => {
+                a.count_only = true;
                 continue;
             }
             // cargo bench passes this to every benchmark binary.
@@ -140,6 +157,16 @@ fn seeded(i: usize) -> String {
 
 fn new_vm(k: usize) -> String {
     format!("new-{k:06}")
+}
+
+/// The `k`-th VM created with a count: VM `i` of request `many{b}` (`k = b * count + i - 1`).
+fn many_vm(k: usize, count: usize) -> String {
+    format!("{}-{}", many_base(k / count), k % count + 1)
+}
+
+/// The name given to the `b`-th create with a count.
+fn many_base(b: usize) -> String {
+    format!("many{b:05}")
 }
 
 /// Rules over the seeded VMs (VM i runs on host i % hosts), each satisfied by that placement,
@@ -198,6 +225,15 @@ fn rules(a: &Args) -> Vec<PlacementRule> {
             vec![new_vm(k), seeded((k * 7919) % a.vms)],
             vec![],
         ));
+        if a.count > 0 {
+            out.push(rule(
+                format!("many-rule-{k:06}"),
+                RuleStrength::Must,
+                RuleKind::AntiAffinity,
+                vec![many_vm(k, a.count), seeded((k * 7919 + 1) % a.vms)],
+                vec![],
+            ));
+        }
     }
     out
 }
@@ -213,6 +249,7 @@ fn request(name: &str) -> CreateVmRequest {
         spec,
         host: None,
         start: true,
+        count: None,
     }
 }
 
@@ -242,6 +279,7 @@ async fn ported_vm(api: &Api) -> String {
         spec,
         host: None,
         start: true,
+        count: None,
     };
     let (status, body) = create_one(api, &req).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
@@ -295,6 +333,68 @@ async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<D
                     status,
                     body,
                 });
+            }
+        }));
+    }
+    for c in clients {
+        ok(c.await, "client");
+    }
+    let wall = t.elapsed();
+    let done = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()));
+    (done, wall)
+}
+
+/// `creates` VMs created with `count` per request (`POST /api/v1/vms` with `count`, its task
+/// followed to its end) by `concurrency` clients; every VM as one [`Done`] with its request's
+/// times (201 when the task listed it), and the wall time.
+async fn create_many_all(
+    api: &Api,
+    creates: usize,
+    count: usize,
+    concurrency: usize,
+) -> (Vec<Done>, Duration) {
+    let requests = creates.div_ceil(count);
+    let queue = Arc::new(Mutex::new((0..requests).rev().collect::<Vec<_>>()));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let t = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (api, queue, done) = (api.clone(), queue.clone(), done.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(b) = next else { break };
+                let n = count.min(creates - b * count);
+                let base = many_base(b);
+                let mut req = request(&base);
+                req.spec.ha.enabled = is_ha(b * count);
+                req.count = Some(n as u32);
+                let start = Instant::now();
+                let (status, body) = create_one(&api, &req).await;
+                let end = Instant::now();
+                let listed: HashMap<String, ()> = if status == 201 {
+                    let c: vinfra_types::api::CreatedVms =
+                        ok(serde_json::from_slice(&body), "the created VMs");
+                    c.vms.into_iter().map(|v| (v.name, ())).collect()
+                } else {
+                    HashMap::new()
+                };
+                let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                for i in 1..=n {
+                    let name = format!("{base}-{i}");
+                    let created = listed.contains_key(&name);
+                    d.push(Done {
+                        status: if status == 201 && !created {
+                            500
+                        } else {
+                            status
+                        },
+                        body: if created { Vec::new() } else { body.clone() },
+                        name,
+                        start,
+                        end,
+                    });
+                }
             }
         }));
     }
@@ -454,62 +554,47 @@ fn main() {
     let idle_cpu =
         console_cpu_between(&idle_cpu0, &common::cpu_by_thread()) / idle_t.elapsed().as_secs_f64();
 
-    let names: Vec<String> = (0..a.creates).map(new_vm).collect();
-    let load0 = common::loadavg();
-    let cpu0 = common::cpu_by_thread();
-    let reports0 = fleet.counters.reports.load(Ordering::Relaxed);
-    let pushes0 = fleet.counters.switch_pushes.load(Ordering::Relaxed);
-    let (done, wall) = agents_rt.block_on(create_all(&api, names, a.concurrency));
-    let cpu1 = common::cpu_by_thread();
-    let reports = fleet.counters.reports.load(Ordering::Relaxed) - reports0;
-    let pushes = fleet.counters.switch_pushes.load(Ordering::Relaxed) - pushes0;
+    // One VM per request, then the same number with `count` per request.
+    let single = {
+        let n = if a.count_only { 0 } else { a.creates };
+        let names: Vec<String> = (0..n).map(new_vm).collect();
+        measure(&fleet, || {
+            agents_rt.block_on(create_all(&api, names, a.concurrency))
+        })
+    };
+    let many = (a.count > 0).then(|| {
+        measure(&fleet, || {
+            agents_rt.block_on(create_many_all(&api, a.creates, a.count, a.concurrency))
+        })
+    });
     let reconnects = fleet.counters.reconnects.load(Ordering::Relaxed);
-    let load1 = common::loadavg();
-
-    let created = done.iter().filter(|d| d.status == 201).count();
-    let failed: Vec<&Done> = done.iter().filter(|d| d.status != 201).collect();
-    let rate = created as f64 / wall.as_secs_f64();
-    let console_cpu = console_cpu_between(&cpu0, &cpu1);
-    let agents_cpu = common::cpu_between(&cpu0, &cpu1, "agents");
 
     // Rule-bound creates landed away from their partner.
-    let check = agents_rt.block_on(async {
-        let mut broken = 0;
-        for k in (0..a.creates).step_by(RULE_EVERY * 10) {
-            let (_, body) = api.get(&format!("/api/v1/vms/{}", new_vm(k))).await;
-            let (_, other) = api
-                .get(&format!("/api/v1/vms/{}", seeded((k * 7919) % a.vms)))
-                .await;
-            let h = |b: &[u8]| {
-                serde_json::from_slice::<serde_json::Value>(b).ok()?["host"]
-                    .as_str()
-                    .map(str::to_string)
-            };
-            if h(&body).is_none() || h(&body) == h(&other) {
-                broken += 1;
+    let check = |name: &dyn Fn(usize) -> String, partner: usize| {
+        agents_rt.block_on(async {
+            let mut broken = 0;
+            for k in (0..a.creates).step_by(RULE_EVERY * 10) {
+                let (_, body) = api.get(&format!("/api/v1/vms/{}", name(k))).await;
+                let (_, other) = api
+                    .get(&format!(
+                        "/api/v1/vms/{}",
+                        seeded((k * 7919 + partner) % a.vms)
+                    ))
+                    .await;
+                let h = |b: &[u8]| {
+                    serde_json::from_slice::<serde_json::Value>(b).ok()?["host"]
+                        .as_str()
+                        .map(str::to_string)
+                };
+                if h(&body).is_none() || h(&body) == h(&other) {
+                    broken += 1;
+                }
             }
-        }
-        broken
-    });
-
-    // Where each create's time went, from the agent's stamps.
-    let (mut before, mut agent, mut after) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut lat_rules, mut lat_free) = (Vec::new(), Vec::new());
-    for d in done.iter().filter(|d| d.status == 201) {
-        let k: usize = d.name[4..].parse().unwrap_or(1);
-        let lat = d.end - d.start;
-        if k.is_multiple_of(RULE_EVERY) {
-            lat_rules.push(lat);
-        } else {
-            lat_free.push(lat);
-        }
-        if let Some((recv, answered)) = fleet.creates.get(&d.name) {
-            before.push(recv.saturating_duration_since(d.start));
-            agent.push(answered.saturating_duration_since(recv));
-            after.push(d.end.saturating_duration_since(answered));
-        }
-    }
-    let all: Vec<Duration> = done.iter().map(|d| d.end - d.start).collect();
+            broken
+        })
+    };
+    let single_broken = check(&new_vm, 0);
+    let many_broken = many.as_ref().map(|_| check(&|k| many_vm(k, a.count), 1));
 
     // Each step alone, nothing in flight.
     let steps_free = common::create_steps(&bench, dir.path(), 9);
@@ -552,19 +637,21 @@ fn main() {
         )
     });
 
+    let stamps = fleet.creates.clone();
     drop(fleet);
     console_rt.block_on(async { ok(bench.running.shutdown().await, "shutdown") });
 
     println!(
         "Placement through POST /api/v1/vms: {} hosts (fake agents over mutual TLS, reports every {} s, heartbeats every {} s), \
-         {} VMs, {} rules; {} creates from {} clients (load average {load0} -> {load1})",
+         {} VMs, {} rules; {} creates from {} clients, then as many with count {} per request",
         a.hosts,
         common::REPORT_INTERVAL.as_secs(),
         common::HEARTBEAT.as_secs(),
         a.vms,
         rules.len(),
         a.creates,
-        a.concurrency
+        a.concurrency,
+        a.count
     );
     println!(
         "  set-up: {} of {} hosts joined in {:.1} s (joins stop after {} s), {connected} connected after {:.1} s; agent sessions reopened after the console closed them: {reconnects}; join attempts tried again: {join_retries}{}",
@@ -579,39 +666,37 @@ fn main() {
             format!(" (last: {join_error})")
         }
     );
-    println!(
-        "  created {created}/{} in {:.2} s: {rate:.0} placements/s; every {RULE_EVERY}th named in a must rule \
-         (of those sampled, {check} failed or broke it)",
+    let single_pass = print_measured(
+        "one VM per request",
+        &single,
         a.creates,
-        wall.as_secs_f64()
+        single_broken,
+        &stamps,
+        &|name| {
+            name[4..]
+                .parse::<usize>()
+                .is_ok_and(|k| k.is_multiple_of(RULE_EVERY))
+        },
+        idle_cpu,
     );
-    for f in failed.iter().take(3) {
-        println!(
-            "  failed: {} {} {}",
-            f.name,
-            f.status,
-            String::from_utf8_lossy(&f.body)
-        );
-    }
-    println!("  latency, all creates:        {}", p50_p99(all));
-    println!("  latency, named in no rule:   {}", p50_p99(lat_free));
-    println!("  latency, named in a rule:    {}", p50_p99(lat_rules));
-    println!(
-        "  split by the agent's stamps: console before CreateVm {}; agent round trip {}; console after the answer {}",
-        p50_p99(before),
-        p50_p99(agent),
-        p50_p99(after)
-    );
-    println!(
-        "  console CPU with no request in flight (reports, resyncs): {idle_cpu:.2} s per s; \
-         during the creates {:.2} s per s",
-        console_cpu / wall.as_secs_f64()
-    );
-    println!(
-        "  CPU during the creates: console {console_cpu:.2} s ({:.2} ms per placement), agents + clients {agents_cpu:.2} s; {reports} agent reports; {pushes} switch configurations pushed ({:.1} per create)",
-        console_cpu * 1000.0 / created.max(1) as f64,
-        pushes as f64 / created.max(1) as f64
-    );
+    let many_pass = many.as_ref().map(|m| {
+        print_measured(
+            &format!("count {} per request", a.count),
+            m,
+            a.creates,
+            many_broken.unwrap_or(0),
+            &stamps,
+            &|name| {
+                let k = name
+                    .strip_prefix("many")
+                    .and_then(|r| r.split_once('-'))
+                    .and_then(|(b, i)| Some((b.parse::<usize>().ok()?, i.parse::<usize>().ok()?)))
+                    .map(|(b, i)| b * a.count + i - 1);
+                k.is_some_and(|k| k.is_multiple_of(RULE_EVERY))
+            },
+            idle_cpu,
+        )
+    });
     println!(
         "  steps alone (median, nothing in flight): cleanup markers {:.3} ms, one store write \
          (fsync) {:.2} ms, an authenticated GET over HTTPS {:.2} ms",
@@ -637,16 +722,142 @@ fn main() {
     );
     println!(
         "  floor: the same {} clients' authenticated GET /api/v1/settings (HTTPS, no store, no \
-         agent): {floor:.0}/s; creates / floor = {:.2}",
+         agent): {floor:.0}/s; creates one per request / floor = {:.2}",
         a.concurrency,
-        rate / floor
+        single.rate() / floor
     );
-    println!(
-        "RESULT placement console-path {rate:.0}/s target >= {TARGET_PER_S:.0}/s: {}",
-        if rate >= TARGET_PER_S && failed.is_empty() && connected == a.hosts {
+    let connected_all = connected == a.hosts;
+    let verdict = |pass: bool| {
+        if pass && connected_all {
             "PASS"
         } else {
             "FAIL"
         }
+    };
+    println!(
+        "RESULT placement console-path {:.0}/s target >= {TARGET_PER_S:.0}/s: {}",
+        single.rate(),
+        verdict(single_pass)
     );
+    if let (Some(m), Some(pass)) = (&many, many_pass) {
+        println!(
+            "RESULT placement console-path-count{} {:.0}/s target >= {TARGET_PER_S:.0}/s: {}",
+            a.count,
+            m.rate(),
+            verdict(pass)
+        );
+    }
+}
+
+/// One set of creates as measured.
+struct Measured {
+    done: Vec<Done>,
+    wall: Duration,
+    /// The console's CPU seconds over them, and the agents' and clients'.
+    console_cpu: f64,
+    agents_cpu: f64,
+    reports: u64,
+    pushes: u64,
+    load: (String, String),
+}
+
+impl Measured {
+    fn created(&self) -> usize {
+        self.done.iter().filter(|d| d.status == 201).count()
+    }
+
+    fn rate(&self) -> f64 {
+        self.created() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// Runs `creates` and measures them.
+fn measure(fleet: &Fleet, creates: impl FnOnce() -> (Vec<Done>, Duration)) -> Measured {
+    let load0 = common::loadavg();
+    let cpu0 = common::cpu_by_thread();
+    let reports0 = fleet.counters.reports.load(Ordering::Relaxed);
+    let pushes0 = fleet.counters.switch_pushes.load(Ordering::Relaxed);
+    let (done, wall) = creates();
+    let cpu1 = common::cpu_by_thread();
+    Measured {
+        done,
+        wall,
+        console_cpu: console_cpu_between(&cpu0, &cpu1),
+        agents_cpu: common::cpu_between(&cpu0, &cpu1, "agents"),
+        reports: fleet.counters.reports.load(Ordering::Relaxed) - reports0,
+        pushes: fleet.counters.switch_pushes.load(Ordering::Relaxed) - pushes0,
+        load: (load0, common::loadavg()),
+    }
+}
+
+/// Prints one set of creates (`label`); whether it met the target with every create done.
+fn print_measured(
+    label: &str,
+    m: &Measured,
+    creates: usize,
+    broken: usize,
+    stamps: &common::CreateTimes,
+    ruled: &dyn Fn(&str) -> bool,
+    idle_cpu: f64,
+) -> bool {
+    let created = m.created();
+    let rate = m.rate();
+    let failed: Vec<&Done> = m.done.iter().filter(|d| d.status != 201).collect();
+    // Where each create's time went, from the agent's stamps.
+    let (mut before, mut agent, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lat_rules, mut lat_free) = (Vec::new(), Vec::new());
+    for d in m.done.iter().filter(|d| d.status == 201) {
+        let lat = d.end - d.start;
+        if ruled(&d.name) {
+            lat_rules.push(lat);
+        } else {
+            lat_free.push(lat);
+        }
+        if let Some((recv, answered)) = stamps.get(&d.name) {
+            before.push(recv.saturating_duration_since(d.start));
+            agent.push(answered.saturating_duration_since(recv));
+            after.push(d.end.saturating_duration_since(answered));
+        }
+    }
+    let all: Vec<Duration> = m.done.iter().map(|d| d.end - d.start).collect();
+    println!(
+        "  {label}: created {created}/{creates} in {:.2} s: {rate:.0} placements/s (load average \
+         {} -> {}); every {RULE_EVERY}th named in a must rule (of those sampled, {broken} failed \
+         or broke it)",
+        m.wall.as_secs_f64(),
+        m.load.0,
+        m.load.1
+    );
+    for f in failed.iter().take(3) {
+        println!(
+            "  failed: {} {} {}",
+            f.name,
+            f.status,
+            String::from_utf8_lossy(&f.body)
+        );
+    }
+    println!("  latency (of its request), all creates: {}", p50_p99(all));
+    println!("  latency, named in no rule:   {}", p50_p99(lat_free));
+    println!("  latency, named in a rule:    {}", p50_p99(lat_rules));
+    println!(
+        "  split by the agent's stamps: console before CreateVm {}; agent round trip {}; console after the answer {}",
+        p50_p99(before),
+        p50_p99(agent),
+        p50_p99(after)
+    );
+    println!(
+        "  console CPU with no request in flight (reports, resyncs): {idle_cpu:.2} s per s; \
+         during the creates {:.2} s per s",
+        m.console_cpu / m.wall.as_secs_f64()
+    );
+    println!(
+        "  CPU during the creates: console {:.2} s ({:.3} ms per placement), agents + clients {:.2} s; {} agent reports; {} switch configurations pushed ({:.1} per create)",
+        m.console_cpu,
+        m.console_cpu * 1000.0 / created.max(1) as f64,
+        m.agents_cpu,
+        m.reports,
+        m.pushes,
+        m.pushes as f64 / created.max(1) as f64
+    );
+    rate >= TARGET_PER_S && failed.is_empty()
 }

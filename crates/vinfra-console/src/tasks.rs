@@ -332,6 +332,9 @@ async fn follow(
         what: what.to_string(),
     };
     let vm = task.target.as_str();
+    if task.kind == TaskKind::VmCreateMany {
+        return follow_many(console, task, deadline).await;
+    }
     loop {
         let rec = console.vm(vm).ok().map(|v| v.value);
         let observed = rec
@@ -347,15 +350,12 @@ async fn follow(
                 let Some(r) = &rec else {
                     return Err(restarted("the VM is gone"));
                 };
-                // A VM created without a start is done once its host has it.
-                let done = match r.desired {
-                    DesiredPower::Running => observed == Some(PowerState::Running),
-                    _ => console.agents().host_knows(&r.host, r.id),
-                };
-                if done {
+                if created(console, r, observed) {
                     return Ok(summary());
                 }
             }
+            // Followed by `follow_many`.
+            TaskKind::VmCreateMany => {}
             TaskKind::VmReboot => {
                 return Err(restarted("whether the VM was reset is not known"));
             }
@@ -422,6 +422,67 @@ async fn follow(
                 "it had not ended {} s after the console started again",
                 bound.as_secs()
             )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether VM `r` (its host reporting it `observed`) is as its create left it: running, or
+/// for a VM created without a start, known to its host.
+fn created(
+    console: &Console,
+    r: &crate::state::records::VmRecord,
+    observed: Option<PowerState>,
+) -> bool {
+    match r.desired {
+        DesiredPower::Running => observed == Some(PowerState::Running),
+        _ => console.agents().host_knows(&r.host, r.id),
+    }
+}
+
+/// What a restarted console concludes about an unended create of many VMs (`{target}-1`,
+/// `{target}-2`, … while they exist: the count is not kept): succeeded with them once every
+/// one is created on its host; failed when none exists, or at `deadline` naming those not
+/// created.
+async fn follow_many(
+    console: &Console,
+    task: &Task,
+    deadline: Instant,
+) -> Result<Option<serde_json::Value>, Error> {
+    loop {
+        let mut vms = Vec::new();
+        let mut waiting = Vec::new();
+        for i in 1.. {
+            let name = format!("{}-{i}", task.target);
+            let Ok(rec) = console.vm(&name).map(|v| v.value) else {
+                break;
+            };
+            let observed = console.agents().observed_state(&rec.host, rec.id);
+            if created(console, &rec, observed) {
+                if let Ok(s) = crate::vms::views::show(console, &name) {
+                    vms.push(s);
+                }
+            } else {
+                waiting.push(name);
+            }
+        }
+        if vms.is_empty() && waiting.is_empty() {
+            return Err(Error::TaskInterrupted {
+                task: task.id,
+                what: "none of its VMs exists".to_string(),
+            });
+        }
+        if waiting.is_empty() {
+            return Ok(serde_json::to_value(vinfra_types::api::CreatedVms { vms }).ok());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::TaskInterrupted {
+                task: task.id,
+                what: format!(
+                    "VMs {} had not been created when the console started again",
+                    waiting.join(", ")
+                ),
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -33,6 +33,7 @@ impl Lab {
             },
             host: host.map(str::to_string),
             start: true,
+            count: None,
         }
     }
 

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::kv::{
@@ -52,15 +52,21 @@ use write_txn::WriteTxn;
 /// How long a call waits for a database lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The tables. `kv` and `events` hold records of about 1 KiB and more (a VM's), so they are
+/// rowid tables with their keys in an index of their own: a key's lookup or insert compares
+/// keys in that index's small entries. (They were `WITHOUT ROWID` tables before, where the
+/// records sat in the key's b-tree: SQLite advises against that for rows over a twentieth of a
+/// page, and every comparison with a record that overflowed its page read the whole record;
+/// [`migrate_rowid_tables`] moves such a database over when it opens.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
-    key TEXT PRIMARY KEY NOT NULL,
+    key TEXT NOT NULL UNIQUE,
     value BLOB NOT NULL,
     create_revision INTEGER NOT NULL,
     mod_revision INTEGER NOT NULL,
     version INTEGER NOT NULL,
     lease INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS kv_lease ON kv(lease) WHERE lease <> 0;
 CREATE TABLE IF NOT EXISTS events (
     revision INTEGER NOT NULL,
@@ -72,7 +78,7 @@ CREATE TABLE IF NOT EXISTS events (
     version INTEGER NOT NULL,
     lease INTEGER NOT NULL,
     PRIMARY KEY (revision, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS leases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ttl_s INTEGER NOT NULL,
@@ -85,6 +91,71 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0);
 ";
+
+/// Moves `kv` and `events` of a database made before they were rowid tables (see [`SCHEMA`])
+/// into rowid tables, their rows as they were, in one transaction; nothing to do otherwise.
+fn migrate_rowid_tables(conn: &Connection) -> Result<(), StoreError> {
+    let without_rowid = |table: &str| -> Result<bool, StoreError> {
+        let sql: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(sql.is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID")))
+    };
+    let kv = without_rowid("kv")?;
+    let events = without_rowid("events")?;
+    if !kv && !events {
+        return Ok(());
+    }
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    if kv {
+        sql.push_str(
+            "DROP INDEX IF EXISTS kv_lease;
+             ALTER TABLE kv RENAME TO kv_without_rowid;
+             CREATE TABLE kv (
+                 key TEXT NOT NULL UNIQUE,
+                 value BLOB NOT NULL,
+                 create_revision INTEGER NOT NULL,
+                 mod_revision INTEGER NOT NULL,
+                 version INTEGER NOT NULL,
+                 lease INTEGER NOT NULL DEFAULT 0
+             );
+             INSERT INTO kv(key, value, create_revision, mod_revision, version, lease)
+                 SELECT key, value, create_revision, mod_revision, version, lease
+                 FROM kv_without_rowid ORDER BY key;
+             DROP TABLE kv_without_rowid;",
+        );
+    }
+    if events {
+        sql.push_str(
+            "ALTER TABLE events RENAME TO events_without_rowid;
+             CREATE TABLE events (
+                 revision INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 key TEXT NOT NULL,
+                 kind INTEGER NOT NULL,
+                 value BLOB,
+                 create_revision INTEGER NOT NULL,
+                 version INTEGER NOT NULL,
+                 lease INTEGER NOT NULL,
+                 PRIMARY KEY (revision, seq)
+             );
+             INSERT INTO events(revision, seq, key, kind, value, create_revision, version, lease)
+                 SELECT revision, seq, key, kind, value, create_revision, version, lease
+                 FROM events_without_rowid ORDER BY revision, seq;
+             DROP TABLE events_without_rowid;",
+        );
+    }
+    sql.push_str("COMMIT;");
+    if let Err(e) = conn.execute_batch(&sql) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
+}
 
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -179,6 +250,7 @@ impl SqliteStore {
             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;
              PRAGMA mmap_size=268435456;",
         )?;
+        migrate_rowid_tables(&conn)?;
         conn.execute_batch(SCHEMA)?;
         // The schema's write made the WAL file; it lives as long as this connection.
         let wal = match path {

@@ -43,10 +43,40 @@ pub struct CreateVmRequest {
     /// Start the VM right away (default true).
     #[serde(default = "yes")]
     pub start: bool,
+    /// Create this many VMs alike (1..=1000) instead of one, named `{name}-1` …
+    /// `{name}-{count}` (each name a valid VM name): each placed after those before it (seeing
+    /// them), the records written, then every VM created on its host at once; one task for all,
+    /// whose result is `CreatedVms`. When one cannot be placed none is kept. NICs take their
+    /// addresses and MACs from the pool: a fixed `ip` or `mac` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub count: Option<u32>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// The largest `count` of one [`CreateVmRequest`].
+pub const CREATE_COUNT_MAX: u32 = 1000;
+
+impl CreateVmRequest {
+    /// The names of the VMs this request creates: `name`, or with `count` N `name-1` …
+    /// `name-N`.
+    pub fn names(&self) -> Vec<String> {
+        match self.count {
+            None => vec![self.spec.name.clone()],
+            Some(n) => (1..=n).map(|i| format!("{}-{i}", self.spec.name)).collect(),
+        }
+    }
+}
+
+/// The result of a create with `count` (`POST /api/v1/vms`): the VMs, in the order of their
+/// names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedVms {
+    /// Each VM as its host left it.
+    pub vms: Vec<crate::VmSummary>,
 }
 
 /// `POST /api/v1/vms/{name}/stop`.

@@ -22,6 +22,9 @@ pub const TASK_WAIT_MAX_S: u64 = 60;
 pub enum TaskKind {
     /// `POST /api/v1/vms`: a VM created (and started unless asked otherwise).
     VmCreate,
+    /// `POST /api/v1/vms` with `count`: VMs `{target}-1` … `{target}-{count}` created (and
+    /// started unless asked otherwise); its result: [`crate::api::CreatedVms`].
+    VmCreateMany,
     /// `POST /api/v1/vms/{name}/start`.
     VmStart,
     /// `POST /api/v1/vms/{name}/stop`.
@@ -46,6 +49,7 @@ impl TaskKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::VmCreate => "vm_create",
+            TaskKind::VmCreateMany => "vm_create_many",
             TaskKind::VmStart => "vm_start",
             TaskKind::VmStop => "vm_stop",
             TaskKind::VmReboot => "vm_reboot",
@@ -58,8 +62,9 @@ impl TaskKind {
     }
 
     /// Every kind, for the CLI's and the query's parsers.
-    pub const ALL: [TaskKind; 9] = [
+    pub const ALL: [TaskKind; 10] = [
         TaskKind::VmCreate,
+        TaskKind::VmCreateMany,
         TaskKind::VmStart,
         TaskKind::VmStop,
         TaskKind::VmReboot,

@@ -40,6 +40,9 @@ pub enum RestCommandError {
     /// A `set` command got nothing to change; the options it takes.
     #[error("nothing to change: give {0}")]
     NothingToChange(&'static str),
+    /// `vm create --count` with a NIC whose address or MAC is fixed.
+    #[error("--nic {0}: ip= and mac= cannot go with --count (the VMs would share them)")]
+    FixedNicWithCount(usize),
     /// `vm create` was not told how the VM boots.
     #[error(
         "say how the VM boots: --kernel FILE [--initrd FILE] [--cmdline S], or --boot-disk with --disk"
@@ -139,6 +142,7 @@ impl RestCommandError {
             | RestCommandError::NothingToChange(_)
             | RestCommandError::NotConfirmed(_)
             | RestCommandError::NoBoot
+            | RestCommandError::FixedNicWithCount(_)
             | RestCommandError::EmptyList { .. }
             | RestCommandError::SgRule(_)
             | RestCommandError::Router(_)

@@ -154,8 +154,10 @@ fn bad_cli_input_against_a_lab_creates_nothing() {
             ],
             "memory must be between",
         ),
-        // An existing name is refused by the console (409).
+        // An existing name is refused by the console (409); with --count too, and then
+        // cli-2 is not created either.
         (create("cli-1", &[]), "cli-1"),
+        (create("cli", &["--count", "2"]), "cli-1"),
         (vec!["vm", "migrate", "cli-1", "--to", "h9"], "h9"),
         (vec!["vm", "migrate", "cli-1", "--to", "h1"], "h1"),
         (vec!["vm", "migrate", "cli-1", "--to", "H2"], "H2"),
@@ -311,6 +313,40 @@ fn networks_and_nics(env: &[(&str, &str)]) {
     );
     assert_eq!(row(&ok(&["net", "list"], env), "ovl-a")[7], "1", "ports");
 
+    // Three VMs alike with --count, stopped: cli-many-1 … 3, each with its own address and
+    // MAC from the pool; then deleted again.
+    let out = ok(
+        &create_args(
+            "cli-many",
+            &["--count", "3", "--no-start", "--nic", "ovl-a"],
+        ),
+        env,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"3 VMs created (stopped)"), "{out}");
+    for (i, line) in lines[1..].iter().enumerate() {
+        assert!(
+            line.trim_start()
+                .starts_with(&format!("cli-many-{} on h", i + 1)),
+            "{out}"
+        );
+    }
+    assert_eq!(lines.len(), 4, "{out}");
+    let show = ok(&["net", "show", "ovl-a"], env);
+    assert_eq!(field(&show, "Ports"), Some("4"), "{show}");
+    let mut ports: Vec<(String, String)> = (1..=3)
+        .map(|i| {
+            let r = row(&show, &format!("cli-many-{i}"));
+            (r[3].to_string(), r[4].to_string())
+        })
+        .collect();
+    ports.sort();
+    ports.dedup_by(|a, b| a.0 == b.0 || a.1 == b.1);
+    assert_eq!(ports.len(), 3, "a MAC or address twice: {show}");
+    for i in 1..=3 {
+        ok(&["vm", "delete", &format!("cli-many-{i}")], env);
+    }
+
     let snapshot = networks_snapshot(env, &nets);
     let vms_before = cli_vm_names(env);
     assert_eq!(vms_before, ["cli-1", "cli-nic"]);
@@ -386,6 +422,15 @@ fn networks_and_nics(env: &[(&str, &str)]) {
             "network 'ovl-a' is in use by VM cli-nic",
         ),
         (nic_vm("nic-unknown", "no-such-net"), "no-such-net"),
+        (
+            create_args(
+                "many-fixed",
+                &["--count", "2", "--no-start", "--nic", "ovl-a,ip=10.81.0.30"],
+            ),
+            "ip= and mac= cannot go with --count",
+        ),
+        (create_args("many-zero", &["--count", "0"]), "0"),
+        (create_args("many-big", &["--count", "1001"]), "1001"),
         (
             nic_vm("nic-outside", "ovl-a,ip=10.99.0.5"),
             "outside the subnet",

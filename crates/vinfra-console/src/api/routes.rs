@@ -116,6 +116,11 @@ fn render(reply: Reply) -> Response {
         Reply::Vms(v) => Json(v).into_response(),
         Reply::Vm(v) => Json(v).into_response(),
         Reply::VmCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Reply::VmsCreated(vms) => (
+            StatusCode::CREATED,
+            Json(vinfra_types::api::CreatedVms { vms }),
+        )
+            .into_response(),
         Reply::Migration(v) => Json(v).into_response(),
         Reply::MigrationStarted(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Reply::Console(v) => Json(v).into_response(),

@@ -44,9 +44,10 @@ pub struct ConsoleQuery {
     pub from: Option<u64>,
 }
 
-/// Places and creates a VM (and starts it unless `start` is false).
+/// Places and creates a VM (and starts it unless `start` is false); with `count`, that many
+/// VMs alike (`{name}-1` …), all placed or none, in one task.
 #[utoipa::path(post, path = "/api/v1/vms", tag = "vms", request_body = CreateVmRequest,
-    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 404, body = Problem),
+    responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM (with `count`: `CreatedVms`)", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 404, body = Problem),
         (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn create_vm<A: ConsoleApi>(
     c: Caller<A>,

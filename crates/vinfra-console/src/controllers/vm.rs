@@ -418,8 +418,10 @@ impl Controller for VmController {
         let seen: HashMap<Uuid, PowerState> = report.vms.iter().map(|v| (v.id, v.state)).collect();
         // The VMs placed here, and the records of the VMs reported here but placed elsewhere
         // (read now, as before any command below).
-        let records = console.vms_on(host);
-        let here: HashSet<Uuid> = records.iter().map(|r| r.id).collect();
+        // What is checked of each VM placed here, without copying its record: the record is
+        // read only for a VM that needs a command (most need none).
+        let briefs = console.vm_briefs_on(host);
+        let here: HashSet<Uuid> = briefs.iter().map(|b| b.id).collect();
         let elsewhere: HashMap<Uuid, VmRecord> = report
             .vms
             .iter()
@@ -434,22 +436,46 @@ impl Controller for VmController {
             .collect();
         let ha_seen: HashMap<Uuid, bool> = report.vms.iter().map(|v| (v.id, v.ha)).collect();
         let mut known: HashSet<Uuid> = HashSet::new();
-        for rec in records.iter() {
-            known.insert(rec.id);
-            let name = rec.spec.name.as_str();
-            if rec.host != host || migrating.contains(name) {
+        for brief in &briefs {
+            known.insert(brief.id);
+            let name = brief.name.as_str();
+            if migrating.contains(name) {
                 continue;
             }
-            if ha_seen
-                .get(&rec.id)
-                .is_some_and(|&ha| ha != rec.spec.ha.enabled)
-            {
-                self.pass_ha(host, rec).await;
+            let record = || {
+                console
+                    .vm(name)
+                    .ok()
+                    .map(|v| v.value)
+                    .filter(|r| r.id == brief.id && r.host == host)
+            };
+            if ha_seen.get(&brief.id).is_some_and(|&ha| ha != brief.ha) {
+                if let Some(rec) = record() {
+                    self.pass_ha(host, &rec).await;
+                }
             }
             if console.inflight().recently_busy(name, SETTLE) {
                 continue;
             }
-            let state = seen.get(&rec.id).copied();
+            let state = seen.get(&brief.id).copied();
+            let acts = matches!(
+                (brief.desired, state),
+                (
+                    DesiredPower::Running,
+                    None | Some(PowerState::Stopped | PowerState::Crashed)
+                ) | (DesiredPower::Stopped, Some(PowerState::Running))
+            );
+            let rec = match acts.then(record).flatten() {
+                Some(rec) => rec,
+                None => {
+                    self.forget_note(host, brief.id, "crashed");
+                    if state == Some(PowerState::Running) {
+                        lock(&self.crashes)
+                            .retain(|id, (_, at)| *id != brief.id || at.elapsed() < CRASH_RESET);
+                    }
+                    continue;
+                }
+            };
             let command = match (rec.desired, state) {
                 (DesiredPower::Running, None) => Some((
                     "defined and started",

@@ -44,6 +44,7 @@ impl Error {
             | Error::NicSubnetAddress { .. }
             | Error::NicGateway { .. }
             | Error::NicMac { .. }
+            | Error::FixedNicInMany { .. }
             | Error::Ha(_)
             | Error::SecurityGroup(_) => K::InvalidRequest,
             Error::NotFound { .. }
@@ -93,6 +94,10 @@ impl Error {
             | Error::StartAfterCycle { .. } => K::InvalidStartAfter,
             Error::FenceFailed { .. } | Error::FenceNotRun { .. } => K::FenceFailed,
             Error::Fit(e) => fit_kind(e),
+            Error::OneOfMany { source, .. } => source.kind(),
+            Error::VmsNotCreated { failed, .. } => {
+                failed.first().map_or(K::Internal, |(_, e)| e.kind())
+            }
             Error::HaReserve(_) => K::HaReserve,
             Error::Rules(e) => match e {
                 RuleError::EmptyRule { .. } | RuleError::UnknownHost { .. } => K::InvalidRule,

@@ -30,7 +30,7 @@ mod words;
 pub use join::{FenceCommandError, JoinError, RecordError};
 pub use kind::{fit_kind, ErrorKind, Object};
 pub use routers::RouterRefusal;
-use words::{fence_tail, sg_users, state_word, vm_list};
+use words::{fence_tail, not_created, sg_users, state_word, vm_list};
 
 /// Why a console operation failed. Each variant is of one [`ErrorKind`] (see [`Error::kind`]).
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +192,17 @@ pub enum Error {
         group: String,
     },
 
+    /// A create of many VMs (`count`) with a NIC whose address or MAC is fixed: the VMs
+    /// would share it.
+    #[error(
+        "nic {nic} has a fixed ip or mac, which VMs created with a count would share; leave \
+         them out (the pool gives each VM its own)"
+    )]
+    FixedNicInMany {
+        /// The NIC's index.
+        nic: usize,
+    },
+
     // ----- conflict (409) -----
     /// The name is taken.
     #[error("a {kind} named '{name}' already exists")]
@@ -211,6 +222,27 @@ pub enum Error {
         vm: String,
         /// The host that may still have it.
         host: String,
+    },
+    /// One VM of a create with `count` was refused (placement, checks, its write): none of
+    /// them was created. Its problem kind is that of the refusal.
+    #[error("VM '{vm}', one of the {count} asked for, was refused, so none was created")]
+    OneOfMany {
+        /// The VM refused.
+        vm: String,
+        /// How many were asked for.
+        count: u32,
+        /// Why it was refused.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Some VMs of a create with `count` were not created by their hosts (each went again, as
+    /// a VM created alone does); the others were. Its problem kind is the first failure's.
+    #[error("{}", not_created(*.count, .failed))]
+    VmsNotCreated {
+        /// How many were asked for.
+        count: u32,
+        /// Each VM not created, and why.
+        failed: Vec<(String, Error)>,
     },
     /// Revoking the token would leave no active admin token.
     #[error(

@@ -57,3 +57,29 @@ pub(super) fn sg_users(nics: &[String], more: &usize, groups: &[String]) -> Stri
     }
     parts.join(" and ")
 }
+
+/// `2 of 100 VMs were not created: web-3 (why); web-9 (why); the other 98 were` (the first
+/// ten named, then how many more).
+pub(super) fn not_created<E: std::error::Error>(count: u32, failed: &[(String, E)]) -> String {
+    const NAMED: usize = 10;
+    let mut s = format!(
+        "{} of {count} VMs {} not created: ",
+        failed.len(),
+        if failed.len() == 1 { "was" } else { "were" }
+    );
+    let named: Vec<String> = failed
+        .iter()
+        .take(NAMED)
+        .map(|(vm, e)| format!("{vm} ({})", vinfra_types::error::Chain(e)))
+        .collect();
+    s.push_str(&named.join("; "));
+    if failed.len() > NAMED {
+        s.push_str(&format!(" and {} more", failed.len() - NAMED));
+    }
+    let created = (count as usize).saturating_sub(failed.len());
+    s.push_str(&format!(
+        "; the other {created} {}",
+        if created == 1 { "was" } else { "were" }
+    ));
+    s
+}

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use vinfra_types::api::UpdateHostRequest;
+use vinfra_types::api::{CreatedVms, UpdateHostRequest};
 use vinfra_types::auth::Actor;
 use vinfra_types::task::TaskKind;
 
@@ -26,6 +26,9 @@ pub(super) fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
     const DEFAULT: u64 = crate::state::tasks::FOLLOW_AFTER_RESTART.as_secs();
     const MIGRATION: u64 = tasks::MIGRATION_FOLLOW_S;
     Some(match command {
+        Command::CreateVm { request } if request.count.is_some() => {
+            (TaskKind::VmCreateMany, request.spec.name.clone(), DEFAULT)
+        }
         Command::CreateVm { request } => (TaskKind::VmCreate, request.spec.name.clone(), DEFAULT),
         Command::StartVm { name } => (TaskKind::VmStart, name.clone(), DEFAULT),
         Command::StopVm { name, request } => (
@@ -56,6 +59,7 @@ pub(super) fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
 pub(super) fn result_of(reply: &Reply) -> Option<serde_json::Value> {
     match reply {
         Reply::Vm(v) | Reply::VmCreated(v) => serde_json::to_value(v).ok(),
+        Reply::VmsCreated(vms) => serde_json::to_value(CreatedVms { vms: vms.clone() }).ok(),
         Reply::Migration(p) | Reply::MigrationStarted(p) => serde_json::to_value(p).ok(),
         Reply::Fenced(f) => serde_json::to_value(f).ok(),
         Reply::Host(h) => serde_json::to_value(h).ok(),
@@ -104,6 +108,9 @@ pub(super) async fn dispatch(
             after.as_deref(),
             limit.unwrap_or(usize::MAX),
         )),
+        Command::CreateVm { request } if request.count.is_some() => {
+            Reply::VmsCreated(vms::create::create_many(c, request).await?)
+        }
         Command::CreateVm { request } => Reply::VmCreated(vms::create::create(c, request).await?),
         Command::ShowVm { name } => Reply::Vm(vms::views::show(c, &name)?),
         Command::UpdateVm { name, update } => Reply::Vm(vms::ha::update(c, &name, update).await?),

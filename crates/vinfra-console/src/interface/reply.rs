@@ -38,6 +38,8 @@ pub enum Reply {
     Vm(VmSummary),
     /// A VM was created (`CreateVm`).
     VmCreated(VmSummary),
+    /// VMs were created (`CreateVm` with a count).
+    VmsCreated(Vec<VmSummary>),
     /// A migration's progress (`ShowMigration`).
     Migration(MigrationProgress),
     /// A migration was accepted and runs in the background (`MigrateVm`,

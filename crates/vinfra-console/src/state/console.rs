@@ -312,7 +312,7 @@ impl Console {
         vms.by_host
             .get(host)
             .into_iter()
-            .flatten()
+            .flat_map(|on| on.keys())
             .filter_map(|name| f(&vms.by_name.get(name)?.value))
             .collect()
     }
@@ -352,11 +352,33 @@ impl Console {
             .collect()
     }
 
+    /// What the VM controller checks of each VM placed on `host` (in name order), without
+    /// copying records: its id, name, desired power state and HA flag.
+    pub fn vm_briefs_on(&self, host: &str) -> Vec<VmBrief> {
+        let vms = read(&self.vms);
+        vms.by_host
+            .get(host)
+            .into_iter()
+            .flatten()
+            .map(|(name, on)| VmBrief {
+                id: on.id,
+                name: name.clone(),
+                desired: on.desired,
+                ha: on.ha,
+            })
+            .collect()
+    }
+
     /// The id and HA flag of every VM placed on `host` that should run, without copying records.
     pub fn running_on(&self, host: &str) -> Vec<(uuid::Uuid, bool)> {
-        self.map_vms_on(host, |r| {
-            (r.desired == DesiredPower::Running).then_some((r.id, r.spec.ha.enabled))
-        })
+        let vms = read(&self.vms);
+        vms.by_host
+            .get(host)
+            .into_iter()
+            .flat_map(|on| on.values())
+            .filter(|on| on.desired == DesiredPower::Running)
+            .map(|on| (on.id, on.ha))
+            .collect()
     }
 
     /// The record of the VM with this id.
@@ -615,4 +637,17 @@ impl Console {
             .map(|(rest, m)| (format!("{prefix}{rest}"), m))
             .collect())
     }
+}
+
+/// What [`Console::vm_briefs_on`] gives of a VM record.
+#[derive(Debug, Clone)]
+pub struct VmBrief {
+    /// The VM's id.
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its desired power state.
+    pub desired: DesiredPower,
+    /// Whether its HA is on.
+    pub ha: bool,
 }

@@ -36,7 +36,7 @@ mod vm_mirror;
 mod writes;
 
 pub use console::{
-    Allocation, Console, ANSWER_WITHIN, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT,
+    Allocation, Console, VmBrief, ANSWER_WITHIN, CREATE_TIMEOUT, FENCE_TIMEOUT, SHORT_TIMEOUT,
     SOURCE_LOST_AFTER,
 };
 pub use inflight::{

@@ -10,7 +10,9 @@ use super::records::{Versioned, VmRecord};
 #[derive(Default)]
 pub(super) struct VmMirror {
     pub(super) by_name: BTreeMap<String, Versioned<VmRecord>>,
-    pub(super) by_host: HashMap<String, BTreeSet<String>>,
+    /// The VMs placed on each host, by name, with what the controllers check of each
+    /// ([`OnHost`]: read without the record).
+    pub(super) by_host: HashMap<String, BTreeMap<String, OnHost>>,
     /// The name and host of each VM by id: a reported VM is checked against its placement
     /// with one hash lookup (agents report every VM of theirs every few seconds).
     pub(super) by_id: foldhash::HashMap<uuid::Uuid, (String, String)>,
@@ -20,6 +22,17 @@ pub(super) struct VmMirror {
     pub(super) by_network: HashMap<String, BTreeSet<String>>,
     /// The VMs with a NIC in each security group.
     pub(super) by_group: HashMap<String, BTreeSet<String>>,
+}
+
+/// What the host index keeps of a VM placed there.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OnHost {
+    /// The VM's id.
+    pub(super) id: uuid::Uuid,
+    /// Its desired power state.
+    pub(super) desired: super::records::DesiredPower,
+    /// Whether its HA is on.
+    pub(super) ha: bool,
 }
 
 /// Adds `name` under `key` of an index of names.
@@ -50,10 +63,15 @@ impl VmMirror {
     /// Puts VM `name`'s record.
     pub(super) fn insert(&mut self, name: String, rec: Versioned<VmRecord>) {
         self.remove(&name);
+        let on = OnHost {
+            id: rec.value.id,
+            desired: rec.value.desired,
+            ha: rec.value.spec.ha.enabled,
+        };
         self.by_host
             .entry(rec.value.host.clone())
             .or_default()
-            .insert(name.clone());
+            .insert(name.clone(), on);
         self.by_id
             .insert(rec.value.id, (name.clone(), rec.value.host.clone()));
         if let Some(f) = &rec.value.failed_over {

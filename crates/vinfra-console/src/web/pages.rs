@@ -535,6 +535,7 @@ fn request_of(form: &CreateForm) -> Result<CreateVmRequest, String> {
         },
         host: text(&form.host),
         start: form.start.is_some(),
+        count: None,
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use vinfra_client::task_result;
+use vinfra_types::api::CreatedVms;
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::task::{Task, TaskFilter, TaskKind, TaskState};
 use vinfra_types::{MigrationPhase, MigrationProgress, VmSummary};
@@ -28,7 +29,7 @@ pub enum TaskCommand {
         /// Only the tasks in this state: queued, running, succeeded, failed or cancelled.
         #[arg(long, value_parser = parse_state)]
         state: Option<TaskState>,
-        /// Only the tasks of this kind: vm_create, vm_start, vm_stop, vm_reboot, vm_delete,
+        /// Only the tasks of this kind: vm_create, vm_create_many, vm_start, vm_stop, vm_reboot, vm_delete,
         /// vm_migrate, recommendation_apply, host_fence or host_evacuate.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<TaskKind>,
@@ -190,6 +191,11 @@ fn result_text(t: &Task) -> Option<String> {
                 )
             })
         }
+        TaskKind::VmCreateMany => task_result::<CreatedVms>(t).ok().map(|c| {
+            let hosts: std::collections::BTreeSet<&str> =
+                c.vms.iter().map(|v| v.host.as_str()).collect();
+            format!("{} VMs on {} hosts", c.vms.len(), hosts.len())
+        }),
         TaskKind::VmMigrate | TaskKind::RecommendationApply => {
             task_result::<MigrationProgress>(t).ok().map(|p| {
                 if p.phase == MigrationPhase::Completed {
@@ -381,7 +387,7 @@ mod tests {
             ),
             (
                 &["list", "--kind", "vm_pause"],
-                "expected one of vm_create, vm_start",
+                "expected one of vm_create, vm_create_many, vm_start",
             ),
             (
                 &["list", "--target", ""],

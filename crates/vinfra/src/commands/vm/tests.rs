@@ -14,6 +14,7 @@ fn args(f: impl FnOnce(&mut VmCreateArgs)) -> VmCreateArgs {
         boot_disk: false,
         disk: vec![],
         nic: vec![],
+        count: None,
         no_start: false,
         no_wait: false,
         ha: None,
@@ -51,6 +52,44 @@ fn create_requests() {
     }))
     .unwrap();
     assert_eq!(r.spec.boot, BootSource::Disk);
+}
+
+#[test]
+fn create_requests_with_a_count() {
+    let r = create_request(&args(|a| a.count = Some(3))).unwrap();
+    assert_eq!(r.count, Some(3));
+    assert_eq!(r.names(), ["web-1-1", "web-1-2", "web-1-3"]);
+    assert_eq!(create_request(&args(|_| {})).unwrap().names(), ["web-1"]);
+    // The longest name it gives must be a name.
+    let long = |a: &mut VmCreateArgs| {
+        a.name = "x".repeat(60);
+        a.count = Some(100);
+    };
+    assert!(matches!(
+        create_request(&args(long)),
+        Err(RestCommandError::Name { .. })
+    ));
+    assert!(create_request(&args(|a| {
+        a.name = "x".repeat(60);
+        a.count = Some(99);
+    }))
+    .is_ok());
+    // A fixed address or MAC would be shared: refused; a pool address is fine.
+    for nic in ["lan,ip=10.0.0.5", "lan,mac=02:00:00:00:00:01"] {
+        let nic = parse::nic(nic).unwrap();
+        let e = create_request(&args(|a| {
+            a.count = Some(2);
+            a.nic = vec![parse::nic("lan").unwrap(), nic];
+        }))
+        .unwrap_err();
+        assert!(matches!(e, RestCommandError::FixedNicWithCount(1)), "{e}");
+        assert!(e.is_usage());
+    }
+    assert!(create_request(&args(|a| {
+        a.count = Some(2);
+        a.nic = vec![parse::nic("lan").unwrap()];
+    }))
+    .is_ok());
 }
 
 #[test]
