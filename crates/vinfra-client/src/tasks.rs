@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use vinfra_types::api::{CreateVmRequest, MigrateVmRequest, StopVmRequest, UpdateHostRequest};
+use vinfra_types::api::{
+    CreateVmRequest, CreatedVms, MigrateVmRequest, StopVmRequest, UpdateHostRequest,
+};
 use vinfra_types::ha::FenceOutcome;
 use vinfra_types::task::{Task, TaskFilter, TaskState};
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
@@ -100,7 +102,13 @@ impl Client {
     }
 
     /// `POST /vms`, followed to its end: the VM created (and running unless `start` is false).
+    /// A request with `count` is [`Client::create_vms`]'s.
     pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
+        self.finish(self.create_vm_task(request)?)
+    }
+
+    /// `POST /vms` with `count`, followed to its end: the VMs created.
+    pub fn create_vms(&self, request: &CreateVmRequest) -> Result<CreatedVms, RestError> {
         self.finish(self.create_vm_task(request)?)
     }
 

@@ -29,6 +29,11 @@ use crate::state::{ActiveMigration, Console};
 /// task as it is (`running`).
 pub const ACCEPT_WAIT: Duration = Duration::from_secs(1);
 
+/// [`ACCEPT_WAIT`] for a create of many VMs: every one of them is placed and written before it
+/// is accepted (a refusal of one is the request's refusal), which may take longer than a
+/// second for a thousand on a busy console.
+pub const MANY_ACCEPT_WAIT: Duration = Duration::from_secs(60);
+
 /// How long a console that restarted follows a migration's task.
 pub const MIGRATION_FOLLOW_S: u64 = 600;
 
@@ -45,6 +50,11 @@ pub async fn run<F>(
 where
     F: Future<Output = Result<Option<serde_json::Value>, Error>> + Send + 'static,
 {
+    let accept_wait = if kind == TaskKind::VmCreateMany {
+        MANY_ACCEPT_WAIT
+    } else {
+        ACCEPT_WAIT
+    };
     let board = console.tasks().clone();
     let (handle, accepted) = board.begin(kind, target, actor.clone(), follow_s)?;
     let id = handle.id();
@@ -85,7 +95,7 @@ where
             None
         }
         r = &mut early_rx => r.ok(),
-        _ = tokio::time::sleep(ACCEPT_WAIT) => None,
+        _ = tokio::time::sleep(accept_wait) => None,
     };
     if dropped {
         early = early_rx.await.ok();
@@ -333,7 +343,7 @@ async fn follow(
     };
     let vm = task.target.as_str();
     if task.kind == TaskKind::VmCreateMany {
-        return follow_many(console, task, deadline).await;
+        return follow_many(console, task, record.count, deadline).await;
     }
     loop {
         let rec = console.vm(vm).ok().map(|v| v.value);
@@ -440,49 +450,58 @@ fn created(
     }
 }
 
-/// What a restarted console concludes about an unended create of many VMs (`{target}-1`,
-/// `{target}-2`, … while they exist: the count is not kept): succeeded with them once every
-/// one is created on its host; failed when none exists, or at `deadline` naming those not
+/// What a restarted console concludes about an unended create of many VMs
+/// (`{target}-1` … `{target}-{count}`; `count` unknown: while they exist): succeeded with
+/// them once every one is created on its host; failed, naming them, when some do not exist
+/// (refused, or never written) once the others are created, or at `deadline` with some not
 /// created.
 async fn follow_many(
     console: &Console,
     task: &Task,
+    count: Option<u32>,
     deadline: Instant,
 ) -> Result<Option<serde_json::Value>, Error> {
+    let interrupted = |what: String| Error::TaskInterrupted {
+        task: task.id,
+        what,
+    };
     loop {
         let mut vms = Vec::new();
         let mut waiting = Vec::new();
-        for i in 1.. {
+        let mut missing = Vec::new();
+        for i in 1..=count.unwrap_or(vinfra_types::api::CREATE_COUNT_MAX) {
             let name = format!("{}-{i}", task.target);
             let Ok(rec) = console.vm(&name).map(|v| v.value) else {
-                break;
+                if count.is_none() {
+                    break;
+                }
+                missing.push(name);
+                continue;
             };
             let observed = console.agents().observed_state(&rec.host, rec.id);
             if created(console, &rec, observed) {
-                if let Ok(s) = crate::vms::views::show(console, &name) {
-                    vms.push(s);
-                }
+                vms.push((&crate::vms::views::summary(console, &rec)).into());
             } else {
                 waiting.push(name);
             }
         }
         if vms.is_empty() && waiting.is_empty() {
-            return Err(Error::TaskInterrupted {
-                task: task.id,
-                what: "none of its VMs exists".to_string(),
-            });
+            return Err(interrupted("none of its VMs exists".to_string()));
         }
-        if waiting.is_empty() {
+        if waiting.is_empty() && missing.is_empty() {
             return Ok(serde_json::to_value(vinfra_types::api::CreatedVms { vms }).ok());
         }
+        if waiting.is_empty() {
+            return Err(interrupted(format!(
+                "VMs {} do not exist (the others were created)",
+                missing.join(", ")
+            )));
+        }
         if Instant::now() >= deadline {
-            return Err(Error::TaskInterrupted {
-                task: task.id,
-                what: format!(
-                    "VMs {} had not been created when the console started again",
-                    waiting.join(", ")
-                ),
-            });
+            return Err(interrupted(format!(
+                "VMs {} had not been created when the console started again",
+                waiting.join(", ")
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

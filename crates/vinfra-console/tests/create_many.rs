@@ -113,13 +113,27 @@ async fn a_count_that_does_not_fit_creates_none() {
         detail.contains("of the 40 asked for") && detail.contains("none was created"),
         "{detail}"
     );
-    // Nothing left: no VM, no task; the names and the capacity are free again.
+    // Nothing left: no VM, no task (nor its record, written with the first VM's), an event
+    // for each VM written and removed again; the names and the capacity are free again.
     assert!(vm_names(&c).await.is_empty());
     let tasks = c.call("GET", "/api/v1/tasks", None).await;
     assert!(
         tasks.body.as_array().unwrap().is_empty(),
         "{:?}",
         tasks.body
+    );
+    let (stored, _) = c
+        .running
+        .console
+        .store()
+        .range(vinfra_console::state::records::TASKS)
+        .unwrap();
+    assert!(stored.is_empty(), "task records: {stored:?}");
+    let events = c.call("GET", "/api/v1/events?vm=big-1", None).await;
+    assert!(
+        events.body.to_string().contains("not created: big-5"),
+        "{:?}",
+        events.body
     );
     let r = c
         .call(
@@ -172,12 +186,17 @@ async fn bad_counts_fixed_addresses_and_taken_names_are_refused_before_anything_
         .call("POST", "/api/v1/vms", Some(&pooled.to_string()))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let mut ips: Vec<&str> = r.body["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["spec"]["nics"][0]["ip"].as_str().unwrap())
-        .collect();
+    let mut ips = Vec::new();
+    for v in r.body["vms"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let shown = c.call("GET", &format!("/api/v1/vms/{name}"), None).await;
+        ips.push(
+            shown.body["spec"]["nics"][0]["ip"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
     ips.sort_unstable();
     ips.dedup();
     assert_eq!(ips.len(), 3, "{:?}", r.body);
@@ -271,5 +290,35 @@ async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["api-1", "api-2", "api-3"]);
+    assert_eq!(done["result"]["vms"][0]["host"], "a", "{done}");
+
+    // Again, and one of them is gone when the host comes back: the task names it.
+    a.state
+        .lock()
+        .unwrap()
+        .behaviour
+        .slow
+        .insert("CreateVm", std::time::Duration::from_secs(30));
+    let r = c
+        .call_raw(
+            "POST",
+            "/api/v1/vms",
+            Some(&many("gap", 3, GIB).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let tid = r.body["id"].as_u64().unwrap();
+    let token = c.token.clone();
+    a.disconnect();
+    c.shutdown().await;
+    let c = start_console(dir.path(), Some(token), false).await;
+    let r = c.call("DELETE", "/api/v1/vms/gap-2?force=true", None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    a.state.lock().unwrap().behaviour.slow.clear();
+    a.connect(c.running.agent_addr).await;
+    let done = c.wait_task(tid, None).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("VMs gap-2 do not exist"), "{detail}");
     c.shutdown().await;
 }

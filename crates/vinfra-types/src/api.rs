@@ -72,11 +72,32 @@ impl CreateVmRequest {
 }
 
 /// The result of a create with `count` (`POST /api/v1/vms`): the VMs, in the order of their
-/// names.
+/// names (each in full at `GET /api/v1/vms/{name}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedVms {
-    /// Each VM as its host left it.
-    pub vms: Vec<crate::VmSummary>,
+    /// Each VM.
+    pub vms: Vec<CreatedVm>,
+}
+
+/// One VM of [`CreatedVms`]: where it went and its state as its host answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedVm {
+    /// The VM's name.
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its power state as its host answered.
+    pub state: crate::PowerState,
+}
+
+impl From<&crate::VmSummary> for CreatedVm {
+    fn from(v: &crate::VmSummary) -> Self {
+        CreatedVm {
+            name: v.name.clone(),
+            host: v.host.clone(),
+            state: v.state,
+        }
+    }
 }
 
 /// `POST /api/v1/vms/{name}/stop`.

@@ -270,7 +270,7 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::VmSummary, vinfra_types::VmSpec, vinfra_types::BootSource, vinfra_types::DiskSpec,
         vinfra_types::NicSpec, vinfra_types::PowerState, vinfra_types::VmUsage,
         vinfra_types::MigrationProgress, vinfra_types::MigrationPhase,
-        vinfra_types::api::CreateVmRequest, vinfra_types::api::CreatedVms, vinfra_types::api::StopVmRequest,
+        vinfra_types::api::CreateVmRequest, vinfra_types::api::CreatedVms, vinfra_types::api::CreatedVm, vinfra_types::api::StopVmRequest,
         vinfra_types::api::MigrateVmRequest, vinfra_types::api::ClusterSettings,
         vinfra_types::api::UpdateHostRequest, vinfra_types::api::JoinTokenResponse,
         vinfra_types::api::TokenResponse, vinfra_types::api::ConsoleLog, vinfra_types::api::ConsoleInput, vinfra_types::api::Event,

@@ -118,7 +118,9 @@ fn render(reply: Reply) -> Response {
         Reply::VmCreated(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Reply::VmsCreated(vms) => (
             StatusCode::CREATED,
-            Json(vinfra_types::api::CreatedVms { vms }),
+            Json(vinfra_types::api::CreatedVms {
+                vms: vms.iter().map(Into::into).collect(),
+            }),
         )
             .into_response(),
         Reply::Migration(v) => Json(v).into_response(),

@@ -59,7 +59,10 @@ pub(super) fn task_of(command: &Command) -> Option<(TaskKind, String, u64)> {
 pub(super) fn result_of(reply: &Reply) -> Option<serde_json::Value> {
     match reply {
         Reply::Vm(v) | Reply::VmCreated(v) => serde_json::to_value(v).ok(),
-        Reply::VmsCreated(vms) => serde_json::to_value(CreatedVms { vms: vms.clone() }).ok(),
+        Reply::VmsCreated(vms) => serde_json::to_value(CreatedVms {
+            vms: vms.iter().map(Into::into).collect(),
+        })
+        .ok(),
         Reply::Migration(p) | Reply::MigrationStarted(p) => serde_json::to_value(p).ok(),
         Reply::Fenced(f) => serde_json::to_value(f).ok(),
         Reply::Host(h) => serde_json::to_value(h).ok(),

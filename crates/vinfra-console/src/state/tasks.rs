@@ -50,6 +50,10 @@ pub struct TaskRecord {
     /// Seconds a console that restarted while the task ran follows it before it ends it
     /// `failed`.
     pub follow_s: u64,
+    /// How many VMs a create of many (`vm_create_many`) makes: a restarted console checks
+    /// each of `{target}-1` … `{target}-{count}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
 }
 
 /// What cancels a task's operation (it asks; the operation ends the task).
@@ -174,6 +178,19 @@ pub fn publishing() -> Option<Op> {
     TASK.try_with(|t| t.board.publishing(t.id)).ok().flatten()
 }
 
+/// The running task creates `n` VMs (`vm_create_many`): kept in its record for a console
+/// that restarts while it runs.
+pub fn creates(n: u32) {
+    let _ = TASK.try_with(|t| t.board.update(t.id, |r| r.count = Some(n)));
+}
+
+/// The running task's record, written with [`publishing`] but not published, goes again (its
+/// operation was refused after that write): the store forgets it, and the request's refusal
+/// leaves no task. Nothing happens to a task that was published meanwhile.
+pub fn unwrite() {
+    let _ = TASK.try_with(|t| t.board.unwrite(t.id));
+}
+
 /// The write [`publishing`] gave is on disk: the running task is published (listed, sent to
 /// the watchers) without another write.
 pub fn published() {
@@ -296,7 +313,11 @@ impl TaskBoard {
         b.tasks.insert(
             id,
             Entry {
-                record: TaskRecord { task, follow_s },
+                record: TaskRecord {
+                    task,
+                    follow_s,
+                    count: None,
+                },
                 published: false,
                 cancel: None,
                 cancel_asked: None,
@@ -456,6 +477,27 @@ impl TaskBoard {
             value,
             lease: 0,
         })
+    }
+
+    /// Task `id`'s record, written by its operation but not published, is deleted (see
+    /// [`unwrite`]); a failed delete is logged.
+    fn unwrite(&self, id: u64) {
+        let b = lock(&self.board);
+        if b.tasks.get(&id).is_none_or(|e| e.published) {
+            return;
+        }
+        let deleted = self
+            .write(vec![Op::Delete {
+                key: keys::task_key(id),
+            }])
+            .and_then(|p| p.wait().map_err(Into::into));
+        if let Err(e) = deleted {
+            tracing::warn!(
+                task = id,
+                "a refused task's record not deleted: {}",
+                vinfra_types::error::Chain(&e)
+            );
+        }
     }
 
     /// Task `id`, not ended, was written with its operation's transaction ([`published`]):
@@ -742,6 +784,7 @@ mod tests {
                 error: None,
             },
             follow_s: 0,
+            count: None,
         };
         let old = now - ENDED_TASK_KEPT.as_secs() - 10;
         // Ended long ago out of id order; the newest is kept whatever its end.

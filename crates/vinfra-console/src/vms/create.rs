@@ -86,6 +86,8 @@ pub async fn create_many(
             got: count.into(),
         });
     }
+    // The name given (the task's target) is a name, and so is each VM's.
+    request.spec.validate()?;
     let names = request.names();
     let mut specs = Vec::with_capacity(names.len());
     for name in &names {
@@ -113,12 +115,15 @@ pub async fn create_many(
         names[0],
         names[names.len() - 1]
     ));
+    tasks::creates(count);
     let mut recs: Vec<VmRecord> = Vec::with_capacity(names.len());
     let mut pendings: Vec<PendingWrite> = Vec::with_capacity(names.len());
-    let last = specs.len() - 1;
     for (i, spec) in specs.into_iter().enumerate() {
         let vm = spec.name.clone();
-        let task = if i == last {
+        // The task's record goes with the first VM's (a console that restarts meanwhile
+        // follows it, and finds which of its VMs were written); published once all are on
+        // disk.
+        let task = if i == 0 {
             TaskWrite::Many
         } else {
             TaskWrite::No
@@ -130,7 +135,11 @@ pub async fn create_many(
             }
             Err(e) => {
                 drop(pendings);
-                forget_written(console, &recs).await;
+                let why = vinfra_types::error::Chain(&e).to_string();
+                forget_written(console, &recs, &vm, &why).await;
+                if !recs.is_empty() {
+                    tasks::unwrite();
+                }
                 return Err(Error::OneOfMany {
                     vm,
                     count,
@@ -298,11 +307,11 @@ async fn place_and_write(
 /// What goes with a new VM's record of the task that creates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TaskWrite {
-    /// Nothing (not the last of many).
+    /// Nothing (not the first of many).
     No,
     /// The task's record, saying which host the VM goes to (one VM).
     One,
-    /// The task's record as it is (the last of many).
+    /// The task's record as it is (the first of many).
     Many,
 }
 
@@ -311,13 +320,18 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Records written by [`create_many`] before one failed, gone again (with their claims): the
-/// request is refused as a whole.
-async fn forget_written(console: &Console, written: &[VmRecord]) {
+/// Records written by [`create_many`] before VM `refused` was refused (`why`), gone again
+/// (with their claims, each with an event): the request is refused as a whole.
+async fn forget_written(console: &Console, written: &[VmRecord], refused: &str, why: &str) {
     for rec in written.iter().rev() {
         let name = &rec.spec.name;
         let Ok(cur) = console.vm(name) else { continue };
-        match cleanups::forget(console, name, cur.mod_revision, rec, None, None).await {
+        let gone = event(
+            "vm",
+            name,
+            format!("not created: {refused}, created with it, was refused: {why}"),
+        );
+        match cleanups::forget(console, name, cur.mod_revision, rec, None, Some(gone)).await {
             // A VM made to start after this one meanwhile no longer does.
             Ok(()) => ha::forget_start_after(console, name).await,
             Err(e) => tracing::error!(
