@@ -303,5 +303,30 @@ async fn the_create_form_shows_the_apis_words_for_a_bad_value() {
     assert!(end.contains("succeeded"), "{end}");
     assert!(end.contains(r#"href="/vms/good-1""#), "{end}");
     assert_eq!(state(&c, "good-1").await, "running");
+
+    // Many alike: a count the API refuses is its words on the form; two are two VMs, one
+    // task, linked to the first.
+    let mut zero = fields("many", "1");
+    zero.push(("count", "0"));
+    zero.push(("csrf", &token));
+    let page = b.post("/new-vm", &zero, &[]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(
+        page.body
+            .contains("count must be between 1 and 1000, got 0"),
+        "{}",
+        page.body
+    );
+    let mut two = fields("many", "1");
+    two.push(("count", "2"));
+    two.push(("csrf", &token));
+    let r = b.post("/new-vm", &two, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let end = follow(&mut b, &r.location).await;
+    assert!(end.contains("succeeded"), "{end}");
+    assert!(end.contains(r#"href="/vms/many-1""#), "{end}");
+    for vm in ["many-1", "many-2"] {
+        assert_eq!(state(&c, vm).await, "running");
+    }
     c.shutdown().await;
 }

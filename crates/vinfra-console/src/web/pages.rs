@@ -513,6 +513,13 @@ fn request_of(form: &CreateForm) -> Result<CreateVmRequest, String> {
         Some(v) => Some(number("disk size", &v)?),
         None => None,
     };
+    let count = match text(&form.count) {
+        Some(v) => {
+            let n = number("count", &v)?;
+            Some(u32::try_from(n).map_err(|_| format!("count is too large: {n}"))?)
+        }
+        None => None,
+    };
     let image = text(&form.image);
     let disks = if size_gib.is_some() || image.is_some() {
         vec![DiskSpec {
@@ -535,7 +542,7 @@ fn request_of(form: &CreateForm) -> Result<CreateVmRequest, String> {
         },
         host: text(&form.host),
         start: form.start.is_some(),
-        count: None,
+        count,
     })
 }
 

@@ -207,7 +207,10 @@ impl From<&Task> for TaskView {
                 .unwrap_or_default()
                 .to_string()
         };
-        let object_link = if kind.starts_with("vm_") && kind != "vm_delete" {
+        let object_link = if t.kind == vinfra_types::task::TaskKind::VmCreateMany {
+            // The first of the VMs it creates.
+            format!("/vms/{}-1", t.target)
+        } else if kind.starts_with("vm_") && kind != "vm_delete" {
             format!("/vms/{}", t.target)
         } else if kind.starts_with("host_") {
             format!("/hosts/{}", t.target)
@@ -398,6 +401,8 @@ pub struct CreateForm {
     pub host: String,
     /// Start it once created (`on`).
     pub start: Option<String>,
+    /// How many alike (empty: one, named as given; N: `{name}-1` … `{name}-N`).
+    pub count: String,
 }
 
 /// `GET /new-vm` (and the form again with the console's refusal).
