@@ -46,16 +46,17 @@
 //! may and joins no more hosts than that allows (saying so; the result is then a FAIL too).
 
 mod common;
+mod placement;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{median_of, ms, ok, Api, Bench, Fleet, FleetHost, SeedVm};
+use placement::{create_all, create_many_all, create_one, measure, print_measured};
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
-use vinfra_types::task::{Task, TaskState};
 use vinfra_types::HostCapacity;
 
 const TARGET_PER_S: f64 = 10_000.0;
@@ -253,16 +254,6 @@ fn request(name: &str) -> CreateVmRequest {
     }
 }
 
-/// One create as the client saw it.
-struct Done {
-    name: String,
-    start: Instant,
-    end: Instant,
-    status: u16,
-    body: Vec<u8>,
-}
-
-/// `names` created by `concurrency` clients; returns every create and the wall time.
 /// Creates network `bench-net` and VM `ported-0` with a NIC on it (started) through the API;
 /// returns the VM's host.
 async fn ported_vm(api: &Api) -> String {
@@ -287,125 +278,6 @@ async fn ported_vm(api: &Api) -> String {
     v["host"].as_str().unwrap_or_default().to_string()
 }
 
-/// One create as a client makes it: `POST /api/v1/vms`, then its task followed with long polls
-/// (`GET /api/v1/tasks/{id}?wait_s=30`) to its end. 201 and the VM when the task succeeded;
-/// otherwise the status and body of what failed (the task's problem when it failed).
-async fn create_one(api: &Api, req: &CreateVmRequest) -> (u16, Vec<u8>) {
-    let (status, body) = api.post("/api/v1/vms", req).await;
-    if status != 202 {
-        return (status, body);
-    }
-    let mut task: Task = ok(serde_json::from_slice(&body), "the create's task");
-    while !task.state.is_final() {
-        let (status, body) = api
-            .get(&format!("/api/v1/tasks/{}?wait_s=30", task.id))
-            .await;
-        if status != 200 {
-            return (status, body);
-        }
-        task = ok(serde_json::from_slice(&body), "the create's task");
-    }
-    match (task.state, task.result, task.error) {
-        (TaskState::Succeeded, Some(vm), _) => (201, vm.to_string().into_bytes()),
-        (_, _, Some(problem)) => (problem.status, ok(serde_json::to_vec(&problem), "problem")),
-        (state, ..) => (500, format!("task ended {state:?}").into_bytes()),
-    }
-}
-
-async fn create_all(api: &Api, names: Vec<String>, concurrency: usize) -> (Vec<Done>, Duration) {
-    let queue = Arc::new(Mutex::new(names.into_iter().rev().collect::<Vec<_>>()));
-    let done = Arc::new(Mutex::new(Vec::new()));
-    let t = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..concurrency {
-        let (api, queue, done) = (api.clone(), queue.clone(), done.clone());
-        clients.push(tokio::spawn(async move {
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(name) = next else { break };
-                let start = Instant::now();
-                let (status, body) = create_one(&api, &request(&name)).await;
-                let end = Instant::now();
-                done.lock().unwrap_or_else(|p| p.into_inner()).push(Done {
-                    name,
-                    start,
-                    end,
-                    status,
-                    body,
-                });
-            }
-        }));
-    }
-    for c in clients {
-        ok(c.await, "client");
-    }
-    let wall = t.elapsed();
-    let done = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()));
-    (done, wall)
-}
-
-/// `creates` VMs created with `count` per request (`POST /api/v1/vms` with `count`, its task
-/// followed to its end) by `concurrency` clients; every VM as one [`Done`] with its request's
-/// times (201 when the task listed it), and the wall time.
-async fn create_many_all(
-    api: &Api,
-    creates: usize,
-    count: usize,
-    concurrency: usize,
-) -> (Vec<Done>, Duration) {
-    let requests = creates.div_ceil(count);
-    let queue = Arc::new(Mutex::new((0..requests).rev().collect::<Vec<_>>()));
-    let done = Arc::new(Mutex::new(Vec::new()));
-    let t = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..concurrency {
-        let (api, queue, done) = (api.clone(), queue.clone(), done.clone());
-        clients.push(tokio::spawn(async move {
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(b) = next else { break };
-                let n = count.min(creates - b * count);
-                let base = many_base(b);
-                let mut req = request(&base);
-                req.spec.ha.enabled = is_ha(b * count);
-                req.count = Some(n as u32);
-                let start = Instant::now();
-                let (status, body) = create_one(&api, &req).await;
-                let end = Instant::now();
-                let listed: HashMap<String, ()> = if status == 201 {
-                    let c: vinfra_types::api::CreatedVms =
-                        ok(serde_json::from_slice(&body), "the created VMs");
-                    c.vms.into_iter().map(|v| (v.name, ())).collect()
-                } else {
-                    HashMap::new()
-                };
-                let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                for i in 1..=n {
-                    let name = format!("{base}-{i}");
-                    let created = listed.contains_key(&name);
-                    d.push(Done {
-                        status: if status == 201 && !created {
-                            500
-                        } else {
-                            status
-                        },
-                        body: if created { Vec::new() } else { body.clone() },
-                        name,
-                        start,
-                        end,
-                    });
-                }
-            }
-        }));
-    }
-    for c in clients {
-        ok(c.await, "client");
-    }
-    let wall = t.elapsed();
-    let done = std::mem::take(&mut *done.lock().unwrap_or_else(|p| p.into_inner()));
-    (done, wall)
-}
-
 /// The floor: `n` authenticated `GET /api/v1/settings` (a small answer from memory) from
 /// `concurrency` clients on the same kind of connections as the creates; requests per second.
 async fn get_floor(api: &Api, n: usize, concurrency: usize) -> f64 {
@@ -428,19 +300,6 @@ async fn get_floor(api: &Api, n: usize, concurrency: usize) -> f64 {
         ok(c.await, "client");
     }
     n as f64 / t.elapsed().as_secs_f64()
-}
-
-/// p50 / p99 of `v`, ms.
-fn p50_p99(mut v: Vec<Duration>) -> String {
-    if v.is_empty() {
-        return "none".into();
-    }
-    v.sort_unstable();
-    format!(
-        "p50 {:7.2} ms  p99 {:7.2} ms",
-        ms(common::pct(&v, 50)),
-        ms(common::pct(&v, 99))
-    )
 }
 
 fn main() {
@@ -747,117 +606,4 @@ fn main() {
             verdict(pass)
         );
     }
-}
-
-/// One set of creates as measured.
-struct Measured {
-    done: Vec<Done>,
-    wall: Duration,
-    /// The console's CPU seconds over them, and the agents' and clients'.
-    console_cpu: f64,
-    agents_cpu: f64,
-    reports: u64,
-    pushes: u64,
-    load: (String, String),
-}
-
-impl Measured {
-    fn created(&self) -> usize {
-        self.done.iter().filter(|d| d.status == 201).count()
-    }
-
-    fn rate(&self) -> f64 {
-        self.created() as f64 / self.wall.as_secs_f64()
-    }
-}
-
-/// Runs `creates` and measures them.
-fn measure(fleet: &Fleet, creates: impl FnOnce() -> (Vec<Done>, Duration)) -> Measured {
-    let load0 = common::loadavg();
-    let cpu0 = common::cpu_by_thread();
-    let reports0 = fleet.counters.reports.load(Ordering::Relaxed);
-    let pushes0 = fleet.counters.switch_pushes.load(Ordering::Relaxed);
-    let (done, wall) = creates();
-    let cpu1 = common::cpu_by_thread();
-    Measured {
-        done,
-        wall,
-        console_cpu: console_cpu_between(&cpu0, &cpu1),
-        agents_cpu: common::cpu_between(&cpu0, &cpu1, "agents"),
-        reports: fleet.counters.reports.load(Ordering::Relaxed) - reports0,
-        pushes: fleet.counters.switch_pushes.load(Ordering::Relaxed) - pushes0,
-        load: (load0, common::loadavg()),
-    }
-}
-
-/// Prints one set of creates (`label`); whether it met the target with every create done.
-fn print_measured(
-    label: &str,
-    m: &Measured,
-    creates: usize,
-    broken: usize,
-    stamps: &common::CreateTimes,
-    ruled: &dyn Fn(&str) -> bool,
-    idle_cpu: f64,
-) -> bool {
-    let created = m.created();
-    let rate = m.rate();
-    let failed: Vec<&Done> = m.done.iter().filter(|d| d.status != 201).collect();
-    // Where each create's time went, from the agent's stamps.
-    let (mut before, mut agent, mut after) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut lat_rules, mut lat_free) = (Vec::new(), Vec::new());
-    for d in m.done.iter().filter(|d| d.status == 201) {
-        let lat = d.end - d.start;
-        if ruled(&d.name) {
-            lat_rules.push(lat);
-        } else {
-            lat_free.push(lat);
-        }
-        if let Some((recv, answered)) = stamps.get(&d.name) {
-            before.push(recv.saturating_duration_since(d.start));
-            agent.push(answered.saturating_duration_since(recv));
-            after.push(d.end.saturating_duration_since(answered));
-        }
-    }
-    let all: Vec<Duration> = m.done.iter().map(|d| d.end - d.start).collect();
-    println!(
-        "  {label}: created {created}/{creates} in {:.2} s: {rate:.0} placements/s (load average \
-         {} -> {}); every {RULE_EVERY}th named in a must rule (of those sampled, {broken} failed \
-         or broke it)",
-        m.wall.as_secs_f64(),
-        m.load.0,
-        m.load.1
-    );
-    for f in failed.iter().take(3) {
-        println!(
-            "  failed: {} {} {}",
-            f.name,
-            f.status,
-            String::from_utf8_lossy(&f.body)
-        );
-    }
-    println!("  latency (of its request), all creates: {}", p50_p99(all));
-    println!("  latency, named in no rule:   {}", p50_p99(lat_free));
-    println!("  latency, named in a rule:    {}", p50_p99(lat_rules));
-    println!(
-        "  split by the agent's stamps: console before CreateVm {}; agent round trip {}; console after the answer {}",
-        p50_p99(before),
-        p50_p99(agent),
-        p50_p99(after)
-    );
-    println!(
-        "  console CPU with no request in flight (reports, resyncs): {idle_cpu:.2} s per s; \
-         during the creates {:.2} s per s",
-        m.console_cpu / m.wall.as_secs_f64()
-    );
-    println!(
-        "  CPU during the creates: console {:.2} s ({:.3} ms per placement), agents + clients {:.2} s; {} agent reports; {} switch configurations pushed ({:.1} per create)",
-        m.console_cpu,
-        m.console_cpu * 1000.0 / created.max(1) as f64,
-        m.agents_cpu,
-        m.reports,
-        m.pushes,
-        m.pushes as f64 / created.max(1) as f64
-    );
-    rate >= TARGET_PER_S && failed.is_empty()
 }

@@ -246,12 +246,16 @@ async fn vms_their_host_does_not_create_fail_the_task_and_go_again_the_others_st
     c.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_shows() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = start_console(dir.path(), None, false).await;
-    let mut a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
-    // The VMs are created at once, their answers held back: the console stops meanwhile.
+/// Starts a create of `count` VMs `name-…` whose `CreateVm`s agent `a` holds back, then stops
+/// the console (`a` cut off) and starts it again on the same store; the new console and the
+/// task's id.
+async fn restart_amid_a_create(
+    c: TestConsole,
+    dir: &std::path::Path,
+    a: &mut FakeAgent,
+    name: &str,
+    count: u32,
+) -> (TestConsole, u64) {
     a.state
         .lock()
         .unwrap()
@@ -262,7 +266,7 @@ async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_
         .call_raw(
             "POST",
             "/api/v1/vms",
-            Some(&many("api", 3, GIB).to_string()),
+            Some(&many(name, count, GIB).to_string()),
         )
         .await;
     assert_eq!(r.status, 202, "{:?}", r.body);
@@ -270,8 +274,16 @@ async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_
     let token = c.token.clone();
     a.disconnect();
     c.shutdown().await;
+    (start_console(dir, Some(token), false).await, tid)
+}
 
-    let c = start_console(dir.path(), Some(token), false).await;
+#[tokio::test]
+async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let mut a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
+    // The VMs are created at once, their answers held back: the console stops meanwhile.
+    let (c, tid) = restart_amid_a_create(c, dir.path(), &mut a, "api", 3).await;
     let t = c
         .call_raw("GET", &format!("/api/v1/tasks/{tid}"), None)
         .await;
@@ -293,25 +305,7 @@ async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_
     assert_eq!(done["result"]["vms"][0]["host"], "a", "{done}");
 
     // Again, and one of them is gone when the host comes back: the task names it.
-    a.state
-        .lock()
-        .unwrap()
-        .behaviour
-        .slow
-        .insert("CreateVm", std::time::Duration::from_secs(30));
-    let r = c
-        .call_raw(
-            "POST",
-            "/api/v1/vms",
-            Some(&many("gap", 3, GIB).to_string()),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    let tid = r.body["id"].as_u64().unwrap();
-    let token = c.token.clone();
-    a.disconnect();
-    c.shutdown().await;
-    let c = start_console(dir.path(), Some(token), false).await;
+    let (c, tid) = restart_amid_a_create(c, dir.path(), &mut a, "gap", 3).await;
     let r = c.call("DELETE", "/api/v1/vms/gap-2?force=true", None).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     a.state.lock().unwrap().behaviour.slow.clear();

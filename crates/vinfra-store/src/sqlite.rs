@@ -52,23 +52,24 @@ use write_txn::WriteTxn;
 /// How long a call waits for a database lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The tables. `kv` and `events` hold records of about 1 KiB and more (a VM's), so they are
-/// rowid tables with their keys in an index of their own: a key's lookup or insert compares
-/// keys in that index's small entries. (They were `WITHOUT ROWID` tables before, where the
-/// records sat in the key's b-tree: SQLite advises against that for rows over a twentieth of a
-/// page, and every comparison with a record that overflowed its page read the whole record;
-/// [`migrate_rowid_tables`] moves such a database over when it opens.)
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
+/// The columns of `kv`, in [`SCHEMA`] and in [`migrate_rowid_tables`]'s new table.
+macro_rules! kv_columns {
+    () => {
+        "(
     key TEXT NOT NULL UNIQUE,
     value BLOB NOT NULL,
     create_revision INTEGER NOT NULL,
     mod_revision INTEGER NOT NULL,
     version INTEGER NOT NULL,
     lease INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS kv_lease ON kv(lease) WHERE lease <> 0;
-CREATE TABLE IF NOT EXISTS events (
+)"
+    };
+}
+
+/// The columns of `events`, in [`SCHEMA`] and in [`migrate_rowid_tables`]'s new table.
+macro_rules! events_columns {
+    () => {
+        "(
     revision INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     key TEXT NOT NULL,
@@ -78,7 +79,24 @@ CREATE TABLE IF NOT EXISTS events (
     version INTEGER NOT NULL,
     lease INTEGER NOT NULL,
     PRIMARY KEY (revision, seq)
-);
+)"
+    };
+}
+
+/// The tables. `kv` and `events` hold records of about 1 KiB and more (a VM's), so they are
+/// rowid tables with their keys in an index of their own: a key's lookup or insert compares
+/// keys in that index's small entries. (They were `WITHOUT ROWID` tables before, where the
+/// records sat in the key's b-tree: SQLite advises against that for rows over a twentieth of a
+/// page, and every comparison with a record that overflowed its page read the whole record;
+/// [`migrate_rowid_tables`] moves such a database over when it opens.)
+const SCHEMA: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS kv ",
+    kv_columns!(),
+    ";
+CREATE INDEX IF NOT EXISTS kv_lease ON kv(lease) WHERE lease <> 0;
+CREATE TABLE IF NOT EXISTS events ",
+    events_columns!(),
+    ";
 CREATE TABLE IF NOT EXISTS leases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ttl_s INTEGER NOT NULL,
@@ -90,7 +108,8 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('revision', 0), ('compacted', 0);
-";
+"
+);
 
 /// Moves `kv` and `events` of a database made before they were rowid tables (see [`SCHEMA`])
 /// into rowid tables, their rows as they were, in one transaction; nothing to do otherwise.
@@ -112,42 +131,29 @@ fn migrate_rowid_tables(conn: &Connection) -> Result<(), StoreError> {
     }
     let mut sql = String::from("BEGIN IMMEDIATE;");
     if kv {
-        sql.push_str(
+        sql.push_str(concat!(
             "DROP INDEX IF EXISTS kv_lease;
              ALTER TABLE kv RENAME TO kv_without_rowid;
-             CREATE TABLE kv (
-                 key TEXT NOT NULL UNIQUE,
-                 value BLOB NOT NULL,
-                 create_revision INTEGER NOT NULL,
-                 mod_revision INTEGER NOT NULL,
-                 version INTEGER NOT NULL,
-                 lease INTEGER NOT NULL DEFAULT 0
-             );
+             CREATE TABLE kv ",
+            kv_columns!(),
+            ";
              INSERT INTO kv(key, value, create_revision, mod_revision, version, lease)
                  SELECT key, value, create_revision, mod_revision, version, lease
                  FROM kv_without_rowid ORDER BY key;
              DROP TABLE kv_without_rowid;",
-        );
+        ));
     }
     if events {
-        sql.push_str(
+        sql.push_str(concat!(
             "ALTER TABLE events RENAME TO events_without_rowid;
-             CREATE TABLE events (
-                 revision INTEGER NOT NULL,
-                 seq INTEGER NOT NULL,
-                 key TEXT NOT NULL,
-                 kind INTEGER NOT NULL,
-                 value BLOB,
-                 create_revision INTEGER NOT NULL,
-                 version INTEGER NOT NULL,
-                 lease INTEGER NOT NULL,
-                 PRIMARY KEY (revision, seq)
-             );
+             CREATE TABLE events ",
+            events_columns!(),
+            ";
              INSERT INTO events(revision, seq, key, kind, value, create_revision, version, lease)
                  SELECT revision, seq, key, kind, value, create_revision, version, lease
                  FROM events_without_rowid ORDER BY revision, seq;
              DROP TABLE events_without_rowid;",
-        );
+        ));
     }
     sql.push_str("COMMIT;");
     if let Err(e) = conn.execute_batch(&sql) {

@@ -16,6 +16,7 @@ use crate::state::{Console, Writes, SHORT_TIMEOUT};
 /// transaction. `leave: None` releases its addresses and MACs in that transaction;
 /// `Some(reason)` keeps them and writes a cleanup marker instead, so that the VM controller
 /// removes the VM from its host and releases them once the host confirms it is gone.
+/// Returns once the change is on disk.
 pub async fn forget(
     console: &Console,
     name: &str,
@@ -24,7 +25,7 @@ pub async fn forget(
     leave: Option<CleanupReason>,
     event: Option<Event>,
 ) -> Result<(), Error> {
-    let _networks = console.inflight().networks_lock().await;
+    let networks = console.inflight().networks_lock().await;
     let writes = match leave {
         None => ipam::release(console, name)?,
         Some(reason) => {
@@ -46,7 +47,11 @@ pub async fn forget(
             )
         }
     };
-    console.write_vm(name, Some(expected), None, writes, event)
+    let pending = console.write_vm_pending(name, Some(expected), None, writes, event)?;
+    // The mirror holds the change: others may go on while the disk syncs (the store keeps
+    // their writes after this one), and no runtime worker waits for the sync.
+    drop(networks);
+    Ok(pending.on_disk().await?)
 }
 
 /// After a `CreateVm` that failed with `e`: `None` when the host certainly has nothing of the
