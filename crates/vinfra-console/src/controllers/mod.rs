@@ -37,6 +37,12 @@ pub trait Controller: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Store prefix whose changes trigger reconciles.
     fn prefix(&self) -> &'static str;
+    /// Waits, before a change the store's watch told of is mapped to a key, until the
+    /// console's mirrors that [`Controller::key_for`] and the reconcile read hold it (the
+    /// store has a write before the mirror does).
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Reconcile key for a changed store key (`None`: nothing to do).
     fn key_for(&self, store_key: &str) -> Option<String>;
     /// Every key, for the periodic resync.
@@ -62,7 +68,10 @@ pub async fn run<C: Controller>(
     loop {
         let keys: Vec<String> = tokio::select! {
             ev = watch.recv() => match ev {
-                Some(ev) => controller.key_for(ev.key()).into_iter().collect(),
+                Some(ev) => {
+                    controller.settle().await;
+                    controller.key_for(ev.key()).into_iter().collect()
+                }
                 None => return Ok(()),
             },
             Some(k) = triggers.recv() => vec![k],

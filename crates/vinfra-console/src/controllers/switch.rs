@@ -45,6 +45,11 @@ impl Controller for SwitchController {
         ROOT
     }
 
+    async fn settle(&self) {
+        // The VM records read below hold the write the watch told of.
+        self.console.vm_writes_mirrored().await;
+    }
+
     fn key_for(&self, store_key: &str) -> Option<String> {
         if let Some(vm) = store_key.strip_prefix(keys::VMS) {
             // A VM without NICs is on no switch configuration.

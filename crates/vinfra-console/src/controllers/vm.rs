@@ -397,6 +397,11 @@ impl Controller for VmController {
         ROOT
     }
 
+    async fn settle(&self) {
+        // The VM records read below hold the write the watch told of.
+        self.console.vm_writes_mirrored().await;
+    }
+
     fn key_for(&self, store_key: &str) -> Option<String> {
         if let Some(name) = store_key.strip_prefix(keys::VMS) {
             return self.console.vm(name).ok().map(|v| v.value.host);

@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use vinfra_proto::pki::ClusterCa;
@@ -66,6 +67,14 @@ pub struct Console {
     /// still trusted during a rotation.
     ca_bundle: String,
     pub(super) vms: RwLock<VmMirror>,
+    /// Held through each write of a VM record (the store's transaction, then the mirror's
+    /// change), so that the mirror's write lock is held only to apply it: readers of the
+    /// mirror never wait for the store. Holds the number of such writes begun.
+    pub(super) vm_writes: Mutex<u64>,
+    /// The number of VM writes begun (as `vm_writes` counts them) whose outcome the mirror
+    /// holds: [`Console::vm_writes_mirrored`] waits on it.
+    pub(super) vm_writes_begun: AtomicU64,
+    pub(super) vm_writes_mirrored: tokio::sync::watch::Sender<u64>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
     /// The hosts' underlay addresses, built from `hosts` when first asked for and dropped by
     /// every write of a host record (under `hosts`' write lock).
@@ -133,6 +142,9 @@ impl Console {
             ca_bundle: ca.cert_pem().to_string(),
             ca,
             vms: RwLock::new(vms),
+            vm_writes: Mutex::new(0),
+            vm_writes_begun: AtomicU64::new(0),
+            vm_writes_mirrored: tokio::sync::watch::Sender::new(0),
             hosts: RwLock::new(hosts),
             underlay: RwLock::new(None),
             networks: RwLock::new(networks),

@@ -3,11 +3,13 @@
 //! ([`Writes`]: NIC claims and releases, a cleanup marker) and, when given, the event that tells
 //! of it.
 
+use std::sync::atomic::Ordering;
+
 use vinfra_store::{Compare, Op, PendingWrite, Txn, TxnResponse};
 use vinfra_types::api::{ClusterSettings, Event};
 
-use super::console::{Console, VmMirror};
-use super::locks::write;
+use super::console::Console;
+use super::locks::{lock, read, write};
 use super::records::{
     self as keys, HostRecord, NetworkRecord, RouterRecord, SecurityGroupRecord, Versioned, VmRecord,
 };
@@ -154,14 +156,34 @@ impl Console {
         writes: Writes,
         event: Option<Event>,
     ) -> Result<PendingWrite, Error> {
-        let mut vms = write(&self.vms);
-        self.write_vm_locked(&mut vms, name, expected, new, writes, event)
+        let mut writing = lock(&self.vm_writes);
+        self.write_vm_serialized(&mut writing, name, expected, new, writes, event)
     }
 
-    /// [`Console::write_vm`] with the VM mirror's write lock held by the caller.
-    fn write_vm_locked(
+    /// [`Console::write_vm`] with `vm_writes` held by the caller (`writing`): the store's
+    /// transaction first, with no lock of the mirror held (its readers go on meanwhile), then
+    /// the mirror's change under its write lock; the write counted as mirrored in every case.
+    fn write_vm_serialized(
         &self,
-        vms: &mut VmMirror,
+        writing: &mut u64,
+        name: &str,
+        expected: Option<i64>,
+        new: Option<&VmRecord>,
+        writes: Writes,
+        event: Option<Event>,
+    ) -> Result<PendingWrite, Error> {
+        *writing += 1;
+        let seq = *writing;
+        self.vm_writes_begun.store(seq, Ordering::SeqCst);
+        // Counted as mirrored however the write ends (a panic too): a controller waiting
+        // for it never waits for good.
+        let _mirrored = Mirrored { console: self, seq };
+        self.write_vm_unmirrored(name, expected, new, writes, event)
+    }
+
+    /// The body of [`Console::write_vm_serialized`].
+    fn write_vm_unmirrored(
+        &self,
         name: &str,
         expected: Option<i64>,
         new: Option<&VmRecord>,
@@ -179,7 +201,9 @@ impl Console {
                 name: name.to_string(),
             },
         };
-        if vms.get(name).map(|v| v.mod_revision) != expected {
+        // Only writes holding `vm_writes` change the mirror: it stays as read here until the
+        // change below.
+        if read(&self.vms).get(name).map(|v| v.mod_revision) != expected {
             return Err(refused());
         }
         let compare = match expected {
@@ -195,61 +219,66 @@ impl Console {
             None => Op::Delete { key: key.clone() },
         };
         let (resp, pending) = self.commit_pending(vec![compare], vec![op], writes, event)?;
-        // Placement reads the record again at its next decision.
+        let mirrored = if resp.succeeded {
+            new.map(|rec| Versioned {
+                value: rec.clone(),
+                mod_revision: resp.revision,
+            })
+        } else {
+            // Someone else wrote the store: reload this key.
+            keys::get::<VmRecord>(self.store.as_ref(), &key)?
+        };
+        match mirrored {
+            Some(v) => write(&self.vms).insert(name.to_string(), v),
+            None => {
+                write(&self.vms).remove(name);
+            }
+        }
+        // Placement reads the record again at its next decision: marked once the mirror holds
+        // it, so that a decision taking the mark reads what was written.
         self.inflight().placement_changed_vm(name);
         if !resp.succeeded {
-            // Someone else wrote the store: reload this key.
-            match keys::get::<VmRecord>(self.store.as_ref(), &key)? {
-                Some(v) => vms.insert(name.to_string(), v),
-                None => {
-                    vms.remove(name);
-                }
-            }
             return Err(refused());
-        }
-        match new {
-            Some(rec) => {
-                vms.insert(
-                    name.to_string(),
-                    Versioned {
-                        value: rec.clone(),
-                        mod_revision: resp.revision,
-                    },
-                );
-            }
-            None => {
-                vms.remove(name);
-            }
         }
         Ok(pending)
     }
 
+    /// Returns once the mirror holds every VM write begun before the call: a controller woken
+    /// by the store's watch for a VM record calls it before it reads the mirror (the store
+    /// has the record before the mirror does).
+    pub async fn vm_writes_mirrored(&self) {
+        let begun = self.vm_writes_begun.load(Ordering::SeqCst);
+        let mut mirrored = self.vm_writes_mirrored.subscribe();
+        // The sender lives as long as the console: an error cannot come.
+        let _ = mirrored.wait_for(|m| *m >= begun).await;
+    }
+
     /// Reads VM `name`'s record, applies `f` and writes it back (compare-and-swap), with
-    /// `event` in the same transaction. The mirror's write lock is held from the read to the
-    /// write, so no other write of the console comes in between (`f` must not read the
-    /// console's VM records).
+    /// `event` in the same transaction. The VM writes are held from the read to the write, so
+    /// no other write of the console comes in between (`f` must not write the console's VM
+    /// records).
     pub fn update_vm_with(
         &self,
         name: &str,
         f: impl FnOnce(&mut VmRecord),
         event: Option<Event>,
     ) -> Result<VmRecord, Error> {
-        let mut vms = write(&self.vms);
-        let cur = vms
+        let mut writing = lock(&self.vm_writes);
+        let cur = read(&self.vms)
             .get(name)
             .cloned()
             .ok_or_else(|| Error::not_found(Object::Vm, name))?;
         let mut rec = cur.value;
         f(&mut rec);
-        let pending = self.write_vm_locked(
-            &mut vms,
+        let pending = self.write_vm_serialized(
+            &mut writing,
             name,
             Some(cur.mod_revision),
             Some(&rec),
             Writes::default(),
             event,
         )?;
-        drop(vms);
+        drop(writing);
         pending.wait()?;
         Ok(rec)
     }
@@ -498,5 +527,17 @@ impl Console {
         }
         *cur = settings.clone();
         Ok(())
+    }
+}
+
+/// Counts VM write `seq` as mirrored when dropped ([`Console::vm_writes_mirrored`]).
+struct Mirrored<'a> {
+    console: &'a Console,
+    seq: u64,
+}
+
+impl Drop for Mirrored<'_> {
+    fn drop(&mut self) {
+        self.console.vm_writes_mirrored.send_replace(self.seq);
     }
 }
