@@ -316,3 +316,80 @@ async fn a_create_of_many_running_when_the_console_restarts_ends_as_the_cluster_
     assert!(detail.contains("VMs gap-2 do not exist"), "{detail}");
     c.shutdown().await;
 }
+
+/// The slots the hosts were given, by VM name.
+fn slots(agents: &[&FakeAgent]) -> std::collections::BTreeMap<String, u32> {
+    agents
+        .iter()
+        .flat_map(|a| {
+            let s = a.state.lock().unwrap();
+            s.vms
+                .values()
+                .map(|(i, _)| (i.spec.name.clone(), i.slot.expect("a slot")))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn vms_created_with_a_count_take_a_block_of_slots_never_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let mut a = FakeAgent::join_and_connect(&c, "a", HOST16).await;
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("first", 1, GIB)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = c
+        .call_raw("POST", "/api/v1/vms", Some(&many("db", 4, GIB).to_string()))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let task = c.wait_task(r.body["id"].as_u64().unwrap(), None).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    // The four follow the first one's, one after the other.
+    let s = slots(&[&a]);
+    let first = s["first"];
+    for i in 1..=4 {
+        assert_eq!(s[&format!("db-{i}")], first + i, "{s:?}");
+    }
+    // A create after them gets the slot after the block.
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("mid", 1, GIB)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(slots(&[&a])["mid"], first + 5);
+    // A count refused after its first VM was written (room for one more of 8 GiB, not five)
+    // leaves none and gives its block back.
+    let r = c
+        .call_raw(
+            "POST",
+            "/api/v1/vms",
+            Some(&many("big", 5, 8 * GIB).to_string()),
+        )
+        .await;
+    assert_problem(&r, 409);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(!detail.contains("big-1 "), "the first was placed: {detail}");
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("back", 1, GIB)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(slots(&[&a])["back"], first + 6);
+    // The last of the block is deleted, the console restarts: the next create gets a slot
+    // after the others, not a freed one.
+    let r = c.call("DELETE", "/api/v1/vms/db-4?force=true", None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let token = c.token.clone();
+    a.disconnect();
+    c.shutdown().await;
+    let c = start_console(dir.path(), Some(token), false).await;
+    a.connect(c.running.agent_addr).await;
+    c.wait_host_status("a", "connected").await;
+    let r = c
+        .call("POST", "/api/v1/vms", Some(&vm_json("after", 1, GIB)))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let s = slots(&[&a]);
+    assert_eq!(s["after"], first + 7, "{s:?}");
+    c.shutdown().await;
+}

@@ -708,3 +708,46 @@ fn a_callback_that_panics_or_waits_for_a_write_never_stops_the_committer() -> Re
     assert_eq!(received.recv_timeout(Duration::from_secs(5)), Ok(true));
     Ok(())
 }
+
+#[test]
+fn compares_of_revisions_and_versions_tell_them_apart_and_see_an_absent_key_as_zero(
+) -> Result<(), StoreError> {
+    let s = store();
+    let cmp = |target| Txn {
+        compare: vec![Compare {
+            key: "/k".into(),
+            op: CompareOp::Equal,
+            target,
+        }],
+        success: vec![],
+        failure: vec![],
+    };
+    for target in [
+        CompareTarget::Version(0),
+        CompareTarget::CreateRevision(0),
+        CompareTarget::ModRevision(0),
+    ] {
+        assert!(
+            s.txn(cmp(target.clone()))?.succeeded,
+            "{target:?} of an absent key"
+        );
+    }
+    assert!(!s.txn(cmp(CompareTarget::Value(vec![])))?.succeeded);
+    s.put("/other", b"o", 0)?;
+    let created = s.put("/k", b"v1", 0)?;
+    s.put("/other", b"o2", 0)?;
+    let modified = s.put("/k", b"v2", 0)?;
+    assert!(created < modified);
+    for (target, holds) in [
+        (CompareTarget::CreateRevision(created), true),
+        (CompareTarget::CreateRevision(modified), false),
+        (CompareTarget::ModRevision(modified), true),
+        (CompareTarget::ModRevision(created), false),
+        (CompareTarget::Version(2), true),
+        (CompareTarget::Version(1), false),
+        (CompareTarget::Value(b"v2".to_vec()), true),
+    ] {
+        assert_eq!(s.txn(cmp(target.clone()))?.succeeded, holds, "{target:?}");
+    }
+    Ok(())
+}

@@ -64,10 +64,30 @@ impl SlotCounter {
 
     /// Takes the next slot; `put` goes into the transaction that writes the record holding it.
     pub fn take(&self) -> Result<(u32, Op), RecordError> {
+        self.take_block(1)
+    }
+
+    /// Takes the next `count` slots (at least one), the first returned: `put` goes into the
+    /// transaction that writes the record holding the first, and the others are the records'
+    /// that follow (written without it: a slot of the block left unused is never handed out).
+    pub fn take_block(&self, count: u32) -> Result<(u32, Op), RecordError> {
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = *next;
-        *next = next.checked_add(1).ok_or(RecordError::SlotsExhausted)?;
-        Ok((slot, Self::put_next(*next)?))
+        let first = *next;
+        *next = next
+            .checked_add(count.max(1))
+            .ok_or(RecordError::SlotsExhausted)?;
+        Ok((first, Self::put_next(*next)?))
+    }
+
+    /// Gives back the block of `count` slots from `first` (a create refused before any of its
+    /// VMs reached a host, their records gone) if no slot was taken after it; else nothing.
+    /// The stored counter stays ahead until the next create writes it: a console that restarts
+    /// meanwhile starts after the block.
+    pub fn give_back(&self, first: u32, count: u32) {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        if first.checked_add(count.max(1)) == Some(*next) {
+            *next = first;
+        }
     }
 
     fn put_next(next: u32) -> Result<Op, RecordError> {

@@ -36,8 +36,15 @@ pub async fn create(console: &Console, request: CreateVmRequest) -> Result<VmSum
     let host = checked_host(request.host.as_deref())?;
     let name = spec.name.clone();
     let _busy = free(console, &name)?;
-    let (rec, pending) =
-        place_and_write(console, spec, host, request.start, TaskWrite::One).await?;
+    let (rec, pending) = place_and_write(
+        console,
+        spec,
+        host,
+        request.start,
+        TaskWrite::One,
+        Slot::Take(1),
+    )
+    .await?;
     let written = t.elapsed();
     // The next create is placed (it sees this one) while this one's record goes to disk: creates
     // placed one after the other share the store's disk syncs, and the store's committer wakes
@@ -128,7 +135,13 @@ pub async fn create_many(
         } else {
             TaskWrite::No
         };
-        match place_and_write(console, spec, host, request.start, task).await {
+        // The first VM takes the slots of all (one write of the slot counter), the others
+        // theirs from that block.
+        let slot = match recs.first().and_then(|r| r.slot) {
+            Some(first) => Slot::Given(first + i as u32),
+            None => Slot::Take(count),
+        };
+        match place_and_write(console, spec, host, request.start, task, slot).await {
             Ok((rec, pending)) => {
                 recs.push(rec);
                 pendings.push(pending);
@@ -137,8 +150,10 @@ pub async fn create_many(
                 drop(pendings);
                 let why = vinfra_types::error::Chain(&e).to_string();
                 forget_written(console, &recs, &vm, &why).await;
-                if !recs.is_empty() {
+                if let Some(first) = recs.first().and_then(|r| r.slot) {
                     tasks::unwrite();
+                    // No VM of the block reached a host: its slots may go to the next creates.
+                    console.slots().give_back(first, count);
                 }
                 return Err(Error::OneOfMany {
                     vm,
@@ -230,6 +245,7 @@ async fn place_and_write(
     host: Option<&str>,
     start: bool,
     task: TaskWrite,
+    slot: Slot,
 ) -> Result<(VmRecord, PendingWrite), Error> {
     let name = spec.name.clone();
     // The security groups the NICs name are checked, and the record written, under the
@@ -272,8 +288,14 @@ async fn place_and_write(
     };
     spec.validate()?;
     // Its slot, under the placement lock: creates write theirs in the order they took them.
-    let (slot, next_slot) = console.slots().take()?;
-    claims.ops.push(next_slot);
+    let slot = match slot {
+        Slot::Take(count) => {
+            let (first, next_slot) = console.slots().take_block(count)?;
+            claims.ops.push(next_slot);
+            first
+        }
+        Slot::Given(slot) => slot,
+    };
     let rec = VmRecord {
         id,
         spec,
@@ -302,6 +324,16 @@ async fn place_and_write(
     }
     let pending = console.write_vm_pending(&name, None, Some(&rec), claims, Some(created))?;
     Ok((rec, pending))
+}
+
+/// Where a new VM's slot comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The next of the slot counter, with as many after it for the VMs that follow (the
+    /// counter's new value written with the record).
+    Take(u32),
+    /// One of a block an earlier VM of the same create took.
+    Given(u32),
 }
 
 /// What goes with a new VM's record of the task that creates it.

@@ -54,6 +54,19 @@ pub(super) fn get_kv(conn: &Connection, key: &str) -> Result<Option<KeyValue>, S
         .optional()?)
 }
 
+/// Key `key`'s `(create_revision, mod_revision, version)`, without its value (a write or a
+/// compare that needs only those does not copy a large record out of SQLite; a record that
+/// overflows its page is still walked to the columns after it).
+pub(super) fn get_revisions(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<(i64, i64, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT create_revision, mod_revision, version FROM kv WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
 /// there is none (empty prefix or all bytes 0xFF). Compared by SQLite with memcmp, so it need
 /// not be valid UTF-8.

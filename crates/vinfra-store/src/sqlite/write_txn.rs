@@ -3,7 +3,9 @@
 
 use rusqlite::{params, Connection};
 
-use super::queries::{get_kv, lease_exists, range_keys, range_kvs, KIND_DELETE, KIND_PUT};
+use super::queries::{
+    get_kv, get_revisions, lease_exists, range_keys, range_kvs, KIND_DELETE, KIND_PUT,
+};
 use crate::kv::{
     Compare, CompareOp, CompareTarget, KeyValue, LeaseId, Op, OpResult, Revision, StoreError,
     WatchEvent,
@@ -67,8 +69,8 @@ impl WriteTxn<'_> {
             return Err(StoreError::NoLease(lease));
         }
         let rev = self.next_revision();
-        let (create_revision, version) = match get_kv(self.tx, key)? {
-            Some(old) => (old.create_revision, old.version + 1),
+        let (create_revision, version) = match get_revisions(self.tx, key)? {
+            Some((created, _, version)) => (created, version + 1),
             None => (rev, 1),
         };
         self.tx
@@ -136,17 +138,18 @@ impl WriteTxn<'_> {
     }
 
     pub(super) fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
-        let kv = get_kv(self.tx, &c.key)?;
-        let ord = match (&c.target, &kv) {
-            (CompareTarget::Value(_), None) => return Ok(false),
-            (CompareTarget::Value(v), Some(kv)) => kv.value.as_slice().cmp(v.as_slice()),
-            (CompareTarget::Version(v), kv) => kv.as_ref().map_or(0, |kv| kv.version).cmp(v),
-            (CompareTarget::CreateRevision(r), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.create_revision).cmp(r)
-            }
-            (CompareTarget::ModRevision(r), kv) => {
-                kv.as_ref().map_or(0, |kv| kv.mod_revision).cmp(r)
-            }
+        // Only a compare of the value copies it out: a VM record's is a kilobyte and more.
+        let revisions = || -> Result<(Revision, Revision, i64), StoreError> {
+            Ok(get_revisions(self.tx, &c.key)?.unwrap_or((0, 0, 0)))
+        };
+        let ord = match &c.target {
+            CompareTarget::Value(v) => match get_kv(self.tx, &c.key)? {
+                None => return Ok(false),
+                Some(kv) => kv.value.as_slice().cmp(v.as_slice()),
+            },
+            CompareTarget::Version(v) => revisions()?.2.cmp(v),
+            CompareTarget::CreateRevision(r) => revisions()?.0.cmp(r),
+            CompareTarget::ModRevision(r) => revisions()?.1.cmp(r),
         };
         Ok(match c.op {
             CompareOp::Equal => ord.is_eq(),
