@@ -69,11 +69,12 @@ pub struct Console {
     pub(super) vms: RwLock<VmMirror>,
     /// Held through each write of a VM record (the store's transaction, then the mirror's
     /// change), so that the mirror's write lock is held only to apply it: readers of the
-    /// mirror never wait for the store. Holds the number of such writes begun.
-    pub(super) vm_writes: Mutex<u64>,
-    /// The number of VM writes begun (as `vm_writes` counts them) whose outcome the mirror
-    /// holds: [`Console::vm_writes_mirrored`] waits on it.
+    /// mirror never wait for the store.
+    pub(super) vm_writes: Mutex<()>,
+    /// The number of VM writes begun (counted under `vm_writes`), read without waiting for it.
     pub(super) vm_writes_begun: AtomicU64,
+    /// The number of VM writes begun whose outcome the mirror holds:
+    /// [`Console::vm_writes_mirrored`] waits on it.
     pub(super) vm_writes_mirrored: tokio::sync::watch::Sender<u64>,
     pub(super) hosts: RwLock<BTreeMap<String, Versioned<HostRecord>>>,
     /// The hosts' underlay addresses, built from `hosts` when first asked for and dropped by
@@ -142,7 +143,7 @@ impl Console {
             ca_bundle: ca.cert_pem().to_string(),
             ca,
             vms: RwLock::new(vms),
-            vm_writes: Mutex::new(0),
+            vm_writes: Mutex::new(()),
             vm_writes_begun: AtomicU64::new(0),
             vm_writes_mirrored: tokio::sync::watch::Sender::new(0),
             hosts: RwLock::new(hosts),

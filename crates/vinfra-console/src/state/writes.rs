@@ -4,6 +4,7 @@
 //! of it.
 
 use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 
 use vinfra_store::{Compare, Op, PendingWrite, Txn, TxnResponse};
 use vinfra_types::api::{ClusterSettings, Event};
@@ -156,40 +157,27 @@ impl Console {
         writes: Writes,
         event: Option<Event>,
     ) -> Result<PendingWrite, Error> {
-        let mut writing = lock(&self.vm_writes);
-        self.write_vm_serialized(&mut writing, name, expected, new, writes, event)
+        let writing = lock(&self.vm_writes);
+        self.write_vm_serialized(&writing, name, expected, new, writes, event)
     }
 
-    /// [`Console::write_vm`] with `vm_writes` held by the caller (`writing`): the store's
+    /// [`Console::write_vm`] with `vm_writes` held by the caller (`_writing`): the store's
     /// transaction first, with no lock of the mirror held (its readers go on meanwhile), then
     /// the mirror's change under its write lock; the write counted as mirrored in every case.
     fn write_vm_serialized(
         &self,
-        writing: &mut u64,
+        _writing: &MutexGuard<'_, ()>,
         name: &str,
         expected: Option<i64>,
         new: Option<&VmRecord>,
         writes: Writes,
         event: Option<Event>,
     ) -> Result<PendingWrite, Error> {
-        *writing += 1;
-        let seq = *writing;
-        self.vm_writes_begun.store(seq, Ordering::SeqCst);
+        // Counted under `vm_writes`: the writes are numbered in the order they are made.
+        let seq = self.vm_writes_begun.fetch_add(1, Ordering::SeqCst) + 1;
         // Counted as mirrored however the write ends (a panic too): a controller waiting
         // for it never waits for good.
         let _mirrored = Mirrored { console: self, seq };
-        self.write_vm_unmirrored(name, expected, new, writes, event)
-    }
-
-    /// The body of [`Console::write_vm_serialized`].
-    fn write_vm_unmirrored(
-        &self,
-        name: &str,
-        expected: Option<i64>,
-        new: Option<&VmRecord>,
-        writes: Writes,
-        event: Option<Event>,
-    ) -> Result<PendingWrite, Error> {
         let key = keys::vm_key(name);
         let refused = || match expected {
             None => Error::NameTaken {
@@ -263,7 +251,7 @@ impl Console {
         f: impl FnOnce(&mut VmRecord),
         event: Option<Event>,
     ) -> Result<VmRecord, Error> {
-        let mut writing = lock(&self.vm_writes);
+        let writing = lock(&self.vm_writes);
         let cur = read(&self.vms)
             .get(name)
             .cloned()
@@ -271,7 +259,7 @@ impl Console {
         let mut rec = cur.value;
         f(&mut rec);
         let pending = self.write_vm_serialized(
-            &mut writing,
+            &writing,
             name,
             Some(cur.mod_revision),
             Some(&rec),
