@@ -244,6 +244,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         })
         .await?
         .with_fewest_migration_passes(loses_writes)
+        .with_padded_ram(loses_writes)
         .with_nic_uso(qemu::process::virtio_net_offers_uso(&qemu_version))
         .with_platform(platform.clone())
         .with_confinement(confiner),

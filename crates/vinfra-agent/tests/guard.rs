@@ -138,6 +138,7 @@ async fn vms_run_under_the_guard_which_hears_from_the_agent() {
         name: "bad".into(),
         vcpus: 1,
         memory_mib: 64,
+        pad_ram: false,
         accel: Accel::Tcg,
         platform: None,
         kernel: Some((bad_dir.join("no-such-kernel"), None, String::new())),

@@ -215,6 +215,7 @@ impl Manager {
             name: spec.name.clone(),
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
+            pad_ram: self.pad_ram,
             accel: self.cfg.runner.accel(),
             platform: vm.record.instance.platform.clone(),
             kernel: media.kernel,

@@ -176,6 +176,9 @@ pub struct Manager {
     /// operator's limit from the second, [`early_passes::FEWEST_EARLY_DOWNTIME_MS`]): for a
     /// QEMU that loses writes under TCG.
     fewest_migration_passes: bool,
+    /// QEMUs start with their guest's memory padded ([`crate::qemu::cmdline::ram_size`]): for
+    /// a QEMU that loses writes under TCG.
+    pad_ram: bool,
     /// QEMU's virtio-net offers the guest UDP segmentation offload
     /// ([`crate::qemu::process::virtio_net_offers_uso`]).
     nic_uso: bool,
@@ -223,6 +226,7 @@ impl Manager {
             contact: ConsoleContact::new(),
             observe_timeout: OBSERVE_TIMEOUT,
             fewest_migration_passes: false,
+            pad_ram: false,
             nic_uso: false,
             platform: None,
             confiner: None,
@@ -320,6 +324,15 @@ impl Manager {
     /// test once, and a guest's TCP connection stalled for good once).
     pub fn with_fewest_migration_passes(mut self, fewest: bool) -> Manager {
         self.fewest_migration_passes = fewest;
+        self
+    }
+
+    /// The same manager, whose QEMUs get their guest's memory padded (`pad`,
+    /// [`crate::qemu::cmdline::ram_size`]) so that QEMU resets its TCG TLB entries whenever it
+    /// clears the migration's dirty bitmap: for a QEMU that loses a guest's writes during a
+    /// migration under TCG (before 9.0). Every host with such a QEMU pads the same.
+    pub fn with_padded_ram(mut self, pad: bool) -> Manager {
+        self.pad_ram = pad;
         self
     }
 

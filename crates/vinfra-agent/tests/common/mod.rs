@@ -95,6 +95,9 @@ impl Drop for KillQemusUnder {
 /// A manager for an agent with its files in `data_dir`, on datastore `ds`, at 127.0.0.1, whose
 /// QEMUs run under TCG without a guard.
 pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
+    // As `vinfra agent` sets it up for this QEMU under TCG.
+    let loses_writes = vinfra_agent::qemu::qemu_version(Path::new(QEMU))
+        .is_ok_and(|v| vinfra_agent::qemu::tcg_migration_loses_writes(&v));
     Manager::open(ManagerConfig {
         data_dir: data_dir.to_path_buf(),
         datastore: ds.to_path_buf(),
@@ -108,6 +111,7 @@ pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
     })
     .await
     .unwrap()
+    .with_padded_ram(loses_writes)
 }
 
 /// A 1-vCPU, 128-MiB VM booting the guest kernel, with `disks` and no NIC.
