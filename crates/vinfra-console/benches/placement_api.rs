@@ -9,7 +9,8 @@
 //! and the rule-aware one. Seeding the store is set-up only; what is measured goes through the
 //! console exactly as a user's request does. The 10,000 hosts are fake agents that join through
 //! the agent endpoint (a join token each, a CSR signed by the cluster CA), connect over mutual
-//! TLS, report their VMs every 2 s like `vinfra agent`, and answer `CreateVm` at once (no
+//! TLS, report their VMs every 2 s like `vinfra agent`, and answer `CreateVm` at once, then
+//! send a fresh report as `vinfra agent` does after a create (no
 //! QEMU: one machine cannot run 100,000).
 //!
 //! Measured: `CREATES` creates (`POST /api/v1/vms`, 2 vCPUs, 4 GiB, start) from `CONCURRENCY`

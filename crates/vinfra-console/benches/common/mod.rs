@@ -1,7 +1,8 @@
 //! Shared by the console benchmarks: an in-process console (real store, real HTTPS, bearer
 //! token), a store filled directly before the console starts (VM records, placement rules), and a
 //! fleet of fake agents that join through the agent endpoint, connect over mutual TLS, say Hello
-//! and report every VM they hold on a heartbeat, and answer `CreateVm` at once.
+//! and report every VM they hold on a heartbeat, and answer `CreateVm` at once (followed, as
+//! `vinfra agent` does, by a fresh report).
 //!
 //! Everything the benchmarks know about the console's insides is in this file (store keys and
 //! records, the start-up API); the benchmarks themselves speak HTTP and the agent protocol.
@@ -530,7 +531,28 @@ async fn session(
                     _ => None,
                 };
                 let push = matches!(command, AgentCommand::ApplySwitchConfig { .. });
+                // A command that may change a VM is followed by a fresh report, as `vinfra
+                // agent` sends it (vinfra-agent's `connection::session`): after the answer
+                // when a create, start, stop, reboot or delete succeeded (the answer carries
+                // the VM), else before it.
+                let changes = command.changes_vm_state();
+                let first = matches!(
+                    command,
+                    AgentCommand::CreateVm { .. }
+                        | AgentCommand::StartVm { .. }
+                        | AgentCommand::StopVm { .. }
+                        | AgentCommand::RebootVm { .. }
+                        | AgentCommand::DeleteVm { .. }
+                );
                 let result = answer(vms, command);
+                let report_after = changes && first && result.is_ok();
+                if changes && !report_after {
+                    let r = AgentMessage::Report { report: report(host, capacity, vms) };
+                    if tx.send(&r).await.is_err() {
+                        break;
+                    }
+                    counters.reports.fetch_add(1, Ordering::Relaxed);
+                }
                 if tx.send(&AgentMessage::Response { id, result }).await.is_err() {
                     break;
                 }
@@ -545,6 +567,13 @@ async fn session(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(name, (received, Instant::now()));
+                }
+                if report_after {
+                    let r = AgentMessage::Report { report: report(host, capacity, vms) };
+                    if tx.send(&r).await.is_err() {
+                        break;
+                    }
+                    counters.reports.fetch_add(1, Ordering::Relaxed);
                 }
             }
             _ = tick.tick() => {
