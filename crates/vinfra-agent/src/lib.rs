@@ -200,7 +200,8 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     if loses_writes {
         tracing::warn!(
             "QEMU {qemu_version} under TCG can lose memory writes of a busy guest in a live \
-             migration (fixed in QEMU 9.0); use KVM, or QEMU 9.0 or later, for VMs that move"
+             migration (fixed in QEMU 9.0): guests get 8 KiB of memory more, which avoids it; \
+             such a VM moves live only to hosts whose QEMU is before 9.0 too"
         );
     }
     let capacity = usage::host_capacity(config.cores, config.memory_mib)?;

@@ -191,6 +191,7 @@ async fn manager(data_dir: &Path, ds: &Path, switch: Option<SwitchAttachment>) -
     })
     .await
     .unwrap()
+    .with_padded_ram(common::loses_writes())
 }
 
 fn nic(network: &str, mac: &str) -> NicSpec {

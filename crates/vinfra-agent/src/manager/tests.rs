@@ -171,6 +171,42 @@ async fn create_defines_starts_and_is_idempotent() {
     assert_eq!(h.m.ids().await, vec![vm.id]);
 }
 
+/// The `-m` a VM's QEMU was launched with (the last launch).
+fn memory_arg(h: &Host, id: Uuid) -> String {
+    let args = h
+        .fake
+        .calls(id)
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Launch { args, .. } => Some(args),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    let i = args.iter().position(|a| a == "-m").unwrap();
+    args[i + 1].clone()
+}
+
+#[tokio::test]
+async fn a_manager_that_pads_ram_launches_every_qemu_padded_incoming_ones_too() {
+    let mut h = host().await;
+    let plain = h.running("plain").await;
+    assert_eq!(memory_arg(&h, plain), "64M");
+    h.m = h.m.with_padded_ram(true);
+    let padded = h.running("padded").await;
+    assert_eq!(memory_arg(&h, padded), "65544k");
+    // The destination of a migration is padded alike, or QEMU would refuse the stream.
+    let incoming = instance("incoming");
+    h.m.prepare_incoming(incoming.clone(), None).await.unwrap();
+    assert_eq!(memory_arg(&h, incoming.id), "65544k");
+    // A restart launches it again, padded.
+    h.m.stop(padded, true, Duration::from_secs(1))
+        .await
+        .unwrap();
+    h.m.start(padded).await.unwrap();
+    assert_eq!(memory_arg(&h, padded), "65544k");
+}
+
 #[tokio::test]
 async fn a_create_that_fails_leaves_nothing_behind() {
     let h = host().await;

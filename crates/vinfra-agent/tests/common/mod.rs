@@ -95,9 +95,6 @@ impl Drop for KillQemusUnder {
 /// A manager for an agent with its files in `data_dir`, on datastore `ds`, at 127.0.0.1, whose
 /// QEMUs run under TCG without a guard.
 pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
-    // As `vinfra agent` sets it up for this QEMU under TCG.
-    let loses_writes = vinfra_agent::qemu::qemu_version(Path::new(QEMU))
-        .is_ok_and(|v| vinfra_agent::qemu::tcg_migration_loses_writes(&v));
     Manager::open(ManagerConfig {
         data_dir: data_dir.to_path_buf(),
         datastore: ds.to_path_buf(),
@@ -111,7 +108,15 @@ pub async fn manager(data_dir: &Path, ds: &Path) -> Manager {
     })
     .await
     .unwrap()
-    .with_padded_ram(loses_writes)
+    .with_padded_ram(loses_writes())
+}
+
+/// Whether this machine's QEMU loses a guest's writes in a migration under TCG (before 9.0):
+/// then `vinfra agent` pads guest memory ([`Manager::with_padded_ram`]), and so do the tests'
+/// managers.
+pub fn loses_writes() -> bool {
+    vinfra_agent::qemu::qemu_version(Path::new(QEMU))
+        .is_ok_and(|v| vinfra_agent::qemu::tcg_migration_loses_writes(&v))
 }
 
 /// A 1-vCPU, 128-MiB VM booting the guest kernel, with `disks` and no NIC.
