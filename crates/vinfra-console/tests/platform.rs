@@ -220,6 +220,39 @@ async fn a_live_migration_keeps_the_accelerator_and_a_host_that_forgets_its_plat
 }
 
 #[tokio::test]
+async fn under_tcg_a_vm_moves_live_only_between_qemus_that_pad_its_memory_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let m = ["pc-q35-7.2"];
+    let tcg_with = |version: &str| FakeState {
+        platform: Some(platform("EPYC", &["qemu64"], &m)),
+        accel: Some(Accel::Tcg),
+        qemu_version: Some(version.into()),
+        ..FakeState::default()
+    };
+    let _old = FakeAgent::join_and_connect_with(&c, "old", HOST16, tcg_with("7.2.22")).await;
+    let _new = FakeAgent::join_and_connect_with(&c, "new", HOST16, tcg_with("9.2.0")).await;
+    let _old2 = FakeAgent::join_and_connect_with(&c, "old2", HOST16, tcg_with("7.2.0")).await;
+    create_on(&c, "x", "old").await;
+    // QEMU 7.2 pads the guest's memory under TCG, 9.2 does not: the sizes differ.
+    let r = c
+        .call("POST", "/api/v1/vms/x/migrate", Some(r#"{"to":"new"}"#))
+        .await;
+    assert_problem(&r, 409);
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("9.0 or later") && detail.contains("the VM's is before 9.0"),
+        "{detail}"
+    );
+    // Without a destination named, placement picks the host that pads alike.
+    let r = c.call("POST", "/api/v1/vms/x/migrate", Some("{}")).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["destination"], "old2", "{:?}", r.body);
+    wait_migration(&c, "x").await;
+    c.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_hello_with_an_absurd_platform_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let c = start_console(dir.path(), None, false).await;

@@ -61,6 +61,9 @@ pub struct HostCaps {
     /// Machine types its QEMU offers (`pc-q35-7.2`, …). Empty until agents report them; a VM
     /// that needs one does not fit a host that does not list it.
     pub machine_types: Vec<String>,
+    /// Under TCG, whether its QEMUs get their guest's memory padded (a QEMU before 9.0; a
+    /// live move needs both ends alike, [`VmNeeds::padded_ram`]); `None`: KVM, or not known.
+    pub padded_ram: Option<bool>,
     /// Capacity held back from VMs: the HA failover reserve, or the share a VM migrating away
     /// keeps on its source until the switchover.
     pub reserve: Reserve,
@@ -74,6 +77,7 @@ pub static BASIC_HOST: HostCaps = HostCaps {
     host_cpu: None,
     kvm: None,
     machine_types: Vec::new(),
+    padded_ram: None,
     reserve: Reserve {
         vcpus: 0,
         memory_mib: 0,
@@ -131,6 +135,9 @@ pub struct VmNeeds {
     pub kvm: Option<bool>,
     /// Machine type it runs with: every host it runs on must offer it.
     pub machine_type: Option<String>,
+    /// For a live move under TCG: whether its QEMU's memory is padded (its source's
+    /// [`HostCaps::padded_ram`]); QEMU refuses a stream between RAM blocks of different sizes.
+    pub padded_ram: Option<bool>,
 }
 
 /// A VM that needs nothing beyond room for its size.
@@ -141,6 +148,7 @@ pub static NO_NEEDS: VmNeeds = VmNeeds {
     host_cpu: None,
     kvm: None,
     machine_type: None,
+    padded_ram: None,
 };
 
 impl VmNeeds {
@@ -152,6 +160,7 @@ impl VmNeeds {
             && self.host_cpu.is_none()
             && self.kvm.is_none()
             && self.machine_type.is_none()
+            && self.padded_ram.is_none()
     }
 
     /// Whether hosts with capabilities `caps` offer what it needs (capacity aside).
@@ -283,6 +292,12 @@ pub enum Unfit {
         /// The host's, if it said.
         have: Option<bool>,
     },
+    /// The VM moves live under TCG and the host's QEMU pads guest memory where the VM's does
+    /// not, or the other way round (or the host did not say its QEMU).
+    PaddedRam {
+        /// Whether the VM's QEMU pads.
+        need: bool,
+    },
     /// The VM needs a machine type the host's QEMU does not offer.
     MachineType {
         /// The machine type.
@@ -312,12 +327,13 @@ impl Unfit {
             Unfit::CpuModel { .. } => 2,
             Unfit::HostCpu { .. } => 3,
             Unfit::Accel { .. } => 4,
-            Unfit::MachineType { .. } => 5,
-            Unfit::Disconnected => 6,
-            Unfit::Maintenance => 7,
-            Unfit::Source => 8,
-            Unfit::MustRule { .. } => 9,
-            Unfit::Capacity(_) => 10,
+            Unfit::PaddedRam { .. } => 5,
+            Unfit::MachineType { .. } => 6,
+            Unfit::Disconnected => 7,
+            Unfit::Maintenance => 8,
+            Unfit::Source => 9,
+            Unfit::MustRule { .. } => 10,
+            Unfit::Capacity(_) => 11,
         }
     }
 }
@@ -378,6 +394,19 @@ impl fmt::Display for Unfit {
                     ),
                 }
             }
+            Unfit::PaddedRam { need } => {
+                let (vm, host) = if *need {
+                    ("before 9.0", "9.0 or later (or an unknown QEMU)")
+                } else {
+                    ("9.0 or later", "before 9.0 (or an unknown QEMU)")
+                };
+                write!(
+                    f,
+                    "its QEMU under TCG is {host} and the VM's is {vm}: their guest memory sizes \
+                     differ (a QEMU before 9.0 gets it padded), so a live migration cannot go \
+                     between them; a stop and a start can"
+                )
+            }
             Unfit::MachineType { machine } => write!(
                 f,
                 "its QEMU does not offer the VM's machine type '{machine}' (an older QEMU, or it \
@@ -403,6 +432,7 @@ enum Gap {
     Cpu,
     HostCpu,
     Accel,
+    Padded,
     Machine,
 }
 
@@ -429,6 +459,11 @@ fn caps_gap(caps: &HostCaps, needs: &VmNeeds) -> Option<Gap> {
     if let Some(kvm) = needs.kvm {
         if caps.kvm != Some(kvm) {
             return Some(Gap::Accel);
+        }
+    }
+    if let Some(padded) = needs.padded_ram {
+        if caps.padded_ram != Some(padded) {
+            return Some(Gap::Padded);
         }
     }
     match &needs.machine_type {
@@ -462,6 +497,9 @@ pub(crate) fn caps_unfit(caps: &HostCaps, needs: &VmNeeds) -> Option<Unfit> {
         Gap::Accel => Unfit::Accel {
             kvm: needs.kvm?,
             have: caps.kvm,
+        },
+        Gap::Padded => Unfit::PaddedRam {
+            need: needs.padded_ram?,
         },
         Gap::Machine => Unfit::MachineType {
             machine: needs.machine_type.clone()?,

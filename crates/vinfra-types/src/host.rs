@@ -203,6 +203,29 @@ impl HostPlatform {
     }
 }
 
+/// True when QEMU `version` (`major.minor…`) has the TCG dirty-tracking bug QEMU 9.0 fixed
+/// ("physmem: Fix migration dirty bitmap coherency with TCG memory access"): a store through a
+/// TCG TLB entry made before the migration's bitmap was cleared sets no dirty bit, so the page
+/// is not sent again. KVM tracks dirty pages itself and is not affected. Under TCG the agent
+/// of such a QEMU pads its guests' memory (docs/design.md, "A QEMU bug and how the agent avoids
+/// it"), so a VM moves live only between hosts that agree on it.
+pub fn tcg_migration_loses_writes(version: &str) -> bool {
+    let major = version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    major.is_some_and(|m| m < 9)
+}
+
+/// Whether a host under `accel` with QEMU `qemu_version` pads its guests' memory
+/// ([`tcg_migration_loses_writes`] under TCG); `None` under KVM or when either is unknown.
+pub fn pads_guest_ram(accel: Option<Accel>, qemu_version: Option<&str>) -> Option<bool> {
+    match (accel?, qemu_version?) {
+        (Accel::Tcg, v) => Some(tcg_migration_loses_writes(v)),
+        (Accel::Kvm, _) => None,
+    }
+}
+
 /// The version in a versioned q35 machine type (`pc-q35-7.2` → `[7, 2]`), for ordering them;
 /// `None` for other names.
 pub fn q35_version(machine_type: &str) -> Option<Vec<u32>> {

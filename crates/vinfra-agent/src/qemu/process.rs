@@ -81,17 +81,7 @@ pub fn qemu_version(binary: &Path) -> Result<String, QemuError> {
     parse_version(&text).ok_or_else(|| QemuError::Version(text.lines().next().unwrap_or("").into()))
 }
 
-/// True when QEMU `version` (`major.minor…`) has the TCG dirty-tracking bug QEMU 9.0 fixed
-/// ("physmem: Fix migration dirty bitmap coherency with TCG memory access"): a store through a
-/// TCG TLB entry made before the migration's bitmap was cleared sets no dirty bit, so the page
-/// is not sent again. KVM tracks dirty pages itself and is not affected.
-pub fn tcg_migration_loses_writes(version: &str) -> bool {
-    let major = version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok());
-    major.is_some_and(|m| m < 9)
-}
+pub use vinfra_types::host::tcg_migration_loses_writes;
 
 /// Whether QEMU `version`'s virtio-net offers the guest UDP segmentation offload (`host_uso`,
 /// QEMU 8.2 and later, when the tap takes it): the host's switch takes TCP segments only, so a

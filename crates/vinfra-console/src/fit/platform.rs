@@ -14,12 +14,13 @@
 //! (a host that did not say what its QEMU runs takes only VMs without a platform): a start, an
 //! HA restart, a migration or a balancer move never goes to a host that lacks them, and one
 //! named such a host is refused with the reason. `host` needs KVM. A live move
-//! ([`set_live_needs`]) also keeps the accelerator the VM runs under and, for `host`, the name
-//! of its host's CPU; a cold start or an HA restart boots the guest again and needs neither. A
+//! ([`set_live_needs`]) also keeps the accelerator the VM runs under, under TCG the padding of
+//! guest memory its source's QEMU has (or has not), and, for `host`, the name of its host's CPU;
+//! a cold start or an HA restart boots the guest again and needs none of them. A
 //! baseline is accepted only when every host that said its platform runs it.
 
 use vinfra_placement::{HostCaps, VmNeeds};
-use vinfra_types::host::q35_version;
+use vinfra_types::host::{pads_guest_ram, q35_version};
 use vinfra_types::vm::{HOST_CPU_MODEL, TCG_CPU_MODEL};
 use vinfra_types::{Accel, HostPlatform, VmPlatform};
 
@@ -31,6 +32,7 @@ use crate::state::Console;
 /// never said.
 pub fn set_caps(caps: &mut HostCaps, rec: &HostRecord, accel: Option<Accel>) {
     caps.kvm = accel.map(|a| a == Accel::Kvm);
+    caps.padded_ram = pads_guest_ram(accel, rec.qemu_version.as_deref());
     let Some(p) = &rec.platform else {
         return;
     };
@@ -62,9 +64,12 @@ pub fn set_needs(needs: &mut VmNeeds, platform: Option<&VmPlatform>, baseline: O
 }
 
 /// Adds to `needs` what a live move of a VM of `platform` that runs on host `source` needs
-/// besides: the accelerator it runs under and, for `host`, a CPU of the same name (as far as
-/// the source said them). A VM without a platform needs nothing more.
+/// besides: under TCG a QEMU that pads guest memory as the source's does (or does not: QEMU
+/// refuses a stream between RAM blocks of different sizes; docs/design.md, "A QEMU bug and how
+/// the agent avoids it"); the accelerator it runs under and, for `host`, a CPU of the same name
+/// (as far as the source said them). A VM without a platform needs nothing more than the first.
 pub fn set_live_needs(needs: &mut VmNeeds, platform: Option<&VmPlatform>, source: &HostRecord) {
+    needs.padded_ram = pads_guest_ram(source.accel, source.qemu_version.as_deref());
     let Some(p) = platform else {
         return;
     };

@@ -154,6 +154,7 @@ pub(super) fn host_fit(
         host_cpu: None,
         kvm: None,
         machine_types: Vec::new(),
+        padded_ram: None,
         reserve,
     };
     platform::set_caps(&mut caps, rec, report.map(|r| r.accel).or(rec.accel));

@@ -143,6 +143,8 @@ pub struct FakeState {
     pub typed: HashMap<Uuid, String>,
     /// The accelerator reported (default TCG).
     pub accel: Option<Accel>,
+    /// The QEMU version reported (default 9.2.0).
+    pub qemu_version: Option<String>,
 }
 
 pub struct FakeAgent {
@@ -319,7 +321,7 @@ fn report(host: &str, capacity: HostCapacity, state: &FakeState) -> HostReport {
         host: host.into(),
         address: state.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
         accel: state.accel.unwrap_or(Accel::Tcg),
-        qemu_version: "9.2.0".into(),
+        qemu_version: state.qemu_version.clone().unwrap_or_else(|| "9.2.0".into()),
         capacity,
         usage: HostUsage {
             cpu_cores: 0.5,

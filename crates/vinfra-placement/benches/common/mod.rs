@@ -286,6 +286,7 @@ pub fn needs_of(i: usize) -> VmNeeds {
         host_cpu: None,
         kvm: None,
         machine_type: None,
+        padded_ram: None,
     }
 }
 

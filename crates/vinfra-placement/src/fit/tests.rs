@@ -38,6 +38,7 @@ fn needs() -> VmNeeds {
         host_cpu: None,
         kvm: None,
         machine_type: None,
+        padded_ram: None,
     }
 }
 
@@ -184,6 +185,27 @@ fn host_cpus_and_machine_types_are_matched_by_name() {
     assert!(!kvm.met_by(&caps));
     caps.kvm = Some(true);
     assert!(kvm.met_by(&caps));
+    // A live move under TCG between a padding QEMU and one that does not pad (or one unknown).
+    let padded = VmNeeds {
+        kvm: Some(false),
+        padded_ram: Some(true),
+        ..VmNeeds::default()
+    };
+    let mut tcg = HostCaps {
+        kvm: Some(false),
+        padded_ram: Some(false),
+        ..HostCaps::default()
+    };
+    let unfit = check(&h, &tcg, &vm(1, 1), &padded).unwrap_err();
+    assert_eq!(unfit, Unfit::PaddedRam { need: true });
+    assert!(unfit.to_string().contains("VM's is before 9.0"), "{unfit}");
+    tcg.padded_ram = None;
+    assert!(!padded.met_by(&tcg));
+    tcg.padded_ram = Some(true);
+    assert!(padded.met_by(&tcg));
+    // A VM that needs nothing of it (KVM, a cold start) fits either.
+    tcg.padded_ram = Some(false);
+    assert!(VmNeeds::default().met_by(&tcg));
     caps.host_cpu = Some("EPYC".into());
     assert!(needs.met_by(&caps));
     caps.machine_types = vec!["pc-q35-7.1".into()];
@@ -271,6 +293,7 @@ proptest::proptest! {
             host_cpu: None,
             kvm: None,
             machine_type: None,
+            padded_ram: None,
         };
         let view = HostView::of(&h, &caps);
         let rules = || if forbidden { vec!["r".to_string()] } else { Vec::new() };

@@ -159,6 +159,7 @@ pub fn caps() -> impl Strategy<Value = HostCaps> {
                 host_cpu: None,
                 kvm: None,
                 machine_types: Vec::new(),
+                padded_ram: None,
                 reserve: Reserve { vcpus, memory_mib },
             },
         )
@@ -181,6 +182,7 @@ pub fn needs() -> impl Strategy<Value = VmNeeds> {
             host_cpu: None,
             kvm: None,
             machine_type: None,
+            padded_ram: None,
         })
 }
 
