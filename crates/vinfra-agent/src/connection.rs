@@ -27,8 +27,7 @@ use uuid::Uuid;
 use vinfra_proto::frame::{FrameError, FramedJson};
 use vinfra_proto::pki::{self, JoinToken, PkiError};
 use vinfra_proto::{
-    AgentCommand, AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport,
-    PROTOCOL_VERSION,
+    AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
 };
 use vinfra_types::error::Chain;
 use vinfra_types::vm::VmNetBytes;
@@ -434,22 +433,6 @@ fn report_after(changes_state: bool, result: &Result<CommandReply, CommandError>
     changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
 }
 
-/// True when the answer to `command`, when it succeeded, goes before the report that follows
-/// it: the answer carries the VM's observed state (or its removal) and the console takes it
-/// into the host's report itself (`agents::registry::request`), so the report, a few
-/// milliseconds of observing every VM, need not delay it. Other commands' answers, and
-/// failures (which may have changed something all the same), wait for their report.
-fn answer_first(command: &AgentCommand) -> bool {
-    matches!(
-        command,
-        AgentCommand::CreateVm { .. }
-            | AgentCommand::StartVm { .. }
-            | AgentCommand::StopVm { .. }
-            | AgentCommand::RebootVm { .. }
-            | AgentCommand::DeleteVm { .. }
-    )
-}
-
 /// Sends a heartbeat every `period` through `out`, noting each in `beats`, until the session's
 /// writer is gone. Waits on nothing else.
 async fn send_heartbeats(
@@ -489,8 +472,9 @@ impl Drop for SessionUp {
 /// One session over an established stream: `Hello`, then heartbeats, reports and request
 /// handling until the connection fails (or the session is dropped: its tasks end with it).
 /// After every command that may change a VM the agent sends a fresh `Report`: before the
-/// `Response`, so the console never holds an observed state older than the command; or,
-/// for the commands whose answer carries the VM ([`answer_first`]), right after it. Heartbeat
+/// `Response`, so the console never holds an observed state older than the command; or, for
+/// the commands whose answer carries the VM
+/// ([`vinfra_proto::AgentCommand::answer_carries_vm`]), right after it. Heartbeat
 /// acknowledgements move the manager's [`ConsoleContact`].
 pub async fn session<S>(
     stream: S,
@@ -599,7 +583,7 @@ where
                 let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
                 tokio::spawn(async move {
                     let changes_state = command.changes_vm_state();
-                    let first = answer_first(&command);
+                    let first = command.answer_carries_vm();
                     let result = crate::handler::handle(&m, command).await;
                     let report = report_after(changes_state, &result);
                     let result_ok = result.is_ok();

@@ -195,8 +195,9 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
             None
         }
     };
+    // The same answer the console's placement reads from this host's accelerator and version.
     let loses_writes =
-        accel == vinfra_types::Accel::Tcg && qemu::tcg_migration_loses_writes(&qemu_version);
+        vinfra_types::host::pads_guest_ram(Some(accel), Some(&qemu_version)) == Some(true);
     if loses_writes {
         tracing::warn!(
             "QEMU {qemu_version} under TCG can lose memory writes of a busy guest in a live \

@@ -418,6 +418,22 @@ pub enum AgentCommand {
 }
 
 impl AgentCommand {
+    /// True for the commands whose answer, when they succeed, carries the VM's observed state
+    /// (or its removal): the console takes it into the host's report itself
+    /// (`agents::registry::request`), so the agent sends that answer before the fresh report
+    /// that follows it. Other commands' answers, and failures (which may have changed something
+    /// all the same), wait for their report.
+    pub fn answer_carries_vm(&self) -> bool {
+        matches!(
+            self,
+            AgentCommand::CreateVm { .. }
+                | AgentCommand::StartVm { .. }
+                | AgentCommand::StopVm { .. }
+                | AgentCommand::RebootVm { .. }
+                | AgentCommand::DeleteVm { .. }
+        )
+    }
+
     /// True for commands that may change a VM's state (or remove it): after one, the agent sends a
     /// fresh [`AgentMessage::Report`] before its [`AgentMessage::Response`], so the console's
     /// observed state is never older than the command.

@@ -536,14 +536,7 @@ async fn session(
                 // when a create, start, stop, reboot or delete succeeded (the answer carries
                 // the VM), else before it.
                 let changes = command.changes_vm_state();
-                let first = matches!(
-                    command,
-                    AgentCommand::CreateVm { .. }
-                        | AgentCommand::StartVm { .. }
-                        | AgentCommand::StopVm { .. }
-                        | AgentCommand::RebootVm { .. }
-                        | AgentCommand::DeleteVm { .. }
-                );
+                let first = command.answer_carries_vm();
                 let result = answer(vms, command);
                 let report_after = changes && first && result.is_ok();
                 if changes && !report_after {
