@@ -303,6 +303,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         connection::SessionTiming {
             report_interval: config.report_interval,
             heartbeat: config.heartbeat,
+            unchanged_every: connection::UNCHANGED_EVERY,
         },
     )
     .await?;

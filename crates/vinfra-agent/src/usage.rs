@@ -118,18 +118,31 @@ pub fn process_io_bytes(pid: u32) -> Option<(u64, u64)> {
     Some((field("read_bytes")?, field("write_bytes")?))
 }
 
-/// Remembers the previous samples so that CPU use can be given as a rate.
+/// Remembers earlier samples so that CPU use can be given as a rate: since the last
+/// [`Sampler::commit`] (the agent commits when it sent a report, so a report's use is averaged
+/// over the time since the previous one sent, however many were read and left unsent between).
 #[derive(Debug, Default)]
 pub struct Sampler {
+    /// Host (busy, total) jiffies at the last commit, and the latest reading.
     host: Option<(u64, u64)>,
-    vms: std::collections::HashMap<u32, (u64, Instant)>,
+    host_latest: Option<(u64, u64)>,
+    /// Per QEMU process: (CPU ms, when) at the last commit, and the latest reading.
+    vms: std::collections::HashMap<u32, [(u64, Instant); 2]>,
 }
 
 impl Sampler {
-    /// Host usage since the previous call (the first call measures since boot).
+    /// Host usage since the last commit (the first call measures since boot, and marks the
+    /// start of the next measure).
     pub fn host_usage(&mut self, cores: u32) -> Result<HostUsage, UsageError> {
         let (busy, total) = cpu_jiffies()?;
-        let (pb, pt) = self.host.replace((busy, total)).unwrap_or((0, 0));
+        let (pb, pt) = match self.host {
+            Some(base) => base,
+            None => {
+                self.host = Some((busy, total));
+                (0, 0)
+            }
+        };
+        self.host_latest = Some((busy, total));
         let dt = total.saturating_sub(pt);
         let cpu_cores = if dt == 0 {
             0.0
@@ -146,25 +159,40 @@ impl Sampler {
         })
     }
 
-    /// Usage of the QEMU process `pid` since the previous call for it.
+    /// Usage of the QEMU process `pid` since the last commit (0 cores at the first call for
+    /// it, which marks the start of its measure).
     pub fn vm_usage(&mut self, pid: u32) -> VmUsage {
         let now = Instant::now();
         let cpu_time_ms = process_cpu_ms(pid).unwrap_or(0);
-        let cpu_cores = match self.vms.insert(pid, (cpu_time_ms, now)) {
-            Some((prev, at)) => {
-                let dt = now.duration_since(at).as_millis() as f64;
+        let cpu_cores = match self.vms.get_mut(&pid) {
+            Some([(prev, at), latest]) => {
+                *latest = (cpu_time_ms, now);
+                let dt = now.duration_since(*at).as_millis() as f64;
                 if dt > 0.0 {
-                    cpu_time_ms.saturating_sub(prev) as f64 / dt
+                    cpu_time_ms.saturating_sub(*prev) as f64 / dt
                 } else {
                     0.0
                 }
             }
-            None => 0.0,
+            None => {
+                self.vms.insert(pid, [(cpu_time_ms, now); 2]);
+                0.0
+            }
         };
         VmUsage {
             cpu_time_ms,
             cpu_cores,
             rss_mib: process_rss_mib(pid).unwrap_or(0),
+        }
+    }
+
+    /// The next rates are measured from the latest readings.
+    pub fn commit(&mut self) {
+        if let Some(latest) = self.host_latest {
+            self.host = Some(latest);
+        }
+        for [base, latest] in self.vms.values_mut() {
+            *base = *latest;
         }
     }
 

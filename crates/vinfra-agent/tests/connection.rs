@@ -206,6 +206,7 @@ fn every_100_ms() -> SessionTiming {
     SessionTiming {
         report_interval: Duration::from_millis(100),
         heartbeat: Duration::from_millis(100),
+        unchanged_every: 1,
     }
 }
 
@@ -341,17 +342,18 @@ async fn an_agent_started_before_the_console_joins_when_it_appears() {
     server.abort();
 }
 
-/// After a create (a command whose answer carries the VM) the agent sends the `Response` at
-/// once, then a fresh `Report` read after it, so the console never holds an observed state
-/// older than the command; a read-only command is answered without one. The heartbeat is an
-/// hour here: every report seen is one of those.
-#[tokio::test]
-async fn a_state_change_is_answered_then_reported() {
+/// A session of a fresh agent (no VM, no switch, no guard) with `timing`, on a connection this
+/// test accepts: the agent's manager, the session's task and the console's end (after the
+/// Hello, whose report is checked empty).
+async fn fresh_session(
+    tmp: &tempfile::TempDir,
+    timing: SessionTiming,
+) -> (
+    Arc<Manager>,
+    tokio::task::JoinHandle<Result<(), vinfra_agent::connection::ConnectionError>>,
+    FramedJson<tokio::net::TcpStream>,
+) {
     use vinfra_agent::connection::session;
-    use vinfra_proto::{CommandReply, VmInstance};
-    use vinfra_types::{BootSource, PowerState, VmSpec};
-
-    let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("ds");
     std::fs::create_dir_all(ds.join("images")).unwrap();
     std::fs::write(ds.join("images/vmlinuz"), b"not a kernel").unwrap();
@@ -383,18 +385,10 @@ async fn a_state_change_is_answered_then_reported() {
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let m = manager.clone();
     let agent = tokio::spawn(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        session(
-            tcp,
-            manager,
-            &info,
-            SessionTiming {
-                report_interval: Duration::from_secs(3600),
-                heartbeat: Duration::from_secs(3600),
-            },
-        )
-        .await
+        session(tcp, m, &info, timing).await
     });
     let (tcp, _) = listener.accept().await.unwrap();
     let mut conn = FramedJson::new(tcp);
@@ -402,11 +396,16 @@ async fn a_state_change_is_answered_then_reported() {
         panic!("expected Hello")
     };
     assert!(report.vms.is_empty());
+    (manager, agent, conn)
+}
 
-    let vm = VmInstance {
+/// A stopped VM named `name` that boots nothing (it is never started here).
+fn defined_vm(name: &str) -> vinfra_proto::VmInstance {
+    use vinfra_types::{BootSource, VmSpec};
+    vinfra_proto::VmInstance {
         id: uuid::Uuid::new_v4(),
         spec: VmSpec {
-            name: "defined".into(),
+            name: name.into(),
             vcpus: 1,
             memory_mib: 64,
             boot: BootSource::Kernel {
@@ -421,7 +420,28 @@ async fn a_state_change_is_answered_then_reported() {
         started_at: None,
         slot: None,
         platform: None,
+    }
+}
+
+/// After a create (a command whose answer carries the VM) the agent sends the `Response` at
+/// once, and no report: the console takes the answer into the host's report, and the host did
+/// not change in more than that. A command that may have changed something without saying
+/// how (a failed one) is preceded by a fresh report when the host changed (here: a VM defined
+/// behind the console's back), and by none when it did not. The periodic reports are an hour
+/// apart here: every report seen is one of those.
+#[tokio::test]
+async fn a_report_follows_a_command_only_when_it_tells_more_than_the_answer() {
+    use vinfra_proto::CommandReply;
+    use vinfra_types::PowerState;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let timing = SessionTiming {
+        report_interval: Duration::from_secs(3600),
+        heartbeat: Duration::from_secs(3600),
+        unchanged_every: 1,
     };
+    let (manager, agent, mut conn) = fresh_session(&tmp, timing).await;
+    let vm = defined_vm("defined");
     let id = vm.id;
     conn.send(&ConsoleMessage::Request {
         id: 1,
@@ -436,13 +456,8 @@ async fn a_state_change_is_answered_then_reported() {
         matches!(&result, Ok(CommandReply::Vm { vm }) if vm.state == PowerState::Stopped),
         "{result:?}"
     );
-    let AgentMessage::Report { report } = recv(&mut conn).await else {
-        panic!("expected the fresh report after the answer")
-    };
-    let seen: Vec<_> = report.vms.iter().map(|v| (v.id, v.state)).collect();
-    assert_eq!(seen, vec![(id, PowerState::Stopped)]);
-
-    // Read-only: the answer comes alone.
+    // Read-only: the answer comes alone, and is the next message (no report came after the
+    // create's answer).
     conn.send(&ConsoleMessage::Request {
         id: 2,
         command: AgentCommand::ObserveVm { id, wait_ms: 0 },
@@ -459,7 +474,7 @@ async fn a_state_change_is_answered_then_reported() {
         "{msg:?}"
     );
 
-    // A delete: answered, then reported without the VM.
+    // A delete: answered, and nothing more.
     conn.send(&ConsoleMessage::Request {
         id: 3,
         command: AgentCommand::DeleteVm {
@@ -480,34 +495,70 @@ async fn a_state_change_is_answered_then_reported() {
         ),
         "{msg:?}"
     );
-    let AgentMessage::Report { report } = recv(&mut conn).await else {
-        panic!("expected the fresh report after the answer")
-    };
-    assert!(report.vms.is_empty(), "{report:?}");
-    // A failed command may still have changed something: reported all the same, before the
-    // answer.
-    conn.send(&ConsoleMessage::Request {
-        id: 4,
+    // A VM the console did not ask for appears; a failed command may have changed something:
+    // the fresh report comes before the answer.
+    let behind = manager.create(defined_vm("behind"), false).await.unwrap();
+    let stop = |n: u64| ConsoleMessage::Request {
+        id: n,
         command: AgentCommand::StopVm {
             id,
             force: true,
             timeout_s: 1,
         },
-    })
-    .await
-    .unwrap();
-    assert!(matches!(recv(&mut conn).await, AgentMessage::Report { .. }));
+    };
+    conn.send(&stop(4)).await.unwrap();
     let msg = recv(&mut conn).await;
-    assert!(
+    let AgentMessage::Report { report } = msg else {
+        panic!("expected the fresh report before the answer, got {msg:?}")
+    };
+    let seen: Vec<_> = report.vms.iter().map(|v| (v.id, v.state)).collect();
+    assert_eq!(seen, vec![(behind.id, PowerState::Stopped)]);
+    let failed = |msg: &AgentMessage, n: u64| {
         matches!(
             msg,
-            AgentMessage::Response {
-                id: 4,
-                result: Err(CommandError::NoSuchVm { .. })
-            }
-        ),
-        "{msg:?}"
-    );
+            AgentMessage::Response { id, result: Err(CommandError::NoSuchVm { .. }) } if *id == n
+        )
+    };
+    let msg = recv(&mut conn).await;
+    assert!(failed(&msg, 4), "{msg:?}");
+    // The same failure again: nothing changed since, so no report.
+    conn.send(&stop(5)).await.unwrap();
+    let msg = recv(&mut conn).await;
+    assert!(failed(&msg, 5), "{msg:?}");
+    agent.abort();
+}
+
+/// Every report interval the agent reads a report, and sends it when the host changed; else
+/// only every `unchanged_every`-th interval (the moving values: use, uptimes, traffic).
+#[tokio::test]
+async fn an_unchanged_host_reports_every_nth_interval_a_changed_one_at_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let interval = Duration::from_millis(200);
+    let timing = SessionTiming {
+        report_interval: interval,
+        heartbeat: Duration::from_secs(3600),
+        unchanged_every: 10,
+    };
+    let (manager, agent, mut conn) = fresh_session(&tmp, timing).await;
+    let start = std::time::Instant::now();
+    // Nothing changes: the first periodic report comes after ten intervals, not one.
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected a report")
+    };
+    assert!(report.vms.is_empty());
+    let quiet = start.elapsed();
+    assert!(quiet >= interval * 9, "an unchanged report after {quiet:?}");
+    // A VM appears behind the console's back: reported at the next interval (well before the
+    // next ten passed).
+    let at = std::time::Instant::now();
+    let behind = manager.create(defined_vm("behind"), false).await.unwrap();
+    let AgentMessage::Report { report } = recv(&mut conn).await else {
+        panic!("expected a report")
+    };
+    let took = at.elapsed();
+    assert_eq!(report.vms.len(), 1);
+    assert_eq!(report.vms[0].id, behind.id);
+    assert!(took < interval * 6, "the change reported after {took:?}");
     agent.abort();
 }
 

@@ -159,6 +159,7 @@ async fn stalled_reports_keep_a_host_connected_and_lost_heartbeats_do_not() {
     let timing = SessionTiming {
         report_interval: Duration::from_secs(1),
         heartbeat: Duration::from_secs(1),
+        unchanged_every: 1,
     };
     let agent =
         tokio::spawn(async move { connect_loop(&via, &creds, manager, &info, timing).await });

@@ -239,7 +239,7 @@ fn main() {
     let (floor50, floor90) = p50_p90(floors);
     let kib = |b: u64| b as f64 / 1024.0;
     println!(
-        "inventory page, {VMS} VMs on {HOSTS} hosts (fake agents reporting every {} s), {LOADS} \
+        "inventory page, {VMS} VMs on {HOSTS} hosts (fake agents reading their state every {} s), {LOADS} \
          loads of each in headless Chromium ({}), load average {load0} before, {load1} after",
         common::REPORT_INTERVAL.as_secs(),
         agent.as_str().unwrap_or("?")

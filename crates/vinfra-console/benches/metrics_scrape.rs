@@ -139,7 +139,7 @@ fn main() {
         times[times.len() - 1],
     );
     println!(
-        "GET /metrics, {VMS} VMs on {HOSTS} agents reporting every {} s, {SCRAPES} scrapes \
+        "GET /metrics, {VMS} VMs on {HOSTS} agents (state read every {} s), {SCRAPES} scrapes \
          (HTTPS, keep-alive; load average {load})",
         common::REPORT_INTERVAL.as_secs()
     );

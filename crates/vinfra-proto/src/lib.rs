@@ -6,7 +6,9 @@
 //!
 //! - The agent speaks first with [`AgentMessage::Hello`], then sends [`AgentMessage::Heartbeat`]
 //!   every second (liveness, from a task that waits on nothing else), [`AgentMessage::Report`]
-//!   every few seconds and after commands (the host's state), and answers each
+//!   (the host's state) every few seconds when it changed, every fifth time regardless (the
+//!   moving values: use, uptimes, traffic), and after commands unless their answer said it
+//!   all (the `answer` module), and answers each
 //!   [`ConsoleMessage::Request`] with exactly one [`AgentMessage::Response`] carrying the same
 //!   `id`.
 //! - The console sends [`ConsoleMessage::Request`]s; several may be in flight at once. It answers
@@ -18,6 +20,7 @@
 //! [`pki`] holds the cluster CA, certificate issuance and the rustls configurations both ends use.
 #![deny(unsafe_code)]
 
+mod answer;
 pub mod datadir;
 mod decode;
 pub mod flows;
@@ -29,5 +32,6 @@ mod pki_base;
 mod pki_lifecycle;
 pub mod switch_config;
 
+pub use answer::{AnswerEffect, UNCHANGED_REPORT_EVERY};
 pub use flows::HostFlow;
 pub use messages::*;

@@ -584,7 +584,8 @@ impl PowerState {
 pub struct VmUsage {
     /// Total CPU time used by the QEMU process, milliseconds.
     pub cpu_time_ms: u64,
-    /// CPU use over the last report interval, in cores (1.0 = one core busy).
+    /// CPU use since the host's previous report (a few report intervals when nothing else
+    /// changed), in cores (1.0 = one core busy).
     pub cpu_cores: f64,
     /// Resident memory of the QEMU process, MiB.
     pub rss_mib: u64,

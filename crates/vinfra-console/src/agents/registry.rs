@@ -273,9 +273,8 @@ impl AgentRegistry {
     fn apply_vm(&self, host: &str, change: impl FnOnce(&mut Vec<VmObserved>)) {
         let mut inner = self.lock();
         if let Some(o) = inner.observed.get_mut(host) {
-            let mut report = HostReport::clone(&o.report);
-            change(&mut report.vms);
-            o.report = Arc::new(report);
+            // In place unless a reader holds the report (then a copy).
+            change(&mut Arc::make_mut(&mut o.report).vms);
         }
     }
 
@@ -441,26 +440,10 @@ impl AgentRegistry {
         let lost = || RequestError::ConnectionLost {
             host: host.to_string(),
         };
-        let removes = match &command {
-            AgentCommand::DeleteVm { id, .. }
-            | AgentCommand::FinishMigrationSource { id }
-            | AgentCommand::AbortIncoming { id } => Some(*id),
-            _ => None,
-        };
-        let ha_set = match &command {
-            AgentCommand::SetVmHa { id, ha } => Some((*id, *ha)),
-            _ => None,
-        };
-        // The VM a command is about: an answer about another VM is not taken into the host's
-        // report (a host could claim another host's VM that way; `hosts::reports`).
-        let about = match &command {
-            AgentCommand::CreateVm { vm, .. } => Some(vm.id),
-            AgentCommand::StartVm { id, .. }
-            | AgentCommand::StopVm { id, .. }
-            | AgentCommand::RebootVm { id }
-            | AgentCommand::ObserveVm { id, .. } => Some(*id),
-            _ => None,
-        };
+        // What the answer changes in the host's VMs (an answer about another VM than the
+        // command's is not taken: a host could claim another host's VM that way;
+        // `hosts::reports`).
+        let effect = command.answer_effect();
         let msg = ConsoleMessage::Request { id, command };
         let result = tokio::time::timeout(timeout, async {
             tx.send(msg).await.map_err(|_| lost())?;
@@ -469,27 +452,8 @@ impl AgentRegistry {
         .await;
         match result {
             Ok(Ok(Ok(reply))) => {
-                match (&reply, removes) {
-                    (CommandReply::Vm { vm } | CommandReply::Stopped { vm, .. }, _)
-                        if about == Some(vm.id) =>
-                    {
-                        self.apply_vm(host, |vms| match vms.iter_mut().find(|v| v.id == vm.id) {
-                            Some(v) => *v = vm.clone(),
-                            None => vms.push(vm.clone()),
-                        })
-                    }
-                    (CommandReply::Done, Some(gone)) => {
-                        self.apply_vm(host, |vms| vms.retain(|v| v.id != gone));
-                    }
-                    (CommandReply::Done, None) if ha_set.is_some() => {
-                        let (vm, ha) = ha_set.unwrap_or_default();
-                        self.apply_vm(host, |vms| {
-                            if let Some(v) = vms.iter_mut().find(|v| v.id == vm) {
-                                v.ha = ha;
-                            }
-                        });
-                    }
-                    _ => {}
+                if effect.applies(&reply) {
+                    self.apply_vm(host, |vms| effect.apply(&reply, vms));
                 }
                 Ok(reply)
             }

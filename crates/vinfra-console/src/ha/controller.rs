@@ -74,7 +74,12 @@ struct Track {
     fenced_seen: Option<Instant>,
     /// Whether the cluster's `fence_isolated` policy fenced (or tried to) in this episode.
     fence_tried: bool,
+    /// What the HA board holds for the host, to skip an unchanged entry.
+    posted: Option<Posted>,
 }
+
+/// A host's HA board entry as posted: its state, since when, its lease (incarnation, counter).
+type Posted = (HostHa, Instant, Option<(u64, u64)>);
 
 /// A VM restarted on another host, watched until it runs there.
 struct Restarting {
@@ -189,6 +194,7 @@ impl HaController {
                 since: now,
                 fenced_seen: None,
                 fence_tried: false,
+                posted: None,
             });
             // No copy of the record: every host is looked at every tick.
             let fenced_at =
@@ -250,15 +256,21 @@ impl HaController {
             if !unheard_at_start {
                 track.state = Some(a.ha.clone());
             }
-            console.ha_board().set(
-                h,
-                HostHaEntry {
-                    state: a.ha.name(),
-                    detail: a.ha.to_string(),
-                    since: track.since,
-                    lease: track.observer.last().map(|l| l.stamp()),
-                },
-            );
+            // Most hosts stay connected tick after tick: their entry is left as it is.
+            let lease = track.observer.last().map(|l| l.stamp());
+            let posted = (a.ha.clone(), track.since, lease);
+            if track.posted.as_ref() != Some(&posted) {
+                console.ha_board().set(
+                    h,
+                    HostHaEntry {
+                        state: a.ha.name(),
+                        detail: a.ha.to_string(),
+                        since: track.since,
+                        lease,
+                    },
+                );
+                track.posted = Some(posted);
+            }
             let lost_at = match link {
                 Link::Lost { since } => since,
                 Link::Connected { .. } => continue,

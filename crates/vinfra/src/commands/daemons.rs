@@ -192,7 +192,8 @@ pub struct AgentArgs {
     /// QEMU binary.
     #[arg(long = "qemu", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
-    /// Time between two reports of the host's state.
+    /// Time between two reads of the host's state: a report is sent when it changed, else every
+    /// fifth time.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
     pub report_interval: Duration,
     /// Time between two heartbeats to the console (its liveness; the console's heartbeat

@@ -1,7 +1,8 @@
 //! The connection to the console: joining (once), then a mutual-TLS session that sends `Hello`,
-//! a `Heartbeat` every heartbeat interval, a `Report` every report interval (and one right after
-//! each command that may change a VM), the switch's `Flows` every 10 s, and answers `Request`s; retries the join and reconnects
-//! forever with backoff capped at [`BACKOFF_MAX`].
+//! a `Heartbeat` every heartbeat interval, a `Report` when one tells the console something new
+//! (checked every report interval and after each command that may change a VM; the `reports`
+//! module), the switch's `Flows` every 10 s, and answers `Request`s; retries the join and
+//! reconnects forever with backoff capped at [`BACKOFF_MAX`].
 //!
 //! The heartbeat is the host's liveness at the console, so it waits on nothing a VM, QMP or the
 //! datastore can hold up: its own task, which takes neither the reporter's order lock nor
@@ -15,30 +16,35 @@
 //! bundle ([`store_renewed`]: staged, then renamed, a crash leaves the old set or the new) and
 //! used from the next connection on. The open connection goes on with the old certificate.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use uuid::Uuid;
-use vinfra_proto::frame::{FrameError, FramedJson};
+use vinfra_proto::frame::FramedJson;
 use vinfra_proto::pki::{self, JoinToken, PkiError};
-use vinfra_proto::{
-    AgentMessage, CommandError, CommandReply, ConsoleMessage, HostReport, PROTOCOL_VERSION,
-};
+use vinfra_proto::{AgentMessage, ConsoleMessage, PROTOCOL_VERSION};
 use vinfra_types::error::Chain;
-use vinfra_types::vm::VmNetBytes;
-use vinfra_types::HostCapacity;
 
 use crate::contact::{ConsoleContact, Heartbeats};
-use crate::guard::GuardLink;
 use crate::manager::Manager;
+
+mod error;
+mod reports;
+mod stored;
+pub use error::ConnectionError;
+use reports::{commit_usage, report_after, Reporter};
+pub use reports::{host_report, HostInfo, REPORT_SWITCH_BOUND};
+use stored::{finish_staged, read_opt, store_file, CA_FILE, CERT_FILE, KEY_FILE};
+pub use stored::{store_renewed, Credentials};
 
 /// Default time between two reports (`vinfra agent --report-interval`).
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
+/// Default [`SessionTiming::unchanged_every`]: with the default report interval, a host whose
+/// state did not change reports every 10 s.
+pub const UNCHANGED_EVERY: u32 = vinfra_proto::UNCHANGED_REPORT_EVERY;
 /// Default time between two heartbeats (`vinfra agent --heartbeat`): the `heartbeat` of
 /// `vinfra_ha::HaTimings`; the console's default heartbeat timeout is three of them.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -50,6 +56,10 @@ pub struct SessionTiming {
     pub report_interval: Duration,
     /// Time between two heartbeats.
     pub heartbeat: Duration,
+    /// A periodic report that tells the console nothing but the values that move all the time
+    /// (use, uptimes, traffic, the guard's renewals) is sent only every this many report
+    /// intervals (1: every report is sent; `reports` module).
+    pub unchanged_every: u32,
 }
 
 impl Default for SessionTiming {
@@ -57,190 +67,8 @@ impl Default for SessionTiming {
         SessionTiming {
             report_interval: REPORT_INTERVAL,
             heartbeat: HEARTBEAT,
+            unchanged_every: UNCHANGED_EVERY,
         }
-    }
-}
-
-/// Errors of the console connection.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    /// TCP or TLS failed
-    #[error("cannot reach the console at {addr}")]
-    Connect {
-        /// Console address.
-        addr: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// certificates, keys or the join token were refused
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    /// the framed connection failed
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// the console refused to let this host join
-    #[error("the console refused the join: {0}")]
-    JoinRefused(String),
-    /// the console answered something unexpected
-    #[error("unexpected message from the console: {0}")]
-    Unexpected(String),
-    /// the host has no certificate yet and no join token was given
-    #[error("this host has not joined a cluster yet: give it a join token")]
-    NotJoined,
-    /// credentials could not be stored or read
-    #[error("{}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// The host's TLS identity, PEM.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The cluster CA (during a CA rotation, a bundle of the old and the new).
-    pub ca_pem: String,
-    /// This host's certificate.
-    pub cert_pem: String,
-    /// This host's key.
-    pub key_pem: String,
-    /// The data directory they are stored in (renewals are written there); `None`: kept in
-    /// memory only.
-    pub dir: Option<PathBuf>,
-}
-
-/// What every report carries besides the VMs and usage.
-#[derive(Debug, Clone)]
-pub struct HostInfo {
-    /// Host name.
-    pub host: String,
-    /// Address migrations reach this host at.
-    pub address: String,
-    /// QEMU version.
-    pub qemu_version: String,
-    /// Capacity (with overrides applied).
-    pub capacity: HostCapacity,
-    /// What the host's QEMU runs (said in the Hello); `None` when QEMU could not say.
-    pub platform: Option<vinfra_types::HostPlatform>,
-    /// The host's guard (`vinfra agent --guard`), asked for its state in every report.
-    pub guard: Option<Arc<GuardLink>>,
-}
-
-const CA_FILE: &str = "ca.crt";
-const CERT_FILE: &str = "host.crt";
-const KEY_FILE: &str = "host.key";
-/// A renewal is staged in these before they replace the three above; the staged certificate,
-/// written last, is the mark that the set is complete.
-const STAGED_CA: &str = "renew-ca.crt";
-const STAGED_CERT: &str = "renew-host.crt";
-const STAGED_KEY: &str = "renew-host.key";
-
-/// Writes `text` to `path` with `mode` through a temporary file, an fsync, a rename and an
-/// fsync of the directory.
-fn store_file(path: &Path, text: &str, mode: u32) -> Result<(), ConnectionError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::fs::PermissionsExt;
-    // `<name>.tmp`, its own for each file (`host.key` and `host.crt` must not share one), made
-    // anew: a leftover of a crash, perhaps with a looser mode, is never written into.
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ConnectionError::Io { path, source }
-    };
-    crate::files::blocking(|| {
-        match std::fs::remove_file(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
-            _ => {}
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io(&tmp))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        sync_dir(path)
-    })
-}
-
-fn sync_dir(path: &Path) -> Result<(), ConnectionError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| ConnectionError::Io {
-            path: dir.into(),
-            source,
-        })
-}
-
-/// Finishes a renewal a crash interrupted: when the staged certificate (written last) is
-/// there, the staged files replace the live ones; otherwise stray staged files go.
-fn finish_staged(data_dir: &Path) -> Result<(), ConnectionError> {
-    let staged_cert = data_dir.join(STAGED_CERT);
-    let pairs = [
-        (data_dir.join(STAGED_KEY), data_dir.join(KEY_FILE)),
-        (data_dir.join(STAGED_CA), data_dir.join(CA_FILE)),
-        (staged_cert.clone(), data_dir.join(CERT_FILE)),
-    ];
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ConnectionError::Io { path, source }
-    };
-    if staged_cert.exists() {
-        for (from, to) in &pairs {
-            if from.exists() {
-                std::fs::rename(from, to).map_err(io(to))?;
-            }
-        }
-        sync_dir(&staged_cert)?;
-        tracing::info!("a renewed certificate staged before a restart is now in use");
-    } else {
-        for (from, _) in &pairs {
-            match std::fs::remove_file(from) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(io(from)(source)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Stores a renewed certificate, its key and the CA bundle in `data_dir`: each staged (fsynced)
-/// first, the certificate last, then all renamed over the live files. A crash before the
-/// staged certificate is complete keeps the old set; after it, the next start finishes the
-/// renames ([`ensure_credentials`]).
-pub fn store_renewed(data_dir: &Path, creds: &Credentials) -> Result<(), ConnectionError> {
-    store_file(&data_dir.join(STAGED_KEY), &creds.key_pem, 0o600)?;
-    store_file(&data_dir.join(STAGED_CA), &creds.ca_pem, 0o644)?;
-    store_file(&data_dir.join(STAGED_CERT), &creds.cert_pem, 0o644)?;
-    crate::files::blocking(|| finish_staged(data_dir))
-}
-
-fn read_opt(path: &Path) -> Result<Option<String>, ConnectionError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConnectionError::Io {
-            path: path.into(),
-            source,
-        }),
     }
 }
 
@@ -336,103 +164,6 @@ async fn tls_connect(
         })?
 }
 
-/// Longest wait for the switch's counters in a report (past it the report's VMs have no `net`).
-pub const REPORT_SWITCH_BOUND: Duration = Duration::from_millis(300);
-
-/// Each VM's traffic through its NICs' ports, summed from the switch's counters (seen from the
-/// VM: what the port sent is what the VM received); empty without a switch or an answer within
-/// [`REPORT_SWITCH_BOUND`].
-async fn vm_traffic(m: &Manager) -> HashMap<Uuid, VmNetBytes> {
-    let Some(link) = m.switch().cloned() else {
-        return HashMap::new();
-    };
-    let read = tokio::task::spawn_blocking(move || link.counters_with_view());
-    let Ok(Ok(Ok((_, named)))) = tokio::time::timeout(REPORT_SWITCH_BOUND, read).await else {
-        return HashMap::new();
-    };
-    let mut by_vm: HashMap<Uuid, VmNetBytes> = HashMap::new();
-    for p in &named.ports {
-        let t = by_vm.entry(p.vm_id).or_default();
-        t.rx_bytes = t.rx_bytes.saturating_add(p.traffic.tx_bytes);
-        t.tx_bytes = t.tx_bytes.saturating_add(p.traffic.rx_bytes);
-    }
-    by_vm
-}
-
-/// A full report now: the VMs (each QEMU waited on for a bound), their NICs' traffic (the
-/// switch's counters, 300 ms at most) and the guard (a second at most), asked at once.
-pub async fn host_report(m: &Manager, info: &HostInfo) -> HostReport {
-    let guard = async {
-        match &info.guard {
-            Some(link) => link.view().await,
-            None => None,
-        }
-    };
-    let (mut vms, guard, traffic) = tokio::join!(m.observe_all(), guard, vm_traffic(m));
-    for vm in &mut vms {
-        vm.net = traffic.get(&vm.id).copied();
-    }
-    let usage = m
-        .sampler()
-        .lock()
-        .ok()
-        .and_then(|mut s| s.host_usage(info.capacity.cores).ok())
-        .unwrap_or_default();
-    HostReport {
-        host: info.host.clone(),
-        address: info.address.clone(),
-        accel: m.accel(),
-        qemu_version: info.qemu_version.clone(),
-        capacity: info.capacity,
-        usage,
-        vms,
-        trunk: m
-            .switch()
-            .and_then(|l| l.attachment().trunk_interface.clone()),
-        underlay_mtu: m.switch().map_or(vinfra_types::network::UNDERLAY_MTU, |l| {
-            u32::from(l.underlay_mtu())
-        }),
-        guard,
-    }
-}
-
-/// Sends reports in the order their contents were read: a report taken before a command finished
-/// can never overtake (and so overwrite at the console) one taken after it.
-#[derive(Clone)]
-struct Reporter {
-    m: Arc<Manager>,
-    info: HostInfo,
-    out: mpsc::Sender<AgentMessage>,
-    order: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl Reporter {
-    /// Reads a full report now and queues it; false when the connection is gone.
-    async fn send(&self) -> bool {
-        let _order = self.order.lock().await;
-        let report = host_report(&self.m, &self.info).await;
-        self.out.send(AgentMessage::Report { report }).await.is_ok()
-    }
-
-    /// Sends `response` at once, then a full report read after it; false when the connection is
-    /// gone. Under the order lock, so every report read before the command ended is sent
-    /// before the response, and none read before it can follow it.
-    async fn send_after(&self, response: AgentMessage) -> bool {
-        let _order = self.order.lock().await;
-        if self.out.send(response).await.is_err() {
-            return false;
-        }
-        let report = host_report(&self.m, &self.info).await;
-        self.out.send(AgentMessage::Report { report }).await.is_ok()
-    }
-}
-
-/// True when, after `command` answered `result`, the console should get a fresh report: the
-/// command may have changed a VM, or an outgoing migration was seen reaching its end.
-fn report_after(changes_state: bool, result: &Result<CommandReply, CommandError>) -> bool {
-    changes_state || matches!(result, Ok(CommandReply::Migration { status }) if status.is_final())
-}
-
 /// Sends a heartbeat every `period` through `out`, noting each in `beats`, until the session's
 /// writer is gone. Waits on nothing else.
 async fn send_heartbeats(
@@ -471,10 +202,11 @@ impl Drop for SessionUp {
 
 /// One session over an established stream: `Hello`, then heartbeats, reports and request
 /// handling until the connection fails (or the session is dropped: its tasks end with it).
-/// After every command that may change a VM the agent sends a fresh `Report`: before the
-/// `Response`, so the console never holds an observed state older than the command; or, for
-/// the commands whose answer carries the VM
-/// ([`vinfra_proto::AgentCommand::answer_carries_vm`]), right after it. Heartbeat
+/// After every command that may change a VM the agent reads a fresh report and sends it if it
+/// tells the console something new: before the `Response`, so the console never holds an
+/// observed state older than the command; or, for the commands whose answer carries the VM
+/// ([`vinfra_proto::AgentCommand::answer_carries_vm`]) when they succeed, right after it (then
+/// it is sent only when the host changed in more than the answer says). Heartbeat
 /// acknowledgements move the manager's [`ConsoleContact`].
 pub async fn session<S>(
     stream: S,
@@ -502,12 +234,14 @@ where
 {
     let (mut tx, mut rx) = FramedJson::new(stream).split();
     let contact: ConsoleContact = m.contact().clone();
+    let hello = host_report(&m, info).await;
     tx.send(&AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
-        report: host_report(&m, info).await,
+        report: hello.clone(),
         platform: info.platform.clone(),
     })
     .await?;
+    commit_usage(&m);
     contact.report_sent();
     // Up until the session returns or is dropped (`vinfra_agent_console_connected`).
     let _up = SessionUp::new(contact.clone());
@@ -532,12 +266,13 @@ where
         heartbeats.clone(),
         timing.heartbeat,
     ));
-    let reports = Reporter {
-        m: m.clone(),
-        info: info.clone(),
-        out: out_tx.clone(),
-        order: Arc::default(),
-    };
+    let reports = Reporter::new(
+        m.clone(),
+        info.clone(),
+        out_tx.clone(),
+        timing.unchanged_every,
+        hello,
+    );
     {
         let reports = reports.clone();
         tasks.spawn(async move {
@@ -546,7 +281,7 @@ where
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if !reports.send().await {
+                if !reports.tick().await {
                     break;
                 }
             }
@@ -580,22 +315,19 @@ where
                 }
             }
             Ok(ConsoleMessage::Request { id, command }) => {
-                let (m, out, reports) = (m.clone(), out_tx.clone(), reports.clone());
+                let (m, reports) = (m.clone(), reports.clone());
                 tokio::spawn(async move {
                     let changes_state = command.changes_vm_state();
                     let first = command.answer_carries_vm();
+                    let effect = command.answer_effect();
                     let result = crate::handler::handle(&m, command).await;
                     let report = report_after(changes_state, &result);
-                    let result_ok = result.is_ok();
-                    let response = AgentMessage::Response { id, result };
-                    if !report {
-                        let _ = out.send(response).await;
-                    } else if first && result_ok {
-                        reports.send_after(response).await;
-                    } else {
-                        reports.send().await;
-                        let _ = out.send(response).await;
+                    let before = report && !(first && result.is_ok());
+                    if before {
+                        reports.before_answer().await;
                     }
+                    let response = AgentMessage::Response { id, result };
+                    reports.answer(effect, response, report && !before).await;
                 });
             }
             Ok(other) => break Err(ConnectionError::Unexpected(format!("{other:?}"))),
@@ -858,77 +590,5 @@ pub async fn connect_loop_with(
         }
         tokio::time::sleep(backoff).await;
         backoff = next_backoff(backoff);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn creds(tag: &str) -> Credentials {
-        Credentials {
-            ca_pem: format!("ca {tag}"),
-            cert_pem: format!("cert {tag}"),
-            key_pem: format!("key {tag}"),
-            dir: None,
-        }
-    }
-
-    fn live(dir: &Path) -> (String, String, String) {
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        (read(CA_FILE), read(CERT_FILE), read(KEY_FILE))
-    }
-
-    fn write_live(dir: &Path, c: &Credentials) {
-        std::fs::write(dir.join(CA_FILE), &c.ca_pem).unwrap();
-        std::fs::write(dir.join(CERT_FILE), &c.cert_pem).unwrap();
-        std::fs::write(dir.join(KEY_FILE), &c.key_pem).unwrap();
-    }
-
-    #[test]
-    fn a_renewal_replaces_the_whole_set_and_keeps_the_key_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        write_live(dir.path(), &creds("old"));
-        store_renewed(dir.path(), &creds("new")).unwrap();
-        assert_eq!(
-            live(dir.path()),
-            ("ca new".into(), "cert new".into(), "key new".into())
-        );
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        for staged in [STAGED_CA, STAGED_CERT, STAGED_KEY] {
-            assert!(!dir.path().join(staged).exists(), "{staged} left behind");
-        }
-    }
-
-    #[test]
-    fn an_interrupted_renewal_ends_with_the_old_set_or_the_new_never_a_mix() {
-        // Crash before the staged certificate was complete: the old set stays.
-        let dir = tempfile::tempdir().unwrap();
-        write_live(dir.path(), &creds("old"));
-        std::fs::write(dir.path().join(STAGED_KEY), "key new").unwrap();
-        std::fs::write(dir.path().join(STAGED_CA), "ca new").unwrap();
-        finish_staged(dir.path()).unwrap();
-        assert_eq!(
-            live(dir.path()),
-            ("ca old".into(), "cert old".into(), "key old".into())
-        );
-        assert!(!dir.path().join(STAGED_KEY).exists());
-
-        // Crash after the key was renamed, before the certificate: the next start finishes.
-        let dir = tempfile::tempdir().unwrap();
-        write_live(dir.path(), &creds("old"));
-        std::fs::write(dir.path().join(KEY_FILE), "key new").unwrap();
-        std::fs::write(dir.path().join(STAGED_CA), "ca new").unwrap();
-        std::fs::write(dir.path().join(STAGED_CERT), "cert new").unwrap();
-        finish_staged(dir.path()).unwrap();
-        assert_eq!(
-            live(dir.path()),
-            ("ca new".into(), "cert new".into(), "key new".into())
-        );
     }
 }
