@@ -203,7 +203,7 @@ fn main() {
 
     println!(
         "GET /api/v1/vms, {VMS} VMs, {REQUESTS} requests (HTTPS, keep-alive), {HOSTS} agents \
-         connected (state read every {} s, reported on a change or every 5th), a heartbeat every {} s (load average {load})",
+         connected (state read every {} s, reported on a change or every 4th), a heartbeat every {} s (load average {load})",
         common::REPORT_INTERVAL.as_secs(),
         common::HEARTBEAT.as_secs()
     );

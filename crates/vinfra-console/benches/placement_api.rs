@@ -10,7 +10,7 @@
 //! console exactly as a user's request does. The 10,000 hosts are fake agents that join through
 //! the agent endpoint (a join token each, a CSR signed by the cluster CA), connect over mutual
 //! TLS, report their VMs as `vinfra agent` does (read every 2 s, sent when the state changed,
-//! else every fifth time; after a create only when the host changed in more than the answer
+//! else every fourth time; after a create only when the host changed in more than the answer
 //! said), and answer `CreateVm` at once (no QEMU: one machine cannot run 100,000).
 //!
 //! Measured: `CREATES` creates (`POST /api/v1/vms`, 2 vCPUs, 4 GiB, start) from `CONCURRENCY`
@@ -502,7 +502,7 @@ fn main() {
     console_rt.block_on(async { ok(bench.running.shutdown().await, "shutdown") });
 
     println!(
-        "Placement through POST /api/v1/vms: {} hosts (fake agents over mutual TLS, reports read every {} s, sent on a change or every 5th, heartbeats every {} s), \
+        "Placement through POST /api/v1/vms: {} hosts (fake agents over mutual TLS, reports read every {} s, sent on a change or every 4th, heartbeats every {} s), \
          {} VMs, {} rules; {} creates from {} clients, then as many with count {} per request",
         a.hosts,
         common::REPORT_INTERVAL.as_secs(),

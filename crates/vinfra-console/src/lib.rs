@@ -111,7 +111,8 @@ pub struct ConsoleConfig {
     pub tls: bool,
     /// A host whose agent sends no message for this long is disconnected (and its connection
     /// closed). Default 3 s ([`agents::HEARTBEAT_TIMEOUT`]); agents send a heartbeat every second
-    /// and report every 2 s, and a report that lags does not count against the host.
+    /// and a report when their state changed (read every 2 s) or every 8 s, and a report that
+    /// lags does not count against the host.
     pub heartbeat_timeout: Duration,
     /// How long the source host of a migration may stay unreachable before the console decides
     /// the migration's outcome without it. Default 30 s.

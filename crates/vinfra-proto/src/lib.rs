@@ -6,7 +6,7 @@
 //!
 //! - The agent speaks first with [`AgentMessage::Hello`], then sends [`AgentMessage::Heartbeat`]
 //!   every second (liveness, from a task that waits on nothing else), [`AgentMessage::Report`]
-//!   (the host's state) every few seconds when it changed, every fifth time regardless (the
+//!   (the host's state) every few seconds when it changed, every fourth time regardless (the
 //!   moving values: use, uptimes, traffic), and after commands unless their answer said it
 //!   all (the `answer` module), and answers each
 //!   [`ConsoleMessage::Request`] with exactly one [`AgentMessage::Response`] carrying the same

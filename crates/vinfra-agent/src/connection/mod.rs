@@ -43,7 +43,7 @@ pub use stored::{store_renewed, Credentials};
 /// Default time between two reports (`vinfra agent --report-interval`).
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// Default [`SessionTiming::unchanged_every`]: with the default report interval, a host whose
-/// state did not change reports every 10 s.
+/// state did not change reports every 8 s.
 pub const UNCHANGED_EVERY: u32 = vinfra_proto::UNCHANGED_REPORT_EVERY;
 /// Default time between two heartbeats (`vinfra agent --heartbeat`): the `heartbeat` of
 /// `vinfra_ha::HaTimings`; the console's default heartbeat timeout is three of them.

@@ -8,7 +8,7 @@
 //! intervals passed without one (the moving values: the host's and VMs' use, averaged since the
 //! last report sent, uptimes, traffic, the guard's renewals). So a VM that changed state reaches
 //! the console within a report interval, a create or start the console saw answered costs no
-//! report, and an idle host sends one every ten seconds by default.
+//! report, and an idle host sends one every 8 s by default.
 //!
 //! [`SessionTiming::unchanged_every`]: super::SessionTiming::unchanged_every
 
@@ -112,13 +112,22 @@ struct Sent {
 /// Sends the session's reports, each only when it tells the console something new, in the
 /// order their contents were read: a report taken before a command finished can never overtake
 /// (and so overwrite at the console) one taken after it.
+///
+/// Two locks: `reading` is held from a report's read to its send (reads are serialized, and a
+/// command whose answer is followed by a fresh report holds it from its answer on), `sent`
+/// only to compare with or change what the console holds and queue the message. An answer
+/// that the console takes in without a fresh report (`ObserveVm`, `SetVmHa`) takes `sent`
+/// alone, so it never waits for a report being read (a QEMU that does not answer holds a read
+/// up for its bound): a periodic report read before such an answer and sent after it is
+/// compared with the answer taken in, so both ends hold that report, and the next read,
+/// newer than the answer, is sent when it differs.
 #[derive(Clone)]
 pub(super) struct Reporter {
     m: Arc<Manager>,
     info: HostInfo,
     out: mpsc::Sender<AgentMessage>,
     unchanged_every: u32,
-    /// Also the order lock.
+    reading: Arc<tokio::sync::Mutex<()>>,
     sent: Arc<tokio::sync::Mutex<Sent>>,
 }
 
@@ -136,6 +145,7 @@ impl Reporter {
             info,
             out,
             unchanged_every: unchanged_every.max(1),
+            reading: Arc::default(),
             sent: Arc::new(tokio::sync::Mutex::new(Sent {
                 report: hello,
                 skipped: 0,
@@ -145,7 +155,8 @@ impl Reporter {
 
     /// Sends `report` when it differs from what the console holds, or (`due`) regardless;
     /// false when the connection is gone.
-    async fn offer(&self, sent: &mut Sent, report: HostReport, due: bool) -> bool {
+    async fn offer(&self, report: HostReport, due: bool) -> bool {
+        let mut sent = self.sent.lock().await;
         if !due && report.same_state(&sent.report) {
             return true;
         }
@@ -158,23 +169,27 @@ impl Reporter {
     /// The report interval passed: reads a report and sends it if it tells something new or
     /// too many intervals passed without one; false when the connection is gone.
     pub(super) async fn tick(&self) -> bool {
-        let mut sent = self.sent.lock().await;
+        let _reading = self.reading.lock().await;
         let report = host_report(&self.m, &self.info).await;
-        let due = sent.skipped + 1 >= self.unchanged_every;
-        if !due && report.same_state(&sent.report) {
-            sent.skipped += 1;
-            return true;
-        }
-        self.offer(&mut sent, report, true).await
+        let due = {
+            let mut sent = self.sent.lock().await;
+            let due = sent.skipped + 1 >= self.unchanged_every;
+            if !due && report.same_state(&sent.report) {
+                sent.skipped += 1;
+                return true;
+            }
+            due
+        };
+        self.offer(report, due).await
     }
 
     /// Before the answer to a command that may have changed a VM and whose answer does not
     /// say how: a report read now, if it tells something new; false when the connection is
     /// gone.
     pub(super) async fn before_answer(&self) -> bool {
-        let mut sent = self.sent.lock().await;
+        let _reading = self.reading.lock().await;
         let report = host_report(&self.m, &self.info).await;
-        self.offer(&mut sent, report, false).await
+        self.offer(report, false).await
     }
 
     /// Sends `response` (with `effect`, the command's [`AnswerEffect`]), taking it into what
@@ -191,21 +206,27 @@ impl Reporter {
             _ => None,
         };
         if reply.is_none() && !fresh {
-            // Nothing the console takes in: no need to wait for a report being read.
+            // Nothing the console takes in: no lock to wait for.
             return self.out.send(response).await.is_ok();
         }
-        let mut sent = self.sent.lock().await;
-        if self.out.send(response).await.is_err() {
-            return false;
-        }
-        if let Some(reply) = &reply {
-            effect.apply(reply, &mut sent.report.vms);
+        let _reading = match fresh {
+            true => Some(self.reading.lock().await),
+            false => None,
+        };
+        {
+            let mut sent = self.sent.lock().await;
+            if self.out.send(response).await.is_err() {
+                return false;
+            }
+            if let Some(reply) = &reply {
+                effect.apply(reply, &mut sent.report.vms);
+            }
         }
         if !fresh {
             return true;
         }
         let report = host_report(&self.m, &self.info).await;
-        self.offer(&mut sent, report, false).await
+        self.offer(report, false).await
     }
 }
 

@@ -447,14 +447,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static, M: Membersh
             }
             Ok(AgentMessage::Response { id, result }) => {
                 registry.heard(&host, reg.conn_id);
-                let waiter = reg
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                if let Some(w) = waiter {
-                    let _ = w.send(result);
-                }
+                registry.answered(&host, reg.conn_id, &reg.pending, id, result);
             }
             Ok(AgentMessage::Flows {
                 host: named,

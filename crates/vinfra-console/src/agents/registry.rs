@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use vinfra_proto::{AgentCommand, CommandError, CommandReply, ConsoleMessage, HostReport};
+use vinfra_proto::{
+    AgentCommand, AnswerEffect, CommandError, CommandReply, ConsoleMessage, HostReport,
+};
 use vinfra_types::usage::UsageHistory;
 use vinfra_types::{HostStatus, PowerState, VmObserved};
 
@@ -23,7 +25,25 @@ use super::history::UsageHistories;
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Requests sent to an agent that wait for their response, by request id.
-pub type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<CommandReply, CommandError>>>>>;
+pub type Pending = Arc<Mutex<HashMap<u64, Waiting>>>;
+
+/// A request sent to an agent whose answer has not arrived.
+pub struct Waiting {
+    /// What its answer changes in the host's VMs: taken into the host's report by the
+    /// connection's reader ([`AgentRegistry::answered`]), in the order the agent's messages
+    /// arrive, as the agent takes it into its copy of what it reported
+    /// (`vinfra-agent::connection::reports`).
+    effect: AnswerEffect,
+    /// Who waits for the answer; `None` once it gave up (a timeout): the answer is still taken
+    /// in when it comes, as the agent took it in when it sent it.
+    waiter: Option<oneshot::Sender<Result<CommandReply, CommandError>>>,
+    /// When the waiter gave up.
+    gave_up: Option<Instant>,
+}
+
+/// An answer nobody waits for any more is forgotten this long after its waiter gave up (an
+/// agent answers every request; one that does not is past helping).
+const LATE_ANSWER_KEPT: Duration = Duration::from_secs(600);
 
 /// Why a request to an agent did not get a successful reply.
 #[derive(Debug, thiserror::Error)]
@@ -270,11 +290,43 @@ impl AgentRegistry {
     /// Applies what a command's answer says about the host's VMs to its latest report at once,
     /// without waiting for the next one: the observed state is then never older than a command
     /// the console saw answered. The report's arrival time is left alone (it is not a heartbeat).
-    fn apply_vm(&self, host: &str, change: impl FnOnce(&mut Vec<VmObserved>)) {
+    fn apply_vm(&self, host: &str, conn_id: u64, change: impl FnOnce(&mut Vec<VmObserved>)) {
         let mut inner = self.lock();
+        if inner.conns.get(host).is_none_or(|c| c.id != conn_id) {
+            return;
+        }
         if let Some(o) = inner.observed.get_mut(host) {
             // In place unless a reader holds the report (then a copy).
             change(&mut Arc::make_mut(&mut o.report).vms);
+        }
+    }
+
+    /// The answer `result` to request `id` arrived on `host`'s connection `conn_id` (whose
+    /// requests are `pending`): what it changes in the host's VMs is taken into its report now,
+    /// in the order of the connection's messages (a report that followed the answer is stored
+    /// after it, as the agent sent them), then its waiter, if it still waits, gets it.
+    pub fn answered(
+        &self,
+        host: &str,
+        conn_id: u64,
+        pending: &Pending,
+        id: u64,
+        result: Result<CommandReply, CommandError>,
+    ) {
+        let Some(waiting) = pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+        else {
+            return;
+        };
+        if let Ok(reply) = &result {
+            if waiting.effect.applies(reply) {
+                self.apply_vm(host, conn_id, |vms| waiting.effect.apply(reply, vms));
+            }
+        }
+        if let Some(w) = waiting.waiter {
+            let _ = w.send(result);
         }
     }
 
@@ -423,7 +475,7 @@ impl AgentRegistry {
     ) -> Result<CommandReply, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
-        let tx = {
+        let (tx, pending) = {
             let inner = self.lock();
             let conn = inner
                 .conns
@@ -431,19 +483,25 @@ impl AgentRegistry {
                 .ok_or_else(|| RequestError::NotConnected {
                     host: host.to_string(),
                 })?;
+            // What the answer changes in the host's VMs (an answer about another VM than the
+            // command's is not taken: a host could claim another host's VM that way;
+            // `hosts::reports`).
             conn.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id, reply_tx);
-            conn.tx.clone()
+                .insert(
+                    id,
+                    Waiting {
+                        effect: command.answer_effect(),
+                        waiter: Some(reply_tx),
+                        gave_up: None,
+                    },
+                );
+            (conn.tx.clone(), conn.pending.clone())
         };
         let lost = || RequestError::ConnectionLost {
             host: host.to_string(),
         };
-        // What the answer changes in the host's VMs (an answer about another VM than the
-        // command's is not taken: a host could claim another host's VM that way;
-        // `hosts::reports`).
-        let effect = command.answer_effect();
         let msg = ConsoleMessage::Request { id, command };
         let result = tokio::time::timeout(timeout, async {
             tx.send(msg).await.map_err(|_| lost())?;
@@ -451,25 +509,26 @@ impl AgentRegistry {
         })
         .await;
         match result {
-            Ok(Ok(Ok(reply))) => {
-                if effect.applies(&reply) {
-                    self.apply_vm(host, |vms| effect.apply(&reply, vms));
-                }
-                Ok(reply)
-            }
+            // Taken into the host's report by the reader (`answered`).
+            Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(source))) => Err(RequestError::Agent {
                 host: host.to_string(),
                 source,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => {
-                let inner = self.lock();
-                if let Some(conn) = inner.conns.get(host) {
-                    conn.pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
+                // The answer may still come: taken in then, as the agent takes it in when it
+                // sends it; forgotten if it does not come for long.
+                let now = Instant::now();
+                let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(w) = pending.get_mut(&id) {
+                    w.waiter = None;
+                    w.gave_up = Some(now);
                 }
+                pending.retain(|_, w| {
+                    w.gave_up
+                        .is_none_or(|at| now.duration_since(at) < LATE_ANSWER_KEPT)
+                });
                 Err(RequestError::Timeout {
                     host: host.to_string(),
                     secs: timeout.as_secs(),
@@ -488,4 +547,131 @@ fn vms_changed(before: &[VmObserved], after: &[VmObserved]) -> bool {
     a.sort_unstable_by_key(|k| k.0);
     b.sort_unstable_by_key(|k| k.0);
     a != b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vinfra_types::{Accel, HostCapacity, HostUsage, PowerState, VmUsage};
+
+    fn report(host: &str) -> HostReport {
+        HostReport {
+            host: host.into(),
+            address: "10.0.0.1".into(),
+            accel: Accel::Tcg,
+            qemu_version: "7.2.0".into(),
+            capacity: HostCapacity {
+                cores: 4,
+                memory_mib: 8192,
+            },
+            usage: HostUsage::default(),
+            vms: vec![],
+            trunk: None,
+            underlay_mtu: 1500,
+            guard: None,
+        }
+    }
+
+    fn vm(id: Uuid) -> VmObserved {
+        VmObserved {
+            id,
+            name: "v".into(),
+            state: PowerState::Running,
+            pid: Some(7),
+            uptime_s: 0,
+            usage: VmUsage::default(),
+            unresponsive: false,
+            ha: false,
+            net: None,
+        }
+    }
+
+    fn vms_of(r: &AgentRegistry, host: &str) -> Vec<Uuid> {
+        let (_, o) = r.observed(host);
+        o.map(|o| o.report.vms.iter().map(|v| v.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// An answer is taken into the host's report by the reader when it arrives, also after its
+    /// request timed out (the agent took it into what it reported when it sent it); one that
+    /// arrives on a connection no longer the host's is not.
+    #[tokio::test]
+    async fn an_answer_is_taken_in_when_it_arrives_even_after_its_request_gave_up() {
+        let r = AgentRegistry::new(HEARTBEAT_TIMEOUT);
+        let mut reg = r.connect("h1", report("h1"));
+        let id = Uuid::new_v4();
+        let ask = |r: AgentRegistry| async move {
+            r.request(
+                "h1",
+                AgentCommand::ObserveVm { id, wait_ms: 0 },
+                Duration::from_millis(50),
+            )
+            .await
+        };
+        let asking = tokio::spawn(ask(r.clone()));
+        let Some(ConsoleMessage::Request { id: req, .. }) = reg.rx.recv().await else {
+            panic!("the request was not sent")
+        };
+        assert!(matches!(
+            asking.await.unwrap(),
+            Err(RequestError::Timeout { .. })
+        ));
+        assert!(vms_of(&r, "h1").is_empty());
+        r.answered(
+            "h1",
+            reg.conn_id,
+            &reg.pending,
+            req,
+            Ok(CommandReply::Vm { vm: vm(id) }),
+        );
+        assert_eq!(vms_of(&r, "h1"), vec![id]);
+        // Answered once: a second answer with the same id is nobody's.
+        assert!(reg.pending.lock().unwrap().is_empty());
+
+        // A waiter gets the answer after it was taken in.
+        let other = Uuid::new_v4();
+        let asking = tokio::spawn({
+            let r = r.clone();
+            async move {
+                r.request(
+                    "h1",
+                    AgentCommand::ObserveVm {
+                        id: other,
+                        wait_ms: 0,
+                    },
+                    Duration::from_secs(10),
+                )
+                .await
+            }
+        });
+        let Some(ConsoleMessage::Request { id: req, .. }) = reg.rx.recv().await else {
+            panic!("the request was not sent")
+        };
+        r.answered(
+            "h1",
+            reg.conn_id,
+            &reg.pending,
+            req,
+            Ok(CommandReply::Vm { vm: vm(other) }),
+        );
+        assert!(asking.await.unwrap().is_ok());
+        assert_eq!(vms_of(&r, "h1").len(), 2);
+
+        // The host reconnects: an answer arriving on the old connection changes nothing.
+        let old = (reg.conn_id, reg.pending.clone());
+        let asking = tokio::spawn(ask(r.clone()));
+        let Some(ConsoleMessage::Request { id: req, .. }) = reg.rx.recv().await else {
+            panic!("the request was not sent")
+        };
+        let _new = r.connect("h1", report("h1"));
+        let _ = asking.await;
+        r.answered(
+            "h1",
+            old.0,
+            &old.1,
+            req,
+            Ok(CommandReply::Vm { vm: vm(id) }),
+        );
+        assert!(vms_of(&r, "h1").is_empty());
+    }
 }

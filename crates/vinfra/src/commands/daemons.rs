@@ -193,7 +193,7 @@ pub struct AgentArgs {
     #[arg(long = "qemu", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
     /// Time between two reads of the host's state: a report is sent when it changed, else every
-    /// fifth time.
+    /// fourth time.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, hide = true)]
     pub report_interval: Duration,
     /// Time between two heartbeats to the console (its liveness; the console's heartbeat
