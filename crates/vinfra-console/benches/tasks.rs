@@ -15,6 +15,10 @@ use vinfra_store::{SqliteStore, Store};
 use vinfra_types::auth::Actor;
 use vinfra_types::task::TaskKind;
 
+/// The allocator the `vinfra` binary runs the console with (its `main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TASKS: usize = 2000;
 const TARGET_P99: Duration = Duration::from_millis(1);
 

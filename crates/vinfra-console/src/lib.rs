@@ -331,6 +331,18 @@ impl RunningConsole {
     }
 }
 
+/// Turns transparent huge pages off for this process and what it starts, as `vinfra console`
+/// does before its runtime starts (a failure is logged: the console runs all the same). The
+/// allocator of the `vinfra` binary (mimalloc) gives each thread and size of allocation pages
+/// of their own; with huge pages the first touch of each zeroed 2 MiB, 7-9% of the console's
+/// CPU in a burst of creates, against 2% with 4-KiB pages (docs/benchmarks.md, 2026-12-06).
+/// Not for the agent: its QEMUs would inherit it, and guest memory wants huge pages.
+pub fn without_huge_pages() {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        tracing::warn!("transparent huge pages stay on for the console: {e}");
+    }
+}
+
 /// Starts the console and runs it until SIGINT or SIGTERM.
 pub async fn run(config: ConsoleConfig) -> Result<(), ConsoleError> {
     let mut running = start(config).await?;

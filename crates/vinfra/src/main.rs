@@ -5,6 +5,14 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the C library's allocator: the console serves thousands of agent
+/// connections from a few threads, each message a few short-lived buffers; glibc's malloc
+/// spent ~8% of the console's CPU in placement bursts (docs/benchmarks.md, 2026-12-06) and
+/// mimalloc's thread-local free lists about half that. The console's benchmarks, which run the
+/// console in their own process, use it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match vinfra::Cli::try_parse() {
         Ok(cli) => cli,

@@ -11,6 +11,10 @@
 mod fleet;
 pub use fleet::*;
 
+/// The allocator the `vinfra` binary runs the console with (its `main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -141,6 +145,8 @@ pub struct Bench {
 impl Bench {
     /// Starts the console on the store at `dir` (call from inside the console's runtime).
     pub async fn start(dir: &Path) -> Bench {
+        // As `vinfra console` runs (its agents, in this process, too).
+        vinfra_console::without_huge_pages();
         let mut config = ConsoleConfig::new(dir.to_path_buf());
         config.api_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.agent_listen = SocketAddr::from(([127, 0, 0, 1], 0));

@@ -433,6 +433,14 @@ impl AgentRegistry {
             .and_then(|o| o.report.vms.iter().find(|v| v.id == id).map(|v| v.state))
     }
 
+    /// The VM's HA flag in `host`'s latest report (also when the host is no longer connected),
+    /// if it lists the VM.
+    pub fn reported_ha(&self, host: &str, id: Uuid) -> Option<bool> {
+        let inner = self.lock();
+        let o = inner.observed.get(host)?;
+        o.report.vms.iter().find(|v| v.id == id).map(|v| v.ha)
+    }
+
     /// True when `host`'s latest report lists the VM.
     pub fn host_knows(&self, host: &str, id: Uuid) -> bool {
         self.observed(host)

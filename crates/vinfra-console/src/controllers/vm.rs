@@ -404,7 +404,26 @@ impl Controller for VmController {
 
     fn key_for(&self, store_key: &str) -> Option<String> {
         if let Some(name) = store_key.strip_prefix(keys::VMS) {
-            return self.console.vm(name).ok().map(|v| v.value.host);
+            // No copy of the record: its host, id and HA flag.
+            let (host, id, ha) = self.console.with_vms(|m| {
+                m.get(name)
+                    .map(|v| (v.value.host.clone(), v.value.id, v.value.spec.ha.enabled))
+            })?;
+            // The write of a VM whose operation is in flight sets off no reconcile of its host:
+            // the reconcile leaves that VM alone (`recently_busy`) unless its HA flag differs
+            // from what the host reported (then it is passed on), and the host's other VMs
+            // did not change (each sets off its own). A burst of creates does not reconcile
+            // every host it places a VM on.
+            if self.console.inflight().in_flight(name)
+                && self
+                    .console
+                    .agents()
+                    .reported_ha(&host, id)
+                    .is_none_or(|r| r == ha)
+            {
+                return None;
+            }
+            return Some(host);
         }
         keys::cleanup_host(store_key).map(str::to_string)
     }

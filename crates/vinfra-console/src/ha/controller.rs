@@ -150,13 +150,19 @@ impl HaController {
     /// One assessment of every host, and the restarts it allows.
     pub async fn tick(&mut self) {
         let console = self.console.clone();
-        let names = console.host_names();
-        let mut links = HashMap::new();
+        // Every host's name and out-of-band fence mark in one pass over the records (no copy
+        // of a record, no lookup per host), then every host's link under one lock of the
+        // registry (agents report meanwhile).
+        let (names, fenced): (Vec<String>, Vec<bool>) = console.with_hosts(|m| {
+            m.iter()
+                .map(|(h, r)| (h.clone(), r.value.fenced_at.is_some()))
+                .unzip()
+        });
         let mut lost = Vec::new();
-        // Every host's link under one lock of the registry (agents report meanwhile).
-        let states = console.agents().links(&names);
-        for (h, (status, heard)) in names.iter().zip(states) {
-            let link = match status {
+        let links: Vec<Link> = names
+            .iter()
+            .zip(console.agents().links(&names))
+            .map(|(h, (status, heard))| match status {
                 HostStatus::Connected => Link::Connected {
                     since: Instant::now(),
                 },
@@ -166,9 +172,8 @@ impl HaController {
                         since: heard.unwrap_or(self.started),
                     }
                 }
-            };
-            links.insert(h.clone(), link);
-        }
+            })
+            .collect();
         let leases = self.leases.clone();
         let reads = tokio::task::spawn_blocking(move || {
             lost.into_iter()
@@ -181,13 +186,8 @@ impl HaController {
         .await
         .unwrap_or_default();
         let now = Instant::now();
-        self.hosts.retain(|h, _| links.contains_key(h));
         let grace = self.startup_grace();
-        console.ha_board().retain(&|h| links.contains_key(h));
-        for h in &names {
-            let Some(link) = links.get(h).copied() else {
-                continue;
-            };
+        for ((h, link), fenced_at) in names.iter().zip(links).zip(fenced) {
             let track = self.hosts.entry(h.clone()).or_insert_with(|| Track {
                 observer: LeaseObserver::new(),
                 state: None,
@@ -196,13 +196,10 @@ impl HaController {
                 fence_tried: false,
                 posted: None,
             });
-            // No copy of the record: every host is looked at every tick.
-            let fenced_at =
-                console.with_hosts(|m| m.get(h.as_str()).and_then(|r| r.value.fenced_at));
             // The fence holds until the host is back (its agent's Hello clears fenced_at).
             track.fenced_seen = match fenced_at {
-                Some(_) => Some(track.fenced_seen.unwrap_or(now)),
-                None => None,
+                true => Some(track.fenced_seen.unwrap_or(now)),
+                false => None,
             };
             let fence = track.fenced_seen.map(|at| Fence {
                 at,
@@ -258,8 +255,12 @@ impl HaController {
             }
             // Most hosts stay connected tick after tick: their entry is left as it is.
             let lease = track.observer.last().map(|l| l.stamp());
-            let posted = (a.ha.clone(), track.since, lease);
-            if track.posted.as_ref() != Some(&posted) {
+            let unchanged = track
+                .posted
+                .as_ref()
+                .is_some_and(|(ha, since, l)| *ha == a.ha && *since == track.since && *l == lease);
+            if !unchanged {
+                let posted = (a.ha.clone(), track.since, lease);
                 console.ha_board().set(
                     h,
                     HostHaEntry {
@@ -321,6 +322,13 @@ impl HaController {
                 let state = a.ha.to_string();
                 self.restart(h, &state, lost_at, candidates).await;
             }
+        }
+        // Every host of the records is tracked now: a host tracked beyond them was removed
+        // (its board entry goes with it; the board holds tracked hosts only).
+        if self.hosts.len() > names.len() {
+            let keep: HashSet<&str> = names.iter().map(String::as_str).collect();
+            self.hosts.retain(|h, _| keep.contains(h.as_str()));
+            console.ha_board().retain(&|h| keep.contains(h));
         }
         self.watch(now);
     }

@@ -21,14 +21,53 @@ use crate::error::Error;
 /// Marks a VM as having an operation in flight; released on drop.
 pub struct BusyGuard {
     set: Arc<Mutex<HashSet<String>>>,
-    last_op: Arc<Mutex<HashMap<String, Instant>>>,
+    last_op: Arc<Mutex<LastOps>>,
     name: String,
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         lock(&self.set).remove(&self.name);
-        lock(&self.last_op).insert(self.name.clone(), Instant::now());
+        lock(&self.last_op).ended(&self.name, Instant::now());
+    }
+}
+
+/// How long the end of a VM's last operation is remembered: [`Inflight::recently_busy`] looks
+/// no further back.
+pub const LAST_OP_KEPT: Duration = Duration::from_secs(60);
+
+/// When each VM's last operation ended, for the last [`LAST_OP_KEPT`] at least: older ends are
+/// dropped whenever the map has doubled since the last time (a console that ran a million
+/// operations does not keep a million names).
+#[derive(Default)]
+struct LastOps {
+    at: HashMap<String, Instant>,
+    /// The size at which older ends are dropped next.
+    prune_at: usize,
+}
+
+impl LastOps {
+    /// At least this many names before the first pruning.
+    const PRUNE_FLOOR: usize = 1024;
+
+    fn ended(&mut self, name: &str, now: Instant) {
+        match self.at.get_mut(name) {
+            Some(at) => *at = now,
+            None => {
+                self.at.insert(name.to_string(), now);
+            }
+        }
+        if self.at.len() >= self.prune_at.max(Self::PRUNE_FLOOR) {
+            self.at
+                .retain(|_, at| now.saturating_duration_since(*at) < LAST_OP_KEPT);
+            self.prune_at = 2 * self.at.len();
+        }
+    }
+
+    fn within(&self, name: &str, settle: Duration) -> bool {
+        self.at
+            .get(name)
+            .is_some_and(|t| t.elapsed() < settle.min(LAST_OP_KEPT))
     }
 }
 
@@ -227,7 +266,7 @@ pub type LastPush = Option<(u64, HostSwitchConfig)>;
 #[derive(Default)]
 pub struct Inflight {
     busy: Arc<Mutex<HashSet<String>>>,
-    last_op: Arc<Mutex<HashMap<String, Instant>>>,
+    last_op: Arc<Mutex<LastOps>>,
     /// Serializes placement decisions with the record writes that claim capacity, and holds
     /// what placement keeps between them.
     placement: tokio::sync::Mutex<PlacementMemo>,
@@ -268,12 +307,15 @@ impl Inflight {
         })
     }
 
-    /// True while an operation on the VM is in flight or finished less than `settle` ago.
-    pub fn recently_busy(&self, name: &str, settle: Duration) -> bool {
+    /// True while an operation on the VM is in flight.
+    pub fn in_flight(&self, name: &str) -> bool {
         lock(&self.busy).contains(name)
-            || lock(&self.last_op)
-                .get(name)
-                .is_some_and(|t| t.elapsed() < settle)
+    }
+
+    /// True while an operation on the VM is in flight or finished less than `settle` ago
+    /// (at most [`LAST_OP_KEPT`]).
+    pub fn recently_busy(&self, name: &str, settle: Duration) -> bool {
+        lock(&self.busy).contains(name) || lock(&self.last_op).within(name, settle)
     }
 
     /// Takes the placement lock, with what placement keeps between decisions: hold it from
@@ -403,5 +445,50 @@ impl Inflight {
             .entry(host.to_string())
             .or_default()
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_older_than_kept_go_once_the_map_has_grown_enough() {
+        let mut ops = LastOps::default();
+        let t0 = Instant::now();
+        for i in 0..LastOps::PRUNE_FLOOR - 1 {
+            ops.ended(&format!("old-{i}"), t0);
+        }
+        ops.ended("old-0", t0);
+        assert_eq!(
+            ops.at.len(),
+            LastOps::PRUNE_FLOOR - 1,
+            "a name is kept once"
+        );
+        let later = t0 + LAST_OP_KEPT + Duration::from_secs(1);
+        ops.ended("new", later);
+        assert_eq!(ops.at.len(), 1, "the old ends went at the floor");
+        assert_eq!(ops.at.get("new"), Some(&later));
+        // Recent ends stay, however many.
+        for i in 0..3 * LastOps::PRUNE_FLOOR {
+            ops.ended(&format!("recent-{i}"), later);
+        }
+        assert_eq!(ops.at.len(), 3 * LastOps::PRUNE_FLOOR + 1);
+    }
+
+    #[test]
+    fn recently_busy_looks_back_settle_but_no_further_than_kept() {
+        let inflight = Inflight::default();
+        let guard = inflight.busy("vm1").expect("free");
+        assert!(inflight.recently_busy("vm1", Duration::ZERO), "in flight");
+        drop(guard);
+        assert!(inflight.recently_busy("vm1", Duration::from_secs(3)));
+        assert!(!inflight.recently_busy("vm1", Duration::ZERO));
+        assert!(!inflight.recently_busy("vm2", Duration::from_secs(3)));
+        let long_ago = Instant::now()
+            .checked_sub(LAST_OP_KEPT + Duration::from_secs(1))
+            .expect("the clock has run longer than that");
+        lock(&inflight.last_op).ended("vm3", long_ago);
+        assert!(!inflight.recently_busy("vm3", 2 * LAST_OP_KEPT));
     }
 }

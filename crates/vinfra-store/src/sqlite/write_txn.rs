@@ -69,19 +69,21 @@ impl WriteTxn<'_> {
             return Err(StoreError::NoLease(lease));
         }
         let rev = self.next_revision();
-        let (create_revision, version) = match get_revisions(self.tx, key)? {
-            Some((created, _, version)) => (created, version + 1),
-            None => (rev, 1),
-        };
-        self.tx
+        // One statement finds the key and writes it: a new key starts at version 1, an
+        // existing one keeps its create revision and counts one more version.
+        let (create_revision, version): (Revision, i64) = self
+            .tx
             .prepare_cached(
                 "INSERT INTO kv(key, value, create_revision, mod_revision, version, lease)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 VALUES (?1, ?2, ?3, ?3, 1, ?4)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value,
-                   mod_revision = excluded.mod_revision, version = excluded.version,
-                   lease = excluded.lease",
+                   mod_revision = excluded.mod_revision, version = kv.version + 1,
+                   lease = excluded.lease
+                 RETURNING create_revision, version",
             )?
-            .execute(params![key, value, create_revision, rev, version, lease])?;
+            .query_row(params![key, value, rev, lease], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         self.record(WatchEvent::Put(KeyValue {
             key: key.to_owned(),
             value: value.to_vec(),

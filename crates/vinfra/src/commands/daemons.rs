@@ -308,6 +308,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 
 /// Runs the console until SIGTERM or ctrl-c.
 pub fn console(a: &ConsoleArgs) -> Result<(), DaemonError> {
+    vinfra_console::without_huge_pages();
     let config = vinfra_console::ConsoleConfig {
         data_dir: a.data_dir.clone(),
         api_listen: a.listen,
