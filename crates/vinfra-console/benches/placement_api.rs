@@ -24,9 +24,11 @@
 //! API serves at all on this machine: HTTPS, routing, the token check, a small answer). Then,
 //! with nothing in flight, each step of the create path is timed alone on the running
 //! console (host inputs, rules, placement with and without rules, the cluster model, cleanup
-//! markers, one store write). Console and agents run on runtimes of their own (threads
-//! `console-*` and `agents-*`; the store's committer, `store-commit`, counts as the console's),
-//! so the console's CPU time per placement is reported too.
+//! markers, one store write). The console runs on a runtime of its own (threads `console-*`;
+//! the store's committer, `store-commit`, counts as the console's), the clients on another
+//! (`agents-*`), the fake agents in a child process (this binary again, `--fleet-child`: the
+//! console's process holds one socket per host, as when its agents are other machines), so
+//! the console's CPU time per placement is reported apart from theirs.
 //!
 //! Then as many VMs again **with a count** (`--count K`, default 100, 0: none): `POST
 //! /api/v1/vms` with `"count": K` creates `many{b}-1` … `many{b}-K` in one request, one task
@@ -42,9 +44,10 @@
 //! --concurrency N --connect-limit SECONDS --ha-every K --count K --count-only]` (defaults:
 //! 10,000 / 100,000 / 8,000 / 2,000 / 8 / 600, count 100). No join starts after the connect limit, and creates start once every joined host is
 //! connected or the limit passed: a console that cannot take all its hosts in that time is
-//! measured with those it took, and the result is a FAIL that says how many. Console and agents
-//! share this process, which needs two open files per host: it raises its limit as far as it
-//! may and joins no more hosts than that allows (saying so; the result is then a FAIL too).
+//! measured with those it took, and the result is a FAIL that says how many. The console's
+//! process and the fleet's each need an open file per host: each raises its limit as far as it
+//! may, and where that is short of the hosts asked the cluster is built with as many as fit
+//! (saying so; the result is then a FAIL too).
 
 mod common;
 mod placement;
@@ -54,7 +57,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{median_of, ms, ok, Api, Bench, Fleet, FleetHost, SeedVm};
+use common::{median_of, ms, ok, Api, Bench, FleetHost, FleetProcess, SeedVm};
 use placement::{create_all, create_many_all, create_one, measure, print_measured};
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::balancing::{PlacementRule, RuleKind, RuleStrength};
@@ -304,16 +307,26 @@ async fn get_floor(api: &Api, n: usize, concurrency: usize) -> f64 {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == common::FLEET_CHILD_ARG) {
+        common::fleet_child_main();
+        return;
+    }
     let mut a = parse_args();
-    let files = common::raise_fd_limit(2 * a.hosts as u64 + 1024);
-    // Two sockets per host (agent and console side) in this one process.
-    let fd_hosts = (files.saturating_sub(1024) / 2) as usize;
+    // The fleet runs in a child process, started before the console changes what a child
+    // inherits (its huge pages).
+    let mut fleet = FleetProcess::spawn();
+    let asked_hosts = a.hosts;
+    let files = common::raise_fd_limit(a.hosts as u64 + 1024);
+    // One socket per host in each process (the console's side here, the agent's in the
+    // fleet's), each with the same limit.
+    let fd_hosts = files.saturating_sub(1024) as usize;
     if fd_hosts < a.hosts {
         // The cluster is built at the size that can connect, VMs and rules included: a rule
-        // naming a host that never joins would make every create it touches fail.
+        // naming a host that never joins would make every create it touches fail. The result
+        // is a FAIL (not the size asked).
         println!(
             "open-file limit {files} (the hard limit: not raised): {fd_hosts} of the {} hosts asked \
-             can connect in this process, so the cluster is built with {fd_hosts} hosts",
+             can connect, so the cluster is built with {fd_hosts} hosts",
             a.hosts
         );
         a.hosts = fd_hosts;
@@ -342,6 +355,7 @@ fn main() {
     );
 
     let console_rt = common::runtime("console", 2);
+    // The API clients (the fleet is in its own process).
     let agents_rt = common::runtime("agents", 2);
     let bench = console_rt.block_on(Bench::start(dir.path()));
     let api = bench.api();
@@ -367,26 +381,29 @@ fn main() {
         cores: 64,
         memory_mib: 256 * 1024,
     };
-    let t = Instant::now();
-    let fleet = agents_rt.block_on(Fleet::join(
-        &api,
-        bench.agent_endpoint(),
+    let (agent_addr, ca_pem) = bench.agent_endpoint();
+    let spec = common::FleetSpec {
+        base: api.base.clone(),
+        token: api.token.clone(),
+        agent_addr,
+        ca_pem,
         hosts,
         capacity,
-        common::REPORT_INTERVAL,
-        32,
-        t + a.connect_limit,
-    ));
+        interval_ms: common::REPORT_INTERVAL.as_millis() as u64,
+        parallel: 32,
+        limit_ms: a.connect_limit.as_millis() as u64,
+    };
+    let t = Instant::now();
+    let (joined_hosts, join_error) = fleet.join(&spec);
+    drop(spec);
     let joined = t.elapsed();
-    let joined_hosts = fleet.joined;
-    let join_retries = fleet.counters.join_retries.load(Ordering::Relaxed);
-    let join_error = fleet.last_join_error.clone();
+    let join_retries = fleet.counters().join_retries;
     let left = a.connect_limit.saturating_sub(joined) + Duration::from_secs(30);
-    let connected = agents_rt.block_on(common::wait_connected(&api, fleet.joined, left));
+    let connected = agents_rt.block_on(common::wait_connected(&api, joined_hosts, left));
     let connect_time = t.elapsed();
     eprintln!(
         "{} of {} agents joined in {:.1} s; {connected} connected after {:.1} s",
-        fleet.joined,
+        joined_hosts,
         a.hosts,
         joined.as_secs_f64(),
         connect_time.as_secs_f64()
@@ -418,16 +435,16 @@ fn main() {
     let single = {
         let n = if a.count_only { 0 } else { a.creates };
         let names: Vec<String> = (0..n).map(new_vm).collect();
-        measure(&fleet, || {
+        measure(&mut fleet, || {
             agents_rt.block_on(create_all(&api, names, a.concurrency))
         })
     };
     let many = (a.count > 0).then(|| {
-        measure(&fleet, || {
+        measure(&mut fleet, || {
             agents_rt.block_on(create_many_all(&api, a.creates, a.count, a.concurrency))
         })
     });
-    let reconnects = fleet.counters.reconnects.load(Ordering::Relaxed);
+    let reconnects = fleet.counters().reconnects;
 
     // Rule-bound creates landed away from their partner.
     let check = |name: &dyn Fn(usize) -> String, partner: usize| {
@@ -497,7 +514,7 @@ fn main() {
         )
     });
 
-    let stamps = fleet.creates.clone();
+    let stamps = fleet.stamps();
     drop(fleet);
     console_rt.block_on(async { ok(bench.running.shutdown().await, "shutdown") });
 
@@ -526,19 +543,22 @@ fn main() {
             format!(" (last: {join_error})")
         }
     );
-    let single_pass = print_measured(
-        "one VM per request",
-        &single,
-        a.creates,
-        single_broken,
-        &stamps,
-        &|name| {
-            name[4..]
-                .parse::<usize>()
-                .is_ok_and(|k| k.is_multiple_of(RULE_EVERY))
-        },
-        idle_cpu,
-    );
+    // `--count-only` ran no creates one per request: nothing of them to print.
+    let single_pass = (!a.count_only).then(|| {
+        print_measured(
+            "one VM per request",
+            &single,
+            a.creates,
+            single_broken,
+            &stamps,
+            &|name| {
+                name[4..]
+                    .parse::<usize>()
+                    .is_ok_and(|k| k.is_multiple_of(RULE_EVERY))
+            },
+            idle_cpu,
+        )
+    });
     let many_pass = many.as_ref().map(|m| {
         print_measured(
             &format!("count {} per request", a.count),
@@ -582,11 +602,18 @@ fn main() {
     );
     println!(
         "  floor: the same {} clients' authenticated GET /api/v1/settings (HTTPS, no store, no \
-         agent): {floor:.0}/s; creates one per request / floor = {:.2}",
+         agent): {floor:.0}/s{}",
         a.concurrency,
-        single.rate() / floor
+        if a.count_only {
+            String::new()
+        } else {
+            format!(
+                "; creates one per request / floor = {:.2}",
+                single.rate() / floor
+            )
+        }
     );
-    let connected_all = connected == a.hosts;
+    let connected_all = connected == asked_hosts;
     let verdict = |pass: bool| {
         if pass && connected_all {
             "PASS"
@@ -594,11 +621,13 @@ fn main() {
             "FAIL"
         }
     };
-    println!(
-        "RESULT placement console-path {:.0}/s target >= {TARGET_PER_S:.0}/s: {}",
-        single.rate(),
-        verdict(single_pass)
-    );
+    if let Some(pass) = single_pass {
+        println!(
+            "RESULT placement console-path {:.0}/s target >= {TARGET_PER_S:.0}/s: {}",
+            single.rate(),
+            verdict(pass)
+        );
+    }
     if let (Some(m), Some(pass)) = (&many, many_pass) {
         println!(
             "RESULT placement console-path-count{} {:.0}/s target >= {TARGET_PER_S:.0}/s: {}",

@@ -109,6 +109,7 @@ async fn slow_connections_do_not_stop_the_api() {
         s.write_all(b"GET /api/v1/vms HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
+        s.flush().await.unwrap();
         heads.push(s);
     }
     // 40 slow POSTs: a whole head, then a body that never arrives; half of them the web
@@ -128,6 +129,7 @@ async fn slow_connections_do_not_stop_the_api() {
                 .to_string()
         };
         s.write_all(head.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
         bodies.push(s);
     }
     // 40 HTTP/2 connections that never send their preface.
@@ -391,6 +393,10 @@ async fn too_large_body_is_413_over_http1_and_http2() {
     s.write_all(big.as_bytes())
         .await
         .expect("the whole body is taken");
+    // A TLS stream's `write_all` may leave the last records in the session's buffer when the
+    // socket is full: without a flush the body's tail would never leave, and the console would
+    // wait for it as this waits for the answer.
+    s.flush().await.expect("the whole body is sent");
     let answer = read_answer(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
@@ -400,6 +406,7 @@ async fn too_large_body_is_413_over_http1_and_http2() {
         c.token
     );
     s.write_all(get.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
     let answer = read_answer(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
@@ -525,6 +532,7 @@ async fn idle_http2_connection_is_closed() {
     out.extend_from_slice(&[0x1, 0x5, 0, 0, 0, 1]);
     out.extend_from_slice(&block);
     s.write_all(&out).await.unwrap();
+    s.flush().await.unwrap();
 
     // The answer comes (a HEADERS frame on stream 1 with status 200: index 8, 0x88), then
     // nothing more is sent; the connection must be closed after about 1.5 s of idleness.
@@ -553,6 +561,7 @@ async fn http2_connections_have_few_streams_at_once() {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
     s.write_all(&out).await.unwrap();
+    s.flush().await.unwrap();
     // The server's first frame is its SETTINGS (type 4, stream 0): 6-byte parameters.
     let mut head = [0u8; 9];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut head))

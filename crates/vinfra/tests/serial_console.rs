@@ -222,6 +222,7 @@ async fn login(access: &ApiAccess) -> String {
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
+    s.flush().await.unwrap();
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp).await;
     let resp = String::from_utf8_lossy(&resp);

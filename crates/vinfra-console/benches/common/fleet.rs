@@ -6,6 +6,7 @@
 use super::*;
 
 /// One host of the fleet: its name and the VMs it reports from the start.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct FleetHost {
     /// Host name.
     pub name: String,
@@ -47,6 +48,37 @@ impl CreateTimes {
             .get(name)
             .copied()
     }
+
+    /// Every (VM name, received, answered), the times as `CLOCK_MONOTONIC` nanoseconds (one
+    /// clock for every process of the machine).
+    pub fn to_monotonic(&self) -> Vec<(String, u64, u64)> {
+        let (now, now_ns) = (Instant::now(), monotonic_ns());
+        let ns = |t: Instant| now_ns.saturating_sub(now.duration_since(t).as_nanos() as u64);
+        self.times
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, (received, answered))| (name.clone(), ns(*received), ns(*answered)))
+            .collect()
+    }
+
+    /// The times of [`CreateTimes::to_monotonic`] (read in another process) as this process's
+    /// `Instant`s.
+    pub fn from_monotonic(times: Vec<(String, u64, u64)>) -> CreateTimes {
+        let (now, now_ns) = (Instant::now(), monotonic_ns());
+        let at = |ns: u64| {
+            now.checked_sub(Duration::from_nanos(now_ns.saturating_sub(ns)))
+                .unwrap_or(now)
+        };
+        CreateTimes {
+            times: Mutex::new(
+                times
+                    .into_iter()
+                    .map(|(name, received, answered)| (name, (at(received), at(answered))))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// What the fleet did, counted across its agents.
@@ -81,6 +113,36 @@ pub struct Fleet {
     /// `CreateVm` timing.
     pub creates: Arc<CreateTimes>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+impl FleetCounters {
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> FleetCount {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FleetCount {
+            reports: get(&self.reports),
+            heartbeats: get(&self.heartbeats),
+            requests: get(&self.requests),
+            creates: get(&self.creates),
+            switch_pushes: get(&self.switch_pushes),
+            reconnects: get(&self.reconnects),
+            join_retries: get(&self.join_retries),
+            ended: get(&self.ended),
+        }
+    }
+}
+
+/// [`FleetCounters`] read at one moment (what a fleet in another process answers).
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct FleetCount {
+    pub reports: u64,
+    pub heartbeats: u64,
+    pub requests: u64,
+    pub creates: u64,
+    pub switch_pushes: u64,
+    pub reconnects: u64,
+    pub join_retries: u64,
+    pub ended: u64,
 }
 
 impl Drop for Fleet {

@@ -9,7 +9,11 @@
 #![allow(dead_code)]
 
 mod fleet;
+mod fleet_process;
 pub use fleet::*;
+// Only `placement_api` runs its fleet in a child process.
+#[allow(unused_imports)]
+pub use fleet_process::*;
 
 /// The allocator the `vinfra` binary runs the console with (its `main.rs`).
 #[global_allocator]
@@ -161,15 +165,7 @@ impl Bench {
             .api_token
             .clone()
             .expect("a first start makes a token");
-        let tls = ok(pki::client_config(&running.ca_pem, None), "client TLS");
-        let client = ok(
-            reqwest::Client::builder()
-                .tls_backend_preconfigured((*tls).clone())
-                .http1_only()
-                .pool_max_idle_per_host(256)
-                .build(),
-            "HTTP client",
-        );
+        let client = api_client(&running.ca_pem);
         let base = format!("https://127.0.0.1:{}", running.api_addr.port());
         Bench {
             running,
@@ -192,6 +188,19 @@ impl Bench {
     pub fn agent_endpoint(&self) -> (SocketAddr, String) {
         (self.running.agent_addr, self.running.ca_pem.clone())
     }
+}
+
+/// The benchmarks' API client: keep-alive HTTP/1.1, trusting only the cluster CA `ca_pem`.
+pub fn api_client(ca_pem: &str) -> reqwest::Client {
+    let tls = ok(pki::client_config(ca_pem, None), "client TLS");
+    ok(
+        reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .http1_only()
+            .pool_max_idle_per_host(256)
+            .build(),
+        "HTTP client",
+    )
 }
 
 /// A cheap handle on the REST API.
@@ -263,9 +272,9 @@ pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
     }
 }
 
-/// Raises this process's open-file limit towards `want` (the fleet holds two sockets per host:
-/// the agent's and the console's): the soft limit up to the hard one, the hard one too where
-/// that is allowed. Returns the limit in force.
+/// Raises this process's open-file limit towards `want` (a fleet in the console's process holds
+/// two sockets per host: the agent's and the console's): the soft limit up to the hard one, the
+/// hard one too where that is allowed. Returns the limit in force.
 pub fn raise_fd_limit(want: u64) -> u64 {
     match sys::raise_nofile(want) {
         Ok(n) => n,
@@ -273,8 +282,26 @@ pub fn raise_fd_limit(want: u64) -> u64 {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock `Instant` reads on Linux, the same in every
+/// process of the machine.
+pub fn monotonic_ns() -> u64 {
+    sys::monotonic_ns()
+}
+
 mod sys {
     use nix::libc;
+
+    /// `CLOCK_MONOTONIC` in nanoseconds.
+    pub fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec the call writes into; CLOCK_MONOTONIC always exists.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
 
     /// Sets RLIMIT_NOFILE to `want` (soft and, when lower, hard), else the soft limit to the
     /// hard one; returns the soft limit in force.

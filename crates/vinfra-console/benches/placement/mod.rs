@@ -4,14 +4,13 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vinfra_types::api::CreateVmRequest;
 use vinfra_types::task::{Task, TaskState};
 
-use super::common::{self, ms, ok, Api, Fleet};
+use super::common::{self, ms, ok, Api, FleetProcess};
 use super::{console_cpu_between, is_ha, many_base, request, RULE_EVERY, TARGET_PER_S};
 
 /// One create as the client saw it.
@@ -195,21 +194,25 @@ impl Measured {
     }
 }
 
-/// Runs `creates` and measures them.
-pub fn measure(fleet: &Fleet, creates: impl FnOnce() -> (Vec<Done>, Duration)) -> Measured {
+/// Runs `creates` and measures them. The clients run in this process on threads named
+/// `agents-*`; the fleet in its own.
+pub fn measure(
+    fleet: &mut FleetProcess,
+    creates: impl FnOnce() -> (Vec<Done>, Duration),
+) -> Measured {
     let load0 = common::loadavg();
-    let cpu0 = common::cpu_by_thread();
-    let reports0 = fleet.counters.reports.load(Ordering::Relaxed);
-    let pushes0 = fleet.counters.switch_pushes.load(Ordering::Relaxed);
+    let count0 = fleet.counters();
+    let (fleet_cpu0, cpu0) = (fleet.cpu_s(), common::cpu_by_thread());
     let (done, wall) = creates();
-    let cpu1 = common::cpu_by_thread();
+    let (fleet_cpu1, cpu1) = (fleet.cpu_s(), common::cpu_by_thread());
+    let count1 = fleet.counters();
     Measured {
         done,
         wall,
         console_cpu: console_cpu_between(&cpu0, &cpu1),
-        agents_cpu: common::cpu_between(&cpu0, &cpu1, "agents"),
-        reports: fleet.counters.reports.load(Ordering::Relaxed) - reports0,
-        pushes: fleet.counters.switch_pushes.load(Ordering::Relaxed) - pushes0,
+        agents_cpu: common::cpu_between(&cpu0, &cpu1, "agents") + fleet_cpu1 - fleet_cpu0,
+        reports: count1.reports - count0.reports,
+        pushes: count1.switch_pushes - count0.switch_pushes,
         load: (load0, common::loadavg()),
     }
 }
