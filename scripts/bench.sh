@@ -94,7 +94,7 @@ for bench in "${ran[@]}" "${failed[@]}"; do
     inventory_page) grep -E "^  (page|JSON|ratio)" "$log" ;;
     vm_create) grep -E "^  (POST|QEMU|overhead)" "$log" ;;
     failover) grep -E "^(kill|HA failover)|^  (detected|moved|QEMU|guest)" "$log" ;;
-    migration) grep -E "^(case|idle|busy|network|completed|Encryption)|^  (ours|plain|encrypted)( #[0-9]+)?:|does not converge" "$log" ;;
+    migration) grep -E "^(case|idle|busy|network|completed|Encryption)|^  (ours|plain|bridge|encrypted|mean gap)( #[0-9]+)?:|does not converge" "$log" ;;
     throughput) sed -n '/^== medians/,$p' "$log" | grep -v "^RESULT \|^round " ;;
     routed_vs_kernel | snat_vs_masquerade | flows_on_off) sed -n "/^== medians/,\$p" "$log" | grep -v "^RESULT " ;;
     firewall_vs_nft) sed -n '/^== firewall/,$p' "$log" | grep -v "^RESULT \|^round \| rounds: \|^    " ;;
