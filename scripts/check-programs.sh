@@ -50,6 +50,7 @@ DYNAMIC=(
     's.vinfra_binary.display().to_string()=vinfra'
     'self.state.vinfra_binary.display().to_string()=vinfra'
     'common::VINFRA=vinfra'        # a benchmark's own build of the binary (env!("CARGO_BIN_EXE_vinfra"))
+    'this_benchmark=cargo'         # a benchmark started again as its own helper (current_exe): cargo built it
 )
 
 die() {

@@ -27,6 +27,7 @@ declare -A VINFRA_PROGRAM_PACKAGE=(
     [zstd]=zstd
     [ip]=iproute2
     [nstat]=iproute2
+    [bridge]=iproute2
     [tc]=iproute2
     [ping]=iputils-ping
     [sysctl]=procps

@@ -154,6 +154,7 @@ async fn slow_connections_do_not_stop_the_api() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         for s in &mut heads {
             let _ = s.write_all(b"X-Slow: 1\r\n").await;
+            let _ = s.flush().await;
         }
     }
 

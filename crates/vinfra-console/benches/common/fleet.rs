@@ -135,13 +135,21 @@ impl FleetCounters {
 /// [`FleetCounters`] read at one moment (what a fleet in another process answers).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct FleetCount {
+    /// Reports sent (Hello excluded).
     pub reports: u64,
+    /// Heartbeats sent.
     pub heartbeats: u64,
+    /// Requests answered.
     pub requests: u64,
+    /// `CreateVm` requests answered.
     pub creates: u64,
+    /// `ApplySwitchConfig` requests answered.
     pub switch_pushes: u64,
+    /// Sessions opened again after the console closed one.
     pub reconnects: u64,
+    /// Join attempts tried again.
     pub join_retries: u64,
+    /// Connections that ended.
     pub ended: u64,
 }
 

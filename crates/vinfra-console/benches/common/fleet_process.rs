@@ -58,9 +58,9 @@ impl FleetProcess {
     /// changes anything its children would inherit (the console turns huge pages off for its
     /// process; the fleet stands for agents on other machines).
     pub fn spawn() -> FleetProcess {
-        let exe = ok(std::env::current_exe(), "this benchmark's path");
+        let this_benchmark = ok(std::env::current_exe(), "this benchmark's path");
         let mut child = ok(
-            Command::new(exe)
+            Command::new(this_benchmark)
                 .arg(FLEET_CHILD_ARG)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -125,12 +125,14 @@ impl FleetProcess {
         // After the name: state is field 3 of stat(5), utime 14 and stime 15 (the whole
         // process's, every thread's).
         let ticks = |i: usize| {
-            fields
-                .get(i - 3)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
+            let f = fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+            f.unwrap_or_else(|| panic!("field {i} of the fleet's /proc stat: {stat}"))
         };
-        (ticks(14) + ticks(15)) / 100.0
+        let per_s = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        (ticks(14) + ticks(15)) / per_s
     }
 }
 
@@ -145,6 +147,14 @@ impl Drop for FleetProcess {
 /// of two threads named `agents`, answers with what joined, then answers `counters` and
 /// `stamps` until standard input closes.
 pub fn fleet_child_main() {
+    // Ends with the benchmark, however it ends (a parent killed never runs its `Drop`).
+    ok(
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL),
+        "PR_SET_PDEATHSIG",
+    );
+    if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+        return;
+    }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let Some(Ok(first)) = lines.next() else {
@@ -169,6 +179,8 @@ pub fn fleet_child_main() {
         spec.parallel,
         deadline,
     ));
+    // The protocol's answers are this process's only output on stdout (nothing else may print
+    // there: the lock is held while stdin is read).
     let mut out = std::io::stdout().lock();
     let mut answer = |v: String| {
         ok(writeln!(out, "{v}"), "answer the benchmark");

@@ -272,9 +272,9 @@ pub async fn wait_connected(api: &Api, n: usize, limit: Duration) -> usize {
     }
 }
 
-/// Raises this process's open-file limit towards `want` (a fleet in the console's process holds
-/// two sockets per host: the agent's and the console's): the soft limit up to the hard one, the
-/// hard one too where that is allowed. Returns the limit in force.
+/// Raises this process's open-file limit towards `want` (a socket per host on each side; a fleet
+/// in the console's process holds two): the soft limit up to the hard one, the hard one too
+/// where that is allowed. Returns the limit in force.
 pub fn raise_fd_limit(want: u64) -> u64 {
     match sys::raise_nofile(want) {
         Ok(n) => n,

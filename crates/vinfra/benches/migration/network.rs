@@ -361,9 +361,13 @@ impl PlainBridges {
             .collect();
         for (i, h) in hosts.iter().enumerate() {
             let (ns, vtep) = (h.namespace.as_str(), vteps[i].to_string());
-            ip_in(ns, &["addr", "add", &format!("{vtep}/24"), "dev", "eth0"]);
+            // Recorded first: what a failed step leaves is removed on drop.
             s.namespaces.push(ns.to_string());
             s.vteps.push(vteps[i]);
+            ip_in(
+                ns,
+                &["addr", "replace", &format!("{vtep}/24"), "dev", "eth0"],
+            );
             ip_in(
                 ns,
                 &[
@@ -683,8 +687,8 @@ fn net_median(runs: &[NetRun], f: impl Fn(&NetRun) -> f64) -> f64 {
     v[v.len() / 2]
 }
 
-/// Ours' median gap over the baseline's; 0 gaps count as equal, a gap against none as
-/// infinitely worse.
+/// Ours' gap over the baseline's (the means for the target, the medians recorded); no gap on
+/// either side counts as equal (0), a gap against none as infinitely worse.
 fn gap_ratio(ours: f64, base: f64) -> f64 {
     match (ours > 0.0, base > 0.0) {
         (false, _) => 0.0,
