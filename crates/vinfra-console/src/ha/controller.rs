@@ -187,7 +187,7 @@ impl HaController {
         .unwrap_or_default();
         let now = Instant::now();
         let grace = self.startup_grace();
-        for ((h, link), fenced_at) in names.iter().zip(links).zip(fenced) {
+        for ((h, link), fenced) in names.iter().zip(links).zip(fenced) {
             let track = self.hosts.entry(h.clone()).or_insert_with(|| Track {
                 observer: LeaseObserver::new(),
                 state: None,
@@ -197,10 +197,7 @@ impl HaController {
                 posted: None,
             });
             // The fence holds until the host is back (its agent's Hello clears fenced_at).
-            track.fenced_seen = match fenced_at {
-                true => Some(track.fenced_seen.unwrap_or(now)),
-                false => None,
-            };
+            track.fenced_seen = fenced.then(|| track.fenced_seen.unwrap_or(now));
             let fence = track.fenced_seen.map(|at| Fence {
                 at,
                 seen_again: None,
