@@ -52,6 +52,8 @@
 mod common;
 #[path = "migration/network.rs"]
 mod network;
+#[path = "migration/plain_net.rs"]
+mod plain_net;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
