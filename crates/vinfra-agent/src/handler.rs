@@ -48,8 +48,9 @@ pub async fn handle(m: &Manager, command: AgentCommand) -> Result<CommandReply, 
             uri,
             settings,
             tls,
+            redirect_to,
         } => {
-            m.migrate_out(id, &uri, settings, tls).await?;
+            m.migrate_out(id, &uri, settings, tls, redirect_to).await?;
             CommandReply::Done
         }
         C::MigrationStatus { id, wait_ms } => CommandReply::Migration {

@@ -109,7 +109,9 @@ async fn sends(from: &Manager, to: &Manager, id: Uuid, uri: &str, tls: Option<Mi
         max_bandwidth: 64 << 20,
         ..MigrationSettings::default()
     };
-    from.migrate_out(id, uri, settings, tls).await.unwrap();
+    from.migrate_out(id, uri, settings, tls, None)
+        .await
+        .unwrap();
     let status = from
         .migration_status(id, Duration::from_secs(120))
         .await

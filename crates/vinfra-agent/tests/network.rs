@@ -546,6 +546,7 @@ async fn guests_ping_across_vxlan_and_survive_a_switch_restart() {
             uri,
             settings: MigrationSettings::default(),
             tls: None,
+            redirect_to: None,
         },
     )
     .await

@@ -249,7 +249,7 @@ async fn live_migration_between_two_agents() {
 
     // Refused: migrating to something that is not tcp.
     assert!(a
-        .migrate_out(id, "exec:true", MigrationSettings::default(), None)
+        .migrate_out(id, "exec:true", MigrationSettings::default(), None, None)
         .await
         .is_err());
 
@@ -277,6 +277,7 @@ async fn live_migration_between_two_agents() {
                 uri: uri.clone(),
                 settings: MigrationSettings::default(),
                 tls: None,
+                redirect_to: None,
             },
         )
         .await

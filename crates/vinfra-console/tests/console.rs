@@ -932,6 +932,8 @@ async fn migration_settings_are_validated_kept_and_applied() {
     assert_eq!(r.status, 202, "{:?}", r.body);
     assert_eq!(wait_migration(&c, "tuned").await["phase"], "completed");
     let sent = src.state.lock().unwrap().migrate_settings.clone();
+    // No NIC: no frames to redirect at the switchover.
+    assert_eq!(src.state.lock().unwrap().redirects, vec![None]);
     assert_eq!(
         sent,
         vec![vinfra_proto::MigrationSettings {

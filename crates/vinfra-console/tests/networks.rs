@@ -659,6 +659,11 @@ async fn switch_configurations_follow_vms_networks_and_migrations() {
         .unwrap()
         .commands
         .contains(&"PrepareIncoming".to_string()));
+    // The source was told where to send b's frames from the switchover on: h3's underlay.
+    assert_eq!(
+        h2.state.lock().unwrap().redirects,
+        vec![Some("10.77.0.13".parse().unwrap())]
+    );
     wait_config(&h1, "b's MAC on h3", |cfg| {
         mac_entry(cfg, &b_mac).as_deref() == Some("10.77.0.13")
     })

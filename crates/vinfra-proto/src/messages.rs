@@ -290,6 +290,13 @@ pub enum AgentCommand {
         /// certificate must carry ([`MigrationTls::peer`]). Absent: plain TCP.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tls: Option<MigrationTls>,
+        /// The destination's VTEP (its underlay address): from the moment the source's QEMU
+        /// stops for the switchover, the source's switch sends the frames for the VM's
+        /// addresses on overlay networks there, where its new ports hold them until the guest
+        /// resumes. Absent: not redirected (no overlay underlay, or a console before it; an
+        /// agent before it ignores it, which only loses that).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redirect_to: Option<std::net::Ipv4Addr>,
     },
     /// Progress of the outgoing migration of `id`. Replies [`CommandReply::Migration`]: at
     /// once, or with `wait_ms`, as soon as the migration has ended (QEMU's event) or after

@@ -194,6 +194,18 @@ pub enum Request {
         #[serde(default)]
         to: Option<Ipv4Addr>,
     },
+    /// The core's `ConfigCommand::RedirectMac`: the frames for a local VM's address go to VTEP
+    /// `to` (the host it is migrating to) instead of its port, for at most 30 s; absent or
+    /// `null` ends that. An action: `get_config` never lists it.
+    RedirectMac {
+        /// Network.
+        network: u32,
+        /// Address.
+        mac: Mac,
+        /// The VTEP its frames go to.
+        #[serde(default)]
+        to: Option<Ipv4Addr>,
+    },
     /// The core's `ConfigCommand::SetDhcp`: enables (`config` set) or disables the DHCP responder.
     SetDhcp {
         /// Network.

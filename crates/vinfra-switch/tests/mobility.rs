@@ -21,6 +21,7 @@ use vinfra_switch::datapath::firewall::conntrack::{
 };
 use vinfra_switch::datapath::{
     ConfigCommand, ConfigError, DropReason, Location, NetworkId, PortId, Switch, SwitchSettings,
+    MAC_REDIRECT_HOLD,
 };
 use vinfra_switch::wire::ipv4::protocol;
 use vinfra_switch::wire::{EtherType, MacAddr};
@@ -266,6 +267,211 @@ fn announcements_move_an_entry_only_where_the_control_plane_expects_it() {
             to: Some(VTEP_B),
         }),
         Err(ConfigError::NoSuchNetwork(NetworkId(99)))
+    );
+}
+
+// The source host's view of a migration: VM 2 leaves host A for host B.
+
+/// Host A, VM 2's host: VM 2 (port 2) and VM 4 (port 4) on blue, VM 3 at host C and VM 5 at
+/// host B, as the control plane put them.
+fn source_host() -> Switch {
+    let mut cmds = overlay_networks();
+    cmds.extend(vtep_macs());
+    cmds.extend([
+        uplink(VTEP_A, UNDERLAY_MAC_A),
+        vm(2, BLUE),
+        vm(4, BLUE),
+        ConfigCommand::SetFloodList {
+            network: BLUE,
+            vteps: vec![VTEP_B, VTEP_C],
+        },
+    ]);
+    for (m, location) in [
+        (2, Location::Port(PortId(2))),
+        (4, Location::Port(PortId(4))),
+        (3, Location::Vtep(VTEP_C)),
+        (5, Location::Vtep(VTEP_B)),
+    ] {
+        cmds.push(ConfigCommand::AddMacEntry {
+            network: BLUE,
+            mac: mac(m),
+            location,
+        });
+    }
+    Switch::with_commands(SwitchSettings::default(), cmds).unwrap()
+}
+
+/// The agent's word that VM `of`'s frames go to `to` (its QEMU stopped for the switchover).
+fn redirect(c: &mut Switch, of: MacAddr, to: Option<Ipv4Addr>) -> Result<(), ConfigError> {
+    c.apply(ConfigCommand::RedirectMac {
+        network: BLUE,
+        mac: of,
+        to,
+    })
+}
+
+/// Where host A sends `from`'s frame to VM 2 (`from`: VM 3 at C over the uplink, or VM 4 here).
+fn frame_for_vm2_goes_to(
+    c: &mut Switch,
+    now: Duration,
+    from: u8,
+) -> Vec<(PortId, Option<Ipv4Addr>)> {
+    let frame = ipv4_frame(mac(2), mac(from), ip(from), ip(2), 8);
+    match from {
+        3 => send(c, now, UPLINK, &to_c_from_to(VTEP_C, VTEP_A, &frame)),
+        _ => send(c, now, PortId(u32::from(from)), &frame),
+    }
+}
+
+/// `inner` on blue as host `from`'s switch sends it to host `to`.
+fn to_c_from_to(from: Ipv4Addr, to: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+    vxlan(from, to, 5001, inner)
+}
+
+#[test]
+fn a_stopped_migrating_vm_s_frames_go_on_to_its_destination_until_the_redirect_ends() {
+    let mut c = source_host();
+    let redirected = |c: &Switch| c.network_counters(BLUE).unwrap().mac_redirected;
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(1), 3),
+        vec![(PortId(2), None)]
+    );
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(1), 4),
+        vec![(PortId(2), None)]
+    );
+    // Without a redirect, a frame from another host for a third host's VM goes nowhere (split
+    // horizon).
+    let for_vm5 = ipv4_frame(mac(5), mac(3), ip(3), ip(5), 8);
+    let to_a = |inner: &[u8]| to_c_from_to(VTEP_C, VTEP_A, inner);
+    assert!(send(&mut c, t(1), UPLINK, &to_a(&for_vm5)).is_empty());
+
+    // VM 2's QEMU stops for the switchover to B: its frames go to B, from C (sent on: the one
+    // exception to split horizon) and from VM 4 alike.
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(2), 3),
+        vec![(UPLINK, Some(VTEP_B))]
+    );
+    assert_eq!(redirected(&c), 1);
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(2), 4),
+        vec![(UPLINK, Some(VTEP_B))]
+    );
+    assert_eq!(c.lookup(BLUE, mac(2), t(2)), Some(Location::Vtep(VTEP_B)));
+    // Never back to the host it came from, and still no copy for VM 5.
+    let from_b = ipv4_frame(mac(2), mac(5), ip(5), ip(2), 8);
+    assert!(send(&mut c, t(2), UPLINK, &to_c_from_to(VTEP_B, VTEP_A, &from_b)).is_empty());
+    assert!(send(&mut c, t(2), UPLINK, &to_a(&for_vm5)).is_empty());
+    assert_eq!(redirected(&c), 1);
+    // The entry stays where the control plane put it, and a revert of moves keeps the redirect.
+    let entry = c.mac_entries(BLUE).into_iter().find(|(m, _)| *m == mac(2));
+    assert_eq!(
+        entry.map(|(_, e)| (e.location, e.redirect.map(|r| r.to))),
+        Some((Location::Port(PortId(2)), Some(VTEP_B)))
+    );
+    c.apply(ConfigCommand::RevertMacMoves).unwrap();
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(3), 3),
+        vec![(UPLINK, Some(VTEP_B))]
+    );
+
+    // The migration failed and VM 2 resumed here: the redirect ends.
+    redirect(&mut c, mac(2), None).unwrap();
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(4), 3),
+        vec![(PortId(2), None)]
+    );
+    // So does a frame from VM 2 on its port (it runs here: its agent may be gone).
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    let from_vm2 = ipv4_frame(mac(4), mac(2), ip(2), ip(4), 8);
+    assert_eq!(
+        send(&mut c, t(4), PortId(2), &from_vm2),
+        vec![(PortId(4), None)]
+    );
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(4), 4),
+        vec![(PortId(2), None)]
+    );
+    // Setting the entry again ends it too.
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    c.apply(ConfigCommand::AddMacEntry {
+        network: BLUE,
+        mac: mac(2),
+        location: Location::Port(PortId(2)),
+    })
+    .unwrap();
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(5), 4),
+        vec![(PortId(2), None)]
+    );
+    // It lapses by itself (an agent that never ended it).
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    let lapse = t(5) + MAC_REDIRECT_HOLD;
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, lapse - Duration::from_millis(1), 4),
+        vec![(UPLINK, Some(VTEP_B))]
+    );
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, lapse, 3),
+        vec![(PortId(2), None)]
+    );
+    // The migration completed: VM 2's port goes, and its entry with it.
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    c.apply(ConfigCommand::RemovePort(PortId(2))).unwrap();
+    assert_eq!(c.lookup(BLUE, mac(2), lapse), None);
+}
+
+#[test]
+fn only_a_local_vm_s_static_entry_is_redirected() {
+    let mut c = source_host();
+    let learned = ipv4_frame(mac(3), mac(7), ip(7), ip(3), 8);
+    send(&mut c, t(1), PortId(4), &learned);
+    assert_eq!(
+        c.lookup(BLUE, mac(7), t(1)),
+        Some(Location::Port(PortId(4)))
+    );
+    // A remote VM's entry, a learned one, an unknown address: refused (ending nothing is fine).
+    for not_local in [mac(3), mac(7), mac(8)] {
+        assert_eq!(
+            redirect(&mut c, not_local, Some(VTEP_B)),
+            Err(ConfigError::NoLocalMacEntry {
+                network: BLUE,
+                mac: not_local
+            })
+        );
+        assert_eq!(redirect(&mut c, not_local, None), Ok(()));
+    }
+    assert_eq!(
+        c.lookup(BLUE, mac(7), t(1)),
+        Some(Location::Port(PortId(4)))
+    );
+    assert_eq!(
+        c.apply(ConfigCommand::RedirectMac {
+            network: NetworkId(99),
+            mac: mac(2),
+            to: Some(VTEP_B),
+        }),
+        Err(ConfigError::NoSuchNetwork(NetworkId(99)))
+    );
+    // A VLAN network has no VTEP to send to.
+    let mut v = vlan_switch();
+    v.apply(ConfigCommand::AddMacEntry {
+        network: BLUE,
+        mac: mac(5),
+        location: Location::Port(PortId(5)),
+    })
+    .unwrap();
+    assert_eq!(
+        v.apply(ConfigCommand::RedirectMac {
+            network: BLUE,
+            mac: mac(5),
+            to: Some(VTEP_B),
+        }),
+        Err(ConfigError::NoLocalMacEntry {
+            network: BLUE,
+            mac: mac(5)
+        })
     );
 }
 

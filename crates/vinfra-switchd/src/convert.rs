@@ -381,6 +381,15 @@ pub fn config_command(request: &Request) -> Result<Option<ConfigCommand>, BadVal
             mac: mac(*m),
             to: *to,
         },
+        Request::RedirectMac {
+            network,
+            mac: m,
+            to,
+        } => ConfigCommand::RedirectMac {
+            network: NetworkId(*network),
+            mac: mac(*m),
+            to: *to,
+        },
         Request::SetDhcp { network, config } => ConfigCommand::SetDhcp {
             network: NetworkId(*network),
             config: config.map(dhcp_config),
@@ -571,6 +580,7 @@ fn network_view(id: NetworkId, n: &SegmentCounters) -> NetworkCountersView {
         flooded: n.flooded,
         learning_refused: n.learning_refused,
         mac_moves_refused: n.mac_moves_refused,
+        mac_redirected: n.mac_redirected,
     }
 }
 

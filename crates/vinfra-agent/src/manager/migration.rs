@@ -8,13 +8,14 @@
 //! (which waits for QEMU's end-of-migration event), then [`Manager::finish_migration_source`]
 //! (completed) or [`Manager::cancel_migration`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use vinfra_proto::{MigrationSettings, MigrationStatus, MigrationTls, VmInstance};
+use vinfra_types::error::Chain;
 use vinfra_types::{PowerState, VmObserved};
 
 use super::early_passes::EarlyPasses;
@@ -24,6 +25,7 @@ use super::vm::Vm;
 use super::{Entry, Manager, UNLIMITED_BANDWIDTH};
 use crate::confine::{CredentialsEnd, MigrationTlsFiles};
 use crate::disks::BootMedia;
+use crate::network::SwitchLink;
 use crate::qemu::{MigrationEvents, MigrationParams, MigrationState, StreamTls};
 
 /// How many ports an incoming QEMU tries before giving up (another process may take a free
@@ -81,6 +83,68 @@ async fn end_early_passes(e: Arc<Entry>, mut events: MigrationEvents) {
             }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// From the source QEMU's stop for the switchover (`STOP` while migrating out) the host's switch
+/// sends the frames for VM `id`'s addresses to VTEP `to`, the destination's, whose switch holds
+/// them on the VM's new ports until the guest resumes there: they would otherwise wait in the
+/// stopped QEMU's socket, lost, until every switch has learnt where the VM went. The redirect
+/// ends when the guest runs here again (`RESUME`: a migration that failed or was cancelled after
+/// the stop), at a failed or cancelled end, or when QEMU's events stop; after `completed` it
+/// lasts until the VM's ports go here (`finish_migration_source`) or the switch's hold
+/// ([`vinfra_switch_control::Request::RedirectMac`]) lapses. Returns at the migration's end.
+/// Events missed (`Lagged`) only lose the redirect.
+async fn redirect_at_switchover(
+    id: Uuid,
+    link: Arc<SwitchLink>,
+    mut events: MigrationEvents,
+    to: Ipv4Addr,
+) {
+    let set = |on: bool, timestamp: serde_json::Value| {
+        let link = link.clone();
+        let target = on.then_some(to);
+        async move {
+            match tokio::task::spawn_blocking(move || link.redirect(id, target)).await {
+                Ok(Ok(nics)) => tracing::info!(
+                    vm = %id,
+                    nics,
+                    to = ?target,
+                    since_event_ms = since_event_ms(&timestamp),
+                    "frames of the migrating VM redirected"
+                ),
+                Ok(Err(e)) => tracing::warn!(vm = %id, "switch redirect not set: {}", Chain(&e)),
+                Err(e) => tracing::warn!(vm = %id, "switch redirect not set: {e}"),
+            }
+        }
+    };
+    let mut on = false;
+    loop {
+        let (want, last) = match events.recv().await {
+            Ok(ev) if ev.event == "STOP" => (true, false),
+            Ok(ev) if ev.event == "RESUME" => (false, false),
+            Ok(ev) if ev.event == "MIGRATION" => {
+                match MigrationState::from_qmp(ev.data["status"].as_str().unwrap_or_default()) {
+                    MigrationState::Completed => return,
+                    MigrationState::Failed | MigrationState::Cancelled => {
+                        if on {
+                            set(false, ev.timestamp).await;
+                        }
+                        return;
+                    }
+                    _ => continue,
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => (false, true),
+        };
+        if want != on {
+            set(want, serde_json::Value::Null).await;
+            on = want;
+        }
+        if last {
+            return;
         }
     }
 }
@@ -258,13 +322,15 @@ impl Manager {
     }
 
     /// Starts sending the VM to `uri` (over TLS to the destination `tls` names, with `tls`)
-    /// and returns at once.
+    /// and returns at once. With `redirect_to` (the destination's VTEP) the switch sends the
+    /// VM's frames there from the switchover on ([`redirect_at_switchover`]).
     pub async fn migrate_out(
         &self,
         id: Uuid,
         uri: &str,
         settings: MigrationSettings,
         tls: Option<MigrationTls>,
+        redirect_to: Option<Ipv4Addr>,
     ) -> Result<()> {
         let e = self.entry(id).await?;
         let mut vm = e.vm.lock().await;
@@ -303,12 +369,21 @@ impl Manager {
             Some(_) => Some(vm.qemu().await?.migration_events().await?),
             None => None,
         };
+        let switchover = match (redirect_to, &self.switch) {
+            (Some(to), Some(link)) if !vm.record.nics.is_empty() => {
+                Some((to, link.clone(), vm.qemu().await?.migration_events().await?))
+            }
+            _ => None,
+        };
         let sent = vm.qemu().await?.migrate(uri, params, stream).await;
         drop(files);
         sent?;
         vm.record.early_passes = early;
         if let Some(passes) = passes {
             tokio::spawn(end_early_passes(e.clone(), passes));
+        }
+        if let Some((to, link, events)) = switchover {
+            tokio::spawn(redirect_at_switchover(id, link, events, to));
         }
         vm.record.migrating_out = true;
         vm.record.sent_from_this_qemu = true;

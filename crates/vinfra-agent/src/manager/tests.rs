@@ -81,7 +81,13 @@ impl Host {
     async fn migrating(&self, name: &str) -> Uuid {
         let id = self.running(name).await;
         self.m
-            .migrate_out(id, "tcp:10.0.0.2:4444", MigrationSettings::default(), None)
+            .migrate_out(
+                id,
+                "tcp:10.0.0.2:4444",
+                MigrationSettings::default(),
+                None,
+                None,
+            )
             .await
             .unwrap();
         id

@@ -1,9 +1,13 @@
-//! A migrating VM's tracked connections: [`SwitchLink::export_connections`] reads them from the
-//! source's switch, [`SwitchLink::import_connections`] gives them to the destination's, each
-//! NIC's to the port of the NIC with its network and MAC.
+//! What follows a migrating VM in the switch: its tracked connections
+//! ([`SwitchLink::export_connections`] reads them from the source's switch,
+//! [`SwitchLink::import_connections`] gives them to the destination's, each NIC's to the port of
+//! the NIC with its network and MAC), and from its switchover the frames for its addresses
+//! ([`SwitchLink::redirect`]: the source's switch sends them on to the destination).
+
+use std::net::Ipv4Addr;
 
 use uuid::Uuid;
-use vinfra_proto::NicConnections;
+use vinfra_proto::{NicConnections, SwitchNetworkKind};
 use vinfra_switch_control::{ClientError, Request};
 
 use super::desired::VmNic;
@@ -57,6 +61,62 @@ impl SwitchLink {
         })
     }
 
+    /// Sends the frames for the addresses of VM `id`'s NICs on overlay networks to VTEP `to`
+    /// instead of their ports (`None`: no longer), blocking: from the moment its QEMU stops for
+    /// the switchover of a migration to the host at `to` until its ports go (or the switch's
+    /// hold lapses: the switch's `RedirectMac`). The redirect is no configuration: a reconcile
+    /// neither sends nor withdraws it. Returns how many NICs the switch redirected; each refusal
+    /// (a switch that does not know the request) is the error, after the other NICs were sent.
+    pub fn redirect(&self, id: Uuid, to: Option<Ipv4Addr>) -> Result<usize, SwitchLinkError> {
+        let requests: Vec<Request> = {
+            let desired = lock(&self.desired);
+            let Some(nics) = desired.vms.get(&id) else {
+                return Ok(0);
+            };
+            nics.iter()
+                .filter_map(|nic| {
+                    let network = desired.config.networks.iter().find(|n| {
+                        n.name == nic.network && matches!(n.kind, SwitchNetworkKind::Overlay { .. })
+                    })?;
+                    Some(Request::RedirectMac {
+                        network: u32::from(network.id),
+                        mac: mac::unicast(&nic.mac).ok()?,
+                        to,
+                    })
+                })
+                .collect()
+        };
+        Ok(self.apply_each(requests)?.len())
+    }
+
+    /// Sends each of `requests` on its own (blocking) and returns those the switch took; a
+    /// refusal does not stop the others, and the refusals are the error.
+    fn apply_each(&self, requests: Vec<Request>) -> Result<Vec<Request>, SwitchLinkError> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sent, refused) = self.with_client(|client| {
+            let mut sent = Vec::new();
+            let mut refused = Vec::new();
+            for r in requests {
+                match client.apply(std::slice::from_ref(&r)) {
+                    Ok(()) => sent.push(r),
+                    Err(ClientError::Refused { message, .. }) => refused.push(RefusedRequest {
+                        request: r,
+                        message,
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok((sent, refused))
+        })?;
+        if refused.is_empty() {
+            Ok(sent)
+        } else {
+            Err(SwitchLinkError::Refused(refused))
+        }
+    }
+
     /// Gives VM `id`'s NIC ports the connections in `nics` (blocking): each NIC's go to the port
     /// of the VM's NIC with its network and MAC; NICs the VM does not have here are skipped.
     /// Returns how many connections were handed to the switch. A port's refusal (a full table)
@@ -84,32 +144,13 @@ impl SwitchLink {
                 })
             })
             .collect();
-        if requests.is_empty() {
-            return Ok(0);
-        }
-        let (sent, refused) = self.with_client(|client| {
-            let mut sent = 0;
-            let mut refused = Vec::new();
-            for r in requests {
-                match client.apply(std::slice::from_ref(&r)) {
-                    Ok(()) => {
-                        if let Request::ImportConnections { entries, .. } = &r {
-                            sent += entries.len();
-                        }
-                    }
-                    Err(ClientError::Refused { message, .. }) => refused.push(RefusedRequest {
-                        request: r,
-                        message,
-                    }),
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok((sent, refused))
-        })?;
-        if refused.is_empty() {
-            Ok(sent)
-        } else {
-            Err(SwitchLinkError::Refused(refused))
-        }
+        Ok(self
+            .apply_each(requests)?
+            .iter()
+            .map(|r| match r {
+                Request::ImportConnections { entries, .. } => entries.len(),
+                _ => 0,
+            })
+            .sum())
     }
 }

@@ -207,6 +207,18 @@ pub(crate) fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
     }
 }
 
+/// A VLAN network of the console's configuration.
+fn vlan_network(name: &str, id: u16, vid: u16) -> SwitchNetwork {
+    SwitchNetwork {
+        name: name.into(),
+        id,
+        kind: SwitchNetworkKind::Vlan { vid },
+        mtu: 1500,
+        flood: vec![],
+        dhcp: None,
+    }
+}
+
 pub(crate) fn same(a: &[Request], b: &[Request]) -> bool {
     a.len() == b.len() && a.iter().all(|r| b.contains(r))
 }
@@ -279,14 +291,7 @@ fn trunk_is_a_reserved_port_of_the_desired_configuration_and_replayed() {
     trunked.trunk_interface = Some("trunk0".into());
     let link = SwitchLink::open(trunked, dir.path()).unwrap();
     let mut c = config();
-    c.networks.push(SwitchNetwork {
-        name: "v100".into(),
-        id: 3,
-        kind: SwitchNetworkKind::Vlan { vid: 100 },
-        mtu: 1500,
-        flood: vec![],
-        dhcp: None,
-    });
+    c.networks.push(vlan_network("v100", 3, 100));
     link.set_config(c).unwrap();
     let nics = link
         .attach(
@@ -604,6 +609,7 @@ fn counters_are_named_by_network_vm_and_nic() {
             flooded: 2,
             learning_refused: 4,
             mac_moves_refused: 0,
+            mac_redirected: 0,
         }],
         switch_drops: [("bad_vxlan_flags".to_string(), 3)].into(),
         conntrack: None,
@@ -789,7 +795,7 @@ pub(crate) fn model_switch(dir: &std::path::Path, refuse: Refusals) -> ModelSwit
                         message: "connection table full".into(),
                     }
                 }
-                Request::ImportConnections { .. } => Response::Ok,
+                Request::ImportConnections { .. } | Request::RedirectMac { .. } => Response::Ok,
                 Request::AddRouter { .. }
                 | Request::RemoveRouter { .. }
                 | Request::SetRouterInterface { .. }
@@ -829,6 +835,73 @@ pub(crate) fn model_switch(dir: &std::path::Path, refuse: Refusals) -> ModelSwit
         state,
         log,
     }
+}
+
+#[test]
+fn a_stopped_migrating_vms_frames_are_redirected_by_network_and_mac_outside_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = model_switch(dir.path(), Refusals::default());
+    let link = SwitchLink::open(
+        SwitchAttachment {
+            control: switch.control.clone(),
+            trunk_interface: Some("trunk0".into()),
+            ..settings()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    let mut c = config();
+    c.networks.push(vlan_network("vlan", 3, 30));
+    link.set_config(c).unwrap();
+    let a = Uuid::from_u128(1);
+    link.plug(
+        a,
+        &dir.path().join("a"),
+        &[
+            nic("blue", "52:54:00:00:00:01"),
+            nic("vlan", "52:54:00:00:00:21"),
+            nic("red", "52:54:00:00:00:11"),
+        ],
+    )
+    .unwrap();
+    let config_before = switch.state.lock().unwrap().clone();
+    let redirects = |switch: &ModelSwitch| -> Vec<Request> {
+        let log = switch.log.lock().unwrap();
+        log.iter()
+            .filter(|r| matches!(r, Request::RedirectMac { .. }))
+            .cloned()
+            .collect()
+    };
+    let to = Some(Ipv4Addr::new(10, 0, 0, 2));
+    // The NICs on overlay networks (a VLAN network has no VTEP to send to).
+    assert_eq!(link.redirect(a, to).unwrap(), 2);
+    let on = |to| {
+        vec![
+            Request::RedirectMac {
+                network: 1,
+                mac: "52:54:00:00:00:01".parse().unwrap(),
+                to,
+            },
+            Request::RedirectMac {
+                network: 2,
+                mac: "52:54:00:00:00:11".parse().unwrap(),
+                to,
+            },
+        ]
+    };
+    assert_eq!(redirects(&switch), on(to));
+    // No configuration: a reconcile neither withdraws nor repeats it.
+    switch.log.lock().unwrap().clear();
+    link.reconcile().unwrap().into_result().unwrap();
+    assert_eq!(redirects(&switch), vec![]);
+    assert_eq!(*switch.state.lock().unwrap(), config_before);
+    // Ended (the migration failed: the guest resumed here).
+    assert_eq!(link.redirect(a, None).unwrap(), 2);
+    assert_eq!(redirects(&switch), on(None));
+    // A VM without ports here has nothing to redirect.
+    switch.log.lock().unwrap().clear();
+    assert_eq!(link.redirect(Uuid::from_u128(9), to).unwrap(), 0);
+    assert!(switch.log.lock().unwrap().is_empty());
 }
 
 /// An established TCP connection to the VM's port `port`.

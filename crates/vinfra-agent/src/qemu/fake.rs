@@ -119,6 +119,15 @@ impl FakeQemu {
         self.emit("MIGRATION", data);
     }
 
+    /// A guest stopped for a switchover runs again (`RESUME`), as after a failed or cancelled
+    /// migration.
+    fn resume_after_switchover(&mut self) {
+        if self.status == RunState::FinishMigrate {
+            self.status = RunState::Running;
+            self.emit("RESUME", serde_json::json!({}));
+        }
+    }
+
     /// Sends QMP event `event` with `data` to its subscribers.
     fn emit(&self, event: &str, data: serde_json::Value) {
         let event = vinfra_qmp::QmpEvent {
@@ -266,12 +275,31 @@ impl FakeRunner {
         self.with_live(id, |q| q.status = RunState::Paused);
     }
 
+    /// The outgoing migration's switchover begins: the guest stops here (`finish-migrate`, a
+    /// `STOP` event) to send the last of its state. False when no migration was under way or
+    /// the guest was not running.
+    pub fn switchover(&self, id: Uuid) -> bool {
+        self.with_live(id, |q| {
+            if !q.migration.is_active() || q.status != RunState::Running {
+                return false;
+            }
+            q.status = RunState::FinishMigrate;
+            q.emit("STOP", serde_json::json!({}));
+            true
+        })
+        .unwrap_or(false)
+    }
+
     /// The outgoing migration sent everything: `completed`, the source paused in
-    /// `postmigrate`. False when no migration was under way.
+    /// `postmigrate` (after the switchover's `STOP` when it had not begun yet). False when no
+    /// migration was under way.
     pub fn complete_migration(&self, id: Uuid) -> bool {
         self.with_live(id, |q| {
             if !q.migration.is_active() {
                 return false;
+            }
+            if q.status == RunState::Running {
+                q.emit("STOP", serde_json::json!({}));
             }
             q.set_migration(MigrationState::Completed);
             q.status = RunState::PostMigrate;
@@ -305,6 +333,7 @@ impl FakeRunner {
             }
             q.migration_error = Some(error.into());
             q.set_migration(MigrationState::Failed);
+            q.resume_after_switchover();
             true
         })
         .unwrap_or(false)
@@ -568,6 +597,7 @@ impl QemuProcess for FakeProcess {
         self.command(Some(Call::CancelMigration), |q, _| {
             if q.migration.is_active() {
                 q.set_migration(MigrationState::Cancelled);
+                q.resume_after_switchover();
             }
             Ok(())
         })

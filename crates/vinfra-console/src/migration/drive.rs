@@ -5,6 +5,7 @@
 //! to [`POLL_INTERVAL`] and comes back as soon as QEMU reports the end (its `MIGRATION` event),
 //! so the switchover is seen within milliseconds, not up to a polling interval later.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,7 @@ pub async fn drive(
             uri,
             settings: migration_settings(console),
             tls,
+            redirect_to: redirect_to(console, active, &rec),
         };
         if let Err(e) = agents.request(&active.source, out, SHORT_TIMEOUT).await {
             return MigrationOutcome::Failed(format!(
@@ -215,6 +217,19 @@ pub async fn drive(
             _ => tokio::time::sleep(rest).await,
         }
     }
+}
+
+/// Where the source's switch sends the VM's frames from its switchover on
+/// ([`AgentCommand::MigrateOut`] `redirect_to`): the destination's underlay address, for a VM
+/// with NICs, unless the source has the same one.
+fn redirect_to(console: &Console, active: &ActiveMigration, rec: &VmRecord) -> Option<Ipv4Addr> {
+    if rec.spec.nics.is_empty() {
+        return None;
+    }
+    let underlay = console.underlay();
+    underlay
+        .address(&active.destination)
+        .filter(|to| underlay.address(&active.source) != Some(*to))
 }
 
 /// The destination's switch configuration pushed (a failure ends the migration only for a VM

@@ -136,6 +136,8 @@ pub struct FakeState {
     pub incoming_tls: Vec<Option<vinfra_proto::MigrationTls>>,
     /// The credentials of every `MigrateOut` received, in order.
     pub outgoing_tls: Vec<Option<vinfra_proto::MigrationTls>>,
+    /// Where each `MigrateOut` said to redirect the VM's frames from its switchover on.
+    pub redirects: Vec<Option<std::net::Ipv4Addr>>,
     /// What the host's QEMU runs, said in the Hello (default: nothing said).
     pub platform: Option<vinfra_types::HostPlatform>,
     /// What was typed on each VM's serial console (`ConsoleWrite`): its console log is
@@ -464,10 +466,15 @@ fn handle(state: &mut FakeState, command: AgentCommand) -> Result<CommandReply, 
             })
         }
         AgentCommand::MigrateOut {
-            id, settings, tls, ..
+            id,
+            settings,
+            tls,
+            redirect_to,
+            ..
         } => {
             state.migrate_settings.push(settings);
             state.outgoing_tls.push(tls);
+            state.redirects.push(redirect_to);
             state.cancelled.remove(&id);
             state.polls.remove(&id);
             let v = state.vms.get_mut(&id).ok_or(missing(id))?;

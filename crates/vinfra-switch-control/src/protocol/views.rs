@@ -143,6 +143,10 @@ pub struct NetworkCountersView {
     /// expecting it; the entry stayed.
     #[serde(default)]
     pub mac_moves_refused: u64,
+    /// Frames from another host sent on to the host a migrating VM's address is redirected to
+    /// ([`crate::Request::RedirectMac`]). Zero from older switches.
+    #[serde(default)]
+    pub mac_redirected: u64,
 }
 
 /// Every counter.

@@ -184,6 +184,27 @@ pub enum ConfigCommand {
         /// The VTEP it may move to.
         to: Option<Ipv4Addr>,
     },
+    /// Sends the frames for a local VM's address to VTEP `to` instead of its port, for at most
+    /// [`super::MAC_REDIRECT_HOLD`] (`None` ends it at once): the VM has stopped here for the switchover
+    /// of a live migration to that host, whose switch holds them on the VM's new port until
+    /// the guest resumes there, where they would otherwise be lost in the stopped QEMU's
+    /// socket. Frames from other hosts are sent on to `to` (never back to the host they came
+    /// from), the one exception to split horizon, counted as `mac_redirected`; the fast path
+    /// offers no flow to a redirected address. The entry stays where it is: removing its port
+    /// removes it, and setting it again ([`ConfigCommand::AddMacEntry`]) ends the redirect, as
+    /// does a frame from the address on its port (the VM runs here again).
+    /// `Some` for an address without a static entry at a local port of an overlay network is
+    /// refused ([`ConfigError::NoLocalMacEntry`]); `None` for one is accepted (there is nothing
+    /// to end). Not part of the configuration a switch reports: an action, like
+    /// [`ConfigCommand::ImportConnections`].
+    RedirectMac {
+        /// The network.
+        network: NetworkId,
+        /// The entry's address.
+        mac: MacAddr,
+        /// The VTEP its frames go to.
+        to: Option<Ipv4Addr>,
+    },
     /// Sets (`Some`) or removes (`None`, the default: unfiltered) an access port's firewall:
     /// the rules of its security groups, concatenated (a rule's index is its position). With a
     /// firewall the port's IPv4 traffic is tracked as connections: the first packet of a
@@ -476,6 +497,15 @@ pub enum ConfigError {
     /// An expected MAC move for an address with no static entry pointing at a remote host.
     #[error("{mac} has no static entry for a remote host in {network}")]
     NoRemoteMacEntry {
+        /// The network.
+        network: NetworkId,
+        /// The address.
+        mac: MacAddr,
+    },
+    /// A MAC redirect for an address with no static entry at a local port of an overlay
+    /// network.
+    #[error("{mac} has no static entry for a local port in overlay network {network}")]
+    NoLocalMacEntry {
         /// The network.
         network: NetworkId,
         /// The address.

@@ -9,7 +9,7 @@ use super::filter::PortFirewall;
 use super::firewall::rules::{FirewallRule, Prefix};
 use super::flows::MAX_FLOW_ENTRIES;
 use super::ids::{slot, slot_insert, slot_mut, NetworkId, PortId, RouterId, Segment};
-use super::mac_table::Location;
+use super::mac_table::{Location, Redirect, MAC_REDIRECT_HOLD};
 use super::network::NetworkState;
 use super::policy::{PortPolicy, StormBucket};
 use super::port::{Port, PortConfig, PortKind};
@@ -147,6 +147,17 @@ impl Switch {
                 let net = self.network_mut(network)?;
                 if !net.macs.expect_move(&mac, to) && to.is_some() {
                     return Err(ConfigError::NoRemoteMacEntry { network, mac });
+                }
+                Ok(())
+            }
+            ConfigCommand::RedirectMac { network, mac, to } => {
+                let until = self.last_now.saturating_add(MAC_REDIRECT_HOLD);
+                let net = self.network_mut(network)?;
+                let overlay = matches!(net.segment, Segment::Overlay { .. });
+                let redirected =
+                    overlay && net.macs.redirect(&mac, to.map(|to| Redirect { to, until }));
+                if to.is_some() && !redirected {
+                    return Err(ConfigError::NoLocalMacEntry { network, mac });
                 }
                 Ok(())
             }

@@ -373,6 +373,9 @@ pub struct SegmentCounters {
     /// Announcements that would have moved a static entry to another host without the control
     /// plane expecting that move (see [`super::ConfigCommand::ExpectMacMove`]); the entry stayed.
     pub mac_moves_refused: u64,
+    /// Frames from another host sent on to the host a migrating VM's address is redirected to
+    /// (see [`super::ConfigCommand::RedirectMac`]).
+    pub mac_redirected: u64,
 }
 
 /// An ICMP error a router sends.

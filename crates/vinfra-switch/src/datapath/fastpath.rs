@@ -293,11 +293,12 @@ pub(super) fn offer(
     };
     // A known unicast destination there: a flood that reached one port is no flow (storm
     // control and the flood counters are the switch's).
+    // Not to a redirected address either: its redirect lapses by the clock, which the
+    // kernel's flow would not notice.
     let dst = rewrite.map_or(key.dst_mac, |r| r.dst_mac);
-    let known = slot(networks, out_network.0)?
-        .macs
-        .lookup(&dst, fate.now, fate.mac_ageing);
-    if known != Some(location) {
+    let macs = &slot(networks, out_network.0)?.macs;
+    let known = macs.lookup(&dst, fate.now, fate.mac_ageing);
+    if known != Some(location) || macs.redirected(&dst, fate.now).is_some() {
         return None;
     }
     Some(FastFlow {

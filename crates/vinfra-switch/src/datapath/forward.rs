@@ -63,7 +63,10 @@ pub(super) fn forward(
     } = net;
     let segment = *segment;
     let l2 = ingress.l2;
-    let from_vtep = matches!(ingress.from, Location::Vtep(_));
+    let from_vtep = match ingress.from {
+        Location::Vtep(vtep) => Some(vtep),
+        Location::Port(_) => None,
+    };
 
     let gateways = egress.gateway_macs;
     let from_gateway = !gateways.is_empty() && gateways.contains(&l2.src);
@@ -171,7 +174,7 @@ pub(super) fn forward(
         }
     }
 
-    if !from_vtep && l2.ethertype == EtherType::ARP && l2.dst.is_multicast() {
+    if from_vtep.is_none() && l2.ethertype == EtherType::ARP && l2.dst.is_multicast() {
         if let Some(reply) = arp_reply(arp, &l2) {
             counters.arp_suppressed += 1;
             let mut payload = [0u8; arp::PACKET_LEN];
@@ -223,8 +226,9 @@ fn server_mac(
 pub(super) struct Origin {
     /// The port it came in on (it gets no copy back); `None` for what the router sends.
     pub(super) port: Option<PortId>,
-    /// It came from a remote VTEP (split horizon: no copy to another).
-    pub(super) vtep: bool,
+    /// The remote VTEP it came from (split horizon: no copy to another, but for an address
+    /// redirected to one: [`MacTable::redirected`]).
+    pub(super) vtep: Option<Ipv4Addr>,
     /// The port whose storm control a flood of it draws from.
     pub(super) storm: Option<PortId>,
 }
@@ -251,14 +255,21 @@ pub(super) fn deliver(
                 sender.send_port(port);
                 return;
             }
-            Some(Location::Vtep(_)) if from.vtep => {
-                if let Some(port) = from.port {
-                    sender.drop_at(port, DropReason::SplitHorizon);
-                }
-                return;
-            }
             Some(Location::Vtep(vtep)) => {
-                sender.send_vtep(vtep);
+                match from.vtep {
+                    None => sender.send_vtep(vtep),
+                    // A migrating VM's address, redirected to the host it is moving to: sent
+                    // on there, never back to the host it came from.
+                    Some(came) if came != vtep && macs.redirected(&l2.dst, now) == Some(vtep) => {
+                        sender.counters.mac_redirected += 1;
+                        sender.send_vtep(vtep);
+                    }
+                    Some(_) => {
+                        if let Some(port) = from.port {
+                            sender.drop_at(port, DropReason::SplitHorizon);
+                        }
+                    }
+                }
                 return;
             }
             None => {}
@@ -291,7 +302,7 @@ pub(super) fn deliver(
 pub(super) fn flood_remote(sender: &mut Sender<'_, '_>, flood: &[Ipv4Addr], from: Origin) {
     match sender.segment() {
         Segment::Overlay { .. } => {
-            if !from.vtep {
+            if from.vtep.is_none() {
                 for &vtep in flood {
                     sender.send_vtep(vtep);
                 }

@@ -8,6 +8,11 @@ use foldhash::HashMap;
 use super::ids::PortId;
 use crate::wire::MacAddr;
 
+/// How long a MAC redirect lasts unless ended sooner ([`super::ConfigCommand::RedirectMac`]):
+/// a migration's switchover and its completion take well under a second; a redirect whose
+/// agent is gone must not outlive a migration that failed.
+pub const MAC_REDIRECT_HOLD: Duration = Duration::from_secs(30);
+
 /// Where a MAC address lives.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Location {
@@ -33,6 +38,19 @@ pub struct MacEntry {
     /// the entry moved there or when the control plane sets the entry again. `None` for a
     /// learned entry, and for a static one that may not move.
     pub expected_move: Option<Ipv4Addr>,
+    /// For a static entry at a local port, the VTEP its frames go to instead until a deadline
+    /// ([`super::ConfigCommand::RedirectMac`]): its VM is migrating to that host and has stopped
+    /// here. `None` for a learned entry, and for a static one not redirected.
+    pub redirect: Option<Redirect>,
+}
+
+/// Where a redirected entry's frames go, and until when ([`MacEntry::redirect`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Redirect {
+    /// The VTEP of the host the VM is migrating to.
+    pub to: Ipv4Addr,
+    /// The switch's clock (the `now` of its frames) when the redirect lapses by itself.
+    pub until: Duration,
 }
 
 /// Outcome of [`MacTable::learn_limited`].
@@ -96,7 +114,8 @@ impl MacTable {
         }
     }
 
-    /// Where `mac` lives, ignoring learned entries older than `ageing`.
+    /// Where `mac` lives, ignoring learned entries older than `ageing`; a redirected entry
+    /// ([`MacEntry::redirect`]) answers its redirect's VTEP until the redirect lapses.
     #[inline]
     pub(crate) fn lookup(
         &self,
@@ -105,9 +124,38 @@ impl MacTable {
         ageing: Duration,
     ) -> Option<Location> {
         let entry = self.entries.get(mac)?;
-        match entry.last_seen {
-            Some(seen) if now.saturating_sub(seen) > ageing => None,
+        match (entry.last_seen, entry.redirect) {
+            (Some(seen), _) if now.saturating_sub(seen) > ageing => None,
+            (None, Some(r)) if now < r.until => Some(Location::Vtep(r.to)),
             _ => Some(entry.location),
+        }
+    }
+
+    /// The VTEP `mac`'s frames are redirected to at `now` ([`MacEntry::redirect`]), if any.
+    pub(crate) fn redirected(&self, mac: &MacAddr, now: Duration) -> Option<Ipv4Addr> {
+        self.entries
+            .get(mac)?
+            .redirect
+            .filter(|r| now < r.until)
+            .map(|r| r.to)
+    }
+
+    /// Redirects the static entry of `mac`, at a local port, to VTEP `to` until `until`
+    /// (`None`: no longer). Returns false, changing nothing, when `mac` has no static entry at
+    /// a local port.
+    pub(crate) fn redirect(&mut self, mac: &MacAddr, to: Option<Redirect>) -> bool {
+        match self.entries.get_mut(mac) {
+            Some(
+                entry @ MacEntry {
+                    last_seen: None,
+                    location: Location::Port(_),
+                    ..
+                },
+            ) => {
+                entry.redirect = to;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -196,6 +244,14 @@ impl MacTable {
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
                 None => match (entry.location, location) {
+                    // A redirected VM that sends from its port runs here again (its migration
+                    // failed): its frames come back to it.
+                    (Location::Port(at), Location::Port(from))
+                        if at == from && entry.redirect.is_some() =>
+                    {
+                        entry.redirect = None;
+                        Learned::Updated
+                    }
                     (Location::Vtep(old), Location::Vtep(new)) if old != new && announced() => {
                         if entry.expected_move == Some(new) {
                             entry.location = location;
@@ -236,6 +292,7 @@ impl MacTable {
                 last_seen: Some(now),
                 configured: None,
                 expected_move: None,
+                redirect: None,
             },
         );
         self.learned += 1;
@@ -243,7 +300,7 @@ impl MacTable {
         Learned::Updated
     }
 
-    /// Adds or replaces a static entry (withdrawing any expected move).
+    /// Adds or replaces a static entry (withdrawing any expected move or redirect).
     pub(crate) fn set_static(&mut self, mac: MacAddr, location: Location) {
         let old = self.entries.insert(
             mac,
@@ -252,6 +309,7 @@ impl MacTable {
                 last_seen: None,
                 configured: Some(location),
                 expected_move: None,
+                redirect: None,
             },
         );
         self.forget_learned(old);

@@ -164,7 +164,7 @@ impl Routing<'_> {
                         Sender::new(self.egress.reborrow(), counters, *segment, tx, l2, true);
                     let from = Origin {
                         port: Some(at.port),
-                        vtep: false,
+                        vtep: None,
                         storm: None,
                     };
                     flood_remote(&mut sender, flood, from);
@@ -524,7 +524,7 @@ impl Routing<'_> {
         let mut sender = Sender::new(self.egress.reborrow(), counters, *segment, tx, l2, true);
         let from = Origin {
             port: None,
-            vtep: false,
+            vtep: None,
             storm: Some(for_port),
         };
         deliver(self.settings, now, macs, members, flood, &mut sender, from);
@@ -617,7 +617,7 @@ pub(super) fn deliver_frame(
     let mut sender = Sender::new(egress.reborrow(), counters, *segment, tx, l2, false);
     let from = Origin {
         port: None,
-        vtep: false,
+        vtep: None,
         storm,
     };
     deliver(settings, now, macs, members, flood, &mut sender, from);
@@ -649,7 +649,7 @@ pub(super) fn send_back(
         let mut sender = Sender::new(egress.reborrow(), counters, *segment, tx, l2, true);
         let from = Origin {
             port: None,
-            vtep: false,
+            vtep: None,
             storm: None,
         };
         deliver(settings, now, macs, members, flood, &mut sender, from);

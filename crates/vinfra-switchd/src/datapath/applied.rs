@@ -160,9 +160,11 @@ impl AppliedConfig {
             Request::RemoveRoute { router, prefix } => {
                 self.routes.remove(&(router, prefix.ip, prefix.prefix_len));
             }
-            // Connections are state, not configuration; reverting moves puts entries back where
-            // they are recorded here.
-            Request::ImportConnections { .. } | Request::RevertMacMoves => {}
+            // Connections and a migrating VM's redirect are state, not configuration (a redirect
+            // lapses by itself); reverting moves puts entries back where they are recorded here.
+            Request::ImportConnections { .. }
+            | Request::RevertMacMoves
+            | Request::RedirectMac { .. } => {}
             Request::SetRouterUplink {
                 router,
                 network,

@@ -17,6 +17,7 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
             auto_converge: false,
         },
         None,
+        None,
     )
     .await
     .unwrap();
@@ -44,14 +45,25 @@ async fn an_outgoing_migration_sends_with_its_settings_and_shows_in_the_state() 
 
     // Bad requests.
     let other = h.running("other").await;
-    let e =
-        h.m.migrate_out(other, "unix:/tmp/x", MigrationSettings::default(), None);
+    let e = h.m.migrate_out(
+        other,
+        "unix:/tmp/x",
+        MigrationSettings::default(),
+        None,
+        None,
+    );
     assert!(matches!(e.await, Err(ManagerError::MigrationUri(_))));
     h.m.stop(other, true, LONG).await.unwrap();
     assert_eq!(
         conflict(
-            h.m.migrate_out(other, "tcp:10.0.0.2:1", MigrationSettings::default(), None)
-                .await
+            h.m.migrate_out(
+                other,
+                "tcp:10.0.0.2:1",
+                MigrationSettings::default(),
+                None,
+                None
+            )
+            .await
         ),
         StateConflict::NotMigratable
     );
@@ -131,6 +143,7 @@ async fn a_status_read_that_finds_the_third_pass_raises_the_limit_when_the_event
             downtime_limit_ms: 5,
             ..MigrationSettings::default()
         },
+        None,
         None,
     )
     .await
@@ -284,8 +297,14 @@ async fn a_source_whose_migration_completed_is_never_resumed_and_is_then_quit() 
     );
     assert_eq!(
         conflict(
-            h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default(), None)
-                .await
+            h.m.migrate_out(
+                id,
+                "tcp:10.0.0.3:4444",
+                MigrationSettings::default(),
+                None,
+                None
+            )
+            .await
         ),
         StateConflict::MigratedAway
     );
@@ -349,9 +368,15 @@ async fn a_source_whose_migration_did_not_complete_is_never_quit() {
     assert_eq!(count(&h.fake.calls(id), |c| *c == Call::Kill), 0);
     assert!(h.fake.is_alive(id));
     // It may migrate again.
-    h.m.migrate_out(id, "tcp:10.0.0.3:4444", MigrationSettings::default(), None)
-        .await
-        .unwrap();
+    h.m.migrate_out(
+        id,
+        "tcp:10.0.0.3:4444",
+        MigrationSettings::default(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(h.state(id).await, PowerState::Migrating);
 }
 
@@ -498,6 +523,7 @@ async fn a_vm_that_arrived_by_migration_can_leave_again_and_is_not_taken_for_a_s
         "tcp:10.0.0.3:4444",
         MigrationSettings::default(),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -584,6 +610,7 @@ async fn an_encrypted_migration_hands_qemu_its_credentials_for_the_moment_it_rea
         "tcp:10.0.0.2:4444",
         MigrationSettings::default(),
         Some(creds.source.clone()),
+        None,
     )
     .await
     .unwrap();
@@ -603,4 +630,129 @@ async fn an_encrypted_migration_hands_qemu_its_credentials_for_the_moment_it_rea
         }))
     );
     assert!(!h.vm_dir(id).join("migration-tls").exists());
+}
+
+/// A source host whose manager has a switch (the model switch of the network tests), and a
+/// running VM with a NIC on the overlay network `blue` there.
+async fn switched_source() -> (Host, crate::network::tests::ModelSwitch, Uuid) {
+    use crate::network::tests as switch;
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("ds/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("vmlinuz"), b"kernel").unwrap();
+    std::fs::write(images.join("initrd.img"), b"initrd").unwrap();
+    let model = switch::model_switch(tmp.path(), switch::Refusals::default());
+    let fake = FakeRunner::new(Accel::Tcg);
+    let m = Manager::open(ManagerConfig {
+        switch: Some(crate::network::SwitchAttachment {
+            control: model.control.clone(),
+            ..switch::settings()
+        }),
+        ..config(tmp.path(), &fake)
+    })
+    .await
+    .unwrap();
+    m.apply_switch_config(switch::config()).await.unwrap();
+    let mut vm = instance("web");
+    vm.spec.nics = vec![NicSpec {
+        network: "blue".into(),
+        mac: Some("52:54:00:00:00:01".into()),
+        ..Default::default()
+    }];
+    let obs = m.create(vm.clone(), true).await.unwrap();
+    assert_eq!(obs.state, PowerState::Running);
+    (Host { tmp, fake, m }, model, vm.id)
+}
+
+/// The redirects the switch was sent so far: where VM `web`'s frames were to go.
+fn redirects(model: &crate::network::tests::ModelSwitch) -> Vec<Option<Ipv4Addr>> {
+    model
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Request::RedirectMac { network: 1, to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the switch was sent `want` redirects.
+async fn redirects_become(model: &crate::network::tests::ModelSwitch, want: &[Option<Ipv4Addr>]) {
+    let deadline = std::time::Instant::now() + LONG;
+    while redirects(model) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redirects {:?}, not {want:?}",
+            redirects(model)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_sources_frames_go_to_the_destination_until_it_runs_here_again() {
+    let (h, model, id) = switched_source().await;
+    let to = Some(Ipv4Addr::new(10, 0, 0, 2));
+    let migrate = || {
+        h.m.migrate_out(
+            id,
+            "tcp:10.0.0.2:4444",
+            MigrationSettings::default(),
+            None,
+            to,
+        )
+    };
+    // Nothing while QEMU sends with the guest running; from its stop for the switchover on, the
+    // VM's frames go to the destination; a failure after the stop (the guest runs here again)
+    // ends that.
+    migrate().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(redirects(&model), vec![]);
+    assert!(h.fake.switchover(id));
+    redirects_become(&model, &[to]).await;
+    assert!(h.fake.fail_migration(id, "the destination went away"));
+    redirects_become(&model, &[to, None]).await;
+    // Cancelled after the stop: ended too.
+    migrate().await.unwrap();
+    assert!(h.fake.switchover(id));
+    redirects_become(&model, &[to, None, to]).await;
+    h.m.cancel_migration(id).await.unwrap();
+    redirects_become(&model, &[to, None, to, None]).await;
+    // Cancelled before it: nothing to end.
+    migrate().await.unwrap();
+    h.m.cancel_migration(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(redirects(&model).len(), 4);
+    // Completed: the redirect stays until the VM's ports go with its QEMU.
+    migrate().await.unwrap();
+    assert!(h.fake.complete_migration(id));
+    redirects_become(&model, &[to, None, to, None, to]).await;
+    h.m.finish_migration_source(id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(redirects(&model).len(), 5);
+    assert!(model
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| matches!(r, Request::RemovePort { id: 1 })));
+}
+
+#[tokio::test]
+async fn without_the_destinations_vtep_nothing_is_redirected() {
+    let (h, model, id) = switched_source().await;
+    h.m.migrate_out(
+        id,
+        "tcp:10.0.0.2:4444",
+        MigrationSettings::default(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(h.fake.complete_migration(id));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(redirects(&model), vec![]);
 }
