@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::routing::*;
 use common::*;
 use vinfra_switch::datapath::{
-    FastEncap, FastFlow, FastTraffic, FastTunnel, Location, PortId, Switch, TxBatch,
+    ConfigCommand, FastEncap, FastFlow, FastTraffic, FastTunnel, Location, PortId, Switch, TxBatch,
 };
 use vinfra_switch::wire::virtio_net::{Gso, GsoKind, PartialCsum};
 use vinfra_switch::wire::{EtherType, Offload};
@@ -171,6 +171,44 @@ fn a_flow_in_from_the_uplink_is_offered_decapsulated() {
     let r = offers(&mut s, UPLINK, &routed);
     assert_eq!(r.len(), 1);
     assert_eq!((r[0].key.src_mac, r[0].rewrite), (gw_mac(RED), None));
+}
+
+#[test]
+fn no_flow_is_offered_to_a_redirected_address() {
+    let mut s = fast_a();
+    // VM 12 to tap 14, both on host A.
+    let frame = red_tcp(12, 14, 100);
+    let _ = offers(&mut s, VM_RED, &frame);
+    let local = offers(&mut s, VM_RED, &frame);
+    assert_eq!(local.len(), 1);
+    assert_eq!(local[0].out_port, TAP_RED);
+    // Tap 14 (a VM's) stopped for its switchover to host B: VM 12's frames go there, by the
+    // switch alone (the redirect lapses by the clock, which a kernel flow would not see).
+    s.apply(ConfigCommand::RedirectMac {
+        network: RED,
+        mac: mac(14),
+        to: Some(VTEP_B),
+    })
+    .unwrap();
+    for _ in 0..2 {
+        let mut tx = TxBatch::new();
+        s.process_offload(NOW, [(VM_RED, &frame[..], Offload::NONE)], &mut tx);
+        let sent: Vec<_> = tx.iter().map(|(f, _)| (f.port, f.vtep)).collect();
+        assert_eq!(sent, [(UPLINK, Some(VTEP_B))]);
+        let mut offered = Vec::new();
+        s.take_fast_offers(&mut offered);
+        assert!(offered.is_empty(), "{offered:?}");
+    }
+    // Ended: offered again, to the tap.
+    s.apply(ConfigCommand::RedirectMac {
+        network: RED,
+        mac: mac(14),
+        to: None,
+    })
+    .unwrap();
+    let again = offers(&mut s, VM_RED, &frame);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].out_port, TAP_RED);
 }
 
 #[test]

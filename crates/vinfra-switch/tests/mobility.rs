@@ -21,7 +21,7 @@ use vinfra_switch::datapath::firewall::conntrack::{
 };
 use vinfra_switch::datapath::{
     ConfigCommand, ConfigError, DropReason, Location, NetworkId, PortId, Switch, SwitchSettings,
-    MAC_REDIRECT_HOLD,
+    MAC_REDIRECT_GRACE, MAC_REDIRECT_HOLD,
 };
 use vinfra_switch::wire::ipv4::protocol;
 use vinfra_switch::wire::{EtherType, MacAddr};
@@ -382,15 +382,22 @@ fn a_stopped_migrating_vm_s_frames_go_on_to_its_destination_until_the_redirect_e
         frame_for_vm2_goes_to(&mut c, t(4), 3),
         vec![(PortId(2), None)]
     );
-    // So does a frame from VM 2 on its port (it runs here: its agent may be gone).
+    // So does a frame from VM 2 on its port (it runs here: its agent may be gone), but not one
+    // within the grace (sent before it stopped, read late).
     redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
     let from_vm2 = ipv4_frame(mac(4), mac(2), ip(2), ip(4), 8);
+    let late = t(4) + MAC_REDIRECT_GRACE - Duration::from_millis(1);
     assert_eq!(
-        send(&mut c, t(4), PortId(2), &from_vm2),
+        send(&mut c, late, PortId(2), &from_vm2),
         vec![(PortId(4), None)]
     );
     assert_eq!(
-        frame_for_vm2_goes_to(&mut c, t(4), 4),
+        frame_for_vm2_goes_to(&mut c, late, 4),
+        vec![(UPLINK, Some(VTEP_B))]
+    );
+    send(&mut c, t(4) + MAC_REDIRECT_GRACE, PortId(2), &from_vm2);
+    assert_eq!(
+        frame_for_vm2_goes_to(&mut c, t(5), 4),
         vec![(PortId(2), None)]
     );
     // Setting the entry again ends it too.
@@ -446,6 +453,27 @@ fn only_a_local_vm_s_static_entry_is_redirected() {
         c.lookup(BLUE, mac(7), t(1)),
         Some(Location::Port(PortId(4)))
     );
+    // No other host's VTEP to send to: refused.
+    for bad in [
+        VTEP_A,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(224, 0, 0, 1),
+        Ipv4Addr::BROADCAST,
+    ] {
+        assert_eq!(
+            redirect(&mut c, mac(2), Some(bad)),
+            Err(ConfigError::BadRedirect(bad))
+        );
+    }
+    assert_eq!(
+        c.lookup(BLUE, mac(2), t(1)),
+        Some(Location::Port(PortId(2)))
+    );
+    // The hold counts from the switch's clock as set last (a quiet switch: no frame since 1 s).
+    c.set_clock(t(100));
+    redirect(&mut c, mac(2), Some(VTEP_B)).unwrap();
+    let held = t(100) + MAC_REDIRECT_HOLD - Duration::from_millis(1);
+    assert_eq!(c.lookup(BLUE, mac(2), held), Some(Location::Vtep(VTEP_B)));
     assert_eq!(
         c.apply(ConfigCommand::RedirectMac {
             network: NetworkId(99),

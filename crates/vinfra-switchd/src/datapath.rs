@@ -568,6 +568,7 @@ impl Datapath {
         let Some(command) = convert::config_command(&request)? else {
             return Ok(());
         };
+        self.switch.set_clock(self.start.elapsed());
         self.switch.apply(command)?;
         self.applied.record(request);
         // Gratuitous ARPs of an edge that came here (or got a floating IP) go out at once.

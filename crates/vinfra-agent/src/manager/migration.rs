@@ -95,56 +95,77 @@ async fn end_early_passes(e: Arc<Entry>, mut events: MigrationEvents) {
 /// the stop), at a failed or cancelled end, or when QEMU's events stop; after `completed` it
 /// lasts until the VM's ports go here (`finish_migration_source`) or the switch's hold
 /// ([`vinfra_switch_control::Request::RedirectMac`]) lapses. Returns at the migration's end.
-/// Events missed (`Lagged`) only lose the redirect.
+/// Events missed (`Lagged`) end the redirect and the task: that only loses the redirect. A
+/// `STOP` for another reason while the migration runs (a guest paused on a full disk) redirects
+/// too: its frames wait on the destination's port instead of the paused source's, and a
+/// `RESUME` or the migration's failure ends that.
 async fn redirect_at_switchover(
     id: Uuid,
     link: Arc<SwitchLink>,
     mut events: MigrationEvents,
     to: Ipv4Addr,
 ) {
-    let set = |on: bool, timestamp: serde_json::Value| {
-        let link = link.clone();
-        let target = on.then_some(to);
-        async move {
-            match tokio::task::spawn_blocking(move || link.redirect(id, target)).await {
-                Ok(Ok(nics)) => tracing::info!(
-                    vm = %id,
-                    nics,
-                    to = ?target,
-                    since_event_ms = since_event_ms(&timestamp),
-                    "frames of the migrating VM redirected"
-                ),
-                Ok(Err(e)) => tracing::warn!(vm = %id, "switch redirect not set: {}", Chain(&e)),
-                Err(e) => tracing::warn!(vm = %id, "switch redirect not set: {e}"),
-            }
-        }
-    };
     let mut on = false;
     loop {
-        let (want, last) = match events.recv().await {
-            Ok(ev) if ev.event == "STOP" => (true, false),
-            Ok(ev) if ev.event == "RESUME" => (false, false),
+        let (want, end, at) = match events.recv().await {
+            Ok(ev) if ev.event == "STOP" => (true, false, ev.timestamp),
+            Ok(ev) if ev.event == "RESUME" => (false, false, ev.timestamp),
             Ok(ev) if ev.event == "MIGRATION" => {
                 match MigrationState::from_qmp(ev.data["status"].as_str().unwrap_or_default()) {
                     MigrationState::Completed => return,
                     MigrationState::Failed | MigrationState::Cancelled => {
-                        if on {
-                            set(false, ev.timestamp).await;
-                        }
-                        return;
+                        (false, true, ev.timestamp)
                     }
                     _ => continue,
                 }
             }
-            Ok(_) | Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => (false, true),
+            Ok(_) => continue,
+            // Events missed (the migration's end among them, perhaps), or no more: the
+            // redirect ends here.
+            Err(_) => (false, true, serde_json::Value::Null),
         };
         if want != on {
-            set(want, serde_json::Value::Null).await;
             on = want;
+            set_redirect(id, &link, want.then_some(to), &at).await;
         }
-        if last {
+        if end {
             return;
+        }
+    }
+}
+
+/// [`SwitchLink::redirect`] of VM `id`'s frames to `target` (`None`: back to its ports), on
+/// QEMU's event at `event_at`. Ending a redirect is tried three times: one left on takes the
+/// VM's frames away for the switch's whole hold.
+async fn set_redirect(
+    id: Uuid,
+    link: &Arc<SwitchLink>,
+    target: Option<Ipv4Addr>,
+    event_at: &serde_json::Value,
+) {
+    let tries = if target.is_some() { 1 } else { 3 };
+    for attempt in 1..=tries {
+        let l = link.clone();
+        match tokio::task::spawn_blocking(move || l.redirect(id, target)).await {
+            Ok(Ok(nics)) => {
+                tracing::info!(
+                    vm = %id,
+                    nics,
+                    to = ?target,
+                    since_event_ms = ?event_at.is_object().then(|| since_event_ms(event_at)),
+                    "redirect of the migrating VM's frames set (to none: ended)"
+                );
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(vm = %id, attempt, to = ?target, "switch redirect not set: {}", Chain(&e))
+            }
+            Err(e) => {
+                tracing::warn!(vm = %id, attempt, to = ?target, "switch redirect not set: {e}")
+            }
+        }
+        if attempt < tries {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

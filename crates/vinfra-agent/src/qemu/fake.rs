@@ -596,8 +596,9 @@ impl QemuProcess for FakeProcess {
         self.answers().await;
         self.command(Some(Call::CancelMigration), |q, _| {
             if q.migration.is_active() {
-                q.set_migration(MigrationState::Cancelled);
+                // QEMU's order: `cancelling`, the guest resumed, `cancelled`.
                 q.resume_after_switchover();
+                q.set_migration(MigrationState::Cancelled);
             }
             Ok(())
         })

@@ -192,10 +192,12 @@ pub enum ConfigCommand {
     /// from), the one exception to split horizon, counted as `mac_redirected`; the fast path
     /// offers no flow to a redirected address. The entry stays where it is: removing its port
     /// removes it, and setting it again ([`ConfigCommand::AddMacEntry`]) ends the redirect, as
-    /// does a frame from the address on its port (the VM runs here again).
+    /// does a frame from the address on its port once [`super::MAC_REDIRECT_GRACE`] has passed
+    /// (the VM runs here again). The switch's clock is its last frame's or
+    /// [`super::Switch::set_clock`]'s.
     /// `Some` for an address without a static entry at a local port of an overlay network is
-    /// refused ([`ConfigError::NoLocalMacEntry`]); `None` for one is accepted (there is nothing
-    /// to end). Not part of the configuration a switch reports: an action, like
+    /// refused ([`ConfigError::NoLocalMacEntry`]), as is one to no other host's VTEP
+    /// ([`ConfigError::BadRedirect`]); `None` for one is accepted (there is nothing to end). Not part of the configuration a switch reports: an action, like
     /// [`ConfigCommand::ImportConnections`].
     RedirectMac {
         /// The network.
@@ -502,6 +504,10 @@ pub enum ConfigError {
         /// The address.
         mac: MacAddr,
     },
+    /// A MAC redirect to no remote VTEP: the unspecified, a multicast or the broadcast
+    /// address, or this switch's own.
+    #[error("{0} is no other host's VTEP to redirect to")]
+    BadRedirect(Ipv4Addr),
     /// A MAC redirect for an address with no static entry at a local port of an overlay
     /// network.
     #[error("{mac} has no static entry for a local port in overlay network {network}")]

@@ -151,11 +151,30 @@ impl Switch {
                 Ok(())
             }
             ConfigCommand::RedirectMac { network, mac, to } => {
-                let until = self.last_now.saturating_add(MAC_REDIRECT_HOLD);
+                let own = self
+                    .uplink
+                    .and_then(|u| match slot(&self.ports, u.0)?.config.kind {
+                        PortKind::VxlanUplink { local_ip, .. } => Some(local_ip),
+                        _ => None,
+                    });
+                if let Some(to) = to.filter(|to| {
+                    to.is_unspecified()
+                        || to.is_multicast()
+                        || to.is_broadcast()
+                        || Some(*to) == own
+                }) {
+                    return Err(ConfigError::BadRedirect(to));
+                }
+                let (since, until) = (
+                    self.last_now,
+                    self.last_now.saturating_add(MAC_REDIRECT_HOLD),
+                );
                 let net = self.network_mut(network)?;
                 let overlay = matches!(net.segment, Segment::Overlay { .. });
-                let redirected =
-                    overlay && net.macs.redirect(&mac, to.map(|to| Redirect { to, until }));
+                let redirected = overlay
+                    && net
+                        .macs
+                        .redirect(&mac, to.map(|to| Redirect { to, since, until }));
                 if to.is_some() && !redirected {
                     return Err(ConfigError::NoLocalMacEntry { network, mac });
                 }

@@ -44,12 +44,19 @@ pub struct MacEntry {
     pub redirect: Option<Redirect>,
 }
 
+/// How long after a redirect was set a frame from the address on its port does not end it:
+/// frames the VM sent just before it stopped may still wait in its socket, or in QEMU's, when
+/// the redirect arrives.
+pub const MAC_REDIRECT_GRACE: Duration = Duration::from_secs(1);
+
 /// Where a redirected entry's frames go, and until when ([`MacEntry::redirect`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Redirect {
     /// The VTEP of the host the VM is migrating to.
     pub to: Ipv4Addr,
-    /// The switch's clock (the `now` of its frames) when the redirect lapses by itself.
+    /// The switch's clock (the `now` of its frames) when the redirect was set.
+    pub since: Duration,
+    /// The switch's clock when the redirect lapses by itself.
     pub until: Duration,
 }
 
@@ -173,7 +180,9 @@ impl MacTable {
 
     /// Records that `mac` was seen at `location`; `announced` says (when asked) whether the
     /// frame is an announcement of the address by its owner (see `Switch`'s forwarding: a RARP or
-    /// a gratuitous ARP).
+    /// a gratuitous ARP). A frame from a redirected address ([`MacEntry::redirect`]) on its own
+    /// port, [`MAC_REDIRECT_GRACE`] or more after the redirect was set, ends the redirect
+    /// ([`Learned::Updated`]): the VM runs here again.
     ///
     /// Static entries stay static, with one exception, MAC mobility: a static entry that points
     /// at another host (a VTEP) follows an *announcement* from that address arriving from the
@@ -244,10 +253,14 @@ impl MacTable {
         if let Some(entry) = self.entries.get_mut(&mac) {
             return match entry.last_seen {
                 None => match (entry.location, location) {
-                    // A redirected VM that sends from its port runs here again (its migration
-                    // failed): its frames come back to it.
+                    // A redirected VM that sends from its port (after the grace: not a frame
+                    // it sent before it stopped) runs here again (its migration failed): its
+                    // frames come back to it.
                     (Location::Port(at), Location::Port(from))
-                        if at == from && entry.redirect.is_some() =>
+                        if at == from
+                            && entry.redirect.is_some_and(|r| {
+                                now.saturating_sub(r.since) >= MAC_REDIRECT_GRACE
+                            }) =>
                     {
                         entry.redirect = None;
                         Learned::Updated

@@ -103,7 +103,7 @@ pub use flows::{
     FlowDelta, FlowKey, FlowPath, FlowTableSettings, FlowTake, IDLE_TAKES, MAX_FLOW_ENTRIES,
 };
 pub use ids::{NetworkId, PortId, RouterId, Segment};
-pub use mac_table::{Location, MacEntry, Redirect, MAC_REDIRECT_HOLD};
+pub use mac_table::{Location, MacEntry, Redirect, MAC_REDIRECT_GRACE, MAC_REDIRECT_HOLD};
 pub use nat::{
     Edge, RouterUplink, UplinkError, ICMP_TIMEOUT, PORT_FIRST, TCP_CLOSING_TIMEOUT, TCP_TIMEOUT,
     UDP_TIMEOUT,

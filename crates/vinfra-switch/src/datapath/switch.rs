@@ -686,6 +686,14 @@ impl Switch {
         entries
     }
 
+    /// Moves the switch's clock on to `now` (never back): what configuration commands that
+    /// start a timer ([`ConfigCommand::RedirectMac`], [`ConfigCommand::ImportConnections`])
+    /// count from. Frames and [`Switch::expire`] move it too; a daemon sets it before applying
+    /// a command, so that a quiet switch does not count from its last frame.
+    pub fn set_clock(&mut self, now: Duration) {
+        self.last_now = self.last_now.max(now);
+    }
+
     /// Where `mac` currently lives in a network, as forwarding would see it at `now`.
     pub fn lookup(&self, id: NetworkId, mac: MacAddr, now: Duration) -> Option<Location> {
         slot(&self.networks, id.0)?
