@@ -35,7 +35,7 @@
 //! followed to its end; every VM still placed under the rules (one in ten named in a must
 //! anti-affinity rule), written and created on its host. Its own `RESULT` line
 //! (`console-path-count{K}`), against the same target. `--count-only` skips the creates one
-//! per request (for profiles).
+//! per request (for profiles; it needs a count above 0).
 //!
 //! With `--ha-every K` (K > 0) every K-th seeded VM and every K-th new VM has HA on, so every
 //! create is also checked by HA admission control (tolerate 1 host failure).
@@ -149,6 +149,11 @@ fn parse_args() -> Args {
         };
     }
     assert!(a.hosts >= 4 && a.vms >= a.hosts && a.creates > 0 && a.concurrency > 0);
+    if a.count_only && a.count == 0 {
+        // Nothing would be measured, and no RESULT printed.
+        eprintln!("placement_api: --count-only needs a count above 0 (--count K)");
+        std::process::exit(2);
+    }
     a
 }
 
