@@ -620,24 +620,6 @@ fn arrives(sock: &UnixDatagram, wait: Duration, want: &[u8]) -> bool {
     false
 }
 
-/// `text` without its ANSI colour sequences (`ESC [ … m`).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_vm_ports_firewall_filters_logs_and_hands_its_connections_to_another_switch() {
     use vinfra_switch_control::{
@@ -735,7 +717,7 @@ fn a_vm_ports_firewall_filters_logs_and_hands_its_connections_to_another_switch(
     assert_eq!((conntrack.entries, conntrack.created), (1, 1), "{c:#?}");
     assert!(
         wait_for(Duration::from_secs(5), || {
-            let log = plain(&daemon.log_text());
+            let log = vinfra_testenv::plain_log(&daemon.log_text());
             log.lines().any(|l| {
                 l.contains("firewall drop")
                     && l.contains("dst_port=8081")

@@ -25,6 +25,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `text` (a daemon's log) without its terminal colour sequences (`ESC [ … m`).
+pub fn plain_log(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Whether this run is under CI: `CI` set to a non-empty value.
 pub fn under_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
@@ -241,6 +259,16 @@ mod tests {
         assert!(
             why.starts_with("t cannot run under CI: ethtool-that-is-not-there"),
             "{why}"
+        );
+    }
+
+    #[test]
+    fn a_log_loses_its_colours_only() {
+        assert_eq!(
+            plain_log(
+                "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m to\u{1b}[2m=\u{1b}[0mSome(x)"
+            ),
+            "2026  INFO to=Some(x)"
         );
     }
 

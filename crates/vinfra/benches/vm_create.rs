@@ -30,28 +30,10 @@ const MEMORY_MIB: u64 = 128;
 const TARGET_OVERHEAD: Duration = Duration::from_millis(50);
 const TARGET_RATIO_P50: f64 = 1.1;
 
-/// `text` without its terminal colour sequences (`ESC [ … m`), which the daemons' logs carry.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The `*_ms` fields of the last `n` lines of `log` with `message` from `target`, by field
 /// name (in the order first seen).
 fn timed(log: &Path, target: &str, message: &str, n: usize) -> Vec<(String, Vec<f64>)> {
-    let text = plain(&std::fs::read_to_string(log).unwrap_or_default());
+    let text = vinfra_testenv::plain_log(&std::fs::read_to_string(log).unwrap_or_default());
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(target) && l.contains(message))

@@ -12,8 +12,9 @@
 //!   flooding; and its host's switch answers none of those requests from the other network's
 //!   addresses.
 //! - `b` migrates to a third host while `a` pings it every 20 ms (`vinfra.pingfast`); the
-//!   replies resume, and the gap (unanswered pings, and the guest's time without replies) is
-//!   printed.
+//!   source's agent redirected `b`'s frames to the destination's VTEP at the switchover (its
+//!   log says so), the replies resume, and the gap (unanswered pings, and the guest's time
+//!   without replies) is printed.
 //! - After a migration, frames the VM sent from its old host before it paused, delivered late
 //!   by that host's switch (after the VM's announcements and the console's configuration), do
 //!   not take its address back there, nor does an announcement from there (no migration takes
@@ -345,6 +346,25 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
     let end = wait_migration_end(&lab, "b");
     assert_eq!(end.phase, MigrationPhase::Completed, "{end:?}");
     assert_eq!(vm(&lab, "b").host, "h3");
+    // From its QEMU's stop for the switchover, h2's switch sent b's frames on to h3: the
+    // console named h3's VTEP, h2's agent saw QEMU's STOP and its switch took the redirect.
+    let h3_vtep = host_state(&lab, "h3").address;
+    let redirect = format!("to=Some({h3_vtep})");
+    let b_id = format!("vm={}", b.id);
+    wait_for(
+        "h2's agent to log the redirect of b's frames to h3",
+        Duration::from_secs(10),
+        || {
+            agent_log(&lab, "h2")
+                .lines()
+                .any(|l| {
+                    l.contains("redirect of the migrating VM's frames set")
+                        && l.contains(&b_id)
+                        && l.contains(&redirect)
+                })
+                .then_some(())
+        },
+    );
     // Replies counted from now on are answered by b on h3: nothing of b is left on h2.
     common::wait_nothing_left_on(&lab, "h2", &b.id.to_string());
     let at_end = fast_pings(&console_text(&lab, "a"), B_IP).replies;
@@ -387,6 +407,21 @@ fn overlay_networks_isolate_tenants_and_follow_a_migrating_vm() {
         "c on red reached {B_IP} on blue"
     );
     lab.down();
+}
+
+/// A lab host's state.
+fn host_state<'a>(lab: &'a Lab, name: &str) -> &'a vinfra_lab::HostState {
+    lab.state()
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .unwrap_or_else(|| panic!("no host {name} in the lab"))
+}
+
+/// `host`'s agent log, without its colours.
+fn agent_log(lab: &Lab, host: &str) -> String {
+    let path = host_state(lab, host).data_dir.join("agent.log");
+    vinfra_testenv::plain_log(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 /// Frames `host`'s switch dropped because their VNI is on none of its networks (a host with no
