@@ -41,12 +41,18 @@ fn config(root: &Path, fake: &FakeRunner) -> ManagerConfig {
     }
 }
 
-async fn host() -> Host {
+/// A temporary directory with a datastore holding a kernel and an initrd.
+fn with_datastore() -> TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let images = tmp.path().join("ds/images");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::write(images.join("vmlinuz"), b"kernel").unwrap();
     std::fs::write(images.join("initrd.img"), b"initrd").unwrap();
+    tmp
+}
+
+async fn host() -> Host {
+    let tmp = with_datastore();
     let fake = FakeRunner::new(Accel::Tcg);
     let m = Manager::open(config(tmp.path(), &fake)).await.unwrap();
     Host { tmp, fake, m }

@@ -208,7 +208,7 @@ pub(crate) fn apply_model(state: &mut Vec<Request>, requests: &[Request]) {
 }
 
 /// A VLAN network of the console's configuration.
-fn vlan_network(name: &str, id: u16, vid: u16) -> SwitchNetwork {
+pub(crate) fn vlan_network(name: &str, id: u16, vid: u16) -> SwitchNetwork {
     SwitchNetwork {
         name: name.into(),
         id,

@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 
 use vinfra_proto::{
-    HostSwitchConfig, SwitchFloatingIp, SwitchNetwork, SwitchNetworkKind, SwitchRoute,
-    SwitchRouter, SwitchRouterInterface, SwitchRouterUplink,
+    HostSwitchConfig, SwitchFloatingIp, SwitchNetworkKind, SwitchRoute, SwitchRouter,
+    SwitchRouterInterface, SwitchRouterUplink,
 };
 use vinfra_switch_control::protocol::{NatCountersView, RouterCountersView};
 use vinfra_switch_control::{CountersView, EdgeSpec, Request};
@@ -15,7 +15,9 @@ use vinfra_types::network::SwitchRouterNat;
 
 use super::counters::host_counters;
 use super::route::parse_prefix;
-use super::tests::{apply_model, config, desired, link, model_switch, same, settings, Refusals};
+use super::tests::{
+    apply_model, config, desired, link, model_switch, same, settings, vlan_network, Refusals,
+};
 use super::uplink::edge;
 use super::*;
 
@@ -28,17 +30,6 @@ const HERE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const THERE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Router 7's transit VNI.
 const TRANSIT: u32 = 0xFF_0007;
-
-fn vlan(name: &str, id: u16, vid: u16) -> SwitchNetwork {
-    SwitchNetwork {
-        name: name.into(),
-        id,
-        kind: SwitchNetworkKind::Vlan { vid },
-        mtu: 1500,
-        flood: vec![],
-        dhcp: None,
-    }
-}
 
 fn interface(network: &str, ip: [u8; 4], mac: &str) -> SwitchRouterInterface {
     SwitchRouterInterface {
@@ -69,8 +60,8 @@ fn floating(external: [u8; 4], internal: [u8; 4]) -> SwitchFloatingIp {
 /// route via 10.82.0.254 (on the uplink), 192.168.5.0/24 via 10.90.0.9.
 fn uplinked() -> HostSwitchConfig {
     let mut c = config();
-    c.networks.push(vlan("ext", 3, 82));
-    c.networks.push(vlan("ext2", 4, 83));
+    c.networks.push(vlan_network("ext", 3, 82));
+    c.networks.push(vlan_network("ext2", 4, 83));
     c.routers = vec![SwitchRouter {
         name: "edge".into(),
         id: 7,

@@ -636,11 +636,7 @@ async fn an_encrypted_migration_hands_qemu_its_credentials_for_the_moment_it_rea
 /// running VM with a NIC on the overlay network `blue` there.
 async fn switched_source() -> (Host, crate::network::tests::ModelSwitch, Uuid) {
     use crate::network::tests as switch;
-    let tmp = tempfile::tempdir().unwrap();
-    let images = tmp.path().join("ds/images");
-    std::fs::create_dir_all(&images).unwrap();
-    std::fs::write(images.join("vmlinuz"), b"kernel").unwrap();
-    std::fs::write(images.join("initrd.img"), b"initrd").unwrap();
+    let tmp = with_datastore();
     let model = switch::model_switch(tmp.path(), switch::Refusals::default());
     let fake = FakeRunner::new(Accel::Tcg);
     let m = Manager::open(ManagerConfig {
