@@ -51,6 +51,14 @@ pub mod validate;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod tests_counters;
+#[cfg(test)]
+mod tests_migration;
+#[cfg(test)]
+mod tests_plug;
+#[cfg(test)]
+mod tests_port_policy;
+#[cfg(test)]
 mod tests_router_model;
 #[cfg(test)]
 mod tests_routers;

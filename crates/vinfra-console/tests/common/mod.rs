@@ -12,6 +12,7 @@ use vinfra_proto::pki;
 pub mod browser;
 mod fake_agent;
 mod fake_counters;
+pub mod network;
 
 pub use fake_agent::*;
 #[allow(unused_imports)]
