@@ -90,11 +90,27 @@ impl Transport {
         path: &str,
         body: RawBody<'_>,
     ) -> Result<(String, Option<String>), RestError> {
+        self.exchange_preferring(method, path, body, None)
+    }
+
+    /// As [`Transport::exchange_linked`], with `Prefer: wait=N` when `wait_s` is given (an
+    /// operation answered with a task then answers once the task has ended or N s have
+    /// passed).
+    pub fn exchange_preferring(
+        &self,
+        method: Method,
+        path: &str,
+        body: RawBody<'_>,
+        wait_s: Option<u64>,
+    ) -> Result<(String, Option<String>), RestError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self
             .http
             .request(method.clone(), &url)
             .bearer_auth(&self.token);
+        if let Some(n) = wait_s {
+            req = req.header("prefer", format!("wait={n}"));
+        }
         req = match body {
             RawBody::Empty => req,
             RawBody::Json(v) => req.json(v),

@@ -130,14 +130,28 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, RestError> {
+        self.send_preferring(method, path, body, None)
+    }
+
+    /// [`Client::send`] with `Prefer: wait=N` when `wait_s` is given.
+    fn send_preferring<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        wait_s: Option<u64>,
+    ) -> Result<T, RestError> {
         let value = serde_json::to_value(body).map_err(|source| RestError::Encode {
             method: method.clone(),
             path: path.to_string(),
             source,
         })?;
-        let text = self
-            .transport
-            .exchange(method.clone(), path, RawBody::Json(&value))?;
+        let (text, _) = self.transport.exchange_preferring(
+            method.clone(),
+            path,
+            RawBody::Json(&value),
+            wait_s,
+        )?;
         decode(method, path, &text)
     }
 

@@ -101,15 +101,27 @@ impl Client {
         self.send(Method::POST, &paths::vms(), request)
     }
 
+    /// `POST /vms` with `Prefer: wait=N` (`wait`, in whole seconds, at most
+    /// [`TASK_POLL_MAX`]): the task once it has ended or `wait` has passed, so that a create
+    /// that ends within `wait` takes one request.
+    pub fn create_vm_task_within(
+        &self,
+        request: &CreateVmRequest,
+        wait: Duration,
+    ) -> Result<Task, RestError> {
+        let wait_s = wait.as_secs().min(TASK_POLL_MAX.as_secs());
+        self.send_preferring(Method::POST, &paths::vms(), request, Some(wait_s))
+    }
+
     /// `POST /vms`, followed to its end: the VM created (and running unless `start` is false).
     /// A request with `count` is [`Client::create_vms`]'s.
     pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
-        self.finish(self.create_vm_task(request)?)
+        self.finish(self.create_vm_task_within(request, TASK_POLL_MAX)?)
     }
 
     /// `POST /vms` with `count`, followed to its end: the VMs created.
     pub fn create_vms(&self, request: &CreateVmRequest) -> Result<CreatedVms, RestError> {
-        self.finish(self.create_vm_task(request)?)
+        self.finish(self.create_vm_task_within(request, TASK_POLL_MAX)?)
     }
 
     /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when

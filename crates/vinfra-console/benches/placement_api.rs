@@ -14,10 +14,12 @@
 //! said), and answer `CreateVm` at once (no QEMU: one machine cannot run 100,000).
 //!
 //! Measured: `CREATES` creates (`POST /api/v1/vms`, 2 vCPUs, 4 GiB, start) from `CONCURRENCY`
-//! clients on keep-alive HTTPS connections, each until its task has ended (the API answers 202
-//! with the task once the VM is placed and its record, NIC claims and event are written in one
-//! store transaction; the client follows the task with long polls, `GET
-//! /api/v1/tasks/{id}?wait_s=30`, as `vinfra` does, until the agent's answer is in). Per create, the
+//! clients on keep-alive HTTPS connections, each until its task has ended (the API accepts the
+//! create once the VM is placed and its record, NIC claims and event are written in one store
+//! transaction; the client sends `Prefer: wait=30`, as `vinfra` does, so the answer is the task
+//! once the agent's answer is in, and follows a task that had not ended with long polls, `GET
+//! /api/v1/tasks/{id}?wait_s=30`; with `--long-poll` it sends no `Prefer` and always follows
+//! with long polls, as clients did before the console took the preference). Per create, the
 //! fake agent stamps when `CreateVm` arrived and when it answered, which splits each create into
 //! the console's work before the agent, the agent round trip, and the console's work after it.
 //! Then the floor: as many authenticated `GET /api/v1/settings` from the same clients (what the
@@ -41,7 +43,7 @@
 //! create is also checked by HA admission control (tolerate 1 host failure).
 //!
 //! `cargo bench -p vinfra-console --bench placement_api [-- --hosts N --vms N --rules N --creates N
-//! --concurrency N --connect-limit SECONDS --ha-every K --count K --count-only]` (defaults:
+//! --concurrency N --connect-limit SECONDS --ha-every K --count K --count-only --long-poll]` (defaults:
 //! 10,000 / 100,000 / 8,000 / 2,000 / 8 / 600, count 100). No join starts after the connect limit, and creates start once every joined host is
 //! connected or the limit passed: a console that cannot take all its hosts in that time is
 //! measured with those it took, and the result is a FAIL that says how many. The console's
@@ -73,6 +75,15 @@ const IDLE_WINDOW: Duration = Duration::from_secs(6);
 
 /// Every this many VMs has HA on (0: none); set from `--ha-every`.
 static HA_EVERY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The clients follow each create's task with long polls only, without `Prefer: wait` (as a
+/// client before it did); set by `--long-poll`.
+static LONG_POLL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the clients follow their tasks with long polls only (`--long-poll`).
+fn long_poll() -> bool {
+    LONG_POLL.load(Ordering::Relaxed)
+}
 
 /// The console's CPU seconds between two readings: its runtime's threads (`console-*`) and
 /// its store's committer (`store-commit`).
@@ -131,6 +142,10 @@ fn parse_args() -> Args {
             }
             "--count-only" => {
                 a.count_only = true;
+                continue;
+            }
+            "--long-poll" => {
+                LONG_POLL.store(true, Ordering::Relaxed);
                 continue;
             }
             // cargo bench passes this to every benchmark binary.

@@ -2,7 +2,8 @@
 //! answer 202 with a task at once; a refusal is still the request's answer and leaves no task;
 //! a migration's task cancelled leaves the VM on its source; a task the console was running
 //! when it stopped is listed after the restart and ends as the cluster shows; bad task
-//! requests are problems; a create's task is written with its VM's record.
+//! requests are problems; a create's task is written with its VM's record; `Prefer: wait=N`
+//! answers with the task once it has ended or N s have passed.
 
 mod common;
 
@@ -318,6 +319,97 @@ async fn a_creates_task_is_written_with_the_vms_record_and_its_end_once_after() 
     let stored: Value = serde_json::from_slice(&task.value).unwrap();
     assert_eq!(stored["state"], "succeeded", "{stored}");
     assert_eq!(stored["id"], id);
+    c.shutdown().await;
+}
+
+/// One request with a `Prefer` header: its status, `Preference-Applied`, body, and how long
+/// it took.
+async fn call_preferring(
+    c: &TestConsole,
+    method: &str,
+    path: &str,
+    body: &str,
+    prefer: &str,
+) -> (u16, Option<String>, Value, Duration) {
+    let asked = Instant::now();
+    let resp = c
+        .client
+        .request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", c.base),
+        )
+        .header("authorization", format!("Bearer {}", c.token))
+        .header("content-type", "application/json")
+        .header("prefer", prefer)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    let applied = resp
+        .headers()
+        .get("preference-applied")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: Value = resp.json().await.unwrap();
+    (status, applied, body, asked.elapsed())
+}
+
+#[tokio::test]
+async fn a_wait_preference_answers_with_the_task_once_it_has_ended_or_the_wait_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start_console(dir.path(), None, false).await;
+    let src = FakeAgent::join_and_connect(&c, "src", HOST16).await;
+    let _dst = FakeAgent::join_and_connect(&c, "dst", HOST16).await;
+
+    // A create that ends within the wait: its answer is the ended task, result and all.
+    let mut body: Value = serde_json::from_str(&vm_json("quick", 1, GIB)).unwrap();
+    body["host"] = Value::from("src");
+    let (status, applied, task, took) = call_preferring(
+        &c,
+        "POST",
+        "/api/v1/vms",
+        &body.to_string(),
+        "respond-async, wait=20",
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(applied.as_deref(), Some("wait=20"));
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["result"]["name"], "quick", "{task}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    // A migration that goes on: answered, still running, once the wait has passed.
+    src.state.lock().unwrap().behaviour.active_polls = 1000;
+    let (status, applied, task, took) = call_preferring(
+        &c,
+        "POST",
+        "/api/v1/vms/quick/migrate",
+        r#"{"to":"dst"}"#,
+        "wait=2",
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(applied.as_deref(), Some("wait=2"));
+    assert_eq!(task["state"], "running", "{task}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "took {took:?}"
+    );
+
+    // A wait that is no number is ignored: the cancel is answered at once, nothing applied.
+    let (status, applied, task, took) = call_preferring(
+        &c,
+        "DELETE",
+        "/api/v1/vms/quick/migration",
+        "",
+        "wait=later",
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(applied, None);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let done = c.wait_task(task["id"].as_u64().unwrap(), None).await;
+    assert_eq!(done["state"], "cancelled", "{done}");
     c.shutdown().await;
 }
 

@@ -49,6 +49,17 @@ pub fn accepted(out: Output, task: &Task) -> Result<(), RestCommandError> {
     })
 }
 
+/// How long the request that starts a task may wait for its end (`Prefer: wait`): as long as
+/// [`task`] then waits between two polls (1 s on a terminal, whose progress line would
+/// otherwise stay unshown longer; [`TASK_POLL_MAX`] elsewhere).
+pub fn first_wait() -> Duration {
+    if std::io::stderr().is_terminal() {
+        Duration::from_secs(1)
+    } else {
+        TASK_POLL_MAX
+    }
+}
+
 /// Follows `task` to its end (past `timeout`, an error) and returns it as it ended. On a
 /// terminal, its progress line is shown on stderr and refreshed (a poll a second) until it
 /// ends, then cleared; elsewhere it is followed with long polls and nothing is shown.

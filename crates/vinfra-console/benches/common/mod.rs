@@ -231,15 +231,25 @@ impl Api {
 
     /// `POST path` with a JSON body: status and body.
     pub async fn post(&self, path: &str, body: &impl serde::Serialize) -> (u16, Vec<u8>) {
-        let r = ok(
-            self.client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
-                .json(body)
-                .send()
-                .await,
-            "POST",
-        );
+        self.post_preferring(path, body, None).await
+    }
+
+    /// [`Api::post`] with a `Prefer` header when `prefer` is given (`wait=30`).
+    pub async fn post_preferring(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        prefer: Option<&str>,
+    ) -> (u16, Vec<u8>) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body);
+        if let Some(p) = prefer {
+            req = req.header("prefer", p);
+        }
+        let r = ok(req.send().await, "POST");
         let status = r.status().as_u16();
         (status, ok(r.bytes().await, "body").to_vec())
     }

@@ -11,7 +11,7 @@ use vinfra_types::api::CreateVmRequest;
 use vinfra_types::task::{Task, TaskState};
 
 use super::common::{self, ms, ok, Api, FleetProcess};
-use super::{console_cpu_between, is_ha, many_base, request, RULE_EVERY, TARGET_PER_S};
+use super::{console_cpu_between, is_ha, long_poll, many_base, request, RULE_EVERY, TARGET_PER_S};
 
 /// One create as the client saw it.
 pub struct Done {
@@ -22,11 +22,13 @@ pub struct Done {
     pub body: Vec<u8>,
 }
 
-/// One create as a client makes it: `POST /api/v1/vms`, then its task followed with long polls
-/// (`GET /api/v1/tasks/{id}?wait_s=30`) to its end. 201 and the VM when the task succeeded;
+/// One create as a client makes it: `POST /api/v1/vms` with `Prefer: wait=30` (none with
+/// `--long-poll`), then its task, unless it had ended, followed with long polls (`GET
+/// /api/v1/tasks/{id}?wait_s=30`) to its end. 201 and the VM when the task succeeded;
 /// otherwise the status and body of what failed (the task's problem when it failed).
 pub async fn create_one(api: &Api, req: &CreateVmRequest) -> (u16, Vec<u8>) {
-    let (status, body) = api.post("/api/v1/vms", req).await;
+    let prefer = (!long_poll()).then_some("wait=30");
+    let (status, body) = api.post_preferring("/api/v1/vms", req, prefer).await;
     if status != 202 {
         return (status, body);
     }

@@ -205,3 +205,80 @@ impl<S: Send + Sync> FromRequestParts<S> for NameAddressPath {
         Ok(NameAddressPath(name, ip.to_string()))
     }
 }
+
+/// The `wait` preference of a request answered with a task (RFC 7240 `Prefer: wait=N`): how
+/// many seconds the client would wait for the task's end in this answer, at most
+/// [`vinfra_types::task::TASK_WAIT_MAX_S`]; `None` without one (or with one that does not
+/// parse: a preference is a wish, and one not understood is ignored, as RFC 7240 asks).
+pub struct PreferWait(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let values = parts
+            .headers
+            .get_all(axum::http::header::HeaderName::from_static("prefer"));
+        Ok(PreferWait(prefer_wait(
+            values.iter().filter_map(|v| v.to_str().ok()),
+        )))
+    }
+}
+
+/// The first `wait` preference among `Prefer` header values (`respond-async, wait=10`,
+/// `wait="5"; x=y`): its seconds, at most [`vinfra_types::task::TASK_WAIT_MAX_S`]; `None` when
+/// there is none, or the first is not a number of seconds.
+pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a str>) -> Option<u64> {
+    let first = values
+        .flat_map(|v| v.split(','))
+        .map(|pref| pref.split(';').next().unwrap_or_default())
+        .find_map(|pref| {
+            let (name, value) = pref.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim().trim_matches('"'))
+        })?;
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits past u64 are a very long wait: the bound.
+    Some(
+        first
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+            .min(vinfra_types::task::TASK_WAIT_MAX_S),
+    )
+}
+
+#[cfg(test)]
+mod prefer_tests {
+    use super::prefer_wait;
+
+    fn wait(values: &[&str]) -> Option<u64> {
+        prefer_wait(values.iter().copied())
+    }
+
+    #[test]
+    fn the_first_wait_preference_is_taken_and_bounded() {
+        assert_eq!(wait(&["wait=10"]), Some(10));
+        assert_eq!(wait(&["respond-async, wait=5"]), Some(5));
+        assert_eq!(wait(&["return=minimal; x=1", "WAIT = \"7\"; y=2"]), Some(7));
+        assert_eq!(wait(&["wait=3", "wait=9"]), Some(3));
+        assert_eq!(wait(&["wait=0"]), Some(0));
+        assert_eq!(wait(&["wait=600"]), Some(60));
+        assert_eq!(wait(&["wait=99999999999999999999999"]), Some(60));
+    }
+
+    #[test]
+    fn no_or_a_malformed_wait_is_none() {
+        assert_eq!(wait(&[]), None);
+        assert_eq!(wait(&["respond-async"]), None);
+        assert_eq!(wait(&["wait"]), None);
+        assert_eq!(wait(&["wait="]), None);
+        assert_eq!(wait(&["wait=-1"]), None);
+        assert_eq!(wait(&["wait=1.5"]), None);
+        assert_eq!(wait(&["waiting=4"]), None);
+        // The first `wait` counts, even when it does not parse.
+        assert_eq!(wait(&["wait=soon, wait=4"]), None);
+    }
+}

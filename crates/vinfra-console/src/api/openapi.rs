@@ -4,10 +4,10 @@
 use axum::Json;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Ref, RefOr, Required, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use vinfra_types::api::PROBLEM_JSON;
 use vinfra_types::auth::Role;
@@ -183,6 +183,54 @@ impl Modify for ProblemResponses {
     }
 }
 
+/// Documents the `wait` preference (RFC 7240) on every operation answered with a task (a 202
+/// response): the optional `Prefer` request header, and the `Preference-Applied` header of the
+/// 202 answer ([`super::routes`]'s `submit`).
+struct TaskPreferences;
+
+impl Modify for TaskPreferences {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let Some(RefOr::T(accepted)) = op.responses.responses.get_mut("202") else {
+                    continue;
+                };
+                accepted.headers.insert(
+                    "Preference-Applied".into(),
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some(
+                            "`wait=N` when the request preferred a wait of N > 0 s: the task \
+                             is as it was once it had ended or N s had passed",
+                        ))
+                        .build(),
+                );
+                let prefer = ParameterBuilder::new()
+                    .name("Prefer")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some(
+                        "RFC 7240 preferences; `wait=N` (seconds, at most 60): the answer waits \
+                         until the task has ended or N s have passed, so that a task that ends \
+                         within N s needs no long poll. Other preferences, and a `wait` that is \
+                         not a number, are ignored.",
+                    ))
+                    .build();
+                op.parameters.get_or_insert_with(Vec::new).push(prefer);
+            }
+        }
+    }
+}
+
 /// Inlines the parts of a flattened struct (`#[serde(flatten)]`, an `allOf` of a `$ref` and
 /// the struct's own fields) whose schema forbids other properties (`deny_unknown_fields`): with
 /// the `$ref` the document would say that no object has both the part's fields and the
@@ -315,6 +363,6 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
         vinfra_types::flows::FlowSettings,
         vinfra_types::task::Task, vinfra_types::task::TaskKind, vinfra_types::task::TaskState,
     )),
-    modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts),
+    modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts, &TaskPreferences),
 )]
 pub struct ApiDoc;

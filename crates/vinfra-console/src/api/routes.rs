@@ -26,7 +26,7 @@ use vinfra_types::{HostSummary, Problem};
 
 use super::extract::{
     ApiJson, ApiQuery, Caller, IdPath, NameAddressPath, NameNumberPath, NamePath, NamePrefixPath,
-    TwoNamesPath,
+    PreferWait, TwoNamesPath,
 };
 use super::pages::{self, PageQuery};
 use super::problem::ApiError;
@@ -48,24 +48,46 @@ pub(super) async fn run<A: ConsoleApi>(
 
 /// Runs a command that may be answered with a task ([`ConsoleApi::submit`]): 202 Accepted
 /// with the task and its `Location`, or its refusal; a command that is not a task renders as
-/// [`run`] renders it.
+/// [`run`] renders it. With a `wait` preference (`Prefer: wait=N`, [`PreferWait`]) the answer
+/// waits up to N s for the task's end and is the task as it is then (still 202, with
+/// `Preference-Applied: wait=N`): a client whose task ends within that needs no long poll.
 pub(super) async fn submit<A: ConsoleApi>(
     caller: &Caller<A>,
+    PreferWait(wait): PreferWait,
     command: Command,
 ) -> Result<Response, ApiError> {
     let Caller(console, actor) = caller;
     Ok(match console.submit(actor.clone(), command).await? {
         Submitted::Done(reply) => render(reply),
-        Submitted::Task(task) => {
+        Submitted::Task(mut task) => {
+            if let Some(wait_s) = wait.filter(|s| *s > 0 && !task.state.is_final()) {
+                let show = Command::ShowTask {
+                    id: task.id,
+                    wait_s: Some(wait_s),
+                };
+                // Gone meanwhile (pruned: a thousand tasks ended since): as accepted.
+                if let Ok(Reply::Task(now)) = console.execute(actor.clone(), show).await {
+                    task = now;
+                }
+            }
             let location = format!("/api/v1/tasks/{}", task.id);
             let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
             if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(axum::http::header::LOCATION, v);
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Some(wait_s) = wait.filter(|s| *s > 0) {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&format!("wait={wait_s}")) {
+                    resp.headers_mut().insert(PREFERENCE_APPLIED, v);
+                }
             }
             resp
         }
     })
 }
+
+/// RFC 7240's answer header: the preferences the answer followed.
+const PREFERENCE_APPLIED: header::HeaderName =
+    header::HeaderName::from_static("preference-applied");
 
 /// Runs a list command and renders the page `query` asks for ([`pages`]): the whole list
 /// without `limit` or `page_token`. A bad page request is refused before the command runs.
@@ -199,10 +221,11 @@ pub async fn show_host<A: ConsoleApi>(
         (status = 409, body = Problem)))]
 pub async fn update_host<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
     ApiJson(update): ApiJson<UpdateHostRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::UpdateHost { name, update }).await
+    submit(&c, prefer, Command::UpdateHost { name, update }).await
 }
 
 /// Runs the host's fence command (`sh -c`, `VINFRA_HOST` set, at most 60 s, then its process
@@ -215,11 +238,13 @@ pub async fn update_host<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the fence's outcome", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem)))]
 pub async fn fence_host<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<FenceQuery>,
 ) -> Result<Response, ApiError> {
     submit(
         &c,
+        prefer,
         Command::FenceHost {
             name,
             force: q.force,
@@ -333,9 +358,10 @@ pub async fn drs_run<A: ConsoleApi>(c: Caller<A>) -> Result<Response, ApiError> 
     responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends with the migration; its result: the last progress", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn apply_recommendation<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::ApplyRecommendation { id }).await
+    submit(&c, prefer, Command::ApplyRecommendation { id }).await
 }
 
 /// Creates a logical network: `overlay` (a VNI, the lowest free from 10000 up when absent) or

@@ -15,7 +15,9 @@ use vinfra_types::task::Task;
 use vinfra_types::usage::UsageHistory;
 use vinfra_types::{MigrationProgress, Problem, VmSummary};
 
-use super::extract::{ApiJson, ApiQuery, Caller, NameNumberPath, NamePath, OptionalJson};
+use super::extract::{
+    ApiJson, ApiQuery, Caller, NameNumberPath, NamePath, OptionalJson, PreferWait,
+};
 use super::problem::ApiError;
 use super::routes::{run, submit};
 use crate::interface::{Command, ConsoleApi};
@@ -51,9 +53,10 @@ pub struct ConsoleQuery {
         (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn create_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     ApiJson(request): ApiJson<CreateVmRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::CreateVm { request }).await
+    submit(&c, prefer, Command::CreateVm { request }).await
 }
 
 /// One VM.
@@ -86,11 +89,13 @@ pub async fn update_vm<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends when the VM and its disks are deleted", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn delete_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
     ApiQuery(q): ApiQuery<ForceQuery>,
 ) -> Result<Response, ApiError> {
     submit(
         &c,
+        prefer,
         Command::DeleteVm {
             name,
             force: q.force,
@@ -104,9 +109,10 @@ pub async fn delete_vm<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn start_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::StartVm { name }).await
+    submit(&c, prefer, Command::StartVm { name }).await
 }
 
 /// Stops a VM: ACPI power-off, then kill after `timeout_s`; at once with `force`.
@@ -115,10 +121,11 @@ pub async fn start_vm<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn stop_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<StopVmRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::StopVm { name, request }).await
+    submit(&c, prefer, Command::StopVm { name, request }).await
 }
 
 /// Resets a running VM.
@@ -126,9 +133,10 @@ pub async fn stop_vm<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; its result: the VM as its host left it", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem), (status = 502, body = Problem), (status = 503, body = Problem), (status = 504, body = Problem)))]
 pub async fn reboot_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::RebootVm { name }).await
+    submit(&c, prefer, Command::RebootVm { name }).await
 }
 
 /// Starts a live migration (to the host in `to`, else one placement picks); follow it with
@@ -138,10 +146,11 @@ pub async fn reboot_vm<A: ConsoleApi>(
     responses((status = 202, description = "accepted: the task, followed at its `Location`; it ends with the migration; its result: the last progress", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn migrate_vm<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
     OptionalJson(request): OptionalJson<MigrateVmRequest>,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::MigrateVm { name, request }).await
+    submit(&c, prefer, Command::MigrateVm { name, request }).await
 }
 
 /// Progress of the VM's current or last migration.
@@ -165,9 +174,10 @@ pub async fn show_migration<A: ConsoleApi>(
     responses((status = 202, description = "the cancel is asked: the migration's task, followed at its `Location`; `cancelled` once the VM stays on its source, `succeeded` when the migration switched over first", body = Task, headers(("Location" = String, description = "the task, `/api/v1/tasks/{id}`"))), (status = 409, body = Problem)))]
 pub async fn cancel_migration<A: ConsoleApi>(
     c: Caller<A>,
+    prefer: PreferWait,
     NamePath(name): NamePath,
 ) -> Result<Response, ApiError> {
-    submit(&c, Command::CancelMigration { name }).await
+    submit(&c, prefer, Command::CancelMigration { name }).await
 }
 
 /// The VM's serial console, read through its host's agent within 1 s (a host that does not

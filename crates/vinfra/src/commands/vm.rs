@@ -459,10 +459,11 @@ pub fn run(
     if let VmCommand::Create(a) = cmd {
         let req = create_request(a)?;
         let api = conn.client()?;
-        let task = api.create_vm_task(&req)?;
         if a.no_wait {
-            return follow::accepted(out, &task);
+            return follow::accepted(out, &api.create_vm_task(&req)?);
         }
+        // One request when the create ends within the first wait.
+        let task = api.create_vm_task_within(&req, follow::first_wait())?;
         if req.count.is_some() {
             let created: CreatedVms = follow::result(&api, task)?;
             return show(out, &created, |c| {
