@@ -68,7 +68,7 @@ use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 pub use error::RestError;
 pub use http::RawBody;
-pub use outcome::{task_result, task_succeeded, TASK_POLL_MAX};
+pub use outcome::{task_result, task_succeeded, PREFER_WAIT_MAX, TASK_POLL_MAX};
 pub use reqwest::Method;
 pub use vinfra_types::Problem;
 

@@ -17,6 +17,11 @@ use crate::error::RestError;
 /// Longest wait of one long poll of a task: well under the client's request timeout (120 s),
 /// within the API's bound (`vinfra_types::task::TASK_WAIT_MAX_S`).
 pub const TASK_POLL_MAX: Duration = Duration::from_secs(30);
+/// Longest `Prefer: wait` a request that starts a task asks for ([`crate::Client::create_vm`]):
+/// within the 5 s a stopping console gives the requests in flight, so that a console restarting
+/// still answers it with the task (a request cut off would leave the caller without one), and
+/// long polls, asked again when unanswered, follow a task that takes longer.
+pub const PREFER_WAIT_MAX: Duration = Duration::from_secs(4);
 /// Polls in a row that may go unanswered (no answer, or 502, 503, 504: a console restarting)
 /// before following a task fails.
 const LOST_POLLS: u32 = 10;

@@ -18,7 +18,9 @@ use vinfra_types::task::{Task, TaskFilter, TaskState};
 use vinfra_types::{HostSummary, MigrationProgress, VmSummary};
 
 use crate::error::RestError;
-use crate::outcome::{self, migration_is_current, task_result, task_succeeded, TASK_POLL_MAX};
+use crate::outcome::{
+    self, migration_is_current, task_result, task_succeeded, PREFER_WAIT_MAX, TASK_POLL_MAX,
+};
 use crate::paths::{self, VmAction};
 use crate::Client;
 
@@ -101,27 +103,28 @@ impl Client {
         self.send(Method::POST, &paths::vms(), request)
     }
 
-    /// `POST /vms` with `Prefer: wait=N` (`wait`, in whole seconds, at most
-    /// [`TASK_POLL_MAX`]): the task once it has ended or `wait` has passed, so that a create
-    /// that ends within `wait` takes one request.
+    /// `POST /vms` with `Prefer: wait=N` (`wait` in whole seconds, at most
+    /// [`PREFER_WAIT_MAX`]; under a second, none): the task once it has ended or `wait` has
+    /// passed, so that a create that ends within `wait` takes one request.
     pub fn create_vm_task_within(
         &self,
         request: &CreateVmRequest,
         wait: Duration,
     ) -> Result<Task, RestError> {
-        let wait_s = wait.as_secs().min(TASK_POLL_MAX.as_secs());
-        self.send_preferring(Method::POST, &paths::vms(), request, Some(wait_s))
+        let wait_s = wait.min(PREFER_WAIT_MAX).as_secs();
+        let prefer = (wait_s > 0).then_some(wait_s);
+        self.send_preferring(Method::POST, &paths::vms(), request, prefer)
     }
 
     /// `POST /vms`, followed to its end: the VM created (and running unless `start` is false).
     /// A request with `count` is [`Client::create_vms`]'s.
     pub fn create_vm(&self, request: &CreateVmRequest) -> Result<VmSummary, RestError> {
-        self.finish(self.create_vm_task_within(request, TASK_POLL_MAX)?)
+        self.finish(self.create_vm_task_within(request, PREFER_WAIT_MAX)?)
     }
 
     /// `POST /vms` with `count`, followed to its end: the VMs created.
     pub fn create_vms(&self, request: &CreateVmRequest) -> Result<CreatedVms, RestError> {
-        self.finish(self.create_vm_task_within(request, TASK_POLL_MAX)?)
+        self.finish(self.create_vm_task_within(request, PREFER_WAIT_MAX)?)
     }
 
     /// `DELETE /vms/{name}`: stops the VM and deletes it with its disks; with `force` also when

@@ -16,7 +16,7 @@
 //! Measured: `CREATES` creates (`POST /api/v1/vms`, 2 vCPUs, 4 GiB, start) from `CONCURRENCY`
 //! clients on keep-alive HTTPS connections, each until its task has ended (the API accepts the
 //! create once the VM is placed and its record, NIC claims and event are written in one store
-//! transaction; the client sends `Prefer: wait=30`, as `vinfra` does, so the answer is the task
+//! transaction; the client sends `Prefer: wait=4`, as `vinfra` does, so the answer is the task
 //! once the agent's answer is in, and follows a task that had not ended with long polls, `GET
 //! /api/v1/tasks/{id}?wait_s=30`; with `--long-poll` it sends no `Prefer` and always follows
 //! with long polls, as clients did before the console took the preference). Per create, the

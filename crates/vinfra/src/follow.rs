@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::de::DeserializeOwned;
-use vinfra_client::{task_result, Client, TASK_POLL_MAX};
+use vinfra_client::{task_result, Client, PREFER_WAIT_MAX, TASK_POLL_MAX};
 use vinfra_types::task::Task;
 use vinfra_types::{MigrationPhase, MigrationProgress};
 
@@ -49,14 +49,14 @@ pub fn accepted(out: Output, task: &Task) -> Result<(), RestCommandError> {
     })
 }
 
-/// How long the request that starts a task may wait for its end (`Prefer: wait`): as long as
-/// [`task`] then waits between two polls (1 s on a terminal, whose progress line would
-/// otherwise stay unshown longer; [`TASK_POLL_MAX`] elsewhere).
+/// How long the request that starts a task may wait for its end (`Prefer: wait`): 1 s on a
+/// terminal, whose progress line would otherwise stay unshown longer; elsewhere
+/// [`PREFER_WAIT_MAX`] (a task that takes longer is followed with long polls, as before).
 pub fn first_wait() -> Duration {
     if std::io::stderr().is_terminal() {
         Duration::from_secs(1)
     } else {
-        TASK_POLL_MAX
+        PREFER_WAIT_MAX
     }
 }
 

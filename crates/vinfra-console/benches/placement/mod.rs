@@ -22,12 +22,12 @@ pub struct Done {
     pub body: Vec<u8>,
 }
 
-/// One create as a client makes it: `POST /api/v1/vms` with `Prefer: wait=30` (none with
+/// One create as a client makes it: `POST /api/v1/vms` with `Prefer: wait=4` (none with
 /// `--long-poll`), then its task, unless it had ended, followed with long polls (`GET
 /// /api/v1/tasks/{id}?wait_s=30`) to its end. 201 and the VM when the task succeeded;
 /// otherwise the status and body of what failed (the task's problem when it failed).
 pub async fn create_one(api: &Api, req: &CreateVmRequest) -> (u16, Vec<u8>) {
-    let prefer = (!long_poll()).then_some("wait=30");
+    let prefer = (!long_poll()).then_some("wait=4");
     let (status, body) = api.post_preferring("/api/v1/vms", req, prefer).await;
     if status != 202 {
         return (status, body);

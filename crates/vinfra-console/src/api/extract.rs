@@ -227,31 +227,56 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
 
 /// The first `wait` preference among `Prefer` header values (`respond-async, wait=10`,
 /// `wait="5"; x=y`): its seconds, at most [`vinfra_types::task::TASK_WAIT_MAX_S`]; `None` when
-/// there is none, or the first is not a number of seconds.
+/// there is none, or the first is not a number of seconds (RFC 7240: only a preference's first
+/// instance counts). Commas and semicolons inside quoted strings separate nothing.
 pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a str>) -> Option<u64> {
     let first = values
-        .flat_map(|v| v.split(','))
-        .map(|pref| pref.split(';').next().unwrap_or_default())
+        .flat_map(|v| split_unquoted(v, ','))
+        .map(|pref| split_unquoted(pref, ';').next().unwrap_or_default())
         .find_map(|pref| {
-            let (name, value) = pref.split_once('=')?;
+            let (name, value) = pref.split_once('=').unwrap_or((pref, ""));
             name.trim()
                 .eq_ignore_ascii_case("wait")
-                .then(|| value.trim().trim_matches('"'))
+                .then(|| value.trim())
         })?;
-    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = match first.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None => first,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     // Digits past u64 are a very long wait: the bound.
     Some(
-        first
+        digits
             .parse::<u64>()
             .unwrap_or(u64::MAX)
             .min(vinfra_types::task::TASK_WAIT_MAX_S),
     )
 }
 
+/// `s` split at each `sep` outside a quoted string (`"…"`, with `\` escapes).
+fn split_unquoted(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts.into_iter()
+}
+
 #[cfg(test)]
-mod prefer_tests {
+mod tests {
     use super::prefer_wait;
 
     fn wait(values: &[&str]) -> Option<u64> {
@@ -278,7 +303,12 @@ mod prefer_tests {
         assert_eq!(wait(&["wait=-1"]), None);
         assert_eq!(wait(&["wait=1.5"]), None);
         assert_eq!(wait(&["waiting=4"]), None);
-        // The first `wait` counts, even when it does not parse.
+        // The first `wait` counts, even when it does not parse or has no value.
         assert_eq!(wait(&["wait=soon, wait=4"]), None);
+        assert_eq!(wait(&["wait, wait=4"]), None);
+        assert_eq!(wait(&["wait=\"5"]), None);
+        // A quoted comma or semicolon separates nothing.
+        assert_eq!(wait(&["foo=\"a,wait=5\""]), None);
+        assert_eq!(wait(&["foo=\"a;b\\\",wait=5\", wait=2"]), Some(2));
     }
 }

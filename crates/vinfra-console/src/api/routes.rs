@@ -1,6 +1,7 @@
 //! One handler per endpoint: parse the request into a [`Command`], hand it to the console
-//! ([`ConsoleApi::execute`]), render the [`Reply`]. No logic lives here. The VMs' handlers are
-//! in [`super::vm_routes`].
+//! ([`ConsoleApi::execute`]), render the [`Reply`]. No logic lives here beyond HTTP's own (a
+//! task's answer held for `Prefer: wait`, in [`submit`]). The VMs' handlers are in
+//! [`super::vm_routes`].
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,14 +61,26 @@ pub(super) async fn submit<A: ConsoleApi>(
     Ok(match console.submit(actor.clone(), command).await? {
         Submitted::Done(reply) => render(reply),
         Submitted::Task(mut task) => {
-            if let Some(wait_s) = wait.filter(|s| *s > 0 && !task.state.is_final()) {
+            let wait = wait.filter(|s| *s > 0);
+            // Applied when the task had ended at once, or the wait ran.
+            let mut applied = wait.is_some() && task.state.is_final();
+            if let Some(wait_s) = wait.filter(|_| !applied) {
                 let show = Command::ShowTask {
                     id: task.id,
                     wait_s: Some(wait_s),
                 };
-                // Gone meanwhile (pruned: a thousand tasks ended since): as accepted.
-                if let Ok(Reply::Task(now)) = console.execute(actor.clone(), show).await {
-                    task = now;
+                match console.execute(actor.clone(), show).await {
+                    Ok(Reply::Task(now)) => {
+                        task = now;
+                        applied = true;
+                    }
+                    // Gone meanwhile (pruned: a thousand tasks ended since): as accepted.
+                    Err(e) => tracing::debug!(
+                        task = task.id,
+                        "no wait for the task's end: {}",
+                        vinfra_types::error::Chain(&e)
+                    ),
+                    Ok(_) => tracing::warn!(task = task.id, "a task's wait answered no task"),
                 }
             }
             let location = format!("/api/v1/tasks/{}", task.id);
@@ -75,7 +88,7 @@ pub(super) async fn submit<A: ConsoleApi>(
             if let Ok(v) = axum::http::HeaderValue::from_str(&location) {
                 resp.headers_mut().insert(header::LOCATION, v);
             }
-            if let Some(wait_s) = wait.filter(|s| *s > 0) {
+            if let Some(wait_s) = wait.filter(|_| applied) {
                 if let Ok(v) = axum::http::HeaderValue::from_str(&format!("wait={wait_s}")) {
                     resp.headers_mut().insert(PREFERENCE_APPLIED, v);
                 }

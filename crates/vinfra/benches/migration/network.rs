@@ -412,11 +412,13 @@ fn net_median(runs: &[NetRun], f: impl Fn(&NetRun) -> f64) -> f64 {
     v[v.len() / 2]
 }
 
-/// Ours' gap over the baseline's (the means for the target, the medians recorded); no gap on
-/// either side counts as equal (0), a gap against none as infinitely worse.
+/// Ours' gap over the baseline's (the means for the target, the medians recorded): no gap on
+/// either side is equal (1), none of ours against the baseline's is 0, a gap against none
+/// infinitely worse.
 fn gap_ratio(ours: f64, base: f64) -> f64 {
     match (ours > 0.0, base > 0.0) {
-        (false, _) => 0.0,
+        (false, false) => 1.0,
+        (false, true) => 0.0,
         (true, false) => f64::INFINITY,
         (true, true) => ours / base,
     }
